@@ -1,1 +1,48 @@
-//! x
+//! Where callgate's state lives: the embedded SQLite journal with group commit.
+//!
+//! The journal keeps the ledger's live state (leases, waiting tickets, id counters and
+//! runtime limit changes) in SQLite in WAL mode under the data directory. The governor
+//! hands it every event *in ledger order* with [`Journal::submit`] and waits with
+//! [`Journal::durable`] before it answers the client, so an acknowledged lease is on disk.
+//!
+//! One writer thread owns the connection. It takes every batch that is waiting, applies
+//! them all in one transaction and commits once (`synchronous = FULL`, so the commit is
+//! fsynced): under load, one fsync covers many requests (group commit) instead of one
+//! each. After the commit it publishes the durable sequence number and hands the events
+//! to the consumers (metrics, live events).
+//!
+//! Rows name pools, classes and flows by name, not by index, so a restart with a
+//! reordered or edited configuration restores what still makes sense; the server decides
+//! what to do with rows that name something that no longer exists.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod rows;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use rows::{Restored, StoredLease, StoredTicket};
+pub use writer::{read_counter, Consumer, Journal, Names, Opened};
+
+use std::fmt;
+
+/// A journal failure. Every one of them is the server's fault (disk, permissions,
+/// corruption), never the client's; a retry may help once the disk has room.
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "journal: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}

@@ -97,8 +97,9 @@ impl Ledger {
             if admit {
                 let t = self.dequeue(id).expect("waiting ticket");
                 let waited = now.saturating_sub(t.enqueued_at);
-                let lease = self.grant(t.pools, t.class, t.flow, t.key, t.ttl_ms, t.meta, now, Some((id, waited)));
-                self.remember(id, Ended::granted(lease, now));
+                let flow = t.flow;
+                let lease = self.grant(t.pools, t.class, flow, t.key, t.ttl_ms, t.meta, now, Some((id, waited)));
+                self.remember(id, Ended::granted(lease, now, flow));
             } else {
                 for pu in ticket.pools.iter() {
                     if let Some(w) = walks.iter_mut().find(|w| w.pool == pu.pool) {

@@ -32,7 +32,7 @@ mod ticket;
 mod tests;
 
 pub use lease::Lease;
-pub use ticket::{Ticket, TicketStatus};
+pub use ticket::{StoredTicket, Ticket, TicketStatus};
 
 use crate::event::{Event, RejectReason, TicketOutcome};
 use crate::ids::{ClassId, FlowId, LeaseId, Millis, PoolId, PoolUnits, TicketId};
@@ -467,7 +467,7 @@ impl Ledger {
             let (position, eta_ms) = self.position_of(t);
             return Some(TicketStatus::Waiting { position, eta_ms, deadline: t.deadline });
         }
-        self.ended.get(&id.0).map(|e| TicketStatus::Ended { outcome: e.outcome, at: e.at })
+        self.ended.get(&id.0).map(|e| TicketStatus::Ended { outcome: e.outcome, at: e.at, flow: e.flow })
     }
 
     /// The earliest time at which [`Ledger::tick`] has work (an expiry or a deadline),
@@ -710,15 +710,27 @@ impl Ledger {
 
     /// Puts back a ticket that was waiting before a restart, in its old place in line.
     /// Emits no event.
-    pub fn restore_ticket(&mut self, mut ticket: Ticket) -> Result<(), RequestError> {
-        if ticket.class.index() >= self.classes.len() {
+    pub fn restore_ticket(&mut self, t: StoredTicket) -> Result<(), RequestError> {
+        if t.class.index() >= self.classes.len() {
             return Err(RequestError::UnknownClass);
         }
-        check_pools(&ticket.pools, self.pools.len()).map_err(RequestError::BadPools)?;
-        ticket.order = Order { rank: -i64::from(self.classes[ticket.class.index()].priority), seq: ticket.seq };
-        self.next_id = self.next_id.max(ticket.id.0 + 1);
-        self.next_seq = self.next_seq.max(ticket.seq + 1);
-        self.enqueue(ticket);
+        check_pools(&t.pools, self.pools.len()).map_err(RequestError::BadPools)?;
+        let order = Order { rank: -i64::from(self.classes[t.class.index()].priority), seq: t.seq };
+        self.next_id = self.next_id.max(t.id.0 + 1);
+        self.next_seq = self.next_seq.max(t.seq + 1);
+        self.enqueue(Ticket {
+            id: t.id,
+            key: t.key,
+            class: t.class,
+            flow: t.flow,
+            pools: t.pools,
+            seq: t.seq,
+            enqueued_at: t.enqueued_at,
+            deadline: t.deadline,
+            ttl_ms: t.ttl_ms,
+            meta: t.meta,
+            order,
+        });
         Ok(())
     }
 
@@ -849,7 +861,7 @@ impl Ledger {
     }
 
     fn end_ticket(&mut self, ticket: Ticket, outcome: TicketOutcome, at: Millis) {
-        self.remember(ticket.id, Ended { outcome, at });
+        self.remember(ticket.id, Ended { outcome, at, flow: ticket.flow });
         self.events.push(Event::TicketEnded { ticket, outcome, at });
     }
 

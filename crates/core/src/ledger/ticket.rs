@@ -49,6 +49,8 @@ pub enum TicketStatus {
         outcome: TicketOutcome,
         /// When.
         at: Millis,
+        /// The flow it came through (its overflow applies to a time-out).
+        flow: Option<FlowId>,
     },
 }
 
@@ -57,10 +59,37 @@ pub enum TicketStatus {
 pub(crate) struct Ended {
     pub(crate) outcome: TicketOutcome,
     pub(crate) at: Millis,
+    pub(crate) flow: Option<FlowId>,
 }
 
 impl Ended {
-    pub(crate) fn granted(lease: LeaseId, at: Millis) -> Self {
-        Ended { outcome: TicketOutcome::Granted(lease), at }
+    pub(crate) fn granted(lease: LeaseId, at: Millis, flow: Option<FlowId>) -> Self {
+        Ended { outcome: TicketOutcome::Granted(lease), at, flow }
     }
+}
+
+/// A ticket as a journal stores it, without its place in line: the ledger fixes that
+/// from the class and `seq` when it takes the ticket back ([`super::Ledger::restore_ticket`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTicket {
+    /// Ticket id.
+    pub id: TicketId,
+    /// Idempotency key.
+    pub key: Option<Arc<str>>,
+    /// Class.
+    pub class: ClassId,
+    /// Flow.
+    pub flow: Option<FlowId>,
+    /// Pools and units.
+    pub pools: Arc<[PoolUnits]>,
+    /// Arrival order.
+    pub seq: u64,
+    /// When it started waiting.
+    pub enqueued_at: Millis,
+    /// When it times out.
+    pub deadline: Millis,
+    /// TTL of the lease it becomes (ms).
+    pub ttl_ms: u64,
+    /// Metadata.
+    pub meta: Option<Arc<str>>,
 }

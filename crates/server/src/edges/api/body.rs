@@ -1,0 +1,67 @@
+//! JSON request bodies with JSON errors: malformed JSON, unknown fields and oversized
+//! bodies are answered as `{ "error": … }`, never as plain text.
+
+use crate::error::{ApiError, ErrorKind};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// A JSON body; an empty body reads as `None`.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorKind::PayloadTooLarge, "body_too_large", "the request body is larger than allowed")
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {}", r.body_text()))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| JsonBody(Some(v)))
+            .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The body, or 400 when it is empty.
+pub(crate) fn required<T>(body: JsonBody<T>) -> Result<T, ApiError> {
+    body.0.ok_or_else(|| ApiError::new(ErrorKind::BadRequest, "invalid_json", "a JSON body is required"))
+}
+
+/// One path parameter, with a JSON error when it cannot be read.
+#[derive(Debug)]
+pub(crate) struct PathParam(pub(crate) String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|r| ApiError::bad_request(format!("bad path: {}", r.body_text())))
+    }
+}
+
+/// The query string as a map, with a JSON error when it cannot be read.
+#[derive(Debug)]
+pub(crate) struct QueryMap(pub(crate) std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryMap(q.0))
+            .map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))
+    }
+}

@@ -1,0 +1,90 @@
+//! The HTTP API v1 (API.md): acquire, tickets, leases, pools, health, metrics, events.
+
+mod acquire;
+mod auth;
+mod body;
+mod leases;
+mod pools;
+mod tickets;
+
+pub use auth::{constant_time_eq, Caller, Keys};
+
+use crate::error::{ApiError, ErrorKind};
+use crate::governor::Governor;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct App {
+    /// The governor.
+    pub governor: Governor,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Live events.
+    pub live: Live,
+    /// API keys.
+    pub keys: Keys,
+}
+
+/// The router of the whole API.
+pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/acquire", post(acquire::acquire))
+        .route("/v1/tickets/{id}", get(tickets::status).delete(tickets::cancel))
+        .route("/v1/leases", get(leases::list).delete(leases::release_by_key))
+        .route("/v1/leases/{id}", axum::routing::delete(leases::release))
+        .route("/v1/leases/{id}/renew", post(leases::renew))
+        .route("/v1/pools", get(pools::list))
+        .route("/v1/pools/{name}", put(pools::set_limit).get(pools::one))
+        .route("/v1/events", get(events))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorKind::MethodNotAllowed, "method_not_allowed", "this method is not served on this path")
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.governor.journal_failure() {
+        None => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "failing", "reason": why })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
+}
+
+async fn events(State(app): State<Arc<App>>, _caller: Caller) -> impl IntoResponse {
+    let stream = BroadcastStream::new(app.live.subscribe()).map(|m| {
+        Ok::<_, std::convert::Infallible>(match m {
+            Ok(json) => SseEvent::default().data(&*json),
+            Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

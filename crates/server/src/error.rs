@@ -1,0 +1,88 @@
+//! The server's one error type. It carries its classification as data; the HTTP status
+//! and the JSON body are chosen from it in exactly one place ([`ApiError::into_response`]).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Whose fault an error is and what the caller can do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or names something invalid (400).
+    BadRequest,
+    /// No valid credentials (401).
+    Unauthorized,
+    /// Valid credentials, too little privilege (403).
+    Forbidden,
+    /// The thing named does not exist (404).
+    NotFound,
+    /// The method is not served on this path (405).
+    MethodNotAllowed,
+    /// The body is larger than the configured limit (413).
+    PayloadTooLarge,
+    /// The server cannot promise what it would answer (journal down): retry later (503).
+    Unavailable,
+    /// A bug (500).
+    Internal,
+}
+
+/// An error answered as `{ "error": { "code", "message" } }`.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    /// Classification.
+    pub kind: ErrorKind,
+    /// A stable machine-readable code (`bad_request`, `unknown_flow`, …).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind` with `code` and `message`.
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { kind, code, message: message.into() }
+    }
+
+    /// 400 with code `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, "bad_request", message)
+    }
+
+    /// 404 with `code`.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// 503: the journal cannot commit.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, "unavailable", message)
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<callgate_store::StoreError> for ApiError {
+    fn from(e: callgate_store::StoreError) -> Self {
+        ApiError::unavailable(format!("cannot record the decision durably: {e}"))
+    }
+}

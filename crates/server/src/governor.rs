@@ -1,0 +1,423 @@
+//! The governor: the only owner of the ledger in a running server.
+//!
+//! Every operation takes the lock, asks the ledger, hands the events it produced to the
+//! journal (in ledger order, still under the lock), releases the lock and then waits
+//! until the journal says the events are durable. Only then does the edge answer. A
+//! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
+//! the grant that ends its ticket can never slip by unnoticed.
+
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::views::{LeaseView, PoolInfo, TicketView};
+use callgate_core::{
+    Decision, Event, LeaseId, Ledger, PoolId, RejectReason, Request, RequestError, TicketId, TicketOutcome,
+    TicketStatus,
+};
+use callgate_store::{Journal, Names};
+use rustc_hash::FxHashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How a waited-for ticket ended, as its waiter learns it.
+#[derive(Clone, Debug)]
+pub enum TicketEnd {
+    /// Granted: the lease as granted.
+    Granted(LeaseView),
+    /// Cancelled.
+    Cancelled,
+    /// Timed out: the flow's overflow.
+    TimedOut(Option<serde_json::Value>),
+}
+
+/// The answer to an acquire.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    /// 200.
+    Granted(LeaseView),
+    /// 202.
+    Queued(TicketView),
+    /// 429.
+    Rejected {
+        /// Why.
+        reason: RejectReason,
+        /// The flow's first overflow action.
+        overflow: Option<serde_json::Value>,
+        /// Hint (ms).
+        retry_after_ms: u64,
+    },
+}
+
+/// A ticket's state for `GET /v1/tickets/{id}`.
+#[derive(Clone, Debug)]
+pub enum TicketState {
+    /// Waiting.
+    Waiting(TicketView),
+    /// Granted; the lease while it is live, else only its id.
+    Granted(Option<LeaseView>, LeaseId),
+    /// Timed out, with the flow's overflow.
+    TimedOut(Option<serde_json::Value>),
+    /// Cancelled.
+    Cancelled,
+}
+
+struct State {
+    ledger: Ledger,
+    waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
+}
+
+/// Owns the ledger and the journal.
+pub struct Governor {
+    state: Mutex<State>,
+    journal: Journal,
+    clock: Arc<dyn Clock>,
+    names: Names,
+    /// The first overflow action of each flow, by flow index, as JSON.
+    overflow: Vec<Option<serde_json::Value>>,
+}
+
+impl std::fmt::Debug for Governor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor").finish_non_exhaustive()
+    }
+}
+
+/// What an acquire names, before the ledger resolves it.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A configured flow.
+    Flow(String),
+    /// Explicit pools and a class.
+    Pools {
+        /// `(pool, units)`.
+        pools: Vec<(String, u32)>,
+        /// Class name.
+        class: String,
+    },
+}
+
+/// An acquire as the edge hands it over.
+#[derive(Clone, Debug)]
+pub struct AcquireRequest {
+    /// Flow or pools.
+    pub target: Target,
+    /// Idempotency key.
+    pub key: Option<String>,
+    /// Lease TTL (ms).
+    pub ttl_ms: Option<u64>,
+    /// How long the ticket may wait (ms).
+    pub max_wait_ms: Option<u64>,
+    /// How long this call may block waiting for a grant (ms).
+    pub wait_ms: u64,
+    /// JSON text.
+    pub meta: Option<String>,
+}
+
+impl Governor {
+    /// A governor over a restored ledger and a started journal.
+    pub fn new(
+        ledger: Ledger,
+        journal: Journal,
+        clock: Arc<dyn Clock>,
+        names: Names,
+        overflow: Vec<Option<serde_json::Value>>,
+    ) -> Self {
+        Governor { state: Mutex::new(State { ledger, waiters: FxHashMap::default() }), journal, clock, names, overflow }
+    }
+
+    /// The names of pools, classes and flows.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The current time on the governor's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Why the journal stopped, if it did.
+    pub fn journal_failure(&self) -> Option<String> {
+        self.journal.failure()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock would leave a half-applied operation; the
+        // ledger has no such path, so a poisoned lock is taken as it is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `op` on the ledger under the lock, hands its events to the journal and wakes
+    /// the waiters of tickets that ended. Returns the op's result and the journal
+    /// sequence number to wait for.
+    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> (R, u64) {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let out = op(&mut st, now);
+        let events: Vec<Event> = st.ledger.drain_events().collect();
+        let mut ended: Vec<(u64, TicketEnd)> = Vec::new();
+        if !st.waiters.is_empty() {
+            for e in &events {
+                match e {
+                    Event::Granted { lease, from_ticket: Some((t, _)) } => {
+                        ended.push((t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names))))
+                    }
+                    Event::TicketEnded { ticket, outcome, .. } => ended.push((
+                        ticket.id.0,
+                        match outcome {
+                            TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
+                            _ => TicketEnd::Cancelled,
+                        },
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        let (next_id, next_seq) = (st.ledger.next_id(), st.ledger.next_seq());
+        let seq = self.journal.submit(events, next_id, next_seq);
+        for (t, end) in ended {
+            if let Some(ws) = st.waiters.remove(&t) {
+                for w in ws {
+                    let _ = w.send((seq, end.clone()));
+                }
+            }
+        }
+        (out, seq)
+    }
+
+    fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
+        flow.and_then(|f| self.overflow.get(f.index()).cloned().flatten())
+    }
+
+    fn check_healthy(&self) -> Result<(), ApiError> {
+        match self.journal.failure() {
+            Some(why) => Err(ApiError::unavailable(format!("the journal cannot commit: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant.
+    pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+        self.check_healthy()?;
+        let wait_ms = req.wait_ms;
+        let (result, seq) = self.apply(|st, now| {
+            let ledger_req = self.resolve(&st.ledger, &req)?;
+            let flow = match &ledger_req.target {
+                callgate_core::Target::Flow(f) => Some(*f),
+                _ => None,
+            };
+            let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
+            let answer = match decision {
+                Decision::Granted { lease, .. } => {
+                    let l = st.ledger.lease(lease).expect("granted lease is live");
+                    Answer::Granted(LeaseView::new(l, &self.names))
+                }
+                Decision::Queued { ticket, position, eta_ms, deadline, .. } => {
+                    let key = st.ledger.ticket(ticket).and_then(|t| t.key.clone());
+                    Answer::Queued(TicketView { id: ticket.to_string(), key, position, eta_ms, deadline_ms: deadline })
+                }
+                Decision::Rejected { reason, retry_after_ms } => {
+                    Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms }
+                }
+            };
+            let waiter = match (&answer, wait_ms) {
+                (Answer::Queued(t), w) if w > 0 => {
+                    let (tx, rx) = oneshot::channel();
+                    let id: TicketId = t.id.parse().expect("own ticket id");
+                    st.waiters.entry(id.0).or_default().push(tx);
+                    Some(rx)
+                }
+                _ => None,
+            };
+            Ok::<_, ApiError>((answer, waiter))
+        });
+        let (answer, waiter) = result?;
+        self.journal.durable(seq).await?;
+        let Some(rx) = waiter else { return Ok(answer) };
+        match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
+            Ok(Ok((seq, end))) => {
+                self.journal.durable(seq).await?;
+                Ok(match end {
+                    TicketEnd::Granted(lease) => Answer::Granted(lease),
+                    TicketEnd::TimedOut(overflow) => Answer::Rejected {
+                        reason: RejectReason::Capacity,
+                        overflow,
+                        retry_after_ms: 1000,
+                    },
+                    TicketEnd::Cancelled => answer,
+                })
+            }
+            // Timed out waiting (or the waiter was dropped): say where it stands now.
+            _ => {
+                let Answer::Queued(t) = &answer else { return Ok(answer) };
+                let id: TicketId = t.id.parse().expect("own ticket id");
+                match self.ticket(id) {
+                    Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
+                    Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
+                    _ => Ok(answer),
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, ledger: &Ledger, req: &AcquireRequest) -> Result<Request, ApiError> {
+        let target = match &req.target {
+            Target::Flow(name) => callgate_core::Target::Flow(
+                ledger
+                    .flow_id(name)
+                    .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
+            ),
+            Target::Pools { pools, class } => {
+                let class = ledger
+                    .class_id(class)
+                    .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{class}`")))?;
+                let mut units = Vec::with_capacity(pools.len());
+                for (name, u) in pools {
+                    let pool = ledger
+                        .pool_id(name)
+                        .ok_or_else(|| ApiError::not_found("unknown_pool", format!("no pool named `{name}`")))?;
+                    units.push(callgate_core::PoolUnits { pool, units: *u });
+                }
+                callgate_core::Target::Pools { pools: units.into(), class }
+            }
+        };
+        Ok(Request {
+            target,
+            key: req.key.as_deref().map(Arc::from),
+            ttl_ms: req.ttl_ms,
+            max_wait_ms: req.max_wait_ms,
+            meta: req.meta.as_deref().map(Arc::from),
+        })
+    }
+
+    /// Releases a lease by id; true the first time.
+    pub async fn release(&self, id: LeaseId) -> Result<bool, ApiError> {
+        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now));
+        self.journal.durable(seq).await?;
+        Ok(released)
+    }
+
+    /// Releases the live lease with this key; true the first time.
+    pub async fn release_key(&self, key: &str) -> Result<bool, ApiError> {
+        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some());
+        self.journal.durable(seq).await?;
+        Ok(released)
+    }
+
+    /// Renews a live lease.
+    pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
+        self.check_healthy()?;
+        let (view, seq) =
+            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)));
+        self.journal.durable(seq).await?;
+        Ok(view)
+    }
+
+    /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
+    /// it has already ended.
+    pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
+        let (out, seq) = self.apply(|st, now| {
+            if st.ledger.cancel(id, now) {
+                Some(true)
+            } else {
+                st.ledger.ticket_status(id).map(|_| false)
+            }
+        });
+        self.journal.durable(seq).await?;
+        Ok(out)
+    }
+
+    /// A ticket's state, or `None` when unknown (or forgotten after the retention time).
+    pub fn ticket(&self, id: TicketId) -> Option<TicketState> {
+        let st = self.lock();
+        let status = st.ledger.ticket_status(id)?;
+        Some(match status {
+            TicketStatus::Waiting { position, eta_ms, deadline } => TicketState::Waiting(TicketView {
+                id: id.to_string(),
+                key: st.ledger.ticket(id).and_then(|t| t.key.clone()),
+                position,
+                eta_ms,
+                deadline_ms: deadline,
+            }),
+            TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
+                TicketState::Granted(st.ledger.lease(lease).map(|l| LeaseView::new(l, &self.names)), lease)
+            }
+            TicketStatus::Ended { outcome: TicketOutcome::Cancelled, .. } => TicketState::Cancelled,
+            TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
+                TicketState::TimedOut(self.flow_overflow(flow))
+            }
+        })
+    }
+
+    /// Live leases, optionally of one pool.
+    pub fn leases(&self, pool: Option<&str>) -> Result<Vec<LeaseView>, ApiError> {
+        let st = self.lock();
+        let pool = match pool {
+            Some(name) => Some(st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?),
+            None => None,
+        };
+        let mut out: Vec<LeaseView> = st
+            .ledger
+            .leases()
+            .filter(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p)))
+            .map(|l| LeaseView::new(l, &self.names))
+            .collect();
+        out.sort_by_key(|l| (l.granted_at_ms, l.id.clone()));
+        Ok(out)
+    }
+
+    /// Every pool.
+    pub fn pools(&self) -> Vec<PoolInfo> {
+        let st = self.lock();
+        st.ledger.pools().iter().map(|p| PoolInfo::new(p, &self.names)).collect()
+    }
+
+    /// One pool.
+    pub fn pool(&self, name: &str) -> Result<PoolInfo, ApiError> {
+        let st = self.lock();
+        let id = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
+        Ok(PoolInfo::new(&st.ledger.pool(id), &self.names))
+    }
+
+    /// Changes a pool's limit at runtime (durably).
+    pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, ApiError> {
+        self.check_healthy()?;
+        let (out, seq) = self.apply(|st, now| {
+            let id: PoolId = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
+            st.ledger.set_limit(id, limit, now);
+            Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
+        });
+        let out = out?;
+        self.journal.durable(seq).await?;
+        Ok(out)
+    }
+
+    /// Expires leases and times out tickets that are due. The server calls this on a
+    /// short interval, so deadlines hold even when no request arrives.
+    pub fn tick(&self) {
+        let _ = self.apply(|st, now| {
+            if st.ledger.next_deadline().is_some_and(|d| d <= now) {
+                st.ledger.tick(now);
+            }
+        });
+    }
+}
+
+fn unknown_pool(name: &str) -> ApiError {
+    ApiError::not_found("unknown_pool", format!("no pool named `{name}`"))
+}
+
+fn request_error(e: RequestError) -> ApiError {
+    match e {
+        RequestError::UnknownFlow => ApiError::not_found("unknown_flow", "unknown flow"),
+        RequestError::UnknownClass => ApiError::not_found("unknown_class", "unknown class"),
+        RequestError::BadPools(why) => ApiError::bad_request(format!("bad pools: {why}")),
+    }
+}
+
+impl Governor {
+    /// After a restore: expires what fell due while the server was down and grants what
+    /// now fits.
+    pub fn settle(&self) {
+        let _ = self.apply(|st, now| st.ledger.settle(now));
+    }
+}

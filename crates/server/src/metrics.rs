@@ -1,0 +1,286 @@
+//! Prometheus metrics, kept from the committed events (never read from the ledger).
+//!
+//! Label sets are bounded by the configuration: pools, classes and a fixed list of
+//! outcomes. Histograms use explicit buckets chosen for voice calls: waits from half a
+//! second to ten minutes, holds from ten seconds to two hours.
+
+use callgate_core::{Event, PoolUnits, PoolView, TicketOutcome};
+use callgate_store::Names;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the wait-time histogram.
+pub const WAIT_BUCKETS: &[f64] = &[0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+/// Upper bounds (seconds) of the hold-time histogram.
+pub const HOLD_BUCKETS: &[f64] = &[10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0];
+
+#[derive(Clone, Debug)]
+struct Histogram {
+    buckets: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(buckets: &'static [f64]) -> Self {
+        Histogram { buckets, counts: vec![0; buckets.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.buckets.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.buckets.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct PoolGauges {
+    limit: u32,
+    cap: u32,
+    used: u64,
+    waiting: u64,
+}
+
+/// Decision outcomes counted per pool and class.
+const OUTCOMES: [&str; 3] = ["granted", "queued", "rejected"];
+const REASONS: [&str; 2] = ["capacity", "queue_full"];
+const TICKET_ENDS: [&str; 3] = ["granted", "cancelled", "timed_out"];
+const LEASE_ENDS: [&str; 2] = ["released", "expired"];
+
+struct State {
+    names: Names,
+    pools: Vec<PoolGauges>,
+    /// [pool][class][outcome]
+    decisions: Vec<Vec<[u64; 3]>>,
+    rejections: Vec<Vec<[u64; 2]>>,
+    ticket_ends: Vec<Vec<[u64; 3]>>,
+    lease_ends: Vec<Vec<[u64; 2]>>,
+    /// [pool][class]
+    wait: Vec<Vec<Histogram>>,
+    /// [pool]
+    hold: Vec<Histogram>,
+    events: u64,
+}
+
+/// The metrics registry.
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Starts from the pools as restored (before any event is consumed).
+    pub fn new(names: Names, pools: &[PoolView]) -> Self {
+        let np = names.pools.len();
+        let nc = names.classes.len();
+        let state = State {
+            pools: pools
+                .iter()
+                .map(|p| PoolGauges { limit: p.limit, cap: p.cap, used: p.used, waiting: u64::from(p.waiting) })
+                .collect(),
+            decisions: vec![vec![[0; 3]; nc]; np],
+            rejections: vec![vec![[0; 2]; nc]; np],
+            ticket_ends: vec![vec![[0; 3]; nc]; np],
+            lease_ends: vec![vec![[0; 2]; nc]; np],
+            wait: vec![vec![Histogram::new(WAIT_BUCKETS); nc]; np],
+            hold: vec![Histogram::new(HOLD_BUCKETS); np],
+            events: 0,
+            names,
+        };
+        Metrics { state: Mutex::new(state) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts committed events.
+    pub fn observe(&self, events: &[Event]) {
+        let mut s = self.lock();
+        for e in events {
+            s.events += 1;
+            s.observe(e);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.lock().render()
+    }
+}
+
+impl State {
+    fn each_pool(pools: &[PoolUnits], mut f: impl FnMut(usize, u32)) {
+        for pu in pools {
+            f(pu.pool.index(), pu.units);
+        }
+    }
+
+    fn observe(&mut self, e: &Event) {
+        match e {
+            Event::Granted { lease, from_ticket } => {
+                let c = lease.class.index();
+                let waited = from_ticket.map_or(0, |(_, w)| w) as f64 / 1000.0;
+                Self::each_pool(&lease.pools, |p, u| {
+                    self.pools[p].used += u64::from(u);
+                    self.wait[p][c].observe(waited);
+                    match from_ticket {
+                        Some(_) => {
+                            self.pools[p].waiting = self.pools[p].waiting.saturating_sub(1);
+                            self.ticket_ends[p][c][0] += 1;
+                        }
+                        None => self.decisions[p][c][0] += 1,
+                    }
+                });
+            }
+            Event::Queued { ticket, .. } => {
+                let c = ticket.class.index();
+                Self::each_pool(&ticket.pools, |p, _| {
+                    self.pools[p].waiting += 1;
+                    self.decisions[p][c][1] += 1;
+                });
+            }
+            Event::Rejected { class, pools, reason, .. } => {
+                let c = class.index();
+                let r = REASONS.iter().position(|x| *x == reason.as_str()).unwrap_or(0);
+                Self::each_pool(pools, |p, _| {
+                    self.decisions[p][c][2] += 1;
+                    self.rejections[p][c][r] += 1;
+                });
+            }
+            Event::Released { lease, at } | Event::Expired { lease, at } => {
+                let c = lease.class.index();
+                let how = usize::from(matches!(e, Event::Expired { .. }));
+                let held = at.saturating_sub(lease.granted_at) as f64 / 1000.0;
+                Self::each_pool(&lease.pools, |p, u| {
+                    self.pools[p].used = self.pools[p].used.saturating_sub(u64::from(u));
+                    self.lease_ends[p][c][how] += 1;
+                    self.hold[p].observe(held);
+                });
+            }
+            Event::TicketEnded { ticket, outcome, .. } => {
+                let c = ticket.class.index();
+                let o = if *outcome == TicketOutcome::Cancelled { 1 } else { 2 };
+                Self::each_pool(&ticket.pools, |p, _| {
+                    self.pools[p].waiting = self.pools[p].waiting.saturating_sub(1);
+                    self.ticket_ends[p][c][o] += 1;
+                });
+            }
+            Event::LimitChanged { pool, limit, cap, .. } => {
+                let g = &mut self.pools[pool.index()];
+                g.limit = *limit;
+                g.cap = *cap;
+            }
+            Event::Renewed { .. } => {}
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let n = &self.names;
+        let gauges: [(&str, &str, fn(&PoolGauges) -> u64); 4] = [
+            ("callgate_pool_limit", "Configured limit of the pool (units).", |g| u64::from(g.limit)),
+            ("callgate_pool_cap", "Effective cap of the pool (units), at most the limit.", |g| u64::from(g.cap)),
+            ("callgate_pool_used", "Units held by live leases.", |g| g.used),
+            ("callgate_pool_waiting", "Tickets waiting for the pool.", |g| g.waiting),
+        ];
+        for (name, help, get) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (i, g) in self.pools.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", n.pools[i], get(g));
+            }
+        }
+        let counters: [(&str, &str, &str, &[&str], &Vec<Vec<[u64; 3]>>); 2] = [
+            (
+                "callgate_decisions_total",
+                "Admission decisions on arrival, by pool, class and outcome.",
+                "outcome",
+                &OUTCOMES,
+                &self.decisions,
+            ),
+            (
+                "callgate_tickets_ended_total",
+                "Waiting tickets that ended, by pool, class and outcome.",
+                "outcome",
+                &TICKET_ENDS,
+                &self.ticket_ends,
+            ),
+        ];
+        for (name, help, label, values, table) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (p, row) in table.iter().enumerate() {
+                for (c, counts) in row.iter().enumerate() {
+                    for (v, count) in values.iter().zip(counts) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{pool=\"{}\",class=\"{}\",{label}=\"{v}\"}} {count}",
+                            n.pools[p], n.classes[c]
+                        );
+                    }
+                }
+            }
+        }
+        let two: [(&str, &str, &str, &[&str], &Vec<Vec<[u64; 2]>>); 2] = [
+            (
+                "callgate_rejections_total",
+                "Rejected requests, by pool, class and reason.",
+                "reason",
+                &REASONS,
+                &self.rejections,
+            ),
+            ("callgate_leases_ended_total", "Leases that ended, by pool, class and how.", "how", &LEASE_ENDS, &self.lease_ends),
+        ];
+        for (name, help, label, values, table) in two {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (p, row) in table.iter().enumerate() {
+                for (c, counts) in row.iter().enumerate() {
+                    for (v, count) in values.iter().zip(counts) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{pool=\"{}\",class=\"{}\",{label}=\"{v}\"}} {count}",
+                            n.pools[p], n.classes[c]
+                        );
+                    }
+                }
+            }
+        }
+        let name = "callgate_wait_seconds";
+        let _ = writeln!(out, "# HELP {name} Time from arrival to grant (0 for immediate grants).\n# TYPE {name} histogram");
+        for (p, row) in self.wait.iter().enumerate() {
+            for (c, h) in row.iter().enumerate() {
+                h.render(&mut out, name, &format!("pool=\"{}\",class=\"{}\"", n.pools[p], n.classes[c]));
+            }
+        }
+        let name = "callgate_hold_seconds";
+        let _ = writeln!(out, "# HELP {name} How long leases were held.\n# TYPE {name} histogram");
+        for (p, h) in self.hold.iter().enumerate() {
+            h.render(&mut out, name, &format!("pool=\"{}\"", n.pools[p]));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP callgate_events_total Ledger events committed to the journal.\n# TYPE callgate_events_total counter\ncallgate_events_total {}",
+            self.events
+        );
+        out
+    }
+}

@@ -1,0 +1,193 @@
+//! The JSON shapes of leases, tickets, pools and events (API.md), built from the
+//! ledger's values and the names of its pools, classes and flows.
+
+use callgate_core::{Event, Lease, PoolUnits, PoolView, Ticket, TicketOutcome};
+use callgate_store::Names;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `{ "pool", "units" }`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolUnitsView {
+    /// Pool name.
+    pub pool: Arc<str>,
+    /// Units.
+    pub units: u32,
+}
+
+/// A lease as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaseView {
+    /// `L<n>`.
+    pub id: String,
+    /// Idempotency key.
+    pub key: Option<Arc<str>>,
+    /// Class name.
+    pub class: Arc<str>,
+    /// Flow name, when it came through one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Arc<str>>,
+    /// Pools and units.
+    pub pools: Vec<PoolUnitsView>,
+    /// Unix ms.
+    pub granted_at_ms: u64,
+    /// Unix ms.
+    pub expires_at_ms: u64,
+    /// The metadata given at acquire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<RawValue>>,
+}
+
+/// A ticket as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TicketView {
+    /// `T<n>`.
+    pub id: String,
+    /// Idempotency key.
+    pub key: Option<Arc<str>>,
+    /// 1 for the first in line.
+    pub position: u32,
+    /// Estimated wait (ms).
+    pub eta_ms: u64,
+    /// Unix ms at which it times out.
+    pub deadline_ms: u64,
+}
+
+/// A pool as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolInfo {
+    /// Name.
+    pub name: Arc<str>,
+    /// Configured limit.
+    pub limit: u32,
+    /// Effective cap.
+    pub cap: u32,
+    /// Units in use.
+    pub used: u64,
+    /// Units reserved per class.
+    pub reserve: BTreeMap<Arc<str>, u32>,
+    /// Waiting tickets.
+    pub waiting: u32,
+    /// Mean hold time observed (ms).
+    pub mean_hold_ms: u64,
+}
+
+pub(crate) fn pools_view(names: &Names, pools: &[PoolUnits]) -> Vec<PoolUnitsView> {
+    pools.iter().map(|p| PoolUnitsView { pool: names.pools[p.pool.index()].clone(), units: p.units }).collect()
+}
+
+impl LeaseView {
+    /// The view of `lease`.
+    pub fn new(lease: &Lease, names: &Names) -> Self {
+        LeaseView {
+            id: lease.id.to_string(),
+            key: lease.key.clone(),
+            class: names.classes[lease.class.index()].clone(),
+            flow: lease.flow.map(|f| names.flows[f.index()].clone()),
+            pools: pools_view(names, &lease.pools),
+            granted_at_ms: lease.granted_at,
+            expires_at_ms: lease.expires_at,
+            meta: lease.meta.as_ref().and_then(|m| RawValue::from_string(m.to_string()).ok()),
+        }
+    }
+}
+
+impl PoolInfo {
+    /// The view of a pool.
+    pub fn new(p: &PoolView, names: &Names) -> Self {
+        PoolInfo {
+            name: p.name.clone(),
+            limit: p.limit,
+            cap: p.cap,
+            used: p.used,
+            reserve: p.reserve.iter().map(|(c, u)| (names.classes[c.index()].clone(), *u)).collect(),
+            waiting: p.waiting,
+            mean_hold_ms: p.mean_hold_ms,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TicketEventView {
+    id: String,
+    key: Option<Arc<str>>,
+    class: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<Arc<str>>,
+    pools: Vec<PoolUnitsView>,
+    enqueued_at_ms: u64,
+    deadline_ms: u64,
+}
+
+impl TicketEventView {
+    fn new(t: &Ticket, names: &Names) -> Self {
+        TicketEventView {
+            id: t.id.to_string(),
+            key: t.key.clone(),
+            class: names.classes[t.class.index()].clone(),
+            flow: t.flow.map(|f| names.flows[f.index()].clone()),
+            pools: pools_view(names, &t.pools),
+            enqueued_at_ms: t.enqueued_at,
+            deadline_ms: t.deadline,
+        }
+    }
+}
+
+/// One event as JSON (the payload of `/v1/events`).
+pub fn event_json(e: &Event, names: &Names) -> serde_json::Value {
+    use serde_json::json;
+    match e {
+        Event::Granted { lease, from_ticket } => json!({
+            "type": "granted",
+            "at_ms": lease.granted_at,
+            "lease": LeaseView::new(lease, names),
+            "ticket": from_ticket.map(|(t, _)| t.to_string()),
+            "waited_ms": from_ticket.map_or(0, |(_, w)| w),
+        }),
+        Event::Queued { ticket, position } => json!({
+            "type": "queued",
+            "at_ms": ticket.enqueued_at,
+            "ticket": TicketEventView::new(ticket, names),
+            "position": position,
+        }),
+        Event::Rejected { class, pools, flow, reason, at } => json!({
+            "type": "rejected",
+            "at_ms": at,
+            "class": names.classes[class.index()],
+            "flow": flow.map(|f| names.flows[f.index()].clone()),
+            "pools": pools_view(names, pools),
+            "reason": reason.as_str(),
+        }),
+        Event::Renewed { lease, expires_at, at } => json!({
+            "type": "renewed",
+            "at_ms": at,
+            "lease": lease.to_string(),
+            "expires_at_ms": expires_at,
+        }),
+        Event::Released { lease, at } | Event::Expired { lease, at } => json!({
+            "type": if matches!(e, Event::Released { .. }) { "released" } else { "expired" },
+            "at_ms": at,
+            "lease": LeaseView::new(lease, names),
+            "held_ms": at.saturating_sub(lease.granted_at),
+        }),
+        Event::TicketEnded { ticket, outcome, at } => json!({
+            "type": match outcome {
+                TicketOutcome::Cancelled => "ticket_cancelled",
+                TicketOutcome::TimedOut => "ticket_timed_out",
+                TicketOutcome::Granted(_) => "ticket_granted",
+            },
+            "at_ms": at,
+            "ticket": TicketEventView::new(ticket, names),
+            "waited_ms": at.saturating_sub(ticket.enqueued_at),
+        }),
+        Event::LimitChanged { pool, limit, cap, at } => json!({
+            "type": "limit_changed",
+            "at_ms": at,
+            "pool": names.pools[pool.index()],
+            "limit": limit,
+            "cap": cap,
+        }),
+    }
+}

@@ -1,0 +1,183 @@
+//! The tables and what is read back from them at start.
+
+use crate::StoreError;
+use rusqlite::{params, Connection};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS leases (
+    id INTEGER PRIMARY KEY,
+    key TEXT,
+    class TEXT NOT NULL,
+    flow TEXT,
+    pools TEXT NOT NULL,          -- JSON [[pool, units], ...]
+    granted_at INTEGER NOT NULL,  -- Unix ms
+    expires_at INTEGER NOT NULL,  -- Unix ms
+    ttl_ms INTEGER NOT NULL,
+    meta TEXT
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY,
+    key TEXT,
+    class TEXT NOT NULL,
+    flow TEXT,
+    pools TEXT NOT NULL,
+    seq INTEGER NOT NULL,         -- arrival order, fixes the place in line
+    enqueued_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    ttl_ms INTEGER NOT NULL,
+    meta TEXT
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- A runtime limit change, with the limit the configuration had when it was made: it
+-- applies after a restart only while the configuration still says the same.
+CREATE TABLE IF NOT EXISTS pool_limits (
+    pool TEXT PRIMARY KEY,
+    limit_units INTEGER NOT NULL,
+    config_limit INTEGER NOT NULL
+);
+";
+
+/// A lease as stored (names instead of ids).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLease {
+    /// Lease id.
+    pub id: u64,
+    /// Idempotency key.
+    pub key: Option<String>,
+    /// Class name.
+    pub class: String,
+    /// Flow name.
+    pub flow: Option<String>,
+    /// `(pool name, units)`.
+    pub pools: Vec<(String, u32)>,
+    /// Unix ms.
+    pub granted_at: u64,
+    /// Unix ms.
+    pub expires_at: u64,
+    /// Renewal TTL (ms).
+    pub ttl_ms: u64,
+    /// Metadata (JSON text).
+    pub meta: Option<String>,
+}
+
+/// A waiting ticket as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTicket {
+    /// Ticket id.
+    pub id: u64,
+    /// Idempotency key.
+    pub key: Option<String>,
+    /// Class name.
+    pub class: String,
+    /// Flow name.
+    pub flow: Option<String>,
+    /// `(pool name, units)`.
+    pub pools: Vec<(String, u32)>,
+    /// Arrival order.
+    pub seq: u64,
+    /// Unix ms.
+    pub enqueued_at: u64,
+    /// Unix ms.
+    pub deadline: u64,
+    /// TTL of the lease it becomes (ms).
+    pub ttl_ms: u64,
+    /// Metadata (JSON text).
+    pub meta: Option<String>,
+}
+
+/// Everything the journal held at start.
+#[derive(Clone, Debug, Default)]
+pub struct Restored {
+    /// Live leases.
+    pub leases: Vec<StoredLease>,
+    /// Waiting tickets, in arrival order.
+    pub tickets: Vec<StoredTicket>,
+    /// The next id to hand out.
+    pub next_id: u64,
+    /// The next arrival sequence number.
+    pub next_seq: u64,
+    /// Runtime limit changes: `(pool, limit, the configured limit when it was made)`.
+    pub limits: Vec<(String, u32, u32)>,
+}
+
+pub(crate) fn pools_json(pools: &[(String, u32)]) -> String {
+    serde_json::to_string(pools).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_pools(text: &str) -> Result<Vec<(String, u32)>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError(format!("bad pools column `{text}`: {e}")))
+}
+
+pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
+    let mut out = Restored { next_id: 1, next_seq: 1, ..Restored::default() };
+    let mut stmt = conn.prepare("SELECT name, value FROM counters")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (name, value) = row?;
+        match name.as_str() {
+            "next_id" => out.next_id = value as u64,
+            "next_seq" => out.next_seq = value as u64,
+            _ => {}
+        }
+    }
+    let mut stmt =
+        conn.prepare("SELECT id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta FROM leases ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        out.leases.push(StoredLease {
+            id: r.get::<_, i64>(0)? as u64,
+            key: r.get(1)?,
+            class: r.get(2)?,
+            flow: r.get(3)?,
+            pools: parse_pools(&r.get::<_, String>(4)?)?,
+            granted_at: r.get::<_, i64>(5)? as u64,
+            expires_at: r.get::<_, i64>(6)? as u64,
+            ttl_ms: r.get::<_, i64>(7)? as u64,
+            meta: r.get(8)?,
+        });
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta FROM tickets ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        out.tickets.push(StoredTicket {
+            id: r.get::<_, i64>(0)? as u64,
+            key: r.get(1)?,
+            class: r.get(2)?,
+            flow: r.get(3)?,
+            pools: parse_pools(&r.get::<_, String>(4)?)?,
+            seq: r.get::<_, i64>(5)? as u64,
+            enqueued_at: r.get::<_, i64>(6)? as u64,
+            deadline: r.get::<_, i64>(7)? as u64,
+            ttl_ms: r.get::<_, i64>(8)? as u64,
+            meta: r.get(9)?,
+        });
+    }
+    let mut stmt = conn.prepare("SELECT pool, limit_units, config_limit FROM pool_limits")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32)))?;
+    for row in rows {
+        out.limits.push(row?);
+    }
+    // Ids and sequence numbers in rows are below the counters in a healthy journal; take
+    // the maximum anyway so that ids are never reused.
+    for l in &out.leases {
+        out.next_id = out.next_id.max(l.id + 1);
+    }
+    for t in &out.tickets {
+        out.next_id = out.next_id.max(t.id + 1);
+        out.next_seq = out.next_seq.max(t.seq + 1);
+    }
+    Ok(out)
+}
+
+/// Removes rows the server could not restore (they name a pool or class that is gone).
+pub(crate) fn forget(conn: &Connection, leases: &[u64], tickets: &[u64]) -> Result<(), StoreError> {
+    for id in leases {
+        conn.execute("DELETE FROM leases WHERE id = ?1", params![*id as i64])?;
+    }
+    for id in tickets {
+        conn.execute("DELETE FROM tickets WHERE id = ?1", params![*id as i64])?;
+    }
+    Ok(())
+}

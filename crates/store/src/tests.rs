@@ -1,0 +1,109 @@
+use crate::{Journal, Names};
+use callgate_core::*;
+use std::sync::{Arc, Mutex};
+
+fn spec() -> LedgerSpec {
+    LedgerSpec {
+        classes: vec![
+            ClassSpec { name: "inbound".into(), priority: 50 },
+            ClassSpec { name: "outbound".into(), priority: 10 },
+        ],
+        pools: vec![PoolSpec { name: "vapi".into(), limit: 2, reserve: vec![] }],
+        flows: vec![FlowSpec {
+            name: "support".into(),
+            pools: vec![PoolUnits { pool: PoolId(0), units: 1 }],
+            class: ClassId(0),
+            lease_ttl_ms: 60_000,
+            queue: Some(QueueSpec { max_wait_ms: 30_000, max_len: None }),
+        }],
+        ..LedgerSpec::default()
+    }
+}
+
+fn names() -> Names {
+    Names {
+        pools: vec!["vapi".into()],
+        config_limits: vec![2],
+        classes: vec!["inbound".into(), "outbound".into()],
+        flows: vec!["support".into()],
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("callgate-store-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn what_was_committed_comes_back_after_reopening() {
+    let dir = temp_dir("roundtrip");
+    let mut ledger = Ledger::new(&spec()).unwrap();
+    let seen = Arc::new(Mutex::new(0usize));
+    {
+        let opened = Journal::open(&dir).unwrap();
+        assert!(opened.restored.leases.is_empty());
+        let counter = seen.clone();
+        let journal = opened.start(names(), move |evs: &[Event]| *counter.lock().unwrap() += evs.len());
+        let f = FlowId(0);
+        let a = ledger.acquire(Request::flow(f).with_key("call-a"), 1_000).unwrap();
+        let b = ledger.acquire(Request::flow(f), 1_001).unwrap();
+        let c = ledger.acquire(Request::flow(f).with_key("call-c"), 1_002).unwrap();
+        assert!(matches!(c, Decision::Queued { .. }));
+        let Decision::Granted { lease: lb, .. } = b else { panic!() };
+        assert!(matches!(a, Decision::Granted { .. }));
+        ledger.renew(lb, Some(90_000), 1_003);
+        ledger.set_limit(PoolId(0), 5, 1_004); // grants the waiting ticket too
+        let evs: Vec<Event> = ledger.drain_events().collect();
+        let n = evs.len();
+        let seq = journal.submit(evs, ledger.next_id(), ledger.next_seq());
+        journal.durable_blocking(seq).unwrap();
+        drop(journal);
+        assert_eq!(*seen.lock().unwrap(), n);
+    }
+    let opened = Journal::open(&dir).unwrap();
+    let r = &opened.restored;
+    assert_eq!(r.leases.len(), 3, "two granted at once and one from the waiting room");
+    assert!(r.tickets.is_empty());
+    assert_eq!(r.next_id, ledger.next_id());
+    assert_eq!(r.next_seq, ledger.next_seq());
+    let renewed = r.leases.iter().find(|l| l.key.is_none()).unwrap();
+    assert_eq!(renewed.expires_at, 1_003 + 90_000);
+    assert!(r.leases.iter().any(|l| l.key.as_deref() == Some("call-c")));
+    assert_eq!(r.limits, vec![("vapi".to_string(), 5, 2)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn many_submitters_share_commits_and_lose_nothing() {
+    let dir = temp_dir("group");
+    let ledger = Arc::new(Mutex::new(Ledger::new(&spec()).unwrap()));
+    let opened = Journal::open(&dir).unwrap();
+    let journal = Arc::new(opened.start(names(), |_: &[Event]| {}));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let ledger = ledger.clone();
+            let journal = journal.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u64 {
+                    let seq = {
+                        let mut l = ledger.lock().unwrap();
+                        l.set_limit(PoolId(0), 1_000, 0);
+                        l.acquire(Request::flow(FlowId(0)).with_key(format!("t{t}-{i}")), i).unwrap();
+                        let evs: Vec<Event> = l.drain_events().collect();
+                        let (a, b) = (l.next_id(), l.next_seq());
+                        journal.submit(evs, a, b)
+                    };
+                    journal.durable_blocking(seq).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(journal);
+    let opened = Journal::open(&dir).unwrap();
+    assert_eq!(opened.restored.leases.len(), 400);
+    let _ = std::fs::remove_dir_all(&dir);
+}
