@@ -1,0 +1,84 @@
+//! `[auth]`: bearer API keys and their roles.
+
+use crate::problem::{Field, Problems};
+use crate::Config;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The `[auth]` section. Without keys the API is open, which is only allowed on a
+/// loopback address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The accepted keys (default: none). Names and tokens are unique.
+    pub keys: Vec<ApiKey>,
+}
+
+/// One API key. Its `Debug` output hides the token, so logging a config leaks no secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// Unique, non-empty name, used in logs and events instead of the token.
+    pub name: String,
+    /// The bearer token clients send (`Authorization: Bearer <token>`); unique, non-empty.
+    pub token: String,
+    /// What the key may do.
+    pub role: Role,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// What a key may do. Written in lowercase in the file (`"admin"`, `"client"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Acquire, renew, release and read.
+    Client,
+    /// Everything a client may do, and change pools and campaigns.
+    Admin,
+}
+
+impl Role {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Checks `[auth]`: names and tokens present and unique. Messages never repeat a token.
+pub(crate) fn validate(config: &Config, out: &mut Problems) {
+    let keys = Field::top("auth").key("keys");
+    let keys = &keys;
+    let list = &config.auth.keys;
+    out.names("key", list.iter().map(|k| k.name.as_str()), |i| {
+        keys.index(i).key("name")
+    });
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, key) in list.iter().enumerate() {
+        let field = keys.index(i).key("token");
+        if key.token.trim().is_empty() {
+            out.push(field, format!("key `{}` has an empty token", key.name));
+        } else if let Some(&first) = seen.get(key.token.as_str()) {
+            out.push(
+                field,
+                format!(
+                    "key `{}` has the same token as key `{}`; every key needs its own token",
+                    key.name, list[first].name
+                ),
+            );
+        } else {
+            seen.insert(&key.token, i);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The whole configuration, its validation, and lookups by name.
+
+use crate::auth::{self, AuthConfig};
+use crate::class::{self, ClassConfig};
+use crate::error::{ConfigError, ConfigErrors};
+use crate::flow::{self, FlowConfig};
+use crate::pool::{self, PoolConfig};
+use crate::problem::{Problem, Problems};
+use crate::server::{self, ServerConfig};
+use callgate_core::FlowId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A callgate configuration file. Every section may be left out.
+///
+/// Adding a section means adding a field here (with `#[serde(default)]` when it is
+/// optional) and its check to `STEPS` in `config.rs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: listen address, data directory, request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[auth]`: API keys (default: none, loopback only).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[[classes]]`, in file order. A file without any gets
+    /// [`ClassConfig::defaults`] (inbound 50, callback 30, outbound 10); an explicit
+    /// `classes = []` is refused.
+    #[serde(default = "ClassConfig::defaults")]
+    pub classes: Vec<ClassConfig>,
+    /// `[[pools]]`, in file order (default: none).
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    /// `[[flows]]`, in file order (default: none). `FlowId(i)` in the ledger is
+    /// `flows[i]`.
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+}
+
+/// The checks of every section, run in this order. Each reads the whole config, since
+/// sections refer to each other (flows name classes and pools).
+const STEPS: &[fn(&Config, &mut Problems)] = &[
+    server::validate,
+    auth::validate,
+    class::validate,
+    pool::validate,
+    flow::validate,
+];
+
+impl Config {
+    /// Every problem in the config, with its field; empty when it is valid.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
+        let mut out = Problems::default();
+        for step in STEPS {
+            step(self, &mut out);
+        }
+        out.0
+    }
+
+    /// Checks names, references, reserves, waiting rooms, overflow steps and the listen
+    /// address, and reports every problem found. The loaders run this and add the line
+    /// of each problem; called on a config built in code, the errors have no file and
+    /// no line.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let errors: Vec<ConfigError> = self
+            .problems()
+            .into_iter()
+            .map(|p| ConfigError {
+                file: None,
+                line: None,
+                field: p.field.to_string(),
+                message: p.message,
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors { errors })
+        }
+    }
+
+    /// The class named `name`.
+    pub fn class(&self, name: &str) -> Option<&ClassConfig> {
+        self.classes.iter().find(|c| c.name == name)
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The flow named `name` (e.g. for its overflow chain).
+    pub fn flow(&self, name: &str) -> Option<&FlowConfig> {
+        self.flows.iter().find(|f| f.name == name)
+    }
+
+    /// The flow the ledger knows as `id` (ledger flow ids are positions in `flows`).
+    pub fn flow_by_id(&self, id: FlowId) -> Option<&FlowConfig> {
+        self.flows.get(id.index())
+    }
+
+    /// Counts of what the config defines, for `callgate config check`.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            classes: self.classes.len(),
+            pools: self.pools.len(),
+            flows: self.flows.len(),
+            keys: self.auth.keys.len(),
+        }
+    }
+}
+
+/// What a valid config defines. Displays as `ok: 3 classes, 1 pool, 2 flows` (and
+/// `, 2 auth keys` when there are keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Number of classes (the defaults count when the file defines none).
+    pub classes: usize,
+    /// Number of pools.
+    pub pools: usize,
+    /// Number of flows.
+    pub flows: usize,
+    /// Number of API keys.
+    pub keys: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn count(n: usize, one: &str, many: &str) -> String {
+            format!("{n} {}", if n == 1 { one } else { many })
+        }
+        write!(
+            f,
+            "ok: {}, {}, {}",
+            count(self.classes, "class", "classes"),
+            count(self.pools, "pool", "pools"),
+            count(self.flows, "flow", "flows")
+        )?;
+        if self.keys > 0 {
+            write!(f, ", {}", count(self.keys, "auth key", "auth keys"))?;
+        }
+        Ok(())
+    }
+}

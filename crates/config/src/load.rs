@@ -1,0 +1,85 @@
+//! Reading a config from text or from a file: parse, validate, and place every problem
+//! on its line.
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::locate::{field_at, field_near_line, line_at, line_of};
+use crate::{Config, Summary};
+use std::path::Path;
+
+impl Config {
+    /// Parses and validates `text`. `file` is only used to name the file in errors.
+    ///
+    /// A syntax error, an unknown key, a value of the wrong type or a bad duration stops
+    /// at the first one (the parser cannot go on); validation reports every problem.
+    /// Either way each error carries the line and the dotted field.
+    pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigErrors::one(parse_error(text, file, &e)))?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        // The text parsed once already, so this parse succeeds; without it the errors
+        // would only lack their lines.
+        let doc = toml_edit::ImDocument::parse(text).ok();
+        let mut errors: Vec<ConfigError> = problems
+            .into_iter()
+            .map(|p| ConfigError {
+                file: file.map(Path::to_path_buf),
+                line: doc.as_ref().and_then(|d| line_of(d, &p.field)),
+                field: p.field.to_string(),
+                message: p.message,
+            })
+            .collect();
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors { errors })
+    }
+
+    /// Reads, parses and validates the file at `path`.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::one(ConfigError {
+                file: Some(path.to_path_buf()),
+                line: None,
+                field: String::new(),
+                message: format!("cannot read the file: {e}"),
+            })
+        })?;
+        Config::from_toml_str(&text, Some(path))
+    }
+}
+
+/// What `callgate config check FILE` reports: the summary of a valid file, or every
+/// problem (print one per line, e.g. with `{errors}`, and exit non-zero).
+pub fn check_file(path: impl AsRef<Path>) -> Result<Summary, ConfigErrors> {
+    Config::from_path(path).map(|c| c.summary())
+}
+
+/// Turns a parse error into one [`ConfigError`] with its line and field.
+fn parse_error(text: &str, file: Option<&Path>, e: &toml::de::Error) -> ConfigError {
+    let pos = e.span().map(|s| s.start);
+    let line = pos.map(|p| line_at(text, p));
+    let field = match (pos, toml_edit::ImDocument::parse(text)) {
+        // The text is valid TOML but does not fit the config (unknown key, wrong type,
+        // bad duration): the span says which key or value.
+        (Some(pos), Ok(doc)) => field_at(&doc, pos).to_string(),
+        // A syntax error: only the text around it is left to go by.
+        (Some(_), Err(_)) => line.map(|l| field_near_line(text, l)).unwrap_or_default(),
+        (None, _) => String::new(),
+    };
+    ConfigError {
+        file: file.map(Path::to_path_buf),
+        line,
+        field,
+        // Syntax errors come on several lines ("invalid array\nexpected `]`"); one
+        // problem per line keeps the output greppable.
+        message: e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}

@@ -1,0 +1,107 @@
+//! What happens to a call that is rejected: the flow's overflow chain.
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::fmt;
+
+/// One overflow step. Serializes to JSON in the same shape as in the file (absent fields
+/// left out), which is what the HTTP API returns as `"overflow"` in a 429 body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overflow {
+    /// What to do.
+    pub action: OverflowAction,
+    /// What the caller hears first (a spoken or played message), for any action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `transfer` only: the phone number to transfer to, in E.164 (`+14155550123`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// `transfer` only: a SIP URI to transfer to (`sip:desk@pbx.example.com`), instead of
+    /// `number`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<String>,
+    /// `ivr` only: the menu to send the caller to (its id or name in the IVR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub menu: Option<String>,
+}
+
+impl Overflow {
+    /// A step with `action` and no other field.
+    pub fn new(action: OverflowAction) -> Self {
+        Overflow {
+            action,
+            message: None,
+            number: None,
+            sip: None,
+            menu: None,
+        }
+    }
+
+    /// The same step with a `message`.
+    pub fn with_message(mut self, message: &str) -> Self {
+        self.message = Some(message.to_owned());
+        self
+    }
+}
+
+/// The overflow actions, written in lowercase in the file and in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverflowAction {
+    /// Refuse the call (a busy signal, or a refused outbound call to retry later).
+    Busy,
+    /// Take a message.
+    Voicemail,
+    /// Offer to call the caller back when a line is free.
+    Callback,
+    /// Hand the call to humans: `number` or `sip`.
+    Transfer,
+    /// Send the caller to an IVR `menu`.
+    Ivr,
+}
+
+impl OverflowAction {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowAction::Busy => "busy",
+            OverflowAction::Voicemail => "voicemail",
+            OverflowAction::Callback => "callback",
+            OverflowAction::Transfer => "transfer",
+            OverflowAction::Ivr => "ivr",
+        }
+    }
+}
+
+impl fmt::Display for OverflowAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads `overflow` as either one table (`{ action = "voicemail" }`) or an array of them
+/// (a chain). Written by hand rather than as an untagged enum so that a mistake inside
+/// a table keeps its own message and position.
+pub(crate) fn deserialize_chain<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Overflow>, D::Error> {
+    struct Chain;
+    impl<'de> Visitor<'de> for Chain {
+        type Value = Vec<Overflow>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table such as { action = \"voicemail\" } or an array of them")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Overflow::deserialize(MapAccessDeserializer::new(map)).map(|o| vec![o])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<Overflow>::deserialize(SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(Chain)
+}

@@ -1,0 +1,33 @@
+//! Durations written as strings (`"250ms"`, `"60s"`, `"4m"`, `"2h"`), kept as
+//! [`Duration`] once read.
+
+use callgate_core::duration::{format_duration, parse_duration};
+use serde::de::{self, Visitor};
+use serde::{Deserializer, Serializer};
+use std::fmt;
+use std::time::Duration;
+
+/// Reads a duration string; a bad one is an error at that value (so its line and field
+/// are reported).
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_str(DurationVisitor)
+}
+
+/// Writes a duration the way [`deserialize`] reads it.
+pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration string such as \"250ms\", \"60s\", \"4m\" or \"2h\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v).map_err(E::custom)
+    }
+}

@@ -1,0 +1,886 @@
+use super::*;
+use callgate_core::{ClassId, FlowId, PoolId, PoolUnits, QueueSpec};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Four classes and one pool with nested reserves; tests append flows or change lines.
+const BASE: &str = r#"[[classes]]
+name = "vip"
+priority = 100
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "outbound"
+priority = 10
+
+[[pools]]
+name = "vapi"
+limit = 10
+reserve = { inbound = 3, vip = 1 }
+"#;
+
+const FILE: &str = "callgate.toml";
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml_str(text, Some(Path::new(FILE)))
+}
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match load(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// The 1-based line holding `needle`, which must occur on exactly one line.
+fn line(text: &str, needle: &str) -> usize {
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(hits.len(), 1, "`{needle}` should be on exactly one line");
+    hits[0]
+}
+
+/// Asserts that `text` is refused with exactly one problem: `field` on the line holding
+/// `at`, with a message containing `message`.
+fn refused(text: &str, field: &str, at: &str, message: &str) {
+    let errs = errors(text);
+    assert_eq!(
+        errs.len(),
+        1,
+        "expected one problem, got:\n{}",
+        ConfigErrors {
+            errors: errs.clone()
+        }
+    );
+    let e = &errs[0];
+    assert_eq!(e.field, field, "{e}");
+    assert_eq!(e.line, Some(line(text, at)), "{e}");
+    assert!(
+        e.message.contains(message),
+        "`{}` lacks `{message}`",
+        e.message
+    );
+    assert_eq!(e.file.as_deref(), Some(Path::new(FILE)));
+}
+
+fn with_flow(flow: &str) -> String {
+    format!("{BASE}\n[[flows]]\n{flow}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The example and the defaults
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_example_parses_and_validates() {
+    let config = Config::from_toml_str(EXAMPLE, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.summary().to_string(),
+        "ok: 4 classes, 2 pools, 4 flows, 2 auth keys"
+    );
+    let support = config.flow("support").unwrap();
+    assert_eq!(support.queue.unwrap().max_wait, Duration::from_secs(60));
+    let chain: Vec<OverflowAction> = support.overflow.iter().map(|o| o.action).collect();
+    assert_eq!(chain, [OverflowAction::Transfer, OverflowAction::Voicemail]);
+    let renewals = config.flow("renewals").unwrap();
+    assert_eq!(
+        renewals.pools,
+        [
+            FlowPool::one("vapi-main"),
+            FlowPool::one("renewals-campaign")
+        ]
+    );
+    assert_eq!(config.pool("vapi-main").unwrap().reserve.len(), 2);
+    config.ledger_spec().validate().unwrap();
+}
+
+#[test]
+fn the_example_documents_every_field() {
+    let fields = [
+        "listen",
+        "data_dir",
+        "max_body_bytes",
+        "keys",
+        "role",
+        "priority",
+        "limit",
+        "reserve",
+        "pools",
+        "class",
+        "lease_ttl",
+        "queue",
+        "max_wait",
+        "max_len",
+        "overflow",
+        "action",
+        "message",
+        "number",
+        "sip",
+        "menu",
+        "busy",
+        "voicemail",
+        "callback",
+        "transfer",
+        "ivr",
+    ];
+    for field in fields {
+        assert!(
+            EXAMPLE.contains(field),
+            "the example does not mention `{field}`"
+        );
+    }
+}
+
+#[test]
+fn the_builtin_default_mirrors_a_vapi_account() {
+    let config = Config::builtin_default();
+    config.validate().unwrap();
+    let names: Vec<(&str, i32)> = config
+        .classes
+        .iter()
+        .map(|c| (c.name.as_str(), c.priority))
+        .collect();
+    assert_eq!(names, [("inbound", 50), ("callback", 30), ("outbound", 10)]);
+    let vapi = config.pool("vapi").unwrap();
+    assert_eq!(vapi.limit, 10);
+    assert_eq!(vapi.reserve.get("inbound"), Some(&2));
+    let inbound = config.flow("inbound").unwrap();
+    assert_eq!(
+        inbound.queue,
+        Some(QueueConfig {
+            max_wait: Duration::from_secs(60),
+            max_len: Some(20)
+        })
+    );
+    assert_eq!(inbound.lease_ttl, Duration::from_secs(7200));
+    assert_eq!(inbound.overflow[0].action, OverflowAction::Voicemail);
+    assert!(inbound.overflow[0].message.is_some());
+    for name in ["outbound", "callback"] {
+        let flow = config.flow(name).unwrap();
+        assert_eq!(flow.class, name);
+        assert_eq!(flow.queue, None);
+        assert_eq!(flow.overflow, [Overflow::new(OverflowAction::Busy)]);
+    }
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:7700");
+    config.ledger_spec().validate().unwrap();
+}
+
+#[test]
+fn the_builtin_default_round_trips_through_toml() {
+    let config = Config::builtin_default();
+    let text = toml::to_string(&config).unwrap();
+    assert_eq!(
+        load(&text).unwrap_or_else(|e| panic!("{e}\n{text}")),
+        config
+    );
+}
+
+#[test]
+fn an_empty_file_gets_the_defaults() {
+    let config = load("").unwrap();
+    assert_eq!(config.server, ServerConfig::default());
+    assert_eq!(config.server.data_dir, PathBuf::from("callgate-data"));
+    assert_eq!(config.server.max_body_bytes, 64 * 1024);
+    assert_eq!(config.classes, ClassConfig::defaults());
+    assert!(config.auth.keys.is_empty() && config.pools.is_empty() && config.flows.is_empty());
+}
+
+#[test]
+fn omitted_classes_are_the_defaults_so_flows_may_name_them() {
+    let text = "[[pools]]\nname = \"p\"\nlimit = 2\nreserve = { inbound = 1 }\n\
+                [[flows]]\nname = \"out\"\npools = [\"p\"]\nclass = \"outbound\"\n";
+    let config = load(text).unwrap();
+    assert_eq!(config.classes, ClassConfig::defaults());
+    assert_eq!(config.ledger_spec().flows[0].class, ClassId(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// Parse errors: file, line and field
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_unknown_key_is_refused_with_its_line_and_name() {
+    let text = "[server]\nlisten = \"127.0.0.1:7700\"\nlisen = \"0.0.0.0:80\"\n";
+    refused(text, "server.lisen", "lisen", "unknown field `lisen`");
+    let e = &errors(text)[0];
+    assert!(
+        e.to_string()
+            .starts_with("callgate.toml:3: server.lisen: unknown field `lisen`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_section_and_nested_unknown_keys_are_refused() {
+    refused(
+        "[servr]\nlisten = \"x\"\n",
+        "servr",
+        "[servr]",
+        "unknown field `servr`",
+    );
+    let text = with_flow(
+        "name = \"f\"\npools = [\"vapi\", { pool = \"vapi\", unitz = 2 }]\nclass = \"vip\"\n",
+    );
+    refused(
+        &text,
+        "flows[0].pools[1].unitz",
+        "unitz",
+        "unknown field `unitz`",
+    );
+    let text = with_flow("name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\n[[flows.overflow]]\naction = \"busy\"\nnumbr = \"+1555\"\n");
+    refused(
+        &text,
+        "flows[0].overflow[0].numbr",
+        "numbr",
+        "unknown field `numbr`",
+    );
+}
+
+#[test]
+fn a_wrong_type_is_refused_with_its_line_and_field() {
+    let text = BASE.replace("limit = 10", "limit = \"ten\"");
+    refused(
+        &text,
+        "pools[0].limit",
+        "limit",
+        "invalid type: string \"ten\", expected u32",
+    );
+    let text = BASE.replace("limit = 10", "limit = -1");
+    refused(&text, "pools[0].limit", "limit", "expected u32");
+    refused(
+        "[server]\nlisten = \"localhost\"\n",
+        "server.listen",
+        "listen",
+        "socket address",
+    );
+}
+
+#[test]
+fn a_bad_duration_names_its_field() {
+    let text = with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\nqueue = { max_wait = \"6o s\" }\n",
+    );
+    refused(
+        &text,
+        "flows[0].queue.max_wait",
+        "max_wait",
+        "`6o s` is not a duration",
+    );
+    let text = with_flow("name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\nlease_ttl = 7200\n");
+    refused(
+        &text,
+        "flows[0].lease_ttl",
+        "lease_ttl",
+        "expected a duration string",
+    );
+}
+
+#[test]
+fn an_unknown_overflow_action_is_refused() {
+    let text = with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\noverflow = { action = \"hangup\" }\n",
+    );
+    refused(
+        &text,
+        "flows[0].overflow.action",
+        "hangup",
+        "unknown variant `hangup`",
+    );
+}
+
+#[test]
+fn a_missing_field_names_its_table() {
+    let text = with_flow("name = \"f\"\npools = [\"vapi\"]\n");
+    refused(&text, "flows[0]", "[[flows]]", "missing field `class`");
+}
+
+#[test]
+fn a_syntax_error_names_its_line_and_the_table_around_it() {
+    let text = with_flow("name = \"f\"\npools = [\"vapi\"]\nclass = = \"vip\"\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, Some(line(&text, "class = =")));
+    assert_eq!(errs[0].field, "flows[0].class");
+    assert!(
+        !errs[0].message.contains('\n'),
+        "one problem, one line: {:?}",
+        errs[0].message
+    );
+
+    let text = format!(
+        "{BASE}[[flows]]\nname = \"a\"\n[[flows]]\nname = \"b\"\n[[flows.overflow]]\naction = busy\n"
+    );
+    let errs = errors(&text);
+    assert_eq!(errs[0].line, Some(line(&text, "action = busy")));
+    assert_eq!(errs[0].field, "flows[1].overflow[0].action");
+}
+
+// ---------------------------------------------------------------------------------------
+// The two forms of `overflow` and of a flow's pools
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn overflow_is_one_table_or_a_chain() {
+    let one = load(&with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\noverflow = { action = \"voicemail\", message = \"Leave a message.\" }\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        one.flows[0].overflow,
+        [Overflow::new(OverflowAction::Voicemail).with_message("Leave a message.")]
+    );
+
+    let inline = load(&with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\noverflow = [{ action = \"ivr\", menu = \"main\" }, { action = \"busy\" }]\n",
+    ))
+    .unwrap();
+    let tables = load(&with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\n[[flows.overflow]]\naction = \"ivr\"\nmenu = \"main\"\n[[flows.overflow]]\naction = \"busy\"\n",
+    ))
+    .unwrap();
+    let mut ivr = Overflow::new(OverflowAction::Ivr);
+    ivr.menu = Some("main".into());
+    let chain = vec![ivr, Overflow::new(OverflowAction::Busy)];
+    assert_eq!(inline.flows[0].overflow, chain);
+    assert_eq!(tables.flows[0].overflow, chain);
+
+    let none = load(&with_flow(
+        "name = \"f\"\npools = [\"vapi\"]\nclass = \"vip\"\n",
+    ))
+    .unwrap();
+    assert!(none.flows[0].overflow.is_empty());
+}
+
+#[test]
+fn overflow_serializes_to_the_api_shape() {
+    let mut transfer = Overflow::new(OverflowAction::Transfer).with_message("Connecting you.");
+    transfer.number = Some("+14155550123".into());
+    assert_eq!(
+        serde_json::to_value(&transfer).unwrap(),
+        serde_json::json!({ "action": "transfer", "message": "Connecting you.", "number": "+14155550123" })
+    );
+    assert_eq!(
+        serde_json::to_string(&Overflow::new(OverflowAction::Voicemail)).unwrap(),
+        r#"{"action":"voicemail"}"#
+    );
+}
+
+#[test]
+fn flow_pools_are_names_or_tables() {
+    let text = format!(
+        "{BASE}[[pools]]\nname = \"campaign\"\nlimit = 4\n[[pools]]\nname = \"gpu\"\nlimit = 8\n\
+         [[flows]]\nname = \"f\"\npools = [\"vapi\", {{ pool = \"campaign\" }}, {{ pool = \"gpu\", units = 2 }}]\nclass = \"outbound\"\n"
+    );
+    let config = load(&text).unwrap();
+    assert_eq!(
+        config.flows[0].pools,
+        [
+            FlowPool::one("vapi"),
+            FlowPool::one("campaign"),
+            FlowPool {
+                pool: "gpu".into(),
+                units: 2
+            }
+        ]
+    );
+    refused(
+        &with_flow("name = \"f\"\npools = [3]\nclass = \"vip\"\n"),
+        "flows[0].pools[0]",
+        "pools = [3]",
+        "expected a pool name or a table",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Validation: every rule, with its line
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn at_least_one_class_is_needed() {
+    refused(
+        "classes = []\n",
+        "classes",
+        "classes = []",
+        "at least one class",
+    );
+}
+
+#[test]
+fn a_duplicate_class_names_the_second_one() {
+    let text = BASE.replace("name = \"outbound\"", "name = \"vip\" # again");
+    refused(
+        &text,
+        "classes[2].name",
+        "# again",
+        "class `vip` is defined twice",
+    );
+}
+
+#[test]
+fn pool_and_flow_names_must_be_unique_and_present() {
+    let text = format!("{BASE}[[pools]]\nname = \"vapi\" # twice\nlimit = 1\n");
+    refused(
+        &text,
+        "pools[1].name",
+        "# twice",
+        "pool `vapi` is defined twice",
+    );
+    let text = format!("{BASE}[[pools]]\nname = \"\"\nlimit = 1\n");
+    refused(
+        &text,
+        "pools[1].name",
+        "name = \"\"",
+        "a pool needs a non-empty name",
+    );
+    let flow = "pools = [\"vapi\"]\nclass = \"vip\"\n";
+    let text = format!(
+        "{}[[flows]]\nname = \"f\" # twice\n{flow}",
+        with_flow(&format!("name = \"f\"\n{flow}"))
+    );
+    refused(
+        &text,
+        "flows[1].name",
+        "# twice",
+        "flow `f` is defined twice",
+    );
+    let text = BASE.replace("name = \"inbound\"", "name = \" \"");
+    let errs = errors(&text);
+    // The blank class also leaves the reserve for `inbound` without its class.
+    assert!(errs.iter().any(|e| e.field == "classes[1].name"
+        && e.line == Some(line(&text, "name = \" \""))
+        && e.message.contains("a class needs a non-empty name")));
+}
+
+#[test]
+fn auth_keys_need_unique_names_and_tokens() {
+    let text = "[auth]\nkeys = [\n  { name = \"ops\", token = \"t1\", role = \"admin\" },\n  { name = \"ops\", token = \"t2\", role = \"client\" },\n]\n";
+    refused(
+        text,
+        "auth.keys[1].name",
+        "t2",
+        "key `ops` is defined twice",
+    );
+    let text = "[auth]\nkeys = [\n  { name = \"ops\", token = \"same\", role = \"admin\" },\n  { name = \"app\", token = \"same\", role = \"client\" },\n]\n";
+    refused(
+        text,
+        "auth.keys[1].token",
+        "app",
+        "key `app` has the same token as key `ops`",
+    );
+    assert!(
+        !errors(text)[0].message.contains("same\""),
+        "the token is not repeated"
+    );
+    let text = "[auth]\nkeys = [{ name = \"ops\", token = \"\", role = \"admin\" }]\n";
+    refused(
+        text,
+        "auth.keys[0].token",
+        "keys",
+        "key `ops` has an empty token",
+    );
+    let text = "[[auth.keys]]\nname = \"ops\"\ntoken = \"t\"\nrole = \"root\"\n";
+    refused(text, "auth.keys[0].role", "root", "unknown variant `root`");
+}
+
+#[test]
+fn a_reserve_must_name_a_known_class() {
+    let text = BASE.replace("vip = 1", "vipp = 1");
+    refused(
+        &text,
+        "pools[0].reserve.vipp",
+        "reserve",
+        "reserves units for unknown class `vipp`",
+    );
+    // Written as a table of its own, the reserve is found on its own line.
+    let text = "[[pools]]\nname = \"p\"\nlimit = 5\n[pools.reserve]\ninbound = 1\nvipp = 1\n";
+    refused(
+        text,
+        "pools[0].reserve.vipp",
+        "vipp",
+        "unknown class `vipp`",
+    );
+}
+
+#[test]
+fn a_reserve_larger_than_the_limit_is_refused() {
+    let text = BASE.replace("limit = 10", "limit = 3");
+    refused(
+        &text,
+        "pools[0].reserve",
+        "reserve",
+        "a reserve larger than the limit: pool `vapi` reserves 4 units but its limit is 3",
+    );
+}
+
+#[test]
+fn a_flow_must_name_a_known_class() {
+    let text = with_flow("name = \"f\"\npools = [\"vapi\"]\nclass = \"vipp\"\n");
+    refused(
+        &text,
+        "flows[0].class",
+        "vipp",
+        "flow `f` names unknown class `vipp` (classes: `vip`, `inbound`, `outbound`)",
+    );
+}
+
+#[test]
+fn a_flow_must_name_known_pools() {
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\n  \"vapi\",\n  \"vapy\",\n]\n");
+    refused(
+        &text,
+        "flows[0].pools[1]",
+        "\"vapy\"",
+        "flow `f` names unknown pool `vapy` (pools: `vapi`)",
+    );
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = []\n");
+    refused(
+        &text,
+        "flows[0].pools",
+        "pools = []",
+        "needs at least one pool",
+    );
+}
+
+#[test]
+fn a_pool_listed_twice_in_a_flow_is_refused() {
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\n  \"vapi\",\n  { pool = \"vapi\", units = 2 },\n]\n");
+    refused(
+        &text,
+        "flows[0].pools[1]",
+        "units = 2",
+        "pool `vapi` is listed twice in flow `f`",
+    );
+}
+
+#[test]
+fn units_of_zero_are_refused() {
+    let text = with_flow(
+        "name = \"f\"\nclass = \"vip\"\npools = [\n  { pool = \"vapi\", units = 0 },\n]\n",
+    );
+    refused(
+        &text,
+        "flows[0].pools[0].units",
+        "units = 0",
+        "units must be at least 1",
+    );
+}
+
+#[test]
+fn a_waiting_room_needs_a_wait_and_room() {
+    let text = with_flow(
+        "name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\n[flows.queue]\nmax_wait = \"0s\"\n",
+    );
+    refused(
+        &text,
+        "flows[0].queue.max_wait",
+        "max_wait",
+        "max_wait must be at least 1ms",
+    );
+    let text = with_flow(
+        "name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\nqueue = { max_wait = \"0.4ms\" }\n",
+    );
+    refused(
+        &text,
+        "flows[0].queue.max_wait",
+        "queue",
+        "max_wait must be at least 1ms",
+    );
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\nqueue = { max_wait = \"1m\", max_len = 0 }\n");
+    refused(
+        &text,
+        "flows[0].queue.max_len",
+        "queue",
+        "max_len must be at least 1",
+    );
+}
+
+#[test]
+fn a_lease_ttl_of_zero_is_refused() {
+    let text =
+        with_flow("name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\nlease_ttl = \"0ms\"\n");
+    refused(
+        &text,
+        "flows[0].lease_ttl",
+        "lease_ttl",
+        "lease_ttl must be at least 1ms",
+    );
+}
+
+#[test]
+fn a_transfer_needs_a_number_or_a_sip_uri() {
+    let flow = "name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\n";
+    let text = with_flow(&format!("{flow}overflow = {{ action = \"transfer\" }}\n"));
+    refused(
+        &text,
+        "flows[0].overflow[0]",
+        "overflow",
+        "a transfer needs a `number`",
+    );
+    let text = with_flow(&format!(
+        "{flow}[[flows.overflow]]\naction = \"voicemail\"\n[[flows.overflow]] # the transfer\naction = \"transfer\"\nmessage = \"hold on\"\n"
+    ));
+    refused(
+        &text,
+        "flows[0].overflow[1]",
+        "# the transfer",
+        "a transfer needs a `number`",
+    );
+    let text = with_flow(&format!(
+        "{flow}overflow = {{ action = \"transfer\", number = \"+14155550123\", sip = \"sip:a@b\" }}\n"
+    ));
+    refused(
+        &text,
+        "flows[0].overflow[0]",
+        "overflow",
+        "either `number` or `sip`, not both",
+    );
+    let text = with_flow(&format!(
+        "{flow}[flows.overflow]\naction = \"transfer\"\nnumber = \"0415 555 0123\"\n"
+    ));
+    refused(
+        &text,
+        "flows[0].overflow[0].number",
+        "number",
+        "not an E.164 number",
+    );
+    let text = with_flow(&format!(
+        "{flow}[flows.overflow]\naction = \"transfer\"\nsip = \"desk@pbx\"\n"
+    ));
+    refused(&text, "flows[0].overflow[0].sip", "sip =", "not a SIP URI");
+    let ok = with_flow(&format!(
+        "{flow}overflow = {{ action = \"transfer\", sip = \"sip:desk@pbx.example.com\" }}\n"
+    ));
+    load(&ok).unwrap();
+}
+
+#[test]
+fn an_ivr_needs_a_menu() {
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\noverflow = [\n  { action = \"busy\" },\n  { action = \"ivr\" },\n]\n");
+    refused(
+        &text,
+        "flows[0].overflow[1]",
+        "\"ivr\"",
+        "an ivr overflow needs a `menu`",
+    );
+}
+
+#[test]
+fn fields_of_another_action_are_refused() {
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\n[[flows.overflow]]\naction = \"voicemail\"\nnumber = \"+14155550123\"\n");
+    refused(
+        &text,
+        "flows[0].overflow[0].number",
+        "number",
+        "`number` applies only to action = \"transfer\", not \"voicemail\"",
+    );
+    let text = with_flow("name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\n[[flows.overflow]]\naction = \"busy\"\nmenu = \"main\"\n");
+    refused(
+        &text,
+        "flows[0].overflow[0].menu",
+        "menu",
+        "`menu` applies only to action = \"ivr\"",
+    );
+}
+
+#[test]
+fn an_open_port_without_auth_keys_is_refused() {
+    let text = "[server]\nlisten = \"0.0.0.0:7700\"\n";
+    refused(
+        text,
+        "server.listen",
+        "listen",
+        "binding a non-loopback address (0.0.0.0:7700) without auth keys is refused; add [auth] keys or listen on 127.0.0.1",
+    );
+    load("[server]\nlisten = \"0.0.0.0:7700\"\n[auth]\nkeys = [{ name = \"ops\", token = \"t\", role = \"admin\" }]\n").unwrap();
+    load("[server]\nlisten = \"[::1]:7700\"\n").unwrap();
+}
+
+#[test]
+fn server_limits_must_be_positive() {
+    refused(
+        "[server]\nmax_body_bytes = 0\n",
+        "server.max_body_bytes",
+        "max_body_bytes",
+        "at least 1",
+    );
+    refused(
+        "[server]\ndata_dir = \"\"\n",
+        "server.data_dir",
+        "data_dir",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order() {
+    let text = "[server]\nlisten = \"0.0.0.0:80\"\n\
+                [[pools]]\nname = \"p\"\nlimit = 1\nreserve = { inbound = 2 }\n\
+                [[flows]]\nname = \"f\"\npools = [\"q\"]\nclass = \"x\"\n";
+    let errs = errors(text);
+    let found: Vec<(usize, &str)> = errs
+        .iter()
+        .map(|e| (e.line.unwrap(), e.field.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (2, "server.listen"),
+            (6, "pools[0].reserve"),
+            (9, "flows[0].pools[0]"),
+            (10, "flows[0].class")
+        ]
+    );
+    let shown = ConfigErrors { errors: errs }.to_string();
+    assert_eq!(shown.lines().count(), 4);
+    assert!(
+        shown.lines().all(|l| l.starts_with("callgate.toml:")),
+        "{shown}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors without a file or a line, files, the summary
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn errors_display_without_file_or_line() {
+    let e = Config::from_toml_str("[auth]\nkeys = 1\n", None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "<config>:2: auth.keys: invalid type: integer `1`, expected a sequence"
+    );
+
+    let mut config = Config::builtin_default();
+    config.flows[0].class = "nobody".into();
+    let e = config.validate().unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.errors[0].line, None);
+    assert!(
+        e.to_string()
+            .starts_with("<config>: flows[0].class: flow `inbound` names unknown class"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_file_reports_a_summary_or_the_problems() {
+    let dir = std::env::temp_dir().join(format!("callgate-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[[pools]]\nname = \"p\"\nlimit = 1\n[[flows]]\nname = \"f\"\npools = [\"p\"]\nclass = \"inbound\"\n").unwrap();
+    assert_eq!(
+        check_file(&good).unwrap().to_string(),
+        "ok: 3 classes, 1 pool, 1 flow"
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[pools]]\nname = \"p\"\nlimit = 1\nreserve = { nobody = 1 }\n",
+    )
+    .unwrap();
+    let e = check_file(&bad).unwrap_err();
+    assert_eq!(e.to_string(), format!("{}:4: pools[0].reserve.nobody: pool `p` reserves units for unknown class `nobody` (classes: `inbound`, `callback`, `outbound`)", bad.display()));
+    let missing = dir.join("missing.toml");
+    let e = check_file(&missing).unwrap_err();
+    assert_eq!(e.errors[0].file.as_deref(), Some(missing.as_path()));
+    assert!(e.errors[0].message.starts_with("cannot read the file"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_api_key_does_not_show_its_token_in_debug_output() {
+    let config =
+        load("[auth]\nkeys = [{ name = \"ops\", token = \"hunter2\", role = \"admin\" }]\n")
+            .unwrap();
+    assert_eq!(config.auth.keys[0].role, Role::Admin);
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2") && debug.contains("ops"),
+        "{debug}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// To the ledger
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn the_ledger_spec_resolves_names_to_ids() {
+    let text = format!(
+        "{BASE}[[pools]]\nname = \"campaign\"\nlimit = 4\nreserve = {{ outbound = 1 }}\n\
+         [[flows]]\nname = \"support\"\npools = [\"vapi\"]\nclass = \"inbound\"\nqueue = {{ max_wait = \"1m30s\", max_len = 5 }}\n\
+         [[flows]]\nname = \"dial\"\npools = [{{ pool = \"campaign\", units = 1 }}, {{ pool = \"vapi\", units = 2 }}]\nclass = \"outbound\"\nlease_ttl = \"250ms\"\n"
+    );
+    let config = load(&text).unwrap();
+    let spec = config.ledger_spec();
+    spec.validate().unwrap();
+    let classes: Vec<(&str, i32)> = spec
+        .classes
+        .iter()
+        .map(|c| (c.name.as_str(), c.priority))
+        .collect();
+    assert_eq!(classes, [("vip", 100), ("inbound", 50), ("outbound", 10)]);
+    // Reserves sit on their classes, in class order (vip before inbound), whatever the
+    // order in the file.
+    assert_eq!(spec.pools[0].name, "vapi");
+    assert_eq!(spec.pools[0].limit, 10);
+    assert_eq!(spec.pools[0].reserve, [(ClassId(0), 1), (ClassId(1), 3)]);
+    assert_eq!(spec.pools[1].reserve, [(ClassId(2), 1)]);
+
+    let support = &spec.flows[0];
+    assert_eq!(support.name, "support");
+    assert_eq!(support.class, ClassId(1));
+    assert_eq!(
+        support.pools,
+        [PoolUnits {
+            pool: PoolId(0),
+            units: 1
+        }]
+    );
+    assert_eq!(support.lease_ttl_ms, 7_200_000);
+    assert_eq!(
+        support.queue,
+        Some(QueueSpec {
+            max_wait_ms: 90_000,
+            max_len: Some(5)
+        })
+    );
+
+    let dial = &spec.flows[1];
+    assert_eq!(dial.class, ClassId(2));
+    assert_eq!(
+        dial.pools,
+        [
+            PoolUnits {
+                pool: PoolId(1),
+                units: 1
+            },
+            PoolUnits {
+                pool: PoolId(0),
+                units: 2
+            }
+        ]
+    );
+    assert_eq!(dial.lease_ttl_ms, 250);
+    assert_eq!(dial.queue, None);
+
+    assert_eq!(
+        config.flow_by_id(FlowId(1)).map(|f| f.name.as_str()),
+        Some("dial")
+    );
+    assert_eq!(config.flow("dial").unwrap().pools.len(), 2);
+    assert!(config.flow("nobody").is_none());
+}
+
+#[test]
+fn an_unvalidated_config_gives_a_spec_the_ledger_refuses_without_panicking() {
+    let mut config = Config::builtin_default();
+    config.flows[0].class = "nobody".into();
+    config.flows[1].pools[0].pool = "nowhere".into();
+    assert!(config.ledger_spec().validate().is_err());
+}
