@@ -232,6 +232,11 @@ impl Governor {
         });
         let (answer, waiter) = result?;
         self.journal.durable(seq).await?;
+        match &answer {
+            Answer::Granted(l) => tracing::debug!(lease = %l.id, key = ?l.key, class = %l.class, "Granted"),
+            Answer::Queued(t) => tracing::debug!(ticket = %t.id, key = ?t.key, position = t.position, "Queued"),
+            Answer::Rejected { reason, .. } => tracing::debug!(reason = reason.as_str(), "Rejected"),
+        }
         let Some(rx) = waiter else { return Ok(answer) };
         match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
             Ok(Ok((seq, end))) => {
@@ -411,6 +416,7 @@ fn request_error(e: RequestError) -> ApiError {
         RequestError::UnknownFlow => ApiError::not_found("unknown_flow", "unknown flow"),
         RequestError::UnknownClass => ApiError::not_found("unknown_class", "unknown class"),
         RequestError::BadPools(why) => ApiError::bad_request(format!("bad pools: {why}")),
+        RequestError::Duplicate => ApiError::bad_request("an id or key that is already live"),
     }
 }
 

@@ -50,10 +50,6 @@ impl Schedule {
         self.heap.pop();
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.heap.len()
-    }
-
     /// Drops every entry for which `live` is false, when the heap holds more than twice
     /// the live entries (amortised O(1) per operation).
     pub(crate) fn compact_if_needed(&mut self, live_count: usize, live: impl Fn(Millis, u64) -> bool) {

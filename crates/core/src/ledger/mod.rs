@@ -68,7 +68,8 @@ pub struct Request {
     pub key: Option<Arc<str>>,
     /// Lease TTL (ms); default: the flow's, else the ledger's.
     pub ttl_ms: Option<u64>,
-    /// How long it may wait (ms); default: the flow's queue, else 0 (never wait).
+    /// How long it may wait (ms); default: the flow's queue, else 0 (never wait). Through
+    /// a flow without a waiting room a request never waits.
     pub max_wait_ms: Option<u64>,
     /// Opaque metadata stored with the lease.
     pub meta: Option<Arc<str>>,
@@ -151,6 +152,8 @@ pub enum RequestError {
     UnknownClass,
     /// Bad pool list (empty, unknown pool, pool twice, zero units).
     BadPools(String),
+    /// A restore names an id or key that is already live.
+    Duplicate,
 }
 
 impl fmt::Display for RequestError {
@@ -159,6 +162,7 @@ impl fmt::Display for RequestError {
             RequestError::UnknownFlow => f.write_str("unknown flow"),
             RequestError::UnknownClass => f.write_str("unknown class"),
             RequestError::BadPools(why) => write!(f, "bad pools: {why}"),
+            RequestError::Duplicate => f.write_str("an id or key that is already live"),
         }
     }
 }
@@ -511,7 +515,8 @@ impl Ledger {
                     flow.class,
                     Some(f),
                     req.ttl_ms.unwrap_or(flow.lease_ttl_ms),
-                    req.max_wait_ms.unwrap_or(flow.queue.map_or(0, |q| q.max_wait_ms)),
+                    // A flow without a waiting room rejects at once, whatever the request asks.
+                    flow.queue.map_or(0, |q| req.max_wait_ms.unwrap_or(q.max_wait_ms)),
                 )
             }
             Target::Pools { pools, class } => {
@@ -696,6 +701,9 @@ impl Ledger {
             return Err(RequestError::UnknownClass);
         }
         check_pools(&lease.pools, self.pools.len()).map_err(RequestError::BadPools)?;
+        if self.is_live(lease.id.0, lease.key.as_deref()) {
+            return Err(RequestError::Duplicate);
+        }
         for pu in lease.pools.iter() {
             self.pools[pu.pool.index()].used += u64::from(pu.units);
         }
@@ -715,6 +723,9 @@ impl Ledger {
             return Err(RequestError::UnknownClass);
         }
         check_pools(&t.pools, self.pools.len()).map_err(RequestError::BadPools)?;
+        if self.is_live(t.id.0, t.key.as_deref()) {
+            return Err(RequestError::Duplicate);
+        }
         let order = Order { rank: -i64::from(self.classes[t.class.index()].priority), seq: t.seq };
         self.next_id = self.next_id.max(t.id.0 + 1);
         self.next_seq = self.next_seq.max(t.seq + 1);
@@ -748,6 +759,11 @@ impl Ledger {
     }
 
     // ----- internals -----------------------------------------------------------------
+
+    /// Whether an id or a key is taken by a live lease or a waiting ticket.
+    fn is_live(&self, id: u64, key: Option<&str>) -> bool {
+        self.leases.contains_key(&id) || self.tickets.contains_key(&id) || key.is_some_and(|k| self.keys.contains_key(k))
+    }
 
     fn next_live_expiry(&mut self) -> Option<(Millis, u64)> {
         while let Some((at, id)) = self.expiries.peek() {
@@ -818,9 +834,11 @@ impl Ledger {
         if let Some(k) = &lease.key {
             self.keys.remove(k);
         }
-        let pools = lease.pools.clone();
+        // The pool list outlives the lease (which moves into the event) only when a
+        // dispatch needs it: an uncontended release then costs no reference count.
+        let pools = contended.then(|| lease.pools.clone());
         self.events.push(if expired { Event::Expired { lease, at } } else { Event::Released { lease, at } });
-        if contended {
+        if let Some(pools) = pools {
             self.dispatch(pools.iter().map(|p| p.pool), at);
         }
     }

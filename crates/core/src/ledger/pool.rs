@@ -93,6 +93,12 @@ impl Pool {
         // A weight of 1/20 follows a change of call length within a few dozen calls
         // while one very long call moves the estimate by only 5 %.
         self.hold_ewma_ms += (held_ms as f64 - self.hold_ewma_ms) / 20.0;
+        // Holds of 0 ms (released within the millisecond) decay the mean until it sticks
+        // on a subnormal float, and every later update then costs a microcode assist
+        // (~100 cycles). Below the smallest normal float it is 0 for every estimate.
+        if self.hold_ewma_ms < f64::MIN_POSITIVE {
+            self.hold_ewma_ms = 0.0;
+        }
     }
 
     /// Expected time until `ahead + 1` units have been released, assuming `cap` calls of
