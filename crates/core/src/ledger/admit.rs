@@ -8,7 +8,7 @@ use std::ops::Bound;
 
 /// A pool the dispatch walks: where it is in the pool's line, and the largest need of
 /// the tickets it passed without granting them.
-struct Walk {
+pub(super) struct Walk {
     pool: PoolId,
     after: Option<Order>,
     blocked_max: u64,
@@ -55,7 +55,9 @@ impl Ledger {
     /// pool is claimed for everyone behind and its walk stops. A ticket's other pools are
     /// checked against the tickets ahead of it there.
     pub(super) fn dispatch(&mut self, changed: impl IntoIterator<Item = PoolId>, now: Millis) {
-        let mut walks: Vec<Walk> = Vec::new();
+        // Reuse the scratch vector: a contended release should not allocate.
+        let mut walks = std::mem::take(&mut self.walks);
+        walks.clear();
         for pool in changed {
             if walks.iter().all(|w| w.pool != pool) && !self.pools[pool.index()].queue.is_empty() {
                 walks.push(Walk { pool, after: None, blocked_max: 0, done: false });
@@ -115,6 +117,7 @@ impl Ledger {
                 }
             }
         }
+        self.walks = walks;
     }
 }
 

@@ -228,6 +228,7 @@ pub struct Ledger {
     next_id: u64,
     next_seq: u64,
     events: Vec<Event>,
+    walks: Vec<admit::Walk>,
     default_ttl_ms: u64,
     retention_ms: u64,
 }
@@ -320,6 +321,7 @@ impl Ledger {
             next_id: 1,
             next_seq: 1,
             events: Vec::new(),
+            walks: Vec::new(),
             default_ttl_ms: spec.default_lease_ttl_ms,
             retention_ms: spec.ticket_retention_ms,
         })
