@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod adaptive;
+pub mod breaker;
 pub mod duration;
 mod event;
 mod ids;
