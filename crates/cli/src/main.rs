@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Capacity planning: lines for a service level, campaign duration, cost.
+    #[command(subcommand)]
+    Plan(callgate_plan::cli::PlanCommand),
+    /// Run a scenario (a config plus traffic) through the real ledger on a virtual clock.
+    Simulate(callgate_plan::cli::SimulateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,9 +123,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Plan(cmd) => report(callgate_plan::cli::run_plan(cmd)),
+        Command::Simulate(args) => report(callgate_plan::cli::run_simulate(args)),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", callgate_config::EXAMPLE);
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Prints a command's error and turns it into the exit code.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

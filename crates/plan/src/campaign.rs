@@ -1,0 +1,387 @@
+//! Campaign arithmetic: how long an outbound campaign takes, how busy it keeps its lines,
+//! its busiest hour, and what its minutes cost.
+//!
+//! The dialer places attempts as fast as both the carrier (calls per second) and the
+//! lines allow: with `p` the connect rate, an attempt holds a line for `talk` when
+//! answered and `ring` when not, so `lines` lines sustain `lines / (p·talk + (1-p)·ring)`
+//! attempts per second. An unanswered lead is tried again `retry_after` later, up to
+//! `retries` more times. The plan follows the leads minute by minute as a fluid (expected
+//! numbers, no randomness), inside the calling window; for the randomness and the
+//! interplay with inbound traffic, simulate the campaign (`[[campaigns]]` in a scenario).
+
+use crate::cost::Pricing;
+use crate::PlanError;
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// Minutes in a day.
+const DAY_MIN: u64 = 1440;
+
+/// A campaign plan gives up past ten years of dialing.
+const MAX_MINUTES: u64 = 3650 * DAY_MIN;
+
+/// What a campaign is and what it may use.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignInput {
+    /// Leads to reach.
+    pub leads: u64,
+    /// Share of attempts that someone answers, in (0, 1].
+    pub connect_rate: f64,
+    /// Mean length of an answered call (seconds).
+    pub talk_s: f64,
+    /// How long an unanswered attempt holds a line (seconds).
+    pub ring_s: f64,
+    /// Further attempts for a lead nobody answered.
+    pub retries: u32,
+    /// Wait before a lead is tried again (seconds).
+    pub retry_after_s: f64,
+    /// Lines the campaign may use (after what is reserved for inbound).
+    pub lines: u32,
+    /// Attempts per second the carrier allows.
+    pub cps: f64,
+    /// Calling window as minutes of the day `[start, end)` (end before start: overnight);
+    /// `None`: around the clock. The plan starts when the window opens.
+    pub window: Option<(u32, u32)>,
+}
+
+/// The busiest clock hour.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BusiestHour {
+    /// Day of the campaign, from 1.
+    pub day: u64,
+    /// Hour of the day, 0–23.
+    pub hour: u32,
+    /// Attempts placed in that hour.
+    pub attempts: f64,
+    /// Answered calls placed in that hour.
+    pub connected: f64,
+}
+
+/// How a campaign goes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignPlan {
+    /// Attempts placed in all.
+    pub attempts: f64,
+    /// Leads who answered.
+    pub connected: f64,
+    /// Leads nobody answered after every attempt.
+    pub unreached: f64,
+    /// Attempts per hour while dialing at full pace.
+    pub attempts_per_hour: f64,
+    /// What sets the pace: `"lines"` or `"cps"`.
+    pub paced_by: &'static str,
+    /// Mean lines in use while dialing at full pace.
+    pub lines_busy: f64,
+    /// Hours spent dialing (inside the window).
+    pub dialing_hours: f64,
+    /// From the first attempt to the last, wall clock (seconds).
+    pub duration_s: f64,
+    /// Calendar days the campaign touches.
+    pub days: u64,
+    /// When the last attempt is placed: day (from 1) and minute of the day.
+    pub ends_at: (u64, u32),
+    /// The busiest clock hour.
+    pub busiest_hour: BusiestHour,
+    /// Attempts per clock hour from the first window on (at most 14 days).
+    pub hourly_attempts: Vec<f64>,
+    /// Minutes of answered calls.
+    pub talk_minutes: f64,
+    /// Minutes lines are held, answered or not.
+    pub line_minutes: f64,
+    /// Costs, when prices were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CampaignCost>,
+}
+
+/// What a campaign costs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignCost {
+    /// Currency symbol.
+    pub currency: String,
+    /// `talk_minutes × per-minute price`.
+    pub minutes_cost: f64,
+    /// The lines' monthly price for the days the campaign runs.
+    pub lines_cost: f64,
+    /// Both.
+    pub total: f64,
+    /// `total / connected`.
+    pub per_connected_lead: f64,
+}
+
+impl CampaignInput {
+    fn check(&self) -> Result<(), PlanError> {
+        let bad = |m: &str| Err(PlanError::input(m));
+        if self.leads == 0 {
+            return bad("--leads must be at least 1");
+        }
+        if !(self.connect_rate > 0.0 && self.connect_rate <= 1.0) {
+            return bad("--connect-rate must be more than 0 and at most 1");
+        }
+        if !(self.talk_s > 0.0 && self.talk_s.is_finite()) {
+            return bad("--talk must be more than 0s");
+        }
+        if !(self.ring_s >= 0.0 && self.ring_s.is_finite()) {
+            return bad("--ring must be 0s or more");
+        }
+        if !(self.retry_after_s >= 0.0 && self.retry_after_s.is_finite()) {
+            return bad("--retry-after must be 0s or more");
+        }
+        if self.lines == 0 {
+            return bad("the campaign needs at least 1 line (after the reserve)");
+        }
+        if !(self.cps > 0.0 && self.cps.is_finite()) {
+            return bad("--cps must be more than 0");
+        }
+        if let Some((s, e)) = self.window {
+            if s == e || s >= DAY_MIN as u32 || e > DAY_MIN as u32 {
+                return bad("the calling window must be two different times of day, e.g. 09:00-17:00");
+            }
+        }
+        Ok(())
+    }
+
+    fn in_window(&self, minute_of_day: u32) -> bool {
+        match self.window {
+            None => true,
+            Some((s, e)) if s < e => (s..e).contains(&minute_of_day),
+            Some((s, e)) => minute_of_day >= s || minute_of_day < e,
+        }
+    }
+}
+
+/// Plans a campaign; prices, when given, add its cost.
+pub fn plan_campaign(input: &CampaignInput, pricing: Option<&Pricing>) -> Result<CampaignPlan, PlanError> {
+    input.check()?;
+    let p = input.connect_rate;
+    let hold_s = p * input.talk_s + (1.0 - p) * input.ring_s;
+    let line_rate = if hold_s > 0.0 { f64::from(input.lines) / hold_s } else { f64::INFINITY };
+    let (rate, paced_by) = if line_rate < input.cps { (line_rate, "lines") } else { (input.cps, "cps") };
+    let per_minute = rate * 60.0;
+    let start_min = u64::from(input.window.map_or(0, |(s, _)| s));
+    let retry_after_min = (input.retry_after_s / 60.0).ceil().max(1.0) as u64;
+    let leads = input.leads as f64;
+    // Amounts below this many leads are done: the fluid's way of saying "none left".
+    let eps = 1e-9 * leads.max(1.0);
+
+    let mut fresh = leads;
+    let mut retry: VecDeque<(u64, u32, f64)> = VecDeque::new(); // (due minute, attempt no., leads)
+    let (mut attempts, mut connected, mut unreached) = (0.0, 0.0, 0.0);
+    let mut hourly: Vec<(f64, f64)> = Vec::new();
+    let mut dialing_minutes = 0u64;
+    let (mut first, mut last) = (None, 0u64);
+    let mut m = 0u64;
+    while fresh > eps || !retry.is_empty() {
+        if m > MAX_MINUTES {
+            return Err(PlanError::input("this campaign would take more than ten years of dialing"));
+        }
+        let clock = start_min + m;
+        if input.in_window((clock % DAY_MIN) as u32) {
+            let mut budget = per_minute;
+            let mut dialed_now = 0.0;
+            let mut connected_now = 0.0;
+            let mut place = |amount: f64, attempt: u32, retry: &mut VecDeque<(u64, u32, f64)>| {
+                let answered = amount * p;
+                let missed = amount - answered;
+                connected_now += answered;
+                dialed_now += amount;
+                if attempt <= input.retries && missed > eps {
+                    let due = m + retry_after_min;
+                    match retry.iter_mut().find(|e| e.1 == attempt + 1) {
+                        Some(e) => e.2 += missed,
+                        None => retry.push_back((due, attempt + 1, missed)),
+                    }
+                } else {
+                    unreached += missed;
+                }
+            };
+            // Leads due for another try go first: they have waited longest.
+            let mut later = VecDeque::new();
+            while budget > 0.0 {
+                match retry.front().copied() {
+                    Some((due, attempt, amount)) if due <= m => {
+                        let take = amount.min(budget);
+                        budget -= take;
+                        if take >= amount - eps {
+                            retry.pop_front();
+                        } else if let Some(front) = retry.front_mut() {
+                            front.2 -= take;
+                        }
+                        place(take, attempt, &mut later);
+                    }
+                    _ => break,
+                }
+            }
+            if budget > 0.0 && fresh > eps {
+                let take = fresh.min(budget);
+                fresh -= take;
+                place(take, 1, &mut later);
+            }
+            // New tries fall due after every try already waiting, so they go at the back.
+            for entry in later {
+                match retry.back_mut() {
+                    Some(back) if back.0 == entry.0 && back.1 == entry.1 => back.2 += entry.2,
+                    _ => retry.push_back(entry),
+                }
+            }
+            if dialed_now > 0.0 {
+                attempts += dialed_now;
+                connected += connected_now;
+                dialing_minutes += 1;
+                first.get_or_insert(m);
+                last = m;
+                let hour = (clock / 60 - start_min / 60) as usize;
+                if hourly.len() <= hour {
+                    hourly.resize(hour + 1, (0.0, 0.0));
+                }
+                hourly[hour].0 += dialed_now;
+                hourly[hour].1 += connected_now;
+            }
+        }
+        m += 1;
+    }
+    let first = first.unwrap_or(0);
+    let (busiest_index, &(b_attempts, b_connected)) = hourly
+        .iter()
+        .enumerate()
+        .fold((0, &(0.0, 0.0)), |best, (i, h)| if h.0 > best.1 .0 + 1e-9 { (i, h) } else { best });
+    let busiest_clock = (start_min / 60 + busiest_index as u64) * 60;
+    let end_clock = start_min + last;
+    let duration_s = (last - first + 1) as f64 * 60.0;
+    let talk_minutes = connected * input.talk_s / 60.0;
+    let line_minutes = talk_minutes + (attempts - connected) * input.ring_s / 60.0;
+    let days = end_clock / DAY_MIN + 1;
+    let cost = pricing.map(|pr| {
+        let minutes_cost = talk_minutes * pr.per_minute_total();
+        let lines_cost = f64::from(input.lines) * pr.per_line_month * days as f64 / pr.days_per_month;
+        let total = minutes_cost + lines_cost;
+        CampaignCost {
+            currency: pr.currency.clone(),
+            minutes_cost,
+            lines_cost,
+            total,
+            per_connected_lead: if connected > 0.0 { total / connected } else { 0.0 },
+        }
+    });
+    Ok(CampaignPlan {
+        attempts,
+        connected,
+        unreached,
+        attempts_per_hour: rate * 3600.0,
+        paced_by,
+        lines_busy: rate * hold_s,
+        dialing_hours: dialing_minutes as f64 / 60.0,
+        duration_s,
+        days,
+        ends_at: (days, (end_clock % DAY_MIN) as u32),
+        busiest_hour: BusiestHour {
+            day: busiest_clock / DAY_MIN + 1,
+            hour: ((busiest_clock % DAY_MIN) / 60) as u32,
+            attempts: b_attempts,
+            connected: b_connected,
+        },
+        hourly_attempts: hourly.iter().take(14 * 24).map(|h| h.0).collect(),
+        talk_minutes,
+        line_minutes,
+        cost,
+    })
+}
+
+/// Reads `HH:MM-HH:MM` as minutes of the day.
+pub fn parse_window(text: &str) -> Result<(u32, u32), PlanError> {
+    let bad = || PlanError::input(format!("`{text}` is not a calling window (write e.g. 09:00-17:00)"));
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let time = |t: &str| -> Result<u32, PlanError> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 24 || m > 59 || (h == 24 && m > 0) {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    let (s, e) = (time(a)?, time(b)?);
+    if s == e || s >= 1440 {
+        return Err(bad());
+    }
+    Ok((s, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> CampaignInput {
+        CampaignInput {
+            leads: 5_000,
+            connect_rate: 0.3,
+            talk_s: 180.0,
+            ring_s: 30.0,
+            retries: 2,
+            retry_after_s: 3600.0,
+            lines: 10,
+            cps: 1.0,
+            window: Some((9 * 60, 17 * 60)),
+        }
+    }
+
+    #[test]
+    fn every_lead_ends_answered_or_unreached() {
+        let plan = plan_campaign(&base(), None).unwrap();
+        // 1 - 0.7^3 of the leads answer at some attempt.
+        let want = 5_000.0 * (1.0 - 0.7f64.powi(3));
+        assert!((plan.connected - want).abs() < 1e-6, "{}", plan.connected);
+        assert!((plan.connected + plan.unreached - 5_000.0).abs() < 1e-6);
+        // Expected attempts per lead: 1 + 0.7 + 0.49.
+        assert!((plan.attempts - 5_000.0 * 2.19).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ten_lines_pace_the_dialer_below_one_call_a_second() {
+        let plan = plan_campaign(&base(), None).unwrap();
+        // A mean attempt holds 0.3·180 + 0.7·30 = 75 s: 10 lines sustain 480 attempts/h.
+        assert_eq!(plan.paced_by, "lines");
+        assert!((plan.attempts_per_hour - 480.0).abs() < 1e-9);
+        assert!((plan.lines_busy - 10.0).abs() < 1e-9);
+        // 10,950 attempts at 480 an hour take 22.8 hours at full pace, a little more once
+        // the last retries trickle in an hour apart. The retries of the last attempts of
+        // day 3 fall due after 17:00 and wait for the window of day 4.
+        let full_pace = 10_950.0 / 480.0;
+        assert!(plan.dialing_hours >= full_pace && plan.dialing_hours < full_pace + 2.0);
+        assert_eq!(plan.days, 4, "{plan:?}");
+        assert_eq!(plan.ends_at, (4, 9 * 60));
+        assert_eq!((plan.busiest_hour.day, plan.busiest_hour.hour), (1, 9));
+    }
+
+    #[test]
+    fn the_carrier_limit_paces_a_campaign_with_many_lines() {
+        let plan = plan_campaign(&CampaignInput { lines: 500, cps: 0.5, ..base() }, None).unwrap();
+        assert_eq!(plan.paced_by, "cps");
+        assert!((plan.attempts_per_hour - 1800.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_campaign_around_the_clock_never_waits_for_a_window() {
+        let plan = plan_campaign(&CampaignInput { window: None, retries: 0, ..base() }, None).unwrap();
+        assert!((plan.dialing_hours * 60.0 - plan.duration_s / 60.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn costs_count_talk_minutes_and_prorated_lines() {
+        let pricing = Pricing { per_minute: 0.1, per_line_month: 30.0, ..Pricing::default() };
+        let plan = plan_campaign(&base(), Some(&pricing)).unwrap();
+        let cost = plan.cost.unwrap();
+        assert!((cost.minutes_cost - plan.talk_minutes * 0.1).abs() < 1e-9);
+        assert!((cost.lines_cost - 10.0 * 30.0 * plan.days as f64 / 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn windows_are_read_and_bad_input_refused() {
+        assert_eq!(parse_window("09:00-17:30").unwrap(), (540, 1050));
+        assert_eq!(parse_window("22:00-06:00").unwrap(), (1320, 360));
+        for bad in ["9-17", "09:00", "25:00-26:00", "10:00-10:00"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
+        assert!(plan_campaign(&CampaignInput { leads: 0, ..base() }, None).is_err());
+        assert!(plan_campaign(&CampaignInput { connect_rate: 0.0, ..base() }, None).is_err());
+        assert!(plan_campaign(&CampaignInput { cps: f64::NAN, ..base() }, None).is_err());
+    }
+}

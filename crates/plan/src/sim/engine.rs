@@ -1,0 +1,901 @@
+//! The event loop: callers, dialers and the real ledger on a virtual clock.
+
+use super::dist::Dist;
+use super::report::{CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, Series, SeriesLine};
+use super::rng::{splitmix64, Rng};
+use super::scenario::MAX_CALLS;
+use super::scenario::{CampaignSource, Scenario};
+use super::stats::{Gauge, WaitHistogram, Window};
+use crate::PlanError;
+use callgate_config::OverflowAction;
+use callgate_core::{Decision, Event, FlowId, LeaseId, Ledger, RejectReason, Request, Target, TicketId, TicketOutcome};
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+/// A lease lives this much longer than its call, so that it never expires in the
+/// simulation: the simulated platform reports every call's end (ghost calls are the
+/// ledger's tests' business, not a planning question).
+const TTL_MARGIN_MS: u64 = 3_600_000;
+
+/// Without a duration, campaigns stop after this long.
+const MAX_RUN_MS: u64 = 366 * 86_400_000;
+
+/// The chart aims at about this many points.
+const CHART_POINTS: u64 = 144;
+
+/// How often (in loop turns, a power of two) progress is reported.
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Overrides of a scenario's `[sim]` for one run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunOptions {
+    /// Use this seed instead of the scenario's.
+    pub seed: Option<u64>,
+    /// Stop arrivals after this many callers (replaces the scenario's duration and calls).
+    pub calls: Option<u64>,
+    /// Stop arrivals after this long in ms (replaces the scenario's duration and calls).
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    /// The next caller of arrival stream `source`.
+    Arrival { source: u32 },
+    /// An answered call ends.
+    CallEnd { lease: u64 },
+    /// A waiting caller's patience runs out.
+    Abandon { ticket: u64 },
+    /// A dialer looks for a lead to call.
+    DialerWake { campaign: u32 },
+    /// A campaign attempt ends.
+    AttemptEnd { campaign: u32, lease: u64, lead: u32, attempt: u16, connected: bool },
+    /// A booked callback is placed.
+    Callback { flow: u32, hold_ms: u64, counted: bool },
+    /// `duration` is reached: arrivals and the measured window end.
+    WindowEnd,
+}
+
+/// A caller in the waiting room.
+struct Waiting {
+    flow: u32,
+    hold_ms: u64,
+    counted: bool,
+}
+
+#[derive(Default)]
+struct FlowStats {
+    offered: u64,
+    at_once: u64,
+    queued: u64,
+    answered: u64,
+    answered_in_time: u64,
+    abandoned: u64,
+    overflow: BTreeMap<&'static str, u64>,
+    reasons: OverflowReasons,
+    callbacks_booked: u64,
+    wait_sum_ms: f64,
+    waits: WaitHistogram,
+    hold_sum_ms: f64,
+    waiting_sum_ms: f64,
+}
+
+struct Source {
+    flow_index: u32,
+    /// Interarrival times.
+    arrivals: Rng,
+    /// Hold and patience, one pair per caller in arrival order whatever happens to the
+    /// caller, so that two policies see exactly the same callers.
+    callers: Rng,
+    /// The last arrival time, unrounded (ms).
+    t: f64,
+}
+
+struct Dialer {
+    spec: CampaignSource,
+    flow: FlowId,
+    stream: u64,
+    next_fresh: u64,
+    retries: VecDeque<(u64, u32, u16)>,
+    in_flight: u32,
+    next_allowed: u64,
+    blocked: bool,
+    wake_at: Option<u64>,
+    spacing_ms: u64,
+    attempts: u64,
+    connected: u64,
+    unreached: u64,
+    talk_ms: f64,
+    line_ms: f64,
+    finished_at: Option<u64>,
+    first_attempt: Option<u64>,
+}
+
+struct Sim<'a> {
+    sc: &'a Scenario,
+    ledger: Ledger,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    events: Vec<Event>,
+    sources: Vec<Source>,
+    dialers: Vec<Dialer>,
+    waiting: FxHashMap<u64, Waiting>,
+    flows: Vec<FlowStats>,
+    pools_used: Vec<Gauge>,
+    flows_waiting: Vec<Gauge>,
+    window: Window,
+    window_open: bool,
+    arrivals_left: u64,
+    arrivals_end: u64,
+    campaigns_stop: u64,
+    answer_within: u64,
+    seed: u64,
+    lease_ms: f64,
+    waiting_ms: f64,
+    now: u64,
+    last_activity: u64,
+    turns: u64,
+    calls_total: Option<u64>,
+}
+
+/// Runs `scenario` with `options`, calling `progress` now and then with the share done
+/// (0 to 1). Same scenario, same options: same report, to the last digit.
+pub fn run(scenario: &Scenario, options: &RunOptions, progress: &mut dyn FnMut(f64)) -> Result<Report, PlanError> {
+    let mut sim = Sim::new(scenario, options)?;
+    sim.start();
+    sim.run(progress);
+    Ok(sim.report())
+}
+
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario, options: &RunOptions) -> Result<Sim<'a>, PlanError> {
+        let seed = options.seed.unwrap_or(sc.sim.seed);
+        let (duration, calls) = if options.calls.is_some() || options.duration_ms.is_some() {
+            (options.duration_ms, options.calls)
+        } else {
+            (sc.sim.duration_ms, sc.sim.calls)
+        };
+        let ledger = Ledger::new(&sc.spec).map_err(|e| PlanError::scenario(format!("{}: {e}", sc.name)))?;
+        if let Some(c) = calls {
+            if c == 0 || c > MAX_CALLS {
+                return Err(PlanError::input(format!("calls must be between 1 and {MAX_CALLS}")));
+            }
+        }
+        // A run is bounded: refuse one that would simulate more than MAX_CALLS callers
+        // or campaign attempts (a rate typed in the wrong unit, say).
+        let expected = match (duration, calls) {
+            (Some(d), c) => {
+                let by_time: f64 = sc.arrivals.iter().map(|a| a.rate.expected_arrivals(d as f64)).sum();
+                c.map_or(by_time, |c| by_time.min(c as f64))
+            }
+            (None, Some(c)) => c as f64,
+            (None, None) => 0.0,
+        };
+        let attempts: f64 = sc.campaigns.iter().map(|c| c.leads as f64 * f64::from(c.retries + 1)).sum();
+        if expected + attempts > MAX_CALLS as f64 {
+            return Err(PlanError::input(format!(
+                "{}: this run would simulate about {:.0} calls; at most {MAX_CALLS} (check the rates' units)",
+                sc.name,
+                expected + attempts
+            )));
+        }
+        let sources = sc
+            .arrivals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Source {
+                flow_index: a.flow as u32,
+                arrivals: Rng::stream(seed, 2 * i as u64),
+                callers: Rng::stream(seed, 2 * i as u64 + 1),
+                t: 0.0,
+            })
+            .collect();
+        let dialers = sc
+            .campaigns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Dialer {
+                flow: FlowId(c.flow as u32),
+                stream: 1_000_000 + i as u64,
+                next_fresh: 0,
+                retries: VecDeque::new(),
+                in_flight: 0,
+                next_allowed: 0,
+                blocked: false,
+                wake_at: None,
+                spacing_ms: c.cps.map_or(0, |cps| (1000.0 / cps).round() as u64),
+                attempts: 0,
+                connected: 0,
+                unreached: 0,
+                talk_ms: 0.0,
+                line_ms: 0.0,
+                finished_at: None,
+                first_attempt: None,
+                spec: c.clone(),
+            })
+            .collect();
+        let bucket_ms = match duration {
+            Some(d) => (d / CHART_POINTS).max(1000),
+            None => {
+                let per_day: f64 = sc.arrivals.iter().map(|a| a.rate.expected_arrivals(86_400_000.0)).sum();
+                let guess = match calls {
+                    Some(c) if per_day > 0.0 => c as f64 / per_day * 86_400_000.0,
+                    _ => 86_400_000.0,
+                };
+                ((guess / CHART_POINTS as f64) as u64).max(1000)
+            }
+        };
+        let warmup = sc.sim.warmup_ms;
+        let nflows = sc.config.flows.len();
+        Ok(Sim {
+            sc,
+            ledger,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            events: Vec::new(),
+            sources,
+            dialers,
+            waiting: FxHashMap::default(),
+            flows: (0..nflows).map(|_| FlowStats::default()).collect(),
+            pools_used: vec![Gauge::default(); sc.spec.pools.len()],
+            flows_waiting: vec![Gauge::default(); nflows],
+            window: Window { start: warmup, end: duration.unwrap_or(u64::MAX), bucket_ms },
+            window_open: true,
+            arrivals_left: calls.unwrap_or(u64::MAX),
+            arrivals_end: duration.unwrap_or(u64::MAX),
+            campaigns_stop: duration.unwrap_or(MAX_RUN_MS),
+            answer_within: sc.sim.answer_within_ms,
+            seed,
+            lease_ms: 0.0,
+            waiting_ms: 0.0,
+            now: 0,
+            last_activity: 0,
+            turns: 0,
+            calls_total: calls,
+        })
+    }
+
+    fn schedule(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, ev)));
+    }
+
+    fn start(&mut self) {
+        for i in 0..self.sources.len() {
+            self.next_arrival(i);
+        }
+        if self.arrivals_end != u64::MAX {
+            self.schedule(self.arrivals_end, Ev::WindowEnd);
+        }
+        for c in 0..self.dialers.len() {
+            self.schedule(0, Ev::DialerWake { campaign: c as u32 });
+        }
+    }
+
+    fn next_arrival(&mut self, i: usize) {
+        if self.arrivals_left == 0 {
+            return;
+        }
+        let rate = &self.sc.arrivals[i].rate;
+        let src = &mut self.sources[i];
+        let e = src.arrivals.exp1();
+        if let Some(t) = rate.next_after(src.t, e) {
+            src.t = t;
+            let at = t.round() as u64;
+            if at < self.arrivals_end {
+                self.schedule(at, Ev::Arrival { source: i as u32 });
+            }
+        }
+    }
+
+    fn run(&mut self, progress: &mut dyn FnMut(f64)) {
+        loop {
+            let next_event = self.heap.peek().map(|Reverse((at, _, _))| *at);
+            let next_deadline = self.ledger.next_deadline();
+            // Calls that end at the same millisecond as a deadline go first, in the
+            // waiting caller's favour (the ledger does the same for expiries).
+            match (next_event, next_deadline) {
+                (None, None) => break,
+                (e, Some(d)) if e.is_none_or(|e| d < e) => {
+                    self.now = self.now.max(d);
+                    self.ledger.tick(d);
+                    self.drain();
+                }
+                _ => {
+                    let Some(Reverse((at, _, ev))) = self.heap.pop() else { break };
+                    self.now = at;
+                    self.handle(ev);
+                    self.drain();
+                }
+            }
+            self.turns += 1;
+            if self.turns & (PROGRESS_EVERY - 1) == 0 {
+                progress(self.progress());
+            }
+        }
+        if self.window_open {
+            self.close_window(self.now);
+        }
+        progress(1.0);
+    }
+
+    fn progress(&self) -> f64 {
+        match (self.arrivals_end, self.calls_total) {
+            (end, _) if end != u64::MAX && self.calls_total.is_none() => (self.now as f64 / end as f64).min(1.0),
+            (_, Some(total)) => 1.0 - self.arrivals_left as f64 / total as f64,
+            _ => (self.now as f64 / self.campaigns_stop as f64).min(1.0),
+        }
+    }
+
+    fn close_window(&mut self, t: u64) {
+        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()) {
+            g.advance(t, &self.window);
+        }
+        self.window.end = self.window.end.min(t);
+        self.window_open = false;
+    }
+
+    fn counted(&self, t: u64) -> bool {
+        self.window_open && t >= self.window.start
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrival { source } => {
+                if self.arrivals_left > 0 && self.now < self.arrivals_end {
+                    self.arrival(source as usize);
+                }
+            }
+            Ev::CallEnd { lease } => {
+                self.ledger.release(LeaseId(lease), self.now);
+            }
+            Ev::Abandon { ticket } => {
+                self.ledger.cancel(TicketId(ticket), self.now);
+            }
+            Ev::DialerWake { campaign } => {
+                let d = &mut self.dialers[campaign as usize];
+                if d.wake_at == Some(self.now) {
+                    d.wake_at = None;
+                }
+                self.dial(campaign as usize);
+            }
+            Ev::AttemptEnd { campaign, lease, lead, attempt, connected } => {
+                self.attempt_end(campaign as usize, lease, lead, attempt, connected);
+            }
+            Ev::Callback { flow, hold_ms, counted } => self.call(flow, hold_ms, None, counted),
+            Ev::WindowEnd => {
+                if self.window_open {
+                    self.close_window(self.now);
+                }
+            }
+        }
+    }
+
+    fn arrival(&mut self, i: usize) {
+        let src = &mut self.sources[i];
+        let flow = src.flow_index;
+        let spec = &self.sc.arrivals[i];
+        let hold = spec.hold.sample(&mut src.callers);
+        let patience = spec.patience.as_ref().map(|p: &Dist| p.sample(&mut src.callers));
+        if self.arrivals_left != u64::MAX {
+            self.arrivals_left -= 1;
+        }
+        let counted = self.counted(self.now);
+        self.call(flow, hold, patience, counted);
+        if self.arrivals_left == 0 {
+            self.arrivals_end = self.now + 1;
+            if self.window_open {
+                self.close_window(self.now + 1);
+            }
+        } else {
+            self.next_arrival(i);
+        }
+    }
+
+    /// A caller (or a booked callback) asks for a line through `flow`.
+    fn call(&mut self, flow: u32, hold_ms: u64, patience: Option<u64>, counted: bool) {
+        let now = self.now;
+        if counted {
+            self.flows[flow as usize].offered += 1;
+        }
+        let req = Request {
+            target: Target::Flow(FlowId(flow)),
+            key: None,
+            ttl_ms: Some(hold_ms + TTL_MARGIN_MS),
+            max_wait_ms: None,
+            meta: None,
+        };
+        match self.ledger.acquire(req, now) {
+            Ok(Decision::Granted { lease, .. }) => {
+                if counted {
+                    let st = &mut self.flows[flow as usize];
+                    st.at_once += 1;
+                    st.answered += 1;
+                    st.answered_in_time += 1;
+                    st.waits.record(0);
+                    st.hold_sum_ms += hold_ms as f64;
+                    self.lease_ms += hold_ms as f64;
+                }
+                self.schedule(now + hold_ms, Ev::CallEnd { lease: lease.0 });
+            }
+            Ok(Decision::Queued { ticket, deadline, .. }) => {
+                if counted {
+                    self.flows[flow as usize].queued += 1;
+                }
+                self.waiting.insert(ticket.0, Waiting { flow, hold_ms, counted });
+                if let Some(p) = patience {
+                    if now + p < deadline {
+                        self.schedule(now + p, Ev::Abandon { ticket: ticket.0 });
+                    }
+                }
+            }
+            Ok(Decision::Rejected { reason, .. }) => {
+                let why = match reason {
+                    RejectReason::Capacity => Why::Capacity,
+                    RejectReason::QueueFull => Why::QueueFull,
+                };
+                self.overflow(flow, hold_ms, counted, why);
+            }
+            // Flow ids come from the checked scenario; refuse quietly rather than stop.
+            Err(_) => self.overflow(flow, hold_ms, counted, Why::Capacity),
+        }
+    }
+
+    fn overflow(&mut self, flow: u32, hold_ms: u64, counted: bool, why: Why) {
+        let action = self.sc.overflow_of(flow as usize);
+        if counted {
+            let st = &mut self.flows[flow as usize];
+            *st.overflow.entry(action.map_or("refused", OverflowAction::as_str)).or_default() += 1;
+            match why {
+                Why::Capacity => st.reasons.capacity += 1,
+                Why::QueueFull => st.reasons.queue_full += 1,
+                Why::TimedOut => st.reasons.timed_out += 1,
+            }
+        }
+        if action == Some(OverflowAction::Callback) {
+            if let Some(cb) = &self.sc.sim.callback {
+                let (to, after) = (cb.flow as u32, cb.after_ms);
+                if counted {
+                    self.flows[flow as usize].callbacks_booked += 1;
+                }
+                self.schedule(self.now + after, Ev::Callback { flow: to, hold_ms, counted });
+            }
+        }
+    }
+
+    /// Applies the ledger's events: lines in use, waiting callers, grants from the
+    /// waiting room, abandonments and time-outs. Dialers blocked for capacity look again
+    /// after anything is freed.
+    fn drain(&mut self) {
+        loop {
+            self.ledger.take_events(&mut self.events);
+            if self.events.is_empty() {
+                return;
+            }
+            self.last_activity = self.now;
+            let mut freed = false;
+            let mut events = std::mem::take(&mut self.events);
+            for ev in events.drain(..) {
+                match ev {
+                    Event::Granted { lease, from_ticket } => {
+                        self.lines(&lease.pools, lease.granted_at, 1);
+                        if let Some((ticket, waited)) = from_ticket {
+                            if let Some(f) = lease.flow {
+                                self.flows_waiting[f.index()].add(lease.granted_at, -1, &self.window);
+                            }
+                            self.granted_from_queue(ticket, lease.id, waited, lease.granted_at);
+                        }
+                    }
+                    Event::Queued { ticket, .. } => {
+                        if let Some(f) = ticket.flow {
+                            self.flows_waiting[f.index()].add(ticket.enqueued_at, 1, &self.window);
+                        }
+                    }
+                    Event::Released { lease, at } | Event::Expired { lease, at } => {
+                        self.lines(&lease.pools, at, -1);
+                        freed = true;
+                    }
+                    Event::TicketEnded { ticket, outcome, at } => {
+                        freed = true;
+                        if let Some(f) = ticket.flow {
+                            self.flows_waiting[f.index()].add(at, -1, &self.window);
+                        }
+                        let waited = at.saturating_sub(ticket.enqueued_at);
+                        if let Some(w) = self.waiting.remove(&ticket.id.0) {
+                            if w.counted {
+                                self.flows[w.flow as usize].waiting_sum_ms += waited as f64;
+                                self.waiting_ms += waited as f64;
+                            }
+                            match outcome {
+                                TicketOutcome::Cancelled => {
+                                    if w.counted {
+                                        self.flows[w.flow as usize].abandoned += 1;
+                                    }
+                                }
+                                TicketOutcome::TimedOut => self.overflow(w.flow, w.hold_ms, w.counted, Why::TimedOut),
+                                TicketOutcome::Granted(_) => {}
+                            }
+                        }
+                    }
+                    Event::Rejected { .. } | Event::Renewed { .. } | Event::LimitChanged { .. } => {}
+                }
+            }
+            self.events = events;
+            if freed {
+                for c in 0..self.dialers.len() {
+                    if self.dialers[c].blocked {
+                        self.dial(c);
+                    }
+                }
+            }
+        }
+    }
+
+    fn lines(&mut self, pools: &Arc<[callgate_core::PoolUnits]>, at: u64, sign: i64) {
+        for pu in pools.iter() {
+            self.pools_used[pu.pool.index()].add(at, sign * i64::from(pu.units), &self.window);
+        }
+    }
+
+    fn granted_from_queue(&mut self, ticket: TicketId, lease: LeaseId, waited: u64, at: u64) {
+        let Some(w) = self.waiting.remove(&ticket.0) else { return };
+        if w.counted {
+            let st = &mut self.flows[w.flow as usize];
+            st.answered += 1;
+            if waited <= self.answer_within {
+                st.answered_in_time += 1;
+            }
+            st.waits.record(waited);
+            st.wait_sum_ms += waited as f64;
+            st.hold_sum_ms += w.hold_ms as f64;
+            st.waiting_sum_ms += waited as f64;
+            self.waiting_ms += waited as f64;
+            self.lease_ms += w.hold_ms as f64;
+        }
+        self.schedule(at + w.hold_ms, Ev::CallEnd { lease: lease.0 });
+    }
+
+    // ----- campaigns ---------------------------------------------------------------
+
+    fn wake_dialer(&mut self, c: usize, at: u64) {
+        if at >= self.campaigns_stop {
+            return;
+        }
+        let d = &mut self.dialers[c];
+        if d.wake_at.is_some_and(|w| w <= at) {
+            return;
+        }
+        d.wake_at = Some(at);
+        self.schedule(at, Ev::DialerWake { campaign: c as u32 });
+    }
+
+    /// Places attempts while a lead is ready, the carrier allows and a line is free.
+    fn dial(&mut self, c: usize) {
+        let now = self.now;
+        loop {
+            let d = &mut self.dialers[c];
+            d.blocked = false;
+            if now >= self.campaigns_stop {
+                return;
+            }
+            if let Some(open) = next_open(d.spec.window, now) {
+                if open > now {
+                    self.wake_dialer(c, open);
+                    return;
+                }
+            }
+            let due = d.retries.front().filter(|r| r.0 <= now).copied();
+            let (lead, attempt) = match due {
+                Some((_, lead, attempt)) => (lead, attempt),
+                None if d.next_fresh < d.spec.leads => (d.next_fresh as u32, 1),
+                None => {
+                    if let Some(&(at, _, _)) = d.retries.front() {
+                        self.wake_dialer(c, at);
+                    }
+                    return;
+                }
+            };
+            if now < d.next_allowed {
+                let at = d.next_allowed;
+                self.wake_dialer(c, at);
+                return;
+            }
+            // The lead's answer and call length depend only on (seed, campaign, lead,
+            // attempt): every policy meets the same people.
+            let mut key = self.seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
+            let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
+            let connected = rng.uniform() < d.spec.connect_rate;
+            let hold = if connected { d.spec.talk.sample(&mut rng) } else { d.spec.ring.sample(&mut rng) };
+            let flow = d.flow;
+            let req = Request {
+                target: Target::Flow(flow),
+                key: None,
+                ttl_ms: Some(hold + TTL_MARGIN_MS),
+                max_wait_ms: Some(0),
+                meta: None,
+            };
+            match self.ledger.acquire(req, now) {
+                Ok(Decision::Granted { lease, .. }) => {
+                    let d = &mut self.dialers[c];
+                    if due.is_some() {
+                        d.retries.pop_front();
+                    } else {
+                        d.next_fresh += 1;
+                    }
+                    d.in_flight += 1;
+                    d.attempts += 1;
+                    d.first_attempt.get_or_insert(now);
+                    d.next_allowed = now + d.spacing_ms;
+                    self.schedule(
+                        now + hold,
+                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, connected },
+                    );
+                }
+                _ => {
+                    // No free line for this flow (after reserves and waiting callers):
+                    // look again when something is freed.
+                    self.dialers[c].blocked = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn attempt_end(&mut self, c: usize, lease: u64, lead: u32, attempt: u16, connected: bool) {
+        let now = self.now;
+        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
+            let held = now.saturating_sub(l.granted_at) as f64;
+            let d = &mut self.dialers[c];
+            d.line_ms += held;
+            if connected {
+                d.talk_ms += held;
+            }
+            self.lease_ms += held;
+        }
+        self.ledger.release(LeaseId(lease), now);
+        let d = &mut self.dialers[c];
+        d.in_flight -= 1;
+        if connected {
+            d.connected += 1;
+        } else if u32::from(attempt) <= d.spec.retries {
+            d.retries.push_back((now + d.spec.retry_after_ms, lead, attempt + 1));
+        } else {
+            d.unreached += 1;
+        }
+        if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
+            d.finished_at = Some(now);
+        }
+        if let Some(&(at, _, _)) = d.retries.back() {
+            self.wake_dialer(c, at);
+        }
+    }
+
+    // ----- the report ----------------------------------------------------------------
+
+    fn report(mut self) -> Report {
+        // The run ends with the last change of the ledger (or the end of the window):
+        // later loop turns only pop stale timers.
+        let end = self.last_activity.max(self.window.end.min(self.now));
+        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()) {
+            g.advance(end, &self.window);
+        }
+        let sc = self.sc;
+        let window_ms = self.window.end.saturating_sub(self.window.start).max(1) as f64;
+        let flows: Vec<FlowReport> = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(i, st)| {
+                st.offered > 0
+                    || sc.arrivals.iter().any(|a| a.flow == *i)
+                    || sc.sim.callback.as_ref().is_some_and(|c| c.flow == *i)
+            })
+            .map(|(i, st)| flow_report(sc, i, st, &self.flows_waiting[i], window_ms))
+            .collect();
+        let pools: Vec<PoolReport> = sc
+            .spec
+            .pools
+            .iter()
+            .zip(&self.pools_used)
+            .map(|(p, g)| {
+                let mean = g.area / window_ms;
+                let limit = f64::from(p.limit.max(1));
+                PoolReport {
+                    pool: p.name.clone(),
+                    limit: p.limit,
+                    mean_used: mean,
+                    utilization: mean / limit,
+                    peak_used: g.peak.max(0) as u64,
+                    peak_utilization: g.peak.max(0) as f64 / limit,
+                }
+            })
+            .collect();
+        let campaigns: Vec<CampaignReport> = self
+            .dialers
+            .iter()
+            .map(|d| {
+                let remaining = d.spec.leads - d.connected - d.unreached;
+                // Attempts per hour of open calling window, from the first attempt on.
+                let until = d.finished_at.unwrap_or_else(|| self.campaigns_stop.min(end));
+                let span_h = d.first_attempt.map_or(0.0, |a| open_ms(d.spec.window, a, until) as f64 / 3.6e6);
+                CampaignReport {
+                    campaign: d.spec.name.clone(),
+                    flow: sc.flow_name(d.spec.flow).to_owned(),
+                    leads: d.spec.leads,
+                    attempts: d.attempts,
+                    connected: d.connected,
+                    unreached: d.unreached,
+                    remaining,
+                    finished_at_s: d.finished_at.map(|t| t as f64 / 1000.0),
+                    attempts_per_hour: if span_h > 0.0 { d.attempts as f64 / span_h } else { 0.0 },
+                    talk_minutes: d.talk_ms / 60_000.0,
+                    line_minutes: d.line_ms / 60_000.0,
+                }
+            })
+            .collect();
+        let cost = sc.pricing.as_ref().map(|pr| {
+            let minutes = self.lease_ms / 60_000.0;
+            let waiting_minutes = self.waiting_ms / 60_000.0;
+            let paid_lines: u32 = sc
+                .spec
+                .pools
+                .iter()
+                .filter(|p| pr.line_pools.as_ref().is_none_or(|l| l.contains(&p.name)))
+                .map(|p| p.limit)
+                .sum();
+            let month_ms = pr.days_per_month * 86_400_000.0;
+            let period = window_ms / month_ms;
+            let minutes_cost = minutes * pr.per_minute_total();
+            let waiting_cost = waiting_minutes * pr.waiting_per_min;
+            let lines_month = f64::from(paid_lines) * pr.per_line_month;
+            let total = minutes_cost + waiting_cost + lines_month * period;
+            let answered: u64 =
+                flows.iter().map(|f| f.answered).sum::<u64>() + campaigns.iter().map(|c| c.connected).sum::<u64>();
+            CostReport {
+                currency: pr.currency.clone(),
+                minutes,
+                minutes_cost,
+                waiting_minutes,
+                waiting_cost,
+                lines: paid_lines,
+                lines_cost: lines_month * period,
+                total,
+                per_answered_call: if answered > 0 { total / answered as f64 } else { 0.0 },
+                per_month: (minutes_cost + waiting_cost) / period + lines_month,
+            }
+        });
+        let series = self.series(end);
+        Report {
+            scenario: sc.name.clone(),
+            seed: self.seed,
+            simulated_s: window_ms / 1000.0,
+            warmup_s: self.window.start as f64 / 1000.0,
+            answer_within_s: self.answer_within as f64 / 1000.0,
+            flows,
+            pools,
+            campaigns,
+            cost,
+            events: self.turns,
+            series,
+        }
+    }
+
+    fn series(&self, end: u64) -> Series {
+        let mut bucket = self.window.bucket_ms;
+        let n = (end / bucket + 1) as usize;
+        let take = |g: &Gauge| -> (Vec<f64>, Vec<f64>) {
+            let mut area = g.series_area.clone();
+            let mut peak: Vec<f64> = g.series_peak.iter().map(|&p| p as f64).collect();
+            area.resize(n, 0.0);
+            peak.resize(n, 0.0);
+            (area, peak)
+        };
+        let mut pools: Vec<(Vec<f64>, Vec<f64>)> = self.pools_used.iter().map(take).collect();
+        let mut flows: Vec<(Vec<f64>, Vec<f64>)> = self.flows_waiting.iter().map(take).collect();
+        // At most 2 × CHART_POINTS points: merge neighbours (areas add, peaks max).
+        let mut len = n;
+        while len > 2 * CHART_POINTS as usize {
+            for (area, peak) in pools.iter_mut().chain(flows.iter_mut()) {
+                let a: Vec<f64> = area.chunks(2).map(|c| c.iter().sum()).collect();
+                let p: Vec<f64> = peak.chunks(2).map(|c| c.iter().copied().fold(0.0, f64::max)).collect();
+                *area = a;
+                *peak = p;
+            }
+            len = len.div_ceil(2);
+            bucket *= 2;
+        }
+        let line = |name: &str, limit: Option<u32>, (area, peak): (Vec<f64>, Vec<f64>)| SeriesLine {
+            name: name.to_owned(),
+            limit,
+            mean: area.iter().map(|a| a / bucket as f64).collect(),
+            peak,
+        };
+        Series {
+            bucket_s: bucket as f64 / 1000.0,
+            window_start_s: self.window.start as f64 / 1000.0,
+            window_end_s: self.window.end.min(end) as f64 / 1000.0,
+            pools: self.sc.spec.pools.iter().zip(pools).map(|(p, s)| line(&p.name, Some(p.limit), s)).collect(),
+            waiting: self
+                .sc
+                .config
+                .flows
+                .iter()
+                .zip(flows)
+                .filter(|(_, s)| s.1.iter().any(|&p| p > 0.0))
+                .map(|(f, s)| line(&f.name, None, s))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Why {
+    Capacity,
+    QueueFull,
+    TimedOut,
+}
+
+fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_ms: f64) -> FlowReport {
+    let offered = st.offered.max(1) as f64;
+    let answered = st.answered.max(1) as f64;
+    let flow = &sc.config.flows[i];
+    let overflowed: u64 = st.overflow.values().sum();
+    FlowReport {
+        flow: flow.name.clone(),
+        class: flow.class.clone(),
+        offered: st.offered,
+        granted_at_once: st.at_once,
+        queued: st.queued,
+        answered: st.answered,
+        abandoned: st.abandoned,
+        overflowed,
+        overflow_by_action: st.overflow.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        overflow_by_reason: st.reasons,
+        callbacks_booked: st.callbacks_booked,
+        p_wait: st.queued as f64 / offered,
+        mean_wait_s: st.wait_sum_ms / answered / 1000.0,
+        p95_wait_s: st.waits.quantile(0.95) as f64 / 1000.0,
+        service_level: st.answered_in_time as f64 / offered,
+        abandon_rate: st.abandoned as f64 / offered,
+        overflow_rate: overflowed as f64 / offered,
+        mean_hold_s: st.hold_sum_ms / answered / 1000.0,
+        mean_waiting: waiting.area / window_ms,
+        peak_waiting: waiting.peak.max(0) as u64,
+    }
+}
+
+/// Milliseconds of open calling window in `[from, to)`.
+fn open_ms(window: Option<(u32, u32)>, from: u64, to: u64) -> u64 {
+    let Some((s, e)) = window else { return to.saturating_sub(from) };
+    let day = 86_400_000u64;
+    let (s, e) = (u64::from(s) * 60_000, u64::from(e) * 60_000);
+    let mut total = 0;
+    let mut d = from / day;
+    while d * day < to {
+        let base = d * day;
+        let spans = if s < e { vec![(s, e)] } else { vec![(0, e), (s, day)] };
+        for (a, b) in spans {
+            let (lo, hi) = ((base + a).max(from), (base + b).min(to));
+            total += hi.saturating_sub(lo);
+        }
+        d += 1;
+    }
+    total
+}
+
+/// When the calling window is next open at or after `now` (`None`: no window).
+fn next_open(window: Option<(u32, u32)>, now: u64) -> Option<u64> {
+    let (s, e) = window?;
+    let day = 86_400_000u64;
+    let minute = (now % day) / 60_000;
+    let minute = minute as u32;
+    let open = if s < e { (s..e).contains(&minute) } else { minute >= s || minute < e };
+    if open {
+        return Some(now);
+    }
+    let today = now - now % day;
+    let start = today + u64::from(s) * 60_000;
+    Some(if start > now { start } else { start + day })
+}

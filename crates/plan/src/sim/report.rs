@@ -1,0 +1,439 @@
+//! What a simulation reports, as JSON and as readable tables, alone or side by side.
+
+use crate::text::{count, money, num, pct, pct2, secs, Table};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The outcome of one run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed used.
+    pub seed: u64,
+    /// Length of the measured window: from the warm-up to the end of arrivals (seconds).
+    pub simulated_s: f64,
+    /// Callers arriving before this were not counted (seconds).
+    pub warmup_s: f64,
+    /// The service level counts callers answered within this (seconds).
+    pub answer_within_s: f64,
+    /// Per flow fed by `[[arrivals]]` (and the callback flow).
+    pub flows: Vec<FlowReport>,
+    /// Per pool.
+    pub pools: Vec<PoolReport>,
+    /// Per `[[sim.campaigns]]` dialer.
+    pub campaigns: Vec<CampaignReport>,
+    /// With `[pricing]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostReport>,
+    /// Events simulated (arrivals, call ends, ticks, dialer steps).
+    pub events: u64,
+    /// Levels over time, for the chart.
+    #[serde(skip)]
+    pub series: Series,
+}
+
+/// What happened to one flow's callers (those arriving inside the measured window).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowReport {
+    /// The flow.
+    pub flow: String,
+    /// Its class.
+    pub class: String,
+    /// Callers who asked for a line.
+    pub offered: u64,
+    /// Answered at once.
+    pub granted_at_once: u64,
+    /// Put in the waiting room.
+    pub queued: u64,
+    /// Answered, at once or after waiting.
+    pub answered: u64,
+    /// Hung up while waiting.
+    pub abandoned: u64,
+    /// Sent to the flow's overflow (refused at once, waiting room full, or waited too long).
+    pub overflowed: u64,
+    /// Overflowed callers by the action they met (`refused` when the flow has none).
+    pub overflow_by_action: BTreeMap<String, u64>,
+    /// Overflowed callers by why.
+    pub overflow_by_reason: OverflowReasons,
+    /// Callbacks booked (overflow `callback` with `[sim] callback` set).
+    pub callbacks_booked: u64,
+    /// Share of callers who waited.
+    pub p_wait: f64,
+    /// Mean wait of answered callers, those answered at once counting 0 (seconds).
+    pub mean_wait_s: f64,
+    /// 95th percentile of the wait of answered callers (seconds).
+    pub p95_wait_s: f64,
+    /// Share of all callers answered within the threshold.
+    pub service_level: f64,
+    /// Share of callers who hung up while waiting.
+    pub abandon_rate: f64,
+    /// Share of callers overflowed.
+    pub overflow_rate: f64,
+    /// Mean call length of answered calls (seconds).
+    pub mean_hold_s: f64,
+    /// Callers waiting on average over the window.
+    pub mean_waiting: f64,
+    /// Most callers waiting at once in the window.
+    pub peak_waiting: u64,
+}
+
+/// Why callers overflowed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OverflowReasons {
+    /// No line and no waiting room.
+    pub capacity: u64,
+    /// The waiting room was full.
+    pub queue_full: u64,
+    /// Waited until the waiting room's `max_wait`.
+    pub timed_out: u64,
+}
+
+/// How busy one pool was over the measured window.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolReport {
+    /// The pool.
+    pub pool: String,
+    /// Its limit.
+    pub limit: u32,
+    /// Units in use on average.
+    pub mean_used: f64,
+    /// `mean_used / limit`.
+    pub utilization: f64,
+    /// Most units in use at once.
+    pub peak_used: u64,
+    /// `peak_used / limit`.
+    pub peak_utilization: f64,
+}
+
+/// How one dialer did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignReport {
+    /// Its name.
+    pub campaign: String,
+    /// Its flow.
+    pub flow: String,
+    /// Leads to reach.
+    pub leads: u64,
+    /// Attempts placed.
+    pub attempts: u64,
+    /// Leads who answered.
+    pub connected: u64,
+    /// Leads nobody answered after every attempt.
+    pub unreached: u64,
+    /// Leads not finished when the run ended.
+    pub remaining: u64,
+    /// When the last lead finished (seconds from the start), if all did.
+    pub finished_at_s: Option<f64>,
+    /// Attempts per hour of open calling window, from the first attempt to the last.
+    pub attempts_per_hour: f64,
+    /// Minutes of answered calls.
+    pub talk_minutes: f64,
+    /// Minutes lines were held, answered or not.
+    pub line_minutes: f64,
+}
+
+/// What the window cost, with `[pricing]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CostReport {
+    /// Currency symbol.
+    pub currency: String,
+    /// Minutes lines were held by calls (every flow and campaign).
+    pub minutes: f64,
+    /// `minutes × per-minute price`.
+    pub minutes_cost: f64,
+    /// Minutes callers spent waiting.
+    pub waiting_minutes: f64,
+    /// `waiting_minutes × waiting_per_min`.
+    pub waiting_cost: f64,
+    /// Lines paid per month (the limits of the priced pools).
+    pub lines: u32,
+    /// Their monthly price for the length of the window.
+    pub lines_cost: f64,
+    /// Everything for the window.
+    pub total: f64,
+    /// `total / answered calls`.
+    pub per_answered_call: f64,
+    /// A month at this rate: minutes scaled from the window, plus the lines.
+    pub per_month: f64,
+}
+
+/// Levels over time per chart bucket.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    /// Width of a bucket (seconds).
+    pub bucket_s: f64,
+    /// Where the measured window starts (seconds).
+    pub window_start_s: f64,
+    /// Where it ends (seconds).
+    pub window_end_s: f64,
+    /// Units in use per pool.
+    pub pools: Vec<SeriesLine>,
+    /// Callers waiting per flow (flows that ever had any).
+    pub waiting: Vec<SeriesLine>,
+}
+
+/// One line of the chart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesLine {
+    /// Pool or flow.
+    pub name: String,
+    /// The pool's limit.
+    pub limit: Option<u32>,
+    /// Mean level per bucket.
+    pub mean: Vec<f64>,
+    /// Highest level per bucket.
+    pub peak: Vec<f64>,
+}
+
+/// A row of a comparison: how to show a measure of one scenario.
+type Cell<T> = fn(&T) -> String;
+type FlowCell = fn(&FlowReport, &Report) -> String;
+
+fn overflow_text(f: &FlowReport) -> String {
+    if f.overflowed == 0 {
+        return "0".into();
+    }
+    f.overflow_by_action.iter().map(|(k, v)| format!("{k} {}", count(*v))).collect::<Vec<_>>().join(", ")
+}
+
+fn clock(s: f64) -> String {
+    let total = s.round() as u64;
+    format!("day {} {:02}:{:02}", total / 86_400 + 1, (total % 86_400) / 3600, (total % 3600) / 60)
+}
+
+impl Report {
+    /// The readable report.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let offered: u64 = self.flows.iter().map(|f| f.offered).sum();
+        let _ = writeln!(
+            out,
+            "{} · seed {} · {} simulated{} · {} callers · service level = answered within {}",
+            self.scenario,
+            self.seed,
+            secs(self.simulated_s),
+            if self.warmup_s > 0.0 { format!(" after {} warm-up", secs(self.warmup_s)) } else { String::new() },
+            count(offered),
+            secs(self.answer_within_s),
+        );
+        if !self.flows.is_empty() {
+            let within = secs(self.answer_within_s);
+            let mut t = Table::new(&[
+                "flow".to_owned(),
+                "callers".into(),
+                "at once".into(),
+                "waited".into(),
+                "answered".into(),
+                "hung up".into(),
+                "overflow".into(),
+                "P(wait)".into(),
+                "mean wait".into(),
+                "p95 wait".into(),
+                format!("SL {within}"),
+            ]);
+            for f in &self.flows {
+                t.row(vec![
+                    f.flow.clone(),
+                    count(f.offered),
+                    count(f.granted_at_once),
+                    count(f.queued),
+                    count(f.answered),
+                    count(f.abandoned),
+                    overflow_text(f),
+                    pct(f.p_wait),
+                    secs(f.mean_wait_s),
+                    secs(f.p95_wait_s),
+                    pct(f.service_level),
+                ]);
+            }
+            out.push_str("\nFlows\n");
+            out.push_str(&t.render(2));
+            if self.flows.iter().any(|f| f.callbacks_booked > 0) {
+                for f in self.flows.iter().filter(|f| f.callbacks_booked > 0) {
+                    let _ = writeln!(out, "  {} booked {} callbacks", f.flow, count(f.callbacks_booked));
+                }
+            }
+        }
+        let mut t = Table::new(&["pool", "limit", "mean in use", "utilization", "peak"]);
+        for p in &self.pools {
+            t.row(vec![
+                p.pool.clone(),
+                count(u64::from(p.limit)),
+                num(p.mean_used, 1),
+                pct(p.utilization),
+                format!("{} ({})", count(p.peak_used), pct(p.peak_utilization)),
+            ]);
+        }
+        out.push_str("\nPools\n");
+        out.push_str(&t.render(2));
+        if !self.campaigns.is_empty() {
+            let mut t = Table::new(&[
+                "campaign",
+                "leads",
+                "attempts",
+                "answered",
+                "unreached",
+                "left",
+                "attempts/h",
+                "finished",
+            ]);
+            for c in &self.campaigns {
+                t.row(vec![
+                    c.campaign.clone(),
+                    count(c.leads),
+                    count(c.attempts),
+                    count(c.connected),
+                    count(c.unreached),
+                    count(c.remaining),
+                    num(c.attempts_per_hour, 1),
+                    c.finished_at_s.map_or_else(|| "not yet".to_owned(), clock),
+                ]);
+            }
+            out.push_str("\nCampaigns\n");
+            out.push_str(&t.render(2));
+        }
+        if let Some(c) = &self.cost {
+            let m = |v: f64| money(&c.currency, v);
+            out.push_str("\nCost\n");
+            let _ = writeln!(
+                out,
+                "  {} call minutes {} · {} waiting minutes {} · {} lines {} for this {} · total {}",
+                num(c.minutes, 0),
+                m(c.minutes_cost),
+                num(c.waiting_minutes, 0),
+                m(c.waiting_cost),
+                count(u64::from(c.lines)),
+                m(c.lines_cost),
+                secs(self.simulated_s),
+                m(c.total),
+            );
+            let _ = writeln!(
+                out,
+                "  {} per answered call · about {} a month at this rate",
+                m(c.per_answered_call),
+                m(c.per_month)
+            );
+        }
+        out
+    }
+}
+
+/// Several reports side by side: one column per scenario, one row per measure.
+pub fn compare_text(reports: &[Report]) -> String {
+    let mut out = String::new();
+    let names: Vec<String> = reports.iter().map(|r| r.scenario.clone()).collect();
+    let seeds: Vec<u64> = reports.iter().map(|r| r.seed).collect();
+    let same_seed = seeds.windows(2).all(|w| w[0] == w[1]);
+    let _ = writeln!(
+        out,
+        "{} scenarios side by side{}",
+        reports.len(),
+        if same_seed {
+            format!(" · seed {} (the same callers in each)", seeds.first().copied().unwrap_or(0))
+        } else {
+            " · different seeds".to_owned()
+        }
+    );
+    let header = |first: &str| {
+        let mut h = vec![first.to_owned()];
+        h.extend(names.iter().cloned());
+        h
+    };
+    let mut flows: Vec<String> = Vec::new();
+    for r in reports {
+        for f in &r.flows {
+            if !flows.contains(&f.flow) {
+                flows.push(f.flow.clone());
+            }
+        }
+    }
+    for flow in &flows {
+        let get = |r: &Report| r.flows.iter().find(|f| &f.flow == flow).cloned();
+        let mut t = Table::new(&header(&format!("flow {flow}")));
+        let rows: [(&str, FlowCell); 9] = [
+            ("callers", |f, _| count(f.offered)),
+            ("answered at once", |f, _| pct(f.granted_at_once as f64 / f.offered.max(1) as f64)),
+            ("P(wait)", |f, _| pct(f.p_wait)),
+            ("mean wait", |f, _| secs(f.mean_wait_s)),
+            ("p95 wait", |f, _| secs(f.p95_wait_s)),
+            ("service level", |f, r| format!("{} in {}", pct(f.service_level), secs(r.answer_within_s))),
+            ("hung up", |f, _| pct2(f.abandon_rate)),
+            ("overflowed", |f, _| pct2(f.overflow_rate)),
+            ("overflow actions", |f, _| overflow_text(f)),
+        ];
+        for (label, cell) in rows {
+            let mut row = vec![format!("  {label}")];
+            row.extend(reports.iter().map(|r| get(r).map_or_else(|| "-".to_owned(), |f| cell(&f, r))));
+            t.row(row);
+        }
+        out.push('\n');
+        out.push_str(&t.render(0));
+    }
+    let mut pools: Vec<String> = Vec::new();
+    for r in reports {
+        for p in &r.pools {
+            if !pools.contains(&p.pool) {
+                pools.push(p.pool.clone());
+            }
+        }
+    }
+    for pool in &pools {
+        let mut t = Table::new(&header(&format!("pool {pool}")));
+        let get = |r: &Report| r.pools.iter().find(|p| &p.pool == pool).cloned();
+        let rows: [(&str, Cell<PoolReport>); 3] = [
+            ("limit", |p| count(u64::from(p.limit))),
+            ("utilization", |p| pct(p.utilization)),
+            ("peak in use", |p| count(p.peak_used)),
+        ];
+        for (label, cell) in rows {
+            let mut row = vec![format!("  {label}")];
+            row.extend(reports.iter().map(|r| get(r).map_or_else(|| "-".to_owned(), |p| cell(&p))));
+            t.row(row);
+        }
+        out.push('\n');
+        out.push_str(&t.render(0));
+    }
+    let mut campaigns: Vec<String> = Vec::new();
+    for r in reports {
+        for c in &r.campaigns {
+            if !campaigns.contains(&c.campaign) {
+                campaigns.push(c.campaign.clone());
+            }
+        }
+    }
+    for campaign in &campaigns {
+        let mut t = Table::new(&header(&format!("campaign {campaign}")));
+        let get = |r: &Report| r.campaigns.iter().find(|c| &c.campaign == campaign).cloned();
+        let rows: [(&str, Cell<CampaignReport>); 4] = [
+            ("answered", |c| count(c.connected)),
+            ("attempts/h", |c| num(c.attempts_per_hour, 1)),
+            ("leads left", |c| count(c.remaining)),
+            ("finished", |c| c.finished_at_s.map_or_else(|| "not yet".to_owned(), clock)),
+        ];
+        for (label, cell) in rows {
+            let mut row = vec![format!("  {label}")];
+            row.extend(reports.iter().map(|r| get(r).map_or_else(|| "-".to_owned(), |c| cell(&c))));
+            t.row(row);
+        }
+        out.push('\n');
+        out.push_str(&t.render(0));
+    }
+    if reports.iter().any(|r| r.cost.is_some()) {
+        let mut t = Table::new(&header("cost"));
+        let rows: [(&str, Cell<CostReport>); 3] = [
+            ("total", |c| money(&c.currency, c.total)),
+            ("per answered call", |c| money(&c.currency, c.per_answered_call)),
+            ("a month at this rate", |c| money(&c.currency, c.per_month)),
+        ];
+        for (label, cell) in rows {
+            let mut row = vec![format!("  {label}")];
+            row.extend(reports.iter().map(|r| r.cost.as_ref().map_or_else(|| "-".to_owned(), cell)));
+            t.row(row);
+        }
+        out.push('\n');
+        out.push_str(&t.render(0));
+    }
+    out
+}

@@ -1,0 +1,340 @@
+//! The simulator's own behaviour: scenarios read right, problems placed on their line,
+//! callers and dialers doing what a person would expect, results repeatable.
+
+use super::*;
+
+fn scenario(text: &str) -> Scenario {
+    Scenario::from_toml_str(text, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn report(text: &str) -> Report {
+    run(&scenario(text), &RunOptions::default(), &mut |_| {}).unwrap()
+}
+
+fn problem(text: &str) -> String {
+    match Scenario::from_toml_str(text, Some(std::path::Path::new("s.toml"))) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.message,
+    }
+}
+
+/// One pool of `lines`, one flow `support` with the given extra flow lines, and arrivals.
+fn small(lines: u32, flow_extra: &str, sim: &str, arrivals: &str) -> String {
+    format!(
+        r#"
+[[classes]]
+name = "inbound"
+priority = 50
+
+[[pools]]
+name = "lines"
+limit = {lines}
+
+[[flows]]
+name = "support"
+pools = ["lines"]
+class = "inbound"
+{flow_extra}
+
+[sim]
+{sim}
+
+[[arrivals]]
+flow = "support"
+{arrivals}
+"#
+    )
+}
+
+const QUEUED: &str = "queue = { max_wait = \"60s\" }\noverflow = { action = \"voicemail\" }";
+const TRAFFIC: &str =
+    "rate = \"120/h\"\nhold = { dist = \"exp\", mean = \"4m\" }\npatience = { dist = \"exp\", mean = \"90s\" }";
+
+#[test]
+fn every_caller_has_exactly_one_outcome() {
+    let r = report(&small(10, QUEUED, "calls = 5000\nseed = 7", TRAFFIC));
+    let f = &r.flows[0];
+    assert_eq!(f.offered, 5000);
+    assert_eq!(f.answered + f.abandoned + f.overflowed, f.offered);
+    assert_eq!(f.granted_at_once + f.queued, f.offered);
+    assert!(f.abandoned > 0 && f.overflow_by_reason.timed_out > 0);
+    assert_eq!(f.overflow_by_action.get("voicemail"), Some(&f.overflowed));
+    assert!(r.pools[0].peak_used <= 10);
+}
+
+#[test]
+fn same_seed_same_report_another_seed_another() {
+    let text = small(10, QUEUED, "calls = 3000\nseed = 7", TRAFFIC);
+    let a = report(&text);
+    let b = report(&text);
+    assert_eq!(a, b);
+    let sc = scenario(&text);
+    let c = run(&sc, &RunOptions { seed: Some(8), ..Default::default() }, &mut |_| {}).unwrap();
+    assert_ne!(a.flows[0].queued, c.flows[0].queued);
+}
+
+#[test]
+fn two_policies_meet_exactly_the_same_callers() {
+    // Same seed, different lines and waiting rooms: the callers (arrival times, call
+    // lengths, patience) are the same, so the offered load is too.
+    let a = report(&small(8, "", "duration = \"6h\"\nseed = 5", TRAFFIC));
+    let b = report(&small(12, QUEUED, "duration = \"6h\"\nseed = 5", TRAFFIC));
+    assert_eq!(a.flows[0].offered, b.flows[0].offered);
+    assert!(a.flows[0].overflowed > b.flows[0].overflowed);
+}
+
+#[test]
+fn a_full_waiting_room_overflows_at_once() {
+    let r = report(&small(
+        2,
+        "queue = { max_wait = \"5m\", max_len = 1 }\noverflow = { action = \"busy\" }",
+        "calls = 2000",
+        "rate = \"60/h\"\nhold = { dist = \"exp\", mean = \"4m\" }",
+    ));
+    let f = &r.flows[0];
+    assert!(f.overflow_by_reason.queue_full > 0);
+    assert!(f.peak_waiting <= 1);
+}
+
+#[test]
+fn callers_before_the_warm_up_are_not_counted() {
+    let r = report(&small(
+        20,
+        QUEUED,
+        "duration = \"3h\"\nwarmup = \"2h\"",
+        "rate = \"600/h\"\nhold = { dist = \"fixed\", value = \"1m\" }",
+    ));
+    // About 600 callers in the last hour (Poisson: 600 ± 3·√600).
+    let n = r.flows[0].offered as f64;
+    assert!((n - 600.0).abs() < 3.0 * 600f64.sqrt(), "{n}");
+    assert_eq!(r.simulated_s, 3600.0);
+}
+
+#[test]
+fn an_hourly_profile_puts_the_calls_in_their_hours() {
+    let mut rates = vec!["0"; 24];
+    rates[10] = "300";
+    let rate = format!("rate = [{}]\nhold = {{ dist = \"fixed\", value = \"2m\" }}", rates.join(", "));
+    let r = report(&small(50, QUEUED, "duration = \"24h\"", &rate));
+    let s = &r.series;
+    let busy: Vec<usize> = s.pools[0].mean.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, _)| i).collect();
+    let (first, last) = (busy[0] as f64 * s.bucket_s, (busy[busy.len() - 1] + 1) as f64 * s.bucket_s);
+    assert!(first >= 10.0 * 3600.0 && last <= 11.0 * 3600.0 + 120.0 + s.bucket_s, "{first}..{last}");
+}
+
+#[test]
+fn callbacks_are_booked_on_overflow_and_placed_later() {
+    let text = r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "callback"
+priority = 30
+[[pools]]
+name = "lines"
+limit = 5
+[[flows]]
+name = "support"
+pools = ["lines"]
+class = "inbound"
+overflow = { action = "callback" }
+[[flows]]
+name = "callbacks"
+pools = ["lines"]
+class = "callback"
+queue = { max_wait = "1h" }
+[sim]
+duration = "8h"
+callback = { flow = "callbacks", after = "10m" }
+[[arrivals]]
+flow = "support"
+rate = "90/h"
+hold = { dist = "exp", mean = "3m" }
+"#;
+    let r = report(text);
+    let support = r.flows.iter().find(|f| f.flow == "support").unwrap();
+    let callbacks = r.flows.iter().find(|f| f.flow == "callbacks").unwrap();
+    assert!(support.callbacks_booked > 0);
+    assert_eq!(support.callbacks_booked, support.overflow_by_action["callback"]);
+    assert_eq!(callbacks.offered, support.callbacks_booked);
+}
+
+const DIALER: &str = r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "outbound"
+priority = 10
+[[pools]]
+name = "lines"
+limit = 10
+RESERVE
+[[flows]]
+name = "dialer"
+pools = ["lines"]
+class = "outbound"
+[[sim.campaigns]]
+flow = "dialer"
+leads = LEADS
+connect_rate = RATE
+talk = { dist = "fixed", value = "60s" }
+ring = { dist = "fixed", value = "20s" }
+retries = RETRIES
+retry_after = "30m"
+EXTRA
+"#;
+
+fn dialer(reserve: &str, leads: u32, rate: f64, retries: u32, extra: &str) -> Report {
+    report(
+        &DIALER
+            .replace("RESERVE", reserve)
+            .replace("LEADS", &leads.to_string())
+            .replace("RATE", &rate.to_string())
+            .replace("RETRIES", &retries.to_string())
+            .replace("EXTRA", extra),
+    )
+}
+
+#[test]
+fn a_campaign_dials_inside_its_window_until_every_lead_is_done() {
+    // 10 lines of 60-second calls: 600 an hour; 300 leads take half an hour from 09:00.
+    let r = dialer("", 300, 1.0, 0, "window = \"09:00-17:00\"");
+    let c = &r.campaigns[0];
+    assert_eq!((c.connected, c.unreached, c.remaining), (300, 0, 0));
+    let done = c.finished_at_s.unwrap();
+    assert!((9.0 * 3600.0 + 1790.0..9.0 * 3600.0 + 1900.0).contains(&done), "{done}");
+    assert_eq!(r.pools[0].peak_used, 10);
+}
+
+#[test]
+fn the_carrier_limit_paces_the_dialer() {
+    // One attempt every 10 seconds: 100 leads take at least 990 s whatever the lines.
+    let r = dialer("", 100, 1.0, 0, "cps = 0.1");
+    let done = r.campaigns[0].finished_at_s.unwrap();
+    assert!((1050.0..1060.0).contains(&done), "{done}");
+}
+
+#[test]
+fn unanswered_leads_are_tried_again() {
+    let r = dialer("", 2000, 0.5, 1, "");
+    let c = &r.campaigns[0];
+    assert_eq!(c.connected + c.unreached, 2000);
+    // 2000 first attempts, about 1000 second ones (binomial: ± 3·√500).
+    let second = c.attempts as f64 - 2000.0;
+    assert!((second - 1000.0).abs() < 3.0 * 500f64.sqrt(), "{second}");
+}
+
+#[test]
+fn an_inbound_reserve_keeps_the_dialer_off_the_reserved_lines() {
+    let r = dialer("reserve = { inbound = 3 }", 500, 1.0, 0, "");
+    assert_eq!(r.pools[0].peak_used, 7);
+}
+
+#[test]
+fn a_run_reports_its_progress_up_to_the_end() {
+    let sc = scenario(&small(10, QUEUED, "calls = 200000", TRAFFIC));
+    let mut seen = Vec::new();
+    run(&sc, &RunOptions::default(), &mut |p| seen.push(p)).unwrap();
+    assert!(seen.len() > 2);
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(seen.last(), Some(&1.0));
+}
+
+// ----- problems in scenario files ----------------------------------------------------
+
+#[test]
+fn problems_name_the_file_the_line_and_the_field() {
+    let text = small(10, QUEUED, "calls = 100", "rate = \"720/x\"\nhold = { dist = \"exp\", mean = \"4m\" }");
+    let line = text.lines().position(|l| l.contains("720/x")).unwrap() + 1;
+    let e = problem(&text);
+    assert!(e.starts_with(&format!("s.toml:{line}: arrivals[0].rate: `720/x` is not a rate")), "{e}");
+
+    let text = small(10, QUEUED, "calls = 100", "rate = \"1/s\"\nhold = { dist = \"gamma\", mean = \"4m\" }");
+    let e = problem(&text);
+    assert!(e.contains("arrivals[0].hold.dist: `gamma` is not a distribution"), "{e}");
+
+    let text = small(10, QUEUED, "calls = 100\nduratoin = \"1h\"", TRAFFIC);
+    let line = text.lines().position(|l| l.contains("duratoin")).unwrap() + 1;
+    let e = problem(&text);
+    assert!(e.starts_with(&format!("s.toml:{line}:")) && e.contains("duratoin"), "{e}");
+
+    let e = problem(&small(10, QUEUED, "seed = 3", TRAFFIC));
+    assert!(e.contains("sim: say how long to run"), "{e}");
+
+    let text = small(10, QUEUED, "calls = 100", TRAFFIC).replace("flow = \"support\"\nrate", "flow = \"suport\"\nrate");
+    let e = problem(&text);
+    assert!(e.contains("arrivals[0].flow: no flow is named `suport` (flows: `support`)"), "{e}");
+
+    let e = problem(&small(10, QUEUED, "duration = \"soon\"", TRAFFIC));
+    assert!(e.contains("sim.duration: `soon` is not a duration"), "{e}");
+
+    let e = problem("[sim\nduration = 3");
+    assert!(e.starts_with("s.toml:1:"), "{e}");
+}
+
+#[test]
+fn config_problems_keep_their_lines_although_traffic_sections_come_first() {
+    // The traffic sections are blanked before the config reader sees the text: its line
+    // numbers must still be the file's.
+    let text = r#"[sim]
+calls = 100
+
+[[arrivals]]
+flow = "support"
+rate = [
+  10,
+  20,
+]
+hold = { dist = "exp", mean = "4m" }
+
+[[pools]]
+name = "lines"
+limit = 10
+
+[[flows]]
+name = "support"
+pools = ["linez"]
+class = "inbound"
+"#;
+    let e = problem(text);
+    assert!(e.starts_with("s.toml:18: flows[0].pools[0]:"), "{e}");
+}
+
+#[test]
+fn campaign_problems_are_placed_too() {
+    let text = DIALER
+        .replace("RESERVE", "")
+        .replace("LEADS", "-5")
+        .replace("RATE", "1.5")
+        .replace("RETRIES", "0")
+        .replace("EXTRA", "window = \"9-5\"");
+    let e = problem(&text);
+    assert!(e.contains("sim.campaigns[0].leads: must be between 1"), "{e}");
+    assert!(e.contains("sim.campaigns[0].connect_rate: must be more than 0 and at most 1"), "{e}");
+    assert!(e.contains("sim.campaigns[0].window: `9-5` is not a calling window"), "{e}");
+}
+
+#[test]
+fn absurd_rates_are_refused_before_they_run_for_ever() {
+    let sc = scenario(&small(
+        10,
+        QUEUED,
+        "duration = \"366d\"",
+        "rate = \"1000/s\"\nhold = { dist = \"exp\", mean = \"4m\" }",
+    ));
+    let e = run(&sc, &RunOptions::default(), &mut |_| {}).unwrap_err();
+    assert!(e.message.contains("check the rates' units"), "{e}");
+}
+
+#[test]
+fn rates_read_in_every_unit() {
+    assert_eq!(parse_rate("720/h"), Some(720.0 / 3_600_000.0));
+    assert_eq!(parse_rate("12/m"), Some(12.0 / 60_000.0));
+    assert_eq!(parse_rate("0.5/s"), Some(0.0005));
+    assert_eq!(parse_rate("100/d"), Some(100.0 / 86_400_000.0));
+    for bad in ["720", "720/x", "-1/h", "/h", "abc/h"] {
+        assert_eq!(parse_rate(bad), None, "{bad}");
+    }
+}
