@@ -7,7 +7,7 @@
 //! attempts per second. An unanswered lead is tried again `retry_after` later, up to
 //! `retries` more times. The plan follows the leads minute by minute as a fluid (expected
 //! numbers, no randomness), inside the calling window; for the randomness and the
-//! interplay with inbound traffic, simulate the campaign (`[[campaigns]]` in a scenario).
+//! interplay with inbound traffic, simulate the campaign (`[[sim.campaigns]]` in a scenario).
 
 use crate::cost::Pricing;
 use crate::PlanError;

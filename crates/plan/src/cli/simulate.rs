@@ -13,7 +13,7 @@ const PROGRESS_FROM_CALLS: f64 = 200_000.0;
 /// Options of `callgate simulate`.
 #[derive(clap::Args, Clone, Debug, Default, PartialEq)]
 pub struct SimulateArgs {
-    /// Scenario files: a callgate config plus [sim], [[arrivals]], [[campaigns]] and
+    /// Scenario files: a callgate config plus [sim], [[arrivals]], [[sim.campaigns]] and
     /// [pricing]. Several are compared side by side.
     #[arg(value_name = "SCENARIO")]
     pub scenarios: Vec<PathBuf>,
