@@ -554,7 +554,8 @@ impl Model {
             if self.admits(&t.pools, t.class, t.seq) {
                 let t = self.tickets.remove(i);
                 let ask = Ask { pools: t.pools, class: t.class, flow: t.flow, key: t.key, ttl: t.ttl, max_wait: 0 };
-                self.grant(ask, now, Some((t.id, t.enqueued_at)));
+                // Never granted before it arrived (a late tick processes an expiry at its own time).
+                self.grant(ask, now.max(t.enqueued_at), Some((t.id, t.enqueued_at)));
             }
         }
     }

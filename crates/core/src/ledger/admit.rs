@@ -98,10 +98,14 @@ impl Ledger {
             }
             if admit {
                 let t = self.dequeue(id).expect("waiting ticket");
-                let waited = now.saturating_sub(t.enqueued_at);
+                // A late tick processes an expiry at its own (earlier) time; a ticket that
+                // arrived after it would have been granted on arrival, so it is granted
+                // then, never before it existed.
+                let at = now.max(t.enqueued_at);
+                let waited = at - t.enqueued_at;
                 let flow = t.flow;
-                let lease = self.grant(t.pools, t.class, flow, t.key, t.ttl_ms, t.meta, now, Some((id, waited)));
-                self.remember(id, Ended::granted(lease, now, flow));
+                let lease = self.grant(t.pools, t.class, flow, t.key, t.ttl_ms, t.meta, at, Some((id, waited)));
+                self.remember(id, Ended::granted(lease, at, flow));
             } else {
                 for pu in ticket.pools.iter() {
                     if let Some(w) = walks.iter_mut().find(|w| w.pool == pu.pool) {

@@ -853,3 +853,18 @@ fn restoring_the_same_lease_or_ticket_twice_is_refused() {
     assert_eq!(l.pool(PoolId(0)).used, 3, "nothing was counted twice");
     assert_eq!(l.pool(PoolId(0)).waiting, 1, "no phantom in line");
 }
+
+#[test]
+fn a_late_tick_never_grants_a_ticket_before_it_arrived() {
+    let mut l = ledger(vec![pool("acct", 1, &[])], vec![flow("calls", &[(0, 1)], INBOUND, waiting_room(60_000, None))]);
+    granted(l.acquire(Request::flow(FlowId(0)).with_ttl(100), 0).unwrap());
+    // The lease is due at 100, but the tick comes late, after a caller queued at 120.
+    let (ticket, _) = queued(l.acquire(Request::flow(FlowId(0)), 120).unwrap());
+    l.drain_events().for_each(drop);
+    l.tick(150);
+    let grant = l.drain_events().find_map(|e| match e {
+        Event::Granted { lease, from_ticket: Some((t, waited)) } if t == ticket => Some((lease.granted_at, waited)),
+        _ => None,
+    });
+    assert_eq!(grant, Some((120, 0)), "granted as of its arrival, having waited for nothing");
+}
