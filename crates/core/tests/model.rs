@@ -19,7 +19,7 @@
 
 use callgate_core::{
     ClassId, ClassSpec, Decision, Event, FlowId, FlowSpec, Lease, LeaseId, Ledger, LedgerSpec, Millis, PoolId,
-    PoolSpec, PoolUnits, QueueSpec, RejectReason, Request, RequestError, StoredTicket, Ticket, TicketId, TicketOutcome,
+    PoolSpec, PoolUnits, QueueSpec, RejectReason, Request, RequestError, Ticket, TicketId, TicketOutcome,
     TicketStatus,
 };
 use proptest::prelude::*;
@@ -1072,18 +1072,7 @@ fn restart(old: &Ledger, world: &World, model: &Model, now: Millis) -> Result<Le
     let mut tickets: Vec<&Ticket> = old.tickets().collect();
     tickets.sort_by_key(|t| std::cmp::Reverse(t.id));
     for t in tickets {
-        let stored = StoredTicket {
-            id: t.id,
-            key: t.key.clone(),
-            class: t.class,
-            flow: t.flow,
-            pools: t.pools.clone(),
-            seq: t.seq,
-            enqueued_at: t.enqueued_at,
-            deadline: t.deadline,
-            ttl_ms: t.ttl_ms,
-            meta: t.meta.clone(),
-        };
+        let stored = t.clone();
         prop_assert!(ledger.restore_ticket(stored).is_ok());
     }
     ledger.restore_counters(old.next_id(), old.next_seq());

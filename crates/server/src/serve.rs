@@ -90,7 +90,7 @@ fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
     let (Some(class), Some(pools)) = (ledger.class_id(&t.class), resolve_pools(ledger, &t.pools)) else {
         return false;
     };
-    let ticket = callgate_core::StoredTicket {
+    let ticket = callgate_core::Ticket {
         id: TicketId(t.id),
         key: t.key.as_deref().map(Arc::from),
         class,

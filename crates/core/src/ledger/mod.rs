@@ -32,7 +32,7 @@ mod ticket;
 mod tests;
 
 pub use lease::Lease;
-pub use ticket::{StoredTicket, Ticket, TicketStatus};
+pub use ticket::{Ticket, TicketStatus};
 
 use crate::event::{Event, RejectReason, TicketOutcome};
 use crate::ids::{ClassId, FlowId, LeaseId, Millis, PoolId, PoolUnits, TicketId};
@@ -578,7 +578,6 @@ impl Ledger {
             deadline: now.saturating_add(max_wait_ms),
             ttl_ms,
             meta: req.meta,
-            order: Order { rank: -i64::from(self.classes[class.index()].priority), seq },
         };
         let (position, eta_ms) = self.arrival_position(&ticket);
         self.enqueue(ticket.clone());
@@ -720,7 +719,7 @@ impl Ledger {
 
     /// Puts back a ticket that was waiting before a restart, in its old place in line.
     /// Emits no event.
-    pub fn restore_ticket(&mut self, t: StoredTicket) -> Result<(), RequestError> {
+    pub fn restore_ticket(&mut self, t: Ticket) -> Result<(), RequestError> {
         if t.class.index() >= self.classes.len() {
             return Err(RequestError::UnknownClass);
         }
@@ -728,22 +727,9 @@ impl Ledger {
         if self.is_live(t.id.0, t.key.as_deref()) {
             return Err(RequestError::Duplicate);
         }
-        let order = Order { rank: -i64::from(self.classes[t.class.index()].priority), seq: t.seq };
         self.next_id = self.next_id.max(t.id.0 + 1);
         self.next_seq = self.next_seq.max(t.seq + 1);
-        self.enqueue(Ticket {
-            id: t.id,
-            key: t.key,
-            class: t.class,
-            flow: t.flow,
-            pools: t.pools,
-            seq: t.seq,
-            enqueued_at: t.enqueued_at,
-            deadline: t.deadline,
-            ttl_ms: t.ttl_ms,
-            meta: t.meta,
-            order,
-        });
+        self.enqueue(t);
         Ok(())
     }
 
@@ -845,10 +831,16 @@ impl Ledger {
         }
     }
 
+    /// A ticket's place in line: its class's priority, then its arrival.
+    pub(super) fn order_of(&self, t: &Ticket) -> Order {
+        Order { rank: -i64::from(self.classes[t.class.index()].priority), seq: t.seq }
+    }
+
     fn enqueue(&mut self, ticket: Ticket) {
+        let order = self.order_of(&ticket);
         for pu in ticket.pools.iter() {
             let p = &mut self.pools[pu.pool.index()];
-            p.queue.insert(ticket.order, ticket.id);
+            p.queue.insert(order, ticket.id);
             let need = p.need(ticket.class, pu.units);
             p.needs[ticket.class.index()].insert(need);
         }
@@ -865,9 +857,10 @@ impl Ledger {
     /// Takes a waiting ticket out of every line it stands in (its key goes too).
     fn dequeue(&mut self, id: TicketId) -> Option<Ticket> {
         let t = self.tickets.remove(&id.0)?;
+        let order = self.order_of(&t);
         for pu in t.pools.iter() {
             let p = &mut self.pools[pu.pool.index()];
-            p.queue.remove(&t.order);
+            p.queue.remove(&order);
             let need = p.need(t.class, pu.units);
             p.needs[t.class.index()].remove(need);
         }
@@ -893,11 +886,12 @@ impl Ledger {
     /// Position (1-based) and estimated wait of a waiting ticket: its place in the
     /// longest line it stands in.
     fn position_of(&self, t: &Ticket) -> (u32, u64) {
+        let order = self.order_of(t);
         t.pools
             .iter()
             .map(|pu| {
                 let p = &self.pools[pu.pool.index()];
-                let ahead = p.queue.range(..t.order).count() as u32;
+                let ahead = p.queue.range(..order).count() as u32;
                 (ahead + 1, p.eta_ms(ahead))
             })
             .max()

@@ -71,19 +71,8 @@ fn rejected(d: Decision) -> RejectReason {
 }
 
 /// A waiting ticket as a journal would store it.
-fn stored(t: &Ticket) -> StoredTicket {
-    StoredTicket {
-        id: t.id,
-        key: t.key.clone(),
-        class: t.class,
-        flow: t.flow,
-        pools: t.pools.clone(),
-        seq: t.seq,
-        enqueued_at: t.enqueued_at,
-        deadline: t.deadline,
-        ttl_ms: t.ttl_ms,
-        meta: t.meta.clone(),
-    }
+fn stored(t: &Ticket) -> Ticket {
+    t.clone()
 }
 
 fn used(l: &Ledger, p: u32) -> u64 {
@@ -792,7 +781,7 @@ fn settle_after_a_restart_expires_what_ran_out_while_down_and_serves_the_line() 
         ttl_ms: 1_000,
         meta: None,
     };
-    let ticket = StoredTicket {
+    let ticket = Ticket {
         id: TicketId(2),
         key: Some("call-2".into()),
         class: INBOUND,

@@ -1,6 +1,5 @@
 //! Tickets: requests waiting for capacity.
 
-use super::pool::Order;
 use crate::event::TicketOutcome;
 use crate::ids::{ClassId, FlowId, LeaseId, Millis, PoolUnits, TicketId};
 use std::sync::Arc;
@@ -28,7 +27,6 @@ pub struct Ticket {
     pub ttl_ms: u64,
     /// Opaque metadata, carried into the lease.
     pub meta: Option<Arc<str>>,
-    pub(crate) order: Order,
 }
 
 /// What a ticket is now.
@@ -68,28 +66,3 @@ impl Ended {
     }
 }
 
-/// A ticket as a journal stores it, without its place in line: the ledger fixes that
-/// from the class and `seq` when it takes the ticket back ([`super::Ledger::restore_ticket`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredTicket {
-    /// Ticket id.
-    pub id: TicketId,
-    /// Idempotency key.
-    pub key: Option<Arc<str>>,
-    /// Class.
-    pub class: ClassId,
-    /// Flow.
-    pub flow: Option<FlowId>,
-    /// Pools and units.
-    pub pools: Arc<[PoolUnits]>,
-    /// Arrival order.
-    pub seq: u64,
-    /// When it started waiting.
-    pub enqueued_at: Millis,
-    /// When it times out.
-    pub deadline: Millis,
-    /// TTL of the lease it becomes (ms).
-    pub ttl_ms: u64,
-    /// Metadata.
-    pub meta: Option<Arc<str>>,
-}
