@@ -1,4 +1,4 @@
-//! The callgate command line: serve, config, plan, simulate.
+//! The callgate command line: serve, config, plan, simulate, campaign, demo.
 #![forbid(unsafe_code)]
 
 use callgate_config::Config;
@@ -42,6 +42,13 @@ enum Command {
     Plan(callgate_plan::cli::PlanCommand),
     /// Run a scenario (a config plus traffic) through the real ledger on a virtual clock.
     Simulate(callgate_plan::cli::SimulateArgs),
+    /// Outbound campaigns on a running server: import leads, status, start, pause, resume, stop.
+    Campaign {
+        #[command(subcommand)]
+        command: callgate_server::campaign::cli::CampaignCommand,
+    },
+    /// Watch callgate share one account between simulated inbound callers and a campaign.
+    Demo(callgate_server::demo::DemoArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -58,23 +65,42 @@ enum ConfigCommand {
     Example,
 }
 
-fn init_logs(json: bool) {
+/// Logs to stderr (RUST_LOG, else `default_level`) and, with `[telemetry] otlp_endpoint`,
+/// callgate's spans over OTLP. Keep the returned guard until exit: dropping it sends the
+/// last spans.
+fn init_logs(
+    json: bool,
+    default_level: &str,
+    telemetry: &callgate_config::TelemetryConfig,
+) -> Option<callgate_server::telemetry::OtlpGuard> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let (otlp, guard) = match &telemetry.otlp_endpoint {
+        Some(endpoint) => match callgate_server::telemetry::otlp(endpoint, telemetry.service()) {
+            // The spans of decisions and webhooks, whatever RUST_LOG says about logs.
+            Ok((layer, guard)) => {
+                (Some(layer.with_filter(Targets::new().with_target("callgate_server", LevelFilter::INFO))), Some(guard))
+            }
+            Err(e) => {
+                eprintln!("warning: cannot start the OTLP exporter ({e}); no traces are exported");
+                (None, None)
+            }
+        },
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otlp).init();
+    guard
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, data_dir, log_json } => {
-            init_logs(log_json);
             let config = match &config {
                 Some(path) => match Config::from_path(path) {
                     Ok(c) => c,
@@ -85,12 +111,10 @@ fn main() -> ExitCode {
                 },
                 None => Config::builtin_default(),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let _traces = init_logs(log_json, "info", &config.telemetry);
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let opts = callgate_server::ServeOptions { config, listen, data_dir };
             match runtime.block_on(callgate_server::serve(opts)) {
@@ -123,6 +147,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Campaign { command } => match runtime() {
+            Ok(rt) => rt.block_on(callgate_server::campaign::cli::run_campaign(command)),
+            Err(code) => code,
+        },
+        Command::Demo(args) => {
+            // The demo prints who holds the lines; logs below warnings would drown it.
+            let _traces = init_logs(false, "warn", &Default::default());
+            match runtime() {
+                Ok(rt) => rt.block_on(callgate_server::demo::run_demo(args)),
+                Err(code) => code,
+            }
+        }
         Command::Plan(cmd) => report(callgate_plan::cli::run_plan(cmd)),
         Command::Simulate(args) => report(callgate_plan::cli::run_simulate(args)),
         Command::Config { command: ConfigCommand::Example } => {
@@ -141,4 +177,11 @@ fn report(result: Result<(), String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }

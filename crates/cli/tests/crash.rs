@@ -89,7 +89,11 @@ async fn every_acknowledged_lease_survives_sigkill() {
                 } else {
                     let key = format!("client{c}-call{n}");
                     book.lock().unwrap().acquiring.insert(key.clone());
-                    let Ok(resp) = client.post(format!("{base}/v1/acquire")).json(&json!({ "flow": "calls", "key": key })).send().await
+                    let Ok(resp) = client
+                        .post(format!("{base}/v1/acquire"))
+                        .json(&json!({ "flow": "calls", "key": key }))
+                        .send()
+                        .await
                     else {
                         return;
                     };
@@ -150,6 +154,7 @@ async fn every_acknowledged_lease_survives_sigkill() {
     assert_eq!(pool["used"].as_u64().unwrap(), restored.len() as u64, "used equals the units of the restored leases");
     assert!(restored.len() <= 40, "never over the limit: {}", restored.len());
     assert!(
-        restored.len() >= acked_live.len() && restored.len() <= acked_live.len() + b.releasing.len() + b.acquiring.len()
+        restored.len() >= acked_live.len()
+            && restored.len() <= acked_live.len() + b.releasing.len() + b.acquiring.len()
     );
 }

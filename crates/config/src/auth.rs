@@ -61,9 +61,7 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
     let keys = Field::top("auth").key("keys");
     let keys = &keys;
     let list = &config.auth.keys;
-    out.names("key", list.iter().map(|k| k.name.as_str()), |i| {
-        keys.index(i).key("name")
-    });
+    out.names("key", list.iter().map(|k| k.name.as_str()), |i| keys.index(i).key("name"));
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, key) in list.iter().enumerate() {
         let field = keys.index(i).key("token");

@@ -17,21 +17,14 @@ pub struct ClassConfig {
 impl ClassConfig {
     /// A class named `name` with `priority`.
     pub fn new(name: &str, priority: i32) -> Self {
-        ClassConfig {
-            name: name.to_owned(),
-            priority,
-        }
+        ClassConfig { name: name.to_owned(), priority }
     }
 
     /// The classes used when a file has no `[[classes]]` table: `inbound` (50),
     /// `callback` (30) and `outbound` (10), so callers on the phone come before the
     /// calls we place, and promised callbacks before cold outbound dialing.
     pub fn defaults() -> Vec<ClassConfig> {
-        vec![
-            ClassConfig::new("inbound", 50),
-            ClassConfig::new("callback", 30),
-            ClassConfig::new("outbound", 10),
-        ]
+        vec![ClassConfig::new("inbound", 50), ClassConfig::new("callback", 30), ClassConfig::new("outbound", 10)]
     }
 }
 
@@ -47,14 +40,7 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
     }
     // Class ids are 16 bits in the ledger.
     if config.classes.len() > usize::from(u16::MAX) {
-        out.push(
-            field.clone(),
-            format!("too many classes (at most {})", u16::MAX),
-        );
+        out.push(field.clone(), format!("too many classes (at most {})", u16::MAX));
     }
-    out.names(
-        "class",
-        config.classes.iter().map(|c| c.name.as_str()),
-        |i| field.index(i).key("name"),
-    );
+    out.names("class", config.classes.iter().map(|c| c.name.as_str()), |i| field.index(i).key("name"));
 }

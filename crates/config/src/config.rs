@@ -1,12 +1,19 @@
 //! The whole configuration, its validation, and lookups by name.
 
+use crate::adaptive;
+use crate::alert::{self, AlertConfig};
 use crate::auth::{self, AuthConfig};
+use crate::breaker::{self, BreakerConfig};
+use crate::campaign::{self, CampaignConfig};
 use crate::class::{self, ClassConfig};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::flow::{self, FlowConfig};
+use crate::menu::{self, MenuConfig};
 use crate::pool::{self, PoolConfig};
 use crate::problem::{Problem, Problems};
+use crate::provider::{self, ProviderConfig};
 use crate::server::{self, ServerConfig};
+use crate::telemetry::{self, TelemetryConfig};
 use callgate_core::FlowId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -36,6 +43,26 @@ pub struct Config {
     /// `flows[i]`.
     #[serde(default)]
     pub flows: Vec<FlowConfig>,
+    /// `[[providers]]`: the voice platforms whose webhooks callgate answers (default:
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderConfig>,
+    /// `[[menus]]`: DTMF menus that `ivr` overflow steps send callers to (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub menus: Vec<MenuConfig>,
+    /// `[[campaigns]]`: outbound campaigns (default: none). More can be created through
+    /// `POST /v1/campaigns`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<CampaignConfig>,
+    /// `[[breakers]]`: circuit breakers per dependency (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakers: Vec<BreakerConfig>,
+    /// `[[alerts]]`: conditions that fire, act and resolve (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertConfig>,
+    /// `[telemetry]`: where traces go (default: nowhere).
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_empty")]
+    pub telemetry: TelemetryConfig,
 }
 
 /// The checks of every section, run in this order. Each reads the whole config, since
@@ -45,7 +72,14 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     auth::validate,
     class::validate,
     pool::validate,
+    provider::validate,
     flow::validate,
+    menu::validate,
+    campaign::validate,
+    adaptive::validate,
+    breaker::validate,
+    alert::validate,
+    telemetry::validate,
 ];
 
 impl Config {
@@ -66,12 +100,7 @@ impl Config {
         let errors: Vec<ConfigError> = self
             .problems()
             .into_iter()
-            .map(|p| ConfigError {
-                file: None,
-                line: None,
-                field: p.field.to_string(),
-                message: p.message,
-            })
+            .map(|p| ConfigError { file: None, line: None, field: p.field.to_string(), message: p.message })
             .collect();
         if errors.is_empty() {
             Ok(())
@@ -95,6 +124,29 @@ impl Config {
         self.flows.iter().find(|f| f.name == name)
     }
 
+    /// The provider named `name`.
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The menu named `name`.
+    pub fn menu(&self, name: &str) -> Option<&MenuConfig> {
+        self.menus.iter().find(|m| m.name == name)
+    }
+
+    /// The flow that serves a call of `provider` to `number`: the flow that matches the
+    /// number exactly, else the provider's default flow (a match without `number`).
+    pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<&FlowConfig> {
+        let exact = number.and_then(|n| {
+            self.flows
+                .iter()
+                .find(|f| f.matches.iter().any(|m| m.provider == provider && m.number.as_deref() == Some(n)))
+        });
+        exact.or_else(|| {
+            self.flows.iter().find(|f| f.matches.iter().any(|m| m.provider == provider && m.number.is_none()))
+        })
+    }
+
     /// The flow the ledger knows as `id` (ledger flow ids are positions in `flows`).
     pub fn flow_by_id(&self, id: FlowId) -> Option<&FlowConfig> {
         self.flows.get(id.index())
@@ -107,6 +159,7 @@ impl Config {
             pools: self.pools.len(),
             flows: self.flows.len(),
             keys: self.auth.keys.len(),
+            providers: self.providers.len(),
         }
     }
 }
@@ -123,6 +176,8 @@ pub struct Summary {
     pub flows: usize,
     /// Number of API keys.
     pub keys: usize,
+    /// Number of providers.
+    pub providers: usize,
 }
 
 impl fmt::Display for Summary {
@@ -139,6 +194,9 @@ impl fmt::Display for Summary {
         )?;
         if self.keys > 0 {
             write!(f, ", {}", count(self.keys, "auth key", "auth keys"))?;
+        }
+        if self.providers > 0 {
+            write!(f, ", {}", count(self.providers, "provider", "providers"))?;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! What callgate runs with when it is given no file, and the commented example config.
 
 use crate::{
-    AuthConfig, ClassConfig, Config, FlowConfig, FlowPool, Overflow, OverflowAction, PoolConfig,
-    QueueConfig, ServerConfig,
+    AuthConfig, ClassConfig, Config, FlowConfig, FlowPool, Overflow, OverflowAction, PoolConfig, QueueConfig,
+    ServerConfig,
 };
 use std::time::Duration;
 
@@ -30,6 +30,11 @@ impl Config {
             lease_ttl: crate::flow::default_lease_ttl(),
             queue: None,
             overflow: vec![Overflow::new(OverflowAction::Busy)],
+            matches: Vec::new(),
+            vapi: None,
+            twilio: None,
+            depends_on: Vec::new(),
+            fallback: Vec::new(),
         };
         let mut pool = PoolConfig::new(vapi, 10);
         pool.reserve.insert("inbound".to_owned(), 2);
@@ -42,10 +47,7 @@ impl Config {
                 FlowConfig {
                     // A minute is about as long as callers hold on to an AI line
                     // before they hang up; 20 waiting is two full turns of 10 lines.
-                    queue: Some(QueueConfig {
-                        max_wait: Duration::from_secs(60),
-                        max_len: Some(20),
-                    }),
+                    queue: Some(QueueConfig { max_wait: Duration::from_secs(60), max_len: Some(20) }),
                     overflow: vec![Overflow::new(OverflowAction::Voicemail).with_message(
                         "All our lines are busy right now. Please leave a message after the \
                          tone and we will call you back.",
@@ -55,6 +57,12 @@ impl Config {
                 flow("outbound", "outbound"),
                 flow("callback", "callback"),
             ],
+            providers: Vec::new(),
+            menus: Vec::new(),
+            campaigns: Vec::new(),
+            breakers: Vec::new(),
+            alerts: Vec::new(),
+            telemetry: Default::default(),
         }
     }
 }

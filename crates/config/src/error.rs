@@ -54,9 +54,7 @@ pub struct ConfigErrors {
 impl ConfigErrors {
     /// Wraps one problem.
     pub fn one(error: ConfigError) -> Self {
-        ConfigErrors {
-            errors: vec![error],
-        }
+        ConfigErrors { errors: vec![error] }
     }
 
     /// The problems.

@@ -1,8 +1,10 @@
 //! `[[flows]]`: entry points, the pools their calls hold, their waiting room and their
 //! overflow chain.
 
-use crate::overflow::{deserialize_chain, Overflow, OverflowAction};
+use crate::menu::is_dtmf_key;
+use crate::overflow::{deserialize_chain, one_or_many, Overflow, OverflowAction};
 use crate::problem::{list, Field, Problems};
+use crate::provider::{is_http_url, ProviderKind};
 use crate::Config;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
@@ -33,6 +35,86 @@ pub struct FlowConfig {
     /// (default: none, the call is simply refused). In the file, one table or an array.
     #[serde(default, deserialize_with = "deserialize_chain")]
     pub overflow: Vec<Overflow>,
+    /// Which provider's calls, to which called number, this flow serves. In the file,
+    /// `match = { provider = "…", number = "+1…" }` or an array of such tables. A match
+    /// without `number` makes the flow the provider's default for numbers no other flow
+    /// names. Default: none (the flow serves the HTTP API only).
+    #[serde(
+        rename = "match",
+        default,
+        deserialize_with = "deserialize_matches",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub matches: Vec<FlowMatch>,
+    /// How a granted Vapi call is answered; required when the flow matches a Vapi provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vapi: Option<VapiFlow>,
+    /// How a granted Twilio call is connected, and what a waiting caller hears; required
+    /// when the flow matches a Twilio provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioFlow>,
+    /// The `[[breakers]]` (by name) this flow's calls need; while one of them is open,
+    /// callers get the `fallback` (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// What callers get while a dependency is down: one overflow table or a chain
+    /// (default: none, the flow's `overflow` applies).
+    #[serde(default, deserialize_with = "deserialize_chain", skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<Overflow>,
+}
+
+/// Which calls a flow serves: a provider, and the number that was called.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowMatch {
+    /// The `name` of one of the `[[providers]]`.
+    pub provider: String,
+    /// The called number in E.164 (`+15550001111`) or a SIP URI, exactly as the platform
+    /// reports it (Vapi: `phoneNumber.number`; Twilio: `To`). Left out: every number of
+    /// the provider that no other flow names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+}
+
+fn deserialize_matches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FlowMatch>, D::Error> {
+    one_or_many(d, "a table such as { provider = \"vapi-main\", number = \"+15550001111\" } or an array of them")
+}
+
+/// A flow's Vapi settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VapiFlow {
+    /// The assistant that takes a granted call (`{ "assistantId": … }` in the reply to
+    /// `assistant-request`).
+    pub assistant_id: String,
+}
+
+/// A flow's Twilio settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioFlow {
+    /// Where a granted call goes.
+    pub connect: TwilioConnect,
+    /// A short audio clip (URL) played to waiting callers between announcements, instead
+    /// of silence. Keep it short (about 10 s): a caller is connected when the clip ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_audio: Option<String>,
+}
+
+/// Where a granted Twilio call is connected: exactly one of the three.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConnect {
+    /// A SIP URI (`<Dial><Sip>`), e.g. a Vapi or LiveKit SIP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<String>,
+    /// A phone number in E.164 (`<Dial><Number>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// A bidirectional media stream (`<Connect><Stream url>`), `wss://…`, e.g. a Pipecat
+    /// or LiveKit worker. The stream gets the lease id as the custom parameter `lease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_url: Option<String>,
 }
 
 /// The default lease TTL, 2 hours.
@@ -52,10 +134,7 @@ pub struct FlowPool {
 impl FlowPool {
     /// One unit of `pool`.
     pub fn one(pool: &str) -> Self {
-        FlowPool {
-            pool: pool.to_owned(),
-            units: 1,
-        }
+        FlowPool { pool: pool.to_owned(), units: 1 }
     }
 }
 
@@ -88,10 +167,7 @@ impl<'de> Deserialize<'de> for FlowPool {
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FlowPool, A::Error> {
                 let t = FlowPoolTable::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(FlowPool {
-                    pool: t.pool,
-                    units: t.units,
-                })
+                Ok(FlowPool { pool: t.pool, units: t.units })
             }
         }
         d.deserialize_any(Entry)
@@ -116,9 +192,7 @@ pub struct QueueConfig {
 /// overflow chain.
 pub(crate) fn validate(config: &Config, out: &mut Problems) {
     let flows = Field::top("flows");
-    out.names("flow", config.flows.iter().map(|f| f.name.as_str()), |i| {
-        flows.index(i).key("name")
-    });
+    out.names("flow", config.flows.iter().map(|f| f.name.as_str()), |i| flows.index(i).key("name"));
     for (i, flow) in config.flows.iter().enumerate() {
         let field = flows.index(i);
         if config.class(&flow.class).is_none() {
@@ -139,10 +213,7 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         if let Some(queue) = &flow.queue {
             let q = field.key("queue");
             if queue.max_wait.as_millis() == 0 {
-                out.push(
-                    q.key("max_wait"),
-                    "max_wait must be at least 1ms (leave out `queue` for no waiting room)",
-                );
+                out.push(q.key("max_wait"), "max_wait must be at least 1ms (leave out `queue` for no waiting room)");
             }
             if queue.max_len == Some(0) {
                 out.push(
@@ -155,16 +226,131 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         for (k, step) in flow.overflow.iter().enumerate() {
             validate_overflow(step, &field.key("overflow").index(k), out);
         }
+        validate_matches(config, flow, &field, out);
+    }
+    validate_match_overlaps(config, out);
+}
+
+/// Each match names a known provider and a well-formed number; the flow has the
+/// settings that provider's kind needs.
+fn validate_matches(config: &Config, flow: &FlowConfig, field: &Field, out: &mut Problems) {
+    let at = |j: usize| {
+        if flow.matches.len() == 1 {
+            field.key("match")
+        } else {
+            field.key("match").index(j)
+        }
+    };
+    for (j, m) in flow.matches.iter().enumerate() {
+        let Some(provider) = config.providers.iter().find(|p| p.name == m.provider) else {
+            out.push(
+                at(j).key("provider"),
+                format!(
+                    "flow `{}` matches unknown provider `{}` (providers: {})",
+                    flow.name,
+                    m.provider,
+                    list(config.providers.iter().map(|p| p.name.as_str()))
+                ),
+            );
+            continue;
+        };
+        if let Some(number) = &m.number {
+            if !is_e164(number) && !is_sip_uri(number) {
+                out.push(
+                    at(j).key("number"),
+                    format!("`{number}` is neither an E.164 number (e.g. \"+15550001111\") nor a SIP URI"),
+                );
+            }
+        }
+        match provider.kind {
+            ProviderKind::Vapi if flow.vapi.is_none() => out.push(
+                field.clone(),
+                format!(
+                    "flow `{}` answers Vapi calls (provider `{}`) and needs vapi = {{ assistant_id = \"…\" }}",
+                    flow.name, provider.name
+                ),
+            ),
+            ProviderKind::Twilio if flow.twilio.is_none() => out.push(
+                field.clone(),
+                format!(
+                    "flow `{}` answers Twilio calls (provider `{}`) and needs twilio = {{ connect = {{ sip = \"sip:…\" }} }} \
+                     (or number, or stream_url)",
+                    flow.name, provider.name
+                ),
+            ),
+            _ => {}
+        }
+    }
+    if let Some(vapi) = &flow.vapi {
+        if vapi.assistant_id.trim().is_empty() {
+            out.push(field.key("vapi").key("assistant_id"), "assistant_id must not be empty");
+        }
+    }
+    if let Some(twilio) = &flow.twilio {
+        let connect = &twilio.connect;
+        let at = field.key("twilio").key("connect");
+        let given = [&connect.sip, &connect.number, &connect.stream_url].iter().filter(|o| o.is_some()).count();
+        if given != 1 {
+            out.push(
+                at.clone(),
+                "connect takes exactly one of `sip` (\"sip:…\"), `number` (E.164) or `stream_url` (\"wss://…\")",
+            );
+        }
+        if let Some(sip) = &connect.sip {
+            if !is_sip_uri(sip) {
+                out.push(
+                    at.key("sip"),
+                    format!("`{sip}` is not a SIP URI (write e.g. \"sip:agent@example.sip.vapi.ai\")"),
+                );
+            }
+        }
+        if let Some(number) = &connect.number {
+            if !is_e164(number) {
+                out.push(at.key("number"), format!("`{number}` is not an E.164 number (write e.g. \"+14155550123\")"));
+            }
+        }
+        if let Some(url) = &connect.stream_url {
+            if !(url.starts_with("wss://") || url.starts_with("ws://")) || url.len() < 7 {
+                out.push(at.key("stream_url"), format!("`{url}` is not a wss:// URL"));
+            }
+        }
+        if let Some(url) = &twilio.hold_audio {
+            if !is_http_url(url) {
+                out.push(field.key("twilio").key("hold_audio"), format!("`{url}` is not an http:// or https:// URL"));
+            }
+        }
+    }
+}
+
+/// No two flows serve the same provider and number, and each provider has at most one
+/// default flow (a match without `number`).
+fn validate_match_overlaps(config: &Config, out: &mut Problems) {
+    let mut seen: std::collections::HashMap<(&str, Option<&str>), &str> = std::collections::HashMap::new();
+    for (i, flow) in config.flows.iter().enumerate() {
+        for (j, m) in flow.matches.iter().enumerate() {
+            let key = (m.provider.as_str(), m.number.as_deref());
+            match seen.get(&key) {
+                Some(first) if *first != flow.name => {
+                    let what = match &m.number {
+                        Some(n) => format!("number `{n}` of provider `{}`", m.provider),
+                        None => format!("the default of provider `{}` (a match without `number`)", m.provider),
+                    };
+                    let field = Field::top("flows").index(i).key("match");
+                    let field = if flow.matches.len() == 1 { field } else { field.index(j) };
+                    out.push(field, format!("flows `{first}` and `{}` both serve {what}", flow.name));
+                }
+                _ => {
+                    seen.insert(key, &flow.name);
+                }
+            }
+        }
     }
 }
 
 fn validate_pools(config: &Config, flow: &FlowConfig, field: &Field, out: &mut Problems) {
     let pools = field.key("pools");
     if flow.pools.is_empty() {
-        out.push(
-            pools.clone(),
-            format!("flow `{}` needs at least one pool", flow.name),
-        );
+        out.push(pools.clone(), format!("flow `{}` needs at least one pool", flow.name));
     }
     for (j, entry) in flow.pools.iter().enumerate() {
         if config.pool(&entry.pool).is_none() {
@@ -192,18 +378,15 @@ fn validate_pools(config: &Config, flow: &FlowConfig, field: &Field, out: &mut P
     }
 }
 
-fn validate_overflow(step: &Overflow, field: &Field, out: &mut Problems) {
+/// Checks one overflow step: the fields its action needs, and no field of another action.
+pub(crate) fn validate_overflow(step: &Overflow, field: &Field, out: &mut Problems) {
     let action = step.action;
     match action {
         OverflowAction::Transfer => match (&step.number, &step.sip) {
-            (None, None) => out.push(
-                field.clone(),
-                "a transfer needs a `number` (E.164, e.g. \"+14155550123\") or a `sip` URI",
-            ),
-            (Some(_), Some(_)) => out.push(
-                field.clone(),
-                "a transfer takes either `number` or `sip`, not both",
-            ),
+            (None, None) => {
+                out.push(field.clone(), "a transfer needs a `number` (E.164, e.g. \"+14155550123\") or a `sip` URI")
+            }
+            (Some(_), Some(_)) => out.push(field.clone(), "a transfer takes either `number` or `sip`, not both"),
             _ => {}
         },
         OverflowAction::Ivr if !matches!(step.menu.as_deref(), Some(m) if !m.trim().is_empty()) => {
@@ -213,44 +396,56 @@ fn validate_overflow(step: &Overflow, field: &Field, out: &mut Problems) {
     }
     if let Some(number) = &step.number {
         if action != OverflowAction::Transfer {
-            out.push(
-                field.key("number"),
-                format!("`number` applies only to action = \"transfer\", not \"{action}\""),
-            );
+            out.push(field.key("number"), format!("`number` applies only to action = \"transfer\", not \"{action}\""));
         } else if !is_e164(number) {
-            out.push(
-                field.key("number"),
-                format!("`{number}` is not an E.164 number (write e.g. \"+14155550123\")"),
-            );
+            out.push(field.key("number"), format!("`{number}` is not an E.164 number (write e.g. \"+14155550123\")"));
         }
     }
     if let Some(sip) = &step.sip {
         if action != OverflowAction::Transfer {
-            out.push(
-                field.key("sip"),
-                format!("`sip` applies only to action = \"transfer\", not \"{action}\""),
-            );
+            out.push(field.key("sip"), format!("`sip` applies only to action = \"transfer\", not \"{action}\""));
         } else if !(sip.starts_with("sip:") || sip.starts_with("sips:")) || sip.len() < 5 {
-            out.push(
-                field.key("sip"),
-                format!("`{sip}` is not a SIP URI (write e.g. \"sip:desk@pbx.example.com\")"),
-            );
+            out.push(field.key("sip"), format!("`{sip}` is not a SIP URI (write e.g. \"sip:desk@pbx.example.com\")"));
         }
     }
     if step.menu.is_some() && action != OverflowAction::Ivr {
-        out.push(
-            field.key("menu"),
-            format!("`menu` applies only to action = \"ivr\", not \"{action}\""),
-        );
+        out.push(field.key("menu"), format!("`menu` applies only to action = \"ivr\", not \"{action}\""));
+    }
+    let only = |out: &mut Problems, present: bool, name: &str, owner: OverflowAction| {
+        if present && action != owner {
+            out.push(field.key(name), format!("`{name}` applies only to action = \"{owner}\", not \"{action}\""));
+        }
+    };
+    only(out, step.key.is_some(), "key", OverflowAction::Callback);
+    only(out, step.after.is_some(), "after", OverflowAction::Callback);
+    only(out, step.max_length.is_some(), "max_length", OverflowAction::Voicemail);
+    if let Some(key) = &step.key {
+        if action == OverflowAction::Callback && !is_dtmf_key(key) {
+            out.push(field.key("key"), format!("`{key}` is not a phone key (0-9, * or #)"));
+        }
+    }
+    if let Some(after) = step.after {
+        if action == OverflowAction::Callback && after > Duration::from_secs(30 * 24 * 3600) {
+            out.push(field.key("after"), "after must be at most 30 days");
+        }
+    }
+    if let Some(len) = step.max_length {
+        if action == OverflowAction::Voicemail && !(1..=3600).contains(&len.as_secs()) {
+            out.push(field.key("max_length"), "max_length must be between 1s and 1h");
+        }
     }
 }
 
+/// A SIP URI: `sip:` or `sips:` and something after it.
+fn is_sip_uri(uri: &str) -> bool {
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+}
+
 /// `+`, then 2 to 15 digits, the first not 0 (ITU-T E.164).
-fn is_e164(number: &str) -> bool {
+pub(crate) fn is_e164(number: &str) -> bool {
     let Some(digits) = number.strip_prefix('+') else {
         return false;
     };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }

@@ -1,9 +1,7 @@
 //! From a config to the ledger's spec: names resolved to ids, durations to milliseconds.
 
 use crate::Config;
-use callgate_core::{
-    ClassId, ClassSpec, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec,
-};
+use callgate_core::{ClassId, ClassSpec, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,47 +19,25 @@ impl Config {
             .classes
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                (
-                    c.name.as_str(),
-                    ClassId(u16::try_from(i).unwrap_or(u16::MAX)),
-                )
-            })
+            .map(|(i, c)| (c.name.as_str(), ClassId(u16::try_from(i).unwrap_or(u16::MAX))))
             .collect();
         let pools: HashMap<&str, PoolId> = self
             .pools
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                (
-                    p.name.as_str(),
-                    PoolId(u32::try_from(i).unwrap_or(u32::MAX)),
-                )
-            })
+            .map(|(i, p)| (p.name.as_str(), PoolId(u32::try_from(i).unwrap_or(u32::MAX))))
             .collect();
         let class_id = |name: &str| classes.get(name).copied().unwrap_or(ClassId(u16::MAX));
         let pool_id = |name: &str| pools.get(name).copied().unwrap_or(PoolId(u32::MAX));
         LedgerSpec {
-            classes: self
-                .classes
-                .iter()
-                .map(|c| ClassSpec {
-                    name: c.name.clone(),
-                    priority: c.priority,
-                })
-                .collect(),
+            classes: self.classes.iter().map(|c| ClassSpec { name: c.name.clone(), priority: c.priority }).collect(),
             pools: self
                 .pools
                 .iter()
                 .map(|p| {
-                    let mut reserve: Vec<(ClassId, u32)> =
-                        p.reserve.iter().map(|(c, &u)| (class_id(c), u)).collect();
+                    let mut reserve: Vec<(ClassId, u32)> = p.reserve.iter().map(|(c, &u)| (class_id(c), u)).collect();
                     reserve.sort_by_key(|&(c, _)| c);
-                    PoolSpec {
-                        name: p.name.clone(),
-                        limit: p.limit,
-                        reserve,
-                    }
+                    PoolSpec { name: p.name.clone(), limit: p.limit, reserve }
                 })
                 .collect(),
             flows: self
@@ -69,20 +45,10 @@ impl Config {
                 .iter()
                 .map(|f| FlowSpec {
                     name: f.name.clone(),
-                    pools: f
-                        .pools
-                        .iter()
-                        .map(|fp| PoolUnits {
-                            pool: pool_id(&fp.pool),
-                            units: fp.units,
-                        })
-                        .collect(),
+                    pools: f.pools.iter().map(|fp| PoolUnits { pool: pool_id(&fp.pool), units: fp.units }).collect(),
                     class: class_id(&f.class),
                     lease_ttl_ms: millis(f.lease_ttl),
-                    queue: f.queue.map(|q| QueueSpec {
-                        max_wait_ms: millis(q.max_wait),
-                        max_len: q.max_len,
-                    }),
+                    queue: f.queue.map(|q| QueueSpec { max_wait_ms: millis(q.max_wait), max_len: q.max_len }),
                 })
                 .collect(),
             ..LedgerSpec::default()

@@ -6,9 +6,10 @@
 //! as `FILE:LINE: FIELD: MESSAGE`. Parsing stops at the first syntax or type error (the
 //! parser cannot go on); validation collects every problem.
 //!
-//! The file has one module per section (`server`, `auth`, `class`, `pool`, `flow`),
-//! each holding the section's types and its `validate` step. A new section is a new
-//! field of [`Config`] and one more entry in the list of steps in `config.rs`.
+//! The file has one module per section (`server`, `auth`, `class`, `pool`, `provider`,
+//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `telemetry`), each holding the section's types and its `validate` step. A new
+//! section is a new field of [`Config`] and one more entry in the list of steps in
+//! `config.rs`.
 //!
 //! Decisions worth knowing:
 //! - a file without `[[classes]]` gets [`ClassConfig::defaults`] (inbound 50, callback
@@ -17,35 +18,60 @@
 //! - a flow's `overflow` is always a chain (`Vec`); one table in the file is a chain
 //!   of one;
 //! - durations are strings in the file and [`std::time::Duration`] here; the ledger
-//!   spec gets whole milliseconds.
+//!   spec gets whole milliseconds;
+//! - secrets may be written inline or named by an `*_env` variable; the variables are
+//!   read when the server starts (through [`Env`]), not by `config check`;
+//! - a flow's `match` is, like `overflow`, one table or an array of them; a match
+//!   without `number` makes the flow its provider's default.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod adaptive;
+mod alert;
 mod auth;
+mod breaker;
+mod campaign;
 mod class;
 mod config;
 mod defaults;
+mod env;
 mod error;
 mod flow;
 mod ledger;
 mod load;
 mod locate;
+mod menu;
 mod overflow;
 mod pool;
 mod problem;
+mod provider;
 mod serde_duration;
 mod server;
+mod telemetry;
 
+pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveWindow};
+pub use alert::{AlertAction, AlertActionKind, AlertConfig, AlertMetric, AlertTarget, ResolveConfig};
 pub use auth::{ApiKey, AuthConfig, Role};
+pub use breaker::BreakerConfig;
+pub use campaign::{
+    parse_datetime, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi, ClockTime, Real, RetryConfig,
+    SimulateConfig, Weekday, WindowConfig,
+};
 pub use class::ClassConfig;
 pub use config::{Config, Summary};
 pub use defaults::EXAMPLE;
+pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors};
-pub use flow::{FlowConfig, FlowPool, QueueConfig};
+pub use flow::{FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow};
 pub use load::check_file;
+pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};
 pub use pool::PoolConfig;
+pub use provider::{ProviderConfig, ProviderKind};
 pub use server::ServerConfig;
+pub use telemetry::TelemetryConfig;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;

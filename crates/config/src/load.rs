@@ -13,8 +13,7 @@ impl Config {
     /// at the first one (the parser cannot go on); validation reports every problem.
     /// Either way each error carries the line and the dotted field.
     pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigErrors::one(parse_error(text, file, &e)))?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigErrors::one(parse_error(text, file, &e)))?;
         let problems = config.problems();
         if problems.is_empty() {
             return Ok(config);
@@ -74,12 +73,6 @@ fn parse_error(text: &str, file: Option<&Path>, e: &toml::de::Error) -> ConfigEr
         field,
         // Syntax errors come on several lines ("invalid array\nexpected `]`"); one
         // problem per line keeps the output greppable.
-        message: e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
+        message: e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
     }
 }

@@ -38,9 +38,7 @@ impl<'a> Node<'a> {
     fn element(self, index: usize) -> Option<Node<'a>> {
         match self {
             Node::Item(Item::ArrayOfTables(a)) => a.get(index).map(Node::Table),
-            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => {
-                a.get(index).map(Node::Value)
-            }
+            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => a.get(index).map(Node::Value),
             _ => None,
         }
     }
@@ -59,11 +57,7 @@ impl<'a> Node<'a> {
 /// The 1-based line of byte offset `pos` in `text` (the last line when past the end).
 pub(crate) fn line_at(text: &str, pos: usize) -> usize {
     let end = pos.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// The line where `field` is written, or where the deepest part of it that is written
@@ -170,11 +164,7 @@ pub(crate) fn field_near_line(text: &str, line: usize) -> String {
 /// `flows.overflow` → `flows[2].overflow` when `flows` is an array of tables seen 3 times.
 /// The last part is resolved only for a `[table]` header (`[[flows]]` starts a new
 /// element, which the caller counts).
-fn resolve(
-    name: &str,
-    arrays: &std::collections::HashMap<String, usize>,
-    resolve_last: bool,
-) -> String {
+fn resolve(name: &str, arrays: &std::collections::HashMap<String, usize>, resolve_last: bool) -> String {
     let parts: Vec<&str> = name.split('.').map(str::trim).collect();
     let mut out = String::new();
     for (i, part) in parts.iter().enumerate() {

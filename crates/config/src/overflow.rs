@@ -4,6 +4,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// One overflow step. Serializes to JSON in the same shape as in the file (absent fields
 /// left out), which is what the HTTP API returns as `"overflow"` in a 429 body.
@@ -22,9 +23,24 @@ pub struct Overflow {
     /// `number`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip: Option<String>,
-    /// `ivr` only: the menu to send the caller to (its id or name in the IVR).
+    /// `ivr` only: the menu to send the caller to: the `name` of one of the `[[menus]]`
+    /// (it must be defined there when the flow answers Twilio calls; in a flow used only
+    /// through the HTTP API it is passed on as the client's own IVR id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub menu: Option<String>,
+    /// `callback` only: the key (`0`-`9`, `*` or `#`) the caller presses to accept the
+    /// offer. Left out, the callback is booked without asking (the caller's number is
+    /// known from the call). Where no key can be pressed (Vapi), the booking is automatic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `callback` only: how long after the call the callback is due (default `"0s"`: as
+    /// soon as a line is free). Written as a duration string, e.g. `"15m"`.
+    #[serde(default, with = "crate::serde_duration::option", skip_serializing_if = "Option::is_none")]
+    pub after: Option<Duration>,
+    /// `voicemail` only: the longest message taken (default `"2m"`, at most `"1h"`, at
+    /// least `"1s"`). Written as a duration string.
+    #[serde(default, with = "crate::serde_duration::option", skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<Duration>,
 }
 
 impl Overflow {
@@ -36,6 +52,9 @@ impl Overflow {
             number: None,
             sip: None,
             menu: None,
+            key: None,
+            after: None,
+            max_length: None,
         }
     }
 
@@ -84,24 +103,32 @@ impl fmt::Display for OverflowAction {
 /// Reads `overflow` as either one table (`{ action = "voicemail" }`) or an array of them
 /// (a chain). Written by hand rather than as an untagged enum so that a mistake inside
 /// a table keeps its own message and position.
-pub(crate) fn deserialize_chain<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<Overflow>, D::Error> {
-    struct Chain;
-    impl<'de> Visitor<'de> for Chain {
-        type Value = Vec<Overflow>;
+pub(crate) fn deserialize_chain<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Overflow>, D::Error> {
+    one_or_many(d, "a table such as { action = \"voicemail\" } or an array of them")
+}
+
+/// Reads one table as a list of one, or an array of tables, keeping the position of a
+/// mistake inside a table.
+pub(crate) fn one_or_many<'de, D, T>(d: D, expecting: &'static str) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct List<T>(&'static str, std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for List<T> {
+        type Value = Vec<T>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a table such as { action = \"voicemail\" } or an array of them")
+            f.write_str(self.0)
         }
 
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            Overflow::deserialize(MapAccessDeserializer::new(map)).map(|o| vec![o])
+            T::deserialize(MapAccessDeserializer::new(map)).map(|o| vec![o])
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            Vec::<Overflow>::deserialize(SeqAccessDeserializer::new(seq))
+            Vec::<T>::deserialize(SeqAccessDeserializer::new(seq))
         }
     }
-    d.deserialize_any(Chain)
+    d.deserialize_any(List(expecting, std::marker::PhantomData))
 }

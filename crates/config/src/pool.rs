@@ -20,25 +20,23 @@ pub struct PoolConfig {
     /// the ledger spec lists them in class order. The units add up to at most `limit`.
     #[serde(default)]
     pub reserve: BTreeMap<String, u32>,
+    /// The cap follows measured latency and provider refusals (default: none, the cap
+    /// is the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<crate::adaptive::AdaptiveConfig>,
 }
 
 impl PoolConfig {
     /// A pool named `name` with `limit` units and no reserves.
     pub fn new(name: &str, limit: u32) -> Self {
-        PoolConfig {
-            name: name.to_owned(),
-            limit,
-            reserve: BTreeMap::new(),
-        }
+        PoolConfig { name: name.to_owned(), limit, reserve: BTreeMap::new(), adaptive: None }
     }
 }
 
 /// Checks `[[pools]]`: names, reserves naming known classes, reserves within the limit.
 pub(crate) fn validate(config: &Config, out: &mut Problems) {
     let pools = Field::top("pools");
-    out.names("pool", config.pools.iter().map(|p| p.name.as_str()), |i| {
-        pools.index(i).key("name")
-    });
+    out.names("pool", config.pools.iter().map(|p| p.name.as_str()), |i| pools.index(i).key("name"));
     for (i, pool) in config.pools.iter().enumerate() {
         let reserve = pools.index(i).key("reserve");
         for class in pool.reserve.keys() {

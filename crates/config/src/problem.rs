@@ -60,10 +60,7 @@ impl fmt::Display for Field {
 
 /// Writes a key as TOML would: bare when it can be, quoted otherwise.
 fn write_key(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if bare {
         f.write_str(key)
     } else {
@@ -87,10 +84,7 @@ pub(crate) struct Problems(pub(crate) Vec<Problem>);
 impl Problems {
     /// Records a problem with `field`.
     pub(crate) fn push(&mut self, field: Field, message: impl Into<String>) {
-        self.0.push(Problem {
-            field,
-            message: message.into(),
-        });
+        self.0.push(Problem { field, message: message.into() });
     }
 
     /// Records a problem for each name that is empty or used before, with `what` naming
@@ -107,10 +101,7 @@ impl Problems {
                 self.push(field(i), format!("a {what} needs a non-empty name"));
             } else if let Some(&first) = seen.get(name) {
                 let first = field(first);
-                self.push(
-                    field(i),
-                    format!("{what} `{name}` is defined twice (first at {first})"),
-                );
+                self.push(field(i), format!("{what} `{name}` is defined twice (first at {first})"));
             } else {
                 seen.insert(name, i);
             }

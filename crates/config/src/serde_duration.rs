@@ -31,3 +31,25 @@ impl Visitor<'_> for DurationVisitor {
         parse_duration(v).map_err(E::custom)
     }
 }
+
+/// The same for an optional duration (`None` when the key is left out).
+pub(crate) mod option {
+    use super::DurationVisitor;
+    use callgate_core::duration::format_duration;
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Reads a duration string that may be left out (use with `#[serde(default)]`).
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_str(DurationVisitor).map(Some)
+    }
+
+    /// Writes a present duration the way [`deserialize`] reads it (skip `None` with
+    /// `skip_serializing_if`).
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}

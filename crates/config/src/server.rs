@@ -23,8 +23,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// The default listen address, `127.0.0.1:7700`.
-    pub const DEFAULT_LISTEN: SocketAddr =
-        SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
     /// The default request body limit in bytes (64 KiB).
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 }
@@ -55,15 +54,9 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         );
     }
     if server.data_dir.as_os_str().is_empty() {
-        out.push(
-            field.key("data_dir"),
-            "data_dir must not be empty (the default is \"callgate-data\")",
-        );
+        out.push(field.key("data_dir"), "data_dir must not be empty (the default is \"callgate-data\")");
     }
     if server.max_body_bytes == 0 {
-        out.push(
-            field.key("max_body_bytes"),
-            "max_body_bytes must be at least 1 (the default is 65536)",
-        );
+        out.push(field.key("max_body_bytes"), "max_body_bytes must be at least 1 (the default is 65536)");
     }
 }

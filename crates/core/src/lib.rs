@@ -17,7 +17,5 @@ mod spec;
 
 pub use event::{Event, RejectReason, TicketOutcome};
 pub use ids::{ClassId, FlowId, LeaseId, Millis, PoolId, PoolUnits, TicketId};
-pub use ledger::{
-    Decision, Lease, Ledger, PoolView, Request, RequestError, Target, Ticket, TicketStatus,
-};
+pub use ledger::{Decision, Lease, Ledger, PoolView, Request, RequestError, Target, Ticket, TicketStatus};
 pub use spec::{ClassSpec, FlowSpec, LedgerSpec, PoolSpec, QueueSpec, SpecError};

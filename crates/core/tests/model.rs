@@ -19,8 +19,7 @@
 
 use callgate_core::{
     ClassId, ClassSpec, Decision, Event, FlowId, FlowSpec, Lease, LeaseId, Ledger, LedgerSpec, Millis, PoolId,
-    PoolSpec, PoolUnits, QueueSpec, RejectReason, Request, RequestError, Ticket, TicketId, TicketOutcome,
-    TicketStatus,
+    PoolSpec, PoolUnits, QueueSpec, RejectReason, Request, RequestError, Ticket, TicketId, TicketOutcome, TicketStatus,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 async fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7790".into());
     let app = Router::new()
-        .route("/v1/acquire", post(|Json(body): Json<Value>| async move { Json(json!({ "decision": "granted", "echo": body["key"] })) }))
+        .route(
+            "/v1/acquire",
+            post(|Json(body): Json<Value>| async move { Json(json!({ "decision": "granted", "echo": body["key"] })) }),
+        )
         .route("/v1/leases", delete(|| async { Json(json!({ "released": true })) }));
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     eprintln!("noop listening on http://{addr}");

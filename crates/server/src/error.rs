@@ -20,6 +20,9 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The body is larger than the configured limit (413).
     PayloadTooLarge,
+    /// The request is valid but the state of what it names does not allow it (409), e.g.
+    /// a campaign that exists with other settings, or one that is stopped for good.
+    Conflict,
     /// The server cannot promise what it would answer (journal down): retry later (503).
     Unavailable,
     /// A bug (500).
@@ -67,6 +70,7 @@ impl ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

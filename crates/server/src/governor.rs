@@ -6,6 +6,13 @@
 //! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
 //! the grant that ends its ticket can never slip by unnoticed.
 
+mod calls;
+mod caps;
+mod ops;
+
+pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
+pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::views::{LeaseView, PoolInfo, TicketView};
@@ -41,10 +48,13 @@ pub enum Answer {
     Rejected {
         /// Why.
         reason: RejectReason,
-        /// The flow's first overflow action.
+        /// The flow's first overflow action (its fallback when `dependency` is set).
         overflow: Option<serde_json::Value>,
         /// Hint (ms).
         retry_after_ms: u64,
+        /// Set when the flow's dependency is down (its breaker is open): the reason is
+        /// then `dependency_down`, not `reason`, and `overflow` is the flow's fallback.
+        dependency: Option<Arc<str>>,
     },
 }
 
@@ -74,6 +84,8 @@ pub struct Governor {
     names: Names,
     /// The first overflow action of each flow, by flow index, as JSON.
     overflow: Vec<Option<serde_json::Value>>,
+    /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
+    ops: Arc<crate::ops::Ops>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -122,7 +134,15 @@ impl Governor {
         names: Names,
         overflow: Vec<Option<serde_json::Value>>,
     ) -> Self {
-        Governor { state: Mutex::new(State { ledger, waiters: FxHashMap::default() }), journal, clock, names, overflow }
+        let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
+        Governor {
+            state: Mutex::new(State { ledger, waiters: FxHashMap::default() }),
+            journal,
+            clock,
+            names,
+            overflow,
+            ops,
+        }
     }
 
     /// The names of pools, classes and flows.
@@ -185,7 +205,8 @@ impl Governor {
     }
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
-        flow.and_then(|f| self.overflow.get(f.index()).cloned().flatten())
+        // An alert's `set_overflow` stands in for the configured overflow while it fires.
+        flow.and_then(|f| self.ops.overflow_json(f.index()).or_else(|| self.overflow.get(f.index()).cloned().flatten()))
     }
 
     fn check_healthy(&self) -> Result<(), ApiError> {
@@ -195,8 +216,16 @@ impl Governor {
         }
     }
 
-    /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant.
+    /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant. Traced
+    /// as one `decision` span.
     pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+        let span = ops::decision_span(&req);
+        let answer = tracing::Instrument::instrument(self.acquire_inner(req), span.clone()).await;
+        ops::record_decision(&span, &answer);
+        answer
+    }
+
+    async fn acquire_inner(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
         self.check_healthy()?;
         let wait_ms = req.wait_ms;
         let (result, seq) = self.apply(|st, now| {
@@ -205,6 +234,9 @@ impl Governor {
                 callgate_core::Target::Flow(f) => Some(*f),
                 _ => None,
             };
+            if let Some(blocked) = self.breaker_gate(st, flow, req.key.as_deref(), now) {
+                return Ok((blocked, None));
+            }
             let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
             let answer = match decision {
                 Decision::Granted { lease, .. } => {
@@ -216,7 +248,7 @@ impl Governor {
                     Answer::Queued(TicketView { id: ticket.to_string(), key, position, eta_ms, deadline_ms: deadline })
                 }
                 Decision::Rejected { reason, retry_after_ms } => {
-                    Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms }
+                    Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms, dependency: None }
                 }
             };
             let waiter = match (&answer, wait_ms) {
@@ -247,6 +279,7 @@ impl Governor {
                         reason: RejectReason::Capacity,
                         overflow,
                         retry_after_ms: 1000,
+                        dependency: None,
                     },
                     TicketEnd::Cancelled => answer,
                 })
@@ -320,13 +353,16 @@ impl Governor {
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
     pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            if st.ledger.cancel(id, now) {
-                Some(true)
-            } else {
-                st.ledger.ticket_status(id).map(|_| false)
-            }
-        });
+        let (out, seq) =
+            self.apply(
+                |st, now| {
+                    if st.ledger.cancel(id, now) {
+                        Some(true)
+                    } else {
+                        st.ledger.ticket_status(id).map(|_| false)
+                    }
+                },
+            );
         self.journal.durable(seq).await?;
         Ok(out)
     }
@@ -385,6 +421,10 @@ impl Governor {
         let (out, seq) = self.apply(|st, now| {
             let id: PoolId = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
             st.ledger.set_limit(id, limit, now);
+            // An adaptive cap keeps within the new limit.
+            if let Some(change) = self.ops.limit_changed(id.index(), limit, now) {
+                st.ledger.set_cap(id, Some(change.to), now);
+            }
             Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
         });
         let out = out?;

@@ -1,4 +1,5 @@
-//! callgate's edges: the HTTP API, the governor, metrics and live events.
+//! callgate's edges: the HTTP API, the provider webhooks (Vapi, Twilio), the governor,
+//! reconciliation with the platforms, metrics and live events.
 //!
 //! Data flows one way: an edge turns an HTTP request into a ledger request, the
 //! [`governor::Governor`] decides and hands the events to the journal, the edge waits
@@ -7,13 +8,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod campaign;
 pub mod clock;
+pub mod demo;
 pub mod edges;
 pub mod error;
 pub mod governor;
+pub mod inbound;
 pub mod live;
 pub mod metrics;
+pub mod ops;
+pub mod providers;
 pub mod serve;
+pub mod telemetry;
 pub mod views;
 
-pub use serve::{serve, Server, ServeOptions};
+pub use serve::{serve, ServeOptions, Server};

@@ -32,6 +32,14 @@ impl Live {
         }
     }
 
+    /// Publishes one event that is not a ledger event (a reconciliation, a booked
+    /// callback), once what it reports is durable.
+    pub fn publish_json(&self, event: &serde_json::Value) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(event.to_string().into());
+        }
+    }
+
     /// A new subscription.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.tx.subscribe()

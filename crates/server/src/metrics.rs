@@ -4,6 +4,10 @@
 //! outcomes. Histograms use explicit buckets chosen for voice calls: waits from half a
 //! second to ten minutes, holds from ten seconds to two hours.
 
+mod edges;
+
+pub use edges::{EdgeMetrics, LATENCY_BUCKETS};
+
 use callgate_core::{Event, PoolUnits, PoolView, TicketOutcome};
 use callgate_store::Names;
 use std::fmt::Write as _;
@@ -56,6 +60,12 @@ struct PoolGauges {
     waiting: u64,
 }
 
+/// A pool gauge: name, help, and how to read it.
+type Gauge = (&'static str, &'static str, fn(&PoolGauges) -> u64);
+/// A counter table: name, help, label name, label values, and counts [pool][class][value].
+type Table<'a, const N: usize> =
+    (&'static str, &'static str, &'static str, &'static [&'static str], &'a Vec<Vec<[u64; N]>>);
+
 /// Decision outcomes counted per pool and class.
 const OUTCOMES: [&str; 3] = ["granted", "queued", "rejected"];
 const REASONS: [&str; 2] = ["capacity", "queue_full"];
@@ -80,6 +90,8 @@ struct State {
 /// The metrics registry.
 pub struct Metrics {
     state: Mutex<State>,
+    /// Webhooks, overflow, callbacks, reconciliation: counted by the edges.
+    pub edges: EdgeMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,7 +119,12 @@ impl Metrics {
             events: 0,
             names,
         };
-        Metrics { state: Mutex::new(state) }
+        Metrics { state: Mutex::new(state), edges: EdgeMetrics::new([]) }
+    }
+
+    /// The same, with the edge metrics of these providers started at zero.
+    pub fn with_providers<'a>(names: Names, pools: &[PoolView], providers: impl IntoIterator<Item = &'a str>) -> Self {
+        Metrics { edges: EdgeMetrics::new(providers), ..Metrics::new(names, pools) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -125,7 +142,9 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        self.lock().render()
+        let mut out = self.lock().render();
+        self.edges.render(&mut out);
+        out
     }
 }
 
@@ -198,7 +217,7 @@ impl State {
     fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let n = &self.names;
-        let gauges: [(&str, &str, fn(&PoolGauges) -> u64); 4] = [
+        let gauges: [Gauge; 4] = [
             ("callgate_pool_limit", "Configured limit of the pool (units).", |g| u64::from(g.limit)),
             ("callgate_pool_cap", "Effective cap of the pool (units), at most the limit.", |g| u64::from(g.cap)),
             ("callgate_pool_used", "Units held by live leases.", |g| g.used),
@@ -210,7 +229,7 @@ impl State {
                 let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", n.pools[i], get(g));
             }
         }
-        let counters: [(&str, &str, &str, &[&str], &Vec<Vec<[u64; 3]>>); 2] = [
+        let counters: [Table<'_, 3>; 2] = [
             (
                 "callgate_decisions_total",
                 "Admission decisions on arrival, by pool, class and outcome.",
@@ -240,7 +259,7 @@ impl State {
                 }
             }
         }
-        let two: [(&str, &str, &str, &[&str], &Vec<Vec<[u64; 2]>>); 2] = [
+        let two: [Table<'_, 2>; 2] = [
             (
                 "callgate_rejections_total",
                 "Rejected requests, by pool, class and reason.",
@@ -248,7 +267,13 @@ impl State {
                 &REASONS,
                 &self.rejections,
             ),
-            ("callgate_leases_ended_total", "Leases that ended, by pool, class and how.", "how", &LEASE_ENDS, &self.lease_ends),
+            (
+                "callgate_leases_ended_total",
+                "Leases that ended, by pool, class and how.",
+                "how",
+                &LEASE_ENDS,
+                &self.lease_ends,
+            ),
         ];
         for (name, help, label, values, table) in two {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -265,7 +290,10 @@ impl State {
             }
         }
         let name = "callgate_wait_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from arrival to grant (0 for immediate grants).\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from arrival to grant (0 for immediate grants).\n# TYPE {name} histogram"
+        );
         for (p, row) in self.wait.iter().enumerate() {
             for (c, h) in row.iter().enumerate() {
                 h.render(&mut out, name, &format!("pool=\"{}\",class=\"{}\"", n.pools[p], n.classes[c]));

@@ -2,10 +2,14 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::edges::api::{self, App, Keys};
+use crate::edges::twilio::WaitingRoom;
 use crate::governor::Governor;
+use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use callgate_config::Config;
+use crate::providers::reconcile::Reconciler;
+use crate::providers::Providers;
+use callgate_config::{Config, Env, ProcessEnv};
 use callgate_core::{Lease, LeaseId, Ledger, PoolUnits, TicketId};
 use callgate_store::{Journal, Names, Opened, StoredLease, StoredTicket};
 use std::net::SocketAddr;
@@ -41,6 +45,11 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     ticker: JoinHandle<()>,
+    /// Breakers' clock and alert evaluation (`ops::spawn_ticker`).
+    ops_ticker: JoinHandle<()>,
+    reconcilers: Vec<JoinHandle<()>>,
+    /// The campaign dialer (stopped with the server).
+    pub campaigns: Arc<crate::campaign::Campaigns>,
 }
 
 /// Why the server could not start.
@@ -59,7 +68,9 @@ fn names_of(ledger: &Ledger) -> Names {
     Names {
         pools: (0..ledger.pool_count()).map(|i| ledger.pool_name(callgate_core::PoolId(i as u32)).clone()).collect(),
         config_limits: ledger.pools().iter().map(|p| p.limit).collect(),
-        classes: (0..ledger.class_count()).map(|i| ledger.class_name(callgate_core::ClassId(i as u16)).clone()).collect(),
+        classes: (0..ledger.class_count())
+            .map(|i| ledger.class_name(callgate_core::ClassId(i as u16)).clone())
+            .collect(),
         flows: (0..ledger.flow_count()).map(|i| ledger.flow_name(callgate_core::FlowId(i as u32)).clone()).collect(),
     }
 }
@@ -150,7 +161,14 @@ impl Server {
 
     /// [`Server::start`] with another clock (tests).
     pub async fn start_with_clock(opts: ServeOptions, clock: Arc<dyn Clock>) -> Result<Server, ServeError> {
+        Self::start_with(opts, clock, &ProcessEnv).await
+    }
+
+    /// [`Server::start`] with another clock and another environment (where `*_env`
+    /// secrets are looked up).
+    pub async fn start_with(opts: ServeOptions, clock: Arc<dyn Clock>, env: &dyn Env) -> Result<Server, ServeError> {
         let cfg = opts.config;
+        let providers = Providers::from_config(&cfg, env).map_err(|e| ServeError(e.to_string()))?;
         let listen = opts.listen.unwrap_or(cfg.server.listen);
         if !listen.ip().is_loopback() && cfg.auth.keys.is_empty() {
             return Err(ServeError(format!(
@@ -163,25 +181,48 @@ impl Server {
         let mut opened = Journal::open(&data_dir).map_err(|e| ServeError(e.to_string()))?;
         restore(&mut ledger, &mut opened, clock.now_ms())?;
         let names = names_of(&ledger);
-        let metrics = Arc::new(Metrics::new(names.clone(), &ledger.pools()));
+        let metrics = Arc::new(Metrics::with_providers(
+            names.clone(),
+            &ledger.pools(),
+            cfg.providers.iter().map(|p| p.name.as_str()),
+        ));
         let live = Live::default();
+        let limits: Vec<u32> = ledger.pools().iter().map(|p| p.limit).collect();
+        let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
         let journal = {
-            let (metrics, live, names) = (metrics.clone(), live.clone(), names.clone());
+            let (metrics, live, names, ops) = (metrics.clone(), live.clone(), names.clone(), ops.clone());
             opened.start(names.clone(), move |events: &[callgate_core::Event]| {
                 metrics.observe(events);
+                ops.observe(events);
                 live.publish(events, &names);
             })
         };
-        let overflow = cfg
-            .flows
-            .iter()
-            .map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok()))
-            .collect();
-        let governor = Governor::new(ledger, journal, clock, names, overflow);
+        let overflow =
+            cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
+        let governor = Governor::new(ledger, journal, clock.clone(), names, overflow).with_ops(ops);
         governor.settle();
         let keys = Keys::new(cfg.auth.keys.iter().map(|k| (k.name.clone(), k.token.clone(), k.role)));
-        let app = Arc::new(App { governor, metrics, live, keys });
-        let router = api::router(app.clone(), cfg.server.max_body_bytes);
+        let max_body_bytes = cfg.server.max_body_bytes;
+        let cfg = Arc::new(cfg);
+        let inbound = Inbound::new(cfg.clone(), providers.clone());
+        let app = Arc::new(App {
+            governor,
+            metrics,
+            live,
+            keys,
+            inbound,
+            waiting_room: WaitingRoom::default(),
+            campaigns: Default::default(),
+        });
+        // The campaign dialer: its own store beside the journal, recovery of what a crash
+        // left open, then the pacing loop.
+        let campaigns = crate::campaign::Campaigns::start(&app, cfg.clone(), providers, &data_dir, clock)
+            .await
+            .map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        let _ = app.campaigns.set(campaigns.clone());
+        app.governor.ops().set_campaigns(campaigns.clone());
+        let router =
+            api::router(app.clone(), max_body_bytes).merge(crate::campaign::http::router(app.clone(), max_body_bytes));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;
@@ -205,8 +246,18 @@ impl Server {
                 }
             })
         };
+        let ops_ticker = crate::ops::spawn_ticker(app.clone());
+        let mut reconcilers = Vec::new();
+        for provider in app.inbound.providers.iter() {
+            match Reconciler::new(app.clone(), provider.clone()) {
+                Some(r) => reconcilers.push(r.spawn()),
+                None => {
+                    tracing::info!(provider = %provider.name, "No API key: calls are not reconciled with the platform")
+                }
+            }
+        }
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
-        Ok(Server { addr, app, shutdown: Some(tx), task, ticker })
+        Ok(Server { addr, app, shutdown: Some(tx), task, ticker, ops_ticker, reconcilers, campaigns })
     }
 
     /// Stops accepting, finishes the requests in flight, and flushes the journal.
@@ -214,8 +265,13 @@ impl Server {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        for r in &self.reconcilers {
+            r.abort();
+        }
         let _ = (&mut self.task).await;
+        self.campaigns.shutdown().await;
         self.ticker.abort();
+        self.ops_ticker.abort();
     }
 }
 

@@ -79,18 +79,38 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
         ("malformed JSON", "{\"flow\": ".into(), StatusCode::BAD_REQUEST),
         ("not an object", "[1,2]".into(), StatusCode::BAD_REQUEST),
         ("unknown flow", json!({ "flow": "nope" }).to_string(), StatusCode::NOT_FOUND),
-        ("zero units", json!({ "pools": [{ "pool": "acct", "units": 0 }], "class": "inbound" }).to_string(), StatusCode::BAD_REQUEST),
-        ("negative units", json!({ "pools": [{ "pool": "acct", "units": -2 }], "class": "inbound" }).to_string(), StatusCode::BAD_REQUEST),
+        (
+            "zero units",
+            json!({ "pools": [{ "pool": "acct", "units": 0 }], "class": "inbound" }).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "negative units",
+            json!({ "pools": [{ "pool": "acct", "units": -2 }], "class": "inbound" }).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
         ("unknown pool", json!({ "pools": [{ "pool": "x" }], "class": "inbound" }).to_string(), StatusCode::NOT_FOUND),
         ("unknown class", json!({ "pools": [{ "pool": "acct" }], "class": "x" }).to_string(), StatusCode::NOT_FOUND),
         ("pools without class", json!({ "pools": [{ "pool": "acct" }] }).to_string(), StatusCode::BAD_REQUEST),
-        ("flow and pools", json!({ "flow": "support", "pools": [{ "pool": "acct" }] }).to_string(), StatusCode::BAD_REQUEST),
+        (
+            "flow and pools",
+            json!({ "flow": "support", "pools": [{ "pool": "acct" }] }).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
         ("unknown field", json!({ "flow": "support", "colour": "red" }).to_string(), StatusCode::BAD_REQUEST),
-        ("pool twice", json!({ "pools": [{ "pool": "acct" }, { "pool": "acct" }], "class": "inbound" }).to_string(), StatusCode::BAD_REQUEST),
+        (
+            "pool twice",
+            json!({ "pools": [{ "pool": "acct" }, { "pool": "acct" }], "class": "inbound" }).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
         ("meta not an object", json!({ "flow": "support", "meta": 3 }).to_string(), StatusCode::BAD_REQUEST),
         ("zero ttl", json!({ "flow": "support", "ttl_ms": 0 }).to_string(), StatusCode::BAD_REQUEST),
         ("empty body", String::new(), StatusCode::BAD_REQUEST),
-        ("oversized body", format!("{{\"flow\":\"support\",\"meta\":{{\"x\":\"{}\"}}}}", "a".repeat(100_000)), StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            "oversized body",
+            format!("{{\"flow\":\"support\",\"meta\":{{\"x\":\"{}\"}}}}", "a".repeat(100_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
     ];
     for (what, body, want) in cases {
         let (st, v) = s.post_raw("/v1/acquire", body).await;
@@ -273,7 +293,8 @@ async fn events_stream_every_decision() {
         let chunk = tokio::time::timeout_at(deadline, body.next()).await.expect("events arrive").unwrap().unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let first: Value = serde_json::from_str(seen.lines().find(|l| l.starts_with("data:")).unwrap()[5..].trim()).unwrap();
+    let first: Value =
+        serde_json::from_str(seen.lines().find(|l| l.starts_with("data:")).unwrap()[5..].trim()).unwrap();
     assert_eq!(first["type"], "granted");
     assert_eq!(first["lease"]["key"], "watched");
 }

@@ -11,18 +11,29 @@
 //! each. After the commit it publishes the durable sequence number and hands the events
 //! to the consumers (metrics, live events).
 //!
+//! Beside the ledger's state it keeps call records and the callbacks that overflow steps
+//! book ([`Journal::record`]), written by the same thread in the same commits, and read
+//! through a second connection.
+//!
 //! Rows name pools, classes and flows by name, not by index, so a restart with a
 //! reordered or edited configuration restores what still makes sense; the server decides
 //! what to do with rows that name something that no longer exists.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod leads;
+mod records;
 mod rows;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use leads::{
+    AttemptEnd, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore, NewAttempt, NewLead,
+    PendingLead, StoredCampaign,
+};
+pub use records::{CallRecord, CallUpdate, Callback, CallbackQuery, NewCallback, Record};
 pub use rows::{Restored, StoredLease, StoredTicket};
 pub use writer::{read_counter, Consumer, Journal, Names, Opened};
 

@@ -120,8 +120,8 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
             _ => {}
         }
     }
-    let mut stmt =
-        conn.prepare("SELECT id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta FROM leases ORDER BY id")?;
+    let mut stmt = conn
+        .prepare("SELECT id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta FROM leases ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         out.leases.push(StoredLease {
@@ -155,7 +155,8 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
         });
     }
     let mut stmt = conn.prepare("SELECT pool, limit_units, config_limit FROM pool_limits")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32)))?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u32)))?;
     for row in rows {
         out.limits.push(row?);
     }

@@ -107,3 +107,60 @@ fn many_submitters_share_commits_and_lose_nothing() {
     assert_eq!(opened.restored.leases.len(), 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn callbacks_and_call_records_are_durable_merged_and_booked_once() {
+    use crate::{CallUpdate, CallbackQuery, NewCallback, Record};
+    let dir = temp_dir("records");
+    let booking = NewCallback {
+        provider: "tw".into(),
+        call_id: "CA1".into(),
+        number: "+15551230000".into(),
+        flow: "support".into(),
+        booked_at: 1_000,
+        due_at: 61_000,
+    };
+    {
+        let journal = Journal::open(&dir).unwrap().start(names(), |_: &[Event]| {});
+        let seq = journal.record(vec![Record::Callback(booking.clone())]);
+        journal.durable_blocking(seq).unwrap();
+        let again = NewCallback { number: "+15559999999".into(), ..booking.clone() };
+        let end = CallUpdate {
+            provider: "tw".into(),
+            call_id: "CA1".into(),
+            ended_at: Some(9_000),
+            ended_reason: Some("customer-ended-call".into()),
+            cost: Some(0.12),
+            at: 9_000,
+            ..CallUpdate::default()
+        };
+        let start = CallUpdate {
+            provider: "tw".into(),
+            call_id: "CA1".into(),
+            flow: Some("support".into()),
+            outcome: Some("granted".into()),
+            started_at: Some(1_000),
+            at: 9_500,
+            ..CallUpdate::default()
+        };
+        // The end arrives before the start: nothing known is lost either way.
+        let seq = journal.record(vec![Record::Callback(again), Record::Call(end), Record::Call(start)]);
+        journal.durable_blocking(seq).unwrap();
+        let listed = journal.callbacks(&CallbackQuery { state: None, flow: None, limit: 10 }).unwrap();
+        assert_eq!(listed.len(), 1, "one booking per call");
+        assert_eq!(listed[0].number, "+15551230000");
+    }
+    let journal = Journal::open(&dir).unwrap().start(names(), |_: &[Event]| {});
+    let listed = journal
+        .callbacks(&CallbackQuery { state: Some("booked".into()), flow: Some("support".into()), limit: 10 })
+        .unwrap();
+    assert_eq!((listed[0].due_at, listed[0].state.as_str()), (61_000, "booked"));
+    let call = journal.call("tw", "CA1").unwrap().unwrap();
+    assert_eq!(call.flow.as_deref(), Some("support"));
+    assert_eq!(call.started_at, Some(1_000));
+    assert_eq!(call.ended_at, Some(9_000));
+    assert_eq!(call.ended_reason.as_deref(), Some("customer-ended-call"));
+    assert_eq!(call.cost, Some(0.12));
+    assert_eq!(journal.calls(10).unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

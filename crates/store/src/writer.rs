@@ -1,13 +1,14 @@
 //! The writer thread and the handle the governor talks to.
 
+use crate::records::{self, CallRecord, Callback, CallbackQuery, Record};
 use crate::rows::{self, pools_json, Restored};
 use crate::StoreError;
 use callgate_core::{Event, Lease, PoolUnits, Ticket, TicketOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 
@@ -27,7 +28,8 @@ pub struct Names {
 
 impl Names {
     fn pools(&self, pools: &[PoolUnits]) -> String {
-        let named: Vec<(String, u32)> = pools.iter().map(|p| (self.pools[p.pool.index()].to_string(), p.units)).collect();
+        let named: Vec<(String, u32)> =
+            pools.iter().map(|p| (self.pools[p.pool.index()].to_string(), p.units)).collect();
         pools_json(&named)
     }
 }
@@ -50,6 +52,8 @@ struct Batch {
     events: Vec<Event>,
     next_id: u64,
     next_seq: u64,
+    /// Call records and callbacks; they ride in the same group commit as events.
+    records: Vec<Record>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -62,6 +66,7 @@ struct Durable {
 /// server can restore the ledger and drop rows it cannot use first.
 pub struct Opened {
     conn: Connection,
+    path: PathBuf,
     /// What the journal held.
     pub restored: Restored,
 }
@@ -76,8 +81,14 @@ impl std::fmt::Debug for Opened {
 pub struct Journal {
     tx: Option<mpsc::Sender<Batch>>,
     submitted: AtomicU64,
+    /// Held while a sequence number is taken and its batch sent, so batches reach the
+    /// writer in sequence order also when records are submitted outside the ledger's
+    /// lock (a durable mark for batch n must never cover an unsent batch n - 1).
+    order: Mutex<()>,
     durable: watch::Receiver<Durable>,
     thread: Option<JoinHandle<()>>,
+    /// A second connection for reads (WAL lets it read beside the writer).
+    reader: Option<Mutex<Connection>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -98,8 +109,9 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(rows::SCHEMA)?;
+        conn.execute_batch(records::SCHEMA)?;
         let restored = rows::load(&conn)?;
-        Ok(Opened { conn, restored })
+        Ok(Opened { conn, path: dir.join("callgate.db"), restored })
     }
 
     /// Takes the next sequence number for `events` (which must be handed over in ledger
@@ -111,12 +123,49 @@ impl Journal {
         if events.is_empty() {
             return self.submitted.load(Ordering::Acquire);
         }
+        self.send(|seq| Batch { seq, events, next_id, next_seq, records: Vec::new() })
+    }
+
+    /// Queues call records and callbacks for the writer; wait for the returned number
+    /// with [`Journal::durable`] before telling anyone they are stored. They need no
+    /// ledger order, so this may be called without the ledger's lock.
+    pub fn record(&self, records: Vec<Record>) -> u64 {
+        if records.is_empty() {
+            return self.submitted.load(Ordering::Acquire);
+        }
+        // The id counters are only written with events (next_id 0 means "no change").
+        self.send(|seq| Batch { seq, events: Vec::new(), next_id: 0, next_seq: 0, records })
+    }
+
+    fn send(&self, batch: impl FnOnce(u64) -> Batch) -> u64 {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.submitted.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(tx) = &self.tx {
             // A send fails only when the writer is gone; `durable` then reports it.
-            let _ = tx.send(Batch { seq, events, next_id, next_seq });
+            let _ = tx.send(batch(seq));
         }
         seq
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let reader = self.reader.as_ref().ok_or_else(|| StoreError("the journal has no reader".into()))?;
+        let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Booked callbacks, soonest due first.
+    pub fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, StoreError> {
+        self.read(|c| records::callbacks(c, query))
+    }
+
+    /// The most recently updated call records, newest first.
+    pub fn calls(&self, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
+        self.read(|c| records::calls(c, limit))
+    }
+
+    /// One call record.
+    pub fn call(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
+        self.read(|c| records::call(c, provider, call_id))
     }
 
     /// Waits until batch `seq` (and every batch before it) is committed.
@@ -179,6 +228,13 @@ impl Opened {
 
     /// Starts the writer thread.
     pub fn start(self, names: Names, mut consumer: impl Consumer) -> Journal {
+        // Reads never block on the writer; if this second connection cannot be opened,
+        // reads fail (and say so) while writes go on.
+        let reader = Connection::open(&self.path)
+            .and_then(|c| c.busy_timeout(std::time::Duration::from_secs(5)).map(|_| c))
+            .map_err(|e| tracing::error!(error = %e, "Cannot open a reading connection to the journal"))
+            .ok()
+            .map(Mutex::new);
         let (tx, rx) = mpsc::channel::<Batch>();
         let (durable_tx, durable_rx) = watch::channel(Durable::default());
         let mut conn = self.conn;
@@ -209,7 +265,7 @@ impl Opened {
                         d.failed = failed.clone();
                     });
                     if failed.is_none() {
-                        for b in &pending {
+                        for b in pending.iter().filter(|b| !b.events.is_empty()) {
                             consumer.committed(&b.events);
                         }
                     }
@@ -217,7 +273,14 @@ impl Opened {
                 }
             })
             .expect("spawn journal thread");
-        Journal { tx: Some(tx), submitted: AtomicU64::new(0), durable: durable_rx, thread: Some(thread) }
+        Journal {
+            tx: Some(tx),
+            submitted: AtomicU64::new(0),
+            order: Mutex::new(()),
+            durable: durable_rx,
+            thread: Some(thread),
+            reader,
+        }
     }
 }
 
@@ -227,8 +290,11 @@ fn commit(conn: &mut Connection, names: &Names, batches: &[Batch]) -> Result<(),
         for e in &b.events {
             apply(&tx, names, e)?;
         }
+        for r in &b.records {
+            records::apply(&tx, r)?;
+        }
     }
-    if let Some(b) = batches.last() {
+    if let Some(b) = batches.iter().rev().find(|b| !b.events.is_empty()) {
         let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?;
         stmt.execute(params!["next_id", b.next_id as i64])?;
         stmt.execute(params!["next_seq", b.next_seq as i64])?;

@@ -124,4 +124,3 @@ impl Ledger {
         self.walks = walks;
     }
 }
-

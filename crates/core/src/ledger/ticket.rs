@@ -65,4 +65,3 @@ impl Ended {
         Ended { outcome: TicketOutcome::Granted(lease), at, flow }
     }
 }
-

@@ -1,4 +1,40 @@
-//! Where the outside world meets the governor. Today: the HTTP API (v1). Provider
-//! webhooks (Vapi, Twilio) come beside it.
+//! Where the outside world meets the governor: the HTTP API (v1) and the provider
+//! webhooks (Vapi, Twilio).
 
 pub mod api;
+pub mod live;
+pub mod twilio;
+pub mod vapi;
+
+use crate::error::{ApiError, ErrorKind};
+use axum::http::StatusCode;
+
+/// A webhook's outcome for metrics, from the status it was answered with.
+pub(crate) fn webhook_outcome(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "ok",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        400..=499 => "bad_request",
+        _ => "error",
+    }
+}
+
+/// A body that could not be read: too large (413) or cut off (400).
+pub(crate) fn body_error(e: axum::Error) -> ApiError {
+    let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+        .any(|e| e.to_string().contains("length limit"));
+    if too_large {
+        ApiError::new(ErrorKind::PayloadTooLarge, "body_too_large", "the request body is larger than allowed")
+    } else {
+        ApiError::bad_request(format!("cannot read the request body: {e}"))
+    }
+}
+
+/// Cases per property test of the webhook parsers: `default`, or `PROPTEST_CASES` for a
+/// longer fuzzing session (`PROPTEST_CASES=200000 cargo test -p callgate-server --lib`).
+#[cfg(test)]
+pub(crate) fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}

@@ -2,8 +2,10 @@
 //! directory, and a small JSON client.
 #![allow(dead_code)]
 
+pub mod providers;
+
 use callgate_config::Config;
-use callgate_server::{Server, ServeOptions};
+use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -77,8 +79,10 @@ impl TestServer {
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        self.send(self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body))
-            .await
+        self.send(
+            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body),
+        )
+        .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {

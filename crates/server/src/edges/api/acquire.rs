@@ -117,23 +117,27 @@ pub(crate) async fn acquire(
 
 pub(crate) fn answer_response(answer: Answer) -> Response {
     match answer {
-        Answer::Granted(lease) => (StatusCode::OK, axum::Json(json!({ "decision": "granted", "lease": lease }))).into_response(),
+        Answer::Granted(lease) => {
+            (StatusCode::OK, axum::Json(json!({ "decision": "granted", "lease": lease }))).into_response()
+        }
         Answer::Queued(ticket) => {
             (StatusCode::ACCEPTED, axum::Json(json!({ "decision": "queued", "ticket": ticket }))).into_response()
         }
-        Answer::Rejected { reason, overflow, retry_after_ms } => {
+        Answer::Rejected { reason, overflow, retry_after_ms, dependency } => {
             let secs = retry_after_ms.div_ceil(1000).max(1);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, secs.to_string())],
-                axum::Json(json!({
-                    "decision": "rejected",
-                    "reason": reason.as_str(),
-                    "overflow": overflow,
-                    "retry_after_ms": retry_after_ms,
-                })),
-            )
-                .into_response()
+            let mut body = json!({
+                "decision": "rejected",
+                "reason": reason.as_str(),
+                "overflow": overflow,
+                "retry_after_ms": retry_after_ms,
+            });
+            // A dependency's breaker is open: the same 429 shape, so a client that acts
+            // on `overflow` gives the caller the flow's fallback without knowing why.
+            if let Some(d) = dependency {
+                body["reason"] = json!("dependency_down");
+                body["dependency"] = json!(d);
+            }
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], axum::Json(body)).into_response()
         }
     }
 }

@@ -22,7 +22,7 @@ impl Keys {
 
     /// The role of a presented token. Every key is compared, each in constant time, so
     /// the answer's timing says nothing about which key or how much of one matched.
-    fn role_of(&self, token: &[u8]) -> Option<(&str, Role)> {
+    pub(crate) fn role_of(&self, token: &[u8]) -> Option<(&str, Role)> {
         let mut found = None;
         for (name, t, role) in &self.keys {
             if constant_time_eq(t, token) {
@@ -76,6 +76,31 @@ impl FromRequestParts<Arc<App>> for Caller {
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         match app.keys.role_of(token) {
             Some((_, role)) => Ok(Caller { role }),
+            None => Err(unauthorized("unknown token")),
+        }
+    }
+}
+
+/// The caller of `GET /v1/events`, which may also give its token as `?token=…`: a
+/// browser's `EventSource` cannot set headers. Only this endpoint reads a token from the
+/// URL (URLs end up in logs and history), and the header wins when both are given.
+#[derive(Clone, Copy, Debug)]
+pub struct EventsCaller(pub Caller);
+
+impl FromRequestParts<Arc<App>> for EventsCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        if app.keys.keys.is_empty() || parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            return Caller::from_request_parts(parts, app).await.map(EventsCaller);
+        }
+        let token = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+        });
+        let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
+        let token = token.ok_or_else(|| unauthorized("missing Authorization: Bearer <token> (or ?token=…)"))?;
+        match app.keys.role_of(token.as_bytes()) {
+            Some((_, role)) => Ok(EventsCaller(Caller { role })),
             None => Err(unauthorized("unknown token")),
         }
     }

@@ -1,9 +1,10 @@
 //! `/v1/leases`: list, renew, release by id and by key.
 
 use super::body::JsonBody;
+use super::body::{PathParam, QueryMap};
 use super::{App, Caller};
 use crate::error::ApiError;
-use super::body::{PathParam, QueryMap};
+use crate::governor::LeaseRef;
 use axum::extract::State;
 use axum::Json;
 use callgate_core::LeaseId;
@@ -36,11 +37,14 @@ pub(crate) async fn release(
     State(app): State<Arc<App>>,
     _caller: Caller,
     PathParam(id): PathParam,
+    body: JsonBody<super::ops::ReleaseBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let released = match id.parse::<LeaseId>() {
-        Ok(id) => app.governor.release(id).await?,
+    let report = body.0.map(|b| b.into_report()).transpose()?;
+    let released = match (id.parse::<LeaseId>(), report) {
+        (Ok(id), None) => app.governor.release(id).await?,
+        (Ok(id), Some(r)) => app.governor.release_reporting(LeaseRef::Id(id), r).await?,
         // An id that could never have been ours is simply not live.
-        Err(()) => false,
+        (Err(()), _) => false,
     };
     Ok(Json(json!({ "released": released })))
 }
@@ -49,9 +53,14 @@ pub(crate) async fn release_by_key(
     State(app): State<Arc<App>>,
     _caller: Caller,
     QueryMap(q): QueryMap,
+    body: JsonBody<super::ops::ReleaseBody>,
 ) -> Result<Json<Value>, ApiError> {
     let key = query_param(&q, "key")?.ok_or_else(|| ApiError::bad_request("give `?key=…` to release by key"))?;
-    Ok(Json(json!({ "released": app.governor.release_key(&key).await? })))
+    let released = match body.0.map(|b| b.into_report()).transpose()? {
+        None => app.governor.release_key(&key).await?,
+        Some(r) => app.governor.release_reporting(LeaseRef::Key(&key), r).await?,
+    };
+    Ok(Json(json!({ "released": released })))
 }
 
 #[derive(Deserialize)]
@@ -73,6 +82,8 @@ pub(crate) async fn renew(
     }
     match app.governor.renew(id, ttl).await? {
         Some(lease) => Ok(Json(json!({ "lease": lease }))),
-        None => Err(ApiError::not_found("unknown_lease", format!("lease {id} is not live (released, expired or unknown)"))),
+        None => {
+            Err(ApiError::not_found("unknown_lease", format!("lease {id} is not live (released, expired or unknown)")))
+        }
     }
 }

@@ -1,16 +1,21 @@
-//! The HTTP API v1 (API.md): acquire, tickets, leases, pools, health, metrics, events.
+//! The HTTP API v1 (API.md): acquire, tickets, leases, pools, callbacks, calls, health,
+//! metrics, events; and the router that also serves the provider webhooks.
 
 mod acquire;
 mod auth;
-mod body;
+pub(crate) mod body;
+mod callbacks;
 mod leases;
+mod ops;
 mod pools;
 mod tickets;
 
-pub use auth::{constant_time_eq, Caller, Keys};
+pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
 
+use crate::edges::{twilio, vapi};
 use crate::error::{ApiError, ErrorKind};
 use crate::governor::Governor;
+use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, State};
@@ -35,6 +40,13 @@ pub struct App {
     pub live: Live,
     /// API keys.
     pub keys: Keys,
+    /// Flows, menus and providers, for the provider webhooks.
+    pub inbound: Inbound,
+    /// What each caller in a Twilio waiting room was last told.
+    pub waiting_room: twilio::WaitingRoom,
+    /// The campaign dialer, set once it has started (provider webhooks hand it the
+    /// outcomes of its calls: [`crate::campaign::Campaigns::provider_update`]).
+    pub campaigns: std::sync::OnceLock<Arc<crate::campaign::Campaigns>>,
 }
 
 /// The router of the whole API.
@@ -48,8 +60,19 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", put(pools::set_limit).get(pools::one))
         .route("/v1/events", get(events))
+        .route("/v1/samples", post(ops::samples))
+        .route("/v1/breakers", get(ops::breakers))
+        .route("/v1/alerts", get(ops::alerts))
+        .route("/v1/stats", get(ops::stats))
+        .route("/v1/tickets", get(ops::waiting))
+        .route("/v1/callbacks", get(callbacks::list))
+        .route("/v1/calls", get(callbacks::calls))
+        .route("/webhooks/vapi/{provider}", post(vapi::webhook))
+        .route("/webhooks/twilio/{provider}/{endpoint}", post(twilio::webhook))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(crate::edges::live::routes())
+        .layer(axum::middleware::from_fn(crate::telemetry::webhook_span))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -67,19 +90,23 @@ async fn method_not_allowed() -> ApiError {
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     match app.governor.journal_failure() {
         None => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Some(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({ "status": "failing", "reason": why })),
-        )
-            .into_response(),
+        Some(why) => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "failing", "reason": why })))
+                .into_response()
+        }
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render()).into_response()
+    let mut text = app.metrics.render();
+    app.governor.ops().render_metrics(&mut text);
+    if let Some(c) = app.campaigns.get() {
+        c.render_metrics(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-async fn events(State(app): State<Arc<App>>, _caller: Caller) -> impl IntoResponse {
+async fn events(State(app): State<Arc<App>>, _caller: EventsCaller) -> impl IntoResponse {
     let stream = BroadcastStream::new(app.live.subscribe()).map(|m| {
         Ok::<_, std::convert::Infallible>(match m {
             Ok(json) => SseEvent::default().data(&*json),

@@ -1,9 +1,9 @@
 //! `/v1/tickets/{id}`: status and cancel.
 
+use super::body::PathParam;
 use super::{App, Caller};
 use crate::error::ApiError;
 use crate::governor::TicketState;
-use super::body::PathParam;
 use axum::extract::State;
 use axum::Json;
 use callgate_core::TicketId;

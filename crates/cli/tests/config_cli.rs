@@ -1,0 +1,87 @@
+//! `callgate config check` and `callgate config example`, as a user runs them.
+
+use std::process::Command;
+
+fn callgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callgate")).args(args).output().expect("run callgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn the_printed_example_passes_the_check() {
+    let (code, example, _) = callgate(&["config", "example"]);
+    assert_eq!(code, 0);
+    assert!(example.lines().filter(|l| l.trim_start().starts_with('#')).count() > 20, "the example explains itself");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("callgate.toml");
+    std::fs::write(&path, example).unwrap();
+    let (code, out, err) = callgate(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn a_bad_file_is_refused_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[pools]]\nname = \"acct\"\nlimit = 3\nreserve = { inbound = 5 }\n\n[[flows]]\nname = \"f\"\npools = [\"nope\"]\nclass = \"inbound\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = callgate(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let file = path.display().to_string();
+    assert!(err.lines().any(|l| l.starts_with(&format!("{file}:4:")) && l.contains("reserve")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with(&format!("{file}:8:")) && l.contains("flows[0].pools")), "{err}");
+
+    let (code, out, _) = callgate(&["config", "check", path.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["errors"].as_array().unwrap().iter().any(|e| e["line"] == 4));
+}
+
+#[test]
+fn an_unknown_key_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:7700\"\nlisen = \"x\"\n").unwrap();
+    let (code, _, err) = callgate(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(":3:") && err.contains("lisen"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = callgate(&["serve", "--listen", "0.0.0.0:0", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("without auth keys"), "{err}");
+}
+
+#[test]
+fn plan_answers_with_the_erlang_c_figures() {
+    let (code, out, err) = callgate(&[
+        "plan",
+        "lines",
+        "--erlangs",
+        "10",
+        "--lines",
+        "14",
+        "--aht",
+        "180s",
+        "--answer-within",
+        "20s",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // 10 erlangs on 14 lines: P(wait) 0.174, 88.8 % answered within 20 s (the Call Centre Helper example).
+    assert!((v["p_wait"].as_f64().unwrap() - 0.174).abs() < 0.001, "{v}");
+    assert!((v["service_level"].as_f64().unwrap() - 0.888).abs() < 0.001, "{v}");
+}

@@ -1,0 +1,407 @@
+//! `callgate campaign …`: the command line for campaigns, talking to a running server
+//! through the HTTP API (`--server URL`, default `http://127.0.0.1:7700`; `--token` or
+//! `$CALLGATE_TOKEN` when the server has keys).
+//!
+//! The binary wires it as `Command::Campaign { #[command(subcommand)] command:
+//! CampaignCommand }` and runs `run_campaign(command).await`.
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Where the server is.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The callgate server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    pub server: String,
+    /// An API key (default: the CALLGATE_TOKEN environment variable).
+    #[arg(long)]
+    pub token: Option<String>,
+}
+
+/// `callgate campaign …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum CampaignCommand {
+    /// Import leads from a CSV file (a header row with a phone column; name, timezone,
+    /// score, country and any other columns, which become the assistant's variables).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The campaign to add them to.
+        #[arg(long)]
+        campaign: String,
+        /// The country of numbers written without a country code (e.g. US).
+        #[arg(long)]
+        country: Option<String>,
+        /// Rows per request.
+        #[arg(long, default_value_t = 5000)]
+        chunk: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Show a campaign's progress.
+    Status {
+        /// The campaign.
+        name: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// List the campaigns.
+    List {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Create the campaigns of a file: TOML with `[[campaigns]]` tables, or JSON (one
+    /// campaign or an array).
+    Create {
+        /// The file.
+        file: PathBuf,
+        /// Print the answers as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Start dialing (a campaign starts paused unless its config says `start = true`).
+    Start {
+        /// The campaign.
+        name: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Stop placing new calls; calls in progress go on.
+    Pause {
+        /// The campaign.
+        name: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Dial again after a pause.
+    Resume {
+        /// The campaign.
+        name: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// End the campaign for good (calls in progress go on).
+    Stop {
+        /// The campaign.
+        name: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(conn: &ServerArgs) -> Client {
+        Client {
+            base: conn.server.trim_end_matches('/').to_string(),
+            token: conn.token.clone().or_else(|| std::env::var("CALLGATE_TOKEN").ok()).filter(|t| !t.is_empty()),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(300)).build().unwrap_or_default(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, String> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| format!("cannot reach {}: {e}", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let msg = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+            Err(format!("{status}: {msg}"))
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, String> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let req = self.http.post(format!("{}{path}", self.base));
+        self.send(match body {
+            Some(b) => req.json(&b),
+            None => req,
+        })
+        .await
+    }
+}
+
+/// Runs a `callgate campaign` command; prints results to stdout and problems to stderr.
+pub async fn run_campaign(cmd: CampaignCommand) -> ExitCode {
+    match run(cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cmd: CampaignCommand) -> Result<(), String> {
+    match cmd {
+        CampaignCommand::Import { file, campaign, country, chunk, json, conn } => {
+            import(&Client::new(&conn), &file, &campaign, country.as_deref(), chunk.max(1), json).await
+        }
+        CampaignCommand::Status { name, json, conn } => {
+            let v = Client::new(&conn).get(&format!("/v1/campaigns/{}", encode(&name))).await?;
+            if json {
+                println!("{v}");
+            } else {
+                print!("{}", status_text(&v));
+            }
+            Ok(())
+        }
+        CampaignCommand::List { json, conn } => {
+            let v = Client::new(&conn).get("/v1/campaigns").await?;
+            if json {
+                println!("{v}");
+            } else {
+                for c in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24} {:<8} priority {:<4} live {:<4} scheduled {}",
+                        c["name"].as_str().unwrap_or(""),
+                        c["state"].as_str().unwrap_or(""),
+                        c["priority"],
+                        c["live"],
+                        c["scheduled"]
+                    );
+                }
+            }
+            Ok(())
+        }
+        CampaignCommand::Create { file, json, conn } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let list = campaigns_of(&text, &file)?;
+            let client = Client::new(&conn);
+            for c in list {
+                let v = client.post("/v1/campaigns", Some(c)).await?;
+                if json {
+                    println!("{v}");
+                } else {
+                    println!("campaign `{}`: {}", v["name"].as_str().unwrap_or(""), v["state"].as_str().unwrap_or(""));
+                }
+            }
+            Ok(())
+        }
+        CampaignCommand::Start { name, conn } => act(&Client::new(&conn), &name, "start").await,
+        CampaignCommand::Pause { name, conn } => act(&Client::new(&conn), &name, "pause").await,
+        CampaignCommand::Resume { name, conn } => act(&Client::new(&conn), &name, "resume").await,
+        CampaignCommand::Stop { name, conn } => act(&Client::new(&conn), &name, "stop").await,
+    }
+}
+
+async fn act(client: &Client, name: &str, action: &str) -> Result<(), String> {
+    let v = client.post(&format!("/v1/campaigns/{}/{action}", encode(name)), None).await?;
+    println!("campaign `{name}`: {}", v["state"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The campaigns of a TOML (`[[campaigns]]`) or JSON file, as API bodies.
+fn campaigns_of(text: &str, file: &std::path::Path) -> Result<Vec<Value>, String> {
+    if text.trim_start().starts_with(['{', '[']) {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("{}: {e}", file.display()))?;
+        return Ok(match v {
+            Value::Array(list) => list,
+            one => vec![one],
+        });
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        campaigns: Vec<callgate_config::CampaignConfig>,
+    }
+    let f: File = toml::from_str(text).map_err(|e| format!("{}: {e}", file.display()))?;
+    if f.campaigns.is_empty() {
+        return Err(format!("{}: no [[campaigns]] table", file.display()));
+    }
+    Ok(f.campaigns.iter().map(super::view::config_json).collect())
+}
+
+/// Sends a CSV file in chunks of `chunk` rows, each with the header row and the row offset
+/// that keeps row numbers those of the file; shows a progress bar on a terminal.
+async fn import(
+    client: &Client,
+    file: &std::path::Path,
+    campaign: &str,
+    country: Option<&str>,
+    chunk: usize,
+    json_out: bool,
+) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    // Where each record starts (byte and line), so chunks are slices of the file itself.
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
+    reader.headers().map_err(|e| format!("{}: cannot read the header row: {e}", file.display()))?;
+    let lines = super::import::LineIndex::new(&bytes);
+    let mut starts: Vec<(usize, u64)> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let pos = reader.position().clone();
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {
+                let p = record.position().unwrap_or(&pos);
+                starts.push((lines.record_start(p.byte()) as usize, lines.line(p.byte())));
+            }
+            Ok(false) => break,
+            // The server reports the broken row; keep the bytes in the chunk.
+            Err(_) => continue,
+        }
+    }
+    let total = starts.len() as u64;
+    let Some(&(first_byte, first_line)) = starts.first() else {
+        return Err(format!("{}: no rows after the header", file.display()));
+    };
+    let header = &bytes[..first_byte];
+    let header_lines = first_line - 1;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json_out {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut report =
+        json!({ "added": 0, "skipped": 0, "rejected": 0, "skipped_rows": [], "rejected_rows": [], "truncated": false });
+    for (k, group) in starts.chunks(chunk).enumerate() {
+        let start = group[0].0;
+        let end = starts.get((k + 1) * chunk).map_or(bytes.len(), |s| s.0);
+        let mut body = Vec::with_capacity(header.len() + end - start);
+        body.extend_from_slice(header);
+        body.extend_from_slice(&bytes[start..end]);
+        // The chunk's first row sits right under the header; the offset moves it back to
+        // its line in the file.
+        let offset = group[0].1.saturating_sub(header_lines + 1);
+        let mut url = format!("/v1/campaigns/{}/leads?row_offset={offset}", encode(campaign));
+        if let Some(c) = country {
+            url.push_str(&format!("&country={}", encode(c)));
+        }
+        let req = client.http.post(format!("{}{url}", client.base)).header("content-type", "text/csv").body(body);
+        let part = client.send(req).await.inspect_err(|_| bar.abandon())?;
+        for k in ["added", "skipped", "rejected"] {
+            report[k] = json!(report[k].as_u64().unwrap_or(0) + part[k].as_u64().unwrap_or(0));
+        }
+        for k in ["skipped_rows", "rejected_rows"] {
+            if let (Some(all), Some(more)) = (report[k].as_array_mut(), part[k].as_array()) {
+                all.extend(more.iter().cloned());
+            }
+        }
+        if part["truncated"] == true {
+            report["truncated"] = json!(true);
+        }
+        bar.inc(group.len() as u64);
+        bar.set_message(format!("{} added", report["added"]));
+    }
+    bar.finish_and_clear();
+    if json_out {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "{}: {} added, {} skipped as duplicates, {} rejected",
+        campaign, report["added"], report["skipped"], report["rejected"]
+    );
+    let rejected = report["rejected_rows"].as_array().cloned().unwrap_or_default();
+    for r in rejected.iter().take(20) {
+        println!("  row {}: {}", r["row"], r["reason"].as_str().unwrap_or(""));
+    }
+    if rejected.len() > 20 {
+        println!("  … and {} more rejected rows (--json lists them)", rejected.len() - 20);
+    }
+    Ok(())
+}
+
+/// The text of `callgate campaign status`.
+pub fn status_text(v: &Value) -> String {
+    let n = |k: &str| v["leads"][k].as_u64().unwrap_or(0);
+    let by = |k: &str| -> String {
+        v["leads"][k]
+            .as_object()
+            .map(|m| m.iter().map(|(o, c)| format!("{o} {c}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let done: u64 = v["leads"]["done"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{}  {}  (flow {}, class {}, priority {})\n",
+        v["name"].as_str().unwrap_or(""),
+        v["state"].as_str().unwrap_or(""),
+        v["flow"].as_str().unwrap_or(""),
+        v["class"].as_str().unwrap_or(""),
+        v["priority"]
+    ));
+    if let Some(why) = v["unavailable"].as_str() {
+        out.push_str(&format!("cannot dial: {why}\n"));
+    }
+    out.push_str(&format!(
+        "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted\n",
+        n("total"),
+        n("pending"),
+        n("dialing"),
+        n("in_call"),
+        done,
+        by("done"),
+        n("failed"),
+        n("exhausted")
+    ));
+    out.push_str(&format!(
+        "calls    {} attempts, {} refused by the provider, connect rate {:.0}%, average talk {}, {} per hour, {} live\n",
+        v["attempts"],
+        v["refusals"],
+        v["connect_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        human(v["avg_talk_ms"].as_u64().unwrap_or(0)),
+        v["calls_per_hour"],
+        v["live"]
+    ));
+    let eta = match v["eta_ms"].as_u64() {
+        Some(ms) => format!("in about {}", human(ms)),
+        None if v["finished"] == true => "finished".into(),
+        None => "unknown yet".into(),
+    };
+    out.push_str(&format!("finish   {eta}; cost so far ${:.2}\n", v["cost_usd"].as_f64().unwrap_or(0.0)));
+    out
+}
+
+fn human(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}

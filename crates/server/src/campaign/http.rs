@@ -1,0 +1,139 @@
+//! The campaign API (v1): create, read, import leads, start, pause, resume, stop.
+//!
+//! - `POST /v1/campaigns` (admin): the fields of `[[campaigns]]` as JSON → `201` with the
+//!   campaign (`200` when one with exactly these settings exists; `409 campaign_exists`
+//!   when one with other settings does).
+//! - `GET /v1/campaigns`, `GET /v1/campaigns/{name}`: progress.
+//! - `POST /v1/campaigns/{name}/leads` (admin): `text/csv` with a header row, or JSON
+//!   `{ "leads": [...] }`; query `row_offset` (added to row numbers) and `country` (for
+//!   numbers without a country code). Answers added, skipped and rejected, with rows.
+//! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
+
+use super::{view, Action, Campaigns, ImportOptions};
+use crate::edges::api::{App, Caller};
+use crate::error::{ApiError, ErrorKind};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The largest lead upload accepted in one request. 64 MiB holds about a million CSV rows;
+/// the CLI sends large files in chunks far below it.
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// The campaign routes, to merge into the API router.
+pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/campaigns", post(create).get(list))
+        .route("/v1/campaigns/{name}", get(one))
+        .route("/v1/campaigns/{name}/leads", post(leads).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route("/v1/campaigns/{name}/{action}", post(act))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(app)
+}
+
+fn campaigns(app: &App) -> Result<&Arc<Campaigns>, ApiError> {
+    app.campaigns.get().ok_or_else(|| ApiError::unavailable("the campaign dialer is not running"))
+}
+
+fn path_error(r: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path: {}", r.body_text()))
+}
+
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorKind::PayloadTooLarge, "body_too_large", "the request body is larger than allowed")
+    } else {
+        ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
+    }
+}
+
+async fn create(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    let body = body.map_err(body_error)?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
+    let cfg = view::config_from_json(value).map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
+    let (created, v) = campaigns(&app)?.create(cfg).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(v)).into_response())
+}
+
+async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::Value::Array(campaigns(&app)?.list())))
+}
+
+async fn one(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(name) = name.map_err(path_error)?;
+    Ok(Json(campaigns(&app)?.view(&name)?))
+}
+
+async fn leads(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<super::ImportReport>, ApiError> {
+    caller.require_admin()?;
+    let Path(name) = name.map_err(path_error)?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))?;
+    let mut opts = ImportOptions::default();
+    for (k, v) in &query {
+        match k.as_str() {
+            "row_offset" => {
+                opts.row_offset = v.parse().map_err(|_| ApiError::bad_request("row_offset must be a whole number"))?
+            }
+            "country" => opts.country = Some(v.clone()),
+            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{k}` (row_offset, country)"))),
+        }
+    }
+    let body = body.map_err(body_error)?;
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    opts.csv = if kind.starts_with("text/csv") || kind.starts_with("application/csv") {
+        true
+    } else if kind.starts_with("application/json") {
+        false
+    } else if kind.is_empty() || kind.starts_with("text/plain") {
+        // No type said: JSON if it looks like JSON.
+        body.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|&b| b != b'{')
+    } else {
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "unsupported_media_type",
+            format!("send text/csv or application/json, not `{kind}`"),
+        ));
+    };
+    Ok(Json(campaigns(&app)?.import(&name, body, opts).await?))
+}
+
+async fn act(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require_admin()?;
+    let Path((name, action)) = path.map_err(path_error)?;
+    let action = match action.as_str() {
+        "start" => Action::Start,
+        "pause" => Action::Pause,
+        "resume" => Action::Resume,
+        "stop" => Action::Stop,
+        _ => return Err(ApiError::not_found("not_found", "no such endpoint (start, pause, resume, stop)")),
+    };
+    Ok(Json(campaigns(&app)?.act(&name, action).await?))
+}

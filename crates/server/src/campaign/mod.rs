@@ -1,0 +1,711 @@
+//! Outbound campaigns: a dialer that paces leads to the concurrency budget.
+//!
+//! # How a call is placed
+//! One pacing loop serves every campaign, the higher `priority` first (in turn among
+//! equals). A campaign may dial when it is running, below its own `max_concurrency`, has a
+//! token in its calls-per-second bucket, has a provider that is not cooling down after a
+//! refusal, and a lead whose calling window is open (see [`schedule`]). Then:
+//!
+//! 1. the lead is taken from the scheduler, and a lease is asked of the governor for the
+//!    flow's pools (with the chosen provider's pool) in the campaign's class, never
+//!    waiting: a `rejected` puts the lead back. So inbound reserves, other campaigns'
+//!    priorities and every other client of the pools hold automatically;
+//! 2. the attempt is written to `campaigns.db` (lead `dialing`, attempt `dialing`, with
+//!    its lease) and the write is awaited: it is on disk *before* the call is placed;
+//! 3. the call is placed with the provider; its call id is recorded;
+//! 4. the outcome (pushed by the simulator, handed over by a provider webhook, or found by
+//!    polling the call) ends the attempt durably, releases the lease, and sends the lead
+//!    to `done`, `failed`, `exhausted`, or back to the scheduler after its retry delay.
+//!
+//! # The campaign's own cap
+//! `max_concurrency` is counted by the dialer (its live attempts), not by a ledger pool:
+//! the dialer never queues, so a campaign at its cap claims nothing in the shared pools and
+//! never blocks another campaign (the claimed-pools rule is met trivially), and campaigns
+//! created at runtime need no new pool. A configured flow may still name a pool of its own
+//! (`pools = ["vapi-main", "renewals-campaign"]`) when the cap must also hold for other
+//! clients.
+//!
+//! # Refusals
+//! A provider's concurrency refusal is not a failed lead: the lease is released, the
+//! attempt is recorded as `refused` (it does not count), the lead goes back, that
+//! provider cools down for the campaign's `cooldown`, and the provider's pool cap is lowered
+//! to what callgate counts in use, until the cooldown ends (reconciliation, which adopts
+//! the calls callgate did not know about, has by then made the count right). Other
+//! providers of a sharded campaign go on.
+//!
+//! # Crash safety
+//! Because of step 2, after a SIGKILL every attempt that may have been placed is on disk.
+//! At start, each open attempt is resolved: a call the provider still has is followed to
+//! its end; one it shows ended gets its outcome; one it never placed is given back (the
+//! attempt does not count); one nobody can say anything about is `interrupted` (counts, and
+//! is retried after the `failed` delay). An attempt is placed at most once, by
+//! construction: no code path places an attempt that is already on disk. Leases of the
+//! dialer (`dial:` keys) that no open attempt holds are released.
+
+pub mod cli;
+pub mod dial;
+pub mod http;
+pub mod import;
+pub mod phone;
+pub mod retry;
+mod run;
+pub mod schedule;
+mod view;
+pub mod window;
+pub mod zones;
+
+pub use run::{vapi_webhook, ProviderUpdate};
+pub use view::{config_from_json, config_json, ImportReport};
+
+use crate::clock::Clock;
+use crate::edges::api::App;
+use crate::error::{ApiError, ErrorKind};
+use crate::providers::{Credentials, Providers};
+use callgate_config::{CampaignConfig, Config};
+use callgate_store::{LeadOp, LeadStore, StoredCampaign};
+use chrono_tz::Tz;
+use dial::{CallEvent, Dialer};
+use rustc_hash::FxHashMap;
+use schedule::{Lead, Scheduler};
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use window::Calendar;
+
+/// A campaign's state. `stopped` is final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not dialing; live calls go on.
+    Paused,
+    /// Dialing.
+    Running,
+    /// Ended for good: no more dials; live calls go on.
+    Stopped,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Paused => "paused",
+            State::Running => "running",
+            State::Stopped => "stopped",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "running" => State::Running,
+            "stopped" => State::Stopped,
+            _ => State::Paused,
+        }
+    }
+}
+
+/// What `POST /v1/campaigns/{name}/{action}` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Paused → running (the first time).
+    Start,
+    /// Running → paused.
+    Pause,
+    /// Paused → running.
+    Resume,
+    /// → stopped, for good.
+    Stop,
+}
+
+/// Callbacks that inbound overflow booked, as the dialer reads them.
+pub trait CallbackBook: Send + Sync + 'static {
+    /// Booked callbacks not yet returned (at most a few hundred, soonest due first).
+    fn booked(&self) -> Vec<BookedCallback>;
+}
+
+/// One booked callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookedCallback {
+    /// Its id (one lead per callback, ever).
+    pub id: u64,
+    /// The provider the caller came through.
+    pub provider: String,
+    /// The number to call back.
+    pub number: String,
+    /// Unix ms: not before.
+    pub due_at: u64,
+}
+
+/// The callbacks that inbound overflow booked in the journal (`GET /v1/callbacks`), read
+/// through the governor: those still `booked`, soonest due first.
+#[derive(Debug)]
+pub struct JournalBook {
+    app: Weak<App>,
+}
+
+impl JournalBook {
+    /// The book of the server `app`.
+    pub fn new(app: &Arc<App>) -> JournalBook {
+        JournalBook { app: Arc::downgrade(app) }
+    }
+}
+
+impl CallbackBook for JournalBook {
+    fn booked(&self) -> Vec<BookedCallback> {
+        let Some(app) = self.app.upgrade() else { return Vec::new() };
+        let query = callgate_store::CallbackQuery { state: Some("booked".into()), flow: None, limit: 500 };
+        match app.governor.callbacks(&query) {
+            Ok(list) => list
+                .into_iter()
+                .map(|c| BookedCallback { id: c.id, provider: c.provider, number: c.number, due_at: c.due_at })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "Cannot read the booked callbacks");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A token bucket for calls per second, on the governor's clock.
+#[derive(Clone, Debug)]
+struct Bucket {
+    rate_per_ms: f64,
+    capacity: f64,
+    tokens: f64,
+    at: u64,
+}
+
+impl Bucket {
+    fn new(per_second: f64, now: u64) -> Bucket {
+        // A tenth of a second's worth of calls may go at once (at least one), so a fast
+        // campaign is not held to the loop's rhythm while a slow one stays evenly spaced.
+        let capacity = (per_second / 10.0).max(1.0);
+        Bucket { rate_per_ms: per_second / 1000.0, capacity, tokens: capacity, at: now }
+    }
+
+    fn refill(&mut self, now: u64) {
+        if now > self.at {
+            self.tokens = (self.tokens + (now - self.at) as f64 * self.rate_per_ms).min(self.capacity);
+            self.at = now;
+        }
+    }
+
+    fn ready(&mut self, now: u64) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+}
+
+/// Where a campaign's calls go: one provider account (or the simulator).
+struct Route {
+    provider: String,
+    /// The account's pool (`None`: the simulator, which uses the flow's pools as they are).
+    pool: Option<String>,
+    dialer: Arc<dyn Dialer>,
+    cooldown_until: u64,
+}
+
+/// A campaign as the dialer runs it.
+struct Runtime {
+    name: String,
+    cfg: CampaignConfig,
+    source: String,
+    state: State,
+    class: String,
+    callback_class: String,
+    ttl_ms: u64,
+    flow_pools: Vec<(String, u32)>,
+    routes: Vec<Route>,
+    calendar: Calendar,
+    tz: Tz,
+    sched: Scheduler,
+    /// Attempts between claim and end (dialing or in a call).
+    live: u32,
+    bucket: Bucket,
+    /// The last acquire was rejected: skip until the loop next wakes.
+    blocked: bool,
+    /// Why it cannot dial at all (a provider without API credentials).
+    unavailable: Option<String>,
+    caller_rr: usize,
+    /// Caps this campaign lowered after refusals: pool → (cap, until).
+    lowered: FxHashMap<String, (u32, u64)>,
+}
+
+/// An attempt between claim and end.
+#[derive(Clone, Debug)]
+struct Active {
+    campaign: String,
+    lead: Lead,
+    number: u32,
+    provider: String,
+    lease: Option<callgate_core::LeaseId>,
+    call_id: Option<String>,
+    answered: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    list: Vec<Runtime>,
+    active: FxHashMap<u64, Active>,
+    /// `provider \0 call id` → attempt.
+    by_call: FxHashMap<String, u64>,
+    /// Units claimed but not yet granted, by pool (so one loop pass does not over-claim).
+    pending: FxHashMap<String, u32>,
+    rr: usize,
+    /// Booked callbacks already taken (or found taken) in this run.
+    seen_callbacks: rustc_hash::FxHashSet<u64>,
+}
+
+/// Counters for `/metrics` (since the process started).
+#[derive(Default)]
+struct Stats {
+    /// (campaign, outcome) → attempts ended.
+    outcomes: std::collections::BTreeMap<(String, &'static str), u64>,
+    /// campaign → USD.
+    cost: std::collections::BTreeMap<String, f64>,
+}
+
+/// Every campaign, the pacing loop and the outcomes. See the module docs.
+pub struct Campaigns {
+    app: Weak<App>,
+    config: Arc<Config>,
+    providers: Providers,
+    store: Arc<LeadStore>,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    events: mpsc::UnboundedSender<(String, CallEvent)>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, CallEvent)>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    stats: Mutex<Stats>,
+    callbacks: Mutex<Option<Arc<dyn CallbackBook>>>,
+}
+
+impl std::fmt::Debug for Campaigns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaigns").finish_non_exhaustive()
+    }
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Conflict, code, message)
+}
+
+fn unknown_campaign(name: &str) -> ApiError {
+    ApiError::not_found("unknown_campaign", format!("no campaign named `{name}`"))
+}
+
+impl Campaigns {
+    /// Opens `campaigns.db` in `data_dir`, takes in the configured campaigns, resolves
+    /// what a crash left open, and starts the pacing loop.
+    pub async fn start(
+        app: &Arc<App>,
+        config: Arc<Config>,
+        providers: Providers,
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Campaigns>, String> {
+        let store = Arc::new(LeadStore::open(data_dir).map_err(|e| e.to_string())?);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let campaigns = Arc::new(Campaigns {
+            app: Arc::downgrade(app),
+            config: config.clone(),
+            providers,
+            store,
+            clock,
+            inner: Mutex::new(Inner::default()),
+            wake: Notify::new(),
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
+            tasks: Mutex::new(Vec::new()),
+            stats: Mutex::new(Stats::default()),
+            callbacks: Mutex::new(None),
+        });
+        let now = campaigns.now();
+        // The file's campaigns: their settings follow the file; their state (paused,
+        // running, stopped) is kept across restarts once they exist.
+        let stored = campaigns.store.campaigns().map_err(|e| e.to_string())?;
+        let mut ops = Vec::new();
+        for c in &config.campaigns {
+            if let Some(s) = stored.iter().find(|s| s.name == c.name && s.source == "api") {
+                tracing::warn!(campaign = %s.name, "A campaign created through the API has the name of a configured one; the file's settings win");
+            }
+            ops.push(LeadOp::PutCampaign {
+                name: c.name.clone(),
+                spec: serde_json::to_string(c).map_err(|e| e.to_string())?,
+                state: if c.start { "running" } else { "paused" }.into(),
+                source: "config".into(),
+                at: now,
+            });
+        }
+        campaigns.store.write(ops).await.map_err(|e| e.to_string())?;
+        for s in campaigns.store.campaigns().map_err(|e| e.to_string())? {
+            let cfg = match config.campaign(&s.name) {
+                Some(c) => c.clone(),
+                None => match serde_json::from_str::<CampaignConfig>(&s.spec) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(campaign = %s.name, error = %e, "Cannot read a stored campaign; it is left out");
+                        continue;
+                    }
+                },
+            };
+            let problems = config.campaign_problems(&cfg);
+            if !problems.is_empty() {
+                tracing::error!(campaign = %s.name, problem = %problems[0], "A stored campaign no longer fits the configuration; it is left out");
+                continue;
+            }
+            let rt = campaigns.runtime(cfg, &s, now)?;
+            campaigns.lock().list.push(rt);
+        }
+        campaigns.sort();
+        campaigns.set_callback_book(Arc::new(JournalBook::new(app)));
+        campaigns.recover().await?;
+        campaigns.spawn_tasks();
+        Ok(campaigns)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn app(&self) -> Option<Arc<App>> {
+        self.app.upgrade()
+    }
+
+    /// The lead store (tests and tools read it).
+    pub fn store(&self) -> &Arc<LeadStore> {
+        &self.store
+    }
+
+    /// Books for the callbacks the dialer returns (set once the journal's callbacks are
+    /// readable; without one, `callbacks = true` campaigns dial only their leads).
+    pub fn set_callback_book(&self, book: Arc<dyn CallbackBook>) {
+        *self.callbacks.lock().unwrap_or_else(|p| p.into_inner()) = Some(book);
+        self.wake.notify_one();
+    }
+
+    /// Builds a campaign's runtime: its routes (dialers), calendar and pending leads.
+    fn runtime(&self, cfg: CampaignConfig, stored: &StoredCampaign, now: u64) -> Result<Runtime, String> {
+        let flow = self.config.flow(&cfg.flow).ok_or_else(|| format!("campaign `{}`: unknown flow", cfg.name))?;
+        let callback_class = cfg
+            .callback_class
+            .clone()
+            .or_else(|| self.config.class("callback").map(|c| c.name.clone()))
+            .unwrap_or_else(|| flow.class.clone());
+        let mut routes = Vec::new();
+        let mut unavailable = None;
+        if let Some(sim) = &cfg.simulate {
+            routes.push(Route {
+                provider: "simulated".into(),
+                pool: None,
+                dialer: Arc::new(dial::sim::SimDialer::new(&cfg.name, sim.clone(), self.events.clone())),
+                cooldown_until: 0,
+            });
+        }
+        for name in cfg.provider_names() {
+            let Some(p) = self.providers.iter().find(|p| &*p.name == name) else {
+                unavailable = Some(format!("provider `{name}` is not configured"));
+                continue;
+            };
+            let dialer: Arc<dyn Dialer> = match &p.credentials {
+                Credentials::Vapi { api_key: Some(key), .. } => {
+                    let v = cfg.vapi.clone().ok_or("a vapi campaign without `vapi`")?;
+                    Arc::new(dial::vapi::VapiDialer::new(
+                        name,
+                        &p.base_url,
+                        key.expose().to_string(),
+                        &v.assistant_id,
+                        v.numbers(),
+                        p.reconcile_every,
+                    ))
+                }
+                Credentials::Vapi { api_key: None, .. } => {
+                    unavailable = Some(format!("provider `{name}` has no api_key: calls cannot be placed"));
+                    continue;
+                }
+                Credentials::Twilio { account_sid, auth_token, public_url } => {
+                    let t = cfg.twilio.clone().ok_or("a twilio campaign without `twilio`")?;
+                    Arc::new(dial::twilio::TwilioDialer::new(
+                        dial::twilio::TwilioAccount {
+                            provider: name.to_string(),
+                            base_url: p.base_url.clone(),
+                            account_sid: account_sid.clone(),
+                            auth_token: auth_token.expose().to_string(),
+                            public_url: Some(public_url.clone()),
+                        },
+                        t.from.clone(),
+                        t.url.clone(),
+                        t.twiml.clone(),
+                        p.reconcile_every,
+                    ))
+                }
+            };
+            routes.push(Route {
+                provider: name.to_string(),
+                pool: Some(p.pool.to_string()),
+                dialer,
+                cooldown_until: 0,
+            });
+        }
+        if let Some(why) = &unavailable {
+            tracing::error!(campaign = %cfg.name, reason = %why, "The campaign cannot dial");
+        }
+        let tz = cfg.timezone();
+        let calendar = Calendar::new(&cfg);
+        let mut sched = Scheduler::new();
+        let mut zones: FxHashMap<String, Tz> = FxHashMap::default();
+        for p in self.store.pending(&cfg.name).map_err(|e| e.to_string())? {
+            let lead_tz = *zones.entry(p.timezone.clone()).or_insert_with(|| p.timezone.parse().unwrap_or(tz));
+            let lead = Lead {
+                id: p.id,
+                tz: lead_tz,
+                score: p.score,
+                attempts: p.attempts,
+                warm: p.warm,
+                not_before: p.next_at,
+            };
+            sched.insert(lead, &calendar, now);
+        }
+        Ok(Runtime {
+            name: cfg.name.clone(),
+            source: stored.source.clone(),
+            state: State::parse(&stored.state),
+            class: flow.class.clone(),
+            callback_class,
+            ttl_ms: u64::try_from(flow.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+            flow_pools: flow.pools.iter().map(|p| (p.pool.clone(), p.units)).collect(),
+            routes,
+            calendar,
+            tz,
+            sched,
+            live: 0,
+            bucket: Bucket::new(cfg.calls_per_second.0, now),
+            blocked: false,
+            unavailable,
+            caller_rr: 0,
+            lowered: FxHashMap::default(),
+            cfg,
+        })
+    }
+
+    /// Keeps the list in dialing order: priority first, then name.
+    fn sort(&self) {
+        self.lock().list.sort_by(|a, b| b.cfg.priority.cmp(&a.cfg.priority).then(a.name.cmp(&b.name)));
+    }
+
+    /// Creates a campaign (`POST /v1/campaigns`). `Ok(false, …)` when one with exactly
+    /// these settings exists already (a retried request).
+    pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, serde_json::Value), ApiError> {
+        let problems = self.config.campaign_problems(&cfg);
+        if !problems.is_empty() {
+            let text: Vec<String> = problems
+                .iter()
+                .map(|p| if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) })
+                .collect();
+            return Err(ApiError::bad_request(text.join("; ")));
+        }
+        {
+            let inner = self.lock();
+            if let Some(rt) = inner.list.iter().find(|r| r.name == cfg.name) {
+                if rt.cfg == cfg {
+                    drop(inner);
+                    return Ok((false, self.view(&cfg.name)?));
+                }
+                return Err(conflict(
+                    "campaign_exists",
+                    format!("a campaign named `{}` exists with other settings", cfg.name),
+                ));
+            }
+        }
+        let now = self.now();
+        let state = if cfg.start { State::Running } else { State::Paused };
+        let spec = serde_json::to_string(&cfg).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.store
+            .write(vec![LeadOp::PutCampaign {
+                name: cfg.name.clone(),
+                spec,
+                state: state.as_str().into(),
+                source: "api".into(),
+                at: now,
+            }])
+            .await?;
+        let stored = StoredCampaign {
+            name: cfg.name.clone(),
+            spec: String::new(),
+            state: state.as_str().into(),
+            source: "api".into(),
+            created_at: now,
+        };
+        let name = cfg.name.clone();
+        let rt = self.runtime(cfg, &stored, now).map_err(ApiError::bad_request)?;
+        {
+            let mut inner = self.lock();
+            if inner.list.iter().any(|r| r.name == name) {
+                return Err(conflict("campaign_exists", format!("a campaign named `{name}` exists")));
+            }
+            inner.list.push(rt);
+        }
+        self.sort();
+        self.spawn_pollers(&name);
+        self.wake.notify_one();
+        tracing::info!(campaign = %name, "Campaign created");
+        Ok((true, self.view(&name)?))
+    }
+
+    /// Starts, pauses, resumes or stops a campaign, durably.
+    pub async fn act(&self, name: &str, action: Action) -> Result<serde_json::Value, ApiError> {
+        let target = {
+            let inner = self.lock();
+            let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;
+            match (rt.state, action) {
+                (State::Stopped, Action::Stop) => None,
+                (State::Stopped, _) => {
+                    return Err(conflict("campaign_stopped", format!("campaign `{name}` is stopped for good")))
+                }
+                (State::Running, Action::Start | Action::Resume) | (State::Paused, Action::Pause) => None,
+                (_, Action::Start | Action::Resume) => Some(State::Running),
+                (_, Action::Pause) => Some(State::Paused),
+                (_, Action::Stop) => Some(State::Stopped),
+            }
+        };
+        if let Some(state) = target {
+            self.store
+                .write(vec![LeadOp::SetState { name: name.to_string(), state: state.as_str().into(), at: self.now() }])
+                .await?;
+            if let Some(rt) = self.lock().list.iter_mut().find(|r| r.name == name) {
+                rt.state = state;
+            }
+            tracing::info!(campaign = %name, state = state.as_str(), "Campaign state changed");
+            self.wake.notify_one();
+        }
+        self.view(name)
+    }
+
+    /// Adds leads from a CSV or JSON upload.
+    pub async fn import(
+        &self,
+        name: &str,
+        body: bytes_like::Body,
+        opts: ImportOptions,
+    ) -> Result<ImportReport, ApiError> {
+        let (tz, default_region) = {
+            let inner = self.lock();
+            let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;
+            (rt.tz, zones::zone_country(rt.tz.name()).map(str::to_string))
+        };
+        let ctx = import::ImportContext {
+            default_tz: tz,
+            default_region: opts.country.clone().or(default_region),
+            row_offset: opts.row_offset,
+        };
+        let csv = opts.csv;
+        // Parsing 100,000 rows takes a while: off the async workers.
+        let parsed = tokio::task::spawn_blocking(move || {
+            if csv {
+                import::parse_csv(&body, &ctx)
+            } else {
+                import::parse_json(&body, &ctx)
+            }
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
+        .map_err(ApiError::bad_request)?;
+        let mut report = ImportReport::default();
+        for r in parsed.rejected {
+            report.reject(r);
+        }
+        // The same number twice in one upload: the first row wins.
+        let mut first: FxHashMap<String, u64> = FxHashMap::default();
+        let mut rows = Vec::with_capacity(parsed.rows.len());
+        for r in parsed.rows {
+            if let Some(&row) = first.get(&r.lead.phone) {
+                report.skip(import::Skipped {
+                    row: r.row,
+                    phone: r.lead.phone,
+                    reason: format!("the same number as row {row}"),
+                });
+                continue;
+            }
+            first.insert(r.lead.phone.clone(), r.row);
+            rows.push(r);
+        }
+        let leads: Vec<callgate_store::NewLead> = rows.iter().map(|r| r.lead.clone()).collect();
+        let now = self.now();
+        let out = self.store.write(vec![LeadOp::AddLeads { campaign: name.to_string(), leads, at: now }]).await?;
+        let ids = match out.into_iter().next() {
+            Some(callgate_store::LeadOut::Added(ids)) => ids,
+            _ => return Err(ApiError::new(ErrorKind::Internal, "internal", "the lead store answered oddly")),
+        };
+        let mut inner = self.lock();
+        let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) else { return Err(unknown_campaign(name)) };
+        let mut zones: FxHashMap<String, Tz> = FxHashMap::default();
+        for (r, id) in rows.into_iter().zip(ids) {
+            match id {
+                Some(id) => {
+                    report.added += 1;
+                    let lead_tz =
+                        *zones.entry(r.lead.timezone.clone()).or_insert_with(|| r.lead.timezone.parse().unwrap_or(tz));
+                    let lead = Lead { id, tz: lead_tz, score: r.lead.score, attempts: 0, warm: false, not_before: 0 };
+                    rt.sched.insert(lead, &rt.calendar, now);
+                }
+                None => report.skip(import::Skipped {
+                    row: r.row,
+                    phone: r.lead.phone,
+                    reason: "already in the campaign".into(),
+                }),
+            }
+        }
+        drop(inner);
+        self.wake.notify_one();
+        tracing::info!(campaign = %name, added = report.added, skipped = report.skipped, rejected = report.rejected, "Leads imported");
+        Ok(report)
+    }
+
+    /// Names of every campaign, in dialing order.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().list.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Stops the loop, the pollers and the simulators; flushes the lead store. Live calls
+    /// on real providers go on (their attempts are resolved at the next start).
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        for rt in &self.lock().list {
+            for r in &rt.routes {
+                r.dialer.shutdown();
+            }
+        }
+        self.store.close();
+    }
+}
+
+/// How an upload is read.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// CSV (else JSON).
+    pub csv: bool,
+    /// Added to every row number (a chunk of a larger file).
+    pub row_offset: u64,
+    /// The country of numbers written without a country code.
+    pub country: Option<String>,
+}
+
+/// The upload body, shared without copying.
+pub mod bytes_like {
+    /// Bytes of an upload.
+    pub type Body = axum::body::Bytes;
+}

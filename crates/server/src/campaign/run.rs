@@ -1,0 +1,848 @@
+//! The pacing loop, the life of one attempt, outcomes, polling and the restart's recovery.
+
+use super::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
+use super::retry::{self, Next};
+use super::schedule::Lead;
+use super::{Active, Campaigns, Inner, State};
+use crate::governor::{AcquireRequest, Answer, Target};
+use crate::views::PoolInfo;
+use callgate_core::LeaseId;
+use callgate_store::{AttemptEnd, CallbackLead, LeadOp, NewAttempt};
+use rustc_hash::FxHashMap;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the loop sleeps when nothing can be dialed, at most. Whatever frees capacity
+/// for a campaign (a call of its own ending, an import, a state change) wakes it sooner;
+/// this bounds the wait for capacity that others free.
+const IDLE: Duration = Duration::from_millis(50);
+/// How often booked callbacks are looked for.
+const CALLBACK_EVERY: Duration = Duration::from_secs(1);
+/// Seven days, the window of `max_per_week`.
+const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// What a provider webhook learned about a call (the Vapi and Twilio edges hand these to
+/// [`Campaigns::provider_update`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderUpdate {
+    /// The `[[providers]]` name.
+    pub provider: String,
+    /// The provider's call id.
+    pub call_id: String,
+    /// The attempt, when the call carries it (Vapi `metadata.callgate_attempt`, Twilio's
+    /// status callback query `callgate_attempt`).
+    pub attempt: Option<u64>,
+    /// What happened.
+    pub state: CallState,
+}
+
+/// One lead taken for dialing, with everything the dial needs.
+struct Claim {
+    campaign: String,
+    lead: Lead,
+    route: usize,
+    provider: String,
+    dialer: Arc<dyn super::dial::Dialer>,
+    pools: Vec<(String, u32)>,
+    class: String,
+    callback_class: String,
+    ttl_ms: u64,
+    retry: callgate_config::RetryConfig,
+    caller_index: usize,
+    cooldown_ms: u64,
+}
+
+fn by_call_key(provider: &str, call_id: &str) -> String {
+    format!("{provider}\0{call_id}")
+}
+
+/// The units a request of `class` may still take in `pool`: what is free after the
+/// reserves of the classes above it and the claims in flight.
+fn headroom(pool: &PoolInfo, class_priority: i32, priorities: &FxHashMap<&str, i32>, pending: u32) -> i64 {
+    let reserved_above: i64 = pool
+        .reserve
+        .iter()
+        .filter(|(c, _)| priorities.get(&***c).is_some_and(|&p| p > class_priority))
+        .map(|(_, &u)| i64::from(u))
+        .sum();
+    i64::from(pool.cap) - pool.used as i64 - reserved_above - i64::from(pending)
+}
+
+impl Campaigns {
+    pub(super) fn spawn_tasks(self: &Arc<Self>) {
+        let mut tasks = Vec::new();
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move { me.pace().await }));
+        if let Some(mut rx) = self.events_rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some((_campaign, event)) = rx.recv().await {
+                    match event {
+                        CallEvent::Answered { attempt } => me.answered(attempt).await,
+                        CallEvent::Ended { attempt, ended } => me.finish(attempt, ended).await,
+                    }
+                }
+            }));
+        }
+        let me = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CALLBACK_EVERY).await;
+                me.take_callbacks().await;
+                me.restore_caps().await;
+            }
+        }));
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks);
+        for name in self.names() {
+            self.spawn_pollers(&name);
+        }
+    }
+
+    /// One poller per real provider route of the campaign: reads the state of its live
+    /// calls, so an outcome is never lost with a webhook.
+    pub(super) fn spawn_pollers(self: &Arc<Self>, campaign: &str) {
+        let routes: Vec<(String, Arc<dyn super::dial::Dialer>)> = {
+            let inner = self.lock();
+            let Some(rt) = inner.list.iter().find(|r| r.name == campaign) else { return };
+            rt.routes.iter().map(|r| (r.provider.clone(), r.dialer.clone())).collect()
+        };
+        for (provider, dialer) in routes {
+            let Some(every) = dialer.poll_every() else { continue };
+            let (me, campaign) = (self.clone(), campaign.to_string());
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let calls: Vec<(u64, String)> = {
+                        let inner = me.lock();
+                        inner
+                            .active
+                            .iter()
+                            .filter(|(_, a)| a.campaign == campaign && a.provider == provider)
+                            .filter_map(|(id, a)| a.call_id.clone().map(|c| (*id, c)))
+                            .collect()
+                    };
+                    for (attempt, call_id) in calls {
+                        match dialer.status(&call_id).await {
+                            Ok(CallState::Ended(e)) => me.finish(attempt, e).await,
+                            Ok(CallState::Live) => me.answered(attempt).await,
+                            Ok(_) => {}
+                            Err(e) => tracing::debug!(%provider, %call_id, error = %e, "Cannot read a call's state"),
+                        }
+                    }
+                }
+            });
+            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        }
+    }
+
+    /// The pacing loop.
+    async fn pace(self: Arc<Self>) {
+        loop {
+            let Some(app) = self.app() else { return };
+            let pools = app.governor.pools();
+            drop(app);
+            let now = self.now();
+            match self.claim(now, &pools) {
+                Some(claim) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.dial(claim).await });
+                }
+                None => {
+                    let _ = tokio::time::timeout(IDLE, self.wake.notified()).await;
+                    for rt in &mut self.lock().list {
+                        rt.blocked = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the next lead of the first campaign (by priority, in turn among equals) that
+    /// may dial now.
+    fn claim(&self, now: u64, pools: &[PoolInfo]) -> Option<Claim> {
+        let priorities: FxHashMap<&str, i32> =
+            self.config.classes.iter().map(|c| (c.name.as_str(), c.priority)).collect();
+        let mut guard = self.lock();
+        let inner: &mut Inner = &mut guard;
+        let n = inner.list.len();
+        if n == 0 {
+            return None;
+        }
+        inner.rr = inner.rr.wrapping_add(1);
+        // Dialing order: priority first; among equal priorities, start at a rotating place.
+        let mut order: Vec<usize> = (0..n).collect();
+        let rot = inner.rr;
+        order.sort_by_key(|&i| (std::cmp::Reverse(inner.list[i].cfg.priority), (i + n - rot % n) % n));
+        for i in order {
+            let rt = &mut inner.list[i];
+            if rt.state != State::Running || rt.blocked || rt.unavailable.is_some() {
+                continue;
+            }
+            if rt.cfg.max_concurrency.is_some_and(|m| rt.live >= m) {
+                continue;
+            }
+            if !rt.bucket.ready(now) || !rt.sched.has_ready(now) {
+                continue;
+            }
+            // A callback waiting goes in the callback class; the class decides the reserves.
+            let Some(lead) = rt.sched.pop(&rt.calendar, now) else { continue };
+            let class = if lead.warm { rt.callback_class.clone() } else { rt.class.clone() };
+            let class_priority = priorities.get(class.as_str()).copied().unwrap_or(0);
+            // The route with the most room for this class, among those not cooling down.
+            let provider_pools: Vec<String> = rt.routes.iter().filter_map(|r| r.pool.clone()).collect();
+            // (room left, route, pools of the request)
+            type Choice = (i64, usize, Vec<(String, u32)>);
+            let mut best: Option<Choice> = None;
+            for (ri, route) in rt.routes.iter().enumerate() {
+                if route.cooldown_until > now {
+                    continue;
+                }
+                let mut req: Vec<(String, u32)> = rt
+                    .flow_pools
+                    .iter()
+                    .filter(|(p, _)| !provider_pools.contains(p) || route.pool.as_ref() == Some(p))
+                    .cloned()
+                    .collect();
+                if let Some(p) = &route.pool {
+                    if !req.iter().any(|(q, _)| q == p) {
+                        req.push((p.clone(), 1));
+                    }
+                }
+                let room = req
+                    .iter()
+                    .map(|(p, units)| match pools.iter().find(|i| &*i.name == p) {
+                        Some(info) => {
+                            headroom(info, class_priority, &priorities, inner.pending.get(p).copied().unwrap_or(0))
+                                - i64::from(*units)
+                        }
+                        None => -1,
+                    })
+                    .min()
+                    .unwrap_or(-1);
+                if room >= 0 && best.as_ref().is_none_or(|(r, _, _)| room > *r) {
+                    best = Some((room, ri, req));
+                }
+            }
+            let Some((_, route, req)) = best else {
+                // No room anywhere for now: the lead goes back, the campaign waits.
+                rt.sched.insert(lead, &rt.calendar, now);
+                rt.blocked = true;
+                continue;
+            };
+            rt.bucket.take();
+            rt.live += 1;
+            rt.caller_rr = rt.caller_rr.wrapping_add(1);
+            for (p, units) in &req {
+                *inner.pending.entry(p.clone()).or_default() += units;
+            }
+            let rt = &inner.list[i];
+            let r = &rt.routes[route];
+            return Some(Claim {
+                campaign: rt.name.clone(),
+                lead,
+                route,
+                provider: r.provider.clone(),
+                dialer: r.dialer.clone(),
+                pools: req,
+                class,
+                callback_class: rt.callback_class.clone(),
+                ttl_ms: rt.ttl_ms,
+                retry: rt.cfg.retry.clone(),
+                caller_index: rt.caller_rr,
+                cooldown_ms: rt.cfg.cooldown.as_millis() as u64,
+            });
+        }
+        None
+    }
+
+    /// Gives a claimed lead back to its scheduler (not dialed after all).
+    fn give_back(&self, campaign: &str, lead: Lead, blocked: bool) {
+        let now = self.now();
+        let mut inner = self.lock();
+        if let Some(rt) = inner.list.iter_mut().find(|r| r.name == campaign) {
+            rt.live = rt.live.saturating_sub(1);
+            rt.blocked |= blocked;
+            rt.sched.insert(lead, &rt.calendar, now);
+        }
+    }
+
+    fn unclaim_pools(&self, pools: &[(String, u32)]) {
+        let mut inner = self.lock();
+        for (p, units) in pools {
+            if let Some(v) = inner.pending.get_mut(p) {
+                *v = v.saturating_sub(*units);
+            }
+        }
+    }
+
+    /// The life of one attempt up to the placed call.
+    async fn dial(self: Arc<Self>, c: Claim) {
+        let Some(app) = self.app() else { return };
+        let now = self.now();
+        // The weekly cap: only a lead with that many attempts in all can hit it.
+        if c.lead.attempts >= c.retry.max_per_week {
+            match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
+                Ok(times) if times.len() as u32 >= c.retry.max_per_week => {
+                    let oldest = times[times.len() - c.retry.max_per_week as usize];
+                    let lead = Lead { not_before: oldest + WEEK_MS, ..c.lead };
+                    let _ =
+                        self.store.write(vec![LeadOp::Reschedule { lead_id: lead.id, next_at: lead.not_before }]).await;
+                    self.unclaim_pools(&c.pools);
+                    self.give_back(&c.campaign, lead, false);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read a lead's attempts");
+                    self.unclaim_pools(&c.pools);
+                    self.give_back(&c.campaign, c.lead, true);
+                    return;
+                }
+            }
+        }
+        let row = match self.store.lead(c.lead.id) {
+            Ok(Some(row)) if row.state == "pending" => row,
+            Ok(_) => {
+                // Gone or no longer pending (another path moved it): nothing to dial.
+                self.unclaim_pools(&c.pools);
+                let mut inner = self.lock();
+                if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+                    rt.live = rt.live.saturating_sub(1);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read a lead");
+                self.unclaim_pools(&c.pools);
+                self.give_back(&c.campaign, c.lead, true);
+                return;
+            }
+        };
+        let class = row.class.clone().filter(|_| row.warm).unwrap_or(c.class.clone());
+        let attempt = self.store.next_attempt_id();
+        let key = format!("dial:{}:{attempt}", c.campaign);
+        let meta = json!({ "campaign": c.campaign, "lead": c.lead.id, "attempt": attempt }).to_string();
+        let answer = app
+            .governor
+            .acquire(AcquireRequest {
+                target: Target::Pools { pools: c.pools.clone(), class: class.clone() },
+                key: Some(key),
+                ttl_ms: Some(c.ttl_ms),
+                max_wait_ms: Some(0),
+                wait_ms: 0,
+                meta: Some(meta),
+            })
+            .await;
+        self.unclaim_pools(&c.pools);
+        let lease = match answer {
+            Ok(Answer::Granted(l)) => l,
+            Ok(_) => {
+                self.give_back(&c.campaign, c.lead, true);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(campaign = %c.campaign, error = %e.message, "Acquire failed");
+                self.give_back(&c.campaign, c.lead, true);
+                return;
+            }
+        };
+        let lease_id: Option<LeaseId> = lease.id.parse().ok();
+        let number = c.lead.attempts + 1;
+        // The attempt is on disk before the call is placed.
+        let begin = self
+            .store
+            .write(vec![LeadOp::BeginAttempt(NewAttempt {
+                id: attempt,
+                lead_id: c.lead.id,
+                campaign: c.campaign.clone(),
+                number,
+                class: class.clone(),
+                provider: c.provider.clone(),
+                lease: lease.id.clone(),
+                at: now,
+            })])
+            .await;
+        if let Err(e) = begin {
+            tracing::error!(error = %e, "Cannot record an attempt; the call is not placed");
+            if let Some(id) = lease_id {
+                let _ = app.governor.release(id).await;
+            }
+            self.give_back(&c.campaign, c.lead, true);
+            return;
+        }
+        self.lock().active.insert(
+            attempt,
+            Active {
+                campaign: c.campaign.clone(),
+                lead: c.lead,
+                number,
+                provider: c.provider.clone(),
+                lease: lease_id,
+                call_id: None,
+                answered: false,
+            },
+        );
+        let call = PlaceCall {
+            attempt,
+            campaign: c.campaign.clone(),
+            lead_id: c.lead.id,
+            phone: row.phone.clone(),
+            name: row.name.clone(),
+            vars: row.vars.as_deref().and_then(|v| serde_json::from_str(v).ok()),
+            lease: lease.id.clone(),
+            caller_index: c.caller_index,
+        };
+        drop(app);
+        match c.dialer.place(&call).await {
+            Ok(placed) => {
+                // Not awaited: the writer applies jobs in order, so the end of this attempt
+                // (or anything after it) is never written before its call id, and after a
+                // crash an attempt without one is looked up at the provider.
+                drop(self.store.write(vec![LeadOp::Placed { id: attempt, call_id: placed.call_id.clone() }]));
+                let mut inner = self.lock();
+                if let Some(a) = inner.active.get_mut(&attempt) {
+                    a.call_id = Some(placed.call_id.clone());
+                    inner.by_call.insert(by_call_key(&c.provider, &placed.call_id), attempt);
+                }
+                tracing::debug!(campaign = %c.campaign, attempt, call = %placed.call_id, "Call placed");
+            }
+            Err(DialError::Refused(why)) => self.refused(attempt, &c, &why).await,
+            Err(DialError::Invalid(why)) => {
+                self.finish(attempt, Ended { outcome: Outcome::Invalid, reason: Some(why), talk_ms: None, cost: None })
+                    .await
+            }
+            Err(DialError::Failed(why)) => {
+                self.finish(attempt, Ended { outcome: Outcome::Failed, reason: Some(why), talk_ms: None, cost: None })
+                    .await
+            }
+        }
+        let _ = c.callback_class;
+    }
+
+    /// A concurrency refusal: the lead goes back uncounted, the provider cools down, its
+    /// pool's cap drops to what is in use.
+    async fn refused(&self, attempt: u64, c: &Claim, why: &str) {
+        let now = self.now();
+        let Some(active) = self.lock().active.remove(&attempt) else { return };
+        if let Err(e) = self.store.write(vec![LeadOp::Refused { id: attempt, at: now, next_at: now }]).await {
+            tracing::error!(error = %e, "Cannot record a refusal");
+        }
+        self.count(&c.campaign, Outcome::Refused, None);
+        let pool = {
+            let mut inner = self.lock();
+            let mut pool = None;
+            if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+                rt.live = rt.live.saturating_sub(1);
+                if let Some(route) = rt.routes.get_mut(c.route) {
+                    route.cooldown_until = now + c.cooldown_ms;
+                    pool = route.pool.clone();
+                }
+                rt.sched.insert(Lead { not_before: now, ..active.lead }, &rt.calendar, now);
+            }
+            pool
+        };
+        tracing::warn!(campaign = %c.campaign, provider = %c.provider, reason = %why, "The provider refused a call for concurrency; cooling down");
+        let Some(app) = self.app() else { return };
+        if let Some(id) = active.lease {
+            let _ = app.governor.release(id).await;
+        }
+        if let Some(pool) = pool {
+            if let Ok(info) = app.governor.pool(&pool) {
+                let cap = u32::try_from(info.used).unwrap_or(u32::MAX).min(info.cap);
+                if app.governor.set_cap(&pool, Some(cap)).await.is_ok() {
+                    let mut inner = self.lock();
+                    if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+                        rt.lowered.insert(pool.clone(), (cap, now + c.cooldown_ms));
+                    }
+                    tracing::warn!(%pool, cap, "Lowered the pool's cap after a refusal");
+                }
+            }
+        }
+    }
+
+    /// Clears the caps this dialer lowered once their cooldown is over (unless someone
+    /// else changed the cap since).
+    pub(super) async fn restore_caps(&self) {
+        let now = self.now();
+        let due: Vec<(String, u32)> = {
+            let mut inner = self.lock();
+            let mut due = Vec::new();
+            for rt in &mut inner.list {
+                rt.lowered.retain(|pool, (cap, until)| {
+                    if *until <= now {
+                        due.push((pool.clone(), *cap));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            due
+        };
+        let Some(app) = self.app() else { return };
+        for (pool, cap) in due {
+            if app.governor.pool(&pool).is_ok_and(|p| p.cap == cap && p.cap < p.limit) {
+                let _ = app.governor.set_cap(&pool, None).await;
+                tracing::info!(%pool, "Restored the pool's cap after the cooldown");
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    async fn answered(&self, attempt: u64) {
+        let first = {
+            let mut inner = self.lock();
+            match inner.active.get_mut(&attempt) {
+                Some(a) if !a.answered => {
+                    a.answered = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if first {
+            // Progress only (the end comes with its own durable write): not awaited.
+            drop(self.store.write(vec![LeadOp::Answered { id: attempt, at: self.now() }]));
+        }
+    }
+
+    /// Ends an attempt (once, whichever road its outcome took): durably, then frees its
+    /// lease, then moves its lead on.
+    pub(super) async fn finish(&self, attempt: u64, ended: Ended) {
+        let now = self.now();
+        let Some(a) = self.lock().active.remove(&attempt) else { return };
+        if let Some(call) = &a.call_id {
+            self.lock().by_call.remove(&by_call_key(&a.provider, call));
+        }
+        let retry_cfg = {
+            let inner = self.lock();
+            inner.list.iter().find(|r| r.name == a.campaign).map(|r| r.cfg.retry.clone())
+        }
+        .unwrap_or_default();
+        let next = retry::next(&retry_cfg, ended.outcome, a.number, now);
+        let next_at = match next {
+            Next::RetryAt(t) => t,
+            _ => 0,
+        };
+        let end = AttemptEnd {
+            id: attempt,
+            outcome: ended.outcome.as_str().into(),
+            reason: ended.reason.clone(),
+            ended_at: now,
+            talk_ms: ended.talk_ms,
+            cost: ended.cost,
+            lead_state: next.state().into(),
+            next_at,
+        };
+        // The end is written and the lease released side by side (two commits, two
+        // files). A crash between them leaves either an open attempt whose call the
+        // restart finds ended, or a dial lease no open attempt holds, which the restart
+        // releases.
+        let written = self.store.write(vec![LeadOp::EndAttempt(end)]);
+        if let (Some(app), Some(id)) = (self.app(), a.lease) {
+            let _ = app.governor.release(id).await;
+        }
+        if let Err(e) = written.await {
+            tracing::error!(error = %e, attempt, "Cannot record an attempt's end");
+        }
+        self.count(&a.campaign, ended.outcome, ended.cost);
+        {
+            let mut inner = self.lock();
+            if let Some(rt) = inner.list.iter_mut().find(|r| r.name == a.campaign) {
+                rt.live = rt.live.saturating_sub(1);
+                if let Next::RetryAt(t) = next {
+                    let lead = Lead { attempts: a.number, not_before: t, ..a.lead };
+                    rt.sched.insert(lead, &rt.calendar, now);
+                }
+            }
+        }
+        tracing::debug!(campaign = %a.campaign, attempt, outcome = ended.outcome.as_str(), "Attempt ended");
+        self.wake.notify_one();
+    }
+
+    fn count(&self, campaign: &str, outcome: Outcome, cost: Option<f64>) {
+        let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *s.outcomes.entry((campaign.to_string(), outcome.as_str())).or_default() += 1;
+        if let Some(c) = cost {
+            *s.cost.entry(campaign.to_string()).or_default() += c;
+        }
+    }
+
+    /// A provider webhook's news about a call. True when the call is one of the dialer's.
+    pub async fn provider_update(&self, u: ProviderUpdate) -> bool {
+        let attempt = {
+            let inner = self.lock();
+            inner
+                .by_call
+                .get(&by_call_key(&u.provider, &u.call_id))
+                .copied()
+                .or(u.attempt.filter(|a| inner.active.get(a).is_some_and(|x| x.provider == u.provider)))
+        };
+        let Some(attempt) = attempt else { return false };
+        match u.state {
+            CallState::Ended(e) => self.finish(attempt, e).await,
+            CallState::Live => self.answered(attempt).await,
+            CallState::Ringing | CallState::Unknown => {}
+        }
+        true
+    }
+
+    /// Turns booked callbacks into warm leads of the campaigns that return them.
+    pub(super) async fn take_callbacks(&self) {
+        if !self.lock().list.iter().any(|r| r.cfg.callbacks && r.state != State::Stopped) {
+            return;
+        }
+        let Some(book) = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return };
+        let booked = book.booked();
+        if booked.is_empty() {
+            return;
+        }
+        let now = self.now();
+        for cb in booked {
+            if self.lock().seen_callbacks.contains(&cb.id) {
+                continue;
+            }
+            let target = {
+                let inner = self.lock();
+                inner
+                    .list
+                    .iter()
+                    .filter(|r| r.cfg.callbacks && r.state != State::Stopped)
+                    .find(|r| r.routes.iter().any(|route| route.provider == cb.provider || route.pool.is_none()))
+                    .map(|r| (r.name.clone(), r.callback_class.clone(), r.tz))
+            };
+            let Some((campaign, class, tz)) = target else { continue };
+            let number = match super::phone::normalize(&cb.number, None) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(callback = cb.id, error = %e, "A booked callback has a number that cannot be dialed");
+                    continue;
+                }
+            };
+            let lead_tz = super::phone::zone_of(&number).unwrap_or(tz);
+            let op = LeadOp::AddCallback {
+                campaign: campaign.clone(),
+                lead: CallbackLead {
+                    callback_id: cb.id,
+                    phone: number.e164.clone(),
+                    timezone: lead_tz.name().to_string(),
+                    class,
+                    due_at: cb.due_at,
+                },
+                at: now,
+            };
+            let out = self.store.write(vec![op]).await.map(|o| o.into_iter().next());
+            if out.is_ok() {
+                self.lock().seen_callbacks.insert(cb.id);
+            }
+            match out {
+                Ok(Some(callgate_store::LeadOut::Callback { lead_id, .. })) => {
+                    let Ok(Some(row)) = self.store.lead(lead_id) else { continue };
+                    if row.state != "pending" {
+                        continue;
+                    }
+                    let mut inner = self.lock();
+                    if let Some(rt) = inner.list.iter_mut().find(|r| r.name == campaign) {
+                        let lead = Lead {
+                            id: lead_id,
+                            tz: lead_tz,
+                            score: row.score,
+                            attempts: row.attempts,
+                            warm: true,
+                            not_before: cb.due_at,
+                        };
+                        rt.sched.insert(lead, &rt.calendar, now);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "Cannot take a booked callback"),
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Resolves the attempts a previous run left open, and frees dial leases that no open
+    /// attempt holds. Runs before the loop starts.
+    pub(super) async fn recover(&self) -> Result<(), String> {
+        let Some(app) = self.app() else { return Ok(()) };
+        let open = self.store.open_attempts().map_err(|e| e.to_string())?;
+        let live: FxHashMap<String, LeaseId> = app
+            .governor
+            .leases(None)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| Some((l.key.as_deref()?.to_string(), l.id.parse().ok()?)))
+            .collect();
+        let mut kept: std::collections::HashSet<LeaseId> = std::collections::HashSet::new();
+        let mut resolved = (0usize, 0usize, 0usize);
+        for a in open {
+            let now = self.now();
+            let key = format!("dial:{}:{}", a.campaign, a.id);
+            let lease = live.get(&key).copied();
+            let (dialer, lead) = {
+                let inner = self.lock();
+                let rt = inner.list.iter().find(|r| r.name == a.campaign);
+                let dialer =
+                    rt.and_then(|rt| rt.routes.iter().find(|r| r.provider == a.provider)).map(|r| r.dialer.clone());
+                (dialer, rt.map(|rt| rt.tz))
+            };
+            let row = self.store.lead(a.lead_id).ok().flatten();
+            let (Some(row), Some(default_tz)) = (row, lead) else { continue };
+            let tz = row.timezone.parse().unwrap_or(default_tz);
+            let lead_key = Lead {
+                id: row.id,
+                tz,
+                score: row.score,
+                attempts: a.number.saturating_sub(1),
+                warm: row.warm,
+                not_before: 0,
+            };
+            let call = PlaceCall {
+                attempt: a.id,
+                campaign: a.campaign.clone(),
+                lead_id: row.id,
+                phone: row.phone.clone(),
+                name: row.name.clone(),
+                vars: None,
+                lease: a.lease.clone().unwrap_or_default(),
+                caller_index: 0,
+            };
+            // What the provider knows of this attempt's call.
+            let mut asked = false;
+            let call_id = match (&a.call_id, &dialer) {
+                (Some(id), _) => Some(id.clone()),
+                (None, Some(d)) => match d.find(&call, a.placed_at).await {
+                    Ok(found) => {
+                        asked = true;
+                        found
+                    }
+                    Err(e) => {
+                        tracing::warn!(attempt = a.id, error = %e, "Cannot ask the provider about an open attempt");
+                        None
+                    }
+                },
+                (None, None) => None,
+            };
+            let state = match (&call_id, &dialer) {
+                (Some(id), Some(d)) => d.status(id).await.unwrap_or(CallState::Unknown),
+                _ => CallState::Unknown,
+            };
+            let active = Active {
+                campaign: a.campaign.clone(),
+                lead: lead_key,
+                number: a.number,
+                provider: a.provider.clone(),
+                lease,
+                call_id: call_id.clone(),
+                answered: a.answered_at.is_some(),
+            };
+            let inner_insert = |active: Active| {
+                let mut inner = self.lock();
+                if let Some(c) = &active.call_id {
+                    inner.by_call.insert(by_call_key(&active.provider, c), a.id);
+                }
+                if let Some(rt) = inner.list.iter_mut().find(|r| r.name == active.campaign) {
+                    rt.live += 1;
+                }
+                inner.active.insert(a.id, active);
+            };
+            match (call_id.is_some(), state) {
+                (true, CallState::Ringing | CallState::Live) => {
+                    // Still live on the platform: follow it to its end.
+                    if let Some(l) = lease {
+                        kept.insert(l);
+                    }
+                    inner_insert(active);
+                    resolved.0 += 1;
+                }
+                (true, CallState::Ended(e)) => {
+                    inner_insert(active);
+                    self.finish(a.id, e).await;
+                    resolved.1 += 1;
+                }
+                (false, _) if asked && dialer.as_ref().is_some_and(|d| d.poll_every().is_some()) => {
+                    // The provider answered and has no call for it: never placed. The
+                    // attempt does not count; the lead is dialed again.
+                    if let Some(l) = lease {
+                        let _ = app.governor.release(l).await;
+                    }
+                    let _ = self.store.write(vec![LeadOp::Refused { id: a.id, at: now, next_at: now }]).await;
+                    let mut inner = self.lock();
+                    if let Some(rt) = inner.list.iter_mut().find(|r| r.name == a.campaign) {
+                        rt.sched.insert(lead_key, &rt.calendar, now);
+                    }
+                    resolved.2 += 1;
+                }
+                _ => {
+                    // Nobody can say (the simulator's calls died with the process, or the
+                    // provider could not be asked): interrupted, counted, retried later.
+                    inner_insert(active);
+                    self.finish(
+                        a.id,
+                        Ended {
+                            outcome: Outcome::Interrupted,
+                            reason: Some("callgate restarted".into()),
+                            talk_ms: None,
+                            cost: None,
+                        },
+                    )
+                    .await;
+                    resolved.1 += 1;
+                }
+            }
+        }
+        // Dial leases that no attempt holds (a crash between the grant and the record).
+        let mut orphans = 0;
+        for (key, id) in &live {
+            if key.starts_with("dial:") && !kept.contains(id) {
+                let still_active = self.lock().active.values().any(|a| a.lease == Some(*id));
+                if !still_active && app.governor.release(*id).await.unwrap_or(false) {
+                    orphans += 1;
+                }
+            }
+        }
+        if resolved != (0, 0, 0) || orphans > 0 {
+            tracing::info!(
+                following = resolved.0,
+                ended = resolved.1,
+                never_placed = resolved.2,
+                orphan_leases = orphans,
+                "Resolved the attempts open at the last stop"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the Vapi webhook hands over: a status update or an end-of-call report of a call,
+/// which may be one of the dialer's (it is ignored otherwise). Cheap when no campaign runs.
+pub async fn vapi_webhook(
+    app: &crate::edges::api::App,
+    provider: &str,
+    call_id: &str,
+    status: Option<&str>,
+    ended_reason: Option<&str>,
+    cost: Option<f64>,
+    talk_ms: Option<u64>,
+) {
+    let Some(c) = app.campaigns.get() else { return };
+    // An `ended` status carries no talk time; the end-of-call report that follows does,
+    // and a lost report is made up for by the poll of live calls.
+    let state = match status {
+        Some("in-progress") => CallState::Live,
+        None => {
+            let reason = ended_reason.unwrap_or("");
+            let outcome = super::dial::vapi_outcome(reason, talk_ms.is_some_and(|t| t > 0));
+            CallState::Ended(Ended {
+                outcome,
+                reason: Some(reason.to_string()).filter(|r| !r.is_empty()),
+                talk_ms: talk_ms.filter(|_| outcome == Outcome::Completed),
+                cost,
+            })
+        }
+        Some(_) => return,
+    };
+    c.provider_update(ProviderUpdate { provider: provider.into(), call_id: call_id.into(), attempt: None, state })
+        .await;
+}

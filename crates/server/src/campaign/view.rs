@@ -1,0 +1,300 @@
+//! What the API shows of campaigns: progress, import reports, settings as JSON, metrics.
+
+use super::import::{Rejected, Skipped};
+use super::{Campaigns, State};
+use crate::error::ApiError;
+use callgate_config::CampaignConfig;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// At most this many skipped and rejected rows are listed (each); the counts stay exact.
+const LIST_MAX: usize = 1000;
+
+/// The answer to an import.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Leads added.
+    pub added: u64,
+    /// Rows skipped as duplicates (already in the campaign, or twice in the upload).
+    pub skipped: u64,
+    /// Rows refused.
+    pub rejected: u64,
+    /// The skipped rows, with row numbers (the first 1000).
+    pub skipped_rows: Vec<Skipped>,
+    /// The refused rows, with row numbers and reasons (the first 1000).
+    pub rejected_rows: Vec<Rejected>,
+    /// True when a list was cut at 1000.
+    pub truncated: bool,
+}
+
+impl ImportReport {
+    pub(super) fn reject(&mut self, r: Rejected) {
+        self.rejected += 1;
+        if self.rejected_rows.len() < LIST_MAX {
+            self.rejected_rows.push(r);
+        } else {
+            self.truncated = true;
+        }
+    }
+
+    pub(super) fn skip(&mut self, s: Skipped) {
+        self.skipped += 1;
+        if self.skipped_rows.len() < LIST_MAX {
+            self.skipped_rows.push(s);
+        } else {
+            self.truncated = true;
+        }
+    }
+}
+
+/// Duration fields of a campaign, by path: JSON carries them as `<name>_ms` integers
+/// (API.md), TOML as strings.
+const DURATIONS: &[&[&str]] = &[
+    &["cooldown"],
+    &["retry", "busy"],
+    &["retry", "no_answer"],
+    &["retry", "voicemail"],
+    &["retry", "failed"],
+    &["retry", "max_delay"],
+    &["simulate", "ring_time"],
+    &["simulate", "talk_min"],
+    &["simulate", "talk_mean"],
+    &["simulate", "talk_max"],
+];
+
+fn table_at<'a>(v: &'a mut Value, path: &[&str]) -> Option<&'a mut Map<String, Value>> {
+    let mut cur = v;
+    for k in path {
+        cur = cur.as_object_mut()?.get_mut(*k)?;
+    }
+    cur.as_object_mut()
+}
+
+/// A campaign's settings as the API shows them (durations as `_ms` integers).
+pub fn config_json(c: &CampaignConfig) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    for path in DURATIONS {
+        let (last, parent) = path.split_last().expect("non-empty path");
+        let Some(t) = table_at(&mut v, parent) else { continue };
+        if let Some(Value::String(s)) = t.remove(*last) {
+            if let Ok(d) = callgate_core::duration::parse_duration(&s) {
+                t.insert(format!("{last}_ms"), json!(d.as_millis() as u64));
+            }
+        }
+    }
+    v
+}
+
+/// Reads a campaign from the API's JSON: the fields of `[[campaigns]]`, with durations as
+/// strings (`"10m"`) or as `<name>_ms` integers.
+pub fn config_from_json(mut v: Value) -> Result<CampaignConfig, String> {
+    for path in DURATIONS {
+        let (last, parent) = path.split_last().expect("non-empty path");
+        let Some(t) = table_at(&mut v, parent) else { continue };
+        let key = format!("{last}_ms");
+        if let Some(ms) = t.remove(&key) {
+            let ms = ms
+                .as_u64()
+                .ok_or_else(|| format!("`{}` must be a whole number of milliseconds", path_name(parent, &key)))?;
+            if t.contains_key(*last) {
+                return Err(format!("give either `{}` or `{}`", path_name(parent, last), path_name(parent, &key)));
+            }
+            t.insert(last.to_string(), json!(format!("{ms}ms")));
+        }
+    }
+    serde_json::from_value(v).map_err(|e| format!("invalid campaign: {e}"))
+}
+
+fn path_name(parent: &[&str], last: &str) -> String {
+    parent.iter().copied().chain([last]).collect::<Vec<_>>().join(".")
+}
+
+impl Campaigns {
+    /// `GET /v1/campaigns/{name}`: settings and progress.
+    pub fn view(&self, name: &str) -> Result<Value, ApiError> {
+        let now = self.now();
+        let (cfg, state, source, live, scheduled, parked, providers, unavailable, class) = {
+            let inner = self.lock();
+            let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| super::unknown_campaign(name))?;
+            let providers: Vec<Value> = rt
+                .routes
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.provider,
+                        "pool": r.pool,
+                        "cooling_down_until_ms": (r.cooldown_until > now).then_some(r.cooldown_until),
+                    })
+                })
+                .collect();
+            (
+                rt.cfg.clone(),
+                rt.state,
+                rt.source.clone(),
+                rt.live,
+                rt.sched.len(),
+                rt.sched.parked(),
+                providers,
+                rt.unavailable.clone(),
+                rt.class.clone(),
+            )
+        };
+        let hour = 3600 * 1000;
+        let counts = self.store.counts(name, now.saturating_sub(hour))?;
+        let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut done: BTreeMap<String, u64> = BTreeMap::new();
+        let mut exhausted: BTreeMap<String, u64> = BTreeMap::new();
+        let mut total = 0;
+        for (state, outcome, n) in &counts.leads {
+            total += n;
+            *by_state.entry(state.as_str()).or_default() += n;
+            let o = outcome.clone().unwrap_or_else(|| "unknown".into());
+            match state.as_str() {
+                "done" => *done.entry(o).or_default() += n,
+                "exhausted" => *exhausted.entry(o).or_default() += n,
+                _ => {}
+            }
+        }
+        let get = |s: &str| by_state.get(s).copied().unwrap_or(0);
+        let remaining = get("pending") + get("dialing") + get("in_call");
+        // The live rate: leads finished over the last hour (or since the campaign began,
+        // if that is shorter); nothing finished yet, no estimate.
+        let created =
+            self.store.campaigns().ok().and_then(|l| l.into_iter().find(|c| c.name == name)).map(|c| c.created_at);
+        let span = created.map_or(hour, |c| now.saturating_sub(c).clamp(60_000, hour));
+        let eta_ms = (counts.finished_recent > 0 && remaining > 0)
+            .then(|| (remaining as f64 * span as f64 / counts.finished_recent as f64) as u64);
+        let ended = counts.ended.max(1);
+        Ok(json!({
+            "name": name,
+            "state": state.as_str(),
+            "source": source,
+            "flow": cfg.flow,
+            "class": class,
+            "providers": providers,
+            "priority": cfg.priority,
+            "max_concurrency": cfg.max_concurrency,
+            "calls_per_second": cfg.calls_per_second.0,
+            "unavailable": unavailable,
+            "leads": {
+                "total": total,
+                "pending": get("pending"),
+                "scheduled": scheduled,
+                "outside_batches": parked,
+                "dialing": get("dialing"),
+                "in_call": get("in_call"),
+                "done": done,
+                "failed": get("failed"),
+                "exhausted": get("exhausted"),
+                "exhausted_by_outcome": exhausted,
+            },
+            "live": live,
+            "attempts": counts.attempts,
+            "refusals": counts.refused,
+            "connect_rate": if counts.ended == 0 { 0.0 } else { counts.answered as f64 / ended as f64 },
+            "avg_talk_ms": counts.talk_ms.checked_div(counts.answered).unwrap_or(0),
+            "calls_per_hour": (counts.recent as f64 * hour as f64 / span as f64).round() as u64,
+            "eta_ms": eta_ms,
+            "cost_usd": (counts.cost * 10_000.0).round() / 10_000.0,
+            "finished": remaining == 0 && total > 0,
+            "config": config_json(&cfg),
+        }))
+    }
+
+    /// `GET /v1/campaigns`: every campaign, briefly.
+    pub fn list(&self) -> Vec<Value> {
+        let inner = self.lock();
+        inner
+            .list
+            .iter()
+            .map(|rt| {
+                json!({
+                    "name": rt.name,
+                    "state": rt.state.as_str(),
+                    "source": rt.source,
+                    "priority": rt.cfg.priority,
+                    "live": rt.live,
+                    "scheduled": rt.sched.len(),
+                })
+            })
+            .collect()
+    }
+
+    /// Campaign metrics in Prometheus text: live calls and scheduled leads (gauges),
+    /// attempts by outcome and cost (counters since the process started).
+    pub fn render_metrics(&self, out: &mut String) {
+        type Gauges = Vec<(String, u32, usize)>;
+        let (gauges, states): (Gauges, Vec<(String, State)>) = {
+            let inner = self.lock();
+            (
+                inner.list.iter().map(|r| (r.name.clone(), r.live, r.sched.len())).collect(),
+                inner.list.iter().map(|r| (r.name.clone(), r.state)).collect(),
+            )
+        };
+        if gauges.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP callgate_campaign_live Calls of the campaign being dialed or in progress.");
+        let _ = writeln!(out, "# TYPE callgate_campaign_live gauge");
+        for (n, live, _) in &gauges {
+            let _ = writeln!(out, "callgate_campaign_live{{campaign=\"{n}\"}} {live}");
+        }
+        let _ = writeln!(out, "# HELP callgate_campaign_scheduled Pending leads waiting to be dialed.");
+        let _ = writeln!(out, "# TYPE callgate_campaign_scheduled gauge");
+        for (n, _, s) in &gauges {
+            let _ = writeln!(out, "callgate_campaign_scheduled{{campaign=\"{n}\"}} {s}");
+        }
+        let _ = writeln!(out, "# HELP callgate_campaign_running 1 while the campaign dials.");
+        let _ = writeln!(out, "# TYPE callgate_campaign_running gauge");
+        for (n, s) in &states {
+            let _ = writeln!(out, "callgate_campaign_running{{campaign=\"{n}\"}} {}", u8::from(*s == State::Running));
+        }
+        let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "# HELP callgate_campaign_attempts_total Attempts ended, by outcome.");
+        let _ = writeln!(out, "# TYPE callgate_campaign_attempts_total counter");
+        for (n, _, _) in &gauges {
+            for o in super::dial::Outcome::ALL {
+                let v = stats.outcomes.get(&(n.clone(), o.as_str())).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "callgate_campaign_attempts_total{{campaign=\"{n}\",outcome=\"{}\"}} {v}",
+                    o.as_str()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP callgate_campaign_cost_usd_total What the campaign's calls cost, as providers report it."
+        );
+        let _ = writeln!(out, "# TYPE callgate_campaign_cost_usd_total counter");
+        for (n, _, _) in &gauges {
+            let v = stats.cost.get(n).copied().unwrap_or(0.0);
+            let _ = writeln!(out, "callgate_campaign_cost_usd_total{{campaign=\"{n}\"}} {v}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_travel_as_ms_in_json_and_strings_in_toml() {
+        let c: CampaignConfig = config_from_json(json!({
+            "name": "c", "flow": "f", "simulate": {}, "retry": { "busy_ms": 60000, "no_answer": "2h" }, "cooldown_ms": 5000
+        }))
+        .unwrap();
+        assert_eq!(c.retry.busy, std::time::Duration::from_secs(60));
+        assert_eq!(c.retry.no_answer, std::time::Duration::from_secs(7200));
+        assert_eq!(c.cooldown, std::time::Duration::from_secs(5));
+        let v = config_json(&c);
+        assert_eq!(v["retry"]["busy_ms"], 60000);
+        assert_eq!(v["cooldown_ms"], 5000);
+        assert!(v["retry"].get("busy").is_none());
+        assert_eq!(config_from_json(v).unwrap(), c, "round trip");
+        assert!(config_from_json(json!({ "name": "c", "flow": "f", "cooldown": "1s", "cooldown_ms": 5 })).is_err());
+        assert!(config_from_json(json!({ "name": "c", "flow": "f", "colour": "red" })).is_err());
+    }
+}

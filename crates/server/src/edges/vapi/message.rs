@@ -1,0 +1,142 @@
+//! Vapi server-URL messages: `{ "message": { "type": …, "call": { "id": … }, … } }`.
+//!
+//! Read leniently: Vapi adds fields and message types over time, so unknown fields are
+//! ignored and an optional field of an unexpected type reads as absent. Only what callgate
+//! cannot work without (the envelope, the type, the call id of a call message) makes a
+//! message malformed.
+
+use crate::inbound::MAX_CALL_ID;
+use crate::providers::time::parse_rfc3339;
+use serde_json::Value;
+use std::fmt;
+
+/// The call a message is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CallInfo {
+    /// `call.id`.
+    pub(crate) id: String,
+    /// `customer.number` (or `call.customer.number`): who is calling.
+    pub(crate) customer: Option<String>,
+    /// `phoneNumber.number` (or `call.phoneNumber.number`): the number called.
+    pub(crate) number: Option<String>,
+}
+
+/// A Vapi message, as far as callgate cares.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum VapiMessage {
+    /// An inbound call asks which assistant takes it (answer within 7.5 s).
+    AssistantRequest(CallInfo),
+    /// A call changed status.
+    StatusUpdate {
+        /// The call.
+        call: CallInfo,
+        /// `scheduled, queued, ringing, in-progress, forwarding, ended`.
+        status: String,
+        /// Present when it ended.
+        ended_reason: Option<String>,
+        /// `timestamp` (Unix ms), when given.
+        at: Option<u64>,
+    },
+    /// The call is over, with its facts.
+    EndOfCallReport {
+        /// The call.
+        call: CallInfo,
+        /// `endedReason`.
+        ended_reason: Option<String>,
+        /// `cost` (USD).
+        cost: Option<f64>,
+        /// `startedAt` (Unix ms).
+        started_at: Option<u64>,
+        /// `endedAt` (Unix ms).
+        ended_at: Option<u64>,
+    },
+    /// Any other type (transcripts, tool calls, …): acknowledged, nothing else.
+    Other(String),
+}
+
+impl VapiMessage {
+    /// The message type for metrics: one of a fixed list.
+    pub(crate) fn endpoint(&self) -> &'static str {
+        match self {
+            VapiMessage::AssistantRequest(_) => "assistant-request",
+            VapiMessage::StatusUpdate { .. } => "status-update",
+            VapiMessage::EndOfCallReport { .. } => "end-of-call-report",
+            VapiMessage::Other(_) => "other",
+        }
+    }
+}
+
+/// Why a body is not a Vapi message (answered 400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MessageError {
+    /// Not JSON.
+    NotJson(String),
+    /// No `message` object.
+    NoMessage,
+    /// No string `message.type`.
+    NoType,
+    /// A call message without a usable `call.id`.
+    NoCallId(&'static str),
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageError::NotJson(e) => write!(f, "the body is not JSON: {e}"),
+            MessageError::NoMessage => f.write_str("the body has no `message` object"),
+            MessageError::NoType => f.write_str("`message.type` is missing or not a string"),
+            MessageError::NoCallId(kind) => {
+                write!(f, "a `{kind}` message needs `message.call.id` (1 to {MAX_CALL_ID} bytes)")
+            }
+        }
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn call_info(m: &Value, kind: &'static str) -> Result<CallInfo, MessageError> {
+    let id = str_at(m, &["call", "id"])
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID)
+        .ok_or(MessageError::NoCallId(kind))?;
+    Ok(CallInfo {
+        id: id.to_owned(),
+        customer: non_empty(str_at(m, &["customer", "number"]).or_else(|| str_at(m, &["call", "customer", "number"]))),
+        number: non_empty(
+            str_at(m, &["phoneNumber", "number"]).or_else(|| str_at(m, &["call", "phoneNumber", "number"])),
+        ),
+    })
+}
+
+fn time_at(m: &Value, key: &str) -> Option<u64> {
+    m.get(key).and_then(Value::as_str).and_then(parse_rfc3339)
+}
+
+/// Reads one webhook body.
+pub(crate) fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| MessageError::NotJson(e.to_string()))?;
+    let m = v.get("message").filter(|m| m.is_object()).ok_or(MessageError::NoMessage)?;
+    let kind = m.get("type").and_then(Value::as_str).ok_or(MessageError::NoType)?;
+    Ok(match kind {
+        "assistant-request" => VapiMessage::AssistantRequest(call_info(m, "assistant-request")?),
+        "status-update" => VapiMessage::StatusUpdate {
+            call: call_info(m, "status-update")?,
+            status: m.get("status").and_then(Value::as_str).unwrap_or("").to_owned(),
+            ended_reason: non_empty(m.get("endedReason").and_then(Value::as_str)),
+            at: m.get("timestamp").and_then(Value::as_u64),
+        },
+        "end-of-call-report" => VapiMessage::EndOfCallReport {
+            call: call_info(m, "end-of-call-report")?,
+            ended_reason: non_empty(m.get("endedReason").and_then(Value::as_str)),
+            cost: m.get("cost").and_then(Value::as_f64).filter(|c| c.is_finite() && *c >= 0.0),
+            started_at: time_at(m, "startedAt"),
+            ended_at: time_at(m, "endedAt"),
+        },
+        other => VapiMessage::Other(other.chars().take(64).collect()),
+    })
+}

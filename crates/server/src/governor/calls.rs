@@ -1,0 +1,198 @@
+//! Operations by provider call id: provider webhooks know a call by its id (the key of
+//! its lease or ticket), never by a lease or ticket id. Also the durable call records and
+//! callbacks, which go through the same journal.
+
+use super::Governor;
+use crate::error::ApiError;
+use crate::views::{LeaseView, TicketView};
+use callgate_core::{LeaseId, TicketId};
+use callgate_store::{CallRecord, Callback, CallbackQuery, Record};
+use std::time::Duration;
+
+/// What callgate holds for a call.
+#[derive(Clone, Debug)]
+pub enum Hold {
+    /// A live lease.
+    Lease(LeaseView),
+    /// A waiting ticket.
+    Waiting(TicketView),
+}
+
+/// What ending a call freed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEnd {
+    /// Its lease was released (the first time).
+    Released(LeaseId),
+    /// Its waiting ticket was cancelled (the caller hung up while waiting).
+    Cancelled(TicketId),
+    /// Nothing was held (already ended, or never admitted through callgate).
+    Nothing,
+}
+
+/// A lease or ticket that a provider's edge took (its metadata names the provider).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderHold {
+    /// The call id (the key).
+    pub key: String,
+    /// When it was granted or started waiting (Unix ms).
+    pub since: u64,
+    /// The lease, with its expiry, or `None` for a waiting ticket.
+    pub lease: Option<(LeaseId, u64)>,
+}
+
+/// What a reconciliation pass changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// `(call id, lease)` released because the call is over.
+    pub released: Vec<(String, LeaseId)>,
+    /// `(call id, ticket)` cancelled because the caller is gone.
+    pub cancelled: Vec<(String, TicketId)>,
+    /// Leases renewed because their call is still live.
+    pub renewed: usize,
+}
+
+/// Reads the `provider` field of a lease's or ticket's metadata without parsing the rest.
+fn meta_provider(meta: Option<&str>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        provider: Option<String>,
+    }
+    meta.and_then(|m| serde_json::from_str::<Meta>(m).ok()).and_then(|m| m.provider)
+}
+
+impl Governor {
+    /// The lease or waiting ticket of the call with this id.
+    pub fn hold(&self, key: &str) -> Option<Hold> {
+        let st = self.lock();
+        if let Some(l) = st.ledger.lease_by_key(key) {
+            return Some(Hold::Lease(LeaseView::new(l, &self.names)));
+        }
+        let t = st.ledger.ticket_by_key(key)?;
+        let (position, eta_ms, deadline) = match st.ledger.ticket_status(t.id) {
+            Some(callgate_core::TicketStatus::Waiting { position, eta_ms, deadline }) => (position, eta_ms, deadline),
+            _ => (1, 0, t.deadline),
+        };
+        Some(Hold::Waiting(TicketView {
+            id: t.id.to_string(),
+            key: t.key.clone(),
+            position,
+            eta_ms,
+            deadline_ms: deadline,
+        }))
+    }
+
+    /// Ends what callgate holds for a call: releases its lease or cancels its ticket,
+    /// durably. Idempotent: a second end frees nothing.
+    pub async fn end_call(&self, key: &str) -> Result<CallEnd, ApiError> {
+        let (end, seq) = self.apply(|st, now| {
+            if let Some(lease) = st.ledger.release_key(key, now) {
+                return CallEnd::Released(lease);
+            }
+            match st.ledger.ticket_by_key(key).map(|t| t.id) {
+                Some(id) if st.ledger.cancel(id, now) => CallEnd::Cancelled(id),
+                _ => CallEnd::Nothing,
+            }
+        });
+        self.journal.durable(seq).await?;
+        Ok(end)
+    }
+
+    /// Extends the live lease of a call by its own TTL (a sign of life from the
+    /// platform). False when the call holds no lease.
+    pub async fn renew_call(&self, key: &str) -> Result<bool, ApiError> {
+        let (renewed, seq) = self.apply(|st, now| {
+            let Some(id) = st.ledger.lease_by_key(key).map(|l| l.id) else { return false };
+            st.ledger.renew(id, None, now).is_some()
+        });
+        self.journal.durable(seq).await?;
+        Ok(renewed)
+    }
+
+    /// Waits up to `max` for a waiting ticket to end (granted, timed out or cancelled),
+    /// and until that end is durable. Returns at once when it is not waiting.
+    pub async fn await_ticket(&self, id: TicketId, max: Duration) {
+        let rx = {
+            let mut st = self.lock();
+            if st.ledger.ticket(id).is_none() {
+                return;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            st.waiters.entry(id.0).or_default().push(tx);
+            rx
+        };
+        if let Ok(Ok((seq, _))) = tokio::time::timeout(max, rx).await {
+            let _ = self.journal.durable(seq).await;
+        }
+    }
+
+    /// Every lease and waiting ticket that `provider`'s edge (or its reconciler) took.
+    pub fn provider_holds(&self, provider: &str) -> Vec<ProviderHold> {
+        let st = self.lock();
+        let mine = |meta: Option<&std::sync::Arc<str>>| meta_provider(meta.map(|m| &**m)).as_deref() == Some(provider);
+        let mut out: Vec<ProviderHold> = st
+            .ledger
+            .leases()
+            .filter(|l| mine(l.meta.as_ref()))
+            .filter_map(|l| {
+                Some(ProviderHold {
+                    key: l.key.as_deref()?.to_owned(),
+                    since: l.granted_at,
+                    lease: Some((l.id, l.expires_at)),
+                })
+            })
+            .collect();
+        out.extend(st.ledger.tickets().filter(|t| mine(t.meta.as_ref())).filter_map(|t| {
+            Some(ProviderHold { key: t.key.as_deref()?.to_owned(), since: t.enqueued_at, lease: None })
+        }));
+        out
+    }
+
+    /// Applies a reconciliation under one lock: ends the calls in `ended` (releasing
+    /// their leases, cancelling their tickets) and renews the leases of `renew`. Each is
+    /// checked again under the lock, so a webhook that got there first is not undone.
+    pub async fn repair(&self, ended: &[String], renew: &[String]) -> Result<Repaired, ApiError> {
+        let (out, seq) = self.apply(|st, now| {
+            let mut out = Repaired::default();
+            for key in ended {
+                if let Some(lease) = st.ledger.release_key(key, now) {
+                    out.released.push((key.clone(), lease));
+                } else if let Some(id) = st.ledger.ticket_by_key(key).map(|t| t.id) {
+                    if st.ledger.cancel(id, now) {
+                        out.cancelled.push((key.clone(), id));
+                    }
+                }
+            }
+            for key in renew {
+                if let Some(id) = st.ledger.lease_by_key(key).map(|l| l.id) {
+                    out.renewed += usize::from(st.ledger.renew(id, None, now).is_some());
+                }
+            }
+            out
+        });
+        self.journal.durable(seq).await?;
+        Ok(out)
+    }
+
+    /// Writes call records and callbacks durably; returns once they are on disk.
+    pub async fn record(&self, records: Vec<Record>) -> Result<(), ApiError> {
+        self.check_healthy()?;
+        let seq = self.journal.record(records);
+        self.journal.durable(seq).await?;
+        Ok(())
+    }
+
+    /// Booked callbacks, soonest due first.
+    pub fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, ApiError> {
+        Ok(self.journal.callbacks(query)?)
+    }
+
+    /// The most recently updated call records.
+    pub fn calls(&self, limit: usize) -> Result<Vec<CallRecord>, ApiError> {
+        Ok(self.journal.calls(limit)?)
+    }
+
+    /// One call record.
+    pub fn call_record(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, ApiError> {
+        Ok(self.journal.call(provider, call_id)?)
+    }
+}

@@ -1,0 +1,151 @@
+//! Inbound calls from provider webhooks, the part both edges share: which flow serves a
+//! call, what a caller's number is good for, booking callbacks and recording calls.
+//!
+//! The edges differ in what they can do with an overflow step (Vapi answers once, in
+//! JSON, and has no keypad; Twilio can play, record and gather keys), so each edge walks
+//! the flow's chain itself and skips the steps it cannot carry out; everything that
+//! touches state goes through here and the governor.
+
+use crate::edges::api::App;
+use crate::error::ApiError;
+use crate::providers::Providers;
+use callgate_config::{Config, FlowConfig, MenuConfig, Overflow};
+use callgate_store::{CallUpdate, NewCallback, Record};
+use serde_json::json;
+use std::sync::Arc;
+
+/// What a caller hears when no overflow step could be carried out.
+pub const DEFAULT_BUSY: &str = "All our lines are busy right now. Please call again later.";
+/// What a caller hears when a callback is booked without a message of its own.
+pub const DEFAULT_CALLBACK: &str =
+    "All our lines are busy right now. We will call you back at this number as soon as a line is free.";
+/// What a caller hears when this number serves no flow.
+pub const NOT_IN_SERVICE: &str = "Sorry, this number cannot take calls right now.";
+
+/// The configuration the edges need, with providers resolved.
+#[derive(Debug)]
+pub struct Inbound {
+    config: Arc<Config>,
+    /// Providers with their secrets.
+    pub providers: Providers,
+    top_class: String,
+}
+
+impl Inbound {
+    /// From a validated configuration.
+    pub fn new(config: Arc<Config>, providers: Providers) -> Self {
+        // Adopted calls are already on the line: nothing should stand ahead of them.
+        let top_class = config.classes.iter().max_by_key(|c| c.priority).map(|c| c.name.clone()).unwrap_or_default();
+        Inbound { config, providers, top_class }
+    }
+
+    /// The flow serving calls of `provider` to `number`.
+    pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<&FlowConfig> {
+        self.config.flow_for(provider, number)
+    }
+
+    /// The flow named `name`.
+    pub fn flow(&self, name: &str) -> Option<&FlowConfig> {
+        self.config.flow(name)
+    }
+
+    /// The menu named `name`.
+    pub fn menu(&self, name: &str) -> Option<&MenuConfig> {
+        self.config.menu(name)
+    }
+
+    /// The class with the highest priority (adopted calls run in it).
+    pub fn top_class(&self) -> &str {
+        &self.top_class
+    }
+}
+
+/// A provider call as a webhook describes it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The provider it came through.
+    pub provider: Arc<str>,
+    /// The provider's call id: the key of its lease or ticket.
+    pub id: String,
+    /// The caller's number, if the platform gave one.
+    pub from: Option<String>,
+    /// The number called.
+    pub to: Option<String>,
+}
+
+/// Provider call ids are short (Vapi: a UUID, Twilio: `CA` + 32 hex digits); 256 bytes
+/// is the ledger's limit for keys.
+pub const MAX_CALL_ID: usize = 256;
+
+/// Twilio's stand-ins for a withheld caller id (anonymous, restricted, unavailable,
+/// unknown): numbers that look real but reach nobody.
+const WITHHELD: [&str; 4] = ["+266696687", "+7378742833", "+2562533", "+86282452253"];
+
+impl Call {
+    /// The JSON kept with the call's lease or ticket: whose call it is, so that
+    /// reconciliation finds it after a restart.
+    pub fn meta(&self) -> String {
+        json!({ "provider": &*self.provider, "call_id": self.id, "from": self.from, "to": self.to }).to_string()
+    }
+
+    /// The caller's number if a callback can reach it: E.164, and not withheld.
+    pub fn callable(&self) -> Option<&str> {
+        let n = self.from.as_deref()?;
+        let digits = n.strip_prefix('+')?;
+        let e164 = (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        (e164 && !WITHHELD.contains(&n)).then_some(n)
+    }
+
+    /// A call record update carrying what the webhook said about the call.
+    pub fn update(&self, now: u64) -> CallUpdate {
+        CallUpdate {
+            provider: self.provider.to_string(),
+            call_id: self.id.clone(),
+            from_number: self.from.clone(),
+            to_number: self.to.clone(),
+            at: now,
+            ..CallUpdate::default()
+        }
+    }
+}
+
+/// Books a callback for `call` as `step` of `flow` says, durably, before the caller is
+/// told. `false` (and nothing booked) when the caller's number cannot be called back.
+pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Overflow) -> Result<bool, ApiError> {
+    let Some(number) = call.callable() else { return Ok(false) };
+    let now = app.governor.now_ms();
+    let after = step.after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let due = now.saturating_add(after);
+    let mut update = call.update(now);
+    update.flow = Some(flow.name.clone());
+    update.outcome = Some("overflow:callback".into());
+    app.governor
+        .record(vec![
+            Record::Callback(NewCallback {
+                provider: call.provider.to_string(),
+                call_id: call.id.clone(),
+                number: number.to_owned(),
+                flow: flow.name.clone(),
+                booked_at: now,
+                due_at: due,
+            }),
+            Record::Call(update),
+        ])
+        .await?;
+    app.metrics.edges.callback_booked(&flow.name);
+    app.live.publish_json(&json!({
+        "type": "callback_booked",
+        "at_ms": now,
+        "provider": &*call.provider,
+        "call_id": call.id,
+        "flow": flow.name,
+        "due_at_ms": due,
+    }));
+    tracing::info!(provider = %call.provider, call = %call.id, flow = %flow.name, due_at_ms = due, "Booked a callback");
+    Ok(true)
+}
+
+/// Records what a webhook taught about a call, durably.
+pub async fn record_call(app: &App, update: CallUpdate) -> Result<(), ApiError> {
+    app.governor.record(vec![Record::Call(update)]).await
+}

@@ -1,0 +1,889 @@
+//! Operating under load: adaptive caps, circuit breakers, alerts with automatic responses,
+//! and the figures the live page shows.
+//!
+//! [`Ops`] is owned by the governor, which consults it where a decision needs it (the
+//! breaker gate before an acquire, the adaptive cap after a sample, the runtime overflow
+//! of a flow in a 429 body). Everything it learns arrives one way: committed ledger events
+//! ([`Ops::observe`], like the metrics), samples reported through the API, and the clock.
+//! What it decides outside the ledger (a breaker opened, an alert fired) becomes an
+//! [`OpsEvent`] for the same consumers as ledger events: the metrics and `/v1/events`.
+//! Cap changes go through `Ledger::set_cap`, so they are ordinary `limit_changed` events.
+//!
+//! Module map: `adaptive` (per-pool caps), `breakers` (per-dependency breakers and the
+//! flows that depend on them), `alerts` (the `for`/hysteresis state machine and its
+//! runtime rules), `stats` (last-minute figures per pool and flow), `campaigns` (the hook
+//! to pause and resume campaigns), `events` and `metrics`.
+
+mod adaptive;
+pub mod alerts;
+mod breakers;
+pub mod campaigns;
+pub mod events;
+pub mod metrics;
+pub mod stats;
+
+pub use breakers::BreakerView;
+pub use campaigns::{CampaignControl, CampaignInfo};
+pub use events::OpsEvent;
+
+use crate::live::Live;
+use adaptive::AdaptiveCaps;
+use alerts::{AlertChange, AlertView, Condition, Rule, Undo, Watched};
+use breakers::{cause_text, Breakers, Down};
+use callgate_config::{AlertTarget, Config, Env, Overflow};
+use callgate_core::adaptive::{CapChange, Sample};
+use callgate_core::breaker::{BreakerState, Transition};
+use callgate_core::{Event, PoolUnits};
+use metrics::OpsMetrics;
+use serde::Serialize;
+use stats::{FiguresView, Stats};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// How long a notification may take before it counts as failed: long enough for a slow
+/// chat service, short enough that a dead one does not pile up requests.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A flow as the operating layer needs it.
+#[derive(Debug)]
+struct FlowInfo {
+    name: Arc<str>,
+    class: Arc<str>,
+    /// `(pool index, units)`.
+    pools: Vec<(usize, u32)>,
+    overflow: Vec<Overflow>,
+    fallback: Vec<Overflow>,
+}
+
+/// A flow's caller that may not pass: a dependency is down.
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    /// The open breaker.
+    pub dependency: Arc<str>,
+    /// The flow's fallback (else its overflow), first step, as JSON.
+    pub overflow: Option<serde_json::Value>,
+    /// When the breaker may let a probe through, from now (ms; at least 1 s).
+    pub retry_after_ms: u64,
+}
+
+/// A runtime overflow set by an alert, with the generation that set it.
+type Override = Option<(u64, Vec<Overflow>)>;
+
+/// The operating layer of one server.
+pub struct Ops {
+    pools: Vec<Arc<str>>,
+    flows: Vec<FlowInfo>,
+    adaptive: Mutex<AdaptiveCaps>,
+    breakers: Mutex<Breakers>,
+    stats: Mutex<Stats>,
+    rules: Mutex<Vec<Rule>>,
+    /// [flow] → the overflow an alert set.
+    overrides: Mutex<Vec<Override>>,
+    generation: AtomicU64,
+    /// [breaker] → campaigns it paused.
+    paused_by_breaker: Arc<Mutex<Vec<Vec<String>>>>,
+    campaigns: RwLock<Option<Arc<dyn CampaignControl>>>,
+    metrics: Arc<OpsMetrics>,
+    sink: Sink,
+    http: reqwest::Client,
+    /// One alert evaluation at a time (the ticker's and any explicit one), so actions of
+    /// one evaluation are done before the next looks at the alerts.
+    evaluating: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsView {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// Per pool.
+    pub pools: Vec<FiguresView>,
+    /// Per flow.
+    pub flows: Vec<FiguresView>,
+    /// The adaptive pools: `{ pool, algorithm, min, max, cap }`.
+    pub adaptive: Vec<serde_json::Value>,
+}
+
+impl Ops {
+    /// Nothing configured: no adaptive pool, no breaker, no alert (a governor built
+    /// without a configuration, in tests).
+    pub fn empty(pools: Vec<Arc<str>>, flows: Vec<Arc<str>>) -> Ops {
+        let np = pools.len();
+        let flows: Vec<FlowInfo> = flows
+            .into_iter()
+            .map(|name| FlowInfo {
+                name,
+                class: Arc::from(""),
+                pools: Vec::new(),
+                overflow: Vec::new(),
+                fallback: Vec::new(),
+            })
+            .collect();
+        let nf = flows.len();
+        let metrics = Arc::new(OpsMetrics::new(
+            pools.iter().map(|p| p.to_string()).collect(),
+            vec![false; np],
+            flows.iter().map(|f| f.name.to_string()).collect(),
+            Vec::new(),
+            Vec::new(),
+        ));
+        Ops {
+            sink: Sink { metrics: metrics.clone(), live: Live::default() },
+            metrics,
+            pools,
+            adaptive: Mutex::new(AdaptiveCaps::default()),
+            breakers: Mutex::new(Breakers::default()),
+            stats: Mutex::new(Stats::new(np, nf)),
+            rules: Mutex::new(Vec::new()),
+            overrides: Mutex::new(vec![None; nf]),
+            generation: AtomicU64::new(0),
+            paused_by_breaker: Arc::new(Mutex::new(Vec::new())),
+            campaigns: RwLock::new(None),
+            http: reqwest::Client::new(),
+            evaluating: tokio::sync::Mutex::new(()),
+            flows,
+        }
+    }
+
+    /// The operating layer a configuration describes. `limits` are the pools' current
+    /// limits (after a restore), in config order; `env` resolves notify `url_env`.
+    pub fn new(config: &Config, limits: &[u32], live: Live, env: &dyn Env) -> Result<Ops, String> {
+        let pools: Vec<Arc<str>> = config.pools.iter().map(|p| Arc::from(p.name.as_str())).collect();
+        let pool_index = |name: &str| config.pools.iter().position(|p| p.name == name);
+        let flows: Vec<FlowInfo> = config
+            .flows
+            .iter()
+            .map(|f| FlowInfo {
+                name: Arc::from(f.name.as_str()),
+                class: Arc::from(f.class.as_str()),
+                pools: f.pools.iter().filter_map(|fp| Some((pool_index(&fp.pool)?, fp.units))).collect(),
+                overflow: f.overflow.clone(),
+                fallback: f.fallback.clone(),
+            })
+            .collect();
+        let flow_index = |name: &str| config.flows.iter().position(|f| f.name == name);
+        let adaptive = AdaptiveCaps::new(
+            config
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.adaptive.clone(), limits.get(i).copied().unwrap_or(p.limit))),
+        );
+        let breakers =
+            Breakers::new(&config.breakers, config.flows.iter().map(|f| (f.name.as_str(), &f.depends_on[..])));
+        let campaign_flows: Vec<(String, Option<usize>)> =
+            config.campaigns.iter().map(|c| (c.name.clone(), flow_index(&c.flow))).collect();
+        let mut rules = Vec::new();
+        for a in &config.alerts {
+            let Some(target) = a.target() else { continue };
+            let watched = match &target {
+                AlertTarget::Pool(p) => pool_index(p).map(Watched::Pool),
+                AlertTarget::Flow(f) => {
+                    flow_index(f).map(|i| Watched::Flow(i, flows[i].pools.iter().map(|p| p.0).collect()))
+                }
+                AlertTarget::Campaign(c) => campaign_flows
+                    .iter()
+                    .find(|(n, _)| n == c)
+                    .and_then(|(_, f)| *f)
+                    .map(|i| Watched::Flow(i, flows[i].pools.iter().map(|p| p.0).collect())),
+            };
+            let mut urls = Vec::new();
+            for action in &a.actions {
+                urls.push(match (&action.url, &action.url_env) {
+                    (Some(u), _) => Some(u.clone()),
+                    (None, Some(var)) => Some(env.var(var).ok_or_else(|| {
+                        format!("alert `{}`: the environment variable `{var}` (notify url_env) is not set", a.name)
+                    })?),
+                    (None, None) => None,
+                });
+            }
+            rules.push(Rule {
+                name: Arc::from(a.name.as_str()),
+                config: a.clone(),
+                target,
+                watched,
+                condition: Condition::of(a),
+                urls,
+                state: Default::default(),
+                value: None,
+                undo: Vec::new(),
+            });
+        }
+        let metrics = Arc::new(OpsMetrics::new(
+            pools.iter().map(|p| p.to_string()).collect(),
+            (0..pools.len()).map(|p| adaptive.is_adaptive(p)).collect(),
+            flows.iter().map(|f| f.name.to_string()).collect(),
+            breakers.names(),
+            rules.iter().map(|r| r.name.to_string()).collect(),
+        ));
+        let nb = breakers.names().len();
+        Ok(Ops {
+            stats: Mutex::new(Stats::new(pools.len(), flows.len())),
+            overrides: Mutex::new(vec![None; flows.len()]),
+            pools,
+            adaptive: Mutex::new(adaptive),
+            breakers: Mutex::new(breakers),
+            rules: Mutex::new(rules),
+            generation: AtomicU64::new(0),
+            paused_by_breaker: Arc::new(Mutex::new(vec![Vec::new(); nb])),
+            campaigns: RwLock::new(None),
+            sink: Sink { metrics: metrics.clone(), live },
+            metrics,
+            http: reqwest::Client::builder().timeout(NOTIFY_TIMEOUT).build().map_err(|e| e.to_string())?,
+            evaluating: tokio::sync::Mutex::new(()),
+            flows,
+        })
+    }
+
+    /// Hands in the campaign dialer, so `pause_campaigns` and breakers can pause it.
+    pub fn set_campaigns(&self, control: Arc<dyn CampaignControl>) {
+        *self.campaigns.write().unwrap_or_else(|p| p.into_inner()) = Some(control);
+    }
+
+    fn campaign_control(&self) -> Option<Arc<dyn CampaignControl>> {
+        self.campaigns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends an ops event to its consumers.
+    pub fn emit(&self, e: OpsEvent) {
+        self.sink.emit(e);
+    }
+
+    /// Consumes committed ledger events (call this where the metrics consume them).
+    pub fn observe(&self, events: &[Event]) {
+        lock(&self.stats).observe(events);
+    }
+
+    /// The Prometheus text of the operating layer.
+    pub fn render_metrics(&self, out: &mut String) {
+        self.metrics.render(out);
+    }
+
+    // ----- adaptive ----------------------------------------------------------------
+
+    /// The cap the adaptive limit of pool `p` starts at, when it is below `limit`.
+    pub(crate) fn initial_cap(&self, p: usize, limit: u32) -> Option<u32> {
+        lock(&self.adaptive).cap(p).filter(|c| *c < limit)
+    }
+
+    /// Feeds a sample of pool `p`; the change to apply to the ledger, if the cap moved.
+    pub(crate) fn adaptive_sample(&self, p: usize, now: u64, sample: Sample) -> Option<CapChange> {
+        let mut a = lock(&self.adaptive);
+        if !a.is_adaptive(p) {
+            return None;
+        }
+        self.metrics.adaptive_sample(p, sample.dropped);
+        let change = a.on_sample(p, now, sample);
+        if let Some(c) = change {
+            self.metrics.cap_changed(p, c.to > c.from);
+            tracing::info!(pool = %self.pools[p], from = c.from, to = c.to, "Adaptive cap moved");
+        }
+        change
+    }
+
+    /// Pool `p`'s limit changed at runtime; the change to the cap, if any.
+    pub(crate) fn limit_changed(&self, p: usize, limit: u32, now: u64) -> Option<CapChange> {
+        let change = lock(&self.adaptive).on_limit(p, limit, now);
+        if let Some(c) = change {
+            self.metrics.cap_changed(p, c.to > c.from);
+        }
+        change
+    }
+
+    /// A provider refused a call of pool `p` for concurrency.
+    pub(crate) fn count_refusal(&self, p: usize) {
+        self.metrics.refusal(p);
+    }
+
+    // ----- breakers ------------------------------------------------------------------
+
+    /// The index of dependency `name`.
+    pub(crate) fn dependency(&self, name: &str) -> Option<usize> {
+        lock(&self.breakers).index(name)
+    }
+
+    /// The dependencies of flow `f`.
+    pub(crate) fn depends(&self, f: usize) -> Vec<usize> {
+        lock(&self.breakers).depends(f).to_vec()
+    }
+
+    /// Does a caller of flow `f` pass its breakers at `now`?
+    pub fn gate(&self, f: usize, now: u64) -> Result<(), Blocked> {
+        let (answer, transitions) = lock(&self.breakers).pass(f, now);
+        for (b, t) in transitions {
+            self.breaker_changed(b, t);
+        }
+        let Err(Down { breaker, until }) = answer else { return Ok(()) };
+        let dependency = lock(&self.breakers).name(breaker).clone();
+        let step = match self.flows.get(f).and_then(|fl| fl.fallback.first()) {
+            Some(s) => Some(s.clone()),
+            None => self.overflow_chain_of(f).into_iter().next(),
+        };
+        let overflow = step.and_then(|s| serde_json::to_value(s).ok());
+        let retry_after_ms = until.map_or(1_000, |u| u.saturating_sub(now)).max(1_000);
+        Err(Blocked { dependency, overflow, retry_after_ms })
+    }
+
+    /// A caller of flow `f` was answered with its fallback.
+    pub(crate) fn fallback_answered(&self, f: usize, dependency: &Arc<str>, now: u64) {
+        let flow = &self.flows[f];
+        let pools: Vec<PoolUnits> =
+            flow.pools.iter().map(|&(p, units)| PoolUnits { pool: callgate_core::PoolId(p as u32), units }).collect();
+        lock(&self.stats).fallback(f, &pools, now);
+        self.emit(OpsEvent::Fallback {
+            flow: flow.name.clone(),
+            dependency: dependency.clone(),
+            class: flow.class.clone(),
+            pools: flow.pools.iter().map(|&(p, u)| (self.pools[p].clone(), u)).collect(),
+            at: now,
+        });
+    }
+
+    /// Records an outcome of dependency `b`.
+    pub(crate) fn dependency_outcome(&self, b: usize, now: u64, ok: bool, latency_ms: Option<f64>) {
+        self.metrics.dependency_call(b, ok, latency_ms);
+        let t = lock(&self.breakers).record(b, now, ok, latency_ms.map(|l| l.round() as u64));
+        if let Some(t) = t {
+            self.breaker_changed(b, t);
+        }
+    }
+
+    /// Applies what time changes (breakers turning half-open).
+    pub fn advance(&self, now: u64) {
+        let transitions = lock(&self.breakers).advance(now);
+        for (b, t) in transitions {
+            self.breaker_changed(b, t);
+        }
+        lock(&self.stats).prune(now);
+    }
+
+    fn breaker_changed(&self, b: usize, t: Transition) {
+        let name = lock(&self.breakers).name(b).clone();
+        let until_ms = match t.to {
+            BreakerState::Open { until } => Some(until),
+            _ => None,
+        };
+        let cause = cause_text(&t.cause);
+        match t.to {
+            BreakerState::Open { .. } => tracing::warn!(breaker = %name, cause = %cause, "Breaker opened"),
+            _ => tracing::info!(breaker = %name, state = t.to.as_str(), cause = %cause, "Breaker changed"),
+        }
+        self.emit(OpsEvent::BreakerChanged {
+            breaker: name.clone(),
+            from: t.from.as_str(),
+            to: t.to.as_str(),
+            cause,
+            until_ms,
+            at: t.at,
+        });
+        self.campaigns_follow_breaker(b, &name, t.from, t.to);
+    }
+
+    /// Campaigns whose flow depends on a breaker pause when it opens from closed and
+    /// resume when it closes (half-open keeps them paused: a probe round is for callers).
+    fn campaigns_follow_breaker(&self, b: usize, name: &Arc<str>, from: BreakerState, to: BreakerState) {
+        let opened = matches!((from, to), (BreakerState::Closed, BreakerState::Open { .. }));
+        let closed = matches!(to, BreakerState::Closed);
+        if !opened && !closed {
+            return;
+        }
+        let Some(control) = self.campaign_control() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let flows: Vec<Arc<str>> = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(f, _)| self.depends(*f).contains(&b))
+            .map(|(_, fl)| fl.name.clone())
+            .collect();
+        let reason = format!("breaker `{name}` {}", if opened { "opened" } else { "closed" });
+        let paused = self.paused_by_breaker.clone();
+        runtime.spawn(async move {
+            if opened {
+                for c in control.campaigns().await {
+                    if c.running && flows.iter().any(|f| **f == c.flow) && control.pause(&c.name, &reason).await {
+                        tracing::info!(campaign = %c.name, reason = %reason, "Campaign paused");
+                        if let Some(list) = lock(&paused).get_mut(b) {
+                            list.push(c.name);
+                        }
+                    }
+                }
+            } else {
+                let names = lock(&paused).get_mut(b).map(std::mem::take).unwrap_or_default();
+                for c in names {
+                    if control.resume(&c, &reason).await {
+                        tracing::info!(campaign = %c, reason = %reason, "Campaign resumed");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Every breaker's state.
+    pub fn breakers(&self, now: u64) -> Vec<BreakerView> {
+        lock(&self.breakers).views(now)
+    }
+
+    /// Whether any dependency of flow `f` is open at `now`.
+    pub fn dependency_down(&self, f: usize, now: u64) -> bool {
+        let b = lock(&self.breakers);
+        b.depends(f).iter().any(|&d| b.is_open(d, now))
+    }
+
+    // ----- overflow ------------------------------------------------------------------
+
+    /// The overflow an alert set for flow `f`, first step, as JSON.
+    pub(crate) fn overflow_json(&self, f: usize) -> Option<serde_json::Value> {
+        let o = lock(&self.overrides);
+        o.get(f)?.as_ref()?.1.first().and_then(|s| serde_json::to_value(s).ok())
+    }
+
+    fn overflow_chain_of(&self, f: usize) -> Vec<Overflow> {
+        match lock(&self.overrides).get(f).cloned().flatten() {
+            Some((_, chain)) => chain,
+            None => self.flows.get(f).map(|fl| fl.overflow.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The overflow chain that applies to flow `f`'s rejected callers now: its fallback
+    /// while a dependency is down, else an alert's `set_overflow`, else the configured
+    /// one. Provider edges walk this instead of the configured chain.
+    pub fn overflow_chain(&self, f: usize, now: u64) -> Vec<Overflow> {
+        if self.dependency_down(f, now) {
+            if let Some(fl) = self.flows.get(f).filter(|fl| !fl.fallback.is_empty()) {
+                return fl.fallback.clone();
+            }
+        }
+        self.overflow_chain_of(f)
+    }
+
+    fn set_override(&self, f: usize, chain: Vec<Overflow>) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(slot) = lock(&self.overrides).get_mut(f) {
+            *slot = Some((generation, chain));
+        }
+        generation
+    }
+
+    fn clear_override(&self, f: usize, generation: u64) -> bool {
+        let mut o = lock(&self.overrides);
+        match o.get_mut(f) {
+            Some(slot) if slot.as_ref().is_some_and(|(g, _)| *g == generation) => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    // ----- samples and figures ---------------------------------------------------------
+
+    /// A reported latency and/or outcome, for stats and metrics.
+    pub(crate) fn sampled(
+        &self,
+        pools: &[usize],
+        flow: Option<usize>,
+        now: u64,
+        latency_ms: Option<f64>,
+        ok: Option<bool>,
+    ) {
+        if let Some(ms) = latency_ms {
+            for &p in pools {
+                self.metrics.pool_latency(p, ms);
+            }
+        }
+        lock(&self.stats).sample(pools, flow, now, latency_ms, ok);
+    }
+
+    /// The pools and units of flow `f`.
+    pub(crate) fn flow_pools(&self, f: usize) -> Vec<(usize, u32)> {
+        self.flows.get(f).map(|fl| fl.pools.clone()).unwrap_or_default()
+    }
+
+    /// Last-minute figures of every pool and flow.
+    pub fn stats(&self, now: u64) -> StatsView {
+        let flows: Vec<Arc<str>> = self.flows.iter().map(|f| f.name.clone()).collect();
+        let (pools, flows) = lock(&self.stats).views(&self.pools, &flows, now);
+        let a = lock(&self.adaptive);
+        let adaptive = (0..self.pools.len())
+            .filter_map(|p| {
+                let (algorithm, min, max) = a.describe(p)?;
+                Some(serde_json::json!({
+                    "pool": self.pools[p], "algorithm": algorithm, "min": min, "max": max, "cap": a.cap(p),
+                }))
+            })
+            .collect();
+        StatsView { at_ms: now, pools, flows, adaptive }
+    }
+
+    // ----- alerts ----------------------------------------------------------------------
+
+    /// Whether any alert is configured.
+    pub(crate) fn has_alerts(&self) -> bool {
+        !lock(&self.rules).is_empty()
+    }
+
+    /// Every alert's state.
+    pub fn alerts(&self) -> Vec<AlertView> {
+        lock(&self.rules).iter().map(Rule::view).collect()
+    }
+
+    fn value(&self, rule: &Rule, gauges: &Gauges, stats: &Stats, now: u64) -> Option<f64> {
+        use callgate_config::AlertMetric as M;
+        use stats::Figure;
+        let watched = rule.watched.as_ref()?;
+        let utilization = |p: usize| {
+            let &(used, cap, waiting) = gauges.pools.get(p)?;
+            Some(if cap == 0 {
+                // Nothing may be admitted: full if anyone holds or wants a unit.
+                if used > 0 || waiting > 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                used as f64 / f64::from(cap)
+            })
+        };
+        let figure = |fig: Figure| match watched {
+            Watched::Pool(p) => stats.figure(true, *p, fig, now),
+            Watched::Flow(f, _) => stats.figure(false, *f, fig, now),
+        };
+        match rule.config.metric {
+            M::Utilization => match watched {
+                Watched::Pool(p) => utilization(*p),
+                Watched::Flow(_, pools) => pools.iter().filter_map(|p| utilization(*p)).reduce(f64::max),
+            },
+            M::Waiting => match watched {
+                Watched::Pool(p) => gauges.pools.get(*p).map(|g| f64::from(g.2)),
+                Watched::Flow(f, _) => gauges.flow_waiting.get(*f).map(|w| f64::from(*w)),
+            },
+            M::P95Wait => figure(Figure::P95Wait),
+            M::P95Latency => figure(Figure::P95Latency),
+            M::ErrorRate => figure(Figure::ErrorRate),
+            M::RejectionsPerMinute => figure(Figure::RejectionsPerMinute),
+        }
+    }
+
+    /// Held for one evaluation and its actions.
+    pub(crate) async fn evaluation(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.evaluating.lock().await
+    }
+
+    /// Evaluates every alert at `now` against `gauges`; the alerts that fired or
+    /// resolved, with the value that decided it.
+    pub(crate) fn step_alerts(&self, now: u64, gauges: &Gauges) -> Vec<(usize, AlertChange, Option<f64>)> {
+        let stats = lock(&self.stats);
+        let mut rules = lock(&self.rules);
+        let mut out = Vec::new();
+        for (i, rule) in rules.iter_mut().enumerate() {
+            let value = self.value(rule, gauges, &stats, now);
+            rule.value = value;
+            self.metrics.alert_value(i, value);
+            if let Some(change) = rule.state.step(&rule.condition, now, value) {
+                out.push((i, change, value));
+            }
+        }
+        out
+    }
+
+    /// Carries out what an alert's change calls for: the event, the notifications, the
+    /// actions when it fired, their undo when it resolved (with `undo = true`).
+    pub(crate) async fn act(
+        &self,
+        governor: &crate::governor::Governor,
+        i: usize,
+        change: AlertChange,
+        value: Option<f64>,
+        now: u64,
+    ) {
+        let firing = change == AlertChange::Fired;
+        let (name, actions, urls, undo_wanted, text, event) = {
+            let rules = lock(&self.rules);
+            let r = &rules[i];
+            let event = OpsEvent::Alert {
+                alert: r.name.clone(),
+                firing,
+                target_kind: r.target.kind(),
+                target: Arc::from(r.target.name()),
+                metric: r.config.metric.as_str(),
+                value,
+                threshold: r.condition.threshold,
+                at: now,
+            };
+            (
+                r.name.clone(),
+                r.config.actions.clone(),
+                r.urls.clone(),
+                r.config.undo,
+                alerts::notify_text(r, firing, value),
+                event,
+            )
+        };
+        if firing {
+            tracing::warn!(alert = %name, value = ?value, "Alert fired");
+        } else {
+            tracing::info!(alert = %name, value = ?value, "Alert resolved");
+        }
+        // The event's JSON, with Slack's `text` and a plain `state`.
+        let mut payload = event.to_json();
+        payload["text"] = serde_json::Value::String(text);
+        payload["state"] = serde_json::Value::String(if firing { "firing" } else { "resolved" }.into());
+        self.emit(event);
+        for (k, action) in actions.iter().enumerate() {
+            if action.action == callgate_config::AlertActionKind::Notify {
+                if let Some(url) = urls.get(k).cloned().flatten() {
+                    self.notify(name.clone(), url, payload.clone(), !firing, now);
+                }
+            }
+        }
+        if firing {
+            let mut undo = Vec::new();
+            for action in &actions {
+                if let Some(u) = self.run_action(governor, &name, action, now).await {
+                    undo.push(u);
+                }
+            }
+            if let Some(r) = lock(&self.rules).get_mut(i) {
+                r.undo = undo;
+            }
+        } else {
+            let undo = lock(&self.rules).get_mut(i).map(|r| std::mem::take(&mut r.undo)).unwrap_or_default();
+            if undo_wanted {
+                for u in undo.into_iter().rev() {
+                    self.run_undo(governor, &name, u, now).await;
+                }
+            }
+        }
+    }
+
+    /// Posts the alert's JSON (with a Slack-style `text`) in the background; the outcome
+    /// becomes an `alert_action` event and a metric.
+    fn notify(&self, alert: Arc<str>, url: String, payload: serde_json::Value, resolved: bool, now: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let http = self.http.clone();
+        let sink = self.sink.clone();
+        let span = tracing::info_span!("webhook", direction = "outbound", kind = "notify", alert = %alert);
+        runtime.spawn(tracing::Instrument::instrument(
+            async move {
+                let result = match http.post(&url).json(&payload).send().await {
+                    Ok(r) if r.status().is_success() => Ok(format!("posted ({})", r.status().as_u16())),
+                    Ok(r) => Err(format!("the webhook answered {}", r.status().as_u16())),
+                    Err(e) => Err(format!("cannot post: {}", without_url(&e))),
+                };
+                sink.action_done(&alert, "notify", resolved, result, now);
+            },
+            span,
+        ));
+    }
+
+    /// Runs one action of a firing alert; what undoes it, if anything.
+    async fn run_action(
+        &self,
+        governor: &crate::governor::Governor,
+        alert: &Arc<str>,
+        action: &callgate_config::AlertAction,
+        now: u64,
+    ) -> Option<Undo> {
+        use callgate_config::AlertActionKind as K;
+        match action.action {
+            K::Notify => None,
+            K::SetOverflow => {
+                let flow = action.flow.as_deref().unwrap_or_default();
+                let Some(f) = self.flows.iter().position(|fl| &*fl.name == flow) else {
+                    self.sink.action_done(alert, "set_overflow", false, Err(format!("no flow `{flow}`")), now);
+                    return None;
+                };
+                let generation = self.set_override(f, action.overflow.clone());
+                let first = action.overflow.first().map_or("none", |o| o.action.as_str());
+                self.sink.action_done(
+                    alert,
+                    "set_overflow",
+                    false,
+                    Ok(format!("flow `{flow}` overflows to {first}")),
+                    now,
+                );
+                Some(Undo::Overflow { flow: f, generation })
+            }
+            K::SetLimit => {
+                let pool = action.pool.clone().unwrap_or_default();
+                let limit = action.limit.unwrap_or_default();
+                let before = match governor.pool(&pool) {
+                    Ok(p) => p.limit,
+                    Err(e) => {
+                        self.sink.action_done(alert, "set_limit", false, Err(e.message), now);
+                        return None;
+                    }
+                };
+                match governor.set_limit(&pool, limit).await {
+                    Ok(_) => {
+                        self.sink.action_done(
+                            alert,
+                            "set_limit",
+                            false,
+                            Ok(format!("pool `{pool}` limit {before} → {limit}")),
+                            now,
+                        );
+                        Some(Undo::Limit { pool, before, set: limit })
+                    }
+                    Err(e) => {
+                        self.sink.action_done(alert, "set_limit", false, Err(e.message), now);
+                        None
+                    }
+                }
+            }
+            K::PauseCampaigns => {
+                let below = action.below_priority.unwrap_or(i32::MIN);
+                let Some(control) = self.campaign_control() else {
+                    self.sink.action_done(alert, "pause_campaigns", false, Ok("no campaigns to pause".into()), now);
+                    return None;
+                };
+                let reason = format!("alert `{alert}` fired");
+                let mut paused = Vec::new();
+                for c in control.campaigns().await {
+                    if c.running && c.priority < below && control.pause(&c.name, &reason).await {
+                        paused.push(c.name);
+                    }
+                }
+                let detail = if paused.is_empty() {
+                    format!("no running campaign below priority {below}")
+                } else {
+                    format!("paused {}", paused.join(", "))
+                };
+                self.sink.action_done(alert, "pause_campaigns", false, Ok(detail), now);
+                (!paused.is_empty()).then_some(Undo::Resume(paused))
+            }
+        }
+    }
+
+    /// Puts back what a firing alert changed, unless someone changed it since.
+    async fn run_undo(&self, governor: &crate::governor::Governor, alert: &Arc<str>, undo: Undo, now: u64) {
+        match undo {
+            Undo::Overflow { flow, generation } => {
+                let name = self.flows[flow].name.clone();
+                let result = if self.clear_override(flow, generation) {
+                    Ok(format!("flow `{name}` overflow restored"))
+                } else {
+                    Ok(format!("flow `{name}` overflow was changed since; left as it is"))
+                };
+                self.sink.action_done(alert, "set_overflow", true, result, now);
+            }
+            Undo::Limit { pool, before, set } => {
+                let result = match governor.pool(&pool) {
+                    Ok(p) if p.limit != set => {
+                        Ok(format!("pool `{pool}` limit was changed since (now {}); left as it is", p.limit))
+                    }
+                    Ok(_) => match governor.set_limit(&pool, before).await {
+                        Ok(_) => Ok(format!("pool `{pool}` limit {set} → {before}")),
+                        Err(e) => Err(e.message),
+                    },
+                    Err(e) => Err(e.message),
+                };
+                self.sink.action_done(alert, "set_limit", true, result, now);
+            }
+            Undo::Resume(names) => {
+                let Some(control) = self.campaign_control() else { return };
+                let reason = format!("alert `{alert}` resolved");
+                let mut resumed = Vec::new();
+                for c in &names {
+                    if control.resume(c, &reason).await {
+                        resumed.push(c.clone());
+                    }
+                }
+                self.sink.action_done(
+                    alert,
+                    "pause_campaigns",
+                    true,
+                    Ok(format!("resumed {}", resumed.join(", "))),
+                    now,
+                );
+            }
+        }
+    }
+}
+
+/// Where ops events go: the metrics and the live stream. Cloned into background tasks.
+#[derive(Clone, Debug)]
+struct Sink {
+    metrics: Arc<OpsMetrics>,
+    live: Live,
+}
+
+impl Sink {
+    fn emit(&self, e: OpsEvent) {
+        self.metrics.observe(&e);
+        self.live.publish_json(&e.to_json());
+    }
+
+    fn action_done(
+        &self,
+        alert: &Arc<str>,
+        action: &'static str,
+        undo: bool,
+        result: Result<String, String>,
+        now: u64,
+    ) {
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|e| e);
+        if ok {
+            tracing::info!(alert = %alert, action, undo, detail = %detail, "Alert action done");
+        } else {
+            tracing::warn!(alert = %alert, action, undo, detail = %detail, "Alert action failed");
+        }
+        self.emit(OpsEvent::AlertAction { alert: alert.clone(), action, undo, ok, detail, at: now });
+    }
+}
+
+/// A reqwest error without the URL (a notify URL is a secret).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(url) = e.url() {
+        s = s.replace(url.as_str(), "<url>");
+    }
+    s
+}
+
+/// What the alerts read from the ledger (through the governor) at one evaluation.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Gauges {
+    /// [pool] → (used, cap, waiting).
+    pub(crate) pools: Vec<(u64, u32, u32)>,
+    /// [flow] → callers waiting.
+    pub(crate) flow_waiting: Vec<u32>,
+}
+
+/// How often breakers look at the clock (an open breaker turns half-open within this of
+/// its `open_for`).
+const TICK: Duration = Duration::from_millis(250);
+/// How often alerts are evaluated: their `for` is counted in whole evaluations, and no
+/// alert needs a finer grain than a second.
+const EVALUATE_EVERY: u32 = 4;
+
+/// Starts the operating layer's clock: breakers every 250 ms, alerts every second.
+pub fn spawn_ticker(app: Arc<crate::edges::api::App>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut until_evaluation: u32 = 0;
+        loop {
+            every.tick().await;
+            app.governor.ops_tick();
+            if until_evaluation == 0 {
+                app.governor.evaluate_alerts().await;
+                until_evaluation = EVALUATE_EVERY;
+            }
+            until_evaluation -= 1;
+        }
+    })
+}

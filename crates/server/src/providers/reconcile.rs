@@ -1,0 +1,279 @@
+//! Ghost calls: every `reconcile_every`, list the platform's calls and make callgate's
+//! count match.
+//!
+//! - A lease (or waiting ticket) of this provider whose call the platform shows as ended
+//!   is released ("reconciled"); so is one whose call is missing from a complete listing
+//!   of live calls, once it is older than one period (a call admitted a moment ago may not
+//!   be listed yet). A listing that was cut short releases only affirmatively ended calls.
+//! - A lease whose call is live and that would expire within three periods is renewed:
+//!   the platform's word is the call's heartbeat.
+//! - A live call callgate holds nothing for is "adopted" (takes a lease in the provider's
+//!   pool, in the highest class, so it counts) once it has been seen unknown in two
+//!   listings in a row, so a call whose webhook is on its way is not counted twice. When
+//!   the pool is full the call is logged and counted next time.
+//!
+//! Only leases and tickets whose metadata names this provider are considered: other
+//! clients' leases in the same pool are none of the platform's business.
+
+use super::twilio::TwilioClient;
+use super::vapi::VapiClient;
+use super::{Credentials, PlatformState, Provider};
+use crate::edges::api::App;
+use crate::governor::{AcquireRequest, Answer, Target};
+use callgate_store::{CallUpdate, Record};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// How far back a Vapi listing looks when no lease is older: calls longer than an hour
+/// that callgate never saw are rare (Vapi's default maximum call is ten minutes).
+const VAPI_WINDOW_MS: u64 = 3600 * 1000;
+/// Clock skew allowed between callgate and the platform.
+const SKEW_MS: u64 = 5 * 60 * 1000;
+/// A live call's lease is renewed when it would expire within this many periods.
+const RENEW_WITHIN_PERIODS: u64 = 3;
+
+enum Source {
+    Vapi(VapiClient),
+    Twilio(TwilioClient),
+}
+
+/// One provider's reconciliation.
+pub struct Reconciler {
+    app: Arc<App>,
+    provider: Arc<Provider>,
+    source: Source,
+    /// Live calls seen unknown in the last listing (adopted if seen again).
+    unknown: HashSet<String>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("provider", &self.provider.name).finish_non_exhaustive()
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Leases released.
+    pub released: usize,
+    /// Tickets cancelled.
+    pub cancelled: usize,
+    /// Leases renewed.
+    pub renewed: usize,
+    /// Calls adopted.
+    pub adopted: usize,
+}
+
+impl Reconciler {
+    /// A reconciler, or `None` when the provider has no API credentials (a Vapi provider
+    /// without `api_key`).
+    pub fn new(app: Arc<App>, provider: Arc<Provider>) -> Option<Reconciler> {
+        let source = match &provider.credentials {
+            Credentials::Vapi { api_key: Some(key), .. } => {
+                Source::Vapi(VapiClient::new(&provider.base_url, key.expose()))
+            }
+            Credentials::Vapi { api_key: None, .. } => return None,
+            Credentials::Twilio { account_sid, auth_token, .. } => {
+                Source::Twilio(TwilioClient::new(&provider.base_url, account_sid, auth_token.expose()))
+            }
+        };
+        Some(Reconciler { app, provider, source, unknown: HashSet::new() })
+    }
+
+    /// Runs a pass every `reconcile_every`, the first one period after the start.
+    pub fn spawn(mut self) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(self.provider.reconcile_every);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                self.pass().await;
+            }
+        })
+    }
+
+    /// One comparison with the platform. A failed listing changes nothing.
+    pub async fn pass(&mut self) -> Pass {
+        let (app, provider) = (&self.app, &self.provider);
+        let governor = &app.governor;
+        let started = governor.now_ms();
+        let clock = tokio::time::Instant::now();
+        let holds = governor.provider_holds(&provider.name);
+        let listing = match &self.source {
+            Source::Vapi(client) => {
+                let oldest = holds.iter().map(|h| h.since).min().unwrap_or(started);
+                let since = oldest.min(started.saturating_sub(VAPI_WINDOW_MS)).saturating_sub(SKEW_MS);
+                client.calls_since(since).await
+            }
+            Source::Twilio(client) => {
+                let inbound = &app.inbound;
+                let name = &provider.name;
+                client.live_calls(|to| inbound.flow_for(name, Some(to)).is_some()).await
+            }
+        };
+        let live_count =
+            listing.as_ref().ok().map(|l| l.calls.iter().filter(|c| c.state == PlatformState::Live).count());
+        app.metrics.edges.provider_request(
+            &provider.name,
+            listing.is_ok(),
+            clock.elapsed().as_secs_f64(),
+            live_count.map(|n| n as u64),
+        );
+        let listing = match listing {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(provider = %provider.name, error = %e, "Cannot list the platform's calls; nothing reconciled");
+                return Pass::default();
+            }
+        };
+        let period = u64::try_from(provider.reconcile_every.as_millis()).unwrap_or(u64::MAX);
+        let by_id: HashMap<&str, PlatformState> = listing.calls.iter().map(|c| (c.id.as_str(), c.state)).collect();
+        let (mut ended, mut renew) = (Vec::new(), Vec::new());
+        for h in &holds {
+            match by_id.get(h.key.as_str()) {
+                Some(PlatformState::Ended) => ended.push(h.key.clone()),
+                Some(PlatformState::Live)
+                    if h.lease.is_some_and(|(_, expires)| {
+                        expires <= started.saturating_add(RENEW_WITHIN_PERIODS.saturating_mul(period))
+                    }) =>
+                {
+                    renew.push(h.key.clone());
+                }
+                Some(PlatformState::Live | PlatformState::Pending) => {}
+                None if listing.complete && h.since.saturating_add(period) <= started => ended.push(h.key.clone()),
+                None => {}
+            }
+        }
+        let mut pass = Pass::default();
+        if !ended.is_empty() || !renew.is_empty() {
+            match governor.repair(&ended, &renew).await {
+                Ok(repaired) => {
+                    pass.released = repaired.released.len();
+                    pass.cancelled = repaired.cancelled.len();
+                    pass.renewed = repaired.renewed;
+                    app.metrics.edges.reconciled(&provider.name, pass.released as u64, pass.cancelled as u64);
+                    let leases: Vec<(&str, String)> =
+                        repaired.released.iter().map(|(k, l)| (k.as_str(), l.to_string())).collect();
+                    let tickets: Vec<(&str, String)> =
+                        repaired.cancelled.iter().map(|(k, t)| (k.as_str(), t.to_string())).collect();
+                    self.reconciled(&leases, "lease").await;
+                    self.reconciled(&tickets, "ticket").await;
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %provider.name, error = %e.message, "Cannot apply a reconciliation")
+                }
+            }
+        }
+        if provider.adopt {
+            pass.adopted = self.adopt(&listing.calls).await;
+        }
+        if pass != Pass::default() {
+            tracing::info!(provider = %self.provider.name, released = pass.released, cancelled = pass.cancelled,
+                renewed = pass.renewed, adopted = pass.adopted, "Reconciled with the platform");
+        }
+        pass
+    }
+
+    /// Records and announces calls found over.
+    async fn reconciled(&self, ended: &[(&str, String)], what: &str) {
+        if ended.is_empty() {
+            return;
+        }
+        let now = self.app.governor.now_ms();
+        let records = ended
+            .iter()
+            .map(|(call, _)| {
+                Record::Call(CallUpdate {
+                    provider: self.provider.name.to_string(),
+                    call_id: (*call).to_owned(),
+                    ended_at: Some(now),
+                    ended_reason: Some("callgate-reconciled".into()),
+                    at: now,
+                    ..CallUpdate::default()
+                })
+            })
+            .collect();
+        if let Err(e) = self.app.governor.record(records).await {
+            tracing::warn!(provider = %self.provider.name, error = %e.message, "Cannot record reconciled calls");
+        }
+        for (call, id) in ended {
+            tracing::info!(provider = %self.provider.name, call, what, id = %id, "Released a ghost call: the platform says it is over");
+            self.app.live.publish_json(&json!({
+                "type": "reconciled", "at_ms": now, "provider": &*self.provider.name, "call_id": call, what: id,
+            }));
+        }
+    }
+
+    /// Counts live calls callgate did not know (seen unknown twice in a row).
+    async fn adopt(&mut self, calls: &[super::PlatformCall]) -> usize {
+        let governor = &self.app.governor;
+        let known = |id: &str| governor.hold(id).is_some();
+        let unknown: HashSet<String> = calls
+            .iter()
+            .filter(|c| c.state == PlatformState::Live && c.adoptable)
+            .filter(|c| !known(&c.id) && !c.alias.as_deref().is_some_and(known))
+            .map(|c| c.id.clone())
+            .collect();
+        let mut adopted = 0;
+        let mut still_unknown = HashSet::new();
+        for id in unknown {
+            if !self.unknown.contains(&id) {
+                still_unknown.insert(id);
+                continue;
+            }
+            let meta = json!({ "provider": &*self.provider.name, "call_id": id, "adopted": true }).to_string();
+            let answer = governor
+                .acquire(AcquireRequest {
+                    target: Target::Pools {
+                        pools: vec![(self.provider.pool.to_string(), 1)],
+                        class: self.app.inbound.top_class().to_owned(),
+                    },
+                    key: Some(id.clone()),
+                    ttl_ms: None,
+                    max_wait_ms: Some(0),
+                    wait_ms: 0,
+                    meta: Some(meta),
+                })
+                .await;
+            match answer {
+                Ok(Answer::Granted(lease)) => {
+                    adopted += 1;
+                    let now = governor.now_ms();
+                    let record = Record::Call(CallUpdate {
+                        provider: self.provider.name.to_string(),
+                        call_id: id.clone(),
+                        outcome: Some("adopted".into()),
+                        started_at: Some(now),
+                        at: now,
+                        ..CallUpdate::default()
+                    });
+                    if let Err(e) = governor.record(vec![record]).await {
+                        tracing::warn!(error = %e.message, "Cannot record an adopted call");
+                    }
+                    tracing::info!(provider = %self.provider.name, call = %id, lease = %lease.id, "Adopted a live call callgate did not know");
+                    self.app.live.publish_json(&json!({
+                        "type": "adopted", "at_ms": now, "provider": &*self.provider.name, "call_id": id, "lease": lease.id,
+                    }));
+                }
+                Ok(_) => {
+                    tracing::warn!(provider = %self.provider.name, call = %id, pool = %self.provider.pool,
+                        "A live call callgate did not know cannot be counted: the pool is full");
+                    still_unknown.insert(id);
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %self.provider.name, call = %id, error = %e.message, "Cannot adopt a call");
+                    still_unknown.insert(id);
+                }
+            }
+        }
+        self.unknown = still_unknown;
+        if adopted > 0 {
+            self.app.metrics.edges.adopted(&self.provider.name, adopted as u64);
+        }
+        adopted
+    }
+}

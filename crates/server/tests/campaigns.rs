@@ -1,0 +1,713 @@
+//! Outbound campaigns against a real server, a real journal and lead store, and a fake
+//! Vapi account: the budget holds (inbound's reserve, the account's limit), calls happen
+//! only at lawful hours in the lead's zone, retries follow the policy, a refusal loses no
+//! lead, sharded accounts carry on, callbacks go first, imports report their rows.
+
+mod support;
+#[path = "support/vapi_dialer.rs"]
+mod vapi_dialer;
+
+use callgate_server::campaign::dial::vapi::call_state;
+use callgate_server::campaign::{BookedCallback, CallbackBook, ProviderUpdate};
+use callgate_server::clock::Clock;
+use callgate_server::{ServeOptions, Server};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::config;
+use vapi_dialer::FakeVapi;
+
+/// A server on port 0 with its own data, an in-process handle, and a JSON client.
+struct Cg {
+    base: String,
+    server: Option<Server>,
+    dir: tempfile::TempDir,
+    toml: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Cg {
+    async fn start(toml: &str) -> Cg {
+        Cg::start_in(toml, tempfile::tempdir().unwrap(), None).await
+    }
+
+    async fn start_in(toml: &str, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Cg {
+        let opts = ServeOptions {
+            config: config(toml),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        let server = match clock {
+            Some(c) => Server::start_with_clock(opts, c).await,
+            None => Server::start(opts).await,
+        }
+        .expect("server starts");
+        Cg {
+            base: format!("http://{}", server.addr),
+            server: Some(server),
+            dir,
+            toml: toml.into(),
+            client: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    async fn restart(mut self) -> Cg {
+        self.server.take().unwrap().stop().await;
+        let toml = self.toml.clone();
+        Cg::start_in(&toml, self.dir, None).await
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    async fn post_csv(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        self.send(
+            self.client.post(format!("{}{path}", self.base)).header("content-type", "text/csv").body(body.to_string()),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn campaign(&self, name: &str) -> Value {
+        let (s, v) = self.get(&format!("/v1/campaigns/{name}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Waits (up to `secs`) until the campaign has no lead left to dial or in a call.
+    async fn finished(&self, name: &str, secs: u64) -> Value {
+        for _ in 0..secs * 10 {
+            let v = self.campaign(name).await;
+            if v["finished"] == true {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("campaign `{name}` did not finish: {}", self.campaign(name).await);
+    }
+
+    /// Hands the fake's call ends to the dialer, as the Vapi webhook does.
+    fn wire_webhook(&self, fake: &FakeVapi, provider: &'static str) {
+        let campaigns = self.server().campaigns.clone();
+        fake.set_hook(Arc::new(move |call_id: String, attempt: Option<u64>, call: Value| {
+            let c = campaigns.clone();
+            tokio::spawn(async move {
+                c.provider_update(ProviderUpdate {
+                    provider: provider.into(),
+                    call_id,
+                    attempt,
+                    state: call_state(&call),
+                })
+                .await;
+            });
+        }));
+    }
+}
+
+impl Cg {
+    /// Sends the fake's call ends to callgate's Vapi webhook as end-of-call reports, the
+    /// way Vapi does.
+    fn wire_vapi_webhook(&self, fake: &FakeVapi, provider: &'static str) {
+        let (url, client) = (format!("{}/webhooks/vapi/{provider}", self.base), self.client.clone());
+        fake.set_hook(Arc::new(move |call_id: String, _attempt: Option<u64>, call: Value| {
+            let (url, client) = (url.clone(), client.clone());
+            tokio::spawn(async move {
+                let body = json!({ "message": {
+                    "type": "end-of-call-report",
+                    "call": { "id": call_id },
+                    "endedReason": call["endedReason"],
+                    "startedAt": call["startedAt"],
+                    "endedAt": call["endedAt"],
+                    "cost": call["cost"],
+                } });
+                let resp = client.post(url).header("x-vapi-secret", "test-secret").json(&body).send().await.unwrap();
+                assert!(resp.status().is_success(), "the webhook took the report: {}", resp.status());
+            });
+        }));
+    }
+}
+
+/// One account of 10 lines with 3 held back for inbound, a Vapi provider on the fake,
+/// inbound and outbound flows, and `campaign` (a `[[campaigns]]` body).
+fn account(fake: &str, campaign: &str) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "vapi"
+limit = 10
+reserve = {{ inbound = 3 }}
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+base_url = "{fake}"
+api_key = "test-key"
+webhook_secret = "test-secret"
+pool = "vapi"
+reconcile_every = "1s"
+adopt = false
+
+[[flows]]
+name = "inbound"
+pools = ["vapi"]
+class = "inbound"
+queue = {{ max_wait = "5s", max_len = 50 }}
+
+[[flows]]
+name = "outbound"
+pools = ["vapi"]
+class = "outbound"
+
+[[campaigns]]
+{campaign}
+"#
+    )
+}
+
+const ALL_DAY: &str = r#"window = { start = "00:00", end = "24:00" }"#;
+
+fn leads(n: usize, area: u32) -> Value {
+    let leads: Vec<Value> = (0..n)
+        .map(|i| json!({ "phone": format!("+1{area}{:03}{:04}", 200 + i / 10_000, i % 10_000), "score": (i % 7) as f64 }))
+        .collect();
+    json!({ "leads": leads })
+}
+
+async fn import(cg: &Cg, campaign: &str, body: Value) -> Value {
+    let (s, v) = cg.post(&format!("/v1/campaigns/{campaign}/leads"), body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_leads_never_take_the_inbound_reserve_nor_exceed_the_account() {
+    // Most calls are answered and short; some find busy lines, voicemail or failures and
+    // are retried once.
+    let fake = FakeVapi::start(10, |phone, n| {
+        let d = phone.as_bytes()[phone.len() - 1] - b'0';
+        let talk = Duration::from_millis(3 + u64::from(d));
+        match (d, n) {
+            (6, 1) => (Some("customer-busy"), Duration::from_millis(2)),
+            (8, _) => (Some("voicemail"), Duration::from_millis(2)),
+            (9, 1) => (Some("twilio-failed-to-connect-call"), Duration::from_millis(1)),
+            _ => (None, talk),
+        }
+    })
+    .await;
+    let campaign = format!(
+        r#"name = "big"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "asst_sales", phone_number_ids = ["pn_1", "pn_2"] }}
+calls_per_second = 1000
+{ALL_DAY}
+retry = {{ busy = "20ms", no_answer = "20ms", voicemail = "20ms", failed = "20ms", max_attempts = 2 }}
+"#
+    );
+    let cg = Cg::start(&account(&fake.url, &campaign)).await;
+    cg.wire_webhook(&fake, "vapi-main");
+    let report = import(&cg, "big", leads(2000, 212)).await;
+    assert_eq!(report["added"], 2000, "{report}");
+
+    // The governor's view, sampled continuously: outbound never holds more than 7 lines,
+    // nobody more than 10.
+    let done = Arc::new(AtomicBool::new(false));
+    let app = cg.server().app.clone();
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let (mut max_out, mut max_all, mut samples) = (0usize, 0usize, 0u64);
+            while !done.load(Ordering::Relaxed) {
+                let leases = app.governor.leases(Some("vapi")).unwrap();
+                max_out = max_out.max(leases.iter().filter(|l| &*l.class == "outbound").count());
+                max_all = max_all.max(leases.len());
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (max_out, max_all, samples)
+        })
+    };
+    // Simulated inbound callers: three lines of callers, each waiting for a line, talking
+    // briefly on the account, hanging up.
+    let inbound_calls = Arc::new(AtomicU64::new(0));
+    let mut callers = Vec::new();
+    for c in 0..3 {
+        let (base, client, fake, done, count) =
+            (cg.base.clone(), cg.client.clone(), fake.clone(), done.clone(), inbound_calls.clone());
+        callers.push(tokio::spawn(async move {
+            for n in 0.. {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let resp = client
+                    .post(format!("{base}/v1/acquire"))
+                    .json(&json!({ "flow": "inbound", "key": format!("in-{c}-{n}"), "wait_ms": 5000 }))
+                    .send()
+                    .await
+                    .unwrap();
+                if resp.status() != StatusCode::OK {
+                    continue;
+                }
+                let v: Value = resp.json().await.unwrap();
+                assert!(fake.inbound_start(), "an inbound call found the account full");
+                count.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                fake.inbound_end();
+                let id = v["lease"]["id"].as_str().unwrap();
+                client.delete(format!("{base}/v1/leases/{id}")).send().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        }));
+    }
+    let (s, _) = cg.post("/v1/campaigns/big/start", json!(null)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v = cg.finished("big", 120).await;
+    done.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.await.unwrap();
+    }
+    let (gov_max_out, gov_max_all, samples) = sampler.await.unwrap();
+    let counts = fake.counts();
+    eprintln!(
+        "placed {} calls, {} inbound calls; provider saw at most {} outbound and {} in all; governor at most {} and {} ({samples} samples)",
+        counts.placed.len(),
+        inbound_calls.load(Ordering::Relaxed),
+        counts.max_out,
+        counts.max_total,
+        gov_max_out,
+        gov_max_all
+    );
+    assert!(counts.max_out <= 7, "the provider saw {} outbound calls at once", counts.max_out);
+    assert!(counts.max_total <= 10, "the provider saw {} calls at once", counts.max_total);
+    assert!(gov_max_out <= 7 && gov_max_all <= 10, "governor: {gov_max_out} outbound, {gov_max_all} in all");
+    assert!(counts.max_out >= 5, "the campaign used the outbound share: {}", counts.max_out);
+    assert!(inbound_calls.load(Ordering::Relaxed) > 20, "inbound callers got through while the campaign ran");
+    assert_eq!(counts.refusals, 0, "callgate never asked the account for a line it did not have");
+    // No lead lost; every attempt placed once.
+    let leads = &v["leads"];
+    let done_n: u64 = leads["done"].as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(leads["total"], 2000);
+    assert_eq!(done_n + leads["exhausted"].as_u64().unwrap() + leads["failed"].as_u64().unwrap(), 2000, "{v}");
+    let mut attempts: Vec<u64> = counts.placed.iter().map(|p| p.attempt.unwrap()).collect();
+    attempts.sort_unstable();
+    let n = attempts.len();
+    attempts.dedup();
+    assert_eq!(attempts.len(), n, "an attempt was placed twice");
+    // Voicemail numbers (last digit 8) were tried twice and gave up; busy ones got through.
+    assert_eq!(leads["exhausted_by_outcome"]["voicemail"], 200, "{v}");
+    assert_eq!(v["attempts"].as_u64().unwrap() as usize, n);
+}
+
+/// A clock that stands still.
+struct Fixed(u64);
+impl Clock for Fixed {
+    fn now_ms(&self) -> u64 {
+        self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_is_placed_where_it_is_night() {
+    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    // 08:00 UTC on a Thursday: 03:00 in New York, 08:00 in London.
+    let now = callgate_config::parse_datetime("2026-01-15T08:00:00Z", chrono_tz::UTC).unwrap();
+    let campaign = r#"name = "night"
+provider = "vapi-main"
+flow = "outbound"
+vapi = { assistant_id = "a", phone_number_id = "p" }
+window = { start = "08:00", end = "21:00" }
+calls_per_second = 50
+start = true
+"#;
+    let cg =
+        Cg::start_in(&account(&fake.url, campaign), tempfile::tempdir().unwrap(), Some(Arc::new(Fixed(now)))).await;
+    let mut body = leads(5, 212); // New York numbers
+    body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+44 20 7946 0958" })); // London
+    body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+12125550199", "timezone": "Asia/Tokyo" })); // 17:00 there
+    let report = import(&cg, "night", body).await;
+    assert_eq!(report["added"], 7, "{report}");
+    // Give the dialer every chance to misbehave.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let placed: Vec<String> = fake.counts().placed.iter().map(|p| p.phone.clone()).collect();
+    let mut placed_sorted = placed.clone();
+    placed_sorted.sort();
+    assert_eq!(placed_sorted, ["+12125550199", "+442079460958"], "only leads whose local time is day are called");
+    let v = cg.campaign("night").await;
+    assert_eq!(v["leads"]["pending"], 5, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_the_policy() {
+    // +1212 200 0000: busy every time. …0001: no answer, then answered. …0002: answered.
+    let fake = FakeVapi::start(10, |phone, n| match (phone, n) {
+        ("+12122000000", _) => (Some("customer-busy"), Duration::from_millis(1)),
+        ("+12122000001", 1) => (Some("customer-did-not-answer"), Duration::from_millis(1)),
+        _ => (None, Duration::from_millis(5)),
+    })
+    .await;
+    let campaign = format!(
+        r#"name = "retry"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+start = true
+{ALL_DAY}
+retry = {{ busy = "150ms", no_answer = "100ms", backoff = 2, max_attempts = 3 }}
+"#
+    );
+    let cg = Cg::start(&account(&fake.url, &campaign)).await;
+    // Outcomes arrive through Vapi's end-of-call reports at the webhook.
+    cg.wire_vapi_webhook(&fake, "vapi-main");
+    import(&cg, "retry", leads(3, 212)).await;
+    let v = cg.finished("retry", 30).await;
+    assert_eq!(v["leads"]["exhausted_by_outcome"]["customer-busy"], Value::Null);
+    assert_eq!(v["leads"]["exhausted_by_outcome"]["busy"], 1, "{v}");
+    assert_eq!(v["leads"]["done"]["completed"], 2, "{v}");
+    assert_eq!(v["attempts"], 3 + 2 + 1, "{v}");
+    let store = cg.server().campaigns.store().clone();
+    let busy_lead = (1..=3).find(|id| store.lead(*id).unwrap().unwrap().phone == "+12122000000").unwrap();
+    let attempts = store.attempts_of(busy_lead).unwrap();
+    assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(attempts.iter().all(|a| a.outcome.as_deref() == Some("busy")));
+    // The delays: 150 ms after the first busy, 300 ms (backed off) after the second.
+    let gaps: Vec<u64> = attempts.windows(2).map(|w| w[1].placed_at - w[0].placed_at).collect();
+    assert!(gaps[0] >= 150 && gaps[1] >= 300, "gaps {gaps:?}");
+    let lead = store.lead(busy_lead).unwrap().unwrap();
+    assert_eq!((lead.state.as_str(), lead.attempts), ("exhausted", 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrency_refusal_loses_no_lead() {
+    for blocked_style in [false, true] {
+        let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+        fake.counts().refuse_next = 3;
+        fake.counts().refuse_blocked_style = blocked_style;
+        let campaign = format!(
+            r#"name = "refused"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+start = true
+cooldown = "100ms"
+{ALL_DAY}
+retry = {{ max_attempts = 1 }}
+"#
+        );
+        let cg = Cg::start(&account(&fake.url, &campaign)).await;
+        cg.wire_webhook(&fake, "vapi-main");
+        import(&cg, "refused", leads(20, 415)).await;
+        let v = cg.finished("refused", 30).await;
+        assert_eq!(v["leads"]["done"]["completed"], 20, "every lead was reached after the refusals: {v}");
+        assert_eq!(v["refusals"], 3, "{v}");
+        assert_eq!(v["attempts"], 20, "refusals do not count as attempts: {v}");
+        assert_eq!(fake.counts().refusals, 3);
+        // The cap that the refusal lowered comes back after the cooldown.
+        let ok = async {
+            for _ in 0..100 {
+                let (_, p) = cg.get("/v1/pools/vapi").await;
+                if p["cap"] == 10 {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        };
+        assert!(ok.await, "the pool's cap is restored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_campaign_carries_on_when_one_account_refuses() {
+    let down = FakeVapi::start(5, |_, _| (None, Duration::from_millis(5))).await;
+    down.counts().refuse_all = true;
+    let up = FakeVapi::start(5, |_, _| (None, Duration::from_millis(5))).await;
+    let toml = format!(
+        r#"
+[[pools]]
+name = "acct-a"
+limit = 5
+[[pools]]
+name = "acct-b"
+limit = 5
+
+[[providers]]
+name = "vapi-a"
+kind = "vapi"
+base_url = "{}"
+api_key = "test-key"
+webhook_secret = "s"
+pool = "acct-a"
+reconcile_every = "100ms"
+adopt = false
+
+[[providers]]
+name = "vapi-b"
+kind = "vapi"
+base_url = "{}"
+api_key = "test-key"
+webhook_secret = "s"
+pool = "acct-b"
+reconcile_every = "100ms"
+adopt = false
+
+[[flows]]
+name = "outbound"
+pools = ["acct-a"]
+class = "outbound"
+
+[[campaigns]]
+name = "sharded"
+providers = ["vapi-a", "vapi-b"]
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 200
+cooldown = "10s"
+start = true
+{ALL_DAY}
+"#,
+        down.url, up.url
+    );
+    let cg = Cg::start(&toml).await;
+    cg.wire_webhook(&up, "vapi-b");
+    import(&cg, "sharded", leads(40, 303)).await;
+    let v = cg.finished("sharded", 30).await;
+    assert_eq!(v["leads"]["done"]["completed"], 40, "{v}");
+    assert!(down.counts().refusals >= 1, "the first account was tried");
+    assert_eq!(up.counts().placed.len(), 40, "every lead reached through the second account");
+    assert!(up.counts().max_out <= 5);
+    let a = v["providers"].as_array().unwrap().iter().find(|p| p["name"] == "vapi-a").unwrap().clone();
+    assert!(a["cooling_down_until_ms"].is_u64(), "the refusing account cools down: {a}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_are_imported_with_row_numbers_and_duplicates_are_skipped() {
+    let mut cg = Cg::start(&sim_config("calls_per_second = 500")).await;
+    cg.token = Some("admin-token".into());
+    let csv = "phone,name,timezone,score,plan\n\
+               +1 212 555 0123,Ada,,5,gold\n\
+               not-a-phone,Bob,,1,\n\
+               +1 415 555 0123,Grace,Mars/Base,2,\n\
+               (312) 555-0123,Linus,,3,\n\
+               +1 212 555 0123,Ada again,,1,\n\
+               +44 20 7946 0958,Tim,,x,\n";
+    let (s, r) = cg.post_csv("/v1/campaigns/sim/leads?country=US", csv).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["added"].as_u64(), r["skipped"].as_u64(), r["rejected"].as_u64()),
+        (Some(2), Some(1), Some(3)),
+        "{r}"
+    );
+    let rejected: Vec<u64> =
+        r["rejected_rows"].as_array().unwrap().iter().map(|x| x["row"].as_u64().unwrap()).collect();
+    assert_eq!(rejected, [3, 4, 7]);
+    assert_eq!(r["skipped_rows"][0]["row"], 6);
+    assert!(r["skipped_rows"][0]["reason"].as_str().unwrap().contains("row 2"));
+    // Importing again adds nothing: idempotent by phone number.
+    let (_, r) = cg.post_csv("/v1/campaigns/sim/leads?country=US", csv).await;
+    assert_eq!((r["added"].as_u64(), r["skipped"].as_u64()), (Some(0), Some(3)), "{r}");
+    // JSON, with a chunk's row offset.
+    let (s, r) = cg
+        .post(
+            "/v1/campaigns/sim/leads?row_offset=100",
+            json!({ "leads": [ { "phone": "+12125550124", "vars": { "plan": "gold" } }, { "phone": "" }, { "phone": "+12125550123" } ] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["added"], 1);
+    assert_eq!(r["rejected_rows"][0]["row"], 102);
+    assert_eq!(r["skipped_rows"][0]["row"], 103);
+    // A CSV without a phone column is refused whole; an unknown campaign is a 404.
+    let (s, v) = cg.post_csv("/v1/campaigns/sim/leads", "name\nAda\n").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = cg.post_csv("/v1/campaigns/nope/leads", csv).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let v = cg.campaign("sim").await;
+    assert_eq!(v["leads"]["total"], 3);
+}
+
+/// A configuration with a simulated campaign `sim` (paused) and `extra` appended (which
+/// should set `calls_per_second`).
+fn sim_config(extra: &str) -> String {
+    format!(
+        r#"
+[auth]
+keys = [ {{ name = "ops", token = "admin-token", role = "admin" }}, {{ name = "app", token = "client-token", role = "client" }} ]
+
+[[pools]]
+name = "vapi"
+limit = 10
+reserve = {{ inbound = 3 }}
+
+[[flows]]
+name = "outbound"
+pools = ["vapi"]
+class = "outbound"
+
+[[flows]]
+name = "inbound"
+pools = ["vapi"]
+class = "inbound"
+
+[[campaigns]]
+name = "sim"
+flow = "outbound"
+simulate = {{ ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max = "40ms", failure_rate = 0, seed = 3 }}
+{ALL_DAY}
+retry = {{ busy = "10ms", no_answer = "10ms", voicemail = "10ms", failed = "10ms", max_attempts = 2 }}
+{extra}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_are_created_and_driven_through_the_api() {
+    let mut cg = Cg::start(&sim_config("calls_per_second = 500")).await;
+    cg.token = Some("admin-token".into());
+    let body = json!({
+        "name": "api-made", "flow": "outbound", "simulate": { "ring_time_ms": 2, "talk_min_ms": 5, "talk_mean_ms": 10, "talk_max_ms": 20 },
+        "calls_per_second": 200, "window": { "start": "00:00", "end": "24:00" }, "max_concurrency": 2,
+        "retry": { "busy_ms": 10, "no_answer_ms": 10, "voicemail_ms": 10, "failed_ms": 10, "max_attempts": 1 }
+    });
+    let (s, v) = cg.post("/v1/campaigns", body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["state"], "paused", "a campaign starts paused");
+    assert_eq!(v["config"]["retry"]["busy_ms"], 10);
+    let (s, _) = cg.post("/v1/campaigns", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "the same campaign again is no conflict");
+    let mut other = body.clone();
+    other["max_concurrency"] = json!(3);
+    let (s, v) = cg.post("/v1/campaigns", other).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("campaign_exists")));
+    let (s, v) = cg.post("/v1/campaigns", json!({ "name": "bad", "flow": "nope", "simulate": {} })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown flow"), "{v}");
+    let (s, _) =
+        cg.post("/v1/campaigns", json!({ "name": "bad", "flow": "outbound", "simulate": {}, "colour": 1 })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A client key may read, not change.
+    cg.token = Some("client-token".into());
+    let (s, _) = cg.post("/v1/campaigns/api-made/start", json!(null)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = cg.get("/v1/campaigns/api-made").await;
+    assert_eq!(s, StatusCode::OK);
+    cg.token = Some("admin-token".into());
+    import(&cg, "api-made", leads(30, 617)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cg.campaign("api-made").await["attempts"], 0, "paused: nothing dialed");
+    let (_, v) = cg.post("/v1/campaigns/api-made/start", json!(null)).await;
+    assert_eq!(v["state"], "running");
+    // Pause while it runs: no new attempts after the pause, live calls end by themselves.
+    let mut running = cg.campaign("api-made").await;
+    while running["attempts"].as_u64().unwrap() < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        running = cg.campaign("api-made").await;
+    }
+    let (_, v) = cg.post("/v1/campaigns/api-made/pause", json!(null)).await;
+    assert_eq!(v["state"], "paused");
+    assert!(v["live"].as_u64().unwrap() <= 2, "max_concurrency holds: {v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let paused = cg.campaign("api-made").await;
+    assert_eq!(paused["live"], 0, "live calls ended on their own");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(cg.campaign("api-made").await["attempts"], paused["attempts"], "no dial while paused");
+    let (_, v) = cg.post("/v1/campaigns/api-made/resume", json!(null)).await;
+    assert_eq!(v["state"], "running");
+    let v = cg.finished("api-made", 30).await;
+    assert_eq!(v["leads"]["total"], 30);
+    let (_, v) = cg.post("/v1/campaigns/api-made/stop", json!(null)).await;
+    assert_eq!(v["state"], "stopped");
+    let (s, v) = cg.post("/v1/campaigns/api-made/resume", json!(null)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("campaign_stopped")));
+    let (s, _) = cg.get("/v1/campaigns/nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The campaign and its state survive a restart.
+    let token = cg.token.clone();
+    let mut cg = cg.restart().await;
+    cg.token = token;
+    let v = cg.campaign("api-made").await;
+    assert_eq!((v["state"].as_str(), v["source"].as_str()), (Some("stopped"), Some("api")));
+    assert_eq!(v["leads"]["total"], 30);
+    let (_, list) = cg.get("/v1/campaigns").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, metrics) = cg.send(cg.client.get(format!("{}/metrics", cg.base))).await;
+    assert!(metrics.as_str().unwrap().contains("callgate_campaign_live{campaign=\"api-made\"} 0"), "{metrics}");
+}
+
+/// Callbacks booked by inbound overflow, as a test hands them over.
+struct Book(Mutex<Vec<BookedCallback>>);
+impl CallbackBook for Book {
+    fn booked(&self) -> Vec<BookedCallback> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booked_callbacks_are_dialed_first_in_the_callback_class() {
+    let mut cg = Cg::start(&sim_config("callbacks = true\nmax_concurrency = 1\ncalls_per_second = 20")).await;
+    cg.token = Some("admin-token".into());
+    import(&cg, "sim", leads(30, 212)).await;
+    let book = Arc::new(Book(Mutex::new(vec![BookedCallback {
+        id: 1,
+        provider: "simulated".into(),
+        number: "+13125550100".into(),
+        due_at: 0,
+    }])));
+    cg.server().campaigns.set_callback_book(book.clone());
+    // Give the book a moment to be read, then start: the callback goes first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cg.post("/v1/campaigns/sim/start", json!(null)).await;
+    cg.finished("sim", 60).await;
+    let store = cg.server().campaigns.store().clone();
+    let first = store.attempts_of(31).unwrap();
+    assert!(!first.is_empty(), "the callback became lead 31 and was dialed");
+    assert_eq!(first[0].class, "callback");
+    assert_eq!(first[0].id, 1, "it was the first attempt of the campaign");
+    // A callback is taken once, however often the book lists it.
+    assert_eq!(cg.campaign("sim").await["leads"]["total"], 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_its_campaign_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = callgate_server::demo::demo_config("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), 7);
+    let server = Server::start(ServeOptions { config: cfg, listen: None, data_dir: None }).await.unwrap();
+    let campaigns = server.campaigns.clone();
+    let leads = callgate_server::demo::demo_leads(500, 7);
+    let body = axum::body::Bytes::from(leads.to_string());
+    let report = campaigns.import("demo", body, Default::default()).await.unwrap();
+    assert_eq!(report.added, 500, "every simulated lead is a valid number: {report:?}");
+    // It dials at once (start = true), within the outbound share.
+    let mut max_out = 0;
+    for _ in 0..40 {
+        let leases = server.app.governor.leases(Some("vapi")).unwrap();
+        max_out = max_out.max(leases.iter().filter(|l| &*l.class == "outbound").count());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!((1..=7).contains(&max_out), "{max_out}");
+    server.stop().await;
+}

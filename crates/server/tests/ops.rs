@@ -1,0 +1,485 @@
+//! Operating under load, against a real server: samples and adaptive caps, breakers and
+//! fallbacks, alerts that fire, act and undo on a manual clock, the live page and its
+//! token, and the metrics that the deploy/ dashboards and rules name.
+
+mod support;
+
+use callgate_server::clock::Clock;
+use callgate_server::{ServeOptions, Server};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use support::TestServer;
+
+const OPS: &str = r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "outbound"
+priority = 10
+
+[[pools]]
+name = "acct"
+limit = 4
+reserve = { inbound = 1 }
+adaptive = { algorithm = "aimd", min = 2, window = { min = "1ms", max = "1ms", min_samples = 1 } }
+
+[[breakers]]
+name = "llm"
+min_calls = 2
+error_rate = 0.5
+open_for = "30s"
+
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+queue = { max_wait = "60s", max_len = 5 }
+overflow = { action = "voicemail" }
+depends_on = ["llm"]
+fallback = { action = "transfer", number = "+14155550123", message = "Our assistant is down." }
+
+[[flows]]
+name = "outbound"
+pools = ["acct"]
+class = "outbound"
+overflow = { action = "busy" }
+"#;
+
+#[tokio::test]
+async fn a_refusal_lowers_the_adaptive_cap_and_shows_as_a_limit_change() {
+    let s = TestServer::start(OPS).await;
+    let (st, v) = s.post("/v1/samples", json!({ "pool": "acct", "dropped": true })).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({ "accepted": 1, "caps": { "acct": 3 } }), "AIMD: floor(4 × 0.9) = 3");
+    let pool = s.pool("acct").await;
+    assert_eq!((pool["limit"].as_u64(), pool["cap"].as_u64()), (Some(4), Some(3)));
+    for i in 0..3 {
+        let (st, _) = s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, v) = s.acquire(json!({ "flow": "support", "key": "c3" })).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "the fourth call waits: the cap is 3 {v}");
+
+    // Raising the limit at runtime keeps the adaptive cap where the algorithm put it.
+    let (st, v) = s.put("/v1/pools/acct", json!({ "limit": 8 })).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["cap"], 3);
+    // Lowering it below the cap pulls the cap down with it.
+    let (_, v) = s.put("/v1/pools/acct", json!({ "limit": 2 })).await;
+    assert_eq!((v["limit"].as_u64(), v["cap"].as_u64()), (Some(2), Some(2)));
+
+    let (_, m) = s.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("callgate_adaptive_cap_changes_total{pool=\"acct\",direction=\"down\"} 2"), "{m}");
+    assert!(m.contains("callgate_adaptive_samples_total{pool=\"acct\",kind=\"drop\"} 1"));
+}
+
+#[tokio::test]
+async fn a_release_may_carry_its_latency_and_outcome_and_no_body_still_works() {
+    let s = TestServer::start(OPS).await;
+    let (_, a) = s.acquire(json!({ "flow": "support", "key": "a" })).await;
+    let (_, b) = s.acquire(json!({ "flow": "support", "key": "b" })).await;
+    let id = a["lease"]["id"].as_str().unwrap();
+    let resp = s
+        .client
+        .delete(format!("{}/v1/leases/{id}", s.base))
+        .json(&json!({ "latency_ms": 850, "ok": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "released": true }));
+    let (st, v) = s.delete(&format!("/v1/leases/{}", b["lease"]["id"].as_str().unwrap())).await;
+    assert_eq!((st, v), (StatusCode::OK, json!({ "released": true })), "no body: a plain release");
+
+    let resp = s
+        .client
+        .delete(format!("{}/v1/leases?key=a", s.base))
+        .json(&json!({ "latency_ms": 100 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({ "released": false }), "twice frees once");
+
+    let (_, stats) = s.get("/v1/stats").await;
+    let support = stats["flows"].as_array().unwrap().iter().find(|f| f["name"] == "support").unwrap();
+    assert_eq!(support["p95_latency_ms"], 850.0, "{stats}");
+    assert_eq!(support["error_rate"], 0.0);
+    assert_eq!(stats["pools"][0]["grants_per_minute"], 2);
+    let (_, m) = s.get("/metrics").await;
+    assert!(m.as_str().unwrap().contains("callgate_dependency_calls_total{dependency=\"llm\",outcome=\"ok\"} 1"));
+
+    let resp = s
+        .client
+        .delete(format!("{}/v1/leases/L999", s.base))
+        .json(&json!({ "dependency": "tts", "ok": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "unknown_dependency");
+    let (st, v) = s.post("/v1/samples", json!({ "pool": "acct" })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a sample that says nothing: {v}");
+    let (st, _) = s.post("/v1/samples", json!({ "pool": "acct", "latency_ms": -1 })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = s.post("/v1/samples", json!({ "pool": "acct", "latency": 5 })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "unknown fields are refused");
+}
+
+/// Reads `/v1/events` until `pred` matches an event, for at most 5 s.
+async fn next_event(resp: reqwest::Response, pred: impl Fn(&Value) -> bool) -> Value {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("event in time").expect("stream");
+        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            for line in frame.lines() {
+                if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                    if let Ok(v) = serde_json::from_str::<Value>(data) {
+                        if pred(&v) {
+                            return v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_open_breaker_answers_its_flows_with_the_fallback() {
+    let s = TestServer::start(OPS).await;
+    let (_, held) = s.acquire(json!({ "flow": "support", "key": "before" })).await;
+    assert_eq!(held["decision"], "granted");
+    let events = s.client.get(format!("{}/v1/events", s.base)).send().await.unwrap();
+
+    let (st, v) = s
+        .post(
+            "/v1/samples",
+            json!([{ "dependency": "llm", "ok": false, "latency_ms": 3000 }, { "dependency": "llm", "ok": false }]),
+        )
+        .await;
+    assert_eq!((st, v["accepted"].as_u64()), (StatusCode::OK, Some(2)));
+    let changed = next_event(events, |e| e["type"] == "breaker_changed").await;
+    assert_eq!((changed["breaker"].as_str(), changed["state"].as_str()), (Some("llm"), Some("open")), "{changed}");
+    assert_eq!(changed["cause"], "error_rate 2/2");
+
+    let (st, v) = s.acquire(json!({ "flow": "support", "key": "during" })).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["reason"], "dependency_down");
+    assert_eq!(v["dependency"], "llm");
+    assert_eq!(
+        v["overflow"],
+        json!({ "action": "transfer", "number": "+14155550123", "message": "Our assistant is down." })
+    );
+    assert!(v["retry_after_ms"].as_u64().unwrap() > 20_000, "until the breaker probes: {v}");
+    let (st, v) = s.acquire(json!({ "flow": "support", "key": "before" })).await;
+    assert_eq!(st, StatusCode::OK, "a call already admitted keeps its lease: {v}");
+    let (st, _) = s.acquire(json!({ "flow": "outbound" })).await;
+    assert_eq!(st, StatusCode::OK, "a flow without the dependency is not affected");
+
+    let (_, breakers) = s.get("/v1/breakers").await;
+    assert_eq!(breakers[0]["name"], "llm");
+    assert_eq!(breakers[0]["state"], "open");
+    assert_eq!(breakers[0]["flows"], json!(["support"]));
+    let (_, stats) = s.get("/v1/stats").await;
+    assert_eq!(stats["flows"][0]["rejections_per_minute"], 1);
+    let (_, m) = s.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("callgate_breaker_state{breaker=\"llm\",state=\"open\"} 1"));
+    assert!(m.contains("callgate_breaker_state{breaker=\"llm\",state=\"closed\"} 0"));
+    assert!(m.contains("callgate_fallbacks_total{flow=\"support\",breaker=\"llm\"} 1"));
+    assert!(m.contains("callgate_breaker_transitions_total{breaker=\"llm\",to=\"open\"} 1"));
+}
+
+#[tokio::test]
+async fn the_waiting_line_lists_callers_first_in_line_first() {
+    let s = TestServer::start(OPS).await;
+    for i in 0..4 {
+        s.acquire(json!({ "flow": "support", "key": format!("in-{i}") })).await;
+    }
+    let (st, _) = s.acquire(json!({ "flow": "support", "key": "w1" })).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    s.acquire(json!({ "flow": "support", "key": "w2" })).await;
+    let (st, line) = s.get("/v1/tickets").await;
+    assert_eq!(st, StatusCode::OK);
+    let keys: Vec<&str> = line.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["w1", "w2"]);
+    assert_eq!(line[1]["position"], 2);
+    assert_eq!(line[0]["flow"], "support");
+    assert_eq!(line[0]["pools"], json!([{ "pool": "acct", "units": 1 }]));
+}
+
+// ----- alerts on a manual clock ----------------------------------------------------------
+
+#[derive(Debug)]
+struct ManualClock(AtomicU64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl ManualClock {
+    fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+/// A receiver of notifications on 127.0.0.1:0; returns its URL and what it received.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = got.clone();
+            move |axum::Json(v): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    got.lock().unwrap().push(v);
+                    "ok"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+/// A small JSON client for a server started here (not through `TestServer`).
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(format!("{}{path}", self.base))).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.delete(format!("{}{path}", self.base))).await
+    }
+
+    async fn acquire(&self, body: Value) -> (StatusCode, Value) {
+        self.send(self.client.post(format!("{}/v1/acquire", self.base)).json(&body)).await
+    }
+
+    async fn pool(&self, name: &str) -> Value {
+        self.get(&format!("/v1/pools/{name}")).await.1
+    }
+
+    async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_alert_fires_after_for_acts_and_undoes_with_hysteresis() {
+    let (hook, got) = receiver().await;
+    let toml = format!(
+        r#"
+[[pools]]
+name = "acct"
+limit = 4
+[[pools]]
+name = "campaign"
+limit = 3
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+overflow = {{ action = "voicemail" }}
+[[alerts]]
+name = "saturated"
+pool = "acct"
+metric = "utilization"
+above = 0.9
+for = "2m"
+resolve = {{ below = 0.6, for = "1m" }}
+undo = true
+actions = [
+  {{ action = "notify", url = "{hook}" }},
+  {{ action = "set_overflow", flow = "support", overflow = {{ action = "callback" }} }},
+  {{ action = "set_limit", pool = "campaign", limit = 1 }},
+  {{ action = "pause_campaigns", below_priority = 20 }},
+]
+"#
+    );
+    let clock = Arc::new(ManualClock(AtomicU64::new(1_800_000_000_000)));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ServeOptions {
+        config: support::config(&toml),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        data_dir: Some(dir.path().to_path_buf()),
+    };
+    let server = Server::start_with_clock(opts, clock.clone()).await.unwrap();
+    let s = Api { base: format!("http://{}", server.addr), client: reqwest::Client::new() };
+    let governor = &server.app.governor;
+
+    for i in 0..4 {
+        s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
+    }
+    governor.evaluate_alerts().await;
+    let (_, alerts) = s.get("/v1/alerts").await;
+    assert_eq!(alerts[0]["state"], "pending", "{alerts}");
+    assert_eq!(alerts[0]["value"], 1.0);
+    clock.advance(119_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "pending", "119 s is shorter than `for`");
+    let (_, v) = s.acquire(json!({ "flow": "support", "key": "c4" })).await;
+    assert_eq!(v["overflow"]["action"], "voicemail", "nothing has fired yet");
+
+    clock.advance(1_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "firing");
+    let (_, v) = s.acquire(json!({ "flow": "support", "key": "c5" })).await;
+    assert_eq!(v["overflow"], json!({ "action": "callback" }), "set_overflow switched the 429 body");
+    assert_eq!(governor.overflow_chain("support").unwrap()[0].action.as_str(), "callback", "and the edges' chain");
+    assert_eq!(s.pool("campaign").await["limit"], 1, "set_limit");
+    assert!(eventually(|| got.lock().unwrap().len() == 1).await, "notified once");
+    let note = got.lock().unwrap()[0].clone();
+    assert_eq!(note["state"], "firing");
+    assert_eq!(note["alert"], "saturated");
+    let text = note["text"].as_str().unwrap();
+    assert!(
+        text.contains("saturated") && text.contains("utilization of pool `acct` is 1"),
+        "Slack reads `text`: {text}"
+    );
+    let m = s.metrics().await;
+    assert!(m.contains("callgate_alert_firing{alert=\"saturated\"} 1"));
+    assert!(m.contains("callgate_alert_actions_total{alert=\"saturated\",action=\"set_limit\",outcome=\"ok\"} 1"));
+
+    // 3 of 4 (0.75) is under the threshold but not under the resolve value: still firing.
+    s.delete("/v1/leases?key=c0").await;
+    clock.advance(300_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "firing", "hysteresis: 0.75 is not below 0.6");
+    // 2 of 4: recovered, and resolves a minute later.
+    s.delete("/v1/leases?key=c1").await;
+    governor.evaluate_alerts().await;
+    clock.advance(59_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "firing");
+    clock.advance(1_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "quiet");
+    assert_eq!(s.pool("campaign").await["limit"], 3, "undo restored the limit");
+    s.acquire(json!({ "flow": "support", "key": "c6" })).await;
+    s.acquire(json!({ "flow": "support", "key": "c7" })).await;
+    let (_, v) = s.acquire(json!({ "flow": "support", "key": "c8" })).await;
+    assert_eq!(v["overflow"]["action"], "voicemail", "undo restored the overflow");
+    assert!(eventually(|| got.lock().unwrap().len() == 2).await);
+    assert_eq!(got.lock().unwrap()[1]["state"], "resolved");
+    server.stop().await;
+}
+
+// ----- the live page ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_live_page_is_served_and_events_take_a_token_in_the_url() {
+    let toml = format!("[auth]\nkeys = [{{ name = \"ops\", token = \"t0ken\", role = \"client\" }}]\n{OPS}");
+    let s = TestServer::start(&toml).await;
+    let page = s.client.get(format!("{}/", s.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the page holds no data and needs no key");
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/live.js") && html.contains("Waiting line"));
+    for (path, kind) in [("/live.js", "text/javascript"), ("/live.css", "text/css")] {
+        let r = s.client.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+    }
+
+    let r = s.client.get(format!("{}/v1/events", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s.client.get(format!("{}/v1/events?token=wrong", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s.client.get(format!("{}/v1/events?token=t0ken", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.client.get(format!("{}/v1/pools?token=t0ken", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "only /v1/events reads a token from the URL");
+}
+
+// ----- deploy/: every metric the dashboard and the rules name exists ---------------------
+
+/// Metric names (`callgate_…`) in a text, without histogram suffixes.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("callgate_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let boundary = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        if boundary {
+            let mut name = &text[start..end];
+            for suffix in ["_bucket", "_sum", "_count"] {
+                name = name.strip_suffix(suffix).unwrap_or(name);
+            }
+            out.insert(name.to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_metric_the_deploy_files_name_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let dashboard = std::fs::read_to_string(root.join("grafana/callgate.json")).expect("the Grafana dashboard");
+    let rules = std::fs::read_to_string(root.join("prometheus/callgate-rules.yml")).expect("the alert rules");
+    let parsed: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 8), "the dashboard has panels");
+    for group in ["groups:", "alert:", "expr:"] {
+        assert!(rules.contains(group), "the rules file has `{group}`");
+    }
+
+    let toml = format!(
+        "{OPS}\n[[alerts]]\nname = \"busy\"\npool = \"acct\"\nmetric = \"waiting\"\nabove = 3\n\
+         [[providers]]\nname = \"vapi-main\"\nkind = \"vapi\"\nwebhook_secret = \"s3cret\"\npool = \"acct\"\n"
+    );
+    let s = TestServer::start(&toml).await;
+    let (_, m) = s.get("/metrics").await;
+    let exposed: std::collections::BTreeSet<String> = m
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let named: std::collections::BTreeSet<String> =
+        metric_names(&dashboard).into_iter().chain(metric_names(&rules)).collect();
+    assert!(named.len() >= 15, "the files name the metrics: {named:?}");
+    let missing: Vec<&String> = named.iter().filter(|n| !exposed.contains(*n)).collect();
+    assert!(missing.is_empty(), "named in deploy/ but not in /metrics: {missing:?}");
+}

@@ -1,0 +1,80 @@
+//! Traces over OTLP/HTTP JSON: a decision and a webhook become spans at a fake collector.
+//! (Its own test binary: it installs the process-wide subscriber.)
+
+mod support;
+
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use support::{TestServer, THREE_SLOTS};
+use tracing_subscriber::prelude::*;
+
+/// A collector on 127.0.0.1:0 that keeps every span posted to /v1/traces.
+async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let spans: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let spans = spans.clone();
+            move |axum::Json(body): axum::Json<Value>| {
+                let spans = spans.clone();
+                async move {
+                    for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+                        assert_eq!(rs["resource"]["attributes"][0]["value"]["stringValue"], "callgate-test");
+                        for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                            spans.lock().unwrap().extend(ss["spans"].as_array().cloned().unwrap_or_default());
+                        }
+                    }
+                    axum::Json(json!({}))
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, spans)
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"].as_array()?.iter().find(|a| a["key"] == key).map(|a| &a["value"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_and_webhooks_are_exported_as_spans() {
+    let (url, spans) = collector().await;
+    let (layer, guard) = callgate_server::telemetry::otlp(&url, "callgate-test").unwrap();
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("callgate_server", tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+
+    let s = TestServer::start(THREE_SLOTS).await;
+    let (_, granted) = s.acquire(json!({ "flow": "support", "key": "traced-1" })).await;
+    assert_eq!(granted["decision"], "granted");
+    let (_, rejected) = s.acquire(json!({ "flow": "nope" })).await;
+    assert_eq!(rejected["error"]["code"], "unknown_flow");
+    s.post("/webhooks/vapi/nobody", json!({ "message": { "type": "status-update" } })).await;
+    drop(guard); // flushes and stops the exporter
+
+    let spans = spans.lock().unwrap().clone();
+    let decision = spans
+        .iter()
+        .find(|s| s["name"] == "decision" && attr(s, "key") == Some(&json!({ "stringValue": "traced-1" })))
+        .unwrap_or_else(|| panic!("a decision span: {spans:#?}"));
+    assert_eq!(attr(decision, "outcome"), Some(&json!({ "stringValue": "granted" })));
+    assert_eq!(attr(decision, "flow"), Some(&json!({ "stringValue": "support" })));
+    assert_eq!(decision["traceId"].as_str().unwrap().len(), 32);
+    assert_eq!(decision["spanId"].as_str().unwrap().len(), 16);
+    let start: u64 = decision["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let end: u64 = decision["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    assert!(end >= start && start > 1_600_000_000_000_000_000);
+
+    let failed = spans
+        .iter()
+        .find(|s| s["name"] == "decision" && attr(s, "outcome") == Some(&json!({ "stringValue": "error" })));
+    assert_eq!(failed.expect("the failed decision")["status"]["code"], 2, "an error span has status ERROR");
+
+    let webhook = spans.iter().find(|s| s["name"] == "webhook").expect("a webhook span");
+    assert_eq!(webhook["kind"], 2, "SERVER");
+    assert_eq!(attr(webhook, "provider"), Some(&json!({ "stringValue": "nobody" })));
+    assert_eq!(attr(webhook, "status"), Some(&json!({ "intValue": "404" })));
+}

@@ -1,0 +1,551 @@
+//! The Twilio edge against a real server and journal: signed webhooks, TwiML read with an
+//! XML parser, and a fake Twilio REST API for reconciliation (shapes from
+//! shared/providers/twilio.md).
+
+mod support;
+
+use proptest::prelude::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::providers::{fake_twilio, metric, twilio_signature, El, Fake, Phone};
+use support::TestServer;
+
+const TOKEN: &str = "twilio-auth-token";
+const PUBLIC: &str = "https://callgate.example.com";
+const SUPPORT: &str = "+15550001111";
+const SALES: &str = "+15550002222";
+const MENU_LINE: &str = "+15550003333";
+const HOLD_LINE: &str = "+15550004444";
+const VOICE: &str = "/webhooks/twilio/tw/voice";
+const STATUS: &str = "/webhooks/twilio/tw/status";
+
+/// Ten slots shared by three numbers: `support` has a waiting room and then offers a
+/// callback (press 1), then voicemail; `sales` has no waiting room and is busy; the menu
+/// line plays a DTMF menu.
+fn config(fake: &Fake, reconcile_every: &str, max_wait: &str) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "agents"
+limit = 10
+
+[[providers]]
+name = "tw"
+kind = "twilio"
+base_url = "{url}"
+account_sid = "ACtest"
+auth_token = "{TOKEN}"
+public_url = "{PUBLIC}/"
+pool = "agents"
+reconcile_every = "{reconcile_every}"
+
+[[flows]]
+name = "support"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{SUPPORT}" }}
+twilio = {{ connect = {{ sip = "sip:support@example.sip.vapi.ai" }} }}
+queue = {{ max_wait = "{max_wait}", max_len = 5 }}
+overflow = [
+  {{ action = "callback", key = "1", message = "Press 1 and we will call you back." }},
+  {{ action = "voicemail", message = "Please leave a message.", max_length = "90s" }},
+]
+
+[[flows]]
+name = "sales"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{SALES}" }}
+twilio = {{ connect = {{ number = "+15557770000" }} }}
+overflow = {{ action = "busy" }}
+
+[[flows]]
+name = "menu-line"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{MENU_LINE}" }}
+twilio = {{ connect = {{ stream_url = "wss://agents.example.com/stream" }} }}
+overflow = [{{ action = "ivr", menu = "busy-menu", message = "Our agents are busy." }}, {{ action = "busy", message = "Goodbye." }}]
+
+[[flows]]
+name = "hold-line"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{HOLD_LINE}" }}
+twilio = {{ connect = {{ sip = "sip:hold@example.sip.vapi.ai" }}, hold_audio = "https://audio.example.com/hold.mp3?v=1&x=2" }}
+queue = {{ max_wait = "90s" }}
+
+[[menus]]
+name = "busy-menu"
+prompt = "Press 1 for a callback, 2 to leave a message, 0 for a person."
+keys = {{ "1" = {{ action = "callback" }}, "2" = {{ action = "voicemail" }}, "0" = {{ action = "transfer", number = "+15559990000" }} }}
+"#,
+        url = fake.url
+    )
+}
+
+async fn start_with(reconcile_every: &str, max_wait: &str) -> (TestServer, Fake) {
+    let fake = fake_twilio().await;
+    (TestServer::start(&config(&fake, reconcile_every, max_wait)).await, fake)
+}
+
+/// Reconciliation an hour away, a 90-second waiting room.
+async fn start() -> (TestServer, Fake) {
+    start_with("1h", "90s").await
+}
+
+fn phone(s: &TestServer) -> Phone<'_> {
+    Phone { server: s, public_url: PUBLIC, token: TOKEN }
+}
+
+/// A call arriving at the voice URL, as Twilio sends it.
+async fn ring(s: &TestServer, sid: &str, from: &str, to: &str) -> El {
+    let params = [
+        ("AccountSid", "ACtest"),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", sid),
+        ("CallStatus", "ringing"),
+        ("Called", to),
+        ("Caller", from),
+        ("Direction", "inbound"),
+        ("From", from),
+        ("To", to),
+    ];
+    phone(s).post(VOICE, &params).await.twiml()
+}
+
+async fn status(s: &TestServer, sid: &str, status: &str) -> El {
+    let params = [("AccountSid", "ACtest"), ("CallSid", sid), ("CallStatus", status), ("CallDuration", "42")];
+    phone(s).post(STATUS, &params).await.twiml()
+}
+
+/// Fills the ten lines with support calls `busy-0` … `busy-9`.
+async fn fill(s: &TestServer) {
+    for i in 0..10 {
+        let t = ring(s, &format!("busy-{i}"), "+15551230000", SUPPORT).await;
+        assert_eq!(t.verbs(), ["Dial"], "call {i}");
+    }
+    assert_eq!(s.used("agents").await, 10);
+}
+
+async fn callbacks(s: &TestServer) -> Vec<Value> {
+    s.get("/v1/callbacks").await.1.as_array().unwrap().clone()
+}
+
+async fn call_record(s: &TestServer, id: &str) -> Value {
+    let (_, calls) = s.get("/v1/calls").await;
+    calls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["call_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no record of {id}"))
+}
+
+#[tokio::test]
+async fn a_twilio_call_is_connected_released_and_recorded() {
+    let (s, _fake) = start().await;
+    let t = ring(&s, "CA-1", "+15551230001", SUPPORT).await;
+    assert_eq!(t.verbs(), ["Dial"]);
+    assert_eq!(t.find("Sip").unwrap().text, "sip:support@example.sip.vapi.ai");
+    assert_eq!(s.used("agents").await, 1);
+    let (_, leases) = s.get("/v1/leases").await;
+    assert_eq!(leases[0]["key"], "CA-1", "the CallSid is the lease's key");
+
+    // Twilio retrying the voice webhook gets the same line.
+    assert_eq!(ring(&s, "CA-1", "+15551230001", SUPPORT).await.verbs(), ["Dial"]);
+    assert_eq!(s.used("agents").await, 1);
+
+    assert!(status(&s, "CA-1", "in-progress").await.verbs().is_empty());
+    assert_eq!(s.used("agents").await, 1);
+    assert!(status(&s, "CA-1", "completed").await.verbs().is_empty());
+    assert_eq!(s.used("agents").await, 0, "a terminal status frees the line");
+    status(&s, "CA-1", "completed").await;
+    let record = call_record(&s, "CA-1").await;
+    assert_eq!(record["flow"], "support");
+    assert_eq!(record["outcome"], "granted");
+    assert_eq!(record["duration_ms"], 42_000);
+    assert_eq!(record["ended_reason"], "completed");
+
+    // A number, and a media stream that learns its lease.
+    let t = ring(&s, "CA-2", "+15551230002", SALES).await;
+    assert_eq!(t.find("Number").unwrap().text, "+15557770000");
+    let t = ring(&s, "CA-3", "+15551230003", MENU_LINE).await;
+    assert_eq!(t.verbs(), ["Connect"]);
+    let stream = t.find("Stream").unwrap();
+    assert_eq!(stream.attr("url"), "wss://agents.example.com/stream");
+    let (_, leases) = s.get("/v1/leases").await;
+    let lease = leases.as_array().unwrap().iter().find(|l| l["key"] == "CA-3").unwrap()["id"].clone();
+    let param = stream.children.iter().find(|p| p.attr("name") == "lease").unwrap();
+    assert_eq!(param.attr("value"), lease.as_str().unwrap());
+
+    // A number no flow serves is rejected without being answered.
+    let t = ring(&s, "CA-4", "+15551230004", "+15550009999").await;
+    assert_eq!(t.verbs(), ["Reject"]);
+    assert_eq!(t.find("Reject").unwrap().attr("reason"), "rejected");
+}
+
+#[tokio::test]
+async fn the_eleventh_caller_waits_hears_position_one_and_is_connected_when_a_call_ends() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+
+    let t = ring(&s, "CA-11", "+15551230011", SUPPORT).await;
+    assert_eq!(t.verbs(), ["Enqueue"], "the eleventh caller waits");
+    let enqueue = t.find("Enqueue").unwrap();
+    let wait_url = enqueue.attr("waitUrl").to_owned();
+    let action_url = enqueue.attr("action").to_owned();
+    assert!(wait_url.starts_with(&format!("{PUBLIC}/webhooks/twilio/tw/wait?")), "{wait_url}");
+    assert_eq!(s.pool("agents").await["waiting"], 1);
+
+    let waiting = [("CallSid", "CA-11"), ("QueuePosition", "1"), ("QueueTime", "0"), ("AvgQueueTime", "0")];
+    let t = phone(&s).post(&wait_url, &waiting).await.twiml();
+    assert!(t.spoken().contains("You are number 1 in line"), "{t:?}");
+    assert!(t.spoken().contains("expected wait"), "{t:?}");
+    assert_eq!(t.verbs(), ["Say", "Pause"]);
+
+    let t12 = ring(&s, "CA-12", "+15551230012", SUPPORT).await;
+    let wait12 = t12.find("Enqueue").unwrap().attr("waitUrl").to_owned();
+    let t = phone(&s).post(&wait12, &[("CallSid", "CA-12")]).await.twiml();
+    assert!(t.spoken().contains("You are number 2 in line"), "{t:?}");
+
+    // A call ends: the first in line gets its line, and the wait URL lets the caller go.
+    status(&s, "busy-3", "completed").await;
+    let t = phone(&s).post(&wait_url, &waiting).await.twiml();
+    assert_eq!(t.verbs(), ["Leave"]);
+    let t = phone(&s)
+        .post(&action_url, &[("CallSid", "CA-11"), ("QueueResult", "leave"), ("QueueTime", "12")])
+        .await
+        .twiml();
+    assert_eq!(t.verbs(), ["Dial"], "connected as the flow says");
+    assert_eq!(t.find("Sip").unwrap().text, "sip:support@example.sip.vapi.ai");
+    assert_eq!(s.used("agents").await, 10);
+    let (_, leases) = s.get("/v1/leases").await;
+    assert!(leases.as_array().unwrap().iter().any(|l| l["key"] == "CA-11"));
+
+    // The next caller moved up, and hears so.
+    let t = phone(&s).post(&wait12, &[("CallSid", "CA-12")]).await.twiml();
+    assert!(t.spoken().contains("You are number 1 in line"), "{t:?}");
+    assert_eq!(call_record(&s, "CA-11").await["outcome"], "granted");
+
+    // With nothing new to say, the wait URL holds on until a line frees, and lets the
+    // caller go the moment one does.
+    let p = phone(&s);
+    let (t, _) = tokio::join!(p.post(&wait12, &[("CallSid", "CA-12")]), async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status(&s, "busy-4", "completed").await
+    });
+    assert_eq!(t.twiml().verbs(), ["Leave"]);
+}
+
+#[tokio::test]
+async fn hold_audio_plays_between_announcements() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+    let t = ring(&s, "CA-H", "+15551230040", HOLD_LINE).await;
+    let wait = t.find("Enqueue").unwrap().attr("waitUrl").to_owned();
+    let t = phone(&s).post(&wait, &[("CallSid", "CA-H")]).await.twiml();
+    assert_eq!(t.verbs(), ["Say", "Play"]);
+    assert_eq!(t.find("Play").unwrap().text, "https://audio.example.com/hold.mp3?v=1&x=2");
+    let t = phone(&s).post(&wait, &[("CallSid", "CA-H")]).await.twiml();
+    assert_eq!(t.verbs(), ["Play"], "the position is said again only when it changes");
+}
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_while_waiting_gives_up_the_place() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+    let t = ring(&s, "CA-11", "+15551230011", SUPPORT).await;
+    let action = t.find("Enqueue").unwrap().attr("action").to_owned();
+    ring(&s, "CA-12", "+15551230012", SUPPORT).await;
+    assert_eq!(s.pool("agents").await["waiting"], 2);
+
+    let t = phone(&s).post(&action, &[("CallSid", "CA-11"), ("QueueResult", "hangup")]).await.twiml();
+    assert!(t.verbs().is_empty());
+    assert_eq!(s.pool("agents").await["waiting"], 1);
+    // The status callback of a waiting caller who hangs up does the same.
+    status(&s, "CA-12", "canceled").await;
+    assert_eq!(s.pool("agents").await["waiting"], 0);
+    let ended = "callgate_tickets_ended_total{pool=\"agents\",class=\"inbound\",outcome=\"cancelled\"}";
+    assert_eq!(metric(&s, ended).await, 2.0);
+    // A line that frees now goes to nobody who left.
+    status(&s, "busy-0", "completed").await;
+    assert_eq!(s.used("agents").await, 9);
+}
+
+#[tokio::test]
+async fn a_timed_out_caller_gets_the_next_overflow_action() {
+    let (s, _fake) = start_with("1h", "200ms").await;
+    fill(&s).await;
+    let t = ring(&s, "CA-11", "+15551230011", SUPPORT).await;
+    let enqueue = t.find("Enqueue").unwrap();
+    let (wait_url, action) = (enqueue.attr("waitUrl").to_owned(), enqueue.attr("action").to_owned());
+    assert!(s.eventually(5, || async { s.pool("agents").await["waiting"] == 0 }).await, "the ticket times out");
+    assert_eq!(phone(&s).post(&wait_url, &[("CallSid", "CA-11")]).await.twiml().verbs(), ["Leave"]);
+
+    // The first overflow step: a callback offer, then (no key) the next step.
+    let t = phone(&s)
+        .post(&action, &[("CallSid", "CA-11"), ("From", "+15551230011"), ("QueueResult", "leave")])
+        .await
+        .twiml();
+    assert_eq!(t.verbs(), ["Gather", "Redirect"]);
+    let gather = t.find("Gather").unwrap();
+    assert_eq!(gather.attr("numDigits"), "1");
+    assert_eq!(t.spoken(), "Press 1 and we will call you back.");
+    let gather_url = gather.attr("action").to_owned();
+    let next_url = t.find("Redirect").unwrap().text.clone();
+
+    // Pressing 1 books the callback before the caller hears so.
+    let t =
+        phone(&s).post(&gather_url, &[("CallSid", "CA-11"), ("From", "+15551230011"), ("Digits", "1")]).await.twiml();
+    assert_eq!(t.verbs(), ["Say", "Hangup"]);
+    assert!(t.spoken().contains("call you back"), "{t:?}");
+    let cbs = callbacks(&s).await;
+    assert_eq!(cbs.len(), 1);
+    assert_eq!((cbs[0]["number"].as_str(), cbs[0]["flow"].as_str()), (Some("+15551230011"), Some("support")));
+    assert_eq!(cbs[0]["call_id"], "CA-11");
+
+    // No key: the redirect goes on to voicemail.
+    let t = phone(&s).post(&next_url, &[("CallSid", "CA-11"), ("From", "+15551230011")]).await.twiml();
+    assert_eq!(t.verbs(), ["Say", "Record", "Say", "Hangup"]);
+    assert_eq!(t.find("Say").unwrap().text, "Please leave a message.");
+    let record = t.find("Record").unwrap();
+    assert_eq!(record.attr("maxLength"), "90");
+    let t = phone(&s)
+        .post(
+            record.attr("action"),
+            &[("CallSid", "CA-11"), ("RecordingUrl", "https://api.twilio.com/rec/RE1"), ("RecordingDuration", "12")],
+        )
+        .await
+        .twiml();
+    assert_eq!(t.verbs(), ["Say", "Hangup"]);
+    assert_eq!(call_record(&s, "CA-11").await["recording_url"], "https://api.twilio.com/rec/RE1");
+
+    // A wrong key is a no as well.
+    let t =
+        phone(&s).post(&gather_url, &[("CallSid", "CA-11"), ("From", "+15551230011"), ("Digits", "7")]).await.twiml();
+    assert_eq!(t.verbs(), ["Say", "Record", "Say", "Hangup"]);
+    assert_eq!(callbacks(&s).await.len(), 1);
+    let timed_out = "callgate_tickets_ended_total{pool=\"agents\",class=\"inbound\",outcome=\"timed_out\"}";
+    assert_eq!(metric(&s, timed_out).await, 1.0);
+    assert_eq!(s.used("agents").await, 10);
+}
+
+#[tokio::test]
+async fn a_flow_without_a_waiting_room_rejects_as_busy_before_answering() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+    let t = ring(&s, "CA-S", "+15551230020", SALES).await;
+    assert_eq!(t.verbs(), ["Reject"], "Reject must be the only, first verb");
+    assert_eq!(t.find("Reject").unwrap().attr("reason"), "busy");
+    // A caller whose number cannot be called back skips the offer.
+    let (s2, _f) = start_with("1h", "100ms").await;
+    fill(&s2).await;
+    let t = ring(&s2, "CA-A", "+266696687", SUPPORT).await;
+    let action = t.find("Enqueue").unwrap().attr("action").to_owned();
+    assert!(s2.eventually(5, || async { s2.pool("agents").await["waiting"] == 0 }).await);
+    let t = phone(&s2)
+        .post(&action, &[("CallSid", "CA-A"), ("From", "+266696687"), ("QueueResult", "leave")])
+        .await
+        .twiml();
+    assert_eq!(t.verbs(), ["Say", "Record", "Say", "Hangup"], "anonymous: straight to voicemail");
+}
+
+#[tokio::test]
+async fn the_ivr_menu_leads_to_callbacks_voicemail_and_people() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+    let t = ring(&s, "CA-M", "+15551230030", MENU_LINE).await;
+    assert_eq!(t.verbs(), ["Gather", "Redirect"]);
+    assert_eq!(t.spoken(), "Our agents are busy. Press 1 for a callback, 2 to leave a message, 0 for a person.");
+    let gather = t.find("Gather").unwrap().attr("action").to_owned();
+    let press = |digits: &'static str| {
+        let (s, gather) = (&s, gather.clone());
+        async move {
+            phone(s).post(&gather, &[("CallSid", "CA-M"), ("From", "+15551230030"), ("Digits", digits)]).await.twiml()
+        }
+    };
+    let t = press("1").await;
+    assert_eq!(t.verbs(), ["Say", "Hangup"]);
+    assert_eq!(callbacks(&s).await[0]["flow"], "menu-line");
+    assert_eq!(press("2").await.verbs(), ["Say", "Record", "Say", "Hangup"]);
+    let t = press("0").await;
+    assert_eq!(t.verbs(), ["Dial"]);
+    assert_eq!(t.find("Number").unwrap().text, "+15559990000");
+    let dialed = t.find("Dial").unwrap().attr("action").to_owned();
+    let t = phone(&s).post(&dialed, &[("CallSid", "CA-M"), ("DialCallStatus", "no-answer")]).await.twiml();
+    assert_eq!((t.verbs(), t.spoken()), (vec!["Say", "Hangup"], "Goodbye.".to_owned()), "nobody answered: next step");
+    let t = phone(&s).post(&dialed, &[("CallSid", "CA-M"), ("DialCallStatus", "completed")]).await.twiml();
+    assert_eq!(t.verbs(), ["Hangup"], "after a real conversation, nothing more");
+
+    let t = press("9").await;
+    assert!(t.spoken().starts_with("Sorry, that is not an option."), "{t:?}");
+    let again = t.find("Gather").unwrap().attr("action").to_owned();
+    let t = phone(&s).post(&again, &[("CallSid", "CA-M"), ("Digits", "9")]).await.twiml();
+    assert_eq!(t.spoken(), "Goodbye.", "a second wrong key goes on with the chain");
+    assert_eq!(metric(&s, "callgate_overflow_total{flow=\"menu-line\",action=\"ivr\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn wrong_signatures_are_refused_before_anything_changes() {
+    let (s, _fake) = start().await;
+    ring(&s, "CA-LIVE", "+15551230001", SUPPORT).await;
+    let pool = s.pool("agents").await;
+    let events = metric(&s, "callgate_events_total").await;
+    let new_call = [("CallSid", "CA-NEW"), ("From", "+15551230002"), ("To", SUPPORT)];
+    let hang_up = [("CallSid", "CA-LIVE"), ("CallStatus", "completed")];
+    let p = phone(&s);
+    for (path, params) in [(VOICE, &new_call[..]), (STATUS, &hang_up[..])] {
+        let url = format!("{PUBLIC}{path}");
+        let good = twilio_signature(TOKEN, &url, params);
+        let cases: Vec<(&str, Option<String>)> = vec![
+            ("no signature", None),
+            ("empty", Some(String::new())),
+            ("garbage", Some("not-a-signature".into())),
+            ("other token", Some(twilio_signature("other-token", &url, params))),
+            ("other URL", Some(twilio_signature(TOKEN, "https://evil.example.com/webhooks/twilio/tw/voice", params))),
+            (
+                "one char off",
+                Some({
+                    let mut c: Vec<char> = good.chars().collect();
+                    c[0] = if c[0] == 'A' { 'B' } else { 'A' };
+                    c.into_iter().collect()
+                }),
+            ),
+        ];
+        for (what, sig) in cases {
+            if sig.as_deref() == Some(good.as_str()) {
+                continue;
+            }
+            let r = p.post_signed(&url, params, sig.as_deref()).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}");
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["error"]["code"], "bad_signature");
+        }
+        // A parameter changed after signing.
+        let mut tampered = params.to_vec();
+        tampered[0] = ("CallSid", "CA-OTHER");
+        let r = p.post_signed(&url, &tampered, Some(&good)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "tampered");
+    }
+    assert_eq!(s.pool("agents").await, pool, "nothing changed");
+    assert_eq!(metric(&s, "callgate_events_total").await, events, "no event was recorded");
+    assert_eq!(
+        metric(&s, "callgate_webhooks_total{provider=\"tw\",endpoint=\"voice\",outcome=\"forbidden\"}").await,
+        7.0
+    );
+    // Signed right, the same requests work.
+    assert_eq!(p.post(STATUS, &hang_up).await.status, StatusCode::OK);
+    assert_eq!(s.used("agents").await, 0);
+    // Unknown providers and endpoints are 404s.
+    assert_eq!(p.post("/webhooks/twilio/other/voice", &new_call).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(p.post("/webhooks/twilio/tw/nope", &new_call).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_lost_status_callback_is_repaired_by_reconciliation() {
+    let fake = fake_twilio().await;
+    let live = |sid: &str, to: &str| json!({ "sid": sid, "status": "in-progress", "direction": "inbound", "to": to, "from": "+15551230000", "parent_call_sid": null });
+    fake.set_calls(vec![live("CA-GHOST", SUPPORT), live("CA-ALIVE", SUPPORT)]);
+    let s = TestServer::start(&config(&fake, "100ms", "90s")).await;
+    ring(&s, "CA-GHOST", "+15551230001", SUPPORT).await;
+    ring(&s, "CA-ALIVE", "+15551230002", SUPPORT).await;
+    let n = fake.requests();
+    assert!(s.eventually(5, || async { fake.requests() >= n + 4 }).await, "two listings, two statuses each");
+    assert_eq!(s.used("agents").await, 2);
+
+    // The call ends on Twilio and its status callback is lost.
+    fake.set_calls(vec![live("CA-ALIVE", SUPPORT)]);
+    assert!(s.eventually(5, || async { s.used("agents").await == 1 }).await, "the ghost call is released");
+    let (_, leases) = s.get("/v1/leases").await;
+    assert_eq!(leases[0]["key"], "CA-ALIVE");
+    let reconciled = "callgate_reconciled_total{provider=\"tw\",what=\"lease\"}";
+    assert!(s.eventually(5, || async { metric(&s, reconciled).await == 1.0 }).await);
+    let recorded = || async { call_record(&s, "CA-GHOST").await["ended_reason"] == "callgate-reconciled" };
+    assert!(s.eventually(5, recorded).await, "the call record says why it ended");
+    let (path, query, auth) = fake.last_request().unwrap();
+    assert_eq!(path, "/2010-04-01/Accounts/ACtest/Calls.json");
+    assert!(["in-progress", "ringing"].contains(&query["Status"].as_str()));
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("ACtest:{TOKEN}"));
+    assert_eq!(auth, Some(format!("Basic {basic}")));
+}
+
+#[tokio::test]
+async fn live_calls_callgate_did_not_know_are_adopted() {
+    let fake = fake_twilio().await;
+    let s = TestServer::start(&config(&fake, "100ms", "90s")).await;
+    fake.set_calls(vec![
+        json!({ "sid": "CA-STRANGER", "status": "in-progress", "direction": "inbound", "to": SUPPORT, "parent_call_sid": null }),
+        // The leg a <Dial> opened belongs to its parent call: not a call of its own.
+        json!({ "sid": "CA-CHILD", "status": "in-progress", "direction": "outbound-dial", "to": "sip:x@y", "parent_call_sid": "CA-STRANGER" }),
+        // A number callgate does not answer is none of its business.
+        json!({ "sid": "CA-ELSEWHERE", "status": "in-progress", "direction": "inbound", "to": "+15550009999", "parent_call_sid": null }),
+    ]);
+    assert!(s.eventually(5, || async { s.used("agents").await == 1 }).await);
+    let (_, leases) = s.get("/v1/leases").await;
+    assert_eq!(leases.as_array().unwrap().len(), 1);
+    assert_eq!(leases[0]["key"], "CA-STRANGER");
+    assert_eq!(leases[0]["meta"]["adopted"], true);
+    assert!(s.eventually(5, || async { metric(&s, "callgate_adopted_total{provider=\"tw\"}").await == 1.0 }).await);
+    fake.set_calls(vec![]);
+    assert!(s.eventually(5, || async { s.used("agents").await == 0 }).await, "released once it is gone");
+}
+
+/// Fuzzes the form parser through the whole server: garbage bodies, correctly signed so
+/// that they reach the parser, are a 400 and change nothing; unsigned they are a 403.
+/// 600 cases.
+#[test]
+fn garbage_twilio_forms_get_a_4xx_and_change_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (s, _fake) = rt.block_on(start());
+    rt.block_on(ring(&s, "CA-LIVE", "+15551230001", SUPPORT));
+    let pool = rt.block_on(s.pool("agents"));
+    let events = rt.block_on(metric(&s, "callgate_events_total"));
+    let p = phone(&s);
+    let endpoints = prop_oneof![
+        Just("voice"),
+        Just("status"),
+        Just("wait?flow=support&ticket=T1"),
+        Just("queue?flow=support&ticket=x"),
+        Just("gather?flow=support&step=9")
+    ];
+    let params = proptest::collection::vec(
+        (
+            prop_oneof![Just("To".to_owned()), Just("From".to_owned()), Just("CallStatus".to_owned()), "\\PC{0,8}"],
+            "\\PC{0,12}",
+        ),
+        0..6,
+    );
+    let raw = proptest::collection::vec(any::<u8>(), 0..200);
+    // 600 cases; PROPTEST_CASES=N runs a longer session.
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases));
+    runner
+        .run(&(endpoints, params, raw), |(endpoint, params, raw)| {
+            let path = format!("/webhooks/twilio/tw/{endpoint}");
+            let url = format!("{PUBLIC}{path}");
+            // Well-formed pairs without a CallSid, signed.
+            let pairs: Vec<(&str, &str)> =
+                params.iter().filter(|(k, _)| k != "CallSid").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let sig = twilio_signature(TOKEN, &url, &pairs);
+            let r = rt.block_on(p.post_signed(&url, &pairs, Some(&sig)));
+            prop_assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?} {}", pairs, r.body);
+            // Raw bytes, unsigned.
+            let r = rt.block_on(p.raw(&path, raw.clone(), None));
+            prop_assert_eq!(r.status, StatusCode::FORBIDDEN);
+            // Raw bytes, signed over what the parser makes of them: the parser never
+            // panics, and without a CallSid it is a 400.
+            let decoded: Vec<(String, String)> =
+                form_urlencoded::parse(&raw).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let decoded_ref: Vec<(&str, &str)> = decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let has_sid = decoded.iter().any(|(k, v)| k == "CallSid" && !v.trim().is_empty());
+            let sig = twilio_signature(TOKEN, &url, &decoded_ref);
+            let r = rt.block_on(p.raw(&path, raw.clone(), Some(&sig)));
+            prop_assert!(r.status.is_client_error() || has_sid, "{} {}", r.status, r.body);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(rt.block_on(s.pool("agents")), pool);
+    assert_eq!(rt.block_on(metric(&s, "callgate_events_total")), events);
+}

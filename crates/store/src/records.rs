@@ -1,0 +1,286 @@
+//! Call records and booked callbacks: durable data beside the ledger's state, in the same
+//! database file, written by the same writer thread in the same group commit as the
+//! events. A callback is on disk before the caller hears "we will call you back".
+
+use crate::StoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+pub(crate) const SCHEMA: &str = "
+-- Callbacks booked by overflow steps; the campaign dialer works them off. One per
+-- provider call: a repeated webhook books nothing twice.
+CREATE TABLE IF NOT EXISTS callbacks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    number TEXT NOT NULL,         -- the caller's number, as the platform gave it
+    flow TEXT NOT NULL,
+    booked_at INTEGER NOT NULL,   -- Unix ms
+    due_at INTEGER NOT NULL,      -- Unix ms: not before
+    state TEXT NOT NULL DEFAULT 'booked',
+    UNIQUE (provider, call_id)
+);
+CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, due_at);
+-- What callgate learned about each provider call, merged from every webhook about it.
+CREATE TABLE IF NOT EXISTS calls (
+    provider TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    flow TEXT,
+    from_number TEXT,
+    to_number TEXT,
+    outcome TEXT,                 -- granted | queued | overflow:<action> | adopted
+    started_at INTEGER,           -- Unix ms
+    ended_at INTEGER,             -- Unix ms
+    duration_ms INTEGER,
+    ended_reason TEXT,
+    cost REAL,                    -- USD, as the platform reports it
+    recording_url TEXT,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (provider, call_id)
+);
+CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
+";
+
+/// A callback to book.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCallback {
+    /// The provider the call came through.
+    pub provider: String,
+    /// The provider's call id (one booking per call).
+    pub call_id: String,
+    /// The number to call back.
+    pub number: String,
+    /// The flow the caller called.
+    pub flow: String,
+    /// Unix ms.
+    pub booked_at: u64,
+    /// Unix ms: the callback is due from then on.
+    pub due_at: u64,
+}
+
+/// A booked callback as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callback {
+    /// Row id, never reused.
+    pub id: u64,
+    /// The provider the call came through.
+    pub provider: String,
+    /// The provider's call id.
+    pub call_id: String,
+    /// The number to call back.
+    pub number: String,
+    /// The flow the caller called.
+    pub flow: String,
+    /// Unix ms.
+    pub booked_at: u64,
+    /// Unix ms.
+    pub due_at: u64,
+    /// `booked` until the dialer takes it.
+    pub state: String,
+}
+
+/// What one webhook taught about a call. `None` leaves what is stored as it is, so
+/// updates may arrive in any order (an `ended` before the end-of-call report, or after).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallUpdate {
+    /// The provider.
+    pub provider: String,
+    /// The provider's call id.
+    pub call_id: String,
+    /// The flow that served it.
+    pub flow: Option<String>,
+    /// The caller's number.
+    pub from_number: Option<String>,
+    /// The number called.
+    pub to_number: Option<String>,
+    /// What callgate decided: `granted`, `queued`, `overflow:<action>`, `adopted`.
+    pub outcome: Option<String>,
+    /// Unix ms.
+    pub started_at: Option<u64>,
+    /// Unix ms.
+    pub ended_at: Option<u64>,
+    /// Milliseconds.
+    pub duration_ms: Option<u64>,
+    /// The platform's reason (`customer-ended-call`, `completed`, …), or
+    /// `callgate-reconciled` when reconciliation found the call over.
+    pub ended_reason: Option<String>,
+    /// USD.
+    pub cost: Option<f64>,
+    /// A voicemail recording.
+    pub recording_url: Option<String>,
+    /// Unix ms of this update.
+    pub at: u64,
+}
+
+/// A call as stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallRecord {
+    /// The provider.
+    pub provider: String,
+    /// The provider's call id.
+    pub call_id: String,
+    /// The flow that served it.
+    pub flow: Option<String>,
+    /// The caller's number.
+    pub from_number: Option<String>,
+    /// The number called.
+    pub to_number: Option<String>,
+    /// What callgate decided.
+    pub outcome: Option<String>,
+    /// Unix ms.
+    pub started_at: Option<u64>,
+    /// Unix ms.
+    pub ended_at: Option<u64>,
+    /// Milliseconds.
+    pub duration_ms: Option<u64>,
+    /// Why it ended.
+    pub ended_reason: Option<String>,
+    /// USD.
+    pub cost: Option<f64>,
+    /// A voicemail recording.
+    pub recording_url: Option<String>,
+    /// Unix ms of the last update.
+    pub updated_at: u64,
+}
+
+/// One durable write that is not a ledger event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// Book a callback (nothing happens when this call already has one).
+    Callback(NewCallback),
+    /// Merge what is known about a call.
+    Call(CallUpdate),
+}
+
+/// Which callbacks to list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackQuery {
+    /// Only this state (e.g. `booked`).
+    pub state: Option<String>,
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// At most this many, soonest due first.
+    pub limit: usize,
+}
+
+fn ms(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn from_ms(v: Option<i64>) -> Option<u64> {
+    v.map(|v| u64::try_from(v).unwrap_or(0))
+}
+
+pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreError> {
+    match record {
+        Record::Callback(c) => {
+            tx.prepare_cached(
+                "INSERT INTO callbacks (provider, call_id, number, flow, booked_at, due_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (provider, call_id) DO NOTHING",
+            )?
+            .execute(params![
+                c.provider,
+                c.call_id,
+                c.number,
+                c.flow,
+                ms(Some(c.booked_at)),
+                ms(Some(c.due_at))
+            ])?;
+        }
+        Record::Call(u) => {
+            tx.prepare_cached(
+                "INSERT INTO calls (provider, call_id, flow, from_number, to_number, outcome, started_at,
+                                    ended_at, duration_ms, ended_reason, cost, recording_url, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (provider, call_id) DO UPDATE SET
+                    flow = COALESCE(excluded.flow, flow),
+                    from_number = COALESCE(excluded.from_number, from_number),
+                    to_number = COALESCE(excluded.to_number, to_number),
+                    outcome = COALESCE(excluded.outcome, outcome),
+                    started_at = COALESCE(excluded.started_at, started_at),
+                    ended_at = COALESCE(excluded.ended_at, ended_at),
+                    duration_ms = COALESCE(excluded.duration_ms, duration_ms),
+                    ended_reason = COALESCE(excluded.ended_reason, ended_reason),
+                    cost = COALESCE(excluded.cost, cost),
+                    recording_url = COALESCE(excluded.recording_url, recording_url),
+                    updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                u.provider,
+                u.call_id,
+                u.flow,
+                u.from_number,
+                u.to_number,
+                u.outcome,
+                ms(u.started_at),
+                ms(u.ended_at),
+                ms(u.duration_ms),
+                u.ended_reason,
+                u.cost.filter(|c| c.is_finite()),
+                u.recording_url,
+                ms(Some(u.at)),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn callback_row(r: &Row<'_>) -> rusqlite::Result<Callback> {
+    Ok(Callback {
+        id: r.get::<_, i64>(0)? as u64,
+        provider: r.get(1)?,
+        call_id: r.get(2)?,
+        number: r.get(3)?,
+        flow: r.get(4)?,
+        booked_at: r.get::<_, i64>(5)? as u64,
+        due_at: r.get::<_, i64>(6)? as u64,
+        state: r.get(7)?,
+    })
+}
+
+pub(crate) fn callbacks(conn: &Connection, q: &CallbackQuery) -> Result<Vec<Callback>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, provider, call_id, number, flow, booked_at, due_at, state FROM callbacks
+         WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR flow = ?2)
+         ORDER BY due_at, id LIMIT ?3",
+    )?;
+    let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![q.state, q.flow, limit], callback_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+const CALL_COLUMNS: &str = "provider, call_id, flow, from_number, to_number, outcome, started_at, ended_at,
+     duration_ms, ended_reason, cost, recording_url, updated_at";
+
+fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    Ok(CallRecord {
+        provider: r.get(0)?,
+        call_id: r.get(1)?,
+        flow: r.get(2)?,
+        from_number: r.get(3)?,
+        to_number: r.get(4)?,
+        outcome: r.get(5)?,
+        started_at: from_ms(r.get(6)?),
+        ended_at: from_ms(r.get(7)?),
+        duration_ms: from_ms(r.get(8)?),
+        ended_reason: r.get(9)?,
+        cost: r.get(10)?,
+        recording_url: r.get(11)?,
+        updated_at: r.get::<_, i64>(12)? as u64,
+    })
+}
+
+pub(crate) fn calls(conn: &Connection, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls ORDER BY updated_at DESC, call_id LIMIT ?1"))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![limit], call_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn call(conn: &Connection, provider: &str, call_id: &str) -> Result<Option<CallRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE provider = ?1 AND call_id = ?2"))?
+        .query_row(params![provider, call_id], call_row)
+        .optional()?)
+}

@@ -1,0 +1,114 @@
+// Drives callgate's live page in the machine's headless Chromium (no browser download).
+//
+//   CALLGATE_URL=http://127.0.0.1:7700 CALLGATE_TOKEN=… [CALLGATE_SCREENSHOT=../docs/live-page.png] node live-page.mjs
+//
+// Checks, against a server that the caller started and filled (crates/server/tests/live_page.rs):
+//   1. without a token the page asks for one; the login field takes it and the page goes live;
+//   2. with ?token= the page loads, drops the token from the address bar and goes live;
+//   3. a call granted through the API shows on the page within a second;
+// then saves a screenshot. Exits non-zero with a message on the first failure.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const base = process.env.CALLGATE_URL;
+const token = process.env.CALLGATE_TOKEN;
+const shot = process.env.CALLGATE_SCREENSHOT;
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+if (!base || !token) {
+  console.error("set CALLGATE_URL and CALLGATE_TOKEN");
+  process.exit(2);
+}
+
+const GRANT_WITHIN_MS = 1000;
+
+async function api(method, path, body) {
+  const r = await fetch(base + path, {
+    method,
+    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+function check(ok, message) {
+  if (!ok) throw new Error(message);
+  console.log("ok   " + message);
+}
+
+// A fresh profile each run (Playwright passes it as --user-data-dir).
+const profile = mkdtempSync(join(tmpdir(), "callgate-chromium-"));
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath,
+  headless: true,
+  viewport: { width: 1440, height: 900 },
+  deviceScaleFactor: 1,
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+  ],
+});
+
+let failed = false;
+try {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+
+  // 1. No token: the login field, then live.
+  await page.goto(base + "/");
+  await page.waitForSelector("#login:not([hidden])", { timeout: 5000 });
+  check(true, "without a token the page asks for one");
+  await page.fill("#token", token);
+  await page.click("#login button");
+  await page.waitForSelector("body[data-ready='1']", { timeout: 5000 });
+  check(await page.isHidden("#login"), "the login field takes the token and the page goes live");
+
+  // 2. ?token=: a new tab (sessionStorage is per tab, so it starts without the token).
+  const fresh = await browser.newPage();
+  fresh.on("pageerror", (e) => errors.push(String(e)));
+  await fresh.goto(base + "/?token=" + encodeURIComponent(token));
+  await fresh.waitForSelector("body[data-ready='1']", { timeout: 5000 });
+  check(!fresh.url().includes("token="), "?token= is taken and dropped from the address bar");
+  await fresh.close();
+
+  // Some traffic while the page watches, so its feed shows what it is for.
+  await api("POST", "/v1/acquire", { flow: "renewals", key: "dial-0420" });
+  await api("POST", "/v1/acquire", { flow: "sales", key: "CA-sales-77" });
+  await api("POST", "/v1/samples", { pool: "vapi-main", latency_ms: 940 });
+
+  // 3. A grant through the API shows within a second.
+  const used = Number(await page.textContent("[data-used='vapi-main']"));
+  const key = "e2e-" + Date.now();
+  const started = Date.now();
+  const grant = await api("POST", "/v1/acquire", { flow: "vip-line", key });
+  check(grant.status === 200 && grant.body.decision === "granted", `the API grants ${key} (${grant.status})`);
+  await page.waitForSelector(`#feed li[data-key='${key}']`, { timeout: GRANT_WITHIN_MS });
+  await page.waitForFunction(
+    ([n]) => Number(document.querySelector("[data-used='vapi-main']").textContent) === n,
+    [used + 1],
+    { timeout: Math.max(1, GRANT_WITHIN_MS - (Date.now() - started)) }
+  );
+  check(Date.now() - started <= GRANT_WITHIN_MS, `the grant is on the page after ${Date.now() - started} ms (at most ${GRANT_WITHIN_MS})`);
+
+  check(errors.length === 0, "no script errors" + (errors.length ? ": " + errors.join("; ") : ""));
+  if (shot) {
+    await page.waitForTimeout(700); // let the highlight of the new grant fade
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log("saved " + shot);
+  }
+} catch (e) {
+  failed = true;
+  console.error("FAIL " + e.message);
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
