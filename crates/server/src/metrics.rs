@@ -224,12 +224,12 @@ impl State {
             ("callgate_pool_waiting", "Tickets waiting for the pool.", |g| g.waiting),
         ];
         for (name, help, get) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            header(&mut out, name, "gauge", help);
             for (i, g) in self.pools.iter().enumerate() {
                 let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", n.pools[i], get(g));
             }
         }
-        let counters: [Table<'_, 3>; 2] = [
+        let n3: [Table<'_, 3>; 2] = [
             (
                 "callgate_decisions_total",
                 "Admission decisions on arrival, by pool, class and outcome.",
@@ -245,21 +245,7 @@ impl State {
                 &self.ticket_ends,
             ),
         ];
-        for (name, help, label, values, table) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (p, row) in table.iter().enumerate() {
-                for (c, counts) in row.iter().enumerate() {
-                    for (v, count) in values.iter().zip(counts) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{pool=\"{}\",class=\"{}\",{label}=\"{v}\"}} {count}",
-                            n.pools[p], n.classes[c]
-                        );
-                    }
-                }
-            }
-        }
-        let two: [Table<'_, 2>; 2] = [
+        let n2: [Table<'_, 2>; 2] = [
             (
                 "callgate_rejections_total",
                 "Rejected requests, by pool, class and reason.",
@@ -275,19 +261,11 @@ impl State {
                 &self.lease_ends,
             ),
         ];
-        for (name, help, label, values, table) in two {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (p, row) in table.iter().enumerate() {
-                for (c, counts) in row.iter().enumerate() {
-                    for (v, count) in values.iter().zip(counts) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{pool=\"{}\",class=\"{}\",{label}=\"{v}\"}} {count}",
-                            n.pools[p], n.classes[c]
-                        );
-                    }
-                }
-            }
+        for table in n3 {
+            render_table(&mut out, n, table);
+        }
+        for table in n2 {
+            render_table(&mut out, n, table);
         }
         let name = "callgate_wait_seconds";
         let _ = writeln!(
@@ -310,5 +288,26 @@ impl State {
             self.events
         );
         out
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A counter family by pool, class and one more label with `N` values.
+fn render_table<const N: usize>(out: &mut String, n: &Names, (name, help, label, values, table): Table<'_, N>) {
+    header(out, name, "counter", help);
+    for (p, row) in table.iter().enumerate() {
+        for (c, counts) in row.iter().enumerate() {
+            for (v, count) in values.iter().zip(counts) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{pool=\"{}\",class=\"{}\",{label}=\"{v}\"}} {count}",
+                    n.pools[p], n.classes[c]
+                );
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! (they are not ledger events). Labels are bounded: provider and flow names come from
 //! the configuration, endpoints, actions and outcomes from fixed lists.
 
-use super::Histogram;
+use super::{header, Histogram};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -120,10 +120,7 @@ impl EdgeMetrics {
     /// Appends the Prometheus text.
     pub fn render(&self, out: &mut String) {
         let s = self.lock();
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        head(
+        header(
             out,
             "callgate_webhooks_total",
             "counter",
@@ -132,19 +129,19 @@ impl EdgeMetrics {
         for ((p, e, o), n) in &s.webhooks {
             let _ = writeln!(out, "callgate_webhooks_total{{provider=\"{p}\",endpoint=\"{e}\",outcome=\"{o}\"}} {n}");
         }
-        head(out, "callgate_webhook_seconds", "histogram", "Time to answer a provider webhook.");
+        header(out, "callgate_webhook_seconds", "histogram", "Time to answer a provider webhook.");
         for (p, h) in &s.webhook_seconds {
             h.render(out, "callgate_webhook_seconds", &format!("provider=\"{p}\""));
         }
-        head(out, "callgate_overflow_total", "counter", "Overflow actions carried out, by flow and action.");
+        header(out, "callgate_overflow_total", "counter", "Overflow actions carried out, by flow and action.");
         for ((f, a), n) in &s.overflow {
             let _ = writeln!(out, "callgate_overflow_total{{flow=\"{f}\",action=\"{a}\"}} {n}");
         }
-        head(out, "callgate_callbacks_booked_total", "counter", "Callbacks booked, by flow.");
+        header(out, "callgate_callbacks_booked_total", "counter", "Callbacks booked, by flow.");
         for (f, n) in &s.callbacks {
             let _ = writeln!(out, "callgate_callbacks_booked_total{{flow=\"{f}\"}} {n}");
         }
-        head(
+        header(
             out,
             "callgate_reconciled_total",
             "counter",
@@ -153,23 +150,28 @@ impl EdgeMetrics {
         for ((p, w), n) in &s.reconciled {
             let _ = writeln!(out, "callgate_reconciled_total{{provider=\"{p}\",what=\"{w}\"}} {n}");
         }
-        head(out, "callgate_adopted_total", "counter", "Live platform calls callgate did not know, now counted.");
+        header(out, "callgate_adopted_total", "counter", "Live platform calls callgate did not know, now counted.");
         for (p, n) in &s.adopted {
             let _ = writeln!(out, "callgate_adopted_total{{provider=\"{p}\"}} {n}");
         }
-        head(out, "callgate_provider_requests_total", "counter", "Provider API listings, by provider and outcome.");
+        header(out, "callgate_provider_requests_total", "counter", "Provider API listings, by provider and outcome.");
         for ((p, o), n) in &s.provider_requests {
             let _ = writeln!(out, "callgate_provider_requests_total{{provider=\"{p}\",outcome=\"{o}\"}} {n}");
         }
-        head(out, "callgate_provider_request_seconds", "histogram", "Time of a provider API listing.");
+        header(out, "callgate_provider_request_seconds", "histogram", "Time of a provider API listing.");
         for (p, h) in &s.provider_seconds {
             h.render(out, "callgate_provider_request_seconds", &format!("provider=\"{p}\""));
         }
-        head(out, "callgate_provider_live_calls", "gauge", "Live calls the platform reported at the last listing.");
+        header(out, "callgate_provider_live_calls", "gauge", "Live calls the platform reported at the last listing.");
         for (p, n) in &s.live_calls {
             let _ = writeln!(out, "callgate_provider_live_calls{{provider=\"{p}\"}} {n}");
         }
-        head(out, "callgate_call_cost_usd_total", "counter", "Cost of ended calls as the platform reported it (USD).");
+        header(
+            out,
+            "callgate_call_cost_usd_total",
+            "counter",
+            "Cost of ended calls as the platform reported it (USD).",
+        );
         for (p, c) in &s.cost {
             let _ = writeln!(out, "callgate_call_cost_usd_total{{provider=\"{p}\"}} {c}");
         }

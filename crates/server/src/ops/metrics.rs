@@ -6,6 +6,7 @@
 //! dashboards and alert rules see them before the first event.
 
 use super::events::OpsEvent;
+use crate::metrics::header;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -199,10 +200,7 @@ impl OpsMetrics {
     /// Appends the Prometheus text.
     pub fn render(&self, out: &mut String) {
         let s = self.lock();
-        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        head(
+        header(
             out,
             "callgate_sample_latency_seconds",
             "histogram",
@@ -212,7 +210,7 @@ impl OpsMetrics {
             h.render(out, "callgate_sample_latency_seconds", &format!("pool=\"{}\"", s.pools[p]));
         }
         let adaptive: Vec<(usize, &String)> = s.pools.iter().enumerate().filter(|(p, _)| s.adaptive[*p]).collect();
-        head(
+        header(
             out,
             "callgate_adaptive_samples_total",
             "counter",
@@ -223,13 +221,13 @@ impl OpsMetrics {
             let _ = writeln!(out, "callgate_adaptive_samples_total{{pool=\"{name}\",kind=\"latency\"}} {latency}");
             let _ = writeln!(out, "callgate_adaptive_samples_total{{pool=\"{name}\",kind=\"drop\"}} {drops}");
         }
-        head(out, "callgate_adaptive_cap_changes_total", "counter", "Moves of a pool's adaptive cap, by direction.");
+        header(out, "callgate_adaptive_cap_changes_total", "counter", "Moves of a pool's adaptive cap, by direction.");
         for &(p, name) in &adaptive {
             let [up, down] = s.cap_changes[p];
             let _ = writeln!(out, "callgate_adaptive_cap_changes_total{{pool=\"{name}\",direction=\"up\"}} {up}");
             let _ = writeln!(out, "callgate_adaptive_cap_changes_total{{pool=\"{name}\",direction=\"down\"}} {down}");
         }
-        head(
+        header(
             out,
             "callgate_provider_refusals_total",
             "counter",
@@ -238,7 +236,7 @@ impl OpsMetrics {
         for (p, n) in s.refusals.iter().enumerate() {
             let _ = writeln!(out, "callgate_provider_refusals_total{{pool=\"{}\"}} {n}", s.pools[p]);
         }
-        head(
+        header(
             out,
             "callgate_breaker_state",
             "gauge",
@@ -253,7 +251,7 @@ impl OpsMetrics {
                 );
             }
         }
-        head(out, "callgate_breaker_transitions_total", "counter", "Breaker state changes, by the state entered.");
+        header(out, "callgate_breaker_transitions_total", "counter", "Breaker state changes, by the state entered.");
         for (b, name) in s.breakers.iter().enumerate() {
             for (i, st) in BREAKER_STATES.iter().enumerate() {
                 let _ = writeln!(
@@ -263,7 +261,7 @@ impl OpsMetrics {
                 );
             }
         }
-        head(
+        header(
             out,
             "callgate_dependency_calls_total",
             "counter",
@@ -275,11 +273,11 @@ impl OpsMetrics {
             let _ =
                 writeln!(out, "callgate_dependency_calls_total{{dependency=\"{name}\",outcome=\"failed\"}} {failed}");
         }
-        head(out, "callgate_dependency_latency_seconds", "histogram", "Latencies reported for a dependency.");
+        header(out, "callgate_dependency_latency_seconds", "histogram", "Latencies reported for a dependency.");
         for (b, h) in s.dependency_latency.iter().enumerate() {
             h.render(out, "callgate_dependency_latency_seconds", &format!("dependency=\"{}\"", s.breakers[b]));
         }
-        head(
+        header(
             out,
             "callgate_fallbacks_total",
             "counter",
@@ -294,11 +292,11 @@ impl OpsMetrics {
                 );
             }
         }
-        head(out, "callgate_alert_firing", "gauge", "1 while the alert fires.");
+        header(out, "callgate_alert_firing", "gauge", "1 while the alert fires.");
         for (a, name) in s.alerts.iter().enumerate() {
             let _ = writeln!(out, "callgate_alert_firing{{alert=\"{name}\"}} {}", u8::from(s.firing[a]));
         }
-        head(
+        header(
             out,
             "callgate_alert_value",
             "gauge",
@@ -308,13 +306,13 @@ impl OpsMetrics {
             let v = s.value[a].map_or_else(|| "NaN".to_owned(), |v| v.to_string());
             let _ = writeln!(out, "callgate_alert_value{{alert=\"{name}\"}} {v}");
         }
-        head(out, "callgate_alert_transitions_total", "counter", "Alerts fired and resolved.");
+        header(out, "callgate_alert_transitions_total", "counter", "Alerts fired and resolved.");
         for (a, name) in s.alerts.iter().enumerate() {
             let [fired, resolved] = s.alert_transitions[a];
             let _ = writeln!(out, "callgate_alert_transitions_total{{alert=\"{name}\",to=\"firing\"}} {fired}");
             let _ = writeln!(out, "callgate_alert_transitions_total{{alert=\"{name}\",to=\"resolved\"}} {resolved}");
         }
-        head(
+        header(
             out,
             "callgate_alert_actions_total",
             "counter",
