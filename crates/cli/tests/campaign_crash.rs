@@ -70,7 +70,6 @@ api_key = "test-key"
 webhook_secret = "test-secret"
 pool = "vapi"
 reconcile_every = "100ms"
-adopt = false
 
 [[flows]]
 name = "outbound"

@@ -81,8 +81,10 @@ pub struct CampaignConfig {
     /// Start dialing as soon as the server runs (default false: a campaign starts paused).
     #[serde(default)]
     pub start: bool,
-    /// How long the campaign stops dialing after a provider refused a call for
-    /// concurrency (default "30s").
+    /// How long the campaign stops dialing through a provider after it refused a call for
+    /// concurrency (default "30s"). The provider's pool, when it is not adaptive, is also
+    /// capped at what is in use for as long (or until reconciliation finds the account
+    /// with room); an adaptive pool takes the refusal as a drop instead.
     #[serde(default = "default_cooldown", with = "crate::serde_duration")]
     pub cooldown: Duration,
 }

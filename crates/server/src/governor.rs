@@ -11,6 +11,7 @@ mod caps;
 mod ops;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
+pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
 
 use crate::clock::Clock;
@@ -74,6 +75,10 @@ pub enum TicketState {
 struct State {
     ledger: Ledger,
     waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
+    /// [pool] → what lowers its cap (see `caps`); the only input of `Ledger::set_cap`.
+    caps: Vec<caps::CapSources>,
+    /// The earliest end of a refusal's cooldown, if any runs.
+    cooldown_due: Option<u64>,
 }
 
 /// Owns the ledger and the journal.
@@ -135,8 +140,9 @@ impl Governor {
         overflow: Vec<Option<serde_json::Value>>,
     ) -> Self {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
+        let caps = State::caps_for(ledger.pool_count());
         Governor {
-            state: Mutex::new(State { ledger, waiters: FxHashMap::default() }),
+            state: Mutex::new(State { ledger, waiters: FxHashMap::default(), caps, cooldown_due: None }),
             journal,
             clock,
             names,
@@ -423,7 +429,7 @@ impl Governor {
             st.ledger.set_limit(id, limit, now);
             // An adaptive cap keeps within the new limit.
             if let Some(change) = self.ops.limit_changed(id.index(), limit, now) {
-                st.ledger.set_cap(id, Some(change.to), now);
+                self.set_adaptive_cap(st, id.index(), change.to, now);
             }
             Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
         });
@@ -435,8 +441,12 @@ impl Governor {
     /// Expires leases and times out tickets that are due. The server calls this on a
     /// short interval, so deadlines hold even when no request arrives.
     pub fn tick(&self) {
-        // Cheap when nothing is due: two heap peeks, and forgetting old ticket outcomes.
-        let _ = self.apply(|st, now| st.ledger.tick(now));
+        // Cheap when nothing is due: two heap peeks, forgetting old ticket outcomes, and
+        // one comparison for the refusals' cooldowns.
+        let _ = self.apply(|st, now| {
+            st.ledger.tick(now);
+            self.expire_cooldowns(st, now);
+        });
     }
 }
 

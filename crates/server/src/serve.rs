@@ -212,6 +212,7 @@ impl Server {
             keys,
             inbound,
             waiting_room: WaitingRoom::default(),
+            overflow_chains: Default::default(),
             campaigns: Default::default(),
         });
         // The campaign dialer: its own store beside the journal, recovery of what a crash

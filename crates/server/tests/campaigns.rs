@@ -168,7 +168,6 @@ api_key = "test-key"
 webhook_secret = "test-secret"
 pool = "vapi"
 reconcile_every = "1s"
-adopt = false
 
 [[flows]]
 name = "inbound"
@@ -463,7 +462,6 @@ api_key = "test-key"
 webhook_secret = "s"
 pool = "acct-a"
 reconcile_every = "100ms"
-adopt = false
 
 [[providers]]
 name = "vapi-b"
@@ -473,7 +471,6 @@ api_key = "test-key"
 webhook_secret = "s"
 pool = "acct-b"
 reconcile_every = "100ms"
-adopt = false
 
 [[flows]]
 name = "outbound"
@@ -710,4 +707,292 @@ async fn the_demo_runs_its_campaign_within_the_budget() {
     }
     assert!((1..=7).contains(&max_out), "{max_out}");
     server.stop().await;
+}
+
+/// Polls `check` every 10 ms for up to `secs` seconds.
+async fn until<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..secs * 100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+impl Cg {
+    async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
+    }
+
+    async fn cap(&self, pool: &str) -> Value {
+        self.get(&format!("/v1/pools/{pool}")).await.1["cap"].clone()
+    }
+}
+
+/// Reads `/v1/events` until `done` holds for what was read (at most 5 s); returns it.
+async fn read_events(resp: reqwest::Response, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let (mut buf, mut seen) = (String::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done(&seen) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("the events did not come: {seen:?}"))
+            .unwrap()
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            for line in frame.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                        seen.push(v);
+                    }
+                }
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_on_an_adaptive_pool_is_a_drop_and_no_cooldown_raises_the_cap_later() {
+    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    fake.counts().refuse_next = 1;
+    let campaign = format!(
+        r#"name = "adaptive"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+cooldown = "100ms"
+{ALL_DAY}
+retry = {{ max_attempts = 1 }}
+"#
+    );
+    // The account's pool adapts: AIMD, each drop × 0.9.
+    let toml = account(&fake.url, &campaign).replace(
+        "reserve = { inbound = 3 }",
+        "reserve = { inbound = 3 }\nadaptive = { algorithm = \"aimd\", min = 2, window = { min = \"1ms\", max = \"1ms\", min_samples = 1 } }",
+    );
+    let cg = Cg::start(&toml).await;
+    cg.wire_webhook(&fake, "vapi-main");
+    // The limiter has moved the cap once already: 10 → 9.
+    let (s, v) = cg.post("/v1/samples", json!({ "pool": "vapi", "dropped": true })).await;
+    assert_eq!((s, &v["caps"]["vapi"]), (StatusCode::OK, &json!(9)), "{v}");
+    tokio::time::sleep(Duration::from_millis(5)).await; // the limiter's next window
+    import(&cg, "adaptive", leads(10, 415)).await;
+    cg.post("/v1/campaigns/adaptive/start", json!(null)).await;
+    let v = cg.finished("adaptive", 30).await;
+    assert_eq!((v["refusals"].as_u64(), v["leads"]["done"]["completed"].as_u64()), (Some(1), Some(10)), "{v}");
+
+    // The refusal was a drop for the limiter (9 → 8), and the pool's cap is the limiter's.
+    let adaptive_cap = || async { cg.get("/v1/stats").await.1["adaptive"][0]["cap"].clone() };
+    assert_eq!(adaptive_cap().await, 8, "the refusal reached the limiter");
+    assert_eq!(cg.cap("vapi").await, 8);
+    // Well past the campaign's cooldown (and any periodic restore of a cap), nothing has
+    // raised the cap above the limiter's.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!((cg.cap("vapi").await, adaptive_cap().await), (json!(8), json!(8)));
+    let sources = cg.server().app.governor.cap_sources("vapi").unwrap();
+    assert_eq!((sources.adaptive, sources.cooldown), (Some(8), None), "no cooldown source on an adaptive pool");
+    assert!(cg.metrics().await.contains("callgate_provider_refusals_total{pool=\"vapi\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusals_cooldown_cap_on_a_fixed_pool_ends_when_reconciliation_finds_room() {
+    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    fake.counts().refuse_next = 1;
+    // The campaign's cooldown is an hour: only reconciliation can end it in this test.
+    let campaign = format!(
+        r#"name = "cool"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+cooldown = "1h"
+start = true
+{ALL_DAY}
+"#
+    );
+    let toml = account(&fake.url, &campaign).replace(r#"reconcile_every = "1s""#, r#"reconcile_every = "100ms""#);
+    let cg = Cg::start(&toml).await;
+    let events = cg.client.get(format!("{}/v1/events", cg.base)).send().await.unwrap();
+    import(&cg, "cool", leads(3, 212)).await;
+    let caps = |seen: &[Value]| -> Vec<u64> {
+        seen.iter()
+            .filter(|e| e["type"] == "limit_changed" && e["pool"] == "vapi")
+            .map(|e| e["cap"].as_u64().unwrap())
+            .collect()
+    };
+    let seen = read_events(events, |seen| caps(seen).len() >= 2).await;
+    // The cap went down to what was in use when the account refused (the calls dialed
+    // beside the refused one, at most two), then back to the limit once a listing showed
+    // the account with room.
+    let caps = caps(&seen);
+    assert!(caps[0] <= 2 && caps[1] == 10, "{caps:?}: {seen:?}");
+    assert_eq!(cg.cap("vapi").await, 10);
+    assert_eq!(cg.server().app.governor.cap_sources("vapi").unwrap().cooldown, None);
+    let v = cg.campaign("cool").await;
+    assert!(v["providers"][0]["cooling_down_until_ms"].is_u64(), "the campaign itself still cools down: {v}");
+    assert_eq!(fake.counts().refusals, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_never_adopts_the_dialers_own_calls() {
+    // Calls that last long enough for many listings: an unknown call is adopted after two.
+    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(1500))).await;
+    let campaign = format!(
+        r#"name = "own"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+start = true
+{ALL_DAY}
+"#
+    );
+    // adopt = true (the default), and a listing every 50 ms.
+    let toml = account(&fake.url, &campaign).replace(r#"reconcile_every = "1s""#, r#"reconcile_every = "50ms""#);
+    assert!(!toml.contains("adopt"));
+    let cg = Cg::start(&toml).await;
+    cg.wire_webhook(&fake, "vapi-main");
+    import(&cg, "own", leads(3, 212)).await;
+    assert!(until(10, || async { fake.counts().live_out == 3 }).await, "the three calls are live");
+    let listed = fake.counts().lists;
+    assert!(
+        until(10, || async { fake.counts().lists >= listed + 4 }).await,
+        "reconciliation listed them again and again"
+    );
+    assert_eq!(fake.counts().live_out, 3, "still live");
+    let used = cg.get("/v1/pools/vapi").await.1["used"].clone();
+    assert_eq!(used, 3, "callgate counts each of its calls once");
+    let (_, leases) = cg.get("/v1/leases?pool=vapi").await;
+    assert!(leases.as_array().unwrap().iter().all(|l| l["key"].as_str().unwrap().starts_with("dial:")), "{leases}");
+    assert!(cg.metrics().await.contains("callgate_adopted_total{provider=\"vapi-main\"} 0"));
+    let v = cg.finished("own", 30).await;
+    assert_eq!(v["leads"]["done"]["completed"], 3, "{v}");
+    assert!(until(5, || async { cg.get("/v1/pools/vapi").await.1["used"] == 0 }).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booked_callback_leaves_the_booked_state_once_the_dialer_takes_it() {
+    // One line; the support number books a callback when it is busy; a simulated
+    // campaign returns booked callbacks.
+    let toml = format!(
+        r#"
+[[pools]]
+name = "acct"
+limit = 1
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+webhook_secret = "test-secret"
+pool = "acct"
+
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "+15550001111" }}
+vapi = {{ assistant_id = "asst_support" }}
+overflow = {{ action = "callback" }}
+
+[[flows]]
+name = "outbound"
+pools = ["acct"]
+class = "outbound"
+
+[[campaigns]]
+name = "returns"
+flow = "outbound"
+simulate = {{ answer_rate = 1, busy_rate = 0, voicemail_rate = 0, failure_rate = 0, ring_time = "2ms", talk_min = "5ms", talk_mean = "5ms", talk_max = "5ms", seed = 1 }}
+callbacks = true
+calls_per_second = 100
+start = true
+{ALL_DAY}
+"#
+    );
+    let cg = Cg::start(&toml).await;
+    let (s, holder) = cg.post("/v1/acquire", json!({ "flow": "support", "key": "holder" })).await;
+    assert_eq!(s, StatusCode::OK, "{holder}");
+    let request = json!({ "message": {
+        "type": "assistant-request",
+        "call": { "id": "call-2", "type": "inboundPhoneCall", "customer": { "number": "+13125550100" } },
+        "customer": { "number": "+13125550100" },
+        "phoneNumber": { "id": "pn-1", "number": "+15550001111" },
+    } });
+    let resp = cg
+        .client
+        .post(format!("{}/webhooks/vapi/vapi-main", cg.base))
+        .header("x-vapi-secret", "test-secret")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let reply: Value = resp.json().await.unwrap();
+    assert!(reply["error"].as_str().unwrap().contains("call you back"), "{reply}");
+    let (_, booked) = cg.get("/v1/callbacks?state=booked").await;
+    assert_eq!(booked.as_array().unwrap().len(), 1, "{booked}");
+    let id = booked[0]["id"].clone();
+    // A line frees: the dialer takes the callback and dials it.
+    cg.client
+        .delete(format!("{}/v1/leases/{}", cg.base, holder["lease"]["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let done = || async {
+        let (_, all) = cg.get("/v1/callbacks").await;
+        all[0]["state"] == "done"
+    };
+    assert!(until(10, done).await, "{}", cg.get("/v1/callbacks").await.1);
+    let (_, booked) = cg.get("/v1/callbacks?state=booked").await;
+    assert_eq!(booked, json!([]), "a dialed callback is no longer booked");
+    let (_, all) = cg.get("/v1/callbacks?state=done").await;
+    assert_eq!((&all[0]["id"], &all[0]["outcome"]), (&id, &json!("completed")), "{all}");
+    assert!(all[0]["updated_at_ms"].is_u64(), "{all}");
+    let store = cg.server().campaigns.store().clone();
+    let lead = store.lead(1).unwrap().unwrap();
+    assert_eq!((lead.phone.as_str(), lead.state.as_str(), lead.callback_id), ("+13125550100", "done", id.as_u64()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_call_the_provider_ends_for_concurrency_is_reported_as_a_refusal() {
+    // The first call to each number is accepted, then ended by the platform for
+    // concurrency (as Vapi reports a call it could not start); the second is answered.
+    let fake = FakeVapi::start(10, |_, n| match n {
+        1 => (Some("call.start.error-subscription-concurrency-limit-reached"), Duration::from_millis(1)),
+        _ => (None, Duration::from_millis(5)),
+    })
+    .await;
+    let campaign = format!(
+        r#"name = "late"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+cooldown = "50ms"
+start = true
+{ALL_DAY}
+retry = {{ failed = "10ms", max_attempts = 3 }}
+"#
+    );
+    let cg = Cg::start(&account(&fake.url, &campaign)).await;
+    cg.wire_webhook(&fake, "vapi-main");
+    import(&cg, "late", leads(1, 212)).await;
+    let v = cg.finished("late", 30).await;
+    assert_eq!(v["leads"]["done"]["completed"], 1, "{v}");
+    assert_eq!(v["refusals"], 1, "{v}");
+    assert!(
+        cg.metrics().await.contains("callgate_provider_refusals_total{pool=\"vapi\"} 1"),
+        "the governor heard of it"
+    );
+    assert!(until(5, || async { cg.cap("vapi").await == 10 }).await, "and its cooldown ended");
 }

@@ -483,3 +483,76 @@ async fn every_metric_the_deploy_files_name_exists() {
     let missing: Vec<&String> = named.iter().filter(|n| !exposed.contains(*n)).collect();
     assert!(missing.is_empty(), "named in deploy/ but not in /metrics: {missing:?}");
 }
+
+/// `acct` adapts (AIMD, each drop × 0.9, at least 2); `fixed` does not.
+const TWO_POOLS: &str = r#"
+[[pools]]
+name = "acct"
+limit = 4
+adaptive = { algorithm = "aimd", min = 2, window = { min = "1ms", max = "1ms", min_samples = 1 } }
+
+[[pools]]
+name = "fixed"
+limit = 5
+
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+"#;
+
+#[tokio::test]
+async fn the_governor_owns_pool_caps_a_refusal_cools_a_fixed_pool_and_drops_an_adaptive_one() {
+    let clock = support::ManualClock::at(1_800_000_000_000);
+    let s = TestServer::start_with_clock(TWO_POOLS, clock.clone()).await;
+    let governor = &s.server().app.governor;
+    let s = &s;
+    let cap = |pool: &'static str| async move { s.pool(pool).await["cap"].as_u64().unwrap() };
+
+    // A fixed pool: capped at what is in use for the cooldown, then back to its limit.
+    for i in 0..2 {
+        let (st, _) =
+            s.acquire(json!({ "pools": [{ "pool": "fixed" }], "class": "inbound", "key": format!("f{i}") })).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    assert_eq!(governor.provider_refused("fixed", 60_000).await.unwrap(), Some(2));
+    assert_eq!(cap("fixed").await, 2);
+    let (st, _) = s.acquire(json!({ "pools": [{ "pool": "fixed" }], "class": "inbound" })).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "nothing above what was in use");
+    clock.advance(59_000);
+    governor.tick();
+    assert_eq!(cap("fixed").await, 2, "the cooldown still runs");
+    clock.advance(1_000);
+    governor.tick();
+    assert_eq!(cap("fixed").await, 5, "the cooldown ended");
+    assert_eq!(governor.cap_sources("fixed").unwrap().cooldown, None);
+
+    // … or earlier, when reconciliation finds the platform with room.
+    governor.provider_refused("fixed", 60_000).await.unwrap();
+    assert_eq!(cap("fixed").await, 2);
+    assert!(!governor.platform_room("fixed", 5).await.unwrap(), "five live calls on a five-line account: no room");
+    assert_eq!(cap("fixed").await, 2);
+    assert!(governor.platform_room("fixed", 4).await.unwrap());
+    assert_eq!(cap("fixed").await, 5);
+
+    // An adaptive pool: a refusal is a drop for its limiter, and no cooldown ever raises
+    // the cap above the limiter's.
+    let (_, v) = s.post("/v1/samples", json!({ "pool": "acct", "dropped": true })).await;
+    assert_eq!(v["caps"]["acct"], 3, "{v}");
+    clock.advance(1_000); // the limiter's next window
+    assert_eq!(governor.provider_refused("acct", 60_000).await.unwrap(), Some(2), "floor(3 × 0.9) = 2");
+    let sources = governor.cap_sources("acct").unwrap();
+    assert_eq!((sources.adaptive, sources.cooldown), (Some(2), None));
+    clock.advance(3_600_000);
+    governor.tick();
+    assert!(!governor.platform_room("acct", 0).await.unwrap());
+    assert_eq!(cap("acct").await, 2, "the limiter's cap stands");
+    let (_, stats) = s.get("/v1/stats").await;
+    assert_eq!(stats["adaptive"][0]["cap"], 2);
+
+    let (_, m) = s.get("/metrics").await;
+    let m = m.as_str().unwrap();
+    assert!(m.contains("callgate_provider_refusals_total{pool=\"fixed\"} 2"), "{m}");
+    assert!(m.contains("callgate_provider_refusals_total{pool=\"acct\"} 1"), "{m}");
+    assert!(m.contains("callgate_pool_cap{pool=\"fixed\"} 5"), "{m}");
+}

@@ -549,3 +549,259 @@ fn garbage_twilio_forms_get_a_4xx_and_change_nothing() {
     assert_eq!(rt.block_on(s.pool("agents")), pool);
     assert_eq!(rt.block_on(metric(&s, "callgate_events_total")), events);
 }
+
+/// A Twilio account whose calls the campaign dialer places: the fake takes `POST
+/// Calls.json`; outcomes come only through the status callbacks (the dialer's poll of
+/// live calls runs every `reconcile_every`, an hour here).
+fn dialer_config(fake: &Fake) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "agents"
+limit = 10
+
+[[providers]]
+name = "tw"
+kind = "twilio"
+base_url = "{url}"
+account_sid = "ACtest"
+auth_token = "{TOKEN}"
+public_url = "{PUBLIC}"
+pool = "agents"
+reconcile_every = "1h"
+
+[[flows]]
+name = "outbound"
+pools = ["agents"]
+class = "outbound"
+
+[[campaigns]]
+name = "renewals"
+provider = "tw"
+flow = "outbound"
+twilio = {{ from = ["+15550009000"], url = "https://agents.example.com/twiml" }}
+calls_per_second = 100
+start = true
+window = {{ start = "00:00", end = "24:00" }}
+retry = {{ busy = "10ms", max_attempts = 1 }}
+"#,
+        url = fake.url
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_status_callbacks_end_the_dialers_attempts() {
+    let fake = fake_twilio().await;
+    let s = TestServer::start(&dialer_config(&fake)).await;
+    let leads = json!({ "leads": [{ "phone": "+12125550100" }, { "phone": "+12125550101" }] });
+    let (st, v) = s.post("/v1/campaigns/renewals/leads", leads).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(s.eventually(10, || async { fake.placed().len() == 2 }).await, "both calls are placed");
+    assert_eq!(s.used("agents").await, 2);
+    let placed = fake.placed();
+    let call = |phone: &str| {
+        let (i, form) = placed.iter().enumerate().find(|(_, f)| f["To"] == phone).unwrap();
+        (format!("CA-OUT-{}", i + 1), form["StatusCallback"].clone())
+    };
+    let (answered_sid, answered_url) = call("+12125550100");
+    let (busy_sid, busy_url) = call("+12125550101");
+    assert!(
+        answered_url.starts_with(&format!("{PUBLIC}/webhooks/twilio/tw/status?callgate_attempt=")),
+        "{answered_url}"
+    );
+
+    // Twilio signs the status callback URL with its query; a signature over the URL
+    // without it is refused.
+    let p = phone(&s);
+    let completed = [
+        ("AccountSid", "ACtest"),
+        ("CallSid", answered_sid.as_str()),
+        ("CallStatus", "completed"),
+        ("CallDuration", "42"),
+        ("AnsweredBy", "human"),
+        ("Direction", "outbound-api"),
+        ("To", "+12125550100"),
+    ];
+    let bare = format!("{PUBLIC}{STATUS}");
+    let wrong = twilio_signature(TOKEN, &bare, &completed);
+    assert_eq!(p.post_signed(&answered_url, &completed, Some(&wrong)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.used("agents").await, 2, "nothing changed");
+
+    let in_progress = [("AccountSid", "ACtest"), ("CallSid", answered_sid.as_str()), ("CallStatus", "in-progress")];
+    assert!(p.post(&answered_url, &in_progress).await.twiml().verbs().is_empty());
+    assert!(p.post(&answered_url, &completed).await.twiml().verbs().is_empty());
+    let busy =
+        [("AccountSid", "ACtest"), ("CallSid", busy_sid.as_str()), ("CallStatus", "busy"), ("CallDuration", "0")];
+    assert!(p.post(&busy_url, &busy).await.twiml().verbs().is_empty());
+
+    let finished = || async { s.get("/v1/campaigns/renewals").await.1["finished"] == true };
+    assert!(s.eventually(10, finished).await, "{}", s.get("/v1/campaigns/renewals").await.1);
+    let (_, v) = s.get("/v1/campaigns/renewals").await;
+    assert_eq!(v["leads"]["done"]["completed"], 1, "{v}");
+    assert_eq!(v["leads"]["exhausted_by_outcome"]["busy"], 1, "{v}");
+    assert_eq!(v["avg_talk_ms"], 42_000, "CallDuration is the talk time: {v}");
+    assert_eq!(s.used("agents").await, 0, "both dial leases are released");
+    let store = s.server().campaigns.store().clone();
+    let attempts: Vec<_> = (1..=2).flat_map(|lead| store.attempts_of(lead).unwrap()).collect();
+    assert!(attempts.iter().all(|a| a.answered_at.is_some() == (a.outcome.as_deref() == Some("completed"))));
+    // A repeated callback changes nothing.
+    assert!(p.post(&answered_url, &completed).await.twiml().verbs().is_empty());
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["attempts"], 2);
+}
+
+/// One line. `support` (with a waiting room) and `sales` (without) depend on the `llm`
+/// breaker: while it is open they transfer to people, then say goodbye; otherwise they
+/// offer a callback, then voicemail.
+fn breaker_config(fake: &Fake) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "agents"
+limit = 1
+
+[[providers]]
+name = "tw"
+kind = "twilio"
+base_url = "{url}"
+account_sid = "ACtest"
+auth_token = "{TOKEN}"
+public_url = "{PUBLIC}"
+pool = "agents"
+reconcile_every = "1h"
+
+[[breakers]]
+name = "llm"
+min_calls = 2
+error_rate = 0.5
+open_for = "30s"
+half_open_probes = 1
+
+[[flows]]
+name = "support"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{SUPPORT}" }}
+twilio = {{ connect = {{ sip = "sip:ai@example.sip.vapi.ai" }} }}
+queue = {{ max_wait = "90s", max_len = 5 }}
+depends_on = ["llm"]
+overflow = [
+  {{ action = "callback", key = "1", message = "Press 1 and we will call you back." }},
+  {{ action = "voicemail", message = "Please leave a message." }},
+]
+fallback = [
+  {{ action = "transfer", number = "+15559990000", message = "Our assistant is down." }},
+  {{ action = "busy", message = "Sorry, nobody can take your call." }},
+]
+
+[[flows]]
+name = "sales"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw", number = "{SALES}" }}
+twilio = {{ connect = {{ sip = "sip:ai@example.sip.vapi.ai" }} }}
+depends_on = ["llm"]
+overflow = [
+  {{ action = "callback", key = "1", message = "Press 1 and we will call you back." }},
+  {{ action = "voicemail", message = "Please leave a message." }},
+]
+fallback = [
+  {{ action = "transfer", number = "+15559990000", message = "Our assistant is down." }},
+  {{ action = "busy", message = "Sorry, nobody can take your call." }},
+]
+"#,
+        url = fake.url
+    )
+}
+
+async fn open_breaker(s: &TestServer) {
+    let (st, v) = s
+        .post("/v1/samples", json!([{ "dependency": "llm", "ok": false }, { "dependency": "llm", "ok": false }]))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(s.get("/v1/breakers").await.1[0]["state"], "open");
+}
+
+/// The fallback's first step: "Our assistant is down." and a transfer to people.
+fn assert_fallback(t: &El) {
+    assert_eq!(t.verbs(), ["Say", "Dial"], "{t:?}");
+    assert_eq!(t.spoken(), "Our assistant is down.");
+    assert_eq!(t.find("Number").unwrap().text, "+15559990000");
+}
+
+#[tokio::test]
+async fn while_the_assistant_is_down_twilio_callers_get_the_fallback_and_nobody_waits_for_it() {
+    let (fake, clock) = (fake_twilio().await, support::ManualClock::at(1_800_000_000_000));
+    let s = TestServer::start_with_clock(&breaker_config(&fake), clock).await;
+    assert_eq!(ring(&s, "CA-1", "+15551230001", SUPPORT).await.verbs(), ["Dial"], "the only line");
+    let t2 = ring(&s, "CA-2", "+15551230002", SUPPORT).await;
+    let t4 = ring(&s, "CA-4", "+15551230004", SUPPORT).await;
+    assert_eq!((t2.verbs(), t4.verbs()), (vec!["Enqueue"], vec!["Enqueue"]));
+    open_breaker(&s).await;
+
+    // A new caller is not queued for the assistant: the fallback at once.
+    let t = ring(&s, "CA-3", "+15551230003", SUPPORT).await;
+    assert_fallback(&t);
+    assert_eq!(s.pool("agents").await["waiting"], 2, "CA-3 did not join the line");
+    // Its transfer's leg finds nobody: the fallback's next step, not the overflow's.
+    let dialed = t.find("Dial").unwrap().attr("action").to_owned();
+    assert!(dialed.contains("chain=fallback"), "{dialed}");
+    let t = phone(&s).post(&dialed, &[("CallSid", "CA-3"), ("DialCallStatus", "no-answer")]).await.twiml();
+    assert_eq!((t.verbs(), t.spoken()), (vec!["Say", "Hangup"], "Sorry, nobody can take your call.".to_owned()));
+
+    // A caller already waiting leaves the line at the next wait request, gives up the
+    // place, and hears the fallback.
+    let enqueue = t2.find("Enqueue").unwrap();
+    let t = phone(&s).post(enqueue.attr("waitUrl"), &[("CallSid", "CA-2")]).await.twiml();
+    assert_eq!(t.verbs(), ["Leave"]);
+    let t = phone(&s).post(enqueue.attr("action"), &[("CallSid", "CA-2"), ("QueueResult", "leave")]).await.twiml();
+    assert_fallback(&t);
+    assert_eq!(s.pool("agents").await["waiting"], 1);
+
+    // A caller whose line comes free while the assistant is down gives it back.
+    status(&s, "CA-1", "completed").await;
+    assert_eq!(s.used("agents").await, 1, "CA-4's ticket was granted");
+    let enqueue = t4.find("Enqueue").unwrap();
+    assert_eq!(phone(&s).post(enqueue.attr("waitUrl"), &[("CallSid", "CA-4")]).await.twiml().verbs(), ["Leave"]);
+    let t = phone(&s).post(enqueue.attr("action"), &[("CallSid", "CA-4"), ("QueueResult", "leave")]).await.twiml();
+    assert_fallback(&t);
+    assert_eq!((s.used("agents").await, s.pool("agents").await["waiting"].as_u64()), (0, Some(0)));
+    let fallbacks = "callgate_fallbacks_total{flow=\"support\",breaker=\"llm\"}";
+    assert_eq!(metric(&s, fallbacks).await, 1.0, "CA-3 was turned away by the breaker");
+}
+
+#[tokio::test]
+async fn a_twilio_caller_keeps_the_chain_it_started_on() {
+    let (fake, clock) = (fake_twilio().await, support::ManualClock::at(1_800_000_000_000));
+    let s = TestServer::start_with_clock(&breaker_config(&fake), clock.clone()).await;
+    assert_eq!(ring(&s, "CA-1", "+15551230001", SALES).await.verbs(), ["Dial"], "the only line");
+
+    // Started on the configured chain; the breaker opens meanwhile: still that chain.
+    let t = ring(&s, "CA-A", "+15551230010", SALES).await;
+    assert_eq!(t.verbs(), ["Gather", "Redirect"], "the callback offer");
+    let next = t.find("Redirect").unwrap().text.clone();
+    assert!(next.contains("chain=overflow"), "{next}");
+    open_breaker(&s).await;
+    let t = phone(&s).post(&next, &[("CallSid", "CA-A"), ("From", "+15551230010")]).await.twiml();
+    assert_eq!(t.verbs(), ["Say", "Record", "Say", "Hangup"], "voicemail, the configured next step: {t:?}");
+
+    // Started on the fallback; the breaker closes meanwhile: still the fallback.
+    let t = ring(&s, "CA-B", "+15551230011", SALES).await;
+    assert_fallback(&t);
+    let dialed_b = t.find("Dial").unwrap().attr("action").to_owned();
+    let t = ring(&s, "CA-C", "+15551230012", SALES).await;
+    let dialed_c = t.find("Dial").unwrap().attr("action").to_owned();
+    clock.advance(31_000);
+    let (st, _) = s.acquire(json!({ "flow": "sales", "key": "probe" })).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "the probe passes the breaker and finds the line taken");
+    s.post("/v1/samples", json!({ "dependency": "llm", "ok": true })).await;
+    assert_eq!(s.get("/v1/breakers").await.1[0]["state"], "closed");
+    let t = phone(&s).post(&dialed_b, &[("CallSid", "CA-B"), ("DialCallStatus", "busy")]).await.twiml();
+    assert_eq!(t.spoken(), "Sorry, nobody can take your call.", "the fallback's next step: {t:?}");
+
+    // A restart forgets the frozen chains; the URL's chain kind carries the caller on.
+    let s = s.restart().await;
+    let t = phone(&s).post(&dialed_c, &[("CallSid", "CA-C"), ("DialCallStatus", "no-answer")]).await.twiml();
+    assert_eq!(t.spoken(), "Sorry, nobody can take your call.", "{t:?}");
+    // A new caller now hears the configured chain again.
+    assert_eq!(ring(&s, "CA-D", "+15551230013", SALES).await.verbs(), ["Gather", "Redirect"]);
+}

@@ -33,7 +33,9 @@ pub use leads::{
     AttemptEnd, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore, NewAttempt, NewLead,
     PendingLead, StoredCampaign,
 };
-pub use records::{CallRecord, CallUpdate, Callback, CallbackQuery, NewCallback, Record};
+pub use records::{
+    CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,
+};
 pub use rows::{Restored, StoredLease, StoredTicket};
 pub use writer::{read_counter, Consumer, Journal, Names, Opened};
 

@@ -16,7 +16,9 @@ CREATE TABLE IF NOT EXISTS callbacks (
     flow TEXT NOT NULL,
     booked_at INTEGER NOT NULL,   -- Unix ms
     due_at INTEGER NOT NULL,      -- Unix ms: not before
-    state TEXT NOT NULL DEFAULT 'booked',
+    state TEXT NOT NULL DEFAULT 'booked',   -- booked | dialing | done
+    outcome TEXT,                 -- once done: the last attempt's outcome (completed, busy, …)
+    updated_at INTEGER,           -- Unix ms of the last change of state
     UNIQUE (provider, call_id)
 );
 CREATE INDEX IF NOT EXISTS callbacks_due ON callbacks (state, due_at);
@@ -39,6 +41,28 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
 ";
+
+/// Columns added to `callbacks` after its first release: a journal written before them
+/// gets them when it is opened (SQLite adds a nullable column in place).
+const CALLBACK_COLUMNS_ADDED: [(&str, &str); 2] = [("outcome", "TEXT"), ("updated_at", "INTEGER")];
+
+/// Brings an older journal's tables up to this schema.
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("PRAGMA table_info(callbacks)")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for n in names {
+            have.push(n?);
+        }
+    }
+    for (column, kind) in CALLBACK_COLUMNS_ADDED {
+        if !have.iter().any(|h| h == column) {
+            conn.execute_batch(&format!("ALTER TABLE callbacks ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// A callback to book.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,8 +98,46 @@ pub struct Callback {
     pub booked_at: u64,
     /// Unix ms.
     pub due_at: u64,
-    /// `booked` until the dialer takes it.
+    /// `booked` until the dialer takes it, `dialing` while it works on it, `done` once
+    /// the dialer is through with it (see `outcome`).
     pub state: String,
+    /// Once `done`: the outcome of the last attempt (`completed`, `busy`, `no_answer`, …).
+    pub outcome: Option<String>,
+    /// Unix ms of the last change of state (`None` while booked).
+    pub updated_at: Option<u64>,
+}
+
+/// How far the dialer got with a booked callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackState {
+    /// Taken by a campaign: a warm lead will be (or is being) dialed.
+    Dialing,
+    /// The dialer is through with it: the lead is done, failed or exhausted.
+    Done,
+}
+
+impl CallbackState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackState::Dialing => "dialing",
+            CallbackState::Done => "done",
+        }
+    }
+}
+
+/// A booked callback moves on. A callback only moves forward: `dialing` applies to a
+/// booked callback only (a repeated take after a restart does not undo `done`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackUpdate {
+    /// The callback's id.
+    pub id: u64,
+    /// Its new state.
+    pub state: CallbackState,
+    /// With `Done`: the last attempt's outcome.
+    pub outcome: Option<String>,
+    /// Unix ms.
+    pub at: u64,
 }
 
 /// What one webhook taught about a call. `None` leaves what is stored as it is, so
@@ -149,6 +211,8 @@ pub enum Record {
     Callback(NewCallback),
     /// Merge what is known about a call.
     Call(CallUpdate),
+    /// Mark a booked callback `dialing` or `done` (nothing happens for an unknown id).
+    CallbackState(CallbackUpdate),
 }
 
 /// Which callbacks to list.
@@ -185,6 +249,18 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
                 c.flow,
                 ms(Some(c.booked_at)),
                 ms(Some(c.due_at))
+            ])?;
+        }
+        Record::CallbackState(u) => {
+            tx.prepare_cached(
+                "UPDATE callbacks SET state = ?2, outcome = COALESCE(?3, outcome), updated_at = ?4
+                 WHERE id = ?1 AND (state = 'booked' OR ?2 = 'done')",
+            )?
+            .execute(params![
+                i64::try_from(u.id).unwrap_or(i64::MAX),
+                u.state.as_str(),
+                u.outcome,
+                ms(Some(u.at))
             ])?;
         }
         Record::Call(u) => {
@@ -235,12 +311,14 @@ fn callback_row(r: &Row<'_>) -> rusqlite::Result<Callback> {
         booked_at: r.get::<_, i64>(5)? as u64,
         due_at: r.get::<_, i64>(6)? as u64,
         state: r.get(7)?,
+        outcome: r.get(8)?,
+        updated_at: from_ms(r.get(9)?),
     })
 }
 
 pub(crate) fn callbacks(conn: &Connection, q: &CallbackQuery) -> Result<Vec<Callback>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, provider, call_id, number, flow, booked_at, due_at, state FROM callbacks
+        "SELECT id, provider, call_id, number, flow, booked_at, due_at, state, outcome, updated_at FROM callbacks
          WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR flow = ?2)
          ORDER BY due_at, id LIMIT ?3",
     )?;

@@ -164,3 +164,68 @@ fn callbacks_and_call_records_are_durable_merged_and_booked_once() {
     assert_eq!(journal.calls(10).unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_callback_moves_from_booked_to_dialing_to_done_and_never_back() {
+    use crate::{CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record};
+    let dir = temp_dir("callback-state");
+    let book = |call: &str| NewCallback {
+        provider: "tw".into(),
+        call_id: call.into(),
+        number: "+15551230000".into(),
+        flow: "support".into(),
+        booked_at: 1_000,
+        due_at: 1_000,
+    };
+    let mark = |id: u64, state: CallbackState, outcome: Option<&str>, at: u64| {
+        Record::CallbackState(CallbackUpdate { id, state, outcome: outcome.map(str::to_owned), at })
+    };
+    let of = |state: &str| CallbackQuery { state: Some(state.into()), flow: None, limit: 10 };
+    {
+        let journal = Journal::open(&dir).unwrap().start(names(), |_: &[Event]| {});
+        let seq = journal.record(vec![Record::Callback(book("CA1")), Record::Callback(book("CA2"))]);
+        journal.durable_blocking(seq).unwrap();
+        let ids: Vec<u64> = journal.callbacks(&of("booked")).unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(ids.len(), 2);
+        let seq = journal.record(vec![mark(ids[0], CallbackState::Dialing, None, 2_000)]);
+        journal.durable_blocking(seq).unwrap();
+        let booked = journal.callbacks(&of("booked")).unwrap();
+        assert_eq!(booked.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[1]], "a taken callback is no longer booked");
+        let dialing = journal.callbacks(&of("dialing")).unwrap();
+        assert_eq!((dialing[0].id, dialing[0].updated_at, dialing[0].outcome.as_deref()), (ids[0], Some(2_000), None));
+        let seq = journal.record(vec![
+            mark(ids[0], CallbackState::Done, Some("completed"), 3_000),
+            // A take repeated after a restart does not undo `done`; an unknown id is nothing.
+            mark(ids[0], CallbackState::Dialing, None, 4_000),
+            mark(999, CallbackState::Done, Some("busy"), 4_000),
+        ]);
+        journal.durable_blocking(seq).unwrap();
+    }
+    let journal = Journal::open(&dir).unwrap().start(names(), |_: &[Event]| {});
+    let done = journal.callbacks(&of("done")).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].outcome.as_deref(), done[0].updated_at), (Some("completed"), Some(3_000)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_journal_from_before_callback_states_gains_the_columns() {
+    let dir = temp_dir("callback-migrate");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        // The callbacks table as the first release wrote it.
+        let conn = rusqlite::Connection::open(dir.join("callgate.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE callbacks (id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL,
+             call_id TEXT NOT NULL, number TEXT NOT NULL, flow TEXT NOT NULL, booked_at INTEGER NOT NULL,
+             due_at INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'booked', UNIQUE (provider, call_id));
+             INSERT INTO callbacks (provider, call_id, number, flow, booked_at, due_at)
+             VALUES ('tw', 'CA1', '+15551230000', 'support', 1, 2);",
+        )
+        .unwrap();
+    }
+    let journal = Journal::open(&dir).unwrap().start(names(), |_: &[Event]| {});
+    let listed = journal.callbacks(&crate::CallbackQuery { state: None, flow: None, limit: 10 }).unwrap();
+    assert_eq!((listed[0].state.as_str(), listed[0].outcome.as_deref(), listed[0].updated_at), ("booked", None, None));
+    let _ = std::fs::remove_dir_all(&dir);
+}

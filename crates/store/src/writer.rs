@@ -110,6 +110,7 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(rows::SCHEMA)?;
         conn.execute_batch(records::SCHEMA)?;
+        records::migrate(&conn)?;
         let restored = rows::load(&conn)?;
         Ok(Opened { conn, path: dir.join("callgate.db"), restored })
     }

@@ -28,10 +28,11 @@
 //! # Refusals
 //! A provider's concurrency refusal is not a failed lead: the lease is released, the
 //! attempt is recorded as `refused` (it does not count), the lead goes back, that
-//! provider cools down for the campaign's `cooldown`, and the provider's pool cap is lowered
-//! to what callgate counts in use, until the cooldown ends (reconciliation, which adopts
-//! the calls callgate did not know about, has by then made the count right). Other
-//! providers of a sharded campaign go on.
+//! provider cools down for the campaign's `cooldown`, and the refusal is reported to the
+//! governor ([`crate::governor::Governor::provider_refused`]), which owns the pool's cap:
+//! an adaptive pool takes it as a drop; a fixed pool is capped at what callgate counts in
+//! use until the cooldown ends or reconciliation finds room on the platform. The dialer
+//! never sets a cap itself. Other providers of a sharded campaign go on.
 //!
 //! # Crash safety
 //! Because of step 2, after a SIGKILL every attempt that may have been placed is on disk.
@@ -62,6 +63,7 @@ use crate::edges::api::App;
 use crate::error::{ApiError, ErrorKind};
 use crate::providers::{Credentials, Providers};
 use callgate_config::{CampaignConfig, Config};
+pub use callgate_store::CallbackState;
 use callgate_store::{LeadOp, LeadStore, StoredCampaign};
 use chrono_tz::Tz;
 use dial::{CallEvent, Dialer};
@@ -115,10 +117,19 @@ pub enum Action {
     Stop,
 }
 
-/// Callbacks that inbound overflow booked, as the dialer reads them.
+/// Callbacks that inbound overflow booked, as the dialer reads and marks them.
 pub trait CallbackBook: Send + Sync + 'static {
     /// Booked callbacks not yet returned (at most a few hundred, soonest due first).
     fn booked(&self) -> Vec<BookedCallback>;
+
+    /// Notes, durably before it returns, how far the dialer got with callback `id`:
+    /// `Dialing` once a campaign took it (it is no longer `booked`), `Done` with the last
+    /// attempt's outcome once its lead is done, failed or exhausted. A book that keeps no
+    /// state (a test's list) ignores it.
+    fn mark(&self, id: u64, state: CallbackState, outcome: Option<String>) -> dial::Fut<'_, ()> {
+        let _ = (id, state, outcome);
+        Box::pin(async {})
+    }
 }
 
 /// One booked callback.
@@ -149,6 +160,17 @@ impl JournalBook {
 }
 
 impl CallbackBook for JournalBook {
+    fn mark(&self, id: u64, state: CallbackState, outcome: Option<String>) -> dial::Fut<'_, ()> {
+        Box::pin(async move {
+            let Some(app) = self.app.upgrade() else { return };
+            let at = app.governor.now_ms();
+            let update = callgate_store::CallbackUpdate { id, state, outcome, at };
+            if let Err(e) = app.governor.record(vec![callgate_store::Record::CallbackState(update)]).await {
+                tracing::warn!(callback = id, state = state.as_str(), error = %e.message, "Cannot mark a booked callback");
+            }
+        })
+    }
+
     fn booked(&self) -> Vec<BookedCallback> {
         let Some(app) = self.app.upgrade() else { return Vec::new() };
         let query = callgate_store::CallbackQuery { state: Some("booked".into()), flow: None, limit: 500 };
@@ -230,8 +252,6 @@ struct Runtime {
     /// Why it cannot dial at all (a provider without API credentials).
     unavailable: Option<String>,
     caller_rr: usize,
-    /// Caps this campaign lowered after refusals: pool → (cap, until).
-    lowered: FxHashMap<String, (u32, u64)>,
 }
 
 /// An attempt between claim and end.
@@ -491,7 +511,6 @@ impl Campaigns {
             blocked: false,
             unavailable,
             caller_rr: 0,
-            lowered: FxHashMap::default(),
             cfg,
         })
     }

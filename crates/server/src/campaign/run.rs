@@ -3,7 +3,7 @@
 use super::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
 use super::retry::{self, Next};
 use super::schedule::Lead;
-use super::{Active, Campaigns, Inner, State};
+use super::{Active, CallbackState, Campaigns, Inner, State};
 use crate::governor::{AcquireRequest, Answer, Target};
 use crate::views::PoolInfo;
 use callgate_core::LeaseId;
@@ -90,7 +90,8 @@ impl Campaigns {
             loop {
                 tokio::time::sleep(CALLBACK_EVERY).await;
                 me.take_callbacks().await;
-                me.restore_caps().await;
+                // A provider's cooldown may have ended: look again.
+                me.wake.notify_one();
             }
         }));
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks);
@@ -420,8 +421,10 @@ impl Campaigns {
         let _ = c.callback_class;
     }
 
-    /// A concurrency refusal: the lead goes back uncounted, the provider cools down, its
-    /// pool's cap drops to what is in use.
+    /// A concurrency refusal: the lead goes back uncounted, the provider cools down for
+    /// this campaign, and the governor hears of it (its one entry point for refusals:
+    /// a drop for an adaptive pool, a cooldown cap for a fixed one; the governor owns the
+    /// pool's cap and ends the cooldown itself).
     async fn refused(&self, attempt: u64, c: &Claim, why: &str) {
         let now = self.now();
         let Some(active) = self.lock().active.remove(&attempt) else { return };
@@ -448,46 +451,10 @@ impl Campaigns {
             let _ = app.governor.release(id).await;
         }
         if let Some(pool) = pool {
-            if let Ok(info) = app.governor.pool(&pool) {
-                let cap = u32::try_from(info.used).unwrap_or(u32::MAX).min(info.cap);
-                if app.governor.set_cap(&pool, Some(cap)).await.is_ok() {
-                    let mut inner = self.lock();
-                    if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
-                        rt.lowered.insert(pool.clone(), (cap, now + c.cooldown_ms));
-                    }
-                    tracing::warn!(%pool, cap, "Lowered the pool's cap after a refusal");
-                }
+            if let Err(e) = app.governor.provider_refused(&pool, c.cooldown_ms).await {
+                tracing::warn!(%pool, error = %e.message, "Cannot report a provider refusal");
             }
         }
-    }
-
-    /// Clears the caps this dialer lowered once their cooldown is over (unless someone
-    /// else changed the cap since).
-    pub(super) async fn restore_caps(&self) {
-        let now = self.now();
-        let due: Vec<(String, u32)> = {
-            let mut inner = self.lock();
-            let mut due = Vec::new();
-            for rt in &mut inner.list {
-                rt.lowered.retain(|pool, (cap, until)| {
-                    if *until <= now {
-                        due.push((pool.clone(), *cap));
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-            due
-        };
-        let Some(app) = self.app() else { return };
-        for (pool, cap) in due {
-            if app.governor.pool(&pool).is_ok_and(|p| p.cap == cap && p.cap < p.limit) {
-                let _ = app.governor.set_cap(&pool, None).await;
-                tracing::info!(%pool, "Restored the pool's cap after the cooldown");
-            }
-        }
-        self.wake.notify_one();
     }
 
     async fn answered(&self, attempt: u64) {
@@ -546,6 +513,12 @@ impl Campaigns {
         if let Err(e) = written.await {
             tracing::error!(error = %e, attempt, "Cannot record an attempt's end");
         }
+        if a.lead.warm && !matches!(next, Next::RetryAt(_)) {
+            self.callback_done(a.lead.id, ended.outcome).await;
+        }
+        if ended.outcome == Outcome::Refused {
+            self.refused_after_placing(&a, now).await;
+        }
         self.count(&a.campaign, ended.outcome, ended.cost);
         {
             let mut inner = self.lock();
@@ -561,12 +534,55 @@ impl Campaigns {
         self.wake.notify_one();
     }
 
+    /// A placed call that the provider ended for concurrency (Vapi's
+    /// `…-concurrency-limit-reached` reported afterwards): a refusal like one at placing,
+    /// for the provider's cooldown and the governor; the attempt itself counts.
+    async fn refused_after_placing(&self, a: &Active, now: u64) {
+        let pool = {
+            let mut inner = self.lock();
+            let rt = inner.list.iter_mut().find(|r| r.name == a.campaign);
+            rt.and_then(|rt| {
+                let cooldown_ms = u64::try_from(rt.cfg.cooldown.as_millis()).unwrap_or(u64::MAX);
+                let route = rt.routes.iter_mut().find(|r| r.provider == a.provider)?;
+                route.cooldown_until = now.saturating_add(cooldown_ms);
+                Some((route.pool.clone()?, cooldown_ms))
+            })
+        };
+        let (Some((pool, cooldown_ms)), Some(app)) = (pool, self.app()) else { return };
+        if let Err(e) = app.governor.provider_refused(&pool, cooldown_ms).await {
+            tracing::warn!(%pool, error = %e.message, "Cannot report a provider refusal");
+        }
+    }
+
+    /// A warm lead is through (done, failed or exhausted): the callback it returns, if
+    /// any, is `done` with this outcome.
+    async fn callback_done(&self, lead_id: u64, outcome: Outcome) {
+        let callback = match self.store.lead(lead_id) {
+            Ok(row) => row.and_then(|r| r.callback_id),
+            Err(e) => {
+                tracing::warn!(lead = lead_id, error = %e, "Cannot read a lead to mark its callback");
+                None
+            }
+        };
+        let Some(id) = callback else { return };
+        let book = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(book) = book {
+            book.mark(id, CallbackState::Done, Some(outcome.as_str().to_owned())).await;
+        }
+    }
+
     fn count(&self, campaign: &str, outcome: Outcome, cost: Option<f64>) {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         *s.outcomes.entry((campaign.to_string(), outcome.as_str())).or_default() += 1;
         if let Some(c) = cost {
             *s.cost.entry(campaign.to_string()).or_default() += c;
         }
+    }
+
+    /// Whether `call_id` on `provider` is a call the dialer placed and still follows
+    /// (reconciliation must not adopt it: its lease is the dialer's).
+    pub fn owns_call(&self, provider: &str, call_id: &str) -> bool {
+        self.lock().by_call.contains_key(&by_call_key(provider, call_id))
     }
 
     /// A provider webhook's news about a call. True when the call is one of the dialer's.
@@ -617,6 +633,8 @@ impl Campaigns {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(callback = cb.id, error = %e, "A booked callback has a number that cannot be dialed");
+                    book.mark(cb.id, CallbackState::Done, Some(Outcome::Invalid.as_str().to_owned())).await;
+                    self.lock().seen_callbacks.insert(cb.id);
                     continue;
                 }
             };
@@ -634,6 +652,9 @@ impl Campaigns {
             };
             let out = self.store.write(vec![op]).await.map(|o| o.into_iter().next());
             if out.is_ok() {
+                // Taken (now, or in a run before a crash): no longer `booked`. Durable
+                // before the lead can be dialed.
+                book.mark(cb.id, CallbackState::Dialing, None).await;
                 self.lock().seen_callbacks.insert(cb.id);
             }
             match out {

@@ -1,21 +1,201 @@
-//! Caps below a pool's limit, set by whoever learns the platform allows fewer calls than
-//! configured (the campaign dialer after a concurrency refusal; adaptive limits).
+//! The effective cap of every pool has one owner: the governor. Several things may lower
+//! a pool's cap below its limit; each is a named *source* here, and the cap the ledger
+//! enforces is the minimum of the sources that are set (then `min(limit, cap)` in the
+//! ledger). Nobody else calls `Ledger::set_cap`, so one source ending can never raise
+//! the cap above what another source still asks for.
+//!
+//! The sources:
+//! - **adaptive**: the pool's adaptive limit (`adaptive = { … }`), moved by samples, by
+//!   provider refusals and by runtime limit changes;
+//! - **cooldown**: a provider refused a call of a pool that is *not* adaptive, for
+//!   concurrency. The platform knows of calls callgate does not count (or allows fewer
+//!   than the configured limit), so the pool is capped at the units in use until the
+//!   cooldown ends, or until reconciliation lists the platform's calls and finds fewer
+//!   live than the pool's limit (the platform has room again, and callgate's count has
+//!   been made right by then: ghost calls released, unknown calls adopted).
+//!
+//! A provider concurrency refusal goes through [`Governor::provider_refused`] only: for an
+//! adaptive pool it is a drop sample for the limiter (which lowers the cap in its own
+//! measured way, and whose cap no cooldown may later undo); for a fixed pool it sets the
+//! cooldown source. Either way the change is an ordinary `limit_changed` event.
+//!
+//! Like the adaptive caps, the sources are not journaled beyond their events: after a
+//! restart every pool starts at its limit (adaptive ones at their `initial` cap), and a
+//! cooldown that was running is over (the reconciliation after the start finds the
+//! platform's calls again).
 
-use super::Governor;
+use super::{Governor, State};
 use crate::error::ApiError;
-use crate::views::PoolInfo;
+use callgate_core::PoolId;
+
+/// A cooldown cap: the units in use when the provider refused, until `until` (Unix ms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Cooldown {
+    cap: u32,
+    until: u64,
+}
+
+/// What lowers one pool's cap, by source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct CapSources {
+    /// The adaptive limit's cap, once it has one below (or at) the limit.
+    adaptive: Option<u32>,
+    /// After a provider refusal of a fixed pool.
+    cooldown: Option<Cooldown>,
+    /// What was last handed to `Ledger::set_cap` (the ledger starts with none).
+    applied: Option<u32>,
+}
+
+impl CapSources {
+    /// The minimum of the sources that are set; `None` follows the limit.
+    fn effective(&self) -> Option<u32> {
+        [self.adaptive, self.cooldown.map(|c| c.cap)].into_iter().flatten().min()
+    }
+}
+
+/// A pool's cap sources, for `GET /v1/pools` (`cap_sources`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapSourcesView {
+    /// The adaptive limit's cap, if it set one.
+    pub adaptive: Option<u32>,
+    /// `(cap, until_ms)` of a refusal's cooldown.
+    pub cooldown: Option<(u32, u64)>,
+}
+
+impl State {
+    pub(super) fn caps_for(pools: usize) -> Vec<CapSources> {
+        vec![CapSources::default(); pools]
+    }
+}
 
 impl Governor {
-    /// Sets (with `None` clears) a cap below the pool's limit; the effective cap is
-    /// `min(limit, cap)`. Lowering it revokes nothing; raising it grants what now fits.
-    pub async fn set_cap(&self, pool: &str, cap: Option<u32>) -> Result<PoolInfo, ApiError> {
+    /// Hands the minimum of pool `p`'s sources to the ledger, when it changed; under the
+    /// lock, so the change is journaled with the operation that caused it.
+    fn apply_caps(&self, st: &mut State, p: usize, now: u64) {
+        let Some(sources) = st.caps.get_mut(p) else { return };
+        let want = sources.effective();
+        if want != sources.applied {
+            sources.applied = want;
+            st.ledger.set_cap(PoolId(p as u32), want, now);
+        }
+    }
+
+    /// Sets pool `p`'s adaptive source (the limiter moved); under the lock.
+    pub(super) fn set_adaptive_cap(&self, st: &mut State, p: usize, cap: u32, now: u64) {
+        if let Some(s) = st.caps.get_mut(p) {
+            s.adaptive = Some(cap);
+        }
+        self.apply_caps(st, p, now);
+    }
+
+    /// Sets pool `p`'s cooldown source at the units in use (never above the cap in force),
+    /// until `now + cooldown_ms`; a refusal during a cooldown extends it. Under the lock.
+    fn start_cooldown(&self, st: &mut State, p: usize, cooldown_ms: u64, now: u64) -> u32 {
+        let view = st.ledger.pool(PoolId(p as u32));
+        let cap = u32::try_from(view.used).unwrap_or(u32::MAX).min(view.cap);
+        let until = now.saturating_add(cooldown_ms);
+        if let Some(s) = st.caps.get_mut(p) {
+            let until = s.cooldown.map_or(until, |c| c.until.max(until));
+            s.cooldown = Some(Cooldown { cap, until });
+            st.cooldown_due = Some(st.cooldown_due.map_or(until, |d| d.min(until)));
+        }
+        self.apply_caps(st, p, now);
+        cap
+    }
+
+    /// Clears the cooldown of pool `p`; true when there was one. Under the lock.
+    fn clear_cooldown(&self, st: &mut State, p: usize, now: u64) -> bool {
+        let cleared = st.caps.get_mut(p).and_then(|s| s.cooldown.take()).is_some();
+        if cleared {
+            self.apply_caps(st, p, now);
+            st.cooldown_due = st.caps.iter().filter_map(|s| s.cooldown.map(|c| c.until)).min();
+        }
+        cleared
+    }
+
+    /// Ends the cooldowns that are due; under the lock. Cheap when none is.
+    pub(super) fn expire_cooldowns(&self, st: &mut State, now: u64) {
+        if st.cooldown_due.is_none_or(|due| due > now) {
+            return;
+        }
+        let due: Vec<usize> =
+            (0..st.caps.len()).filter(|&p| st.caps[p].cooldown.is_some_and(|c| c.until <= now)).collect();
+        for p in due {
+            self.clear_cooldown(st, p, now);
+            tracing::info!(pool = %self.names.pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
+        }
+    }
+
+    /// A provider refused a call of `pool` for concurrency (Vapi's "over concurrency
+    /// limit", a 429 from an outbound API). The one entry point for refusals: for an
+    /// adaptive pool it is a drop sample for its limiter; for a fixed pool the cap is
+    /// lowered to the units in use for `cooldown_ms` (or until reconciliation finds room,
+    /// see [`Governor::platform_room`]). Returns the pool's cap when it moved.
+    pub async fn provider_refused(&self, pool: &str, cooldown_ms: u64) -> Result<Option<u32>, ApiError> {
         let (out, seq) = self.apply(|st, now| {
-            let id = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?;
-            st.ledger.set_cap(id, cap, now);
-            Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
+            let p = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?.index();
+            self.ops.count_refusal(p);
+            let before = st.ledger.pool(PoolId(p as u32)).cap;
+            if self.ops.is_adaptive(p) {
+                let report = super::Report { dropped: true, ..super::Report::default() };
+                let inflight = super::ops::used(st, p);
+                self.feed(st, p, inflight, &report, now);
+            } else {
+                let cap = self.start_cooldown(st, p, cooldown_ms, now);
+                tracing::warn!(%pool, cap, cooldown_ms, "A provider refused a call for concurrency: the pool is capped at what is in use");
+            }
+            let after = st.ledger.pool(PoolId(p as u32)).cap;
+            Ok::<_, ApiError>((after != before).then_some(after))
         });
         let out = out?;
         self.journal.durable(seq).await?;
         Ok(out)
+    }
+
+    /// Reconciliation listed the platform's calls completely and found `live` of them:
+    /// when that is below `pool`'s limit the platform has room, and a refusal's cooldown
+    /// of the pool ends now. True when one ended.
+    pub async fn platform_room(&self, pool: &str, live: usize) -> Result<bool, ApiError> {
+        let (out, seq) = self.apply(|st, now| {
+            let id = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?;
+            let p = id.index();
+            let room = live < st.ledger.pool(id).limit as usize;
+            let cleared =
+                room && st.caps.get(p).is_some_and(|s| s.cooldown.is_some()) && self.clear_cooldown(st, p, now);
+            if cleared {
+                tracing::info!(%pool, live, "Reconciliation found room on the platform: the refusal's cooldown ended");
+            }
+            Ok::<_, ApiError>(cleared)
+        });
+        let out = out?;
+        self.journal.durable(seq).await?;
+        Ok(out)
+    }
+
+    /// What lowers `pool`'s cap now.
+    pub fn cap_sources(&self, pool: &str) -> Option<CapSourcesView> {
+        let st = self.lock();
+        let p = st.ledger.pool_id(pool)?.index();
+        let s = st.caps.get(p)?;
+        Some(CapSourcesView { adaptive: s.adaptive, cooldown: s.cooldown.map(|c| (c.cap, c.until)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_cap_is_the_minimum_of_the_sources_set() {
+        let mut s = CapSources::default();
+        assert_eq!(s.effective(), None, "no source: the limit");
+        s.adaptive = Some(8);
+        assert_eq!(s.effective(), Some(8));
+        s.cooldown = Some(Cooldown { cap: 5, until: 1 });
+        assert_eq!(s.effective(), Some(5), "the lower source wins");
+        s.adaptive = Some(3);
+        assert_eq!(s.effective(), Some(3));
+        s.cooldown = None;
+        assert_eq!(s.effective(), Some(3), "a cooldown that ends never raises the cap above the adaptive one");
     }
 }

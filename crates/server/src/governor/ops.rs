@@ -1,11 +1,11 @@
 //! What the operating layer asks of the governor: the breaker gate before an acquire,
-//! samples and provider refusals that move adaptive caps (through `Ledger::set_cap`, so
+//! samples that move adaptive caps (the adaptive source of the pool's cap, see `caps`:
 //! under the lock and journaled like any change), releases that carry a sample, the
-//! waiting line, and the evaluation of alerts.
+//! overflow chain in force, the waiting line, and the evaluation of alerts.
 
 use super::{AcquireRequest, Answer, Governor, State, Target};
 use crate::error::ApiError;
-use crate::ops::{Gauges, Ops};
+use crate::ops::{ChainKind, Gauges, Ops};
 use crate::views::{pools_view, PoolUnitsView};
 use callgate_config::Overflow;
 use callgate_core::adaptive::{CapChange, Sample};
@@ -120,7 +120,7 @@ fn unknown_dependency(name: &str) -> ApiError {
     ApiError::not_found("unknown_dependency", format!("no breaker named `{name}`"))
 }
 
-fn used(st: &State, p: usize) -> u32 {
+pub(super) fn used(st: &State, p: usize) -> u32 {
     u32::try_from(st.ledger.pool(PoolId(p as u32)).used).unwrap_or(u32::MAX)
 }
 
@@ -132,7 +132,7 @@ impl Governor {
         let _ = self.apply(|st, now| {
             for (p, view) in st.ledger.pools().iter().enumerate() {
                 if let Some(cap) = self.ops.initial_cap(p, view.limit) {
-                    st.ledger.set_cap(PoolId(p as u32), Some(cap), now);
+                    self.set_adaptive_cap(st, p, cap, now);
                 }
             }
         });
@@ -163,7 +163,7 @@ impl Governor {
     }
 
     /// Feeds a sample to pool `p`'s adaptive cap and applies the change; under the lock.
-    fn feed(&self, st: &mut State, p: usize, inflight: u32, report: &Report, now: u64) -> Option<CapChange> {
+    pub(super) fn feed(&self, st: &mut State, p: usize, inflight: u32, report: &Report, now: u64) -> Option<CapChange> {
         let sample = match (report.latency_ms, report.dropped) {
             (Some(ms), false) => Sample::latency(ms, inflight),
             (Some(ms), true) => Sample::dropped_after(ms, inflight),
@@ -171,7 +171,7 @@ impl Governor {
             (None, false) => return None,
         };
         let change = self.ops.adaptive_sample(p, now, sample)?;
-        st.ledger.set_cap(PoolId(p as u32), Some(change.to), now);
+        self.set_adaptive_cap(st, p, change.to, now);
         Some(change)
     }
 
@@ -274,29 +274,34 @@ impl Governor {
         Ok(true)
     }
 
-    /// A provider refused a call of `pool` for concurrency (Vapi's "over concurrency
-    /// limit", a 429 from an outbound API): a drop for the pool's adaptive cap, which
-    /// moves it down at once. Returns the new cap when it moved. Provider clients and
-    /// the campaign dialer call this.
-    pub async fn provider_refused(&self, pool: &str) -> Result<Option<u32>, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            let p = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?.index();
-            self.ops.count_refusal(p);
-            let report = Report { dropped: true, ..Report::default() };
-            let inflight = used(st, p);
-            Ok::<_, ApiError>(self.feed(st, p, inflight, &report, now).map(|c| c.to))
-        });
-        let out = out?;
-        self.journal.durable(seq).await?;
-        Ok(out)
-    }
-
     /// The overflow chain that applies now to a rejected caller of `flow`: the fallback
     /// while one of its dependencies is down, an alert's `set_overflow` while it fires,
     /// else the configured chain. `None` for an unknown flow.
     pub fn overflow_chain(&self, flow: &str) -> Option<Vec<Overflow>> {
-        let f = self.names.flows.iter().position(|n| &**n == flow)?;
+        let f = self.flow_index(flow)?;
         Some(self.ops.overflow_chain(f, self.now_ms()))
+    }
+
+    /// [`Governor::overflow_chain`] with the chain's kind; `blocked` when the caller was
+    /// just turned away by a breaker (the answer's `dependency`), so the fallback applies.
+    pub fn overflow_chain_now(&self, flow: &str, blocked: bool) -> Option<(ChainKind, Vec<Overflow>)> {
+        let f = self.flow_index(flow)?;
+        Some(self.ops.chain_now(f, self.now_ms(), blocked))
+    }
+
+    /// Flow `flow`'s chain of `kind` as it stands now (see [`Ops::chain_of_kind`]).
+    pub fn overflow_chain_of_kind(&self, flow: &str, kind: ChainKind) -> Option<Vec<Overflow>> {
+        let f = self.flow_index(flow)?;
+        Some(self.ops.chain_of_kind(f, kind))
+    }
+
+    /// Whether a dependency of `flow` is down (its breaker open) now.
+    pub fn dependency_down(&self, flow: &str) -> bool {
+        self.flow_index(flow).is_some_and(|f| self.ops.dependency_down(f, self.now_ms()))
+    }
+
+    fn flow_index(&self, flow: &str) -> Option<usize> {
+        self.names.flows.iter().position(|n| &**n == flow)
     }
 
     /// The waiting callers, first in line first (class priority, then arrival), at most

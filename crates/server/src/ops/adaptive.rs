@@ -1,7 +1,8 @@
 //! Adaptive caps at runtime: one [`AdaptiveLimit`] per pool that has `adaptive = { … }`.
 //!
-//! The governor feeds it under its lock and applies each [`CapChange`] with
-//! `Ledger::set_cap`, so a cap change is an ordinary `limit_changed` event (journaled,
+//! The governor feeds it under its lock and applies each [`CapChange`] as the pool's
+//! adaptive cap source (the effective cap is the minimum of the sources, see
+//! `governor/caps.rs`), so a cap change is an ordinary `limit_changed` event (journaled,
 //! counted, streamed). What `inflight` means for a sample (the pool's used units when the
 //! call started) is approximated by the used units when the sample arrives, plus the
 //! units a release is about to free: callgate does not keep the count at grant time for

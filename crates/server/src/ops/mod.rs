@@ -7,7 +7,8 @@
 //! ([`Ops::observe`], like the metrics), samples reported through the API, and the clock.
 //! What it decides outside the ledger (a breaker opened, an alert fired) becomes an
 //! [`OpsEvent`] for the same consumers as ledger events: the metrics and `/v1/events`.
-//! Cap changes go through `Ledger::set_cap`, so they are ordinary `limit_changed` events.
+//! Cap changes are the governor's adaptive cap source (`governor/caps.rs`), applied with
+//! `Ledger::set_cap`, so they are ordinary `limit_changed` events.
 //!
 //! Module map: `adaptive` (per-pool caps), `breakers` (per-dependency breakers and the
 //! flows that depend on them), `alerts` (the `for`/hysteresis state machine and its
@@ -73,6 +74,38 @@ pub struct Blocked {
 
 /// A runtime overflow set by an alert, with the generation that set it.
 type Override = Option<(u64, Vec<Overflow>)>;
+
+/// Which of a flow's overflow chains a rejected caller walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainKind {
+    /// The flow's configured `overflow`.
+    Configured,
+    /// The flow's `fallback`: a dependency's breaker is open.
+    Fallback,
+    /// An alert's `set_overflow`, while it fires.
+    Alert,
+}
+
+impl ChainKind {
+    /// The name in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainKind::Configured => "overflow",
+            ChainKind::Fallback => "fallback",
+            ChainKind::Alert => "alert",
+        }
+    }
+
+    /// From [`ChainKind::as_str`].
+    pub fn parse(s: &str) -> Option<ChainKind> {
+        Some(match s {
+            "overflow" => ChainKind::Configured,
+            "fallback" => ChainKind::Fallback,
+            "alert" => ChainKind::Alert,
+            _ => return None,
+        })
+    }
+}
 
 /// The operating layer of one server.
 pub struct Ops {
@@ -301,6 +334,11 @@ impl Ops {
         change
     }
 
+    /// Whether pool `p` has an adaptive cap.
+    pub(crate) fn is_adaptive(&self, p: usize) -> bool {
+        lock(&self.adaptive).is_adaptive(p)
+    }
+
     /// A provider refused a call of pool `p` for concurrency.
     pub(crate) fn count_refusal(&self, p: usize) {
         self.metrics.refusal(p);
@@ -460,12 +498,34 @@ impl Ops {
     /// while a dependency is down, else an alert's `set_overflow`, else the configured
     /// one. Provider edges walk this instead of the configured chain.
     pub fn overflow_chain(&self, f: usize, now: u64) -> Vec<Overflow> {
-        if self.dependency_down(f, now) {
+        self.chain_now(f, now, false).1
+    }
+
+    /// [`Ops::overflow_chain`] with the chain's kind. `blocked`: the caller was just
+    /// turned away by a breaker (also a half-open one out of probes, which is not
+    /// "open"), so the fallback applies whatever the breakers say a moment later.
+    pub fn chain_now(&self, f: usize, now: u64, blocked: bool) -> (ChainKind, Vec<Overflow>) {
+        if blocked || self.dependency_down(f, now) {
             if let Some(fl) = self.flows.get(f).filter(|fl| !fl.fallback.is_empty()) {
-                return fl.fallback.clone();
+                return (ChainKind::Fallback, fl.fallback.clone());
             }
         }
-        self.overflow_chain_of(f)
+        match lock(&self.overrides).get(f).cloned().flatten() {
+            Some((_, chain)) => (ChainKind::Alert, chain),
+            None => (ChainKind::Configured, self.flows.get(f).map(|fl| fl.overflow.clone()).unwrap_or_default()),
+        }
+    }
+
+    /// The chain of `kind` for flow `f` as it stands now, for an edge that knows only the
+    /// kind a caller started on (an alert's chain that has since been cleared: the
+    /// configured one; a flow without a fallback: the configured one).
+    pub fn chain_of_kind(&self, f: usize, kind: ChainKind) -> Vec<Overflow> {
+        let Some(fl) = self.flows.get(f) else { return Vec::new() };
+        match kind {
+            ChainKind::Fallback if !fl.fallback.is_empty() => fl.fallback.clone(),
+            ChainKind::Alert => self.overflow_chain_of(f),
+            _ => fl.overflow.clone(),
+        }
     }
 
     fn set_override(&self, f: usize, chain: Vec<Overflow>) -> u64 {

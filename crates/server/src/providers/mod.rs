@@ -192,6 +192,10 @@ pub struct PlatformCall {
     /// Whether callgate may adopt it if it does not know it (Twilio: an inbound parent
     /// call to a number a flow serves).
     pub adoptable: bool,
+    /// Placed by callgate's campaign dialer (Vapi: the call carries
+    /// `metadata.callgate_attempt` or `metadata.callgate_lease`): its lease is the
+    /// dialer's (`dial:` key), so it is counted already and never adopted.
+    pub dialed: bool,
 }
 
 /// What a listing found.

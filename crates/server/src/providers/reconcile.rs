@@ -11,6 +11,12 @@
 //!   pool, in the highest class, so it counts) once it has been seen unknown in two
 //!   listings in a row, so a call whose webhook is on its way is not counted twice. When
 //!   the pool is full the call is logged and counted next time.
+//! - Calls the campaign dialer placed are its own: their leases have `dial:` keys, not the
+//!   call id, so they would look unknown. They are recognised by their metadata (Vapi:
+//!   `callgate_attempt` / `callgate_lease`) and by asking the dialer which call ids it
+//!   follows (Twilio's listing does not show a call's status callback), and never adopted.
+//! - A complete listing with fewer live calls than the pool's limit tells the governor
+//!   the platform has room: a provider refusal's cooldown cap of the pool ends then.
 //!
 //! Only leases and tickets whose metadata names this provider are considered: other
 //! clients' leases in the same pool are none of the platform's business.
@@ -171,6 +177,11 @@ impl Reconciler {
         if provider.adopt {
             pass.adopted = self.adopt(&listing.calls).await;
         }
+        if let (true, Some(live)) = (listing.complete, live_count) {
+            if let Err(e) = self.app.governor.platform_room(&self.provider.pool, live).await {
+                tracing::warn!(provider = %self.provider.name, error = %e.message, "Cannot tell the governor about the platform's room");
+            }
+        }
         if pass != Pass::default() {
             tracing::info!(provider = %self.provider.name, released = pass.released, cancelled = pass.cancelled,
                 renewed = pass.renewed, adopted = pass.adopted, "Reconciled with the platform");
@@ -211,10 +222,12 @@ impl Reconciler {
     /// Counts live calls callgate did not know (seen unknown twice in a row).
     async fn adopt(&mut self, calls: &[super::PlatformCall]) -> usize {
         let governor = &self.app.governor;
-        let known = |id: &str| governor.hold(id).is_some();
+        let dialer = self.app.campaigns.get();
+        let name = &*self.provider.name;
+        let known = |id: &str| governor.hold(id).is_some() || dialer.is_some_and(|d| d.owns_call(name, id));
         let unknown: HashSet<String> = calls
             .iter()
-            .filter(|c| c.state == PlatformState::Live && c.adoptable)
+            .filter(|c| c.state == PlatformState::Live && c.adoptable && !c.dialed)
             .filter(|c| !known(&c.id) && !c.alias.as_deref().is_some_and(known))
             .map(|c| c.id.clone())
             .collect();

@@ -65,6 +65,9 @@ impl TwilioClient {
                         state: PlatformState::Live,
                         alias: None,
                         adoptable: inbound && !is_child && adoptable(to),
+                        // A call resource does not show its status callback; the dialer
+                        // is asked by CallSid instead (see reconcile).
+                        dialed: false,
                     });
                 }
                 pages += 1;

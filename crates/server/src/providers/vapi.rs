@@ -73,7 +73,9 @@ impl VapiClient {
 }
 
 /// One call object: `id`, `status` (`scheduled, queued, ringing, in-progress, forwarding,
-/// ended`), and `phoneCallProviderId` (the telephony provider's id of the same call).
+/// ended`), `phoneCallProviderId` (the telephony provider's id of the same call), and the
+/// `metadata` the campaign dialer gives the calls it places (`callgate_attempt`,
+/// `callgate_lease`).
 fn parse_call(item: &Value) -> Option<PlatformCall> {
     let id = item.get("id")?.as_str()?.to_owned();
     let state = match item.get("status").and_then(Value::as_str) {
@@ -82,5 +84,30 @@ fn parse_call(item: &Value) -> Option<PlatformCall> {
         _ => PlatformState::Pending,
     };
     let alias = item.get("phoneCallProviderId").and_then(Value::as_str).map(str::to_owned);
-    Some(PlatformCall { id, state, alias, adoptable: state == PlatformState::Live })
+    let metadata = item.get("metadata");
+    let dialed = ["callgate_attempt", "callgate_lease"]
+        .iter()
+        .any(|k| metadata.and_then(|m| m.get(k)).is_some_and(|v| !v.is_null()));
+    Some(PlatformCall { id, state, alias, adoptable: state == PlatformState::Live && !dialed, dialed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn calls_the_dialer_placed_are_never_adoptable() {
+        let stranger = parse_call(&json!({ "id": "c1", "status": "in-progress" })).unwrap();
+        assert!(stranger.adoptable && !stranger.dialed);
+        let dialed = json!({ "id": "c2", "status": "in-progress",
+            "metadata": { "callgate_lease": "L7", "callgate_campaign": "spring", "callgate_attempt": 12 } });
+        let dialed = parse_call(&dialed).unwrap();
+        assert!(dialed.dialed && !dialed.adoptable, "{dialed:?}");
+        let by_attempt =
+            parse_call(&json!({ "id": "c3", "status": "ringing", "metadata": { "callgate_attempt": "12" } }));
+        assert!(by_attempt.unwrap().dialed);
+        let other_meta = parse_call(&json!({ "id": "c4", "status": "queued", "metadata": { "crm": 1 } })).unwrap();
+        assert!(other_meta.adoptable && !other_meta.dialed);
+    }
 }

@@ -5,10 +5,13 @@
 pub mod providers;
 
 use callgate_config::Config;
+use callgate_server::clock::Clock;
 use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub struct TestServer {
     pub base: String,
@@ -17,6 +20,27 @@ pub struct TestServer {
     pub toml: String,
     pub client: reqwest::Client,
     pub token: Option<String>,
+    /// The clock the server runs on, when not the system's (kept across restarts).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A clock that moves only when told to.
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn at(ms: u64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicU64::new(ms)))
+    }
+
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 pub fn config(toml: &str) -> Config {
@@ -26,16 +50,26 @@ pub fn config(toml: &str) -> Config {
 impl TestServer {
     pub async fn start(toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(toml, dir).await
+        Self::start_in(toml, dir, None).await
     }
 
-    async fn start_in(toml: &str, dir: tempfile::TempDir) -> Self {
+    /// A server on `clock` (e.g. a [`ManualClock`]).
+    pub async fn start_with_clock(toml: &str, clock: Arc<dyn Clock>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(toml, dir, Some(clock)).await
+    }
+
+    async fn start_in(toml: &str, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Self {
         let opts = ServeOptions {
             config: config(toml),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().to_path_buf()),
         };
-        let server = Server::start(opts).await.expect("server starts");
+        let server = match &clock {
+            Some(c) => Server::start_with_clock(opts, c.clone()).await,
+            None => Server::start(opts).await,
+        }
+        .expect("server starts");
         TestServer {
             base: format!("http://{}", server.addr),
             server: Some(server),
@@ -43,7 +77,13 @@ impl TestServer {
             toml: toml.to_string(),
             client: reqwest::Client::new(),
             token: None,
+            clock,
         }
+    }
+
+    /// The running server, in process.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -54,7 +94,8 @@ impl TestServer {
     pub async fn restart(mut self) -> Self {
         self.server.take().expect("running").stop().await;
         let toml = self.toml.clone();
-        Self::start_in(&toml, self.dir).await
+        let clock = self.clock.take();
+        Self::start_in(&toml, self.dir, clock).await
     }
 
     pub fn with_token(mut self, token: &str) -> Self {

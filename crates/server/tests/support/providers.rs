@@ -27,6 +27,8 @@ pub struct FakeState {
     pub requests: Mutex<Vec<Seen>>,
     /// When set, every API request fails with this status.
     pub fail_with: Mutex<Option<u16>>,
+    /// Twilio: the form of every `POST Calls.json` (a call placed), in order.
+    pub placed: Mutex<Vec<HashMap<String, String>>>,
 }
 
 /// A running fake.
@@ -46,6 +48,11 @@ impl Fake {
 
     pub fn last_request(&self) -> Option<Seen> {
         self.state.requests.lock().unwrap().last().cloned()
+    }
+
+    /// Twilio: the calls placed so far (their `POST Calls.json` forms).
+    pub fn placed(&self) -> Vec<HashMap<String, String>> {
+        self.state.placed.lock().unwrap().clone()
     }
 }
 
@@ -80,7 +87,9 @@ pub async fn fake_vapi() -> Fake {
 }
 
 /// Twilio: `GET /2010-04-01/Accounts/{sid}/Calls.json?Status=…` (basic auth) returns the
-/// calls with that status, one page.
+/// calls with that status, one page; `POST` there places an outbound call (`CA-OUT-n`,
+/// `queued`, kept among the calls with its form in `placed`); `GET …/Calls/{sid}.json`
+/// reads one call.
 pub async fn fake_twilio() -> Fake {
     let state = Arc::new(FakeState::default());
     let router = Router::new()
@@ -105,7 +114,29 @@ pub async fn fake_twilio() -> Fake {
                         .collect();
                     Json(json!({ "calls": calls, "next_page_uri": null, "page": 0 })).into_response()
                 },
-            ),
+            )
+            .post(|State(s): State<Arc<FakeState>>, Path(sid): Path<String>, headers: HeaderMap, body: String| async move {
+                if let Some(code) = note(&s, format!("/2010-04-01/Accounts/{sid}/Calls.json"), HashMap::new(), &headers) {
+                    return (code, Json(json!({ "message": "fake failure" }))).into_response();
+                }
+                let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                let call_sid = format!("CA-OUT-{}", s.placed.lock().unwrap().len() + 1);
+                let call = json!({ "sid": call_sid, "status": "queued", "direction": "outbound-api",
+                    "to": form.get("To"), "from": form.get("From"), "parent_call_sid": null });
+                s.calls.lock().unwrap().push(call.clone());
+                s.placed.lock().unwrap().push(form);
+                (StatusCode::CREATED, Json(call)).into_response()
+            }),
+        )
+        .route(
+            "/2010-04-01/Accounts/{sid}/Calls/{file}",
+            get(|State(s): State<Arc<FakeState>>, Path((_, file)): Path<(String, String)>| async move {
+                let sid = file.trim_end_matches(".json");
+                match s.calls.lock().unwrap().iter().find(|c| c["sid"] == sid) {
+                    Some(c) => Json(c.clone()).into_response(),
+                    None => (StatusCode::NOT_FOUND, Json(json!({ "message": "not found" }))).into_response(),
+                }
+            }),
         )
         .with_state(state.clone());
     Fake { url: serve(router).await, state }

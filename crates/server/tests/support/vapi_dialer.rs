@@ -56,6 +56,8 @@ pub struct Counts {
     /// Refuse every call (an account that is down).
     pub refuse_all: bool,
     pub next: u64,
+    /// `GET /call` listings served (reconciliation's).
+    pub lists: u32,
 }
 
 pub struct Account {
@@ -230,7 +232,8 @@ async fn list(State(account): State<Arc<Account>>, headers: HeaderMap) -> Respon
     }
     // The live calls and the 100 most recent others: a long test places thousands of
     // calls, and listing them all on every poll would make the fake the bottleneck.
-    let c = account.counts.lock().unwrap();
+    let mut c = account.counts.lock().unwrap();
+    c.lists += 1;
     let mut ended = 0;
     let calls: Vec<Value> = c
         .order

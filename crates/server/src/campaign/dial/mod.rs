@@ -51,7 +51,8 @@ pub struct Placed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DialError {
     /// The account is at its concurrency limit: not the lead's fault. The lead goes back,
-    /// the campaign cools down, the pool's cap is lowered.
+    /// the campaign cools down, and the governor hears of it (a drop for an adaptive pool,
+    /// a cooldown cap for a fixed one).
     Refused(String),
     /// The provider refuses this lead (an invalid number): the lead fails for good.
     Invalid(String),

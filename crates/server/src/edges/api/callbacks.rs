@@ -43,6 +43,8 @@ fn callback_json(c: Callback) -> Value {
         "booked_at_ms": c.booked_at,
         "due_at_ms": c.due_at,
         "state": c.state,
+        "outcome": c.outcome,
+        "updated_at_ms": c.updated_at,
     })
 }
 

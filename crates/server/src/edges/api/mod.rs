@@ -44,6 +44,8 @@ pub struct App {
     pub inbound: Inbound,
     /// What each caller in a Twilio waiting room was last told.
     pub waiting_room: twilio::WaitingRoom,
+    /// The overflow chain each Twilio caller walks, frozen when their overflow started.
+    pub overflow_chains: twilio::OverflowChains,
     /// The campaign dialer, set once it has started (provider webhooks hand it the
     /// outcomes of its calls: [`crate::campaign::Campaigns::provider_update`]).
     pub campaigns: std::sync::OnceLock<Arc<crate::campaign::Campaigns>>,

@@ -1,6 +1,7 @@
 //! One Twilio request about one call: admission, the waiting room, the overflow chain,
 //! callbacks, voicemail and the call's end.
 
+use super::chains::Chain;
 use super::form::Params;
 use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
@@ -8,6 +9,7 @@ use crate::edges::api::App;
 use crate::error::ApiError;
 use crate::governor::{AcquireRequest, Answer, Target, TicketState};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, MAX_CALL_ID};
+use crate::ops::ChainKind;
 use crate::providers::Provider;
 use crate::views::LeaseView;
 use callgate_config::{FlowConfig, Overflow, OverflowAction};
@@ -84,7 +86,7 @@ impl<'a> TwilioCall<'a> {
     pub(crate) async fn handle(&self, endpoint: Endpoint, params: &Params, query: &Params) -> Result<Twiml, ApiError> {
         match endpoint {
             Endpoint::Voice => return self.arrived().await,
-            Endpoint::Status => return self.status(params).await,
+            Endpoint::Status => return self.status(params, query).await,
             _ => {}
         }
         let Some(flow) = query.value("flow").and_then(|f| self.app.inbound.flow(f)) else {
@@ -101,17 +103,18 @@ impl<'a> TwilioCall<'a> {
         match endpoint {
             Endpoint::Wait => self.wait(flow, ticket()?).await,
             Endpoint::Queue => self.left_queue(flow, ticket()?, params.value("QueueResult").unwrap_or("")).await,
-            Endpoint::Overflow => self.chain(flow, step()?, true).await,
+            Endpoint::Overflow => self.chain(flow, &self.walking(flow, query), step()?, true).await,
             Endpoint::Gather => {
                 let attempt = query.value("attempt").and_then(|a| a.parse().ok()).unwrap_or(1);
                 let digits = params.value("Digits").unwrap_or("");
-                self.gathered(flow, step()?, query.value("menu"), attempt, digits).await
+                let chain = self.walking(flow, query);
+                self.gathered(flow, &chain, step()?, query.value("menu"), attempt, digits).await
             }
             Endpoint::Dialed => {
                 if params.value("DialCallStatus") == Some("completed") {
                     Ok(Twiml::of(Verb::Hangup))
                 } else {
-                    self.chain(flow, step()?, true).await
+                    self.chain(flow, &self.walking(flow, query), step()?, true).await
                 }
             }
             Endpoint::Voicemail => self.voicemail(flow, params).await,
@@ -170,9 +173,9 @@ impl<'a> TwilioCall<'a> {
                     action: self.url(Endpoint::Queue, &query),
                 }))
             }
-            Answer::Rejected { .. } => {
+            Answer::Rejected { dependency, .. } => {
                 record_call(self.app, update).await?;
-                self.chain(flow, 0, false).await
+                self.start_overflow(flow, dependency.is_some(), false).await
             }
         }
     }
@@ -204,10 +207,17 @@ impl<'a> TwilioCall<'a> {
         let hold_audio = flow.twilio.as_ref().and_then(|t| t.hold_audio.clone());
         let mut state = governor.ticket(ticket);
         if let Some(TicketState::Waiting(view)) = &state {
-            if hold_audio.is_none() && !room.due(sid, view.position, governor.now_ms()) {
+            let down = governor.dependency_down(&flow.name);
+            if !down && hold_audio.is_none() && !room.due(sid, view.position, governor.now_ms()) {
                 governor.await_ticket(ticket, HOLD_POLL).await;
                 state = governor.ticket(ticket);
             }
+        }
+        if matches!(state, Some(TicketState::Waiting(_))) && governor.dependency_down(&flow.name) {
+            // The assistant this caller waits for is down (its breaker is open): out of
+            // the queue now; the queue's action URL gives up the place and plays the
+            // flow's fallback.
+            return Ok(Twiml::of(Verb::Leave));
         }
         let Some(TicketState::Waiting(view)) = state else {
             // Granted, timed out or cancelled: the queue's action URL takes it from here.
@@ -235,6 +245,12 @@ impl<'a> TwilioCall<'a> {
         }
         match self.app.governor.ticket(ticket) {
             Some(TicketState::Granted(Some(lease), _)) if lease.key.as_deref() == Some(self.call.id.as_str()) => {
+                if self.app.governor.dependency_down(&flow.name) {
+                    // The line came free while the assistant is down: connecting the
+                    // caller to it would fail them. The line goes back; the fallback.
+                    self.app.governor.end_call(&self.call.id).await?;
+                    return self.start_overflow(flow, true, true).await;
+                }
                 let mut update = self.call.update(self.app.governor.now_ms());
                 update.outcome = Some("granted".into());
                 record_call(self.app, update).await?;
@@ -242,21 +258,25 @@ impl<'a> TwilioCall<'a> {
             }
             Some(TicketState::Cancelled) => Ok(Twiml::of(Verb::Hangup)),
             Some(TicketState::Waiting(_)) => {
-                // Twilio took the caller out for its own reasons (queue full, an error):
-                // give up the place in line and go on with the overflow.
+                // Twilio took the caller out for its own reasons (queue full, an error),
+                // or the wait URL let them go because the assistant is down: give up the
+                // place in line and go on with the chain in force (the fallback while a
+                // dependency is down).
                 self.app.governor.cancel(ticket).await?;
-                self.chain(flow, 0, true).await
+                self.start_overflow(flow, false, true).await
             }
             // Timed out (or the lease is gone already): the flow's overflow.
-            _ => self.chain(flow, 0, true).await,
+            _ => self.start_overflow(flow, false, true).await,
         }
     }
 
-    /// The status callback: a terminal status ends what the call holds.
-    async fn status(&self, params: &Params) -> Result<Twiml, ApiError> {
+    /// The status callback: a terminal status ends what the call holds; a call the
+    /// campaign dialer placed also hands its status to the dialer.
+    async fn status(&self, params: &Params, query: &Params) -> Result<Twiml, ApiError> {
         let status = params.value("CallStatus").unwrap_or("");
         if TERMINAL.contains(&status) {
             self.app.waiting_room.forget(&self.call.id);
+            self.app.overflow_chains.forget(&self.call.id);
             let end = self.app.governor.end_call(&self.call.id).await?;
             tracing::debug!(provider = %self.provider.name, call = %self.call.id, status, ?end, "Twilio call ended");
             let now = self.app.governor.now_ms();
@@ -267,15 +287,66 @@ impl<'a> TwilioCall<'a> {
                 params.value("CallDuration").and_then(|d| d.parse::<u64>().ok()).map(|s| s.saturating_mul(1000));
             record_call(self.app, update).await?;
         }
+        self.campaign_update(status, params, query).await;
         Ok(Twiml::new())
+    }
+
+    /// Hands a status to the campaign dialer, which ignores calls it did not place. Its
+    /// calls' status callback URL carries `callgate_attempt` (signed with the rest of the
+    /// URL); the dialer also knows them by `CallSid`.
+    async fn campaign_update(&self, status: &str, params: &Params, query: &Params) {
+        let Some(campaigns) = self.app.campaigns.get() else { return };
+        if status.is_empty() {
+            return;
+        }
+        let state = crate::campaign::dial::twilio::call_state(&serde_json::json!({
+            "status": status,
+            "duration": params.value("CallDuration"),
+            "answered_by": params.value("AnsweredBy"),
+        }));
+        let update = crate::campaign::ProviderUpdate {
+            provider: self.provider.name.to_string(),
+            call_id: self.call.id.clone(),
+            attempt: query.value("callgate_attempt").and_then(|a| a.parse().ok()),
+            state,
+        };
+        if campaigns.provider_update(update).await {
+            tracing::debug!(provider = %self.provider.name, call = %self.call.id, status, "A campaign call's status");
+        }
+    }
+
+    /// The caller's overflow starts: the chain in force now (the fallback while a
+    /// dependency is down, or when `blocked` by a breaker a moment ago; an alert's
+    /// `set_overflow`; else the configured one) is frozen for this call and walked from
+    /// its first step.
+    async fn start_overflow(&self, flow: &FlowConfig, blocked: bool, answered: bool) -> Result<Twiml, ApiError> {
+        let (kind, steps) = self
+            .app
+            .governor
+            .overflow_chain_now(&flow.name, blocked)
+            .unwrap_or((ChainKind::Configured, flow.overflow.clone()));
+        let chain = Chain { kind, steps: steps.into() };
+        self.app.overflow_chains.freeze(&self.call.id, &flow.name, chain.clone(), self.app.governor.now_ms());
+        self.chain(flow, &chain, 0, answered).await
+    }
+
+    /// The chain this caller is walking: the one frozen when its overflow started; after
+    /// a restart (which forgets that), the chain of the kind its URL names.
+    fn walking(&self, flow: &FlowConfig, query: &Params) -> Chain {
+        if let Some(chain) = self.app.overflow_chains.get(&self.call.id, &flow.name) {
+            return chain;
+        }
+        let kind = query.value("chain").and_then(ChainKind::parse).unwrap_or(ChainKind::Configured);
+        let steps = self.app.governor.overflow_chain_of_kind(&flow.name, kind).unwrap_or_else(|| flow.overflow.clone());
+        Chain { kind, steps: steps.into() }
     }
 
     /// The overflow chain from step `from`: the first step that can be carried out.
     /// `answered` is false only while the call has not been answered yet (then a `busy`
     /// step can still reject it without billing).
-    async fn chain(&self, flow: &FlowConfig, from: usize, answered: bool) -> Result<Twiml, ApiError> {
-        for (k, step) in flow.overflow.iter().enumerate().skip(from) {
-            if let Some(twiml) = self.step(flow, k, step, answered, false).await? {
+    async fn chain(&self, flow: &FlowConfig, chain: &Chain, from: usize, answered: bool) -> Result<Twiml, ApiError> {
+        for (k, step) in chain.steps.iter().enumerate().skip(from) {
+            if let Some(twiml) = self.step(flow, chain.kind, k, step, answered, false).await? {
                 self.app.metrics.edges.overflow(&flow.name, step.action.as_str());
                 return Ok(twiml);
             }
@@ -290,6 +361,7 @@ impl<'a> TwilioCall<'a> {
     async fn step(
         &self,
         flow: &FlowConfig,
+        kind: ChainKind,
         k: usize,
         step: &Overflow,
         answered: bool,
@@ -297,6 +369,7 @@ impl<'a> TwilioCall<'a> {
     ) -> Result<Option<Twiml>, ApiError> {
         let next = (k + 1).to_string();
         let flow_name = flow.name.as_str();
+        let chain = kind.as_str();
         let message = step.message.as_deref();
         let say = |twiml: Twiml| match message {
             Some(m) => twiml.push(Verb::Say(m.to_owned())),
@@ -319,11 +392,14 @@ impl<'a> TwilioCall<'a> {
                     let step_no = k.to_string();
                     let offer = message.map_or_else(|| offer_text(key), str::to_owned);
                     Twiml::of(Verb::Gather {
-                        action: self.url(Endpoint::Gather, &[("flow", flow_name), ("step", &step_no)]),
+                        action: self
+                            .url(Endpoint::Gather, &[("flow", flow_name), ("step", &step_no), ("chain", chain)]),
                         timeout: OFFER_TIMEOUT,
                         prompt: vec![Verb::Say(offer)],
                     })
-                    .push(Verb::Redirect(self.url(Endpoint::Overflow, &[("flow", flow_name), ("step", &next)])))
+                    .push(Verb::Redirect(
+                        self.url(Endpoint::Overflow, &[("flow", flow_name), ("step", &next), ("chain", chain)]),
+                    ))
                 }
                 _ => {
                     if !book_callback(self.app, &self.call, flow, step).await? {
@@ -345,12 +421,13 @@ impl<'a> TwilioCall<'a> {
                     (None, Some(s)) => Dialed::Sip(s.clone()),
                     (None, None) => return Ok(None),
                 };
-                let action = Some(self.url(Endpoint::Dialed, &[("flow", flow_name), ("step", &next)]));
+                let action =
+                    Some(self.url(Endpoint::Dialed, &[("flow", flow_name), ("step", &next), ("chain", chain)]));
                 say(Twiml::new()).push(Verb::Dial { to, action })
             }
             OverflowAction::Ivr => {
                 let Some(menu) = step.menu.as_deref() else { return Ok(None) };
-                match self.menu(flow, k, menu, message, 1) {
+                match self.menu(flow, kind, k, menu, message, 1) {
                     Some(twiml) => twiml,
                     None => return Ok(None),
                 }
@@ -359,19 +436,31 @@ impl<'a> TwilioCall<'a> {
     }
 
     /// A menu's prompt in a `<Gather>`, then (no key) the chain's next step.
-    fn menu(&self, flow: &FlowConfig, k: usize, name: &str, message: Option<&str>, attempt: u32) -> Option<Twiml> {
+    fn menu(
+        &self,
+        flow: &FlowConfig,
+        kind: ChainKind,
+        k: usize,
+        name: &str,
+        message: Option<&str>,
+        attempt: u32,
+    ) -> Option<Twiml> {
         let menu = self.app.inbound.menu(name)?;
         let (step_no, next, attempt) = (k.to_string(), (k + 1).to_string(), attempt.to_string());
         let mut prompt: Vec<Verb> = message.map(|m| Verb::Say(m.to_owned())).into_iter().collect();
         prompt.push(Verb::Say(menu.prompt.clone()));
-        let query = [("flow", flow.name.as_str()), ("step", &step_no), ("menu", name), ("attempt", &attempt)];
+        let chain = kind.as_str();
+        let query =
+            [("flow", flow.name.as_str()), ("step", &step_no), ("menu", name), ("attempt", &attempt), ("chain", chain)];
         Some(
             Twiml::of(Verb::Gather {
                 action: self.url(Endpoint::Gather, &query),
                 timeout: u32::try_from(menu.timeout.as_secs()).unwrap_or(60).clamp(1, 60),
                 prompt,
             })
-            .push(Verb::Redirect(self.url(Endpoint::Overflow, &[("flow", flow.name.as_str()), ("step", &next)]))),
+            .push(Verb::Redirect(
+                self.url(Endpoint::Overflow, &[("flow", flow.name.as_str()), ("step", &next), ("chain", chain)]),
+            )),
         )
     }
 
@@ -380,35 +469,38 @@ impl<'a> TwilioCall<'a> {
     async fn gathered(
         &self,
         flow: &FlowConfig,
+        chain: &Chain,
         k: usize,
         menu: Option<&str>,
         attempt: u32,
         digits: &str,
     ) -> Result<Twiml, ApiError> {
         let Some(name) = menu else {
-            let offer = flow.overflow.get(k).filter(|s| s.action == OverflowAction::Callback);
+            let offer = chain.steps.get(k).filter(|s| s.action == OverflowAction::Callback);
             if let Some(step) = offer.filter(|s| !digits.is_empty() && s.key.as_deref() == Some(digits)) {
-                if let Some(twiml) = self.step(flow, k, step, true, true).await? {
+                if let Some(twiml) = self.step(flow, chain.kind, k, step, true, true).await? {
                     self.app.metrics.edges.overflow(&flow.name, "callback");
                     return Ok(twiml);
                 }
             }
-            return self.chain(flow, k + 1, true).await;
+            return self.chain(flow, chain, k + 1, true).await;
         };
-        let Some(menu) = self.app.inbound.menu(name) else { return self.chain(flow, k + 1, true).await };
+        let Some(menu) = self.app.inbound.menu(name) else { return self.chain(flow, chain, k + 1, true).await };
         match menu.keys.get(digits) {
-            Some(action) => match self.step(flow, k, action, true, true).await? {
+            Some(action) => match self.step(flow, chain.kind, k, action, true, true).await? {
                 Some(twiml) => {
                     self.app.metrics.edges.overflow(&flow.name, action.action.as_str());
                     Ok(twiml)
                 }
-                None => self.chain(flow, k + 1, true).await,
+                None => self.chain(flow, chain, k + 1, true).await,
             },
-            None if attempt < MENU_TRIES => match self.menu(flow, k, name, Some(NOT_AN_OPTION), attempt + 1) {
-                Some(twiml) => Ok(twiml),
-                None => self.chain(flow, k + 1, true).await,
-            },
-            None => self.chain(flow, k + 1, true).await,
+            None if attempt < MENU_TRIES => {
+                match self.menu(flow, chain.kind, k, name, Some(NOT_AN_OPTION), attempt + 1) {
+                    Some(twiml) => Ok(twiml),
+                    None => self.chain(flow, chain, k + 1, true).await,
+                }
+            }
+            None => self.chain(flow, chain, k + 1, true).await,
         }
     }
 

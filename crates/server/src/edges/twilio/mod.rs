@@ -10,6 +10,13 @@
 //! (404), and `X-Twilio-Signature` must match (403, compared in constant time); only then
 //! is the body's content looked at. The TwiML answer is chosen in one place, [`respond`].
 //!
+//! The overflow: a rejected caller walks the chain in force when their overflow starts
+//! (the flow's fallback while one of its dependencies is down, an alert's
+//! `set_overflow` while it fires, else the configured chain), the same chain the Vapi
+//! edge and the API's 429 use. That chain is frozen for the call (see [`chains`]), so a
+//! breaker or an alert that changes the chain in force meanwhile does not send the
+//! caller to a step of another chain.
+//!
 //! The waiting room: a caller who finds no free line is put in a Twilio queue
 //! (`<Enqueue>`); its wait URL announces the caller's place in line and the estimated wait
 //! (from the pool's observed hold times) when it changes, and otherwise holds the request
@@ -17,9 +24,17 @@
 //! `<Leave/>`; the queue's action URL then connects the call as the flow says. A ticket
 //! that times out also leaves the queue, and the action URL plays the flow's overflow.
 //! A caller who hangs up cancels the ticket (queue result `hangup`, or the status
-//! callback), so nobody waits behind an empty line.
+//! callback), so nobody waits behind an empty line. While a dependency of the flow is
+//! down nobody waits for the assistant: a new caller is turned away by the breaker gate
+//! and hears the fallback at once, and a caller already waiting leaves the queue at
+//! their next wait request (and gives up the place) for the fallback; one whose line
+//! came free meanwhile gives it back and hears the fallback too.
+//!
+//! Calls the campaign dialer placed report to `…/status?callgate_attempt=N`; their
+//! statuses are handed to the dialer as well.
 
 mod call;
+mod chains;
 mod form;
 mod signature;
 mod twiml;
@@ -28,6 +43,7 @@ mod waiting;
 #[cfg(test)]
 mod tests;
 
+pub use chains::OverflowChains;
 pub use waiting::WaitingRoom;
 
 use super::api::App;

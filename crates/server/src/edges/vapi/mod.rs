@@ -125,7 +125,8 @@ async fn assistant_request(app: &App, provider: &Provider, info: CallInfo) -> Re
         record_call(app, update).await?;
         return Ok(VapiReply::Assistant(vapi.assistant_id.clone()));
     }
-    let (reply, action) = overflow(app, &call, flow).await?;
+    let blocked = matches!(answer, Answer::Rejected { dependency: Some(_), .. });
+    let (reply, action) = overflow(app, &call, flow, blocked).await?;
     app.metrics.edges.overflow(&flow.name, action);
     if action != "callback" {
         update.outcome = Some(format!("overflow:{action}"));
@@ -134,11 +135,18 @@ async fn assistant_request(app: &App, provider: &Provider, info: CallInfo) -> Re
     Ok(reply)
 }
 
-/// The first step of the flow's chain that Vapi can carry out.
-async fn overflow(app: &App, call: &Call, flow: &FlowConfig) -> Result<(VapiReply, &'static str), ApiError> {
-    // The chain in force now: the fallback while a dependency's breaker is open, an
-    // alert's set_overflow while it fires, else the configured one.
-    let chain = app.governor.overflow_chain(&flow.name).unwrap_or_else(|| flow.overflow.clone());
+/// The first step of the flow's chain that Vapi can carry out. `blocked`: a breaker
+/// turned the caller away (the fallback applies).
+async fn overflow(
+    app: &App,
+    call: &Call,
+    flow: &FlowConfig,
+    blocked: bool,
+) -> Result<(VapiReply, &'static str), ApiError> {
+    // The chain in force now: the fallback while a dependency's breaker is open (or
+    // when a half-open one had no probe left for this caller), an alert's set_overflow
+    // while it fires, else the configured one.
+    let chain = app.governor.overflow_chain_now(&flow.name, blocked).map_or_else(|| flow.overflow.clone(), |(_, c)| c);
     for step in &chain {
         match step.action {
             OverflowAction::Busy => {
