@@ -3,45 +3,17 @@
 //! attempt was placed twice (no lead was called twice: every call is answered, so one call
 //! per lead is all there should be), and that the account never held more than it should.
 
+mod support;
+
 #[path = "../../server/tests/support/vapi_dialer.rs"]
 mod vapi_dialer;
 
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use vapi_dialer::FakeVapi;
 
 const LEADS: usize = 150;
-
-async fn start(config: &Path, data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start callgate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("callgate listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("callgate exited before listening");
-    })
-    .await
-    .expect("callgate starts");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_lead_is_lost_or_dialed_twice_across_sigkill() {
@@ -92,7 +64,7 @@ start = true
     )
     .unwrap();
     let data = dir.path().join("data");
-    let (mut child, base) = start(&config, &data).await;
+    let (mut child, base) = support::start(&config, &data).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let leads: Vec<Value> =
         (0..LEADS).map(|i| json!({ "phone": format!("+1213{:03}{:04}", 200 + i / 10_000, i % 10_000) })).collect();
@@ -120,7 +92,7 @@ start = true
     let live_at_kill = fake.counts().live_out;
     assert!((30..LEADS).contains(&at_kill), "killed mid-campaign: {at_kill} calls placed");
 
-    let (mut child, base) = start(&config, &data).await;
+    let (mut child, base) = support::start(&config, &data).await;
     let mut v = Value::Null;
     for _ in 0..600 {
         v = client.get(format!("{base}/v1/campaigns/crash")).send().await.unwrap().json().await.unwrap();

@@ -1,14 +1,12 @@
 //! Crash safety: SIGKILL the server while many clients acquire and release, restart it,
 //! and check that every lease acknowledged to a client is back and nothing else is.
 
+mod support;
+
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const CONFIG: &str = r#"
 [[pools]]
@@ -21,33 +19,6 @@ pools = ["acct"]
 class = "inbound"
 lease_ttl = "1h"
 "#;
-
-async fn start(config: &Path, data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start callgate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("callgate listening on ") {
-                return url.to_string();
-            }
-        }
-        panic!("callgate exited before listening");
-    })
-    .await
-    .expect("callgate starts");
-    // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -66,7 +37,7 @@ async fn every_acknowledged_lease_survives_sigkill() {
     let config = dir.path().join("callgate.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let data = dir.path().join("data");
-    let (mut child, base) = start(&config, &data).await;
+    let (mut child, base) = support::start(&config, &data).await;
 
     let book = Arc::new(Mutex::new(Ledger::default()));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -120,7 +91,7 @@ async fn every_acknowledged_lease_survives_sigkill() {
         t.await.unwrap();
     }
 
-    let (mut child, base) = start(&config, &data).await;
+    let (mut child, base) = support::start(&config, &data).await;
     let leases: Value = client.get(format!("{base}/v1/leases?pool=acct")).send().await.unwrap().json().await.unwrap();
     let pool: Value = client.get(format!("{base}/v1/pools/acct")).send().await.unwrap().json().await.unwrap();
     child.start_kill().unwrap();
