@@ -672,6 +672,7 @@ async fn booked_callbacks_are_dialed_first_in_the_callback_class() {
         id: 1,
         provider: "simulated".into(),
         number: "+13125550100".into(),
+        booked_at: 0,
         due_at: 0,
     }])));
     cg.server().campaigns.set_callback_book(book.clone());
@@ -995,4 +996,174 @@ retry = {{ failed = "10ms", max_attempts = 3 }}
         "the governor heard of it"
     );
     assert!(until(5, || async { cg.cap("vapi").await == 10 }).await, "and its cooldown ended");
+}
+
+/// Ends a call the fake holds open (its script had it ring for minutes) the way the
+/// platform would: the fake shows it ended, and its end-of-call report goes to the hook.
+/// `talk_ms`: answered, and talked that long before hanging up; `None`: never answered.
+fn hang_up(fake: &FakeVapi, call_id: &str, talk_ms: Option<u64>) {
+    let (attempt, call) = {
+        let mut c = fake.counts();
+        c.live_out = c.live_out.saturating_sub(1);
+        let call = c.calls.get_mut(call_id).expect("a call the fake placed");
+        call["status"] = json!("ended");
+        match talk_ms {
+            Some(ms) => {
+                call["endedReason"] = json!("customer-ended-call");
+                call["startedAt"] = json!("2026-01-15T12:00:00.000Z");
+                call["endedAt"] = json!(format!("2026-01-15T12:00:{:02}.{:03}Z", ms / 1000, ms % 1000));
+            }
+            None => call["endedReason"] = json!("customer-did-not-answer"),
+        }
+        (call["metadata"]["callgate_attempt"].as_u64(), call.clone())
+    };
+    let hook = fake.account.hook.lock().unwrap().clone().expect("a wired webhook");
+    hook(call_id.to_string(), attempt, call);
+}
+
+impl Cg {
+    /// An inbound call from `from` to the support line, through the Vapi webhook, while
+    /// every line is taken: the overflow books a callback. Its id.
+    async fn book_callback(&self, call_id: &str, from: &str) -> u64 {
+        let request = json!({ "message": {
+            "type": "assistant-request",
+            "call": { "id": call_id, "type": "inboundPhoneCall", "customer": { "number": from } },
+            "customer": { "number": from },
+            "phoneNumber": { "id": "pn-support", "number": "+15550001111" },
+        } });
+        let resp = self
+            .client
+            .post(format!("{}/webhooks/vapi/vapi-main", self.base))
+            .header("x-vapi-secret", "test-secret")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        let reply: Value = resp.json().await.unwrap();
+        assert!(reply["error"].as_str().unwrap_or("").contains("call you back"), "{reply}");
+        let (_, all) = self.get("/v1/callbacks").await;
+        let cb = all.as_array().unwrap().iter().find(|c| c["call_id"] == call_id).expect("booked").clone();
+        cb["id"].as_u64().unwrap()
+    }
+
+    /// The callback `id` as `GET /v1/callbacks` shows it.
+    async fn callback(&self, id: u64) -> Value {
+        let (_, all) = self.get("/v1/callbacks").await;
+        all.as_array().unwrap().iter().find(|c| c["id"] == id).cloned().unwrap_or(Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_booked_while_its_lead_is_dialed_is_dialed_unless_that_call_reaches_the_caller() {
+    // One line on the account, so an inbound call overflows while the campaign's call
+    // holds it; the overflow books a callback due 2 s later. The campaign returns
+    // callbacks and dials each lead once. Every number's first call rings until the test
+    // ends it (deterministically: after the dialer took the callback for the lead being
+    // dialed); later calls are answered and short.
+    const MISSED: &str = "+13125550100"; // its campaign call goes unanswered
+    const REACHED: &str = "+13125550101"; // its campaign call reaches the caller after the booking
+    let fake = FakeVapi::start(10, |_, n| match n {
+        1 => (Some("customer-did-not-answer"), Duration::from_secs(600)),
+        _ => (None, Duration::from_millis(5)),
+    })
+    .await;
+    let toml = format!(
+        r#"
+[[pools]]
+name = "acct"
+limit = 1
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+base_url = "{url}"
+api_key = "test-key"
+webhook_secret = "test-secret"
+pool = "acct"
+reconcile_every = "100ms"
+
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "+15550001111" }}
+vapi = {{ assistant_id = "asst_support" }}
+overflow = {{ action = "callback", after = "2s" }}
+
+[[flows]]
+name = "outbound"
+pools = ["acct"]
+class = "outbound"
+
+[[campaigns]]
+name = "renewals"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "asst_sales", phone_number_id = "pn_1" }}
+callbacks = true
+calls_per_second = 100
+start = true
+{ALL_DAY}
+retry = {{ max_attempts = 1 }}
+"#,
+        url = fake.url
+    );
+    let cg = Cg::start(&toml).await;
+    cg.wire_vapi_webhook(&fake, "vapi-main");
+    let store = cg.server().campaigns.store().clone();
+    import(&cg, "renewals", json!({ "leads": [ { "phone": MISSED } ] })).await;
+    let placed_to = |phone: &'static str| {
+        let fake = fake.clone();
+        move || {
+            let fake = fake.clone();
+            async move { fake.counts().placed.iter().filter(|p| p.phone == phone).count() }
+        }
+    };
+    let call_to = |phone: &str| fake.counts().placed.iter().find(|p| p.phone == phone).unwrap().call_id.clone();
+
+    // 1. The campaign calls MISSED; meanwhile MISSED calls in, overflows and is promised a
+    //    callback, which the dialer takes for the lead it is dialing.
+    let missed_calls = placed_to(MISSED);
+    assert!(until(10, || async { missed_calls().await == 1 }).await, "the campaign called MISSED");
+    let cb_missed = cg.book_callback("in-1", MISSED).await;
+    let missed = cg.callback(cb_missed).await;
+    assert!(until(5, || async { cg.callback(cb_missed).await["state"] == "dialing" }).await, "{missed}");
+    let lead_missed = store.lead(1).unwrap().unwrap();
+    assert_eq!((lead_missed.phone.as_str(), lead_missed.state.as_str()), (MISSED, "dialing"), "the race is on");
+    // The campaign's call goes unanswered: the callback is still owed. It is dialed at
+    // its promised time, in the callback class, and done with that call's outcome.
+    hang_up(&fake, &call_to(MISSED), None);
+    let done = || async { cg.callback(cb_missed).await["state"] == "done" };
+    assert!(until(10, done).await, "the callback was never dialed: {}", cg.callback(cb_missed).await);
+    let cb = cg.callback(cb_missed).await;
+    assert_eq!(cb["outcome"], "completed", "{cb}");
+    let attempts = store.attempts_of(1).unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!((attempts[0].outcome.as_deref(), attempts[0].callback_id), (Some("no_answer"), None));
+    assert_eq!((attempts[1].class.as_str(), attempts[1].callback_id), ("callback", Some(cb_missed)));
+    assert!(attempts[1].placed_at >= missed["due_at_ms"].as_u64().unwrap(), "not before the promised time");
+    assert_eq!(store.lead(1).unwrap().unwrap().state, "done");
+
+    // 2. The campaign calls REACHED (imported now); REACHED calls in, overflows, is promised a callback
+    //    that the dialer takes; then the campaign's call is answered and talks: the caller
+    //    has been called back. The callback is done with that outcome; no second call.
+    import(&cg, "renewals", json!({ "leads": [ { "phone": REACHED } ] })).await;
+    let reached_calls = placed_to(REACHED);
+    assert!(until(10, || async { reached_calls().await == 1 }).await, "the campaign called REACHED");
+    let cb_reached = cg.book_callback("in-2", REACHED).await;
+    assert!(until(5, || async { cg.callback(cb_reached).await["state"] == "dialing" }).await);
+    assert_eq!(store.lead(2).unwrap().unwrap().state, "dialing", "the race is on");
+    // The caller picks up after asking (the talk, 20 ms, begins after the booking).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    hang_up(&fake, &call_to(REACHED), Some(20));
+    let done = || async { cg.callback(cb_reached).await["state"] == "done" };
+    assert!(until(10, done).await, "the callback stayed: {}", cg.callback(cb_reached).await);
+    assert_eq!(cg.callback(cb_reached).await["outcome"], "completed");
+    cg.finished("renewals", 10).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past its promised time
+    assert_eq!(reached_calls().await, 1, "a caller reached after asking is not called again");
+    let lead = store.lead(2).unwrap().unwrap();
+    assert_eq!((lead.state.as_str(), lead.warm, lead.callback_id), ("done", false, Some(cb_reached)));
+    let (_, dialing) = cg.get("/v1/callbacks?state=dialing").await;
+    assert_eq!(dialing, json!([]), "no callback is left in `dialing`");
 }

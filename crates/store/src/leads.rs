@@ -62,19 +62,73 @@ CREATE TABLE IF NOT EXISTS attempts (
     answered_at INTEGER,
     ended_at INTEGER,
     talk_ms INTEGER,
-    cost REAL
+    cost REAL,
+    callback_id INTEGER            -- the booked callback this attempt dials (NULL: a campaign attempt)
 );
 CREATE INDEX IF NOT EXISTS attempts_lead ON attempts (lead_id, placed_at);
 CREATE INDEX IF NOT EXISTS attempts_campaign ON attempts (campaign, placed_at);
 CREATE INDEX IF NOT EXISTS attempts_open ON attempts (state) WHERE state != 'ended';
--- Callbacks taken from the journal's book: each becomes (or warms) one lead, once.
+-- Callbacks taken from the journal's book: each becomes (or warms) one lead, once, and is
+-- settled (done_at, outcome) in the same commit as the attempt end that settles it.
 CREATE TABLE IF NOT EXISTS taken_callbacks (
     callback_id INTEGER PRIMARY KEY,
     campaign TEXT NOT NULL,
     lead_id INTEGER NOT NULL,
-    taken_at INTEGER NOT NULL
+    taken_at INTEGER NOT NULL,
+    booked_at INTEGER,             -- Unix ms: when the caller asked (NULL in older files: taken_at)
+    outcome TEXT,                  -- once settled: the outcome the callback is done with
+    done_at INTEGER                -- Unix ms: settled (NULL: still to be dialed or being dialed)
 );
 ";
+
+/// Columns added after the first release, per table: a file written before them gets them
+/// when it is opened (see [`migrate`]).
+const COLUMNS_ADDED: [(&str, &str, &str); 4] = [
+    ("attempts", "callback_id", "INTEGER"),
+    ("taken_callbacks", "booked_at", "INTEGER"),
+    ("taken_callbacks", "outcome", "TEXT"),
+    ("taken_callbacks", "done_at", "INTEGER"),
+];
+
+fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+    Ok(names.collect::<Result<_, _>>()?)
+}
+
+/// Brings an older `campaigns.db` up to this schema, in one transaction. What the new
+/// columns would have said is filled in as the old code behaved: an open attempt of a warm
+/// lead dials its callback; a taken callback whose lead is no longer warm was settled, with
+/// the lead's last outcome, when that lead was through.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let mut added = Vec::new();
+    for (table, column, kind) in COLUMNS_ADDED {
+        if !columns(&tx, table)?.iter().any(|c| c == column) {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+            added.push(column);
+        }
+    }
+    if added.contains(&"callback_id") {
+        tx.execute_batch(
+            "UPDATE attempts SET callback_id =
+                (SELECT callback_id FROM leads WHERE leads.id = attempts.lead_id AND leads.warm = 1)
+             WHERE state != 'ended'",
+        )?;
+    }
+    if added.contains(&"done_at") {
+        tx.execute_batch(
+            "UPDATE taken_callbacks SET done_at = taken_at,
+                outcome = (SELECT last_outcome FROM leads WHERE leads.id = taken_callbacks.lead_id)
+             WHERE NOT EXISTS (SELECT 1 FROM leads WHERE leads.id = taken_callbacks.lead_id AND leads.warm = 1)",
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS taken_callbacks_open ON taken_callbacks (lead_id) WHERE done_at IS NULL",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// A lead to add.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +156,9 @@ pub struct CallbackLead {
     pub timezone: String,
     /// The class to dial it in.
     pub class: String,
+    /// Unix ms: when the caller asked for it (an attempt that reaches the lead from then
+    /// on settles it).
+    pub booked_at: u64,
     /// Unix ms: the promised time.
     pub due_at: u64,
 }
@@ -123,6 +180,10 @@ pub struct NewAttempt {
     pub provider: String,
     /// The ledger lease (`L42`).
     pub lease: String,
+    /// The booked callback the dialer read on the lead (the lead was warm with it), `None`
+    /// for a campaign attempt. The attempt begins only if the lead is still pending and
+    /// still returns exactly this callback ([`LeadOut::Stale`] otherwise).
+    pub callback_id: Option<u64>,
     /// Unix ms.
     pub at: u64,
 }
@@ -183,8 +244,10 @@ pub enum LeadOp {
         at: u64,
     },
     /// Add a callback as a warm lead due at its time (an existing lead of that number is
-    /// made warm and due instead). A callback already taken changes nothing
-    /// ([`LeadOut::Done`]).
+    /// made warm and due instead: at the earlier of the two promised times when it returns
+    /// another callback already). A lead being dialed keeps its state and its attempt;
+    /// [`LeadOp::EndAttempt`] decides what the callback needs when that attempt ends. A
+    /// callback already taken changes nothing ([`LeadOut::Done`]).
     AddCallback {
         /// Campaign.
         campaign: String,
@@ -193,7 +256,9 @@ pub enum LeadOp {
         /// Unix ms.
         at: u64,
     },
-    /// Claim a lead: the attempt is recorded and the lead is `dialing`.
+    /// Claim a lead: the attempt is recorded and the lead is `dialing` — only if the lead
+    /// is still pending with the callback the dialer read ([`NewAttempt::callback_id`]);
+    /// otherwise nothing is written and the answer is [`LeadOut::Stale`].
     BeginAttempt(NewAttempt),
     /// The provider took the call.
     Placed {
@@ -209,10 +274,22 @@ pub enum LeadOp {
         /// Unix ms.
         at: u64,
     },
-    /// The attempt ended; its lead moves on.
+    /// The attempt ended; its lead moves on as `lead_state` says, and the callbacks it
+    /// returns are settled or kept for their own dial ([`LeadOut::Ended`]):
+    ///
+    /// - an attempt that dialed the lead's callback settles it (with every other callback
+    ///   taken for the lead) once the lead is through: done, failed or exhausted;
+    /// - when a callback was taken while this attempt was out (a campaign attempt, or one
+    ///   that dialed an earlier callback), the attempt settles it only if it reached the
+    ///   lead after the callback was booked: `completed`, and answered (or, without an
+    ///   answer time, started talking: the end minus the talk time) at or after the
+    ///   booking. An `invalid` outcome settles it too (the number cannot be called).
+    ///   Otherwise the lead is pending again, warm, due at the callback's promised time,
+    ///   with a fresh count of attempts: the callback is dialed in its own right.
     EndAttempt(AttemptEnd),
     /// The provider refused the call for concurrency: the attempt does not count and the
-    /// lead is pending again, due at `next_at`.
+    /// lead is pending again, due at `next_at` (a callback taken while the attempt was out:
+    /// at its promised time, with attempts of its own).
     Refused {
         /// Attempt id.
         id: u64,
@@ -221,12 +298,15 @@ pub enum LeadOp {
         /// When it may be dialed again.
         next_at: u64,
     },
-    /// Move a pending lead's due time (the weekly cap, a window).
+    /// Move a pending lead's due time (the weekly cap, a window), only if it still returns
+    /// `callback_id` (or none, for `None`): [`LeadOut::Stale`] otherwise.
     Reschedule {
         /// Lead id.
         lead_id: u64,
         /// Unix ms.
         next_at: u64,
+        /// The callback the dialer read on the lead (as in [`NewAttempt::callback_id`]).
+        callback_id: Option<u64>,
     },
 }
 
@@ -244,6 +324,29 @@ pub enum LeadOut {
         /// False when an existing lead was made warm.
         new: bool,
     },
+    /// [`LeadOp::BeginAttempt`] or [`LeadOp::Reschedule`] wrote nothing: the lead is no
+    /// longer pending, or returns another callback than the dialer read.
+    Stale,
+    /// What [`LeadOp::EndAttempt`] did.
+    Ended(AttemptEnded),
+}
+
+/// What ending an attempt did to its lead and the lead's callbacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptEnded {
+    /// False when the attempt had ended already: nothing changed (the fields below are
+    /// empty).
+    pub applied: bool,
+    /// The lead's state now (`pending`, `done`, `failed`, `exhausted`).
+    pub lead_state: String,
+    /// Attempts counted for the lead now.
+    pub attempts: u32,
+    /// The lead is warm: a callback is still to be dialed.
+    pub warm: bool,
+    /// When a pending lead may be dialed (Unix ms).
+    pub next_at: u64,
+    /// The booked callbacks this end settled, each with the outcome it is done with.
+    pub callbacks_done: Vec<(u64, String)>,
 }
 
 /// A campaign as stored.
@@ -338,6 +441,8 @@ pub struct AttemptRow {
     pub placed_at: u64,
     /// Unix ms.
     pub answered_at: Option<u64>,
+    /// The booked callback it dialed (`None`: a campaign attempt).
+    pub callback_id: Option<u64>,
 }
 
 /// Counts for a campaign's progress.
@@ -398,6 +503,7 @@ impl LeadStore {
         let path = dir.join("campaigns.db");
         let mut conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         let reader = open_conn(&path)?;
         let max: Option<i64> = conn.query_row("SELECT MAX(id) FROM attempts", [], |r| r.get(0))?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -608,6 +714,24 @@ impl LeadStore {
         })
     }
 
+    /// The outcome of each of these callbacks that an attempt end settled (callbacks not
+    /// taken, or not settled yet, are left out).
+    pub fn settled_callbacks(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT outcome FROM taken_callbacks WHERE callback_id = ?1 AND done_at IS NOT NULL
+                 AND outcome IS NOT NULL",
+            )?;
+            let mut out = Vec::new();
+            for &id in ids {
+                if let Some(o) = stmt.query_row(params![id as i64], |r| r.get::<_, String>(0)).optional()? {
+                    out.push((id, o));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Which of these phone numbers the campaign has already (for an import's report).
     pub fn known_phones(&self, campaign: &str, phones: &[String]) -> Result<Vec<bool>, StoreError> {
         self.read(|c| {
@@ -624,7 +748,7 @@ impl Drop for LeadStore {
 }
 
 const ATTEMPT_SELECT: &str = "SELECT id, lead_id, campaign, number, class, provider, lease, call_id, state, outcome,
-    placed_at, answered_at FROM attempts";
+    placed_at, answered_at, callback_id FROM attempts";
 
 fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
     Ok(AttemptRow {
@@ -640,6 +764,7 @@ fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
         outcome: r.get(9)?,
         placed_at: r.get::<_, i64>(10)? as u64,
         answered_at: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
+        callback_id: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
     })
 }
 
@@ -731,10 +856,15 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 .optional()?;
             let out = match existing {
                 Some(id) => {
-                    // A lead that is being dialed right now keeps its state; it becomes
-                    // warm and due for when that attempt ends.
+                    // A lead that is being dialed right now keeps its state and its
+                    // attempt; it becomes warm and due, and the end of that attempt decides
+                    // whether the callback is still to be dialed (see `EndAttempt`). A
+                    // pending lead that returns a callback already keeps the earlier
+                    // promised time.
                     tx.prepare_cached(
-                        "UPDATE leads SET warm = 1, class = ?2, callback_id = ?3, next_at = ?4, updated_at = ?5,
+                        "UPDATE leads SET class = ?2, callback_id = ?3, updated_at = ?5,
+                         next_at = CASE WHEN state = 'pending' AND warm = 1 THEN MIN(next_at, ?4) ELSE ?4 END,
+                         warm = 1,
                          state = CASE WHEN state IN ('dialing', 'in_call') THEN state ELSE 'pending' END,
                          attempts = CASE WHEN state IN ('dialing', 'in_call') THEN attempts ELSE 0 END
                          WHERE id = ?1",
@@ -770,15 +900,33 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 _ => 0,
             };
             tx.prepare_cached(
-                "INSERT INTO taken_callbacks (callback_id, campaign, lead_id, taken_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO taken_callbacks (callback_id, campaign, lead_id, taken_at, booked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![lead.callback_id as i64, campaign, lead_id as i64, *at as i64])?;
+            .execute(params![
+                lead.callback_id as i64,
+                campaign,
+                lead_id as i64,
+                *at as i64,
+                lead.booked_at as i64
+            ])?;
             return Ok(out);
         }
         LeadOp::BeginAttempt(a) => {
+            // Only the lead the dialer read: still pending, still returning the same
+            // callback (or none). A callback taken in between is dialed as itself.
+            let n = tx
+                .prepare_cached(
+                    "UPDATE leads SET state = 'dialing', attempts = ?2, updated_at = ?3
+                     WHERE id = ?1 AND state = 'pending' AND (CASE WHEN warm = 1 THEN callback_id END) IS ?4",
+                )?
+                .execute(params![a.lead_id as i64, a.number, a.at as i64, a.callback_id.map(|c| c as i64)])?;
+            if n == 0 {
+                return Ok(LeadOut::Stale);
+            }
             tx.prepare_cached(
-                "INSERT INTO attempts (id, lead_id, campaign, number, class, provider, lease, state, placed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dialing', ?8)",
+                "INSERT INTO attempts (id, lead_id, campaign, number, class, provider, lease, state, placed_at,
+                 callback_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dialing', ?8, ?9)",
             )?
             .execute(params![
                 a.id as i64,
@@ -788,10 +936,9 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 a.class,
                 a.provider,
                 a.lease,
-                a.at as i64
+                a.at as i64,
+                a.callback_id.map(|c| c as i64)
             ])?;
-            tx.prepare_cached("UPDATE leads SET state = 'dialing', attempts = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![a.lead_id as i64, a.number, a.at as i64])?;
         }
         LeadOp::Placed { id, call_id } => {
             tx.prepare_cached("UPDATE attempts SET call_id = ?2 WHERE id = ?1")?
@@ -808,36 +955,7 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
             )?
             .execute(params![*id as i64, *at as i64])?;
         }
-        LeadOp::EndAttempt(e) => {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE attempts SET state = 'ended', outcome = ?2, reason = ?3, ended_at = ?4, talk_ms = ?5,
-                     cost = ?6 WHERE id = ?1 AND state != 'ended'",
-                )?
-                .execute(params![
-                    e.id as i64,
-                    e.outcome,
-                    e.reason,
-                    e.ended_at as i64,
-                    e.talk_ms.map(|t| t as i64),
-                    e.cost
-                ])?;
-            // An outcome that arrives twice (webhook and poll) moves the lead once.
-            if n == 1 {
-                tx.prepare_cached(
-                    "UPDATE leads SET state = ?2, next_at = ?3, last_outcome = ?4, updated_at = ?5,
-                     warm = CASE WHEN ?2 = 'pending' THEN warm ELSE 0 END
-                     WHERE id = (SELECT lead_id FROM attempts WHERE id = ?1)",
-                )?
-                .execute(params![
-                    e.id as i64,
-                    e.lead_state,
-                    e.next_at as i64,
-                    e.outcome,
-                    e.ended_at as i64
-                ])?;
-            }
-        }
+        LeadOp::EndAttempt(e) => return end_attempt(tx, e).map(LeadOut::Ended),
         LeadOp::Refused { id, at, next_at } => {
             let n = tx
                 .prepare_cached(
@@ -845,19 +963,115 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 )?
                 .execute(params![*id as i64, *at as i64])?;
             if n == 1 {
+                // A callback taken while this attempt was out is dialed as itself: at its
+                // promised time, with attempts of its own.
                 tx.prepare_cached(
-                    "UPDATE leads SET state = 'pending', attempts = MAX(attempts - 1, 0), next_at = ?2, updated_at = ?3
-                     WHERE id = (SELECT lead_id FROM attempts WHERE id = ?1)",
+                    "UPDATE leads SET state = 'pending', updated_at = ?3,
+                     attempts = CASE WHEN r.raced THEN 0 ELSE MAX(attempts - 1, 0) END,
+                     next_at = CASE WHEN r.raced THEN next_at ELSE ?2 END
+                     FROM (SELECT a.lead_id AS lead, (l.warm = 1 AND l.callback_id IS NOT a.callback_id) AS raced
+                           FROM attempts a JOIN leads l ON l.id = a.lead_id WHERE a.id = ?1) AS r
+                     WHERE leads.id = r.lead",
                 )?
                 .execute(params![*id as i64, *next_at as i64, *at as i64])?;
             }
         }
-        LeadOp::Reschedule { lead_id, next_at } => {
-            tx.prepare_cached("UPDATE leads SET next_at = ?2 WHERE id = ?1 AND state = 'pending'")?
-                .execute(params![*lead_id as i64, *next_at as i64])?;
+        LeadOp::Reschedule { lead_id, next_at, callback_id } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE leads SET next_at = ?2 WHERE id = ?1 AND state = 'pending'
+                     AND (CASE WHEN warm = 1 THEN callback_id END) IS ?3",
+                )?
+                .execute(params![*lead_id as i64, *next_at as i64, callback_id.map(|c| c as i64)])?;
+            if n == 0 {
+                return Ok(LeadOut::Stale);
+            }
         }
     }
     Ok(LeadOut::Done)
+}
+
+/// [`LeadOp::EndAttempt`]: see its docs for what becomes of the lead's callbacks.
+fn end_attempt(tx: &Connection, e: &AttemptEnd) -> Result<AttemptEnded, StoreError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE attempts SET state = 'ended', outcome = ?2, reason = ?3, ended_at = ?4, talk_ms = ?5,
+             cost = ?6 WHERE id = ?1 AND state != 'ended'",
+        )?
+        .execute(params![e.id as i64, e.outcome, e.reason, e.ended_at as i64, e.talk_ms.map(|t| t as i64), e.cost])?;
+    // An outcome that arrives twice (webhook and poll) moves the lead once.
+    if n == 0 {
+        return Ok(AttemptEnded::default());
+    }
+    let (lead_id, dialed, answered_at): (i64, Option<i64>, Option<i64>) = tx
+        .prepare_cached("SELECT lead_id, callback_id, answered_at FROM attempts WHERE id = ?1")?
+        .query_row(params![e.id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let Some((warm, held, due, attempts)) = tx
+        .prepare_cached("SELECT warm, callback_id, next_at, attempts FROM leads WHERE id = ?1")?
+        .query_row(params![lead_id], |r| {
+            Ok((r.get::<_, i64>(0)? != 0, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })
+        .optional()?
+    else {
+        return Ok(AttemptEnded { applied: true, lead_state: e.lead_state.clone(), ..AttemptEnded::default() });
+    };
+    // The callback the lead returns now, and whether it was taken while this attempt was
+    // out (the attempt did not dial it).
+    let held = held.filter(|_| warm);
+    let raced = held.is_some() && held != dialed;
+    let pending = e.lead_state == "pending";
+    // (state, next_at, warm, attempts, the outcome the lead's callbacks are done with)
+    let (state, next_at, warm, attempts, settle) = if raced {
+        let booked: i64 = tx
+            .prepare_cached("SELECT COALESCE(booked_at, taken_at) FROM taken_callbacks WHERE callback_id = ?1")?
+            .query_row(params![held], |r| r.get(0))
+            .optional()?
+            .unwrap_or(i64::MAX);
+        // When the lead was reached: answered, or started talking (end minus talk time),
+        // whichever is known and earlier.
+        let talked_from = e.talk_ms.map(|t| e.ended_at.saturating_sub(t) as i64);
+        let reached_at = match (answered_at, talked_from) {
+            (Some(a), Some(t)) => Some(a.min(t)),
+            (a, t) => a.or(t),
+        }
+        .filter(|_| e.outcome == "completed");
+        if reached_at.is_some_and(|r| r >= booked) {
+            ("done", 0, false, attempts, Some(e.outcome.as_str()))
+        } else if e.outcome == "invalid" {
+            ("failed", 0, false, attempts, Some(e.outcome.as_str()))
+        } else {
+            // Not reached since the caller asked: the callback is dialed in its own
+            // right, at its promised time, with attempts of its own.
+            ("pending", due, true, 0, None)
+        }
+    } else {
+        (e.lead_state.as_str(), e.next_at as i64, warm && pending, attempts, (!pending).then_some(e.outcome.as_str()))
+    };
+    tx.prepare_cached(
+        "UPDATE leads SET state = ?2, next_at = ?3, last_outcome = ?4, updated_at = ?5, warm = ?6, attempts = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![lead_id, state, next_at, e.outcome, e.ended_at as i64, i64::from(warm), attempts])?;
+    let mut callbacks_done = Vec::new();
+    if let Some(outcome) = settle {
+        let mut open =
+            tx.prepare_cached("SELECT callback_id FROM taken_callbacks WHERE lead_id = ?1 AND done_at IS NULL")?;
+        for id in open.query_map(params![lead_id], |r| r.get::<_, i64>(0))? {
+            callbacks_done.push((id? as u64, outcome.to_string()));
+        }
+        tx.prepare_cached(
+            "UPDATE taken_callbacks SET done_at = ?2, outcome = ?3 WHERE lead_id = ?1 AND done_at IS NULL",
+        )?
+        .execute(params![lead_id, e.ended_at as i64, outcome])?;
+    }
+    Ok(AttemptEnded {
+        applied: true,
+        lead_state: state.to_string(),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        warm,
+        next_at: u64::try_from(next_at).unwrap_or(0),
+        callbacks_done,
+    })
 }
 
 #[cfg(test)]
@@ -893,6 +1107,7 @@ mod tests {
                 class: "outbound".into(),
                 provider: "sim".into(),
                 lease: "L1".into(),
+                callback_id: None,
                 at: 10,
             })])
             .unwrap();
@@ -910,6 +1125,158 @@ mod tests {
         let counts = store.counts("c", 0).unwrap();
         assert_eq!(counts.refused, 1);
         assert_eq!(counts.attempts, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn begin(store: &LeadStore, lead_id: u64, callback_id: Option<u64>, at: u64) -> (u64, LeadOut) {
+        let id = store.next_attempt_id();
+        let attempt = NewAttempt {
+            id,
+            lead_id,
+            campaign: "c".into(),
+            number: 1,
+            class: "outbound".into(),
+            provider: "sim".into(),
+            lease: "L1".into(),
+            callback_id,
+            at,
+        };
+        (id, store.write_blocking(vec![LeadOp::BeginAttempt(attempt)]).unwrap().remove(0))
+    }
+
+    fn take(store: &LeadStore, callback_id: u64, phone: &str, booked_at: u64, due_at: u64) -> LeadOut {
+        let lead = CallbackLead {
+            callback_id,
+            phone: phone.into(),
+            timezone: "UTC".into(),
+            class: "callback".into(),
+            booked_at,
+            due_at,
+        };
+        store
+            .write_blocking(vec![LeadOp::AddCallback { campaign: "c".into(), lead, at: booked_at + 1 }])
+            .unwrap()
+            .remove(0)
+    }
+
+    fn end(store: &LeadStore, id: u64, outcome: &str, lead_state: &str, at: u64, talk_ms: Option<u64>) -> AttemptEnded {
+        let e = AttemptEnd {
+            id,
+            outcome: outcome.into(),
+            reason: None,
+            ended_at: at,
+            talk_ms,
+            cost: None,
+            lead_state: lead_state.into(),
+            next_at: 0,
+        };
+        match store.write_blocking(vec![LeadOp::EndAttempt(e)]).unwrap().remove(0) {
+            LeadOut::Ended(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_callback_taken_while_its_lead_is_dialed_is_settled_or_dialed_in_its_own_right() {
+        let dir = tempfile_dir();
+        let store = LeadStore::open(&dir).unwrap();
+        let phones = ["+15550000001", "+15550000002", "+15550000003", "+15550000004"];
+        store
+            .write_blocking(vec![LeadOp::AddLeads {
+                campaign: "c".into(),
+                leads: phones.iter().map(|p| lead(p)).collect(),
+                at: 1,
+            }])
+            .unwrap();
+
+        // Lead 1: its campaign attempt is not answered after the callback was taken.
+        let (a1, _) = begin(&store, 1, None, 10);
+        assert_eq!(take(&store, 7, phones[0], 100, 150), LeadOut::Callback { lead_id: 1, new: false });
+        assert_eq!(store.lead(1).unwrap().unwrap().state, "dialing", "the attempt goes on");
+        let e = end(&store, a1, "no_answer", "exhausted", 200, None);
+        assert_eq!((e.lead_state.as_str(), e.warm, e.attempts, e.next_at), ("pending", true, 0, 150), "{e:?}");
+        assert!(e.callbacks_done.is_empty());
+        // The dialer read the lead cold: stale. As the callback: begun, and it settles it.
+        assert_eq!(begin(&store, 1, None, 210).1, LeadOut::Stale);
+        let (a2, out) = begin(&store, 1, Some(7), 210);
+        assert_eq!(out, LeadOut::Done);
+        assert_eq!(store.attempts_of(1).unwrap().last().unwrap().callback_id, Some(7));
+        let e = end(&store, a2, "completed", "done", 300, Some(50));
+        assert_eq!((e.lead_state.as_str(), e.callbacks_done), ("done", vec![(7, "completed".to_string())]));
+        assert_eq!(store.settled_callbacks(&[7, 99]).unwrap(), [(7, "completed".to_string())]);
+        assert!(store.lead(1).unwrap().unwrap().state == "done" && !store.lead(1).unwrap().unwrap().warm);
+
+        // Lead 2: answered before the caller asked: not a callback; dialed in its own right.
+        let (b1, _) = begin(&store, 2, None, 10);
+        store.write_blocking(vec![LeadOp::Answered { id: b1, at: 290 }]).unwrap();
+        take(&store, 8, phones[1], 300, 300);
+        let e = end(&store, b1, "completed", "done", 400, Some(110));
+        assert_eq!((e.lead_state.as_str(), e.warm, e.callbacks_done.len()), ("pending", true, 0), "{e:?}");
+
+        // Lead 3: reached after the caller asked (talk began at 550 ≥ 500): done with it.
+        let (c1, _) = begin(&store, 3, None, 10);
+        take(&store, 9, phones[2], 500, 500);
+        let e = end(&store, c1, "completed", "done", 600, Some(50));
+        assert_eq!((e.lead_state.as_str(), e.callbacks_done), ("done", vec![(9, "completed".to_string())]));
+        assert!(!store.lead(3).unwrap().unwrap().warm);
+
+        // Lead 4: refused for concurrency while a callback was taken: due at its time.
+        let (d1, _) = begin(&store, 4, None, 10);
+        take(&store, 10, phones[3], 600, 700);
+        store.write_blocking(vec![LeadOp::Refused { id: d1, at: 650, next_at: 650 }]).unwrap();
+        let row = store.lead(4).unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.warm, row.attempts, row.next_at), ("pending", true, 0, 700));
+        // A second callback for a pending lead keeps the earlier promise; both are settled
+        // by the one dial.
+        take(&store, 11, phones[3], 650, 900);
+        assert_eq!(store.lead(4).unwrap().unwrap().next_at, 700);
+        let (d2, _) = begin(&store, 4, Some(11), 710);
+        let e = end(&store, d2, "busy", "exhausted", 720, None);
+        let mut done = e.callbacks_done.clone();
+        done.sort();
+        assert_eq!(done, [(10, "busy".to_string()), (11, "busy".to_string())]);
+        // An outcome that arrives twice changes nothing the second time.
+        assert!(!end(&store, d2, "busy", "exhausted", 730, None).applied);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_file_gets_the_new_columns_filled_in_as_the_old_code_behaved() {
+        let dir = tempfile_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let conn = Connection::open(dir.join("campaigns.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE leads (id INTEGER PRIMARY KEY, campaign TEXT NOT NULL, phone TEXT NOT NULL, name TEXT,
+                    timezone TEXT NOT NULL, score REAL NOT NULL DEFAULT 0, vars TEXT, warm INTEGER NOT NULL DEFAULT 0,
+                    class TEXT, callback_id INTEGER, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                    next_at INTEGER NOT NULL DEFAULT 0, last_outcome TEXT, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL, UNIQUE (campaign, phone));
+                 CREATE TABLE attempts (id INTEGER PRIMARY KEY, lead_id INTEGER NOT NULL, campaign TEXT NOT NULL,
+                    number INTEGER NOT NULL, class TEXT NOT NULL, provider TEXT NOT NULL, lease TEXT, call_id TEXT,
+                    state TEXT NOT NULL, outcome TEXT, reason TEXT, placed_at INTEGER NOT NULL, answered_at INTEGER,
+                    ended_at INTEGER, talk_ms INTEGER, cost REAL);
+                 CREATE TABLE taken_callbacks (callback_id INTEGER PRIMARY KEY, campaign TEXT NOT NULL,
+                    lead_id INTEGER NOT NULL, taken_at INTEGER NOT NULL);
+                 INSERT INTO leads VALUES (1, 'c', '+15550000001', NULL, 'UTC', 0, NULL, 1, 'callback', 5, 'dialing',
+                    1, 0, NULL, 1, 1);
+                 INSERT INTO leads VALUES (2, 'c', '+15550000002', NULL, 'UTC', 0, NULL, 0, 'callback', 6, 'done',
+                    1, 0, 'completed', 1, 1);
+                 INSERT INTO attempts (id, lead_id, campaign, number, class, provider, state, placed_at)
+                    VALUES (1, 1, 'c', 1, 'callback', 'sim', 'dialing', 10);
+                 INSERT INTO taken_callbacks VALUES (5, 'c', 1, 5), (6, 'c', 2, 5);",
+            )
+            .unwrap();
+        }
+        let store = LeadStore::open(&dir).unwrap();
+        assert_eq!(store.open_attempts().unwrap()[0].callback_id, Some(5), "the open attempt dials its callback");
+        assert_eq!(store.settled_callbacks(&[5, 6]).unwrap(), [(6, "completed".to_string())]);
+        let e = end(&store, 1, "completed", "done", 20, None);
+        assert_eq!(e.callbacks_done, [(5, "completed".to_string())]);
+        drop(store);
+        // Opened again: nothing to migrate.
+        drop(LeadStore::open(&dir).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

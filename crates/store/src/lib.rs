@@ -30,8 +30,8 @@ mod writer;
 mod tests;
 
 pub use leads::{
-    AttemptEnd, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore, NewAttempt, NewLead,
-    PendingLead, StoredCampaign,
+    AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
+    NewAttempt, NewLead, PendingLead, StoredCampaign,
 };
 pub use records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,

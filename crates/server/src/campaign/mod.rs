@@ -42,6 +42,34 @@
 //! is retried after the `failed` delay). An attempt is placed at most once, by
 //! construction: no code path places an attempt that is already on disk. Leases of the
 //! dialer (`dial:` keys) that no open attempt holds are released.
+//!
+//! # Callbacks
+//! A campaign with `callbacks = true` takes the callbacks that inbound overflow booked on
+//! its providers (`booked` → `dialing` in the journal) and makes each a warm lead of its
+//! number (a new lead, or the campaign's lead of that number made warm): due at the
+//! promised time, dialed before every cold lead, in `callback_class`. A taken callback
+//! always ends `done`, with an outcome. It is settled in `campaigns.db` in the same commit
+//! as the attempt end that settles it, then marked in the journal; a mark that a crash or
+//! a journal error lost is made at the next start.
+//!
+//! - Dialed as itself: done once its lead is through (done, failed or exhausted), with the
+//!   last attempt's outcome; in between, retries follow the campaign's policy.
+//! - Taken while its lead was being dialed (a campaign attempt, or one for an earlier
+//!   callback, was out): the end of that attempt decides. If the attempt reached the
+//!   person *after they asked* (`completed`, and answered at or after the booking; when
+//!   callgate never heard the answer, the end minus the talk time stands for it), they
+//!   have been called back: the callback is done with `completed` and they are not called
+//!   again. Otherwise (no answer, busy, voicemail, failed, interrupted, refused, or a
+//!   conversation that began before the booking: someone else on a shared line, say) the
+//!   callback is still owed: the lead is pending again, warm, due at the promised time,
+//!   with attempts of its own, and is dialed as the callback. An `invalid` outcome settles
+//!   it as `invalid` (the number cannot be called).
+//! - Taken after the dialer read the lead but before the attempt was recorded: the lead
+//!   store begins an attempt only for the lead as it was read (still pending, returning
+//!   the same callback or none), so the attempt is not begun, its lease is released, and
+//!   the lead is dialed as the callback.
+//! - A second callback for a lead that returns one already: the lead keeps the earlier
+//!   promised time, and the dial that settles one settles both.
 
 pub mod cli;
 pub mod dial;
@@ -123,12 +151,19 @@ pub trait CallbackBook: Send + Sync + 'static {
     fn booked(&self) -> Vec<BookedCallback>;
 
     /// Notes, durably before it returns, how far the dialer got with callback `id`:
-    /// `Dialing` once a campaign took it (it is no longer `booked`), `Done` with the last
-    /// attempt's outcome once its lead is done, failed or exhausted. A book that keeps no
-    /// state (a test's list) ignores it.
+    /// `Dialing` once a campaign took it (it is no longer `booked`), `Done` with the
+    /// outcome it is settled with (see "Callbacks" in the module docs). A book that keeps
+    /// no state (a test's list) ignores it.
     fn mark(&self, id: u64, state: CallbackState, outcome: Option<String>) -> dial::Fut<'_, ()> {
         let _ = (id, state, outcome);
         Box::pin(async {})
+    }
+
+    /// Ids of the callbacks the book shows `dialing` (the start looks for ones the lead
+    /// store settled but whose `Done` mark a crash lost). A book that keeps no state has
+    /// none.
+    fn dialing(&self) -> Vec<u64> {
+        Vec::new()
     }
 }
 
@@ -141,6 +176,9 @@ pub struct BookedCallback {
     pub provider: String,
     /// The number to call back.
     pub number: String,
+    /// Unix ms: when the caller asked (a campaign call that reaches the number from then
+    /// on settles the callback).
+    pub booked_at: u64,
     /// Unix ms: not before.
     pub due_at: u64,
 }
@@ -177,10 +215,28 @@ impl CallbackBook for JournalBook {
         match app.governor.callbacks(&query) {
             Ok(list) => list
                 .into_iter()
-                .map(|c| BookedCallback { id: c.id, provider: c.provider, number: c.number, due_at: c.due_at })
+                .map(|c| BookedCallback {
+                    id: c.id,
+                    provider: c.provider,
+                    number: c.number,
+                    booked_at: c.booked_at,
+                    due_at: c.due_at,
+                })
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e.message, "Cannot read the booked callbacks");
+                Vec::new()
+            }
+        }
+    }
+
+    fn dialing(&self) -> Vec<u64> {
+        let Some(app) = self.app.upgrade() else { return Vec::new() };
+        let query = callgate_store::CallbackQuery { state: Some("dialing".into()), flow: None, limit: usize::MAX };
+        match app.governor.callbacks(&query) {
+            Ok(list) => list.into_iter().map(|c| c.id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "Cannot read the callbacks being dialed");
                 Vec::new()
             }
         }

@@ -7,7 +7,7 @@ use super::{Active, CallbackState, Campaigns, Inner, State};
 use crate::governor::{AcquireRequest, Answer, Target};
 use crate::views::PoolInfo;
 use callgate_core::LeaseId;
-use callgate_store::{AttemptEnd, CallbackLead, LeadOp, NewAttempt};
+use callgate_store::{AttemptEnd, CallbackLead, LeadOp, LeadOut, NewAttempt};
 use rustc_hash::FxHashMap;
 use serde_json::json;
 use std::sync::Arc;
@@ -51,6 +51,11 @@ struct Claim {
     retry: callgate_config::RetryConfig,
     caller_index: usize,
     cooldown_ms: u64,
+}
+
+/// `lead` as its stored row says now (warm, attempts, due time).
+fn as_stored(lead: Lead, row: &callgate_store::LeadRow) -> Lead {
+    Lead { warm: row.warm, attempts: row.attempts, not_before: row.next_at, ..lead }
 }
 
 fn by_call_key(provider: &str, call_id: &str) -> String {
@@ -268,6 +273,19 @@ impl Campaigns {
         }
     }
 
+    /// A claimed lead that changed after the dialer read it (a callback was taken for it):
+    /// not dialed now; back to its scheduler as its stored row says, if still pending.
+    fn requeue_as_stored(&self, campaign: &str, lead: Lead, now: u64) {
+        let row = self.store.lead(lead.id).ok().flatten().filter(|r| r.state == "pending");
+        let mut inner = self.lock();
+        if let Some(rt) = inner.list.iter_mut().find(|r| r.name == campaign) {
+            rt.live = rt.live.saturating_sub(1);
+            if let Some(row) = row {
+                rt.sched.insert(as_stored(lead, &row), &rt.calendar, now);
+            }
+        }
+    }
+
     fn unclaim_pools(&self, pools: &[(String, u32)]) {
         let mut inner = self.lock();
         for (p, units) in pools {
@@ -278,31 +296,17 @@ impl Campaigns {
     }
 
     /// The life of one attempt up to the placed call.
-    async fn dial(self: Arc<Self>, c: Claim) {
+    async fn dial(self: Arc<Self>, mut c: Claim) {
         let Some(app) = self.app() else { return };
         let now = self.now();
-        // The weekly cap: only a lead with that many attempts in all can hit it.
-        if c.lead.attempts >= c.retry.max_per_week {
-            match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
-                Ok(times) if times.len() as u32 >= c.retry.max_per_week => {
-                    let oldest = times[times.len() - c.retry.max_per_week as usize];
-                    let lead = Lead { not_before: oldest + WEEK_MS, ..c.lead };
-                    let _ =
-                        self.store.write(vec![LeadOp::Reschedule { lead_id: lead.id, next_at: lead.not_before }]).await;
-                    self.unclaim_pools(&c.pools);
-                    self.give_back(&c.campaign, lead, false);
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot read a lead's attempts");
-                    self.unclaim_pools(&c.pools);
-                    self.give_back(&c.campaign, c.lead, true);
-                    return;
-                }
-            }
-        }
         let row = match self.store.lead(c.lead.id) {
+            Ok(Some(row)) if row.state == "pending" && row.warm && (!c.lead.warm || row.next_at > now) => {
+                // A callback was taken for this lead since it was scheduled: it is dialed
+                // as that callback, at its promised time, in its class.
+                self.unclaim_pools(&c.pools);
+                self.give_back(&c.campaign, as_stored(c.lead, &row), false);
+                return;
+            }
             Ok(Some(row)) if row.state == "pending" => row,
             Ok(_) => {
                 // Gone or no longer pending (another path moved it): nothing to dial.
@@ -320,6 +324,35 @@ impl Campaigns {
                 return;
             }
         };
+        // The callback the lead returns as read: every write below applies only to the lead
+        // as it was read (a callback taken since is dialed as itself). Its count of
+        // attempts is the row's (a second callback may have reset it).
+        let read_callback = row.callback_id.filter(|_| row.warm);
+        c.lead.attempts = row.attempts;
+        // The weekly cap: only a lead with that many attempts in all can hit it.
+        if c.lead.attempts >= c.retry.max_per_week {
+            match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
+                Ok(times) if times.len() as u32 >= c.retry.max_per_week => {
+                    let oldest = times[times.len() - c.retry.max_per_week as usize];
+                    let lead = Lead { not_before: oldest + WEEK_MS, ..c.lead };
+                    let op =
+                        LeadOp::Reschedule { lead_id: lead.id, next_at: lead.not_before, callback_id: read_callback };
+                    self.unclaim_pools(&c.pools);
+                    match self.store.write(vec![op]).await.as_deref() {
+                        Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
+                        _ => self.give_back(&c.campaign, lead, false),
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot read a lead's attempts");
+                    self.unclaim_pools(&c.pools);
+                    self.give_back(&c.campaign, c.lead, true);
+                    return;
+                }
+            }
+        }
         let class = row.class.clone().filter(|_| row.warm).unwrap_or(c.class.clone());
         let attempt = self.store.next_attempt_id();
         let key = format!("dial:{}:{attempt}", c.campaign);
@@ -350,7 +383,8 @@ impl Campaigns {
         };
         let lease_id: Option<LeaseId> = lease.id.parse().ok();
         let number = c.lead.attempts + 1;
-        // The attempt is on disk before the call is placed.
+        // The attempt is on disk before the call is placed, and only if the lead is still
+        // what was read: a callback taken since is dialed as itself.
         let begin = self
             .store
             .write(vec![LeadOp::BeginAttempt(NewAttempt {
@@ -361,16 +395,29 @@ impl Campaigns {
                 class: class.clone(),
                 provider: c.provider.clone(),
                 lease: lease.id.clone(),
+                callback_id: read_callback,
                 at: now,
             })])
             .await;
-        if let Err(e) = begin {
-            tracing::error!(error = %e, "Cannot record an attempt; the call is not placed");
-            if let Some(id) = lease_id {
-                let _ = app.governor.release(id).await;
+        match begin.as_deref() {
+            Ok([LeadOut::Stale]) => {
+                // The lead changed after it was read (a callback was taken for it): back to
+                // the scheduler as it is now.
+                if let Some(id) = lease_id {
+                    let _ = app.governor.release(id).await;
+                }
+                self.requeue_as_stored(&c.campaign, c.lead, now);
+                return;
             }
-            self.give_back(&c.campaign, c.lead, true);
-            return;
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record an attempt; the call is not placed");
+                if let Some(id) = lease_id {
+                    let _ = app.governor.release(id).await;
+                }
+                self.give_back(&c.campaign, c.lead, true);
+                return;
+            }
         }
         self.lock().active.insert(
             attempt,
@@ -510,12 +557,32 @@ impl Campaigns {
         if let (Some(app), Some(id)) = (self.app(), a.lease) {
             let _ = app.governor.release(id).await;
         }
-        if let Err(e) = written.await {
-            tracing::error!(error = %e, attempt, "Cannot record an attempt's end");
-        }
-        if a.lead.warm && !matches!(next, Next::RetryAt(_)) {
-            self.callback_done(a.lead.id, ended.outcome).await;
-        }
+        // What the lead store made of the end: it may differ from `next` when a callback
+        // was taken for the lead while this attempt was out (see the module docs).
+        let (again, callbacks_done) = match written.await {
+            Ok(out) => match out.into_iter().next() {
+                Some(LeadOut::Ended(e)) if e.applied => {
+                    let again = (e.lead_state == "pending").then_some(Lead {
+                        attempts: e.attempts,
+                        warm: e.warm,
+                        not_before: e.next_at,
+                        ..a.lead
+                    });
+                    (again, e.callbacks_done)
+                }
+                // Ended already (by another road, before a restart): nothing moves.
+                _ => (None, Vec::new()),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "Cannot record an attempt's end");
+                let again = match next {
+                    Next::RetryAt(t) => Some(Lead { attempts: a.number, not_before: t, ..a.lead }),
+                    _ => None,
+                };
+                (again, Vec::new())
+            }
+        };
+        self.callbacks_done(callbacks_done).await;
         if ended.outcome == Outcome::Refused {
             self.refused_after_placing(&a, now).await;
         }
@@ -524,8 +591,7 @@ impl Campaigns {
             let mut inner = self.lock();
             if let Some(rt) = inner.list.iter_mut().find(|r| r.name == a.campaign) {
                 rt.live = rt.live.saturating_sub(1);
-                if let Next::RetryAt(t) = next {
-                    let lead = Lead { attempts: a.number, not_before: t, ..a.lead };
+                if let Some(lead) = again {
                     rt.sched.insert(lead, &rt.calendar, now);
                 }
             }
@@ -554,20 +620,16 @@ impl Campaigns {
         }
     }
 
-    /// A warm lead is through (done, failed or exhausted): the callback it returns, if
-    /// any, is `done` with this outcome.
-    async fn callback_done(&self, lead_id: u64, outcome: Outcome) {
-        let callback = match self.store.lead(lead_id) {
-            Ok(row) => row.and_then(|r| r.callback_id),
-            Err(e) => {
-                tracing::warn!(lead = lead_id, error = %e, "Cannot read a lead to mark its callback");
-                None
-            }
-        };
-        let Some(id) = callback else { return };
+    /// Marks `done` in the book the callbacks that the lead store settled.
+    pub(super) async fn callbacks_done(&self, settled: Vec<(u64, String)>) {
+        if settled.is_empty() {
+            return;
+        }
         let book = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(book) = book {
-            book.mark(id, CallbackState::Done, Some(outcome.as_str().to_owned())).await;
+            for (id, outcome) in settled {
+                book.mark(id, CallbackState::Done, Some(outcome)).await;
+            }
         }
     }
 
@@ -646,6 +708,7 @@ impl Campaigns {
                     phone: number.e164.clone(),
                     timezone: lead_tz.name().to_string(),
                     class,
+                    booked_at: cb.booked_at,
                     due_at: cb.due_at,
                 },
                 at: now,
@@ -655,23 +718,28 @@ impl Campaigns {
                 // Taken (now, or in a run before a crash): no longer `booked`. Durable
                 // before the lead can be dialed.
                 book.mark(cb.id, CallbackState::Dialing, None).await;
+                if matches!(out, Ok(Some(LeadOut::Done))) {
+                    // Taken before, and perhaps settled too, in a run whose marks were lost.
+                    self.callbacks_done(self.store.settled_callbacks(&[cb.id]).unwrap_or_default()).await;
+                }
                 self.lock().seen_callbacks.insert(cb.id);
             }
             match out {
-                Ok(Some(callgate_store::LeadOut::Callback { lead_id, .. })) => {
+                Ok(Some(LeadOut::Callback { lead_id, .. })) => {
                     let Ok(Some(row)) = self.store.lead(lead_id) else { continue };
                     if row.state != "pending" {
                         continue;
                     }
+                    // (A lead being dialed is not: the end of its attempt decides.)
                     let mut inner = self.lock();
                     if let Some(rt) = inner.list.iter_mut().find(|r| r.name == campaign) {
                         let lead = Lead {
                             id: lead_id,
-                            tz: lead_tz,
+                            tz: row.timezone.parse().unwrap_or(lead_tz),
                             score: row.score,
                             attempts: row.attempts,
-                            warm: true,
-                            not_before: cb.due_at,
+                            warm: row.warm,
+                            not_before: row.next_at,
                         };
                         rt.sched.insert(lead, &rt.calendar, now);
                     }
@@ -820,6 +888,18 @@ impl Campaigns {
                 let still_active = self.lock().active.values().any(|a| a.lease == Some(*id));
                 if !still_active && app.governor.release(*id).await.unwrap_or(false) {
                     orphans += 1;
+                }
+            }
+        }
+        // Callbacks the lead store settled whose `done` mark a crash (or a journal error)
+        // lost: marked now.
+        let book = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(book) = book {
+            let dialing = book.dialing();
+            if !dialing.is_empty() {
+                match self.store.settled_callbacks(&dialing) {
+                    Ok(settled) => self.callbacks_done(settled).await,
+                    Err(e) => tracing::warn!(error = %e, "Cannot read the settled callbacks"),
                 }
             }
         }
