@@ -452,7 +452,8 @@ pub struct CampaignCounts {
     pub leads: Vec<(String, Option<String>, u64)>,
     /// Attempts that count (refusals excluded).
     pub attempts: u64,
-    /// Attempts the lead answered.
+    /// Ended attempts the lead answered (the connect rate's numerator: calls still in
+    /// progress count in neither side of the rate).
     pub answered: u64,
     /// Attempts that ended (with any outcome but refused/interrupted).
     pub ended: u64,
@@ -686,7 +687,7 @@ impl LeadStore {
             c.prepare_cached(
                 "SELECT
                     COALESCE(SUM(outcome IS NULL OR outcome != 'refused'), 0),
-                    COALESCE(SUM(answered_at IS NOT NULL), 0),
+                    COALESCE(SUM(answered_at IS NOT NULL AND state = 'ended' AND outcome NOT IN ('refused', 'interrupted')), 0),
                     COALESCE(SUM(state = 'ended' AND outcome NOT IN ('refused', 'interrupted')), 0),
                     COALESCE(SUM(talk_ms), 0),
                     COALESCE(SUM(cost), 0.0),
@@ -1125,6 +1126,30 @@ mod tests {
         let counts = store.counts("c", 0).unwrap();
         assert_eq!(counts.refused, 1);
         assert_eq!(counts.attempts, 0);
+
+        // A call in progress counts on neither side of the connect rate; once it ends, on both.
+        let (live, _) = begin(&store, id, None, 30);
+        store.write_blocking(vec![LeadOp::Answered { id: live, at: 31 }]).unwrap();
+        let counts = store.counts("c", 0).unwrap();
+        assert_eq!(
+            (counts.answered, counts.ended),
+            (0, 0),
+            "an answered call still talking is not yet connected-and-ended"
+        );
+        store
+            .write_blocking(vec![LeadOp::EndAttempt(AttemptEnd {
+                id: live,
+                outcome: "completed".into(),
+                reason: None,
+                ended_at: 90,
+                talk_ms: Some(59),
+                cost: None,
+                lead_state: "done".into(),
+                next_at: 0,
+            })])
+            .unwrap();
+        let counts = store.counts("c", 0).unwrap();
+        assert_eq!((counts.answered, counts.ended, counts.talk_ms), (1, 1, 59));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
