@@ -173,36 +173,9 @@ pub struct CallUpdate {
     pub at: u64,
 }
 
-/// A call as stored.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CallRecord {
-    /// The provider.
-    pub provider: String,
-    /// The provider's call id.
-    pub call_id: String,
-    /// The flow that served it.
-    pub flow: Option<String>,
-    /// The caller's number.
-    pub from_number: Option<String>,
-    /// The number called.
-    pub to_number: Option<String>,
-    /// What callgate decided.
-    pub outcome: Option<String>,
-    /// Unix ms.
-    pub started_at: Option<u64>,
-    /// Unix ms.
-    pub ended_at: Option<u64>,
-    /// Milliseconds.
-    pub duration_ms: Option<u64>,
-    /// Why it ended.
-    pub ended_reason: Option<String>,
-    /// USD.
-    pub cost: Option<f64>,
-    /// A voicemail recording.
-    pub recording_url: Option<String>,
-    /// Unix ms of the last update.
-    pub updated_at: u64,
-}
+/// A call as stored: the merge of every [`CallUpdate`] about it, read back in the same
+/// shape (`at` is then the time of the last update).
+pub type CallRecord = CallUpdate;
 
 /// One durable write that is not a ledger event.
 #[derive(Clone, Debug, PartialEq)]
@@ -344,7 +317,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
         ended_reason: r.get(9)?,
         cost: r.get(10)?,
         recording_url: r.get(11)?,
-        updated_at: r.get::<_, i64>(12)? as u64,
+        at: r.get::<_, i64>(12)? as u64,
     })
 }
 

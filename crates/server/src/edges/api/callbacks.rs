@@ -62,7 +62,7 @@ fn call_json(c: CallRecord) -> Value {
         "ended_reason": c.ended_reason,
         "cost_usd": c.cost,
         "recording_url": c.recording_url,
-        "updated_at_ms": c.updated_at,
+        "updated_at_ms": c.at,
     })
 }
 
