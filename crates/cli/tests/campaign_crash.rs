@@ -11,7 +11,7 @@ mod vapi_dialer;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
-use vapi_dialer::FakeVapi;
+use vapi_dialer::{vapi_account, FakeVapi};
 
 const LEADS: usize = 150;
 
@@ -28,21 +28,7 @@ async fn no_lead_is_lost_or_dialed_twice_across_sigkill() {
     std::fs::write(
         &config,
         format!(
-            r#"
-[[pools]]
-name = "vapi"
-limit = 10
-reserve = {{ inbound = 3 }}
-
-[[providers]]
-name = "vapi-main"
-kind = "vapi"
-base_url = "{}"
-api_key = "test-key"
-webhook_secret = "test-secret"
-pool = "vapi"
-reconcile_every = "100ms"
-
+            r#"{}
 [[flows]]
 name = "outbound"
 pools = ["vapi"]
@@ -59,7 +45,7 @@ window = {{ start = "00:00", end = "24:00" }}
 retry = {{ failed = "50ms", max_attempts = 3 }}
 start = true
 "#,
-            fake.url
+            vapi_account(&fake.url, "100ms")
         ),
     )
     .unwrap();

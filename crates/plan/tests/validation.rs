@@ -8,6 +8,8 @@
 //! and a simulator that is biased (a wrong admission, a lost ticket, an off-by-one in
 //! the clock) falls outside it.
 
+mod support;
+
 use callgate_plan::erlang::{erlang_b, Traffic};
 use callgate_plan::sim::{run, Report, RunOptions, Scenario};
 
@@ -24,34 +26,17 @@ const T_99_DF9: f64 = 3.250;
 fn mmn(lines: u32, per_hour: f64, aht: &str, queue: bool, patience: Option<&str>, calls: u64) -> Scenario {
     let queue_line = if queue { "queue = { max_wait = \"30d\" }" } else { "" };
     let patience_line = patience.map_or(String::new(), |p| format!("patience = {{ dist = \"exp\", mean = \"{p}\" }}"));
-    let text = format!(
-        r#"
-[[classes]]
-name = "inbound"
-priority = 50
-
-[[pools]]
-name = "lines"
-limit = {lines}
-
-[[flows]]
-name = "calls"
-pools = ["lines"]
-class = "inbound"
-{queue_line}
-
-[sim]
-calls = {calls}
+    let sim = format!(
+        r#"calls = {calls}
 warmup = "2h"
-answer_within = "20s"
-
-[[arrivals]]
-flow = "calls"
-rate = "{per_hour}/h"
-hold = {{ dist = "exp", mean = "{aht}" }}
-{patience_line}
-"#
+answer_within = "20s""#
     );
+    let arrivals = format!(
+        r#"rate = "{per_hour}/h"
+hold = {{ dist = "exp", mean = "{aht}" }}
+{patience_line}"#
+    );
+    let text = support::one_pool(lines, "calls", queue_line, &sim, &arrivals);
     Scenario::from_toml_str(&text, None).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -9,86 +9,21 @@ mod vapi_dialer;
 
 use callgate_server::campaign::dial::vapi::call_state;
 use callgate_server::campaign::{BookedCallback, CallbackBook, ProviderUpdate};
-use callgate_server::clock::Clock;
 use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::config;
-use vapi_dialer::FakeVapi;
+use support::{ManualClock, TestServer};
+use vapi_dialer::{vapi_account, FakeVapi};
 
-/// A server on port 0 with its own data, an in-process handle, and a JSON client.
-struct Cg {
-    base: String,
-    server: Option<Server>,
-    dir: tempfile::TempDir,
-    toml: String,
-    client: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Cg {
-    async fn start(toml: &str) -> Cg {
-        Cg::start_in(toml, tempfile::tempdir().unwrap(), None).await
-    }
-
-    async fn start_in(toml: &str, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Cg {
-        let opts = ServeOptions {
-            config: config(toml),
-            listen: Some("127.0.0.1:0".parse().unwrap()),
-            data_dir: Some(dir.path().to_path_buf()),
-        };
-        let server = match clock {
-            Some(c) => Server::start_with_clock(opts, c).await,
-            None => Server::start(opts).await,
-        }
-        .expect("server starts");
-        Cg {
-            base: format!("http://{}", server.addr),
-            server: Some(server),
-            dir,
-            toml: toml.into(),
-            client: reqwest::Client::new(),
-            token: None,
-        }
-    }
-
-    async fn restart(mut self) -> Cg {
-        self.server.take().unwrap().stop().await;
-        let toml = self.toml.clone();
-        Cg::start_in(&toml, self.dir, None).await
-    }
-
-    fn server(&self) -> &Server {
-        self.server.as_ref().unwrap()
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.send(self.client.post(format!("{}{path}", self.base)).json(&body)).await
-    }
-
+impl TestServer {
     async fn post_csv(&self, path: &str, body: &str) -> (StatusCode, Value) {
         self.send(
             self.client.post(format!("{}{path}", self.base)).header("content-type", "text/csv").body(body.to_string()),
         )
         .await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base))).await
     }
 
     async fn campaign(&self, name: &str) -> Value {
@@ -127,7 +62,7 @@ impl Cg {
     }
 }
 
-impl Cg {
+impl TestServer {
     /// Sends the fake's call ends to callgate's Vapi webhook as end-of-call reports, the
     /// way Vapi does.
     fn wire_vapi_webhook(&self, fake: &FakeVapi, provider: &'static str) {
@@ -153,22 +88,9 @@ impl Cg {
 /// One account of 10 lines with 3 held back for inbound, a Vapi provider on the fake,
 /// inbound and outbound flows, and `campaign` (a `[[campaigns]]` body).
 fn account(fake: &str, campaign: &str) -> String {
+    let account = vapi_account(fake, "1s");
     format!(
-        r#"
-[[pools]]
-name = "vapi"
-limit = 10
-reserve = {{ inbound = 3 }}
-
-[[providers]]
-name = "vapi-main"
-kind = "vapi"
-base_url = "{fake}"
-api_key = "test-key"
-webhook_secret = "test-secret"
-pool = "vapi"
-reconcile_every = "1s"
-
+        r#"{account}
 [[flows]]
 name = "inbound"
 pools = ["vapi"]
@@ -188,6 +110,34 @@ class = "outbound"
 
 const ALL_DAY: &str = r#"window = { start = "00:00", end = "24:00" }"#;
 
+/// A `[[campaigns]]` body: `name` dials through `vapi-main` for `outbound` (assistant
+/// `a`, number `p`) at 100 calls a second all day, with `extra` lines.
+fn vapi_campaign(name: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+provider = "vapi-main"
+flow = "outbound"
+vapi = {{ assistant_id = "a", phone_number_id = "p" }}
+calls_per_second = 100
+{ALL_DAY}
+{extra}
+"#
+    )
+}
+
+/// A fake Vapi account of `limit` lines on which every call is answered and talks 5 ms.
+async fn answering_fake(limit: u32) -> FakeVapi {
+    FakeVapi::start(limit, |_, _| (None, Duration::from_millis(5))).await
+}
+
+/// A server on `toml` whose `vapi-main` call ends come from `fake` (see
+/// [`TestServer::wire_webhook`]).
+async fn start_wired(fake: &FakeVapi, toml: &str) -> TestServer {
+    let cg = TestServer::start(toml).await;
+    cg.wire_webhook(fake, "vapi-main");
+    cg
+}
+
 fn leads(n: usize, area: u32) -> Value {
     let leads: Vec<Value> = (0..n)
         .map(|i| json!({ "phone": format!("+1{area}{:03}{:04}", 200 + i / 10_000, i % 10_000), "score": (i % 7) as f64 }))
@@ -195,7 +145,7 @@ fn leads(n: usize, area: u32) -> Value {
     json!({ "leads": leads })
 }
 
-async fn import(cg: &Cg, campaign: &str, body: Value) -> Value {
+async fn import(cg: &TestServer, campaign: &str, body: Value) -> Value {
     let (s, v) = cg.post(&format!("/v1/campaigns/{campaign}/leads"), body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
@@ -226,8 +176,7 @@ calls_per_second = 1000
 retry = {{ busy = "20ms", no_answer = "20ms", voicemail = "20ms", failed = "20ms", max_attempts = 2 }}
 "#
     );
-    let cg = Cg::start(&account(&fake.url, &campaign)).await;
-    cg.wire_webhook(&fake, "vapi-main");
+    let cg = start_wired(&fake, &account(&fake.url, &campaign)).await;
     let report = import(&cg, "big", leads(2000, 212)).await;
     assert_eq!(report["added"], 2000, "{report}");
 
@@ -320,17 +269,9 @@ retry = {{ busy = "20ms", no_answer = "20ms", voicemail = "20ms", failed = "20ms
     assert_eq!(v["attempts"].as_u64().unwrap() as usize, n);
 }
 
-/// A clock that stands still.
-struct Fixed(u64);
-impl Clock for Fixed {
-    fn now_ms(&self) -> u64 {
-        self.0
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_call_is_placed_where_it_is_night() {
-    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    let fake = answering_fake(10).await;
     // 08:00 UTC on a Thursday: 03:00 in New York, 08:00 in London.
     let now = callgate_config::parse_datetime("2026-01-15T08:00:00Z", chrono_tz::UTC).unwrap();
     let campaign = r#"name = "night"
@@ -341,8 +282,7 @@ window = { start = "08:00", end = "21:00" }
 calls_per_second = 50
 start = true
 "#;
-    let cg =
-        Cg::start_in(&account(&fake.url, campaign), tempfile::tempdir().unwrap(), Some(Arc::new(Fixed(now)))).await;
+    let cg = TestServer::start_with_clock(&account(&fake.url, campaign), ManualClock::at(now)).await;
     let mut body = leads(5, 212); // New York numbers
     body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+44 20 7946 0958" })); // London
     body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+12125550199", "timezone": "Asia/Tokyo" })); // 17:00 there
@@ -367,18 +307,12 @@ async fn retries_follow_the_policy() {
         _ => (None, Duration::from_millis(5)),
     })
     .await;
-    let campaign = format!(
-        r#"name = "retry"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-start = true
-{ALL_DAY}
-retry = {{ busy = "150ms", no_answer = "100ms", backoff = 2, max_attempts = 3 }}
-"#
+    let campaign = vapi_campaign(
+        "retry",
+        r#"start = true
+retry = { busy = "150ms", no_answer = "100ms", backoff = 2, max_attempts = 3 }"#,
     );
-    let cg = Cg::start(&account(&fake.url, &campaign)).await;
+    let cg = TestServer::start(&account(&fake.url, &campaign)).await;
     // Outcomes arrive through Vapi's end-of-call reports at the webhook.
     cg.wire_vapi_webhook(&fake, "vapi-main");
     import(&cg, "retry", leads(3, 212)).await;
@@ -402,23 +336,16 @@ retry = {{ busy = "150ms", no_answer = "100ms", backoff = 2, max_attempts = 3 }}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrency_refusal_loses_no_lead() {
     for blocked_style in [false, true] {
-        let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+        let fake = answering_fake(10).await;
         fake.counts().refuse_next = 3;
         fake.counts().refuse_blocked_style = blocked_style;
-        let campaign = format!(
-            r#"name = "refused"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-start = true
+        let campaign = vapi_campaign(
+            "refused",
+            r#"start = true
 cooldown = "100ms"
-{ALL_DAY}
-retry = {{ max_attempts = 1 }}
-"#
+retry = { max_attempts = 1 }"#,
         );
-        let cg = Cg::start(&account(&fake.url, &campaign)).await;
-        cg.wire_webhook(&fake, "vapi-main");
+        let cg = start_wired(&fake, &account(&fake.url, &campaign)).await;
         import(&cg, "refused", leads(20, 415)).await;
         let v = cg.finished("refused", 30).await;
         assert_eq!(v["leads"]["done"]["completed"], 20, "every lead was reached after the refusals: {v}");
@@ -442,9 +369,9 @@ retry = {{ max_attempts = 1 }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_campaign_carries_on_when_one_account_refuses() {
-    let down = FakeVapi::start(5, |_, _| (None, Duration::from_millis(5))).await;
+    let down = answering_fake(5).await;
     down.counts().refuse_all = true;
-    let up = FakeVapi::start(5, |_, _| (None, Duration::from_millis(5))).await;
+    let up = answering_fake(5).await;
     let toml = format!(
         r#"
 [[pools]]
@@ -489,7 +416,7 @@ start = true
 "#,
         down.url, up.url
     );
-    let cg = Cg::start(&toml).await;
+    let cg = TestServer::start(&toml).await;
     cg.wire_webhook(&up, "vapi-b");
     import(&cg, "sharded", leads(40, 303)).await;
     let v = cg.finished("sharded", 30).await;
@@ -503,7 +430,7 @@ start = true
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leads_are_imported_with_row_numbers_and_duplicates_are_skipped() {
-    let mut cg = Cg::start(&sim_config("calls_per_second = 500")).await;
+    let mut cg = TestServer::start(&sim_config("calls_per_second = 500")).await;
     cg.token = Some("admin-token".into());
     let csv = "phone,name,timezone,score,plan\n\
                +1 212 555 0123,Ada,,5,gold\n\
@@ -583,7 +510,7 @@ retry = {{ busy = "10ms", no_answer = "10ms", voicemail = "10ms", failed = "10ms
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaigns_are_created_and_driven_through_the_api() {
-    let mut cg = Cg::start(&sim_config("calls_per_second = 500")).await;
+    let mut cg = TestServer::start(&sim_config("calls_per_second = 500")).await;
     cg.token = Some("admin-token".into());
     let body = json!({
         "name": "api-made", "flow": "outbound", "simulate": { "ring_time_ms": 2, "talk_min_ms": 5, "talk_mean_ms": 10, "talk_max_ms": 20 },
@@ -665,7 +592,7 @@ impl CallbackBook for Book {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn booked_callbacks_are_dialed_first_in_the_callback_class() {
-    let mut cg = Cg::start(&sim_config("callbacks = true\nmax_concurrency = 1\ncalls_per_second = 20")).await;
+    let mut cg = TestServer::start(&sim_config("callbacks = true\nmax_concurrency = 1\ncalls_per_second = 20")).await;
     cg.token = Some("admin-token".into());
     import(&cg, "sim", leads(30, 212)).await;
     let book = Arc::new(Book(Mutex::new(vec![BookedCallback {
@@ -725,7 +652,7 @@ where
     false
 }
 
-impl Cg {
+impl TestServer {
     async fn metrics(&self) -> String {
         self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
     }
@@ -764,26 +691,19 @@ async fn read_events(resp: reqwest::Response, done: impl Fn(&[Value]) -> bool) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_on_an_adaptive_pool_is_a_drop_and_no_cooldown_raises_the_cap_later() {
-    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    let fake = answering_fake(10).await;
     fake.counts().refuse_next = 1;
-    let campaign = format!(
-        r#"name = "adaptive"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-cooldown = "100ms"
-{ALL_DAY}
-retry = {{ max_attempts = 1 }}
-"#
+    let campaign = vapi_campaign(
+        "adaptive",
+        r#"cooldown = "100ms"
+retry = { max_attempts = 1 }"#,
     );
     // The account's pool adapts: AIMD, each drop × 0.9.
     let toml = account(&fake.url, &campaign).replace(
         "reserve = { inbound = 3 }",
         "reserve = { inbound = 3 }\nadaptive = { algorithm = \"aimd\", min = 2, window = { min = \"1ms\", max = \"1ms\", min_samples = 1 } }",
     );
-    let cg = Cg::start(&toml).await;
-    cg.wire_webhook(&fake, "vapi-main");
+    let cg = start_wired(&fake, &toml).await;
     // The limiter has moved the cap once already: 10 → 9.
     let (s, v) = cg.post("/v1/samples", json!({ "pool": "vapi", "dropped": true })).await;
     assert_eq!((s, &v["caps"]["vapi"]), (StatusCode::OK, &json!(9)), "{v}");
@@ -808,22 +728,16 @@ retry = {{ max_attempts = 1 }}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusals_cooldown_cap_on_a_fixed_pool_ends_when_reconciliation_finds_room() {
-    let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(5))).await;
+    let fake = answering_fake(10).await;
     fake.counts().refuse_next = 1;
     // The campaign's cooldown is an hour: only reconciliation can end it in this test.
-    let campaign = format!(
-        r#"name = "cool"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-cooldown = "1h"
-start = true
-{ALL_DAY}
-"#
+    let campaign = vapi_campaign(
+        "cool",
+        r#"cooldown = "1h"
+start = true"#,
     );
     let toml = account(&fake.url, &campaign).replace(r#"reconcile_every = "1s""#, r#"reconcile_every = "100ms""#);
-    let cg = Cg::start(&toml).await;
+    let cg = TestServer::start(&toml).await;
     let events = cg.client.get(format!("{}/v1/events", cg.base)).send().await.unwrap();
     import(&cg, "cool", leads(3, 212)).await;
     let caps = |seen: &[Value]| -> Vec<u64> {
@@ -849,21 +763,11 @@ start = true
 async fn reconciliation_never_adopts_the_dialers_own_calls() {
     // Calls that last long enough for many listings: an unknown call is adopted after two.
     let fake = FakeVapi::start(10, |_, _| (None, Duration::from_millis(1500))).await;
-    let campaign = format!(
-        r#"name = "own"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-start = true
-{ALL_DAY}
-"#
-    );
+    let campaign = vapi_campaign("own", r#"start = true"#);
     // adopt = true (the default), and a listing every 50 ms.
     let toml = account(&fake.url, &campaign).replace(r#"reconcile_every = "1s""#, r#"reconcile_every = "50ms""#);
     assert!(!toml.contains("adopt"));
-    let cg = Cg::start(&toml).await;
-    cg.wire_webhook(&fake, "vapi-main");
+    let cg = start_wired(&fake, &toml).await;
     import(&cg, "own", leads(3, 212)).await;
     assert!(until(10, || async { fake.counts().live_out == 3 }).await, "the three calls are live");
     let listed = fake.counts().lists;
@@ -921,24 +825,10 @@ start = true
 {ALL_DAY}
 "#
     );
-    let cg = Cg::start(&toml).await;
+    let cg = TestServer::start(&toml).await;
     let (s, holder) = cg.post("/v1/acquire", json!({ "flow": "support", "key": "holder" })).await;
     assert_eq!(s, StatusCode::OK, "{holder}");
-    let request = json!({ "message": {
-        "type": "assistant-request",
-        "call": { "id": "call-2", "type": "inboundPhoneCall", "customer": { "number": "+13125550100" } },
-        "customer": { "number": "+13125550100" },
-        "phoneNumber": { "id": "pn-1", "number": "+15550001111" },
-    } });
-    let resp = cg
-        .client
-        .post(format!("{}/webhooks/vapi/vapi-main", cg.base))
-        .header("x-vapi-secret", "test-secret")
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    let reply: Value = resp.json().await.unwrap();
+    let reply = cg.assistant_request("call-2", "+13125550100", "pn-1").await;
     assert!(reply["error"].as_str().unwrap().contains("call you back"), "{reply}");
     let (_, booked) = cg.get("/v1/callbacks?state=booked").await;
     assert_eq!(booked.as_array().unwrap().len(), 1, "{booked}");
@@ -973,20 +863,13 @@ async fn a_placed_call_the_provider_ends_for_concurrency_is_reported_as_a_refusa
         _ => (None, Duration::from_millis(5)),
     })
     .await;
-    let campaign = format!(
-        r#"name = "late"
-provider = "vapi-main"
-flow = "outbound"
-vapi = {{ assistant_id = "a", phone_number_id = "p" }}
-calls_per_second = 100
-cooldown = "50ms"
+    let campaign = vapi_campaign(
+        "late",
+        r#"cooldown = "50ms"
 start = true
-{ALL_DAY}
-retry = {{ failed = "10ms", max_attempts = 3 }}
-"#
+retry = { failed = "10ms", max_attempts = 3 }"#,
     );
-    let cg = Cg::start(&account(&fake.url, &campaign)).await;
-    cg.wire_webhook(&fake, "vapi-main");
+    let cg = start_wired(&fake, &account(&fake.url, &campaign)).await;
     import(&cg, "late", leads(1, 212)).await;
     let v = cg.finished("late", 30).await;
     assert_eq!(v["leads"]["done"]["completed"], 1, "{v}");
@@ -1021,15 +904,26 @@ fn hang_up(fake: &FakeVapi, call_id: &str, talk_ms: Option<u64>) {
     hook(call_id.to_string(), attempt, call);
 }
 
-impl Cg {
+impl TestServer {
     /// An inbound call from `from` to the support line, through the Vapi webhook, while
     /// every line is taken: the overflow books a callback. Its id.
     async fn book_callback(&self, call_id: &str, from: &str) -> u64 {
+        let reply = self.assistant_request(call_id, from, "pn-support").await;
+        assert!(reply["error"].as_str().unwrap_or("").contains("call you back"), "{reply}");
+        let (_, all) = self.get("/v1/callbacks").await;
+        let cb = all.as_array().unwrap().iter().find(|c| c["call_id"] == call_id).expect("booked").clone();
+        cb["id"].as_u64().unwrap()
+    }
+
+    /// An inbound call `call_id` from `from` to the support line (+15550001111, Vapi's
+    /// number `number_id`), as Vapi's assistant-request to the `vapi-main` webhook: the
+    /// reply.
+    async fn assistant_request(&self, call_id: &str, from: &str, number_id: &str) -> Value {
         let request = json!({ "message": {
             "type": "assistant-request",
             "call": { "id": call_id, "type": "inboundPhoneCall", "customer": { "number": from } },
             "customer": { "number": from },
-            "phoneNumber": { "id": "pn-support", "number": "+15550001111" },
+            "phoneNumber": { "id": number_id, "number": "+15550001111" },
         } });
         let resp = self
             .client
@@ -1039,11 +933,7 @@ impl Cg {
             .send()
             .await
             .unwrap();
-        let reply: Value = resp.json().await.unwrap();
-        assert!(reply["error"].as_str().unwrap_or("").contains("call you back"), "{reply}");
-        let (_, all) = self.get("/v1/callbacks").await;
-        let cb = all.as_array().unwrap().iter().find(|c| c["call_id"] == call_id).expect("booked").clone();
-        cb["id"].as_u64().unwrap()
+        resp.json().await.unwrap()
     }
 
     /// The callback `id` as `GET /v1/callbacks` shows it.
@@ -1108,7 +998,7 @@ retry = {{ max_attempts = 1 }}
 "#,
         url = fake.url
     );
-    let cg = Cg::start(&toml).await;
+    let cg = TestServer::start(&toml).await;
     cg.wire_vapi_webhook(&fake, "vapi-main");
     let store = cg.server().campaigns.store().clone();
     import(&cg, "renewals", json!({ "leads": [ { "phone": MISSED } ] })).await;

@@ -19,15 +19,14 @@ const HOLD_LINE: &str = "+15550004444";
 const VOICE: &str = "/webhooks/twilio/tw/voice";
 const STATUS: &str = "/webhooks/twilio/tw/status";
 
-/// Ten slots shared by three numbers: `support` has a waiting room and then offers a
-/// callback (press 1), then voicemail; `sales` has no waiting room and is busy; the menu
-/// line plays a DTMF menu.
-fn config(fake: &Fake, reconcile_every: &str, max_wait: &str) -> String {
+/// The start of a configuration: the pool `agents` of `limit` lines and the Twilio
+/// provider `tw` on `fake`, with `public_url`, listing its calls every `reconcile_every`.
+fn twilio_account(fake: &Fake, limit: u32, public_url: &str, reconcile_every: &str) -> String {
     format!(
         r#"
 [[pools]]
 name = "agents"
-limit = 10
+limit = {limit}
 
 [[providers]]
 name = "tw"
@@ -35,9 +34,21 @@ kind = "twilio"
 base_url = "{url}"
 account_sid = "ACtest"
 auth_token = "{TOKEN}"
-public_url = "{PUBLIC}/"
+public_url = "{public_url}"
 pool = "agents"
 reconcile_every = "{reconcile_every}"
+"#,
+        url = fake.url
+    )
+}
+
+/// Ten slots shared by three numbers: `support` has a waiting room and then offers a
+/// callback (press 1), then voicemail; `sales` has no waiting room and is busy; the menu
+/// line plays a DTMF menu.
+fn config(fake: &Fake, reconcile_every: &str, max_wait: &str) -> String {
+    let account = twilio_account(fake, 10, &format!("{PUBLIC}/"), reconcile_every);
+    format!(
+        r#"{account}
 
 [[flows]]
 name = "support"
@@ -79,8 +90,7 @@ queue = {{ max_wait = "90s" }}
 name = "busy-menu"
 prompt = "Press 1 for a callback, 2 to leave a message, 0 for a person."
 keys = {{ "1" = {{ action = "callback" }}, "2" = {{ action = "voicemail" }}, "0" = {{ action = "transfer", number = "+15559990000" }} }}
-"#,
-        url = fake.url
+"#
     )
 }
 
@@ -554,21 +564,9 @@ fn garbage_twilio_forms_get_a_4xx_and_change_nothing() {
 /// Calls.json`; outcomes come only through the status callbacks (the dialer's poll of
 /// live calls runs every `reconcile_every`, an hour here).
 fn dialer_config(fake: &Fake) -> String {
+    let account = twilio_account(fake, 10, PUBLIC, "1h");
     format!(
-        r#"
-[[pools]]
-name = "agents"
-limit = 10
-
-[[providers]]
-name = "tw"
-kind = "twilio"
-base_url = "{url}"
-account_sid = "ACtest"
-auth_token = "{TOKEN}"
-public_url = "{PUBLIC}"
-pool = "agents"
-reconcile_every = "1h"
+        r#"{account}
 
 [[flows]]
 name = "outbound"
@@ -584,8 +582,7 @@ calls_per_second = 100
 start = true
 window = {{ start = "00:00", end = "24:00" }}
 retry = {{ busy = "10ms", max_attempts = 1 }}
-"#,
-        url = fake.url
+"#
     )
 }
 
@@ -649,25 +646,25 @@ async fn twilio_status_callbacks_end_the_dialers_attempts() {
     assert_eq!(s.get("/v1/campaigns/renewals").await.1["attempts"], 2);
 }
 
+/// The chains of a flow that depends on the `llm` breaker: a callback offer, then
+/// voicemail; while the breaker is open, a transfer to people, then goodbye.
+const LLM_CHAINS: &str = r#"depends_on = ["llm"]
+overflow = [
+  { action = "callback", key = "1", message = "Press 1 and we will call you back." },
+  { action = "voicemail", message = "Please leave a message." },
+]
+fallback = [
+  { action = "transfer", number = "+15559990000", message = "Our assistant is down." },
+  { action = "busy", message = "Sorry, nobody can take your call." },
+]"#;
+
 /// One line. `support` (with a waiting room) and `sales` (without) depend on the `llm`
 /// breaker: while it is open they transfer to people, then say goodbye; otherwise they
 /// offer a callback, then voicemail.
 fn breaker_config(fake: &Fake) -> String {
+    let account = twilio_account(fake, 1, PUBLIC, "1h");
     format!(
-        r#"
-[[pools]]
-name = "agents"
-limit = 1
-
-[[providers]]
-name = "tw"
-kind = "twilio"
-base_url = "{url}"
-account_sid = "ACtest"
-auth_token = "{TOKEN}"
-public_url = "{PUBLIC}"
-pool = "agents"
-reconcile_every = "1h"
+        r#"{account}
 
 [[breakers]]
 name = "llm"
@@ -683,15 +680,7 @@ class = "inbound"
 match = {{ provider = "tw", number = "{SUPPORT}" }}
 twilio = {{ connect = {{ sip = "sip:ai@example.sip.vapi.ai" }} }}
 queue = {{ max_wait = "90s", max_len = 5 }}
-depends_on = ["llm"]
-overflow = [
-  {{ action = "callback", key = "1", message = "Press 1 and we will call you back." }},
-  {{ action = "voicemail", message = "Please leave a message." }},
-]
-fallback = [
-  {{ action = "transfer", number = "+15559990000", message = "Our assistant is down." }},
-  {{ action = "busy", message = "Sorry, nobody can take your call." }},
-]
+{LLM_CHAINS}
 
 [[flows]]
 name = "sales"
@@ -699,17 +688,8 @@ pools = ["agents"]
 class = "inbound"
 match = {{ provider = "tw", number = "{SALES}" }}
 twilio = {{ connect = {{ sip = "sip:ai@example.sip.vapi.ai" }} }}
-depends_on = ["llm"]
-overflow = [
-  {{ action = "callback", key = "1", message = "Press 1 and we will call you back." }},
-  {{ action = "voicemail", message = "Please leave a message." }},
-]
-fallback = [
-  {{ action = "transfer", number = "+15559990000", message = "Our assistant is down." }},
-  {{ action = "busy", message = "Sorry, nobody can take your call." }},
-]
-"#,
-        url = fake.url
+{LLM_CHAINS}
+"#
     )
 }
 

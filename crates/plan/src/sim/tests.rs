@@ -3,6 +3,9 @@
 
 use super::*;
 
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 fn scenario(text: &str) -> Scenario {
     Scenario::from_toml_str(text, None).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -20,30 +23,7 @@ fn problem(text: &str) -> String {
 
 /// One pool of `lines`, one flow `support` with the given extra flow lines, and arrivals.
 fn small(lines: u32, flow_extra: &str, sim: &str, arrivals: &str) -> String {
-    format!(
-        r#"
-[[classes]]
-name = "inbound"
-priority = 50
-
-[[pools]]
-name = "lines"
-limit = {lines}
-
-[[flows]]
-name = "support"
-pools = ["lines"]
-class = "inbound"
-{flow_extra}
-
-[sim]
-{sim}
-
-[[arrivals]]
-flow = "support"
-{arrivals}
-"#
-    )
+    support::one_pool(lines, "support", flow_extra, sim, arrivals)
 }
 
 const QUEUED: &str = "queue = { max_wait = \"60s\" }\noverflow = { action = \"voicemail\" }";

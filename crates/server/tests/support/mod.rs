@@ -103,7 +103,7 @@ impl TestServer {
         self
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,

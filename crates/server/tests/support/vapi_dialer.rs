@@ -251,3 +251,26 @@ async fn list(State(account): State<Arc<Account>>, headers: HeaderMap) -> Respon
         .collect();
     Json(Value::Array(calls)).into_response()
 }
+
+/// Configuration for an account on the fake at `url`: the pool `vapi` of 10 lines with 3
+/// held back for inbound, and the provider `vapi-main` (key `test-key`, webhook secret
+/// `test-secret`) listing its calls every `reconcile_every`. Flows and campaigns follow.
+pub fn vapi_account(url: &str, reconcile_every: &str) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "vapi"
+limit = 10
+reserve = {{ inbound = 3 }}
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+base_url = "{url}"
+api_key = "test-key"
+webhook_secret = "test-secret"
+pool = "vapi"
+reconcile_every = "{reconcile_every}"
+"#
+    )
+}
