@@ -36,6 +36,8 @@ pub enum TicketEnd {
     Cancelled,
     /// Timed out: the flow's overflow.
     TimedOut(Option<serde_json::Value>),
+    /// Ended because a pool's limit dropped below what it asks for: the flow's overflow.
+    NeverFits(Option<serde_json::Value>),
 }
 
 /// The answer to an acquire.
@@ -45,7 +47,7 @@ pub enum Answer {
     Granted(LeaseView),
     /// 202.
     Queued(TicketView),
-    /// 429.
+    /// 429 (409 for `never_fits`).
     Rejected {
         /// Why.
         reason: RejectReason,
@@ -68,6 +70,9 @@ pub enum TicketState {
     Granted(Option<LeaseView>, LeaseId),
     /// Timed out, with the flow's overflow.
     TimedOut(Option<serde_json::Value>),
+    /// Ended because it can never fit (a pool's limit was lowered), with the flow's
+    /// overflow.
+    NeverFits(Option<serde_json::Value>),
     /// Cancelled.
     Cancelled,
 }
@@ -191,6 +196,7 @@ impl Governor {
                         ticket.id.0,
                         match outcome {
                             TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
+                            TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
                             _ => TicketEnd::Cancelled,
                         },
                     )),
@@ -285,6 +291,12 @@ impl Governor {
                         reason: RejectReason::Capacity,
                         overflow,
                         retry_after_ms: 1000,
+                        dependency: None,
+                    },
+                    TicketEnd::NeverFits(overflow) => Answer::Rejected {
+                        reason: RejectReason::NeverFits,
+                        overflow,
+                        retry_after_ms: 0,
                         dependency: None,
                     },
                     TicketEnd::Cancelled => answer,
@@ -392,6 +404,9 @@ impl Governor {
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
                 TicketState::TimedOut(self.flow_overflow(flow))
             }
+            TicketStatus::Ended { outcome: TicketOutcome::NeverFits, flow, .. } => {
+                TicketState::NeverFits(self.flow_overflow(flow))
+            }
         })
     }
 
@@ -421,7 +436,8 @@ impl Governor {
         Ok(PoolInfo::new(&st.ledger.pool(id), &self.names))
     }
 
-    /// Changes a pool's limit at runtime (durably).
+    /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
+    /// that can no longer fit (`never_fits`; their waiters learn it like a time-out).
     pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, ApiError> {
         self.check_healthy()?;
         let (out, seq) = self.apply(|st, now| {
