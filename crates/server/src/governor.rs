@@ -116,6 +116,17 @@ pub enum Target {
         /// Class name.
         class: String,
     },
+    /// Explicit pools and a class on behalf of a flow: a campaign's call, which holds its
+    /// provider's pool in place of the flow's or runs in the callback class. Every gate
+    /// of the flow applies (its breakers count the call as a probe when half-open).
+    FlowPools {
+        /// The flow whose gates apply.
+        flow: String,
+        /// `(pool, units)`.
+        pools: Vec<(String, u32)>,
+        /// Class name.
+        class: String,
+    },
 }
 
 /// An acquire as the edge hands it over.
@@ -246,7 +257,16 @@ impl Governor {
                 callgate_core::Target::Flow(f) => Some(*f),
                 _ => None,
             };
-            if let Some(blocked) = self.breaker_gate(st, flow, req.key.as_deref(), now) {
+            // The flow whose gates apply: the one named, or the one a campaign dials for.
+            let gated = match &req.target {
+                Target::FlowPools { flow: name, .. } => Some(
+                    st.ledger
+                        .flow_id(name)
+                        .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
+                ),
+                _ => flow,
+            };
+            if let Some(blocked) = self.breaker_gate(st, gated, req.key.as_deref(), flow.is_some(), now) {
                 return Ok((blocked, None));
             }
             let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
@@ -322,7 +342,7 @@ impl Governor {
                     .flow_id(name)
                     .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
             ),
-            Target::Pools { pools, class } => {
+            Target::Pools { pools, class } | Target::FlowPools { pools, class, .. } => {
                 let class = ledger
                     .class_id(class)
                     .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{class}`")))?;
