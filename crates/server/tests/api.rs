@@ -386,3 +386,24 @@ async fn lowering_a_limit_ends_the_waiting_calls_that_can_no_longer_fit_and_the_
     let (st, v) = s.acquire(json!({ "flow": "conference", "key": "conf-2" })).await;
     assert_eq!((st, &v["reason"]), (StatusCode::CONFLICT, &json!("never_fits")), "{v}");
 }
+
+#[tokio::test]
+async fn a_stored_ticket_that_no_longer_fits_the_configured_limit_ends_at_start_and_stays_ended() {
+    let mut s = TestServer::start(THREE_SLOTS).await;
+    s.acquire(json!({ "flow": "support", "key": "talking" })).await;
+    let body = json!({ "pools": [{ "pool": "acct", "units": 3 }], "class": "inbound", "max_wait_ms": 3_600_000 });
+    let (st, big) = s.acquire(body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{big}");
+    let (_, next) = s.acquire(json!({ "flow": "support", "key": "next" })).await;
+    assert_eq!(next["ticket"]["position"], 2);
+    // The operator edits the file down to two lines while the server is down.
+    s.toml = THREE_SLOTS.replace("limit = 3", "limit = 2");
+    let s = s.restart().await;
+    let (_, t) = s.get(&format!("/v1/tickets/{}", big["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!(t["state"], "never_fits", "{t}");
+    let (_, t) = s.get(&format!("/v1/tickets/{}", next["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!(t["state"], "granted", "the caller behind it is no longer held up: {t}");
+    // Its end is in the journal: it does not come back.
+    let s = s.restart().await;
+    assert_eq!((s.pool("acct").await["waiting"].as_u64(), s.used("acct").await), (Some(0), 2));
+}

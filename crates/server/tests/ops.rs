@@ -343,6 +343,14 @@ actions = [
     let s = Api { base: format!("http://{}", server.addr), client: reqwest::Client::new() };
     let governor = &server.app.governor;
 
+    // A call that waits for 2 of the campaign pool's 3 units (1 is free).
+    s.acquire(json!({ "pools": [{ "pool": "campaign", "units": 2 }], "class": "outbound" })).await;
+    let (_, big) = s
+        .acquire(
+            json!({ "pools": [{ "pool": "campaign", "units": 2 }], "class": "outbound", "max_wait_ms": 3_600_000 }),
+        )
+        .await;
+    let big = big["ticket"]["id"].as_str().unwrap().to_string();
     for i in 0..4 {
         s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
     }
@@ -363,6 +371,9 @@ actions = [
     assert_eq!(v["overflow"], json!({ "action": "callback" }), "set_overflow switched the 429 body");
     assert_eq!(governor.overflow_chain("support").unwrap()[0].action.as_str(), "callback", "and the edges' chain");
     assert_eq!(s.pool("campaign").await["limit"], 1, "set_limit");
+    let (_, t) = s.get(&format!("/v1/tickets/{big}")).await;
+    assert_eq!(t["state"], "never_fits", "set_limit ended the waiting call that can no longer fit: {t}");
+    assert_eq!(s.pool("campaign").await["waiting"], 0);
     assert!(eventually(|| got.lock().unwrap().len() == 1).await, "notified once");
     let note = got.lock().unwrap()[0].clone();
     assert_eq!(note["state"], "firing");
