@@ -47,6 +47,32 @@ fn a_bad_file_is_refused_with_file_line_and_field() {
 }
 
 #[test]
+fn flows_that_can_never_fit_and_bounds_the_api_refuses_are_named_with_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.toml");
+    std::fs::write(
+        &path,
+        "[[pools]]\nname = \"acct\"\nlimit = 10\nreserve = { inbound = 3 }\n\n\
+         [[flows]]\nname = \"conference\"\nclass = \"outbound\"\npools = [{ pool = \"acct\", units = 8 }]\n\
+         lease_ttl = \"800h\"\nqueue = { max_wait = \"2d\" }\n",
+    )
+    .unwrap();
+    let (code, out, err) = callgate(&["config", "check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let file = path.display().to_string();
+    let line = |n: u32, needle: &str| err.lines().any(|l| l.starts_with(&format!("{file}:{n}:")) && l.contains(needle));
+    assert!(line(9, "flow `conference` needs 8 units of pool `acct`"), "{err}");
+    assert!(line(10, "lease_ttl must be at most 720h"), "{err}");
+    assert!(line(11, "max_wait must be at most 24h"), "{err}");
+
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(&latin1, b"[server]\nlisten = \"127.0.0.1:7700\"\n# S\xe3o Paulo\n").unwrap();
+    let (code, out, err) = callgate(&["config", "check", latin1.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&format!("{}:3:", latin1.display())) && err.contains("not valid UTF-8"), "{err}");
+}
+
+#[test]
 fn an_unknown_key_names_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("typo.toml");

@@ -117,6 +117,14 @@ pub struct TwilioConnect {
     pub stream_url: Option<String>,
 }
 
+/// The longest `lease_ttl`, 30 days: the most `POST /v1/acquire` accepts as `ttl_ms`, so
+/// that a flow never gives a lease the API would refuse.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest `queue.max_wait`, 24 hours: the most `POST /v1/acquire` accepts as
+/// `max_wait_ms`.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 /// The default lease TTL, 2 hours.
 pub(crate) fn default_lease_ttl() -> Duration {
     Duration::from_secs(2 * 3600)
@@ -209,11 +217,27 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         validate_pools(config, flow, &field, out);
         if flow.lease_ttl.as_millis() == 0 {
             out.push(field.key("lease_ttl"), "lease_ttl must be at least 1ms");
+        } else if flow.lease_ttl > MAX_LEASE_TTL {
+            out.push(
+                field.key("lease_ttl"),
+                format!(
+                    "lease_ttl must be at most 720h (30 days), the longest lease the API grants;                      a call that long should renew its lease (got {}s)",
+                    flow.lease_ttl.as_secs()
+                ),
+            );
         }
         if let Some(queue) = &flow.queue {
             let q = field.key("queue");
             if queue.max_wait.as_millis() == 0 {
                 out.push(q.key("max_wait"), "max_wait must be at least 1ms (leave out `queue` for no waiting room)");
+            } else if queue.max_wait > MAX_QUEUE_WAIT {
+                out.push(
+                    q.key("max_wait"),
+                    format!(
+                        "max_wait must be at most 24h, the longest wait the API accepts (got {}s)",
+                        queue.max_wait.as_secs()
+                    ),
+                );
             }
             if queue.max_len == Some(0) {
                 out.push(
@@ -374,6 +398,28 @@ fn validate_pools(config: &Config, flow: &FlowConfig, field: &Field, out: &mut P
         }
         if entry.units == 0 {
             out.push(pools.index(j).key("units"), "units must be at least 1");
+        }
+        if let (Some(pool), Some(class)) = (config.pool(&entry.pool), config.class(&flow.class)) {
+            // DESIGN.md "Never fits": a call may hold at most the limit minus what is
+            // reserved for the classes above its own. Asking more, it would be refused at
+            // every attempt.
+            let above: u64 = pool
+                .reserve
+                .iter()
+                .filter(|(c, _)| config.class(c).is_some_and(|c| c.priority > class.priority))
+                .map(|(_, &u)| u64::from(u))
+                .sum();
+            let most = u64::from(pool.limit).saturating_sub(above);
+            if u64::from(entry.units) > most {
+                out.push(
+                    pools.index(j),
+                    format!(
+                        "flow `{}` needs {} units of pool `{}`, which can never give class `{}` more than {most} \
+                         (limit {} minus {above} reserved for higher classes): its calls would all be refused",
+                        flow.name, entry.units, entry.pool, flow.class, pool.limit
+                    ),
+                );
+            }
         }
     }
 }

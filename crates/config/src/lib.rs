@@ -62,7 +62,9 @@ pub use config::{Config, Summary};
 pub use defaults::EXAMPLE;
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors};
-pub use flow::{FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow};
+pub use flow::{
+    FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow, MAX_LEASE_TTL, MAX_QUEUE_WAIT,
+};
 pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};

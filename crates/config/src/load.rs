@@ -37,7 +37,7 @@ impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Config, ConfigErrors> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigErrors::one(ConfigError {
                 file: Some(path.to_path_buf()),
                 line: None,
@@ -45,7 +45,28 @@ impl Config {
                 message: format!("cannot read the file: {e}"),
             })
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigErrors::one(not_utf8(path, e)))?;
         Config::from_toml_str(&text, Some(path))
+    }
+}
+
+/// A file that is not UTF-8 (TOML must be): where the first bad byte is.
+fn not_utf8(path: &Path, e: std::string::FromUtf8Error) -> ConfigError {
+    let at = e.utf8_error().valid_up_to();
+    let bytes = e.as_bytes();
+    let line_start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    // The text before the bad byte is valid: it says which field the line belongs to.
+    let before = String::from_utf8_lossy(&bytes[..at]);
+    let line = line_at(&before, at);
+    ConfigError {
+        file: Some(path.to_path_buf()),
+        line: Some(line),
+        field: field_near_line(&before, line),
+        message: format!(
+            "the file is not valid UTF-8 (byte 0x{:02x} at column {}); a TOML file must be UTF-8 text",
+            bytes[at],
+            at - line_start + 1
+        ),
     }
 }
 

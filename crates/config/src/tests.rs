@@ -400,6 +400,58 @@ fn a_flow_must_name_known_pools() {
 }
 
 #[test]
+fn a_flow_whose_units_can_never_fit_its_class_is_refused_with_flow_pool_and_line() {
+    // vapi: limit 10, 1 held for vip and 3 for inbound. Outbound may hold at most 6.
+    let text = with_flow(
+        "name = \"dialer\"\nclass = \"outbound\"\npools = [\n  { pool = \"vapi\", units = 7 },\n]\nqueue = { max_wait = \"60s\" }\n",
+    );
+    refused(
+        &text,
+        "flows[0].pools[0]",
+        "units = 7",
+        "flow `dialer` needs 7 units of pool `vapi`, which can never give class `outbound` more than 6 \
+         (limit 10 minus 4 reserved for higher classes)",
+    );
+    assert!(
+        load(&with_flow("name = \"dialer\"\nclass = \"outbound\"\npools = [{ pool = \"vapi\", units = 6 }]\n")).is_ok()
+    );
+    // Inbound may borrow the outbound share but not the vip unit; vip may take all ten.
+    let text = with_flow("name = \"conf\"\nclass = \"inbound\"\npools = [{ pool = \"vapi\", units = 10 }]\n");
+    refused(&text, "flows[0].pools[0]", "units = 10", "more than 9 (limit 10 minus 1 reserved");
+    assert!(load(&with_flow("name = \"conf\"\nclass = \"vip\"\npools = [{ pool = \"vapi\", units = 10 }]\n")).is_ok());
+}
+
+#[test]
+fn lease_ttl_and_max_wait_above_what_the_api_accepts_are_refused() {
+    let flow = |ttl: &str, wait: &str| {
+        with_flow(&format!(
+            "name = \"f\"\nclass = \"vip\"\npools = [\"vapi\"]\nlease_ttl = \"{ttl}\"\nqueue = {{ max_wait = \"{wait}\" }}\n"
+        ))
+    };
+    assert!(load(&flow("720h", "24h")).is_ok(), "the API's own maximums are fine");
+    refused(&flow("721h", "60s"), "flows[0].lease_ttl", "lease_ttl", "lease_ttl must be at most 720h (30 days)");
+    refused(&flow("2h", "25h"), "flows[0].queue.max_wait", "max_wait", "max_wait must be at most 24h");
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("callgate-config-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latin1.toml");
+    // "Bogotá" written in Latin-1 on line 3, as an editor with the wrong encoding would.
+    let mut bytes = b"[[pools]]\nname = \"p\"\n# Bogot".to_vec();
+    bytes.extend_from_slice(&[0xe1, b'\n']);
+    bytes.extend_from_slice(b"limit = 1\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let e = check_file(&path).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(e.errors.len(), 1);
+    let e = &e.errors[0];
+    assert_eq!((e.file.as_deref(), e.line), (Some(path.as_path()), Some(3)), "{e}");
+    assert!(e.message.contains("not valid UTF-8 (byte 0xe1 at column 8)"), "{e}");
+}
+
+#[test]
 fn a_pool_listed_twice_in_a_flow_is_refused() {
     let text =
         with_flow("name = \"f\"\nclass = \"vip\"\npools = [\n  \"vapi\",\n  { pool = \"vapi\", units = 2 },\n]\n");

@@ -15,14 +15,19 @@ pub enum RejectReason {
     Capacity,
     /// It may wait, but its flow's waiting room is full.
     QueueFull,
+    /// It asks a pool for more units than the pool can ever give its class (the pool's
+    /// limit minus the reserves of the classes above it): waiting would not help, and by
+    /// the claimed-pools rule it would block everyone behind it.
+    NeverFits,
 }
 
 impl RejectReason {
-    /// The wire name (`capacity`, `queue_full`).
+    /// The wire name (`capacity`, `queue_full`, `never_fits`).
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Capacity => "capacity",
             RejectReason::QueueFull => "queue_full",
+            RejectReason::NeverFits => "never_fits",
         }
     }
 }
@@ -36,6 +41,22 @@ pub enum TicketOutcome {
     Cancelled,
     /// Its deadline passed; the flow's overflow applies.
     TimedOut,
+    /// A pool's limit was lowered below what it asks for (after the reserves of the
+    /// classes above it), so it could never be granted; the flow's overflow applies, as
+    /// for a time-out.
+    NeverFits,
+}
+
+impl TicketOutcome {
+    /// The wire name (`granted`, `cancelled`, `timed_out`, `never_fits`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketOutcome::Granted(_) => "granted",
+            TicketOutcome::Cancelled => "cancelled",
+            TicketOutcome::TimedOut => "timed_out",
+            TicketOutcome::NeverFits => "never_fits",
+        }
+    }
 }
 
 /// One change of the ledger.
@@ -91,12 +112,12 @@ pub enum Event {
         /// When (its expiry).
         at: Millis,
     },
-    /// A ticket ended without a grant (cancelled or timed out). Grants appear as
+    /// A ticket ended without a grant (cancelled, timed out, or never fits). Grants appear as
     /// [`Event::Granted`] with `from_ticket`.
     TicketEnded {
         /// The ticket as it was.
         ticket: Ticket,
-        /// Cancelled or timed out.
+        /// Cancelled, timed out or never fits.
         outcome: TicketOutcome,
         /// When.
         at: Millis,

@@ -6,7 +6,7 @@
 //! pools (with and without idempotency keys, keys repeating), releases by id and by key
 //! (also of leases long gone), renewals, cancellations, ticks, time passing without a
 //! tick, limit and cap changes, restarts from the ledger's own state, and malformed
-//! requests. The same steps drive [`Model`], a deliberately plain reference written from
+//! requests (requests that can never fit arise from the random limits and units). The same steps drive [`Model`], a deliberately plain reference written from
 //! DESIGN.md ("The ledger's semantics"): vectors, linear scans and the claimed-pools walk
 //! spelled out. After every step the decisions, the events, the leases, the tickets and
 //! the pools of both must agree, and the invariants of DESIGN.md are checked on the real
@@ -400,6 +400,19 @@ impl Model {
         i64::from(self.cap(p)) - self.used(p) as i64 - i64::from(units) >= held_back
     }
 
+    /// "A request for more units than a pool can ever give its class (`limit` minus the
+    /// reserves of higher classes)": the cap does not count.
+    fn never_fits(&self, pools: &[(u32, u32)], class: u16) -> bool {
+        pools.iter().any(|&(p, u)| {
+            let held_back: i64 = self.reserve[p as usize]
+                .iter()
+                .filter(|&&(c, _)| priority(c) > priority(class))
+                .map(|&(_, u)| i64::from(u))
+                .sum();
+            i64::from(u) + held_back > i64::from(self.limit[p as usize])
+        })
+    }
+
     /// The claimed-pools walk over the waiting tickets ahead of `(class, seq)`: "a waiting
     /// request that does not fit claims the pools it does not fit in".
     fn claimed(&self, class: u16, seq: u64) -> BTreeSet<u32> {
@@ -502,6 +515,12 @@ impl Model {
                 let position = self.position(&t.pools, t.class, t.seq);
                 return Answer::Queued { ticket: t.id, position, deadline: t.deadline, existing: true };
             }
+        }
+        // "Rejected at once (`never_fits`), never queued" (and it takes no place in line).
+        if self.never_fits(&ask.pools, ask.class) {
+            let reason = RejectReason::NeverFits;
+            self.events.push(Ev::Rejected { class: ask.class, pools: ask.pools, flow: ask.flow, reason, at: now });
+            return Answer::Rejected { reason };
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -624,6 +643,32 @@ impl Model {
         self.events.push(Ev::LimitChanged { pool, limit: self.limit[pool as usize], cap: self.cap(pool), at: now });
         self.dispatch(now);
     }
+
+    /// "Lowering a limit ends the waiting tickets that can no longer fit": the event, the
+    /// ends in line order, then a dispatch.
+    fn set_limit(&mut self, pool: u32, limit: u32, now: Millis) {
+        self.limit[pool as usize] = limit;
+        self.events.push(Ev::LimitChanged { pool, limit, cap: self.cap(pool), at: now });
+        self.end_never_fitting(now);
+        self.dispatch(now);
+    }
+
+    /// Ends, in line order, every waiting ticket that can never fit.
+    fn end_never_fitting(&mut self, now: Millis) {
+        let mut line: Vec<(i32, u64, u64)> = self
+            .tickets
+            .iter()
+            .filter(|t| self.never_fits(&t.pools, t.class))
+            .map(|t| (-priority(t.class), t.seq, t.id))
+            .collect();
+        line.sort();
+        for (_, _, id) in line {
+            let i = self.tickets.iter().position(|t| t.id == id).expect("waiting");
+            let t = self.tickets.remove(i);
+            self.ended.push((id, TicketOutcome::NeverFits, now, t.flow));
+            self.events.push(Ev::TicketEnded { ticket: id, outcome: TicketOutcome::NeverFits, at: now });
+        }
+    }
 }
 
 fn call_id(k: u8) -> String {
@@ -637,6 +682,7 @@ fn call_id(k: u8) -> String {
 /// arrives, so each grant is judged in the state it was made in.
 struct Watch {
     world: World,
+    limit: Vec<u32>,
     cap: Vec<u32>,
     used: Vec<u64>,
     live: BTreeMap<u64, Lease>,
@@ -653,6 +699,7 @@ impl Watch {
     fn new(world: &World) -> Watch {
         Watch {
             world: world.clone(),
+            limit: world.limits.to_vec(),
             cap: world.limits.to_vec(),
             used: vec![0; 4],
             live: BTreeMap::new(),
@@ -674,6 +721,14 @@ impl Watch {
 
     fn fits(&self, p: u32, class: u16, units: u32) -> bool {
         i64::from(self.cap[p as usize]) - self.used[p as usize] as i64 - i64::from(units) >= self.held_back(p, class)
+    }
+
+    /// Whether a request could ever be granted: in each pool its units and the reserves
+    /// above its class are within the limit.
+    fn can_ever_fit(&self, pools: &[PoolUnits], class: u16) -> bool {
+        pools
+            .iter()
+            .all(|pu| i64::from(pu.units) + self.held_back(pu.pool.0, class) <= i64::from(self.limit[pu.pool.index()]))
     }
 
     fn key_holder(&self, key: &str) -> Option<u64> {
@@ -756,9 +811,22 @@ impl Watch {
                 if let Some(k) = &ticket.key {
                     prop_assert_eq!(self.key_holder(k), None, "key {} counted twice", k);
                 }
+                prop_assert!(
+                    self.can_ever_fit(&ticket.pools, ticket.class.0),
+                    "ticket {} waits though it can never fit",
+                    ticket.id
+                );
                 self.waiting.insert(ticket.id.0, ticket.clone());
             }
-            Event::Rejected { .. } | Event::Renewed { .. } => {}
+            Event::Rejected { class, pools, reason, .. } => {
+                let never = !self.can_ever_fit(pools, class.0);
+                prop_assert_eq!(
+                    never,
+                    *reason == RejectReason::NeverFits,
+                    "a refusal says never_fits iff it never fits"
+                );
+            }
+            Event::Renewed { .. } => {}
             Event::Released { lease, at } | Event::Expired { lease, at } => {
                 prop_assert!(self.freed.insert(lease.id.0), "lease {} freed twice", lease.id);
                 let held = self.live.remove(&lease.id.0);
@@ -776,11 +844,19 @@ impl Watch {
                 if *outcome == TicketOutcome::TimedOut {
                     prop_assert_eq!(*at, ticket.deadline, "a ticket times out at its deadline");
                 }
+                if *outcome == TicketOutcome::NeverFits {
+                    prop_assert!(
+                        !self.can_ever_fit(&ticket.pools, ticket.class.0),
+                        "ticket {} ended but fits",
+                        ticket.id
+                    );
+                }
                 self.ends_in_time(ticket, *at)?;
             }
             Event::LimitChanged { pool, cap, limit, .. } => {
                 prop_assert!(cap <= limit);
                 self.cap[pool.index()] = *cap;
+                self.limit[pool.index()] = *limit;
             }
         }
         Ok(())
@@ -841,6 +917,23 @@ fn check_settled(ledger: &Ledger, now: Millis, ticked: bool) -> Result<(), TestC
         }
         let admissible = t.pools.iter().all(|pu| fits(pu.pool, t.class, pu.units) && !claimed.contains(&pu.pool));
         prop_assert!(!admissible, "ticket {} could be granted but waits", t.id);
+        // No waiting ticket asks more than its pools' limits can ever give it: it would
+        // claim them for everyone behind it until its deadline.
+        for pu in t.pools.iter() {
+            let v = &pools[pu.pool.index()];
+            let held_back: u64 = v
+                .reserve
+                .iter()
+                .filter(|(c, _)| ledger.class_priority(*c) > ledger.class_priority(t.class))
+                .map(|&(_, u)| u64::from(u))
+                .sum();
+            prop_assert!(
+                u64::from(pu.units) + held_back <= u64::from(v.limit),
+                "ticket {} waits for more than {} can ever give it",
+                t.id,
+                &v.name
+            );
+        }
         if ticked {
             prop_assert!(t.deadline > now, "ticket {} is past its deadline after a tick", t.id);
         }
@@ -925,8 +1018,7 @@ fn run(world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Wait { advance } => now += advance,
             Op::SetLimit { pool, limit } => {
                 ledger.set_limit(PoolId(*pool), *limit, now);
-                model.limit[*pool as usize] = *limit;
-                model.cap_changed(*pool, now);
+                model.set_limit(*pool, *limit, now);
             }
             Op::SetCap { pool, cap } => {
                 ledger.set_cap(PoolId(*pool), *cap, now);
@@ -938,6 +1030,7 @@ fn run(world: World, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // Ended tickets are not part of the restored state.
                 model.ended.clear();
                 model.tick(now);
+                model.end_never_fitting(now);
                 model.dispatch(now);
                 ticked = true;
             }
@@ -1120,4 +1213,27 @@ fn the_model_serves_the_design_example() {
     assert!(m.release(1, 10));
     assert!(m.tickets.is_empty());
     assert_eq!(m.used(ACCOUNT), 3);
+}
+
+/// The model's "never fits", on the example of DESIGN.md: limit 10 with 3 reserved for
+/// inbound, so outbound can never have 8 however long it waits; a cap below the limit
+/// is only today's and does not count.
+#[test]
+fn the_model_refuses_what_can_never_fit_and_ends_it_when_the_limit_drops() {
+    let world = World { limits: [10, 5, 3, 4], reserves: [vec![(INBOUND, 3)], vec![], vec![], vec![]] };
+    let mut m = Model::new(&world);
+    let ask = |class: u16, units: u32| Ask {
+        pools: vec![(ACCOUNT, units)],
+        class,
+        flow: None,
+        key: None,
+        ttl: 1_000,
+        max_wait: 5_000,
+    };
+    assert_eq!(m.acquire(ask(OUTBOUND, 8), 0), Answer::Rejected { reason: RejectReason::NeverFits });
+    m.cap_override[ACCOUNT as usize] = Some(2);
+    assert!(matches!(m.acquire(ask(OUTBOUND, 5), 0), Answer::Queued { .. }));
+    m.set_limit(ACCOUNT, 7, 1);
+    assert!(matches!(m.ended[..], [(_, TicketOutcome::NeverFits, 1, None)]));
+    assert!(m.tickets.is_empty());
 }

@@ -24,7 +24,7 @@ const T_99_DF9: f64 = 3.250;
 /// exponential calls of mean `aht`, and either a waiting room nobody leaves (no
 /// patience), one callers leave after exponential `patience`, or none at all.
 fn mmn(lines: u32, per_hour: f64, aht: &str, queue: bool, patience: Option<&str>, calls: u64) -> Scenario {
-    let queue_line = if queue { "queue = { max_wait = \"30d\" }" } else { "" };
+    let queue_line = if queue { "queue = { max_wait = \"24h\" }" } else { "" };
     let patience_line = patience.map_or(String::new(), |p| format!("patience = {{ dist = \"exp\", mean = \"{p}\" }}"));
     let sim = format!(
         r#"calls = {calls}

@@ -36,6 +36,8 @@ pub enum TicketEnd {
     Cancelled,
     /// Timed out: the flow's overflow.
     TimedOut(Option<serde_json::Value>),
+    /// Ended because a pool's limit dropped below what it asks for: the flow's overflow.
+    NeverFits(Option<serde_json::Value>),
 }
 
 /// The answer to an acquire.
@@ -45,7 +47,7 @@ pub enum Answer {
     Granted(LeaseView),
     /// 202.
     Queued(TicketView),
-    /// 429.
+    /// 429 (409 for `never_fits`).
     Rejected {
         /// Why.
         reason: RejectReason,
@@ -68,6 +70,9 @@ pub enum TicketState {
     Granted(Option<LeaseView>, LeaseId),
     /// Timed out, with the flow's overflow.
     TimedOut(Option<serde_json::Value>),
+    /// Ended because it can never fit (a pool's limit was lowered), with the flow's
+    /// overflow.
+    NeverFits(Option<serde_json::Value>),
     /// Cancelled.
     Cancelled,
 }
@@ -106,6 +111,17 @@ pub enum Target {
     Flow(String),
     /// Explicit pools and a class.
     Pools {
+        /// `(pool, units)`.
+        pools: Vec<(String, u32)>,
+        /// Class name.
+        class: String,
+    },
+    /// Explicit pools and a class on behalf of a flow: a campaign's call, which holds its
+    /// provider's pool in place of the flow's or runs in the callback class. Every gate
+    /// of the flow applies (its breakers count the call as a probe when half-open).
+    FlowPools {
+        /// The flow whose gates apply.
+        flow: String,
         /// `(pool, units)`.
         pools: Vec<(String, u32)>,
         /// Class name.
@@ -191,6 +207,7 @@ impl Governor {
                         ticket.id.0,
                         match outcome {
                             TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
+                            TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
                             _ => TicketEnd::Cancelled,
                         },
                     )),
@@ -240,7 +257,16 @@ impl Governor {
                 callgate_core::Target::Flow(f) => Some(*f),
                 _ => None,
             };
-            if let Some(blocked) = self.breaker_gate(st, flow, req.key.as_deref(), now) {
+            // The flow whose gates apply: the one named, or the one a campaign dials for.
+            let gated = match &req.target {
+                Target::FlowPools { flow: name, .. } => Some(
+                    st.ledger
+                        .flow_id(name)
+                        .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
+                ),
+                _ => flow,
+            };
+            if let Some(blocked) = self.breaker_gate(st, gated, req.key.as_deref(), flow.is_some(), now) {
                 return Ok((blocked, None));
             }
             let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
@@ -287,6 +313,12 @@ impl Governor {
                         retry_after_ms: 1000,
                         dependency: None,
                     },
+                    TicketEnd::NeverFits(overflow) => Answer::Rejected {
+                        reason: RejectReason::NeverFits,
+                        overflow,
+                        retry_after_ms: 0,
+                        dependency: None,
+                    },
                     TicketEnd::Cancelled => answer,
                 })
             }
@@ -310,7 +342,7 @@ impl Governor {
                     .flow_id(name)
                     .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
             ),
-            Target::Pools { pools, class } => {
+            Target::Pools { pools, class } | Target::FlowPools { pools, class, .. } => {
                 let class = ledger
                     .class_id(class)
                     .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{class}`")))?;
@@ -392,6 +424,9 @@ impl Governor {
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
                 TicketState::TimedOut(self.flow_overflow(flow))
             }
+            TicketStatus::Ended { outcome: TicketOutcome::NeverFits, flow, .. } => {
+                TicketState::NeverFits(self.flow_overflow(flow))
+            }
         })
     }
 
@@ -421,7 +456,8 @@ impl Governor {
         Ok(PoolInfo::new(&st.ledger.pool(id), &self.names))
     }
 
-    /// Changes a pool's limit at runtime (durably).
+    /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
+    /// that can no longer fit (`never_fits`; their waiters learn it like a time-out).
     pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, ApiError> {
         self.check_healthy()?;
         let (out, seq) = self.apply(|st, now| {

@@ -68,8 +68,8 @@ type Table<'a, const N: usize> =
 
 /// Decision outcomes counted per pool and class.
 const OUTCOMES: [&str; 3] = ["granted", "queued", "rejected"];
-const REASONS: [&str; 2] = ["capacity", "queue_full"];
-const TICKET_ENDS: [&str; 3] = ["granted", "cancelled", "timed_out"];
+const REASONS: [&str; 3] = ["capacity", "queue_full", "never_fits"];
+const TICKET_ENDS: [&str; 4] = ["granted", "cancelled", "timed_out", "never_fits"];
 const LEASE_ENDS: [&str; 2] = ["released", "expired"];
 
 struct State {
@@ -77,8 +77,8 @@ struct State {
     pools: Vec<PoolGauges>,
     /// [pool][class][outcome]
     decisions: Vec<Vec<[u64; 3]>>,
-    rejections: Vec<Vec<[u64; 2]>>,
-    ticket_ends: Vec<Vec<[u64; 3]>>,
+    rejections: Vec<Vec<[u64; 3]>>,
+    ticket_ends: Vec<Vec<[u64; 4]>>,
     lease_ends: Vec<Vec<[u64; 2]>>,
     /// [pool][class]
     wait: Vec<Vec<Histogram>>,
@@ -111,8 +111,8 @@ impl Metrics {
                 .map(|p| PoolGauges { limit: p.limit, cap: p.cap, used: p.used, waiting: u64::from(p.waiting) })
                 .collect(),
             decisions: vec![vec![[0; 3]; nc]; np],
-            rejections: vec![vec![[0; 2]; nc]; np],
-            ticket_ends: vec![vec![[0; 3]; nc]; np],
+            rejections: vec![vec![[0; 3]; nc]; np],
+            ticket_ends: vec![vec![[0; 4]; nc]; np],
             lease_ends: vec![vec![[0; 2]; nc]; np],
             wait: vec![vec![Histogram::new(WAIT_BUCKETS); nc]; np],
             hold: vec![Histogram::new(HOLD_BUCKETS); np],
@@ -199,7 +199,11 @@ impl State {
             }
             Event::TicketEnded { ticket, outcome, .. } => {
                 let c = ticket.class.index();
-                let o = if *outcome == TicketOutcome::Cancelled { 1 } else { 2 };
+                let o = match outcome {
+                    TicketOutcome::Cancelled => 1,
+                    TicketOutcome::NeverFits => 3,
+                    TicketOutcome::TimedOut | TicketOutcome::Granted(_) => 2,
+                };
                 Self::each_pool(&ticket.pools, |p, _| {
                     self.pools[p].waiting = self.pools[p].waiting.saturating_sub(1);
                     self.ticket_ends[p][c][o] += 1;
@@ -229,7 +233,9 @@ impl State {
                 let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", n.pools[i], get(g));
             }
         }
-        let n3: [Table<'_, 3>; 2] = [
+        render_table(
+            &mut out,
+            n,
             (
                 "callgate_decisions_total",
                 "Admission decisions on arrival, by pool, class and outcome.",
@@ -237,6 +243,10 @@ impl State {
                 &OUTCOMES,
                 &self.decisions,
             ),
+        );
+        render_table(
+            &mut out,
+            n,
             (
                 "callgate_tickets_ended_total",
                 "Waiting tickets that ended, by pool, class and outcome.",
@@ -244,8 +254,10 @@ impl State {
                 &TICKET_ENDS,
                 &self.ticket_ends,
             ),
-        ];
-        let n2: [Table<'_, 2>; 2] = [
+        );
+        render_table(
+            &mut out,
+            n,
             (
                 "callgate_rejections_total",
                 "Rejected requests, by pool, class and reason.",
@@ -253,6 +265,10 @@ impl State {
                 &REASONS,
                 &self.rejections,
             ),
+        );
+        render_table(
+            &mut out,
+            n,
             (
                 "callgate_leases_ended_total",
                 "Leases that ended, by pool, class and how.",
@@ -260,13 +276,7 @@ impl State {
                 &LEASE_ENDS,
                 &self.lease_ends,
             ),
-        ];
-        for table in n3 {
-            render_table(&mut out, n, table);
-        }
-        for table in n2 {
-            render_table(&mut out, n, table);
-        }
+        );
         let name = "callgate_wait_seconds";
         let _ = writeln!(
             out,

@@ -120,6 +120,15 @@ fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
 /// no longer has are dropped (with a warning): they cannot be admitted against anything.
 fn restore(ledger: &mut Ledger, opened: &mut Opened, now: u64) -> Result<(), ServeError> {
     let r = &opened.restored;
+    // Runtime limits first, on an empty ledger: a limit lowered below a stored ticket then
+    // ends it at `settle`, through the journal, instead of here, where its event would be
+    // dropped.
+    for (pool, limit, config_limit) in &r.limits {
+        match ledger.pool_id(pool) {
+            Some(id) if ledger.pool(id).limit == *config_limit => ledger.set_limit(id, *limit, now),
+            _ => tracing::info!(pool = %pool, "Not restoring a runtime limit change: the configuration changed since"),
+        }
+    }
     let mut lost_leases = Vec::new();
     let mut lost_tickets = Vec::new();
     for l in &r.leases {
@@ -135,12 +144,6 @@ fn restore(ledger: &mut Ledger, opened: &mut Opened, now: u64) -> Result<(), Ser
         }
     }
     ledger.restore_counters(r.next_id, r.next_seq);
-    for (pool, limit, config_limit) in &r.limits {
-        match ledger.pool_id(pool) {
-            Some(id) if ledger.pool(id).limit == *config_limit => ledger.set_limit(id, *limit, now),
-            _ => tracing::info!(pool = %pool, "Not restoring a runtime limit change: the configuration changed since"),
-        }
-    }
     // These limit events restate what the journal already holds.
     ledger.drain_events().for_each(drop);
     tracing::info!(

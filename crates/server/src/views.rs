@@ -176,6 +176,7 @@ pub fn event_json(e: &Event, names: &Names) -> serde_json::Value {
             "type": match outcome {
                 TicketOutcome::Cancelled => "ticket_cancelled",
                 TicketOutcome::TimedOut => "ticket_timed_out",
+                TicketOutcome::NeverFits => "ticket_never_fits",
                 TicketOutcome::Granted(_) => "ticket_granted",
             },
             "at_ms": at,

@@ -318,3 +318,92 @@ async fn metrics_name_pools_decisions_and_waits() {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
 }
+
+/// THREE_SLOTS and a conference flow that needs all three lines at once.
+fn with_conference() -> String {
+    format!(
+        "{THREE_SLOTS}
+[[flows]]
+name = \"conference\"
+pools = [{{ pool = \"acct\", units = 3 }}]
+class = \"inbound\"
+queue = {{ max_wait = \"60s\" }}
+overflow = {{ action = \"voicemail\", message = \"Please leave a message.\" }}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_request_that_can_never_fit_is_refused_at_once_with_409_and_never_queued() {
+    let s = TestServer::start(THREE_SLOTS).await;
+    // Outbound can never have more than 2 of the 3 lines (one is held for inbound).
+    let body = json!({ "pools": [{ "pool": "acct", "units": 3 }], "class": "outbound", "max_wait_ms": 60_000 });
+    let resp = s.client.post(format!("{}/v1/acquire", s.base)).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(resp.headers().get("retry-after").is_none(), "retrying cannot help");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!((&v["decision"], &v["reason"]), (&json!("rejected"), &json!("never_fits")), "{v}");
+    assert_eq!(s.pool("acct").await["waiting"], 0, "never queued");
+    // So it holds up nobody: the next outbound call gets a line at once.
+    let (st, v) = s.acquire(json!({ "flow": "campaign" })).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let name = "callgate_rejections_total{pool=\"acct\",class=\"outbound\",reason=\"never_fits\"}";
+    assert!(s.eventually(5, || async { metric(&s, name).await == 1.0 }).await, "counted as never_fits");
+}
+
+#[tokio::test]
+async fn lowering_a_limit_ends_the_waiting_calls_that_can_no_longer_fit_and_the_line_moves_on() {
+    let s = TestServer::start(&with_conference()).await;
+    s.acquire(json!({ "flow": "support", "key": "talking" })).await;
+    // The conference waits for all three lines; a support caller waits behind it.
+    let (st, big) = s.acquire(json!({ "flow": "conference", "key": "conf" })).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{big}");
+    let (_, small) = s.acquire(json!({ "flow": "support", "key": "next" })).await;
+    assert_eq!(small["ticket"]["position"], 2);
+    let big_id = big["ticket"]["id"].as_str().unwrap().to_string();
+    // A caller long-polls on the conference's ticket (a repeated key waits on it).
+    let waiter = s.acquire(json!({ "flow": "conference", "key": "conf", "wait_ms": 30_000 }));
+    let lower = async {
+        assert!(s.eventually(5, || async { s.pool("acct").await["waiting"] == 2 }).await);
+        s.put("/v1/pools/acct", json!({ "limit": 2 })).await
+    };
+    let ((st, answer), (put_status, _)) = tokio::join!(waiter, lower);
+    assert_eq!(put_status, StatusCode::OK);
+    assert_eq!(st, StatusCode::CONFLICT, "the waiter learns it at once: {answer}");
+    assert_eq!(answer["reason"], "never_fits");
+    assert_eq!(answer["overflow"]["action"], "voicemail");
+    let (_, t) = s.get(&format!("/v1/tickets/{big_id}")).await;
+    assert_eq!(t["state"], "never_fits", "{t}");
+    assert_eq!(t["overflow"]["action"], "voicemail");
+    let (_, t) = s.get(&format!("/v1/tickets/{}", small["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!(t["state"], "granted", "the caller behind it gets the free line: {t}");
+    let name = "callgate_tickets_ended_total{pool=\"acct\",class=\"inbound\",outcome=\"never_fits\"}";
+    assert!(s.eventually(5, || async { metric(&s, name).await == 1.0 }).await, "counted as never_fits");
+    // The end is in the journal: after a restart nothing waits and the conference is
+    // refused at once, as the journal's lower limit says.
+    let s = s.restart().await;
+    assert_eq!(s.pool("acct").await["waiting"], 0);
+    let (st, v) = s.acquire(json!({ "flow": "conference", "key": "conf-2" })).await;
+    assert_eq!((st, &v["reason"]), (StatusCode::CONFLICT, &json!("never_fits")), "{v}");
+}
+
+#[tokio::test]
+async fn a_stored_ticket_that_no_longer_fits_the_configured_limit_ends_at_start_and_stays_ended() {
+    let mut s = TestServer::start(THREE_SLOTS).await;
+    s.acquire(json!({ "flow": "support", "key": "talking" })).await;
+    let body = json!({ "pools": [{ "pool": "acct", "units": 3 }], "class": "inbound", "max_wait_ms": 3_600_000 });
+    let (st, big) = s.acquire(body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{big}");
+    let (_, next) = s.acquire(json!({ "flow": "support", "key": "next" })).await;
+    assert_eq!(next["ticket"]["position"], 2);
+    // The operator edits the file down to two lines while the server is down.
+    s.toml = THREE_SLOTS.replace("limit = 3", "limit = 2");
+    let s = s.restart().await;
+    let (_, t) = s.get(&format!("/v1/tickets/{}", big["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!(t["state"], "never_fits", "{t}");
+    let (_, t) = s.get(&format!("/v1/tickets/{}", next["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!(t["state"], "granted", "the caller behind it is no longer held up: {t}");
+    // Its end is in the journal: it does not come back.
+    let s = s.restart().await;
+    assert_eq!((s.pool("acct").await["waiting"].as_u64(), s.used("acct").await), (Some(0), 2));
+}

@@ -470,8 +470,18 @@ async fn leads_are_imported_with_row_numbers_and_duplicates_are_skipped() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, _) = cg.post_csv("/v1/campaigns/nope/leads", csv).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // Row 3 opens a quote that never closes: refused whole, naming the row, instead of
+    // reading rows 4 and 5 into row 3's name.
+    let unbalanced = "phone,name\n\
+                      +1 646 555 0101,Ann\n\
+                      +1 646 555 0102,\"Ben\n\
+                      +1 646 555 0103,Cat\n\
+                      +1 646 555 0104,Dan\n";
+    let (s, v) = cg.post_csv("/v1/campaigns/sim/leads?country=US", unbalanced).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("row 3 opens a quoted field"), "{v}");
     let v = cg.campaign("sim").await;
-    assert_eq!(v["leads"]["total"], 3);
+    assert_eq!(v["leads"]["total"], 3, "nothing of the broken upload was imported");
 }
 
 /// A configuration with a simulated campaign `sim` (paused) and `extra` appended (which

@@ -343,6 +343,14 @@ actions = [
     let s = Api { base: format!("http://{}", server.addr), client: reqwest::Client::new() };
     let governor = &server.app.governor;
 
+    // A call that waits for 2 of the campaign pool's 3 units (1 is free).
+    s.acquire(json!({ "pools": [{ "pool": "campaign", "units": 2 }], "class": "outbound" })).await;
+    let (_, big) = s
+        .acquire(
+            json!({ "pools": [{ "pool": "campaign", "units": 2 }], "class": "outbound", "max_wait_ms": 3_600_000 }),
+        )
+        .await;
+    let big = big["ticket"]["id"].as_str().unwrap().to_string();
     for i in 0..4 {
         s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
     }
@@ -363,6 +371,9 @@ actions = [
     assert_eq!(v["overflow"], json!({ "action": "callback" }), "set_overflow switched the 429 body");
     assert_eq!(governor.overflow_chain("support").unwrap()[0].action.as_str(), "callback", "and the edges' chain");
     assert_eq!(s.pool("campaign").await["limit"], 1, "set_limit");
+    let (_, t) = s.get(&format!("/v1/tickets/{big}")).await;
+    assert_eq!(t["state"], "never_fits", "set_limit ended the waiting call that can no longer fit: {t}");
+    assert_eq!(s.pool("campaign").await["waiting"], 0);
     assert!(eventually(|| got.lock().unwrap().len() == 1).await, "notified once");
     let note = got.lock().unwrap()[0].clone();
     assert_eq!(note["state"], "firing");
@@ -555,4 +566,75 @@ async fn the_governor_owns_pool_caps_a_refusal_cools_a_fixed_pool_and_drops_an_a
     assert!(m.contains("callgate_provider_refusals_total{pool=\"fixed\"} 2"), "{m}");
     assert!(m.contains("callgate_provider_refusals_total{pool=\"acct\"} 1"), "{m}");
     assert!(m.contains("callgate_pool_cap{pool=\"fixed\"} 5"), "{m}");
+}
+
+/// A dependency with one probe when half-open, a flow of callers and a campaign's flow
+/// that both depend on it.
+const GATED_CAMPAIGN: &str = r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "outbound"
+priority = 10
+
+[[pools]]
+name = "acct"
+limit = 4
+
+[[breakers]]
+name = "llm"
+min_calls = 2
+error_rate = 0.5
+open_for = "30s"
+half_open_probes = 1
+
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+depends_on = ["llm"]
+
+[[flows]]
+name = "dialer"
+pools = ["acct"]
+class = "outbound"
+depends_on = ["llm"]
+"#;
+
+#[tokio::test]
+async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
+    use callgate_server::governor::{AcquireRequest, Answer, Target};
+    let clock = support::ManualClock::at(1_700_000_000_000);
+    let s = TestServer::start_with_clock(GATED_CAMPAIGN, clock.clone()).await;
+    let governor = &s.server().app.governor;
+    // The dialer acquires by pools (its provider's pool may stand in for the flow's), for
+    // the campaign's flow.
+    let dial = |key: &str| AcquireRequest {
+        target: Target::FlowPools { flow: "dialer".into(), pools: vec![("acct".into(), 1)], class: "outbound".into() },
+        key: Some(key.into()),
+        ttl_ms: None,
+        max_wait_ms: Some(0),
+        wait_ms: 0,
+        meta: None,
+    };
+    let (st, _) = s
+        .post("/v1/samples", json!([{ "dependency": "llm", "ok": false }, { "dependency": "llm", "ok": false }]))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    // Open: the campaign's call is not admitted, and holds no line.
+    match governor.acquire(dial("dial:1")).await.unwrap() {
+        Answer::Rejected { dependency, .. } => assert_eq!(dependency.as_deref(), Some("llm")),
+        other => panic!("a campaign call passed an open breaker: {other:?}"),
+    }
+    assert_eq!(s.used("acct").await, 0);
+
+    // Half-open with one probe: the campaign's call is that probe, so the next caller of
+    // a flow behind the same breaker waits for its outcome instead of being a second one.
+    clock.advance(30_000);
+    assert!(matches!(governor.acquire(dial("dial:2")).await.unwrap(), Answer::Granted(_)));
+    let (st, v) = s.acquire(json!({ "flow": "support" })).await;
+    assert_eq!((st, &v["reason"]), (StatusCode::TOO_MANY_REQUESTS, &json!("dependency_down")), "{v}");
+    assert_eq!(s.used("acct").await, 1);
 }

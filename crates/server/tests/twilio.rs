@@ -285,6 +285,26 @@ async fn a_caller_who_hangs_up_while_waiting_gives_up_the_place() {
 }
 
 #[tokio::test]
+async fn a_waiting_caller_whose_call_can_no_longer_fit_leaves_for_the_overflow_at_once() {
+    let (s, _fake) = start().await;
+    fill(&s).await;
+    let t = ring(&s, "CA-11", "+15551230011", SUPPORT).await;
+    let enqueue = t.find("Enqueue").unwrap();
+    let (wait_url, action) = (enqueue.attr("waitUrl").to_owned(), enqueue.attr("action").to_owned());
+    // The account is shut down to no lines: the caller can never be connected.
+    let (st, v) = s.put("/v1/pools/agents", json!({ "limit": 0 })).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(s.pool("agents").await["waiting"], 0);
+    assert_eq!(phone(&s).post(&wait_url, &[("CallSid", "CA-11")]).await.twiml().verbs(), ["Leave"]);
+    let t = phone(&s)
+        .post(&action, &[("CallSid", "CA-11"), ("From", "+15551230011"), ("QueueResult", "leave")])
+        .await
+        .twiml();
+    assert_eq!(t.verbs(), ["Gather", "Redirect"], "the flow's first overflow step: {t:?}");
+    assert_eq!(t.spoken(), "Press 1 and we will call you back.");
+}
+
+#[tokio::test]
 async fn a_timed_out_caller_gets_the_next_overflow_action() {
     let (s, _fake) = start_with("1h", "200ms").await;
     fill(&s).await;

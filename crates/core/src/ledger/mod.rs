@@ -11,6 +11,12 @@
 //! first. The same rule decides arrivals and the dispatch that runs after every release,
 //! expiry, cancellation, time-out and limit change.
 //!
+//! A request that asks a pool for more than its *limit* can ever give its class (units
+//! plus the reserves above the class) is refused at once with `never_fits`: it would wait
+//! to its deadline and claim the pool for everyone behind it. Lowering a limit ends the
+//! waiting tickets that no longer fit it (outcome `NeverFits`), and so does a settle after
+//! a restore. The cap does not count here: an adaptive or cooldown cap may rise again.
+//!
 //! # Cost
 //! Per pool, the waiting tickets sit in a B-tree in line order and their needs in a small
 //! multiset per class, so an arrival checks its pools in O(classes + log n). A dispatch
@@ -546,6 +552,13 @@ impl Ledger {
                 None => {}
             }
         }
+        // Before it takes a place in line: waiting cannot help it, and by the claimed-pools
+        // rule it would hold up everyone behind it until its deadline.
+        if !self.can_ever_fit(&pools, class) {
+            let reason = RejectReason::NeverFits;
+            self.events.push(Event::Rejected { class, pools, flow, reason, at: now });
+            return Ok(Decision::Rejected { reason, retry_after_ms: 0 });
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.admits_arrival(&pools, class) {
@@ -667,12 +680,35 @@ impl Ledger {
         self.deadlines.compact_if_needed(waiting.len(), |at, id| waiting.get(&id).is_some_and(|t| t.deadline == at));
     }
 
-    /// Changes a pool's configured limit. Lowering it revokes nothing; raising it
-    /// dispatches waiting tickets at once.
+    /// Changes a pool's configured limit. Lowering it revokes no lease, but ends the
+    /// waiting tickets that can no longer fit (outcome [`TicketOutcome::NeverFits`], in
+    /// line order, after the limit event) and dispatches the lines they stood in; raising
+    /// it dispatches waiting tickets at once.
     pub fn set_limit(&mut self, pool: PoolId, limit: u32, now: Millis) {
         let p = &mut self.pools[pool.index()];
+        let lowered = limit < p.limit;
         p.limit = limit;
-        self.apply_cap(pool, now);
+        let raised = self.update_cap(pool, now);
+        let mut changed = vec![pool];
+        let mut ended = false;
+        if lowered {
+            let doomed: Vec<TicketId> = {
+                let p = &self.pools[pool.index()];
+                p.queue
+                    .values()
+                    .filter(|t| {
+                        let t = &self.tickets[&t.0];
+                        t.pools.iter().any(|pu| pu.pool == pool && !p.can_ever_fit(t.class, pu.units))
+                    })
+                    .copied()
+                    .collect()
+            };
+            ended = !doomed.is_empty();
+            self.end_never_fitting(doomed, &mut changed, now);
+        }
+        if raised || ended {
+            self.dispatch(changed, now);
+        }
     }
 
     /// Sets (or with `None` clears) a cap below the limit, as adaptive limiting or a
@@ -683,13 +719,40 @@ impl Ledger {
     }
 
     fn apply_cap(&mut self, pool: PoolId, now: Millis) {
+        if self.update_cap(pool, now) {
+            self.dispatch([pool], now);
+        }
+    }
+
+    /// Recomputes a pool's effective cap and publishes it; true when it rose.
+    fn update_cap(&mut self, pool: PoolId, now: Millis) -> bool {
         let p = &mut self.pools[pool.index()];
         let cap = p.cap_override.map_or(p.limit, |c| c.min(p.limit));
         let raised = cap > p.cap;
         p.cap = cap;
         self.events.push(Event::LimitChanged { pool, limit: p.limit, cap, at: now });
-        if raised {
-            self.dispatch([pool], now);
+        raised
+    }
+
+    /// Whether a request of `class` for `pools` could ever be granted: in every pool its
+    /// need is at most the limit.
+    fn can_ever_fit(&self, pools: &[PoolUnits], class: ClassId) -> bool {
+        pools.iter().all(|pu| self.pools[pu.pool.index()].can_ever_fit(class, pu.units))
+    }
+
+    /// Ends these waiting tickets as [`TicketOutcome::NeverFits`], in the given order, and
+    /// adds the pools they stood in to `changed` (a dispatch there may now grant the
+    /// tickets they held up).
+    fn end_never_fitting(&mut self, doomed: Vec<TicketId>, changed: &mut Vec<PoolId>, now: Millis) {
+        for id in doomed {
+            if let Some(t) = self.dequeue(id) {
+                for pu in t.pools.iter() {
+                    if !changed.contains(&pu.pool) {
+                        changed.push(pu.pool);
+                    }
+                }
+                self.end_ticket(t, TicketOutcome::NeverFits, now);
+            }
         }
     }
 
@@ -740,9 +803,16 @@ impl Ledger {
         self.next_seq = self.next_seq.max(next_seq);
     }
 
-    /// After a restore: expires and times out what is due, then dispatches every pool.
+    /// After a restore: expires and times out what is due, ends the waiting tickets that
+    /// can never fit (a journal written before that rule, or a limit restored below
+    /// them), in line order, then dispatches every pool.
     pub fn settle(&mut self, now: Millis) {
         self.tick(now);
+        let mut doomed: Vec<&Ticket> =
+            self.tickets.values().filter(|t| !self.can_ever_fit(&t.pools, t.class)).collect();
+        doomed.sort_by_key(|t| self.order_of(t));
+        let doomed: Vec<TicketId> = doomed.into_iter().map(|t| t.id).collect();
+        self.end_never_fitting(doomed, &mut Vec::new(), now);
         self.dispatch((0..self.pools.len() as u32).map(PoolId), now);
     }
 

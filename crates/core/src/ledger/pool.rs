@@ -85,6 +85,13 @@ impl Pool {
         u64::from(units) + self.reserved_above[class.index()]
     }
 
+    /// Whether a request of `class` for `units` could ever be granted here: its need
+    /// is at most the limit (DESIGN.md "Never fits"). The cap does not count: an adaptive
+    /// or cooldown cap may rise again, the limit only by an operator.
+    pub(crate) fn can_ever_fit(&self, class: ClassId, units: u32) -> bool {
+        self.need(class, units) <= u64::from(self.limit)
+    }
+
     pub(crate) fn waiting(&self) -> u32 {
         self.queue.len() as u32
     }

@@ -110,6 +110,7 @@ fn event_kinds(l: &mut Ledger) -> Vec<&'static str> {
             Event::Expired { .. } => "expired",
             Event::TicketEnded { outcome: TicketOutcome::Cancelled, .. } => "cancelled",
             Event::TicketEnded { outcome: TicketOutcome::TimedOut, .. } => "timed-out",
+            Event::TicketEnded { outcome: TicketOutcome::NeverFits, .. } => "never-fits",
             Event::TicketEnded { outcome: TicketOutcome::Granted(_), .. } => "ended-granted",
             Event::LimitChanged { .. } => "limit-changed",
         })
@@ -605,6 +606,111 @@ fn lowering_the_limit_ends_no_call_but_admits_nobody_until_below_it() {
     }
     granted(ask(&mut l, &[(0, 1)], VIP, 0, 4));
     assert_eq!(rejected(ask(&mut l, &[(0, 1)], VIP, 0, 4)), RejectReason::Capacity);
+}
+
+// ----- never fits ---------------------------------------------------------------------------
+
+#[test]
+fn a_call_for_more_than_the_pool_can_ever_give_its_class_is_refused_at_once_and_blocks_nobody() {
+    // Limit 10 with 3 held for inbound: outbound can never have more than 7.
+    let mut l = ledger(vec![pool("vapi", 10, &[(INBOUND, 3)])], vec![]);
+    let d = ask(&mut l, &[(0, 8)], OUTBOUND, 60_000, 0);
+    assert_eq!(d, Decision::Rejected { reason: RejectReason::NeverFits, retry_after_ms: 0 });
+    assert_eq!((l.ticket_count(), l.pool(PoolId(0)).waiting), (0, 0), "never queued");
+    assert_eq!(event_kinds(&mut l), ["rejected"]);
+    // Nothing waits ahead of the next caller, who gets a slot at once.
+    granted(ask(&mut l, &[(0, 1)], OUTBOUND, 60_000, 1));
+    // Inbound may take what outbound may not; nobody may take more than the limit.
+    granted(ask(&mut l, &[(0, 9)], INBOUND, 60_000, 2));
+    assert_eq!(rejected(ask(&mut l, &[(0, 11)], VIP, 60_000, 3)), RejectReason::NeverFits);
+}
+
+#[test]
+fn a_flow_whose_units_no_longer_fit_after_a_lowered_limit_is_refused_with_never_fits() {
+    let mut l =
+        ledger(vec![pool("vapi", 4, &[])], vec![flow("conference", &[(0, 3)], INBOUND, waiting_room(60_000, None))]);
+    granted(l.acquire(Request::flow(FlowId(0)), 0).unwrap());
+    l.set_limit(PoolId(0), 2, 1);
+    assert_eq!(rejected(l.acquire(Request::flow(FlowId(0)), 2).unwrap()), RejectReason::NeverFits);
+    assert_eq!(l.ticket_count(), 0);
+}
+
+#[test]
+fn a_call_above_only_todays_cap_still_waits_for_the_cap_to_rise() {
+    let mut l = ledger(vec![pool("vapi", 4, &[])], vec![]);
+    l.set_cap(PoolId(0), Some(2), 0);
+    let (ticket, position) = queued(ask(&mut l, &[(0, 3)], INBOUND, 60_000, 1));
+    assert_eq!(position, 1);
+    l.set_cap(PoolId(0), None, 2);
+    assert!(matches!(outcome(&l, ticket), Some(TicketOutcome::Granted(_))));
+    assert_eq!(used(&l, 0), 3);
+}
+
+#[test]
+fn lowering_the_limit_ends_the_waiting_calls_that_can_no_longer_fit_and_serves_those_behind_them() {
+    let mut l = ledger(vec![pool("vapi", 4, &[])], vec![]);
+    granted(ask(&mut l, &[(0, 1)], INBOUND, 0, 0));
+    // The big call waits for all four slots and holds the line for everyone behind it.
+    let (big, _) = queued(ask(&mut l, &[(0, 4)], INBOUND, 60_000, 1));
+    let (small, position) = queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 2));
+    assert_eq!(position, 2);
+    event_kinds(&mut l);
+    l.set_limit(PoolId(0), 3, 10);
+    assert_eq!(outcome(&l, big), Some(TicketOutcome::NeverFits));
+    assert!(matches!(outcome(&l, small), Some(TicketOutcome::Granted(_))), "the line moves on");
+    assert_eq!(event_kinds(&mut l), ["limit-changed", "never-fits", "granted-from-ticket"]);
+    assert!(matches!(l.ticket_status(big), Some(TicketStatus::Ended { at: 10, .. })));
+    assert_eq!(used(&l, 0), 2);
+}
+
+#[test]
+fn a_call_ended_by_a_lowered_limit_frees_its_place_in_its_other_pools_too() {
+    let mut l = ledger(vec![pool("account", 4, &[]), pool("campaign", 3, &[])], vec![]);
+    granted(ask(&mut l, &[(1, 1)], OUTBOUND, 0, 0));
+    // Fits the account but waits for 3 campaign units (2 free): it claims the campaign.
+    let (big, _) = queued(ask(&mut l, &[(0, 4), (1, 3)], OUTBOUND, 60_000, 1));
+    // Would fit the campaign, but stands behind the big call there.
+    let (next, _) = queued(ask(&mut l, &[(1, 1)], OUTBOUND, 60_000, 2));
+    // The account can no longer give the big call 4 units: it ends, the campaign moves.
+    l.set_limit(PoolId(0), 3, 10);
+    assert_eq!(outcome(&l, big), Some(TicketOutcome::NeverFits));
+    assert!(matches!(outcome(&l, next), Some(TicketOutcome::Granted(_))));
+    assert_eq!(l.pool(PoolId(1)).waiting, 0);
+}
+
+#[test]
+fn lowering_the_limit_keeps_waiting_calls_that_still_fit() {
+    let mut l = ledger(vec![pool("vapi", 4, &[(INBOUND, 1)])], vec![]);
+    fill(&mut l, VIP);
+    let (fits, _) = queued(ask(&mut l, &[(0, 2)], OUTBOUND, 60_000, 1));
+    l.set_limit(PoolId(0), 3, 2);
+    assert!(l.ticket(fits).is_some(), "2 + 1 reserved above outbound is within 3");
+    l.set_limit(PoolId(0), 2, 3);
+    assert_eq!(outcome(&l, fits), Some(TicketOutcome::NeverFits));
+}
+
+#[test]
+fn a_restored_ticket_that_can_never_fit_ends_at_settle_and_the_line_moves_on() {
+    // A journal written before the rule may hold a ticket that asks for more than the limit.
+    let mut l = ledger(vec![pool("vapi", 2, &[])], vec![]);
+    let ticket = |id: u64, units_: u32| Ticket {
+        id: TicketId(id),
+        key: Some(format!("call-{id}").into()),
+        class: INBOUND,
+        flow: None,
+        pools: units(&[(0, units_)]),
+        seq: id,
+        enqueued_at: 0,
+        deadline: 60_000,
+        ttl_ms: 60_000,
+        meta: None,
+    };
+    l.restore_ticket(ticket(1, 3)).unwrap();
+    l.restore_ticket(ticket(2, 2)).unwrap();
+    l.settle(100);
+    assert_eq!(outcome(&l, TicketId(1)), Some(TicketOutcome::NeverFits));
+    assert!(matches!(outcome(&l, TicketId(2)), Some(TicketOutcome::Granted(_))));
+    assert_eq!(event_kinds(&mut l), ["never-fits", "granted-from-ticket"]);
 }
 
 #[test]

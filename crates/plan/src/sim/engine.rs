@@ -434,6 +434,7 @@ impl<'a> Sim<'a> {
                 let why = match reason {
                     RejectReason::Capacity => Why::Capacity,
                     RejectReason::QueueFull => Why::QueueFull,
+                    RejectReason::NeverFits => Why::NeverFits,
                 };
                 self.overflow(flow, hold_ms, counted, why);
             }
@@ -451,6 +452,7 @@ impl<'a> Sim<'a> {
                 Why::Capacity => st.reasons.capacity += 1,
                 Why::QueueFull => st.reasons.queue_full += 1,
                 Why::TimedOut => st.reasons.timed_out += 1,
+                Why::NeverFits => st.reasons.never_fits += 1,
             }
         }
         if action == Some(OverflowAction::Callback) {
@@ -514,6 +516,7 @@ impl<'a> Sim<'a> {
                                     }
                                 }
                                 TicketOutcome::TimedOut => self.overflow(w.flow, w.hold_ms, w.counted, Why::TimedOut),
+                                TicketOutcome::NeverFits => self.overflow(w.flow, w.hold_ms, w.counted, Why::NeverFits),
                                 TicketOutcome::Granted(_) => {}
                             }
                         }
@@ -835,6 +838,7 @@ enum Why {
     Capacity,
     QueueFull,
     TimedOut,
+    NeverFits,
 }
 
 fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_ms: f64) -> FlowReport {

@@ -88,6 +88,9 @@ pub struct OverflowReasons {
     pub queue_full: u64,
     /// Waited until the waiting room's `max_wait`.
     pub timed_out: u64,
+    /// Asked a pool for more than its limit can ever give the flow's class (refused at
+    /// once, or ended when a limit dropped).
+    pub never_fits: u64,
 }
 
 /// How busy one pool was over the measured window.

@@ -264,6 +264,10 @@ async fn import(
     json_out: bool,
 ) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    // Refused before any chunk is sent: the chunks before the open quote would be imported.
+    if let Some(row) = super::import::unclosed_quote(&bytes) {
+        return Err(format!("{}: {}", file.display(), super::import::unclosed_quote_message(row)));
+    }
     // Where each record starts (byte and line), so chunks are slices of the file itself.
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
     reader.headers().map_err(|e| format!("{}: cannot read the header row: {e}", file.display()))?;

@@ -73,8 +73,12 @@ const TZ: &[&str] = &["timezone", "time_zone", "tz"];
 const SCORE: &[&str] = &["score"];
 const COUNTRY: &[&str] = &["country", "country_code", "region"];
 
-/// Reads a CSV upload. Fails as a whole only when it has no usable header.
+/// Reads a CSV upload. Fails as a whole when it has no usable header, or when a quoted
+/// field never closes (see [`unclosed_quote`]).
 pub fn parse_csv(bytes: &[u8], ctx: &ImportContext) -> Result<Parsed, String> {
+    if let Some(row) = unclosed_quote(bytes) {
+        return Err(unclosed_quote_message(row + ctx.row_offset));
+    }
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let headers: Vec<String> = reader
         .headers()
@@ -182,6 +186,60 @@ impl<'a> LineIndex<'a> {
                 .get(offset as usize..)
                 .map_or(0, |rest| rest.iter().take_while(|b| matches!(b, b'\n' | b'\r')).count()) as u64
     }
+}
+
+/// The row (the line its record starts on) of a quoted field that is still open at the
+/// end of the upload, if any. The CSV reader takes everything after such a quote, to the
+/// end, as one field: the rows after it would vanish into one broken row, so the upload
+/// is refused instead. Follows the reader's dialect: a `"` opens a quoted field only as
+/// the first byte of a field, `""` inside one is a literal quote, and a quote in the
+/// middle of an unquoted field is a literal.
+pub fn unclosed_quote(bytes: &[u8]) -> Option<u64> {
+    #[derive(Clone, Copy)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        /// A `"` inside a quoted field: the field's end, or the first half of `""`.
+        QuoteInQuoted,
+    }
+    let mut state = State::FieldStart;
+    let (mut line, mut record_line, mut opened_in) = (1u64, 1u64, 1u64);
+    let mut between_records = true;
+    for &b in bytes {
+        let newline = matches!(b, b'\n' | b'\r');
+        if between_records && !newline {
+            between_records = false;
+            record_line = line;
+        }
+        state = match (state, b) {
+            (State::Quoted, b'"') => State::QuoteInQuoted,
+            (State::Quoted, _) => State::Quoted,
+            (State::QuoteInQuoted, b'"') => State::Quoted,
+            (State::FieldStart, b'"') => {
+                opened_in = record_line;
+                State::Quoted
+            }
+            (_, b',') => State::FieldStart,
+            (_, _) if newline => {
+                between_records = true;
+                State::FieldStart
+            }
+            _ => State::Unquoted,
+        };
+        if b == b'\n' {
+            line += 1;
+        }
+    }
+    matches!(state, State::Quoted).then_some(opened_in)
+}
+
+/// Why an upload with an unclosed quote is refused, naming its row.
+pub fn unclosed_quote_message(row: u64) -> String {
+    format!(
+        "row {row} opens a quoted field (\") that never closes, so every row after it would be read as part \
+         of it; close the quote (a quote inside a quoted field is written twice: \"\")"
+    )
 }
 
 /// Reads a JSON upload: `{ "leads": [{ "phone", "timezone", "name", "score", "vars",
@@ -304,6 +362,36 @@ mod tests {
         let rejected: Vec<u64> = p.rejected.iter().map(|r| r.row).collect();
         assert_eq!(rejected, [3, 5]);
         assert!(p.rejected[1].reason.contains("score"), "{:?}", p.rejected);
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_refuses_the_upload_with_its_row() {
+        let csv = "phone,name\n\
+                   +1 212 555 0123,Ada\n\
+                   +1 415 555 0123,\"Bob\n\
+                   +1 312 555 0123,Cy\n\
+                   +1 646 555 0123,Dee\n";
+        let e = parse_csv(csv.as_bytes(), &ctx()).unwrap_err();
+        assert!(e.starts_with("row 3 opens a quoted field"), "{e}");
+        // In a chunk of a larger file, the row is the file's.
+        let e = parse_csv(csv.as_bytes(), &ImportContext { row_offset: 1000, ..ctx() }).unwrap_err();
+        assert!(e.starts_with("row 1003 "), "{e}");
+        // A record that starts on row 3 with a closed multi-line field, then opens another.
+        assert_eq!(unclosed_quote(b"phone,name\n1,a\n\"2\n\",\"b\n3,c\n"), Some(3));
+    }
+
+    #[test]
+    fn quotes_that_close_or_are_literal_are_not_taken_for_an_open_one() {
+        for csv in [
+            "phone,name\n1,\"Ada \"\"the\"\" Countess\"\n2,Bob\n",
+            "phone,name\n1,\"Grace\nHopper\"\n",
+            "phone,name\n1,5\" screen\n2,Bob\n",
+            "phone,name\r\n1,\"Ada\"\r\n",
+            "phone,name\n1,\"\"\n",
+        ] {
+            assert_eq!(unclosed_quote(csv.as_bytes()), None, "{csv:?}");
+            assert!(parse_csv(csv.as_bytes(), &ctx()).is_ok(), "{csv:?}");
+        }
     }
 
     #[test]

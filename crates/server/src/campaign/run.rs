@@ -44,6 +44,8 @@ struct Claim {
     route: usize,
     provider: String,
     dialer: Arc<dyn super::dial::Dialer>,
+    /// The campaign's flow: its gates (breakers) apply to the call.
+    flow: String,
     pools: Vec<(String, u32)>,
     class: String,
     callback_class: String,
@@ -250,6 +252,7 @@ impl Campaigns {
                 route,
                 provider: r.provider.clone(),
                 dialer: r.dialer.clone(),
+                flow: rt.cfg.flow.clone(),
                 pools: req,
                 class,
                 callback_class: rt.callback_class.clone(),
@@ -360,7 +363,9 @@ impl Campaigns {
         let answer = app
             .governor
             .acquire(AcquireRequest {
-                target: Target::Pools { pools: c.pools.clone(), class: class.clone() },
+                // For the campaign's flow: its breakers gate the call (and count it as a
+                // probe when half-open), whatever pools and class it holds.
+                target: Target::FlowPools { flow: c.flow.clone(), pools: c.pools.clone(), class: class.clone() },
                 key: Some(key),
                 ttl_ms: Some(c.ttl_ms),
                 max_wait_ms: Some(0),

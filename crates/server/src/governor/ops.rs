@@ -81,6 +81,7 @@ pub(super) fn decision_span(req: &AcquireRequest) -> tracing::Span {
     let (flow, class) = match &req.target {
         Target::Flow(f) => (Some(f.as_str()), None),
         Target::Pools { class, .. } => (None, Some(class.as_str())),
+        Target::FlowPools { flow, class, .. } => (Some(flow.as_str()), Some(class.as_str())),
     };
     tracing::info_span!(
         "decision",
@@ -144,16 +145,28 @@ impl Governor {
         &self.ops
     }
 
-    /// The breaker gate of an acquire through `flow`, under the lock: `Some` rejection
-    /// when a dependency is down. A key that already holds a lease or a ticket passes, so
-    /// a repeated acquire still returns what it holds.
-    pub(super) fn breaker_gate(&self, st: &State, flow: Option<FlowId>, key: Option<&str>, now: u64) -> Option<Answer> {
+    /// The breaker gate of an acquire through `flow` (or for it, as a campaign's call),
+    /// under the lock: `Some` rejection when a dependency is down. A call that passes a
+    /// half-open breaker is one of its probes. A key that already holds a lease or a
+    /// ticket passes, so a repeated acquire still returns what it holds. `caller`: a
+    /// caller of the flow, who is then answered with its fallback (a campaign's call is
+    /// simply not placed).
+    pub(super) fn breaker_gate(
+        &self,
+        st: &State,
+        flow: Option<FlowId>,
+        key: Option<&str>,
+        caller: bool,
+        now: u64,
+    ) -> Option<Answer> {
         let f = flow?;
         if key.is_some_and(|k| st.ledger.lease_by_key(k).is_some() || st.ledger.ticket_by_key(k).is_some()) {
             return None;
         }
         let blocked = self.ops.gate(f.index(), now).err()?;
-        self.ops.fallback_answered(f.index(), &blocked.dependency, now);
+        if caller {
+            self.ops.fallback_answered(f.index(), &blocked.dependency, now);
+        }
         Some(Answer::Rejected {
             reason: RejectReason::Capacity,
             overflow: blocked.overflow,

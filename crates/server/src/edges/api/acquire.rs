@@ -7,6 +7,7 @@ use crate::governor::{AcquireRequest, Answer, Target};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use callgate_core::RejectReason;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -122,6 +123,11 @@ pub(crate) fn answer_response(answer: Answer) -> Response {
         }
         Answer::Queued(ticket) => {
             (StatusCode::ACCEPTED, axum::Json(json!({ "decision": "queued", "ticket": ticket }))).into_response()
+        }
+        Answer::Rejected { reason: RejectReason::NeverFits, overflow, .. } => {
+            // Waiting or retrying cannot help: 409, and no Retry-After to invite a retry.
+            let body = json!({ "decision": "rejected", "reason": "never_fits", "overflow": overflow });
+            (StatusCode::CONFLICT, axum::Json(body)).into_response()
         }
         Answer::Rejected { reason, overflow, retry_after_ms, dependency } => {
             let secs = retry_after_ms.div_ceil(1000).max(1);

@@ -35,6 +35,7 @@ pub(crate) async fn status(
             json!({ "id": id, "state": "granted", "lease": { "id": lease.to_string(), "live": false } })
         }
         TicketState::TimedOut(overflow) => json!({ "id": id, "state": "timed_out", "overflow": overflow }),
+        TicketState::NeverFits(overflow) => json!({ "id": id, "state": "never_fits", "overflow": overflow }),
         TicketState::Cancelled => json!({ "id": id, "state": "cancelled" }),
     }))
 }

@@ -383,11 +383,13 @@ function onEvent(e) {
       break;
     }
     case "ticket_cancelled":
-    case "ticket_timed_out": {
+    case "ticket_timed_out":
+    case "ticket_never_fits": {
       const t = e.ticket;
       state.line.delete(t.id);
       addWaiting(t.pools, -1);
-      feed("rejected", e.type === "ticket_cancelled" ? "hung up" : "timed out", (t.key || t.id) + " after " + duration(e.waited_ms));
+      const how = { ticket_cancelled: "hung up", ticket_timed_out: "timed out", ticket_never_fits: "never fits" }[e.type];
+      feed("rejected", how, (t.key || t.id) + " after " + duration(e.waited_ms));
       renderPools();
       refreshLineSoon();
       break;
