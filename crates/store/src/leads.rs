@@ -1293,6 +1293,9 @@ mod tests {
                     ended_at INTEGER, talk_ms INTEGER, cost REAL);
                  CREATE TABLE taken_callbacks (callback_id INTEGER PRIMARY KEY, campaign TEXT NOT NULL,
                     lead_id INTEGER NOT NULL, taken_at INTEGER NOT NULL);
+                 CREATE TABLE campaigns (name TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL,
+                    source TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+                 INSERT INTO campaigns VALUES ('c', '{}', 'running', 'config', 1, 1);
                  INSERT INTO leads VALUES (1, 'c', '+15550000001', NULL, 'UTC', 0, NULL, 1, 'callback', 5, 'dialing',
                     1, 0, NULL, 1, 1);
                  INSERT INTO leads VALUES (2, 'c', '+15550000002', NULL, 'UTC', 0, NULL, 0, 'callback', 6, 'done',
@@ -1308,6 +1311,15 @@ mod tests {
         assert_eq!(store.settled_callbacks(&[5, 6]).unwrap(), [(6, "completed".to_string())]);
         let e = end(&store, 1, "completed", "done", 20, None);
         assert_eq!(e.callbacks_done, [(5, "completed".to_string())]);
+        // A campaign of the older file has no pause reason until callgate pauses it.
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, None);
+        let why = Some("provider `v` refused the account: vapi 401".to_string());
+        let pause = LeadOp::SetState { name: "c".into(), state: "paused".into(), reason: why.clone(), at: 30 };
+        store.write_blocking(vec![pause]).unwrap();
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, why);
+        let resume = LeadOp::SetState { name: "c".into(), state: "running".into(), reason: None, at: 31 };
+        store.write_blocking(vec![resume]).unwrap();
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, None, "a resume clears it");
         drop(store);
         // Opened again: nothing to migrate.
         drop(LeadStore::open(&dir).unwrap());

@@ -684,32 +684,6 @@ impl Campaigns {
         self.view(name)
     }
 
-    /// Pauses a running campaign because of `reason` (an account error), durably; the
-    /// reason shows in its views until it is resumed. False when it was not running (an
-    /// attempt out at the same time already paused it, or someone did).
-    async fn pause_with_reason(&self, name: &str, reason: &str) -> bool {
-        {
-            let mut inner = self.lock();
-            let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) else { return false };
-            if rt.state != State::Running {
-                return false;
-            }
-            // At once, so the pacing loop claims no more leads while the write is on its way.
-            rt.state = State::Paused;
-            rt.paused_reason = Some(reason.to_string());
-        }
-        let op = LeadOp::SetState {
-            name: name.to_string(),
-            state: State::Paused.as_str().into(),
-            reason: Some(reason.to_string()),
-            at: self.now(),
-        };
-        if let Err(e) = self.store.write(vec![op]).await {
-            tracing::error!(campaign = %name, error = %e, "Cannot record a campaign's pause; it stays paused until a restart");
-        }
-        true
-    }
-
     /// Adds leads from a CSV or JSON upload.
     pub async fn import(
         &self,

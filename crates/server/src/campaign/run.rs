@@ -512,30 +512,41 @@ impl Campaigns {
     /// and the campaign pauses, durably, with the reason, until someone resumes it.
     async fn account_error(&self, attempt: u64, c: &Claim, why: &str) {
         let now = self.now();
-        let Some(active) = self.lock().active.remove(&attempt) else { return };
-        if let Err(e) = self.store.write(vec![LeadOp::Refused { id: attempt, at: now, next_at: now }]).await {
-            tracing::error!(error = %e, "Cannot record an attempt the provider account refused");
-        }
-        {
+        let reason = format!("provider `{}` refused the account: {why}", c.provider);
+        // One lock for the lead's return, the pause and the order of their writes, so that
+        // the pause is in force before this attempt stops counting as live: a resume made
+        // once nothing is live is never undone by an error that came before it.
+        let (active, written, paused) = {
             let mut inner = self.lock();
+            let Some(active) = inner.active.remove(&attempt) else { return };
+            let mut ops = vec![LeadOp::Refused { id: attempt, at: now, next_at: now }];
+            let mut paused = false;
             if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+                if rt.state == State::Running {
+                    rt.state = State::Paused;
+                    rt.paused_reason = Some(reason.clone());
+                    paused = true;
+                    ops.push(LeadOp::SetState {
+                        name: c.campaign.clone(),
+                        state: State::Paused.as_str().into(),
+                        reason: Some(reason.clone()),
+                        at: now,
+                    });
+                }
                 rt.live = rt.live.saturating_sub(1);
                 rt.sched.insert(Lead { not_before: now, ..active.lead }, &rt.calendar, now);
             }
+            (active, self.store.write(ops), paused)
+        };
+        if let Err(e) = written.await {
+            tracing::error!(campaign = %c.campaign, error = %e, "Cannot record an account error's pause");
         }
         let app = self.app();
         if let (Some(app), Some(id)) = (&app, active.lease) {
             let _ = app.governor.release(id).await;
         }
-        let reason = format!("provider `{}` refused the account: {why}", c.provider);
-        let paused = self.pause_with_reason(&c.campaign, &reason).await;
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .account_errors
-            .entry(c.campaign.clone())
-            .and_modify(|n| *n += 1)
-            .or_insert(1);
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()).account_errors.entry(c.campaign.clone()).or_default() +=
+            1;
         if paused {
             tracing::error!(campaign = %c.campaign, provider = %c.provider, reason = %why, "The provider refused the account; the campaign is paused until it is resumed");
             if let Some(app) = &app {
