@@ -153,6 +153,54 @@ pub struct CampaignTwilio {
     /// inline TwiML (`Twiml`), e.g. `<Response><Connect><Stream url="wss://…"/></Connect></Response>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twiml: Option<String>,
+    /// Answering machine detection (`MachineDetection`): `"off"`, `"Enable"` (Twilio
+    /// answers as soon as it can tell) or `"DetectMessageEnd"` (waits for the greeting to
+    /// end, to leave a message). Default: `Enable` when the retry policy dials a lead
+    /// again after voicemail (`retry.max_attempts` above 1), since only then does telling
+    /// voicemail from a conversation change what happens to the lead; else off. Twilio
+    /// bills detection per call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_detection: Option<MachineDetection>,
+    /// Detect in the background (`AsyncAmd`): the answered call connects at once and the
+    /// verdict comes to callgate's status URL later (default false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub async_amd: bool,
+}
+
+/// Twilio's `MachineDetection`, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MachineDetection {
+    /// No detection.
+    #[serde(rename = "off")]
+    Off,
+    /// `Enable`: the verdict as soon as the answerer is identified.
+    Enable,
+    /// `DetectMessageEnd`: for a machine, after its greeting (and beep) ends.
+    DetectMessageEnd,
+}
+
+impl MachineDetection {
+    /// The value Twilio takes (`off` is sent as nothing).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineDetection::Off => "off",
+            MachineDetection::Enable => "Enable",
+            MachineDetection::DetectMessageEnd => "DetectMessageEnd",
+        }
+    }
+}
+
+impl CampaignConfig {
+    /// The answering machine detection a Twilio campaign's calls ask for (`None`: off).
+    /// See [`CampaignTwilio::machine_detection`] for the default.
+    pub fn machine_detection(&self) -> Option<MachineDetection> {
+        let t = self.twilio.as_ref()?;
+        match t.machine_detection {
+            Some(MachineDetection::Off) => None,
+            Some(m) => Some(m),
+            None => (self.retry.max_attempts > 1).then_some(MachineDetection::Enable),
+        }
+    }
 }
 
 /// The simulated provider: every call is decided by a seeded random draw.
@@ -623,6 +671,12 @@ fn validate_one(config: &Config, c: &CampaignConfig, field: &Field, out: &mut Pr
                 }
                 if t.url.is_some() == t.twiml.is_some() {
                     out.push(at("twilio"), "give exactly one of `url` (a TwiML URL) or `twiml`");
+                }
+                if t.async_amd && c.machine_detection().is_none() {
+                    out.push(
+                        at("twilio").key("async_amd"),
+                        "async_amd needs machine_detection = \"Enable\" or \"DetectMessageEnd\"",
+                    );
                 }
             }
         }

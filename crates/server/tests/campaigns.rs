@@ -908,7 +908,7 @@ fn hang_up(fake: &FakeVapi, call_id: &str, talk_ms: Option<u64>) {
             }
             None => call["endedReason"] = json!("customer-did-not-answer"),
         }
-        (call["metadata"]["callgate_attempt"].as_u64(), call.clone())
+        (call["assistantOverrides"]["metadata"]["callgate_attempt"].as_u64(), call.clone())
     };
     let hook = fake.account.hook.lock().unwrap().clone().expect("a wired webhook");
     hook(call_id.to_string(), attempt, call);

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     state TEXT NOT NULL,           -- paused | running | stopped
     source TEXT NOT NULL,          -- config | api
     created_at INTEGER NOT NULL,   -- Unix ms
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    paused_reason TEXT             -- why callgate paused it (an account error); NULL: not by callgate
 );
 CREATE TABLE IF NOT EXISTS leads (
     id INTEGER PRIMARY KEY,
@@ -83,7 +84,8 @@ CREATE TABLE IF NOT EXISTS taken_callbacks (
 
 /// Columns added after the first release, per table: a file written before them gets them
 /// when it is opened (see [`migrate`]).
-const COLUMNS_ADDED: [(&str, &str, &str); 4] = [
+const COLUMNS_ADDED: [(&str, &str, &str); 5] = [
+    ("campaigns", "paused_reason", "TEXT"),
     ("attempts", "callback_id", "INTEGER"),
     ("taken_callbacks", "booked_at", "INTEGER"),
     ("taken_callbacks", "outcome", "TEXT"),
@@ -231,6 +233,9 @@ pub enum LeadOp {
         name: String,
         /// `paused`, `running`, `stopped`.
         state: String,
+        /// Why callgate paused it (an account error the provider reported); `None` clears
+        /// a reason stored before (a manual pause, a resume).
+        reason: Option<String>,
         /// Unix ms.
         at: u64,
     },
@@ -362,6 +367,8 @@ pub struct StoredCampaign {
     pub source: String,
     /// Unix ms.
     pub created_at: u64,
+    /// Why callgate paused it (see [`LeadOp::SetState`]).
+    pub paused_reason: Option<String>,
 }
 
 /// What the scheduler keeps of a pending lead.
@@ -577,8 +584,9 @@ impl LeadStore {
     /// Every campaign, oldest first.
     pub fn campaigns(&self) -> Result<Vec<StoredCampaign>, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT name, spec, state, source, created_at FROM campaigns ORDER BY created_at, name")?;
+            let mut stmt = c.prepare(
+                "SELECT name, spec, state, source, created_at, paused_reason FROM campaigns ORDER BY created_at, name",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(StoredCampaign {
                     name: r.get(0)?,
@@ -586,6 +594,7 @@ impl LeadStore {
                     state: r.get(2)?,
                     source: r.get(3)?,
                     created_at: r.get::<_, i64>(4)? as u64,
+                    paused_reason: r.get(5)?,
                 })
             })?;
             rows.collect()
@@ -827,9 +836,9 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
             )?
             .execute(params![name, spec, state, source, *at as i64])?;
         }
-        LeadOp::SetState { name, state, at } => {
-            tx.prepare_cached("UPDATE campaigns SET state = ?2, updated_at = ?3 WHERE name = ?1")?
-                .execute(params![name, state, *at as i64])?;
+        LeadOp::SetState { name, state, reason, at } => {
+            tx.prepare_cached("UPDATE campaigns SET state = ?2, paused_reason = ?4, updated_at = ?3 WHERE name = ?1")?
+                .execute(params![name, state, *at as i64, reason])?;
         }
         LeadOp::AddLeads { campaign, leads, at } => {
             let mut stmt = tx.prepare_cached(
@@ -1284,6 +1293,9 @@ mod tests {
                     ended_at INTEGER, talk_ms INTEGER, cost REAL);
                  CREATE TABLE taken_callbacks (callback_id INTEGER PRIMARY KEY, campaign TEXT NOT NULL,
                     lead_id INTEGER NOT NULL, taken_at INTEGER NOT NULL);
+                 CREATE TABLE campaigns (name TEXT PRIMARY KEY, spec TEXT NOT NULL, state TEXT NOT NULL,
+                    source TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+                 INSERT INTO campaigns VALUES ('c', '{}', 'running', 'config', 1, 1);
                  INSERT INTO leads VALUES (1, 'c', '+15550000001', NULL, 'UTC', 0, NULL, 1, 'callback', 5, 'dialing',
                     1, 0, NULL, 1, 1);
                  INSERT INTO leads VALUES (2, 'c', '+15550000002', NULL, 'UTC', 0, NULL, 0, 'callback', 6, 'done',
@@ -1299,6 +1311,15 @@ mod tests {
         assert_eq!(store.settled_callbacks(&[5, 6]).unwrap(), [(6, "completed".to_string())]);
         let e = end(&store, 1, "completed", "done", 20, None);
         assert_eq!(e.callbacks_done, [(5, "completed".to_string())]);
+        // A campaign of the older file has no pause reason until callgate pauses it.
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, None);
+        let why = Some("provider `v` refused the account: vapi 401".to_string());
+        let pause = LeadOp::SetState { name: "c".into(), state: "paused".into(), reason: why.clone(), at: 30 };
+        store.write_blocking(vec![pause]).unwrap();
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, why);
+        let resume = LeadOp::SetState { name: "c".into(), state: "running".into(), reason: None, at: 31 };
+        store.write_blocking(vec![resume]).unwrap();
+        assert_eq!(store.campaigns().unwrap()[0].paused_reason, None, "a resume clears it");
         drop(store);
         // Opened again: nothing to migrate.
         drop(LeadStore::open(&dir).unwrap());

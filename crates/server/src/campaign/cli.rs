@@ -190,12 +190,13 @@ async fn run(cmd: CampaignCommand) -> Result<(), String> {
             } else {
                 for c in v.as_array().into_iter().flatten() {
                     println!(
-                        "{:<24} {:<8} priority {:<4} live {:<4} scheduled {}",
+                        "{:<24} {:<8} priority {:<4} live {:<4} scheduled {}{}",
                         c["name"].as_str().unwrap_or(""),
                         c["state"].as_str().unwrap_or(""),
                         c["priority"],
                         c["live"],
-                        c["scheduled"]
+                        c["scheduled"],
+                        c["paused_reason"].as_str().map(|r| format!("  ({r})")).unwrap_or_default()
                     );
                 }
             }
@@ -371,6 +372,9 @@ pub fn status_text(v: &Value) -> String {
     ));
     if let Some(why) = v["unavailable"].as_str() {
         out.push_str(&format!("cannot dial: {why}\n"));
+    }
+    if let Some(why) = v["paused_reason"].as_str() {
+        out.push_str(&format!("paused by callgate: {why}\n(fix the account, then `callgate campaign resume`)\n"));
     }
     out.push_str(&format!(
         "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted\n",

@@ -307,6 +307,8 @@ struct Runtime {
     blocked: bool,
     /// Why it cannot dial at all (a provider without API credentials).
     unavailable: Option<String>,
+    /// Why callgate paused it (an account error), until it is resumed.
+    paused_reason: Option<String>,
     caller_rr: usize,
 }
 
@@ -320,6 +322,8 @@ struct Active {
     lease: Option<callgate_core::LeaseId>,
     call_id: Option<String>,
     answered: bool,
+    /// Who answered, when answering machine detection said so before the end.
+    answerer: Option<dial::Answerer>,
 }
 
 #[derive(Default)]
@@ -342,6 +346,8 @@ struct Stats {
     outcomes: std::collections::BTreeMap<(String, &'static str), u64>,
     /// campaign → USD.
     cost: std::collections::BTreeMap<String, f64>,
+    /// campaign → calls the provider refused for the account (each pauses the campaign).
+    account_errors: std::collections::BTreeMap<String, u64>,
 }
 
 /// Every campaign, the pacing loop and the outcomes. See the module docs.
@@ -520,6 +526,7 @@ impl Campaigns {
                         t.from.clone(),
                         t.url.clone(),
                         t.twiml.clone(),
+                        cfg.machine_detection().map(|mode| dial::twilio::Amd { mode, asynchronous: t.async_amd }),
                         p.reconcile_every,
                     ))
                 }
@@ -566,6 +573,7 @@ impl Campaigns {
             bucket: Bucket::new(cfg.calls_per_second.0, now),
             blocked: false,
             unavailable,
+            paused_reason: stored.paused_reason.clone().filter(|_| State::parse(&stored.state) == State::Paused),
             caller_rr: 0,
             cfg,
         })
@@ -618,6 +626,7 @@ impl Campaigns {
             state: state.as_str().into(),
             source: "api".into(),
             created_at: now,
+            paused_reason: None,
         };
         let name = cfg.name.clone();
         let rt = self.runtime(cfg, &stored, now).map_err(ApiError::bad_request)?;
@@ -652,13 +661,24 @@ impl Campaigns {
             }
         };
         if let Some(state) = target {
-            self.store
-                .write(vec![LeadOp::SetState { name: name.to_string(), state: state.as_str().into(), at: self.now() }])
-                .await?;
-            if let Some(rt) = self.lock().list.iter_mut().find(|r| r.name == name) {
+            // Any change by hand clears the reason callgate paused it for.
+            let op =
+                LeadOp::SetState { name: name.to_string(), state: state.as_str().into(), reason: None, at: self.now() };
+            self.store.write(vec![op]).await?;
+            let cleared = self.lock().list.iter_mut().find(|r| r.name == name).and_then(|rt| {
                 rt.state = state;
-            }
+                rt.paused_reason.take()
+            });
             tracing::info!(campaign = %name, state = state.as_str(), "Campaign state changed");
+            if let (Some(reason), Some(app)) = (cleared, self.app()) {
+                app.live.publish_json(&serde_json::json!({
+                    "type": "campaign_resumed",
+                    "at_ms": self.now(),
+                    "campaign": name,
+                    "state": state.as_str(),
+                    "cleared": reason,
+                }));
+            }
             self.wake.notify_one();
         }
         self.view(name)

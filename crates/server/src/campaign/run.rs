@@ -30,8 +30,8 @@ pub struct ProviderUpdate {
     pub provider: String,
     /// The provider's call id.
     pub call_id: String,
-    /// The attempt, when the call carries it (Vapi `metadata.callgate_attempt`, Twilio's
-    /// status callback query `callgate_attempt`).
+    /// The attempt, when the call carries it (Vapi `assistantOverrides.metadata.
+    /// callgate_attempt`, Twilio's status callback query `callgate_attempt`).
     pub attempt: Option<u64>,
     /// What happened.
     pub state: CallState,
@@ -434,6 +434,7 @@ impl Campaigns {
                 lease: lease_id,
                 call_id: None,
                 answered: false,
+                answerer: None,
             },
         );
         let call = PlaceCall {
@@ -461,6 +462,7 @@ impl Campaigns {
                 tracing::debug!(campaign = %c.campaign, attempt, call = %placed.call_id, "Call placed");
             }
             Err(DialError::Refused(why)) => self.refused(attempt, &c, &why).await,
+            Err(DialError::Account(why)) => self.account_error(attempt, &c, &why).await,
             Err(DialError::Invalid(why)) => {
                 self.finish(attempt, Ended { outcome: Outcome::Invalid, reason: Some(why), talk_ms: None, cost: None })
                     .await
@@ -509,6 +511,62 @@ impl Campaigns {
         }
     }
 
+    /// An error of the provider account (a revoked key, no credit, an unknown assistant or
+    /// caller id): not the lead's fault, and every other lead would meet it too. The lead
+    /// goes back uncounted (the attempt is recorded as refused), the lease is released,
+    /// and the campaign pauses, durably, with the reason, until someone resumes it.
+    async fn account_error(&self, attempt: u64, c: &Claim, why: &str) {
+        let now = self.now();
+        let reason = format!("provider `{}` refused the account: {why}", c.provider);
+        // One lock for the lead's return, the pause and the order of their writes, so that
+        // the pause is in force before this attempt stops counting as live: a resume made
+        // once nothing is live is never undone by an error that came before it.
+        let (active, written, paused) = {
+            let mut inner = self.lock();
+            let Some(active) = inner.active.remove(&attempt) else { return };
+            let mut ops = vec![LeadOp::Refused { id: attempt, at: now, next_at: now }];
+            let mut paused = false;
+            if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+                if rt.state == State::Running {
+                    rt.state = State::Paused;
+                    rt.paused_reason = Some(reason.clone());
+                    paused = true;
+                    ops.push(LeadOp::SetState {
+                        name: c.campaign.clone(),
+                        state: State::Paused.as_str().into(),
+                        reason: Some(reason.clone()),
+                        at: now,
+                    });
+                }
+                rt.live = rt.live.saturating_sub(1);
+                rt.sched.insert(Lead { not_before: now, ..active.lead }, &rt.calendar, now);
+            }
+            (active, self.store.write(ops), paused)
+        };
+        if let Err(e) = written.await {
+            tracing::error!(campaign = %c.campaign, error = %e, "Cannot record an account error's pause");
+        }
+        let app = self.app();
+        if let (Some(app), Some(id)) = (&app, active.lease) {
+            let _ = app.governor.release(id).await;
+        }
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner()).account_errors.entry(c.campaign.clone()).or_default() +=
+            1;
+        if paused {
+            tracing::error!(campaign = %c.campaign, provider = %c.provider, reason = %why, "The provider refused the account; the campaign is paused until it is resumed");
+            if let Some(app) = &app {
+                app.live.publish_json(&json!({
+                    "type": "campaign_paused",
+                    "at_ms": now,
+                    "campaign": c.campaign,
+                    "provider": c.provider,
+                    "reason": reason,
+                }));
+            }
+        }
+        self.wake.notify_one();
+    }
+
     async fn answered(&self, attempt: u64) {
         let first = {
             let mut inner = self.lock();
@@ -533,6 +591,14 @@ impl Campaigns {
         let Some(a) = self.lock().active.remove(&attempt) else { return };
         if let Some(call) = &a.call_id {
             self.lock().by_call.remove(&by_call_key(&a.provider, call));
+        }
+        // A call answered by a machine (or a fax) that ended `completed` reached no one.
+        let mut ended = ended;
+        if let (Outcome::Completed, Some(by)) = (ended.outcome, a.answerer) {
+            ended.outcome = by.outcome();
+            if ended.outcome != Outcome::Completed {
+                ended.talk_ms = None;
+            }
         }
         let retry_cfg = {
             let inner = self.lock();
@@ -666,6 +732,12 @@ impl Campaigns {
         match u.state {
             CallState::Ended(e) => self.finish(attempt, e).await,
             CallState::Live => self.answered(attempt).await,
+            CallState::Answered(by) => {
+                if let Some(a) = self.lock().active.get_mut(&attempt) {
+                    a.answerer = Some(by);
+                }
+                self.answered(attempt).await
+            }
             CallState::Ringing | CallState::Unknown => {}
         }
         true
@@ -809,6 +881,11 @@ impl Campaigns {
                 (None, Some(d)) => match d.find(&call, a.placed_at).await {
                     Ok(found) => {
                         asked = true;
+                        if let Some(id) = &found {
+                            // Found by the metadata the call echoes: recorded, so a later
+                            // restart need not ask again (written before any end of it).
+                            drop(self.store.write(vec![LeadOp::Placed { id: a.id, call_id: id.clone() }]));
+                        }
                         found
                     }
                     Err(e) => {
@@ -830,6 +907,7 @@ impl Campaigns {
                 lease,
                 call_id: call_id.clone(),
                 answered: a.answered_at.is_some(),
+                answerer: None,
             };
             let inner_insert = |active: Active| {
                 let mut inner = self.lock();
@@ -842,7 +920,7 @@ impl Campaigns {
                 inner.active.insert(a.id, active);
             };
             match (call_id.is_some(), state) {
-                (true, CallState::Ringing | CallState::Live) => {
+                (true, CallState::Ringing | CallState::Live | CallState::Answered(_)) => {
                     // Still live on the platform: follow it to its end.
                     if let Some(l) = lease {
                         kept.insert(l);

@@ -115,7 +115,7 @@ impl Campaigns {
     /// `GET /v1/campaigns/{name}`: settings and progress.
     pub fn view(&self, name: &str) -> Result<Value, ApiError> {
         let now = self.now();
-        let (cfg, state, source, live, scheduled, parked, providers, unavailable, class) = {
+        let (cfg, state, source, live, scheduled, parked, providers, unavailable, class, paused_reason) = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| super::unknown_campaign(name))?;
             let providers: Vec<Value> = rt
@@ -139,6 +139,7 @@ impl Campaigns {
                 providers,
                 rt.unavailable.clone(),
                 rt.class.clone(),
+                rt.paused_reason.clone(),
             )
         };
         let hour = 3600 * 1000;
@@ -178,6 +179,7 @@ impl Campaigns {
             "max_concurrency": cfg.max_concurrency,
             "calls_per_second": cfg.calls_per_second.0,
             "unavailable": unavailable,
+            "paused_reason": paused_reason,
             "leads": {
                 "total": total,
                 "pending": get("pending"),
@@ -213,6 +215,7 @@ impl Campaigns {
                 json!({
                     "name": rt.name,
                     "state": rt.state.as_str(),
+                    "paused_reason": rt.paused_reason,
                     "source": rt.source,
                     "priority": rt.cfg.priority,
                     "live": rt.live,
@@ -226,11 +229,12 @@ impl Campaigns {
     /// attempts by outcome and cost (counters since the process started).
     pub fn render_metrics(&self, out: &mut String) {
         type Gauges = Vec<(String, u32, usize)>;
-        let (gauges, states): (Gauges, Vec<(String, State)>) = {
+        type States = Vec<(String, State, bool)>;
+        let (gauges, states): (Gauges, States) = {
             let inner = self.lock();
             (
                 inner.list.iter().map(|r| (r.name.clone(), r.live, r.sched.len())).collect(),
-                inner.list.iter().map(|r| (r.name.clone(), r.state)).collect(),
+                inner.list.iter().map(|r| (r.name.clone(), r.state, r.paused_reason.is_some())).collect(),
             )
         };
         if gauges.is_empty() {
@@ -248,10 +252,27 @@ impl Campaigns {
         }
         let _ = writeln!(out, "# HELP callgate_campaign_running 1 while the campaign dials.");
         let _ = writeln!(out, "# TYPE callgate_campaign_running gauge");
-        for (n, s) in &states {
+        for (n, s, _) in &states {
             let _ = writeln!(out, "callgate_campaign_running{{campaign=\"{n}\"}} {}", u8::from(*s == State::Running));
         }
+        let _ = writeln!(
+            out,
+            "# HELP callgate_campaign_account_paused 1 while the campaign is paused because its provider refused the account."
+        );
+        let _ = writeln!(out, "# TYPE callgate_campaign_account_paused gauge");
+        for (n, _, by_account) in &states {
+            let _ = writeln!(out, "callgate_campaign_account_paused{{campaign=\"{n}\"}} {}", u8::from(*by_account));
+        }
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP callgate_campaign_account_errors_total Calls the provider refused for the account (key, credit, ids), not the lead."
+        );
+        let _ = writeln!(out, "# TYPE callgate_campaign_account_errors_total counter");
+        for (n, _, _) in &gauges {
+            let v = stats.account_errors.get(n).copied().unwrap_or(0);
+            let _ = writeln!(out, "callgate_campaign_account_errors_total{{campaign=\"{n}\"}} {v}");
+        }
         let _ = writeln!(out, "# HELP callgate_campaign_attempts_total Attempts ended, by outcome.");
         let _ = writeln!(out, "# TYPE callgate_campaign_attempts_total counter");
         for (n, _, _) in &gauges {

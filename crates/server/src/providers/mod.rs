@@ -193,7 +193,7 @@ pub struct PlatformCall {
     /// call to a number a flow serves).
     pub adoptable: bool,
     /// Placed by callgate's campaign dialer (Vapi: the call carries
-    /// `metadata.callgate_attempt` or `metadata.callgate_lease`): its lease is the
+    /// `assistantOverrides.metadata.callgate_attempt` or `…callgate_lease`): its lease is the
     /// dialer's (`dial:` key), so it is counted already and never adopted.
     pub dialed: bool,
 }

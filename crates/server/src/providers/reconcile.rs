@@ -13,7 +13,7 @@
 //!   the pool is full the call is logged and counted next time.
 //! - Calls the campaign dialer placed are its own: their leases have `dial:` keys, not the
 //!   call id, so they would look unknown. They are recognised by their metadata (Vapi:
-//!   `callgate_attempt` / `callgate_lease`) and by asking the dialer which call ids it
+//!   `assistantOverrides.metadata.callgate_attempt` / `…callgate_lease`) and by asking the dialer which call ids it
 //!   follows (Twilio's listing does not show a call's status callback), and never adopted.
 //! - A complete listing with fewer live calls than the pool's limit tells the governor
 //!   the platform has room: a provider refusal's cooldown cap of the pool ends then.

@@ -74,8 +74,8 @@ impl VapiClient {
 
 /// One call object: `id`, `status` (`scheduled, queued, ringing, in-progress, forwarding,
 /// ended`), `phoneCallProviderId` (the telephony provider's id of the same call), and the
-/// `metadata` the campaign dialer gives the calls it places (`callgate_attempt`,
-/// `callgate_lease`).
+/// `assistantOverrides.metadata` the campaign dialer gives the calls it places
+/// (`callgate_attempt`, `callgate_lease`; `POST /call` has no top-level `metadata`).
 fn parse_call(item: &Value) -> Option<PlatformCall> {
     let id = item.get("id")?.as_str()?.to_owned();
     let state = match item.get("status").and_then(Value::as_str) {
@@ -84,7 +84,7 @@ fn parse_call(item: &Value) -> Option<PlatformCall> {
         _ => PlatformState::Pending,
     };
     let alias = item.get("phoneCallProviderId").and_then(Value::as_str).map(str::to_owned);
-    let metadata = item.get("metadata");
+    let metadata = item.get("assistantOverrides").and_then(|o| o.get("metadata"));
     let dialed = ["callgate_attempt", "callgate_lease"]
         .iter()
         .any(|k| metadata.and_then(|m| m.get(k)).is_some_and(|v| !v.is_null()));
@@ -100,14 +100,20 @@ mod tests {
     fn calls_the_dialer_placed_are_never_adoptable() {
         let stranger = parse_call(&json!({ "id": "c1", "status": "in-progress" })).unwrap();
         assert!(stranger.adoptable && !stranger.dialed);
-        let dialed = json!({ "id": "c2", "status": "in-progress",
-            "metadata": { "callgate_lease": "L7", "callgate_campaign": "spring", "callgate_attempt": 12 } });
+        let dialed = json!({ "id": "c2", "status": "in-progress", "assistantOverrides": {
+            "metadata": { "callgate_lease": "L7", "callgate_campaign": "spring", "callgate_attempt": 12 } } });
         let dialed = parse_call(&dialed).unwrap();
         assert!(dialed.dialed && !dialed.adoptable, "{dialed:?}");
-        let by_attempt =
-            parse_call(&json!({ "id": "c3", "status": "ringing", "metadata": { "callgate_attempt": "12" } }));
+        let by_attempt = parse_call(&json!({ "id": "c3", "status": "ringing",
+            "assistantOverrides": { "metadata": { "callgate_attempt": "12" } } }));
         assert!(by_attempt.unwrap().dialed);
-        let other_meta = parse_call(&json!({ "id": "c4", "status": "queued", "metadata": { "crm": 1 } })).unwrap();
+        let other_meta = parse_call(&json!({ "id": "c4", "status": "queued",
+            "assistantOverrides": { "metadata": { "crm": 1 } } }))
+        .unwrap();
         assert!(other_meta.adoptable && !other_meta.dialed);
+        // A top-level `metadata` is nothing Vapi's `POST /call` can set: not the dialer's.
+        let top =
+            parse_call(&json!({ "id": "c5", "status": "queued", "metadata": { "callgate_attempt": 3 } })).unwrap();
+        assert!(top.adoptable && !top.dialed);
     }
 }

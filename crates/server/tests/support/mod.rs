@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod providers;
+pub mod strict;
 
 use callgate_config::Config;
 use callgate_server::clock::Clock;

@@ -2,6 +2,7 @@
 //! shared/providers/*.md), a Twilio "phone" that signs its webhooks like Twilio does, and
 //! a TwiML reader.
 
+use super::strict;
 use super::TestServer;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,6 +30,16 @@ pub struct FakeState {
     pub fail_with: Mutex<Option<u16>>,
     /// Twilio: the form of every `POST Calls.json` (a call placed), in order.
     pub placed: Mutex<Vec<HashMap<String, String>>>,
+    /// Twilio: the same forms as sent (repeated names kept, in order), refused ones too.
+    pub forms: Mutex<Vec<Vec<(String, String)>>>,
+    /// Twilio: the auth token `POST Calls.json` must be signed with (basic auth, the
+    /// account SID of the path as user).
+    pub auth_token: Mutex<Option<String>>,
+    /// Twilio: when set, the only `From` numbers the account owns or has verified (any
+    /// other is refused with 21210, as Twilio does).
+    pub owned_numbers: Mutex<Option<Vec<String>>>,
+    /// Twilio: while set, every `POST Calls.json` answers this (status, body).
+    pub account_error: Mutex<Option<(u16, Value)>>,
 }
 
 /// A running fake.
@@ -90,8 +101,14 @@ pub async fn fake_vapi() -> Fake {
 /// calls with that status, one page; `POST` there places an outbound call (`CA-OUT-n`,
 /// `queued`, kept among the calls with its form in `placed`); `GET …/Calls/{sid}.json`
 /// reads one call.
+///
+/// `POST Calls.json` is as strict as Twilio's: basic auth with the token
+/// `twilio-auth-token` (401, code 20003), a form body, only the parameters and values of
+/// the official SDK's `CallList.create` (see [`strict`]), a `To` in E.164 (21211) and,
+/// when `owned_numbers` is set, a `From` the account owns (21210).
 pub async fn fake_twilio() -> Fake {
     let state = Arc::new(FakeState::default());
+    *state.auth_token.lock().unwrap() = Some("twilio-auth-token".into());
     let router = Router::new()
         .route(
             "/2010-04-01/Accounts/{sid}/Calls.json",
@@ -119,7 +136,49 @@ pub async fn fake_twilio() -> Fake {
                 if let Some(code) = note(&s, format!("/2010-04-01/Accounts/{sid}/Calls.json"), HashMap::new(), &headers) {
                     return (code, Json(json!({ "message": "fake failure" }))).into_response();
                 }
-                let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                let twilio_error = |status: u16, code: u32, message: String| {
+                    let body = json!({ "code": code, "message": message, "status": status,
+                        "more_info": format!("https://www.twilio.com/docs/errors/{code}") });
+                    (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
+                };
+                let token = s.auth_token.lock().unwrap().clone();
+                if let Some(token) = token {
+                    let expected = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"))
+                    );
+                    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+                        return twilio_error(401, 20003, "Authenticate".into());
+                    }
+                }
+                let form_type = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| {
+                    t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                });
+                if !form_type {
+                    return twilio_error(400, 20001, "Content-Type must be application/x-www-form-urlencoded".into());
+                }
+                let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                s.forms.lock().unwrap().push(pairs.clone());
+                if let Some((code, message)) = strict::twilio_create_call(&pairs).into_iter().next() {
+                    return twilio_error(400, code, message);
+                }
+                let error = s.account_error.lock().unwrap().clone();
+                if let Some((status, body)) = error {
+                    return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
+                }
+                let form: HashMap<String, String> = pairs.into_iter().collect();
+                let owned = s.owned_numbers.lock().unwrap().clone();
+                if owned.is_some_and(|o| !o.iter().any(|n| Some(n) == form.get("From"))) {
+                    return twilio_error(
+                        400,
+                        21210,
+                        format!("The source phone number provided, {}, is not yet verified for your account.", form["From"]),
+                    );
+                }
+                let to = form.get("To").cloned().unwrap_or_default();
+                if !to.starts_with('+') || to.len() < 9 || !to[1..].bytes().all(|b| b.is_ascii_digit()) {
+                    return twilio_error(400, 21211, format!("Invalid 'To' Phone Number: {to}"));
+                }
                 let call_sid = format!("CA-OUT-{}", s.placed.lock().unwrap().len() + 1);
                 let call = json!({ "sid": call_sid, "status": "queued", "direction": "outbound-api",
                     "to": form.get("To"), "from": form.get("From"), "parent_call_sid": null });

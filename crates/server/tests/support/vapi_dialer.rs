@@ -8,9 +8,20 @@
 //! moment it ends, before callgate hears of the end, so the fake never counts less than
 //! callgate should.
 //!
+//! The fake is as strict as Vapi: a wrong key is a 401, a body that is not JSON a 400, and
+//! every body is checked against the official SDK's `CreateCallDTO` (see [`strict`]): an
+//! unknown property, a wrong type or a `customer.name` over 40 characters is Vapi's 400
+//! `{"message": ["property X should not exist"], "error": "Bad Request", "statusCode": 400}`.
+//! Every body it took or refused is kept (`bodies`), for a second check with the SDK itself.
+//!
 //! Included with `#[path]` by the server's campaign tests and by the CLI's SIGKILL test,
 //! so it depends on nothing but axum, serde_json and tokio.
 #![allow(dead_code)]
+
+// Its own copy: the CLI's tests include this file without the rest of `support`.
+#[allow(clippy::duplicate_mod)]
+#[path = "strict.rs"]
+pub mod strict;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -58,6 +69,16 @@ pub struct Counts {
     pub next: u64,
     /// `GET /call` listings served (reconciliation's).
     pub lists: u32,
+    /// While set, every `POST /call` answers this (status, body): an account error such
+    /// as a revoked key (401) or no credit (402), until the test clears it.
+    pub account_error: Option<(u16, Value)>,
+    /// Every `POST /call` body received, in order.
+    pub bodies: Vec<Value>,
+    /// `POST /call` requests refused as malformed (bad JSON, unknown property, …).
+    pub malformed: Vec<String>,
+    /// While set, a call is taken (and counted) at once but the answer to `POST /call`
+    /// comes this much later: a callgate stopped meanwhile never learns the call id.
+    pub hold: Option<Duration>,
 }
 
 pub struct Account {
@@ -132,12 +153,49 @@ fn iso(ms: u64) -> String {
     format!("2026-01-15T{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
 }
 
-async fn place(State(account): State<Arc<Account>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+/// Vapi's answer to a request its validation refuses.
+fn bad_request(account: &Account, messages: Vec<String>) -> Response {
+    account.counts.lock().unwrap().malformed.extend(messages.iter().cloned());
+    (StatusCode::BAD_REQUEST, Json(json!({ "message": messages, "error": "Bad Request", "statusCode": 400 })))
+        .into_response()
+}
+
+async fn place(State(account): State<Arc<Account>>, headers: HeaderMap, raw: axum::body::Bytes) -> Response {
     if !authorized(&account, &headers) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "Unauthorized" }))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "message": "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa.",
+                "error": "Unauthorized", "statusCode": 401 })),
+        )
+            .into_response();
+    }
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+    if !json_type {
+        return bad_request(&account, vec!["Content-Type must be application/json".into()]);
+    }
+    let body: Value = match serde_json::from_slice(&raw) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&account, vec![format!("Unexpected token in JSON: {e}")]),
+    };
+    account.counts.lock().unwrap().bodies.push(body.clone());
+    let problems = strict::vapi_create_call(&body);
+    if !problems.is_empty() {
+        return bad_request(&account, problems);
+    }
+    if let Some((status, err)) = account.counts.lock().unwrap().account_error.clone() {
+        return (StatusCode::from_u16(status).unwrap(), Json(err)).into_response();
     }
     let phone = body["customer"]["number"].as_str().unwrap_or("").to_string();
-    let attempt = body["metadata"]["callgate_attempt"].as_u64();
+    if !phone.starts_with('+') || phone.len() < 9 || !phone[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return bad_request(
+            &account,
+            vec!["customer.number must be a valid phone number in the E.164 format. Hot tip, you may be missing the country code (Eg. US: +1).".into()],
+        );
+    }
+    let attempt = body["assistantOverrides"]["metadata"]["callgate_attempt"].as_u64();
     let (id, reason, talk) = {
         let mut c = account.counts.lock().unwrap();
         let over = c.live_in + c.live_out >= account.limit;
@@ -169,13 +227,16 @@ async fn place(State(account): State<Arc<Account>>, headers: HeaderMap, Json(bod
         };
         let (reason, talk) = (account.script)(&phone, n);
         let now = c.next * 10;
+        // The `Call` echoes the overrides (where the dialer's correlation data is).
         let call = json!({ "id": id, "status": "queued", "createdAt": iso(now), "customer": body["customer"].clone(),
-            "metadata": body["metadata"].clone() });
+            "assistantId": body["assistantId"].clone(), "phoneNumberId": body["phoneNumberId"].clone(),
+            "assistantOverrides": body["assistantOverrides"].clone() });
         c.calls.insert(id.clone(), call);
         c.order.push(id.clone());
         c.placed.push(Placed { attempt, phone, call_id: id.clone() });
         (id, reason, talk)
     };
+    let hold = account.counts.lock().unwrap().hold;
     let acc = account.clone();
     let call_id = id.clone();
     tokio::spawn(async move {
@@ -208,9 +269,13 @@ async fn place(State(account): State<Arc<Account>>, headers: HeaderMap, Json(bod
             hook(call_id, attempt, ended);
         }
     });
+    if let Some(hold) = hold {
+        tokio::time::sleep(hold).await;
+    }
     (
         StatusCode::CREATED,
-        Json(json!({ "id": id, "status": "queued",
+        Json(json!({ "id": id, "status": "queued", "customer": body["customer"].clone(),
+            "assistantOverrides": body["assistantOverrides"].clone(),
             "subscriptionLimits": { "concurrencyBlocked": false, "concurrencyLimit": account.limit } })),
     )
         .into_response()

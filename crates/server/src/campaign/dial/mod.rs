@@ -59,6 +59,11 @@ pub enum DialError {
     /// The call could not be placed (network, provider error): a failed attempt, retried
     /// by the campaign's policy.
     Failed(String),
+    /// The provider refuses the account or its configuration, not the lead (a revoked
+    /// key, no credit, an unknown assistant or caller id): no call of the campaign can
+    /// succeed until someone fixes it. The campaign pauses with this reason, the lead
+    /// goes back uncounted.
+    Account(String),
 }
 
 impl std::fmt::Display for DialError {
@@ -67,6 +72,7 @@ impl std::fmt::Display for DialError {
             DialError::Refused(m) => write!(f, "refused for concurrency: {m}"),
             DialError::Invalid(m) => write!(f, "invalid: {m}"),
             DialError::Failed(m) => write!(f, "failed: {m}"),
+            DialError::Account(m) => write!(f, "account: {m}"),
         }
     }
 }
@@ -141,6 +147,9 @@ pub enum CallState {
     Ringing,
     /// Answered, in progress.
     Live,
+    /// Answered, and answering machine detection says by whom (Twilio's asynchronous
+    /// AMD callback): remembered until the call ends `completed`.
+    Answered(Answerer),
     /// Over.
     Ended(Ended),
     /// The provider does not know it.
@@ -207,11 +216,43 @@ pub fn vapi_outcome(reason: &str, answered: bool) -> Outcome {
     }
 }
 
+/// Who answered, as Twilio's answering machine detection says (`AnsweredBy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answerer {
+    /// `human`, or `unknown` (AMD could not tell: taken as the lead, who may be talking).
+    Human,
+    /// `machine_start`, `machine_end_beep`, `machine_end_silence`, `machine_end_other`.
+    Machine,
+    /// `fax`.
+    Fax,
+}
+
+impl Answerer {
+    /// Reads `AnsweredBy`; `None` for an empty or unknown word.
+    pub fn parse(answered_by: &str) -> Option<Answerer> {
+        match answered_by {
+            "human" | "unknown" => Some(Answerer::Human),
+            "fax" => Some(Answerer::Fax),
+            a if a.starts_with("machine_") => Some(Answerer::Machine),
+            _ => None,
+        }
+    }
+
+    /// What a call that ended `completed` was, once this is known of its answer: a
+    /// machine is voicemail, a fax line a failure (nobody to talk to).
+    pub fn outcome(self) -> Outcome {
+        match self {
+            Answerer::Human => Outcome::Completed,
+            Answerer::Machine => Outcome::Voicemail,
+            Answerer::Fax => Outcome::Failed,
+        }
+    }
+}
+
 /// A Twilio `CallStatus` (with `AnsweredBy`) as an outcome; `None` while the call goes on.
 pub fn twilio_outcome(status: &str, answered_by: Option<&str>) -> Option<Outcome> {
     Some(match status {
-        "completed" if answered_by.is_some_and(|a| a.starts_with("machine") || a == "fax") => Outcome::Voicemail,
-        "completed" => Outcome::Completed,
+        "completed" => answered_by.and_then(Answerer::parse).map_or(Outcome::Completed, Answerer::outcome),
         "busy" => Outcome::Busy,
         "no-answer" => Outcome::NoAnswer,
         "failed" | "canceled" => Outcome::Failed,
@@ -232,6 +273,13 @@ mod tests {
         assert_eq!(vapi_outcome("twilio-failed-to-connect-call", false), Outcome::Failed);
         assert_eq!(vapi_outcome("call.start.error-subscription-concurrency-limit-reached", false), Outcome::Refused);
         assert_eq!(twilio_outcome("completed", Some("machine_start")), Some(Outcome::Voicemail));
+        for machine in ["machine_end_beep", "machine_end_silence", "machine_end_other"] {
+            assert_eq!(twilio_outcome("completed", Some(machine)), Some(Outcome::Voicemail), "{machine}");
+        }
+        assert_eq!(twilio_outcome("completed", Some("fax")), Some(Outcome::Failed));
+        assert_eq!(twilio_outcome("completed", Some("human")), Some(Outcome::Completed));
+        assert_eq!(twilio_outcome("completed", Some("unknown")), Some(Outcome::Completed));
+        assert_eq!(twilio_outcome("completed", Some("")), Some(Outcome::Completed));
         assert_eq!(twilio_outcome("no-answer", None), Some(Outcome::NoAnswer));
         assert_eq!(twilio_outcome("ringing", None), None);
     }

@@ -7,8 +7,17 @@
 //! the webhook can hand the outcome to the campaign without looking anything up. Twilio
 //! queues calls above an account's calls-per-second instead of refusing them; a 429
 //! (error 20429) is still taken as a refusal.
+//!
+//! Errors of the account (401 / 20003 authentication, 21210 a `From` the account does not
+//! own or has not verified, …) are [`DialError::Account`]: the campaign pauses, the lead
+//! is not burnt. Errors about the number dialed (21211, 21214, …) fail the lead.
+//!
+//! Voicemail: with [`Amd`] the call asks for answering machine detection
+//! (`MachineDetection`, and `AsyncAmd` with its callback to the same status URL), and
+//! `AnsweredBy` decides between a conversation, voicemail and a fax line.
 
 use super::{twilio_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
+pub use callgate_config::MachineDetection;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -25,8 +34,19 @@ pub struct TwilioDialer {
     from: Vec<String>,
     url: Option<String>,
     twiml: Option<String>,
+    amd: Option<Amd>,
     poll: Duration,
     client: reqwest::Client,
+}
+
+/// Answering machine detection as a call asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Amd {
+    /// `Enable` or `DetectMessageEnd` (never `Off`: then there is no `Amd`).
+    pub mode: MachineDetection,
+    /// In the background (`AsyncAmd=true`): the call connects at once and `AnsweredBy`
+    /// comes to the status URL later.
+    pub asynchronous: bool,
 }
 
 /// What a [`TwilioDialer`] is built from.
@@ -46,12 +66,13 @@ pub struct TwilioAccount {
 
 impl TwilioDialer {
     /// A dialer on `account` calling from `from`, connecting answered calls to `url` or
-    /// `twiml`.
+    /// `twiml`, with answering machine detection when `amd` says so.
     pub fn new(
         account: TwilioAccount,
         from: Vec<String>,
         url: Option<String>,
         twiml: Option<String>,
+        amd: Option<Amd>,
         poll: Duration,
     ) -> TwilioDialer {
         TwilioDialer {
@@ -63,6 +84,7 @@ impl TwilioDialer {
             from,
             url,
             twiml,
+            amd,
             poll,
             client: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default(),
         }
@@ -121,18 +143,24 @@ impl Dialer for TwilioDialer {
                 form.push(("Twiml", twiml.clone()));
             }
             if let Some(public) = &self.public_url {
-                form.push((
-                    "StatusCallback",
-                    format!(
-                        "{}/webhooks/twilio/{}/status?callgate_attempt={}",
-                        public.trim_end_matches('/'),
-                        self.provider,
-                        call.attempt
-                    ),
-                ));
+                let status_url = format!(
+                    "{}/webhooks/twilio/{}/status?callgate_attempt={}",
+                    public.trim_end_matches('/'),
+                    self.provider,
+                    call.attempt
+                );
+                form.push(("StatusCallback", status_url.clone()));
                 for e in ["initiated", "ringing", "answered", "completed"] {
                     form.push(("StatusCallbackEvent", e.to_string()));
                 }
+                if let Some(amd) = self.amd.filter(|a| a.asynchronous) {
+                    form.push(("MachineDetection", amd.mode.as_str().to_string()));
+                    form.push(("AsyncAmd", "true".to_string()));
+                    form.push(("AsyncAmdStatusCallback", status_url));
+                }
+            }
+            if let Some(amd) = self.amd.filter(|a| !a.asynchronous) {
+                form.push(("MachineDetection", amd.mode.as_str().to_string()));
             }
             let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
             let resp = self
@@ -146,17 +174,7 @@ impl Dialer for TwilioDialer {
                 .map_err(|e| DialError::Failed(format!("twilio: {e}")))?;
             let status = resp.status().as_u16();
             let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-            let msg = || body["message"].as_str().unwrap_or("").to_string();
-            match status {
-                200..=299 => body["sid"]
-                    .as_str()
-                    .map(|sid| Placed { call_id: sid.to_string() })
-                    .ok_or_else(|| DialError::Failed("twilio answered without a call sid".into())),
-                429 => Err(DialError::Refused(format!("twilio 429: {}", msg()))),
-                400..=499 if body["code"].as_u64() == Some(20429) => Err(DialError::Refused(msg())),
-                400..=499 => Err(DialError::Invalid(format!("twilio {status}: {}", msg()))),
-                _ => Err(DialError::Failed(format!("twilio {status}: {}", msg()))),
-            }
+            classify(status, &body)
         })
     }
 
@@ -205,6 +223,37 @@ impl Dialer for TwilioDialer {
     }
 }
 
+/// Twilio error codes that concern the account, not the number dialed: authentication
+/// (20003), the account not found or not active (20404, 20005), a `From` the account does
+/// not own or has not verified (21210), an invalid caller id (21212).
+const ACCOUNT_CODES: [u64; 5] = [20003, 20005, 20404, 21210, 21212];
+
+/// Error codes about the number dialed: invalid (21211, 21217, 21401, 13224), not
+/// reachable (21214, 21612), not allowed by the account's geographic permissions (21215),
+/// on a blocklist (21216, 21610).
+const NUMBER_CODES: [u64; 10] = [13224, 21211, 21214, 21215, 21216, 21217, 21401, 21610, 21612, 21614];
+
+/// What Twilio's answer to `POST Calls.json` means for the attempt.
+fn classify(status: u16, body: &Value) -> Result<Placed, DialError> {
+    let code = body["code"].as_u64();
+    let msg = || match code {
+        Some(c) => format!("twilio {status} (code {c}): {}", body["message"].as_str().unwrap_or("")),
+        None => format!("twilio {status}: {}", body["message"].as_str().unwrap_or("")),
+    };
+    match status {
+        200..=299 => body["sid"]
+            .as_str()
+            .map(|sid| Placed { call_id: sid.to_string() })
+            .ok_or_else(|| DialError::Failed("twilio answered without a call sid".into())),
+        429 => Err(DialError::Refused(msg())),
+        400..=499 if code == Some(20429) => Err(DialError::Refused(msg())),
+        401 | 403 => Err(DialError::Account(msg())),
+        400..=499 if code.is_some_and(|c| ACCOUNT_CODES.contains(&c)) => Err(DialError::Account(msg())),
+        400..=499 if code.is_some_and(|c| NUMBER_CODES.contains(&c)) => Err(DialError::Invalid(msg())),
+        _ => Err(DialError::Failed(msg())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +272,22 @@ mod tests {
         }
         assert_eq!(call_state(&json!({ "status": "ringing" })), CallState::Ringing);
         assert_eq!(call_state(&json!({ "status": "in-progress" })), CallState::Live);
+        let machine = json!({ "status": "completed", "duration": "20", "answered_by": "machine_end_beep" });
+        assert!(matches!(
+            call_state(&machine),
+            CallState::Ended(Ended { outcome: Outcome::Voicemail, talk_ms: None, .. })
+        ));
+    }
+
+    #[test]
+    fn account_errors_are_told_from_the_numbers() {
+        let err = |status, code: u64| classify(status, &json!({ "code": code, "message": "m", "status": status }));
+        assert!(matches!(err(401, 20003), Err(DialError::Account(_))));
+        assert!(matches!(err(400, 21210), Err(DialError::Account(_))));
+        assert!(matches!(err(400, 21211), Err(DialError::Invalid(_))));
+        assert!(matches!(err(400, 21214), Err(DialError::Invalid(_))));
+        assert!(matches!(err(429, 20429), Err(DialError::Refused(_))));
+        assert!(matches!(err(400, 21205), Err(DialError::Failed(_))));
+        assert!(matches!(err(500, 20500), Err(DialError::Failed(_))));
     }
 }

@@ -6,6 +6,16 @@
 //! `subscriptionLimits.concurrencyBlocked` is true (it then ends with
 //! `call.start.error-subscription-concurrency-limit-reached`). Both are
 //! [`DialError::Refused`]. A 429 is treated the same way.
+//!
+//! The body is a `CreateCallDTO`, which Vapi validates against a whitelist: correlation
+//! data travels in `assistantOverrides.metadata` (there is no top-level `metadata`; the
+//! returned `Call` echoes the overrides, so a restart finds its attempt there) and
+//! `customer.name` is cut to Vapi's 40 characters.
+//!
+//! Errors that concern the account or its configuration (401, 402, 403, 404 on the
+//! assistant or phone number id, a 400 about anything but the customer) are
+//! [`DialError::Account`]: the campaign pauses, the lead is not burnt. Only a 400 about
+//! the customer (`customer.number` …) fails the lead.
 
 use super::{vapi_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 use serde_json::{json, Value};
@@ -13,6 +23,9 @@ use std::time::Duration;
 
 /// How long one request to Vapi may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// `customer.name`'s limit in `CreateCustomerDTO` (shared/providers/vapi.md): longer
+/// names are refused with a 400, so they are cut, never sent whole.
+pub const CUSTOMER_NAME_MAX: usize = 40;
 
 /// Places a campaign's calls on one Vapi account.
 #[derive(Debug)]
@@ -108,24 +121,7 @@ impl Dialer for VapiDialer {
     fn place<'a>(&'a self, call: &'a PlaceCall) -> Fut<'a, Result<Placed, DialError>> {
         Box::pin(async move {
             let number = self.numbers.get(call.caller_index % self.numbers.len().max(1)).cloned().unwrap_or_default();
-            let mut customer = json!({ "number": call.phone });
-            if let Some(name) = &call.name {
-                customer["name"] = json!(name);
-            }
-            let mut body = json!({
-                "assistantId": self.assistant_id,
-                "phoneNumberId": number,
-                "customer": customer,
-                "metadata": {
-                    "callgate_lease": call.lease,
-                    "callgate_campaign": call.campaign,
-                    "callgate_attempt": call.attempt,
-                    "callgate_lead": call.lead_id,
-                },
-            });
-            if let Some(vars) = &call.vars {
-                body["assistantOverrides"] = json!({ "variableValues": vars });
-            }
+            let body = create_call_body(&self.assistant_id, &number, call);
             let resp = self
                 .client
                 .post(format!("{}/call", self.base_url))
@@ -136,21 +132,7 @@ impl Dialer for VapiDialer {
                 .map_err(|e| DialError::Failed(format!("vapi: {e}")))?;
             let status = resp.status().as_u16();
             let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-            match status {
-                200..=299 if refused(&body) => {
-                    Err(DialError::Refused(body["endedReason"].as_str().unwrap_or("concurrency blocked").to_string()))
-                }
-                200..=299 => match body["id"].as_str() {
-                    Some(id) => Ok(Placed { call_id: id.to_string() }),
-                    None => Err(DialError::Failed("vapi answered without a call id".into())),
-                },
-                429 => Err(DialError::Refused("429 Too Many Requests".into())),
-                400..=499 if refused(&body) => {
-                    Err(DialError::Refused(body["error"].as_str().unwrap_or("concurrency").to_string()))
-                }
-                400..=499 => Err(DialError::Invalid(format!("vapi {status}: {}", message(&body)))),
-                _ => Err(DialError::Failed(format!("vapi {status}: {}", message(&body)))),
-            }
+            classify(status, &body)
         })
     }
 
@@ -179,7 +161,7 @@ impl Dialer for VapiDialer {
             Ok(list
                 .iter()
                 .find(|c| {
-                    let a = &c["metadata"]["callgate_attempt"];
+                    let a = &c["assistantOverrides"]["metadata"]["callgate_attempt"];
                     a.as_u64() == Some(call.attempt) || a.as_str() == Some(call.attempt.to_string().as_str())
                 })
                 .and_then(|c| c["id"].as_str().map(str::to_string)))
@@ -191,12 +173,92 @@ impl Dialer for VapiDialer {
     }
 }
 
+/// The `POST /call` body for `call`: a `CreateCallDTO` with only properties Vapi defines.
+pub fn create_call_body(assistant_id: &str, phone_number_id: &str, call: &PlaceCall) -> Value {
+    let mut customer = json!({ "number": call.phone });
+    if let Some(name) = call.name.as_deref().map(customer_name).filter(|n| !n.is_empty()) {
+        customer["name"] = json!(name);
+    }
+    let mut overrides = json!({
+        "metadata": {
+            "callgate_lease": call.lease,
+            "callgate_campaign": call.campaign,
+            "callgate_attempt": call.attempt,
+            "callgate_lead": call.lead_id,
+        },
+    });
+    if let Some(vars) = &call.vars {
+        overrides["variableValues"] = vars.clone();
+    }
+    json!({
+        "assistantId": assistant_id,
+        "phoneNumberId": phone_number_id,
+        "customer": customer,
+        "assistantOverrides": overrides,
+    })
+}
+
+/// A lead's name as Vapi takes it: trimmed, at most [`CUSTOMER_NAME_MAX`] characters (cut
+/// on a character boundary; Vapi counts code points).
+pub fn customer_name(name: &str) -> String {
+    name.trim().chars().take(CUSTOMER_NAME_MAX).collect::<String>().trim_end().to_string()
+}
+
+/// What Vapi's answer to `POST /call` means for the attempt.
+fn classify(status: u16, body: &Value) -> Result<Placed, DialError> {
+    let msg = || format!("vapi {status}: {}", message(body));
+    match status {
+        200..=299 if refused(body) => {
+            Err(DialError::Refused(body["endedReason"].as_str().unwrap_or("concurrency blocked").to_string()))
+        }
+        200..=299 => match body["id"].as_str() {
+            Some(id) => Ok(Placed { call_id: id.to_string() }),
+            None => Err(DialError::Failed("vapi answered without a call id".into())),
+        },
+        429 => Err(DialError::Refused("429 Too Many Requests".into())),
+        400..=499 if refused(body) => {
+            Err(DialError::Refused(body["error"].as_str().unwrap_or("concurrency").to_string()))
+        }
+        // The key, the credit, the permissions, the assistant or caller id: the account's.
+        401..=404 => Err(DialError::Account(msg())),
+        400 | 422 if about_customer(body) && !about_payment(body) => Err(DialError::Invalid(msg())),
+        // Anything else Vapi refuses in the body is the configuration's (or callgate's),
+        // the same for every lead: pausing beats failing the whole list.
+        400 | 422 => Err(DialError::Account(msg())),
+        _ => Err(DialError::Failed(msg())),
+    }
+}
+
+/// Every message of an error body (Vapi's validation answers with a list).
+fn messages(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["message", "error"] {
+        match &body[key] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(list) => out.extend(list.iter().filter_map(Value::as_str).map(str::to_string)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A 400 about the number (or name) dialed: `customer.number must be …`.
+fn about_customer(body: &Value) -> bool {
+    messages(body).iter().any(|m| m.to_ascii_lowercase().contains("customer"))
+}
+
+/// A refusal for money: out of credit, billing, a wallet or subscription problem.
+fn about_payment(body: &Value) -> bool {
+    messages(body).iter().any(|m| {
+        let m = m.to_ascii_lowercase();
+        ["credit", "payment", "billing", "wallet", "balance", "subscription"].iter().any(|w| m.contains(w))
+    })
+}
+
 fn message(body: &Value) -> String {
-    body["message"]
-        .as_str()
-        .or_else(|| body["error"].as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| body.to_string().chars().take(200).collect())
+    let all = messages(body);
+    let text = if all.is_empty() { body.to_string() } else { all.join("; ") };
+    text.chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -222,5 +284,43 @@ mod tests {
         assert!(refused(&json!({ "error": "Over Concurrency Limit" })));
         assert!(refused(&json!({ "id": "x", "subscriptionLimits": { "concurrencyBlocked": true } })));
         assert!(!refused(&json!({ "id": "x", "subscriptionLimits": { "concurrencyBlocked": false } })));
+    }
+
+    #[test]
+    fn account_errors_are_told_from_the_leads() {
+        let account = |status, body: Value| matches!(classify(status, &body), Err(DialError::Account(_)));
+        assert!(account(
+            401,
+            json!({ "message": "Invalid Key. Hot tip, you may be using the private key instead of the public key, or vice versa." })
+        ));
+        assert!(account(402, json!({ "message": "Payment Required" })));
+        assert!(account(403, json!({ "message": "Forbidden" })));
+        assert!(account(404, json!({ "message": "Couldn't Find Assistant." })));
+        assert!(account(
+            400,
+            json!({ "message": ["property metadata should not exist"], "error": "Bad Request", "statusCode": 400 })
+        ));
+        assert!(account(
+            400,
+            json!({ "message": "Wallet Balance Too Low. Please purchase more credits: customer calls paused." })
+        ));
+        let invalid = classify(
+            400,
+            &json!({ "message": ["customer.number must be a valid phone number in the E.164 format."],
+            "error": "Bad Request", "statusCode": 400 }),
+        );
+        assert!(matches!(invalid, Err(DialError::Invalid(ref m)) if m.contains("customer.number")), "{invalid:?}");
+        assert!(matches!(classify(400, &json!({ "error": "Over Concurrency Limit" })), Err(DialError::Refused(_))));
+        assert!(matches!(classify(503, &json!({})), Err(DialError::Failed(_))));
+    }
+
+    #[test]
+    fn names_are_cut_to_forty_characters_on_a_character_boundary() {
+        assert_eq!(customer_name("  Ada Lovelace "), "Ada Lovelace");
+        let long = "Zoë ".repeat(20);
+        let cut = customer_name(&long);
+        assert!(cut.chars().count() <= CUSTOMER_NAME_MAX && long.starts_with(&cut), "{cut:?}");
+        let emoji = "👩\u{200d}💻".repeat(30);
+        assert_eq!(customer_name(&emoji).chars().count(), CUSTOMER_NAME_MAX);
     }
 }

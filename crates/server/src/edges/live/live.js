@@ -275,7 +275,9 @@ function renderCampaigns() {
       el("span", { class: "chip " + (c.state === "running" ? "closed" : "paused") }, c.state),
       el("b", {}, c.name),
       el("span", { class: "progress", title: pct + "% of leads done" }, el("span", { style: "width:" + pct + "%" })),
-      el("span", { class: "detail" }, (total ? done + "/" + total : "no leads") + " · " + (c.live || 0) + " live")
+      el("span", { class: "detail" }, (total ? done + "/" + total : "no leads") + " · " + (c.live || 0) + " live"),
+      // Paused by callgate for an account error: say why, until someone resumes it.
+      c.paused_reason ? el("span", { class: "detail reason", title: c.paused_reason }, c.paused_reason) : null
     );
   });
   $("campaigns").replaceChildren(...items);
@@ -416,6 +418,15 @@ function onEvent(e) {
       break;
     case "alert_action":
       feed(e.ok ? "released" : "rejected", (e.undo ? "undo " : "") + e.action.replace(/_/g, " "), e.detail);
+      break;
+    case "campaign_paused":
+    case "campaign_resumed":
+      feed(
+        e.type === "campaign_paused" ? "rejected" : "granted",
+        e.type === "campaign_paused" ? "campaign paused" : "campaign " + e.state,
+        e.campaign + " · " + (e.type === "campaign_paused" ? e.reason : "cleared: " + e.cleared)
+      );
+      loadCampaigns().then(renderCampaigns, () => {});
       break;
     default:
       break;

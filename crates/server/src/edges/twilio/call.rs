@@ -296,14 +296,17 @@ impl<'a> TwilioCall<'a> {
     /// URL); the dialer also knows them by `CallSid`.
     async fn campaign_update(&self, status: &str, params: &Params, query: &Params) {
         let Some(campaigns) = self.app.campaigns.get() else { return };
-        if status.is_empty() {
-            return;
-        }
-        let state = crate::campaign::dial::twilio::call_state(&serde_json::json!({
-            "status": status,
-            "duration": params.value("CallDuration"),
-            "answered_by": params.value("AnsweredBy"),
-        }));
+        // Asynchronous answering machine detection posts `AnsweredBy` without a status.
+        let answerer = params.value("AnsweredBy").and_then(crate::campaign::dial::Answerer::parse);
+        let state = match (status, answerer) {
+            ("", None) => return,
+            ("" | "in-progress", Some(by)) => crate::campaign::dial::CallState::Answered(by),
+            _ => crate::campaign::dial::twilio::call_state(&serde_json::json!({
+                "status": status,
+                "duration": params.value("CallDuration"),
+                "answered_by": params.value("AnsweredBy"),
+            })),
+        };
         let update = crate::campaign::ProviderUpdate {
             provider: self.provider.name.to_string(),
             call_id: self.call.id.clone(),
