@@ -491,3 +491,107 @@ async fn secrets_named_by_environment_variables_are_read_at_start() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+#[path = "support/vapi_calls.rs"]
+mod vapi_calls;
+
+/// 2,500 calls created over an hour, five to a millisecond (batch creation), with a run of
+/// 40 that share one `createdAt`; `live` of them in progress, created with the 40.
+fn long_listing(start_ms: u64, live: &[&str]) -> Vec<(String, u64, &'static str)> {
+    let mut calls: Vec<(String, u64, &'static str)> =
+        (0..2_500u64).map(|i| (format!("old-{i}"), start_ms + (i / 5) * 7_001, "ended")).collect();
+    let tie = start_ms + 1_234_567;
+    for (i, c) in calls.iter_mut().skip(1_200).take(40).enumerate() {
+        c.1 = tie;
+        if let Some(id) = live.get(i) {
+            c.0 = (*id).to_owned();
+            c.2 = "in-progress";
+        }
+    }
+    calls
+}
+
+const ORDERS: [vapi_calls::Order; 4] = [
+    vapi_calls::Order::NewestFirst,
+    vapi_calls::Order::OldestFirst,
+    vapi_calls::Order::Shuffled(7),
+    vapi_calls::Order::Shuffled(2026),
+];
+
+#[tokio::test]
+async fn a_call_listing_is_complete_whatever_the_order_and_the_ties() {
+    use callgate_server::providers::vapi::VapiClient;
+    let list = vapi_calls::CallList::start("key").await;
+    let start = 1_780_000_000_000;
+    list.set(&long_listing(start, &[]));
+    let client = VapiClient::new(&list.url, "key");
+    for order in ORDERS {
+        list.order(order);
+        let before = list.requests().len();
+        let listing = client.calls_since(start - 1).await.unwrap();
+        let ids: std::collections::HashSet<&str> = listing.calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!((ids.len(), listing.calls.len()), (2_500, 2_500), "{order:?}: every call once");
+        assert!(listing.complete, "{order:?}");
+        let requests = list.requests().len() - before;
+        assert!(requests <= 40, "{order:?}: {requests} requests");
+    }
+    // More calls in one millisecond than a page holds cannot be listed whole, and the
+    // listing says so rather than pretending.
+    let mut crowd = long_listing(start, &[]);
+    for c in crowd.iter_mut().take(1_001) {
+        c.1 = start + 5;
+    }
+    list.set(&crowd);
+    for order in ORDERS {
+        list.order(order);
+        assert!(!client.calls_since(start - 1).await.unwrap().complete, "{order:?}");
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
+    use callgate_config::ProviderKind;
+    use callgate_server::providers::reconcile::Reconciler;
+    let list = vapi_calls::CallList::start("vapi-private-key").await;
+    let t0: u64 = 1_780_000_000_000;
+    let clock = support::ManualClock::at(t0);
+    let fake = Fake { url: list.url.clone(), state: Default::default() };
+    let s = TestServer::start_with_clock(&config(&fake, "1h"), clock.clone()).await;
+    let live: Vec<String> = (0..8).map(|i| format!("live-{i}")).collect();
+    let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+    for id in &live {
+        webhook(&s, assistant_request(id, None, SUPPORT)).await;
+    }
+    webhook(&s, assistant_request("ghost", None, SUPPORT)).await;
+    assert_eq!(s.used("vapi-main").await, 9);
+    // The platform's hour: the live calls were created with 39 others in one
+    // millisecond, in the middle of 2,500 calls; the ghost is not listed at all.
+    list.set(&long_listing(t0 - 240_000, &live_refs));
+    clock.advance(3_600_000 + 1);
+    let app = s.server().app.clone();
+    let provider = app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+    let mut reconciler = Reconciler::new(app, provider).unwrap();
+    for (n, order) in ORDERS.into_iter().enumerate() {
+        list.order(order);
+        let pass = reconciler.pass().await;
+        assert_eq!(pass.released, usize::from(n == 0), "{order:?}: only the ghost is released");
+        assert_eq!(pass.adopted, 0, "{order:?}");
+        assert_eq!(s.used("vapi-main").await, 8, "{order:?}: every live call keeps its line");
+    }
+    // A listing that cannot be complete releases only what it shows as ended.
+    webhook(&s, assistant_request("ghost-2", None, SUPPORT)).await;
+    webhook(&s, assistant_request("old-3", None, SUPPORT)).await;
+    clock.advance(3_600_000 + 1);
+    let mut crowd = long_listing(t0 - 240_000, &live_refs);
+    for c in crowd.iter_mut().skip(10).take(1_001) {
+        c.1 = t0 + 60_000;
+    }
+    list.set(&crowd);
+    let pass = reconciler.pass().await;
+    assert_eq!(pass.released, 1, "old-3 is listed as ended; ghost-2 may still be live");
+    let (_, leases) = s.get("/v1/leases").await;
+    let keys: std::collections::HashSet<String> =
+        leases.as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap().to_owned()).collect();
+    assert!(keys.contains("ghost-2") && !keys.contains("old-3"), "{keys:?}");
+    assert_eq!(s.used("vapi-main").await, 9);
+}
