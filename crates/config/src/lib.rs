@@ -62,12 +62,14 @@ pub use config::{Config, Summary};
 pub use defaults::EXAMPLE;
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors};
-pub use flow::{FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow};
+pub use flow::{FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow, VapiTarget};
 pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};
 pub use pool::PoolConfig;
-pub use provider::{ProviderConfig, ProviderKind};
+pub use provider::{
+    HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
+};
 pub use server::ServerConfig;
 pub use telemetry::TelemetryConfig;
 
