@@ -1013,3 +1013,58 @@ async fn hmac_plans_are_checked_against_pythons_hmac() {
     assert_eq!(post_with(&s, &[("X-Hub-Signature", "0".repeat(40))], &body("w2")).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(s.used("vapi-main").await, 1);
 }
+
+/// The dialer's `POST /call` asks Vapi for the same server URL and messages as the replies.
+#[tokio::test]
+async fn calls_the_dialer_places_point_their_server_url_at_callgate() {
+    use callgate_config::ProviderKind;
+    use callgate_server::campaign::dial::{vapi::VapiDialer, Dialer, PlaceCall};
+    let fake = fake_vapi().await;
+    let (upstream, _seen) = customer_server().await;
+    let s = TestServer::start(&proxy_config(&fake, &upstream)).await;
+    let provider = s.server().app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let seen = bodies.clone();
+    let router = axum::Router::new().route(
+        "/call",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                (StatusCode::CREATED, axum::Json(json!({ "id": "call-out-1", "status": "queued" })))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dialer = VapiDialer::new(
+        "vapi-main",
+        &url,
+        "key".into(),
+        "asst_out",
+        vec!["pn-1".into()],
+        std::time::Duration::from_secs(60),
+    )
+    .with_overrides(provider.vapi_overrides());
+    let call = PlaceCall {
+        attempt: 7,
+        campaign: "spring".into(),
+        lead_id: 1,
+        phone: "+15551230000".into(),
+        name: None,
+        vars: Some(json!({ "first": "Ada" })),
+        lease: "L1".into(),
+        caller_index: 0,
+    };
+    assert_eq!(dialer.place(&call).await.unwrap().call_id, "call-out-1");
+    let body = bodies.lock().unwrap()[0].clone();
+    let overrides = &body["assistantOverrides"];
+    assert_eq!(overrides["server"]["url"], "https://cg.example.com/webhooks/vapi/vapi-main", "{body}");
+    assert_eq!(overrides["server"]["headers"]["Authorization"], format!("Bearer {SECRET}"));
+    let types = overrides["serverMessages"].as_array().unwrap();
+    assert!(types.contains(&json!("status-update")) && types.contains(&json!("end-of-call-report")));
+    assert_eq!(overrides["variableValues"], json!({ "first": "Ada" }), "what the dialer set stays");
+}

@@ -238,6 +238,14 @@ impl Provider {
         })
     }
 
+    /// Vapi: the `assistantOverrides` that point a call's server URL at callgate
+    /// (`server`, `serverMessages`), for replies and for calls the dialer places; `None`
+    /// without a `public_url` (or for Twilio).
+    pub fn vapi_overrides(&self) -> Option<Value> {
+        let Credentials::Vapi { webhook_secret, .. } = &self.credentials else { return None };
+        self.vapi.as_ref()?.overrides(&self.name, webhook_secret)
+    }
+
     /// Vapi or Twilio.
     pub fn kind(&self) -> ProviderKind {
         match self.credentials {

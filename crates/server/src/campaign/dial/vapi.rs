@@ -24,6 +24,10 @@ pub struct VapiDialer {
     numbers: Vec<String>,
     poll: Duration,
     client: reqwest::Client,
+    /// Merged into each call's `assistantOverrides`: `server` (callgate's webhook URL and
+    /// credential) and `serverMessages`, so callgate hears how every call it placed ends
+    /// even when the assistant has a server URL of its own.
+    overrides: Option<Value>,
 }
 
 impl VapiDialer {
@@ -44,7 +48,15 @@ impl VapiDialer {
             numbers,
             poll,
             client: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default(),
+            overrides: None,
         }
+    }
+
+    /// Sets what is merged into each call's `assistantOverrides` (see
+    /// [`crate::providers::Provider::vapi_overrides`]).
+    pub fn with_overrides(mut self, overrides: Option<Value>) -> VapiDialer {
+        self.overrides = overrides;
+        self
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Value), DialError> {
@@ -125,6 +137,14 @@ impl Dialer for VapiDialer {
             });
             if let Some(vars) = &call.vars {
                 body["assistantOverrides"] = json!({ "variableValues": vars });
+            }
+            if let Some(Value::Object(extra)) = &self.overrides {
+                if !body["assistantOverrides"].is_object() {
+                    body["assistantOverrides"] = json!({});
+                }
+                for (k, v) in extra {
+                    body["assistantOverrides"][k] = v.clone();
+                }
             }
             let resp = self
                 .client
