@@ -984,11 +984,11 @@ async fn hmac_plans_are_checked_against_pythons_hmac() {
     // sha512, base64, a base64 secret, a template over method, URL and a ms timestamp; the
     // reply names the Vapi credential that signs.
     let key = b"\x00\x01binary key\xff";
-    let plan = format!(
-        "public_url = \"https://cg.example.com\"\nwebhook_auth = {{ type = \"hmac\", algorithm = \"sha512\", \
+    let plan = String::from(
+        "public_url = \"https://cg.example.com\"\nwebhook_auth = { type = \"hmac\", algorithm = \"sha512\", \
          signature_encoding = \"base64\", secret_is_base64 = true, timestamp_header = \"X-Vapi-Timestamp\", \
-         signature_header = \"X-Vapi-Signature\", payload_format = \"{{method}}\\n{{url}}\\n{{timestamp}}\\n{{body}}\", \
-         credential_id = \"cred_123\" }}"
+         signature_header = \"X-Vapi-Signature\", payload_format = \"{method}\\n{url}\\n{timestamp}\\n{body}\", \
+         credential_id = \"cred_123\" }",
     );
     let s = TestServer::start_with_clock(&plan_config(&fake, &b64(key), &plan), clock.clone()).await;
     let b = body("s1");

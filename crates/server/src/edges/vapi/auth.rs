@@ -100,7 +100,7 @@ fn payload(format: &str, req: &Signed<'_>, timestamp: &[u8], message_id: &[u8]) 
     while let Some(open) = rest.find('{') {
         let after = &rest[open..];
         let Some(close) = after.find('}') else { break };
-        out.extend_from_slice(rest[..open].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..open]);
         let name = &after[1..close];
         match name {
             "body" => out.extend_from_slice(req.body),
