@@ -1068,3 +1068,48 @@ async fn calls_the_dialer_places_point_their_server_url_at_callgate() {
     assert!(types.contains(&json!("status-update")) && types.contains(&json!("end-of-call-report")));
     assert_eq!(overrides["variableValues"], json!({ "first": "Ada" }), "what the dialer set stays");
 }
+
+/// Messages callgate consumes are passed on without waiting: the customer's server here
+/// holds every request until the test lets it go, and callgate has answered long before.
+#[tokio::test]
+async fn a_slow_customer_server_never_delays_callgates_own_answers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let arrived = std::sync::Arc::new(AtomicUsize::new(0));
+    let (r, a) = (release.clone(), arrived.clone());
+    let router = axum::Router::new().route(
+        "/{who}",
+        axum::routing::post(move || {
+            let (r, a) = (r.clone(), a.clone());
+            async move {
+                // Registered before it counts, so a release after the count wakes it.
+                let held = r.notified();
+                tokio::pin!(held);
+                held.as_mut().enable();
+                a.fetch_add(1, Ordering::SeqCst);
+                held.await;
+                axum::Json(json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let fake = fake_vapi().await;
+    let s = TestServer::start(
+        &proxy_config(&fake, &upstream).replace("forward_timeout = \"300ms\"", "forward_timeout = \"19s\""),
+    )
+    .await;
+
+    let (st, v) = webhook(&s, assistant_request("held", None, SUPPORT)).await;
+    assert_eq!((st, &v["assistantId"]), (StatusCode::OK, &json!("asst_support")));
+    let (st, v) = webhook(&s, status_update("held", "ended")).await;
+    assert_eq!((st, v), (StatusCode::OK, json!({})));
+    assert_eq!(s.used("vapi-main").await, 0);
+    // Both messages reached the customer's server, which has not answered either.
+    assert!(s.eventually(5, || async { arrived.load(Ordering::SeqCst) == 2 }).await);
+    let notified = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"notify\",outcome=\"ok\"}";
+    assert_eq!(metric(&s, notified).await, 0.0, "still waiting upstream");
+    release.notify_waiters();
+    assert!(s.eventually(5, || async { metric(&s, notified).await == 2.0 }).await);
+}
