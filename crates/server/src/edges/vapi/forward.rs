@@ -61,12 +61,17 @@ pub(crate) enum AskError {
 impl Forwarder {
     /// A forwarder with its own connection pool.
     pub fn new() -> Self {
+        Self::with_budget(NOTIFY_BUDGET_KIB)
+    }
+
+    /// A forwarder that keeps at most `kib` KiB of notifications in flight.
+    fn with_budget(kib: u32) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("callgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Forwarder { http, budget: Arc::new(Semaphore::new(NOTIFY_BUDGET_KIB as usize)) }
+        Forwarder { http, budget: Arc::new(Semaphore::new(kib as usize)) }
     }
 
     fn request(&self, upstream: &Upstream, body: Bytes, timeout: Duration) -> reqwest::RequestBuilder {
@@ -146,5 +151,54 @@ fn classify(e: reqwest::Error) -> AskError {
         AskError::Timeout
     } else {
         AskError::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A customer server that takes connections and never answers.
+    async fn silent_upstream() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/vapi", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Upstream { url, header: "Authorization".into(), secret: None }
+    }
+
+    fn rendered(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        metrics.edges.render(&mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn notifications_beyond_the_budget_are_dropped_and_counted() {
+        let upstream = silent_upstream().await;
+        let forwarder = Forwarder::with_budget(3);
+        let metrics = Arc::new(Metrics::new(Default::default(), &[]));
+        let provider: Arc<str> = "v".into();
+        let body = Bytes::from(vec![b' '; 2 * 1024]);
+        // 2 KiB fits in 3 KiB; the next 2 KiB does not while the first is in flight.
+        forwarder.notify(&metrics, &provider, &upstream, body.clone(), Duration::from_secs(60));
+        forwarder.notify(&metrics, &provider, &upstream, body, Duration::from_secs(60));
+        let text = rendered(&metrics);
+        assert!(
+            text.contains("callgate_vapi_forwards_total{provider=\"v\",mode=\"notify\",outcome=\"dropped\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_does_not_come_is_a_timeout() {
+        let upstream = silent_upstream().await;
+        let forwarder = Forwarder::new();
+        let answer = forwarder.ask(&upstream, Bytes::from_static(b"{}"), Duration::from_millis(100)).await;
+        assert_eq!(answer.unwrap_err(), AskError::Timeout);
     }
 }
