@@ -70,7 +70,8 @@ pub struct FlowMatch {
     /// The `name` of one of the `[[providers]]`.
     pub provider: String,
     /// The called number in E.164 (`+15550001111`) or a SIP URI, exactly as the platform
-    /// reports it (Vapi: `phoneNumber.number`; Twilio: `To`). Left out: every number of
+    /// reports it (Vapi: `phoneNumber.number`, or `phoneNumber.sipUri` for a Vapi SIP number;
+    /// Twilio: `To`). Left out: every number of
     /// the provider that no other flow names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
@@ -85,8 +86,46 @@ fn deserialize_matches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FlowMatch>
 #[serde(deny_unknown_fields)]
 pub struct VapiFlow {
     /// The assistant that takes a granted call (`{ "assistantId": … }` in the reply to
-    /// `assistant-request`).
-    pub assistant_id: String,
+    /// `assistant-request`); exactly one of `assistant_id`, `squad_id` and `workflow_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_id: Option<String>,
+    /// The squad that takes a granted call (`{ "squadId": … }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squad_id: Option<String>,
+    /// The workflow that takes a granted call (`{ "workflowId": … }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// This flow's own upstream server URL, instead of the provider's `forward_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_url: Option<String>,
+    /// The environment variable holding the secret sent to this flow's `forward_url`
+    /// (default: the provider's `forward_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_secret_env: Option<String>,
+    /// The header that carries it (default: the provider's `forward_header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_header: Option<String>,
+}
+
+/// What takes a granted Vapi call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VapiTarget<'a> {
+    /// `assistantId`.
+    Assistant(&'a str),
+    /// `squadId`.
+    Squad(&'a str),
+    /// `workflowId`.
+    Workflow(&'a str),
+}
+
+impl VapiFlow {
+    /// The assistant, squad or workflow (validation makes sure there is exactly one; the
+    /// assistant wins if a config skipped validation).
+    pub fn target(&self) -> Option<VapiTarget<'_>> {
+        (self.assistant_id.as_deref().map(VapiTarget::Assistant))
+            .or(self.squad_id.as_deref().map(VapiTarget::Squad))
+            .or(self.workflow_id.as_deref().map(VapiTarget::Workflow))
+    }
 }
 
 /// A flow's Twilio settings.
@@ -290,7 +329,8 @@ fn validate_matches(config: &Config, flow: &FlowConfig, field: &Field, out: &mut
             ProviderKind::Vapi if flow.vapi.is_none() => out.push(
                 field.clone(),
                 format!(
-                    "flow `{}` answers Vapi calls (provider `{}`) and needs vapi = {{ assistant_id = \"…\" }}",
+                    "flow `{}` answers Vapi calls (provider `{}`) and needs vapi = {{ assistant_id = \"…\" }} \
+                     (or squad_id, or workflow_id)",
                     flow.name, provider.name
                 ),
             ),
@@ -306,8 +346,29 @@ fn validate_matches(config: &Config, flow: &FlowConfig, field: &Field, out: &mut
         }
     }
     if let Some(vapi) = &flow.vapi {
-        if vapi.assistant_id.trim().is_empty() {
-            out.push(field.key("vapi").key("assistant_id"), "assistant_id must not be empty");
+        let at = field.key("vapi");
+        let ids =
+            [("assistant_id", &vapi.assistant_id), ("squad_id", &vapi.squad_id), ("workflow_id", &vapi.workflow_id)];
+        if ids.iter().filter(|(_, v)| v.is_some()).count() != 1 {
+            out.push(at.clone(), "vapi takes exactly one of `assistant_id`, `squad_id` or `workflow_id`");
+        }
+        for (name, value) in ids {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                out.push(at.key(name), format!("{name} must not be empty"));
+            }
+        }
+        if let Some(url) = &vapi.forward_url {
+            if !is_http_url(url) {
+                out.push(at.key("forward_url"), format!("`{url}` is not an http:// or https:// URL"));
+            }
+        }
+        if vapi.forward_secret_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            out.push(at.key("forward_secret_env"), "`forward_secret_env` must name an environment variable");
+        }
+        if let Some(h) = &vapi.forward_header {
+            if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                out.push(at.key("forward_header"), format!("`{h}` is not an HTTP header name"));
+            }
         }
     }
     if let Some(twilio) = &flow.twilio {

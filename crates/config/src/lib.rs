@@ -63,13 +63,16 @@ pub use defaults::EXAMPLE;
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, ConfigErrors};
 pub use flow::{
-    FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow, MAX_LEASE_TTL, MAX_QUEUE_WAIT,
+    FlowConfig, FlowMatch, FlowPool, QueueConfig, TwilioConnect, TwilioFlow, VapiFlow, VapiTarget, MAX_LEASE_TTL,
+    MAX_QUEUE_WAIT,
 };
 pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};
 pub use pool::PoolConfig;
-pub use provider::{ProviderConfig, ProviderKind};
+pub use provider::{
+    HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
+};
 pub use server::ServerConfig;
 pub use telemetry::TelemetryConfig;
 

@@ -118,6 +118,12 @@ fn the_example_documents_every_field() {
         "account_sid",
         "auth_token_env",
         "public_url",
+        "webhook_auth",
+        "forward_url",
+        "forward_timeout",
+        "server_messages",
+        "shared_key",
+        "squad_id",
         "reconcile_every",
         "adopt",
         "match",
@@ -840,4 +846,90 @@ fn menus_have_a_prompt_and_phone_keys_and_twilio_flows_name_defined_menus() {
     let m = config.menu("m").unwrap();
     assert_eq!(m.timeout, Duration::from_secs(8));
     assert_eq!(m.keys["0"].action, OverflowAction::Transfer);
+}
+
+/// A Vapi provider `v` with extra lines, and one flow that answers its calls.
+fn vapi_with(provider_lines: &str, flow_vapi: &str) -> String {
+    format!(
+        "{BASE}\n[[providers]]\nname = \"v\"\nkind = \"vapi\"\npool = \"vapi\"\nwebhook_secret = \"s3cret\"\n{provider_lines}\n\
+         [[flows]]\nname = \"f\"\npools = [\"vapi\"]\nclass = \"inbound\"\nmatch = {{ provider = \"v\" }}\nvapi = {flow_vapi}\n"
+    )
+}
+
+#[test]
+fn vapi_credential_plans_and_the_proxy_parse() {
+    let text = vapi_with(
+        "public_url = \"https://cg.example.com/\"\nforward_url = \"https://agents.example.com/vapi\"\n\
+         forward_secret_env = \"UP\"\nforward_timeout = \"5s\"\nserver_messages = [\"tool-calls\"]\n\
+         webhook_auth = { type = \"hmac\", algorithm = \"sha512\", signature_prefix = \"sha512=\", payload_format = \"{timestamp}:{body}\" }",
+        "{ squad_id = \"sq_1\", forward_url = \"https://sales.example.com/vapi\" }",
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let v = config.provider("v").unwrap();
+    assert_eq!(v.public_url(), Some("https://cg.example.com"));
+    assert_eq!(v.forward_timeout, Duration::from_secs(5));
+    let Some(WebhookAuth::Hmac(h)) = &v.webhook_auth else { panic!("{:?}", v.webhook_auth) };
+    assert_eq!((h.algorithm, h.signature_encoding), (HmacAlgorithm::Sha512, SignatureEncoding::Hex));
+    assert_eq!((h.signature_header.as_str(), h.timestamp_header.as_str()), ("x-signature", "x-timestamp"));
+    assert_eq!(h.max_skew, Duration::from_secs(300));
+    let flow = config.flow("f").unwrap().vapi.as_ref().unwrap();
+    assert_eq!(flow.target(), Some(VapiTarget::Squad("sq_1")));
+    let bearer = vapi_with(
+        "webhook_auth = { type = \"bearer\", header = \"X-Token\", prefix = false }",
+        "{ workflow_id = \"wf\" }",
+    );
+    let config = load(&bearer).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.provider("v").unwrap().webhook_auth,
+        Some(WebhookAuth::Bearer { header: Some("X-Token".into()), prefix: Some(false) })
+    );
+}
+
+#[test]
+fn vapi_flows_name_exactly_one_assistant_squad_or_workflow() {
+    let text = vapi_with("", "{ assistant_id = \"a\", squad_id = \"s\" }");
+    refused(&text, "flows[0].vapi", "squad_id", "exactly one of `assistant_id`, `squad_id` or `workflow_id`");
+    let text = vapi_with("", "{ forward_url = \"https://x.example\" }");
+    refused(&text, "flows[0].vapi", "forward_url", "exactly one of");
+}
+
+#[test]
+fn bad_proxy_and_credential_settings_are_refused_by_name() {
+    refused(
+        &vapi_with("forward_timeout = \"20s\"", "{ assistant_id = \"a\" }"),
+        "providers[0].forward_timeout",
+        "forward_timeout",
+        "between 1ms and 19s",
+    );
+    refused(
+        &vapi_with("forward_url = \"ftp://x\"", "{ assistant_id = \"a\" }"),
+        "providers[0].forward_url",
+        "ftp://x",
+        "not an http",
+    );
+    refused(
+        &vapi_with("webhook_auth = { type = \"hmac\", payload_format = \"{timestamp}\" }", "{ assistant_id = \"a\" }"),
+        "providers[0].webhook_auth.payload_format",
+        "payload_format",
+        "must contain `{body}`",
+    );
+    refused(
+        &vapi_with("webhook_auth = { type = \"hmac\", payload_format = \"{url}{body}\" }", "{ assistant_id = \"a\" }"),
+        "providers[0].webhook_auth.payload_format",
+        "payload_format",
+        "needs the provider's `public_url`",
+    );
+    let errs = errors(&vapi_with("webhook_auth = { type = \"digest\" }", "{ assistant_id = \"a\" }"));
+    assert!(errs[0].to_string().contains("digest"), "{}", errs[0]);
+    let errs = errors(&vapi_with("webhook_auth = { type = \"bearer\", secret = \"x\" }", "{ assistant_id = \"a\" }"));
+    assert!(errs[0].to_string().contains("secret"), "{}", errs[0]);
+    let twilio_only = format!(
+        "{BASE}\n[[providers]]\nname = \"v\"\nkind = \"vapi\"\npool = \"vapi\"\nwebhook_secret = \"s\"\nshared_key = \"k\"\n"
+    );
+    refused(&twilio_only, "providers[0].shared_key", "shared_key", "applies only to kind = \"twilio\"");
+    let vapi_only = with_providers("").replace(
+        "public_url = \"https://cg.example.com/\"",
+        "public_url = \"https://cg.example.com/\"\nforward_url = \"https://x.example\"",
+    );
+    refused(&vapi_only, "providers[1].forward_url", "forward_url", "applies only to kind = \"vapi\"");
 }

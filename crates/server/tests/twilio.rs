@@ -805,3 +805,56 @@ async fn a_twilio_caller_keeps_the_chain_it_started_on() {
     // A new caller now hears the configured chain again.
     assert_eq!(ring(&s, "CA-D", "+15551230013", SALES).await.verbs(), ["Gather", "Redirect"]);
 }
+
+/// A SharedKey account: webhooks signed with HMAC-SHA256 and announced by
+/// `X-Twilio-Webhooks-Signature-Settings`. The request and its signature are one of the
+/// vectors computed with the official `twilio` package (tests/fixtures).
+#[tokio::test]
+async fn sharedkey_signatures_are_accepted_and_checked() {
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/twilio_signatures.json")).unwrap();
+    let v = fixture["vectors"].as_array().unwrap().iter().find(|v| v["name"] == "sharedkey").unwrap().clone();
+    let fake = fake_twilio().await;
+    let account = twilio_account(&fake, 10, "https://cg.example.com", "1h").replace(
+        "pool = \"agents\"\n",
+        &format!("pool = \"agents\"\nshared_key = \"{}\"\n", v["token"].as_str().unwrap()),
+    );
+    let text = format!(
+        "{account}\n[[flows]]\nname = \"all\"\npools = [\"agents\"]\nclass = \"inbound\"\n\
+         match = {{ provider = \"tw\" }}\ntwilio = {{ connect = {{ sip = \"sip:a@example.sip.vapi.ai\" }} }}\n"
+    );
+    let s = TestServer::start(&text).await;
+    let params: Vec<(String, String)> = v["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_owned(), p[1].as_str().unwrap().to_owned()))
+        .collect();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    let send = |settings: Option<&'static str>, sig: String| {
+        let mut req = s
+            .client
+            .post(format!("{}{VOICE}", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", sig)
+            .body(body.clone());
+        if let Some(h) = settings {
+            req = req.header("X-Twilio-Webhooks-Signature-Settings", h);
+        }
+        req.send()
+    };
+    let sig = v["signature"].as_str().unwrap().to_owned();
+    let settings = "key=webhooks_sharedkey_ABC123,algorithm=HMAC_SHA256";
+    // Without the header it would be a classic signature: it is not one.
+    assert_eq!(send(None, sig.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(send(Some("key=k,algorithm=HMAC_SHA512"), sig.clone()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(s.used("agents").await, 0, "nothing changed");
+    let resp = send(Some(settings), sig).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.used("agents").await, 1, "the caller got a line");
+    // The classic scheme still works on the same account, keyed with the auth token.
+    let pairs: Vec<(&str, &str)> = vec![("CallSid", "CA-CLASSIC"), ("From", "+15551230009"), ("To", SUPPORT)];
+    let classic = Phone { server: &s, public_url: "https://cg.example.com", token: TOKEN };
+    let r = classic.post(VOICE, &pairs).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(s.used("agents").await, 2);
+}

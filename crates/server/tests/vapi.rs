@@ -345,7 +345,7 @@ async fn a_lost_ended_webhook_is_repaired_by_reconciliation() {
     let (path, query, auth) = fake.last_request().unwrap();
     assert_eq!(path, "/call");
     assert_eq!(auth.as_deref(), Some("Bearer vapi-private-key"));
-    assert!(query.contains_key("createdAtGt") && query.contains_key("limit"), "{query:?}");
+    assert!(query.contains_key("createdAtGe") && query.contains_key("limit"), "{query:?}");
     assert_eq!(metric(&s, "callgate_provider_live_calls{provider=\"vapi-main\"}").await, 1.0);
 
     // A platform that fails changes nothing.
@@ -490,4 +490,626 @@ async fn secrets_named_by_environment_variables_are_read_at_start() {
     let resp = client.post(&url).header("X-Vapi-Secret", SECRET).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
+}
+
+#[path = "support/vapi_calls.rs"]
+mod vapi_calls;
+
+/// 2,500 calls created over an hour, five to a millisecond (batch creation), with a run of
+/// 40 that share one `createdAt`; `live` of them in progress, created with the 40.
+fn long_listing(start_ms: u64, live: &[&str]) -> Vec<(String, u64, &'static str)> {
+    let mut calls: Vec<(String, u64, &'static str)> =
+        (0..2_500u64).map(|i| (format!("old-{i}"), start_ms + (i / 5) * 7_001, "ended")).collect();
+    let tie = start_ms + 1_234_567;
+    for (i, c) in calls.iter_mut().skip(1_200).take(40).enumerate() {
+        c.1 = tie;
+        if let Some(id) = live.get(i) {
+            c.0 = (*id).to_owned();
+            c.2 = "in-progress";
+        }
+    }
+    calls
+}
+
+const ORDERS: [vapi_calls::Order; 4] = [
+    vapi_calls::Order::NewestFirst,
+    vapi_calls::Order::OldestFirst,
+    vapi_calls::Order::Shuffled(7),
+    vapi_calls::Order::Shuffled(2026),
+];
+
+#[tokio::test]
+async fn a_call_listing_is_complete_whatever_the_order_and_the_ties() {
+    use callgate_server::providers::vapi::VapiClient;
+    let list = vapi_calls::CallList::start("key").await;
+    let start = 1_780_000_000_000;
+    list.set(&long_listing(start, &[]));
+    let client = VapiClient::new(&list.url, "key");
+    for order in ORDERS {
+        list.order(order);
+        let before = list.requests().len();
+        let listing = client.calls_since(start - 1).await.unwrap();
+        let ids: std::collections::HashSet<&str> = listing.calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!((ids.len(), listing.calls.len()), (2_500, 2_500), "{order:?}: every call once");
+        assert!(listing.complete, "{order:?}");
+        let requests = list.requests().len() - before;
+        assert!(requests <= 40, "{order:?}: {requests} requests");
+    }
+    // More calls in one millisecond than a page holds cannot be listed whole, and the
+    // listing says so rather than pretending.
+    let mut crowd = long_listing(start, &[]);
+    for c in crowd.iter_mut().take(1_001) {
+        c.1 = start + 5;
+    }
+    list.set(&crowd);
+    for order in ORDERS {
+        list.order(order);
+        assert!(!client.calls_since(start - 1).await.unwrap().complete, "{order:?}");
+    }
+}
+
+#[tokio::test]
+async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
+    use callgate_config::ProviderKind;
+    use callgate_server::providers::reconcile::Reconciler;
+    let list = vapi_calls::CallList::start("vapi-private-key").await;
+    let t0: u64 = 1_780_000_000_000;
+    let clock = support::ManualClock::at(t0);
+    let fake = Fake { url: list.url.clone(), state: Default::default() };
+    let s = TestServer::start_with_clock(&config(&fake, "1h"), clock.clone()).await;
+    let live: Vec<String> = (0..8).map(|i| format!("live-{i}")).collect();
+    let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
+    for id in &live {
+        webhook(&s, assistant_request(id, None, SUPPORT)).await;
+    }
+    webhook(&s, assistant_request("ghost", None, SUPPORT)).await;
+    assert_eq!(s.used("vapi-main").await, 9);
+    // The platform's hour: the live calls were created with 39 others in one
+    // millisecond, in the middle of 2,500 calls; the ghost is not listed at all.
+    list.set(&long_listing(t0 - 240_000, &live_refs));
+    clock.advance(3_600_000 + 1);
+    let app = s.server().app.clone();
+    let provider = app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+    let mut reconciler = Reconciler::new(app, provider).unwrap();
+    for (n, order) in ORDERS.into_iter().enumerate() {
+        list.order(order);
+        let pass = reconciler.pass().await;
+        assert_eq!(pass.released, usize::from(n == 0), "{order:?}: only the ghost is released");
+        assert_eq!(pass.adopted, 0, "{order:?}");
+        assert_eq!(s.used("vapi-main").await, 8, "{order:?}: every live call keeps its line");
+    }
+    // A listing that cannot be complete releases only what it shows as ended.
+    webhook(&s, assistant_request("ghost-2", None, SUPPORT)).await;
+    webhook(&s, assistant_request("old-3", None, SUPPORT)).await;
+    clock.advance(3_600_000 + 1);
+    let mut crowd = long_listing(t0 - 240_000, &live_refs);
+    for c in crowd.iter_mut().skip(10).take(1_001) {
+        c.1 = t0 + 60_000;
+    }
+    list.set(&crowd);
+    let pass = reconciler.pass().await;
+    assert_eq!(pass.released, 1, "old-3 is listed as ended; ghost-2 may still be live");
+    let (_, leases) = s.get("/v1/leases").await;
+    let keys: std::collections::HashSet<String> =
+        leases.as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap().to_owned()).collect();
+    assert!(keys.contains("ghost-2") && !keys.contains("old-3"), "{keys:?}");
+    assert_eq!(s.used("vapi-main").await, 9);
+}
+
+// ---------------------------------------------------------------------------------------
+// The transparent proxy, SIP numbers, squads and workflows
+
+/// What the customer's own server saw: path, `Authorization`, `X-Vapi-Secret`, body.
+type Upstreamed = (String, Option<String>, Option<String>, String);
+
+/// The customer's server: answers tool calls (slowly when the body says `slow`), fails
+/// transfer-destination requests with a 500 in plain text, acknowledges the rest.
+async fn customer_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Upstreamed>>>) {
+    use axum::extract::{Path as AxPath, State as AxState};
+    use axum::http::HeaderMap;
+    use axum::response::IntoResponse;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Upstreamed>>>;
+    let seen: Seen = Default::default();
+    let router = axum::Router::new()
+        .route(
+            "/{who}",
+            axum::routing::post(|AxState(seen): AxState<Seen>, AxPath(who): AxPath<String>, headers: HeaderMap, body: String| async move {
+                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                seen.lock().unwrap().push((who.clone(), h("authorization"), h("x-vapi-secret"), body.clone()));
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                match v["message"]["type"].as_str() {
+                    Some("tool-calls") => {
+                        if body.contains("slow") {
+                            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        }
+                        let answer = format!(r#"{{"results":[{{"toolCallId":"tc-1","result":"sunny, says {who}"}}]}}"#);
+                        ([("content-type", "application/json")], answer).into_response()
+                    }
+                    Some("transfer-destination-request") => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], "upstream exploded").into_response()
+                    }
+                    _ => axum::Json(json!({})).into_response(),
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}"), seen)
+}
+
+const SIP_HELP: &str = "sip:help@callgate.sip.vapi.ai";
+const FLOWS_LINE: &str = "+15550003333";
+
+fn proxy_config(fake: &Fake, upstream: &str) -> String {
+    format!(
+        r#"
+[[pools]]
+name = "vapi-main"
+limit = 10
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+base_url = "{url}"
+webhook_secret = "{SECRET}"
+pool = "vapi-main"
+reconcile_every = "1h"
+public_url = "https://cg.example.com/"
+forward_url = "{upstream}/main"
+forward_secret = "up-secret"
+forward_timeout = "300ms"
+
+[[flows]]
+name = "support"
+pools = ["vapi-main"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "{SUPPORT}" }}
+vapi = {{ assistant_id = "asst_support" }}
+
+[[flows]]
+name = "sales"
+pools = ["vapi-main"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "{SALES}" }}
+vapi = {{ assistant_id = "asst_sales", forward_url = "{upstream}/sales", forward_header = "X-Vapi-Secret" }}
+
+[[flows]]
+name = "help"
+pools = ["vapi-main"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "{SIP_HELP}" }}
+vapi = {{ squad_id = "squad_help" }}
+
+[[flows]]
+name = "flows"
+pools = ["vapi-main"]
+class = "inbound"
+match = {{ provider = "vapi-main", number = "{FLOWS_LINE}" }}
+vapi = {{ workflow_id = "wf_intake" }}
+"#,
+        url = fake.url
+    )
+}
+
+fn tool_calls(call: &str, to: &str, id: &str, args: &str) -> Value {
+    json!({
+        "type": "tool-calls",
+        "call": { "id": call },
+        "phoneNumber": { "number": to },
+        "toolCallList": [{ "id": id, "type": "function", "function": { "name": "weather", "arguments": { "city": args } } }],
+    })
+}
+
+async fn raw_webhook(s: &TestServer, message: Value) -> (StatusCode, Option<String>, String, String) {
+    let sent = json!({ "message": message }).to_string();
+    let resp = s
+        .client
+        .post(format!("{}/webhooks/vapi/vapi-main", s.base))
+        .header("X-Vapi-Secret", SECRET)
+        .header("content-type", "application/json")
+        .body(sent.clone())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, ct, resp.text().await.unwrap(), sent)
+}
+
+#[tokio::test]
+async fn callgate_proxies_every_vapi_message_to_the_customers_server() {
+    let fake = fake_vapi().await;
+    let (upstream, seen) = customer_server().await;
+    let s = TestServer::start(&proxy_config(&fake, &upstream)).await;
+
+    // The reply points the call's server URL back at callgate, with callgate's own
+    // credential, and asks for the messages callgate frees lines by.
+    let (st, v) = webhook(&s, assistant_request("call-1", Some("+15551230001"), SUPPORT)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["assistantId"], "asst_support");
+    let server = &v["assistantOverrides"]["server"];
+    assert_eq!(server["url"], "https://cg.example.com/webhooks/vapi/vapi-main");
+    assert_eq!(server["headers"], json!({ "Authorization": format!("Bearer {SECRET}") }));
+    assert_eq!(server["timeoutSeconds"], 20);
+    let types: Vec<&str> =
+        v["assistantOverrides"]["serverMessages"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for needed in ["status-update", "end-of-call-report", "tool-calls", "transfer-destination-request"] {
+        assert!(types.contains(&needed), "{types:?} lacks {needed}");
+    }
+
+    // A tool call is passed on, and the answer comes back unchanged.
+    let (st, ct, body, sent) = raw_webhook(&s, tool_calls("call-1", SUPPORT, "tc-1", "Paris")).await;
+    assert_eq!((st, ct.as_deref()), (StatusCode::OK, Some("application/json")));
+    assert_eq!(body, r#"{"results":[{"toolCallId":"tc-1","result":"sunny, says main"}]}"#);
+    let tool = seen.lock().unwrap().iter().find(|u| u.3.contains("tool-calls")).cloned().unwrap();
+    assert_eq!(
+        tool,
+        ("main".into(), Some("Bearer up-secret".into()), None, sent),
+        "the very bytes, with its credential"
+    );
+
+    // A flow's own server, with its own header.
+    let (_, _, body, _) = raw_webhook(&s, tool_calls("call-2", SALES, "tc-2", "Oslo")).await;
+    assert!(body.contains("says sales"), "{body}");
+    let sales = seen.lock().unwrap().iter().find(|u| u.0 == "sales").cloned().unwrap();
+    assert_eq!((sales.1, sales.2.as_deref()), (None, Some("up-secret")));
+
+    // An upstream failure is relayed as it is: status, type and body.
+    let transfer = json!({ "type": "transfer-destination-request", "call": { "id": "call-1" }, "phoneNumber": { "number": SUPPORT } });
+    let (st, ct, body, _) = raw_webhook(&s, transfer).await;
+    assert_eq!(
+        (st, ct.as_deref(), body.as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("text/plain"), "upstream exploded")
+    );
+
+    // A server that does not answer in time: the tool fails with a clear error, at once.
+    let (st, _, body, _) = raw_webhook(&s, tool_calls("call-1", SUPPORT, "tc-slow", "slow")).await;
+    assert_eq!(st, StatusCode::OK);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["results"][0]["toolCallId"], "tc-slow");
+    assert!(answer["results"][0]["error"].as_str().unwrap().contains("did not answer"), "{answer}");
+    let timeout = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"answer\",outcome=\"timeout\"}";
+    assert_eq!(metric(&s, timeout).await, 1.0);
+    let ok = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"answer\",outcome=\"ok\"}";
+    assert_eq!(metric(&s, ok).await, 2.0);
+
+    // Messages callgate consumes are passed on too, without waiting for the upstream.
+    let (st, v) = webhook(&s, status_update("call-1", "ended")).await;
+    assert_eq!((st, v), (StatusCode::OK, json!({})));
+    assert_eq!(s.used("vapi-main").await, 0, "callgate still frees the line");
+    let forwarded = |kind: &'static str| {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().iter().any(|u| u.0 == "main" && u.3.contains(kind)) }
+    };
+    assert!(s.eventually(5, || forwarded("\"status-update\"")).await);
+    assert!(s.eventually(5, || forwarded("\"assistant-request\"")).await);
+    let notified = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"notify\",outcome=\"ok\"}";
+    assert!(s.eventually(5, || async { metric(&s, notified).await == 2.0 }).await);
+}
+
+#[tokio::test]
+async fn without_a_forward_url_a_message_that_expects_an_answer_is_counted() {
+    let (s, _fake) = start().await;
+    let (st, _, body, _) = raw_webhook(&s, tool_calls("call-1", SUPPORT, "tc-1", "Paris")).await;
+    assert_eq!((st, body.as_str()), (StatusCode::OK, "{}"));
+    let series = "callgate_vapi_unanswered_total{provider=\"vapi-main\",type=\"tool-calls\"}";
+    assert_eq!(metric(&s, series).await, 1.0);
+    // Without a public_url the reply overrides nothing.
+    let (_, v) = webhook(&s, assistant_request("call-2", None, SUPPORT)).await;
+    assert_eq!(v, json!({ "assistantId": "asst_support" }));
+}
+
+#[tokio::test]
+async fn sip_numbers_squads_and_workflows_are_served() {
+    let fake = fake_vapi().await;
+    let (upstream, _seen) = customer_server().await;
+    let s = TestServer::start(&proxy_config(&fake, &upstream)).await;
+    // A Vapi SIP number has a sipUri and no number.
+    let sip = json!({
+        "type": "assistant-request",
+        "call": { "id": "sip-1", "phoneNumber": { "id": "pn-sip", "sipUri": SIP_HELP } },
+        "phoneNumber": { "id": "pn-sip", "sipUri": SIP_HELP },
+        "timestamp": 1_780_000_000_123.456_f64,
+    });
+    let (st, v) = webhook(&s, sip).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["squadId"], "squad_help", "{v}");
+    assert!(v.get("assistantId").is_none());
+    assert_eq!(v["assistantOverrides"]["server"]["url"], "https://cg.example.com/webhooks/vapi/vapi-main");
+    let (_, v) = webhook(&s, assistant_request("wf-1", None, FLOWS_LINE)).await;
+    assert_eq!(v["workflowId"], "wf_intake", "{v}");
+    assert_eq!(s.used("vapi-main").await, 2);
+    assert_eq!(call_record(&s, "sip-1").await["flow"], "help");
+
+    // A fractional timestamp is read to the millisecond.
+    let ended = json!({ "type": "status-update", "status": "ended", "call": { "id": "sip-1" },
+        "timestamp": 1_780_000_000_123.456_f64 });
+    let (st, _) = webhook(&s, ended).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.used("vapi-main").await, 1);
+    let record = call_record(&s, "sip-1").await;
+    let ended_at = record.as_object().unwrap().iter().find(|(k, _)| k.starts_with("ended_at")).map(|(_, v)| v.clone());
+    assert_eq!(ended_at, Some(json!(1_780_000_000_123u64)), "{record}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook credentials: every plan Vapi offers, with signatures computed by Python
+
+/// base64 of bytes, to hand them to Python intact.
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// HMAC computed by Python's `hmac` and `hashlib`, independently of callgate's code.
+fn py_hmac(algorithm: &str, key: &[u8], payload: &[u8], encoding: &str) -> String {
+    let script = "import base64, hashlib, hmac, sys\n\
+        k = base64.b64decode(sys.argv[2]); p = base64.b64decode(sys.argv[3])\n\
+        d = hmac.new(k, p, getattr(hashlib, sys.argv[1])).digest()\n\
+        print(d.hex() if sys.argv[4] == 'hex' else base64.b64encode(d).decode())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, algorithm, &b64(key), &b64(payload), encoding])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The test config with a credential plan (and optionally a public URL).
+fn plan_config(fake: &Fake, secret: &str, plan: &str) -> String {
+    config(fake, "1h")
+        .replace(&format!("webhook_secret = \"{SECRET}\""), &format!("webhook_secret = \"{secret}\"\n{plan}"))
+}
+
+async fn post_with(s: &TestServer, headers: &[(&str, String)], body: &str) -> (StatusCode, Value) {
+    let mut req = s
+        .client
+        .post(format!("{}/webhooks/vapi/vapi-main", s.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends a new caller's assistant-request with `headers`: 200 and a line, or 401 and
+/// nothing changed.
+async fn admitted(s: &TestServer, headers: &[(&str, String)], call: &str) -> bool {
+    let body = json!({ "message": assistant_request(call, None, SUPPORT) }).to_string();
+    let before = s.used("vapi-main").await;
+    let (st, v) = post_with(s, headers, &body).await;
+    match st {
+        StatusCode::OK => true,
+        StatusCode::UNAUTHORIZED => {
+            assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+            assert_eq!(s.used("vapi-main").await, before, "a refused webhook changes nothing");
+            false
+        }
+        other => panic!("{other}: {v}"),
+    }
+}
+
+#[tokio::test]
+async fn bearer_and_legacy_secret_plans_are_accepted_as_vapi_sends_them() {
+    let fake = fake_vapi().await;
+    let tok = |v: &str| v.to_owned();
+    // Bearer in a header of the customer's choosing, prefix or not, scheme in any case.
+    let s = TestServer::start(&plan_config(
+        &fake,
+        "tok-1",
+        "webhook_auth = { type = \"bearer\", header = \"X-Callgate-Token\" }",
+    ))
+    .await;
+    assert!(admitted(&s, &[("X-Callgate-Token", tok("Bearer tok-1"))], "a1").await);
+    assert!(admitted(&s, &[("X-Callgate-Token", tok("bEARER tok-1"))], "a2").await);
+    assert!(admitted(&s, &[("X-Callgate-Token", tok("tok-1"))], "a3").await);
+    assert!(!admitted(&s, &[("Authorization", tok("Bearer tok-1"))], "a4").await, "another header");
+    assert!(!admitted(&s, &[("X-Callgate-Token", tok("Bearer tok-12"))], "a5").await);
+    assert!(!admitted(&s, &[("X-Callgate-Token", tok("Bearer tok-"))], "a6").await);
+    assert!(!admitted(&s, &[("X-Vapi-Secret", tok("tok-1"))], "a7").await);
+    drop(s);
+    // bearerPrefixEnabled = false: the bare token only.
+    let s =
+        TestServer::start(&plan_config(&fake, "tok-2", "webhook_auth = { type = \"bearer\", prefix = false }")).await;
+    assert!(admitted(&s, &[("Authorization", tok("tok-2"))], "b1").await);
+    assert!(!admitted(&s, &[("Authorization", tok("Bearer tok-2"))], "b2").await);
+    drop(s);
+    let s =
+        TestServer::start(&plan_config(&fake, "tok-3", "webhook_auth = { type = \"bearer\", prefix = true }")).await;
+    assert!(admitted(&s, &[("Authorization", tok("BEARER tok-3"))], "c1").await);
+    assert!(!admitted(&s, &[("Authorization", tok("tok-3"))], "c2").await);
+    drop(s);
+    // The legacy header and nothing else.
+    let s = TestServer::start(&plan_config(&fake, "tok-4", "webhook_auth = { type = \"secret\" }")).await;
+    assert!(admitted(&s, &[("X-Vapi-Secret", tok("tok-4"))], "d1").await);
+    assert!(!admitted(&s, &[("Authorization", tok("Bearer tok-4"))], "d2").await);
+    // Without a plan (today's files): either header, the bearer scheme in any case.
+    let (s, _f) = start().await;
+    assert!(admitted(&s, &[("Authorization", format!("bearer {SECRET}"))], "e1").await);
+    assert!(!admitted(&s, &[("Authorization", SECRET.to_owned())], "e2").await, "bare needs prefix = false");
+    assert!(admitted(&s, &[("X-Vapi-Secret", SECRET.to_owned())], "e3").await);
+}
+
+#[tokio::test]
+async fn hmac_plans_are_checked_against_pythons_hmac() {
+    let fake = fake_vapi().await;
+    let now_ms: u64 = 1_780_000_000_000;
+    let clock = support::ManualClock::at(now_ms);
+    let secs = (now_ms / 1000).to_string();
+    let body = |call: &str| json!({ "message": assistant_request(call, None, SUPPORT) }).to_string();
+
+    // sha256, hex, a prefix, Vapi's default `{timestamp}.{body}`.
+    let plan = "webhook_auth = { type = \"hmac\", algorithm = \"sha256\", signature_prefix = \"sha256=\" }";
+    let s = TestServer::start_with_clock(&plan_config(&fake, "hmac-key", plan), clock.clone()).await;
+    let signed = |call: &str, ts: &str| {
+        let b = body(call);
+        let sig = py_hmac("sha256", b"hmac-key", format!("{ts}.{b}").as_bytes(), "hex");
+        (b, sig)
+    };
+    let (b, sig) = signed("h1", &secs);
+    let ok = [("x-signature", format!("sha256={sig}")), ("x-timestamp", secs.clone())];
+    assert_eq!(post_with(&s, &ok, &b).await.0, StatusCode::OK);
+    let (b, sig) = signed("h2", &secs);
+    let upper = [("x-signature", format!("sha256={}", sig.to_uppercase())), ("x-timestamp", secs.clone())];
+    assert_eq!(post_with(&s, &upper, &b).await.0, StatusCode::OK, "hex in either case");
+    let used = s.used("vapi-main").await;
+    // Refused: tampered body, no prefix, stale or future timestamp, no timestamp, no signature.
+    let (b, sig) = signed("h3", &secs);
+    let tampered = b.replace("h3", "h4");
+    assert_eq!(
+        post_with(&s, &[("x-signature", format!("sha256={sig}")), ("x-timestamp", secs.clone())], &tampered).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post_with(&s, &[("x-signature", sig.clone()), ("x-timestamp", secs.clone())], &b).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    for ts in [now_ms / 1000 - 301, now_ms / 1000 + 301] {
+        let ts = ts.to_string();
+        let (b, sig) = signed("h5", &ts);
+        let stale = [("x-signature", format!("sha256={sig}")), ("x-timestamp", ts)];
+        assert_eq!(post_with(&s, &stale, &b).await.0, StatusCode::UNAUTHORIZED, "a replay");
+    }
+    let (b, sig) = signed("h6", &secs);
+    assert_eq!(post_with(&s, &[("x-signature", format!("sha256={sig}"))], &b).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(post_with(&s, &[("x-timestamp", secs.clone())], &b).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.used("vapi-main").await, used, "nothing refused changed anything");
+    drop(s);
+
+    // sha512, base64, a base64 secret, a template over method, URL and a ms timestamp; the
+    // reply names the Vapi credential that signs.
+    let key = b"\x00\x01binary key\xff";
+    let plan = String::from(
+        "public_url = \"https://cg.example.com\"\nwebhook_auth = { type = \"hmac\", algorithm = \"sha512\", \
+         signature_encoding = \"base64\", secret_is_base64 = true, timestamp_header = \"X-Vapi-Timestamp\", \
+         signature_header = \"X-Vapi-Signature\", payload_format = \"{method}\\n{url}\\n{timestamp}\\n{body}\", \
+         credential_id = \"cred_123\" }",
+    );
+    let s = TestServer::start_with_clock(&plan_config(&fake, &b64(key), &plan), clock.clone()).await;
+    let b = body("s1");
+    let ts = now_ms.to_string();
+    let payload = format!("POST\nhttps://cg.example.com/webhooks/vapi/vapi-main\n{ts}\n{b}");
+    let sig = py_hmac("sha512", key, payload.as_bytes(), "base64");
+    let (st, v) = post_with(&s, &[("X-Vapi-Signature", sig.clone()), ("X-Vapi-Timestamp", ts.clone())], &b).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["assistantOverrides"]["server"]["credentialId"], "cred_123", "{v}");
+    assert!(v["assistantOverrides"]["server"].get("headers").is_none(), "Vapi signs; no secret in the reply");
+    let sha256 = py_hmac("sha256", key, payload.as_bytes(), "base64");
+    let (st, _) = post_with(&s, &[("X-Vapi-Signature", sha256), ("X-Vapi-Timestamp", ts)], &body("s2")).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "another algorithm");
+    drop(s);
+
+    // sha1 over the bare body, no timestamp.
+    let plan = "webhook_auth = { type = \"hmac\", algorithm = \"sha1\", include_timestamp = false, signature_header = \"X-Hub-Signature\" }";
+    let s = TestServer::start_with_clock(&plan_config(&fake, "sha1-key", plan), clock.clone()).await;
+    let b = body("w1");
+    let sig = py_hmac("sha1", b"sha1-key", b.as_bytes(), "hex");
+    assert_eq!(post_with(&s, &[("X-Hub-Signature", sig)], &b).await.0, StatusCode::OK);
+    assert_eq!(post_with(&s, &[("X-Hub-Signature", "0".repeat(40))], &body("w2")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.used("vapi-main").await, 1);
+}
+
+/// The dialer's `POST /call` asks Vapi for the same server URL and messages as the replies.
+#[tokio::test]
+async fn calls_the_dialer_places_point_their_server_url_at_callgate() {
+    use callgate_config::ProviderKind;
+    use callgate_server::campaign::dial::{vapi::VapiDialer, Dialer, PlaceCall};
+    let fake = fake_vapi().await;
+    let (upstream, _seen) = customer_server().await;
+    let s = TestServer::start(&proxy_config(&fake, &upstream)).await;
+    let provider = s.server().app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+
+    let bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let seen = bodies.clone();
+    let router = axum::Router::new().route(
+        "/call",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                (StatusCode::CREATED, axum::Json(json!({ "id": "call-out-1", "status": "queued" })))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let dialer = VapiDialer::new(
+        "vapi-main",
+        &url,
+        "key".into(),
+        "asst_out",
+        vec!["pn-1".into()],
+        std::time::Duration::from_secs(60),
+    )
+    .with_overrides(provider.vapi_overrides());
+    let call = PlaceCall {
+        attempt: 7,
+        campaign: "spring".into(),
+        lead_id: 1,
+        phone: "+15551230000".into(),
+        name: None,
+        vars: Some(json!({ "first": "Ada" })),
+        lease: "L1".into(),
+        caller_index: 0,
+    };
+    assert_eq!(dialer.place(&call).await.unwrap().call_id, "call-out-1");
+    let body = bodies.lock().unwrap()[0].clone();
+    let overrides = &body["assistantOverrides"];
+    assert_eq!(overrides["server"]["url"], "https://cg.example.com/webhooks/vapi/vapi-main", "{body}");
+    assert_eq!(overrides["server"]["headers"]["Authorization"], format!("Bearer {SECRET}"));
+    let types = overrides["serverMessages"].as_array().unwrap();
+    assert!(types.contains(&json!("status-update")) && types.contains(&json!("end-of-call-report")));
+    assert_eq!(overrides["variableValues"], json!({ "first": "Ada" }), "what the dialer set stays");
+}
+
+/// Messages callgate consumes are passed on without waiting: the customer's server here
+/// holds every request until the test lets it go, and callgate has answered long before.
+#[tokio::test]
+async fn a_slow_customer_server_never_delays_callgates_own_answers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let arrived = std::sync::Arc::new(AtomicUsize::new(0));
+    let (r, a) = (release.clone(), arrived.clone());
+    let router = axum::Router::new().route(
+        "/{who}",
+        axum::routing::post(move || {
+            let (r, a) = (r.clone(), a.clone());
+            async move {
+                // Registered before it counts, so a release after the count wakes it.
+                let held = r.notified();
+                tokio::pin!(held);
+                held.as_mut().enable();
+                a.fetch_add(1, Ordering::SeqCst);
+                held.await;
+                axum::Json(json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let fake = fake_vapi().await;
+    let s = TestServer::start(
+        &proxy_config(&fake, &upstream).replace("forward_timeout = \"300ms\"", "forward_timeout = \"19s\""),
+    )
+    .await;
+
+    let (st, v) = webhook(&s, assistant_request("held", None, SUPPORT)).await;
+    assert_eq!((st, &v["assistantId"]), (StatusCode::OK, &json!("asst_support")));
+    let (st, v) = webhook(&s, status_update("held", "ended")).await;
+    assert_eq!((st, v), (StatusCode::OK, json!({})));
+    assert_eq!(s.used("vapi-main").await, 0);
+    // Both messages reached the customer's server, which has not answered either.
+    assert!(s.eventually(5, || async { arrived.load(Ordering::SeqCst) == 2 }).await);
+    let notified = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"notify\",outcome=\"ok\"}";
+    assert_eq!(metric(&s, notified).await, 0.0, "still waiting upstream");
+    release.notify_waiters();
+    assert!(s.eventually(5, || async { metric(&s, notified).await == 2.0 }).await);
 }

@@ -500,14 +500,17 @@ impl Campaigns {
             let dialer: Arc<dyn Dialer> = match &p.credentials {
                 Credentials::Vapi { api_key: Some(key), .. } => {
                     let v = cfg.vapi.clone().ok_or("a vapi campaign without `vapi`")?;
-                    Arc::new(dial::vapi::VapiDialer::new(
-                        name,
-                        &p.base_url,
-                        key.expose().to_string(),
-                        &v.assistant_id,
-                        v.numbers(),
-                        p.reconcile_every,
-                    ))
+                    Arc::new(
+                        dial::vapi::VapiDialer::new(
+                            name,
+                            &p.base_url,
+                            key.expose().to_string(),
+                            &v.assistant_id,
+                            v.numbers(),
+                            p.reconcile_every,
+                        )
+                        .with_overrides(p.vapi_overrides()),
+                    )
                 }
                 Credentials::Vapi { api_key: None, .. } => {
                     unavailable = Some(format!("provider `{name}` has no api_key: calls cannot be placed"));

@@ -29,6 +29,10 @@ struct State {
     provider_seconds: BTreeMap<String, Histogram>,
     live_calls: BTreeMap<String, u64>,
     cost: BTreeMap<String, f64>,
+    /// (provider, mode = answer | notify, outcome)
+    forwards: BTreeMap<(String, &'static str, &'static str), u64>,
+    /// (provider, message type): messages that expect an answer and had no upstream
+    unanswered: BTreeMap<(String, &'static str), u64>,
 }
 
 /// The edge metrics registry.
@@ -117,6 +121,19 @@ impl EdgeMetrics {
         }
     }
 
+    /// A Vapi message was passed on to the customer's server: `mode` `answer` (its answer
+    /// was relayed) or `notify` (fire-and-forget); `outcome` `ok`, `status` (a non-2xx
+    /// answer), `timeout`, `error` (unreachable) or `dropped` (the queue was full).
+    pub fn forward(&self, provider: &str, mode: &'static str, outcome: &'static str) {
+        *self.lock().forwards.entry((provider.to_owned(), mode, outcome)).or_default() += 1;
+    }
+
+    /// A Vapi message that expects an answer arrived with no upstream to ask: it was
+    /// answered `{}`.
+    pub fn unanswered(&self, provider: &str, kind: &'static str) {
+        *self.lock().unanswered.entry((provider.to_owned(), kind)).or_default() += 1;
+    }
+
     /// Appends the Prometheus text.
     pub fn render(&self, out: &mut String) {
         let s = self.lock();
@@ -174,6 +191,24 @@ impl EdgeMetrics {
         );
         for (p, c) in &s.cost {
             let _ = writeln!(out, "callgate_call_cost_usd_total{{provider=\"{p}\"}} {c}");
+        }
+        header(
+            out,
+            "callgate_vapi_forwards_total",
+            "counter",
+            "Vapi messages passed on to the customer's server, by provider, mode (answer, notify) and outcome.",
+        );
+        for ((p, m, o), n) in &s.forwards {
+            let _ = writeln!(out, "callgate_vapi_forwards_total{{provider=\"{p}\",mode=\"{m}\",outcome=\"{o}\"}} {n}");
+        }
+        header(
+            out,
+            "callgate_vapi_unanswered_total",
+            "counter",
+            "Vapi messages that expect an answer but had no forward_url to ask, by provider and type.",
+        );
+        for ((p, t), n) in &s.unanswered {
+            let _ = writeln!(out, "callgate_vapi_unanswered_total{{provider=\"{p}\",type=\"{t}\"}} {n}");
         }
     }
 }

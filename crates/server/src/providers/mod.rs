@@ -6,7 +6,10 @@ pub mod time;
 pub mod twilio;
 pub mod vapi;
 
-use callgate_config::{Config, ConfigError, Env, ProviderConfig, ProviderKind};
+use crate::edges::vapi::Forwarder;
+use callgate_config::{Config, ConfigError, Env, ProviderConfig, ProviderKind, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS};
+use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +72,104 @@ pub struct Provider {
     pub adopt: bool,
     /// Credentials by kind.
     pub credentials: Credentials,
+    /// Twilio: the SharedKey secret of `X-Twilio-Webhooks-Signature-Settings` webhooks
+    /// (`None`: they are checked with the auth token).
+    pub shared_key: Option<Secret>,
+    /// Vapi: how webhooks are authenticated, the proxy's upstreams and what callgate's
+    /// replies ask of Vapi.
+    pub vapi: Option<Arc<VapiSettings>>,
+}
+
+/// Where callgate passes Vapi messages on: the customer's own server URL.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The URL.
+    pub url: String,
+    /// The header that carries the secret (`Authorization` carries `Bearer <secret>`).
+    pub header: String,
+    /// The secret, if any.
+    pub secret: Option<Secret>,
+}
+
+impl Upstream {
+    /// The credential header's value.
+    pub fn header_value(&self) -> Option<String> {
+        let secret = self.secret.as_ref()?.expose();
+        Some(if self.header.eq_ignore_ascii_case("authorization") {
+            format!("Bearer {secret}")
+        } else {
+            secret.to_owned()
+        })
+    }
+}
+
+/// The message types Vapi sends to callgate when a provider does not list its own: the
+/// ones a proxied assistant commonly relies on, with the two callgate frees lines by.
+pub const DEFAULT_SERVER_MESSAGES: &[&str] = &[
+    "conversation-update",
+    "end-of-call-report",
+    "function-call",
+    "hang",
+    "speech-update",
+    "status-update",
+    "tool-calls",
+    "transfer-destination-request",
+    "user-interrupted",
+];
+
+/// A Vapi provider's edge settings, secrets resolved.
+#[derive(Debug)]
+pub struct VapiSettings {
+    /// The credential plan (`None`: the secret in `X-Vapi-Secret` or `Authorization`).
+    pub auth: Option<WebhookAuth>,
+    /// The base URL Vapi reaches callgate at, without a trailing `/`.
+    pub public_url: Option<String>,
+    /// The provider's upstream.
+    pub upstream: Option<Upstream>,
+    /// Flows' own upstreams, by flow name.
+    pub flow_upstreams: HashMap<String, Upstream>,
+    /// How long an answer from an upstream is awaited.
+    pub forward_timeout: Duration,
+    /// `assistantOverrides.serverMessages` (always with `status-update` and
+    /// `end-of-call-report`).
+    pub server_messages: Vec<String>,
+    /// Sends messages upstream.
+    pub forwarder: Arc<Forwarder>,
+}
+
+impl VapiSettings {
+    /// The upstream for a call of `flow` (the flow's own, else the provider's).
+    pub fn upstream_for(&self, flow: Option<&str>) -> Option<&Upstream> {
+        flow.and_then(|f| self.flow_upstreams.get(f)).or(self.upstream.as_ref())
+    }
+
+    /// `assistantOverrides` that point a call's server URL at callgate (`public_url`
+    /// set), with callgate's own credential and the message types it needs; `None`
+    /// without `public_url`.
+    pub fn overrides(&self, provider: &str, secret: &Secret) -> Option<Value> {
+        let base = self.public_url.as_deref()?;
+        let mut server = json!({
+            "url": format!("{base}/webhooks/vapi/{provider}"),
+            "timeoutSeconds": VAPI_SERVER_TIMEOUT_SECS,
+        });
+        let secret = secret.expose();
+        match &self.auth {
+            None => server["headers"] = json!({ "Authorization": format!("Bearer {secret}") }),
+            Some(WebhookAuth::Bearer { header, prefix }) => {
+                let header = header.as_deref().unwrap_or("Authorization");
+                let value = if *prefix == Some(false) { secret.to_owned() } else { format!("Bearer {secret}") };
+                server["headers"] = json!({ header: value });
+            }
+            Some(WebhookAuth::Secret {}) => server["headers"] = json!({ "X-Vapi-Secret": secret }),
+            // Vapi signs with a credential it holds; callgate names it.
+            Some(WebhookAuth::Hmac(h)) => {
+                if let Some(id) = &h.credential_id {
+                    server["credentialId"] = json!(id);
+                }
+            }
+        }
+        Some(json!({ "server": server, "serverMessages": self.server_messages }))
+    }
 }
 
 impl Provider {
@@ -91,6 +192,37 @@ impl Provider {
                 public_url: p.public_url().ok_or_else(|| missing("public_url"))?.to_owned(),
             },
         };
+        let vapi = match p.kind {
+            ProviderKind::Vapi => {
+                let header = p.forward_header.clone().unwrap_or_else(|| "Authorization".into());
+                let upstream = p.forward_url.as_ref().map(|url| -> Result<Upstream, ConfigError> {
+                    Ok(Upstream {
+                        url: url.clone(),
+                        header: header.clone(),
+                        secret: p.forward_secret(env)?.map(Secret),
+                    })
+                });
+                let mut server_messages: Vec<String> = match &p.server_messages {
+                    Some(list) => list.clone(),
+                    None => DEFAULT_SERVER_MESSAGES.iter().map(|s| (*s).to_owned()).collect(),
+                };
+                for needed in ["status-update", "end-of-call-report"] {
+                    if !server_messages.iter().any(|m| m == needed) {
+                        server_messages.push(needed.to_owned());
+                    }
+                }
+                Some(Arc::new(VapiSettings {
+                    auth: p.webhook_auth.clone(),
+                    public_url: p.public_url().map(str::to_owned),
+                    upstream: upstream.transpose()?,
+                    flow_upstreams: HashMap::new(),
+                    forward_timeout: p.forward_timeout,
+                    server_messages,
+                    forwarder: Arc::new(Forwarder::new()),
+                }))
+            }
+            ProviderKind::Twilio => None,
+        };
         Ok(Provider {
             name: p.name.as_str().into(),
             pool: p.pool.as_str().into(),
@@ -98,7 +230,20 @@ impl Provider {
             reconcile_every: p.reconcile_every,
             adopt: p.adopt,
             credentials,
+            shared_key: match p.kind {
+                ProviderKind::Twilio => p.shared_key(env)?.map(Secret),
+                ProviderKind::Vapi => None,
+            },
+            vapi,
         })
+    }
+
+    /// Vapi: the `assistantOverrides` that point a call's server URL at callgate
+    /// (`server`, `serverMessages`), for replies and for calls the dialer places; `None`
+    /// without a `public_url` (or for Twilio).
+    pub fn vapi_overrides(&self) -> Option<Value> {
+        let Credentials::Vapi { webhook_secret, .. } = &self.credentials else { return None };
+        self.vapi.as_ref()?.overrides(&self.name, webhook_secret)
     }
 
     /// Vapi or Twilio.
@@ -119,8 +264,14 @@ pub struct Providers {
 impl Providers {
     /// Resolves every provider of `config`; the first missing secret stops the start.
     pub fn from_config(config: &Config, env: &dyn Env) -> Result<Providers, ConfigError> {
-        let list =
-            config.providers.iter().map(|p| Provider::from_config(p, env).map(Arc::new)).collect::<Result<_, _>>()?;
+        let mut list = Vec::with_capacity(config.providers.len());
+        for p in &config.providers {
+            let mut provider = Provider::from_config(p, env)?;
+            if let Some(settings) = provider.vapi.as_mut().and_then(Arc::get_mut) {
+                settings.flow_upstreams = flow_upstreams(config, p, settings.upstream.as_ref(), env)?;
+            }
+            list.push(Arc::new(provider));
+        }
         Ok(Providers { list })
     }
 
@@ -133,6 +284,48 @@ impl Providers {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.list.iter()
     }
+}
+
+/// The upstreams of the flows that answer `provider`'s calls and name their own
+/// `vapi.forward_url`; the secret and header default to the provider's.
+fn flow_upstreams(
+    config: &Config,
+    provider: &ProviderConfig,
+    default: Option<&Upstream>,
+    env: &dyn Env,
+) -> Result<HashMap<String, Upstream>, ConfigError> {
+    let mut out = HashMap::new();
+    for flow in &config.flows {
+        let Some(vapi) = &flow.vapi else { continue };
+        let Some(url) = &vapi.forward_url else { continue };
+        if !flow.matches.iter().any(|m| m.provider == provider.name) {
+            continue;
+        }
+        let secret = match &vapi.forward_secret_env {
+            Some(var) => match env.var(var) {
+                Some(v) if !v.trim().is_empty() => Some(Secret(v)),
+                _ => {
+                    return Err(ConfigError {
+                        file: None,
+                        line: None,
+                        field: format!("flows.{}.vapi.forward_secret_env", flow.name),
+                        message: format!(
+                            "flow `{}`: the environment variable `{var}` is not set (or empty)",
+                            flow.name
+                        ),
+                    })
+                }
+            },
+            None => default.and_then(|d| d.secret.clone()),
+        };
+        let header = vapi
+            .forward_header
+            .clone()
+            .or_else(|| default.map(|d| d.header.clone()))
+            .unwrap_or_else(|| "Authorization".into());
+        out.insert(flow.name.clone(), Upstream { url: url.clone(), header, secret });
+    }
+    Ok(out)
 }
 
 /// Why a provider API call failed; it changes nothing in callgate.

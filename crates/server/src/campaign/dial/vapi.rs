@@ -37,6 +37,10 @@ pub struct VapiDialer {
     numbers: Vec<String>,
     poll: Duration,
     client: reqwest::Client,
+    /// Merged into each call's `assistantOverrides`: `server` (callgate's webhook URL and
+    /// credential) and `serverMessages`, so callgate hears how every call it placed ends
+    /// even when the assistant has a server URL of its own.
+    overrides: Option<Value>,
 }
 
 impl VapiDialer {
@@ -57,7 +61,15 @@ impl VapiDialer {
             numbers,
             poll,
             client: reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default(),
+            overrides: None,
         }
+    }
+
+    /// Sets what is merged into each call's `assistantOverrides` (see
+    /// [`crate::providers::Provider::vapi_overrides`]).
+    pub fn with_overrides(mut self, overrides: Option<Value>) -> VapiDialer {
+        self.overrides = overrides;
+        self
     }
 
     async fn get(&self, path: &str) -> Result<(u16, Value), DialError> {
@@ -121,7 +133,16 @@ impl Dialer for VapiDialer {
     fn place<'a>(&'a self, call: &'a PlaceCall) -> Fut<'a, Result<Placed, DialError>> {
         Box::pin(async move {
             let number = self.numbers.get(call.caller_index % self.numbers.len().max(1)).cloned().unwrap_or_default();
-            let body = create_call_body(&self.assistant_id, &number, call);
+            let mut body = create_call_body(&self.assistant_id, &number, call);
+            // callgate's own server URL and message list (the transparent proxy), beside the
+            // correlation metadata, which they never replace.
+            if let Some(Value::Object(extra)) = &self.overrides {
+                for (k, v) in extra {
+                    if k != "metadata" {
+                        body["assistantOverrides"][k] = v.clone();
+                    }
+                }
+            }
             let resp = self
                 .client
                 .post(format!("{}/call", self.base_url))

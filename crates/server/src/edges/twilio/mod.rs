@@ -8,7 +8,9 @@
 //!
 //! Every request is checked before anything else: the provider and endpoint must exist
 //! (404), and `X-Twilio-Signature` must match (403, compared in constant time); only then
-//! is the body's content looked at. The TwiML answer is chosen in one place, [`respond`].
+//! is the body's content looked at. Both of Twilio's schemes are accepted: the classic
+//! HMAC-SHA1 with the auth token, and HMAC-SHA256 with a SharedKey, announced by
+//! `X-Twilio-Webhooks-Signature-Settings` (see [`signature`]). The TwiML answer is chosen in one place, [`respond`].
 //!
 //! The overflow: a rejected caller walks the chain in force when their overflow starts
 //! (the flow's fallback while one of its dependencies is down, an alert's
@@ -142,7 +144,15 @@ async fn handle(app: &App, provider: &Provider, endpoint: Endpoint, req: Request
     let path = parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str());
     let url = format!("{public_url}{path}");
     let given = parts.headers.get("x-twilio-signature").map(|v| v.as_bytes());
-    if !signature::verify(auth_token.expose(), &url, params.pairs(), given) {
+    // The SharedKey scheme names its algorithm; the key is the SharedKey secret.
+    let settings = parts.headers.get(signature::SETTINGS_HEADER).map(|v| v.as_bytes());
+    let algorithm = signature::Algorithm::from_settings(settings);
+    let key = match (settings, &provider.shared_key) {
+        (Some(_), Some(shared)) => shared.expose(),
+        _ => auth_token.expose(),
+    };
+    let valid = algorithm.is_some_and(|a| signature::verify_with(a, key, &url, params.pairs(), given));
+    if !valid {
         return Err(ApiError::new(
             ErrorKind::Forbidden,
             "bad_signature",

@@ -1,41 +1,112 @@
-//! `X-Twilio-Signature`: base64(HMAC-SHA1(auth token, URL + every POST parameter, sorted by
-//! name, each name immediately followed by its value)). A name sent several times counts
-//! once per distinct value, values sorted.
+//! `X-Twilio-Signature`: base64(HMAC(key, URL + every POST parameter, sorted by name, each
+//! name immediately followed by its value)). A name sent several times counts once per
+//! distinct value, values sorted.
 //!
-//! Twilio's helper libraries accept a signature computed with or without the default port
-//! in the URL (`https://host/…` and `https://host:443/…`), since what Twilio signed
-//! depends on how the URL was written in its console; so does this.
+//! Two schemes, as the official `RequestValidator` implements them:
+//! - classic: HMAC-SHA1 keyed with the account's auth token;
+//! - SharedKey: announced by `X-Twilio-Webhooks-Signature-Settings:
+//!   key=<shared key id>,algorithm=HMAC_SHA256`, an HMAC with the named algorithm keyed
+//!   with the SharedKey secret (the provider's `shared_key`; without one, the auth token).
+//!   A header without `algorithm=` means the classic scheme; an algorithm callgate does
+//!   not know fails the check.
+//!
+//! Twilio's helper libraries accept a signature computed with or without the port in the
+//! URL (`https://host/…` and `https://host:443/…`), since what Twilio signed depends on
+//! how the URL was written in its console; so does this.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 
-/// The signature Twilio sends for a request to `url` with these form parameters.
+/// The header that announces the SharedKey scheme.
+pub(crate) const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+
+/// A signing algorithm Twilio names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Algorithm {
+    /// `HMAC_SHA1`, the classic scheme.
+    Sha1,
+    /// `HMAC_SHA256`, the SharedKey scheme.
+    Sha256,
+}
+
+impl Algorithm {
+    /// The algorithm a request's settings header names: `None` for one callgate does not
+    /// know; the classic scheme when the header is absent or names none.
+    pub(crate) fn from_settings(header: Option<&[u8]>) -> Option<Algorithm> {
+        let text = match header {
+            None => return Some(Algorithm::Sha1),
+            Some(h) => std::str::from_utf8(h).ok()?,
+        };
+        let named = text.split(',').find_map(|part| {
+            let (name, value) = part.split_once('=')?;
+            (name.trim() == "algorithm" && !value.trim().is_empty()).then(|| value.trim())
+        });
+        match named.map(str::to_ascii_uppercase).as_deref() {
+            None | Some("HMAC_SHA1") => Some(Algorithm::Sha1),
+            Some("HMAC_SHA256") => Some(Algorithm::Sha256),
+            Some(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+/// The classic signature Twilio sends for a request to `url` with these form parameters.
 pub(crate) fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    signature_with(Algorithm::Sha1, auth_token, url, params)
+}
+
+/// The signature of a request with `algorithm` and `key`.
+pub(crate) fn signature_with(algorithm: Algorithm, key: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     // By name, a repeated name's values sorted and each distinct value once, as Twilio's
     // libraries compute it.
     sorted.sort();
     sorted.dedup();
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
-        // HMAC takes a key of any length; this cannot happen.
-        return String::new();
+    let feed = |mac: &mut dyn FnMut(&[u8])| {
+        mac(url.as_bytes());
+        for (name, value) in &sorted {
+            mac(name.as_bytes());
+            mac(value.as_bytes());
+        }
     };
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    let bytes = match algorithm {
+        Algorithm::Sha1 => {
+            // HMAC takes a key of any length: `new_from_slice` cannot fail.
+            let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(key.as_bytes()) else { return String::new() };
+            feed(&mut |b| mac.update(b));
+            mac.finalize().into_bytes().to_vec()
+        }
+        Algorithm::Sha256 => {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.as_bytes()) else { return String::new() };
+            feed(&mut |b| mac.update(b));
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// True when `given` is the signature of this request. Every URL form is compared in
-/// constant time.
+#[cfg(test)]
+/// True when `given` is the classic signature of this request.
 pub(crate) fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: Option<&[u8]>) -> bool {
+    verify_with(Algorithm::Sha1, auth_token, url, params, given)
+}
+
+/// True when `given` is the signature of this request with `algorithm` and `key`. Every
+/// URL form is compared in constant time.
+pub(crate) fn verify_with(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    params: &[(String, String)],
+    given: Option<&[u8]>,
+) -> bool {
     let Some(given) = given else { return false };
     let mut ok = false;
     for candidate in url_forms(url) {
-        ok |= crate::edges::api::constant_time_eq(signature(auth_token, &candidate, params).as_bytes(), given);
+        let expected = signature_with(algorithm, key, &candidate, params);
+        ok |= crate::edges::api::constant_time_eq(expected.as_bytes(), given);
     }
     ok
 }

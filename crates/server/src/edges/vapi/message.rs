@@ -17,7 +17,8 @@ pub(crate) struct CallInfo {
     pub(crate) id: String,
     /// `customer.number` (or `call.customer.number`): who is calling.
     pub(crate) customer: Option<String>,
-    /// `phoneNumber.number` (or `call.phoneNumber.number`): the number called.
+    /// `phoneNumber.number` (or `call.phoneNumber.number`): the number called; for a
+    /// Vapi SIP number, which has no `number`, its `sipUri`.
     pub(crate) number: Option<String>,
 }
 
@@ -34,7 +35,7 @@ pub(crate) enum VapiMessage {
         status: String,
         /// Present when it ended.
         ended_reason: Option<String>,
-        /// `timestamp` (Unix ms), when given.
+        /// `timestamp` (Unix ms, possibly fractional: read to the millisecond), when given.
         at: Option<u64>,
     },
     /// The call is over, with its facts.
@@ -50,8 +51,13 @@ pub(crate) enum VapiMessage {
         /// `endedAt` (Unix ms).
         ended_at: Option<u64>,
     },
-    /// Any other type (transcripts, tool calls, …): acknowledged, nothing else.
-    Other(String),
+    /// Any other type (transcripts, tool calls, …): passed on to the upstream, if any.
+    Other {
+        /// `message.type`, at most 64 characters.
+        kind: String,
+        /// The number called, when the message says.
+        number: Option<String>,
+    },
 }
 
 impl VapiMessage {
@@ -61,7 +67,17 @@ impl VapiMessage {
             VapiMessage::AssistantRequest(_) => "assistant-request",
             VapiMessage::StatusUpdate { .. } => "status-update",
             VapiMessage::EndOfCallReport { .. } => "end-of-call-report",
-            VapiMessage::Other(_) => "other",
+            VapiMessage::Other { .. } => "other",
+        }
+    }
+
+    /// The number called, when the message says.
+    pub(crate) fn number(&self) -> Option<&str> {
+        match self {
+            VapiMessage::AssistantRequest(call)
+            | VapiMessage::StatusUpdate { call, .. }
+            | VapiMessage::EndOfCallReport { call, .. } => call.number.as_deref(),
+            VapiMessage::Other { number, .. } => number.as_deref(),
         }
     }
 }
@@ -100,6 +116,18 @@ fn non_empty(s: Option<&str>) -> Option<String> {
     s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// The number called: `phoneNumber.number`, else a SIP number's `phoneNumber.sipUri`
+/// (also under `call`). At most 256 bytes: a flow names nothing longer.
+fn called(m: &Value) -> Option<String> {
+    let paths: [&[&str]; 4] = [
+        &["phoneNumber", "number"],
+        &["call", "phoneNumber", "number"],
+        &["phoneNumber", "sipUri"],
+        &["call", "phoneNumber", "sipUri"],
+    ];
+    paths.iter().find_map(|p| non_empty(str_at(m, p))).filter(|n| n.len() <= 256)
+}
+
 fn call_info(m: &Value, kind: &'static str) -> Result<CallInfo, MessageError> {
     let id = str_at(m, &["call", "id"])
         .filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID)
@@ -107,14 +135,34 @@ fn call_info(m: &Value, kind: &'static str) -> Result<CallInfo, MessageError> {
     Ok(CallInfo {
         id: id.to_owned(),
         customer: non_empty(str_at(m, &["customer", "number"]).or_else(|| str_at(m, &["call", "customer", "number"]))),
-        number: non_empty(
-            str_at(m, &["phoneNumber", "number"]).or_else(|| str_at(m, &["call", "phoneNumber", "number"])),
-        ),
+        number: called(m),
     })
+}
+
+/// `timestamp`: Unix ms as a number, possibly fractional.
+fn millis(v: Option<&Value>) -> Option<u64> {
+    let t = v?.as_f64().filter(|t| t.is_finite() && *t >= 0.0 && *t < 1e16)?;
+    Some(t as u64)
 }
 
 fn time_at(m: &Value, key: &str) -> Option<u64> {
     m.get(key).and_then(Value::as_str).and_then(parse_rfc3339)
+}
+
+/// The ids of a `tool-calls` message's calls (`toolCallList[].id`, or
+/// `toolWithToolCallList[].toolCall.id`), at most 64 of them.
+pub(crate) fn tool_call_ids(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let m = &v["message"];
+    let list = m["toolCallList"].as_array().map(|l| l.iter().map(|c| &c["id"]).collect::<Vec<_>>());
+    let list = list.or_else(|| {
+        m["toolWithToolCallList"].as_array().map(|l| l.iter().map(|c| &c["toolCall"]["id"]).collect::<Vec<_>>())
+    });
+    list.unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| id.as_str().filter(|s| s.len() <= MAX_CALL_ID).map(str::to_owned))
+        .take(64)
+        .collect()
 }
 
 /// Reads one webhook body.
@@ -128,7 +176,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
             call: call_info(m, "status-update")?,
             status: m.get("status").and_then(Value::as_str).unwrap_or("").to_owned(),
             ended_reason: non_empty(m.get("endedReason").and_then(Value::as_str)),
-            at: m.get("timestamp").and_then(Value::as_u64),
+            at: millis(m.get("timestamp")),
         },
         "end-of-call-report" => VapiMessage::EndOfCallReport {
             call: call_info(m, "end-of-call-report")?,
@@ -137,6 +185,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
             started_at: time_at(m, "startedAt"),
             ended_at: time_at(m, "endedAt"),
         },
-        other => VapiMessage::Other(other.chars().take(64).collect()),
+        other => VapiMessage::Other { kind: other.chars().take(64).collect(), number: called(m) },
     })
 }

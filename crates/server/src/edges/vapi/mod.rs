@@ -1,8 +1,10 @@
 //! The Vapi edge: `POST /webhooks/vapi/{provider}`, the server URL of the phone numbers
 //! (or assistants) whose calls callgate admits.
 //!
-//! - The secret is checked first (`X-Vapi-Secret`, or `Authorization: Bearer`), in
-//!   constant time, before the body is even read: a wrong one is a 401 and changes nothing.
+//! - The credential is checked first ([`auth`]: the secret in `X-Vapi-Secret` or as
+//!   `Authorization: Bearer`, a bearer plan, or an HMAC signature with a replay window), in
+//!   constant time, before anything is parsed or changed: a wrong one is a 401. Header
+//!   plans are checked before the body is even read.
 //! - `assistant-request` acquires a line for the flow that serves the called number, with
 //!   the call id as key, and never waits: Vapi wants the answer within 7.5 s and has no
 //!   waiting room, so a caller who finds no free line gets the flow's overflow at once, as
@@ -11,26 +13,43 @@
 //!   recorder Vapi's reply cannot ask for; they are skipped in favour of the next step.
 //! - `status-update` with `ended` and `end-of-call-report` release the call's lease by its
 //!   id, idempotently and in either order, and record the call; other statuses renew it.
-//! - Every other message type is acknowledged and ignored.
+//! - callgate is a transparent proxy ([`forward`]): with a `public_url`, its replies
+//!   point the call's server URL back at itself (`assistantOverrides.server`, with its
+//!   own credential, and `serverMessages` that include `status-update` and
+//!   `end-of-call-report`), so an assistant with its own server URL cannot take the
+//!   call's end away from callgate. Every message, consumed or not, is passed on to the
+//!   customer's server (`forward_url`, the flow's or the provider's): the ones that
+//!   expect an answer (tool calls, transfer destinations, knowledge-base and voice
+//!   requests) are awaited and the answer relayed unchanged; the others are sent in the
+//!   background. Without a `forward_url`, a message that expects an answer gets `{}`, a
+//!   warning and a metric.
 
+mod auth;
+mod forward;
 mod message;
 mod reply;
 
 #[cfg(test)]
 mod tests;
 
-use super::api::{constant_time_eq, App};
+pub use forward::Forwarder;
+
+use super::api::App;
 use super::{body_error, webhook_outcome};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::governor::{AcquireRequest, Answer, Target};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
-use crate::providers::{Credentials, Provider};
+use crate::providers::{Credentials, Provider, VapiSettings};
+use auth::Check;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use callgate_config::{FlowConfig, OverflowAction, ProviderKind};
+use callgate_config::{FlowConfig, OverflowAction, ProviderKind, VapiTarget, WebhookAuth};
+use forward::AskError;
 use message::{CallInfo, VapiMessage};
-use reply::{respond, VapiReply};
+use reply::{respond, TakenBy, VapiReply};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The largest webhook body read. An end-of-call report carries the transcript and the
@@ -50,57 +69,157 @@ pub(crate) async fn webhook(State(app): State<Arc<App>>, Path(name): Path<String
     response
 }
 
-/// True when the request carries the provider's webhook secret.
-fn authorized(headers: &HeaderMap, provider: &Provider) -> bool {
-    let Credentials::Vapi { webhook_secret, .. } = &provider.credentials else { return false };
-    let secret = webhook_secret.expose().as_bytes();
-    let legacy = headers.get("x-vapi-secret").map(|v| v.as_bytes());
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    // Both are compared whichever is present, so the timing tells nothing either.
-    let a = legacy.is_some_and(|v| constant_time_eq(v, secret));
-    let b = bearer.is_some_and(|v| constant_time_eq(v, secret));
-    a | b
+/// Message types whose sender waits for the customer's server's answer.
+const EXPECT_ANSWER: &[&str] = &[
+    "tool-calls",
+    "function-call",
+    "transfer-destination-request",
+    "handoff-destination-request",
+    "knowledge-base-request",
+    "voice-request",
+    "call.endpointing.request",
+];
+
+/// The message type as a metrics label: one of [`EXPECT_ANSWER`], else `other`.
+fn answer_kind(kind: &str) -> Option<&'static str> {
+    EXPECT_ANSWER.iter().find(|k| **k == kind).copied()
 }
 
-async fn handle(app: &App, provider: &Provider, req: Request) -> (&'static str, Response) {
-    if !authorized(req.headers(), provider) {
-        let e = ApiError::new(
-            crate::error::ErrorKind::Unauthorized,
-            "unauthorized",
-            "missing or wrong webhook secret (X-Vapi-Secret or Authorization: Bearer)",
-        );
-        return ("unauthenticated", e.into_response());
+fn unauthorized(why: &'static str) -> (&'static str, Response) {
+    let e = ApiError::new(ErrorKind::Unauthorized, "unauthorized", why);
+    ("unauthenticated", e.into_response())
+}
+
+async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static str, Response) {
+    let Credentials::Vapi { webhook_secret, .. } = &provider.credentials else {
+        return unauthorized("not a vapi provider");
+    };
+    let settings = provider.vapi.as_deref();
+    let plan = settings.and_then(|s| s.auth.as_ref());
+    let (parts, body) = req.into_parts();
+    let check = auth::check_headers(plan, webhook_secret.expose().as_bytes(), &parts.headers);
+    if let Check::Fail(why) = check {
+        return unauthorized(why);
     }
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return ("unreadable", body_error(e).into_response()),
     };
+    if let (Check::NeedsBody, Some(WebhookAuth::Hmac(hmac))) = (&check, plan) {
+        let signed = auth::Signed {
+            method: parts.method.as_str(),
+            path_and_query: parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str()),
+            public_url: settings.and_then(|s| s.public_url.as_deref()),
+            body: &body,
+        };
+        let now = app.governor.now_ms();
+        if let Err(why) = auth::check_hmac(hmac, webhook_secret.expose(), &parts.headers, &signed, now) {
+            return unauthorized(why);
+        }
+    }
     let msg = match message::parse(&body) {
         Ok(m) => m,
         Err(e) => return ("malformed", ApiError::bad_request(e.to_string()).into_response()),
     };
     let endpoint = msg.endpoint();
+    let flow = app.inbound.flow_for(&provider.name, msg.number()).map(|f| f.name.clone());
+    let upstream = settings.and_then(|s| Some((s, s.upstream_for(flow.as_deref())?)));
     let response = match msg {
-        VapiMessage::AssistantRequest(call) => respond(true, assistant_request(app, provider, call).await),
-        VapiMessage::StatusUpdate { call, status, ended_reason, at } => {
-            respond(false, status_update(app, provider, call, &status, ended_reason, at).await)
+        VapiMessage::Other { kind, .. } if answer_kind(&kind).is_some() => {
+            let label = answer_kind(&kind).unwrap_or("other");
+            match upstream {
+                Some((settings, upstream)) => ask(app, provider, settings, upstream, &body, label).await,
+                None => {
+                    tracing::warn!(provider = %provider.name, kind = label,
+                        "A Vapi message that expects an answer arrived, but no forward_url is set: answered {{}}");
+                    app.metrics.edges.unanswered(&provider.name, label);
+                    respond(false, Ok(VapiReply::Ack))
+                }
+            }
         }
-        VapiMessage::EndOfCallReport { call, ended_reason, cost, started_at, ended_at } => {
-            respond(false, end_of_call(app, provider, call, ended_reason, cost, started_at, ended_at).await)
+        msg => {
+            if let Some((settings, upstream)) = upstream {
+                settings.forwarder.notify(
+                    &app.metrics,
+                    &provider.name,
+                    upstream,
+                    body.clone(),
+                    settings.forward_timeout,
+                );
+            }
+            match msg {
+                VapiMessage::AssistantRequest(call) => {
+                    respond(true, assistant_request(app, provider, settings, webhook_secret, call).await)
+                }
+                VapiMessage::StatusUpdate { call, status, ended_reason, at } => {
+                    respond(false, status_update(app, provider, call, &status, ended_reason, at).await)
+                }
+                VapiMessage::EndOfCallReport { call, ended_reason, cost, started_at, ended_at } => {
+                    respond(false, end_of_call(app, provider, call, ended_reason, cost, started_at, ended_at).await)
+                }
+                VapiMessage::Other { .. } => respond(false, Ok(VapiReply::Ack)),
+            }
         }
-        VapiMessage::Other(_) => respond(false, Ok(VapiReply::Ack)),
     };
     (endpoint, response)
+}
+
+/// Asks the customer's server and relays its answer; a timeout or a failure is answered
+/// with a clear error (for tool calls, as each tool's error, which the assistant can
+/// speak about) and counted.
+async fn ask(
+    app: &App,
+    provider: &Provider,
+    settings: &VapiSettings,
+    upstream: &crate::providers::Upstream,
+    body: &Bytes,
+    kind: &'static str,
+) -> Response {
+    let answer = settings.forwarder.ask(upstream, body.clone(), settings.forward_timeout).await;
+    let (status, why) = match answer {
+        Ok(relayed) => {
+            let ok = (200..300).contains(&relayed.status);
+            app.metrics.edges.forward(&provider.name, "answer", if ok { "ok" } else { "status" });
+            let reply =
+                VapiReply::Relay { status: relayed.status, content_type: relayed.content_type, body: relayed.body };
+            return respond(false, Ok(reply));
+        }
+        Err(AskError::Timeout) => {
+            app.metrics.edges.forward(&provider.name, "answer", "timeout");
+            let secs = settings.forward_timeout.as_secs_f64();
+            (StatusCode::GATEWAY_TIMEOUT, format!("the customer's server did not answer within {secs}s"))
+        }
+        Err(AskError::Failed(e)) => {
+            app.metrics.edges.forward(&provider.name, "answer", "error");
+            (StatusCode::BAD_GATEWAY, format!("the customer's server cannot be reached: {e}"))
+        }
+    };
+    tracing::warn!(provider = %provider.name, kind, url = %upstream.url, error = %why, "A forwarded Vapi message got no answer");
+    if kind == "tool-calls" {
+        // Vapi reads `results[].error` as the tool's failure and lets the assistant say so.
+        let ids = message::tool_call_ids(body);
+        let results: Vec<Value> = ids.iter().map(|id| json!({ "toolCallId": id, "error": why })).collect();
+        return respond(false, Ok(VapiReply::Json(StatusCode::OK, json!({ "results": results }))));
+    }
+    let code = if status == StatusCode::GATEWAY_TIMEOUT { "upstream_timeout" } else { "upstream_unreachable" };
+    let body = json!({ "error": { "code": code, "message": why } });
+    respond(false, Ok(VapiReply::Json(status, body)))
 }
 
 fn call_of(provider: &Provider, info: CallInfo) -> Call {
     Call { provider: provider.name.clone(), id: info.id, from: info.customer, to: info.number }
 }
 
-async fn assistant_request(app: &App, provider: &Provider, info: CallInfo) -> Result<VapiReply, ApiError> {
+async fn assistant_request(
+    app: &App,
+    provider: &Provider,
+    settings: Option<&VapiSettings>,
+    secret: &crate::providers::Secret,
+    info: CallInfo,
+) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
     let flow = app.inbound.flow_for(&provider.name, call.to.as_deref());
-    let Some((flow, vapi)) = flow.and_then(|f| Some((f, f.vapi.as_ref()?))) else {
+    let Some((flow, target)) = flow.and_then(|f| Some((f, f.vapi.as_ref()?.target()?))) else {
         tracing::warn!(provider = %provider.name, call = %call.id, number = ?call.to, "No flow serves this Vapi number");
         return Ok(VapiReply::Say(NOT_IN_SERVICE.into()));
     };
@@ -123,7 +242,13 @@ async fn assistant_request(app: &App, provider: &Provider, info: CallInfo) -> Re
         update.outcome = Some("granted".into());
         update.started_at = Some(now);
         record_call(app, update).await?;
-        return Ok(VapiReply::Assistant(vapi.assistant_id.clone()));
+        let (by, id) = match target {
+            VapiTarget::Assistant(id) => (TakenBy::Assistant, id),
+            VapiTarget::Squad(id) => (TakenBy::Squad, id),
+            VapiTarget::Workflow(id) => (TakenBy::Workflow, id),
+        };
+        let overrides = settings.and_then(|s| s.overrides(&provider.name, secret));
+        return Ok(VapiReply::Assistant { by, id: id.to_owned(), overrides });
     }
     let blocked = matches!(answer, Answer::Rejected { dependency: Some(_), .. });
     let (reply, action) = overflow(app, &call, flow, blocked).await?;

@@ -2,15 +2,46 @@
 //! decided or from the error's classification.
 
 use crate::error::{ApiError, ErrorKind};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use serde_json::Value;
+
+/// What takes a granted call: `assistantId`, `squadId` or `workflowId`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TakenBy {
+    /// `assistantId`.
+    Assistant,
+    /// `squadId`.
+    Squad,
+    /// `workflowId`.
+    Workflow,
+}
+
+impl TakenBy {
+    fn field(self) -> &'static str {
+        match self {
+            TakenBy::Assistant => "assistantId",
+            TakenBy::Squad => "squadId",
+            TakenBy::Workflow => "workflowId",
+        }
+    }
+}
 
 /// What Vapi is told.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum VapiReply {
-    /// `{ "assistantId" }`: the assistant takes the call.
-    Assistant(String),
+    /// `{ "assistantId" | "squadId" | "workflowId": id, "assistantOverrides"? }`: the call
+    /// is taken; the overrides point its server URL back at callgate.
+    Assistant {
+        /// Which field names `id`.
+        by: TakenBy,
+        /// The assistant's, squad's or workflow's id.
+        id: String,
+        /// `assistantOverrides`, when callgate has a `public_url`.
+        overrides: Option<Value>,
+    },
     /// `{ "destination": { "type": "number" | "sip", … } }`: transfer the call, without
     /// the AI, to a person or another line.
     Transfer {
@@ -25,12 +56,29 @@ pub(crate) enum VapiReply {
     Say(String),
     /// `{}`: received (status updates, reports, other messages).
     Ack,
+    /// The customer's server's answer, relayed unchanged.
+    Relay {
+        /// Its status.
+        status: u16,
+        /// Its content type.
+        content_type: Option<String>,
+        /// Its body.
+        body: Bytes,
+    },
+    /// A JSON answer with a status of its own (a tool call whose upstream failed).
+    Json(StatusCode, Value),
 }
 
 impl VapiReply {
     fn body(self) -> serde_json::Value {
         match self {
-            VapiReply::Assistant(id) => json!({ "assistantId": id }),
+            VapiReply::Assistant { by, id, overrides } => {
+                let mut body = json!({ by.field(): id });
+                if let Some(o) = overrides {
+                    body["assistantOverrides"] = o;
+                }
+                body
+            }
             VapiReply::Transfer { number: Some(number), message, .. } => {
                 let mut d = json!({ "type": "number", "number": number });
                 if let Some(m) = message {
@@ -47,6 +95,7 @@ impl VapiReply {
             }
             VapiReply::Say(text) => json!({ "error": text }),
             VapiReply::Ack => json!({}),
+            VapiReply::Relay { .. } | VapiReply::Json(..) => json!({}),
         }
     }
 }
@@ -61,6 +110,12 @@ pub(crate) const CANNOT_DECIDE: &str = "Sorry, we cannot take your call right no
 /// silence; refusals (401, 400, 404) keep their status.
 pub(crate) fn respond(caller_waiting: bool, result: Result<VapiReply, ApiError>) -> Response {
     match result {
+        Ok(VapiReply::Relay { status, content_type, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let content_type = content_type.unwrap_or_else(|| "application/json".into());
+            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Ok(VapiReply::Json(status, body)) => (status, axum::Json(body)).into_response(),
         Ok(reply) => (StatusCode::OK, axum::Json(reply.body())).into_response(),
         Err(e) if caller_waiting && matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal) => {
             tracing::error!(error = %e.message, "Cannot decide a Vapi call; the caller hears an apology");

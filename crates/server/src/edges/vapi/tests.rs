@@ -61,7 +61,10 @@ fn malformed_bodies_say_what_is_missing() {
     let long = "x".repeat(300);
     let body = json!({ "message": { "type": "assistant-request", "call": { "id": long } } });
     assert_eq!(parse(body.to_string().as_bytes()), Err(MessageError::NoCallId("assistant-request")));
-    assert_eq!(parse(br#"{"message": {"type": "transcript"}}"#), Ok(VapiMessage::Other("transcript".into())));
+    assert_eq!(
+        parse(br#"{"message": {"type": "transcript"}}"#),
+        Ok(VapiMessage::Other { kind: "transcript".into(), number: None })
+    );
 }
 
 #[test]
@@ -73,7 +76,7 @@ fn replies_have_the_shapes_vapi_documents() {
     };
     // Shapes checked end to end in tests/vapi.rs; here only that each builds.
     for r in [
-        VapiReply::Assistant("a".into()),
+        VapiReply::Assistant { by: super::reply::TakenBy::Squad, id: "a".into(), overrides: None },
         VapiReply::Transfer { number: Some("+1555".into()), sip: None, message: None },
         VapiReply::Transfer { number: None, sip: Some("sip:a@b".into()), message: Some("hold on".into()) },
         VapiReply::Say("busy".into()),
