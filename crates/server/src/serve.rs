@@ -1,7 +1,7 @@
 //! Starting the server: configuration → ledger → restore from the journal → HTTP.
 
 use crate::clock::{Clock, SystemClock};
-use crate::edges::api::{self, App, Keys};
+use crate::edges::api::{self, App, Keys, Limits};
 use crate::edges::twilio::WaitingRoom;
 use crate::governor::Governor;
 use crate::inbound::Inbound;
@@ -210,6 +210,7 @@ impl Server {
             metrics,
             live,
             keys,
+            limits: Limits::from_config(&cfg.server),
             inbound,
             waiting_room: WaitingRoom::default(),
             overflow_chains: Default::default(),

@@ -218,7 +218,9 @@ pub struct Ledger {
     classes: Vec<Class>,
     pools: Vec<Pool>,
     flows: Vec<Flow>,
-    leases: FxHashMap<u64, Lease>,
+    /// Ordered by id (ids grow in grant order), so a listing can be paged from a cursor
+    /// without walking or sorting every lease.
+    leases: BTreeMap<u64, Lease>,
     tickets: FxHashMap<u64, Ticket>,
     keys: FxHashMap<Arc<str>, KeyRef>,
     ended: FxHashMap<u64, Ended>,
@@ -231,6 +233,10 @@ pub struct Ledger {
     walks: Vec<admit::Walk>,
     default_ttl_ms: u64,
     retention_ms: u64,
+    /// See [`LedgerSpec::pools_max_len`].
+    pools_max_len: Option<u32>,
+    /// Waiting tickets without a flow (requests that named pools directly).
+    pools_waiting: u32,
 }
 
 impl fmt::Debug for Ledger {
@@ -311,7 +317,7 @@ impl Ledger {
             classes,
             pools,
             flows,
-            leases: FxHashMap::default(),
+            leases: BTreeMap::new(),
             tickets: FxHashMap::default(),
             keys: FxHashMap::default(),
             ended: FxHashMap::default(),
@@ -324,6 +330,8 @@ impl Ledger {
             walks: Vec::new(),
             default_ttl_ms: spec.default_lease_ttl_ms,
             retention_ms: spec.ticket_retention_ms,
+            pools_max_len: spec.pools_max_len,
+            pools_waiting: 0,
         })
     }
 
@@ -436,9 +444,15 @@ impl Ledger {
         }
     }
 
-    /// Every live lease (in no particular order).
+    /// Every live lease, by id (the order they were granted in).
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
+    }
+
+    /// The live leases whose id is above `after`, by id: one page of a listing after
+    /// another, each starting where the last stopped.
+    pub fn leases_after(&self, after: LeaseId) -> impl Iterator<Item = &Lease> {
+        self.leases.range((std::ops::Bound::Excluded(after.0), std::ops::Bound::Unbounded)).map(|(_, l)| l)
     }
 
     /// Every waiting ticket (in no particular order).
@@ -557,7 +571,7 @@ impl Ledger {
                 let fl = &self.flows[f.index()];
                 fl.queue.and_then(|q| q.max_len).is_none_or(|m| fl.waiting < m)
             }
-            None => true,
+            None => self.pools_max_len.is_none_or(|m| self.pools_waiting < m),
         };
         if max_wait_ms == 0 || !room {
             let reason = if max_wait_ms == 0 { RejectReason::Capacity } else { RejectReason::QueueFull };
@@ -846,8 +860,9 @@ impl Ledger {
             let need = p.need(ticket.class, pu.units);
             p.needs[ticket.class.index()].insert(need);
         }
-        if let Some(f) = ticket.flow {
-            self.flows[f.index()].waiting += 1;
+        match ticket.flow {
+            Some(f) => self.flows[f.index()].waiting += 1,
+            None => self.pools_waiting += 1,
         }
         if let Some(k) = &ticket.key {
             self.keys.insert(k.clone(), KeyRef::Ticket(ticket.id));
@@ -866,8 +881,9 @@ impl Ledger {
             let need = p.need(t.class, pu.units);
             p.needs[t.class.index()].remove(need);
         }
-        if let Some(f) = t.flow {
-            self.flows[f.index()].waiting -= 1;
+        match t.flow {
+            Some(f) => self.flows[f.index()].waiting -= 1,
+            None => self.pools_waiting -= 1,
         }
         if let Some(k) = &t.key {
             self.keys.remove(k);

@@ -857,3 +857,33 @@ fn a_late_tick_never_grants_a_ticket_before_it_arrived() {
     });
     assert_eq!(grant, Some((120, 0)), "granted as of its arrival, having waited for nothing");
 }
+
+// ----- bounds on what callers can pile up ------------------------------------------
+
+#[test]
+fn requests_naming_pools_directly_wait_in_a_bounded_line() {
+    let spec = LedgerSpec {
+        classes: classes(),
+        pools: vec![pool("acct", 1, &[])],
+        pools_max_len: Some(2),
+        ..LedgerSpec::default()
+    };
+    let mut l = Ledger::new(&spec).expect("valid spec");
+    granted(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 0));
+    let (first, _) = queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 1));
+    queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 2));
+    assert_eq!(rejected(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 3)), RejectReason::QueueFull);
+    // A place frees up when someone leaves the line.
+    assert!(l.cancel(first, 4));
+    queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 5));
+}
+
+#[test]
+fn leases_are_listed_by_id_from_a_cursor() {
+    let mut l = ledger(vec![pool("acct", 5, &[])], vec![]);
+    let ids: Vec<LeaseId> = (0..4).map(|i| granted(ask(&mut l, &[(0, 1)], INBOUND, 0, i))).collect();
+    assert!(l.release(ids[1], 10));
+    let after_first: Vec<LeaseId> = l.leases_after(ids[0]).map(|x| x.id).collect();
+    assert_eq!(after_first, vec![ids[2], ids[3]]);
+    assert_eq!(l.leases_after(LeaseId(0)).count(), 3);
+}
