@@ -39,8 +39,9 @@ pub struct ServerConfig {
     /// connection may sit between requests, before the server closes it (default "10s").
     #[serde(with = "crate::serde_duration")]
     pub header_read_timeout: Duration,
-    /// How long a connection may stay idle (no request in flight, no bytes read) before
-    /// the server closes it (default "60s").
+    /// How long a connection may go without a byte read or written before the server
+    /// closes it (default "120s"). Above 60 s, the longest a request may block for a
+    /// grant (`wait_ms`) in silence; event streams send a comment every 15 s.
     #[serde(with = "crate::serde_duration")]
     pub idle_timeout: Duration,
     /// Most open client connections (default 1024). Beyond it new connections are closed
@@ -77,7 +78,7 @@ impl Default for ServerConfig {
             // Ten seconds: a real client sends its headers in one packet; a slow one on a
             // bad mobile link still makes it. Slowloris connections are dropped.
             header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
             // Far above what a voice stack opens (a few per worker), far below the usual
             // fd limit, so the journal and providers' sockets always have room.
             max_connections: 1024,
@@ -142,5 +143,5 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         Duration::from_secs(600),
         "10s",
     );
-    duration("idle_timeout", server.idle_timeout, Duration::from_millis(100), Duration::from_secs(3600), "60s");
+    duration("idle_timeout", server.idle_timeout, Duration::from_secs(61), Duration::from_secs(3600), "120s");
 }

@@ -43,7 +43,7 @@ pub struct Server {
     /// Shared state (for in-process tests).
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     ticker: JoinHandle<()>,
     /// Breakers' clock and alert evaluation (`ops::spawn_ticker`).
     ops_ticker: JoinHandle<()>,
@@ -177,6 +177,8 @@ impl Server {
             )));
         }
         let data_dir = opts.data_dir.unwrap_or_else(|| cfg.server.data_dir.clone());
+        let fds = crate::connections::raise_fd_limit();
+        tracing::debug!(open_files = ?fds, "Open files limit");
         let mut ledger = Ledger::new(&cfg.ledger_spec()).map_err(|e| ServeError(format!("configuration: {e}")))?;
         let mut opened = Journal::open(&data_dir).map_err(|e| ServeError(e.to_string()))?;
         restore(&mut ledger, &mut opened, clock.now_ms())?;
@@ -230,13 +232,14 @@ impl Server {
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| ServeError(e.to_string()))?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let conn_limits = crate::connections::ConnectionLimits {
+            max_connections: cfg.server.max_connections,
+            header_read_timeout: cfg.server.header_read_timeout,
+            idle_timeout: cfg.server.idle_timeout,
+        };
+        let task = tokio::spawn(crate::connections::serve(listener, router, conn_limits, async {
+            let _ = rx.await;
+        }));
         let ticker = {
             let app = app.clone();
             tokio::spawn(async move {

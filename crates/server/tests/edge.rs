@@ -5,7 +5,10 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::time::Duration;
 use support::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// Ten slots, one flow, two classes.
 const TEN: &str = r#"
@@ -310,4 +313,102 @@ async fn the_bearer_scheme_is_case_insensitive() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "`{token}`");
     }
+}
+
+// ----- slow, idle and too many connections ---------------------------------------------
+
+/// Sends a GET on a raw connection and reads one answer: its status.
+async fn raw_get(conn: &mut TcpStream, path: &str) -> u16 {
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before a whole answer: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0);
+        if body.len() >= len {
+            return head[9..12].parse().unwrap();
+        }
+    }
+}
+
+/// True when the server closes the connection (within a generous bound; no timing is
+/// asserted), reading and discarding whatever it sends first.
+async fn closed_by_server(conn: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_by_the_server() {
+    let toml = format!("[server]\nheader_read_timeout = \"300ms\"\n{TEN}");
+    let s = TestServer::start(&toml).await;
+    let addr = s.server().addr;
+    // Slowloris: headers begun, never finished.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /v1/pools HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    // A kept-alive connection that never sends its next request.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(raw_get(&mut idle, "/healthz").await, 200);
+    // A connection that sends nothing at all.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+
+    assert!(closed_by_server(&mut slow).await, "the slowloris connection is closed");
+    assert!(closed_by_server(&mut idle).await, "the idle kept-alive connection is closed");
+    assert!(closed_by_server(&mut silent).await, "the silent connection is closed");
+    assert_eq!(s.get("/healthz").await.0, StatusCode::OK, "and the server serves on");
+}
+
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap()
+}
+
+#[tokio::test]
+async fn beyond_the_connection_cap_new_clients_are_refused_and_established_ones_served() {
+    let toml = format!("[server]\nmax_connections = 2\n{TEN}");
+    let s = TestServer::start(&toml).await;
+    let addr = s.server().addr;
+    let mut a = TcpStream::connect(addr).await.unwrap();
+    let mut b = TcpStream::connect(addr).await.unwrap();
+    // Each is answered, so the server holds both.
+    assert_eq!(raw_get(&mut a, "/healthz").await, 200);
+    assert_eq!(raw_get(&mut b, "/healthz").await, 200);
+
+    // A third client is told no at once (or, under a flood, simply closed).
+    let third =
+        tokio::time::timeout(Duration::from_secs(30), fresh_client().get(format!("{}/v1/pools", s.base)).send())
+            .await
+            .expect("refused quickly, not left hanging");
+    if let Ok(resp) = third {
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "too_many_connections");
+    }
+
+    // The established clients keep being served.
+    assert_eq!(raw_get(&mut a, "/v1/pools").await, 200);
+    assert_eq!(raw_get(&mut b, "/v1/pools").await, 200);
+
+    // Once one leaves, a new client gets in.
+    drop(b);
+    let served = s
+        .eventually(30, || async {
+            let r = fresh_client().get(format!("{}/healthz", s.base)).send().await;
+            r.is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+    assert!(served, "a freed slot serves a new client");
+    assert_eq!(raw_get(&mut a, "/healthz").await, 200);
 }
