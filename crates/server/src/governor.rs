@@ -255,17 +255,24 @@ impl Governor {
     /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant. Traced
     /// as one `decision` span.
     pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+        self.acquire_as(req, None).await
+    }
+
+    /// [`Governor::acquire`] on behalf of the API key named `owner`, which alone (with
+    /// admins) may then release, renew or cancel what it gets.
+    pub async fn acquire_as(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
         let span = ops::decision_span(&req);
-        let answer = tracing::Instrument::instrument(self.acquire_inner(req), span.clone()).await;
+        let answer = tracing::Instrument::instrument(self.acquire_inner(req, owner), span.clone()).await;
         ops::record_decision(&span, &answer);
         answer
     }
 
-    async fn acquire_inner(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+    async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
         self.check_healthy()?;
         let wait_ms = req.wait_ms;
         let (result, seq) = self.apply(|st, now| {
-            let ledger_req = self.resolve(&st.ledger, &req)?;
+            let mut ledger_req = self.resolve(&st.ledger, &req)?;
+            ledger_req.owner = owner;
             let flow = match &ledger_req.target {
                 callgate_core::Target::Flow(f) => Some(*f),
                 _ => None,
@@ -359,7 +366,35 @@ impl Governor {
             ttl_ms: req.ttl_ms,
             max_wait_ms: req.max_wait_ms,
             meta: req.meta.as_deref().map(Arc::from),
+            owner: None,
         })
+    }
+
+    /// 403 unless the API key named `who` acquired the lease (`who` is `None` for an
+    /// admin, who may act on any). A lease that is not live passes: the operation then
+    /// finds nothing to do. Owners never change and ids are never reused, so checking
+    /// before the operation (not under the same lock) decides the same.
+    pub fn check_lease_owner(&self, lease: LeaseRef<'_>, who: Option<&str>) -> Result<(), ApiError> {
+        let Some(who) = who else { return Ok(()) };
+        let st = self.lock();
+        let found = match lease {
+            LeaseRef::Id(id) => st.ledger.lease(id),
+            LeaseRef::Key(key) => st.ledger.lease_by_key(key),
+        };
+        match found {
+            Some(l) if l.owner.as_deref() != Some(who) => Err(not_owner("lease", l.id.to_string(), who)),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Governor::check_lease_owner`] for a waiting ticket.
+    pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), ApiError> {
+        let Some(who) = who else { return Ok(()) };
+        let st = self.lock();
+        match st.ledger.ticket(ticket) {
+            Some(t) if t.owner.as_deref() != Some(who) => Err(not_owner("ticket", ticket.to_string(), who)),
+            _ => Ok(()),
+        }
     }
 
     /// Releases a lease by id; true the first time.
@@ -524,6 +559,14 @@ impl Governor {
             self.expire_cooldowns(st, now);
         });
     }
+}
+
+fn not_owner(what: &str, id: String, who: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Forbidden,
+        "not_owner",
+        format!("{what} {id} was not acquired with key `{who}`; only its own key or an admin may act on it"),
+    )
 }
 
 fn unknown_pool(name: &str) -> ApiError {

@@ -93,6 +93,7 @@ fn restore_lease(ledger: &mut Ledger, l: &StoredLease) -> bool {
         expires_at: l.expires_at,
         ttl_ms: l.ttl_ms,
         meta: l.meta.as_deref().map(Arc::from),
+        owner: l.owner.as_deref().map(Arc::from),
     };
     ledger.restore_lease(lease).is_ok()
 }
@@ -112,6 +113,7 @@ fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
         deadline: t.deadline,
         ttl_ms: t.ttl_ms,
         meta: t.meta.as_deref().map(Arc::from),
+        owner: t.owner.as_deref().map(Arc::from),
     };
     ledger.restore_ticket(ticket).is_ok()
 }

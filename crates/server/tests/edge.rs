@@ -412,3 +412,39 @@ async fn beyond_the_connection_cap_new_clients_are_refused_and_established_ones_
     assert!(served, "a freed slot serves a new client");
     assert_eq!(raw_get(&mut a, "/healthz").await, 200);
 }
+
+#[tokio::test]
+async fn a_client_acts_only_on_what_it_acquired_even_after_a_restart() {
+    let s = TestServer::start(&with_keys()).await.with_token("client-token");
+    let fill = json!({ "pools": [{ "pool": "side", "units": 10 }], "class": "inbound", "key": "mine" });
+    let (st, v) = s.acquire(fill).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let lease = v["lease"]["id"].as_str().unwrap().to_string();
+    let wait = json!({ "pools": [{ "pool": "side" }], "class": "inbound", "max_wait_ms": 60000, "key": "later" });
+    let (st, v) = s.acquire(wait).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let ticket = v["ticket"]["id"].as_str().unwrap().to_string();
+
+    let mut s = s.restart().await;
+    for token in ["other-client-token", "operator-token"] {
+        s = s.with_token(token);
+        for (what, (st, v)) in [
+            ("release", s.delete(&format!("/v1/leases/{lease}")).await),
+            ("release by key", s.delete("/v1/leases?key=mine").await),
+            ("renew", s.post(&format!("/v1/leases/{lease}/renew"), json!({})).await),
+            ("cancel", s.delete(&format!("/v1/tickets/{ticket}")).await),
+        ] {
+            assert_eq!(st, StatusCode::FORBIDDEN, "{token} may not {what}: {v}");
+            assert_eq!(v["error"]["code"], "not_owner", "{what}: {v}");
+        }
+    }
+    assert_eq!(s.used("side").await, 10, "nothing was released");
+    assert_eq!(s.pool("side").await["waiting"], 1, "nothing was cancelled");
+
+    let s = s.with_token("client-token");
+    assert_eq!(s.post(&format!("/v1/leases/{lease}/renew"), json!({})).await.0, StatusCode::OK);
+    assert_eq!(s.delete(&format!("/v1/tickets/{ticket}")).await.0, StatusCode::OK);
+    let s = s.with_token("admin-token");
+    assert_eq!(s.delete("/v1/leases?key=mine").await.1, json!({ "released": true }), "an admin may release any");
+    assert_eq!(s.used("side").await, 0);
+}

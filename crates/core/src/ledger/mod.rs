@@ -73,12 +73,16 @@ pub struct Request {
     pub max_wait_ms: Option<u64>,
     /// Opaque metadata stored with the lease.
     pub meta: Option<Arc<str>>,
+    /// The name of the API key it was acquired with (`None`: by the server itself, e.g.
+    /// a provider webhook or the dialer, or with no keys configured). Only that key (or
+    /// an admin) may release, renew or cancel it.
+    pub owner: Option<Arc<str>>,
 }
 
 impl Request {
     /// A request through a flow with every option at its default.
     pub fn flow(flow: FlowId) -> Self {
-        Request { target: Target::Flow(flow), key: None, ttl_ms: None, max_wait_ms: None, meta: None }
+        Request { target: Target::Flow(flow), key: None, ttl_ms: None, max_wait_ms: None, meta: None, owner: None }
     }
 
     /// A request for explicit pools.
@@ -89,7 +93,14 @@ impl Request {
             ttl_ms: None,
             max_wait_ms: None,
             meta: None,
+            owner: None,
         }
+    }
+
+    /// Sets the owner (the name of the API key asking).
+    pub fn with_owner(mut self, owner: impl Into<Arc<str>>) -> Self {
+        self.owner = Some(owner.into());
+        self
     }
 
     /// Sets the idempotency key.
@@ -563,7 +574,7 @@ impl Ledger {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.admits_arrival(&pools, class) {
-            let id = self.grant(pools, class, flow, req.key, ttl_ms, req.meta, now, None);
+            let id = self.grant(pools, class, flow, req.key, ttl_ms, (req.meta, req.owner), now, None);
             return Ok(Decision::Granted { lease: id, existing: false });
         }
         let room = match flow {
@@ -592,6 +603,7 @@ impl Ledger {
             deadline: now.saturating_add(max_wait_ms),
             ttl_ms,
             meta: req.meta,
+            owner: req.owner,
         };
         let (position, eta_ms) = self.arrival_position(&ticket);
         self.enqueue(ticket.clone());
@@ -797,7 +809,7 @@ impl Ledger {
         flow: Option<FlowId>,
         key: Option<Arc<str>>,
         ttl_ms: u64,
-        meta: Option<Arc<str>>,
+        (meta, owner): (Option<Arc<str>>, Option<Arc<str>>),
         now: Millis,
         from_ticket: Option<(TicketId, Millis)>,
     ) -> LeaseId {
@@ -819,6 +831,7 @@ impl Ledger {
             expires_at: now.saturating_add(ttl_ms),
             ttl_ms,
             meta,
+            owner,
         };
         self.expiries.push(lease.expires_at, id.0);
         self.events.push(Event::Granted { lease: lease.clone(), from_ticket });

@@ -755,6 +755,7 @@ fn restored_leases_are_kept_even_above_the_cap() {
             expires_at: 60_000,
             ttl_ms: 60_000,
             meta: None,
+            owner: None,
         };
         l.restore_lease(lease).unwrap();
     }
@@ -780,6 +781,7 @@ fn settle_after_a_restart_expires_what_ran_out_while_down_and_serves_the_line() 
         expires_at: 1_000,
         ttl_ms: 1_000,
         meta: None,
+        owner: None,
     };
     let ticket = Ticket {
         id: TicketId(2),
@@ -792,6 +794,7 @@ fn settle_after_a_restart_expires_what_ran_out_while_down_and_serves_the_line() 
         deadline: 60_000,
         ttl_ms: 60_000,
         meta: None,
+        owner: None,
     };
     l.restore_lease(lease).unwrap();
     l.restore_ticket(ticket).unwrap();
@@ -886,4 +889,17 @@ fn leases_are_listed_by_id_from_a_cursor() {
     let after_first: Vec<LeaseId> = l.leases_after(ids[0]).map(|x| x.id).collect();
     assert_eq!(after_first, vec![ids[2], ids[3]]);
     assert_eq!(l.leases_after(LeaseId(0)).count(), 3);
+}
+
+#[test]
+fn the_owner_of_a_ticket_owns_the_lease_it_becomes() {
+    let mut l = ledger(vec![pool("acct", 1, &[])], vec![]);
+    let ask = |owner: &str| Request::pools(units(&[(0, 1)]), INBOUND).with_max_wait(60_000).with_owner(owner);
+    let first = granted(l.acquire(ask("app"), 0).unwrap());
+    assert_eq!(l.lease(first).unwrap().owner.as_deref(), Some("app"));
+    let (t, _) = queued(l.acquire(ask("other"), 1).unwrap());
+    assert_eq!(l.ticket(t).unwrap().owner.as_deref(), Some("other"));
+    assert!(l.release(first, 2));
+    let owners: Vec<Option<&str>> = l.leases().map(|x| x.owner.as_deref()).collect();
+    assert_eq!(owners, [Some("other")]);
 }

@@ -128,7 +128,7 @@ pub(crate) async fn acquire(
 ) -> Result<Response, ApiError> {
     caller.require(callgate_config::Role::Client)?;
     let req = required(body)?.into_request(&app.limits)?;
-    let answer = app.governor.acquire(req).await?;
+    let answer = app.governor.acquire_as(req, caller.name.clone()).await?;
     Ok(answer_response(answer))
 }
 
