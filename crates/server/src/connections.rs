@@ -85,7 +85,6 @@ pub async fn serve(
             refuse(stream, &refusing);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {

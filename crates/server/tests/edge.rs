@@ -88,6 +88,9 @@ async fn a_meta_nested_200_deep_is_refused_before_anything_is_admitted() {
 async fn every_input_is_bounded_with_a_json_4xx_and_changes_nothing() {
     let s = TestServer::start(TEN).await;
     s.acquire(json!({ "flow": "support", "key": "first" })).await;
+    // The journal's consumers count an event just after it is durable: wait for the
+    // grant's to be counted before taking the baseline.
+    assert!(s.eventually(10, || async { metric(&s, "callgate_events_total").await > 0.0 }).await);
     let before = s.pool("acct").await;
     let events_before = metric(&s, "callgate_events_total").await;
     let many_pools: Vec<Value> = (0..17).map(|i| json!({ "pool": format!("p{i}") })).collect();
