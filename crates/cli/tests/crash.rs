@@ -92,7 +92,10 @@ async fn every_acknowledged_lease_survives_sigkill() {
     }
 
     let (mut child, base) = support::start(&config, &data).await;
-    let leases: Value = client.get(format!("{base}/v1/leases?pool=acct")).send().await.unwrap().json().await.unwrap();
+    let page: Value =
+        client.get(format!("{base}/v1/leases?pool=acct&limit=1000")).send().await.unwrap().json().await.unwrap();
+    assert!(page["next_cursor"].is_null(), "every lease on one page");
+    let leases = page["leases"].clone();
     let pool: Value = client.get(format!("{base}/v1/pools/acct")).send().await.unwrap().json().await.unwrap();
     child.start_kill().unwrap();
 

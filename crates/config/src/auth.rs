@@ -36,13 +36,20 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// What a key may do. Written in lowercase in the file (`"admin"`, `"client"`).
+/// What a key may do. Written in lowercase in the file (`"viewer"`, `"client"`,
+/// `"operator"`, `"admin"`). Each role may do everything the ones before it may (the
+/// order of the variants is the order of power).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Acquire, renew, release and read.
+    /// Read: pools, leases, tickets, stats, events.
+    Viewer,
+    /// Acquire; renew, release and cancel the leases and tickets it acquired; read.
     Client,
-    /// Everything a client may do, and change pools and campaigns.
+    /// What a client may, and post samples (which move adaptive caps) and pause or resume
+    /// campaigns.
+    Operator,
+    /// Everything: change pools and campaigns, reload, act on anyone's leases.
     Admin,
 }
 
@@ -50,7 +57,9 @@ impl Role {
     /// The name as written in the file.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Viewer => "viewer",
             Role::Client => "client",
+            Role::Operator => "operator",
             Role::Admin => "admin",
         }
     }

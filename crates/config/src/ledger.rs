@@ -51,6 +51,7 @@ impl Config {
                     queue: f.queue.map(|q| QueueSpec { max_wait_ms: millis(q.max_wait), max_len: q.max_len }),
                 })
                 .collect(),
+            pools_max_len: Some(self.server.pools_max_len),
             ..LedgerSpec::default()
         }
     }

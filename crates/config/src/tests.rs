@@ -88,6 +88,15 @@ fn the_example_documents_every_field() {
         "listen",
         "data_dir",
         "max_body_bytes",
+        "max_meta_bytes",
+        "max_meta_depth",
+        "max_key_bytes",
+        "max_name_bytes",
+        "max_pools_per_request",
+        "pools_max_len",
+        "header_read_timeout",
+        "idle_timeout",
+        "max_connections",
         "keys",
         "role",
         "priority",
@@ -546,6 +555,10 @@ fn an_open_port_without_auth_keys_is_refused() {
 #[test]
 fn server_limits_must_be_positive() {
     refused("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes", "max_body_bytes", "at least 1");
+    refused("[server]\nmax_meta_depth = 200\n", "server.max_meta_depth", "max_meta_depth", "between 1 and 64");
+    refused("[server]\nmax_meta_bytes = 100000\n", "server.max_meta_bytes", "max_meta_bytes", "between 2 and 65536");
+    refused("[server]\nmax_connections = 0\n", "server.max_connections", "max_connections", "between 1 and");
+    refused("[server]\nheader_read_timeout = \"2h\"\n", "server.header_read_timeout", "header_read_timeout", "between");
     refused("[server]\ndata_dir = \"\"\n", "server.data_dir", "data_dir", "must not be empty");
 }
 

@@ -67,6 +67,9 @@ pub struct LedgerSpec {
     pub ticket_retention_ms: u64,
     /// The hold time assumed before any lease has ended, for wait estimates (ms).
     pub default_hold_ms: u64,
+    /// At most this many tickets of requests that name pools directly (no flow, so no
+    /// flow's `max_len`) wait at once (`None`: unbounded).
+    pub pools_max_len: Option<u32>,
 }
 
 impl Default for LedgerSpec {
@@ -83,6 +86,7 @@ impl Default for LedgerSpec {
             ticket_retention_ms: 10 * 60 * 1000,
             // Three minutes, a typical AI voice call, until real hold times are observed.
             default_hold_ms: 180 * 1000,
+            pools_max_len: None,
         }
     }
 }

@@ -94,6 +94,7 @@ impl World {
             default_lease_ttl_ms: DEFAULT_TTL_MS,
             ticket_retention_ms: RETENTION_MS,
             default_hold_ms: 1_000,
+            pools_max_len: None,
         }
     }
 }

@@ -15,7 +15,7 @@ pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
 
 use crate::clock::Clock;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::views::{LeaseView, PoolInfo, TicketView};
 use callgate_core::{
     Decision, Event, LeaseId, Ledger, PoolId, RejectReason, Request, RequestError, TicketId, TicketOutcome,
@@ -146,6 +146,36 @@ pub struct AcquireRequest {
     pub meta: Option<String>,
 }
 
+/// How many leases one page of `GET /v1/leases` looks at, matching its filters or not:
+/// at ~100 ns a step, a page holds the ledger's lock for about a millisecond at most.
+pub const PAGE_SCAN: usize = 10_000;
+
+/// What `GET /v1/leases` asks for.
+#[derive(Clone, Debug)]
+pub struct LeaseQuery {
+    /// Only leases holding units of this pool.
+    pub pool: Option<String>,
+    /// Only leases of this flow.
+    pub flow: Option<String>,
+    /// Only leases of this class.
+    pub class: Option<String>,
+    /// Only leases whose key starts with this.
+    pub key_prefix: Option<String>,
+    /// Only leases with a larger id (the cursor; `LeaseId(0)` for the first page).
+    pub after: LeaseId,
+    /// At most this many leases (at least 1).
+    pub limit: usize,
+}
+
+/// One page of leases.
+#[derive(Clone, Debug)]
+pub struct LeasePage {
+    /// The leases, by id.
+    pub leases: Vec<LeaseView>,
+    /// Where the next page starts; `None` when this is the last.
+    pub next: Option<LeaseId>,
+}
+
 impl Governor {
     /// A governor over a restored ledger and a started journal.
     pub fn new(
@@ -242,17 +272,24 @@ impl Governor {
     /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant. Traced
     /// as one `decision` span.
     pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+        self.acquire_as(req, None).await
+    }
+
+    /// [`Governor::acquire`] on behalf of the API key named `owner`, which alone (with
+    /// admins) may then release, renew or cancel what it gets.
+    pub async fn acquire_as(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
         let span = ops::decision_span(&req);
-        let answer = tracing::Instrument::instrument(self.acquire_inner(req), span.clone()).await;
+        let answer = tracing::Instrument::instrument(self.acquire_inner(req, owner), span.clone()).await;
         ops::record_decision(&span, &answer);
         answer
     }
 
-    async fn acquire_inner(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+    async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
         self.check_healthy()?;
         let wait_ms = req.wait_ms;
         let (result, seq) = self.apply(|st, now| {
-            let ledger_req = self.resolve(&st.ledger, &req)?;
+            let mut ledger_req = self.resolve(&st.ledger, &req)?;
+            ledger_req.owner = owner;
             let flow = match &ledger_req.target {
                 callgate_core::Target::Flow(f) => Some(*f),
                 _ => None,
@@ -270,25 +307,28 @@ impl Governor {
                 return Ok((blocked, None));
             }
             let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
+            let mut queued = None;
             let answer = match decision {
-                Decision::Granted { lease, .. } => {
-                    let l = st.ledger.lease(lease).expect("granted lease is live");
-                    Answer::Granted(LeaseView::new(l, &self.names))
-                }
+                Decision::Granted { lease, .. } => match st.ledger.lease(lease) {
+                    Some(l) => Answer::Granted(LeaseView::new(l, &self.names)),
+                    // The ledger hands out only live leases; should that ever break, the
+                    // caller hears of an internal error rather than the process dying.
+                    None => return Err(ApiError::new(ErrorKind::Internal, "internal", "a granted lease is not live")),
+                },
                 Decision::Queued { ticket, position, eta_ms, deadline, .. } => {
                     let key = st.ledger.ticket(ticket).and_then(|t| t.key.clone());
+                    queued = Some(ticket);
                     Answer::Queued(TicketView { id: ticket.to_string(), key, position, eta_ms, deadline_ms: deadline })
                 }
                 Decision::Rejected { reason, retry_after_ms } => {
                     Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms, dependency: None }
                 }
             };
-            let waiter = match (&answer, wait_ms) {
-                (Answer::Queued(t), w) if w > 0 => {
+            let waiter = match queued {
+                Some(id) if wait_ms > 0 => {
                     let (tx, rx) = oneshot::channel();
-                    let id: TicketId = t.id.parse().expect("own ticket id");
                     st.waiters.entry(id.0).or_default().push(tx);
-                    Some(rx)
+                    Some((id, rx))
                 }
                 _ => None,
             };
@@ -301,7 +341,7 @@ impl Governor {
             Answer::Queued(t) => tracing::debug!(ticket = %t.id, key = ?t.key, position = t.position, "Queued"),
             Answer::Rejected { reason, .. } => tracing::debug!(reason = reason.as_str(), "Rejected"),
         }
-        let Some(rx) = waiter else { return Ok(answer) };
+        let Some((ticket, rx)) = waiter else { return Ok(answer) };
         match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
             Ok(Ok((seq, end))) => {
                 self.journal.durable(seq).await?;
@@ -323,15 +363,11 @@ impl Governor {
                 })
             }
             // Timed out waiting (or the waiter was dropped): say where it stands now.
-            _ => {
-                let Answer::Queued(t) = &answer else { return Ok(answer) };
-                let id: TicketId = t.id.parse().expect("own ticket id");
-                match self.ticket(id) {
-                    Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
-                    Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
-                    _ => Ok(answer),
-                }
-            }
+            _ => match self.ticket(ticket) {
+                Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
+                Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
+                _ => Ok(answer),
+            },
         }
     }
 
@@ -362,7 +398,35 @@ impl Governor {
             ttl_ms: req.ttl_ms,
             max_wait_ms: req.max_wait_ms,
             meta: req.meta.as_deref().map(Arc::from),
+            owner: None,
         })
+    }
+
+    /// 403 unless the API key named `who` acquired the lease (`who` is `None` for an
+    /// admin, who may act on any). A lease that is not live passes: the operation then
+    /// finds nothing to do. Owners never change and ids are never reused, so checking
+    /// before the operation (not under the same lock) decides the same.
+    pub fn check_lease_owner(&self, lease: LeaseRef<'_>, who: Option<&str>) -> Result<(), ApiError> {
+        let Some(who) = who else { return Ok(()) };
+        let st = self.lock();
+        let found = match lease {
+            LeaseRef::Id(id) => st.ledger.lease(id),
+            LeaseRef::Key(key) => st.ledger.lease_by_key(key),
+        };
+        match found {
+            Some(l) if l.owner.as_deref() != Some(who) => Err(not_owner("lease", l.id.to_string(), who)),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Governor::check_lease_owner`] for a waiting ticket.
+    pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), ApiError> {
+        let Some(who) = who else { return Ok(()) };
+        let st = self.lock();
+        match st.ledger.ticket(ticket) {
+            Some(t) if t.owner.as_deref() != Some(who) => Err(not_owner("ticket", ticket.to_string(), who)),
+            _ => Ok(()),
+        }
     }
 
     /// Releases a lease by id; true the first time.
@@ -443,6 +507,53 @@ impl Governor {
         Ok(live.into_iter().map(|l| LeaseView::new(l, &self.names)).collect())
     }
 
+    /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. Under the
+    /// lock it only clones at most [`PAGE_SCAN`] leases' handles (`Arc`s), so the lock is
+    /// held for a bounded time however many leases are live; the JSON views are built
+    /// after it is released.
+    pub fn leases_page(&self, q: &LeaseQuery) -> Result<LeasePage, ApiError> {
+        let (page, next) = {
+            let st = self.lock();
+            let ledger = &st.ledger;
+            let pool = q.pool.as_deref().map(|n| ledger.pool_id(n).ok_or_else(|| unknown_pool(n))).transpose()?;
+            let flow = q
+                .flow
+                .as_deref()
+                .map(|n| {
+                    ledger.flow_id(n).ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{n}`")))
+                })
+                .transpose()?;
+            let class = q
+                .class
+                .as_deref()
+                .map(|n| {
+                    ledger
+                        .class_id(n)
+                        .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{n}`")))
+                })
+                .transpose()?;
+            let limit = q.limit.max(1);
+            let mut page: Vec<callgate_core::Lease> = Vec::with_capacity(limit.min(128));
+            let (mut last, mut more) = (None, false);
+            for (scanned, l) in ledger.leases_after(q.after).enumerate() {
+                if page.len() == limit || scanned == PAGE_SCAN {
+                    more = true;
+                    break;
+                }
+                last = Some(l.id);
+                let fits = pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p))
+                    && flow.is_none_or(|f| l.flow == Some(f))
+                    && class.is_none_or(|c| l.class == c)
+                    && q.key_prefix.as_deref().is_none_or(|k| l.key.as_deref().is_some_and(|lk| lk.starts_with(k)));
+                if fits {
+                    page.push(l.clone());
+                }
+            }
+            (page, if more { last } else { None })
+        };
+        Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names)).collect(), next })
+    }
+
     /// Every pool.
     pub fn pools(&self) -> Vec<PoolInfo> {
         let st = self.lock();
@@ -484,6 +595,14 @@ impl Governor {
             self.expire_cooldowns(st, now);
         });
     }
+}
+
+fn not_owner(what: &str, id: String, who: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::Forbidden,
+        "not_owner",
+        format!("{what} {id} was not acquired with key `{who}`; only its own key or an admin may act on it"),
+    )
 }
 
 fn unknown_pool(name: &str) -> ApiError {

@@ -10,6 +10,7 @@
 
 pub mod campaign;
 pub mod clock;
+pub mod connections;
 pub mod demo;
 pub mod edges;
 pub mod error;

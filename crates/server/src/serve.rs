@@ -1,7 +1,7 @@
 //! Starting the server: configuration → ledger → restore from the journal → HTTP.
 
 use crate::clock::{Clock, SystemClock};
-use crate::edges::api::{self, App, Keys};
+use crate::edges::api::{self, App, Keys, Limits};
 use crate::edges::twilio::WaitingRoom;
 use crate::governor::Governor;
 use crate::inbound::Inbound;
@@ -43,7 +43,7 @@ pub struct Server {
     /// Shared state (for in-process tests).
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     ticker: JoinHandle<()>,
     /// Breakers' clock and alert evaluation (`ops::spawn_ticker`).
     ops_ticker: JoinHandle<()>,
@@ -93,6 +93,7 @@ fn restore_lease(ledger: &mut Ledger, l: &StoredLease) -> bool {
         expires_at: l.expires_at,
         ttl_ms: l.ttl_ms,
         meta: l.meta.as_deref().map(Arc::from),
+        owner: l.owner.as_deref().map(Arc::from),
     };
     ledger.restore_lease(lease).is_ok()
 }
@@ -112,6 +113,7 @@ fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
         deadline: t.deadline,
         ttl_ms: t.ttl_ms,
         meta: t.meta.as_deref().map(Arc::from),
+        owner: t.owner.as_deref().map(Arc::from),
     };
     ledger.restore_ticket(ticket).is_ok()
 }
@@ -180,6 +182,8 @@ impl Server {
             )));
         }
         let data_dir = opts.data_dir.unwrap_or_else(|| cfg.server.data_dir.clone());
+        let fds = crate::connections::raise_fd_limit();
+        tracing::debug!(open_files = ?fds, "Open files limit");
         let mut ledger = Ledger::new(&cfg.ledger_spec()).map_err(|e| ServeError(format!("configuration: {e}")))?;
         let mut opened = Journal::open(&data_dir).map_err(|e| ServeError(e.to_string()))?;
         restore(&mut ledger, &mut opened, clock.now_ms())?;
@@ -213,6 +217,7 @@ impl Server {
             metrics,
             live,
             keys,
+            limits: Limits::from_config(&cfg.server),
             inbound,
             waiting_room: WaitingRoom::default(),
             overflow_chains: Default::default(),
@@ -232,13 +237,14 @@ impl Server {
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| ServeError(e.to_string()))?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let conn_limits = crate::connections::ConnectionLimits {
+            max_connections: cfg.server.max_connections,
+            header_read_timeout: cfg.server.header_read_timeout,
+            idle_timeout: cfg.server.idle_timeout,
+        };
+        let task = tokio::spawn(crate::connections::serve(listener, router, conn_limits, async {
+            let _ = rx.await;
+        }));
         let ticker = {
             let app = app.clone();
             tokio::spawn(async move {

@@ -254,7 +254,7 @@ async fn a_restart_restores_leases_tickets_and_limits() {
     let (_, q1) = s.acquire(json!({ "flow": "support", "key": "w1" })).await;
     let (_, q2) = s.acquire(json!({ "flow": "support", "key": "w2" })).await;
     let s = s.restart().await;
-    let (_, live) = s.get("/v1/leases?pool=acct").await;
+    let live = s.get("/v1/leases?pool=acct").await.1["leases"].clone();
     assert_eq!(live.as_array().unwrap(), &leases, "every lease back, with its expiry and metadata");
     assert_eq!(s.pool("acct").await["waiting"], 2);
     let (_, t2) = s.get(&format!("/v1/tickets/{}", q2["ticket"]["id"].as_str().unwrap())).await;

@@ -160,7 +160,7 @@ async fn a_twilio_call_is_connected_released_and_recorded() {
     assert_eq!(t.verbs(), ["Dial"]);
     assert_eq!(t.find("Sip").unwrap().text, "sip:support@example.sip.vapi.ai");
     assert_eq!(s.used("agents").await, 1);
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases[0]["key"], "CA-1", "the CallSid is the lease's key");
 
     // Twilio retrying the voice webhook gets the same line.
@@ -185,7 +185,7 @@ async fn a_twilio_call_is_connected_released_and_recorded() {
     assert_eq!(t.verbs(), ["Connect"]);
     let stream = t.find("Stream").unwrap();
     assert_eq!(stream.attr("url"), "wss://agents.example.com/stream");
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     let lease = leases.as_array().unwrap().iter().find(|l| l["key"] == "CA-3").unwrap()["id"].clone();
     let param = stream.children.iter().find(|p| p.attr("name") == "lease").unwrap();
     assert_eq!(param.attr("value"), lease.as_str().unwrap());
@@ -231,7 +231,7 @@ async fn the_eleventh_caller_waits_hears_position_one_and_is_connected_when_a_ca
     assert_eq!(t.verbs(), ["Dial"], "connected as the flow says");
     assert_eq!(t.find("Sip").unwrap().text, "sip:support@example.sip.vapi.ai");
     assert_eq!(s.used("agents").await, 10);
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert!(leases.as_array().unwrap().iter().any(|l| l["key"] == "CA-11"));
 
     // The next caller moved up, and hears so.
@@ -488,7 +488,7 @@ async fn a_lost_status_callback_is_repaired_by_reconciliation() {
     // The call ends on Twilio and its status callback is lost.
     fake.set_calls(vec![live("CA-ALIVE", SUPPORT)]);
     assert!(s.eventually(5, || async { s.used("agents").await == 1 }).await, "the ghost call is released");
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases[0]["key"], "CA-ALIVE");
     let reconciled = "callgate_reconciled_total{provider=\"tw\",what=\"lease\"}";
     assert!(s.eventually(5, || async { metric(&s, reconciled).await == 1.0 }).await);
@@ -513,7 +513,7 @@ async fn live_calls_callgate_did_not_know_are_adopted() {
         json!({ "sid": "CA-ELSEWHERE", "status": "in-progress", "direction": "inbound", "to": "+15550009999", "parent_call_sid": null }),
     ]);
     assert!(s.eventually(5, || async { s.used("agents").await == 1 }).await);
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases.as_array().unwrap().len(), 1);
     assert_eq!(leases[0]["key"], "CA-STRANGER");
     assert_eq!(leases[0]["meta"]["adopted"], true);

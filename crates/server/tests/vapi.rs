@@ -129,7 +129,7 @@ async fn a_vapi_call_is_admitted_kept_alive_released_and_recorded() {
     let (st, v) = webhook(&s, assistant_request("call-1", Some("+15551230001"), SUPPORT)).await;
     assert_eq!((st, &v), (StatusCode::OK, &json!({ "assistantId": "asst_support" })));
     assert_eq!(s.used("vapi-main").await, 1);
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases[0]["key"], "call-1", "the call id is the lease's key");
     assert_eq!(leases[0]["meta"]["provider"], "vapi-main");
 
@@ -141,7 +141,7 @@ async fn a_vapi_call_is_admitted_kept_alive_released_and_recorded() {
     let expires = leases[0]["expires_at_ms"].as_u64().unwrap();
     let (st, v) = webhook(&s, status_update("call-1", "in-progress")).await;
     assert_eq!((st, v), (StatusCode::OK, json!({})));
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert!(leases[0]["expires_at_ms"].as_u64().unwrap() >= expires, "a status update renews the lease");
 
     let (st, _) = webhook(&s, report("call-1")).await;
@@ -330,7 +330,7 @@ async fn a_lost_ended_webhook_is_repaired_by_reconciliation() {
         json!({ "id": "alive", "status": "in-progress" }),
     ]);
     assert!(s.eventually(5, || async { s.used("vapi-main").await == 1 }).await, "the ghost call is released");
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases[0]["key"], "alive");
     let reconciled = "callgate_reconciled_total{provider=\"vapi-main\",what=\"lease\"}";
     assert!(s.eventually(5, || async { metric(&s, reconciled).await == 1.0 }).await);
@@ -371,7 +371,7 @@ async fn live_calls_callgate_did_not_know_are_adopted_then_released() {
     ]);
     webhook(&s, assistant_request("known", None, SUPPORT)).await;
     assert!(s.eventually(5, || async { s.used("vapi-main").await == 2 }).await, "the stranger is counted");
-    let (_, leases) = s.get("/v1/leases").await;
+    let leases = s.get("/v1/leases").await.1["leases"].clone();
     let adopted = leases.as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
     assert_eq!(adopted["meta"]["adopted"], true);
     let event = events.next_of("adopted").await;

@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS leases (
     granted_at INTEGER NOT NULL,  -- Unix ms
     expires_at INTEGER NOT NULL,  -- Unix ms
     ttl_ms INTEGER NOT NULL,
-    meta TEXT
+    meta TEXT,
+    owner TEXT                    -- name of the API key that acquired it
 );
 CREATE TABLE IF NOT EXISTS tickets (
     id INTEGER PRIMARY KEY,
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     enqueued_at INTEGER NOT NULL,
     deadline INTEGER NOT NULL,
     ttl_ms INTEGER NOT NULL,
-    meta TEXT
+    meta TEXT,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- A runtime limit change, with the limit the configuration had when it was made: it
@@ -58,6 +60,8 @@ pub struct StoredLease {
     pub ttl_ms: u64,
     /// Metadata (JSON text).
     pub meta: Option<String>,
+    /// The name of the API key that acquired it.
+    pub owner: Option<String>,
 }
 
 /// A waiting ticket as stored.
@@ -83,6 +87,8 @@ pub struct StoredTicket {
     pub ttl_ms: u64,
     /// Metadata (JSON text).
     pub meta: Option<String>,
+    /// The name of the API key that acquired it.
+    pub owner: Option<String>,
 }
 
 /// Everything the journal held at start.
@@ -108,6 +114,18 @@ fn parse_pools(text: &str) -> Result<Vec<(String, u32)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError(format!("bad pools column `{text}`: {e}")))
 }
 
+/// Adds the columns that later versions added to a journal created before them.
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    for table in ["leases", "tickets"] {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let has_owner = stmt.query_map([], |r| r.get::<_, String>(1))?.any(|n| n.is_ok_and(|n| n == "owner"));
+        if !has_owner {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN owner TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
     let mut out = Restored { next_id: 1, next_seq: 1, ..Restored::default() };
     let mut stmt = conn.prepare("SELECT name, value FROM counters")?;
@@ -120,8 +138,9 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
             _ => {}
         }
     }
-    let mut stmt = conn
-        .prepare("SELECT id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta FROM leases ORDER BY id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner FROM leases ORDER BY id",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         out.leases.push(StoredLease {
@@ -134,10 +153,11 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
             expires_at: r.get::<_, i64>(6)? as u64,
             ttl_ms: r.get::<_, i64>(7)? as u64,
             meta: r.get(8)?,
+            owner: r.get(9)?,
         });
     }
     let mut stmt = conn.prepare(
-        "SELECT id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta FROM tickets ORDER BY seq",
+        "SELECT id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner FROM tickets ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
@@ -152,6 +172,7 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
             deadline: r.get::<_, i64>(7)? as u64,
             ttl_ms: r.get::<_, i64>(8)? as u64,
             meta: r.get(9)?,
+            owner: r.get(10)?,
         });
     }
     let mut stmt = conn.prepare("SELECT pool, limit_units, config_limit FROM pool_limits")?;

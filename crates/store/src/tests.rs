@@ -229,3 +229,41 @@ fn a_journal_from_before_callback_states_gains_the_columns() {
     assert_eq!((listed[0].state.as_str(), listed[0].outcome.as_deref(), listed[0].updated_at), ("booked", None, None));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn owners_are_kept_and_an_older_journal_gains_the_column() {
+    let dir = temp_dir("owner");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        // A journal from before owners were recorded.
+        let conn = rusqlite::Connection::open(dir.join("callgate.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE leases (id INTEGER PRIMARY KEY, key TEXT, class TEXT NOT NULL, flow TEXT,
+                 pools TEXT NOT NULL, granted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                 ttl_ms INTEGER NOT NULL, meta TEXT);
+             CREATE TABLE tickets (id INTEGER PRIMARY KEY, key TEXT, class TEXT NOT NULL, flow TEXT,
+                 pools TEXT NOT NULL, seq INTEGER NOT NULL, enqueued_at INTEGER NOT NULL,
+                 deadline INTEGER NOT NULL, ttl_ms INTEGER NOT NULL, meta TEXT);
+             INSERT INTO leases VALUES (7, 'old', 'inbound', 'support', '[[\"vapi\",1]]', 1, 100000, 60000, NULL);",
+        )
+        .unwrap();
+    }
+    let mut ledger = Ledger::new(&spec()).unwrap();
+    {
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(opened.restored.leases.len(), 1);
+        assert_eq!(opened.restored.leases[0].owner, None, "an old lease has no owner");
+        let journal = opened.start(names(), |_: &[Event]| {});
+        ledger.restore_counters(8, 1);
+        ledger.acquire(Request::flow(FlowId(0)).with_owner("app"), 1_000).unwrap();
+        ledger.acquire(Request::flow(FlowId(0)).with_owner("app"), 1_001).unwrap();
+        ledger.acquire(Request::flow(FlowId(0)).with_owner("other"), 1_002).unwrap();
+        let evs: Vec<Event> = ledger.drain_events().collect();
+        let seq = journal.submit(evs, ledger.next_id(), ledger.next_seq());
+        journal.durable_blocking(seq).unwrap();
+    }
+    let r = Journal::open(&dir).unwrap().restored;
+    let owners: Vec<Option<&str>> = r.leases.iter().map(|l| l.owner.as_deref()).collect();
+    assert_eq!(owners, [None, Some("app"), Some("app")]);
+    assert_eq!(r.tickets.iter().map(|t| t.owner.as_deref()).collect::<Vec<_>>(), [Some("other")]);
+}

@@ -111,6 +111,7 @@ impl Journal {
         conn.execute_batch(rows::SCHEMA)?;
         conn.execute_batch(records::SCHEMA)?;
         records::migrate(&conn)?;
+        rows::migrate(&conn)?;
         let restored = rows::load(&conn)?;
         Ok(Opened { conn, path: dir.join("callgate.db"), restored })
     }
@@ -306,8 +307,8 @@ fn commit(conn: &mut Connection, names: &Names, batches: &[Batch]) -> Result<(),
 
 fn insert_lease(tx: &Transaction<'_>, names: &Names, l: &Lease) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         l.id.0 as i64,
@@ -319,14 +320,15 @@ fn insert_lease(tx: &Transaction<'_>, names: &Names, l: &Lease) -> Result<(), St
         l.expires_at as i64,
         l.ttl_ms as i64,
         l.meta.as_deref(),
+        l.owner.as_deref(),
     ])?;
     Ok(())
 }
 
 fn insert_ticket(tx: &Transaction<'_>, names: &Names, t: &Ticket) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         t.id.0 as i64,
@@ -339,6 +341,7 @@ fn insert_ticket(tx: &Transaction<'_>, names: &Names, t: &Ticket) -> Result<(), 
         t.deadline as i64,
         t.ttl_ms as i64,
         t.meta.as_deref(),
+        t.owner.as_deref(),
     ])?;
     Ok(())
 }

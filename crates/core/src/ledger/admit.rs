@@ -104,7 +104,8 @@ impl Ledger {
                 let at = now.max(t.enqueued_at);
                 let waited = at - t.enqueued_at;
                 let flow = t.flow;
-                let lease = self.grant(t.pools, t.class, flow, t.key, t.ttl_ms, t.meta, at, Some((id, waited)));
+                let lease =
+                    self.grant(t.pools, t.class, flow, t.key, t.ttl_ms, (t.meta, t.owner), at, Some((id, waited)));
                 self.remember(id, Ended::granted(lease, at, flow));
             } else {
                 for pu in ticket.pools.iter() {

@@ -26,6 +26,10 @@ pub struct Lease {
     pub ttl_ms: u64,
     /// Opaque metadata (the server keeps JSON text here).
     pub meta: Option<Arc<str>>,
+    /// The name of the API key it was acquired with (`None`: by the server itself, e.g.
+    /// a provider webhook or the dialer, or with no keys configured). Only that key (or
+    /// an admin) may release, renew or cancel it.
+    pub owner: Option<Arc<str>>,
 }
 
 /// Deadlines kept in a heap with lazy deletion: a release or renewal leaves the old entry

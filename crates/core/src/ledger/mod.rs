@@ -79,12 +79,16 @@ pub struct Request {
     pub max_wait_ms: Option<u64>,
     /// Opaque metadata stored with the lease.
     pub meta: Option<Arc<str>>,
+    /// The name of the API key it was acquired with (`None`: by the server itself, e.g.
+    /// a provider webhook or the dialer, or with no keys configured). Only that key (or
+    /// an admin) may release, renew or cancel it.
+    pub owner: Option<Arc<str>>,
 }
 
 impl Request {
     /// A request through a flow with every option at its default.
     pub fn flow(flow: FlowId) -> Self {
-        Request { target: Target::Flow(flow), key: None, ttl_ms: None, max_wait_ms: None, meta: None }
+        Request { target: Target::Flow(flow), key: None, ttl_ms: None, max_wait_ms: None, meta: None, owner: None }
     }
 
     /// A request for explicit pools.
@@ -95,7 +99,14 @@ impl Request {
             ttl_ms: None,
             max_wait_ms: None,
             meta: None,
+            owner: None,
         }
+    }
+
+    /// Sets the owner (the name of the API key asking).
+    pub fn with_owner(mut self, owner: impl Into<Arc<str>>) -> Self {
+        self.owner = Some(owner.into());
+        self
     }
 
     /// Sets the idempotency key.
@@ -224,7 +235,9 @@ pub struct Ledger {
     classes: Vec<Class>,
     pools: Vec<Pool>,
     flows: Vec<Flow>,
-    leases: FxHashMap<u64, Lease>,
+    /// Ordered by id (ids grow in grant order), so a listing can be paged from a cursor
+    /// without walking or sorting every lease.
+    leases: BTreeMap<u64, Lease>,
     tickets: FxHashMap<u64, Ticket>,
     keys: FxHashMap<Arc<str>, KeyRef>,
     ended: FxHashMap<u64, Ended>,
@@ -237,6 +250,10 @@ pub struct Ledger {
     walks: Vec<admit::Walk>,
     default_ttl_ms: u64,
     retention_ms: u64,
+    /// See [`LedgerSpec::pools_max_len`].
+    pools_max_len: Option<u32>,
+    /// Waiting tickets without a flow (requests that named pools directly).
+    pools_waiting: u32,
 }
 
 impl fmt::Debug for Ledger {
@@ -317,7 +334,7 @@ impl Ledger {
             classes,
             pools,
             flows,
-            leases: FxHashMap::default(),
+            leases: BTreeMap::new(),
             tickets: FxHashMap::default(),
             keys: FxHashMap::default(),
             ended: FxHashMap::default(),
@@ -330,6 +347,8 @@ impl Ledger {
             walks: Vec::new(),
             default_ttl_ms: spec.default_lease_ttl_ms,
             retention_ms: spec.ticket_retention_ms,
+            pools_max_len: spec.pools_max_len,
+            pools_waiting: 0,
         })
     }
 
@@ -442,9 +461,15 @@ impl Ledger {
         }
     }
 
-    /// Every live lease (in no particular order).
+    /// Every live lease, by id (the order they were granted in).
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
+    }
+
+    /// The live leases whose id is above `after`, by id: one page of a listing after
+    /// another, each starting where the last stopped.
+    pub fn leases_after(&self, after: LeaseId) -> impl Iterator<Item = &Lease> {
+        self.leases.range((std::ops::Bound::Excluded(after.0), std::ops::Bound::Unbounded)).map(|(_, l)| l)
     }
 
     /// Every waiting ticket (in no particular order).
@@ -562,7 +587,7 @@ impl Ledger {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.admits_arrival(&pools, class) {
-            let id = self.grant(pools, class, flow, req.key, ttl_ms, req.meta, now, None);
+            let id = self.grant(pools, class, flow, req.key, ttl_ms, (req.meta, req.owner), now, None);
             return Ok(Decision::Granted { lease: id, existing: false });
         }
         let room = match flow {
@@ -570,7 +595,7 @@ impl Ledger {
                 let fl = &self.flows[f.index()];
                 fl.queue.and_then(|q| q.max_len).is_none_or(|m| fl.waiting < m)
             }
-            None => true,
+            None => self.pools_max_len.is_none_or(|m| self.pools_waiting < m),
         };
         if max_wait_ms == 0 || !room {
             let reason = if max_wait_ms == 0 { RejectReason::Capacity } else { RejectReason::QueueFull };
@@ -591,6 +616,7 @@ impl Ledger {
             deadline: now.saturating_add(max_wait_ms),
             ttl_ms,
             meta: req.meta,
+            owner: req.owner,
         };
         let (position, eta_ms) = self.arrival_position(&ticket);
         self.enqueue(ticket.clone());
@@ -853,7 +879,7 @@ impl Ledger {
         flow: Option<FlowId>,
         key: Option<Arc<str>>,
         ttl_ms: u64,
-        meta: Option<Arc<str>>,
+        (meta, owner): (Option<Arc<str>>, Option<Arc<str>>),
         now: Millis,
         from_ticket: Option<(TicketId, Millis)>,
     ) -> LeaseId {
@@ -875,6 +901,7 @@ impl Ledger {
             expires_at: now.saturating_add(ttl_ms),
             ttl_ms,
             meta,
+            owner,
         };
         self.expiries.push(lease.expires_at, id.0);
         self.events.push(Event::Granted { lease: lease.clone(), from_ticket });
@@ -916,8 +943,9 @@ impl Ledger {
             let need = p.need(ticket.class, pu.units);
             p.needs[ticket.class.index()].insert(need);
         }
-        if let Some(f) = ticket.flow {
-            self.flows[f.index()].waiting += 1;
+        match ticket.flow {
+            Some(f) => self.flows[f.index()].waiting += 1,
+            None => self.pools_waiting += 1,
         }
         if let Some(k) = &ticket.key {
             self.keys.insert(k.clone(), KeyRef::Ticket(ticket.id));
@@ -936,8 +964,9 @@ impl Ledger {
             let need = p.need(t.class, pu.units);
             p.needs[t.class.index()].remove(need);
         }
-        if let Some(f) = t.flow {
-            self.flows[f.index()].waiting -= 1;
+        match t.flow {
+            Some(f) => self.flows[f.index()].waiting -= 1,
+            None => self.pools_waiting -= 1,
         }
         if let Some(k) = &t.key {
             self.keys.remove(k);

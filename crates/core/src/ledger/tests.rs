@@ -861,6 +861,7 @@ fn restored_leases_are_kept_even_above_the_cap() {
             expires_at: 60_000,
             ttl_ms: 60_000,
             meta: None,
+            owner: None,
         };
         l.restore_lease(lease).unwrap();
     }
@@ -886,6 +887,7 @@ fn settle_after_a_restart_expires_what_ran_out_while_down_and_serves_the_line() 
         expires_at: 1_000,
         ttl_ms: 1_000,
         meta: None,
+        owner: None,
     };
     let ticket = Ticket {
         id: TicketId(2),
@@ -898,6 +900,7 @@ fn settle_after_a_restart_expires_what_ran_out_while_down_and_serves_the_line() 
         deadline: 60_000,
         ttl_ms: 60_000,
         meta: None,
+        owner: None,
     };
     l.restore_lease(lease).unwrap();
     l.restore_ticket(ticket).unwrap();
@@ -962,4 +965,47 @@ fn a_late_tick_never_grants_a_ticket_before_it_arrived() {
         _ => None,
     });
     assert_eq!(grant, Some((120, 0)), "granted as of its arrival, having waited for nothing");
+}
+
+// ----- bounds on what callers can pile up ------------------------------------------
+
+#[test]
+fn requests_naming_pools_directly_wait_in_a_bounded_line() {
+    let spec = LedgerSpec {
+        classes: classes(),
+        pools: vec![pool("acct", 1, &[])],
+        pools_max_len: Some(2),
+        ..LedgerSpec::default()
+    };
+    let mut l = Ledger::new(&spec).expect("valid spec");
+    granted(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 0));
+    let (first, _) = queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 1));
+    queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 2));
+    assert_eq!(rejected(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 3)), RejectReason::QueueFull);
+    // A place frees up when someone leaves the line.
+    assert!(l.cancel(first, 4));
+    queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 5));
+}
+
+#[test]
+fn leases_are_listed_by_id_from_a_cursor() {
+    let mut l = ledger(vec![pool("acct", 5, &[])], vec![]);
+    let ids: Vec<LeaseId> = (0..4).map(|i| granted(ask(&mut l, &[(0, 1)], INBOUND, 0, i))).collect();
+    assert!(l.release(ids[1], 10));
+    let after_first: Vec<LeaseId> = l.leases_after(ids[0]).map(|x| x.id).collect();
+    assert_eq!(after_first, vec![ids[2], ids[3]]);
+    assert_eq!(l.leases_after(LeaseId(0)).count(), 3);
+}
+
+#[test]
+fn the_owner_of_a_ticket_owns_the_lease_it_becomes() {
+    let mut l = ledger(vec![pool("acct", 1, &[])], vec![]);
+    let ask = |owner: &str| Request::pools(units(&[(0, 1)]), INBOUND).with_max_wait(60_000).with_owner(owner);
+    let first = granted(l.acquire(ask("app"), 0).unwrap());
+    assert_eq!(l.lease(first).unwrap().owner.as_deref(), Some("app"));
+    let (t, _) = queued(l.acquire(ask("other"), 1).unwrap());
+    assert_eq!(l.ticket(t).unwrap().owner.as_deref(), Some("other"));
+    assert!(l.release(first, 2));
+    let owners: Vec<Option<&str>> = l.leases().map(|x| x.owner.as_deref()).collect();
+    assert_eq!(owners, [Some("other")]);
 }

@@ -27,6 +27,10 @@ pub struct Ticket {
     pub ttl_ms: u64,
     /// Opaque metadata, carried into the lease.
     pub meta: Option<Arc<str>>,
+    /// The name of the API key it was acquired with (`None`: by the server itself, e.g.
+    /// a provider webhook or the dialer, or with no keys configured). Only that key (or
+    /// an admin) may cancel it; the lease it becomes keeps the owner.
+    pub owner: Option<Arc<str>>,
 }
 
 /// What a ticket is now.

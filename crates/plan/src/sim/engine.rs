@@ -405,6 +405,7 @@ impl<'a> Sim<'a> {
             ttl_ms: Some(hold_ms + TTL_MARGIN_MS),
             max_wait_ms: None,
             meta: None,
+            owner: None,
         };
         match self.ledger.acquire(req, now) {
             Ok(Decision::Granted { lease, .. }) => {
@@ -618,6 +619,7 @@ impl<'a> Sim<'a> {
                 ttl_ms: Some(hold + TTL_MARGIN_MS),
                 max_wait_ms: Some(0),
                 meta: None,
+                owner: None,
             };
             match self.ledger.acquire(req, now) {
                 Ok(Decision::Granted { lease, .. }) => {

@@ -126,7 +126,6 @@ async fn act(
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require_admin()?;
     let Path((name, action)) = path.map_err(path_error)?;
     let action = match action.as_str() {
         "start" => Action::Start,
@@ -135,5 +134,11 @@ async fn act(
         "stop" => Action::Stop,
         _ => return Err(ApiError::not_found("not_found", "no such endpoint (start, pause, resume, stop)")),
     };
+    // Pausing and resuming is an operator's everyday lever; starting and stopping (which
+    // ends a campaign for good) stays with admins.
+    match action {
+        Action::Pause | Action::Resume => caller.require(callgate_config::Role::Operator)?,
+        _ => caller.require_admin()?,
+    }
     Ok(Json(campaigns(&app)?.act(&name, action).await?))
 }

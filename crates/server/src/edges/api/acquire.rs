@@ -1,6 +1,7 @@
 //! `POST /v1/acquire`.
 
 use super::body::{required, JsonBody};
+use super::bounds::Limits;
 use super::{App, Caller};
 use crate::error::ApiError;
 use crate::governor::{AcquireRequest, Answer, Target};
@@ -16,8 +17,6 @@ use std::sync::Arc;
 /// The longest a single HTTP request may block for a grant. Longer waits are fine, in
 /// several requests: proxies and load balancers commonly cut idle requests at 60-120 s.
 pub(crate) const MAX_WAIT_MS: u64 = 60_000;
-/// Keys are provider call ids and the like; anything longer is a mistake.
-const MAX_KEY_LEN: usize = 256;
 /// 30 days: longer TTLs are certainly a unit mistake (seconds for ms, say).
 const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 /// A day in the waiting room is the most any flow could mean.
@@ -46,7 +45,29 @@ struct PoolEntry {
 }
 
 impl AcquireBody {
-    fn into_request(self) -> Result<AcquireRequest, ApiError> {
+    /// Checks every bound before anything else: nothing out of bounds reaches the
+    /// governor, so nothing out of bounds is admitted, journaled or published.
+    fn into_request(self, limits: &Limits) -> Result<AcquireRequest, ApiError> {
+        limits.opt_name("flow", self.flow.as_deref())?;
+        limits.opt_name("class", self.class.as_deref())?;
+        if let Some(pools) = &self.pools {
+            if pools.len() > limits.pools_per_request {
+                return Err(ApiError::new(
+                    crate::error::ErrorKind::BadRequest,
+                    "too_many_pools",
+                    format!("`pools` may name at most {} pools, not {}", limits.pools_per_request, pools.len()),
+                ));
+            }
+            for p in pools {
+                limits.name("pool", &p.pool)?;
+            }
+        }
+        if let Some(k) = &self.key {
+            limits.key(k)?;
+        }
+        if let Some(meta) = &self.meta {
+            limits.meta(meta.get())?;
+        }
         let target = match (self.flow, self.pools, self.class) {
             (Some(flow), None, None) => Target::Flow(flow),
             (Some(_), _, _) => {
@@ -77,11 +98,6 @@ impl AcquireBody {
             (None, Some(_), None) => return Err(ApiError::bad_request("`pools` needs a `class`")),
             (None, None, _) => return Err(ApiError::bad_request("give either `flow`, or `pools` with `class`")),
         };
-        if let Some(k) = &self.key {
-            if k.is_empty() || k.len() > MAX_KEY_LEN {
-                return Err(ApiError::bad_request(format!("`key` must be 1 to {MAX_KEY_LEN} bytes")));
-            }
-        }
         if let Some(t) = self.ttl_ms {
             if t == 0 || t > MAX_TTL_MS {
                 return Err(ApiError::bad_request(format!("`ttl_ms` must be between 1 and {MAX_TTL_MS}")));
@@ -108,11 +124,12 @@ impl AcquireBody {
 
 pub(crate) async fn acquire(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     body: JsonBody<AcquireBody>,
 ) -> Result<Response, ApiError> {
-    let req = required(body)?.into_request()?;
-    let answer = app.governor.acquire(req).await?;
+    caller.require(callgate_config::Role::Client)?;
+    let req = required(body)?.into_request(&app.limits)?;
+    let answer = app.governor.acquire_as(req, caller.name.clone()).await?;
     Ok(answer_response(answer))
 }
 

@@ -6,31 +6,65 @@ use crate::error::{ApiError, ErrorKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use callgate_config::Role;
+use hmac::{Hmac, Mac};
 use std::sync::Arc;
 
-/// The configured keys.
+type Digest = [u8; 20];
+
+/// The configured keys, each kept as a keyed digest of its token.
 #[derive(Clone, Debug, Default)]
 pub struct Keys {
-    keys: Vec<(String, Vec<u8>, Role)>,
+    /// A key chosen at start, never written anywhere: a token's digest says nothing
+    /// outside this process.
+    secret: [u8; 32],
+    keys: Vec<(Arc<str>, Digest, Role)>,
 }
 
 impl Keys {
     /// From `(name, token, role)`.
     pub fn new(keys: impl IntoIterator<Item = (String, String, Role)>) -> Self {
-        Keys { keys: keys.into_iter().map(|(n, t, r)| (n, t.into_bytes(), r)).collect() }
+        let secret = process_secret();
+        let keys = keys.into_iter().map(|(n, t, r)| (Arc::from(n), digest(&secret, t.as_bytes()), r)).collect();
+        Keys { secret, keys }
     }
 
-    /// The role of a presented token. Every key is compared, each in constant time, so
-    /// the answer's timing says nothing about which key or how much of one matched.
-    pub(crate) fn role_of(&self, token: &[u8]) -> Option<(&str, Role)> {
+    /// The name and role of a presented token. Both sides are digested first, so the
+    /// comparison runs over equal lengths whatever the token's length; every key is
+    /// compared, each in constant time, so the answer's timing says nothing about which
+    /// key matched, how much of one, or how long any is.
+    pub(crate) fn role_of(&self, token: &[u8]) -> Option<(Arc<str>, Role)> {
+        let given = digest(&self.secret, token);
         let mut found = None;
-        for (name, t, role) in &self.keys {
-            if constant_time_eq(t, token) {
-                found = Some((name.as_str(), *role));
+        for (name, d, role) in &self.keys {
+            if constant_time_eq(d, &given) {
+                found = Some((name.clone(), *role));
             }
         }
         found
     }
+}
+
+fn digest(secret: &[u8], token: &[u8]) -> Digest {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<sha1::Sha1>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return [0; 20],
+    };
+    mac.update(token);
+    mac.finalize().into_bytes().into()
+}
+
+/// 32 bytes no one outside this process can guess: std's `RandomState` is seeded from the
+/// operating system's random source.
+fn process_secret() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = [0u8; 32];
+    for (i, chunk) in out.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -42,20 +76,56 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Who is calling.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Caller {
     /// Its role.
     pub role: Role,
+    /// The name of its key; `None` when no keys are configured (everyone is an admin).
+    pub name: Option<Arc<str>>,
 }
 
 impl Caller {
-    /// 403 unless the caller is an admin.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.role {
-            Role::Admin => Ok(()),
-            _ => Err(ApiError::new(ErrorKind::Forbidden, "forbidden", "this needs an admin key")),
+    /// 403 unless the caller's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorKind::Forbidden,
+                "forbidden",
+                format!(
+                    "this needs a key with role `{}` or above (this key is `{}`)",
+                    role.as_str(),
+                    self.role.as_str()
+                ),
+            ))
         }
     }
+
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(Role::Admin)
+    }
+
+    /// The owner to check a lease or ticket against: `None` for an admin (may act on
+    /// anyone's) and, when no keys are configured, for everyone.
+    pub fn owner_check(&self) -> Option<&str> {
+        match self.role {
+            Role::Admin => None,
+            _ => self.name.as_deref(),
+        }
+    }
+}
+
+/// The token of an `Authorization` header: the scheme is case-insensitive (RFC 9110),
+/// one or more spaces follow it.
+fn bearer(header: &[u8]) -> Option<&[u8]> {
+    let scheme = header.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = header[7..].trim_ascii_start();
+    (!token.is_empty()).then_some(token)
 }
 
 impl FromRequestParts<Arc<App>> for Caller {
@@ -63,19 +133,17 @@ impl FromRequestParts<Arc<App>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         if app.keys.keys.is_empty() {
-            return Ok(Caller { role: Role::Admin });
+            return Ok(Caller { role: Role::Admin, name: None });
         }
         let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?;
-        let token = header
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
+        let token = bearer(header.as_bytes())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
         match app.keys.role_of(token) {
-            Some((_, role)) => Ok(Caller { role }),
+            Some((name, role)) => Ok(Caller { role, name: Some(name) }),
             None => Err(unauthorized("unknown token")),
         }
     }
@@ -84,7 +152,7 @@ impl FromRequestParts<Arc<App>> for Caller {
 /// The caller of `GET /v1/events`, which may also give its token as `?token=…`: a
 /// browser's `EventSource` cannot set headers. Only this endpoint reads a token from the
 /// URL (URLs end up in logs and history), and the header wins when both are given.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EventsCaller(pub Caller);
 
 impl FromRequestParts<Arc<App>> for EventsCaller {
@@ -100,8 +168,31 @@ impl FromRequestParts<Arc<App>> for EventsCaller {
         let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
         let token = token.ok_or_else(|| unauthorized("missing Authorization: Bearer <token> (or ?token=…)"))?;
         match app.keys.role_of(token.as_bytes()) {
-            Some((_, role)) => Ok(EventsCaller(Caller { role })),
+            Some((name, role)) => Ok(EventsCaller(Caller { role, name: Some(name) })),
             None => Err(unauthorized("unknown token")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"BEARER  abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+    }
+
+    #[test]
+    fn tokens_of_any_length_are_compared_as_digests() {
+        let keys = Keys::new([("ops".to_string(), "s3cret".to_string(), Role::Admin)]);
+        assert_eq!(keys.role_of(b"s3cret").map(|(n, r)| (n.to_string(), r)), Some(("ops".to_string(), Role::Admin)));
+        assert!(keys.role_of(b"s3cre").is_none());
+        assert!(keys.role_of(b"s3cret-and-more").is_none());
+        assert!(keys.role_of(b"").is_none());
     }
 }

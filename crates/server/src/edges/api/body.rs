@@ -36,6 +36,14 @@ pub(crate) fn required<T>(body: JsonBody<T>) -> Result<T, ApiError> {
     body.0.ok_or_else(|| ApiError::new(ErrorKind::BadRequest, "invalid_json", "a JSON body is required"))
 }
 
+/// The longest path parameter (an id or a name) read at all; longer ones are refused
+/// before any lookup, so error messages never echo a huge value.
+const MAX_PATH_PARAM: usize = 1024;
+/// Most query parameters, and the longest name or value of one; each endpoint bounds its
+/// own parameters more tightly (names: `max_name_bytes`).
+const MAX_QUERY_PARAMS: usize = 16;
+const MAX_QUERY_VALUE: usize = 1024;
+
 /// One path parameter, with a JSON error when it cannot be read.
 #[derive(Debug)]
 pub(crate) struct PathParam(pub(crate) String);
@@ -46,8 +54,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
-            .map(|p| PathParam(p.0))
             .map_err(|r| ApiError::bad_request(format!("bad path: {}", r.body_text())))
+            .and_then(|p| match p.0.len() {
+                n if n > MAX_PATH_PARAM => {
+                    Err(ApiError::bad_request(format!("a path segment may be at most {MAX_PATH_PARAM} bytes, not {n}")))
+                }
+                _ => Ok(PathParam(p.0)),
+            })
     }
 }
 
@@ -61,7 +74,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map(|q| QueryMap(q.0))
             .map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))
+            .and_then(|q| {
+                if q.0.len() > MAX_QUERY_PARAMS {
+                    return Err(ApiError::bad_request(format!("at most {MAX_QUERY_PARAMS} query parameters")));
+                }
+                match q.0.iter().find(|(k, v)| k.len() > MAX_QUERY_VALUE || v.len() > MAX_QUERY_VALUE) {
+                    Some(_) => Err(ApiError::bad_request(format!(
+                        "a query parameter's name and value may be at most {MAX_QUERY_VALUE} bytes each"
+                    ))),
+                    None => Ok(QueryMap(q.0)),
+                }
+            })
     }
 }

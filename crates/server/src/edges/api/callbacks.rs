@@ -73,6 +73,8 @@ pub(crate) async fn list(
     QueryMap(q): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     only(&q, &["state", "flow", "limit"])?;
+    app.limits.opt_name("state", q.get("state").map(String::as_str))?;
+    app.limits.opt_name("flow", q.get("flow").map(String::as_str))?;
     let query = CallbackQuery { state: q.get("state").cloned(), flow: q.get("flow").cloned(), limit: limit(&q)? };
     let rows = tokio::task::spawn_blocking(move || app.governor.callbacks(&query))
         .await

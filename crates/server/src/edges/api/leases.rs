@@ -3,10 +3,11 @@
 use super::body::JsonBody;
 use super::body::{PathParam, QueryMap};
 use super::{App, Caller};
-use crate::error::ApiError;
-use crate::governor::LeaseRef;
+use crate::error::{ApiError, ErrorKind};
+use crate::governor::{LeaseQuery, LeaseRef};
 use axum::extract::State;
 use axum::Json;
+use callgate_config::Role;
 use callgate_core::LeaseId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,22 +25,73 @@ fn query_param(q: &HashMap<String, String>, name: &str) -> Result<Option<String>
     Ok(q.get(name).cloned())
 }
 
+/// Leases per page unless `limit` says otherwise; at most [`MAX_PAGE`].
+const DEFAULT_PAGE: usize = 100;
+/// A page of 1000 leases with 4 KiB of `meta` each stays near 4 MB.
+const MAX_PAGE: usize = 1000;
+/// Cursors are opaque to clients; this prefix lets a later format tell its own apart.
+const CURSOR_PREFIX: &str = "c1.";
+
+fn cursor_of(id: LeaseId) -> String {
+    format!("{CURSOR_PREFIX}{:x}", id.0)
+}
+
+fn after_cursor(cursor: Option<&str>) -> Result<LeaseId, ApiError> {
+    let Some(c) = cursor else { return Ok(LeaseId(0)) };
+    c.strip_prefix(CURSOR_PREFIX)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .map(LeaseId)
+        .ok_or_else(|| ApiError::new(ErrorKind::BadRequest, "invalid_cursor", "`cursor` is not one this server gave"))
+}
+
+/// `GET /v1/leases[?pool=P][&flow=F][&class=C][&key=PREFIX][&limit=N][&cursor=C]`: a page
+/// of the live leases, in the order they were granted.
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     _caller: Caller,
     QueryMap(q): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
-    let pool = query_param(&q, "pool")?;
-    Ok(Json(json!(app.governor.leases(pool.as_deref())?)))
+    const ALLOWED: [&str; 6] = ["pool", "flow", "class", "key", "limit", "cursor"];
+    if let Some(other) = q.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown query parameter `{other}`")));
+    }
+    for name in ["pool", "flow", "class"] {
+        app.limits.opt_name(name, q.get(name).map(String::as_str))?;
+    }
+    if let Some(k) = q.get("key") {
+        app.limits.key(k)?;
+    }
+    let limit = match q.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| ApiError::bad_request(format!("`limit` must be between 1 and {MAX_PAGE}")))?,
+    };
+    let query = LeaseQuery {
+        pool: q.get("pool").cloned(),
+        flow: q.get("flow").cloned(),
+        class: q.get("class").cloned(),
+        key_prefix: q.get("key").cloned(),
+        after: after_cursor(q.get("cursor").map(String::as_str))?,
+        limit,
+    };
+    let page = app.governor.leases_page(&query)?;
+    Ok(Json(json!({ "leases": page.leases, "next_cursor": page.next.map(cursor_of) })))
 }
 
 pub(crate) async fn release(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     PathParam(id): PathParam,
     body: JsonBody<super::ops::ReleaseBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = body.0.map(|b| b.into_report()).transpose()?;
+    caller.require(Role::Client)?;
+    let report = body.0.map(|b| b.into_report(&app.limits)).transpose()?;
+    if let Ok(id) = id.parse::<LeaseId>() {
+        app.governor.check_lease_owner(LeaseRef::Id(id), caller.owner_check())?;
+    }
     let released = match (id.parse::<LeaseId>(), report) {
         (Ok(id), None) => app.governor.release(id).await?,
         (Ok(id), Some(r)) => app.governor.release_reporting(LeaseRef::Id(id), r).await?,
@@ -51,12 +103,15 @@ pub(crate) async fn release(
 
 pub(crate) async fn release_by_key(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     QueryMap(q): QueryMap,
     body: JsonBody<super::ops::ReleaseBody>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Client)?;
     let key = query_param(&q, "key")?.ok_or_else(|| ApiError::bad_request("give `?key=…` to release by key"))?;
-    let released = match body.0.map(|b| b.into_report()).transpose()? {
+    app.limits.key(&key)?;
+    app.governor.check_lease_owner(LeaseRef::Key(&key), caller.owner_check())?;
+    let released = match body.0.map(|b| b.into_report(&app.limits)).transpose()? {
         None => app.governor.release_key(&key).await?,
         Some(r) => app.governor.release_reporting(LeaseRef::Key(&key), r).await?,
     };
@@ -71,11 +126,13 @@ pub(crate) struct RenewBody {
 
 pub(crate) async fn renew(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     PathParam(id): PathParam,
     body: JsonBody<RenewBody>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Client)?;
     let id = lease_id(&id)?;
+    app.governor.check_lease_owner(LeaseRef::Id(id), caller.owner_check())?;
     let ttl = body.0.and_then(|b| b.ttl_ms);
     if ttl.is_some_and(|t| t == 0 || t > 30 * 24 * 3600 * 1000) {
         return Err(ApiError::bad_request("`ttl_ms` must be between 1 and 30 days"));

@@ -4,6 +4,7 @@
 mod acquire;
 mod auth;
 pub(crate) mod body;
+mod bounds;
 mod callbacks;
 mod leases;
 mod ops;
@@ -11,6 +12,7 @@ mod pools;
 mod tickets;
 
 pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
+pub use bounds::Limits;
 
 use crate::edges::{twilio, vapi};
 use crate::error::{ApiError, ErrorKind};
@@ -40,6 +42,8 @@ pub struct App {
     pub live: Live,
     /// API keys.
     pub keys: Keys,
+    /// Bounds on what clients send.
+    pub limits: Limits,
     /// Flows, menus and providers, for the provider webhooks.
     pub inbound: Inbound,
     /// What each caller in a Twilio waiting room was last told.

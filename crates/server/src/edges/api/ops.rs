@@ -3,11 +3,12 @@
 //! lease release.
 
 use super::body::{required, JsonBody};
-use super::{App, Caller};
+use super::{App, Caller, Limits};
 use crate::error::{ApiError, ErrorKind};
 use crate::governor::Report;
 use axum::extract::State;
 use axum::Json;
+use callgate_config::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -40,7 +41,10 @@ fn latency(l: Option<f64>) -> Result<Option<f64>, ApiError> {
 }
 
 impl SampleBody {
-    fn into_report(self) -> Result<Report, ApiError> {
+    fn into_report(self, limits: &Limits) -> Result<Report, ApiError> {
+        limits.opt_name("pool", self.pool.as_deref())?;
+        limits.opt_name("flow", self.flow.as_deref())?;
+        limits.opt_name("dependency", self.dependency.as_deref())?;
         if self.pool.is_none() && self.flow.is_none() && self.dependency.is_none() {
             return Err(ApiError::bad_request("a sample names a `pool`, a `flow` and/or a `dependency`"));
         }
@@ -66,7 +70,8 @@ pub(crate) struct ReleaseBody {
 }
 
 impl ReleaseBody {
-    pub(crate) fn into_report(self) -> Result<Report, ApiError> {
+    pub(crate) fn into_report(self, limits: &Limits) -> Result<Report, ApiError> {
+        limits.opt_name("dependency", self.dependency.as_deref())?;
         Ok(Report {
             pool: None,
             flow: None,
@@ -78,12 +83,14 @@ impl ReleaseBody {
     }
 }
 
-/// `POST /v1/samples`: one sample object or an array of them.
+/// `POST /v1/samples`: one sample object or an array of them. Samples move adaptive caps
+/// and breakers, so they need an operator (or admin) key.
 pub(crate) async fn samples(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     body: JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator)?;
     let body = required(body)?;
     let items = match body {
         Value::Array(items) if items.len() > MAX_BATCH => {
@@ -96,7 +103,7 @@ pub(crate) async fn samples(
     for item in items {
         let sample: SampleBody = serde_json::from_value(item)
             .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid sample: {e}")))?;
-        reports.push(sample.into_report()?);
+        reports.push(sample.into_report(&app.limits)?);
     }
     let mut caps = serde_json::Map::new();
     let accepted = reports.len();

@@ -42,10 +42,12 @@ pub(crate) async fn status(
 
 pub(crate) async fn cancel(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(callgate_config::Role::Client)?;
     let tid = ticket_id(&id)?;
+    app.governor.check_ticket_owner(tid, caller.owner_check())?;
     match app.governor.cancel(tid).await? {
         Some(cancelled) => Ok(Json(json!({ "cancelled": cancelled }))),
         None => Err(unknown(&id)),
