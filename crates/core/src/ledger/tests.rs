@@ -704,6 +704,7 @@ fn a_restored_ticket_that_can_never_fit_ends_at_settle_and_the_line_moves_on() {
         deadline: 60_000,
         ttl_ms: 60_000,
         meta: None,
+        owner: None,
     };
     l.restore_ticket(ticket(1, 3)).unwrap();
     l.restore_ticket(ticket(2, 2)).unwrap();
