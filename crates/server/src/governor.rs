@@ -9,10 +9,12 @@
 mod calls;
 mod caps;
 mod ops;
+mod restore;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+pub(crate) use restore::restore;
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -79,7 +81,16 @@ struct State {
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
     cooldown_due: Option<u64>,
+    /// The journal failure epoch the ledger was last rebuilt from disk for (0: none).
+    rebuilt_epoch: u64,
+    /// When to probe the journal again while commits fail (governor clock, Unix ms).
+    next_probe_at: u64,
 }
+
+/// While commits fail, how often the journal is probed with a fresh commit: often
+/// enough that admission resumes within a second or so of the disk having room, rarely
+/// enough that a broken disk is not hammered.
+const PROBE_EVERY_MS: u64 = 1_000;
 
 /// Owns the ledger and the journal.
 pub struct Governor {
@@ -91,6 +102,11 @@ pub struct Governor {
     overflow: Vec<Option<serde_json::Value>>,
     /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
     ops: Arc<crate::ops::Ops>,
+    /// What the ledger is built from, to rebuild it from the journal after a failed
+    /// commit (see [`Governor::with_spec`]).
+    spec: Option<callgate_core::LedgerSpec>,
+    /// Set when a background component died: admission stays stopped until a restart.
+    stopped: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -142,13 +158,30 @@ impl Governor {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(ledger.pool_count());
         Governor {
-            state: Mutex::new(State { ledger, waiters: FxHashMap::default(), caps, cooldown_due: None }),
+            state: Mutex::new(State {
+                ledger,
+                waiters: FxHashMap::default(),
+                caps,
+                cooldown_due: None,
+                rebuilt_epoch: 0,
+                next_probe_at: 0,
+            }),
             journal,
             clock,
             names,
             overflow,
             ops,
+            spec: None,
+            stopped: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The specification the ledger was built from: after a failed commit the governor
+    /// rebuilds the ledger from it and the journal (the last durable state). Without it
+    /// a failed commit stops admission until a restart.
+    pub fn with_spec(mut self, spec: callgate_core::LedgerSpec) -> Self {
+        self.spec = Some(spec);
+        self
     }
 
     /// The names of pools, classes and flows.
@@ -161,9 +194,50 @@ impl Governor {
         self.clock.now_ms()
     }
 
-    /// Why the journal stopped, if it did.
+    /// Why admission cannot be durable now, if it cannot: the journal's commits fail,
+    /// or a background component died.
     pub fn journal_failure(&self) -> Option<String> {
-        self.journal.failure()
+        self.stopped.get().cloned().or_else(|| self.journal.failure())
+    }
+
+    /// Whether the journal commits (for the `callgate_journal_up` gauge).
+    pub fn journal_up(&self) -> bool {
+        self.journal_failure().is_none()
+    }
+
+    /// Resolves once the journal writer thread has died.
+    pub async fn journal_dead(&self) -> String {
+        self.journal.dead().await
+    }
+
+    /// Stops admission for good (a background component died): every operation answers
+    /// 503 and `/healthz` fails until the process is restarted.
+    pub fn stop_admission(&self, why: String) {
+        let _ = self.stopped.set(why);
+    }
+
+    /// Injects a fault into the journal writer (tests only).
+    #[doc(hidden)]
+    pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
+        self.journal.inject_fault(fault);
+    }
+
+    /// Runs `read` (which may take the lock) and answers only once everything it can
+    /// have seen is on disk: nothing a client reads shows a grant, release or id that a
+    /// crash could still take back. 503 while commits fail, or when a commit failed
+    /// meanwhile (what was read may have been undone).
+    pub async fn durable_view<T>(&self, read: impl FnOnce(&Self) -> T) -> Result<T, ApiError> {
+        let before = self.journal.health();
+        self.check_healthy()?;
+        let out = read(self);
+        // Every change `read` saw was submitted under the lock before it was seen, so
+        // it is at or below the number handed out by now.
+        let seq = self.journal.submitted();
+        self.journal.durable(seq).await?;
+        if self.journal.health().epoch != before.epoch {
+            return Err(ApiError::unavailable("the journal failed while this was read; ask again"));
+        }
+        Ok(out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -175,11 +249,17 @@ impl Governor {
     /// Runs `op` on the ledger under the lock, hands its events to the journal and wakes
     /// the waiters of tickets that ended. Returns the op's result and the journal
     /// sequence number to wait for.
-    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> (R, u64) {
+    ///
+    /// While the journal cannot commit, nothing runs: the ledger is put back to what is
+    /// on disk (once per failure), the journal is probed now and then, and the answer is
+    /// 503 until a probe commits.
+    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> Result<(R, u64), ApiError> {
         let now = self.clock.now_ms();
         let mut st = self.lock();
+        self.writable(&mut st, now)?;
         let out = op(&mut st, now);
         let events: Vec<Event> = st.ledger.drain_events().collect();
+        let holds = mean_holds(&st.ledger, &events);
         let mut ended: Vec<(u64, TicketEnd)> = Vec::new();
         if !st.waiters.is_empty() {
             for e in &events {
@@ -199,7 +279,7 @@ impl Governor {
             }
         }
         let (next_id, next_seq) = (st.ledger.next_id(), st.ledger.next_seq());
-        let seq = self.journal.submit(events, next_id, next_seq);
+        let seq = self.journal.submit_with(events, next_id, next_seq, holds);
         for (t, end) in ended {
             if let Some(ws) = st.waiters.remove(&t) {
                 for w in ws {
@@ -207,7 +287,69 @@ impl Governor {
                 }
             }
         }
-        (out, seq)
+        Ok((out, seq))
+    }
+
+    /// `Ok` when the journal commits; otherwise recovers what it can and says why not.
+    /// Under the lock.
+    fn writable(&self, st: &mut State, now: u64) -> Result<(), ApiError> {
+        if let Some(why) = self.stopped.get() {
+            return Err(ApiError::unavailable(format!("admission stopped: {why}")));
+        }
+        let health = self.journal.health();
+        let Some(why) = &health.failed else { return Ok(()) };
+        self.recover(st, &health, now);
+        Err(ApiError::unavailable(format!("the journal cannot commit: {why}")))
+    }
+
+    /// After a failed commit: puts the ledger back to the last durable state (every
+    /// change after it was answered 503 and is forgotten: no phantom lease keeps a unit),
+    /// then probes the journal until a commit succeeds again. Under the lock.
+    fn recover(&self, st: &mut State, health: &callgate_store::Health, now: u64) {
+        if health.dead {
+            return; // nothing will commit again; the server exits (see `serve`)
+        }
+        if st.rebuilt_epoch != health.epoch {
+            match self.rebuild(st, now) {
+                Ok(()) => {
+                    st.rebuilt_epoch = health.epoch;
+                    st.next_probe_at = now;
+                    tracing::warn!(
+                        leases = st.ledger.lease_count(),
+                        tickets = st.ledger.ticket_count(),
+                        "The ledger is back to its last durable state"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot rebuild the ledger from the journal; admission stays stopped");
+                    return;
+                }
+            }
+        }
+        if now >= st.next_probe_at {
+            st.next_probe_at = now.saturating_add(PROBE_EVERY_MS);
+            self.journal.probe(health.epoch, st.ledger.next_id(), st.ledger.next_seq());
+        }
+    }
+
+    fn rebuild(&self, st: &mut State, now: u64) -> Result<(), String> {
+        let spec = self.spec.as_ref().ok_or("the governor has no ledger spec to rebuild from")?;
+        let restored = self.journal.reload().map_err(|e| e.to_string())?;
+        let mut ledger = Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
+        restore(&mut ledger, &restored, now);
+        // Ids handed out in memory were never shown (nothing is before it is durable),
+        // but they are not handed out again either.
+        ledger.restore_counters(st.ledger.next_id(), st.ledger.next_seq());
+        for (p, sources) in st.caps.iter().enumerate() {
+            if sources.applied().is_some() {
+                ledger.set_cap(PoolId(p as u32), sources.applied(), now);
+            }
+        }
+        ledger.drain_events().for_each(drop);
+        st.ledger = ledger;
+        // The ends they wait for were lost; they answer 503 from the journal's failure.
+        st.waiters.clear();
+        Ok(())
     }
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
@@ -216,7 +358,7 @@ impl Governor {
     }
 
     fn check_healthy(&self) -> Result<(), ApiError> {
-        match self.journal.failure() {
+        match self.journal_failure() {
             Some(why) => Err(ApiError::unavailable(format!("the journal cannot commit: {why}"))),
             None => Ok(()),
         }
@@ -267,7 +409,7 @@ impl Governor {
                 _ => None,
             };
             Ok::<_, ApiError>((answer, waiter))
-        });
+        })?;
         let (answer, waiter) = result?;
         self.journal.durable(seq).await?;
         match &answer {
@@ -293,8 +435,9 @@ impl Governor {
             // Timed out waiting (or the waiter was dropped): say where it stands now.
             _ => {
                 let Answer::Queued(t) = &answer else { return Ok(answer) };
-                let id: TicketId = t.id.parse().expect("own ticket id");
-                match self.ticket(id) {
+                let Ok(id) = t.id.parse::<TicketId>() else { return Ok(answer) };
+                // Only what is on disk: a grant still in flight answers as `queued`.
+                match self.durable_view(|g| g.ticket(id)).await? {
                     Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
                     Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
                     _ => Ok(answer),
@@ -335,14 +478,14 @@ impl Governor {
 
     /// Releases a lease by id; true the first time.
     pub async fn release(&self, id: LeaseId) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now));
+        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now))?;
         self.journal.durable(seq).await?;
         Ok(released)
     }
 
     /// Releases the live lease with this key; true the first time.
     pub async fn release_key(&self, key: &str) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some());
+        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some())?;
         self.journal.durable(seq).await?;
         Ok(released)
     }
@@ -351,7 +494,7 @@ impl Governor {
     pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
         self.check_healthy()?;
         let (view, seq) =
-            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)));
+            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)))?;
         self.journal.durable(seq).await?;
         Ok(view)
     }
@@ -359,16 +502,13 @@ impl Governor {
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
     pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
-        let (out, seq) =
-            self.apply(
-                |st, now| {
-                    if st.ledger.cancel(id, now) {
-                        Some(true)
-                    } else {
-                        st.ledger.ticket_status(id).map(|_| false)
-                    }
-                },
-            );
+        let (out, seq) = self.apply(|st, now| {
+            if st.ledger.cancel(id, now) {
+                Some(true)
+            } else {
+                st.ledger.ticket_status(id).map(|_| false)
+            }
+        })?;
         self.journal.durable(seq).await?;
         Ok(out)
     }
@@ -432,7 +572,7 @@ impl Governor {
                 self.set_adaptive_cap(st, id.index(), change.to, now);
             }
             Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
-        });
+        })?;
         let out = out?;
         self.journal.durable(seq).await?;
         Ok(out)
@@ -448,6 +588,21 @@ impl Governor {
             self.expire_cooldowns(st, now);
         });
     }
+}
+
+/// `(pool index, mean hold ms)` of the pools whose mean hold time `events` moved.
+fn mean_holds(ledger: &Ledger, events: &[Event]) -> Vec<(usize, u64)> {
+    let mut out: Vec<(usize, u64)> = Vec::new();
+    for e in events {
+        if let Event::Released { lease, .. } | Event::Expired { lease, .. } = e {
+            for pu in lease.pools.iter() {
+                if !out.iter().any(|(p, _)| *p == pu.pool.index()) {
+                    out.push((pu.pool.index(), ledger.mean_hold_ms(pu.pool)));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn unknown_pool(name: &str) -> ApiError {

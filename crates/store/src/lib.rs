@@ -22,6 +22,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod leads;
+mod lock;
 mod records;
 mod rows;
 mod writer;
@@ -33,11 +34,12 @@ pub use leads::{
     AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
     NewAttempt, NewLead, PendingLead, StoredCampaign,
 };
+pub use lock::{DirLock, LOCK_FILE};
 pub use records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,
 };
-pub use rows::{Restored, StoredLease, StoredTicket};
-pub use writer::{read_counter, Consumer, Journal, Names, Opened};
+pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
+pub use writer::{read_counter, Consumer, Fault, Health, Journal, Names, Opened};
 
 use std::fmt;
 

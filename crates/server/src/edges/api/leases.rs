@@ -30,7 +30,7 @@ pub(crate) async fn list(
     QueryMap(q): QueryMap,
 ) -> Result<Json<Value>, ApiError> {
     let pool = query_param(&q, "pool")?;
-    Ok(Json(json!(app.governor.leases(pool.as_deref())?)))
+    Ok(Json(json!(app.governor.durable_view(|g| g.leases(pool.as_deref())).await??)))
 }
 
 pub(crate) async fn release(
