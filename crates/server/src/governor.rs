@@ -5,6 +5,13 @@
 //! until the journal says the events are durable. Only then does the edge answer. A
 //! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
 //! the grant that ends its ticket can never slip by unnoticed.
+//!
+//! Nothing is shown before it is durable: reads that a client sees go through
+//! [`Governor::durable_view`], which answers once everything the read saw is committed.
+//! When a commit fails, the next operation under the lock rebuilds the ledger from the
+//! journal (the last durable state) and every operation answers 503 until a probe commit
+//! succeeds (see `recover`); what was applied in memory after the last commit is gone,
+//! and so are the answers it would have given (they were 503 too).
 
 mod calls;
 mod caps;

@@ -11,6 +11,13 @@
 //! each. After the commit it publishes the durable sequence number and hands the events
 //! to the consumers (metrics, live events).
 //!
+//! When a commit fails, its batches (and every later one, until the governor has put
+//! its ledger back to what is on disk and a probe commit succeeds) are *lost*: their
+//! waiters get an error, their events reach no consumer. If the writer thread panics,
+//! the journal says it is dead and never commits again. Ids are reserved on disk ahead
+//! of use, so a restart never hands out an id twice; how tickets ended and each pool's
+//! mean hold time are kept too. [`DirLock`] keeps a second server out of the directory.
+//!
 //! Beside the ledger's state it keeps call records and the callbacks that overflow steps
 //! book ([`Journal::record`]), written by the same thread in the same commits, and read
 //! through a second connection.
