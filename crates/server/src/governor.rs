@@ -114,6 +114,8 @@ pub struct Governor {
     spec: Option<callgate_core::LedgerSpec>,
     /// Set when a background component died: admission stays stopped until a restart.
     stopped: std::sync::OnceLock<String>,
+    /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
+    panic_next_tick: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Governor {
@@ -180,6 +182,7 @@ impl Governor {
             ops,
             spec: None,
             stopped: std::sync::OnceLock::new(),
+            panic_next_tick: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -227,6 +230,13 @@ impl Governor {
     #[doc(hidden)]
     pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
         self.journal.inject_fault(fault);
+    }
+
+    /// Makes the next tick panic, before it takes the lock (tests only: the server must
+    /// notice a dead ticker).
+    #[doc(hidden)]
+    pub fn inject_tick_panic(&self) {
+        self.panic_next_tick.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `read` (which may take the lock) and answers only once everything it can
@@ -588,6 +598,9 @@ impl Governor {
     /// Expires leases and times out tickets that are due. The server calls this on a
     /// short interval, so deadlines hold even when no request arrives.
     pub fn tick(&self) {
+        if self.panic_next_tick.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected fault: the ticker panicked");
+        }
         // Cheap when nothing is due: two heap peeks, forgetting old ticket outcomes, and
         // one comparison for the refusals' cooldowns.
         let _ = self.apply(|st, now| {

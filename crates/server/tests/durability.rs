@@ -134,6 +134,26 @@ async fn a_dead_journal_writer_stops_admission_and_the_server_says_so() {
 }
 
 #[tokio::test]
+async fn a_dead_ticker_stops_admission_and_the_server_says_so() {
+    let (s, _clock) = start().await;
+    grant(&s, "call-a").await;
+    // Without the ticker, leases would never expire nor tickets time out: the server
+    // must not go on as if nothing happened.
+    s.server().app.governor.inject_tick_panic();
+    let why = tokio::time::timeout(std::time::Duration::from_secs(10), s.server().died())
+        .await
+        .expect("the server reports the dead ticker");
+    assert!(why.contains("ticker"), "{why}");
+    let (status, _) = s.get("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(metrics(&s).await.contains("callgate_journal_up 0"));
+    let (status, v) = s.acquire(json!({ "flow": "support", "key": "call-b" })).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    let s = s.restart().await;
+    assert_eq!(s.used("acct").await, 1);
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_data_directory_is_refused_naming_the_holder() {
     let (s, _clock) = start().await;
     let opts = ServeOptions {

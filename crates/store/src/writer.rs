@@ -587,6 +587,9 @@ fn commit(
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let mut latest = 0;
+    // Only each pool's last mean counts: one row write per pool and commit, not one per
+    // release.
+    let mut holds: Vec<(usize, u64)> = Vec::new();
     for b in batches {
         for e in &b.events {
             apply(&tx, names, e)?;
@@ -596,10 +599,16 @@ fn commit(
             records::apply(&tx, r)?;
         }
         for &(pool, ms) in &b.holds {
-            if let Some(name) = names.pools.get(pool) {
-                tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
-                    .execute(params![&**name, ms.min(i64::MAX as u64) as i64])?;
+            match holds.iter_mut().find(|(p, _)| *p == pool) {
+                Some(h) => h.1 = ms,
+                None => holds.push((pool, ms)),
             }
+        }
+    }
+    for (pool, ms) in holds {
+        if let Some(name) = names.pools.get(pool) {
+            tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
+                .execute(params![&**name, ms.min(i64::MAX as u64) as i64])?;
         }
     }
     let mut reserved = *id_reserved;
