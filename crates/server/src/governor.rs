@@ -258,8 +258,8 @@ impl Governor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock would leave a half-applied operation; the
-        // ledger has no such path, so a poisoned lock is taken as it is.
+        // A panic while holding the lock would leave a half-applied operation: reads
+        // still see the ledger, but `apply` stops admission for good.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -273,6 +273,11 @@ impl Governor {
     fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> Result<(R, u64), ApiError> {
         let now = self.clock.now_ms();
         let mut st = self.lock();
+        if self.state.is_poisoned() {
+            // A panic while the ledger was being changed may have left it half-changed:
+            // nothing more is decided on it (the watchdog reports the dead component).
+            self.stop_admission("a panic while the ledger was being changed".into());
+        }
         self.writable(&mut st, now)?;
         let out = op(&mut st, now);
         let events: Vec<Event> = st.ledger.drain_events().collect();
