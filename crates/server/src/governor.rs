@@ -458,7 +458,7 @@ impl Governor {
             _ => {
                 let Answer::Queued(t) = &answer else { return Ok(answer) };
                 let Ok(id) = t.id.parse::<TicketId>() else { return Ok(answer) };
-                // Only what is on disk: a grant still in flight answers as `queued`.
+                // Answered only once what it reads is on disk (503 if that fails).
                 match self.durable_view(|g| g.ticket(id)).await? {
                     Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
                     Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
