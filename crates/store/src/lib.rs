@@ -8,8 +8,9 @@
 //! One writer thread owns the connection. It takes every batch that is waiting, applies
 //! them all in one transaction and commits once (`synchronous = FULL`, so the commit is
 //! fsynced): under load, one fsync covers many requests (group commit) instead of one
-//! each. After the commit it publishes the durable sequence number and hands the events
-//! to the consumers (metrics, live events).
+//! each. After the commit it hands the events to the consumers (metrics, live events)
+//! and then publishes the durable sequence number, so an answered client finds its
+//! decision in the metrics and the event stream.
 //!
 //! When a commit fails, its batches (and every later one, until the governor has put
 //! its ledger back to what is on disk and a probe commit succeeds) are *lost*: their

@@ -36,7 +36,8 @@ impl Names {
 }
 
 /// What happens to events once they are durable (metrics, live events). Runs on the
-/// writer thread, after the durable sequence number is published: keep it quick.
+/// writer thread, after the commit and before the durable sequence number is published
+/// (the answers wait for it): keep it quick.
 pub trait Consumer: Send + 'static {
     /// Called with every committed event, in ledger order.
     fn committed(&mut self, events: &[Event]);
@@ -477,12 +478,21 @@ impl Writer {
         };
         match result {
             Ok(()) => {
-                durable.send_modify(|d| d.seq = last);
-                for b in group.iter().filter(|b| !b.events.is_empty()) {
-                    if std::mem::take(&mut self.panic_in_consumer) {
-                        panic!("injected fault: the committed-events consumer panicked");
+                // The consumers (metrics, live events) run before the waiters are told,
+                // so that a client who got its answer finds it in `/metrics` and the
+                // event stream. A consumer that panics still lets the committed batches
+                // be answered, then takes the thread down (see `start`).
+                let consumed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    for b in group.iter().filter(|b| !b.events.is_empty()) {
+                        if std::mem::take(&mut self.panic_in_consumer) {
+                            panic!("injected fault: the committed-events consumer panicked");
+                        }
+                        self.consumer.committed(&b.events);
                     }
-                    self.consumer.committed(&b.events);
+                }));
+                durable.send_modify(|d| d.seq = last);
+                if let Err(panic) = consumed {
+                    std::panic::resume_unwind(panic);
                 }
             }
             Err(e) => {
