@@ -5,14 +5,23 @@
 //! until the journal says the events are durable. Only then does the edge answer. A
 //! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
 //! the grant that ends its ticket can never slip by unnoticed.
+//!
+//! Nothing is shown before it is durable: reads that a client sees go through
+//! [`Governor::durable_view`], which answers once everything the read saw is committed.
+//! When a commit fails, the next operation under the lock rebuilds the ledger from the
+//! journal (the last durable state) and every operation answers 503 until a probe commit
+//! succeeds (see `recover`); what was applied in memory after the last commit is gone,
+//! and so are the answers it would have given (they were 503 too).
 
 mod calls;
 mod caps;
 mod ops;
+mod restore;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+pub(crate) use restore::restore;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorKind};
@@ -84,7 +93,16 @@ struct State {
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
     cooldown_due: Option<u64>,
+    /// The journal failure epoch the ledger was last rebuilt from disk for (0: none).
+    rebuilt_epoch: u64,
+    /// When to probe the journal again while commits fail (governor clock, Unix ms).
+    next_probe_at: u64,
 }
+
+/// While commits fail, how often the journal is probed with a fresh commit: often
+/// enough that admission resumes within a second or so of the disk having room, rarely
+/// enough that a broken disk is not hammered.
+const PROBE_EVERY_MS: u64 = 1_000;
 
 /// Owns the ledger and the journal.
 pub struct Governor {
@@ -96,6 +114,13 @@ pub struct Governor {
     overflow: Vec<Option<serde_json::Value>>,
     /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
     ops: Arc<crate::ops::Ops>,
+    /// What the ledger is built from, to rebuild it from the journal after a failed
+    /// commit (see [`Governor::with_spec`]).
+    spec: Option<callgate_core::LedgerSpec>,
+    /// Set when a background component died: admission stays stopped until a restart.
+    stopped: std::sync::OnceLock<String>,
+    /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
+    panic_next_tick: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Governor {
@@ -188,13 +213,31 @@ impl Governor {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(ledger.pool_count());
         Governor {
-            state: Mutex::new(State { ledger, waiters: FxHashMap::default(), caps, cooldown_due: None }),
+            state: Mutex::new(State {
+                ledger,
+                waiters: FxHashMap::default(),
+                caps,
+                cooldown_due: None,
+                rebuilt_epoch: 0,
+                next_probe_at: 0,
+            }),
             journal,
             clock,
             names,
             overflow,
             ops,
+            spec: None,
+            stopped: std::sync::OnceLock::new(),
+            panic_next_tick: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The specification the ledger was built from: after a failed commit the governor
+    /// rebuilds the ledger from it and the journal (the last durable state). Without it
+    /// a failed commit stops admission until a restart.
+    pub fn with_spec(mut self, spec: callgate_core::LedgerSpec) -> Self {
+        self.spec = Some(spec);
+        self
     }
 
     /// The names of pools, classes and flows.
@@ -207,25 +250,84 @@ impl Governor {
         self.clock.now_ms()
     }
 
-    /// Why the journal stopped, if it did.
+    /// Why admission cannot be durable now, if it cannot: the journal's commits fail,
+    /// or a background component died.
     pub fn journal_failure(&self) -> Option<String> {
-        self.journal.failure()
+        self.stopped.get().cloned().or_else(|| self.journal.failure())
+    }
+
+    /// Whether the journal commits (for the `callgate_journal_up` gauge).
+    pub fn journal_up(&self) -> bool {
+        self.journal_failure().is_none()
+    }
+
+    /// Resolves once the journal writer thread has died.
+    pub async fn journal_dead(&self) -> String {
+        self.journal.dead().await
+    }
+
+    /// Stops admission for good (a background component died): every operation answers
+    /// 503 and `/healthz` fails until the process is restarted.
+    pub fn stop_admission(&self, why: String) {
+        let _ = self.stopped.set(why);
+    }
+
+    /// Injects a fault into the journal writer (tests only).
+    #[doc(hidden)]
+    pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
+        self.journal.inject_fault(fault);
+    }
+
+    /// Makes the next tick panic, before it takes the lock (tests only: the server must
+    /// notice a dead ticker).
+    #[doc(hidden)]
+    pub fn inject_tick_panic(&self) {
+        self.panic_next_tick.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Runs `read` (which may take the lock) and answers only once everything it can
+    /// have seen is on disk: nothing a client reads shows a grant, release or id that a
+    /// crash could still take back. 503 while commits fail, or when a commit failed
+    /// meanwhile (what was read may have been undone).
+    pub async fn durable_view<T>(&self, read: impl FnOnce(&Self) -> T) -> Result<T, ApiError> {
+        let before = self.journal.health();
+        self.check_healthy()?;
+        let out = read(self);
+        // Every change `read` saw was submitted under the lock before it was seen, so
+        // it is at or below the number handed out by now.
+        let seq = self.journal.submitted();
+        self.journal.durable(seq).await?;
+        if self.journal.health().epoch != before.epoch {
+            return Err(ApiError::unavailable("the journal failed while this was read; ask again"));
+        }
+        Ok(out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock would leave a half-applied operation; the
-        // ledger has no such path, so a poisoned lock is taken as it is.
+        // A panic while holding the lock would leave a half-applied operation: reads
+        // still see the ledger, but `apply` stops admission for good.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `op` on the ledger under the lock, hands its events to the journal and wakes
     /// the waiters of tickets that ended. Returns the op's result and the journal
     /// sequence number to wait for.
-    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> (R, u64) {
+    ///
+    /// While the journal cannot commit, nothing runs: the ledger is put back to what is
+    /// on disk (once per failure), the journal is probed now and then, and the answer is
+    /// 503 until a probe commits.
+    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> Result<(R, u64), ApiError> {
         let now = self.clock.now_ms();
         let mut st = self.lock();
+        if self.state.is_poisoned() {
+            // A panic while the ledger was being changed may have left it half-changed:
+            // nothing more is decided on it (the watchdog reports the dead component).
+            self.stop_admission("a panic while the ledger was being changed".into());
+        }
+        self.writable(&mut st, now)?;
         let out = op(&mut st, now);
         let events: Vec<Event> = st.ledger.drain_events().collect();
+        let holds = mean_holds(&st.ledger, &events);
         let mut ended: Vec<(u64, TicketEnd)> = Vec::new();
         if !st.waiters.is_empty() {
             for e in &events {
@@ -246,7 +348,7 @@ impl Governor {
             }
         }
         let (next_id, next_seq) = (st.ledger.next_id(), st.ledger.next_seq());
-        let seq = self.journal.submit(events, next_id, next_seq);
+        let seq = self.journal.submit_with(events, next_id, next_seq, holds);
         for (t, end) in ended {
             if let Some(ws) = st.waiters.remove(&t) {
                 for w in ws {
@@ -254,7 +356,69 @@ impl Governor {
                 }
             }
         }
-        (out, seq)
+        Ok((out, seq))
+    }
+
+    /// `Ok` when the journal commits; otherwise recovers what it can and says why not.
+    /// Under the lock.
+    fn writable(&self, st: &mut State, now: u64) -> Result<(), ApiError> {
+        if let Some(why) = self.stopped.get() {
+            return Err(ApiError::unavailable(format!("admission stopped: {why}")));
+        }
+        let health = self.journal.health();
+        let Some(why) = &health.failed else { return Ok(()) };
+        self.recover(st, &health, now);
+        Err(ApiError::unavailable(format!("the journal cannot commit: {why}")))
+    }
+
+    /// After a failed commit: puts the ledger back to the last durable state (every
+    /// change after it was answered 503 and is forgotten: no phantom lease keeps a unit),
+    /// then probes the journal until a commit succeeds again. Under the lock.
+    fn recover(&self, st: &mut State, health: &callgate_store::Health, now: u64) {
+        if health.dead {
+            return; // nothing will commit again; the server exits (see `serve`)
+        }
+        if st.rebuilt_epoch != health.epoch {
+            match self.rebuild(st, now) {
+                Ok(()) => {
+                    st.rebuilt_epoch = health.epoch;
+                    st.next_probe_at = now;
+                    tracing::warn!(
+                        leases = st.ledger.lease_count(),
+                        tickets = st.ledger.ticket_count(),
+                        "The ledger is back to its last durable state"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot rebuild the ledger from the journal; admission stays stopped");
+                    return;
+                }
+            }
+        }
+        if now >= st.next_probe_at {
+            st.next_probe_at = now.saturating_add(PROBE_EVERY_MS);
+            self.journal.probe(health.epoch, st.ledger.next_id(), st.ledger.next_seq());
+        }
+    }
+
+    fn rebuild(&self, st: &mut State, now: u64) -> Result<(), String> {
+        let spec = self.spec.as_ref().ok_or("the governor has no ledger spec to rebuild from")?;
+        let restored = self.journal.reload().map_err(|e| e.to_string())?;
+        let mut ledger = Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
+        restore(&mut ledger, &restored, now);
+        // Ids handed out in memory were never shown (nothing is before it is durable),
+        // but they are not handed out again either.
+        ledger.restore_counters(st.ledger.next_id(), st.ledger.next_seq());
+        for (p, sources) in st.caps.iter().enumerate() {
+            if sources.applied().is_some() {
+                ledger.set_cap(PoolId(p as u32), sources.applied(), now);
+            }
+        }
+        ledger.drain_events().for_each(drop);
+        st.ledger = ledger;
+        // The ends they wait for were lost; they answer 503 from the journal's failure.
+        st.waiters.clear();
+        Ok(())
     }
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
@@ -263,7 +427,7 @@ impl Governor {
     }
 
     fn check_healthy(&self) -> Result<(), ApiError> {
-        match self.journal.failure() {
+        match self.journal_failure() {
             Some(why) => Err(ApiError::unavailable(format!("the journal cannot commit: {why}"))),
             None => Ok(()),
         }
@@ -333,7 +497,7 @@ impl Governor {
                 _ => None,
             };
             Ok::<_, ApiError>((answer, waiter))
-        });
+        })?;
         let (answer, waiter) = result?;
         self.journal.durable(seq).await?;
         match &answer {
@@ -363,7 +527,8 @@ impl Governor {
                 })
             }
             // Timed out waiting (or the waiter was dropped): say where it stands now.
-            _ => match self.ticket(ticket) {
+            // Answered only once what it reads is on disk (503 if that fails).
+            _ => match self.durable_view(|g| g.ticket(ticket)).await? {
                 Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
                 Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
                 _ => Ok(answer),
@@ -431,14 +596,14 @@ impl Governor {
 
     /// Releases a lease by id; true the first time.
     pub async fn release(&self, id: LeaseId) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now));
+        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now))?;
         self.journal.durable(seq).await?;
         Ok(released)
     }
 
     /// Releases the live lease with this key; true the first time.
     pub async fn release_key(&self, key: &str) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some());
+        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some())?;
         self.journal.durable(seq).await?;
         Ok(released)
     }
@@ -447,7 +612,7 @@ impl Governor {
     pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
         self.check_healthy()?;
         let (view, seq) =
-            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)));
+            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)))?;
         self.journal.durable(seq).await?;
         Ok(view)
     }
@@ -455,16 +620,13 @@ impl Governor {
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
     pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
-        let (out, seq) =
-            self.apply(
-                |st, now| {
-                    if st.ledger.cancel(id, now) {
-                        Some(true)
-                    } else {
-                        st.ledger.ticket_status(id).map(|_| false)
-                    }
-                },
-            );
+        let (out, seq) = self.apply(|st, now| {
+            if st.ledger.cancel(id, now) {
+                Some(true)
+            } else {
+                st.ledger.ticket_status(id).map(|_| false)
+            }
+        })?;
         self.journal.durable(seq).await?;
         Ok(out)
     }
@@ -579,7 +741,7 @@ impl Governor {
                 self.set_adaptive_cap(st, id.index(), change.to, now);
             }
             Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
-        });
+        })?;
         let out = out?;
         self.journal.durable(seq).await?;
         Ok(out)
@@ -588,6 +750,9 @@ impl Governor {
     /// Expires leases and times out tickets that are due. The server calls this on a
     /// short interval, so deadlines hold even when no request arrives.
     pub fn tick(&self) {
+        if self.panic_next_tick.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            panic!("injected fault: the ticker panicked");
+        }
         // Cheap when nothing is due: two heap peeks, forgetting old ticket outcomes, and
         // one comparison for the refusals' cooldowns.
         let _ = self.apply(|st, now| {
@@ -603,6 +768,21 @@ fn not_owner(what: &str, id: String, who: &str) -> ApiError {
         "not_owner",
         format!("{what} {id} was not acquired with key `{who}`; only its own key or an admin may act on it"),
     )
+}
+
+/// `(pool index, mean hold ms)` of the pools whose mean hold time `events` moved.
+fn mean_holds(ledger: &Ledger, events: &[Event]) -> Vec<(usize, u64)> {
+    let mut out: Vec<(usize, u64)> = Vec::new();
+    for e in events {
+        if let Event::Released { lease, .. } | Event::Expired { lease, .. } = e {
+            for pu in lease.pools.iter() {
+                if !out.iter().any(|(p, _)| *p == pu.pool.index()) {
+                    out.push((pu.pool.index(), ledger.mean_hold_ms(pu.pool)));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn unknown_pool(name: &str) -> ApiError {

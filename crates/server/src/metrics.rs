@@ -321,3 +321,13 @@ fn render_table<const N: usize>(out: &mut String, n: &Names, (name, help, label,
         }
     }
 }
+
+/// `callgate_journal_up`: 1 while the journal commits (admission can be durable), 0
+/// while commits fail or a background component died (admission is stopped, `/healthz`
+/// answers 503). The other metrics come from committed events, so while it is 0 they
+/// show the last durable state.
+pub fn render_journal_up(out: &mut String, up: bool) {
+    let _ = writeln!(out, "# HELP callgate_journal_up Whether the journal commits (1) or admission is stopped (0).");
+    let _ = writeln!(out, "# TYPE callgate_journal_up gauge");
+    let _ = writeln!(out, "callgate_journal_up {}", u8::from(up));
+}

@@ -10,8 +10,8 @@ use crate::metrics::Metrics;
 use crate::providers::reconcile::Reconciler;
 use crate::providers::Providers;
 use callgate_config::{Config, Env, ProcessEnv};
-use callgate_core::{Lease, LeaseId, Ledger, PoolUnits, TicketId};
-use callgate_store::{Journal, Names, Opened, StoredLease, StoredTicket};
+use callgate_core::Ledger;
+use callgate_store::{DirLock, Journal, Names};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,9 +44,13 @@ pub struct Server {
     pub app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    ticker: JoinHandle<()>,
-    /// Breakers' clock and alert evaluation (`ops::spawn_ticker`).
-    ops_ticker: JoinHandle<()>,
+    /// Owns the ticker and the operations ticker (breakers' clock and alert evaluation,
+    /// `ops::spawn_ticker`) and reports when one of them or the journal writer dies.
+    watchdog: JoinHandle<()>,
+    /// Why a background component died, once one has.
+    died: tokio::sync::watch::Receiver<Option<String>>,
+    /// The data directory, ours until the server stops.
+    lock: Option<DirLock>,
     reconcilers: Vec<JoinHandle<()>>,
     /// The campaign dialer (stopped with the server).
     pub campaigns: Arc<crate::campaign::Campaigns>,
@@ -73,89 +77,6 @@ fn names_of(ledger: &Ledger) -> Names {
             .collect(),
         flows: (0..ledger.flow_count()).map(|i| ledger.flow_name(callgate_core::FlowId(i as u32)).clone()).collect(),
     }
-}
-
-fn resolve_pools(ledger: &Ledger, pools: &[(String, u32)]) -> Option<Vec<PoolUnits>> {
-    pools.iter().map(|(name, units)| Some(PoolUnits { pool: ledger.pool_id(name)?, units: *units })).collect()
-}
-
-fn restore_lease(ledger: &mut Ledger, l: &StoredLease) -> bool {
-    let (Some(class), Some(pools)) = (ledger.class_id(&l.class), resolve_pools(ledger, &l.pools)) else {
-        return false;
-    };
-    let lease = Lease {
-        id: LeaseId(l.id),
-        key: l.key.as_deref().map(Arc::from),
-        class,
-        flow: l.flow.as_deref().and_then(|f| ledger.flow_id(f)),
-        pools: pools.into(),
-        granted_at: l.granted_at,
-        expires_at: l.expires_at,
-        ttl_ms: l.ttl_ms,
-        meta: l.meta.as_deref().map(Arc::from),
-        owner: l.owner.as_deref().map(Arc::from),
-    };
-    ledger.restore_lease(lease).is_ok()
-}
-
-fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
-    let (Some(class), Some(pools)) = (ledger.class_id(&t.class), resolve_pools(ledger, &t.pools)) else {
-        return false;
-    };
-    let ticket = callgate_core::Ticket {
-        id: TicketId(t.id),
-        key: t.key.as_deref().map(Arc::from),
-        class,
-        flow: t.flow.as_deref().and_then(|f| ledger.flow_id(f)),
-        pools: pools.into(),
-        seq: t.seq,
-        enqueued_at: t.enqueued_at,
-        deadline: t.deadline,
-        ttl_ms: t.ttl_ms,
-        meta: t.meta.as_deref().map(Arc::from),
-        owner: t.owner.as_deref().map(Arc::from),
-    };
-    ledger.restore_ticket(ticket).is_ok()
-}
-
-/// Puts back what the journal held. Rows naming a pool or class that the configuration
-/// no longer has are dropped (with a warning): they cannot be admitted against anything.
-fn restore(ledger: &mut Ledger, opened: &mut Opened, now: u64) -> Result<(), ServeError> {
-    let r = &opened.restored;
-    // Runtime limits first, on an empty ledger: a limit lowered below a stored ticket then
-    // ends it at `settle`, through the journal, instead of here, where its event would be
-    // dropped.
-    for (pool, limit, config_limit) in &r.limits {
-        match ledger.pool_id(pool) {
-            Some(id) if ledger.pool(id).limit == *config_limit => ledger.set_limit(id, *limit, now),
-            _ => tracing::info!(pool = %pool, "Not restoring a runtime limit change: the configuration changed since"),
-        }
-    }
-    let mut lost_leases = Vec::new();
-    let mut lost_tickets = Vec::new();
-    for l in &r.leases {
-        if !restore_lease(ledger, l) {
-            tracing::warn!(lease = l.id, class = %l.class, pools = ?l.pools, "Dropping a stored lease: its class or pool is no longer configured");
-            lost_leases.push(l.id);
-        }
-    }
-    for t in &r.tickets {
-        if !restore_ticket(ledger, t) {
-            tracing::warn!(ticket = t.id, class = %t.class, pools = ?t.pools, "Dropping a stored ticket: its class or pool is no longer configured");
-            lost_tickets.push(t.id);
-        }
-    }
-    ledger.restore_counters(r.next_id, r.next_seq);
-    // These limit events restate what the journal already holds.
-    ledger.drain_events().for_each(drop);
-    tracing::info!(
-        leases = ledger.lease_count(),
-        tickets = ledger.ticket_count(),
-        dropped_leases = lost_leases.len(),
-        dropped_tickets = lost_tickets.len(),
-        "Restored the journal"
-    );
-    opened.forget(&lost_leases, &lost_tickets).map_err(|e| ServeError(e.to_string()))
 }
 
 impl Server {
@@ -185,8 +106,19 @@ impl Server {
         let fds = crate::connections::raise_fd_limit();
         tracing::debug!(open_files = ?fds, "Open files limit");
         let mut ledger = Ledger::new(&cfg.ledger_spec()).map_err(|e| ServeError(format!("configuration: {e}")))?;
+        // One server per data directory, for the process's life: two would each admit
+        // against their own ledger and over-admit.
+        let lock = DirLock::acquire(&data_dir).map_err(|e| ServeError(e.0))?;
         let mut opened = Journal::open(&data_dir).map_err(|e| ServeError(e.to_string()))?;
-        restore(&mut ledger, &mut opened, clock.now_ms())?;
+        let dropped = crate::governor::restore(&mut ledger, &opened.restored, clock.now_ms());
+        tracing::info!(
+            leases = ledger.lease_count(),
+            tickets = ledger.ticket_count(),
+            dropped_leases = dropped.leases.len(),
+            dropped_tickets = dropped.tickets.len(),
+            "Restored the journal"
+        );
+        opened.forget(&dropped.leases, &dropped.tickets).map_err(|e| ServeError(e.to_string()))?;
         let names = names_of(&ledger);
         let metrics = Arc::new(Metrics::with_providers(
             names.clone(),
@@ -198,6 +130,7 @@ impl Server {
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
         let journal = {
             let (metrics, live, names, ops) = (metrics.clone(), live.clone(), names.clone(), ops.clone());
+            let opened = opened.retain_ended_for(cfg.ledger_spec().ticket_retention_ms);
             opened.start(names.clone(), move |events: &[callgate_core::Event]| {
                 metrics.observe(events);
                 ops.observe(events);
@@ -206,7 +139,8 @@ impl Server {
         };
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
-        let governor = Governor::new(ledger, journal, clock.clone(), names, overflow).with_ops(ops);
+        let governor =
+            Governor::new(ledger, journal, clock.clone(), names, overflow).with_spec(cfg.ledger_spec()).with_ops(ops);
         governor.settle();
         let keys = Keys::new(cfg.auth.keys.iter().map(|k| (k.name.clone(), k.token.clone(), k.role)));
         let max_body_bytes = cfg.server.max_body_bytes;
@@ -257,6 +191,8 @@ impl Server {
             })
         };
         let ops_ticker = crate::ops::spawn_ticker(app.clone());
+        let (died_tx, died) = tokio::sync::watch::channel(None);
+        let watchdog = spawn_watchdog(app.clone(), ticker, ops_ticker, died_tx);
         let mut reconcilers = Vec::new();
         for provider in app.inbound.providers.iter() {
             match Reconciler::new(app.clone(), provider.clone()) {
@@ -267,7 +203,7 @@ impl Server {
             }
         }
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
-        Ok(Server { addr, app, shutdown: Some(tx), task, ticker, ops_ticker, reconcilers, campaigns })
+        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, reconcilers, campaigns, lock: Some(lock) })
     }
 
     /// Stops accepting, finishes the requests in flight, and flushes the journal.
@@ -280,8 +216,64 @@ impl Server {
         }
         let _ = (&mut self.task).await;
         self.campaigns.shutdown().await;
-        self.ticker.abort();
-        self.ops_ticker.abort();
+        // Aborting the watchdog drops (and so aborts) the tickers it watches.
+        self.watchdog.abort();
+        let _ = (&mut self.watchdog).await;
+        self.lock.take();
+    }
+
+    /// Resolves when a background component died (the journal writer, the ticker): the
+    /// server has stopped admission and says why. `callgate serve` then exits non-zero so
+    /// that a supervisor restarts it and the journal restores the state.
+    pub async fn died(&self) -> String {
+        let mut rx = self.died.clone();
+        let why = match rx.wait_for(|d| d.is_some()).await {
+            Ok(d) => d.clone().unwrap_or_default(),
+            Err(_) => "the server's watchdog stopped".into(),
+        };
+        why
+    }
+}
+
+/// Watches the components that run in the background: when the journal writer or a
+/// ticker dies, admission stops at once (503, `/healthz` failing) and [`Server::died`]
+/// resolves. A dead component is never silent.
+fn spawn_watchdog(
+    app: Arc<App>,
+    mut ticker: JoinHandle<()>,
+    mut ops_ticker: JoinHandle<()>,
+    died: tokio::sync::watch::Sender<Option<String>>,
+) -> JoinHandle<()> {
+    struct AbortOnDrop([tokio::task::AbortHandle; 2]);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.iter().for_each(tokio::task::AbortHandle::abort);
+        }
+    }
+    tokio::spawn(async move {
+        let _abort = AbortOnDrop([ticker.abort_handle(), ops_ticker.abort_handle()]);
+        let why = tokio::select! {
+            why = app.governor.journal_dead() => why,
+            end = &mut ticker => format!("the ticker stopped: {}", panic_text(end)),
+            end = &mut ops_ticker => format!("the operations ticker stopped: {}", panic_text(end)),
+        };
+        tracing::error!(reason = %why, "A background component died; admission stops");
+        app.governor.stop_admission(why.clone());
+        let _ = died.send(Some(why));
+    })
+}
+
+fn panic_text(end: Result<(), tokio::task::JoinError>) -> String {
+    match end {
+        Ok(()) => "it returned".into(),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into())
+        }
+        Err(e) => e.to_string(),
     }
 }
 
@@ -289,10 +281,20 @@ impl Server {
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let server = Server::start(opts).await?;
     eprintln!("callgate listening on http://{}", server.addr);
-    shutdown_signal().await;
-    tracing::info!("Shutting down");
-    server.stop().await;
-    Ok(())
+    let died = tokio::select! {
+        _ = shutdown_signal() => None,
+        why = server.died() => Some(why),
+    };
+    match died {
+        None => {
+            tracing::info!("Shutting down");
+            server.stop().await;
+            Ok(())
+        }
+        // Exit non-zero without waiting for anything that may hang on the dead part:
+        // the journal holds every acknowledged change, and the restart restores it.
+        Some(why) => Err(ServeError(format!("{why}; exiting so that a supervisor restarts callgate"))),
+    }
 }
 
 async fn shutdown_signal() {

@@ -8,8 +8,16 @@
 //! One writer thread owns the connection. It takes every batch that is waiting, applies
 //! them all in one transaction and commits once (`synchronous = FULL`, so the commit is
 //! fsynced): under load, one fsync covers many requests (group commit) instead of one
-//! each. After the commit it publishes the durable sequence number and hands the events
-//! to the consumers (metrics, live events).
+//! each. After the commit it hands the events to the consumers (metrics, live events)
+//! and then publishes the durable sequence number, so an answered client finds its
+//! decision in the metrics and the event stream.
+//!
+//! When a commit fails, its batches (and every later one, until the governor has put
+//! its ledger back to what is on disk and a probe commit succeeds) are *lost*: their
+//! waiters get an error, their events reach no consumer. If the writer thread panics,
+//! the journal says it is dead and never commits again. Ids are reserved on disk ahead
+//! of use, so a restart never hands out an id twice; how tickets ended and each pool's
+//! mean hold time are kept too. [`DirLock`] keeps a second server out of the directory.
 //!
 //! Beside the ledger's state it keeps call records and the callbacks that overflow steps
 //! book ([`Journal::record`]), written by the same thread in the same commits, and read
@@ -22,6 +30,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod leads;
+mod lock;
 mod records;
 mod rows;
 mod writer;
@@ -33,11 +42,12 @@ pub use leads::{
     AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
     NewAttempt, NewLead, PendingLead, StoredCampaign,
 };
+pub use lock::{DirLock, LOCK_FILE};
 pub use records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,
 };
-pub use rows::{Restored, StoredLease, StoredTicket};
-pub use writer::{read_counter, Consumer, Journal, Names, Opened};
+pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
+pub use writer::{read_counter, Consumer, Fault, Health, Journal, Names, Opened};
 
 use std::fmt;
 

@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS tickets (
     meta TEXT,
     owner TEXT
 );
+-- How tickets ended, kept for the ticket retention time so that a waiter who asks again
+-- after a restart learns the real outcome (not 404). Pruned as commits go by.
+CREATE TABLE IF NOT EXISTS ended_tickets (
+    id INTEGER PRIMARY KEY,
+    outcome TEXT NOT NULL,        -- granted | cancelled | timed_out
+    lease INTEGER,                -- the lease it became, when granted
+    flow TEXT,
+    at INTEGER NOT NULL           -- Unix ms
+);
+CREATE INDEX IF NOT EXISTS ended_tickets_at ON ended_tickets (at);
+-- Each pool's mean hold time (ms), behind `eta_ms` and `Retry-After`.
+CREATE TABLE IF NOT EXISTS pool_holds (pool TEXT PRIMARY KEY, mean_hold_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- A runtime limit change, with the limit the configuration had when it was made: it
 -- applies after a restart only while the configuration still says the same.
@@ -91,6 +103,21 @@ pub struct StoredTicket {
     pub owner: Option<String>,
 }
 
+/// How a ticket ended, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEnded {
+    /// Ticket id.
+    pub id: u64,
+    /// `granted`, `cancelled` or `timed_out`.
+    pub outcome: String,
+    /// The lease it became, when granted.
+    pub lease: Option<u64>,
+    /// Flow name.
+    pub flow: Option<String>,
+    /// Unix ms.
+    pub at: u64,
+}
+
 /// Everything the journal held at start.
 #[derive(Clone, Debug, Default)]
 pub struct Restored {
@@ -104,6 +131,12 @@ pub struct Restored {
     pub next_seq: u64,
     /// Runtime limit changes: `(pool, limit, the configured limit when it was made)`.
     pub limits: Vec<(String, u32, u32)>,
+    /// Ended tickets, oldest end first.
+    pub ended: Vec<StoredEnded>,
+    /// `(pool, mean hold time in ms)`.
+    pub holds: Vec<(String, u64)>,
+    /// The id high-water mark reserved on disk (already folded into `next_id`).
+    pub id_reserved: u64,
 }
 
 pub(crate) fn pools_json(pools: &[(String, u32)]) -> String {
@@ -135,6 +168,7 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
         match name.as_str() {
             "next_id" => out.next_id = value as u64,
             "next_seq" => out.next_seq = value as u64,
+            "id_reserved" => out.id_reserved = value as u64,
             _ => {}
         }
     }
@@ -181,6 +215,28 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
     for row in rows {
         out.limits.push(row?);
     }
+    let mut stmt = conn.prepare("SELECT id, outcome, lease, flow, at FROM ended_tickets ORDER BY at, id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StoredEnded {
+            id: r.get::<_, i64>(0)? as u64,
+            outcome: r.get(1)?,
+            lease: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+            flow: r.get(3)?,
+            at: r.get::<_, i64>(4)? as u64,
+        })
+    })?;
+    for row in rows {
+        out.ended.push(row?);
+    }
+    let mut stmt = conn.prepare("SELECT pool, mean_hold_ms FROM pool_holds")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?;
+    for row in rows {
+        out.holds.push(row?);
+    }
+    // Ids handed out before a crash may never have reached the disk; the reserved
+    // high-water mark is ahead of every id in use (see `writer`), so a restart starts
+    // there and never hands out an id twice.
+    out.next_id = out.next_id.max(out.id_reserved);
     // Ids and sequence numbers in rows are below the counters in a healthy journal; take
     // the maximum anyway so that ids are never reused.
     for l in &out.leases {
@@ -189,6 +245,9 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
     for t in &out.tickets {
         out.next_id = out.next_id.max(t.id + 1);
         out.next_seq = out.next_seq.max(t.seq + 1);
+    }
+    for e in &out.ended {
+        out.next_id = out.next_id.max(e.id + 1).max(e.lease.map_or(0, |l| l + 1));
     }
     Ok(out)
 }

@@ -65,7 +65,11 @@ fn what_was_committed_comes_back_after_reopening() {
     let r = &opened.restored;
     assert_eq!(r.leases.len(), 3, "two granted at once and one from the waiting room");
     assert!(r.tickets.is_empty());
-    assert_eq!(r.next_id, ledger.next_id());
+    // A restart starts at the id reservation, ahead of every id handed out before it
+    // (also of ids that a crash kept from the disk): no id is ever handed out twice.
+    assert!(r.next_id >= ledger.next_id() + 32_768, "{} vs {}", r.next_id, ledger.next_id());
+    assert_eq!(r.ended.len(), 1, "the ticket that was granted is remembered: {:?}", r.ended);
+    assert_eq!(r.ended[0].outcome, "granted");
     assert_eq!(r.next_seq, ledger.next_seq());
     let renewed = r.leases.iter().find(|l| l.key.is_none()).unwrap();
     assert_eq!(renewed.expires_at, 1_003 + 90_000);
@@ -266,4 +270,50 @@ fn owners_are_kept_and_an_older_journal_gains_the_column() {
     let owners: Vec<Option<&str>> = r.leases.iter().map(|l| l.owner.as_deref()).collect();
     assert_eq!(owners, [None, Some("app"), Some("app")]);
     assert_eq!(r.tickets.iter().map(|t| t.owner.as_deref()).collect::<Vec<_>>(), [Some("other")]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_commit_loses_its_batch_and_a_probe_resumes_commits() {
+    use crate::Fault;
+    let dir = temp_dir("probe");
+    let mut ledger = Ledger::new(&spec()).unwrap();
+    let opened = Journal::open(&dir).unwrap();
+    let journal = opened.start(names(), |_: &[Event]| {});
+    let mut step = |journal: &Journal, key: &str| {
+        ledger.acquire(Request::flow(FlowId(0)).with_key(key), 1_000).unwrap();
+        let evs: Vec<Event> = ledger.drain_events().collect();
+        journal.submit(evs, ledger.next_id(), ledger.next_seq())
+    };
+    let a = step(&journal, "a");
+    journal.durable_blocking(a).unwrap();
+    journal.inject_fault(Fault::ReadOnly);
+    let b = step(&journal, "b");
+    assert!(journal.durable_blocking(b).is_err(), "a commit that fails is not durable");
+    let health = journal.health();
+    assert!(health.failed.is_some() && health.epoch == 1 && !health.dead, "{health:?}");
+    // Still failing: a probe does not resume, and the batch stays lost.
+    let p = journal.probe(health.epoch, 10, 10);
+    assert!(journal.durable_blocking(p).is_err());
+    journal.inject_fault(Fault::Writable);
+    let p = journal.probe(health.epoch, 10, 10);
+    journal.durable_blocking(p).unwrap();
+    assert!(journal.failure().is_none());
+    assert!(journal.durable_blocking(b).is_err(), "what was lost stays lost after the resume");
+    drop(journal);
+    let opened = Journal::open(&dir).unwrap();
+    let keys: Vec<_> = opened.restored.leases.iter().map(|l| l.key.clone().unwrap()).collect();
+    assert_eq!(keys, ["a"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_data_directory_has_one_owner_at_a_time() {
+    let dir = temp_dir("lock");
+    let first = crate::DirLock::acquire(&dir).unwrap();
+    let err = crate::DirLock::acquire(&dir).unwrap_err().to_string();
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    drop(first);
+    crate::DirLock::acquire(&dir).expect("free again once the owner lets go");
+    let _ = std::fs::remove_dir_all(&dir);
 }

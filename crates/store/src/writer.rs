@@ -5,6 +5,7 @@ use crate::rows::{self, pools_json, Restored};
 use crate::StoreError;
 use callgate_core::{Event, Lease, PoolUnits, Ticket, TicketOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -35,7 +36,8 @@ impl Names {
 }
 
 /// What happens to events once they are durable (metrics, live events). Runs on the
-/// writer thread, after the durable sequence number is published: keep it quick.
+/// writer thread, after the commit and before the durable sequence number is published
+/// (the answers wait for it): keep it quick.
 pub trait Consumer: Send + 'static {
     /// Called with every committed event, in ledger order.
     fn committed(&mut self, events: &[Event]);
@@ -54,12 +56,91 @@ struct Batch {
     next_seq: u64,
     /// Call records and callbacks; they ride in the same group commit as events.
     records: Vec<Record>,
+    /// `(pool index, mean hold time ms)` of the pools whose mean moved.
+    holds: Vec<(usize, u64)>,
 }
+
+/// What the writer thread is handed, in order.
+enum Msg {
+    Batch(Batch),
+    /// After a failed commit, once the governor has put its ledger back to what is on
+    /// disk: try a commit again (the counters), and resume if it succeeds.
+    Probe {
+        seq: u64,
+        epoch: u64,
+        next_id: u64,
+        next_seq: u64,
+    },
+    Fault(Fault),
+}
+
+/// A fault injected into the writer by tests, through the real failure paths.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `PRAGMA query_only = ON` on the writer's connection: every later commit fails
+    /// inside SQLite, as it does on a full disk or a read-only file system.
+    ReadOnly,
+    /// Lifts [`Fault::ReadOnly`].
+    Writable,
+    /// The next call of the committed-events consumer panics (as a serialisation bug
+    /// would), which kills the writer thread.
+    PanicInConsumer,
+}
+
+/// After this many failed commits the journal stays stopped until a restart: the lost
+/// sequence ranges it keeps to answer waiters are bounded.
+const MAX_FAILURES: usize = 64;
+
+/// Ids are reserved on disk this far ahead of use, and the reservation moves when less
+/// than half of it is left. A commit carries at most 8192 batches, each a handful of
+/// ids, so the ids in flight between two commits stay far below half a block: every id
+/// the ledger hands out is below the reservation on disk, and a restart, which starts at
+/// the reservation, never hands an id out twice.
+const ID_BLOCK: u64 = 1 << 16;
 
 #[derive(Clone, Debug, Default)]
 struct Durable {
+    /// The last batch the writer has processed (committed, or lost in a failure).
     seq: u64,
     failed: Option<String>,
+    /// How many times commits started failing.
+    epoch: u64,
+    /// Inclusive ranges of batches lost in failed commits (at most [`MAX_FAILURES`]).
+    lost: Vec<(u64, u64)>,
+    /// The writer thread is gone (it panicked): nothing will ever commit again.
+    dead: bool,
+}
+
+impl Durable {
+    fn verdict(&self, seq: u64) -> Result<(), StoreError> {
+        let why = || self.failed.clone().unwrap_or_else(|| "a journal commit failed".into());
+        if self.lost.iter().any(|&(a, b)| a <= seq && seq <= b) {
+            return Err(StoreError(why()));
+        }
+        if self.seq >= seq {
+            return Ok(());
+        }
+        Err(StoreError(why()))
+    }
+
+    fn lose(&mut self, first: u64, last: u64) {
+        match self.lost.last_mut() {
+            Some((_, b)) if *b + 1 >= first => *b = (*b).max(last),
+            _ => self.lost.push((first, last)),
+        }
+    }
+}
+
+/// The journal's health, as the governor and `/healthz` read it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Why commits fail, while they do.
+    pub failed: Option<String>,
+    /// How many times commits started failing (a new failure is a new epoch).
+    pub epoch: u64,
+    /// The writer thread died: the journal never commits again (restart the process).
+    pub dead: bool,
 }
 
 /// The journal: an opened database whose writer has not started yet, so that the
@@ -67,6 +148,8 @@ struct Durable {
 pub struct Opened {
     conn: Connection,
     path: PathBuf,
+    /// How long ended tickets are kept (ms).
+    retention_ms: u64,
     /// What the journal held.
     pub restored: Restored,
 }
@@ -79,7 +162,7 @@ impl std::fmt::Debug for Opened {
 
 /// The handle to a running journal.
 pub struct Journal {
-    tx: Option<mpsc::Sender<Batch>>,
+    tx: Option<mpsc::Sender<Msg>>,
     submitted: AtomicU64,
     /// Held while a sequence number is taken and its batch sent, so batches reach the
     /// writer in sequence order also when records are submitted outside the ledger's
@@ -113,7 +196,7 @@ impl Journal {
         records::migrate(&conn)?;
         rows::migrate(&conn)?;
         let restored = rows::load(&conn)?;
-        Ok(Opened { conn, path: dir.join("callgate.db"), restored })
+        Ok(Opened { conn, path: dir.join("callgate.db"), retention_ms: 10 * 60 * 1000, restored })
     }
 
     /// Takes the next sequence number for `events` (which must be handed over in ledger
@@ -122,10 +205,16 @@ impl Journal {
     /// the last number handed out, so waiting on it covers everything before it (an
     /// idempotent repeat waits for the grant it repeats).
     pub fn submit(&self, events: Vec<Event>, next_id: u64, next_seq: u64) -> u64 {
+        self.submit_with(events, next_id, next_seq, Vec::new())
+    }
+
+    /// [`Journal::submit`] with the pools' mean hold times that the events moved
+    /// (`(pool index, ms)`), written in the same commit.
+    pub fn submit_with(&self, events: Vec<Event>, next_id: u64, next_seq: u64, holds: Vec<(usize, u64)>) -> u64 {
         if events.is_empty() {
             return self.submitted.load(Ordering::Acquire);
         }
-        self.send(|seq| Batch { seq, events, next_id, next_seq, records: Vec::new() })
+        self.send(|seq| Msg::Batch(Batch { seq, events, next_id, next_seq, records: Vec::new(), holds }))
     }
 
     /// Queues call records and callbacks for the writer; wait for the returned number
@@ -136,17 +225,48 @@ impl Journal {
             return self.submitted.load(Ordering::Acquire);
         }
         // The id counters are only written with events (next_id 0 means "no change").
-        self.send(|seq| Batch { seq, events: Vec::new(), next_id: 0, next_seq: 0, records })
+        self.send(|seq| {
+            Msg::Batch(Batch { seq, events: Vec::new(), next_id: 0, next_seq: 0, records, holds: Vec::new() })
+        })
     }
 
-    fn send(&self, batch: impl FnOnce(u64) -> Batch) -> u64 {
+    /// After a failure of `epoch`, once the ledger in memory is back to what is on
+    /// disk: asks the writer to try a commit again (the id counters). When it succeeds
+    /// the journal is healthy again and admission resumes; everything submitted before
+    /// the probe stays lost. Call it under the ledger's lock.
+    pub fn probe(&self, epoch: u64, next_id: u64, next_seq: u64) -> u64 {
+        self.send(|seq| Msg::Probe { seq, epoch, next_id, next_seq })
+    }
+
+    /// Injects a fault into the writer (tests only; see [`Fault`]).
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Fault) {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Fault(fault));
+        }
+    }
+
+    /// The last sequence number handed out: waiting for it covers everything
+    /// submitted so far.
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Acquire)
+    }
+
+    fn send(&self, msg: impl FnOnce(u64) -> Msg) -> u64 {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.submitted.fetch_add(1, Ordering::AcqRel) + 1;
         if let Some(tx) = &self.tx {
             // A send fails only when the writer is gone; `durable` then reports it.
-            let _ = tx.send(batch(seq));
+            let _ = tx.send(msg(seq));
         }
         seq
+    }
+
+    /// What is on disk now (read through the second connection): after a failed
+    /// commit, the governor rebuilds its ledger from it.
+    pub fn reload(&self) -> Result<Restored, StoreError> {
+        self.read(rows::load)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -170,17 +290,17 @@ impl Journal {
         self.read(|c| records::call(c, provider, call_id))
     }
 
-    /// Waits until batch `seq` (and every batch before it) is committed.
+    /// Waits until batch `seq` (and every batch before it) is committed. An error when
+    /// the batch was lost in a failed commit, or commits are failing.
     pub async fn durable(&self, seq: u64) -> Result<(), StoreError> {
         let mut rx = self.durable.clone();
+        // While commits fail the writer still takes every batch in turn (and marks it
+        // lost), so this waits for the verdict on this very batch, not for the next.
         let state = rx
-            .wait_for(|d| d.seq >= seq || d.failed.is_some())
+            .wait_for(|d| d.seq >= seq || d.dead)
             .await
             .map_err(|_| StoreError("the journal writer stopped".into()))?;
-        match &state.failed {
-            Some(why) => Err(StoreError(why.clone())),
-            None => Ok(()),
-        }
+        state.verdict(seq)
     }
 
     /// Blocking form of [`Journal::durable`] for callers outside an async runtime.
@@ -189,11 +309,8 @@ impl Journal {
         loop {
             {
                 let d = rx.borrow_and_update();
-                if let Some(why) = &d.failed {
-                    return Err(StoreError(why.clone()));
-                }
-                if d.seq >= seq {
-                    return Ok(());
+                if d.seq >= seq || d.dead {
+                    return d.verdict(seq);
                 }
             }
             // No runtime here: poll gently. Only tools and tests use this.
@@ -201,10 +318,27 @@ impl Journal {
         }
     }
 
-    /// None while healthy; the reason once a commit has failed (the server then stops
-    /// admitting: it cannot promise durability).
+    /// None while healthy; the reason while commits fail (the server then refuses
+    /// admission: it cannot promise durability).
     pub fn failure(&self) -> Option<String> {
         self.durable.borrow().failed.clone()
+    }
+
+    /// Whether commits fail, since which failure epoch, and whether the writer died.
+    pub fn health(&self) -> Health {
+        let d = self.durable.borrow();
+        Health { failed: d.failed.clone(), epoch: d.epoch, dead: d.dead }
+    }
+
+    /// Resolves once the writer thread has died (it panicked): nothing will ever be
+    /// committed again, and the process should exit so that a supervisor restarts it.
+    pub async fn dead(&self) -> String {
+        let mut rx = self.durable.clone();
+        let why = match rx.wait_for(|d| d.dead).await {
+            Ok(d) => d.failed.clone().unwrap_or_else(|| "the journal writer died".into()),
+            Err(_) => "the journal writer stopped".into(),
+        };
+        why
     }
 
     /// Flushes what was submitted and stops the writer.
@@ -228,8 +362,15 @@ impl Opened {
         rows::forget(&self.conn, leases, tickets)
     }
 
+    /// Keeps ended tickets on disk for `ms` after they ended (the ledger's retention
+    /// time; 10 minutes unless set).
+    pub fn retain_ended_for(mut self, ms: u64) -> Self {
+        self.retention_ms = ms;
+        self
+    }
+
     /// Starts the writer thread.
-    pub fn start(self, names: Names, mut consumer: impl Consumer) -> Journal {
+    pub fn start(self, names: Names, consumer: impl Consumer) -> Journal {
         // Reads never block on the writer; if this second connection cannot be opened,
         // reads fail (and say so) while writes go on.
         let reader = Connection::open(&self.path)
@@ -237,41 +378,38 @@ impl Opened {
             .map_err(|e| tracing::error!(error = %e, "Cannot open a reading connection to the journal"))
             .ok()
             .map(Mutex::new);
-        let (tx, rx) = mpsc::channel::<Batch>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable_rx) = watch::channel(Durable::default());
-        let mut conn = self.conn;
+        let writer = Writer {
+            conn: self.conn,
+            names,
+            consumer: Box::new(consumer),
+            retention_ms: self.retention_ms,
+            id_reserved: self.restored.id_reserved,
+            panic_in_consumer: false,
+        };
         let thread = std::thread::Builder::new()
             .name("callgate-journal".into())
             .spawn(move || {
-                let mut pending: Vec<Batch> = Vec::new();
-                let mut failed: Option<String> = None;
-                while let Ok(first) = rx.recv() {
-                    pending.push(first);
-                    // Everything that arrived while the last commit was under way rides
-                    // in this one; a bound keeps a single transaction from growing huge.
-                    while pending.len() < 8192 {
-                        match rx.try_recv() {
-                            Ok(b) => pending.push(b),
-                            Err(_) => break,
-                        }
-                    }
-                    let last = pending.last().map_or(0, |b| b.seq);
-                    if failed.is_none() {
-                        if let Err(e) = commit(&mut conn, &names, &pending) {
-                            tracing::error!(error = %e, "Journal commit failed; admission stops");
-                            failed = Some(e.to_string());
-                        }
-                    }
+                let mut writer = writer;
+                // A panic (in a consumer, or a bug here) must not leave a silent dead
+                // thread behind: the journal says it is dead, the governor stops
+                // admission and the server exits so that a supervisor restarts it.
+                let run = std::panic::catch_unwind(AssertUnwindSafe(|| writer.run(&rx, &durable_tx)));
+                if let Err(panic) = run {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
+                    tracing::error!(panic = %what, "The journal writer thread died; admission stops");
                     durable_tx.send_modify(|d| {
-                        d.seq = last;
-                        d.failed = failed.clone();
-                    });
-                    if failed.is_none() {
-                        for b in pending.iter().filter(|b| !b.events.is_empty()) {
-                            consumer.committed(&b.events);
+                        if d.failed.is_none() {
+                            d.epoch += 1;
                         }
-                    }
-                    pending.clear();
+                        d.failed = Some(format!("the journal writer thread died: {what}"));
+                        d.dead = true;
+                    });
                 }
             })
             .expect("spawn journal thread");
@@ -286,22 +424,242 @@ impl Opened {
     }
 }
 
-fn commit(conn: &mut Connection, names: &Names, batches: &[Batch]) -> Result<(), StoreError> {
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    names: Names,
+    consumer: Box<dyn Consumer>,
+    retention_ms: u64,
+    /// The id high-water mark on disk.
+    id_reserved: u64,
+    /// [`Fault::PanicInConsumer`] is armed.
+    panic_in_consumer: bool,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>, durable: &watch::Sender<Durable>) {
+        let mut msgs: Vec<Msg> = Vec::new();
+        let mut group: Vec<Batch> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            msgs.push(first);
+            // Everything that arrived while the last commit was under way rides in this
+            // one; a bound keeps a single transaction from growing huge.
+            while msgs.len() < 8192 {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
+            for m in msgs.drain(..) {
+                match m {
+                    Msg::Batch(b) => group.push(b),
+                    Msg::Probe { seq, epoch, next_id, next_seq } => {
+                        self.commit_group(&mut group, durable);
+                        self.probe(seq, epoch, next_id, next_seq, durable);
+                    }
+                    Msg::Fault(f) => {
+                        self.commit_group(&mut group, durable);
+                        self.inject(f);
+                    }
+                }
+            }
+            self.commit_group(&mut group, durable);
+        }
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &watch::Sender<Durable>) {
+        let (Some(first), Some(last)) = (group.first().map(|b| b.seq), group.last().map(|b| b.seq)) else {
+            return;
+        };
+        let failing = durable.borrow().failed.is_some();
+        let result = if failing {
+            Err(StoreError("commits are failing".into()))
+        } else {
+            commit(&mut self.conn, &self.names, group, self.retention_ms, &mut self.id_reserved)
+        };
+        match result {
+            Ok(()) => {
+                // The consumers (metrics, live events) run before the waiters are told,
+                // so that a client who got its answer finds it in `/metrics` and the
+                // event stream. A consumer that panics still lets the committed batches
+                // be answered, then takes the thread down (see `start`).
+                let consumed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    for b in group.iter().filter(|b| !b.events.is_empty()) {
+                        if std::mem::take(&mut self.panic_in_consumer) {
+                            panic!("injected fault: the committed-events consumer panicked");
+                        }
+                        self.consumer.committed(&b.events);
+                    }
+                }));
+                durable.send_modify(|d| d.seq = last);
+                if let Err(panic) = consumed {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "Journal commit failed; admission stops until a commit succeeds again");
+                }
+                durable.send_modify(|d| {
+                    if d.failed.is_none() {
+                        d.epoch += 1;
+                        d.failed = Some(e.to_string());
+                    }
+                    d.lose(first, last);
+                    d.seq = last;
+                });
+            }
+        }
+        group.clear();
+    }
+
+    fn probe(&mut self, seq: u64, epoch: u64, next_id: u64, next_seq: u64, durable: &watch::Sender<Durable>) {
+        let (failing, current, failures) = {
+            let d = durable.borrow();
+            (d.failed.is_some(), d.epoch, d.lost.len())
+        };
+        // A probe for an older failure, or after too many, resumes nothing.
+        let may_resume = failing && epoch == current && failures < MAX_FAILURES;
+        if failing && !may_resume {
+            durable.send_modify(|d| {
+                d.lose(seq, seq);
+                d.seq = seq;
+            });
+            return;
+        }
+        let probe = Batch { seq, events: Vec::new(), next_id, next_seq, records: Vec::new(), holds: Vec::new() };
+        match commit_counters(&mut self.conn, &probe, &mut self.id_reserved) {
+            Ok(()) => {
+                if failing {
+                    tracing::warn!("A journal commit succeeded again; admission resumes");
+                }
+                durable.send_modify(|d| {
+                    d.failed = None;
+                    d.seq = seq;
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "The journal still cannot commit");
+                durable.send_modify(|d| {
+                    if d.failed.is_none() {
+                        d.epoch += 1;
+                        d.failed = Some(e.to_string());
+                    }
+                    d.lose(seq, seq);
+                    d.seq = seq;
+                });
+            }
+        }
+    }
+
+    fn inject(&mut self, fault: Fault) {
+        let result = match fault {
+            Fault::ReadOnly => self.conn.pragma_update(None, "query_only", true),
+            Fault::Writable => self.conn.pragma_update(None, "query_only", false),
+            Fault::PanicInConsumer => {
+                self.panic_in_consumer = true;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, ?fault, "Cannot inject a journal fault");
+        }
+    }
+}
+
+/// Writes the id counters of `b`, moving the id reservation ahead when less than half
+/// a block is left.
+fn write_counters(tx: &Transaction<'_>, b: &Batch, id_reserved: u64) -> Result<u64, StoreError> {
+    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?;
+    stmt.execute(params!["next_id", b.next_id as i64])?;
+    stmt.execute(params!["next_seq", b.next_seq as i64])?;
+    let mut reserved = id_reserved;
+    if b.next_id.saturating_add(ID_BLOCK / 2) > reserved {
+        reserved = b.next_id.saturating_add(ID_BLOCK);
+        stmt.execute(params!["id_reserved", reserved as i64])?;
+    }
+    Ok(reserved)
+}
+
+fn commit_counters(conn: &mut Connection, b: &Batch, id_reserved: &mut u64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    let reserved = write_counters(&tx, b, *id_reserved)?;
+    tx.commit()?;
+    *id_reserved = reserved;
+    Ok(())
+}
+
+fn commit(
+    conn: &mut Connection,
+    names: &Names,
+    batches: &[Batch],
+    retention_ms: u64,
+    id_reserved: &mut u64,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let mut latest = 0;
+    // Only each pool's last mean counts: one row write per pool and commit, not one per
+    // release.
+    let mut holds: Vec<(usize, u64)> = Vec::new();
     for b in batches {
         for e in &b.events {
             apply(&tx, names, e)?;
+            latest = latest.max(e.at());
         }
         for r in &b.records {
             records::apply(&tx, r)?;
         }
+        for &(pool, ms) in &b.holds {
+            match holds.iter_mut().find(|(p, _)| *p == pool) {
+                Some(h) => h.1 = ms,
+                None => holds.push((pool, ms)),
+            }
+        }
     }
+    for (pool, ms) in holds {
+        if let Some(name) = names.pools.get(pool) {
+            tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
+                .execute(params![&**name, ms.min(i64::MAX as u64) as i64])?;
+        }
+    }
+    let mut reserved = *id_reserved;
     if let Some(b) = batches.iter().rev().find(|b| !b.events.is_empty()) {
-        let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?;
-        stmt.execute(params!["next_id", b.next_id as i64])?;
-        stmt.execute(params!["next_seq", b.next_seq as i64])?;
+        reserved = write_counters(&tx, b, reserved)?;
+    }
+    if latest > retention_ms {
+        // Outcomes older than the retention time are forgotten by the ledger too.
+        tx.prepare_cached("DELETE FROM ended_tickets WHERE at < ?1")?
+            .execute(params![(latest - retention_ms).min(i64::MAX as u64) as i64])?;
     }
     tx.commit()?;
+    *id_reserved = reserved;
+    Ok(())
+}
+
+fn insert_ended(
+    tx: &Transaction<'_>,
+    names: &Names,
+    id: u64,
+    outcome: TicketOutcome,
+    flow: Option<callgate_core::FlowId>,
+    at: u64,
+) -> Result<(), StoreError> {
+    let (outcome, lease) = match outcome {
+        TicketOutcome::Granted(l) => ("granted", Some(l.0 as i64)),
+        TicketOutcome::Cancelled => ("cancelled", None),
+        TicketOutcome::TimedOut => ("timed_out", None),
+        TicketOutcome::NeverFits => ("never_fits", None),
+    };
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO ended_tickets (id, outcome, lease, flow, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id as i64,
+        outcome,
+        lease,
+        flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f),
+        at as i64
+    ])?;
     Ok(())
 }
 
@@ -351,6 +709,7 @@ fn apply(tx: &Transaction<'_>, names: &Names, e: &Event) -> Result<(), StoreErro
         Event::Granted { lease, from_ticket } => {
             if let Some((t, _)) = from_ticket {
                 tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![t.0 as i64])?;
+                insert_ended(tx, names, t.0, TicketOutcome::Granted(lease.id), lease.flow, lease.granted_at)?;
             }
             insert_lease(tx, names, lease)?;
         }
@@ -362,9 +721,10 @@ fn apply(tx: &Transaction<'_>, names: &Names, e: &Event) -> Result<(), StoreErro
         Event::Released { lease, .. } | Event::Expired { lease, .. } => {
             tx.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id.0 as i64])?;
         }
-        Event::TicketEnded { ticket, outcome, .. } => {
+        Event::TicketEnded { ticket, outcome, at } => {
             debug_assert!(!matches!(outcome, TicketOutcome::Granted(_)));
             tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![ticket.id.0 as i64])?;
+            insert_ended(tx, names, ticket.id.0, *outcome, ticket.flow, *at)?;
         }
         Event::LimitChanged { pool, limit, .. } => {
             let name = &*names.pools[pool.index()];

@@ -829,6 +829,31 @@ impl Ledger {
         self.next_seq = self.next_seq.max(next_seq);
     }
 
+    /// Puts back how a ticket ended before a restart, so that a waiter who asks again
+    /// within the retention time learns the real outcome. Outcomes must be restored in
+    /// the order they happened (the oldest is forgotten first). Emits no event; ignored
+    /// for a ticket that is waiting or already remembered.
+    pub fn restore_ended(&mut self, id: TicketId, outcome: TicketOutcome, at: Millis, flow: Option<FlowId>) {
+        if self.tickets.contains_key(&id.0) || self.ended.contains_key(&id.0) {
+            return;
+        }
+        self.next_id = self.next_id.max(id.0 + 1);
+        self.remember(id, Ended { outcome, at, flow });
+    }
+
+    /// The mean hold time (ms) of a pool's ended leases, behind `eta_ms` and
+    /// `Retry-After`; the journal keeps it across restarts.
+    pub fn mean_hold_ms(&self, pool: PoolId) -> u64 {
+        self.pools.get(pool.index()).map_or(0, |p| p.hold_ewma_ms as u64)
+    }
+
+    /// Puts back a pool's mean hold time as it was before a restart. Emits no event.
+    pub fn restore_mean_hold(&mut self, pool: PoolId, ms: u64) {
+        if let Some(p) = self.pools.get_mut(pool.index()) {
+            p.hold_ewma_ms = ms as f64;
+        }
+    }
+
     /// After a restore: expires and times out what is due, ends the waiting tickets that
     /// can never fit (a journal written before that rule, or a limit restored below
     /// them), in line order, then dispatches every pool.

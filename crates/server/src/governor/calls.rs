@@ -92,7 +92,7 @@ impl Governor {
                 Some(id) if st.ledger.cancel(id, now) => CallEnd::Cancelled(id),
                 _ => CallEnd::Nothing,
             }
-        });
+        })?;
         self.journal.durable(seq).await?;
         Ok(end)
     }
@@ -103,7 +103,7 @@ impl Governor {
         let (renewed, seq) = self.apply(|st, now| {
             let Some(id) = st.ledger.lease_by_key(key).map(|l| l.id) else { return false };
             st.ledger.renew(id, None, now).is_some()
-        });
+        })?;
         self.journal.durable(seq).await?;
         Ok(renewed)
     }
@@ -168,7 +168,7 @@ impl Governor {
                 }
             }
             out
-        });
+        })?;
         self.journal.durable(seq).await?;
         Ok(out)
     }

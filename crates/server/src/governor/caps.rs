@@ -47,6 +47,11 @@ pub(super) struct CapSources {
 }
 
 impl CapSources {
+    /// What was last handed to the ledger.
+    pub(super) fn applied(&self) -> Option<u32> {
+        self.applied
+    }
+
     /// The minimum of the sources that are set; `None` follows the limit.
     fn effective(&self) -> Option<u32> {
         [self.adaptive, self.cooldown.map(|c| c.cap)].into_iter().flatten().min()
@@ -146,7 +151,7 @@ impl Governor {
             }
             let after = st.ledger.pool(PoolId(p as u32)).cap;
             Ok::<_, ApiError>((after != before).then_some(after))
-        });
+        })?;
         let out = out?;
         self.journal.durable(seq).await?;
         Ok(out)
@@ -166,7 +171,7 @@ impl Governor {
                 tracing::info!(%pool, live, "Reconciliation found room on the platform: the refusal's cooldown ended");
             }
             Ok::<_, ApiError>(cleared)
-        });
+        })?;
         let out = out?;
         self.journal.durable(seq).await?;
         Ok(out)

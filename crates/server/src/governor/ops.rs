@@ -233,7 +233,7 @@ impl Governor {
                 }
             }
             Ok::<_, ApiError>((pools, flow, dependency, moved, now))
-        });
+        })?;
         let (pools, flow, dependency, moved, now) = out?;
         self.journal.durable(seq).await?;
         self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
@@ -274,7 +274,7 @@ impl Governor {
                 _ => None,
             });
             Ok(Some((pools, flow, dependency, now)))
-        });
+        })?;
         let out = out?;
         self.journal.durable(seq).await?;
         let Some((pools, flow, dependency, now)) = out else { return Ok(false) };

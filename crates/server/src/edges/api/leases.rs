@@ -77,7 +77,7 @@ pub(crate) async fn list(
         after: after_cursor(q.get("cursor").map(String::as_str))?,
         limit,
     };
-    let page = app.governor.leases_page(&query)?;
+    let page = app.governor.durable_view(|g| g.leases_page(&query)).await??;
     Ok(Json(json!({ "leases": page.leases, "next_cursor": page.next.map(cursor_of) })))
 }
 

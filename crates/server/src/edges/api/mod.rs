@@ -105,6 +105,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
+    crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
     app.governor.ops().render_metrics(&mut text);
     if let Some(c) = app.campaigns.get() {
         c.render_metrics(&mut text);

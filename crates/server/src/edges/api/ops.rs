@@ -126,15 +126,15 @@ pub(crate) async fn alerts(State(app): State<Arc<App>>, _caller: Caller) -> Json
 }
 
 /// `GET /v1/stats`, with the live leases and waiting tickets of all pools.
-pub(crate) async fn stats(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
+pub(crate) async fn stats(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
     let mut v = json!(app.governor.ops().stats(app.governor.now_ms()));
-    let (leases, waiting) = app.governor.counts();
+    let (leases, waiting) = app.governor.durable_view(|g| g.counts()).await?;
     v["leases"] = json!(leases);
     v["waiting"] = json!(waiting);
-    Json(v)
+    Ok(Json(v))
 }
 
 /// `GET /v1/tickets`: the waiting callers, first in line first.
-pub(crate) async fn waiting(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
-    Json(json!(app.governor.waiting()))
+pub(crate) async fn waiting(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(app.governor.durable_view(|g| g.waiting()).await?)))
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
-    Json(json!(app.governor.pools()))
+pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(app.governor.durable_view(|g| g.pools()).await?)))
 }
 
 pub(crate) async fn one(
@@ -18,7 +18,7 @@ pub(crate) async fn one(
     _caller: Caller,
     PathParam(name): PathParam,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(app.governor.pool(&name)?)))
+    Ok(Json(json!(app.governor.durable_view(|g| g.pool(&name)).await??)))
 }
 
 #[derive(Deserialize)]

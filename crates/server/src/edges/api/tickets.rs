@@ -24,7 +24,8 @@ pub(crate) async fn status(
     PathParam(id): PathParam,
 ) -> Result<Json<Value>, ApiError> {
     let tid = ticket_id(&id)?;
-    let state = app.governor.ticket(tid).ok_or_else(|| unknown(&id))?;
+    // Only what is on disk: a grant still in flight shows as waiting.
+    let state = app.governor.durable_view(|g| g.ticket(tid)).await?.ok_or_else(|| unknown(&id))?;
     Ok(Json(match state {
         TicketState::Waiting(t) => json!({
             "id": t.id, "key": t.key, "state": "waiting",

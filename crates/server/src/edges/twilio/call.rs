@@ -205,12 +205,13 @@ impl<'a> TwilioCall<'a> {
     async fn wait(&self, flow: &FlowConfig, ticket: TicketId) -> Result<Twiml, ApiError> {
         let (governor, room, sid) = (&self.app.governor, &self.app.waiting_room, self.call.id.as_str());
         let hold_audio = flow.twilio.as_ref().and_then(|t| t.hold_audio.clone());
-        let mut state = governor.ticket(ticket);
+        // Only what is on disk: `<Leave/>` connects the caller, so a grant must be durable.
+        let mut state = governor.durable_view(|g| g.ticket(ticket)).await?;
         if let Some(TicketState::Waiting(view)) = &state {
             let down = governor.dependency_down(&flow.name);
             if !down && hold_audio.is_none() && !room.due(sid, view.position, governor.now_ms()) {
                 governor.await_ticket(ticket, HOLD_POLL).await;
-                state = governor.ticket(ticket);
+                state = governor.durable_view(|g| g.ticket(ticket)).await?;
             }
         }
         if matches!(state, Some(TicketState::Waiting(_))) && governor.dependency_down(&flow.name) {
@@ -243,7 +244,7 @@ impl<'a> TwilioCall<'a> {
             tracing::debug!(call = %self.call.id, %ticket, ?cancelled, "A waiting caller hung up");
             return Ok(Twiml::new());
         }
-        match self.app.governor.ticket(ticket) {
+        match self.app.governor.durable_view(|g| g.ticket(ticket)).await? {
             Some(TicketState::Granted(Some(lease), _)) if lease.key.as_deref() == Some(self.call.id.as_str()) => {
                 if self.app.governor.dependency_down(&flow.name) {
                     // The line came free while the assistant is down: connecting the
