@@ -71,7 +71,7 @@ async fn a_failed_commit_leaves_the_ledger_as_it_was_and_stops_admission_visibly
     assert!(metrics(&s).await.contains("callgate_journal_up 1"));
     assert_eq!(s.used("acct").await, 1, "only the lease acknowledged before the failure");
     let (_, leases) = s.get("/v1/leases").await;
-    let keys: Vec<&str> = leases.as_array().unwrap().iter().filter_map(|l| l["key"].as_str()).collect();
+    let keys: Vec<&str> = leases["leases"].as_array().unwrap().iter().filter_map(|l| l["key"].as_str()).collect();
     assert_eq!(keys, ["call-a"]);
     // The id the failed grant took in memory is never handed out.
     let second = grant(&s, "call-b").await;

@@ -372,7 +372,7 @@ async fn live_calls_callgate_did_not_know_are_adopted_then_released() {
     webhook(&s, assistant_request("known", None, SUPPORT)).await;
     assert!(s.eventually(5, || async { s.used("vapi-main").await == 2 }).await, "the stranger is counted");
     let leases = s.get("/v1/leases").await.1["leases"].clone();
-    let adopted = leases.as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
+    let adopted = leases["leases"].as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
     assert_eq!(adopted["meta"]["adopted"], true);
     let event = events.next_of("adopted").await;
     assert_eq!((event["call_id"].as_str(), &event["lease"]), (Some("stranger"), &adopted["id"]));
@@ -591,7 +591,7 @@ async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     assert_eq!(pass.released, 1, "old-3 is listed as ended; ghost-2 may still be live");
     let (_, leases) = s.get("/v1/leases").await;
     let keys: std::collections::HashSet<String> =
-        leases.as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap().to_owned()).collect();
+        leases["leases"].as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap().to_owned()).collect();
     assert!(keys.contains("ghost-2") && !keys.contains("old-3"), "{keys:?}");
     assert_eq!(s.used("vapi-main").await, 9);
 }
