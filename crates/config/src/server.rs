@@ -19,6 +19,10 @@ pub struct ServerConfig {
     /// Largest request body the HTTP API accepts, in bytes (default 65 536 = 64 KiB; an
     /// acquire request with metadata is well under 4 KiB).
     pub max_body_bytes: usize,
+    /// Events kept in memory for `/v1/events` clients that reconnect with `Last-Event-ID`
+    /// (default 4096: a few minutes of a busy account's decisions, about 1 MiB). 0 keeps
+    /// none; a client that reconnects is then told it missed events.
+    pub events_backlog: usize,
 }
 
 impl ServerConfig {
@@ -26,6 +30,11 @@ impl ServerConfig {
     pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7700);
     /// The default request body limit in bytes (64 KiB).
     pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+    /// The default events backlog (4096 events).
+    pub const DEFAULT_EVENTS_BACKLOG: usize = 4096;
+    /// The largest events backlog: each event is a few hundred bytes, so this bounds the
+    /// backlog's memory to some hundred MiB.
+    pub const MAX_EVENTS_BACKLOG: usize = 1_000_000;
 }
 
 impl Default for ServerConfig {
@@ -34,6 +43,7 @@ impl Default for ServerConfig {
             listen: Self::DEFAULT_LISTEN,
             data_dir: PathBuf::from("callgate-data"),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            events_backlog: Self::DEFAULT_EVENTS_BACKLOG,
         }
     }
 }
@@ -58,5 +68,11 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
     }
     if server.max_body_bytes == 0 {
         out.push(field.key("max_body_bytes"), "max_body_bytes must be at least 1 (the default is 65536)");
+    }
+    if server.events_backlog > ServerConfig::MAX_EVENTS_BACKLOG {
+        out.push(
+            field.key("events_backlog"),
+            format!("events_backlog must be at most {} (the default is 4096)", ServerConfig::MAX_EVENTS_BACKLOG),
+        );
     }
 }

@@ -88,6 +88,7 @@ fn the_example_documents_every_field() {
         "listen",
         "data_dir",
         "max_body_bytes",
+        "events_backlog",
         "keys",
         "role",
         "priority",
@@ -488,6 +489,7 @@ fn an_open_port_without_auth_keys_is_refused() {
 #[test]
 fn server_limits_must_be_positive() {
     refused("[server]\nmax_body_bytes = 0\n", "server.max_body_bytes", "max_body_bytes", "at least 1");
+    refused("[server]\nevents_backlog = 2000000\n", "server.events_backlog", "events_backlog", "at most");
     refused("[server]\ndata_dir = \"\"\n", "server.data_dir", "data_dir", "must not be empty");
 }
 

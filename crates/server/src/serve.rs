@@ -186,7 +186,7 @@ impl Server {
             &ledger.pools(),
             cfg.providers.iter().map(|p| p.name.as_str()),
         ));
-        let live = Live::default();
+        let live = Live::new(Live::first_id(clock.now_ms()), cfg.server.events_backlog);
         let limits: Vec<u32> = ledger.pools().iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
         let journal = {
