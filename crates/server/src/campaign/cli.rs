@@ -1,6 +1,6 @@
 //! `callgate campaign …`: the command line for campaigns, talking to a running server
-//! through the HTTP API (`--server URL`, default `http://127.0.0.1:7700`; `--token` or
-//! `$CALLGATE_TOKEN` when the server has keys).
+//! through the HTTP API (`--server URL` or `$CALLGATE_SERVER`, default
+//! `http://127.0.0.1:7700`; `--token` or `$CALLGATE_TOKEN` when the server has keys).
 //!
 //! The binary wires it as `Command::Campaign { #[command(subcommand)] command:
 //! CampaignCommand }` and runs `run_campaign(command).await`.
@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// The callgate server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    #[arg(long, env = "CALLGATE_SERVER", default_value = "http://127.0.0.1:7700")]
     pub server: String,
     /// An API key (default: the CALLGATE_TOKEN environment variable).
     #[arg(long)]
