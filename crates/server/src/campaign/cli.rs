@@ -234,7 +234,12 @@ fn encode(s: &str) -> String {
 
 /// The campaigns of a TOML (`[[campaigns]]`) or JSON file, as API bodies.
 fn campaigns_of(text: &str, file: &std::path::Path) -> Result<Vec<Value>, String> {
-    if text.trim_start().starts_with(['{', '[']) {
+    // JSON by its extension or its first character; but `[[campaigns]]` starts with `[`
+    // too, so a `.toml` file (or one that is not JSON) is read as TOML.
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let looks_json = text.trim_start().starts_with('{')
+        || (text.trim_start().starts_with('[') && serde_json::from_str::<Value>(text).is_ok());
+    if ext == "json" || (ext != "toml" && looks_json) {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("{}: {e}", file.display()))?;
         return Ok(match v {
             Value::Array(list) => list,
