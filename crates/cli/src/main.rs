@@ -57,6 +57,9 @@ enum Command {
     /// Everything a running server knows, on one page: health, pools (used/cap/limit, use
     /// by class), the waiting line, campaigns, breakers, alerts.
     Status(remote::StatusArgs),
+    /// Exit 0 when a running server is healthy (`GET /healthz`), 1 when not: for
+    /// container health checks and scripts.
+    Health(remote::status::HealthArgs),
     /// A live view of a running server, redrawn as its events arrive.
     Top(remote::TopArgs),
     /// A running server's pools: list them, change a limit.
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Status(args) => remote_command(remote::status::run(args)),
+        Command::Health(args) => remote_command(remote::status::run_health(args)),
         Command::Top(args) => remote_command(remote::top::run(args)),
         Command::Pools { command } => remote_command(remote::pools::run(command)),
         Command::Leases { command } => remote_command(remote::leases::run(command)),

@@ -91,6 +91,7 @@ fn the_example_documents_every_field() {
         "events_backlog",
         "keys",
         "role",
+        "token_env",
         "priority",
         "limit",
         "reserve",
@@ -346,6 +347,21 @@ fn pool_and_flow_names_must_be_unique_and_present() {
     assert!(errs.iter().any(|e| e.field == "classes[1].name"
         && e.line == Some(line(&text, "name = \" \""))
         && e.message.contains("a class needs a non-empty name")));
+}
+
+#[test]
+fn auth_tokens_may_come_from_the_environment() {
+    let config = load("[auth]\nkeys = [{ name = \"ops\", token_env = \"OPS_TOKEN\", role = \"admin\" }]\n").unwrap();
+    let key = &config.auth.keys[0];
+    let env: std::collections::HashMap<String, String> = [("OPS_TOKEN".to_string(), "s3cret".to_string())].into();
+    assert_eq!(key.resolve_token(&env).unwrap(), "s3cret");
+    let unset = key.resolve_token(&std::collections::HashMap::new()).unwrap_err();
+    assert!(unset.contains("`ops`") && unset.contains("OPS_TOKEN"), "{unset}");
+    assert!(!format!("{key:?}").contains("s3cret"));
+    let text = "[auth]\nkeys = [{ name = \"ops\", token = \"t\", token_env = \"T\", role = \"admin\" }]\n";
+    refused(text, "auth.keys[0].token", "keys", "both `token` and `token_env`");
+    // Neither is the empty token it always was.
+    refused("[auth]\nkeys = [{ name = \"ops\", role = \"admin\" }]\n", "auth.keys[0].token", "keys", "empty token");
 }
 
 #[test]

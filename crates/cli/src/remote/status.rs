@@ -219,3 +219,30 @@ pub(crate) fn text(v: &Value) -> String {
     }
     o
 }
+
+/// `callgate health`
+#[derive(Args, Debug)]
+pub(crate) struct HealthArgs {
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `GET /healthz`: exit 0 when the server serves and can make grants durable, 1 when not
+/// (or unreachable). Needs no key: a container's HEALTHCHECK runs it.
+pub(crate) async fn run_health(args: HealthArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.conn)?;
+    let v = client.health().await?;
+    if args.json {
+        out::line(&v)?;
+    } else {
+        out::line(s(&v["status"]))?;
+    }
+    if v["status"] == "ok" {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!("{} is not healthy", client.base)))
+    }
+}
