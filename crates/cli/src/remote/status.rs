@@ -156,7 +156,7 @@ pub(crate) fn text(v: &Value) -> String {
     for t in waiting.iter().take(SHOWN_WAITING) {
         o.push_str(&format!(
             "{:>3}. {}  {}  flow {}  eta {}  key {}\n",
-            t["position"],
+            t["position"].to_string(),
             s(&t["id"]),
             s(&t["class"]),
             t["flow"].as_str().unwrap_or("-"),
