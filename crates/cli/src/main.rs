@@ -1,8 +1,13 @@
-//! The callgate command line: serve, config, plan, simulate, campaign, demo.
+//! The callgate command line: serve, config, plan, simulate, campaign, demo, and the
+//! commands that operate a running server (status, top, pools, leases).
 #![forbid(unsafe_code)]
 
+mod out;
+mod remote;
+
 use callgate_config::Config;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use out::Failure;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +54,31 @@ enum Command {
     },
     /// Watch callgate share one account between simulated inbound callers and a campaign.
     Demo(callgate_server::demo::DemoArgs),
+    /// Everything a running server knows, on one page: health, pools (used/cap/limit, use
+    /// by class), the waiting line, campaigns, breakers, alerts.
+    Status(remote::StatusArgs),
+    /// Exit 0 when a running server is healthy (`GET /healthz`), 1 when not: for
+    /// container health checks and scripts.
+    Health(remote::status::HealthArgs),
+    /// A live view of a running server, redrawn as its events arrive.
+    Top(remote::TopArgs),
+    /// A running server's pools: list them, change a limit.
+    Pools {
+        #[command(subcommand)]
+        command: remote::PoolsCommand,
+    },
+    /// A running server's live leases: list them, release one.
+    Leases {
+        #[command(subcommand)]
+        command: remote::LeasesCommand,
+    },
+    /// Print a shell completion script (e.g. `callgate completions bash > /etc/bash_completion.d/callgate`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `callgate man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,8 +128,26 @@ fn init_logs(
 }
 
 fn main() -> ExitCode {
+    out::quiet_on_closed_stdout();
     let cli = Cli::parse();
     match cli.command {
+        Command::Status(args) => remote_command(remote::status::run(args)),
+        Command::Health(args) => remote_command(remote::status::run_health(args)),
+        Command::Top(args) => remote_command(remote::top::run(args)),
+        Command::Pools { command } => remote_command(remote::pools::run(command)),
+        Command::Leases { command } => remote_command(remote::leases::run(command)),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "callgate", &mut text);
+            finish(out::print(&String::from_utf8_lossy(&text)))
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut text) {
+                Ok(()) => finish(out::print(&String::from_utf8_lossy(&text))),
+                Err(e) => finish(Err(Failure::Message(format!("cannot render the man page: {e}")))),
+            }
+        }
         Command::Serve { config, listen, data_dir, log_json } => {
             let config = match &config {
                 Some(path) => match Config::from_path(path) {
@@ -172,7 +220,28 @@ fn main() -> ExitCode {
 fn report(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // plan and simulate write only to stdout: its reader stopped reading.
+        Err(e) if e.contains("Broken pipe") => ExitCode::SUCCESS,
         Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an operating command on a small runtime.
+fn remote_command(f: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => finish(rt.block_on(f)),
+        Err(e) => finish(Err(Failure::Message(format!("cannot start the runtime: {e}")))),
+    }
+}
+
+/// The exit of a command: 0, quietly 0 when stdout was closed, or the problem and 1.
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
+        Err(Failure::Message(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

@@ -21,7 +21,14 @@ pub struct ApiKey {
     /// Unique, non-empty name, used in logs and events instead of the token.
     pub name: String,
     /// The bearer token clients send (`Authorization: Bearer <token>`); unique, non-empty.
+    /// Left out (empty) when `token_env` gives it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
+    /// The environment variable that holds the token instead (read by `callgate serve`,
+    /// which refuses to start when it is not set; `config check` does not read it), so
+    /// the file can be shipped (a container image, a package) without secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
     /// What the key may do.
     pub role: Role,
 }
@@ -31,8 +38,25 @@ impl fmt::Debug for ApiKey {
         f.debug_struct("ApiKey")
             .field("name", &self.name)
             .field("token", &"<redacted>")
+            .field("token_env", &self.token_env)
             .field("role", &self.role)
             .finish()
+    }
+}
+
+impl ApiKey {
+    /// The token: `token`, or the value of the variable `token_env` names (not set or
+    /// empty: an error naming the key and the variable).
+    pub fn resolve_token(&self, env: &dyn crate::Env) -> Result<String, String> {
+        match &self.token_env {
+            None => Ok(self.token.clone()),
+            Some(var) => env.var(var).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+                format!(
+                    "auth key `{}`: the environment variable `{var}` (its token_env) is not set or empty",
+                    self.name
+                )
+            }),
+        }
     }
 }
 
@@ -74,6 +98,18 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, key) in list.iter().enumerate() {
         let field = keys.index(i).key("token");
+        match (&key.token_env, key.token.is_empty()) {
+            (Some(_), false) => {
+                out.push(field, format!("key `{}` has both `token` and `token_env`; give one of them", key.name));
+                continue;
+            }
+            (Some(var), true) if var.trim().is_empty() => {
+                out.push(keys.index(i).key("token_env"), format!("key `{}` has an empty `token_env`", key.name));
+                continue;
+            }
+            (Some(_), true) => continue,
+            (None, _) => {}
+        }
         if key.token.trim().is_empty() {
             out.push(field, format!("key `{}` has an empty token", key.name));
         } else if let Some(&first) = seen.get(key.token.as_str()) {

@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// Most open client connections (default 1024). Beyond it new connections are closed
     /// at once, while the established ones keep being served.
     pub max_connections: usize,
+    /// Events kept in memory for `/v1/events` clients that reconnect with `Last-Event-ID`
+    /// (default 4096: a few minutes of a busy account's decisions, about 1 MiB). 0 keeps
+    /// none; a client that reconnects is then told it missed events.
+    pub events_backlog: usize,
 }
 
 impl ServerConfig {
@@ -61,6 +65,11 @@ impl ServerConfig {
     /// The deepest `meta` the server can take: well under the nesting that JSON readers
     /// downstream (serde_json: 128) refuse.
     pub const MAX_META_DEPTH: usize = 64;
+    /// The default events backlog (4096 events).
+    pub const DEFAULT_EVENTS_BACKLOG: usize = 4096;
+    /// The largest events backlog: each event is a few hundred bytes, so this bounds the
+    /// backlog's memory to some hundred MiB.
+    pub const MAX_EVENTS_BACKLOG: usize = 1_000_000;
 }
 
 impl Default for ServerConfig {
@@ -82,6 +91,7 @@ impl Default for ServerConfig {
             // Far above what a voice stack opens (a few per worker), far below the usual
             // fd limit, so the journal and providers' sockets always have room.
             max_connections: 1024,
+            events_backlog: Self::DEFAULT_EVENTS_BACKLOG,
         }
     }
 }
@@ -144,4 +154,10 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
         "10s",
     );
     duration("idle_timeout", server.idle_timeout, Duration::from_secs(61), Duration::from_secs(3600), "120s");
+    if server.events_backlog > ServerConfig::MAX_EVENTS_BACKLOG {
+        out.push(
+            field.key("events_backlog"),
+            format!("events_backlog must be at most {} (the default is 4096)", ServerConfig::MAX_EVENTS_BACKLOG),
+        );
+    }
 }

@@ -97,8 +97,10 @@ fn the_example_documents_every_field() {
         "header_read_timeout",
         "idle_timeout",
         "max_connections",
+        "events_backlog",
         "keys",
         "role",
+        "token_env",
         "priority",
         "limit",
         "reserve",
@@ -363,6 +365,21 @@ fn pool_and_flow_names_must_be_unique_and_present() {
 }
 
 #[test]
+fn auth_tokens_may_come_from_the_environment() {
+    let config = load("[auth]\nkeys = [{ name = \"ops\", token_env = \"OPS_TOKEN\", role = \"admin\" }]\n").unwrap();
+    let key = &config.auth.keys[0];
+    let env: std::collections::HashMap<String, String> = [("OPS_TOKEN".to_string(), "s3cret".to_string())].into();
+    assert_eq!(key.resolve_token(&env).unwrap(), "s3cret");
+    let unset = key.resolve_token(&std::collections::HashMap::new()).unwrap_err();
+    assert!(unset.contains("`ops`") && unset.contains("OPS_TOKEN"), "{unset}");
+    assert!(!format!("{key:?}").contains("s3cret"));
+    let text = "[auth]\nkeys = [{ name = \"ops\", token = \"t\", token_env = \"T\", role = \"admin\" }]\n";
+    refused(text, "auth.keys[0].token", "keys", "both `token` and `token_env`");
+    // Neither is the empty token it always was.
+    refused("[auth]\nkeys = [{ name = \"ops\", role = \"admin\" }]\n", "auth.keys[0].token", "keys", "empty token");
+}
+
+#[test]
 fn auth_keys_need_unique_names_and_tokens() {
     let text = "[auth]\nkeys = [\n  { name = \"ops\", token = \"t1\", role = \"admin\" },\n  { name = \"ops\", token = \"t2\", role = \"client\" },\n]\n";
     refused(text, "auth.keys[1].name", "t2", "key `ops` is defined twice");
@@ -559,6 +576,7 @@ fn server_limits_must_be_positive() {
     refused("[server]\nmax_meta_bytes = 100000\n", "server.max_meta_bytes", "max_meta_bytes", "between 2 and 65536");
     refused("[server]\nmax_connections = 0\n", "server.max_connections", "max_connections", "between 1 and");
     refused("[server]\nheader_read_timeout = \"2h\"\n", "server.header_read_timeout", "header_read_timeout", "between");
+    refused("[server]\nevents_backlog = 2000000\n", "server.events_backlog", "events_backlog", "at most");
     refused("[server]\ndata_dir = \"\"\n", "server.data_dir", "data_dir", "must not be empty");
 }
 

@@ -39,11 +39,34 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// Play the demo this many times faster (0.1 to 100): callers arrive, ring, talk,
+    /// wait and are retried sooner, and the campaign dials faster, in the same proportions.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.1..=100.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a speed between 0.1 and 100 (1 is real time, 10 ten times faster)")),
+    }
+}
+
+/// `seconds` of demo time at `speed`, as a config duration.
+fn scaled(seconds: f64, speed: f64) -> String {
+    format!("{}ms", ((seconds * 1000.0) / speed).round().max(1.0) as u64)
 }
 
 /// The demo's configuration: one account, inbound protected, one simulated campaign.
 /// Written as the TOML a user would write, so the demo shows a real configuration.
 pub fn demo_config(listen: SocketAddr, data_dir: PathBuf, seed: u64) -> Config {
+    demo_config_at(listen, data_dir, seed, 1.0)
+}
+
+/// [`demo_config`] played `speed` times faster: every duration divided by it, the calls
+/// per second multiplied by it.
+pub fn demo_config_at(listen: SocketAddr, data_dir: PathBuf, seed: u64, speed: f64) -> Config {
+    let t = |secs: f64| scaled(secs, speed);
     let text = format!(
         r#"
 [server]
@@ -60,7 +83,7 @@ name = "inbound"
 pools = ["vapi"]
 class = "inbound"
 lease_ttl = "1h"
-queue = {{ max_wait = "30s", max_len = 10 }}
+queue = {{ max_wait = "{max_wait}", max_len = 10 }}
 overflow = {{ action = "voicemail" }}
 
 [[flows]]
@@ -73,17 +96,28 @@ overflow = {{ action = "busy" }}
 [[campaigns]]
 name = "demo"
 flow = "outbound"
-simulate = {{ answer_rate = 0.55, busy_rate = 0.1, voicemail_rate = 0.1, failure_rate = 0.02, ring_time = "3s", talk_min = "8s", talk_mean = "30s", talk_max = "3m", limit = 10, cost_per_minute = 0.12, seed = {seed} }}
+simulate = {{ answer_rate = 0.55, busy_rate = 0.1, voicemail_rate = 0.1, failure_rate = 0.02, ring_time = "{ring}", talk_min = "{talk_min}", talk_mean = "{talk_mean}", talk_max = "{talk_max}", limit = 10, cost_per_minute = 0.12, seed = {seed} }}
 max_concurrency = 8
-calls_per_second = 2
+calls_per_second = {cps}
 window = {{ start = "00:00", end = "24:00" }}
 default_timezone = "America/New_York"
-retry = {{ busy = "30s", no_answer = "2m", voicemail = "5m", failed = "1m", max_attempts = 3 }}
+retry = {{ busy = "{busy}", no_answer = "{no_answer}", voicemail = "{voicemail}", failed = "{failed}", max_attempts = 3 }}
 priority = 10
 start = true
-cooldown = "10s"
+cooldown = "{cooldown}"
 "#,
         data_dir = data_dir.display().to_string(),
+        max_wait = t(30.0),
+        ring = t(3.0),
+        talk_min = t(8.0),
+        talk_mean = t(30.0),
+        talk_max = t(180.0),
+        cps = (2.0 * speed).min(1000.0),
+        busy = t(30.0),
+        no_answer = t(120.0),
+        voicemail = t(300.0),
+        failed = t(60.0),
+        cooldown = t(10.0),
     );
     Config::from_toml_str(&text, None).unwrap_or_else(|e| panic!("the demo configuration is invalid: {e}"))
 }
@@ -128,7 +162,7 @@ pub async fn run_demo(args: DemoArgs) -> ExitCode {
             temp.clone()
         }
     };
-    let config = demo_config(args.listen, data_dir.clone(), args.seed);
+    let config = demo_config_at(args.listen, data_dir.clone(), args.seed, args.speed);
     let server =
         match Server::start(ServeOptions { config, listen: Some(args.listen), data_dir: Some(data_dir.clone()) }).await
         {
@@ -151,13 +185,24 @@ pub async fn run_demo(args: DemoArgs) -> ExitCode {
     }
     let base = format!("http://{}", server.addr);
     eprintln!("callgate demo on {base}: one account of 10 lines, 3 held back for inbound callers");
+    if args.speed != 1.0 {
+        eprintln!("  played {}x faster than real time", args.speed);
+    }
+    eprintln!("  live page: open {base}/ in a browser");
+    eprintln!("  terminal:  callgate top --server {base}");
     eprintln!("  progress:  curl -s {base}/v1/campaigns/demo");
     eprintln!("  lines:     curl -s {base}/v1/pools/vapi");
     eprintln!("  metrics:   curl -s {base}/metrics | grep callgate_");
     eprintln!("  events:    curl -sN {base}/v1/events");
     eprintln!("Ctrl-C stops it.\n");
     let stats = Arc::new(InboundStats::default());
-    let callers = tokio::spawn(inbound_callers(app.clone(), args.inbound_per_minute, args.seed, stats.clone()));
+    let callers = tokio::spawn(inbound_callers(
+        app.clone(),
+        args.inbound_per_minute * args.speed,
+        args.seed,
+        args.speed,
+        stats.clone(),
+    ));
     let report = {
         let (app, stats, campaigns) = (app.clone(), stats.clone(), campaigns.clone());
         tokio::spawn(async move {
@@ -222,13 +267,19 @@ fn status_line(app: &crate::edges::api::App, s: &InboundStats, campaigns: &crate
 }
 
 /// Callers arriving at random (Poisson), each talking for an exponential time (mean 40 s).
-async fn inbound_callers(app: Arc<crate::edges::api::App>, per_minute: f64, seed: u64, stats: Arc<InboundStats>) {
+async fn inbound_callers(
+    app: Arc<crate::edges::api::App>,
+    per_minute: f64,
+    seed: u64,
+    speed: f64,
+    stats: Arc<InboundStats>,
+) {
     let mut rng = Rng::new(seed ^ 0xca11);
     let mean_gap = 60.0 / per_minute.max(0.01);
     for n in 0u64.. {
         let gap = -mean_gap * (1.0 - rng.unit()).ln();
         tokio::time::sleep(Duration::from_secs_f64(gap.min(3600.0))).await;
-        let talk = Duration::from_secs_f64((-40.0 * (1.0 - rng.unit()).ln()).clamp(5.0, 600.0));
+        let talk = Duration::from_secs_f64((-40.0 * (1.0 - rng.unit()).ln()).clamp(5.0, 600.0) / speed);
         let (app, stats) = (app.clone(), stats.clone());
         tokio::spawn(async move {
             stats.arrived.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +289,7 @@ async fn inbound_callers(app: Arc<crate::edges::api::App>, per_minute: f64, seed
                 key: Some(format!("demo-caller-{n}")),
                 ttl_ms: None,
                 max_wait_ms: None,
-                wait_ms: 30_000,
+                wait_ms: (30_000.0 / speed) as u64,
                 meta: None,
             };
             let first = app.governor.acquire(req).await;

@@ -95,6 +95,7 @@ impl Server {
     pub async fn start_with(opts: ServeOptions, clock: Arc<dyn Clock>, env: &dyn Env) -> Result<Server, ServeError> {
         let cfg = opts.config;
         let providers = Providers::from_config(&cfg, env).map_err(|e| ServeError(e.to_string()))?;
+        let keys = auth_keys(&cfg, env)?;
         let listen = opts.listen.unwrap_or(cfg.server.listen);
         if !listen.ip().is_loopback() && cfg.auth.keys.is_empty() {
             return Err(ServeError(format!(
@@ -125,7 +126,7 @@ impl Server {
             &ledger.pools(),
             cfg.providers.iter().map(|p| p.name.as_str()),
         ));
-        let live = Live::default();
+        let live = Live::new(Live::first_id(clock.now_ms()), cfg.server.events_backlog);
         let limits: Vec<u32> = ledger.pools().iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
         let journal = {
@@ -142,7 +143,7 @@ impl Server {
         let governor =
             Governor::new(ledger, journal, clock.clone(), names, overflow).with_spec(cfg.ledger_spec()).with_ops(ops);
         governor.settle();
-        let keys = Keys::new(cfg.auth.keys.iter().map(|k| (k.name.clone(), k.token.clone(), k.role)));
+        let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
         let cfg = Arc::new(cfg);
         let inbound = Inbound::new(cfg.clone(), providers.clone());
@@ -275,6 +276,20 @@ fn panic_text(end: Result<(), tokio::task::JoinError>) -> String {
         }
         Err(e) => e.to_string(),
     }
+}
+
+/// The API keys with their tokens (`token`, or the variable `token_env` names), each
+/// token once.
+fn auth_keys(cfg: &Config, env: &dyn Env) -> Result<Vec<(String, String, callgate_config::Role)>, ServeError> {
+    let mut keys: Vec<(String, String, callgate_config::Role)> = Vec::with_capacity(cfg.auth.keys.len());
+    for k in &cfg.auth.keys {
+        let token = k.resolve_token(env).map_err(ServeError)?;
+        if let Some((other, _, _)) = keys.iter().find(|(_, t, _)| *t == token) {
+            return Err(ServeError(format!("auth keys `{other}` and `{}` have the same token", k.name)));
+        }
+        keys.push((k.name.clone(), token, k.role));
+    }
+    Ok(keys)
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.

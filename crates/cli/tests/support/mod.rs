@@ -1,6 +1,8 @@
 //! Running the real `callgate` binary in tests: start it on a free port and learn the
 //! address it listens on, so a test can SIGKILL it and start it again on the same data.
 
+#![allow(dead_code)] // each test file uses some of these
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -9,7 +11,13 @@ use tokio::process::{Child, Command};
 
 /// Starts `callgate serve` with `config` and `data`; returns the child and its base URL.
 pub async fn start(config: &Path, data: &Path) -> (Child, String) {
+    start_with_env(config, data, &[]).await
+}
+
+/// [`start`] with more environment variables (e.g. the `*_env` secrets of a config).
+pub async fn start_with_env(config: &Path, data: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_callgate"))
+        .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--data-dir")

@@ -1,6 +1,6 @@
 //! `callgate campaign …`: the command line for campaigns, talking to a running server
-//! through the HTTP API (`--server URL`, default `http://127.0.0.1:7700`; `--token` or
-//! `$CALLGATE_TOKEN` when the server has keys).
+//! through the HTTP API (`--server URL` or `$CALLGATE_SERVER`, default
+//! `http://127.0.0.1:7700`; `--token` or `$CALLGATE_TOKEN` when the server has keys).
 //!
 //! The binary wires it as `Command::Campaign { #[command(subcommand)] command:
 //! CampaignCommand }` and runs `run_campaign(command).await`.
@@ -15,7 +15,7 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
     /// The callgate server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    #[arg(long, env = "CALLGATE_SERVER", default_value = "http://127.0.0.1:7700")]
     pub server: String,
     /// An API key (default: the CALLGATE_TOKEN environment variable).
     #[arg(long)]
@@ -235,7 +235,12 @@ fn encode(s: &str) -> String {
 
 /// The campaigns of a TOML (`[[campaigns]]`) or JSON file, as API bodies.
 fn campaigns_of(text: &str, file: &std::path::Path) -> Result<Vec<Value>, String> {
-    if text.trim_start().starts_with(['{', '[']) {
+    // JSON by its extension or its first character; but `[[campaigns]]` starts with `[`
+    // too, so a `.toml` file (or one that is not JSON) is read as TOML.
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let looks_json = text.trim_start().starts_with('{')
+        || (text.trim_start().starts_with('[') && serde_json::from_str::<Value>(text).is_ok());
+    if ext == "json" || (ext != "toml" && looks_json) {
         let v: Value = serde_json::from_str(text).map_err(|e| format!("{}: {e}", file.display()))?;
         return Ok(match v {
             Value::Array(list) => list,

@@ -18,7 +18,7 @@ use crate::edges::{twilio, vapi};
 use crate::error::{ApiError, ErrorKind};
 use crate::governor::Governor;
 use crate::inbound::Inbound;
-use crate::live::Live;
+use crate::live::{Live, Resume};
 use crate::metrics::Metrics;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -113,12 +113,42 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-async fn events(State(app): State<Arc<App>>, _caller: EventsCaller) -> impl IntoResponse {
-    let stream = BroadcastStream::new(app.live.subscribe()).map(|m| {
-        Ok::<_, std::convert::Infallible>(match m {
-            Ok(json) => SseEvent::default().data(&*json),
-            Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
-        })
+/// `GET /v1/events`: every event with its `id:`; with `Last-Event-ID`, first the events
+/// after that one from the backlog, or a `missed` event when they are no longer kept.
+async fn events(
+    State(app): State<Arc<App>>,
+    _caller: EventsCaller,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("`Last-Event-ID` must be the id of an event this server sent (a number)")
+        })?),
+    };
+    let (first, rx): (Vec<SseEvent>, _) = match last {
+        None => (Vec::new(), app.live.subscribe()),
+        Some(last) => {
+            let (resume, rx) = app.live.resume(last);
+            let first = match resume {
+                Resume::Replay(list) => list.iter().map(|(id, json)| live_event(*id, json)).collect(),
+                Resume::Missed { last, latest } => {
+                    vec![SseEvent::default().event("missed").id(latest.to_string()).data(
+                        serde_json::json!({ "type": "missed", "last_event_id": last, "latest_id": latest }).to_string(),
+                    )]
+                }
+            };
+            (first, rx)
+        }
+    };
+    let live = BroadcastStream::new(rx).map(|m| match m {
+        Ok((id, json)) => live_event(id, &json),
+        Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let stream = futures_util::stream::iter(first).chain(live).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn live_event(id: u64, json: &str) -> SseEvent {
+    SseEvent::default().id(id.to_string()).data(json)
 }

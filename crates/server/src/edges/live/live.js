@@ -458,6 +458,8 @@ function connect() {
     }
   };
   source.addEventListener("lagged", () => loadAll().then(renderAll, () => {}));
+  // Reconnected (EventSource sends Last-Event-ID) but the server no longer had what we missed.
+  source.addEventListener("missed", () => loadAll().then(renderAll, () => {}));
   source.onerror = () => {
     setConn("down", "reconnecting…");
     document.body.dataset.ready = "";
