@@ -84,6 +84,21 @@ async fn a_meta_nested_200_deep_is_refused_before_anything_is_admitted() {
     drop(events);
 }
 
+/// Found by the acquire-body fuzz target: JSON text that is valid but that no JSON value
+/// can hold was granted and journaled, and then turning the lease into its answer panicked.
+#[tokio::test]
+async fn a_meta_no_json_value_can_hold_is_refused_before_anything_is_admitted() {
+    let s = TestServer::start(TEN).await;
+    for meta in [r#"{"n":1e400}"#, r#"{"s":"\ud800"}"#, r#"[-1e999]"#] {
+        let (st, v) = s.post_raw("/v1/acquire", acquire_with_meta(meta)).await;
+        assert_eq!((st, &v["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_meta")), "{meta}: {v}");
+    }
+    assert_eq!(s.used("acct").await, 0, "nothing admitted");
+    assert_eq!(s.get("/healthz").await.0, StatusCode::OK);
+    let (st, v) = s.post_raw("/v1/acquire", acquire_with_meta(r#"{"n":1e300,"s":"\ud83d\ude00"}"#)).await;
+    assert_eq!(st, StatusCode::OK, "a large number and a surrogate pair are fine: {v}");
+}
+
 #[tokio::test]
 async fn every_input_is_bounded_with_a_json_4xx_and_changes_nothing() {
     let s = TestServer::start(TEN).await;

@@ -237,9 +237,8 @@ impl Campaigns {
                 inner.list.iter().map(|r| (r.name.clone(), r.state, r.paused_reason.is_some())).collect(),
             )
         };
-        if gauges.is_empty() {
-            return;
-        }
+        // With no campaign the families are still declared (with no samples), so alert
+        // rules and dashboards that name them find them on every server.
         let _ = writeln!(out, "# HELP callgate_campaign_live Calls of the campaign being dialed or in progress.");
         let _ = writeln!(out, "# TYPE callgate_campaign_live gauge");
         for (n, live, _) in &gauges {

@@ -84,6 +84,17 @@ impl Limits {
                 format!("`meta` may nest at most {} levels deep, not {depth}", self.meta_depth),
             ));
         }
+        // Valid JSON text is not yet JSON every reader takes: a number beyond f64's range
+        // (`1e400`) or a lone surrogate (`"\ud800"`) passes the raw check but fails
+        // when the lease is turned into a value for its answer, its events or the
+        // journal. Read it once here (the depth is bounded above), so it never gets that far.
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "invalid_meta",
+                format!("`meta` is not JSON callgate can keep: {e}"),
+            ));
+        }
         Ok(())
     }
 }
