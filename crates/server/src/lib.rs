@@ -13,6 +13,8 @@ pub mod clock;
 pub mod demo;
 pub mod edges;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod governor;
 pub mod inbound;
 pub mod live;

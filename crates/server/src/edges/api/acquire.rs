@@ -45,7 +45,7 @@ struct PoolEntry {
 }
 
 impl AcquireBody {
-    fn into_request(self) -> Result<AcquireRequest, ApiError> {
+    pub(crate) fn into_request(self) -> Result<AcquireRequest, ApiError> {
         let target = match (self.flow, self.pools, self.class) {
             (Some(flow), None, None) => Target::Flow(flow),
             (Some(_), _, _) => {

@@ -13,7 +13,7 @@
 //!   id, idempotently and in either order, and record the call; other statuses renew it.
 //! - Every other message type is acknowledged and ignored.
 
-mod message;
+pub(crate) mod message;
 mod reply;
 
 #[cfg(test)]
