@@ -4,7 +4,7 @@
 //! entry), from a fixed seed, so a failure reproduces. The coverage-guided runs, for
 //! longer, are `scripts/fuzz`; this keeps what they found from coming back.
 //!
-//! `CALLGATE_FUZZ_MUTATIONS=N` changes the number of mutations per target (default 2000)
+//! `CALLGATE_FUZZ_MUTATIONS=N` changes the number of mutations per target (default 1000)
 //! and `CALLGATE_FUZZ_SEED=S` the seed. A failing input is written under the test's
 //! target tmp dir (`fuzz-failures/`) and its path printed, ready to be copied into the
 //! corpus once fixed.
