@@ -153,7 +153,7 @@ fn replay(corpus_name: &str, target: Target) {
     }
     let seed = env_or("CALLGATE_FUZZ_SEED", 0x5eed_ca11_9a7e) ^ corpus_name.len() as u64;
     let mut rng = Rng(seed.max(1));
-    for n in 0..env_or("CALLGATE_FUZZ_MUTATIONS", 2000) as usize {
+    for n in 0..env_or("CALLGATE_FUZZ_MUTATIONS", 1000) as usize {
         let base = &corpus[rng.below(corpus.len())].1;
         let data = mutate(&mut rng, base, &corpus);
         if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
