@@ -37,6 +37,8 @@ mod defaults;
 mod env;
 mod error;
 mod flow;
+#[doc(hidden)]
+pub mod fuzz;
 mod ledger;
 mod load;
 mod locate;

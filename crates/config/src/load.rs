@@ -94,6 +94,15 @@ fn parse_error(text: &str, file: Option<&Path>, e: &toml::de::Error) -> ConfigEr
         field,
         // Syntax errors come on several lines ("invalid array\nexpected `]`"); one
         // problem per line keeps the output greppable.
-        message: e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; "),
+        message: match e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ") {
+            // The parser says nothing about some characters it refuses (a control
+            // character in a comment, say): name the character.
+            m if m.is_empty() => match pos.and_then(|p| text.get(p..)).and_then(|t| t.chars().next()) {
+                Some(c) if c.is_control() => format!("control character U+{:04X} is not allowed here", c as u32),
+                Some(c) => format!("unexpected character `{c}`"),
+                None => "unexpected end of the file".to_string(),
+            },
+            m => m,
+        },
     }
 }

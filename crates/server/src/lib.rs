@@ -14,6 +14,8 @@ pub mod connections;
 pub mod demo;
 pub mod edges;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod governor;
 pub mod inbound;
 pub mod live;

@@ -51,6 +51,11 @@ pub fn normalize(text: &str, default_region: Option<&str>) -> Result<Normalized,
         return Err(format!("`{t}` is not a valid number"));
     }
     let e164 = n.format().mode(Mode::E164).to_string();
+    // The metadata of some countries (DE) admits longer numbers than E.164's 15 digits,
+    // which no carrier can dial.
+    if e164.len() > 16 {
+        return Err(format!("`{t}` has more than the 15 digits a phone number can have"));
+    }
     Ok(Normalized {
         calling_code: n.country().code(),
         region: n.country().id().map(|id| id.as_ref().to_string()),
@@ -98,5 +103,6 @@ mod tests {
         assert!(normalize("2125550123", None).unwrap_err().contains("country code"));
         assert!(normalize("+1 555 000", None).is_err());
         assert!(normalize("+1 212 555 0123", Some("ZZ")).is_err());
+        assert!(normalize("030 1234561234567", Some("DE")).unwrap_err().contains("15 digits"));
     }
 }

@@ -47,7 +47,7 @@ struct PoolEntry {
 impl AcquireBody {
     /// Checks every bound before anything else: nothing out of bounds reaches the
     /// governor, so nothing out of bounds is admitted, journaled or published.
-    fn into_request(self, limits: &Limits) -> Result<AcquireRequest, ApiError> {
+    pub(crate) fn into_request(self, limits: &Limits) -> Result<AcquireRequest, ApiError> {
         limits.opt_name("flow", self.flow.as_deref())?;
         limits.opt_name("class", self.class.as_deref())?;
         if let Some(pools) = &self.pools {
@@ -133,13 +133,25 @@ pub(crate) async fn acquire(
     Ok(answer_response(answer))
 }
 
+#[derive(serde::Serialize)]
+struct Granted {
+    decision: &'static str,
+    lease: crate::views::LeaseView,
+}
+
+#[derive(serde::Serialize)]
+struct Queued {
+    decision: &'static str,
+    ticket: crate::views::TicketView,
+}
+
 pub(crate) fn answer_response(answer: Answer) -> Response {
     match answer {
-        Answer::Granted(lease) => {
-            (StatusCode::OK, axum::Json(json!({ "decision": "granted", "lease": lease }))).into_response()
-        }
+        // Serialized straight to the body, never through a `Value`: the lease's `meta` is
+        // raw JSON text, written out as it was received.
+        Answer::Granted(lease) => (StatusCode::OK, axum::Json(Granted { decision: "granted", lease })).into_response(),
         Answer::Queued(ticket) => {
-            (StatusCode::ACCEPTED, axum::Json(json!({ "decision": "queued", "ticket": ticket }))).into_response()
+            (StatusCode::ACCEPTED, axum::Json(Queued { decision: "queued", ticket })).into_response()
         }
         Answer::Rejected { reason: RejectReason::NeverFits, overflow, .. } => {
             // Waiting or retrying cannot help: 409, and no Retry-After to invite a retry.

@@ -1,7 +1,7 @@
 //! The HTTP API v1 (API.md): acquire, tickets, leases, pools, callbacks, calls, health,
 //! metrics, events; and the router that also serves the provider webhooks.
 
-mod acquire;
+pub(crate) mod acquire;
 mod auth;
 pub(crate) mod body;
 mod bounds;

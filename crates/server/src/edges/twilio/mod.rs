@@ -37,8 +37,8 @@
 
 mod call;
 mod chains;
-mod form;
-mod signature;
+pub(crate) mod form;
+pub(crate) mod signature;
 mod twiml;
 mod waiting;
 

@@ -26,7 +26,7 @@
 
 mod auth;
 mod forward;
-mod message;
+pub(crate) mod message;
 mod reply;
 
 #[cfg(test)]
