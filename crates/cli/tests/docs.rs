@@ -151,7 +151,7 @@ async fn campaign_create_reads_the_readme_campaign_block() {
     let flows_only = campaign.text.split("[[campaigns]]").next().unwrap();
     let config = dir.path().join("callgate.toml");
     std::fs::write(&config, format!("{}\n{flows_only}", vapi.text)).unwrap();
-    let env = [("VAPI_API_KEY", "test-key"), ("VAPI_WEBHOOK_SECRET", "test-secret")];
+    let env = [("VAPI_API_KEY", "test-key"), ("VAPI_WEBHOOK_SECRET", "test-secret"), ("AGENTS_SECRET", "test-agents")];
     let (_server, base) = support::start_with_env(&config, &dir.path().join("data"), &env).await;
     let token =
         vapi.text.split("token = \"").nth(1).and_then(|t| t.split('"').next()).expect("the block's admin token");
