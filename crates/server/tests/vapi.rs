@@ -372,7 +372,7 @@ async fn live_calls_callgate_did_not_know_are_adopted_then_released() {
     webhook(&s, assistant_request("known", None, SUPPORT)).await;
     assert!(s.eventually(5, || async { s.used("vapi-main").await == 2 }).await, "the stranger is counted");
     let leases = s.get("/v1/leases").await.1["leases"].clone();
-    let adopted = leases["leases"].as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
+    let adopted = leases.as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
     assert_eq!(adopted["meta"]["adopted"], true);
     let event = events.next_of("adopted").await;
     assert_eq!((event["call_id"].as_str(), &event["lease"]), (Some("stranger"), &adopted["id"]));
