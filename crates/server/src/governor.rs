@@ -460,11 +460,9 @@ impl Governor {
             };
             // The flow whose gates apply: the one named, or the one a campaign dials for.
             let gated = match &req.target {
-                Target::FlowPools { flow: name, .. } => Some(
-                    st.ledger
-                        .flow_id(name)
-                        .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
-                ),
+                Target::FlowPools { flow: name, .. } => {
+                    Some(st.ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?)
+                }
                 _ => flow,
             };
             if let Some(blocked) = self.breaker_gate(st, gated, req.key.as_deref(), flow.is_some(), now) {
@@ -538,15 +536,9 @@ impl Governor {
 
     fn resolve(&self, ledger: &Ledger, req: &AcquireRequest) -> Result<Request, ApiError> {
         let target = match &req.target {
-            Target::Flow(name) => callgate_core::Target::Flow(
-                ledger
-                    .flow_id(name)
-                    .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?,
-            ),
+            Target::Flow(name) => callgate_core::Target::Flow(ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?),
             Target::Pools { pools, class } | Target::FlowPools { pools, class, .. } => {
-                let class = ledger
-                    .class_id(class)
-                    .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{class}`")))?;
+                let class = ledger.class_id(class).ok_or_else(|| unknown_class(class))?;
                 let mut units = Vec::with_capacity(pools.len());
                 for (name, u) in pools {
                     let pool = ledger
@@ -569,18 +561,14 @@ impl Governor {
 
     /// 403 unless the API key named `who` acquired the lease (`who` is `None` for an
     /// admin, who may act on any). A lease that is not live passes: the operation then
-    /// finds nothing to do. Owners never change and ids are never reused, so checking
-    /// before the operation (not under the same lock) decides the same.
-    pub fn check_lease_owner(&self, lease: LeaseRef<'_>, who: Option<&str>) -> Result<(), ApiError> {
-        let Some(who) = who else { return Ok(()) };
-        let st = self.lock();
-        let found = match lease {
-            LeaseRef::Id(id) => st.ledger.lease(id),
-            LeaseRef::Key(key) => st.ledger.lease_by_key(key),
-        };
-        match found {
-            Some(l) if l.owner.as_deref() != Some(who) => Err(not_owner("lease", l.id.to_string(), who)),
-            _ => Ok(()),
+    /// finds nothing to do. Owners never change and ids are never reused, so checking an
+    /// id before the operation (not under the same lock) decides the same. A key can be
+    /// taken again by another client in between: release by key checks under the lock
+    /// that releases ([`Governor::release_key`]).
+    pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), ApiError> {
+        match self.lock().ledger.lease(id) {
+            Some(l) => owned_by(l, who),
+            None => Ok(()),
         }
     }
 
@@ -601,9 +589,17 @@ impl Governor {
         Ok(released)
     }
 
-    /// Releases the live lease with this key; true the first time.
-    pub async fn release_key(&self, key: &str) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release_key(key, now).is_some())?;
+    /// Releases the live lease with this key; true the first time. 403 when the key's
+    /// lease was acquired by another API key than `who` (see [`Governor::check_lease_owner`]),
+    /// decided under the same lock as the release.
+    pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, ApiError> {
+        let (released, seq) = self.apply(|st, now| {
+            if let Some(l) = st.ledger.lease_by_key(key) {
+                owned_by(l, who)?;
+            }
+            Ok::<_, ApiError>(st.ledger.release_key(key, now).is_some())
+        })?;
+        let released = released?;
         self.journal.durable(seq).await?;
         Ok(released)
     }
@@ -678,22 +674,8 @@ impl Governor {
             let st = self.lock();
             let ledger = &st.ledger;
             let pool = q.pool.as_deref().map(|n| ledger.pool_id(n).ok_or_else(|| unknown_pool(n))).transpose()?;
-            let flow = q
-                .flow
-                .as_deref()
-                .map(|n| {
-                    ledger.flow_id(n).ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{n}`")))
-                })
-                .transpose()?;
-            let class = q
-                .class
-                .as_deref()
-                .map(|n| {
-                    ledger
-                        .class_id(n)
-                        .ok_or_else(|| ApiError::not_found("unknown_class", format!("no class named `{n}`")))
-                })
-                .transpose()?;
+            let flow = q.flow.as_deref().map(|n| ledger.flow_id(n).ok_or_else(|| unknown_flow(n))).transpose()?;
+            let class = q.class.as_deref().map(|n| ledger.class_id(n).ok_or_else(|| unknown_class(n))).transpose()?;
             let limit = q.limit.max(1);
             let mut page: Vec<callgate_core::Lease> = Vec::with_capacity(limit.min(128));
             let (mut last, mut more) = (None, false);
@@ -762,6 +744,14 @@ impl Governor {
     }
 }
 
+/// 403 unless `who` (`None`: an admin, or no keys configured) acquired the lease.
+fn owned_by(lease: &callgate_core::Lease, who: Option<&str>) -> Result<(), ApiError> {
+    match who {
+        Some(who) if lease.owner.as_deref() != Some(who) => Err(not_owner("lease", lease.id.to_string(), who)),
+        _ => Ok(()),
+    }
+}
+
 fn not_owner(what: &str, id: String, who: &str) -> ApiError {
     ApiError::new(
         ErrorKind::Forbidden,
@@ -783,6 +773,14 @@ fn mean_holds(ledger: &Ledger, events: &[Event]) -> Vec<(usize, u64)> {
         }
     }
     out
+}
+
+pub(crate) fn unknown_flow(name: &str) -> ApiError {
+    ApiError::not_found("unknown_flow", format!("no flow named `{name}`"))
+}
+
+fn unknown_class(name: &str) -> ApiError {
+    ApiError::not_found("unknown_class", format!("no class named `{name}`"))
 }
 
 fn unknown_pool(name: &str) -> ApiError {

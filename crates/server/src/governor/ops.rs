@@ -3,6 +3,7 @@
 //! under the lock and journaled like any change), releases that carry a sample, the
 //! overflow chain in force, the waiting line, and the evaluation of alerts.
 
+use super::unknown_flow;
 use super::{AcquireRequest, Answer, Governor, State, Target};
 use crate::error::ApiError;
 use crate::ops::{ChainKind, Gauges, Ops};
@@ -196,12 +197,7 @@ impl Governor {
             pools.push(id.index());
         }
         let flow = match &r.flow {
-            Some(name) => Some(
-                st.ledger
-                    .flow_id(name)
-                    .ok_or_else(|| ApiError::not_found("unknown_flow", format!("no flow named `{name}`")))?
-                    .index(),
-            ),
+            Some(name) => Some(st.ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?.index()),
             None => None,
         };
         for (p, _) in flow.map(|f| self.ops.flow_pools(f)).unwrap_or_default() {
@@ -246,8 +242,9 @@ impl Governor {
     /// Releases a lease and takes the sample its release carries: the latency and
     /// outcome count for the lease's pools and flow, and for `dependency` (left out: the
     /// flow's dependency when it has exactly one). True the first time, as a plain
-    /// release. Unknown names are refused (404) before anything is released.
-    pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report) -> Result<bool, ApiError> {
+    /// release. Unknown names are refused (404), and a lease another API key than `who`
+    /// acquired (403), before anything is released.
+    pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, ApiError> {
         let (out, seq) = self.apply(|st, now| {
             let dependency = match &r.dependency {
                 Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
@@ -260,6 +257,7 @@ impl Governor {
             let Some(l) = id.and_then(|id| st.ledger.lease(id)) else {
                 return Ok::<_, ApiError>(None);
             };
+            super::owned_by(l, who)?;
             let (id, flow) = (l.id, l.flow.map(FlowId::index));
             let pools: Vec<usize> = l.pools.iter().map(|pu| pu.pool.index()).collect();
             let inflight: Vec<u32> = pools.iter().map(|&p| used(st, p)).collect();

@@ -90,11 +90,11 @@ pub(crate) async fn release(
     caller.require(Role::Client)?;
     let report = body.0.map(|b| b.into_report(&app.limits)).transpose()?;
     if let Ok(id) = id.parse::<LeaseId>() {
-        app.governor.check_lease_owner(LeaseRef::Id(id), caller.owner_check())?;
+        app.governor.check_lease_owner(id, caller.owner_check())?;
     }
     let released = match (id.parse::<LeaseId>(), report) {
         (Ok(id), None) => app.governor.release(id).await?,
-        (Ok(id), Some(r)) => app.governor.release_reporting(LeaseRef::Id(id), r).await?,
+        (Ok(id), Some(r)) => app.governor.release_reporting(LeaseRef::Id(id), r, caller.owner_check()).await?,
         // An id that could never have been ours is simply not live.
         (Err(()), _) => false,
     };
@@ -110,10 +110,12 @@ pub(crate) async fn release_by_key(
     caller.require(Role::Client)?;
     let key = query_param(&q, "key")?.ok_or_else(|| ApiError::bad_request("give `?key=…` to release by key"))?;
     app.limits.key(&key)?;
-    app.governor.check_lease_owner(LeaseRef::Key(&key), caller.owner_check())?;
+    // The owner is checked under the lock that releases: a key, unlike an id, can be
+    // taken again by another client between a check and the release.
+    let who = caller.owner_check();
     let released = match body.0.map(|b| b.into_report(&app.limits)).transpose()? {
-        None => app.governor.release_key(&key).await?,
-        Some(r) => app.governor.release_reporting(LeaseRef::Key(&key), r).await?,
+        None => app.governor.release_key(&key, who).await?,
+        Some(r) => app.governor.release_reporting(LeaseRef::Key(&key), r, who).await?,
     };
     Ok(Json(json!({ "released": released })))
 }
@@ -132,7 +134,7 @@ pub(crate) async fn renew(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Client)?;
     let id = lease_id(&id)?;
-    app.governor.check_lease_owner(LeaseRef::Id(id), caller.owner_check())?;
+    app.governor.check_lease_owner(id, caller.owner_check())?;
     let ttl = body.0.and_then(|b| b.ttl_ms);
     if ttl.is_some_and(|t| t == 0 || t > 30 * 24 * 3600 * 1000) {
         return Err(ApiError::bad_request("`ttl_ms` must be between 1 and 30 days"));
