@@ -60,7 +60,7 @@ impl TicketOutcome {
 }
 
 /// One change of the ledger.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A lease was granted, at once or from a waiting ticket.
     Granted {
@@ -95,6 +95,8 @@ pub enum Event {
         lease: LeaseId,
         /// Its new expiry.
         expires_at: Millis,
+        /// Its TTL from now on (a renewal without one extends by this).
+        ttl_ms: u64,
         /// When.
         at: Millis,
     },

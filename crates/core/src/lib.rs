@@ -1,6 +1,8 @@
 //! The admission ledger: pools, classes, leases, tickets and the admission rule.
 //!
-//! Pure and synchronous: no I/O, no async, no clock of its own. Every operation takes
+//! Pure and synchronous: no I/O, no async, no clock of its own (the [`clock`] module is
+//! the one place the wall clock is read, for those who run the ledger; the ledger never
+//! reads it). Every operation takes
 //! `now` (milliseconds on whatever clock the caller runs: Unix time in the server, a
 //! virtual clock in the simulator), so the server, the simulator and the property tests
 //! drive exactly the same code.
@@ -9,6 +11,7 @@
 
 pub mod adaptive;
 pub mod breaker;
+pub mod clock;
 pub mod duration;
 mod event;
 mod ids;

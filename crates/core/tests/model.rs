@@ -275,7 +275,9 @@ fn ev_of(e: &Event) -> Ev {
         Event::Rejected { class, pools, flow, reason, at } => {
             Ev::Rejected { class: class.0, pools: pools_of(pools), flow: flow.map(|f| f.0), reason: *reason, at: *at }
         }
-        Event::Renewed { lease, expires_at, at } => Ev::Renewed { lease: lease.0, expires_at: *expires_at, at: *at },
+        Event::Renewed { lease, expires_at, at, .. } => {
+            Ev::Renewed { lease: lease.0, expires_at: *expires_at, at: *at }
+        }
         Event::Released { lease, at } => Ev::Released { lease: lease.id.0, at: *at },
         Event::Expired { lease, at } => Ev::Expired { lease: lease.id.0, at: *at },
         Event::TicketEnded { ticket, outcome, at } => {

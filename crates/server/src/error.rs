@@ -85,6 +85,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<callgate_backend::Error> for ApiError {
+    fn from(e: callgate_backend::Error) -> Self {
+        match e.kind {
+            callgate_backend::ErrorKind::Unavailable => {
+                ApiError::unavailable(format!("cannot record the decision durably: {}", e.message))
+            }
+            callgate_backend::ErrorKind::Invalid => ApiError::bad_request(e.message),
+            callgate_backend::ErrorKind::Internal => ApiError::new(ErrorKind::Internal, "internal", e.message),
+        }
+    }
+}
+
 impl From<callgate_store::StoreError> for ApiError {
     fn from(e: callgate_store::StoreError) -> Self {
         ApiError::unavailable(format!("cannot record the decision durably: {e}"))

@@ -1,36 +1,37 @@
-//! The governor: the only owner of the ledger in a running server.
+//! The governor: the only owner of admission in a running server.
 //!
-//! Every operation takes the lock, asks the ledger, hands the events it produced to the
-//! journal (in ledger order, still under the lock), releases the lock and then waits
-//! until the journal says the events are durable. Only then does the edge answer. A
+//! It resolves names to ids, runs the breaker gate, keeps the waiters and the cap
+//! sources of this node, and hands every change of the ledger to its
+//! [`LedgerBackend`] as one [`Command`]. Every operation takes the governor's lock, has
+//! the backend execute its commands (which hands their events to its journal in ledger
+//! order), wakes the waiters of the tickets they ended, releases the lock and then waits
+//! until the backend says the commands are durable. Only then does the edge answer. A
 //! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
 //! the grant that ends its ticket can never slip by unnoticed.
 //!
 //! Nothing is shown before it is durable: reads that a client sees go through
 //! [`Governor::durable_view`], which answers once everything the read saw is committed.
-//! When a commit fails, the next operation under the lock rebuilds the ledger from the
-//! journal (the last durable state) and every operation answers 503 until a probe commit
-//! succeeds (see `recover`); what was applied in memory after the last commit is gone,
-//! and so are the answers it would have given (they were 503 too).
+//! When a commit fails, the backend puts its state back to the last durable one and
+//! every operation answers 503 until it commits again; what was applied after the last
+//! commit is gone, and so are the answers it would have given (they were 503 too).
 
 mod calls;
 mod caps;
 mod ops;
-mod restore;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
-pub(crate) use restore::restore;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorKind};
 use crate::views::{LeaseView, PoolInfo, TicketView};
+use callgate_backend::records::Records;
+use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
 use callgate_core::{
-    Decision, Event, LeaseId, Ledger, PoolId, RejectReason, Request, RequestError, TicketId, TicketOutcome,
-    TicketStatus,
+    Decision, Event, LeaseId, PoolId, RejectReason, Request, RequestError, TicketId, TicketOutcome, TicketStatus,
 };
-use callgate_store::{Journal, Names};
+use callgate_store::Names;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,36 +88,26 @@ pub enum TicketState {
 }
 
 struct State {
-    ledger: Ledger,
     waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
-    /// [pool] → what lowers its cap (see `caps`); the only input of `Ledger::set_cap`.
+    /// [pool] → what lowers its cap (see `caps`); the only source of [`Command::SetCap`].
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
     cooldown_due: Option<u64>,
-    /// The journal failure epoch the ledger was last rebuilt from disk for (0: none).
-    rebuilt_epoch: u64,
-    /// When to probe the journal again while commits fail (governor clock, Unix ms).
-    next_probe_at: u64,
 }
 
-/// While commits fail, how often the journal is probed with a fresh commit: often
-/// enough that admission resumes within a second or so of the disk having room, rarely
-/// enough that a broken disk is not hammered.
-const PROBE_EVERY_MS: u64 = 1_000;
-
-/// Owns the ledger and the journal.
+/// Owns admission: the backend that keeps the ledger, and what this node adds to it.
 pub struct Governor {
     state: Mutex<State>,
-    journal: Journal,
+    backend: Arc<dyn LedgerBackend>,
+    records: Arc<dyn Records>,
     clock: Arc<dyn Clock>,
     names: Names,
+    /// Index of `names` (pools, classes, flows), for requests that name them.
+    index: [FxHashMap<Arc<str>, u32>; 3],
     /// The first overflow action of each flow, by flow index, as JSON.
     overflow: Vec<Option<serde_json::Value>>,
     /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
     ops: Arc<crate::ops::Ops>,
-    /// What the ledger is built from, to rebuild it from the journal after a failed
-    /// commit (see [`Governor::with_spec`]).
-    spec: Option<callgate_core::LedgerSpec>,
     /// Set when a background component died: admission stays stopped until a restart.
     stopped: std::sync::OnceLock<String>,
     /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
@@ -202,42 +193,30 @@ pub struct LeasePage {
 }
 
 impl Governor {
-    /// A governor over a restored ledger and a started journal.
+    /// A governor over a backend (restored and started) and the store of its records.
     pub fn new(
-        ledger: Ledger,
-        journal: Journal,
+        backend: Arc<dyn LedgerBackend>,
+        records: Arc<dyn Records>,
         clock: Arc<dyn Clock>,
         names: Names,
         overflow: Vec<Option<serde_json::Value>>,
     ) -> Self {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
-        let caps = State::caps_for(ledger.pool_count());
+        let caps = State::caps_for(names.pools.len());
+        let index_of = |names: &[Arc<str>]| names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        let index = [index_of(&names.pools), index_of(&names.classes), index_of(&names.flows)];
         Governor {
-            state: Mutex::new(State {
-                ledger,
-                waiters: FxHashMap::default(),
-                caps,
-                cooldown_due: None,
-                rebuilt_epoch: 0,
-                next_probe_at: 0,
-            }),
-            journal,
+            state: Mutex::new(State { waiters: FxHashMap::default(), caps, cooldown_due: None }),
+            backend,
+            records,
             clock,
             names,
+            index,
             overflow,
             ops,
-            spec: None,
             stopped: std::sync::OnceLock::new(),
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// The specification the ledger was built from: after a failed commit the governor
-    /// rebuilds the ledger from it and the journal (the last durable state). Without it
-    /// a failed commit stops admission until a restart.
-    pub fn with_spec(mut self, spec: callgate_core::LedgerSpec) -> Self {
-        self.spec = Some(spec);
-        self
     }
 
     /// The names of pools, classes and flows.
@@ -250,10 +229,10 @@ impl Governor {
         self.clock.now_ms()
     }
 
-    /// Why admission cannot be durable now, if it cannot: the journal's commits fail,
+    /// Why admission cannot be durable now, if it cannot: the backend's commits fail,
     /// or a background component died.
     pub fn journal_failure(&self) -> Option<String> {
-        self.stopped.get().cloned().or_else(|| self.journal.failure())
+        self.stopped.get().cloned().or_else(|| self.backend.health().failed)
     }
 
     /// Whether the journal commits (for the `callgate_journal_up` gauge).
@@ -261,9 +240,9 @@ impl Governor {
         self.journal_failure().is_none()
     }
 
-    /// Resolves once the journal writer thread has died.
+    /// Resolves once the backend is dead for good (the journal writer thread died).
     pub async fn journal_dead(&self) -> String {
-        self.journal.dead().await
+        self.backend.dead().await
     }
 
     /// Stops admission for good (a background component died): every operation answers
@@ -272,10 +251,12 @@ impl Governor {
         let _ = self.stopped.set(why);
     }
 
-    /// Injects a fault into the journal writer (tests only).
+    /// Injects a fault into the embedded backend's journal writer (tests only).
     #[doc(hidden)]
     pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
-        self.journal.inject_fault(fault);
+        if let Some(embedded) = self.backend.as_any().downcast_ref::<callgate_store::Embedded>() {
+            embedded.inject_fault(fault);
+        }
     }
 
     /// Makes the next tick panic, before it takes the lock (tests only: the server must
@@ -286,139 +267,99 @@ impl Governor {
     }
 
     /// Runs `read` (which may take the lock) and answers only once everything it can
-    /// have seen is on disk: nothing a client reads shows a grant, release or id that a
+    /// have seen is durable: nothing a client reads shows a grant, release or id that a
     /// crash could still take back. 503 while commits fail, or when a commit failed
     /// meanwhile (what was read may have been undone).
     pub async fn durable_view<T>(&self, read: impl FnOnce(&Self) -> T) -> Result<T, ApiError> {
-        let before = self.journal.health();
+        let before = self.backend.health();
         self.check_healthy()?;
         let out = read(self);
-        // Every change `read` saw was submitted under the lock before it was seen, so
-        // it is at or below the number handed out by now.
-        let seq = self.journal.submitted();
-        self.journal.durable(seq).await?;
-        if self.journal.health().epoch != before.epoch {
+        // Every change `read` saw was executed before it was seen, so its commit is at or
+        // below the number handed out by now.
+        let seq = self.backend.submitted();
+        self.durable(seq).await?;
+        if self.backend.health().epoch != before.epoch {
             return Err(ApiError::unavailable("the journal failed while this was read; ask again"));
         }
         Ok(out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock would leave a half-applied operation: reads
-        // still see the ledger, but `apply` stops admission for good.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| {
+            // A panic while the lock was held may have left an operation half done:
+            // nothing more is decided (the watchdog reports the dead component).
+            self.stop_admission("a panic while the ledger was being changed".into());
+            p.into_inner()
+        })
     }
 
-    /// Runs `op` on the ledger under the lock, hands its events to the journal and wakes
-    /// the waiters of tickets that ended. Returns the op's result and the journal
-    /// sequence number to wait for.
-    ///
-    /// While the journal cannot commit, nothing runs: the ledger is put back to what is
-    /// on disk (once per failure), the journal is probed now and then, and the answer is
-    /// 503 until a probe commits.
-    fn apply<R>(&self, op: impl FnOnce(&mut State, u64) -> R) -> Result<(R, u64), ApiError> {
-        let now = self.clock.now_ms();
-        let mut st = self.lock();
-        if self.state.is_poisoned() {
-            // A panic while the ledger was being changed may have left it half-changed:
-            // nothing more is decided on it (the watchdog reports the dead component).
-            self.stop_admission("a panic while the ledger was being changed".into());
+    /// Has the backend execute `cmd`, under the governor's lock `st`, and wakes the
+    /// waiters of the tickets it ended (they wait for its commit before they answer).
+    /// While the backend cannot commit, nothing runs and the answer is 503; the waiters
+    /// are let go then (what they waited for may have been taken back).
+    fn exec(&self, st: &mut State, cmd: Command) -> Result<Executed, ApiError> {
+        if let Some(why) = self.stopped.get() {
+            return Err(ApiError::unavailable(format!("admission stopped: {why}")));
         }
-        self.writable(&mut st, now)?;
-        let out = op(&mut st, now);
-        let events: Vec<Event> = st.ledger.drain_events().collect();
-        let holds = mean_holds(&st.ledger, &events);
-        let mut ended: Vec<(u64, TicketEnd)> = Vec::new();
+        let done = match self.backend.execute(cmd) {
+            Ok(done) => done,
+            Err(e) => {
+                if e.kind == callgate_backend::ErrorKind::Unavailable {
+                    st.waiters.clear();
+                }
+                return Err(backend_error(e));
+            }
+        };
         if !st.waiters.is_empty() {
-            for e in &events {
-                match e {
+            for e in &done.events {
+                let (t, end) = match e {
                     Event::Granted { lease, from_ticket: Some((t, _)) } => {
-                        ended.push((t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names))))
+                        (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names)))
                     }
-                    Event::TicketEnded { ticket, outcome, .. } => ended.push((
+                    Event::TicketEnded { ticket, outcome, .. } => (
                         ticket.id.0,
                         match outcome {
                             TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
                             TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
                             _ => TicketEnd::Cancelled,
                         },
-                    )),
-                    _ => {}
+                    ),
+                    _ => continue,
+                };
+                if let Some(ws) = st.waiters.remove(&t) {
+                    for w in ws {
+                        let _ = w.send((done.commit, end.clone()));
+                    }
                 }
             }
         }
-        let (next_id, next_seq) = (st.ledger.next_id(), st.ledger.next_seq());
-        let seq = self.journal.submit_with(events, next_id, next_seq, holds);
-        for (t, end) in ended {
-            if let Some(ws) = st.waiters.remove(&t) {
-                for w in ws {
-                    let _ = w.send((seq, end.clone()));
-                }
-            }
-        }
-        Ok((out, seq))
+        Ok(done)
     }
 
-    /// `Ok` when the journal commits; otherwise recovers what it can and says why not.
-    /// Under the lock.
-    fn writable(&self, st: &mut State, now: u64) -> Result<(), ApiError> {
-        if let Some(why) = self.stopped.get() {
-            return Err(ApiError::unavailable(format!("admission stopped: {why}")));
-        }
-        let health = self.journal.health();
-        let Some(why) = &health.failed else { return Ok(()) };
-        self.recover(st, &health, now);
-        Err(ApiError::unavailable(format!("the journal cannot commit: {why}")))
+    /// [`Governor::exec`] under a lock of its own.
+    fn exec_one(&self, cmd: Command) -> Result<Executed, ApiError> {
+        let mut st = self.lock();
+        self.exec(&mut st, cmd)
     }
 
-    /// After a failed commit: puts the ledger back to the last durable state (every
-    /// change after it was answered 503 and is forgotten: no phantom lease keeps a unit),
-    /// then probes the journal until a commit succeeds again. Under the lock.
-    fn recover(&self, st: &mut State, health: &callgate_store::Health, now: u64) {
-        if health.dead {
-            return; // nothing will commit again; the server exits (see `serve`)
-        }
-        if st.rebuilt_epoch != health.epoch {
-            match self.rebuild(st, now) {
-                Ok(()) => {
-                    st.rebuilt_epoch = health.epoch;
-                    st.next_probe_at = now;
-                    tracing::warn!(
-                        leases = st.ledger.lease_count(),
-                        tickets = st.ledger.ticket_count(),
-                        "The ledger is back to its last durable state"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot rebuild the ledger from the journal; admission stays stopped");
-                    return;
-                }
-            }
-        }
-        if now >= st.next_probe_at {
-            st.next_probe_at = now.saturating_add(PROBE_EVERY_MS);
-            self.journal.probe(health.epoch, st.ledger.next_id(), st.ledger.next_seq());
-        }
+    /// Waits until commit `commit` is durable.
+    async fn durable(&self, commit: u64) -> Result<(), ApiError> {
+        self.backend.durable(commit).await.map_err(ApiError::from)
     }
 
-    fn rebuild(&self, st: &mut State, now: u64) -> Result<(), String> {
-        let spec = self.spec.as_ref().ok_or("the governor has no ledger spec to rebuild from")?;
-        let restored = self.journal.reload().map_err(|e| e.to_string())?;
-        let mut ledger = Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
-        restore(&mut ledger, &restored, now);
-        // Ids handed out in memory were never shown (nothing is before it is durable),
-        // but they are not handed out again either.
-        ledger.restore_counters(st.ledger.next_id(), st.ledger.next_seq());
-        for (p, sources) in st.caps.iter().enumerate() {
-            if sources.applied().is_some() {
-                ledger.set_cap(PoolId(p as u32), sources.applied(), now);
-            }
-        }
-        ledger.drain_events().for_each(drop);
-        st.ledger = ledger;
-        // The ends they wait for were lost; they answer 503 from the journal's failure.
-        st.waiters.clear();
-        Ok(())
+    /// The pool named `name`.
+    fn pool_id(&self, name: &str) -> Result<PoolId, ApiError> {
+        self.index[0].get(name).map(|&p| PoolId(p)).ok_or_else(|| unknown_pool(name))
+    }
+
+    /// The flow named `name`.
+    fn flow_id(&self, name: &str) -> Result<callgate_core::FlowId, ApiError> {
+        self.index[2].get(name).map(|&f| callgate_core::FlowId(f)).ok_or_else(|| unknown_flow(name))
+    }
+
+    /// The class named `name`.
+    fn class_id(&self, name: &str) -> Result<callgate_core::ClassId, ApiError> {
+        self.index[1].get(name).map(|&c| callgate_core::ClassId(c as u16)).ok_or_else(|| unknown_class(name))
     }
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
@@ -451,8 +392,9 @@ impl Governor {
     async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
         self.check_healthy()?;
         let wait_ms = req.wait_ms;
-        let (result, seq) = self.apply(|st, now| {
-            let mut ledger_req = self.resolve(&st.ledger, &req)?;
+        let (answer, waiter, commit) = {
+            let mut st = self.lock();
+            let mut ledger_req = self.resolve(&req)?;
             ledger_req.owner = owner;
             let flow = match &ledger_req.target {
                 callgate_core::Target::Flow(f) => Some(*f),
@@ -460,27 +402,28 @@ impl Governor {
             };
             // The flow whose gates apply: the one named, or the one a campaign dials for.
             let gated = match &req.target {
-                Target::FlowPools { flow: name, .. } => {
-                    Some(st.ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?)
-                }
+                Target::FlowPools { flow: name, .. } => Some(self.flow_id(name)?),
                 _ => flow,
             };
-            if let Some(blocked) = self.breaker_gate(st, gated, req.key.as_deref(), flow.is_some(), now) {
-                return Ok((blocked, None));
+            if let Some(blocked) = self.breaker_gate(gated, req.key.as_deref(), flow.is_some(), self.now_ms()) {
+                return Ok(blocked);
             }
-            let decision = st.ledger.acquire(ledger_req, now).map_err(request_error)?;
+            let done = self.exec(&mut st, Command::Acquire(ledger_req))?;
+            let Outcome::Decided { decision, lease, ticket } = done.outcome else {
+                return Err(internal("an acquire was not answered with a decision"));
+            };
             let mut queued = None;
             let answer = match decision {
-                Decision::Granted { lease, .. } => match st.ledger.lease(lease) {
-                    Some(l) => Answer::Granted(LeaseView::new(l, &self.names)),
+                Decision::Granted { .. } => match lease {
+                    Some(l) => Answer::Granted(LeaseView::new(&l, &self.names)),
                     // The ledger hands out only live leases; should that ever break, the
                     // caller hears of an internal error rather than the process dying.
-                    None => return Err(ApiError::new(ErrorKind::Internal, "internal", "a granted lease is not live")),
+                    None => return Err(internal("a granted lease is not live")),
                 },
-                Decision::Queued { ticket, position, eta_ms, deadline, .. } => {
-                    let key = st.ledger.ticket(ticket).and_then(|t| t.key.clone());
-                    queued = Some(ticket);
-                    Answer::Queued(TicketView { id: ticket.to_string(), key, position, eta_ms, deadline_ms: deadline })
+                Decision::Queued { ticket: id, position, eta_ms, deadline, .. } => {
+                    queued = Some(id);
+                    let key = ticket.and_then(|t| t.key);
+                    Answer::Queued(TicketView { id: id.to_string(), key, position, eta_ms, deadline_ms: deadline })
                 }
                 Decision::Rejected { reason, retry_after_ms } => {
                     Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms, dependency: None }
@@ -494,10 +437,9 @@ impl Governor {
                 }
                 _ => None,
             };
-            Ok::<_, ApiError>((answer, waiter))
-        })?;
-        let (answer, waiter) = result?;
-        self.journal.durable(seq).await?;
+            (answer, waiter, done.commit)
+        };
+        self.durable(commit).await?;
         match &answer {
             Answer::Granted(l) => tracing::debug!(lease = %l.id, key = ?l.key, class = %l.class, "Granted"),
             Answer::Queued(t) => tracing::debug!(ticket = %t.id, key = ?t.key, position = t.position, "Queued"),
@@ -506,7 +448,7 @@ impl Governor {
         let Some((ticket, rx)) = waiter else { return Ok(answer) };
         match tokio::time::timeout(Duration::from_millis(wait_ms), rx).await {
             Ok(Ok((seq, end))) => {
-                self.journal.durable(seq).await?;
+                self.durable(seq).await?;
                 Ok(match end {
                     TicketEnd::Granted(lease) => Answer::Granted(lease),
                     TicketEnd::TimedOut(overflow) => Answer::Rejected {
@@ -534,17 +476,14 @@ impl Governor {
         }
     }
 
-    fn resolve(&self, ledger: &Ledger, req: &AcquireRequest) -> Result<Request, ApiError> {
+    fn resolve(&self, req: &AcquireRequest) -> Result<Request, ApiError> {
         let target = match &req.target {
-            Target::Flow(name) => callgate_core::Target::Flow(ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?),
+            Target::Flow(name) => callgate_core::Target::Flow(self.flow_id(name)?),
             Target::Pools { pools, class } | Target::FlowPools { pools, class, .. } => {
-                let class = ledger.class_id(class).ok_or_else(|| unknown_class(class))?;
+                let class = self.class_id(class)?;
                 let mut units = Vec::with_capacity(pools.len());
                 for (name, u) in pools {
-                    let pool = ledger
-                        .pool_id(name)
-                        .ok_or_else(|| ApiError::not_found("unknown_pool", format!("no pool named `{name}`")))?;
-                    units.push(callgate_core::PoolUnits { pool, units: *u });
+                    units.push(callgate_core::PoolUnits { pool: self.pool_id(name)?, units: *u });
                 }
                 callgate_core::Target::Pools { pools: units.into(), class }
             }
@@ -563,11 +502,11 @@ impl Governor {
     /// admin, who may act on any). A lease that is not live passes: the operation then
     /// finds nothing to do. Owners never change and ids are never reused, so checking an
     /// id before the operation (not under the same lock) decides the same. A key can be
-    /// taken again by another client in between: release by key checks under the lock
+    /// taken again by another client in between: release by key checks in the command
     /// that releases ([`Governor::release_key`]).
     pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), ApiError> {
-        match self.lock().ledger.lease(id) {
-            Some(l) => owned_by(l, who),
+        match self.backend.lease(id) {
+            Some(l) => owned_by(&l, who),
             None => Ok(()),
         }
     }
@@ -575,8 +514,7 @@ impl Governor {
     /// [`Governor::check_lease_owner`] for a waiting ticket.
     pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), ApiError> {
         let Some(who) = who else { return Ok(()) };
-        let st = self.lock();
-        match st.ledger.ticket(ticket) {
+        match self.backend.ticket(ticket).and_then(|t| t.ticket) {
             Some(t) if t.owner.as_deref() != Some(who) => Err(not_owner("ticket", ticket.to_string(), who)),
             _ => Ok(()),
         }
@@ -584,63 +522,59 @@ impl Governor {
 
     /// Releases a lease by id; true the first time.
     pub async fn release(&self, id: LeaseId) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| st.ledger.release(id, now))?;
-        self.journal.durable(seq).await?;
-        Ok(released)
+        let done = self.exec_one(Command::Release { lease: BackendLease::Id(id), owner: None })?;
+        self.durable(done.commit).await?;
+        Ok(matches!(done.outcome, Outcome::Released(Some(_))))
     }
 
     /// Releases the live lease with this key; true the first time. 403 when the key's
     /// lease was acquired by another API key than `who` (see [`Governor::check_lease_owner`]),
-    /// decided under the same lock as the release.
+    /// decided in the same command as the release.
     pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, ApiError> {
-        let (released, seq) = self.apply(|st, now| {
-            if let Some(l) = st.ledger.lease_by_key(key) {
-                owned_by(l, who)?;
-            }
-            Ok::<_, ApiError>(st.ledger.release_key(key, now).is_some())
-        })?;
-        let released = released?;
-        self.journal.durable(seq).await?;
-        Ok(released)
+        let done =
+            self.exec_one(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) })?;
+        self.durable(done.commit).await?;
+        match done.outcome {
+            Outcome::NotOwner(id) => Err(not_owner("lease", id.to_string(), who.unwrap_or_default())),
+            outcome => Ok(matches!(outcome, Outcome::Released(Some(_)))),
+        }
     }
 
     /// Renews a live lease.
     pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
         self.check_healthy()?;
-        let (view, seq) =
-            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)))?;
-        self.journal.durable(seq).await?;
-        Ok(view)
+        let done = self.exec_one(Command::Renew { lease: BackendLease::Id(id), ttl_ms })?;
+        self.durable(done.commit).await?;
+        Ok(match done.outcome {
+            Outcome::Renewed(l) => l.map(|l| LeaseView::new(&l, &self.names)),
+            _ => None,
+        })
     }
 
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
     pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            if st.ledger.cancel(id, now) {
-                Some(true)
-            } else {
-                st.ledger.ticket_status(id).map(|_| false)
-            }
-        })?;
-        self.journal.durable(seq).await?;
-        Ok(out)
+        let done = self.exec_one(Command::Cancel(id))?;
+        self.durable(done.commit).await?;
+        Ok(match done.outcome {
+            Outcome::Cancelled(out) => out,
+            _ => None,
+        })
     }
 
     /// A ticket's state, or `None` when unknown (or forgotten after the retention time).
     pub fn ticket(&self, id: TicketId) -> Option<TicketState> {
-        let st = self.lock();
-        let status = st.ledger.ticket_status(id)?;
-        Some(match status {
+        let read = self.backend.ticket(id)?;
+        Some(match read.status {
             TicketStatus::Waiting { position, eta_ms, deadline } => TicketState::Waiting(TicketView {
                 id: id.to_string(),
-                key: st.ledger.ticket(id).and_then(|t| t.key.clone()),
+                key: read.ticket.and_then(|t| t.key),
                 position,
                 eta_ms,
                 deadline_ms: deadline,
             }),
             TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
-                TicketState::Granted(st.ledger.lease(lease).map(|l| LeaseView::new(l, &self.names)), lease)
+                TicketState::Granted(self.backend.lease(lease).map(|l| LeaseView::new(&l, &self.names)), lease)
             }
             TicketStatus::Ended { outcome: TicketOutcome::Cancelled, .. } => TicketState::Cancelled,
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
@@ -654,79 +588,58 @@ impl Governor {
 
     /// Live leases, optionally of one pool.
     pub fn leases(&self, pool: Option<&str>) -> Result<Vec<LeaseView>, ApiError> {
-        let st = self.lock();
-        let pool = match pool {
-            Some(name) => Some(st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?),
-            None => None,
-        };
-        let mut live: Vec<&callgate_core::Lease> =
-            st.ledger.leases().filter(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p))).collect();
+        let pool = pool.map(|name| self.pool_id(name)).transpose()?;
+        let mut live: Vec<callgate_core::Lease> = self.backend.leases();
+        live.retain(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p)));
         live.sort_by_key(|l| (l.granted_at, l.id));
-        Ok(live.into_iter().map(|l| LeaseView::new(l, &self.names)).collect())
+        Ok(live.iter().map(|l| LeaseView::new(l, &self.names)).collect())
     }
 
-    /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. Under the
-    /// lock it only clones at most [`PAGE_SCAN`] leases' handles (`Arc`s), so the lock is
-    /// held for a bounded time however many leases are live; the JSON views are built
-    /// after it is released.
+    /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. The backend
+    /// looks at no more than [`PAGE_SCAN`] leases for it, so a page costs a bounded time
+    /// however many leases are live; the JSON views are built afterwards.
     pub fn leases_page(&self, q: &LeaseQuery) -> Result<LeasePage, ApiError> {
-        let (page, next) = {
-            let st = self.lock();
-            let ledger = &st.ledger;
-            let pool = q.pool.as_deref().map(|n| ledger.pool_id(n).ok_or_else(|| unknown_pool(n))).transpose()?;
-            let flow = q.flow.as_deref().map(|n| ledger.flow_id(n).ok_or_else(|| unknown_flow(n))).transpose()?;
-            let class = q.class.as_deref().map(|n| ledger.class_id(n).ok_or_else(|| unknown_class(n))).transpose()?;
-            let limit = q.limit.max(1);
-            let mut page: Vec<callgate_core::Lease> = Vec::with_capacity(limit.min(128));
-            let (mut last, mut more) = (None, false);
-            for (scanned, l) in ledger.leases_after(q.after).enumerate() {
-                if page.len() == limit || scanned == PAGE_SCAN {
-                    more = true;
-                    break;
-                }
-                last = Some(l.id);
-                let fits = pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p))
-                    && flow.is_none_or(|f| l.flow == Some(f))
-                    && class.is_none_or(|c| l.class == c)
-                    && q.key_prefix.as_deref().is_none_or(|k| l.key.as_deref().is_some_and(|lk| lk.starts_with(k)));
-                if fits {
-                    page.push(l.clone());
-                }
-            }
-            (page, if more { last } else { None })
+        let filter = LeaseFilter {
+            pool: q.pool.as_deref().map(|n| self.pool_id(n)).transpose()?,
+            flow: q.flow.as_deref().map(|n| self.flow_id(n)).transpose()?,
+            class: q.class.as_deref().map(|n| self.class_id(n)).transpose()?,
+            key_prefix: q.key_prefix.clone(),
         };
+        let (page, next) = self.backend.leases_page(q.after, &filter, q.limit.max(1), PAGE_SCAN);
         Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names)).collect(), next })
     }
 
     /// Every pool.
     pub fn pools(&self) -> Vec<PoolInfo> {
-        let st = self.lock();
-        st.ledger.pools().iter().map(|p| PoolInfo::new(p, &self.names)).collect()
+        self.backend.pools().iter().map(|p| PoolInfo::new(p, &self.names)).collect()
     }
 
     /// One pool.
     pub fn pool(&self, name: &str) -> Result<PoolInfo, ApiError> {
-        let st = self.lock();
-        let id = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
-        Ok(PoolInfo::new(&st.ledger.pool(id), &self.names))
+        let id = self.pool_id(name)?;
+        let pools = self.backend.pools();
+        let p = pools.get(id.index()).ok_or_else(|| unknown_pool(name))?;
+        Ok(PoolInfo::new(p, &self.names))
     }
 
     /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
     /// that can no longer fit (`never_fits`; their waiters learn it like a time-out).
     pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, ApiError> {
         self.check_healthy()?;
-        let (out, seq) = self.apply(|st, now| {
-            let id: PoolId = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
-            st.ledger.set_limit(id, limit, now);
+        let id = self.pool_id(name)?;
+        let commit = {
+            let mut st = self.lock();
+            let mut done = self.exec(&mut st, Command::SetLimit { pool: id, limit })?;
             // An adaptive cap keeps within the new limit.
-            if let Some(change) = self.ops.limit_changed(id.index(), limit, now) {
-                self.set_adaptive_cap(st, id.index(), change.to, now);
+            if let Some(change) = self.ops.limit_changed(id.index(), limit, done.now) {
+                if let Some(capped) = self.set_adaptive_cap(&mut st, id.index(), change.to)? {
+                    done = capped;
+                }
             }
-            Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
-        })?;
-        let out = out?;
-        self.journal.durable(seq).await?;
-        Ok(out)
+            done.commit
+        };
+        self.durable(commit).await?;
+        self.pool(name)
     }
 
     /// Expires leases and times out tickets that are due. The server calls this on a
@@ -737,10 +650,10 @@ impl Governor {
         }
         // Cheap when nothing is due: two heap peeks, forgetting old ticket outcomes, and
         // one comparison for the refusals' cooldowns.
-        let _ = self.apply(|st, now| {
-            st.ledger.tick(now);
-            self.expire_cooldowns(st, now);
-        });
+        let mut st = self.lock();
+        if let Ok(done) = self.exec(&mut st, Command::Tick) {
+            let _ = self.expire_cooldowns(&mut st, done.now);
+        }
     }
 }
 
@@ -758,21 +671,6 @@ fn not_owner(what: &str, id: String, who: &str) -> ApiError {
         "not_owner",
         format!("{what} {id} was not acquired with key `{who}`; only its own key or an admin may act on it"),
     )
-}
-
-/// `(pool index, mean hold ms)` of the pools whose mean hold time `events` moved.
-fn mean_holds(ledger: &Ledger, events: &[Event]) -> Vec<(usize, u64)> {
-    let mut out: Vec<(usize, u64)> = Vec::new();
-    for e in events {
-        if let Event::Released { lease, .. } | Event::Expired { lease, .. } = e {
-            for pu in lease.pools.iter() {
-                if !out.iter().any(|(p, _)| *p == pu.pool.index()) {
-                    out.push((pu.pool.index(), ledger.mean_hold_ms(pu.pool)));
-                }
-            }
-        }
-    }
-    out
 }
 
 pub(crate) fn unknown_flow(name: &str) -> ApiError {
@@ -800,6 +698,20 @@ impl Governor {
     /// After a restore: expires what fell due while the server was down and grants what
     /// now fits.
     pub fn settle(&self) {
-        let _ = self.apply(|st, now| st.ledger.settle(now));
+        let _ = self.exec_one(Command::Settle);
+    }
+}
+
+fn internal(message: &str) -> ApiError {
+    ApiError::new(ErrorKind::Internal, "internal", message)
+}
+
+/// A backend's refusal of a command, as the API answers it.
+fn backend_error(e: callgate_backend::Error) -> ApiError {
+    match (e.kind, e.request) {
+        (_, Some(request)) => request_error(request),
+        (callgate_backend::ErrorKind::Unavailable, None) => ApiError::unavailable(e.message),
+        (callgate_backend::ErrorKind::Invalid, None) => ApiError::bad_request(e.message),
+        (callgate_backend::ErrorKind::Internal, None) => ApiError::new(ErrorKind::Internal, "internal", e.message),
     }
 }

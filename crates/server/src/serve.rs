@@ -10,8 +10,7 @@ use crate::metrics::Metrics;
 use crate::providers::reconcile::Reconciler;
 use crate::providers::Providers;
 use callgate_config::{Config, Env, ProcessEnv};
-use callgate_core::Ledger;
-use callgate_store::{DirLock, Journal, Names};
+use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,17 +67,6 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-fn names_of(ledger: &Ledger) -> Names {
-    Names {
-        pools: (0..ledger.pool_count()).map(|i| ledger.pool_name(callgate_core::PoolId(i as u32)).clone()).collect(),
-        config_limits: ledger.pools().iter().map(|p| p.limit).collect(),
-        classes: (0..ledger.class_count())
-            .map(|i| ledger.class_name(callgate_core::ClassId(i as u16)).clone())
-            .collect(),
-        flows: (0..ledger.flow_count()).map(|i| ledger.flow_name(callgate_core::FlowId(i as u32)).clone()).collect(),
-    }
-}
-
 impl Server {
     /// Builds everything and starts listening.
     pub async fn start(opts: ServeOptions) -> Result<Server, ServeError> {
@@ -106,42 +94,34 @@ impl Server {
         let data_dir = opts.data_dir.unwrap_or_else(|| cfg.server.data_dir.clone());
         let fds = crate::connections::raise_fd_limit();
         tracing::debug!(open_files = ?fds, "Open files limit");
-        let mut ledger = Ledger::new(&cfg.ledger_spec()).map_err(|e| ServeError(format!("configuration: {e}")))?;
+        let spec = cfg.ledger_spec();
         // One server per data directory, for the process's life: two would each admit
         // against their own ledger and over-admit.
         let lock = DirLock::acquire(&data_dir).map_err(|e| ServeError(e.0))?;
-        let mut opened = Journal::open(&data_dir).map_err(|e| ServeError(e.to_string()))?;
-        let dropped = crate::governor::restore(&mut ledger, &opened.restored, clock.now_ms());
-        tracing::info!(
-            leases = ledger.lease_count(),
-            tickets = ledger.ticket_count(),
-            dropped_leases = dropped.leases.len(),
-            dropped_tickets = dropped.tickets.len(),
-            "Restored the journal"
-        );
-        opened.forget(&dropped.leases, &dropped.tickets).map_err(|e| ServeError(e.to_string()))?;
-        let names = names_of(&ledger);
-        let metrics = Arc::new(Metrics::with_providers(
-            names.clone(),
-            &ledger.pools(),
-            cfg.providers.iter().map(|p| p.name.as_str()),
-        ));
+        let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
+        let names = restoring.names();
+        let pools = restoring.pools();
+        let metrics =
+            Arc::new(Metrics::with_providers(names.clone(), &pools, cfg.providers.iter().map(|p| p.name.as_str())));
         let live = Live::new(Live::first_id(clock.now_ms()), cfg.server.events_backlog);
-        let limits: Vec<u32> = ledger.pools().iter().map(|p| p.limit).collect();
+        let limits: Vec<u32> = pools.iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
-        let journal = {
+        let backend = {
             let (metrics, live, names, ops) = (metrics.clone(), live.clone(), names.clone(), ops.clone());
-            let opened = opened.retain_ended_for(cfg.ledger_spec().ticket_retention_ms);
-            opened.start(names.clone(), move |events: &[callgate_core::Event]| {
-                metrics.observe(events);
-                ops.observe(events);
-                live.publish(events, &names);
-            })
+            Arc::new(restoring.start(
+                names.clone(),
+                spec.ticket_retention_ms,
+                clock.clone(),
+                move |events: &[callgate_core::Event]| {
+                    metrics.observe(events);
+                    ops.observe(events);
+                    live.publish(events, &names);
+                },
+            ))
         };
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
-        let governor =
-            Governor::new(ledger, journal, clock.clone(), names, overflow).with_spec(cfg.ledger_spec()).with_ops(ops);
+        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow).with_ops(ops);
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;

@@ -160,7 +160,7 @@ pub fn event_json(e: &Event, names: &Names) -> serde_json::Value {
             "pools": pools_view(names, pools),
             "reason": reason.as_str(),
         }),
-        Event::Renewed { lease, expires_at, at } => json!({
+        Event::Renewed { lease, expires_at, at, .. } => json!({
             "type": "renewed",
             "at_ms": at,
             "lease": lease.to_string(),

@@ -1,4 +1,5 @@
-//! Where callgate's state lives: the embedded SQLite journal with group commit.
+//! Where callgate's state lives on one node: the embedded backend ([`Embedded`], the
+//! `LedgerBackend` of `callgate-backend`), with its SQLite journal and group commit.
 //!
 //! The journal keeps the ledger's live state (leases, waiting tickets, id counters and
 //! runtime limit changes) in SQLite in WAL mode under the data directory. The governor
@@ -29,23 +30,26 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod embedded;
 mod leads;
 mod lock;
 mod records;
+mod restore;
 mod rows;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use callgate_backend::records::{
+    CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record, Records,
+};
+pub use embedded::{Embedded, Restoring};
 pub use leads::{
     AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
     NewAttempt, NewLead, PendingLead, StoredCampaign,
 };
 pub use lock::{DirLock, LOCK_FILE};
-pub use records::{
-    CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,
-};
 pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
 pub use writer::{read_counter, Consumer, Fault, Health, Journal, Names, Opened};
 

@@ -1,8 +1,9 @@
 //! The writer thread and the handle the governor talks to.
 
-use crate::records::{self, CallRecord, Callback, CallbackQuery, Record};
+use crate::records;
 use crate::rows::{self, pools_json, Restored};
 use crate::StoreError;
+use crate::{CallRecord, Callback, CallbackQuery, Record};
 use callgate_core::{Event, Lease, PoolUnits, Ticket, TicketOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::panic::AssertUnwindSafe;
@@ -714,9 +715,12 @@ fn apply(tx: &Transaction<'_>, names: &Names, e: &Event) -> Result<(), StoreErro
             insert_lease(tx, names, lease)?;
         }
         Event::Queued { ticket, .. } => insert_ticket(tx, names, ticket)?,
-        Event::Renewed { lease, expires_at, .. } => {
-            tx.prepare_cached("UPDATE leases SET expires_at = ?2 WHERE id = ?1")?
-                .execute(params![lease.0 as i64, *expires_at as i64])?;
+        Event::Renewed { lease, expires_at, ttl_ms, .. } => {
+            tx.prepare_cached("UPDATE leases SET expires_at = ?2, ttl_ms = ?3 WHERE id = ?1")?.execute(params![
+                lease.0 as i64,
+                *expires_at as i64,
+                *ttl_ms as i64
+            ])?;
         }
         Event::Released { lease, .. } | Event::Expired { lease, .. } => {
             tx.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id.0 as i64])?;

@@ -654,7 +654,7 @@ impl Ledger {
         }
         lease.expires_at = now.saturating_add(lease.ttl_ms);
         self.expiries.push(lease.expires_at, id.0);
-        self.events.push(Event::Renewed { lease: id, expires_at: lease.expires_at, at: now });
+        self.events.push(Event::Renewed { lease: id, expires_at: lease.expires_at, ttl_ms: lease.ttl_ms, at: now });
         self.leases.get(&id.0)
     }
 

@@ -5,8 +5,10 @@
 use super::Governor;
 use crate::error::ApiError;
 use crate::views::{LeaseView, TicketView};
+use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record};
+use callgate_backend::{Command, LeaseRef, Outcome};
 use callgate_core::{LeaseId, TicketId};
-use callgate_store::{CallRecord, Callback, CallbackQuery, Record};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What callgate holds for a call.
@@ -18,16 +20,7 @@ pub enum Hold {
     Waiting(TicketView),
 }
 
-/// What ending a call freed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CallEnd {
-    /// Its lease was released (the first time).
-    Released(LeaseId),
-    /// Its waiting ticket was cancelled (the caller hung up while waiting).
-    Cancelled(TicketId),
-    /// Nothing was held (already ended, or never admitted through callgate).
-    Nothing,
-}
+pub use callgate_backend::CallEnd;
 
 /// A lease or ticket that a provider's edge took (its metadata names the provider).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,49 +56,35 @@ fn meta_provider(meta: Option<&str>) -> Option<String> {
 impl Governor {
     /// The lease or waiting ticket of the call with this id.
     pub fn hold(&self, key: &str) -> Option<Hold> {
-        let st = self.lock();
-        if let Some(l) = st.ledger.lease_by_key(key) {
-            return Some(Hold::Lease(LeaseView::new(l, &self.names)));
+        if let Some(l) = self.backend.lease_by_key(key) {
+            return Some(Hold::Lease(LeaseView::new(&l, &self.names)));
         }
-        let t = st.ledger.ticket_by_key(key)?;
-        let (position, eta_ms, deadline) = match st.ledger.ticket_status(t.id) {
-            Some(callgate_core::TicketStatus::Waiting { position, eta_ms, deadline }) => (position, eta_ms, deadline),
+        let read = self.backend.ticket_by_key(key)?;
+        let t = read.ticket?;
+        let (position, eta_ms, deadline) = match read.status {
+            callgate_core::TicketStatus::Waiting { position, eta_ms, deadline } => (position, eta_ms, deadline),
             _ => (1, 0, t.deadline),
         };
-        Some(Hold::Waiting(TicketView {
-            id: t.id.to_string(),
-            key: t.key.clone(),
-            position,
-            eta_ms,
-            deadline_ms: deadline,
-        }))
+        Some(Hold::Waiting(TicketView { id: t.id.to_string(), key: t.key, position, eta_ms, deadline_ms: deadline }))
     }
 
     /// Ends what callgate holds for a call: releases its lease or cancels its ticket,
     /// durably. Idempotent: a second end frees nothing.
     pub async fn end_call(&self, key: &str) -> Result<CallEnd, ApiError> {
-        let (end, seq) = self.apply(|st, now| {
-            if let Some(lease) = st.ledger.release_key(key, now) {
-                return CallEnd::Released(lease);
-            }
-            match st.ledger.ticket_by_key(key).map(|t| t.id) {
-                Some(id) if st.ledger.cancel(id, now) => CallEnd::Cancelled(id),
-                _ => CallEnd::Nothing,
-            }
-        })?;
-        self.journal.durable(seq).await?;
-        Ok(end)
+        let done = self.exec_one(Command::EndCall(Arc::from(key)))?;
+        self.durable(done.commit).await?;
+        Ok(match done.outcome {
+            Outcome::CallEnded(end) => end,
+            _ => CallEnd::Nothing,
+        })
     }
 
     /// Extends the live lease of a call by its own TTL (a sign of life from the
     /// platform). False when the call holds no lease.
     pub async fn renew_call(&self, key: &str) -> Result<bool, ApiError> {
-        let (renewed, seq) = self.apply(|st, now| {
-            let Some(id) = st.ledger.lease_by_key(key).map(|l| l.id) else { return false };
-            st.ledger.renew(id, None, now).is_some()
-        })?;
-        self.journal.durable(seq).await?;
-        Ok(renewed)
+        let done = self.exec_one(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None })?;
+        self.durable(done.commit).await?;
+        Ok(matches!(done.outcome, Outcome::Renewed(Some(_))))
     }
 
     /// Waits up to `max` for a waiting ticket to end (granted, timed out or cancelled),
@@ -113,7 +92,7 @@ impl Governor {
     pub async fn await_ticket(&self, id: TicketId, max: Duration) {
         let rx = {
             let mut st = self.lock();
-            if st.ledger.ticket(id).is_none() {
+            if self.backend.ticket(id).and_then(|t| t.ticket).is_none() {
                 return;
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -121,17 +100,17 @@ impl Governor {
             rx
         };
         if let Ok(Ok((seq, _))) = tokio::time::timeout(max, rx).await {
-            let _ = self.journal.durable(seq).await;
+            let _ = self.durable(seq).await;
         }
     }
 
     /// Every lease and waiting ticket that `provider`'s edge (or its reconciler) took.
     pub fn provider_holds(&self, provider: &str) -> Vec<ProviderHold> {
-        let st = self.lock();
-        let mine = |meta: Option<&std::sync::Arc<str>>| meta_provider(meta.map(|m| &**m)).as_deref() == Some(provider);
-        let mut out: Vec<ProviderHold> = st
-            .ledger
+        let mine = |meta: Option<&Arc<str>>| meta_provider(meta.map(|m| &**m)).as_deref() == Some(provider);
+        let mut out: Vec<ProviderHold> = self
+            .backend
             .leases()
+            .into_iter()
             .filter(|l| mine(l.meta.as_ref()))
             .filter_map(|l| {
                 Some(ProviderHold {
@@ -141,58 +120,48 @@ impl Governor {
                 })
             })
             .collect();
-        out.extend(st.ledger.tickets().filter(|t| mine(t.meta.as_ref())).filter_map(|t| {
+        out.extend(self.backend.tickets().into_iter().filter(|t| mine(t.meta.as_ref())).filter_map(|t| {
             Some(ProviderHold { key: t.key.as_deref()?.to_owned(), since: t.enqueued_at, lease: None })
         }));
         out
     }
 
-    /// Applies a reconciliation under one lock: ends the calls in `ended` (releasing
+    /// Applies a reconciliation in one command: ends the calls in `ended` (releasing
     /// their leases, cancelling their tickets) and renews the leases of `renew`. Each is
-    /// checked again under the lock, so a webhook that got there first is not undone.
+    /// checked again in the command, so a webhook that got there first is not undone.
     pub async fn repair(&self, ended: &[String], renew: &[String]) -> Result<Repaired, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            let mut out = Repaired::default();
-            for key in ended {
-                if let Some(lease) = st.ledger.release_key(key, now) {
-                    out.released.push((key.clone(), lease));
-                } else if let Some(id) = st.ledger.ticket_by_key(key).map(|t| t.id) {
-                    if st.ledger.cancel(id, now) {
-                        out.cancelled.push((key.clone(), id));
-                    }
-                }
-            }
-            for key in renew {
-                if let Some(id) = st.ledger.lease_by_key(key).map(|l| l.id) {
-                    out.renewed += usize::from(st.ledger.renew(id, None, now).is_some());
-                }
-            }
-            out
-        })?;
-        self.journal.durable(seq).await?;
-        Ok(out)
+        let cmd = Command::Repair {
+            ended: ended.iter().map(|k| Arc::from(k.as_str())).collect(),
+            renew: renew.iter().map(|k| Arc::from(k.as_str())).collect(),
+        };
+        let done = self.exec_one(cmd)?;
+        self.durable(done.commit).await?;
+        let Outcome::Repaired(r) = done.outcome else { return Ok(Repaired::default()) };
+        Ok(Repaired {
+            released: r.released.into_iter().map(|(k, l)| (k.to_string(), l)).collect(),
+            cancelled: r.cancelled.into_iter().map(|(k, t)| (k.to_string(), t)).collect(),
+            renewed: r.renewed,
+        })
     }
 
     /// Writes call records and callbacks durably; returns once they are on disk.
     pub async fn record(&self, records: Vec<Record>) -> Result<(), ApiError> {
         self.check_healthy()?;
-        let seq = self.journal.record(records);
-        self.journal.durable(seq).await?;
-        Ok(())
+        Ok(self.records.record(records).await?)
     }
 
     /// Booked callbacks, soonest due first.
     pub fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, ApiError> {
-        Ok(self.journal.callbacks(query)?)
+        Ok(self.records.callbacks(query)?)
     }
 
     /// The most recently updated call records.
     pub fn calls(&self, limit: usize) -> Result<Vec<CallRecord>, ApiError> {
-        Ok(self.journal.calls(limit)?)
+        Ok(self.records.calls(limit)?)
     }
 
     /// One call record.
     pub fn call_record(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, ApiError> {
-        Ok(self.journal.call(provider, call_id)?)
+        Ok(self.records.call(provider, call_id)?)
     }
 }

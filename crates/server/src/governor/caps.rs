@@ -1,7 +1,7 @@
 //! The effective cap of every pool has one owner: the governor. Several things may lower
 //! a pool's cap below its limit; each is a named *source* here, and the cap the ledger
 //! enforces is the minimum of the sources that are set (then `min(limit, cap)` in the
-//! ledger). Nobody else calls `Ledger::set_cap`, so one source ending can never raise
+//! ledger). Nobody else sends `Command::SetCap`, so one source ending can never raise
 //! the cap above what another source still asks for.
 //!
 //! The sources:
@@ -26,6 +26,7 @@
 
 use super::{Governor, State};
 use crate::error::ApiError;
+use callgate_backend::{Command, Executed};
 use callgate_core::PoolId;
 
 /// A cooldown cap: the units in use when the provider refused, until `until` (Unix ms).
@@ -42,16 +43,11 @@ pub(super) struct CapSources {
     adaptive: Option<u32>,
     /// After a provider refusal of a fixed pool.
     cooldown: Option<Cooldown>,
-    /// What was last handed to `Ledger::set_cap` (the ledger starts with none).
+    /// What was last handed to the backend (`Command::SetCap`; it starts with none).
     applied: Option<u32>,
 }
 
 impl CapSources {
-    /// What was last handed to the ledger.
-    pub(super) fn applied(&self) -> Option<u32> {
-        self.applied
-    }
-
     /// The minimum of the sources that are set; `None` follows the limit.
     fn effective(&self) -> Option<u32> {
         [self.adaptive, self.cooldown.map(|c| c.cap)].into_iter().flatten().min()
@@ -74,29 +70,37 @@ impl State {
 }
 
 impl Governor {
-    /// Hands the minimum of pool `p`'s sources to the ledger, when it changed; under the
-    /// lock, so the change is journaled with the operation that caused it.
-    fn apply_caps(&self, st: &mut State, p: usize, now: u64) {
-        let Some(sources) = st.caps.get_mut(p) else { return };
+    /// Hands the minimum of pool `p`'s sources to the backend, when it changed; under the
+    /// lock, so the change is ordered with the operation that caused it. The executed
+    /// command, if one ran (wait for its commit).
+    fn apply_caps(&self, st: &mut State, p: usize) -> Result<Option<Executed>, ApiError> {
+        let Some(sources) = st.caps.get_mut(p) else { return Ok(None) };
         let want = sources.effective();
-        if want != sources.applied {
-            sources.applied = want;
-            st.ledger.set_cap(PoolId(p as u32), want, now);
+        if want == sources.applied {
+            return Ok(None);
         }
+        sources.applied = want;
+        self.exec(st, Command::SetCap { pool: PoolId(p as u32), cap: want }).map(Some)
     }
 
     /// Sets pool `p`'s adaptive source (the limiter moved); under the lock.
-    pub(super) fn set_adaptive_cap(&self, st: &mut State, p: usize, cap: u32, now: u64) {
+    pub(super) fn set_adaptive_cap(&self, st: &mut State, p: usize, cap: u32) -> Result<Option<Executed>, ApiError> {
         if let Some(s) = st.caps.get_mut(p) {
             s.adaptive = Some(cap);
         }
-        self.apply_caps(st, p, now);
+        self.apply_caps(st, p)
     }
 
     /// Sets pool `p`'s cooldown source at the units in use (never above the cap in force),
     /// until `now + cooldown_ms`; a refusal during a cooldown extends it. Under the lock.
-    fn start_cooldown(&self, st: &mut State, p: usize, cooldown_ms: u64, now: u64) -> u32 {
-        let view = st.ledger.pool(PoolId(p as u32));
+    fn start_cooldown(
+        &self,
+        st: &mut State,
+        p: usize,
+        cooldown_ms: u64,
+        now: u64,
+    ) -> Result<(u32, Option<Executed>), ApiError> {
+        let view = self.backend.pools().into_iter().nth(p).ok_or_else(|| super::internal("no such pool"))?;
         let cap = u32::try_from(view.used).unwrap_or(u32::MAX).min(view.cap);
         let until = now.saturating_add(cooldown_ms);
         if let Some(s) = st.caps.get_mut(p) {
@@ -104,31 +108,31 @@ impl Governor {
             s.cooldown = Some(Cooldown { cap, until });
             st.cooldown_due = Some(st.cooldown_due.map_or(until, |d| d.min(until)));
         }
-        self.apply_caps(st, p, now);
-        cap
+        Ok((cap, self.apply_caps(st, p)?))
     }
 
-    /// Clears the cooldown of pool `p`; true when there was one. Under the lock.
-    fn clear_cooldown(&self, st: &mut State, p: usize, now: u64) -> bool {
+    /// Clears the cooldown of pool `p`; whether there was one. Under the lock.
+    fn clear_cooldown(&self, st: &mut State, p: usize) -> Result<(bool, Option<Executed>), ApiError> {
         let cleared = st.caps.get_mut(p).and_then(|s| s.cooldown.take()).is_some();
-        if cleared {
-            self.apply_caps(st, p, now);
-            st.cooldown_due = st.caps.iter().filter_map(|s| s.cooldown.map(|c| c.until)).min();
+        if !cleared {
+            return Ok((false, None));
         }
-        cleared
+        st.cooldown_due = st.caps.iter().filter_map(|s| s.cooldown.map(|c| c.until)).min();
+        Ok((true, self.apply_caps(st, p)?))
     }
 
     /// Ends the cooldowns that are due; under the lock. Cheap when none is.
-    pub(super) fn expire_cooldowns(&self, st: &mut State, now: u64) {
+    pub(super) fn expire_cooldowns(&self, st: &mut State, now: u64) -> Result<(), ApiError> {
         if st.cooldown_due.is_none_or(|due| due > now) {
-            return;
+            return Ok(());
         }
         let due: Vec<usize> =
             (0..st.caps.len()).filter(|&p| st.caps[p].cooldown.is_some_and(|c| c.until <= now)).collect();
         for p in due {
-            self.clear_cooldown(st, p, now);
+            self.clear_cooldown(st, p)?;
             tracing::info!(pool = %self.names.pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
         }
+        Ok(())
     }
 
     /// A provider refused a call of `pool` for concurrency (Vapi's "over concurrency
@@ -137,50 +141,59 @@ impl Governor {
     /// lowered to the units in use for `cooldown_ms` (or until reconciliation finds room,
     /// see [`Governor::platform_room`]). Returns the pool's cap when it moved.
     pub async fn provider_refused(&self, pool: &str, cooldown_ms: u64) -> Result<Option<u32>, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            let p = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?.index();
+        let p = self.pool_id(pool)?.index();
+        let (moved, commit) = {
+            let mut st = self.lock();
+            let now = self.now_ms();
             self.ops.count_refusal(p);
-            let before = st.ledger.pool(PoolId(p as u32)).cap;
-            if self.ops.is_adaptive(p) {
+            let before = self.backend.pools().get(p).map(|v| v.cap);
+            let done = if self.ops.is_adaptive(p) {
                 let report = super::Report { dropped: true, ..super::Report::default() };
-                let inflight = super::ops::used(st, p);
-                self.feed(st, p, inflight, &report, now);
+                let inflight = self.used(p);
+                self.feed(&mut st, p, inflight, &report, now)?.1
             } else {
-                let cap = self.start_cooldown(st, p, cooldown_ms, now);
+                let (cap, done) = self.start_cooldown(&mut st, p, cooldown_ms, now)?;
                 tracing::warn!(%pool, cap, cooldown_ms, "A provider refused a call for concurrency: the pool is capped at what is in use");
-            }
-            let after = st.ledger.pool(PoolId(p as u32)).cap;
-            Ok::<_, ApiError>((after != before).then_some(after))
-        })?;
-        let out = out?;
-        self.journal.durable(seq).await?;
-        Ok(out)
+                done
+            };
+            let after = self.backend.pools().get(p).map(|v| v.cap);
+            ((after != before).then_some(after).flatten(), done.map(|d| d.commit))
+        };
+        if let Some(c) = commit {
+            self.durable(c).await?;
+        }
+        Ok(moved)
     }
 
     /// Reconciliation listed the platform's calls completely and found `live` of them:
     /// when that is below `pool`'s limit the platform has room, and a refusal's cooldown
     /// of the pool ends now. True when one ended.
     pub async fn platform_room(&self, pool: &str, live: usize) -> Result<bool, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            let id = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?;
-            let p = id.index();
-            let room = live < st.ledger.pool(id).limit as usize;
-            let cleared =
-                room && st.caps.get(p).is_some_and(|s| s.cooldown.is_some()) && self.clear_cooldown(st, p, now);
-            if cleared {
-                tracing::info!(%pool, live, "Reconciliation found room on the platform: the refusal's cooldown ended");
+        let p = self.pool_id(pool)?.index();
+        let (cleared, commit) = {
+            let mut st = self.lock();
+            let limit = self.backend.pools().get(p).map_or(0, |v| v.limit);
+            let room = live < limit as usize;
+            if room && st.caps.get(p).is_some_and(|s| s.cooldown.is_some()) {
+                let (cleared, done) = self.clear_cooldown(&mut st, p)?;
+                if cleared {
+                    tracing::info!(%pool, live, "Reconciliation found room on the platform: the refusal's cooldown ended");
+                }
+                (cleared, done.map(|d| d.commit))
+            } else {
+                (false, None)
             }
-            Ok::<_, ApiError>(cleared)
-        })?;
-        let out = out?;
-        self.journal.durable(seq).await?;
-        Ok(out)
+        };
+        if let Some(c) = commit {
+            self.durable(c).await?;
+        }
+        Ok(cleared)
     }
 
     /// What lowers `pool`'s cap now.
     pub fn cap_sources(&self, pool: &str) -> Option<CapSourcesView> {
+        let p = self.pool_id(pool).ok()?.index();
         let st = self.lock();
-        let p = st.ledger.pool_id(pool)?.index();
         let s = st.caps.get(p)?;
         Some(CapSourcesView { adaptive: s.adaptive, cooldown: s.cooldown.map(|c| (c.cap, c.until)) })
     }

@@ -3,14 +3,14 @@
 //! under the lock and journaled like any change), releases that carry a sample, the
 //! overflow chain in force, the waiting line, and the evaluation of alerts.
 
-use super::unknown_flow;
 use super::{AcquireRequest, Answer, Governor, State, Target};
 use crate::error::ApiError;
 use crate::ops::{ChainKind, Gauges, Ops};
 use crate::views::{pools_view, PoolUnitsView};
+use callgate_backend::{Command, Executed, LeaseRef as BackendLease, Outcome};
 use callgate_config::Overflow;
 use callgate_core::adaptive::{CapChange, Sample};
-use callgate_core::{FlowId, LeaseId, PoolId, RejectReason};
+use callgate_core::{FlowId, LeaseId, RejectReason};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -122,22 +122,24 @@ fn unknown_dependency(name: &str) -> ApiError {
     ApiError::not_found("unknown_dependency", format!("no breaker named `{name}`"))
 }
 
-pub(super) fn used(st: &State, p: usize) -> u32 {
-    u32::try_from(st.ledger.pool(PoolId(p as u32)).used).unwrap_or(u32::MAX)
-}
-
 impl Governor {
+    /// The units in use in pool `p`.
+    pub(super) fn used(&self, p: usize) -> u32 {
+        self.backend.pools().get(p).map_or(0, |v| u32::try_from(v.used).unwrap_or(u32::MAX))
+    }
+
     /// Puts the operating layer in place (adaptive caps, breakers, alerts). A pool whose
     /// adaptive cap starts below its limit gets that cap at once.
     pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
         self.ops = ops;
-        let _ = self.apply(|st, now| {
-            for (p, view) in st.ledger.pools().iter().enumerate() {
+        {
+            let mut st = self.lock();
+            for (p, view) in self.backend.pools().iter().enumerate() {
                 if let Some(cap) = self.ops.initial_cap(p, view.limit) {
-                    self.set_adaptive_cap(st, p, cap, now);
+                    let _ = self.set_adaptive_cap(&mut st, p, cap);
                 }
             }
-        });
+        }
         self
     }
 
@@ -154,14 +156,13 @@ impl Governor {
     /// simply not placed).
     pub(super) fn breaker_gate(
         &self,
-        st: &State,
         flow: Option<FlowId>,
         key: Option<&str>,
         caller: bool,
         now: u64,
     ) -> Option<Answer> {
         let f = flow?;
-        if key.is_some_and(|k| st.ledger.lease_by_key(k).is_some() || st.ledger.ticket_by_key(k).is_some()) {
+        if key.is_some_and(|k| self.backend.lease_by_key(k).is_some() || self.backend.ticket_by_key(k).is_some()) {
             return None;
         }
         let blocked = self.ops.gate(f.index(), now).err()?;
@@ -177,27 +178,34 @@ impl Governor {
     }
 
     /// Feeds a sample to pool `p`'s adaptive cap and applies the change; under the lock.
-    pub(super) fn feed(&self, st: &mut State, p: usize, inflight: u32, report: &Report, now: u64) -> Option<CapChange> {
+    /// The change, and the command that applied it (wait for its commit).
+    pub(super) fn feed(
+        &self,
+        st: &mut State,
+        p: usize,
+        inflight: u32,
+        report: &Report,
+        now: u64,
+    ) -> Result<(Option<CapChange>, Option<Executed>), ApiError> {
         let sample = match (report.latency_ms, report.dropped) {
             (Some(ms), false) => Sample::latency(ms, inflight),
             (Some(ms), true) => Sample::dropped_after(ms, inflight),
             (None, true) => Sample::refusal(inflight),
-            (None, false) => return None,
+            (None, false) => return Ok((None, None)),
         };
-        let change = self.ops.adaptive_sample(p, now, sample)?;
-        self.set_adaptive_cap(st, p, change.to, now);
-        Some(change)
+        let Some(change) = self.ops.adaptive_sample(p, now, sample) else { return Ok((None, None)) };
+        let done = self.set_adaptive_cap(st, p, change.to)?;
+        Ok((Some(change), done))
     }
 
     /// The pools and flow a report names, resolved; 404 for unknown names.
-    fn resolve_report(&self, st: &State, r: &Report) -> Result<Resolved, ApiError> {
+    fn resolve_report(&self, r: &Report) -> Result<Resolved, ApiError> {
         let mut pools = Vec::new();
         if let Some(name) = &r.pool {
-            let id = st.ledger.pool_id(name).ok_or_else(|| super::unknown_pool(name))?;
-            pools.push(id.index());
+            pools.push(self.pool_id(name)?.index());
         }
         let flow = match &r.flow {
-            Some(name) => Some(st.ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?.index()),
+            Some(name) => Some(self.flow_id(name)?.index()),
             None => None,
         };
         for (p, _) in flow.map(|f| self.ops.flow_pools(f)).unwrap_or_default() {
@@ -219,19 +227,24 @@ impl Governor {
         if !r.says_anything() {
             return Err(ApiError::bad_request("a sample needs `latency_ms`, `ok` or `dropped`"));
         }
-        let (out, seq) = self.apply(|st, now| {
-            let (pools, flow, dependency) = self.resolve_report(st, &r)?;
-            let mut moved = Vec::new();
+        let (pools, flow, dependency) = self.resolve_report(&r)?;
+        let (moved, now, commit) = {
+            let mut st = self.lock();
+            let now = self.now_ms();
+            let (mut moved, mut commit) = (Vec::new(), None);
             for &p in &pools {
-                let inflight = used(st, p);
-                if let Some(c) = self.feed(st, p, inflight, &r, now) {
+                let inflight = self.used(p);
+                let (change, done) = self.feed(&mut st, p, inflight, &r, now)?;
+                if let Some(c) = change {
                     moved.push((self.names.pools[p].clone(), c.to));
                 }
+                commit = done.map(|d| d.commit).or(commit);
             }
-            Ok::<_, ApiError>((pools, flow, dependency, moved, now))
-        })?;
-        let (pools, flow, dependency, moved, now) = out?;
-        self.journal.durable(seq).await?;
+            (moved, now, commit)
+        };
+        if let Some(c) = commit {
+            self.durable(c).await?;
+        }
         self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
         if let Some(b) = dependency {
             self.ops.dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
@@ -245,36 +258,47 @@ impl Governor {
     /// release. Unknown names are refused (404), and a lease another API key than `who`
     /// acquired (403), before anything is released.
     pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, ApiError> {
-        let (out, seq) = self.apply(|st, now| {
-            let dependency = match &r.dependency {
-                Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
-                None => None,
+        let dependency = match &r.dependency {
+            Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
+            None => None,
+        };
+        let lease = match lease {
+            LeaseRef::Id(id) => BackendLease::Id(id),
+            LeaseRef::Key(k) => BackendLease::Key(Arc::from(k)),
+        };
+        let (out, commit) = {
+            let mut st = self.lock();
+            // The units in use before the release: the sample is of the load the call saw.
+            let held = match &lease {
+                BackendLease::Id(id) => self.backend.lease(*id),
+                BackendLease::Key(k) => self.backend.lease_by_key(k),
             };
-            let id = match lease {
-                LeaseRef::Id(id) => Some(id),
-                LeaseRef::Key(k) => st.ledger.lease_by_key(k).map(|l| l.id),
+            let inflight: Vec<(usize, u32)> =
+                held.iter().flat_map(|l| l.pools.iter().map(|pu| pu.pool.index())).map(|p| (p, self.used(p))).collect();
+            let done = self.exec(&mut st, Command::Release { lease, owner: who.map(Arc::from) })?;
+            let mut commit = done.commit;
+            let l = match done.outcome {
+                Outcome::NotOwner(id) => {
+                    return Err(super::not_owner("lease", id.to_string(), who.unwrap_or_default()));
+                }
+                Outcome::Released(Some(l)) => l,
+                _ => return Ok(false),
             };
-            let Some(l) = id.and_then(|id| st.ledger.lease(id)) else {
-                return Ok::<_, ApiError>(None);
-            };
-            super::owned_by(l, who)?;
-            let (id, flow) = (l.id, l.flow.map(FlowId::index));
+            let flow = l.flow.map(FlowId::index);
             let pools: Vec<usize> = l.pools.iter().map(|pu| pu.pool.index()).collect();
-            let inflight: Vec<u32> = pools.iter().map(|&p| used(st, p)).collect();
-            if !st.ledger.release(id, now) {
-                return Ok(None);
-            }
-            for (&p, &n) in pools.iter().zip(&inflight) {
-                self.feed(st, p, n, &r, now);
+            for &p in &pools {
+                let n = inflight.iter().find(|(q, _)| *q == p).map_or(0, |(_, n)| *n);
+                if let (_, Some(capped)) = self.feed(&mut st, p, n, &r, done.now)? {
+                    commit = capped.commit;
+                }
             }
             let dependency = dependency.or_else(|| match flow.map(|f| self.ops.depends(f)) {
                 Some(d) if d.len() == 1 => Some(d[0]),
                 _ => None,
             });
-            Ok(Some((pools, flow, dependency, now)))
-        })?;
-        let out = out?;
-        self.journal.durable(seq).await?;
+            (Some((pools, flow, dependency, done.now)), commit)
+        };
+        self.durable(commit).await?;
         let Some((pools, flow, dependency, now)) = out else { return Ok(false) };
         if r.says_anything() {
             self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
@@ -312,23 +336,17 @@ impl Governor {
     }
 
     fn flow_index(&self, flow: &str) -> Option<usize> {
-        self.names.flows.iter().position(|n| &**n == flow)
+        self.flow_id(flow).ok().map(FlowId::index)
     }
 
     /// The waiting callers, first in line first (class priority, then arrival), at most
     /// [`MAX_WAITING_LISTED`].
     pub fn waiting(&self) -> Vec<WaitingView> {
-        let st = self.lock();
-        let mut tickets: Vec<&callgate_core::Ticket> = st.ledger.tickets().collect();
-        tickets.sort_by_key(|t| (std::cmp::Reverse(st.ledger.class_priority(t.class)), t.seq));
-        tickets
+        self.backend
+            .waiting(MAX_WAITING_LISTED)
             .into_iter()
-            .take(MAX_WAITING_LISTED)
-            .map(|t| {
-                let (position, eta_ms) = match st.ledger.ticket_status(t.id) {
-                    Some(callgate_core::TicketStatus::Waiting { position, eta_ms, .. }) => (position, eta_ms),
-                    _ => (1, 0),
-                };
+            .map(|w| {
+                let (t, position, eta_ms) = (w.ticket, w.position, w.eta_ms);
                 WaitingView {
                     id: t.id.to_string(),
                     key: t.key.clone(),
@@ -346,15 +364,13 @@ impl Governor {
 
     /// Live leases and waiting tickets, in all pools.
     pub fn counts(&self) -> (usize, usize) {
-        let st = self.lock();
-        (st.ledger.lease_count(), st.ledger.ticket_count())
+        self.backend.counts()
     }
 
     fn gauges(&self) -> Gauges {
-        let st = self.lock();
-        let pools = st.ledger.pools().iter().map(|p| (p.used, p.cap, p.waiting)).collect();
-        let mut flow_waiting = vec![0u32; st.ledger.flow_count()];
-        for t in st.ledger.tickets() {
+        let pools = self.backend.pools().iter().map(|p| (p.used, p.cap, p.waiting)).collect();
+        let mut flow_waiting = vec![0u32; self.names.flows.len()];
+        for t in self.backend.tickets() {
             if let Some(w) = t.flow.and_then(|f| flow_waiting.get_mut(f.index())) {
                 *w += 1;
             }

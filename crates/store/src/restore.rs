@@ -1,8 +1,8 @@
 //! Putting back what the journal holds: at start, and after a failed commit, when the
-//! ledger in memory is rebuilt from the last durable state (see `Governor::recover`).
+//! ledger in memory is rebuilt from the last durable state (see `Embedded::recover`).
 
+use crate::{Restored, StoredEnded, StoredLease, StoredTicket};
 use callgate_core::{FlowId, Lease, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
-use callgate_store::{Restored, StoredEnded, StoredLease, StoredTicket};
 use std::sync::Arc;
 
 /// What a restore could not put back: rows naming a pool or class that the

@@ -1,0 +1,341 @@
+//! Where the ledger's state lives, behind one fixed command set: the [`LedgerBackend`] trait
+//! every backend implements (today the embedded one, `callgate_store::Embedded`: the
+//! in-memory ledger with its SQLite journal) and the [`conformance`] suite every backend
+//! must pass.
+//!
+//! The governor is the only caller. It resolves names to ids, runs the breaker gate and
+//! keeps the waiters and cap sources of its node; every change of the ledger is one
+//! [`Command`], executed atomically by the backend, which answers with an owned
+//! [`Outcome`], the events the command produced (in ledger order) and a commit number.
+//! Nothing the command did may be shown to anyone before [`LedgerBackend::durable`] says
+//! that commit is durable. Reads answer with owned values, never references into the
+//! backend's state, so a backend may keep its state anywhere (another process, Redis).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod conformance;
+pub mod records;
+pub mod reference;
+
+use callgate_core::{
+    ClassId, Decision, Event, FlowId, Lease, LeaseId, PoolId, PoolView, Request, RequestError, Ticket, TicketId,
+    TicketStatus,
+};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so that the trait stays usable as `dyn LedgerBackend`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which lease a command names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseRef {
+    /// By id.
+    Id(LeaseId),
+    /// By idempotency key (a provider's call id).
+    Key(Arc<str>),
+}
+
+/// Every change the ledger knows, as data. Each runs atomically: nothing else happens
+/// between its reads and its writes.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Grant, queue or reject.
+    Acquire(Request),
+    /// Releases the live lease `lease` names, if `owner` may (`None`: anyone, as an admin
+    /// or a provider's edge); a lease another owner holds is [`Outcome::NotOwner`] and
+    /// nothing changes.
+    Release {
+        /// The lease.
+        lease: LeaseRef,
+        /// Who asks.
+        owner: Option<Arc<str>>,
+    },
+    /// Extends a live lease by `ttl_ms` (its own TTL when `None`).
+    Renew {
+        /// The lease.
+        lease: LeaseRef,
+        /// The new TTL.
+        ttl_ms: Option<u64>,
+    },
+    /// Cancels a waiting ticket.
+    Cancel(TicketId),
+    /// Ends what is held for a call: releases the lease with this key, or else cancels
+    /// the waiting ticket with this key.
+    EndCall(Arc<str>),
+    /// A reconciliation, in one step: ends the calls of `ended` (as [`Command::EndCall`])
+    /// and renews the leases of `renew` (by key).
+    Repair {
+        /// Keys of calls that are over.
+        ended: Vec<Arc<str>>,
+        /// Keys of calls that are live.
+        renew: Vec<Arc<str>>,
+    },
+    /// Changes a pool's limit (durably); lowering it ends the tickets that can no longer fit.
+    SetLimit {
+        /// The pool.
+        pool: PoolId,
+        /// The new limit.
+        limit: u32,
+    },
+    /// Sets a pool's cap below its limit (`None`: the cap follows the limit). Caps are the
+    /// node's cap sources' minimum; a backend re-applies the last one after it rebuilds.
+    SetCap {
+        /// The pool.
+        pool: PoolId,
+        /// The cap.
+        cap: Option<u32>,
+    },
+    /// Expires leases and times out tickets that are due.
+    Tick,
+    /// After a restore: expires what fell due while nobody ran, grants what now fits.
+    Settle,
+}
+
+/// What a [`Command::Repair`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// `(call id, lease)` released because the call is over.
+    pub released: Vec<(Arc<str>, LeaseId)>,
+    /// `(call id, ticket)` cancelled because the caller is gone.
+    pub cancelled: Vec<(Arc<str>, TicketId)>,
+    /// Leases renewed because their call is still live.
+    pub renewed: usize,
+}
+
+/// What ending a call freed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallEnd {
+    /// Its lease was released (the first time).
+    Released(LeaseId),
+    /// Its waiting ticket was cancelled (the caller hung up while waiting).
+    Cancelled(TicketId),
+    /// Nothing was held (already ended, or never admitted through callgate).
+    Nothing,
+}
+
+/// A command's answer, with owned values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// [`Command::Acquire`]: the decision, the lease when granted, the ticket when queued.
+    Decided {
+        /// The ledger's decision.
+        decision: Decision,
+        /// The lease, when granted.
+        lease: Option<Lease>,
+        /// The ticket, when queued.
+        ticket: Option<Ticket>,
+    },
+    /// [`Command::Release`]: the lease released (`None`: nothing live by that name).
+    Released(Option<Lease>),
+    /// [`Command::Release`] of a lease another owner holds: nothing changed.
+    NotOwner(LeaseId),
+    /// [`Command::Renew`]: the lease as renewed (`None`: not live).
+    Renewed(Option<Lease>),
+    /// [`Command::Cancel`]: `None` when the ticket is unknown; `Some(false)` when it had
+    /// already ended.
+    Cancelled(Option<bool>),
+    /// [`Command::EndCall`].
+    CallEnded(CallEnd),
+    /// [`Command::Repair`].
+    Repaired(Repaired),
+    /// [`Command::SetLimit`] and [`Command::SetCap`]: the pool after the change.
+    Pool(PoolView),
+    /// [`Command::Tick`], [`Command::Settle`].
+    Done,
+}
+
+/// A command as executed: its answer, the events it produced and the commit to wait for.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// The answer.
+    pub outcome: Outcome,
+    /// The events, in ledger order.
+    pub events: Vec<Event>,
+    /// Wait for [`LedgerBackend::durable`] of this before showing anything of it.
+    pub commit: u64,
+    /// The backend's "now" the command ran at (Unix ms).
+    pub now: u64,
+}
+
+/// What kind of failure an [`Error`] is, which decides how a caller answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The backend cannot make changes durable now (disk full, connection lost): answered
+    /// 503; a retry may succeed.
+    Unavailable,
+    /// The request names something that does not exist, or is malformed.
+    Invalid,
+    /// A broken invariant (a bug): answered 500.
+    Internal,
+}
+
+/// A backend failure: its kind, whether retrying may help, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What kind.
+    pub kind: ErrorKind,
+    /// Whether the same command may succeed later.
+    pub retryable: bool,
+    /// Why, for people.
+    pub message: String,
+    /// The request error, when the ledger refused the request itself.
+    pub request: Option<RequestError>,
+}
+
+impl Error {
+    /// The backend cannot commit now.
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error { kind: ErrorKind::Unavailable, retryable: true, message: message.into(), request: None }
+    }
+
+    /// A broken invariant.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error { kind: ErrorKind::Internal, retryable: false, message: message.into(), request: None }
+    }
+
+    /// The ledger refused the request.
+    pub fn request(e: RequestError) -> Error {
+        Error { kind: ErrorKind::Invalid, retryable: false, message: format!("{e:?}"), request: Some(e) }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A ticket as read: the ticket while it waits, and its status (waiting, or how it ended
+/// while its outcome is retained).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TicketRead {
+    /// The ticket, while it waits.
+    pub ticket: Option<Ticket>,
+    /// Its status.
+    pub status: TicketStatus,
+}
+
+/// Which live leases a page of [`LedgerBackend::leases_page`] keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseFilter {
+    /// Only leases holding units of this pool.
+    pub pool: Option<PoolId>,
+    /// Only leases of this flow.
+    pub flow: Option<FlowId>,
+    /// Only leases of this class.
+    pub class: Option<ClassId>,
+    /// Only leases whose key starts with this.
+    pub key_prefix: Option<String>,
+}
+
+impl LeaseFilter {
+    /// Whether `l` passes.
+    pub fn keeps(&self, l: &Lease) -> bool {
+        self.pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p))
+            && self.flow.is_none_or(|f| l.flow == Some(f))
+            && self.class.is_none_or(|c| l.class == c)
+            && self.key_prefix.as_deref().is_none_or(|k| l.key.as_deref().is_some_and(|lk| lk.starts_with(k)))
+    }
+}
+
+/// A waiting ticket with its place in line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    /// The ticket.
+    pub ticket: Ticket,
+    /// 1 for the first in line (in the pool where it stands furthest back).
+    pub position: u32,
+    /// Estimated wait (ms).
+    pub eta_ms: u64,
+}
+
+/// Whether the backend can commit, and since which failure.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Why commits fail now, if they do.
+    pub failed: Option<String>,
+    /// Bumped on each failure: a read that saw an epoch change may have seen state the
+    /// failure took back.
+    pub epoch: u64,
+    /// The backend will never commit again (restart the process).
+    pub dead: bool,
+}
+
+/// Where the ledger's state lives.
+///
+/// Implementations run each [`Command`] atomically and hand back its events; they own
+/// durability (a command's changes survive a crash once [`LedgerBackend::durable`] of its
+/// commit resolves), recovery (after a failed commit, the state goes back to what is
+/// durable) and ids (never handed out twice, also across restarts).
+pub trait LedgerBackend: Send + Sync + 'static {
+    /// The backend's "now" (Unix ms): the time commands run at.
+    fn now_ms(&self) -> u64;
+
+    /// Runs one command atomically.
+    fn execute(&self, cmd: Command) -> Result<Executed, Error>;
+
+    /// Resolves once commit `commit` (and every one before it) is durable.
+    fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// The last commit number handed out: a read that completed before this call saw
+    /// nothing newer than it.
+    fn submitted(&self) -> u64;
+
+    /// Whether commits succeed.
+    fn health(&self) -> Health;
+
+    /// Resolves when the backend is dead for good, with why.
+    fn dead(&self) -> BoxFuture<'_, String>;
+
+    /// A live lease.
+    fn lease(&self, id: LeaseId) -> Option<Lease>;
+
+    /// The live lease with this key.
+    fn lease_by_key(&self, key: &str) -> Option<Lease>;
+
+    /// A ticket, waiting or recently ended.
+    fn ticket(&self, id: TicketId) -> Option<TicketRead>;
+
+    /// The waiting ticket with this key.
+    fn ticket_by_key(&self, key: &str) -> Option<TicketRead>;
+
+    /// Every pool, by id.
+    fn pools(&self) -> Vec<PoolView>;
+
+    /// Live leases by id after `after`, those `filter` keeps, at most `limit` of them,
+    /// looking at no more than `max_scan` leases; with where the next page starts
+    /// (`None`: this was the last).
+    fn leases_page(
+        &self,
+        after: LeaseId,
+        filter: &LeaseFilter,
+        limit: usize,
+        max_scan: usize,
+    ) -> (Vec<Lease>, Option<LeaseId>);
+
+    /// Every live lease (reconciliation, small accounts; prefer pages for the API).
+    fn leases(&self) -> Vec<Lease>;
+
+    /// The waiting tickets, first in line first (class priority, then arrival), at most
+    /// `limit`.
+    fn waiting(&self, limit: usize) -> Vec<Waiting>;
+
+    /// Every waiting ticket, in no particular order.
+    fn tickets(&self) -> Vec<Ticket>;
+
+    /// `(live leases, waiting tickets)`.
+    fn counts(&self) -> (usize, usize);
+
+    /// `(next id, next sequence number)` the backend hands out: ids are never reused,
+    /// and a restart may skip ahead but never back.
+    fn counters(&self) -> (u64, u64);
+
+    /// The backend itself, for test hooks that only one backend has (fault injection).
+    #[doc(hidden)]
+    fn as_any(&self) -> &dyn std::any::Any;
+}
