@@ -109,8 +109,11 @@ fn used(b: &impl LedgerBackend) -> u64 {
     b.pools()[0].used
 }
 
+/// A named scenario.
+pub type Scenario<H> = (&'static str, fn(&mut H));
+
 /// Every scenario, by name.
-pub fn scenarios<H: Harness>() -> Vec<(&'static str, fn(&mut H))> {
+pub fn scenarios<H: Harness>() -> Vec<Scenario<H>> {
     vec![
         ("ten_slots_two_held_for_inbound", ten_slots_two_held_for_inbound::<H>),
         ("a_key_is_one_call", a_key_is_one_call::<H>),

@@ -132,7 +132,7 @@ fn section(out: &mut String, r: &Report, y0: f64, span_s: f64) {
     }
 }
 
-fn panel(out: &mut String, p: &Panel, y0: f64, span_s: f64, bucket_s: f64, window: (f64, f64)) {
+fn panel(out: &mut String, p: &Panel<'_>, y0: f64, span_s: f64, bucket_s: f64, window: (f64, f64)) {
     let (x0, x1) = (LEFT, WIDTH - RIGHT);
     let (top, bottom) = (y0 + 18.0, y0 + PANEL_H);
     let mut ymax: f64 = 1.0;

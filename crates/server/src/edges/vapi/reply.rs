@@ -70,7 +70,7 @@ pub(crate) enum VapiReply {
 }
 
 impl VapiReply {
-    fn body(self) -> serde_json::Value {
+    fn body(self) -> Value {
         match self {
             VapiReply::Assistant { by, id, overrides } => {
                 let mut body = json!({ by.field(): id });
