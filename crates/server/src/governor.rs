@@ -16,11 +16,13 @@
 mod calls;
 mod caps;
 mod ops;
+pub(crate) mod reload;
 mod restore;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+pub use reload::{OpsSlot, ReloadError};
 pub(crate) use restore::restore;
 
 use crate::clock::Clock;
@@ -32,7 +34,7 @@ use callgate_core::{
 };
 use callgate_store::{Journal, Names};
 use rustc_hash::FxHashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -109,14 +111,17 @@ pub struct Governor {
     state: Mutex<State>,
     journal: Journal,
     clock: Arc<dyn Clock>,
-    names: Names,
+    /// The names of the ledger's pools, classes and flows. Replaced, under the ledger's
+    /// lock, only by a configuration reload (see `reload`), together with the ledger.
+    names: RwLock<Arc<Names>>,
     /// The first overflow action of each flow, by flow index, as JSON.
-    overflow: Vec<Option<serde_json::Value>>,
-    /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
-    ops: Arc<crate::ops::Ops>,
+    overflow: RwLock<Arc<Vec<Option<serde_json::Value>>>>,
+    /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]); shared with the
+    /// journal's consumer, which moves to a reloaded one in event order.
+    ops: OpsSlot,
     /// What the ledger is built from, to rebuild it from the journal after a failed
     /// commit (see [`Governor::with_spec`]).
-    spec: Option<callgate_core::LedgerSpec>,
+    spec: RwLock<Option<callgate_core::LedgerSpec>>,
     /// Set when a background component died: admission stays stopped until a restart.
     stopped: std::sync::OnceLock<String>,
     /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
@@ -223,10 +228,10 @@ impl Governor {
             }),
             journal,
             clock,
-            names,
-            overflow,
-            ops,
-            spec: None,
+            names: RwLock::new(Arc::new(names)),
+            overflow: RwLock::new(Arc::new(overflow)),
+            ops: OpsSlot::new(ops),
+            spec: RwLock::new(None),
             stopped: std::sync::OnceLock::new(),
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
         }
@@ -235,14 +240,19 @@ impl Governor {
     /// The specification the ledger was built from: after a failed commit the governor
     /// rebuilds the ledger from it and the journal (the last durable state). Without it
     /// a failed commit stops admission until a restart.
-    pub fn with_spec(mut self, spec: callgate_core::LedgerSpec) -> Self {
-        self.spec = Some(spec);
+    pub fn with_spec(self, spec: callgate_core::LedgerSpec) -> Self {
+        *write(&self.spec) = Some(spec);
         self
     }
 
-    /// The names of pools, classes and flows.
-    pub fn names(&self) -> &Names {
-        &self.names
+    /// The names of pools, classes and flows (a reload may replace them: hold the
+    /// answer for one use, not for good).
+    pub fn names(&self) -> Arc<Names> {
+        read(&self.names).clone()
+    }
+
+    fn overflow(&self) -> Arc<Vec<Option<serde_json::Value>>> {
+        read(&self.overflow).clone()
     }
 
     /// The current time on the governor's clock.
@@ -333,7 +343,7 @@ impl Governor {
             for e in &events {
                 match e {
                     Event::Granted { lease, from_ticket: Some((t, _)) } => {
-                        ended.push((t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names))))
+                        ended.push((t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names()))))
                     }
                     Event::TicketEnded { ticket, outcome, .. } => ended.push((
                         ticket.id.0,
@@ -402,9 +412,9 @@ impl Governor {
     }
 
     fn rebuild(&self, st: &mut State, now: u64) -> Result<(), String> {
-        let spec = self.spec.as_ref().ok_or("the governor has no ledger spec to rebuild from")?;
+        let spec = read(&self.spec).clone().ok_or("the governor has no ledger spec to rebuild from")?;
         let restored = self.journal.reload().map_err(|e| e.to_string())?;
-        let mut ledger = Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
+        let mut ledger = Ledger::new(&spec).map_err(|e| format!("configuration: {e}"))?;
         restore(&mut ledger, &restored, now);
         // Ids handed out in memory were never shown (nothing is before it is durable),
         // but they are not handed out again either.
@@ -423,7 +433,9 @@ impl Governor {
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
         // An alert's `set_overflow` stands in for the configured overflow while it fires.
-        flow.and_then(|f| self.ops.overflow_json(f.index()).or_else(|| self.overflow.get(f.index()).cloned().flatten()))
+        flow.and_then(|f| {
+            self.ops().overflow_json(f.index()).or_else(|| self.overflow().get(f.index()).cloned().flatten())
+        })
     }
 
     fn check_healthy(&self) -> Result<(), ApiError> {
@@ -472,7 +484,7 @@ impl Governor {
             let mut queued = None;
             let answer = match decision {
                 Decision::Granted { lease, .. } => match st.ledger.lease(lease) {
-                    Some(l) => Answer::Granted(LeaseView::new(l, &self.names)),
+                    Some(l) => Answer::Granted(LeaseView::new(l, &self.names())),
                     // The ledger hands out only live leases; should that ever break, the
                     // caller hears of an internal error rather than the process dying.
                     None => return Err(ApiError::new(ErrorKind::Internal, "internal", "a granted lease is not live")),
@@ -608,7 +620,7 @@ impl Governor {
     pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
         self.check_healthy()?;
         let (view, seq) =
-            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names)))?;
+            self.apply(|st, now| st.ledger.renew(id, ttl_ms, now).map(|l| LeaseView::new(l, &self.names())))?;
         self.journal.durable(seq).await?;
         Ok(view)
     }
@@ -640,7 +652,7 @@ impl Governor {
                 deadline_ms: deadline,
             }),
             TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
-                TicketState::Granted(st.ledger.lease(lease).map(|l| LeaseView::new(l, &self.names)), lease)
+                TicketState::Granted(st.ledger.lease(lease).map(|l| LeaseView::new(l, &self.names())), lease)
             }
             TicketStatus::Ended { outcome: TicketOutcome::Cancelled, .. } => TicketState::Cancelled,
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
@@ -662,7 +674,7 @@ impl Governor {
         let mut live: Vec<&callgate_core::Lease> =
             st.ledger.leases().filter(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p))).collect();
         live.sort_by_key(|l| (l.granted_at, l.id));
-        Ok(live.into_iter().map(|l| LeaseView::new(l, &self.names)).collect())
+        Ok(live.into_iter().map(|l| LeaseView::new(l, &self.names())).collect())
     }
 
     /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. Under the
@@ -695,20 +707,20 @@ impl Governor {
             }
             (page, if more { last } else { None })
         };
-        Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names)).collect(), next })
+        Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names())).collect(), next })
     }
 
     /// Every pool.
     pub fn pools(&self) -> Vec<PoolInfo> {
         let st = self.lock();
-        st.ledger.pools().iter().map(|p| PoolInfo::new(p, &self.names)).collect()
+        st.ledger.pools().iter().map(|p| PoolInfo::new(p, &self.names())).collect()
     }
 
     /// One pool.
     pub fn pool(&self, name: &str) -> Result<PoolInfo, ApiError> {
         let st = self.lock();
         let id = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
-        Ok(PoolInfo::new(&st.ledger.pool(id), &self.names))
+        Ok(PoolInfo::new(&st.ledger.pool(id), &self.names()))
     }
 
     /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
@@ -719,10 +731,10 @@ impl Governor {
             let id: PoolId = st.ledger.pool_id(name).ok_or_else(|| unknown_pool(name))?;
             st.ledger.set_limit(id, limit, now);
             // An adaptive cap keeps within the new limit.
-            if let Some(change) = self.ops.limit_changed(id.index(), limit, now) {
+            if let Some(change) = self.ops().limit_changed(id.index(), limit, now) {
                 self.set_adaptive_cap(st, id.index(), change.to, now);
             }
-            Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names))
+            Ok::<_, ApiError>(PoolInfo::new(&st.ledger.pool(id), &self.names()))
         })?;
         let out = out?;
         self.journal.durable(seq).await?;
@@ -802,4 +814,12 @@ impl Governor {
     pub fn settle(&self) {
         let _ = self.apply(|st, now| st.ledger.settle(now));
     }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }

@@ -41,6 +41,11 @@ impl Names {
 pub trait Consumer: Send + 'static {
     /// Called with every committed event, in ledger order.
     fn committed(&mut self, events: &[Event]);
+
+    /// Called when the ledger's names change (a configuration reload), after every
+    /// event submitted before the change was handed to [`Consumer::committed`] and before
+    /// any event submitted after it.
+    fn renamed(&mut self, _names: &Names) {}
 }
 
 impl<F: FnMut(&[Event]) + Send + 'static> Consumer for F {
@@ -72,6 +77,8 @@ enum Msg {
         next_seq: u64,
     },
     Fault(Fault),
+    /// The ledger's names from here on (a configuration reload).
+    Names(Names),
 }
 
 /// A fault injected into the writer by tests, through the real failure paths.
@@ -244,6 +251,16 @@ impl Journal {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Fault(fault));
+        }
+    }
+
+    /// The ledger's names from now on (a configuration reload rebuilt the ledger): events
+    /// submitted after this call are written and consumed with them. Call it under the
+    /// ledger's lock, between the last event of the old ledger and the first of the new.
+    pub fn rename(&self, names: Names) {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Names(names));
         }
     }
 
@@ -460,6 +477,12 @@ impl Writer {
                     Msg::Fault(f) => {
                         self.commit_group(&mut group, durable);
                         self.inject(f);
+                    }
+                    Msg::Names(names) => {
+                        // Events submitted before the change name things by the old ids.
+                        self.commit_group(&mut group, durable);
+                        self.consumer.renamed(&names);
+                        self.names = names;
                     }
                 }
             }

@@ -65,7 +65,7 @@ impl Governor {
     pub fn hold(&self, key: &str) -> Option<Hold> {
         let st = self.lock();
         if let Some(l) = st.ledger.lease_by_key(key) {
-            return Some(Hold::Lease(LeaseView::new(l, &self.names)));
+            return Some(Hold::Lease(LeaseView::new(l, &self.names())));
         }
         let t = st.ledger.ticket_by_key(key)?;
         let (position, eta_ms, deadline) = match st.ledger.ticket_status(t.id) {

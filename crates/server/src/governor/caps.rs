@@ -52,6 +52,18 @@ impl CapSources {
         self.applied
     }
 
+    /// A reload's new operating layer starts the adaptive source afresh.
+    pub(super) fn reset_adaptive(&mut self, cap: Option<u32>) {
+        self.adaptive = cap;
+    }
+
+    /// For a ledger built afresh (which starts with no cap): what to hand it, marked as
+    /// handed.
+    pub(super) fn refresh(&mut self) -> Option<u32> {
+        self.applied = self.effective();
+        self.applied
+    }
+
     /// The minimum of the sources that are set; `None` follows the limit.
     fn effective(&self) -> Option<u32> {
         [self.adaptive, self.cooldown.map(|c| c.cap)].into_iter().flatten().min()
@@ -127,7 +139,7 @@ impl Governor {
             (0..st.caps.len()).filter(|&p| st.caps[p].cooldown.is_some_and(|c| c.until <= now)).collect();
         for p in due {
             self.clear_cooldown(st, p, now);
-            tracing::info!(pool = %self.names.pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
+            tracing::info!(pool = %self.names().pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
         }
     }
 
@@ -139,9 +151,9 @@ impl Governor {
     pub async fn provider_refused(&self, pool: &str, cooldown_ms: u64) -> Result<Option<u32>, ApiError> {
         let (out, seq) = self.apply(|st, now| {
             let p = st.ledger.pool_id(pool).ok_or_else(|| super::unknown_pool(pool))?.index();
-            self.ops.count_refusal(p);
+            self.ops().count_refusal(p);
             let before = st.ledger.pool(PoolId(p as u32)).cap;
-            if self.ops.is_adaptive(p) {
+            if self.ops().is_adaptive(p) {
                 let report = super::Report { dropped: true, ..super::Report::default() };
                 let inflight = super::ops::used(st, p);
                 self.feed(st, p, inflight, &report, now);

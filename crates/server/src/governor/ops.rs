@@ -4,7 +4,7 @@
 //! overflow chain in force, the waiting line, and the evaluation of alerts.
 
 use super::unknown_flow;
-use super::{AcquireRequest, Answer, Governor, State, Target};
+use super::{AcquireRequest, Answer, Governor, OpsSlot, State, Target};
 use crate::error::ApiError;
 use crate::ops::{ChainKind, Gauges, Ops};
 use crate::views::{pools_view, PoolUnitsView};
@@ -129,11 +129,17 @@ pub(super) fn used(st: &State, p: usize) -> u32 {
 impl Governor {
     /// Puts the operating layer in place (adaptive caps, breakers, alerts). A pool whose
     /// adaptive cap starts below its limit gets that cap at once.
-    pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
-        self.ops = ops;
+    pub fn with_ops(self, ops: Arc<Ops>) -> Self {
+        self.with_ops_in(OpsSlot::new(ops))
+    }
+
+    /// [`Governor::with_ops`] in a slot that the journal's consumer shares, so that a
+    /// reload's new operating layer reaches both.
+    pub fn with_ops_in(mut self, slot: OpsSlot) -> Self {
+        self.ops = slot;
         let _ = self.apply(|st, now| {
             for (p, view) in st.ledger.pools().iter().enumerate() {
-                if let Some(cap) = self.ops.initial_cap(p, view.limit) {
+                if let Some(cap) = self.ops().initial_cap(p, view.limit) {
                     self.set_adaptive_cap(st, p, cap, now);
                 }
             }
@@ -142,8 +148,14 @@ impl Governor {
     }
 
     /// The operating layer.
-    pub fn ops(&self) -> &Arc<Ops> {
-        &self.ops
+    pub fn ops(&self) -> Arc<Ops> {
+        self.ops.get()
+    }
+
+    /// The slot the operating layer sits in, for the journal's consumer (see
+    /// [`OpsSlot`]).
+    pub fn ops_slot(&self) -> OpsSlot {
+        self.ops.clone()
     }
 
     /// The breaker gate of an acquire through `flow` (or for it, as a campaign's call),
@@ -164,9 +176,9 @@ impl Governor {
         if key.is_some_and(|k| st.ledger.lease_by_key(k).is_some() || st.ledger.ticket_by_key(k).is_some()) {
             return None;
         }
-        let blocked = self.ops.gate(f.index(), now).err()?;
+        let blocked = self.ops().gate(f.index(), now).err()?;
         if caller {
-            self.ops.fallback_answered(f.index(), &blocked.dependency, now);
+            self.ops().fallback_answered(f.index(), &blocked.dependency, now);
         }
         Some(Answer::Rejected {
             reason: RejectReason::Capacity,
@@ -184,7 +196,7 @@ impl Governor {
             (None, true) => Sample::refusal(inflight),
             (None, false) => return None,
         };
-        let change = self.ops.adaptive_sample(p, now, sample)?;
+        let change = self.ops().adaptive_sample(p, now, sample)?;
         self.set_adaptive_cap(st, p, change.to, now);
         Some(change)
     }
@@ -200,13 +212,13 @@ impl Governor {
             Some(name) => Some(st.ledger.flow_id(name).ok_or_else(|| unknown_flow(name))?.index()),
             None => None,
         };
-        for (p, _) in flow.map(|f| self.ops.flow_pools(f)).unwrap_or_default() {
+        for (p, _) in flow.map(|f| self.ops().flow_pools(f)).unwrap_or_default() {
             if !pools.contains(&p) {
                 pools.push(p);
             }
         }
         let dependency = match &r.dependency {
-            Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
+            Some(name) => Some(self.ops().dependency(name).ok_or_else(|| unknown_dependency(name))?),
             None => None,
         };
         Ok((pools, flow, dependency))
@@ -225,16 +237,16 @@ impl Governor {
             for &p in &pools {
                 let inflight = used(st, p);
                 if let Some(c) = self.feed(st, p, inflight, &r, now) {
-                    moved.push((self.names.pools[p].clone(), c.to));
+                    moved.push((self.names().pools[p].clone(), c.to));
                 }
             }
             Ok::<_, ApiError>((pools, flow, dependency, moved, now))
         })?;
         let (pools, flow, dependency, moved, now) = out?;
         self.journal.durable(seq).await?;
-        self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
+        self.ops().sampled(&pools, flow, now, r.latency_ms, r.ok);
         if let Some(b) = dependency {
-            self.ops.dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
+            self.ops().dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
         }
         Ok(moved)
     }
@@ -247,7 +259,7 @@ impl Governor {
     pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, ApiError> {
         let (out, seq) = self.apply(|st, now| {
             let dependency = match &r.dependency {
-                Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
+                Some(name) => Some(self.ops().dependency(name).ok_or_else(|| unknown_dependency(name))?),
                 None => None,
             };
             let id = match lease {
@@ -267,7 +279,7 @@ impl Governor {
             for (&p, &n) in pools.iter().zip(&inflight) {
                 self.feed(st, p, n, &r, now);
             }
-            let dependency = dependency.or_else(|| match flow.map(|f| self.ops.depends(f)) {
+            let dependency = dependency.or_else(|| match flow.map(|f| self.ops().depends(f)) {
                 Some(d) if d.len() == 1 => Some(d[0]),
                 _ => None,
             });
@@ -277,9 +289,9 @@ impl Governor {
         self.journal.durable(seq).await?;
         let Some((pools, flow, dependency, now)) = out else { return Ok(false) };
         if r.says_anything() {
-            self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
+            self.ops().sampled(&pools, flow, now, r.latency_ms, r.ok);
             if let (Some(b), true) = (dependency, r.ok.is_some() || r.latency_ms.is_some()) {
-                self.ops.dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
+                self.ops().dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
             }
         }
         Ok(true)
@@ -290,29 +302,29 @@ impl Governor {
     /// else the configured chain. `None` for an unknown flow.
     pub fn overflow_chain(&self, flow: &str) -> Option<Vec<Overflow>> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.overflow_chain(f, self.now_ms()))
+        Some(self.ops().overflow_chain(f, self.now_ms()))
     }
 
     /// [`Governor::overflow_chain`] with the chain's kind; `blocked` when the caller was
     /// just turned away by a breaker (the answer's `dependency`), so the fallback applies.
     pub fn overflow_chain_now(&self, flow: &str, blocked: bool) -> Option<(ChainKind, Vec<Overflow>)> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.chain_now(f, self.now_ms(), blocked))
+        Some(self.ops().chain_now(f, self.now_ms(), blocked))
     }
 
     /// Flow `flow`'s chain of `kind` as it stands now (see [`Ops::chain_of_kind`]).
     pub fn overflow_chain_of_kind(&self, flow: &str, kind: ChainKind) -> Option<Vec<Overflow>> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.chain_of_kind(f, kind))
+        Some(self.ops().chain_of_kind(f, kind))
     }
 
     /// Whether a dependency of `flow` is down (its breaker open) now.
     pub fn dependency_down(&self, flow: &str) -> bool {
-        self.flow_index(flow).is_some_and(|f| self.ops.dependency_down(f, self.now_ms()))
+        self.flow_index(flow).is_some_and(|f| self.ops().dependency_down(f, self.now_ms()))
     }
 
     fn flow_index(&self, flow: &str) -> Option<usize> {
-        self.names.flows.iter().position(|n| &**n == flow)
+        self.names().flows.iter().position(|n| &**n == flow)
     }
 
     /// The waiting callers, first in line first (class priority, then arrival), at most
@@ -332,9 +344,9 @@ impl Governor {
                 WaitingView {
                     id: t.id.to_string(),
                     key: t.key.clone(),
-                    class: self.names.classes[t.class.index()].clone(),
-                    flow: t.flow.map(|f| self.names.flows[f.index()].clone()),
-                    pools: pools_view(&self.names, &t.pools),
+                    class: self.names().classes[t.class.index()].clone(),
+                    flow: t.flow.map(|f| self.names().flows[f.index()].clone()),
+                    pools: pools_view(&self.names(), &t.pools),
                     position,
                     eta_ms,
                     enqueued_at_ms: t.enqueued_at,
@@ -364,20 +376,23 @@ impl Governor {
 
     /// Evaluates every alert now and carries out what fired or resolved.
     pub async fn evaluate_alerts(&self) {
-        if !self.ops.has_alerts() {
+        // One operating layer for the whole evaluation, even when a reload replaces it
+        // meanwhile (the next evaluation then runs the new one's rules).
+        let ops = self.ops();
+        if !ops.has_alerts() {
             return;
         }
-        let _one_at_a_time = self.ops.evaluation().await;
+        let _one_at_a_time = ops.evaluation().await;
         let now = self.now_ms();
         let gauges = self.gauges();
-        for (i, change, value) in self.ops.step_alerts(now, &gauges) {
-            self.ops.act(self, i, change, value, now).await;
+        for (i, change, value) in ops.step_alerts(now, &gauges) {
+            ops.act(self, i, change, value, now).await;
         }
     }
 
     /// What time alone changes in the operating layer (breakers turning half-open, old
     /// figures dropping out).
     pub fn ops_tick(&self) {
-        self.ops.advance(self.now_ms());
+        self.ops().advance(self.now_ms());
     }
 }
