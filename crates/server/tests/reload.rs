@@ -281,3 +281,43 @@ async fn state(s: &TestServer) -> (Value, Value, Value) {
     let (_, waiting) = s.get("/v1/tickets").await;
     (pools, leases, waiting)
 }
+
+#[tokio::test]
+async fn api_keys_change_and_only_an_admin_may_reload() {
+    let keys = |app: &str| {
+        format!(
+            "[auth]\nkeys = [{{ name = \"ops\", token = \"admin-token\", role = \"admin\" }}, {{ name = \"app\", token = \"{app}\", role = \"client\" }}]\n{BASE}"
+        )
+    };
+    let s = serve_file(&keys("old-token")).await.with_token("old-token");
+    let (st, v) = s.post("/v1/config/reload", json!({})).await;
+    assert_eq!((st, &v["error"]["code"]), (StatusCode::FORBIDDEN, &json!("forbidden")), "{v}");
+    let s = s.with_token("admin-token");
+    let (st, v) = reload(&s, &keys("new-token")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!(["auth: keys ops, app -> ops, app"]));
+    let s = s.with_token("old-token");
+    assert_eq!(s.acquire(json!({ "flow": "support" })).await.0, StatusCode::UNAUTHORIZED, "the old token is gone");
+    let s = s.with_token("new-token");
+    assert_eq!(s.acquire(json!({ "flow": "support" })).await.0, StatusCode::OK, "the new one works");
+}
+
+#[tokio::test]
+async fn the_reload_is_an_event() {
+    let s = serve_file(BASE).await;
+    // Subscribed once the answer's headers are in.
+    let resp = s.client.get(format!("{}/v1/events", s.base)).send().await.unwrap();
+    let (st, _) = reload(&s, &edit("limit = 3", "limit = 4")).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    use futures_util::StreamExt;
+    while !text.contains("config_reloaded") {
+        let chunk = body.next().await.expect("the stream stays open").unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let line = text.lines().find(|l| l.contains("config_reloaded")).unwrap();
+    let event: Value = serde_json::from_str(line.trim_start_matches("data:").trim()).unwrap();
+    assert_eq!(event, json!({ "type": "config_reloaded", "changes": ["pool acct: limit 3 -> 4"] }));
+    assert!(text.contains("limit_changed"), "the limit change itself is an event too: {text}");
+}
