@@ -29,6 +29,20 @@ use std::sync::Arc;
 /// A boxed future, so that the trait stays usable as `dyn LedgerBackend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Names of the ledger's pools, classes and flows by index, and the limits the
+/// configuration gives the pools (a runtime limit change is stored against them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    /// Pool names by `PoolId`.
+    pub pools: Vec<Arc<str>>,
+    /// Configured pool limits by `PoolId`.
+    pub config_limits: Vec<u32>,
+    /// Class names by `ClassId`.
+    pub classes: Vec<Arc<str>>,
+    /// Flow names by `FlowId`.
+    pub flows: Vec<Arc<str>>,
+}
+
 /// Which lease a command names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseRef {
@@ -90,6 +104,21 @@ pub enum Command {
     },
     /// Expires leases and times out tickets that are due.
     Tick,
+    /// A configuration reload: the ledger is rebuilt from `spec` and what it holds now,
+    /// as a restart with the new configuration would rebuild it from what is durable
+    /// (the same pools and classes in the same order; flows may change: a removed flow's
+    /// leases and tickets live on without it). Pools get `caps`; whose limit or cap moved
+    /// gets a limit event; then what can never fit ends and what fits is granted. The
+    /// events after it name things by `names`. Refused ([`ErrorKind::Invalid`]) when a
+    /// live lease or ticket would not fit the new configuration; nothing changes then.
+    Reconfigure {
+        /// The new configuration's ledger.
+        spec: Box<callgate_core::LedgerSpec>,
+        /// Its names.
+        names: Box<Names>,
+        /// The cap of each pool (`None`: it follows the limit).
+        caps: Vec<Option<u32>>,
+    },
     /// After a restore: expires what fell due while nobody ran, grants what now fits.
     Settle,
 }
@@ -143,7 +172,7 @@ pub enum Outcome {
     Repaired(Repaired),
     /// [`Command::SetLimit`] and [`Command::SetCap`]: the pool after the change.
     Pool(PoolView),
-    /// [`Command::Tick`], [`Command::Settle`].
+    /// [`Command::Tick`], [`Command::Settle`], [`Command::Reconfigure`].
     Done,
 }
 
@@ -189,6 +218,11 @@ impl Error {
     /// The backend cannot commit now.
     pub fn unavailable(message: impl Into<String>) -> Error {
         Error { kind: ErrorKind::Unavailable, retryable: true, message: message.into(), request: None }
+    }
+
+    /// A command the backend cannot carry out as asked; nothing changed.
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error { kind: ErrorKind::Invalid, retryable: false, message: message.into(), request: None }
     }
 
     /// A broken invariant.

@@ -93,6 +93,11 @@ pub fn apply(ledger: &mut Ledger, cmd: Command, now: u64) -> Result<Outcome, Err
             ledger.tick(now);
             Outcome::Done
         }
+        Command::Reconfigure { .. } => {
+            // Rebuilding takes the backend's durable form of the state (the embedded one:
+            // the rows a restart reads); it runs in the backend, never here.
+            return Err(Error::invalid("a reconfiguration is carried out by the backend itself"));
+        }
         Command::Settle => {
             ledger.settle(now);
             Outcome::Done

@@ -149,6 +149,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config, listen, data_dir, log_json } => {
+            let config_path = config.clone();
             let config = match &config {
                 Some(path) => match Config::from_path(path) {
                     Ok(c) => c,
@@ -164,7 +165,8 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            let opts = callgate_server::ServeOptions { config, listen, data_dir };
+            let config_path = config_path.map(|p| std::path::absolute(&p).unwrap_or(p));
+            let opts = callgate_server::ServeOptions { config, config_path, listen, data_dir };
             match runtime.block_on(callgate_server::serve(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -163,15 +163,20 @@ pub async fn run_demo(args: DemoArgs) -> ExitCode {
         }
     };
     let config = demo_config_at(args.listen, data_dir.clone(), args.seed, args.speed);
-    let server =
-        match Server::start(ServeOptions { config, listen: Some(args.listen), data_dir: Some(data_dir.clone()) }).await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let server = match Server::start(ServeOptions {
+        config,
+        config_path: None,
+        listen: Some(args.listen),
+        data_dir: Some(data_dir.clone()),
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = server.app.clone();
     let Some(campaigns) = app.campaigns.get().cloned() else {
         eprintln!("error: the campaign dialer did not start");

@@ -18,10 +18,12 @@
 mod calls;
 mod caps;
 mod ops;
+pub(crate) mod reload;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+pub use reload::{OpsSlot, ReloadError};
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ErrorKind};
@@ -33,7 +35,7 @@ use callgate_core::{
 };
 use callgate_store::Names;
 use rustc_hash::FxHashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -95,19 +97,35 @@ struct State {
     cooldown_due: Option<u64>,
 }
 
+/// The names of pools, classes and flows, their index, and each flow's first overflow
+/// action (as JSON, by flow index).
+struct Naming {
+    names: Arc<Names>,
+    index: [FxHashMap<Arc<str>, u32>; 3],
+    overflow: Vec<Option<serde_json::Value>>,
+}
+
+impl Naming {
+    fn new(names: Names, overflow: Vec<Option<serde_json::Value>>) -> Naming {
+        let index_of = |names: &[Arc<str>]| names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
+        let index = [index_of(&names.pools), index_of(&names.classes), index_of(&names.flows)];
+        Naming { names: Arc::new(names), index, overflow }
+    }
+}
+
 /// Owns admission: the backend that keeps the ledger, and what this node adds to it.
 pub struct Governor {
     state: Mutex<State>,
     backend: Arc<dyn LedgerBackend>,
     records: Arc<dyn Records>,
     clock: Arc<dyn Clock>,
-    names: Names,
-    /// Index of `names` (pools, classes, flows), for requests that name them.
-    index: [FxHashMap<Arc<str>, u32>; 3],
-    /// The first overflow action of each flow, by flow index, as JSON.
-    overflow: Vec<Option<serde_json::Value>>,
-    /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]).
-    ops: Arc<crate::ops::Ops>,
+    /// The names of the ledger's pools, classes and flows, and what depends on them.
+    /// Replaced, under the governor's lock, only by a configuration reload (see
+    /// `reload`), together with the backend's ledger.
+    naming: RwLock<Arc<Naming>>,
+    /// Adaptive caps, breakers, alerts (see [`Governor::with_ops`]); shared with the
+    /// journal's consumer, which moves to a reloaded one in event order.
+    ops: OpsSlot,
     /// Set when a background component died: admission stays stopped until a restart.
     stopped: std::sync::OnceLock<String>,
     /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
@@ -203,25 +221,26 @@ impl Governor {
     ) -> Self {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(names.pools.len());
-        let index_of = |names: &[Arc<str>]| names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
-        let index = [index_of(&names.pools), index_of(&names.classes), index_of(&names.flows)];
         Governor {
             state: Mutex::new(State { waiters: FxHashMap::default(), caps, cooldown_due: None }),
             backend,
             records,
             clock,
-            names,
-            index,
-            overflow,
-            ops,
+            naming: RwLock::new(Arc::new(Naming::new(names, overflow))),
+            ops: OpsSlot::new(ops),
             stopped: std::sync::OnceLock::new(),
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The names of pools, classes and flows.
-    pub fn names(&self) -> &Names {
-        &self.names
+    /// The names of pools, classes and flows (a reload may replace them: hold the
+    /// answer for one use, not for good).
+    pub fn names(&self) -> Arc<Names> {
+        self.naming().names.clone()
+    }
+
+    fn naming(&self) -> Arc<Naming> {
+        read(&self.naming).clone()
     }
 
     /// The current time on the governor's clock.
@@ -310,30 +329,37 @@ impl Governor {
                 return Err(backend_error(e));
             }
         };
-        if !st.waiters.is_empty() {
-            for e in &done.events {
-                let (t, end) = match e {
-                    Event::Granted { lease, from_ticket: Some((t, _)) } => {
-                        (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names)))
-                    }
-                    Event::TicketEnded { ticket, outcome, .. } => (
-                        ticket.id.0,
-                        match outcome {
-                            TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
-                            TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
-                            _ => TicketEnd::Cancelled,
-                        },
-                    ),
-                    _ => continue,
-                };
-                if let Some(ws) = st.waiters.remove(&t) {
-                    for w in ws {
-                        let _ = w.send((done.commit, end.clone()));
-                    }
+        self.wake(st, &done);
+        Ok(done)
+    }
+
+    /// Tells the waiters of the tickets `done` ended how they ended (they wait for its
+    /// commit before they answer).
+    fn wake(&self, st: &mut State, done: &Executed) {
+        if st.waiters.is_empty() {
+            return;
+        }
+        for e in &done.events {
+            let (t, end) = match e {
+                Event::Granted { lease, from_ticket: Some((t, _)) } => {
+                    (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())))
+                }
+                Event::TicketEnded { ticket, outcome, .. } => (
+                    ticket.id.0,
+                    match outcome {
+                        TicketOutcome::TimedOut => TicketEnd::TimedOut(self.flow_overflow(ticket.flow)),
+                        TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
+                        _ => TicketEnd::Cancelled,
+                    },
+                ),
+                _ => continue,
+            };
+            if let Some(ws) = st.waiters.remove(&t) {
+                for w in ws {
+                    let _ = w.send((done.commit, end.clone()));
                 }
             }
         }
-        Ok(done)
     }
 
     /// [`Governor::exec`] under a lock of its own.
@@ -349,22 +375,24 @@ impl Governor {
 
     /// The pool named `name`.
     fn pool_id(&self, name: &str) -> Result<PoolId, ApiError> {
-        self.index[0].get(name).map(|&p| PoolId(p)).ok_or_else(|| unknown_pool(name))
+        self.naming().index[0].get(name).map(|&p| PoolId(p)).ok_or_else(|| unknown_pool(name))
     }
 
     /// The flow named `name`.
     fn flow_id(&self, name: &str) -> Result<callgate_core::FlowId, ApiError> {
-        self.index[2].get(name).map(|&f| callgate_core::FlowId(f)).ok_or_else(|| unknown_flow(name))
+        self.naming().index[2].get(name).map(|&f| callgate_core::FlowId(f)).ok_or_else(|| unknown_flow(name))
     }
 
     /// The class named `name`.
     fn class_id(&self, name: &str) -> Result<callgate_core::ClassId, ApiError> {
-        self.index[1].get(name).map(|&c| callgate_core::ClassId(c as u16)).ok_or_else(|| unknown_class(name))
+        self.naming().index[1].get(name).map(|&c| callgate_core::ClassId(c as u16)).ok_or_else(|| unknown_class(name))
     }
 
     fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
         // An alert's `set_overflow` stands in for the configured overflow while it fires.
-        flow.and_then(|f| self.ops.overflow_json(f.index()).or_else(|| self.overflow.get(f.index()).cloned().flatten()))
+        flow.and_then(|f| {
+            self.ops().overflow_json(f.index()).or_else(|| self.naming().overflow.get(f.index()).cloned().flatten())
+        })
     }
 
     fn check_healthy(&self) -> Result<(), ApiError> {
@@ -415,7 +443,7 @@ impl Governor {
             let mut queued = None;
             let answer = match decision {
                 Decision::Granted { .. } => match lease {
-                    Some(l) => Answer::Granted(LeaseView::new(&l, &self.names)),
+                    Some(l) => Answer::Granted(LeaseView::new(&l, &self.names())),
                     // The ledger hands out only live leases; should that ever break, the
                     // caller hears of an internal error rather than the process dying.
                     None => return Err(internal("a granted lease is not live")),
@@ -546,7 +574,7 @@ impl Governor {
         let done = self.exec_one(Command::Renew { lease: BackendLease::Id(id), ttl_ms })?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
-            Outcome::Renewed(l) => l.map(|l| LeaseView::new(&l, &self.names)),
+            Outcome::Renewed(l) => l.map(|l| LeaseView::new(&l, &self.names())),
             _ => None,
         })
     }
@@ -574,7 +602,7 @@ impl Governor {
                 deadline_ms: deadline,
             }),
             TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
-                TicketState::Granted(self.backend.lease(lease).map(|l| LeaseView::new(&l, &self.names)), lease)
+                TicketState::Granted(self.backend.lease(lease).map(|l| LeaseView::new(&l, &self.names())), lease)
             }
             TicketStatus::Ended { outcome: TicketOutcome::Cancelled, .. } => TicketState::Cancelled,
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
@@ -592,7 +620,7 @@ impl Governor {
         let mut live: Vec<callgate_core::Lease> = self.backend.leases();
         live.retain(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p)));
         live.sort_by_key(|l| (l.granted_at, l.id));
-        Ok(live.iter().map(|l| LeaseView::new(l, &self.names)).collect())
+        Ok(live.iter().map(|l| LeaseView::new(l, &self.names())).collect())
     }
 
     /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. The backend
@@ -606,12 +634,12 @@ impl Governor {
             key_prefix: q.key_prefix.clone(),
         };
         let (page, next) = self.backend.leases_page(q.after, &filter, q.limit.max(1), PAGE_SCAN);
-        Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names)).collect(), next })
+        Ok(LeasePage { leases: page.iter().map(|l| LeaseView::new(l, &self.names())).collect(), next })
     }
 
     /// Every pool.
     pub fn pools(&self) -> Vec<PoolInfo> {
-        self.backend.pools().iter().map(|p| PoolInfo::new(p, &self.names)).collect()
+        self.backend.pools().iter().map(|p| PoolInfo::new(p, &self.names())).collect()
     }
 
     /// One pool.
@@ -619,7 +647,7 @@ impl Governor {
         let id = self.pool_id(name)?;
         let pools = self.backend.pools();
         let p = pools.get(id.index()).ok_or_else(|| unknown_pool(name))?;
-        Ok(PoolInfo::new(p, &self.names))
+        Ok(PoolInfo::new(p, &self.names()))
     }
 
     /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
@@ -631,7 +659,7 @@ impl Governor {
             let mut st = self.lock();
             let mut done = self.exec(&mut st, Command::SetLimit { pool: id, limit })?;
             // An adaptive cap keeps within the new limit.
-            if let Some(change) = self.ops.limit_changed(id.index(), limit, done.now) {
+            if let Some(change) = self.ops().limit_changed(id.index(), limit, done.now) {
                 if let Some(capped) = self.set_adaptive_cap(&mut st, id.index(), change.to)? {
                     done = capped;
                 }
@@ -714,4 +742,12 @@ fn backend_error(e: callgate_backend::Error) -> ApiError {
         (callgate_backend::ErrorKind::Invalid, None) => ApiError::bad_request(e.message),
         (callgate_backend::ErrorKind::Internal, None) => ApiError::new(ErrorKind::Internal, "internal", e.message),
     }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
 }

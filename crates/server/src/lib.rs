@@ -22,6 +22,7 @@ pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod providers;
+pub mod reload;
 pub mod serve;
 pub mod telemetry;
 pub mod views;

@@ -122,6 +122,15 @@ impl Metrics {
         Metrics { state: Mutex::new(state), edges: EdgeMetrics::new([]) }
     }
 
+    /// The ledger's names from now on (a configuration reload, which keeps the pools and
+    /// classes: only flow names can move). Counters keep counting.
+    pub fn rename(&self, names: Names) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.names.pools == names.pools && st.names.classes == names.classes {
+            st.names = names;
+        }
+    }
+
     /// The same, with the edge metrics of these providers started at zero.
     pub fn with_providers<'a>(names: Names, pools: &[PoolView], providers: impl IntoIterator<Item = &'a str>) -> Self {
         Metrics { edges: EdgeMetrics::new(providers), ..Metrics::new(names, pools) }

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::providers::reconcile::Reconciler;
 use crate::providers::Providers;
 use callgate_config::{Config, Env, ProcessEnv};
-use callgate_store::{DirLock, Restoring};
+use callgate_store::{Consumer, DirLock, Names, Restoring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ const TICK: Duration = Duration::from_millis(20);
 pub struct ServeOptions {
     /// The validated configuration.
     pub config: Config,
+    /// The file it was read from: what a reload (`SIGHUP`, `POST /v1/config/reload`)
+    /// reads again. `None` (the built-in default): a reload says there is no file.
+    pub config_path: Option<PathBuf>,
     /// Overrides `server.listen`.
     pub listen: Option<SocketAddr>,
     /// Overrides `server.data_dir`.
@@ -66,6 +69,32 @@ impl std::fmt::Display for ServeError {
 }
 
 impl std::error::Error for ServeError {}
+
+/// What consumes committed events: metrics, the operating layer's figures, live events.
+/// A reload's new names and operating layer reach it in event order ([`Consumer::renamed`]).
+struct Consumers {
+    metrics: Arc<Metrics>,
+    live: Live,
+    names: Names,
+    ops: Arc<crate::ops::Ops>,
+    slot: crate::governor::OpsSlot,
+}
+
+impl Consumer for Consumers {
+    fn committed(&mut self, events: &[callgate_core::Event]) {
+        self.metrics.observe(events);
+        self.ops.observe(events);
+        self.live.publish(events, &self.names);
+    }
+
+    fn renamed(&mut self, names: &Names) {
+        self.names = names.clone();
+        self.metrics.rename(names.clone());
+        // The reload put its operating layer in the slot before it handed the journal
+        // the new names.
+        self.ops = self.slot.get();
+    }
+}
 
 impl Server {
     /// Builds everything and starts listening.
@@ -106,26 +135,25 @@ impl Server {
         let live = Live::new(Live::first_id(clock.now_ms()), cfg.server.events_backlog);
         let limits: Vec<u32> = pools.iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
+        let ops_slot = crate::governor::OpsSlot::new(ops);
         let backend = {
-            let (metrics, live, names, ops) = (metrics.clone(), live.clone(), names.clone(), ops.clone());
-            Arc::new(restoring.start(
-                names.clone(),
-                spec.ticket_retention_ms,
-                clock.clone(),
-                move |events: &[callgate_core::Event]| {
-                    metrics.observe(events);
-                    ops.observe(events);
-                    live.publish(events, &names);
-                },
-            ))
+            let consumers = Consumers {
+                metrics: metrics.clone(),
+                live: live.clone(),
+                names: names.clone(),
+                ops: ops_slot.get(),
+                slot: ops_slot.clone(),
+            };
+            Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), consumers))
         };
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
-        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow).with_ops(ops);
+        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow).with_ops_in(ops_slot);
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
         let cfg = Arc::new(cfg);
+        let reload = crate::reload::Reload::new(opts.config_path.clone(), cfg.clone(), listen.ip().is_loopback());
         let inbound = Inbound::new(cfg.clone(), providers.clone());
         let app = Arc::new(App {
             governor,
@@ -137,6 +165,7 @@ impl Server {
             waiting_room: WaitingRoom::default(),
             overflow_chains: Default::default(),
             campaigns: Default::default(),
+            reload,
         });
         // The campaign dialer: its own store beside the journal, recovery of what a crash
         // left open, then the pacing loop.
@@ -260,7 +289,10 @@ fn panic_text(end: Result<(), tokio::task::JoinError>) -> String {
 
 /// The API keys with their tokens (`token`, or the variable `token_env` names), each
 /// token once.
-fn auth_keys(cfg: &Config, env: &dyn Env) -> Result<Vec<(String, String, callgate_config::Role)>, ServeError> {
+pub(crate) fn auth_keys(
+    cfg: &Config,
+    env: &dyn Env,
+) -> Result<Vec<(String, String, callgate_config::Role)>, ServeError> {
     let mut keys: Vec<(String, String, callgate_config::Role)> = Vec::with_capacity(cfg.auth.keys.len());
     for k in &cfg.auth.keys {
         let token = k.resolve_token(env).map_err(ServeError)?;
@@ -276,10 +308,15 @@ fn auth_keys(cfg: &Config, env: &dyn Env) -> Result<Vec<(String, String, callgat
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let server = Server::start(opts).await?;
     eprintln!("callgate listening on http://{}", server.addr);
+    let reloads = {
+        let app = server.app.clone();
+        tokio::spawn(async move { reload_on_hangup(app).await })
+    };
     let died = tokio::select! {
         _ = shutdown_signal() => None,
         why = server.died() => Some(why),
     };
+    reloads.abort();
     match died {
         None => {
             tracing::info!("Shutting down");
@@ -290,6 +327,25 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         // the journal holds every acknowledged change, and the restart restores it.
         Some(why) => Err(ServeError(format!("{why}; exiting so that a supervisor restarts callgate"))),
     }
+}
+
+/// `SIGHUP` reloads the configuration (see [`crate::reload`]), as daemons do; what it
+/// changed, or why it changed nothing, is logged.
+async fn reload_on_hangup(app: Arc<App>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP: reload with POST /v1/config/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // The outcome is logged by the reload itself.
+            let _ = crate::reload::reload(&app, &ProcessEnv).await;
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {

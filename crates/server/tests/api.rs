@@ -166,6 +166,7 @@ async fn a_public_address_without_keys_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let opts = callgate_server::ServeOptions {
         config: support::config(THREE_SLOTS),
+        config_path: None,
         listen: Some("0.0.0.0:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
     };

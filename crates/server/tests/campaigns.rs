@@ -630,7 +630,8 @@ async fn booked_callbacks_are_dialed_first_in_the_callback_class() {
 async fn the_demo_runs_its_campaign_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = callgate_server::demo::demo_config("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf(), 7);
-    let server = Server::start(ServeOptions { config: cfg, listen: None, data_dir: None }).await.unwrap();
+    let server =
+        Server::start(ServeOptions { config: cfg, config_path: None, listen: None, data_dir: None }).await.unwrap();
     let campaigns = server.campaigns.clone();
     let leads = callgate_server::demo::demo_leads(500, 7);
     let body = axum::body::Bytes::from(leads.to_string());

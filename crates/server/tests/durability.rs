@@ -158,6 +158,7 @@ async fn a_second_server_on_the_same_data_directory_is_refused_naming_the_holder
     let (s, _clock) = start().await;
     let opts = ServeOptions {
         config: config(THREE_SLOTS),
+        config_path: None,
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(s.data_dir()),
     };

@@ -336,6 +336,7 @@ actions = [
     let dir = tempfile::tempdir().unwrap();
     let opts = ServeOptions {
         config: support::config(&toml),
+        config_path: None,
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
     };

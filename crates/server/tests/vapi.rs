@@ -472,6 +472,7 @@ async fn secrets_named_by_environment_variables_are_read_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let opts = || ServeOptions {
         config: support::config(&text),
+        config_path: None,
         listen: Some("127.0.0.1:0".parse().unwrap()),
         data_dir: Some(dir.path().to_path_buf()),
     };

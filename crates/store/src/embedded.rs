@@ -7,10 +7,12 @@
 //! what was applied in memory after the last commit is gone, and so are the answers it
 //! would have given (they were `unavailable` too).
 
-use crate::restore::restore;
+use crate::restore::{restore, snapshot};
 use crate::{Journal, Names, Opened, StoreError};
 use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record, Records};
-use callgate_backend::{BoxFuture, Command, Error, Executed, Health, LeaseFilter, LedgerBackend, TicketRead, Waiting};
+use callgate_backend::{
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LedgerBackend, Outcome, TicketRead, Waiting,
+};
 use callgate_core::clock::Clock;
 use callgate_core::{
     ClassId, Event, FlowId, Lease, LeaseId, Ledger, LedgerSpec, PoolId, PoolView, Ticket, TicketId, TicketStatus,
@@ -25,6 +27,11 @@ const PROBE_EVERY_MS: u64 = 1_000;
 
 struct Inner {
     ledger: Ledger,
+    /// What the ledger is built from (a reload replaces it), to rebuild it after a failed
+    /// commit.
+    spec: LedgerSpec,
+    /// The ledger's names (a reload replaces them).
+    names: Names,
     /// The last cap each pool was given ([`Command::SetCap`]), put back after a rebuild.
     caps: Vec<Option<u32>>,
     /// The journal failure epoch the ledger was last rebuilt from disk for (0: none).
@@ -72,7 +79,7 @@ impl Restoring {
     /// configured (not as restored: a runtime limit change is journaled against the
     /// configured limit, so that a restart with an edited configuration can tell).
     pub fn names(&self) -> Names {
-        let mut names = Names::of(&self.ledger);
+        let mut names = names_of(&self.ledger);
         names.config_limits = self.spec.pools.iter().map(|p| p.limit).collect();
         names
     }
@@ -92,17 +99,19 @@ impl Restoring {
         consumer: impl crate::Consumer,
     ) -> Embedded {
         let pools = self.ledger.pool_count();
+        let journal_names = names.clone();
         let journal = self.opened.retain_ended_for(retention_ms).start(names, consumer);
         Embedded {
             state: Mutex::new(Inner {
                 ledger: self.ledger,
+                spec: self.spec,
+                names: journal_names,
                 caps: vec![None; pools],
                 rebuilt_epoch: 0,
                 next_probe_at: 0,
             }),
             journal,
             clock,
-            spec: self.spec,
         }
     }
 }
@@ -112,7 +121,6 @@ pub struct Embedded {
     state: Mutex<Inner>,
     journal: Journal,
     clock: Arc<dyn Clock>,
-    spec: LedgerSpec,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -179,7 +187,7 @@ impl Embedded {
 
     fn rebuild(&self, st: &mut Inner, now: u64) -> Result<(), String> {
         let restored = self.journal.reload().map_err(|e| e.to_string())?;
-        let mut ledger = Ledger::new(&self.spec).map_err(|e| format!("configuration: {e}"))?;
+        let mut ledger = Ledger::new(&st.spec).map_err(|e| format!("configuration: {e}"))?;
         restore(&mut ledger, &restored, now);
         // Ids handed out in memory were never shown (nothing is before it is durable),
         // but they are not handed out again either.
@@ -215,6 +223,57 @@ fn ticket_read(ledger: &Ledger, id: TicketId) -> Option<TicketRead> {
     Some(TicketRead { ticket: ledger.ticket(id).cloned(), status })
 }
 
+impl Embedded {
+    /// [`Command::Reconfigure`]: the new ledger is filled with what the current one holds
+    /// by the restore a restart runs on the journal's rows, so a reload gives what a
+    /// restart with the new configuration gives.
+    fn reconfigure(
+        &self,
+        st: &mut Inner,
+        spec: LedgerSpec,
+        names: Names,
+        caps: Vec<Option<u32>>,
+        now: u64,
+    ) -> Result<Outcome, Error> {
+        if st.names.pools != names.pools || st.names.classes != names.classes {
+            return Err(Error::invalid("the pools and classes must stay the same, in the same order"));
+        }
+        let mut ledger =
+            Ledger::new(&spec).map_err(|e| Error::invalid(format!("the new configuration's ledger: {e}")))?;
+        let dropped = restore(&mut ledger, &snapshot(&st.ledger, &st.names), now);
+        if !dropped.leases.is_empty() || !dropped.tickets.is_empty() {
+            // Cannot happen with the same pools and classes; never drop a lease for it.
+            return Err(Error::invalid("a live lease or ticket would not fit the new configuration"));
+        }
+        for (p, cap) in caps.iter().enumerate() {
+            if cap.is_some() {
+                ledger.set_cap(PoolId(p as u32), *cap, now);
+            }
+        }
+        // The event consumers hear of every pool whose figures moved: a limit or cap
+        // change is a `limit_changed` event (and the journal's runtime-limit row follows
+        // the new configured limit).
+        for (p, was) in st.ledger.pools().iter().enumerate() {
+            let id = PoolId(p as u32);
+            let is = ledger.pool(id);
+            if (is.limit, is.cap) != (was.limit, was.cap) || st.names.config_limits.get(p) != names.config_limits.get(p)
+            {
+                ledger.set_limit(id, is.limit, now);
+            }
+        }
+        // Ends what can never fit now and grants what fits, like a start after restore.
+        ledger.settle(now);
+        // From here on the new ledger's ids: the journal and its consumers switch in
+        // event order, before the events above are handed over.
+        self.journal.rename(names.clone());
+        st.ledger = ledger;
+        st.spec = spec;
+        st.names = names;
+        st.caps = caps;
+        Ok(Outcome::Done)
+    }
+}
+
 fn store_error(e: StoreError) -> Error {
     Error::unavailable(e.to_string())
 }
@@ -228,12 +287,17 @@ impl LedgerBackend for Embedded {
         let now = self.clock.now_ms();
         let mut st = self.lock();
         self.writable(&mut st, now)?;
-        if let Command::SetCap { pool, cap } = &cmd {
-            if let Some(c) = st.caps.get_mut(pool.index()) {
-                *c = *cap;
+        let outcome = match cmd {
+            Command::Reconfigure { spec, names, caps } => self.reconfigure(&mut st, *spec, *names, caps, now),
+            cmd => {
+                if let Command::SetCap { pool, cap } = &cmd {
+                    if let Some(c) = st.caps.get_mut(pool.index()) {
+                        *c = *cap;
+                    }
+                }
+                callgate_backend::reference::apply(&mut st.ledger, cmd, now)
             }
-        }
-        let outcome = callgate_backend::reference::apply(&mut st.ledger, cmd, now);
+        };
         let events: Vec<Event> = st.ledger.drain_events().collect();
         let holds = mean_holds(&st.ledger, &events);
         let (next_id, next_seq) = (st.ledger.next_id(), st.ledger.next_seq());
@@ -369,15 +433,13 @@ impl Records for Embedded {
     }
 }
 
-impl Names {
-    /// The names of `ledger`'s pools, classes and flows, and its pools' limits now (the
-    /// configured ones for a ledger fresh from its spec).
-    pub fn of(ledger: &Ledger) -> Names {
-        Names {
-            pools: (0..ledger.pool_count()).map(|i| ledger.pool_name(PoolId(i as u32)).clone()).collect(),
-            config_limits: ledger.pools().iter().map(|p| p.limit).collect(),
-            classes: (0..ledger.class_count()).map(|i| ledger.class_name(ClassId(i as u16)).clone()).collect(),
-            flows: (0..ledger.flow_count()).map(|i| ledger.flow_name(FlowId(i as u32)).clone()).collect(),
-        }
+/// The names of `ledger`'s pools, classes and flows, and its pools' limits now (the
+/// configured ones for a ledger fresh from its spec).
+pub fn names_of(ledger: &Ledger) -> Names {
+    Names {
+        pools: (0..ledger.pool_count()).map(|i| ledger.pool_name(PoolId(i as u32)).clone()).collect(),
+        config_limits: ledger.pools().iter().map(|p| p.limit).collect(),
+        classes: (0..ledger.class_count()).map(|i| ledger.class_name(ClassId(i as u16)).clone()).collect(),
+        flows: (0..ledger.flow_count()).map(|i| ledger.flow_name(FlowId(i as u32)).clone()).collect(),
     }
 }

@@ -44,7 +44,7 @@ mod tests;
 pub use callgate_backend::records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record, Records,
 };
-pub use embedded::{Embedded, Restoring};
+pub use embedded::{names_of, Embedded, Restoring};
 pub use leads::{
     AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
     NewAttempt, NewLead, PendingLead, StoredCampaign,

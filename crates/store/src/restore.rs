@@ -1,8 +1,9 @@
 //! Putting back what the journal holds: at start, and after a failed commit, when the
 //! ledger in memory is rebuilt from the last durable state (see `Embedded::recover`).
 
-use crate::{Restored, StoredEnded, StoredLease, StoredTicket};
+use crate::{Names, Restored, StoredEnded, StoredLease, StoredTicket};
 use callgate_core::{FlowId, Lease, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
+
 use std::sync::Arc;
 
 /// What a restore could not put back: rows naming a pool or class that the
@@ -112,4 +113,77 @@ pub(crate) fn restore(ledger: &mut Ledger, r: &Restored, now: u64) -> Dropped {
     // These limit events restate what the journal already holds.
     ledger.drain_events().for_each(drop);
     dropped
+}
+
+/// What the journal would hold if the server stopped now: the live leases and waiting
+/// tickets, how recent tickets ended, the counters, runtime limits and mean holds, by
+/// name.
+pub(crate) fn snapshot(ledger: &Ledger, names: &Names) -> Restored {
+    let pools = |p: &[PoolUnits]| -> Vec<(String, u32)> {
+        p.iter().map(|pu| (names.pools[pu.pool.index()].to_string(), pu.units)).collect()
+    };
+    let flow = |f: Option<FlowId>| f.and_then(|f| names.flows.get(f.index())).map(|n| n.to_string());
+    let leases = ledger
+        .leases()
+        .map(|l| StoredLease {
+            id: l.id.0,
+            key: l.key.as_deref().map(str::to_owned),
+            class: names.classes[l.class.index()].to_string(),
+            flow: flow(l.flow),
+            pools: pools(&l.pools),
+            granted_at: l.granted_at,
+            expires_at: l.expires_at,
+            ttl_ms: l.ttl_ms,
+            meta: l.meta.as_deref().map(str::to_owned),
+            owner: l.owner.as_deref().map(str::to_owned),
+        })
+        .collect();
+    let mut tickets: Vec<StoredTicket> = ledger
+        .tickets()
+        .map(|t| StoredTicket {
+            id: t.id.0,
+            key: t.key.as_deref().map(str::to_owned),
+            class: names.classes[t.class.index()].to_string(),
+            flow: flow(t.flow),
+            pools: pools(&t.pools),
+            seq: t.seq,
+            enqueued_at: t.enqueued_at,
+            deadline: t.deadline,
+            ttl_ms: t.ttl_ms,
+            meta: t.meta.as_deref().map(str::to_owned),
+            owner: t.owner.as_deref().map(str::to_owned),
+        })
+        .collect();
+    tickets.sort_by_key(|t| t.seq);
+    let ended = ledger
+        .ended_tickets()
+        .map(|(id, outcome, at, f)| {
+            let (outcome, lease) = match outcome {
+                TicketOutcome::Granted(l) => ("granted", Some(l.0)),
+                TicketOutcome::Cancelled => ("cancelled", None),
+                TicketOutcome::TimedOut => ("timed_out", None),
+                TicketOutcome::NeverFits => ("never_fits", None),
+            };
+            StoredEnded { id: id.0, outcome: outcome.into(), lease, flow: flow(f), at }
+        })
+        .collect();
+    let views = ledger.pools();
+    let limits = views
+        .iter()
+        .filter_map(|p| {
+            let config_limit = names.config_limits.get(p.id.index()).copied()?;
+            (p.limit != config_limit).then(|| (p.name.to_string(), p.limit, config_limit))
+        })
+        .collect();
+    let holds = views.iter().map(|p| (p.name.to_string(), p.mean_hold_ms)).collect();
+    Restored {
+        leases,
+        tickets,
+        next_id: ledger.next_id(),
+        next_seq: ledger.next_seq(),
+        limits,
+        ended,
+        holds,
+        id_reserved: 0,
+    }
 }

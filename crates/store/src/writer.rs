@@ -4,31 +4,22 @@ use crate::records;
 use crate::rows::{self, pools_json, Restored};
 use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
+pub use callgate_backend::Names;
 use callgate_core::{Event, Lease, PoolUnits, Ticket, TicketOutcome};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 
-/// Names of the ledger's pools, classes and flows by index, as rows store them, and the
-/// limits the configuration gives the pools.
-#[derive(Clone, Debug, Default)]
-pub struct Names {
-    /// Pool names by `PoolId`.
-    pub pools: Vec<Arc<str>>,
-    /// Configured pool limits by `PoolId`.
-    pub config_limits: Vec<u32>,
-    /// Class names by `ClassId`.
-    pub classes: Vec<Arc<str>>,
-    /// Flow names by `FlowId`.
-    pub flows: Vec<Arc<str>>,
+trait NamesRows {
+    fn pools(&self, pools: &[PoolUnits]) -> String;
 }
 
-impl Names {
+impl NamesRows for Names {
     fn pools(&self, pools: &[PoolUnits]) -> String {
         let named: Vec<(String, u32)> =
             pools.iter().map(|p| (self.pools[p.pool.index()].to_string(), p.units)).collect();
@@ -42,6 +33,11 @@ impl Names {
 pub trait Consumer: Send + 'static {
     /// Called with every committed event, in ledger order.
     fn committed(&mut self, events: &[Event]);
+
+    /// Called when the ledger's names change (a configuration reload), after every
+    /// event submitted before the change was handed to [`Consumer::committed`] and before
+    /// any event submitted after it.
+    fn renamed(&mut self, _names: &Names) {}
 }
 
 impl<F: FnMut(&[Event]) + Send + 'static> Consumer for F {
@@ -73,6 +69,8 @@ enum Msg {
         next_seq: u64,
     },
     Fault(Fault),
+    /// The ledger's names from here on (a configuration reload).
+    Names(Names),
 }
 
 /// A fault injected into the writer by tests, through the real failure paths.
@@ -245,6 +243,16 @@ impl Journal {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Fault(fault));
+        }
+    }
+
+    /// The ledger's names from now on (a configuration reload rebuilt the ledger): events
+    /// submitted after this call are written and consumed with them. Call it under the
+    /// ledger's lock, between the last event of the old ledger and the first of the new.
+    pub fn rename(&self, names: Names) {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Names(names));
         }
     }
 
@@ -461,6 +469,12 @@ impl Writer {
                     Msg::Fault(f) => {
                         self.commit_group(&mut group, durable);
                         self.inject(f);
+                    }
+                    Msg::Names(names) => {
+                        // Events submitted before the change name things by the old ids.
+                        self.commit_group(&mut group, durable);
+                        self.consumer.renamed(&names);
+                        self.names = names;
                     }
                 }
             }

@@ -841,6 +841,15 @@ impl Ledger {
         self.remember(id, Ended { outcome, at, flow });
     }
 
+    /// How recent tickets ended, oldest end first, as a journal keeps them: `(ticket,
+    /// outcome, when, flow)`. A configuration reload rebuilds the ledger from these, the
+    /// live leases and the waiting tickets, the way a restart does from the journal.
+    pub fn ended_tickets(&self) -> impl Iterator<Item = (TicketId, TicketOutcome, Millis, Option<FlowId>)> + '_ {
+        self.ended_order.iter().filter_map(|&(at, id)| {
+            self.ended.get(&id).filter(|e| e.at == at).map(|e| (TicketId(id), e.outcome, e.at, e.flow))
+        })
+    }
+
     /// The mean hold time (ms) of a pool's ended leases, behind `eta_ms` and
     /// `Retry-After`; the journal keeps it across restarts.
     pub fn mean_hold_ms(&self, pool: PoolId) -> u64 {

@@ -353,7 +353,9 @@ struct Stats {
 /// Every campaign, the pacing loop and the outcomes. See the module docs.
 pub struct Campaigns {
     app: Weak<App>,
-    config: Arc<Config>,
+    /// Replaced by a configuration reload (flows and classes; `[[campaigns]]` changes
+    /// need a restart).
+    config: std::sync::RwLock<Arc<Config>>,
     providers: Providers,
     store: Arc<LeadStore>,
     clock: Arc<dyn Clock>,
@@ -394,7 +396,7 @@ impl Campaigns {
         let (events, events_rx) = mpsc::unbounded_channel();
         let campaigns = Arc::new(Campaigns {
             app: Arc::downgrade(app),
-            config: config.clone(),
+            config: std::sync::RwLock::new(config.clone()),
             providers,
             store,
             clock,
@@ -474,13 +476,24 @@ impl Campaigns {
         self.wake.notify_one();
     }
 
+    fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Dials by `config`'s flows and classes from now on (a configuration reload).
+    pub(crate) fn replace_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.wake.notify_one();
+    }
+
     /// Builds a campaign's runtime: its routes (dialers), calendar and pending leads.
     fn runtime(&self, cfg: CampaignConfig, stored: &StoredCampaign, now: u64) -> Result<Runtime, String> {
-        let flow = self.config.flow(&cfg.flow).ok_or_else(|| format!("campaign `{}`: unknown flow", cfg.name))?;
+        let config = self.config();
+        let flow = config.flow(&cfg.flow).ok_or_else(|| format!("campaign `{}`: unknown flow", cfg.name))?;
         let callback_class = cfg
             .callback_class
             .clone()
-            .or_else(|| self.config.class("callback").map(|c| c.name.clone()))
+            .or_else(|| config.class("callback").map(|c| c.name.clone()))
             .unwrap_or_else(|| flow.class.clone());
         let mut routes = Vec::new();
         let mut unavailable = None;
@@ -590,7 +603,7 @@ impl Campaigns {
     /// Creates a campaign (`POST /v1/campaigns`). `Ok(false, …)` when one with exactly
     /// these settings exists already (a retried request).
     pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, serde_json::Value), ApiError> {
-        let problems = self.config.campaign_problems(&cfg);
+        let problems = self.config().campaign_problems(&cfg);
         if !problems.is_empty() {
             let text: Vec<String> = problems
                 .iter()

@@ -169,8 +169,8 @@ impl Campaigns {
     /// Takes the next lead of the first campaign (by priority, in turn among equals) that
     /// may dial now.
     fn claim(&self, now: u64, pools: &[PoolInfo]) -> Option<Claim> {
-        let priorities: FxHashMap<&str, i32> =
-            self.config.classes.iter().map(|c| (c.name.as_str(), c.priority)).collect();
+        let config = self.config();
+        let priorities: FxHashMap<&str, i32> = config.classes.iter().map(|c| (c.name.as_str(), c.priority)).collect();
         let mut guard = self.lock();
         let inner: &mut Inner = &mut guard;
         let n = inner.list.len();

@@ -57,7 +57,7 @@ impl Governor {
     /// The lease or waiting ticket of the call with this id.
     pub fn hold(&self, key: &str) -> Option<Hold> {
         if let Some(l) = self.backend.lease_by_key(key) {
-            return Some(Hold::Lease(LeaseView::new(&l, &self.names)));
+            return Some(Hold::Lease(LeaseView::new(&l, &self.names())));
         }
         let read = self.backend.ticket_by_key(key)?;
         let t = read.ticket?;

@@ -48,6 +48,18 @@ pub(super) struct CapSources {
 }
 
 impl CapSources {
+    /// A reload's new operating layer starts the adaptive source afresh.
+    pub(super) fn reset_adaptive(&mut self, cap: Option<u32>) {
+        self.adaptive = cap;
+    }
+
+    /// For a ledger built afresh (which starts with no cap): what to hand it, marked as
+    /// handed.
+    pub(super) fn refresh(&mut self) -> Option<u32> {
+        self.applied = self.effective();
+        self.applied
+    }
+
     /// The minimum of the sources that are set; `None` follows the limit.
     fn effective(&self) -> Option<u32> {
         [self.adaptive, self.cooldown.map(|c| c.cap)].into_iter().flatten().min()
@@ -130,7 +142,7 @@ impl Governor {
             (0..st.caps.len()).filter(|&p| st.caps[p].cooldown.is_some_and(|c| c.until <= now)).collect();
         for p in due {
             self.clear_cooldown(st, p)?;
-            tracing::info!(pool = %self.names.pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
+            tracing::info!(pool = %self.names().pools[p], "The cooldown after a provider refusal ended; the cap follows the limit again");
         }
         Ok(())
     }
@@ -145,9 +157,9 @@ impl Governor {
         let (moved, commit) = {
             let mut st = self.lock();
             let now = self.now_ms();
-            self.ops.count_refusal(p);
+            self.ops().count_refusal(p);
             let before = self.backend.pools().get(p).map(|v| v.cap);
-            let done = if self.ops.is_adaptive(p) {
+            let done = if self.ops().is_adaptive(p) {
                 let report = super::Report { dropped: true, ..super::Report::default() };
                 let inflight = self.used(p);
                 self.feed(&mut st, p, inflight, &report, now)?.1

@@ -3,7 +3,7 @@
 //! under the lock and journaled like any change), releases that carry a sample, the
 //! overflow chain in force, the waiting line, and the evaluation of alerts.
 
-use super::{AcquireRequest, Answer, Governor, State, Target};
+use super::{AcquireRequest, Answer, Governor, OpsSlot, State, Target};
 use crate::error::ApiError;
 use crate::ops::{ChainKind, Gauges, Ops};
 use crate::views::{pools_view, PoolUnitsView};
@@ -130,12 +130,18 @@ impl Governor {
 
     /// Puts the operating layer in place (adaptive caps, breakers, alerts). A pool whose
     /// adaptive cap starts below its limit gets that cap at once.
-    pub fn with_ops(mut self, ops: Arc<Ops>) -> Self {
-        self.ops = ops;
+    pub fn with_ops(self, ops: Arc<Ops>) -> Self {
+        self.with_ops_in(OpsSlot::new(ops))
+    }
+
+    /// [`Governor::with_ops`] in a slot that the journal's consumer shares, so that a
+    /// reload's new operating layer reaches both.
+    pub fn with_ops_in(mut self, slot: OpsSlot) -> Self {
+        self.ops = slot;
         {
             let mut st = self.lock();
             for (p, view) in self.backend.pools().iter().enumerate() {
-                if let Some(cap) = self.ops.initial_cap(p, view.limit) {
+                if let Some(cap) = self.ops().initial_cap(p, view.limit) {
                     let _ = self.set_adaptive_cap(&mut st, p, cap);
                 }
             }
@@ -144,8 +150,14 @@ impl Governor {
     }
 
     /// The operating layer.
-    pub fn ops(&self) -> &Arc<Ops> {
-        &self.ops
+    pub fn ops(&self) -> Arc<Ops> {
+        self.ops.get()
+    }
+
+    /// The slot the operating layer sits in, for the journal's consumer (see
+    /// [`OpsSlot`]).
+    pub fn ops_slot(&self) -> OpsSlot {
+        self.ops.clone()
     }
 
     /// The breaker gate of an acquire through `flow` (or for it, as a campaign's call),
@@ -165,9 +177,9 @@ impl Governor {
         if key.is_some_and(|k| self.backend.lease_by_key(k).is_some() || self.backend.ticket_by_key(k).is_some()) {
             return None;
         }
-        let blocked = self.ops.gate(f.index(), now).err()?;
+        let blocked = self.ops().gate(f.index(), now).err()?;
         if caller {
-            self.ops.fallback_answered(f.index(), &blocked.dependency, now);
+            self.ops().fallback_answered(f.index(), &blocked.dependency, now);
         }
         Some(Answer::Rejected {
             reason: RejectReason::Capacity,
@@ -193,7 +205,7 @@ impl Governor {
             (None, true) => Sample::refusal(inflight),
             (None, false) => return Ok((None, None)),
         };
-        let Some(change) = self.ops.adaptive_sample(p, now, sample) else { return Ok((None, None)) };
+        let Some(change) = self.ops().adaptive_sample(p, now, sample) else { return Ok((None, None)) };
         let done = self.set_adaptive_cap(st, p, change.to)?;
         Ok((Some(change), done))
     }
@@ -208,13 +220,13 @@ impl Governor {
             Some(name) => Some(self.flow_id(name)?.index()),
             None => None,
         };
-        for (p, _) in flow.map(|f| self.ops.flow_pools(f)).unwrap_or_default() {
+        for (p, _) in flow.map(|f| self.ops().flow_pools(f)).unwrap_or_default() {
             if !pools.contains(&p) {
                 pools.push(p);
             }
         }
         let dependency = match &r.dependency {
-            Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
+            Some(name) => Some(self.ops().dependency(name).ok_or_else(|| unknown_dependency(name))?),
             None => None,
         };
         Ok((pools, flow, dependency))
@@ -236,7 +248,7 @@ impl Governor {
                 let inflight = self.used(p);
                 let (change, done) = self.feed(&mut st, p, inflight, &r, now)?;
                 if let Some(c) = change {
-                    moved.push((self.names.pools[p].clone(), c.to));
+                    moved.push((self.names().pools[p].clone(), c.to));
                 }
                 commit = done.map(|d| d.commit).or(commit);
             }
@@ -245,9 +257,9 @@ impl Governor {
         if let Some(c) = commit {
             self.durable(c).await?;
         }
-        self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
+        self.ops().sampled(&pools, flow, now, r.latency_ms, r.ok);
         if let Some(b) = dependency {
-            self.ops.dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
+            self.ops().dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
         }
         Ok(moved)
     }
@@ -259,7 +271,7 @@ impl Governor {
     /// acquired (403), before anything is released.
     pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, ApiError> {
         let dependency = match &r.dependency {
-            Some(name) => Some(self.ops.dependency(name).ok_or_else(|| unknown_dependency(name))?),
+            Some(name) => Some(self.ops().dependency(name).ok_or_else(|| unknown_dependency(name))?),
             None => None,
         };
         let lease = match lease {
@@ -292,7 +304,7 @@ impl Governor {
                     commit = capped.commit;
                 }
             }
-            let dependency = dependency.or_else(|| match flow.map(|f| self.ops.depends(f)) {
+            let dependency = dependency.or_else(|| match flow.map(|f| self.ops().depends(f)) {
                 Some(d) if d.len() == 1 => Some(d[0]),
                 _ => None,
             });
@@ -301,9 +313,9 @@ impl Governor {
         self.durable(commit).await?;
         let Some((pools, flow, dependency, now)) = out else { return Ok(false) };
         if r.says_anything() {
-            self.ops.sampled(&pools, flow, now, r.latency_ms, r.ok);
+            self.ops().sampled(&pools, flow, now, r.latency_ms, r.ok);
             if let (Some(b), true) = (dependency, r.ok.is_some() || r.latency_ms.is_some()) {
-                self.ops.dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
+                self.ops().dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
             }
         }
         Ok(true)
@@ -314,25 +326,25 @@ impl Governor {
     /// else the configured chain. `None` for an unknown flow.
     pub fn overflow_chain(&self, flow: &str) -> Option<Vec<Overflow>> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.overflow_chain(f, self.now_ms()))
+        Some(self.ops().overflow_chain(f, self.now_ms()))
     }
 
     /// [`Governor::overflow_chain`] with the chain's kind; `blocked` when the caller was
     /// just turned away by a breaker (the answer's `dependency`), so the fallback applies.
     pub fn overflow_chain_now(&self, flow: &str, blocked: bool) -> Option<(ChainKind, Vec<Overflow>)> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.chain_now(f, self.now_ms(), blocked))
+        Some(self.ops().chain_now(f, self.now_ms(), blocked))
     }
 
     /// Flow `flow`'s chain of `kind` as it stands now (see [`Ops::chain_of_kind`]).
     pub fn overflow_chain_of_kind(&self, flow: &str, kind: ChainKind) -> Option<Vec<Overflow>> {
         let f = self.flow_index(flow)?;
-        Some(self.ops.chain_of_kind(f, kind))
+        Some(self.ops().chain_of_kind(f, kind))
     }
 
     /// Whether a dependency of `flow` is down (its breaker open) now.
     pub fn dependency_down(&self, flow: &str) -> bool {
-        self.flow_index(flow).is_some_and(|f| self.ops.dependency_down(f, self.now_ms()))
+        self.flow_index(flow).is_some_and(|f| self.ops().dependency_down(f, self.now_ms()))
     }
 
     fn flow_index(&self, flow: &str) -> Option<usize> {
@@ -350,9 +362,9 @@ impl Governor {
                 WaitingView {
                     id: t.id.to_string(),
                     key: t.key.clone(),
-                    class: self.names.classes[t.class.index()].clone(),
-                    flow: t.flow.map(|f| self.names.flows[f.index()].clone()),
-                    pools: pools_view(&self.names, &t.pools),
+                    class: self.names().classes[t.class.index()].clone(),
+                    flow: t.flow.map(|f| self.names().flows[f.index()].clone()),
+                    pools: pools_view(&self.names(), &t.pools),
                     position,
                     eta_ms,
                     enqueued_at_ms: t.enqueued_at,
@@ -369,7 +381,7 @@ impl Governor {
 
     fn gauges(&self) -> Gauges {
         let pools = self.backend.pools().iter().map(|p| (p.used, p.cap, p.waiting)).collect();
-        let mut flow_waiting = vec![0u32; self.names.flows.len()];
+        let mut flow_waiting = vec![0u32; self.names().flows.len()];
         for t in self.backend.tickets() {
             if let Some(w) = t.flow.and_then(|f| flow_waiting.get_mut(f.index())) {
                 *w += 1;
@@ -380,20 +392,22 @@ impl Governor {
 
     /// Evaluates every alert now and carries out what fired or resolved.
     pub async fn evaluate_alerts(&self) {
-        if !self.ops.has_alerts() {
+        // One operating layer for the whole evaluation, even if a reload replaces it.
+        let ops = self.ops();
+        if !ops.has_alerts() {
             return;
         }
-        let _one_at_a_time = self.ops.evaluation().await;
+        let _one_at_a_time = ops.evaluation().await;
         let now = self.now_ms();
         let gauges = self.gauges();
-        for (i, change, value) in self.ops.step_alerts(now, &gauges) {
-            self.ops.act(self, i, change, value, now).await;
+        for (i, change, value) in ops.step_alerts(now, &gauges) {
+            ops.act(self, i, change, value, now).await;
         }
     }
 
     /// What time alone changes in the operating layer (breakers turning half-open, old
     /// figures dropping out).
     pub fn ops_tick(&self) {
-        self.ops.advance(self.now_ms());
+        self.ops().advance(self.now_ms());
     }
 }

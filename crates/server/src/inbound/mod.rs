@@ -25,38 +25,47 @@ pub const NOT_IN_SERVICE: &str = "Sorry, this number cannot take calls right now
 /// The configuration the edges need, with providers resolved.
 #[derive(Debug)]
 pub struct Inbound {
-    config: Arc<Config>,
+    /// Replaced as a whole by a configuration reload; each lookup reads one version.
+    config: std::sync::RwLock<Arc<Config>>,
     /// Providers with their secrets.
     pub providers: Providers,
-    top_class: String,
 }
 
 impl Inbound {
     /// From a validated configuration.
     pub fn new(config: Arc<Config>, providers: Providers) -> Self {
-        // Adopted calls are already on the line: nothing should stand ahead of them.
-        let top_class = config.classes.iter().max_by_key(|c| c.priority).map(|c| c.name.clone()).unwrap_or_default();
-        Inbound { config, providers, top_class }
+        Inbound { config: std::sync::RwLock::new(config), providers }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves `config`'s flows and menus from now on (a configuration reload; the
+    /// providers do not change without a restart).
+    pub(crate) fn replace(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     /// The flow serving calls of `provider` to `number`.
-    pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<&FlowConfig> {
-        self.config.flow_for(provider, number)
+    pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<FlowConfig> {
+        self.config().flow_for(provider, number).cloned()
     }
 
     /// The flow named `name`.
-    pub fn flow(&self, name: &str) -> Option<&FlowConfig> {
-        self.config.flow(name)
+    pub fn flow(&self, name: &str) -> Option<FlowConfig> {
+        self.config().flow(name).cloned()
     }
 
     /// The menu named `name`.
-    pub fn menu(&self, name: &str) -> Option<&MenuConfig> {
-        self.config.menu(name)
+    pub fn menu(&self, name: &str) -> Option<MenuConfig> {
+        self.config().menu(name).cloned()
     }
 
-    /// The class with the highest priority (adopted calls run in it).
-    pub fn top_class(&self) -> &str {
-        &self.top_class
+    /// The class with the highest priority (adopted calls run in it): nothing should
+    /// stand ahead of calls that are already on the line.
+    pub fn top_class(&self) -> String {
+        self.config().classes.iter().max_by_key(|c| c.priority).map(|c| c.name.clone()).unwrap_or_default()
     }
 }
 

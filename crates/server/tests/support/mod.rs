@@ -63,6 +63,7 @@ impl TestServer {
     async fn start_in(toml: &str, dir: tempfile::TempDir, clock: Option<Arc<dyn Clock>>) -> Self {
         let opts = ServeOptions {
             config: config(toml),
+            config_path: None,
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().to_path_buf()),
         };

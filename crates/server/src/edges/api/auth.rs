@@ -11,21 +11,44 @@ use std::sync::Arc;
 
 type Digest = [u8; 20];
 
+type KeyList = Arc<[(Arc<str>, Digest, Role)]>;
+
 /// The configured keys, each kept as a keyed digest of its token.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Keys {
     /// A key chosen at start, never written anywhere: a token's digest says nothing
     /// outside this process.
     secret: [u8; 32],
-    keys: Vec<(Arc<str>, Digest, Role)>,
+    /// Replaced as a whole by a configuration reload; each request reads one list.
+    keys: std::sync::RwLock<KeyList>,
 }
 
 impl Keys {
     /// From `(name, token, role)`.
     pub fn new(keys: impl IntoIterator<Item = (String, String, Role)>) -> Self {
         let secret = process_secret();
-        let keys = keys.into_iter().map(|(n, t, r)| (Arc::from(n), digest(&secret, t.as_bytes()), r)).collect();
+        let keys = std::sync::RwLock::new(Self::digested(&secret, keys));
         Keys { secret, keys }
+    }
+
+    fn digested(secret: &[u8], keys: impl IntoIterator<Item = (String, String, Role)>) -> KeyList {
+        keys.into_iter().map(|(n, t, r)| (Arc::from(n), digest(secret, t.as_bytes()), r)).collect()
+    }
+
+    /// The keys from now on (a configuration reload): requests that already passed keep
+    /// the role they were given.
+    pub(crate) fn replace(&self, keys: impl IntoIterator<Item = (String, String, Role)>) {
+        let list = Self::digested(&self.secret, keys);
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = list;
+    }
+
+    fn list(&self) -> KeyList {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// True when no key is configured (loopback only: everyone is an admin).
+    pub fn is_empty(&self) -> bool {
+        self.list().is_empty()
     }
 
     /// The name and role of a presented token. Both sides are digested first, so the
@@ -35,7 +58,7 @@ impl Keys {
     pub(crate) fn role_of(&self, token: &[u8]) -> Option<(Arc<str>, Role)> {
         let given = digest(&self.secret, token);
         let mut found = None;
-        for (name, d, role) in &self.keys {
+        for (name, d, role) in self.list().iter() {
             if constant_time_eq(d, &given) {
                 found = Some((name.clone(), *role));
             }
@@ -132,7 +155,7 @@ impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if app.keys.keys.is_empty() {
+        if app.keys.is_empty() {
             return Ok(Caller { role: Role::Admin, name: None });
         }
         let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
@@ -159,7 +182,7 @@ impl FromRequestParts<Arc<App>> for EventsCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if app.keys.keys.is_empty() || parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+        if app.keys.is_empty() || parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
             return Caller::from_request_parts(parts, app).await.map(EventsCaller);
         }
         let token = parts.uri.query().and_then(|q| {

@@ -53,6 +53,8 @@ pub struct App {
     /// The campaign dialer, set once it has started (provider webhooks hand it the
     /// outcomes of its calls: [`crate::campaign::Campaigns::provider_update`]).
     pub campaigns: std::sync::OnceLock<Arc<crate::campaign::Campaigns>>,
+    /// The configuration in force, and reloading it.
+    pub reload: crate::reload::Reload,
 }
 
 /// The router of the whole API.
@@ -71,6 +73,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/alerts", get(ops::alerts))
         .route("/v1/stats", get(ops::stats))
         .route("/v1/tickets", get(ops::waiting))
+        .route("/v1/config/reload", post(reload))
         .route("/v1/callbacks", get(callbacks::list))
         .route("/v1/calls", get(callbacks::calls))
         .route("/webhooks/vapi/{provider}", post(vapi::webhook))
@@ -110,6 +113,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Some(c) = app.campaigns.get() {
         c.render_metrics(&mut text);
     }
+    app.reload.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -151,4 +155,38 @@ async fn events(
 
 fn live_event(id: u64, json: &str) -> SseEvent {
     SseEvent::default().id(id.to_string()).data(json)
+}
+
+/// `POST /v1/config/reload` (admin): re-reads the configuration file and applies it, or
+/// changes nothing and says why (see [`crate::reload`]).
+async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require_admin()?;
+    use crate::reload::ReloadFailure as F;
+    let failure = match crate::reload::reload(&app, &callgate_config::ProcessEnv).await {
+        Ok(changes) => {
+            return Ok(axum::Json(serde_json::json!({ "reloaded": true, "changes": changes })).into_response())
+        }
+        Err(f) => f,
+    };
+    let message = failure.to_string();
+    let (status, code, detail) = match failure {
+        F::NoFile => (StatusCode::CONFLICT, "no_config_file", serde_json::json!({})),
+        F::Invalid(errors) => {
+            let problems: Vec<_> = errors
+                .iter()
+                .map(|e| serde_json::json!({ "line": e.line, "field": e.field, "message": e.message }))
+                .collect();
+            (StatusCode::BAD_REQUEST, "invalid_config", serde_json::json!({ "problems": problems }))
+        }
+        F::Unusable(_) => (StatusCode::BAD_REQUEST, "invalid_config", serde_json::json!({})),
+        F::NeedsRestart(list) => {
+            (StatusCode::CONFLICT, "restart_required", serde_json::json!({ "needs_restart": list }))
+        }
+        F::Api(e) => return Err(e),
+    };
+    let mut error = serde_json::json!({ "code": code, "message": message });
+    if let (Some(e), serde_json::Value::Object(extra)) = (error.as_object_mut(), detail) {
+        e.extend(extra);
+    }
+    Ok((status, axum::Json(serde_json::json!({ "reloaded": false, "error": error }))).into_response())
 }

@@ -94,6 +94,7 @@ impl<'a> TwilioCall<'a> {
             tracing::warn!(call = %self.call.id, flow = ?query.value("flow"), "A Twilio URL names a flow that is not configured");
             return Ok(Twiml::goodbye(DEFAULT_BUSY));
         };
+        let flow = &flow;
         let step = || -> Result<usize, ApiError> {
             query.value("step").map_or(Ok(0), |s| s.parse().map_err(|_| ApiError::bad_request("bad `step`")))
         };
@@ -139,6 +140,7 @@ impl<'a> TwilioCall<'a> {
             tracing::warn!(provider = %self.provider.name, call = %self.call.id, number = ?self.call.to, "No flow serves this Twilio number");
             return Ok(Twiml::of(Verb::Reject { busy: false }));
         };
+        let flow = &flow;
         let answer = self
             .app
             .governor

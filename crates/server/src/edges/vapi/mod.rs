@@ -219,7 +219,7 @@ async fn assistant_request(
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
     let flow = app.inbound.flow_for(&provider.name, call.to.as_deref());
-    let Some((flow, target)) = flow.and_then(|f| Some((f, f.vapi.as_ref()?.target()?))) else {
+    let Some((flow, target)) = flow.as_ref().and_then(|f| Some((f, f.vapi.as_ref()?.target()?))) else {
         tracing::warn!(provider = %provider.name, call = %call.id, number = ?call.to, "No flow serves this Vapi number");
         return Ok(VapiReply::Say(NOT_IN_SERVICE.into()));
     };
