@@ -67,7 +67,7 @@ class _Step:
 @dataclass
 class _Reply:
     status: int
-    body: dict[str, Any]
+    body: Any  # a JSON object, or the array of GET /v1/tickets
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -114,7 +114,7 @@ class Gate:
             body = json.loads(raw) if raw else {}
         except ValueError as e:
             raise TransportError(f"{step.method} {step.path}: HTTP {status} with a body that is not JSON") from e
-        if not isinstance(body, dict):
+        if not isinstance(body, (dict, list)):
             raise TransportError(f"{step.method} {step.path}: HTTP {status} with a body that is not a JSON object")
         return _Reply(status, body, {k.lower(): v for k, v in headers.items()})
 
@@ -265,6 +265,14 @@ class Gate:
         never saw (both harmless when there is nothing to undo)."""
         if ticket_id is not None:
             yield _Step("DELETE", f"/v1/tickets/{_q(ticket_id)}", retry=True)
+        else:
+            # Interrupted before the answer came back: a ticket may be in line under our
+            # key all the same. The waiting line (its first 500) says which.
+            line = yield _Step("GET", "/v1/tickets", retry=True)
+            waiting = line.body if line.status == 200 else []
+            for t in waiting if isinstance(waiting, list) else []:
+                if isinstance(t, dict) and t.get("key") == key:
+                    yield _Step("DELETE", f"/v1/tickets/{_q(str(t.get('id')))}", retry=True)
         yield _Step("DELETE", f"/v1/leases?key={_q(key)}", retry=True)
 
     # ----- the plain API -------------------------------------------------------------
