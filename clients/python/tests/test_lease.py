@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import pytest
 from conftest import Admin
 
-from callgate import ApiError, Gate, Lease, LeaseLost, Rejected
+from callgate import ApiError, CallgateError, Gate, Lease, LeaseLost, Rejected
 
 
 def test_grant_then_release_on_exit(gate: Gate, admin: Admin, key: Callable[[str], str]) -> None:
@@ -126,6 +126,12 @@ def test_bad_input_raises_and_leaves_nothing(gate: Gate, admin: Admin, key: Call
         gate.lease("outbound", ttl=-1)
     with pytest.raises(ValueError):
         Gate("ftp://example.com")
+    scope = gate.lease("outbound", key=key("twice"))
+    with scope:
+        pass
+    with pytest.raises(CallgateError, match="one lease"):
+        with scope:
+            pytest.fail("a scope entered twice")
 
 
 def test_a_wrong_token_is_refused(url: str, admin: Admin) -> None:

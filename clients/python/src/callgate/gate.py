@@ -505,6 +505,12 @@ class LeaseScope:
         self._thread: Optional[threading.Thread] = None
         self._astop: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task[None]] = None
+        self._entered = False
+
+    def _enter_once(self) -> None:
+        if self._entered:
+            raise CallgateError("a lease scope holds one lease: call gate.lease(...) again for another")
+        self._entered = True
 
     def _on_ticket(self, ticket: TicketView) -> None:
         self._ticket = ticket
@@ -526,6 +532,7 @@ class LeaseScope:
     # ----- with ---------------------------------------------------------------------------
 
     def __enter__(self) -> Lease:
+        self._enter_once()
         steps = self._gate._acquire_steps(self._body, self._on_ticket)
         try:
             view = cast(LeaseView, self._gate._drive(steps))
@@ -578,6 +585,7 @@ class LeaseScope:
     # ----- async with -------------------------------------------------------------------
 
     async def __aenter__(self) -> Lease:
+        self._enter_once()
         steps = self._gate._acquire_steps(self._body, self._on_ticket)
         try:
             view = cast(LeaseView, await self._gate._adrive(steps))
