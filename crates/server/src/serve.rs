@@ -141,7 +141,10 @@ impl Server {
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
         let governor =
-            Governor::new(ledger, journal, clock.clone(), names, overflow).with_spec(cfg.ledger_spec()).with_ops(ops);
+            Governor::new(ledger, journal, clock.clone(), names, overflow)
+            .with_spec(cfg.ledger_spec())
+            .with_ops(ops)
+            .with_metrics(metrics.clone());
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;

@@ -47,7 +47,9 @@ pub use records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record,
 };
 pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
-pub use writer::{read_counter, Consumer, Fault, Health, Journal, Names, Opened};
+pub use writer::{
+    read_counter, CommitSnapshot, CommitTimes, Consumer, Fault, Health, Journal, Names, Opened, COMMIT_BUCKETS,
+};
 
 use std::fmt;
 

@@ -106,6 +106,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
     crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
+    crate::metrics::render_commit_seconds(&mut text, app.governor.commit_times());
     app.governor.ops().render_metrics(&mut text);
     if let Some(c) = app.campaigns.get() {
         c.render_metrics(&mut text);
