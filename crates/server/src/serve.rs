@@ -132,10 +132,14 @@ impl Server {
         let journal = {
             let (metrics, live, names, ops) = (metrics.clone(), live.clone(), names.clone(), ops.clone());
             let opened = opened.retain_ended_for(cfg.ledger_spec().ticket_retention_ms);
+            let decision_log = cfg.server.decision_log;
             opened.start(names.clone(), move |events: &[callgate_core::Event]| {
                 metrics.observe(events);
                 ops.observe(events);
                 live.publish(events, &names);
+                if decision_log {
+                    crate::decision_log::log(events, &names);
+                }
             })
         };
         let overflow =
@@ -297,8 +301,14 @@ fn auth_keys(cfg: &Config, env: &dyn Env) -> Result<Vec<(String, String, callgat
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    serve_announced(opts, |addr| eprintln!("callgate listening on http://{addr}")).await
+}
+
+/// [`serve`], telling `announce` the address once it listens (`callgate serve` prints it
+/// as text, or as a JSON line with `--log-json`).
+pub async fn serve_announced(opts: ServeOptions, announce: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     let server = Server::start(opts).await?;
-    eprintln!("callgate listening on http://{}", server.addr);
+    announce(server.addr);
     let died = tokio::select! {
         _ = shutdown_signal() => None,
         why = server.died() => Some(why),
