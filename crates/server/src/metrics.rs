@@ -21,8 +21,7 @@ pub const WAIT_BUCKETS: &[f64] = &[0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60
 /// Upper bounds (seconds) of the decision and journal commit histograms: a decision is
 /// a lock, a ledger step and a group commit (an fsync, about a millisecond on an SSD, up
 /// to tens on a busy disk); above a second something is wrong.
-pub const DECISION_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const DECISION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// Upper bounds (seconds) of the hold-time histogram.
 pub const HOLD_BUCKETS: &[f64] = &[10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0];
 

@@ -144,8 +144,7 @@ impl Server {
         };
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
-        let governor =
-            Governor::new(ledger, journal, clock.clone(), names, overflow)
+        let governor = Governor::new(ledger, journal, clock.clone(), names, overflow)
             .with_spec(cfg.ledger_spec())
             .with_ops(ops)
             .with_metrics(metrics.clone());

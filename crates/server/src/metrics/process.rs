@@ -34,9 +34,9 @@ impl Process {
         let fields = stat.as_deref().map(stat_fields).unwrap_or_default();
         // Fields after the command name, numbered as in proc(5) from 3 (state).
         let field = |n: usize| fields.get(n.wrapping_sub(3)).and_then(|f| f.parse::<u64>().ok());
-        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<u64>().ok())
-        });
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse::<u64>().ok()));
         let status = std::fs::read_to_string("/proc/self/status").ok();
         let kb = |key: &str| {
             status.as_deref().and_then(|s| {
@@ -59,7 +59,12 @@ impl Process {
     /// Appends the Prometheus text of what was read.
     pub fn render(&self, out: &mut String) {
         let metrics: [(&str, &str, &str, Option<f64>); 6] = [
-            ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", self.cpu_seconds),
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                self.cpu_seconds,
+            ),
             (
                 "process_resident_memory_bytes",
                 "gauge",

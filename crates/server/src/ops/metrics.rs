@@ -322,8 +322,11 @@ impl OpsMetrics {
             "Alert notifications (notify webhooks) that could not be delivered, by alert.",
         );
         for (a, name) in s.alerts.iter().enumerate() {
-            let _ =
-                writeln!(out, "callgate_alert_notifications_failed_total{{alert=\"{name}\"}} {}", s.actions[a][NOTIFY][1]);
+            let _ = writeln!(
+                out,
+                "callgate_alert_notifications_failed_total{{alert=\"{name}\"}} {}",
+                s.actions[a][NOTIFY][1]
+            );
         }
         header(
             out,
