@@ -6,6 +6,9 @@
 //   1. without a token the page asks for one; the login field takes it and the page goes live;
 //   2. with ?token= the page loads, drops the token from the address bar and goes live;
 //   3. a call granted through the API shows on the page within a second;
+//   4. unknown state is shown as unknown: before a key is accepted, a banner and "—",
+//      never "nobody is waiting" or zeros;
+//   5. each pool shows its use by class; a failed alert notification is on the page;
 // then saves a screenshot. Exits non-zero with a message on the first failure.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -66,10 +69,24 @@ try {
   await page.goto(base + "/");
   await page.waitForSelector("#login:not([hidden])", { timeout: 5000 });
   check(true, "without a token the page asks for one");
+  check(await page.isVisible("#unknown"), "without a token a banner says the state is unknown");
+  check(
+    (await page.textContent("#total-waiting")) === "—" && (await page.textContent("#total-leases")) === "—",
+    "without a token the totals show — (not 0)"
+  );
+  check(await page.isHidden("#line-empty"), "without a token the page does not say nobody is waiting");
   await page.fill("#token", token);
   await page.click("#login button");
   await page.waitForSelector("body[data-ready='1']", { timeout: 5000 });
   check(await page.isHidden("#login"), "the login field takes the token and the page goes live");
+  check(await page.isHidden("#unknown"), "once live, the unknown banner is gone");
+
+  // 5. Use by class, and the notification that could not be delivered.
+  const byClass = await page.textContent("[data-by-class='vapi-main']");
+  check(/inbound \d+/.test(byClass) && /outbound \d+/.test(byClass) && /vip \d+/.test(byClass), `vapi-main shows use by class (${byClass})`);
+  await page.waitForSelector("[data-notify-failed='account-saturated']", { timeout: 5000 });
+  const failedNote = await page.textContent("[data-notify-failed='account-saturated']");
+  check(failedNote.includes("notification failed"), `the failed notification is on the page (${failedNote})`);
 
   // 2. ?token=: a new tab (sessionStorage is per tab, so it starts without the token).
   const fresh = await browser.newPage();

@@ -33,9 +33,13 @@ enum Command {
         /// Keep the journal here instead of `server.data_dir`.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Log as JSON lines.
+        /// Log as JSON lines: every line on stderr is one JSON object.
         #[arg(long)]
         log_json: bool,
+        /// Write one JSON line per decision (grant, queue, reject, release, expiry) under
+        /// the log target `callgate::decision`, once durable (as `[server] decision_log`).
+        #[arg(long)]
+        decision_log: bool,
     },
     /// Check or print configuration.
     Config {
@@ -95,21 +99,54 @@ enum ConfigCommand {
     Example,
 }
 
-/// Logs to stderr (RUST_LOG, else `default_level`) and, with `[telemetry] otlp_endpoint`,
+/// A line of the command itself (not of `tracing`) on stderr: text, or with `--log-json`
+/// a JSON object shaped like the log's own lines, so that every line parses.
+fn say(json: bool, level: &str, message: &str) {
+    if json {
+        let line = serde_json::json!({ "level": level, "fields": { "message": message }, "target": "callgate" });
+        eprintln!("{line}");
+    } else if level == "ERROR" {
+        eprintln!("error: {message}");
+    } else if level == "WARN" {
+        eprintln!("warning: {message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Logs to stderr (RUST_LOG, else `default_level`), the decision log (as JSON lines,
+/// whatever RUST_LOG says) when `decisions`, and, with `[telemetry] otlp_endpoint`,
 /// callgate's spans over OTLP. Keep the returned guard until exit: dropping it sends the
 /// last spans.
 fn init_logs(
     json: bool,
+    decisions: bool,
     default_level: &str,
     telemetry: &callgate_config::TelemetryConfig,
 ) -> Option<callgate_server::telemetry::OtlpGuard> {
+    use callgate_server::decision_log::TARGET as DECISIONS;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Decision lines go through their own layer only.
+    let filter = match format!("{DECISIONS}=off").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let ansi = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let decision_log = decisions.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_filter(Targets::new().with_target(DECISIONS, LevelFilter::INFO))
+    });
     let (otlp, guard) = match &telemetry.otlp_endpoint {
         Some(endpoint) => match callgate_server::telemetry::otlp(endpoint, telemetry.service()) {
             // The spans of decisions and webhooks, whatever RUST_LOG says about logs.
@@ -117,13 +154,13 @@ fn init_logs(
                 (Some(layer.with_filter(Targets::new().with_target("callgate_server", LevelFilter::INFO))), Some(guard))
             }
             Err(e) => {
-                eprintln!("warning: cannot start the OTLP exporter ({e}); no traces are exported");
+                say(json, "WARN", &format!("cannot start the OTLP exporter ({e}); no traces are exported"));
                 (None, None)
             }
         },
         None => (None, None),
     };
-    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otlp).init();
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(decision_log).with(otlp).init();
     guard
 }
 
@@ -148,11 +185,15 @@ fn main() -> ExitCode {
                 Err(e) => finish(Err(Failure::Message(format!("cannot render the man page: {e}")))),
             }
         }
-        Command::Serve { config, listen, data_dir, log_json } => {
+        Command::Serve { config, listen, data_dir, log_json, decision_log } => {
             let config_path = config.clone();
-            let config = match &config {
+            let mut config = match &config {
                 Some(path) => match Config::from_path(path) {
                     Ok(c) => c,
+                    Err(errors) if log_json => {
+                        say(true, "ERROR", &errors.to_string());
+                        return ExitCode::from(2);
+                    }
                     Err(errors) => {
                         eprintln!("{errors}");
                         return ExitCode::from(2);
@@ -160,17 +201,21 @@ fn main() -> ExitCode {
                 },
                 None => Config::builtin_default(),
             };
-            let _traces = init_logs(log_json, "info", &config.telemetry);
+            config.server.decision_log |= decision_log;
+            let _traces = init_logs(log_json, config.server.decision_log, "info", &config.telemetry);
             let runtime = match runtime() {
                 Ok(r) => r,
                 Err(code) => return code,
             };
             let config_path = config_path.map(|p| std::path::absolute(&p).unwrap_or(p));
             let opts = callgate_server::ServeOptions { config, config_path, listen, data_dir };
-            match runtime.block_on(callgate_server::serve(opts)) {
+            // Tools read the address from this line (`callgate listening on http://…`),
+            // as text or as the `message` of a JSON line.
+            let announce = |addr| say(log_json, "INFO", &format!("callgate listening on http://{addr}"));
+            match runtime.block_on(callgate_server::serve_announced(opts, announce)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say(log_json, "ERROR", &e.to_string());
                     ExitCode::from(2)
                 }
             }
@@ -203,7 +248,7 @@ fn main() -> ExitCode {
         },
         Command::Demo(args) => {
             // The demo prints who holds the lines; logs below warnings would drown it.
-            let _traces = init_logs(false, "warn", &Default::default());
+            let _traces = init_logs(false, false, "warn", &Default::default());
             match runtime() {
                 Ok(rt) => rt.block_on(callgate_server::demo::run_demo(args)),
                 Err(code) => code,

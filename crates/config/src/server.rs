@@ -51,6 +51,10 @@ pub struct ServerConfig {
     /// (default 4096: a few minutes of a busy account's decisions, about 1 MiB). 0 keeps
     /// none; a client that reconnects is then told it missed events.
     pub events_backlog: usize,
+    /// Write one JSON line per decision (grant, queue, reject, release, expire, a ticket
+    /// that ended) to the log under the target `callgate::decision`, once it is durable
+    /// (default false; `callgate serve --decision-log` turns it on too).
+    pub decision_log: bool,
 }
 
 impl ServerConfig {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             // fd limit, so the journal and providers' sockets always have room.
             max_connections: 1024,
             events_backlog: Self::DEFAULT_EVENTS_BACKLOG,
+            decision_log: false,
         }
     }
 }

@@ -98,6 +98,7 @@ fn the_example_documents_every_field() {
         "idle_timeout",
         "max_connections",
         "events_backlog",
+        "decision_log",
         "keys",
         "role",
         "token_env",

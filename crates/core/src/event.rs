@@ -84,6 +84,8 @@ pub enum Event {
         pools: Arc<[PoolUnits]>,
         /// Its flow, if it named one.
         flow: Option<crate::FlowId>,
+        /// Its idempotency key, if it had one (for the decision log; not journaled).
+        key: Option<Arc<str>>,
         /// Why.
         reason: RejectReason,
         /// When.

@@ -272,7 +272,7 @@ fn ev_of(e: &Event) -> Ev {
             Ev::Granted { lease: lease_of(lease), from_ticket: from_ticket.map(|(t, w)| (t.0, w)) }
         }
         Event::Queued { ticket, position } => Ev::Queued { ticket: ticket_of(ticket), position: *position },
-        Event::Rejected { class, pools, flow, reason, at } => {
+        Event::Rejected { class, pools, flow, reason, at, .. } => {
             Ev::Rejected { class: class.0, pools: pools_of(pools), flow: flow.map(|f| f.0), reason: *reason, at: *at }
         }
         Event::Renewed { lease, expires_at, at, .. } => {
@@ -871,13 +871,16 @@ fn check_settled(ledger: &Ledger, now: Millis, ticked: bool) -> Result<(), TestC
     let pools = ledger.pools();
     // used equals the units of live leases.
     let mut used = vec![0u64; pools.len()];
+    let mut by_class = vec![vec![0u64; ledger.class_count()]; pools.len()];
     for l in ledger.leases() {
         for pu in l.pools.iter() {
             used[pu.pool.index()] += u64::from(pu.units);
+            by_class[pu.pool.index()][l.class.index()] += u64::from(pu.units);
         }
     }
-    for (v, u) in pools.iter().zip(&used) {
+    for ((v, u), c) in pools.iter().zip(&used).zip(&by_class) {
         prop_assert_eq!(v.used, *u, "used in {} is not the units of its leases", &v.name);
+        prop_assert_eq!(&v.used_by_class, c, "use by class in {} is not the units of its leases", &v.name);
         prop_assert!(v.cap <= v.limit);
     }
     // A key names at most one live lease or waiting ticket, and finds it.

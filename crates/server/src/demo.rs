@@ -6,7 +6,7 @@
 //! paced. The HTTP API, `/metrics` and `/v1/events` are live while it runs.
 
 use crate::campaign::dial::sim::Rng;
-use crate::governor::{AcquireRequest, Answer, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::serve::{ServeOptions, Server};
 use callgate_config::Config;
 use clap::Args;
@@ -296,6 +296,7 @@ async fn inbound_callers(
                 max_wait_ms: None,
                 wait_ms: (30_000.0 / speed) as u64,
                 meta: None,
+                edge: Edge::Demo,
             };
             let first = app.governor.acquire(req).await;
             match first {

@@ -73,6 +73,17 @@ pub enum Answer {
     },
 }
 
+impl Answer {
+    /// `granted`, `queued` or `rejected`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Answer::Granted(_) => "granted",
+            Answer::Queued(_) => "queued",
+            Answer::Rejected { .. } => "rejected",
+        }
+    }
+}
+
 /// A ticket's state for `GET /v1/tickets/{id}`.
 #[derive(Clone, Debug)]
 pub enum TicketState {
@@ -130,6 +141,8 @@ pub struct Governor {
     stopped: std::sync::OnceLock<String>,
     /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
     panic_next_tick: std::sync::atomic::AtomicBool,
+    /// Where the decision latency is counted (see [`Governor::with_metrics`]).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -178,6 +191,43 @@ pub struct AcquireRequest {
     pub wait_ms: u64,
     /// JSON text.
     pub meta: Option<String>,
+    /// The edge it came through (a label of the decision latency histogram).
+    pub edge: Edge,
+}
+
+/// The edge a request came through: a fixed list, so the labels of
+/// `callgate_decision_seconds` are bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    /// `POST /v1/acquire`.
+    Api,
+    /// A Vapi webhook.
+    Vapi,
+    /// A Twilio webhook.
+    Twilio,
+    /// The campaign dialer.
+    Campaign,
+    /// Reconciliation adopting a live platform call callgate did not know.
+    Reconcile,
+    /// `callgate demo`'s simulated callers.
+    Demo,
+}
+
+impl Edge {
+    /// Every edge, in label order.
+    pub const ALL: [Edge; 6] = [Edge::Api, Edge::Vapi, Edge::Twilio, Edge::Campaign, Edge::Reconcile, Edge::Demo];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Edge::Api => "api",
+            Edge::Vapi => "vapi",
+            Edge::Twilio => "twilio",
+            Edge::Campaign => "campaign",
+            Edge::Reconcile => "reconcile",
+            Edge::Demo => "demo",
+        }
+    }
 }
 
 /// How many leases one page of `GET /v1/leases` looks at, matching its filters or not:
@@ -230,6 +280,7 @@ impl Governor {
             ops: OpsSlot::new(ops),
             stopped: std::sync::OnceLock::new(),
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
+            metrics: None,
         }
     }
 
@@ -237,6 +288,12 @@ impl Governor {
     /// answer for one use, not for good).
     pub fn names(&self) -> Arc<Names> {
         self.naming().names.clone()
+    }
+
+    /// Counts the time of each decision (arrival to durable answer) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn naming(&self) -> Arc<Naming> {
@@ -257,6 +314,12 @@ impl Governor {
     /// Whether the journal commits (for the `callgate_journal_up` gauge).
     pub fn journal_up(&self) -> bool {
         self.journal_failure().is_none()
+    }
+
+    /// How long the journal's commits took (for `callgate_journal_commit_seconds`), when
+    /// the backend is the embedded one.
+    pub fn commit_times(&self) -> Option<&callgate_store::CommitTimes> {
+        self.backend.as_any().downcast_ref::<callgate_store::Embedded>().map(|e| e.journal().commit_times())
     }
 
     /// Resolves once the backend is dead for good (the journal writer thread died).
@@ -418,8 +481,10 @@ impl Governor {
     }
 
     async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
+        // Measured on tokio's clock (paused in tests), never read by a decision.
+        let arrived = tokio::time::Instant::now();
         self.check_healthy()?;
-        let wait_ms = req.wait_ms;
+        let (wait_ms, edge) = (req.wait_ms, req.edge);
         let (answer, waiter, commit) = {
             let mut st = self.lock();
             let mut ledger_req = self.resolve(&req)?;
@@ -468,6 +533,11 @@ impl Governor {
             (answer, waiter, done.commit)
         };
         self.durable(commit).await?;
+        if let Some(m) = &self.metrics {
+            // The first durable answer: a caller who then waits (`wait_ms`) waits for
+            // capacity, not for the decision.
+            m.decision_latency(edge, answer.kind(), arrived.elapsed().as_secs_f64());
+        }
         match &answer {
             Answer::Granted(l) => tracing::debug!(lease = %l.id, key = ?l.key, class = %l.class, "Granted"),
             Answer::Queued(t) => tracing::debug!(ticket = %t.id, key = ?t.key, position = t.position, "Queued"),

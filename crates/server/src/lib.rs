@@ -11,6 +11,7 @@
 pub mod campaign;
 pub mod clock;
 pub mod connections;
+pub mod decision_log;
 pub mod demo;
 pub mod edges;
 pub mod error;
@@ -27,4 +28,4 @@ pub mod serve;
 pub mod telemetry;
 pub mod views;
 
-pub use serve::{serve, ServeOptions, Server};
+pub use serve::{serve, serve_announced, ServeOptions, Server};

@@ -5,8 +5,11 @@
 //! second to ten minutes, holds from ten seconds to two hours.
 
 mod edges;
+pub mod process;
 
 pub use edges::{EdgeMetrics, LATENCY_BUCKETS};
+
+use crate::governor::Edge;
 
 use callgate_core::{Event, PoolUnits, PoolView, TicketOutcome};
 use callgate_store::Names;
@@ -15,6 +18,10 @@ use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the wait-time histogram.
 pub const WAIT_BUCKETS: &[f64] = &[0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+/// Upper bounds (seconds) of the decision and journal commit histograms: a decision is
+/// a lock, a ledger step and a group commit (an fsync, about a millisecond on an SSD, up
+/// to tens on a busy disk); above a second something is wrong.
+pub const DECISION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// Upper bounds (seconds) of the hold-time histogram.
 pub const HOLD_BUCKETS: &[f64] = &[10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 3600.0, 7200.0];
 
@@ -57,6 +64,8 @@ struct PoolGauges {
     limit: u32,
     cap: u32,
     used: u64,
+    /// [class]
+    used_by_class: Vec<u64>,
     waiting: u64,
 }
 
@@ -90,6 +99,8 @@ struct State {
 /// The metrics registry.
 pub struct Metrics {
     state: Mutex<State>,
+    /// [edge][outcome]: time from arrival at the governor to the durable answer.
+    decision_seconds: Mutex<Vec<[Histogram; 3]>>,
     /// Webhooks, overflow, callbacks, reconciliation: counted by the edges.
     pub edges: EdgeMetrics,
 }
@@ -108,7 +119,13 @@ impl Metrics {
         let state = State {
             pools: pools
                 .iter()
-                .map(|p| PoolGauges { limit: p.limit, cap: p.cap, used: p.used, waiting: u64::from(p.waiting) })
+                .map(|p| PoolGauges {
+                    limit: p.limit,
+                    cap: p.cap,
+                    used: p.used,
+                    used_by_class: (0..nc).map(|c| p.used_by_class.get(c).copied().unwrap_or(0)).collect(),
+                    waiting: u64::from(p.waiting),
+                })
                 .collect(),
             decisions: vec![vec![[0; 3]; nc]; np],
             rejections: vec![vec![[0; 3]; nc]; np],
@@ -119,7 +136,12 @@ impl Metrics {
             events: 0,
             names,
         };
-        Metrics { state: Mutex::new(state), edges: EdgeMetrics::new([]) }
+        let decision_seconds = Edge::ALL.iter().map(|_| std::array::from_fn(|_| Histogram::new(DECISION_BUCKETS)));
+        Metrics {
+            state: Mutex::new(state),
+            decision_seconds: Mutex::new(decision_seconds.collect()),
+            edges: EdgeMetrics::new([]),
+        }
     }
 
     /// The ledger's names from now on (a configuration reload, which keeps the pools and
@@ -149,10 +171,40 @@ impl Metrics {
         }
     }
 
+    /// A decision (`granted`, `queued`, `rejected`) of a request that came through
+    /// `edge` was answered durably `seconds` after it arrived.
+    pub fn decision_latency(&self, edge: Edge, outcome: &str, seconds: f64) {
+        let (Some(e), Some(o)) =
+            (Edge::ALL.iter().position(|x| *x == edge), OUTCOMES.iter().position(|x| *x == outcome))
+        else {
+            return;
+        };
+        let mut d = self.decision_seconds.lock().unwrap_or_else(|p| p.into_inner());
+        d[e][o].observe(seconds);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = self.lock().render();
+        let mut out = String::with_capacity(16 * 1024);
+        render_build_info(&mut out);
+        self.lock().render(&mut out);
+        let name = "callgate_decision_seconds";
+        header(
+            &mut out,
+            name,
+            "histogram",
+            "Time from a request's arrival at the governor to its durable answer, by edge and outcome.",
+        );
+        {
+            let d = self.decision_seconds.lock().unwrap_or_else(|p| p.into_inner());
+            for (e, row) in Edge::ALL.iter().zip(d.iter()) {
+                for (o, h) in OUTCOMES.iter().zip(row) {
+                    h.render(&mut out, name, &format!("edge=\"{}\",outcome=\"{o}\"", e.as_str()));
+                }
+            }
+        }
         self.edges.render(&mut out);
+        process::render(&mut out);
         out
     }
 }
@@ -171,6 +223,7 @@ impl State {
                 let waited = from_ticket.map_or(0, |(_, w)| w) as f64 / 1000.0;
                 Self::each_pool(&lease.pools, |p, u| {
                     self.pools[p].used += u64::from(u);
+                    self.pools[p].used_by_class[c] += u64::from(u);
                     self.wait[p][c].observe(waited);
                     match from_ticket {
                         Some(_) => {
@@ -202,6 +255,8 @@ impl State {
                 let held = at.saturating_sub(lease.granted_at) as f64 / 1000.0;
                 Self::each_pool(&lease.pools, |p, u| {
                     self.pools[p].used = self.pools[p].used.saturating_sub(u64::from(u));
+                    let by_class = &mut self.pools[p].used_by_class[c];
+                    *by_class = by_class.saturating_sub(u64::from(u));
                     self.lease_ends[p][c][how] += 1;
                     self.hold[p].observe(held);
                 });
@@ -227,8 +282,7 @@ impl State {
         }
     }
 
-    fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
+    fn render(&self, out: &mut String) {
         let n = &self.names;
         let gauges: [Gauge; 4] = [
             ("callgate_pool_limit", "Configured limit of the pool (units).", |g| u64::from(g.limit)),
@@ -237,13 +291,20 @@ impl State {
             ("callgate_pool_waiting", "Tickets waiting for the pool.", |g| g.waiting),
         ];
         for (name, help, get) in gauges {
-            header(&mut out, name, "gauge", help);
+            header(out, name, "gauge", help);
             for (i, g) in self.pools.iter().enumerate() {
                 let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", n.pools[i], get(g));
             }
         }
+        let name = "callgate_pool_used_units";
+        header(out, name, "gauge", "Units held by live leases, by pool and class (sums to callgate_pool_used).");
+        for (i, g) in self.pools.iter().enumerate() {
+            for (c, units) in g.used_by_class.iter().enumerate() {
+                let _ = writeln!(out, "{name}{{pool=\"{}\",class=\"{}\"}} {units}", n.pools[i], n.classes[c]);
+            }
+        }
         render_table(
-            &mut out,
+            out,
             n,
             (
                 "callgate_decisions_total",
@@ -254,7 +315,7 @@ impl State {
             ),
         );
         render_table(
-            &mut out,
+            out,
             n,
             (
                 "callgate_tickets_ended_total",
@@ -265,7 +326,7 @@ impl State {
             ),
         );
         render_table(
-            &mut out,
+            out,
             n,
             (
                 "callgate_rejections_total",
@@ -276,7 +337,7 @@ impl State {
             ),
         );
         render_table(
-            &mut out,
+            out,
             n,
             (
                 "callgate_leases_ended_total",
@@ -293,21 +354,54 @@ impl State {
         );
         for (p, row) in self.wait.iter().enumerate() {
             for (c, h) in row.iter().enumerate() {
-                h.render(&mut out, name, &format!("pool=\"{}\",class=\"{}\"", n.pools[p], n.classes[c]));
+                h.render(out, name, &format!("pool=\"{}\",class=\"{}\"", n.pools[p], n.classes[c]));
             }
         }
         let name = "callgate_hold_seconds";
         let _ = writeln!(out, "# HELP {name} How long leases were held.\n# TYPE {name} histogram");
         for (p, h) in self.hold.iter().enumerate() {
-            h.render(&mut out, name, &format!("pool=\"{}\"", n.pools[p]));
+            h.render(out, name, &format!("pool=\"{}\"", n.pools[p]));
         }
         let _ = writeln!(
             out,
             "# HELP callgate_events_total Ledger events committed to the journal.\n# TYPE callgate_events_total counter\ncallgate_events_total {}",
             self.events
         );
-        out
     }
+}
+
+/// `callgate_build_info`: always 1, its labels say what is running. `git_sha` and
+/// `rustc` are set only when the build was given `CALLGATE_GIT_SHA` / `CALLGATE_RUSTC`
+/// in its environment (the Dockerfile passes them); there is no build script, so a build
+/// outside a git checkout works the same.
+pub fn render_build_info(out: &mut String) {
+    header(out, "callgate_build_info", "gauge", "Always 1; the labels say which build is running.");
+    let mut labels = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    for (label, value) in [("git_sha", option_env!("CALLGATE_GIT_SHA")), ("rustc", option_env!("CALLGATE_RUSTC"))] {
+        if let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) {
+            let _ = write!(labels, ",{label}=\"{}\"", escape_label(v));
+        }
+    }
+    let _ = writeln!(out, "callgate_build_info{{{labels}}} 1");
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+pub(crate) fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `callgate_journal_commit_seconds`: how long each group commit (one transaction and
+/// its fsync) took, from the journal's own counts.
+pub fn render_commit_seconds(out: &mut String, times: &callgate_store::CommitTimes) {
+    let name = "callgate_journal_commit_seconds";
+    header(out, name, "histogram", "Time of one journal group commit (a transaction and its fsync).");
+    let snap = times.snapshot();
+    for (b, c) in callgate_store::COMMIT_BUCKETS.iter().zip(&snap.counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", snap.count);
+    let _ = writeln!(out, "{name}_sum {}", snap.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", snap.count);
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.

@@ -78,6 +78,8 @@ struct Consumers {
     names: Names,
     ops: Arc<crate::ops::Ops>,
     slot: crate::governor::OpsSlot,
+    /// `[server] decision_log`: one JSON line per decision, once it is durable.
+    decision_log: bool,
 }
 
 impl Consumer for Consumers {
@@ -85,6 +87,9 @@ impl Consumer for Consumers {
         self.metrics.observe(events);
         self.ops.observe(events);
         self.live.publish(events, &self.names);
+        if self.decision_log {
+            crate::decision_log::log(events, &self.names);
+        }
     }
 
     fn renamed(&mut self, names: &Names) {
@@ -143,12 +148,15 @@ impl Server {
                 names: names.clone(),
                 ops: ops_slot.get(),
                 slot: ops_slot.clone(),
+                decision_log: cfg.server.decision_log,
             };
             Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), consumers))
         };
         let overflow =
             cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
-        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow).with_ops_in(ops_slot);
+        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow)
+            .with_ops_in(ops_slot)
+            .with_metrics(metrics.clone());
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
@@ -306,8 +314,14 @@ pub(crate) fn auth_keys(
 
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    serve_announced(opts, |addr| eprintln!("callgate listening on http://{addr}")).await
+}
+
+/// [`serve`], telling `announce` the address once it listens (`callgate serve` prints it
+/// as text, or as a JSON line with `--log-json`).
+pub async fn serve_announced(opts: ServeOptions, announce: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     let server = Server::start(opts).await?;
-    eprintln!("callgate listening on http://{}", server.addr);
+    announce(server.addr);
     let reloads = {
         let app = server.app.clone();
         tokio::spawn(async move { reload_on_hangup(app).await })

@@ -66,6 +66,8 @@ pub struct PoolInfo {
     pub cap: u32,
     /// Units in use.
     pub used: u64,
+    /// Units in use by class: only the classes holding units (sums to `used`).
+    pub used_by_class: BTreeMap<Arc<str>, u64>,
     /// Units reserved per class.
     pub reserve: BTreeMap<Arc<str>, u32>,
     /// Waiting tickets.
@@ -102,6 +104,13 @@ impl PoolInfo {
             limit: p.limit,
             cap: p.cap,
             used: p.used,
+            used_by_class: p
+                .used_by_class
+                .iter()
+                .enumerate()
+                .filter(|(_, &u)| u > 0)
+                .map(|(c, &u)| (names.classes[c].clone(), u))
+                .collect(),
             reserve: p.reserve.iter().map(|(c, u)| (names.classes[c.index()].clone(), *u)).collect(),
             waiting: p.waiting,
             mean_hold_ms: p.mean_hold_ms,
@@ -152,9 +161,10 @@ pub fn event_json(e: &Event, names: &Names) -> serde_json::Value {
             "ticket": TicketEventView::new(ticket, names),
             "position": position,
         }),
-        Event::Rejected { class, pools, flow, reason, at } => json!({
+        Event::Rejected { class, pools, flow, key, reason, at } => json!({
             "type": "rejected",
             "at_ms": at,
+            "key": key,
             "class": names.classes[class.index()],
             "flow": flow.map(|f| names.flows[f.index()].clone()),
             "pools": pools_view(names, pools),

@@ -83,7 +83,11 @@ metric = "utilization"
 above = 0.8
 resolve = { below = 0.6, for = "1m" }
 undo = true
-actions = [{ action = "set_overflow", flow = "support", overflow = { action = "callback" } }]
+actions = [
+  { action = "set_overflow", flow = "support", overflow = { action = "callback" } },
+  # Nothing listens on port 9 (discard) here: the notification fails, and the page says so.
+  { action = "notify", url = "http://127.0.0.1:9/hook" },
+]
 
 [[alerts]]
 name = "queue-building"

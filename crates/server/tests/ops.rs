@@ -605,7 +605,7 @@ depends_on = ["llm"]
 
 #[tokio::test]
 async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
-    use callgate_server::governor::{AcquireRequest, Answer, Target};
+    use callgate_server::governor::{AcquireRequest, Answer, Edge, Target};
     let clock = support::ManualClock::at(1_700_000_000_000);
     let s = TestServer::start_with_clock(GATED_CAMPAIGN, clock.clone()).await;
     let governor = &s.server().app.governor;
@@ -618,6 +618,7 @@ async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
         max_wait_ms: Some(0),
         wait_ms: 0,
         meta: None,
+        edge: Edge::Campaign,
     };
     let (st, _) = s
         .post("/v1/samples", json!([{ "dependency": "llm", "ok": false }, { "dependency": "llm", "ok": false }]))

@@ -51,7 +51,9 @@ pub use leads::{
 };
 pub use lock::{DirLock, LOCK_FILE};
 pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
-pub use writer::{read_counter, Consumer, Fault, Health, Journal, Names, Opened};
+pub use writer::{
+    read_counter, CommitSnapshot, CommitTimes, Consumer, Fault, Health, Journal, Names, Opened, COMMIT_BUCKETS,
+};
 
 use std::fmt;
 

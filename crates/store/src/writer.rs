@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 
@@ -24,6 +24,53 @@ impl NamesRows for Names {
         let named: Vec<(String, u32)> =
             pools.iter().map(|p| (self.pools[p.pool.index()].to_string(), p.units)).collect();
         pools_json(&named)
+    }
+}
+
+/// Upper bounds (seconds) of the commit-time histogram ([`CommitTimes`]): an fsync takes
+/// about a millisecond on an SSD and tens on a busy disk; above a second admission stalls.
+pub const COMMIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// How long the journal's group commits took (successful or not), counted by the writer
+/// thread for `callgate_journal_commit_seconds`.
+#[derive(Debug, Default)]
+pub struct CommitTimes {
+    /// Per bucket of [`COMMIT_BUCKETS`], cumulative (commits at or under the bound).
+    counts: [AtomicU64; 12],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A reading of [`CommitTimes`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitSnapshot {
+    /// Cumulative counts by bucket.
+    pub counts: Vec<u64>,
+    /// Total time (seconds).
+    pub sum_seconds: f64,
+    /// Commits counted.
+    pub count: u64,
+}
+
+impl CommitTimes {
+    /// Counts one commit that took `seconds`.
+    pub fn observe(&self, seconds: f64) {
+        for (b, c) in COMMIT_BUCKETS.iter().zip(&self.counts) {
+            if seconds <= *b {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> CommitSnapshot {
+        CommitSnapshot {
+            counts: self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -171,6 +218,8 @@ pub struct Journal {
     thread: Option<JoinHandle<()>>,
     /// A second connection for reads (WAL lets it read beside the writer).
     reader: Option<Mutex<Connection>>,
+    /// How long commits take (counted by the writer thread).
+    commit_times: Arc<CommitTimes>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -254,6 +303,11 @@ impl Journal {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Names(names));
         }
+    }
+
+    /// How long the commits took so far.
+    pub fn commit_times(&self) -> &CommitTimes {
+        &self.commit_times
     }
 
     /// The last sequence number handed out: waiting for it covers everything
@@ -389,7 +443,9 @@ impl Opened {
             .map(Mutex::new);
         let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable_rx) = watch::channel(Durable::default());
+        let commit_times = Arc::new(CommitTimes::default());
         let writer = Writer {
+            commit_times: commit_times.clone(),
             conn: self.conn,
             names,
             consumer: Box::new(consumer),
@@ -429,6 +485,7 @@ impl Opened {
             durable: durable_rx,
             thread: Some(thread),
             reader,
+            commit_times,
         }
     }
 }
@@ -443,6 +500,7 @@ struct Writer {
     id_reserved: u64,
     /// [`Fault::PanicInConsumer`] is armed.
     panic_in_consumer: bool,
+    commit_times: Arc<CommitTimes>,
 }
 
 impl Writer {
@@ -490,7 +548,12 @@ impl Writer {
         let result = if failing {
             Err(StoreError("commits are failing".into()))
         } else {
-            commit(&mut self.conn, &self.names, group, self.retention_ms, &mut self.id_reserved)
+            // Measured for the commit-time histogram only; nothing decides on it.
+            #[allow(clippy::disallowed_methods)]
+            let started = std::time::Instant::now();
+            let r = commit(&mut self.conn, &self.names, group, self.retention_ms, &mut self.id_reserved);
+            self.commit_times.observe(started.elapsed().as_secs_f64());
+            r
         };
         match result {
             Ok(()) => {

@@ -199,6 +199,8 @@ pub struct PoolView {
     pub cap: u32,
     /// Units in use.
     pub used: u64,
+    /// Units in use by class index (one entry per class; sums to `used`).
+    pub used_by_class: Vec<u64>,
     /// Units reserved per class: `(class, units)` for classes with a reserve.
     pub reserve: Vec<(ClassId, u32)>,
     /// Waiting tickets that need this pool.
@@ -310,6 +312,7 @@ impl Ledger {
                     cap: p.limit,
                     cap_override: None,
                     used: 0,
+                    used_by_class: vec![0; classes.len()],
                     reserve,
                     reserved_above,
                     queue: BTreeMap::new(),
@@ -423,6 +426,7 @@ impl Ledger {
             limit: p.limit,
             cap: p.cap,
             used: p.used,
+            used_by_class: p.used_by_class.clone(),
             reserve: p
                 .reserve
                 .iter()
@@ -581,7 +585,7 @@ impl Ledger {
         // rule it would hold up everyone behind it until its deadline.
         if !self.can_ever_fit(&pools, class) {
             let reason = RejectReason::NeverFits;
-            self.events.push(Event::Rejected { class, pools, flow, reason, at: now });
+            self.events.push(Event::Rejected { class, pools, flow, key: req.key, reason, at: now });
             return Ok(Decision::Rejected { reason, retry_after_ms: 0 });
         }
         let seq = self.next_seq;
@@ -600,7 +604,7 @@ impl Ledger {
         if max_wait_ms == 0 || !room {
             let reason = if max_wait_ms == 0 { RejectReason::Capacity } else { RejectReason::QueueFull };
             let retry_after_ms = self.retry_after(&pools);
-            self.events.push(Event::Rejected { class, pools, flow, reason, at: now });
+            self.events.push(Event::Rejected { class, pools, flow, key: req.key, reason, at: now });
             return Ok(Decision::Rejected { reason, retry_after_ms });
         }
         let id = TicketId(self.next_id);
@@ -795,7 +799,9 @@ impl Ledger {
             return Err(RequestError::Duplicate);
         }
         for pu in lease.pools.iter() {
-            self.pools[pu.pool.index()].used += u64::from(pu.units);
+            let p = &mut self.pools[pu.pool.index()];
+            p.used += u64::from(pu.units);
+            p.used_by_class[lease.class.index()] += u64::from(pu.units);
         }
         if let Some(k) = &lease.key {
             self.keys.insert(k.clone(), KeyRef::Lease(lease.id));
@@ -920,7 +926,9 @@ impl Ledger {
         let id = LeaseId(self.next_id);
         self.next_id += 1;
         for pu in pools.iter() {
-            self.pools[pu.pool.index()].used += u64::from(pu.units);
+            let p = &mut self.pools[pu.pool.index()];
+            p.used += u64::from(pu.units);
+            p.used_by_class[class.index()] += u64::from(pu.units);
         }
         if let Some(k) = &key {
             self.keys.insert(k.clone(), KeyRef::Lease(id));
@@ -949,6 +957,7 @@ impl Ledger {
         for pu in lease.pools.iter() {
             let p = &mut self.pools[pu.pool.index()];
             p.used -= u64::from(pu.units);
+            p.used_by_class[lease.class.index()] -= u64::from(pu.units);
             p.observe_hold(held);
             contended |= !p.queue.is_empty();
         }

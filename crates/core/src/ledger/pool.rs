@@ -62,6 +62,8 @@ pub(crate) struct Pool {
     /// Units of live leases. May exceed `cap` after the cap was lowered (nothing is
     /// revoked) or after a restore; never because of a grant.
     pub(crate) used: u64,
+    /// Units of live leases by class index; sums to `used`.
+    pub(crate) used_by_class: Vec<u64>,
     /// Units reserved for each class (by class index).
     pub(crate) reserve: Vec<u32>,
     /// For each class index: the units reserved for the classes strictly above it.

@@ -4,7 +4,7 @@ use super::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
 use super::retry::{self, Next};
 use super::schedule::Lead;
 use super::{Active, CallbackState, Campaigns, Inner, State};
-use crate::governor::{AcquireRequest, Answer, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::views::PoolInfo;
 use callgate_core::LeaseId;
 use callgate_store::{AttemptEnd, CallbackLead, LeadOp, LeadOut, NewAttempt};
@@ -371,6 +371,7 @@ impl Campaigns {
                 max_wait_ms: Some(0),
                 wait_ms: 0,
                 meta: Some(meta),
+                edge: Edge::Campaign,
             })
             .await;
         self.unclaim_pools(&c.pools);

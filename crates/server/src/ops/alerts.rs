@@ -227,6 +227,22 @@ pub struct AlertView {
     pub firing_since_ms: Option<u64>,
     /// The actions it takes, by kind.
     pub actions: Vec<&'static str>,
+    /// How its last notification (a `notify` webhook) went; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_notification: Option<NotificationView>,
+    /// Notifications that could not be delivered since the server started.
+    pub notifications_failed: u64,
+}
+
+/// One notification's outcome.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct NotificationView {
+    /// Whether the webhook took it (a 2xx answer).
+    pub ok: bool,
+    /// What happened (`posted (200)`, `the webhook answered 500`, `cannot post: …`).
+    pub detail: String,
+    /// When the alert changed (Unix ms).
+    pub at_ms: u64,
 }
 
 impl Rule {
@@ -249,6 +265,8 @@ impl Rule {
             pending_since_ms: pending,
             firing_since_ms: firing,
             actions: self.config.actions.iter().map(|a| a.action.as_str()).collect(),
+            last_notification: None,
+            notifications_failed: 0,
         }
     }
 }

@@ -85,6 +85,9 @@ struct State {
     actions: Vec<[[u64; 2]; 4]>,
 }
 
+/// `ACTIONS` index of `notify`.
+const NOTIFY: usize = 0;
+
 /// The registry.
 #[derive(Debug)]
 pub struct OpsMetrics {
@@ -311,6 +314,19 @@ impl OpsMetrics {
             let [fired, resolved] = s.alert_transitions[a];
             let _ = writeln!(out, "callgate_alert_transitions_total{{alert=\"{name}\",to=\"firing\"}} {fired}");
             let _ = writeln!(out, "callgate_alert_transitions_total{{alert=\"{name}\",to=\"resolved\"}} {resolved}");
+        }
+        header(
+            out,
+            "callgate_alert_notifications_failed_total",
+            "counter",
+            "Alert notifications (notify webhooks) that could not be delivered, by alert.",
+        );
+        for (a, name) in s.alerts.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "callgate_alert_notifications_failed_total{{alert=\"{name}\"}} {}",
+                s.actions[a][NOTIFY][1]
+            );
         }
         header(
             out,

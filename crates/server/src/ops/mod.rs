@@ -172,7 +172,7 @@ impl Ops {
             Vec::new(),
         ));
         Ops {
-            sink: Sink { metrics: metrics.clone(), live: Live::default() },
+            sink: Sink { metrics: metrics.clone(), live: Live::default(), notices: Default::default() },
             metrics,
             pools,
             adaptive: Mutex::new(AdaptiveCaps::default()),
@@ -271,7 +271,7 @@ impl Ops {
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(vec![Vec::new(); nb])),
             campaigns: RwLock::new(None),
-            sink: Sink { metrics: metrics.clone(), live },
+            sink: Sink { metrics: metrics.clone(), live, notices: Default::default() },
             metrics,
             http: reqwest::Client::builder().timeout(NOTIFY_TIMEOUT).build().map_err(|e| e.to_string())?,
             evaluating: tokio::sync::Mutex::new(()),
@@ -596,7 +596,18 @@ impl Ops {
 
     /// Every alert's state.
     pub fn alerts(&self) -> Vec<AlertView> {
-        lock(&self.rules).iter().map(Rule::view).collect()
+        let notices = lock(&self.sink.notices).clone();
+        lock(&self.rules)
+            .iter()
+            .map(|r| {
+                let mut v = r.view();
+                if let Some(n) = notices.get(&r.name) {
+                    v.last_notification = Some(n.last.clone());
+                    v.notifications_failed = n.failed;
+                }
+                v
+            })
+            .collect()
     }
 
     fn value(&self, rule: &Rule, gauges: &Gauges, stats: &Stats, now: u64) -> Option<f64> {
@@ -878,6 +889,15 @@ impl Ops {
 struct Sink {
     metrics: Arc<OpsMetrics>,
     live: Live,
+    /// By alert: how its notifications went (for `GET /v1/alerts` and the live page).
+    notices: Arc<Mutex<std::collections::BTreeMap<Arc<str>, Notices>>>,
+}
+
+/// How an alert's notifications went.
+#[derive(Clone, Debug, Default)]
+struct Notices {
+    last: alerts::NotificationView,
+    failed: u64,
 }
 
 impl Sink {
@@ -896,6 +916,12 @@ impl Sink {
     ) {
         let ok = result.is_ok();
         let detail = result.unwrap_or_else(|e| e);
+        if action == "notify" {
+            let mut notices = lock(&self.notices);
+            let n = notices.entry(alert.clone()).or_default();
+            n.last = alerts::NotificationView { ok, detail: detail.clone(), at_ms: now };
+            n.failed += u64::from(!ok);
+        }
         if ok {
             tracing::info!(alert = %alert, action, undo, detail = %detail, "Alert action done");
         } else {

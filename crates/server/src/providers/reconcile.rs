@@ -25,7 +25,7 @@ use super::twilio::TwilioClient;
 use super::vapi::VapiClient;
 use super::{Credentials, PlatformState, Provider};
 use crate::edges::api::App;
-use crate::governor::{AcquireRequest, Answer, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use callgate_store::{CallUpdate, Record};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -250,6 +250,7 @@ impl Reconciler {
                     max_wait_ms: Some(0),
                     wait_ms: 0,
                     meta: Some(meta),
+                    edge: Edge::Reconcile,
                 })
                 .await;
             match answer {

@@ -4,7 +4,7 @@ use super::body::{required, JsonBody};
 use super::bounds::Limits;
 use super::{App, Caller};
 use crate::error::ApiError;
-use crate::governor::{AcquireRequest, Answer, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -118,6 +118,7 @@ impl AcquireBody {
             max_wait_ms: self.max_wait_ms,
             wait_ms: self.wait_ms.unwrap_or(0).min(MAX_WAIT_MS),
             meta,
+            edge: Edge::Api,
         })
     }
 }

@@ -109,6 +109,9 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
     crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
+    if let Some(times) = app.governor.commit_times() {
+        crate::metrics::render_commit_seconds(&mut text, times);
+    }
     app.governor.ops().render_metrics(&mut text);
     if let Some(c) = app.campaigns.get() {
         c.render_metrics(&mut text);

@@ -19,7 +19,20 @@ const state = {
   leases: null, // live leases (calls), from /v1/stats and events
   skew: 0, // server clock minus client clock (ms)
   source: null,
+  // Whether what the page shows is the server's state: false until everything loaded and
+  // the event stream is open, and again while it is down or no key was accepted. While
+  // false, figures show "—" and a banner says why, never zeros or "nobody is waiting".
+  known: false,
 };
+
+const UNKNOWN = "—";
+
+function setKnown(known, why) {
+  state.known = known;
+  document.body.dataset.known = known ? "1" : "0";
+  $("unknown").hidden = known;
+  if (!known) $("unknown-why").textContent = why;
+}
 
 const $ = (id) => document.getElementById(id);
 
@@ -52,6 +65,7 @@ function takeToken() {
 }
 
 function askForToken() {
+  setKnown(false, "this server needs an API key.");
   $("main").hidden = true;
   $("login").hidden = false;
   setConn("down", "needs a key");
@@ -77,6 +91,14 @@ async function get(path) {
   if (r.status === 401) throw new Unauthorized(path);
   if (!r.ok) return null;
   return r.json();
+}
+
+// A read the page cannot do without (pools, the waiting line): a failure is an error,
+// so the page stays "unknown" rather than showing an empty list.
+async function need(path) {
+  const v = await get(path);
+  if (v === null) throw new Error(path + " failed");
+  return v;
 }
 
 // ----- formatting ------------------------------------------------------------------------
@@ -121,8 +143,8 @@ function renderPools() {
   }
   root.replaceChildren(...cards);
   // A call may hold several pools: the counts of calls come from the server.
-  $("total-leases").textContent = state.leases === null ? "–" : state.leases;
-  $("total-waiting").textContent = state.line.size;
+  $("total-leases").textContent = !state.known || state.leases === null ? UNKNOWN : state.leases;
+  $("total-waiting").textContent = state.known ? state.line.size : UNKNOWN;
 }
 
 function poolCard(p) {
@@ -144,6 +166,11 @@ function poolCard(p) {
   const reserve = Object.entries(p.reserve || {})
     .map(([c, u]) => c + " " + u)
     .join(" · ");
+  const byClass = Object.entries(p.used_by_class || {})
+    .filter(([, u]) => u > 0)
+    .map(([c, u]) => c + " " + u)
+    .join(" · ");
+  const known = state.known;
   return el(
     "article",
     { class: "pool" + (full ? " full" : ""), "data-pool": p.name },
@@ -158,14 +185,15 @@ function poolCard(p) {
     el(
       "div",
       { class: "big" },
-      el("span", { "data-used": p.name }, p.used),
+      el("span", { "data-used": p.name }, known ? p.used : UNKNOWN),
       el("small", {}, " / " + p.cap + " cap" + (p.cap !== p.limit ? " · limit " + p.limit : ""))
     ),
     units,
+    el("div", { class: "by-class", "data-by-class": p.name }, known ? (byClass ? "in use: " + byClass : "nothing in use") : "in use: " + UNKNOWN),
     el(
       "div",
       { class: "facts" },
-      fact("waiting", p.waiting),
+      fact("waiting", known ? p.waiting : UNKNOWN),
       fact("decisions/s", number(f.decisions_per_second, 1)),
       fact("rejected/min", f.rejections_per_minute === undefined ? "–" : f.rejections_per_minute),
       fact("p95 wait", duration(f.p95_wait_ms)),
@@ -199,8 +227,8 @@ function renderLine() {
     );
   });
   $("line").replaceChildren(...tr);
-  $("line-empty").hidden = rows.length > 0;
-  $("waiting-count").textContent = rows.length;
+  $("line-empty").hidden = !state.known || rows.length > 0;
+  $("waiting-count").textContent = state.known ? rows.length : UNKNOWN;
 }
 
 function renderBreakers() {
@@ -218,7 +246,7 @@ function renderBreakers() {
     );
   });
   $("breakers").replaceChildren(...items);
-  $("breakers-empty").hidden = items.length > 0;
+  $("breakers-empty").hidden = !state.known || items.length > 0;
 }
 
 function alertValue(a) {
@@ -249,12 +277,20 @@ function renderAlerts() {
         "span",
         { class: "detail" },
         a.metric.replace(/_/g, " ") + " of " + a.target.name + " " + alertValue(a) + " (" + a.direction + " " + alertThreshold(a) + ")" + when
-      )
+      ),
+      // A notification that did not reach its webhook: nobody was told, so say it here.
+      a.last_notification && !a.last_notification.ok
+        ? el(
+            "span",
+            { class: "notify-failed", "data-notify-failed": a.name },
+            "notification failed: " + a.last_notification.detail + " (" + a.notifications_failed + " failed)"
+          )
+        : null
     );
   });
   $("alerts").replaceChildren(...items);
-  $("alerts-empty").hidden = items.length > 0;
-  $("alerts-count").textContent = state.alerts.filter((a) => a.state === "firing").length;
+  $("alerts-empty").hidden = !state.known || items.length > 0;
+  $("alerts-count").textContent = state.known ? state.alerts.filter((a) => a.state === "firing").length : UNKNOWN;
 }
 
 function renderCampaigns() {
@@ -288,7 +324,7 @@ function renderRate() {
   state.decisions = state.decisions.filter((t) => now - t < RATE_WINDOW_MS);
   const fromStats = (state.stats.pools || []).reduce((m, f) => Math.max(m, f.decisions_per_second || 0), 0);
   const live = state.decisions.length / (RATE_WINDOW_MS / 1000);
-  $("total-rate").textContent = number(Math.max(live, fromStats), 1);
+  $("total-rate").textContent = state.known ? number(Math.max(live, fromStats), 1) : UNKNOWN;
 }
 
 function feed(kind, what, detail, attrs) {
@@ -314,10 +350,15 @@ function flash(pool) {
 
 // ----- events ----------------------------------------------------------------------------
 
-function addUnits(pools, sign) {
+function addUnits(pools, sign, cls) {
   for (const pu of pools || []) {
     const p = state.pools.get(pu.pool);
-    if (p) p.used = Math.max(0, p.used + sign * pu.units);
+    if (!p) continue;
+    p.used = Math.max(0, p.used + sign * pu.units);
+    if (cls) {
+      p.used_by_class = p.used_by_class || {};
+      p.used_by_class[cls] = Math.max(0, (p.used_by_class[cls] || 0) + sign * pu.units);
+    }
   }
 }
 
@@ -344,7 +385,7 @@ function onEvent(e) {
   switch (e.type) {
     case "granted": {
       const l = e.lease;
-      addUnits(l.pools, +1);
+      addUnits(l.pools, +1, l.class);
       if (state.leases !== null) state.leases += 1;
       if (e.ticket) {
         state.line.delete(e.ticket);
@@ -378,7 +419,7 @@ function onEvent(e) {
     case "released":
     case "expired": {
       const l = e.lease;
-      addUnits(l.pools, -1);
+      addUnits(l.pools, -1, l.class);
       if (state.leases !== null) state.leases = Math.max(0, state.leases - 1);
       feed(e.type, e.type, (l.key || l.id) + " · held " + duration(e.held_ms) + " · " + names(l.pools));
       renderPools();
@@ -418,6 +459,8 @@ function onEvent(e) {
       break;
     case "alert_action":
       feed(e.ok ? "released" : "rejected", (e.undo ? "undo " : "") + e.action.replace(/_/g, " "), e.detail);
+      // A failed notification shows on its alert.
+      if (e.action === "notify") loadAlerts().then(renderAlerts, () => {});
       break;
     case "campaign_paused":
     case "campaign_resumed":
@@ -446,9 +489,17 @@ function connect() {
   state.source = source;
   source.onopen = () => {
     setConn("live", "live");
-    document.body.dataset.ready = "1";
-    // Anything missed while disconnected: read it again.
-    loadAll().then(renderAll, () => {});
+    // Anything missed while disconnected: read it again; known once it is read.
+    loadAll().then(
+      () => {
+        setKnown(true);
+        renderAll();
+        document.body.dataset.ready = "1";
+      },
+      (err) => {
+        if (err instanceof Unauthorized) askForToken();
+      }
+    );
   };
   source.onmessage = (m) => {
     try {
@@ -463,6 +514,8 @@ function connect() {
   source.onerror = () => {
     setConn("down", "reconnecting…");
     document.body.dataset.ready = "";
+    setKnown(false, "the event stream is disconnected; reconnecting.");
+    renderAll();
     // EventSource reconnects by itself; a 401 closes it for good, so check.
     if (source.readyState === EventSource.CLOSED) {
       get("/v1/pools").then(() => setTimeout(connect, 2000), (err) => {
@@ -476,15 +529,14 @@ function connect() {
 // ----- loading ---------------------------------------------------------------------------
 
 async function loadPools() {
-  const pools = await get("/v1/pools");
-  if (!pools) return;
+  const pools = await need("/v1/pools");
   state.poolOrder = pools.map((p) => p.name);
   state.pools = new Map(pools.map((p) => [p.name, p]));
 }
 
 async function loadLine() {
-  const line = await get("/v1/tickets");
-  if (line) state.line = new Map(line.map((t) => [t.id, t]));
+  const line = await need("/v1/tickets");
+  state.line = new Map(line.map((t) => [t.id, t]));
 }
 
 async function loadBreakers() {
@@ -531,15 +583,19 @@ function renderAll() {
 
 let timers = [];
 async function start() {
+  setKnown(false, "loading…");
   try {
     await loadAll();
   } catch (err) {
     if (err instanceof Unauthorized) return askForToken();
     setConn("down", "cannot reach the server");
+    setKnown(false, "the server cannot be reached; retrying.");
+    renderAll();
     setTimeout(start, 2000);
     return;
   }
   renderAll();
+  // Known once the event stream is open (connect's onopen reads everything again).
   connect();
   timers.forEach(clearInterval);
   timers = [
@@ -556,4 +612,5 @@ async function start() {
 }
 
 takeToken();
+renderAll();
 start();

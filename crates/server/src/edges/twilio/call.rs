@@ -7,7 +7,7 @@ use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
 use crate::edges::api::App;
 use crate::error::ApiError;
-use crate::governor::{AcquireRequest, Answer, Target, TicketState};
+use crate::governor::{AcquireRequest, Answer, Edge, Target, TicketState};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, MAX_CALL_ID};
 use crate::ops::ChainKind;
 use crate::providers::Provider;
@@ -152,6 +152,7 @@ impl<'a> TwilioCall<'a> {
                 max_wait_ms: None,
                 wait_ms: 0,
                 meta: Some(self.call.meta()),
+                edge: Edge::Twilio,
             })
             .await?;
         let now = self.app.governor.now_ms();

@@ -37,7 +37,7 @@ pub use forward::Forwarder;
 use super::api::App;
 use super::{body_error, webhook_outcome};
 use crate::error::{ApiError, ErrorKind};
-use crate::governor::{AcquireRequest, Answer, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
 use crate::providers::{Credentials, Provider, VapiSettings};
 use auth::Check;
@@ -233,6 +233,7 @@ async fn assistant_request(
             max_wait_ms: Some(0),
             wait_ms: 0,
             meta: Some(call.meta()),
+            edge: Edge::Vapi,
         })
         .await?;
     let now = app.governor.now_ms();
