@@ -1,3 +1,4 @@
+// Long file: the campaign section's many fields (windows, retries, pacing, callbacks) and their checks.
 //! `[[campaigns]]`: outbound campaigns. Leads in, calls out, paced to the budget: the
 //! flow (pools and class) every call acquires through, the campaign's own cap, calls per
 //! second, calling hours in the lead's time zone, scheduled batches, retries per outcome.

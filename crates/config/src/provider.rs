@@ -1,3 +1,4 @@
+// Long file: one provider section's fields and their checks, which read best together.
 //! `[[providers]]`: the voice platforms whose webhooks callgate answers (Vapi, Twilio), their
 //! credentials, the pool that mirrors each account's concurrency, and how often callgate
 //! compares its own count with the platform's.

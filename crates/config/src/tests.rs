@@ -1,3 +1,4 @@
+// Long file: the configuration's tests, one field after another.
 use super::*;
 use callgate_core::{ClassId, FlowId, PoolId, PoolUnits, QueueSpec};
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+// Long file: the reference model and its random histories: the model must be read whole to be trusted.
 //! Random histories against a reference model.
 //!
 //! Each case builds a ledger with four pools (a shared account, an assistant, two

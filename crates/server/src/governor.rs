@@ -1,3 +1,4 @@
+// Long file: the governor's core operations; calls, caps, ops and reload are in governor/.
 //! The governor: the only owner of admission in a running server.
 //!
 //! It resolves names to ids, runs the breaker gate, keeps the waiters and the cap

@@ -1,3 +1,4 @@
+// Long file: one integration test binary for campaigns sharing the fake providers; each binary costs a link on 2 cores.
 //! Outbound campaigns against a real server, a real journal and lead store, and a fake
 //! Vapi account: the budget holds (inbound's reserve, the account's limit), calls happen
 //! only at lawful hours in the lead's zone, retries follow the policy, a refusal loses no

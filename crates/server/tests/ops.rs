@@ -1,3 +1,4 @@
+// Long file: one integration test binary for the operating layer (breakers, adaptive caps, alerts) sharing one fixture; each binary costs a link on 2 cores.
 //! Operating under load, against a real server: samples and adaptive caps, breakers and
 //! fallbacks, alerts that fire, act and undo on a manual clock, the live page and its
 //! token, and the metrics that the deploy/ dashboards and rules name.

@@ -1,3 +1,4 @@
+// Long file: one integration test binary for the Twilio edge sharing its fake; each binary costs a link on 2 cores.
 //! The Twilio edge against a real server and journal: signed webhooks, TwiML read with an
 //! XML parser, and a fake Twilio REST API for reconciliation (shapes from
 //! shared/providers/twilio.md).

@@ -1,3 +1,4 @@
+// Long file: one integration test binary for the Vapi edge sharing its fake; each binary costs a link on 2 cores.
 //! The Vapi edge against a real server and journal, with a fake Vapi API for
 //! reconciliation (shapes from shared/providers/vapi.md).
 

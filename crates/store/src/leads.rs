@@ -1,3 +1,4 @@
+// Long file: campaign leads, attempts and their rules in one SQLite schema and its queries.
 //! Campaigns, leads and call attempts: durable in `campaigns.db` beside the journal in the
 //! data directory.
 //!

@@ -1,3 +1,4 @@
+// Long file: the journal writer thread: group commit, failure epochs and probes, and the event-to-row mapping must be read together to check durability.
 //! The writer thread and the handle the governor talks to.
 
 use crate::records;

@@ -1,3 +1,4 @@
+// Long file: the adaptive limiters' tests, one scenario after another; splitting them would only scatter shared fixtures.
 use super::*;
 use crate::spec::SpecError;
 use std::cmp::Reverse;

@@ -1,3 +1,4 @@
+// Long file: the admission rule and its bookkeeping: every path that changes `used` is here, so the invariants can be checked in one read.
 //! The ledger: exact, atomic admission over pools, with leases, tickets and events.
 //!
 //! # Semantics

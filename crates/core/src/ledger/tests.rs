@@ -1,3 +1,4 @@
+// Long file: the ledger's unit tests, scenario by scenario.
 //! One test per rule of DESIGN.md ("The ledger's semantics"), each named for what a
 //! caller of callgate would notice. The property test in `tests/model.rs` checks the same
 //! rules on random histories against a plain reference model.

@@ -1,3 +1,4 @@
+// Long file: the discrete-event simulation loop; its event handlers share one state and read best in one place.
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::Dist;

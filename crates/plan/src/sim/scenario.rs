@@ -1,3 +1,4 @@
+// Long file: the scenario file format and its validation, field by field.
 //! Scenario files: a callgate config plus the traffic to run through it.
 //!
 //! A scenario is one TOML file. Everything but three sections is a callgate config

@@ -1,3 +1,4 @@
+// Long file: the campaign dialer's state and its public handle; the pacing loop is in run.rs.
 //! Outbound campaigns: a dialer that paces leads to the concurrency budget.
 //!
 //! # How a call is placed

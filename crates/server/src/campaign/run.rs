@@ -1,3 +1,4 @@
+// Long file: the pacing loop and what each attempt outcome does, which must be read together to check that a lease is never leaked.
 //! The pacing loop, the life of one attempt, outcomes, polling and the restart's recovery.
 
 use super::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};

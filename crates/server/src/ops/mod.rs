@@ -1,3 +1,4 @@
+// Long file: the operating layer's state (breakers, adaptive caps, alerts, figures) behind one lock.
 //! Operating under load: adaptive caps, circuit breakers, alerts with automatic responses,
 //! and the figures the live page shows.
 //!
