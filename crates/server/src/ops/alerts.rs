@@ -201,15 +201,17 @@ pub(crate) struct Rule {
 }
 
 /// An alert as `GET /v1/alerts` shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertView {
     /// Its name.
     pub name: Arc<str>,
     /// `quiet`, `pending` or `firing`.
     pub state: &'static str,
     /// `{ "kind": "pool" | "flow" | "campaign", "name" }`.
+    #[schema(value_type = Object)]
     pub target: serde_json::Value,
-    /// The metric.
+    /// The metric (`utilization`, `waiting`, `p95_wait_ms`, …, as in `[[alerts]]`).
+    #[schema(value_type = String)]
     pub metric: AlertMetric,
     /// `above` or `below`.
     pub direction: &'static str,
