@@ -62,6 +62,21 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
     let mut want: Vec<&str> = expected.iter().map(|(p, _)| *p).collect();
     want.sort_unstable();
     assert_eq!(listed, want);
+    // And the routers serve no other path: a route added without its annotation (and a
+    // place in `openapi.rs`) fails here.
+    let mut routed = Vec::new();
+    for file in ["src/edges/api/mod.rs", "src/campaign/http.rs"] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        for part in text.split(".route(\"").skip(1) {
+            let path = &part[..part.find('"').unwrap()];
+            if !path.starts_with("/webhooks/") {
+                routed.push(path.to_string());
+            }
+        }
+    }
+    routed.sort_unstable();
+    routed.dedup();
+    assert_eq!(routed, want, "routes of the API and campaign routers vs the document");
     for (path, methods) in expected {
         let mut got: Vec<&str> = paths[path].as_object().unwrap().keys().map(String::as_str).collect();
         got.sort_unstable();
@@ -78,6 +93,16 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
             }
         }
     }
+    // Client generators name methods after operation ids: each is unique.
+    let mut ids: Vec<&str> = paths
+        .values()
+        .flat_map(|ops| ops.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "operation ids repeat: {ids:?}");
     // The 429 of an acquire carries Retry-After.
     assert!(paths["/v1/acquire"]["post"]["responses"]["429"]["headers"]["Retry-After"].is_object());
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();

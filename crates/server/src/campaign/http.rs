@@ -56,7 +56,7 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
 /// Creates a campaign (admin): the fields of `[[campaigns]]` as JSON, durations as strings
 /// (`"10m"`) or `<name>_ms` integers.
 #[utoipa::path(
-    post, path = "/v1/campaigns", tag = "campaigns",
+    post, path = "/v1/campaigns", operation_id = "create_campaign", tag = "campaigns",
     request_body(content = Object, description = "The fields of `[[campaigns]]` (docs/api.md)"),
     responses(
         (status = 201, description = "Created", body = CampaignView),
@@ -86,7 +86,7 @@ pub(crate) async fn create(
 
 /// Every campaign, briefly.
 #[utoipa::path(
-    get, path = "/v1/campaigns", tag = "campaigns",
+    get, path = "/v1/campaigns", operation_id = "list_campaigns", tag = "campaigns",
     responses(
         (status = 200, description = "Every campaign", body = Vec<CampaignBrief>),
         (status = 401, description = "No valid key", body = ErrorBody),
@@ -99,7 +99,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result
 
 /// A campaign's settings and progress.
 #[utoipa::path(
-    get, path = "/v1/campaigns/{name}", tag = "campaigns",
+    get, path = "/v1/campaigns/{name}", operation_id = "get_campaign", tag = "campaigns",
     params(("name" = String, Path, description = "The campaign's name")),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
@@ -120,7 +120,7 @@ pub(crate) async fn one(
 
 /// Adds leads (admin): CSV with a header row, or JSON `{ "leads": [...] }`.
 #[utoipa::path(
-    post, path = "/v1/campaigns/{name}/leads", tag = "campaigns",
+    post, path = "/v1/campaigns/{name}/leads", operation_id = "import_leads", tag = "campaigns",
     params(
         ("name" = String, Path, description = "The campaign's name"),
         ("row_offset" = Option<u64>, Query, description = "Added to row numbers (for uploads in chunks)"),
@@ -183,7 +183,7 @@ pub(crate) async fn leads(
 /// Starts, pauses, resumes or stops a campaign (pause and resume: operator; start and
 /// stop: admin). `stop` is final.
 #[utoipa::path(
-    post, path = "/v1/campaigns/{name}/{action}", tag = "campaigns",
+    post, path = "/v1/campaigns/{name}/{action}", operation_id = "campaign_action", tag = "campaigns",
     params(
         ("name" = String, Path, description = "The campaign's name"),
         ("action" = String, Path, description = "`start`, `pause`, `resume` or `stop`"),

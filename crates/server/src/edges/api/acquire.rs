@@ -139,7 +139,7 @@ impl AcquireBody {
 /// Asks for a slot: granted now (200), queued with a ticket (202), or rejected (429 with
 /// `Retry-After`; 409 when it can never fit).
 #[utoipa::path(
-    post, path = "/v1/acquire", tag = "leases",
+    post, path = "/v1/acquire", operation_id = "acquire", tag = "leases",
     request_body = AcquireBody,
     responses(
         (status = 200, description = "Granted: the lease", body = Granted),

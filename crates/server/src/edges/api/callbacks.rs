@@ -128,7 +128,7 @@ impl From<CallRecord> for CallView {
 
 /// `GET /v1/callbacks[?state=booked][&flow=F][&limit=N]`: soonest due first.
 #[utoipa::path(
-    get, path = "/v1/callbacks", tag = "calls",
+    get, path = "/v1/callbacks", operation_id = "list_callbacks", tag = "calls",
     params(
         ("state" = Option<String>, Query, description = "Only callbacks in this state (`booked`, `dialing`, `done`)"),
         ("flow" = Option<String>, Query, description = "Only callbacks of this flow"),
@@ -158,7 +158,7 @@ pub(crate) async fn list(
 
 /// `GET /v1/calls[?limit=N]`: the most recently updated call records first.
 #[utoipa::path(
-    get, path = "/v1/calls", tag = "calls",
+    get, path = "/v1/calls", operation_id = "list_calls", tag = "calls",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows (default 100)")),
     responses(
         (status = 200, description = "Calls, most recently updated first", body = Vec<CallView>),

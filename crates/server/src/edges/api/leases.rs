@@ -71,7 +71,7 @@ fn after_cursor(cursor: Option<&str>) -> Result<LeaseId, ApiError> {
 /// `GET /v1/leases[?pool=P][&flow=F][&class=C][&key=PREFIX][&limit=N][&cursor=C]`: a page
 /// of the live leases, in the order they were granted.
 #[utoipa::path(
-    get, path = "/v1/leases", tag = "leases",
+    get, path = "/v1/leases", operation_id = "list_leases", tag = "leases",
     params(
         ("pool" = Option<String>, Query, description = "Only leases holding this pool"),
         ("flow" = Option<String>, Query, description = "Only leases of this flow"),
@@ -125,7 +125,7 @@ pub(crate) async fn list(
 
 /// Releases a lease, optionally reporting the call's latency and outcome.
 #[utoipa::path(
-    delete, path = "/v1/leases/{id}", tag = "leases",
+    delete, path = "/v1/leases/{id}", operation_id = "release_lease", tag = "leases",
     params(("id" = String, Path, description = "`L<n>`")),
     request_body(content = Option<ReleaseBody>, description = "Optional: the call's outcome"),
     responses(
@@ -160,7 +160,7 @@ pub(crate) async fn release(
 
 /// Releases the live lease with this idempotency key.
 #[utoipa::path(
-    delete, path = "/v1/leases", tag = "leases",
+    delete, path = "/v1/leases", operation_id = "release_lease_by_key", tag = "leases",
     params(("key" = String, Query, description = "The lease's idempotency key")),
     request_body(content = Option<ReleaseBody>, description = "Optional: the call's outcome"),
     responses(
@@ -202,7 +202,7 @@ pub(crate) struct RenewBody {
 
 /// Extends a live lease.
 #[utoipa::path(
-    post, path = "/v1/leases/{id}/renew", tag = "leases",
+    post, path = "/v1/leases/{id}/renew", operation_id = "renew_lease", tag = "leases",
     params(("id" = String, Path, description = "`L<n>`")),
     request_body(content = Option<RenewBody>, description = "Optional: a new TTL"),
     responses(

@@ -107,7 +107,7 @@ pub(crate) struct Health {
 
 /// Whether the server can promise durable answers (its journal commits).
 #[utoipa::path(
-    get, path = "/healthz", tag = "server", security(()),
+    get, path = "/healthz", operation_id = "healthz", tag = "server", security(()),
     responses(
         (status = 200, description = "Healthy", body = Health),
         (status = 503, description = "The journal is failing: nothing is admitted", body = Health),
@@ -123,7 +123,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 
 /// Prometheus metrics.
 #[utoipa::path(
-    get, path = "/metrics", tag = "server", security(()),
+    get, path = "/metrics", operation_id = "metrics", tag = "server", security(()),
     responses((status = 200, description = "Prometheus text exposition format 0.0.4",
         content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
 )]
@@ -140,7 +140,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// `GET /v1/events`: every event with its `id:`; with `Last-Event-ID`, first the events
 /// after that one from the backlog, or a `missed` event when they are no longer kept.
 #[utoipa::path(
-    get, path = "/v1/events", tag = "events",
+    get, path = "/v1/events", operation_id = "events", tag = "events",
     params(
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
         ("token" = Option<String>, Query, description = "The key, for clients that cannot set headers (`EventSource`)"),

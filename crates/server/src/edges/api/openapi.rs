@@ -105,7 +105,7 @@ pub fn document() -> String {
 
 /// This document.
 #[utoipa::path(
-    get, path = "/openapi.json", tag = "server", security(()),
+    get, path = "/openapi.json", operation_id = "openapi", tag = "server", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json",
         body = Object)),
 )]

@@ -133,7 +133,7 @@ impl ReleaseBody {
 /// `POST /v1/samples`: one sample object or an array of them. Samples move adaptive caps
 /// and breakers, so they need an operator (or admin) key.
 #[utoipa::path(
-    post, path = "/v1/samples", tag = "operations",
+    post, path = "/v1/samples", operation_id = "post_samples", tag = "operations",
     request_body = SamplesBody,
     responses(
         (status = 200, description = "Taken", body = SamplesAnswer),
@@ -177,7 +177,7 @@ pub(crate) async fn samples(
 
 /// `GET /v1/breakers`.
 #[utoipa::path(
-    get, path = "/v1/breakers", tag = "operations",
+    get, path = "/v1/breakers", operation_id = "list_breakers", tag = "operations",
     responses(
         (status = 200, description = "Every breaker", body = Vec<BreakerView>),
         (status = 401, description = "No valid key", body = ErrorBody),
@@ -189,7 +189,7 @@ pub(crate) async fn breakers(State(app): State<Arc<App>>, _caller: Caller) -> Js
 
 /// `GET /v1/alerts`.
 #[utoipa::path(
-    get, path = "/v1/alerts", tag = "operations",
+    get, path = "/v1/alerts", operation_id = "list_alerts", tag = "operations",
     responses(
         (status = 200, description = "Every alert", body = Vec<AlertView>),
         (status = 401, description = "No valid key", body = ErrorBody),
@@ -201,7 +201,7 @@ pub(crate) async fn alerts(State(app): State<Arc<App>>, _caller: Caller) -> Json
 
 /// `GET /v1/stats`, with the live leases and waiting tickets of all pools.
 #[utoipa::path(
-    get, path = "/v1/stats", tag = "operations",
+    get, path = "/v1/stats", operation_id = "stats", tag = "operations",
     responses(
         (status = 200, description = "The figures", body = StatsAnswer),
         (status = 401, description = "No valid key", body = ErrorBody),
@@ -216,7 +216,7 @@ pub(crate) async fn stats(State(app): State<Arc<App>>, _caller: Caller) -> Resul
 
 /// `GET /v1/tickets`: the waiting callers, first in line first.
 #[utoipa::path(
-    get, path = "/v1/tickets", tag = "tickets",
+    get, path = "/v1/tickets", operation_id = "list_waiting", tag = "tickets",
     responses(
         (status = 200, description = "The waiting callers (at most 500), first in line first", body = Vec<WaitingView>),
         (status = 401, description = "No valid key", body = ErrorBody),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// Every pool.
 #[utoipa::path(
-    get, path = "/v1/pools", tag = "pools",
+    get, path = "/v1/pools", operation_id = "list_pools", tag = "pools",
     responses(
         (status = 200, description = "Every pool, in configuration order", body = Vec<PoolInfo>),
         (status = 401, description = "No valid key", body = ErrorBody),
@@ -24,7 +24,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result
 
 /// One pool.
 #[utoipa::path(
-    get, path = "/v1/pools/{name}", tag = "pools",
+    get, path = "/v1/pools/{name}", operation_id = "get_pool", tag = "pools",
     params(("name" = String, Path, description = "The pool's name")),
     responses(
         (status = 200, description = "The pool", body = PoolInfo),
@@ -52,7 +52,7 @@ pub(crate) struct LimitBody {
 
 /// Changes a pool's limit at runtime (admin), durably.
 #[utoipa::path(
-    put, path = "/v1/pools/{name}", tag = "pools",
+    put, path = "/v1/pools/{name}", operation_id = "set_pool_limit", tag = "pools",
     params(("name" = String, Path, description = "The pool's name")),
     request_body = LimitBody,
     responses(

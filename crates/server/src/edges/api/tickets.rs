@@ -95,7 +95,7 @@ fn unknown(id: &str) -> ApiError {
 
 /// A ticket's state (only what is on disk: a grant still in flight shows as waiting).
 #[utoipa::path(
-    get, path = "/v1/tickets/{id}", tag = "tickets",
+    get, path = "/v1/tickets/{id}", operation_id = "get_ticket", tag = "tickets",
     params(("id" = String, Path, description = "`T<n>`")),
     responses(
         (status = 200, description = "The ticket", body = TicketStatus),
@@ -133,7 +133,7 @@ pub(crate) async fn status(
 
 /// Gives up a place in line (the caller hung up).
 #[utoipa::path(
-    delete, path = "/v1/tickets/{id}", tag = "tickets",
+    delete, path = "/v1/tickets/{id}", operation_id = "cancel_ticket", tag = "tickets",
     params(("id" = String, Path, description = "`T<n>`")),
     responses(
         (status = 200, description = "Cancelled (`false`: it had already ended)", body = Cancelled),
