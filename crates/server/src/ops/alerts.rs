@@ -200,6 +200,15 @@ pub(crate) struct Rule {
     pub(crate) undo: Vec<Undo>,
 }
 
+/// What an alert watches: `{ "kind": "pool" | "flow" | "campaign", "name" }`.
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct AlertTargetView {
+    /// `pool`, `flow` or `campaign`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+}
+
 /// An alert as `GET /v1/alerts` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertView {
@@ -207,9 +216,8 @@ pub struct AlertView {
     pub name: Arc<str>,
     /// `quiet`, `pending` or `firing`.
     pub state: &'static str,
-    /// `{ "kind": "pool" | "flow" | "campaign", "name" }`.
-    #[schema(value_type = Object)]
-    pub target: serde_json::Value,
+    /// What it watches.
+    pub target: AlertTargetView,
     /// The metric (`utilization`, `waiting`, `p95_wait_ms`, …, as in `[[alerts]]`).
     #[schema(value_type = String)]
     pub metric: AlertMetric,
@@ -242,7 +250,7 @@ impl Rule {
         AlertView {
             name: self.name.clone(),
             state: self.state.phase.as_str(),
-            target: serde_json::json!({ "kind": self.target.kind(), "name": self.target.name() }),
+            target: AlertTargetView { kind: self.target.kind(), name: self.target.name().to_string() },
             metric: self.config.metric,
             direction: if self.condition.above { "above" } else { "below" },
             threshold: self.condition.threshold,
