@@ -37,8 +37,10 @@ pub(crate) struct AcquireBody {
     /// Idempotency key: an acquire with the key of a live lease or ticket answers that one.
     key: Option<String>,
     /// How long the lease lives unless renewed, ms (1 ms to 30 days; default: the flow's).
+    #[schema(minimum = 1, maximum = 2_592_000_000_u64)]
     ttl_ms: Option<u64>,
     /// How long the ticket may wait in line, ms (at most a day; default: the flow's).
+    #[schema(maximum = 86_400_000)]
     max_wait_ms: Option<u64>,
     /// How long this request may block for a grant before answering `queued`, ms (at
     /// most 60000; default 0).
@@ -55,6 +57,7 @@ struct PoolEntry {
     /// The pool's name.
     pool: String,
     /// Units to hold (1 to 1000000; default 1).
+    #[schema(minimum = 1, maximum = 1_000_000)]
     units: Option<i64>,
 }
 

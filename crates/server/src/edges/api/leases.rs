@@ -197,6 +197,7 @@ pub(crate) async fn release_by_key(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RenewBody {
     /// The new time to live from now, ms (1 ms to 30 days; default: the lease's own).
+    #[schema(minimum = 1, maximum = 2_592_000_000_u64)]
     ttl_ms: Option<u64>,
 }
 

@@ -33,6 +33,7 @@ pub(crate) struct SampleBody {
     /// The dependency (moves its breaker).
     dependency: Option<String>,
     /// The call's latency, ms (0 to 86400000).
+    #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<f64>,
     /// Whether it succeeded.
     ok: Option<bool>,
@@ -107,6 +108,7 @@ impl SampleBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseBody {
     /// The call's latency, ms (0 to 86400000).
+    #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<f64>,
     /// The dependency the call used (moves its breaker).
     dependency: Option<String>,

@@ -47,6 +47,7 @@ pub(crate) async fn one(
 #[serde(deny_unknown_fields)]
 pub(crate) struct LimitBody {
     /// Units, 0 to 1000000. Leases above a lowered limit run out; nobody new is let in.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     limit: i64,
 }
 
