@@ -83,6 +83,8 @@ enum Command {
     },
     /// Print the man page (roff), e.g. `callgate man | man -l -`.
     Man,
+    /// Print the API's OpenAPI 3.1 document (what a server serves at `/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +187,7 @@ fn main() -> ExitCode {
                 Err(e) => finish(Err(Failure::Message(format!("cannot render the man page: {e}")))),
             }
         }
+        Command::Openapi => finish(out::print(&callgate_server::edges::api::openapi::document())),
         Command::Serve { config, listen, data_dir, log_json, decision_log } => {
             let config_path = config.clone();
             let mut config = match &config {

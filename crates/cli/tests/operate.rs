@@ -268,3 +268,13 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
     assert_eq!(code, 0);
     assert!(man.contains(".TH callgate 1") && man.contains("status") && man.contains("top"), "{man}");
 }
+
+#[test]
+fn openapi_prints_the_committed_document() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_callgate")).arg("openapi").output().unwrap();
+    let (code, text, err) = result(out);
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json"))
+        .expect("docs/openapi.json");
+    assert!(text == committed, "`callgate openapi` is not docs/openapi.json");
+}

@@ -248,7 +248,7 @@ fn status_line(app: &crate::edges::api::App, s: &InboundStats, campaigns: &crate
     let leases = app.governor.leases(Some("vapi")).unwrap_or_default();
     let by = |class: &str| leases.iter().filter(|l| &*l.class == class).count();
     let waiting = app.governor.pool("vapi").map(|p| p.waiting).unwrap_or(0);
-    let v = campaigns.view("demo").unwrap_or_default();
+    let v = campaigns.view("demo").ok().and_then(|v| serde_json::to_value(v).ok()).unwrap_or_default();
     let done: u64 = v["leads"]["done"].as_object().map_or(0, |m| m.values().filter_map(|x| x.as_u64()).sum());
     format!(
         "lines {:>2}/10: inbound {} outbound {} | waiting {} | callers {} answered {} waited {} overflowed {} | \

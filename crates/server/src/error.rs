@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 /// Whose fault an error is and what the caller can do about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +77,26 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{ "error": { "code", "message" } }`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code (`bad_request`, `unknown_flow`, `forbidden`, …).
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
         (status, axum::Json(body)).into_response()
     }
 }

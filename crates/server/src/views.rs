@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// `{ "pool", "units" }`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolUnitsView {
     /// Pool name.
     pub pool: Arc<str>,
@@ -18,7 +18,7 @@ pub struct PoolUnitsView {
 }
 
 /// A lease as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {
     /// `L<n>`.
     pub id: String,
@@ -37,11 +37,12 @@ pub struct LeaseView {
     pub expires_at_ms: u64,
     /// The metadata given at acquire.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub meta: Option<Box<RawValue>>,
 }
 
 /// A ticket as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TicketView {
     /// `T<n>`.
     pub id: String,
@@ -56,7 +57,7 @@ pub struct TicketView {
 }
 
 /// A pool as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolInfo {
     /// Name.
     pub name: Arc<str>,
@@ -69,6 +70,7 @@ pub struct PoolInfo {
     /// Units in use by class: only the classes holding units (sums to `used`).
     pub used_by_class: BTreeMap<Arc<str>, u64>,
     /// Units reserved per class.
+    #[schema(value_type = BTreeMap<String, u32>)]
     pub reserve: BTreeMap<Arc<str>, u32>,
     /// Waiting tickets.
     pub waiting: u32,

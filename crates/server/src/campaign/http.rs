@@ -9,9 +9,9 @@
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
 
-use super::{view, Action, Campaigns, ImportOptions};
+use super::{view, Action, CampaignBrief, CampaignView, Campaigns, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -53,7 +53,23 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
     }
 }
 
-async fn create(
+/// Creates a campaign (admin): the fields of `[[campaigns]]` as JSON, durations as strings
+/// (`"10m"`) or `<name>_ms` integers.
+#[utoipa::path(
+    post, path = "/v1/campaigns", operation_id = "create_campaign", tag = "campaigns",
+    request_body(content = Object, description = "The fields of `[[campaigns]]` (docs/api.md)"),
+    responses(
+        (status = 201, description = "Created", body = CampaignView),
+        (status = 200, description = "One with exactly these settings exists", body = CampaignView),
+        (status = 400, description = "Malformed or invalid campaign", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 409, description = "One with other settings exists (`campaign_exists`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -63,32 +79,75 @@ async fn create(
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
     let cfg = view::config_from_json(value).map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
-    let (created, v) = campaigns(&app)?.create(cfg).await?;
+    let (created, v): (bool, CampaignView) = campaigns(&app)?.create(cfg).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
 }
 
-async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(serde_json::Value::Array(campaigns(&app)?.list())))
+/// Every campaign, briefly.
+#[utoipa::path(
+    get, path = "/v1/campaigns", operation_id = "list_campaigns", tag = "campaigns",
+    responses(
+        (status = 200, description = "Every campaign", body = Vec<CampaignBrief>),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 503, description = "The dialer is not running", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<CampaignBrief>>, ApiError> {
+    Ok(Json(campaigns(&app)?.list()))
 }
 
-async fn one(
+/// A campaign's settings and progress.
+#[utoipa::path(
+    get, path = "/v1/campaigns/{name}", operation_id = "get_campaign", tag = "campaigns",
+    params(("name" = String, Path, description = "The campaign's name")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignView),
+        (status = 400, description = "Unreadable path", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 503, description = "The dialer is not running, or the store cannot be read", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn one(
     State(app): State<Arc<App>>,
     _caller: Caller,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CampaignView>, ApiError> {
     let Path(name) = name.map_err(path_error)?;
     Ok(Json(campaigns(&app)?.view(&name)?))
 }
 
-async fn leads(
+/// Adds leads (admin): CSV with a header row, or JSON `{ "leads": [...] }`.
+#[utoipa::path(
+    post, path = "/v1/campaigns/{name}/leads", operation_id = "import_leads", tag = "campaigns",
+    params(
+        ("name" = String, Path, description = "The campaign's name"),
+        ("row_offset" = Option<u64>, Query, description = "Added to row numbers (for uploads in chunks)"),
+        ("country" = Option<String>, Query, description = "Region for numbers without a country code (`US`)"),
+    ),
+    request_body(description = "The leads (up to 64 MiB)", content(
+        (String = "text/csv"),
+        (Object = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Added, skipped and rejected, with rows", body = ImportReport),
+        (status = 400, description = "Unreadable upload, bad parameter or media type", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
+        (status = 413, description = "Upload too large", body = ErrorBody),
+        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn leads(
     State(app): State<Arc<App>>,
     caller: Caller,
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<super::ImportReport>, ApiError> {
+) -> Result<Json<ImportReport>, ApiError> {
     caller.require_admin()?;
     let Path(name) = name.map_err(path_error)?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))?;
@@ -121,11 +180,29 @@ async fn leads(
     Ok(Json(campaigns(&app)?.import(&name, body, opts).await?))
 }
 
-async fn act(
+/// Starts, pauses, resumes or stops a campaign (pause and resume: operator; start and
+/// stop: admin). `stop` is final.
+#[utoipa::path(
+    post, path = "/v1/campaigns/{name}/{action}", operation_id = "campaign_action", tag = "campaigns",
+    params(
+        ("name" = String, Path, description = "The campaign's name"),
+        ("action" = String, Path, description = "`start`, `pause`, `resume` or `stop`"),
+    ),
+    responses(
+        (status = 200, description = "The campaign in its new state", body = CampaignView),
+        (status = 400, description = "Unreadable path", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "The key's role is too low for this action", body = ErrorBody),
+        (status = 404, description = "No such campaign or action", body = ErrorBody),
+        (status = 409, description = "Stopped for good (`campaign_stopped`)", body = ErrorBody),
+        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn act(
     State(app): State<Arc<App>>,
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CampaignView>, ApiError> {
     let Path((name, action)) = path.map_err(path_error)?;
     let action = match action.as_str() {
         "start" => Action::Start,

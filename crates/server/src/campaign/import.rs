@@ -34,7 +34,7 @@ pub struct Row {
 }
 
 /// A row that was refused.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     /// Its row number.
     pub row: u64,
@@ -43,7 +43,7 @@ pub struct Rejected {
 }
 
 /// A row that was skipped as a duplicate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Skipped {
     /// Its row number.
     pub row: u64,

@@ -85,7 +85,9 @@ pub mod window;
 pub mod zones;
 
 pub use run::{vapi_webhook, ProviderUpdate};
-pub use view::{config_from_json, config_json, ImportReport};
+pub use view::{
+    config_from_json, config_json, CampaignBrief, CampaignProvider, CampaignView, ImportReport, LeadCounts,
+};
 
 use crate::clock::Clock;
 use crate::edges::api::App;
@@ -603,7 +605,7 @@ impl Campaigns {
 
     /// Creates a campaign (`POST /v1/campaigns`). `Ok(false, …)` when one with exactly
     /// these settings exists already (a retried request).
-    pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, serde_json::Value), ApiError> {
+    pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, CampaignView), ApiError> {
         let problems = self.config().campaign_problems(&cfg);
         if !problems.is_empty() {
             let text: Vec<String> = problems
@@ -662,7 +664,7 @@ impl Campaigns {
     }
 
     /// Starts, pauses, resumes or stops a campaign, durably.
-    pub async fn act(&self, name: &str, action: Action) -> Result<serde_json::Value, ApiError> {
+    pub async fn act(&self, name: &str, action: Action) -> Result<CampaignView, ApiError> {
         let target = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 const LIST_MAX: usize = 1000;
 
 /// The answer to an import.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Leads added.
     pub added: u64,
@@ -47,6 +47,111 @@ impl ImportReport {
             self.truncated = true;
         }
     }
+}
+
+/// A campaign as `GET /v1/campaigns/{name}` shows it: settings and progress.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignView {
+    /// Its name.
+    pub name: String,
+    /// `running`, `paused` or `stopped`.
+    pub state: &'static str,
+    /// `config` (from the configuration file) or `api`.
+    pub source: String,
+    /// The flow its calls go through.
+    pub flow: String,
+    /// The class its calls hold.
+    pub class: String,
+    /// The provider accounts it dials through.
+    pub providers: Vec<CampaignProvider>,
+    /// Higher goes first among campaigns.
+    pub priority: i32,
+    /// Most calls at once, if set.
+    pub max_concurrency: Option<u32>,
+    /// Dial rate.
+    pub calls_per_second: f64,
+    /// Why it cannot dial at all (no usable provider), if so.
+    pub unavailable: Option<String>,
+    /// Why callgate paused it (account refused, breaker open), if it did.
+    pub paused_reason: Option<String>,
+    /// Its leads by state.
+    pub leads: LeadCounts,
+    /// Calls being dialed or in progress.
+    pub live: u32,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Acquires refused (no capacity).
+    pub refusals: u64,
+    /// Answered over ended attempts, 0 to 1.
+    pub connect_rate: f64,
+    /// Mean talk time of answered calls, ms.
+    pub avg_talk_ms: u64,
+    /// Attempts per hour lately.
+    pub calls_per_hour: u64,
+    /// Estimated time to finish, ms (`null`: no estimate yet).
+    pub eta_ms: Option<u64>,
+    /// What its calls cost, USD.
+    pub cost_usd: f64,
+    /// True when it has leads and none is left to dial.
+    pub finished: bool,
+    /// Its settings: the fields of `[[campaigns]]`, durations as `<name>_ms` integers.
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// A provider account of a campaign.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignProvider {
+    /// The provider's name.
+    pub name: String,
+    /// The account's pool (`null`: the simulator).
+    pub pool: Option<String>,
+    /// Cooling down after a refusal until (Unix ms), if it is.
+    pub cooling_down_until_ms: Option<u64>,
+}
+
+/// A campaign's leads by state.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct LeadCounts {
+    /// Every lead.
+    pub total: u64,
+    /// Not yet dialed to the end.
+    pub pending: u64,
+    /// Pending leads in the dialer's schedule.
+    pub scheduled: usize,
+    /// Pending leads held back outside the loaded batches.
+    pub outside_batches: usize,
+    /// Being dialed.
+    pub dialing: u64,
+    /// In a call.
+    pub in_call: u64,
+    /// Done, by outcome.
+    pub done: BTreeMap<String, u64>,
+    /// Refused for good.
+    pub failed: u64,
+    /// Out of attempts.
+    pub exhausted: u64,
+    /// Out of attempts, by last outcome.
+    pub exhausted_by_outcome: BTreeMap<String, u64>,
+}
+
+/// A campaign as `GET /v1/campaigns` lists it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignBrief {
+    /// Its name.
+    pub name: String,
+    /// `running`, `paused` or `stopped`.
+    pub state: &'static str,
+    /// Why callgate paused it, if it did.
+    pub paused_reason: Option<String>,
+    /// `config` or `api`.
+    pub source: String,
+    /// Higher goes first among campaigns.
+    pub priority: i32,
+    /// Calls being dialed or in progress.
+    pub live: u32,
+    /// Pending leads in the dialer's schedule.
+    pub scheduled: usize,
 }
 
 /// Duration fields of a campaign, by path: JSON carries them as `<name>_ms` integers
@@ -113,20 +218,18 @@ fn path_name(parent: &[&str], last: &str) -> String {
 
 impl Campaigns {
     /// `GET /v1/campaigns/{name}`: settings and progress.
-    pub fn view(&self, name: &str) -> Result<Value, ApiError> {
+    pub fn view(&self, name: &str) -> Result<CampaignView, ApiError> {
         let now = self.now();
         let (cfg, state, source, live, scheduled, parked, providers, unavailable, class, paused_reason) = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| super::unknown_campaign(name))?;
-            let providers: Vec<Value> = rt
+            let providers: Vec<CampaignProvider> = rt
                 .routes
                 .iter()
-                .map(|r| {
-                    json!({
-                        "name": r.provider,
-                        "pool": r.pool,
-                        "cooling_down_until_ms": (r.cooldown_until > now).then_some(r.cooldown_until),
-                    })
+                .map(|r| CampaignProvider {
+                    name: r.provider.clone(),
+                    pool: r.pool.clone(),
+                    cooling_down_until_ms: (r.cooldown_until > now).then_some(r.cooldown_until),
                 })
                 .collect();
             (
@@ -168,59 +271,57 @@ impl Campaigns {
         let eta_ms = (counts.finished_recent > 0 && remaining > 0)
             .then(|| (remaining as f64 * span as f64 / counts.finished_recent as f64) as u64);
         let ended = counts.ended.max(1);
-        Ok(json!({
-            "name": name,
-            "state": state.as_str(),
-            "source": source,
-            "flow": cfg.flow,
-            "class": class,
-            "providers": providers,
-            "priority": cfg.priority,
-            "max_concurrency": cfg.max_concurrency,
-            "calls_per_second": cfg.calls_per_second.0,
-            "unavailable": unavailable,
-            "paused_reason": paused_reason,
-            "leads": {
-                "total": total,
-                "pending": get("pending"),
-                "scheduled": scheduled,
-                "outside_batches": parked,
-                "dialing": get("dialing"),
-                "in_call": get("in_call"),
-                "done": done,
-                "failed": get("failed"),
-                "exhausted": get("exhausted"),
-                "exhausted_by_outcome": exhausted,
+        Ok(CampaignView {
+            name: name.to_string(),
+            state: state.as_str(),
+            source,
+            flow: cfg.flow.clone(),
+            class,
+            providers,
+            priority: cfg.priority,
+            max_concurrency: cfg.max_concurrency,
+            calls_per_second: cfg.calls_per_second.0,
+            unavailable,
+            paused_reason,
+            leads: LeadCounts {
+                total,
+                pending: get("pending"),
+                scheduled,
+                outside_batches: parked,
+                dialing: get("dialing"),
+                in_call: get("in_call"),
+                done,
+                failed: get("failed"),
+                exhausted: get("exhausted"),
+                exhausted_by_outcome: exhausted,
             },
-            "live": live,
-            "attempts": counts.attempts,
-            "refusals": counts.refused,
-            "connect_rate": if counts.ended == 0 { 0.0 } else { counts.answered as f64 / ended as f64 },
-            "avg_talk_ms": counts.talk_ms.checked_div(counts.answered).unwrap_or(0),
-            "calls_per_hour": (counts.recent as f64 * hour as f64 / span as f64).round() as u64,
-            "eta_ms": eta_ms,
-            "cost_usd": (counts.cost * 10_000.0).round() / 10_000.0,
-            "finished": remaining == 0 && total > 0,
-            "config": config_json(&cfg),
-        }))
+            live,
+            attempts: counts.attempts,
+            refusals: counts.refused,
+            connect_rate: if counts.ended == 0 { 0.0 } else { counts.answered as f64 / ended as f64 },
+            avg_talk_ms: counts.talk_ms.checked_div(counts.answered).unwrap_or(0),
+            calls_per_hour: (counts.recent as f64 * hour as f64 / span as f64).round() as u64,
+            eta_ms,
+            cost_usd: (counts.cost * 10_000.0).round() / 10_000.0,
+            finished: remaining == 0 && total > 0,
+            config: config_json(&cfg),
+        })
     }
 
     /// `GET /v1/campaigns`: every campaign, briefly.
-    pub fn list(&self) -> Vec<Value> {
+    pub fn list(&self) -> Vec<CampaignBrief> {
         let inner = self.lock();
         inner
             .list
             .iter()
-            .map(|rt| {
-                json!({
-                    "name": rt.name,
-                    "state": rt.state.as_str(),
-                    "paused_reason": rt.paused_reason,
-                    "source": rt.source,
-                    "priority": rt.cfg.priority,
-                    "live": rt.live,
-                    "scheduled": rt.sched.len(),
-                })
+            .map(|rt| CampaignBrief {
+                name: rt.name.clone(),
+                state: rt.state.as_str(),
+                paused_reason: rt.paused_reason.clone(),
+                source: rt.source.clone(),
+                priority: rt.cfg.priority,
+                live: rt.live,
+                scheduled: rt.sched.len(),
             })
             .collect()
     }

@@ -50,7 +50,7 @@ pub enum LeaseRef<'a> {
 }
 
 /// A waiting caller, for the live page's line.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct WaitingView {
     /// `T<n>`.
     pub id: String,

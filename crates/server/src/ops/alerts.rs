@@ -200,16 +200,26 @@ pub(crate) struct Rule {
     pub(crate) undo: Vec<Undo>,
 }
 
+/// What an alert watches: `{ "kind": "pool" | "flow" | "campaign", "name" }`.
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct AlertTargetView {
+    /// `pool`, `flow` or `campaign`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+}
+
 /// An alert as `GET /v1/alerts` shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertView {
     /// Its name.
     pub name: Arc<str>,
     /// `quiet`, `pending` or `firing`.
     pub state: &'static str,
-    /// `{ "kind": "pool" | "flow" | "campaign", "name" }`.
-    pub target: serde_json::Value,
-    /// The metric.
+    /// What it watches.
+    pub target: AlertTargetView,
+    /// The metric (`utilization`, `waiting`, `p95_wait_ms`, …, as in `[[alerts]]`).
+    #[schema(value_type = String)]
     pub metric: AlertMetric,
     /// `above` or `below`.
     pub direction: &'static str,
@@ -235,7 +245,7 @@ pub struct AlertView {
 }
 
 /// One notification's outcome.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct NotificationView {
     /// Whether the webhook took it (a 2xx answer).
     pub ok: bool,
@@ -256,7 +266,7 @@ impl Rule {
         AlertView {
             name: self.name.clone(),
             state: self.state.phase.as_str(),
-            target: serde_json::json!({ "kind": self.target.kind(), "name": self.target.name() }),
+            target: AlertTargetView { kind: self.target.kind(), name: self.target.name().to_string() },
             metric: self.config.metric,
             direction: if self.condition.above { "above" } else { "below" },
             threshold: self.condition.threshold,

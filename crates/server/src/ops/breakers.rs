@@ -21,7 +21,7 @@ struct Slot {
 }
 
 /// A breaker as `GET /v1/breakers` shows it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct BreakerView {
     /// The dependency's name.
     pub name: Arc<str>,

@@ -44,14 +44,8 @@ impl CampaignControl for crate::campaign::Campaigns {
             self.list()
                 .into_iter()
                 .filter_map(|c| {
-                    let name = c["name"].as_str()?.to_owned();
-                    let flow = self.view(&name).ok()?["flow"].as_str()?.to_owned();
-                    Some(CampaignInfo {
-                        priority: c["priority"].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0),
-                        running: c["state"] == "running",
-                        flow,
-                        name,
-                    })
+                    let flow = self.view(&c.name).ok()?.flow;
+                    Some(CampaignInfo { priority: c.priority, running: c.state == "running", flow, name: c.name })
                 })
                 .collect()
         })
@@ -60,7 +54,7 @@ impl CampaignControl for crate::campaign::Campaigns {
     fn pause<'a>(&'a self, name: &'a str, reason: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             match self.act(name, crate::campaign::Action::Pause).await {
-                Ok(v) => v["state"] == "paused",
+                Ok(v) => v.state == "paused",
                 Err(e) => {
                     tracing::warn!(campaign = %name, reason, error = %e.message, "Cannot pause the campaign");
                     false
@@ -72,7 +66,7 @@ impl CampaignControl for crate::campaign::Campaigns {
     fn resume<'a>(&'a self, name: &'a str, reason: &'a str) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             match self.act(name, crate::campaign::Action::Resume).await {
-                Ok(v) => v["state"] == "running",
+                Ok(v) => v.state == "running",
                 Err(e) => {
                     tracing::warn!(campaign = %name, reason, error = %e.message, "Cannot resume the campaign");
                     false

@@ -137,7 +137,7 @@ impl std::fmt::Debug for Ops {
 }
 
 /// `GET /v1/stats`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// When (Unix ms).
     pub at_ms: u64,
@@ -146,6 +146,7 @@ pub struct StatsView {
     /// Per flow.
     pub flows: Vec<FiguresView>,
     /// The adaptive pools: `{ pool, algorithm, min, max, cap }`.
+    #[schema(value_type = Vec<Object>)]
     pub adaptive: Vec<serde_json::Value>,
 }
 

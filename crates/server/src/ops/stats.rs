@@ -101,7 +101,7 @@ impl Figures {
 }
 
 /// One pool's or flow's figures, as `GET /v1/stats` shows them.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FiguresView {
     /// The pool or flow.
     pub name: Arc<str>,

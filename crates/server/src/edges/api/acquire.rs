@@ -4,13 +4,13 @@ use super::body::{required, JsonBody};
 use super::bounds::Limits;
 use super::{App, Caller};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use callgate_core::RejectReason;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -24,23 +24,40 @@ const MAX_QUEUE_WAIT_MS: u64 = 24 * 3600 * 1000;
 /// No pool in a voice stack is a million units wide; this catches overflow games.
 const MAX_UNITS: i64 = 1_000_000;
 
-#[derive(Deserialize)]
+/// What `POST /v1/acquire` takes: either `flow`, or `pools` with `class`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AcquireBody {
+    /// A configured flow (it brings its pools and class).
     flow: Option<String>,
+    /// The pools to hold, each with its units (without a flow; needs `class`).
     pools: Option<Vec<PoolEntry>>,
+    /// The class of the caller (with `pools`).
     class: Option<String>,
+    /// Idempotency key: an acquire with the key of a live lease or ticket answers that one.
     key: Option<String>,
+    /// How long the lease lives unless renewed, ms (1 ms to 30 days; default: the flow's).
+    #[schema(minimum = 1, maximum = 2_592_000_000_u64)]
     ttl_ms: Option<u64>,
+    /// How long the ticket may wait in line, ms (at most a day; default: the flow's).
+    #[schema(maximum = 86_400_000)]
     max_wait_ms: Option<u64>,
+    /// How long this request may block for a grant before answering `queued`, ms (at
+    /// most 60000; default 0).
     wait_ms: Option<u64>,
+    /// A JSON object kept with the lease and shown with it.
+    #[schema(value_type = Option<Object>)]
     meta: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize)]
+/// One pool of an acquire.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PoolEntry {
+    /// The pool's name.
     pool: String,
+    /// Units to hold (1 to 1000000; default 1).
+    #[schema(minimum = 1, maximum = 1_000_000)]
     units: Option<i64>,
 }
 
@@ -123,6 +140,25 @@ impl AcquireBody {
     }
 }
 
+/// Asks for a slot: granted now (200), queued with a ticket (202), or rejected (429 with
+/// `Retry-After`; 409 when it can never fit).
+#[utoipa::path(
+    post, path = "/v1/acquire", operation_id = "acquire", tag = "leases",
+    request_body = AcquireBody,
+    responses(
+        (status = 200, description = "Granted: the lease", body = Granted),
+        (status = 202, description = "Queued: the ticket to follow (`GET /v1/tickets/{id}`)", body = Queued),
+        (status = 400, description = "Malformed or out-of-bounds request", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "The key's role is below `client`", body = ErrorBody),
+        (status = 404, description = "Unknown flow, class or pool", body = ErrorBody),
+        (status = 409, description = "Rejected for good (`never_fits`): no retry can help", body = Rejected),
+        (status = 413, description = "Body or `meta` too large", body = ErrorBody),
+        (status = 429, description = "Rejected for now (`capacity`, `queue_full`, `dependency_down`)", body = Rejected,
+            headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"))),
+        (status = 503, description = "The journal cannot commit: retry later", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn acquire(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -134,45 +170,87 @@ pub(crate) async fn acquire(
     Ok(answer_response(answer))
 }
 
-#[derive(serde::Serialize)]
-struct Granted {
-    decision: &'static str,
+/// What an acquire decided.
+#[derive(Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Decision {
+    /// 200.
+    Granted,
+    /// 202.
+    Queued,
+    /// 409 or 429.
+    Rejected,
+}
+
+/// 200: the lease.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Granted {
+    /// `granted`.
+    decision: Decision,
+    /// The lease.
     lease: crate::views::LeaseView,
 }
 
-#[derive(serde::Serialize)]
-struct Queued {
-    decision: &'static str,
+/// 202: the ticket.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Queued {
+    /// `queued`.
+    decision: Decision,
+    /// The ticket.
     ticket: crate::views::TicketView,
+}
+
+/// 409 or 429: why not, and what the flow says to do instead.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Rejected {
+    /// `rejected`.
+    decision: Decision,
+    /// `capacity`, `queue_full`, `dependency_down` (429) or `never_fits` (409).
+    reason: &'static str,
+    /// The flow's first overflow action (its fallback when a dependency is down).
+    #[schema(value_type = Option<Object>)]
+    overflow: Option<serde_json::Value>,
+    /// When a retry may succeed, ms (429 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    /// The dependency whose breaker is open (`dependency_down` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    dependency: Option<Arc<str>>,
 }
 
 pub(crate) fn answer_response(answer: Answer) -> Response {
     match answer {
         // Serialized straight to the body, never through a `Value`: the lease's `meta` is
         // raw JSON text, written out as it was received.
-        Answer::Granted(lease) => (StatusCode::OK, axum::Json(Granted { decision: "granted", lease })).into_response(),
+        Answer::Granted(lease) => {
+            (StatusCode::OK, axum::Json(Granted { decision: Decision::Granted, lease })).into_response()
+        }
         Answer::Queued(ticket) => {
-            (StatusCode::ACCEPTED, axum::Json(Queued { decision: "queued", ticket })).into_response()
+            (StatusCode::ACCEPTED, axum::Json(Queued { decision: Decision::Queued, ticket })).into_response()
         }
         Answer::Rejected { reason: RejectReason::NeverFits, overflow, .. } => {
             // Waiting or retrying cannot help: 409, and no Retry-After to invite a retry.
-            let body = json!({ "decision": "rejected", "reason": "never_fits", "overflow": overflow });
+            let body = Rejected {
+                decision: Decision::Rejected,
+                reason: RejectReason::NeverFits.as_str(),
+                overflow,
+                retry_after_ms: None,
+                dependency: None,
+            };
             (StatusCode::CONFLICT, axum::Json(body)).into_response()
         }
         Answer::Rejected { reason, overflow, retry_after_ms, dependency } => {
             let secs = retry_after_ms.div_ceil(1000).max(1);
-            let mut body = json!({
-                "decision": "rejected",
-                "reason": reason.as_str(),
-                "overflow": overflow,
-                "retry_after_ms": retry_after_ms,
-            });
             // A dependency's breaker is open: the same 429 shape, so a client that acts
             // on `overflow` gives the caller the flow's fallback without knowing why.
-            if let Some(d) = dependency {
-                body["reason"] = json!("dependency_down");
-                body["dependency"] = json!(d);
-            }
+            let body = Rejected {
+                decision: Decision::Rejected,
+                reason: if dependency.is_some() { "dependency_down" } else { reason.as_str() },
+                overflow,
+                retry_after_ms: Some(retry_after_ms),
+                dependency,
+            };
             (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], axum::Json(body)).into_response()
         }
     }

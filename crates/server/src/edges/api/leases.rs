@@ -2,17 +2,41 @@
 
 use super::body::JsonBody;
 use super::body::{PathParam, QueryMap};
+use super::ops::ReleaseBody;
 use super::{App, Caller};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::{LeaseQuery, LeaseRef};
+use crate::views::LeaseView;
 use axum::extract::State;
 use axum::Json;
 use callgate_config::Role;
 use callgate_core::LeaseId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A page of live leases.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct LeasePage {
+    /// The leases, in the order they were granted.
+    leases: Vec<LeaseView>,
+    /// Give it as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `{ "released": bool }`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Released {
+    /// True the first time; false when it was not live (released, expired, unknown).
+    released: bool,
+}
+
+/// `{ "lease": … }`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Renewed {
+    /// The lease with its new expiry.
+    lease: LeaseView,
+}
 
 fn lease_id(id: &str) -> Result<LeaseId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found("unknown_lease", format!("`{id}` is not a lease id")))
@@ -46,11 +70,29 @@ fn after_cursor(cursor: Option<&str>) -> Result<LeaseId, ApiError> {
 
 /// `GET /v1/leases[?pool=P][&flow=F][&class=C][&key=PREFIX][&limit=N][&cursor=C]`: a page
 /// of the live leases, in the order they were granted.
+#[utoipa::path(
+    get, path = "/v1/leases", operation_id = "list_leases", tag = "leases",
+    params(
+        ("pool" = Option<String>, Query, description = "Only leases holding this pool"),
+        ("flow" = Option<String>, Query, description = "Only leases of this flow"),
+        ("class" = Option<String>, Query, description = "Only leases of this class"),
+        ("key" = Option<String>, Query, description = "Only leases whose key starts with this"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Leases per page (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of leases", body = LeasePage),
+        (status = 400, description = "Unknown parameter, bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 404, description = "Unknown pool, flow or class", body = ErrorBody),
+        (status = 503, description = "The journal failed while this was read", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     _caller: Caller,
     QueryMap(q): QueryMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LeasePage>, ApiError> {
     const ALLOWED: [&str; 6] = ["pool", "flow", "class", "key", "limit", "cursor"];
     if let Some(other) = q.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!("unknown query parameter `{other}`")));
@@ -78,15 +120,30 @@ pub(crate) async fn list(
         limit,
     };
     let page = app.governor.durable_view(|g| g.leases_page(&query)).await??;
-    Ok(Json(json!({ "leases": page.leases, "next_cursor": page.next.map(cursor_of) })))
+    Ok(Json(LeasePage { leases: page.leases, next_cursor: page.next.map(cursor_of) }))
 }
 
+/// Releases a lease, optionally reporting the call's latency and outcome.
+#[utoipa::path(
+    delete, path = "/v1/leases/{id}", operation_id = "release_lease", tag = "leases",
+    params(("id" = String, Path, description = "`L<n>`")),
+    request_body(content = Option<ReleaseBody>, description = "Optional: the call's outcome"),
+    responses(
+        (status = 200, description = "Released (`false`: it was not live)", body = Released),
+        (status = 400, description = "Malformed body or path", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Another key's lease, or a role below `client`", body = ErrorBody),
+        (status = 404, description = "Unknown dependency in the report", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn release(
     State(app): State<Arc<App>>,
     caller: Caller,
     PathParam(id): PathParam,
-    body: JsonBody<super::ops::ReleaseBody>,
-) -> Result<Json<Value>, ApiError> {
+    body: JsonBody<ReleaseBody>,
+) -> Result<Json<Released>, ApiError> {
     caller.require(Role::Client)?;
     let report = body.0.map(|b| b.into_report(&app.limits)).transpose()?;
     if let Ok(id) = id.parse::<LeaseId>() {
@@ -98,15 +155,30 @@ pub(crate) async fn release(
         // An id that could never have been ours is simply not live.
         (Err(()), _) => false,
     };
-    Ok(Json(json!({ "released": released })))
+    Ok(Json(Released { released }))
 }
 
+/// Releases the live lease with this idempotency key.
+#[utoipa::path(
+    delete, path = "/v1/leases", operation_id = "release_lease_by_key", tag = "leases",
+    params(("key" = String, Query, description = "The lease's idempotency key")),
+    request_body(content = Option<ReleaseBody>, description = "Optional: the call's outcome"),
+    responses(
+        (status = 200, description = "Released (`false`: no live lease has this key)", body = Released),
+        (status = 400, description = "No key, unknown parameter or malformed body", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Another key's lease, or a role below `client`", body = ErrorBody),
+        (status = 404, description = "Unknown dependency in the report", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn release_by_key(
     State(app): State<Arc<App>>,
     caller: Caller,
     QueryMap(q): QueryMap,
-    body: JsonBody<super::ops::ReleaseBody>,
-) -> Result<Json<Value>, ApiError> {
+    body: JsonBody<ReleaseBody>,
+) -> Result<Json<Released>, ApiError> {
     caller.require(Role::Client)?;
     let key = query_param(&q, "key")?.ok_or_else(|| ApiError::bad_request("give `?key=…` to release by key"))?;
     app.limits.key(&key)?;
@@ -117,21 +189,39 @@ pub(crate) async fn release_by_key(
         None => app.governor.release_key(&key, who).await?,
         Some(r) => app.governor.release_reporting(LeaseRef::Key(&key), r, who).await?,
     };
-    Ok(Json(json!({ "released": released })))
+    Ok(Json(Released { released }))
 }
 
-#[derive(Deserialize)]
+/// What a renewal may carry.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RenewBody {
+    /// The new time to live from now, ms (1 ms to 30 days; default: the lease's own).
+    #[schema(minimum = 1, maximum = 2_592_000_000_u64)]
     ttl_ms: Option<u64>,
 }
 
+/// Extends a live lease.
+#[utoipa::path(
+    post, path = "/v1/leases/{id}/renew", operation_id = "renew_lease", tag = "leases",
+    params(("id" = String, Path, description = "`L<n>`")),
+    request_body(content = Option<RenewBody>, description = "Optional: a new TTL"),
+    responses(
+        (status = 200, description = "Renewed", body = Renewed),
+        (status = 400, description = "Malformed body, path or TTL", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Another key's lease, or a role below `client`", body = ErrorBody),
+        (status = 404, description = "Not live (`unknown_lease`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn renew(
     State(app): State<Arc<App>>,
     caller: Caller,
     PathParam(id): PathParam,
     body: JsonBody<RenewBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Renewed>, ApiError> {
     caller.require(Role::Client)?;
     let id = lease_id(&id)?;
     app.governor.check_lease_owner(id, caller.owner_check())?;
@@ -140,7 +230,7 @@ pub(crate) async fn renew(
         return Err(ApiError::bad_request("`ttl_ms` must be between 1 and 30 days"));
     }
     match app.governor.renew(id, ttl).await? {
-        Some(lease) => Ok(Json(json!({ "lease": lease }))),
+        Some(lease) => Ok(Json(Renewed { lease })),
         None => {
             Err(ApiError::not_found("unknown_lease", format!("lease {id} is not live (released, expired or unknown)")))
         }

@@ -7,6 +7,7 @@ pub(crate) mod body;
 mod bounds;
 mod callbacks;
 mod leases;
+pub mod openapi;
 mod ops;
 mod pools;
 mod tickets;
@@ -15,7 +16,7 @@ pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
 pub use bounds::Limits;
 
 use crate::edges::{twilio, vapi};
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::Governor;
 use crate::inbound::Inbound;
 use crate::live::{Live, Resume};
@@ -79,6 +80,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/webhooks/vapi/{provider}", post(vapi::webhook))
         .route("/webhooks/twilio/{provider}/{endpoint}", post(twilio::webhook))
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .merge(crate::edges::live::routes())
         .layer(axum::middleware::from_fn(crate::telemetry::webhook_span))
@@ -96,16 +98,38 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorKind::MethodNotAllowed, "method_not_allowed", "this method is not served on this path")
 }
 
+/// What `GET /healthz` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `ok` (200) or `failing` (503).
+    status: &'static str,
+    /// Why the journal is failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// Whether the server can promise durable answers (its journal commits).
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "server", security(()),
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "The journal is failing: nothing is admitted", body = Health),
+    ),
+)]
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     match app.governor.journal_failure() {
-        None => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Some(why) => {
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "failing", "reason": why })))
-                .into_response()
-        }
+        None => axum::Json(Health { status: "ok", reason: None }).into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status: "failing", reason: Some(why) }))
+            .into_response(),
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "server", security(()),
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+)]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
     crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
@@ -122,6 +146,20 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /v1/events`: every event with its `id:`; with `Last-Event-ID`, first the events
 /// after that one from the backlog, or a `missed` event when they are no longer kept.
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "events", tag = "events",
+    params(
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id"),
+        ("token" = Option<String>, Query, description = "The key, for clients that cannot set headers (`EventSource`)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: each `data:` is one event as JSON, with its `id:`",
+            content_type = "text/event-stream", body = String),
+        (status = 400, description = "`Last-Event-ID` is not a number", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("token_query" = [])),
+)]
 async fn events(
     State(app): State<Arc<App>>,
     _caller: EventsCaller,

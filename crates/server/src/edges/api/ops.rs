@@ -4,13 +4,16 @@
 
 use super::body::{required, JsonBody};
 use super::{App, Caller, Limits};
-use crate::error::{ApiError, ErrorKind};
-use crate::governor::Report;
+use crate::error::{ApiError, ErrorBody, ErrorKind};
+use crate::governor::{Report, WaitingView};
+use crate::ops::alerts::AlertView;
+use crate::ops::{BreakerView, StatsView};
 use axum::extract::State;
 use axum::Json;
 use callgate_config::Role;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A latency above a day is a unit mistake (seconds for ms, microseconds for ms).
@@ -19,16 +22,57 @@ const MAX_LATENCY_MS: f64 = 86_400_000.0;
 /// enough to keep one request short.
 const MAX_BATCH: usize = 1_000;
 
-/// One sample.
-#[derive(Debug, Deserialize)]
+/// One sample: what a call through a pool, flow and/or dependency saw.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SampleBody {
+    /// The pool (moves its adaptive cap).
     pool: Option<String>,
+    /// The flow (its pools' adaptive caps and its figures).
     flow: Option<String>,
+    /// The dependency (moves its breaker).
     dependency: Option<String>,
+    /// The call's latency, ms (0 to 86400000).
+    #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<f64>,
+    /// Whether it succeeded.
     ok: Option<bool>,
+    /// Whether the call was dropped.
     dropped: Option<bool>,
+}
+
+/// The body of `POST /v1/samples`: one sample or an array of up to 1000. Only the
+/// document reads this type: the handler reads the items one by one, so that an error
+/// names the sample it is about.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum SamplesBody {
+    /// One sample.
+    One(SampleBody),
+    /// Several.
+    Many(Vec<SampleBody>),
+}
+
+/// What `POST /v1/samples` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SamplesAnswer {
+    /// Samples taken.
+    accepted: usize,
+    /// The adaptive caps the samples changed, by pool.
+    caps: BTreeMap<String, u32>,
+}
+
+/// What `GET /v1/stats` answers: the figures, and the live leases and waiting tickets of
+/// all pools.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StatsAnswer {
+    #[serde(flatten)]
+    stats: StatsView,
+    /// Live leases.
+    leases: usize,
+    /// Waiting tickets.
+    waiting: usize,
 }
 
 fn latency(l: Option<f64>) -> Result<Option<f64>, ApiError> {
@@ -60,12 +104,17 @@ impl SampleBody {
 }
 
 /// What `DELETE /v1/leases/{id}` (and `?key=`) may carry: the call's latency and outcome.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReleaseBody {
+    /// The call's latency, ms (0 to 86400000).
+    #[schema(minimum = 0, maximum = 86_400_000)]
     latency_ms: Option<f64>,
+    /// The dependency the call used (moves its breaker).
     dependency: Option<String>,
+    /// Whether it succeeded.
     ok: Option<bool>,
+    /// Whether the call was dropped.
     dropped: Option<bool>,
 }
 
@@ -85,11 +134,24 @@ impl ReleaseBody {
 
 /// `POST /v1/samples`: one sample object or an array of them. Samples move adaptive caps
 /// and breakers, so they need an operator (or admin) key.
+#[utoipa::path(
+    post, path = "/v1/samples", operation_id = "post_samples", tag = "operations",
+    request_body = SamplesBody,
+    responses(
+        (status = 200, description = "Taken", body = SamplesAnswer),
+        (status = 400, description = "Malformed sample, or more than 1000", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "The key's role is below `operator`", body = ErrorBody),
+        (status = 404, description = "Unknown pool, flow or dependency", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn samples(
     State(app): State<Arc<App>>,
     caller: Caller,
     body: JsonBody<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SamplesAnswer>, ApiError> {
     caller.require(Role::Operator)?;
     let body = required(body)?;
     let items = match body {
@@ -105,36 +167,64 @@ pub(crate) async fn samples(
             .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid sample: {e}")))?;
         reports.push(sample.into_report(&app.limits)?);
     }
-    let mut caps = serde_json::Map::new();
+    let mut caps = BTreeMap::new();
     let accepted = reports.len();
     for r in reports {
         for (pool, cap) in app.governor.report(r).await? {
-            caps.insert(pool.to_string(), json!(cap));
+            caps.insert(pool.to_string(), cap);
         }
     }
-    Ok(Json(json!({ "accepted": accepted, "caps": caps })))
+    Ok(Json(SamplesAnswer { accepted, caps }))
 }
 
 /// `GET /v1/breakers`.
-pub(crate) async fn breakers(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
-    Json(json!(app.governor.ops().breakers(app.governor.now_ms())))
+#[utoipa::path(
+    get, path = "/v1/breakers", operation_id = "list_breakers", tag = "operations",
+    responses(
+        (status = 200, description = "Every breaker", body = Vec<BreakerView>),
+        (status = 401, description = "No valid key", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn breakers(State(app): State<Arc<App>>, _caller: Caller) -> Json<Vec<BreakerView>> {
+    Json(app.governor.ops().breakers(app.governor.now_ms()))
 }
 
 /// `GET /v1/alerts`.
-pub(crate) async fn alerts(State(app): State<Arc<App>>, _caller: Caller) -> Json<Value> {
-    Json(json!(app.governor.ops().alerts()))
+#[utoipa::path(
+    get, path = "/v1/alerts", operation_id = "list_alerts", tag = "operations",
+    responses(
+        (status = 200, description = "Every alert", body = Vec<AlertView>),
+        (status = 401, description = "No valid key", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn alerts(State(app): State<Arc<App>>, _caller: Caller) -> Json<Vec<AlertView>> {
+    Json(app.governor.ops().alerts())
 }
 
 /// `GET /v1/stats`, with the live leases and waiting tickets of all pools.
-pub(crate) async fn stats(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    let mut v = json!(app.governor.ops().stats(app.governor.now_ms()));
+#[utoipa::path(
+    get, path = "/v1/stats", operation_id = "stats", tag = "operations",
+    responses(
+        (status = 200, description = "The figures", body = StatsAnswer),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 503, description = "The journal failed while this was read", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn stats(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<StatsAnswer>, ApiError> {
+    let stats = app.governor.ops().stats(app.governor.now_ms());
     let (leases, waiting) = app.governor.durable_view(|g| g.counts()).await?;
-    v["leases"] = json!(leases);
-    v["waiting"] = json!(waiting);
-    Ok(Json(v))
+    Ok(Json(StatsAnswer { stats, leases, waiting }))
 }
 
 /// `GET /v1/tickets`: the waiting callers, first in line first.
-pub(crate) async fn waiting(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(app.governor.durable_view(|g| g.waiting()).await?)))
+#[utoipa::path(
+    get, path = "/v1/tickets", operation_id = "list_waiting", tag = "tickets",
+    responses(
+        (status = 200, description = "The waiting callers (at most 500), first in line first", body = Vec<WaitingView>),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 503, description = "The journal failed while this was read", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn waiting(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<WaitingView>>, ApiError> {
+    Ok(Json(app.governor.durable_view(|g| g.waiting()).await?))
 }

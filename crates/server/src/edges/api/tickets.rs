@@ -2,13 +2,88 @@
 
 use super::body::PathParam;
 use super::{App, Caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::governor::TicketState;
+use crate::views::LeaseView;
 use axum::extract::State;
 use axum::Json;
 use callgate_core::TicketId;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::sync::Arc;
+
+/// A ticket's state, tagged by `state`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(crate) enum TicketStatus {
+    /// In line.
+    Waiting {
+        /// `T<n>`.
+        id: String,
+        /// Idempotency key.
+        #[schema(value_type = Option<String>)]
+        key: Option<Arc<str>>,
+        /// 1 for the first in line.
+        position: u32,
+        /// Estimated wait, ms.
+        eta_ms: u64,
+        /// Unix ms at which it times out.
+        deadline_ms: u64,
+    },
+    /// Granted: the lease while it is live, else only its id and `live: false`.
+    Granted {
+        /// `T<n>`.
+        id: String,
+        /// The lease.
+        lease: GrantedLease,
+    },
+    /// Its deadline passed: the flow's overflow applies.
+    TimedOut {
+        /// `T<n>`.
+        id: String,
+        /// The flow's overflow action.
+        #[schema(value_type = Option<Object>)]
+        overflow: Option<serde_json::Value>,
+    },
+    /// It can never fit (a limit was lowered): the flow's overflow applies.
+    NeverFits {
+        /// `T<n>`.
+        id: String,
+        /// The flow's overflow action.
+        #[schema(value_type = Option<Object>)]
+        overflow: Option<serde_json::Value>,
+    },
+    /// Cancelled.
+    Cancelled {
+        /// `T<n>`.
+        id: String,
+    },
+}
+
+/// The lease a granted ticket became.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum GrantedLease {
+    /// Still live.
+    Live(LeaseView),
+    /// Released or expired since.
+    Ended(EndedLease),
+}
+
+/// A lease that is no longer live.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct EndedLease {
+    /// `L<n>`.
+    id: String,
+    /// Always `false`.
+    live: bool,
+}
+
+/// `{ "cancelled": bool }`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Cancelled {
+    /// False when it had already ended.
+    cancelled: bool,
+}
 
 fn ticket_id(id: &str) -> Result<TicketId, ApiError> {
     id.parse().map_err(|_| unknown(id))
@@ -18,39 +93,67 @@ fn unknown(id: &str) -> ApiError {
     ApiError::not_found("unknown_ticket", format!("no ticket `{id}` (unknown, or ended long ago)"))
 }
 
+/// A ticket's state (only what is on disk: a grant still in flight shows as waiting).
+#[utoipa::path(
+    get, path = "/v1/tickets/{id}", operation_id = "get_ticket", tag = "tickets",
+    params(("id" = String, Path, description = "`T<n>`")),
+    responses(
+        (status = 200, description = "The ticket", body = TicketStatus),
+        (status = 400, description = "Unreadable path", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 404, description = "No such ticket (`unknown_ticket`)", body = ErrorBody),
+        (status = 503, description = "The journal failed while this was read", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn status(
     State(app): State<Arc<App>>,
     _caller: Caller,
     PathParam(id): PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TicketStatus>, ApiError> {
     let tid = ticket_id(&id)?;
     // Only what is on disk: a grant still in flight shows as waiting.
     let state = app.governor.durable_view(|g| g.ticket(tid)).await?.ok_or_else(|| unknown(&id))?;
     Ok(Json(match state {
-        TicketState::Waiting(t) => json!({
-            "id": t.id, "key": t.key, "state": "waiting",
-            "position": t.position, "eta_ms": t.eta_ms, "deadline_ms": t.deadline_ms,
-        }),
-        TicketState::Granted(Some(lease), _) => json!({ "id": id, "state": "granted", "lease": lease }),
+        TicketState::Waiting(t) => TicketStatus::Waiting {
+            id: t.id,
+            key: t.key,
+            position: t.position,
+            eta_ms: t.eta_ms,
+            deadline_ms: t.deadline_ms,
+        },
+        TicketState::Granted(Some(lease), _) => TicketStatus::Granted { id, lease: GrantedLease::Live(lease) },
         TicketState::Granted(None, lease) => {
-            json!({ "id": id, "state": "granted", "lease": { "id": lease.to_string(), "live": false } })
+            TicketStatus::Granted { id, lease: GrantedLease::Ended(EndedLease { id: lease.to_string(), live: false }) }
         }
-        TicketState::TimedOut(overflow) => json!({ "id": id, "state": "timed_out", "overflow": overflow }),
-        TicketState::NeverFits(overflow) => json!({ "id": id, "state": "never_fits", "overflow": overflow }),
-        TicketState::Cancelled => json!({ "id": id, "state": "cancelled" }),
+        TicketState::TimedOut(overflow) => TicketStatus::TimedOut { id, overflow },
+        TicketState::NeverFits(overflow) => TicketStatus::NeverFits { id, overflow },
+        TicketState::Cancelled => TicketStatus::Cancelled { id },
     }))
 }
 
+/// Gives up a place in line (the caller hung up).
+#[utoipa::path(
+    delete, path = "/v1/tickets/{id}", operation_id = "cancel_ticket", tag = "tickets",
+    params(("id" = String, Path, description = "`T<n>`")),
+    responses(
+        (status = 200, description = "Cancelled (`false`: it had already ended)", body = Cancelled),
+        (status = 400, description = "Unreadable path", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Another key's ticket, or a role below `client`", body = ErrorBody),
+        (status = 404, description = "No such ticket (`unknown_ticket`)", body = ErrorBody),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn cancel(
     State(app): State<Arc<App>>,
     caller: Caller,
     PathParam(id): PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cancelled>, ApiError> {
     caller.require(callgate_config::Role::Client)?;
     let tid = ticket_id(&id)?;
     app.governor.check_ticket_owner(tid, caller.owner_check())?;
     match app.governor.cancel(tid).await? {
-        Some(cancelled) => Ok(Json(json!({ "cancelled": cancelled }))),
+        Some(cancelled) => Ok(Json(Cancelled { cancelled })),
         None => Err(unknown(&id)),
     }
 }
