@@ -7,7 +7,7 @@
 //! counting from 1. A client that uploads a large file in chunks passes `row_offset` so
 //! that the numbers are those of the whole file.
 
-use super::phone;
+use crate::phone;
 use callgate_store::NewLead;
 use chrono_tz::Tz;
 use serde::Serialize;
