@@ -5,10 +5,10 @@
 //! takes more than 7, inbound callers get through (or wait their turn), the campaign is
 //! paced. The HTTP API, `/metrics` and `/v1/events` are live while it runs.
 
-use crate::campaign::dial::sim::Rng;
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::serve::{ServeOptions, Server};
 use callgate_config::Config;
+use callgate_providers::sim::Rng;
 use clap::Args;
 use serde_json::json;
 use std::net::SocketAddr;

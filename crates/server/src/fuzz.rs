@@ -11,13 +11,13 @@
 //!
 //! The TOML configuration's target lives with the config (`callgate_config::fuzz`).
 
-use crate::campaign::import::{self, ImportContext, Parsed};
 use crate::edges::api::acquire::{answer_response, AcquireBody};
-use crate::edges::twilio::{form::Params, signature};
-use crate::edges::vapi::message::{self, VapiMessage};
 use crate::governor::Answer;
 use crate::inbound::MAX_CALL_ID;
 use crate::views::{LeaseView, PoolUnitsView};
+use callgate_dialer::import::{self, ImportContext, Parsed};
+use callgate_providers::twilio::{form::Params, signature};
+use callgate_providers::vapi::message::{self, VapiMessage};
 use serde_json::value::RawValue;
 use serde_json::Value;
 

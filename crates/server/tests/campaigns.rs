@@ -8,7 +8,7 @@ mod support;
 #[path = "support/vapi_dialer.rs"]
 mod vapi_dialer;
 
-use callgate_server::campaign::dial::vapi::call_state;
+use callgate_providers::vapi::dial::call_state;
 use callgate_server::campaign::{BookedCallback, CallbackBook, ProviderUpdate};
 use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;

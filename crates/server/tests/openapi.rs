@@ -53,6 +53,7 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
         ("/v1/campaigns/{name}", vec!["get"]),
         ("/v1/campaigns/{name}/leads", vec!["post"]),
         ("/v1/campaigns/{name}/{action}", vec!["post"]),
+        ("/v1/config/reload", vec!["post"]),
         ("/healthz", vec!["get"]),
         ("/metrics", vec!["get"]),
         ("/openapi.json", vec!["get"]),

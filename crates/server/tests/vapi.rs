@@ -522,7 +522,7 @@ const ORDERS: [vapi_calls::Order; 4] = [
 
 #[tokio::test]
 async fn a_call_listing_is_complete_whatever_the_order_and_the_ties() {
-    use callgate_server::providers::vapi::VapiClient;
+    use callgate_providers::vapi::VapiClient;
     let list = vapi_calls::CallList::start("key").await;
     let start = 1_780_000_000_000;
     list.set(&long_listing(start, &[]));
@@ -1020,7 +1020,8 @@ async fn hmac_plans_are_checked_against_pythons_hmac() {
 #[tokio::test]
 async fn calls_the_dialer_places_point_their_server_url_at_callgate() {
     use callgate_config::ProviderKind;
-    use callgate_server::campaign::dial::{vapi::VapiDialer, Dialer, PlaceCall};
+    use callgate_dialer::dial::{Dialer, PlaceCall};
+    use callgate_providers::vapi::VapiDialer;
     let fake = fake_vapi().await;
     let (upstream, _seen) = customer_server().await;
     let s = TestServer::start(&proxy_config(&fake, &upstream)).await;

@@ -271,13 +271,13 @@ async fn import(
 ) -> Result<(), String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     // Refused before any chunk is sent: the chunks before the open quote would be imported.
-    if let Some(row) = super::import::unclosed_quote(&bytes) {
-        return Err(format!("{}: {}", file.display(), super::import::unclosed_quote_message(row)));
+    if let Some(row) = callgate_dialer::import::unclosed_quote(&bytes) {
+        return Err(format!("{}: {}", file.display(), callgate_dialer::import::unclosed_quote_message(row)));
     }
     // Where each record starts (byte and line), so chunks are slices of the file itself.
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
     reader.headers().map_err(|e| format!("{}: cannot read the header row: {e}", file.display()))?;
-    let lines = super::import::LineIndex::new(&bytes);
+    let lines = callgate_dialer::import::LineIndex::new(&bytes);
     let mut starts: Vec<(usize, u64)> = Vec::new();
     let mut record = csv::ByteRecord::new();
     loop {

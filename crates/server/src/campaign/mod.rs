@@ -5,7 +5,7 @@
 //! One pacing loop serves every campaign, the higher `priority` first (in turn among
 //! equals). A campaign may dial when it is running, below its own `max_concurrency`, has a
 //! token in its calls-per-second bucket, has a provider that is not cooling down after a
-//! refusal, and a lead whose calling window is open (see [`schedule`]). Then:
+//! refusal, and a lead whose calling window is open (see [`callgate_dialer::schedule`]). Then:
 //!
 //! 1. the lead is taken from the scheduler, and a lease is asked of the governor for the
 //!    flow's pools (with the chosen provider's pool) in the campaign's class, never
@@ -73,16 +73,9 @@
 //!   promised time, and the dial that settles one settles both.
 
 pub mod cli;
-pub mod dial;
 pub mod http;
-pub mod import;
-pub mod phone;
-pub mod retry;
 mod run;
-pub mod schedule;
 mod view;
-pub mod window;
-pub mod zones;
 
 pub use run::{vapi_webhook, ProviderUpdate};
 pub use view::{
@@ -94,17 +87,18 @@ use crate::edges::api::App;
 use crate::error::{ApiError, ErrorKind};
 use crate::providers::{Credentials, Providers};
 use callgate_config::{CampaignConfig, Config};
+use callgate_dialer::dial::{self, CallEvent, Dialer};
+use callgate_dialer::schedule::{Lead, Scheduler};
+use callgate_dialer::window::Calendar;
+use callgate_dialer::{import, zones};
 pub use callgate_store::CallbackState;
 use callgate_store::{LeadOp, LeadStore, StoredCampaign};
 use chrono_tz::Tz;
-use dial::{CallEvent, Dialer};
 use rustc_hash::FxHashMap;
-use schedule::{Lead, Scheduler};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
-use window::Calendar;
 
 /// A campaign's state. `stopped` is final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -504,7 +498,7 @@ impl Campaigns {
             routes.push(Route {
                 provider: "simulated".into(),
                 pool: None,
-                dialer: Arc::new(dial::sim::SimDialer::new(&cfg.name, sim.clone(), self.events.clone())),
+                dialer: Arc::new(callgate_providers::sim::SimDialer::new(&cfg.name, sim.clone(), self.events.clone())),
                 cooldown_until: 0,
             });
         }
@@ -517,7 +511,7 @@ impl Campaigns {
                 Credentials::Vapi { api_key: Some(key), .. } => {
                     let v = cfg.vapi.clone().ok_or("a vapi campaign without `vapi`")?;
                     Arc::new(
-                        dial::vapi::VapiDialer::new(
+                        callgate_providers::vapi::VapiDialer::new(
                             name,
                             &p.base_url,
                             key.expose().to_string(),
@@ -534,8 +528,8 @@ impl Campaigns {
                 }
                 Credentials::Twilio { account_sid, auth_token, public_url } => {
                     let t = cfg.twilio.clone().ok_or("a twilio campaign without `twilio`")?;
-                    Arc::new(dial::twilio::TwilioDialer::new(
-                        dial::twilio::TwilioAccount {
+                    Arc::new(callgate_providers::twilio::TwilioDialer::new(
+                        callgate_providers::twilio::TwilioAccount {
                             provider: name.to_string(),
                             base_url: p.base_url.clone(),
                             account_sid: account_sid.clone(),
@@ -545,7 +539,8 @@ impl Campaigns {
                         t.from.clone(),
                         t.url.clone(),
                         t.twiml.clone(),
-                        cfg.machine_detection().map(|mode| dial::twilio::Amd { mode, asynchronous: t.async_amd }),
+                        cfg.machine_detection()
+                            .map(|mode| callgate_providers::twilio::Amd { mode, asynchronous: t.async_amd }),
                         p.reconcile_every,
                     ))
                 }

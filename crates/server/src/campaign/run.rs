@@ -1,13 +1,13 @@
 // Long file: the pacing loop and what each attempt outcome does, which must be read together to check that a lease is never leaked.
 //! The pacing loop, the life of one attempt, outcomes, polling and the restart's recovery.
 
-use super::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
-use super::retry::{self, Next};
-use super::schedule::Lead;
 use super::{Active, CallbackState, Campaigns, Inner, State};
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::views::PoolInfo;
 use callgate_core::LeaseId;
+use callgate_dialer::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
+use callgate_dialer::retry::{self, Next};
+use callgate_dialer::schedule::Lead;
 use callgate_store::{AttemptEnd, CallbackLead, LeadOp, LeadOut, NewAttempt};
 use rustc_hash::FxHashMap;
 use serde_json::json;
@@ -44,7 +44,7 @@ struct Claim {
     lead: Lead,
     route: usize,
     provider: String,
-    dialer: Arc<dyn super::dial::Dialer>,
+    dialer: Arc<dyn callgate_dialer::dial::Dialer>,
     /// The campaign's flow: its gates (breakers) apply to the call.
     flow: String,
     pools: Vec<(String, u32)>,
@@ -111,7 +111,7 @@ impl Campaigns {
     /// One poller per real provider route of the campaign: reads the state of its live
     /// calls, so an outcome is never lost with a webhook.
     pub(super) fn spawn_pollers(self: &Arc<Self>, campaign: &str) {
-        let routes: Vec<(String, Arc<dyn super::dial::Dialer>)> = {
+        let routes: Vec<(String, Arc<dyn callgate_dialer::dial::Dialer>)> = {
             let inner = self.lock();
             let Some(rt) = inner.list.iter().find(|r| r.name == campaign) else { return };
             rt.routes.iter().map(|r| (r.provider.clone(), r.dialer.clone())).collect()
@@ -770,7 +770,7 @@ impl Campaigns {
                     .map(|r| (r.name.clone(), r.callback_class.clone(), r.tz))
             };
             let Some((campaign, class, tz)) = target else { continue };
-            let number = match super::phone::normalize(&cb.number, None) {
+            let number = match callgate_dialer::phone::normalize(&cb.number, None) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(callback = cb.id, error = %e, "A booked callback has a number that cannot be dialed");
@@ -779,7 +779,7 @@ impl Campaigns {
                     continue;
                 }
             };
-            let lead_tz = super::phone::zone_of(&number).unwrap_or(tz);
+            let lead_tz = callgate_dialer::phone::zone_of(&number).unwrap_or(tz);
             let op = LeadOp::AddCallback {
                 campaign: campaign.clone(),
                 lead: CallbackLead {
@@ -1019,7 +1019,7 @@ pub async fn vapi_webhook(
         Some("in-progress") => CallState::Live,
         None => {
             let reason = ended_reason.unwrap_or("");
-            let outcome = super::dial::vapi_outcome(reason, talk_ms.is_some_and(|t| t > 0));
+            let outcome = callgate_dialer::dial::vapi_outcome(reason, talk_ms.is_some_and(|t| t > 0));
             CallState::Ended(Ended {
                 outcome,
                 reason: Some(reason.to_string()).filter(|r| !r.is_empty()),

@@ -1,9 +1,9 @@
 //! What the API shows of campaigns: progress, import reports, settings as JSON, metrics.
 
-use super::import::{Rejected, Skipped};
 use super::{Campaigns, State};
 use crate::error::ApiError;
 use callgate_config::CampaignConfig;
+use callgate_dialer::import::{Rejected, Skipped};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -376,7 +376,7 @@ impl Campaigns {
         let _ = writeln!(out, "# HELP callgate_campaign_attempts_total Attempts ended, by outcome.");
         let _ = writeln!(out, "# TYPE callgate_campaign_attempts_total counter");
         for (n, _, _) in &gauges {
-            for o in super::dial::Outcome::ALL {
+            for o in callgate_dialer::dial::Outcome::ALL {
                 let v = stats.outcomes.get(&(n.clone(), o.as_str())).copied().unwrap_or(0);
                 let _ = writeln!(
                     out,

@@ -31,10 +31,3 @@ pub(crate) fn body_error(e: axum::Error) -> ApiError {
         ApiError::bad_request(format!("cannot read the request body: {e}"))
     }
 }
-
-/// Cases per property test of the webhook parsers: `default`, or `PROPTEST_CASES` for a
-/// longer fuzzing session (`PROPTEST_CASES=200000 cargo test -p callgate-server --lib`).
-#[cfg(test)]
-pub(crate) fn fuzz_cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}

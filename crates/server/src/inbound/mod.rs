@@ -82,9 +82,7 @@ pub struct Call {
     pub to: Option<String>,
 }
 
-/// Provider call ids are short (Vapi: a UUID, Twilio: `CA` + 32 hex digits); 256 bytes
-/// is the ledger's limit for keys.
-pub const MAX_CALL_ID: usize = 256;
+pub use callgate_providers::MAX_CALL_ID;
 
 /// Twilio's stand-ins for a withheld caller id (anonymous, restricted, unavailable,
 /// unknown): numbers that look real but reach nobody.

@@ -21,11 +21,12 @@
 //! Only leases and tickets whose metadata names this provider are considered: other
 //! clients' leases in the same pool are none of the platform's business.
 
-use super::twilio::TwilioClient;
-use super::vapi::VapiClient;
-use super::{Credentials, PlatformState, Provider};
+use super::{Credentials, Provider};
 use crate::edges::api::App;
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
+use callgate_providers::twilio::TwilioClient;
+use callgate_providers::vapi::VapiClient;
+use callgate_providers::{PlatformCall, PlatformState};
 use callgate_store::{CallUpdate, Record};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -220,7 +221,7 @@ impl Reconciler {
     }
 
     /// Counts live calls callgate did not know (seen unknown twice in a row).
-    async fn adopt(&mut self, calls: &[super::PlatformCall]) -> usize {
+    async fn adopt(&mut self, calls: &[PlatformCall]) -> usize {
         let governor = &self.app.governor;
         let dialer = self.app.campaigns.get();
         let name = &*self.provider.name;

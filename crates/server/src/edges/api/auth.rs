@@ -90,13 +90,7 @@ fn process_secret() -> [u8; 32] {
     out
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use callgate_providers::constant_time_eq;
 
 /// Who is calling.
 #[derive(Clone, Debug)]

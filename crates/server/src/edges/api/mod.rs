@@ -198,36 +198,83 @@ fn live_event(id: u64, json: &str) -> SseEvent {
     SseEvent::default().id(id.to_string()).data(json)
 }
 
+/// The answer to `POST /v1/config/reload`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReloadAnswer {
+    /// Whether the new configuration is in force.
+    reloaded: bool,
+    /// What changed, for people (when reloaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<Vec<String>>,
+    /// Why nothing changed (when not reloaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ReloadRefusal>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReloadRefusal {
+    /// `no_config_file`, `invalid_config` or `restart_required`.
+    code: &'static str,
+    /// For people.
+    message: String,
+    /// Where the file does not validate (`invalid_config`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<Vec<ReloadProblem>>,
+    /// What only a restart can change (`restart_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needs_restart: Option<Vec<String>>,
+}
+
+/// One problem of a configuration file.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReloadProblem {
+    /// The line, when known.
+    line: Option<usize>,
+    /// The field (a dotted path).
+    field: String,
+    /// What is wrong.
+    message: String,
+}
+
 /// `POST /v1/config/reload` (admin): re-reads the configuration file and applies it, or
 /// changes nothing and says why (see [`crate::reload`]).
-async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(
+    post, path = "/v1/config/reload", operation_id = "reload_config", tag = "server",
+    responses(
+        (status = 200, description = "Reloaded: what changed", body = ReloadAnswer),
+        (status = 400, description = "The file does not validate (`invalid_config`); nothing changed", body = ReloadAnswer),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 409, description = "No file to read (`no_config_file`), or a change only a restart can make (`restart_required`); nothing changed", body = ReloadAnswer),
+        (status = 503, description = "The journal cannot commit", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_admin()?;
     use crate::reload::ReloadFailure as F;
     let failure = match crate::reload::reload(&app, &callgate_config::ProcessEnv).await {
         Ok(changes) => {
-            return Ok(axum::Json(serde_json::json!({ "reloaded": true, "changes": changes })).into_response())
+            let answer = ReloadAnswer { reloaded: true, changes: Some(changes), error: None };
+            return Ok(axum::Json(answer).into_response());
         }
         Err(f) => f,
     };
     let message = failure.to_string();
-    let (status, code, detail) = match failure {
-        F::NoFile => (StatusCode::CONFLICT, "no_config_file", serde_json::json!({})),
+    let refusal =
+        |code, problems, needs_restart| ReloadRefusal { code, message: message.clone(), problems, needs_restart };
+    let (status, error) = match failure {
+        F::NoFile => (StatusCode::CONFLICT, refusal("no_config_file", None, None)),
         F::Invalid(errors) => {
-            let problems: Vec<_> = errors
+            let problems = errors
                 .iter()
-                .map(|e| serde_json::json!({ "line": e.line, "field": e.field, "message": e.message }))
+                .map(|e| ReloadProblem { line: e.line, field: e.field.clone(), message: e.message.clone() })
                 .collect();
-            (StatusCode::BAD_REQUEST, "invalid_config", serde_json::json!({ "problems": problems }))
+            (StatusCode::BAD_REQUEST, refusal("invalid_config", Some(problems), None))
         }
-        F::Unusable(_) => (StatusCode::BAD_REQUEST, "invalid_config", serde_json::json!({})),
-        F::NeedsRestart(list) => {
-            (StatusCode::CONFLICT, "restart_required", serde_json::json!({ "needs_restart": list }))
-        }
+        F::Unusable(_) => (StatusCode::BAD_REQUEST, refusal("invalid_config", None, None)),
+        F::NeedsRestart(list) => (StatusCode::CONFLICT, refusal("restart_required", None, Some(list))),
         F::Api(e) => return Err(e),
     };
-    let mut error = serde_json::json!({ "code": code, "message": message });
-    if let (Some(e), serde_json::Value::Object(extra)) = (error.as_object_mut(), detail) {
-        e.extend(extra);
-    }
-    Ok((status, axum::Json(serde_json::json!({ "reloaded": false, "error": error }))).into_response())
+    Ok((status, axum::Json(ReloadAnswer { reloaded: false, changes: None, error: Some(error) })).into_response())
 }

@@ -51,6 +51,7 @@ use utoipa::OpenApi;
         campaigns::act,
         super::healthz,
         super::metrics,
+        super::reload,
         serve,
     ),
     modifiers(&Security),

@@ -301,11 +301,11 @@ impl<'a> TwilioCall<'a> {
     async fn campaign_update(&self, status: &str, params: &Params, query: &Params) {
         let Some(campaigns) = self.app.campaigns.get() else { return };
         // Asynchronous answering machine detection posts `AnsweredBy` without a status.
-        let answerer = params.value("AnsweredBy").and_then(crate::campaign::dial::Answerer::parse);
+        let answerer = params.value("AnsweredBy").and_then(callgate_dialer::dial::Answerer::parse);
         let state = match (status, answerer) {
             ("", None) => return,
-            ("" | "in-progress", Some(by)) => crate::campaign::dial::CallState::Answered(by),
-            _ => crate::campaign::dial::twilio::call_state(&serde_json::json!({
+            ("" | "in-progress", Some(by)) => callgate_dialer::dial::CallState::Answered(by),
+            _ => callgate_providers::twilio::dial::call_state(&serde_json::json!({
                 "status": status,
                 "duration": params.value("CallDuration"),
                 "answered_by": params.value("AnsweredBy"),
@@ -519,5 +519,17 @@ impl<'a> TwilioCall<'a> {
         update.recording_url = params.value("RecordingUrl").map(str::to_owned);
         record_call(self.app, update).await?;
         Ok(Twiml::goodbye(VOICEMAIL_THANKS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announcement;
+
+    #[test]
+    fn the_announcement_says_the_place_and_the_wait() {
+        assert_eq!(announcement(1, 20_000), "You are number 1 in line. Your expected wait is less than a minute.");
+        assert_eq!(announcement(3, 60_000), "You are number 3 in line. Your expected wait is about 1 minute.");
+        assert_eq!(announcement(7, 150_000), "You are number 7 in line. Your expected wait is about 3 minutes.");
     }
 }

@@ -37,13 +37,7 @@
 
 mod call;
 mod chains;
-pub(crate) mod form;
-pub(crate) mod signature;
-mod twiml;
 mod waiting;
-
-#[cfg(test)]
-mod tests;
 
 pub use chains::OverflowChains;
 pub use waiting::WaitingRoom;
@@ -57,6 +51,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use call::TwilioCall;
 use callgate_config::ProviderKind;
+use callgate_providers::twilio::{form, signature, twiml};
 use form::Params;
 use std::sync::Arc;
 use twiml::Twiml;

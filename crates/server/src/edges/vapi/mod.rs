@@ -24,13 +24,8 @@
 //!   background. Without a `forward_url`, a message that expects an answer gets `{}`, a
 //!   warning and a metric.
 
-mod auth;
 mod forward;
-pub(crate) mod message;
 mod reply;
-
-#[cfg(test)]
-mod tests;
 
 pub use forward::Forwarder;
 
@@ -46,6 +41,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use callgate_config::{FlowConfig, OverflowAction, ProviderKind, VapiTarget, WebhookAuth};
+use callgate_providers::vapi::{auth, message};
 use forward::AskError;
 use message::{CallInfo, VapiMessage};
 use reply::{respond, TakenBy, VapiReply};

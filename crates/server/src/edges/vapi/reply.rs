@@ -124,3 +124,27 @@ pub(crate) fn respond(caller_waiting: bool, result: Result<VapiReply, ApiError>)
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{respond, TakenBy, VapiReply};
+
+    #[test]
+    fn replies_have_the_shapes_vapi_documents() {
+        let body = |r: VapiReply| {
+            let resp = respond(true, Ok(r));
+            assert_eq!(resp.status(), 200);
+            resp
+        };
+        // Shapes checked end to end in tests/vapi.rs; here only that each builds.
+        for r in [
+            VapiReply::Assistant { by: TakenBy::Squad, id: "a".into(), overrides: None },
+            VapiReply::Transfer { number: Some("+1555".into()), sip: None, message: None },
+            VapiReply::Transfer { number: None, sip: Some("sip:a@b".into()), message: Some("hold on".into()) },
+            VapiReply::Say("busy".into()),
+            VapiReply::Ack,
+        ] {
+            body(r);
+        }
+    }
+}

@@ -17,7 +17,7 @@
 //! [`DialError::Account`]: the campaign pauses, the lead is not burnt. Only a 400 about
 //! the customer (`customer.number` …) fails the lead.
 
-use super::{vapi_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
+use callgate_dialer::dial::{vapi_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ impl VapiDialer {
     }
 
     /// Sets what is merged into each call's `assistantOverrides` (see
-    /// [`crate::providers::Provider::vapi_overrides`]).
+    /// the server's `Provider::vapi_overrides`).
     pub fn with_overrides(mut self, overrides: Option<Value>) -> VapiDialer {
         self.overrides = overrides;
         self

@@ -20,11 +20,11 @@ use sha1::Sha1;
 use sha2::Sha256;
 
 /// The header that announces the SharedKey scheme.
-pub(crate) const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
 
 /// A signing algorithm Twilio names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Algorithm {
+pub enum Algorithm {
     /// `HMAC_SHA1`, the classic scheme.
     Sha1,
     /// `HMAC_SHA256`, the SharedKey scheme.
@@ -34,7 +34,7 @@ pub(crate) enum Algorithm {
 impl Algorithm {
     /// The algorithm a request's settings header names: `None` for one callgate does not
     /// know; the classic scheme when the header is absent or names none.
-    pub(crate) fn from_settings(header: Option<&[u8]>) -> Option<Algorithm> {
+    pub fn from_settings(header: Option<&[u8]>) -> Option<Algorithm> {
         let text = match header {
             None => return Some(Algorithm::Sha1),
             Some(h) => std::str::from_utf8(h).ok()?,
@@ -53,12 +53,12 @@ impl Algorithm {
 
 #[cfg(test)]
 /// The classic signature Twilio sends for a request to `url` with these form parameters.
-pub(crate) fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     signature_with(Algorithm::Sha1, auth_token, url, params)
 }
 
 /// The signature of a request with `algorithm` and `key`.
-pub(crate) fn signature_with(algorithm: Algorithm, key: &str, url: &str, params: &[(String, String)]) -> String {
+pub fn signature_with(algorithm: Algorithm, key: &str, url: &str, params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     // By name, a repeated name's values sorted and each distinct value once, as Twilio's
     // libraries compute it.
@@ -89,13 +89,13 @@ pub(crate) fn signature_with(algorithm: Algorithm, key: &str, url: &str, params:
 
 #[cfg(test)]
 /// True when `given` is the classic signature of this request.
-pub(crate) fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: Option<&[u8]>) -> bool {
+pub fn verify(auth_token: &str, url: &str, params: &[(String, String)], given: Option<&[u8]>) -> bool {
     verify_with(Algorithm::Sha1, auth_token, url, params, given)
 }
 
 /// True when `given` is the signature of this request with `algorithm` and `key`. Every
 /// URL form is compared in constant time.
-pub(crate) fn verify_with(
+pub fn verify_with(
     algorithm: Algorithm,
     key: &str,
     url: &str,
@@ -106,7 +106,7 @@ pub(crate) fn verify_with(
     let mut ok = false;
     for candidate in url_forms(url) {
         let expected = signature_with(algorithm, key, &candidate, params);
-        ok |= crate::edges::api::constant_time_eq(expected.as_bytes(), given);
+        ok |= crate::constant_time_eq(expected.as_bytes(), given);
     }
     ok
 }

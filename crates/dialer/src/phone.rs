@@ -1,7 +1,7 @@
 //! Phone numbers as leads arrive: validated and normalised to E.164 with the
 //! `phonenumber` crate (libphonenumber's metadata), and placed in a time zone.
 
-use super::zones;
+use crate::zones;
 use chrono_tz::Tz;
 use phonenumber::country;
 use phonenumber::Mode;

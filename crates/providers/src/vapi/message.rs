@@ -5,26 +5,26 @@
 //! cannot work without (the envelope, the type, the call id of a call message) makes a
 //! message malformed.
 
-use crate::inbound::MAX_CALL_ID;
-use crate::providers::time::parse_rfc3339;
+use crate::time::parse_rfc3339;
+use crate::MAX_CALL_ID;
 use serde_json::Value;
 use std::fmt;
 
 /// The call a message is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CallInfo {
+pub struct CallInfo {
     /// `call.id`.
-    pub(crate) id: String,
+    pub id: String,
     /// `customer.number` (or `call.customer.number`): who is calling.
-    pub(crate) customer: Option<String>,
+    pub customer: Option<String>,
     /// `phoneNumber.number` (or `call.phoneNumber.number`): the number called; for a
     /// Vapi SIP number, which has no `number`, its `sipUri`.
-    pub(crate) number: Option<String>,
+    pub number: Option<String>,
 }
 
 /// A Vapi message, as far as callgate cares.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum VapiMessage {
+pub enum VapiMessage {
     /// An inbound call asks which assistant takes it (answer within 7.5 s).
     AssistantRequest(CallInfo),
     /// A call changed status.
@@ -62,7 +62,7 @@ pub(crate) enum VapiMessage {
 
 impl VapiMessage {
     /// The message type for metrics: one of a fixed list.
-    pub(crate) fn endpoint(&self) -> &'static str {
+    pub fn endpoint(&self) -> &'static str {
         match self {
             VapiMessage::AssistantRequest(_) => "assistant-request",
             VapiMessage::StatusUpdate { .. } => "status-update",
@@ -72,7 +72,7 @@ impl VapiMessage {
     }
 
     /// The number called, when the message says.
-    pub(crate) fn number(&self) -> Option<&str> {
+    pub fn number(&self) -> Option<&str> {
         match self {
             VapiMessage::AssistantRequest(call)
             | VapiMessage::StatusUpdate { call, .. }
@@ -84,7 +84,7 @@ impl VapiMessage {
 
 /// Why a body is not a Vapi message (answered 400).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum MessageError {
+pub enum MessageError {
     /// Not JSON.
     NotJson(String),
     /// No `message` object.
@@ -151,7 +151,7 @@ fn time_at(m: &Value, key: &str) -> Option<u64> {
 
 /// The ids of a `tool-calls` message's calls (`toolCallList[].id`, or
 /// `toolWithToolCallList[].toolCall.id`), at most 64 of them.
-pub(crate) fn tool_call_ids(body: &[u8]) -> Vec<String> {
+pub fn tool_call_ids(body: &[u8]) -> Vec<String> {
     let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
     let m = &v["message"];
     let list = m["toolCallList"].as_array().map(|l| l.iter().map(|c| &c["id"]).collect::<Vec<_>>());
@@ -166,7 +166,7 @@ pub(crate) fn tool_call_ids(body: &[u8]) -> Vec<String> {
 }
 
 /// Reads one webhook body.
-pub(crate) fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
+pub fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| MessageError::NotJson(e.to_string()))?;
     let m = v.get("message").filter(|m| m.is_object()).ok_or(MessageError::NoMessage)?;
     let kind = m.get("type").and_then(Value::as_str).ok_or(MessageError::NoType)?;

@@ -12,7 +12,7 @@
 //! Removed or re-inserted leads leave stale heap entries behind, recognised by a stamp and
 //! skipped (lazy deletion); the heaps are rebuilt when stale entries outnumber live ones.
 
-use super::window::Calendar;
+use crate::window::Calendar;
 use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use std::cmp::{Ordering, Reverse};

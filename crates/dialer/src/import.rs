@@ -7,7 +7,7 @@
 //! counting from 1. A client that uploads a large file in chunks passes `row_offset` so
 //! that the numbers are those of the whole file.
 
-use super::phone;
+use crate::phone;
 use callgate_store::NewLead;
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -35,6 +35,7 @@ pub struct Row {
 
 /// A row that was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = RejectedRow)]
 pub struct Rejected {
     /// Its row number.
     pub row: u64,
@@ -44,6 +45,7 @@ pub struct Rejected {
 
 /// A row that was skipped as a duplicate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = SkippedRow)]
 pub struct Skipped {
     /// Its row number.
     pub row: u64,

@@ -13,8 +13,8 @@
 //! millisecond) or a request budget that runs out leaves it incomplete, and then only
 //! calls shown as ended are released.
 
-use super::time::{format_rfc3339, parse_rfc3339};
-use super::{http_client, Listing, PlatformCall, PlatformState, ProviderError};
+use crate::time::{format_rfc3339, parse_rfc3339};
+use crate::{http_client, Listing, PlatformCall, PlatformState, ProviderError};
 use serde_json::Value;
 use std::collections::HashSet;
 

@@ -16,8 +16,8 @@
 //! (`MachineDetection`, and `AsyncAmd` with its callback to the same status URL), and
 //! `AnsweredBy` decides between a conversation, voicemail and a fax line.
 
-use super::{twilio_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 pub use callgate_config::MachineDetection;
+use callgate_dialer::dial::{twilio_outcome, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// Where a `<Dial>` goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Dialed {
+pub enum Dialed {
     /// `<Number>`: E.164.
     Number(String),
     /// `<Sip>`: a SIP URI.
@@ -14,7 +14,7 @@ pub(crate) enum Dialed {
 
 /// One TwiML verb.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Verb {
+pub enum Verb {
     /// `<Say>`: text spoken to the caller.
     Say(String),
     /// `<Play>`: an audio URL.
@@ -76,40 +76,40 @@ pub(crate) enum Verb {
 
 /// A TwiML document.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Twiml {
+pub struct Twiml {
     verbs: Vec<Verb>,
 }
 
 impl Twiml {
     /// An empty `<Response/>` (an acknowledgement).
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Twiml::default()
     }
 
     /// A document of one verb.
-    pub(crate) fn of(verb: Verb) -> Self {
+    pub fn of(verb: Verb) -> Self {
         Twiml { verbs: vec![verb] }
     }
 
     /// Appends a verb.
-    pub(crate) fn push(mut self, verb: Verb) -> Self {
+    pub fn push(mut self, verb: Verb) -> Self {
         self.verbs.push(verb);
         self
     }
 
     /// Says `text`, then hangs up.
-    pub(crate) fn goodbye(text: &str) -> Self {
+    pub fn goodbye(text: &str) -> Self {
         Twiml::of(Verb::Say(text.to_owned())).push(Verb::Hangup)
     }
 
     /// The verbs.
     #[cfg(test)]
-    pub(crate) fn verbs(&self) -> &[Verb] {
+    pub fn verbs(&self) -> &[Verb] {
         &self.verbs
     }
 
     /// The XML text.
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response>");
         for v in &self.verbs {
             write_verb(&mut out, v);
@@ -189,7 +189,7 @@ fn write_verb(out: &mut String, v: &Verb) {
 
 /// Escapes text for XML content and attribute values, and drops the characters XML 1.0
 /// cannot hold at all (control characters other than tab, newline and carriage return).
-pub(crate) fn esc(text: &str) -> String {
+pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -1,4 +1,3 @@
-use super::call::announcement;
 use super::form::Params;
 use super::signature::{signature, verify};
 use super::twiml::{esc, Dialed, Twiml, Verb};
@@ -121,15 +120,8 @@ fn every_verb_renders_as_well_formed_twiml() {
     assert_eq!(twiml.verbs().len(), 13);
 }
 
-#[test]
-fn the_announcement_says_the_place_and_the_wait() {
-    assert_eq!(announcement(1, 20_000), "You are number 1 in line. Your expected wait is less than a minute.");
-    assert_eq!(announcement(3, 60_000), "You are number 3 in line. Your expected wait is about 1 minute.");
-    assert_eq!(announcement(7, 150_000), "You are number 7 in line. Your expected wait is about 3 minutes.");
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(crate::edges::fuzz_cases(4000)))]
+    #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(4000)))]
 
     /// Any text at all, from the configuration or a caller, makes well-formed XML.
     #[test]
@@ -162,13 +154,13 @@ proptest! {
 }
 
 /// Vectors computed with the official `twilio` package's RequestValidator
-/// (tests/fixtures/twilio_signatures.py): classic and SharedKey signatures, URLs signed
+/// (crates/server/tests/fixtures/twilio_signatures.py): classic and SharedKey signatures, URLs signed
 /// with and without the default port, repeated parameters.
 #[test]
 fn signatures_match_twilios_own_request_validator() {
     use super::signature::{verify_with, Algorithm};
     let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("../../../tests/fixtures/twilio_signatures.json")).unwrap();
+        serde_json::from_str(include_str!("../../../server/tests/fixtures/twilio_signatures.json")).unwrap();
     let vectors = fixture["vectors"].as_array().unwrap();
     assert!(vectors.len() >= 9);
     for v in vectors {

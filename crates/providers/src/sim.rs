@@ -5,8 +5,8 @@
 //! Its calls live in this process: after a restart it knows none of them, so the dialer
 //! records those attempts as interrupted (never as placed twice).
 
-use super::{CallEvent, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 use callgate_config::SimulateConfig;
+use callgate_dialer::dial::{CallEvent, CallState, DialError, Dialer, Ended, Fut, Outcome, PlaceCall, Placed};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,15 +1,12 @@
 //! Placing calls: the narrow trait the pacing loop dials through, and what providers say
 //! about a call, mapped to the outcomes that drive retries.
 //!
-//! Implementations: [`vapi::VapiDialer`] (`POST /call`), [`twilio::TwilioDialer`]
-//! (`Calls.json`) and [`sim::SimDialer`], the built-in simulated provider. Outcomes reach
-//! the campaign by three roads, all idempotent: events the dialer pushes (the simulator),
-//! provider webhooks handed to [`crate::campaign::Campaigns::provider_update`], and a poll
-//! of each live call every [`Dialer::poll_every`] (so a lost webhook loses no outcome).
-
-pub mod sim;
-pub mod twilio;
-pub mod vapi;
+//! Implementations live in `callgate-providers`: `vapi::VapiDialer` (`POST /call`),
+//! `twilio::TwilioDialer` (`Calls.json`) and `sim::SimDialer`, the built-in simulated
+//! provider. Outcomes reach the campaign by three roads, all idempotent: events the dialer
+//! pushes (the simulator), provider webhooks handed to the server's
+//! `Campaigns::provider_update`, and a poll of each live call every
+//! [`Dialer::poll_every`] (so a lost webhook loses no outcome).
 
 use serde::Serialize;
 use std::future::Future;

@@ -12,16 +12,16 @@
 //! Every comparison hashes both sides first and compares the digests in constant time,
 //! so neither the content nor the length of the secret shows in the timing.
 
-use super::super::api::constant_time_eq;
-use axum::http::HeaderMap;
+use crate::constant_time_eq;
 use base64::Engine as _;
 use callgate_config::{HmacAlgorithm, HmacAuth, SignatureEncoding, WebhookAuth};
 use hmac::{Hmac, Mac};
+use http::HeaderMap;
 use sha2::{Digest, Sha256, Sha512};
 
 /// What the headers alone say.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Check {
+pub enum Check {
     /// Authenticated.
     Pass,
     /// Refused: the message names what was wrong.
@@ -31,7 +31,7 @@ pub(crate) enum Check {
 }
 
 /// True when `a` and `b` are equal, in time that depends on neither content nor length.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     constant_time_eq(&Sha256::digest(a), &Sha256::digest(b))
 }
 
@@ -51,7 +51,7 @@ fn carries(headers: &HeaderMap, header: &str, secret: &[u8], bare: bool, prefixe
 }
 
 /// Checks what the headers can prove.
-pub(crate) fn check_headers(plan: Option<&WebhookAuth>, secret: &[u8], headers: &HeaderMap) -> Check {
+pub fn check_headers(plan: Option<&WebhookAuth>, secret: &[u8], headers: &HeaderMap) -> Check {
     let ok = match plan {
         None => {
             let legacy = carries(headers, "x-vapi-secret", secret, true, false);
@@ -82,15 +82,15 @@ pub(crate) fn check_headers(plan: Option<&WebhookAuth>, secret: &[u8], headers: 
 }
 
 /// The request as signed: what `payload_format` may name.
-pub(crate) struct Signed<'a> {
+pub struct Signed<'a> {
     /// `POST`.
-    pub(crate) method: &'a str,
+    pub method: &'a str,
     /// The path and query Vapi requested.
-    pub(crate) path_and_query: &'a str,
+    pub path_and_query: &'a str,
     /// The provider's `public_url`, for `{url}`.
-    pub(crate) public_url: Option<&'a str>,
+    pub public_url: Option<&'a str>,
     /// The raw body.
-    pub(crate) body: &'a [u8],
+    pub body: &'a [u8],
 }
 
 /// The bytes signed: `format` with each known `{name}` replaced.
@@ -152,7 +152,7 @@ fn timestamp_ms(text: &str) -> Option<u64> {
 }
 
 /// Checks an HMAC-signed request at `now_ms`.
-pub(crate) fn check_hmac(
+pub fn check_hmac(
     plan: &HmacAuth,
     secret: &str,
     headers: &HeaderMap,

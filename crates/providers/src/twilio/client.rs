@@ -1,7 +1,7 @@
 //! The Twilio REST client: `Calls.json` filtered by status, to list live calls for
 //! reconciliation.
 
-use super::{http_client, Listing, PlatformCall, PlatformState, ProviderError};
+use crate::{http_client, Listing, PlatformCall, PlatformState, ProviderError};
 use serde_json::Value;
 
 /// Calls per page: Twilio's maximum.

@@ -6,11 +6,11 @@
 //! instant when most of them are inside the 08:00–21:00 window; the rest wait in the
 //! second heap for their morning. The time per iteration should not grow with the list.
 //!
-//! `cargo bench -p callgate-server --bench schedule`
+//! `cargo bench -p callgate-dialer --bench schedule`
 
 use callgate_config::WindowConfig;
-use callgate_server::campaign::schedule::{Lead, Scheduler};
-use callgate_server::campaign::window::Calendar;
+use callgate_dialer::schedule::{Lead, Scheduler};
+use callgate_dialer::window::Calendar;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const ZONES: [chrono_tz::Tz; 9] = [

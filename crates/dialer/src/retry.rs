@@ -1,7 +1,7 @@
 //! What becomes of a lead after an attempt: done, failed, exhausted, or pending again
 //! after the outcome's delay, grown by the backoff for every attempt already made.
 
-use super::dial::Outcome;
+use crate::dial::Outcome;
 use callgate_config::RetryConfig;
 use std::time::Duration;
 
