@@ -189,50 +189,103 @@ pub struct Executed {
     pub now: u64,
 }
 
-/// What kind of failure an [`Error`] is, which decides how a caller answers it.
+/// What kind of failure an [`Error`] is: whose fault, and so how an edge answers it (the
+/// HTTP status, the Vapi reply, the TwiML answer are each chosen from it in one place, at
+/// the edge; nothing below the edges knows HTTP).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// The backend cannot make changes durable now (disk full, connection lost): answered
-    /// 503; a retry may succeed.
-    Unavailable,
-    /// The request names something that does not exist, or is malformed.
+    /// The caller's request is malformed or asks for something that cannot be done as
+    /// asked; nothing changed.
     Invalid,
-    /// A broken invariant (a bug): answered 500.
+    /// The caller named something that does not exist (a pool, a flow, a campaign).
+    NotFound,
+    /// The caller may not act on what it named (another API key holds it).
+    Forbidden,
+    /// The request is valid, but the state of what it names does not allow it (a
+    /// campaign that exists with other settings; a reload the live state refuses).
+    Conflict,
+    /// The backend cannot make changes durable now (disk full, connection lost, admission
+    /// stopped): a retry may succeed.
+    Unavailable,
+    /// A broken invariant (a bug).
     Internal,
 }
 
-/// A backend failure: its kind, whether retrying may help, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The one error of the governor and its backends, as in pingora: its kind, whether a
+/// retry may help, a stable machine-readable code, a message for people and the error
+/// that caused it, if any.
+#[derive(Clone, Debug)]
 pub struct Error {
     /// What kind.
     pub kind: ErrorKind,
-    /// Whether the same command may succeed later.
+    /// A stable machine-readable code (`unknown_pool`, `not_owner`, `unavailable`, …);
+    /// clients match on it, so it never changes for the same failure.
+    pub code: &'static str,
+    /// Whether the same request may succeed later.
     pub retryable: bool,
     /// Why, for people.
     pub message: String,
-    /// The request error, when the ledger refused the request itself.
-    pub request: Option<RequestError>,
+    /// What caused it, when another error did.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
-    /// The backend cannot commit now.
+    /// An error of `kind` with `code` and `message`; retryable when the kind is
+    /// [`ErrorKind::Unavailable`].
+    pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Error {
+        Error { kind, code, retryable: kind == ErrorKind::Unavailable, message: message.into(), source: None }
+    }
+
+    /// The backend cannot commit now (code `unavailable`).
     pub fn unavailable(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Unavailable, retryable: true, message: message.into(), request: None }
+        Error::new(ErrorKind::Unavailable, "unavailable", message)
     }
 
-    /// A command the backend cannot carry out as asked; nothing changed.
+    /// A request that cannot be carried out as asked; nothing changed (code `bad_request`).
     pub fn invalid(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Invalid, retryable: false, message: message.into(), request: None }
+        Error::new(ErrorKind::Invalid, "bad_request", message)
     }
 
-    /// A broken invariant.
+    /// Something named that does not exist.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, code, message)
+    }
+
+    /// A request the state of what it names does not allow.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Conflict, code, message)
+    }
+
+    /// A caller that may not act on what it names.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Forbidden, code, message)
+    }
+
+    /// A broken invariant (code `internal`).
     pub fn internal(message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Internal, retryable: false, message: message.into(), request: None }
+        Error::new(ErrorKind::Internal, "internal", message)
     }
 
-    /// The ledger refused the request.
+    /// The ledger refused the request itself.
     pub fn request(e: RequestError) -> Error {
-        Error { kind: ErrorKind::Invalid, retryable: false, message: format!("{e:?}"), request: Some(e) }
+        match e {
+            RequestError::UnknownFlow => Error::not_found("unknown_flow", "unknown flow"),
+            RequestError::UnknownClass => Error::not_found("unknown_class", "unknown class"),
+            RequestError::BadPools(why) => Error::invalid(format!("bad pools: {why}")),
+            RequestError::Duplicate => Error::invalid("an id or key that is already live"),
+        }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The same error with `context: ` before its message.
+    pub fn context(mut self, context: &str) -> Error {
+        self.message = format!("{context}: {}", self.message);
+        self
     }
 }
 
@@ -242,7 +295,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// A ticket as read: the ticket while it waits, and its status (waiting, or how it ended
 /// while its outcome is retained).

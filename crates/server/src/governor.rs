@@ -13,27 +13,33 @@
 //! Nothing is shown before it is durable: reads that a client sees go through
 //! [`Governor::durable_view`], which answers once everything the read saw is committed.
 //! When a commit fails, the backend puts its state back to the last durable one and
-//! every operation answers 503 until it commits again; what was applied after the last
-//! commit is gone, and so are the answers it would have given (they were 503 too).
+//! every operation fails with [`ErrorKind::Unavailable`] until it commits again; what was
+//! applied after the last commit is gone, and so are the answers it would have given
+//! (they were failures too).
+//!
+//! The governor answers in its own terms: typed answers ([`Answer`], [`TicketState`]),
+//! typed ids ([`LeaseId`], [`TicketId`]), typed overflow steps and one [`Error`] (kind,
+//! retryable, code, message, source). The edges choose HTTP statuses, Vapi replies and
+//! TwiML from them; nothing here knows HTTP.
 
 mod calls;
 mod caps;
 mod ops;
 pub(crate) mod reload;
 
+/// The governor's error: its kind, whether a retry may help, its code and message (the
+/// HTTP edges map it to a status).
+pub use callgate_backend::{Error, ErrorKind};
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
 pub use reload::{OpsSlot, ReloadError};
 
 use crate::clock::Clock;
-use crate::error::{ApiError, ErrorKind};
 use crate::views::{LeaseView, PoolInfo, TicketView};
 use callgate_backend::records::Records;
 use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
-use callgate_core::{
-    Decision, Event, LeaseId, PoolId, RejectReason, Request, RequestError, TicketId, TicketOutcome, TicketStatus,
-};
+use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
 use callgate_store::Names;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,11 +62,11 @@ pub enum TicketEnd {
 /// The answer to an acquire.
 #[derive(Clone, Debug)]
 pub enum Answer {
-    /// 200.
+    /// Granted: the lease.
     Granted(LeaseView),
-    /// 202.
+    /// Queued: the ticket.
     Queued(TicketView),
-    /// 429 (409 for `never_fits`).
+    /// Rejected: why, and what the flow says to do instead.
     Rejected {
         /// Why.
         reason: RejectReason,
@@ -110,7 +116,7 @@ struct State {
 }
 
 /// The names of pools, classes and flows, their index, and each flow's first overflow
-/// action (as JSON, by flow index).
+/// action (by flow index).
 struct Naming {
     names: Arc<Names>,
     index: [FxHashMap<Arc<str>, u32>; 3],
@@ -329,7 +335,7 @@ impl Governor {
     }
 
     /// Stops admission for good (a background component died): every operation answers
-    /// 503 and `/healthz` fails until the process is restarted.
+    /// [`ErrorKind::Unavailable`] and `/healthz` fails until the process is restarted.
     pub fn stop_admission(&self, why: String) {
         let _ = self.stopped.set(why);
     }
@@ -351,9 +357,9 @@ impl Governor {
 
     /// Runs `read` (which may take the lock) and answers only once everything it can
     /// have seen is durable: nothing a client reads shows a grant, release or id that a
-    /// crash could still take back. 503 while commits fail, or when a commit failed
+    /// crash could still take back. Unavailable while commits fail, or when a commit failed
     /// meanwhile (what was read may have been undone).
-    pub async fn durable_view<T>(&self, read: impl FnOnce(&Self) -> T) -> Result<T, ApiError> {
+    pub async fn durable_view<T>(&self, read: impl FnOnce(&Self) -> T) -> Result<T, Error> {
         let before = self.backend.health();
         self.check_healthy()?;
         let out = read(self);
@@ -362,7 +368,7 @@ impl Governor {
         let seq = self.backend.submitted();
         self.durable(seq).await?;
         if self.backend.health().epoch != before.epoch {
-            return Err(ApiError::unavailable("the journal failed while this was read; ask again"));
+            return Err(Error::unavailable("the journal failed while this was read; ask again"));
         }
         Ok(out)
     }
@@ -378,19 +384,19 @@ impl Governor {
 
     /// Has the backend execute `cmd`, under the governor's lock `st`, and wakes the
     /// waiters of the tickets it ended (they wait for its commit before they answer).
-    /// While the backend cannot commit, nothing runs and the answer is 503; the waiters
+    /// While the backend cannot commit, nothing runs and the answer is unavailable; the waiters
     /// are let go then (what they waited for may have been taken back).
-    fn exec(&self, st: &mut State, cmd: Command) -> Result<Executed, ApiError> {
+    fn exec(&self, st: &mut State, cmd: Command) -> Result<Executed, Error> {
         if let Some(why) = self.stopped.get() {
-            return Err(ApiError::unavailable(format!("admission stopped: {why}")));
+            return Err(Error::unavailable(format!("admission stopped: {why}")));
         }
         let done = match self.backend.execute(cmd) {
             Ok(done) => done,
             Err(e) => {
-                if e.kind == callgate_backend::ErrorKind::Unavailable {
+                if e.kind == ErrorKind::Unavailable {
                     st.waiters.clear();
                 }
-                return Err(backend_error(e));
+                return Err(e);
             }
         };
         self.wake(st, &done);
@@ -427,28 +433,28 @@ impl Governor {
     }
 
     /// [`Governor::exec`] under a lock of its own.
-    fn exec_one(&self, cmd: Command) -> Result<Executed, ApiError> {
+    fn exec_one(&self, cmd: Command) -> Result<Executed, Error> {
         let mut st = self.lock();
         self.exec(&mut st, cmd)
     }
 
     /// Waits until commit `commit` is durable.
-    async fn durable(&self, commit: u64) -> Result<(), ApiError> {
-        self.backend.durable(commit).await.map_err(ApiError::from)
+    async fn durable(&self, commit: u64) -> Result<(), Error> {
+        self.backend.durable(commit).await.map_err(durably)
     }
 
     /// The pool named `name`.
-    fn pool_id(&self, name: &str) -> Result<PoolId, ApiError> {
+    fn pool_id(&self, name: &str) -> Result<PoolId, Error> {
         self.naming().index[0].get(name).map(|&p| PoolId(p)).ok_or_else(|| unknown_pool(name))
     }
 
     /// The flow named `name`.
-    fn flow_id(&self, name: &str) -> Result<callgate_core::FlowId, ApiError> {
+    fn flow_id(&self, name: &str) -> Result<callgate_core::FlowId, Error> {
         self.naming().index[2].get(name).map(|&f| callgate_core::FlowId(f)).ok_or_else(|| unknown_flow(name))
     }
 
     /// The class named `name`.
-    fn class_id(&self, name: &str) -> Result<callgate_core::ClassId, ApiError> {
+    fn class_id(&self, name: &str) -> Result<callgate_core::ClassId, Error> {
         self.naming().index[1].get(name).map(|&c| callgate_core::ClassId(c as u16)).ok_or_else(|| unknown_class(name))
     }
 
@@ -459,29 +465,29 @@ impl Governor {
         })
     }
 
-    fn check_healthy(&self) -> Result<(), ApiError> {
+    fn check_healthy(&self) -> Result<(), Error> {
         match self.journal_failure() {
-            Some(why) => Err(ApiError::unavailable(format!("the journal cannot commit: {why}"))),
+            Some(why) => Err(Error::unavailable(format!("the journal cannot commit: {why}"))),
             None => Ok(()),
         }
     }
 
     /// Grant, queue or reject; with `wait_ms`, wait for a queued ticket's grant. Traced
     /// as one `decision` span.
-    pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, ApiError> {
+    pub async fn acquire(&self, req: AcquireRequest) -> Result<Answer, Error> {
         self.acquire_as(req, None).await
     }
 
     /// [`Governor::acquire`] on behalf of the API key named `owner`, which alone (with
     /// admins) may then release, renew or cancel what it gets.
-    pub async fn acquire_as(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
+    pub async fn acquire_as(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, Error> {
         let span = ops::decision_span(&req);
         let answer = tracing::Instrument::instrument(self.acquire_inner(req, owner), span.clone()).await;
         ops::record_decision(&span, &answer);
         answer
     }
 
-    async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, ApiError> {
+    async fn acquire_inner(&self, req: AcquireRequest, owner: Option<Arc<str>>) -> Result<Answer, Error> {
         // Measured on tokio's clock (paused in tests), never read by a decision.
         let arrived = tokio::time::Instant::now();
         self.check_healthy()?;
@@ -566,7 +572,7 @@ impl Governor {
                 })
             }
             // Timed out waiting (or the waiter was dropped): say where it stands now.
-            // Answered only once what it reads is on disk (503 if that fails).
+            // Answered only once what it reads is on disk (unavailable if that fails).
             _ => match self.durable_view(|g| g.ticket(ticket)).await? {
                 Some(TicketState::Waiting(view)) => Ok(Answer::Queued(view)),
                 Some(TicketState::Granted(Some(lease), _)) => Ok(Answer::Granted(lease)),
@@ -575,7 +581,7 @@ impl Governor {
         }
     }
 
-    fn resolve(&self, req: &AcquireRequest) -> Result<Request, ApiError> {
+    fn resolve(&self, req: &AcquireRequest) -> Result<Request, Error> {
         let target = match &req.target {
             Target::Flow(name) => callgate_core::Target::Flow(self.flow_id(name)?),
             Target::Pools { pools, class } | Target::FlowPools { pools, class, .. } => {
@@ -597,13 +603,13 @@ impl Governor {
         })
     }
 
-    /// 403 unless the API key named `who` acquired the lease (`who` is `None` for an
+    /// Forbidden (`not_owner`) unless the API key named `who` acquired the lease (`who` is `None` for an
     /// admin, who may act on any). A lease that is not live passes: the operation then
     /// finds nothing to do. Owners never change and ids are never reused, so checking an
     /// id before the operation (not under the same lock) decides the same. A key can be
     /// taken again by another client in between: release by key checks in the command
     /// that releases ([`Governor::release_key`]).
-    pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), Error> {
         match self.backend.lease(id) {
             Some(l) => owned_by(&l, who),
             None => Ok(()),
@@ -611,25 +617,25 @@ impl Governor {
     }
 
     /// [`Governor::check_lease_owner`] for a waiting ticket.
-    pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), ApiError> {
+    pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), Error> {
         let Some(who) = who else { return Ok(()) };
         match self.backend.ticket(ticket).and_then(|t| t.ticket) {
-            Some(t) if t.owner.as_deref() != Some(who) => Err(not_owner("ticket", ticket.to_string(), who)),
+            Some(t) if t.owner.as_deref() != Some(who) => Err(not_owner("ticket", ticket, who)),
             _ => Ok(()),
         }
     }
 
     /// Releases a lease by id; true the first time.
-    pub async fn release(&self, id: LeaseId) -> Result<bool, ApiError> {
+    pub async fn release(&self, id: LeaseId) -> Result<bool, Error> {
         let done = self.exec_one(Command::Release { lease: BackendLease::Id(id), owner: None })?;
         self.durable(done.commit).await?;
         Ok(matches!(done.outcome, Outcome::Released(Some(_))))
     }
 
-    /// Releases the live lease with this key; true the first time. 403 when the key's
+    /// Releases the live lease with this key; true the first time. Forbidden when the key's
     /// lease was acquired by another API key than `who` (see [`Governor::check_lease_owner`]),
     /// decided in the same command as the release.
-    pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, ApiError> {
+    pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, Error> {
         let done =
             self.exec_one(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) })?;
         self.durable(done.commit).await?;
@@ -640,7 +646,7 @@ impl Governor {
     }
 
     /// Renews a live lease.
-    pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, ApiError> {
+    pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, Error> {
         self.check_healthy()?;
         let done = self.exec_one(Command::Renew { lease: BackendLease::Id(id), ttl_ms })?;
         self.durable(done.commit).await?;
@@ -652,7 +658,7 @@ impl Governor {
 
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
-    pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, ApiError> {
+    pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, Error> {
         let done = self.exec_one(Command::Cancel(id))?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
@@ -686,7 +692,7 @@ impl Governor {
     }
 
     /// Live leases, optionally of one pool.
-    pub fn leases(&self, pool: Option<&str>) -> Result<Vec<LeaseView>, ApiError> {
+    pub fn leases(&self, pool: Option<&str>) -> Result<Vec<LeaseView>, Error> {
         let pool = pool.map(|name| self.pool_id(name)).transpose()?;
         let mut live: Vec<callgate_core::Lease> = self.backend.leases();
         live.retain(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p)));
@@ -697,7 +703,7 @@ impl Governor {
     /// One page of the live leases (`GET /v1/leases`), by id from `q.after`. The backend
     /// looks at no more than [`PAGE_SCAN`] leases for it, so a page costs a bounded time
     /// however many leases are live; the JSON views are built afterwards.
-    pub fn leases_page(&self, q: &LeaseQuery) -> Result<LeasePage, ApiError> {
+    pub fn leases_page(&self, q: &LeaseQuery) -> Result<LeasePage, Error> {
         let filter = LeaseFilter {
             pool: q.pool.as_deref().map(|n| self.pool_id(n)).transpose()?,
             flow: q.flow.as_deref().map(|n| self.flow_id(n)).transpose()?,
@@ -714,7 +720,7 @@ impl Governor {
     }
 
     /// One pool.
-    pub fn pool(&self, name: &str) -> Result<PoolInfo, ApiError> {
+    pub fn pool(&self, name: &str) -> Result<PoolInfo, Error> {
         let id = self.pool_id(name)?;
         let pools = self.backend.pools();
         let p = pools.get(id.index()).ok_or_else(|| unknown_pool(name))?;
@@ -723,7 +729,7 @@ impl Governor {
 
     /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
     /// that can no longer fit (`never_fits`; their waiters learn it like a time-out).
-    pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, ApiError> {
+    pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, Error> {
         self.check_healthy()?;
         let id = self.pool_id(name)?;
         let commit = {
@@ -756,41 +762,31 @@ impl Governor {
     }
 }
 
-/// 403 unless `who` (`None`: an admin, or no keys configured) acquired the lease.
-fn owned_by(lease: &callgate_core::Lease, who: Option<&str>) -> Result<(), ApiError> {
+/// Forbidden unless `who` (`None`: an admin, or no keys configured) acquired the lease.
+fn owned_by(lease: &callgate_core::Lease, who: Option<&str>) -> Result<(), Error> {
     match who {
-        Some(who) if lease.owner.as_deref() != Some(who) => Err(not_owner("lease", lease.id.to_string(), who)),
+        Some(who) if lease.owner.as_deref() != Some(who) => Err(not_owner("lease", lease.id, who)),
         _ => Ok(()),
     }
 }
 
-fn not_owner(what: &str, id: String, who: &str) -> ApiError {
-    ApiError::new(
-        ErrorKind::Forbidden,
+fn not_owner(what: &str, id: impl std::fmt::Display, who: &str) -> Error {
+    Error::forbidden(
         "not_owner",
         format!("{what} {id} was not acquired with key `{who}`; only its own key or an admin may act on it"),
     )
 }
 
-pub(crate) fn unknown_flow(name: &str) -> ApiError {
-    ApiError::not_found("unknown_flow", format!("no flow named `{name}`"))
+pub(crate) fn unknown_flow(name: &str) -> Error {
+    Error::not_found("unknown_flow", format!("no flow named `{name}`"))
 }
 
-fn unknown_class(name: &str) -> ApiError {
-    ApiError::not_found("unknown_class", format!("no class named `{name}`"))
+fn unknown_class(name: &str) -> Error {
+    Error::not_found("unknown_class", format!("no class named `{name}`"))
 }
 
-fn unknown_pool(name: &str) -> ApiError {
-    ApiError::not_found("unknown_pool", format!("no pool named `{name}`"))
-}
-
-fn request_error(e: RequestError) -> ApiError {
-    match e {
-        RequestError::UnknownFlow => ApiError::not_found("unknown_flow", "unknown flow"),
-        RequestError::UnknownClass => ApiError::not_found("unknown_class", "unknown class"),
-        RequestError::BadPools(why) => ApiError::bad_request(format!("bad pools: {why}")),
-        RequestError::Duplicate => ApiError::bad_request("an id or key that is already live"),
-    }
+fn unknown_pool(name: &str) -> Error {
+    Error::not_found("unknown_pool", format!("no pool named `{name}`"))
 }
 
 impl Governor {
@@ -801,18 +797,16 @@ impl Governor {
     }
 }
 
-fn internal(message: &str) -> ApiError {
-    ApiError::new(ErrorKind::Internal, "internal", message)
+/// A failure to make something durable, as the caller hears of it.
+fn durably(e: Error) -> Error {
+    match e.kind {
+        ErrorKind::Unavailable => e.context("cannot record the decision durably"),
+        _ => e,
+    }
 }
 
-/// A backend's refusal of a command, as the API answers it.
-fn backend_error(e: callgate_backend::Error) -> ApiError {
-    match (e.kind, e.request) {
-        (_, Some(request)) => request_error(request),
-        (callgate_backend::ErrorKind::Unavailable, None) => ApiError::unavailable(e.message),
-        (callgate_backend::ErrorKind::Invalid, None) => ApiError::bad_request(e.message),
-        (callgate_backend::ErrorKind::Internal, None) => ApiError::new(ErrorKind::Internal, "internal", e.message),
-    }
+fn internal(message: &str) -> Error {
+    Error::internal(message)
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -14,7 +14,6 @@ pub mod connections;
 pub mod decision_log;
 pub mod demo;
 pub mod edges;
-pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod governor;

@@ -19,7 +19,6 @@
 //! takes them in at start; campaigns can be created at runtime through the API).
 
 use crate::edges::api::App;
-use crate::error::ApiError;
 use crate::governor::reload::NewLedger;
 use callgate_config::{Config, ConfigErrors, Env};
 use callgate_store::Names;
@@ -56,7 +55,7 @@ pub enum ReloadFailure {
     /// Sections that only a restart can change.
     NeedsRestart(Vec<String>),
     /// The governor refused or could not apply it (journal failing, …).
-    Api(ApiError),
+    Refused(crate::governor::Error),
 }
 
 impl std::fmt::Display for ReloadFailure {
@@ -68,7 +67,7 @@ impl std::fmt::Display for ReloadFailure {
             ReloadFailure::NeedsRestart(list) => {
                 write!(f, "these changes need a restart; nothing changed: {}", list.join("; "))
             }
-            ReloadFailure::Api(e) => write!(f, "nothing changed: {}", e.message),
+            ReloadFailure::Refused(e) => write!(f, "nothing changed: {}", e.message),
         }
     }
 }
@@ -178,7 +177,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     };
     let overflow = new.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
     let ledger = NewLedger { spec: new.ledger_spec(), names, overflow, ops };
-    app.governor.reload(ledger).await.map_err(|e| r.failed(ReloadFailure::Api(e)))?;
+    app.governor.reload(ledger).await.map_err(|e| r.failed(ReloadFailure::Refused(e)))?;
     let new = Arc::new(new);
     app.keys.replace(keys);
     app.inbound.replace(new.clone());

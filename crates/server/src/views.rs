@@ -17,6 +17,11 @@ pub struct PoolUnitsView {
     pub units: u32,
 }
 
+/// Serializes an id as its text (`L42`, `T7`): the one way ids appear in JSON.
+pub fn as_text<T: std::fmt::Display, S: serde::Serializer>(id: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 /// A lease as the API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {

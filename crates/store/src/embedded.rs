@@ -275,7 +275,7 @@ impl Embedded {
 }
 
 fn store_error(e: StoreError) -> Error {
-    Error::unavailable(e.to_string())
+    Error::unavailable(e.to_string()).with_source(e)
 }
 
 impl LedgerBackend for Embedded {

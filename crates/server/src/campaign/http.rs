@@ -11,7 +11,7 @@
 
 use super::{view, Action, CampaignBrief, CampaignView, Campaigns, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
-use crate::error::{ApiError, ErrorBody, ErrorKind};
+use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};

@@ -84,7 +84,7 @@ pub use view::{
 
 use crate::clock::Clock;
 use crate::edges::api::App;
-use crate::error::{ApiError, ErrorKind};
+use crate::governor::Error;
 use crate::providers::{Credentials, Providers};
 use callgate_config::{CampaignConfig, Config};
 use callgate_dialer::dial::{self, CallEvent, Dialer};
@@ -371,12 +371,17 @@ impl std::fmt::Debug for Campaigns {
     }
 }
 
-fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorKind::Conflict, code, message)
+fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+    Error::conflict(code, message)
 }
 
-fn unknown_campaign(name: &str) -> ApiError {
-    ApiError::not_found("unknown_campaign", format!("no campaign named `{name}`"))
+/// The lead store could not write.
+pub(super) fn not_stored(e: callgate_store::StoreError) -> Error {
+    Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
+}
+
+fn unknown_campaign(name: &str) -> Error {
+    Error::not_found("unknown_campaign", format!("no campaign named `{name}`"))
 }
 
 impl Campaigns {
@@ -600,14 +605,14 @@ impl Campaigns {
 
     /// Creates a campaign (`POST /v1/campaigns`). `Ok(false, …)` when one with exactly
     /// these settings exists already (a retried request).
-    pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, CampaignView), ApiError> {
+    pub async fn create(self: &Arc<Self>, cfg: CampaignConfig) -> Result<(bool, CampaignView), Error> {
         let problems = self.config().campaign_problems(&cfg);
         if !problems.is_empty() {
             let text: Vec<String> = problems
                 .iter()
                 .map(|p| if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) })
                 .collect();
-            return Err(ApiError::bad_request(text.join("; ")));
+            return Err(Error::invalid(text.join("; ")));
         }
         {
             let inner = self.lock();
@@ -624,7 +629,7 @@ impl Campaigns {
         }
         let now = self.now();
         let state = if cfg.start { State::Running } else { State::Paused };
-        let spec = serde_json::to_string(&cfg).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let spec = serde_json::to_string(&cfg).map_err(|e| Error::invalid(e.to_string()))?;
         self.store
             .write(vec![LeadOp::PutCampaign {
                 name: cfg.name.clone(),
@@ -633,7 +638,8 @@ impl Campaigns {
                 source: "api".into(),
                 at: now,
             }])
-            .await?;
+            .await
+            .map_err(not_stored)?;
         let stored = StoredCampaign {
             name: cfg.name.clone(),
             spec: String::new(),
@@ -643,7 +649,7 @@ impl Campaigns {
             paused_reason: None,
         };
         let name = cfg.name.clone();
-        let rt = self.runtime(cfg, &stored, now).map_err(ApiError::bad_request)?;
+        let rt = self.runtime(cfg, &stored, now).map_err(Error::invalid)?;
         {
             let mut inner = self.lock();
             if inner.list.iter().any(|r| r.name == name) {
@@ -659,7 +665,7 @@ impl Campaigns {
     }
 
     /// Starts, pauses, resumes or stops a campaign, durably.
-    pub async fn act(&self, name: &str, action: Action) -> Result<CampaignView, ApiError> {
+    pub async fn act(&self, name: &str, action: Action) -> Result<CampaignView, Error> {
         let target = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;
@@ -678,7 +684,7 @@ impl Campaigns {
             // Any change by hand clears the reason callgate paused it for.
             let op =
                 LeadOp::SetState { name: name.to_string(), state: state.as_str().into(), reason: None, at: self.now() };
-            self.store.write(vec![op]).await?;
+            self.store.write(vec![op]).await.map_err(not_stored)?;
             let cleared = self.lock().list.iter_mut().find(|r| r.name == name).and_then(|rt| {
                 rt.state = state;
                 rt.paused_reason.take()
@@ -699,12 +705,7 @@ impl Campaigns {
     }
 
     /// Adds leads from a CSV or JSON upload.
-    pub async fn import(
-        &self,
-        name: &str,
-        body: bytes_like::Body,
-        opts: ImportOptions,
-    ) -> Result<ImportReport, ApiError> {
+    pub async fn import(&self, name: &str, body: bytes_like::Body, opts: ImportOptions) -> Result<ImportReport, Error> {
         let (tz, default_region) = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;
@@ -725,8 +726,8 @@ impl Campaigns {
             }
         })
         .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(Error::invalid)?;
         let mut report = ImportReport::default();
         for r in parsed.rejected {
             report.reject(r);
@@ -748,10 +749,14 @@ impl Campaigns {
         }
         let leads: Vec<callgate_store::NewLead> = rows.iter().map(|r| r.lead.clone()).collect();
         let now = self.now();
-        let out = self.store.write(vec![LeadOp::AddLeads { campaign: name.to_string(), leads, at: now }]).await?;
+        let out = self
+            .store
+            .write(vec![LeadOp::AddLeads { campaign: name.to_string(), leads, at: now }])
+            .await
+            .map_err(not_stored)?;
         let ids = match out.into_iter().next() {
             Some(callgate_store::LeadOut::Added(ids)) => ids,
-            _ => return Err(ApiError::new(ErrorKind::Internal, "internal", "the lead store answered oddly")),
+            _ => return Err(Error::internal("the lead store answered oddly")),
         };
         let mut inner = self.lock();
         let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) else { return Err(unknown_campaign(name)) };

@@ -1,7 +1,7 @@
 //! What the API shows of campaigns: progress, import reports, settings as JSON, metrics.
 
 use super::{Campaigns, State};
-use crate::error::ApiError;
+use crate::governor::Error;
 use callgate_config::CampaignConfig;
 use callgate_dialer::import::{Rejected, Skipped};
 use serde::Serialize;
@@ -218,7 +218,7 @@ fn path_name(parent: &[&str], last: &str) -> String {
 
 impl Campaigns {
     /// `GET /v1/campaigns/{name}`: settings and progress.
-    pub fn view(&self, name: &str) -> Result<CampaignView, ApiError> {
+    pub fn view(&self, name: &str) -> Result<CampaignView, Error> {
         let now = self.now();
         let (cfg, state, source, live, scheduled, parked, providers, unavailable, class, paused_reason) = {
             let inner = self.lock();
@@ -246,7 +246,7 @@ impl Campaigns {
             )
         };
         let hour = 3600 * 1000;
-        let counts = self.store.counts(name, now.saturating_sub(hour))?;
+        let counts = self.store.counts(name, now.saturating_sub(hour)).map_err(super::not_stored)?;
         let mut by_state: BTreeMap<&str, u64> = BTreeMap::new();
         let mut done: BTreeMap<String, u64> = BTreeMap::new();
         let mut exhausted: BTreeMap<String, u64> = BTreeMap::new();

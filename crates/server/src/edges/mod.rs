@@ -2,12 +2,13 @@
 //! webhooks (Vapi, Twilio).
 
 pub mod api;
+pub mod error;
 pub mod live;
 pub mod twilio;
 pub mod vapi;
 
-use crate::error::{ApiError, ErrorKind};
 use axum::http::StatusCode;
+use error::{ApiError, ErrorKind};
 
 /// A webhook's outcome for metrics, from the status it was answered with.
 pub(crate) fn webhook_outcome(status: StatusCode) -> &'static str {

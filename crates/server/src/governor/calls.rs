@@ -2,8 +2,8 @@
 //! its lease or ticket), never by a lease or ticket id. Also the durable call records and
 //! callbacks, which go through the same journal.
 
+use super::Error;
 use super::Governor;
-use crate::error::ApiError;
 use crate::views::{LeaseView, TicketView};
 use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record};
 use callgate_backend::{Command, LeaseRef, Outcome};
@@ -70,7 +70,7 @@ impl Governor {
 
     /// Ends what callgate holds for a call: releases its lease or cancels its ticket,
     /// durably. Idempotent: a second end frees nothing.
-    pub async fn end_call(&self, key: &str) -> Result<CallEnd, ApiError> {
+    pub async fn end_call(&self, key: &str) -> Result<CallEnd, Error> {
         let done = self.exec_one(Command::EndCall(Arc::from(key)))?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
@@ -81,7 +81,7 @@ impl Governor {
 
     /// Extends the live lease of a call by its own TTL (a sign of life from the
     /// platform). False when the call holds no lease.
-    pub async fn renew_call(&self, key: &str) -> Result<bool, ApiError> {
+    pub async fn renew_call(&self, key: &str) -> Result<bool, Error> {
         let done = self.exec_one(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None })?;
         self.durable(done.commit).await?;
         Ok(matches!(done.outcome, Outcome::Renewed(Some(_))))
@@ -129,7 +129,7 @@ impl Governor {
     /// Applies a reconciliation in one command: ends the calls in `ended` (releasing
     /// their leases, cancelling their tickets) and renews the leases of `renew`. Each is
     /// checked again in the command, so a webhook that got there first is not undone.
-    pub async fn repair(&self, ended: &[String], renew: &[String]) -> Result<Repaired, ApiError> {
+    pub async fn repair(&self, ended: &[String], renew: &[String]) -> Result<Repaired, Error> {
         let cmd = Command::Repair {
             ended: ended.iter().map(|k| Arc::from(k.as_str())).collect(),
             renew: renew.iter().map(|k| Arc::from(k.as_str())).collect(),
@@ -145,23 +145,23 @@ impl Governor {
     }
 
     /// Writes call records and callbacks durably; returns once they are on disk.
-    pub async fn record(&self, records: Vec<Record>) -> Result<(), ApiError> {
+    pub async fn record(&self, records: Vec<Record>) -> Result<(), Error> {
         self.check_healthy()?;
-        Ok(self.records.record(records).await?)
+        self.records.record(records).await.map_err(super::durably)
     }
 
     /// Booked callbacks, soonest due first.
-    pub fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, ApiError> {
-        Ok(self.records.callbacks(query)?)
+    pub fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, Error> {
+        self.records.callbacks(query).map_err(super::durably)
     }
 
     /// The most recently updated call records.
-    pub fn calls(&self, limit: usize) -> Result<Vec<CallRecord>, ApiError> {
-        Ok(self.records.calls(limit)?)
+    pub fn calls(&self, limit: usize) -> Result<Vec<CallRecord>, Error> {
+        self.records.calls(limit).map_err(super::durably)
     }
 
     /// One call record.
-    pub fn call_record(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, ApiError> {
-        Ok(self.records.call(provider, call_id)?)
+    pub fn call_record(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, Error> {
+        self.records.call(provider, call_id).map_err(super::durably)
     }
 }

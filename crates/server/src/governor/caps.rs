@@ -24,8 +24,8 @@
 //! cooldown that was running is over (the reconciliation after the start finds the
 //! platform's calls again).
 
+use super::Error;
 use super::{Governor, State};
-use crate::error::ApiError;
 use callgate_backend::{Command, Executed};
 use callgate_core::PoolId;
 
@@ -85,7 +85,7 @@ impl Governor {
     /// Hands the minimum of pool `p`'s sources to the backend, when it changed; under the
     /// lock, so the change is ordered with the operation that caused it. The executed
     /// command, if one ran (wait for its commit).
-    fn apply_caps(&self, st: &mut State, p: usize) -> Result<Option<Executed>, ApiError> {
+    fn apply_caps(&self, st: &mut State, p: usize) -> Result<Option<Executed>, Error> {
         let Some(sources) = st.caps.get_mut(p) else { return Ok(None) };
         let want = sources.effective();
         if want == sources.applied {
@@ -96,7 +96,7 @@ impl Governor {
     }
 
     /// Sets pool `p`'s adaptive source (the limiter moved); under the lock.
-    pub(super) fn set_adaptive_cap(&self, st: &mut State, p: usize, cap: u32) -> Result<Option<Executed>, ApiError> {
+    pub(super) fn set_adaptive_cap(&self, st: &mut State, p: usize, cap: u32) -> Result<Option<Executed>, Error> {
         if let Some(s) = st.caps.get_mut(p) {
             s.adaptive = Some(cap);
         }
@@ -111,7 +111,7 @@ impl Governor {
         p: usize,
         cooldown_ms: u64,
         now: u64,
-    ) -> Result<(u32, Option<Executed>), ApiError> {
+    ) -> Result<(u32, Option<Executed>), Error> {
         let view = self.backend.pools().into_iter().nth(p).ok_or_else(|| super::internal("no such pool"))?;
         let cap = u32::try_from(view.used).unwrap_or(u32::MAX).min(view.cap);
         let until = now.saturating_add(cooldown_ms);
@@ -124,7 +124,7 @@ impl Governor {
     }
 
     /// Clears the cooldown of pool `p`; whether there was one. Under the lock.
-    fn clear_cooldown(&self, st: &mut State, p: usize) -> Result<(bool, Option<Executed>), ApiError> {
+    fn clear_cooldown(&self, st: &mut State, p: usize) -> Result<(bool, Option<Executed>), Error> {
         let cleared = st.caps.get_mut(p).and_then(|s| s.cooldown.take()).is_some();
         if !cleared {
             return Ok((false, None));
@@ -134,7 +134,7 @@ impl Governor {
     }
 
     /// Ends the cooldowns that are due; under the lock. Cheap when none is.
-    pub(super) fn expire_cooldowns(&self, st: &mut State, now: u64) -> Result<(), ApiError> {
+    pub(super) fn expire_cooldowns(&self, st: &mut State, now: u64) -> Result<(), Error> {
         if st.cooldown_due.is_none_or(|due| due > now) {
             return Ok(());
         }
@@ -152,7 +152,7 @@ impl Governor {
     /// adaptive pool it is a drop sample for its limiter; for a fixed pool the cap is
     /// lowered to the units in use for `cooldown_ms` (or until reconciliation finds room,
     /// see [`Governor::platform_room`]). Returns the pool's cap when it moved.
-    pub async fn provider_refused(&self, pool: &str, cooldown_ms: u64) -> Result<Option<u32>, ApiError> {
+    pub async fn provider_refused(&self, pool: &str, cooldown_ms: u64) -> Result<Option<u32>, Error> {
         let p = self.pool_id(pool)?.index();
         let (moved, commit) = {
             let mut st = self.lock();
@@ -180,7 +180,7 @@ impl Governor {
     /// Reconciliation listed the platform's calls completely and found `live` of them:
     /// when that is below `pool`'s limit the platform has room, and a refusal's cooldown
     /// of the pool ends now. True when one ended.
-    pub async fn platform_room(&self, pool: &str, live: usize) -> Result<bool, ApiError> {
+    pub async fn platform_room(&self, pool: &str, live: usize) -> Result<bool, Error> {
         let p = self.pool_id(pool)?.index();
         let (cleared, commit) = {
             let mut st = self.lock();

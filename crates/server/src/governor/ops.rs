@@ -3,8 +3,8 @@
 //! under the lock and journaled like any change), releases that carry a sample, the
 //! overflow chain in force, the waiting line, and the evaluation of alerts.
 
+use super::Error;
 use super::{AcquireRequest, Answer, Governor, OpsSlot, State, Target};
-use crate::error::ApiError;
 use crate::ops::{ChainKind, Gauges, Ops};
 use crate::views::{pools_view, PoolUnitsView};
 use callgate_backend::{Command, Executed, LeaseRef as BackendLease, Outcome};
@@ -97,7 +97,7 @@ pub(super) fn decision_span(req: &AcquireRequest) -> tracing::Span {
 }
 
 /// Records how the decision ended on its span.
-pub(super) fn record_decision(span: &tracing::Span, answer: &Result<Answer, ApiError>) {
+pub(super) fn record_decision(span: &tracing::Span, answer: &Result<Answer, Error>) {
     match answer {
         Ok(Answer::Granted(l)) => {
             span.record("outcome", "granted");
@@ -118,8 +118,8 @@ pub(super) fn record_decision(span: &tracing::Span, answer: &Result<Answer, ApiE
     }
 }
 
-fn unknown_dependency(name: &str) -> ApiError {
-    ApiError::not_found("unknown_dependency", format!("no breaker named `{name}`"))
+fn unknown_dependency(name: &str) -> Error {
+    Error::not_found("unknown_dependency", format!("no breaker named `{name}`"))
 }
 
 impl Governor {
@@ -198,7 +198,7 @@ impl Governor {
         inflight: u32,
         report: &Report,
         now: u64,
-    ) -> Result<(Option<CapChange>, Option<Executed>), ApiError> {
+    ) -> Result<(Option<CapChange>, Option<Executed>), Error> {
         let sample = match (report.latency_ms, report.dropped) {
             (Some(ms), false) => Sample::latency(ms, inflight),
             (Some(ms), true) => Sample::dropped_after(ms, inflight),
@@ -210,8 +210,8 @@ impl Governor {
         Ok((Some(change), done))
     }
 
-    /// The pools and flow a report names, resolved; 404 for unknown names.
-    fn resolve_report(&self, r: &Report) -> Result<Resolved, ApiError> {
+    /// The pools and flow a report names, resolved; not found for unknown names.
+    fn resolve_report(&self, r: &Report) -> Result<Resolved, Error> {
         let mut pools = Vec::new();
         if let Some(name) = &r.pool {
             pools.push(self.pool_id(name)?.index());
@@ -235,9 +235,9 @@ impl Governor {
     /// Takes a reported latency and/or outcome: the adaptive caps of the pools it names
     /// (a pool, or a flow's pools) move, the dependency's breaker counts it, the figures
     /// keep it. Returns `(pool, cap)` for each cap that moved.
-    pub async fn report(&self, r: Report) -> Result<Vec<(Arc<str>, u32)>, ApiError> {
+    pub async fn report(&self, r: Report) -> Result<Vec<(Arc<str>, u32)>, Error> {
         if !r.says_anything() {
-            return Err(ApiError::bad_request("a sample needs `latency_ms`, `ok` or `dropped`"));
+            return Err(Error::invalid("a sample needs `latency_ms`, `ok` or `dropped`"));
         }
         let (pools, flow, dependency) = self.resolve_report(&r)?;
         let (moved, now, commit) = {
@@ -267,9 +267,9 @@ impl Governor {
     /// Releases a lease and takes the sample its release carries: the latency and
     /// outcome count for the lease's pools and flow, and for `dependency` (left out: the
     /// flow's dependency when it has exactly one). True the first time, as a plain
-    /// release. Unknown names are refused (404), and a lease another API key than `who`
-    /// acquired (403), before anything is released.
-    pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, ApiError> {
+    /// release. Unknown names are refused (not found), and a lease another API key than
+    /// `who` acquired (forbidden), before anything is released.
+    pub async fn release_reporting(&self, lease: LeaseRef<'_>, r: Report, who: Option<&str>) -> Result<bool, Error> {
         let dependency = match &r.dependency {
             Some(name) => Some(self.ops().dependency(name).ok_or_else(|| unknown_dependency(name))?),
             None => None,

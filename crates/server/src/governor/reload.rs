@@ -8,8 +8,8 @@
 //! Every event of that goes through the journal like any other operation, so nothing
 //! is shown before it is durable and a waiter of a granted ticket is told.
 
+use super::Error;
 use super::{read, write, Governor, Naming};
-use crate::error::{ApiError, ErrorKind};
 use crate::ops::Ops;
 use callgate_backend::Command;
 use callgate_core::LedgerSpec;
@@ -63,7 +63,7 @@ impl Governor {
     /// Has the backend rebuild the ledger from `new` and what it holds now (see the module
     /// docs), atomically under the governor's lock; journaled like any operation. On an
     /// error nothing changed.
-    pub(crate) async fn reload(&self, new: NewLedger) -> Result<(), ApiError> {
+    pub(crate) async fn reload(&self, new: NewLedger) -> Result<(), Error> {
         self.check_healthy()?;
         let commit = {
             let mut st = self.lock();
@@ -105,8 +105,8 @@ impl Governor {
                 Err(e) => {
                     self.ops.set(previous);
                     return Err(match e.kind {
-                        callgate_backend::ErrorKind::Invalid => refused(&e.message),
-                        _ => super::backend_error(e),
+                        super::ErrorKind::Invalid => refused(&e.message),
+                        _ => e,
                     });
                 }
             };
@@ -119,6 +119,6 @@ impl Governor {
     }
 }
 
-fn refused(why: &str) -> ApiError {
-    ApiError::new(ErrorKind::Conflict, "reload_refused", why)
+fn refused(why: &str) -> Error {
+    Error::conflict("reload_refused", why)
 }

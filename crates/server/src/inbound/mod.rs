@@ -7,7 +7,7 @@
 //! touches state goes through here and the governor.
 
 use crate::edges::api::App;
-use crate::error::ApiError;
+use crate::governor::Error;
 use crate::providers::Providers;
 use callgate_config::{Config, FlowConfig, MenuConfig, Overflow};
 use callgate_store::{CallUpdate, NewCallback, Record};
@@ -118,7 +118,7 @@ impl Call {
 
 /// Books a callback for `call` as `step` of `flow` says, durably, before the caller is
 /// told. `false` (and nothing booked) when the caller's number cannot be called back.
-pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Overflow) -> Result<bool, ApiError> {
+pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Overflow) -> Result<bool, Error> {
     let Some(number) = call.callable() else { return Ok(false) };
     let now = app.governor.now_ms();
     let after = step.after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -153,6 +153,6 @@ pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Ove
 }
 
 /// Records what a webhook taught about a call, durably.
-pub async fn record_call(app: &App, update: CallUpdate) -> Result<(), ApiError> {
+pub async fn record_call(app: &App, update: CallUpdate) -> Result<(), Error> {
     app.governor.record(vec![Record::Call(update)]).await
 }

@@ -3,8 +3,8 @@
 use super::body::{required, JsonBody};
 use super::bounds::Limits;
 use super::{App, Caller};
-use crate::error::ApiError;
-use crate::error::ErrorBody;
+use crate::edges::error::ApiError;
+use crate::edges::error::ErrorBody;
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -70,7 +70,7 @@ impl AcquireBody {
         if let Some(pools) = &self.pools {
             if pools.len() > limits.pools_per_request {
                 return Err(ApiError::new(
-                    crate::error::ErrorKind::BadRequest,
+                    crate::edges::error::ErrorKind::BadRequest,
                     "too_many_pools",
                     format!("`pools` may name at most {} pools, not {}", limits.pools_per_request, pools.len()),
                 ));

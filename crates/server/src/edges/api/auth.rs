@@ -2,7 +2,7 @@
 //! an admin.
 
 use super::App;
-use crate::error::{ApiError, ErrorKind};
+use crate::edges::error::{ApiError, ErrorKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use callgate_config::Role;

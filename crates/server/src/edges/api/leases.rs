@@ -4,7 +4,7 @@ use super::body::JsonBody;
 use super::body::{PathParam, QueryMap};
 use super::ops::ReleaseBody;
 use super::{App, Caller};
-use crate::error::{ApiError, ErrorBody, ErrorKind};
+use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::{LeaseQuery, LeaseRef};
 use crate::views::LeaseView;
 use axum::extract::State;

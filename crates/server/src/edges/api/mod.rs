@@ -15,8 +15,8 @@ mod tickets;
 pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
 pub use bounds::Limits;
 
+use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use crate::edges::{twilio, vapi};
-use crate::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::Governor;
 use crate::inbound::Inbound;
 use crate::live::{Live, Resume};
@@ -274,7 +274,7 @@ pub(crate) async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Resul
         }
         F::Unusable(_) => (StatusCode::BAD_REQUEST, refusal("invalid_config", None, None)),
         F::NeedsRestart(list) => (StatusCode::CONFLICT, refusal("restart_required", None, Some(list))),
-        F::Api(e) => return Err(e),
+        F::Refused(e) => return Err(e.into()),
     };
     Ok((status, axum::Json(ReloadAnswer { reloaded: false, changes: None, error: Some(error) })).into_response())
 }

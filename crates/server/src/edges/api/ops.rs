@@ -4,7 +4,7 @@
 
 use super::body::{required, JsonBody};
 use super::{App, Caller, Limits};
-use crate::error::{ApiError, ErrorBody, ErrorKind};
+use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::{Report, WaitingView};
 use crate::ops::alerts::AlertView;
 use crate::ops::{BreakerView, StatsView};

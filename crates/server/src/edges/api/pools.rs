@@ -2,7 +2,7 @@
 
 use super::body::{required, JsonBody, PathParam};
 use super::{App, Caller};
-use crate::error::{ApiError, ErrorBody};
+use crate::edges::error::{ApiError, ErrorBody};
 use crate::views::PoolInfo;
 use axum::extract::State;
 use axum::Json;

@@ -2,7 +2,7 @@
 
 use super::body::PathParam;
 use super::{App, Caller};
-use crate::error::{ApiError, ErrorBody};
+use crate::edges::error::{ApiError, ErrorBody};
 use crate::governor::TicketState;
 use crate::views::LeaseView;
 use axum::extract::State;

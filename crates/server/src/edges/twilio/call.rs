@@ -6,7 +6,7 @@ use super::form::Params;
 use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
 use crate::edges::api::App;
-use crate::error::ApiError;
+use crate::edges::error::ApiError;
 use crate::governor::{AcquireRequest, Answer, Edge, Target, TicketState};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, MAX_CALL_ID};
 use crate::ops::ChainKind;

@@ -44,7 +44,7 @@ pub use waiting::WaitingRoom;
 
 use super::api::App;
 use super::{body_error, webhook_outcome};
-use crate::error::{ApiError, ErrorKind};
+use crate::edges::error::{ApiError, ErrorKind};
 use crate::providers::{Credentials, Provider};
 use axum::extract::{Path, Request, State};
 use axum::http::header;

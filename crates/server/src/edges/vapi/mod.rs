@@ -31,7 +31,7 @@ pub use forward::Forwarder;
 
 use super::api::App;
 use super::{body_error, webhook_outcome};
-use crate::error::{ApiError, ErrorKind};
+use crate::edges::error::{ApiError, ErrorKind};
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
 use crate::providers::{Credentials, Provider, VapiSettings};

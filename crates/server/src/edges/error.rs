@@ -1,5 +1,8 @@
-//! The server's one error type. It carries its classification as data; the HTTP status
-//! and the JSON body are chosen from it in exactly one place ([`ApiError::into_response`]).
+//! The HTTP edges' error: what an answer that is not a success carries. The governor and
+//! everything below it answer with [`callgate_backend::Error`] (kind, retryable, code,
+//! message, source); it becomes an [`ApiError`] only here, at the edge, through `From`,
+//! and the HTTP status and the JSON body are chosen in exactly one place
+//! ([`ApiError::into_response`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -101,20 +104,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The one place where the governor's errors get their HTTP status (from their kind); the
+/// code and the message are the error's own.
 impl From<callgate_backend::Error> for ApiError {
     fn from(e: callgate_backend::Error) -> Self {
-        match e.kind {
-            callgate_backend::ErrorKind::Unavailable => {
-                ApiError::unavailable(format!("cannot record the decision durably: {}", e.message))
-            }
-            callgate_backend::ErrorKind::Invalid => ApiError::bad_request(e.message),
-            callgate_backend::ErrorKind::Internal => ApiError::new(ErrorKind::Internal, "internal", e.message),
-        }
-    }
-}
-
-impl From<callgate_store::StoreError> for ApiError {
-    fn from(e: callgate_store::StoreError) -> Self {
-        ApiError::unavailable(format!("cannot record the decision durably: {e}"))
+        use callgate_backend::ErrorKind as Kind;
+        let kind = match e.kind {
+            Kind::Invalid => ErrorKind::BadRequest,
+            Kind::NotFound => ErrorKind::NotFound,
+            Kind::Forbidden => ErrorKind::Forbidden,
+            Kind::Conflict => ErrorKind::Conflict,
+            Kind::Unavailable => ErrorKind::Unavailable,
+            Kind::Internal => ErrorKind::Internal,
+        };
+        ApiError::new(kind, e.code, e.message)
     }
 }
