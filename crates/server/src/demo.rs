@@ -306,9 +306,7 @@ async fn inbound_callers(
                     }
                     stats.answered.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(talk).await;
-                    if let Ok(id) = lease.id.parse() {
-                        let _ = app.governor.release(id).await;
-                    }
+                    let _ = app.governor.release(lease.id).await;
                 }
                 _ => {
                     stats.overflowed.fetch_add(1, Ordering::Relaxed);

@@ -39,7 +39,7 @@ pub fn acquire_body(data: &[u8]) {
         raw
     });
     let lease = LeaseView {
-        id: "L1".into(),
+        id: callgate_core::LeaseId(1),
         key: req.key.map(Into::into),
         class: "inbound".into(),
         flow: None,

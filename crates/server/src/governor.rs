@@ -523,7 +523,7 @@ impl Governor {
                 Decision::Queued { ticket: id, position, eta_ms, deadline, .. } => {
                     queued = Some(id);
                     let key = ticket.and_then(|t| t.key);
-                    Answer::Queued(TicketView { id: id.to_string(), key, position, eta_ms, deadline_ms: deadline })
+                    Answer::Queued(TicketView { id, key, position, eta_ms, deadline_ms: deadline })
                 }
                 Decision::Rejected { reason, retry_after_ms } => {
                     Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms, dependency: None }
@@ -640,7 +640,7 @@ impl Governor {
             self.exec_one(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) })?;
         self.durable(done.commit).await?;
         match done.outcome {
-            Outcome::NotOwner(id) => Err(not_owner("lease", id.to_string(), who.unwrap_or_default())),
+            Outcome::NotOwner(id) => Err(not_owner("lease", id, who.unwrap_or_default())),
             outcome => Ok(matches!(outcome, Outcome::Released(Some(_)))),
         }
     }
@@ -672,7 +672,7 @@ impl Governor {
         let read = self.backend.ticket(id)?;
         Some(match read.status {
             TicketStatus::Waiting { position, eta_ms, deadline } => TicketState::Waiting(TicketView {
-                id: id.to_string(),
+                id,
                 key: read.ticket.and_then(|t| t.key),
                 position,
                 eta_ms,

@@ -1,7 +1,7 @@
 //! The JSON shapes of leases, tickets, pools and events (API.md), built from the
 //! ledger's values and the names of its pools, classes and flows.
 
-use callgate_core::{Event, Lease, PoolUnits, PoolView, Ticket, TicketOutcome};
+use callgate_core::{Event, Lease, LeaseId, PoolUnits, PoolView, Ticket, TicketId, TicketOutcome};
 use callgate_store::Names;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -26,7 +26,9 @@ pub fn as_text<T: std::fmt::Display, S: serde::Serializer>(id: &T, s: S) -> Resu
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LeaseView {
     /// `L<n>`.
-    pub id: String,
+    #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
+    pub id: LeaseId,
     /// Idempotency key.
     pub key: Option<Arc<str>>,
     /// Class name.
@@ -50,7 +52,9 @@ pub struct LeaseView {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TicketView {
     /// `T<n>`.
-    pub id: String,
+    #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
+    pub id: TicketId,
     /// Idempotency key.
     pub key: Option<Arc<str>>,
     /// 1 for the first in line.
@@ -91,7 +95,7 @@ impl LeaseView {
     /// The view of `lease`.
     pub fn new(lease: &Lease, names: &Names) -> Self {
         LeaseView {
-            id: lease.id.to_string(),
+            id: lease.id,
             key: lease.key.clone(),
             class: names.classes[lease.class.index()].clone(),
             flow: lease.flow.map(|f| names.flows[f.index()].clone()),

@@ -388,7 +388,7 @@ impl Campaigns {
                 return;
             }
         };
-        let lease_id: Option<LeaseId> = lease.id.parse().ok();
+        let lease_id: Option<LeaseId> = Some(lease.id);
         let number = c.lead.attempts + 1;
         // The attempt is on disk before the call is placed, and only if the lead is still
         // what was read: a callback taken since is dialed as itself.
@@ -401,7 +401,7 @@ impl Campaigns {
                 number,
                 class: class.clone(),
                 provider: c.provider.clone(),
-                lease: lease.id.clone(),
+                lease: lease.id.to_string(),
                 callback_id: read_callback,
                 at: now,
             })])
@@ -446,7 +446,7 @@ impl Campaigns {
             phone: row.phone.clone(),
             name: row.name.clone(),
             vars: row.vars.as_deref().and_then(|v| serde_json::from_str(v).ok()),
-            lease: lease.id.clone(),
+            lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
         drop(app);
@@ -840,7 +840,7 @@ impl Campaigns {
             .leases(None)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|l| Some((l.key.as_deref()?.to_string(), l.id.parse().ok()?)))
+            .filter_map(|l| Some((l.key.as_deref()?.to_string(), l.id)))
             .collect();
         let mut kept: std::collections::HashSet<LeaseId> = std::collections::HashSet::new();
         let mut resolved = (0usize, 0usize, 0usize);

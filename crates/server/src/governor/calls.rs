@@ -65,7 +65,7 @@ impl Governor {
             callgate_core::TicketStatus::Waiting { position, eta_ms, deadline } => (position, eta_ms, deadline),
             _ => (1, 0, t.deadline),
         };
-        Some(Hold::Waiting(TicketView { id: t.id.to_string(), key: t.key, position, eta_ms, deadline_ms: deadline }))
+        Some(Hold::Waiting(TicketView { id: t.id, key: t.key, position, eta_ms, deadline_ms: deadline }))
     }
 
     /// Ends what callgate holds for a call: releases its lease or cancels its ticket,

@@ -10,7 +10,7 @@ use crate::views::{pools_view, PoolUnitsView};
 use callgate_backend::{Command, Executed, LeaseRef as BackendLease, Outcome};
 use callgate_config::Overflow;
 use callgate_core::adaptive::{CapChange, Sample};
-use callgate_core::{FlowId, LeaseId, RejectReason};
+use callgate_core::{FlowId, LeaseId, RejectReason, TicketId};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -53,7 +53,9 @@ pub enum LeaseRef<'a> {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct WaitingView {
     /// `T<n>`.
-    pub id: String,
+    #[serde(serialize_with = "crate::views::as_text")]
+    #[schema(value_type = String)]
+    pub id: TicketId,
     /// Idempotency key.
     pub key: Option<Arc<str>>,
     /// Class name.
@@ -101,11 +103,11 @@ pub(super) fn record_decision(span: &tracing::Span, answer: &Result<Answer, Erro
     match answer {
         Ok(Answer::Granted(l)) => {
             span.record("outcome", "granted");
-            span.record("lease", l.id.as_str());
+            span.record("lease", tracing::field::display(l.id));
         }
         Ok(Answer::Queued(t)) => {
             span.record("outcome", "queued");
-            span.record("ticket", t.id.as_str());
+            span.record("ticket", tracing::field::display(t.id));
         }
         Ok(Answer::Rejected { reason, dependency, .. }) => {
             span.record("outcome", "rejected");
@@ -291,7 +293,7 @@ impl Governor {
             let mut commit = done.commit;
             let l = match done.outcome {
                 Outcome::NotOwner(id) => {
-                    return Err(super::not_owner("lease", id.to_string(), who.unwrap_or_default()));
+                    return Err(super::not_owner("lease", id, who.unwrap_or_default()));
                 }
                 Outcome::Released(Some(l)) => l,
                 _ => return Ok(false),
@@ -360,7 +362,7 @@ impl Governor {
             .map(|w| {
                 let (t, position, eta_ms) = (w.ticket, w.position, w.eta_ms);
                 WaitingView {
-                    id: t.id.to_string(),
+                    id: t.id,
                     key: t.key.clone(),
                     class: self.names().classes[t.class.index()].clone(),
                     flow: t.flow.map(|f| self.names().flows[f.index()].clone()),

@@ -271,7 +271,7 @@ impl Reconciler {
                     }
                     tracing::info!(provider = %self.provider.name, call = %id, lease = %lease.id, "Adopted a live call callgate did not know");
                     self.app.live.publish_json(&json!({
-                        "type": "adopted", "at_ms": now, "provider": &*self.provider.name, "call_id": id, "lease": lease.id,
+                        "type": "adopted", "at_ms": now, "provider": &*self.provider.name, "call_id": id, "lease": lease.id.to_string(),
                     }));
                 }
                 Ok(_) => {

@@ -4,10 +4,10 @@ use super::body::PathParam;
 use super::{App, Caller};
 use crate::edges::error::{ApiError, ErrorBody};
 use crate::governor::TicketState;
-use crate::views::LeaseView;
+use crate::views::{as_text, LeaseView};
 use axum::extract::State;
 use axum::Json;
-use callgate_core::TicketId;
+use callgate_core::{LeaseId, TicketId};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -18,7 +18,9 @@ pub(crate) enum TicketStatus {
     /// In line.
     Waiting {
         /// `T<n>`.
-        id: String,
+        #[serde(serialize_with = "as_text")]
+        #[schema(value_type = String)]
+        id: TicketId,
         /// Idempotency key.
         #[schema(value_type = Option<String>)]
         key: Option<Arc<str>>,
@@ -32,14 +34,18 @@ pub(crate) enum TicketStatus {
     /// Granted: the lease while it is live, else only its id and `live: false`.
     Granted {
         /// `T<n>`.
-        id: String,
+        #[serde(serialize_with = "as_text")]
+        #[schema(value_type = String)]
+        id: TicketId,
         /// The lease.
         lease: GrantedLease,
     },
     /// Its deadline passed: the flow's overflow applies.
     TimedOut {
         /// `T<n>`.
-        id: String,
+        #[serde(serialize_with = "as_text")]
+        #[schema(value_type = String)]
+        id: TicketId,
         /// The flow's overflow action.
         #[schema(value_type = Option<Object>)]
         overflow: Option<serde_json::Value>,
@@ -47,7 +53,9 @@ pub(crate) enum TicketStatus {
     /// It can never fit (a limit was lowered): the flow's overflow applies.
     NeverFits {
         /// `T<n>`.
-        id: String,
+        #[serde(serialize_with = "as_text")]
+        #[schema(value_type = String)]
+        id: TicketId,
         /// The flow's overflow action.
         #[schema(value_type = Option<Object>)]
         overflow: Option<serde_json::Value>,
@@ -55,7 +63,9 @@ pub(crate) enum TicketStatus {
     /// Cancelled.
     Cancelled {
         /// `T<n>`.
-        id: String,
+        #[serde(serialize_with = "as_text")]
+        #[schema(value_type = String)]
+        id: TicketId,
     },
 }
 
@@ -73,7 +83,9 @@ pub(crate) enum GrantedLease {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct EndedLease {
     /// `L<n>`.
-    id: String,
+    #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
+    id: LeaseId,
     /// Always `false`.
     live: bool,
 }
@@ -121,13 +133,13 @@ pub(crate) async fn status(
             eta_ms: t.eta_ms,
             deadline_ms: t.deadline_ms,
         },
-        TicketState::Granted(Some(lease), _) => TicketStatus::Granted { id, lease: GrantedLease::Live(lease) },
+        TicketState::Granted(Some(lease), _) => TicketStatus::Granted { id: tid, lease: GrantedLease::Live(lease) },
         TicketState::Granted(None, lease) => {
-            TicketStatus::Granted { id, lease: GrantedLease::Ended(EndedLease { id: lease.to_string(), live: false }) }
+            TicketStatus::Granted { id: tid, lease: GrantedLease::Ended(EndedLease { id: lease, live: false }) }
         }
-        TicketState::TimedOut(overflow) => TicketStatus::TimedOut { id, overflow },
-        TicketState::NeverFits(overflow) => TicketStatus::NeverFits { id, overflow },
-        TicketState::Cancelled => TicketStatus::Cancelled { id },
+        TicketState::TimedOut(overflow) => TicketStatus::TimedOut { id: tid, overflow },
+        TicketState::NeverFits(overflow) => TicketStatus::NeverFits { id: tid, overflow },
+        TicketState::Cancelled => TicketStatus::Cancelled { id: tid },
     }))
 }
 

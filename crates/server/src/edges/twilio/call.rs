@@ -168,7 +168,8 @@ impl<'a> TwilioCall<'a> {
             Answer::Queued(ticket) => {
                 update.outcome = Some("queued".into());
                 record_call(self.app, update).await?;
-                let query = [("flow", flow.name.as_str()), ("ticket", ticket.id.as_str())];
+                let ticket_id = ticket.id.to_string();
+                let query = [("flow", flow.name.as_str()), ("ticket", ticket_id.as_str())];
                 let name: String = format!("callgate-{}", flow.name).chars().take(64).collect();
                 Ok(Twiml::of(Verb::Enqueue {
                     name,
@@ -189,7 +190,7 @@ impl<'a> TwilioCall<'a> {
         let c = &twilio.connect;
         if let Some(url) = &c.stream_url {
             let parameters = vec![
-                ("lease".to_owned(), lease.id.clone()),
+                ("lease".to_owned(), lease.id.to_string()),
                 ("flow".to_owned(), flow.name.clone()),
                 ("call_sid".to_owned(), self.call.id.clone()),
             ];
