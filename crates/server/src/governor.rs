@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::views::{LeaseView, PoolInfo, TicketView};
 use callgate_backend::records::Records;
 use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
+use callgate_config::Overflow;
 use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
 use callgate_store::Names;
 use rustc_hash::FxHashMap;
@@ -54,9 +55,9 @@ pub enum TicketEnd {
     /// Cancelled.
     Cancelled,
     /// Timed out: the flow's overflow.
-    TimedOut(Option<serde_json::Value>),
+    TimedOut(Option<Overflow>),
     /// Ended because a pool's limit dropped below what it asks for: the flow's overflow.
-    NeverFits(Option<serde_json::Value>),
+    NeverFits(Option<Overflow>),
 }
 
 /// The answer to an acquire.
@@ -71,7 +72,7 @@ pub enum Answer {
         /// Why.
         reason: RejectReason,
         /// The flow's first overflow action (its fallback when `dependency` is set).
-        overflow: Option<serde_json::Value>,
+        overflow: Option<Overflow>,
         /// Hint (ms).
         retry_after_ms: u64,
         /// Set when the flow's dependency is down (its breaker is open): the reason is
@@ -99,10 +100,10 @@ pub enum TicketState {
     /// Granted; the lease while it is live, else only its id.
     Granted(Option<LeaseView>, LeaseId),
     /// Timed out, with the flow's overflow.
-    TimedOut(Option<serde_json::Value>),
+    TimedOut(Option<Overflow>),
     /// Ended because it can never fit (a pool's limit was lowered), with the flow's
     /// overflow.
-    NeverFits(Option<serde_json::Value>),
+    NeverFits(Option<Overflow>),
     /// Cancelled.
     Cancelled,
 }
@@ -120,11 +121,11 @@ struct State {
 struct Naming {
     names: Arc<Names>,
     index: [FxHashMap<Arc<str>, u32>; 3],
-    overflow: Vec<Option<serde_json::Value>>,
+    overflow: Vec<Option<Overflow>>,
 }
 
 impl Naming {
-    fn new(names: Names, overflow: Vec<Option<serde_json::Value>>) -> Naming {
+    fn new(names: Names, overflow: Vec<Option<Overflow>>) -> Naming {
         let index_of = |names: &[Arc<str>]| names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32)).collect();
         let index = [index_of(&names.pools), index_of(&names.classes), index_of(&names.flows)];
         Naming { names: Arc::new(names), index, overflow }
@@ -274,7 +275,7 @@ impl Governor {
         records: Arc<dyn Records>,
         clock: Arc<dyn Clock>,
         names: Names,
-        overflow: Vec<Option<serde_json::Value>>,
+        overflow: Vec<Option<Overflow>>,
     ) -> Self {
         let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(names.pools.len());
@@ -458,10 +459,10 @@ impl Governor {
         self.naming().index[1].get(name).map(|&c| callgate_core::ClassId(c as u16)).ok_or_else(|| unknown_class(name))
     }
 
-    fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<serde_json::Value> {
+    fn flow_overflow(&self, flow: Option<callgate_core::FlowId>) -> Option<Overflow> {
         // An alert's `set_overflow` stands in for the configured overflow while it fires.
         flow.and_then(|f| {
-            self.ops().overflow_json(f.index()).or_else(|| self.naming().overflow.get(f.index()).cloned().flatten())
+            self.ops().overflow_override(f.index()).or_else(|| self.naming().overflow.get(f.index()).cloned().flatten())
         })
     }
 

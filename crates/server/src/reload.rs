@@ -175,7 +175,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
         classes: new.classes.iter().map(|c| Arc::from(c.name.as_str())).collect(),
         flows: new.flows.iter().map(|f| Arc::from(f.name.as_str())).collect(),
     };
-    let overflow = new.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
+    let overflow = new.flows.iter().map(|f| f.overflow.first().cloned()).collect();
     let ledger = NewLedger { spec: new.ledger_spec(), names, overflow, ops };
     app.governor.reload(ledger).await.map_err(|e| r.failed(ReloadFailure::Refused(e)))?;
     let new = Arc::new(new);

@@ -152,8 +152,7 @@ impl Server {
             };
             Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), consumers))
         };
-        let overflow =
-            cfg.flows.iter().map(|f| f.overflow.first().and_then(|o| serde_json::to_value(o).ok())).collect();
+        let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
         let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow)
             .with_ops_in(ops_slot)
             .with_metrics(metrics.clone());

@@ -185,7 +185,7 @@ impl Governor {
         }
         Some(Answer::Rejected {
             reason: RejectReason::Capacity,
-            overflow: blocked.overflow,
+            overflow: blocked.overflow.map(|o| *o),
             retry_after_ms: blocked.retry_after_ms,
             dependency: Some(blocked.dependency),
         })

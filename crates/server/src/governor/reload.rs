@@ -54,7 +54,7 @@ pub(crate) struct NewLedger {
     /// Its names (pools and classes as before, in the same order).
     pub(crate) names: Names,
     /// The first overflow action of each flow.
-    pub(crate) overflow: Vec<Option<serde_json::Value>>,
+    pub(crate) overflow: Vec<Option<callgate_config::Overflow>>,
     /// A new operating layer, when what it is built from changed.
     pub(crate) ops: Option<Arc<Ops>>,
 }

@@ -67,8 +67,9 @@ struct FlowInfo {
 pub struct Blocked {
     /// The open breaker.
     pub dependency: Arc<str>,
-    /// The flow's fallback (else its overflow), first step, as JSON.
-    pub overflow: Option<serde_json::Value>,
+    /// The flow's fallback (else its overflow), first step (boxed: a step is large, and
+    /// this travels in the `Err` of every gate).
+    pub overflow: Option<Box<Overflow>>,
     /// When the breaker may let a probe through, from now (ms; at least 1 s).
     pub retry_after_ms: u64,
 }
@@ -366,11 +367,10 @@ impl Ops {
         }
         let Err(Down { breaker, until }) = answer else { return Ok(()) };
         let dependency = lock(&self.breakers).name(breaker).clone();
-        let step = match self.flows.get(f).and_then(|fl| fl.fallback.first()) {
-            Some(s) => Some(s.clone()),
-            None => self.overflow_chain_of(f).into_iter().next(),
+        let overflow = match self.flows.get(f).and_then(|fl| fl.fallback.first()) {
+            Some(s) => Some(Box::new(s.clone())),
+            None => self.overflow_chain_of(f).into_iter().next().map(Box::new),
         };
-        let overflow = step.and_then(|s| serde_json::to_value(s).ok());
         let retry_after_ms = until.map_or(1_000, |u| u.saturating_sub(now)).max(1_000);
         Err(Blocked { dependency, overflow, retry_after_ms })
     }
@@ -483,10 +483,10 @@ impl Ops {
 
     // ----- overflow ------------------------------------------------------------------
 
-    /// The overflow an alert set for flow `f`, first step, as JSON.
-    pub(crate) fn overflow_json(&self, f: usize) -> Option<serde_json::Value> {
+    /// The overflow an alert set for flow `f`, first step.
+    pub(crate) fn overflow_override(&self, f: usize) -> Option<Overflow> {
         let o = lock(&self.overrides);
-        o.get(f)?.as_ref()?.1.first().and_then(|s| serde_json::to_value(s).ok())
+        o.get(f)?.as_ref()?.1.first().cloned()
     }
 
     fn overflow_chain_of(&self, f: usize) -> Vec<Overflow> {

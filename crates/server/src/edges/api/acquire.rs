@@ -209,7 +209,7 @@ pub(crate) struct Rejected {
     reason: &'static str,
     /// The flow's first overflow action (its fallback when a dependency is down).
     #[schema(value_type = Option<Object>)]
-    overflow: Option<serde_json::Value>,
+    overflow: Option<callgate_config::Overflow>,
     /// When a retry may succeed, ms (429 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_ms: Option<u64>,

@@ -48,7 +48,7 @@ pub(crate) enum TicketStatus {
         id: TicketId,
         /// The flow's overflow action.
         #[schema(value_type = Option<Object>)]
-        overflow: Option<serde_json::Value>,
+        overflow: Option<callgate_config::Overflow>,
     },
     /// It can never fit (a limit was lowered): the flow's overflow applies.
     NeverFits {
@@ -58,7 +58,7 @@ pub(crate) enum TicketStatus {
         id: TicketId,
         /// The flow's overflow action.
         #[schema(value_type = Option<Object>)]
-        overflow: Option<serde_json::Value>,
+        overflow: Option<callgate_config::Overflow>,
     },
     /// Cancelled.
     Cancelled {
