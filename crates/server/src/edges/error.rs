@@ -120,3 +120,51 @@ impl From<callgate_backend::Error> for ApiError {
         ApiError::new(kind, e.code, e.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ApiError, ErrorKind};
+    use axum::http::StatusCode;
+    use callgate_backend::{Error, ErrorKind as Kind};
+    use callgate_core::RequestError;
+
+    #[test]
+    fn each_kind_of_governor_error_has_one_status_and_keeps_its_code_and_message() {
+        let cases = [
+            (Kind::Invalid, StatusCode::BAD_REQUEST),
+            (Kind::NotFound, StatusCode::NOT_FOUND),
+            (Kind::Forbidden, StatusCode::FORBIDDEN),
+            (Kind::Conflict, StatusCode::CONFLICT),
+            (Kind::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (Kind::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (kind, status) in cases {
+            let api = ApiError::from(Error::new(kind, "some_code", "why"));
+            assert_eq!((api.status(), api.code, api.message.as_str()), (status, "some_code", "why"), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_ledger_refusing_a_request_keeps_the_codes_clients_match_on() {
+        let api = |e| ApiError::from(Error::request(e));
+        assert_eq!(api(RequestError::UnknownFlow).code, "unknown_flow");
+        assert_eq!(api(RequestError::UnknownClass).code, "unknown_class");
+        let bad = api(RequestError::BadPools("no pool 3".into()));
+        assert_eq!(
+            (bad.kind, bad.code, bad.message.as_str()),
+            (ErrorKind::BadRequest, "bad_request", "bad pools: no pool 3")
+        );
+        assert_eq!(api(RequestError::Duplicate).kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn only_an_unavailable_backend_is_worth_a_retry_and_the_cause_is_kept() {
+        let io = std::io::Error::other("disk full");
+        let e = Error::unavailable("the journal cannot commit").with_source(io);
+        assert!(e.retryable);
+        let cause = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(cause.as_deref(), Some("disk full"));
+        assert!(!Error::invalid("no").retryable && !Error::internal("bug").retryable);
+        assert!(!Error::not_found("unknown_pool", "no pool").retryable);
+    }
+}
