@@ -146,14 +146,12 @@ pub(crate) async fn release(
 ) -> Result<Json<Released>, ApiError> {
     caller.require(Role::Client)?;
     let report = body.0.map(|b| b.into_report(&app.limits)).transpose()?;
-    if let Ok(id) = id.parse::<LeaseId>() {
-        app.governor.check_lease_owner(id, caller.owner_check())?;
-    }
-    let released = match (id.parse::<LeaseId>(), report) {
-        (Ok(id), None) => app.governor.release(id).await?,
-        (Ok(id), Some(r)) => app.governor.release_reporting(LeaseRef::Id(id), r, caller.owner_check()).await?,
-        // An id that could never have been ours is simply not live.
-        (Err(()), _) => false,
+    // An id that could never have been ours is simply not live.
+    let Ok(id) = id.parse::<LeaseId>() else { return Ok(Json(Released { released: false })) };
+    app.governor.check_lease_owner(id, caller.owner_check())?;
+    let released = match report {
+        None => app.governor.release(id).await?,
+        Some(r) => app.governor.release_reporting(LeaseRef::Id(id), r, caller.owner_check()).await?,
     };
     Ok(Json(Released { released }))
 }
