@@ -358,6 +358,8 @@ pub struct Campaigns {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Pacing rounds that found nothing to dial, counted ([`Campaigns::settle`] waits on it).
+    idle_rounds: tokio::sync::watch::Sender<u64>,
     events: mpsc::UnboundedSender<(String, CallEvent)>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, CallEvent)>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -399,6 +401,7 @@ impl Campaigns {
             clock,
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
+            idle_rounds: tokio::sync::watch::Sender::new(0),
             events,
             events_rx: Mutex::new(Some(events_rx)),
             tasks: Mutex::new(Vec::new()),
@@ -459,6 +462,20 @@ impl Campaigns {
 
     fn app(&self) -> Option<Arc<App>> {
         self.app.upgrade()
+    }
+
+    /// Waits until the pacing loop has gone through every campaign, at the clock's time of
+    /// now or later, and found nothing to dial: what it would dial now, it has claimed.
+    /// A deterministic step for tests on a manual clock ("no lead is dialed outside its
+    /// window") that would otherwise wait a while and hope. Returns at once if the loop has
+    /// stopped (the server is shutting down).
+    pub async fn settle(&self) {
+        let mut rounds = self.idle_rounds.subscribe();
+        let seen = *rounds.borrow_and_update();
+        self.wake.notify_one();
+        // A round under way may have looked before the caller's last change; the round
+        // after it began after this call.
+        let _ = rounds.wait_for(|n| *n >= seen.saturating_add(2)).await;
     }
 
     /// The lead store (tests and tools read it).

@@ -148,7 +148,11 @@ impl Campaigns {
     /// The pacing loop.
     async fn pace(self: Arc<Self>) {
         loop {
-            let Some(app) = self.app() else { return };
+            let Some(app) = self.app() else {
+                // Nothing will be dialed any more: `settle` need not wait.
+                self.idle_rounds.send_replace(u64::MAX);
+                return;
+            };
             let pools = app.governor.pools();
             drop(app);
             let now = self.now();
@@ -158,6 +162,7 @@ impl Campaigns {
                     tokio::spawn(async move { me.dial(claim).await });
                 }
                 None => {
+                    self.idle_rounds.send_modify(|n| *n = n.saturating_add(1));
                     let _ = tokio::time::timeout(IDLE, self.wake.notified()).await;
                     for rt in &mut self.lock().list {
                         rt.blocked = false;
