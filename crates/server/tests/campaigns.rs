@@ -658,7 +658,7 @@ async fn the_demo_runs_its_campaign_within_the_budget() {
     let three = || async {
         let leases = server.app.governor.leases(Some("vapi")).unwrap();
         max_out.fetch_max(leases.iter().filter(|l| &*l.class == "outbound").count(), Ordering::Relaxed);
-        campaigns.view("demo").unwrap()["attempts"].as_u64().unwrap() >= 3
+        campaigns.view("demo").unwrap().attempts >= 3
     };
     eventually("the demo makes three attempts", secs(30), three).await;
     let max_out = max_out.into_inner();
