@@ -9,7 +9,7 @@
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
 
-use super::{view, Action, CampaignBrief, CampaignView, Campaigns, ImportOptions, ImportReport};
+use super::{view, Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
 use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
@@ -35,10 +35,6 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/campaigns/{name}/{action}", post(act))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
-}
-
-fn campaigns(app: &App) -> Result<&Arc<Campaigns>, ApiError> {
-    Ok(&app.campaigns)
 }
 
 fn path_error(r: PathRejection) -> ApiError {
@@ -79,7 +75,7 @@ pub(crate) async fn create(
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
     let cfg = view::config_from_json(value).map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
-    let (created, v): (bool, CampaignView) = campaigns(&app)?.create(cfg).await?;
+    let (created, v): (bool, CampaignView) = app.campaigns.create(cfg).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
 }
@@ -94,7 +90,7 @@ pub(crate) async fn create(
     ),
 )]
 pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<CampaignBrief>>, ApiError> {
-    Ok(Json(campaigns(&app)?.list()))
+    Ok(Json(app.campaigns.list()))
 }
 
 /// A campaign's settings and progress.
@@ -115,7 +111,7 @@ pub(crate) async fn one(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let Path(name) = name.map_err(path_error)?;
-    Ok(Json(campaigns(&app)?.view(&name)?))
+    Ok(Json(app.campaigns.view(&name)?))
 }
 
 /// Adds leads (admin): CSV with a header row, or JSON `{ "leads": [...] }`.
@@ -177,7 +173,7 @@ pub(crate) async fn leads(
             format!("send text/csv or application/json, not `{kind}`"),
         ));
     };
-    Ok(Json(campaigns(&app)?.import(&name, body, opts).await?))
+    Ok(Json(app.campaigns.import(&name, body, opts).await?))
 }
 
 /// Starts, pauses, resumes or stops a campaign (pause and resume: operator; start and
@@ -217,5 +213,5 @@ pub(crate) async fn act(
         Action::Pause | Action::Resume => caller.require(callgate_config::Role::Operator)?,
         _ => caller.require_admin()?,
     }
-    Ok(Json(campaigns(&app)?.act(&name, action).await?))
+    Ok(Json(app.campaigns.act(&name, action).await?))
 }
