@@ -62,7 +62,7 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 409, description = "One with other settings exists (`campaign_exists`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn create(
@@ -86,7 +86,6 @@ pub(crate) async fn create(
     responses(
         (status = 200, description = "Every campaign", body = Vec<CampaignBrief>),
         (status = 401, description = "No valid key", body = ErrorBody),
-        (status = 503, description = "The dialer is not running", body = ErrorBody),
     ),
 )]
 pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<CampaignBrief>>, ApiError> {
@@ -102,7 +101,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result
         (status = 400, description = "Unreadable path", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot be read", body = ErrorBody),
+        (status = 503, description = "The store cannot be read", body = ErrorBody),
     ),
 )]
 pub(crate) async fn one(
@@ -133,7 +132,7 @@ pub(crate) async fn one(
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
         (status = 413, description = "Upload too large", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn leads(
@@ -191,7 +190,7 @@ pub(crate) async fn leads(
         (status = 403, description = "The key's role is too low for this action", body = ErrorBody),
         (status = 404, description = "No such campaign or action", body = ErrorBody),
         (status = 409, description = "Stopped for good (`campaign_stopped`)", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn act(

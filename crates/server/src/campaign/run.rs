@@ -713,8 +713,9 @@ impl Campaigns {
         self.lock().by_call.contains_key(&by_call_key(provider, call_id))
     }
 
-    /// A provider webhook's news about a call. True when the call is one of the dialer's.
-    pub async fn provider_update(&self, u: ProviderUpdate) -> bool {
+    /// A provider's news about a call (a call event from the bus). True when the call is
+    /// one of the dialer's.
+    async fn provider_update(&self, u: ProviderUpdate) -> bool {
         let attempt = {
             let inner = self.lock();
             inner
