@@ -18,11 +18,13 @@
 
 mod calls;
 mod caps;
+mod guard;
 mod ops;
 pub(crate) mod reload;
 
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
+pub use guard::LeaseGuard;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
 pub use reload::{OpsSlot, ReloadError};
 

@@ -401,3 +401,43 @@ async fn a_stored_ticket_that_no_longer_fits_the_configured_limit_ends_at_start_
     let s = s.restart().await;
     assert_eq!((s.pool("acct").await["waiting"].as_u64(), s.used("acct").await), (Some(0), 2));
 }
+
+/// An in-process holder's lease (the dialer's, the demo's) is held by a guard: released,
+/// it is gone when `release` returns; handed off, it stays; dropped with its task (an
+/// abort, an early return), it goes back.
+#[tokio::test]
+async fn a_lease_guard_gives_the_lease_back_unless_it_was_handed_off() {
+    use callgate_core::LeaseId;
+    use callgate_server::governor::LeaseGuard;
+    let s = TestServer::start(THREE_SLOTS).await;
+    let governor = s.server().app.governor.clone();
+    let mut ids: Vec<LeaseId> = Vec::new();
+    for i in 0..3 {
+        let (st, v) = s.acquire(json!({ "flow": "support", "key": format!("g-{i}") })).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        ids.push(v["lease"]["id"].as_str().unwrap().parse().unwrap());
+    }
+    assert_eq!(s.used("acct").await, 3);
+
+    let released = LeaseGuard::new(governor.clone(), ids[0]);
+    assert!(released.release().await.unwrap());
+    assert_eq!(s.used("acct").await, 2, "released before `release` returned");
+
+    let handed = LeaseGuard::new(governor.clone(), ids[1]).disarm();
+    assert_eq!(handed, ids[1]);
+
+    let held = LeaseGuard::new(governor.clone(), ids[2]);
+    let holder = tokio::spawn(async move {
+        let _line = held;
+        std::future::pending::<()>().await
+    });
+    holder.abort();
+    assert!(holder.await.unwrap_err().is_cancelled());
+    assert!(
+        holds_within(secs(5), || async { s.used("acct").await == 1 }).await,
+        "the aborted holder's lease went back"
+    );
+    let (_, leases) = s.get("/v1/leases").await;
+    let keys: Vec<&str> = leases["leases"].as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["g-1"], "the handed-off lease is still held");
+}

@@ -57,19 +57,14 @@ impl TestServer {
             .expect("the pacing loop settles");
     }
 
-    /// Hands the fake's call ends to the dialer, as the Vapi webhook does.
+    /// Publishes the fake's call ends on the bus as call events, as the Vapi webhook does.
     fn wire_webhook(&self, fake: &FakeVapi, provider: &'static str) {
-        let campaigns = self.server().campaigns.clone();
+        let bus = self.server().app.bus.clone();
         fake.set_hook(Arc::new(move |call_id: String, attempt: Option<u64>, call: Value| {
-            let c = campaigns.clone();
+            let bus = bus.clone();
             tokio::spawn(async move {
-                c.provider_update(ProviderUpdate {
-                    provider: provider.into(),
-                    call_id,
-                    attempt,
-                    state: call_state(&call),
-                })
-                .await;
+                bus.call(ProviderUpdate { provider: provider.into(), call_id, attempt, state: call_state(&call) })
+                    .await;
             });
         }));
     }

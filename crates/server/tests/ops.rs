@@ -571,3 +571,65 @@ async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
     assert_eq!((st, &v["reason"]), (StatusCode::TOO_MANY_REQUESTS, &json!("dependency_down")), "{v}");
     assert_eq!(s.used("acct").await, 1);
 }
+
+/// `pause_campaigns` reaches the dialer as a command on the event bus: the firing alert
+/// pauses the running campaign below the priority, durably (the campaign API shows it),
+/// and its undo resumes it.
+#[tokio::test]
+async fn an_alert_pauses_a_running_campaign_and_its_undo_resumes_it() {
+    let toml = r#"
+[[pools]]
+name = "acct"
+limit = 2
+[[pools]]
+name = "out"
+limit = 2
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+[[flows]]
+name = "dialing"
+pools = ["out"]
+class = "outbound"
+[[campaigns]]
+name = "renewals"
+flow = "dialing"
+priority = 10
+start = true
+window = { start = "00:00", end = "24:00" }
+simulate = { ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max = "40ms", failure_rate = 0, seed = 3 }
+[[alerts]]
+name = "busy"
+pool = "acct"
+metric = "utilization"
+above = 0.9
+for = "1m"
+resolve = { below = 0.6, for = "1m" }
+undo = true
+actions = [{ action = "pause_campaigns", below_priority = 20 }]
+"#;
+    let clock = ManualClock::at(1_800_000_000_000);
+    let s = TestServer::start_with_clock(toml, clock.clone()).await;
+    let governor = &s.server().app.governor;
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running");
+
+    for i in 0..2 {
+        s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
+    }
+    governor.evaluate_alerts().await;
+    clock.advance(60_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "firing");
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "paused", "the alert paused the campaign");
+
+    for i in 0..2 {
+        let (st, _) = s.delete(&format!("/v1/leases?key=c{i}")).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    governor.evaluate_alerts().await;
+    clock.advance(60_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "quiet");
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running", "the undo resumed it");
+}

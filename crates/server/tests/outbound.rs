@@ -42,14 +42,14 @@ start = true
     )
 }
 
-/// Hands the fake's call ends to the dialer, the way the Vapi webhook does.
+/// Publishes the fake's call ends on the bus as call events, the way the Vapi webhook does.
 fn wire(cg: &TestServer, fake: &FakeVapi) {
-    let campaigns = cg.server().campaigns.clone();
+    let bus = cg.server().app.bus.clone();
     fake.set_hook(Arc::new(move |call_id: String, attempt: Option<u64>, call: Value| {
-        let c = campaigns.clone();
+        let bus = bus.clone();
         tokio::spawn(async move {
             let update = ProviderUpdate { provider: "vapi-main".into(), call_id, attempt, state: call_state(&call) };
-            c.provider_update(update).await;
+            bus.call(update).await;
         });
     }));
 }

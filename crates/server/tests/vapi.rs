@@ -573,7 +573,7 @@ async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     clock.advance(3_600_000 + 1);
     let app = s.server().app.clone();
     let provider = app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
-    let mut reconciler = Reconciler::new(app, provider).unwrap();
+    let mut reconciler = Reconciler::new(&app, provider).unwrap();
     for (n, order) in ORDERS.into_iter().enumerate() {
         list.order(order);
         let pass = reconciler.pass().await;
