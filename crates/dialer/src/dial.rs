@@ -4,8 +4,8 @@
 //! Implementations live in `callgate-providers`: `vapi::VapiDialer` (`POST /call`),
 //! `twilio::TwilioDialer` (`Calls.json`) and `sim::SimDialer`, the built-in simulated
 //! provider. Outcomes reach the campaign by three roads, all idempotent: events the dialer
-//! pushes (the simulator), provider webhooks handed to the server's
-//! `Campaigns::provider_update`, and a poll of each live call every
+//! pushes (the simulator), provider webhooks published on the server's event bus as call
+//! events (the dialer subscribes), and a poll of each live call every
 //! [`Dialer::poll_every`] (so a lost webhook loses no outcome).
 
 use serde::Serialize;

@@ -5,7 +5,7 @@
 //! takes more than 7, inbound callers get through (or wait their turn), the campaign is
 //! paced. The HTTP API, `/metrics` and `/v1/events` are live while it runs.
 
-use crate::governor::{AcquireRequest, Answer, Edge, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, LeaseGuard, Target};
 use crate::serve::{ServeOptions, Server};
 use callgate_config::Config;
 use callgate_providers::sim::Rng;
@@ -178,10 +178,7 @@ pub async fn run_demo(args: DemoArgs) -> ExitCode {
         }
     };
     let app = server.app.clone();
-    let Some(campaigns) = app.campaigns.get().cloned() else {
-        eprintln!("error: the campaign dialer did not start");
-        return ExitCode::FAILURE;
-    };
+    let campaigns = app.campaigns.clone();
     let leads = demo_leads(args.leads, args.seed);
     let body = axum::body::Bytes::from(leads.to_string());
     match campaigns.import("demo", body, crate::campaign::ImportOptions::default()).await {
@@ -202,7 +199,7 @@ pub async fn run_demo(args: DemoArgs) -> ExitCode {
     eprintln!("Ctrl-C stops it.\n");
     let stats = Arc::new(InboundStats::default());
     let callers = tokio::spawn(inbound_callers(
-        app.clone(),
+        app.governor.clone(),
         args.inbound_per_minute * args.speed,
         args.seed,
         args.speed,
@@ -272,8 +269,10 @@ fn status_line(app: &crate::edges::api::App, s: &InboundStats, campaigns: &crate
 }
 
 /// Callers arriving at random (Poisson), each talking for an exponential time (mean 40 s).
+/// The callers are this task's own: aborting it hangs up on every one of them, and their
+/// lines go back.
 async fn inbound_callers(
-    app: Arc<crate::edges::api::App>,
+    governor: Arc<crate::governor::Governor>,
     per_minute: f64,
     seed: u64,
     speed: f64,
@@ -281,14 +280,16 @@ async fn inbound_callers(
 ) {
     let mut rng = Rng::new(seed ^ 0xca11);
     let mean_gap = 60.0 / per_minute.max(0.01);
+    let mut calls = tokio::task::JoinSet::new();
     for n in 0u64.. {
+        while calls.try_join_next().is_some() {}
         let gap = -mean_gap * (1.0 - rng.unit()).ln();
         tokio::time::sleep(Duration::from_secs_f64(gap.min(3600.0))).await;
         let talk = Duration::from_secs_f64((-40.0 * (1.0 - rng.unit()).ln()).clamp(5.0, 600.0) / speed);
-        let (app, stats) = (app.clone(), stats.clone());
-        tokio::spawn(async move {
+        let (governor, stats) = (governor.clone(), stats.clone());
+        calls.spawn(async move {
             stats.arrived.fetch_add(1, Ordering::Relaxed);
-            let arrived_at = app.governor.now_ms();
+            let arrived_at = governor.now_ms();
             let req = AcquireRequest {
                 target: Target::Flow("inbound".into()),
                 key: Some(format!("demo-caller-{n}")),
@@ -298,15 +299,18 @@ async fn inbound_callers(
                 meta: None,
                 edge: Edge::Demo,
             };
-            let first = app.governor.acquire(req).await;
+            let first = governor.acquire(req).await;
             match first {
                 Ok(Answer::Granted(lease)) => {
                     if lease.granted_at_ms > arrived_at + 500 {
                         stats.waited.fetch_add(1, Ordering::Relaxed);
                     }
                     stats.answered.fetch_add(1, Ordering::Relaxed);
+                    // The caller's line, held by a guard: a call cut short (the demo
+                    // stopping, the task aborted) gives it back too.
+                    let line = LeaseGuard::new(governor.clone(), lease.id);
                     tokio::time::sleep(talk).await;
-                    let _ = app.governor.release(lease.id).await;
+                    let _ = line.release().await;
                 }
                 _ => {
                     stats.overflowed.fetch_add(1, Ordering::Relaxed);

@@ -24,6 +24,7 @@
 
 mod calls;
 mod caps;
+mod guard;
 mod ops;
 pub(crate) mod reload;
 
@@ -32,6 +33,7 @@ pub(crate) mod reload;
 pub use callgate_backend::{Error, ErrorKind};
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
+pub use guard::LeaseGuard;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
 pub use reload::{OpsSlot, ReloadError};
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod bus;
 pub mod campaign;
 pub mod clock;
 pub mod connections;

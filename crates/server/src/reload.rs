@@ -160,11 +160,8 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
             .zip(&now)
             .map(|((n, o), cur)| if n.limit != o.limit { n.limit } else { *cur })
             .collect();
-        let ops = crate::ops::Ops::new(&new, &limits, app.live.clone(), env)
+        let ops = crate::ops::Ops::new(&new, &limits, app.live.clone(), app.bus.clone(), env)
             .map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
-        if let Some(c) = app.campaigns.get() {
-            ops.set_campaigns(c.clone());
-        }
         Some(Arc::new(ops))
     } else {
         None
@@ -181,9 +178,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     let new = Arc::new(new);
     app.keys.replace(keys);
     app.inbound.replace(new.clone());
-    if let Some(c) = app.campaigns.get() {
-        c.replace_config(new.clone());
-    }
+    app.campaigns.replace_config(new.clone());
     *r.current.lock().unwrap_or_else(|p| p.into_inner()) = new;
     r.ok.fetch_add(1, Ordering::Relaxed);
     r.last_success.store(app.governor.now_ms() / 1000, Ordering::Relaxed);

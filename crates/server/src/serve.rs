@@ -1,5 +1,12 @@
 //! Starting the server: configuration → ledger → restore from the journal → HTTP.
+//!
+//! Components are built once, in dependency order, each handed the narrow handles it
+//! needs: the bus first (everything publishes on it or subscribes to it), the consumers
+//! of committed events, the journal and the governor, the dialer (with the governor and
+//! the bus's dialer inbox), then the HTTP edge, the tickers and the reconcilers. Nothing
+//! is bound late.
 
+use crate::bus::{Bus, DecisionLog, LedgerBus, OpsSubscriber};
 use crate::clock::{Clock, SystemClock};
 use crate::edges::api::{self, App, Keys, Limits};
 use crate::edges::twilio::WaitingRoom;
@@ -10,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::providers::reconcile::Reconciler;
 use crate::providers::Providers;
 use callgate_config::{Config, Env, ProcessEnv};
-use callgate_store::{Consumer, DirLock, Names, Restoring};
+use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,37 +77,6 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
-/// What consumes committed events: metrics, the operating layer's figures, live events.
-/// A reload's new names and operating layer reach it in event order ([`Consumer::renamed`]).
-struct Consumers {
-    metrics: Arc<Metrics>,
-    live: Live,
-    names: Names,
-    ops: Arc<crate::ops::Ops>,
-    slot: crate::governor::OpsSlot,
-    /// `[server] decision_log`: one JSON line per decision, once it is durable.
-    decision_log: bool,
-}
-
-impl Consumer for Consumers {
-    fn committed(&mut self, events: &[callgate_core::Event]) {
-        self.metrics.observe(events);
-        self.ops.observe(events);
-        self.live.publish(events, &self.names);
-        if self.decision_log {
-            crate::decision_log::log(events, &self.names);
-        }
-    }
-
-    fn renamed(&mut self, names: &Names) {
-        self.names = names.clone();
-        self.metrics.rename(names.clone());
-        // The reload put its operating layer in the slot before it handed the journal
-        // the new names.
-        self.ops = self.slot.get();
-    }
-}
-
 impl Server {
     /// Builds everything and starts listening.
     pub async fn start(opts: ServeOptions) -> Result<Server, ServeError> {
@@ -135,35 +111,52 @@ impl Server {
         let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
         let names = restoring.names();
         let pools = restoring.pools();
+        // The bus, and the dialer's inbox on it (handed to the dialer when it is built).
+        let (bus, dialer_inbox) = Bus::new();
         let metrics =
             Arc::new(Metrics::with_providers(names.clone(), &pools, cfg.providers.iter().map(|p| p.name.as_str())));
         let live = Live::new(Live::first_id(clock.now_ms()), cfg.server.events_backlog);
         let limits: Vec<u32> = pools.iter().map(|p| p.limit).collect();
-        let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), env).map_err(ServeError)?);
+        let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), bus.clone(), env).map_err(ServeError)?);
         let ops_slot = crate::governor::OpsSlot::new(ops);
         let backend = {
-            let consumers = Consumers {
-                metrics: metrics.clone(),
-                live: live.clone(),
-                names: names.clone(),
-                ops: ops_slot.get(),
-                slot: ops_slot.clone(),
-                decision_log: cfg.server.decision_log,
-            };
-            Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), consumers))
+            // The ledger side of the bus: what consumes committed events, in commit order.
+            let mut ledger_bus = LedgerBus::new(names.clone())
+                .subscribe(metrics.clone())
+                .subscribe(OpsSubscriber::new(ops_slot.clone()))
+                .subscribe(live.clone());
+            if cfg.server.decision_log {
+                ledger_bus = ledger_bus.subscribe(DecisionLog);
+            }
+            Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), ledger_bus))
         };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
-        let governor = Governor::new(backend.clone(), backend, clock.clone(), names, overflow)
-            .with_ops_in(ops_slot)
-            .with_metrics(metrics.clone());
+        let governor = Arc::new(
+            Governor::new(backend.clone(), backend, clock.clone(), names, overflow)
+                .with_ops_in(ops_slot)
+                .with_metrics(metrics.clone()),
+        );
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
         let cfg = Arc::new(cfg);
         let reload = crate::reload::Reload::new(opts.config_path.clone(), cfg.clone(), listen.ip().is_loopback());
-        let inbound = Inbound::new(cfg.clone(), providers.clone());
+        let inbound = Arc::new(Inbound::new(cfg.clone(), providers.clone()));
+        // The campaign dialer: its own store beside the journal, recovery of what a crash
+        // left open, then the pacing loop and its side of the bus.
+        let campaigns = crate::campaign::Campaigns::start(
+            governor.clone(),
+            live.clone(),
+            dialer_inbox,
+            cfg.clone(),
+            providers,
+            &data_dir,
+            clock,
+        )
+        .await
+        .map_err(|e| ServeError(format!("campaigns: {e}")))?;
         let app = Arc::new(App {
-            governor,
+            governor: governor.clone(),
             metrics,
             live,
             keys,
@@ -171,16 +164,10 @@ impl Server {
             inbound,
             waiting_room: WaitingRoom::default(),
             overflow_chains: Default::default(),
-            campaigns: Default::default(),
+            bus,
+            campaigns: campaigns.clone(),
             reload,
         });
-        // The campaign dialer: its own store beside the journal, recovery of what a crash
-        // left open, then the pacing loop.
-        let campaigns = crate::campaign::Campaigns::start(&app, cfg.clone(), providers, &data_dir, clock)
-            .await
-            .map_err(|e| ServeError(format!("campaigns: {e}")))?;
-        let _ = app.campaigns.set(campaigns.clone());
-        app.governor.ops().set_campaigns(campaigns.clone());
         let router =
             api::router(app.clone(), max_body_bytes).merge(crate::campaign::http::router(app.clone(), max_body_bytes));
         let listener = tokio::net::TcpListener::bind(listen)
@@ -197,22 +184,22 @@ impl Server {
             let _ = rx.await;
         }));
         let ticker = {
-            let app = app.clone();
+            let governor = governor.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(TICK);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
-                    app.governor.tick();
+                    governor.tick();
                 }
             })
         };
-        let ops_ticker = crate::ops::spawn_ticker(app.clone());
+        let ops_ticker = crate::ops::spawn_ticker(governor.clone());
         let (died_tx, died) = tokio::sync::watch::channel(None);
-        let watchdog = spawn_watchdog(app.clone(), ticker, ops_ticker, died_tx);
+        let watchdog = spawn_watchdog(governor, ticker, ops_ticker, died_tx);
         let mut reconcilers = Vec::new();
         for provider in app.inbound.providers.iter() {
-            match Reconciler::new(app.clone(), provider.clone()) {
+            match Reconciler::new(&app, provider.clone()) {
                 Some(r) => reconcilers.push(r.spawn()),
                 None => {
                     tracing::info!(provider = %provider.name, "No API key: calls are not reconciled with the platform")
@@ -256,7 +243,7 @@ impl Server {
 /// ticker dies, admission stops at once (503, `/healthz` failing) and [`Server::died`]
 /// resolves. A dead component is never silent.
 fn spawn_watchdog(
-    app: Arc<App>,
+    governor: Arc<Governor>,
     mut ticker: JoinHandle<()>,
     mut ops_ticker: JoinHandle<()>,
     died: tokio::sync::watch::Sender<Option<String>>,
@@ -270,12 +257,12 @@ fn spawn_watchdog(
     tokio::spawn(async move {
         let _abort = AbortOnDrop([ticker.abort_handle(), ops_ticker.abort_handle()]);
         let why = tokio::select! {
-            why = app.governor.journal_dead() => why,
+            why = governor.journal_dead() => why,
             end = &mut ticker => format!("the ticker stopped: {}", panic_text(end)),
             end = &mut ops_ticker => format!("the operations ticker stopped: {}", panic_text(end)),
         };
         tracing::error!(reason = %why, "A background component died; admission stops");
-        app.governor.stop_admission(why.clone());
+        governor.stop_admission(why.clone());
         let _ = died.send(Some(why));
     })
 }

@@ -4,7 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{TestServer, THREE_SLOTS};
+use support::{eventually, holds_within, secs, TestServer, THREE_SLOTS};
 
 #[tokio::test]
 async fn three_slots_with_an_inbound_reserve_admit_exactly_what_they_should() {
@@ -74,7 +74,7 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let s = TestServer::start(THREE_SLOTS).await;
     s.acquire(json!({ "flow": "support" })).await;
     let before = s.pool("acct").await;
-    let events_before = metric(&s, "callgate_events_total").await;
+    let events_before = s.first_metric("callgate_events_total").await;
     let cases: Vec<(&str, String, StatusCode)> = vec![
         ("malformed JSON", "{\"flow\": ".into(), StatusCode::BAD_REQUEST),
         ("not an object", "[1,2]".into(), StatusCode::BAD_REQUEST),
@@ -127,16 +127,7 @@ async fn bad_input_gets_a_json_4xx_and_changes_nothing() {
     let (st, _) = s.get("/v1/tickets/garbage").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(s.pool("acct").await, before, "nothing changed");
-    assert_eq!(metric(&s, "callgate_events_total").await, events_before, "no event was recorded");
-}
-
-async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
+    assert_eq!(s.first_metric("callgate_events_total").await, events_before, "no event was recorded");
 }
 
 #[tokio::test]
@@ -181,15 +172,15 @@ async fn a_long_poll_returns_the_grant_when_a_slot_frees() {
     for _ in 0..3 {
         held.push(s.acquire(json!({ "flow": "support" })).await.1["lease"]["id"].as_str().unwrap().to_string());
     }
-    let base = s.base.clone();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        reqwest::Client::new().delete(format!("{base}/v1/leases/{}", held[0])).send().await.unwrap();
-    });
-    let (st, v) = s.acquire(json!({ "flow": "support", "key": "patient", "wait_ms": 10_000 })).await;
+    // A slot frees once the request waits in line.
+    let release = async {
+        eventually("the request waits in line", secs(5), || async { s.pool("acct").await["waiting"] == 1 }).await;
+        s.delete(&format!("/v1/leases/{}", held[0])).await
+    };
+    let ((st, v), _) =
+        tokio::join!(s.acquire(json!({ "flow": "support", "key": "patient", "wait_ms": 10_000 })), release);
     assert_eq!(st, StatusCode::OK, "granted while the request waited: {v}");
     assert_eq!(v["lease"]["key"], "patient");
-    release.await.unwrap();
     // A short wait that nobody ends answers `queued` with the current position.
     let (st, v) = s.acquire(json!({ "flow": "support", "wait_ms": 100 })).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
@@ -208,12 +199,14 @@ async fn leases_expire_and_tickets_time_out_without_any_request() {
     let t1 = q["ticket"]["id"].as_str().unwrap().to_string();
     let t2 = q2["ticket"]["id"].as_str().unwrap().to_string();
     assert!(
-        s.eventually(5, || async { s.get(&format!("/v1/tickets/{t2}")).await.1["state"] == "timed_out" }).await,
+        holds_within(secs(5), || async { s.get(&format!("/v1/tickets/{t2}")).await.1["state"] == "timed_out" }).await,
         "the second ticket times out on its own"
     );
     let (_, v) = s.get(&format!("/v1/tickets/{t2}")).await;
     assert_eq!(v["overflow"]["action"], "voicemail", "{v}");
-    assert!(s.eventually(5, || async { s.get(&format!("/v1/tickets/{t1}")).await.1["state"] == "granted" }).await);
+    assert!(
+        holds_within(secs(5), || async { s.get(&format!("/v1/tickets/{t1}")).await.1["state"] == "granted" }).await
+    );
     assert_eq!(s.used("acct").await, 3);
     assert_eq!(s.pool("acct").await["waiting"], 0);
 }
@@ -349,7 +342,7 @@ async fn a_request_that_can_never_fit_is_refused_at_once_with_409_and_never_queu
     let (st, v) = s.acquire(json!({ "flow": "campaign" })).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let name = "callgate_rejections_total{pool=\"acct\",class=\"outbound\",reason=\"never_fits\"}";
-    assert!(s.eventually(5, || async { metric(&s, name).await == 1.0 }).await, "counted as never_fits");
+    assert!(holds_within(secs(5), || async { s.first_metric(name).await == 1.0 }).await, "counted as never_fits");
 }
 
 #[tokio::test]
@@ -365,7 +358,7 @@ async fn lowering_a_limit_ends_the_waiting_calls_that_can_no_longer_fit_and_the_
     // A caller long-polls on the conference's ticket (a repeated key waits on it).
     let waiter = s.acquire(json!({ "flow": "conference", "key": "conf", "wait_ms": 30_000 }));
     let lower = async {
-        assert!(s.eventually(5, || async { s.pool("acct").await["waiting"] == 2 }).await);
+        assert!(holds_within(secs(5), || async { s.pool("acct").await["waiting"] == 2 }).await);
         s.put("/v1/pools/acct", json!({ "limit": 2 })).await
     };
     let ((st, answer), (put_status, _)) = tokio::join!(waiter, lower);
@@ -379,7 +372,7 @@ async fn lowering_a_limit_ends_the_waiting_calls_that_can_no_longer_fit_and_the_
     let (_, t) = s.get(&format!("/v1/tickets/{}", small["ticket"]["id"].as_str().unwrap())).await;
     assert_eq!(t["state"], "granted", "the caller behind it gets the free line: {t}");
     let name = "callgate_tickets_ended_total{pool=\"acct\",class=\"inbound\",outcome=\"never_fits\"}";
-    assert!(s.eventually(5, || async { metric(&s, name).await == 1.0 }).await, "counted as never_fits");
+    assert!(holds_within(secs(5), || async { s.first_metric(name).await == 1.0 }).await, "counted as never_fits");
     // The end is in the journal: after a restart nothing waits and the conference is
     // refused at once, as the journal's lower limit says.
     let s = s.restart().await;
@@ -407,4 +400,44 @@ async fn a_stored_ticket_that_no_longer_fits_the_configured_limit_ends_at_start_
     // Its end is in the journal: it does not come back.
     let s = s.restart().await;
     assert_eq!((s.pool("acct").await["waiting"].as_u64(), s.used("acct").await), (Some(0), 2));
+}
+
+/// An in-process holder's lease (the dialer's, the demo's) is held by a guard: released,
+/// it is gone when `release` returns; handed off, it stays; dropped with its task (an
+/// abort, an early return), it goes back.
+#[tokio::test]
+async fn a_lease_guard_gives_the_lease_back_unless_it_was_handed_off() {
+    use callgate_core::LeaseId;
+    use callgate_server::governor::LeaseGuard;
+    let s = TestServer::start(THREE_SLOTS).await;
+    let governor = s.server().app.governor.clone();
+    let mut ids: Vec<LeaseId> = Vec::new();
+    for i in 0..3 {
+        let (st, v) = s.acquire(json!({ "flow": "support", "key": format!("g-{i}") })).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        ids.push(v["lease"]["id"].as_str().unwrap().parse().unwrap());
+    }
+    assert_eq!(s.used("acct").await, 3);
+
+    let released = LeaseGuard::new(governor.clone(), ids[0]);
+    assert!(released.release().await.unwrap());
+    assert_eq!(s.used("acct").await, 2, "released before `release` returned");
+
+    let handed = LeaseGuard::new(governor.clone(), ids[1]).disarm();
+    assert_eq!(handed, ids[1]);
+
+    let held = LeaseGuard::new(governor.clone(), ids[2]);
+    let holder = tokio::spawn(async move {
+        let _line = held;
+        std::future::pending::<()>().await
+    });
+    holder.abort();
+    assert!(holder.await.unwrap_err().is_cancelled());
+    assert!(
+        holds_within(secs(5), || async { s.used("acct").await == 1 }).await,
+        "the aborted holder's lease went back"
+    );
+    let (_, leases) = s.get("/v1/leases").await;
+    let keys: Vec<&str> = leases["leases"].as_array().unwrap().iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["g-1"], "the handed-off lease is still held");
 }

@@ -13,10 +13,10 @@ use callgate_server::campaign::{BookedCallback, CallbackBook, ProviderUpdate};
 use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{ManualClock, TestServer};
+use support::{eventually, holds_within, secs, ManualClock, TestServer};
 use vapi_dialer::{vapi_account, FakeVapi};
 
 impl TestServer {
@@ -33,31 +33,38 @@ impl TestServer {
         v
     }
 
-    /// Waits (up to `secs`) until the campaign has no lead left to dial or in a call.
+    /// Waits (up to about `secs`) until the campaign has no lead left to dial or in a
+    /// call; its view then.
     async fn finished(&self, name: &str, secs: u64) -> Value {
-        for _ in 0..secs * 10 {
+        let last = Mutex::new(Value::Null);
+        let finished = || async {
             let v = self.campaign(name).await;
-            if v["finished"] == true {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let done = v["finished"] == true;
+            *last.lock().unwrap() = v;
+            done
+        };
+        if !holds_within(Duration::from_secs(secs), finished).await {
+            panic!("campaign `{name}` did not finish: {}", last.lock().unwrap());
         }
-        panic!("campaign `{name}` did not finish: {}", self.campaign(name).await);
+        last.into_inner().unwrap()
     }
 
-    /// Hands the fake's call ends to the dialer, as the Vapi webhook does.
+    /// Waits until the dialer's pacing loop has looked at every campaign at the clock's
+    /// time and found nothing to dial (see `Campaigns::settle`).
+    async fn settle(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.server().campaigns.settle())
+            .await
+            .expect("the pacing loop settles");
+    }
+
+    /// Publishes the fake's call ends on the bus as call events, as the Vapi webhook does.
     fn wire_webhook(&self, fake: &FakeVapi, provider: &'static str) {
-        let campaigns = self.server().campaigns.clone();
+        let bus = self.server().app.bus.clone();
         fake.set_hook(Arc::new(move |call_id: String, attempt: Option<u64>, call: Value| {
-            let c = campaigns.clone();
+            let bus = bus.clone();
             tokio::spawn(async move {
-                c.provider_update(ProviderUpdate {
-                    provider: provider.into(),
-                    call_id,
-                    attempt,
-                    state: call_state(&call),
-                })
-                .await;
+                bus.call(ProviderUpdate { provider: provider.into(), call_id, attempt, state: call_state(&call) })
+                    .await;
             });
         }));
     }
@@ -194,6 +201,7 @@ retry = {{ busy = "20ms", no_answer = "20ms", voicemail = "20ms", failed = "20ms
                 max_out = max_out.max(leases.iter().filter(|l| &*l.class == "outbound").count());
                 max_all = max_all.max(leases.len());
                 samples += 1;
+                // The sampling pace, not a wait for anything.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             (max_out, max_all, samples)
@@ -223,6 +231,7 @@ retry = {{ busy = "20ms", no_answer = "20ms", voicemail = "20ms", failed = "20ms
                 let v: Value = resp.json().await.unwrap();
                 assert!(fake.inbound_start(), "an inbound call found the account full");
                 count.fetch_add(1, Ordering::Relaxed);
+                // The simulated caller talks, hangs up, and calls again a moment later.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 fake.inbound_end();
                 let id = v["lease"]["id"].as_str().unwrap();
@@ -283,14 +292,19 @@ window = { start = "08:00", end = "21:00" }
 calls_per_second = 50
 start = true
 "#;
+    // The clock stands still at 08:00 UTC.
     let cg = TestServer::start_with_clock(&account(&fake.url, campaign), ManualClock::at(now)).await;
     let mut body = leads(5, 212); // New York numbers
     body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+44 20 7946 0958" })); // London
     body["leads"].as_array_mut().unwrap().push(json!({ "phone": "+12125550199", "timezone": "Asia/Tokyo" })); // 17:00 there
     let report = import(&cg, "night", body).await;
     assert_eq!(report["added"], 7, "{report}");
-    // Give the dialer every chance to misbehave.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The leads in daytime are dialed; once the pacing loop has looked again and found
+    // nothing to dial, no other lead has been taken (none is dialing, all five wait in the
+    // scheduler), nor will be while the clock says 08:00.
+    eventually("two leads are dialed", secs(10), || async { fake.counts().placed.len() >= 2 }).await;
+    cg.settle().await;
+    assert_eq!(cg.campaign("night").await["leads"]["scheduled"], 5, "no night lead was taken");
     let placed: Vec<String> = fake.counts().placed.iter().map(|p| p.phone.clone()).collect();
     let mut placed_sorted = placed.clone();
     placed_sorted.sort();
@@ -354,17 +368,8 @@ retry = { max_attempts = 1 }"#,
         assert_eq!(v["attempts"], 20, "refusals do not count as attempts: {v}");
         assert_eq!(fake.counts().refusals, 3);
         // The cap that the refusal lowered comes back after the cooldown.
-        let ok = async {
-            for _ in 0..100 {
-                let (_, p) = cg.get("/v1/pools/vapi").await;
-                if p["cap"] == 10 {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            false
-        };
-        assert!(ok.await, "the pool's cap is restored");
+        let restored = || async { cg.get("/v1/pools/vapi").await.1["cap"] == 10 };
+        eventually("the pool's cap is restored", secs(5), restored).await;
     }
 }
 
@@ -552,23 +557,22 @@ async fn campaigns_are_created_and_driven_through_the_api() {
     assert_eq!(s, StatusCode::OK);
     cg.token = Some("admin-token".into());
     import(&cg, "api-made", leads(30, 617)).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cg.settle().await;
     assert_eq!(cg.campaign("api-made").await["attempts"], 0, "paused: nothing dialed");
     let (_, v) = cg.post("/v1/campaigns/api-made/start", json!(null)).await;
     assert_eq!(v["state"], "running");
     // Pause while it runs: no new attempts after the pause, live calls end by themselves.
-    let mut running = cg.campaign("api-made").await;
-    while running["attempts"].as_u64().unwrap() < 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        running = cg.campaign("api-made").await;
-    }
+    let five = || async { cg.campaign("api-made").await["attempts"].as_u64().unwrap() >= 5 };
+    eventually("five attempts are made", secs(30), five).await;
     let (_, v) = cg.post("/v1/campaigns/api-made/pause", json!(null)).await;
     assert_eq!(v["state"], "paused");
     assert!(v["live"].as_u64().unwrap() <= 2, "max_concurrency holds: {v}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ended = || async { cg.campaign("api-made").await["live"] == 0 };
+    eventually("live calls end on their own", secs(10), ended).await;
     let paused = cg.campaign("api-made").await;
-    assert_eq!(paused["live"], 0, "live calls ended on their own");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Nothing live, nothing being dialed: once the pacing loop has looked again, a dial
+    // would show.
+    cg.settle().await;
     assert_eq!(cg.campaign("api-made").await["attempts"], paused["attempts"], "no dial while paused");
     let (_, v) = cg.post("/v1/campaigns/api-made/resume", json!(null)).await;
     assert_eq!(v["state"], "running");
@@ -614,8 +618,13 @@ async fn booked_callbacks_are_dialed_first_in_the_callback_class() {
         due_at: 0,
     }])));
     cg.server().campaigns.set_callback_book(book.clone());
-    // Give the book a moment to be read, then start: the callback goes first.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the dialer has read the book (the callback is a lead waiting to be dialed),
+    // start: the callback goes first.
+    let taken = || async {
+        let leads = cg.campaign("sim").await["leads"].clone();
+        leads["total"] == 31 && leads["scheduled"] == 31
+    };
+    eventually("the dialer takes the booked callback", secs(10), taken).await;
     cg.post("/v1/campaigns/sim/start", json!(null)).await;
     cg.finished("sim", 60).await;
     let store = cg.server().campaigns.store().clone();
@@ -638,37 +647,21 @@ async fn the_demo_runs_its_campaign_within_the_budget() {
     let body = axum::body::Bytes::from(leads.to_string());
     let report = campaigns.import("demo", body, Default::default()).await.unwrap();
     assert_eq!(report.added, 500, "every simulated lead is a valid number: {report:?}");
-    // It dials at once (start = true), within the outbound share.
-    let mut max_out = 0;
-    for _ in 0..40 {
+    // It dials at once (start = true), within the outbound share: the leases, sampled
+    // until it has made three attempts.
+    let max_out = AtomicUsize::new(0);
+    let three = || async {
         let leases = server.app.governor.leases(Some("vapi")).unwrap();
-        max_out = max_out.max(leases.iter().filter(|l| &*l.class == "outbound").count());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        max_out.fetch_max(leases.iter().filter(|l| &*l.class == "outbound").count(), Ordering::Relaxed);
+        campaigns.view("demo").unwrap().attempts >= 3
+    };
+    eventually("the demo makes three attempts", secs(30), three).await;
+    let max_out = max_out.into_inner();
     assert!((1..=7).contains(&max_out), "{max_out}");
     server.stop().await;
 }
 
-/// Polls `check` every 10 ms for up to `secs` seconds.
-async fn until<F, Fut>(secs: u64, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..secs * 100 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 impl TestServer {
-    async fn metrics(&self) -> String {
-        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
-    }
-
     async fn cap(&self, pool: &str) -> Value {
         self.get(&format!("/v1/pools/{pool}")).await.1["cap"].clone()
     }
@@ -710,16 +703,21 @@ async fn a_refusal_on_an_adaptive_pool_is_a_drop_and_no_cooldown_raises_the_cap_
         r#"cooldown = "100ms"
 retry = { max_attempts = 1 }"#,
     );
-    // The account's pool adapts: AIMD, each drop × 0.9.
-    let toml = account(&fake.url, &campaign).replace(
-        "reserve = { inbound = 3 }",
-        "reserve = { inbound = 3 }\nadaptive = { algorithm = \"aimd\", min = 2, window = { min = \"1ms\", max = \"1ms\", min_samples = 1 } }",
-    );
+    // The account's pool adapts: AIMD, each drop × 0.9. Reconciliation lists the account
+    // every 100 ms.
+    let toml = account(&fake.url, &campaign)
+        .replace(
+            "reserve = { inbound = 3 }",
+            "reserve = { inbound = 3 }\nadaptive = { algorithm = \"aimd\", min = 2, window = { min = \"1ms\", max = \"1ms\", min_samples = 1 } }",
+        )
+        .replace(r#"reconcile_every = "1s""#, r#"reconcile_every = "100ms""#);
     let cg = start_wired(&fake, &toml).await;
     // The limiter has moved the cap once already: 10 → 9.
     let (s, v) = cg.post("/v1/samples", json!({ "pool": "vapi", "dropped": true })).await;
     assert_eq!((s, &v["caps"]["vapi"]), (StatusCode::OK, &json!(9)), "{v}");
-    tokio::time::sleep(Duration::from_millis(5)).await; // the limiter's next window
+    // The refusal must fall in the limiter's next window (1 ms long).
+    let sampled = cg.now_ms();
+    eventually("the limiter's window passes", secs(5), || async { cg.now_ms() >= sampled + 5 }).await;
     import(&cg, "adaptive", leads(10, 415)).await;
     cg.post("/v1/campaigns/adaptive/start", json!(null)).await;
     let v = cg.finished("adaptive", 30).await;
@@ -729,9 +727,12 @@ retry = { max_attempts = 1 }"#,
     let adaptive_cap = || async { cg.get("/v1/stats").await.1["adaptive"][0]["cap"].clone() };
     assert_eq!(adaptive_cap().await, 8, "the refusal reached the limiter");
     assert_eq!(cg.cap("vapi").await, 8);
-    // Well past the campaign's cooldown (and any periodic restore of a cap), nothing has
-    // raised the cap above the limiter's.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Past the campaign's cooldown and two reconciliations after it (which end a fixed
+    // pool's refusal cap), nothing has raised the cap above the limiter's.
+    let cooled = || async { cg.campaign("adaptive").await["providers"][0]["cooling_down_until_ms"].is_null() };
+    eventually("the campaign's cooldown ends", secs(10), cooled).await;
+    let lists = fake.counts().lists;
+    eventually("reconciliation lists twice more", secs(10), || async { fake.counts().lists >= lists + 2 }).await;
     assert_eq!((cg.cap("vapi").await, adaptive_cap().await), (json!(8), json!(8)));
     let sources = cg.server().app.governor.cap_sources("vapi").unwrap();
     assert_eq!((sources.adaptive, sources.cooldown), (Some(8), None), "no cooldown source on an adaptive pool");
@@ -781,10 +782,10 @@ async fn reconciliation_never_adopts_the_dialers_own_calls() {
     assert!(!toml.contains("adopt"));
     let cg = start_wired(&fake, &toml).await;
     import(&cg, "own", leads(3, 212)).await;
-    assert!(until(10, || async { fake.counts().live_out == 3 }).await, "the three calls are live");
+    assert!(holds_within(secs(10), || async { fake.counts().live_out == 3 }).await, "the three calls are live");
     let listed = fake.counts().lists;
     assert!(
-        until(10, || async { fake.counts().lists >= listed + 4 }).await,
+        holds_within(secs(10), || async { fake.counts().lists >= listed + 4 }).await,
         "reconciliation listed them again and again"
     );
     assert_eq!(fake.counts().live_out, 3, "still live");
@@ -795,7 +796,7 @@ async fn reconciliation_never_adopts_the_dialers_own_calls() {
     assert!(cg.metrics().await.contains("callgate_adopted_total{provider=\"vapi-main\"} 0"));
     let v = cg.finished("own", 30).await;
     assert_eq!(v["leads"]["done"]["completed"], 3, "{v}");
-    assert!(until(5, || async { cg.get("/v1/pools/vapi").await.1["used"] == 0 }).await);
+    assert!(holds_within(secs(5), || async { cg.get("/v1/pools/vapi").await.1["used"] == 0 }).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,7 +856,7 @@ start = true
         let (_, all) = cg.get("/v1/callbacks").await;
         all[0]["state"] == "done"
     };
-    assert!(until(10, done).await, "{}", cg.get("/v1/callbacks").await.1);
+    assert!(holds_within(secs(10), done).await, "{}", cg.get("/v1/callbacks").await.1);
     let (_, booked) = cg.get("/v1/callbacks?state=booked").await;
     assert_eq!(booked, json!([]), "a dialed callback is no longer booked");
     let (_, all) = cg.get("/v1/callbacks?state=done").await;
@@ -890,7 +891,7 @@ retry = { failed = "10ms", max_attempts = 3 }"#,
         cg.metrics().await.contains("callgate_provider_refusals_total{pool=\"vapi\"} 1"),
         "the governor heard of it"
     );
-    assert!(until(5, || async { cg.cap("vapi").await == 10 }).await, "and its cooldown ended");
+    assert!(holds_within(secs(5), || async { cg.cap("vapi").await == 10 }).await, "and its cooldown ended");
 }
 
 /// Ends a call the fake holds open (its script had it ring for minutes) the way the
@@ -958,7 +959,8 @@ impl TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_booked_while_its_lead_is_dialed_is_dialed_unless_that_call_reaches_the_caller() {
     // One line on the account, so an inbound call overflows while the campaign's call
-    // holds it; the overflow books a callback due 2 s later. The campaign returns
+    // holds it; the overflow books a callback due 2 s later (on the manual clock, which
+    // the test moves). The campaign returns
     // callbacks and dials each lead once. Every number's first call rings until the test
     // ends it (deterministically: after the dialer took the callback for the lead being
     // dialed); later calls are answered and short.
@@ -1010,7 +1012,8 @@ retry = {{ max_attempts = 1 }}
 "#,
         url = fake.url
     );
-    let cg = TestServer::start(&toml).await;
+    let clock = ManualClock::at(1_800_000_000_000);
+    let cg = TestServer::start_with_clock(&toml, clock.clone()).await;
     cg.wire_vapi_webhook(&fake, "vapi-main");
     let store = cg.server().campaigns.store().clone();
     import(&cg, "renewals", json!({ "leads": [ { "phone": MISSED } ] })).await;
@@ -1026,17 +1029,23 @@ retry = {{ max_attempts = 1 }}
     // 1. The campaign calls MISSED; meanwhile MISSED calls in, overflows and is promised a
     //    callback, which the dialer takes for the lead it is dialing.
     let missed_calls = placed_to(MISSED);
-    assert!(until(10, || async { missed_calls().await == 1 }).await, "the campaign called MISSED");
+    assert!(holds_within(secs(10), || async { missed_calls().await == 1 }).await, "the campaign called MISSED");
     let cb_missed = cg.book_callback("in-1", MISSED).await;
     let missed = cg.callback(cb_missed).await;
-    assert!(until(5, || async { cg.callback(cb_missed).await["state"] == "dialing" }).await, "{missed}");
+    assert!(holds_within(secs(5), || async { cg.callback(cb_missed).await["state"] == "dialing" }).await, "{missed}");
     let lead_missed = store.lead(1).unwrap().unwrap();
     assert_eq!((lead_missed.phone.as_str(), lead_missed.state.as_str()), (MISSED, "dialing"), "the race is on");
     // The campaign's call goes unanswered: the callback is still owed. It is dialed at
     // its promised time, in the callback class, and done with that call's outcome.
     hang_up(&fake, &call_to(MISSED), None);
+    let owed = || async { store.lead(1).unwrap().unwrap().state == "pending" };
+    eventually("the lead waits for its callback", secs(10), owed).await;
+    cg.settle().await;
+    assert_eq!(cg.callback(cb_missed).await["state"], "dialing", "not dialed before the promised time");
+    assert_eq!(placed_to(MISSED)().await, 1, "not dialed before the promised time");
+    clock.set(missed["due_at_ms"].as_u64().unwrap());
     let done = || async { cg.callback(cb_missed).await["state"] == "done" };
-    assert!(until(10, done).await, "the callback was never dialed: {}", cg.callback(cb_missed).await);
+    assert!(holds_within(secs(10), done).await, "the callback was never dialed: {}", cg.callback(cb_missed).await);
     let cb = cg.callback(cb_missed).await;
     assert_eq!(cb["outcome"], "completed", "{cb}");
     let attempts = store.attempts_of(1).unwrap();
@@ -1051,18 +1060,22 @@ retry = {{ max_attempts = 1 }}
     //    has been called back. The callback is done with that outcome; no second call.
     import(&cg, "renewals", json!({ "leads": [ { "phone": REACHED } ] })).await;
     let reached_calls = placed_to(REACHED);
-    assert!(until(10, || async { reached_calls().await == 1 }).await, "the campaign called REACHED");
+    assert!(holds_within(secs(10), || async { reached_calls().await == 1 }).await, "the campaign called REACHED");
     let cb_reached = cg.book_callback("in-2", REACHED).await;
-    assert!(until(5, || async { cg.callback(cb_reached).await["state"] == "dialing" }).await);
+    assert!(holds_within(secs(5), || async { cg.callback(cb_reached).await["state"] == "dialing" }).await);
     assert_eq!(store.lead(2).unwrap().unwrap().state, "dialing", "the race is on");
     // The caller picks up after asking (the talk, 20 ms, begins after the booking).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(100);
     hang_up(&fake, &call_to(REACHED), Some(20));
     let done = || async { cg.callback(cb_reached).await["state"] == "done" };
-    assert!(until(10, done).await, "the callback stayed: {}", cg.callback(cb_reached).await);
+    assert!(holds_within(secs(10), done).await, "the callback stayed: {}", cg.callback(cb_reached).await);
     assert_eq!(cg.callback(cb_reached).await["outcome"], "completed");
     cg.finished("renewals", 10).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await; // past its promised time
+    // Past its promised time, once the pacing loop has looked and found nothing to dial:
+    // nothing is being dialed (a call placed since would show in the fake).
+    clock.advance(2_500);
+    cg.settle().await;
+    assert_eq!(cg.campaign("renewals").await["live"], 0, "nothing is being dialed");
     assert_eq!(reached_calls().await, 1, "a caller reached after asking is not called again");
     let lead = store.lead(2).unwrap().unwrap();
     assert_eq!((lead.state.as_str(), lead.warm, lead.callback_id), ("done", false, Some(cb_reached)));

@@ -9,7 +9,7 @@ use callgate_store::Fault;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use support::{config, ManualClock, TestServer, THREE_SLOTS};
+use support::{config, holds_within, secs, ManualClock, TestServer, THREE_SLOTS};
 
 const T0: u64 = 1_800_000_000_000;
 
@@ -22,12 +22,6 @@ fn fault(s: &TestServer, f: Fault) {
     s.server().app.governor.inject_journal_fault(f);
 }
 
-async fn metrics(s: &TestServer) -> String {
-    let (status, body) = s.get("/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    body.as_str().unwrap_or_default().to_string()
-}
-
 async fn grant(s: &TestServer, key: &str) -> String {
     let (status, v) = s.acquire(json!({ "flow": "support", "key": key })).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -38,7 +32,7 @@ async fn grant(s: &TestServer, key: &str) -> String {
 async fn healthy_again(s: &TestServer, clock: &ManualClock) {
     // The probe interval runs on the server's clock; the ticker runs every 20 ms.
     clock.advance(1_000);
-    let ok = s.eventually(10, || async { s.get("/healthz").await.0 == StatusCode::OK }).await;
+    let ok = holds_within(secs(10), || async { s.get("/healthz").await.0 == StatusCode::OK }).await;
     assert!(ok, "admission resumes once a commit succeeds again");
 }
 
@@ -46,7 +40,7 @@ async fn healthy_again(s: &TestServer, clock: &ManualClock) {
 async fn a_failed_commit_leaves_the_ledger_as_it_was_and_stops_admission_visibly() {
     let (s, clock) = start().await;
     let first = grant(&s, "call-a").await;
-    assert!(metrics(&s).await.contains("callgate_journal_up 1"));
+    assert!(s.metrics().await.contains("callgate_journal_up 1"));
 
     // The disk refuses writes (SQLite really fails the commit: query_only).
     fault(&s, Fault::ReadOnly);
@@ -55,7 +49,7 @@ async fn a_failed_commit_leaves_the_ledger_as_it_was_and_stops_admission_visibly
     assert_eq!(v["error"]["code"], "unavailable", "{v}");
     let (status, v) = s.get("/healthz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert!(metrics(&s).await.contains("callgate_journal_up 0"));
+    assert!(s.metrics().await.contains("callgate_journal_up 0"));
     // Every later request is refused too, and nothing reads state that is not on disk.
     let (status, _) = s.acquire(json!({ "flow": "support", "key": "call-c" })).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -68,7 +62,7 @@ async fn a_failed_commit_leaves_the_ledger_as_it_was_and_stops_admission_visibly
     // ledger as it was before the failed request (no phantom lease of call-b).
     fault(&s, Fault::Writable);
     healthy_again(&s, &clock).await;
-    assert!(metrics(&s).await.contains("callgate_journal_up 1"));
+    assert!(s.metrics().await.contains("callgate_journal_up 1"));
     assert_eq!(s.used("acct").await, 1, "only the lease acknowledged before the failure");
     let (_, leases) = s.get("/v1/leases").await;
     let keys: Vec<&str> = leases["leases"].as_array().unwrap().iter().filter_map(|l| l["key"].as_str()).collect();
@@ -122,7 +116,7 @@ async fn a_dead_journal_writer_stops_admission_and_the_server_says_so() {
     assert!(why.contains("journal writer"), "{why}");
     let (status, _) = s.get("/healthz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(metrics(&s).await.contains("callgate_journal_up 0"));
+    assert!(s.metrics().await.contains("callgate_journal_up 0"));
     for key in ["call-c", "call-d"] {
         let (status, v) = s.acquire(json!({ "flow": "support", "key": key })).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
@@ -146,7 +140,7 @@ async fn a_dead_ticker_stops_admission_and_the_server_says_so() {
     assert!(why.contains("ticker"), "{why}");
     let (status, _) = s.get("/healthz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(metrics(&s).await.contains("callgate_journal_up 0"));
+    assert!(s.metrics().await.contains("callgate_journal_up 0"));
     let (status, v) = s.acquire(json!({ "flow": "support", "key": "call-b" })).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     let s = s.restart().await;
@@ -190,9 +184,10 @@ async fn ended_tickets_keep_their_outcome_across_a_restart() {
     let (status, _) = s.delete("/v1/leases?key=a").await;
     assert_eq!(status, StatusCode::OK);
     clock.advance(5_000);
-    let timed_out = s
-        .eventually(10, || async { s.get(&format!("/v1/tickets/{}", tickets[2])).await.1["state"] == "timed_out" })
-        .await;
+    let timed_out = holds_within(secs(10), || async {
+        s.get(&format!("/v1/tickets/{}", tickets[2])).await.1["state"] == "timed_out"
+    })
+    .await;
     assert!(timed_out);
     let (_, granted) = s.get(&format!("/v1/tickets/{}", tickets[0])).await;
     assert_eq!(granted["state"], "granted", "{granted}");
@@ -210,9 +205,10 @@ async fn ended_tickets_keep_their_outcome_across_a_restart() {
 
     // Forgotten after the retention time (10 minutes), restart or not.
     clock.advance(10 * 60 * 1000 + 1);
-    let forgotten = s
-        .eventually(10, || async { s.get(&format!("/v1/tickets/{}", tickets[1])).await.0 == StatusCode::NOT_FOUND })
-        .await;
+    let forgotten = holds_within(secs(10), || async {
+        s.get(&format!("/v1/tickets/{}", tickets[1])).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
     assert!(forgotten);
 }
 

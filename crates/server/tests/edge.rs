@@ -6,7 +6,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::TestServer;
+use support::{holds_within, secs, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,15 +39,6 @@ pools = ["acct"]
 class = "outbound"
 "#;
 
-async fn metric(s: &TestServer, name: &str) -> f64 {
-    let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 /// `{"a":{"a":…{}…}}`, `depth` objects deep.
 fn nested(depth: usize) -> String {
     format!("{}{{}}{}", "{\"a\":".repeat(depth - 1), "}".repeat(depth - 1))
@@ -63,7 +54,7 @@ async fn a_meta_nested_200_deep_is_refused_before_anything_is_admitted() {
     // Someone watches the events: the journal's consumers are what broke on this input.
     let events = s.client.get(format!("{}/v1/events", s.base)).send().await.unwrap();
     assert_eq!(events.status(), StatusCode::OK);
-    let events_before = metric(&s, "callgate_events_total").await;
+    let events_before = s.first_metric("callgate_events_total").await;
 
     let body = acquire_with_meta(&nested(200));
     assert!(body.len() < 1500, "a small body: {} bytes", body.len());
@@ -71,7 +62,7 @@ async fn a_meta_nested_200_deep_is_refused_before_anything_is_admitted() {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["code"], "meta_too_deep");
     assert_eq!(s.used("acct").await, 0, "nothing admitted");
-    assert_eq!(metric(&s, "callgate_events_total").await, events_before, "nothing journaled");
+    assert_eq!(s.first_metric("callgate_events_total").await, events_before, "nothing journaled");
 
     // The server keeps serving: healthy, and the next caller is granted.
     assert_eq!(s.get("/healthz").await.0, StatusCode::OK);
@@ -105,9 +96,9 @@ async fn every_input_is_bounded_with_a_json_4xx_and_changes_nothing() {
     s.acquire(json!({ "flow": "support", "key": "first" })).await;
     // The journal's consumers count an event just after it is durable: wait for the
     // grant's to be counted before taking the baseline.
-    assert!(s.eventually(10, || async { metric(&s, "callgate_events_total").await > 0.0 }).await);
+    assert!(holds_within(secs(10), || async { s.first_metric("callgate_events_total").await > 0.0 }).await);
     let before = s.pool("acct").await;
-    let events_before = metric(&s, "callgate_events_total").await;
+    let events_before = s.first_metric("callgate_events_total").await;
     let many_pools: Vec<Value> = (0..17).map(|i| json!({ "pool": format!("p{i}") })).collect();
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
         (
@@ -165,7 +156,7 @@ async fn every_input_is_bounded_with_a_json_4xx_and_changes_nothing() {
     let (st, v) = s.post("/v1/samples", json!({ "dependency": "d".repeat(129), "ok": true })).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(s.pool("acct").await, before, "nothing changed");
-    assert_eq!(metric(&s, "callgate_events_total").await, events_before, "no event was recorded");
+    assert_eq!(s.first_metric("callgate_events_total").await, events_before, "no event was recorded");
 }
 
 #[tokio::test]
@@ -421,12 +412,11 @@ async fn beyond_the_connection_cap_new_clients_are_refused_and_established_ones_
 
     // Once one leaves, a new client gets in.
     drop(b);
-    let served = s
-        .eventually(30, || async {
-            let r = fresh_client().get(format!("{}/healthz", s.base)).send().await;
-            r.is_ok_and(|r| r.status() == StatusCode::OK)
-        })
-        .await;
+    let served = holds_within(secs(30), || async {
+        let r = fresh_client().get(format!("{}/healthz", s.base)).send().await;
+        r.is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
     assert!(served, "a freed slot serves a new client");
     assert_eq!(raw_get(&mut a, "/healthz").await, 200);
 }

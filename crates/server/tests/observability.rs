@@ -5,9 +5,9 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use support::TestServer;
+use support::{eventually, secs, TestServer};
 
 const CONFIG: &str = r#"
 [[classes]]
@@ -142,9 +142,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 }
 
 async fn scrape(s: &TestServer) -> Vec<Sample> {
-    let r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    parse(&r.text().await.unwrap())
+    parse(&s.metrics().await)
 }
 
 #[test]
@@ -265,15 +263,10 @@ async fn a_notification_that_cannot_be_delivered_shows_in_alerts_and_metrics() {
         s.post("/v1/acquire", json!({ "flow": "support", "key": k })).await;
     }
     s.server().app.governor.evaluate_alerts().await;
-    // The post runs in the background; wait (bounded) for its outcome.
-    let mut alert = Value::Null;
-    for _ in 0..500 {
-        alert = s.get("/v1/alerts").await.1[0].clone();
-        if alert.get("last_notification").is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // The post runs in the background: wait for its outcome.
+    let outcome = || async { s.get("/v1/alerts").await.1[0].get("last_notification").is_some() };
+    eventually("the notification's outcome is shown", secs(5), outcome).await;
+    let alert = s.get("/v1/alerts").await.1[0].clone();
     assert_eq!(alert["state"], "firing", "{alert}");
     assert_eq!(alert["last_notification"]["ok"], false, "{alert}");
     assert!(alert["last_notification"]["detail"].as_str().unwrap().starts_with("cannot post"), "{alert}");

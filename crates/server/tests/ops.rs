@@ -5,14 +5,11 @@
 
 mod support;
 
-use callgate_server::clock::Clock;
-use callgate_server::{ServeOptions, Server};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use support::TestServer;
+use support::{eventually, secs, ManualClock, TestServer};
 
 const OPS: &str = r#"
 [[classes]]
@@ -220,21 +217,6 @@ async fn the_waiting_line_lists_callers_first_in_line_first() {
 
 // ----- alerts on a manual clock ----------------------------------------------------------
 
-#[derive(Debug)]
-struct ManualClock(AtomicU64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl ManualClock {
-    fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
 /// A receiver of notifications on 127.0.0.1:0; returns its URL and what it received.
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -255,50 +237,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, got)
-}
-
-/// A small JSON client for a server started here (not through `TestServer`).
-struct Api {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.client.get(format!("{}{path}", self.base))).await
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.client.delete(format!("{}{path}", self.base))).await
-    }
-
-    async fn acquire(&self, body: Value) -> (StatusCode, Value) {
-        self.send(self.client.post(format!("{}/v1/acquire", self.base)).json(&body)).await
-    }
-
-    async fn pool(&self, name: &str) -> Value {
-        self.get(&format!("/v1/pools/{name}")).await.1
-    }
-
-    async fn metrics(&self) -> String {
-        self.client.get(format!("{}/metrics", self.base)).send().await.unwrap().text().await.unwrap()
-    }
-}
-
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    for _ in 0..250 {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -333,17 +271,9 @@ actions = [
 ]
 "#
     );
-    let clock = Arc::new(ManualClock(AtomicU64::new(1_800_000_000_000)));
-    let dir = tempfile::tempdir().unwrap();
-    let opts = ServeOptions {
-        config: support::config(&toml),
-        config_path: None,
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        data_dir: Some(dir.path().to_path_buf()),
-    };
-    let server = Server::start_with_clock(opts, clock.clone()).await.unwrap();
-    let s = Api { base: format!("http://{}", server.addr), client: reqwest::Client::new() };
-    let governor = &server.app.governor;
+    let clock = ManualClock::at(1_800_000_000_000);
+    let mut s = TestServer::start_with_clock(&toml, clock.clone()).await;
+    let governor = &s.server().app.governor;
 
     // A call that waits for 2 of the campaign pool's 3 units (1 is free).
     s.acquire(json!({ "pools": [{ "pool": "campaign", "units": 2 }], "class": "outbound" })).await;
@@ -376,7 +306,7 @@ actions = [
     let (_, t) = s.get(&format!("/v1/tickets/{big}")).await;
     assert_eq!(t["state"], "never_fits", "set_limit ended the waiting call that can no longer fit: {t}");
     assert_eq!(s.pool("campaign").await["waiting"], 0);
-    assert!(eventually(|| got.lock().unwrap().len() == 1).await, "notified once");
+    eventually("notified once", secs(5), || async { got.lock().unwrap().len() == 1 }).await;
     let note = got.lock().unwrap()[0].clone();
     assert_eq!(note["state"], "firing");
     assert_eq!(note["alert"], "saturated");
@@ -408,9 +338,9 @@ actions = [
     s.acquire(json!({ "flow": "support", "key": "c7" })).await;
     let (_, v) = s.acquire(json!({ "flow": "support", "key": "c8" })).await;
     assert_eq!(v["overflow"]["action"], "voicemail", "undo restored the overflow");
-    assert!(eventually(|| got.lock().unwrap().len() == 2).await);
+    eventually("notified of the resolution", secs(5), || async { got.lock().unwrap().len() == 2 }).await;
     assert_eq!(got.lock().unwrap()[1]["state"], "resolved");
-    server.stop().await;
+    s.server.take().expect("running").stop().await;
 }
 
 // ----- the live page ---------------------------------------------------------------------
@@ -516,7 +446,7 @@ class = "inbound"
 
 #[tokio::test]
 async fn the_governor_owns_pool_caps_a_refusal_cools_a_fixed_pool_and_drops_an_adaptive_one() {
-    let clock = support::ManualClock::at(1_800_000_000_000);
+    let clock = ManualClock::at(1_800_000_000_000);
     let s = TestServer::start_with_clock(TWO_POOLS, clock.clone()).await;
     let governor = &s.server().app.governor;
     let s = &s;
@@ -607,7 +537,7 @@ depends_on = ["llm"]
 #[tokio::test]
 async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
     use callgate_server::governor::{AcquireRequest, Answer, Edge, Target};
-    let clock = support::ManualClock::at(1_700_000_000_000);
+    let clock = ManualClock::at(1_700_000_000_000);
     let s = TestServer::start_with_clock(GATED_CAMPAIGN, clock.clone()).await;
     let governor = &s.server().app.governor;
     // The dialer acquires by pools (its provider's pool may stand in for the flow's), for
@@ -640,4 +570,66 @@ async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
     let (st, v) = s.acquire(json!({ "flow": "support" })).await;
     assert_eq!((st, &v["reason"]), (StatusCode::TOO_MANY_REQUESTS, &json!("dependency_down")), "{v}");
     assert_eq!(s.used("acct").await, 1);
+}
+
+/// `pause_campaigns` reaches the dialer as a command on the event bus: the firing alert
+/// pauses the running campaign below the priority, durably (the campaign API shows it),
+/// and its undo resumes it.
+#[tokio::test]
+async fn an_alert_pauses_a_running_campaign_and_its_undo_resumes_it() {
+    let toml = r#"
+[[pools]]
+name = "acct"
+limit = 2
+[[pools]]
+name = "out"
+limit = 2
+[[flows]]
+name = "support"
+pools = ["acct"]
+class = "inbound"
+[[flows]]
+name = "dialing"
+pools = ["out"]
+class = "outbound"
+[[campaigns]]
+name = "renewals"
+flow = "dialing"
+priority = 10
+start = true
+window = { start = "00:00", end = "24:00" }
+simulate = { ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max = "40ms", failure_rate = 0, seed = 3 }
+[[alerts]]
+name = "busy"
+pool = "acct"
+metric = "utilization"
+above = 0.9
+for = "1m"
+resolve = { below = 0.6, for = "1m" }
+undo = true
+actions = [{ action = "pause_campaigns", below_priority = 20 }]
+"#;
+    let clock = ManualClock::at(1_800_000_000_000);
+    let s = TestServer::start_with_clock(toml, clock.clone()).await;
+    let governor = &s.server().app.governor;
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running");
+
+    for i in 0..2 {
+        s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
+    }
+    governor.evaluate_alerts().await;
+    clock.advance(60_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "firing");
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "paused", "the alert paused the campaign");
+
+    for i in 0..2 {
+        let (st, _) = s.delete(&format!("/v1/leases?key=c{i}")).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    governor.evaluate_alerts().await;
+    clock.advance(60_000);
+    governor.evaluate_alerts().await;
+    assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "quiet");
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running", "the undo resumed it");
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use support::providers::{fake_twilio, metric, Events, Fake, Phone};
-use support::{strict, TestServer};
+use support::{holds_within, secs, strict, TestServer};
 use vapi_dialer::{vapi_account, FakeVapi};
 
 /// The account `vapi-main` on `fake` (polled every 200 ms), an outbound flow, and the
@@ -42,14 +42,14 @@ start = true
     )
 }
 
-/// Hands the fake's call ends to the dialer, the way the Vapi webhook does.
+/// Publishes the fake's call ends on the bus as call events, the way the Vapi webhook does.
 fn wire(cg: &TestServer, fake: &FakeVapi) {
-    let campaigns = cg.server().campaigns.clone();
+    let bus = cg.server().app.bus.clone();
     fake.set_hook(Arc::new(move |call_id: String, attempt: Option<u64>, call: Value| {
-        let c = campaigns.clone();
+        let bus = bus.clone();
         tokio::spawn(async move {
             let update = ProviderUpdate { provider: "vapi-main".into(), call_id, attempt, state: call_state(&call) };
-            c.provider_update(update).await;
+            bus.call(update).await;
         });
     }));
 }
@@ -67,7 +67,7 @@ async fn campaign(cg: &TestServer, name: &str) -> Value {
 
 async fn finished(cg: &TestServer, name: &str) -> Value {
     assert!(
-        cg.eventually(30, || async { campaign(cg, name).await["finished"] == true }).await,
+        holds_within(secs(30), || async { campaign(cg, name).await["finished"] == true }).await,
         "{}",
         campaign(cg, name).await
     );
@@ -168,7 +168,7 @@ async fn a_restart_finds_the_call_an_attempt_placed_by_the_metadata_vapi_echoes(
     fake.counts().hold = Some(Duration::from_secs(5));
     let cg = TestServer::start(&vapi_config(&fake.url, "")).await;
     import(&cg, "spring", json!({ "leads": [{ "phone": "+12125550100" }] })).await;
-    assert!(cg.eventually(10, || async { fake.counts().placed.len() == 1 }).await);
+    assert!(holds_within(secs(10), || async { fake.counts().placed.len() == 1 }).await);
     let cg = cg.restart().await;
     fake.counts().hold = None;
     let v = finished(&cg, "spring").await;
@@ -223,7 +223,7 @@ async fn vapi_account_errors_pause_the_campaign_and_burn_no_lead() {
             let v = campaign(&cg, "spring").await;
             v["live"] == 0 && v["leads"]["pending"] == 5
         };
-        assert!(cg.eventually(5, all_back).await, "{}", campaign(&cg, "spring").await);
+        assert!(holds_within(secs(5), all_back).await, "{}", campaign(&cg, "spring").await);
         let v = campaign(&cg, "spring").await;
         assert_eq!((v["leads"]["pending"].as_u64(), v["leads"]["failed"].as_u64()), (Some(5), Some(0)), "{v}");
         assert_eq!(v["attempts"], 0, "{v}");
@@ -253,7 +253,7 @@ async fn a_pause_for_an_account_error_outlives_a_restart_until_resumed() {
         Some((401, json!({ "message": "Invalid Key.", "error": "Unauthorized", "statusCode": 401 })));
     let cg = TestServer::start(&vapi_config(&fake.url, "")).await;
     import(&cg, "spring", json!({ "leads": [{ "phone": "+12125550100" }] })).await;
-    assert!(cg.eventually(10, || async { campaign(&cg, "spring").await["state"] == "paused" }).await);
+    assert!(holds_within(secs(10), || async { campaign(&cg, "spring").await["state"] == "paused" }).await);
     let cg = cg.restart().await;
     let v = campaign(&cg, "spring").await;
     assert_eq!(v["state"], "paused", "{v}");
@@ -315,12 +315,12 @@ async fn twilio_account_errors_pause_the_campaign_and_burn_no_lead() {
         let cg = TestServer::start(&twilio_config(&fake, token, "", "retry = { max_attempts = 1 }")).await;
         let leads: Vec<Value> = (0..3).map(|i| json!({ "phone": format!("+1212555010{i}") })).collect();
         import(&cg, "renewals", json!({ "leads": leads })).await;
-        assert!(cg.eventually(10, || async { campaign(&cg, "renewals").await["state"] == "paused" }).await);
+        assert!(holds_within(secs(10), || async { campaign(&cg, "renewals").await["state"] == "paused" }).await);
         let all_back = || async {
             let v = campaign(&cg, "renewals").await;
             v["live"] == 0 && v["leads"]["pending"] == 3
         };
-        assert!(cg.eventually(5, all_back).await, "{}", campaign(&cg, "renewals").await);
+        assert!(holds_within(secs(5), all_back).await, "{}", campaign(&cg, "renewals").await);
         let v = campaign(&cg, "renewals").await;
         let code = if owned.is_some() { "21210" } else { "20003" };
         assert!(v["paused_reason"].as_str().is_some_and(|r| r.contains(code)), "{v}");
@@ -331,8 +331,8 @@ async fn twilio_account_errors_pause_the_campaign_and_burn_no_lead() {
 }
 
 /// The one call the campaign placed: its sid, its form and its status callback URL.
-async fn placed_call(cg: &TestServer, fake: &Fake) -> (String, Vec<(String, String)>, String) {
-    assert!(cg.eventually(10, || async { fake.placed().len() == 1 }).await, "a call is placed");
+async fn placed_call(fake: &Fake) -> (String, Vec<(String, String)>, String) {
+    assert!(holds_within(secs(10), || async { fake.placed().len() == 1 }).await, "a call is placed");
     let form = fake.state.forms.lock().unwrap().last().cloned().unwrap();
     let status = form.iter().find(|(k, _)| k == "StatusCallback").map(|(_, v)| v.clone()).unwrap();
     ("CA-OUT-1".to_string(), form, status)
@@ -345,7 +345,7 @@ fn values<'a>(form: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 async fn attempt_outcome(cg: &TestServer) -> String {
     let store = cg.server().campaigns.store().clone();
     let ended = || async { store.attempts_of(1).unwrap().first().is_some_and(|a| a.outcome.is_some()) };
-    assert!(cg.eventually(10, ended).await, "the attempt ends");
+    assert!(holds_within(secs(10), ended).await, "the attempt ends");
     store.attempts_of(1).unwrap()[0].outcome.clone().unwrap()
 }
 
@@ -397,7 +397,7 @@ async fn twilio_machine_detection_tells_voicemail_from_a_conversation() {
         let fake = fake_twilio().await;
         let cg = TestServer::start(&twilio_config(&fake, TOKEN, twilio_extra, retry)).await;
         import(&cg, "renewals", json!({ "leads": [{ "phone": "+12125550100" }] })).await;
-        let (sid, form, status_url) = placed_call(&cg, &fake).await;
+        let (sid, form, status_url) = placed_call(&fake).await;
         let pairs: Vec<(String, String)> = form.clone();
         assert!(strict::twilio_create_call(&pairs).is_empty(), "{form:?}");
         sent.push(form_json(&form));

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::providers::{fake_vapi, metric, Events, Fake};
-use support::TestServer;
+use support::{holds_within, secs, TestServer};
 
 const SECRET: &str = "vapi-webhook-secret";
 const SUPPORT: &str = "+15550001111";
@@ -321,7 +321,7 @@ async fn a_lost_ended_webhook_is_repaired_by_reconciliation() {
     webhook(&s, assistant_request("ghost", None, SUPPORT)).await;
     webhook(&s, assistant_request("alive", None, SUPPORT)).await;
     let n = fake.requests();
-    assert!(s.eventually(5, || async { fake.requests() >= n + 2 }).await, "reconciliation lists the calls");
+    assert!(holds_within(secs(5), || async { fake.requests() >= n + 2 }).await, "reconciliation lists the calls");
     assert_eq!(s.used("vapi-main").await, 2, "live calls keep their lines");
 
     // The call ends on the platform, and the `ended` webhook never arrives.
@@ -330,15 +330,15 @@ async fn a_lost_ended_webhook_is_repaired_by_reconciliation() {
         json!({ "id": "ghost", "status": "ended", "endedReason": "silence-timed-out" }),
         json!({ "id": "alive", "status": "in-progress" }),
     ]);
-    assert!(s.eventually(5, || async { s.used("vapi-main").await == 1 }).await, "the ghost call is released");
+    assert!(holds_within(secs(5), || async { s.used("vapi-main").await == 1 }).await, "the ghost call is released");
     let leases = s.get("/v1/leases").await.1["leases"].clone();
     assert_eq!(leases[0]["key"], "alive");
     let reconciled = "callgate_reconciled_total{provider=\"vapi-main\",what=\"lease\"}";
-    assert!(s.eventually(5, || async { metric(&s, reconciled).await == 1.0 }).await);
+    assert!(holds_within(secs(5), || async { metric(&s, reconciled).await == 1.0 }).await);
     let recorded = || async {
         calls(&s).await.iter().any(|c| c["call_id"] == "ghost" && c["ended_reason"] == "callgate-reconciled")
     };
-    assert!(s.eventually(5, recorded).await, "the call record says why it ended");
+    assert!(holds_within(secs(5), recorded).await, "the call record says why it ended");
     let released = events.next_of("released").await;
     assert_eq!(released["lease"]["key"], "ghost");
     let reconciled = events.next_of("reconciled").await;
@@ -353,7 +353,7 @@ async fn a_lost_ended_webhook_is_repaired_by_reconciliation() {
     *fake.state.fail_with.lock().unwrap() = Some(500);
     fake.set_calls(vec![]);
     let n = fake.requests();
-    assert!(s.eventually(5, || async { fake.requests() >= n + 2 }).await);
+    assert!(holds_within(secs(5), || async { fake.requests() >= n + 2 }).await);
     assert_eq!(s.used("vapi-main").await, 1);
     assert!(metric(&s, "callgate_provider_requests_total{provider=\"vapi-main\",outcome=\"error\"}").await >= 2.0);
 }
@@ -371,23 +371,24 @@ async fn live_calls_callgate_did_not_know_are_adopted_then_released() {
         json!({ "id": "old", "status": "ended" }),
     ]);
     webhook(&s, assistant_request("known", None, SUPPORT)).await;
-    assert!(s.eventually(5, || async { s.used("vapi-main").await == 2 }).await, "the stranger is counted");
+    assert!(holds_within(secs(5), || async { s.used("vapi-main").await == 2 }).await, "the stranger is counted");
     let leases = s.get("/v1/leases").await.1["leases"].clone();
     let adopted = leases.as_array().unwrap().iter().find(|l| l["key"] == "stranger").unwrap().clone();
     assert_eq!(adopted["meta"]["adopted"], true);
     let event = events.next_of("adopted").await;
     assert_eq!((event["call_id"].as_str(), &event["lease"]), (Some("stranger"), &adopted["id"]));
     assert!(
-        s.eventually(5, || async { metric(&s, "callgate_adopted_total{provider=\"vapi-main\"}").await == 1.0 }).await
+        holds_within(secs(5), || async { metric(&s, "callgate_adopted_total{provider=\"vapi-main\"}").await == 1.0 })
+            .await
     );
     let recorded = || async { calls(&s).await.iter().any(|c| c["call_id"] == "stranger" && c["outcome"] == "adopted") };
-    assert!(s.eventually(5, recorded).await);
+    assert!(holds_within(secs(5), recorded).await);
 
     fake.set_calls(vec![
         json!({ "id": "known", "status": "in-progress" }),
         json!({ "id": "stranger", "status": "ended" }),
     ]);
-    assert!(s.eventually(5, || async { s.used("vapi-main").await == 1 }).await, "and released when it ends");
+    assert!(holds_within(secs(5), || async { s.used("vapi-main").await == 1 }).await, "and released when it ends");
     assert_eq!(metric(&s, "callgate_adopted_total{provider=\"vapi-main\"}").await, 1.0);
 }
 
@@ -572,7 +573,7 @@ async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     clock.advance(3_600_000 + 1);
     let app = s.server().app.clone();
     let provider = app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
-    let mut reconciler = Reconciler::new(app, provider).unwrap();
+    let mut reconciler = Reconciler::new(&app, provider).unwrap();
     for (n, order) in ORDERS.into_iter().enumerate() {
         list.order(order);
         let pass = reconciler.pass().await;
@@ -785,10 +786,10 @@ async fn callgate_proxies_every_vapi_message_to_the_customers_server() {
         let seen = seen.clone();
         async move { seen.lock().unwrap().iter().any(|u| u.0 == "main" && u.3.contains(kind)) }
     };
-    assert!(s.eventually(5, || forwarded("\"status-update\"")).await);
-    assert!(s.eventually(5, || forwarded("\"assistant-request\"")).await);
+    assert!(holds_within(secs(5), || forwarded("\"status-update\"")).await);
+    assert!(holds_within(secs(5), || forwarded("\"assistant-request\"")).await);
     let notified = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"notify\",outcome=\"ok\"}";
-    assert!(s.eventually(5, || async { metric(&s, notified).await == 2.0 }).await);
+    assert!(holds_within(secs(5), || async { metric(&s, notified).await == 2.0 }).await);
 }
 
 #[tokio::test]
@@ -1110,9 +1111,9 @@ async fn a_slow_customer_server_never_delays_callgates_own_answers() {
     assert_eq!((st, v), (StatusCode::OK, json!({})));
     assert_eq!(s.used("vapi-main").await, 0);
     // Both messages reached the customer's server, which has not answered either.
-    assert!(s.eventually(5, || async { arrived.load(Ordering::SeqCst) == 2 }).await);
+    assert!(holds_within(secs(5), || async { arrived.load(Ordering::SeqCst) == 2 }).await);
     let notified = "callgate_vapi_forwards_total{provider=\"vapi-main\",mode=\"notify\",outcome=\"ok\"}";
     assert_eq!(metric(&s, notified).await, 0.0, "still waiting upstream");
     release.notify_waiters();
-    assert!(s.eventually(5, || async { metric(&s, notified).await == 2.0 }).await);
+    assert!(holds_within(secs(5), || async { metric(&s, notified).await == 2.0 }).await);
 }

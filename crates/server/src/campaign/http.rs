@@ -9,7 +9,7 @@
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
 
-use super::{view, Action, CampaignBrief, CampaignView, Campaigns, ImportOptions, ImportReport};
+use super::{view, Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
 use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
@@ -37,10 +37,6 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .with_state(app)
 }
 
-fn campaigns(app: &App) -> Result<&Arc<Campaigns>, ApiError> {
-    app.campaigns.get().ok_or_else(|| ApiError::unavailable("the campaign dialer is not running"))
-}
-
 fn path_error(r: PathRejection) -> ApiError {
     ApiError::bad_request(format!("bad path: {}", r.body_text()))
 }
@@ -66,7 +62,7 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 409, description = "One with other settings exists (`campaign_exists`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn create(
@@ -79,7 +75,7 @@ pub(crate) async fn create(
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
     let cfg = view::config_from_json(value).map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
-    let (created, v): (bool, CampaignView) = campaigns(&app)?.create(cfg).await?;
+    let (created, v): (bool, CampaignView) = app.campaigns.create(cfg).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())
 }
@@ -90,11 +86,10 @@ pub(crate) async fn create(
     responses(
         (status = 200, description = "Every campaign", body = Vec<CampaignBrief>),
         (status = 401, description = "No valid key", body = ErrorBody),
-        (status = 503, description = "The dialer is not running", body = ErrorBody),
     ),
 )]
 pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<CampaignBrief>>, ApiError> {
-    Ok(Json(campaigns(&app)?.list()))
+    Ok(Json(app.campaigns.list()))
 }
 
 /// A campaign's settings and progress.
@@ -106,7 +101,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result
         (status = 400, description = "Unreadable path", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot be read", body = ErrorBody),
+        (status = 503, description = "The store cannot be read", body = ErrorBody),
     ),
 )]
 pub(crate) async fn one(
@@ -115,7 +110,7 @@ pub(crate) async fn one(
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let Path(name) = name.map_err(path_error)?;
-    Ok(Json(campaigns(&app)?.view(&name)?))
+    Ok(Json(app.campaigns.view(&name)?))
 }
 
 /// Adds leads (admin): CSV with a header row, or JSON `{ "leads": [...] }`.
@@ -137,7 +132,7 @@ pub(crate) async fn one(
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 404, description = "No such campaign (`unknown_campaign`)", body = ErrorBody),
         (status = 413, description = "Upload too large", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn leads(
@@ -177,7 +172,7 @@ pub(crate) async fn leads(
             format!("send text/csv or application/json, not `{kind}`"),
         ));
     };
-    Ok(Json(campaigns(&app)?.import(&name, body, opts).await?))
+    Ok(Json(app.campaigns.import(&name, body, opts).await?))
 }
 
 /// Starts, pauses, resumes or stops a campaign (pause and resume: operator; start and
@@ -195,7 +190,7 @@ pub(crate) async fn leads(
         (status = 403, description = "The key's role is too low for this action", body = ErrorBody),
         (status = 404, description = "No such campaign or action", body = ErrorBody),
         (status = 409, description = "Stopped for good (`campaign_stopped`)", body = ErrorBody),
-        (status = 503, description = "The dialer is not running, or the store cannot commit", body = ErrorBody),
+        (status = 503, description = "The store cannot commit", body = ErrorBody),
     ),
 )]
 pub(crate) async fn act(
@@ -217,5 +212,5 @@ pub(crate) async fn act(
         Action::Pause | Action::Resume => caller.require(callgate_config::Role::Operator)?,
         _ => caller.require_admin()?,
     }
-    Ok(Json(campaigns(&app)?.act(&name, action).await?))
+    Ok(Json(app.campaigns.act(&name, action).await?))
 }

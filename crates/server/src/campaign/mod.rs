@@ -77,14 +77,15 @@ pub mod http;
 mod run;
 mod view;
 
-pub use run::{vapi_webhook, ProviderUpdate};
+pub use crate::bus::ProviderUpdate;
 pub use view::{
     config_from_json, config_json, CampaignBrief, CampaignProvider, CampaignView, ImportReport, LeadCounts,
 };
 
+use crate::bus::DialerInbox;
 use crate::clock::Clock;
-use crate::edges::api::App;
-use crate::governor::Error;
+use crate::governor::{Error, Governor};
+use crate::live::Live;
 use crate::providers::{Credentials, Providers};
 use callgate_config::{CampaignConfig, Config};
 use callgate_dialer::dial::{self, CallEvent, Dialer};
@@ -96,7 +97,7 @@ use callgate_store::{LeadOp, LeadStore, StoredCampaign};
 use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
@@ -184,32 +185,30 @@ pub struct BookedCallback {
 /// through the governor: those still `booked`, soonest due first.
 #[derive(Debug)]
 pub struct JournalBook {
-    app: Weak<App>,
+    governor: Arc<Governor>,
 }
 
 impl JournalBook {
-    /// The book of the server `app`.
-    pub fn new(app: &Arc<App>) -> JournalBook {
-        JournalBook { app: Arc::downgrade(app) }
+    /// The book kept by `governor`'s records.
+    pub fn new(governor: Arc<Governor>) -> JournalBook {
+        JournalBook { governor }
     }
 }
 
 impl CallbackBook for JournalBook {
     fn mark(&self, id: u64, state: CallbackState, outcome: Option<String>) -> dial::Fut<'_, ()> {
         Box::pin(async move {
-            let Some(app) = self.app.upgrade() else { return };
-            let at = app.governor.now_ms();
+            let at = self.governor.now_ms();
             let update = callgate_store::CallbackUpdate { id, state, outcome, at };
-            if let Err(e) = app.governor.record(vec![callgate_store::Record::CallbackState(update)]).await {
+            if let Err(e) = self.governor.record(vec![callgate_store::Record::CallbackState(update)]).await {
                 tracing::warn!(callback = id, state = state.as_str(), error = %e.message, "Cannot mark a booked callback");
             }
         })
     }
 
     fn booked(&self) -> Vec<BookedCallback> {
-        let Some(app) = self.app.upgrade() else { return Vec::new() };
         let query = callgate_store::CallbackQuery { state: Some("booked".into()), flow: None, limit: 500 };
-        match app.governor.callbacks(&query) {
+        match self.governor.callbacks(&query) {
             Ok(list) => list
                 .into_iter()
                 .map(|c| BookedCallback {
@@ -228,9 +227,8 @@ impl CallbackBook for JournalBook {
     }
 
     fn dialing(&self) -> Vec<u64> {
-        let Some(app) = self.app.upgrade() else { return Vec::new() };
         let query = callgate_store::CallbackQuery { state: Some("dialing".into()), flow: None, limit: usize::MAX };
-        match app.governor.callbacks(&query) {
+        match self.governor.callbacks(&query) {
             Ok(list) => list.into_iter().map(|c| c.id).collect(),
             Err(e) => {
                 tracing::warn!(error = %e.message, "Cannot read the callbacks being dialed");
@@ -349,7 +347,13 @@ struct Stats {
 
 /// Every campaign, the pacing loop and the outcomes. See the module docs.
 pub struct Campaigns {
-    app: Weak<App>,
+    /// Admission: every lease of a call is asked of it and given back to it.
+    governor: Arc<Governor>,
+    /// Where the dialer announces what it did on its own (paused for an account error,
+    /// resumed by hand).
+    live: Live,
+    /// Call events and campaign commands from the bus, taken by the task that serves them.
+    inbox: Mutex<Option<DialerInbox>>,
     /// Replaced by a configuration reload (flows and classes; `[[campaigns]]` changes
     /// need a restart).
     config: std::sync::RwLock<Arc<Config>>,
@@ -358,6 +362,8 @@ pub struct Campaigns {
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Pacing rounds that found nothing to dial, counted ([`Campaigns::settle`] waits on it).
+    idle_rounds: tokio::sync::watch::Sender<u64>,
     events: mpsc::UnboundedSender<(String, CallEvent)>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<(String, CallEvent)>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -386,9 +392,12 @@ fn unknown_campaign(name: &str) -> Error {
 
 impl Campaigns {
     /// Opens `campaigns.db` in `data_dir`, takes in the configured campaigns, resolves
-    /// what a crash left open, and starts the pacing loop.
+    /// what a crash left open, and starts the pacing loop and the task that serves the
+    /// bus's call events and campaign commands (`inbox`).
     pub async fn start(
-        app: &Arc<App>,
+        governor: Arc<Governor>,
+        live: Live,
+        inbox: DialerInbox,
         config: Arc<Config>,
         providers: Providers,
         data_dir: &Path,
@@ -397,13 +406,16 @@ impl Campaigns {
         let store = Arc::new(LeadStore::open(data_dir).map_err(|e| e.to_string())?);
         let (events, events_rx) = mpsc::unbounded_channel();
         let campaigns = Arc::new(Campaigns {
-            app: Arc::downgrade(app),
+            governor: governor.clone(),
+            live,
+            inbox: Mutex::new(Some(inbox)),
             config: std::sync::RwLock::new(config.clone()),
             providers,
             store,
             clock,
             inner: Mutex::new(Inner::default()),
             wake: Notify::new(),
+            idle_rounds: tokio::sync::watch::Sender::new(0),
             events,
             events_rx: Mutex::new(Some(events_rx)),
             tasks: Mutex::new(Vec::new()),
@@ -448,7 +460,7 @@ impl Campaigns {
             campaigns.lock().list.push(rt);
         }
         campaigns.sort();
-        campaigns.set_callback_book(Arc::new(JournalBook::new(app)));
+        campaigns.set_callback_book(Arc::new(JournalBook::new(governor)));
         campaigns.recover().await?;
         campaigns.spawn_tasks();
         Ok(campaigns)
@@ -462,8 +474,18 @@ impl Campaigns {
         self.clock.now_ms()
     }
 
-    fn app(&self) -> Option<Arc<App>> {
-        self.app.upgrade()
+    /// Waits until the pacing loop has gone through every campaign, at the clock's time of
+    /// now or later, and found nothing to dial: what it would dial now, it has claimed.
+    /// A deterministic step for tests on a manual clock ("no lead is dialed outside its
+    /// window") that would otherwise wait a while and hope. Returns at once if the loop has
+    /// stopped (the server is shutting down).
+    pub async fn settle(&self) {
+        let mut rounds = self.idle_rounds.subscribe();
+        let seen = *rounds.borrow_and_update();
+        self.wake.notify_one();
+        // A round under way may have looked before the caller's last change; the round
+        // after it began after this call.
+        let _ = rounds.wait_for(|n| *n >= seen.saturating_add(2)).await;
     }
 
     /// The lead store (tests and tools read it).
@@ -690,8 +712,8 @@ impl Campaigns {
                 rt.paused_reason.take()
             });
             tracing::info!(campaign = %name, state = state.as_str(), "Campaign state changed");
-            if let (Some(reason), Some(app)) = (cleared, self.app()) {
-                app.live.publish_json(&serde_json::json!({
+            if let Some(reason) = cleared {
+                self.live.publish_json(&serde_json::json!({
                     "type": "campaign_resumed",
                     "at_ms": self.now(),
                     "campaign": name,
@@ -791,6 +813,8 @@ impl Campaigns {
     /// Stops the loop, the pollers and the simulators; flushes the lead store. Live calls
     /// on real providers go on (their attempts are resolved at the next start).
     pub async fn shutdown(&self) {
+        // Nothing will be dialed any more: `settle` need not wait.
+        self.idle_rounds.send_replace(u64::MAX);
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in &tasks {
             t.abort();

@@ -1,8 +1,9 @@
 // Long file: the pacing loop and what each attempt outcome does, which must be read together to check that a lease is never leaked.
 //! The pacing loop, the life of one attempt, outcomes, polling and the restart's recovery.
 
-use super::{Active, CallbackState, Campaigns, Inner, State};
-use crate::governor::{AcquireRequest, Answer, Edge, Target};
+use super::{Action, Active, CallbackState, Campaigns, Inner, State};
+use crate::bus::{CampaignCommand, CampaignInfo, ProviderUpdate, ToDialer};
+use crate::governor::{AcquireRequest, Answer, Edge, LeaseGuard, Target};
 use crate::views::PoolInfo;
 use callgate_core::LeaseId;
 use callgate_dialer::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
@@ -22,21 +23,6 @@ const IDLE: Duration = Duration::from_millis(50);
 const CALLBACK_EVERY: Duration = Duration::from_secs(1);
 /// Seven days, the window of `max_per_week`.
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
-
-/// What a provider webhook learned about a call (the Vapi and Twilio edges hand these to
-/// [`Campaigns::provider_update`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProviderUpdate {
-    /// The `[[providers]]` name.
-    pub provider: String,
-    /// The provider's call id.
-    pub call_id: String,
-    /// The attempt, when the call carries it (Vapi `assistantOverrides.metadata.
-    /// callgate_attempt`, Twilio's status callback query `callgate_attempt`).
-    pub attempt: Option<u64>,
-    /// What happened.
-    pub state: CallState,
-}
 
 /// One lead taken for dialing, with everything the dial needs.
 struct Claim {
@@ -90,6 +76,18 @@ impl Campaigns {
                         CallEvent::Answered { attempt } => me.answered(attempt).await,
                         CallEvent::Ended { attempt, ended } => me.finish(attempt, ended).await,
                     }
+                }
+            }));
+        }
+        if let Some(mut inbox) = self.inbox.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move {
+                // Each message in its own task, as each webhook was served in its own: a
+                // slow store write for one call does not hold up the others. Each
+                // publisher awaits its answer, so its own events stay in order.
+                while let Some(msg) = inbox.recv().await {
+                    let me = me.clone();
+                    tokio::spawn(async move { me.on_bus(msg).await });
                 }
             }));
         }
@@ -148,9 +146,7 @@ impl Campaigns {
     /// The pacing loop.
     async fn pace(self: Arc<Self>) {
         loop {
-            let Some(app) = self.app() else { return };
-            let pools = app.governor.pools();
-            drop(app);
+            let pools = self.governor.pools();
             let now = self.now();
             match self.claim(now, &pools) {
                 Some(claim) => {
@@ -158,6 +154,7 @@ impl Campaigns {
                     tokio::spawn(async move { me.dial(claim).await });
                 }
                 None => {
+                    self.idle_rounds.send_modify(|n| *n = n.saturating_add(1));
                     let _ = tokio::time::timeout(IDLE, self.wake.notified()).await;
                     for rt in &mut self.lock().list {
                         rt.blocked = false;
@@ -301,7 +298,6 @@ impl Campaigns {
 
     /// The life of one attempt up to the placed call.
     async fn dial(self: Arc<Self>, mut c: Claim) {
-        let Some(app) = self.app() else { return };
         let now = self.now();
         let row = match self.store.lead(c.lead.id) {
             Ok(Some(row)) if row.state == "pending" && row.warm && (!c.lead.warm || row.next_at > now) => {
@@ -361,7 +357,7 @@ impl Campaigns {
         let attempt = self.store.next_attempt_id();
         let key = format!("dial:{}:{attempt}", c.campaign);
         let meta = json!({ "campaign": c.campaign, "lead": c.lead.id, "attempt": attempt }).to_string();
-        let answer = app
+        let answer = self
             .governor
             .acquire(AcquireRequest {
                 // For the campaign's flow: its breakers gate the call (and count it as a
@@ -388,7 +384,9 @@ impl Campaigns {
                 return;
             }
         };
-        let lease_id: Option<LeaseId> = Some(lease.id);
+        // Held by a guard until the attempt that holds it is recorded: whatever way this
+        // task ends before that, the lease goes back.
+        let guard: Option<LeaseGuard> = Some(LeaseGuard::new(self.governor.clone(), lease.id));
         let number = c.lead.attempts + 1;
         // The attempt is on disk before the call is placed, and only if the lead is still
         // what was read: a callback taken since is dialed as itself.
@@ -410,8 +408,8 @@ impl Campaigns {
             Ok([LeadOut::Stale]) => {
                 // The lead changed after it was read (a callback was taken for it): back to
                 // the scheduler as it is now.
-                if let Some(id) = lease_id {
-                    let _ = app.governor.release(id).await;
+                if let Some(guard) = guard {
+                    let _ = guard.release().await;
                 }
                 self.requeue_as_stored(&c.campaign, c.lead, now);
                 return;
@@ -419,8 +417,8 @@ impl Campaigns {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "Cannot record an attempt; the call is not placed");
-                if let Some(id) = lease_id {
-                    let _ = app.governor.release(id).await;
+                if let Some(guard) = guard {
+                    let _ = guard.release().await;
                 }
                 self.give_back(&c.campaign, c.lead, true);
                 return;
@@ -433,7 +431,8 @@ impl Campaigns {
                 lead: c.lead,
                 number,
                 provider: c.provider.clone(),
-                lease: lease_id,
+                // Handed to the attempt: its end releases it.
+                lease: guard.map(LeaseGuard::disarm),
                 call_id: None,
                 answered: false,
                 answerer: None,
@@ -449,7 +448,6 @@ impl Campaigns {
             lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
-        drop(app);
         match c.dialer.place(&call).await {
             Ok(placed) => {
                 // Not awaited: the writer applies jobs in order, so the end of this attempt
@@ -502,12 +500,11 @@ impl Campaigns {
             pool
         };
         tracing::warn!(campaign = %c.campaign, provider = %c.provider, reason = %why, "The provider refused a call for concurrency; cooling down");
-        let Some(app) = self.app() else { return };
         if let Some(id) = active.lease {
-            let _ = app.governor.release(id).await;
+            let _ = self.governor.release(id).await;
         }
         if let Some(pool) = pool {
-            if let Err(e) = app.governor.provider_refused(&pool, c.cooldown_ms).await {
+            if let Err(e) = self.governor.provider_refused(&pool, c.cooldown_ms).await {
                 tracing::warn!(%pool, error = %e.message, "Cannot report a provider refusal");
             }
         }
@@ -548,23 +545,20 @@ impl Campaigns {
         if let Err(e) = written.await {
             tracing::error!(campaign = %c.campaign, error = %e, "Cannot record an account error's pause");
         }
-        let app = self.app();
-        if let (Some(app), Some(id)) = (&app, active.lease) {
-            let _ = app.governor.release(id).await;
+        if let Some(id) = active.lease {
+            let _ = self.governor.release(id).await;
         }
         *self.stats.lock().unwrap_or_else(|p| p.into_inner()).account_errors.entry(c.campaign.clone()).or_default() +=
             1;
         if paused {
             tracing::error!(campaign = %c.campaign, provider = %c.provider, reason = %why, "The provider refused the account; the campaign is paused until it is resumed");
-            if let Some(app) = &app {
-                app.live.publish_json(&json!({
-                    "type": "campaign_paused",
-                    "at_ms": now,
-                    "campaign": c.campaign,
-                    "provider": c.provider,
-                    "reason": reason,
-                }));
-            }
+            self.live.publish_json(&json!({
+                "type": "campaign_paused",
+                "at_ms": now,
+                "campaign": c.campaign,
+                "provider": c.provider,
+                "reason": reason,
+            }));
         }
         self.wake.notify_one();
     }
@@ -627,8 +621,8 @@ impl Campaigns {
         // restart finds ended, or a dial lease no open attempt holds, which the restart
         // releases.
         let written = self.store.write(vec![LeadOp::EndAttempt(end)]);
-        if let (Some(app), Some(id)) = (self.app(), a.lease) {
-            let _ = app.governor.release(id).await;
+        if let Some(id) = a.lease {
+            let _ = self.governor.release(id).await;
         }
         // What the lead store made of the end: it may differ from `next` when a callback
         // was taken for the lead while this attempt was out (see the module docs).
@@ -687,8 +681,8 @@ impl Campaigns {
                 Some((route.pool.clone()?, cooldown_ms))
             })
         };
-        let (Some((pool, cooldown_ms)), Some(app)) = (pool, self.app()) else { return };
-        if let Err(e) = app.governor.provider_refused(&pool, cooldown_ms).await {
+        let Some((pool, cooldown_ms)) = pool else { return };
+        if let Err(e) = self.governor.provider_refused(&pool, cooldown_ms).await {
             tracing::warn!(%pool, error = %e.message, "Cannot report a provider refusal");
         }
     }
@@ -720,8 +714,9 @@ impl Campaigns {
         self.lock().by_call.contains_key(&by_call_key(provider, call_id))
     }
 
-    /// A provider webhook's news about a call. True when the call is one of the dialer's.
-    pub async fn provider_update(&self, u: ProviderUpdate) -> bool {
+    /// A provider's news about a call (a call event from the bus). True when the call is
+    /// one of the dialer's.
+    async fn provider_update(&self, u: ProviderUpdate) -> bool {
         let attempt = {
             let inner = self.lock();
             inner
@@ -833,9 +828,8 @@ impl Campaigns {
     /// Resolves the attempts a previous run left open, and frees dial leases that no open
     /// attempt holds. Runs before the loop starts.
     pub(super) async fn recover(&self) -> Result<(), String> {
-        let Some(app) = self.app() else { return Ok(()) };
         let open = self.store.open_attempts().map_err(|e| e.to_string())?;
-        let live: FxHashMap<String, LeaseId> = app
+        let live: FxHashMap<String, LeaseId> = self
             .governor
             .leases(None)
             .unwrap_or_default()
@@ -939,7 +933,7 @@ impl Campaigns {
                     // The provider answered and has no call for it: never placed. The
                     // attempt does not count; the lead is dialed again.
                     if let Some(l) = lease {
-                        let _ = app.governor.release(l).await;
+                        let _ = self.governor.release(l).await;
                     }
                     let _ = self.store.write(vec![LeadOp::Refused { id: a.id, at: now, next_at: now }]).await;
                     let mut inner = self.lock();
@@ -971,7 +965,7 @@ impl Campaigns {
         for (key, id) in &live {
             if key.starts_with("dial:") && !kept.contains(id) {
                 let still_active = self.lock().active.values().any(|a| a.lease == Some(*id));
-                if !still_active && app.governor.release(*id).await.unwrap_or(false) {
+                if !still_active && self.governor.release(*id).await.unwrap_or(false) {
                     orphans += 1;
                 }
             }
@@ -1001,34 +995,47 @@ impl Campaigns {
     }
 }
 
-/// What the Vapi webhook hands over: a status update or an end-of-call report of a call,
-/// which may be one of the dialer's (it is ignored otherwise). Cheap when no campaign runs.
-pub async fn vapi_webhook(
-    app: &crate::edges::api::App,
-    provider: &str,
-    call_id: &str,
-    status: Option<&str>,
-    ended_reason: Option<&str>,
-    cost: Option<f64>,
-    talk_ms: Option<u64>,
-) {
-    let Some(c) = app.campaigns.get() else { return };
-    // An `ended` status carries no talk time; the end-of-call report that follows does,
-    // and a lost report is made up for by the poll of live calls.
-    let state = match status {
-        Some("in-progress") => CallState::Live,
-        None => {
-            let reason = ended_reason.unwrap_or("");
-            let outcome = callgate_dialer::dial::vapi_outcome(reason, talk_ms.is_some_and(|t| t > 0));
-            CallState::Ended(Ended {
-                outcome,
-                reason: Some(reason.to_string()).filter(|r| !r.is_empty()),
-                talk_ms: talk_ms.filter(|_| outcome == Outcome::Completed),
-                cost,
-            })
+impl Campaigns {
+    /// Serves one message of the bus: a call event (answered with whether the call is
+    /// one of the dialer's) or a campaign command of the operating layer.
+    async fn on_bus(&self, msg: ToDialer) {
+        match msg {
+            ToDialer::Call(update, answer) => {
+                let _ = answer.send(self.provider_update(update).await);
+            }
+            ToDialer::Command(CampaignCommand::List(answer)) => {
+                let _ = answer.send(self.infos());
+            }
+            ToDialer::Command(CampaignCommand::Pause { name, reason, done }) => {
+                let _ = done.send(self.act_for(&name, Action::Pause, &reason).await);
+            }
+            ToDialer::Command(CampaignCommand::Resume { name, reason, done }) => {
+                let _ = done.send(self.act_for(&name, Action::Resume, &reason).await);
+            }
         }
-        Some(_) => return,
-    };
-    c.provider_update(ProviderUpdate { provider: provider.into(), call_id: call_id.into(), attempt: None, state })
-        .await;
+    }
+
+    /// Every campaign as the operating layer sees it.
+    fn infos(&self) -> Vec<CampaignInfo> {
+        self.list()
+            .into_iter()
+            .filter_map(|c| {
+                let flow = self.view(&c.name).ok()?.flow;
+                Some(CampaignInfo { priority: c.priority, running: c.state == "running", flow, name: c.name })
+            })
+            .collect()
+    }
+
+    /// Pauses or resumes a campaign for the operating layer (durably, as
+    /// `POST /v1/campaigns/{name}/pause|resume` does); true when it is in the asked state.
+    async fn act_for(&self, name: &str, action: Action, reason: &str) -> bool {
+        let want = if action == Action::Pause { "paused" } else { "running" };
+        match self.act(name, action).await {
+            Ok(v) => v.state == want,
+            Err(e) => {
+                tracing::warn!(campaign = %name, reason, action = want, error = %e.message, "Cannot change the campaign's state");
+                false
+            }
+        }
+    }
 }

@@ -13,19 +13,19 @@
 //!
 //! Module map: `adaptive` (per-pool caps), `breakers` (per-dependency breakers and the
 //! flows that depend on them), `alerts` (the `for`/hysteresis state machine and its
-//! runtime rules), `stats` (last-minute figures per pool and flow), `campaigns` (the hook
-//! to pause and resume campaigns), `events` and `metrics`.
+//! runtime rules), `stats` (last-minute figures per pool and flow), `events` and `metrics`.
+//! Campaigns are paused and resumed with commands on the event bus ([`crate::bus::Bus`]),
+//! which the dialer serves.
 
 mod adaptive;
 pub mod alerts;
 mod breakers;
-pub mod campaigns;
 pub mod events;
 pub mod metrics;
 pub mod stats;
 
+pub use crate::bus::CampaignInfo;
 pub use breakers::BreakerView;
-pub use campaigns::{CampaignControl, CampaignInfo};
 pub use events::OpsEvent;
 
 use crate::live::Live;
@@ -40,7 +40,7 @@ use metrics::OpsMetrics;
 use serde::Serialize;
 use stats::{FiguresView, Stats};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// How long a notification may take before it counts as failed: long enough for a slow
@@ -122,7 +122,8 @@ pub struct Ops {
     generation: AtomicU64,
     /// [breaker] → campaigns it paused.
     paused_by_breaker: Arc<Mutex<Vec<Vec<String>>>>,
-    campaigns: RwLock<Option<Arc<dyn CampaignControl>>>,
+    /// Where campaign commands go (`pause_campaigns`, breakers): the dialer listens.
+    bus: crate::bus::Bus,
     metrics: Arc<OpsMetrics>,
     sink: Sink,
     http: reqwest::Client,
@@ -185,7 +186,7 @@ impl Ops {
             overrides: Mutex::new(vec![None; nf]),
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(Vec::new())),
-            campaigns: RwLock::new(None),
+            bus: crate::bus::Bus::without_dialer(),
             http: reqwest::Client::new(),
             evaluating: tokio::sync::Mutex::new(()),
             flows,
@@ -193,8 +194,15 @@ impl Ops {
     }
 
     /// The operating layer a configuration describes. `limits` are the pools' current
-    /// limits (after a restore), in config order; `env` resolves notify `url_env`.
-    pub fn new(config: &Config, limits: &[u32], live: Live, env: &dyn Env) -> Result<Ops, String> {
+    /// limits (after a restore), in config order; campaign commands go on `bus`; `env`
+    /// resolves notify `url_env`.
+    pub fn new(
+        config: &Config,
+        limits: &[u32],
+        live: Live,
+        bus: crate::bus::Bus,
+        env: &dyn Env,
+    ) -> Result<Ops, String> {
         let pools: Vec<Arc<str>> = config.pools.iter().map(|p| Arc::from(p.name.as_str())).collect();
         let pool_index = |name: &str| config.pools.iter().position(|p| p.name == name);
         let flows: Vec<FlowInfo> = config
@@ -273,22 +281,13 @@ impl Ops {
             rules: Mutex::new(rules),
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(vec![Vec::new(); nb])),
-            campaigns: RwLock::new(None),
+            bus,
             sink: Sink { metrics: metrics.clone(), live, notices: Default::default() },
             metrics,
             http: reqwest::Client::builder().timeout(NOTIFY_TIMEOUT).build().map_err(|e| e.to_string())?,
             evaluating: tokio::sync::Mutex::new(()),
             flows,
         })
-    }
-
-    /// Hands in the campaign dialer, so `pause_campaigns` and breakers can pause it.
-    pub fn set_campaigns(&self, control: Arc<dyn CampaignControl>) {
-        *self.campaigns.write().unwrap_or_else(|p| p.into_inner()) = Some(control);
-    }
-
-    fn campaign_control(&self) -> Option<Arc<dyn CampaignControl>> {
-        self.campaigns.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sends an ops event to its consumers.
@@ -438,7 +437,7 @@ impl Ops {
         if !opened && !closed {
             return;
         }
-        let Some(control) = self.campaign_control() else { return };
+        let bus = self.bus.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let flows: Vec<Arc<str>> = self
             .flows
@@ -451,8 +450,8 @@ impl Ops {
         let paused = self.paused_by_breaker.clone();
         runtime.spawn(async move {
             if opened {
-                for c in control.campaigns().await {
-                    if c.running && flows.iter().any(|f| **f == c.flow) && control.pause(&c.name, &reason).await {
+                for c in bus.campaigns().await.unwrap_or_default() {
+                    if c.running && flows.iter().any(|f| **f == c.flow) && bus.pause_campaign(&c.name, &reason).await {
                         tracing::info!(campaign = %c.name, reason = %reason, "Campaign paused");
                         if let Some(list) = lock(&paused).get_mut(b) {
                             list.push(c.name);
@@ -462,7 +461,7 @@ impl Ops {
             } else {
                 let names = lock(&paused).get_mut(b).map(std::mem::take).unwrap_or_default();
                 for c in names {
-                    if control.resume(&c, &reason).await {
+                    if bus.resume_campaign(&c, &reason).await {
                         tracing::info!(campaign = %c, reason = %reason, "Campaign resumed");
                     }
                 }
@@ -818,14 +817,14 @@ impl Ops {
             }
             K::PauseCampaigns => {
                 let below = action.below_priority.unwrap_or(i32::MIN);
-                let Some(control) = self.campaign_control() else {
+                let Some(campaigns) = self.bus.campaigns().await else {
                     self.sink.action_done(alert, "pause_campaigns", false, Ok("no campaigns to pause".into()), now);
                     return None;
                 };
                 let reason = format!("alert `{alert}` fired");
                 let mut paused = Vec::new();
-                for c in control.campaigns().await {
-                    if c.running && c.priority < below && control.pause(&c.name, &reason).await {
+                for c in campaigns {
+                    if c.running && c.priority < below && self.bus.pause_campaign(&c.name, &reason).await {
                         paused.push(c.name);
                     }
                 }
@@ -866,11 +865,10 @@ impl Ops {
                 self.sink.action_done(alert, "set_limit", true, result, now);
             }
             Undo::Resume(names) => {
-                let Some(control) = self.campaign_control() else { return };
                 let reason = format!("alert `{alert}` resolved");
                 let mut resumed = Vec::new();
                 for c in &names {
-                    if control.resume(c, &reason).await {
+                    if self.bus.resume_campaign(c, &reason).await {
                         resumed.push(c.clone());
                     }
                 }
@@ -959,16 +957,16 @@ const TICK: Duration = Duration::from_millis(250);
 const EVALUATE_EVERY: u32 = 4;
 
 /// Starts the operating layer's clock: breakers every 250 ms, alerts every second.
-pub fn spawn_ticker(app: Arc<crate::edges::api::App>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_ticker(governor: Arc<crate::governor::Governor>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut until_evaluation: u32 = 0;
         loop {
             every.tick().await;
-            app.governor.ops_tick();
+            governor.ops_tick();
             if until_evaluation == 0 {
-                app.governor.evaluate_alerts().await;
+                governor.evaluate_alerts().await;
                 until_evaluation = EVALUATE_EVERY;
             }
             until_evaluation -= 1;

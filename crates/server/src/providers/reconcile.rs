@@ -22,8 +22,12 @@
 //! clients' leases in the same pool are none of the platform's business.
 
 use super::{Credentials, Provider};
+use crate::campaign::Campaigns;
 use crate::edges::api::App;
-use crate::governor::{AcquireRequest, Answer, Edge, Target};
+use crate::governor::{AcquireRequest, Answer, Edge, Governor, Target};
+use crate::inbound::Inbound;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use callgate_providers::twilio::TwilioClient;
 use callgate_providers::vapi::VapiClient;
 use callgate_providers::{PlatformCall, PlatformState};
@@ -48,7 +52,14 @@ enum Source {
 
 /// One provider's reconciliation.
 pub struct Reconciler {
-    app: Arc<App>,
+    governor: Arc<Governor>,
+    /// Where released and adopted calls are announced.
+    live: Live,
+    metrics: Arc<Metrics>,
+    /// Which flow a number serves (Twilio listings) and the class adopted calls take.
+    inbound: Arc<Inbound>,
+    /// The campaign dialer, asked whether it follows a call (its calls are never adopted).
+    dialer: Arc<Campaigns>,
     provider: Arc<Provider>,
     source: Source,
     /// Live calls seen unknown in the last listing (adopted if seen again).
@@ -75,9 +86,10 @@ pub struct Pass {
 }
 
 impl Reconciler {
-    /// A reconciler, or `None` when the provider has no API credentials (a Vapi provider
-    /// without `api_key`).
-    pub fn new(app: Arc<App>, provider: Arc<Provider>) -> Option<Reconciler> {
+    /// A reconciler of the server `app`'s provider (it keeps the governor, the live
+    /// events, the metrics, the flows and the dialer, not `app`), or `None` when the
+    /// provider has no API credentials (a Vapi provider without `api_key`).
+    pub fn new(app: &App, provider: Arc<Provider>) -> Option<Reconciler> {
         let source = match &provider.credentials {
             Credentials::Vapi { api_key: Some(key), .. } => {
                 Source::Vapi(VapiClient::new(&provider.base_url, key.expose()))
@@ -87,7 +99,16 @@ impl Reconciler {
                 Source::Twilio(TwilioClient::new(&provider.base_url, account_sid, auth_token.expose()))
             }
         };
-        Some(Reconciler { app, provider, source, unknown: HashSet::new() })
+        Some(Reconciler {
+            governor: app.governor.clone(),
+            live: app.live.clone(),
+            metrics: app.metrics.clone(),
+            inbound: app.inbound.clone(),
+            dialer: app.campaigns.clone(),
+            provider,
+            source,
+            unknown: HashSet::new(),
+        })
     }
 
     /// Runs a pass every `reconcile_every`, the first one period after the start.
@@ -105,8 +126,8 @@ impl Reconciler {
 
     /// One comparison with the platform. A failed listing changes nothing.
     pub async fn pass(&mut self) -> Pass {
-        let (app, provider) = (&self.app, &self.provider);
-        let governor = &app.governor;
+        let provider = &self.provider;
+        let governor = &self.governor;
         let started = governor.now_ms();
         let clock = tokio::time::Instant::now();
         let holds = governor.provider_holds(&provider.name);
@@ -117,14 +138,14 @@ impl Reconciler {
                 client.calls_since(since).await
             }
             Source::Twilio(client) => {
-                let inbound = &app.inbound;
+                let inbound = &self.inbound;
                 let name = &provider.name;
                 client.live_calls(|to| inbound.flow_for(name, Some(to)).is_some()).await
             }
         };
         let live_count =
             listing.as_ref().ok().map(|l| l.calls.iter().filter(|c| c.state == PlatformState::Live).count());
-        app.metrics.edges.provider_request(
+        self.metrics.edges.provider_request(
             &provider.name,
             listing.is_ok(),
             clock.elapsed().as_secs_f64(),
@@ -162,7 +183,7 @@ impl Reconciler {
                     pass.released = repaired.released.len();
                     pass.cancelled = repaired.cancelled.len();
                     pass.renewed = repaired.renewed;
-                    app.metrics.edges.reconciled(&provider.name, pass.released as u64, pass.cancelled as u64);
+                    self.metrics.edges.reconciled(&provider.name, pass.released as u64, pass.cancelled as u64);
                     let leases: Vec<(&str, String)> =
                         repaired.released.iter().map(|(k, l)| (k.as_str(), l.to_string())).collect();
                     let tickets: Vec<(&str, String)> =
@@ -179,7 +200,7 @@ impl Reconciler {
             pass.adopted = self.adopt(&listing.calls).await;
         }
         if let (true, Some(live)) = (listing.complete, live_count) {
-            if let Err(e) = self.app.governor.platform_room(&self.provider.pool, live).await {
+            if let Err(e) = self.governor.platform_room(&self.provider.pool, live).await {
                 tracing::warn!(provider = %self.provider.name, error = %e.message, "Cannot tell the governor about the platform's room");
             }
         }
@@ -195,7 +216,7 @@ impl Reconciler {
         if ended.is_empty() {
             return;
         }
-        let now = self.app.governor.now_ms();
+        let now = self.governor.now_ms();
         let records = ended
             .iter()
             .map(|(call, _)| {
@@ -209,12 +230,12 @@ impl Reconciler {
                 })
             })
             .collect();
-        if let Err(e) = self.app.governor.record(records).await {
+        if let Err(e) = self.governor.record(records).await {
             tracing::warn!(provider = %self.provider.name, error = %e.message, "Cannot record reconciled calls");
         }
         for (call, id) in ended {
             tracing::info!(provider = %self.provider.name, call, what, id = %id, "Released a ghost call: the platform says it is over");
-            self.app.live.publish_json(&json!({
+            self.live.publish_json(&json!({
                 "type": "reconciled", "at_ms": now, "provider": &*self.provider.name, "call_id": call, what: id,
             }));
         }
@@ -222,10 +243,10 @@ impl Reconciler {
 
     /// Counts live calls callgate did not know (seen unknown twice in a row).
     async fn adopt(&mut self, calls: &[PlatformCall]) -> usize {
-        let governor = &self.app.governor;
-        let dialer = self.app.campaigns.get();
+        let governor = &self.governor;
+        let dialer = &self.dialer;
         let name = &*self.provider.name;
-        let known = |id: &str| governor.hold(id).is_some() || dialer.is_some_and(|d| d.owns_call(name, id));
+        let known = |id: &str| governor.hold(id).is_some() || dialer.owns_call(name, id);
         let unknown: HashSet<String> = calls
             .iter()
             .filter(|c| c.state == PlatformState::Live && c.adoptable && !c.dialed)
@@ -244,7 +265,7 @@ impl Reconciler {
                 .acquire(AcquireRequest {
                     target: Target::Pools {
                         pools: vec![(self.provider.pool.to_string(), 1)],
-                        class: self.app.inbound.top_class().to_owned(),
+                        class: self.inbound.top_class().to_owned(),
                     },
                     key: Some(id.clone()),
                     ttl_ms: None,
@@ -270,7 +291,7 @@ impl Reconciler {
                         tracing::warn!(error = %e.message, "Cannot record an adopted call");
                     }
                     tracing::info!(provider = %self.provider.name, call = %id, lease = %lease.id, "Adopted a live call callgate did not know");
-                    self.app.live.publish_json(&json!({
+                    self.live.publish_json(&json!({
                         "type": "adopted", "at_ms": now, "provider": &*self.provider.name, "call_id": id, "lease": lease.id.to_string(),
                     }));
                 }
@@ -287,7 +308,7 @@ impl Reconciler {
         }
         self.unknown = still_unknown;
         if adopted > 0 {
-            self.app.metrics.edges.adopted(&self.provider.name, adopted as u64);
+            self.metrics.edges.adopted(&self.provider.name, adopted as u64);
         }
         adopted
     }

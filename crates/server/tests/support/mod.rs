@@ -1,5 +1,12 @@
 //! Builders for integration tests: a real server on 127.0.0.1:0 with its own data
-//! directory, and a small JSON client.
+//! directory, a small JSON client, and [`eventually`] for what the server does in the
+//! background.
+//!
+//! Time in these tests: the server runs on [`ManualClock`] (the one clock,
+//! `callgate_core::clock`) where a test must say "30 seconds later"; then it moves the clock,
+//! never sleeps. What happens in the background (a journal write, a webhook, a pacing round)
+//! is awaited with [`eventually`], which waits for the condition the test asserts and never
+//! for a fixed time.
 #![allow(dead_code)]
 
 pub mod providers;
@@ -10,9 +17,13 @@ use callgate_server::clock::Clock;
 use callgate_server::{ServeOptions, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+#[allow(unused_imports)] // not every test binary moves a clock
+pub use callgate_core::clock::ManualClock;
 
 pub struct TestServer {
     pub base: String,
@@ -25,23 +36,49 @@ pub struct TestServer {
     pub clock: Option<Arc<dyn Clock>>,
 }
 
-/// A clock that moves only when told to.
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    pub fn at(ms: u64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicU64::new(ms)))
-    }
-
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+/// Whether `check` holds within about `max` of waiting: polled first at once, then after
+/// pauses that grow from 1 ms to 25 ms (a condition that holds soon is seen soon; one that
+/// takes a while is not polled hundreds of times a second on a small machine).
+///
+/// The bound is a number of rounds, not an assertion on time: it only ends a test whose
+/// condition never holds. Give it generous room (seconds), since a loaded machine is slow.
+/// On a paused tokio clock the pauses pass at once, so there `max` counts rounds of
+/// whatever the runtime had to do; code that waits on a blocking thread (the journal)
+/// belongs on real time.
+pub async fn holds_within<F, Fut>(max: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let (mut waited, mut pause) = (Duration::ZERO, Duration::from_millis(1));
+    loop {
+        if check().await {
+            return true;
+        }
+        if waited >= max {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        waited += pause;
+        pause = (pause * 2).min(Duration::from_millis(25));
     }
 }
 
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+/// Waits until `check` holds; panics with `what` if it has not within about `max` (see
+/// [`holds_within`]).
+pub async fn eventually<F, Fut>(what: impl std::fmt::Display, max: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    if !holds_within(max, check).await {
+        panic!("never happened: {what} (waited {max:?})");
     }
+}
+
+/// `n` seconds, for [`eventually`]'s bound.
+pub const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 pub fn config(toml: &str) -> Config {
@@ -154,19 +191,28 @@ impl TestServer {
         self.pool(name).await["used"].as_u64().unwrap()
     }
 
-    /// Polls `check` every 20 ms for up to `secs` seconds.
-    pub async fn eventually<F, Fut>(&self, secs: u64, mut check: F) -> bool
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        for _ in 0..secs * 50 {
-            if check().await {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        false
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_str().expect("Prometheus text").to_string()
+    }
+
+    /// The value of the first metric line that starts with `prefix` (a name, or a name
+    /// and its first labels); panics when there is none.
+    pub async fn first_metric(&self, prefix: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find(|l| l.starts_with(prefix) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {prefix}"))
+    }
+
+    /// The server's clock (the manual one a test started it on, or the system's): what
+    /// the governor stamps and times by.
+    pub fn now_ms(&self) -> u64 {
+        self.server().app.governor.now_ms()
     }
 }
 

@@ -335,7 +335,7 @@ impl Phone<'_> {
 
 /// The value of one metric line (exact name and labels), 0 when absent.
 pub async fn metric(s: &TestServer, series: &str) -> f64 {
-    let text = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    let text = s.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map_or(0.0, |v| v.trim().parse().unwrap())

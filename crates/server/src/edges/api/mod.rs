@@ -36,7 +36,7 @@ use tokio_stream::wrappers::BroadcastStream;
 #[derive(Debug)]
 pub struct App {
     /// The governor.
-    pub governor: Governor,
+    pub governor: Arc<Governor>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// Live events.
@@ -46,14 +46,15 @@ pub struct App {
     /// Bounds on what clients send.
     pub limits: Limits,
     /// Flows, menus and providers, for the provider webhooks.
-    pub inbound: Inbound,
+    pub inbound: Arc<Inbound>,
     /// What each caller in a Twilio waiting room was last told.
     pub waiting_room: twilio::WaitingRoom,
     /// The overflow chain each Twilio caller walks, frozen when their overflow started.
     pub overflow_chains: twilio::OverflowChains,
-    /// The campaign dialer, set once it has started (provider webhooks hand it the
-    /// outcomes of its calls: [`crate::campaign::Campaigns::provider_update`]).
-    pub campaigns: std::sync::OnceLock<Arc<crate::campaign::Campaigns>>,
+    /// Where the provider webhooks publish call events (the dialer subscribes).
+    pub bus: crate::bus::Bus,
+    /// The campaign dialer (the campaign API, its metrics, a reload's new flows).
+    pub campaigns: Arc<crate::campaign::Campaigns>,
     /// The configuration in force, and reloading it.
     pub reload: crate::reload::Reload,
 }
@@ -137,9 +138,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         crate::metrics::render_commit_seconds(&mut text, times);
     }
     app.governor.ops().render_metrics(&mut text);
-    if let Some(c) = app.campaigns.get() {
-        c.render_metrics(&mut text);
-    }
+    app.campaigns.render_metrics(&mut text);
     app.reload.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

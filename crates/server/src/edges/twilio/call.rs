@@ -296,11 +296,10 @@ impl<'a> TwilioCall<'a> {
         Ok(Twiml::new())
     }
 
-    /// Hands a status to the campaign dialer, which ignores calls it did not place. Its
-    /// calls' status callback URL carries `callgate_attempt` (signed with the rest of the
-    /// URL); the dialer also knows them by `CallSid`.
+    /// Publishes a status on the bus as a call event; the campaign dialer ignores calls it
+    /// did not place. Its calls' status callback URL carries `callgate_attempt` (signed with
+    /// the rest of the URL); the dialer also knows them by `CallSid`.
     async fn campaign_update(&self, status: &str, params: &Params, query: &Params) {
-        let Some(campaigns) = self.app.campaigns.get() else { return };
         // Asynchronous answering machine detection posts `AnsweredBy` without a status.
         let answerer = params.value("AnsweredBy").and_then(callgate_dialer::dial::Answerer::parse);
         let state = match (status, answerer) {
@@ -312,13 +311,13 @@ impl<'a> TwilioCall<'a> {
                 "answered_by": params.value("AnsweredBy"),
             })),
         };
-        let update = crate::campaign::ProviderUpdate {
+        let update = crate::bus::ProviderUpdate {
             provider: self.provider.name.to_string(),
             call_id: self.call.id.clone(),
             attempt: query.value("callgate_attempt").and_then(|a| a.parse().ok()),
             state,
         };
-        if campaigns.provider_update(update).await {
+        if self.app.bus.call(update).await {
             tracing::debug!(provider = %self.provider.name, call = %self.call.id, status, "A campaign call's status");
         }
     }

@@ -323,7 +323,7 @@ async fn status_update(
         "queued" | "ringing" | "in-progress" | "forwarding" => {
             app.governor.renew_call(&call.id).await?;
             // A campaign call that is answered (the dialer ignores calls it did not place).
-            crate::campaign::vapi_webhook(app, &provider.name, &call.id, Some(status), None, None, None).await;
+            publish_call_event(app, &provider.name, &call.id, Some(status), None, None, None).await;
         }
         _ => {}
     }
@@ -350,10 +350,43 @@ async fn end_of_call(
     update.cost = cost;
     // A campaign call's outcome drives its lead's retries (ignored for other calls).
     let reason = update.ended_reason.as_deref();
-    crate::campaign::vapi_webhook(app, &provider.name, &call.id, None, reason, cost, update.duration_ms).await;
+    publish_call_event(app, &provider.name, &call.id, None, reason, cost, update.duration_ms).await;
     record_call(app, update).await?;
     if let Some(usd) = cost {
         app.metrics.edges.cost(&provider.name, usd);
     }
     Ok(VapiReply::Ack)
+}
+
+/// Publishes a status update or an end-of-call report on the bus as a call event; the
+/// dialer acts on it when the call is one of its own and ignores it otherwise.
+async fn publish_call_event(
+    app: &App,
+    provider: &str,
+    call_id: &str,
+    status: Option<&str>,
+    ended_reason: Option<&str>,
+    cost: Option<f64>,
+    talk_ms: Option<u64>,
+) {
+    use callgate_dialer::dial::{CallState, Ended, Outcome};
+    // An `ended` status carries no talk time; the end-of-call report that follows does,
+    // and a lost report is made up for by the poll of live calls.
+    let state = match status {
+        Some("in-progress") => CallState::Live,
+        None => {
+            let reason = ended_reason.unwrap_or("");
+            let outcome = callgate_dialer::dial::vapi_outcome(reason, talk_ms.is_some_and(|t| t > 0));
+            CallState::Ended(Ended {
+                outcome,
+                reason: Some(reason.to_string()).filter(|r| !r.is_empty()),
+                talk_ms: talk_ms.filter(|_| outcome == Outcome::Completed),
+                cost,
+            })
+        }
+        Some(_) => return,
+    };
+    let update =
+        crate::bus::ProviderUpdate { provider: provider.into(), call_id: call_id.into(), attempt: None, state };
+    app.bus.call(update).await;
 }
