@@ -413,3 +413,23 @@ impl Governor {
         self.ops().advance(self.now_ms());
     }
 }
+
+impl crate::ops::PoolLimits for Governor {
+    fn limit(&self, pool: &str) -> Result<u32, String> {
+        self.pool(pool).map(|p| p.limit).map_err(|e| e.message)
+    }
+
+    fn set_limit<'a>(&'a self, pool: &'a str, limit: u32) -> callgate_backend::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { Governor::set_limit(self, pool, limit).await.map(drop).map_err(|e| e.message) })
+    }
+}
+
+impl crate::ops::Ticked for Governor {
+    fn ops_tick(&self) {
+        Governor::ops_tick(self);
+    }
+
+    fn evaluate_alerts(&self) -> callgate_backend::BoxFuture<'_, ()> {
+        Box::pin(Governor::evaluate_alerts(self))
+    }
+}

@@ -674,7 +674,7 @@ impl Ops {
     /// actions when it fired, their undo when it resolved (with `undo = true`).
     pub(crate) async fn act(
         &self,
-        governor: &crate::governor::Governor,
+        limits: &dyn PoolLimits,
         i: usize,
         change: AlertChange,
         value: Option<f64>,
@@ -723,7 +723,7 @@ impl Ops {
         if firing {
             let mut undo = Vec::new();
             for action in &actions {
-                if let Some(u) = self.run_action(governor, &name, action, now).await {
+                if let Some(u) = self.run_action(limits, &name, action, now).await {
                     undo.push(u);
                 }
             }
@@ -734,7 +734,7 @@ impl Ops {
             let undo = lock(&self.rules).get_mut(i).map(|r| std::mem::take(&mut r.undo)).unwrap_or_default();
             if undo_wanted {
                 for u in undo.into_iter().rev() {
-                    self.run_undo(governor, &name, u, now).await;
+                    self.run_undo(limits, &name, u, now).await;
                 }
             }
         }
@@ -763,7 +763,7 @@ impl Ops {
     /// Runs one action of a firing alert; what undoes it, if anything.
     async fn run_action(
         &self,
-        governor: &crate::governor::Governor,
+        limits: &dyn PoolLimits,
         alert: &Arc<str>,
         action: &callgate_config::AlertAction,
         now: u64,
@@ -791,14 +791,14 @@ impl Ops {
             K::SetLimit => {
                 let pool = action.pool.clone().unwrap_or_default();
                 let limit = action.limit.unwrap_or_default();
-                let before = match governor.pool(&pool) {
-                    Ok(p) => p.limit,
+                let before = match limits.limit(&pool) {
+                    Ok(limit) => limit,
                     Err(e) => {
-                        self.sink.action_done(alert, "set_limit", false, Err(e.message), now);
+                        self.sink.action_done(alert, "set_limit", false, Err(e), now);
                         return None;
                     }
                 };
-                match governor.set_limit(&pool, limit).await {
+                match limits.set_limit(&pool, limit).await {
                     Ok(_) => {
                         self.sink.action_done(
                             alert,
@@ -810,7 +810,7 @@ impl Ops {
                         Some(Undo::Limit { pool, before, set: limit })
                     }
                     Err(e) => {
-                        self.sink.action_done(alert, "set_limit", false, Err(e.message), now);
+                        self.sink.action_done(alert, "set_limit", false, Err(e), now);
                         None
                     }
                 }
@@ -840,7 +840,7 @@ impl Ops {
     }
 
     /// Puts back what a firing alert changed, unless someone changed it since.
-    async fn run_undo(&self, governor: &crate::governor::Governor, alert: &Arc<str>, undo: Undo, now: u64) {
+    async fn run_undo(&self, limits: &dyn PoolLimits, alert: &Arc<str>, undo: Undo, now: u64) {
         match undo {
             Undo::Overflow { flow, generation } => {
                 let name = self.flows[flow].name.clone();
@@ -852,15 +852,15 @@ impl Ops {
                 self.sink.action_done(alert, "set_overflow", true, result, now);
             }
             Undo::Limit { pool, before, set } => {
-                let result = match governor.pool(&pool) {
-                    Ok(p) if p.limit != set => {
-                        Ok(format!("pool `{pool}` limit was changed since (now {}); left as it is", p.limit))
+                let result = match limits.limit(&pool) {
+                    Ok(now_limit) if now_limit != set => {
+                        Ok(format!("pool `{pool}` limit was changed since (now {now_limit}); left as it is"))
                     }
-                    Ok(_) => match governor.set_limit(&pool, before).await {
-                        Ok(_) => Ok(format!("pool `{pool}` limit {set} → {before}")),
-                        Err(e) => Err(e.message),
+                    Ok(_) => match limits.set_limit(&pool, before).await {
+                        Ok(()) => Ok(format!("pool `{pool}` limit {set} → {before}")),
+                        Err(e) => Err(e),
                     },
-                    Err(e) => Err(e.message),
+                    Err(e) => Err(e),
                 };
                 self.sink.action_done(alert, "set_limit", true, result, now);
             }
@@ -940,6 +940,17 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
+/// What an alert's `set_limit` action changes outside the operating layer: pool limits,
+/// durably. The governor is the one implementation; the operating layer names only this,
+/// so it does not depend on the governor (which does depend on it).
+pub trait PoolLimits: Send + Sync {
+    /// The pool's limit now; why not, for people.
+    fn limit(&self, pool: &str) -> Result<u32, String>;
+
+    /// Sets the pool's limit, as `PUT /v1/pools/{name}` does; why not, for people.
+    fn set_limit<'a>(&'a self, pool: &'a str, limit: u32) -> callgate_backend::BoxFuture<'a, Result<(), String>>;
+}
+
 /// What the alerts read from the ledger (through the governor) at one evaluation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Gauges {
@@ -956,17 +967,27 @@ const TICK: Duration = Duration::from_millis(250);
 /// alert needs a finer grain than a second.
 const EVALUATE_EVERY: u32 = 4;
 
+/// What the operating layer's clock drives: time passing for breakers and figures, and
+/// the evaluation of alerts (the governor: it reads the gauges the alerts watch).
+pub trait Ticked: Send + Sync + 'static {
+    /// Time alone moved.
+    fn ops_tick(&self);
+
+    /// Evaluates every alert now and carries out what fired or resolved.
+    fn evaluate_alerts(&self) -> callgate_backend::BoxFuture<'_, ()>;
+}
+
 /// Starts the operating layer's clock: breakers every 250 ms, alerts every second.
-pub fn spawn_ticker(governor: Arc<crate::governor::Governor>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_ticker(ticked: Arc<dyn Ticked>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut until_evaluation: u32 = 0;
         loop {
             every.tick().await;
-            governor.ops_tick();
+            ticked.ops_tick();
             if until_evaluation == 0 {
-                governor.evaluate_alerts().await;
+                ticked.evaluate_alerts().await;
                 until_evaluation = EVALUATE_EVERY;
             }
             until_evaluation -= 1;
