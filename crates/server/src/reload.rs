@@ -179,6 +179,16 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     app.keys.replace(keys);
     app.inbound.replace(new.clone());
     app.campaigns.replace_config(new.clone());
+    // The campaigns follow the file: new ones start, changed ones take their settings,
+    // removed ones stop dialing.
+    let mut changes = changes;
+    match app.campaigns.reload().await {
+        Ok(more) => changes.extend(more),
+        Err(e) => {
+            tracing::error!(error = %e, "The campaigns could not follow the reloaded file");
+            changes.push(format!("campaigns: not applied: {e}"));
+        }
+    }
     *r.current.lock().unwrap_or_else(|p| p.into_inner()) = new;
     r.ok.fetch_add(1, Ordering::Relaxed);
     r.last_success.store(app.governor.now_ms() / 1000, Ordering::Relaxed);
@@ -213,9 +223,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.providers != new.providers {
         out.push("[[providers]] (webhook routes, secrets, reconciliation)".to_string());
     }
-    if old.campaigns != new.campaigns {
-        out.push("[[campaigns]] (create campaigns at runtime with POST /v1/campaigns)".to_string());
-    }
+
     out
 }
 

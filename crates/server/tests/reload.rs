@@ -321,3 +321,45 @@ async fn the_reload_is_an_event() {
     assert_eq!(event, json!({ "type": "config_reloaded", "changes": ["pool acct: limit 3 -> 4"] }));
     assert!(text.contains("limit_changed"), "the limit change itself is an event too: {text}");
 }
+
+/// `[[campaigns]]` follow the file: a new one starts, a changed one takes its settings and
+/// keeps its state, a removed one stops dialing (paused, saying why); each is a line of
+/// `changes`.
+#[tokio::test]
+async fn campaigns_follow_the_file() {
+    let campaign = |name: &str, priority: i32| {
+        format!(
+            "\n[[campaigns]]\nname = \"{name}\"\nflow = \"campaign\"\npriority = {priority}\nstart = true\nwindow = {{ start = \"00:00\", end = \"24:00\" }}\nsimulate = {{ ring_time = \"2ms\", talk_min = \"5ms\", talk_mean = \"10ms\", talk_max = \"40ms\", failure_rate = 0, seed = 3 }}\n"
+        )
+    };
+    let s = serve_file(&format!("{BASE}{}", campaign("renewals", 5))).await;
+    assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running");
+    // Paused by hand: a change of settings keeps that.
+    let (st, _) = s.post("/v1/campaigns/renewals/pause", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, v) = reload(&s, &format!("{BASE}{}{}", campaign("renewals", 7), campaign("winback", 3))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let changes: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(changes.contains(&"campaign renewals: changed"), "{v}");
+    assert!(changes.contains(&"campaign winback: added"), "{v}");
+    let (_, renewals) = s.get("/v1/campaigns/renewals").await;
+    assert_eq!((renewals["priority"].as_i64(), renewals["state"].as_str()), (Some(7), Some("paused")), "{renewals}");
+    let (_, winback) = s.get("/v1/campaigns/winback").await;
+    assert_eq!((winback["state"].as_str(), winback["source"].as_str()), (Some("running"), Some("config")), "{winback}");
+
+    let (st, v) = reload(&s, &format!("{BASE}{}", campaign("renewals", 7))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        v["changes"].as_array().unwrap().contains(&json!("campaign winback: removed from the file, paused")),
+        "{v}"
+    );
+    let (_, winback) = s.get("/v1/campaigns/winback").await;
+    assert_eq!(winback["state"], "paused", "{winback}");
+    assert_eq!(winback["paused_reason"], "removed from the configuration file", "{winback}");
+
+    // Nothing changed: nothing to say about campaigns.
+    let (st, v) = reload(&s, &format!("{BASE}{}", campaign("renewals", 7))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v["changes"].to_string().contains("campaign "), "{v}");
+}

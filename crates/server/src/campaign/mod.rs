@@ -686,6 +686,115 @@ impl Campaigns {
         Ok((true, self.view(&name)?))
     }
 
+    /// A configuration reload's `[[campaigns]]` (after [`Campaigns::replace_config`]): a
+    /// campaign new in the file is created as at a start; one whose settings changed takes
+    /// them (its dialers, calendar and pacing are rebuilt and its pending leads rescheduled
+    /// under the new windows), keeping its state and the attempts it has in flight; one the
+    /// file no longer names stops dialing (paused, with the reason). Durable before it
+    /// returns; what changed, one line each.
+    pub async fn reload(self: &Arc<Self>) -> Result<Vec<String>, Error> {
+        let config = self.config();
+        let now = self.now();
+        let mut changes = Vec::new();
+        // What the file says, durably first (the state of an existing campaign stays).
+        let mut ops = Vec::new();
+        for c in &config.campaigns {
+            let same = self.lock().list.iter().any(|r| r.name == c.name && r.cfg == *c && r.source == "config");
+            if !same {
+                let spec = serde_json::to_string(c).map_err(|e| Error::invalid(e.to_string()))?;
+                let state = if c.start { State::Running } else { State::Paused };
+                ops.push(LeadOp::PutCampaign {
+                    name: c.name.clone(),
+                    spec,
+                    state: state.as_str().into(),
+                    source: "config".into(),
+                    at: now,
+                });
+            }
+        }
+        let reason = "removed from the configuration file";
+        // Still dialing, or paused for another reason, though the file no longer names it.
+        let removed: Vec<String> = self
+            .lock()
+            .list
+            .iter()
+            .filter(|r| r.source == "config" && config.campaign(&r.name).is_none())
+            .filter(|r| {
+                r.state == State::Running || (r.state == State::Paused && r.paused_reason.as_deref() != Some(reason))
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        for name in &removed {
+            ops.push(LeadOp::SetState {
+                name: name.clone(),
+                state: State::Paused.as_str().into(),
+                reason: Some(reason.into()),
+                at: now,
+            });
+        }
+        if ops.is_empty() {
+            return Ok(changes);
+        }
+        self.store.write(ops).await.map_err(not_stored)?;
+        for c in &config.campaigns {
+            let existing = {
+                let inner = self.lock();
+                inner
+                    .list
+                    .iter()
+                    .find(|r| r.name == c.name)
+                    .map(|r| (r.cfg == *c && r.source == "config", r.state, r.paused_reason.clone()))
+            };
+            let (state, paused_reason) = match existing {
+                Some((true, _, _)) => continue,
+                Some((false, state, reason)) => (state, reason),
+                None => (if c.start { State::Running } else { State::Paused }, None),
+            };
+            let stored = StoredCampaign {
+                name: c.name.clone(),
+                spec: String::new(),
+                state: state.as_str().into(),
+                source: "config".into(),
+                created_at: now,
+                paused_reason: paused_reason.clone(),
+            };
+            let mut rt = self.runtime(c.clone(), &stored, now).map_err(Error::invalid)?;
+            let added = {
+                let mut inner = self.lock();
+                match inner.list.iter_mut().find(|r| r.name == c.name) {
+                    Some(old) => {
+                        // The attempts in flight belong to the campaign, not to its settings.
+                        rt.live = old.live;
+                        rt.state = old.state;
+                        rt.paused_reason = old.paused_reason.take();
+                        *old = rt;
+                        false
+                    }
+                    None => {
+                        inner.list.push(rt);
+                        true
+                    }
+                }
+            };
+            if added {
+                self.spawn_pollers(&c.name);
+                changes.push(format!("campaign {}: added", c.name));
+            } else {
+                changes.push(format!("campaign {}: changed", c.name));
+            }
+        }
+        for name in removed {
+            if let Some(rt) = self.lock().list.iter_mut().find(|r| r.name == name) {
+                rt.state = State::Paused;
+                rt.paused_reason = Some(reason.into());
+            }
+            changes.push(format!("campaign {name}: removed from the file, paused"));
+        }
+        self.sort();
+        self.wake.notify_one();
+        Ok(changes)
+    }
+
     /// Starts, pauses, resumes or stops a campaign, durably.
     pub async fn act(&self, name: &str, action: Action) -> Result<CampaignView, Error> {
         let target = {
