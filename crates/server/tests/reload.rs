@@ -324,7 +324,7 @@ async fn the_reload_is_an_event() {
 
 /// `[[campaigns]]` follow the file: a new one starts, a changed one takes its settings and
 /// keeps its state, a removed one stops dialing (paused, saying why); each is a line of
-/// `changes`.
+/// `changes`; a restart on the same file does the same.
 #[tokio::test]
 async fn campaigns_follow_the_file() {
     let campaign = |name: &str, priority: i32| {
@@ -362,4 +362,18 @@ async fn campaigns_follow_the_file() {
     let (st, v) = reload(&s, &format!("{BASE}{}", campaign("renewals", 7))).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(!v["changes"].to_string().contains("campaign "), "{v}");
+
+    // A restart with that file does what the reload did: resumed by hand meanwhile, the
+    // campaign the file no longer names is paused again at the start.
+    let (st, _) = s.post("/v1/campaigns/winback/resume", json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.get("/v1/campaigns/winback").await.1["state"], "running");
+    let mut s = s;
+    s.toml = format!("{BASE}{}", campaign("renewals", 7));
+    let s = s.restart().await;
+    let (_, winback) = s.get("/v1/campaigns/winback").await;
+    assert_eq!(winback["state"], "paused", "{winback}");
+    assert_eq!(winback["paused_reason"], "removed from the configuration file", "{winback}");
+    let (_, renewals) = s.get("/v1/campaigns/renewals").await;
+    assert_eq!((renewals["priority"].as_i64(), renewals["state"].as_str()), (Some(7), Some("paused")), "{renewals}");
 }

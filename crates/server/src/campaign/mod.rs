@@ -386,6 +386,9 @@ pub(super) fn not_stored(e: callgate_store::StoreError) -> Error {
     Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
 }
 
+/// Why a campaign the configuration file no longer names is paused (at a start or a reload).
+const REMOVED_FROM_FILE: &str = "removed from the configuration file";
+
 fn unknown_campaign(name: &str) -> Error {
     Error::not_found("unknown_campaign", format!("no campaign named `{name}`"))
 }
@@ -440,6 +443,7 @@ impl Campaigns {
             });
         }
         campaigns.store.write(ops).await.map_err(|e| e.to_string())?;
+        let mut removed = Vec::new();
         for s in campaigns.store.campaigns().map_err(|e| e.to_string())? {
             let cfg = match config.campaign(&s.name) {
                 Some(c) => c.clone(),
@@ -456,8 +460,23 @@ impl Campaigns {
                 tracing::error!(campaign = %s.name, problem = %problems[0], "A stored campaign no longer fits the configuration; it is left out");
                 continue;
             }
-            let rt = campaigns.runtime(cfg, &s, now)?;
+            let mut rt = campaigns.runtime(cfg, &s, now)?;
+            // A campaign the file no longer names stops dialing, as a reload does.
+            if s.source == "config" && config.campaign(&s.name).is_none() && rt.state == State::Running {
+                rt.state = State::Paused;
+                rt.paused_reason = Some(REMOVED_FROM_FILE.into());
+                removed.push(LeadOp::SetState {
+                    name: s.name.clone(),
+                    state: State::Paused.as_str().into(),
+                    reason: Some(REMOVED_FROM_FILE.into()),
+                    at: now,
+                });
+                tracing::warn!(campaign = %s.name, "A campaign the configuration file no longer names is paused");
+            }
             campaigns.lock().list.push(rt);
+        }
+        if !removed.is_empty() {
+            campaigns.store.write(removed).await.map_err(|e| e.to_string())?;
         }
         campaigns.sort();
         campaigns.set_callback_book(Arc::new(JournalBook::new(governor)));
@@ -712,7 +731,7 @@ impl Campaigns {
                 });
             }
         }
-        let reason = "removed from the configuration file";
+        let reason = REMOVED_FROM_FILE;
         // Still dialing, or paused for another reason, though the file no longer names it.
         let removed: Vec<String> = self
             .lock()
