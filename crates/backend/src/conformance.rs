@@ -517,6 +517,34 @@ fn reference_state(r: &Ledger) -> (Vec<Lease>, Vec<callgate_core::Ticket>, Vec<c
     (leases, tickets, r.pools())
 }
 
+/// Runs `cmd` on the backend (waiting until it is durable) and on the reference at `now`,
+/// and panics unless both give the same outcome and events, or both refuse it alike.
+/// Whether both carried it out.
+fn agree<H: Harness>(
+    h: &mut H,
+    b: &H::Backend,
+    reference: &mut Ledger,
+    cmd: Command,
+    now: u64,
+    at: &dyn Fn(&str) -> String,
+) -> bool {
+    let want = crate::reference::apply(reference, cmd.clone(), now);
+    let want_events: Vec<Event> = reference.drain_events().collect();
+    match (b.execute(cmd.clone()), want) {
+        (Ok(got), Ok(want)) => {
+            h.block_on(b.durable(got.commit)).unwrap_or_else(|e| panic!("{}", at(&e.to_string())));
+            assert_eq!(got.outcome, want, "{}", at(&format!("{cmd:?}")));
+            assert_eq!(got.events, want_events, "{}", at(&format!("the events of {cmd:?}")));
+            true
+        }
+        (Err(got), Err(want)) => {
+            assert_eq!(got.kind, want.kind, "{}", at(&format!("{cmd:?}")));
+            false
+        }
+        (got, want) => panic!("{}", at(&format!("{cmd:?}: backend {got:?}, reference {want:?}"))),
+    }
+}
+
 /// Runs `steps` random steps from `seed` against a fresh backend and the reference ledger.
 /// Panics at the first disagreement, naming the seed and the step.
 pub fn differential<H: Harness>(h: &mut H, seed: u64, steps: usize) {
@@ -534,17 +562,7 @@ pub fn differential<H: Harness>(h: &mut H, seed: u64, steps: usize) {
         match random_step(&mut rng, &live, &tickets) {
             Step::Run(cmd) => {
                 capped |= matches!(cmd, Command::SetCap { cap: Some(_), .. });
-                let want = crate::reference::apply(&mut reference, cmd.clone(), now);
-                let want_events: Vec<Event> = reference.drain_events().collect();
-                match (b.execute(cmd.clone()), want) {
-                    (Ok(got), Ok(want)) => {
-                        h.block_on(b.durable(got.commit)).unwrap_or_else(|e| panic!("{}", at(&e.to_string())));
-                        assert_eq!(got.outcome, want, "{}", at(&format!("{cmd:?}")));
-                        assert_eq!(got.events, want_events, "{}", at(&format!("the events of {cmd:?}")));
-                    }
-                    (Err(got), Err(want)) => assert_eq!(got.kind, want.kind, "{}", at(&format!("{cmd:?}"))),
-                    (got, want) => panic!("{}", at(&format!("{cmd:?}: backend {got:?}, reference {want:?}"))),
-                }
+                agree(h, &b, &mut reference, cmd, now, &at);
             }
             Step::Advance(ms) => clock.advance(ms),
             Step::Restart => {
@@ -553,10 +571,7 @@ pub fn differential<H: Harness>(h: &mut H, seed: u64, steps: usize) {
                 if capped {
                     for p in 0..spec.pools.len() {
                         let cmd = Command::SetCap { pool: PoolId(p as u32), cap: None };
-                        let want = crate::reference::apply(&mut reference, cmd.clone(), now);
-                        let want_events: Vec<Event> = reference.drain_events().collect();
-                        let got = exec(h, &b, cmd);
-                        assert_eq!((got.outcome, got.events), (want.expect("uncap"), want_events), "{}", at("uncap"));
+                        assert!(agree(h, &b, &mut reference, cmd, now, &at), "{}", at("uncap refused"));
                     }
                     capped = false;
                 }
@@ -572,10 +587,7 @@ pub fn differential<H: Harness>(h: &mut H, seed: u64, steps: usize) {
                     reference.restore_mean_hold(p.id, p.mean_hold_ms);
                 }
                 // Both settle: what fell due while "down", what fits now.
-                let want = crate::reference::apply(&mut reference, Command::Settle, now);
-                let want_events: Vec<Event> = reference.drain_events().collect();
-                let got = exec(h, &b, Command::Settle);
-                assert_eq!((got.outcome, got.events), (want.expect("settle"), want_events), "{}", at("settle"));
+                assert!(agree(h, &b, &mut reference, Command::Settle, now, &at), "{}", at("settle refused"));
             }
         }
         assert_eq!(state(&b), reference_state(&reference), "{}", at("state"));

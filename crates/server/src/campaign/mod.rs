@@ -386,6 +386,9 @@ pub(super) fn not_stored(e: callgate_store::StoreError) -> Error {
     Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
 }
 
+/// What a campaign whose settings change keeps: its state and why callgate paused it.
+type Kept = (State, Option<String>);
+
 /// Why a campaign the configuration file no longer names is paused (at a start or a reload).
 const REMOVED_FROM_FILE: &str = "removed from the configuration file";
 
@@ -715,21 +718,31 @@ impl Campaigns {
         let config = self.config();
         let now = self.now();
         let mut changes = Vec::new();
-        // What the file says, durably first (the state of an existing campaign stays).
+        // The file's campaigns that are new, or whose settings changed (with the state they
+        // keep): decided once, written durably first, then put in place.
+        let outdated: Vec<(&CampaignConfig, Option<Kept>)> = {
+            let inner = self.lock();
+            config
+                .campaigns
+                .iter()
+                .filter_map(|c| match inner.list.iter().find(|r| r.name == c.name) {
+                    Some(r) if r.cfg == *c && r.source == "config" => None,
+                    Some(r) => Some((c, Some((r.state, r.paused_reason.clone())))),
+                    None => Some((c, None)),
+                })
+                .collect()
+        };
         let mut ops = Vec::new();
-        for c in &config.campaigns {
-            let same = self.lock().list.iter().any(|r| r.name == c.name && r.cfg == *c && r.source == "config");
-            if !same {
-                let spec = serde_json::to_string(c).map_err(|e| Error::invalid(e.to_string()))?;
-                let state = if c.start { State::Running } else { State::Paused };
-                ops.push(LeadOp::PutCampaign {
-                    name: c.name.clone(),
-                    spec,
-                    state: state.as_str().into(),
-                    source: "config".into(),
-                    at: now,
-                });
-            }
+        for (c, _) in &outdated {
+            let spec = serde_json::to_string(c).map_err(|e| Error::invalid(e.to_string()))?;
+            let state = if c.start { State::Running } else { State::Paused };
+            ops.push(LeadOp::PutCampaign {
+                name: c.name.clone(),
+                spec,
+                state: state.as_str().into(),
+                source: "config".into(),
+                at: now,
+            });
         }
         let reason = REMOVED_FROM_FILE;
         // Still dialing, or paused for another reason, though the file no longer names it.
@@ -755,27 +768,16 @@ impl Campaigns {
             return Ok(changes);
         }
         self.store.write(ops).await.map_err(not_stored)?;
-        for c in &config.campaigns {
-            let existing = {
-                let inner = self.lock();
-                inner
-                    .list
-                    .iter()
-                    .find(|r| r.name == c.name)
-                    .map(|r| (r.cfg == *c && r.source == "config", r.state, r.paused_reason.clone()))
-            };
-            let (state, paused_reason) = match existing {
-                Some((true, _, _)) => continue,
-                Some((false, state, reason)) => (state, reason),
-                None => (if c.start { State::Running } else { State::Paused }, None),
-            };
+        for (c, existing) in outdated {
+            let (state, paused_reason) =
+                existing.unwrap_or((if c.start { State::Running } else { State::Paused }, None));
             let stored = StoredCampaign {
                 name: c.name.clone(),
                 spec: String::new(),
                 state: state.as_str().into(),
                 source: "config".into(),
                 created_at: now,
-                paused_reason: paused_reason.clone(),
+                paused_reason,
             };
             let mut rt = self.runtime(c.clone(), &stored, now).map_err(Error::invalid)?;
             let added = {

@@ -356,6 +356,7 @@ impl Governor {
     /// The waiting callers, first in line first (class priority, then arrival), at most
     /// [`MAX_WAITING_LISTED`].
     pub fn waiting(&self) -> Vec<WaitingView> {
+        let names = self.names();
         self.backend
             .waiting(MAX_WAITING_LISTED)
             .into_iter()
@@ -364,9 +365,9 @@ impl Governor {
                 WaitingView {
                     id: t.id,
                     key: t.key.clone(),
-                    class: self.names().classes[t.class.index()].clone(),
-                    flow: t.flow.map(|f| self.names().flows[f.index()].clone()),
-                    pools: pools_view(&self.names(), &t.pools),
+                    class: names.classes[t.class.index()].clone(),
+                    flow: t.flow.map(|f| names.flows[f.index()].clone()),
+                    pools: pools_view(&names, &t.pools),
                     position,
                     eta_ms,
                     enqueued_at_ms: t.enqueued_at,
