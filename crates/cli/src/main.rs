@@ -152,9 +152,7 @@ fn init_logs(
     let (otlp, guard) = match &telemetry.otlp_endpoint {
         Some(endpoint) => match callgate_server::telemetry::otlp(endpoint, telemetry.service()) {
             // The spans of decisions and webhooks, whatever RUST_LOG says about logs.
-            Ok((layer, guard)) => {
-                (Some(layer.with_filter(Targets::new().with_target("callgate_server", LevelFilter::INFO))), Some(guard))
-            }
+            Ok((layer, guard)) => (Some(layer.with_filter(callgate_server::telemetry::span_targets())), Some(guard)),
             Err(e) => {
                 say(json, "WARN", &format!("cannot start the OTLP exporter ({e}); no traces are exported"));
                 (None, None)

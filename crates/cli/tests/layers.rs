@@ -1,28 +1,32 @@
 //! Dependencies between callgate's crates point one way, down the data flow:
 //!
 //! ```text
-//! core < backend < config < store < dialer < providers < server < callgate (cli)
+//! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
 //! plan: core and config only
 //! ```
 //!
 //! A crate may depend (normal, dev or build dependency, on any target) only on crates of
 //! a lower layer. `providers` sits above `dialer` because its dialers implement the
-//! `Dialer` trait the dialer defines. Every workspace member must have a place in the
-//! table, so a new crate is placed deliberately rather than by accident. The manifests are
-//! read with a TOML parser, not grepped.
+//! `Dialer` trait the dialer defines. `events` (the bus and its read-only consumers) sits
+//! below `ops`, which publishes on the bus, and `governor`, which owns an `Ops`. Every
+//! workspace member must have a place in the table, so a new crate is placed deliberately
+//! rather than by accident. The manifests are read with a TOML parser, not grepped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Each package and the packages it may depend on.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
-    const LAYERS: [&str; 8] = [
+    const LAYERS: [&str; 11] = [
         "callgate-core",
         "callgate-backend",
         "callgate-config",
         "callgate-store",
         "callgate-dialer",
         "callgate-providers",
+        "callgate-events",
+        "callgate-ops",
+        "callgate-governor",
         "callgate-server",
         "callgate",
     ];

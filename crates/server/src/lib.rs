@@ -1,31 +1,29 @@
-//! callgate's edges: the HTTP API, the provider webhooks (Vapi, Twilio), the governor,
-//! reconciliation with the platforms, metrics and live events.
+//! callgate's running server: the edges (the HTTP API, the provider webhooks, the live
+//! page), the campaign runtime, reconciliation with the platforms, and the start-up wiring.
 //!
 //! Data flows one way: an edge turns an HTTP request into a ledger request, the
-//! [`governor::Governor`] decides and hands the events to the journal, the edge waits
-//! until they are durable and answers; the journal's consumers (metrics, live events)
-//! see every event after it is on disk.
+//! [`governor::Governor`] (crate `callgate-governor`) decides and has its backend make the
+//! decision durable, the edge answers; the bus (crate `callgate-events`) hands every
+//! committed batch to its consumers (metrics, the operating layer of `callgate-ops`, live
+//! events, the decision log). The modules of those crates are re-exported here under the
+//! names they had when they lived in this crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod bus;
 pub mod campaign;
 pub mod clock;
 pub mod connections;
-pub mod decision_log;
 pub mod demo;
 pub mod edges;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod governor;
 pub mod inbound;
-pub mod live;
-pub mod metrics;
-pub mod ops;
 pub mod providers;
 pub mod reload;
 pub mod serve;
 pub mod telemetry;
-pub mod views;
 
+pub use callgate_events::{bus, decision_log, live, metrics, views};
+pub use callgate_governor as governor;
+pub use callgate_ops as ops;
 pub use serve::{serve, serve_announced, ServeOptions, Server};

@@ -6,7 +6,7 @@
 //! flow admits nothing new, while its live leases and waiting tickets stay until they
 //! end), overflow chains, menus, breakers, adaptive settings, alerts and API keys.
 //!
-//! The ledger part is the governor's (`governor/reload.rs`): the ledger is rebuilt from
+//! The ledger part is the governor's (`callgate_governor`'s `reload.rs`): the ledger is rebuilt from
 //! the new configuration and what the old one holds, by the restore a restart runs, so a
 //! reload gives what a restart with the new file would. The operating layer (breakers,
 //! adaptive limiters, alerts) is rebuilt, like at a start, only when its inputs changed.
@@ -19,7 +19,7 @@
 //! takes them in at start; campaigns can be created at runtime through the API).
 
 use crate::edges::api::App;
-use crate::governor::reload::NewLedger;
+use crate::governor::NewLedger;
 use callgate_config::{Config, ConfigErrors, Env};
 use callgate_store::Names;
 use std::fmt::Write as _;

@@ -6,11 +6,12 @@
 //! the bus's dialer inbox), then the HTTP edge, the tickers and the reconcilers. Nothing
 //! is bound late.
 
-use crate::bus::{Bus, DecisionLog, LedgerBus, OpsSubscriber};
+use crate::bus::{Bus, DecisionLog, LedgerBus};
 use crate::clock::{Clock, SystemClock};
 use crate::edges::api::{self, App, Keys, Limits};
 use crate::edges::twilio::WaitingRoom;
 use crate::governor::Governor;
+use crate::governor::OpsSubscriber;
 use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;

@@ -223,6 +223,15 @@ impl Drop for OtlpGuard {
     }
 }
 
+/// Which spans the exporter is given: callgate's own (the governor's decisions, the
+/// webhooks' spans), at `INFO`, whatever `RUST_LOG` says about logs.
+pub fn span_targets() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_target("callgate_server", LevelFilter::INFO)
+        .with_target("callgate_governor", LevelFilter::INFO)
+}
+
 /// The layer and its exporter, posting to `endpoint` (e.g. `http://127.0.0.1:4318`;
 /// spans go to `{endpoint}/v1/traces`) with `service.name = service`.
 pub fn otlp(endpoint: &str, service: &str) -> std::io::Result<(OtlpLayer, OtlpGuard)> {

@@ -43,8 +43,7 @@ fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
 async fn decisions_and_webhooks_are_exported_as_spans() {
     let (url, spans) = collector().await;
     let (layer, guard) = callgate_server::telemetry::otlp(&url, "callgate-test").unwrap();
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target("callgate_server", tracing_subscriber::filter::LevelFilter::INFO);
+    let filter = callgate_server::telemetry::span_targets();
     tracing_subscriber::registry().with(layer.with_filter(filter)).init();
 
     let s = TestServer::start(THREE_SLOTS).await;

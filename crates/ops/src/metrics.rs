@@ -6,7 +6,7 @@
 //! dashboards and alert rules see them before the first event.
 
 use super::events::OpsEvent;
-use crate::metrics::header;
+use callgate_events::metrics::header;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 

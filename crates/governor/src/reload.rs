@@ -10,9 +10,9 @@
 
 use super::Error;
 use super::{read, write, Governor, Naming};
-use crate::ops::Ops;
 use callgate_backend::Command;
 use callgate_core::LedgerSpec;
+use callgate_ops::Ops;
 use callgate_store::Names;
 use std::sync::{Arc, RwLock};
 
@@ -48,22 +48,23 @@ impl OpsSlot {
 pub struct ReloadError(pub String);
 
 /// What the governor is handed by a reload.
-pub(crate) struct NewLedger {
+#[derive(Debug)]
+pub struct NewLedger {
     /// Built from the new configuration.
-    pub(crate) spec: LedgerSpec,
+    pub spec: LedgerSpec,
     /// Its names (pools and classes as before, in the same order).
-    pub(crate) names: Names,
+    pub names: Names,
     /// The first overflow action of each flow.
-    pub(crate) overflow: Vec<Option<callgate_config::Overflow>>,
+    pub overflow: Vec<Option<callgate_config::Overflow>>,
     /// A new operating layer, when what it is built from changed.
-    pub(crate) ops: Option<Arc<Ops>>,
+    pub ops: Option<Arc<Ops>>,
 }
 
 impl Governor {
     /// Has the backend rebuild the ledger from `new` and what it holds now (see the module
     /// docs), atomically under the governor's lock; journaled like any operation. On an
     /// error nothing changed.
-    pub(crate) async fn reload(&self, new: NewLedger) -> Result<(), Error> {
+    pub async fn reload(&self, new: NewLedger) -> Result<(), Error> {
         self.check_healthy()?;
         let commit = {
             let mut st = self.lock();

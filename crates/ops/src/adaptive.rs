@@ -2,7 +2,7 @@
 //!
 //! The governor feeds it under its lock and applies each [`CapChange`] as the pool's
 //! adaptive cap source (the effective cap is the minimum of the sources, see
-//! `governor/caps.rs`), so a cap change is an ordinary `limit_changed` event (journaled,
+//! `caps.rs` in `callgate-governor`), so a cap change is an ordinary `limit_changed` event (journaled,
 //! counted, streamed). What `inflight` means for a sample (the pool's used units when the
 //! call started) is approximated by the used units when the sample arrives, plus the
 //! units a release is about to free: callgate does not keep the count at grant time for

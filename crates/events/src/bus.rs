@@ -21,10 +21,8 @@
 //! configuration in tests) answers call events with `false` and commands with nothing.
 
 use crate::decision_log;
-use crate::governor::OpsSlot;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::ops::Ops;
 use callgate_core::Event;
 use callgate_dialer::dial::CallState;
 use callgate_store::{Consumer, Names};
@@ -106,32 +104,6 @@ impl LedgerSubscriber for Arc<Metrics> {
 impl LedgerSubscriber for Live {
     fn committed(&mut self, events: &[Event], names: &Names) {
         self.publish(events, names);
-    }
-}
-
-/// The operating layer's figures (stats, alerts' inputs). A reload puts its new operating
-/// layer in the slot before it hands the journal the new names, so the subscriber moves to
-/// it in event order.
-#[derive(Debug)]
-pub struct OpsSubscriber {
-    ops: Arc<Ops>,
-    slot: OpsSlot,
-}
-
-impl OpsSubscriber {
-    /// Follows the operating layer in `slot`.
-    pub fn new(slot: OpsSlot) -> OpsSubscriber {
-        OpsSubscriber { ops: slot.get(), slot }
-    }
-}
-
-impl LedgerSubscriber for OpsSubscriber {
-    fn committed(&mut self, events: &[Event], _names: &Names) {
-        self.ops.observe(events);
-    }
-
-    fn renamed(&mut self, _names: &Names) {
-        self.ops = self.slot.get();
     }
 }
 

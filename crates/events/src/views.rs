@@ -87,7 +87,8 @@ pub struct PoolInfo {
     pub mean_hold_ms: u64,
 }
 
-pub(crate) fn pools_view(names: &Names, pools: &[PoolUnits]) -> Vec<PoolUnitsView> {
+/// The per-pool units of a lease or ticket, by pool name.
+pub fn pools_view(names: &Names, pools: &[PoolUnits]) -> Vec<PoolUnitsView> {
     pools.iter().map(|p| PoolUnitsView { pool: names.pools[p.pool.index()].clone(), units: p.units }).collect()
 }
 

@@ -8,14 +8,16 @@
 //! ([`Ops::observe`], like the metrics), samples reported through the API, and the clock.
 //! What it decides outside the ledger (a breaker opened, an alert fired) becomes an
 //! [`OpsEvent`] for the same consumers as ledger events: the metrics and `/v1/events`.
-//! Cap changes are the governor's adaptive cap source (`governor/caps.rs`), applied with
+//! Cap changes are the governor's adaptive cap source (`callgate_governor`'s `caps.rs`), applied with
 //! `Ledger::set_cap`, so they are ordinary `limit_changed` events.
 //!
 //! Module map: `adaptive` (per-pool caps), `breakers` (per-dependency breakers and the
 //! flows that depend on them), `alerts` (the `for`/hysteresis state machine and its
 //! runtime rules), `stats` (last-minute figures per pool and flow), `events` and `metrics`.
-//! Campaigns are paused and resumed with commands on the event bus ([`crate::bus::Bus`]),
+//! Campaigns are paused and resumed with commands on the event bus ([`callgate_events::bus::Bus`]),
 //! which the dialer serves.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod adaptive;
 pub mod alerts;
@@ -24,11 +26,10 @@ pub mod events;
 pub mod metrics;
 pub mod stats;
 
-pub use crate::bus::CampaignInfo;
 pub use breakers::BreakerView;
+pub use callgate_events::bus::CampaignInfo;
 pub use events::OpsEvent;
 
-use crate::live::Live;
 use adaptive::AdaptiveCaps;
 use alerts::{AlertChange, AlertView, Condition, Rule, Undo, Watched};
 use breakers::{cause_text, Breakers, Down};
@@ -36,6 +37,7 @@ use callgate_config::{AlertTarget, Config, Env, Overflow};
 use callgate_core::adaptive::{CapChange, Sample};
 use callgate_core::breaker::{BreakerState, Transition};
 use callgate_core::{Event, PoolUnits};
+use callgate_events::live::Live;
 use metrics::OpsMetrics;
 use serde::Serialize;
 use stats::{FiguresView, Stats};
@@ -123,7 +125,7 @@ pub struct Ops {
     /// [breaker] → campaigns it paused.
     paused_by_breaker: Arc<Mutex<Vec<Vec<String>>>>,
     /// Where campaign commands go (`pause_campaigns`, breakers): the dialer listens.
-    bus: crate::bus::Bus,
+    bus: callgate_events::bus::Bus,
     metrics: Arc<OpsMetrics>,
     sink: Sink,
     http: reqwest::Client,
@@ -186,7 +188,7 @@ impl Ops {
             overrides: Mutex::new(vec![None; nf]),
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(Vec::new())),
-            bus: crate::bus::Bus::without_dialer(),
+            bus: callgate_events::bus::Bus::without_dialer(),
             http: reqwest::Client::new(),
             evaluating: tokio::sync::Mutex::new(()),
             flows,
@@ -200,7 +202,7 @@ impl Ops {
         config: &Config,
         limits: &[u32],
         live: Live,
-        bus: crate::bus::Bus,
+        bus: callgate_events::bus::Bus,
         env: &dyn Env,
     ) -> Result<Ops, String> {
         let pools: Vec<Arc<str>> = config.pools.iter().map(|p| Arc::from(p.name.as_str())).collect();
@@ -308,12 +310,12 @@ impl Ops {
     // ----- adaptive ----------------------------------------------------------------
 
     /// The cap the adaptive limit of pool `p` starts at, when it is below `limit`.
-    pub(crate) fn initial_cap(&self, p: usize, limit: u32) -> Option<u32> {
+    pub fn initial_cap(&self, p: usize, limit: u32) -> Option<u32> {
         lock(&self.adaptive).cap(p).filter(|c| *c < limit)
     }
 
     /// Feeds a sample of pool `p`; the change to apply to the ledger, if the cap moved.
-    pub(crate) fn adaptive_sample(&self, p: usize, now: u64, sample: Sample) -> Option<CapChange> {
+    pub fn adaptive_sample(&self, p: usize, now: u64, sample: Sample) -> Option<CapChange> {
         let mut a = lock(&self.adaptive);
         if !a.is_adaptive(p) {
             return None;
@@ -328,7 +330,7 @@ impl Ops {
     }
 
     /// Pool `p`'s limit changed at runtime; the change to the cap, if any.
-    pub(crate) fn limit_changed(&self, p: usize, limit: u32, now: u64) -> Option<CapChange> {
+    pub fn limit_changed(&self, p: usize, limit: u32, now: u64) -> Option<CapChange> {
         let change = lock(&self.adaptive).on_limit(p, limit, now);
         if let Some(c) = change {
             self.metrics.cap_changed(p, c.to > c.from);
@@ -337,24 +339,24 @@ impl Ops {
     }
 
     /// Whether pool `p` has an adaptive cap.
-    pub(crate) fn is_adaptive(&self, p: usize) -> bool {
+    pub fn is_adaptive(&self, p: usize) -> bool {
         lock(&self.adaptive).is_adaptive(p)
     }
 
     /// A provider refused a call of pool `p` for concurrency.
-    pub(crate) fn count_refusal(&self, p: usize) {
+    pub fn count_refusal(&self, p: usize) {
         self.metrics.refusal(p);
     }
 
     // ----- breakers ------------------------------------------------------------------
 
     /// The index of dependency `name`.
-    pub(crate) fn dependency(&self, name: &str) -> Option<usize> {
+    pub fn dependency(&self, name: &str) -> Option<usize> {
         lock(&self.breakers).index(name)
     }
 
     /// The dependencies of flow `f`.
-    pub(crate) fn depends(&self, f: usize) -> Vec<usize> {
+    pub fn depends(&self, f: usize) -> Vec<usize> {
         lock(&self.breakers).depends(f).to_vec()
     }
 
@@ -375,7 +377,7 @@ impl Ops {
     }
 
     /// A caller of flow `f` was answered with its fallback.
-    pub(crate) fn fallback_answered(&self, f: usize, dependency: &Arc<str>, now: u64) {
+    pub fn fallback_answered(&self, f: usize, dependency: &Arc<str>, now: u64) {
         let flow = &self.flows[f];
         let pools: Vec<PoolUnits> =
             flow.pools.iter().map(|&(p, units)| PoolUnits { pool: callgate_core::PoolId(p as u32), units }).collect();
@@ -390,7 +392,7 @@ impl Ops {
     }
 
     /// Records an outcome of dependency `b`.
-    pub(crate) fn dependency_outcome(&self, b: usize, now: u64, ok: bool, latency_ms: Option<f64>) {
+    pub fn dependency_outcome(&self, b: usize, now: u64, ok: bool, latency_ms: Option<f64>) {
         self.metrics.dependency_call(b, ok, latency_ms);
         let t = lock(&self.breakers).record(b, now, ok, latency_ms.map(|l| l.round() as u64));
         if let Some(t) = t {
@@ -483,7 +485,7 @@ impl Ops {
     // ----- overflow ------------------------------------------------------------------
 
     /// The overflow an alert set for flow `f`, first step.
-    pub(crate) fn overflow_override(&self, f: usize) -> Option<Overflow> {
+    pub fn overflow_override(&self, f: usize) -> Option<Overflow> {
         let o = lock(&self.overrides);
         o.get(f)?.as_ref()?.1.first().cloned()
     }
@@ -551,14 +553,7 @@ impl Ops {
     // ----- samples and figures ---------------------------------------------------------
 
     /// A reported latency and/or outcome, for stats and metrics.
-    pub(crate) fn sampled(
-        &self,
-        pools: &[usize],
-        flow: Option<usize>,
-        now: u64,
-        latency_ms: Option<f64>,
-        ok: Option<bool>,
-    ) {
+    pub fn sampled(&self, pools: &[usize], flow: Option<usize>, now: u64, latency_ms: Option<f64>, ok: Option<bool>) {
         if let Some(ms) = latency_ms {
             for &p in pools {
                 self.metrics.pool_latency(p, ms);
@@ -568,7 +563,7 @@ impl Ops {
     }
 
     /// The pools and units of flow `f`.
-    pub(crate) fn flow_pools(&self, f: usize) -> Vec<(usize, u32)> {
+    pub fn flow_pools(&self, f: usize) -> Vec<(usize, u32)> {
         self.flows.get(f).map(|fl| fl.pools.clone()).unwrap_or_default()
     }
 
@@ -591,7 +586,7 @@ impl Ops {
     // ----- alerts ----------------------------------------------------------------------
 
     /// Whether any alert is configured.
-    pub(crate) fn has_alerts(&self) -> bool {
+    pub fn has_alerts(&self) -> bool {
         !lock(&self.rules).is_empty()
     }
 
@@ -649,13 +644,13 @@ impl Ops {
     }
 
     /// Held for one evaluation and its actions.
-    pub(crate) async fn evaluation(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub async fn evaluation(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.evaluating.lock().await
     }
 
     /// Evaluates every alert at `now` against `gauges`; the alerts that fired or
     /// resolved, with the value that decided it.
-    pub(crate) fn step_alerts(&self, now: u64, gauges: &Gauges) -> Vec<(usize, AlertChange, Option<f64>)> {
+    pub fn step_alerts(&self, now: u64, gauges: &Gauges) -> Vec<(usize, AlertChange, Option<f64>)> {
         let stats = lock(&self.stats);
         let mut rules = lock(&self.rules);
         let mut out = Vec::new();
@@ -672,14 +667,7 @@ impl Ops {
 
     /// Carries out what an alert's change calls for: the event, the notifications, the
     /// actions when it fired, their undo when it resolved (with `undo = true`).
-    pub(crate) async fn act(
-        &self,
-        limits: &dyn PoolLimits,
-        i: usize,
-        change: AlertChange,
-        value: Option<f64>,
-        now: u64,
-    ) {
+    pub async fn act(&self, limits: &dyn PoolLimits, i: usize, change: AlertChange, value: Option<f64>, now: u64) {
         let firing = change == AlertChange::Fired;
         let (name, actions, urls, undo_wanted, text, event) = {
             let rules = lock(&self.rules);
@@ -953,11 +941,11 @@ pub trait PoolLimits: Send + Sync {
 
 /// What the alerts read from the ledger (through the governor) at one evaluation.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Gauges {
+pub struct Gauges {
     /// [pool] → (used, cap, waiting).
-    pub(crate) pools: Vec<(u64, u32, u32)>,
+    pub pools: Vec<(u64, u32, u32)>,
     /// [flow] → callers waiting.
-    pub(crate) flow_waiting: Vec<u32>,
+    pub flow_waiting: Vec<u32>,
 }
 
 /// How often breakers look at the clock (an open breaker turns half-open within this of

@@ -21,28 +21,34 @@
 //! typed ids ([`LeaseId`], [`TicketId`]), typed overflow steps and one [`Error`] (kind,
 //! retryable, code, message, source). The edges choose HTTP statuses, Vapi replies and
 //! TwiML from them; nothing here knows HTTP.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod calls;
 mod caps;
 mod guard;
 mod ops;
-pub(crate) mod reload;
+mod reload;
+mod subscriber;
 
 /// The governor's error: its kind, whether a retry may help, its code and message (the
 /// HTTP edges map it to a status).
 pub use callgate_backend::{Error, ErrorKind};
+/// The edge a request came through (a label of the decision latency histogram).
+pub use callgate_events::Edge;
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use guard::LeaseGuard;
 pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
-pub use reload::{OpsSlot, ReloadError};
+pub use reload::{NewLedger, OpsSlot, ReloadError};
+pub use subscriber::OpsSubscriber;
 
-use crate::clock::Clock;
-use crate::views::{LeaseView, PoolInfo, TicketView};
 use callgate_backend::records::Records;
 use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
 use callgate_config::Overflow;
+use callgate_core::clock::Clock;
 use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
+use callgate_events::views::{LeaseView, PoolInfo, TicketView};
 use callgate_store::Names;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -152,7 +158,7 @@ pub struct Governor {
     /// A test's request that the next tick panic (see [`Governor::inject_tick_panic`]).
     panic_next_tick: std::sync::atomic::AtomicBool,
     /// Where the decision latency is counted (see [`Governor::with_metrics`]).
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<callgate_events::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -205,41 +211,6 @@ pub struct AcquireRequest {
     pub edge: Edge,
 }
 
-/// The edge a request came through: a fixed list, so the labels of
-/// `callgate_decision_seconds` are bounded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Edge {
-    /// `POST /v1/acquire`.
-    Api,
-    /// A Vapi webhook.
-    Vapi,
-    /// A Twilio webhook.
-    Twilio,
-    /// The campaign dialer.
-    Campaign,
-    /// Reconciliation adopting a live platform call callgate did not know.
-    Reconcile,
-    /// `callgate demo`'s simulated callers.
-    Demo,
-}
-
-impl Edge {
-    /// Every edge, in label order.
-    pub const ALL: [Edge; 6] = [Edge::Api, Edge::Vapi, Edge::Twilio, Edge::Campaign, Edge::Reconcile, Edge::Demo];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Edge::Api => "api",
-            Edge::Vapi => "vapi",
-            Edge::Twilio => "twilio",
-            Edge::Campaign => "campaign",
-            Edge::Reconcile => "reconcile",
-            Edge::Demo => "demo",
-        }
-    }
-}
-
 /// How many leases one page of `GET /v1/leases` looks at, matching its filters or not:
 /// at ~100 ns a step, a page holds the ledger's lock for about a millisecond at most.
 pub const PAGE_SCAN: usize = 10_000;
@@ -279,7 +250,7 @@ impl Governor {
         names: Names,
         overflow: Vec<Option<Overflow>>,
     ) -> Self {
-        let ops = Arc::new(crate::ops::Ops::empty(names.pools.clone(), names.flows.clone()));
+        let ops = Arc::new(callgate_ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(names.pools.len());
         Governor {
             state: Mutex::new(State { waiters: FxHashMap::default(), caps, cooldown_due: None }),
@@ -301,7 +272,7 @@ impl Governor {
     }
 
     /// Counts the time of each decision (arrival to durable answer) in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: Arc<callgate_events::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }

@@ -5,12 +5,12 @@
 
 use super::Error;
 use super::{AcquireRequest, Answer, Governor, OpsSlot, State, Target};
-use crate::ops::{ChainKind, Gauges, Ops};
-use crate::views::{pools_view, PoolUnitsView};
 use callgate_backend::{Command, Executed, LeaseRef as BackendLease, Outcome};
 use callgate_config::Overflow;
 use callgate_core::adaptive::{CapChange, Sample};
 use callgate_core::{FlowId, LeaseId, RejectReason, TicketId};
+use callgate_events::views::{pools_view, PoolUnitsView};
+use callgate_ops::{ChainKind, Gauges, Ops};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub enum LeaseRef<'a> {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct WaitingView {
     /// `T<n>`.
-    #[serde(serialize_with = "crate::views::as_text")]
+    #[serde(serialize_with = "callgate_events::views::as_text")]
     #[schema(value_type = String)]
     pub id: TicketId,
     /// Idempotency key.
@@ -415,7 +415,7 @@ impl Governor {
     }
 }
 
-impl crate::ops::PoolLimits for Governor {
+impl callgate_ops::PoolLimits for Governor {
     fn limit(&self, pool: &str) -> Result<u32, String> {
         self.pool(pool).map(|p| p.limit).map_err(|e| e.message)
     }
@@ -425,7 +425,7 @@ impl crate::ops::PoolLimits for Governor {
     }
 }
 
-impl crate::ops::Ticked for Governor {
+impl callgate_ops::Ticked for Governor {
     fn ops_tick(&self) {
         Governor::ops_tick(self);
     }

@@ -4,10 +4,10 @@
 
 use super::Error;
 use super::Governor;
-use crate::views::{LeaseView, TicketView};
 use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record};
 use callgate_backend::{Command, LeaseRef, Outcome};
 use callgate_core::{LeaseId, TicketId};
+use callgate_events::views::{LeaseView, TicketView};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ pub mod process;
 
 pub use edges::{EdgeMetrics, LATENCY_BUCKETS};
 
-use crate::governor::Edge;
+use crate::Edge;
 
 use callgate_core::{Event, PoolUnits, PoolView, TicketOutcome};
 use callgate_store::Names;
@@ -386,7 +386,7 @@ pub fn render_build_info(out: &mut String) {
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.
-pub(crate) fn escape_label(v: &str) -> String {
+pub fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
@@ -405,7 +405,7 @@ pub fn render_commit_seconds(out: &mut String, times: &callgate_store::CommitTim
 }
 
 /// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
