@@ -196,7 +196,7 @@ fn apply(st: &mut State, op: &LeadOp) -> Result<LeadOut, Error> {
         }
         LeadOp::BeginAttempt(a) => {
             if st.attempts.contains_key(&a.id) {
-                return Err(attempt_exists(a.id));
+                return Err(rules::duplicate_attempt(a.id));
             }
             let Some(l) = st.leads.get_mut(&a.lead_id).filter(|l| rules::as_read(&standing(&l.row), a.callback_id))
             else {
@@ -300,12 +300,6 @@ fn apply(st: &mut State, op: &LeadOp) -> Result<LeadOut, Error> {
 
 fn next_lead_id(st: &State) -> u64 {
     st.leads.keys().next_back().map_or(1, |id| id + 1)
-}
-
-/// An attempt id written twice: the caller did not take it from
-/// [`Leads::next_attempt_id`].
-pub(crate) fn attempt_exists(id: u64) -> Error {
-    Error::invalid(format!("attempt {id} exists already (ids come from next_attempt_id)"))
 }
 
 impl Leads for MemoryLeads {

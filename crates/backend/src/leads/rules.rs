@@ -184,6 +184,12 @@ pub fn check_end(e: &AttemptEnd) -> Result<(), Error> {
     }
 }
 
+/// An attempt id written a second time: ids are the store's to hand out
+/// ([`Leads::next_attempt_id`](super::Leads::next_attempt_id)), never reused.
+pub fn duplicate_attempt(id: u64) -> Error {
+    Error::invalid(format!("attempt {id} exists already (attempt ids come from next_attempt_id)"))
+}
+
 /// What an attempt knew when it ended.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dialed {
