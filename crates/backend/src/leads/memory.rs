@@ -61,6 +61,11 @@ impl MemoryLeads {
         MemoryLeads { state: Mutex::default(), next_attempt: AtomicU64::new(1) }
     }
 
+    /// The highest lead id handed out (0: none yet).
+    pub(crate) fn lead_count(&self) -> u64 {
+        self.lock().leads.keys().next_back().copied().unwrap_or(0)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
