@@ -28,7 +28,7 @@ use crate::{BoxFuture, Error};
 /// call id without waiting, and relies on a later write never overtaking it).
 pub trait Leads: Send + Sync + 'static {
     /// A fresh attempt id: never one that is written, also across restarts (an id handed
-    /// out but never written may come again after a restart; nothing refers to it).
+    /// out but never written may come again after a restart).
     fn next_attempt_id(&self) -> u64;
 
     /// Applies `ops` in one transaction, in order; resolves with one answer per op once
