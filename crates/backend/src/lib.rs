@@ -1,7 +1,8 @@
 //! Where the ledger's state lives, behind one fixed command set: the [`LedgerBackend`] trait
 //! every backend implements (today the embedded one, `callgate_store::Embedded`: the
 //! in-memory ledger with its SQLite journal) and the [`conformance`] suite every backend
-//! must pass.
+//! must pass. Beside the ledger: [`records`] (call records and callbacks) and [`leads`]
+//! (campaigns, leads and attempts), each a trait of its own.
 //!
 //! The governor is the only caller. It resolves names to ids, runs the breaker gate and
 //! keeps the waiters and cap sources of its node; every change of the ledger is one
@@ -14,6 +15,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conformance;
+pub mod leads;
 pub mod records;
 pub mod reference;
 

@@ -143,15 +143,16 @@ impl Server {
         let cfg = Arc::new(cfg);
         let reload = crate::reload::Reload::new(opts.config_path.clone(), cfg.clone(), listen.ip().is_loopback());
         let inbound = Arc::new(Inbound::new(cfg.clone(), providers.clone()));
-        // The campaign dialer: its own store beside the journal, recovery of what a crash
-        // left open, then the pacing loop and its side of the bus.
+        // The campaign dialer: its own store beside the journal (`campaigns.db`), recovery
+        // of what a crash left open, then the pacing loop and its side of the bus.
+        let leads = callgate_store::LeadStore::open(&data_dir).map_err(|e| ServeError(format!("campaigns: {e}")))?;
         let campaigns = crate::campaign::Campaigns::start(
             governor.clone(),
             live.clone(),
             dialer_inbox,
             cfg.clone(),
             providers,
-            &data_dir,
+            Arc::new(leads),
             clock,
         )
         .await

@@ -2,16 +2,26 @@
 //! Campaigns, leads and call attempts: durable in `campaigns.db` beside the journal in the
 //! data directory.
 //!
+//! The SQLite [`Leads`] store: it keeps rows and runs queries; what each write does to a
+//! lead is decided by `callgate_backend::leads::rules`, read from and written back to the
+//! rows in the writer's transaction.
+//!
 //! A file of its own, with a writer thread of its own, so that importing 100,000 leads
 //! never stands in the way of the ledger's group commits (SQLite has one writer per file).
 //! The writer works like the journal's: it takes every job waiting, applies them all in
 //! one transaction, commits once (`synchronous = FULL`, so fsynced) and only then answers
-//! each job. A dialer that awaits [`LeadStore::write`] for a claimed attempt therefore
+//! each job. A dialer that awaits [`Leads::write`] for a claimed attempt therefore
 //! knows the attempt is on disk before it places the call.
 //!
 //! Reads go through a second connection (WAL lets it read beside the writer).
 
 use crate::StoreError;
+use callgate_backend::leads::rules::{self, Dialed, Standing};
+use callgate_backend::leads::{
+    AttemptEnd, AttemptEnded, AttemptRow, CampaignCounts, LeadOp, LeadOut, LeadRow, Leads, NewLead, PendingLead,
+    StoredCampaign,
+};
+use callgate_backend::{BoxFuture, Error};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::{mpsc, Mutex};
@@ -133,353 +143,50 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A lead to add.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewLead {
-    /// E.164.
-    pub phone: String,
-    /// The lead's name.
-    pub name: Option<String>,
-    /// IANA zone.
-    pub timezone: String,
-    /// Higher is dialed first.
-    pub score: f64,
-    /// JSON object text.
-    pub vars: Option<String>,
-}
-
-/// A callback to dial as a warm lead.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CallbackLead {
-    /// The booked callback's id.
-    pub callback_id: u64,
-    /// E.164.
-    pub phone: String,
-    /// IANA zone.
-    pub timezone: String,
-    /// The class to dial it in.
-    pub class: String,
-    /// Unix ms: when the caller asked for it (an attempt that reaches the lead from then
-    /// on settles it).
-    pub booked_at: u64,
-    /// Unix ms: the promised time.
-    pub due_at: u64,
-}
-
-/// An attempt about to be placed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewAttempt {
-    /// Attempt id (from [`LeadStore::next_attempt_id`]).
-    pub id: u64,
-    /// The lead.
-    pub lead_id: u64,
-    /// The campaign.
-    pub campaign: String,
-    /// The lead's attempt number (1 for the first).
-    pub number: u32,
-    /// The class it is dialed in.
-    pub class: String,
-    /// The provider it goes to.
-    pub provider: String,
-    /// The ledger lease (`L42`).
-    pub lease: String,
-    /// The booked callback the dialer read on the lead (the lead was warm with it), `None`
-    /// for a campaign attempt. The attempt begins only if the lead is still pending and
-    /// still returns exactly this callback ([`LeadOut::Stale`] otherwise).
-    pub callback_id: Option<u64>,
-    /// Unix ms.
-    pub at: u64,
-}
-
-/// How an attempt ended, and what becomes of its lead.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttemptEnd {
-    /// Attempt id.
-    pub id: u64,
-    /// `completed`, `busy`, `no_answer`, `voicemail`, `failed`, `interrupted`, …
-    pub outcome: String,
-    /// The provider's words.
-    pub reason: Option<String>,
-    /// Unix ms.
-    pub ended_at: u64,
-    /// Talk time (ms) when answered.
-    pub talk_ms: Option<u64>,
-    /// USD.
-    pub cost: Option<f64>,
-    /// The lead's new state (`pending`, `done`, `failed`, `exhausted`).
-    pub lead_state: String,
-    /// When a pending lead may be dialed again (Unix ms).
-    pub next_at: u64,
-}
-
-/// One durable change.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LeadOp {
-    /// Create or replace a campaign's settings (its state is kept when it exists).
-    PutCampaign {
-        /// Name.
-        name: String,
-        /// Settings as JSON.
-        spec: String,
-        /// State when it is new.
-        state: String,
-        /// `config` or `api`.
-        source: String,
-        /// Unix ms.
-        at: u64,
-    },
-    /// Change a campaign's state.
-    SetState {
-        /// Name.
-        name: String,
-        /// `paused`, `running`, `stopped`.
-        state: String,
-        /// Why callgate paused it (an account error the provider reported); `None` clears
-        /// a reason stored before (a manual pause, a resume).
-        reason: Option<String>,
-        /// Unix ms.
-        at: u64,
-    },
-    /// Add leads; a phone number the campaign has already is skipped.
-    AddLeads {
-        /// Campaign.
-        campaign: String,
-        /// The leads.
-        leads: Vec<NewLead>,
-        /// Unix ms.
-        at: u64,
-    },
-    /// Add a callback as a warm lead due at its time (an existing lead of that number is
-    /// made warm and due instead: at the earlier of the two promised times when it returns
-    /// another callback already). A lead being dialed keeps its state and its attempt;
-    /// [`LeadOp::EndAttempt`] decides what the callback needs when that attempt ends. A
-    /// callback already taken changes nothing ([`LeadOut::Done`]).
-    AddCallback {
-        /// Campaign.
-        campaign: String,
-        /// The callback.
-        lead: CallbackLead,
-        /// Unix ms.
-        at: u64,
-    },
-    /// Claim a lead: the attempt is recorded and the lead is `dialing` — only if the lead
-    /// is still pending with the callback the dialer read ([`NewAttempt::callback_id`]);
-    /// otherwise nothing is written and the answer is [`LeadOut::Stale`].
-    BeginAttempt(NewAttempt),
-    /// The provider took the call.
-    Placed {
-        /// Attempt id.
-        id: u64,
-        /// The provider's call id.
-        call_id: String,
-    },
-    /// The lead answered.
-    Answered {
-        /// Attempt id.
-        id: u64,
-        /// Unix ms.
-        at: u64,
-    },
-    /// The attempt ended; its lead moves on as `lead_state` says, and the callbacks it
-    /// returns are settled or kept for their own dial ([`LeadOut::Ended`]):
-    ///
-    /// - an attempt that dialed the lead's callback settles it (with every other callback
-    ///   taken for the lead) once the lead is through: done, failed or exhausted;
-    /// - when a callback was taken while this attempt was out (a campaign attempt, or one
-    ///   that dialed an earlier callback), the attempt settles it only if it reached the
-    ///   lead after the callback was booked: `completed`, and answered (or, without an
-    ///   answer time, started talking: the end minus the talk time) at or after the
-    ///   booking. An `invalid` outcome settles it too (the number cannot be called).
-    ///   Otherwise the lead is pending again, warm, due at the callback's promised time,
-    ///   with a fresh count of attempts: the callback is dialed in its own right.
-    EndAttempt(AttemptEnd),
-    /// The provider refused the call for concurrency: the attempt does not count and the
-    /// lead is pending again, due at `next_at` (a callback taken while the attempt was out:
-    /// at its promised time, with attempts of its own).
-    Refused {
-        /// Attempt id.
-        id: u64,
-        /// Unix ms.
-        at: u64,
-        /// When it may be dialed again.
-        next_at: u64,
-    },
-    /// Move a pending lead's due time (the weekly cap, a window), only if it still returns
-    /// `callback_id` (or none, for `None`): [`LeadOut::Stale`] otherwise.
-    Reschedule {
-        /// Lead id.
-        lead_id: u64,
-        /// Unix ms.
-        next_at: u64,
-        /// The callback the dialer read on the lead (as in [`NewAttempt::callback_id`]).
-        callback_id: Option<u64>,
-    },
-}
-
-/// What a write answers, one per op.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeadOut {
-    /// Nothing to say.
-    Done,
-    /// Per lead of [`LeadOp::AddLeads`]: its new id, or `None` for a duplicate.
-    Added(Vec<Option<u64>>),
-    /// The lead of [`LeadOp::AddCallback`] and whether it is new.
-    Callback {
-        /// Lead id.
-        lead_id: u64,
-        /// False when an existing lead was made warm.
-        new: bool,
-    },
-    /// [`LeadOp::BeginAttempt`] or [`LeadOp::Reschedule`] wrote nothing: the lead is no
-    /// longer pending, or returns another callback than the dialer read.
-    Stale,
-    /// What [`LeadOp::EndAttempt`] did.
-    Ended(AttemptEnded),
-}
-
-/// What ending an attempt did to its lead and the lead's callbacks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AttemptEnded {
-    /// False when the attempt had ended already: nothing changed (the fields below are
-    /// empty).
-    pub applied: bool,
-    /// The lead's state now (`pending`, `done`, `failed`, `exhausted`).
-    pub lead_state: String,
-    /// Attempts counted for the lead now.
-    pub attempts: u32,
-    /// The lead is warm: a callback is still to be dialed.
-    pub warm: bool,
-    /// When a pending lead may be dialed (Unix ms).
-    pub next_at: u64,
-    /// The booked callbacks this end settled, each with the outcome it is done with.
-    pub callbacks_done: Vec<(u64, String)>,
-}
-
-/// A campaign as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredCampaign {
-    /// Name.
-    pub name: String,
-    /// Settings as JSON.
-    pub spec: String,
-    /// `paused`, `running`, `stopped`.
-    pub state: String,
-    /// `config` or `api`.
-    pub source: String,
-    /// Unix ms.
-    pub created_at: u64,
-    /// Why callgate paused it (see [`LeadOp::SetState`]).
-    pub paused_reason: Option<String>,
-}
-
-/// What the scheduler keeps of a pending lead.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PendingLead {
-    /// Lead id.
-    pub id: u64,
-    /// IANA zone.
-    pub timezone: String,
-    /// Score.
-    pub score: f64,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Dialed first.
-    pub warm: bool,
-    /// Unix ms: not before.
-    pub next_at: u64,
-}
-
-/// Everything about one lead.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LeadRow {
-    /// Lead id.
-    pub id: u64,
-    /// Campaign.
-    pub campaign: String,
-    /// E.164.
-    pub phone: String,
-    /// Name.
-    pub name: Option<String>,
-    /// IANA zone.
-    pub timezone: String,
-    /// Score.
-    pub score: f64,
-    /// JSON object text.
-    pub vars: Option<String>,
-    /// Dialed first.
-    pub warm: bool,
-    /// Class override.
-    pub class: Option<String>,
-    /// The callback it returns.
-    pub callback_id: Option<u64>,
-    /// State.
-    pub state: String,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Unix ms.
-    pub next_at: u64,
-    /// The last attempt's outcome.
-    pub last_outcome: Option<String>,
-}
-
-/// An attempt as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttemptRow {
-    /// Attempt id.
-    pub id: u64,
-    /// Lead id.
-    pub lead_id: u64,
-    /// Campaign.
-    pub campaign: String,
-    /// Attempt number.
-    pub number: u32,
-    /// Class.
-    pub class: String,
-    /// Provider.
-    pub provider: String,
-    /// Lease id.
-    pub lease: Option<String>,
-    /// Provider call id.
-    pub call_id: Option<String>,
-    /// `dialing`, `live`, `ended`.
-    pub state: String,
-    /// Outcome once ended.
-    pub outcome: Option<String>,
-    /// Unix ms.
-    pub placed_at: u64,
-    /// Unix ms.
-    pub answered_at: Option<u64>,
-    /// The booked callback it dialed (`None`: a campaign attempt).
-    pub callback_id: Option<u64>,
-}
-
-/// Counts for a campaign's progress.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CampaignCounts {
-    /// `(state, last_outcome, leads)`.
-    pub leads: Vec<(String, Option<String>, u64)>,
-    /// Attempts that count (refusals excluded).
-    pub attempts: u64,
-    /// Ended attempts the lead answered (the connect rate's numerator: calls still in
-    /// progress count in neither side of the rate).
-    pub answered: u64,
-    /// Attempts that ended (with any outcome but refused/interrupted).
-    pub ended: u64,
-    /// Sum of talk time (ms).
-    pub talk_ms: u64,
-    /// Sum of cost (USD).
-    pub cost: f64,
-    /// Refusals by the provider.
-    pub refused: u64,
-    /// Attempts claimed since the `since` given.
-    pub recent: u64,
-    /// Leads finished (done, failed, exhausted) since `since`.
-    pub finished_recent: u64,
-}
-
 struct Job {
     ops: Vec<LeadOp>,
-    done: oneshot::Sender<Result<Vec<LeadOut>, StoreError>>,
+    done: oneshot::Sender<Result<Vec<LeadOut>, Error>>,
+}
+
+/// Why an op was not applied: the database failed (a retry may help), or a rule refused
+/// the op (nothing changed; the same op would be refused again).
+enum Failed {
+    Db(rusqlite::Error),
+    Refused(Error),
+}
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Self {
+        Failed::Db(e)
+    }
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::Refused(e)
+    }
+}
+
+impl Failed {
+    fn into_error(self) -> Error {
+        match self {
+            Failed::Db(e) => unavailable(e),
+            Failed::Refused(e) => e,
+        }
+    }
+}
+
+/// The database cannot be read or written now.
+fn unavailable(e: rusqlite::Error) -> Error {
+    Error::unavailable(format!("lead store: {e}")).with_source(e)
+}
+
+fn closed() -> Error {
+    Error::unavailable("the lead store is closed")
+}
+
+fn stopped() -> Error {
+    Error::unavailable("the lead writer stopped")
 }
 
 /// The handle to `campaigns.db`.
@@ -534,56 +241,53 @@ impl LeadStore {
         Ok(LeadStore {
             tx: Mutex::new(Some(tx)),
             reader: Mutex::new(reader),
-            next_attempt: std::sync::atomic::AtomicU64::new(max.unwrap_or(0) as u64 + 1),
+            next_attempt: std::sync::atomic::AtomicU64::new(max.map_or(0, |m| m.max(0) as u64) + 1),
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// A fresh attempt id (never one that is on disk).
-    pub fn next_attempt_id(&self) -> u64 {
+    /// Hands `ops` to the writer now (so writes apply in the order of the calls); the
+    /// answer arrives on the returned channel once they are committed.
+    fn submit(&self, ops: Vec<LeadOp>) -> Result<oneshot::Receiver<Result<Vec<LeadOut>, Error>>, Error> {
+        let (done, rx) = oneshot::channel();
+        match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => tx.send(Job { ops, done }).map_err(|_| closed())?,
+            None => return Err(closed()),
+        }
+        Ok(rx)
+    }
+
+    /// [`Leads::write`] for callers outside an async runtime (tools, benches).
+    pub fn write_blocking(&self, ops: Vec<LeadOp>) -> Result<Vec<LeadOut>, Error> {
+        self.submit(ops)?.blocking_recv().map_err(|_| stopped())?
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, Error> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(unavailable)
+    }
+
+    /// Which of these phone numbers the campaign has already (for an import's report).
+    pub fn known_phones(&self, campaign: &str, phones: &[String]) -> Result<Vec<bool>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM leads WHERE campaign = ?1 AND phone = ?2")?;
+        Ok(phones.iter().map(|p| stmt.exists(params![campaign, p])).collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Leads for LeadStore {
+    fn next_attempt_id(&self) -> u64 {
         self.next_attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Applies `ops` in one transaction; resolves once they are committed (fsynced).
-    pub fn write(&self, ops: Vec<LeadOp>) -> impl std::future::Future<Output = Result<Vec<LeadOut>, StoreError>> {
-        let (done, rx) = oneshot::channel();
-        let sent = match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(tx) => tx.send(Job { ops, done }).is_ok(),
-            None => false,
-        };
-        async move {
-            if !sent {
-                return Err(StoreError("the lead store is closed".into()));
-            }
-            rx.await.map_err(|_| StoreError("the lead writer stopped".into()))?
-        }
+    fn write(&self, ops: Vec<LeadOp>) -> BoxFuture<'_, Result<Vec<LeadOut>, Error>> {
+        // Submitted before the future is returned: a caller that drops it has still
+        // written, in order (see the trait).
+        let submitted = self.submit(ops);
+        Box::pin(async move { submitted?.await.map_err(|_| stopped())? })
     }
 
-    /// [`LeadStore::write`] for callers outside an async runtime (tools, benches).
-    pub fn write_blocking(&self, ops: Vec<LeadOp>) -> Result<Vec<LeadOut>, StoreError> {
-        let (done, rx) = oneshot::channel();
-        match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(tx) => tx.send(Job { ops, done }).map_err(|_| StoreError("the lead store is closed".into()))?,
-            None => return Err(StoreError("the lead store is closed".into())),
-        }
-        rx.blocking_recv().map_err(|_| StoreError("the lead writer stopped".into()))?
-    }
-
-    /// Flushes what was written and stops the writer.
-    pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
-        }
-    }
-
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, StoreError> {
-        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(f(&conn)?)
-    }
-
-    /// Every campaign, oldest first.
-    pub fn campaigns(&self) -> Result<Vec<StoredCampaign>, StoreError> {
+    fn campaigns(&self) -> Result<Vec<StoredCampaign>, Error> {
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT name, spec, state, source, created_at, paused_reason FROM campaigns ORDER BY created_at, name",
@@ -602,13 +306,13 @@ impl LeadStore {
         })
     }
 
-    /// The campaign's pending leads (what the scheduler loads at start).
-    pub fn pending(&self, campaign: &str) -> Result<Vec<PendingLead>, StoreError> {
+    fn pending(&self, campaign: &str) -> Result<Vec<PendingLead>, Error> {
         self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, timezone, score, attempts, warm, next_at FROM leads WHERE campaign = ?1 AND state = 'pending'",
+            let mut stmt = c.prepare_cached(
+                "SELECT id, timezone, score, attempts, warm, next_at FROM leads WHERE campaign = ?1 AND state = ?2
+                 ORDER BY id",
             )?;
-            let rows = stmt.query_map(params![campaign], |r| {
+            let rows = stmt.query_map(params![campaign, rules::PENDING], |r| {
                 Ok(PendingLead {
                     id: r.get::<_, i64>(0)? as u64,
                     timezone: r.get(1)?,
@@ -622,8 +326,11 @@ impl LeadStore {
         })
     }
 
-    /// One lead.
-    pub fn lead(&self, id: u64) -> Result<Option<LeadRow>, StoreError> {
+    fn due(&self, campaign: &str, now: u64, limit: usize) -> Result<Vec<PendingLead>, Error> {
+        Ok(rules::due(self.pending(campaign)?, now, limit))
+    }
+
+    fn lead(&self, id: u64) -> Result<Option<LeadRow>, Error> {
         self.read(|c| {
             c.query_row(
                 "SELECT id, campaign, phone, name, timezone, score, vars, warm, class, callback_id, state, attempts,
@@ -652,29 +359,28 @@ impl LeadStore {
         })
     }
 
-    /// Counted attempts of a lead claimed at or after `since` (Unix ms), oldest first.
-    pub fn attempts_since(&self, lead_id: u64, since: u64) -> Result<Vec<u64>, StoreError> {
-        self.read(|c| {
+    fn attempts_since(&self, lead_id: u64, since: u64) -> Result<Vec<u64>, Error> {
+        let rows = self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT placed_at FROM attempts WHERE lead_id = ?1 AND placed_at >= ?2
-                 AND (outcome IS NULL OR outcome != 'refused') ORDER BY placed_at",
+                "SELECT placed_at, outcome FROM attempts WHERE lead_id = ?1 AND placed_at >= ?2 ORDER BY placed_at",
             )?;
-            let rows = stmt.query_map(params![lead_id as i64, since as i64], |r| Ok(r.get::<_, i64>(0)? as u64))?;
-            rows.collect()
-        })
+            let rows = stmt.query_map(params![lead_id as i64, since as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Option<String>>(1)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows.into_iter().filter(|(_, outcome)| rules::counts(outcome.as_deref())).map(|(at, _)| at).collect())
     }
 
-    /// Attempts not yet ended (what a restart must resolve).
-    pub fn open_attempts(&self) -> Result<Vec<AttemptRow>, StoreError> {
+    fn open_attempts(&self) -> Result<Vec<AttemptRow>, Error> {
         self.read(|c| {
-            let mut stmt = c.prepare(&format!("{ATTEMPT_SELECT} WHERE state != 'ended' ORDER BY id"))?;
-            let rows = stmt.query_map([], attempt_row)?;
+            let mut stmt = c.prepare(&format!("{ATTEMPT_SELECT} WHERE state != ?1 ORDER BY id"))?;
+            let rows = stmt.query_map(params![rules::ATTEMPT_ENDED], attempt_row)?;
             rows.collect()
         })
     }
 
-    /// Every attempt of a lead, oldest first.
-    pub fn attempts_of(&self, lead_id: u64) -> Result<Vec<AttemptRow>, StoreError> {
+    fn attempts_of(&self, lead_id: u64) -> Result<Vec<AttemptRow>, Error> {
         self.read(|c| {
             let mut stmt = c.prepare(&format!("{ATTEMPT_SELECT} WHERE lead_id = ?1 ORDER BY id"))?;
             let rows = stmt.query_map(params![lead_id as i64], attempt_row)?;
@@ -682,52 +388,48 @@ impl LeadStore {
         })
     }
 
-    /// Counts for the progress of `campaign`; `recent` counts from `since` (Unix ms).
-    pub fn counts(&self, campaign: &str, since: u64) -> Result<CampaignCounts, StoreError> {
-        self.read(|c| {
-            let mut out = CampaignCounts::default();
+    fn counts(&self, campaign: &str, since: u64) -> Result<CampaignCounts, Error> {
+        // SQL only groups alike rows (a few dozen groups for any number of leads); what
+        // each group counts for is the rules' to say.
+        let (leads, attempts) = self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT state, CASE WHEN state IN ('done', 'exhausted', 'failed') THEN last_outcome END AS o, COUNT(*)
-                 FROM leads WHERE campaign = ?1 GROUP BY state, o",
+                "SELECT state, last_outcome, updated_at >= ?2, COUNT(*) FROM leads WHERE campaign = ?1
+                 GROUP BY 1, 2, 3",
             )?;
-            let rows = stmt.query_map(params![campaign], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)? as u64))
-            })?;
-            out.leads = rows.collect::<rusqlite::Result<_>>()?;
-            c.prepare_cached(
-                "SELECT
-                    COALESCE(SUM(outcome IS NULL OR outcome != 'refused'), 0),
-                    COALESCE(SUM(answered_at IS NOT NULL AND state = 'ended' AND outcome NOT IN ('refused', 'interrupted')), 0),
-                    COALESCE(SUM(state = 'ended' AND outcome NOT IN ('refused', 'interrupted')), 0),
-                    COALESCE(SUM(talk_ms), 0),
-                    COALESCE(SUM(cost), 0.0),
-                    COALESCE(SUM(outcome = 'refused'), 0),
-                    COALESCE(SUM(placed_at >= ?2 AND (outcome IS NULL OR outcome != 'refused')), 0)
-                 FROM attempts WHERE campaign = ?1",
-            )?
-            .query_row(params![campaign, since as i64], |r| {
-                out.attempts = r.get::<_, i64>(0)? as u64;
-                out.answered = r.get::<_, i64>(1)? as u64;
-                out.ended = r.get::<_, i64>(2)? as u64;
-                out.talk_ms = r.get::<_, i64>(3)? as u64;
-                out.cost = r.get(4)?;
-                out.refused = r.get::<_, i64>(5)? as u64;
-                out.recent = r.get::<_, i64>(6)? as u64;
-                Ok(())
-            })?;
-            out.finished_recent =
-                c.prepare_cached(
-                    "SELECT COUNT(*) FROM leads WHERE campaign = ?1 AND state IN ('done', 'exhausted', 'failed')
-                     AND updated_at >= ?2",
-                )?
-                .query_row(params![campaign, since as i64], |r| r.get::<_, i64>(0))? as u64;
-            Ok(out)
-        })
+            let leads = stmt
+                .query_map(params![campaign, since as i64], |r| {
+                    Ok(rules::LeadGroup {
+                        state: r.get(0)?,
+                        last_outcome: r.get(1)?,
+                        recent: r.get::<_, i64>(2)? != 0,
+                        leads: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = c.prepare_cached(
+                "SELECT state, outcome, answered_at IS NOT NULL, placed_at >= ?2, COUNT(*),
+                        COALESCE(SUM(talk_ms), 0), COALESCE(SUM(cost), 0.0)
+                 FROM attempts WHERE campaign = ?1 GROUP BY 1, 2, 3, 4",
+            )?;
+            let attempts = stmt
+                .query_map(params![campaign, since as i64], |r| {
+                    Ok(rules::AttemptGroup {
+                        state: r.get(0)?,
+                        outcome: r.get(1)?,
+                        answered: r.get::<_, i64>(2)? != 0,
+                        recent: r.get::<_, i64>(3)? != 0,
+                        attempts: r.get::<_, i64>(4)? as u64,
+                        talk_ms: r.get::<_, i64>(5)?.max(0) as u64,
+                        cost: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((leads, attempts))
+        })?;
+        Ok(rules::tally(leads, attempts))
     }
 
-    /// The outcome of each of these callbacks that an attempt end settled (callbacks not
-    /// taken, or not settled yet, are left out).
-    pub fn settled_callbacks(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, StoreError> {
+    fn settled_callbacks(&self, ids: &[u64]) -> Result<Vec<(u64, String)>, Error> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT outcome FROM taken_callbacks WHERE callback_id = ?1 AND done_at IS NOT NULL
@@ -743,12 +445,11 @@ impl LeadStore {
         })
     }
 
-    /// Which of these phone numbers the campaign has already (for an import's report).
-    pub fn known_phones(&self, campaign: &str, phones: &[String]) -> Result<Vec<bool>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT 1 FROM leads WHERE campaign = ?1 AND phone = ?2")?;
-            phones.iter().map(|p| stmt.exists(params![campaign, p])).collect()
-        })
+    fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -782,8 +483,8 @@ fn attempt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptRow> {
 /// Applies every job in one transaction. A job whose op fails is answered with the error
 /// and rolled back alone (a savepoint each), so one bad job never sinks the others.
 fn commit(conn: &mut Connection, jobs: Vec<Job>) {
-    type Answered = Vec<(Job, Result<Vec<LeadOut>, StoreError>)>;
-    let result = (|| -> Result<Answered, StoreError> {
+    type Answered = Vec<(Job, Result<Vec<LeadOut>, Error>)>;
+    let result = (|| -> rusqlite::Result<Answered> {
         let mut tx = conn.transaction()?;
         let mut answered = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -794,7 +495,7 @@ fn commit(conn: &mut Connection, jobs: Vec<Job>) {
                 match apply(&sp, op) {
                     Ok(o) => outs.push(o),
                     Err(e) => {
-                        failed = Some(e);
+                        failed = Some(e.into_error());
                         break;
                     }
                 }
@@ -827,7 +528,82 @@ fn commit(conn: &mut Connection, jobs: Vec<Job>) {
     }
 }
 
-fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v.max(0) as u64)
+}
+
+/// What the rules read of a lead (`None`: no such lead).
+fn standing(tx: &Connection, id: u64) -> rusqlite::Result<Option<Standing>> {
+    tx.prepare_cached("SELECT state, warm, class, callback_id, attempts, next_at FROM leads WHERE id = ?1")?
+        .query_row(params![id as i64], |r| {
+            Ok(Standing {
+                state: r.get(0)?,
+                warm: r.get::<_, i64>(1)? != 0,
+                class: r.get(2)?,
+                callback_id: opt_u64(r.get(3)?),
+                attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                next_at: r.get::<_, i64>(5)?.max(0) as u64,
+            })
+        })
+        .optional()
+}
+
+/// Writes what the rules decided of a lead, changed at `at`.
+fn put_standing(tx: &Connection, id: u64, s: &Standing, at: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE leads SET state = ?2, warm = ?3, class = ?4, callback_id = ?5, attempts = ?6, next_at = ?7,
+         updated_at = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        id as i64,
+        s.state,
+        i64::from(s.warm),
+        s.class,
+        s.callback_id.map(|c| c as i64),
+        s.attempts,
+        s.next_at as i64,
+        at as i64
+    ])?;
+    Ok(())
+}
+
+/// Adds a lead as the rules made it; its id.
+fn insert_lead(tx: &Connection, campaign: &str, lead: &NewLead, s: &Standing, at: u64) -> rusqlite::Result<u64> {
+    tx.prepare_cached(
+        "INSERT INTO leads (campaign, phone, name, timezone, score, vars, warm, class, callback_id, state, attempts,
+         next_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+    )?
+    .execute(params![
+        campaign,
+        lead.phone,
+        lead.name,
+        lead.timezone,
+        lead.score,
+        lead.vars,
+        i64::from(s.warm),
+        s.class,
+        s.callback_id.map(|c| c as i64),
+        s.state,
+        s.attempts,
+        s.next_at as i64,
+        at as i64
+    ])?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+/// An attempt's lead, the callback it dialed, when it was answered and its state.
+type AttemptFacts = (u64, Option<u64>, Option<u64>, String);
+
+fn attempt_facts(tx: &Connection, id: u64) -> rusqlite::Result<Option<AttemptFacts>> {
+    tx.prepare_cached("SELECT lead_id, callback_id, answered_at, state FROM attempts WHERE id = ?1")?
+        .query_row(params![id as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, opt_u64(r.get(1)?), opt_u64(r.get(2)?), r.get(3)?))
+        })
+        .optional()
+}
+
+/// One op: read the rows it touches, ask the rules, write what they say.
+fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, Failed> {
     match op {
         LeadOp::PutCampaign { name, spec, state, source, at } => {
             tx.prepare_cached(
@@ -842,73 +618,45 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 .execute(params![name, state, *at as i64, reason])?;
         }
         LeadOp::AddLeads { campaign, leads, at } => {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO leads (campaign, phone, name, timezone, score, vars, state, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-            )?;
+            let mut known = tx.prepare_cached("SELECT 1 FROM leads WHERE campaign = ?1 AND phone = ?2")?;
+            let add = rules::dedupe(leads, |phone| known.exists(params![campaign, phone]))?;
+            let s = Standing::imported();
             let mut ids = Vec::with_capacity(leads.len());
-            for l in leads {
-                let n = stmt.execute(params![campaign, l.phone, l.name, l.timezone, l.score, l.vars, *at as i64])?;
-                ids.push((n == 1).then(|| tx.last_insert_rowid() as u64));
+            for (l, add) in leads.iter().zip(add) {
+                ids.push(if add { Some(insert_lead(tx, campaign, l, &s, *at)?) } else { None });
             }
             return Ok(LeadOut::Added(ids));
         }
         LeadOp::AddCallback { campaign, lead, at } => {
-            let taken: Option<i64> = tx
-                .prepare_cached("SELECT lead_id FROM taken_callbacks WHERE callback_id = ?1")?
-                .query_row(params![lead.callback_id as i64], |r| r.get(0))
-                .optional()?;
-            if taken.is_some() {
+            let taken = tx
+                .prepare_cached("SELECT 1 FROM taken_callbacks WHERE callback_id = ?1")?
+                .exists(params![lead.callback_id as i64])?;
+            if taken {
                 return Ok(LeadOut::Done);
             }
             let existing: Option<i64> = tx
                 .prepare_cached("SELECT id FROM leads WHERE campaign = ?1 AND phone = ?2")?
                 .query_row(params![campaign, lead.phone], |r| r.get(0))
                 .optional()?;
-            let out = match existing {
-                Some(id) => {
-                    // A lead that is being dialed right now keeps its state and its
-                    // attempt; it becomes warm and due, and the end of that attempt decides
-                    // whether the callback is still to be dialed (see `EndAttempt`). A
-                    // pending lead that returns a callback already keeps the earlier
-                    // promised time.
-                    tx.prepare_cached(
-                        "UPDATE leads SET class = ?2, callback_id = ?3, updated_at = ?5,
-                         next_at = CASE WHEN state = 'pending' AND warm = 1 THEN MIN(next_at, ?4) ELSE ?4 END,
-                         warm = 1,
-                         state = CASE WHEN state IN ('dialing', 'in_call') THEN state ELSE 'pending' END,
-                         attempts = CASE WHEN state IN ('dialing', 'in_call') THEN attempts ELSE 0 END
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        lead.class,
-                        lead.callback_id as i64,
-                        lead.due_at as i64,
-                        *at as i64
-                    ])?;
-                    LeadOut::Callback { lead_id: id as u64, new: false }
+            let existing = match existing {
+                Some(id) => standing(tx, id as u64)?.map(|s| (id as u64, s)),
+                None => None,
+            };
+            let (lead_id, new) = match existing {
+                Some((id, s)) => {
+                    put_standing(tx, id, &rules::take_callback(Some(&s), lead), *at)?;
+                    (id, false)
                 }
                 None => {
-                    tx.prepare_cached(
-                        "INSERT INTO leads (campaign, phone, timezone, warm, class, callback_id, state, next_at,
-                         created_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?5, 'pending', ?6, ?7, ?7)",
-                    )?
-                    .execute(params![
-                        campaign,
-                        lead.phone,
-                        lead.timezone,
-                        lead.class,
-                        lead.callback_id as i64,
-                        lead.due_at as i64,
-                        *at as i64
-                    ])?;
-                    LeadOut::Callback { lead_id: tx.last_insert_rowid() as u64, new: true }
+                    let new = NewLead {
+                        phone: lead.phone.clone(),
+                        name: None,
+                        timezone: lead.timezone.clone(),
+                        score: 0.0,
+                        vars: None,
+                    };
+                    (insert_lead(tx, campaign, &new, &rules::take_callback(None, lead), *at)?, true)
                 }
-            };
-            let lead_id = match out {
-                LeadOut::Callback { lead_id, .. } => lead_id,
-                _ => 0,
             };
             tx.prepare_cached(
                 "INSERT INTO taken_callbacks (callback_id, campaign, lead_id, taken_at, booked_at)
@@ -921,23 +669,21 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 *at as i64,
                 lead.booked_at as i64
             ])?;
-            return Ok(out);
+            return Ok(LeadOut::Callback { lead_id, new });
         }
         LeadOp::BeginAttempt(a) => {
+            if tx.prepare_cached("SELECT 1 FROM attempts WHERE id = ?1")?.exists(params![a.id as i64])? {
+                return Err(rules::duplicate_attempt(a.id).into());
+            }
             // Only the lead the dialer read: still pending, still returning the same
             // callback (or none). A callback taken in between is dialed as itself.
-            let n = tx
-                .prepare_cached(
-                    "UPDATE leads SET state = 'dialing', attempts = ?2, updated_at = ?3
-                     WHERE id = ?1 AND state = 'pending' AND (CASE WHEN warm = 1 THEN callback_id END) IS ?4",
-                )?
-                .execute(params![a.lead_id as i64, a.number, a.at as i64, a.callback_id.map(|c| c as i64)])?;
-            if n == 0 {
+            let Some(s) = standing(tx, a.lead_id)?.filter(|s| rules::as_read(s, a.callback_id)) else {
                 return Ok(LeadOut::Stale);
-            }
+            };
+            put_standing(tx, a.lead_id, &rules::begin(&s, a.number), a.at)?;
             tx.prepare_cached(
                 "INSERT INTO attempts (id, lead_id, campaign, number, class, provider, lease, state, placed_at,
-                 callback_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'dialing', ?8, ?9)",
+                 callback_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 a.id as i64,
@@ -947,6 +693,7 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 a.class,
                 a.provider,
                 a.lease,
+                rules::ATTEMPT_DIALING,
                 a.at as i64,
                 a.callback_id.map(|c| c as i64)
             ])?;
@@ -956,138 +703,105 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, StoreError> {
                 .execute(params![*id as i64, call_id])?;
         }
         LeadOp::Answered { id, at } => {
-            tx.prepare_cached(
-                "UPDATE attempts SET state = 'live', answered_at = COALESCE(answered_at, ?2) WHERE id = ?1 AND state != 'ended'",
-            )?
-            .execute(params![*id as i64, *at as i64])?;
-            tx.prepare_cached(
-                "UPDATE leads SET state = 'in_call', updated_at = ?2
-                 WHERE id = (SELECT lead_id FROM attempts WHERE id = ?1) AND state = 'dialing'",
-            )?
-            .execute(params![*id as i64, *at as i64])?;
+            let Some((lead_id, _, answered_at, state)) = attempt_facts(tx, *id)? else { return Ok(LeadOut::Done) };
+            if rules::is_open(&state) {
+                tx.prepare_cached("UPDATE attempts SET state = ?2, answered_at = ?3 WHERE id = ?1")?
+                    .execute(params![*id as i64, rules::ATTEMPT_LIVE, answered_at.unwrap_or(*at) as i64])?;
+            }
+            if let Some(s) = standing(tx, lead_id)? {
+                let state = rules::answered(&s.state);
+                if state != s.state {
+                    tx.prepare_cached("UPDATE leads SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+                        .execute(params![lead_id as i64, state, *at as i64])?;
+                }
+            }
         }
         LeadOp::EndAttempt(e) => return end_attempt(tx, e).map(LeadOut::Ended),
         LeadOp::Refused { id, at, next_at } => {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE attempts SET state = 'ended', outcome = 'refused', ended_at = ?2 WHERE id = ?1 AND state != 'ended'",
-                )?
-                .execute(params![*id as i64, *at as i64])?;
-            if n == 1 {
-                // A callback taken while this attempt was out is dialed as itself: at its
-                // promised time, with attempts of its own.
-                tx.prepare_cached(
-                    "UPDATE leads SET state = 'pending', updated_at = ?3,
-                     attempts = CASE WHEN r.raced THEN 0 ELSE MAX(attempts - 1, 0) END,
-                     next_at = CASE WHEN r.raced THEN next_at ELSE ?2 END
-                     FROM (SELECT a.lead_id AS lead, (l.warm = 1 AND l.callback_id IS NOT a.callback_id) AS raced
-                           FROM attempts a JOIN leads l ON l.id = a.lead_id WHERE a.id = ?1) AS r
-                     WHERE leads.id = r.lead",
-                )?
-                .execute(params![*id as i64, *next_at as i64, *at as i64])?;
+            let Some((lead_id, dialed, _, state)) = attempt_facts(tx, *id)? else { return Ok(LeadOut::Done) };
+            if !rules::is_open(&state) {
+                return Ok(LeadOut::Done);
+            }
+            tx.prepare_cached("UPDATE attempts SET state = ?2, outcome = ?3, ended_at = ?4 WHERE id = ?1")?
+                .execute(params![*id as i64, rules::ATTEMPT_ENDED, rules::REFUSED, *at as i64])?;
+            if let Some(s) = standing(tx, lead_id)? {
+                put_standing(tx, lead_id, &rules::refused(&s, dialed, *next_at), *at)?;
             }
         }
         LeadOp::Reschedule { lead_id, next_at, callback_id } => {
-            let n = tx
-                .prepare_cached(
-                    "UPDATE leads SET next_at = ?2 WHERE id = ?1 AND state = 'pending'
-                     AND (CASE WHEN warm = 1 THEN callback_id END) IS ?3",
-                )?
-                .execute(params![*lead_id as i64, *next_at as i64, callback_id.map(|c| c as i64)])?;
-            if n == 0 {
+            if !standing(tx, *lead_id)?.is_some_and(|s| rules::as_read(&s, *callback_id)) {
                 return Ok(LeadOut::Stale);
             }
+            tx.prepare_cached("UPDATE leads SET next_at = ?2 WHERE id = ?1")?
+                .execute(params![*lead_id as i64, *next_at as i64])?;
         }
     }
     Ok(LeadOut::Done)
 }
 
-/// [`LeadOp::EndAttempt`]: see its docs for what becomes of the lead's callbacks.
-fn end_attempt(tx: &Connection, e: &AttemptEnd) -> Result<AttemptEnded, StoreError> {
-    let n = tx
-        .prepare_cached(
-            "UPDATE attempts SET state = 'ended', outcome = ?2, reason = ?3, ended_at = ?4, talk_ms = ?5,
-             cost = ?6 WHERE id = ?1 AND state != 'ended'",
-        )?
-        .execute(params![e.id as i64, e.outcome, e.reason, e.ended_at as i64, e.talk_ms.map(|t| t as i64), e.cost])?;
+/// [`LeadOp::EndAttempt`]: see its docs (and [`rules::end`]) for what becomes of the lead
+/// and its callbacks.
+fn end_attempt(tx: &Connection, e: &AttemptEnd) -> Result<AttemptEnded, Failed> {
+    rules::check_end(e)?;
     // An outcome that arrives twice (webhook and poll) moves the lead once.
-    if n == 0 {
+    let Some((lead_id, dialed, answered_at, state)) = attempt_facts(tx, e.id)? else {
+        return Ok(AttemptEnded::default());
+    };
+    if !rules::is_open(&state) {
         return Ok(AttemptEnded::default());
     }
-    let (lead_id, dialed, answered_at): (i64, Option<i64>, Option<i64>) = tx
-        .prepare_cached("SELECT lead_id, callback_id, answered_at FROM attempts WHERE id = ?1")?
-        .query_row(params![e.id as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    let Some((warm, held, due, attempts)) = tx
-        .prepare_cached("SELECT warm, callback_id, next_at, attempts FROM leads WHERE id = ?1")?
-        .query_row(params![lead_id], |r| {
-            Ok((r.get::<_, i64>(0)? != 0, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
-        })
-        .optional()?
-    else {
-        return Ok(AttemptEnded { applied: true, lead_state: e.lead_state.clone(), ..AttemptEnded::default() });
-    };
-    // The callback the lead returns now, and whether it was taken while this attempt was
-    // out (the attempt did not dial it).
-    let held = held.filter(|_| warm);
-    let raced = held.is_some() && held != dialed;
-    let pending = e.lead_state == "pending";
-    // (state, next_at, warm, attempts, the outcome the lead's callbacks are done with)
-    let (state, next_at, warm, attempts, settle) = if raced {
-        let booked: i64 = tx
-            .prepare_cached("SELECT COALESCE(booked_at, taken_at) FROM taken_callbacks WHERE callback_id = ?1")?
-            .query_row(params![held], |r| r.get(0))
-            .optional()?
-            .unwrap_or(i64::MAX);
-        // When the lead was reached: answered, or started talking (end minus talk time),
-        // whichever is known and earlier.
-        let talked_from = e.talk_ms.map(|t| e.ended_at.saturating_sub(t) as i64);
-        let reached_at = match (answered_at, talked_from) {
-            (Some(a), Some(t)) => Some(a.min(t)),
-            (a, t) => a.or(t),
-        }
-        .filter(|_| e.outcome == "completed");
-        if reached_at.is_some_and(|r| r >= booked) {
-            ("done", 0, false, attempts, Some(e.outcome.as_str()))
-        } else if e.outcome == "invalid" {
-            ("failed", 0, false, attempts, Some(e.outcome.as_str()))
-        } else {
-            // Not reached since the caller asked: the callback is dialed in its own
-            // right, at its promised time, with attempts of its own.
-            ("pending", due, true, 0, None)
-        }
-    } else {
-        (e.lead_state.as_str(), e.next_at as i64, warm && pending, attempts, (!pending).then_some(e.outcome.as_str()))
-    };
     tx.prepare_cached(
-        "UPDATE leads SET state = ?2, next_at = ?3, last_outcome = ?4, updated_at = ?5, warm = ?6, attempts = ?7
+        "UPDATE attempts SET state = ?2, outcome = ?3, reason = ?4, ended_at = ?5, talk_ms = ?6, cost = ?7
          WHERE id = ?1",
     )?
-    .execute(params![lead_id, state, next_at, e.outcome, e.ended_at as i64, i64::from(warm), attempts])?;
+    .execute(params![
+        e.id as i64,
+        rules::ATTEMPT_ENDED,
+        e.outcome,
+        e.reason,
+        e.ended_at as i64,
+        e.talk_ms.map(|t| t as i64),
+        e.cost
+    ])?;
+    let Some(s) = standing(tx, lead_id)? else {
+        return Ok(AttemptEnded { applied: true, lead_state: e.lead_state.clone(), ..AttemptEnded::default() });
+    };
+    // When the callback the lead returns now was booked (older files kept only when it
+    // was taken).
+    let booked = match s.returns() {
+        Some(cb) => tx
+            .prepare_cached("SELECT booked_at, taken_at FROM taken_callbacks WHERE callback_id = ?1")?
+            .query_row(params![cb as i64], |r| Ok(opt_u64(r.get(0)?).or(opt_u64(r.get(1)?))))
+            .optional()?
+            .flatten(),
+        None => None,
+    };
+    let ending = rules::end(&s, Dialed { callback_id: dialed, answered_at }, e, booked);
+    put_standing(tx, lead_id, &ending.standing, e.ended_at)?;
+    tx.prepare_cached("UPDATE leads SET last_outcome = ?2 WHERE id = ?1")?
+        .execute(params![lead_id as i64, e.outcome])?;
     let mut callbacks_done = Vec::new();
-    if let Some(outcome) = settle {
-        let mut open =
-            tx.prepare_cached("SELECT callback_id FROM taken_callbacks WHERE lead_id = ?1 AND done_at IS NULL")?;
-        for id in open.query_map(params![lead_id], |r| r.get::<_, i64>(0))? {
-            callbacks_done.push((id? as u64, outcome.to_string()));
+    if let Some(outcome) = &ending.settle {
+        let open: Vec<u64> = tx
+            .prepare_cached(
+                "SELECT callback_id FROM taken_callbacks WHERE lead_id = ?1 AND done_at IS NULL ORDER BY callback_id",
+            )?
+            .query_map(params![lead_id as i64], |r| Ok(r.get::<_, i64>(0)? as u64))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut settle =
+            tx.prepare_cached("UPDATE taken_callbacks SET done_at = ?2, outcome = ?3 WHERE callback_id = ?1")?;
+        for id in open {
+            settle.execute(params![id as i64, e.ended_at as i64, outcome])?;
+            callbacks_done.push((id, outcome.clone()));
         }
-        tx.prepare_cached(
-            "UPDATE taken_callbacks SET done_at = ?2, outcome = ?3 WHERE lead_id = ?1 AND done_at IS NULL",
-        )?
-        .execute(params![lead_id, e.ended_at as i64, outcome])?;
     }
-    Ok(AttemptEnded {
-        applied: true,
-        lead_state: state.to_string(),
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        warm,
-        next_at: u64::try_from(next_at).unwrap_or(0),
-        callbacks_done,
-    })
+    Ok(rules::ended(&ending.standing, callbacks_done))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use callgate_backend::leads::{CallbackLead, NewAttempt};
 
     fn lead(phone: &str) -> NewLead {
         NewLead { phone: phone.into(), name: None, timezone: "UTC".into(), score: 0.0, vars: None }

@@ -41,14 +41,15 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use callgate_backend::leads::{
+    AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, Leads, NewAttempt,
+    NewLead, PendingLead, StoredCampaign,
+};
 pub use callgate_backend::records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record, Records,
 };
 pub use embedded::{names_of, Embedded, Restoring};
-pub use leads::{
-    AttemptEnd, AttemptEnded, AttemptRow, CallbackLead, CampaignCounts, LeadOp, LeadOut, LeadRow, LeadStore,
-    NewAttempt, NewLead, PendingLead, StoredCampaign,
-};
+pub use leads::LeadStore;
 pub use lock::{DirLock, LOCK_FILE};
 pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
 pub use writer::{

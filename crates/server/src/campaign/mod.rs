@@ -87,16 +87,16 @@ use crate::clock::Clock;
 use crate::governor::{Error, Governor};
 use crate::live::Live;
 use crate::providers::{Credentials, Providers};
+use callgate_backend::leads::Leads;
 use callgate_config::{CampaignConfig, Config};
 use callgate_dialer::dial::{self, CallEvent, Dialer};
 use callgate_dialer::schedule::{Lead, Scheduler};
 use callgate_dialer::window::Calendar;
 use callgate_dialer::{import, zones};
 pub use callgate_store::CallbackState;
-use callgate_store::{LeadOp, LeadStore, StoredCampaign};
+use callgate_store::{LeadOp, StoredCampaign};
 use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -358,7 +358,8 @@ pub struct Campaigns {
     /// need a restart).
     config: std::sync::RwLock<Arc<Config>>,
     providers: Providers,
-    store: Arc<LeadStore>,
+    /// Campaigns, leads and attempts (durable; ids come from it).
+    store: Arc<dyn Leads>,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
     wake: Notify,
@@ -381,9 +382,14 @@ fn conflict(code: &'static str, message: impl Into<String>) -> Error {
     Error::conflict(code, message)
 }
 
-/// The lead store could not write.
-pub(super) fn not_stored(e: callgate_store::StoreError) -> Error {
-    Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
+/// The lead store could not write (or read); a refusal of the store's rules keeps its kind.
+pub(super) fn not_stored(e: Error) -> Error {
+    match e.kind {
+        crate::governor::ErrorKind::Unavailable => {
+            Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
+        }
+        _ => e,
+    }
 }
 
 /// What a campaign whose settings change keeps: its state and why callgate paused it.
@@ -397,19 +403,18 @@ fn unknown_campaign(name: &str) -> Error {
 }
 
 impl Campaigns {
-    /// Opens `campaigns.db` in `data_dir`, takes in the configured campaigns, resolves
-    /// what a crash left open, and starts the pacing loop and the task that serves the
-    /// bus's call events and campaign commands (`inbox`).
+    /// Takes in the configured campaigns (kept in `leads`), resolves what a crash left
+    /// open, and starts the pacing loop and the task that serves the bus's call events and
+    /// campaign commands (`inbox`).
     pub async fn start(
         governor: Arc<Governor>,
         live: Live,
         inbox: DialerInbox,
         config: Arc<Config>,
         providers: Providers,
-        data_dir: &Path,
+        store: Arc<dyn Leads>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Campaigns>, String> {
-        let store = Arc::new(LeadStore::open(data_dir).map_err(|e| e.to_string())?);
         let (events, events_rx) = mpsc::unbounded_channel();
         let campaigns = Arc::new(Campaigns {
             governor: governor.clone(),
@@ -511,7 +516,7 @@ impl Campaigns {
     }
 
     /// The lead store (tests and tools read it).
-    pub fn store(&self) -> &Arc<LeadStore> {
+    pub fn store(&self) -> &Arc<dyn Leads> {
         &self.store
     }
 
