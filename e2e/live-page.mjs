@@ -9,8 +9,14 @@
 //   4. unknown state is shown as unknown: before a key is accepted, a banner and "—",
 //      never "nobody is waiting" or zeros;
 //   5. each pool shows its use by class; a failed alert notification is on the page;
-// then saves a screenshot. Exits non-zero with a message on the first failure.
+// then saves a screenshot, and with CALLGATE_CONTROL=stdio (the Rust test sets it):
+//   6. asks for the server to stop (prints `@control stop`, waits for a line `stopped`):
+//      the page says its stream is down and shows "—", never what it last knew or
+//      "nobody is waiting"; asks for a server on the same port (`@control start`, waits for
+//      `started`): the page recovers by itself, with the state the server restored.
+// Exits non-zero with a message on the first failure.
 import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +31,18 @@ if (!base || !token) {
 }
 
 const GRANT_WITHIN_MS = 1000;
+// EventSource retries after about 3 s; the page's own retry (a stream that closed for
+// good) after 2 s. Generous: the machine may be busy.
+const RECOVER_WITHIN_MS = 20000;
+
+// The caller's answers to `@control …` lines, one per line on stdin.
+const control = process.env.CALLGATE_CONTROL === "stdio" ? createInterface({ input: process.stdin })[Symbol.asyncIterator]() : null;
+
+async function ask(what, answer) {
+  console.log("@control " + what);
+  const { value, done } = await control.next();
+  if (done || value.trim() !== answer) throw new Error(`asked to ${what}, the caller answered ${done ? "nothing" : value}`);
+}
 
 async function api(method, path, body) {
   const r = await fetch(base + path, {
@@ -120,6 +138,57 @@ try {
     await page.waitForTimeout(700); // let the highlight of the new grant fade
     await page.screenshot({ path: shot, fullPage: true });
     console.log("saved " + shot);
+  }
+
+  // 6. The server goes away mid-test, then comes back on the same port.
+  if (control) {
+    const text = (sel) => page.textContent(sel);
+    const before = {
+      used: await text("[data-used='vapi-main']"),
+      waiting: await text("#total-waiting"),
+      rows: await page.locator("#line tr").count(),
+    };
+    check(Number(before.waiting) > 0 && before.rows > 0, `before the stop, callers wait (${before.waiting})`);
+    await ask("stop", "stopped");
+    await page.waitForSelector("#unknown:not([hidden])", { timeout: 5000 });
+    check(true, "the server stopped: a banner says the state is unknown");
+    const why = await text("#unknown-why");
+    check(/disconnected|cannot be reached/.test(why), `the banner says why (${why})`);
+    check((await page.getAttribute("#conn", "data-state")) === "down", "the connection shows as down");
+    check(
+      (await text("[data-used='vapi-main']")) === "—" &&
+        (await text("#total-leases")) === "—" &&
+        (await text("#total-waiting")) === "—" &&
+        (await text("#waiting-count")) === "—",
+      "while the server is away, figures show — (not what the page last knew)"
+    );
+    check((await text("[data-by-class='vapi-main']")).includes("—"), "use by class shows —");
+    check(await page.isHidden("#line-empty"), "while the server is away the page does not say nobody is waiting");
+    check((await page.locator("#line tr").count()) === 0, "while the server is away no stale waiting line is shown");
+    check((await page.getAttribute("body", "data-ready")) !== "1", "the page is not marked ready");
+
+    await ask("start", "started");
+    await page.waitForSelector("body[data-ready='1']", { timeout: RECOVER_WITHIN_MS });
+    await page.waitForSelector("#unknown", { state: "hidden", timeout: 5000 });
+    check((await page.getAttribute("#conn", "data-state")) === "live", "the connection is live again");
+    const after = {
+      used: await text("[data-used='vapi-main']"),
+      waiting: await text("#total-waiting"),
+      rows: await page.locator("#line tr").count(),
+    };
+    check(
+      after.used === before.used && after.waiting === before.waiting && after.rows === before.rows,
+      `the page recovers by itself, with the restored state (${JSON.stringify(after)})`
+    );
+    // And it follows the new server's events.
+    const key = "e2e-after-" + Date.now();
+    const grant = await api("POST", "/v1/acquire", { flow: "vip-line", key });
+    check(grant.status === 200 || grant.status === 202, `the new server decides ${key} (${grant.status})`);
+    await page.waitForSelector(`#feed li[data-key='${key}']`, { timeout: 5000 });
+    check(true, "the page follows the new server's events");
+    check(errors.length === 0, "no script errors" + (errors.length ? ": " + errors.join("; ") : ""));
+  } else {
+    console.log("skip the stopped-server check (CALLGATE_CONTROL=stdio lets the caller stop and start the server)");
   }
 } catch (e) {
   failed = true;

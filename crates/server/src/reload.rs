@@ -4,7 +4,17 @@
 //! `callgate config check` does, and applies the difference at once or not at all:
 //! pool limits and reserves, class priorities, flows (new, changed, removed: a removed
 //! flow admits nothing new, while its live leases and waiting tickets stay until they
-//! end), overflow chains, menus, breakers, adaptive settings, alerts and API keys.
+//! end), overflow chains, menus, breakers, adaptive settings, alerts, API keys,
+//! campaigns and providers.
+//!
+//! Providers: the new set is resolved (every secret read) before anything changes, then
+//! put in force as a whole ([`crate::providers::ProviderSet`], which the webhooks, the
+//! reconcilers and the dialer read per use): from the moment the reload answers, webhooks
+//! are checked against the new secrets (the old ones are refused), Vapi messages go to
+//! the new upstreams, a removed provider's webhook route answers as an unknown one does,
+//! reconcilers are stopped, started or restarted as their providers went, came or
+//! changed, and the campaigns that dial through a changed provider get new dialers. The
+//! leases of a removed provider live on and end as any lease does (release, TTL).
 //!
 //! The ledger part is the governor's (`callgate_governor`'s `reload.rs`): the ledger is rebuilt from
 //! the new configuration and what the old one holds, by the restore a restart runs, so a
@@ -13,13 +23,12 @@
 //!
 //! What cannot change in a running server is refused, with the list of it, and then
 //! nothing changes: `[server]` (listen address, data directory, connection and request
-//! limits), `[telemetry]`, the set and order of pools and of classes (ids in the ledger
-//! and label sets of the metrics follow them), `[[providers]]` (webhook routes,
-//! reconcilers and dialers are built from them at start) and `[[campaigns]]` (the dialer
-//! takes them in at start; campaigns can be created at runtime through the API).
+//! limits), `[telemetry]`, and the set and order of pools and of classes (ids in the
+//! ledger and label sets of the metrics follow them).
 
 use crate::edges::api::App;
 use crate::governor::NewLedger;
+use crate::providers::{Provider, Providers};
 use callgate_config::{Config, ConfigErrors, Env};
 use callgate_store::Names;
 use std::fmt::Write as _;
@@ -141,6 +150,13 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
         return Err(r.failed(ReloadFailure::NeedsRestart(restart)));
     }
     let keys = crate::serve::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e.0)))?;
+    // Every provider's secrets, read before anything changes.
+    let old_providers = app.inbound.providers.current();
+    let providers =
+        Providers::reloaded(&new, env, &old_providers).map_err(|e| r.failed(ReloadFailure::Unusable(e.to_string())))?;
+    let providers_changed = !providers.changed_from(&old_providers, Provider::same_settings).is_empty();
+    // The providers whose calls a dialer would place otherwise now.
+    let redial = providers.changed_from(&old_providers, Provider::dials_alike);
     if !r.loopback && keys.is_empty() {
         return Err(r.failed(ReloadFailure::Unusable(
             "the server listens beyond loopback: a configuration without [auth] keys would let anyone take or free \
@@ -177,12 +193,17 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     app.governor.reload(ledger).await.map_err(|e| r.failed(ReloadFailure::Refused(e)))?;
     let new = Arc::new(new);
     app.keys.replace(keys);
+    // One swap for every holder of the set: the webhooks, the reconcilers, the dialer.
+    app.inbound.providers.replace(providers);
     app.inbound.replace(new.clone());
     app.campaigns.replace_config(new.clone());
+    if providers_changed {
+        app.reconcilers.apply(app, &app.inbound.providers.current());
+    }
     // The campaigns follow the file: new ones start, changed ones take their settings,
-    // removed ones stop dialing.
+    // removed ones stop dialing; those whose providers changed get new dialers.
     let mut changes = changes;
-    match app.campaigns.reload().await {
+    match app.campaigns.reload(&redial).await {
         Ok(more) => changes.extend(more),
         Err(e) => {
             tracing::error!(error = %e, "The campaigns could not follow the reloaded file");
@@ -220,10 +241,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if classes(old) != classes(new) {
         out.push(format!("the set of classes ({} -> {})", classes(old).join(", "), classes(new).join(", ")));
     }
-    if old.providers != new.providers {
-        out.push("[[providers]] (webhook routes, secrets, reconciliation)".to_string());
-    }
-
     out
 }
 
@@ -253,6 +270,7 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
     named_changes(&mut out, "menu", &old.menus, &new.menus, |m| &m.name);
     named_changes(&mut out, "breaker", &old.breakers, &new.breakers, |b| &b.name);
     named_changes(&mut out, "alert", &old.alerts, &new.alerts, |a| &a.name);
+    named_changes(&mut out, "provider", &old.providers, &new.providers, |p| &p.name);
     if old.auth != new.auth {
         let names = |c: &Config| c.auth.keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
         out.push(format!("auth: keys {} -> {}", names(old).join(", "), names(new).join(", ")));

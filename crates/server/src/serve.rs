@@ -15,8 +15,8 @@ use crate::governor::OpsSubscriber;
 use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::providers::reconcile::Reconciler;
-use crate::providers::Providers;
+use crate::providers::reconcile::Reconcilers;
+use crate::providers::{ProviderSet, Providers};
 use callgate_config::{Config, Env, ProcessEnv};
 use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
@@ -61,7 +61,6 @@ pub struct Server {
     died: tokio::sync::watch::Receiver<Option<String>>,
     /// The data directory, ours until the server stops.
     lock: Option<DirLock>,
-    reconcilers: Vec<JoinHandle<()>>,
     /// The campaign dialer (stopped with the server).
     pub campaigns: Arc<crate::campaign::Campaigns>,
 }
@@ -93,7 +92,7 @@ impl Server {
     /// secrets are looked up).
     pub async fn start_with(opts: ServeOptions, clock: Arc<dyn Clock>, env: &dyn Env) -> Result<Server, ServeError> {
         let cfg = opts.config;
-        let providers = Providers::from_config(&cfg, env).map_err(|e| ServeError(e.to_string()))?;
+        let providers = ProviderSet::new(Providers::from_config(&cfg, env).map_err(|e| ServeError(e.to_string()))?);
         let keys = auth_keys(&cfg, env)?;
         let listen = opts.listen.unwrap_or(cfg.server.listen);
         if !listen.ip().is_loopback() && cfg.auth.keys.is_empty() {
@@ -169,6 +168,8 @@ impl Server {
             bus,
             campaigns: campaigns.clone(),
             reload,
+            reconcilers: Reconcilers::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         });
         let router =
             api::router(app.clone(), max_body_bytes).merge(crate::campaign::http::router(app.clone(), max_body_bytes));
@@ -199,27 +200,19 @@ impl Server {
         let ops_ticker = crate::ops::spawn_ticker(governor.clone());
         let (died_tx, died) = tokio::sync::watch::channel(None);
         let watchdog = spawn_watchdog(governor, ticker, ops_ticker, died_tx);
-        let mut reconcilers = Vec::new();
-        for provider in app.inbound.providers.iter() {
-            match Reconciler::new(&app, provider.clone()) {
-                Some(r) => reconcilers.push(r.spawn()),
-                None => {
-                    tracing::info!(provider = %provider.name, "No API key: calls are not reconciled with the platform")
-                }
-            }
-        }
+        app.reconcilers.apply(&app, &app.inbound.providers.current());
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
-        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, reconcilers, campaigns, lock: Some(lock) })
+        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, campaigns, lock: Some(lock) })
     }
 
-    /// Stops accepting, finishes the requests in flight, and flushes the journal.
+    /// Stops accepting, finishes the requests in flight (event streams end at once), and
+    /// flushes the journal.
     pub async fn stop(mut self) {
+        self.app.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        for r in &self.reconcilers {
-            r.abort();
-        }
+        self.app.reconcilers.stop_all();
         let _ = (&mut self.task).await;
         self.campaigns.shutdown().await;
         // Aborting the watchdog drops (and so aborts) the tickers it watches.

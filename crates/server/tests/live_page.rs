@@ -3,7 +3,10 @@
 //! drives the machine's headless Chromium against it, checks that a grant made through
 //! the API shows on the page within a second, and saves a screenshot
 //! (`target/live-page.png`; `CALLGATE_SCREENSHOT=docs/live-page.png` refreshes the
-//! README's picture).
+//! README's picture). Then the script asks (a line `@control stop` on its stdout) for
+//! the server to go away mid-test, checks that the page says its state is unknown instead
+//! of showing what it last knew, and asks (`@control start`) for a server on the same port
+//! and data directory, which the page must find again by itself.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `e2e/node_modules` (`scripts/test` installs
 //! them). Without them the test says so and passes, unless `CALLGATE_E2E=1` (set by
@@ -11,9 +14,11 @@
 
 mod support;
 
+use callgate_server::{ServeOptions, Server};
 use serde_json::json;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use support::TestServer;
 
 const TOKEN: &str = "live-page-e2e-token";
@@ -161,14 +166,14 @@ async fn fill(s: &TestServer) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grant_made_through_the_api_shows_on_the_live_page_within_a_second() {
+async fn a_grant_shows_within_a_second_and_a_stopped_server_shows_as_unknown_until_it_is_back() {
     let required = std::env::var_os("CALLGATE_E2E").is_some_and(|v| v == "1");
     if let Some(what) = missing() {
         assert!(!required, "CALLGATE_E2E=1 but {what} is missing");
         eprintln!("skipping the browser test: {what} is missing (scripts/test installs it)");
         return;
     }
-    let s = TestServer::start(CONFIG).await.with_token(TOKEN);
+    let mut s = TestServer::start(CONFIG).await.with_token(TOKEN);
     fill(&s).await;
     let (_, pool) = s.get("/v1/pools/vapi-main").await;
     assert_eq!(pool["used"], 9, "{pool}");
@@ -179,22 +184,65 @@ async fn a_grant_made_through_the_api_shows_on_the_live_page_within_a_second() {
         Ok(path) => root().join(path),
         Err(_) => root().join("target/live-page.png"),
     };
-    let (base, e2e) = (s.base.clone(), root().join("e2e"));
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("live-page.mjs")
-            .current_dir(e2e)
-            .env("CALLGATE_URL", base)
-            .env("CALLGATE_TOKEN", TOKEN)
-            .env("CALLGATE_SCREENSHOT", &shot)
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(out.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
+    let mut node = Command::new("node")
+        .arg("live-page.mjs")
+        .current_dir(root().join("e2e"))
+        .env("CALLGATE_URL", &s.base)
+        .env("CALLGATE_TOKEN", TOKEN)
+        .env("CALLGATE_SCREENSHOT", &shot)
+        .env("CALLGATE_CONTROL", "stdio")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let (mut control, stdout, stderr) =
+        (node.stdin.take().unwrap(), node.stdout.take().unwrap(), node.stderr.take().unwrap());
+    // The script's lines, as they come (a blocking read, on its own thread).
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let addr = s.server().addr;
+    let mut stdout = String::new();
+    while let Some(line) = lines.recv().await {
+        match line.as_str() {
+            // The server goes away: it stops as on SIGTERM, and its event streams end.
+            "@control stop" => {
+                s.server.take().expect("running").stop().await;
+                writeln!(control, "stopped").unwrap();
+            }
+            // A server again on the same port, from the same data (its journal).
+            "@control start" => {
+                let opts = ServeOptions {
+                    config: support::config(CONFIG),
+                    config_path: None,
+                    listen: Some(addr),
+                    data_dir: Some(s.data_dir()),
+                };
+                s.server = Some(Server::start(opts).await.expect("the server starts again on its port"));
+                writeln!(control, "started").unwrap();
+            }
+            _ => {
+                println!("{line}");
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+        }
+    }
+    drop(control);
+    let status = tokio::task::spawn_blocking(move || node.wait()).await.unwrap().expect("node ends");
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "the browser test failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("shows on the page") || stdout.contains("is on the page"), "{stdout}");
+    assert!(stdout.contains("recovers by itself"), "the page was seen through a restart: {stdout}");
 }

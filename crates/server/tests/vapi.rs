@@ -572,7 +572,7 @@ async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     list.set(&long_listing(t0 - 240_000, &live_refs));
     clock.advance(3_600_000 + 1);
     let app = s.server().app.clone();
-    let provider = app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+    let provider = app.inbound.providers.current().get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
     let mut reconciler = Reconciler::new(&app, provider).unwrap();
     for (n, order) in ORDERS.into_iter().enumerate() {
         list.order(order);
@@ -1026,7 +1026,7 @@ async fn calls_the_dialer_places_point_their_server_url_at_callgate() {
     let fake = fake_vapi().await;
     let (upstream, _seen) = customer_server().await;
     let s = TestServer::start(&proxy_config(&fake, &upstream)).await;
-    let provider = s.server().app.inbound.providers.get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
+    let provider = s.server().app.inbound.providers.current().get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
 
     let bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
     let seen = bodies.clone();

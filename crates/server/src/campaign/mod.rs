@@ -86,7 +86,7 @@ use crate::bus::DialerInbox;
 use crate::clock::Clock;
 use crate::governor::{Error, Governor};
 use crate::live::Live;
-use crate::providers::{Credentials, Providers};
+use crate::providers::{Credentials, ProviderSet};
 use callgate_backend::leads::Leads;
 use callgate_config::{CampaignConfig, Config};
 use callgate_dialer::dial::{self, CallEvent, Dialer};
@@ -332,6 +332,8 @@ struct Inner {
     rr: usize,
     /// Booked callbacks already taken (or found taken) in this run.
     seen_callbacks: rustc_hash::FxHashSet<u64>,
+    /// (campaign, provider) of the pollers running.
+    pollers: rustc_hash::FxHashSet<(String, String)>,
 }
 
 /// Counters for `/metrics` (since the process started).
@@ -354,10 +356,11 @@ pub struct Campaigns {
     live: Live,
     /// Call events and campaign commands from the bus, taken by the task that serves them.
     inbox: Mutex<Option<DialerInbox>>,
-    /// Replaced by a configuration reload (flows and classes; `[[campaigns]]` changes
-    /// need a restart).
+    /// Replaced by a configuration reload (flows, classes, campaigns).
     config: std::sync::RwLock<Arc<Config>>,
-    providers: Providers,
+    /// The providers in force, which a campaign's dialers are built from (a reload swaps
+    /// them and rebuilds the dialers of the campaigns whose providers changed).
+    providers: ProviderSet,
     /// Campaigns, leads and attempts (durable; ids come from it).
     store: Arc<dyn Leads>,
     clock: Arc<dyn Clock>,
@@ -411,7 +414,7 @@ impl Campaigns {
         live: Live,
         inbox: DialerInbox,
         config: Arc<Config>,
-        providers: Providers,
+        providers: ProviderSet,
         store: Arc<dyn Leads>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Campaigns>, String> {
@@ -546,6 +549,7 @@ impl Campaigns {
             .clone()
             .or_else(|| config.class("callback").map(|c| c.name.clone()))
             .unwrap_or_else(|| flow.class.clone());
+        let providers = self.providers.current();
         let mut routes = Vec::new();
         let mut unavailable = None;
         if let Some(sim) = &cfg.simulate {
@@ -557,7 +561,7 @@ impl Campaigns {
             });
         }
         for name in cfg.provider_names() {
-            let Some(p) = self.providers.iter().find(|p| &*p.name == name) else {
+            let Some(p) = providers.named(name) else {
                 unavailable = Some(format!("provider `{name}` is not configured"));
                 continue;
             };
@@ -713,13 +717,16 @@ impl Campaigns {
         Ok((true, self.view(&name)?))
     }
 
-    /// A configuration reload's `[[campaigns]]` (after [`Campaigns::replace_config`]): a
-    /// campaign new in the file is created as at a start; one whose settings changed takes
-    /// them (its dialers, calendar and pacing are rebuilt and its pending leads rescheduled
-    /// under the new windows), keeping its state and the attempts it has in flight; one the
-    /// file no longer names stops dialing (paused, with the reason). Durable before it
-    /// returns; what changed, one line each.
-    pub async fn reload(self: &Arc<Self>) -> Result<Vec<String>, Error> {
+    /// A configuration reload's `[[campaigns]]` and `[[providers]]` (after
+    /// [`Campaigns::replace_config`], with the providers in force swapped): a campaign new
+    /// in the file is created as at a start; one whose settings changed takes them (its
+    /// dialers, calendar and pacing are rebuilt and its pending leads rescheduled under the
+    /// new windows), keeping its state and the attempts it has in flight; one the file no
+    /// longer names stops dialing (paused, with the reason); any campaign (from the file
+    /// or the API) that dials through one of `changed_providers` (added, changed or
+    /// removed) has its dialers rebuilt from the providers in force, keeping the rest.
+    /// Durable before it returns; what changed, one line each.
+    pub async fn reload(self: &Arc<Self>, changed_providers: &[String]) -> Result<Vec<String>, Error> {
         let config = self.config();
         let now = self.now();
         let mut changes = Vec::new();
@@ -734,6 +741,28 @@ impl Campaigns {
                     Some(r) if r.cfg == *c && r.source == "config" => None,
                     Some(r) => Some((c, Some((r.state, r.paused_reason.clone())))),
                     None => Some((c, None)),
+                })
+                .collect()
+        };
+        // The other campaigns that dial through a provider that changed: same settings,
+        // new dialers.
+        let rerouted: Vec<(CampaignConfig, StoredCampaign)> = {
+            let inner = self.lock();
+            inner
+                .list
+                .iter()
+                .filter(|r| !outdated.iter().any(|(c, _)| c.name == r.name))
+                .filter(|r| r.cfg.provider_names().iter().any(|p| changed_providers.iter().any(|c| c == p)))
+                .map(|r| {
+                    let stored = StoredCampaign {
+                        name: r.name.clone(),
+                        spec: String::new(),
+                        state: r.state.as_str().into(),
+                        source: r.source.clone(),
+                        created_at: now,
+                        paused_reason: r.paused_reason.clone(),
+                    };
+                    (r.cfg.clone(), stored)
                 })
                 .collect()
         };
@@ -769,10 +798,9 @@ impl Campaigns {
                 at: now,
             });
         }
-        if ops.is_empty() {
-            return Ok(changes);
+        if !ops.is_empty() {
+            self.store.write(ops).await.map_err(not_stored)?;
         }
-        self.store.write(ops).await.map_err(not_stored)?;
         for (c, existing) in outdated {
             let (state, paused_reason) =
                 existing.unwrap_or((if c.start { State::Running } else { State::Paused }, None));
@@ -784,30 +812,18 @@ impl Campaigns {
                 created_at: now,
                 paused_reason,
             };
-            let mut rt = self.runtime(c.clone(), &stored, now).map_err(Error::invalid)?;
-            let added = {
-                let mut inner = self.lock();
-                match inner.list.iter_mut().find(|r| r.name == c.name) {
-                    Some(old) => {
-                        // The attempts in flight belong to the campaign, not to its settings.
-                        rt.live = old.live;
-                        rt.state = old.state;
-                        rt.paused_reason = old.paused_reason.take();
-                        *old = rt;
-                        false
-                    }
-                    None => {
-                        inner.list.push(rt);
-                        true
-                    }
-                }
-            };
-            if added {
-                self.spawn_pollers(&c.name);
+            let rt = self.runtime(c.clone(), &stored, now).map_err(Error::invalid)?;
+            if self.put_in_place(rt) {
                 changes.push(format!("campaign {}: added", c.name));
             } else {
                 changes.push(format!("campaign {}: changed", c.name));
             }
+        }
+        for (cfg, stored) in rerouted {
+            let name = cfg.name.clone();
+            let rt = self.runtime(cfg, &stored, now).map_err(Error::invalid)?;
+            self.put_in_place(rt);
+            changes.push(format!("campaign {name}: dialers rebuilt for the providers in force"));
         }
         for name in removed {
             if let Some(rt) = self.lock().list.iter_mut().find(|r| r.name == name) {
@@ -819,6 +835,37 @@ impl Campaigns {
         self.sort();
         self.wake.notify_one();
         Ok(changes)
+    }
+
+    /// Puts a rebuilt (or new) campaign's runtime in place and starts the pollers its
+    /// routes need. A campaign that exists keeps what belongs to it, not to its settings:
+    /// its state, why callgate paused it, its attempts in flight and its providers'
+    /// cooldowns. `true` when it is new.
+    fn put_in_place(self: &Arc<Self>, mut rt: Runtime) -> bool {
+        let name = rt.name.clone();
+        let added = {
+            let mut inner = self.lock();
+            match inner.list.iter_mut().find(|r| r.name == rt.name) {
+                Some(old) => {
+                    rt.live = old.live;
+                    rt.state = old.state;
+                    rt.paused_reason = old.paused_reason.take();
+                    for route in &mut rt.routes {
+                        if let Some(o) = old.routes.iter().find(|o| o.provider == route.provider) {
+                            route.cooldown_until = o.cooldown_until;
+                        }
+                    }
+                    *old = rt;
+                    false
+                }
+                None => {
+                    inner.list.push(rt);
+                    true
+                }
+            }
+        };
+        self.spawn_pollers(&name);
+        added
     }
 
     /// Starts, pauses, resumes or stops a campaign, durably.

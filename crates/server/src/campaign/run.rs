@@ -28,7 +28,7 @@ const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
 struct Claim {
     campaign: String,
     lead: Lead,
-    route: usize,
+    /// The route's provider (a reload may rebuild the routes meanwhile: found by name).
     provider: String,
     dialer: Arc<dyn callgate_dialer::dial::Dialer>,
     /// The campaign's flow: its gates (breakers) apply to the call.
@@ -106,28 +106,55 @@ impl Campaigns {
         }
     }
 
-    /// One poller per real provider route of the campaign: reads the state of its live
-    /// calls, so an outcome is never lost with a webhook.
+    /// One poller per real provider route of the campaign (one that is not running
+    /// already): reads the state of its live calls, so an outcome is never lost with a
+    /// webhook. Each round it polls with the route's dialer in force (a reload may have
+    /// rebuilt it with new provider settings); once the route is gone, with the last one
+    /// it had, until the calls it placed are over.
     pub(super) fn spawn_pollers(self: &Arc<Self>, campaign: &str) {
         let routes: Vec<(String, Arc<dyn callgate_dialer::dial::Dialer>)> = {
-            let inner = self.lock();
+            let mut inner = self.lock();
             let Some(rt) = inner.list.iter().find(|r| r.name == campaign) else { return };
-            rt.routes.iter().map(|r| (r.provider.clone(), r.dialer.clone())).collect()
+            let routes: Vec<_> = rt
+                .routes
+                .iter()
+                .filter(|r| r.dialer.poll_every().is_some())
+                .map(|r| (r.provider.clone(), r.dialer.clone()))
+                .collect();
+            routes.into_iter().filter(|(p, _)| inner.pollers.insert((campaign.to_string(), p.clone()))).collect()
         };
-        for (provider, dialer) in routes {
-            let Some(every) = dialer.poll_every() else { continue };
+        for (provider, first) in routes {
             let (me, campaign) = (self.clone(), campaign.to_string());
             let task = tokio::spawn(async move {
+                let mut dialer = first;
                 loop {
+                    let Some(every) = dialer.poll_every() else {
+                        me.lock().pollers.remove(&(campaign.clone(), provider.clone()));
+                        break;
+                    };
                     tokio::time::sleep(every).await;
                     let calls: Vec<(u64, String)> = {
-                        let inner = me.lock();
-                        inner
+                        let mut inner = me.lock();
+                        let route = inner
+                            .list
+                            .iter()
+                            .find(|r| r.name == campaign)
+                            .and_then(|rt| rt.routes.iter().find(|r| r.provider == provider));
+                        let gone = route.is_none();
+                        if let Some(r) = route {
+                            dialer = r.dialer.clone();
+                        }
+                        let calls: Vec<(u64, String)> = inner
                             .active
                             .iter()
                             .filter(|(_, a)| a.campaign == campaign && a.provider == provider)
                             .filter_map(|(id, a)| a.call_id.clone().map(|c| (*id, c)))
-                            .collect()
+                            .collect();
+                        if gone && calls.is_empty() {
+                            inner.pollers.remove(&(campaign.clone(), provider.clone()));
+                            break;
+                        }
+                        calls
                     };
                     for (attempt, call_id) in calls {
                         match dialer.status(&call_id).await {
@@ -247,7 +274,6 @@ impl Campaigns {
             return Some(Claim {
                 campaign: rt.name.clone(),
                 lead,
-                route,
                 provider: r.provider.clone(),
                 dialer: r.dialer.clone(),
                 flow: rt.cfg.flow.clone(),
@@ -491,7 +517,7 @@ impl Campaigns {
             let mut pool = None;
             if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
                 rt.live = rt.live.saturating_sub(1);
-                if let Some(route) = rt.routes.get_mut(c.route) {
+                if let Some(route) = rt.routes.iter_mut().find(|r| r.provider == c.provider) {
                     route.cooldown_until = now + c.cooldown_ms;
                     pool = route.pool.clone();
                 }

@@ -8,7 +8,7 @@
 
 use crate::edges::api::App;
 use crate::governor::Error;
-use crate::providers::Providers;
+use crate::providers::ProviderSet;
 use callgate_config::{Config, FlowConfig, MenuConfig, Overflow};
 use callgate_store::{CallUpdate, NewCallback, Record};
 use serde_json::json;
@@ -27,13 +27,13 @@ pub const NOT_IN_SERVICE: &str = "Sorry, this number cannot take calls right now
 pub struct Inbound {
     /// Replaced as a whole by a configuration reload; each lookup reads one version.
     config: std::sync::RwLock<Arc<Config>>,
-    /// Providers with their secrets.
-    pub providers: Providers,
+    /// Providers with their secrets: the set in force, read per webhook (a reload swaps it).
+    pub providers: ProviderSet,
 }
 
 impl Inbound {
-    /// From a validated configuration.
-    pub fn new(config: Arc<Config>, providers: Providers) -> Self {
+    /// From a validated configuration and the providers in force.
+    pub fn new(config: Arc<Config>, providers: ProviderSet) -> Self {
         Inbound { config: std::sync::RwLock::new(config), providers }
     }
 
@@ -42,7 +42,7 @@ impl Inbound {
     }
 
     /// Serves `config`'s flows and menus from now on (a configuration reload; the
-    /// providers do not change without a restart).
+    /// reload puts its providers in force through the shared [`ProviderSet`]).
     pub(crate) fn replace(&self, config: Arc<Config>) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }

@@ -1,6 +1,11 @@
 //! The voice platforms callgate fronts: their settings with secrets resolved, and the
 //! reconciliation that repairs ghost calls (the API clients that list live calls are in
 //! `callgate-providers`).
+//!
+//! The providers in force are one [`ProviderSet`], a handle the webhooks, the
+//! reconcilers and the dialer share and read per use; a configuration reload swaps the
+//! whole set at once, so a webhook is checked against the new secret from the moment the
+//! reload answers, while one already being answered finishes under the set it began with.
 
 pub mod reconcile;
 
@@ -9,7 +14,7 @@ use callgate_config::{Config, ConfigError, Env, ProviderConfig, ProviderKind, We
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// A secret (token, key). Its `Debug` output hides it, so logging a provider leaks nothing.
@@ -35,7 +40,7 @@ impl fmt::Debug for Secret {
 }
 
 /// What callgate needs to speak to one platform account.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
     /// Vapi.
     Vapi {
@@ -76,10 +81,15 @@ pub struct Provider {
     /// Vapi: how webhooks are authenticated, the proxy's upstreams and what callgate's
     /// replies ask of Vapi.
     pub vapi: Option<Arc<VapiSettings>>,
+    /// Twilio: the `public_url` this provider had before a reload changed it. Calls in
+    /// progress were handed URLs under it (a waiting caller's wait and queue URLs), and
+    /// Twilio signs what it requests, so signatures over it are still accepted. One only:
+    /// the one before that is forgotten.
+    pub former_public_url: Option<String>,
 }
 
 /// Where callgate passes Vapi messages on: the customer's own server URL.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     /// The URL.
     pub url: String,
@@ -136,6 +146,25 @@ pub struct VapiSettings {
 }
 
 impl VapiSettings {
+    /// Whether `other` says the same (the forwarder, which holds no settings, aside).
+    fn same_as(&self, other: &VapiSettings) -> bool {
+        (
+            &self.auth,
+            &self.public_url,
+            &self.upstream,
+            &self.flow_upstreams,
+            &self.forward_timeout,
+            &self.server_messages,
+        ) == (
+            &other.auth,
+            &other.public_url,
+            &other.upstream,
+            &other.flow_upstreams,
+            &other.forward_timeout,
+            &other.server_messages,
+        )
+    }
+
     /// The upstream for a call of `flow` (the flow's own, else the provider's).
     pub fn upstream_for(&self, flow: Option<&str>) -> Option<&Upstream> {
         flow.and_then(|f| self.flow_upstreams.get(f)).or(self.upstream.as_ref())
@@ -233,7 +262,41 @@ impl Provider {
                 ProviderKind::Vapi => None,
             },
             vapi,
+            former_public_url: None,
         })
+    }
+
+    /// Whether `other` has the same settings: the same account, credentials, pool,
+    /// reconciliation and edge settings (a reload restarts what depends on a provider only
+    /// when this is false).
+    pub fn same_settings(&self, other: &Provider) -> bool {
+        let vapi = match (&self.vapi, &other.vapi) {
+            (Some(a), Some(b)) => a.same_as(b),
+            (None, None) => true,
+            _ => false,
+        };
+        vapi && (&self.name, &self.pool, &self.base_url, self.reconcile_every, self.adopt)
+            == (&other.name, &other.pool, &other.base_url, other.reconcile_every, other.adopt)
+            && self.credentials == other.credentials
+            && self.shared_key == other.shared_key
+    }
+
+    /// Whether a dialer built for `other` places calls as one built for `self` would: the
+    /// same account, credentials, pool and polling, and the same overrides for Vapi calls.
+    pub fn dials_alike(&self, other: &Provider) -> bool {
+        (&self.pool, &self.base_url, self.reconcile_every) == (&other.pool, &other.base_url, other.reconcile_every)
+            && self.credentials == other.credentials
+            && self.vapi_overrides() == other.vapi_overrides()
+    }
+
+    /// Twilio: the base URL Twilio requests, and the former one (see
+    /// [`Provider::former_public_url`]).
+    pub fn public_urls(&self) -> impl Iterator<Item = &str> {
+        let current = match &self.credentials {
+            Credentials::Twilio { public_url, .. } => Some(public_url.as_str()),
+            Credentials::Vapi { .. } => None,
+        };
+        current.into_iter().chain(self.former_public_url.as_deref())
     }
 
     /// Vapi: the `assistantOverrides` that point a call's server URL at callgate
@@ -273,6 +336,30 @@ impl Providers {
         Ok(Providers { list })
     }
 
+    /// `config`'s providers, for a reload of a server whose providers were `old`: as
+    /// [`Providers::from_config`], and a provider that keeps its name keeps what is not a
+    /// setting (a Vapi provider its forwarder, with the notifications in flight and their
+    /// budget; a Twilio provider whose `public_url` changed the former one, see
+    /// [`Provider::former_public_url`]).
+    pub fn reloaded(config: &Config, env: &dyn Env, old: &Providers) -> Result<Providers, ConfigError> {
+        let mut new = Providers::from_config(config, env)?;
+        for provider in &mut new.list {
+            let Some(before) = old.list.iter().find(|o| o.name == provider.name && o.kind() == provider.kind()) else {
+                continue;
+            };
+            let Some(p) = Arc::get_mut(provider) else { continue };
+            if let (Some(settings), Some(kept)) = (p.vapi.as_mut().and_then(Arc::get_mut), &before.vapi) {
+                settings.forwarder = kept.forwarder.clone();
+            }
+            let (now, then) = (p.public_urls().next().map(str::to_owned), before.public_urls().next());
+            p.former_public_url = match (now, then) {
+                (Some(now), Some(then)) if now != then => Some(then.to_owned()),
+                _ => before.former_public_url.clone(),
+            };
+        }
+        Ok(new)
+    }
+
     /// The provider named `name`, if it is of `kind`.
     pub fn get(&self, name: &str, kind: ProviderKind) -> Option<&Arc<Provider>> {
         self.list.iter().find(|p| &*p.name == name && p.kind() == kind)
@@ -281,6 +368,48 @@ impl Providers {
     /// Every provider.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
         self.list.iter()
+    }
+
+    /// The provider named `name`, of any kind.
+    pub fn named(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.list.iter().find(|p| &*p.name == name)
+    }
+
+    /// The names of the providers that are in one set and not the other, or that are not
+    /// `alike` in both (e.g. [`Provider::same_settings`]), `self`'s order first.
+    pub fn changed_from(&self, old: &Providers, alike: impl Fn(&Provider, &Provider) -> bool) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .list
+            .iter()
+            .filter(|p| old.named(&p.name).is_none_or(|o| !alike(o, p)))
+            .map(|p| p.name.to_string())
+            .collect();
+        out.extend(old.list.iter().filter(|o| self.named(&o.name).is_none()).map(|o| o.name.to_string()));
+        out
+    }
+}
+
+/// The providers in force, shared by the webhooks, the reconcilers and the dialer. A
+/// reload replaces the whole set at once; each reader takes one version
+/// ([`ProviderSet::current`]) and keeps it for what it is doing.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderSet(Arc<RwLock<Arc<Providers>>>);
+
+impl ProviderSet {
+    /// A handle holding `providers`.
+    pub fn new(providers: Providers) -> Self {
+        ProviderSet(Arc::new(RwLock::new(Arc::new(providers))))
+    }
+
+    /// The providers in force now.
+    pub fn current(&self) -> Arc<Providers> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `providers` in force (a configuration reload); every holder of this handle
+    /// reads them from now on.
+    pub(crate) fn replace(&self, providers: Providers) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(providers);
     }
 }
 

@@ -21,7 +21,7 @@
 //! Only leases and tickets whose metadata names this provider are considered: other
 //! clients' leases in the same pool are none of the platform's business.
 
-use super::{Credentials, Provider};
+use super::{Credentials, Provider, Providers};
 use crate::campaign::Campaigns;
 use crate::edges::api::App;
 use crate::governor::{AcquireRequest, Answer, Edge, Governor, Target};
@@ -34,7 +34,8 @@ use callgate_providers::{PlatformCall, PlatformState};
 use callgate_store::{CallUpdate, Record};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// How far back a Vapi listing looks when no lease is older: calls longer than an hour
@@ -111,14 +112,19 @@ impl Reconciler {
         })
     }
 
-    /// Runs a pass every `reconcile_every`, the first one period after the start.
-    pub fn spawn(mut self) -> JoinHandle<()> {
+    /// Runs a pass every `reconcile_every`, the first one period after the start, until
+    /// `stop` fires or is dropped; a pass under way then finishes (a repair is never cut
+    /// in the middle).
+    pub fn spawn(mut self, mut stop: oneshot::Receiver<()>) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(self.provider.reconcile_every);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = &mut stop => return,
+                }
                 self.pass().await;
             }
         })
@@ -311,5 +317,109 @@ impl Reconciler {
             self.metrics.edges.adopted(&self.provider.name, adopted as u64);
         }
         adopted
+    }
+}
+
+/// The running reconcilers, one per provider with API credentials. Started with the
+/// server; a reload brings them in line with the providers in force ([`Reconcilers::apply`]).
+#[derive(Default)]
+pub struct Reconcilers {
+    tasks: Mutex<Tasks>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    /// One per provider that has API credentials.
+    active: Vec<Running>,
+    /// Told to stop, finishing their last pass (forgotten once finished).
+    retiring: Vec<(Arc<str>, JoinHandle<()>)>,
+}
+
+/// One provider's reconciler.
+struct Running {
+    /// What it was started with.
+    provider: Arc<Provider>,
+    /// Fired to stop it after its pass under way.
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Reconcilers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconcilers").field("running", &self.running()).finish()
+    }
+}
+
+/// Whether a reconciler started for `a` does what one for `b` would.
+fn reconciles_alike(a: &Provider, b: &Provider) -> bool {
+    (&a.pool, &a.base_url, a.reconcile_every, a.adopt) == (&b.pool, &b.base_url, b.reconcile_every, b.adopt)
+        && a.credentials == b.credentials
+}
+
+impl Reconcilers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the reconcilers in line with `providers` (the server `app`'s, in force now):
+    /// a provider's reconciler is stopped when the provider is gone or can no longer list
+    /// calls, started for a new one (or one that has API credentials now), and restarted
+    /// with the new settings when those it works with changed. One that is stopped
+    /// finishes the pass it is in: a repair is never cut in the middle.
+    pub fn apply(&self, app: &App, providers: &Providers) {
+        let mut tasks = self.lock();
+        tasks.retiring.retain(|(_, task)| !task.is_finished());
+        let before = std::mem::take(&mut tasks.active);
+        for r in before {
+            match providers.iter().find(|p| p.name == r.provider.name) {
+                Some(p) if reconciles_alike(p, &r.provider) && !r.task.is_finished() => tasks.active.push(r),
+                still_there => {
+                    let why = if still_there.is_some() { "its settings changed" } else { "it is no longer configured" };
+                    tracing::info!(provider = %r.provider.name, reason = why, "Stopping the provider's reconciliation");
+                    let _ = r.stop.send(());
+                    tasks.retiring.push((r.provider.name.clone(), r.task));
+                }
+            }
+        }
+        for provider in providers.iter() {
+            if tasks.active.iter().any(|r| r.provider.name == provider.name) {
+                continue;
+            }
+            match Reconciler::new(app, provider.clone()) {
+                Some(r) => {
+                    let (stop, stopped) = oneshot::channel();
+                    tasks.active.push(Running { provider: provider.clone(), stop, task: r.spawn(stopped) });
+                }
+                None => {
+                    tracing::info!(provider = %provider.name, "No API key: calls are not reconciled with the platform")
+                }
+            }
+        }
+    }
+
+    /// The providers with a reconciler task alive (one told to stop is until its last
+    /// pass ends), each once, by name.
+    pub fn running(&self) -> Vec<String> {
+        let tasks = self.lock();
+        let active = tasks.active.iter().map(|r| (&r.provider.name, &r.task));
+        let mut out: Vec<String> = Vec::new();
+        for (name, task) in active.chain(tasks.retiring.iter().map(|(n, t)| (n, t))) {
+            if !task.is_finished() && !out.iter().any(|o| **o == **name) {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Stops every reconciler at once, mid-pass if need be (the server is stopping).
+    pub fn stop_all(&self) {
+        let tasks = std::mem::take(&mut *self.lock());
+        for r in tasks.active {
+            r.task.abort();
+        }
+        for (_, task) in tasks.retiring {
+            task.abort();
+        }
     }
 }

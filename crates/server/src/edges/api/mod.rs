@@ -57,6 +57,11 @@ pub struct App {
     pub campaigns: Arc<crate::campaign::Campaigns>,
     /// The configuration in force, and reloading it.
     pub reload: crate::reload::Reload,
+    /// The providers' reconcilers (a reload restarts them as the providers change).
+    pub reconcilers: crate::providers::reconcile::Reconcilers,
+    /// Set when the server stops: event streams end then (they never end on their own,
+    /// and a client that sees the end knows the server went away and reconnects).
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The router of the whole API.
@@ -189,7 +194,12 @@ async fn events(
         Ok((id, json)) => live_event(id, &json),
         Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
     });
-    let stream = futures_util::stream::iter(first).chain(live).map(Ok::<_, std::convert::Infallible>);
+    let mut stopping = app.stopping.subscribe();
+    let stopped = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let stream =
+        futures_util::stream::iter(first).chain(live).map(Ok::<_, std::convert::Infallible>).take_until(stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -158,7 +158,7 @@ function poolCard(p) {
   for (let i = 0; i < shown; i++) {
     const at = i * scale;
     let cls = "unit";
-    if (at < p.used) cls += " used";
+    if (state.known && at < p.used) cls += " used";
     if (at >= p.cap) cls += " capped";
     else if (at >= p.cap - reserved) cls += " reserved";
     units.append(el("div", { class: cls }));
@@ -193,12 +193,13 @@ function poolCard(p) {
     el(
       "div",
       { class: "facts" },
+      // Figures of the moment are unknown with the rest (the ones last read may be stale).
       fact("waiting", known ? p.waiting : UNKNOWN),
-      fact("decisions/s", number(f.decisions_per_second, 1)),
-      fact("rejected/min", f.rejections_per_minute === undefined ? "–" : f.rejections_per_minute),
-      fact("p95 wait", duration(f.p95_wait_ms)),
-      fact("p95 latency", duration(f.p95_latency_ms)),
-      fact("mean hold", duration(p.mean_hold_ms))
+      fact("decisions/s", known ? number(f.decisions_per_second, 1) : UNKNOWN),
+      fact("rejected/min", !known ? UNKNOWN : f.rejections_per_minute === undefined ? "–" : f.rejections_per_minute),
+      fact("p95 wait", known ? duration(f.p95_wait_ms) : UNKNOWN),
+      fact("p95 latency", known ? duration(f.p95_latency_ms) : UNKNOWN),
+      fact("mean hold", known ? duration(p.mean_hold_ms) : UNKNOWN)
     ),
     el("div", { class: "reserve" }, reserve ? "held back: " + reserve : "no reserve")
   );
@@ -209,7 +210,8 @@ function fact(label, value) {
 }
 
 function renderLine() {
-  const rows = [...state.line.values()].sort(
+  // Unknown (not loaded, no key, stream down): no rows, not the line as it last was.
+  const rows = (state.known ? [...state.line.values()] : []).sort(
     (a, b) => (a.position || 0) - (b.position || 0) || a.enqueued_at_ms - b.enqueued_at_ms
   );
   const now = serverNow();

@@ -117,7 +117,7 @@ pub(crate) async fn webhook(
     req: Request,
 ) -> Response {
     let started = tokio::time::Instant::now();
-    let Some(provider) = app.inbound.providers.get(&name, ProviderKind::Twilio).cloned() else {
+    let Some(provider) = app.inbound.providers.current().get(&name, ProviderKind::Twilio).cloned() else {
         return ApiError::not_found("unknown_provider", format!("no twilio provider named `{name}`")).into_response();
     };
     let Some(endpoint) = Endpoint::parse(&endpoint) else {
@@ -137,7 +137,6 @@ async fn handle(app: &App, provider: &Provider, endpoint: Endpoint, req: Request
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(body_error)?;
     let params = Params::parse(&body);
     let path = parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str());
-    let url = format!("{public_url}{path}");
     let given = parts.headers.get("x-twilio-signature").map(|v| v.as_bytes());
     // The SharedKey scheme names its algorithm; the key is the SharedKey secret.
     let settings = parts.headers.get(signature::SETTINGS_HEADER).map(|v| v.as_bytes());
@@ -146,7 +145,13 @@ async fn handle(app: &App, provider: &Provider, endpoint: Endpoint, req: Request
         (Some(_), Some(shared)) => shared.expose(),
         _ => auth_token.expose(),
     };
-    let valid = algorithm.is_some_and(|a| signature::verify_with(a, key, &url, params.pairs(), given));
+    // Signed over the URL Twilio requested: under `public_url`, or under the one a reload
+    // replaced, for the calls that were given URLs under it.
+    let valid = algorithm.is_some_and(|a| {
+        provider
+            .public_urls()
+            .any(|base| signature::verify_with(a, key, &format!("{base}{path}"), params.pairs(), given))
+    });
     if !valid {
         return Err(ApiError::new(
             ErrorKind::Forbidden,

@@ -56,7 +56,7 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 /// `POST /webhooks/vapi/{provider}`.
 pub(crate) async fn webhook(State(app): State<Arc<App>>, Path(name): Path<String>, req: Request) -> Response {
     let started = tokio::time::Instant::now();
-    let Some(provider) = app.inbound.providers.get(&name, ProviderKind::Vapi).cloned() else {
+    let Some(provider) = app.inbound.providers.current().get(&name, ProviderKind::Vapi).cloned() else {
         return ApiError::not_found("unknown_provider", format!("no vapi provider named `{name}`")).into_response();
     };
     let (endpoint, response) = handle(&app, &provider, req).await;
