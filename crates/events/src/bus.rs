@@ -105,6 +105,10 @@ impl LedgerSubscriber for Live {
     fn committed(&mut self, events: &[Event], names: &Names) {
         self.publish(events, names);
     }
+
+    fn renamed(&mut self, names: &Names) {
+        self.rename(names);
+    }
 }
 
 /// `[server] decision_log`: one JSON line per decision, once it is durable.

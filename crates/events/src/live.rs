@@ -14,14 +14,49 @@ use crate::views::event_json;
 use callgate_core::Event;
 use callgate_store::Names;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;
 
 /// Subscribers that fall this many events behind lose the oldest and are told so.
 const CHANNEL: usize = 4096;
 
 /// One published event: its id and its JSON.
-pub type LiveEvent = (u64, Arc<str>);
+///
+/// A ledger event is kept as the event itself and written as JSON the first time a
+/// subscriber reads it (then shared by every reader): publishing runs on the journal's
+/// writer thread before answers are released, so it only numbers and keeps events, and
+/// a server nobody watches never writes the JSON at all.
+#[derive(Clone, Debug)]
+pub struct LiveEvent {
+    /// The event's id (`id:` of the SSE stream).
+    pub id: u64,
+    body: Arc<Body>,
+}
+
+#[derive(Debug)]
+struct Body {
+    json: OnceLock<Box<str>>,
+    /// What the JSON is written from, when it has not been written yet.
+    event: Option<(Event, Arc<Names>)>,
+}
+
+impl LiveEvent {
+    fn ledger(id: u64, event: Event, names: Arc<Names>) -> LiveEvent {
+        LiveEvent { id, body: Arc::new(Body { json: OnceLock::new(), event: Some((event, names)) }) }
+    }
+
+    fn json_text(id: u64, json: String) -> LiveEvent {
+        LiveEvent { id, body: Arc::new(Body { json: OnceLock::from(json.into_boxed_str()), event: None }) }
+    }
+
+    /// The event as one line of JSON.
+    pub fn json(&self) -> &str {
+        self.body.json.get_or_init(|| match &self.body.event {
+            Some((e, names)) => event_json(e, names).to_string().into_boxed_str(),
+            None => Box::from("{}"),
+        })
+    }
+}
 
 /// The fan-out of committed events to live subscribers.
 #[derive(Clone, Debug)]
@@ -44,6 +79,9 @@ struct Backlog {
     /// The newest events, oldest first, at most `cap`.
     events: VecDeque<LiveEvent>,
     cap: usize,
+    /// The names ledger events are written with: those of the first batch, then each
+    /// reload's (see [`Live::rename`]).
+    names: Option<Arc<Names>>,
 }
 
 /// Where a resuming subscriber starts.
@@ -79,6 +117,7 @@ impl Live {
                     next: first_id,
                     events: VecDeque::with_capacity(backlog.min(CHANNEL)),
                     cap: backlog,
+                    names: None,
                 }),
             }),
         }
@@ -93,19 +132,20 @@ impl Live {
         self.inner.backlog.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, b: &mut Backlog, json: Arc<str>) {
-        let id = b.next;
+    fn push(&self, b: &mut Backlog, make: impl FnOnce(u64) -> LiveEvent) {
+        let event = make(b.next);
         b.next += 1;
         if b.cap > 0 {
             if b.events.len() == b.cap {
                 b.events.pop_front();
             }
-            b.events.push_back((id, json.clone()));
+            b.events.push_back(event.clone());
         }
-        let _ = self.inner.tx.send((id, json));
+        let _ = self.inner.tx.send(event);
     }
 
-    /// Publishes events.
+    /// Publishes committed ledger events, named with `names` (or with the names of the
+    /// last [`Live::rename`], which the bus calls whenever they change).
     pub fn publish(&self, events: &[Event], names: &Names) {
         let mut b = self.backlog();
         if b.cap == 0 && self.inner.tx.receiver_count() == 0 {
@@ -113,16 +153,23 @@ impl Live {
             b.next += events.len() as u64;
             return;
         }
+        let names = b.names.get_or_insert_with(|| Arc::new(names.clone())).clone();
         for e in events {
-            self.push(&mut b, event_json(e, names).to_string().into());
+            self.push(&mut b, |id| LiveEvent::ledger(id, e.clone(), names.clone()));
         }
+    }
+
+    /// The ledger's names changed (a reload): later events are written with these.
+    pub fn rename(&self, names: &Names) {
+        self.backlog().names = Some(Arc::new(names.clone()));
     }
 
     /// Publishes one event that is not a ledger event (a reconciliation, a booked
     /// callback), once what it reports is durable.
     pub fn publish_json(&self, event: &serde_json::Value) {
         let mut b = self.backlog();
-        self.push(&mut b, event.to_string().into());
+        let json = event.to_string();
+        self.push(&mut b, |id| LiveEvent::json_text(id, json));
     }
 
     /// A new subscription from now on.
@@ -138,11 +185,11 @@ impl Live {
         let rx = self.inner.tx.subscribe();
         let latest = b.next - 1;
         // The oldest id the client may have seen and still be served without a gap.
-        let oldest_kept = b.events.front().map_or(b.next, |(id, _)| *id);
+        let oldest_kept = b.events.front().map_or(b.next, |e| e.id);
         let resume = if last > latest || last + 1 < oldest_kept {
             Resume::Missed { last, latest }
         } else {
-            Resume::Replay(b.events.iter().filter(|(id, _)| *id > last).cloned().collect())
+            Resume::Replay(b.events.iter().filter(|e| e.id > last).cloned().collect())
         };
         (resume, rx)
     }
@@ -155,7 +202,7 @@ mod tests {
 
     fn ids(r: &Resume) -> Vec<u64> {
         match r {
-            Resume::Replay(list) => list.iter().map(|(id, _)| *id).collect(),
+            Resume::Replay(list) => list.iter().map(|e| e.id).collect(),
             Resume::Missed { .. } => panic!("expected a replay, got {r:?}"),
         }
     }
@@ -191,7 +238,7 @@ mod tests {
         let (resume, mut rx) = live.resume(0);
         live.publish_json(&json!({ "n": 2 }));
         assert_eq!(ids(&resume), [1]);
-        assert_eq!(rx.try_recv().unwrap().0, 2);
+        assert_eq!(rx.try_recv().unwrap().id, 2);
         assert!(rx.try_recv().is_err());
     }
 

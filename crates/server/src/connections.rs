@@ -66,6 +66,9 @@ pub async fn serve(
         let stream = match accepted {
             Ok((stream, _)) => {
                 backoff.reset();
+                // Answers are small and each waits for a durable commit: send them at
+                // once rather than holding them back for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
                 stream
             }
             Err(e) if is_connection_error(&e) => continue,

@@ -19,11 +19,12 @@ pub mod edges;
 pub mod fuzz;
 pub mod inbound;
 pub mod providers;
-pub mod reload;
+pub mod reconcile;
 pub mod serve;
 pub mod telemetry;
 
 pub use callgate_events::{bus, decision_log, live, metrics, views};
 pub use callgate_governor as governor;
 pub use callgate_ops as ops;
+pub use edges::reload;
 pub use serve::{serve, serve_announced, ServeOptions, Server};

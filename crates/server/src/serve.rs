@@ -15,8 +15,8 @@ use crate::governor::OpsSubscriber;
 use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::providers::reconcile::Reconcilers;
 use crate::providers::{ProviderSet, Providers};
+use crate::reconcile::Reconcilers;
 use callgate_config::{Config, Env, ProcessEnv};
 use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
@@ -93,7 +93,7 @@ impl Server {
     pub async fn start_with(opts: ServeOptions, clock: Arc<dyn Clock>, env: &dyn Env) -> Result<Server, ServeError> {
         let cfg = opts.config;
         let providers = ProviderSet::new(Providers::from_config(&cfg, env).map_err(|e| ServeError(e.to_string()))?);
-        let keys = auth_keys(&cfg, env)?;
+        let keys = api::auth_keys(&cfg, env).map_err(ServeError)?;
         let listen = opts.listen.unwrap_or(cfg.server.listen);
         if !listen.ip().is_loopback() && cfg.auth.keys.is_empty() {
             return Err(ServeError(format!(
@@ -140,7 +140,8 @@ impl Server {
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
         let cfg = Arc::new(cfg);
-        let reload = crate::reload::Reload::new(opts.config_path.clone(), cfg.clone(), listen.ip().is_loopback());
+        let reload =
+            crate::edges::reload::Reload::new(opts.config_path.clone(), cfg.clone(), listen.ip().is_loopback());
         let inbound = Arc::new(Inbound::new(cfg.clone(), providers.clone()));
         // The campaign dialer: its own store beside the journal (`campaigns.db`), recovery
         // of what a crash left open, then the pacing loop and its side of the bus.
@@ -172,7 +173,7 @@ impl Server {
             stopping: tokio::sync::watch::Sender::new(false),
         });
         let router =
-            api::router(app.clone(), max_body_bytes).merge(crate::campaign::http::router(app.clone(), max_body_bytes));
+            api::router(app.clone(), max_body_bytes).merge(api::campaigns::router(app.clone(), max_body_bytes));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;
@@ -200,7 +201,7 @@ impl Server {
         let ops_ticker = crate::ops::spawn_ticker(governor.clone());
         let (died_tx, died) = tokio::sync::watch::channel(None);
         let watchdog = spawn_watchdog(governor, ticker, ops_ticker, died_tx);
-        app.reconcilers.apply(&app, &app.inbound.providers.current());
+        app.reconcilers.apply(&app.reconcile_handles(), &app.inbound.providers.current());
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
         Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, campaigns, lock: Some(lock) })
     }
@@ -276,23 +277,6 @@ fn panic_text(end: Result<(), tokio::task::JoinError>) -> String {
     }
 }
 
-/// The API keys with their tokens (`token`, or the variable `token_env` names), each
-/// token once.
-pub(crate) fn auth_keys(
-    cfg: &Config,
-    env: &dyn Env,
-) -> Result<Vec<(String, String, callgate_config::Role)>, ServeError> {
-    let mut keys: Vec<(String, String, callgate_config::Role)> = Vec::with_capacity(cfg.auth.keys.len());
-    for k in &cfg.auth.keys {
-        let token = k.resolve_token(env).map_err(ServeError)?;
-        if let Some((other, _, _)) = keys.iter().find(|(_, t, _)| *t == token) {
-            return Err(ServeError(format!("auth keys `{other}` and `{}` have the same token", k.name)));
-        }
-        keys.push((k.name.clone(), token, k.role));
-    }
-    Ok(keys)
-}
-
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     serve_announced(opts, |addr| eprintln!("callgate listening on http://{addr}")).await
@@ -336,7 +320,7 @@ async fn reload_on_hangup(app: Arc<App>) {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
             // The outcome is logged by the reload itself.
-            let _ = crate::reload::reload(&app, &ProcessEnv).await;
+            let _ = crate::edges::reload::reload(&app, &ProcessEnv).await;
         }
     }
     #[cfg(not(unix))]

@@ -554,7 +554,7 @@ async fn a_call_listing_is_complete_whatever_the_order_and_the_ties() {
 #[tokio::test]
 async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     use callgate_config::ProviderKind;
-    use callgate_server::providers::reconcile::Reconciler;
+    use callgate_server::reconcile::Reconciler;
     let list = vapi_calls::CallList::start("vapi-private-key").await;
     let t0: u64 = 1_780_000_000_000;
     let clock = support::ManualClock::at(t0);
@@ -573,7 +573,7 @@ async fn reconciliation_never_releases_live_calls_of_a_long_listing() {
     clock.advance(3_600_000 + 1);
     let app = s.server().app.clone();
     let provider = app.inbound.providers.current().get("vapi-main", ProviderKind::Vapi).cloned().unwrap();
-    let mut reconciler = Reconciler::new(&app, provider).unwrap();
+    let mut reconciler = Reconciler::new(&app.reconcile_handles(), provider).unwrap();
     for (n, order) in ORDERS.into_iter().enumerate() {
         list.order(order);
         let pass = reconciler.pass().await;

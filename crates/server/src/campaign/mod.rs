@@ -73,7 +73,6 @@
 //!   promised time, and the dial that settles one settles both.
 
 pub mod cli;
-pub mod http;
 mod run;
 mod view;
 

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod error;
 pub mod live;
+pub mod reload;
 pub mod twilio;
 pub mod vapi;
 

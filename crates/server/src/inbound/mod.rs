@@ -6,8 +6,9 @@
 //! the flow's chain itself and skips the steps it cannot carry out; everything that
 //! touches state goes through here and the governor.
 
-use crate::edges::api::App;
-use crate::governor::Error;
+use crate::governor::{Error, Governor};
+use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::providers::ProviderSet;
 use callgate_config::{Config, FlowConfig, MenuConfig, Overflow};
 use callgate_store::{CallUpdate, NewCallback, Record};
@@ -116,9 +117,21 @@ impl Call {
     }
 }
 
+/// What booking a callback touches: the governor (durably), then the metrics and the
+/// live events.
+#[derive(Clone, Copy, Debug)]
+pub struct Effects<'a> {
+    /// Records the callback and the call.
+    pub governor: &'a Governor,
+    /// Counts the booking.
+    pub metrics: &'a Metrics,
+    /// Publishes it.
+    pub live: &'a Live,
+}
+
 /// Books a callback for `call` as `step` of `flow` says, durably, before the caller is
 /// told. `false` (and nothing booked) when the caller's number cannot be called back.
-pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Overflow) -> Result<bool, Error> {
+pub async fn book_callback(app: Effects<'_>, call: &Call, flow: &FlowConfig, step: &Overflow) -> Result<bool, Error> {
     let Some(number) = call.callable() else { return Ok(false) };
     let now = app.governor.now_ms();
     let after = step.after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -153,6 +166,6 @@ pub async fn book_callback(app: &App, call: &Call, flow: &FlowConfig, step: &Ove
 }
 
 /// Records what a webhook taught about a call, durably.
-pub async fn record_call(app: &App, update: CallUpdate) -> Result<(), Error> {
-    app.governor.record(vec![Record::Call(update)]).await
+pub async fn record_call(governor: &Governor, update: CallUpdate) -> Result<(), Error> {
+    governor.record(vec![Record::Call(update)]).await
 }

@@ -7,10 +7,10 @@
 //! whole set at once, so a webhook is checked against the new secret from the moment the
 //! reload answers, while one already being answered finishes under the set it began with.
 
-pub mod reconcile;
+pub mod forward;
 
-use crate::edges::vapi::Forwarder;
 use callgate_config::{Config, ConfigError, Env, ProviderConfig, ProviderKind, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS};
+use forward::Forwarder;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::fmt;

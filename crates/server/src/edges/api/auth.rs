@@ -191,6 +191,23 @@ impl FromRequestParts<Arc<App>> for EventsCaller {
     }
 }
 
+/// The API keys with their tokens (`token`, or the variable `token_env` names), each
+/// token once.
+pub(crate) fn auth_keys(
+    cfg: &callgate_config::Config,
+    env: &dyn callgate_config::Env,
+) -> Result<Vec<(String, String, Role)>, String> {
+    let mut keys: Vec<(String, String, Role)> = Vec::with_capacity(cfg.auth.keys.len());
+    for k in &cfg.auth.keys {
+        let token = k.resolve_token(env)?;
+        if let Some((other, _, _)) = keys.iter().find(|(_, t, _)| *t == token) {
+            return Err(format!("auth keys `{other}` and `{}` have the same token", k.name));
+        }
+        keys.push((k.name.clone(), token, k.role));
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

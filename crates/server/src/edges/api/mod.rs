@@ -1,11 +1,13 @@
 //! The HTTP API v1 (API.md): acquire, tickets, leases, pools, callbacks, calls, health,
-//! metrics, events; and the router that also serves the provider webhooks.
+//! metrics, events, campaigns; and the router that also serves the provider webhooks.
 
 pub(crate) mod acquire;
 mod auth;
+pub(crate) use auth::auth_keys;
 pub(crate) mod body;
 mod bounds;
 mod callbacks;
+pub mod campaigns;
 mod leases;
 pub mod openapi;
 mod ops;
@@ -56,12 +58,30 @@ pub struct App {
     /// The campaign dialer (the campaign API, its metrics, a reload's new flows).
     pub campaigns: Arc<crate::campaign::Campaigns>,
     /// The configuration in force, and reloading it.
-    pub reload: crate::reload::Reload,
+    pub reload: crate::edges::reload::Reload,
     /// The providers' reconcilers (a reload restarts them as the providers change).
-    pub reconcilers: crate::providers::reconcile::Reconcilers,
+    pub reconcilers: crate::reconcile::Reconcilers,
     /// Set when the server stops: event streams end then (they never end on their own,
     /// and a client that sees the end knows the server went away and reconnects).
     pub stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl App {
+    /// What booking a callback touches.
+    pub fn effects(&self) -> crate::inbound::Effects<'_> {
+        crate::inbound::Effects { governor: &self.governor, metrics: &self.metrics, live: &self.live }
+    }
+
+    /// What reconciliation works with.
+    pub fn reconcile_handles(&self) -> crate::reconcile::Handles {
+        crate::reconcile::Handles {
+            governor: self.governor.clone(),
+            live: self.live.clone(),
+            metrics: self.metrics.clone(),
+            inbound: self.inbound.clone(),
+            dialer: self.campaigns.clone(),
+        }
+    }
 }
 
 /// The router of the whole API.
@@ -180,7 +200,7 @@ async fn events(
         Some(last) => {
             let (resume, rx) = app.live.resume(last);
             let first = match resume {
-                Resume::Replay(list) => list.iter().map(|(id, json)| live_event(*id, json)).collect(),
+                Resume::Replay(list) => list.iter().map(|e| live_event(e.id, e.json())).collect(),
                 Resume::Missed { last, latest } => {
                     vec![SseEvent::default().event("missed").id(latest.to_string()).data(
                         serde_json::json!({ "type": "missed", "last_event_id": last, "latest_id": latest }).to_string(),
@@ -191,7 +211,7 @@ async fn events(
         }
     };
     let live = BroadcastStream::new(rx).map(|m| match m {
-        Ok((id, json)) => live_event(id, &json),
+        Ok(e) => live_event(e.id, e.json()),
         Err(BroadcastStreamRecvError::Lagged(n)) => SseEvent::default().event("lagged").data(n.to_string()),
     });
     let mut stopping = app.stopping.subscribe();
@@ -261,8 +281,8 @@ pub(crate) struct ReloadProblem {
 )]
 pub(crate) async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    use crate::reload::ReloadFailure as F;
-    let failure = match crate::reload::reload(&app, &callgate_config::ProcessEnv).await {
+    use crate::edges::reload::ReloadFailure as F;
+    let failure = match crate::edges::reload::reload(&app, &callgate_config::ProcessEnv).await {
         Ok(changes) => {
             let answer = ReloadAnswer { reloaded: true, changes: Some(changes), error: None };
             return Ok(axum::Json(answer).into_response());

@@ -7,8 +7,8 @@
 //! against their published schemas (`scripts/provider-schemas`); and the live page's
 //! static files (`/`, `/live.css`, `/live.js`).
 
+use super::campaigns;
 use super::{acquire, callbacks, leases, ops, pools, tickets};
-use crate::campaign::http as campaigns;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;

@@ -162,12 +162,12 @@ impl<'a> TwilioCall<'a> {
         match answer {
             Answer::Granted(lease) => {
                 update.outcome = Some("granted".into());
-                record_call(self.app, update).await?;
+                record_call(&self.app.governor, update).await?;
                 Ok(self.connect(flow, &lease))
             }
             Answer::Queued(ticket) => {
                 update.outcome = Some("queued".into());
-                record_call(self.app, update).await?;
+                record_call(&self.app.governor, update).await?;
                 let ticket_id = ticket.id.to_string();
                 let query = [("flow", flow.name.as_str()), ("ticket", ticket_id.as_str())];
                 let name: String = format!("callgate-{}", flow.name).chars().take(64).collect();
@@ -178,7 +178,7 @@ impl<'a> TwilioCall<'a> {
                 }))
             }
             Answer::Rejected { dependency, .. } => {
-                record_call(self.app, update).await?;
+                record_call(&self.app.governor, update).await?;
                 self.start_overflow(flow, dependency.is_some(), false).await
             }
         }
@@ -258,7 +258,7 @@ impl<'a> TwilioCall<'a> {
                 }
                 let mut update = self.call.update(self.app.governor.now_ms());
                 update.outcome = Some("granted".into());
-                record_call(self.app, update).await?;
+                record_call(&self.app.governor, update).await?;
                 Ok(self.connect(flow, &lease))
             }
             Some(TicketState::Cancelled) => Ok(Twiml::of(Verb::Hangup)),
@@ -290,7 +290,7 @@ impl<'a> TwilioCall<'a> {
             update.ended_reason = Some(status.to_owned());
             update.duration_ms =
                 params.value("CallDuration").and_then(|d| d.parse::<u64>().ok()).map(|s| s.saturating_mul(1000));
-            record_call(self.app, update).await?;
+            record_call(&self.app.governor, update).await?;
         }
         self.campaign_update(status, params, query).await;
         Ok(Twiml::new())
@@ -409,7 +409,7 @@ impl<'a> TwilioCall<'a> {
                     ))
                 }
                 _ => {
-                    if !book_callback(self.app, &self.call, flow, step).await? {
+                    if !book_callback(self.app.effects(), &self.call, flow, step).await? {
                         return Ok(None);
                     }
                     // With a `key`, the message was the offer; the confirmation is ours.
@@ -517,7 +517,7 @@ impl<'a> TwilioCall<'a> {
         update.flow = Some(flow.name.clone());
         update.outcome = Some("overflow:voicemail".into());
         update.recording_url = params.value("RecordingUrl").map(str::to_owned);
-        record_call(self.app, update).await?;
+        record_call(&self.app.governor, update).await?;
         Ok(Twiml::goodbye(VOICEMAIL_THANKS))
     }
 }

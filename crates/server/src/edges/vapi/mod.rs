@@ -13,7 +13,7 @@
 //!   recorder Vapi's reply cannot ask for; they are skipped in favour of the next step.
 //! - `status-update` with `ended` and `end-of-call-report` release the call's lease by its
 //!   id, idempotently and in either order, and record the call; other statuses renew it.
-//! - callgate is a transparent proxy ([`forward`]): with a `public_url`, its replies
+//! - callgate is a transparent proxy ([`crate::providers::forward`]): with a `public_url`, its replies
 //!   point the call's server URL back at itself (`assistantOverrides.server`, with its
 //!   own credential, and `serverMessages` that include `status-update` and
 //!   `end-of-call-report`), so an assistant with its own server URL cannot take the
@@ -24,16 +24,16 @@
 //!   background. Without a `forward_url`, a message that expects an answer gets `{}`, a
 //!   warning and a metric.
 
-mod forward;
 mod reply;
 
-pub use forward::Forwarder;
+pub use crate::providers::forward::Forwarder;
 
 use super::api::App;
 use super::{body_error, webhook_outcome};
 use crate::edges::error::{ApiError, ErrorKind};
 use crate::governor::{AcquireRequest, Answer, Edge, Target};
 use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
+use crate::providers::forward::AskError;
 use crate::providers::{Credentials, Provider, VapiSettings};
 use auth::Check;
 use axum::body::Bytes;
@@ -42,7 +42,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use callgate_config::{FlowConfig, OverflowAction, ProviderKind, VapiTarget, WebhookAuth};
 use callgate_providers::vapi::{auth, message};
-use forward::AskError;
 use message::{CallInfo, VapiMessage};
 use reply::{respond, TakenBy, VapiReply};
 use serde_json::{json, Value};
@@ -238,7 +237,7 @@ async fn assistant_request(
     if let Answer::Granted(_) = answer {
         update.outcome = Some("granted".into());
         update.started_at = Some(now);
-        record_call(app, update).await?;
+        record_call(&app.governor, update).await?;
         let (by, id) = match target {
             VapiTarget::Assistant(id) => (TakenBy::Assistant, id),
             VapiTarget::Squad(id) => (TakenBy::Squad, id),
@@ -252,7 +251,7 @@ async fn assistant_request(
     app.metrics.edges.overflow(&flow.name, action);
     if action != "callback" {
         update.outcome = Some(format!("overflow:{action}"));
-        record_call(app, update).await?;
+        record_call(&app.governor, update).await?;
     }
     Ok(reply)
 }
@@ -285,7 +284,7 @@ async fn overflow(
             OverflowAction::Callback => {
                 // No keypad on Vapi: the booking is automatic. With a `key`, the message
                 // was written as an offer ("press 1"), so the caller hears ours instead.
-                if book_callback(app, call, flow, step).await? {
+                if book_callback(app.effects(), call, flow, step).await? {
                     let text = match (&step.key, &step.message) {
                         (None, Some(m)) => m.clone(),
                         _ => DEFAULT_CALLBACK.to_owned(),
@@ -317,7 +316,7 @@ async fn status_update(
             let mut update = call.update(now);
             update.ended_at = Some(at.unwrap_or(now));
             update.ended_reason = ended_reason;
-            record_call(app, update).await?;
+            record_call(&app.governor, update).await?;
         }
         // A sign of life: the lease lives on.
         "queued" | "ringing" | "in-progress" | "forwarding" => {
@@ -351,7 +350,7 @@ async fn end_of_call(
     // A campaign call's outcome drives its lead's retries (ignored for other calls).
     let reason = update.ended_reason.as_deref();
     publish_call_event(app, &provider.name, &call.id, None, reason, cost, update.duration_ms).await;
-    record_call(app, update).await?;
+    record_call(&app.governor, update).await?;
     if let Some(usd) = cost {
         app.metrics.edges.cost(&provider.name, usd);
     }

@@ -149,7 +149,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     if !restart.is_empty() {
         return Err(r.failed(ReloadFailure::NeedsRestart(restart)));
     }
-    let keys = crate::serve::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e.0)))?;
+    let keys = crate::edges::api::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
     // Every provider's secrets, read before anything changes.
     let old_providers = app.inbound.providers.current();
     let providers =
@@ -198,7 +198,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     app.inbound.replace(new.clone());
     app.campaigns.replace_config(new.clone());
     if providers_changed {
-        app.reconcilers.apply(app, &app.inbound.providers.current());
+        app.reconcilers.apply(&app.reconcile_handles(), &app.inbound.providers.current());
     }
     // The campaigns follow the file: new ones start, changed ones take their settings,
     // removed ones stop dialing; those whose providers changed get new dialers.

@@ -9,7 +9,7 @@
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
 
-use super::{view, Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
+use crate::campaign::{Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
 use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
@@ -74,7 +74,8 @@ pub(crate) async fn create(
     let body = body.map_err(body_error)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
-    let cfg = view::config_from_json(value).map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
+    let cfg = crate::campaign::config_from_json(value)
+        .map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
     let (created, v): (bool, CampaignView) = app.campaigns.create(cfg).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(v)).into_response())

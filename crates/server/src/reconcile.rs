@@ -21,13 +21,12 @@
 //! Only leases and tickets whose metadata names this provider are considered: other
 //! clients' leases in the same pool are none of the platform's business.
 
-use super::{Credentials, Provider, Providers};
 use crate::campaign::Campaigns;
-use crate::edges::api::App;
 use crate::governor::{AcquireRequest, Answer, Edge, Governor, Target};
 use crate::inbound::Inbound;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::providers::{Credentials, Provider, Providers};
 use callgate_providers::twilio::TwilioClient;
 use callgate_providers::vapi::VapiClient;
 use callgate_providers::{PlatformCall, PlatformState};
@@ -86,11 +85,26 @@ pub struct Pass {
     pub adopted: usize,
 }
 
+/// What reconciliation works with: the governor, the live events, the metrics, the flows
+/// and the dialer (narrow handles, not the whole server).
+#[derive(Clone, Debug)]
+pub struct Handles {
+    /// Releases, renews and adopts through it.
+    pub governor: Arc<Governor>,
+    /// Where reconciliations are published.
+    pub live: Live,
+    /// Counts passes and repairs.
+    pub metrics: Arc<Metrics>,
+    /// Which flow a number serves, the class adopted calls take.
+    pub inbound: Arc<Inbound>,
+    /// Asked whether it follows a call (its calls are never adopted).
+    pub dialer: Arc<Campaigns>,
+}
+
 impl Reconciler {
-    /// A reconciler of the server `app`'s provider (it keeps the governor, the live
-    /// events, the metrics, the flows and the dialer, not `app`), or `None` when the
-    /// provider has no API credentials (a Vapi provider without `api_key`).
-    pub fn new(app: &App, provider: Arc<Provider>) -> Option<Reconciler> {
+    /// A reconciler of `provider` working with `handles`, or `None` when the provider
+    /// has no API credentials (a Vapi provider without `api_key`).
+    pub fn new(handles: &Handles, provider: Arc<Provider>) -> Option<Reconciler> {
         let source = match &provider.credentials {
             Credentials::Vapi { api_key: Some(key), .. } => {
                 Source::Vapi(VapiClient::new(&provider.base_url, key.expose()))
@@ -101,11 +115,11 @@ impl Reconciler {
             }
         };
         Some(Reconciler {
-            governor: app.governor.clone(),
-            live: app.live.clone(),
-            metrics: app.metrics.clone(),
-            inbound: app.inbound.clone(),
-            dialer: app.campaigns.clone(),
+            governor: handles.governor.clone(),
+            live: handles.live.clone(),
+            metrics: handles.metrics.clone(),
+            inbound: handles.inbound.clone(),
+            dialer: handles.dialer.clone(),
             provider,
             source,
             unknown: HashSet::new(),
@@ -361,12 +375,12 @@ impl Reconcilers {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the reconcilers in line with `providers` (the server `app`'s, in force now):
+    /// Brings the reconcilers in line with `providers` (those in force now):
     /// a provider's reconciler is stopped when the provider is gone or can no longer list
     /// calls, started for a new one (or one that has API credentials now), and restarted
     /// with the new settings when those it works with changed. One that is stopped
     /// finishes the pass it is in: a repair is never cut in the middle.
-    pub fn apply(&self, app: &App, providers: &Providers) {
+    pub fn apply(&self, handles: &Handles, providers: &Providers) {
         let mut tasks = self.lock();
         tasks.retiring.retain(|(_, task)| !task.is_finished());
         let before = std::mem::take(&mut tasks.active);
@@ -385,7 +399,7 @@ impl Reconcilers {
             if tasks.active.iter().any(|r| r.provider.name == provider.name) {
                 continue;
             }
-            match Reconciler::new(app, provider.clone()) {
+            match Reconciler::new(handles, provider.clone()) {
                 Some(r) => {
                     let (stop, stopped) = oneshot::channel();
                     tasks.active.push(Running { provider: provider.clone(), stop, task: r.spawn(stopped) });
