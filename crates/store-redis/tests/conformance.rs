@@ -13,53 +13,10 @@ use callgate_core::{ClassId, FlowId, LedgerSpec, PoolId, PoolUnits, Request};
 use callgate_store_redis::{RedisLedger, Time};
 use std::collections::HashMap;
 use std::future::Future;
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
+use support::Server;
 
-/// A private Redis, stopped when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Process::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): these tests need Redis 7 installed (apt install redis-server)")
-            });
-        let url = format!("redis://127.0.0.1:{port}/");
-        let server = Server { child, url };
-        server.wait_ready();
-        server
-    }
-
-    /// Polls until Redis answers PING (it starts in milliseconds); gives up after ~10 s.
-    fn wait_ready(&self) {
-        let client = redis::Client::open(self.url.as_str()).expect("url");
-        for _ in 0..1000 {
-            if let Ok(mut c) = client.get_connection() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("redis-server on {} did not answer", self.url);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
 
 /// Opens each backend under a domain of its own; a restart opens a new backend over the
 /// same domain.
