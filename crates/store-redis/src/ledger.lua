@@ -1,10 +1,12 @@
 -- Long file: a port of the whole ledger (crates/core/src/ledger), kept in one script so that every command runs atomically with the same functions.
--- The ledger of callgate_core::Ledger, on Redis: one call of this script is one command,
+-- The ledger of callgate_core::Ledger, on Redis: one call of this function is one command,
 -- run atomically. It is a port of crates/core/src/ledger (read that for the why of each
 -- rule); every function keeps the name of its Rust original, so the two can be read side
 -- by side. The conformance suite runs both on random histories and compares every answer,
 -- event and state.
 --
+-- Loaded as a Redis function library (the Rust side prepends `#!lua name=…` and names the
+-- function): its helpers are built once at load, not on every call as a script's would be.
 -- KEYS[1] is `{cg:<domain>}:m`; every other key shares its hash tag (Redis Cluster keeps
 -- them in one slot). ARGV[1] names the command, ARGV[2] is "now" in Unix ms ("": Redis
 -- server time). Numbers are Lua doubles: ids, times and counts stay below 2^53 (the Rust
@@ -15,22 +17,35 @@
 --   P:s   string the spec, JSON (see spec.rs), with derived tables (ranks, reserves above)
 --   P:id  string the last id handed out (INCR; leases and tickets share it)
 --   P:seq string the last arrival sequence number (INCR)
---   P:p<i> hash  pool i: limit, cap, capo (cap override, absent: none), used, hold (the
+--   P:p<i> hash  pool i: limit, cap, capo (cap override, absent: none), used, w (tickets
+--                in its line), hold (the
 --                mean hold time, %.17g), u<k> (units used by class k), n<k>:<need> (how
 --                many tickets of class k wait with that need)
 --   P:q<i> zset  pool i's line: member ticket id, score rank * 2^40 + seq
---   P:L   hash   lease id -> msgpack lease;  P:LI zset lease ids (score id), for paging
+--   P:L   zset   msgpack leases, scored by id (found by id, paged in id order)
 --   P:T   hash   ticket id -> msgpack ticket
 --   P:K   hash   idempotency key -> "L<id>" or "T<id>"
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
+--   P:events stream  each command's events, in commit order: field e (the events as
+--                JSON arrays, in the shape of the answers), field n (its now); trimmed to
+--                about STREAM_LEN entries
 
-local META = KEYS[1]
-local P = string.sub(META, 1, -3)
-local CMD = ARGV[1]
+-- Per call: set by `call` below before anything else runs. Redis runs one function at a
+-- time, so these library-level locals are the state of the one call in progress.
+local KEYS, ARGV, META, P, CMD, now, spec, EV
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
+-- Enough history for a node that reads the stream every few milliseconds to miss nothing
+-- after a pause of a few seconds under load, at a few MB of Redis memory.
+local STREAM_LEN = 10000
+
+-- Decoded specs by domain, kept while the stored JSON is the same string (Lua interns
+-- strings, so the comparison is one pointer): decoding it on every call cost a quarter of
+-- an uncontended acquire.
+local specs = {}
+local spec_count = 0
 
 local function s(n)
   return string.format('%d', n)
@@ -58,25 +73,9 @@ local function fail(code, message)
   return { 'err', code, message or code }
 end
 
-local raw_spec = redis.call('GET', P .. ':s')
-if not raw_spec and CMD ~= 'open' then
-  return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
-end
-
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
-end
-
-local spec = raw_spec and cjson.decode(raw_spec)
-local EV = {}
-
 -- ----- pools -----------------------------------------------------------------------------
 
-local pools = {}
+local pools
 
 local function pool(i)
   local p = pools[i]
@@ -84,7 +83,7 @@ local function pool(i)
     return p
   end
   local h = redis.call('HGETALL', P .. ':p' .. i)
-  p = { i = i, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
+  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
   for j = 1, #h, 2 do
     local f, v = h[j], h[j + 1]
     local c = string.sub(f, 1, 1)
@@ -94,10 +93,13 @@ local function pool(i)
       p.cap = tonumber(v)
     elseif f == 'capo' then
       p.capo = tonumber(v)
+      p.had_capo = true
     elseif f == 'used' then
       p.used = tonumber(v)
     elseif f == 'hold' then
       p.hold = tonumber(v)
+    elseif f == 'w' then
+      p.w = tonumber(v)
     elseif c == 'u' then
       p.ubc[tonumber(string.sub(f, 2))] = tonumber(v)
     elseif c == 'n' then
@@ -114,7 +116,8 @@ end
 local function save_pools()
   for i, p in pairs(pools) do
     local key = P .. ':p' .. i
-    local args = { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'hold', string.format('%.17g', p.hold) }
+    local args =
+      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', string.format('%.17g', p.hold) }
     for k, u in pairs(p.ubc) do
       args[#args + 1] = 'u' .. k
       args[#args + 1] = s(u)
@@ -122,7 +125,7 @@ local function save_pools()
     if p.capo then
       args[#args + 1] = 'capo'
       args[#args + 1] = s(p.capo)
-    else
+    elseif p.had_capo then
       redis.call('HDEL', key, 'capo')
     end
     for f, _ in pairs(p.touched) do
@@ -180,7 +183,7 @@ local function needs_len(p, class)
 end
 
 local function queue_len(i)
-  return redis.call('ZCARD', P .. ':q' .. i)
+  return pool(i).w
 end
 
 local function observe_hold(p, held)
@@ -196,16 +199,19 @@ end
 
 -- ----- leases and tickets ---------------------------------------------------------------
 
+-- Leases sit in one sorted set, scored by id (each member is the packed lease, which
+-- holds its id, so members are unique): found by id, listed in id order, one call each.
 local function get_lease(id)
-  local raw = redis.call('HGET', P .. ':L', s(id))
+  local raw = redis.call('ZRANGEBYSCORE', P .. ':L', id, id)[1]
   return raw and cmsgpack.unpack(raw)
 end
 
 local function put_lease(l)
-  redis.call('HSET', P .. ':L', s(l.id), cmsgpack.pack(l))
+  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
+  redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
 end
 
-local tickets = {}
+local tickets
 
 local function get_ticket(id)
   local t = tickets[id]
@@ -286,6 +292,7 @@ local function enqueue(t)
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
     redis.call('ZADD', P .. ':q' .. p.i, order, s(t.id))
+    p.w = p.w + 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), 1)
   end
   if t.f then
@@ -311,6 +318,7 @@ local function dequeue(id)
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
     redis.call('ZREM', P .. ':q' .. p.i, s(id))
+    p.w = p.w - 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), -1)
   end
   if t.f then
@@ -337,10 +345,9 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
   redis.call('ZADD', P .. ':x', l.x, pad(id))
-  redis.call('ZADD', P .. ':LI', id, s(id))
-  put_lease(l)
+  redis.call('ZADD', P .. ':L', id, cmsgpack.pack(l))
   EV[#EV + 1] = { 'G', lease_out(l), b(from) }
-  return id
+  return id, l
 end
 
 local function take_lease(id)
@@ -348,9 +355,8 @@ local function take_lease(id)
   if not l then
     return nil
   end
-  redis.call('HDEL', P .. ':L', s(id))
+  redis.call('ZREMRANGEBYSCORE', P .. ':L', id, id)
   redis.call('ZREM', P .. ':x', pad(id))
-  redis.call('ZREM', P .. ':LI', s(id))
   return l
 end
 
@@ -828,8 +834,8 @@ local function acquire(a)
   end
   local seq = redis.call('INCR', P .. ':seq')
   if admits_arrival(ps, class) then
-    local id = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'ok', { 'G', id, false, lease_out(get_lease(id)) } }
+    local id, l = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
+    return { 'ok', { 'G', id, false, lease_out(l) } }
   end
   local room
   if flow then
@@ -913,7 +919,7 @@ local function rebuild(new)
     if p.limit ~= old.pools[i + 1].limit and new.pools[i + 1].limit == old.pools[i + 1].limit then
       limit = p.limit
     end
-    fresh[i] = { i = i, limit = limit, cap = limit, capo = p.capo, used = 0, ubc = {}, needs = {}, touched = {},
+    fresh[i] = { i = i, w = 0, limit = limit, cap = limit, capo = p.capo, had_capo = p.had_capo, used = 0, ubc = {}, needs = {}, touched = {},
       hold = math.floor(p.hold), ra = new.pools[i + 1].ra }
     for k = 0, #new.classes - 1 do
       fresh[i].ubc[k] = 0
@@ -931,7 +937,7 @@ local function rebuild(new)
   pools = fresh
   spec = new
   redis.call('DEL', META)
-  for _, raw in ipairs(redis.call('HVALS', P .. ':L')) do
+  for _, raw in ipairs(redis.call('ZRANGE', P .. ':L', 0, -1)) do
     local l = cmsgpack.unpack(raw)
     if l.f then
       l.f = flow_map[l.f]
@@ -977,7 +983,7 @@ local function init(new)
   spec = new
   for i = 0, #spec.pools - 1 do
     local lim = spec.pools[i + 1].limit
-    pools[i] = { i = i, limit = lim, cap = lim, used = 0, ubc = {}, needs = {}, touched = {},
+    pools[i] = { i = i, w = 0, limit = lim, cap = lim, used = 0, ubc = {}, needs = {}, touched = {},
       hold = spec.default_hold, ra = spec.pools[i + 1].ra }
     for k = 0, #spec.classes - 1 do
       pools[i].ubc[k] = 0
@@ -1141,17 +1147,14 @@ local function run()
     -- Live leases by id after ARGV[3], at most ARGV[4] (0: all).
     local n = tonumber(ARGV[4])
     local out = {}
+    local raws
     if n == 0 then
-      for _, raw in ipairs(redis.call('HVALS', P .. ':L')) do
-        out[#out + 1] = lease_out(cmsgpack.unpack(raw))
-      end
-      return { 'ok', out }
+      raws = redis.call('ZRANGE', P .. ':L', 0, -1)
+    else
+      raws = redis.call('ZRANGEBYSCORE', P .. ':L', '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
-    local ids = redis.call('ZRANGEBYSCORE', P .. ':LI', '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
-    if #ids > 0 then
-      for _, raw in ipairs(redis.call('HMGET', P .. ':L', unpack(ids))) do
-        out[#out + 1] = lease_out(cmsgpack.unpack(raw))
-      end
+    for _, raw in ipairs(raws) do
+      out[#out + 1] = lease_out(cmsgpack.unpack(raw))
     end
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
@@ -1182,7 +1185,14 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counts' then
-    return { 'ok', { redis.call('HLEN', P .. ':L'), redis.call('HLEN', P .. ':T') } }
+    return { 'ok', { redis.call('ZCARD', P .. ':L'), redis.call('HLEN', P .. ':T') } }
+  elseif CMD == 'r_events' then
+    -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
+    local from = '-'
+    if ARGV[3] ~= '' then
+      from = '(' .. ARGV[3]
+    end
+    return { 'ok', redis.call('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
   elseif CMD == 'r_counters' then
     local id = tonumber(redis.call('GET', P .. ':id') or '0')
     local seq = tonumber(redis.call('GET', P .. ':seq') or '0')
@@ -1191,11 +1201,68 @@ local function run()
   return fail('invalid', 'unknown command ' .. tostring(CMD))
 end
 
-local result = run()
-if result[1] == 'ok' and string.sub(CMD, 1, 2) ~= 'r_' then
-  save_pools()
+-- The events as JSON, numbers as integers (cjson would round them to 14 digits).
+local function json(v)
+  local t = type(v)
+  if t == 'number' then
+    return string.format('%d', v)
+  elseif t == 'string' then
+    return cjson.encode(v)
+  elseif t == 'table' then
+    local parts = {}
+    for i = 1, #v do
+      parts[i] = json(v[i])
+    end
+    return '[' .. table.concat(parts, ',') .. ']'
+  elseif v == true then
+    return '1'
+  end
+  return 'null'
 end
-if result[1] ~= 'ok' then
-  return result
+
+local function call(keys, args)
+  KEYS, ARGV = keys, args
+  META = KEYS[1]
+  P = string.sub(META, 1, -3)
+  CMD = ARGV[1]
+  EV, pools, tickets = {}, {}, {}
+  local raw_spec = redis.call('GET', P .. ':s')
+  if not raw_spec and CMD ~= 'open' then
+    return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
+  end
+  if ARGV[2] == '' then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  else
+    now = tonumber(ARGV[2])
+  end
+  spec = nil
+  if raw_spec then
+    local cached = specs[P]
+    if cached and cached.raw == raw_spec then
+      spec = cached.spec
+    else
+      spec = cjson.decode(raw_spec)
+      if spec_count >= 256 then
+        specs, spec_count = {}, 0
+      end
+      if not cached then
+        spec_count = spec_count + 1
+      end
+      specs[P] = { raw = raw_spec, spec = spec }
+    end
+  end
+  local result = run()
+  if result[1] ~= 'ok' then
+    return result
+  end
+  if string.sub(CMD, 1, 2) ~= 'r_' then
+    save_pools()
+    if #EV > 0 and CMD ~= 'open' then
+      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', json(EV), 'n', s(now))
+    end
+  end
+  return { 'ok', result[2], EV, now }
 end
-return { 'ok', result[2], EV, now }
+
+redis.register_function('__CALLGATE_FUNCTION__', call)

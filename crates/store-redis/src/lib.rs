@@ -1,14 +1,25 @@
 //! The ledger on Redis: a [`LedgerBackend`] whose state lives in Redis, so that several
 //! callgate nodes share one budget exactly.
 //!
-//! Every [`Command`] is one call of one Lua script (`ledger.lua`, a port of
+//! Every [`Command`] is one call of one Lua function (`ledger.lua`, a port of
 //! `callgate_core::Ledger`: reserves, priorities, the claimed-pools rule, idempotency keys,
-//! TTLs, deadlines, never-fits, ticket outcomes and their retention), loaded once with
-//! `SCRIPT LOAD` and run with `EVALSHA` (loaded again when Redis answers `NOSCRIPT`, as
-//! after a restart or `SCRIPT FLUSH`). Redis runs a script atomically, so nothing another
-//! node does can come between a command's reads and its writes; the script answers with
-//! the outcome and the events in ledger order. Reads are scripts too, so each sees one
-//! consistent state.
+//! TTLs, deadlines, never-fits, ticket outcomes and their retention). Redis runs it
+//! atomically, so nothing another node does can come between a command's reads and its
+//! writes; it answers with the outcome and the events in ledger order. Reads are calls of
+//! the same function, so each sees one consistent state.
+//!
+//! The code is loaded as a Redis *function library* (`FUNCTION LOAD`, called with
+//! `FCALL`; loaded again when Redis answers that the function is not found, as after a
+//! restart or `FUNCTION FLUSH`) rather than as a script run with `EVALSHA`: a script
+//! rebuilds its ~70 helper closures and decodes the configuration on every call, which
+//! cost about as much as an uncontended acquire itself; a library builds them once and
+//! keeps the decoded configuration while the stored one is unchanged. The library's name
+//! carries a hash of its source, so nodes of different versions each call their own.
+//!
+//! Every command that changed something also appends its events to the domain's stream
+//! `{cg:<domain>}:events` (trimmed to about 10,000 entries) in the same atomic call, so
+//! any node can follow what every node committed, in order ([`RedisLedger::events_after`]):
+//! the basis of waking a waiter on one node when another frees capacity.
 //!
 //! All keys of one budget domain share the hash tag `{cg:<domain>}`, so the scripts run
 //! unchanged on Redis Cluster (one domain lives in one slot). Lease and ticket ids come
@@ -46,15 +57,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// The script: one source for every command and read.
+/// The script: one source for every command and read, loaded as a Redis function library.
 const SCRIPT: &str = include_str!("ledger.lua");
+
+/// The library's (and its one function's) name: `callgate_` and a hash of the source, so
+/// that nodes running different versions each call their own code.
+fn function_name() -> String {
+    // FNV-1a, 64 bits: stable across builds and platforms (std's hashers are not).
+    let hash = SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("callgate_{hash:016x}")
+}
+
+/// Loads the library unless Redis has it already.
+fn load_library(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<()> {
+    let source = format!("#!lua name={name}\n{}", SCRIPT.replace("__CALLGATE_FUNCTION__", name));
+    match redis::cmd("FUNCTION").arg("LOAD").arg(source).query::<String>(conn) {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 
 /// How long a connection attempt or one reply may take before Redis counts as unreachable:
 /// a script runs in microseconds, so a second means Redis is gone or stalled.
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// At most this many idle connections are kept for the next commands.
-const IDLE_CONNECTIONS: usize = 16;
+/// At most this many idle connections are kept for the next commands: as many as the
+/// governor's threads may run commands at once (more are opened when needed, and closed
+/// after).
+const IDLE_CONNECTIONS: usize = 64;
 
 /// Leases read per script call while paging (bounds the work of one read in Redis).
 const PAGE_CHUNK: usize = 256;
@@ -81,8 +112,8 @@ impl std::fmt::Debug for Time {
 pub struct RedisLedger {
     client: redis::Client,
     idle: Mutex<Vec<redis::Connection>>,
-    /// The script's SHA1, as `SCRIPT LOAD` answered.
-    sha: String,
+    /// The function's name (see [`function_name`]).
+    function: String,
     /// `{cg:<domain>}:m`, the script's one declared key (the others share its hash tag).
     meta: String,
     time: Time,
@@ -122,11 +153,12 @@ impl RedisLedger {
         }
         let client = redis::Client::open(url).map_err(|e| Error::invalid(format!("Redis URL: {e}")))?;
         let mut conn = client.get_connection_with_timeout(TIMEOUT).map_err(unavailable)?;
-        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query(&mut conn).map_err(unavailable)?;
+        let function = function_name();
+        load_library(&mut conn, &function).map_err(unavailable)?;
         let ledger = RedisLedger {
             client,
             idle: Mutex::new(vec![conn]),
-            sha,
+            function,
             meta: format!("{{cg:{domain}}}:m"),
             time,
             commits: AtomicU64::new(0),
@@ -159,6 +191,16 @@ impl RedisLedger {
     fn succeeded(&self) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.why = None;
+    }
+
+    fn with_library(&self) -> redis::RedisResult<()> {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => self.client.get_connection_with_timeout(TIMEOUT)?,
+        };
+        load_library(&mut conn, &self.function)?;
+        self.idle().push(conn);
+        Ok(())
     }
 
     /// Runs `cmd` on a connection of the pool (a new one when none is idle); a connection
@@ -195,34 +237,43 @@ impl RedisLedger {
             Time::Server => String::new(),
             Time::Clock(c) => c.now_ms().to_string(),
         };
-        let evalsha = || {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&self.sha).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
-            c
-        };
-        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&evalsha());
-        if answer.as_ref().is_err_and(|e| e.kind() == redis::ErrorKind::NoScriptError) {
-            // Redis restarted or its scripts were flushed: load it again, once.
-            let mut load = redis::cmd("SCRIPT");
-            load.arg("LOAD").arg(SCRIPT);
-            answer = self.with_conn::<String>(&load).and_then(|_| self.with_conn(&evalsha()));
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
+        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
+        if answer.as_ref().is_err_and(|e| e.to_string().contains("Function not found")) {
+            // Redis restarted empty or its functions were flushed: load it again, once.
+            answer = self.with_library().and_then(|_| self.with_conn(&fcall));
         }
         let answer = match answer {
             Ok(v) => v,
+            // Redis ran the script and it failed: a bug, not an outage.
+            Err(e) if e.to_string().contains("user_function") => {
+                return Err(Error::internal(format!("the ledger script failed: {e}")).with_source(e));
+            }
+            // Unreachable, loading, read-only, a cluster moving slots: commands fail until
+            // it passes.
             Err(e) => {
                 self.failed(&e.to_string());
                 return Err(unavailable(e));
             }
         };
-        self.succeeded();
         let Value::Array(mut parts) = answer else {
             return Err(Error::internal(format!("the ledger script answered {answer:?}")));
         };
         match parts.first().map(wire::text).transpose()?.as_deref() {
-            Some("ok") => Ok(parts.split_off(1)),
+            Some("ok") => {
+                self.succeeded();
+                Ok(parts.split_off(1))
+            }
             Some("err") => {
                 let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();
                 let message = parts.get(2).map(wire::text).transpose()?.unwrap_or_default();
+                if code == "missing" {
+                    // Redis lost the domain's state: nothing commits until it is restored.
+                    self.failed(&message);
+                } else {
+                    self.succeeded();
+                }
                 Err(script_error(&code, message))
             }
             _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
@@ -240,6 +291,46 @@ impl RedisLedger {
             wire::list(v, "leases")?.iter().map(wire::lease).collect::<Result<Vec<_>, _>>()
         })
         .unwrap_or_default()
+    }
+}
+
+/// One command's events as committed to the domain's event stream (`{cg:<domain>}:events`),
+/// which every node can read: the basis of waking the waiters of one node when another
+/// frees capacity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    /// The stream entry's id (`<ms>-<n>`): read on after it.
+    pub id: String,
+    /// The "now" the command ran at (Unix ms).
+    pub now: u64,
+    /// Its events, in ledger order.
+    pub events: Vec<callgate_core::Event>,
+}
+
+/// The most entries one read of the event stream returns.
+pub const MAX_EVENTS_READ: usize = 1_000;
+
+impl RedisLedger {
+    /// The committed events after stream entry `after` (`None`: from the oldest the stream
+    /// still keeps; it holds about the last 10,000 commands), at most `limit` entries
+    /// (bounded by [`MAX_EVENTS_READ`]), oldest first.
+    pub fn events_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<Committed>, Error> {
+        let after = match after {
+            None => String::new(),
+            Some(id) => {
+                let ok = id.split_once('-').is_some_and(|(ms, n)| {
+                    [ms, n].iter().all(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()))
+                });
+                if !ok {
+                    return Err(Error::invalid(format!("bad event stream id {id:?}: <ms>-<n> expected")));
+                }
+                id.to_owned()
+            }
+        };
+        let limit = limit.clamp(1, MAX_EVENTS_READ);
+        let parts = self.call("r_events", &[after, limit.to_string()])?;
+        let entries = parts.first().ok_or_else(|| Error::internal("no event entries"))?;
+        wire::list(entries, "stream entries")?.iter().map(wire::committed).collect()
     }
 }
 

@@ -310,3 +310,41 @@ fn call_end(v: &Value) -> Result<CallEnd, Error> {
         _ => return Err(bad("how a call ended", v)),
     })
 }
+
+/// JSON (as the script writes events into the stream) as the script's answers look.
+fn from_json(v: serde_json::Value) -> Result<Value, Error> {
+    Ok(match v {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => Value::Nil,
+        serde_json::Value::Bool(true) => Value::Int(1),
+        serde_json::Value::Number(n) => {
+            Value::Int(n.as_i64().ok_or_else(|| Error::internal(format!("a number in the event stream: {n}")))?)
+        }
+        serde_json::Value::String(s) => Value::BulkString(s.into_bytes()),
+        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect::<Result<_, _>>()?),
+        serde_json::Value::Object(_) => return Err(Error::internal("an object in the event stream")),
+    })
+}
+
+/// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n`.
+pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
+    let [id, fields] = items(v, "a stream entry")?;
+    let (mut events, mut now) = (None, None);
+    for pair in list(fields, "stream fields")?.chunks(2) {
+        if let [name, value] = pair {
+            match text(name)?.as_str() {
+                "e" => events = Some(text(value)?),
+                "n" => now = Some(text(value)?),
+                _ => {}
+            }
+        }
+    }
+    let (Some(events), Some(now)) = (events, now) else { return Err(bad("a stream entry with e and n", v)) };
+    let json: serde_json::Value =
+        serde_json::from_str(&events).map_err(|e| Error::internal(format!("the event stream: {e}")))?;
+    let events = list(&from_json(json)?, "events")?.iter().map(event).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::Committed {
+        id: text(id)?,
+        now: now.parse().map_err(|_| Error::internal(format!("the event stream's now: {now}")))?,
+        events,
+    })
+}

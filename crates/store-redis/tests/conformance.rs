@@ -149,6 +149,9 @@ fn the_invariants_hold_in_redis_after_a_random_history() {
         assert_eq!(used as u64, held, "step {step}");
         let expiries: usize = redis::cmd("ZCARD").arg(format!("{prefix}:x")).query(&mut conn).expect("ZCARD");
         assert_eq!(expiries, leases.len(), "step {step}: one expiry per live lease");
+        let line: i64 = redis::cmd("ZCARD").arg(format!("{prefix}:q0")).query(&mut conn).expect("ZCARD");
+        assert_eq!(fields.get("w").copied().unwrap_or(0), line, "step {step}: the pool counts its line");
+        assert_eq!(b.counts().1 as i64, line, "step {step}: every waiting ticket stands in the one line");
         // Nobody waits while a request of its class would fit: the line is claimed only
         // when the first ticket in it does not fit.
         let waiting = b.waiting(1);

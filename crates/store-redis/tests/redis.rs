@@ -60,12 +60,12 @@ fn two_nodes_share_one_budget_and_answer_for_each_other() {
 }
 
 #[test]
-fn scripts_are_loaded_again_after_a_flush() {
+fn the_functions_are_loaded_again_after_a_flush() {
     let server = Server::start();
     let b = RedisLedger::open(&server.url, "flush", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
     granted(&b, call(0, "before"));
     let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).expect("SCRIPT FLUSH");
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut conn).expect("FUNCTION FLUSH");
     granted(&b, call(0, "after"));
     assert_eq!(b.counts(), (2, 0));
 }
@@ -80,6 +80,7 @@ fn a_redis_that_lost_its_state_is_unavailable_not_empty() {
     let e = b.execute(call(0, "next")).expect_err("no admission against an empty ledger");
     assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
     assert!(e.retryable);
+    assert!(b.health().failed.is_some(), "the lost state shows in health");
 }
 
 #[test]
@@ -175,4 +176,29 @@ fn a_node_opened_with_a_changed_configuration_takes_it_as_a_reload_would() {
     other.classes[1].name = "campaign".into();
     let e = RedisLedger::open(&server.url, "restart", &other, Time::Clock(clock)).expect_err("a renamed class");
     assert_eq!(e.kind, ErrorKind::Invalid);
+}
+
+#[test]
+fn every_node_reads_the_committed_events_in_order() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "stream", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, "stream", &account_spec(), Time::Clock(clock)).expect("node b");
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(a.execute(call(0, &format!("in-{i}"))).expect("acquire").events);
+    }
+    assert!(a.execute(Command::Tick).expect("tick").events.is_empty(), "a command without events adds no entry");
+    sent.push(a.execute(Command::EndCall("in-1".into())).expect("end call").events);
+    let read = b.events_after(None, 100).expect("read the stream");
+    assert_eq!(read.iter().map(|c| c.events.clone()).collect::<Vec<_>>(), sent);
+    assert!(read.iter().all(|c| c.now == T0));
+    // Read on from the last entry: nothing new, then exactly what came after.
+    let last = read.last().map(|c| c.id.clone()).expect("entries");
+    assert!(b.events_after(Some(&last), 100).expect("read").is_empty());
+    let more = a.execute(Command::Release { lease: LeaseRef::Key("in-0".into()), owner: None }).expect("release");
+    let next = b.events_after(Some(&last), 100).expect("read");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].events, more.events);
+    assert_eq!(b.events_after(Some("not an id"), 1).expect_err("a bad id").kind, ErrorKind::Invalid);
 }
