@@ -30,7 +30,7 @@
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
 --   P:events stream  each command's events, in commit order: field e (the events as
---                JSON arrays, in the shape of the answers), field n (its now); trimmed to
+--                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
 
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
@@ -1201,25 +1201,6 @@ local function run()
   return fail('invalid', 'unknown command ' .. tostring(CMD))
 end
 
--- The events as JSON, numbers as integers (cjson would round them to 14 digits).
-local function json(v)
-  local t = type(v)
-  if t == 'number' then
-    return string.format('%d', v)
-  elseif t == 'string' then
-    return cjson.encode(v)
-  elseif t == 'table' then
-    local parts = {}
-    for i = 1, #v do
-      parts[i] = json(v[i])
-    end
-    return '[' .. table.concat(parts, ',') .. ']'
-  elseif v == true then
-    return '1'
-  end
-  return 'null'
-end
-
 local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
@@ -1259,7 +1240,7 @@ local function call(keys, args)
   if string.sub(CMD, 1, 2) ~= 'r_' then
     save_pools()
     if #EV > 0 and CMD ~= 'open' then
-      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', json(EV), 'n', s(now))
+      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', cmsgpack.pack(EV), 'n', s(now))
     end
   end
   return { 'ok', result[2], EV, now }

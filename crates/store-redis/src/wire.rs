@@ -311,18 +311,58 @@ fn call_end(v: &Value) -> Result<CallEnd, Error> {
     })
 }
 
-/// JSON (as the script writes events into the stream) as the script's answers look.
-fn from_json(v: serde_json::Value) -> Result<Value, Error> {
-    Ok(match v {
-        serde_json::Value::Null | serde_json::Value::Bool(false) => Value::Nil,
-        serde_json::Value::Bool(true) => Value::Int(1),
-        serde_json::Value::Number(n) => {
-            Value::Int(n.as_i64().ok_or_else(|| Error::internal(format!("a number in the event stream: {n}")))?)
+/// Nested arrays may go this deep in an event (an event holds a lease, which holds its
+/// pools): deeper is not something the script wrote.
+const MAX_DEPTH: usize = 8;
+
+/// Decodes the MessagePack the script's `cmsgpack.pack` writes for a list of events
+/// (arrays, strings, integers, nil and booleans; no maps, no floats) into the shape of its
+/// answers, so that [`event`] reads both.
+fn unpack(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Value, Error> {
+    let broken = || Error::internal("the event stream holds an entry the ledger script did not write");
+    let mut take = |n: usize| -> Result<&[u8], Error> {
+        let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or_else(broken)?;
+        let out = &bytes[*at..end];
+        *at = end;
+        Ok(out)
+    };
+    let be = |b: &[u8]| b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+    let tag = take(1)?[0];
+    let (len, kind) = match tag {
+        0x00..=0x7f => return Ok(Value::Int(i64::from(tag))),
+        0xe0..=0xff => return Ok(Value::Int(i64::from(tag as i8))),
+        0xc0 | 0xc2 => return Ok(Value::Nil),
+        0xc3 => return Ok(Value::Int(1)),
+        0xcc..=0xcf => {
+            let n = be(take(1 << (tag - 0xcc))?);
+            return i64::try_from(n).map(Value::Int).map_err(|_| broken());
         }
-        serde_json::Value::String(s) => Value::BulkString(s.into_bytes()),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect::<Result<_, _>>()?),
-        serde_json::Value::Object(_) => return Err(Error::internal("an object in the event stream")),
-    })
+        0xd0..=0xd3 => {
+            let width = 1usize << (tag - 0xd0);
+            let raw = be(take(width)?);
+            let shift = 64 - 8 * width as u32;
+            return Ok(Value::Int(((raw << shift) as i64) >> shift));
+        }
+        0x90..=0x9f => (usize::from(tag & 0x0f), 'a'),
+        0xdc => (be(take(2)?) as usize, 'a'),
+        0xdd => (be(take(4)?) as usize, 'a'),
+        0xa0..=0xbf => (usize::from(tag & 0x1f), 's'),
+        0xd9 | 0xc4 => (be(take(1)?) as usize, 's'),
+        0xda | 0xc5 => (be(take(2)?) as usize, 's'),
+        0xdb | 0xc6 => (be(take(4)?) as usize, 's'),
+        _ => return Err(broken()),
+    };
+    if kind == 's' {
+        return Ok(Value::BulkString(take(len)?.to_vec()));
+    }
+    if depth >= MAX_DEPTH || len > bytes.len() {
+        return Err(broken());
+    }
+    let mut items = Vec::with_capacity(len);
+    for _ in 0..len {
+        items.push(unpack(bytes, at, depth + 1)?);
+    }
+    Ok(Value::Array(items))
 }
 
 /// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n`.
@@ -331,17 +371,17 @@ pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
     let (mut events, mut now) = (None, None);
     for pair in list(fields, "stream fields")?.chunks(2) {
         if let [name, value] = pair {
-            match text(name)?.as_str() {
-                "e" => events = Some(text(value)?),
-                "n" => now = Some(text(value)?),
+            match (text(name)?.as_str(), value) {
+                ("e", Value::BulkString(b)) => events = Some(b.as_slice()),
+                ("n", value) => now = Some(text(value)?),
                 _ => {}
             }
         }
     }
     let (Some(events), Some(now)) = (events, now) else { return Err(bad("a stream entry with e and n", v)) };
-    let json: serde_json::Value =
-        serde_json::from_str(&events).map_err(|e| Error::internal(format!("the event stream: {e}")))?;
-    let events = list(&from_json(json)?, "events")?.iter().map(event).collect::<Result<Vec<_>, _>>()?;
+    let mut at = 0;
+    let events = unpack(events, &mut at, 0)?;
+    let events = list(&events, "events")?.iter().map(event).collect::<Result<Vec<_>, _>>()?;
     Ok(crate::Committed {
         id: text(id)?,
         now: now.parse().map_err(|_| Error::internal(format!("the event stream's now: {now}")))?,
