@@ -36,6 +36,11 @@
 //! every command answers `unavailable` while Redis holds no state for the domain (the
 //! script finds no spec), rather than admitting against an empty ledger.
 //!
+//! **Memory.** Redis must not evict keys (`maxmemory-policy noeviction`, its default): an
+//! evicted lease would free its units without a release. [`RedisLedger::open`] refuses a
+//! Redis that says it evicts; a full Redis then refuses writes, and commands answer
+//! `unavailable`.
+//!
 //! **Restart.** A backend opened over keys that hold a ledger takes it as it is (the
 //! harness's "restart" is exactly that), keeping mean hold times to the millisecond as the
 //! embedded journal does; opened with a changed configuration, it rebuilds as a reload
@@ -66,6 +71,19 @@ fn function_name() -> String {
     // FNV-1a, 64 bits: stable across builds and platforms (std's hashers are not).
     let hash = SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("callgate_{hash:016x}")
+}
+
+/// Refuses a Redis that evicts keys under memory pressure: an evicted lease would free its
+/// units without a release, and the nodes would admit past the limit. (A Redis that does
+/// not let clients read its configuration, as some managed ones, is taken as it is.)
+fn refuse_eviction(conn: &mut redis::Connection) -> Result<(), Error> {
+    let policy: Result<Vec<String>, _> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(conn);
+    match policy.as_deref() {
+        Ok([_, policy]) if policy != "noeviction" => Err(Error::invalid(format!(
+            "Redis evicts keys (maxmemory-policy {policy}): the ledger needs maxmemory-policy noeviction"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Loads the library unless Redis has it already.
@@ -153,6 +171,7 @@ impl RedisLedger {
         }
         let client = redis::Client::open(url).map_err(|e| Error::invalid(format!("Redis URL: {e}")))?;
         let mut conn = client.get_connection_with_timeout(TIMEOUT).map_err(unavailable)?;
+        refuse_eviction(&mut conn)?;
         let function = function_name();
         load_library(&mut conn, &function).map_err(unavailable)?;
         let ledger = RedisLedger {

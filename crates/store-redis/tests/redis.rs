@@ -202,3 +202,12 @@ fn every_node_reads_the_committed_events_in_order() {
     assert_eq!(next[0].events, more.events);
     assert_eq!(b.events_after(Some("not an id"), 1).expect_err("a bad id").kind, ErrorKind::Invalid);
 }
+
+#[test]
+fn a_redis_that_evicts_keys_is_refused() {
+    let server = Server::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let e = RedisLedger::open(&server.url, "evicts", &account_spec(), Time::Clock(ManualClock::at(T0)))
+        .expect_err("an evicted lease would free its units");
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(e.message.contains("noeviction"), "{e}");
+}
