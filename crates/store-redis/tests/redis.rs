@@ -211,3 +211,28 @@ fn a_redis_that_evicts_keys_is_refused() {
     assert_eq!(e.kind, ErrorKind::Invalid);
     assert!(e.message.contains("noeviction"), "{e}");
 }
+
+#[test]
+fn a_node_waiting_on_the_stream_hears_what_another_commits() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "wake", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = std::sync::Arc::new(
+        RedisLedger::open(&server.url, "wake", &account_spec(), Time::Clock(clock)).expect("node b"),
+    );
+    let first = a.execute(call(0, "held")).expect("acquire");
+    let seen = b.events_after(None, 10).expect("read");
+    let last = seen.last().map(|c| c.id.clone()).expect("an entry");
+    let nothing = b.wait_events(Some(&last), std::time::Duration::from_millis(5), 10).expect("wait");
+    assert!(nothing.is_empty(), "nothing new: {nothing:?}");
+    // Node b waits (for as long as a test may take) while node a releases.
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.wait_events(Some(&last), std::time::Duration::from_secs(10), 10))
+    };
+    let released = a.execute(Command::Release { lease: LeaseRef::Key("held".into()), owner: None }).expect("release");
+    let heard = waiter.join().expect("the waiting thread").expect("wait");
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].events, released.events);
+    assert_ne!(first.events, released.events);
+}
