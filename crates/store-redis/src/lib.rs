@@ -76,6 +76,14 @@ fn function_name() -> String {
     format!("callgate_{hash:016x}")
 }
 
+/// A connection whose every reply must come within [`REPLY_TIMEOUT`].
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let c = client.get_connection_with_timeout(TIMEOUT)?;
+    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(c)
+}
+
 /// Refuses a Redis that evicts keys under memory pressure: an evicted lease would free its
 /// units without a release, and the nodes would admit past the limit. (A Redis that does
 /// not let clients read its configuration, as some managed ones, is taken as it is.)
@@ -99,9 +107,15 @@ fn load_library(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<
     }
 }
 
-/// How long a connection attempt or one reply may take before Redis counts as unreachable:
-/// a script runs in microseconds, so a second means Redis is gone or stalled.
+/// How long a connection attempt may take before Redis counts as unreachable.
 const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one reply may take. A command runs in tens of microseconds, but a settle or a
+/// reload walks everything waiting; Redis itself answers `BUSY` to others after 5 s of one
+/// script. A command whose reply timed out may still have run (as one whose connection
+/// broke after it was sent): its answer is `unavailable`, and a retry with the same
+/// idempotency key finds what it did.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many idle connections are kept for the next commands: as many as the
 /// governor's threads may run commands at once (more are opened when needed, and closed
@@ -176,7 +190,7 @@ impl RedisLedger {
             return Err(Error::invalid(format!("bad budget domain {domain:?}: letters, digits, - _ . : (1 to 64)")));
         }
         let client = redis::Client::open(url).map_err(|e| Error::invalid(format!("Redis URL: {e}")))?;
-        let mut conn = client.get_connection_with_timeout(TIMEOUT).map_err(unavailable)?;
+        let mut conn = connect(&client).map_err(unavailable)?;
         refuse_eviction(&mut conn)?;
         let function = function_name();
         load_library(&mut conn, &function).map_err(unavailable)?;
@@ -222,7 +236,7 @@ impl RedisLedger {
     fn with_library(&self) -> redis::RedisResult<()> {
         let mut conn = match self.idle().pop() {
             Some(c) => c,
-            None => self.client.get_connection_with_timeout(TIMEOUT)?,
+            None => connect(&self.client)?,
         };
         load_library(&mut conn, &self.function)?;
         self.idle().push(conn);
@@ -238,12 +252,7 @@ impl RedisLedger {
         let taken = self.idle().pop();
         let mut conn = match taken {
             Some(c) => c,
-            None => {
-                let c = self.client.get_connection_with_timeout(TIMEOUT)?;
-                c.set_read_timeout(Some(TIMEOUT))?;
-                c.set_write_timeout(Some(TIMEOUT))?;
-                c
-            }
+            None => connect(&self.client)?,
         };
         let out = cmd.query(&mut conn);
         let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
