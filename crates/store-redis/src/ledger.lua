@@ -1,0 +1,1249 @@
+-- Long file: a port of the whole ledger (crates/core/src/ledger), kept in one script so that every command runs atomically with the same functions.
+-- The ledger of callgate_core::Ledger, on Redis: one call of this function is one command,
+-- run atomically. It is a port of crates/core/src/ledger (read that for the why of each
+-- rule); every function keeps the name of its Rust original, so the two can be read side
+-- by side. The conformance suite runs both on random histories and compares every answer,
+-- event and state.
+--
+-- Loaded as a Redis function library (the Rust side prepends `#!lua name=…` and names the
+-- function): its helpers are built once at load, not on every call as a script's would be.
+-- KEYS[1] is `{cg:<domain>}:m`; every other key shares its hash tag (Redis Cluster keeps
+-- them in one slot). ARGV[1] names the command, ARGV[2] is "now" in Unix ms ("": Redis
+-- server time). Numbers are Lua doubles: ids, times and counts stay below 2^53 (the Rust
+-- side refuses TTLs and waits that could pass it).
+--
+-- Keys (P = `{cg:<domain>}`):
+--   P:m   hash   pw (waiting tickets without a flow), fw<f> (waiting tickets of flow f)
+--   P:s   string the spec, JSON (see spec.rs), with derived tables (ranks, reserves above)
+--   P:id  string the last id handed out (INCR; leases and tickets share it)
+--   P:seq string the last arrival sequence number (INCR)
+--   P:p<i> hash  pool i: limit, cap, capo (cap override, absent: none), used, w (tickets
+--                in its line), hold (the
+--                mean hold time, %.17g), u<k> (units used by class k), n<k>:<need> (how
+--                many tickets of class k wait with that need)
+--   P:q<i> zset  pool i's line: member ticket id, score rank * 2^40 + seq
+--   P:L   zset   msgpack leases, scored by id (found by id, paged in id order)
+--   P:T   hash   ticket id -> msgpack ticket
+--   P:K   hash   idempotency key -> "L<id>" or "T<id>"
+--   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
+--   P:d   zset   ticket deadlines (the same)
+--   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
+--   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
+--   P:events stream  each command's events, in commit order: field e (the events as
+--                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
+--                about STREAM_LEN entries
+
+-- Per call: set by `call` below before anything else runs. Redis runs one function at a
+-- time, so these library-level locals are the state of the one call in progress.
+local KEYS, ARGV, META, P, CMD, now, spec, EV
+local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
+-- Enough history for a node that reads the stream every few milliseconds to miss nothing
+-- after a pause of a few seconds under load, at a few MB of Redis memory.
+local STREAM_LEN = 10000
+
+-- Decoded specs by domain, kept while the stored JSON is the same string (Lua interns
+-- strings, so the comparison is one pointer): decoding it on every call cost a quarter of
+-- an uncontended acquire.
+local specs = {}
+local spec_count = 0
+
+local function s(n)
+  return string.format('%d', n)
+end
+
+local function pad(n)
+  return string.format('%016d', n)
+end
+
+local function opt_str(a)
+  if a == nil or a == '' then
+    return nil
+  end
+  return string.sub(a, 2)
+end
+
+local function opt_num(a)
+  if a == nil or a == '' then
+    return nil
+  end
+  return tonumber(a)
+end
+
+local function fail(code, message)
+  return { 'err', code, message or code }
+end
+
+-- ----- pools -----------------------------------------------------------------------------
+
+local pools
+
+local function pool(i)
+  local p = pools[i]
+  if p then
+    return p
+  end
+  local h = redis.call('HGETALL', P .. ':p' .. i)
+  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
+  for j = 1, #h, 2 do
+    local f, v = h[j], h[j + 1]
+    local c = string.sub(f, 1, 1)
+    if f == 'limit' then
+      p.limit = tonumber(v)
+    elseif f == 'cap' then
+      p.cap = tonumber(v)
+    elseif f == 'capo' then
+      p.capo = tonumber(v)
+      p.had_capo = true
+    elseif f == 'used' then
+      p.used = tonumber(v)
+    elseif f == 'hold' then
+      p.hold = tonumber(v)
+    elseif f == 'w' then
+      p.w = tonumber(v)
+    elseif c == 'u' then
+      p.ubc[tonumber(string.sub(f, 2))] = tonumber(v)
+    elseif c == 'n' then
+      local k, need = string.match(f, '^n(%d+):(%d+)$')
+      k = tonumber(k)
+      p.needs[k] = p.needs[k] or {}
+      p.needs[k][tonumber(need)] = tonumber(v)
+    end
+  end
+  pools[i] = p
+  return p
+end
+
+local function save_pools()
+  for i, p in pairs(pools) do
+    local key = P .. ':p' .. i
+    local args =
+      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', string.format('%.17g', p.hold) }
+    for k, u in pairs(p.ubc) do
+      args[#args + 1] = 'u' .. k
+      args[#args + 1] = s(u)
+    end
+    if p.capo then
+      args[#args + 1] = 'capo'
+      args[#args + 1] = s(p.capo)
+    elseif p.had_capo then
+      redis.call('HDEL', key, 'capo')
+    end
+    for f, _ in pairs(p.touched) do
+      local k, need = string.match(f, '^n(%d+):(%d+)$')
+      local c = (p.needs[tonumber(k)] or {})[tonumber(need)] or 0
+      if c > 0 then
+        args[#args + 1] = f
+        args[#args + 1] = s(c)
+      else
+        redis.call('HDEL', key, f)
+      end
+    end
+    redis.call('HSET', key, unpack(args))
+  end
+end
+
+local function need(p, class, units)
+  return units + p.ra[class + 1]
+end
+
+local function free(p)
+  return p.cap - p.used
+end
+
+local function can_ever_fit_pool(p, class, units)
+  return need(p, class, units) <= p.limit
+end
+
+local function needs_add(p, class, n, by)
+  local set = p.needs[class] or {}
+  p.needs[class] = set
+  set[n] = (set[n] or 0) + by
+  if set[n] <= 0 then
+    set[n] = nil
+  end
+  p.touched['n' .. class .. ':' .. n] = true
+end
+
+local function needs_max(p, class)
+  local m = 0
+  for n, c in pairs(p.needs[class] or {}) do
+    if c > 0 and n > m then
+      m = n
+    end
+  end
+  return m
+end
+
+local function needs_len(p, class)
+  local total = 0
+  for _, c in pairs(p.needs[class] or {}) do
+    total = total + c
+  end
+  return total
+end
+
+local function queue_len(i)
+  return pool(i).w
+end
+
+local function observe_hold(p, held)
+  p.hold = p.hold + (held - p.hold) / 20.0
+  if p.hold < 2.2250738585072014e-308 then
+    p.hold = 0
+  end
+end
+
+local function eta_ms(p, ahead)
+  return math.floor((ahead + 1) * p.hold / math.max(p.cap, 1))
+end
+
+-- ----- leases and tickets ---------------------------------------------------------------
+
+-- Leases sit in one sorted set, scored by id (each member is the packed lease, which
+-- holds its id, so members are unique): found by id, listed in id order, one call each.
+local function get_lease(id)
+  local raw = redis.call('ZRANGEBYSCORE', P .. ':L', id, id)[1]
+  return raw and cmsgpack.unpack(raw)
+end
+
+local function put_lease(l)
+  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
+  redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+end
+
+local tickets
+
+local function get_ticket(id)
+  local t = tickets[id]
+  if t == nil then
+    local raw = redis.call('HGET', P .. ':T', s(id))
+    t = raw and cmsgpack.unpack(raw) or false
+    tickets[id] = t
+  end
+  return t or nil
+end
+
+local function order_of(t)
+  return spec.classes[t.c + 1].rank * SEQ_SPAN + t.s
+end
+
+local function key_ref(key)
+  local r = redis.call('HGET', P .. ':K', key)
+  if not r then
+    return nil, nil
+  end
+  return string.sub(r, 1, 1), tonumber(string.sub(r, 2))
+end
+
+-- ----- answers ----------------------------------------------------------------------------
+
+local function b(x)
+  if x == nil then
+    return false
+  end
+  return x
+end
+
+local function lease_out(l)
+  return { l.id, b(l.k), l.c, b(l.f), l.p, l.g, l.x, l.t, b(l.m), b(l.o) }
+end
+
+local function ticket_out(t)
+  return { t.id, b(t.k), t.c, b(t.f), t.p, t.s, t.e, t.d, t.t, b(t.m), b(t.o) }
+end
+
+local function outcome_out(o, lease)
+  if o == 'g' then
+    return { 'g', lease }
+  end
+  return { o, false }
+end
+
+local function view(i)
+  local p = pool(i)
+  local ubc = {}
+  for k = 0, #spec.classes - 1 do
+    ubc[#ubc + 1] = p.ubc[k] or 0
+  end
+  local sp = spec.pools[i + 1]
+  return { i, sp.name, p.limit, p.cap, p.used, ubc, sp.res, queue_len(i), math.floor(p.hold) }
+end
+
+-- ----- the ledger ---------------------------------------------------------------------------
+
+local dispatch
+
+local function remember(id, o, lease, at, flow)
+  redis.call('HSET', P .. ':E', s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
+  redis.call('RPUSH', P .. ':EO', s(at) .. ':' .. s(id))
+end
+
+local function end_ticket(t, o, at)
+  remember(t.id, o, nil, at, t.f)
+  EV[#EV + 1] = { 'E', ticket_out(t), o, at }
+end
+
+local function flow_waiting(f)
+  return tonumber(redis.call('HGET', META, 'fw' .. f) or '0')
+end
+
+local function enqueue(t)
+  local order = order_of(t)
+  for j = 1, #t.p, 2 do
+    local p = pool(t.p[j])
+    redis.call('ZADD', P .. ':q' .. p.i, order, s(t.id))
+    p.w = p.w + 1
+    needs_add(p, t.c, need(p, t.c, t.p[j + 1]), 1)
+  end
+  if t.f then
+    redis.call('HINCRBY', META, 'fw' .. t.f, 1)
+  else
+    redis.call('HINCRBY', META, 'pw', 1)
+  end
+  if t.k then
+    redis.call('HSET', P .. ':K', t.k, 'T' .. s(t.id))
+  end
+  redis.call('ZADD', P .. ':d', t.d, pad(t.id))
+  redis.call('HSET', P .. ':T', s(t.id), cmsgpack.pack(t))
+  tickets[t.id] = t
+end
+
+local function dequeue(id)
+  local t = get_ticket(id)
+  if not t then
+    return nil
+  end
+  redis.call('HDEL', P .. ':T', s(id))
+  tickets[id] = false
+  for j = 1, #t.p, 2 do
+    local p = pool(t.p[j])
+    redis.call('ZREM', P .. ':q' .. p.i, s(id))
+    p.w = p.w - 1
+    needs_add(p, t.c, need(p, t.c, t.p[j + 1]), -1)
+  end
+  if t.f then
+    redis.call('HINCRBY', META, 'fw' .. t.f, -1)
+  else
+    redis.call('HINCRBY', META, 'pw', -1)
+  end
+  if t.k then
+    redis.call('HDEL', P .. ':K', t.k)
+  end
+  redis.call('ZREM', P .. ':d', pad(id))
+  return t
+end
+
+local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
+  local id = redis.call('INCR', P .. ':id')
+  for j = 1, #ps, 2 do
+    local p = pool(ps[j])
+    p.used = p.used + ps[j + 1]
+    p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
+  end
+  if key then
+    redis.call('HSET', P .. ':K', key, 'L' .. s(id))
+  end
+  local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
+  redis.call('ZADD', P .. ':x', l.x, pad(id))
+  redis.call('ZADD', P .. ':L', id, cmsgpack.pack(l))
+  EV[#EV + 1] = { 'G', lease_out(l), b(from) }
+  return id, l
+end
+
+local function take_lease(id)
+  local l = get_lease(id)
+  if not l then
+    return nil
+  end
+  redis.call('ZREMRANGEBYSCORE', P .. ':L', id, id)
+  redis.call('ZREM', P .. ':x', pad(id))
+  return l
+end
+
+local function end_lease(l, at, expired)
+  local held = math.max(at - l.g, 0)
+  local contended = false
+  for j = 1, #l.p, 2 do
+    local p = pool(l.p[j])
+    p.used = p.used - l.p[j + 1]
+    p.ubc[l.c] = p.ubc[l.c] - l.p[j + 1]
+    observe_hold(p, held)
+    contended = contended or queue_len(p.i) > 0
+  end
+  if l.k then
+    redis.call('HDEL', P .. ':K', l.k)
+  end
+  EV[#EV + 1] = { expired and 'X' or 'R', lease_out(l), at }
+  if contended then
+    local changed = {}
+    for j = 1, #l.p, 2 do
+      changed[#changed + 1] = l.p[j]
+    end
+    dispatch(changed, at)
+  end
+end
+
+local function pools_of(ps)
+  local out = {}
+  for j = 1, #ps, 2 do
+    out[#out + 1] = ps[j]
+  end
+  return out
+end
+
+-- Position (1-based) and estimate of a waiting ticket: its place in the longest line.
+local function better(a1, a2, b1, b2)
+  return a1 > b1 or (a1 == b1 and a2 > b2)
+end
+
+local function position_of(t)
+  local order = order_of(t)
+  local best1, best2 = nil, nil
+  for j = 1, #t.p, 2 do
+    local p = pool(t.p[j])
+    local ahead = redis.call('ZCOUNT', P .. ':q' .. p.i, '-inf', '(' .. s(order))
+    local pos, eta = ahead + 1, eta_ms(p, ahead)
+    if best1 == nil or better(pos, eta, best1, best2) then
+      best1, best2 = pos, eta
+    end
+  end
+  return best1 or 1, best2 or 0
+end
+
+local function arrival_position(t)
+  local ahead_classes = spec.classes[t.c + 1].ahead
+  local best1, best2 = nil, nil
+  for j = 1, #t.p, 2 do
+    local p = pool(t.p[j])
+    local ahead = 0
+    for _, c in ipairs(ahead_classes) do
+      ahead = ahead + needs_len(p, c)
+    end
+    local pos, eta = ahead + 1, eta_ms(p, ahead)
+    if best1 == nil or better(pos, eta, best1, best2) then
+      best1, best2 = pos, eta
+    end
+  end
+  return best1 or 1, best2 or 0
+end
+
+local function retry_after(ps)
+  local m = nil
+  for j = 1, #ps, 2 do
+    local p = pool(ps[j])
+    local r = math.floor(p.hold / math.max(p.used, 1))
+    if m == nil or r > m then
+      m = r
+    end
+  end
+  m = m or 1000
+  return math.min(math.max(m, 1000), 300000)
+end
+
+local function admits_arrival(ps, class)
+  local ahead = spec.classes[class + 1].ahead
+  for j = 1, #ps, 2 do
+    local p = pool(ps[j])
+    local n = need(p, class, ps[j + 1])
+    if queue_len(p.i) > 0 then
+      for _, c in ipairs(ahead) do
+        n = math.max(n, needs_max(p, c))
+      end
+    end
+    if n > free(p) then
+      return false
+    end
+  end
+  return true
+end
+
+local function units_in(t, i)
+  for j = 1, #t.p, 2 do
+    if t.p[j] == i then
+      return t.p[j + 1]
+    end
+  end
+  return 0
+end
+
+local function claim_before(i, order)
+  local p = pool(i)
+  local ids = redis.call('ZRANGEBYSCORE', P .. ':q' .. i, '-inf', '(' .. s(order))
+  local m = 0
+  for _, id in ipairs(ids) do
+    local t = get_ticket(tonumber(id))
+    m = math.max(m, need(p, t.c, units_in(t, i)))
+  end
+  return m
+end
+
+dispatch = function(changed, at_now)
+  local walks = {}
+  for _, i in ipairs(changed) do
+    local seen = false
+    for _, w in ipairs(walks) do
+      if w.pool == i then
+        seen = true
+      end
+    end
+    if not seen and queue_len(i) > 0 then
+      walks[#walks + 1] = { pool = i, after = nil, bm = 0, done = false }
+    end
+  end
+  while true do
+    local next_order, next_id = nil, nil
+    for _, w in ipairs(walks) do
+      if not w.done then
+        local r
+        if w.after then
+          r = redis.call('ZRANGEBYSCORE', P .. ':q' .. w.pool, '(' .. s(w.after), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+        else
+          r = redis.call('ZRANGE', P .. ':q' .. w.pool, 0, 0, 'WITHSCORES')
+        end
+        if #r == 0 then
+          w.done = true
+        else
+          local o = tonumber(r[2])
+          if next_order == nil or o < next_order then
+            next_order, next_id = o, tonumber(r[1])
+          end
+        end
+      end
+    end
+    if next_order == nil then
+      break
+    end
+    for _, w in ipairs(walks) do
+      w.after = next_order
+    end
+    local t = get_ticket(next_id)
+    local admit = true
+    for j = 1, #t.p, 2 do
+      local p = pool(t.p[j])
+      local claim = nil
+      for _, w in ipairs(walks) do
+        if w.pool == p.i then
+          claim = w.bm
+        end
+      end
+      if claim == nil then
+        claim = claim_before(p.i, next_order)
+      end
+      if math.max(claim, need(p, t.c, t.p[j + 1])) > free(p) then
+        admit = false
+        break
+      end
+    end
+    if admit then
+      dequeue(next_id)
+      local at = math.max(at_now, t.e)
+      local waited = at - t.e
+      local lease = grant(t.p, t.c, t.f, t.k, t.t, t.m, t.o, at, { next_id, waited })
+      remember(next_id, 'g', lease, at, t.f)
+    else
+      for j = 1, #t.p, 2 do
+        for _, w in ipairs(walks) do
+          if w.pool == t.p[j] then
+            w.bm = math.max(w.bm, need(pool(w.pool), t.c, t.p[j + 1]))
+          end
+        end
+      end
+    end
+    for _, w in ipairs(walks) do
+      if not w.done and w.bm > free(pool(w.pool)) then
+        w.done = true
+      end
+    end
+  end
+end
+
+local function release(id, at)
+  local l = take_lease(id)
+  if not l then
+    return false
+  end
+  end_lease(l, at, false)
+  return true
+end
+
+local function renew(id, ttl, at)
+  local l = get_lease(id)
+  if not l then
+    return nil
+  end
+  if ttl then
+    l.t = ttl
+  end
+  l.x = at + l.t
+  redis.call('ZADD', P .. ':x', l.x, pad(id))
+  put_lease(l)
+  EV[#EV + 1] = { 'N', id, l.x, l.t, at }
+  return l
+end
+
+local function cancel(id, at)
+  local t = dequeue(id)
+  if not t then
+    return false
+  end
+  end_ticket(t, 'c', at)
+  dispatch(pools_of(t.p), at)
+  return true
+end
+
+local function first_due(key, limit)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #r == 0 then
+    return nil, nil
+  end
+  local at = tonumber(r[2])
+  if at > limit then
+    return nil, nil
+  end
+  return at, tonumber(r[1])
+end
+
+local function tick(at_now)
+  while true do
+    local lat, lid = first_due(P .. ':x', at_now)
+    local tat, tid = first_due(P .. ':d', at_now)
+    if lat and (tat == nil or lat <= tat) then
+      local l = take_lease(lid)
+      end_lease(l, lat, true)
+    elseif tat then
+      local t = dequeue(tid)
+      end_ticket(t, 't', tat)
+      dispatch(pools_of(t.p), tat)
+    else
+      break
+    end
+  end
+  while true do
+    local front = redis.call('LINDEX', P .. ':EO', 0)
+    if not front then
+      break
+    end
+    local at, id = string.match(front, '^(%d+):(%d+)$')
+    if tonumber(at) + spec.retention > at_now then
+      break
+    end
+    redis.call('LPOP', P .. ':EO')
+    redis.call('HDEL', P .. ':E', id)
+  end
+end
+
+local function update_cap(p, at)
+  local cap = p.limit
+  if p.capo then
+    cap = math.min(p.capo, p.limit)
+  end
+  local raised = cap > p.cap
+  p.cap = cap
+  EV[#EV + 1] = { 'C', p.i, p.limit, cap, at }
+  return raised
+end
+
+local function add_pools(changed, ps)
+  for j = 1, #ps, 2 do
+    local seen = false
+    for _, i in ipairs(changed) do
+      if i == ps[j] then
+        seen = true
+      end
+    end
+    if not seen then
+      changed[#changed + 1] = ps[j]
+    end
+  end
+end
+
+local function end_never_fitting(doomed, changed, at)
+  for _, id in ipairs(doomed) do
+    local t = dequeue(id)
+    if t then
+      add_pools(changed, t.p)
+      end_ticket(t, 'n', at)
+    end
+  end
+end
+
+local function set_limit(i, limit, at)
+  local p = pool(i)
+  local lowered = limit < p.limit
+  p.limit = limit
+  local raised = update_cap(p, at)
+  local changed = { i }
+  local ended = false
+  if lowered then
+    local doomed = {}
+    for _, id in ipairs(redis.call('ZRANGE', P .. ':q' .. i, 0, -1)) do
+      local t = get_ticket(tonumber(id))
+      for j = 1, #t.p, 2 do
+        if t.p[j] == i and not can_ever_fit_pool(p, t.c, t.p[j + 1]) then
+          doomed[#doomed + 1] = t.id
+          break
+        end
+      end
+    end
+    ended = #doomed > 0
+    end_never_fitting(doomed, changed, at)
+  end
+  if raised or ended then
+    dispatch(changed, at)
+  end
+end
+
+local function set_cap(i, cap, at)
+  local p = pool(i)
+  p.capo = cap
+  if update_cap(p, at) then
+    dispatch({ i }, at)
+  end
+end
+
+local function can_ever_fit(ps, class)
+  for j = 1, #ps, 2 do
+    if not can_ever_fit_pool(pool(ps[j]), class, ps[j + 1]) then
+      return false
+    end
+  end
+  return true
+end
+
+local function all_pools()
+  local out = {}
+  for i = 0, #spec.pools - 1 do
+    out[#out + 1] = i
+  end
+  return out
+end
+
+local function settle(at)
+  tick(at)
+  local doomed = {}
+  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    local t = cmsgpack.unpack(raw)
+    if not can_ever_fit(t.p, t.c) then
+      doomed[#doomed + 1] = t
+    end
+  end
+  table.sort(doomed, function(x, y)
+    return order_of(x) < order_of(y)
+  end)
+  local ids = {}
+  for _, t in ipairs(doomed) do
+    ids[#ids + 1] = t.id
+  end
+  end_never_fitting(ids, {}, at)
+  dispatch(all_pools(), at)
+end
+
+local function ticket_status(id)
+  local t = get_ticket(id)
+  if t then
+    local pos, eta = position_of(t)
+    return { 'w', pos, eta, t.d }
+  end
+  local raw = redis.call('HGET', P .. ':E', s(id))
+  if not raw then
+    return nil
+  end
+  local e = cmsgpack.unpack(raw)
+  return { 'e', outcome_out(e.o, e.l), e.a, b(e.f) }
+end
+
+local function ticket_read(id)
+  local st = ticket_status(id)
+  if not st then
+    return false
+  end
+  local t = get_ticket(id)
+  return { t and ticket_out(t) or false, st }
+end
+
+-- A pool list from the arguments: count, then pool, units pairs. Checked as check_pools.
+local function check_pools(ps)
+  if #ps == 0 then
+    return 'no pools'
+  end
+  for j = 1, #ps, 2 do
+    if ps[j] < 0 or ps[j] >= #spec.pools then
+      return 'an unknown pool'
+    end
+    if ps[j + 1] == 0 then
+      return 'units must be at least 1'
+    end
+    for m = 1, j - 2, 2 do
+      if ps[m] == ps[j] then
+        return 'a pool is named twice'
+      end
+    end
+  end
+  return nil
+end
+
+local function acquire(a)
+  -- a: target ('f', flow | 'p', class, n, pool, units, ...), key, ttl, max_wait, meta, owner
+  local ps, class, flow, ttl, max_wait
+  local at = 4
+  if a[3] == 'f' then
+    local f = tonumber(a[4])
+    local fl = spec.flows[f + 1]
+    if f < 0 or fl == nil then
+      return fail('unknown_flow')
+    end
+    at = 5
+    ps, class, flow = fl.pools, fl.class, f
+    ttl = opt_num(a[at + 1]) or fl.ttl
+    max_wait = 0
+    if fl.queue then
+      max_wait = opt_num(a[at + 2]) or fl.queue.max_wait
+    end
+  else
+    class = tonumber(a[4])
+    local n = tonumber(a[5])
+    ps = {}
+    for j = 1, 2 * n do
+      ps[j] = tonumber(a[5 + j])
+    end
+    at = 6 + 2 * n
+    if class < 0 or class >= #spec.classes then
+      return fail('unknown_class')
+    end
+    local bad = check_pools(ps)
+    if bad then
+      return fail('bad_pools', bad)
+    end
+    ttl = opt_num(a[at + 1]) or spec.default_ttl
+    max_wait = opt_num(a[at + 2]) or 0
+  end
+  local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
+  if key then
+    local kind, id = key_ref(key)
+    if kind == 'L' then
+      return { 'ok', { 'G', id, true, lease_out(get_lease(id)) } }
+    elseif kind == 'T' then
+      local t = get_ticket(id)
+      local pos, eta = position_of(t)
+      return { 'ok', { 'Q', id, pos, eta, t.d, true, ticket_out(t) } }
+    end
+  end
+  if not can_ever_fit(ps, class) then
+    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), 'n', now }
+    return { 'ok', { 'J', 'n', 0 } }
+  end
+  local seq = redis.call('INCR', P .. ':seq')
+  if admits_arrival(ps, class) then
+    local id, l = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
+    return { 'ok', { 'G', id, false, lease_out(l) } }
+  end
+  local room
+  if flow then
+    local q = spec.flows[flow + 1].queue
+    room = not q or q.max_len < 0 or flow_waiting(flow) < q.max_len
+  else
+    room = spec.pools_max_len < 0 or tonumber(redis.call('HGET', META, 'pw') or '0') < spec.pools_max_len
+  end
+  if max_wait == 0 or not room then
+    local reason = 'q'
+    if max_wait == 0 then
+      reason = 'c'
+    end
+    local ra = retry_after(ps)
+    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), reason, now }
+    return { 'ok', { 'J', reason, ra } }
+  end
+  local id = redis.call('INCR', P .. ':id')
+  local t = {
+    id = id, k = key, c = class, f = flow, p = ps, s = seq, e = now, d = now + max_wait, t = ttl, m = meta, o = owner,
+  }
+  local pos, eta = arrival_position(t)
+  enqueue(t)
+  EV[#EV + 1] = { 'Q', ticket_out(t), pos }
+  return { 'ok', { 'Q', id, pos, eta, t.d, false, ticket_out(t) } }
+end
+
+local function lease_ref(kind, v)
+  if kind == 'i' then
+    return tonumber(v)
+  end
+  local k, id = key_ref(v)
+  if k == 'L' then
+    return id
+  end
+  return nil
+end
+
+local function end_call(key, at)
+  local k, id = key_ref(key)
+  if k == 'L' then
+    release(id, at)
+    return { 'r', id }
+  end
+  if k == 'T' and cancel(id, at) then
+    return { 'c', id }
+  end
+  return { 'n', 0 }
+end
+
+local function check_pool(i)
+  if i < 0 or i >= #spec.pools then
+    return fail('bad_pools', 'no pool ' .. s(i))
+  end
+  return nil
+end
+
+-- ----- reconfiguration and opening ------------------------------------------------------------
+
+-- Rebuilds every derived structure (pool counts, lines, needs, waiting counts) from the
+-- stored leases and tickets under the spec `new` (same pools and classes in the same
+-- order; flows remapped by name), keeping runtime limits (when the configured limit did
+-- not change), caps and the mean hold times (to the millisecond, as a restart keeps them).
+-- Returns each pool's (limit, cap) before.
+local function rebuild(new)
+  local old = spec
+  local flow_map = {}
+  for f, fl in ipairs(old.flows) do
+    for g, nf in ipairs(new.flows) do
+      if nf.name == fl.name then
+        flow_map[f - 1] = g - 1
+      end
+    end
+  end
+  local before = {}
+  local fresh = {}
+  for i = 0, #new.pools - 1 do
+    local p = pool(i)
+    before[i] = { p.limit, p.cap, old.pools[i + 1].limit }
+    local limit = new.pools[i + 1].limit
+    if p.limit ~= old.pools[i + 1].limit and new.pools[i + 1].limit == old.pools[i + 1].limit then
+      limit = p.limit
+    end
+    fresh[i] = { i = i, w = 0, limit = limit, cap = limit, capo = p.capo, had_capo = p.had_capo, used = 0, ubc = {}, needs = {}, touched = {},
+      hold = math.floor(p.hold), ra = new.pools[i + 1].ra }
+    for k = 0, #new.classes - 1 do
+      fresh[i].ubc[k] = 0
+    end
+    for f, _ in pairs(p.touched) do
+      fresh[i].touched[f] = true
+    end
+    for k, set in pairs(p.needs) do
+      for n, _ in pairs(set) do
+        fresh[i].touched['n' .. k .. ':' .. n] = true
+      end
+    end
+    redis.call('DEL', P .. ':q' .. i)
+  end
+  pools = fresh
+  spec = new
+  redis.call('DEL', META)
+  for _, raw in ipairs(redis.call('ZRANGE', P .. ':L', 0, -1)) do
+    local l = cmsgpack.unpack(raw)
+    if l.f then
+      l.f = flow_map[l.f]
+      put_lease(l)
+    end
+    for j = 1, #l.p, 2 do
+      local p = pool(l.p[j])
+      p.used = p.used + l.p[j + 1]
+      p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
+    end
+  end
+  tickets = {}
+  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    local t = cmsgpack.unpack(raw)
+    if t.f then
+      t.f = flow_map[t.f]
+    end
+    enqueue(t)
+  end
+  local eo = redis.call('LRANGE', P .. ':EO', 0, -1)
+  for _, entry in ipairs(eo) do
+    local _, id = string.match(entry, '^(%d+):(%d+)$')
+    local raw = redis.call('HGET', P .. ':E', id)
+    if raw then
+      local e = cmsgpack.unpack(raw)
+      if e.f then
+        e.f = flow_map[e.f]
+        redis.call('HSET', P .. ':E', id, cmsgpack.pack(e))
+      end
+    end
+  end
+  for i = 0, #spec.pools - 1 do
+    local p = pool(i)
+    p.cap = p.limit
+    if p.capo then
+      p.cap = math.min(p.capo, p.limit)
+    end
+  end
+  return before
+end
+
+local function init(new)
+  spec = new
+  for i = 0, #spec.pools - 1 do
+    local lim = spec.pools[i + 1].limit
+    pools[i] = { i = i, w = 0, limit = lim, cap = lim, used = 0, ubc = {}, needs = {}, touched = {},
+      hold = spec.default_hold, ra = spec.pools[i + 1].ra }
+    for k = 0, #spec.classes - 1 do
+      pools[i].ubc[k] = 0
+    end
+  end
+end
+
+local function same_names(a, c)
+  if #a.pools ~= #c.pools or #a.classes ~= #c.classes then
+    return false
+  end
+  for i, p in ipairs(a.pools) do
+    if c.pools[i].name ~= p.name then
+      return false
+    end
+  end
+  for i, k in ipairs(a.classes) do
+    if c.classes[i].name ~= k.name then
+      return false
+    end
+  end
+  return true
+end
+
+-- ----- commands ---------------------------------------------------------------------------------
+
+local function run()
+  if CMD == 'acquire' then
+    return acquire(ARGV)
+  elseif CMD == 'release' then
+    local id = lease_ref(ARGV[3], ARGV[4])
+    local owner = opt_str(ARGV[5])
+    local l = id and get_lease(id)
+    if not l then
+      return { 'ok', { 'R', false } }
+    end
+    if owner and l.o ~= owner then
+      return { 'ok', { 'O', id } }
+    end
+    release(id, now)
+    return { 'ok', { 'R', lease_out(l) } }
+  elseif CMD == 'renew' then
+    local id = lease_ref(ARGV[3], ARGV[4])
+    local l = id and renew(id, opt_num(ARGV[5]), now)
+    return { 'ok', { 'N', l and lease_out(l) or false } }
+  elseif CMD == 'cancel' then
+    local id = tonumber(ARGV[3])
+    if cancel(id, now) then
+      return { 'ok', { 'K', 1 } }
+    end
+    if ticket_status(id) then
+      return { 'ok', { 'K', 0 } }
+    end
+    return { 'ok', { 'K', -1 } }
+  elseif CMD == 'end_call' then
+    return { 'ok', { 'Z', end_call(ARGV[3], now) } }
+  elseif CMD == 'repair' then
+    local n_ended = tonumber(ARGV[3])
+    local released, cancelled, renewed = {}, {}, 0
+    for j = 1, n_ended do
+      local key = ARGV[3 + j]
+      local r = end_call(key, now)
+      if r[1] == 'r' then
+        released[#released + 1] = { key, r[2] }
+      elseif r[1] == 'c' then
+        cancelled[#cancelled + 1] = { key, r[2] }
+      end
+    end
+    local n_renew = tonumber(ARGV[4 + n_ended])
+    for j = 1, n_renew do
+      local kind, id = key_ref(ARGV[4 + n_ended + j])
+      if kind == 'L' and renew(id, nil, now) then
+        renewed = renewed + 1
+      end
+    end
+    return { 'ok', { 'P', released, cancelled, renewed } }
+  elseif CMD == 'set_limit' or CMD == 'set_cap' then
+    local i = tonumber(ARGV[3])
+    local bad = check_pool(i)
+    if bad then
+      return bad
+    end
+    if CMD == 'set_limit' then
+      set_limit(i, tonumber(ARGV[4]), now)
+    else
+      set_cap(i, opt_num(ARGV[4]), now)
+    end
+    return { 'ok', { 'V', view(i) } }
+  elseif CMD == 'tick' then
+    tick(now)
+    return { 'ok', { 'D' } }
+  elseif CMD == 'settle' then
+    settle(now)
+    return { 'ok', { 'D' } }
+  elseif CMD == 'reconfigure' then
+    local new = cjson.decode(ARGV[3])
+    if not same_names(spec, new) then
+      return fail('invalid', 'the pools and classes must stay the same, in the same order')
+    end
+    local before = rebuild(new)
+    redis.call('SET', P .. ':s', ARGV[3])
+    -- Caps as the caller gives them: each pool with one hears of it (a limit event).
+    for i = 0, #spec.pools - 1 do
+      local cap = opt_num(ARGV[4 + i])
+      local p = pool(i)
+      p.capo = nil
+      p.cap = p.limit
+      if cap then
+        set_cap(i, cap, now)
+      end
+    end
+    for i = 0, #spec.pools - 1 do
+      local p = pool(i)
+      local was = before[i]
+      if p.limit ~= was[1] or p.cap ~= was[2] or spec.pools[i + 1].limit ~= was[3] then
+        set_limit(i, p.limit, now)
+      end
+    end
+    settle(now)
+    return { 'ok', { 'D' } }
+  elseif CMD == 'open' then
+    -- A new backend instance over the keys: the state is kept (as a restart restores
+    -- it); mean hold times are kept to the millisecond, as a restart keeps them. A spec
+    -- that changed is taken as a reload would take it, without events (a restart's
+    -- restore emits none either). Refused when the pools or classes changed.
+    local new = cjson.decode(ARGV[3])
+    if not spec then
+      init(new)
+      redis.call('SET', P .. ':s', ARGV[3])
+      return { 'ok', { 'D' } }
+    end
+    if not same_names(spec, new) then
+      return fail('invalid', 'the pools and classes in Redis differ from the configuration')
+    end
+    rebuild(new)
+    redis.call('SET', P .. ':s', ARGV[3])
+    EV = {}
+    return { 'ok', { 'D' } }
+  -- ----- reads (they change nothing) -----
+  elseif CMD == 'r_lease' then
+    local id = lease_ref(ARGV[3], ARGV[4])
+    local l = id and get_lease(id)
+    return { 'ok', l and lease_out(l) or false }
+  elseif CMD == 'r_ticket' then
+    local id = tonumber(ARGV[3])
+    if ARGV[3] == 'k' then
+      local kind, tid = key_ref(ARGV[4])
+      if kind ~= 'T' then
+        return { 'ok', false }
+      end
+      id = tid
+    end
+    return { 'ok', ticket_read(id) }
+  elseif CMD == 'r_pools' then
+    local out = {}
+    for i = 0, #spec.pools - 1 do
+      out[#out + 1] = view(i)
+    end
+    return { 'ok', out }
+  elseif CMD == 'r_leases' then
+    -- Live leases by id after ARGV[3], at most ARGV[4] (0: all).
+    local n = tonumber(ARGV[4])
+    local out = {}
+    local raws
+    if n == 0 then
+      raws = redis.call('ZRANGE', P .. ':L', 0, -1)
+    else
+      raws = redis.call('ZRANGEBYSCORE', P .. ':L', '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
+    end
+    for _, raw in ipairs(raws) do
+      out[#out + 1] = lease_out(cmsgpack.unpack(raw))
+    end
+    return { 'ok', out }
+  elseif CMD == 'r_tickets' then
+    local out = {}
+    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+      out[#out + 1] = ticket_out(cmsgpack.unpack(raw))
+    end
+    return { 'ok', out }
+  elseif CMD == 'r_waiting' then
+    local limit = tonumber(ARGV[3])
+    local all = {}
+    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+      local t = cmsgpack.unpack(raw)
+      tickets[t.id] = t
+      all[#all + 1] = t
+    end
+    table.sort(all, function(x, y)
+      local px, py = spec.classes[x.c + 1].priority, spec.classes[y.c + 1].priority
+      if px ~= py then
+        return px > py
+      end
+      return x.s < y.s
+    end)
+    local out = {}
+    for j = 1, math.min(limit, #all) do
+      local pos, eta = position_of(all[j])
+      out[#out + 1] = { ticket_out(all[j]), pos, eta }
+    end
+    return { 'ok', out }
+  elseif CMD == 'r_counts' then
+    return { 'ok', { redis.call('ZCARD', P .. ':L'), redis.call('HLEN', P .. ':T') } }
+  elseif CMD == 'r_events' then
+    -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
+    local from = '-'
+    if ARGV[3] ~= '' then
+      from = '(' .. ARGV[3]
+    end
+    return { 'ok', redis.call('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
+  elseif CMD == 'r_counters' then
+    local id = tonumber(redis.call('GET', P .. ':id') or '0')
+    local seq = tonumber(redis.call('GET', P .. ':seq') or '0')
+    return { 'ok', { id + 1, seq + 1 } }
+  end
+  return fail('invalid', 'unknown command ' .. tostring(CMD))
+end
+
+local function call(keys, args)
+  KEYS, ARGV = keys, args
+  META = KEYS[1]
+  P = string.sub(META, 1, -3)
+  CMD = ARGV[1]
+  EV, pools, tickets = {}, {}, {}
+  local raw_spec = redis.call('GET', P .. ':s')
+  if not raw_spec and CMD ~= 'open' then
+    return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
+  end
+  if ARGV[2] == '' then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  else
+    now = tonumber(ARGV[2])
+  end
+  spec = nil
+  if raw_spec then
+    local cached = specs[P]
+    if cached and cached.raw == raw_spec then
+      spec = cached.spec
+    else
+      spec = cjson.decode(raw_spec)
+      if spec_count >= 256 then
+        specs, spec_count = {}, 0
+      end
+      if not cached then
+        spec_count = spec_count + 1
+      end
+      specs[P] = { raw = raw_spec, spec = spec }
+    end
+  end
+  local result = run()
+  if result[1] ~= 'ok' then
+    return result
+  end
+  if string.sub(CMD, 1, 2) ~= 'r_' then
+    save_pools()
+    if #EV > 0 and CMD ~= 'open' then
+      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', cmsgpack.pack(EV), 'n', s(now))
+    end
+  end
+  return { 'ok', result[2], EV, now }
+end
+
+redis.register_function('__CALLGATE_FUNCTION__', call)

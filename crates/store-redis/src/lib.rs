@@ -1,0 +1,575 @@
+//! The ledger on Redis: a [`LedgerBackend`] whose state lives in Redis, so that several
+//! callgate nodes share one budget exactly.
+//!
+//! Every [`Command`] is one call of one Lua function (`ledger.lua`, a port of
+//! `callgate_core::Ledger`: reserves, priorities, the claimed-pools rule, idempotency keys,
+//! TTLs, deadlines, never-fits, ticket outcomes and their retention). Redis runs it
+//! atomically, so nothing another node does can come between a command's reads and its
+//! writes; it answers with the outcome and the events in ledger order. Reads are calls of
+//! the same function, so each sees one consistent state.
+//!
+//! The code is loaded as a Redis *function library* (`FUNCTION LOAD`, called with
+//! `FCALL`; loaded again when Redis answers that the function is not found, as after a
+//! restart or `FUNCTION FLUSH`) rather than as a script run with `EVALSHA`: a script
+//! rebuilds its ~70 helper closures and decodes the configuration on every call, which
+//! cost about as much as an uncontended acquire itself; a library builds them once and
+//! keeps the decoded configuration while the stored one is unchanged. The library's name
+//! carries a hash of its source, so nodes of different versions each call their own.
+//!
+//! Every command that changed something also appends its events to the domain's stream
+//! `{cg:<domain>}:events` (trimmed to about 10,000 entries) in the same atomic call, so
+//! any node can follow what every node committed, in order ([`RedisLedger::events_after`]):
+//! the basis of waking a waiter on one node when another frees capacity.
+//!
+//! All keys of one budget domain share the hash tag `{cg:<domain>}`, so the scripts run
+//! unchanged on Redis Cluster (one domain lives in one slot). Lease and ticket ids come
+//! from `INCR` in Redis: unique across nodes, never reused.
+//!
+//! **Time.** In production ([`Time::Server`]) the script reads Redis's own clock (`TIME`),
+//! so nodes with skewed clocks still agree on every expiry and deadline. Tests run it on a
+//! given clock ([`Time::Clock`]) whose "now" is passed to the script.
+//!
+//! **Durability.** For now, a command is durable once its script has run:
+//! [`LedgerBackend::durable`] answers at once. In cluster mode the durable record of every
+//! acknowledged grant and release is to be PostgreSQL (issue 13), group-committed before
+//! the answer; until then, what Redis loses (a restart without persistence) is lost, and
+//! every command answers `unavailable` while Redis holds no state for the domain (the
+//! script finds no spec), rather than admitting against an empty ledger.
+//!
+//! **Memory.** Redis must not evict keys (`maxmemory-policy noeviction`, its default): an
+//! evicted lease would free its units without a release. [`RedisLedger::open`] refuses a
+//! Redis that says it evicts; a full Redis then refuses writes, and commands answer
+//! `unavailable`.
+//!
+//! **Restart.** A backend opened over keys that hold a ledger takes it as it is (the
+//! harness's "restart" is exactly that), keeping mean hold times to the millisecond as the
+//! embedded journal does; opened with a changed configuration, it rebuilds as a reload
+//! would ([`Command::Reconfigure`]), without events. Caps live in Redis with the rest of
+//! the state and so survive a node's restart (they are the cluster's, not one node's).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod spec;
+mod stream;
+mod wire;
+
+pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
+
+use callgate_backend::{
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, TicketRead, Waiting,
+};
+use callgate_core::clock::Clock;
+use callgate_core::{Lease, LeaseId, LedgerSpec, PoolView, Request, Target, Ticket, TicketId};
+use redis::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The script: one source for every command and read, loaded as a Redis function library.
+const SCRIPT: &str = include_str!("ledger.lua");
+
+/// The library's (and its one function's) name: `callgate_` and a hash of the source, so
+/// that nodes running different versions each call their own code.
+fn function_name() -> String {
+    // FNV-1a, 64 bits: stable across builds and platforms (std's hashers are not).
+    let hash = SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("callgate_{hash:016x}")
+}
+
+/// A connection whose every reply must come within [`REPLY_TIMEOUT`].
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let c = client.get_connection_with_timeout(TIMEOUT)?;
+    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(c)
+}
+
+/// Refuses a Redis that evicts keys under memory pressure: an evicted lease would free its
+/// units without a release, and the nodes would admit past the limit. (A Redis that does
+/// not let clients read its configuration, as some managed ones, is taken as it is.)
+fn refuse_eviction(conn: &mut redis::Connection) -> Result<(), Error> {
+    let policy: Result<Vec<String>, _> = redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query(conn);
+    match policy.as_deref() {
+        Ok([_, policy]) if policy != "noeviction" => Err(Error::invalid(format!(
+            "Redis evicts keys (maxmemory-policy {policy}): the ledger needs maxmemory-policy noeviction"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Loads the library unless Redis has it already.
+fn load_library(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<()> {
+    let source = format!("#!lua name={name}\n{}", SCRIPT.replace("__CALLGATE_FUNCTION__", name));
+    match redis::cmd("FUNCTION").arg("LOAD").arg(source).query::<String>(conn) {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long a connection attempt may take before Redis counts as unreachable.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one reply may take. A command runs in tens of microseconds, but a settle or a
+/// reload walks everything waiting; Redis itself answers `BUSY` to others after 5 s of one
+/// script. A command whose reply timed out may still have run (as one whose connection
+/// broke after it was sent): its answer is `unavailable`, and a retry with the same
+/// idempotency key finds what it did.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many idle connections are kept for the next commands: as many as the
+/// governor's threads may run commands at once (more are opened when needed, and closed
+/// after).
+const IDLE_CONNECTIONS: usize = 64;
+
+/// Leases read per script call while paging (bounds the work of one read in Redis).
+const PAGE_CHUNK: usize = 256;
+
+/// Where "now" comes from.
+#[derive(Clone)]
+pub enum Time {
+    /// Redis's own clock (`TIME`), read inside each script: production.
+    Server,
+    /// A clock of this process, passed to each script (tests, simulations).
+    Clock(Arc<dyn Clock>),
+}
+
+impl std::fmt::Debug for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Time::Server => "Server",
+            Time::Clock(_) => "Clock",
+        })
+    }
+}
+
+/// The ledger of one budget domain, in Redis.
+pub struct RedisLedger {
+    client: redis::Client,
+    idle: Mutex<Vec<redis::Connection>>,
+    /// The function's name (see [`function_name`]).
+    function: String,
+    /// `{cg:<domain>}:m`, the script's one declared key (the others share its hash tag).
+    meta: String,
+    time: Time,
+    /// The last commit number handed out.
+    commits: AtomicU64,
+    /// The last "now" a command ran at, for [`LedgerBackend::now_ms`] when Redis cannot
+    /// be asked.
+    last_now: AtomicU64,
+    failure: Mutex<Failure>,
+    /// The connection [`RedisLedger::wait_events`] blocks on (kept: a node follows the
+    /// stream all the time).
+    waiter: Mutex<Option<redis::Connection>>,
+}
+
+#[derive(Default)]
+struct Failure {
+    why: Option<String>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for RedisLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLedger").field("meta", &self.meta).field("time", &self.time).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> Error {
+    Error::unavailable(format!("Redis: {e}")).with_source(e)
+}
+
+impl RedisLedger {
+    /// Connects to `url` (`redis://host:port/db`) and opens the ledger of budget domain
+    /// `domain` for `spec`: a new one when Redis holds none, otherwise the one it holds
+    /// (see the crate docs for a changed configuration). `domain` names the keys
+    /// (`{cg:<domain>}:…`): letters, digits, `-`, `_`, `.` and `:`, at most 64.
+    pub fn open(url: &str, domain: &str, spec: &LedgerSpec, time: Time) -> Result<RedisLedger, Error> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if domain.is_empty() || domain.len() > 64 || !domain.chars().all(ok) {
+            return Err(Error::invalid(format!("bad budget domain {domain:?}: letters, digits, - _ . : (1 to 64)")));
+        }
+        let client = redis::Client::open(url).map_err(|e| Error::invalid(format!("Redis URL: {e}")))?;
+        let mut conn = connect(&client).map_err(unavailable)?;
+        refuse_eviction(&mut conn)?;
+        let function = function_name();
+        load_library(&mut conn, &function).map_err(unavailable)?;
+        let ledger = RedisLedger {
+            client,
+            idle: Mutex::new(vec![conn]),
+            function,
+            meta: format!("{{cg:{domain}}}:m"),
+            time,
+            commits: AtomicU64::new(0),
+            last_now: AtomicU64::new(0),
+            failure: Mutex::new(Failure::default()),
+            waiter: Mutex::new(None),
+        };
+        let json = spec::spec_json(spec)?;
+        ledger.call("open", &[json])?;
+        Ok(ledger)
+    }
+
+    /// The hash tag every key of this domain carries, `{cg:<domain>}` (tests read the
+    /// state back through it).
+    pub fn key_prefix(&self) -> &str {
+        &self.meta[..self.meta.len() - 2]
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<redis::Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, why: &str) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.why.is_none() {
+            f.epoch += 1;
+        }
+        f.why = Some(why.to_owned());
+    }
+
+    fn succeeded(&self) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.why = None;
+    }
+
+    fn with_library(&self) -> redis::RedisResult<()> {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => connect(&self.client)?,
+        };
+        load_library(&mut conn, &self.function)?;
+        self.idle().push(conn);
+        Ok(())
+    }
+
+    /// Runs `cmd` on a connection of the pool (a new one when none is idle); a connection
+    /// that failed is dropped, not put back.
+    fn with_conn<T>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let taken = self.idle().pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => connect(&self.client)?,
+        };
+        let out = cmd.query(&mut conn);
+        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
+        if !broken {
+            let mut idle = self.idle();
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",
+    /// outcome, events, now]` or `["err", code, message]`.
+    fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
+        let now = match &self.time {
+            Time::Server => String::new(),
+            Time::Clock(c) => c.now_ms().to_string(),
+        };
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
+        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
+        if answer.as_ref().is_err_and(|e| e.to_string().contains("Function not found")) {
+            // Redis restarted empty or its functions were flushed: load it again, once.
+            answer = self.with_library().and_then(|_| self.with_conn(&fcall));
+        }
+        let answer = match answer {
+            Ok(v) => v,
+            // Redis ran the script and it failed: a bug, not an outage.
+            Err(e) if e.to_string().contains("user_function") => {
+                return Err(Error::internal(format!("the ledger script failed: {e}")).with_source(e));
+            }
+            // Unreachable, loading, read-only, a cluster moving slots: commands fail until
+            // it passes.
+            Err(e) => {
+                self.failed(&e.to_string());
+                return Err(unavailable(e));
+            }
+        };
+        let Value::Array(mut parts) = answer else {
+            return Err(Error::internal(format!("the ledger script answered {answer:?}")));
+        };
+        match parts.first().map(wire::text).transpose()?.as_deref() {
+            Some("ok") => {
+                self.succeeded();
+                Ok(parts.split_off(1))
+            }
+            Some("err") => {
+                let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();
+                let message = parts.get(2).map(wire::text).transpose()?.unwrap_or_default();
+                if code == "missing" {
+                    // Redis lost the domain's state: nothing commits until it is restored.
+                    self.failed(&message);
+                } else {
+                    self.succeeded();
+                }
+                Err(script_error(&code, message))
+            }
+            _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
+        }
+    }
+
+    /// Runs a read; an error is logged in the health and reads as nothing.
+    fn read<T>(&self, name: &str, args: &[String], parse: impl FnOnce(&Value) -> Result<T, Error>) -> Option<T> {
+        let parts = self.call(name, args).ok()?;
+        parts.first().and_then(|v| parse(v).ok())
+    }
+
+    fn read_leases(&self, after: u64, n: usize) -> Vec<Lease> {
+        self.read("r_leases", &[after.to_string(), n.to_string()], |v| {
+            wire::list(v, "leases")?.iter().map(wire::lease).collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+}
+
+fn script_error(code: &str, message: String) -> Error {
+    use callgate_core::RequestError;
+    match code {
+        "unknown_flow" => Error::request(RequestError::UnknownFlow),
+        "unknown_class" => Error::request(RequestError::UnknownClass),
+        "bad_pools" => Error::request(RequestError::BadPools(message)),
+        "invalid" => Error::invalid(message),
+        "missing" => Error::unavailable(message),
+        _ => Error::internal(format!("{code}: {message}")),
+    }
+}
+
+fn opt_str(s: Option<&str>) -> String {
+    s.map_or_else(String::new, |s| format!("={s}"))
+}
+
+fn opt_num(n: Option<u64>) -> Result<String, Error> {
+    match n {
+        Some(ms) if ms > spec::MAX_MS => Err(Error::invalid(format!("a time above {} ms", spec::MAX_MS))),
+        Some(ms) => Ok(ms.to_string()),
+        None => Ok(String::new()),
+    }
+}
+
+fn lease_ref(lease: &LeaseRef) -> [String; 2] {
+    match lease {
+        LeaseRef::Id(id) => ["i".into(), id.0.to_string()],
+        LeaseRef::Key(k) => ["k".into(), k.to_string()],
+    }
+}
+
+/// The script's command name and arguments for `cmd`.
+fn encode(cmd: &Command) -> Result<(&'static str, Vec<String>), Error> {
+    Ok(match cmd {
+        Command::Acquire(req) => ("acquire", acquire_args(req)?),
+        Command::Release { lease, owner } => {
+            let mut args = lease_ref(lease).to_vec();
+            args.push(opt_str(owner.as_deref()));
+            ("release", args)
+        }
+        Command::Renew { lease, ttl_ms } => {
+            let mut args = lease_ref(lease).to_vec();
+            args.push(opt_num(*ttl_ms)?);
+            ("renew", args)
+        }
+        Command::Cancel(id) => ("cancel", vec![id.0.to_string()]),
+        Command::EndCall(key) => ("end_call", vec![key.to_string()]),
+        Command::Repair { ended, renew } => {
+            let mut args = vec![ended.len().to_string()];
+            args.extend(ended.iter().map(|k| k.to_string()));
+            args.push(renew.len().to_string());
+            args.extend(renew.iter().map(|k| k.to_string()));
+            ("repair", args)
+        }
+        Command::SetLimit { pool, limit } => ("set_limit", vec![pool.0.to_string(), limit.to_string()]),
+        Command::SetCap { pool, cap } => {
+            ("set_cap", vec![pool.0.to_string(), cap.map_or_else(String::new, |c| c.to_string())])
+        }
+        Command::Tick => ("tick", Vec::new()),
+        Command::Settle => ("settle", Vec::new()),
+        Command::Reconfigure { spec, names, caps } => {
+            if names.pools.len() != spec.pools.len() || names.classes.len() != spec.classes.len() {
+                return Err(Error::invalid("the names do not match the configuration"));
+            }
+            let mut args = vec![spec::spec_json(spec)?];
+            args.extend(
+                (0..spec.pools.len())
+                    .map(|i| caps.get(i).copied().flatten().map_or_else(String::new, |c| c.to_string())),
+            );
+            ("reconfigure", args)
+        }
+    })
+}
+
+fn acquire_args(req: &Request) -> Result<Vec<String>, Error> {
+    let mut args = Vec::with_capacity(8);
+    match &req.target {
+        Target::Flow(f) => {
+            args.push("f".into());
+            args.push(f.0.to_string());
+        }
+        Target::Pools { pools, class } => {
+            args.push("p".into());
+            args.push(class.0.to_string());
+            args.push(pools.len().to_string());
+            args.extend(spec::flat_pools(pools).iter().map(u64::to_string));
+        }
+    }
+    args.push(opt_str(req.key.as_deref()));
+    args.push(opt_num(req.ttl_ms)?);
+    args.push(opt_num(req.max_wait_ms)?);
+    args.push(opt_str(req.meta.as_deref()));
+    args.push(opt_str(req.owner.as_deref()));
+    Ok(args)
+}
+
+impl LedgerBackend for RedisLedger {
+    fn now_ms(&self) -> u64 {
+        match &self.time {
+            Time::Clock(c) => c.now_ms(),
+            Time::Server => {
+                let time: Result<(u64, u64), _> = self.with_conn(&redis::cmd("TIME"));
+                match time {
+                    Ok((secs, micros)) => secs * 1000 + micros / 1000,
+                    Err(_) => self.last_now.load(Ordering::Relaxed),
+                }
+            }
+        }
+    }
+
+    fn execute(&self, cmd: Command) -> Result<Executed, Error> {
+        let (name, args) = encode(&cmd)?;
+        let parts = self.call(name, &args)?;
+        let [outcome, events, now] = parts.as_slice() else {
+            return Err(Error::internal(format!("the ledger script answered {parts:?}")));
+        };
+        let outcome = wire::outcome(outcome)?;
+        let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
+        let now = wire::int(now)?;
+        self.last_now.fetch_max(now, Ordering::Relaxed);
+        let commit = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Executed { outcome, events, commit, now })
+    }
+
+    fn durable(&self, _commit: u64) -> BoxFuture<'_, Result<(), Error>> {
+        // Durable once the script ran (see the crate docs).
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn submitted(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    fn health(&self) -> Health {
+        let f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        Health { failed: f.why.clone(), epoch: f.epoch, dead: false }
+    }
+
+    fn dead(&self) -> BoxFuture<'_, String> {
+        // Redis may come back: this backend never gives up for good.
+        Box::pin(std::future::pending())
+    }
+
+    fn lease(&self, id: LeaseId) -> Option<Lease> {
+        self.read("r_lease", &["i".into(), id.0.to_string()], wire::opt_lease).flatten()
+    }
+
+    fn lease_by_key(&self, key: &str) -> Option<Lease> {
+        self.read("r_lease", &["k".into(), key.to_owned()], wire::opt_lease).flatten()
+    }
+
+    fn ticket(&self, id: TicketId) -> Option<TicketRead> {
+        self.read("r_ticket", &[id.0.to_string()], wire::ticket_read).flatten()
+    }
+
+    fn ticket_by_key(&self, key: &str) -> Option<TicketRead> {
+        self.read("r_ticket", &["k".into(), key.to_owned()], wire::ticket_read).flatten()
+    }
+
+    fn pools(&self) -> Vec<PoolView> {
+        self.read("r_pools", &[], |v| {
+            wire::list(v, "pools")?.iter().map(wire::pool_view).collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+
+    fn leases_page(
+        &self,
+        after: LeaseId,
+        filter: &LeaseFilter,
+        limit: usize,
+        max_scan: usize,
+    ) -> (Vec<Lease>, Option<LeaseId>) {
+        // The embedded backend's walk, over chunks of leases read in id order.
+        let limit = limit.max(1);
+        let mut page: Vec<Lease> = Vec::with_capacity(limit.min(128));
+        let (mut last, mut more, mut scanned, mut cursor) = (None, false, 0usize, after.0);
+        'chunks: loop {
+            let chunk = self.read_leases(cursor, PAGE_CHUNK);
+            let full = chunk.len() == PAGE_CHUNK;
+            for l in chunk {
+                if page.len() == limit || scanned == max_scan {
+                    more = true;
+                    break 'chunks;
+                }
+                scanned += 1;
+                last = Some(l.id);
+                cursor = l.id.0;
+                if filter.keeps(&l) {
+                    page.push(l);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        (page, if more { last } else { None })
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        let mut all = self.read_leases(0, 0);
+        all.sort_by_key(|l| l.id);
+        all
+    }
+
+    fn waiting(&self, limit: usize) -> Vec<Waiting> {
+        // Bounded here too: the script sorts every waiting ticket, then answers `limit`.
+        let limit = limit.min(100_000);
+        self.read("r_waiting", &[limit.to_string()], |v| {
+            wire::list(v, "waiting tickets")?.iter().map(wire::waiting).collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+
+    fn tickets(&self) -> Vec<Ticket> {
+        self.read("r_tickets", &[], |v| {
+            wire::list(v, "tickets")?.iter().map(wire::ticket).collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_default()
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        self.read("r_counts", &[], |v| {
+            let c = wire::list(v, "counts")?;
+            match c {
+                [l, t] => Ok((wire::int(l)? as usize, wire::int(t)? as usize)),
+                _ => Err(Error::internal("counts")),
+            }
+        })
+        .unwrap_or_default()
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        self.read("r_counters", &[], |v| match wire::list(v, "counters")? {
+            [id, seq] => Ok((wire::int(id)?, wire::int(seq)?)),
+            _ => Err(Error::internal("counters")),
+        })
+        .unwrap_or((1, 1))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

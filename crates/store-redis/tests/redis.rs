@@ -1,0 +1,238 @@
+//! What only the Redis backend has: Redis's own clock, scripts reloaded after a flush, a
+//! Redis that lost its state or went away, two backends (two nodes) on one budget, and a
+//! reload of the configuration.
+
+use callgate_backend::conformance::account_spec;
+use callgate_backend::{Command, ErrorKind, LeaseRef, LedgerBackend, Names, Outcome};
+use callgate_core::clock::ManualClock;
+use callgate_core::{Decision, Event, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, Request};
+use callgate_store_redis::{RedisLedger, Time};
+use support::Server;
+
+mod support;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn granted(b: &RedisLedger, cmd: Command) -> callgate_core::LeaseId {
+    match b.execute(cmd).expect("execute").outcome {
+        Outcome::Decided { decision: Decision::Granted { lease, .. }, .. } => lease,
+        other => panic!("expected a grant: {other:?}"),
+    }
+}
+
+fn call(flow: u32, key: &str) -> Command {
+    Command::Acquire(Request::flow(FlowId(flow)).with_key(key))
+}
+
+#[test]
+fn on_server_time_the_script_reads_the_redis_clock() {
+    let server = Server::start();
+    let b = RedisLedger::open(&server.url, "server-time", &account_spec(), Time::Server).expect("open");
+    let done = b.execute(call(0, "a")).expect("acquire");
+    let Outcome::Decided { lease: Some(lease), .. } = &done.outcome else { panic!("{done:?}") };
+    assert_eq!(lease.granted_at, done.now, "the lease is granted at the script's now");
+    assert!(done.now > 1_600_000_000_000, "Redis's clock is a Unix time in ms: {}", done.now);
+    assert!(b.now_ms() >= done.now, "the backend's now is Redis's clock, which does not go back");
+}
+
+#[test]
+fn two_nodes_share_one_budget_and_answer_for_each_other() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "shared", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, "shared", &account_spec(), Time::Clock(clock)).expect("node b");
+    for i in 0..4 {
+        granted(&a, call(1, &format!("a-{i}")));
+        granted(&b, call(1, &format!("b-{i}")));
+    }
+    // Eight outbound units of ten are taken across both nodes: two are held for inbound.
+    let ninth = b.execute(call(1, "b-late")).expect("acquire").outcome;
+    assert!(matches!(ninth, Outcome::Decided { decision: Decision::Rejected { .. }, .. }), "{ninth:?}");
+    // Node a answers for node b's lease, and releases it.
+    assert!(a.lease_by_key("b-0").is_some());
+    let freed = a.execute(Command::Release { lease: LeaseRef::Key("b-0".into()), owner: None }).expect("release");
+    assert!(matches!(freed.outcome, Outcome::Released(Some(_))));
+    assert_eq!(b.pools()[0].used, 7);
+    // Ids come from Redis: never the same twice, whichever node hands them out.
+    let mut ids: Vec<u64> = a.leases().iter().map(|l| l.id.0).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 7);
+}
+
+#[test]
+fn the_functions_are_loaded_again_after_a_flush() {
+    let server = Server::start();
+    let b = RedisLedger::open(&server.url, "flush", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    granted(&b, call(0, "before"));
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut conn).expect("FUNCTION FLUSH");
+    granted(&b, call(0, "after"));
+    assert_eq!(b.counts(), (2, 0));
+}
+
+#[test]
+fn a_redis_that_lost_its_state_is_unavailable_not_empty() {
+    let server = Server::start();
+    let b = RedisLedger::open(&server.url, "lost", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    granted(&b, call(0, "held"));
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).expect("FLUSHALL");
+    let e = b.execute(call(0, "next")).expect_err("no admission against an empty ledger");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(e.retryable);
+    assert!(b.health().failed.is_some(), "the lost state shows in health");
+}
+
+#[test]
+fn a_redis_that_went_away_shows_in_health() {
+    let mut server = Server::start();
+    let b = RedisLedger::open(&server.url, "gone", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    granted(&b, call(0, "held"));
+    assert_eq!(b.health().failed, None);
+    server.stop();
+    let e = b.execute(call(0, "next")).expect_err("Redis is gone");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    let health = b.health();
+    assert!(health.failed.is_some(), "{health:?}");
+    assert_eq!(health.epoch, 1);
+}
+
+/// The account of the scenarios with a third flow, `web`, which a reload removes.
+fn with_web(limit: u32) -> LedgerSpec {
+    let mut spec = account_spec();
+    spec.pools = vec![PoolSpec { name: "vapi".into(), limit, reserve: vec![(callgate_core::ClassId(0), 2)] }];
+    let mut web: FlowSpec = spec.flows[0].clone();
+    web.name = "web".into();
+    spec.flows.push(web);
+    spec
+}
+
+fn names(spec: &LedgerSpec) -> Names {
+    Names {
+        pools: spec.pools.iter().map(|p| p.name.as_str().into()).collect(),
+        config_limits: spec.pools.iter().map(|p| p.limit).collect(),
+        classes: spec.classes.iter().map(|c| c.name.as_str().into()).collect(),
+        flows: spec.flows.iter().map(|f| f.name.as_str().into()).collect(),
+    }
+}
+
+fn reconfigure(spec: &LedgerSpec, caps: Vec<Option<u32>>) -> Command {
+    Command::Reconfigure { spec: Box::new(spec.clone()), names: Box::new(names(spec)), caps }
+}
+
+#[test]
+fn a_reload_keeps_what_is_held_and_grants_what_now_fits() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let b = RedisLedger::open(&server.url, "reload", &with_web(10), Time::Clock(clock)).expect("open");
+    let web = granted(&b, call(2, "web-0"));
+    for i in 0..9 {
+        granted(&b, call(0, &format!("in-{i}")));
+    }
+    let waits = b.execute(call(0, "waits")).expect("acquire");
+    assert!(matches!(waits.outcome, Outcome::Decided { decision: Decision::Queued { .. }, .. }));
+
+    // Pools and classes may not change.
+    let mut renamed = with_web(10);
+    renamed.pools[0].name = "other".into();
+    let refused = b.execute(reconfigure(&renamed, vec![None])).expect_err("a renamed pool is refused");
+    assert_eq!(refused.kind, ErrorKind::Invalid);
+    assert_eq!(b.counts(), (10, 1), "a refused reload changes nothing");
+
+    // The new configuration: `web` is gone, the pool has 11 units.
+    let new = LedgerSpec { flows: account_spec().flows, ..with_web(11) };
+    let done = b.execute(reconfigure(&new, vec![None])).expect("reload");
+    assert_eq!(done.outcome, Outcome::Done);
+    assert!(
+        matches!(done.events.first(), Some(Event::LimitChanged { pool: PoolId(0), limit: 11, cap: 11, .. })),
+        "{:?}",
+        done.events
+    );
+    assert!(done.events.iter().any(|e| matches!(e, Event::Granted { from_ticket: Some(_), .. })));
+    let kept = b.lease(web).expect("a removed flow's lease lives on");
+    assert_eq!(kept.flow, None);
+    assert_eq!(b.counts(), (11, 0));
+    assert_eq!(b.pools()[0].limit, 11);
+
+    // A runtime limit survives a reload that leaves the configured limit as it was.
+    b.execute(Command::SetLimit { pool: PoolId(0), limit: 12 }).expect("set limit");
+    let again = b.execute(reconfigure(&new, vec![Some(5)])).expect("reload");
+    let pool = &b.pools()[0];
+    assert_eq!((pool.limit, pool.cap), (12, 5), "{:?}", again.events);
+}
+
+#[test]
+fn a_node_opened_with_a_changed_configuration_takes_it_as_a_reload_would() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let b = RedisLedger::open(&server.url, "restart", &with_web(10), Time::Clock(clock.clone())).expect("open");
+    let web = granted(&b, call(2, "web-0"));
+    drop(b);
+    let new = LedgerSpec { flows: account_spec().flows, ..with_web(11) };
+    let b = RedisLedger::open(&server.url, "restart", &new, Time::Clock(clock.clone())).expect("reopen");
+    assert_eq!(b.lease(web).map(|l| l.flow), Some(None));
+    assert_eq!(b.pools()[0].limit, 11);
+    let mut other = new.clone();
+    other.classes[1].name = "campaign".into();
+    let e = RedisLedger::open(&server.url, "restart", &other, Time::Clock(clock)).expect_err("a renamed class");
+    assert_eq!(e.kind, ErrorKind::Invalid);
+}
+
+#[test]
+fn every_node_reads_the_committed_events_in_order() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "stream", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, "stream", &account_spec(), Time::Clock(clock)).expect("node b");
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(a.execute(call(0, &format!("in-{i}"))).expect("acquire").events);
+    }
+    assert!(a.execute(Command::Tick).expect("tick").events.is_empty(), "a command without events adds no entry");
+    sent.push(a.execute(Command::EndCall("in-1".into())).expect("end call").events);
+    let read = b.events_after(None, 100).expect("read the stream");
+    assert_eq!(read.iter().map(|c| c.events.clone()).collect::<Vec<_>>(), sent);
+    assert!(read.iter().all(|c| c.now == T0));
+    // Read on from the last entry: nothing new, then exactly what came after.
+    let last = read.last().map(|c| c.id.clone()).expect("entries");
+    assert!(b.events_after(Some(&last), 100).expect("read").is_empty());
+    let more = a.execute(Command::Release { lease: LeaseRef::Key("in-0".into()), owner: None }).expect("release");
+    let next = b.events_after(Some(&last), 100).expect("read");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].events, more.events);
+    assert_eq!(b.events_after(Some("not an id"), 1).expect_err("a bad id").kind, ErrorKind::Invalid);
+}
+
+#[test]
+fn a_redis_that_evicts_keys_is_refused() {
+    let server = Server::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let e = RedisLedger::open(&server.url, "evicts", &account_spec(), Time::Clock(ManualClock::at(T0)))
+        .expect_err("an evicted lease would free its units");
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    assert!(e.message.contains("noeviction"), "{e}");
+}
+
+#[test]
+fn a_node_waiting_on_the_stream_hears_what_another_commits() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "wake", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = std::sync::Arc::new(
+        RedisLedger::open(&server.url, "wake", &account_spec(), Time::Clock(clock)).expect("node b"),
+    );
+    let first = a.execute(call(0, "held")).expect("acquire");
+    let seen = b.events_after(None, 10).expect("read");
+    let last = seen.last().map(|c| c.id.clone()).expect("an entry");
+    let nothing = b.wait_events(Some(&last), std::time::Duration::from_millis(5), 10).expect("wait");
+    assert!(nothing.is_empty(), "nothing new: {nothing:?}");
+    // Node b waits (for as long as a test may take) while node a releases.
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.wait_events(Some(&last), std::time::Duration::from_secs(10), 10))
+    };
+    let released = a.execute(Command::Release { lease: LeaseRef::Key("held".into()), owner: None }).expect("release");
+    let heard = waiter.join().expect("the waiting thread").expect("wait");
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].events, released.events);
+    assert_ne!(first.events, released.events);
+}

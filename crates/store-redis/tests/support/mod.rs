@@ -1,0 +1,63 @@
+//! A private `redis-server` for the tests: a free port, no persistence, stopped when
+//! dropped. Without `redis-server` on the PATH the test fails and says so.
+
+use std::process::{Child, Command as Process, Stdio};
+
+/// A private Redis, stopped when dropped.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) url: String,
+}
+
+impl Server {
+    pub(crate) fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A private Redis with these extra arguments.
+    pub(crate) fn start_with(extra: &[&str]) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = Process::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): these tests need Redis 7 installed (apt install redis-server)")
+            });
+        let url = format!("redis://127.0.0.1:{port}/");
+        let server = Server { child, url };
+        server.wait_ready();
+        server
+    }
+
+    /// Polls until Redis answers PING (it starts in milliseconds); gives up after ~10 s.
+    pub(crate) fn wait_ready(&self) {
+        let client = redis::Client::open(self.url.as_str()).expect("url");
+        for _ in 0..1000 {
+            if let Ok(mut c) = client.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("redis-server on {} did not answer", self.url);
+    }
+}
+
+impl Server {
+    /// Stops Redis (as a crash would: its state is gone).
+    #[allow(dead_code)] // not every test binary stops its server early
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
