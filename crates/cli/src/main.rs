@@ -10,6 +10,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use out::Failure;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// mimalloc rather than the system allocator: the server allocates per request and per
+/// event on several threads, where glibc's malloc spent about a tenth of its CPU
+/// (BENCHMARKS.md, "HTTP with durability on").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// callgate: a concurrency control plane for AI voice agents.
