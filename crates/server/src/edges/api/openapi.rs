@@ -7,7 +7,7 @@
 //! against their published schemas (`scripts/provider-schemas`); and the live page's
 //! static files (`/`, `/live.css`, `/live.js`).
 
-use super::{acquire, callbacks, leases, ops, pools, tickets};
+use super::{acquire, callbacks, leases, ops, pools, summary, tickets};
 use crate::campaign::http as campaigns;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,7 @@ use utoipa::OpenApi;
         ops::stats,
         callbacks::list,
         callbacks::calls,
+        summary::summary,
         campaigns::create,
         campaigns::list,
         campaigns::one,
