@@ -110,8 +110,9 @@ pub struct CallUpdate {
     pub recording_url: Option<String>,
     /// The assistant that took the call (Vapi's `call.assistantId`).
     pub assistant: Option<String>,
-    /// What the platform measured during the call (Vapi's end-of-call report).
-    pub telemetry: Option<CallTelemetry>,
+    /// What the platform measured during the call (Vapi's end-of-call report); boxed,
+    /// as most updates carry none.
+    pub telemetry: Option<Box<CallTelemetry>>,
     /// Unix ms of this update.
     pub at: u64,
 }

@@ -201,7 +201,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
         recording_url: r.get(11)?,
         at: r.get::<_, i64>(12)? as u64,
         assistant: r.get(13)?,
-        telemetry: r.get::<_, Option<String>>(14)?.as_deref().and_then(telemetry::from_json),
+        telemetry: r.get::<_, Option<String>>(14)?.as_deref().and_then(telemetry::from_json).map(Box::new),
     })
 }
 

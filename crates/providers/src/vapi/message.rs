@@ -55,7 +55,7 @@ pub enum VapiMessage {
         /// The assistant that took the call (see [`telemetry::assistant`]).
         assistant: Option<String>,
         /// What Vapi measured (see [`telemetry::read`]).
-        telemetry: Option<CallTelemetry>,
+        telemetry: Option<Box<CallTelemetry>>,
     },
     /// Any other type (transcripts, tool calls, …): passed on to the upstream, if any.
     Other {
@@ -191,7 +191,7 @@ pub fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
             started_at: time_at(m, "startedAt"),
             ended_at: time_at(m, "endedAt"),
             assistant: telemetry::assistant(m),
-            telemetry: telemetry::read(m),
+            telemetry: telemetry::read(m).map(Box::new),
         },
         other => VapiMessage::Other { kind: other.chars().take(64).collect(), number: called(m) },
     })

@@ -127,7 +127,7 @@ impl From<CallRecord> for CallView {
             cost_usd: c.cost,
             recording_url: c.recording_url,
             assistant: c.assistant,
-            telemetry: c.telemetry.map(TelemetryView::from),
+            telemetry: c.telemetry.map(|t| TelemetryView::from(*t)),
             updated_at_ms: c.at,
         }
     }

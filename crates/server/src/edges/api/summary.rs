@@ -181,7 +181,7 @@ pub(crate) fn summarize(records: Vec<CallRecord>) -> CallsSummary {
         if let Some(d) = r.duration_ms {
             g.ms = g.ms.saturating_add(d);
         }
-        if let Some(c) = r.cost.or_else(|| r.telemetry.as_ref().and_then(CallTelemetry::cost)) {
+        if let Some(c) = r.cost.or_else(|| r.telemetry.as_ref().and_then(|t| t.cost())) {
             g.cost += c;
         }
         match Ending::of(r.ended_reason.as_deref().unwrap_or("")) {
@@ -213,7 +213,7 @@ pub(crate) fn summarize(records: Vec<CallRecord>) -> CallsSummary {
             }
         })
         .collect();
-    assistants.sort_by(|a, b| b.calls.cmp(&a.calls));
+    assistants.sort_by_key(|a| std::cmp::Reverse(a.calls));
     assistants.truncate(MAX_GROUPS);
     CallsSummary { calls_read, assistants }
 }
@@ -266,7 +266,7 @@ mod tests {
             duration_ms: Some(120_000),
             ended_reason: Some(reason.into()),
             assistant: Some(assistant.into()),
-            telemetry: Some(CallTelemetry {
+            telemetry: Some(Box::new(CallTelemetry {
                 turns: turns.iter().map(|t| TurnLatency { turn_ms: Some(*t), ..TurnLatency::default() }).collect(),
                 user_interrupted: Some(1),
                 costs: vec![
@@ -274,7 +274,7 @@ mod tests {
                     CostItem { component: "vapi".into(), usd: 0.1 },
                 ],
                 ..CallTelemetry::default()
-            }),
+            })),
             ..CallRecord::default()
         }
     }

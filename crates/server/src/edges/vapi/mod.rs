@@ -349,7 +349,7 @@ struct Report {
     started_at: Option<u64>,
     ended_at: Option<u64>,
     assistant: Option<String>,
-    telemetry: Option<CallTelemetry>,
+    telemetry: Option<Box<CallTelemetry>>,
 }
 
 async fn end_of_call(
@@ -372,7 +372,7 @@ async fn end_of_call(
     if let Some(flow) = &flow {
         let measured = Measured {
             flow,
-            telemetry: report.telemetry.as_ref(),
+            telemetry: report.telemetry.as_deref(),
             failed: ending == Ending::Failure,
             refused: ending == Ending::Refused,
         };
@@ -384,12 +384,12 @@ async fn end_of_call(
     let end = app.governor.end_call(&call.id).await?;
     tracing::debug!(provider = %provider.name, call = %call.id, ?end, "Vapi end-of-call report");
     let Report { ended_reason, cost, started_at, ended_at, assistant, telemetry } = report;
-    telemetry_span(provider, flow.as_deref(), assistant.as_deref(), telemetry.as_ref(), ending, cost);
+    telemetry_span(provider, flow.as_deref(), assistant.as_deref(), telemetry.as_deref(), ending, cost);
     app.metrics.edges.vapi.call(
         &provider.name,
         flow.as_deref(),
         assistant.as_deref(),
-        telemetry.as_ref(),
+        telemetry.as_deref(),
         ending.as_str(),
     );
     let mut update = call.update(app.governor.now_ms());
