@@ -252,6 +252,8 @@ async fn reports_are_kept_with_the_call_summed_per_assistant_and_exported() {
     }
     assert!(arrive(&s, "c2", SALES).await);
     end(&s, report("c2", SALES, "asst_sales", "call.in-progress.error-vapifault-openai-llm-failed", &[])).await;
+    // Vapi retries a webhook that failed: a repeated report is measured once.
+    end(&s, report("c0", SUPPORT, "asst_support", "customer-ended-call", &[600.0, 700.0, 800.0])).await;
 
     let (st, calls) = s.get("/v1/calls").await;
     assert_eq!(st, StatusCode::OK);

@@ -361,15 +361,24 @@ async fn end_of_call(
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
     let ending = Ending::of(report.ended_reason.as_deref().unwrap_or(""));
-    // The flow: as the number called says, else as the call's record says (an
-    // outbound call's number is the customer's).
-    let flow = match flow {
-        Some(f) => Some(f),
-        None => app.governor.call_record(&provider.name, &call.id).ok().flatten().and_then(|r| r.flow),
+    // What is recorded already: the flow when the number called does not say (an
+    // outbound call's number is the customer's), and whether this report came before
+    // (Vapi retries a webhook that failed): a repeated report is recorded again but
+    // measured once.
+    let stored = {
+        let (governor, provider, id) = (app.governor.clone(), provider.name.to_string(), call.id.clone());
+        tokio::task::spawn_blocking(move || governor.call_record(&provider, &id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
     };
+    // Only an end-of-call report writes these.
+    let repeated = stored.as_ref().is_some_and(|r| r.telemetry.is_some() || r.cost.is_some() || r.assistant.is_some());
+    let flow = flow.or_else(|| stored.and_then(|r| r.flow));
     // Vapi's measurements move the flow's adaptive caps and breakers before the lease
     // goes, so the sample is of the load the call saw.
-    if let Some(flow) = &flow {
+    if let (Some(flow), false) = (&flow, repeated) {
         let measured = Measured {
             flow,
             telemetry: report.telemetry.as_deref(),
@@ -384,14 +393,16 @@ async fn end_of_call(
     let end = app.governor.end_call(&call.id).await?;
     tracing::debug!(provider = %provider.name, call = %call.id, ?end, "Vapi end-of-call report");
     let Report { ended_reason, cost, started_at, ended_at, assistant, telemetry } = report;
-    telemetry_span(provider, flow.as_deref(), assistant.as_deref(), telemetry.as_deref(), ending, cost);
-    app.metrics.edges.vapi.call(
-        &provider.name,
-        flow.as_deref(),
-        assistant.as_deref(),
-        telemetry.as_deref(),
-        ending.as_str(),
-    );
+    if !repeated {
+        telemetry_span(provider, flow.as_deref(), assistant.as_deref(), telemetry.as_deref(), ending, cost);
+        app.metrics.edges.vapi.call(
+            &provider.name,
+            flow.as_deref(),
+            assistant.as_deref(),
+            telemetry.as_deref(),
+            ending.as_str(),
+        );
+    }
     let mut update = call.update(app.governor.now_ms());
     update.started_at = started_at;
     update.ended_at = ended_at;
