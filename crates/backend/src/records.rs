@@ -166,6 +166,9 @@ pub struct CallTelemetry {
     pub assistant_interrupted: Option<u32>,
     /// The cost by component, at most [`MAX_COSTS`].
     pub costs: Vec<CostItem>,
+    /// The units in use in the flow's first pool when the call ended, itself included
+    /// (callgate's own figure): the load the call's latencies were measured under.
+    pub concurrency: Option<u32>,
 }
 
 /// A call as stored: the merge of every [`CallUpdate`] about it, read back in the same

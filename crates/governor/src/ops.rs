@@ -314,14 +314,16 @@ impl Governor {
     /// take its p95 turn latency; every breaker the flow depends on counts the call, a
     /// failure when the platform failed it and slow when its p95 turn latency is. An
     /// unknown flow, or a call with nothing measured, changes nothing. Returns `(pool,
-    /// cap)` for each cap that moved.
-    pub async fn measured(&self, m: Measured<'_>) -> Result<Vec<(Arc<str>, u32)>, Error> {
-        let Some(f) = self.flow_index(m.flow) else { return Ok(Vec::new()) };
+    /// cap)` for each cap that moved, and the units in use in the flow's first pool (the
+    /// load the call was measured under).
+    pub async fn measured(&self, m: Measured<'_>) -> Result<(Vec<(Arc<str>, u32)>, Option<u32>), Error> {
+        let Some(f) = self.flow_index(m.flow) else { return Ok((Vec::new(), None)) };
         let pools: Vec<usize> = self.ops().flow_pools(f).into_iter().map(|(p, _)| p).collect();
         let turn_p95 = m.telemetry.and_then(|t| vapi_latency(t, VapiMetric::TurnP95));
-        let (moved, now, commit) = {
+        let (moved, now, commit, concurrency) = {
             let mut st = self.lock();
             let now = self.now_ms();
+            let concurrency = pools.first().map(|&p| self.used(p));
             let (mut moved, mut commit) = (Vec::new(), None);
             for &p in &pools {
                 let Some((AdaptiveSource::Vapi, metric)) = self.ops().adaptive_source(p) else { continue };
@@ -333,13 +335,13 @@ impl Governor {
                 }
                 commit = done.map(|d| d.commit).or(commit);
             }
-            (moved, now, commit)
+            (moved, now, commit, concurrency)
         };
         if let Some(c) = commit {
             self.durable(c).await?;
         }
         if m.refused {
-            return Ok(moved);
+            return Ok((moved, concurrency));
         }
         if turn_p95.is_some() || m.failed {
             self.ops().sampled(&pools, Some(f), now, turn_p95, Some(!m.failed));
@@ -347,7 +349,7 @@ impl Governor {
                 self.ops().dependency_outcome(b, now, !m.failed, turn_p95);
             }
         }
-        Ok(moved)
+        Ok((moved, concurrency))
     }
 
     /// Releases a lease and takes the sample its release carries: the latency and

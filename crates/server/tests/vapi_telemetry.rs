@@ -202,6 +202,13 @@ async fn vapi_latency_moves_the_adaptive_cap_down_and_back_up() {
     assert!(m.contains("callgate_adaptive_cap_changes_total{pool=\"agents\",direction=\"down\"}"), "{m}");
     assert!(!m.contains("callgate_adaptive_cap_changes_total{pool=\"agents\",direction=\"up\"} 0"), "{m}");
 
+    // The trade-off, as measured: fast at six calls or fewer, slow above (before the
+    // model recovered), for `callgate plan latency`.
+    let (_, summary) = s.get("/v1/calls/summary?limit=10000").await;
+    let levels = summary["latency_by_concurrency"].as_array().unwrap();
+    let p95 = |c: u64| levels.iter().find(|l| l["concurrency"] == c).and_then(|l| l["turn_p95_ms"].as_f64());
+    assert_eq!(p95(5), Some(800.0), "{summary}");
+    assert_eq!(p95(7), Some(2400.0), "{summary}");
     // A customer's sample does not move a cap that listens to Vapi.
     let (st, v) = s.post("/v1/samples", json!({ "pool": "agents", "latency_ms": 90_000 })).await;
     assert_eq!((st, &v["caps"]), (StatusCode::OK, &json!({})), "{v}");

@@ -27,6 +27,7 @@ pub(crate) fn to_json(t: &CallTelemetry) -> Value {
         "user_interrupted": t.user_interrupted,
         "assistant_interrupted": t.assistant_interrupted,
         "costs": t.costs.iter().take(MAX_COSTS).map(|c| json!([c.component, c.usd])).collect::<Vec<_>>(),
+        "concurrency": t.concurrency,
     })
 }
 
@@ -48,6 +49,7 @@ pub(crate) fn from_json(text: &str) -> Option<CallTelemetry> {
             .take(MAX_COSTS)
             .filter_map(|c| Some(CostItem { component: c.get(0)?.as_str()?.to_owned(), usd: ms(c.get(1))? }))
             .collect(),
+        concurrency: count("concurrency"),
     })
 }
 
@@ -68,6 +70,7 @@ mod tests {
             user_interrupted: Some(2),
             assistant_interrupted: Some(0),
             costs: vec![CostItem { component: "model".into(), usd: 0.0123 }],
+            concurrency: Some(7),
         };
         assert_eq!(from_json(&to_json(&t).to_string()), Some(t));
         assert_eq!(from_json("[]"), None);

@@ -24,6 +24,8 @@ pub(crate) const DEFAULT_SUMMARY_CALLS: usize = 1000;
 pub(crate) const MAX_SUMMARY_CALLS: usize = 10_000;
 /// The most assistants one summary lists (the ones with the most calls).
 pub(crate) const MAX_GROUPS: usize = 200;
+/// The most concurrency levels one summary lists.
+pub(crate) const MAX_LOADS: usize = 1000;
 
 /// One turn's latencies (ms).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -79,6 +81,8 @@ pub(crate) struct TelemetryView {
     assistant_interrupted: Option<u32>,
     /// Cost by component.
     costs: Vec<CostView>,
+    /// The units in use in the flow's first pool when the call ended, itself included.
+    concurrency: Option<u32>,
 }
 
 impl From<CallTelemetry> for TelemetryView {
@@ -93,6 +97,7 @@ impl From<CallTelemetry> for TelemetryView {
             user_interrupted: t.user_interrupted,
             assistant_interrupted: t.assistant_interrupted,
             costs: t.costs.into_iter().map(|c| CostView { component: c.component, usd: c.usd }).collect(),
+            concurrency: t.concurrency,
         }
     }
 }
@@ -132,6 +137,19 @@ pub(crate) struct AssistantSummary {
     refused: u64,
 }
 
+/// Turn latency at one concurrency: the measured trade-off `callgate plan latency` reads.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub(crate) struct ConcurrencyLatency {
+    /// Units in use in the call's pool when it ended, the call included.
+    concurrency: u32,
+    /// Measured calls that ended at this concurrency.
+    calls: u64,
+    /// Median turn latency over their turns (ms).
+    turn_p50_ms: Option<f64>,
+    /// 95th percentile turn latency over their turns (ms).
+    turn_p95_ms: Option<f64>,
+}
+
 /// `GET /v1/calls/summary`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CallsSummary {
@@ -139,6 +157,9 @@ pub(crate) struct CallsSummary {
     calls_read: usize,
     /// One row per provider and assistant, the most calls first (at most 200).
     assistants: Vec<AssistantSummary>,
+    /// Turn latency by the concurrency the calls ended at, lowest first (at most 1000
+    /// rows): how latency grows with load.
+    latency_by_concurrency: Vec<ConcurrencyLatency>,
 }
 
 #[derive(Default)]
@@ -161,9 +182,19 @@ struct Group {
 pub(crate) fn summarize(records: Vec<CallRecord>) -> CallsSummary {
     let calls_read = records.len();
     let mut groups: BTreeMap<(String, Option<String>), Group> = BTreeMap::new();
+    let mut by_load: BTreeMap<u32, (u64, Vec<f64>)> = BTreeMap::new();
     for r in records {
         if r.ended_at.is_none() || (r.assistant.is_none() && r.telemetry.is_none()) {
             continue;
+        }
+        if let Some((c, turns)) =
+            r.telemetry.as_ref().and_then(|t| Some((t.concurrency?, t.latencies(Component::Turn))))
+        {
+            if !turns.is_empty() && (by_load.len() < MAX_LOADS || by_load.contains_key(&c)) {
+                let row = by_load.entry(c).or_default();
+                row.0 += 1;
+                row.1.extend(turns);
+            }
         }
         let g = groups.entry((r.provider.clone(), r.assistant.clone())).or_default();
         g.calls += 1;
@@ -215,7 +246,16 @@ pub(crate) fn summarize(records: Vec<CallRecord>) -> CallsSummary {
         .collect();
     assistants.sort_by_key(|a| std::cmp::Reverse(a.calls));
     assistants.truncate(MAX_GROUPS);
-    CallsSummary { calls_read, assistants }
+    let latency_by_concurrency = by_load
+        .into_iter()
+        .map(|(concurrency, (calls, mut turns))| ConcurrencyLatency {
+            concurrency,
+            calls,
+            turn_p50_ms: quantile(&mut turns, 0.5),
+            turn_p95_ms: quantile(&mut turns, 0.95),
+        })
+        .collect();
+    CallsSummary { calls_read, assistants, latency_by_concurrency }
 }
 
 /// `GET /v1/calls/summary[?limit=N]`: per assistant, over the `N` most recently updated
@@ -273,6 +313,7 @@ mod tests {
                     CostItem { component: "model".into(), usd: 0.1 },
                     CostItem { component: "vapi".into(), usd: 0.1 },
                 ],
+                concurrency: Some(turns.len() as u32),
                 ..CallTelemetry::default()
             })),
             ..CallRecord::default()
@@ -298,5 +339,8 @@ mod tests {
         assert!((a.cost_per_minute_usd.unwrap() - 0.1).abs() < 1e-9, "{a:?}");
         let b = &s.assistants[1];
         assert_eq!((b.calls, b.measured, b.refused, b.turn_p95_ms), (1, 0, 1, None));
+        let by_load: Vec<(u32, u64, Option<f64>)> =
+            s.latency_by_concurrency.iter().map(|l| (l.concurrency, l.calls, l.turn_p95_ms)).collect();
+        assert_eq!(by_load, [(10, 2, Some(1900.0))], "calls without turns are not on the curve");
     }
 }

@@ -357,7 +357,7 @@ async fn end_of_call(
     provider: &Provider,
     flow: Option<String>,
     info: CallInfo,
-    report: Report,
+    mut report: Report,
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
     let ending = Ending::of(report.ended_reason.as_deref().unwrap_or(""));
@@ -385,9 +385,12 @@ async fn end_of_call(
             failed: ending == Ending::Failure,
             refused: ending == Ending::Refused,
         };
-        let moved = app.governor.measured(measured).await?;
+        let (moved, concurrency) = app.governor.measured(measured).await?;
         for (pool, cap) in moved {
             tracing::debug!(provider = %provider.name, call = %call.id, %pool, cap, "Vapi latency moved an adaptive cap");
+        }
+        if let Some(t) = report.telemetry.as_deref_mut() {
+            t.concurrency = concurrency;
         }
     }
     let end = app.governor.end_call(&call.id).await?;
