@@ -105,6 +105,10 @@ try {
   await page.waitForSelector("[data-notify-failed='account-saturated']", { timeout: 5000 });
   const failedNote = await page.textContent("[data-notify-failed='account-saturated']");
   check(failedNote.includes("notification failed"), `the failed notification is on the page (${failedNote})`);
+  // What Vapi measured, per assistant (GET /v1/calls/summary).
+  await page.waitForSelector("[data-assistant='asst_support']", { timeout: 5000 });
+  const assistant = await page.textContent("[data-assistant='asst_support']");
+  check(/asst_support3\d+ms1\.\ds/.test(assistant.replace(/\s+/g, "")), `the assistant's turn latency is on the page (${assistant})`);
 
   // 2. ?token=: a new tab (sessionStorage is per tab, so it starts without the token).
   const fresh = await browser.newPage();

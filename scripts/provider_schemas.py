@@ -33,6 +33,10 @@ import pydantic
 VAPI_MAX_LENGTH = {("CreateCustomerDto", "name"): 40}
 # The nested models the dialer sends, by the property that holds them.
 VAPI_MODELS = ["CreateCustomerDto", "AssistantOverrides", "Server"]
+# What callgate reads from an end-of-call report (`artifact.performanceMetrics` and
+# `costs[]`): the test fakes send only what these allow, and the parser reads only
+# these names.
+VAPI_REPORT_MODELS = ["PerformanceMetrics", "TurnLatency"]
 
 
 def type_of(annotation, models):
@@ -69,12 +73,15 @@ def type_of(annotation, models):
     return {"type": "any"}
 
 
-def model_properties(model, models):
+def model_properties(model, models, required=False):
+    """`required`: mark the fields the model requires (for what the fakes send)."""
     model.model_rebuild(force=True, raise_errors=False)
     props = {}
     for name, field in model.model_fields.items():
         key = field.alias or name
         props[key] = type_of(field.annotation, models)
+        if required and field.is_required():
+            props[key]["required"] = True
         limit = VAPI_MAX_LENGTH.get((model.__name__, key))
         if limit:
             props[key]["max_length"] = limit
@@ -103,6 +110,15 @@ def vapi_schema():
     out = {"CreateCallDto": top}
     for name in VAPI_MODELS:
         out[name] = model_properties(getattr(vapi, name), None)
+    for name in VAPI_REPORT_MODELS:
+        out[name] = model_properties(getattr(vapi, name), None)
+    # `costs[]` is a union tagged by `type`: each member's properties, by its tag.
+    costs = {}
+    for member in typing.get_args(typing.get_args(vapi.ServerMessageEndOfCallReportCostsItem)[0]):
+        props = model_properties(member, None, required=True)
+        tag = typing.get_args(member.model_fields["type"].annotation)[0]
+        costs[tag] = props
+    out["EndOfCallReportCostsItem"] = costs
     # serverMessages' allowed values, for the other end of the proxy.
     return out
 

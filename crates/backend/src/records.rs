@@ -108,8 +108,67 @@ pub struct CallUpdate {
     pub cost: Option<f64>,
     /// A voicemail recording.
     pub recording_url: Option<String>,
+    /// The assistant that took the call (Vapi's `call.assistantId`).
+    pub assistant: Option<String>,
+    /// What the platform measured during the call (Vapi's end-of-call report); boxed,
+    /// as most updates carry none.
+    pub telemetry: Option<Box<CallTelemetry>>,
     /// Unix ms of this update.
     pub at: u64,
+}
+
+/// The most turns a call record keeps (the first ones); a call's averages cover all.
+pub const MAX_TURNS: usize = 500;
+/// The most cost items a call record keeps.
+pub const MAX_COSTS: usize = 16;
+
+/// One turn's latencies (ms), as the platform measured them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TurnLatency {
+    /// The model's time to its first token.
+    pub model_ms: Option<f64>,
+    /// The voice's time to its first audio.
+    pub voice_ms: Option<f64>,
+    /// The transcriber's latency.
+    pub transcriber_ms: Option<f64>,
+    /// The endpointing delay (deciding the caller stopped speaking).
+    pub endpointing_ms: Option<f64>,
+    /// The whole turn: the caller stops speaking to the assistant's first audio.
+    pub turn_ms: Option<f64>,
+}
+
+/// One line of a call's cost breakdown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostItem {
+    /// `transport`, `transcriber`, `model`, `voice`, `vapi`, `analysis`,
+    /// `knowledge-base`, `voicemail-detection`, or `other`.
+    pub component: String,
+    /// USD.
+    pub usd: f64,
+}
+
+/// What the platform measured during a call: per-turn latencies, their averages,
+/// interruptions and the cost by component. Every figure is optional: the platform
+/// leaves out what it did not measure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallTelemetry {
+    /// The turns, in order, at most [`MAX_TURNS`].
+    pub turns: Vec<TurnLatency>,
+    /// The platform's averages over every turn.
+    pub average: TurnLatency,
+    /// Average latency from the transport to the platform (ms).
+    pub from_transport_ms: Option<f64>,
+    /// Average latency from the platform to the transport (ms).
+    pub to_transport_ms: Option<f64>,
+    /// Times the caller interrupted the assistant.
+    pub user_interrupted: Option<u32>,
+    /// Times the assistant interrupted the caller.
+    pub assistant_interrupted: Option<u32>,
+    /// The cost by component, at most [`MAX_COSTS`].
+    pub costs: Vec<CostItem>,
+    /// The units in use in the flow's first pool when the call ended, itself included
+    /// (callgate's own figure): the load the call's latencies were measured under.
+    pub concurrency: Option<u32>,
 }
 
 /// A call as stored: the merge of every [`CallUpdate`] about it, read back in the same
@@ -152,4 +211,85 @@ pub trait Records: Send + Sync + 'static {
 
     /// One call record.
     fn call(&self, provider: &str, call_id: &str) -> Result<Option<CallRecord>, Error>;
+}
+
+/// One part of a turn's latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Component {
+    /// The whole turn.
+    Turn,
+    /// The model.
+    Model,
+    /// The voice.
+    Voice,
+    /// The transcriber.
+    Transcriber,
+    /// Endpointing.
+    Endpointing,
+}
+
+impl Component {
+    /// Every component, in a fixed order.
+    pub const ALL: [Component; 5] =
+        [Component::Turn, Component::Model, Component::Voice, Component::Transcriber, Component::Endpointing];
+
+    /// The name used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Turn => "turn",
+            Component::Model => "model",
+            Component::Voice => "voice",
+            Component::Transcriber => "transcriber",
+            Component::Endpointing => "endpointing",
+        }
+    }
+}
+
+impl TurnLatency {
+    /// One component's latency (ms).
+    pub fn get(&self, c: Component) -> Option<f64> {
+        match c {
+            Component::Turn => self.turn_ms,
+            Component::Model => self.model_ms,
+            Component::Voice => self.voice_ms,
+            Component::Transcriber => self.transcriber_ms,
+            Component::Endpointing => self.endpointing_ms,
+        }
+    }
+}
+
+impl CallTelemetry {
+    /// The measured latencies (ms) of one component, turn by turn; the call's average
+    /// alone when the platform gave no turns.
+    pub fn latencies(&self, c: Component) -> Vec<f64> {
+        let turns: Vec<f64> = self.turns.iter().filter_map(|t| t.get(c)).collect();
+        if turns.is_empty() {
+            self.average.get(c).into_iter().collect()
+        } else {
+            turns
+        }
+    }
+
+    /// The `q` quantile (0 to 1) of one component's latencies over the call's turns.
+    pub fn quantile(&self, c: Component, q: f64) -> Option<f64> {
+        quantile(&mut self.latencies(c), q)
+    }
+
+    /// The call's total cost over its items (USD), if it has any.
+    pub fn cost(&self) -> Option<f64> {
+        (!self.costs.is_empty()).then(|| self.costs.iter().map(|c| c.usd).sum())
+    }
+}
+
+/// The nearest-rank `q` quantile (0 to 1) of `values` (sorted in place); `None` when
+/// empty. Values that are not finite are ignored.
+pub fn quantile(values: &mut Vec<f64>, q: f64) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let q = if q.is_finite() { q.clamp(0.0, 1.0) } else { 1.0 };
+    let rank = (q * values.len() as f64).ceil() as usize;
+    values.get(rank.saturating_sub(1)).copied()
 }

@@ -111,3 +111,22 @@ fn plan_answers_with_the_erlang_c_figures() {
     assert!((v["p_wait"].as_f64().unwrap() - 0.174).abs() < 0.001, "{v}");
     assert!((v["service_level"].as_f64().unwrap() - 0.888).abs() < 0.001, "{v}");
 }
+
+#[test]
+fn plan_latency_reads_a_saved_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("summary.json");
+    let summary = serde_json::json!({ "calls_read": 30, "assistants": [], "latency_by_concurrency": [
+        { "concurrency": 5, "calls": 10, "turn_p50_ms": 700, "turn_p95_ms": 900 },
+        { "concurrency": 6, "calls": 10, "turn_p50_ms": 900, "turn_p95_ms": 1400 },
+        { "concurrency": 7, "calls": 10, "turn_p50_ms": 1800, "turn_p95_ms": 2600 },
+    ]});
+    std::fs::write(&path, summary.to_string()).unwrap();
+    let (code, out, err) = callgate(&["plan", "latency", "--summary", path.to_str().unwrap(), "--p95-under", "1.5s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Up to 6 concurrent calls kept p95 turn latency under 1500 ms (at 7: 2,600 ms)."), "{out}");
+    std::fs::write(&path, "{}").unwrap();
+    let (code, _, err) = callgate(&["plan", "latency", "--summary", path.to_str().unwrap(), "--p95-under", "1.5s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("latency_by_concurrency"), "{err}");
+}

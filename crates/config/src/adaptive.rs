@@ -44,12 +44,76 @@ impl fmt::Display for AdaptiveAlgorithm {
     }
 }
 
+/// Where a pool's adaptive cap takes its latencies from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdaptiveSource {
+    /// What customers post to `/v1/samples` or with a release (the default).
+    #[default]
+    Samples,
+    /// Vapi's own measurements: each ended call's end-of-call report contributes its
+    /// latency (`metric`); no customer code is needed.
+    Vapi,
+}
+
+impl AdaptiveSource {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdaptiveSource::Samples => "samples",
+            AdaptiveSource::Vapi => "vapi",
+        }
+    }
+}
+
+/// Which latency of an ended Vapi call is its sample (`metric = "turn_p95"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VapiMetric {
+    /// The 95th percentile of the call's turn latencies (the default).
+    #[default]
+    TurnP95,
+    /// The median turn latency.
+    TurnP50,
+    /// The average turn latency.
+    TurnAvg,
+    /// The 95th percentile of the model's latencies.
+    ModelP95,
+    /// The average model latency.
+    ModelAvg,
+}
+
+impl VapiMetric {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VapiMetric::TurnP95 => "turn_p95",
+            VapiMetric::TurnP50 => "turn_p50",
+            VapiMetric::TurnAvg => "turn_avg",
+            VapiMetric::ModelP95 => "model_p95",
+            VapiMetric::ModelAvg => "model_avg",
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// A pool's adaptive cap (`[[pools]] adaptive = { algorithm = "gradient2", min = 2 }`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptiveConfig {
     /// `gradient2`, `vegas` or `aimd`.
     pub algorithm: AdaptiveAlgorithm,
+    /// Where latencies come from: `samples` (default) or `vapi` (each ended Vapi call
+    /// of the pool's flows, as its end-of-call report measured it). A pool with
+    /// `source = "vapi"` takes no latency from `/v1/samples`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub source: AdaptiveSource,
+    /// With `source = "vapi"`: which latency of the call (default `turn_p95`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<VapiMetric>,
     /// The cap never goes below this many units (at least 1; default 1).
     #[serde(default = "one")]
     pub min: u32,
@@ -163,6 +227,8 @@ impl AdaptiveConfig {
     pub fn new(algorithm: AdaptiveAlgorithm) -> Self {
         AdaptiveConfig {
             algorithm,
+            source: AdaptiveSource::Samples,
+            metric: None,
             min: 1,
             max: None,
             initial: None,
@@ -274,6 +340,13 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
                     format!("`{name}` is a parameter of {}, not of {}", names.join(" and "), a.algorithm),
                 );
             }
+        }
+        if a.metric.is_some() && a.source != AdaptiveSource::Vapi {
+            out.push(field.key("metric"), "`metric` chooses a Vapi latency: it needs `source = \"vapi\"`");
+        }
+        let vapi = config.providers.iter().any(|p| p.kind == crate::ProviderKind::Vapi);
+        if a.source == AdaptiveSource::Vapi && !vapi {
+            out.push(field.key("source"), "`source = \"vapi\"` needs a `[[providers]]` entry of kind \"vapi\"");
         }
         if a.min == 0 {
             out.push(field.key("min"), "min must be at least 1 (a cap of 0 would never see a sample to raise it)");

@@ -51,7 +51,7 @@ mod serde_duration;
 mod server;
 mod telemetry;
 
-pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveWindow};
+pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveSource, AdaptiveWindow, VapiMetric};
 pub use alert::{AlertAction, AlertActionKind, AlertConfig, AlertMetric, AlertTarget, ResolveConfig};
 pub use auth::{ApiKey, AuthConfig, Role};
 pub use breaker::BreakerConfig;

@@ -291,3 +291,19 @@ fn the_operating_sections_round_trip_through_toml() {
     let written = toml::to_string(&config).unwrap();
     assert_eq!(load(&written).unwrap_or_else(|e| panic!("{e}\n{written}")), config);
 }
+
+#[test]
+fn an_adaptive_pool_can_take_its_latency_from_vapi() {
+    let vapi = "[[providers]]\nname = \"vapi\"\nkind = \"vapi\"\npool = \"acct\"\nwebhook_secret = \"a-long-enough-webhook-secret-123\"\n";
+    let text = format!("{}\n{vapi}", adaptive(r#"{ algorithm = "gradient2", source = "vapi", metric = "model_p95" }"#));
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let a = config.pool("acct").unwrap().adaptive.clone().unwrap();
+    assert_eq!((a.source, a.metric), (AdaptiveSource::Vapi, Some(VapiMetric::ModelP95)));
+    let text = adaptive(r#"{ algorithm = "gradient2", metric = "turn_p95" }"#);
+    refused(&text, "pools[0].adaptive.metric", "adaptive =", "needs `source = \"vapi\"`");
+    let text = adaptive(r#"{ algorithm = "gradient2", source = "vapi" }"#);
+    refused(&text, "pools[0].adaptive.source", "adaptive =", "needs a `[[providers]]` entry");
+    let text = format!("{}\n{vapi}", adaptive(r#"{ algorithm = "gradient2", source = "vapi", metric = "p99" }"#));
+    let errs = load(&text).unwrap_err().errors;
+    assert!(errs[0].message.contains("turn_p95") && errs[0].line == Some(line(&text, "adaptive =")), "{errs:?}");
+}

@@ -6,8 +6,10 @@
 
 mod edges;
 pub mod process;
+mod vapi;
 
 pub use edges::{EdgeMetrics, LATENCY_BUCKETS};
+pub use vapi::{VapiMetrics, MAX_ASSISTANTS, VAPI_LATENCY_BUCKETS};
 
 use crate::Edge;
 

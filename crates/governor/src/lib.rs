@@ -39,7 +39,7 @@ pub use callgate_events::Edge;
 pub use calls::{CallEnd, Hold, ProviderHold, Repaired};
 pub use caps::CapSourcesView;
 pub use guard::LeaseGuard;
-pub use ops::{LeaseRef, Report, WaitingView, MAX_WAITING_LISTED};
+pub use ops::{vapi_latency, LeaseRef, Measured, Report, WaitingView, MAX_WAITING_LISTED};
 pub use reload::{NewLedger, OpsSlot, ReloadError};
 pub use subscriber::OpsSubscriber;
 

@@ -5,8 +5,9 @@
 
 use super::Error;
 use super::{AcquireRequest, Answer, Governor, OpsSlot, State, Target};
+use callgate_backend::records::{CallTelemetry, Component};
 use callgate_backend::{Command, Executed, LeaseRef as BackendLease, Outcome};
-use callgate_config::Overflow;
+use callgate_config::{AdaptiveSource, Overflow, VapiMetric};
 use callgate_core::adaptive::{CapChange, Sample};
 use callgate_core::{FlowId, LeaseId, RejectReason, TicketId};
 use callgate_events::views::{pools_view, PoolUnitsView};
@@ -29,11 +30,43 @@ pub struct Report {
     pub ok: Option<bool>,
     /// The call was dropped: refused by the provider for concurrency, or timed out.
     pub dropped: bool,
+    /// Who measured it: a customer (`samples`, the default) or Vapi's end-of-call report
+    /// (`vapi`). An adaptive cap takes latencies only from its configured source; a
+    /// customer's refusal without a latency counts for every adaptive pool.
+    pub source: AdaptiveSource,
 }
 
 impl Report {
     fn says_anything(&self) -> bool {
         self.latency_ms.is_some() || self.ok.is_some() || self.dropped
+    }
+}
+
+/// What Vapi measured about one ended call (see [`Governor::measured`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Measured<'a> {
+    /// The flow that served the call.
+    pub flow: &'a str,
+    /// The call's latencies, when the report carried them.
+    pub telemetry: Option<&'a CallTelemetry>,
+    /// The platform failed the call (a `…fault…` or pipeline error ending).
+    pub failed: bool,
+    /// The platform refused the call for concurrency.
+    pub refused: bool,
+}
+
+/// The latency (ms) `metric` picks from a call's measurements, if it was measured.
+pub fn vapi_latency(t: &CallTelemetry, metric: VapiMetric) -> Option<f64> {
+    let mean = |c: Component| {
+        let v = t.latencies(c);
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    match metric {
+        VapiMetric::TurnP95 => t.quantile(Component::Turn, 0.95),
+        VapiMetric::TurnP50 => t.quantile(Component::Turn, 0.5),
+        VapiMetric::TurnAvg => t.average.turn_ms.or_else(|| mean(Component::Turn)),
+        VapiMetric::ModelP95 => t.quantile(Component::Model, 0.95),
+        VapiMetric::ModelAvg => t.average.model_ms.or_else(|| mean(Component::Model)),
     }
 }
 
@@ -201,6 +234,14 @@ impl Governor {
         report: &Report,
         now: u64,
     ) -> Result<(Option<CapChange>, Option<Executed>), Error> {
+        let source = self.ops().adaptive_source(p).map(|(s, _)| s);
+        let takes = match report.source {
+            AdaptiveSource::Vapi => source == Some(AdaptiveSource::Vapi),
+            AdaptiveSource::Samples => source != Some(AdaptiveSource::Vapi) || report.latency_ms.is_none(),
+        };
+        if !takes {
+            return Ok((None, None));
+        }
         let sample = match (report.latency_ms, report.dropped) {
             (Some(ms), false) => Sample::latency(ms, inflight),
             (Some(ms), true) => Sample::dropped_after(ms, inflight),
@@ -264,6 +305,51 @@ impl Governor {
             self.ops().dependency_outcome(b, now, r.ok.unwrap_or(!r.dropped), r.latency_ms);
         }
         Ok(moved)
+    }
+
+    /// Takes what Vapi measured about one ended call of `flow` (its end-of-call report),
+    /// before the call's lease is released so the sample is of the load the call saw:
+    /// each of the flow's pools with `adaptive = { source = "vapi" }` takes the call's
+    /// latency as its `metric` says (a concurrency refusal as a drop); the flow's figures
+    /// take its p95 turn latency; every breaker the flow depends on counts the call, a
+    /// failure when the platform failed it and slow when its p95 turn latency is. An
+    /// unknown flow, or a call with nothing measured, changes nothing. Returns `(pool,
+    /// cap)` for each cap that moved, and the units in use in the flow's first pool (the
+    /// load the call was measured under).
+    pub async fn measured(&self, m: Measured<'_>) -> Result<(Vec<(Arc<str>, u32)>, Option<u32>), Error> {
+        let Some(f) = self.flow_index(m.flow) else { return Ok((Vec::new(), None)) };
+        let pools: Vec<usize> = self.ops().flow_pools(f).into_iter().map(|(p, _)| p).collect();
+        let turn_p95 = m.telemetry.and_then(|t| vapi_latency(t, VapiMetric::TurnP95));
+        let (moved, now, commit, concurrency) = {
+            let mut st = self.lock();
+            let now = self.now_ms();
+            let concurrency = pools.first().map(|&p| self.used(p));
+            let (mut moved, mut commit) = (Vec::new(), None);
+            for &p in &pools {
+                let Some((AdaptiveSource::Vapi, metric)) = self.ops().adaptive_source(p) else { continue };
+                let latency_ms = m.telemetry.and_then(|t| vapi_latency(t, metric));
+                let r = Report { latency_ms, dropped: m.refused, source: AdaptiveSource::Vapi, ..Report::default() };
+                let (change, done) = self.feed(&mut st, p, self.used(p), &r, now)?;
+                if let Some(c) = change {
+                    moved.push((self.names().pools[p].clone(), c.to));
+                }
+                commit = done.map(|d| d.commit).or(commit);
+            }
+            (moved, now, commit, concurrency)
+        };
+        if let Some(c) = commit {
+            self.durable(c).await?;
+        }
+        if m.refused {
+            return Ok((moved, concurrency));
+        }
+        if turn_p95.is_some() || m.failed {
+            self.ops().sampled(&pools, Some(f), now, turn_p95, Some(!m.failed));
+            for b in self.ops().depends(f) {
+                self.ops().dependency_outcome(b, now, !m.failed, turn_p95);
+            }
+        }
+        Ok((moved, concurrency))
     }
 
     /// Releases a lease and takes the sample its release carries: the latency and

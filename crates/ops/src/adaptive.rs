@@ -12,7 +12,7 @@
 //! A cap is not journaled beyond its events: after a restart every adaptive pool starts
 //! again at its `initial` cap (by default its limit), as the algorithms' state is gone.
 
-use callgate_config::AdaptiveConfig;
+use callgate_config::{AdaptiveConfig, AdaptiveSource, VapiMetric};
 use callgate_core::adaptive::{AdaptiveLimit, CapChange, Sample};
 
 /// One pool's adaptive cap, with its settings (to rebuild the bounds on a limit change).
@@ -46,6 +46,13 @@ impl AdaptiveCaps {
     /// Whether pool `p` is adaptive.
     pub(crate) fn is_adaptive(&self, p: usize) -> bool {
         self.pools.get(p).is_some_and(Option::is_some)
+    }
+
+    /// Where pool `p` takes its latencies from, and with `vapi` which one, if it is
+    /// adaptive.
+    pub(crate) fn source(&self, p: usize) -> Option<(AdaptiveSource, VapiMetric)> {
+        let c = &self.pools.get(p)?.as_ref()?.config;
+        Some((c.source, c.metric.unwrap_or_default()))
     }
 
     /// The cap the adaptive limit of pool `p` wants, if it is adaptive.

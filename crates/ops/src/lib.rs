@@ -338,6 +338,12 @@ impl Ops {
         change
     }
 
+    /// Where pool `p`'s adaptive cap takes its latencies from (and with `vapi`, which
+    /// one), if it is adaptive.
+    pub fn adaptive_source(&self, p: usize) -> Option<(callgate_config::AdaptiveSource, callgate_config::VapiMetric)> {
+        lock(&self.adaptive).source(p)
+    }
+
     /// Whether pool `p` has an adaptive cap.
     pub fn is_adaptive(&self, p: usize) -> bool {
         lock(&self.adaptive).is_adaptive(p)

@@ -47,6 +47,12 @@ adaptive = { algorithm = "gradient2", min = 4 }
 name = "renewals-campaign"
 limit = 4
 
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+webhook_secret = "live-page-vapi-secret"
+pool = "vapi-main"
+
 [[breakers]]
 name = "llm"
 min_calls = 5
@@ -60,6 +66,8 @@ class = "inbound"
 queue = { max_wait = "2m", max_len = 20 }
 overflow = { action = "voicemail" }
 depends_on = ["tts"]
+match = { provider = "vapi-main", number = "+15550001111" }
+vapi = { assistant_id = "asst_support" }
 
 [[flows]]
 name = "sales"
@@ -161,6 +169,29 @@ async fn fill(s: &TestServer) {
     let fine: Vec<_> =
         (0..12).map(|i| json!({ "dependency": "tts", "ok": true, "latency_ms": 180 + 10 * i })).collect();
     s.post("/v1/samples", json!(fine)).await;
+    // Vapi's end-of-call reports: what the assistant's turns took, per call.
+    for (i, turns) in [[640, 720, 910], [700, 820, 1_650], [590, 760, 1_240]].iter().enumerate() {
+        let turns: Vec<_> = turns.iter().map(|t| json!({ "turnLatency": t, "modelLatency": t * 6 / 10 })).collect();
+        let report = json!({ "message": {
+            "type": "end-of-call-report",
+            "call": { "id": format!("vapi-done-{i}"), "assistantId": "asst_support" },
+            "phoneNumber": { "number": "+15550001111" },
+            "endedReason": "customer-ended-call",
+            "cost": 0.27,
+            "startedAt": "2026-11-28T10:00:00.000Z",
+            "endedAt": "2026-11-28T10:03:00.000Z",
+            "artifact": { "performanceMetrics": { "turnLatencies": turns, "numUserInterrupted": 1 } },
+        }});
+        let r = s
+            .client
+            .post(format!("{}/webhooks/vapi/vapi-main", s.base))
+            .header("X-Vapi-Secret", "live-page-vapi-secret")
+            .json(&report)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
     let server = s.server.as_ref().unwrap();
     server.app.governor.evaluate_alerts().await;
 }

@@ -49,6 +49,7 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
         ("/v1/stats", vec!["get"]),
         ("/v1/callbacks", vec!["get"]),
         ("/v1/calls", vec!["get"]),
+        ("/v1/calls/summary", vec!["get"]),
         ("/v1/campaigns", vec!["get", "post"]),
         ("/v1/campaigns/{name}", vec!["get"]),
         ("/v1/campaigns/{name}/leads", vec!["post"]),

@@ -52,6 +52,23 @@ async fn decisions_and_webhooks_are_exported_as_spans() {
     let (_, rejected) = s.acquire(json!({ "flow": "nope" })).await;
     assert_eq!(rejected["error"]["code"], "unknown_flow");
     s.post("/webhooks/vapi/nobody", json!({ "message": { "type": "status-update" } })).await;
+    // What Vapi measured in a call, as a span of its own.
+    let vapi = TestServer::start(VAPI).await;
+    let report = json!({ "message": {
+        "type": "end-of-call-report", "call": { "id": "v1", "assistantId": "asst_1" },
+        "endedReason": "customer-ended-call", "cost": 0.2,
+        "artifact": { "performanceMetrics": { "turnLatencies": [{ "turnLatency": 700 }, { "turnLatency": 900 }],
+                                              "numUserInterrupted": 1 } },
+    }});
+    let resp = vapi
+        .client
+        .post(format!("{}/webhooks/vapi/vapi-main", vapi.base))
+        .header("X-Vapi-Secret", "vapi-webhook-secret")
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     drop(guard); // flushes and stops the exporter
 
     let spans = spans.lock().unwrap().clone();
@@ -76,4 +93,23 @@ async fn decisions_and_webhooks_are_exported_as_spans() {
     assert_eq!(webhook["kind"], 2, "SERVER");
     assert_eq!(attr(webhook, "provider"), Some(&json!({ "stringValue": "nobody" })));
     assert_eq!(attr(webhook, "status"), Some(&json!({ "intValue": "404" })));
+
+    let call =
+        spans.iter().find(|s| s["name"] == "vapi_call").unwrap_or_else(|| panic!("a vapi_call span: {spans:#?}"));
+    assert_eq!(attr(call, "assistant"), Some(&json!({ "stringValue": "asst_1" })));
+    assert_eq!(attr(call, "ending"), Some(&json!({ "stringValue": "normal" })));
+    assert_eq!(attr(call, "turn_p95_ms"), Some(&json!({ "doubleValue": 900.0 })));
+    assert_eq!(attr(call, "user_interrupted"), Some(&json!({ "intValue": "1" })));
 }
+
+const VAPI: &str = r#"
+[[pools]]
+name = "acct"
+limit = 3
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+webhook_secret = "vapi-webhook-secret"
+pool = "acct"
+"#;

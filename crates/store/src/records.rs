@@ -6,6 +6,8 @@ use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
+mod telemetry;
+
 pub(crate) const SCHEMA: &str = "
 -- Callbacks booked by overflow steps; the campaign dialer works them off. One per
 -- provider call: a repeated webhook books nothing twice.
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS calls (
     cost REAL,                    -- USD, as the platform reports it
     recording_url TEXT,
     updated_at INTEGER NOT NULL,
+    assistant TEXT,               -- the assistant that took it (Vapi's call.assistantId)
+    telemetry TEXT,               -- JSON: what the platform measured (latencies, costs)
     PRIMARY KEY (provider, call_id)
 );
 CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
@@ -46,20 +50,27 @@ CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
 /// Columns added to `callbacks` after its first release: a journal written before them
 /// gets them when it is opened (SQLite adds a nullable column in place).
 const CALLBACK_COLUMNS_ADDED: [(&str, &str); 2] = [("outcome", "TEXT"), ("updated_at", "INTEGER")];
+/// Columns added to `calls` after its first release, the same way.
+const CALL_COLUMNS_ADDED: [(&str, &str); 2] = [("assistant", "TEXT"), ("telemetry", "TEXT")];
+
+fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+    let mut have = Vec::new();
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+    for n in names {
+        have.push(n?);
+    }
+    Ok(have)
+}
 
 /// Brings an older journal's tables up to this schema.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let mut have = Vec::new();
-    {
-        let mut stmt = conn.prepare("PRAGMA table_info(callbacks)")?;
-        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
-        for n in names {
-            have.push(n?);
-        }
-    }
-    for (column, kind) in CALLBACK_COLUMNS_ADDED {
-        if !have.iter().any(|h| h == column) {
-            conn.execute_batch(&format!("ALTER TABLE callbacks ADD COLUMN {column} {kind}"))?;
+    for (table, added) in [("callbacks", CALLBACK_COLUMNS_ADDED), ("calls", CALL_COLUMNS_ADDED)] {
+        let have = columns(conn, table)?;
+        for (column, kind) in added {
+            if !have.iter().any(|h| h == column) {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+            }
         }
     }
     Ok(())
@@ -105,8 +116,9 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
         Record::Call(u) => {
             tx.prepare_cached(
                 "INSERT INTO calls (provider, call_id, flow, from_number, to_number, outcome, started_at,
-                                    ended_at, duration_ms, ended_reason, cost, recording_url, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                    ended_at, duration_ms, ended_reason, cost, recording_url, updated_at,
+                                    assistant, telemetry)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (provider, call_id) DO UPDATE SET
                     flow = COALESCE(excluded.flow, flow),
                     from_number = COALESCE(excluded.from_number, from_number),
@@ -118,6 +130,8 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
                     ended_reason = COALESCE(excluded.ended_reason, ended_reason),
                     cost = COALESCE(excluded.cost, cost),
                     recording_url = COALESCE(excluded.recording_url, recording_url),
+                    assistant = COALESCE(excluded.assistant, assistant),
+                    telemetry = COALESCE(excluded.telemetry, telemetry),
                     updated_at = excluded.updated_at",
             )?
             .execute(params![
@@ -134,6 +148,8 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
                 u.cost.filter(|c| c.is_finite()),
                 u.recording_url,
                 ms(Some(u.at)),
+                u.assistant,
+                u.telemetry.as_ref().map(|t| telemetry::to_json(t).to_string()),
             ])?;
         }
     }
@@ -167,7 +183,7 @@ pub(crate) fn callbacks(conn: &Connection, q: &CallbackQuery) -> Result<Vec<Call
 }
 
 const CALL_COLUMNS: &str = "provider, call_id, flow, from_number, to_number, outcome, started_at, ended_at,
-     duration_ms, ended_reason, cost, recording_url, updated_at";
+     duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry";
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
     Ok(CallRecord {
@@ -184,6 +200,8 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
         cost: r.get(10)?,
         recording_url: r.get(11)?,
         at: r.get::<_, i64>(12)? as u64,
+        assistant: r.get(13)?,
+        telemetry: r.get::<_, Option<String>>(14)?.as_deref().and_then(telemetry::from_json).map(Box::new),
     })
 }
 

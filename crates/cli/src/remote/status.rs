@@ -1,6 +1,7 @@
 //! `callgate status`: one page of everything a running server knows (a redis-cli `INFO`
 //! for callgate): health, pools with used/cap/limit and use by class, the waiting line,
-//! campaigns, breakers, alerts.
+//! campaigns, breakers, alerts, and per Vapi assistant what Vapi measured
+//! (`GET /v1/calls/summary`).
 
 use super::{all_leases, human_ms, Client, Conn};
 use crate::out::{self, Failure};
@@ -32,6 +33,7 @@ pub(crate) async fn gather(client: &Client) -> Result<Value, Failure> {
     let campaigns = optional(client.get("/v1/campaigns").await)?;
     let breakers = optional(client.get("/v1/breakers").await)?;
     let alerts = optional(client.get("/v1/alerts").await)?;
+    let assistants = optional(client.get("/v1/calls/summary").await)?["assistants"].clone();
     let leases = all_leases(client, &[], MAX_LEASES).await?;
     let mut by_pool: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for l in &leases.list {
@@ -68,6 +70,7 @@ pub(crate) async fn gather(client: &Client) -> Result<Value, Failure> {
         "campaigns": campaigns,
         "breakers": breakers,
         "alerts": alerts,
+        "assistants": assistants,
     }))
 }
 
@@ -217,6 +220,26 @@ pub(crate) fn text(v: &Value) -> String {
             a["threshold"]
         ));
     }
+
+    o.push_str("\n# Vapi assistants (recent calls)\n");
+    let assistants = list("assistants");
+    if assistants.is_empty() {
+        o.push_str("none\n");
+    }
+    let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.0}ms"));
+    for a in &assistants {
+        let per_min = a["cost_per_minute_usd"].as_f64().map_or("-".to_string(), |x| format!("${x:.3}/min"));
+        o.push_str(&format!(
+            "{}  {}  calls {}  turn p50 {} p95 {}  interrupted {}  {per_min}  errors {}\n",
+            s(&a["provider"]),
+            a["assistant"].as_str().unwrap_or("-"),
+            a["calls"],
+            ms(&a["turn_p50_ms"]),
+            ms(&a["turn_p95_ms"]),
+            a["user_interrupted"],
+            a["error_endings"]
+        ));
+    }
     o
 }
 
@@ -244,5 +267,29 @@ pub(crate) async fn run_health(args: HealthArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::Message(format!("{} is not healthy", client.base)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_view_shows_what_vapi_measured_per_assistant() {
+        let v = json!({
+            "server": "http://127.0.0.1:8080",
+            "health": { "status": "ok" },
+            "assistants": [{ "provider": "vapi-main", "assistant": "asst_support", "calls": 12,
+                             "turn_p50_ms": 812.4, "turn_p95_ms": 1630.0, "user_interrupted": 3,
+                             "cost_per_minute_usd": 0.1234, "error_endings": 1 }],
+        });
+        let shown = text(&v);
+        assert!(
+            shown.contains(
+                "vapi-main  asst_support  calls 12  turn p50 812ms p95 1630ms  interrupted 3  $0.123/min  errors 1"
+            ),
+            "{shown}"
+        );
+        assert!(text(&json!({})).contains("# Vapi assistants (recent calls)\nnone\n"));
     }
 }

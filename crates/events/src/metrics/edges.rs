@@ -38,6 +38,8 @@ struct State {
 /// The edge metrics registry.
 pub struct EdgeMetrics {
     state: Mutex<State>,
+    /// Vapi's own measurements, from end-of-call reports.
+    pub vapi: super::VapiMetrics,
 }
 
 impl std::fmt::Debug for EdgeMetrics {
@@ -58,7 +60,7 @@ impl EdgeMetrics {
             s.adopted.insert(p.to_owned(), 0);
             s.cost.insert(p.to_owned(), 0.0);
         }
-        EdgeMetrics { state: Mutex::new(s) }
+        EdgeMetrics { state: Mutex::new(s), vapi: super::VapiMetrics::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -210,5 +212,7 @@ impl EdgeMetrics {
         for ((p, t), n) in &s.unanswered {
             let _ = writeln!(out, "callgate_vapi_unanswered_total{{provider=\"{p}\",type=\"{t}\"}} {n}");
         }
+        drop(s);
+        self.vapi.render(out);
     }
 }

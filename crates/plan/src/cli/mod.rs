@@ -1,4 +1,4 @@
-//! The command line of planning: `callgate plan lines|campaign` and `callgate simulate`.
+//! The command line of planning: `callgate plan lines|campaign|latency` and `callgate simulate`.
 //!
 //! The `callgate` binary wires these in: [`PlanCommand`] as the `plan` subcommands with
 //! [`run_plan`], and [`SimulateArgs`] as `simulate` with [`run_simulate`]. Both print
@@ -7,11 +7,13 @@
 //! the same results without printing, for tests and other callers.
 
 mod campaign;
+mod latency;
 mod lines;
 mod progress;
 mod simulate;
 
 pub use campaign::{campaign_report, CampaignArgs, CampaignReportOut};
+pub use latency::{latency_report, LatencyArgs, LatencyLevel, LatencyReport};
 pub use lines::{lines_report, LinesArgs, LinesReport, LinesRow};
 pub use simulate::{simulate_output, simulate_reports, SimulateArgs};
 
@@ -29,6 +31,9 @@ pub enum PlanCommand {
     Lines(LinesArgs),
     /// How long an outbound campaign takes on your lines, its busiest hour and its cost.
     Campaign(CampaignArgs),
+    /// How many concurrent calls keep p95 turn latency under a target, from what Vapi
+    /// measured (a saved GET /v1/calls/summary).
+    Latency(LatencyArgs),
 }
 
 /// Prices given on the command line (they override a --pricing file).
@@ -90,6 +95,14 @@ pub fn plan_output(cmd: &PlanCommand) -> Result<String, PlanError> {
         }
         PlanCommand::Campaign(args) => {
             let report = campaign_report(args)?;
+            if args.json {
+                pretty(&report)
+            } else {
+                Ok(report.to_text())
+            }
+        }
+        PlanCommand::Latency(args) => {
+            let report = latency_report(args)?;
             if args.json {
                 pretty(&report)
             } else {

@@ -5,8 +5,10 @@
 //! cannot work without (the envelope, the type, the call id of a call message) makes a
 //! message malformed.
 
+use super::telemetry;
 use crate::time::parse_rfc3339;
 use crate::MAX_CALL_ID;
+use callgate_backend::records::CallTelemetry;
 use serde_json::Value;
 use std::fmt;
 
@@ -50,6 +52,10 @@ pub enum VapiMessage {
         started_at: Option<u64>,
         /// `endedAt` (Unix ms).
         ended_at: Option<u64>,
+        /// The assistant that took the call (see [`telemetry::assistant`]).
+        assistant: Option<String>,
+        /// What Vapi measured (see [`telemetry::read`]).
+        telemetry: Option<Box<CallTelemetry>>,
     },
     /// Any other type (transcripts, tool calls, …): passed on to the upstream, if any.
     Other {
@@ -184,6 +190,8 @@ pub fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
             cost: m.get("cost").and_then(Value::as_f64).filter(|c| c.is_finite() && *c >= 0.0),
             started_at: time_at(m, "startedAt"),
             ended_at: time_at(m, "endedAt"),
+            assistant: telemetry::assistant(m),
+            telemetry: telemetry::read(m).map(Box::new),
         },
         other => VapiMessage::Other { kind: other.chars().take(64).collect(), number: called(m) },
     })

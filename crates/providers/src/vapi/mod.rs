@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod dial;
 pub mod message;
+pub mod telemetry;
 
 #[cfg(test)]
 mod tests;

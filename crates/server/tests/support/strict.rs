@@ -34,6 +34,44 @@ pub fn vapi_create_call(body: &Value) -> Vec<String> {
     out
 }
 
+/// The problems of what an end-of-call report `message` carries that callgate reads
+/// (`artifact.performanceMetrics`, `costs[]`), against the SDK's `PerformanceMetrics`,
+/// `TurnLatency` and `ServerMessageEndOfCallReportCostsItem_*` (empty: a shape Vapi
+/// could send). The fakes check every report they send with it.
+pub fn vapi_end_of_call_report(message: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let models = &schemas()["vapi"];
+    let perf = &message["artifact"]["performanceMetrics"];
+    if !perf.is_null() {
+        check_object(models, "PerformanceMetrics", perf, "artifact.performanceMetrics", &mut out);
+    }
+    for (i, item) in message["costs"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("costs.{i}");
+        let Some(kind) = item["type"].as_str() else {
+            out.push(format!("{at}.type must be a string"));
+            continue;
+        };
+        let Some(props) = models["EndOfCallReportCostsItem"][kind].as_object() else {
+            out.push(format!("{at}.type `{kind}` is not a cost type of the SDK"));
+            continue;
+        };
+        for (k, t) in props {
+            if t["required"].as_bool() == Some(true) && item.get(k).is_none() {
+                out.push(format!("{at}.{k} is required"));
+            }
+        }
+        let wrapped = serde_json::json!({ "costs": { kind: props } });
+        check_object(&wrapped["costs"], kind, item, &at, &mut out);
+    }
+    out
+}
+
+/// The names of a model's properties in the fixture (e.g. `PerformanceMetrics`), or of
+/// the cost types (`EndOfCallReportCostsItem`).
+pub fn vapi_model_fields(model: &str) -> Vec<String> {
+    schemas()["vapi"][model].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}
+
 fn check_object(models: &Value, model: &str, v: &Value, at: &str, out: &mut Vec<String>) {
     let Some(props) = models[model].as_object() else { return };
     let Some(obj) = v.as_object() else {

@@ -2,6 +2,7 @@
 //! provider edges recorded about each call).
 
 use super::body::QueryMap;
+use super::summary::TelemetryView;
 use super::{App, Caller};
 use crate::edges::error::{ApiError, ErrorBody};
 use axum::extract::State;
@@ -102,6 +103,10 @@ pub(crate) struct CallView {
     cost_usd: Option<f64>,
     /// A voicemail recording.
     recording_url: Option<String>,
+    /// The assistant that took it (Vapi's `call.assistantId`).
+    assistant: Option<String>,
+    /// What the platform measured (Vapi's end-of-call report), when it said.
+    telemetry: Option<TelemetryView>,
     /// Unix ms of the last update.
     updated_at_ms: u64,
 }
@@ -121,6 +126,8 @@ impl From<CallRecord> for CallView {
             ended_reason: c.ended_reason,
             cost_usd: c.cost,
             recording_url: c.recording_url,
+            assistant: c.assistant,
+            telemetry: c.telemetry.map(|t| TelemetryView::from(*t)),
             updated_at_ms: c.at,
         }
     }

@@ -12,6 +12,7 @@ mod leases;
 pub mod openapi;
 mod ops;
 mod pools;
+mod summary;
 mod tickets;
 
 pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
@@ -103,6 +104,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/config/reload", post(reload))
         .route("/v1/callbacks", get(callbacks::list))
         .route("/v1/calls", get(callbacks::calls))
+        .route("/v1/calls/summary", get(summary::summary))
         .route("/webhooks/vapi/{provider}", post(vapi::webhook))
         .route("/webhooks/twilio/{provider}/{endpoint}", post(twilio::webhook))
         .route("/healthz", get(healthz))

@@ -8,7 +8,7 @@
 //! static files (`/`, `/live.css`, `/live.js`).
 
 use super::campaigns;
-use super::{acquire, callbacks, leases, ops, pools, tickets};
+use super::{acquire, callbacks, leases, ops, pools, summary, tickets};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -44,6 +44,7 @@ use utoipa::OpenApi;
         ops::stats,
         callbacks::list,
         callbacks::calls,
+        summary::summary,
         campaigns::create,
         campaigns::list,
         campaigns::one,

@@ -99,6 +99,7 @@ impl SampleBody {
             latency_ms: latency(self.latency_ms)?,
             ok: self.ok,
             dropped: self.dropped.unwrap_or(false),
+            ..Report::default()
         })
     }
 }
@@ -128,6 +129,7 @@ impl ReleaseBody {
             latency_ms: latency(self.latency_ms)?,
             ok: self.ok,
             dropped: self.dropped.unwrap_or(false),
+            ..Report::default()
         })
     }
 }

@@ -15,6 +15,7 @@ const state = {
   alerts: [],
   stats: { pools: [], flows: [], adaptive: [] },
   campaigns: null,
+  assistants: null, // GET /v1/calls/summary's rows: what Vapi measured per assistant
   decisions: [], // client times of arrival decisions, for decisions/s
   leases: null, // live leases (calls), from /v1/stats and events
   skew: 0, // server clock minus client clock (ms)
@@ -321,6 +322,30 @@ function renderCampaigns() {
   $("campaigns").replaceChildren(...items);
 }
 
+function renderAssistants() {
+  const rows = state.assistants;
+  if (!Array.isArray(rows) || rows.length === 0) {
+    $("assistants-panel").hidden = true;
+    return;
+  }
+  $("assistants-panel").hidden = false;
+  const ms = (v) => (typeof v === "number" ? duration(v) : UNKNOWN);
+  const tr = rows.slice(0, 12).map((a) =>
+    el(
+      "tr",
+      { "data-assistant": a.assistant || "" },
+      el("td", { title: a.provider + " · " + (a.flows || []).join(", ") }, a.assistant || "(none)"),
+      el("td", { class: "num" }, String(a.calls)),
+      el("td", { class: "num" }, ms(a.turn_p50_ms)),
+      el("td", { class: "num" }, ms(a.turn_p95_ms)),
+      el("td", { class: "num" }, String(a.user_interrupted)),
+      el("td", { class: "num" }, typeof a.cost_per_minute_usd === "number" ? "$" + number(a.cost_per_minute_usd, 3) : UNKNOWN),
+      el("td", { class: "num" + (a.error_endings > 0 ? " bad" : "") }, String(a.error_endings))
+    )
+  );
+  $("assistants").replaceChildren(...tr);
+}
+
 function renderRate() {
   const now = Date.now();
   state.decisions = state.decisions.filter((t) => now - t < RATE_WINDOW_MS);
@@ -570,8 +595,13 @@ async function loadCampaigns() {
   state.campaigns = shown.map((c, i) => Object.assign({}, c, views[i] || {}));
 }
 
+async function loadAssistants() {
+  const s = await get("/v1/calls/summary").catch(() => null);
+  state.assistants = s && Array.isArray(s.assistants) ? s.assistants : null;
+}
+
 async function loadAll() {
-  await Promise.all([loadPools(), loadLine(), loadBreakers(), loadAlerts(), loadStats(), loadCampaigns()]);
+  await Promise.all([loadPools(), loadLine(), loadBreakers(), loadAlerts(), loadStats(), loadCampaigns(), loadAssistants()]);
 }
 
 function renderAll() {
@@ -580,6 +610,7 @@ function renderAll() {
   renderBreakers();
   renderAlerts();
   renderCampaigns();
+  renderAssistants();
   renderRate();
 }
 
@@ -609,6 +640,7 @@ async function start() {
     setInterval(() => loadStats().then(renderPools, () => {}), 2000),
     setInterval(() => loadAlerts().then(renderAlerts, () => {}), 3000),
     setInterval(() => loadCampaigns().then(renderCampaigns, () => {}), 5000),
+    setInterval(() => loadAssistants().then(renderAssistants, () => {}), 10000),
     setInterval(() => loadPools().then(renderPools, () => {}), 15000),
   ];
 }

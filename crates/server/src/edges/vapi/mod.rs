@@ -40,7 +40,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use callgate_backend::records::{CallTelemetry, Component};
 use callgate_config::{FlowConfig, OverflowAction, ProviderKind, VapiTarget, WebhookAuth};
+use callgate_governor::Measured;
+use callgate_providers::vapi::telemetry::Ending;
 use callgate_providers::vapi::{auth, message};
 use message::{CallInfo, VapiMessage};
 use reply::{respond, TakenBy, VapiReply};
@@ -149,8 +152,17 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
                 VapiMessage::StatusUpdate { call, status, ended_reason, at } => {
                     respond(false, status_update(app, provider, call, &status, ended_reason, at).await)
                 }
-                VapiMessage::EndOfCallReport { call, ended_reason, cost, started_at, ended_at } => {
-                    respond(false, end_of_call(app, provider, call, ended_reason, cost, started_at, ended_at).await)
+                VapiMessage::EndOfCallReport {
+                    call,
+                    ended_reason,
+                    cost,
+                    started_at,
+                    ended_at,
+                    assistant,
+                    telemetry,
+                } => {
+                    let report = Report { ended_reason, cost, started_at, ended_at, assistant, telemetry };
+                    respond(false, end_of_call(app, provider, flow, call, report).await)
                 }
                 VapiMessage::Other { .. } => respond(false, Ok(VapiReply::Ack)),
             }
@@ -329,24 +341,78 @@ async fn status_update(
     Ok(VapiReply::Ack)
 }
 
-async fn end_of_call(
-    app: &App,
-    provider: &Provider,
-    info: CallInfo,
+/// What an end-of-call report says, beyond the call it is about.
+struct Report {
     ended_reason: Option<String>,
     cost: Option<f64>,
     started_at: Option<u64>,
     ended_at: Option<u64>,
+    assistant: Option<String>,
+    telemetry: Option<Box<CallTelemetry>>,
+}
+
+async fn end_of_call(
+    app: &App,
+    provider: &Provider,
+    flow: Option<String>,
+    info: CallInfo,
+    mut report: Report,
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
+    let ending = Ending::of(report.ended_reason.as_deref().unwrap_or(""));
+    // What is recorded already: the flow when the number called does not say (an
+    // outbound call's number is the customer's), and whether this report came before
+    // (Vapi retries a webhook that failed): a repeated report is recorded again but
+    // measured once.
+    let stored = {
+        let (governor, provider, id) = (app.governor.clone(), provider.name.to_string(), call.id.clone());
+        tokio::task::spawn_blocking(move || governor.call_record(&provider, &id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    };
+    // Only an end-of-call report writes these.
+    let repeated = stored.as_ref().is_some_and(|r| r.telemetry.is_some() || r.cost.is_some() || r.assistant.is_some());
+    let flow = flow.or_else(|| stored.and_then(|r| r.flow));
+    // Vapi's measurements move the flow's adaptive caps and breakers before the lease
+    // goes, so the sample is of the load the call saw.
+    if let (Some(flow), false) = (&flow, repeated) {
+        let measured = Measured {
+            flow,
+            telemetry: report.telemetry.as_deref(),
+            failed: ending == Ending::Failure,
+            refused: ending == Ending::Refused,
+        };
+        let (moved, concurrency) = app.governor.measured(measured).await?;
+        for (pool, cap) in moved {
+            tracing::debug!(provider = %provider.name, call = %call.id, %pool, cap, "Vapi latency moved an adaptive cap");
+        }
+        if let Some(t) = report.telemetry.as_deref_mut() {
+            t.concurrency = concurrency;
+        }
+    }
     let end = app.governor.end_call(&call.id).await?;
     tracing::debug!(provider = %provider.name, call = %call.id, ?end, "Vapi end-of-call report");
+    let Report { ended_reason, cost, started_at, ended_at, assistant, telemetry } = report;
+    if !repeated {
+        telemetry_span(provider, flow.as_deref(), assistant.as_deref(), telemetry.as_deref(), ending, cost);
+        app.metrics.edges.vapi.call(
+            &provider.name,
+            flow.as_deref(),
+            assistant.as_deref(),
+            telemetry.as_deref(),
+            ending.as_str(),
+        );
+    }
     let mut update = call.update(app.governor.now_ms());
     update.started_at = started_at;
     update.ended_at = ended_at;
     update.duration_ms = started_at.zip(ended_at).and_then(|(s, e)| e.checked_sub(s));
     update.ended_reason = ended_reason;
     update.cost = cost;
+    update.assistant = assistant;
+    update.telemetry = telemetry;
     // A campaign call's outcome drives its lead's retries (ignored for other calls).
     let reason = update.ended_reason.as_deref();
     publish_call_event(app, &provider.name, &call.id, None, reason, cost, update.duration_ms).await;
@@ -355,6 +421,35 @@ async fn end_of_call(
         app.metrics.edges.cost(&provider.name, usd);
     }
     Ok(VapiReply::Ack)
+}
+
+/// A `vapi_call` span (exported over OTLP when configured) with what Vapi measured.
+fn telemetry_span(
+    provider: &Provider,
+    flow: Option<&str>,
+    assistant: Option<&str>,
+    t: Option<&CallTelemetry>,
+    ending: Ending,
+    cost: Option<f64>,
+) {
+    let q = |c: Component, q: f64| t.and_then(|t| t.quantile(c, q));
+    let span = tracing::info_span!(
+        "vapi_call",
+        provider = %provider.name,
+        flow,
+        assistant,
+        ending = ending.as_str(),
+        turn_p50_ms = q(Component::Turn, 0.5),
+        turn_p95_ms = q(Component::Turn, 0.95),
+        model_p95_ms = q(Component::Model, 0.95),
+        voice_p95_ms = q(Component::Voice, 0.95),
+        transcriber_p95_ms = q(Component::Transcriber, 0.95),
+        endpointing_p95_ms = q(Component::Endpointing, 0.95),
+        user_interrupted = t.and_then(|t| t.user_interrupted),
+        assistant_interrupted = t.and_then(|t| t.assistant_interrupted),
+        cost_usd = cost,
+    );
+    drop(span);
 }
 
 /// Publishes a status update or an end-of-call report on the bus as a call event; the
