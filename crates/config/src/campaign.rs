@@ -441,6 +441,11 @@ pub fn parse_datetime(s: &str, tz: Tz) -> Result<u64, String> {
     u64::try_from(ms).map_err(|_| bad())
 }
 
+/// Reads an instant as Unix milliseconds: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in UTC.
+pub fn parse_instant(s: &str) -> Result<u64, String> {
+    parse_datetime(s, Tz::UTC)
+}
+
 /// Retries per outcome, with backoff, and caps on attempts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

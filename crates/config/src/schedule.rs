@@ -140,15 +140,6 @@ impl Config {
                     pool.reserve.insert(class.clone(), units);
                 }
             }
-            for (name, change) in &s.campaigns {
-                let Some(c) = out.campaigns.iter_mut().find(|c| &c.name == name) else { continue };
-                if change.max_concurrency.is_some() {
-                    c.max_concurrency = change.max_concurrency;
-                }
-                if let Some(cps) = change.calls_per_second {
-                    c.calls_per_second = cps;
-                }
-            }
             for (name, change) in &s.flows {
                 let Some(f) = out.flows.iter_mut().find(|f| &f.name == name) else { continue };
                 if !change.overflow.is_empty() {
@@ -156,7 +147,31 @@ impl Config {
                 }
             }
         }
+        for c in &mut out.campaigns {
+            let change = self.campaign_change(active, &c.name);
+            if change.max_concurrency.is_some() {
+                c.max_concurrency = change.max_concurrency;
+            }
+            if let Some(cps) = change.calls_per_second {
+                c.calls_per_second = cps;
+            }
+        }
         out.schedules.clear();
+        out
+    }
+
+    /// What the schedules at positions `active` change in campaign `name`, merged in file
+    /// order (the simulator's campaigns are not `[[campaigns]]`, so it asks by name).
+    pub fn campaign_change(&self, active: &[usize], name: &str) -> CampaignChange {
+        let mut out = CampaignChange::default();
+        for change in active.iter().filter_map(|&i| self.schedules.get(i)?.campaigns.get(name)) {
+            if change.max_concurrency.is_some() {
+                out.max_concurrency = change.max_concurrency;
+            }
+            if change.calls_per_second.is_some() {
+                out.calls_per_second = change.calls_per_second;
+            }
+        }
         out
     }
 

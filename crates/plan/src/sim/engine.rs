@@ -2,14 +2,18 @@
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::Dist;
-use super::report::{CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, Series, SeriesLine};
+use super::report::{
+    CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, ScheduleChange, Series, SeriesLine,
+};
 use super::rng::{splitmix64, Rng};
 use super::scenario::MAX_CALLS;
 use super::scenario::{CampaignSource, Scenario};
 use super::stats::{Gauge, WaitHistogram, Window};
 use crate::PlanError;
 use callgate_config::OverflowAction;
-use callgate_core::{Decision, Event, FlowId, LeaseId, Ledger, RejectReason, Request, Target, TicketId, TicketOutcome};
+use callgate_core::{
+    ClassId, Decision, Event, FlowId, LeaseId, Ledger, PoolId, RejectReason, Request, Target, TicketId, TicketOutcome,
+};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -56,6 +60,8 @@ enum Ev {
     Callback { flow: u32, hold_ms: u64, counted: bool },
     /// `duration` is reached: arrivals and the measured window end.
     WindowEnd,
+    /// A minute starts on the wall clock: the `[[schedules]]` are looked at.
+    Schedule,
 }
 
 /// A caller in the waiting room.
@@ -104,6 +110,8 @@ struct Dialer {
     blocked: bool,
     wake_at: Option<u64>,
     spacing_ms: u64,
+    /// The cap on live attempts in force (the scenario's, or a schedule's).
+    cap: Option<u32>,
     attempts: u64,
     connected: u64,
     unreached: u64,
@@ -138,6 +146,12 @@ struct Sim<'a> {
     last_activity: u64,
     turns: u64,
     calls_total: Option<u64>,
+    /// The schedules in force (positions in the config's `schedules`).
+    active: Vec<usize>,
+    /// Each flow's first overflow action in force (a schedule may change the chain).
+    overflow: Vec<Option<OverflowAction>>,
+    /// When the schedules in force changed.
+    schedule_log: Vec<ScheduleChange>,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -205,7 +219,8 @@ impl<'a> Sim<'a> {
                 next_allowed: 0,
                 blocked: false,
                 wake_at: None,
-                spacing_ms: c.cps.map_or(0, |cps| (1000.0 / cps).round() as u64),
+                spacing_ms: spacing(c.cps),
+                cap: c.max_concurrency,
                 attempts: 0,
                 connected: 0,
                 unreached: 0,
@@ -254,6 +269,9 @@ impl<'a> Sim<'a> {
             last_activity: 0,
             turns: 0,
             calls_total: calls,
+            active: Vec::new(),
+            overflow: (0..nflows).map(|i| sc.overflow_of(i)).collect(),
+            schedule_log: Vec::new(),
         })
     }
 
@@ -269,8 +287,68 @@ impl<'a> Sim<'a> {
         if self.arrivals_end != u64::MAX {
             self.schedule(self.arrivals_end, Ev::WindowEnd);
         }
+        if !self.sc.config.schedules.is_empty() {
+            self.apply_schedules();
+            self.schedule(self.next_minute(), Ev::Schedule);
+        }
         for c in 0..self.dialers.len() {
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
+        }
+    }
+
+    /// The next start of a minute on the wall clock, in simulated ms.
+    fn next_minute(&self) -> u64 {
+        let wall = self.sc.sim.start_ms.saturating_add(self.now);
+        (wall / 60_000 + 1) * 60_000 - self.sc.sim.start_ms
+    }
+
+    /// Puts in force what the schedules active now ask for, through the same functions the
+    /// server uses (`Config::active_schedules`, `Config::scheduled`): pool limits and
+    /// reserves in the ledger, flows' overflow, campaigns' caps and rates.
+    fn apply_schedules(&mut self) {
+        let sc = self.sc;
+        let active = sc.config.active_schedules(sc.sim.start_ms.saturating_add(self.now));
+        if active == self.active && !self.schedule_log.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let effective = sc.config.scheduled(&active);
+        let spec = effective.ledger_spec();
+        for (p, want) in spec.pools.iter().enumerate() {
+            let id = PoolId(p as u32);
+            let mut reserve = vec![0u32; self.ledger.class_count()];
+            for &(c, u) in &want.reserve {
+                if let Some(slot) = reserve.get_mut(c.index()) {
+                    *slot += u;
+                }
+            }
+            let reserve_changed = self.ledger.reserve(id) != reserve.as_slice();
+            let limit_changed = self.ledger.pool(id).limit != want.limit;
+            let pairs: Vec<(ClassId, u32)> = reserve.iter().enumerate().map(|(c, &u)| (ClassId(c as u16), u)).collect();
+            // Raise the limit before the reserves grow into it; lower it after they shrink.
+            if limit_changed && want.limit > self.ledger.pool(id).limit {
+                self.ledger.set_limit(id, want.limit, now);
+            }
+            if reserve_changed {
+                self.ledger.set_reserve(id, &pairs, now);
+            }
+            if limit_changed && want.limit < self.ledger.pool(id).limit {
+                self.ledger.set_limit(id, want.limit, now);
+            }
+        }
+        self.overflow = effective.flows.iter().map(|f| f.overflow.first().map(|o| o.action)).collect();
+        for d in &mut self.dialers {
+            let change = sc.config.campaign_change(&active, &d.spec.name);
+            d.cap = change.max_concurrency.or(d.spec.max_concurrency);
+            d.spacing_ms = spacing(change.calls_per_second.map(|r| r.0).or(d.spec.cps));
+        }
+        self.schedule_log.push(ScheduleChange { at_s: now as f64 / 1000.0, active: sc.config.schedule_names(&active) });
+        self.active = active;
+        // A cap or a reserve that went down may have room for the dialers now.
+        for c in 0..self.dialers.len() {
+            if self.dialers[c].blocked {
+                self.dial(c);
+            }
         }
     }
 
@@ -370,6 +448,14 @@ impl<'a> Sim<'a> {
                     self.close_window(self.now);
                 }
             }
+            Ev::Schedule => {
+                self.apply_schedules();
+                // Only while something else is still to happen: the schedules alone
+                // never keep a run going.
+                if !self.heap.is_empty() || self.ledger.next_deadline().is_some() {
+                    self.schedule(self.next_minute(), Ev::Schedule);
+                }
+            }
         }
     }
 
@@ -446,7 +532,7 @@ impl<'a> Sim<'a> {
     }
 
     fn overflow(&mut self, flow: u32, hold_ms: u64, counted: bool, why: Why) {
-        let action = self.sc.overflow_of(flow as usize);
+        let action = self.overflow.get(flow as usize).copied().flatten();
         if counted {
             let st = &mut self.flows[flow as usize];
             *st.overflow.entry(action.map_or("refused", OverflowAction::as_str)).or_default() += 1;
@@ -477,7 +563,9 @@ impl<'a> Sim<'a> {
             if self.events.is_empty() {
                 return;
             }
-            self.last_activity = self.now;
+            if self.events.iter().any(|e| !matches!(e, Event::LimitChanged { .. })) {
+                self.last_activity = self.now;
+            }
             let mut freed = false;
             let mut events = std::mem::take(&mut self.events);
             for ev in events.drain(..) {
@@ -601,6 +689,11 @@ impl<'a> Sim<'a> {
                     return;
                 }
             };
+            if d.cap.is_some_and(|m| d.in_flight >= m) {
+                // At its own cap: look again when one of its calls ends.
+                d.blocked = true;
+                return;
+            }
             if now < d.next_allowed {
                 let at = d.next_allowed;
                 self.wake_dialer(c, at);
@@ -784,6 +877,7 @@ impl<'a> Sim<'a> {
             campaigns,
             cost,
             events: self.turns,
+            schedules: std::mem::take(&mut self.schedule_log),
             series,
         }
     }
@@ -874,6 +968,11 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
 }
 
 /// Milliseconds of open calling window in `[from, to)`.
+/// The gap between attempts at `cps` attempts per second (0: no limit).
+fn spacing(cps: Option<f64>) -> u64 {
+    cps.map_or(0, |cps| (1000.0 / cps).round() as u64)
+}
+
 fn open_ms(window: Option<(u32, u32)>, from: u64, to: u64) -> u64 {
     let Some((s, e)) = window else { return to.saturating_sub(from) };
     let day = 86_400_000u64;

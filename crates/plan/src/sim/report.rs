@@ -29,9 +29,22 @@ pub struct Report {
     pub cost: Option<CostReport>,
     /// Events simulated (arrivals, call ends, ticks, dialer steps).
     pub events: u64,
+    /// When the `[[schedules]]` in force changed (the first entry: those in force at the
+    /// start); empty without schedules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleChange>,
     /// Levels over time, for the chart.
     #[serde(skip)]
     pub series: Series,
+}
+
+/// The schedules in force from a moment of the run on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduleChange {
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+    /// The schedules active from then (none: the configuration as written).
+    pub active: Vec<String>,
 }
 
 /// What happened to one flow's callers (those arriving inside the measured window).
@@ -296,6 +309,13 @@ impl Report {
             }
             out.push_str("\nCampaigns\n");
             out.push_str(&t.render(2));
+        }
+        if !self.schedules.is_empty() {
+            out.push_str("\nSchedules\n");
+            for c in &self.schedules {
+                let active = if c.active.is_empty() { "none (as configured)".to_owned() } else { c.active.join(", ") };
+                let _ = writeln!(out, "  from {}: {active}", clock(c.at_s));
+            }
         }
         if let Some(c) = &self.cost {
             let m = |v: f64| money(&c.currency, v);

@@ -14,6 +14,8 @@
 //! answer_within = "20s"     # the service-level threshold (default 20s)
 //! warmup = "1h"             # calls arriving before this are not counted (default 0s)
 //! callback = { flow = "callbacks", after = "10m" }  # book callbacks on overflow
+//! start = "2026-03-02T00:00:00-05:00"  # the instant the run starts, for [[schedules]]
+//!                           # (default 2024-01-01T00:00:00Z, a Monday)
 //!
 //! [[arrivals]]              # one Poisson stream of callers into a flow
 //! flow = "support"
@@ -32,9 +34,15 @@
 //! retry_after = "1h"
 //! cps = 1                   # attempts per second (default: no limit)
 //! window = "09:00-17:00"    # calling window on the simulated clock (default: always)
+//! max_concurrency = 5       # its own cap on live attempts (default: none)
 //!
 //! [pricing]                 # see `callgate_plan::cost::Pricing`
 //! ```
+//!
+//! The config's `[[schedules]]` apply during the run as they would in the server: the
+//! simulated clock starts at `[sim] start`, and every minute the run asks
+//! `Config::active_schedules` which are active and `Config::scheduled` what the pools and
+//! flows become (a simulated campaign is changed by its name, as `[[campaigns]]` are).
 //!
 //! The config sections go to `Config::from_toml_str` with the traffic sections' lines
 //! blanked (so the line numbers in its errors stay right); the traffic sections are read
@@ -58,6 +66,9 @@ const MAX_DURATION_MS: u64 = 366 * 86_400_000;
 
 /// The most calls one run may simulate.
 pub const MAX_CALLS: u64 = 1_000_000_000;
+
+/// 2024-01-01T00:00:00Z, a Monday: where a run starts when `[sim] start` does not say.
+const DEFAULT_START_MS: u64 = 1_704_067_200_000;
 
 /// The sections this module reads (everything else is the config's).
 const TRAFFIC_SECTIONS: [&str; 3] = ["sim", "arrivals", "pricing"];
@@ -96,6 +107,8 @@ pub struct SimSettings {
     pub warmup_ms: u64,
     /// What an overflow to `callback` does, if modelled.
     pub callback: Option<CallbackPolicy>,
+    /// The instant the run starts (Unix ms), which `[[schedules]]` are read against.
+    pub start_ms: u64,
 }
 
 /// Callbacks on overflow: a caller whose flow overflows to `callback` is called back
@@ -144,6 +157,8 @@ pub struct CampaignSource {
     pub cps: Option<f64>,
     /// Calling window, minutes of the simulated day `[start, end)`.
     pub window: Option<(u32, u32)>,
+    /// The most attempts live at once (`None`: only the pools limit them).
+    pub max_concurrency: Option<u32>,
 }
 
 impl Scenario {
@@ -167,7 +182,15 @@ impl Scenario {
         };
         let doc = toml_edit::ImDocument::parse(text).map_err(|e| syntax(one_line(e.message()), e.span()))?;
         let traffic: TrafficToml = toml::from_str(text).map_err(|e| syntax(one_line(e.message()), e.span()))?;
-        let config = Config::from_toml_str(&config_text(text, &doc), path).map_err(|errors| {
+        // `[[schedules]]` may change the simulated campaigns, by name.
+        let sim_campaigns: Vec<String> = traffic.sim.as_ref().map_or_else(Vec::new, |s| {
+            s.campaigns
+                .iter()
+                .map(|c| c.get_ref().name.clone().unwrap_or_else(|| c.get_ref().flow.get_ref().clone()))
+                .collect()
+        });
+        let names: Vec<&str> = sim_campaigns.iter().map(String::as_str).collect();
+        let config = Config::from_toml_str_with(&config_text(text, &doc), path, &names).map_err(|errors| {
             PlanError::scenario(errors.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })?;
         let mut reader = Reader { text, file: &file, config: &config, problems: Vec::new() };
@@ -238,7 +261,15 @@ impl Scenario {
 
 impl SimSettings {
     fn defaults() -> SimSettings {
-        SimSettings { duration_ms: None, calls: None, seed: 1, answer_within_ms: 20_000, warmup_ms: 0, callback: None }
+        SimSettings {
+            duration_ms: None,
+            calls: None,
+            seed: 1,
+            answer_within_ms: 20_000,
+            warmup_ms: 0,
+            callback: None,
+            start_ms: DEFAULT_START_MS,
+        }
     }
 }
 
@@ -326,6 +357,7 @@ struct SimToml {
     answer_within: Option<Spanned<String>>,
     warmup: Option<Spanned<String>>,
     callback: Option<Spanned<CallbackToml>>,
+    start: Option<Spanned<String>>,
     #[serde(default)]
     campaigns: Vec<Spanned<CampaignToml>>,
 }
@@ -380,6 +412,7 @@ struct CampaignToml {
     retry_after: Option<Spanned<String>>,
     cps: Option<Spanned<f64>>,
     window: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<i64>>,
 }
 
 /// Reads the traffic sections, collecting every problem with its line and field.
@@ -453,6 +486,12 @@ impl Reader<'_> {
                 if out.warmup_ms >= d {
                     self.problem(w.span(), "sim.warmup", "must be shorter than sim.duration");
                 }
+            }
+        }
+        if let Some(start) = &sim.start {
+            match callgate_config::parse_instant(start.get_ref()) {
+                Ok(ms) => out.start_ms = ms,
+                Err(e) => self.problem(start.span(), "sim.start", e),
             }
         }
         if let Some(cb) = &sim.callback {
@@ -633,11 +672,17 @@ impl Reader<'_> {
                 None
             }
         });
+        if let Some(m) = &c.max_concurrency {
+            if !(1..=1_000_000).contains(m.get_ref()) {
+                self.problem(m.span(), &format!("{at}.max_concurrency"), "must be between 1 and 1,000,000");
+            }
+        }
         if self.problems.len() != before {
             return None;
         }
         let flow = flow?;
         Some(CampaignSource {
+            max_concurrency: c.max_concurrency.as_ref().map(|m| *m.get_ref() as u32),
             name: c.name.clone().unwrap_or_else(|| self.config.flows[flow].name.clone()),
             flow,
             leads: leads as u64,

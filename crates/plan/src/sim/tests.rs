@@ -318,3 +318,61 @@ fn rates_read_in_every_unit() {
         assert_eq!(parse_rate(bad), None, "{bad}");
     }
 }
+
+/// Two lines, a campaign of 4-minute calls, and a schedule that reserves both lines for
+/// inbound from 00:10 to 00:20 on the run's wall clock (the default start is a Monday,
+/// 00:00 UTC).
+const SCHEDULED: &str = r#"
+[[pools]]
+name = "lines"
+limit = 2
+[[flows]]
+name = "outbound"
+pools = ["lines"]
+class = "outbound"
+[[schedules]]
+name = "inbound-hour"
+start = "00:10"
+end = "00:20"
+pools = { lines = { reserve = { inbound = 2 } } }
+[sim]
+duration = "30m"
+[[sim.campaigns]]
+flow = "outbound"
+leads = 1000
+connect_rate = 1.0
+talk = { dist = "fixed", value = "4m" }
+"#;
+
+#[test]
+fn a_schedule_changes_a_reserve_at_its_time_in_the_simulator() {
+    let r = report(SCHEDULED);
+    // Dialing at 0, 4 and 8 minutes; the reserve holds both lines from 10 to 20 (the
+    // calls placed at 8 end at 12 and nothing follows); then 20, 24 and 28.
+    assert_eq!(r.campaigns[0].attempts, 12, "{}", r.to_text());
+    let at: Vec<(f64, Vec<String>)> = r.schedules.iter().map(|c| (c.at_s, c.active.clone())).collect();
+    assert_eq!(at, [(0.0, vec![]), (600.0, vec!["inbound-hour".to_owned()]), (1200.0, vec![])]);
+    // Without the schedule, every 4 minutes: 16.
+    let without = report(
+        &SCHEDULED.replace("start = \"00:10\"", "start = \"23:00\"").replace("end = \"00:20\"", "end = \"23:30\""),
+    );
+    assert_eq!(without.campaigns[0].attempts, 16);
+    // Started at 00:15 instead, the run begins inside the schedule.
+    let late = report(&SCHEDULED.replace("duration = \"30m\"", "duration = \"30m\"\nstart = \"2024-01-01T00:15:00Z\""));
+    assert_eq!(late.schedules[0].active, ["inbound-hour"]);
+    // Nothing until 00:20 (5 minutes in), then at 5, 9, …, 29 minutes.
+    assert_eq!(late.campaigns[0].attempts, 14, "{}", late.to_text());
+    assert_eq!(late.schedules[1].at_s, 300.0);
+}
+
+#[test]
+fn a_schedule_names_a_simulated_campaign_or_is_refused() {
+    let capped = SCHEDULED.replace(
+        "pools = { lines = { reserve = { inbound = 2 } } }",
+        "campaigns = { outbound = { max_concurrency = 1 } }",
+    );
+    // One line for the campaign from 10 to 20: 0, 4, 8 (2 each), 12, 16 (1 each), 20, 24, 28.
+    assert_eq!(report(&capped).campaigns[0].attempts, 14);
+    let e = problem(&capped.replace("campaigns = { outbound", "campaigns = { nobody"));
+    assert!(e.contains("schedules[0].campaigns.nobody") && e.contains("unknown campaign"), "{e}");
+}
