@@ -20,6 +20,7 @@ pub mod fuzz;
 pub mod inbound;
 pub mod providers;
 pub mod reload;
+pub mod schedule;
 pub mod serve;
 pub mod telemetry;
 
