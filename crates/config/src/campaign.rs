@@ -517,6 +517,17 @@ impl Default for RetryConfig {
     }
 }
 
+impl RetryConfig {
+    /// The wait before attempt `attempts + 1` after an outcome whose delay is `base`:
+    /// `base * backoff^(attempts - 1)`, at most `max_delay`. The dialer and the simulator
+    /// both wait by this.
+    pub fn delay(&self, base: Duration, attempts: u32) -> Duration {
+        let factor = self.backoff.0.max(1.0).powi(attempts.saturating_sub(1).min(64) as i32);
+        let secs = (base.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay)
+    }
+}
+
 impl CampaignConfig {
     /// Every provider named, `provider` first.
     pub fn provider_names(&self) -> Vec<&str> {

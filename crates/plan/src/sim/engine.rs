@@ -3,7 +3,8 @@
 
 use super::dist::Dist;
 use super::report::{
-    CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, ScheduleChange, Series, SeriesLine,
+    CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
+    ScheduleChange, Series, SeriesLine,
 };
 use super::rng::{splitmix64, Rng};
 use super::scenario::MAX_CALLS;
@@ -56,12 +57,60 @@ enum Ev {
     DialerWake { campaign: u32 },
     /// A campaign attempt ends.
     AttemptEnd { campaign: u32, lease: u64, lead: u32, attempt: u16, connected: bool },
-    /// A booked callback is placed.
-    Callback { flow: u32, hold_ms: u64, counted: bool },
+    /// The callback dialer looks for a callback that is due.
+    CallbackWake,
+    /// A callback attempt ends.
+    CallbackEnd { lease: u64, id: u64, outcome: Outcome },
     /// `duration` is reached: arrivals and the measured window end.
     WindowEnd,
     /// A minute starts on the wall clock: the `[[schedules]]` are looked at.
     Schedule,
+}
+
+/// How a callback attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Answered,
+    Busy,
+    Voicemail,
+    NoAnswer,
+}
+
+/// A booked callback, until it connects or is given up.
+struct Booked {
+    /// The flow the caller first called.
+    origin: u32,
+    hold_ms: u64,
+    booked_at: u64,
+    attempts: u32,
+    counted: bool,
+}
+
+/// The callback dialer: booked callbacks, dialed as the real dialer dials warm leads.
+struct Callbacks {
+    flow: FlowId,
+    /// `(due, id)`, soonest first.
+    due: BinaryHeap<Reverse<(u64, u64)>>,
+    booked: FxHashMap<u64, Booked>,
+    next_id: u64,
+    in_flight: u32,
+    next_allowed: u64,
+    spacing_ms: u64,
+    blocked: bool,
+    wake_at: Option<u64>,
+    stats: CallbackStats,
+}
+
+#[derive(Default)]
+struct CallbackStats {
+    attempts: u64,
+    connected: u64,
+    busy: u64,
+    voicemail: u64,
+    no_answer: u64,
+    lost: u64,
+    connect_wait_sum_ms: f64,
+    line_ms: f64,
 }
 
 /// A caller in the waiting room.
@@ -82,6 +131,9 @@ struct FlowStats {
     overflow: BTreeMap<&'static str, u64>,
     reasons: OverflowReasons,
     callbacks_booked: u64,
+    callbacks_declined: u64,
+    callbacks_connected: u64,
+    callbacks_lost: u64,
     wait_sum_ms: f64,
     waits: WaitHistogram,
     hold_sum_ms: f64,
@@ -152,6 +204,10 @@ struct Sim<'a> {
     overflow: Vec<Option<OverflowAction>>,
     /// When the schedules in force changed.
     schedule_log: Vec<ScheduleChange>,
+    /// With `[sim] callback`.
+    callbacks: Option<Callbacks>,
+    /// Offers of callbacks, accepted or not (one draw per offer, in offer order).
+    offers: Rng,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -272,6 +328,19 @@ impl<'a> Sim<'a> {
             active: Vec::new(),
             overflow: (0..nflows).map(|i| sc.overflow_of(i)).collect(),
             schedule_log: Vec::new(),
+            callbacks: sc.sim.callback.as_ref().map(|cb| Callbacks {
+                flow: FlowId(cb.flow as u32),
+                due: BinaryHeap::new(),
+                booked: FxHashMap::default(),
+                next_id: 0,
+                in_flight: 0,
+                next_allowed: 0,
+                spacing_ms: spacing(Some(cb.cps)),
+                blocked: false,
+                wake_at: None,
+                stats: CallbackStats::default(),
+            }),
+            offers: Rng::stream(seed, 2_000_000),
         })
     }
 
@@ -442,7 +511,15 @@ impl<'a> Sim<'a> {
             Ev::AttemptEnd { campaign, lease, lead, attempt, connected } => {
                 self.attempt_end(campaign as usize, lease, lead, attempt, connected);
             }
-            Ev::Callback { flow, hold_ms, counted } => self.call(flow, hold_ms, None, counted),
+            Ev::CallbackWake => {
+                if let Some(cb) = &mut self.callbacks {
+                    if cb.wake_at == Some(self.now) {
+                        cb.wake_at = None;
+                    }
+                }
+                self.dial_callbacks();
+            }
+            Ev::CallbackEnd { lease, id, outcome } => self.callback_end(lease, id, outcome),
             Ev::WindowEnd => {
                 if self.window_open {
                     self.close_window(self.now);
@@ -544,12 +621,24 @@ impl<'a> Sim<'a> {
             }
         }
         if action == Some(OverflowAction::Callback) {
-            if let Some(cb) = &self.sc.sim.callback {
-                let (to, after) = (cb.flow as u32, cb.after_ms);
-                if counted {
-                    self.flows[flow as usize].callbacks_booked += 1;
+            if let Some(policy) = &self.sc.sim.callback {
+                let accepted = self.offers.uniform() < policy.accept;
+                let due = self.now + policy.after_ms;
+                let st = &mut self.flows[flow as usize];
+                if !accepted {
+                    if counted {
+                        st.callbacks_declined += 1;
+                    }
+                } else if let Some(cb) = &mut self.callbacks {
+                    if counted {
+                        st.callbacks_booked += 1;
+                    }
+                    let id = cb.next_id;
+                    cb.next_id += 1;
+                    cb.booked.insert(id, Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted });
+                    cb.due.push(Reverse((due, id)));
+                    self.wake_callbacks(due);
                 }
-                self.schedule(self.now + after, Ev::Callback { flow: to, hold_ms, counted });
             }
         }
     }
@@ -616,6 +705,10 @@ impl<'a> Sim<'a> {
             }
             self.events = events;
             if freed {
+                // Callbacks go before campaign leads, as in the real dialer.
+                if self.callbacks.as_ref().is_some_and(|cb| cb.blocked) {
+                    self.dial_callbacks();
+                }
                 for c in 0..self.dialers.len() {
                     if self.dialers[c].blocked {
                         self.dial(c);
@@ -771,6 +864,158 @@ impl<'a> Sim<'a> {
         }
     }
 
+    // ----- callbacks -----------------------------------------------------------------
+
+    fn wake_callbacks(&mut self, at: u64) {
+        let Some(cb) = &mut self.callbacks else { return };
+        if cb.wake_at.is_some_and(|w| w <= at && w >= self.now) {
+            return;
+        }
+        cb.wake_at = Some(at);
+        self.schedule(at, Ev::CallbackWake);
+    }
+
+    /// A callback given up (declined retries, deadline): its caller is lost.
+    fn lose_callback(&mut self, id: u64) {
+        let Some(cb) = &mut self.callbacks else { return };
+        if let Some(b) = cb.booked.remove(&id) {
+            cb.stats.lost += 1;
+            if b.counted {
+                self.flows[b.origin as usize].callbacks_lost += 1;
+            }
+        }
+    }
+
+    /// Places the callbacks that are due while the pacing allows and a line is free: the
+    /// real dialer's rules for a warm lead (never waits for a line, calls per second, its
+    /// own cap).
+    fn dial_callbacks(&mut self) {
+        let Some(policy) = self.sc.sim.callback.as_ref() else { return };
+        let now = self.now;
+        loop {
+            let Some(cb) = &mut self.callbacks else { return };
+            cb.blocked = false;
+            let Some(&Reverse((due, id))) = cb.due.peek() else { return };
+            if due > now {
+                self.wake_callbacks(due);
+                return;
+            }
+            let Some(b) = cb.booked.get(&id) else {
+                cb.due.pop();
+                continue;
+            };
+            if now >= b.booked_at.saturating_add(policy.deadline_ms) {
+                cb.due.pop();
+                self.lose_callback(id);
+                continue;
+            }
+            if policy.max_concurrency.is_some_and(|m| cb.in_flight >= m) {
+                cb.blocked = true;
+                return;
+            }
+            if now < cb.next_allowed {
+                let at = cb.next_allowed;
+                self.wake_callbacks(at);
+                return;
+            }
+            // The answer depends only on (seed, callback, attempt): every policy meets the
+            // same people.
+            let mut key = self.seed ^ 0x5851_F42D_4C95_7F2D ^ id.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            key ^= u64::from(b.attempts + 1);
+            let mut rng = Rng::stream(splitmix64(&mut key), 3_000_000);
+            let u = rng.uniform();
+            let outcome = if u < policy.answer {
+                Outcome::Answered
+            } else if u < policy.answer + policy.busy {
+                Outcome::Busy
+            } else if u < policy.answer + policy.busy + policy.voicemail {
+                Outcome::Voicemail
+            } else {
+                Outcome::NoAnswer
+            };
+            let hold = if outcome == Outcome::Answered { b.hold_ms } else { policy.ring.sample(&mut rng) };
+            let req = Request {
+                target: Target::Flow(cb.flow),
+                key: None,
+                ttl_ms: Some(hold + TTL_MARGIN_MS),
+                max_wait_ms: Some(0),
+                meta: None,
+                owner: None,
+            };
+            match self.ledger.acquire(req, now) {
+                Ok(Decision::Granted { lease, .. }) => {
+                    let Some(cb) = &mut self.callbacks else { return };
+                    cb.due.pop();
+                    if let Some(b) = cb.booked.get_mut(&id) {
+                        b.attempts += 1;
+                        if outcome == Outcome::Answered {
+                            cb.stats.connect_wait_sum_ms += now.saturating_sub(b.booked_at) as f64;
+                        }
+                    }
+                    cb.in_flight += 1;
+                    cb.stats.attempts += 1;
+                    cb.next_allowed = now + cb.spacing_ms;
+                    self.schedule(now + hold, Ev::CallbackEnd { lease: lease.0, id, outcome });
+                }
+                _ => {
+                    // No free line (after reserves and waiting callers): look again
+                    // when something is freed.
+                    if let Some(cb) = &mut self.callbacks {
+                        cb.blocked = true;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn callback_end(&mut self, lease: u64, id: u64, outcome: Outcome) {
+        let Some(policy) = self.sc.sim.callback.as_ref() else { return };
+        let now = self.now;
+        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
+            let held = now.saturating_sub(l.granted_at) as f64;
+            self.lease_ms += held;
+            if let Some(cb) = &mut self.callbacks {
+                cb.stats.line_ms += held;
+            }
+        }
+        self.ledger.release(LeaseId(lease), now);
+        let Some(cb) = &mut self.callbacks else { return };
+        cb.in_flight -= 1;
+        let retry = &policy.retry;
+        let base = match outcome {
+            Outcome::Answered => {
+                cb.stats.connected += 1;
+                if let Some(b) = cb.booked.remove(&id) {
+                    if b.counted {
+                        self.flows[b.origin as usize].callbacks_connected += 1;
+                    }
+                }
+                return;
+            }
+            Outcome::Busy => {
+                cb.stats.busy += 1;
+                retry.busy
+            }
+            Outcome::Voicemail => {
+                cb.stats.voicemail += 1;
+                retry.voicemail
+            }
+            Outcome::NoAnswer => {
+                cb.stats.no_answer += 1;
+                retry.no_answer
+            }
+        };
+        let Some(b) = cb.booked.get(&id) else { return };
+        let next = now.saturating_add(retry.delay(base, b.attempts).as_millis() as u64);
+        if b.attempts >= retry.max_attempts || next >= b.booked_at.saturating_add(policy.deadline_ms) {
+            self.lose_callback(id);
+        } else {
+            cb.due.push(Reverse((next, id)));
+            self.wake_callbacks(next);
+        }
+    }
+
     // ----- the report ----------------------------------------------------------------
 
     fn report(mut self) -> Report {
@@ -786,11 +1031,7 @@ impl<'a> Sim<'a> {
             .flows
             .iter()
             .enumerate()
-            .filter(|(i, st)| {
-                st.offered > 0
-                    || sc.arrivals.iter().any(|a| a.flow == *i)
-                    || sc.sim.callback.as_ref().is_some_and(|c| c.flow == *i)
-            })
+            .filter(|(i, st)| st.offered > 0 || sc.arrivals.iter().any(|a| a.flow == *i))
             .map(|(i, st)| flow_report(sc, i, st, &self.flows_waiting[i], window_ms))
             .collect();
         let pools: Vec<PoolReport> = sc
@@ -866,6 +1107,24 @@ impl<'a> Sim<'a> {
             }
         });
         let series = self.series(end);
+        let lost = lost_report(&self.flows, sc);
+        let callbacks = self.callbacks.as_ref().map(|cb| {
+            let s = &cb.stats;
+            CallbackReport {
+                flow: sc.flow_name(cb.flow.index()).to_owned(),
+                booked: cb.next_id,
+                attempts: s.attempts,
+                connected: s.connected,
+                busy: s.busy,
+                voicemail: s.voicemail,
+                no_answer: s.no_answer,
+                lost: s.lost,
+                pending: cb.booked.len() as u64,
+                connect_rate: s.connected as f64 / s.attempts.max(1) as f64,
+                mean_time_to_connect_s: s.connect_wait_sum_ms / s.connected.max(1) as f64 / 1000.0,
+                line_minutes: s.line_ms / 60_000.0,
+            }
+        });
         Report {
             scenario: sc.name.clone(),
             seed: self.seed,
@@ -876,6 +1135,8 @@ impl<'a> Sim<'a> {
             pools,
             campaigns,
             cost,
+            lost,
+            callbacks,
             events: self.turns,
             schedules: std::mem::take(&mut self.schedule_log),
             series,
@@ -938,6 +1199,27 @@ enum Why {
     NeverFits,
 }
 
+/// The headline over the flows fed by `[[arrivals]]`.
+fn lost_report(flows: &[FlowStats], sc: &Scenario) -> LostReport {
+    let mut out = LostReport::default();
+    let mut in_time = 0;
+    for (i, st) in flows.iter().enumerate() {
+        if !sc.arrivals.iter().any(|a| a.flow == i) {
+            continue;
+        }
+        out.callers += st.offered;
+        out.hung_up += st.abandoned;
+        out.busy += st.overflow.get("busy").copied().unwrap_or(0) + st.overflow.get("refused").copied().unwrap_or(0);
+        out.callback_declined += st.callbacks_declined;
+        out.callback_never_connected += st.callbacks_lost;
+        in_time += st.answered_in_time;
+    }
+    out.lost = out.hung_up + out.busy + out.callback_declined + out.callback_never_connected;
+    out.share = out.lost as f64 / out.callers.max(1) as f64;
+    out.service_level = in_time as f64 / out.callers.max(1) as f64;
+    out
+}
+
 fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_ms: f64) -> FlowReport {
     let offered = st.offered.max(1) as f64;
     let answered = st.answered.max(1) as f64;
@@ -955,6 +1237,14 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         overflow_by_action: st.overflow.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         overflow_by_reason: st.reasons,
         callbacks_booked: st.callbacks_booked,
+        callbacks_declined: st.callbacks_declined,
+        callbacks_connected: st.callbacks_connected,
+        callbacks_lost: st.callbacks_lost,
+        lost: st.abandoned
+            + st.overflow.get("busy").copied().unwrap_or(0)
+            + st.overflow.get("refused").copied().unwrap_or(0)
+            + st.callbacks_declined
+            + st.callbacks_lost,
         p_wait: st.queued as f64 / offered,
         mean_wait_s: st.wait_sum_ms / answered / 1000.0,
         p95_wait_s: st.waits.quantile(0.95) as f64 / 1000.0,
@@ -967,12 +1257,12 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
     }
 }
 
-/// Milliseconds of open calling window in `[from, to)`.
 /// The gap between attempts at `cps` attempts per second (0: no limit).
 fn spacing(cps: Option<f64>) -> u64 {
     cps.map_or(0, |cps| (1000.0 / cps).round() as u64)
 }
 
+/// Milliseconds of open calling window in `[from, to)`.
 fn open_ms(window: Option<(u32, u32)>, from: u64, to: u64) -> u64 {
     let Some((s, e)) = window else { return to.saturating_sub(from) };
     let day = 86_400_000u64;

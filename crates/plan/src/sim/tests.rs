@@ -102,9 +102,9 @@ fn an_hourly_profile_puts_the_calls_in_their_hours() {
     assert!(first >= 10.0 * 3600.0 && last <= 11.0 * 3600.0 + 120.0 + s.bucket_s, "{first}..{last}");
 }
 
-#[test]
-fn callbacks_are_booked_on_overflow_and_placed_later() {
-    let text = r#"
+/// Five lines; every caller who finds them full is offered a callback, returned through
+/// the `callbacks` flow by the callback dialer. `CALLBACK` is the rest of `[sim] callback`.
+const CALLBACK_EVERYTHING: &str = r#"
 [[classes]]
 name = "inbound"
 priority = 50
@@ -123,21 +123,63 @@ overflow = { action = "callback" }
 name = "callbacks"
 pools = ["lines"]
 class = "callback"
-queue = { max_wait = "1h" }
 [sim]
 duration = "8h"
-callback = { flow = "callbacks", after = "10m" }
+callback = { flow = "callbacks", after = "10m"CALLBACK }
 [[arrivals]]
 flow = "support"
 rate = "90/h"
 hold = { dist = "exp", mean = "3m" }
 "#;
-    let r = report(text);
+
+fn callback_everything(rest: &str) -> Report {
+    report(&CALLBACK_EVERYTHING.replace("CALLBACK", rest))
+}
+
+#[test]
+fn callbacks_are_booked_on_overflow_and_dialed_later_as_attempts_not_callers() {
+    let r = callback_everything("");
     let support = r.flows.iter().find(|f| f.flow == "support").unwrap();
-    let callbacks = r.flows.iter().find(|f| f.flow == "callbacks").unwrap();
     assert!(support.callbacks_booked > 0);
-    assert_eq!(support.callbacks_booked, support.overflow_by_action["callback"]);
-    assert_eq!(callbacks.offered, support.callbacks_booked);
+    assert_eq!(support.callbacks_booked, support.overflow_by_action["callback"], "every offer accepted by default");
+    assert!(r.flows.iter().all(|f| f.flow != "callbacks"), "callback traffic is not callers");
+    let cb = r.callbacks.as_ref().unwrap();
+    assert_eq!(cb.flow, "callbacks");
+    assert!(cb.attempts >= cb.connected && cb.connected > 0);
+    assert_eq!(cb.attempts, cb.connected + cb.busy + cb.voicemail + cb.no_answer);
+    assert!((0.45..0.75).contains(&cb.connect_rate), "answered 60% of the time by default: {}", cb.connect_rate);
+    assert_eq!(cb.booked, cb.connected + cb.lost + cb.pending);
+    assert_eq!(cb.pending, 0, "the run goes on until every callback is settled");
+}
+
+#[test]
+fn a_callback_everything_policy_loses_the_callers_whose_callbacks_fail() {
+    // Nobody answers a callback: every caller sent to a callback is lost.
+    let r = callback_everything(", answer = 0.0, busy = 0.5, voicemail = 0.3, deadline = \"4h\"");
+    let support = r.flows.iter().find(|f| f.flow == "support").unwrap();
+    assert!(support.callbacks_booked > 0);
+    assert_eq!(support.callbacks_connected, 0);
+    assert_eq!(support.callbacks_lost, support.callbacks_booked, "{}", r.to_text());
+    assert_eq!(r.lost.callback_never_connected, support.callbacks_booked);
+    assert_eq!(r.lost.lost, support.callbacks_booked);
+    assert!(r.lost.share > 0.0);
+    let cb = r.callbacks.as_ref().unwrap();
+    // At most three attempts each (the campaigns' default max_attempts); fewer when the
+    // next one would come after the 4-hour deadline (voicemail waits 4 hours).
+    assert!(cb.lost < cb.attempts && cb.attempts <= 3 * cb.lost, "{cb:?}");
+    assert!(r.to_text().contains("Lost: "), "{}", r.to_text());
+
+    // Half decline the offer: lost too, and the same callers as before.
+    let declined = callback_everything(", accept = 0.5");
+    let s = declined.flows.iter().find(|f| f.flow == "support").unwrap();
+    assert!(s.callbacks_declined > 0 && s.callbacks_booked > 0);
+    assert_eq!(s.callbacks_declined + s.callbacks_booked, s.overflow_by_action["callback"]);
+    assert!(declined.lost.lost >= s.callbacks_declined);
+    assert_eq!(declined.lost.callers, support.offered, "the same callers whatever the policy");
+
+    // A callback with no way back is refused, not silently counted as served.
+    let e = problem(&CALLBACK_EVERYTHING.replace("callback = { flow = \"callbacks\", after = \"10m\"CALLBACK }\n", ""));
+    assert!(e.contains("overflows to `callback`"), "{e}");
 }
 
 const DIALER: &str = r#"
