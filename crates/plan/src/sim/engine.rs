@@ -25,6 +25,17 @@ use std::sync::Arc;
 /// ledger's tests' business, not a planning question).
 const TTL_MARGIN_MS: u64 = 3_600_000;
 
+/// How often the real dialer looks again for capacity that others freed (its pacing
+/// loop's idle wait, `IDLE` in the server's `campaign/run.rs`): a simulated dialer that
+/// found no line sees a line freed by someone else at its next look, not in the same
+/// millisecond. The end of one of its own calls wakes it at once, as it does the real one.
+const POLL_MS: u64 = 50;
+
+/// The next look of a dialer idle since `since`, at `now` or later.
+fn next_poll(since: u64, now: u64) -> u64 {
+    since + now.saturating_sub(since).div_ceil(POLL_MS) * POLL_MS
+}
+
 /// Without a duration, campaigns stop after this long.
 const MAX_RUN_MS: u64 = 366 * 86_400_000;
 
@@ -97,6 +108,8 @@ struct Callbacks {
     next_allowed: u64,
     spacing_ms: u64,
     blocked: bool,
+    /// When it last found no line.
+    idle_since: u64,
     wake_at: Option<u64>,
     stats: CallbackStats,
 }
@@ -160,6 +173,8 @@ struct Dialer {
     in_flight: u32,
     next_allowed: u64,
     blocked: bool,
+    /// When it last found no line (its polls are counted from then).
+    idle_since: u64,
     wake_at: Option<u64>,
     spacing_ms: u64,
     /// The cap on live attempts in force (the scenario's, or a schedule's).
@@ -274,6 +289,7 @@ impl<'a> Sim<'a> {
                 in_flight: 0,
                 next_allowed: 0,
                 blocked: false,
+                idle_since: 0,
                 wake_at: None,
                 spacing_ms: spacing(c.cps),
                 cap: c.max_concurrency,
@@ -337,6 +353,7 @@ impl<'a> Sim<'a> {
                 next_allowed: 0,
                 spacing_ms: spacing(Some(cb.cps)),
                 blocked: false,
+                idle_since: 0,
                 wake_at: None,
                 stats: CallbackStats::default(),
             }),
@@ -705,13 +722,18 @@ impl<'a> Sim<'a> {
             }
             self.events = events;
             if freed {
-                // Callbacks go before campaign leads, as in the real dialer.
-                if self.callbacks.as_ref().is_some_and(|cb| cb.blocked) {
-                    self.dial_callbacks();
+                // A dialer that found no line looks again at its next poll. Callbacks
+                // go before campaign leads there, as in the real dialer (the callback
+                // dialer's wakes are ordered first in the same millisecond).
+                if let Some(cb) = self.callbacks.as_ref().filter(|cb| cb.blocked) {
+                    let at = next_poll(cb.idle_since, self.now);
+                    self.wake_callbacks(at);
                 }
                 for c in 0..self.dialers.len() {
-                    if self.dialers[c].blocked {
-                        self.dial(c);
+                    let d = &self.dialers[c];
+                    if d.blocked {
+                        let at = next_poll(d.idle_since, self.now);
+                        self.wake_dialer(c, at);
                     }
                 }
             }
@@ -785,6 +807,7 @@ impl<'a> Sim<'a> {
             if d.cap.is_some_and(|m| d.in_flight >= m) {
                 // At its own cap: look again when one of its calls ends.
                 d.blocked = true;
+                d.idle_since = now;
                 return;
             }
             if now < d.next_allowed {
@@ -829,6 +852,7 @@ impl<'a> Sim<'a> {
                     // No free line for this flow (after reserves and waiting callers):
                     // look again when something is freed.
                     self.dialers[c].blocked = true;
+                    self.dialers[c].idle_since = now;
                     return;
                 }
             }
@@ -859,7 +883,12 @@ impl<'a> Sim<'a> {
         if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
             d.finished_at = Some(now);
         }
-        if let Some(&(at, _, _)) = d.retries.back() {
+        let (blocked, retry_at) = (d.blocked, d.retries.back().map(|r| r.0));
+        // One of its own calls ended: the dialer looks again at once.
+        if blocked {
+            self.wake_dialer(c, now);
+        }
+        if let Some(at) = retry_at {
             self.wake_dialer(c, at);
         }
     }
@@ -911,6 +940,7 @@ impl<'a> Sim<'a> {
             }
             if policy.max_concurrency.is_some_and(|m| cb.in_flight >= m) {
                 cb.blocked = true;
+                cb.idle_since = now;
                 return;
             }
             if now < cb.next_allowed {
@@ -962,6 +992,7 @@ impl<'a> Sim<'a> {
                     // when something is freed.
                     if let Some(cb) = &mut self.callbacks {
                         cb.blocked = true;
+                        cb.idle_since = now;
                     }
                     return;
                 }
@@ -982,6 +1013,11 @@ impl<'a> Sim<'a> {
         self.ledger.release(LeaseId(lease), now);
         let Some(cb) = &mut self.callbacks else { return };
         cb.in_flight -= 1;
+        if cb.blocked {
+            // One of its own calls ended: it looks again at once.
+            self.wake_callbacks(now);
+        }
+        let Some(cb) = &mut self.callbacks else { return };
         let retry = &policy.retry;
         let base = match outcome {
             Outcome::Answered => {

@@ -294,6 +294,37 @@ impl Scenario {
         })
     }
 
+    /// Whether `text` is a scenario rather than a plain configuration: it has one of the
+    /// traffic sections (`[sim]`, `[[arrivals]]`, `[pricing]`). Text that is not TOML is
+    /// not.
+    pub fn is_scenario_text(text: &str) -> bool {
+        text.parse::<toml::Table>().is_ok_and(|t| TRAFFIC_SECTIONS.iter().any(|s| t.contains_key(*s)))
+    }
+
+    /// What a valid scenario holds, for `callgate config check` and `simulate --check`:
+    /// `ok: scenario, 2 flows, 1 arrival stream, 1 campaign, 2 schedules`.
+    pub fn summary(&self) -> String {
+        fn count(n: usize, one: &str, many: &str) -> String {
+            format!("{n} {}", if n == 1 { one } else { many })
+        }
+        let mut out = format!(
+            "ok: scenario, {}, {}, {}",
+            count(self.config.pools.len(), "pool", "pools"),
+            count(self.config.flows.len(), "flow", "flows"),
+            count(self.arrivals.len(), "arrival stream", "arrival streams")
+        );
+        if !self.campaigns.is_empty() {
+            out.push_str(&format!(", {}", count(self.campaigns.len(), "campaign", "campaigns")));
+        }
+        if !self.config.schedules.is_empty() {
+            out.push_str(&format!(", {}", count(self.config.schedules.len(), "schedule", "schedules")));
+        }
+        if self.sim.callback.is_some() {
+            out.push_str(", callbacks returned");
+        }
+        out
+    }
+
     /// The name of flow `i`.
     pub fn flow_name(&self, i: usize) -> &str {
         self.config.flows.get(i).map_or("?", |f| f.name.as_str())
