@@ -446,6 +446,14 @@ pub fn parse_instant(s: &str) -> Result<u64, String> {
     parse_datetime(s, Tz::UTC)
 }
 
+/// An instant (Unix ms) as `2026-03-02T15:00:00Z`.
+pub fn format_instant(unix_ms: u64) -> String {
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .map_or_else(|| format!("{unix_ms} ms"), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// Retries per outcome, with backoff, and caps on attempts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -57,8 +57,8 @@ pub use alert::{AlertAction, AlertActionKind, AlertConfig, AlertMetric, AlertTar
 pub use auth::{ApiKey, AuthConfig, Role};
 pub use breaker::BreakerConfig;
 pub use campaign::{
-    parse_datetime, parse_instant, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi, ClockTime,
-    MachineDetection, Real, RetryConfig, SimulateConfig, Weekday, WindowConfig,
+    format_instant, parse_datetime, parse_instant, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi,
+    ClockTime, MachineDetection, Real, RetryConfig, SimulateConfig, Weekday, WindowConfig,
 };
 pub use class::ClassConfig;
 pub use config::{Config, Summary};

@@ -428,7 +428,11 @@ impl<'a> Sim<'a> {
             d.cap = change.max_concurrency.or(d.spec.max_concurrency);
             d.spacing_ms = spacing(change.calls_per_second.map(|r| r.0).or(d.spec.cps));
         }
-        self.schedule_log.push(ScheduleChange { at_s: now as f64 / 1000.0, active: sc.config.schedule_names(&active) });
+        self.schedule_log.push(ScheduleChange {
+            at_s: now as f64 / 1000.0,
+            at: callgate_config::format_instant(sc.sim.start_ms.saturating_add(now)),
+            active: sc.config.schedule_names(&active),
+        });
         self.active = active;
         // A cap or a reserve that went down may have room for the dialers now.
         for c in 0..self.dialers.len() {

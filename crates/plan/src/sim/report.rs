@@ -99,6 +99,8 @@ pub struct CallbackReport {
 pub struct ScheduleChange {
     /// Seconds from the start of the run.
     pub at_s: f64,
+    /// The same instant on the wall clock (`[sim] start` plus `at_s`), UTC.
+    pub at: String,
     /// The schedules active from then (none: the configuration as written).
     pub active: Vec<String>,
 }
@@ -449,7 +451,7 @@ impl Report {
             out.push_str("\nSchedules\n");
             for c in &self.schedules {
                 let active = if c.active.is_empty() { "none (as configured)".to_owned() } else { c.active.join(", ") };
-                let _ = writeln!(out, "  from {}: {active}", clock(c.at_s));
+                let _ = writeln!(out, "  from {} ({} of the run): {active}", c.at, clock(c.at_s));
             }
         }
         if let Some(c) = &self.cost {
