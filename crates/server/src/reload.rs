@@ -215,10 +215,11 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
             changes.push(format!("campaigns: not applied: {e}"));
         }
     }
+    let scheduled = !new.schedules.is_empty() || !old.schedules.is_empty();
     *r.current.lock().unwrap_or_else(|p| p.into_inner()) = new;
     // The new file's schedules: their overflow chains and campaign pacing (a new
     // operating layer and new dialers start without them).
-    if let Err(e) = app.schedules.apply(app, true).await {
+    if let Err(e) = if scheduled { app.schedules.apply(app, true).await } else { Ok(false) } {
         changes.push(format!("schedules: not applied: {e}"));
     }
     r.ok.fetch_add(1, Ordering::Relaxed);
