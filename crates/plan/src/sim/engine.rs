@@ -1286,7 +1286,8 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
             + st.callbacks_declined
             + st.callbacks_lost,
         p_wait: st.queued as f64 / offered,
-        mean_wait_s: st.wait_sum_ms / answered / 1000.0,
+        asa_s: st.wait_sum_ms / answered / 1000.0,
+        mean_wait_s: st.waiting_sum_ms / offered / 1000.0,
         p95_wait_s: st.waits.quantile(0.95) as f64 / 1000.0,
         service_level: st.answered_in_time as f64 / offered,
         abandon_rate: st.abandoned as f64 / offered,

@@ -143,7 +143,11 @@ pub struct FlowReport {
     pub lost: u64,
     /// Share of callers who waited.
     pub p_wait: f64,
-    /// Mean wait of answered callers, those answered at once counting 0 (seconds).
+    /// Mean wait of answered callers, those answered at once counting 0 (seconds): the
+    /// same figure as `asa_s` of `callgate plan lines`.
+    pub asa_s: f64,
+    /// Mean time in the waiting room over all callers, answered or not (seconds): the
+    /// same figure as `mean_wait_s` of `callgate plan lines`.
     pub mean_wait_s: f64,
     /// 95th percentile of the wait of answered callers (seconds).
     pub p95_wait_s: f64,
@@ -353,7 +357,7 @@ impl Report {
                 "hung up".into(),
                 "overflow".into(),
                 "P(wait)".into(),
-                "mean wait".into(),
+                "ASA".into(),
                 "p95 wait".into(),
                 format!("SL {within}"),
             ]);
@@ -367,7 +371,7 @@ impl Report {
                     count(f.abandoned),
                     overflow_text(f),
                     pct(f.p_wait),
-                    secs(f.mean_wait_s),
+                    secs(f.asa_s),
                     secs(f.p95_wait_s),
                     pct(f.service_level),
                 ]);
@@ -512,12 +516,13 @@ pub fn compare_text(reports: &[Report]) -> String {
     for flow in &flows {
         let get = |r: &Report| r.flows.iter().find(|f| &f.flow == flow).cloned();
         let mut t = Table::new(&header(&format!("flow {flow}")));
-        let rows: [(&str, FlowCell); 10] = [
+        let rows: [(&str, FlowCell); 11] = [
             ("callers", |f, _| count(f.offered)),
             ("lost", |f, _| format!("{} ({})", count(f.lost), pct2(f.lost as f64 / f.offered.max(1) as f64))),
             ("answered at once", |f, _| pct(f.granted_at_once as f64 / f.offered.max(1) as f64)),
             ("P(wait)", |f, _| pct(f.p_wait)),
-            ("mean wait", |f, _| secs(f.mean_wait_s)),
+            ("ASA (answered)", |f, _| secs(f.asa_s)),
+            ("mean wait (all)", |f, _| secs(f.mean_wait_s)),
             ("p95 wait", |f, _| secs(f.p95_wait_s)),
             ("service level", |f, r| format!("{} in {}", pct(f.service_level), secs(r.answer_within_s))),
             ("hung up", |f, _| pct2(f.abandon_rate)),
