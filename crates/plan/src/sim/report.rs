@@ -1,3 +1,4 @@
+// Long file: every figure of a run (flows, pools, campaigns, callbacks, the headline) with its text and side-by-side forms, kept beside each other so that a new figure is added to all three.
 //! What a simulation reports, as JSON and as readable tables, alone or side by side.
 
 use crate::text::{count, money, num, pct, pct2, secs, Table};
