@@ -400,6 +400,7 @@ impl<'a> Sim<'a> {
         let now = self.now;
         let effective = sc.config.scheduled(&active);
         let spec = effective.ledger_spec();
+        let mut refused = Vec::new();
         for (p, want) in spec.pools.iter().enumerate() {
             let id = PoolId(p as u32);
             let mut reserve = vec![0u32; self.ledger.class_count()];
@@ -415,8 +416,10 @@ impl<'a> Sim<'a> {
             if limit_changed && want.limit > self.ledger.pool(id).limit {
                 self.ledger.set_limit(id, want.limit, now);
             }
-            if reserve_changed {
-                self.ledger.set_reserve(id, &pairs, now);
+            if reserve_changed && !self.ledger.set_reserve(id, &pairs, now) {
+                // Overlapping schedules whose reserves together pass the limit: the server
+                // refuses the same combination (`schedule_failed`); say so here too.
+                refused.push(format!("pool `{}`: the reserves add up to more than the limit", want.name));
             }
             if limit_changed && want.limit < self.ledger.pool(id).limit {
                 self.ledger.set_limit(id, want.limit, now);
@@ -432,6 +435,7 @@ impl<'a> Sim<'a> {
             at_s: now as f64 / 1000.0,
             at: callgate_config::format_instant(sc.sim.start_ms.saturating_add(now)),
             active: sc.config.schedule_names(&active),
+            refused,
         });
         self.active = active;
         // A cap or a reserve that went down may have room for the dialers now.

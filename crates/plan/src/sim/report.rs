@@ -104,6 +104,10 @@ pub struct ScheduleChange {
     pub at: String,
     /// The schedules active from then (none: the configuration as written).
     pub active: Vec<String>,
+    /// What of them could not be put in force (reserves of overlapping schedules that
+    /// add up to more than a pool's limit: the pool keeps its reserves from before).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// What happened to one flow's callers (those arriving inside the measured window).
@@ -457,6 +461,9 @@ impl Report {
             for c in &self.schedules {
                 let active = if c.active.is_empty() { "none (as configured)".to_owned() } else { c.active.join(", ") };
                 let _ = writeln!(out, "  from {} ({} of the run): {active}", c.at, clock(c.at_s));
+                for why in &c.refused {
+                    let _ = writeln!(out, "    not applied: {why}");
+                }
             }
         }
         if let Some(c) = &self.cost {
