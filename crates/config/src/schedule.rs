@@ -181,6 +181,75 @@ impl Config {
     }
 }
 
+/// Schedules that overlap may together reserve more of a pool than its limit, though each
+/// alone fits. An overlap always contains the start of one of its schedules, so the check
+/// looks at every start of every schedule that changes a pool, in a winter and a summer
+/// week (daylight saving moves starts in zones apart), and at what is active then.
+fn validate_overlaps(config: &Config, out: &mut Problems) {
+    let touching: Vec<usize> =
+        config.schedules.iter().enumerate().filter(|(_, s)| !s.pools.is_empty()).map(|(i, _)| i).collect();
+    if touching.len() < 2 || config.schedules.iter().any(|s| s.timezone.parse::<Tz>().is_err()) {
+        return;
+    }
+    let mut reported: Vec<(String, Vec<usize>)> = Vec::new();
+    // Mondays: 2024-01-01 and 2024-07-01.
+    let weeks = [chrono::NaiveDate::from_ymd_opt(2024, 1, 1), chrono::NaiveDate::from_ymd_opt(2024, 7, 1)];
+    for &i in &touching {
+        let s = &config.schedules[i];
+        let tz = s.tz();
+        for monday in weeks.iter().flatten() {
+            for day in monday.iter_days().take(7) {
+                if !s.days.iter().any(|d| d.chrono() == day.weekday()) {
+                    continue;
+                }
+                let minutes = s.start.minutes();
+                let Some(local) = day.and_hms_opt(0, 0, 0).map(|m| m + chrono::Duration::minutes(i64::from(minutes)))
+                else {
+                    continue;
+                };
+                let Some(ms) = tz.from_local_datetime(&local).earliest().map(|t| t.timestamp_millis()) else {
+                    continue;
+                };
+                let Ok(ms) = u64::try_from(ms) else { continue };
+                let active: Vec<usize> =
+                    touching.iter().copied().filter(|&k| config.schedules[k].active_at(ms)).collect();
+                if active.len() < 2 {
+                    continue;
+                }
+                let effective = config.scheduled(&active);
+                for pool in &effective.pools {
+                    let by: Vec<usize> = active
+                        .iter()
+                        .copied()
+                        .filter(|&k| config.schedules[k].pools.contains_key(&pool.name))
+                        .collect();
+                    let total: u64 = pool.reserve.values().map(|&u| u64::from(u)).sum();
+                    if by.len() < 2 || total <= u64::from(pool.limit) {
+                        continue;
+                    }
+                    if reported.iter().any(|(p, a)| *p == pool.name && *a == by) {
+                        continue;
+                    }
+                    reported.push((pool.name.clone(), by.clone()));
+                    let last = by[by.len() - 1];
+                    let names = config.schedule_names(&by).iter().map(|n| format!("`{n}`")).collect::<Vec<_>>();
+                    out.push(
+                        Field::top("schedules").index(last).key("pools").key(&pool.name),
+                        format!(
+                            "while {} are active together (e.g. {} {}), pool `{}` would reserve {total} units of {}",
+                            names.join(" and "),
+                            day.weekday(),
+                            s.start,
+                            pool.name,
+                            pool.limit
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Checks `[[schedules]]`, with `campaigns` the campaign names schedules may change (a
 /// configuration's `[[campaigns]]`; a scenario adds its simulated ones).
 pub(crate) fn validate_with(config: &Config, campaigns: &[&str], out: &mut Problems) {
@@ -290,6 +359,7 @@ pub(crate) fn validate_with(config: &Config, campaigns: &[&str], out: &mut Probl
             }
         }
     }
+    validate_overlaps(config, out);
 }
 
 #[cfg(test)]
@@ -371,6 +441,25 @@ flows = { support = { overflow = [{ action = "callback" }, { action = "busy" }] 
         .unwrap();
         assert_eq!(c.active_schedules(0), [0, 1]);
         assert_eq!(c.scheduled(&[0, 1]).pool("vapi-main").unwrap().limit, 8);
+    }
+
+    #[test]
+    fn overlapping_schedules_must_fit_the_limit_together() {
+        let two = |b_start: &str| {
+            format!(
+                "[[schedules]]\nname = \"a\"\nstart = \"10:00\"\nend = \"12:00\"\ntimezone = \"America/New_York\"\n\
+                 pools = {{ vapi-main = {{ reserve = {{ inbound = 6 }} }} }}\n\
+                 [[schedules]]\nname = \"b\"\ndays = [\"mon\"]\nstart = \"{b_start}\"\nend = \"20:00\"\n\
+                 pools = {{ vapi-main = {{ reserve = {{ callback = 5 }} }} }}\n"
+            )
+        };
+        // b starts at 16:00 UTC = 11:00 in New York in winter: both hold 6 + 5 of 10.
+        let e = config(&two("16:00")).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "schedules[1].pools.vapi-main");
+        assert!(e[0].2.contains("`a` and `b` are active together") && e[0].2.contains("11 units of 10"), "{e:?}");
+        // From 17:00 UTC (12:00 in New York in winter, 13:00 in summer) they never meet.
+        assert!(config(&two("17:00")).is_ok());
     }
 
     #[test]

@@ -420,13 +420,11 @@ fn a_schedule_names_a_simulated_campaign_or_is_refused() {
 }
 
 #[test]
-fn overlapping_schedules_whose_reserves_pass_the_limit_are_reported_not_hidden() {
+fn overlapping_schedules_whose_reserves_pass_the_limit_are_refused_before_the_run() {
     let both = SCHEDULED.replace(
         "[sim]",
         "[[schedules]]\nname = \"also\"\nstart = \"00:15\"\nend = \"00:25\"\npools = { lines = { reserve = { callback = 1 } } }\n[sim]",
     );
-    let r = report(&both);
-    let overlap = r.schedules.iter().find(|c| c.active.len() == 2).expect("both active from 00:15");
-    assert_eq!(overlap.refused.len(), 1, "{:?}", r.schedules);
-    assert!(r.to_text().contains("not applied"), "{}", r.to_text());
+    let e = problem(&both);
+    assert!(e.contains("schedules[1].pools.lines") && e.contains("active together"), "{e}");
 }
