@@ -109,6 +109,13 @@ enum ConfigCommand {
 
 /// A line of the command itself (not of `tracing`) on stderr: text, or with `--log-json`
 /// a JSON object shaped like the log's own lines, so that every line parses.
+/// Whether `file` is a simulation scenario (a configuration with `[sim]`, `[[arrivals]]`
+/// or `[pricing]`), which `config check` checks as `callgate simulate --check` does. A file
+/// that cannot be read is not: the configuration check reports why.
+fn is_scenario(file: &std::path::Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|t| callgate_plan::sim::Scenario::is_scenario_text(&t))
+}
+
 fn say(json: bool, level: &str, message: &str) {
     if json {
         let line = serde_json::json!({ "level": level, "fields": { "message": message }, "target": "callgate" });
@@ -224,6 +231,28 @@ fn main() -> ExitCode {
                 Err(e) => {
                     say(log_json, "ERROR", &e.to_string());
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Config { command: ConfigCommand::Check { file, json } } if is_scenario(&file) => {
+            // A simulation scenario: a configuration plus its traffic, checked whole.
+            match callgate_plan::sim::Scenario::from_file(&file) {
+                Ok(sc) => {
+                    if json {
+                        println!("{}", serde_json::json!({ "ok": true, "file": file, "summary": sc.summary() }));
+                    } else {
+                        println!("{}: {}", file.display(), sc.summary());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    if json {
+                        let list: Vec<_> = e.message.lines().map(|m| serde_json::json!({ "message": m })).collect();
+                        println!("{}", serde_json::json!({ "ok": false, "file": file, "errors": list }));
+                    } else {
+                        eprintln!("{}", e.message);
+                    }
+                    ExitCode::FAILURE
                 }
             }
         }

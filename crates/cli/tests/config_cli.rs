@@ -130,3 +130,26 @@ fn plan_latency_reads_a_saved_summary() {
     assert_ne!(code, 0);
     assert!(err.contains("latency_by_concurrency"), "{err}");
 }
+
+#[test]
+fn config_check_and_simulate_check_accept_a_scenario() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/callbacks-on-overflow.toml");
+    let (code, out, err) = callgate(&["config", "check", examples]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: scenario") && out.contains("callbacks returned"), "{out}");
+    let (code, out, err) = callgate(&["simulate", "--check", examples]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: scenario"), "{out}");
+    // A scenario's mistake is reported with its line, by both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-scenario.toml");
+    let text = std::fs::read_to_string(examples).unwrap().replace("after = \"15m\"", "after = \"soon\"");
+    std::fs::write(&path, text).unwrap();
+    for args in [vec!["config", "check"], vec!["simulate", "--check"]] {
+        let mut args = args.clone();
+        args.push(path.to_str().unwrap());
+        let (code, out, err) = callgate(&args);
+        assert_ne!(code, 0, "{out}{err}");
+        assert!(err.contains("sim.callback.after"), "{args:?}: {err}");
+    }
+}

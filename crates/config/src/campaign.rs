@@ -441,6 +441,19 @@ pub fn parse_datetime(s: &str, tz: Tz) -> Result<u64, String> {
     u64::try_from(ms).map_err(|_| bad())
 }
 
+/// Reads an instant as Unix milliseconds: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in UTC.
+pub fn parse_instant(s: &str) -> Result<u64, String> {
+    parse_datetime(s, Tz::UTC)
+}
+
+/// An instant (Unix ms) as `2026-03-02T15:00:00Z`.
+pub fn format_instant(unix_ms: u64) -> String {
+    i64::try_from(unix_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .map_or_else(|| format!("{unix_ms} ms"), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
 /// Retries per outcome, with backoff, and caps on attempts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -509,6 +522,17 @@ impl Default for RetryConfig {
             max_attempts: retry_max_attempts(),
             max_per_week: retry_max_per_week(),
         }
+    }
+}
+
+impl RetryConfig {
+    /// The wait before attempt `attempts + 1` after an outcome whose delay is `base`:
+    /// `base * backoff^(attempts - 1)`, at most `max_delay`. The dialer and the simulator
+    /// both wait by this.
+    pub fn delay(&self, base: Duration, attempts: u32) -> Duration {
+        let factor = self.backoff.0.max(1.0).powi(attempts.saturating_sub(1).min(64) as i32);
+        let secs = (base.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max_delay)
     }
 }
 

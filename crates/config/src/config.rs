@@ -12,6 +12,7 @@ use crate::menu::{self, MenuConfig};
 use crate::pool::{self, PoolConfig};
 use crate::problem::{Problem, Problems};
 use crate::provider::{self, ProviderConfig};
+use crate::schedule::{self, ScheduleConfig};
 use crate::server::{self, ServerConfig};
 use crate::telemetry::{self, TelemetryConfig};
 use callgate_core::FlowId;
@@ -60,6 +61,10 @@ pub struct Config {
     /// `[[alerts]]`: conditions that fire, act and resolve (default: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertConfig>,
+    /// `[[schedules]]`: policy that changes by the hour (default: none). See
+    /// [`Config::active_schedules`] and [`Config::scheduled`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleConfig>,
     /// `[telemetry]`: where traces go (default: nowhere).
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_empty")]
     pub telemetry: TelemetryConfig,
@@ -85,10 +90,17 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
 impl Config {
     /// Every problem in the config, with its field; empty when it is valid.
     pub(crate) fn problems(&self) -> Vec<Problem> {
+        let names: Vec<&str> = self.campaigns.iter().map(|c| c.name.as_str()).collect();
+        self.problems_with(&names)
+    }
+
+    /// [`Config::problems`], with `campaigns` the names that `[[schedules]]` may change.
+    pub(crate) fn problems_with(&self, campaigns: &[&str]) -> Vec<Problem> {
         let mut out = Problems::default();
         for step in STEPS {
             step(self, &mut out);
         }
+        schedule::validate_with(self, campaigns, &mut out);
         out.0
     }
 

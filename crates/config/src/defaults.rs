@@ -62,6 +62,7 @@ impl Config {
             campaigns: Vec::new(),
             breakers: Vec::new(),
             alerts: Vec::new(),
+            schedules: Vec::new(),
             telemetry: Default::default(),
         }
     }

@@ -7,7 +7,7 @@
 //! parser cannot go on); validation collects every problem.
 //!
 //! The file has one module per section (`server`, `auth`, `class`, `pool`, `provider`,
-//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `telemetry`), each holding the section's types and its `validate` step. A new
+//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`), each holding the section's types and its `validate` step. A new
 //! section is a new field of [`Config`] and one more entry in the list of steps in
 //! `config.rs`.
 //!
@@ -47,6 +47,7 @@ mod overflow;
 mod pool;
 mod problem;
 mod provider;
+mod schedule;
 mod serde_duration;
 mod server;
 mod telemetry;
@@ -56,8 +57,8 @@ pub use alert::{AlertAction, AlertActionKind, AlertConfig, AlertMetric, AlertTar
 pub use auth::{ApiKey, AuthConfig, Role};
 pub use breaker::BreakerConfig;
 pub use campaign::{
-    parse_datetime, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi, ClockTime, MachineDetection, Real,
-    RetryConfig, SimulateConfig, Weekday, WindowConfig,
+    format_instant, parse_datetime, parse_instant, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi,
+    ClockTime, MachineDetection, Real, RetryConfig, SimulateConfig, Weekday, WindowConfig,
 };
 pub use class::ClassConfig;
 pub use config::{Config, Summary};
@@ -75,6 +76,7 @@ pub use pool::PoolConfig;
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };
+pub use schedule::{CampaignChange, FlowChange, PoolChange, ScheduleConfig, MAX_SCHEDULES};
 pub use server::ServerConfig;
 pub use telemetry::TelemetryConfig;
 

@@ -13,8 +13,17 @@ impl Config {
     /// at the first one (the parser cannot go on); validation reports every problem.
     /// Either way each error carries the line and the dotted field.
     pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        Config::from_toml_str_with(text, file, &[])
+    }
+
+    /// [`Config::from_toml_str`] for a file that also defines campaigns outside its
+    /// `[[campaigns]]` (a scenario's simulated ones, named in `campaigns`), which its
+    /// `[[schedules]]` may change.
+    pub fn from_toml_str_with(text: &str, file: Option<&Path>, campaigns: &[&str]) -> Result<Config, ConfigErrors> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigErrors::one(parse_error(text, file, &e)))?;
-        let problems = config.problems();
+        let mut names: Vec<&str> = config.campaigns.iter().map(|c| c.name.as_str()).collect();
+        names.extend_from_slice(campaigns);
+        let problems = config.problems_with(&names);
         if problems.is_empty() {
             return Ok(config);
         }

@@ -39,9 +39,7 @@ pub fn delay(retry: &RetryConfig, outcome: Outcome, attempts: u32) -> Duration {
         Outcome::Voicemail => retry.voicemail,
         _ => retry.failed,
     };
-    let factor = retry.backoff.0.max(1.0).powi(attempts.saturating_sub(1).min(64) as i32);
-    let secs = (base.as_secs_f64() * factor).min(retry.max_delay.as_secs_f64());
-    Duration::try_from_secs_f64(secs).unwrap_or(retry.max_delay)
+    retry.delay(base, attempts)
 }
 
 /// Where a lead goes after its `attempts`-th attempt ended with `outcome` at `now`.

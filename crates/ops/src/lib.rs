@@ -121,6 +121,9 @@ pub struct Ops {
     rules: Mutex<Vec<Rule>>,
     /// [flow] → the overflow an alert set.
     overrides: Mutex<Vec<Override>>,
+    /// [flow] → the overflow chain a `[[schedules]]` entry puts in place of the configured
+    /// one while it is active (set by the server's schedule ticker).
+    scheduled: Mutex<Vec<Option<Vec<Overflow>>>>,
     generation: AtomicU64,
     /// [breaker] → campaigns it paused.
     paused_by_breaker: Arc<Mutex<Vec<Vec<String>>>>,
@@ -186,6 +189,7 @@ impl Ops {
             stats: Mutex::new(Stats::new(np, nf)),
             rules: Mutex::new(Vec::new()),
             overrides: Mutex::new(vec![None; nf]),
+            scheduled: Mutex::new(vec![None; nf]),
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(Vec::new())),
             bus: callgate_events::bus::Bus::without_dialer(),
@@ -277,6 +281,7 @@ impl Ops {
         Ok(Ops {
             stats: Mutex::new(Stats::new(pools.len(), flows.len())),
             overrides: Mutex::new(vec![None; flows.len()]),
+            scheduled: Mutex::new(vec![None; flows.len()]),
             pools,
             adaptive: Mutex::new(adaptive),
             breakers: Mutex::new(breakers),
@@ -499,7 +504,26 @@ impl Ops {
     fn overflow_chain_of(&self, f: usize) -> Vec<Overflow> {
         match lock(&self.overrides).get(f).cloned().flatten() {
             Some((_, chain)) => chain,
+            None => self.configured_chain(f),
+        }
+    }
+
+    /// Flow `f`'s configured chain as the schedules in force make it.
+    fn configured_chain(&self, f: usize) -> Vec<Overflow> {
+        match lock(&self.scheduled).get(f).cloned().flatten() {
+            Some(chain) => chain,
             None => self.flows.get(f).map(|fl| fl.overflow.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Puts in force the overflow chains the active `[[schedules]]` set, one entry per
+    /// flow in config order (`None`: the flow's configured chain). A schedule's chain is
+    /// what the flow is configured with while it is active: a breaker's fallback and an
+    /// alert's `set_overflow` still come before it.
+    pub fn set_scheduled_overflow(&self, chains: Vec<Option<Vec<Overflow>>>) {
+        let mut s = lock(&self.scheduled);
+        for (slot, chain) in s.iter_mut().zip(chains) {
+            *slot = chain;
         }
     }
 
@@ -521,7 +545,7 @@ impl Ops {
         }
         match lock(&self.overrides).get(f).cloned().flatten() {
             Some((_, chain)) => (ChainKind::Alert, chain),
-            None => (ChainKind::Configured, self.flows.get(f).map(|fl| fl.overflow.clone()).unwrap_or_default()),
+            None => (ChainKind::Configured, self.configured_chain(f)),
         }
     }
 
@@ -533,7 +557,7 @@ impl Ops {
         match kind {
             ChainKind::Fallback if !fl.fallback.is_empty() => fl.fallback.clone(),
             ChainKind::Alert => self.overflow_chain_of(f),
-            _ => fl.overflow.clone(),
+            _ => self.configured_chain(f),
         }
     }
 

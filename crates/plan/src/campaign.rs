@@ -52,21 +52,28 @@ pub struct BusiestHour {
     /// Hour of the day, 0–23.
     pub hour: u32,
     /// Attempts placed in that hour.
+    #[serde(serialize_with = "rounded")]
     pub attempts: f64,
     /// Answered calls placed in that hour.
+    #[serde(serialize_with = "rounded")]
     pub connected: f64,
 }
 
 /// How a campaign goes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CampaignPlan {
-    /// Attempts placed in all.
+    /// Attempts placed in all (expected values: rounded to 3 decimals in JSON, so that
+    /// 2,000 leads show as 2000, not 1999.9999999999943).
+    #[serde(serialize_with = "rounded")]
     pub attempts: f64,
     /// Leads who answered.
+    #[serde(serialize_with = "rounded")]
     pub connected: f64,
     /// Leads nobody answered after every attempt.
+    #[serde(serialize_with = "rounded")]
     pub unreached: f64,
     /// Attempts per hour while dialing at full pace.
+    #[serde(serialize_with = "rounded")]
     pub attempts_per_hour: f64,
     /// What sets the pace: `"lines"` or `"cps"`.
     pub paced_by: &'static str,
@@ -83,10 +90,13 @@ pub struct CampaignPlan {
     /// The busiest clock hour.
     pub busiest_hour: BusiestHour,
     /// Attempts per clock hour from the first window on (at most 14 days).
+    #[serde(serialize_with = "rounded_all")]
     pub hourly_attempts: Vec<f64>,
     /// Minutes of answered calls.
+    #[serde(serialize_with = "rounded")]
     pub talk_minutes: f64,
     /// Minutes lines are held, answered or not.
+    #[serde(serialize_with = "rounded")]
     pub line_minutes: f64,
     /// Costs, when prices were given.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +116,29 @@ pub struct CampaignCost {
     pub total: f64,
     /// `total / connected`.
     pub per_connected_lead: f64,
+}
+
+/// A figure summed from fractions, to 3 decimals: the float error of the sums goes, the
+/// fractions a rate gives stay.
+fn round3(x: f64) -> f64 {
+    if x.is_finite() && x.abs() < 1e12 {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        x
+    }
+}
+
+fn rounded<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round3(*x))
+}
+
+fn rounded_all<S: serde::Serializer>(xs: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(xs.len()))?;
+    for x in xs {
+        seq.serialize_element(&round3(*x))?;
+    }
+    seq.end()
 }
 
 impl CampaignInput {
@@ -332,6 +365,17 @@ mod tests {
         assert!((plan.connected + plan.unreached - 5_000.0).abs() < 1e-6);
         // Expected attempts per lead: 1 + 0.7 + 0.49.
         assert!((plan.attempts - 5_000.0 * 2.19).abs() < 1e-6);
+    }
+
+    #[test]
+    fn counts_in_json_are_rounded_not_float_noise() {
+        let input = CampaignInput { leads: 2_000, connect_rate: 1.0, retries: 0, ..base() };
+        let plan = plan_campaign(&input, None).unwrap();
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["attempts"], 2000.0);
+        assert_eq!(json["connected"], 2000.0);
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(!text.contains("99999999"), "{text}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod fuzz;
 pub mod inbound;
 pub mod providers;
 pub mod reconcile;
+pub mod schedule;
 pub mod serve;
 pub mod telemetry;
 

@@ -63,6 +63,8 @@ pub struct Server {
     lock: Option<DirLock>,
     /// The campaign dialer (stopped with the server).
     pub campaigns: Arc<crate::campaign::Campaigns>,
+    /// Puts the `[[schedules]]` in force on time (`crate::schedule`).
+    schedule_ticker: JoinHandle<()>,
 }
 
 /// Why the server could not start.
@@ -157,6 +159,10 @@ impl Server {
         )
         .await
         .map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        let schedules = Arc::new(crate::schedule::Schedules::new(
+            crate::schedule::Handles { governor: governor.clone(), live: live.clone(), campaigns: campaigns.clone() },
+            cfg.clone(),
+        ));
         let app = Arc::new(App {
             governor: governor.clone(),
             metrics,
@@ -169,6 +175,7 @@ impl Server {
             bus,
             campaigns: campaigns.clone(),
             reload,
+            schedules: schedules.clone(),
             reconcilers: Reconcilers::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         });
@@ -199,11 +206,15 @@ impl Server {
             })
         };
         let ops_ticker = crate::ops::spawn_ticker(governor.clone());
+        // The schedules active at the start are in force before the first request; a
+        // failure is logged and published, and the ticker tries again at the next change.
+        let _ = app.schedules.apply(false).await;
+        let schedule_ticker = crate::schedule::spawn_ticker(app.schedules.clone());
         let (died_tx, died) = tokio::sync::watch::channel(None);
         let watchdog = spawn_watchdog(governor, ticker, ops_ticker, died_tx);
         app.reconcilers.apply(&app.reconcile_handles(), &app.inbound.providers.current());
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
-        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, campaigns, lock: Some(lock) })
+        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, campaigns, lock: Some(lock), schedule_ticker })
     }
 
     /// Stops accepting, finishes the requests in flight (event streams end at once), and
@@ -214,6 +225,7 @@ impl Server {
             let _ = tx.send(());
         }
         self.app.reconcilers.stop_all();
+        self.schedule_ticker.abort();
         let _ = (&mut self.task).await;
         self.campaigns.shutdown().await;
         // Aborting the watchdog drops (and so aborts) the tickers it watches.

@@ -1082,3 +1082,21 @@ retry = {{ max_attempts = 1 }}
     let (_, dialing) = cg.get("/v1/callbacks?state=dialing").await;
     assert_eq!(dialing, json!([]), "no callback is left in `dialing`");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_caps_a_campaign_while_it_is_active() {
+    // The campaign may have 5 calls live; the schedule, active all day, allows 1.
+    let schedule = "start = true\nmax_concurrency = 5\ncalls_per_second = 500\n\
+                    [[schedules]]\nname = \"all-day\"\nstart = \"00:00\"\nend = \"24:00\"\n\
+                    campaigns = { sim = { max_concurrency = 1 } }\n";
+    let mut cg = TestServer::start(&sim_config(schedule)).await;
+    cg.token = Some("admin-token".into());
+    let (_, list) = cg.get("/v1/schedules").await;
+    assert_eq!(list[0]["active"], true, "in force from the start: {list}");
+    import(&cg, "sim", leads(20, 617)).await;
+    // However often it is looked at while it dials, never more than one call is live.
+    let over = holds_within(secs(5), || async { cg.campaign("sim").await["live"].as_u64().unwrap() > 1 }).await;
+    assert!(!over, "the schedule's cap of 1 holds");
+    let v = cg.finished("sim", 20).await;
+    assert_eq!(v["leads"]["total"], 20);
+}

@@ -633,3 +633,89 @@ actions = [{ action = "pause_campaigns", below_priority = 20 }]
     assert_eq!(s.get("/v1/alerts").await.1[0]["state"], "quiet");
     assert_eq!(s.get("/v1/campaigns/renewals").await.1["state"], "running", "the undo resumed it");
 }
+
+// ----- schedules -------------------------------------------------------------------------
+
+/// Four lines, one held back for inbound; from 10:00 to 14:00 on weekdays in New York,
+/// three are, and the support line's overflow is `busy` instead of voicemail.
+const SCHEDULED: &str = r#"
+[[pools]]
+name = "vapi-main"
+limit = 4
+reserve = { inbound = 1 }
+[[flows]]
+name = "support"
+pools = ["vapi-main"]
+class = "inbound"
+overflow = { action = "voicemail" }
+[[flows]]
+name = "outbound"
+pools = ["vapi-main"]
+class = "outbound"
+[[schedules]]
+name = "weekday-peak"
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "10:00"
+end = "14:00"
+timezone = "America/New_York"
+pools = { vapi-main = { reserve = { inbound = 3 } } }
+flows = { support = { overflow = { action = "busy" } } }
+"#;
+
+/// Monday 2 March 2026, 09:59 in New York (14:59 UTC).
+const MONDAY_0959_NY: u64 = 1_772_463_540_000;
+
+#[tokio::test]
+async fn a_schedule_changes_a_reserve_at_its_time() {
+    let clock = ManualClock::at(MONDAY_0959_NY);
+    let s = TestServer::start_with_clock(SCHEDULED, clock.clone()).await;
+    let app = s.server().app.clone();
+    let mut events = support::providers::Events::subscribe(&s).await;
+    assert_eq!(s.pool("vapi-main").await["reserve"], json!({ "inbound": 1 }));
+    let (_, list) = s.get("/v1/schedules").await;
+    assert_eq!(list[0]["name"], "weekday-peak");
+    assert_eq!(list[0]["active"], false);
+    // One outbound call is placed before 10:00 (it needs 1 line + 1 reserved).
+    let (status, _) = s.acquire(json!({ "flow": "outbound", "key": "o1" })).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // 10:00: the schedule holds three lines back for inbound.
+    clock.advance(60_000);
+    assert!(app.schedules.apply(false).await.unwrap(), "the schedule starts at 10:00");
+    assert_eq!(s.pool("vapi-main").await["reserve"], json!({ "inbound": 3 }));
+    let e = events.next_of("schedule_changed").await;
+    assert_eq!(e["active"], json!(["weekday-peak"]));
+    assert_eq!(e["started"], json!(["weekday-peak"]));
+    assert_eq!(s.get("/v1/schedules").await.1[0]["active"], true);
+    let page = s.client.get(format!("{}/live.js", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("/v1/schedules") && page.contains("schedule_changed"), "the live page shows the schedules");
+    assert_eq!(support::providers::metric(&s, "callgate_schedule_active{schedule=\"weekday-peak\"}").await, 1.0);
+    // A second outbound call would need 1 + 3 of the 3 free lines: refused.
+    let (status, _) = s.acquire(json!({ "flow": "outbound", "key": "o2" })).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Inbound takes the three lines; the next caller meets the schedule's overflow.
+    for i in 0..3 {
+        let (status, v) = s.acquire(json!({ "flow": "support", "key": format!("c{i}") })).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let (status, v) = s.acquire(json!({ "flow": "support", "key": "c3" })).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(v["overflow"]["action"], "busy", "{v}");
+    assert!(!app.schedules.apply(false).await.unwrap(), "nothing changed since");
+
+    // 14:00: the ticker puts the configuration as written back in force by itself.
+    let mut events = support::providers::Events::subscribe(&s).await;
+    clock.advance(4 * 3_600_000);
+    let e = events.next_of("schedule_changed").await;
+    assert_eq!(e["ended"], json!(["weekday-peak"]));
+    assert_eq!(s.pool("vapi-main").await["reserve"], json!({ "inbound": 1 }));
+    assert_eq!(support::providers::metric(&s, "callgate_schedule_active{schedule=\"weekday-peak\"}").await, 0.0);
+    assert_eq!(support::providers::metric(&s, "callgate_schedule_changes_total{result=\"ok\"}").await, 2.0);
+    assert_eq!(governor_overflow(&s).await, "voicemail");
+}
+
+/// The overflow a support caller meets when every line is taken.
+async fn governor_overflow(s: &TestServer) -> String {
+    let chain = s.server().app.governor.overflow_chain("support").unwrap();
+    chain[0].action.as_str().to_owned()
+}

@@ -751,3 +751,26 @@ async fn providers_after_a_reload_are_what_a_restart_with_the_new_file_gives() {
     let again = (provider_behaviour(&restarted, "https://cg.example.com").await, state(&restarted).await);
     assert_eq!(again, reloaded, "reloaded and restarted servers agree");
 }
+
+#[tokio::test]
+async fn a_reload_puts_the_new_files_active_schedule_in_force_at_once() {
+    let s = serve_file(BASE).await;
+    // All day, every day: active at once. Its overflow replaces the support line's.
+    let scheduled = format!(
+        "{BASE}\n[[schedules]]\nname = \"all-day\"\nstart = \"00:00\"\nend = \"24:00\"\n\
+         pools = {{ acct = {{ reserve = {{ inbound = 2 }} }} }}\n\
+         flows = {{ support = {{ overflow = {{ action = \"busy\" }} }} }}\n"
+    );
+    let (st, v) = reload(&s, &scheduled).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["changes"], json!(["schedule all-day: added"]));
+    assert_eq!(s.pool("acct").await["reserve"], json!({ "inbound": 2 }), "in force when the reload answers");
+    let chain = s.server().app.governor.overflow_chain("support").unwrap();
+    assert_eq!(chain[0].action.as_str(), "busy");
+    assert_eq!(s.get("/v1/schedules").await.1[0]["active"], true);
+    // Removed again: the file as written.
+    let (st, v) = reload(&s, BASE).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(s.pool("acct").await["reserve"], json!({ "inbound": 1 }));
+    assert_eq!(s.server().app.governor.overflow_chain("support").unwrap()[0].action.as_str(), "voicemail");
+}

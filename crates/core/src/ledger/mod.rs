@@ -742,6 +742,60 @@ impl Ledger {
         }
     }
 
+    /// Replaces a pool's reserves (`(class, units)`; classes left out reserve nothing), as
+    /// a schedule asks. Revokes no lease; waiting tickets are placed again by their new
+    /// needs, those that can no longer fit end ([`TicketOutcome::NeverFits`]), and what
+    /// now fits is granted. False (and nothing changes) for an unknown pool or class, or
+    /// reserves that add up to more than the limit.
+    pub fn set_reserve(&mut self, pool: PoolId, reserve: &[(ClassId, u32)], now: Millis) -> bool {
+        let classes = self.classes.len();
+        let Some(p) = self.pools.get(pool.index()) else { return false };
+        let mut units = vec![0u32; classes];
+        for &(c, u) in reserve {
+            let Some(slot) = units.get_mut(c.index()) else { return false };
+            *slot = slot.saturating_add(u);
+        }
+        if units.iter().map(|&u| u64::from(u)).sum::<u64>() > u64::from(p.limit) {
+            return false;
+        }
+        let above: Vec<u64> = self
+            .classes
+            .iter()
+            .map(|k| {
+                self.classes
+                    .iter()
+                    .zip(&units)
+                    .filter(|(c, _)| c.priority > k.priority)
+                    .map(|(_, &u)| u64::from(u))
+                    .sum()
+            })
+            .collect();
+        let p = &mut self.pools[pool.index()];
+        p.reserve = units;
+        p.reserved_above = above;
+        let mut needs = vec![NeedSet::default(); classes];
+        let mut doomed = Vec::new();
+        for id in p.queue.values() {
+            let Some(t) = self.tickets.get(&id.0) else { continue };
+            for pu in t.pools.iter().filter(|pu| pu.pool == pool) {
+                needs[t.class.index()].insert(p.need(t.class, pu.units));
+                if !p.can_ever_fit(t.class, pu.units) {
+                    doomed.push(*id);
+                }
+            }
+        }
+        p.needs = needs;
+        let mut changed = vec![pool];
+        self.end_never_fitting(doomed, &mut changed, now);
+        self.dispatch(changed, now);
+        true
+    }
+
+    /// Units reserved in `pool` per class (by class index).
+    pub fn reserve(&self, pool: PoolId) -> &[u32] {
+        self.pools.get(pool.index()).map_or(&[], |p| &p.reserve)
+    }
+
     /// Sets (or with `None` clears) a cap below the limit, as adaptive limiting or a
     /// breaker asks. The effective cap is `min(limit, cap)`.
     pub fn set_cap(&mut self, pool: PoolId, cap: Option<u32>, now: Millis) {

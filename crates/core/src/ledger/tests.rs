@@ -1011,3 +1011,24 @@ fn the_owner_of_a_ticket_owns_the_lease_it_becomes() {
     let owners: Vec<Option<&str>> = l.leases().map(|x| x.owner.as_deref()).collect();
     assert_eq!(owners, [Some("other")]);
 }
+
+#[test]
+fn a_schedule_changing_reserves_moves_what_lower_classes_may_take() {
+    let mut l = ledger(vec![pool("acct", 4, &[])], vec![]);
+    // Inbound holds 3 of 4 back: an outbound call needs 1 + 3 free.
+    assert!(l.set_reserve(PoolId(0), &[(INBOUND, 3)], 0));
+    assert_eq!(l.reserve(PoolId(0))[INBOUND.index()], 3);
+    granted(ask(&mut l, &[(0, 1)], OUTBOUND, 0, 1));
+    let (waiting, _) = queued(ask(&mut l, &[(0, 1)], OUTBOUND, 60_000, 2));
+    // The reserve goes back to none: the waiting outbound call is granted at once.
+    assert!(l.set_reserve(PoolId(0), &[], 3));
+    assert!(matches!(outcome(&l, waiting), Some(TicketOutcome::Granted(_))));
+    // A reserve that leaves a waiting call no way to ever fit ends it.
+    let (doomed, _) = queued(ask(&mut l, &[(0, 3)], OUTBOUND, 60_000, 4));
+    assert!(l.set_reserve(PoolId(0), &[(INBOUND, 2)], 5));
+    assert_eq!(outcome(&l, doomed), Some(TicketOutcome::NeverFits));
+    // Reserves above the limit, or for an unknown class, change nothing.
+    assert!(!l.set_reserve(PoolId(0), &[(INBOUND, 5)], 6));
+    assert!(!l.set_reserve(PoolId(0), &[(ClassId(9), 1)], 6));
+    assert_eq!(l.reserve(PoolId(0))[INBOUND.index()], 2);
+}

@@ -39,6 +39,10 @@ pub struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Only check the scenario files (every problem with its line and field) and say what
+    /// each holds; run nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Runs the scenarios of `args` and returns the reports (writing the chart if asked).
@@ -70,6 +74,18 @@ pub fn simulate_reports(args: &SimulateArgs) -> Result<Vec<Report>, PlanError> {
 
 /// What `callgate simulate` prints.
 pub fn simulate_output(args: &SimulateArgs) -> Result<String, PlanError> {
+    if args.check {
+        let paths: Vec<&PathBuf> = args.scenarios.iter().chain(&args.compare).collect();
+        if paths.is_empty() {
+            return Err(PlanError::input("give a scenario file to check"));
+        }
+        let mut text = String::new();
+        for p in paths {
+            let sc = Scenario::from_file(p)?;
+            text.push_str(&format!("{}: {}\n", p.display(), sc.summary()));
+        }
+        return Ok(text);
+    }
     let reports = simulate_reports(args)?;
     if args.json {
         let value = match reports.as_slice() {

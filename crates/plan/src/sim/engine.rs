@@ -2,14 +2,19 @@
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::Dist;
-use super::report::{CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, Series, SeriesLine};
+use super::report::{
+    CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
+    ScheduleChange, Series, SeriesLine,
+};
 use super::rng::{splitmix64, Rng};
 use super::scenario::MAX_CALLS;
 use super::scenario::{CampaignSource, Scenario};
 use super::stats::{Gauge, WaitHistogram, Window};
 use crate::PlanError;
 use callgate_config::OverflowAction;
-use callgate_core::{Decision, Event, FlowId, LeaseId, Ledger, RejectReason, Request, Target, TicketId, TicketOutcome};
+use callgate_core::{
+    ClassId, Decision, Event, FlowId, LeaseId, Ledger, PoolId, RejectReason, Request, Target, TicketId, TicketOutcome,
+};
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -19,6 +24,17 @@ use std::sync::Arc;
 /// simulation: the simulated platform reports every call's end (ghost calls are the
 /// ledger's tests' business, not a planning question).
 const TTL_MARGIN_MS: u64 = 3_600_000;
+
+/// How often the real dialer looks again for capacity that others freed (its pacing
+/// loop's idle wait, `IDLE` in the server's `campaign/run.rs`): a simulated dialer that
+/// found no line sees a line freed by someone else at its next look, not in the same
+/// millisecond. The end of one of its own calls wakes it at once, as it does the real one.
+const POLL_MS: u64 = 50;
+
+/// The next look of a dialer idle since `since`, at `now` or later.
+fn next_poll(since: u64, now: u64) -> u64 {
+    since + now.saturating_sub(since).div_ceil(POLL_MS) * POLL_MS
+}
 
 /// Without a duration, campaigns stop after this long.
 const MAX_RUN_MS: u64 = 366 * 86_400_000;
@@ -52,10 +68,62 @@ enum Ev {
     DialerWake { campaign: u32 },
     /// A campaign attempt ends.
     AttemptEnd { campaign: u32, lease: u64, lead: u32, attempt: u16, connected: bool },
-    /// A booked callback is placed.
-    Callback { flow: u32, hold_ms: u64, counted: bool },
+    /// The callback dialer looks for a callback that is due.
+    CallbackWake,
+    /// A callback attempt ends.
+    CallbackEnd { lease: u64, id: u64, outcome: Outcome },
     /// `duration` is reached: arrivals and the measured window end.
     WindowEnd,
+    /// A minute starts on the wall clock: the `[[schedules]]` are looked at.
+    Schedule,
+}
+
+/// How a callback attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Answered,
+    Busy,
+    Voicemail,
+    NoAnswer,
+}
+
+/// A booked callback, until it connects or is given up.
+struct Booked {
+    /// The flow the caller first called.
+    origin: u32,
+    hold_ms: u64,
+    booked_at: u64,
+    attempts: u32,
+    counted: bool,
+}
+
+/// The callback dialer: booked callbacks, dialed as the real dialer dials warm leads.
+struct Callbacks {
+    flow: FlowId,
+    /// `(due, id)`, soonest first.
+    due: BinaryHeap<Reverse<(u64, u64)>>,
+    booked: FxHashMap<u64, Booked>,
+    next_id: u64,
+    in_flight: u32,
+    next_allowed: u64,
+    spacing_ms: u64,
+    blocked: bool,
+    /// When it last found no line.
+    idle_since: u64,
+    wake_at: Option<u64>,
+    stats: CallbackStats,
+}
+
+#[derive(Default)]
+struct CallbackStats {
+    attempts: u64,
+    connected: u64,
+    busy: u64,
+    voicemail: u64,
+    no_answer: u64,
+    lost: u64,
+    connect_wait_sum_ms: f64,
+    line_ms: f64,
 }
 
 /// A caller in the waiting room.
@@ -76,6 +144,9 @@ struct FlowStats {
     overflow: BTreeMap<&'static str, u64>,
     reasons: OverflowReasons,
     callbacks_booked: u64,
+    callbacks_declined: u64,
+    callbacks_connected: u64,
+    callbacks_lost: u64,
     wait_sum_ms: f64,
     waits: WaitHistogram,
     hold_sum_ms: f64,
@@ -102,8 +173,12 @@ struct Dialer {
     in_flight: u32,
     next_allowed: u64,
     blocked: bool,
+    /// When it last found no line (its polls are counted from then).
+    idle_since: u64,
     wake_at: Option<u64>,
     spacing_ms: u64,
+    /// The cap on live attempts in force (the scenario's, or a schedule's).
+    cap: Option<u32>,
     attempts: u64,
     connected: u64,
     unreached: u64,
@@ -138,6 +213,16 @@ struct Sim<'a> {
     last_activity: u64,
     turns: u64,
     calls_total: Option<u64>,
+    /// The schedules in force (positions in the config's `schedules`).
+    active: Vec<usize>,
+    /// Each flow's first overflow action in force (a schedule may change the chain).
+    overflow: Vec<Option<OverflowAction>>,
+    /// When the schedules in force changed.
+    schedule_log: Vec<ScheduleChange>,
+    /// With `[sim] callback`.
+    callbacks: Option<Callbacks>,
+    /// Offers of callbacks, accepted or not (one draw per offer, in offer order).
+    offers: Rng,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -204,8 +289,10 @@ impl<'a> Sim<'a> {
                 in_flight: 0,
                 next_allowed: 0,
                 blocked: false,
+                idle_since: 0,
                 wake_at: None,
-                spacing_ms: c.cps.map_or(0, |cps| (1000.0 / cps).round() as u64),
+                spacing_ms: spacing(c.cps),
+                cap: c.max_concurrency,
                 attempts: 0,
                 connected: 0,
                 unreached: 0,
@@ -254,6 +341,23 @@ impl<'a> Sim<'a> {
             last_activity: 0,
             turns: 0,
             calls_total: calls,
+            active: Vec::new(),
+            overflow: (0..nflows).map(|i| sc.overflow_of(i)).collect(),
+            schedule_log: Vec::new(),
+            callbacks: sc.sim.callback.as_ref().map(|cb| Callbacks {
+                flow: FlowId(cb.flow as u32),
+                due: BinaryHeap::new(),
+                booked: FxHashMap::default(),
+                next_id: 0,
+                in_flight: 0,
+                next_allowed: 0,
+                spacing_ms: spacing(Some(cb.cps)),
+                blocked: false,
+                idle_since: 0,
+                wake_at: None,
+                stats: CallbackStats::default(),
+            }),
+            offers: Rng::stream(seed, 2_000_000),
         })
     }
 
@@ -269,8 +373,76 @@ impl<'a> Sim<'a> {
         if self.arrivals_end != u64::MAX {
             self.schedule(self.arrivals_end, Ev::WindowEnd);
         }
+        if !self.sc.config.schedules.is_empty() {
+            self.apply_schedules();
+            self.schedule(self.next_minute(), Ev::Schedule);
+        }
         for c in 0..self.dialers.len() {
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
+        }
+    }
+
+    /// The next start of a minute on the wall clock, in simulated ms.
+    fn next_minute(&self) -> u64 {
+        let wall = self.sc.sim.start_ms.saturating_add(self.now);
+        (wall / 60_000 + 1) * 60_000 - self.sc.sim.start_ms
+    }
+
+    /// Puts in force what the schedules active now ask for, through the same functions the
+    /// server uses (`Config::active_schedules`, `Config::scheduled`): pool limits and
+    /// reserves in the ledger, flows' overflow, campaigns' caps and rates.
+    fn apply_schedules(&mut self) {
+        let sc = self.sc;
+        let active = sc.config.active_schedules(sc.sim.start_ms.saturating_add(self.now));
+        if active == self.active && !self.schedule_log.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let effective = sc.config.scheduled(&active);
+        let spec = effective.ledger_spec();
+        let mut refused = Vec::new();
+        for (p, want) in spec.pools.iter().enumerate() {
+            let id = PoolId(p as u32);
+            let mut reserve = vec![0u32; self.ledger.class_count()];
+            for &(c, u) in &want.reserve {
+                if let Some(slot) = reserve.get_mut(c.index()) {
+                    *slot += u;
+                }
+            }
+            let reserve_changed = self.ledger.reserve(id) != reserve.as_slice();
+            let limit_changed = self.ledger.pool(id).limit != want.limit;
+            let pairs: Vec<(ClassId, u32)> = reserve.iter().enumerate().map(|(c, &u)| (ClassId(c as u16), u)).collect();
+            // Raise the limit before the reserves grow into it; lower it after they shrink.
+            if limit_changed && want.limit > self.ledger.pool(id).limit {
+                self.ledger.set_limit(id, want.limit, now);
+            }
+            if reserve_changed && !self.ledger.set_reserve(id, &pairs, now) {
+                // Overlapping schedules whose reserves together pass the limit: the server
+                // refuses the same combination (`schedule_failed`); say so here too.
+                refused.push(format!("pool `{}`: the reserves add up to more than the limit", want.name));
+            }
+            if limit_changed && want.limit < self.ledger.pool(id).limit {
+                self.ledger.set_limit(id, want.limit, now);
+            }
+        }
+        self.overflow = effective.flows.iter().map(|f| f.overflow.first().map(|o| o.action)).collect();
+        for d in &mut self.dialers {
+            let change = sc.config.campaign_change(&active, &d.spec.name);
+            d.cap = change.max_concurrency.or(d.spec.max_concurrency);
+            d.spacing_ms = spacing(change.calls_per_second.map(|r| r.0).or(d.spec.cps));
+        }
+        self.schedule_log.push(ScheduleChange {
+            at_s: now as f64 / 1000.0,
+            at: callgate_config::format_instant(sc.sim.start_ms.saturating_add(now)),
+            active: sc.config.schedule_names(&active),
+            refused,
+        });
+        self.active = active;
+        // A cap or a reserve that went down may have room for the dialers now.
+        for c in 0..self.dialers.len() {
+            if self.dialers[c].blocked {
+                self.dial(c);
+            }
         }
     }
 
@@ -364,10 +536,26 @@ impl<'a> Sim<'a> {
             Ev::AttemptEnd { campaign, lease, lead, attempt, connected } => {
                 self.attempt_end(campaign as usize, lease, lead, attempt, connected);
             }
-            Ev::Callback { flow, hold_ms, counted } => self.call(flow, hold_ms, None, counted),
+            Ev::CallbackWake => {
+                if let Some(cb) = &mut self.callbacks {
+                    if cb.wake_at == Some(self.now) {
+                        cb.wake_at = None;
+                    }
+                }
+                self.dial_callbacks();
+            }
+            Ev::CallbackEnd { lease, id, outcome } => self.callback_end(lease, id, outcome),
             Ev::WindowEnd => {
                 if self.window_open {
                     self.close_window(self.now);
+                }
+            }
+            Ev::Schedule => {
+                self.apply_schedules();
+                // Only while something else is still to happen: the schedules alone
+                // never keep a run going.
+                if !self.heap.is_empty() || self.ledger.next_deadline().is_some() {
+                    self.schedule(self.next_minute(), Ev::Schedule);
                 }
             }
         }
@@ -446,7 +634,7 @@ impl<'a> Sim<'a> {
     }
 
     fn overflow(&mut self, flow: u32, hold_ms: u64, counted: bool, why: Why) {
-        let action = self.sc.overflow_of(flow as usize);
+        let action = self.overflow.get(flow as usize).copied().flatten();
         if counted {
             let st = &mut self.flows[flow as usize];
             *st.overflow.entry(action.map_or("refused", OverflowAction::as_str)).or_default() += 1;
@@ -458,12 +646,24 @@ impl<'a> Sim<'a> {
             }
         }
         if action == Some(OverflowAction::Callback) {
-            if let Some(cb) = &self.sc.sim.callback {
-                let (to, after) = (cb.flow as u32, cb.after_ms);
-                if counted {
-                    self.flows[flow as usize].callbacks_booked += 1;
+            if let Some(policy) = &self.sc.sim.callback {
+                let accepted = self.offers.uniform() < policy.accept;
+                let due = self.now + policy.after_ms;
+                let st = &mut self.flows[flow as usize];
+                if !accepted {
+                    if counted {
+                        st.callbacks_declined += 1;
+                    }
+                } else if let Some(cb) = &mut self.callbacks {
+                    if counted {
+                        st.callbacks_booked += 1;
+                    }
+                    let id = cb.next_id;
+                    cb.next_id += 1;
+                    cb.booked.insert(id, Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted });
+                    cb.due.push(Reverse((due, id)));
+                    self.wake_callbacks(due);
                 }
-                self.schedule(self.now + after, Ev::Callback { flow: to, hold_ms, counted });
             }
         }
     }
@@ -477,7 +677,9 @@ impl<'a> Sim<'a> {
             if self.events.is_empty() {
                 return;
             }
-            self.last_activity = self.now;
+            if self.events.iter().any(|e| !matches!(e, Event::LimitChanged { .. })) {
+                self.last_activity = self.now;
+            }
             let mut freed = false;
             let mut events = std::mem::take(&mut self.events);
             for ev in events.drain(..) {
@@ -528,9 +730,18 @@ impl<'a> Sim<'a> {
             }
             self.events = events;
             if freed {
+                // A dialer that found no line looks again at its next poll. Callbacks
+                // go before campaign leads there, as in the real dialer (the callback
+                // dialer's wakes are ordered first in the same millisecond).
+                if let Some(cb) = self.callbacks.as_ref().filter(|cb| cb.blocked) {
+                    let at = next_poll(cb.idle_since, self.now);
+                    self.wake_callbacks(at);
+                }
                 for c in 0..self.dialers.len() {
-                    if self.dialers[c].blocked {
-                        self.dial(c);
+                    let d = &self.dialers[c];
+                    if d.blocked {
+                        let at = next_poll(d.idle_since, self.now);
+                        self.wake_dialer(c, at);
                     }
                 }
             }
@@ -601,6 +812,12 @@ impl<'a> Sim<'a> {
                     return;
                 }
             };
+            if d.cap.is_some_and(|m| d.in_flight >= m) {
+                // At its own cap: look again when one of its calls ends.
+                d.blocked = true;
+                d.idle_since = now;
+                return;
+            }
             if now < d.next_allowed {
                 let at = d.next_allowed;
                 self.wake_dialer(c, at);
@@ -643,6 +860,7 @@ impl<'a> Sim<'a> {
                     // No free line for this flow (after reserves and waiting callers):
                     // look again when something is freed.
                     self.dialers[c].blocked = true;
+                    self.dialers[c].idle_since = now;
                     return;
                 }
             }
@@ -673,8 +891,172 @@ impl<'a> Sim<'a> {
         if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
             d.finished_at = Some(now);
         }
-        if let Some(&(at, _, _)) = d.retries.back() {
+        let (blocked, retry_at) = (d.blocked, d.retries.back().map(|r| r.0));
+        // One of its own calls ended: the dialer looks again at once.
+        if blocked {
+            self.wake_dialer(c, now);
+        }
+        if let Some(at) = retry_at {
             self.wake_dialer(c, at);
+        }
+    }
+
+    // ----- callbacks -----------------------------------------------------------------
+
+    fn wake_callbacks(&mut self, at: u64) {
+        let Some(cb) = &mut self.callbacks else { return };
+        if cb.wake_at.is_some_and(|w| w <= at && w >= self.now) {
+            return;
+        }
+        cb.wake_at = Some(at);
+        self.schedule(at, Ev::CallbackWake);
+    }
+
+    /// A callback given up (declined retries, deadline): its caller is lost.
+    fn lose_callback(&mut self, id: u64) {
+        let Some(cb) = &mut self.callbacks else { return };
+        if let Some(b) = cb.booked.remove(&id) {
+            cb.stats.lost += 1;
+            if b.counted {
+                self.flows[b.origin as usize].callbacks_lost += 1;
+            }
+        }
+    }
+
+    /// Places the callbacks that are due while the pacing allows and a line is free: the
+    /// real dialer's rules for a warm lead (never waits for a line, calls per second, its
+    /// own cap).
+    fn dial_callbacks(&mut self) {
+        let Some(policy) = self.sc.sim.callback.as_ref() else { return };
+        let now = self.now;
+        loop {
+            let Some(cb) = &mut self.callbacks else { return };
+            cb.blocked = false;
+            let Some(&Reverse((due, id))) = cb.due.peek() else { return };
+            if due > now {
+                self.wake_callbacks(due);
+                return;
+            }
+            let Some(b) = cb.booked.get(&id) else {
+                cb.due.pop();
+                continue;
+            };
+            if now >= b.booked_at.saturating_add(policy.deadline_ms) {
+                cb.due.pop();
+                self.lose_callback(id);
+                continue;
+            }
+            if policy.max_concurrency.is_some_and(|m| cb.in_flight >= m) {
+                cb.blocked = true;
+                cb.idle_since = now;
+                return;
+            }
+            if now < cb.next_allowed {
+                let at = cb.next_allowed;
+                self.wake_callbacks(at);
+                return;
+            }
+            // The answer depends only on (seed, callback, attempt): every policy meets the
+            // same people.
+            let mut key = self.seed ^ 0x5851_F42D_4C95_7F2D ^ id.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+            key ^= u64::from(b.attempts + 1);
+            let mut rng = Rng::stream(splitmix64(&mut key), 3_000_000);
+            let u = rng.uniform();
+            let outcome = if u < policy.answer {
+                Outcome::Answered
+            } else if u < policy.answer + policy.busy {
+                Outcome::Busy
+            } else if u < policy.answer + policy.busy + policy.voicemail {
+                Outcome::Voicemail
+            } else {
+                Outcome::NoAnswer
+            };
+            let hold = if outcome == Outcome::Answered { b.hold_ms } else { policy.ring.sample(&mut rng) };
+            let req = Request {
+                target: Target::Flow(cb.flow),
+                key: None,
+                ttl_ms: Some(hold + TTL_MARGIN_MS),
+                max_wait_ms: Some(0),
+                meta: None,
+                owner: None,
+            };
+            match self.ledger.acquire(req, now) {
+                Ok(Decision::Granted { lease, .. }) => {
+                    let Some(cb) = &mut self.callbacks else { return };
+                    cb.due.pop();
+                    if let Some(b) = cb.booked.get_mut(&id) {
+                        b.attempts += 1;
+                        if outcome == Outcome::Answered {
+                            cb.stats.connect_wait_sum_ms += now.saturating_sub(b.booked_at) as f64;
+                        }
+                    }
+                    cb.in_flight += 1;
+                    cb.stats.attempts += 1;
+                    cb.next_allowed = now + cb.spacing_ms;
+                    self.schedule(now + hold, Ev::CallbackEnd { lease: lease.0, id, outcome });
+                }
+                _ => {
+                    // No free line (after reserves and waiting callers): look again
+                    // when something is freed.
+                    if let Some(cb) = &mut self.callbacks {
+                        cb.blocked = true;
+                        cb.idle_since = now;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn callback_end(&mut self, lease: u64, id: u64, outcome: Outcome) {
+        let Some(policy) = self.sc.sim.callback.as_ref() else { return };
+        let now = self.now;
+        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
+            let held = now.saturating_sub(l.granted_at) as f64;
+            self.lease_ms += held;
+            if let Some(cb) = &mut self.callbacks {
+                cb.stats.line_ms += held;
+            }
+        }
+        self.ledger.release(LeaseId(lease), now);
+        let Some(cb) = &mut self.callbacks else { return };
+        cb.in_flight -= 1;
+        if cb.blocked {
+            // One of its own calls ended: it looks again at once.
+            self.wake_callbacks(now);
+        }
+        let Some(cb) = &mut self.callbacks else { return };
+        let retry = &policy.retry;
+        let base = match outcome {
+            Outcome::Answered => {
+                cb.stats.connected += 1;
+                if let Some(b) = cb.booked.remove(&id) {
+                    if b.counted {
+                        self.flows[b.origin as usize].callbacks_connected += 1;
+                    }
+                }
+                return;
+            }
+            Outcome::Busy => {
+                cb.stats.busy += 1;
+                retry.busy
+            }
+            Outcome::Voicemail => {
+                cb.stats.voicemail += 1;
+                retry.voicemail
+            }
+            Outcome::NoAnswer => {
+                cb.stats.no_answer += 1;
+                retry.no_answer
+            }
+        };
+        let Some(b) = cb.booked.get(&id) else { return };
+        let next = now.saturating_add(retry.delay(base, b.attempts).as_millis() as u64);
+        if b.attempts >= retry.max_attempts || next >= b.booked_at.saturating_add(policy.deadline_ms) {
+            self.lose_callback(id);
+        } else {
+            cb.due.push(Reverse((next, id)));
+            self.wake_callbacks(next);
         }
     }
 
@@ -693,11 +1075,7 @@ impl<'a> Sim<'a> {
             .flows
             .iter()
             .enumerate()
-            .filter(|(i, st)| {
-                st.offered > 0
-                    || sc.arrivals.iter().any(|a| a.flow == *i)
-                    || sc.sim.callback.as_ref().is_some_and(|c| c.flow == *i)
-            })
+            .filter(|(i, st)| st.offered > 0 || sc.arrivals.iter().any(|a| a.flow == *i))
             .map(|(i, st)| flow_report(sc, i, st, &self.flows_waiting[i], window_ms))
             .collect();
         let pools: Vec<PoolReport> = sc
@@ -773,6 +1151,24 @@ impl<'a> Sim<'a> {
             }
         });
         let series = self.series(end);
+        let lost = lost_report(&self.flows, sc);
+        let callbacks = self.callbacks.as_ref().map(|cb| {
+            let s = &cb.stats;
+            CallbackReport {
+                flow: sc.flow_name(cb.flow.index()).to_owned(),
+                booked: cb.next_id,
+                attempts: s.attempts,
+                connected: s.connected,
+                busy: s.busy,
+                voicemail: s.voicemail,
+                no_answer: s.no_answer,
+                lost: s.lost,
+                pending: cb.booked.len() as u64,
+                connect_rate: s.connected as f64 / s.attempts.max(1) as f64,
+                mean_time_to_connect_s: s.connect_wait_sum_ms / s.connected.max(1) as f64 / 1000.0,
+                line_minutes: s.line_ms / 60_000.0,
+            }
+        });
         Report {
             scenario: sc.name.clone(),
             seed: self.seed,
@@ -783,7 +1179,10 @@ impl<'a> Sim<'a> {
             pools,
             campaigns,
             cost,
+            lost,
+            callbacks,
             events: self.turns,
+            schedules: std::mem::take(&mut self.schedule_log),
             series,
         }
     }
@@ -844,6 +1243,27 @@ enum Why {
     NeverFits,
 }
 
+/// The headline over the flows fed by `[[arrivals]]`.
+fn lost_report(flows: &[FlowStats], sc: &Scenario) -> LostReport {
+    let mut out = LostReport::default();
+    let mut in_time = 0;
+    for (i, st) in flows.iter().enumerate() {
+        if !sc.arrivals.iter().any(|a| a.flow == i) {
+            continue;
+        }
+        out.callers += st.offered;
+        out.hung_up += st.abandoned;
+        out.busy += st.overflow.get("busy").copied().unwrap_or(0) + st.overflow.get("refused").copied().unwrap_or(0);
+        out.callback_declined += st.callbacks_declined;
+        out.callback_never_connected += st.callbacks_lost;
+        in_time += st.answered_in_time;
+    }
+    out.lost = out.hung_up + out.busy + out.callback_declined + out.callback_never_connected;
+    out.share = out.lost as f64 / out.callers.max(1) as f64;
+    out.service_level = in_time as f64 / out.callers.max(1) as f64;
+    out
+}
+
 fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_ms: f64) -> FlowReport {
     let offered = st.offered.max(1) as f64;
     let answered = st.answered.max(1) as f64;
@@ -861,8 +1281,17 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         overflow_by_action: st.overflow.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         overflow_by_reason: st.reasons,
         callbacks_booked: st.callbacks_booked,
+        callbacks_declined: st.callbacks_declined,
+        callbacks_connected: st.callbacks_connected,
+        callbacks_lost: st.callbacks_lost,
+        lost: st.abandoned
+            + st.overflow.get("busy").copied().unwrap_or(0)
+            + st.overflow.get("refused").copied().unwrap_or(0)
+            + st.callbacks_declined
+            + st.callbacks_lost,
         p_wait: st.queued as f64 / offered,
-        mean_wait_s: st.wait_sum_ms / answered / 1000.0,
+        asa_s: st.wait_sum_ms / answered / 1000.0,
+        mean_wait_s: st.waiting_sum_ms / offered / 1000.0,
         p95_wait_s: st.waits.quantile(0.95) as f64 / 1000.0,
         service_level: st.answered_in_time as f64 / offered,
         abandon_rate: st.abandoned as f64 / offered,
@@ -871,6 +1300,11 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         mean_waiting: waiting.area / window_ms,
         peak_waiting: waiting.peak.max(0) as u64,
     }
+}
+
+/// The gap between attempts at `cps` attempts per second (0: no limit).
+fn spacing(cps: Option<f64>) -> u64 {
+    cps.map_or(0, |cps| (1000.0 / cps).round() as u64)
 }
 
 /// Milliseconds of open calling window in `[from, to)`.

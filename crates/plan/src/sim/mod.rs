@@ -42,7 +42,8 @@ mod tests;
 pub use dist::{Burst, Dist, RateProfile};
 pub use engine::{run, RunOptions};
 pub use report::{
-    compare_text, CampaignReport, CostReport, FlowReport, OverflowReasons, PoolReport, Report, Series, SeriesLine,
+    compare_text, CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport,
+    Report, ScheduleChange, Series, SeriesLine,
 };
 pub use scenario::{parse_rate, ArrivalSource, CallbackPolicy, CampaignSource, Scenario, SimSettings, MAX_CALLS};
 pub use svg::chart;

@@ -1,3 +1,4 @@
+// Long file: every figure of a run (flows, pools, campaigns, callbacks, the headline) with its text and side-by-side forms, kept beside each other so that a new figure is added to all three.
 //! What a simulation reports, as JSON and as readable tables, alone or side by side.
 
 use crate::text::{count, money, num, pct, pct2, secs, Table};
@@ -27,11 +28,86 @@ pub struct Report {
     /// With `[pricing]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostReport>,
+    /// The headline: callers lost, over every flow fed by `[[arrivals]]`.
+    pub lost: LostReport,
+    /// With `[sim] callback`: how the callbacks went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callbacks: Option<CallbackReport>,
     /// Events simulated (arrivals, call ends, ticks, dialer steps).
     pub events: u64,
+    /// When the `[[schedules]]` in force changed (the first entry: those in force at the
+    /// start); empty without schedules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleChange>,
     /// Levels over time, for the chart.
     #[serde(skip)]
     pub series: Series,
+}
+
+/// Callers lost, in all: the figure a manager asks for first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LostReport {
+    /// Callers who arrived in the measured window (callbacks are not callers).
+    pub callers: u64,
+    /// Callers lost, in all.
+    pub lost: u64,
+    /// `lost / callers`.
+    pub share: f64,
+    /// Refused: overflow `busy`, or no overflow at all.
+    pub busy: u64,
+    /// Hung up while waiting.
+    pub hung_up: u64,
+    /// Declined the callback offered.
+    pub callback_declined: u64,
+    /// Accepted a callback that never connected.
+    pub callback_never_connected: u64,
+    /// Share of callers answered within the service-level threshold, all flows.
+    pub service_level: f64,
+}
+
+/// How the callback dialer did: connect rates, not service levels (callbacks are not
+/// callers).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CallbackReport {
+    /// The flow callbacks are dialed through.
+    pub flow: String,
+    /// Callbacks booked (the callers of the measured window and the others).
+    pub booked: u64,
+    /// Attempts placed.
+    pub attempts: u64,
+    /// Callbacks that reached their caller.
+    pub connected: u64,
+    /// Attempts that found the line busy.
+    pub busy: u64,
+    /// Attempts that reached voicemail.
+    pub voicemail: u64,
+    /// Attempts not answered.
+    pub no_answer: u64,
+    /// Callbacks given up: their callers are lost.
+    pub lost: u64,
+    /// Still pending when the run ended.
+    pub pending: u64,
+    /// `connected / attempts`.
+    pub connect_rate: f64,
+    /// Mean time from the booking to the answered attempt (seconds).
+    pub mean_time_to_connect_s: f64,
+    /// Minutes lines were held by callback attempts.
+    pub line_minutes: f64,
+}
+
+/// The schedules in force from a moment of the run on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScheduleChange {
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+    /// The same instant on the wall clock (`[sim] start` plus `at_s`), UTC.
+    pub at: String,
+    /// The schedules active from then (none: the configuration as written).
+    pub active: Vec<String>,
+    /// What of them could not be put in force (reserves of overlapping schedules that
+    /// add up to more than a pool's limit: the pool keeps its reserves from before).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// What happened to one flow's callers (those arriving inside the measured window).
@@ -57,11 +133,26 @@ pub struct FlowReport {
     pub overflow_by_action: BTreeMap<String, u64>,
     /// Overflowed callers by why.
     pub overflow_by_reason: OverflowReasons,
-    /// Callbacks booked (overflow `callback` with `[sim] callback` set).
+    /// Callbacks booked: offered (overflow `callback`) and accepted.
     pub callbacks_booked: u64,
+    /// Callbacks offered and declined (`[sim] callback` `accept`): the caller is lost.
+    pub callbacks_declined: u64,
+    /// Booked callbacks that reached the caller.
+    pub callbacks_connected: u64,
+    /// Booked callbacks given up (out of attempts, or past the deadline): the caller is
+    /// lost. Callbacks still pending when the run ends count in neither.
+    pub callbacks_lost: u64,
+    /// Callers lost: hung up while waiting, refused (overflow `busy`, or none), declined
+    /// a callback, or a callback never connected. Voicemail, transfer and IVR count as
+    /// handled.
+    pub lost: u64,
     /// Share of callers who waited.
     pub p_wait: f64,
-    /// Mean wait of answered callers, those answered at once counting 0 (seconds).
+    /// Mean wait of answered callers, those answered at once counting 0 (seconds): the
+    /// same figure as `asa_s` of `callgate plan lines`.
+    pub asa_s: f64,
+    /// Mean time in the waiting room over all callers, answered or not (seconds): the
+    /// same figure as `mean_wait_s` of `callgate plan lines`.
     pub mean_wait_s: f64,
     /// 95th percentile of the wait of answered callers (seconds).
     pub p95_wait_s: f64,
@@ -207,6 +298,44 @@ fn clock(s: f64) -> String {
 }
 
 impl Report {
+    /// The figures a manager asks for first: callers lost (and why), service level,
+    /// campaigns' completion, cost. Lines, each starting with two spaces.
+    pub fn headline(&self) -> String {
+        let l = &self.lost;
+        let mut out = String::new();
+        if l.callers > 0 {
+            let _ = writeln!(
+                out,
+                "  Lost: {} of {} callers ({}): {} busy, {} hung up, {} callbacks never connected, {} declined · \
+                 service level {}",
+                count(l.lost),
+                count(l.callers),
+                pct2(l.share),
+                count(l.busy),
+                count(l.hung_up),
+                count(l.callback_never_connected),
+                count(l.callback_declined),
+                pct(l.service_level)
+            );
+        }
+        for c in &self.campaigns {
+            let done = c.leads.saturating_sub(c.remaining);
+            let _ = writeln!(
+                out,
+                "  Campaign {}: {} of {} leads done ({}){}",
+                c.campaign,
+                count(done),
+                count(c.leads),
+                pct(done as f64 / c.leads.max(1) as f64),
+                c.finished_at_s.map_or_else(|| ", not finished".to_owned(), |s| format!(", finished {}", clock(s)))
+            );
+        }
+        if let Some(c) = &self.cost {
+            let _ = writeln!(out, "  Cost: {} for this {}", money(&c.currency, c.total), secs(self.simulated_s));
+        }
+        out
+    }
+
     /// The readable report.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -221,6 +350,7 @@ impl Report {
             count(offered),
             secs(self.answer_within_s),
         );
+        out.push_str(&self.headline());
         if !self.flows.is_empty() {
             let within = secs(self.answer_within_s);
             let mut t = Table::new(&[
@@ -232,7 +362,7 @@ impl Report {
                 "hung up".into(),
                 "overflow".into(),
                 "P(wait)".into(),
-                "mean wait".into(),
+                "ASA".into(),
                 "p95 wait".into(),
                 format!("SL {within}"),
             ]);
@@ -246,18 +376,47 @@ impl Report {
                     count(f.abandoned),
                     overflow_text(f),
                     pct(f.p_wait),
-                    secs(f.mean_wait_s),
+                    secs(f.asa_s),
                     secs(f.p95_wait_s),
                     pct(f.service_level),
                 ]);
             }
             out.push_str("\nFlows\n");
             out.push_str(&t.render(2));
-            if self.flows.iter().any(|f| f.callbacks_booked > 0) {
-                for f in self.flows.iter().filter(|f| f.callbacks_booked > 0) {
-                    let _ = writeln!(out, "  {} booked {} callbacks", f.flow, count(f.callbacks_booked));
-                }
+            for f in self.flows.iter().filter(|f| f.callbacks_booked + f.callbacks_declined > 0) {
+                let _ = writeln!(
+                    out,
+                    "  {}: {} callbacks booked, {} declined; {} connected, {} never connected",
+                    f.flow,
+                    count(f.callbacks_booked),
+                    count(f.callbacks_declined),
+                    count(f.callbacks_connected),
+                    count(f.callbacks_lost)
+                );
             }
+        }
+        if let Some(c) = &self.callbacks {
+            let _ = writeln!(out, "\nCallbacks (dialed through {}; connect rates, not service levels)", c.flow);
+            let _ = writeln!(
+                out,
+                "  {} booked · {} attempts · {} connected ({} of attempts) · {} busy · {} voicemail · {} not \
+                 answered",
+                count(c.booked),
+                count(c.attempts),
+                count(c.connected),
+                pct(c.connect_rate),
+                count(c.busy),
+                count(c.voicemail),
+                count(c.no_answer)
+            );
+            let _ = writeln!(
+                out,
+                "  {} never connected (callers lost) · {} still pending at the end · {} from booking to answer on \
+                 average",
+                count(c.lost),
+                count(c.pending),
+                secs(c.mean_time_to_connect_s)
+            );
         }
         let mut t = Table::new(&["pool", "limit", "mean in use", "utilization", "peak"]);
         for p in &self.pools {
@@ -296,6 +455,16 @@ impl Report {
             }
             out.push_str("\nCampaigns\n");
             out.push_str(&t.render(2));
+        }
+        if !self.schedules.is_empty() {
+            out.push_str("\nSchedules\n");
+            for c in &self.schedules {
+                let active = if c.active.is_empty() { "none (as configured)".to_owned() } else { c.active.join(", ") };
+                let _ = writeln!(out, "  from {} ({} of the run): {active}", c.at, clock(c.at_s));
+                for why in &c.refused {
+                    let _ = writeln!(out, "    not applied: {why}");
+                }
+            }
         }
         if let Some(c) = &self.cost {
             let m = |v: f64| money(&c.currency, v);
@@ -355,11 +524,13 @@ pub fn compare_text(reports: &[Report]) -> String {
     for flow in &flows {
         let get = |r: &Report| r.flows.iter().find(|f| &f.flow == flow).cloned();
         let mut t = Table::new(&header(&format!("flow {flow}")));
-        let rows: [(&str, FlowCell); 9] = [
+        let rows: [(&str, FlowCell); 11] = [
             ("callers", |f, _| count(f.offered)),
+            ("lost", |f, _| format!("{} ({})", count(f.lost), pct2(f.lost as f64 / f.offered.max(1) as f64))),
             ("answered at once", |f, _| pct(f.granted_at_once as f64 / f.offered.max(1) as f64)),
             ("P(wait)", |f, _| pct(f.p_wait)),
-            ("mean wait", |f, _| secs(f.mean_wait_s)),
+            ("ASA (answered)", |f, _| secs(f.asa_s)),
+            ("mean wait (all)", |f, _| secs(f.mean_wait_s)),
             ("p95 wait", |f, _| secs(f.p95_wait_s)),
             ("service level", |f, r| format!("{} in {}", pct(f.service_level), secs(r.answer_within_s))),
             ("hung up", |f, _| pct2(f.abandon_rate)),

@@ -13,7 +13,9 @@
 //! seed = 42                 # same seed, same result (default 1)
 //! answer_within = "20s"     # the service-level threshold (default 20s)
 //! warmup = "1h"             # calls arriving before this are not counted (default 0s)
-//! callback = { flow = "callbacks", after = "10m" }  # book callbacks on overflow
+//! callback = { flow = "callbacks", after = "10m" }  # book callbacks on overflow (below)
+//! start = "2026-03-02T00:00:00-05:00"  # the instant the run starts, for [[schedules]]
+//!                           # (default 2024-01-01T00:00:00Z, a Monday)
 //!
 //! [[arrivals]]              # one Poisson stream of callers into a flow
 //! flow = "support"
@@ -32,9 +34,33 @@
 //! retry_after = "1h"
 //! cps = 1                   # attempts per second (default: no limit)
 //! window = "09:00-17:00"    # calling window on the simulated clock (default: always)
+//! max_concurrency = 5       # its own cap on live attempts (default: none)
 //!
 //! [pricing]                 # see `callgate_plan::cost::Pricing`
 //! ```
+//!
+//! Callbacks are returned the way the real dialer returns them: a caller offered one
+//! accepts with probability `accept` (default 1: the booking is automatic), and from
+//! `after` on the callback is dialed through `flow` without waiting for a line (a refusal
+//! puts it back until a line frees), at most `calls_per_second` (default 1, a campaign's
+//! default) and `max_concurrency` at once, before any campaign lead. Each attempt is
+//! answered (`answer`, default 0.6), busy (`busy`, 0.1), voicemail (`voicemail`, 0.1) or
+//! not answered (the rest), as the built-in simulated provider draws them; an answered
+//! one holds its line for the caller's call, the others for `ring` (default 30 s). After
+//! a miss it is tried again after `retry`'s delay for the outcome (the `retry` table of
+//! `[[campaigns]]`: busy 10m, no_answer 1h, voicemail 4h, backoff 2, max_attempts 3),
+//! unless that passes `deadline` (default 24h after the booking). A caller who declined,
+//! or whose callback never connected, is lost:
+//!
+//! ```toml
+//! callback = { flow = "callbacks", after = "10m", accept = 0.8, answer = 0.5, deadline = "4h",
+//!              retry = { no_answer = "30m", max_attempts = 4 } }
+//! ```
+//!
+//! The config's `[[schedules]]` apply during the run as they would in the server: the
+//! simulated clock starts at `[sim] start`, and every minute the run asks
+//! `Config::active_schedules` which are active and `Config::scheduled` what the pools and
+//! flows become (a simulated campaign is changed by its name, as `[[campaigns]]` are).
 //!
 //! The config sections go to `Config::from_toml_str` with the traffic sections' lines
 //! blanked (so the line numbers in its errors stay right); the traffic sections are read
@@ -45,7 +71,7 @@ use super::line_at;
 use crate::campaign::parse_window;
 use crate::cost::Pricing;
 use crate::PlanError;
-use callgate_config::{Config, OverflowAction};
+use callgate_config::{Config, OverflowAction, RetryConfig};
 use callgate_core::duration::parse_duration;
 use callgate_core::{Ledger, LedgerSpec};
 use serde::Deserialize;
@@ -58,6 +84,9 @@ const MAX_DURATION_MS: u64 = 366 * 86_400_000;
 
 /// The most calls one run may simulate.
 pub const MAX_CALLS: u64 = 1_000_000_000;
+
+/// 2024-01-01T00:00:00Z, a Monday: where a run starts when `[sim] start` does not say.
+const DEFAULT_START_MS: u64 = 1_704_067_200_000;
 
 /// The sections this module reads (everything else is the config's).
 const TRAFFIC_SECTIONS: [&str; 3] = ["sim", "arrivals", "pricing"];
@@ -96,16 +125,37 @@ pub struct SimSettings {
     pub warmup_ms: u64,
     /// What an overflow to `callback` does, if modelled.
     pub callback: Option<CallbackPolicy>,
+    /// The instant the run starts (Unix ms), which `[[schedules]]` are read against.
+    pub start_ms: u64,
 }
 
-/// Callbacks on overflow: a caller whose flow overflows to `callback` is called back
-/// through `flow` after `after_ms`, for a call as long as the one they wanted.
+/// Callbacks on overflow: a caller whose flow overflows to `callback` and accepts is
+/// called back through `flow` from `after_ms` on, as the real dialer returns callbacks
+/// (see the module docs), for a call as long as the one they wanted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallbackPolicy {
     /// The flow callbacks go through (index in the config's flows).
     pub flow: usize,
-    /// Delay before the callback is placed (ms).
+    /// Delay before the callback is due (ms).
     pub after_ms: u64,
+    /// Share of callers offered a callback who accept it.
+    pub accept: f64,
+    /// Share of attempts answered by the caller.
+    pub answer: f64,
+    /// Share of attempts that find the line busy.
+    pub busy: f64,
+    /// Share of attempts that reach voicemail (the rest are not answered).
+    pub voicemail: f64,
+    /// How long an attempt that is not answered holds its line.
+    pub ring: Dist,
+    /// Retries per outcome, backoff and `max_attempts`, as a campaign's.
+    pub retry: RetryConfig,
+    /// A callback not connected this long after its booking is given up (ms).
+    pub deadline_ms: u64,
+    /// Attempts per second at most.
+    pub cps: f64,
+    /// The most attempts live at once (`None`: only the pools limit them).
+    pub max_concurrency: Option<u32>,
 }
 
 /// One `[[arrivals]]` stream.
@@ -144,6 +194,8 @@ pub struct CampaignSource {
     pub cps: Option<f64>,
     /// Calling window, minutes of the simulated day `[start, end)`.
     pub window: Option<(u32, u32)>,
+    /// The most attempts live at once (`None`: only the pools limit them).
+    pub max_concurrency: Option<u32>,
 }
 
 impl Scenario {
@@ -167,7 +219,15 @@ impl Scenario {
         };
         let doc = toml_edit::ImDocument::parse(text).map_err(|e| syntax(one_line(e.message()), e.span()))?;
         let traffic: TrafficToml = toml::from_str(text).map_err(|e| syntax(one_line(e.message()), e.span()))?;
-        let config = Config::from_toml_str(&config_text(text, &doc), path).map_err(|errors| {
+        // `[[schedules]]` may change the simulated campaigns, by name.
+        let sim_campaigns: Vec<String> = traffic.sim.as_ref().map_or_else(Vec::new, |s| {
+            s.campaigns
+                .iter()
+                .map(|c| c.get_ref().name.clone().unwrap_or_else(|| c.get_ref().flow.get_ref().clone()))
+                .collect()
+        });
+        let names: Vec<&str> = sim_campaigns.iter().map(String::as_str).collect();
+        let config = Config::from_toml_str_with(&config_text(text, &doc), path, &names).map_err(|errors| {
             PlanError::scenario(errors.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         })?;
         let mut reader = Reader { text, file: &file, config: &config, problems: Vec::new() };
@@ -196,6 +256,28 @@ impl Scenario {
                 ));
             }
         }
+        // A callback the run cannot return would count its caller as neither served nor
+        // lost: say how callbacks are returned.
+        if sim.as_ref().is_some_and(|s| s.callback.is_none()) {
+            let starts_with_callback = |chain: &[callgate_config::Overflow]| {
+                chain.first().is_some_and(|o| o.action == OverflowAction::Callback)
+            };
+            for a in &arrivals {
+                let flow = &config.flows[a.flow];
+                let scheduled = config
+                    .schedules
+                    .iter()
+                    .any(|s| s.flows.get(&flow.name).is_some_and(|c| starts_with_callback(&c.overflow)));
+                if starts_with_callback(&flow.overflow) || scheduled {
+                    reader.problems.push(format!(
+                        "{file}: flow `{}` overflows to `callback`: say how callbacks are returned with [sim] \
+                         callback = {{ flow = \"…\", after = \"10m\" }}",
+                        flow.name
+                    ));
+                    break;
+                }
+            }
+        }
         if !reader.problems.is_empty() {
             return Err(PlanError::scenario(reader.problems.join("\n")));
         }
@@ -210,6 +292,37 @@ impl Scenario {
             pricing,
             config,
         })
+    }
+
+    /// Whether `text` is a scenario rather than a plain configuration: it has one of the
+    /// traffic sections (`[sim]`, `[[arrivals]]`, `[pricing]`). Text that is not TOML is
+    /// not.
+    pub fn is_scenario_text(text: &str) -> bool {
+        text.parse::<toml::Table>().is_ok_and(|t| TRAFFIC_SECTIONS.iter().any(|s| t.contains_key(*s)))
+    }
+
+    /// What a valid scenario holds, for `callgate config check` and `simulate --check`:
+    /// `ok: scenario, 2 flows, 1 arrival stream, 1 campaign, 2 schedules`.
+    pub fn summary(&self) -> String {
+        fn count(n: usize, one: &str, many: &str) -> String {
+            format!("{n} {}", if n == 1 { one } else { many })
+        }
+        let mut out = format!(
+            "ok: scenario, {}, {}, {}",
+            count(self.config.pools.len(), "pool", "pools"),
+            count(self.config.flows.len(), "flow", "flows"),
+            count(self.arrivals.len(), "arrival stream", "arrival streams")
+        );
+        if !self.campaigns.is_empty() {
+            out.push_str(&format!(", {}", count(self.campaigns.len(), "campaign", "campaigns")));
+        }
+        if !self.config.schedules.is_empty() {
+            out.push_str(&format!(", {}", count(self.config.schedules.len(), "schedule", "schedules")));
+        }
+        if self.sim.callback.is_some() {
+            out.push_str(", callbacks returned");
+        }
+        out
     }
 
     /// The name of flow `i`.
@@ -238,7 +351,15 @@ impl Scenario {
 
 impl SimSettings {
     fn defaults() -> SimSettings {
-        SimSettings { duration_ms: None, calls: None, seed: 1, answer_within_ms: 20_000, warmup_ms: 0, callback: None }
+        SimSettings {
+            duration_ms: None,
+            calls: None,
+            seed: 1,
+            answer_within_ms: 20_000,
+            warmup_ms: 0,
+            callback: None,
+            start_ms: DEFAULT_START_MS,
+        }
     }
 }
 
@@ -326,6 +447,7 @@ struct SimToml {
     answer_within: Option<Spanned<String>>,
     warmup: Option<Spanned<String>>,
     callback: Option<Spanned<CallbackToml>>,
+    start: Option<Spanned<String>>,
     #[serde(default)]
     campaigns: Vec<Spanned<CampaignToml>>,
 }
@@ -335,6 +457,15 @@ struct SimToml {
 struct CallbackToml {
     flow: Spanned<String>,
     after: Spanned<String>,
+    accept: Option<Spanned<f64>>,
+    answer: Option<Spanned<f64>>,
+    busy: Option<Spanned<f64>>,
+    voicemail: Option<Spanned<f64>>,
+    ring: Option<Spanned<DistToml>>,
+    retry: Option<Spanned<RetryConfig>>,
+    deadline: Option<Spanned<String>>,
+    calls_per_second: Option<Spanned<f64>>,
+    max_concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +511,7 @@ struct CampaignToml {
     retry_after: Option<Spanned<String>>,
     cps: Option<Spanned<f64>>,
     window: Option<Spanned<String>>,
+    max_concurrency: Option<Spanned<i64>>,
 }
 
 /// Reads the traffic sections, collecting every problem with its line and field.
@@ -455,12 +587,84 @@ impl Reader<'_> {
                 }
             }
         }
+        if let Some(start) = &sim.start {
+            match callgate_config::parse_instant(start.get_ref()) {
+                Ok(ms) => out.start_ms = ms,
+                Err(e) => self.problem(start.span(), "sim.start", e),
+            }
+        }
         if let Some(cb) = &sim.callback {
             let cb = cb.get_ref();
             let flow = self.flow(&cb.flow, "sim.callback.flow");
             let after = self.duration(&cb.after, "sim.callback.after");
-            if let (Some(flow), Some(after_ms)) = (flow, after) {
-                out.callback = Some(CallbackPolicy { flow, after_ms });
+            let mut share = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
+                Some(x) if (0.0..=1.0).contains(x.get_ref()) => *x.get_ref(),
+                Some(x) => {
+                    self.problem(x.span(), &format!("sim.callback.{key}"), "must be between 0 and 1");
+                    default
+                }
+                None => default,
+            };
+            let accept = share(&cb.accept, "accept", 1.0);
+            let answer = share(&cb.answer, "answer", 0.6);
+            let busy = share(&cb.busy, "busy", 0.1);
+            let voicemail = share(&cb.voicemail, "voicemail", 0.1);
+            if answer + busy + voicemail > 1.0 + 1e-9 {
+                self.problem(cb.flow.span(), "sim.callback", "answer + busy + voicemail must be at most 1");
+            }
+            let ring = match &cb.ring {
+                Some(r) => self.dist(r, "sim.callback.ring"),
+                None => Some(Dist::Fixed { ms: 30_000.0 }),
+            };
+            let retry = cb.retry.as_ref().map_or_else(RetryConfig::default, |r| {
+                let retry = r.get_ref().clone();
+                if !(retry.backoff.0.is_finite() && (1.0..=100.0).contains(&retry.backoff.0)) {
+                    self.problem(r.span(), "sim.callback.retry.backoff", "backoff must be between 1 and 100");
+                }
+                if !(1..=100).contains(&retry.max_attempts) {
+                    self.problem(r.span(), "sim.callback.retry.max_attempts", "must be between 1 and 100");
+                }
+                retry
+            });
+            let deadline_ms = match &cb.deadline {
+                Some(d) => self.duration(d, "sim.callback.deadline").unwrap_or(0),
+                None => 86_400_000,
+            };
+            if deadline_ms == 0 {
+                if let Some(d) = &cb.deadline {
+                    self.problem(d.span(), "sim.callback.deadline", "must be more than 0s");
+                }
+            }
+            let cps = match &cb.calls_per_second {
+                Some(c) if c.get_ref().is_finite() && *c.get_ref() > 0.0 && *c.get_ref() <= 1000.0 => *c.get_ref(),
+                Some(c) => {
+                    self.problem(c.span(), "sim.callback.calls_per_second", "must be above 0 and at most 1000");
+                    1.0
+                }
+                None => 1.0,
+            };
+            let max_concurrency = match &cb.max_concurrency {
+                Some(m) if (1..=1_000_000).contains(m.get_ref()) => Some(*m.get_ref() as u32),
+                Some(m) => {
+                    self.problem(m.span(), "sim.callback.max_concurrency", "must be between 1 and 1,000,000");
+                    None
+                }
+                None => None,
+            };
+            if let (Some(flow), Some(after_ms), Some(ring)) = (flow, after, ring) {
+                out.callback = Some(CallbackPolicy {
+                    flow,
+                    after_ms,
+                    accept,
+                    answer,
+                    busy,
+                    voicemail,
+                    ring,
+                    retry,
+                    deadline_ms,
+                    cps,
+                    max_concurrency,
+                });
             }
         }
         (self.problems.len() == before).then_some(out)
@@ -633,11 +837,17 @@ impl Reader<'_> {
                 None
             }
         });
+        if let Some(m) = &c.max_concurrency {
+            if !(1..=1_000_000).contains(m.get_ref()) {
+                self.problem(m.span(), &format!("{at}.max_concurrency"), "must be between 1 and 1,000,000");
+            }
+        }
         if self.problems.len() != before {
             return None;
         }
         let flow = flow?;
         Some(CampaignSource {
+            max_concurrency: c.max_concurrency.as_ref().map(|m| *m.get_ref() as u32),
             name: c.name.clone().unwrap_or_else(|| self.config.flows[flow].name.clone()),
             flow,
             leads: leads as u64,

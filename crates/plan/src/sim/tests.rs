@@ -102,9 +102,9 @@ fn an_hourly_profile_puts_the_calls_in_their_hours() {
     assert!(first >= 10.0 * 3600.0 && last <= 11.0 * 3600.0 + 120.0 + s.bucket_s, "{first}..{last}");
 }
 
-#[test]
-fn callbacks_are_booked_on_overflow_and_placed_later() {
-    let text = r#"
+/// Five lines; every caller who finds them full is offered a callback, returned through
+/// the `callbacks` flow by the callback dialer. `CALLBACK` is the rest of `[sim] callback`.
+const CALLBACK_EVERYTHING: &str = r#"
 [[classes]]
 name = "inbound"
 priority = 50
@@ -123,21 +123,63 @@ overflow = { action = "callback" }
 name = "callbacks"
 pools = ["lines"]
 class = "callback"
-queue = { max_wait = "1h" }
 [sim]
 duration = "8h"
-callback = { flow = "callbacks", after = "10m" }
+callback = { flow = "callbacks", after = "10m"CALLBACK }
 [[arrivals]]
 flow = "support"
 rate = "90/h"
 hold = { dist = "exp", mean = "3m" }
 "#;
-    let r = report(text);
+
+fn callback_everything(rest: &str) -> Report {
+    report(&CALLBACK_EVERYTHING.replace("CALLBACK", rest))
+}
+
+#[test]
+fn callbacks_are_booked_on_overflow_and_dialed_later_as_attempts_not_callers() {
+    let r = callback_everything("");
     let support = r.flows.iter().find(|f| f.flow == "support").unwrap();
-    let callbacks = r.flows.iter().find(|f| f.flow == "callbacks").unwrap();
     assert!(support.callbacks_booked > 0);
-    assert_eq!(support.callbacks_booked, support.overflow_by_action["callback"]);
-    assert_eq!(callbacks.offered, support.callbacks_booked);
+    assert_eq!(support.callbacks_booked, support.overflow_by_action["callback"], "every offer accepted by default");
+    assert!(r.flows.iter().all(|f| f.flow != "callbacks"), "callback traffic is not callers");
+    let cb = r.callbacks.as_ref().unwrap();
+    assert_eq!(cb.flow, "callbacks");
+    assert!(cb.attempts >= cb.connected && cb.connected > 0);
+    assert_eq!(cb.attempts, cb.connected + cb.busy + cb.voicemail + cb.no_answer);
+    assert!((0.45..0.75).contains(&cb.connect_rate), "answered 60% of the time by default: {}", cb.connect_rate);
+    assert_eq!(cb.booked, cb.connected + cb.lost + cb.pending);
+    assert_eq!(cb.pending, 0, "the run goes on until every callback is settled");
+}
+
+#[test]
+fn a_callback_everything_policy_loses_the_callers_whose_callbacks_fail() {
+    // Nobody answers a callback: every caller sent to a callback is lost.
+    let r = callback_everything(", answer = 0.0, busy = 0.5, voicemail = 0.3, deadline = \"4h\"");
+    let support = r.flows.iter().find(|f| f.flow == "support").unwrap();
+    assert!(support.callbacks_booked > 0);
+    assert_eq!(support.callbacks_connected, 0);
+    assert_eq!(support.callbacks_lost, support.callbacks_booked, "{}", r.to_text());
+    assert_eq!(r.lost.callback_never_connected, support.callbacks_booked);
+    assert_eq!(r.lost.lost, support.callbacks_booked);
+    assert!(r.lost.share > 0.0);
+    let cb = r.callbacks.as_ref().unwrap();
+    // At most three attempts each (the campaigns' default max_attempts); fewer when the
+    // next one would come after the 4-hour deadline (voicemail waits 4 hours).
+    assert!(cb.lost < cb.attempts && cb.attempts <= 3 * cb.lost, "{cb:?}");
+    assert!(r.to_text().contains("Lost: "), "{}", r.to_text());
+
+    // Half decline the offer: lost too, and the same callers as before.
+    let declined = callback_everything(", accept = 0.5");
+    let s = declined.flows.iter().find(|f| f.flow == "support").unwrap();
+    assert!(s.callbacks_declined > 0 && s.callbacks_booked > 0);
+    assert_eq!(s.callbacks_declined + s.callbacks_booked, s.overflow_by_action["callback"]);
+    assert!(declined.lost.lost >= s.callbacks_declined);
+    assert_eq!(declined.lost.callers, support.offered, "the same callers whatever the policy");
+
+    // A callback with no way back is refused, not silently counted as served.
+    let e = problem(&CALLBACK_EVERYTHING.replace("callback = { flow = \"callbacks\", after = \"10m\"CALLBACK }\n", ""));
+    assert!(e.contains("overflows to `callback`"), "{e}");
 }
 
 const DIALER: &str = r#"
@@ -317,4 +359,72 @@ fn rates_read_in_every_unit() {
     for bad in ["720", "720/x", "-1/h", "/h", "abc/h"] {
         assert_eq!(parse_rate(bad), None, "{bad}");
     }
+}
+
+/// Two lines, a campaign of 4-minute calls, and a schedule that reserves both lines for
+/// inbound from 00:10 to 00:20 on the run's wall clock (the default start is a Monday,
+/// 00:00 UTC).
+const SCHEDULED: &str = r#"
+[[pools]]
+name = "lines"
+limit = 2
+[[flows]]
+name = "outbound"
+pools = ["lines"]
+class = "outbound"
+[[schedules]]
+name = "inbound-hour"
+start = "00:10"
+end = "00:20"
+pools = { lines = { reserve = { inbound = 2 } } }
+[sim]
+duration = "30m"
+[[sim.campaigns]]
+flow = "outbound"
+leads = 1000
+connect_rate = 1.0
+talk = { dist = "fixed", value = "4m" }
+"#;
+
+#[test]
+fn a_schedule_changes_a_reserve_at_its_time_in_the_simulator() {
+    let r = report(SCHEDULED);
+    // Dialing at 0, 4 and 8 minutes; the reserve holds both lines from 10 to 20 (the
+    // calls placed at 8 end at 12 and nothing follows); then 20, 24 and 28.
+    assert_eq!(r.campaigns[0].attempts, 12, "{}", r.to_text());
+    let at: Vec<(f64, Vec<String>)> = r.schedules.iter().map(|c| (c.at_s, c.active.clone())).collect();
+    assert_eq!(at, [(0.0, vec![]), (600.0, vec!["inbound-hour".to_owned()]), (1200.0, vec![])]);
+    // Without the schedule, every 4 minutes: 16.
+    let without = report(
+        &SCHEDULED.replace("start = \"00:10\"", "start = \"23:00\"").replace("end = \"00:20\"", "end = \"23:30\""),
+    );
+    assert_eq!(without.campaigns[0].attempts, 16);
+    // Started at 00:15 instead, the run begins inside the schedule.
+    let late = report(&SCHEDULED.replace("duration = \"30m\"", "duration = \"30m\"\nstart = \"2024-01-01T00:15:00Z\""));
+    assert_eq!(late.schedules[0].active, ["inbound-hour"]);
+    // Nothing until 00:20 (5 minutes in), then at 5, 9, …, 29 minutes.
+    assert_eq!(late.campaigns[0].attempts, 14, "{}", late.to_text());
+    assert_eq!(late.schedules[1].at_s, 300.0);
+}
+
+#[test]
+fn a_schedule_names_a_simulated_campaign_or_is_refused() {
+    let capped = SCHEDULED.replace(
+        "pools = { lines = { reserve = { inbound = 2 } } }",
+        "campaigns = { outbound = { max_concurrency = 1 } }",
+    );
+    // One line for the campaign from 10 to 20: 0, 4, 8 (2 each), 12, 16 (1 each), 20, 24, 28.
+    assert_eq!(report(&capped).campaigns[0].attempts, 14);
+    let e = problem(&capped.replace("campaigns = { outbound", "campaigns = { nobody"));
+    assert!(e.contains("schedules[0].campaigns.nobody") && e.contains("unknown campaign"), "{e}");
+}
+
+#[test]
+fn overlapping_schedules_whose_reserves_pass_the_limit_are_refused_before_the_run() {
+    let both = SCHEDULED.replace(
+        "[sim]",
+        "[[schedules]]\nname = \"also\"\nstart = \"00:15\"\nend = \"00:25\"\npools = { lines = { reserve = { callback = 1 } } }\n[sim]",
+    );
+    let e = problem(&both);
+    assert!(e.contains("schedules[1].pools.lines") && e.contains("active together"), "{e}");
 }

@@ -261,6 +261,13 @@ impl Bucket {
         }
     }
 
+    /// A new rate from now on (a schedule's), keeping the tokens earned so far.
+    fn set_rate(&mut self, per_second: f64, now: u64) {
+        self.refill(now);
+        let capacity = (per_second / 10.0).max(1.0);
+        *self = Bucket { rate_per_ms: per_second / 1000.0, capacity, tokens: self.tokens.min(capacity), at: self.at };
+    }
+
     fn ready(&mut self, now: u64) -> bool {
         self.refill(now);
         self.tokens >= 1.0
@@ -333,6 +340,8 @@ struct Inner {
     seen_callbacks: rustc_hash::FxHashSet<u64>,
     /// (campaign, provider) of the pollers running.
     pollers: rustc_hash::FxHashSet<(String, String)>,
+    /// campaign → what the `[[schedules]]` in force change in it (cap, rate).
+    scheduled: FxHashMap<String, callgate_config::CampaignChange>,
 }
 
 /// Counters for `/metrics` (since the process started).
@@ -531,6 +540,28 @@ impl Campaigns {
 
     fn config(&self) -> Arc<Config> {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts in force what the `[[schedules]]` active now change in campaigns: campaign
+    /// name → change (a campaign left out dials by its own settings). The cap holds from
+    /// the next call placed (calls live above a lowered cap go on); the rate from now.
+    pub(crate) fn set_schedule(&self, changes: FxHashMap<String, callgate_config::CampaignChange>) {
+        let now = self.now();
+        let mut inner = self.lock();
+        for rt in &mut inner.list {
+            let cps = changes.get(&rt.name).and_then(|c| c.calls_per_second).unwrap_or(rt.cfg.calls_per_second).0;
+            if (rt.bucket.rate_per_ms - cps / 1000.0).abs() > f64::EPSILON {
+                rt.bucket.set_rate(cps, now);
+            }
+        }
+        inner.scheduled = changes;
+        drop(inner);
+        self.wake.notify_one();
+    }
+
+    /// The cap on live calls of `rt` in force: a schedule's, else its own.
+    fn cap_of(scheduled: &FxHashMap<String, callgate_config::CampaignChange>, rt: &Runtime) -> Option<u32> {
+        scheduled.get(&rt.name).and_then(|c| c.max_concurrency).or(rt.cfg.max_concurrency)
     }
 
     /// Dials by `config`'s flows and classes from now on (a configuration reload).

@@ -212,7 +212,7 @@ impl Campaigns {
             if rt.state != State::Running || rt.blocked || rt.unavailable.is_some() {
                 continue;
             }
-            if rt.cfg.max_concurrency.is_some_and(|m| rt.live >= m) {
+            if Self::cap_of(&inner.scheduled, rt).is_some_and(|m| rt.live >= m) {
                 continue;
             }
             if !rt.bucket.ready(now) || !rt.sched.has_ready(now) {

@@ -5,7 +5,8 @@
 //! pool limits and reserves, class priorities, flows (new, changed, removed: a removed
 //! flow admits nothing new, while its live leases and waiting tickets stay until they
 //! end), overflow chains, menus, breakers, adaptive settings, alerts, API keys,
-//! campaigns and providers.
+//! campaigns, providers and schedules (the new file's schedules active at the moment of
+//! the reload are in force when it answers: see [`crate::schedule`]).
 //!
 //! Providers: the new set is resolved (every secret read) before anything changes, then
 //! put in force as a whole ([`crate::providers::ProviderSet`], which the webhooks, the
@@ -188,8 +189,12 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
         classes: new.classes.iter().map(|c| Arc::from(c.name.as_str())).collect(),
         flows: new.flows.iter().map(|f| Arc::from(f.name.as_str())).collect(),
     };
-    let overflow = new.flows.iter().map(|f| f.overflow.first().cloned()).collect();
-    let ledger = NewLedger { spec: new.ledger_spec(), names, overflow, ops };
+    // The ledger as the new file's schedules active now make it (see `crate::schedule`),
+    // so that a reload never drops a schedule's reserves for a moment.
+    let scheduled = new.scheduled(&new.active_schedules(app.governor.now_ms()));
+    let names = Names { config_limits: scheduled.pools.iter().map(|p| p.limit).collect(), ..names };
+    let overflow = scheduled.flows.iter().map(|f| f.overflow.first().cloned()).collect();
+    let ledger = NewLedger { spec: scheduled.ledger_spec(), names, overflow, ops };
     app.governor.reload(ledger).await.map_err(|e| r.failed(ReloadFailure::Refused(e)))?;
     let new = Arc::new(new);
     app.keys.replace(keys);
@@ -210,7 +215,12 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
             changes.push(format!("campaigns: not applied: {e}"));
         }
     }
-    *r.current.lock().unwrap_or_else(|p| p.into_inner()) = new;
+    *r.current.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();
+    // The new file's schedules: their overflow chains and campaign pacing (a new
+    // operating layer and new dialers start without them).
+    if let Err(e) = app.schedules.reconfigure(new).await {
+        changes.push(format!("schedules: not applied: {e}"));
+    }
     r.ok.fetch_add(1, Ordering::Relaxed);
     r.last_success.store(app.governor.now_ms() / 1000, Ordering::Relaxed);
     tracing::info!(changes = ?changes, file = %path.display(), "Configuration reloaded");
@@ -271,6 +281,7 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
     named_changes(&mut out, "breaker", &old.breakers, &new.breakers, |b| &b.name);
     named_changes(&mut out, "alert", &old.alerts, &new.alerts, |a| &a.name);
     named_changes(&mut out, "provider", &old.providers, &new.providers, |p| &p.name);
+    named_changes(&mut out, "schedule", &old.schedules, &new.schedules, |s| &s.name);
     if old.auth != new.auth {
         let names = |c: &Config| c.auth.keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
         out.push(format!("auth: keys {} -> {}", names(old).join(", "), names(new).join(", ")));

@@ -60,6 +60,8 @@ pub struct App {
     pub campaigns: Arc<crate::campaign::Campaigns>,
     /// The configuration in force, and reloading it.
     pub reload: crate::edges::reload::Reload,
+    /// The `[[schedules]]` in force (the schedule ticker and a reload put them in force).
+    pub schedules: Arc<crate::schedule::Schedules>,
     /// The providers' reconcilers (a reload restarts them as the providers change).
     pub reconcilers: crate::reconcile::Reconcilers,
     /// Set when the server stops: event streams end then (they never end on their own,
@@ -100,6 +102,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/breakers", get(ops::breakers))
         .route("/v1/alerts", get(ops::alerts))
         .route("/v1/stats", get(ops::stats))
+        .route("/v1/schedules", get(ops::schedules))
         .route("/v1/tickets", get(ops::waiting))
         .route("/v1/config/reload", post(reload))
         .route("/v1/callbacks", get(callbacks::list))
@@ -167,6 +170,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.governor.ops().render_metrics(&mut text);
     app.campaigns.render_metrics(&mut text);
     app.reload.render_metrics(&mut text);
+    app.schedules.render_metrics(&app.reload.current(), &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

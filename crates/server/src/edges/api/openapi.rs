@@ -42,6 +42,7 @@ use utoipa::OpenApi;
         ops::breakers,
         ops::alerts,
         ops::stats,
+        ops::schedules,
         callbacks::list,
         callbacks::calls,
         summary::summary,

@@ -179,6 +179,21 @@ pub(crate) async fn samples(
     Ok(Json(SamplesAnswer { accepted, caps }))
 }
 
+/// `GET /v1/schedules`: every `[[schedules]]` entry, and which are in force.
+#[utoipa::path(
+    get, path = "/v1/schedules", operation_id = "list_schedules", tag = "operations",
+    responses(
+        (status = 200, description = "Every schedule of the configuration, in file order", body = Vec<crate::schedule::ScheduleView>),
+        (status = 401, description = "No valid key", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn schedules(
+    State(app): State<Arc<App>>,
+    _caller: Caller,
+) -> Json<Vec<crate::schedule::ScheduleView>> {
+    Json(app.schedules.views(&app.reload.current()))
+}
+
 /// `GET /v1/breakers`.
 #[utoipa::path(
     get, path = "/v1/breakers", operation_id = "list_breakers", tag = "operations",

@@ -13,6 +13,7 @@ const state = {
   line: new Map(), // ticket id -> waiting ticket of GET /v1/tickets
   breakers: [],
   alerts: [],
+  schedules: [], // GET /v1/schedules: every [[schedules]] entry, and which are in force
   stats: { pools: [], flows: [], adaptive: [] },
   campaigns: null,
   assistants: null, // GET /v1/calls/summary's rows: what Vapi measured per assistant
@@ -252,6 +253,25 @@ function renderBreakers() {
   $("breakers-empty").hidden = !state.known || items.length > 0;
 }
 
+function renderSchedules() {
+  const list = state.schedules;
+  $("schedules-panel").hidden = !Array.isArray(list) || list.length === 0;
+  const items = (list || []).map((s) =>
+    el(
+      "li",
+      { "data-schedule": s.name, "data-active": s.active ? "1" : "0" },
+      el("span", { class: "chip " + (s.active ? "active" : "quiet") }, s.active ? "active" : "off"),
+      el("b", {}, s.name),
+      el(
+        "span",
+        { class: "detail" },
+        s.days.join(" ") + " " + s.start + "–" + s.end + " " + s.timezone + (s.active && s.since_ms ? " · since " + duration(serverNow() - s.since_ms) : "")
+      )
+    )
+  );
+  $("schedules").replaceChildren(...items);
+}
+
 function alertValue(a) {
   if (a.value === null || a.value === undefined) return "no data";
   if (a.metric === "utilization" || a.metric === "error_rate") return Math.round(a.value * 100) + "%";
@@ -489,6 +509,14 @@ function onEvent(e) {
       // A failed notification shows on its alert.
       if (e.action === "notify") loadAlerts().then(renderAlerts, () => {});
       break;
+    case "schedule_changed":
+      feed("released", "schedule", e.active.length ? "in force: " + e.active.join(", ") : "none in force (as configured)");
+      loadSchedules().then(renderSchedules, () => {});
+      loadPools().then(renderPools, () => {});
+      break;
+    case "schedule_failed":
+      feed("rejected", "schedule", "not applied: " + e.reason);
+      break;
     case "campaign_paused":
     case "campaign_resumed":
       feed(
@@ -574,6 +602,10 @@ async function loadAlerts() {
   state.alerts = (await get("/v1/alerts")) || [];
 }
 
+async function loadSchedules() {
+  state.schedules = (await get("/v1/schedules")) || [];
+}
+
 async function loadStats() {
   const s = await get("/v1/stats");
   if (s) {
@@ -601,7 +633,9 @@ async function loadAssistants() {
 }
 
 async function loadAll() {
-  await Promise.all([loadPools(), loadLine(), loadBreakers(), loadAlerts(), loadStats(), loadCampaigns(), loadAssistants()]);
+  await Promise.all([
+    loadPools(), loadLine(), loadBreakers(), loadAlerts(), loadStats(), loadCampaigns(), loadAssistants(), loadSchedules(),
+  ]);
 }
 
 function renderAll() {
@@ -611,6 +645,7 @@ function renderAll() {
   renderAlerts();
   renderCampaigns();
   renderAssistants();
+  renderSchedules();
   renderRate();
 }
 
