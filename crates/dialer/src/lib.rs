@@ -6,6 +6,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod dial;
+pub mod dnc;
 pub mod import;
 pub mod phone;
 pub mod retry;

@@ -153,7 +153,18 @@ pub(crate) async fn leads(
                 opts.row_offset = v.parse().map_err(|_| ApiError::bad_request("row_offset must be a whole number"))?
             }
             "country" => opts.country = Some(v.clone()),
-            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{k}` (row_offset, country)"))),
+            "suppressed" => {
+                opts.include_suppressed = match v.as_str() {
+                    "include" => true,
+                    "skip" => false,
+                    _ => return Err(ApiError::bad_request("suppressed must be `skip` (the default) or `include`")),
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{k}` (row_offset, country, suppressed)"
+                )))
+            }
         }
     }
     let body = body.map_err(body_error)?;

@@ -40,11 +40,23 @@ struct Claim {
     retry: callgate_config::RetryConfig,
     caller_index: usize,
     cooldown_ms: u64,
+    /// The suppression lists the campaign honours (`None`: every list).
+    dnc_lists: Option<Vec<String>>,
 }
 
 /// `lead` as its stored row says now (warm, attempts, due time).
 fn as_stored(lead: Lead, row: &callgate_store::LeadRow) -> Lead {
     Lead { warm: row.warm, attempts: row.attempts, not_before: row.next_at, ..lead }
+}
+
+/// The end of an attempt stopped by a suppression list.
+fn suppressed_end(hit: &callgate_dialer::dnc::Hit) -> Ended {
+    Ended {
+        outcome: Outcome::Suppressed,
+        reason: Some(format!("on the suppression list `{}` (version {})", hit.list, hit.version)),
+        talk_ms: None,
+        cost: None,
+    }
 }
 
 fn by_call_key(provider: &str, call_id: &str) -> String {
@@ -284,6 +296,7 @@ impl Campaigns {
                 retry: rt.cfg.retry.clone(),
                 caller_index: rt.caller_rr,
                 cooldown_ms: rt.cfg.cooldown.as_millis() as u64,
+                dnc_lists: rt.cfg.dnc_lists.clone(),
             });
         }
         None
@@ -355,6 +368,16 @@ impl Campaigns {
         // attempts is the row's (a second callback may have reset it).
         let read_callback = row.callback_id.filter(|_| row.warm);
         c.lead.attempts = row.attempts;
+        // On a list already: no lease is asked for; the lead ends `suppressed`.
+        if let Some(hit) = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone) {
+            self.unclaim_pools(&c.pools);
+            self.suppress_unplaced(&c, &row, read_callback, hit, now).await;
+            return;
+        }
+        let hook = self.pick_hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(row.phone.clone()).await;
+        }
         // The weekly cap: only a lead with that many attempts in all can hit it.
         if c.lead.attempts >= c.retry.max_per_week {
             match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
@@ -474,6 +497,13 @@ impl Campaigns {
             lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
+        // The last check, with nothing awaited between it and placing the call: a number
+        // added to a list at any moment before (also between the pick and now) is never
+        // dialed. The attempt ends `suppressed` (it does not count) and its lease goes back.
+        if let Some(hit) = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone) {
+            self.finish(attempt, suppressed_end(&hit)).await;
+            return;
+        }
         match c.dialer.place(&call).await {
             Ok(placed) => {
                 // Not awaited: the writer applies jobs in order, so the end of this attempt
@@ -499,6 +529,57 @@ impl Campaigns {
             }
         }
         let _ = c.callback_class;
+    }
+
+    /// A lead found on a suppression list before a lease was asked for: an attempt is
+    /// recorded (so the audit shows why the lead was never called) and ended `suppressed`
+    /// at once; callbacks it returns are settled with it.
+    async fn suppress_unplaced(
+        &self,
+        c: &Claim,
+        row: &callgate_store::LeadRow,
+        read_callback: Option<u64>,
+        hit: callgate_dialer::dnc::Hit,
+        now: u64,
+    ) {
+        let attempt = self.store.next_attempt_id();
+        let begin = self
+            .store
+            .write(vec![LeadOp::BeginAttempt(NewAttempt {
+                id: attempt,
+                lead_id: c.lead.id,
+                campaign: c.campaign.clone(),
+                number: row.attempts + 1,
+                class: c.class.clone(),
+                provider: c.provider.clone(),
+                lease: String::new(),
+                callback_id: read_callback,
+                at: now,
+            })])
+            .await;
+        match begin.as_deref() {
+            Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
+            Ok(_) => {
+                self.lock().active.insert(
+                    attempt,
+                    Active {
+                        campaign: c.campaign.clone(),
+                        lead: c.lead,
+                        number: row.attempts + 1,
+                        provider: c.provider.clone(),
+                        lease: None,
+                        call_id: None,
+                        answered: false,
+                        answerer: None,
+                    },
+                );
+                self.finish(attempt, suppressed_end(&hit)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record a suppressed lead");
+                self.give_back(&c.campaign, c.lead, true);
+            }
+        }
     }
 
     /// A concurrency refusal: the lead goes back uncounted, the provider cools down for

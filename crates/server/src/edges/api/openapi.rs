@@ -7,7 +7,7 @@
 //! against their published schemas (`scripts/provider-schemas`); and the live page's
 //! static files (`/`, `/live.css`, `/live.js`).
 
-use super::{acquire, callbacks, leases, ops, pools, tickets};
+use super::{acquire, callbacks, dnc, leases, ops, pools, tickets};
 use crate::campaign::http as campaigns;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,11 @@ use utoipa::OpenApi;
         campaigns::one,
         campaigns::leads,
         campaigns::act,
+        dnc::lists,
+        dnc::lookup,
+        dnc::add,
+        dnc::remove,
+        dnc::import,
         super::healthz,
         super::metrics,
         super::reload,
@@ -64,6 +69,7 @@ use utoipa::OpenApi;
         (name = "operations", description = "Samples, breakers, alerts, figures"),
         (name = "calls", description = "Calls and callbacks the provider edges recorded"),
         (name = "campaigns", description = "Outbound campaigns"),
+        (name = "compliance", description = "Suppression lists, opt-outs, the audit trail"),
         (name = "server", description = "Health, metrics, this document"),
     ),
 )]

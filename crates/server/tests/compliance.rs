@@ -1,0 +1,211 @@
+//! Outbound compliance against a real server, its lead store and suppression lists, with
+//! the simulated provider: a number on a list the campaign honours is reported at import
+//! and never dialed, also when it is added between the pick and the dial; an opt-out
+//! reaches every campaign and the callbacks booked for the number.
+
+mod support;
+
+use callgate_server::campaign::{BookedCallback, CallbackBook, CallbackState, PickHook};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{eventually, holds_within, secs, TestServer};
+
+const ALL_DAY: &str = r#"window = { start = "00:00", end = "24:00" }"#;
+
+/// Campaigns on the simulator (each a `[[campaigns]]` body), with an admin key.
+fn config(campaigns: &[&str]) -> String {
+    let mut out = r#"
+[auth]
+keys = [ { name = "ops", token = "admin-token", role = "admin" } ]
+
+[[pools]]
+name = "vapi"
+limit = 10
+
+[[flows]]
+name = "outbound"
+pools = ["vapi"]
+class = "outbound"
+"#
+    .to_string();
+    for c in campaigns {
+        out.push_str(&format!("\n[[campaigns]]\n{c}\n"));
+    }
+    out
+}
+
+fn sim(name: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+flow = "outbound"
+simulate = {{ ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max = "20ms", failure_rate = 0, seed = 3 }}
+calls_per_second = 50
+{ALL_DAY}
+retry = {{ busy = "10ms", no_answer = "10ms", voicemail = "10ms", failed = "10ms", max_attempts = 2 }}
+{extra}"#
+    )
+}
+
+async fn start(campaigns: &[&str]) -> TestServer {
+    TestServer::start(&config(campaigns)).await.with_token("admin-token")
+}
+
+async fn campaign(cg: &TestServer, name: &str) -> Value {
+    let (s, v) = cg.get(&format!("/v1/campaigns/{name}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+async fn finished(cg: &TestServer, name: &str) -> Value {
+    let done = || async { campaign(cg, name).await["finished"] == true };
+    assert!(holds_within(Duration::from_secs(60), done).await, "{}", campaign(cg, name).await);
+    campaign(cg, name).await
+}
+
+fn leads(phones: &[&str]) -> Value {
+    json!({ "leads": phones.iter().map(|p| json!({ "phone": p })).collect::<Vec<_>>() })
+}
+
+/// The numbers the campaign's attempts placed a call to (not those stopped by a list).
+fn dialed(cg: &TestServer, campaign: &str, ids: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    let store = cg.server().campaigns.store().clone();
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(lead) = store.lead(id).unwrap() else { continue };
+        if lead.campaign != campaign {
+            continue;
+        }
+        if store.attempts_of(id).unwrap().iter().any(|a| a.outcome.as_deref() != Some("suppressed")) {
+            out.push(lead.phone);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_api_validates_keeps_the_source_and_survives_a_restart() {
+    let cg = start(&[&sim("c", "")]).await;
+    let (s, v) = cg.post("/v1/dnc/internal/+12125550123", json!(null)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!((v["listed"].clone(), v["source"].clone()), (json!(true), json!("api")));
+    let (s, v) = cg.post("/v1/dnc/internal/+12125550123", json!(null)).await;
+    assert_eq!((s, v["changed"].clone()), (StatusCode::OK, json!(false)), "added once");
+    let (s, v) = cg.post("/v1/dnc/internal/12345", json!(null)).await;
+    assert_eq!((s, v["error"]["code"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_number")), "{v}");
+    let (s, _) = cg.post("/v1/dnc/bad%20name/+12125550123", json!(null)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = cg.get("/v1/dnc/internal?number=%2B1%20212%20555%200123").await;
+    assert_eq!((s, v["listed"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    let (s, _) = cg.get("/v1/dnc/internal?number=1&colour=red").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let cg = cg.restart().await.with_token("admin-token");
+    let (_, v) = cg.get("/v1/dnc/internal?number=%2B12125550123").await;
+    assert_eq!((v["listed"].clone(), v["source"].clone()), (json!(true), json!("api")), "kept durably: {v}");
+    let (s, v) = cg.delete("/v1/dnc/internal/+12125550123").await;
+    assert_eq!((s, v["changed"].clone(), v["listed"].clone()), (StatusCode::OK, json!(true), json!(false)));
+    let (_, v) = cg.get("/v1/dnc").await;
+    assert_eq!(v[0]["numbers"], 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_number_is_reported_at_import_and_never_dialed() {
+    let cg = start(&[&sim("c", "start = true")]).await;
+    cg.post("/v1/dnc/national/+13125550101", json!(null)).await;
+    let (s, report) = cg.post("/v1/campaigns/c/leads", leads(&["+13125550100", "+13125550101", "+13125550102"])).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!((report["added"].clone(), report["suppressed"].clone()), (json!(2), json!(1)), "{report}");
+    assert_eq!(report["suppressed_rows"][0]["row"], 2);
+    // Imported anyway when asked: it ends `suppressed` at its turn, uncalled.
+    let (_, report) = cg.post("/v1/campaigns/c/leads?suppressed=include", leads(&["+13125550101"])).await;
+    assert_eq!(report["added"], 1, "{report}");
+    let v = finished(&cg, "c").await;
+    assert_eq!(v["leads"]["suppressed"], 1, "{v}");
+    let mut called = dialed(&cg, "c", 1..=3);
+    called.sort();
+    assert_eq!(called, ["+13125550100", "+13125550102"]);
+    let metrics = cg.metrics().await;
+    assert!(metrics.contains(r#"callgate_campaign_attempts_total{campaign="c",outcome="suppressed"} 1"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_added_between_the_pick_and_the_dial_is_never_dialed() {
+    let cg = start(&[&sim("c", "")]).await;
+    let phones: Vec<String> = (0..20).map(|i| format!("+1312555{:04}", 200 + i)).collect();
+    let refs: Vec<&str> = phones.iter().map(String::as_str).collect();
+    cg.post("/v1/campaigns/c/leads", leads(&refs)).await;
+    // Every odd number is put on the list just after the dialer picked it (and found it on
+    // no list), before its lease, its attempt record and the call.
+    let campaigns = cg.server().campaigns.clone();
+    let lists = campaigns.suppressions().clone();
+    let hook: PickHook = Arc::new(move |phone: String| {
+        let lists = lists.clone();
+        Box::pin(async move {
+            let n: u64 = phone[1..].parse().unwrap();
+            if n % 2 == 1 {
+                lists.add("internal", vec![n], "test").await.unwrap();
+            }
+        })
+    });
+    campaigns.set_pick_hook(hook);
+    cg.post("/v1/campaigns/c/start", json!(null)).await;
+    let v = finished(&cg, "c").await;
+    assert_eq!(v["leads"]["suppressed"], 10, "{v}");
+    let called = dialed(&cg, "c", 1..=20);
+    assert_eq!(called.len(), 10);
+    assert!(called.iter().all(|p| p[1..].parse::<u64>().unwrap() % 2 == 0), "{called:?}");
+    // No lease is left behind.
+    assert_eq!(cg.used("vapi").await, 0);
+}
+
+/// Callbacks booked by inbound overflow, as a test hands them over; marks are kept.
+struct Book {
+    booked: Mutex<Vec<BookedCallback>>,
+    marks: Mutex<Vec<(u64, String)>>,
+}
+
+impl CallbackBook for Book {
+    fn booked(&self) -> Vec<BookedCallback> {
+        let marked: Vec<u64> = self.marks.lock().unwrap().iter().map(|m| m.0).collect();
+        self.booked.lock().unwrap().iter().filter(|c| !marked.contains(&c.id)).cloned().collect()
+    }
+
+    fn mark(&self, id: u64, state: CallbackState, outcome: Option<String>) -> callgate_dialer::dial::Fut<'_, ()> {
+        if state == CallbackState::Done {
+            self.marks.lock().unwrap().push((id, outcome.unwrap_or_default()));
+        }
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_reaches_every_campaign_and_cancels_the_callbacks_for_the_number() {
+    let cg = start(&[&sim("a", "start = true"), &sim("b", "callbacks = true\nmax_concurrency = 1")]).await;
+    let number = "+13125550177";
+    cg.post("/v1/campaigns/b/leads", leads(&[number, "+13125550178"])).await;
+    let far = cg.now_ms() + 3_600_000;
+    let book = Arc::new(Book {
+        booked: Mutex::new(vec![BookedCallback {
+            id: 7,
+            provider: "simulated".into(),
+            number: number.into(),
+            booked_at: 0,
+            due_at: far,
+        }]),
+        marks: Mutex::new(Vec::new()),
+    });
+    // The opt-out arrives (from a call of campaign `a`, say) before `b` dials: the callback
+    // not yet taken is settled `suppressed`, and `b` never calls the number.
+    let (s, v) = cg.post(&format!("/v1/dnc/internal/{number}"), json!(null)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    cg.server().campaigns.set_callback_book(book.clone());
+    cg.server().campaigns.opt_out("internal", 13_125_550_177, "call:test").await.unwrap();
+    assert_eq!(*book.marks.lock().unwrap(), vec![(7, "suppressed".to_string())]);
+    cg.post("/v1/campaigns/b/start", json!(null)).await;
+    let v = finished(&cg, "b").await;
+    assert_eq!(v["leads"]["suppressed"], 1, "{v}");
+    assert_eq!(dialed(&cg, "b", 1..=2), ["+13125550178"]);
+    eventually("the callback is never taken", secs(3), || async { campaign(&cg, "b").await["leads"]["total"] == 2 })
+        .await;
+}
