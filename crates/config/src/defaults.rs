@@ -63,6 +63,8 @@ impl Config {
             breakers: Vec::new(),
             alerts: Vec::new(),
             telemetry: Default::default(),
+            compliance: Default::default(),
+            calling_rules: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dial;
 pub mod dnc;
 pub mod import;
 pub mod phone;
+pub mod regions;
 pub mod retry;
 pub mod schedule;
 pub mod window;

@@ -209,3 +209,29 @@ async fn an_opt_out_reaches_every_campaign_and_cancels_the_callbacks_for_the_num
     eventually("the callback is never taken", secs(3), || async { campaign(&cg, "b").await["leads"]["total"] == 2 })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_florida_number_is_not_called_at_half_past_eight_while_a_new_york_number_is() {
+    // 20:30 in New York and in Miami (EST), a Thursday.
+    let now = callgate_config::parse_datetime("2026-01-16T01:30:00Z", chrono_tz::UTC).unwrap();
+    let clock = support::ManualClock::at(now);
+    let campaign = sim("c", "window = { start = \"08:00\", end = \"21:00\" }\nstart = true").replace(ALL_DAY, "");
+    let toml = format!("{}\n[compliance]\ndefault_calling_rules = true\n", config(&[&campaign]));
+    let cg = TestServer::start_with_clock(&toml, clock.clone()).await.with_token("admin-token");
+    let (_, report) = cg.post("/v1/campaigns/c/leads", leads(&["+13055550123", "+12125550123"])).await;
+    assert_eq!(report["added"], 2, "{report}");
+    let store = cg.server().campaigns.store().clone();
+    eventually("the New York number is called", secs(10), || async { !dialed(&cg, "c", 1..=2).is_empty() }).await;
+    tokio::time::timeout(secs(30), cg.server().campaigns.settle()).await.unwrap();
+    assert_eq!(dialed(&cg, "c", 1..=2), ["+12125550123"], "Florida's rule ends calls at 20:00");
+    let fl = store.lead(1).unwrap().unwrap();
+    assert_eq!(fl.state, "pending");
+    let morning = callgate_config::parse_datetime("2026-01-16T13:00:00Z", chrono_tz::UTC).unwrap();
+    assert_eq!(fl.next_at, morning, "due at 08:00 the next morning, Miami time");
+    // At 08:00 in Miami it is called.
+    clock.set(morning);
+    eventually("the Florida number is called in the morning", secs(10), || async {
+        dialed(&cg, "c", 1..=2).len() == 2
+    })
+    .await;
+}

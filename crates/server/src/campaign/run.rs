@@ -23,6 +23,8 @@ const IDLE: Duration = Duration::from_millis(50);
 const CALLBACK_EVERY: Duration = Duration::from_secs(1);
 /// Seven days, the window of `max_per_week`.
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A day, the window of a calling rule's `max_per_day`.
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// One lead taken for dialing, with everything the dial needs.
 struct Claim {
@@ -378,29 +380,27 @@ impl Campaigns {
         if let Some(hook) = hook {
             hook(row.phone.clone()).await;
         }
-        // The weekly cap: only a lead with that many attempts in all can hit it.
-        if c.lead.attempts >= c.retry.max_per_week {
-            match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
-                Ok(times) if times.len() as u32 >= c.retry.max_per_week => {
-                    let oldest = times[times.len() - c.retry.max_per_week as usize];
-                    let lead = Lead { not_before: oldest + WEEK_MS, ..c.lead };
-                    let op =
-                        LeadOp::Reschedule { lead_id: lead.id, next_at: lead.not_before, callback_id: read_callback };
-                    self.unclaim_pools(&c.pools);
-                    match self.store.write(vec![op]).await.as_deref() {
-                        Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
-                        _ => self.give_back(&c.campaign, lead, false),
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot read a lead's attempts");
-                    self.unclaim_pools(&c.pools);
-                    self.give_back(&c.campaign, c.lead, true);
-                    return;
-                }
+        // The weekly cap (only a lead with that many attempts in all can hit it), then the
+        // calling rules of the callee's region: a lead that may not be called now is
+        // rescheduled to when it may.
+        let not_before = match self.not_before(&c, &row, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read a lead's attempts");
+                self.unclaim_pools(&c.pools);
+                self.give_back(&c.campaign, c.lead, true);
+                return;
             }
+        };
+        if let Some(next_at) = not_before {
+            let lead = Lead { not_before: next_at, ..c.lead };
+            let op = LeadOp::Reschedule { lead_id: lead.id, next_at, callback_id: read_callback };
+            self.unclaim_pools(&c.pools);
+            match self.store.write(vec![op]).await.as_deref() {
+                Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
+                _ => self.give_back(&c.campaign, lead, false),
+            }
+            return;
         }
         let class = row.class.clone().filter(|_| row.warm).unwrap_or(c.class.clone());
         let attempt = self.store.next_attempt_id();
@@ -529,6 +529,46 @@ impl Campaigns {
             }
         }
         let _ = c.callback_class;
+    }
+
+    /// When a lead that may not be called at `now` may be (`None`: it may be now): after
+    /// the campaign's weekly cap, and the windows and 24-hour caps of the
+    /// `[[calling_rules]]` that cover the callee's region, in the lead's time zone.
+    fn not_before(&self, c: &Claim, row: &callgate_store::LeadRow, now: u64) -> Result<Option<u64>, String> {
+        use callgate_dialer::regions;
+        let week = c.retry.max_per_week;
+        if c.lead.attempts >= week {
+            let times = self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)).map_err(|e| e.to_string())?;
+            if times.len() as u32 >= week {
+                return Ok(Some(times[times.len() - week as usize] + WEEK_MS));
+            }
+        }
+        let rules = self.config().calling_rules();
+        let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
+        let covering = regions::covering(&rules, region.as_deref());
+        if covering.is_empty() {
+            return Ok(None);
+        }
+        let mut t = now;
+        if let Some(cap) = regions::max_per_day(&covering) {
+            if c.lead.attempts >= cap {
+                let times =
+                    self.store.attempts_since(c.lead.id, now.saturating_sub(DAY_MS)).map_err(|e| e.to_string())?;
+                if times.len() as u32 >= cap {
+                    t = times[times.len() - cap as usize] + DAY_MS;
+                }
+            }
+        }
+        match regions::open_at(&covering, c.lead.tz, t) {
+            Some(open) if open == now => Ok(None),
+            Some(open) => Ok(Some(open)),
+            None => {
+                // Rules whose windows never meet: nothing may be called; looked at again
+                // in a week (a reload may fix the rules).
+                tracing::warn!(campaign = %c.campaign, region = ?region, "The calling rules of a region never allow a call");
+                Ok(Some(now + WEEK_MS))
+            }
+        }
     }
 
     /// A lead found on a suppression list before a lease was asked for: an attempt is
