@@ -235,3 +235,132 @@ async fn a_florida_number_is_not_called_at_half_past_eight_while_a_new_york_numb
     })
     .await;
 }
+
+const VAPI_SECRET: &str = "vapi-webhook-secret";
+const TWILIO_TOKEN: &str = "twilio-auth-token";
+const PUBLIC: &str = "https://callgate.example.com";
+
+/// The providers whose calls opt out: Vapi (tool `opt_out`) and Twilio (key 9, with a
+/// flow that offers a callback on key 1), on fakes that are never called.
+async fn providers_config(campaigns: &[&str]) -> (String, support::providers::Fake, support::providers::Fake) {
+    let (vapi, twilio) = (support::providers::fake_vapi().await, support::providers::fake_twilio().await);
+    let toml = format!(
+        r#"{base}
+[[pools]]
+name = "agents"
+limit = 10
+
+[[providers]]
+name = "vapi-main"
+kind = "vapi"
+base_url = "{vapi_url}"
+api_key = "vapi-private-key"
+webhook_secret = "{VAPI_SECRET}"
+pool = "vapi"
+reconcile_every = "1h"
+
+[[providers]]
+name = "tw"
+kind = "twilio"
+base_url = "{twilio_url}"
+account_sid = "ACtest"
+auth_token = "{TWILIO_TOKEN}"
+public_url = "{PUBLIC}/"
+pool = "agents"
+reconcile_every = "1h"
+
+[[flows]]
+name = "support"
+pools = ["agents"]
+class = "inbound"
+match = {{ provider = "tw" }}
+twilio = {{ connect = {{ sip = "sip:support@example.sip.vapi.ai" }} }}
+overflow = {{ action = "callback", key = "1", message = "Press 1 to be called back, 9 never to be called." }}
+
+[compliance]
+vapi_tool = "opt_out"
+twilio_opt_out_key = "9"
+"#,
+        base = config(campaigns),
+        vapi_url = vapi.url,
+        twilio_url = twilio.url,
+    );
+    (toml, vapi, twilio)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_during_a_vapi_call_suppresses_the_number_in_another_running_campaign_and_its_callbacks() {
+    let number = "+13125550177";
+    let clock =
+        support::ManualClock::at(callgate_config::parse_datetime("2026-01-15T15:00:00Z", chrono_tz::UTC).unwrap());
+    // `b` runs, one call per 100 s: it dials its first lead, and the number waits its turn.
+    let b = sim("b", "start = true\ncallbacks = true").replace("calls_per_second = 50", "calls_per_second = 0.01");
+    let (toml, _vapi, _twilio) = providers_config(&[&b]).await;
+    let cg = TestServer::start_with_clock(&toml, clock.clone()).await.with_token("admin-token");
+    let body = json!({ "leads": [ { "phone": "+13125550178", "score": 10 }, { "phone": number, "score": 0 } ] });
+    let (_, report) = cg.post("/v1/campaigns/b/leads", body).await;
+    assert_eq!(report["added"], 2, "{report}");
+    eventually("b dials its first lead", secs(10), || async { dialed(&cg, "b", 1..=2) == ["+13125550178"] }).await;
+    let book = Arc::new(Book {
+        booked: Mutex::new(vec![BookedCallback {
+            id: 7,
+            provider: "simulated".into(),
+            number: number.into(),
+            booked_at: 0,
+            due_at: clock.now_ms() + 3_600_000,
+        }]),
+        marks: Mutex::new(Vec::new()),
+    });
+    cg.server().campaigns.set_callback_book(book.clone());
+    // In a call of another campaign (a Vapi call), the assistant calls the opt-out tool.
+    let message = json!({ "message": {
+        "type": "tool-calls",
+        "call": { "id": "call-vapi-1", "customer": { "number": number } },
+        "customer": { "number": number },
+        "toolCallList": [{ "id": "tc-1", "type": "function", "function": { "name": "opt_out", "arguments": {} } }],
+    }});
+    let resp = cg
+        .client
+        .post(format!("{}/webhooks/vapi/vapi-main", cg.base))
+        .header("X-Vapi-Secret", VAPI_SECRET)
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["results"][0]["toolCallId"], "tc-1", "{answer}");
+    assert!(answer["results"][0]["result"].is_string(), "{answer}");
+    let (_, entry) = cg.get(&format!("/v1/dnc/internal?number=%2B{}", &number[1..])).await;
+    assert_eq!((entry["listed"].clone(), entry["source"].clone()), (json!(true), json!("call:call-vapi-1")));
+    assert_eq!(*book.marks.lock().unwrap(), vec![(7, "suppressed".to_string())], "the callback is cancelled");
+    // Its turn comes (a token every 100 s, the first lead's retry first): the number is
+    // not called.
+    use callgate_core::clock::Clock as _;
+    eventually("b is through its leads", secs(30), || async {
+        clock.advance(100_000);
+        cg.server().campaigns.settle().await;
+        campaign(&cg, "b").await["finished"] == true
+    })
+    .await;
+    let v = campaign(&cg, "b").await;
+    assert_eq!(v["leads"]["suppressed"], 1, "{v}");
+    assert_eq!(dialed(&cg, "b", 1..=2), ["+13125550178"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opt_out_key_in_a_twilio_menu_lists_the_caller() {
+    let (toml, _vapi, _twilio) = providers_config(&[]).await;
+    let cg = TestServer::start(&toml).await.with_token("admin-token");
+    let phone = support::providers::Phone { server: &cg, public_url: PUBLIC, token: TWILIO_TOKEN };
+    let params = [("CallSid", "CA-9"), ("From", "+13125550199"), ("To", "+15550001111"), ("Digits", "9")];
+    let t = phone.post("/webhooks/twilio/tw/gather?flow=support&step=0", &params).await.twiml();
+    assert!(t.spoken().contains("not be called again"), "{}", t.spoken());
+    assert!(t.verbs().contains(&"Hangup"), "{:?}", t.verbs());
+    let (_, entry) = cg.get("/v1/dnc/internal?number=%2B13125550199").await;
+    assert_eq!((entry["listed"].clone(), entry["source"].clone()), (json!(true), json!("call:CA-9")), "{entry}");
+    // An unsigned request changes nothing.
+    let unsigned =
+        phone.post_signed(&format!("{PUBLIC}/webhooks/twilio/tw/gather?flow=support&step=0"), &params, None).await;
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+}
