@@ -6,7 +6,8 @@
 //! tens of megabytes instead of a `String` each. Each list carries a version, bumped by
 //! every change, which the audit trail records with each dial.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
+use std::collections::BTreeMap;
 
 /// The list an opt-out goes to, which every campaign honours unless it names its lists.
 pub const INTERNAL: &str = "internal";
@@ -25,6 +26,33 @@ pub fn key(e164: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// A North American number written as digits only (`+12125550123`, or `2125550123` /
+/// `12125550123` when `default_region` is `US` or `CA`), checked by its structure: an
+/// area code of a known zone (`crate::zones`) and an exchange that starts with 2-9 and is
+/// not a service code (N11). `None` for anything else, which the caller reads with
+/// libphonenumber. A million-number registry file is mostly such numbers; libphonenumber
+/// takes about 20 µs for each, this a few nanoseconds.
+pub fn fast_nanp(text: &str, default_region: Option<&str>) -> Option<u64> {
+    let nanp_region = default_region.is_some_and(|r| r.eq_ignore_ascii_case("US") || r.eq_ignore_ascii_case("CA"));
+    let national = match text.strip_prefix("+1") {
+        Some(rest) => rest,
+        None if nanp_region && text.len() == 11 => text.strip_prefix('1')?,
+        None if nanp_region => text,
+        None => return None,
+    };
+    if national.len() != 10 || !national.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = national.parse().ok()?;
+    let (npa, nxx) = (n / 10_000_000, (n / 10_000) % 1000);
+    let npa = u16::try_from(npa).ok()?;
+    crate::zones::area_code_zone(npa)?;
+    if nxx < 200 || nxx % 100 == 11 {
+        return None;
+    }
+    Some(10_000_000_000 + n)
 }
 
 /// The E.164 text of a kept number.
@@ -61,10 +89,10 @@ pub struct Hit {
     pub version: u64,
 }
 
-/// Every list, by name.
+/// Every list, by name (in name order, so the same number always names the same list).
 #[derive(Clone, Debug, Default)]
 pub struct Lists {
-    lists: FxHashMap<String, List>,
+    lists: BTreeMap<String, List>,
 }
 
 impl Lists {
@@ -110,21 +138,14 @@ impl Lists {
             l.numbers.contains(&number).then(|| Hit { list: name.clone(), version: l.version })
         };
         match honoured {
-            None => {
-                // In name order, so the same number always names the same list.
-                let mut names: Vec<&String> = self.lists.keys().collect();
-                names.sort();
-                names.into_iter().find_map(|n| self.lists.get_key_value(n).and_then(hit))
-            }
+            None => self.lists.iter().find_map(hit),
             Some(names) => names.iter().find_map(|n| self.lists.get_key_value(n.as_str()).and_then(hit)),
         }
     }
 
     /// Each list with its size and version, by name.
     pub fn summary(&self) -> Vec<(String, usize, u64)> {
-        let mut out: Vec<_> = self.lists.iter().map(|(n, l)| (n.clone(), l.numbers.len(), l.version)).collect();
-        out.sort();
-        out
+        self.lists.iter().map(|(n, l)| (n.clone(), l.numbers.len(), l.version)).collect()
     }
 
     /// The versions of the lists a campaign honours (`None`: every list), by name: what
@@ -166,6 +187,22 @@ mod tests {
         assert!(!l.remove("internal", 1));
         assert_eq!(l.check(None, 1), None);
         assert_eq!(l.versions(None), vec![("internal".to_string(), 2), ("national".to_string(), 1)]);
+    }
+
+    #[test]
+    fn plain_north_american_numbers_take_the_fast_path_with_the_same_answer() {
+        for text in ["+12125550123", "+13055550123", "+14155550123", "+15145550123"] {
+            let slow = crate::phone::normalize(text, None).ok().and_then(|n| key(&n.e164));
+            assert_eq!(fast_nanp(text, None), slow, "{text}");
+        }
+        assert_eq!(fast_nanp("2125550123", Some("us")), Some(12_125_550_123));
+        assert_eq!(fast_nanp("12125550123", Some("US")), Some(12_125_550_123));
+        assert_eq!(fast_nanp("2125550123", None), None, "no country: libphonenumber says why");
+        assert_eq!(fast_nanp("+12121550123", None), None, "exchange 1xx");
+        assert_eq!(fast_nanp("+12124110123", None), None, "N11");
+        assert_eq!(fast_nanp("+18005550123", None), None, "toll-free: libphonenumber decides");
+        assert_eq!(fast_nanp("+1 212 555 0123", None), None, "formatted: libphonenumber reads it");
+        assert_eq!(fast_nanp("+442079460958", None), None);
     }
 
     #[test]

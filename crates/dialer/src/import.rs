@@ -166,7 +166,8 @@ pub struct ParsedNumbers {
 
 /// Reads a suppression list: CSV with a header row that names a phone column (as a lead
 /// upload), or, when the first row is itself a number, a bare column of numbers. Numbers
-/// are validated and normalised as leads are; a row's `country` column, else
+/// are validated and normalised as leads are (plain North American digits by their
+/// structure, [`crate::dnc::fast_nanp`]); a row's `country` column, else
 /// `default_region`, reads a number written without a country code. Other columns are
 /// ignored.
 pub fn parse_numbers_csv(bytes: &[u8], default_region: Option<&str>, row_offset: u64) -> Result<ParsedNumbers, String> {
@@ -228,6 +229,10 @@ pub fn parse_numbers_csv(bytes: &[u8], default_region: Option<&str>, row_offset:
         };
         let phone = record.get(phone_col).unwrap_or("");
         let region = country_col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()).or(default_region);
+        if let Some(k) = crate::dnc::fast_nanp(phone, region) {
+            out.numbers.push(k);
+            continue;
+        }
         match phone::normalize(phone, region).map(|n| crate::dnc::key(&n.e164)) {
             Ok(Some(k)) => out.numbers.push(k),
             Ok(None) => out.rejected.push(Rejected { row, reason: format!("`{phone}` is not an E.164 number") }),

@@ -143,6 +143,17 @@ pub fn open_at(rules: &[&CallingRule], tz: Tz, now: u64) -> Option<u64> {
     None
 }
 
+/// The local time at `t` (Unix ms) in `tz`, as the audit trail shows it
+/// (`2026-01-15 20:30:00 EST`).
+pub fn local_time(tz: Tz, t: u64) -> String {
+    use chrono::TimeZone as _;
+    chrono::Utc
+        .timestamp_millis_opt(i64::try_from(t).unwrap_or(i64::MAX))
+        .single()
+        .map(|t| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string())
+        .unwrap_or_default()
+}
+
 /// The smallest cap of attempts in 24 hours among `rules`, if any has one.
 pub fn max_per_day(rules: &[&CallingRule]) -> Option<u32> {
     rules.iter().filter_map(|r| r.max_per_day).min()

@@ -234,6 +234,29 @@ async fn a_florida_number_is_not_called_at_half_past_eight_while_a_new_york_numb
         dialed(&cg, "c", 1..=2).len() == 2
     })
     .await;
+    // The audit trail shows why each call was placed, or not, and when at the callee.
+    let resp =
+        cg.client.get(format!("{}/v1/campaigns/c/audit", cg.base)).bearer_auth("admin-token").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = resp.text().await.unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = rows.records().map(Result::unwrap).collect();
+    let find = |number: &str, decision: &str| {
+        rows.iter().find(|r| &r[3] == number && r[9].starts_with(decision)).unwrap_or_else(|| panic!("{text}")).clone()
+    };
+    let ny = find("+12125550123", "dialed");
+    assert_eq!((&ny[4], &ny[6]), ("US-NY", "2026-01-15 20:30:00 EST"));
+    assert!(ny[7].contains("US 08:00-21:00") && !ny[7].contains("US-FL"), "{text}");
+    assert!(ny[8].contains("internal@") || ny[8].is_empty(), "{text}");
+    let fl = find("+13055550123", "rescheduled");
+    assert!(fl[7].contains("US-FL 08:00-20:00 max 3/24h"), "{text}");
+    let fl = find("+13055550123", "dialed");
+    assert_eq!(&fl[6], "2026-01-16 08:00:00 EST");
+    let (s, _) = cg.get("/v1/campaigns/nope/audit").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = cg.get("/v1/campaigns/c/audit?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
 const VAPI_SECRET: &str = "vapi-webhook-secret";

@@ -393,6 +393,7 @@ impl Campaigns {
             }
         };
         if let Some(next_at) = not_before {
+            self.audit(&c, &row, 0, now, format!("rescheduled to {next_at}"));
             let lead = Lead { not_before: next_at, ..c.lead };
             let op = LeadOp::Reschedule { lead_id: lead.id, next_at, callback_id: read_callback };
             self.unclaim_pools(&c.pools);
@@ -500,7 +501,10 @@ impl Campaigns {
         // The last check, with nothing awaited between it and placing the call: a number
         // added to a list at any moment before (also between the pick and now) is never
         // dialed. The attempt ends `suppressed` (it does not count) and its lease goes back.
-        if let Some(hit) = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone) {
+        let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
+        let decision = hit.as_ref().map_or_else(|| "dialed".to_string(), |h| format!("suppressed by {}", h.list));
+        self.audit(&c, &row, attempt, now, decision);
+        if let Some(hit) = hit {
             self.finish(attempt, suppressed_end(&hit)).await;
             return;
         }
@@ -529,6 +533,44 @@ impl Campaigns {
             }
         }
         let _ = c.callback_class;
+    }
+
+    /// Records in the audit trail what was checked for a dial of `row` and what came of it:
+    /// the campaign's window, the calling rules covering the callee's region, the lists the
+    /// campaign honours with their versions, and the callee's local time.
+    fn audit(&self, c: &Claim, row: &callgate_store::LeadRow, attempt: u64, now: u64, decision: String) {
+        use callgate_dialer::regions;
+        let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
+        let all = self.config().calling_rules();
+        let mut rules: Vec<String> = Vec::new();
+        if let Some(w) = self.lock().list.iter().find(|r| r.name == c.campaign).map(|r| r.cfg.window.clone()) {
+            rules.push(format!("campaign {}-{}", w.start, w.end));
+        }
+        for r in regions::covering(&all, region.as_deref()) {
+            let mut text = format!("{} {}", r.region, r.window.as_deref().unwrap_or("all day"));
+            if let Some(m) = r.max_per_day {
+                text.push_str(&format!(" max {m}/24h"));
+            }
+            if let Some(s) = &r.source {
+                text.push_str(&format!(" ({s})"));
+            }
+            rules.push(text);
+        }
+        let lists = self.suppressions.versions(c.dnc_lists.as_deref());
+        let local = regions::local_time(c.lead.tz, now);
+        self.suppressions.audit(callgate_store::AuditRow {
+            campaign: c.campaign.clone(),
+            attempt,
+            lead_id: c.lead.id,
+            number: row.phone.clone(),
+            at: now,
+            timezone: c.lead.tz.name().to_string(),
+            local_time: local,
+            region: region.unwrap_or_default(),
+            rules: rules.join("; "),
+            lists: lists.iter().map(|(l, v)| format!("{l}@{v}")).collect::<Vec<_>>().join("; "),
+            decision,
+        });
     }
 
     /// When a lead that may not be called at `now` may be (`None`: it may be now): after
@@ -583,6 +625,7 @@ impl Campaigns {
         now: u64,
     ) {
         let attempt = self.store.next_attempt_id();
+        self.audit(c, row, attempt, now, format!("suppressed by {}", hit.list));
         let begin = self
             .store
             .write(vec![LeadOp::BeginAttempt(NewAttempt {

@@ -9,7 +9,7 @@
 use crate::clock::Clock;
 use crate::governor::Error;
 use callgate_dialer::dnc::{self, Hit, Lists};
-use callgate_store::{DncEntry, DncStore};
+use callgate_store::{AuditRow, DncEntry, DncStore};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -136,5 +136,24 @@ impl Suppressions {
     /// The versions of the lists honoured (`None`: every list).
     pub fn versions(&self, honoured: Option<&[String]>) -> Vec<(String, u64)> {
         self.read().versions(honoured)
+    }
+
+    /// Records one dial decision in the audit trail (written in the background, in order;
+    /// kept in memory only, and then not at all, without a data directory).
+    pub fn audit(&self, row: AuditRow) {
+        if let Some(store) = &self.store {
+            store.audit(row);
+        }
+    }
+
+    /// The audit trail of `campaign`, oldest first, from `since` (Unix ms), at most `limit`
+    /// rows (after the rows written so far are on disk).
+    pub async fn audit_rows(&self, campaign: &str, since: u64, limit: usize) -> Result<Vec<AuditRow>, Error> {
+        let Some(store) = self.store.clone() else { return Ok(Vec::new()) };
+        let campaign = campaign.to_string();
+        tokio::task::spawn_blocking(move || store.audit_rows(&campaign, since, limit))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
+            .map_err(|e| Error::unavailable(format!("cannot read the audit trail: {e}")))
     }
 }

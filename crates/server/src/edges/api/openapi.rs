@@ -49,6 +49,7 @@ use utoipa::OpenApi;
         campaigns::one,
         campaigns::leads,
         campaigns::act,
+        campaigns::audit,
         dnc::lists,
         dnc::lookup,
         dnc::add,
