@@ -11,7 +11,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 /// `n` distinct valid US numbers (area codes of ten states), as the list file has them.
 fn numbers(n: u64) -> Vec<u64> {
     const AREAS: [u64; 10] = [212, 305, 312, 415, 512, 617, 713, 202, 404, 503];
-    (0..n).map(|i| 1_000_000_0000 + AREAS[(i % 10) as usize] * 10_000_000 + 2_000_000 + (i / 10) % 8_000_000).collect()
+    (0..n).map(|i| 10_000_000_000 + AREAS[(i % 10) as usize] * 10_000_000 + 2_000_000 + (i / 10) % 8_000_000).collect()
 }
 
 fn csv(n: u64) -> Vec<u8> {
