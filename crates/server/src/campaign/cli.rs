@@ -614,7 +614,7 @@ pub fn status_text(v: &Value) -> String {
         out.push_str(&format!("paused by callgate: {why}\n(fix the account, then `callgate campaign resume`)\n"));
     }
     out.push_str(&format!(
-        "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted\n",
+        "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted, {} suppressed\n",
         n("total"),
         n("pending"),
         n("dialing"),
@@ -622,7 +622,8 @@ pub fn status_text(v: &Value) -> String {
         done,
         by("done"),
         n("failed"),
-        n("exhausted")
+        n("exhausted"),
+        n("suppressed")
     ));
     out.push_str(&format!(
         "calls    {} attempts, {} refused by the provider, connect rate {:.0}%, average talk {}, {} per hour, {} live\n",

@@ -5,10 +5,11 @@
 //!   when one with other settings does).
 //! - `GET /v1/campaigns`, `GET /v1/campaigns/{name}`: progress.
 //! - `POST /v1/campaigns/{name}/leads` (admin): `text/csv` with a header row, or JSON
-//!   `{ "leads": [...] }`; query `row_offset` (added to row numbers) and `country` (for
+//!   `{ "leads": [...] }`; query `row_offset` (added to row numbers), `suppressed`
+//!   (`skip` or `include` leads on a suppression list) and `country` (for
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
-//! - `GET /v1/campaigns/{name}/audit`: the audit trail of its dials, as CSV.
+//! - `GET /v1/campaigns/{name}/audit` (operator): the audit trail of its dials, as CSV.
 
 use super::{view, Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
@@ -122,6 +123,7 @@ pub(crate) async fn one(
         ("name" = String, Path, description = "The campaign's name"),
         ("row_offset" = Option<u64>, Query, description = "Added to row numbers (for uploads in chunks)"),
         ("country" = Option<String>, Query, description = "Region for numbers without a country code (`US`)"),
+        ("suppressed" = Option<String>, Query, description = "`skip` (default): leads on a suppression list are reported and left out; `include`: imported, to end `suppressed`"),
     ),
     request_body(description = "The leads (up to 64 MiB)", content(
         (String = "text/csv"),
@@ -246,16 +248,19 @@ const MAX_AUDIT_ROWS: usize = 100_000;
         (status = 200, description = "The audit trail", content_type = "text/csv", body = String),
         (status = 400, description = "Bad parameter", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an operator or admin key", body = ErrorBody),
         (status = 404, description = "No such campaign", body = ErrorBody),
         (status = 503, description = "The trail cannot be read", body = ErrorBody),
     ),
 )]
 pub(crate) async fn audit(
     State(app): State<Arc<App>>,
-    _caller: Caller,
+    caller: Caller,
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // It lists the numbers called: for operators and admins, as leads are for admins.
+    caller.require(callgate_config::Role::Operator)?;
     let Path(name) = name.map_err(path_error)?;
     let Query(query) = query.map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))?;
     let (mut since, mut limit) = (0u64, 10_000usize);
