@@ -128,7 +128,9 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
         structured: compliance.vapi_structured_output.as_deref(),
         ended_reasons: &compliance.vapi_ended_reasons,
     };
-    let opted = message::opt_out(&body, names);
+    // (Read again only when a source is configured: an end-of-call report may be megabytes.)
+    let any = names.tool.is_some() || names.structured.is_some() || !names.ended_reasons.is_empty();
+    let opted = if any { message::opt_out(&body, names) } else { None };
     if let Some(o) = &opted {
         let source = o.call_id.as_deref().map_or_else(|| format!("vapi:{}", provider.name), |id| format!("call:{id}"));
         crate::inbound::opt_out(app, o.number.as_deref(), compliance.opt_out_list(), &source, &o.why).await;
