@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: callgate_server::campaign::cli::CampaignCommand,
     },
+    /// Suppression (do-not-call) lists on a running server: import, add, remove, check.
+    Dnc {
+        #[command(subcommand)]
+        command: callgate_server::campaign::cli::DncCommand,
+    },
     /// Watch callgate share one account between simulated inbound callers and a campaign.
     Demo(callgate_server::demo::DemoArgs),
     /// Everything a running server knows, on one page: health, pools (used/cap/limit, use
@@ -280,6 +285,10 @@ fn main() -> ExitCode {
         },
         Command::Campaign { command } => match runtime() {
             Ok(rt) => rt.block_on(callgate_server::campaign::cli::run_campaign(command)),
+            Err(code) => code,
+        },
+        Command::Dnc { command } => match runtime() {
+            Ok(rt) => rt.block_on(callgate_server::campaign::cli::run_dnc(command)),
             Err(code) => code,
         },
         Command::Demo(args) => {

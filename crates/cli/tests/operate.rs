@@ -1,5 +1,5 @@
 //! The commands that operate a running server (`status`, `top`, `pools`, `leases`,
-//! `completions`, `man`), run as an operator runs them against the real binary.
+//! `completions`, `man`, `dnc`), run as an operator runs them against the real binary.
 
 mod support;
 
@@ -277,4 +277,29 @@ fn openapi_prints_the_committed_document() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json"))
         .expect("docs/openapi.json");
     assert!(text == committed, "`callgate openapi` is not docs/openapi.json");
+}
+
+#[tokio::test]
+async fn dnc_import_uploads_in_chunks_and_reports_bad_rows_by_their_line() {
+    let s = Running::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("national.csv");
+    // Row 1 is the header; row 4 is no number; row 6 is blank; row 8 repeats row 2.
+    let csv = "phone,name\n+12125550101,A\n(305) 555-0102,B\nnot a number,C\n+13125550103,D\n\n+442079460958,E\n+12125550101,F\n";
+    std::fs::write(&file, csv).unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) =
+        s.run(ADMIN, &["dnc", "import", path, "--list", "national", "--country", "US", "--chunk", "2"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("national: 4 added, 1 already listed, 1 rejected (4 numbers on the list"), "{out}");
+    assert!(out.contains("  row 4: "), "the file's own line: {out}");
+    let (code, out, _) = s.run(CLIENT, &["dnc", "check", "+13055550102", "--list", "national"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("listed (source import:national.csv"), "{out}");
+    let (code, _, err) = s.run(CLIENT, &["dnc", "add", "+13055550109"]).await;
+    assert_eq!(code, 1, "a client key cannot write a list: {err}");
+    assert!(err.contains("403"), "{err}");
+    let (code, out, _) = s.run(ADMIN, &["dnc", "lists"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("national") && out.contains("4 numbers"), "{out}");
 }

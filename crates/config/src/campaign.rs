@@ -88,6 +88,13 @@ pub struct CampaignConfig {
     /// with room); an adaptive pool takes the refusal as a drop instead.
     #[serde(default = "default_cooldown", with = "crate::serde_duration")]
     pub cooldown: Duration,
+    /// The suppression (do-not-call) lists this campaign honours, by name (default: every
+    /// list the server keeps, `internal` included). A lead on one of them is reported and
+    /// left out at import, and checked again just before each dial: it ends `suppressed`.
+    /// An empty list honours none, which only a campaign that must not check (a test line)
+    /// should say. At most 64 names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnc_lists: Option<Vec<String>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -588,6 +595,22 @@ fn validate_one(config: &Config, c: &CampaignConfig, field: &Field, out: &mut Pr
                 c.name
             ),
         );
+    }
+    if let Some(lists) = &c.dnc_lists {
+        if lists.len() > 64 {
+            out.push(at("dnc_lists"), format!("at most 64 suppression lists, not {}", lists.len()));
+        }
+        for (i, l) in lists.iter().enumerate() {
+            if l.is_empty() || l.len() > 64 || !l.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+                out.push(
+                    at("dnc_lists").index(i),
+                    format!(
+                        "list name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                        l.chars().take(80).collect::<String>()
+                    ),
+                );
+            }
+        }
     }
     let flow = config.flow(&c.flow);
     if flow.is_none() {

@@ -6,6 +6,7 @@ use crate::auth::{self, AuthConfig};
 use crate::breaker::{self, BreakerConfig};
 use crate::campaign::{self, CampaignConfig};
 use crate::class::{self, ClassConfig};
+use crate::compliance::{self, CallingRule, ComplianceConfig};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::flow::{self, FlowConfig};
 use crate::menu::{self, MenuConfig};
@@ -68,6 +69,17 @@ pub struct Config {
     /// `[telemetry]`: where traces go (default: nowhere).
     #[serde(default, skip_serializing_if = "TelemetryConfig::is_empty")]
     pub telemetry: TelemetryConfig,
+    /// `[compliance]`: where opt-outs come from (default: the API only).
+    #[serde(default, skip_serializing_if = "is_default_compliance")]
+    pub compliance: ComplianceConfig,
+    /// `[[calling_rules]]`: windows and caps by the callee's region (default: none; see
+    /// `[compliance] default_calling_rules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calling_rules: Vec<CallingRule>,
+}
+
+fn is_default_compliance(c: &ComplianceConfig) -> bool {
+    *c == ComplianceConfig::default()
 }
 
 /// The checks of every section, run in this order. Each reads the whole config, since
@@ -85,6 +97,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     breaker::validate,
     alert::validate,
     telemetry::validate,
+    compliance::validate,
 ];
 
 impl Config {
@@ -119,6 +132,17 @@ impl Config {
         } else {
             Err(ConfigErrors { errors })
         }
+    }
+
+    /// The calling rules in force: the file's, then (with `[compliance]
+    /// default_calling_rules`) the shipped ones for the regions the file does not name.
+    pub fn calling_rules(&self) -> Vec<CallingRule> {
+        let mut rules = self.calling_rules.clone();
+        if self.compliance.default_calling_rules {
+            let named: Vec<String> = rules.iter().map(|r| r.region.clone()).collect();
+            rules.extend(compliance::default_calling_rules().into_iter().filter(|r| !named.contains(&r.region)));
+        }
+        rules
     }
 
     /// The class named `name`.

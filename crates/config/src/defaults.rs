@@ -64,6 +64,8 @@ impl Config {
             alerts: Vec::new(),
             schedules: Vec::new(),
             telemetry: Default::default(),
+            compliance: Default::default(),
+            calling_rules: Vec::new(),
         }
     }
 }

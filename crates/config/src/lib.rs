@@ -7,7 +7,7 @@
 //! parser cannot go on); validation collects every problem.
 //!
 //! The file has one module per section (`server`, `auth`, `class`, `pool`, `provider`,
-//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`), each holding the section's types and its `validate` step. A new
+//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`, `compliance`), each holding the section's types and its `validate` step. A new
 //! section is a new field of [`Config`] and one more entry in the list of steps in
 //! `config.rs`.
 //!
@@ -32,6 +32,7 @@ mod auth;
 mod breaker;
 mod campaign;
 mod class;
+mod compliance;
 mod config;
 mod defaults;
 mod env;
@@ -61,6 +62,7 @@ pub use campaign::{
     ClockTime, MachineDetection, Real, RetryConfig, SimulateConfig, Weekday, WindowConfig,
 };
 pub use class::ClassConfig;
+pub use compliance::{default_calling_rules, CallingRule, ComplianceConfig, MAX_CALLING_RULES};
 pub use config::{Config, Summary};
 pub use defaults::EXAMPLE;
 pub use env::{Env, ProcessEnv};

@@ -94,6 +94,9 @@ pub enum Outcome {
     Interrupted,
     /// The provider refused the number itself.
     Invalid,
+    /// Not placed: the number is on a suppression list the campaign honours (checked just
+    /// before the call). Does not count as an attempt; the lead ends `suppressed`.
+    Suppressed,
 }
 
 impl Outcome {
@@ -108,11 +111,12 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Interrupted => "interrupted",
             Outcome::Invalid => "invalid",
+            Outcome::Suppressed => "suppressed",
         }
     }
 
     /// Every outcome, for metrics.
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Completed,
         Outcome::Busy,
         Outcome::NoAnswer,
@@ -121,6 +125,7 @@ impl Outcome {
         Outcome::Refused,
         Outcome::Interrupted,
         Outcome::Invalid,
+        Outcome::Suppressed,
     ];
 }
 

@@ -155,6 +155,93 @@ pub fn parse_csv(bytes: &[u8], ctx: &ImportContext) -> Result<Parsed, String> {
     Ok(out)
 }
 
+/// Numbers read for a suppression list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedNumbers {
+    /// Good numbers as [`crate::dnc::key`]s, in order (duplicates kept: the list drops them).
+    pub numbers: Vec<u64>,
+    /// Refused rows.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Reads a suppression list: CSV with a header row that names a phone column (as a lead
+/// upload), or, when the first row is itself a number, a bare column of numbers. Numbers
+/// are validated and normalised as leads are (plain North American digits by their
+/// structure, [`crate::dnc::fast_nanp`]); a row's `country` column, else
+/// `default_region`, reads a number written without a country code. Other columns are
+/// ignored.
+pub fn parse_numbers_csv(bytes: &[u8], default_region: Option<&str>, row_offset: u64) -> Result<ParsedNumbers, String> {
+    if let Some(row) = unclosed_quote(bytes) {
+        return Err(unclosed_quote_message(row + row_offset));
+    }
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(true).has_headers(false).trim(csv::Trim::All).from_reader(bytes);
+    let mut out = ParsedNumbers::default();
+    let mut record = csv::StringRecord::new();
+    let lines = LineIndex::new(bytes);
+    let mut columns: Option<(usize, Option<usize>)> = None;
+    loop {
+        let at = lines.line(reader.position().byte());
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let row = e.position().map_or(at, |p| lines.line(p.byte())) + row_offset;
+                let before = reader.position().byte();
+                out.rejected.push(Rejected { row, reason: format!("unreadable row: {e}") });
+                if reader.position().byte() == before {
+                    break;
+                }
+                continue;
+            }
+        }
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let row = record.position().map_or(at, |p| lines.line(p.byte())) + row_offset;
+        let (phone_col, country_col) = match columns {
+            Some(c) => c,
+            None => {
+                let headers: Vec<String> = record
+                    .iter()
+                    .map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase().replace([' ', '-'], "_"))
+                    .collect();
+                let find = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
+                match find(PHONE) {
+                    Some(p) => {
+                        columns = Some((p, find(COUNTRY)));
+                        continue;
+                    }
+                    // No header: a bare list of numbers, this row the first.
+                    None if headers.len() == 1 && headers[0].bytes().any(|b| b.is_ascii_digit()) => {
+                        columns = Some((0, None));
+                        (0, None)
+                    }
+                    None => {
+                        return Err(format!(
+                            "the header row has no phone column (one of: {}); it has: {}",
+                            PHONE.join(", "),
+                            headers.join(", ")
+                        ))
+                    }
+                }
+            }
+        };
+        let phone = record.get(phone_col).unwrap_or("");
+        let region = country_col.and_then(|c| record.get(c)).filter(|c| !c.is_empty()).or(default_region);
+        if let Some(k) = crate::dnc::fast_nanp(phone, region) {
+            out.numbers.push(k);
+            continue;
+        }
+        match phone::normalize(phone, region).map(|n| crate::dnc::key(&n.e164)) {
+            Ok(Some(k)) => out.numbers.push(k),
+            Ok(None) => out.rejected.push(Rejected { row, reason: format!("`{phone}` is not an E.164 number") }),
+            Err(e) => out.rejected.push(Rejected { row, reason: e }),
+        }
+    }
+    Ok(out)
+}
+
 /// Line numbers from byte offsets. The CSV reader's own count misses blank lines, and a
 /// record's position is where the reader started, before the blank lines it skipped.
 pub struct LineIndex<'a> {
@@ -340,6 +427,20 @@ fn lead_of(f: Fields<'_>, ctx: &ImportContext) -> Result<NewLead, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suppression_lists_read_numbers_with_row_numbers() {
+        let p =
+            parse_numbers_csv(b"name,phone\nA,+1 212 555 0123\nB,nope\n\nC,(415) 555-0123\n", Some("US"), 0).unwrap();
+        assert_eq!(p.numbers, vec![12_125_550_123, 14_155_550_123]);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].row, 3);
+        let p = parse_numbers_csv(b"+12125550123\n+14155550123\n", None, 10).unwrap();
+        assert_eq!(p.numbers.len(), 2, "a bare column");
+        let p = parse_numbers_csv(b"2125550123\n", None, 10).unwrap();
+        assert_eq!(p.rejected[0].row, 11, "no country: refused with its row");
+        assert!(parse_numbers_csv(b"name,email\nA,a@b\n", None, 0).unwrap_err().contains("no phone column"));
+    }
 
     fn ctx() -> ImportContext {
         ImportContext { default_tz: chrono_tz::UTC, default_region: None, row_offset: 0 }

@@ -6,8 +6,10 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod dial;
+pub mod dnc;
 pub mod import;
 pub mod phone;
+pub mod regions;
 pub mod retry;
 pub mod schedule;
 pub mod window;

@@ -14,6 +14,8 @@ pub enum Next {
     Failed,
     /// Out of attempts.
     Exhausted,
+    /// On a suppression list: never dialed again.
+    Suppressed,
     /// Dial again, not before this instant (Unix ms).
     RetryAt(u64),
 }
@@ -25,6 +27,7 @@ impl Next {
             Next::Done => "done",
             Next::Failed => "failed",
             Next::Exhausted => "exhausted",
+            Next::Suppressed => "suppressed",
             Next::RetryAt(_) => "pending",
         }
     }
@@ -47,6 +50,7 @@ pub fn next(retry: &RetryConfig, outcome: Outcome, attempts: u32, now: u64) -> N
     match outcome {
         Outcome::Completed => Next::Done,
         Outcome::Invalid => Next::Failed,
+        Outcome::Suppressed => Next::Suppressed,
         _ if attempts >= retry.max_attempts => Next::Exhausted,
         _ => Next::RetryAt(now.saturating_add(delay(retry, outcome, attempts).as_millis() as u64)),
     }

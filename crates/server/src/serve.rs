@@ -148,6 +148,11 @@ impl Server {
         // The campaign dialer: its own store beside the journal (`campaigns.db`), recovery
         // of what a crash left open, then the pacing loop and its side of the bus.
         let leads = callgate_store::LeadStore::open(&data_dir).map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        // The suppression lists (`dnc.db`), loaded before the first dial.
+        let suppressions = Arc::new(
+            crate::campaign::Suppressions::open(&data_dir, clock.clone())
+                .map_err(|e| ServeError(format!("suppression lists: {e}")))?,
+        );
         let campaigns = crate::campaign::Campaigns::start(
             governor.clone(),
             live.clone(),
@@ -156,6 +161,7 @@ impl Server {
             providers,
             Arc::new(leads),
             clock,
+            suppressions,
         )
         .await
         .map_err(|e| ServeError(format!("campaigns: {e}")))?;

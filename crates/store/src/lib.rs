@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod dnc;
 mod embedded;
 mod leads;
 mod lock;
@@ -48,6 +49,7 @@ pub use callgate_backend::leads::{
 pub use callgate_backend::records::{
     CallRecord, CallUpdate, Callback, CallbackQuery, CallbackState, CallbackUpdate, NewCallback, Record, Records,
 };
+pub use dnc::{AuditRow, DncEntry, DncStore};
 pub use embedded::{names_of, Embedded, Restoring};
 pub use leads::LeadStore;
 pub use lock::{DirLock, LOCK_FILE};

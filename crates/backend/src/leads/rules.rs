@@ -23,6 +23,9 @@ pub const DONE: &str = "done";
 pub const FAILED: &str = "failed";
 /// A lead out of attempts: finished.
 pub const EXHAUSTED: &str = "exhausted";
+/// A lead whose number is on a suppression list the campaign honours: finished, never
+/// dialed again.
+pub const SUPPRESSED: &str = "suppressed";
 
 /// An attempt that has ended (its other states, `dialing` and `live`, are open).
 pub const ATTEMPT_ENDED: &str = "ended";
@@ -38,10 +41,13 @@ pub const INTERRUPTED: &str = "interrupted";
 pub const COMPLETED: &str = "completed";
 /// The outcome of a number that cannot be called.
 pub const INVALID: &str = "invalid";
+/// The outcome of an attempt stopped before its call was placed because the number is on
+/// a suppression list: no call was made, so it does not count.
+pub const SUPPRESSED_OUTCOME: &str = "suppressed";
 
-/// Whether a lead in `state` is through: done, failed or exhausted.
+/// Whether a lead in `state` is through: done, failed, exhausted or suppressed.
 pub fn is_finished(state: &str) -> bool {
-    matches!(state, DONE | FAILED | EXHAUSTED)
+    matches!(state, DONE | FAILED | EXHAUSTED | SUPPRESSED)
 }
 
 /// Whether a lead in `state` has an attempt out (being placed, or on the phone).
@@ -55,15 +61,15 @@ pub fn is_open(attempt_state: &str) -> bool {
 }
 
 /// Whether an attempt with `outcome` (`None`: still open) counts against the lead's
-/// attempts: every attempt but a refusal.
+/// attempts: every attempt but a refusal and a suppression (neither placed a call).
 pub fn counts(outcome: Option<&str>) -> bool {
-    outcome != Some(REFUSED)
+    outcome != Some(REFUSED) && outcome != Some(SUPPRESSED_OUTCOME)
 }
 
 /// Whether an attempt in `state` with `outcome` ended in a way the connect rate counts
-/// (refusals and interruptions say nothing about the lead).
+/// (refusals, suppressions and interruptions say nothing about the lead).
 pub fn ended_for_rate(state: &str, outcome: Option<&str>) -> bool {
-    state == ATTEMPT_ENDED && outcome.is_some_and(|o| o != REFUSED && o != INTERRUPTED)
+    state == ATTEMPT_ENDED && outcome.is_some_and(|o| o != REFUSED && o != INTERRUPTED && o != SUPPRESSED_OUTCOME)
 }
 
 /// What the rules read and decide of a lead: its state and its dial bookkeeping.
@@ -178,7 +184,7 @@ pub fn check_end(e: &AttemptEnd) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "attempt {}: a lead cannot move to `{}` when its attempt ends (pending, done, failed or exhausted)",
+            "attempt {}: a lead cannot move to `{}` when its attempt ends (pending, done, failed, exhausted or suppressed)",
             e.id, e.lead_state
         )))
     }

@@ -171,6 +171,84 @@ pub fn tool_call_ids(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// What a webhook says of the caller opting out of further calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptOut {
+    /// `call.id`.
+    pub call_id: Option<String>,
+    /// The customer's number (`customer.number`, or `call.customer.number`).
+    pub number: Option<String>,
+    /// The ids of the opt-out tool calls (a `tool-calls` message), for the answer.
+    pub tool_call_ids: Vec<String>,
+    /// What said so: `tool:NAME`, `structured:NAME`, `endedReason:REASON`.
+    pub why: String,
+}
+
+/// The names that mean an opt-out (see `[compliance]` in the configuration).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptOutNames<'a> {
+    /// A tool (function) the assistant calls.
+    pub tool: Option<&'a str>,
+    /// An `analysis.structuredData` field or a structured output that is `true`.
+    pub structured: Option<&'a str>,
+    /// `endedReason` values.
+    pub ended_reasons: &'a [String],
+}
+
+/// Whether the webhook `body` reports an opt-out: a `tool-calls` message that calls the
+/// tool named (in `toolCallList[].function.name`, or
+/// `toolWithToolCallList[].toolCall.function.name`), or an `end-of-call-report` whose
+/// `endedReason` is one named, whose `analysis.structuredData.<name>` is `true`, or whose
+/// `artifact.structuredOutputs` has an output of that name with the result `true`.
+pub fn opt_out(body: &[u8], names: OptOutNames<'_>) -> Option<OptOut> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let m = v.get("message")?;
+    let found = |why: String, tool_call_ids: Vec<String>| OptOut {
+        call_id: str_at(m, &["call", "id"]).filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID).map(str::to_owned),
+        number: non_empty(str_at(m, &["customer", "number"]).or_else(|| str_at(m, &["call", "customer", "number"]))),
+        tool_call_ids,
+        why,
+    };
+    match m.get("type").and_then(Value::as_str)? {
+        "tool-calls" => {
+            let tool = names.tool?;
+            let name_of = |c: &Value| c["function"]["name"].as_str().map(str::to_owned);
+            let mut calls: Vec<(Option<String>, Option<String>)> = Vec::new();
+            if let Some(list) = m["toolCallList"].as_array() {
+                calls.extend(list.iter().take(64).map(|c| (c["id"].as_str().map(str::to_owned), name_of(c))));
+            } else if let Some(list) = m["toolWithToolCallList"].as_array() {
+                calls.extend(list.iter().take(64).map(|c| {
+                    let call = &c["toolCall"];
+                    (call["id"].as_str().map(str::to_owned), name_of(call).or_else(|| name_of(c)))
+                }));
+            }
+            let ids: Vec<String> = calls
+                .into_iter()
+                .filter(|(_, n)| n.as_deref() == Some(tool))
+                .filter_map(|(id, _)| id.filter(|id| id.len() <= MAX_CALL_ID))
+                .collect();
+            (!ids.is_empty()).then(|| found(format!("tool:{tool}"), ids))
+        }
+        "end-of-call-report" => {
+            if let Some(reason) = m.get("endedReason").and_then(Value::as_str) {
+                if names.ended_reasons.iter().any(|r| r == reason) {
+                    return Some(found(format!("endedReason:{reason}"), Vec::new()));
+                }
+            }
+            let field = names.structured?;
+            let analysis = m.get("analysis").or_else(|| m.get("call").and_then(|c| c.get("analysis")));
+            let in_analysis = analysis.and_then(|a| a.get("structuredData")).and_then(|d| d.get(field));
+            let outputs = m.get("artifact").and_then(|a| a.get("structuredOutputs")).and_then(Value::as_object);
+            let in_outputs = outputs.is_some_and(|o| {
+                o.values().take(64).any(|out| out["name"].as_str() == Some(field) && out["result"] == Value::Bool(true))
+            });
+            (in_analysis == Some(&Value::Bool(true)) || in_outputs)
+                .then(|| found(format!("structured:{field}"), Vec::new()))
+        }
+        _ => None,
+    }
+}
+
 /// Reads one webhook body.
 pub fn parse(body: &[u8]) -> Result<VapiMessage, MessageError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| MessageError::NotJson(e.to_string()))?;

@@ -124,3 +124,46 @@ proptest! {
         let _ = parse(wrapped.to_string().as_bytes());
     }
 }
+
+#[test]
+fn opt_outs_are_read_from_tool_calls_analysis_structured_outputs_and_ended_reasons() {
+    use super::message::{opt_out, OptOutNames};
+    let reasons = vec!["customer-opted-out".to_string()];
+    let names = OptOutNames { tool: Some("opt_out"), structured: Some("opt_out"), ended_reasons: &reasons };
+    let body = |m: serde_json::Value| serde_json::to_vec(&serde_json::json!({ "message": m })).unwrap();
+    let tool = body(serde_json::json!({
+        "type": "tool-calls",
+        "call": { "id": "call-1", "customer": { "number": "+13125550177" } },
+        "toolCallList": [
+            { "id": "tc-1", "type": "function", "function": { "name": "lookup", "arguments": {} } },
+            { "id": "tc-2", "type": "function", "function": { "name": "opt_out", "arguments": {} } }
+        ]
+    }));
+    let o = opt_out(&tool, names).unwrap();
+    assert_eq!((o.call_id.as_deref(), o.number.as_deref()), (Some("call-1"), Some("+13125550177")));
+    assert_eq!(o.tool_call_ids, ["tc-2"]);
+    let nested = body(serde_json::json!({
+        "type": "tool-calls",
+        "call": { "id": "call-1" },
+        "toolWithToolCallList": [{ "type": "function", "function": { "name": "opt_out" },
+            "toolCall": { "id": "tc-9", "type": "function", "function": { "name": "opt_out", "arguments": {} } } }]
+    }));
+    assert_eq!(opt_out(&nested, names).unwrap().tool_call_ids, ["tc-9"]);
+    let report = |extra: serde_json::Value| {
+        let mut m = serde_json::json!({ "type": "end-of-call-report", "endedReason": "customer-ended-call",
+            "call": { "id": "call-2" }, "customer": { "number": "+13125550178" } });
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body(m)
+    };
+    assert!(opt_out(&report(serde_json::json!({})), names).is_none());
+    let analysed = report(serde_json::json!({ "analysis": { "structuredData": { "opt_out": true } } }));
+    assert_eq!(opt_out(&analysed, names).unwrap().why, "structured:opt_out");
+    let not = report(serde_json::json!({ "analysis": { "structuredData": { "opt_out": "yes" } } }));
+    assert!(opt_out(&not, names).is_none(), "only `true` opts out");
+    let outputs = report(serde_json::json!({ "artifact": { "structuredOutputs": {
+        "5f0c": { "name": "opt_out", "result": true } } } }));
+    assert_eq!(opt_out(&outputs, names).unwrap().number.as_deref(), Some("+13125550178"));
+    let ended = report(serde_json::json!({ "endedReason": "customer-opted-out" }));
+    assert_eq!(opt_out(&ended, names).unwrap().why, "endedReason:customer-opted-out");
+    assert!(opt_out(&tool, OptOutNames::default()).is_none(), "nothing is an opt-out unless named");
+}

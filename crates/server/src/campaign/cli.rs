@@ -1,3 +1,4 @@
+// Long file: the command line of campaigns and of suppression lists share one HTTP client and the chunked CSV upload.
 //! `callgate campaign …`: the command line for campaigns, talking to a running server
 //! through the HTTP API (`--server URL` or `$CALLGATE_SERVER`, default
 //! `http://127.0.0.1:7700`; `--token` or `$CALLGATE_TOKEN` when the server has keys).
@@ -110,6 +111,237 @@ pub enum CampaignCommand {
         #[command(flatten)]
         conn: ServerArgs,
     },
+}
+
+/// `callgate dnc …`: suppression (do-not-call) lists on a running server.
+#[derive(Subcommand, Debug, Clone)]
+pub enum DncCommand {
+    /// Import numbers from a CSV file (a header row with a phone column, or one number a
+    /// line) into a list, in chunks, with a progress bar; refused rows are listed with
+    /// their row numbers.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The list (`internal`: the one every campaign honours and opt-outs go to).
+        #[arg(long, default_value = "internal")]
+        list: String,
+        /// The country of numbers written without a country code (e.g. US).
+        #[arg(long)]
+        country: Option<String>,
+        /// Rows per request.
+        #[arg(long, default_value_t = 100_000)]
+        chunk: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Put one number on a list.
+    Add {
+        /// The number, E.164.
+        number: String,
+        /// The list.
+        #[arg(long, default_value = "internal")]
+        list: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Take one number off a list.
+    Remove {
+        /// The number, E.164.
+        number: String,
+        /// The list.
+        #[arg(long, default_value = "internal")]
+        list: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Whether a number is on a list, with the entry's source and time.
+    Check {
+        /// The number, E.164.
+        number: String,
+        /// The list.
+        #[arg(long, default_value = "internal")]
+        list: String,
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+    /// Every list with its size.
+    Lists {
+        /// Where the server is.
+        #[command(flatten)]
+        conn: ServerArgs,
+    },
+}
+
+/// Runs a `callgate dnc` command; prints results to stdout and problems to stderr.
+pub async fn run_dnc(cmd: DncCommand) -> ExitCode {
+    match dnc(cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dnc(cmd: DncCommand) -> Result<(), String> {
+    let entry = |v: &Value| {
+        format!(
+            "{} on `{}`: {}{}",
+            v["number"].as_str().unwrap_or(""),
+            v["list"].as_str().unwrap_or(""),
+            if v["listed"] == true { "listed" } else { "not listed" },
+            v["source"].as_str().map(|s| format!(" (source {s}, at {} ms)", v["added_at_ms"])).unwrap_or_default()
+        )
+    };
+    match cmd {
+        DncCommand::Import { file, list, country, chunk, json, conn } => {
+            dnc_import(&Client::new(&conn), &file, &list, country.as_deref(), chunk.max(1), json).await
+        }
+        DncCommand::Add { number, list, conn } => {
+            let v = Client::new(&conn).post(&format!("/v1/dnc/{}/{}", encode(&list), encode(&number)), None).await?;
+            println!("{}", entry(&v));
+            Ok(())
+        }
+        DncCommand::Remove { number, list, conn } => {
+            let client = Client::new(&conn);
+            let url = format!("{}/v1/dnc/{}/{}", client.base, encode(&list), encode(&number));
+            let v = client.send(client.http.delete(url)).await?;
+            println!("{}", entry(&v));
+            Ok(())
+        }
+        DncCommand::Check { number, list, conn } => {
+            let v = Client::new(&conn).get(&format!("/v1/dnc/{}?number={}", encode(&list), encode(&number))).await?;
+            println!("{}", entry(&v));
+            Ok(())
+        }
+        DncCommand::Lists { conn } => {
+            let v = Client::new(&conn).get("/v1/dnc").await?;
+            for l in v.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:>10} numbers  version {}",
+                    l["list"].as_str().unwrap_or(""),
+                    l["numbers"],
+                    l["version"]
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends a list's CSV file in chunks of `chunk` rows (each with the header row, when the
+/// file has one, and the row offset that keeps row numbers those of the file).
+async fn dnc_import(
+    client: &Client,
+    file: &std::path::Path,
+    list: &str,
+    country: Option<&str>,
+    chunk: usize,
+    json_out: bool,
+) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    if let Some(row) = callgate_dialer::import::unclosed_quote(&bytes) {
+        return Err(format!("{}: {}", file.display(), callgate_dialer::import::unclosed_quote_message(row)));
+    }
+    let mut reader = csv::ReaderBuilder::new().flexible(true).has_headers(false).from_reader(&bytes[..]);
+    let lines = callgate_dialer::import::LineIndex::new(&bytes);
+    let mut starts: Vec<(usize, u64)> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut header_end: Option<usize> = None;
+    loop {
+        let pos = reader.position().clone();
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {
+                let p = record.position().unwrap_or(&pos);
+                // A first row without a digit is the header row (a number has digits).
+                if starts.is_empty() && header_end.is_none() && !record.iter().flatten().any(u8::is_ascii_digit) {
+                    header_end = Some(reader.position().byte() as usize);
+                    continue;
+                }
+                starts.push((lines.record_start(p.byte()) as usize, lines.line(p.byte())));
+            }
+            Ok(false) => break,
+            Err(_) => continue,
+        }
+    }
+    let total = starts.len() as u64;
+    if starts.is_empty() {
+        return Err(format!("{}: no numbers in it", file.display()));
+    }
+    let header = &bytes[..header_end.unwrap_or(0)];
+    let header_lines =
+        if header_end.is_some() { lines.line(header_end.unwrap_or(0) as u64).saturating_sub(1) } else { 0 };
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json_out {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut report = json!({ "added": 0, "duplicates": 0, "rejected": 0, "rejected_rows": [], "numbers": 0 });
+    for (k, group) in starts.chunks(chunk).enumerate() {
+        let start = group[0].0;
+        let end = starts.get((k + 1) * chunk).map_or(bytes.len(), |s| s.0);
+        let mut body = Vec::with_capacity(header.len() + end - start + 1);
+        body.extend_from_slice(header);
+        if !header.is_empty() && !header.ends_with(b"\n") {
+            body.push(b'\n');
+        }
+        body.extend_from_slice(&bytes[start..end]);
+        let offset = group[0].1.saturating_sub(header_lines + 1);
+        let mut url = format!("/v1/dnc/{}?row_offset={offset}&source={}", encode(list), encode(&source_of(file)));
+        if let Some(c) = country {
+            url.push_str(&format!("&country={}", encode(c)));
+        }
+        let req = client.http.post(format!("{}{url}", client.base)).header("content-type", "text/csv").body(body);
+        let part = client.send(req).await.inspect_err(|_| bar.abandon())?;
+        for k in ["added", "duplicates", "rejected"] {
+            report[k] = json!(report[k].as_u64().unwrap_or(0) + part[k].as_u64().unwrap_or(0));
+        }
+        report["numbers"] = part["numbers"].clone();
+        if let (Some(all), Some(more)) = (report["rejected_rows"].as_array_mut(), part["rejected_rows"].as_array()) {
+            all.extend(more.iter().take(1000usize.saturating_sub(all.len())).cloned());
+        }
+        bar.inc(group.len() as u64);
+        bar.set_message(format!("{} added", report["added"]));
+    }
+    // The bar's own clock (it is not the server's: this is the operator's wait).
+    let took = bar.elapsed();
+    bar.finish_and_clear();
+    if json_out {
+        println!("{report}");
+        return Ok(());
+    }
+    println!(
+        "{list}: {} added, {} already listed, {} rejected ({} numbers on the list; {:.1}s)",
+        report["added"],
+        report["duplicates"],
+        report["rejected"],
+        report["numbers"],
+        took.as_secs_f64()
+    );
+    let rejected = report["rejected_rows"].as_array().cloned().unwrap_or_default();
+    for r in rejected.iter().take(20) {
+        println!("  row {}: {}", r["row"], r["reason"].as_str().unwrap_or(""));
+    }
+    if rejected.len() > 20 {
+        println!("  … and {} more rejected rows (--json lists them)", rejected.len() - 20);
+    }
+    Ok(())
+}
+
+/// The source recorded with each imported entry: `import:` and the file's name.
+fn source_of(file: &std::path::Path) -> String {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!("import:{}", name.chars().take(150).collect::<String>())
 }
 
 struct Client {
@@ -382,7 +614,7 @@ pub fn status_text(v: &Value) -> String {
         out.push_str(&format!("paused by callgate: {why}\n(fix the account, then `callgate campaign resume`)\n"));
     }
     out.push_str(&format!(
-        "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted\n",
+        "leads    {} total: {} pending, {} dialing, {} in call, {} done ({}), {} failed, {} exhausted, {} suppressed\n",
         n("total"),
         n("pending"),
         n("dialing"),
@@ -390,7 +622,8 @@ pub fn status_text(v: &Value) -> String {
         done,
         by("done"),
         n("failed"),
-        n("exhausted")
+        n("exhausted"),
+        n("suppressed")
     ));
     out.push_str(&format!(
         "calls    {} attempts, {} refused by the provider, connect rate {:.0}%, average talk {}, {} per hour, {} live\n",

@@ -74,9 +74,11 @@
 
 pub mod cli;
 mod run;
+pub mod suppress;
 mod view;
 
 pub use crate::bus::ProviderUpdate;
+pub use suppress::Suppressions;
 pub use view::{
     config_from_json, config_json, CampaignBrief, CampaignProvider, CampaignView, ImportReport, LeadCounts,
 };
@@ -381,7 +383,15 @@ pub struct Campaigns {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stats: Mutex<Stats>,
     callbacks: Mutex<Option<Arc<dyn CallbackBook>>>,
+    /// The suppression lists, checked at import and just before each dial.
+    suppressions: Arc<Suppressions>,
+    /// A seam for tests: awaited after a lead is picked and first checked, before its
+    /// lease is asked for (see [`Campaigns::set_pick_hook`]).
+    pick_hook: Mutex<Option<PickHook>>,
 }
+
+/// What [`Campaigns::set_pick_hook`] runs, with the picked lead's number.
+pub type PickHook = Arc<dyn Fn(String) -> dial::Fut<'static, ()> + Send + Sync>;
 
 impl std::fmt::Debug for Campaigns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -416,7 +426,8 @@ fn unknown_campaign(name: &str) -> Error {
 impl Campaigns {
     /// Takes in the configured campaigns (kept in `leads`), resolves what a crash left
     /// open, and starts the pacing loop and the task that serves the bus's call events and
-    /// campaign commands (`inbox`).
+    /// campaign commands (`inbox`). Every dial is checked against `suppressions`.
+    #[allow(clippy::too_many_arguments)] // each is a narrow handle wired once at start-up
     pub async fn start(
         governor: Arc<Governor>,
         live: Live,
@@ -425,6 +436,7 @@ impl Campaigns {
         providers: ProviderSet,
         store: Arc<dyn Leads>,
         clock: Arc<dyn Clock>,
+        suppressions: Arc<Suppressions>,
     ) -> Result<Arc<Campaigns>, String> {
         let (events, events_rx) = mpsc::unbounded_channel();
         let campaigns = Arc::new(Campaigns {
@@ -443,6 +455,8 @@ impl Campaigns {
             tasks: Mutex::new(Vec::new()),
             stats: Mutex::new(Stats::default()),
             callbacks: Mutex::new(None),
+            suppressions,
+            pick_hook: Mutex::new(None),
         });
         let now = campaigns.now();
         // The file's campaigns: their settings follow the file; their state (paused,
@@ -502,6 +516,18 @@ impl Campaigns {
         campaigns.recover().await?;
         campaigns.spawn_tasks();
         Ok(campaigns)
+    }
+
+    /// Runs `hook` in every dial between the pick (and the first check of the lists) and
+    /// the lease, the attempt record and the last check: what a test needs to put a
+    /// number on a list at exactly that moment. Not for production use.
+    pub fn set_pick_hook(&self, hook: PickHook) {
+        *self.pick_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// The suppression lists (the API and the provider edges add opt-outs to them).
+    pub fn suppressions(&self) -> &Arc<Suppressions> {
+        &self.suppressions
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -940,10 +966,10 @@ impl Campaigns {
 
     /// Adds leads from a CSV or JSON upload.
     pub async fn import(&self, name: &str, body: bytes_like::Body, opts: ImportOptions) -> Result<ImportReport, Error> {
-        let (tz, default_region) = {
+        let (tz, default_region, honoured) = {
             let inner = self.lock();
             let rt = inner.list.iter().find(|r| r.name == name).ok_or_else(|| unknown_campaign(name))?;
-            (rt.tz, zones::zone_country(rt.tz.name()).map(str::to_string))
+            (rt.tz, zones::zone_country(rt.tz.name()).map(str::to_string), rt.cfg.dnc_lists.clone())
         };
         let ctx = import::ImportContext {
             default_tz: tz,
@@ -979,6 +1005,16 @@ impl Campaigns {
                 continue;
             }
             first.insert(r.lead.phone.clone(), r.row);
+            if let Some(hit) = self.suppressions.check(honoured.as_deref(), &r.lead.phone) {
+                report.suppress(import::Skipped {
+                    row: r.row,
+                    phone: r.lead.phone.clone(),
+                    reason: format!("on the suppression list `{}`", hit.list),
+                });
+                if !opts.include_suppressed {
+                    continue;
+                }
+            }
             rows.push(r);
         }
         let leads: Vec<callgate_store::NewLead> = rows.iter().map(|r| r.lead.clone()).collect();
@@ -1013,8 +1049,39 @@ impl Campaigns {
         }
         drop(inner);
         self.wake.notify_one();
-        tracing::info!(campaign = %name, added = report.added, skipped = report.skipped, rejected = report.rejected, "Leads imported");
+        tracing::info!(campaign = %name, added = report.added, skipped = report.skipped, rejected = report.rejected, suppressed = report.suppressed, "Leads imported");
         Ok(report)
+    }
+
+    /// Adds `number` to suppression list `list` with `source` (`api`, `call:ID`): no
+    /// campaign that honours the list dials it from now on (the check just before each
+    /// dial sees it at once), and callbacks booked for it and not yet taken are settled
+    /// `suppressed`. A callback already taken ends `suppressed` at its dial. Answers 1 when
+    /// the number is new to the list.
+    pub async fn opt_out(&self, list: &str, number: u64, source: &str) -> Result<usize, Error> {
+        self.opt_out_many(list, vec![number], source).await
+    }
+
+    /// [`Campaigns::opt_out`] for many numbers at once (an import): one durable write.
+    pub async fn opt_out_many(&self, list: &str, numbers: Vec<u64>, source: &str) -> Result<usize, Error> {
+        let added = self.suppressions.add(list, numbers, source).await?;
+        self.cancel_suppressed_callbacks().await;
+        Ok(added)
+    }
+
+    /// Settles `suppressed` the booked callbacks (not yet taken by a campaign) whose
+    /// number is on any suppression list.
+    async fn cancel_suppressed_callbacks(&self) {
+        let book = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(book) = book else { return };
+        for cb in book.booked() {
+            let Ok(n) = callgate_dialer::phone::normalize(&cb.number, None) else { continue };
+            if let Some(hit) = self.suppressions.check(None, &n.e164) {
+                tracing::info!(callback = cb.id, list = %hit.list, "A booked callback's number is suppressed; it is not returned");
+                book.mark(cb.id, CallbackState::Done, Some(dial::Outcome::Suppressed.as_str().to_owned())).await;
+                self.lock().seen_callbacks.insert(cb.id);
+            }
+        }
     }
 
     /// Names of every campaign, in dialing order.
@@ -1052,6 +1119,10 @@ pub struct ImportOptions {
     pub row_offset: u64,
     /// The country of numbers written without a country code.
     pub country: Option<String>,
+    /// Import leads on a suppression list too (they end `suppressed` when their turn
+    /// comes, so the campaign's progress shows them); by default they are reported and
+    /// left out.
+    pub include_suppressed: bool,
 }
 
 /// The upload body, shared without copying.

@@ -23,6 +23,8 @@ const IDLE: Duration = Duration::from_millis(50);
 const CALLBACK_EVERY: Duration = Duration::from_secs(1);
 /// Seven days, the window of `max_per_week`.
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A day, the window of a calling rule's `max_per_day`.
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// One lead taken for dialing, with everything the dial needs.
 struct Claim {
@@ -40,11 +42,23 @@ struct Claim {
     retry: callgate_config::RetryConfig,
     caller_index: usize,
     cooldown_ms: u64,
+    /// The suppression lists the campaign honours (`None`: every list).
+    dnc_lists: Option<Vec<String>>,
 }
 
 /// `lead` as its stored row says now (warm, attempts, due time).
 fn as_stored(lead: Lead, row: &callgate_store::LeadRow) -> Lead {
     Lead { warm: row.warm, attempts: row.attempts, not_before: row.next_at, ..lead }
+}
+
+/// The end of an attempt stopped by a suppression list.
+fn suppressed_end(hit: &callgate_dialer::dnc::Hit) -> Ended {
+    Ended {
+        outcome: Outcome::Suppressed,
+        reason: Some(format!("on the suppression list `{}` (version {})", hit.list, hit.version)),
+        talk_ms: None,
+        cost: None,
+    }
 }
 
 fn by_call_key(provider: &str, call_id: &str) -> String {
@@ -284,6 +298,7 @@ impl Campaigns {
                 retry: rt.cfg.retry.clone(),
                 caller_index: rt.caller_rr,
                 cooldown_ms: rt.cfg.cooldown.as_millis() as u64,
+                dnc_lists: rt.cfg.dnc_lists.clone(),
             });
         }
         None
@@ -355,29 +370,38 @@ impl Campaigns {
         // attempts is the row's (a second callback may have reset it).
         let read_callback = row.callback_id.filter(|_| row.warm);
         c.lead.attempts = row.attempts;
-        // The weekly cap: only a lead with that many attempts in all can hit it.
-        if c.lead.attempts >= c.retry.max_per_week {
-            match self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)) {
-                Ok(times) if times.len() as u32 >= c.retry.max_per_week => {
-                    let oldest = times[times.len() - c.retry.max_per_week as usize];
-                    let lead = Lead { not_before: oldest + WEEK_MS, ..c.lead };
-                    let op =
-                        LeadOp::Reschedule { lead_id: lead.id, next_at: lead.not_before, callback_id: read_callback };
-                    self.unclaim_pools(&c.pools);
-                    match self.store.write(vec![op]).await.as_deref() {
-                        Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
-                        _ => self.give_back(&c.campaign, lead, false),
-                    }
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "Cannot read a lead's attempts");
-                    self.unclaim_pools(&c.pools);
-                    self.give_back(&c.campaign, c.lead, true);
-                    return;
-                }
+        // On a list already: no lease is asked for; the lead ends `suppressed`.
+        if let Some(hit) = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone) {
+            self.unclaim_pools(&c.pools);
+            self.suppress_unplaced(&c, &row, read_callback, hit, now).await;
+            return;
+        }
+        let hook = self.pick_hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(row.phone.clone()).await;
+        }
+        // The weekly cap (only a lead with that many attempts in all can hit it), then the
+        // calling rules of the callee's region: a lead that may not be called now is
+        // rescheduled to when it may.
+        let not_before = match self.not_before(&c, &row, now) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot read a lead's attempts");
+                self.unclaim_pools(&c.pools);
+                self.give_back(&c.campaign, c.lead, true);
+                return;
             }
+        };
+        if let Some(next_at) = not_before {
+            self.audit(&c, &row, 0, now, format!("rescheduled to {next_at}"));
+            let lead = Lead { not_before: next_at, ..c.lead };
+            let op = LeadOp::Reschedule { lead_id: lead.id, next_at, callback_id: read_callback };
+            self.unclaim_pools(&c.pools);
+            match self.store.write(vec![op]).await.as_deref() {
+                Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
+                _ => self.give_back(&c.campaign, lead, false),
+            }
+            return;
         }
         let class = row.class.clone().filter(|_| row.warm).unwrap_or(c.class.clone());
         let attempt = self.store.next_attempt_id();
@@ -474,6 +498,16 @@ impl Campaigns {
             lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
+        // The last check, with nothing awaited between it and placing the call: a number
+        // added to a list at any moment before (also between the pick and now) is never
+        // dialed. The attempt ends `suppressed` (it does not count) and its lease goes back.
+        let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
+        let decision = hit.as_ref().map_or_else(|| "dialed".to_string(), |h| format!("suppressed by {}", h.list));
+        self.audit(&c, &row, attempt, now, decision);
+        if let Some(hit) = hit {
+            self.finish(attempt, suppressed_end(&hit)).await;
+            return;
+        }
         match c.dialer.place(&call).await {
             Ok(placed) => {
                 // Not awaited: the writer applies jobs in order, so the end of this attempt
@@ -499,6 +533,136 @@ impl Campaigns {
             }
         }
         let _ = c.callback_class;
+    }
+
+    /// Records in the audit trail what was checked for a dial of `row` and what came of it:
+    /// the campaign's window, the calling rules covering the callee's region, the lists the
+    /// campaign honours with their versions, and the callee's local time.
+    fn audit(&self, c: &Claim, row: &callgate_store::LeadRow, attempt: u64, now: u64, decision: String) {
+        use callgate_dialer::regions;
+        let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
+        let all = self.config().calling_rules();
+        let mut rules: Vec<String> = Vec::new();
+        if let Some(w) = self.lock().list.iter().find(|r| r.name == c.campaign).map(|r| r.cfg.window.clone()) {
+            rules.push(format!("campaign {}-{}", w.start, w.end));
+        }
+        for r in regions::covering(&all, region.as_deref()) {
+            let mut text = format!("{} {}", r.region, r.window.as_deref().unwrap_or("all day"));
+            if let Some(m) = r.max_per_day {
+                text.push_str(&format!(" max {m}/24h"));
+            }
+            if let Some(s) = &r.source {
+                text.push_str(&format!(" ({s})"));
+            }
+            rules.push(text);
+        }
+        let lists = self.suppressions.versions(c.dnc_lists.as_deref());
+        let local = regions::local_time(c.lead.tz, now);
+        self.suppressions.audit(callgate_store::AuditRow {
+            campaign: c.campaign.clone(),
+            attempt,
+            lead_id: c.lead.id,
+            number: row.phone.clone(),
+            at: now,
+            timezone: c.lead.tz.name().to_string(),
+            local_time: local,
+            region: region.unwrap_or_default(),
+            rules: rules.join("; "),
+            lists: lists.iter().map(|(l, v)| format!("{l}@{v}")).collect::<Vec<_>>().join("; "),
+            decision,
+        });
+    }
+
+    /// When a lead that may not be called at `now` may be (`None`: it may be now): after
+    /// the campaign's weekly cap, and the windows and 24-hour caps of the
+    /// `[[calling_rules]]` that cover the callee's region, in the lead's time zone.
+    fn not_before(&self, c: &Claim, row: &callgate_store::LeadRow, now: u64) -> Result<Option<u64>, String> {
+        use callgate_dialer::regions;
+        let week = c.retry.max_per_week;
+        if c.lead.attempts >= week {
+            let times = self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)).map_err(|e| e.to_string())?;
+            if times.len() as u32 >= week {
+                return Ok(Some(times[times.len() - week as usize] + WEEK_MS));
+            }
+        }
+        let rules = self.config().calling_rules();
+        let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
+        let covering = regions::covering(&rules, region.as_deref());
+        if covering.is_empty() {
+            return Ok(None);
+        }
+        let mut t = now;
+        if let Some(cap) = regions::max_per_day(&covering) {
+            if c.lead.attempts >= cap {
+                let times =
+                    self.store.attempts_since(c.lead.id, now.saturating_sub(DAY_MS)).map_err(|e| e.to_string())?;
+                if times.len() as u32 >= cap {
+                    t = times[times.len() - cap as usize] + DAY_MS;
+                }
+            }
+        }
+        match regions::open_at(&covering, c.lead.tz, t) {
+            Some(open) if open == now => Ok(None),
+            Some(open) => Ok(Some(open)),
+            None => {
+                // Rules whose windows never meet: nothing may be called; looked at again
+                // in a week (a reload may fix the rules).
+                tracing::warn!(campaign = %c.campaign, region = ?region, "The calling rules of a region never allow a call");
+                Ok(Some(now + WEEK_MS))
+            }
+        }
+    }
+
+    /// A lead found on a suppression list before a lease was asked for: an attempt is
+    /// recorded (so the audit shows why the lead was never called) and ended `suppressed`
+    /// at once; callbacks it returns are settled with it.
+    async fn suppress_unplaced(
+        &self,
+        c: &Claim,
+        row: &callgate_store::LeadRow,
+        read_callback: Option<u64>,
+        hit: callgate_dialer::dnc::Hit,
+        now: u64,
+    ) {
+        let attempt = self.store.next_attempt_id();
+        self.audit(c, row, attempt, now, format!("suppressed by {}", hit.list));
+        let begin = self
+            .store
+            .write(vec![LeadOp::BeginAttempt(NewAttempt {
+                id: attempt,
+                lead_id: c.lead.id,
+                campaign: c.campaign.clone(),
+                number: row.attempts + 1,
+                class: c.class.clone(),
+                provider: c.provider.clone(),
+                lease: String::new(),
+                callback_id: read_callback,
+                at: now,
+            })])
+            .await;
+        match begin.as_deref() {
+            Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
+            Ok(_) => {
+                self.lock().active.insert(
+                    attempt,
+                    Active {
+                        campaign: c.campaign.clone(),
+                        lead: c.lead,
+                        number: row.attempts + 1,
+                        provider: c.provider.clone(),
+                        lease: None,
+                        call_id: None,
+                        answered: false,
+                        answerer: None,
+                    },
+                );
+                self.finish(attempt, suppressed_end(&hit)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot record a suppressed lead");
+                self.give_back(&c.campaign, c.lead, true);
+            }
+        }
     }
 
     /// A concurrency refusal: the lead goes back uncounted, the provider cools down for

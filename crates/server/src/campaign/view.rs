@@ -25,6 +25,11 @@ pub struct ImportReport {
     pub skipped_rows: Vec<Skipped>,
     /// The refused rows, with row numbers and reasons (the first 1000).
     pub rejected_rows: Vec<Rejected>,
+    /// Rows left out because their number is on a suppression list the campaign honours
+    /// (imported anyway, to end `suppressed` at their dial, with `suppressed=include`).
+    pub suppressed: u64,
+    /// The suppressed rows, with row numbers and the list (the first 1000).
+    pub suppressed_rows: Vec<Skipped>,
     /// True when a list was cut at 1000.
     pub truncated: bool,
 }
@@ -34,6 +39,15 @@ impl ImportReport {
         self.rejected += 1;
         if self.rejected_rows.len() < LIST_MAX {
             self.rejected_rows.push(r);
+        } else {
+            self.truncated = true;
+        }
+    }
+
+    pub(super) fn suppress(&mut self, s: Skipped) {
+        self.suppressed += 1;
+        if self.suppressed_rows.len() < LIST_MAX {
+            self.suppressed_rows.push(s);
         } else {
             self.truncated = true;
         }
@@ -133,6 +147,8 @@ pub struct LeadCounts {
     pub exhausted: u64,
     /// Out of attempts, by last outcome.
     pub exhausted_by_outcome: BTreeMap<String, u64>,
+    /// Never to be dialed: the number is on a suppression list the campaign honours.
+    pub suppressed: u64,
 }
 
 /// A campaign as `GET /v1/campaigns` lists it.
@@ -294,6 +310,7 @@ impl Campaigns {
                 failed: get("failed"),
                 exhausted: get("exhausted"),
                 exhausted_by_outcome: exhausted,
+                suppressed: get("suppressed"),
             },
             live,
             attempts: counts.attempts,

@@ -53,6 +53,11 @@ impl Inbound {
         self.config().flow_for(provider, number).cloned()
     }
 
+    /// `[compliance]` in force: where opt-outs come from and which list they go to.
+    pub fn compliance(&self) -> callgate_config::ComplianceConfig {
+        self.config().compliance.clone()
+    }
+
     /// The flow named `name`.
     pub fn flow(&self, name: &str) -> Option<FlowConfig> {
         self.config().flow(name).cloned()
@@ -168,4 +173,28 @@ pub async fn book_callback(app: Effects<'_>, call: &Call, flow: &FlowConfig, ste
 /// Records what a webhook taught about a call, durably.
 pub async fn record_call(governor: &Governor, update: CallUpdate) -> Result<(), Error> {
     governor.record(vec![Record::Call(update)]).await
+}
+
+/// Puts the caller's `number` on the opt-out `list` with `source` (`call:ID`), for every
+/// campaign and callback (see [`crate::campaign::Campaigns::opt_out`]); `why` says what
+/// the call said. A number that cannot be read is logged, not listed; a list that cannot
+/// be written is logged (the number stays suppressed in memory until a restart).
+pub async fn opt_out(
+    campaigns: &crate::campaign::Campaigns,
+    number: Option<&str>,
+    list: &str,
+    source: &str,
+    why: &str,
+) {
+    let key = number
+        .and_then(|n| callgate_dialer::phone::normalize(n, None).ok())
+        .and_then(|n| callgate_dialer::dnc::key(&n.e164));
+    let Some(key) = key else {
+        tracing::warn!(source, why, number = ?number, "A call opted out, but its number cannot be read; nothing is listed");
+        return;
+    };
+    match campaigns.opt_out(list, key, source).await {
+        Ok(_) => tracing::info!(source, why, list, "A caller opted out; the number will not be called again"),
+        Err(e) => tracing::error!(source, why, list, error = %e.message, "Cannot record an opt-out durably"),
+    }
 }

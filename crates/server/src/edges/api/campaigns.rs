@@ -5,9 +5,11 @@
 //!   when one with other settings does).
 //! - `GET /v1/campaigns`, `GET /v1/campaigns/{name}`: progress.
 //! - `POST /v1/campaigns/{name}/leads` (admin): `text/csv` with a header row, or JSON
-//!   `{ "leads": [...] }`; query `row_offset` (added to row numbers) and `country` (for
+//!   `{ "leads": [...] }`; query `row_offset` (added to row numbers), `suppressed`
+//!   (`skip` or `include` leads on a suppression list) and `country` (for
 //!   numbers without a country code). Answers added, skipped and rejected, with rows.
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
+//! - `GET /v1/campaigns/{name}/audit` (operator): the audit trail of its dials, as CSV.
 
 use crate::campaign::{Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use crate::edges::api::{App, Caller};
@@ -32,6 +34,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/campaigns", post(create).get(list))
         .route("/v1/campaigns/{name}", get(one))
         .route("/v1/campaigns/{name}/leads", post(leads).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route("/v1/campaigns/{name}/audit", get(audit))
         .route("/v1/campaigns/{name}/{action}", post(act))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
@@ -121,6 +124,7 @@ pub(crate) async fn one(
         ("name" = String, Path, description = "The campaign's name"),
         ("row_offset" = Option<u64>, Query, description = "Added to row numbers (for uploads in chunks)"),
         ("country" = Option<String>, Query, description = "Region for numbers without a country code (`US`)"),
+        ("suppressed" = Option<String>, Query, description = "`skip` (default): leads on a suppression list are reported and left out; `include`: imported, to end `suppressed`"),
     ),
     request_body(description = "The leads (up to 64 MiB)", content(
         (String = "text/csv"),
@@ -154,7 +158,18 @@ pub(crate) async fn leads(
                 opts.row_offset = v.parse().map_err(|_| ApiError::bad_request("row_offset must be a whole number"))?
             }
             "country" => opts.country = Some(v.clone()),
-            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{k}` (row_offset, country)"))),
+            "suppressed" => {
+                opts.include_suppressed = match v.as_str() {
+                    "include" => true,
+                    "skip" => false,
+                    _ => return Err(ApiError::bad_request("suppressed must be `skip` (the default) or `include`")),
+                }
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{k}` (row_offset, country, suppressed)"
+                )))
+            }
         }
     }
     let body = body.map_err(body_error)?;
@@ -214,4 +229,83 @@ pub(crate) async fn act(
         _ => caller.require_admin()?,
     }
     Ok(Json(app.campaigns.act(&name, action).await?))
+}
+
+/// The most audit rows one request answers.
+const MAX_AUDIT_ROWS: usize = 100_000;
+
+/// The audit trail of a campaign's dials, as CSV (a header row, then one row per decision,
+/// oldest first): when, the attempt and lead, the number, its region and the callee's
+/// local time, the rules and lists (with their versions) checked, and what was decided
+/// (`dialed`, `suppressed by LIST`, `rescheduled to MS`).
+#[utoipa::path(
+    get, path = "/v1/campaigns/{name}/audit", operation_id = "campaign_audit", tag = "compliance",
+    params(
+        ("name" = String, Path, description = "The campaign's name"),
+        ("since" = Option<u64>, Query, description = "Only decisions at or after this instant (Unix ms)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100000, description = "Rows (default 10000)"),
+    ),
+    responses(
+        (status = 200, description = "The audit trail", content_type = "text/csv", body = String),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No valid key", body = ErrorBody),
+        (status = 403, description = "Not an operator or admin key", body = ErrorBody),
+        (status = 404, description = "No such campaign", body = ErrorBody),
+        (status = 503, description = "The trail cannot be read", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn audit(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    // It lists the numbers called: for operators and admins, as leads are for admins.
+    caller.require(callgate_config::Role::Operator)?;
+    let Path(name) = name.map_err(path_error)?;
+    let Query(query) = query.map_err(|r| ApiError::bad_request(format!("bad query string: {}", r.body_text())))?;
+    let (mut since, mut limit) = (0u64, 10_000usize);
+    for (k, v) in &query {
+        match k.as_str() {
+            "since" => {
+                since = v.parse().map_err(|_| ApiError::bad_request("since must be a whole number (Unix ms)"))?
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_AUDIT_ROWS).contains(l))
+                    .ok_or_else(|| ApiError::bad_request(format!("limit must be between 1 and {MAX_AUDIT_ROWS}")))?
+            }
+            _ => return Err(ApiError::bad_request(format!("unknown query parameter `{k}` (since, limit)"))),
+        }
+    }
+    if !app.campaigns.names().contains(&name) {
+        return Err(ApiError::not_found("unknown_campaign", format!("no campaign named `{name}`")));
+    }
+    let rows = app.campaigns.suppressions().audit_rows(&name, since, limit).await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let columns =
+        ["at_ms", "attempt", "lead", "number", "region", "timezone", "local_time", "rules", "lists", "decision"];
+    let write = |out: &mut csv::Writer<Vec<u8>>, rec: &[String]| {
+        out.write_record(rec).map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))
+    };
+    write(&mut out, &columns.map(str::to_string))?;
+    for r in rows {
+        let rec = [
+            r.at.to_string(),
+            r.attempt.to_string(),
+            r.lead_id.to_string(),
+            r.number,
+            r.region,
+            r.timezone,
+            r.local_time,
+            r.rules,
+            r.lists,
+            r.decision,
+        ];
+        write(&mut out, &rec)?;
+    }
+    let body = out.into_inner().map_err(|e| ApiError::new(ErrorKind::Internal, "internal", e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }

@@ -8,6 +8,7 @@ pub(crate) mod body;
 mod bounds;
 mod callbacks;
 pub mod campaigns;
+pub mod dnc;
 mod leases;
 pub mod openapi;
 mod ops;
@@ -113,6 +114,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
+        .merge(dnc::routes())
         .merge(crate::edges::live::routes())
         .layer(axum::middleware::from_fn(crate::telemetry::webhook_span))
         .fallback(not_found)

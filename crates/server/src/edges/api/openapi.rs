@@ -8,7 +8,7 @@
 //! static files (`/`, `/live.css`, `/live.js`).
 
 use super::campaigns;
-use super::{acquire, callbacks, leases, ops, pools, summary, tickets};
+use super::{acquire, callbacks, dnc, leases, ops, pools, summary, tickets};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -51,6 +51,12 @@ use utoipa::OpenApi;
         campaigns::one,
         campaigns::leads,
         campaigns::act,
+        campaigns::audit,
+        dnc::lists,
+        dnc::lookup,
+        dnc::add,
+        dnc::remove,
+        dnc::import,
         super::healthz,
         super::metrics,
         super::reload,
@@ -66,6 +72,7 @@ use utoipa::OpenApi;
         (name = "operations", description = "Samples, breakers, alerts, figures"),
         (name = "calls", description = "Calls and callbacks the provider edges recorded"),
         (name = "campaigns", description = "Outbound campaigns"),
+        (name = "compliance", description = "Suppression lists, opt-outs, the audit trail"),
         (name = "server", description = "Health, metrics, this document"),
     ),
 )]

@@ -26,6 +26,8 @@ const HOLD_PAUSE: u32 = 1;
 const OFFER_TIMEOUT: u32 = 5;
 /// A voicemail's default longest message, in seconds.
 const VOICEMAIL_SECONDS: u32 = 120;
+/// What a caller who pressed the opt-out key hears before the call ends.
+const OPTED_OUT: &str = "You will not be called again at this number. Goodbye.";
 /// A caller who presses a key a menu does not have hears the menu this many times.
 const MENU_TRIES: u32 = 2;
 
@@ -482,6 +484,21 @@ impl<'a> TwilioCall<'a> {
         attempt: u32,
         digits: &str,
     ) -> Result<Twiml, ApiError> {
+        // The opt-out key, in any menu or offer: the caller's number goes on the list.
+        let compliance = self.app.inbound.compliance();
+        if !digits.is_empty() && compliance.twilio_opt_out_key.as_deref() == Some(digits) {
+            let source = format!("call:{}", self.call.id);
+            let why = format!("key {digits}");
+            crate::inbound::opt_out(
+                &self.app.campaigns,
+                self.call.from.as_deref(),
+                compliance.opt_out_list(),
+                &source,
+                &why,
+            )
+            .await;
+            return Ok(Twiml::goodbye(OPTED_OUT));
+        }
         let Some(name) = menu else {
             let offer = chain.steps.get(k).filter(|s| s.action == OverflowAction::Callback);
             if let Some(step) = offer.filter(|s| !digits.is_empty() && s.key.as_deref() == Some(digits)) {

@@ -67,6 +67,9 @@ pub(crate) async fn webhook(State(app): State<Arc<App>>, Path(name): Path<String
     response
 }
 
+/// What the assistant hears when callgate answers the opt-out tool itself.
+const OPTED_OUT: &str = "Done: this number will not be called again.";
+
 /// Message types whose sender waits for the customer's server's answer.
 const EXPECT_ANSWER: &[&str] = &[
     "tool-calls",
@@ -120,6 +123,20 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
         Err(e) => return ("malformed", ApiError::bad_request(e.to_string()).into_response()),
     };
     let endpoint = msg.endpoint();
+    // An opt-out said during the call goes on the list before anything is answered.
+    let compliance = app.inbound.compliance();
+    let names = message::OptOutNames {
+        tool: compliance.vapi_tool.as_deref(),
+        structured: compliance.vapi_structured_output.as_deref(),
+        ended_reasons: &compliance.vapi_ended_reasons,
+    };
+    // (Read again only when a source is configured: an end-of-call report may be megabytes.)
+    let any = names.tool.is_some() || names.structured.is_some() || !names.ended_reasons.is_empty();
+    let opted = if any { message::opt_out(&body, names) } else { None };
+    if let Some(o) = &opted {
+        let source = o.call_id.as_deref().map_or_else(|| format!("vapi:{}", provider.name), |id| format!("call:{id}"));
+        crate::inbound::opt_out(&app.campaigns, o.number.as_deref(), compliance.opt_out_list(), &source, &o.why).await;
+    }
     let flow = app.inbound.flow_for(&provider.name, msg.number()).map(|f| f.name.clone());
     let upstream = settings.and_then(|s| Some((s, s.upstream_for(flow.as_deref())?)));
     let response = match msg {
@@ -127,6 +144,13 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
             let label = answer_kind(&kind).unwrap_or("other");
             match upstream {
                 Some((settings, upstream)) => ask(app, provider, settings, upstream, &body, label).await,
+                None if opted.as_ref().is_some_and(|o| !o.tool_call_ids.is_empty()) => {
+                    // The opt-out tool is callgate's to answer: the assistant hears it is done.
+                    let ids = opted.map(|o| o.tool_call_ids).unwrap_or_default();
+                    let results: Vec<Value> =
+                        ids.iter().map(|id| json!({ "toolCallId": id, "result": OPTED_OUT })).collect();
+                    respond(false, Ok(VapiReply::Json(StatusCode::OK, json!({ "results": results }))))
+                }
                 None => {
                     tracing::warn!(provider = %provider.name, kind = label,
                         "A Vapi message that expects an answer arrived, but no forward_url is set: answered {{}}");
