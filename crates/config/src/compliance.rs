@@ -108,8 +108,9 @@ impl CallingRule {
 
 /// The rules `[compliance] default_calling_rules = true` adds.
 ///
-/// NOT LEGAL ADVICE. Compiled on 2026-12-05 from the public texts cited in each rule's
-/// `source`, as the callgate team read them; laws change and their scope (telephone
+/// NOT LEGAL ADVICE. Written on 2026-12-05 from the callgate team's knowledge of the
+/// statutes cited in each rule's `source`, without re-reading them that day (the machine
+/// they were written on could not reach the texts); laws change and their scope (telephone
 /// solicitation, consent, exemptions, holidays) is more than a window and a cap can say.
 /// Check them with counsel for your calls and override them in your file
 /// (`[[calling_rules]]`). Known and left out: Texas (Sunday hours differ from weekdays),
