@@ -391,6 +391,7 @@ pub struct Campaigns {
 }
 
 /// What [`Campaigns::set_pick_hook`] runs, with the picked lead's number.
+#[doc(hidden)]
 pub type PickHook = Arc<dyn Fn(String) -> dial::Fut<'static, ()> + Send + Sync>;
 
 impl std::fmt::Debug for Campaigns {
@@ -521,6 +522,7 @@ impl Campaigns {
     /// Runs `hook` in every dial between the pick (and the first check of the lists) and
     /// the lease, the attempt record and the last check: what a test needs to put a
     /// number on a list at exactly that moment. Not for production use.
+    #[doc(hidden)]
     pub fn set_pick_hook(&self, hook: PickHook) {
         *self.pick_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
