@@ -132,6 +132,36 @@ fn plan_latency_reads_a_saved_summary() {
 }
 
 #[test]
+fn simulate_places_a_run_on_a_saved_latency_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("summary.json");
+    // p95 = 20 ms per concurrent call, measured from 1 to 50: 900 ms holds up to 44.
+    let levels: Vec<_> =
+        (1..=50u32).map(|c| serde_json::json!({ "concurrency": c, "calls": 10, "turn_p95_ms": 20 * c })).collect();
+    std::fs::write(&path, serde_json::json!({ "latency_by_concurrency": levels }).to_string()).unwrap();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/mm55-benchmark.toml");
+    let summary = path.to_str().unwrap();
+    let run =
+        ["simulate", scenario, "--calls", "2000", "--quiet", "--latency-summary", summary, "--p95-under", "900ms"];
+    let (code, out, err) = callgate(&run);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Up to 44 concurrent calls kept p95 turn latency under 900 ms (at 45: 900 ms)."), "{out}");
+    assert!(out.contains("Pool agents: simulated peak "), "{out}");
+    let (code, out, err) = callgate(&[&run[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["latency"]["keeps_under"], 44, "{out}");
+    assert_eq!(v["latency"]["pools"][0]["peak_concurrency"], v["pools"][0]["peak_used"]);
+    let (code, _, err) = callgate(&run[..7]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--latency-summary needs --p95-under"), "{err}");
+    std::fs::write(&path, "{}").unwrap();
+    let (code, _, err) = callgate(&run);
+    assert_ne!(code, 0);
+    assert!(err.contains("--latency-summary") && err.contains("latency_by_concurrency"), "{err}");
+}
+
+#[test]
 fn config_check_and_simulate_check_accept_a_scenario() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/callbacks-on-overflow.toml");
     let (code, out, err) = callgate(&["config", "check", examples]);

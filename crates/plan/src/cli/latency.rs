@@ -8,7 +8,8 @@
 //! not guessed at; the report says when the target held at every measured level.
 
 use super::parse_duration_ms;
-use crate::text::{count, num, Table};
+use crate::sim::PoolReport;
+use crate::text::{count, num, pct, Table};
 use crate::PlanError;
 use serde::Serialize;
 use serde_json::Value;
@@ -158,6 +159,118 @@ impl LatencyReport {
     }
 }
 
+/// How one simulated pool sits on the measured curve.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolLatency {
+    /// The pool.
+    pub pool: String,
+    /// Most calls in the pool at once in the simulation.
+    pub peak_concurrency: u64,
+    /// Share of the simulated call time (calls × seconds) spent at a concurrency whose
+    /// measured p95 turn latency was at or over the target.
+    pub over_share: f64,
+    /// Share of the simulated call time at a concurrency that was not measured (or with
+    /// too few calls to count): nothing is said about those.
+    pub not_measured_share: f64,
+    /// The concurrencies the simulation reached that were not measured, lowest first.
+    pub not_measured: Vec<u64>,
+}
+
+/// What `callgate simulate --latency-summary FILE --p95-under D` adds to a report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimLatency {
+    /// The target (ms).
+    pub p95_under_ms: u64,
+    /// The highest concurrency that kept measured p95 under the target (as `plan latency`).
+    pub keeps_under: Option<u32>,
+    /// The first measured level over the target.
+    pub first_over: Option<u32>,
+    /// What the measurements say, in a sentence (the first line of `plan latency`).
+    pub measured: String,
+    /// Each simulated pool.
+    pub pools: Vec<PoolLatency>,
+}
+
+/// Places the simulated pools on the measured curve: each concurrency the simulation
+/// reached counts as over the target, under it, or not measured, by the trusted level of
+/// exactly that concurrency. Nothing between or beyond measured levels is guessed.
+pub fn simulated_latency(curve: &LatencyReport, pools: &[PoolReport]) -> SimLatency {
+    let target = curve.p95_under_ms as f64;
+    let pools = pools
+        .iter()
+        .map(|p| {
+            let (mut total, mut over, mut unknown, mut not_measured) = (0.0, 0.0, 0.0, Vec::new());
+            for &(used, secs) in &p.time_by_used {
+                let call_time = used as f64 * secs;
+                total += call_time;
+                let level = curve.levels.iter().find(|l| u64::from(l.concurrency) == used && l.trusted);
+                match level.and_then(|l| l.turn_p95_ms) {
+                    Some(p95) if p95 < target => {}
+                    Some(_) => over += call_time,
+                    None => {
+                        unknown += call_time;
+                        not_measured.push(used);
+                    }
+                }
+            }
+            let share = |x: f64| if total > 0.0 { x / total } else { 0.0 };
+            PoolLatency {
+                pool: p.pool.clone(),
+                peak_concurrency: p.peak_used,
+                over_share: share(over),
+                not_measured_share: share(unknown),
+                not_measured,
+            }
+        })
+        .collect();
+    let measured = curve.to_text().lines().next().unwrap_or_default().to_owned();
+    SimLatency {
+        p95_under_ms: curve.p95_under_ms,
+        keeps_under: curve.keeps_under,
+        first_over: curve.first_over,
+        measured,
+        pools,
+    }
+}
+
+/// `5`, `5–9` or `3, 5–9, 12`: consecutive values joined.
+fn ranges(values: &[u64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < values.len() {
+        let mut j = i;
+        while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { values[i].to_string() } else { format!("{}–{}", values[i], values[j]) });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+impl SimLatency {
+    /// The text view, added under a simulation report.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("\nTurn latency (measured p95 under {} ms)\n  {}\n", self.p95_under_ms, self.measured);
+        for p in &self.pools {
+            let _ = write!(
+                out,
+                "  Pool {}: simulated peak {} concurrent calls; {} of call time at a concurrency over the target",
+                p.pool,
+                count(p.peak_concurrency),
+                pct(p.over_share)
+            );
+            if p.not_measured.is_empty() {
+                out.push_str(".\n");
+            } else {
+                let _ =
+                    writeln!(out, ", {} at one not measured ({}).", pct(p.not_measured_share), ranges(&p.not_measured));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +317,53 @@ mod tests {
         assert!(e.message.contains("no `latency_by_concurrency` list"), "{}", e.message);
         let e = report(serde_json::json!([{ "calls": 3 }]), 1001).unwrap_err();
         assert!(e.message.contains("latency_by_concurrency[0] needs `concurrency`"), "{}", e.message);
+    }
+
+    #[test]
+    fn simulated_call_time_is_placed_on_the_measured_levels_and_unmeasured_ones_are_said() {
+        let levels = serde_json::json!([
+            { "concurrency": 1, "calls": 9, "turn_p50_ms": 600, "turn_p95_ms": 800 },
+            { "concurrency": 2, "calls": 9, "turn_p50_ms": 900, "turn_p95_ms": 1200 },
+            { "concurrency": 3, "calls": 9, "turn_p50_ms": 1500, "turn_p95_ms": 2000 },
+            { "concurrency": 4, "calls": 1, "turn_p50_ms": 900, "turn_p95_ms": 900 },
+        ]);
+        let curve = report(levels, 1500).unwrap();
+        // 10 s at 1, 10 s at 2, 10 s at 3, 5 s at 4, 5 s at 6: 10 + 20 + 30 + 20 + 30 = 110 call-seconds.
+        let pool = PoolReport {
+            pool: "agents".into(),
+            limit: 6,
+            mean_used: 0.0,
+            utilization: 0.0,
+            peak_used: 6,
+            peak_utilization: 1.0,
+            time_by_used: vec![(1, 10.0), (2, 10.0), (3, 10.0), (4, 5.0), (6, 5.0)],
+        };
+        let l = simulated_latency(&curve, std::slice::from_ref(&pool));
+        assert_eq!((l.keeps_under, l.first_over), (Some(2), Some(3)));
+        let p = &l.pools[0];
+        assert_eq!(p.peak_concurrency, 6);
+        assert!((p.over_share - 30.0 / 110.0).abs() < 1e-9, "{}", p.over_share);
+        assert!((p.not_measured_share - 50.0 / 110.0).abs() < 1e-9, "level 4 has too few calls, 6 none");
+        assert_eq!(p.not_measured, vec![4, 6]);
+        let text = l.to_text();
+        assert!(
+            text.contains("Up to 2 concurrent calls kept p95 turn latency under 1500 ms (at 3: 2,000 ms)."),
+            "{text}"
+        );
+        assert!(
+            text.contains("Pool agents: simulated peak 6 concurrent calls; 27.3% of call time at a concurrency over the target, 45.5% at one not measured (4, 6)."),
+            "{text}"
+        );
+        let idle = PoolReport { time_by_used: Vec::new(), peak_used: 0, ..pool };
+        let l = simulated_latency(&curve, &[idle]);
+        assert_eq!((l.pools[0].over_share, l.pools[0].not_measured_share), (0.0, 0.0));
+        assert!(l.to_text().contains("0.0% of call time at a concurrency over the target."));
+    }
+
+    #[test]
+    fn consecutive_levels_are_written_as_ranges() {
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[5]), "5");
+        assert_eq!(ranges(&[3, 5, 6, 7, 9]), "3, 5–7, 9");
     }
 }

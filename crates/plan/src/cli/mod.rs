@@ -13,7 +13,9 @@ mod progress;
 mod simulate;
 
 pub use campaign::{campaign_report, CampaignArgs, CampaignReportOut};
-pub use latency::{latency_report, LatencyArgs, LatencyLevel, LatencyReport};
+pub use latency::{
+    latency_report, simulated_latency, LatencyArgs, LatencyLevel, LatencyReport, PoolLatency, SimLatency,
+};
 pub use lines::{lines_report, LinesArgs, LinesReport, LinesRow};
 pub use simulate::{simulate_output, simulate_reports, SimulateArgs};
 

@@ -1093,6 +1093,7 @@ impl<'a> Sim<'a> {
                     utilization: mean / limit,
                     peak_used: g.peak.max(0) as u64,
                     peak_utilization: g.peak.max(0) as f64 / limit,
+                    time_by_used: g.time_at.iter().map(|(&u, &ms)| (u, ms / 1000.0)).collect(),
                 }
             })
             .collect();

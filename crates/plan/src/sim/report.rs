@@ -199,6 +199,10 @@ pub struct PoolReport {
     pub peak_used: u64,
     /// `peak_used / limit`.
     pub peak_utilization: f64,
+    /// Seconds of the measured window spent at each number of units in use (above zero),
+    /// lowest first. Not in the JSON: `simulate --latency-summary` reads it.
+    #[serde(skip)]
+    pub time_by_used: Vec<(u64, f64)>,
 }
 
 /// How one dialer did.

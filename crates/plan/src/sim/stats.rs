@@ -75,6 +75,9 @@ pub(crate) struct Gauge {
     pub(crate) series_area: Vec<f64>,
     /// The highest level per chart bucket.
     pub(crate) series_peak: Vec<i64>,
+    /// Time (ms) spent at each level above zero inside the window; at most one entry per
+    /// level reached (a pool never goes over its limit).
+    pub(crate) time_at: std::collections::BTreeMap<u64, f64>,
 }
 
 /// The measured window `[start, end)` and the chart's bucket width.
@@ -97,6 +100,9 @@ impl Gauge {
         if hi > lo {
             self.area += level as f64 * (hi - lo) as f64;
             self.peak = self.peak.max(level);
+            if level > 0 {
+                *self.time_at.entry(level as u64).or_default() += (hi - lo) as f64;
+            }
         }
         let first = (from / w.bucket_ms) as usize;
         let last = ((t - 1) / w.bucket_ms) as usize;
