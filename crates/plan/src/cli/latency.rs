@@ -276,7 +276,11 @@ mod tests {
     use super::*;
 
     fn report(levels: Value, target: u64) -> Result<LatencyReport, PlanError> {
-        let dir = std::env::temp_dir().join(format!("callgate-plan-latency-{}-{target}", std::process::id()));
+        // One file per call: tests run in parallel in one process, and two with the same
+        // target would otherwise write and remove each other's file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("callgate-plan-latency-{}-{target}-{n}", std::process::id()));
         std::fs::write(&dir, json_text(levels)).unwrap();
         let args = LatencyArgs { summary: dir.clone(), p95_under: target, min_calls: 3, json: false };
         let r = latency_report(&args);
