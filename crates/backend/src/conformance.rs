@@ -16,6 +16,7 @@
 //! A backend's test provides a [`Harness`]: how to open it on a clock the suite moves,
 //! how to restart it, and how to wait for a future.
 
+mod rng;
 use crate::{Command, Executed, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead};
 use callgate_core::clock::Clock;
 use callgate_core::clock::ManualClock;
@@ -23,6 +24,7 @@ use callgate_core::{
     ClassId, ClassSpec, Decision, Event, FlowId, FlowSpec, Lease, LeaseId, Ledger, LedgerSpec, PoolId, PoolSpec,
     PoolUnits, QueueSpec, RejectReason, Request, TicketId, TicketOutcome, TicketStatus,
 };
+pub(crate) use rng::Rng;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -126,6 +128,13 @@ pub fn scenarios<H: Harness>() -> Vec<Scenario<H>> {
         ("a_restart_keeps_what_was_durable", a_restart_keeps_what_was_durable::<H>),
         ("bad_requests_change_nothing", bad_requests_change_nothing::<H>),
     ]
+}
+
+/// How many seeds a test runs random histories for: `CALLGATE_CONFORMANCE_SEEDS` when it is
+/// set to a number (to explore more), else `default` (seeds are fixed, so a run is
+/// deterministic).
+pub fn seeds(default: u64) -> u64 {
+    std::env::var("CALLGATE_CONFORMANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// Runs every scenario on a fresh backend each.
@@ -359,26 +368,6 @@ fn bad_requests_change_nothing<H: Harness>(h: &mut H) {
 }
 
 // ----- differential -------------------------------------------------------------------------
-
-/// A small deterministic generator (xorshift64*), so a seed names a history.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Three pools (an account shared by everyone, an assistant's line, a campaign's budget),
 /// three classes, four flows, short TTLs and waits so that time matters within a history.

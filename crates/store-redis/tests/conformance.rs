@@ -81,7 +81,7 @@ fn the_redis_backend_passes_every_scenario() {
 #[test]
 fn the_redis_backend_agrees_with_the_reference_over_random_histories() {
     // Seeds are fixed so a run is deterministic; CALLGATE_CONFORMANCE_SEEDS explores more.
-    let seeds: u64 = std::env::var("CALLGATE_CONFORMANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seeds = conformance::seeds(10);
     let mut h = Redis::new();
     for seed in 0..seeds {
         conformance::differential(&mut h, seed, 300);

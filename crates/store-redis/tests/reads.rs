@@ -150,7 +150,7 @@ fn every_read_agrees_with_the_pure_ledger() {
     // The histories must reach what the reads show: lines, outcomes kept, pages.
     let (mut lines, mut outcomes, mut pages) = (0, 0, 0);
     // CALLGATE_CONFORMANCE_SEEDS explores more histories.
-    let seeds: u64 = std::env::var("CALLGATE_CONFORMANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let seeds = callgate_backend::conformance::seeds(4);
     for seed in 1..=seeds {
         let clock = ManualClock::at(1_800_000_000_000);
         let b = RedisLedger::open(&server.url, &format!("reads-{seed}"), &spec(), Time::Clock(clock.clone()))

@@ -169,7 +169,7 @@ fn a_reload_gives_what_the_embedded_backend_gives() {
     let server = Server::start();
     let mut reloads_with_tickets = 0;
     // CALLGATE_CONFORMANCE_SEEDS explores more histories.
-    let seeds: u64 = std::env::var("CALLGATE_CONFORMANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let seeds = callgate_backend::conformance::seeds(6);
     for seed in 1..=seeds {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let clock = ManualClock::at(1_800_000_000_000);

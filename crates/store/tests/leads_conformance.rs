@@ -48,7 +48,7 @@ fn the_sqlite_lead_store_passes_every_scenario() {
 #[test]
 fn the_sqlite_lead_store_agrees_with_the_rules_over_random_histories() {
     // Seeds are fixed so a run is deterministic; CALLGATE_CONFORMANCE_SEEDS explores more.
-    let seeds: u64 = std::env::var("CALLGATE_CONFORMANCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let seeds = callgate_backend::conformance::seeds(6);
     let mut h = Sqlite::new();
     for seed in 0..seeds {
         conformance::differential(&mut h, seed, 250);

@@ -22,6 +22,7 @@ use super::{
     AttemptEnd, AttemptEnded, CallbackLead, LeadOp, LeadOut, LeadRow, Leads, NewAttempt, NewLead, PendingLead,
     StoredCampaign,
 };
+use crate::conformance::Rng;
 use crate::{Error, ErrorKind};
 use std::future::Future;
 
@@ -517,28 +518,9 @@ fn a_restart_keeps_everything_written<H: Harness>(h: &mut H) {
 
 // ----- differential -------------------------------------------------------------------------
 
-/// A small deterministic generator (xorshift64*), so a seed names a history.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
+/// One of `xs`, chosen by `rng`.
+fn pick<'a>(rng: &mut Rng, xs: &[&'a str]) -> &'a str {
+    xs[rng.below(xs.len() as u64) as usize]
 }
 
 const CAMPAIGNS: [&str; 2] = ["c0", "c1"];
@@ -578,7 +560,7 @@ fn seen(s: &impl Leads, now: u64, leads: u64) -> Result<Seen, Error> {
 /// One random op, made from what the reference holds now (as the dialer reads before it
 /// writes; reads are sometimes stale on purpose).
 fn random_op(rng: &mut Rng, reference: &MemoryLeads, store: &impl Leads, now: u64, leads: u64) -> LeadOp {
-    let campaign = rng.pick(&CAMPAIGNS).to_string();
+    let campaign = pick(rng, &CAMPAIGNS).to_string();
     let lead_id = rng.below(leads + 2);
     let open: Vec<u64> = reference.open_attempts().unwrap_or_default().into_iter().map(|a| a.id).collect();
     let attempt_id = |rng: &mut Rng| match open.get(rng.below(open.len() as u64 + 1) as usize) {
@@ -589,13 +571,13 @@ fn random_op(rng: &mut Rng, reference: &MemoryLeads, store: &impl Leads, now: u6
         0..=4 => LeadOp::PutCampaign {
             name: campaign,
             spec: format!("{{\"v\":{}}}", rng.below(3)),
-            state: rng.pick(&["running", "paused"]).into(),
+            state: pick(rng, &["running", "paused"]).into(),
             source: "api".into(),
             at: now,
         },
         5..=7 => LeadOp::SetState {
             name: campaign,
-            state: rng.pick(&["running", "paused", "stopped"]).into(),
+            state: pick(rng, &["running", "paused", "stopped"]).into(),
             reason: rng.chance(50).then(|| "why".to_string()),
             at: now,
         },
@@ -638,10 +620,10 @@ fn random_op(rng: &mut Rng, reference: &MemoryLeads, store: &impl Leads, now: u6
         55..=64 => LeadOp::Answered { id: attempt_id(rng), at: now },
         65..=84 => {
             let talk_ms = rng.chance(50).then(|| rng.below(6_000));
-            let lead_state = if rng.chance(3) { IN_CALL } else { rng.pick(&LEAD_STATES) };
+            let lead_state = if rng.chance(3) { IN_CALL } else { pick(rng, &LEAD_STATES) };
             LeadOp::EndAttempt(AttemptEnd {
                 id: attempt_id(rng),
-                outcome: rng.pick(&OUTCOMES).into(),
+                outcome: pick(rng, &OUTCOMES).into(),
                 reason: None,
                 ended_at: now,
                 talk_ms,
