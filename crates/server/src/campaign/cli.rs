@@ -181,13 +181,7 @@ pub enum DncCommand {
 
 /// Runs a `callgate dnc` command; prints results to stdout and problems to stderr.
 pub async fn run_dnc(cmd: DncCommand) -> ExitCode {
-    match dnc(cmd).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(dnc(cmd).await)
 }
 
 async fn dnc(cmd: DncCommand) -> Result<(), String> {
@@ -236,6 +230,31 @@ async fn dnc(cmd: DncCommand) -> Result<(), String> {
     }
 }
 
+/// The progress bar of an import of `total` rows (hidden when the output is JSON).
+fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if hidden {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+/// One chunk of a CSV upload: the file's header row (if any, ending in a newline), then
+/// the chunk's rows as they stand in the file.
+fn chunk_body(header: &[u8], rows: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(header.len() + rows.len() + 1);
+    body.extend_from_slice(header);
+    if !header.is_empty() && !header.ends_with(b"\n") {
+        body.push(b'\n');
+    }
+    body.extend_from_slice(rows);
+    body
+}
+
 /// Sends a list's CSV file in chunks of `chunk` rows (each with the header row, when the
 /// file has one, and the row offset that keeps row numbers those of the file).
 async fn dnc_import(
@@ -278,24 +297,12 @@ async fn dnc_import(
     let header = &bytes[..header_end.unwrap_or(0)];
     let header_lines =
         if header_end.is_some() { lines.line(header_end.unwrap_or(0) as u64).saturating_sub(1) } else { 0 };
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if json_out {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar(total, json_out);
     let mut report = json!({ "added": 0, "duplicates": 0, "rejected": 0, "rejected_rows": [], "numbers": 0 });
     for (k, group) in starts.chunks(chunk).enumerate() {
         let start = group[0].0;
         let end = starts.get((k + 1) * chunk).map_or(bytes.len(), |s| s.0);
-        let mut body = Vec::with_capacity(header.len() + end - start + 1);
-        body.extend_from_slice(header);
-        if !header.is_empty() && !header.ends_with(b"\n") {
-            body.push(b'\n');
-        }
-        body.extend_from_slice(&bytes[start..end]);
+        let body = chunk_body(header, &bytes[start..end]);
         let offset = group[0].1.saturating_sub(header_lines + 1);
         let mut url = format!("/v1/dnc/{}?row_offset={offset}&source={}", encode(list), encode(&source_of(file)));
         if let Some(c) = country {
@@ -392,7 +399,12 @@ impl Client {
 
 /// Runs a `callgate campaign` command; prints results to stdout and problems to stderr.
 pub async fn run_campaign(cmd: CampaignCommand) -> ExitCode {
-    match run(cmd).await {
+    exit_code(run(cmd).await)
+}
+
+/// Success, or the problem on stderr and a failure exit.
+fn exit_code(result: Result<(), String>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -530,22 +542,13 @@ async fn import(
     };
     let header = &bytes[..first_byte];
     let header_lines = first_line - 1;
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if json_out {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar(total, json_out);
     let mut report =
         json!({ "added": 0, "skipped": 0, "rejected": 0, "skipped_rows": [], "rejected_rows": [], "truncated": false });
     for (k, group) in starts.chunks(chunk).enumerate() {
         let start = group[0].0;
         let end = starts.get((k + 1) * chunk).map_or(bytes.len(), |s| s.0);
-        let mut body = Vec::with_capacity(header.len() + end - start);
-        body.extend_from_slice(header);
-        body.extend_from_slice(&bytes[start..end]);
+        let body = chunk_body(header, &bytes[start..end]);
         // The chunk's first row sits right under the header; the offset moves it back to
         // its line in the file.
         let offset = group[0].1.saturating_sub(header_lines + 1);
