@@ -4,6 +4,7 @@
 //! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
 //! plan: core and config only
 //! store-redis: core, backend and config only (beside store); server and cli may use it
+//! events, ops, governor: never store (admission and its consumers run over any backend)
 //! ```
 //!
 //! A crate may depend (normal, dev or build dependency, on any target) only on crates of
@@ -41,6 +42,11 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
             below.push("callgate-store-redis");
         }
         allowed.insert(name, below);
+    }
+    // Admission and what consumes its events know backends only through `callgate-backend`:
+    // the embedded store is one backend among others, chosen by the server at start.
+    for name in ["callgate-events", "callgate-ops", "callgate-governor"] {
+        allowed.get_mut(name).expect("a layer").retain(|d| *d != "callgate-store");
     }
     allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config"]);
     allowed.insert("callgate-store-redis", vec!["callgate-core", "callgate-backend", "callgate-config"]);
