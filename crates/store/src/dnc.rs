@@ -73,7 +73,7 @@ const AUDIT_BACKLOG: usize = 100_000;
 /// can be brought for four), so that the trail is bounded and still answers for every
 /// call a complaint could be about. Older rows are deleted by the audit writer, at most
 /// once an hour of audited time.
-pub const AUDIT_RETENTION_MS: u64 = 5 * 366 * 24 * 3_600_000;
+pub(crate) const AUDIT_RETENTION_MS: u64 = 5 * 366 * 24 * 3_600_000;
 
 /// How often (in audited time) the writer deletes rows past [`AUDIT_RETENTION_MS`].
 const AUDIT_PRUNE_EVERY_MS: u64 = 3_600_000;
