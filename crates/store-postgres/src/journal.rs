@@ -293,7 +293,10 @@ impl Journal {
                 return v;
             }
             if rx.changed().await.is_err() {
-                return rx.borrow().verdict(seq).unwrap_or_else(|| Err(Error::unavailable("postgres: the journal is closed")));
+                return rx
+                    .borrow()
+                    .verdict(seq)
+                    .unwrap_or_else(|| Err(Error::unavailable("postgres: the journal is closed")));
             }
         }
     }
@@ -624,14 +627,8 @@ impl RowOp {
                 Ok(a? + b?)
             }),
             RowOp::PutTicket(t) => Box::pin(async move {
-                let (id, pools, seq, enq, deadline, ttl) = (
-                    big(t.id),
-                    pools_json(&t.pools),
-                    big(t.seq),
-                    big(t.enqueued_at),
-                    big(t.deadline),
-                    big(t.ttl_ms),
-                );
+                let (id, pools, seq, enq, deadline, ttl) =
+                    (big(t.id), pools_json(&t.pools), big(t.seq), big(t.enqueued_at), big(t.deadline), big(t.ttl_ms));
                 c.execute(
                     &st.put_ticket,
                     &[&domain, &id, &t.key, &t.class, &t.flow, &pools, &seq, &enq, &deadline, &ttl, &t.meta, &t.owner],
@@ -660,13 +657,14 @@ fn pools_json(pools: &[(String, u32)]) -> String {
 }
 
 fn parse_pools(text: &str) -> Result<Vec<(String, u32)>, Error> {
-    serde_json::from_str(text).map_err(|e| Error::internal(format!("postgres: a journal row has bad pools `{text}`: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal(format!("postgres: a journal row has bad pools `{text}`: {e}")))
 }
 
 fn name<'n>(list: &'n [Arc<str>], index: usize, what: &str) -> Result<&'n str, Error> {
-    list.get(index)
-        .map(|n| &**n)
-        .ok_or_else(|| Error::internal(format!("journal: an event names {what} {index}, which the ledger's names lack")))
+    list.get(index).map(|n| &**n).ok_or_else(|| {
+        Error::internal(format!("journal: an event names {what} {index}, which the ledger's names lack"))
+    })
 }
 
 fn named_pools(names: &Names, pools: &[PoolUnits]) -> Result<Vec<(String, u32)>, Error> {

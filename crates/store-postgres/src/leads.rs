@@ -101,7 +101,8 @@ impl PgLeads {
     /// The lead store of the database `pg` opened; reserves a first block of attempt ids
     /// (so it fails here, cleanly, when PostgreSQL cannot be reached).
     pub fn open(pg: &Pg) -> Result<PgLeads, Error> {
-        let store = PgLeads { writer: pg.worker("lead writer"), reader: pg.worker("lead reader"), ids: Mutex::new((0, 0)) };
+        let store =
+            PgLeads { writer: pg.worker("lead writer"), reader: pg.worker("lead reader"), ids: Mutex::new((0, 0)) };
         let first = store.reserve()?;
         *store.ids.lock().unwrap_or_else(|p| p.into_inner()) = (first, first + ID_BLOCK);
         Ok(store)
@@ -109,7 +110,10 @@ impl PgLeads {
 
     fn reserve(&self) -> Result<u64, Error> {
         self.reader.block(|c| async move {
-            let row = c.query_one("SELECT nextval('attempt_ids')", &[]).await.map_err(|e| unavailable("reserving attempt ids", e))?;
+            let row = c
+                .query_one("SELECT nextval('attempt_ids')", &[])
+                .await
+                .map_err(|e| unavailable("reserving attempt ids", e))?;
             Ok(unbig(row.get(0)))
         })
     }
@@ -125,7 +129,12 @@ impl PgLeads {
     /// claiming at the same moment are skipped (`FOR UPDATE SKIP LOCKED`), not waited for.
     /// A warm lead is dialed as its callback, in its own class. Slots left over are not
     /// used (their leases are the caller's to release).
-    pub fn claim_due(&self, campaign: &str, now: u64, slots: Vec<ClaimSlot>) -> BoxFuture<'_, Result<Vec<Claimed>, Error>> {
+    pub fn claim_due(
+        &self,
+        campaign: &str,
+        now: u64,
+        slots: Vec<ClaimSlot>,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, Error>> {
         let campaign = campaign.to_owned();
         self.writer.call(move |c| claim(c, campaign, now, slots))
     }
@@ -235,7 +244,11 @@ async fn claim(c: Arc<Client>, campaign: String, now: u64, slots: Vec<ClaimSlot>
             };
             match apply(&c, &LeadOp::BeginAttempt(a)).await? {
                 LeadOut::Done => {}
-                other => return Err(Failed::Refused(Error::internal(format!("a locked due lead was not claimed: {other:?}")))),
+                other => {
+                    return Err(Failed::Refused(Error::internal(format!(
+                        "a locked due lead was not claimed: {other:?}"
+                    ))))
+                }
             }
             let lead = LeadRow { state: rules::DIALING.into(), attempts: row.attempts + 1, ..row };
             claimed.push(Claimed { lead, attempt_id: slot.attempt_id, lease: slot.lease });
@@ -345,7 +358,20 @@ async fn add_leads(c: &Client, campaign: &str, leads: &[NewLead], at: u64) -> Re
              FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[])
                 AS u(id, phone, name, tz, score, vars)
              ORDER BY u.id",
-            &[&campaign, &id_col, &phone, &name, &tz, &score, &vars, &s.warm, &s.state, &int(s.attempts), &big(s.next_at), &big(at)],
+            &[
+                &campaign,
+                &id_col,
+                &phone,
+                &name,
+                &tz,
+                &score,
+                &vars,
+                &s.warm,
+                &s.state,
+                &int(s.attempts),
+                &big(s.next_at),
+                &big(at),
+            ],
         )
         .await?;
     }
@@ -358,7 +384,10 @@ type AttemptFacts = (u64, Option<u64>, Option<u64>, String);
 /// locked until the transaction ends.
 async fn attempt_facts(c: &Client, id: u64) -> Result<Option<AttemptFacts>, Failed> {
     let row = c
-        .query_opt("SELECT lead_id, callback_id, answered_at, state FROM attempts WHERE id = $1 FOR UPDATE", &[&big(id)])
+        .query_opt(
+            "SELECT lead_id, callback_id, answered_at, state FROM attempts WHERE id = $1 FOR UPDATE",
+            &[&big(id)],
+        )
         .await?;
     Ok(row.map(|r| {
         (unbig(r.get(0)), r.get::<_, Option<i64>>(1).map(unbig), r.get::<_, Option<i64>>(2).map(unbig), r.get(3))
@@ -387,12 +416,14 @@ async fn apply(c: &Client, op: &LeadOp) -> Result<LeadOut, Failed> {
         LeadOp::AddCallback { campaign, lead, at } => {
             // Under the lead id lock: two nodes taking callbacks for one number take turns.
             let new_id = next_lead_id(c).await?;
-            let taken = c.query_opt("SELECT 1 FROM taken_callbacks WHERE callback_id = $1", &[&big(lead.callback_id)]).await?;
+            let taken =
+                c.query_opt("SELECT 1 FROM taken_callbacks WHERE callback_id = $1", &[&big(lead.callback_id)]).await?;
             if taken.is_some() {
                 return Ok(LeadOut::Done);
             }
-            let existing =
-                c.query_opt("SELECT id FROM leads WHERE campaign = $1 AND phone = $2", &[campaign, &lead.phone]).await?;
+            let existing = c
+                .query_opt("SELECT id FROM leads WHERE campaign = $1 AND phone = $2", &[campaign, &lead.phone])
+                .await?;
             let existing = match existing {
                 Some(r) => {
                     let id = unbig(r.get(0));
@@ -426,7 +457,10 @@ async fn apply(c: &Client, op: &LeadOp) -> Result<LeadOut, Failed> {
         }
         LeadOp::BeginAttempt(a) => {
             if a.id == NO_ATTEMPT_ID {
-                return Err(Error::unavailable("postgres: no attempt id could be reserved (PostgreSQL was unreachable)").into());
+                return Err(Error::unavailable(
+                    "postgres: no attempt id could be reserved (PostgreSQL was unreachable)",
+                )
+                .into());
             }
             if c.query_opt("SELECT 1 FROM attempts WHERE id = $1", &[&big(a.id)]).await?.is_some() {
                 return Err(rules::duplicate_attempt(a.id).into());
@@ -471,8 +505,11 @@ async fn apply(c: &Client, op: &LeadOp) -> Result<LeadOut, Failed> {
             if let Some(s) = standing(c, lead_id).await? {
                 let state = rules::answered(&s.state);
                 if state != s.state {
-                    c.execute("UPDATE leads SET state = $2, updated_at = $3 WHERE id = $1", &[&big(lead_id), &state, &big(*at)])
-                        .await?;
+                    c.execute(
+                        "UPDATE leads SET state = $2, updated_at = $3 WHERE id = $1",
+                        &[&big(lead_id), &state, &big(*at)],
+                    )
+                    .await?;
                 }
             }
         }
@@ -660,7 +697,8 @@ impl Leads for PgLeads {
 
     fn open_attempts(&self) -> Result<Vec<AttemptRow>, Error> {
         self.read(|c| async move {
-            let rows = c.query(&format!("{ATTEMPT_SELECT} WHERE state <> $1 ORDER BY id"), &[&rules::ATTEMPT_ENDED]).await?;
+            let rows =
+                c.query(&format!("{ATTEMPT_SELECT} WHERE state <> $1 ORDER BY id"), &[&rules::ATTEMPT_ENDED]).await?;
             Ok(rows.iter().map(attempt_row).collect())
         })
     }

@@ -259,7 +259,9 @@ async fn apply(client: &Client) -> Result<Vec<i32>, Error> {
         let step = async {
             client.batch_execute("BEGIN").await?;
             client.batch_execute(m.sql).await?;
-            client.execute("INSERT INTO callgate_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
+            client
+                .execute("INSERT INTO callgate_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
+                .await?;
             client.batch_execute("COMMIT").await
         };
         if let Err(e) = step.await {

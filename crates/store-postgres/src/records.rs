@@ -201,7 +201,10 @@ impl Records for PgRecords {
         let (provider, call_id) = (provider.to_owned(), call_id.to_owned());
         self.reader.block(move |c| async move {
             let row = c
-                .query_opt(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE provider = $1 AND call_id = $2"), &[&provider, &call_id])
+                .query_opt(
+                    &format!("SELECT {CALL_COLUMNS} FROM calls WHERE provider = $1 AND call_id = $2"),
+                    &[&provider, &call_id],
+                )
                 .await
                 .map_err(|e| unavailable("reading a call record", e))?;
             Ok(row.as_ref().map(call_row))

@@ -69,7 +69,12 @@ async fn commit(j: &Journal, events: Vec<Event>) {
 #[tokio::test]
 async fn acknowledged_leases_are_read_back_after_a_restart_and_ended_ones_are_not() {
     let db = TestDb::new("journal");
-    let (a, b, c, d) = (lease(1, "call-1", T0 + 60_000), lease(2, "call-2", T0 + 60_000), lease(3, "call-3", T0 + 5_000), lease(4, "call-4", T0 + 60_000));
+    let (a, b, c, d) = (
+        lease(1, "call-1", T0 + 60_000),
+        lease(2, "call-2", T0 + 60_000),
+        lease(3, "call-3", T0 + 5_000),
+        lease(4, "call-4", T0 + 60_000),
+    );
     {
         let j = open(&db, "n1");
         commit(&j, vec![granted(&a), granted(&b)]).await;
@@ -77,7 +82,8 @@ async fn acknowledged_leases_are_read_back_after_a_restart_and_ended_ones_are_no
         // b released, d expired, a renewed; c is past its expiry at the time asked.
         commit(&j, vec![Event::Released { lease: b.clone(), at: T0 + 1_000 }]).await;
         commit(&j, vec![Event::Expired { lease: d.clone(), at: T0 + 2_000 }]).await;
-        commit(&j, vec![Event::Renewed { lease: a.id, expires_at: T0 + 120_000, ttl_ms: 90_000, at: T0 + 3_000 }]).await;
+        commit(&j, vec![Event::Renewed { lease: a.id, expires_at: T0 + 120_000, ttl_ms: 90_000, at: T0 + 3_000 }])
+            .await;
         let health = j.health();
         assert_eq!((health.failed, health.appends), (None, 5));
     }
@@ -126,7 +132,11 @@ async fn waiting_tickets_limits_and_ticket_outcomes_are_journaled() {
         owner: None,
     };
     let (t1, t2, t3) = (ticket(11, 1), ticket(12, 2), ticket(13, 3));
-    commit(&j, vec![Event::Queued { ticket: t1.clone(), position: 1 }, Event::Queued { ticket: t2.clone(), position: 2 }]).await;
+    commit(
+        &j,
+        vec![Event::Queued { ticket: t1.clone(), position: 1 }, Event::Queued { ticket: t2.clone(), position: 2 }],
+    )
+    .await;
     commit(&j, vec![Event::Queued { ticket: t3.clone(), position: 3 }]).await;
     commit(&j, vec![Event::TicketEnded { ticket: t1.clone(), outcome: TicketOutcome::Cancelled, at: T0 + 5 }]).await;
     let from_ticket = Lease { id: LeaseId(14), ..lease(14, "wait-12", T0 + 60_000) };
@@ -157,7 +167,8 @@ async fn appends_waiting_while_a_commit_is_under_way_share_one_commit() {
     let (blocker, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(conn);
     blocker.batch_execute("BEGIN; SELECT * FROM journal_counters WHERE node = 'n1' FOR UPDATE").await.expect("lock");
-    let seqs: Vec<u64> = (0..200).map(|i| j.append(vec![granted(&lease(10 + i, &format!("k{i}"), T0 + 60_000))])).collect();
+    let seqs: Vec<u64> =
+        (0..200).map(|i| j.append(vec![granted(&lease(10 + i, &format!("k{i}"), T0 + 60_000))])).collect();
     blocker.batch_execute("COMMIT").await.expect("unlock");
     for s in &seqs {
         j.durable(*s).await.expect("durable");
@@ -183,11 +194,14 @@ async fn an_append_after_close_is_never_durable() {
 fn two_nodes_opening_a_new_database_at_once_apply_each_migration_once() {
     let db = TestDb::new("migrate");
     let url = db.url.clone();
-    let opens: Vec<_> =
-        (0..4).map(|_| std::thread::spawn({
-            let url = url.clone();
-            move || Pg::open(&url, Settings::default()).map(|_| ())
-        })).collect();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn({
+                let url = url.clone();
+                move || Pg::open(&url, Settings::default()).map(|_| ())
+            })
+        })
+        .collect();
     for o in opens {
         o.join().expect("thread").expect("open");
     }
@@ -199,7 +213,8 @@ fn two_nodes_opening_a_new_database_at_once_apply_each_migration_once() {
         .output()
         .expect("psql");
     let versions = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let want: Vec<String> = callgate_store_postgres::migrate::MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
+    let want: Vec<String> =
+        callgate_store_postgres::migrate::MIGRATIONS.iter().map(|m| m.version.to_string()).collect();
     assert_eq!(versions, want.join(","));
 }
 

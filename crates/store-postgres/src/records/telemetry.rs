@@ -54,7 +54,6 @@ pub(crate) fn from_json(text: &str) -> Option<CallTelemetry> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

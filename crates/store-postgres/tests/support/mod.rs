@@ -14,7 +14,9 @@ pub(crate) const PORT: u16 = 5432;
 
 fn run(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {what}: {e} (PostgreSQL's client tools are needed)"))
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (PostgreSQL's client tools are needed)"))
 }
 
 /// A database of its own on the machine's PostgreSQL, dropped with the guard.
@@ -127,7 +129,8 @@ impl PrivatePg {
 
     /// Starts the server again on the same port and data (waits until it answers).
     pub(crate) fn resume(&mut self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
         let out = run(server_cmd(&self.bin.join("pg_ctl"))
             .args(["-w", "-t", "60", "-D"])
             .arg(self.data())
@@ -148,7 +151,11 @@ impl PrivatePg {
         if !self.running {
             return;
         }
-        let out = run(server_cmd(&self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args(["-m", "immediate", "stop"]));
+        let out = run(server_cmd(&self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args([
+            "-m",
+            "immediate",
+            "stop",
+        ]));
         if !out.status.success() {
             eprintln!("pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
         }
