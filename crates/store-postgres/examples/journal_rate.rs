@@ -42,7 +42,8 @@ async fn main() {
     let clients: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10);
     let pg = Pg::open(&url, Settings::default()).unwrap_or_else(|e| panic!("{e}"));
-    let names = Names { pools: vec!["vapi".into()], config_limits: vec![1_000_000], classes: vec!["c".into()], flows: vec![] };
+    let names =
+        Names { pools: vec!["vapi".into()], config_limits: vec![1_000_000], classes: vec!["c".into()], flows: vec![] };
     // A domain of its own per run: rows of earlier runs do not count.
     #[allow(clippy::disallowed_methods)] // a benchmark measures the wall clock
     let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -60,7 +61,10 @@ async fn main() {
                 #[allow(clippy::disallowed_methods)] // a benchmark measures the wall clock
                 while std::time::Instant::now() < until {
                     let l = lease(next.fetch_add(1, Ordering::Relaxed), run);
-                    for e in [Event::Granted { lease: l.clone(), from_ticket: None }, Event::Released { lease: l, at: run + 1 }] {
+                    for e in [
+                        Event::Granted { lease: l.clone(), from_ticket: None },
+                        Event::Released { lease: l, at: run + 1 },
+                    ] {
                         #[allow(clippy::disallowed_methods)] // a benchmark measures the wall clock
                         let t = std::time::Instant::now();
                         let seq = journal.append(vec![e]);
@@ -79,7 +83,9 @@ async fn main() {
     let h = journal.health();
     let mut waits = std::mem::take(&mut *waits.lock().unwrap_or_else(|p| p.into_inner()));
     waits.sort_unstable();
-    let q = |p: f64| waits.get(((waits.len() as f64 * p) as usize).min(waits.len().saturating_sub(1))).copied().unwrap_or(0);
+    let q = |p: f64| {
+        waits.get(((waits.len() as f64 * p) as usize).min(waits.len().saturating_sub(1))).copied().unwrap_or(0)
+    };
     println!(
         "clients {clients}, {elapsed:.1} s: {:.0} appends/s, {:.0} commits/s, {:.1} appends per commit, durable wait p50 {:.2} ms, p99 {:.2} ms",
         h.appends as f64 / elapsed,

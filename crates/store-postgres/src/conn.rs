@@ -14,7 +14,8 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 /// How the stores talk to PostgreSQL.
 #[derive(Clone, Debug)]
@@ -211,7 +212,7 @@ pub(crate) struct Link {
     config: Config,
     settings: Settings,
     target: String,
-    client: Option<Arc<Client>>,
+    client: Option<Arc<Conn>>,
     /// The last failed attempt: when, and why (answered without trying again until
     /// `retry_after` has passed).
     failed: Option<(tokio::time::Instant, Error)>,
@@ -219,7 +220,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// The connection, made now if there is none (or it broke).
-    pub(crate) async fn client(&mut self) -> Result<Arc<Client>, Error> {
+    pub(crate) async fn client(&mut self) -> Result<Arc<Conn>, Error> {
         if let Some(c) = &self.client {
             if !c.is_closed() {
                 return Ok(c.clone());
@@ -240,7 +241,7 @@ impl Link {
                         tracing::warn!(target = %target, error = %describe(&e), "A PostgreSQL connection broke");
                     }
                 });
-                Ok(Arc::new(client))
+                Ok(Arc::new(Conn { client, cache: Mutex::default() }))
             }
             Ok(Err(e)) => Err(unavailable(&format!("cannot connect to {}", self.target), e)),
             Err(_) => Err(Error::unavailable(format!(
@@ -273,7 +274,7 @@ impl Link {
     }
 }
 
-type Job = Box<dyn FnOnce(Result<Arc<Client>, Error>) -> BoxFuture<'static, ()> + Send>;
+type Job = Box<dyn FnOnce(Result<Arc<Conn>, Error>) -> BoxFuture<'static, ()> + Send>;
 
 /// A task with one connection that runs jobs one at a time, in the order they were
 /// handed over.
@@ -297,7 +298,7 @@ impl Worker {
     fn submit<T, F, Fut>(&self, f: F, reply: impl FnOnce(Result<T, Error>) + Send + 'static) -> Result<(), Error>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Conn>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let job: Job = Box::new(move |client| {
@@ -320,7 +321,7 @@ impl Worker {
     pub(crate) fn call<T, F, Fut>(&self, f: F) -> BoxFuture<'static, Result<T, Error>>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Conn>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -338,7 +339,7 @@ impl Worker {
     pub(crate) fn block<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Conn>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, Error>> + Send + 'static,
     {
         let (tx, rx) = std_mpsc::sync_channel(1);
@@ -360,5 +361,87 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The most statements a connection keeps prepared; past it the cache starts again (the
+/// stores use a few dozen fixed statements, so this is only a bound).
+const MAX_PREPARED: usize = 256;
+
+/// A connection and the statements prepared on it: the stores' queries are parsed and
+/// planned once per connection instead of once per call (one round trip instead of two).
+pub(crate) struct Conn {
+    client: Client,
+    cache: Mutex<std::collections::HashMap<String, Statement>>,
+}
+
+impl Conn {
+    /// The client itself (for statements prepared by hand, transactions by `batch_execute`).
+    pub(crate) fn raw(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the connection broke.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// `sql`, prepared on this connection (once).
+    pub(crate) async fn prepared(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_PREPARED {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs `sql` (prepared once), answering the rows changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.client.execute(&st, params).await
+    }
+
+    /// Runs `sql` (prepared once), answering its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.client.query(&st, params).await
+    }
+
+    /// Runs `sql` (prepared once), answering its one row or none.
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.client.query_opt(&st, params).await
+    }
+
+    /// Runs `sql` (prepared once), answering its one row.
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = self.prepared(sql).await?;
+        self.client.query_one(&st, params).await
+    }
+
+    /// Runs statements without parameters (`BEGIN`, `COMMIT`, DDL).
+    pub(crate) async fn batch_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(sql).await
     }
 }

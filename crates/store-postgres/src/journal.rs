@@ -27,7 +27,7 @@
 //! after a Redis restart; never the other way round). Later appends are tried again on a
 //! new connection: each append's answer is its own commit's.
 
-use crate::conn::{Link, Pg, Worker};
+use crate::conn::{Conn, Link, Pg, Worker};
 use crate::{big, unavailable, unbig};
 use callgate_backend::{Error, Names};
 use callgate_core::{Event, Lease, PoolUnits, Ticket, TicketOutcome};
@@ -345,7 +345,7 @@ impl Drop for Journal {
 struct Writer {
     link: Link,
     /// The statements, prepared on the connection they belong to.
-    stmts: Option<(Arc<Client>, Arc<Stmts>)>,
+    stmts: Option<(Arc<Conn>, Arc<Stmts>)>,
     domain: Arc<str>,
     node: Arc<str>,
     names: Names,
@@ -427,14 +427,14 @@ impl Writer {
         group.clear();
     }
 
-    async fn statements(&mut self) -> Result<(Arc<Client>, Arc<Stmts>), Error> {
+    async fn statements(&mut self) -> Result<(Arc<Conn>, Arc<Stmts>), Error> {
         let client = self.link.client().await?;
         if let Some((c, s)) = &self.stmts {
             if Arc::ptr_eq(c, &client) {
                 return Ok((client, s.clone()));
             }
         }
-        let stmts = Arc::new(Stmts::prepare(&client).await.map_err(|e| unavailable("preparing the journal", e))?);
+        let stmts = Arc::new(Stmts::prepare(client.raw()).await.map_err(|e| unavailable("preparing the journal", e))?);
         self.stmts = Some((client.clone(), stmts.clone()));
         Ok((client, stmts))
     }
@@ -449,7 +449,12 @@ impl Writer {
             }
         }
         let prune = latest >= self.pruned_at.saturating_add(PRUNE_EVERY_MS);
-        let (client, st) = self.statements().await?;
+        if rows.is_empty() && next_id == 0 && next_seq == 0 && !prune {
+            // Nothing to keep (rejections only): durable as it is, without a round trip.
+            return Ok(());
+        }
+        let (conn, st) = self.statements().await?;
+        let client = conn.raw();
         let domain: &str = &self.domain;
         let node: &str = &self.node;
         let run = async {
@@ -463,7 +468,7 @@ impl Writer {
             // Sent in order on one connection, answered in order: one round trip.
             let mut writes = Vec::with_capacity(rows.len() + 3);
             for r in &rows {
-                writes.push(r.execute(&client, &st, domain));
+                writes.push(r.execute(client, &st, domain));
             }
             if next_id > 0 || next_seq > 0 {
                 writes.push(Box::pin(client.execute(&st.counters, &counter_params)));
@@ -785,7 +790,7 @@ fn lease_row(r: &tokio_postgres::Row) -> Result<StoredLease, Error> {
     })
 }
 
-async fn read_leases(c: &Client, domain: &str, now: u64) -> Result<Vec<StoredLease>, Error> {
+async fn read_leases(c: &Conn, domain: &str, now: u64) -> Result<Vec<StoredLease>, Error> {
     let rows = c
         .query(
             &format!("SELECT {LEASE_COLUMNS} FROM journal_leases WHERE domain = $1 AND expires_at > $2 ORDER BY id"),
@@ -796,7 +801,7 @@ async fn read_leases(c: &Client, domain: &str, now: u64) -> Result<Vec<StoredLea
     rows.iter().map(lease_row).collect()
 }
 
-async fn read_all(c: &Client, domain: &str, now: u64) -> Result<Restored, Error> {
+async fn read_all(c: &Conn, domain: &str, now: u64) -> Result<Restored, Error> {
     let read = |e| unavailable("reading the journal", e);
     // One snapshot for every table: a release committed between two reads cannot show
     // a lease gone from one and its ticket still waiting in another.

@@ -20,6 +20,7 @@
 //! ids stay dense and in import order, as in the SQLite store); attempt ids come from the
 //! `attempt_ids` sequence in blocks of 64 per node.
 
+use crate::conn::Conn;
 use crate::conn::{Pg, Worker};
 use crate::{big, unavailable, unbig};
 use callgate_backend::leads::rules::{self, Dialed, Standing};
@@ -30,7 +31,7 @@ use callgate_backend::leads::{
 use callgate_backend::{BoxFuture, Error};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 /// The transaction advisory lock new lead ids are taken under.
 const LEAD_IDS: i64 = crate::migrate::LOCK + 1;
@@ -148,14 +149,14 @@ impl PgLeads {
     fn read<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Client>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<Conn>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
     {
         self.reader.block(move |c| async move { f(c).await.map_err(|e| unavailable("reading leads", e)) })
     }
 }
 
-async fn in_transaction<T>(c: &Client, body: impl std::future::Future<Output = Result<T, Failed>>) -> Result<T, Error> {
+async fn in_transaction<T>(c: &Conn, body: impl std::future::Future<Output = Result<T, Failed>>) -> Result<T, Error> {
     if let Err(e) = c.batch_execute("BEGIN").await {
         return Err(unavailable("lead write", e));
     }
@@ -174,7 +175,7 @@ async fn in_transaction<T>(c: &Client, body: impl std::future::Future<Output = R
     }
 }
 
-async fn write(c: Arc<Client>, ops: Vec<LeadOp>) -> Result<Vec<LeadOut>, Error> {
+async fn write(c: Arc<Conn>, ops: Vec<LeadOp>) -> Result<Vec<LeadOut>, Error> {
     in_transaction(&c, async {
         let mut outs = Vec::with_capacity(ops.len());
         for op in &ops {
@@ -215,7 +216,7 @@ fn int(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-async fn claim(c: Arc<Client>, campaign: String, now: u64, slots: Vec<ClaimSlot>) -> Result<Vec<Claimed>, Error> {
+async fn claim(c: Arc<Conn>, campaign: String, now: u64, slots: Vec<ClaimSlot>) -> Result<Vec<Claimed>, Error> {
     if slots.is_empty() {
         return Ok(Vec::new());
     }
@@ -259,7 +260,7 @@ async fn claim(c: Arc<Client>, campaign: String, now: u64, slots: Vec<ClaimSlot>
 }
 
 /// The lead's standing, its row locked until the transaction ends.
-async fn standing(c: &Client, id: u64) -> Result<Option<Standing>, Failed> {
+async fn standing(c: &Conn, id: u64) -> Result<Option<Standing>, Failed> {
     let row = c
         .query_opt(
             "SELECT state, warm, class, callback_id, attempts, next_at FROM leads WHERE id = $1 FOR UPDATE",
@@ -276,7 +277,7 @@ async fn standing(c: &Client, id: u64) -> Result<Option<Standing>, Failed> {
     }))
 }
 
-async fn put_standing(c: &Client, id: u64, s: &Standing, at: u64) -> Result<(), Failed> {
+async fn put_standing(c: &Conn, id: u64, s: &Standing, at: u64) -> Result<(), Failed> {
     c.execute(
         "UPDATE leads SET state = $2, warm = $3, class = $4, callback_id = $5, attempts = $6, next_at = $7,
          updated_at = $8 WHERE id = $1",
@@ -287,13 +288,13 @@ async fn put_standing(c: &Client, id: u64, s: &Standing, at: u64) -> Result<(), 
 }
 
 /// The next lead id, under the lead id lock (taken here for the rest of the transaction).
-async fn next_lead_id(c: &Client) -> Result<u64, Failed> {
+async fn next_lead_id(c: &Conn) -> Result<u64, Failed> {
     c.execute("SELECT pg_advisory_xact_lock($1)", &[&LEAD_IDS]).await?;
     let row = c.query_one("SELECT COALESCE(MAX(id), 0) FROM leads", &[]).await?;
     Ok(unbig(row.get(0)) + 1)
 }
 
-async fn insert_lead(c: &Client, id: u64, campaign: &str, l: &NewLead, s: &Standing, at: u64) -> Result<(), Failed> {
+async fn insert_lead(c: &Conn, id: u64, campaign: &str, l: &NewLead, s: &Standing, at: u64) -> Result<(), Failed> {
     c.execute(
         "INSERT INTO leads (id, campaign, phone, name, timezone, score, vars, warm, class, callback_id, state, attempts,
          next_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
@@ -320,7 +321,7 @@ async fn insert_lead(c: &Client, id: u64, campaign: &str, l: &NewLead, s: &Stand
 
 /// Adds `leads` (a number the campaign has, or one earlier in the batch, is skipped):
 /// one query for the numbers known and one insert for the rest, however many there are.
-async fn add_leads(c: &Client, campaign: &str, leads: &[NewLead], at: u64) -> Result<LeadOut, Failed> {
+async fn add_leads(c: &Conn, campaign: &str, leads: &[NewLead], at: u64) -> Result<LeadOut, Failed> {
     let first = next_lead_id(c).await?;
     let phones: Vec<&str> = leads.iter().map(|l| l.phone.as_str()).collect();
     let known: std::collections::HashSet<String> = c
@@ -382,7 +383,7 @@ type AttemptFacts = (u64, Option<u64>, Option<u64>, String);
 
 /// The attempt's lead, the callback it dials, its answer time and its state, its row
 /// locked until the transaction ends.
-async fn attempt_facts(c: &Client, id: u64) -> Result<Option<AttemptFacts>, Failed> {
+async fn attempt_facts(c: &Conn, id: u64) -> Result<Option<AttemptFacts>, Failed> {
     let row = c
         .query_opt(
             "SELECT lead_id, callback_id, answered_at, state FROM attempts WHERE id = $1 FOR UPDATE",
@@ -394,7 +395,7 @@ async fn attempt_facts(c: &Client, id: u64) -> Result<Option<AttemptFacts>, Fail
     }))
 }
 
-async fn apply(c: &Client, op: &LeadOp) -> Result<LeadOut, Failed> {
+async fn apply(c: &Conn, op: &LeadOp) -> Result<LeadOut, Failed> {
     match op {
         LeadOp::PutCampaign { name, spec, state, source, at } => {
             c.execute(
@@ -538,7 +539,7 @@ async fn apply(c: &Client, op: &LeadOp) -> Result<LeadOut, Failed> {
     Ok(LeadOut::Done)
 }
 
-async fn end_attempt(c: &Client, e: &AttemptEnd) -> Result<AttemptEnded, Failed> {
+async fn end_attempt(c: &Conn, e: &AttemptEnd) -> Result<AttemptEnded, Failed> {
     rules::check_end(e)?;
     // An outcome that arrives twice (webhook and poll, or two nodes) moves the lead once:
     // the attempt's row is locked, and the second finds it ended.
@@ -771,7 +772,7 @@ impl Leads for PgLeads {
     }
 
     fn close(&self) {
+        // Waits for the writes handed over; reads go on (the reader closes on drop).
         self.writer.close();
-        self.reader.close();
     }
 }

@@ -8,9 +8,9 @@
 //! that has versions this build does not know (a newer node migrated it) is used as it
 //! is, with a warning: migrations only add.
 
+use crate::conn::Conn;
 use crate::unavailable;
 use callgate_backend::Error;
-use tokio_postgres::Client;
 
 /// The advisory lock key held while migrating ("callgate" in ASCII).
 pub const LOCK: i64 = 0x6361_6c6c_6761_7465;
@@ -221,7 +221,7 @@ CREATE INDEX taken_callbacks_open ON taken_callbacks (lead_id) WHERE done_at IS 
 
 /// Applies the migrations `client`'s database lacks, under [`LOCK`]; the versions it
 /// applied.
-pub(crate) async fn run(client: &Client) -> Result<Vec<i32>, Error> {
+pub(crate) async fn run(client: &Conn) -> Result<Vec<i32>, Error> {
     client.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await.map_err(|e| unavailable("migration lock", e))?;
     let result = apply(client).await;
     // Released with the session too; an error here leaves the lock to the session's end.
@@ -229,7 +229,7 @@ pub(crate) async fn run(client: &Client) -> Result<Vec<i32>, Error> {
     result
 }
 
-async fn apply(client: &Client) -> Result<Vec<i32>, Error> {
+async fn apply(client: &Conn) -> Result<Vec<i32>, Error> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS callgate_migrations (

@@ -2,12 +2,13 @@
 //! same rows and merge rules as the SQLite store (a callback is booked once per provider
 //! call; a call record merges what each webhook taught; a callback only moves forward).
 
+use crate::conn::Conn;
 use crate::conn::{Pg, Worker};
 use crate::{big, unavailable, unbig};
 use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record, Records};
 use callgate_backend::{BoxFuture, Error};
 use std::sync::Arc;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Row;
 
 mod telemetry;
 
@@ -65,7 +66,7 @@ const CALL: &str = "INSERT INTO calls (provider, call_id, flow, from_number, to_
         telemetry = COALESCE(excluded.telemetry, calls.telemetry),
         updated_at = excluded.updated_at";
 
-async fn apply(c: &Client, r: &Record) -> Result<u64, tokio_postgres::Error> {
+async fn apply(c: &Conn, r: &Record) -> Result<u64, tokio_postgres::Error> {
     match r {
         Record::Callback(cb) => {
             let (booked, due) = (big(cb.booked_at), big(cb.due_at));
@@ -104,7 +105,7 @@ async fn apply(c: &Client, r: &Record) -> Result<u64, tokio_postgres::Error> {
     }
 }
 
-async fn write(c: Arc<Client>, records: Vec<Record>) -> Result<(), Error> {
+async fn write(c: Arc<Conn>, records: Vec<Record>) -> Result<(), Error> {
     let run = async {
         c.batch_execute("BEGIN").await?;
         // In order: a state change after the booking it moves.

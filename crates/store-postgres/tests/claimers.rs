@@ -71,6 +71,17 @@ fn claim(s: &PgLeads, skip_locked: bool, n: usize, now: u64) -> Vec<(u64, u64)> 
     }
 }
 
+/// Raises the flag when its thread unwinds from a panic.
+struct Raise(Arc<AtomicBool>);
+
+impl Drop for Raise {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 #[test]
 fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
     let db = TestDb::new("claim");
@@ -88,19 +99,27 @@ fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
 
     let reached = Arc::new(AtomicU64::new(0));
     let dead_claimed = Arc::new(AtomicU64::new(0));
+    // Set when the claimers are through, or when anyone fails (so a failure ends the test
+    // at once instead of leaving the others running).
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_failure = Raise(stop.clone());
     let claimers: Vec<_> = (0..4u64)
         .map(|n| {
-            let (url, reached, dead_claimed) = (db.url.clone(), reached.clone(), dead_claimed.clone());
+            let (url, reached, dead_claimed, stop) =
+                (db.url.clone(), reached.clone(), dead_claimed.clone(), stop.clone());
             std::thread::spawn(move || {
+                let _stop_on_failure = Raise(stop.clone());
                 let s = store(&url);
                 let mut round = 0u64;
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     round += 1;
+                    assert!(round < 100_000, "node {n} is still claiming after {round} rounds");
                     let now = T0 + round;
                     let claimed = claim(&s, n % 2 == 0, 4, now);
-                    if n == 3 && round == 5 {
-                        // This node dies with its claims out: its attempts stay open.
+                    if n == 2 && round >= 5 && !claimed.is_empty() {
+                        // This node dies with its claims out: its attempts stay open. (It
+                        // claims with SKIP LOCKED, so it has claims long before the leads
+                        // run out: 4 nodes x 4 leads x 5 rounds is a third of them.)
                         dead_claimed.fetch_add(claimed.len() as u64, Ordering::Relaxed);
                         return;
                     }
@@ -130,6 +149,7 @@ fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
     let watcher = {
         let (url, stop) = (db.url.clone(), stop.clone());
         std::thread::spawn(move || {
+            let _stop_on_failure = Raise(stop.clone());
             let s = store(&url);
             let mut checks = 0;
             while !stop.load(Ordering::Relaxed) || checks == 0 {
@@ -143,11 +163,11 @@ fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
             }
         })
     };
-    for c in claimers {
-        c.join().expect("a claimer panicked");
-    }
+    let claimed: Vec<_> = claimers.into_iter().map(|c| c.join()).collect();
     stop.store(true, Ordering::Relaxed);
-    watcher.join().expect("the watcher saw a lead claimed twice");
+    let watched = watcher.join();
+    assert!(claimed.iter().all(Result::is_ok), "a claimer failed (see its panic above)");
+    watched.expect("the watcher saw a lead claimed twice");
 
     // A restarted dialer resolves what the dead node left open, then the leads are dialed.
     let dead = dead_claimed.load(Ordering::Relaxed);
@@ -158,7 +178,8 @@ fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
     for a in &open {
         setup.write_blocking(vec![end(a.id, "interrupted", "pending", at)]).expect("resolve");
     }
-    loop {
+    for round in 0.. {
+        assert!(round < 1_000, "the leads left are still being claimed after {round} rounds");
         let claimed = claim(&setup, true, 16, at);
         if claimed.is_empty() {
             break;
