@@ -137,13 +137,28 @@ impl PgLeads {
         slots: Vec<ClaimSlot>,
     ) -> BoxFuture<'_, Result<Vec<Claimed>, Error>> {
         let campaign = campaign.to_owned();
-        self.writer.call(move |c| claim(c, campaign, now, slots))
+        self.writer.call(move |c| claim(c, campaign, now, slots, None))
     }
 
     /// [`PgLeads::claim_due`], blocking.
     pub fn claim_due_blocking(&self, campaign: &str, now: u64, slots: Vec<ClaimSlot>) -> Result<Vec<Claimed>, Error> {
         let campaign = campaign.to_owned();
-        self.writer.block(move |c| claim(c, campaign, now, slots))
+        self.writer.block(move |c| claim(c, campaign, now, slots, None))
+    }
+
+    /// [`PgLeads::claim_due`] among `leads` only: the ones the dialer's scheduler found
+    /// callable now (their calling window open in their own time zone). Those another node
+    /// claimed meanwhile, or is claiming, are skipped.
+    pub fn claim_among(
+        &self,
+        campaign: &str,
+        now: u64,
+        leads: &[u64],
+        slots: Vec<ClaimSlot>,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, Error>> {
+        let campaign = campaign.to_owned();
+        let among = leads.iter().map(|id| big(*id)).collect();
+        self.writer.call(move |c| claim(c, campaign, now, slots, Some(among)))
     }
 
     fn read<T, F, Fut>(&self, f: F) -> Result<T, Error>
@@ -216,7 +231,13 @@ fn int(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
-async fn claim(c: Arc<Conn>, campaign: String, now: u64, slots: Vec<ClaimSlot>) -> Result<Vec<Claimed>, Error> {
+async fn claim(
+    c: Arc<Conn>,
+    campaign: String,
+    now: u64,
+    slots: Vec<ClaimSlot>,
+    among: Option<Vec<i64>>,
+) -> Result<Vec<Claimed>, Error> {
     if slots.is_empty() {
         return Ok(Vec::new());
     }
@@ -225,9 +246,10 @@ async fn claim(c: Arc<Conn>, campaign: String, now: u64, slots: Vec<ClaimSlot>) 
             .query(
                 &format!(
                     "SELECT {LEAD_COLUMNS} FROM leads WHERE campaign = $1 AND state = 'pending' AND next_at <= $2
+                        AND ($4::bigint[] IS NULL OR id = ANY($4))
                      ORDER BY warm DESC, score DESC, attempts, id LIMIT $3 FOR UPDATE SKIP LOCKED"
                 ),
-                &[&campaign, &big(now), &big(slots.len() as u64)],
+                &[&campaign, &big(now), &big(slots.len() as u64), &among],
             )
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());

@@ -200,3 +200,38 @@ fn concurrent_claimers_never_dial_a_lead_twice_and_lose_none_when_one_dies() {
     }
     assert!(setup.open_attempts().expect("read").is_empty());
 }
+
+#[tokio::test]
+async fn a_claim_among_given_leads_takes_only_those_in_dial_order_and_skips_claimed_ones() {
+    let db = TestDb::new("claim");
+    let s = store(&db.url);
+    let leads = (0..6)
+        .map(|i| NewLead {
+            phone: format!("+1555000{i:04}"),
+            name: None,
+            timezone: "UTC".into(),
+            score: i as f64,
+            vars: None,
+        })
+        .collect();
+    s.write(vec![LeadOp::AddLeads { campaign: CAMPAIGN.into(), leads, at: T0 }]).await.expect("import");
+    let slots = |n: usize| {
+        (0..n)
+            .map(|_| {
+                let id = s.next_attempt_id();
+                ClaimSlot { attempt_id: id, class: "outbound".into(), provider: "sim".into(), lease: format!("L{id}") }
+            })
+            .collect::<Vec<_>>()
+    };
+    // Leads 2, 4 and 5 are callable now (their windows open); the best score first.
+    let got = s.claim_among(CAMPAIGN, T0, &[2, 4, 5], slots(2)).await.expect("claim");
+    assert_eq!(
+        got.iter().map(|c| (c.lead.id, c.lead.state.as_str(), c.lead.attempts)).collect::<Vec<_>>(),
+        [(5, "dialing", 1), (4, "dialing", 1)]
+    );
+    // Asked again with more slots than leads left: only lead 2; 4 and 5 are out already.
+    let got = s.claim_among(CAMPAIGN, T0, &[2, 4, 5], slots(3)).await.expect("claim");
+    assert_eq!(got.iter().map(|c| c.lead.id).collect::<Vec<_>>(), [2]);
+    assert_eq!(s.open_attempts().expect("read").iter().map(|a| a.lead_id).collect::<Vec<_>>(), [5, 4, 2]);
+    assert!(s.claim_among(CAMPAIGN, T0, &[], slots(1)).await.expect("claim").is_empty());
+}
