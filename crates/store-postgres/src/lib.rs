@@ -12,7 +12,7 @@
 //!   was under way — before the answer ([`Journal::durable`]); [`Journal::live_leases`]
 //!   and [`Journal::restore`] read back what must be re-asserted into an empty Redis;
 //! - [`PgRecords`]: the [`Records`](callgate_backend::records::Records) trait (call
-//!   records and booked callbacks);
+//!   records and booked callbacks), group-committed like the journal;
 //! - [`PgLeads`]: the [`Leads`](callgate_backend::leads::Leads) trait (campaigns, leads
 //!   and attempts), passing the same conformance suite as the SQLite store, safe with
 //!   several dialer nodes on one database: a lead is claimed under its row lock, so it is

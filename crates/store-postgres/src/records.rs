@@ -2,23 +2,34 @@
 //! same rows and merge rules as the SQLite store (a callback is booked once per provider
 //! call; a call record merges what each webhook taught; a callback only moves forward).
 
-use crate::conn::Conn;
-use crate::conn::{Pg, Worker};
+use crate::conn::{Conn, Link, Pg, Worker};
 use crate::{big, unavailable, unbig};
 use callgate_backend::records::{CallRecord, Callback, CallbackQuery, Record, Records};
 use callgate_backend::{BoxFuture, Error};
-use std::sync::Arc;
+use std::sync::{mpsc as std_mpsc, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
 mod telemetry;
 
 /// The most rows one read answers, whatever the caller asks: every list is bounded.
 pub const MAX_ROWS: usize = 10_000;
+/// Writes one commit takes at most.
+const MAX_GROUP: usize = 1024;
 
-/// Call records and callbacks in PostgreSQL. A write resolves once it is committed.
+/// Call records and callbacks in PostgreSQL. A write resolves once it is committed; the
+/// writes waiting while a commit is under way share the next one (group commit, as the
+/// journal's), so records keep up with a node's calls however slow each commit is.
 pub struct PgRecords {
-    writer: Worker,
+    tx: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    done: Mutex<Option<std_mpsc::Receiver<()>>>,
     reader: Worker,
+    pg: Pg,
+}
+
+struct Job {
+    records: Vec<Record>,
+    done: oneshot::Sender<Result<(), Error>>,
 }
 
 impl std::fmt::Debug for PgRecords {
@@ -30,8 +41,75 @@ impl std::fmt::Debug for PgRecords {
 impl PgRecords {
     /// The records of the database `pg` opened (its migrations applied).
     pub fn open(pg: &Pg) -> PgRecords {
-        PgRecords { writer: pg.worker("records writer"), reader: pg.worker("records reader") }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = std_mpsc::sync_channel(1);
+        let (link, timeout) = (pg.link(), pg.settings().job_timeout);
+        pg.spawn(async move {
+            run(rx, link, timeout).await;
+            let _ = done_tx.send(());
+        });
+        PgRecords {
+            tx: Mutex::new(Some(tx)),
+            done: Mutex::new(Some(done_rx)),
+            reader: pg.worker("records reader"),
+            pg: pg.clone(),
+        }
     }
+
+    /// Stops taking writes and waits for the ones handed over.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(done) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = done.recv_timeout(self.pg.settings().job_timeout * 2);
+        }
+    }
+}
+
+impl Drop for PgRecords {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer: takes every write waiting, commits them in one transaction, answers each.
+async fn run(mut rx: mpsc::UnboundedReceiver<Job>, mut link: Link, timeout: std::time::Duration) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let result = match link.client().await {
+            Ok(c) => match tokio::time::timeout(timeout, commit(&c, &jobs)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::unavailable(format!("postgres: a records commit took longer than {timeout:?}"))),
+            },
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // Its session ends, and with it whatever it had not committed.
+            link.reset();
+        }
+        for j in jobs {
+            let _ = j.done.send(result.clone());
+        }
+    }
+}
+
+async fn commit(c: &Conn, jobs: &[Job]) -> Result<(), Error> {
+    let run = async {
+        // Prepared before the transaction, so that each write below is sent when first
+        // polled: in order, on one round trip (a state change after the booking it moves).
+        for sql in [CALLBACK, CALLBACK_STATE, CALL] {
+            c.prepared(sql).await?;
+        }
+        c.batch_execute("BEGIN").await?;
+        futures_util::future::try_join_all(jobs.iter().flat_map(|j| &j.records).map(|r| apply(c, r))).await?;
+        c.batch_execute("COMMIT").await
+    };
+    run.await.map_err(|e| unavailable("writing call records", e))
 }
 
 fn ms(v: Option<u64>) -> Option<i64> {
@@ -105,22 +183,6 @@ async fn apply(c: &Conn, r: &Record) -> Result<u64, tokio_postgres::Error> {
     }
 }
 
-async fn write(c: Arc<Conn>, records: Vec<Record>) -> Result<(), Error> {
-    let run = async {
-        c.batch_execute("BEGIN").await?;
-        // In order: a state change after the booking it moves.
-        for r in &records {
-            apply(&c, r).await?;
-        }
-        c.batch_execute("COMMIT").await
-    };
-    if let Err(e) = run.await {
-        let _ = c.batch_execute("ROLLBACK").await;
-        return Err(unavailable("writing call records", e));
-    }
-    Ok(())
-}
-
 fn callback_row(r: &Row) -> Callback {
     Callback {
         id: unbig(r.get(0)),
@@ -168,7 +230,18 @@ impl Records for PgRecords {
         if records.is_empty() {
             return Box::pin(std::future::ready(Ok(())));
         }
-        self.writer.call(move |c| write(c, records))
+        let (done, rx) = oneshot::channel();
+        // Handed over now, so writes commit in the order of the calls.
+        let sent = match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => tx.send(Job { records, done }).is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !sent {
+                return Err(Error::unavailable("postgres: the records writer is closed"));
+            }
+            rx.await.map_err(|_| Error::unavailable("postgres: the records writer gave no answer"))?
+        })
     }
 
     fn callbacks(&self, query: &CallbackQuery) -> Result<Vec<Callback>, Error> {

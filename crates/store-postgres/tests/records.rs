@@ -112,3 +112,37 @@ async fn a_call_record_merges_every_update_and_keeps_its_telemetry() {
     assert_eq!(s.calls(1).expect("read").len(), 1);
     assert_eq!(s.call("vapi", "nope").expect("read"), None);
 }
+
+#[tokio::test]
+async fn writes_handed_over_together_commit_together_in_the_order_of_the_calls() {
+    let db = TestDb::new("records");
+    let s = PgRecords::open(&Pg::open(&db.url, Settings::default()).expect("open"));
+    // None awaited before the next is made: they ride in the same commits, in call order.
+    let book = s.record(vec![callback("c1", "in", 10)]);
+    let done = s.record(vec![Record::CallbackState(CallbackUpdate {
+        id: 1, // the first callback of a new database
+        state: CallbackState::Done,
+        outcome: Some("completed".into()),
+        at: 20,
+    })]);
+    let update = |outcome: &str, at| {
+        Record::Call(CallUpdate {
+            provider: "vapi".into(),
+            call_id: "c1".into(),
+            outcome: Some(outcome.into()),
+            at,
+            ..CallUpdate::default()
+        })
+    };
+    let calls: Vec<_> =
+        (0..100).map(|i| s.record(vec![update(if i < 99 { "queued" } else { "granted" }, 100 + i)])).collect();
+    book.await.expect("booked");
+    done.await.expect("moved");
+    for c in calls {
+        c.await.expect("merged");
+    }
+    let cb = s.callbacks(&query(None, None, 10)).expect("read");
+    assert_eq!((cb.len(), cb[0].state.as_str()), (1, "done"), "the state change came after the booking");
+    let call = s.call("vapi", "c1").expect("read").expect("stored");
+    assert_eq!((call.outcome.as_deref(), call.at), (Some("granted"), 199), "the last update is the last applied");
+}
