@@ -34,7 +34,9 @@ pub mod migrate;
 mod records;
 
 pub use conn::{Pg, Settings};
-pub use journal::{Journal, JournalHealth, Restored, StoredEnded, StoredLease, StoredTicket};
+pub use journal::{
+    CommitTimes, Journal, JournalHealth, Restored, StoredEnded, StoredLease, StoredTicket, COMMIT_BUCKETS,
+};
 pub use leads::{ClaimSlot, Claimed, PgLeads, NO_ATTEMPT_ID};
 pub use records::{PgRecords, MAX_ROWS};
 
