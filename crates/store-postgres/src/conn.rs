@@ -27,6 +27,10 @@ pub struct Settings {
     /// whatever it had not committed). Generous: a commit on a loaded disk takes tens of
     /// milliseconds, a large import a few seconds.
     pub job_timeout: Duration,
+    /// How long a group commit of the journal or of the records may take before its
+    /// writes fail as unavailable: an answer that waits on it (a grant, a booked callback)
+    /// should fail within a caller's patience, not hang on a dead network path.
+    pub commit_timeout: Duration,
     /// After a failed connection attempt, jobs fail at once with the same error for this
     /// long instead of each trying again (a stopped server is not asked 10,000 times a
     /// second).
@@ -38,6 +42,7 @@ impl Default for Settings {
         Settings {
             connect_timeout: Duration::from_secs(3),
             job_timeout: Duration::from_secs(30),
+            commit_timeout: Duration::from_secs(5),
             retry_after: Duration::from_millis(200),
         }
     }

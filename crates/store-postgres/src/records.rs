@@ -43,7 +43,7 @@ impl PgRecords {
     pub fn open(pg: &Pg) -> PgRecords {
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = std_mpsc::sync_channel(1);
-        let (link, timeout) = (pg.link(), pg.settings().job_timeout);
+        let (link, timeout) = (pg.link(), pg.settings().commit_timeout);
         pg.spawn(async move {
             run(rx, link, timeout).await;
             let _ = done_tx.send(());
@@ -60,7 +60,7 @@ impl PgRecords {
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(done) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = done.recv_timeout(self.pg.settings().job_timeout * 2);
+            let _ = done.recv_timeout(self.pg.settings().commit_timeout * 2);
         }
     }
 }

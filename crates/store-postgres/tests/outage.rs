@@ -70,6 +70,7 @@ async fn postgres_stopping_mid_run_fails_writes_closed_and_loses_nothing_acknowl
     let settings = Settings {
         connect_timeout: Duration::from_secs(2),
         job_timeout: Duration::from_secs(10),
+        commit_timeout: Duration::from_secs(5),
         retry_after: Duration::from_millis(50),
     };
     let pg = Pg::open(&server.url, settings).expect("open");

@@ -171,7 +171,7 @@ impl Journal {
             names,
             retention_ms,
             pruned_at: 0,
-            timeout: pg.settings().job_timeout,
+            timeout: pg.settings().commit_timeout,
             stats: stats.clone(),
         };
         pg.spawn(async move {
@@ -280,7 +280,7 @@ impl Journal {
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).1.take();
         if let Some(done) = self.done.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = done.recv_timeout(self.pg.settings().job_timeout * 2);
+            let _ = done.recv_timeout(self.pg.settings().commit_timeout * 2);
         }
     }
 }
