@@ -446,3 +446,28 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_append_is_never_called_durable_however_many_failures_follow() {
+        let mut d = Durable::default();
+        // 100 separate failures (every even append lost, every odd one committed).
+        for i in 1..=100u64 {
+            d.lose(2 * i, 2 * i);
+            d.seq = 2 * i + 1;
+        }
+        assert!(d.lost.len() <= MAX_LOST, "the lost ranges stay bounded: {}", d.lost.len());
+        for i in 1..=100u64 {
+            assert!(matches!(d.verdict(2 * i), Some(Err(_))), "append {} was lost", 2 * i);
+        }
+        // Merging the oldest ranges costs only old committed appends their answer; the
+        // recent ones still read as durable.
+        assert!(matches!(d.verdict(201), Some(Ok(()))));
+        assert!(d.verdict(202).is_none(), "not processed yet: wait");
+        d.closed = true;
+        assert!(matches!(d.verdict(202), Some(Err(_))), "closed: never durable");
+    }
+}
