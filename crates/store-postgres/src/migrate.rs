@@ -48,6 +48,9 @@ CREATE TABLE journal_leases (
     ttl_ms bigint NOT NULL,
     meta text,
     owner text,
+    -- false: only a renewal is known so far (its commit landed before the grant's, which
+    -- came through another node); the grant fills the row in, keeping the later expiry.
+    granted boolean NOT NULL DEFAULT true,
     PRIMARY KEY (domain, id)
 );
 CREATE INDEX journal_leases_expiry ON journal_leases (domain, expires_at);

@@ -115,6 +115,31 @@ async fn a_release_through_another_node_is_not_undone_by_the_grant_committing_la
 }
 
 #[tokio::test]
+async fn a_renewal_through_another_node_that_commits_before_the_grant_is_kept() {
+    let db = TestDb::new("journal");
+    let (node_a, node_b) = (open(&db, "a"), open(&db, "b"));
+    let l = lease(5, "call-5", T0 + 60_000);
+    let renew = |expires_at, ttl_ms| Event::Renewed { lease: l.id, expires_at, ttl_ms, at: T0 + 10 };
+    // The reconciliation on node B renewed the call while node A's grant was committing.
+    commit(&node_b, vec![renew(T0 + 300_000, 290_000)]).await;
+    assert!(node_a.live_leases(T0).await.expect("read").is_empty(), "a renewal alone is no lease");
+    commit(&node_a, vec![granted(&l)]).await;
+    let live = node_a.live_leases(T0 + 100_000).await.expect("read");
+    assert_eq!(
+        live,
+        vec![StoredLease { expires_at: T0 + 300_000, ttl_ms: 290_000, ..stored(&l) }],
+        "the later expiry is kept"
+    );
+    // Later renewals apply as they come.
+    commit(&node_b, vec![renew(T0 + 400_000, 100_000)]).await;
+    assert_eq!(node_a.live_leases(T0).await.expect("read")[0].expires_at, T0 + 400_000);
+    // A renewal of a released lease brings nothing back.
+    commit(&node_a, vec![Event::Released { lease: l.clone(), at: T0 + 20 }]).await;
+    commit(&node_b, vec![renew(T0 + 500_000, 100_000)]).await;
+    assert!(node_a.live_leases(T0).await.expect("read").is_empty());
+}
+
+#[tokio::test]
 async fn waiting_tickets_limits_and_ticket_outcomes_are_journaled() {
     let db = TestDb::new("journal");
     let j = open(&db, "n1");

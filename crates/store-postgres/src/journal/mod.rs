@@ -13,7 +13,9 @@
 //! granted on one node and released on another. A release keeps a tombstone
 //! (`journal_gone`) for a while, so a grant whose commit lands after its release (the
 //! call ended through another node while the grant was still committing) is not brought
-//! back to life; a ticket that ended likewise stays ended. Counters are kept per node
+//! back to life; a ticket that ended likewise stays ended. A renewal whose commit lands
+//! before its grant's leaves a row the grant fills in, keeping the later expiry (a lease
+//! renewed elsewhere is never re-asserted with an expiry it no longer has). Counters are kept per node
 //! (`journal_counters`: domain and node) so that nodes never wait on each other's row
 //! locks; [`Journal::restore`] takes the highest.
 //!
@@ -425,7 +427,7 @@ impl Writer {
             let ended_params: [&(dyn ToSql + Sync); 2] = [&domain, &ended_before];
             let gone_params: [&(dyn ToSql + Sync); 2] = [&domain, &gone_before];
             // Sent in order on one connection, answered in order: one round trip.
-            let mut writes = Vec::with_capacity(rows.len() + 3);
+            let mut writes = Vec::with_capacity(rows.len() + 4);
             for r in &rows {
                 writes.push(r.execute(client, &st, domain));
             }
@@ -435,6 +437,7 @@ impl Writer {
             if prune {
                 writes.push(Box::pin(client.execute(&st.prune_ended, &ended_params)));
                 writes.push(Box::pin(client.execute(&st.prune_gone, &gone_params)));
+                writes.push(Box::pin(client.execute(&st.prune_ungranted, &gone_params)));
             }
             futures_util::future::try_join_all(writes).await?;
             client.batch_execute("COMMIT").await

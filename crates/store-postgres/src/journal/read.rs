@@ -26,7 +26,7 @@ fn lease_row(r: &tokio_postgres::Row) -> Result<StoredLease, Error> {
 pub(super) async fn leases(c: &Conn, domain: &str, now: u64) -> Result<Vec<StoredLease>, Error> {
     let rows = c
         .query(
-            &format!("SELECT {LEASE_COLUMNS} FROM journal_leases WHERE domain = $1 AND expires_at > $2 ORDER BY id"),
+            &format!("SELECT {LEASE_COLUMNS} FROM journal_leases WHERE domain = $1 AND granted AND expires_at > $2 ORDER BY id"),
             &[&domain, &big(now)],
         )
         .await

@@ -106,6 +106,7 @@ pub(super) struct Stmts {
     pub(super) counters: Statement,
     pub(super) prune_ended: Statement,
     pub(super) prune_gone: Statement,
+    pub(super) prune_ungranted: Statement,
 }
 
 impl Stmts {
@@ -119,12 +120,23 @@ impl Stmts {
                      WHERE NOT EXISTS (SELECT 1 FROM journal_gone WHERE domain = $1 AND id = $2)
                      ON CONFLICT (domain, id) DO UPDATE SET key = excluded.key, class = excluded.class,
                         flow = excluded.flow, pools = excluded.pools, granted_at = excluded.granted_at,
-                        expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms, meta = excluded.meta,
-                        owner = excluded.owner",
+                        meta = excluded.meta, owner = excluded.owner, granted = true,
+                        expires_at = CASE WHEN journal_leases.granted THEN excluded.expires_at
+                            ELSE GREATEST(journal_leases.expires_at, excluded.expires_at) END,
+                        ttl_ms = CASE WHEN journal_leases.granted OR journal_leases.expires_at < excluded.expires_at
+                            THEN excluded.ttl_ms ELSE journal_leases.ttl_ms END",
                 )
                 .await?,
+            // A renewal whose grant has not landed yet (another node's commit) leaves a row
+            // the grant fills in; both insert the same key, so the later one always sees the
+            // earlier, committed or not.
             renew: c
-                .prepare("UPDATE journal_leases SET expires_at = $3, ttl_ms = $4 WHERE domain = $1 AND id = $2")
+                .prepare(
+                    "INSERT INTO journal_leases (domain, id, class, pools, granted_at, expires_at, ttl_ms, granted)
+                     SELECT $1::text, $2::bigint, '', '[]', 0, $3::bigint, $4::bigint, false
+                     WHERE NOT EXISTS (SELECT 1 FROM journal_gone WHERE domain = $1 AND id = $2)
+                     ON CONFLICT (domain, id) DO UPDATE SET expires_at = excluded.expires_at, ttl_ms = excluded.ttl_ms",
+                )
                 .await?,
             drop_lease: c.prepare("DELETE FROM journal_leases WHERE domain = $1 AND id = $2").await?,
             gone: c
@@ -168,6 +180,9 @@ impl Stmts {
                 .await?,
             prune_ended: c.prepare("DELETE FROM journal_ended_tickets WHERE domain = $1 AND at < $2").await?,
             prune_gone: c.prepare("DELETE FROM journal_gone WHERE domain = $1 AND at < $2").await?,
+            prune_ungranted: c
+                .prepare("DELETE FROM journal_leases WHERE domain = $1 AND NOT granted AND expires_at < $2")
+                .await?,
         })
     }
 }
