@@ -4,6 +4,7 @@
 //! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
 //! plan: core and config only
 //! store-redis: core, backend and config only (beside store); server and cli may use it
+//! store-postgres: core, backend and config only (beside store); server and cli may use it
 //! events, ops, governor: never store (admission and its consumers run over any backend)
 //! ```
 //!
@@ -40,6 +41,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         }
         if matches!(*name, "callgate-server" | "callgate") {
             below.push("callgate-store-redis");
+            below.push("callgate-store-postgres");
         }
         allowed.insert(name, below);
     }
@@ -50,6 +52,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     }
     allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config"]);
     allowed.insert("callgate-store-redis", vec!["callgate-core", "callgate-backend", "callgate-config"]);
+    allowed.insert("callgate-store-postgres", vec!["callgate-core", "callgate-backend", "callgate-config"]);
     allowed
 }
 
