@@ -33,10 +33,9 @@ mod leads;
 pub mod migrate;
 mod records;
 
+pub use callgate_backend::{CommitSnapshot, CommitTimes, COMMIT_BUCKETS};
 pub use conn::{Pg, Settings};
-pub use journal::{
-    CommitTimes, Journal, JournalHealth, Restored, StoredEnded, StoredLease, StoredTicket, COMMIT_BUCKETS,
-};
+pub use journal::{Journal, JournalHealth, Restored, StoredEnded, StoredLease, StoredTicket};
 pub use leads::{ClaimSlot, Claimed, PgLeads, NO_ATTEMPT_ID};
 pub use records::{PgRecords, MAX_ROWS};
 

@@ -10,7 +10,7 @@ use std::sync::{mpsc as std_mpsc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 
-mod telemetry;
+use callgate_backend::records::telemetry;
 
 /// The most rows one read answers, whatever the caller asks: every list is bounded.
 pub const MAX_ROWS: usize = 10_000;

@@ -202,7 +202,7 @@ async fn appends_waiting_while_a_commit_is_under_way_share_one_commit() {
     // The writer may have taken the first append alone before the others arrived; the
     // rest waited together.
     assert!(commits <= 2, "200 appends made during one commit took {commits} commits");
-    let times = j.commit_times();
+    let times = j.commit_times().snapshot();
     assert_eq!(times.count, j.health().commits, "every commit is timed");
     assert!(times.counts.windows(2).all(|w| w[0] <= w[1]), "cumulative buckets: {times:?}");
     assert_eq!(j.live_leases(T0).await.expect("read").len(), 201);

@@ -35,7 +35,7 @@ pub use rows::{Restored, StoredEnded, StoredLease, StoredTicket};
 
 use crate::conn::{Conn, Link, Pg, Worker};
 use crate::{big, unavailable};
-use callgate_backend::{Error, Names};
+use callgate_backend::{CommitTimes, Error, Names};
 use callgate_core::Event;
 use rows::{row_ops, Stmts};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,22 +54,6 @@ pub struct JournalHealth {
     pub commits: u64,
     /// Appends those commits carried.
     pub appends: u64,
-}
-
-/// Upper bounds (seconds) of the commit-time histogram ([`Journal::commit_times`]), the
-/// embedded journal's: a commit to PostgreSQL on the same network takes a round trip and
-/// the server's fsync, about a millisecond on an SSD and tens on a busy disk.
-pub const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-
-/// A reading of the journal's commit times, for `callgate_journal_commit_seconds`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CommitTimes {
-    /// Cumulative counts by bucket of [`COMMIT_BUCKETS`].
-    pub counts: Vec<u64>,
-    /// Total time (seconds).
-    pub sum_seconds: f64,
-    /// Commits timed.
-    pub count: u64,
 }
 
 /// At most this many lost ranges are kept; past it the two oldest are merged (answering
@@ -143,11 +127,9 @@ pub struct Journal {
 struct Stats {
     commits: AtomicU64,
     appends: AtomicU64,
-    /// Per bucket of [`COMMIT_BUCKETS`], cumulative: commits (successful or not) that
-    /// took at most its bound.
-    buckets: [AtomicU64; COMMIT_BUCKETS.len()],
-    sum_micros: AtomicU64,
-    timed: AtomicU64,
+    /// How long the commits took (successful or not), in the embedded journal's buckets,
+    /// for `callgate_journal_commit_seconds`.
+    times: CommitTimes,
 }
 
 impl std::fmt::Debug for Journal {
@@ -244,12 +226,8 @@ impl Journal {
     }
 
     /// How long the group commits took (successful or not).
-    pub fn commit_times(&self) -> CommitTimes {
-        CommitTimes {
-            counts: self.stats.buckets.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
-            sum_seconds: self.stats.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            count: self.stats.timed.load(Ordering::Relaxed),
-        }
+    pub fn commit_times(&self) -> &CommitTimes {
+        &self.stats.times
     }
 
     /// Whether commits succeed, and how many there were.
@@ -352,14 +330,7 @@ impl Writer {
                 Err(Error::unavailable(format!("postgres: a journal commit took longer than {:?}", self.timeout)))
             }
         };
-        let seconds = started.elapsed().as_secs_f64();
-        for (bound, count) in COMMIT_BUCKETS.iter().zip(&self.stats.buckets) {
-            if seconds <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.stats.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-        self.stats.timed.fetch_add(1, Ordering::Relaxed);
+        self.stats.times.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
