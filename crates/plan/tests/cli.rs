@@ -130,6 +130,45 @@ fn plan_campaign_prints_duration_pace_busiest_hour_and_cost() {
 }
 
 #[test]
+fn plan_campaign_with_inbound_finishes_later_and_says_what_inbound_leaves() {
+    let base = "plan campaign --leads 5000 --connect-rate 0.3 --talk 3m --ring 30s --retries 2 --lines 10 \
+                --reserve 3 --cps 1 --window 09:00-17:00 --json";
+    let alone = json(base);
+    // 40 calls an hour of 6 minutes from 09:00 to 17:00 (4 E), none at night.
+    let profile = "0,0,0,0,0,0,0,0,0,40,40,40,40,40,40,40,40,0,0,0,0,0,0,0";
+    let shared = json(&format!("{base} --inbound-calls-per-hour {profile} --inbound-aht 6m"));
+    let left = shared["lines_left_by_hour"].as_array().unwrap();
+    assert_eq!(left.len(), 24);
+    assert!(close(&left[3], 7.0, 1e-9), "{left:?}");
+    assert!(left[10].as_f64().unwrap() < 6.5 && left[10].as_f64().unwrap() > 5.0, "{left:?}");
+    assert!(shared["dialing_hours"].as_f64().unwrap() > alone["dialing_hours"].as_f64().unwrap());
+    assert!(alone.get("lines_left_by_hour").is_none());
+    let text = plan(&format!("{} --inbound-calls-per-hour 40 --inbound-aht 6m", base.replace(" --json", "")));
+    assert!(text.contains("Inbound:      up to 4.0 erlangs on the 10 lines"), "{text}");
+    // A scenario's arrivals give the same profile.
+    let dir = std::env::temp_dir().join(format!("callgate-plan-inbound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("inbound.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 10\n\
+             [[flows]]\nname = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\nduration = \"24h\"\n\
+             [[arrivals]]\nflow = \"support\"\nrate = [{profile}]\nhold = {{ dist = \"exp\", mean = \"6m\" }}\n"
+        ),
+    )
+    .unwrap();
+    let from_file = json(&format!("{base} --inbound-scenario {}", file.display()));
+    assert_eq!(from_file["lines_left_by_hour"], shared["lines_left_by_hour"]);
+    assert_eq!(from_file["dialing_hours"], shared["dialing_hours"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Half an inbound description is an error naming the missing flag.
+    let Command::Plan(cmd) = parse(&format!("{base} --inbound-calls-per-hour 40")).unwrap() else { panic!() };
+    assert!(plan_output(&cmd).unwrap_err().message.contains("--inbound-aht"));
+    assert!(parse(&format!("{base} --inbound-calls-per-hour 40,x --inbound-aht 6m")).is_err());
+}
+
+#[test]
 fn simulate_parses_scenarios_and_comparisons() {
     let Command::Simulate(args) = parse("simulate a.toml --compare b.toml c.toml --json --svg out.svg").unwrap() else {
         panic!()
