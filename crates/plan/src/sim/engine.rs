@@ -39,6 +39,15 @@ fn next_poll(since: u64, now: u64) -> u64 {
 /// Without a duration, campaigns stop after this long.
 const MAX_RUN_MS: u64 = 366 * 86_400_000;
 
+/// The chart's counts per interval: refused, hung up, overflowed otherwise, callback
+/// attempts.
+const TALLIES: usize = 4;
+const TALLY_BUSY: usize = 0;
+const TALLY_HUNG_UP: usize = 1;
+const TALLY_OVERFLOW: usize = 2;
+const TALLY_CALLBACK: usize = 3;
+const TALLY_NAMES: [&str; TALLIES] = ["refused (busy)", "hung up waiting", "other overflow", "callback attempts"];
+
 /// The chart aims at about this many points.
 const CHART_POINTS: u64 = 144;
 
@@ -228,6 +237,12 @@ struct Sim<'a> {
     flows: Vec<FlowStats>,
     pools_used: Vec<Gauge>,
     flows_waiting: Vec<Gauge>,
+    /// Calls in progress per class, for the chart; empty when the traffic has one class
+    /// (then the pools' lines say it all, and the run does no extra work).
+    classes_live: Vec<Gauge>,
+    /// Per chart bucket, over the whole run: callers refused (busy, or no overflow), hung
+    /// up, sent to another overflow action, and callback attempts placed.
+    tally: [Vec<f64>; TALLIES],
     window: Window,
     window_open: bool,
     arrivals_left: u64,
@@ -354,6 +369,17 @@ impl<'a> Sim<'a> {
         };
         let warmup = sc.sim.warmup_ms;
         let nflows = sc.config.flows.len();
+        // The classes the traffic uses: arrivals, campaigns and callbacks, by their flows.
+        let mut classes: Vec<u16> = sc
+            .arrivals
+            .iter()
+            .map(|a| a.flow)
+            .chain(sc.campaigns.iter().map(|c| c.flow))
+            .chain(sc.sim.callback.iter().map(|c| c.flow))
+            .filter_map(|f| sc.spec.flows.get(f).map(|f| f.class.0))
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
         Ok(Sim {
             sc,
             ledger,
@@ -369,6 +395,8 @@ impl<'a> Sim<'a> {
             flows: (0..nflows).map(|_| FlowStats::default()).collect(),
             pools_used: vec![Gauge::default(); sc.spec.pools.len()],
             flows_waiting: vec![Gauge::default(); nflows],
+            classes_live: if classes.len() > 1 { vec![Gauge::default(); sc.spec.classes.len()] } else { Vec::new() },
+            tally: Default::default(),
             window: Window { start: warmup, end: duration.unwrap_or(u64::MAX), bucket_ms },
             window_open: true,
             arrivals_left: calls.unwrap_or(u64::MAX),
@@ -729,7 +757,10 @@ impl<'a> Sim<'a> {
             }
         }
         if matches!(action, None | Some(OverflowAction::Busy)) {
+            self.count(TALLY_BUSY);
             self.lost_call(caller, true);
+        } else {
+            self.count(TALLY_OVERFLOW);
         }
         if action == Some(OverflowAction::Callback) {
             if let Some(policy) = &self.sc.sim.callback {
@@ -772,6 +803,9 @@ impl<'a> Sim<'a> {
                 match ev {
                     Event::Granted { lease, from_ticket } => {
                         self.lines(&lease.pools, lease.granted_at, 1);
+                        if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
+                            g.add(lease.granted_at, 1, &self.window);
+                        }
                         if let Some((ticket, waited)) = from_ticket {
                             if let Some(f) = lease.flow {
                                 self.flows_waiting[f.index()].add(lease.granted_at, -1, &self.window);
@@ -786,6 +820,9 @@ impl<'a> Sim<'a> {
                     }
                     Event::Released { lease, at } | Event::Expired { lease, at } => {
                         self.lines(&lease.pools, at, -1);
+                        if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
+                            g.add(at, -1, &self.window);
+                        }
                         freed = true;
                     }
                     Event::TicketEnded { ticket, outcome, at } => {
@@ -804,6 +841,7 @@ impl<'a> Sim<'a> {
                                     if w.counted {
                                         self.flows[w.flow as usize].abandoned += 1;
                                     }
+                                    self.count(TALLY_HUNG_UP);
                                     self.lost_call(w, false);
                                 }
                                 TicketOutcome::TimedOut => self.overflow(w, Why::TimedOut),
@@ -834,6 +872,16 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// One more of `what` in the chart's interval of now.
+    fn count(&mut self, what: usize) {
+        let b = (self.now / self.window.bucket_ms) as usize;
+        let t = &mut self.tally[what];
+        if t.len() <= b {
+            t.resize(b + 1, 0.0);
+        }
+        t[b] += 1.0;
     }
 
     fn lines(&mut self, pools: &Arc<[callgate_core::PoolUnits]>, at: u64, sign: i64) {
@@ -1126,6 +1174,7 @@ impl<'a> Sim<'a> {
                     cb.in_flight += 1;
                     cb.stats.attempts += 1;
                     cb.next_allowed = now + cb.spacing_ms;
+                    self.count(TALLY_CALLBACK);
                     self.schedule(now + hold, Ev::CallbackEnd { lease: lease.0, id, outcome });
                 }
                 _ => {
@@ -1201,7 +1250,7 @@ impl<'a> Sim<'a> {
         // The run ends with the last change of the ledger (or the end of the window):
         // later loop turns only pop stale timers.
         let end = self.last_activity.max(self.window.end.min(self.now));
-        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()) {
+        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()).chain(self.classes_live.iter_mut()) {
             g.advance(end, &self.window);
         }
         let sc = self.sc;
@@ -1341,10 +1390,23 @@ impl<'a> Sim<'a> {
         };
         let mut pools: Vec<(Vec<f64>, Vec<f64>)> = self.pools_used.iter().map(take).collect();
         let mut flows: Vec<(Vec<f64>, Vec<f64>)> = self.flows_waiting.iter().map(take).collect();
+        let mut classes: Vec<(Vec<f64>, Vec<f64>)> = self.classes_live.iter().map(take).collect();
+        // Counts add like areas; they have no peaks.
+        let mut tallies: Vec<(Vec<f64>, Vec<f64>)> = self
+            .tally
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.resize(n, 0.0);
+                (t, Vec::new())
+            })
+            .collect();
         // At most 2 × CHART_POINTS points: merge neighbours (areas add, peaks max).
         let mut len = n;
         while len > 2 * CHART_POINTS as usize {
-            for (area, peak) in pools.iter_mut().chain(flows.iter_mut()) {
+            for (area, peak) in
+                pools.iter_mut().chain(flows.iter_mut()).chain(classes.iter_mut()).chain(tallies.iter_mut())
+            {
                 let a: Vec<f64> = area.chunks(2).map(|c| c.iter().sum()).collect();
                 let p: Vec<f64> = peak.chunks(2).map(|c| c.iter().copied().fold(0.0, f64::max)).collect();
                 *area = a;
@@ -1372,6 +1434,19 @@ impl<'a> Sim<'a> {
                 .zip(flows)
                 .filter(|(_, s)| s.1.iter().any(|&p| p > 0.0))
                 .map(|(f, s)| line(&f.name, None, s))
+                .collect(),
+            classes: self.sc.spec.classes.iter().zip(classes).map(|(c, s)| line(&c.name, None, s)).collect(),
+            // Per hour of each interval.
+            outcomes: TALLY_NAMES
+                .iter()
+                .zip(tallies)
+                .filter(|(_, (t, _))| t.iter().any(|&c| c > 0.0))
+                .map(|(name, (t, _))| SeriesLine {
+                    name: (*name).to_owned(),
+                    limit: None,
+                    mean: t.iter().map(|c| c * 3_600_000.0 / bucket as f64).collect(),
+                    peak: Vec::new(),
+                })
                 .collect(),
         }
     }

@@ -296,6 +296,12 @@ pub struct Series {
     pub pools: Vec<SeriesLine>,
     /// Callers waiting per flow (flows that ever had any).
     pub waiting: Vec<SeriesLine>,
+    /// Calls in progress per class (every class of the config), when the traffic uses
+    /// more than one class; empty otherwise.
+    pub classes: Vec<SeriesLine>,
+    /// Events per hour over each interval of the whole run (refused, hung up, other
+    /// overflow, callback attempts; those that happened at all): `mean` only.
+    pub outcomes: Vec<SeriesLine>,
 }
 
 /// One line of the chart.

@@ -198,3 +198,65 @@ talk = {{ dist = "fixed", value = "2m" }}
     let e = problem(&text("retries = 2\nretry = { max_attempts = 3 }"));
     assert!(e.contains("sim.campaigns[0].retries: give `retry = { … }` or `retries`/`retry_after`, not both"), "{e}");
 }
+
+#[test]
+fn the_chart_splits_calls_by_class_and_shows_what_happened_over_the_day() {
+    let r = report(
+        r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "outbound"
+priority = 10
+[[pools]]
+name = "lines"
+limit = 6
+reserve = { inbound = 2 }
+[[flows]]
+name = "support"
+pools = ["lines"]
+class = "inbound"
+queue = { max_wait = "30s" }
+overflow = { action = "busy" }
+[[flows]]
+name = "dialer"
+pools = ["lines"]
+class = "outbound"
+[sim]
+duration = "6h"
+warmup = "1h"
+[[arrivals]]
+flow = "support"
+rate = "60/h"
+hold = { dist = "exp", mean = "5m" }
+patience = { dist = "exp", mean = "20s" }
+[[sim.campaigns]]
+flow = "dialer"
+leads = 300
+answer = 0.5
+talk = { dist = "fixed", value = "3m" }
+"#,
+    );
+    let s = &r.series;
+    let names: Vec<&str> = s.classes.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["inbound", "outbound"]);
+    assert!(s.classes.iter().all(|l| l.mean.iter().any(|&v| v > 0.0)));
+    // Counts per hour of each interval, over the whole run (the warm-up too).
+    let refused = s.outcomes.iter().find(|l| l.name == "refused (busy)").expect("refused");
+    let total: f64 = refused.mean.iter().map(|per_h| per_h * s.bucket_s / 3600.0).sum();
+    assert!(total.round() >= r.flows[0].overflowed as f64, "{total} vs {}", r.flows[0].overflowed);
+    assert!(s.outcomes.iter().any(|l| l.name == "hung up waiting"));
+    let svg = chart(std::slice::from_ref(&r));
+    for want in ["Calls in progress by class", "Callers not answered", "refused (busy)", "warm-up (not counted)"] {
+        assert!(svg.contains(want), "{want}");
+    }
+    // One class of traffic: no class panel, and no extra work in the run.
+    let one = report(
+        "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 2\n[[flows]]\n\
+         name = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\ncalls = 200\n[[arrivals]]\n\
+         flow = \"support\"\nrate = \"60/h\"\nhold = { dist = \"exp\", mean = \"2m\" }\n",
+    );
+    assert!(one.series.classes.is_empty());
+    assert!(!chart(std::slice::from_ref(&one)).contains("by class"));
+}
