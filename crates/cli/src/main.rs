@@ -57,6 +57,9 @@ enum Command {
     Plan(callgate_plan::cli::PlanCommand),
     /// Run a scenario (a config plus traffic) through the real ledger on a virtual clock.
     Simulate(callgate_plan::cli::SimulateArgs),
+    /// Search a scenario's policy space (its [tune] section) with the simulator: the best
+    /// policy as a diff, and the trade-off frontier.
+    Tune(callgate_plan::cli::TuneArgs),
     /// Outbound campaigns on a running server: import leads, status, start, pause, resume, stop.
     Campaign {
         #[command(subcommand)]
@@ -301,6 +304,7 @@ fn main() -> ExitCode {
         }
         Command::Plan(cmd) => report(callgate_plan::cli::run_plan(cmd)),
         Command::Simulate(args) => report(callgate_plan::cli::run_simulate(args)),
+        Command::Tune(args) => report(callgate_plan::cli::run_tune(args)),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", callgate_config::EXAMPLE);
             ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! The commands end to end, parsed by clap exactly as the `callgate` binary wires them
 //! (`callgate plan …`, `callgate simulate …`), down to what they print.
 
-use callgate_plan::cli::{plan_output, simulate_output, PlanCommand, SimulateArgs};
+use callgate_plan::cli::{plan_output, simulate_output, tune_output, PlanCommand, SimulateArgs, TuneArgs};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -16,6 +16,7 @@ enum Command {
     #[command(subcommand)]
     Plan(PlanCommand),
     Simulate(SimulateArgs),
+    Tune(TuneArgs),
 }
 
 fn parse(line: &str) -> Result<Command, clap::Error> {
@@ -186,4 +187,36 @@ fn simulate_parses_scenarios_and_comparisons() {
     let absent = simulate_output(&SimulateArgs { scenarios: vec!["/nonexistent.toml".into()], ..Default::default() })
         .unwrap_err();
     assert!(absent.message.contains("/nonexistent.toml"));
+}
+
+#[test]
+fn tune_prints_the_best_policy_as_a_diff_and_writes_the_frontier() {
+    let dir = std::env::temp_dir().join(format!("callgate-plan-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("loss.toml");
+    std::fs::write(
+        &file,
+        "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 4\n[[flows]]\n\
+         name = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\ncalls = 2000\n[[arrivals]]\n\
+         flow = \"support\"\nrate = \"60/h\"\nhold = { dist = \"exp\", mean = \"3m\" }\n[tune]\nseeds = 2\n\
+         max_lost_share = 0.05\nminimize = \"lost\"\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [2, 4, 6]\n",
+    )
+    .unwrap();
+    let svg = dir.join("frontier.svg");
+    let line = format!("tune {} --quiet --svg {}", file.display(), svg.display());
+    let Command::Tune(args) = parse(&line).unwrap() else { panic!() };
+    let text = tune_output(&args).unwrap();
+    assert!(text.contains("3 candidates × 2 seeds"), "{text}");
+    assert!(text.contains("Best: pools.lines.limit = 6"), "{text}");
+    assert!(text.contains("+limit = 6"), "{text}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let json: serde_json::Value =
+        serde_json::from_str(&tune_output(&TuneArgs { json: true, svg: None, ..args }).unwrap()).unwrap();
+    assert_eq!(json["best"], 2);
+    assert_eq!(json["candidates"].as_array().unwrap().len(), 3);
+    // The same file runs as a plain scenario: [tune] is tune's.
+    let Command::Simulate(sim) = parse(&format!("simulate {} --quiet", file.display())).unwrap() else { panic!() };
+    assert!(simulate_output(&sim).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(parse("tune").is_err(), "a scenario is required");
 }

@@ -103,7 +103,8 @@ pub const MAX_CALLS: u64 = 1_000_000_000;
 const DEFAULT_START_MS: u64 = 1_704_067_200_000;
 
 /// The sections this module reads (everything else is the config's).
-const TRAFFIC_SECTIONS: [&str; 3] = ["sim", "arrivals", "pricing"];
+/// (`[tune]` is `callgate tune`'s: a run ignores it.)
+const TRAFFIC_SECTIONS: [&str; 4] = ["sim", "arrivals", "pricing", "tune"];
 
 /// A scenario, checked and ready to run.
 #[derive(Clone, Debug)]
