@@ -113,7 +113,19 @@ impl TuneReport {
                     writeln!(out, "\nNo candidate meets the constraints; the frontier below shows what is possible.");
             }
         }
-        let mut header: Vec<String> = sp.knobs.iter().map(|k| k.path.clone()).collect();
+        // The knobs by their last two keys (the diff above gives the whole paths).
+        let mut header: Vec<String> = sp
+            .knobs
+            .iter()
+            .map(|k| {
+                let segs: Vec<&str> = k.path.rsplitn(3, '.').collect();
+                if segs.len() < 3 {
+                    k.path.clone()
+                } else {
+                    format!("{}.{}", segs[1], segs[0])
+                }
+            })
+            .collect();
         let campaigns = self.has_campaigns();
         header.extend(["people lost".into(), "calls lost".into()]);
         if campaigns {
