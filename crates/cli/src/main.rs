@@ -243,13 +243,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Config { command: ConfigCommand::Check { file, json } } if is_scenario(&file) => {
-            // A simulation scenario: a configuration plus its traffic, checked whole.
-            match callgate_plan::sim::Scenario::from_file(&file) {
-                Ok(sc) => {
+            // A simulation scenario: a configuration plus its traffic (and its [tune]
+            // search), checked whole.
+            match callgate_plan::tune::check_file(&file) {
+                Ok(summary) => {
                     if json {
-                        println!("{}", serde_json::json!({ "ok": true, "file": file, "summary": sc.summary() }));
+                        println!("{}", serde_json::json!({ "ok": true, "file": file, "summary": summary }));
                     } else {
-                        println!("{}: {}", file.display(), sc.summary());
+                        println!("{}: {summary}", file.display());
                     }
                     ExitCode::SUCCESS
                 }

@@ -131,6 +131,34 @@ pub fn tune(text: &str, path: Option<&Path>, progress: &mut dyn FnMut(f64)) -> R
     Ok(TuneReport { scenario: base.name.clone(), file, space, candidates, best, diff })
 }
 
+/// Checks a scenario file, and its `[tune]` section when it has one (each knob's path is
+/// found and each of its values, set alone, gives a valid scenario), without running it:
+/// `callgate config check` and `simulate --check`. Returns the scenario's summary.
+pub fn check_file(path: &Path) -> Result<String, PlanError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PlanError::io(format!("{}: cannot read the file: {e}", path.display())))?;
+    let sc = Scenario::from_toml_str(&text, Some(path))?;
+    let mut summary = sc.summary();
+    if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("tune")) {
+        let file = path.display().to_string();
+        let space = Space::from_toml_str(&text, &file)?;
+        let doc: toml_edit::DocumentMut =
+            text.parse().map_err(|e: toml_edit::TomlError| PlanError::scenario(format!("{file}: {}", e.message())))?;
+        for k in &space.knobs {
+            for value in &k.values {
+                let mut d = doc.clone();
+                set(&mut d, &k.path, value)
+                    .map_err(|e| PlanError::scenario(format!("{file}: tune.knobs `{}` = {value}: {e}", k.path)))?;
+                Scenario::from_toml_str(&d.to_string(), Some(path)).map_err(|e| {
+                    PlanError::scenario(format!("with {} = {}:\n{}", k.path, value.to_string().trim(), e.message))
+                })?;
+            }
+        }
+        summary.push_str(&format!(", a [tune] search of {} candidates", space.candidates().len()));
+    }
+    Ok(summary)
+}
+
 /// `path = value, …` of one candidate.
 pub(crate) fn describe(space: &Space, values: &[String]) -> String {
     space.knobs.iter().zip(values).map(|(k, v)| format!("{} = {v}", k.path)).collect::<Vec<_>>().join(", ")

@@ -161,3 +161,23 @@ fn a_diff_shows_the_changed_lines_with_their_numbers() {
     let d = report::diff("a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n", "a\nb\nc\nd\nE\nf\ng\nh\ni\nj\n", "x.toml");
     assert_eq!(d, "--- x.toml\n+++ x.toml (tuned)\n@@ -2,7 +2,7 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n");
 }
+
+#[test]
+fn a_check_reads_the_tune_section_and_tries_every_value() {
+    let dir = std::env::temp_dir().join(format!("callgate-tune-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    let write = |tune_section: &str| std::fs::write(&file, LOSS.replace("TUNE", tune_section)).unwrap();
+    write("[tune]\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [9, 10]\n[[tune.knobs]]\nset = \"pools.lines.reserve.inbound\"\nvalues = [0, 1, 2]");
+    let ok = check_file(&file).unwrap();
+    assert!(ok.ends_with(", a [tune] search of 6 candidates"), "{ok}");
+    write("[tune]\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [9, 0]");
+    let e = check_file(&file).unwrap_err().message;
+    assert!(e.contains("with pools.lines.limit = 0"), "{e}");
+    write("[tune]\n[[tune.knobs]]\nset = \"flows.nobody.queue.max_wait\"\nvalues = [\"1m\"]");
+    let e = check_file(&file).unwrap_err().message;
+    assert!(e.contains("no [[flows]] entry is named `nobody`"), "{e}");
+    write("");
+    assert!(!check_file(&file).unwrap().contains("tune"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
