@@ -309,8 +309,16 @@ pub fn frontier_chart(report: &TuneReport) -> String {
         r#"<text x="18" y="{0:.1}" transform="rotate(-90 18 {0:.1})" text-anchor="middle">people lost (mean per run)</text>"#,
         (T + H - B) / 2.0
     );
-    let mut front: Vec<&(usize, f64, f64)> = pts.iter().filter(|p| report.candidates[p.0].frontier).collect();
-    front.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // The line joins the frontier of the two axes drawn (earlier and fewer lost); the dots'
+    // colour tells the frontier of all three (cost too).
+    let mut sorted: Vec<&(usize, f64, f64)> = pts.iter().collect();
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.total_cmp(&b.2)));
+    let mut front: Vec<&(usize, f64, f64)> = Vec::new();
+    for p in sorted {
+        if front.last().is_none_or(|q| p.2 < q.2) {
+            front.push(p);
+        }
+    }
     if front.len() > 1 {
         let d: Vec<String> = front.iter().map(|p| format!("{:.1},{:.1}", sx(p.1), sy(p.2))).collect();
         let _ =
