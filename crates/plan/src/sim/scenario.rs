@@ -42,7 +42,9 @@
 //! "1h"`: one delay, no backoff), `calls_per_second` (or `cps`), `window = "09:00-17:00"`
 //! (on the simulated clock), `max_concurrency` and `priority`. With `campaign`, those come
 //! from the `[[campaigns]]` entry, read and checked by `callgate-config`, and giving them
-//! again is an error.
+//! again is an error. `campaign` may also be a `[[campaigns]]` table written in place
+//! (`campaign = { name = "promo", flow = "outbound", window = { … }, … }`), read as the
+//! config crate reads one and checked by `Config::campaign_problems`.
 //!
 //! `[pricing]` is `callgate_plan::cost::Pricing`.
 //!
@@ -287,7 +289,7 @@ impl Scenario {
                     let c = c.get_ref();
                     c.name
                         .clone()
-                        .or_else(|| c.campaign.as_ref().map(|n| n.get_ref().clone()))
+                        .or_else(|| c.campaign.as_ref().and_then(|v| campaign_name(v.get_ref())))
                         .or_else(|| c.flow.as_ref().map(|f| f.get_ref().clone()))
                 })
                 .collect()
@@ -578,8 +580,9 @@ struct DistToml {
 #[serde(deny_unknown_fields)]
 struct CampaignToml {
     name: Option<String>,
-    /// A `[[campaigns]]` entry whose pacing this dialer uses.
-    campaign: Option<Spanned<String>>,
+    /// A `[[campaigns]]` entry whose pacing this dialer uses (its name), or a table that
+    /// is one (read as `[[campaigns]]` are).
+    campaign: Option<Spanned<toml::Value>>,
     flow: Option<Spanned<String>>,
     leads: Spanned<i64>,
     connect_rate: Option<Spanned<f64>>,
@@ -934,25 +937,44 @@ impl Reader<'_> {
         let span = c.span();
         let c = c.get_ref();
         let before = self.problems.len();
+        let config = self.config;
+        let inline = match (&c.campaign, &c.flow) {
+            (Some(v), None) if v.get_ref().is_table() => Some(self.inline_campaign(v, &at)?),
+            _ => None,
+        };
         let real = match (&c.campaign, &c.flow) {
-            (Some(name), None) => match self.config.campaign(name.get_ref()) {
-                Some(real) => Some(real),
-                None => {
-                    let known: Vec<&str> = self.config.campaigns.iter().map(|c| c.name.as_str()).collect();
+            (Some(_), None) if inline.is_some() => inline.as_ref(),
+            (Some(v), None) => {
+                let Some(name) = v.get_ref().as_str() else {
                     self.problem(
-                        name.span(),
+                        v.span(),
                         &format!("{at}.campaign"),
-                        format!("no [[campaigns]] entry is named `{}` (campaigns: {})", name.get_ref(), list(&known)),
+                        "the name of a [[campaigns]] entry, or a table like one",
                     );
                     return None;
+                };
+                match config.campaign(name) {
+                    Some(real) => Some(real),
+                    None => {
+                        let known: Vec<&str> = config.campaigns.iter().map(|c| c.name.as_str()).collect();
+                        self.problem(
+                            v.span(),
+                            &format!("{at}.campaign"),
+                            format!("no [[campaigns]] entry is named `{name}` (campaigns: {})", list(&known)),
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
             (None, Some(_)) => None,
-            (Some(name), Some(_)) => {
+            (Some(v), Some(_)) => {
                 self.problem(
-                    name.span(),
+                    v.span(),
                     &format!("{at}.flow"),
-                    format!("comes from [[campaigns]] `{}`: give `campaign` or `flow`, not both", name.get_ref()),
+                    format!(
+                        "comes from the campaign `{}`: give `campaign` or `flow`, not both",
+                        campaign_name(v.get_ref()).unwrap_or_default()
+                    ),
                 );
                 return None;
             }
@@ -982,7 +1004,7 @@ impl Reader<'_> {
                     self.problem(
                         s,
                         &format!("{at}.{key}"),
-                        format!("comes from [[campaigns]] `{}`: change it there", real.name),
+                        format!("comes from the campaign `{}`: change it there", real.name),
                     );
                 }
             }
@@ -1110,6 +1132,28 @@ impl Reader<'_> {
         })
     }
 
+    /// `campaign = { name = …, flow = …, … }`: a `[[campaigns]]` table written here, read and
+    /// checked by `callgate-config` as the server reads one (without a provider it is the
+    /// built-in simulated one: `simulate = {}`).
+    fn inline_campaign(&mut self, v: &Spanned<toml::Value>, at: &str) -> Option<callgate_config::CampaignConfig> {
+        let mut table = v.get_ref().as_table()?.clone();
+        if !["provider", "providers", "simulate"].iter().any(|k| table.contains_key(*k)) {
+            table.insert("simulate".into(), toml::Value::Table(toml::Table::new()));
+        }
+        let campaign: callgate_config::CampaignConfig = match toml::Value::Table(table).try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(v.span(), &format!("{at}.campaign"), one_line(&e.to_string()));
+                return None;
+            }
+        };
+        let problems = self.config.campaign_problems(&campaign);
+        for p in &problems {
+            self.problem(v.span(), &format!("{at}.campaign.{}", p.field), &p.message);
+        }
+        problems.is_empty().then_some(campaign)
+    }
+
     /// `retry = { … }` (a `[[campaigns]]` retry table), or the older `retries` and
     /// `retry_after` (the same delay after every outcome, no backoff).
     fn legacy_retry(&mut self, c: &CampaignToml, at: &str) -> RetryConfig {
@@ -1167,6 +1211,15 @@ impl Reader<'_> {
             }
         }
         pricing
+    }
+}
+
+/// The name a `campaign = …` gives: the name itself, or the table's `name`.
+fn campaign_name(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Table(t) => t.get("name").and_then(toml::Value::as_str).map(str::to_owned),
+        _ => None,
     }
 }
 

@@ -77,6 +77,27 @@ fn a_scenario_names_the_real_campaign_and_gets_its_pacing() {
 }
 
 #[test]
+fn a_campaign_table_written_in_the_scenario_is_read_as_campaigns_are() {
+    // The same campaign, written inline instead of named: the same run.
+    let inline = real("", "", "").replace(
+        "campaign = \"promo\"",
+        "campaign = { name = \"promo\", flow = \"dialer\", simulate = { answer_rate = 0.5, busy_rate = 0.2, \
+         voicemail_rate = 0.1, failure_rate = 0.05 }, max_concurrency = 3, calls_per_second = 0.50, default_timezone = \
+         \"America/New_York\", window = { start = \"09:00\", end = \"17:00\", days = [\"mon\", \"tue\", \"wed\", \
+         \"thu\", \"fri\"] }, retry = { busy = \"10m\", no_answer = \"1h\", voicemail = \"2h\", failed = \"5m\", \
+         backoff = 1, max_attempts = 2 } }",
+    );
+    assert_eq!(report(&inline), report(&real("", "", "")));
+    // Checked by the configuration's own rules, placed on the scenario's line.
+    let bad = problem(&inline.replace("calls_per_second = 0.50", "calls_per_second = -1"));
+    assert!(bad.contains("s.toml:") && bad.contains("sim.campaigns[0].campaign.calls_per_second"), "{bad}");
+    let unknown = problem(&inline.replace("max_concurrency = 3, calls", "max_concurency = 3, calls"));
+    assert!(unknown.contains("sim.campaigns[0].campaign") && unknown.contains("max_concurency"), "{unknown}");
+    let e = problem(&real("", "", "").replace("campaign = \"promo\"", "campaign = 3"));
+    assert!(e.contains("the name of a [[campaigns]] entry, or a table like one"), "{e}");
+}
+
+#[test]
 fn the_real_campaigns_days_and_time_zone_hold_the_simulated_one() {
     // Started on Saturday 2024-01-06: nothing before Monday 09:00 New York.
     let weekend = report(&real("start = \"2024-01-06T00:00:00Z\"", "", ""));
@@ -108,10 +129,10 @@ fn traffic_assumptions_override_the_simulated_providers_rates() {
 fn the_pacing_of_a_named_campaign_is_changed_where_the_server_reads_it() {
     let e = problem(&real("", "", "max_concurrency = 5\nwindow = \"09:00-17:00\""));
     assert!(
-        e.contains("s.toml:") && e.contains("sim.campaigns[0].max_concurrency: comes from [[campaigns]] `promo`"),
+        e.contains("s.toml:") && e.contains("sim.campaigns[0].max_concurrency: comes from the campaign `promo`"),
         "{e}"
     );
-    assert!(e.contains("sim.campaigns[0].window: comes from [[campaigns]] `promo`"), "{e}");
+    assert!(e.contains("sim.campaigns[0].window: comes from the campaign `promo`"), "{e}");
     let e = problem(&real("", "", "flow = \"dialer\""));
     assert!(e.contains("give `campaign` or `flow`, not both"), "{e}");
     let e = problem(&real("", "", "").replace("campaign = \"promo\"", "campaign = \"nobody\""));
