@@ -1363,6 +1363,8 @@ impl<'a> Sim<'a> {
         Report {
             scenario: sc.name.clone(),
             seed: self.seed,
+            start: callgate_config::format_instant(sc.sim.start_ms),
+            start_ms: sc.sim.start_ms,
             simulated_s: window_ms / 1000.0,
             warmup_s: self.window.start as f64 / 1000.0,
             answer_within_s: self.answer_within as f64 / 1000.0,

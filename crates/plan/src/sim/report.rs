@@ -13,6 +13,11 @@ pub struct Report {
     pub scenario: String,
     /// The seed used.
     pub seed: u64,
+    /// The instant the run started (`[sim] start`), UTC.
+    pub start: String,
+    /// The same, Unix ms (not in the JSON).
+    #[serde(skip)]
+    pub start_ms: u64,
     /// Length of the measured window: from the warm-up to the end of arrivals (seconds).
     pub simulated_s: f64,
     /// Callers arriving before this were not counted (seconds).
@@ -374,7 +379,13 @@ impl Report {
                 count(done),
                 count(c.leads),
                 pct(done as f64 / c.leads.max(1) as f64),
-                c.finished_at_s.map_or_else(|| ", not finished".to_owned(), |s| format!(", finished {}", clock(s)))
+                c.finished_at_s.map_or_else(
+                    || ", not finished".to_owned(),
+                    |s| {
+                        let wall = self.start_ms.saturating_add((s * 1000.0) as u64);
+                        format!(", finished {} of the run ({})", clock(s), callgate_config::format_instant(wall))
+                    }
+                )
             );
         }
         if let Some(c) = &self.cost {

@@ -128,7 +128,7 @@ pub fn tune(text: &str, path: Option<&Path>, progress: &mut dyn FnMut(f64)) -> R
     mark_frontier(&mut candidates);
     let best = best(&space, &candidates);
     let diff = best.map(|b| report::diff(text, &texts[b], &file));
-    Ok(TuneReport { scenario: base.name.clone(), file, space, candidates, best, diff })
+    Ok(TuneReport { scenario: base.name.clone(), file, space, candidates, best, diff, start_ms: base.sim.start_ms })
 }
 
 /// Checks a scenario file, and its `[tune]` section when it has one (each knob's path is

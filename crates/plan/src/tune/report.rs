@@ -22,6 +22,9 @@ pub struct TuneReport {
     pub best: Option<usize>,
     /// The best candidate as a diff of the scenario file.
     pub diff: Option<String>,
+    /// The instant the runs start (`[sim] start`, Unix ms), to read finishes on the clock.
+    #[serde(skip)]
+    pub start_ms: u64,
 }
 
 fn space_json<S: serde::Serializer>(space: &Space, s: S) -> Result<S::Ok, S::Error> {
@@ -87,7 +90,10 @@ impl TuneReport {
             Some(b) => {
                 let c = &self.candidates[b];
                 let campaigns = if self.has_campaigns() {
-                    format!(" · campaigns finished {}", hours(c.campaign_finish_s))
+                    let wall = c.campaign_finish_s.map_or_else(String::new, |s| {
+                        format!(" ({})", callgate_config::format_instant(self.start_ms + (s * 1000.0) as u64))
+                    });
+                    format!(" · campaigns finished {}{wall}", hours(c.campaign_finish_s))
                 } else {
                     String::new()
                 };
