@@ -11,13 +11,15 @@
 //! policies', not luck's.
 //!
 //! The answer: the best candidate that meets the constraints (ties: lower cost, then the
-//! campaigns' earlier finish, then the first in the search order), as a ready diff of the
+//! campaigns' earlier finish, then fewer people lost, then the first in the search order), as a ready diff of the
 //! scenario file, and the trade-off frontier — the candidates no other beats on people
 //! lost, campaign finish and cost at once — as a table and a chart.
 //!
 //! ```toml
 //! [tune]
 //! minimize = "people_lost"       # people_lost (default) | lost | cost | campaign_finish
+//! search = "every"               # every combination (default), or "descent" (coordinate
+//!                                # descent, for spaces too large to try whole)
 //! seeds = 3                      # runs per candidate: [sim] seed, +1, … (default 3)
 //! campaigns_done_by = "2026-03-02T20:00:00-05:00"  # every campaign, every seed
 //! max_cost = 400                 # mean cost of the run at most (needs [pricing])
@@ -37,7 +39,7 @@ mod report;
 mod space;
 
 pub use report::{frontier_chart, TuneReport};
-pub use space::{set, Knob, Objective, Space, MAX_CANDIDATES, MAX_SEEDS};
+pub use space::{set, Knob, Objective, Search, Space, MAX_CANDIDATES, MAX_SEEDS};
 
 use crate::sim::{run, Report, RunOptions, Scenario};
 use crate::PlanError;
@@ -73,6 +75,9 @@ pub struct Candidate {
     pub campaigns_finished: bool,
     /// It meets every constraint.
     pub feasible: bool,
+    /// How far it misses the constraints: the sum of each missed one's relative excess
+    /// (a campaign not done in time counts 1); 0 when feasible.
+    pub violation: f64,
     /// No other candidate is as good on people lost, campaign finish and cost and better
     /// on one.
     pub frontier: bool,
@@ -98,33 +103,54 @@ pub fn tune(text: &str, path: Option<&Path>, progress: &mut dyn FnMut(f64)) -> R
     }
     let doc: toml_edit::DocumentMut =
         text.parse().map_err(|e: toml_edit::TomlError| PlanError::scenario(format!("{file}: {}", e.message())))?;
-    let combos = space.candidates();
-    let total_runs = (combos.len() * space.seeds as usize) as f64;
-    let mut done = 0usize;
-    let mut candidates = Vec::with_capacity(combos.len());
-    let mut texts = Vec::with_capacity(combos.len());
-    for combo in &combos {
-        let mut d = doc.clone();
-        let mut values = Vec::with_capacity(combo.len());
-        for (k, &v) in space.knobs.iter().zip(combo) {
-            let value = &k.values[v];
-            set(&mut d, &k.path, value)
-                .map_err(|e| PlanError::scenario(format!("{file}: tune.knobs `{}` = {value}: {e}", k.path)))?;
-            values.push(value.to_string().trim().to_owned());
+    let runs_expected = match space.search {
+        Search::Every => space.knobs.iter().map(|k| k.values.len()).product::<usize>(),
+        // A guess for the progress bar: three rounds.
+        Search::Descent => 3 * space.knobs.iter().map(|k| k.values.len()).sum::<usize>(),
+    } * space.seeds as usize;
+    let mut runner = Runner {
+        space: &space,
+        doc,
+        path,
+        file: &file,
+        candidates: Vec::new(),
+        texts: Vec::new(),
+        tried: std::collections::HashMap::new(),
+        done: 0,
+        runs_expected,
+    };
+    match space.search {
+        Search::Every => {
+            for combo in space.candidates() {
+                runner.evaluate(&combo, progress)?;
+            }
         }
-        let candidate_text = d.to_string();
-        let sc = Scenario::from_toml_str(&candidate_text, path)
-            .map_err(|e| PlanError::scenario(format!("with {}:\n{}", describe(&space, &values), e.message)))?;
-        let mut reports = Vec::with_capacity(space.seeds as usize);
-        for s in 0..u64::from(space.seeds) {
-            let options = RunOptions { seed: Some(sc.sim.seed.wrapping_add(s)), ..RunOptions::default() };
-            reports.push(run(&sc, &options, &mut |_| {})?);
-            done += 1;
-            progress(done as f64 / total_runs);
+        Search::Descent => {
+            let mut current = vec![0usize; space.knobs.len()];
+            let mut at = runner.evaluate(&current, progress)?;
+            // A round that changes something moves to a candidate of strictly better rank,
+            // of finitely many: the search ends; the bound is a guard.
+            for _ in 0..100 {
+                let mut changed = false;
+                for k in 0..space.knobs.len() {
+                    for v in 0..space.knobs[k].values.len() {
+                        let mut c = current.clone();
+                        c[k] = v;
+                        let i = runner.evaluate(&c, progress)?;
+                        if rank(&space, &runner.candidates[i]) < rank(&space, &runner.candidates[at]) {
+                            current = c;
+                            at = i;
+                            changed = true;
+                        }
+                    }
+                }
+                if !changed {
+                    break;
+                }
+            }
         }
-        candidates.push(measure(&space, &sc, values, &reports));
-        texts.push(candidate_text);
     }
+    let Runner { mut candidates, texts, .. } = runner;
     mark_frontier(&mut candidates);
     let best = best(&space, &candidates);
     let diff = best.map(|b| report::diff(text, &texts[b], &file));
@@ -159,6 +185,53 @@ pub fn check_file(path: &Path) -> Result<String, PlanError> {
     Ok(summary)
 }
 
+/// Runs candidates, each once.
+struct Runner<'a> {
+    space: &'a Space,
+    doc: toml_edit::DocumentMut,
+    path: Option<&'a Path>,
+    file: &'a str,
+    candidates: Vec<Candidate>,
+    /// Each candidate's scenario text.
+    texts: Vec<String>,
+    /// Combination → position in `candidates`.
+    tried: std::collections::HashMap<Vec<usize>, usize>,
+    done: usize,
+    runs_expected: usize,
+}
+
+impl Runner<'_> {
+    /// Runs the candidate of `combo` (once: a second ask returns the first answer).
+    fn evaluate(&mut self, combo: &[usize], progress: &mut dyn FnMut(f64)) -> Result<usize, PlanError> {
+        if let Some(&i) = self.tried.get(combo) {
+            return Ok(i);
+        }
+        let (space, file) = (self.space, self.file);
+        let mut d = self.doc.clone();
+        let mut values = Vec::with_capacity(combo.len());
+        for (k, &v) in space.knobs.iter().zip(combo) {
+            let value = &k.values[v];
+            set(&mut d, &k.path, value)
+                .map_err(|e| PlanError::scenario(format!("{file}: tune.knobs `{}` = {value}: {e}", k.path)))?;
+            values.push(value.to_string().trim().to_owned());
+        }
+        let candidate_text = d.to_string();
+        let sc = Scenario::from_toml_str(&candidate_text, self.path)
+            .map_err(|e| PlanError::scenario(format!("with {}:\n{}", describe(space, &values), e.message)))?;
+        let mut reports = Vec::with_capacity(space.seeds as usize);
+        for s in 0..u64::from(space.seeds) {
+            let options = RunOptions { seed: Some(sc.sim.seed.wrapping_add(s)), ..RunOptions::default() };
+            reports.push(run(&sc, &options, &mut |_| {})?);
+            self.done += 1;
+            progress((self.done as f64 / self.runs_expected.max(1) as f64).min(1.0));
+        }
+        self.candidates.push(measure(space, &sc, values, &reports));
+        self.texts.push(candidate_text);
+        self.tried.insert(combo.to_vec(), self.candidates.len() - 1);
+        Ok(self.candidates.len() - 1)
+    }
+}
+
 /// `path = value, …` of one candidate.
 pub(crate) fn describe(space: &Space, values: &[String]) -> String {
     space.knobs.iter().zip(values).map(|(k, v)| format!("{} = {v}", k.path)).collect::<Vec<_>>().join(", ")
@@ -188,10 +261,12 @@ fn measure(space: &Space, sc: &Scenario, values: Vec<String>, reports: &[Report]
     };
     let people_lost_share = people_lost / people.max(1.0);
     let lost_share = lost / calls.max(1.0);
-    let feasible = done_in_time
-        && space.max_people_lost_share.is_none_or(|m| people_lost_share <= m)
-        && space.max_lost_share.is_none_or(|m| lost_share <= m)
-        && space.max_cost.is_none_or(|m| cost.is_some_and(|c| c <= m));
+    let over = |value: f64, max: Option<f64>| max.map_or(0.0, |m| ((value - m) / m.max(1e-9)).max(0.0));
+    let violation = if done_in_time { 0.0 } else { 1.0 }
+        + over(people_lost_share, space.max_people_lost_share)
+        + over(lost_share, space.max_lost_share)
+        + over(cost.unwrap_or(f64::INFINITY), space.max_cost);
+    let feasible = violation == 0.0;
     Candidate {
         values,
         people,
@@ -205,6 +280,7 @@ fn measure(space: &Space, sc: &Scenario, values: Vec<String>, reports: &[Report]
         campaign_finish_s,
         campaigns_finished,
         feasible,
+        violation,
         frontier: false,
     }
 }
@@ -234,16 +310,30 @@ fn score(objective: Objective, c: &Candidate) -> f64 {
     }
 }
 
+/// How a candidate ranks (smaller better): those that meet the constraints first, by the
+/// objective, then cost, then the campaigns' finish; the others by how far they miss.
+fn rank(space: &Space, c: &Candidate) -> (u8, [f64; 4]) {
+    if c.feasible {
+        (0, key(space, c))
+    } else {
+        (1, [c.violation, score(space.objective, c), 0.0, c.people_lost])
+    }
+}
+
+/// The order among candidates that meet the constraints: the objective, then cost, then
+/// the campaigns' finish, then people lost (so that a plateau of the objective still
+/// leans toward fewer people lost).
+fn key(space: &Space, c: &Candidate) -> [f64; 4] {
+    [score(space.objective, c), c.cost.unwrap_or(0.0), c.campaign_finish_s.unwrap_or(f64::INFINITY), c.people_lost]
+}
+
 fn best(space: &Space, candidates: &[Candidate]) -> Option<usize> {
-    let key = |c: &Candidate| {
-        [score(space.objective, c), c.cost.unwrap_or(0.0), c.campaign_finish_s.unwrap_or(f64::INFINITY)]
-    };
     let mut best: Option<usize> = None;
     for (i, c) in candidates.iter().enumerate().filter(|(_, c)| c.feasible) {
         let better = match best {
             None => true,
             Some(b) => {
-                let (k, kb) = (key(c), key(&candidates[b]));
+                let (k, kb) = (key(space, c), key(space, &candidates[b]));
                 // Lexicographic, strictly better only (the first in search order wins ties).
                 k.iter().zip(&kb).find(|(x, y)| (*x - *y).abs() > 1e-9).is_some_and(|(x, y)| x < y)
             }

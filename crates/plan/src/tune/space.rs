@@ -39,6 +39,17 @@ impl Objective {
     }
 }
 
+/// How the space is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// Every combination (at most [`MAX_CANDIDATES`]).
+    Every,
+    /// Coordinate descent: from the first value of each knob, try every value of one knob
+    /// with the others fixed, keep the best, go on to the next knob; again until a round
+    /// changes nothing. For spaces too large to try whole; it may stop at a local best.
+    Descent,
+}
+
 /// One thing to vary: a path into the scenario and the values it may take.
 #[derive(Clone, Debug)]
 pub struct Knob {
@@ -55,6 +66,8 @@ pub struct Knob {
 pub struct Space {
     /// What to minimise.
     pub objective: Objective,
+    /// How to search.
+    pub search: Search,
     /// Runs per candidate: seeds `[sim] seed`, +1, … (the same for every candidate).
     pub seeds: u32,
     /// People lost at most this share of people (mean over the seeds).
@@ -78,6 +91,7 @@ struct Outer {
 #[serde(deny_unknown_fields)]
 struct TuneToml {
     minimize: Option<Spanned<String>>,
+    search: Option<Spanned<String>>,
     seeds: Option<Spanned<i64>>,
     max_people_lost_share: Option<Spanned<f64>>,
     max_lost_share: Option<Spanned<f64>>,
@@ -125,6 +139,14 @@ impl Space {
                     format!("`{other}` is not an objective (people_lost, lost, cost or campaign_finish)"),
                 );
                 Objective::PeopleLost
+            }
+        };
+        let search = match t.search.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("every", _)) => Search::Every,
+            Some(("descent", _)) => Search::Descent,
+            Some((other, span)) => {
+                problem(span, "search", format!("`{other}` is not a search (every or descent)"));
+                Search::Every
             }
         };
         let seeds = match &t.seeds {
@@ -183,17 +205,31 @@ impl Space {
             let values = k.values.get_ref().iter().map(to_edit_value).collect();
             knobs.push(Knob { path, values });
         }
-        if candidates > MAX_CANDIDATES {
+        if candidates > MAX_CANDIDATES && search == Search::Every {
             problem(
                 tune.span(),
                 "knobs",
-                format!("{candidates} combinations; at most {MAX_CANDIDATES} (give fewer values)"),
+                format!(
+                    "{candidates} combinations; at most {MAX_CANDIDATES} (give fewer values, or search = \"descent\")"
+                ),
             );
+        }
+        if t.knobs.len() > 20 {
+            problem(tune.span(), "knobs", "at most 20 knobs".into());
         }
         if !problems.is_empty() {
             return Err(PlanError::scenario(problems.join("\n")));
         }
-        Ok(Space { objective, seeds, max_people_lost_share, max_lost_share, max_cost, campaigns_done_by, knobs })
+        Ok(Space {
+            objective,
+            search,
+            seeds,
+            max_people_lost_share,
+            max_lost_share,
+            max_cost,
+            campaigns_done_by,
+            knobs,
+        })
     }
 
     /// Every combination of the knobs' values, the first knob slowest (as indices).

@@ -147,7 +147,9 @@ fn tune_problems_name_the_line_and_the_field() {
          \"pools.lines.limit\"\nvalues = [{0}]",
         many.join(", ")
     ));
-    assert!(e.contains("10201 combinations; at most 10000"), "{e}");
+    assert!(e.contains("10201 combinations; at most 10000") && e.contains("search = \"descent\""), "{e}");
+    let e = problem("[tune]\nsearch = \"random\"\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [9]");
+    assert!(e.contains("tune.search: `random` is not a search (every or descent)"), "{e}");
     // A cost objective needs prices.
     let no_price = LOSS
         .replace("[pricing]\nper_line_month = 30\n", "")
@@ -180,4 +182,22 @@ fn a_check_reads_the_tune_section_and_tries_every_value() {
     write("");
     assert!(!check_file(&file).unwrap().contains("tune"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn descent_finds_what_every_combination_finds_with_fewer_runs() {
+    let space = "seeds = 2\nminimize = \"cost\"\nmax_lost_share = 0.0125\n[[tune.knobs]]\nset = \"pools.lines.limit\"\n\
+                 values = [8, 9, 10, 11, 12, 13, 14]\n[[tune.knobs]]\nset = \"flows.support.queue\"\n\
+                 values = [{ max_wait = \"1s\" }, { max_wait = \"20s\", max_len = 3 }, { max_wait = \"60s\", max_len = 10 }]";
+    let every = search(&format!("[tune]\n{space}"));
+    let descent = search(&format!("[tune]\nsearch = \"descent\"\n{space}"));
+    let (e, d) = (every.best.unwrap(), descent.best.unwrap());
+    assert_eq!(every.candidates[e].values, descent.candidates[d].values, "{}\n{}", every.to_text(), descent.to_text());
+    // A waiting room lets fewer lines meet the target than none.
+    assert_ne!(every.candidates[e].values[0], "11");
+    assert!(descent.candidates.len() < every.candidates.len(), "{} runs", descent.candidates.len());
+    // Nothing meets an impossible target: descent walks toward the least violation.
+    let none = search(&format!("[tune]\nsearch = \"descent\"\n{}", space.replace("0.0125", "0.000001")));
+    assert_eq!(none.best, None);
+    assert!(none.candidates.iter().all(|c| c.violation > 0.0));
 }
