@@ -21,7 +21,8 @@
 //! search = "every"               # every combination (default), or "descent" (coordinate
 //!                                # descent, for spaces too large to try whole)
 //! seeds = 3                      # runs per candidate: [sim] seed, +1, … (default 3)
-//! campaigns_done_by = "2026-03-02T20:00:00-05:00"  # every campaign, every seed
+//! campaigns_done_by = "20:00"    # every campaign, every seed: the first 20:00 after
+//! timezone = "America/New_York"  # [sim] start in `timezone` (default UTC), or an instant
 //! max_cost = 400                 # mean cost of the run at most (needs [pricing])
 //! max_people_lost_share = 0.05   # also max_lost_share (calls)
 //!
@@ -94,8 +95,8 @@ pub fn tune_file(path: &Path, progress: &mut dyn FnMut(f64)) -> Result<TuneRepor
 /// Searches the `[tune]` space of a scenario's text.
 pub fn tune(text: &str, path: Option<&Path>, progress: &mut dyn FnMut(f64)) -> Result<TuneReport, PlanError> {
     let file = path.map_or_else(|| "<scenario>".to_owned(), |p| p.display().to_string());
-    let space = Space::from_toml_str(text, &file)?;
     let base = Scenario::from_toml_str(text, path)?;
+    let space = Space::from_toml_str(text, &file, base.sim.start_ms)?;
     if (space.max_cost.is_some() || space.objective == Objective::Cost) && base.pricing.is_none() {
         return Err(PlanError::scenario(format!(
             "{file}: tune: a cost objective or max_cost needs a [pricing] section"
@@ -167,7 +168,7 @@ pub fn check_file(path: &Path) -> Result<String, PlanError> {
     let mut summary = sc.summary();
     if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("tune")) {
         let file = path.display().to_string();
-        let space = Space::from_toml_str(&text, &file)?;
+        let space = Space::from_toml_str(&text, &file, sc.sim.start_ms)?;
         let doc: toml_edit::DocumentMut =
             text.parse().map_err(|e: toml_edit::TomlError| PlanError::scenario(format!("{file}: {}", e.message())))?;
         for k in &space.knobs {

@@ -97,6 +97,7 @@ struct TuneToml {
     max_lost_share: Option<Spanned<f64>>,
     max_cost: Option<Spanned<f64>>,
     campaigns_done_by: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
     #[serde(default)]
     knobs: Vec<Spanned<KnobToml>>,
 }
@@ -109,9 +110,9 @@ struct KnobToml {
 }
 
 impl Space {
-    /// Reads `[tune]` from a scenario's text (`file` names it in errors); every problem
-    /// names the file, the line and the field.
-    pub fn from_toml_str(text: &str, file: &str) -> Result<Space, PlanError> {
+    /// Reads `[tune]` from a scenario's text (`file` names it in errors; the runs start at
+    /// `start_ms`, Unix ms); every problem names the file, the line and the field.
+    pub fn from_toml_str(text: &str, file: &str, start_ms: u64) -> Result<Space, PlanError> {
         let outer: Outer = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| format!(":{}", line_at(text, s.start))).unwrap_or_default();
             PlanError::scenario(format!("{file}{line}: {}", e.message().trim()))
@@ -175,13 +176,30 @@ impl Space {
             }
             None => None,
         };
+        let timezone = t.timezone.as_ref().map_or("UTC", |z| z.get_ref().as_str());
+        if let Some(z) = &t.timezone {
+            if !is_timezone(z.get_ref()) {
+                problem(
+                    z.span(),
+                    "timezone",
+                    format!("`{}` is not an IANA time zone (e.g. America/New_York)", z.get_ref()),
+                );
+            }
+        }
         let campaigns_done_by = match &t.campaigns_done_by {
-            Some(d) => match callgate_config::parse_instant(d.get_ref()) {
-                Ok(ms) => Some(ms),
-                Err(e) => {
-                    problem(d.span(), "campaigns_done_by", e);
-                    None
-                }
+            Some(d) => match clock_time_after(d.get_ref(), timezone, start_ms) {
+                Some(ms) => Some(ms),
+                None => match callgate_config::parse_instant(d.get_ref()) {
+                    Ok(ms) => Some(ms),
+                    Err(e) => {
+                        problem(
+                            d.span(),
+                            "campaigns_done_by",
+                            format!("{e}; or a time of day, \"20:00\" (the first after [sim] start, in `timezone`)"),
+                        );
+                        None
+                    }
+                },
             },
             None => None,
         };
@@ -249,6 +267,40 @@ impl Space {
         }
         out
     }
+}
+
+/// Whether `zone` is a time zone the configuration accepts: asked of the config crate's
+/// own check of a schedule's `timezone`, so that both accept the same names.
+fn is_timezone(zone: &str) -> bool {
+    let probe = format!(
+        "[[schedules]]\nname = \"probe\"\nstart = \"00:00\"\nend = \"01:00\"\ntimezone = {}\n",
+        toml::Value::String(zone.to_owned())
+    );
+    match callgate_config::Config::from_toml_str(&probe, None) {
+        Ok(_) => true,
+        // The probe may miss what a whole configuration needs; only the zone matters.
+        Err(errors) => !errors.errors.iter().any(|e| e.field.ends_with("timezone")),
+    }
+}
+
+/// `"20:00"` as the first instant at or after `start_ms` when the clock in `timezone` reads
+/// it (`None`: not a time of day). Found minute by minute with the schedules' own reading of
+/// local time (`ScheduleConfig::active_at`), two days at most.
+fn clock_time_after(text: &str, timezone: &str, start_ms: u64) -> Option<u64> {
+    let at = callgate_config::ClockTime::parse(text)?;
+    let minute_after = callgate_config::ClockTime((at.0 + 1) % 1440);
+    let probe = callgate_config::ScheduleConfig {
+        name: "campaigns_done_by".into(),
+        days: callgate_config::Weekday::ALL.to_vec(),
+        start: at,
+        end: minute_after,
+        timezone: timezone.to_owned(),
+        pools: Default::default(),
+        campaigns: Default::default(),
+        flows: Default::default(),
+    };
+    let first = start_ms.div_ceil(60_000) * 60_000;
+    (0..2 * 1440 + 120).map(|m| first + m * 60_000).find(|&t| probe.active_at(t))
 }
 
 /// A value of the `[tune]` section as a `toml_edit` value (written as TOML prints it).

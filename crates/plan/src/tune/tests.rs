@@ -201,3 +201,24 @@ fn descent_finds_what_every_combination_finds_with_fewer_runs() {
     assert_eq!(none.best, None);
     assert!(none.candidates.iter().all(|c| c.violation > 0.0));
 }
+
+#[test]
+fn campaigns_done_by_reads_a_time_of_day_after_the_start() {
+    let sec = |s: &str| {
+        Space::from_toml_str(
+            &format!("[tune]\n{s}\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [9]"),
+            "s.toml",
+            callgate_config::parse_instant("2026-03-02T13:00:00Z").unwrap(), // 08:00 in New York
+        )
+    };
+    let at = |s: &str| callgate_config::format_instant(sec(s).unwrap().campaigns_done_by.unwrap());
+    assert_eq!(at("campaigns_done_by = \"20:00\"\ntimezone = \"America/New_York\""), "2026-03-03T01:00:00Z");
+    assert_eq!(at("campaigns_done_by = \"20:00\""), "2026-03-02T20:00:00Z");
+    // Before the start today: tomorrow's.
+    assert_eq!(at("campaigns_done_by = \"07:00\"\ntimezone = \"America/New_York\""), "2026-03-03T12:00:00Z");
+    assert_eq!(at("campaigns_done_by = \"2026-03-02T18:00:00-05:00\""), "2026-03-02T23:00:00Z");
+    let e = sec("campaigns_done_by = \"20:00\"\ntimezone = \"Mars/Olympus\"").unwrap_err().message;
+    assert!(e.contains("tune.timezone: `Mars/Olympus` is not an IANA time zone"), "{e}");
+    let e = sec("campaigns_done_by = \"soon\"").unwrap_err().message;
+    assert!(e.contains("tune.campaigns_done_by") && e.contains("a time of day"), "{e}");
+}
