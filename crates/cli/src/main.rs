@@ -57,6 +57,9 @@ enum Command {
     Plan(callgate_plan::cli::PlanCommand),
     /// Run a scenario (a config plus traffic) through the real ledger on a virtual clock.
     Simulate(callgate_plan::cli::SimulateArgs),
+    /// Search a scenario's policy space (its [tune] section) with the simulator: the best
+    /// policy as a diff, and the trade-off frontier.
+    Tune(callgate_plan::cli::TuneArgs),
     /// Outbound campaigns on a running server: import leads, status, start, pause, resume, stop.
     Campaign {
         #[command(subcommand)]
@@ -240,13 +243,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Config { command: ConfigCommand::Check { file, json } } if is_scenario(&file) => {
-            // A simulation scenario: a configuration plus its traffic, checked whole.
-            match callgate_plan::sim::Scenario::from_file(&file) {
-                Ok(sc) => {
+            // A simulation scenario: a configuration plus its traffic (and its [tune]
+            // search), checked whole.
+            match callgate_plan::tune::check_file(&file) {
+                Ok(summary) => {
                     if json {
-                        println!("{}", serde_json::json!({ "ok": true, "file": file, "summary": sc.summary() }));
+                        println!("{}", serde_json::json!({ "ok": true, "file": file, "summary": summary }));
                     } else {
-                        println!("{}: {}", file.display(), sc.summary());
+                        println!("{}: {summary}", file.display());
                     }
                     ExitCode::SUCCESS
                 }
@@ -301,6 +305,7 @@ fn main() -> ExitCode {
         }
         Command::Plan(cmd) => report(callgate_plan::cli::run_plan(cmd)),
         Command::Simulate(args) => report(callgate_plan::cli::run_simulate(args)),
+        Command::Tune(args) => report(callgate_plan::cli::run_tune(args)),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", callgate_config::EXAMPLE);
             ExitCode::SUCCESS

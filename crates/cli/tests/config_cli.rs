@@ -183,3 +183,33 @@ fn config_check_and_simulate_check_accept_a_scenario() {
         assert!(err.contains("sim.callback.after"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn tune_runs_from_the_binary_and_config_check_reads_its_section() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/business-day.toml");
+    let (code, out, err) = callgate(&["config", "check", example]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("a [tune] search of 27 candidates"), "{out}");
+    // A small search end to end: the best policy as a diff, the frontier, the chart.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loss.toml");
+    std::fs::write(
+        &path,
+        "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 3\n[[flows]]\n\
+         name = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\ncalls = 1000\n[[arrivals]]\n\
+         flow = \"support\"\nrate = \"60/h\"\nhold = { dist = \"exp\", mean = \"3m\" }\n[tune]\nseeds = 1\n\
+         minimize = \"lost\"\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [3, 5]\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("frontier.svg");
+    let (code, out, err) = callgate(&["tune", path.to_str().unwrap(), "--quiet", "--svg", svg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Best: pools.lines.limit = 5") && out.contains("+limit = 5"), "{out}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    // A knob the file cannot take: an error naming it, exit code non-zero.
+    let text = std::fs::read_to_string(&path).unwrap().replace("pools.lines.limit", "pools.trunks.limit");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = callgate(&["tune", path.to_str().unwrap(), "--quiet"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no [[pools]] entry is named `trunks`"), "{err}");
+}

@@ -8,6 +8,13 @@
 //! `retries` more times. The plan follows the leads minute by minute as a fluid (expected
 //! numbers, no randomness), inside the calling window; for the randomness and the
 //! interplay with inbound traffic, simulate the campaign (`[[sim.campaigns]]` in a scenario).
+//!
+//! With [`Inbound`] traffic on the same account, the campaign gets, each clock hour, the
+//! lines inbound leaves it: inbound has priority (the reserve, and a campaign that never
+//! waits for a line), so its busy lines follow Erlang's loss distribution on the whole
+//! account (`P(N = k) ∝ aᵏ/k!` for `k ≤ lines`, `a` the hour's inbound erlangs), and the
+//! campaign may use `min(lines − reserve, lines − N)`: on average
+//! `E[min(lines − reserve, lines − N)]`. Its pace in that hour follows from those lines.
 
 use crate::cost::Pricing;
 use crate::PlanError;
@@ -42,6 +49,45 @@ pub struct CampaignInput {
     /// Calling window as minutes of the day `[start, end)` (end before start: overnight);
     /// `None`: around the clock. The plan starts when the window opens.
     pub window: Option<(u32, u32)>,
+    /// Inbound calls on the same account, if any: the campaign gets what they leave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<Inbound>,
+}
+
+/// Inbound traffic sharing the account with the campaign.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Inbound {
+    /// Inbound load (erlangs: calls per second × mean call length) for each clock hour
+    /// from midnight of day 1, repeating after the last (one entry: all day).
+    pub erlangs_by_hour: Vec<f64>,
+    /// Lines of the account: inbound may use them all, the campaign at most `lines`.
+    pub account_lines: u32,
+}
+
+/// The mean lines a campaign capped at `cap` gets on an account of `account` lines that
+/// carries `a` erlangs of inbound traffic first: `E[min(cap, account − N)]`, `N` Erlang's
+/// loss distribution on `account` lines (a truncated Poisson).
+pub fn lines_left(cap: u32, account: u32, a: f64) -> f64 {
+    if !(a > 0.0 && a.is_finite()) {
+        return f64::from(cap.min(account));
+    }
+    let n = account as usize;
+    let mode = (a.floor() as usize).min(n);
+    // The terms beyond ten standard deviations (plus a margin for small loads) add
+    // less than 1e-20 of the total.
+    let spread = (10.0 * a.sqrt() + 30.0) as usize;
+    let (lo, hi) = (mode.saturating_sub(spread), (mode + spread).min(n));
+    let mut w = vec![0.0f64; hi - lo + 1];
+    w[mode - lo] = 1.0;
+    for k in mode + 1..=hi {
+        w[k - lo] = w[k - 1 - lo] * a / k as f64;
+    }
+    for k in (lo..mode).rev() {
+        w[k - lo] = w[k + 1 - lo] * (k + 1) as f64 / a;
+    }
+    let total: f64 = w.iter().sum();
+    let left: f64 = w.iter().enumerate().map(|(i, wk)| wk * f64::from(cap.min(account - (lo + i) as u32))).sum();
+    left / total
 }
 
 /// The busiest clock hour.
@@ -72,9 +118,14 @@ pub struct CampaignPlan {
     /// Leads nobody answered after every attempt.
     #[serde(serialize_with = "rounded")]
     pub unreached: f64,
-    /// Attempts per hour while dialing at full pace.
+    /// Attempts per hour while dialing at full pace (with inbound: in the hour inbound
+    /// leaves the most lines).
     #[serde(serialize_with = "rounded")]
     pub attempts_per_hour: f64,
+    /// With inbound: the mean lines left to the campaign in each clock hour of the
+    /// inbound profile (the reserve inbound leaves it), from midnight.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "rounded_all")]
+    pub lines_left_by_hour: Vec<f64>,
     /// What sets the pace: `"lines"` or `"cps"`.
     pub paced_by: &'static str,
     /// Mean lines in use while dialing at full pace.
@@ -170,6 +221,17 @@ impl CampaignInput {
                 return bad("the calling window must be two different times of day, e.g. 09:00-17:00");
             }
         }
+        if let Some(i) = &self.inbound {
+            if i.erlangs_by_hour.is_empty() || i.erlangs_by_hour.len() > 24 * 7 {
+                return bad("the inbound profile needs 1 to 168 hourly values");
+            }
+            if i.erlangs_by_hour.iter().any(|a| !(a.is_finite() && *a >= 0.0 && *a <= 1e7)) {
+                return bad("inbound load must be between 0 and 10,000,000 erlangs in every hour");
+            }
+            if i.account_lines < self.lines || i.account_lines > 1_000_000 {
+                return bad("the account needs at least the campaign's lines, and at most 1,000,000");
+            }
+        }
         Ok(())
     }
 
@@ -187,9 +249,22 @@ pub fn plan_campaign(input: &CampaignInput, pricing: Option<&Pricing>) -> Result
     input.check()?;
     let p = input.connect_rate;
     let hold_s = p * input.talk_s + (1.0 - p) * input.ring_s;
-    let line_rate = if hold_s > 0.0 { f64::from(input.lines) / hold_s } else { f64::INFINITY };
-    let (rate, paced_by) = if line_rate < input.cps { (line_rate, "lines") } else { (input.cps, "cps") };
-    let per_minute = rate * 60.0;
+    let pace = |lines: f64| {
+        let line_rate = if hold_s > 0.0 { lines / hold_s } else { f64::INFINITY };
+        if line_rate < input.cps {
+            (line_rate, "lines")
+        } else {
+            (input.cps, "cps")
+        }
+    };
+    // Lines per clock hour of the inbound profile (one entry without inbound).
+    let lines_left_by_hour: Vec<f64> = match &input.inbound {
+        None => vec![f64::from(input.lines)],
+        Some(i) => i.erlangs_by_hour.iter().map(|&a| lines_left(input.lines, i.account_lines, a)).collect(),
+    };
+    let per_minute_by_hour: Vec<f64> = lines_left_by_hour.iter().map(|&l| pace(l).0 * 60.0).collect();
+    let best = lines_left_by_hour.iter().copied().fold(0.0, f64::max);
+    let (rate, paced_by) = pace(best);
     let start_min = u64::from(input.window.map_or(0, |(s, _)| s));
     let retry_after_min = (input.retry_after_s / 60.0).ceil().max(1.0) as u64;
     let leads = input.leads as f64;
@@ -209,7 +284,7 @@ pub fn plan_campaign(input: &CampaignInput, pricing: Option<&Pricing>) -> Result
         }
         let clock = start_min + m;
         if input.in_window((clock % DAY_MIN) as u32) {
-            let mut budget = per_minute;
+            let mut budget = per_minute_by_hour[(clock / 60) as usize % per_minute_by_hour.len()];
             let mut dialed_now = 0.0;
             let mut connected_now = 0.0;
             let mut place = |amount: f64, attempt: u32, retry: &mut VecDeque<(u64, u32, f64)>| {
@@ -300,6 +375,7 @@ pub fn plan_campaign(input: &CampaignInput, pricing: Option<&Pricing>) -> Result
         connected,
         unreached,
         attempts_per_hour: rate * 3600.0,
+        lines_left_by_hour: if input.inbound.is_some() { lines_left_by_hour } else { Vec::new() },
         paced_by,
         lines_busy: rate * hold_s,
         dialing_hours: dialing_minutes as f64 / 60.0,
@@ -353,6 +429,7 @@ mod tests {
             lines: 10,
             cps: 1.0,
             window: Some((9 * 60, 17 * 60)),
+            inbound: None,
         }
     }
 
@@ -427,5 +504,54 @@ mod tests {
         assert!(plan_campaign(&CampaignInput { leads: 0, ..base() }, None).is_err());
         assert!(plan_campaign(&CampaignInput { connect_rate: 0.0, ..base() }, None).is_err());
         assert!(plan_campaign(&CampaignInput { cps: f64::NAN, ..base() }, None).is_err());
+        let inbound = |erlangs: Vec<f64>, account_lines| Some(Inbound { erlangs_by_hour: erlangs, account_lines });
+        assert!(plan_campaign(&CampaignInput { inbound: inbound(vec![], 10), ..base() }, None).is_err());
+        assert!(plan_campaign(&CampaignInput { inbound: inbound(vec![f64::NAN], 10), ..base() }, None).is_err());
+        assert!(plan_campaign(&CampaignInput { inbound: inbound(vec![1.0], 5), ..base() }, None).is_err());
+    }
+
+    #[test]
+    fn lines_left_follow_erlangs_loss_distribution() {
+        // No inbound: all the campaign's lines.
+        assert_eq!(lines_left(7, 10, 0.0), 7.0);
+        // One line, a erlangs: inbound holds it a/(1+a) of the time (Erlang B with 1 line).
+        for a in [0.1, 1.0, 3.0] {
+            assert!((lines_left(1, 1, a) - 1.0 / (1.0 + a)).abs() < 1e-12, "{a}");
+        }
+        // A reserve of 3 on 10 lines and a light inbound load: inbound rarely needs more
+        // than the 3 reserved, so the campaign has nearly its 7.
+        let light = lines_left(7, 10, 0.5);
+        assert!(light > 6.99 && light < 7.0, "{light}");
+        // A heavy inbound load (9 E on 10 lines) leaves about 10 − 9·(1 − B) on average.
+        let heavy = lines_left(10, 10, 9.0);
+        let b = crate::erlang::erlang_b(10, 9.0);
+        assert!((heavy - (10.0 - 9.0 * (1.0 - b))).abs() < 1e-9, "{heavy}");
+        // Large accounts stay finite and sensible.
+        let big = lines_left(500, 1000, 450.0);
+        assert!(big > 450.0 && big <= 500.0, "{big}");
+    }
+
+    #[test]
+    fn inbound_traffic_slows_the_campaign_in_its_busy_hours() {
+        let alone = plan_campaign(&CampaignInput { lines: 7, ..base() }, None).unwrap();
+        // 10 lines, reserve 3; inbound 6 E from 09:00 to 17:00, nothing otherwise.
+        let mut profile = vec![0.0; 24];
+        profile[9..17].iter_mut().for_each(|a| *a = 6.0);
+        let shared = CampaignInput {
+            lines: 7,
+            inbound: Some(Inbound { erlangs_by_hour: profile, account_lines: 10 }),
+            ..base()
+        };
+        let plan = plan_campaign(&shared, None).unwrap();
+        assert!(
+            plan.lines_left_by_hour[10] < 4.5 && plan.lines_left_by_hour[10] > 3.5,
+            "{:?}",
+            plan.lines_left_by_hour
+        );
+        assert_eq!(plan.lines_left_by_hour[3], 7.0);
+        assert!(plan.days > alone.days || plan.ends_at.1 > alone.ends_at.1, "{plan:?}\n{alone:?}");
+        assert!(plan.dialing_hours > alone.dialing_hours);
+        // The same leads, the same outcomes: only the time differs.
+        assert!((plan.attempts - alone.attempts).abs() < 1e-6);
     }
 }

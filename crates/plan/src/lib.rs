@@ -5,7 +5,9 @@
 //! - [`cost`] and [`campaign`]: what lines and minutes cost, and how long a campaign takes.
 //! - [`sim`]: a discrete-event simulation that drives the real ledger
 //!   (`callgate_core::Ledger`) on a virtual clock, from a scenario file.
-//! - [`cli`]: `callgate plan …` and `callgate simulate …`, wired by the `callgate` binary.
+//! - [`tune`]: a search of a scenario's policy space with the simulator (`callgate tune`).
+//! - [`cli`]: `callgate plan …`, `callgate simulate …` and `callgate tune …`, wired by the
+//!   `callgate` binary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -15,6 +17,7 @@ pub mod cost;
 pub mod erlang;
 pub mod sim;
 mod text;
+pub mod tune;
 
 use std::fmt;
 

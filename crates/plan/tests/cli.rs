@@ -1,7 +1,7 @@
 //! The commands end to end, parsed by clap exactly as the `callgate` binary wires them
 //! (`callgate plan …`, `callgate simulate …`), down to what they print.
 
-use callgate_plan::cli::{plan_output, simulate_output, PlanCommand, SimulateArgs};
+use callgate_plan::cli::{plan_output, simulate_output, tune_output, PlanCommand, SimulateArgs, TuneArgs};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -16,6 +16,7 @@ enum Command {
     #[command(subcommand)]
     Plan(PlanCommand),
     Simulate(SimulateArgs),
+    Tune(TuneArgs),
 }
 
 fn parse(line: &str) -> Result<Command, clap::Error> {
@@ -130,6 +131,45 @@ fn plan_campaign_prints_duration_pace_busiest_hour_and_cost() {
 }
 
 #[test]
+fn plan_campaign_with_inbound_finishes_later_and_says_what_inbound_leaves() {
+    let base = "plan campaign --leads 5000 --connect-rate 0.3 --talk 3m --ring 30s --retries 2 --lines 10 \
+                --reserve 3 --cps 1 --window 09:00-17:00 --json";
+    let alone = json(base);
+    // 40 calls an hour of 6 minutes from 09:00 to 17:00 (4 E), none at night.
+    let profile = "0,0,0,0,0,0,0,0,0,40,40,40,40,40,40,40,40,0,0,0,0,0,0,0";
+    let shared = json(&format!("{base} --inbound-calls-per-hour {profile} --inbound-aht 6m"));
+    let left = shared["lines_left_by_hour"].as_array().unwrap();
+    assert_eq!(left.len(), 24);
+    assert!(close(&left[3], 7.0, 1e-9), "{left:?}");
+    assert!(left[10].as_f64().unwrap() < 6.5 && left[10].as_f64().unwrap() > 5.0, "{left:?}");
+    assert!(shared["dialing_hours"].as_f64().unwrap() > alone["dialing_hours"].as_f64().unwrap());
+    assert!(alone.get("lines_left_by_hour").is_none());
+    let text = plan(&format!("{} --inbound-calls-per-hour 40 --inbound-aht 6m", base.replace(" --json", "")));
+    assert!(text.contains("Inbound:      up to 4.0 erlangs on the 10 lines"), "{text}");
+    // A scenario's arrivals give the same profile.
+    let dir = std::env::temp_dir().join(format!("callgate-plan-inbound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("inbound.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 10\n\
+             [[flows]]\nname = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\nduration = \"24h\"\n\
+             [[arrivals]]\nflow = \"support\"\nrate = [{profile}]\nhold = {{ dist = \"exp\", mean = \"6m\" }}\n"
+        ),
+    )
+    .unwrap();
+    let from_file = json(&format!("{base} --inbound-scenario {}", file.display()));
+    assert_eq!(from_file["lines_left_by_hour"], shared["lines_left_by_hour"]);
+    assert_eq!(from_file["dialing_hours"], shared["dialing_hours"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Half an inbound description is an error naming the missing flag.
+    let Command::Plan(cmd) = parse(&format!("{base} --inbound-calls-per-hour 40")).unwrap() else { panic!() };
+    assert!(plan_output(&cmd).unwrap_err().message.contains("--inbound-aht"));
+    assert!(parse(&format!("{base} --inbound-calls-per-hour 40,x --inbound-aht 6m")).is_err());
+}
+
+#[test]
 fn simulate_parses_scenarios_and_comparisons() {
     let Command::Simulate(args) = parse("simulate a.toml --compare b.toml c.toml --json --svg out.svg").unwrap() else {
         panic!()
@@ -147,4 +187,36 @@ fn simulate_parses_scenarios_and_comparisons() {
     let absent = simulate_output(&SimulateArgs { scenarios: vec!["/nonexistent.toml".into()], ..Default::default() })
         .unwrap_err();
     assert!(absent.message.contains("/nonexistent.toml"));
+}
+
+#[test]
+fn tune_prints_the_best_policy_as_a_diff_and_writes_the_frontier() {
+    let dir = std::env::temp_dir().join(format!("callgate-plan-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("loss.toml");
+    std::fs::write(
+        &file,
+        "[[classes]]\nname = \"inbound\"\npriority = 50\n[[pools]]\nname = \"lines\"\nlimit = 4\n[[flows]]\n\
+         name = \"support\"\npools = [\"lines\"]\nclass = \"inbound\"\n[sim]\ncalls = 2000\n[[arrivals]]\n\
+         flow = \"support\"\nrate = \"60/h\"\nhold = { dist = \"exp\", mean = \"3m\" }\n[tune]\nseeds = 2\n\
+         max_lost_share = 0.05\nminimize = \"lost\"\n[[tune.knobs]]\nset = \"pools.lines.limit\"\nvalues = [2, 4, 6]\n",
+    )
+    .unwrap();
+    let svg = dir.join("frontier.svg");
+    let line = format!("tune {} --quiet --svg {}", file.display(), svg.display());
+    let Command::Tune(args) = parse(&line).unwrap() else { panic!() };
+    let text = tune_output(&args).unwrap();
+    assert!(text.contains("3 candidates × 2 seeds"), "{text}");
+    assert!(text.contains("Best: pools.lines.limit = 6"), "{text}");
+    assert!(text.contains("+limit = 6"), "{text}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let json: serde_json::Value =
+        serde_json::from_str(&tune_output(&TuneArgs { json: true, svg: None, ..args }).unwrap()).unwrap();
+    assert_eq!(json["best"], 2);
+    assert_eq!(json["candidates"].as_array().unwrap().len(), 3);
+    // The same file runs as a plain scenario: [tune] is tune's.
+    let Command::Simulate(sim) = parse(&format!("simulate {} --quiet", file.display())).unwrap() else { panic!() };
+    assert!(simulate_output(&sim).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(parse("tune").is_err(), "a scenario is required");
 }

@@ -1,7 +1,8 @@
 //! `callgate plan campaign`: how long a campaign takes and what it costs.
 
 use super::{parse_duration_secs, parse_share, Prices};
-use crate::campaign::{parse_window, plan_campaign, CampaignInput, CampaignPlan};
+use crate::campaign::{parse_window, plan_campaign, CampaignInput, CampaignPlan, Inbound};
+use crate::sim::Scenario;
 use crate::text::{count, money, num, pct, secs};
 use crate::PlanError;
 use serde::Serialize;
@@ -40,6 +41,17 @@ pub struct CampaignArgs {
     /// Calling window, e.g. 09:00-17:00 (default: around the clock).
     #[arg(long)]
     pub window: Option<String>,
+    /// Inbound calls per hour on the same lines: one rate, or hourly rates from midnight
+    /// separated by commas (repeating after the last); with --inbound-aht.
+    #[arg(long, value_parser = parse_rates)]
+    pub inbound_calls_per_hour: Option<Rates>,
+    /// Mean length of an inbound call.
+    #[arg(long, value_parser = parse_duration_secs)]
+    pub inbound_aht: Option<f64>,
+    /// Take the inbound traffic from a scenario's [[arrivals]] instead (their hourly rates
+    /// and mean call lengths; bursts are left out).
+    #[arg(long, conflicts_with_all = ["inbound_calls_per_hour", "inbound_aht"])]
+    pub inbound_scenario: Option<std::path::PathBuf>,
     /// Prices for the cost line.
     #[command(flatten)]
     pub prices: Prices,
@@ -71,6 +83,18 @@ pub fn campaign_report(args: &CampaignArgs) -> Result<CampaignReportOut, PlanErr
         )));
     }
     let window = args.window.as_deref().map(parse_window).transpose()?;
+    let erlangs_by_hour = match (&args.inbound_calls_per_hour, args.inbound_aht, &args.inbound_scenario) {
+        (Some(rates), Some(aht), None) => {
+            if aht <= 0.0 || !aht.is_finite() {
+                return Err(PlanError::input("--inbound-aht must be more than 0s"));
+            }
+            Some(rates.0.iter().map(|r| r * aht / 3600.0).collect())
+        }
+        (Some(_), None, None) => return Err(PlanError::input("--inbound-calls-per-hour needs --inbound-aht")),
+        (None, Some(_), None) => return Err(PlanError::input("--inbound-aht needs --inbound-calls-per-hour")),
+        (None, None, Some(path)) => Some(scenario_erlangs(&Scenario::from_file(path)?)?),
+        _ => None,
+    };
     let input = CampaignInput {
         leads: args.leads,
         connect_rate: args.connect_rate,
@@ -81,10 +105,46 @@ pub fn campaign_report(args: &CampaignArgs) -> Result<CampaignReportOut, PlanErr
         lines: args.lines - args.reserve,
         cps: args.cps,
         window,
+        inbound: erlangs_by_hour.map(|erlangs_by_hour| Inbound { erlangs_by_hour, account_lines: args.lines }),
     };
     let pricing = args.prices.resolve()?;
     let plan = plan_campaign(&input, pricing.as_ref())?;
     Ok(CampaignReportOut { input, account_lines: args.lines, reserve: args.reserve, plan })
+}
+
+/// Hourly rates (calls per hour), as `--inbound-calls-per-hour` takes them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rates(pub Vec<f64>);
+
+fn parse_rates(text: &str) -> Result<Rates, String> {
+    let rates: Result<Vec<f64>, String> = text
+        .split(',')
+        .map(|r| match r.trim().parse::<f64>() {
+            Ok(x) if x.is_finite() && (0.0..=1e9).contains(&x) => Ok(x),
+            _ => Err(format!("`{}` is not a number of calls per hour (0 to 1,000,000,000)", r.trim())),
+        })
+        .collect();
+    let rates = rates?;
+    if rates.len() > 24 * 7 {
+        return Err("at most 168 hourly rates (a week)".into());
+    }
+    Ok(Rates(rates))
+}
+
+/// The inbound load of a scenario's `[[arrivals]]` per clock hour from the run's start
+/// (a day, or a week when a stream's profile is longer than a day).
+fn scenario_erlangs(sc: &Scenario) -> Result<Vec<f64>, PlanError> {
+    if sc.arrivals.is_empty() {
+        return Err(PlanError::input(format!("--inbound-scenario: {} has no [[arrivals]]", sc.name)));
+    }
+    let hours = if sc.arrivals.iter().all(|a| a.rate.hourly.len() <= 24 && 24 % a.rate.hourly.len() == 0) {
+        24
+    } else {
+        24 * 7
+    };
+    Ok((0..hours)
+        .map(|h| sc.arrivals.iter().map(|a| a.rate.hourly[h % a.rate.hourly.len()] * a.hold.mean_ms()).sum::<f64>())
+        .collect())
 }
 
 fn hhmm(minute: u32) -> String {
@@ -144,6 +204,24 @@ impl CampaignReportOut {
             p.ends_at.0,
             hhmm(p.ends_at.1)
         );
+        if let Some(inbound) = &i.inbound {
+            let left = &p.lines_left_by_hour;
+            let (lo, hi) = left.iter().enumerate().fold((0, 0), |(lo, hi), (h, &l)| {
+                (if l < left[lo] { h } else { lo }, if l > left[hi] { h } else { hi })
+            });
+            let peak = inbound.erlangs_by_hour.iter().copied().fold(0.0, f64::max);
+            let _ = writeln!(
+                out,
+                "Inbound:      up to {} erlangs on the {} lines; the campaign gets {} lines on average at \
+                 {} (its fewest), {} at {}",
+                num(peak, 1),
+                count(u64::from(inbound.account_lines)),
+                num(left[lo], 1),
+                hhmm((lo % 24) as u32 * 60),
+                num(left[hi], 1),
+                hhmm((hi % 24) as u32 * 60),
+            );
+        }
         let b = &p.busiest_hour;
         let _ = writeln!(
             out,

@@ -1,4 +1,5 @@
-//! The command line of planning: `callgate plan lines|campaign|latency` and `callgate simulate`.
+//! The command line of planning: `callgate plan lines|campaign|latency`, `callgate simulate`
+//! and `callgate tune`.
 //!
 //! The `callgate` binary wires these in: [`PlanCommand`] as the `plan` subcommands with
 //! [`run_plan`], and [`SimulateArgs`] as `simulate` with [`run_simulate`]. Both print
@@ -11,6 +12,7 @@ mod latency;
 mod lines;
 mod progress;
 mod simulate;
+mod tune;
 
 pub use campaign::{campaign_report, CampaignArgs, CampaignReportOut};
 pub use latency::{
@@ -18,6 +20,7 @@ pub use latency::{
 };
 pub use lines::{lines_report, LinesArgs, LinesReport, LinesRow};
 pub use simulate::{simulate_output, simulate_reports, SimulateArgs};
+pub use tune::{tune_output, tune_report, TuneArgs};
 
 use crate::cost::Pricing;
 use crate::PlanError;
@@ -124,6 +127,13 @@ pub fn run_plan(cmd: PlanCommand) -> Result<(), String> {
 /// returns the error to print.
 pub fn run_simulate(args: SimulateArgs) -> Result<(), String> {
     let text = simulate_output(&args).map_err(|e| e.message)?;
+    print_out(&text)
+}
+
+/// Runs `callgate tune …`: prints the best policy and the frontier on stdout (and writes
+/// the chart), or returns the error to print.
+pub fn run_tune(args: TuneArgs) -> Result<(), String> {
+    let text = tune_output(&args).map_err(|e| e.message)?;
     print_out(&text)
 }
 

@@ -105,8 +105,7 @@ pub fn simulate_output(args: &SimulateArgs) -> Result<String, PlanError> {
         }
         let mut text = String::new();
         for p in paths {
-            let sc = Scenario::from_file(p)?;
-            text.push_str(&format!("{}: {}\n", p.display(), sc.summary()));
+            text.push_str(&format!("{}: {}\n", p.display(), crate::tune::check_file(p)?));
         }
         return Ok(text);
     }

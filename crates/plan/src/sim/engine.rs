@@ -8,7 +8,7 @@ use super::report::{
 };
 use super::rng::{splitmix64, Rng};
 use super::scenario::MAX_CALLS;
-use super::scenario::{CampaignSource, Scenario};
+use super::scenario::{CallingWindow, CampaignSource, Scenario};
 use super::stats::{Gauge, WaitHistogram, Window};
 use crate::PlanError;
 use callgate_config::OverflowAction;
@@ -17,7 +17,7 @@ use callgate_core::{
 };
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 /// A lease lives this much longer than its call, so that it never expires in the
@@ -38,6 +38,15 @@ fn next_poll(since: u64, now: u64) -> u64 {
 
 /// Without a duration, campaigns stop after this long.
 const MAX_RUN_MS: u64 = 366 * 86_400_000;
+
+/// The chart's counts per interval: refused, hung up, overflowed otherwise, callback
+/// attempts.
+const TALLIES: usize = 4;
+const TALLY_BUSY: usize = 0;
+const TALLY_HUNG_UP: usize = 1;
+const TALLY_OVERFLOW: usize = 2;
+const TALLY_CALLBACK: usize = 3;
+const TALLY_NAMES: [&str; TALLIES] = ["refused (busy)", "hung up waiting", "other overflow", "callback attempts"];
 
 /// The chart aims at about this many points.
 const CHART_POINTS: u64 = 144;
@@ -67,7 +76,7 @@ enum Ev {
     /// A dialer looks for a lead to call.
     DialerWake { campaign: u32 },
     /// A campaign attempt ends.
-    AttemptEnd { campaign: u32, lease: u64, lead: u32, attempt: u16, connected: bool },
+    AttemptEnd { campaign: u32, lease: u64, lead: u32, attempt: u16, outcome: Outcome },
     /// The callback dialer looks for a callback that is due.
     CallbackWake,
     /// A callback attempt ends.
@@ -76,15 +85,19 @@ enum Ev {
     WindowEnd,
     /// A minute starts on the wall clock: the `[[schedules]]` are looked at.
     Schedule,
+    /// A caller who was refused or hung up calls again.
+    Retrial { id: u64 },
 }
 
-/// How a callback attempt ended.
+/// How a callback or campaign attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
     Answered,
     Busy,
     Voicemail,
     NoAnswer,
+    /// A carrier or platform error (campaign attempts only).
+    Failed,
 }
 
 /// A booked callback, until it connects or is given up.
@@ -126,10 +139,17 @@ struct CallbackStats {
     line_ms: f64,
 }
 
-/// A caller in the waiting room.
-struct Waiting {
+/// One call of a person: who they are (the arrival stream and their number in it), which
+/// of their calls this is, what they want. Kept while they wait, and for a call again.
+#[derive(Clone, Copy)]
+struct Caller {
     flow: u32,
+    source: u32,
+    person: u64,
+    /// 1 for the first call, 2 for the first call again, …
+    attempt: u16,
     hold_ms: u64,
+    /// The person's first call arrived in the measured window.
     counted: bool,
 }
 
@@ -147,6 +167,10 @@ struct FlowStats {
     callbacks_declined: u64,
     callbacks_connected: u64,
     callbacks_lost: u64,
+    /// Calls that were a person calling again.
+    retrials: u64,
+    /// Lost calls after which the person called again (so the person is not lost yet).
+    called_again: u64,
     wait_sum_ms: f64,
     waits: WaitHistogram,
     hold_sum_ms: f64,
@@ -157,6 +181,8 @@ struct Source {
     flow_index: u32,
     /// Interarrival times.
     arrivals: Rng,
+    /// People arrived so far (their numbers, for the random numbers of their calls again).
+    people: u64,
     /// Hold and patience, one pair per caller in arrival order whatever happens to the
     /// caller, so that two policies see exactly the same callers.
     callers: Rng,
@@ -169,7 +195,8 @@ struct Dialer {
     flow: FlowId,
     stream: u64,
     next_fresh: u64,
-    retries: VecDeque<(u64, u32, u16)>,
+    /// `(due, lead, attempt)`, soonest first (delays differ by outcome).
+    retries: BinaryHeap<Reverse<(u64, u32, u16)>>,
     in_flight: u32,
     next_allowed: u64,
     blocked: bool,
@@ -181,6 +208,10 @@ struct Dialer {
     cap: Option<u32>,
     attempts: u64,
     connected: u64,
+    busy: u64,
+    voicemail: u64,
+    no_answer: u64,
+    failed: u64,
     unreached: u64,
     talk_ms: f64,
     line_ms: f64,
@@ -196,10 +227,22 @@ struct Sim<'a> {
     events: Vec<Event>,
     sources: Vec<Source>,
     dialers: Vec<Dialer>,
-    waiting: FxHashMap<u64, Waiting>,
+    /// The dialers by `priority`, highest first (file order among equals): the order in
+    /// which they look at a freed line.
+    dial_order: Vec<usize>,
+    waiting: FxHashMap<u64, Caller>,
+    /// Callers who will call again (by the id of their `Ev::Retrial`), with their patience.
+    retrials: FxHashMap<u64, (Caller, Option<u64>)>,
+    next_retrial: u64,
     flows: Vec<FlowStats>,
     pools_used: Vec<Gauge>,
     flows_waiting: Vec<Gauge>,
+    /// Calls in progress per class, for the chart; empty when the traffic has one class
+    /// (then the pools' lines say it all, and the run does no extra work).
+    classes_live: Vec<Gauge>,
+    /// Per chart bucket, over the whole run: callers refused (busy, or no overflow), hung
+    /// up, sent to another overflow action, and callback attempts placed.
+    tally: [Vec<f64>; TALLIES],
     window: Window,
     window_open: bool,
     arrivals_left: u64,
@@ -258,7 +301,10 @@ impl<'a> Sim<'a> {
             (None, Some(c)) => c as f64,
             (None, None) => 0.0,
         };
-        let attempts: f64 = sc.campaigns.iter().map(|c| c.leads as f64 * f64::from(c.retries + 1)).sum();
+        // Callers who call again at most `max` more times each.
+        let expected = expected
+            * sc.arrivals.iter().map(|a| a.retrial.as_ref().map_or(1.0, |r| f64::from(r.max + 1))).fold(1.0, f64::max);
+        let attempts: f64 = sc.campaigns.iter().map(|c| c.leads as f64 * f64::from(c.retry.max_attempts)).sum();
         if expected + attempts > MAX_CALLS as f64 {
             return Err(PlanError::input(format!(
                 "{}: this run would simulate about {:.0} calls; at most {MAX_CALLS} (check the rates' units)",
@@ -273,6 +319,7 @@ impl<'a> Sim<'a> {
             .map(|(i, a)| Source {
                 flow_index: a.flow as u32,
                 arrivals: Rng::stream(seed, 2 * i as u64),
+                people: 0,
                 callers: Rng::stream(seed, 2 * i as u64 + 1),
                 t: 0.0,
             })
@@ -285,7 +332,7 @@ impl<'a> Sim<'a> {
                 flow: FlowId(c.flow as u32),
                 stream: 1_000_000 + i as u64,
                 next_fresh: 0,
-                retries: VecDeque::new(),
+                retries: BinaryHeap::new(),
                 in_flight: 0,
                 next_allowed: 0,
                 blocked: false,
@@ -295,6 +342,10 @@ impl<'a> Sim<'a> {
                 cap: c.max_concurrency,
                 attempts: 0,
                 connected: 0,
+                busy: 0,
+                voicemail: 0,
+                no_answer: 0,
+                failed: 0,
                 unreached: 0,
                 talk_ms: 0.0,
                 line_ms: 0.0,
@@ -303,6 +354,8 @@ impl<'a> Sim<'a> {
                 spec: c.clone(),
             })
             .collect();
+        let mut dial_order: Vec<usize> = (0..sc.campaigns.len()).collect();
+        dial_order.sort_by_key(|&c| Reverse(sc.campaigns[c].priority));
         let bucket_ms = match duration {
             Some(d) => (d / CHART_POINTS).max(1000),
             None => {
@@ -316,6 +369,17 @@ impl<'a> Sim<'a> {
         };
         let warmup = sc.sim.warmup_ms;
         let nflows = sc.config.flows.len();
+        // The classes the traffic uses: arrivals, campaigns and callbacks, by their flows.
+        let mut classes: Vec<u16> = sc
+            .arrivals
+            .iter()
+            .map(|a| a.flow)
+            .chain(sc.campaigns.iter().map(|c| c.flow))
+            .chain(sc.sim.callback.iter().map(|c| c.flow))
+            .filter_map(|f| sc.spec.flows.get(f).map(|f| f.class.0))
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
         Ok(Sim {
             sc,
             ledger,
@@ -324,10 +388,15 @@ impl<'a> Sim<'a> {
             events: Vec::new(),
             sources,
             dialers,
+            dial_order,
             waiting: FxHashMap::default(),
+            retrials: FxHashMap::default(),
+            next_retrial: 0,
             flows: (0..nflows).map(|_| FlowStats::default()).collect(),
             pools_used: vec![Gauge::default(); sc.spec.pools.len()],
             flows_waiting: vec![Gauge::default(); nflows],
+            classes_live: if classes.len() > 1 { vec![Gauge::default(); sc.spec.classes.len()] } else { Vec::new() },
+            tally: Default::default(),
             window: Window { start: warmup, end: duration.unwrap_or(u64::MAX), bucket_ms },
             window_open: true,
             arrivals_left: calls.unwrap_or(u64::MAX),
@@ -377,7 +446,8 @@ impl<'a> Sim<'a> {
             self.apply_schedules();
             self.schedule(self.next_minute(), Ev::Schedule);
         }
-        for c in 0..self.dialers.len() {
+        for i in 0..self.dial_order.len() {
+            let c = self.dial_order[i];
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
         }
     }
@@ -439,7 +509,8 @@ impl<'a> Sim<'a> {
         });
         self.active = active;
         // A cap or a reserve that went down may have room for the dialers now.
-        for c in 0..self.dialers.len() {
+        for i in 0..self.dial_order.len() {
+            let c = self.dial_order[i];
             if self.dialers[c].blocked {
                 self.dial(c);
             }
@@ -533,8 +604,8 @@ impl<'a> Sim<'a> {
                 }
                 self.dial(campaign as usize);
             }
-            Ev::AttemptEnd { campaign, lease, lead, attempt, connected } => {
-                self.attempt_end(campaign as usize, lease, lead, attempt, connected);
+            Ev::AttemptEnd { campaign, lease, lead, attempt, outcome } => {
+                self.attempt_end(campaign as usize, lease, lead, attempt, outcome);
             }
             Ev::CallbackWake => {
                 if let Some(cb) = &mut self.callbacks {
@@ -548,6 +619,11 @@ impl<'a> Sim<'a> {
             Ev::WindowEnd => {
                 if self.window_open {
                     self.close_window(self.now);
+                }
+            }
+            Ev::Retrial { id } => {
+                if let Some((caller, patience)) = self.retrials.remove(&id) {
+                    self.call(caller, patience);
                 }
             }
             Ev::Schedule => {
@@ -565,13 +641,16 @@ impl<'a> Sim<'a> {
         let src = &mut self.sources[i];
         let flow = src.flow_index;
         let spec = &self.sc.arrivals[i];
-        let hold = spec.hold.sample(&mut src.callers);
+        let hold_ms = spec.hold.sample(&mut src.callers);
         let patience = spec.patience.as_ref().map(|p: &Dist| p.sample(&mut src.callers));
+        let person = src.people;
+        src.people += 1;
         if self.arrivals_left != u64::MAX {
             self.arrivals_left -= 1;
         }
         let counted = self.counted(self.now);
-        self.call(flow, hold, patience, counted);
+        let caller = Caller { flow, source: i as u32, person, attempt: 1, hold_ms, counted };
+        self.call(caller, patience);
         if self.arrivals_left == 0 {
             self.arrivals_end = self.now + 1;
             if self.window_open {
@@ -582,11 +661,16 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// A caller (or a booked callback) asks for a line through `flow`.
-    fn call(&mut self, flow: u32, hold_ms: u64, patience: Option<u64>, counted: bool) {
+    /// A caller asks for a line through their flow.
+    fn call(&mut self, caller: Caller, patience: Option<u64>) {
         let now = self.now;
+        let Caller { flow, hold_ms, counted, .. } = caller;
         if counted {
-            self.flows[flow as usize].offered += 1;
+            let st = &mut self.flows[flow as usize];
+            st.offered += 1;
+            if caller.attempt > 1 {
+                st.retrials += 1;
+            }
         }
         let req = Request {
             target: Target::Flow(FlowId(flow)),
@@ -613,7 +697,7 @@ impl<'a> Sim<'a> {
                 if counted {
                     self.flows[flow as usize].queued += 1;
                 }
-                self.waiting.insert(ticket.0, Waiting { flow, hold_ms, counted });
+                self.waiting.insert(ticket.0, caller);
                 if let Some(p) = patience {
                     if now + p < deadline {
                         self.schedule(now + p, Ev::Abandon { ticket: ticket.0 });
@@ -626,14 +710,41 @@ impl<'a> Sim<'a> {
                     RejectReason::QueueFull => Why::QueueFull,
                     RejectReason::NeverFits => Why::NeverFits,
                 };
-                self.overflow(flow, hold_ms, counted, why);
+                self.overflow(caller, why);
             }
             // Flow ids come from the checked scenario; refuse quietly rather than stop.
-            Err(_) => self.overflow(flow, hold_ms, counted, Why::Capacity),
+            Err(_) => self.overflow(caller, Why::Capacity),
         }
     }
 
-    fn overflow(&mut self, flow: u32, hold_ms: u64, counted: bool, why: Why) {
+    /// A call that was lost (refused, or hung up while waiting): the person may call
+    /// again, as the stream's `retrial` says. Whether and when depend only on (seed,
+    /// stream, person, call): every policy meets the same people calling again.
+    fn lost_call(&mut self, caller: Caller, refused: bool) {
+        let Some(r) = self.sc.arrivals.get(caller.source as usize).and_then(|a| a.retrial.as_ref()) else { return };
+        if u32::from(caller.attempt) > r.max {
+            return;
+        }
+        let mut key = self.seed ^ 0xA24B_AED4_963E_E407 ^ u64::from(caller.source).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        key ^= caller.person.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(caller.attempt);
+        let mut rng = Rng::stream(splitmix64(&mut key), 4_000_000);
+        let share = if refused { r.busy } else { r.hung_up };
+        if rng.uniform() >= share {
+            return;
+        }
+        let delay = r.after.sample(&mut rng).max(1);
+        let patience = self.sc.arrivals[caller.source as usize].patience.as_ref().map(|p| p.sample(&mut rng));
+        if caller.counted {
+            self.flows[caller.flow as usize].called_again += 1;
+        }
+        let id = self.next_retrial;
+        self.next_retrial += 1;
+        self.retrials.insert(id, (Caller { attempt: caller.attempt + 1, ..caller }, patience));
+        self.schedule(self.now + delay, Ev::Retrial { id });
+    }
+
+    fn overflow(&mut self, caller: Caller, why: Why) {
+        let Caller { flow, hold_ms, counted, .. } = caller;
         let action = self.overflow.get(flow as usize).copied().flatten();
         if counted {
             let st = &mut self.flows[flow as usize];
@@ -644,6 +755,12 @@ impl<'a> Sim<'a> {
                 Why::TimedOut => st.reasons.timed_out += 1,
                 Why::NeverFits => st.reasons.never_fits += 1,
             }
+        }
+        if matches!(action, None | Some(OverflowAction::Busy)) {
+            self.count(TALLY_BUSY);
+            self.lost_call(caller, true);
+        } else {
+            self.count(TALLY_OVERFLOW);
         }
         if action == Some(OverflowAction::Callback) {
             if let Some(policy) = &self.sc.sim.callback {
@@ -686,6 +803,9 @@ impl<'a> Sim<'a> {
                 match ev {
                     Event::Granted { lease, from_ticket } => {
                         self.lines(&lease.pools, lease.granted_at, 1);
+                        if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
+                            g.add(lease.granted_at, 1, &self.window);
+                        }
                         if let Some((ticket, waited)) = from_ticket {
                             if let Some(f) = lease.flow {
                                 self.flows_waiting[f.index()].add(lease.granted_at, -1, &self.window);
@@ -700,6 +820,9 @@ impl<'a> Sim<'a> {
                     }
                     Event::Released { lease, at } | Event::Expired { lease, at } => {
                         self.lines(&lease.pools, at, -1);
+                        if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
+                            g.add(at, -1, &self.window);
+                        }
                         freed = true;
                     }
                     Event::TicketEnded { ticket, outcome, at } => {
@@ -718,9 +841,11 @@ impl<'a> Sim<'a> {
                                     if w.counted {
                                         self.flows[w.flow as usize].abandoned += 1;
                                     }
+                                    self.count(TALLY_HUNG_UP);
+                                    self.lost_call(w, false);
                                 }
-                                TicketOutcome::TimedOut => self.overflow(w.flow, w.hold_ms, w.counted, Why::TimedOut),
-                                TicketOutcome::NeverFits => self.overflow(w.flow, w.hold_ms, w.counted, Why::NeverFits),
+                                TicketOutcome::TimedOut => self.overflow(w, Why::TimedOut),
+                                TicketOutcome::NeverFits => self.overflow(w, Why::NeverFits),
                                 TicketOutcome::Granted(_) => {}
                             }
                         }
@@ -737,7 +862,8 @@ impl<'a> Sim<'a> {
                     let at = next_poll(cb.idle_since, self.now);
                     self.wake_callbacks(at);
                 }
-                for c in 0..self.dialers.len() {
+                for i in 0..self.dial_order.len() {
+                    let c = self.dial_order[i];
                     let d = &self.dialers[c];
                     if d.blocked {
                         let at = next_poll(d.idle_since, self.now);
@@ -746,6 +872,16 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// One more of `what` in the chart's interval of now.
+    fn count(&mut self, what: usize) {
+        let b = (self.now / self.window.bucket_ms) as usize;
+        let t = &mut self.tally[what];
+        if t.len() <= b {
+            t.resize(b + 1, 0.0);
+        }
+        t[b] += 1.0;
     }
 
     fn lines(&mut self, pools: &Arc<[callgate_core::PoolUnits]>, at: u64, sign: i64) {
@@ -795,18 +931,23 @@ impl<'a> Sim<'a> {
             if now >= self.campaigns_stop {
                 return;
             }
-            if let Some(open) = next_open(d.spec.window, now) {
-                if open > now {
+            match next_open(d.spec.window.as_ref(), self.sc.sim.start_ms, now) {
+                Some(open) if open > now => {
                     self.wake_dialer(c, open);
                     return;
                 }
+                Some(_) => {}
+                None => {
+                    // Every batch is over: the campaign will not dial again.
+                    return;
+                }
             }
-            let due = d.retries.front().filter(|r| r.0 <= now).copied();
+            let due = d.retries.peek().map(|r| r.0).filter(|r| r.0 <= now);
             let (lead, attempt) = match due {
                 Some((_, lead, attempt)) => (lead, attempt),
                 None if d.next_fresh < d.spec.leads => (d.next_fresh as u32, 1),
                 None => {
-                    if let Some(&(at, _, _)) = d.retries.front() {
+                    if let Some(&Reverse((at, _, _))) = d.retries.peek() {
                         self.wake_dialer(c, at);
                     }
                     return;
@@ -828,8 +969,20 @@ impl<'a> Sim<'a> {
             let mut key = self.seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
             let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
-            let connected = rng.uniform() < d.spec.connect_rate;
-            let hold = if connected { d.spec.talk.sample(&mut rng) } else { d.spec.ring.sample(&mut rng) };
+            let u = rng.uniform();
+            let sp = &d.spec;
+            let outcome = if u < sp.answer {
+                Outcome::Answered
+            } else if u < sp.answer + sp.busy {
+                Outcome::Busy
+            } else if u < sp.answer + sp.busy + sp.voicemail {
+                Outcome::Voicemail
+            } else if u < sp.answer + sp.busy + sp.voicemail + sp.failed {
+                Outcome::Failed
+            } else {
+                Outcome::NoAnswer
+            };
+            let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
             let flow = d.flow;
             let req = Request {
                 target: Target::Flow(flow),
@@ -843,7 +996,7 @@ impl<'a> Sim<'a> {
                 Ok(Decision::Granted { lease, .. }) => {
                     let d = &mut self.dialers[c];
                     if due.is_some() {
-                        d.retries.pop_front();
+                        d.retries.pop();
                     } else {
                         d.next_fresh += 1;
                     }
@@ -853,7 +1006,7 @@ impl<'a> Sim<'a> {
                     d.next_allowed = now + d.spacing_ms;
                     self.schedule(
                         now + hold,
-                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, connected },
+                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, outcome },
                     );
                 }
                 _ => {
@@ -867,7 +1020,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn attempt_end(&mut self, c: usize, lease: u64, lead: u32, attempt: u16, connected: bool) {
+    fn attempt_end(&mut self, c: usize, lease: u64, lead: u32, attempt: u16, outcome: Outcome) {
+        let connected = outcome == Outcome::Answered;
         let now = self.now;
         if let Some(l) = self.ledger.lease(LeaseId(lease)) {
             let held = now.saturating_sub(l.granted_at) as f64;
@@ -881,17 +1035,44 @@ impl<'a> Sim<'a> {
         self.ledger.release(LeaseId(lease), now);
         let d = &mut self.dialers[c];
         d.in_flight -= 1;
-        if connected {
-            d.connected += 1;
-        } else if u32::from(attempt) <= d.spec.retries {
-            d.retries.push_back((now + d.spec.retry_after_ms, lead, attempt + 1));
-        } else {
-            d.unreached += 1;
+        let retry = &d.spec.retry;
+        // The real dialer's delays: per outcome, with backoff (`RetryConfig::delay`).
+        let base = match outcome {
+            Outcome::Answered => {
+                d.connected += 1;
+                None
+            }
+            Outcome::Busy => {
+                d.busy += 1;
+                Some(retry.busy)
+            }
+            Outcome::Voicemail => {
+                d.voicemail += 1;
+                Some(retry.voicemail)
+            }
+            Outcome::NoAnswer => {
+                d.no_answer += 1;
+                Some(retry.no_answer)
+            }
+            Outcome::Failed => {
+                d.failed += 1;
+                Some(retry.failed)
+            }
+        };
+        let mut retry_at = None;
+        if let Some(base) = base {
+            if u32::from(attempt) < retry.max_attempts {
+                let at = now.saturating_add(retry.delay(base, u32::from(attempt)).as_millis() as u64);
+                d.retries.push(Reverse((at, lead, attempt + 1)));
+                retry_at = Some(at);
+            } else {
+                d.unreached += 1;
+            }
         }
         if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
             d.finished_at = Some(now);
         }
-        let (blocked, retry_at) = (d.blocked, d.retries.back().map(|r| r.0));
+        let blocked = d.blocked;
         // One of its own calls ended: the dialer looks again at once.
         if blocked {
             self.wake_dialer(c, now);
@@ -993,6 +1174,7 @@ impl<'a> Sim<'a> {
                     cb.in_flight += 1;
                     cb.stats.attempts += 1;
                     cb.next_allowed = now + cb.spacing_ms;
+                    self.count(TALLY_CALLBACK);
                     self.schedule(now + hold, Ev::CallbackEnd { lease: lease.0, id, outcome });
                 }
                 _ => {
@@ -1049,6 +1231,8 @@ impl<'a> Sim<'a> {
                 cb.stats.no_answer += 1;
                 retry.no_answer
             }
+            // Callbacks are drawn answered, busy, voicemail or not answered only.
+            Outcome::Failed => retry.failed,
         };
         let Some(b) = cb.booked.get(&id) else { return };
         let next = now.saturating_add(retry.delay(base, b.attempts).as_millis() as u64);
@@ -1066,7 +1250,7 @@ impl<'a> Sim<'a> {
         // The run ends with the last change of the ledger (or the end of the window):
         // later loop turns only pop stale timers.
         let end = self.last_activity.max(self.window.end.min(self.now));
-        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()) {
+        for g in self.pools_used.iter_mut().chain(self.flows_waiting.iter_mut()).chain(self.classes_live.iter_mut()) {
             g.advance(end, &self.window);
         }
         let sc = self.sc;
@@ -1104,13 +1288,19 @@ impl<'a> Sim<'a> {
                 let remaining = d.spec.leads - d.connected - d.unreached;
                 // Attempts per hour of open calling window, from the first attempt on.
                 let until = d.finished_at.unwrap_or_else(|| self.campaigns_stop.min(end));
-                let span_h = d.first_attempt.map_or(0.0, |a| open_ms(d.spec.window, a, until) as f64 / 3.6e6);
+                let span_h = d
+                    .first_attempt
+                    .map_or(0.0, |a| open_ms(d.spec.window.as_ref(), sc.sim.start_ms, a, until) as f64 / 3.6e6);
                 CampaignReport {
                     campaign: d.spec.name.clone(),
                     flow: sc.flow_name(d.spec.flow).to_owned(),
                     leads: d.spec.leads,
                     attempts: d.attempts,
                     connected: d.connected,
+                    busy: d.busy,
+                    voicemail: d.voicemail,
+                    no_answer: d.no_answer,
+                    failed: d.failed,
                     unreached: d.unreached,
                     remaining,
                     finished_at_s: d.finished_at.map(|t| t as f64 / 1000.0),
@@ -1173,6 +1363,8 @@ impl<'a> Sim<'a> {
         Report {
             scenario: sc.name.clone(),
             seed: self.seed,
+            start: callgate_config::format_instant(sc.sim.start_ms),
+            start_ms: sc.sim.start_ms,
             simulated_s: window_ms / 1000.0,
             warmup_s: self.window.start as f64 / 1000.0,
             answer_within_s: self.answer_within as f64 / 1000.0,
@@ -1200,10 +1392,23 @@ impl<'a> Sim<'a> {
         };
         let mut pools: Vec<(Vec<f64>, Vec<f64>)> = self.pools_used.iter().map(take).collect();
         let mut flows: Vec<(Vec<f64>, Vec<f64>)> = self.flows_waiting.iter().map(take).collect();
+        let mut classes: Vec<(Vec<f64>, Vec<f64>)> = self.classes_live.iter().map(take).collect();
+        // Counts add like areas; they have no peaks.
+        let mut tallies: Vec<(Vec<f64>, Vec<f64>)> = self
+            .tally
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.resize(n, 0.0);
+                (t, Vec::new())
+            })
+            .collect();
         // At most 2 × CHART_POINTS points: merge neighbours (areas add, peaks max).
         let mut len = n;
         while len > 2 * CHART_POINTS as usize {
-            for (area, peak) in pools.iter_mut().chain(flows.iter_mut()) {
+            for (area, peak) in
+                pools.iter_mut().chain(flows.iter_mut()).chain(classes.iter_mut()).chain(tallies.iter_mut())
+            {
                 let a: Vec<f64> = area.chunks(2).map(|c| c.iter().sum()).collect();
                 let p: Vec<f64> = peak.chunks(2).map(|c| c.iter().copied().fold(0.0, f64::max)).collect();
                 *area = a;
@@ -1232,6 +1437,19 @@ impl<'a> Sim<'a> {
                 .filter(|(_, s)| s.1.iter().any(|&p| p > 0.0))
                 .map(|(f, s)| line(&f.name, None, s))
                 .collect(),
+            classes: self.sc.spec.classes.iter().zip(classes).map(|(c, s)| line(&c.name, None, s)).collect(),
+            // Per hour of each interval.
+            outcomes: TALLY_NAMES
+                .iter()
+                .zip(tallies)
+                .filter(|(_, (t, _))| t.iter().any(|&c| c > 0.0))
+                .map(|(name, (t, _))| SeriesLine {
+                    name: (*name).to_owned(),
+                    limit: None,
+                    mean: t.iter().map(|c| c * 3_600_000.0 / bucket as f64).collect(),
+                    peak: Vec::new(),
+                })
+                .collect(),
         }
     }
 }
@@ -1257,10 +1475,16 @@ fn lost_report(flows: &[FlowStats], sc: &Scenario) -> LostReport {
         out.busy += st.overflow.get("busy").copied().unwrap_or(0) + st.overflow.get("refused").copied().unwrap_or(0);
         out.callback_declined += st.callbacks_declined;
         out.callback_never_connected += st.callbacks_lost;
+        out.retrials += st.retrials;
+        out.called_again += st.called_again;
         in_time += st.answered_in_time;
     }
     out.lost = out.hung_up + out.busy + out.callback_declined + out.callback_never_connected;
     out.share = out.lost as f64 / out.callers.max(1) as f64;
+    out.people = out.callers - out.retrials;
+    // A lost call after which the person called again has not lost the person (yet).
+    out.people_lost = out.lost - out.called_again;
+    out.people_share = out.people_lost as f64 / out.people.max(1) as f64;
     out.service_level = in_time as f64 / out.callers.max(1) as f64;
     out
 }
@@ -1270,6 +1494,11 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
     let answered = st.answered.max(1) as f64;
     let flow = &sc.config.flows[i];
     let overflowed: u64 = st.overflow.values().sum();
+    let lost = st.abandoned
+        + st.overflow.get("busy").copied().unwrap_or(0)
+        + st.overflow.get("refused").copied().unwrap_or(0)
+        + st.callbacks_declined
+        + st.callbacks_lost;
     FlowReport {
         flow: flow.name.clone(),
         class: flow.class.clone(),
@@ -1285,11 +1514,10 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         callbacks_declined: st.callbacks_declined,
         callbacks_connected: st.callbacks_connected,
         callbacks_lost: st.callbacks_lost,
-        lost: st.abandoned
-            + st.overflow.get("busy").copied().unwrap_or(0)
-            + st.overflow.get("refused").copied().unwrap_or(0)
-            + st.callbacks_declined
-            + st.callbacks_lost,
+        lost,
+        retrials: st.retrials,
+        people: st.offered - st.retrials,
+        people_lost: lost - st.called_again,
         p_wait: st.queued as f64 / offered,
         asa_s: st.wait_sum_ms / answered / 1000.0,
         mean_wait_s: st.waiting_sum_ms / offered / 1000.0,
@@ -1308,36 +1536,90 @@ fn spacing(cps: Option<f64>) -> u64 {
     cps.map_or(0, |cps| (1000.0 / cps).round() as u64)
 }
 
-/// Milliseconds of open calling window in `[from, to)`.
-fn open_ms(window: Option<(u32, u32)>, from: u64, to: u64) -> u64 {
-    let Some((s, e)) = window else { return to.saturating_sub(from) };
-    let day = 86_400_000u64;
-    let (s, e) = (u64::from(s) * 60_000, u64::from(e) * 60_000);
-    let mut total = 0;
-    let mut d = from / day;
-    while d * day < to {
-        let base = d * day;
-        let spans = if s < e { vec![(s, e)] } else { vec![(0, e), (s, day)] };
-        for (a, b) in spans {
-            let (lo, hi) = ((base + a).max(from), (base + b).min(to));
-            total += hi.saturating_sub(lo);
+/// Milliseconds of open calling window in `[from, to)` (run ms; `start_ms` is the run's
+/// start on the wall clock).
+fn open_ms(window: Option<&CallingWindow>, start_ms: u64, from: u64, to: u64) -> u64 {
+    match window {
+        None => to.saturating_sub(from),
+        Some(&CallingWindow::Simulated(s, e)) => {
+            let day = 86_400_000u64;
+            let (s, e) = (u64::from(s) * 60_000, u64::from(e) * 60_000);
+            let mut total = 0;
+            let mut d = from / day;
+            while d * day < to {
+                let base = d * day;
+                let spans = if s < e { vec![(s, e)] } else { vec![(0, e), (s, day)] };
+                for (a, b) in spans {
+                    let (lo, hi) = ((base + a).max(from), (base + b).min(to));
+                    total += hi.saturating_sub(lo);
+                }
+                d += 1;
+            }
+            total
         }
-        d += 1;
+        Some(w @ CallingWindow::Local { .. }) => {
+            // Whole minutes on the wall clock (windows and batches start on minutes; a
+            // report's rate needs no finer).
+            let mut total = 0;
+            let mut t = from;
+            while t < to {
+                let next = ((start_ms + t) / 60_000 + 1) * 60_000 - start_ms;
+                if local_open(w, start_ms + t) {
+                    total += next.min(to) - t;
+                }
+                t = next;
+            }
+            total
+        }
     }
-    total
 }
 
-/// When the calling window is next open at or after `now` (`None`: no window).
-fn next_open(window: Option<(u32, u32)>, now: u64) -> Option<u64> {
-    let (s, e) = window?;
-    let day = 86_400_000u64;
-    let minute = (now % day) / 60_000;
-    let minute = minute as u32;
-    let open = if s < e { (s..e).contains(&minute) } else { minute >= s || minute < e };
-    if open {
-        return Some(now);
+/// Whether a `Local` window is open at Unix ms `wall`.
+fn local_open(window: &CallingWindow, wall: u64) -> bool {
+    match window {
+        CallingWindow::Local { window, batches } => {
+            window.active_at(wall) && (batches.is_empty() || batches.iter().any(|&(s, e)| s <= wall && wall < e))
+        }
+        CallingWindow::Simulated(..) => true,
     }
-    let today = now - now % day;
-    let start = today + u64::from(s) * 60_000;
-    Some(if start > now { start } else { start + day })
+}
+
+/// When the calling window is next open at or after `now` (run ms): `now` without a
+/// window, `None` when it never opens again (every batch is over, or no day allowed).
+fn next_open(window: Option<&CallingWindow>, start_ms: u64, now: u64) -> Option<u64> {
+    let Some(window) = window else { return Some(now) };
+    match *window {
+        CallingWindow::Simulated(s, e) => {
+            let day = 86_400_000u64;
+            let minute = ((now % day) / 60_000) as u32;
+            let open = if s < e { (s..e).contains(&minute) } else { minute >= s || minute < e };
+            if open {
+                return Some(now);
+            }
+            let today = now - now % day;
+            let start = today + u64::from(s) * 60_000;
+            Some(if start > now { start } else { start + day })
+        }
+        CallingWindow::Local { ref batches, .. } => {
+            if local_open(window, start_ms + now) {
+                return Some(now);
+            }
+            // Windows and batches open on whole minutes: look minute by minute, a week and
+            // a day at most, jumping over the gaps before a batch.
+            let mut wall = ((start_ms + now) / 60_000 + 1) * 60_000;
+            let last_batch = batches.iter().map(|b| b.1).max();
+            for _ in 0..(8 * 1440) {
+                if let Some(b) = batches.iter().filter(|b| b.1 > wall).map(|b| b.0).min() {
+                    wall = wall.max(b);
+                } else if last_batch.is_some() {
+                    return None;
+                }
+                if local_open(window, wall) {
+                    return Some(wall - start_ms);
+                }
+                wall += 60_000;
+            }
+            None
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //!   (then the flow's first overflow action is counted). A queued caller either gets a
 //!   line, hangs up when its patience runs out (the simulator cancels the ticket), or
 //!   reaches the waiting room's `max_wait` (the ledger times it out in `tick`: overflow).
+//! - A caller refused or tired of waiting may call again later (`retrial`): the same
+//!   person, counted once among the people, once per call among the calls.
 //! - Each `[[sim.campaigns]]` dialer places an attempt whenever a lead is ready, the carrier
 //!   allows (`cps`), the calling window is open and the ledger grants a line without
 //!   waiting; otherwise it waits for the next release. So it only ever uses capacity that
@@ -25,7 +27,8 @@
 //! # Determinism
 //! Every random number comes from streams seeded by `[sim] seed`: one stream for each
 //! arrival stream's timing, one for its callers' call lengths and patience (drawn for
-//! every caller, whatever happens to them), and one per (campaign, lead, attempt). Same
+//! every caller, whatever happens to them), one per (campaign, lead, attempt), and one per
+//! (stream, person, call) for whether and when a person calls again. Same
 //! seed, same result; and two policies run with the same seed meet exactly the same
 //! callers and leads, which makes `--compare` differences due to the policy alone.
 
@@ -38,6 +41,8 @@ mod stats;
 mod svg;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_campaigns;
 
 pub use dist::{Burst, Dist, RateProfile};
 pub use engine::{run, RunOptions};
@@ -45,7 +50,9 @@ pub use report::{
     compare_text, CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport,
     Report, ScheduleChange, Series, SeriesLine,
 };
-pub use scenario::{parse_rate, ArrivalSource, CallbackPolicy, CampaignSource, Scenario, SimSettings, MAX_CALLS};
+pub use scenario::{
+    parse_rate, ArrivalSource, CallbackPolicy, CallingWindow, CampaignSource, Retrial, Scenario, SimSettings, MAX_CALLS,
+};
 pub use svg::chart;
 
 /// The 1-based line of byte `offset` in `text`.

@@ -13,6 +13,11 @@ pub struct Report {
     pub scenario: String,
     /// The seed used.
     pub seed: u64,
+    /// The instant the run started (`[sim] start`), UTC.
+    pub start: String,
+    /// The same, Unix ms (not in the JSON).
+    #[serde(skip)]
+    pub start_ms: u64,
     /// Length of the measured window: from the warm-up to the end of arrivals (seconds).
     pub simulated_s: f64,
     /// Callers arriving before this were not counted (seconds).
@@ -47,12 +52,24 @@ pub struct Report {
 /// Callers lost, in all: the figure a manager asks for first.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LostReport {
-    /// Callers who arrived in the measured window (callbacks are not callers).
+    /// Calls by callers: people whose first call arrived in the measured window, each of
+    /// their calls (a person who calls again counts again; callbacks are not callers).
     pub callers: u64,
-    /// Callers lost, in all.
+    /// Calls lost, in all.
     pub lost: u64,
     /// `lost / callers`.
     pub share: f64,
+    /// People: callers counted once, however often they called.
+    pub people: u64,
+    /// People lost: their last call was lost (they did not call again, or ran out of
+    /// tries).
+    pub people_lost: u64,
+    /// `people_lost / people`.
+    pub people_share: f64,
+    /// Calls that were a person calling again (`retrial` of `[[arrivals]]`).
+    pub retrials: u64,
+    /// Lost calls after which the person called again: `lost - people_lost`.
+    pub called_again: u64,
     /// Refused: overflow `busy`, or no overflow at all.
     pub busy: u64,
     /// Hung up while waiting.
@@ -144,8 +161,14 @@ pub struct FlowReport {
     pub callbacks_lost: u64,
     /// Callers lost: hung up while waiting, refused (overflow `busy`, or none), declined
     /// a callback, or a callback never connected. Voicemail, transfer and IVR count as
-    /// handled.
+    /// handled. Calls: a person who calls again counts again.
     pub lost: u64,
+    /// Calls that were a person calling again.
+    pub retrials: u64,
+    /// People: `offered - retrials`.
+    pub people: u64,
+    /// People lost: lost calls after which the person did not call again.
+    pub people_lost: u64,
     /// Share of callers who waited.
     pub p_wait: f64,
     /// Mean wait of answered callers, those answered at once counting 0 (seconds): the
@@ -218,6 +241,14 @@ pub struct CampaignReport {
     pub attempts: u64,
     /// Leads who answered.
     pub connected: u64,
+    /// Attempts that found the line busy.
+    pub busy: u64,
+    /// Attempts that reached voicemail.
+    pub voicemail: u64,
+    /// Attempts not answered.
+    pub no_answer: u64,
+    /// Attempts that failed (carrier or platform error).
+    pub failed: u64,
     /// Leads nobody answered after every attempt.
     pub unreached: u64,
     /// Leads not finished when the run ended.
@@ -270,6 +301,12 @@ pub struct Series {
     pub pools: Vec<SeriesLine>,
     /// Callers waiting per flow (flows that ever had any).
     pub waiting: Vec<SeriesLine>,
+    /// Calls in progress per class (every class of the config), when the traffic uses
+    /// more than one class; empty otherwise.
+    pub classes: Vec<SeriesLine>,
+    /// Events per hour over each interval of the whole run (refused, hung up, other
+    /// overflow, callback attempts; those that happened at all): `mean` only.
+    pub outcomes: Vec<SeriesLine>,
 }
 
 /// One line of the chart.
@@ -310,10 +347,11 @@ impl Report {
         if l.callers > 0 {
             let _ = writeln!(
                 out,
-                "  Lost: {} of {} callers ({}): {} busy, {} hung up, {} callbacks never connected, {} declined · \
+                "  Lost: {} of {} {} ({}): {} busy, {} hung up, {} callbacks never connected, {} declined · \
                  service level {}",
                 count(l.lost),
                 count(l.callers),
+                if l.retrials + l.called_again > 0 { "calls" } else { "callers" },
                 pct2(l.share),
                 count(l.busy),
                 count(l.hung_up),
@@ -321,6 +359,16 @@ impl Report {
                 count(l.callback_declined),
                 pct(l.service_level)
             );
+            if l.retrials + l.called_again > 0 {
+                let _ = writeln!(
+                    out,
+                    "  People lost: {} of {} ({}) · {} of the calls were people calling again",
+                    count(l.people_lost),
+                    count(l.people),
+                    pct2(l.people_share),
+                    count(l.retrials)
+                );
+            }
         }
         for c in &self.campaigns {
             let done = c.leads.saturating_sub(c.remaining);
@@ -331,7 +379,13 @@ impl Report {
                 count(done),
                 count(c.leads),
                 pct(done as f64 / c.leads.max(1) as f64),
-                c.finished_at_s.map_or_else(|| ", not finished".to_owned(), |s| format!(", finished {}", clock(s)))
+                c.finished_at_s.map_or_else(
+                    || ", not finished".to_owned(),
+                    |s| {
+                        let wall = self.start_ms.saturating_add((s * 1000.0) as u64);
+                        format!(", finished {} of the run ({})", clock(s), callgate_config::format_instant(wall))
+                    }
+                )
             );
         }
         if let Some(c) = &self.cost {
@@ -528,9 +582,17 @@ pub fn compare_text(reports: &[Report]) -> String {
     for flow in &flows {
         let get = |r: &Report| r.flows.iter().find(|f| &f.flow == flow).cloned();
         let mut t = Table::new(&header(&format!("flow {flow}")));
-        let rows: [(&str, FlowCell); 11] = [
+        let rows: [(&str, FlowCell); 12] = [
             ("callers", |f, _| count(f.offered)),
             ("lost", |f, _| format!("{} ({})", count(f.lost), pct2(f.lost as f64 / f.offered.max(1) as f64))),
+            ("people lost", |f, _| {
+                format!(
+                    "{} of {} ({})",
+                    count(f.people_lost),
+                    count(f.people),
+                    pct2(f.people_lost as f64 / f.people.max(1) as f64)
+                )
+            }),
             ("answered at once", |f, _| pct(f.granted_at_once as f64 / f.offered.max(1) as f64)),
             ("P(wait)", |f, _| pct(f.p_wait)),
             ("ASA (answered)", |f, _| secs(f.asa_s)),

@@ -23,21 +23,30 @@
 //! bursts = [{ at = "10h", for = "15m", rate = "600/h" }]   # extra arrivals
 //! hold = { dist = "exp", mean = "4m" }            # exp | lognormal (mean, sd) | fixed (value)
 //! patience = { dist = "exp", mean = "90s" }       # left out: callers wait until served
+//! retrial = { share = 0.5, after = { dist = "exp", mean = "10m" }, max = 3 }
+//!                           # callers who hear busy or hang up call again (below)
 //!
 //! [[sim.campaigns]]         # an outbound dialer paced by free capacity
-//! flow = "outbound"
+//! campaign = "spring-promo" # a [[campaigns]] entry: its flow, cap, rate, priority, window
+//!                           # (days, time zone), batches and retry table; or `flow = …`
+//!                           # and those fields here (below)
 //! leads = 2000
-//! connect_rate = 0.35
+//! answer = 0.35             # also busy, voicemail, failed (default: the campaign's
+//!                           # `simulate` rates); the rest ring out
 //! talk = { dist = "lognormal", mean = "3m", sd = "2m" }
 //! ring = { dist = "fixed", value = "25s" }        # an unanswered attempt (default 30s)
-//! retries = 2
-//! retry_after = "1h"
-//! cps = 1                   # attempts per second (default: no limit)
-//! window = "09:00-17:00"    # calling window on the simulated clock (default: always)
-//! max_concurrency = 5       # its own cap on live attempts (default: none)
-//!
-//! [pricing]                 # see `callgate_plan::cost::Pricing`
 //! ```
+//!
+//! A `[[sim.campaigns]]` table with `flow` instead of `campaign` gives its own pacing:
+//! `retry = { … }` (a `[[campaigns]]` retry table; or `retries = 2` and `retry_after =
+//! "1h"`: one delay, no backoff), `calls_per_second` (or `cps`), `window = "09:00-17:00"`
+//! (on the simulated clock), `max_concurrency` and `priority`. With `campaign`, those come
+//! from the `[[campaigns]]` entry, read and checked by `callgate-config`, and giving them
+//! again is an error. `campaign` may also be a `[[campaigns]]` table written in place
+//! (`campaign = { name = "promo", flow = "outbound", window = { … }, … }`), read as the
+//! config crate reads one and checked by `Config::campaign_problems`.
+//!
+//! `[pricing]` is `callgate_plan::cost::Pricing`.
 //!
 //! Callbacks are returned the way the real dialer returns them: a caller offered one
 //! accepts with probability `accept` (default 1: the booking is automatic), and from
@@ -56,6 +65,13 @@
 //! callback = { flow = "callbacks", after = "10m", accept = 0.8, answer = 0.5, deadline = "4h",
 //!              retry = { no_answer = "30m", max_attempts = 4 } }
 //! ```
+//!
+//! Retrial: a caller who is refused (overflow `busy`, or none) calls again with
+//! probability `busy` (default `share`), one who hangs up while waiting with probability
+//! `hung_up` (default `share`), after a delay drawn from `after`, at most `max` times
+//! (default 3) — the same person, wanting the same call, through the same flow. Reports
+//! count calls (every try) and people (the first try) apart: a person is lost when their
+//! last call is.
 //!
 //! The config's `[[schedules]]` apply during the run as they would in the server: the
 //! simulated clock starts at `[sim] start`, and every minute the run asks
@@ -89,7 +105,8 @@ pub const MAX_CALLS: u64 = 1_000_000_000;
 const DEFAULT_START_MS: u64 = 1_704_067_200_000;
 
 /// The sections this module reads (everything else is the config's).
-const TRAFFIC_SECTIONS: [&str; 3] = ["sim", "arrivals", "pricing"];
+/// (`[tune]` is `callgate tune`'s: a run ignores it.)
+const TRAFFIC_SECTIONS: [&str; 4] = ["sim", "arrivals", "pricing", "tune"];
 
 /// A scenario, checked and ready to run.
 #[derive(Clone, Debug)]
@@ -169,33 +186,78 @@ pub struct ArrivalSource {
     pub hold: Dist,
     /// How long a caller waits before hanging up; `None`: until answered or overflowed.
     pub patience: Option<Dist>,
+    /// Callers who are refused or hang up and call again; `None`: nobody does.
+    pub retrial: Option<Retrial>,
 }
 
-/// One `[[sim.campaigns]]` dialer.
+/// Callers who call again (`retrial` of an `[[arrivals]]` stream).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrial {
+    /// Share of refused callers (overflow `busy`, or none) who call again.
+    pub busy: f64,
+    /// Share of callers who hung up while waiting and call again.
+    pub hung_up: f64,
+    /// The delay before they call again.
+    pub after: Dist,
+    /// The most calls again per person (after the first call).
+    pub max: u32,
+}
+
+/// One `[[sim.campaigns]]` dialer: the pacing of a `[[campaigns]]` entry (its own, or
+/// the one it names with `campaign`) and the traffic assumptions (leads, outcomes, call
+/// lengths).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CampaignSource {
-    /// Its name in reports (default: its flow's).
+    /// Its name in reports and in `[[schedules]]` (default: the `[[campaigns]]` entry's
+    /// name, else its flow's).
     pub name: String,
     /// The flow its calls go through (index in the config's flows).
     pub flow: usize,
     /// Leads to reach.
     pub leads: u64,
     /// Share of attempts answered.
-    pub connect_rate: f64,
+    pub answer: f64,
+    /// Share of attempts that find the line busy.
+    pub busy: f64,
+    /// Share of attempts that reach voicemail.
+    pub voicemail: f64,
+    /// Share of attempts that fail (carrier or platform error); the rest ring out.
+    pub failed: f64,
     /// Length of an answered call.
     pub talk: Dist,
     /// How long an unanswered attempt holds its line.
     pub ring: Dist,
-    /// Further attempts for an unanswered lead.
-    pub retries: u32,
-    /// Wait before a lead is tried again (ms).
-    pub retry_after_ms: u64,
+    /// Delays per outcome, backoff and `max_attempts`: a `[[campaigns]]` `retry` table
+    /// (the legacy `retries`/`retry_after` become one with the same delay for every
+    /// outcome and no backoff).
+    pub retry: RetryConfig,
     /// Attempts per second allowed (`None`: no limit).
     pub cps: Option<f64>,
-    /// Calling window, minutes of the simulated day `[start, end)`.
-    pub window: Option<(u32, u32)>,
+    /// When calls may start (`None`: always).
+    pub window: Option<CallingWindow>,
     /// The most attempts live at once (`None`: only the pools limit them).
     pub max_concurrency: Option<u32>,
+    /// Among dialers that could take a freed line at the same moment, the higher
+    /// priority goes first (as `[[campaigns]]` `priority`).
+    pub priority: i32,
+}
+
+/// When a simulated campaign may place calls.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallingWindow {
+    /// `window = "09:00-17:00"`: minutes of the simulated day `[start, end)`, counted from
+    /// the start of the run.
+    Simulated(u32, u32),
+    /// A `[[campaigns]]` entry's window (days, start, end) in its `default_timezone`, on
+    /// the wall clock (`[sim] start` plus the run's time), within its batches if it has
+    /// any (Unix ms, sorted). Read by `ScheduleConfig::active_at`, the schedules' own
+    /// reading of days and times.
+    Local {
+        /// The window as a schedule (days, start, end, time zone; no changes).
+        window: Box<callgate_config::ScheduleConfig>,
+        /// `(start, end)` Unix ms of the batches; empty: no restriction.
+        batches: Vec<(u64, u64)>,
+    },
 }
 
 impl Scenario {
@@ -223,7 +285,13 @@ impl Scenario {
         let sim_campaigns: Vec<String> = traffic.sim.as_ref().map_or_else(Vec::new, |s| {
             s.campaigns
                 .iter()
-                .map(|c| c.get_ref().name.clone().unwrap_or_else(|| c.get_ref().flow.get_ref().clone()))
+                .filter_map(|c| {
+                    let c = c.get_ref();
+                    c.name
+                        .clone()
+                        .or_else(|| c.campaign.as_ref().and_then(|v| campaign_name(v.get_ref())))
+                        .or_else(|| c.flow.as_ref().map(|f| f.get_ref().clone()))
+                })
                 .collect()
         });
         let names: Vec<&str> = sim_campaigns.iter().map(String::as_str).collect();
@@ -477,6 +545,17 @@ struct ArrivalToml {
     bursts: Vec<Spanned<BurstToml>>,
     hold: Spanned<DistToml>,
     patience: Option<Spanned<DistToml>>,
+    retrial: Option<Spanned<RetrialToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrialToml {
+    share: Option<Spanned<f64>>,
+    busy: Option<Spanned<f64>>,
+    hung_up: Option<Spanned<f64>>,
+    after: Spanned<DistToml>,
+    max: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -501,17 +580,27 @@ struct DistToml {
 #[serde(deny_unknown_fields)]
 struct CampaignToml {
     name: Option<String>,
-    flow: Spanned<String>,
+    /// A `[[campaigns]]` entry whose pacing this dialer uses (its name), or a table that
+    /// is one (read as `[[campaigns]]` are).
+    campaign: Option<Spanned<toml::Value>>,
+    flow: Option<Spanned<String>>,
     leads: Spanned<i64>,
-    connect_rate: Spanned<f64>,
+    connect_rate: Option<Spanned<f64>>,
+    answer: Option<Spanned<f64>>,
+    busy: Option<Spanned<f64>>,
+    voicemail: Option<Spanned<f64>>,
+    failed: Option<Spanned<f64>>,
     talk: Spanned<DistToml>,
     ring: Option<Spanned<DistToml>>,
     #[serde(default)]
     retries: Option<Spanned<i64>>,
     retry_after: Option<Spanned<String>>,
+    retry: Option<Spanned<RetryConfig>>,
     cps: Option<Spanned<f64>>,
+    calls_per_second: Option<Spanned<f64>>,
     window: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
+    priority: Option<Spanned<i64>>,
 }
 
 /// Reads the traffic sections, collecting every problem with its line and field.
@@ -794,71 +883,319 @@ impl Reader<'_> {
             Some(p) => Some(self.dist(p, &format!("{at}.patience"))?),
             None => None,
         };
-        Some(ArrivalSource { flow: flow?, rate: RateProfile { hourly: hourly?, bursts }, hold: hold?, patience })
+        let retrial = match &a.retrial {
+            Some(r) => Some(self.retrial(r, &format!("{at}.retrial"))?),
+            None => None,
+        };
+        Some(ArrivalSource {
+            flow: flow?,
+            rate: RateProfile { hourly: hourly?, bursts },
+            hold: hold?,
+            patience,
+            retrial,
+        })
+    }
+
+    fn retrial(&mut self, r: &Spanned<RetrialToml>, field: &str) -> Option<Retrial> {
+        let before = self.problems.len();
+        let t = r.get_ref();
+        let mut share = |v: &Option<Spanned<f64>>, key: &str, default: Option<f64>| match v {
+            Some(x) if (0.0..=1.0).contains(x.get_ref()) => Some(*x.get_ref()),
+            Some(x) => {
+                self.problem(x.span(), &format!("{field}.{key}"), "must be between 0 and 1");
+                None
+            }
+            None => default,
+        };
+        let all = share(&t.share, "share", None);
+        let busy = share(&t.busy, "busy", all);
+        let hung_up = share(&t.hung_up, "hung_up", all);
+        if t.share.is_none() && (t.busy.is_none() || t.hung_up.is_none()) && self.problems.len() == before {
+            self.problem(
+                r.span(),
+                field,
+                "needs `share` (the share of refused and hung-up callers who call again), or both `busy` and `hung_up`",
+            );
+        }
+        let after = self.dist(&t.after, &format!("{field}.after"));
+        let max = match &t.max {
+            Some(m) if (1..=20).contains(m.get_ref()) => *m.get_ref() as u32,
+            Some(m) => {
+                self.problem(m.span(), &format!("{field}.max"), "must be between 1 and 20");
+                0
+            }
+            None => 3,
+        };
+        if self.problems.len() != before {
+            return None;
+        }
+        Some(Retrial { busy: busy?, hung_up: hung_up?, after: after?, max })
     }
 
     fn campaign(&mut self, i: usize, c: &Spanned<CampaignToml>) -> Option<CampaignSource> {
         let at = format!("sim.campaigns[{i}]");
+        let span = c.span();
         let c = c.get_ref();
-        let flow = self.flow(&c.flow, &format!("{at}.flow"));
         let before = self.problems.len();
+        let config = self.config;
+        let inline = match (&c.campaign, &c.flow) {
+            (Some(v), None) if v.get_ref().is_table() => Some(self.inline_campaign(v, &at)?),
+            _ => None,
+        };
+        let real = match (&c.campaign, &c.flow) {
+            (Some(_), None) if inline.is_some() => inline.as_ref(),
+            (Some(v), None) => {
+                let Some(name) = v.get_ref().as_str() else {
+                    self.problem(
+                        v.span(),
+                        &format!("{at}.campaign"),
+                        "the name of a [[campaigns]] entry, or a table like one",
+                    );
+                    return None;
+                };
+                match config.campaign(name) {
+                    Some(real) => Some(real),
+                    None => {
+                        let known: Vec<&str> = config.campaigns.iter().map(|c| c.name.as_str()).collect();
+                        self.problem(
+                            v.span(),
+                            &format!("{at}.campaign"),
+                            format!("no [[campaigns]] entry is named `{name}` (campaigns: {})", list(&known)),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, Some(_)) => None,
+            (Some(v), Some(_)) => {
+                self.problem(
+                    v.span(),
+                    &format!("{at}.flow"),
+                    format!(
+                        "comes from the campaign `{}`: give `campaign` or `flow`, not both",
+                        campaign_name(v.get_ref()).unwrap_or_default()
+                    ),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.problem(
+                    span,
+                    &at,
+                    "say which calls to dial: `campaign = \"…\"` (a [[campaigns]] entry) or `flow = \"…\"`",
+                );
+                return None;
+            }
+        };
+        if let Some(real) = real {
+            // The pacing is the real campaign's: change it there, where the server reads it.
+            let pacing: [(&str, Option<Range<usize>>); 8] = [
+                ("retries", c.retries.as_ref().map(Spanned::span)),
+                ("retry_after", c.retry_after.as_ref().map(Spanned::span)),
+                ("retry", c.retry.as_ref().map(Spanned::span)),
+                ("cps", c.cps.as_ref().map(Spanned::span)),
+                ("calls_per_second", c.calls_per_second.as_ref().map(Spanned::span)),
+                ("window", c.window.as_ref().map(Spanned::span)),
+                ("max_concurrency", c.max_concurrency.as_ref().map(Spanned::span)),
+                ("priority", c.priority.as_ref().map(Spanned::span)),
+            ];
+            for (key, s) in pacing {
+                if let Some(s) = s {
+                    self.problem(
+                        s,
+                        &format!("{at}.{key}"),
+                        format!("comes from the campaign `{}`: change it there", real.name),
+                    );
+                }
+            }
+        }
+        let flow = match (&c.flow, real) {
+            (Some(f), _) => self.flow(f, &format!("{at}.flow")),
+            (None, Some(real)) => self.config.flows.iter().position(|f| f.name == real.flow),
+            (None, None) => None,
+        };
         let leads = *c.leads.get_ref();
         if !(1..=100_000_000).contains(&leads) {
             self.problem(c.leads.span(), &format!("{at}.leads"), "must be between 1 and 100,000,000");
         }
-        let rate = *c.connect_rate.get_ref();
-        if !(rate > 0.0 && rate <= 1.0) {
-            self.problem(c.connect_rate.span(), &format!("{at}.connect_rate"), "must be more than 0 and at most 1");
+        // Outcomes: given here, else the real campaign's simulated provider's rates.
+        let simulated = real.and_then(|r| r.simulate.as_ref());
+        let answer = match (&c.connect_rate, &c.answer) {
+            (Some(x), None) | (None, Some(x)) => {
+                let key = if c.answer.is_some() { "answer" } else { "connect_rate" };
+                if !(*x.get_ref() > 0.0 && *x.get_ref() <= 1.0) {
+                    self.problem(x.span(), &format!("{at}.{key}"), "must be more than 0 and at most 1");
+                }
+                *x.get_ref()
+            }
+            (Some(x), Some(_)) => {
+                self.problem(x.span(), &format!("{at}.connect_rate"), "is another name of `answer`: give one");
+                0.0
+            }
+            (None, None) => match simulated {
+                Some(s) => s.answer_rate.0,
+                None => {
+                    self.problem(span.clone(), &at, "say how often a lead answers: `answer = 0.35`");
+                    0.0
+                }
+            },
+        };
+        let mut share = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
+            Some(x) if (0.0..=1.0).contains(x.get_ref()) => *x.get_ref(),
+            Some(x) => {
+                self.problem(x.span(), &format!("{at}.{key}"), "must be between 0 and 1");
+                default
+            }
+            None => default,
+        };
+        let busy = share(&c.busy, "busy", simulated.map_or(0.0, |s| s.busy_rate.0));
+        let voicemail = share(&c.voicemail, "voicemail", simulated.map_or(0.0, |s| s.voicemail_rate.0));
+        let failed = share(&c.failed, "failed", simulated.map_or(0.0, |s| s.failure_rate.0));
+        if answer + busy + voicemail + failed > 1.0 + 1e-9 {
+            self.problem(span.clone(), &at, "answer + busy + voicemail + failed must be at most 1");
         }
         let talk = self.dist(&c.talk, &format!("{at}.talk"));
-        let ring = match &c.ring {
-            Some(r) => self.dist(r, &format!("{at}.ring")),
-            None => Some(Dist::Fixed { ms: 30_000.0 }),
+        let ring = match (&c.ring, simulated) {
+            (Some(r), _) => self.dist(r, &format!("{at}.ring")),
+            (None, Some(s)) => Some(Dist::Fixed { ms: s.ring_time.as_millis() as f64 }),
+            (None, None) => Some(Dist::Fixed { ms: 30_000.0 }),
         };
+        let retry = match real {
+            Some(real) => real.retry.clone(),
+            None => self.legacy_retry(c, &at),
+        };
+        let cps = match (&c.cps, &c.calls_per_second, real) {
+            (_, _, Some(real)) => Some(real.calls_per_second.0),
+            (Some(x), None, None) | (None, Some(x), None) => {
+                if !(*x.get_ref() > 0.0 && x.get_ref().is_finite()) {
+                    let key = if c.cps.is_some() { "cps" } else { "calls_per_second" };
+                    self.problem(x.span(), &format!("{at}.{key}"), "must be more than 0");
+                }
+                Some(*x.get_ref())
+            }
+            (Some(x), Some(_), None) => {
+                self.problem(x.span(), &format!("{at}.cps"), "is another name of `calls_per_second`: give one");
+                None
+            }
+            (None, None, None) => None,
+        };
+        let window = match real {
+            Some(real) => Some(local_window(real)),
+            None => c.window.as_ref().and_then(|w| match parse_window(w.get_ref()) {
+                Ok((s, e)) => Some(CallingWindow::Simulated(s, e)),
+                Err(e) => {
+                    self.problem(w.span(), &format!("{at}.window"), e.message);
+                    None
+                }
+            }),
+        };
+        let max_concurrency = match (&c.max_concurrency, real) {
+            (_, Some(real)) => real.max_concurrency,
+            (Some(m), None) => {
+                if !(1..=1_000_000).contains(m.get_ref()) {
+                    self.problem(m.span(), &format!("{at}.max_concurrency"), "must be between 1 and 1,000,000");
+                }
+                Some(*m.get_ref() as u32)
+            }
+            (None, None) => None,
+        };
+        let priority = match (&c.priority, real) {
+            (_, Some(real)) => real.priority,
+            (Some(p), None) => {
+                if !(-1_000_000..=1_000_000).contains(p.get_ref()) {
+                    self.problem(p.span(), &format!("{at}.priority"), "must be between -1,000,000 and 1,000,000");
+                }
+                *p.get_ref() as i32
+            }
+            (None, None) => 0,
+        };
+        if self.problems.len() != before {
+            return None;
+        }
+        let flow = flow?;
+        let name = c.name.clone().or_else(|| real.map(|r| r.name.clone()));
+        Some(CampaignSource {
+            name: name.unwrap_or_else(|| self.config.flows[flow].name.clone()),
+            flow,
+            leads: leads as u64,
+            answer,
+            busy,
+            voicemail,
+            failed,
+            talk: talk?,
+            ring: ring?,
+            retry,
+            cps,
+            window,
+            max_concurrency,
+            priority,
+        })
+    }
+
+    /// `campaign = { name = …, flow = …, … }`: a `[[campaigns]]` table written here, read and
+    /// checked by `callgate-config` as the server reads one (without a provider it is the
+    /// built-in simulated one: `simulate = {}`).
+    fn inline_campaign(&mut self, v: &Spanned<toml::Value>, at: &str) -> Option<callgate_config::CampaignConfig> {
+        let mut table = v.get_ref().as_table()?.clone();
+        if !["provider", "providers", "simulate"].iter().any(|k| table.contains_key(*k)) {
+            table.insert("simulate".into(), toml::Value::Table(toml::Table::new()));
+        }
+        let campaign: callgate_config::CampaignConfig = match toml::Value::Table(table).try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(v.span(), &format!("{at}.campaign"), one_line(&e.to_string()));
+                return None;
+            }
+        };
+        let problems = self.config.campaign_problems(&campaign);
+        for p in &problems {
+            self.problem(v.span(), &format!("{at}.campaign.{}", p.field), &p.message);
+        }
+        problems.is_empty().then_some(campaign)
+    }
+
+    /// `retry = { … }` (a `[[campaigns]]` retry table), or the older `retries` and
+    /// `retry_after` (the same delay after every outcome, no backoff).
+    fn legacy_retry(&mut self, c: &CampaignToml, at: &str) -> RetryConfig {
+        if let Some(r) = &c.retry {
+            for (key, given) in [("retries", c.retries.is_some()), ("retry_after", c.retry_after.is_some())] {
+                if given {
+                    self.problem(
+                        r.span(),
+                        &format!("{at}.{key}"),
+                        "give `retry = { … }` or `retries`/`retry_after`, not both",
+                    );
+                }
+            }
+            let retry = r.get_ref().clone();
+            if !(retry.backoff.0.is_finite() && (1.0..=100.0).contains(&retry.backoff.0)) {
+                self.problem(r.span(), &format!("{at}.retry.backoff"), "must be between 1 and 100");
+            }
+            if !(1..=100).contains(&retry.max_attempts) {
+                self.problem(r.span(), &format!("{at}.retry.max_attempts"), "must be between 1 and 100");
+            }
+            return retry;
+        }
         let retries = c.retries.as_ref().map_or(0, |r| *r.get_ref());
         if let Some(r) = &c.retries {
             if !(0..=100).contains(r.get_ref()) {
                 self.problem(r.span(), &format!("{at}.retries"), "must be between 0 and 100");
             }
         }
-        let retry_after_ms = match &c.retry_after {
-            Some(d) => self.duration(d, &format!("{at}.retry_after")).unwrap_or(0),
-            None => 3_600_000,
+        let after = match &c.retry_after {
+            Some(d) => std::time::Duration::from_millis(self.duration(d, &format!("{at}.retry_after")).unwrap_or(0)),
+            None => std::time::Duration::from_secs(3600),
         };
-        if let Some(cps) = &c.cps {
-            if !(*cps.get_ref() > 0.0 && cps.get_ref().is_finite()) {
-                self.problem(cps.span(), &format!("{at}.cps"), "must be more than 0");
-            }
+        RetryConfig {
+            busy: after,
+            no_answer: after,
+            voicemail: after,
+            failed: after,
+            backoff: callgate_config::Real(1.0),
+            max_delay: after.max(std::time::Duration::from_secs(86_400)),
+            max_attempts: retries.clamp(0, 100) as u32 + 1,
+            ..RetryConfig::default()
         }
-        let window = c.window.as_ref().and_then(|w| match parse_window(w.get_ref()) {
-            Ok(win) => Some(win),
-            Err(e) => {
-                self.problem(w.span(), &format!("{at}.window"), e.message);
-                None
-            }
-        });
-        if let Some(m) = &c.max_concurrency {
-            if !(1..=1_000_000).contains(m.get_ref()) {
-                self.problem(m.span(), &format!("{at}.max_concurrency"), "must be between 1 and 1,000,000");
-            }
-        }
-        if self.problems.len() != before {
-            return None;
-        }
-        let flow = flow?;
-        Some(CampaignSource {
-            max_concurrency: c.max_concurrency.as_ref().map(|m| *m.get_ref() as u32),
-            name: c.name.clone().unwrap_or_else(|| self.config.flows[flow].name.clone()),
-            flow,
-            leads: leads as u64,
-            connect_rate: rate,
-            talk: talk?,
-            ring: ring?,
-            retries: retries as u32,
-            retry_after_ms,
-            cps: c.cps.as_ref().map(|c| *c.get_ref()),
-            window,
-        })
     }
 
     fn pricing(&mut self, p: &Spanned<Pricing>) -> Pricing {
@@ -875,6 +1212,33 @@ impl Reader<'_> {
         }
         pricing
     }
+}
+
+/// The name a `campaign = …` gives: the name itself, or the table's `name`.
+fn campaign_name(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Table(t) => t.get("name").and_then(toml::Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// A `[[campaigns]]` entry's window and batches, for the wall clock.
+fn local_window(real: &callgate_config::CampaignConfig) -> CallingWindow {
+    let tz = real.timezone();
+    let mut batches: Vec<(u64, u64)> = real.batches.iter().filter_map(|b| b.resolve(tz).ok()).collect();
+    batches.sort_unstable();
+    let window = callgate_config::ScheduleConfig {
+        name: real.name.clone(),
+        days: real.window.days.clone(),
+        start: real.window.start,
+        end: real.window.end,
+        timezone: real.default_timezone.clone(),
+        pools: Default::default(),
+        campaigns: Default::default(),
+        flows: Default::default(),
+    };
+    CallingWindow::Local { window: Box::new(window), batches }
 }
 
 fn list(names: &[&str]) -> String {

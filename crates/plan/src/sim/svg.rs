@@ -1,5 +1,8 @@
-//! The chart: lines in use, callers waiting and utilization over time, one section per
-//! scenario, as a self-contained SVG (no script, no external font).
+//! The chart: lines in use, calls in progress by class, callers waiting, what happened to
+//! callers who did not get a line (refused, hung up, other overflow) and callback attempts,
+//! and utilization over time, one section per scenario, as a self-contained SVG (no
+//! script, no external font). The warm-up, not counted in the report, is shaded and has a
+//! legend entry.
 
 use super::report::{Report, SeriesLine};
 use std::fmt::Write as _;
@@ -63,7 +66,7 @@ struct Panel<'a> {
 
 /// The chart of one or more reports.
 pub fn chart(reports: &[Report]) -> String {
-    let sections: Vec<f64> = reports.iter().map(|_| TOP_GAP + 3.0 * (PANEL_H + 40.0)).collect();
+    let sections: Vec<f64> = reports.iter().map(|r| TOP_GAP + panels(r).len() as f64 * (PANEL_H + 40.0)).collect();
     let height: f64 = sections.iter().sum::<f64>() + 10.0;
     let mut out = String::new();
     let _ = writeln!(
@@ -98,13 +101,37 @@ fn section(out: &mut String, r: &Report, y0: f64, span_s: f64) {
         esc(&r.scenario),
         r.seed
     );
-    let panels = [
-        Panel {
-            title: "Lines in use (mean per interval; light: peak)",
-            unit: "lines",
-            lines: s.pools.iter().map(|l| (l, l.mean.clone(), l.peak.clone())).collect(),
-            limits: true,
-        },
+    let mut y = y0 + TOP_GAP;
+    for p in &panels(r) {
+        panel(out, p, y, span_s, s.bucket_s, (s.window_start_s, s.window_end_s));
+        y += PANEL_H + 40.0;
+    }
+}
+
+/// The panels of one report: those with something to show.
+fn panels(r: &Report) -> Vec<Panel<'_>> {
+    let s = &r.series;
+    let classes: Vec<_> = s
+        .classes
+        .iter()
+        .filter(|l| l.mean.iter().any(|&v| v > 0.0))
+        .map(|l| (l, l.mean.clone(), l.peak.clone()))
+        .collect();
+    let mut panels = vec![Panel {
+        title: "Lines in use (mean per interval; light: peak)",
+        unit: "lines",
+        lines: s.pools.iter().map(|l| (l, l.mean.clone(), l.peak.clone())).collect(),
+        limits: true,
+    }];
+    if !classes.is_empty() {
+        panels.push(Panel {
+            title: "Calls in progress by class (mean per interval; light: peak)",
+            unit: "calls",
+            lines: classes,
+            limits: false,
+        });
+    }
+    panels.extend([
         Panel {
             title: "Callers waiting (mean per interval; light: peak)",
             unit: "callers",
@@ -124,12 +151,19 @@ fn section(out: &mut String, r: &Report, y0: f64, span_s: f64) {
                 .collect(),
             limits: false,
         },
-    ];
-    let mut y = y0 + TOP_GAP;
-    for p in &panels {
-        panel(out, p, y, span_s, s.bucket_s, (s.window_start_s, s.window_end_s));
-        y += PANEL_H + 40.0;
+    ]);
+    if !s.outcomes.is_empty() {
+        panels.insert(
+            panels.len() - 1,
+            Panel {
+                title: "Callers not answered, and callback attempts (per hour, each interval)",
+                unit: "per hour",
+                lines: s.outcomes.iter().map(|l| (l, l.mean.clone(), Vec::new())).collect(),
+                limits: false,
+            },
+        );
     }
+    panels
 }
 
 fn panel(out: &mut String, p: &Panel<'_>, y0: f64, span_s: f64, bucket_s: f64, window: (f64, f64)) {
@@ -239,5 +273,15 @@ fn panel(out: &mut String, p: &Panel<'_>, y0: f64, span_s: f64, bucket_s: f64, w
             _ => line.name.clone(),
         };
         let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, x1 + 36.0, ly + 4.0, esc(&label));
+    }
+    if window.0 > 0.0 {
+        let ly = top + 14.0 * p.lines.len() as f64 + 8.0;
+        let _ = writeln!(
+            out,
+            r##"<rect x="{:.1}" y="{:.1}" width="18" height="10" fill="#f0f0f0" stroke="#ccc"/>"##,
+            x1 + 12.0,
+            ly - 5.0
+        );
+        let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}">warm-up (not counted)</text>"#, x1 + 36.0, ly + 4.0);
     }
 }

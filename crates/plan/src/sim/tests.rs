@@ -428,3 +428,87 @@ fn overlapping_schedules_whose_reserves_pass_the_limit_are_refused_before_the_ru
     let e = problem(&both);
     assert!(e.contains("schedules[1].pools.lines") && e.contains("active together"), "{e}");
 }
+
+/// One line held for ever by the first caller; everyone after hears busy.
+fn one_line_held(retrial: &str) -> Report {
+    report(&small(
+        1,
+        "overflow = { action = \"busy\" }",
+        "calls = 50",
+        &format!("rate = \"60/h\"\nhold = {{ dist = \"fixed\", value = \"1000h\" }}\n{retrial}"),
+    ))
+}
+
+#[test]
+fn callers_who_hear_busy_call_again_up_to_their_limit_and_count_once_as_people() {
+    let r = one_line_held("retrial = { share = 1.0, after = { dist = \"fixed\", value = \"1m\" }, max = 2 }");
+    let l = &r.lost;
+    // 50 people: the first is answered, the 49 others call three times each.
+    assert_eq!(l.people, 50);
+    assert_eq!(l.callers, 1 + 49 * 3);
+    assert_eq!(l.retrials, 49 * 2);
+    assert_eq!(l.lost, 49 * 3);
+    assert_eq!(l.people_lost, 49);
+    assert_eq!(l.called_again, 49 * 2);
+    assert!((l.people_share - 49.0 / 50.0).abs() < 1e-12);
+    let f = &r.flows[0];
+    assert_eq!((f.people, f.people_lost, f.retrials), (50, 49, 98));
+    let text = r.to_text();
+    assert!(text.contains("People lost: 49 of 50"), "{text}");
+
+    // Without retrial every call is a person.
+    let plain = one_line_held("");
+    assert_eq!((plain.lost.people, plain.lost.callers, plain.lost.people_lost), (50, 50, 49));
+    assert!(!plain.to_text().contains("People lost"));
+}
+
+#[test]
+fn calling_again_is_a_property_of_the_people_so_a_share_of_zero_changes_nothing() {
+    let base = small(8, QUEUED.replace("voicemail", "busy").as_str(), "duration = \"6h\"\nseed = 3", TRAFFIC);
+    let none = report(&base);
+    let zero =
+        report(&base.replace(
+            "patience = ",
+            "retrial = { share = 0.0, after = { dist = \"exp\", mean = \"5m\" } }\npatience = ",
+        ));
+    assert_eq!(none, zero);
+    assert_eq!(none.lost.people, none.lost.callers);
+}
+
+#[test]
+fn hung_up_and_busy_callers_call_again_with_their_own_shares() {
+    let base = small(6, QUEUED.replace("voicemail", "busy").as_str(), "duration = \"8h\"\nseed = 11", TRAFFIC);
+    let with = |retrial: &str| report(&base.replace("patience = ", &format!("retrial = {retrial}\npatience = ")));
+    let busy_only = with("{ busy = 1.0, hung_up = 0.0, after = { dist = \"exp\", mean = \"10m\" }, max = 5 }");
+    let l = &busy_only.lost;
+    // Nobody who hung up called again: every hang-up of a person's last call is a person
+    // lost, so the people lost are at least the hang-ups that were not followed by a call.
+    assert!(l.retrials > 0 && l.called_again >= l.retrials);
+    assert_eq!(l.people_lost + l.called_again, l.lost);
+    assert_eq!(l.people + l.retrials, l.callers);
+    let hung_up_only = with("{ busy = 0.0, hung_up = 1.0, after = { dist = \"exp\", mean = \"10m\" }, max = 5 }");
+    assert!(hung_up_only.lost.retrials > 0);
+    // The same people arrive first in both runs.
+    assert_eq!(busy_only.lost.people, hung_up_only.lost.people);
+    // The more people call again, the fewer are lost, but the more calls there are.
+    let both = with("{ share = 1.0, after = { dist = \"exp\", mean = \"10m\" }, max = 5 }");
+    assert!(both.lost.people_share < busy_only.lost.people_share, "{:?}\n{:?}", both.lost, busy_only.lost);
+    assert!(both.lost.callers > busy_only.lost.callers);
+    // Same seed, same report, retrials and all.
+    assert_eq!(both, with("{ share = 1.0, after = { dist = \"exp\", mean = \"10m\" }, max = 5 }"));
+}
+
+#[test]
+fn retrial_problems_are_placed() {
+    let with = |retrial: &str| problem(&small(2, "", "calls = 10", &format!("{TRAFFIC}\nretrial = {retrial}")));
+    let e = with("{ after = { dist = \"exp\", mean = \"5m\" } }");
+    assert!(e.contains("s.toml:") && e.contains("arrivals[0].retrial: needs `share`"), "{e}");
+    let e = with("{ share = 1.5, after = { dist = \"exp\", mean = \"5m\" } }");
+    assert!(e.contains("arrivals[0].retrial.share: must be between 0 and 1"), "{e}");
+    let e = with("{ share = 0.5, after = { dist = \"exp\", mean = \"5m\" }, max = 0 }");
+    assert!(e.contains("arrivals[0].retrial.max: must be between 1 and 20"), "{e}");
+    let e = with("{ share = 0.5, after = { dist = \"gamma\", mean = \"5m\" } }");
+    assert!(e.contains("arrivals[0].retrial.after.dist"), "{e}");
+    let e = with("{ share = 0.5, after = { dist = \"exp\", mean = \"5m\" }, when = \"busy\" }");
+    assert!(e.contains("when"), "{e}");
+}
