@@ -160,7 +160,7 @@ impl Reconciler {
             Source::Twilio(client) => {
                 let inbound = &self.inbound;
                 let name = &provider.name;
-                client.live_calls(|to| inbound.flow_for(name, Some(to)).is_some()).await
+                client.live_calls(|to| inbound.serves(name, to)).await
             }
         };
         let live_count =
@@ -194,6 +194,16 @@ impl Reconciler {
                 Some(PlatformState::Live | PlatformState::Pending) => {}
                 None if listing.complete && h.since.saturating_add(period) <= started => ended.push(h.key.clone()),
                 None => {}
+            }
+        }
+        // A transferred call answered under a spill's line: its end frees that line.
+        for c in &listing.calls {
+            if let Some(key) = self.inbound.spills.arrived_key(&provider.name, &c.id) {
+                match c.state {
+                    PlatformState::Ended => ended.push(key),
+                    PlatformState::Live => renew.push(key),
+                    PlatformState::Pending => {}
+                }
             }
         }
         let mut pass = Pass::default();
@@ -266,7 +276,9 @@ impl Reconciler {
         let governor = &self.governor;
         let dialer = &self.dialer;
         let name = &*self.provider.name;
-        let known = |id: &str| governor.hold(id).is_some() || dialer.owns_call(name, id);
+        let spills = &self.inbound.spills;
+        // A transferred call answered under a spill's line counts already.
+        let known = |id: &str| governor.hold(id).is_some() || dialer.owns_call(name, id) || spills.covers(name, id);
         let unknown: HashSet<String> = calls
             .iter()
             .filter(|c| c.state == PlatformState::Live && c.adoptable && !c.dialed)

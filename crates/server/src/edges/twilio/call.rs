@@ -12,7 +12,7 @@ use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CAL
 use crate::ops::ChainKind;
 use crate::providers::Provider;
 use crate::views::LeaseView;
-use callgate_config::{FlowConfig, Overflow, OverflowAction};
+use callgate_config::{FlowConfig, Overflow, OverflowAction, TransferTo};
 use callgate_core::TicketId;
 use std::time::Duration;
 
@@ -115,10 +115,17 @@ impl<'a> TwilioCall<'a> {
             }
             Endpoint::Dialed => {
                 if params.value("DialCallStatus") == Some("completed") {
-                    Ok(Twiml::of(Verb::Hangup))
-                } else {
-                    self.chain(flow, &self.walking(flow, query), step()?, true).await
+                    return Ok(Twiml::of(Verb::Hangup));
                 }
+                if query.value("spill").is_some() {
+                    // The transfer to a spill's flow did not connect: its line is free now.
+                    self.app.inbound.spills.abandon(self.app.effects(), &self.provider.name, &self.call.id).await?;
+                }
+                if query.value("spill") == Some("route") {
+                    // A routed caller goes on here, as if no rule had applied.
+                    return self.admit(flow, true).await;
+                }
+                self.chain(flow, &self.walking(flow, query), step()?, true).await
             }
             Endpoint::Voicemail => self.voicemail(flow, params).await,
             // Answered above.
@@ -136,13 +143,29 @@ impl<'a> TwilioCall<'a> {
 
     /// The voice URL: a call arrived.
     async fn arrived(&self) -> Result<Twiml, ApiError> {
-        let flow =
-            self.app.inbound.flow_for(&self.provider.name, self.call.to.as_deref()).filter(|f| f.twilio.is_some());
+        let arrived_at = self.app.governor.now_ms();
+        let flow = self.app.inbound.flow_for_call(&self.call, arrived_at).filter(|f| f.twilio.is_some());
         let Some(flow) = flow else {
             tracing::warn!(provider = %self.provider.name, call = %self.call.id, number = ?self.call.to, "No flow serves this Twilio number");
             return Ok(Twiml::of(Verb::Reject { busy: false }));
         };
         let flow = &flow;
+        // A spilled caller's transferred call takes the line held for it: it counts once.
+        if let Some(lease) = self.app.inbound.spills.arrive(self.app.effects(), &self.call, flow).await? {
+            return Ok(self.connect(flow, &lease));
+        }
+        // A routing rule sends the caller to another flow, admitted there first.
+        if let Some((step, to)) = self.app.inbound.route_for(flow, &self.call, arrived_at) {
+            if let Some(twiml) = self.spill(flow, &step, &to, None).await? {
+                return Ok(twiml);
+            }
+        }
+        self.admit(flow, false).await
+    }
+
+    /// Admits the call in `flow`: granted, queued or the overflow. `answered`: the call
+    /// was answered already (a routed caller whose transfer did not connect).
+    async fn admit(&self, flow: &FlowConfig, answered: bool) -> Result<Twiml, ApiError> {
         let answer = self
             .app
             .governor
@@ -181,7 +204,7 @@ impl<'a> TwilioCall<'a> {
             }
             Answer::Rejected { dependency, .. } => {
                 record_call(&self.app.governor, update).await?;
-                self.start_overflow(flow, dependency.is_some(), false).await
+                self.start_overflow(flow, dependency.is_some(), answered).await
             }
         }
     }
@@ -284,7 +307,7 @@ impl<'a> TwilioCall<'a> {
         if TERMINAL.contains(&status) {
             self.app.waiting_room.forget(&self.call.id);
             self.app.overflow_chains.forget(&self.call.id);
-            let end = self.app.governor.end_call(&self.call.id).await?;
+            let end = self.app.inbound.spills.end_call(self.app.effects(), &self.call).await?;
             tracing::debug!(provider = %self.provider.name, call = %self.call.id, status, ?end, "Twilio call ended");
             let now = self.app.governor.now_ms();
             let mut update = self.call.update(now);
@@ -434,6 +457,11 @@ impl<'a> TwilioCall<'a> {
                     Some(self.url(Endpoint::Dialed, &[("flow", flow_name), ("step", &next), ("chain", chain)]));
                 say(Twiml::new()).push(Verb::Dial { to, action })
             }
+            OverflowAction::Spill => {
+                let Some(target) = step.flow.as_deref().and_then(|f| self.app.inbound.flow(f)) else { return Ok(None) };
+                let back = [("flow", flow_name), ("step", next.as_str()), ("chain", chain), ("spill", "step")];
+                return self.spill(flow, step, &target, Some(&back)).await;
+            }
             OverflowAction::Ivr => {
                 let Some(menu) = step.menu.as_deref() else { return Ok(None) };
                 match self.menu(flow, kind, k, menu, message, 1) {
@@ -442,6 +470,36 @@ impl<'a> TwilioCall<'a> {
                 }
             }
         }))
+    }
+
+    /// Spills the caller to `target` (admitted there first): `<Dial>` to where it is
+    /// reached, whose end comes back to `back` (a chain's next step), or, for a routing
+    /// rule (`None`), to this flow's admission. `None` when no line is free there.
+    async fn spill(
+        &self,
+        flow: &FlowConfig,
+        step: &Overflow,
+        target: &FlowConfig,
+        back: Option<&[(&str, &str)]>,
+    ) -> Result<Option<Twiml>, ApiError> {
+        let spills = &self.app.inbound.spills;
+        let Some(spilled) = spills.spill(self.app.effects(), Edge::Twilio, &self.call, flow, step, target).await?
+        else {
+            return Ok(None);
+        };
+        let to = match spilled.to {
+            TransferTo::Number(n) => Dialed::Number(n),
+            TransferTo::Sip(s) => Dialed::Sip(s),
+        };
+        let action = match back {
+            Some(query) => self.url(Endpoint::Dialed, query),
+            None => self.url(Endpoint::Dialed, &[("flow", flow.name.as_str()), ("spill", "route")]),
+        };
+        let twiml = match &step.message {
+            Some(m) => Twiml::of(Verb::Say(m.clone())),
+            None => Twiml::new(),
+        };
+        Ok(Some(twiml.push(Verb::Dial { to, action: Some(action) })))
     }
 
     /// A menu's prompt in a `<Gather>`, then (no key) the chain's next step.
