@@ -12,7 +12,7 @@ use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CAL
 use crate::ops::ChainKind;
 use crate::providers::Provider;
 use crate::views::LeaseView;
-use callgate_config::{FlowConfig, Overflow, OverflowAction, TransferTo};
+use callgate_config::{FlowConfig, Overflow, OverflowAction};
 use callgate_core::TicketId;
 use std::time::Duration;
 
@@ -57,10 +57,10 @@ pub(crate) fn announcement(position: u32, eta_ms: u64) -> String {
 
 /// A request about one call, after its signature was checked.
 pub(crate) struct TwilioCall<'a> {
-    app: &'a App,
-    provider: &'a Provider,
+    pub(super) app: &'a App,
+    pub(super) provider: &'a Provider,
     public_url: &'a str,
-    call: Call,
+    pub(super) call: Call,
 }
 
 impl<'a> TwilioCall<'a> {
@@ -133,7 +133,7 @@ impl<'a> TwilioCall<'a> {
         }
     }
 
-    fn url(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> String {
+    pub(super) fn url(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in query {
             q.append_pair(k, v);
@@ -470,36 +470,6 @@ impl<'a> TwilioCall<'a> {
                 }
             }
         }))
-    }
-
-    /// Spills the caller to `target` (admitted there first): `<Dial>` to where it is
-    /// reached, whose end comes back to `back` (a chain's next step), or, for a routing
-    /// rule (`None`), to this flow's admission. `None` when no line is free there.
-    async fn spill(
-        &self,
-        flow: &FlowConfig,
-        step: &Overflow,
-        target: &FlowConfig,
-        back: Option<&[(&str, &str)]>,
-    ) -> Result<Option<Twiml>, ApiError> {
-        let spills = &self.app.inbound.spills;
-        let Some(spilled) = spills.spill(self.app.effects(), Edge::Twilio, &self.call, flow, step, target).await?
-        else {
-            return Ok(None);
-        };
-        let to = match spilled.to {
-            TransferTo::Number(n) => Dialed::Number(n),
-            TransferTo::Sip(s) => Dialed::Sip(s),
-        };
-        let action = match back {
-            Some(query) => self.url(Endpoint::Dialed, query),
-            None => self.url(Endpoint::Dialed, &[("flow", flow.name.as_str()), ("spill", "route")]),
-        };
-        let twiml = match &step.message {
-            Some(m) => Twiml::of(Verb::Say(m.clone())),
-            None => Twiml::new(),
-        };
-        Ok(Some(twiml.push(Verb::Dial { to, action: Some(action) })))
     }
 
     /// A menu's prompt in a `<Gather>`, then (no key) the chain's next step.
