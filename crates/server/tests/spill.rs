@@ -27,7 +27,7 @@ const T0: u64 = 1_772_445_600_000;
 struct Accounts {
     s: TestServer,
     clock: Arc<ManualClock>,
-    _fakes: (Fake, Fake, Fake),
+    fakes: (Fake, Fake, Fake),
 }
 
 /// Two lines on each Vapi account; the Twilio number connects to account A over SIP.
@@ -115,7 +115,7 @@ overflow = [{{ action = "spill", flow = "support-b" }}, {{ action = "busy" }}]
     );
     let clock = ManualClock::at(T0);
     let s = TestServer::start_with_clock(&toml, clock.clone()).await;
-    Accounts { s, clock, _fakes: (a, b, tw) }
+    Accounts { s, clock, fakes: (a, b, tw) }
 }
 
 async fn vapi(s: &TestServer, account: &str, secret: &str, message: Value) -> (StatusCode, Value) {
@@ -358,4 +358,50 @@ async fn an_unauthenticated_arrival_touches_nothing() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(reply["assistantId"], "asst-b");
     assert_eq!(s.used("acct-b").await, 1);
+}
+
+#[tokio::test]
+async fn reconciliation_never_adopts_a_transferred_call_and_ends_its_line() {
+    use callgate_config::ProviderKind;
+    use callgate_server::reconcile::Reconciler;
+    let Accounts { s, fakes, .. } = start().await;
+    fill_a(&s).await;
+    ring(&s, 'a', "a-3", "+15551239999", NUMBER_A).await;
+    ring(&s, 'b', "b-9", "+15551239999", NUMBER_B).await;
+    assert_eq!(s.used("acct-b").await, 1);
+    let app = s.server().app.clone();
+    let provider = app.inbound.providers.current().get("vapi-b", ProviderKind::Vapi).cloned().unwrap();
+    let mut reconciler = Reconciler::new(&app.reconcile_handles(), provider).unwrap();
+    // B lists the transferred call as live, twice: it counts already, nothing is adopted.
+    fakes.1.set_calls(vec![json!({ "id": "b-9", "status": "in-progress" })]);
+    for _ in 0..2 {
+        let pass = reconciler.pass().await;
+        assert_eq!(pass.adopted, 0, "{pass:?}");
+        assert_eq!(s.used("acct-b").await, 1);
+    }
+    // B says it ended (its end-of-call report was lost): the held line is freed.
+    fakes.1.set_calls(vec![json!({ "id": "b-9", "status": "ended" })]);
+    let pass = reconciler.pass().await;
+    assert_eq!(pass.released, 1, "{pass:?}");
+    assert_eq!(s.used("acct-b").await, 0);
+    assert_eq!(record(&s, "b-9").await["ended_reason"], "callgate-reconciled", "recorded under the call's id");
+    let (_, calls) = s.get("/v1/calls").await;
+    assert!(calls.as_array().unwrap().iter().all(|c| !c["call_id"].as_str().unwrap().starts_with("spill:")));
+}
+
+#[tokio::test]
+async fn the_held_line_and_its_call_survive_a_restart() {
+    let Accounts { s, fakes, .. } = start().await;
+    fill_a(&s).await;
+    ring(&s, 'a', "a-3", "+15551239999", NUMBER_A).await;
+    ring(&s, 'b', "b-9", "+15551239999", NUMBER_B).await;
+    assert_eq!(s.used("acct-b").await, 1);
+    let s = s.restart().await;
+    assert_eq!(s.used("acct-b").await, 1, "the acknowledged line is back");
+    // The transferred call's end, after the restart, still finds the line it holds.
+    report(&s, 'b', "b-9").await;
+    assert_eq!(s.used("acct-b").await, 0);
+    report(&s, 'b', "b-9").await;
+    assert_eq!(s.used("acct-b").await, 0);
+    drop(fakes);
 }

@@ -102,6 +102,7 @@ struct SpillMeta {
 
 #[derive(serde::Deserialize)]
 struct SpillFields {
+    from_flow: String,
     caller: String,
     to_flow: String,
     within_ms: u64,
@@ -161,10 +162,13 @@ impl Spills {
             }));
             return Ok(None);
         };
-        lock(&self.pending).insert(
-            key.clone(),
-            Pending { from: from.name.clone(), to: target.name.clone(), expires_at: lease.expires_at_ms },
-        );
+        // (A repeated webhook after the arrival gets the arrived line back: not pending.)
+        if lease.expires_at_ms <= lease.granted_at_ms.saturating_add(within_ms) {
+            lock(&self.pending).insert(
+                key.clone(),
+                Pending { from: from.name.clone(), to: target.name.clone(), expires_at: lease.expires_at_ms },
+            );
+        }
         let mut update = call.update(now);
         update.flow = Some(from.name.clone());
         update.outcome = Some(format!("spilled:{}", target.name));
@@ -226,7 +230,8 @@ impl Spills {
         lease: &LeaseView,
         key: &str,
     ) -> Result<Option<LeaseView>, Error> {
-        let within_ms = spill_meta(lease).map_or(0, |m| m.within_ms);
+        let meta = spill_meta(lease);
+        let within_ms = meta.as_ref().map_or(0, |m| m.within_ms);
         // At least a second beyond the window, so an arrived line never looks pending.
         let ttl = u64::try_from(flow.lease_ttl.as_millis()).unwrap_or(u64::MAX).max(within_ms.saturating_add(1000));
         let Some(renewed) = app.governor.renew(lease.id, Some(ttl)).await? else {
@@ -240,9 +245,9 @@ impl Spills {
         update.started_at = Some(now);
         update.lease_key = Some(key.to_owned());
         record_call(app.governor, update).await?;
-        let from = lock(&self.pending).remove(key).map(|p| p.from);
+        lock(&self.pending).remove(key);
         lock(&self.arrived).insert((call.provider.clone(), call.id.clone()), key.to_owned());
-        let from = from.unwrap_or_else(|| "unknown".into());
+        let from = meta.map_or_else(|| "unknown".to_owned(), |m| m.from_flow);
         app.metrics.edges.spill(&from, &flow.name, "arrived");
         app.live.publish_json(&json!({
             "type": "spill", "outcome": "arrived", "at_ms": now, "provider": &*call.provider, "call_id": call.id,
@@ -300,10 +305,14 @@ impl Spills {
         Ok(())
     }
 
-    /// Whether `call_id` of `provider` is a transferred call this node answered under a
-    /// spill's line (reconciliation must not adopt it: it counts already).
-    pub fn covers(&self, provider: &str, call_id: &str) -> bool {
-        lock(&self.arrived).get(&(Arc::from(provider), call_id.to_owned())).is_some()
+    /// Whether `call_id` of `provider` is a transferred call answered under a spill's
+    /// line (reconciliation must not adopt it: it counts already): known here, or (after
+    /// a restart) by its call record.
+    pub fn covers(&self, governor: &crate::governor::Governor, provider: &str, call_id: &str) -> bool {
+        if lock(&self.arrived).contains_key(&(Arc::from(provider), call_id.to_owned())) {
+            return true;
+        }
+        governor.call_record(provider, call_id).ok().flatten().is_some_and(|r| r.lease_key.is_some())
     }
 
     /// The spill key of an arrived call of `provider`, if this node knows it.
