@@ -21,6 +21,8 @@ const PUBLIC: &str = "https://callgate.example.com";
 const NUMBER_A: &str = "+15550001111";
 const NUMBER_B: &str = "+15550002222";
 const NUMBER_TW: &str = "+15550003333";
+/// A second Twilio number, in front of account B.
+const NUMBER_TW_B: &str = "+15550004444";
 /// 2026-03-02 10:00 UTC, a Monday.
 const T0: u64 = 1_772_445_600_000;
 
@@ -81,6 +83,14 @@ pools = ["acct-a"]
 class = "inbound"
 match = {{ provider = "vapi-a", number = "{NUMBER_A}", caller = {{ list = "vip" }} }}
 vapi = {{ assistant_id = "asst-vip" }}
+overflow = {{ action = "spill", flow = "tw-b" }}
+
+[[flows]]
+name = "tw-b"
+pools = ["acct-b"]
+class = "inbound"
+match = {{ provider = "tw", number = "{NUMBER_TW_B}" }}
+twilio = {{ connect = {{ sip = "sip:support@b.sip.vapi.ai" }} }}
 
 [[flows]]
 name = "support-a"
@@ -404,4 +414,27 @@ async fn the_held_line_and_its_call_survive_a_restart() {
     report(&s, 'b', "b-9").await;
     assert_eq!(s.used("acct-b").await, 0);
     drop(fakes);
+}
+
+#[tokio::test]
+async fn a_spill_to_a_twilio_number_is_connected_under_the_held_line() {
+    let Accounts { s, .. } = start().await;
+    fill_a(&s).await;
+    let vip = "+15557770000";
+    // The VIP flow on A is full too: the VIP caller is admitted on B's Twilio line.
+    let reply = ring(&s, 'a', "vip-1", vip, NUMBER_A).await;
+    assert_eq!(reply["destination"]["number"], NUMBER_TW_B, "{reply}");
+    assert_eq!(s.used("acct-b").await, 1);
+    let params =
+        [("AccountSid", "ACtest"), ("CallSid", "CA-B1"), ("CallStatus", "ringing"), ("From", vip), ("To", NUMBER_TW_B)];
+    let t = phone(&s).post("/webhooks/twilio/tw/voice", &params).await.twiml();
+    assert_eq!(t.find("Sip").unwrap().text, "sip:support@b.sip.vapi.ai");
+    assert_eq!(s.used("acct-b").await, 1, "connected under the held line");
+    assert_eq!(record(&s, "CA-B1").await["lease_key"], "spill:vapi-a:vip-1");
+    assert_eq!(spills(&s, "vip-a", "tw-b", "arrived").await, 1.0);
+    let params = [("AccountSid", "ACtest"), ("CallSid", "CA-B1"), ("CallStatus", "completed")];
+    phone(&s).post("/webhooks/twilio/tw/status", &params).await;
+    assert_eq!(s.used("acct-b").await, 0, "Twilio's terminal status frees it once");
+    phone(&s).post("/webhooks/twilio/tw/status", &params).await;
+    assert_eq!(s.used("acct-b").await, 0);
 }

@@ -77,6 +77,19 @@ impl Inbound {
         Some((rule.as_spill(), config.flow(&rule.flow)?.clone()))
     }
 
+    /// Whether some spill step or route rule of the configuration names `flow` (only then
+    /// may a call arriving there be a transferred one).
+    pub fn spilled_into(&self, flow: &str) -> bool {
+        let config = self.config();
+        let names = |chain: &[Overflow]| {
+            chain.iter().any(|o| o.action == callgate_config::OverflowAction::Spill && o.flow.as_deref() == Some(flow))
+        };
+        config.flows.iter().any(|f| names(&f.overflow) || names(&f.fallback) || f.route.iter().any(|r| r.flow == flow))
+            || config.schedules.iter().any(|s| s.flows.values().any(|c| names(&c.overflow)))
+            || config.alerts.iter().any(|a| a.actions.iter().any(|x| names(&x.overflow)))
+            || config.menus.iter().any(|m| m.keys.values().any(|k| names(std::slice::from_ref(k))))
+    }
+
     /// `[compliance]` in force: where opt-outs come from and which list they go to.
     pub fn compliance(&self) -> callgate_config::ComplianceConfig {
         self.config().compliance.clone()

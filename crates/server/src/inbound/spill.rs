@@ -186,8 +186,17 @@ impl Spills {
     /// A call arrived at `flow`: if it is a spilled caller's transferred call, it takes the
     /// line held for it (extended to the flow's `lease_ttl`, recorded with the call) and
     /// that lease is returned; `None` when no pending spill of this caller waits there.
-    pub async fn arrive(&self, app: Effects<'_>, call: &Call, flow: &FlowConfig) -> Result<Option<LeaseView>, Error> {
+    pub async fn arrive(
+        &self,
+        app: Effects<'_>,
+        inbound: &super::Inbound,
+        call: &Call,
+        flow: &FlowConfig,
+    ) -> Result<Option<LeaseView>, Error> {
         let Some(caller) = call.callable() else { return Ok(None) };
+        if !inbound.spilled_into(&flow.name) {
+            return Ok(None);
+        }
         // A repeated webhook of a call that arrived already: the same line.
         if let Some(key) = self.arrived_key(&call.provider, &call.id) {
             if let Some(crate::governor::Hold::Lease(lease)) = app.governor.hold(&key) {

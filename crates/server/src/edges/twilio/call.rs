@@ -151,7 +151,9 @@ impl<'a> TwilioCall<'a> {
         };
         let flow = &flow;
         // A spilled caller's transferred call takes the line held for it: it counts once.
-        if let Some(lease) = self.app.inbound.spills.arrive(self.app.effects(), &self.call, flow).await? {
+        if let Some(lease) =
+            self.app.inbound.spills.arrive(self.app.effects(), &self.app.inbound, &self.call, flow).await?
+        {
             return Ok(self.connect(flow, &lease));
         }
         // A routing rule sends the caller to another flow, admitted there first.

@@ -265,7 +265,7 @@ async fn assistant_request(
         VapiReply::Assistant { by, id: id.to_owned(), overrides }
     };
     // A spilled caller's transferred call takes the line held for it: it counts once.
-    if app.inbound.spills.arrive(app.effects(), &call, flow).await?.is_some() {
+    if app.inbound.spills.arrive(app.effects(), &app.inbound, &call, flow).await?.is_some() {
         return Ok(taken());
     }
     // A routing rule sends the caller to another flow, admitted there first.
