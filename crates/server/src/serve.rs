@@ -209,8 +209,12 @@ impl Server {
                 loop {
                     every.tick().await;
                     governor.tick();
-                    // Spilled calls that never arrived: their lines expired just now.
-                    app.inbound.spills.sweep(app.effects());
+                    // Spilled calls that never arrived: their lines expired just now. Told
+                    // once durable, on a task of its own so the ticker never waits on disk.
+                    if app.inbound.spills.due(governor.now_ms()) {
+                        let app = app.clone();
+                        tokio::spawn(async move { app.inbound.spills.sweep(app.effects()).await });
+                    }
                 }
             })
         };

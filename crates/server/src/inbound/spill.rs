@@ -255,7 +255,13 @@ impl Spills {
         update.lease_key = Some(key.to_owned());
         record_call(app.governor, update).await?;
         lock(&self.pending).remove(key);
-        lock(&self.arrived).insert((call.provider.clone(), call.id.clone()), key.to_owned());
+        {
+            // Arrived calls whose line went without an end (expired, reconciled) are dropped
+            // here: the map never holds more than the live lines and this one.
+            let mut arrived = lock(&self.arrived);
+            arrived.retain(|_, k| matches!(app.governor.hold(k), Some(crate::governor::Hold::Lease(_))));
+            arrived.insert((call.provider.clone(), call.id.clone()), key.to_owned());
+        }
         let from = meta.map_or_else(|| "unknown".to_owned(), |m| m.from_flow);
         app.metrics.edges.spill(&from, &flow.name, "arrived");
         app.live.publish_json(&json!({
@@ -329,27 +335,36 @@ impl Spills {
         lock(&self.arrived).get(&(Arc::from(provider), call_id.to_owned())).cloned()
     }
 
-    /// Counts pending spills whose line is gone without an arrival (`expired`), and drops
-    /// what no longer holds a lease. Run by the ticker.
-    pub fn sweep(&self, app: Effects<'_>) {
+    /// Whether a pending spill's window has passed (then [`Spills::sweep`] has work).
+    pub fn due(&self, now: u64) -> bool {
+        lock(&self.pending).values().any(|p| p.expires_at <= now)
+    }
+
+    /// Counts pending spills whose line is gone without an arrival (`expired`), once
+    /// that is durable, and drops what no longer holds a lease. Run after the ticker's
+    /// expiry.
+    pub async fn sweep(&self, app: Effects<'_>) {
         let now = app.governor.now_ms();
-        let held = |key: &str| matches!(app.governor.hold(key), Some(crate::governor::Hold::Lease(_)));
-        let gone: Vec<(String, Pending)> = {
-            let mut pending = lock(&self.pending);
-            let due: Vec<String> =
-                pending.iter().filter(|(_, p)| p.expires_at <= now).map(|(k, _)| k.clone()).collect();
-            due.into_iter()
-                .filter(|k| !held(k) && !lock(&self.claiming).contains(k))
-                .filter_map(|k| pending.remove(&k).map(|p| (k, p)))
-                .collect()
+        let due: Vec<String> =
+            lock(&self.pending).iter().filter(|(_, p)| p.expires_at <= now).map(|(k, _)| k.clone()).collect();
+        let held =
+            |g: &crate::governor::Governor, key: &str| matches!(g.hold(key), Some(crate::governor::Hold::Lease(_)));
+        // Nothing is told before the expiry it reports is on disk.
+        let Ok(gone) = app.governor.durable_view(|g| due.into_iter().filter(|k| !held(g, k)).collect::<Vec<_>>()).await
+        else {
+            return;
         };
-        for (key, p) in gone {
+        for key in gone {
+            if lock(&self.claiming).contains(&key) {
+                continue;
+            }
+            let Some(p) = lock(&self.pending).remove(&key) else { continue };
             app.metrics.edges.spill(&p.from, &p.to, "expired");
             app.live.publish_json(&json!({
                 "type": "spill", "outcome": "expired", "at_ms": now, "from": p.from, "to": p.to, "key": key,
             }));
             tracing::info!(%key, from = %p.from, to = %p.to, "A spilled call never arrived; its line was freed");
         }
-        lock(&self.arrived).retain(|_, key| held(key));
+        lock(&self.arrived).retain(|_, key| held(app.governor, key));
     }
 }
