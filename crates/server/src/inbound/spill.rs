@@ -226,9 +226,15 @@ impl Spills {
         };
         let Some(lease) = claimed else { return Ok(None) };
         let key = lease.key.as_deref().unwrap_or_default().to_owned();
-        let result = self.take(app, call, flow, &lease, &key).await;
-        lock(&self.claiming).remove(&key);
-        result
+        // Let go of the claim however this ends, also when the webhook is dropped midway.
+        struct Claim<'a>(&'a Mutex<HashSet<String>>, &'a str);
+        impl Drop for Claim<'_> {
+            fn drop(&mut self) {
+                lock(self.0).remove(self.1);
+            }
+        }
+        let _claim = Claim(&self.claiming, &key);
+        self.take(app, call, flow, &lease, &key).await
     }
 
     async fn take(
