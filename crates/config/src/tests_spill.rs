@@ -145,3 +145,20 @@ fn a_match_on_the_caller_wins_over_one_without() {
     assert_eq!(flow(None).as_deref(), Some("support-a"), "a withheld number matches no prefix");
     assert_eq!(config.flow_for("vapi-a", Some("+15550001111")).map(|f| &f.name[..]), Some("support-a"));
 }
+
+#[test]
+fn a_match_by_hours_applies_only_within_them() {
+    // Account B takes A's number at night (22:00 to 06:00 in New York).
+    let text = TWO_ACCOUNTS.replace(
+        "match = { provider = \"vapi-b\", number = \"+15550002222\" }",
+        "match = [{ provider = \"vapi-b\", number = \"+15550002222\" }, { provider = \"vapi-a\", number = \"+15550001111\", caller = { hours = { start = \"22:00\", end = \"06:00\", timezone = \"America/New_York\" } } }]\ntransfer_to = \"+15550002222\"",
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let at = |now: u64| config.flow_for_caller("vapi-a", Some("+15550001111"), None, Some(now)).map(|f| f.name.clone());
+    // 2026-03-02 23:30 UTC is 18:30 in New York; 05:00 UTC the next day is 00:00 there.
+    let evening = 1_772_494_200_000;
+    assert_eq!(at(evening).as_deref(), Some("support-a"));
+    assert_eq!(at(evening + 330 * 60_000).as_deref(), Some("support-b"), "a withheld number matches hours alone");
+    let bad = text.replace("America/New_York", "America/Nowhere");
+    refused(&bad, "flows[1].match[1].caller.hours.timezone", "America/Nowhere", "not an IANA time zone");
+}
