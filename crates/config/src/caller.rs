@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 /// The most numbers one `[[caller_lists]]` list holds: it is searched on every inbound
 /// call; a larger list belongs in a CRM that picks the number the caller dials.
 pub const MAX_LIST_NUMBERS: usize = 10_000;
+/// The most `[[caller_lists]]` a configuration has (with [`MAX_LIST_NUMBERS`] each).
+pub(crate) const MAX_LISTS: usize = 64;
 /// The most prefixes or countries one selector names.
 pub(crate) const MAX_SELECTOR_ENTRIES: usize = 256;
 
@@ -312,6 +314,9 @@ pub(crate) fn validate_selector(config: &Config, sel: &CallerSelector, field: &F
 /// Checks `[[caller_lists]]`: names, sizes, numbers.
 pub(crate) fn validate(config: &Config, out: &mut Problems) {
     let top = Field::top("caller_lists");
+    if config.caller_lists.len() > MAX_LISTS {
+        out.push(top.clone(), format!("at most {MAX_LISTS} caller lists"));
+    }
     out.names("caller list", config.caller_lists.iter().map(|l| l.name.as_str()), |i| top.index(i).key("name"));
     for (i, l) in config.caller_lists.iter().enumerate() {
         let field = top.index(i).key("numbers");

@@ -17,6 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The most `route` rules one flow has: every rule is tried on every call of the flow.
+pub(crate) const MAX_ROUTES: usize = 64;
+
 /// A routing rule: callers the selector takes go to another flow, admitted there first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +91,9 @@ pub(crate) fn validate_within(within: Duration, field: &Field, out: &mut Problem
 
 /// A flow's own spill settings: its `transfer_to` and its `route` rules.
 pub(crate) fn validate_flow(config: &Config, flow: &FlowConfig, field: &Field, out: &mut Problems) {
+    if flow.route.len() > MAX_ROUTES {
+        out.push(field.key("route"), format!("at most {MAX_ROUTES} route rules (they are tried on every call)"));
+    }
     if let Some(to) = &flow.transfer_to {
         if !is_e164(to) && !is_sip_uri(to) {
             out.push(
