@@ -95,7 +95,9 @@ pub struct CallUpdate {
     pub from_number: Option<String>,
     /// The number called.
     pub to_number: Option<String>,
-    /// What callgate decided: `granted`, `queued`, `overflow:<action>`, `adopted`.
+    /// What callgate decided: `granted`, `queued`, `overflow:<action>`, `adopted`,
+    /// `spilled:<flow>` (admitted in that flow and transferred there), `granted:spill`
+    /// (a transferred call, answered under the line admitted for it).
     pub outcome: Option<String>,
     /// Unix ms.
     pub started_at: Option<u64>,
@@ -115,6 +117,11 @@ pub struct CallUpdate {
     /// What the platform measured during the call (Vapi's end-of-call report); boxed,
     /// as most updates carry none.
     pub telemetry: Option<Box<CallTelemetry>>,
+    /// The key of the lease the call holds when it is not the call's own id: a call
+    /// transferred here by a spill or a routing rule holds the line admitted for it
+    /// before the transfer (`spill:<provider>:<original call id>`), and its end releases
+    /// that lease.
+    pub lease_key: Option<String>,
     /// Unix ms of this update.
     pub at: u64,
 }
@@ -178,6 +185,9 @@ pub struct CallTelemetry {
 pub type CallRecord = CallUpdate;
 
 /// One durable write that is not a ledger event.
+// A call update is most of what is written: boxing it would cost an allocation per
+// webhook to save bytes in the rarer callback records, which live for one batch.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// Book a callback (nothing happens when this call already has one).

@@ -4,6 +4,7 @@ use crate::adaptive;
 use crate::alert::{self, AlertConfig};
 use crate::auth::{self, AuthConfig};
 use crate::breaker::{self, BreakerConfig};
+use crate::caller::{self, CallerListConfig};
 use crate::campaign::{self, CampaignConfig};
 use crate::class::{self, ClassConfig};
 use crate::compliance::{self, CallingRule, ComplianceConfig};
@@ -76,6 +77,10 @@ pub struct Config {
     /// `[compliance] default_calling_rules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calling_rules: Vec<CallingRule>,
+    /// `[[caller_lists]]`: named lists of callers that `match` and `route` rules select
+    /// on (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caller_lists: Vec<CallerListConfig>,
 }
 
 fn is_default_compliance(c: &ComplianceConfig) -> bool {
@@ -90,6 +95,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     class::validate,
     pool::validate,
     provider::validate,
+    caller::validate,
     flow::validate,
     menu::validate,
     campaign::validate,
@@ -173,13 +179,40 @@ impl Config {
     /// The flow that serves a call of `provider` to `number`: the flow that matches the
     /// number exactly, else the provider's default flow (a match without `number`).
     pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<&FlowConfig> {
-        let exact = number.and_then(|n| {
+        self.flow_for_caller(provider, number, None, None)
+    }
+
+    /// [`Config::flow_for`] for a caller: with `caller` (the caller's number, if given)
+    /// and `now_ms` (when the call arrived), a match whose `caller` selector takes the
+    /// caller wins over the matches without one, in file order: first on the number
+    /// called, then among the provider's defaults. Without `now_ms`, selectors are not
+    /// tried.
+    pub fn flow_for_caller(
+        &self,
+        provider: &str,
+        number: Option<&str>,
+        caller: Option<&str>,
+        now_ms: Option<u64>,
+    ) -> Option<&FlowConfig> {
+        let selected = |m: &crate::FlowMatch| match (&m.caller, now_ms) {
+            (None, _) => None,
+            (Some(sel), Some(now)) => Some(sel.selects(caller, now, &self.caller_lists)),
+            (Some(_), None) => Some(false),
+        };
+        let pick = |on_number: Option<&str>| {
+            let serves = |m: &crate::FlowMatch| m.provider == provider && m.number.as_deref() == on_number;
             self.flows
                 .iter()
-                .find(|f| f.matches.iter().any(|m| m.provider == provider && m.number.as_deref() == Some(n)))
-        });
-        exact.or_else(|| {
-            self.flows.iter().find(|f| f.matches.iter().any(|m| m.provider == provider && m.number.is_none()))
+                .find(|f| f.matches.iter().any(|m| serves(m) && selected(m) == Some(true)))
+                .or_else(|| self.flows.iter().find(|f| f.matches.iter().any(|m| serves(m) && selected(m).is_none())))
+        };
+        number.and_then(|n| pick(Some(n))).or_else(|| pick(None))
+    }
+
+    /// Whether some flow answers calls of `provider` to `number` (for some caller).
+    pub fn serves(&self, provider: &str, number: &str) -> bool {
+        self.flows.iter().any(|f| {
+            f.matches.iter().any(|m| m.provider == provider && m.number.as_deref().is_none_or(|n| n == number))
         })
     }
 

@@ -35,6 +35,8 @@ impl Config {
             twilio: None,
             depends_on: Vec::new(),
             fallback: Vec::new(),
+            transfer_to: None,
+            route: Vec::new(),
         };
         let mut pool = PoolConfig::new(vapi, 10);
         pool.reserve.insert("inbound".to_owned(), 2);
@@ -66,6 +68,7 @@ impl Config {
             telemetry: Default::default(),
             compliance: Default::default(),
             calling_rules: Vec::new(),
+            caller_lists: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `[[flows]]`: entry points, the pools their calls hold, their waiting room and their
 //! overflow chain.
 
+use crate::caller::{validate_selector, CallerSelector};
 use crate::menu::is_dtmf_key;
 use crate::overflow::{deserialize_chain, one_or_many, Overflow, OverflowAction};
 use crate::problem::{list, Field, Problems};
@@ -61,6 +62,17 @@ pub struct FlowConfig {
     /// (default: none, the flow's `overflow` applies).
     #[serde(default, deserialize_with = "deserialize_chain", skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<Overflow>,
+    /// Where callers that another flow spills or routes here are transferred to: an E.164
+    /// number or a SIP URI that reaches this flow's provider (default: the number of this
+    /// flow's `match` when it names exactly one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_to: Option<String>,
+    /// Rules tried before this flow admits a caller: the first whose `caller` selector
+    /// takes the caller admits them in its `flow` and, when that grants, transfers them
+    /// there (as a `spill` step would); when it does not, the call goes on here as if no
+    /// rule applied. In the file, one table or an array (default: none).
+    #[serde(default, deserialize_with = "crate::spill::deserialize_routes", skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<crate::spill::RouteRule>,
 }
 
 /// Which calls a flow serves: a provider, and the number that was called.
@@ -75,6 +87,10 @@ pub struct FlowMatch {
     /// the provider that no other flow names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
+    /// Only callers this selector takes (by number prefix, country, list or hours). Matches
+    /// with a selector are tried before those without, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<CallerSelector>,
 }
 
 fn deserialize_matches<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FlowMatch>, D::Error> {
@@ -290,8 +306,10 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
             validate_overflow(step, &field.key("overflow").index(k), out);
         }
         validate_matches(config, flow, &field, out);
+        crate::spill::validate_flow(config, flow, &field, out);
     }
     validate_match_overlaps(config, out);
+    crate::spill::validate(config, out);
 }
 
 /// Each match names a known provider and a well-formed number; the flow has the
@@ -317,6 +335,9 @@ fn validate_matches(config: &Config, flow: &FlowConfig, field: &Field, out: &mut
             );
             continue;
         };
+        if let Some(sel) = &m.caller {
+            validate_selector(config, sel, &at(j).key("caller"), out);
+        }
         if let Some(number) = &m.number {
             if !is_e164(number) && !is_sip_uri(number) {
                 out.push(
@@ -413,6 +434,10 @@ fn validate_match_overlaps(config: &Config, out: &mut Problems) {
     let mut seen: std::collections::HashMap<(&str, Option<&str>), &str> = std::collections::HashMap::new();
     for (i, flow) in config.flows.iter().enumerate() {
         for (j, m) in flow.matches.iter().enumerate() {
+            if m.caller.is_some() {
+                // Tried first, in file order: several flows may select callers of one number.
+                continue;
+            }
             let key = (m.provider.as_str(), m.number.as_deref());
             match seen.get(&key) {
                 Some(first) if *first != flow.name => {
@@ -526,6 +551,16 @@ pub(crate) fn validate_overflow(step: &Overflow, field: &Field, out: &mut Proble
     only(out, step.key.is_some(), "key", OverflowAction::Callback);
     only(out, step.after.is_some(), "after", OverflowAction::Callback);
     only(out, step.max_length.is_some(), "max_length", OverflowAction::Voicemail);
+    only(out, step.flow.is_some(), "flow", OverflowAction::Spill);
+    only(out, step.within.is_some(), "within", OverflowAction::Spill);
+    if action == OverflowAction::Spill {
+        if step.flow.as_deref().is_none_or(|f| f.trim().is_empty()) {
+            out.push(field.clone(), "a spill needs the `flow` to admit the caller in (e.g. flow = \"support-b\")");
+        }
+        if let Some(w) = step.within {
+            crate::spill::validate_within(w, &field.key("within"), out);
+        }
+    }
     if let Some(key) = &step.key {
         if action == OverflowAction::Callback && !is_dtmf_key(key) {
             out.push(field.key("key"), format!("`{key}` is not a phone key (0-9, * or #)"));
@@ -544,7 +579,7 @@ pub(crate) fn validate_overflow(step: &Overflow, field: &Field, out: &mut Proble
 }
 
 /// A SIP URI: `sip:` or `sips:` and something after it.
-fn is_sip_uri(uri: &str) -> bool {
+pub(crate) fn is_sip_uri(uri: &str) -> bool {
     let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"));
     rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }

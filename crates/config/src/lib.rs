@@ -30,6 +30,7 @@ mod adaptive;
 mod alert;
 mod auth;
 mod breaker;
+mod caller;
 mod campaign;
 mod class;
 mod compliance;
@@ -51,12 +52,14 @@ mod provider;
 mod schedule;
 mod serde_duration;
 mod server;
+mod spill;
 mod telemetry;
 
 pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveSource, AdaptiveWindow, VapiMetric};
 pub use alert::{AlertAction, AlertActionKind, AlertConfig, AlertMetric, AlertTarget, ResolveConfig};
 pub use auth::{ApiKey, AuthConfig, Role};
 pub use breaker::BreakerConfig;
+pub use caller::{country_of, CallerListConfig, CallerSelector, Hours, MAX_LIST_NUMBERS};
 pub use campaign::{
     format_instant, parse_datetime, parse_instant, BatchWindow, CampaignConfig, CampaignTwilio, CampaignVapi,
     ClockTime, MachineDetection, Real, RetryConfig, SimulateConfig, Weekday, WindowConfig,
@@ -73,16 +76,19 @@ pub use flow::{
 };
 pub use load::check_file;
 pub use menu::MenuConfig;
-pub use overflow::{Overflow, OverflowAction};
+pub use overflow::{Overflow, OverflowAction, DEFAULT_SPILL_WITHIN};
 pub use pool::PoolConfig;
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };
 pub use schedule::{CampaignChange, FlowChange, PoolChange, ScheduleConfig, MAX_SCHEDULES};
 pub use server::ServerConfig;
+pub use spill::{RouteRule, TransferTo};
 pub use telemetry::TelemetryConfig;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_spill;

@@ -41,7 +41,22 @@ pub struct Overflow {
     /// least `"1s"`). Written as a duration string.
     #[serde(default, with = "crate::serde_duration::option", skip_serializing_if = "Option::is_none")]
     pub max_length: Option<Duration>,
+    /// `spill` only: the flow (another account's, usually) that the caller is admitted in
+    /// and then transferred to. It must answer calls itself (have a `match`) and say where
+    /// callers reach it (its `transfer_to`, or its only matched number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
+    /// `spill` only: how long the line admitted in `flow` is held for the transferred
+    /// call to arrive there (default `"30s"`, between `"1s"` and `"10m"`); a call that does
+    /// not arrive in time frees it. Written as a duration string.
+    #[serde(default, with = "crate::serde_duration::option", skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
 }
+
+/// How long a spilled caller's line waits for the transferred call by default: a transfer
+/// to another number rings through within seconds; thirty leave room for a slow carrier
+/// without holding a line long for a caller who hung up.
+pub const DEFAULT_SPILL_WITHIN: Duration = Duration::from_secs(30);
 
 impl Overflow {
     /// A step with `action` and no other field.
@@ -55,7 +70,21 @@ impl Overflow {
             key: None,
             after: None,
             max_length: None,
+            flow: None,
+            within: None,
         }
+    }
+
+    /// A `spill` step to `flow`.
+    pub fn spill(flow: &str) -> Self {
+        let mut o = Overflow::new(OverflowAction::Spill);
+        o.flow = Some(flow.to_owned());
+        o
+    }
+
+    /// `spill` only: how long the admitted line waits for the transferred call.
+    pub fn spill_within(&self) -> Duration {
+        self.within.unwrap_or(DEFAULT_SPILL_WITHIN)
     }
 
     /// The same step with a `message`.
@@ -79,6 +108,9 @@ pub enum OverflowAction {
     Transfer,
     /// Send the caller to an IVR `menu`.
     Ivr,
+    /// Admit the caller in another `flow` (another account's pool) and, only if that
+    /// grants, transfer them there; otherwise the chain goes on.
+    Spill,
 }
 
 impl OverflowAction {
@@ -90,6 +122,7 @@ impl OverflowAction {
             OverflowAction::Callback => "callback",
             OverflowAction::Transfer => "transfer",
             OverflowAction::Ivr => "ivr",
+            OverflowAction::Spill => "spill",
         }
     }
 }

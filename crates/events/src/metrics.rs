@@ -8,7 +8,7 @@ mod edges;
 pub mod process;
 mod vapi;
 
-pub use edges::{EdgeMetrics, LATENCY_BUCKETS};
+pub use edges::{EdgeMetrics, LATENCY_BUCKETS, SPILL_OUTCOMES};
 pub use vapi::{VapiMetrics, MAX_ASSISTANTS, VAPI_LATENCY_BUCKETS};
 
 use crate::Edge;

@@ -160,7 +160,7 @@ impl Reconciler {
             Source::Twilio(client) => {
                 let inbound = &self.inbound;
                 let name = &provider.name;
-                client.live_calls(|to| inbound.flow_for(name, Some(to)).is_some()).await
+                client.live_calls(|to| inbound.serves(name, to)).await
             }
         };
         let live_count =
@@ -196,6 +196,20 @@ impl Reconciler {
                 None => {}
             }
         }
+        // A transferred call answered under a spill's line: its end frees that line (and
+        // is recorded under the call's id, not the line's key).
+        let mut spilled: HashMap<String, &str> = HashMap::new();
+        for c in &listing.calls {
+            if let Some(key) = self.inbound.spills.arrived_key(&provider.name, &c.id) {
+                spilled.insert(key.clone(), &c.id);
+                match c.state {
+                    PlatformState::Ended => ended.push(key),
+                    PlatformState::Live => renew.push(key),
+                    PlatformState::Pending => {}
+                }
+            }
+        }
+        let call_of = |key: &str| spilled.get(key).copied().unwrap_or(key).to_owned();
         let mut pass = Pass::default();
         if !ended.is_empty() || !renew.is_empty() {
             match governor.repair(&ended, &renew).await {
@@ -204,8 +218,9 @@ impl Reconciler {
                     pass.cancelled = repaired.cancelled.len();
                     pass.renewed = repaired.renewed;
                     self.metrics.edges.reconciled(&provider.name, pass.released as u64, pass.cancelled as u64);
+                    let calls: Vec<String> = repaired.released.iter().map(|(k, _)| call_of(k)).collect();
                     let leases: Vec<(&str, String)> =
-                        repaired.released.iter().map(|(k, l)| (k.as_str(), l.to_string())).collect();
+                        calls.iter().zip(&repaired.released).map(|(c, (_, l))| (c.as_str(), l.to_string())).collect();
                     let tickets: Vec<(&str, String)> =
                         repaired.cancelled.iter().map(|(k, t)| (k.as_str(), t.to_string())).collect();
                     self.reconciled(&leases, "lease").await;
@@ -266,7 +281,10 @@ impl Reconciler {
         let governor = &self.governor;
         let dialer = &self.dialer;
         let name = &*self.provider.name;
-        let known = |id: &str| governor.hold(id).is_some() || dialer.owns_call(name, id);
+        let spills = &self.inbound.spills;
+        // A transferred call answered under a spill's line counts already.
+        let known =
+            |id: &str| governor.hold(id).is_some() || dialer.owns_call(name, id) || spills.covers(governor, name, id);
         let unknown: HashSet<String> = calls
             .iter()
             .filter(|c| c.state == PlatformState::Live && c.adoptable && !c.dialed)

@@ -202,12 +202,19 @@ impl Server {
         }));
         let ticker = {
             let governor = governor.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(TICK);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
                     governor.tick();
+                    // Spilled calls that never arrived: their lines expired just now. Told
+                    // once durable, on a task of its own so the ticker never waits on disk.
+                    if app.inbound.spills.due(governor.now_ms()) {
+                        let app = app.clone();
+                        tokio::spawn(async move { app.inbound.spills.sweep(app.effects()).await });
+                    }
                 }
             })
         };

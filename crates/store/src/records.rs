@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS calls (
     updated_at INTEGER NOT NULL,
     assistant TEXT,               -- the assistant that took it (Vapi's call.assistantId)
     telemetry TEXT,               -- JSON: what the platform measured (latencies, costs)
+    lease_key TEXT,               -- the lease it holds when not keyed by its id (a spilled call)
     PRIMARY KEY (provider, call_id)
 );
 CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
@@ -51,7 +52,7 @@ CREATE INDEX IF NOT EXISTS calls_updated ON calls (updated_at);
 /// gets them when it is opened (SQLite adds a nullable column in place).
 const CALLBACK_COLUMNS_ADDED: [(&str, &str); 2] = [("outcome", "TEXT"), ("updated_at", "INTEGER")];
 /// Columns added to `calls` after its first release, the same way.
-const CALL_COLUMNS_ADDED: [(&str, &str); 2] = [("assistant", "TEXT"), ("telemetry", "TEXT")];
+const CALL_COLUMNS_ADDED: [(&str, &str); 3] = [("assistant", "TEXT"), ("telemetry", "TEXT"), ("lease_key", "TEXT")];
 
 fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
     let mut have = Vec::new();
@@ -65,7 +66,7 @@ fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
 
 /// Brings an older journal's tables up to this schema.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    for (table, added) in [("callbacks", CALLBACK_COLUMNS_ADDED), ("calls", CALL_COLUMNS_ADDED)] {
+    for (table, added) in [("callbacks", &CALLBACK_COLUMNS_ADDED[..]), ("calls", &CALL_COLUMNS_ADDED[..])] {
         let have = columns(conn, table)?;
         for (column, kind) in added {
             if !have.iter().any(|h| h == column) {
@@ -117,8 +118,8 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
             tx.prepare_cached(
                 "INSERT INTO calls (provider, call_id, flow, from_number, to_number, outcome, started_at,
                                     ended_at, duration_ms, ended_reason, cost, recording_url, updated_at,
-                                    assistant, telemetry)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                    assistant, telemetry, lease_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (provider, call_id) DO UPDATE SET
                     flow = COALESCE(excluded.flow, flow),
                     from_number = COALESCE(excluded.from_number, from_number),
@@ -132,6 +133,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
                     recording_url = COALESCE(excluded.recording_url, recording_url),
                     assistant = COALESCE(excluded.assistant, assistant),
                     telemetry = COALESCE(excluded.telemetry, telemetry),
+                    lease_key = COALESCE(excluded.lease_key, lease_key),
                     updated_at = excluded.updated_at",
             )?
             .execute(params![
@@ -150,6 +152,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, record: &Record) -> Result<(), StoreEr
                 ms(Some(u.at)),
                 u.assistant,
                 u.telemetry.as_ref().map(|t| telemetry::to_json(t).to_string()),
+                u.lease_key,
             ])?;
         }
     }
@@ -183,7 +186,7 @@ pub(crate) fn callbacks(conn: &Connection, q: &CallbackQuery) -> Result<Vec<Call
 }
 
 const CALL_COLUMNS: &str = "provider, call_id, flow, from_number, to_number, outcome, started_at, ended_at,
-     duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry";
+     duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry, lease_key";
 
 fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
     Ok(CallRecord {
@@ -202,6 +205,7 @@ fn call_row(r: &Row<'_>) -> rusqlite::Result<CallRecord> {
         at: r.get::<_, i64>(12)? as u64,
         assistant: r.get(13)?,
         telemetry: r.get::<_, Option<String>>(14)?.as_deref().and_then(telemetry::from_json).map(Box::new),
+        lease_key: r.get(15)?,
     })
 }
 

@@ -21,6 +21,8 @@ struct State {
     overflow: BTreeMap<(String, &'static str), u64>,
     /// flow
     callbacks: BTreeMap<String, u64>,
+    /// (from flow, to flow, outcome)
+    spills: BTreeMap<(String, String, &'static str), u64>,
     /// (provider, what = lease | ticket)
     reconciled: BTreeMap<(String, &'static str), u64>,
     adopted: BTreeMap<String, u64>,
@@ -34,6 +36,9 @@ struct State {
     /// (provider, message type): messages that expect an answer and had no upstream
     unanswered: BTreeMap<(String, &'static str), u64>,
 }
+
+/// The outcomes of `callgate_spills_total`.
+pub const SPILL_OUTCOMES: [&str; 5] = ["granted", "rejected", "arrived", "expired", "no_caller"];
 
 /// The edge metrics registry.
 pub struct EdgeMetrics {
@@ -87,6 +92,12 @@ impl EdgeMetrics {
     /// A callback was booked for a caller of `flow`.
     pub fn callback_booked(&self, flow: &str) {
         *self.lock().callbacks.entry(flow.to_owned()).or_default() += 1;
+    }
+
+    /// A caller of flow `from` was spilled or routed to flow `to`, with `outcome`: one of
+    /// [`SPILL_OUTCOMES`].
+    pub fn spill(&self, from: &str, to: &str, outcome: &'static str) {
+        *self.lock().spills.entry((from.to_owned(), to.to_owned(), outcome)).or_default() += 1;
     }
 
     /// Reconciliation released leases and cancelled tickets of calls that had ended.
@@ -159,6 +170,18 @@ impl EdgeMetrics {
         header(out, "callgate_callbacks_booked_total", "counter", "Callbacks booked, by flow.");
         for (f, n) in &s.callbacks {
             let _ = writeln!(out, "callgate_callbacks_booked_total{{flow=\"{f}\"}} {n}");
+        }
+        header(
+            out,
+            "callgate_spills_total",
+            "counter",
+            "Callers spilled or routed to another flow, by flow, target and outcome (granted: admitted there and \
+             transferred; rejected: no line there, the chain went on; arrived: the transferred call came in and was \
+             answered under that line; expired: it never came and the line was freed; no_caller: the caller's number \
+             is unknown, so the arriving call could not be recognised).",
+        );
+        for ((f, t, o), n) in &s.spills {
+            let _ = writeln!(out, "callgate_spills_total{{from=\"{f}\",to=\"{t}\",outcome=\"{o}\"}} {n}");
         }
         header(
             out,

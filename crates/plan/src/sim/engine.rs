@@ -258,8 +258,9 @@ struct Sim<'a> {
     calls_total: Option<u64>,
     /// The schedules in force (positions in the config's `schedules`).
     active: Vec<usize>,
-    /// Each flow's first overflow action in force (a schedule may change the chain).
-    overflow: Vec<Option<OverflowAction>>,
+    /// Each flow's overflow in force (a schedule may change the chain): its spill steps
+    /// up to the first other action, and that action.
+    overflow: Vec<Chain>,
     /// When the schedules in force changed.
     schedule_log: Vec<ScheduleChange>,
     /// With `[sim] callback`.
@@ -411,7 +412,7 @@ impl<'a> Sim<'a> {
             turns: 0,
             calls_total: calls,
             active: Vec::new(),
-            overflow: (0..nflows).map(|i| sc.overflow_of(i)).collect(),
+            overflow: sc.config.flows.iter().map(|f| chain_of(&sc.config, &f.overflow)).collect(),
             schedule_log: Vec::new(),
             callbacks: sc.sim.callback.as_ref().map(|cb| Callbacks {
                 flow: FlowId(cb.flow as u32),
@@ -495,7 +496,7 @@ impl<'a> Sim<'a> {
                 self.ledger.set_limit(id, want.limit, now);
             }
         }
-        self.overflow = effective.flows.iter().map(|f| f.overflow.first().map(|o| o.action)).collect();
+        self.overflow = effective.flows.iter().map(|f| chain_of(&effective, &f.overflow)).collect();
         for d in &mut self.dialers {
             let change = sc.config.campaign_change(&active, &d.spec.name);
             d.cap = change.max_concurrency.or(d.spec.max_concurrency);
@@ -745,16 +746,24 @@ impl<'a> Sim<'a> {
 
     fn overflow(&mut self, caller: Caller, why: Why) {
         let Caller { flow, hold_ms, counted, .. } = caller;
-        let action = self.overflow.get(flow as usize).copied().flatten();
+        let chain = self.overflow.get(flow as usize).cloned().unwrap_or_default();
+        // Spill steps first: an admission in the other flow's pools at this instant; the
+        // caller is served there when it grants, else the chain goes on.
+        let spilled = chain.spills.iter().any(|&target| self.spill(target, hold_ms));
+        let action = chain.then;
         if counted {
             let st = &mut self.flows[flow as usize];
-            *st.overflow.entry(action.map_or("refused", OverflowAction::as_str)).or_default() += 1;
+            let label = if spilled { "spill" } else { action.map_or("refused", OverflowAction::as_str) };
+            *st.overflow.entry(label).or_default() += 1;
             match why {
                 Why::Capacity => st.reasons.capacity += 1,
                 Why::QueueFull => st.reasons.queue_full += 1,
                 Why::TimedOut => st.reasons.timed_out += 1,
                 Why::NeverFits => st.reasons.never_fits += 1,
             }
+        }
+        if spilled {
+            return;
         }
         if matches!(action, None | Some(OverflowAction::Busy)) {
             self.count(TALLY_BUSY);
@@ -782,6 +791,27 @@ impl<'a> Sim<'a> {
                     self.wake_callbacks(due);
                 }
             }
+        }
+    }
+
+    /// A spilled caller asks for a line in flow `target` without waiting; true when
+    /// granted (the call then runs there for `hold_ms`).
+    fn spill(&mut self, target: u32, hold_ms: u64) -> bool {
+        let req = Request {
+            target: Target::Flow(FlowId(target)),
+            key: None,
+            ttl_ms: Some(hold_ms + TTL_MARGIN_MS),
+            max_wait_ms: Some(0),
+            meta: None,
+            owner: None,
+        };
+        match self.ledger.acquire(req, self.now) {
+            Ok(Decision::Granted { lease, .. }) => {
+                self.lease_ms += hold_ms as f64;
+                self.schedule(self.now + hold_ms, Ev::CallEnd { lease: lease.0 });
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1452,6 +1482,33 @@ impl<'a> Sim<'a> {
                 .collect(),
         }
     }
+}
+
+/// A flow's overflow as the simulator carries it out.
+#[derive(Clone, Debug, Default)]
+struct Chain {
+    /// The flows its leading `spill` steps try, in order.
+    spills: Vec<u32>,
+    /// The first other action (what a caller no spill took gets), if any.
+    then: Option<OverflowAction>,
+}
+
+/// The part of `steps` the simulator carries out: the spill steps, then the first
+/// other action (the simulator counts one action per caller; later steps are the edges'
+/// business).
+fn chain_of(config: &callgate_config::Config, steps: &[callgate_config::Overflow]) -> Chain {
+    let mut chain = Chain::default();
+    for step in steps {
+        if step.action != OverflowAction::Spill {
+            chain.then = Some(step.action);
+            break;
+        }
+        let target = step.flow.as_deref().and_then(|f| config.flows.iter().position(|c| c.name == f));
+        if let Some(i) = target.and_then(|i| u32::try_from(i).ok()) {
+            chain.spills.push(i);
+        }
+    }
+    chain
 }
 
 #[derive(Clone, Copy)]

@@ -328,7 +328,10 @@ impl Scenario {
         // lost: say how callbacks are returned.
         if sim.as_ref().is_some_and(|s| s.callback.is_none()) {
             let starts_with_callback = |chain: &[callgate_config::Overflow]| {
-                chain.first().is_some_and(|o| o.action == OverflowAction::Callback)
+                chain
+                    .iter()
+                    .find(|o| o.action != OverflowAction::Spill)
+                    .is_some_and(|o| o.action == OverflowAction::Callback)
             };
             for a in &arrivals {
                 let flow = &config.flows[a.flow];
@@ -398,9 +401,11 @@ impl Scenario {
         self.config.flows.get(i).map_or("?", |f| f.name.as_str())
     }
 
-    /// The first overflow action of flow `i` (`None`: the call is simply refused).
+    /// The first overflow action of flow `i` other than a spill (`None`: the call is
+    /// simply refused).
     pub fn overflow_of(&self, i: usize) -> Option<OverflowAction> {
-        self.config.flows.get(i).and_then(|f| f.overflow.first()).map(|o| o.action)
+        let chain = &self.config.flows.get(i)?.overflow;
+        chain.iter().find(|o| o.action != OverflowAction::Spill).map(|o| o.action)
     }
 
     /// The offered load of the arrival streams, in calls, over the run's arrival window

@@ -512,3 +512,75 @@ fn retrial_problems_are_placed() {
     let e = with("{ share = 0.5, after = { dist = \"exp\", mean = \"5m\" }, when = \"busy\" }");
     assert!(e.contains("when"), "{e}");
 }
+
+/// Two accounts of four lines; callers arrive at account A only. With `spill`, a caller
+/// who finds A full is admitted on B at the same instant.
+fn two_accounts(overflow: &str) -> String {
+    format!(
+        r#"
+[[classes]]
+name = "inbound"
+priority = 50
+
+[[pools]]
+name = "acct-a"
+limit = 4
+[[pools]]
+name = "acct-b"
+limit = 4
+
+[[providers]]
+name = "vapi-a"
+kind = "vapi"
+webhook_secret = "a"
+pool = "acct-a"
+[[providers]]
+name = "vapi-b"
+kind = "vapi"
+webhook_secret = "b"
+pool = "acct-b"
+
+[[flows]]
+name = "support-a"
+pools = ["acct-a"]
+class = "inbound"
+match = {{ provider = "vapi-a", number = "+15550001111" }}
+vapi = {{ assistant_id = "a" }}
+overflow = {overflow}
+
+[[flows]]
+name = "support-b"
+pools = ["acct-b"]
+class = "inbound"
+match = {{ provider = "vapi-b", number = "+15550002222" }}
+vapi = {{ assistant_id = "b" }}
+
+[sim]
+calls = 4000
+seed = 11
+
+[[arrivals]]
+flow = "support-a"
+rate = "60/h"
+hold = {{ dist = "exp", mean = "4m" }}
+"#
+    )
+}
+
+#[test]
+fn a_spill_to_a_second_account_lowers_lost_callers() {
+    let alone = report(&two_accounts("{ action = \"busy\" }"));
+    let spill = report(&two_accounts("[{ action = \"spill\", flow = \"support-b\" }, { action = \"busy\" }]"));
+    let (a, s) = (&alone.flows[0], &spill.flows[0]);
+    assert_eq!(a.offered, s.offered, "the same callers");
+    // Four lines at 4 Erlangs lose about 31% (Erlang B); eight lines about 3%.
+    assert!(alone.lost.busy > 1000, "{:?}", alone.lost);
+    assert!(spill.lost.busy * 5 < alone.lost.busy, "{:?} vs {:?}", spill.lost, alone.lost);
+    let spilled = s.overflow_by_action.get("spill").copied().unwrap_or(0);
+    assert!(spilled > 0 && spilled + s.overflow_by_action.get("busy").copied().unwrap_or(0) == s.overflowed);
+    assert_eq!(spill.lost.busy, s.overflow_by_action.get("busy").copied().unwrap_or(0));
+    // Account B carried the spilled calls, never more than its four lines.
+    let b = spill.pools.iter().find(|p| p.pool == "acct-b").unwrap();
+    assert!(b.peak_used <= 4 && b.peak_used > 0);
+    assert_eq!(alone.pools.iter().find(|p| p.pool == "acct-b").unwrap().peak_used, 0);
+}

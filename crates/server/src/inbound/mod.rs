@@ -15,6 +15,9 @@ use callgate_store::{CallUpdate, NewCallback, Record};
 use serde_json::json;
 use std::sync::Arc;
 
+mod spill;
+pub use spill::{spill_key, Spilled, Spills, SPILL_KEY_PREFIX};
+
 /// What a caller hears when no overflow step could be carried out.
 pub const DEFAULT_BUSY: &str = "All our lines are busy right now. Please call again later.";
 /// What a caller hears when a callback is booked without a message of its own.
@@ -30,12 +33,14 @@ pub struct Inbound {
     config: std::sync::RwLock<Arc<Config>>,
     /// Providers with their secrets: the set in force, read per webhook (a reload swaps it).
     pub providers: ProviderSet,
+    /// Spills and routed callers under way.
+    pub spills: Spills,
 }
 
 impl Inbound {
     /// From a validated configuration and the providers in force.
     pub fn new(config: Arc<Config>, providers: ProviderSet) -> Self {
-        Inbound { config: std::sync::RwLock::new(config), providers }
+        Inbound { config: std::sync::RwLock::new(config), providers, spills: Spills::default() }
     }
 
     fn config(&self) -> Arc<Config> {
@@ -51,6 +56,38 @@ impl Inbound {
     /// The flow serving calls of `provider` to `number`.
     pub fn flow_for(&self, provider: &str, number: Option<&str>) -> Option<FlowConfig> {
         self.config().flow_for(provider, number).cloned()
+    }
+
+    /// The flow serving `call` when it arrives at `now_ms`: a match on the caller first
+    /// (prefix, country, list, hours), then on the number called.
+    pub fn flow_for_call(&self, call: &Call, now_ms: u64) -> Option<FlowConfig> {
+        self.config().flow_for_caller(&call.provider, call.to.as_deref(), call.from.as_deref(), Some(now_ms)).cloned()
+    }
+
+    /// Whether some flow answers calls of `provider` to `number`.
+    pub fn serves(&self, provider: &str, number: &str) -> bool {
+        self.config().serves(provider, number)
+    }
+
+    /// The first of `flow`'s `route` rules that takes `call` at `now_ms`, with its
+    /// target flow.
+    pub fn route_for(&self, flow: &FlowConfig, call: &Call, now_ms: u64) -> Option<(Overflow, FlowConfig)> {
+        let config = self.config();
+        let rule = flow.route.iter().find(|r| r.caller.selects(call.from.as_deref(), now_ms, &config.caller_lists))?;
+        Some((rule.as_spill(), config.flow(&rule.flow)?.clone()))
+    }
+
+    /// Whether some spill step or route rule of the configuration names `flow` (only then
+    /// may a call arriving there be a transferred one).
+    pub fn spilled_into(&self, flow: &str) -> bool {
+        let config = self.config();
+        let names = |chain: &[Overflow]| {
+            chain.iter().any(|o| o.action == callgate_config::OverflowAction::Spill && o.flow.as_deref() == Some(flow))
+        };
+        config.flows.iter().any(|f| names(&f.overflow) || names(&f.fallback) || f.route.iter().any(|r| r.flow == flow))
+            || config.schedules.iter().any(|s| s.flows.values().any(|c| names(&c.overflow)))
+            || config.alerts.iter().any(|a| a.actions.iter().any(|x| names(&x.overflow)))
+            || config.menus.iter().any(|m| m.keys.values().any(|k| names(std::slice::from_ref(k))))
     }
 
     /// `[compliance]` in force: where opt-outs come from and which list they go to.

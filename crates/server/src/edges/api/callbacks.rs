@@ -89,8 +89,14 @@ pub(crate) struct CallView {
     from: Option<String>,
     /// The number called.
     to: Option<String>,
-    /// What callgate decided: `granted`, `queued`, `overflow:<action>`, `adopted`.
+    /// What callgate decided: `granted`, `queued`, `overflow:<action>`, `adopted`,
+    /// `spilled:<flow>` (admitted in another flow and transferred there), `granted:spill`
+    /// (a transferred call answered under the line admitted for it).
     outcome: Option<String>,
+    /// The lease the call holds when it is not keyed by its own id: a transferred call
+    /// holds the spill's lease (`spill:<provider>:<original call id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_key: Option<String>,
     /// Unix ms.
     started_at_ms: Option<u64>,
     /// Unix ms.
@@ -120,6 +126,7 @@ impl From<CallRecord> for CallView {
             from: c.from_number,
             to: c.to_number,
             outcome: c.outcome,
+            lease_key: c.lease_key,
             started_at_ms: c.started_at,
             ended_at_ms: c.ended_at,
             duration_ms: c.duration_ms,

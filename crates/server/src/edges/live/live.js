@@ -517,6 +517,14 @@ function onEvent(e) {
     case "schedule_failed":
       feed("rejected", "schedule", "not applied: " + e.reason);
       break;
+    case "spill": {
+      // A caller spilled or routed to another flow: admitted there (granted), no line there
+      // (rejected), the transferred call came in (arrived), or never did (expired).
+      const kind = { granted: "granted", arrived: "granted", rejected: "rejected", expired: "expired" }[e.outcome] || "released";
+      const route = e.from ? e.from + " → " + e.to : "→ " + e.to;
+      feed(kind, "spill " + e.outcome, (e.call_id || e.key || "") + " · " + route);
+      break;
+    }
     case "campaign_paused":
     case "campaign_resumed":
       feed(

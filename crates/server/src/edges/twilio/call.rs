@@ -57,10 +57,10 @@ pub(crate) fn announcement(position: u32, eta_ms: u64) -> String {
 
 /// A request about one call, after its signature was checked.
 pub(crate) struct TwilioCall<'a> {
-    app: &'a App,
-    provider: &'a Provider,
+    pub(super) app: &'a App,
+    pub(super) provider: &'a Provider,
     public_url: &'a str,
-    call: Call,
+    pub(super) call: Call,
 }
 
 impl<'a> TwilioCall<'a> {
@@ -115,10 +115,17 @@ impl<'a> TwilioCall<'a> {
             }
             Endpoint::Dialed => {
                 if params.value("DialCallStatus") == Some("completed") {
-                    Ok(Twiml::of(Verb::Hangup))
-                } else {
-                    self.chain(flow, &self.walking(flow, query), step()?, true).await
+                    return Ok(Twiml::of(Verb::Hangup));
                 }
+                if query.value("spill").is_some() {
+                    // The transfer to a spill's flow did not connect: its line is free now.
+                    self.app.inbound.spills.abandon(self.app.effects(), &self.provider.name, &self.call.id).await?;
+                }
+                if query.value("spill") == Some("route") {
+                    // A routed caller goes on here, as if no rule had applied.
+                    return self.admit(flow, true).await;
+                }
+                self.chain(flow, &self.walking(flow, query), step()?, true).await
             }
             Endpoint::Voicemail => self.voicemail(flow, params).await,
             // Answered above.
@@ -126,7 +133,7 @@ impl<'a> TwilioCall<'a> {
         }
     }
 
-    fn url(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> String {
+    pub(super) fn url(&self, endpoint: Endpoint, query: &[(&str, &str)]) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in query {
             q.append_pair(k, v);
@@ -136,13 +143,31 @@ impl<'a> TwilioCall<'a> {
 
     /// The voice URL: a call arrived.
     async fn arrived(&self) -> Result<Twiml, ApiError> {
-        let flow =
-            self.app.inbound.flow_for(&self.provider.name, self.call.to.as_deref()).filter(|f| f.twilio.is_some());
+        let arrived_at = self.app.governor.now_ms();
+        let flow = self.app.inbound.flow_for_call(&self.call, arrived_at).filter(|f| f.twilio.is_some());
         let Some(flow) = flow else {
             tracing::warn!(provider = %self.provider.name, call = %self.call.id, number = ?self.call.to, "No flow serves this Twilio number");
             return Ok(Twiml::of(Verb::Reject { busy: false }));
         };
         let flow = &flow;
+        // A spilled caller's transferred call takes the line held for it: it counts once.
+        if let Some(lease) =
+            self.app.inbound.spills.arrive(self.app.effects(), &self.app.inbound, &self.call, flow).await?
+        {
+            return Ok(self.connect(flow, &lease));
+        }
+        // A routing rule sends the caller to another flow, admitted there first.
+        if let Some((step, to)) = self.app.inbound.route_for(flow, &self.call, arrived_at) {
+            if let Some(twiml) = self.spill(flow, &step, &to, None).await? {
+                return Ok(twiml);
+            }
+        }
+        self.admit(flow, false).await
+    }
+
+    /// Admits the call in `flow`: granted, queued or the overflow. `answered`: the call
+    /// was answered already (a routed caller whose transfer did not connect).
+    async fn admit(&self, flow: &FlowConfig, answered: bool) -> Result<Twiml, ApiError> {
         let answer = self
             .app
             .governor
@@ -181,7 +206,7 @@ impl<'a> TwilioCall<'a> {
             }
             Answer::Rejected { dependency, .. } => {
                 record_call(&self.app.governor, update).await?;
-                self.start_overflow(flow, dependency.is_some(), false).await
+                self.start_overflow(flow, dependency.is_some(), answered).await
             }
         }
     }
@@ -284,7 +309,7 @@ impl<'a> TwilioCall<'a> {
         if TERMINAL.contains(&status) {
             self.app.waiting_room.forget(&self.call.id);
             self.app.overflow_chains.forget(&self.call.id);
-            let end = self.app.governor.end_call(&self.call.id).await?;
+            let end = self.app.inbound.spills.end_call(self.app.effects(), &self.call).await?;
             tracing::debug!(provider = %self.provider.name, call = %self.call.id, status, ?end, "Twilio call ended");
             let now = self.app.governor.now_ms();
             let mut update = self.call.update(now);
@@ -433,6 +458,11 @@ impl<'a> TwilioCall<'a> {
                 let action =
                     Some(self.url(Endpoint::Dialed, &[("flow", flow_name), ("step", &next), ("chain", chain)]));
                 say(Twiml::new()).push(Verb::Dial { to, action })
+            }
+            OverflowAction::Spill => {
+                let Some(target) = step.flow.as_deref().and_then(|f| self.app.inbound.flow(f)) else { return Ok(None) };
+                let back = [("flow", flow_name), ("step", next.as_str()), ("chain", chain), ("spill", "step")];
+                return self.spill(flow, step, &target, Some(&back)).await;
             }
             OverflowAction::Ivr => {
                 let Some(menu) = step.menu.as_deref() else { return Ok(None) };

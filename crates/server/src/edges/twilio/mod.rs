@@ -37,6 +37,7 @@
 
 mod call;
 mod chains;
+mod spill;
 mod waiting;
 
 pub use chains::OverflowChains;

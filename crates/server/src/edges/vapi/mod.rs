@@ -41,7 +41,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use callgate_backend::records::{CallTelemetry, Component};
-use callgate_config::{FlowConfig, OverflowAction, ProviderKind, VapiTarget, WebhookAuth};
+use callgate_config::{FlowConfig, OverflowAction, ProviderKind, TransferTo, VapiTarget, WebhookAuth};
 use callgate_governor::Measured;
 use callgate_providers::vapi::telemetry::Ending;
 use callgate_providers::vapi::{auth, message};
@@ -252,11 +252,31 @@ async fn assistant_request(
     info: CallInfo,
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
-    let flow = app.inbound.flow_for(&provider.name, call.to.as_deref());
+    let arrived_at = app.governor.now_ms();
+    let flow = app.inbound.flow_for_call(&call, arrived_at);
     let Some((flow, target)) = flow.as_ref().and_then(|f| Some((f, f.vapi.as_ref()?.target()?))) else {
         tracing::warn!(provider = %provider.name, call = %call.id, number = ?call.to, "No flow serves this Vapi number");
         return Ok(VapiReply::Say(NOT_IN_SERVICE.into()));
     };
+    let taken = || {
+        let (by, id) = match target {
+            VapiTarget::Assistant(id) => (TakenBy::Assistant, id),
+            VapiTarget::Squad(id) => (TakenBy::Squad, id),
+            VapiTarget::Workflow(id) => (TakenBy::Workflow, id),
+        };
+        let overrides = settings.and_then(|s| s.overrides(&provider.name, secret));
+        VapiReply::Assistant { by, id: id.to_owned(), overrides }
+    };
+    // A spilled caller's transferred call takes the line held for it: it counts once.
+    if app.inbound.spills.arrive(app.effects(), &app.inbound, &call, flow).await?.is_some() {
+        return Ok(taken());
+    }
+    // A routing rule sends the caller to another flow, admitted there first.
+    if let Some((step, to)) = app.inbound.route_for(flow, &call, arrived_at) {
+        if let Some(spilled) = app.inbound.spills.spill(app.effects(), Edge::Vapi, &call, flow, &step, &to).await? {
+            return Ok(transfer_to(spilled, None));
+        }
+    }
     let answer = app
         .governor
         .acquire(AcquireRequest {
@@ -277,22 +297,26 @@ async fn assistant_request(
         update.outcome = Some("granted".into());
         update.started_at = Some(now);
         record_call(&app.governor, update).await?;
-        let (by, id) = match target {
-            VapiTarget::Assistant(id) => (TakenBy::Assistant, id),
-            VapiTarget::Squad(id) => (TakenBy::Squad, id),
-            VapiTarget::Workflow(id) => (TakenBy::Workflow, id),
-        };
-        let overrides = settings.and_then(|s| s.overrides(&provider.name, secret));
-        return Ok(VapiReply::Assistant { by, id: id.to_owned(), overrides });
+        return Ok(taken());
     }
     let blocked = matches!(answer, Answer::Rejected { dependency: Some(_), .. });
     let (reply, action) = overflow(app, &call, flow, blocked).await?;
     app.metrics.edges.overflow(&flow.name, action);
-    if action != "callback" {
+    // A callback and a spill recorded the call already (with what they did).
+    if action != "callback" && action != "spill" {
         update.outcome = Some(format!("overflow:{action}"));
         record_call(&app.governor, update).await?;
     }
     Ok(reply)
+}
+
+/// The reply that transfers a spilled caller to the flow that holds a line for them.
+fn transfer_to(spilled: crate::inbound::Spilled, message: Option<String>) -> VapiReply {
+    let (number, sip) = match spilled.to {
+        TransferTo::Number(n) => (Some(n), None),
+        TransferTo::Sip(s) => (None, Some(s)),
+    };
+    VapiReply::Transfer { number, sip, message }
 }
 
 /// The first step of the flow's chain that Vapi can carry out. `blocked`: a breaker
@@ -331,6 +355,13 @@ async fn overflow(
                     return Ok((VapiReply::Say(text), "callback"));
                 }
             }
+            OverflowAction::Spill => {
+                let Some(target) = step.flow.as_deref().and_then(|f| app.inbound.flow(f)) else { continue };
+                let spills = &app.inbound.spills;
+                if let Some(spilled) = spills.spill(app.effects(), Edge::Vapi, call, flow, step, &target).await? {
+                    return Ok((transfer_to(spilled, step.message.clone()), "spill"));
+                }
+            }
             // Vapi's reply cannot record a message or gather keys.
             OverflowAction::Voicemail | OverflowAction::Ivr => {}
         }
@@ -349,7 +380,7 @@ async fn status_update(
     let call = call_of(provider, info);
     match status {
         "ended" => {
-            let end = app.governor.end_call(&call.id).await?;
+            let end = app.inbound.spills.end_call(app.effects(), &call).await?;
             tracing::debug!(provider = %provider.name, call = %call.id, ?end, "Vapi call ended");
             let now = app.governor.now_ms();
             let mut update = call.update(now);
@@ -359,7 +390,7 @@ async fn status_update(
         }
         // A sign of life: the lease lives on.
         "queued" | "ringing" | "in-progress" | "forwarding" => {
-            app.governor.renew_call(&call.id).await?;
+            app.inbound.spills.renew_call(app.effects(), &call).await?;
             // A campaign call that is answered (the dialer ignores calls it did not place).
             publish_call_event(app, &provider.name, &call.id, Some(status), None, None, None).await;
         }
@@ -419,7 +450,7 @@ async fn end_of_call(
             t.concurrency = concurrency;
         }
     }
-    let end = app.governor.end_call(&call.id).await?;
+    let end = app.inbound.spills.end_call(app.effects(), &call).await?;
     tracing::debug!(provider = %provider.name, call = %call.id, ?end, "Vapi end-of-call report");
     let Report { ended_reason, cost, started_at, ended_at, assistant, telemetry } = report;
     if !repeated {
