@@ -16,6 +16,7 @@
 
 mod committed;
 pub mod conformance;
+pub mod journaled;
 pub mod leads;
 pub mod records;
 pub mod reference;

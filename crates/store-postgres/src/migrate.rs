@@ -31,7 +31,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "lease journal", sql: JOURNAL },
     Migration { version: 2, name: "call records and callbacks", sql: RECORDS },
     Migration { version: 3, name: "campaigns, leads and attempts", sql: LEADS },
+    Migration { version: 4, name: "the lease a spilled call holds", sql: CALL_LEASE_KEY },
 ];
+
+/// A call transferred to another account holds the line admitted for it before it
+/// arrived (a spill): its record names that lease's key.
+const CALL_LEASE_KEY: &str = "ALTER TABLE calls ADD COLUMN lease_key text;";
 
 const JOURNAL: &str = "
 -- The live state of each budget domain's ledger, as acknowledged: what an empty Redis is

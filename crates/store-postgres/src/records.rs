@@ -127,8 +127,8 @@ const CALLBACK_STATE: &str = "UPDATE callbacks SET state = $2::text, outcome = C
      WHERE id = $1 AND (state = 'booked' OR $2::text = 'done')";
 
 const CALL: &str = "INSERT INTO calls (provider, call_id, flow, from_number, to_number, outcome, started_at,
-        ended_at, duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        ended_at, duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry, lease_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
      ON CONFLICT (provider, call_id) DO UPDATE SET
         flow = COALESCE(excluded.flow, calls.flow),
         from_number = COALESCE(excluded.from_number, calls.from_number),
@@ -142,6 +142,7 @@ const CALL: &str = "INSERT INTO calls (provider, call_id, flow, from_number, to_
         recording_url = COALESCE(excluded.recording_url, calls.recording_url),
         assistant = COALESCE(excluded.assistant, calls.assistant),
         telemetry = COALESCE(excluded.telemetry, calls.telemetry),
+        lease_key = COALESCE(excluded.lease_key, calls.lease_key),
         updated_at = excluded.updated_at";
 
 async fn apply(c: &Conn, r: &Record) -> Result<u64, tokio_postgres::Error> {
@@ -176,6 +177,7 @@ async fn apply(c: &Conn, r: &Record) -> Result<u64, tokio_postgres::Error> {
                     &at,
                     &u.assistant,
                     &telemetry,
+                    &u.lease_key,
                 ],
             )
             .await
@@ -199,7 +201,7 @@ fn callback_row(r: &Row) -> Callback {
 }
 
 const CALL_COLUMNS: &str = "provider, call_id, flow, from_number, to_number, outcome, started_at, ended_at,
-     duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry";
+     duration_ms, ended_reason, cost, recording_url, updated_at, assistant, telemetry, lease_key";
 
 fn call_row(r: &Row) -> CallRecord {
     CallRecord {
@@ -218,6 +220,7 @@ fn call_row(r: &Row) -> CallRecord {
         at: unbig(r.get(12)),
         assistant: r.get(13),
         telemetry: r.get::<_, Option<String>>(14).as_deref().and_then(telemetry::from_json).map(Box::new),
+        lease_key: r.get(15),
     }
 }
 

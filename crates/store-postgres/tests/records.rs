@@ -84,6 +84,7 @@ async fn a_call_record_merges_every_update_and_keeps_its_telemetry() {
         outcome: Some("granted".into()),
         started_at: Some(10),
         cost: Some(f64::NAN),
+        lease_key: Some("spill:vapi-a:c0".into()),
         at: 120,
         ..CallUpdate::default()
     };
@@ -103,6 +104,7 @@ async fn a_call_record_merges_every_update_and_keeps_its_telemetry() {
         (Some("in"), Some("granted"), Some(10), Some(90), Some(0.25), 120),
         "every update merged; a cost that is not a number is ignored"
     );
+    assert_eq!(call.lease_key.as_deref(), Some("spill:vapi-a:c0"), "the line a spilled call holds");
     assert_eq!(call.telemetry.as_deref(), Some(&telemetry));
     assert_eq!(
         s.calls(10).expect("read").iter().map(|c| c.call_id.as_str()).collect::<Vec<_>>(),

@@ -1,6 +1,7 @@
 //! The tables and what is read back from them at start.
 
 use crate::StoreError;
+pub use callgate_backend::journaled::{StoredEnded, StoredLease, StoredTicket};
 use rusqlite::{params, Connection};
 
 pub(crate) const SCHEMA: &str = "
@@ -50,73 +51,6 @@ CREATE TABLE IF NOT EXISTS pool_limits (
     config_limit INTEGER NOT NULL
 );
 ";
-
-/// A lease as stored (names instead of ids).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredLease {
-    /// Lease id.
-    pub id: u64,
-    /// Idempotency key.
-    pub key: Option<String>,
-    /// Class name.
-    pub class: String,
-    /// Flow name.
-    pub flow: Option<String>,
-    /// `(pool name, units)`.
-    pub pools: Vec<(String, u32)>,
-    /// Unix ms.
-    pub granted_at: u64,
-    /// Unix ms.
-    pub expires_at: u64,
-    /// Renewal TTL (ms).
-    pub ttl_ms: u64,
-    /// Metadata (JSON text).
-    pub meta: Option<String>,
-    /// The name of the API key that acquired it.
-    pub owner: Option<String>,
-}
-
-/// A waiting ticket as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredTicket {
-    /// Ticket id.
-    pub id: u64,
-    /// Idempotency key.
-    pub key: Option<String>,
-    /// Class name.
-    pub class: String,
-    /// Flow name.
-    pub flow: Option<String>,
-    /// `(pool name, units)`.
-    pub pools: Vec<(String, u32)>,
-    /// Arrival order.
-    pub seq: u64,
-    /// Unix ms.
-    pub enqueued_at: u64,
-    /// Unix ms.
-    pub deadline: u64,
-    /// TTL of the lease it becomes (ms).
-    pub ttl_ms: u64,
-    /// Metadata (JSON text).
-    pub meta: Option<String>,
-    /// The name of the API key that acquired it.
-    pub owner: Option<String>,
-}
-
-/// How a ticket ended, as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredEnded {
-    /// Ticket id.
-    pub id: u64,
-    /// `granted`, `cancelled` or `timed_out`.
-    pub outcome: String,
-    /// The lease it became, when granted.
-    pub lease: Option<u64>,
-    /// Flow name.
-    pub flow: Option<String>,
-    /// Unix ms.
-    pub at: u64,
-}
 
 /// Everything the journal held at start.
 #[derive(Clone, Debug, Default)]
