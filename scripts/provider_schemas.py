@@ -138,6 +138,17 @@ def vapi_schema():
         tag = typing.get_args(member.model_fields["type"].annotation)[0]
         tools[tag] = props
     out["ToolWithToolCallListItem"] = tools
+    # The answer to an `assistant-request`, and its `destination` (a union tagged by `type`).
+    out["ServerMessageResponseAssistantRequest"] = model_properties(
+        vapi.ServerMessageResponseAssistantRequest, None, required=True
+    )
+    destinations = {}
+    union = typing.get_args(vapi.ServerMessageResponseAssistantRequestDestination)[0]
+    for member in typing.get_args(union):
+        props = model_properties(member, None, required=True)
+        tag = typing.get_args(member.model_fields["type"].annotation)[0]
+        destinations[tag] = props
+    out["AssistantRequestDestination"] = destinations
     # serverMessages' allowed values, for the other end of the proxy.
     return out
 

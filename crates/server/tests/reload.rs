@@ -452,16 +452,7 @@ queue = {{ max_wait = "10m", max_len = 5 }}
 }
 
 async fn vapi_webhook(s: &TestServer, provider: &str, secret: &str, message: Value) -> (StatusCode, Value) {
-    let resp = s
-        .client
-        .post(format!("{}/webhooks/vapi/{provider}", s.base))
-        .header("X-Vapi-Secret", secret)
-        .json(&json!({ "message": message }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    support::providers::vapi_webhook(s, provider, secret, message).await
 }
 
 fn assistant_request(call: &str) -> Value {

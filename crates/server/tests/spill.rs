@@ -129,16 +129,7 @@ overflow = [{{ action = "spill", flow = "support-b" }}, {{ action = "busy" }}]
 }
 
 async fn vapi(s: &TestServer, account: &str, secret: &str, message: Value) -> (StatusCode, Value) {
-    let resp = s
-        .client
-        .post(format!("{}/webhooks/vapi/{account}", s.base))
-        .header("X-Vapi-Secret", secret)
-        .json(&json!({ "message": message }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    support::providers::vapi_webhook(s, account, secret, message).await
 }
 
 /// `assistant-request` of call `id` from `from` to `to` on account A or B.

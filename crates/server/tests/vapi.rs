@@ -72,16 +72,7 @@ async fn start() -> (TestServer, Fake) {
 }
 
 async fn webhook(s: &TestServer, message: Value) -> (StatusCode, Value) {
-    let resp = s
-        .client
-        .post(format!("{}/webhooks/vapi/vapi-main", s.base))
-        .header("X-Vapi-Secret", SECRET)
-        .json(&json!({ "message": message }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    support::providers::vapi_webhook(s, "vapi-main", SECRET, message).await
 }
 
 fn assistant_request(call: &str, from: Option<&str>, to: &str) -> Value {
@@ -1136,7 +1127,7 @@ async fn a_slow_customer_server_never_delays_callgates_own_answers() {
 
 /// The checks the tool-call tests lean on can fail: what the SDK's models refuse, they refuse.
 #[test]
-fn the_strict_tool_call_checks_refuse_what_the_sdk_refuses() {
+fn the_strict_answer_checks_refuse_what_the_sdk_refuses() {
     use support::strict::{vapi_tool_calls_answer, vapi_tool_calls_message};
     let good = tool_calls("call-1", SUPPORT, "tc-1", "Paris");
     assert!(vapi_tool_calls_message(&good).is_empty());
@@ -1157,4 +1148,14 @@ fn the_strict_tool_call_checks_refuse_what_the_sdk_refuses() {
     let extra = json!({ "results": [{ "toolCallId": "tc-1", "name": "x", "status": "ok" }] });
     assert_eq!(vapi_tool_calls_answer(&extra), ["property results.0.status should not exist"]);
     assert!(vapi_tool_calls_answer(&json!({})).is_empty(), "an answer with nothing to say");
+    // What an assistant-request may be answered with.
+    let asked = assistant_request("call-1", None, SUPPORT);
+    let answer = |a: Value| support::strict::vapi_answer(&asked, &a);
+    assert!(answer(json!({ "destination": { "type": "sip", "sipUri": "sip:b@x.sip.vapi.ai" } })).is_empty());
+    assert_eq!(answer(json!({ "destination": { "type": "number" } })), ["destination.number is required"]);
+    assert_eq!(
+        answer(json!({ "destination": { "type": "phone", "number": "+15550001111" } })),
+        ["destination.type must be `number` or `sip`, not \"phone\""]
+    );
+    assert_eq!(answer(json!({ "assistantID": "a" })), ["property assistantID should not exist"]);
 }

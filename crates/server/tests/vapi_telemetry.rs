@@ -60,16 +60,7 @@ fallback = { action = "transfer", number = "+14155550123", message = "Our assist
 "#;
 
 async fn webhook(s: &TestServer, message: Value) -> (StatusCode, Value) {
-    let resp = s
-        .client
-        .post(format!("{}/webhooks/vapi/vapi-main", s.base))
-        .header("X-Vapi-Secret", SECRET)
-        .json(&json!({ "message": message }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    support::providers::vapi_webhook(s, "vapi-main", SECRET, message).await
 }
 
 /// An inbound call to `to`; true when callgate handed it to the assistant.

@@ -334,6 +334,24 @@ impl Phone<'_> {
 }
 
 /// The value of one metric line (exact name and labels), 0 when absent.
+/// Posts Vapi's webhook `message` to provider `provider` with the `X-Vapi-Secret` `secret`;
+/// the status and the answer (JSON, or null). A 200 answer must be one Vapi reads (the
+/// SDK's response models: see [`strict::vapi_answer`]).
+pub async fn vapi_webhook(s: &TestServer, provider: &str, secret: &str, message: Value) -> (StatusCode, Value) {
+    let resp = s
+        .client
+        .post(format!("{}/webhooks/vapi/{provider}", s.base))
+        .header("X-Vapi-Secret", secret)
+        .json(&json!({ "message": message }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let answer = resp.json().await.unwrap_or(Value::Null);
+    strict::assert_vapi_reads(status.as_u16(), &message, &answer);
+    (status, answer)
+}
+
 pub async fn metric(s: &TestServer, series: &str) -> f64 {
     let text = s.metrics().await;
     text.lines()

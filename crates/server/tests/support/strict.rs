@@ -93,6 +93,47 @@ pub fn vapi_tool_calls_message(message: &Value) -> Vec<String> {
     out
 }
 
+/// The problems of callgate's answer to a webhook `message` Vapi sent, by the message's
+/// type: an `assistant-request` against the SDK's `ServerMessageResponseAssistantRequest`
+/// (its `destination` by its `type`), `tool-calls` as [`vapi_tool_calls_answer`]. Other
+/// messages are answered `{}` or with a relayed body: not checked here.
+pub fn vapi_answer(message: &Value, answer: &Value) -> Vec<String> {
+    match message["type"].as_str() {
+        Some("assistant-request") => {
+            let models = &schemas()["vapi"];
+            let mut out = Vec::new();
+            check_object(models, "ServerMessageResponseAssistantRequest", answer, "", &mut out);
+            let destination = &answer["destination"];
+            if !destination.is_null() {
+                match destination["type"]
+                    .as_str()
+                    .and_then(|t| models["AssistantRequestDestination"].get(t).map(|p| (t, p)))
+                {
+                    Some((kind, props)) => {
+                        let member = serde_json::json!({ kind: props });
+                        check_object(&member, kind, destination, "destination", &mut out);
+                    }
+                    None => {
+                        out.push(format!("destination.type must be `number` or `sip`, not {}", destination["type"]))
+                    }
+                }
+            }
+            out
+        }
+        Some("tool-calls") => vapi_tool_calls_answer(answer),
+        _ => Vec::new(),
+    }
+}
+
+/// Fails the test when a 200 answer to `message` is one Vapi would not read (see
+/// [`vapi_answer`]).
+pub fn assert_vapi_reads(status: u16, message: &Value, answer: &Value) {
+    if status == 200 {
+        let problems = vapi_answer(message, answer);
+        assert!(problems.is_empty(), "an answer Vapi would not read: {problems:?} in {answer}");
+    }
+}
+
 /// The problems of callgate's answer to a `tool-calls` message, against the SDK's
 /// `ServerMessageResponseToolCalls` (each result needs `toolCallId` and `name`).
 pub fn vapi_tool_calls_answer(answer: &Value) -> Vec<String> {
