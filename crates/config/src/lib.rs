@@ -7,7 +7,7 @@
 //! parser cannot go on); validation collects every problem.
 //!
 //! The file has one module per section (`server`, `auth`, `class`, `pool`, `provider`,
-//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`, `compliance`), each holding the section's types and its `validate` step. A new
+//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`, `compliance`, `storage`), each holding the section's types and its `validate` step. A new
 //! section is a new field of [`Config`] and one more entry in the list of steps in
 //! `config.rs`.
 //!
@@ -51,6 +51,7 @@ mod provider;
 mod schedule;
 mod serde_duration;
 mod server;
+mod storage;
 mod telemetry;
 
 pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveSource, AdaptiveWindow, VapiMetric};
@@ -80,9 +81,12 @@ pub use provider::{
 };
 pub use schedule::{CampaignChange, FlowChange, PoolChange, ScheduleConfig, MAX_SCHEDULES};
 pub use server::ServerConfig;
+pub use storage::{valid_domain, LedgerStore, RedisUnavailable, StorageConfig};
 pub use telemetry::TelemetryConfig;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_storage;
