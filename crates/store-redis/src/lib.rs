@@ -49,10 +49,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod duty;
 mod spec;
 mod stream;
 mod wire;
 
+pub use duty::DutyLease;
 pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
 use callgate_backend::{
@@ -255,6 +257,26 @@ impl RedisLedger {
             None => connect(&self.client)?,
         };
         let out = cmd.query(&mut conn);
+        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
+        if !broken {
+            let mut idle = self.idle();
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Runs a pipeline on a connection of the pool, as [`RedisLedger::with_conn`].
+    fn with_pipe<T>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => connect(&self.client)?,
+        };
+        let out = pipe.query(&mut conn);
         let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
         if !broken {
             let mut idle = self.idle();
