@@ -66,6 +66,12 @@ struct Redis {
 impl Redis {
     async fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        Redis::start_on(port).await
+    }
+
+    /// A Redis on `port` (again, after [`Redis::kill`]: empty, as one without persistence
+    /// restarts).
+    async fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -92,10 +98,20 @@ async fn ping(port: u16) -> bool {
     s.write_all(b"PING\r\n").await.is_ok() && s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
 }
 
-impl Drop for Redis {
-    fn drop(&mut self) {
+impl Redis {
+    fn port(&self) -> u16 {
+        self.url.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+    }
+
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -225,4 +241,131 @@ async fn three_nodes_never_hold_more_than_the_pool_also_when_one_is_killed() {
     let redis = Redis::start().await;
     run(&redis, "oracle-1", false).await;
     run(&redis, "oracle-2", true).await;
+}
+
+/// Starts `n` nodes on `domain` of `redis`, with `limit` slots in the pool; the nodes'
+/// base URLs (the children die with the returned handles).
+async fn nodes(
+    redis: &Redis,
+    domain: &str,
+    n: usize,
+    limit: usize,
+) -> (tempfile::TempDir, Vec<tokio::process::Child>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("callgate.toml");
+    let text = config(&redis.url, domain)
+        .replace(&format!("limit = {LIMIT}"), &format!("limit = {limit}"))
+        .replace(&format!("reserve = {{ inbound = {INBOUND_RESERVE} }}"), "")
+        .replace(r#"max_wait = "2s""#, r#"max_wait = "60s""#);
+    std::fs::write(&config_path, text).unwrap();
+    let (mut children, mut bases) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let (child, base) = support::start(&config_path, &dir.path().join(format!("node-{i}"))).await;
+        children.push(child);
+        bases.push(base);
+    }
+    (dir, children, bases)
+}
+
+/// A caller waits on node B for the one slot; it is released through node C: B's waiter
+/// is granted by the release on C (inside C's script) and hears of it from the domain's
+/// event stream. The HTTP client gives up after 15 s while the caller would wait 60 s, so
+/// a wake-up that never came fails the test instead of passing late. The latencies
+/// (release sent on C to grant received from B) are printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_one_node_grants_the_caller_waiting_on_another() {
+    let redis = Redis::start().await;
+    let (_dir, _children, n) = nodes(&redis, "wake", 3, 1).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let mut latencies_us = Vec::new();
+    for i in 0..30 {
+        let held: Value = http
+            .post(format!("{}/v1/acquire", n[0]))
+            .json(&serde_json::json!({ "flow": "in", "key": format!("held-{i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(held["decision"], "granted", "{held}");
+        let waiter = {
+            let (http, b) = (http.clone(), n[1].clone());
+            tokio::spawn(async move {
+                let body = serde_json::json!({ "flow": "in", "key": format!("waiter-{i}"), "wait_ms": 60_000 });
+                let resp = http.post(format!("{b}/v1/acquire")).json(&body).send().await.expect("B answers in time");
+                let at = now_us();
+                (resp.status().as_u16(), resp.json::<Value>().await.unwrap(), at)
+            })
+        };
+        // The caller is in line (as every node sees it) before the slot frees.
+        eventually(Duration::from_secs(10), "the caller waits", || {
+            let (http, c) = (&http, &n[2]);
+            async move {
+                let Ok(r) = http.get(format!("{c}/v1/pools/acct")).send().await else { return false };
+                r.json::<Value>().await.is_ok_and(|p| p["waiting"] == 1)
+            }
+        })
+        .await;
+        let sent = now_us();
+        let released = http.delete(format!("{}/v1/leases?key=held-{i}", n[2])).send().await.unwrap();
+        assert_eq!(released.status(), 200);
+        let (status, answer, at) = waiter.await.unwrap();
+        assert_eq!((status, &answer["decision"]), (200, &Value::from("granted")), "{answer}");
+        latencies_us.push(at.saturating_sub(sent));
+        let freed = http.delete(format!("{}/v1/leases?key=waiter-{i}", n[0])).send().await.unwrap();
+        assert_eq!(freed.status(), 200);
+    }
+    latencies_us.sort_unstable();
+    let q = |f: f64| latencies_us[((latencies_us.len() - 1) as f64 * f).round() as usize] as f64 / 1000.0;
+    eprintln!(
+        "cross-node wake-up (release on C to grant from B), {} rounds: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies_us.len(),
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+}
+
+/// Redis goes away: admission answers 503 with Retry-After and a JSON error, `/healthz`
+/// says why, nothing is granted. Redis comes back empty (no persistence): the domain's
+/// ledger is gone, and the node keeps refusing rather than admit against an empty
+/// ledger (re-asserting the leases from PostgreSQL is the PostgreSQL store's part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_admission_fails_closed_and_says_so() {
+    let mut redis = Redis::start().await;
+    let (_dir, _children, n) = nodes(&redis, "outage", 1, 2).await;
+    let base = &n[0];
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let acquire = |key: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}/v1/acquire");
+        async move { http.post(url).json(&serde_json::json!({ "flow": "in", "key": key })).send().await.unwrap() }
+    };
+    assert_eq!(acquire("before").await.status(), 200);
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+
+    let port = redis.port();
+    redis.kill();
+    let refused = acquire("during").await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    eventually(Duration::from_secs(10), "/healthz fails while Redis is gone", || {
+        let http = &http;
+        async move {
+            let Ok(r) = http.get(format!("{base}/healthz")).send().await else { return false };
+            r.status() == 503 && r.json::<Value>().await.is_ok_and(|h| h["status"] == "failing")
+        }
+    })
+    .await;
+
+    let _redis = Redis::start_on(port).await;
+    // Back, but empty: still refused, and /healthz keeps failing with the reason.
+    for key in ["after-1", "after-2", "after-3"] {
+        assert_eq!(acquire(key).await.status(), 503, "no grant against an emptied ledger");
+    }
+    let health: Value = http.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "failing", "{health}");
 }
