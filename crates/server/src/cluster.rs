@@ -35,9 +35,7 @@
 
 use crate::bus::LedgerBus;
 use crate::clock::Clock;
-use crate::edges::api::App;
 use crate::governor::Governor;
-use crate::serve::ServeError;
 use callgate_core::LedgerSpec;
 use callgate_store::Names;
 use callgate_store_redis::{DutyLease, RedisLedger, Time};
@@ -104,8 +102,8 @@ pub(crate) struct Opened {
 }
 
 /// The names a configuration's ledger has (the pools' configured limits among them).
-fn names_of(spec: &LedgerSpec) -> Result<Names, ServeError> {
-    let ledger = callgate_core::Ledger::new(spec).map_err(|e| ServeError(format!("configuration: {e}")))?;
+fn names_of(spec: &LedgerSpec) -> Result<Names, String> {
+    let ledger = callgate_core::Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
     Ok(callgate_store::names_of(&ledger))
 }
 
@@ -127,7 +125,7 @@ pub(crate) async fn open(
     domain: String,
     spec: LedgerSpec,
     database: Option<String>,
-) -> Result<Opened, ServeError> {
+) -> Result<Opened, String> {
     let names = names_of(&spec)?;
     restore_hook(database.as_deref());
     let opened = tokio::task::spawn_blocking(move || {
@@ -136,8 +134,8 @@ pub(crate) async fn open(
         Ok::<_, callgate_backend::Error>((ledger, pools, last))
     })
     .await
-    .map_err(|e| ServeError(format!("opening the Redis ledger: {e}")))?;
-    let (ledger, pools, last) = opened.map_err(|e| ServeError(format!("the Redis ledger: {e}")))?;
+    .map_err(|e| format!("opening the Redis ledger: {e}"))?;
+    let (ledger, pools, last) = opened.map_err(|e| format!("the Redis ledger: {e}"))?;
     tracing::info!(leases = ledger_counts(&ledger).0, "Opened the ledger in Redis");
     Ok(Opened { ledger: Arc::new(ledger), names, pools, last })
 }
@@ -209,21 +207,19 @@ pub(crate) fn duties(
     ledger: &RedisLedger,
     node: &str,
     clock: Arc<dyn Clock>,
-) -> Result<(Arc<Duties>, Arc<DutyLease>), ServeError> {
-    let lease = Arc::new(
-        DutyLease::new(ledger, DUTIES, node, DUTY_TTL).map_err(|e| ServeError(format!("the duty lease: {e}")))?,
-    );
+) -> Result<(Arc<Duties>, Arc<DutyLease>), String> {
+    let lease = Arc::new(DutyLease::new(ledger, DUTIES, node, DUTY_TTL).map_err(|e| format!("the duty lease: {e}"))?);
     Ok((Arc::new(Duties { lease: Some(lease.clone()), clock }), lease))
 }
 
 /// Every second: checks Redis (so `/healthz` says when it is gone, and when it is back),
-/// takes or renews the duty lease, and starts or stops this node's reconcilers when the
-/// duties come or go. Ends with `stop`, letting the lease go.
+/// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
+/// (the server starts or stops its reconcilers). Ends with `stop`, letting the lease go.
 pub(crate) fn spawn_duty_loop(
     ledger: Arc<RedisLedger>,
     lease: Arc<DutyLease>,
     duties: Arc<Duties>,
-    app: Arc<App>,
+    changed: impl Fn(bool) + Send + 'static,
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -257,7 +253,7 @@ pub(crate) fn spawn_duty_loop(
                     Ok(Some(token)) if has => tracing::info!(token, "This node runs the singleton duties now"),
                     _ => tracing::info!("Another node runs the singleton duties now"),
                 }
-                app.reconcilers.set_standby(!has, &app.reconcile_handles(), &app.inbound.providers.current());
+                changed(has);
                 had = has;
             }
         }

@@ -123,9 +123,11 @@ impl Server {
         let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
         let cluster = match store {
             LedgerStore::Embedded => None,
-            LedgerStore::Redis(url) => {
-                Some(crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database).await?)
-            }
+            LedgerStore::Redis(url) => Some(
+                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database)
+                    .await
+                    .map_err(ServeError)?,
+            ),
         };
         let (names, pools) = match &cluster {
             None => (restoring.names(), restoring.pools()),
@@ -172,7 +174,7 @@ impl Server {
                 crate::cluster::follow(c.ledger.clone(), c.last.clone(), bus, governor.clone(), stop_cluster.clone())
                     .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
                 let node = crate::cluster::node_name(listen);
-                let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone())?;
+                let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
                 tracing::info!(node = %node, domain = %cfg.storage.domain, "Cluster mode: the ledger is in Redis");
                 (duties, Some(lease))
             }
@@ -274,14 +276,21 @@ impl Server {
         // In cluster mode the reconcilers wait for the duties (the duty loop starts them).
         app.reconcilers.set_standby(!duties.held(), &app.reconcile_handles(), &app.inbound.providers.current());
         let duty_loop = match (&cluster, duty_lease) {
-            (Some(c), Some(lease)) => Some(crate::cluster::spawn_duty_loop(
-                c.ledger.clone(),
-                lease,
-                duties,
-                app.clone(),
-                clock_for_duties,
-                stop_cluster.clone(),
-            )),
+            (Some(c), Some(lease)) => {
+                // Each provider is reconciled by the duty holder only.
+                let app = app.clone();
+                let changed = move |held: bool| {
+                    app.reconcilers.set_standby(!held, &app.reconcile_handles(), &app.inbound.providers.current());
+                };
+                Some(crate::cluster::spawn_duty_loop(
+                    c.ledger.clone(),
+                    lease,
+                    duties,
+                    changed,
+                    clock_for_duties,
+                    stop_cluster.clone(),
+                ))
+            }
             _ => None,
         };
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
