@@ -23,6 +23,12 @@
 //! next node to ask takes it, within about six seconds. A holder that cannot renew stops
 //! its duties once its lease may have run out, before anyone else can take it.
 //!
+//! **Cap sources.** Each node's governor keeps its own cap sources (adaptive, cooldown,
+//! alerts' caps) and hands its cap of a pool to the ledger as *its* cap: Redis keeps every
+//! node's beside the others' and enforces the least, so no node overwrites another's.
+//! A node's cap lapses after 30 s unless said again, which every node does every 10 s, so
+//! a node that died stops holding a pool down.
+//!
 //! **Redis unreachable or emptied.** Every command fails as `unavailable` (HTTP 503 with
 //! `Retry-After`), nothing is granted, `/healthz` answers 503 with the reason, the
 //! `callgate_journal_up` gauge is 0 and the failure is logged. A node that gets no
@@ -55,6 +61,14 @@ const DUTY_EVERY: Duration = Duration::from_secs(1);
 
 /// How long the follower blocks on the stream before it looks whether it should stop.
 const FOLLOW_BLOCK: Duration = Duration::from_secs(1);
+
+/// How long a node's cap of a shared pool holds unless the node says it again (every
+/// [`CAPS_EVERY`] rounds of the duty loop): a node that died stops holding a pool down
+/// after this.
+const CAP_HOLD: Duration = Duration::from_secs(30);
+
+/// Every this many rounds of the duty loop (seconds), a node says its caps again.
+const CAPS_EVERY: u32 = 10;
 
 /// After a failed read of the stream, the follower waits this long before the next.
 const FOLLOW_RETRY: Duration = Duration::from_millis(250);
@@ -125,11 +139,12 @@ pub(crate) async fn open(
     domain: String,
     spec: LedgerSpec,
     database: Option<String>,
+    node: String,
 ) -> Result<Opened, String> {
     let names = names_of(&spec)?;
     restore_hook(database.as_deref());
     let opened = tokio::task::spawn_blocking(move || {
-        let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?;
+        let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?.with_cap_source(&node, CAP_HOLD)?;
         let (pools, last) = ledger.snapshot()?;
         Ok::<_, callgate_backend::Error>((ledger, pools, last))
     })
@@ -214,8 +229,10 @@ pub(crate) fn duties(
 
 /// Every second: checks Redis (so `/healthz` says when it is gone, and when it is back),
 /// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
-/// (the server starts or stops its reconcilers). Ends with `stop`, letting the lease go.
+/// (the server starts or stops its reconcilers); every ten, says this node's caps again.
+/// Ends with `stop`, letting the lease go.
 pub(crate) fn spawn_duty_loop(
+    governor: Arc<Governor>,
     ledger: Arc<RedisLedger>,
     lease: Arc<DutyLease>,
     duties: Arc<Duties>,
@@ -228,8 +245,14 @@ pub(crate) fn spawn_duty_loop(
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut had = false;
         let mut healthy = true;
+        let mut round: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
             every.tick().await;
+            round = round.wrapping_add(1);
+            if round.is_multiple_of(CAPS_EVERY) {
+                let governor = governor.clone();
+                let _ = tokio::task::spawn_blocking(move || governor.reassert_caps()).await;
+            }
             let (l, d) = (ledger.clone(), lease.clone());
             let sent = clock.now_ms();
             let Ok((check, taken)) = tokio::task::spawn_blocking(move || (l.check(), d.take_or_renew(sent))).await

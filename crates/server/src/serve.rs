@@ -121,10 +121,11 @@ impl Server {
         // its own (call records, callbacks, campaigns, suppression lists live there).
         let lock = DirLock::acquire(&data_dir).map_err(|e| ServeError(e.0))?;
         let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
+        let node = crate::cluster::node_name(listen);
         let cluster = match store {
             LedgerStore::Embedded => None,
             LedgerStore::Redis(url) => Some(
-                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database)
+                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database, node.clone())
                     .await
                     .map_err(ServeError)?,
             ),
@@ -173,7 +174,6 @@ impl Server {
             (Some(c), Some(bus)) => {
                 crate::cluster::follow(c.ledger.clone(), c.last.clone(), bus, governor.clone(), stop_cluster.clone())
                     .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
-                let node = crate::cluster::node_name(listen);
                 let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
                 tracing::info!(node = %node, domain = %cfg.storage.domain, "Cluster mode: the ledger is in Redis");
                 (duties, Some(lease))
@@ -278,11 +278,13 @@ impl Server {
         let duty_loop = match (&cluster, duty_lease) {
             (Some(c), Some(lease)) => {
                 // Each provider is reconciled by the duty holder only.
+                let governor = app.governor.clone();
                 let app = app.clone();
                 let changed = move |held: bool| {
                     app.reconcilers.set_standby(!held, &app.reconcile_handles(), &app.inbound.providers.current());
                 };
                 Some(crate::cluster::spawn_duty_loop(
+                    governor,
                     c.ledger.clone(),
                     lease,
                     duties,
