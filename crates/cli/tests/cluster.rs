@@ -14,7 +14,8 @@
 //! over-admitted.
 //!
 //! `CALLGATE_CLUSTER_OPS=N` sets the operations per client (default 12: both runs stay
-//! well under a minute on two busy cores).
+//! well under a minute on two busy cores); `CALLGATE_WAKE_ROUNDS=N` the rounds of the
+//! cross-node wake-up test (default 30; BENCHMARKS.md quotes its printed latencies).
 
 mod support;
 
@@ -278,7 +279,8 @@ async fn a_release_on_one_node_grants_the_caller_waiting_on_another() {
     let (_dir, _children, n) = nodes(&redis, "wake", 3, 1).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
     let mut latencies_us = Vec::new();
-    for i in 0..30 {
+    let rounds = std::env::var("CALLGATE_WAKE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    for i in 0..rounds {
         let held: Value = http
             .post(format!("{}/v1/acquire", n[0]))
             .json(&serde_json::json!({ "flow": "in", "key": format!("held-{i}") }))
