@@ -284,26 +284,6 @@ impl RedisLedger {
         out
     }
 
-    /// Runs a pipeline on a connection of the pool, as [`RedisLedger::with_conn`].
-    fn with_pipe<T>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError>
-    where
-        T: redis::FromRedisValue,
-    {
-        let mut conn = match self.idle().pop() {
-            Some(c) => c,
-            None => connect(&self.client)?,
-        };
-        let out = pipe.query(&mut conn);
-        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
-        if !broken {
-            let mut idle = self.idle();
-            if idle.len() < IDLE_CONNECTIONS {
-                idle.push(conn);
-            }
-        }
-        out
-    }
-
     /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",
     /// outcome, events, now]` or `["err", code, message]`.
     fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {

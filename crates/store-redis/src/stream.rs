@@ -106,6 +106,26 @@ impl RedisLedger {
 }
 
 impl RedisLedger {
+    /// Runs a pipeline on a connection of the pool, as [`RedisLedger::with_conn`].
+    fn with_pipe<T>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => crate::connect(&self.client)?,
+        };
+        let out = pipe.query(&mut conn);
+        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
+        if !broken {
+            let mut idle = self.idle();
+            if idle.len() < crate::IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
     /// The pools and the id of the last entry of the event stream (`None`: the stream is
     /// empty), read in one transaction: a node that counts the events after that id on
     /// top of these pools sees every change exactly once.
