@@ -16,6 +16,7 @@ use crate::problem::{Problem, Problems};
 use crate::provider::{self, ProviderConfig};
 use crate::schedule::{self, ScheduleConfig};
 use crate::server::{self, ServerConfig};
+use crate::storage::{self, StorageConfig};
 use crate::telemetry::{self, TelemetryConfig};
 use callgate_core::FlowId;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,14 @@ pub struct Config {
     /// on (default: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caller_lists: Vec<CallerListConfig>,
+    /// `[storage]`: where the ledger and the durable records live (default: the embedded
+    /// store under `[server] data_dir`; a Redis URL for cluster mode).
+    #[serde(default, skip_serializing_if = "is_default_storage")]
+    pub storage: StorageConfig,
+}
+
+fn is_default_storage(s: &StorageConfig) -> bool {
+    *s == StorageConfig::default()
 }
 
 fn is_default_compliance(c: &ComplianceConfig) -> bool {
@@ -104,6 +113,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     alert::validate,
     telemetry::validate,
     compliance::validate,
+    storage::validate,
 ];
 
 impl Config {

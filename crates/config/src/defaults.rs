@@ -69,6 +69,7 @@ impl Config {
             compliance: Default::default(),
             calling_rules: Vec::new(),
             caller_lists: Vec::new(),
+            storage: Default::default(),
         }
     }
 }

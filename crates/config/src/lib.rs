@@ -7,7 +7,7 @@
 //! parser cannot go on); validation collects every problem.
 //!
 //! The file has one module per section (`server`, `auth`, `class`, `pool`, `provider`,
-//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`, `compliance`), each holding the section's types and its `validate` step. A new
+//! `flow`, `menu`, `adaptive`, `breaker`, `alert`, `schedule`, `telemetry`, `compliance`, `storage`), each holding the section's types and its `validate` step. A new
 //! section is a new field of [`Config`] and one more entry in the list of steps in
 //! `config.rs`.
 //!
@@ -53,6 +53,7 @@ mod schedule;
 mod serde_duration;
 mod server;
 mod spill;
+mod storage;
 mod telemetry;
 
 pub use adaptive::{AdaptiveAlgorithm, AdaptiveConfig, AdaptiveSource, AdaptiveWindow, VapiMetric};
@@ -84,6 +85,7 @@ pub use provider::{
 pub use schedule::{CampaignChange, FlowChange, PoolChange, ScheduleConfig, MAX_SCHEDULES};
 pub use server::ServerConfig;
 pub use spill::{RouteRule, TransferTo};
+pub use storage::{valid_domain, LedgerStore, RedisUnavailable, StorageConfig};
 pub use telemetry::TelemetryConfig;
 
 #[cfg(test)]
@@ -92,3 +94,4 @@ mod tests;
 mod tests_ops;
 #[cfg(test)]
 mod tests_spill;
+mod tests_storage;

@@ -24,12 +24,22 @@ pub struct PoolConfig {
     /// is the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<crate::adaptive::AdaptiveConfig>,
+    /// In cluster mode, what this pool's admissions do while Redis is unreachable
+    /// (default: `[storage] on_redis_unavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_redis_unavailable: Option<crate::storage::RedisUnavailable>,
 }
 
 impl PoolConfig {
     /// A pool named `name` with `limit` units and no reserves.
     pub fn new(name: &str, limit: u32) -> Self {
-        PoolConfig { name: name.to_owned(), limit, reserve: BTreeMap::new(), adaptive: None }
+        PoolConfig {
+            name: name.to_owned(),
+            limit,
+            reserve: BTreeMap::new(),
+            adaptive: None,
+            on_redis_unavailable: None,
+        }
     }
 }
 

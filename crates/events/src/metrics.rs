@@ -427,10 +427,21 @@ fn render_table<const N: usize>(out: &mut String, n: &Names, (name, help, label,
     }
 }
 
+/// `callgate_cluster_duties_held` (cluster mode only): 1 on the node that runs the
+/// singleton duties now, 0 on the others.
+pub fn render_duties_held(out: &mut String, held: bool) {
+    let _ = writeln!(
+        out,
+        "# HELP callgate_cluster_duties_held Whether this node runs the cluster's singleton duties (expiry sweeps, reconciliation, alerts)."
+    );
+    let _ = writeln!(out, "# TYPE callgate_cluster_duties_held gauge");
+    let _ = writeln!(out, "callgate_cluster_duties_held {}", u8::from(held));
+}
+
 /// `callgate_journal_up`: 1 while the journal commits (admission can be durable), 0
 /// while commits fail or a background component died (admission is stopped, `/healthz`
-/// answers 503). The other metrics come from committed events, so while it is 0 they
-/// show the last durable state.
+/// answers 503). In cluster mode: while the shared ledger in Redis answers. The other
+/// metrics come from committed events, so while it is 0 they show the last durable state.
 pub fn render_journal_up(out: &mut String, up: bool) {
     let _ = writeln!(out, "# HELP callgate_journal_up Whether the journal commits (1) or admission is stopped (0).");
     let _ = writeln!(out, "# TYPE callgate_journal_up gauge");

@@ -19,6 +19,11 @@
 //! measured way, and whose cap no cooldown may later undo); for a fixed pool it sets the
 //! cooldown source. Either way the change is an ordinary `limit_changed` event.
 //!
+//! In cluster mode every node has its own sources: the Redis backend keeps each node's
+//! cap of a pool beside the others' and enforces the least of them, so one node's cap
+//! never overwrites another's; a node's cap lapses unless it is said again
+//! ([`Governor::reassert_caps`], which the server calls every few seconds).
+//!
 //! Like the adaptive caps, the sources are not journaled beyond their events: after a
 //! restart every pool starts at its limit (adaptive ones at their `initial` cap), and a
 //! cooldown that was running is over (the reconciliation after the start finds the
@@ -93,6 +98,20 @@ impl Governor {
         }
         sources.applied = want;
         self.exec(st, Command::SetCap { pool: PoolId(p as u32), cap: want }).map(Some)
+    }
+
+    /// Hands the backend this node's caps again, unchanged (cluster mode: a node's cap of
+    /// a shared pool lapses unless the node says it again, so a node that died stops
+    /// holding the pool down). Pools without a cap of this node are left alone.
+    pub fn reassert_caps(&self) {
+        let mut st = self.lock();
+        for p in 0..st.caps.len() {
+            if let Some(cap) = st.caps[p].applied {
+                if self.exec(&mut st, Command::SetCap { pool: PoolId(p as u32), cap: Some(cap) }).is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// Sets pool `p`'s adaptive source (the limiter moved); under the lock.

@@ -372,10 +372,26 @@ impl Governor {
     /// Tells the waiters of the tickets `done` ended how they ended (they wait for its
     /// commit before they answer).
     fn wake(&self, st: &mut State, done: &Executed) {
+        self.wake_events(st, &done.events, done.commit);
+    }
+
+    /// Events that another node committed to the shared ledger (cluster mode: the node's
+    /// follower of the domain's event stream hands over every committed batch, its own
+    /// included, in order): the waiters here of the tickets they ended learn how. A
+    /// release on one node grants a ticket that waits on another inside the ledger; this
+    /// is how the other node's waiter hears of it. A waiter already woken by its own
+    /// node's answer is gone, so nothing is told twice.
+    pub fn committed_elsewhere(&self, events: &[Event]) {
+        let mut st = self.lock();
+        let commit = self.backend.submitted();
+        self.wake_events(&mut st, events, commit);
+    }
+
+    fn wake_events(&self, st: &mut State, events: &[Event], commit: u64) {
         if st.waiters.is_empty() {
             return;
         }
-        for e in &done.events {
+        for e in events {
             let (t, end) = match e {
                 Event::Granted { lease, from_ticket: Some((t, _)) } => {
                     (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())))
@@ -392,7 +408,7 @@ impl Governor {
             };
             if let Some(ws) = st.waiters.remove(&t) {
                 for w in ws {
-                    let _ = w.send((done.commit, end.clone()));
+                    let _ = w.send((commit, end.clone()));
                 }
             }
         }
@@ -725,6 +741,15 @@ impl Governor {
         if let Ok(done) = self.exec(&mut st, Command::Tick) {
             let _ = self.expire_cooldowns(&mut st, done.now);
         }
+    }
+
+    /// What a node that does not sweep the shared ledger still ticks (cluster mode: one
+    /// node at a time runs [`Governor::tick`], the others this): the end of this node's
+    /// cooldowns, which are its own cap sources.
+    pub fn tick_local(&self) {
+        let mut st = self.lock();
+        let now = self.now_ms();
+        let _ = self.expire_cooldowns(&mut st, now);
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod campaign;
 pub mod clock;
+pub mod cluster;
 pub mod connections;
 pub mod demo;
 pub mod edges;

@@ -357,6 +357,9 @@ impl Reconciler {
 #[derive(Default)]
 pub struct Reconcilers {
     tasks: Mutex<Tasks>,
+    /// Cluster mode, while another node holds the singleton duties: no reconciler runs
+    /// here (see [`Reconcilers::set_standby`]).
+    standby: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -399,11 +402,12 @@ impl Reconcilers {
     /// with the new settings when those it works with changed. One that is stopped
     /// finishes the pass it is in: a repair is never cut in the middle.
     pub fn apply(&self, handles: &Handles, providers: &Providers) {
+        let standby = self.standby.load(std::sync::atomic::Ordering::SeqCst);
         let mut tasks = self.lock();
         tasks.retiring.retain(|(_, task)| !task.is_finished());
         let before = std::mem::take(&mut tasks.active);
         for r in before {
-            match providers.iter().find(|p| p.name == r.provider.name) {
+            match providers.iter().find(|p| !standby && p.name == r.provider.name) {
                 Some(p) if reconciles_alike(p, &r.provider) && !r.task.is_finished() => tasks.active.push(r),
                 still_there => {
                     let why = if still_there.is_some() { "its settings changed" } else { "it is no longer configured" };
@@ -413,7 +417,7 @@ impl Reconcilers {
                 }
             }
         }
-        for provider in providers.iter() {
+        for provider in providers.iter().filter(|_| !standby) {
             if tasks.active.iter().any(|r| r.provider.name == provider.name) {
                 continue;
             }
@@ -427,6 +431,14 @@ impl Reconcilers {
                 }
             }
         }
+    }
+
+    /// Cluster mode: `standby` while another node holds the singleton duties (each
+    /// provider is reconciled by one node at a time), then [`Reconcilers::apply`]: the
+    /// reconcilers stop after their pass under way, or start.
+    pub fn set_standby(&self, standby: bool, handles: &Handles, providers: &Providers) {
+        self.standby.store(standby, std::sync::atomic::Ordering::SeqCst);
+        self.apply(handles, providers);
     }
 
     /// The providers with a reconciler task alive (one told to stop is until its last

@@ -17,10 +17,13 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::providers::{ProviderSet, Providers};
 use crate::reconcile::Reconcilers;
-use callgate_config::{Config, Env, ProcessEnv};
+use callgate_backend::records::Records;
+use callgate_backend::LedgerBackend;
+use callgate_config::{Config, Env, LedgerStore, ProcessEnv};
 use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -65,6 +68,10 @@ pub struct Server {
     pub campaigns: Arc<crate::campaign::Campaigns>,
     /// Puts the `[[schedules]]` in force on time (`crate::schedule`).
     schedule_ticker: JoinHandle<()>,
+    /// Cluster mode: stops the event follower and the duty loop.
+    stop_cluster: Arc<AtomicBool>,
+    /// Cluster mode: renews the duty lease and checks Redis (`crate::cluster`).
+    duty_loop: Option<JoinHandle<()>>,
 }
 
 /// Why the server could not start.
@@ -107,12 +114,26 @@ impl Server {
         let fds = crate::connections::raise_fd_limit();
         tracing::debug!(open_files = ?fds, "Open files limit");
         let spec = cfg.ledger_spec();
+        let store = cfg.storage.ledger_store(env).map_err(ServeError)?;
+        let database = cfg.storage.database_url(env).map_err(ServeError)?;
         // One server per data directory, for the process's life: two would each admit
-        // against their own ledger and over-admit.
+        // against their own ledger and over-admit. In cluster mode each node still has
+        // its own (call records, callbacks, campaigns, suppression lists live there).
         let lock = DirLock::acquire(&data_dir).map_err(|e| ServeError(e.0))?;
         let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
-        let names = restoring.names();
-        let pools = restoring.pools();
+        let node = crate::cluster::node_name(listen);
+        let cluster = match store {
+            LedgerStore::Embedded => None,
+            LedgerStore::Redis(url) => Some(
+                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database, node.clone())
+                    .await
+                    .map_err(ServeError)?,
+            ),
+        };
+        let (names, pools) = match &cluster {
+            None => (restoring.names(), restoring.pools()),
+            Some(c) => (c.names.clone(), c.pools.clone()),
+        };
         // The bus, and the dialer's inbox on it (handed to the dialer when it is built).
         let (bus, dialer_inbox) = Bus::new();
         let metrics =
@@ -121,23 +142,44 @@ impl Server {
         let limits: Vec<u32> = pools.iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), bus.clone(), env).map_err(ServeError)?);
         let ops_slot = crate::governor::OpsSlot::new(ops);
-        let backend = {
-            // The ledger side of the bus: what consumes committed events, in commit order.
-            let mut ledger_bus = LedgerBus::new(names.clone())
-                .subscribe(metrics.clone())
-                .subscribe(OpsSubscriber::new(ops_slot.clone()))
-                .subscribe(live.clone());
-            if cfg.server.decision_log {
-                ledger_bus = ledger_bus.subscribe(DecisionLog);
+        // The ledger side of the bus: what consumes committed events, in commit order.
+        let mut ledger_bus = LedgerBus::new(names.clone())
+            .subscribe(metrics.clone())
+            .subscribe(OpsSubscriber::new(ops_slot.clone()))
+            .subscribe(live.clone());
+        if cfg.server.decision_log {
+            ledger_bus = ledger_bus.subscribe(DecisionLog);
+        }
+        let retention = spec.ticket_retention_ms;
+        let (backend, records, follower_bus): (Arc<dyn LedgerBackend>, Arc<dyn Records>, _) = match &cluster {
+            None => {
+                let embedded = Arc::new(restoring.start(names.clone(), retention, clock.clone(), ledger_bus));
+                (embedded.clone(), embedded, None)
             }
-            Arc::new(restoring.start(names.clone(), spec.ticket_retention_ms, clock.clone(), ledger_bus))
+            // The shared ledger in Redis; the bus follows the domain's event stream
+            // (`crate::cluster`). The local store keeps only this node's records.
+            Some(c) => {
+                let local = restoring.start(names.clone(), retention, clock.clone(), |_: &[callgate_core::Event]| {});
+                (c.ledger.clone(), Arc::new(local), Some(ledger_bus))
+            }
         };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
         let governor = Arc::new(
-            Governor::new(backend.clone(), backend, clock.clone(), names, overflow)
+            Governor::new(backend, records, clock.clone(), names, overflow)
                 .with_ops_in(ops_slot)
                 .with_metrics(metrics.clone()),
         );
+        let stop_cluster = Arc::new(AtomicBool::new(false));
+        let (duties, duty_lease) = match (&cluster, follower_bus) {
+            (Some(c), Some(bus)) => {
+                crate::cluster::follow(c.ledger.clone(), c.last.clone(), bus, governor.clone(), stop_cluster.clone())
+                    .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
+                let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
+                tracing::info!(node = %node, domain = %cfg.storage.domain, "Cluster mode: the ledger is in Redis");
+                (duties, Some(lease))
+            }
+            _ => (Arc::new(crate::cluster::Duties::alone(clock.clone())), None),
+        };
         governor.settle();
         let keys = Keys::new(keys);
         let max_body_bytes = cfg.server.max_body_bytes;
@@ -153,6 +195,7 @@ impl Server {
             crate::campaign::Suppressions::open(&data_dir, clock.clone())
                 .map_err(|e| ServeError(format!("suppression lists: {e}")))?,
         );
+        let clock_for_duties = clock.clone();
         let campaigns = crate::campaign::Campaigns::start(
             governor.clone(),
             live.clone(),
@@ -184,6 +227,7 @@ impl Server {
             schedules: schedules.clone(),
             reconcilers: Reconcilers::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            duties: duties.clone(),
         });
         let router =
             api::router(app.clone(), max_body_bytes).merge(api::campaigns::router(app.clone(), max_body_bytes));
@@ -201,16 +245,22 @@ impl Server {
             let _ = rx.await;
         }));
         let ticker = {
-            let governor = governor.clone();
+            let (governor, duties) = (governor.clone(), duties.clone());
             let app = app.clone();
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(TICK);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     every.tick().await;
-                    governor.tick();
+                    // The sweep of the shared ledger is a singleton duty in cluster mode.
+                    if duties.held() {
+                        governor.tick();
+                    } else {
+                        governor.tick_local();
+                    }
                     // Spilled calls that never arrived: their lines expired just now. Told
                     // once durable, on a task of its own so the ticker never waits on disk.
+                    // (Each node keeps its own spills, so each sweeps them.)
                     if app.inbound.spills.due(governor.now_ms()) {
                         let app = app.clone();
                         tokio::spawn(async move { app.inbound.spills.sweep(app.effects()).await });
@@ -218,16 +268,55 @@ impl Server {
                 }
             })
         };
-        let ops_ticker = crate::ops::spawn_ticker(governor.clone());
+        let ops_ticker = match &cluster {
+            None => crate::ops::spawn_ticker(governor.clone()),
+            Some(_) => crate::ops::spawn_ticker(Arc::new(crate::cluster::Gated {
+                governor: governor.clone(),
+                duties: duties.clone(),
+            })),
+        };
         // The schedules active at the start are in force before the first request; a
         // failure is logged and published, and the ticker tries again at the next change.
         let _ = app.schedules.apply(false).await;
         let schedule_ticker = crate::schedule::spawn_ticker(app.schedules.clone());
         let (died_tx, died) = tokio::sync::watch::channel(None);
         let watchdog = spawn_watchdog(governor, ticker, ops_ticker, died_tx);
-        app.reconcilers.apply(&app.reconcile_handles(), &app.inbound.providers.current());
+        // In cluster mode the reconcilers wait for the duties (the duty loop starts them).
+        app.reconcilers.set_standby(!duties.held(), &app.reconcile_handles(), &app.inbound.providers.current());
+        let duty_loop = match (&cluster, duty_lease) {
+            (Some(c), Some(lease)) => {
+                // Each provider is reconciled by the duty holder only.
+                let governor = app.governor.clone();
+                let app = app.clone();
+                let changed = move |held: bool| {
+                    app.reconcilers.set_standby(!held, &app.reconcile_handles(), &app.inbound.providers.current());
+                };
+                Some(crate::cluster::spawn_duty_loop(
+                    governor,
+                    c.ledger.clone(),
+                    lease,
+                    duties,
+                    changed,
+                    clock_for_duties,
+                    stop_cluster.clone(),
+                ))
+            }
+            _ => None,
+        };
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
-        Ok(Server { addr, app, shutdown: Some(tx), task, watchdog, died, campaigns, lock: Some(lock), schedule_ticker })
+        Ok(Server {
+            addr,
+            app,
+            shutdown: Some(tx),
+            task,
+            watchdog,
+            died,
+            campaigns,
+            lock: Some(lock),
+            schedule_ticker,
+            stop_cluster,
+            duty_loop,
+        })
     }
 
     /// Injects a fault into the embedded backend's journal writer (tests only; nothing on
@@ -248,6 +337,12 @@ impl Server {
         }
         self.app.reconcilers.stop_all();
         self.schedule_ticker.abort();
+        // The follower ends within a second; the duty loop lets the lease go, so that
+        // another node takes the duties at once.
+        self.stop_cluster.store(true, Ordering::SeqCst);
+        if let Some(duty_loop) = self.duty_loop.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), duty_loop).await;
+        }
         let _ = (&mut self.task).await;
         self.campaigns.shutdown().await;
         // Aborting the watchdog drops (and so aborts) the tickers it watches.

@@ -701,6 +701,52 @@ local function set_cap(i, cap, at)
   end
 end
 
+-- Cap sources of several nodes (cluster mode): each node's cap of pool i, and when it
+-- lapses unless the node says it again, in the hash P:cs<i> (node -> "cap:until"). The
+-- pool's cap override is the least of those that have not lapsed, so one node's cap
+-- never overwrites another's, and a node that died stops holding the pool down.
+local function source_caps(i, at)
+  local h = P .. ':cs' .. i
+  local least = nil
+  local all = redis.call('HGETALL', h)
+  for j = 1, #all, 2 do
+    local cap, till = string.match(all[j + 1], '^(%d+):(%d+)$')
+    cap, till = tonumber(cap), tonumber(till)
+    if cap == nil or till <= at then
+      redis.call('HDEL', h, all[j])
+    elseif least == nil or cap < least then
+      least = cap
+    end
+  end
+  return least
+end
+
+local function merge_caps(i, at)
+  local least = source_caps(i, at)
+  if least ~= pool(i).capo then
+    set_cap(i, least, at)
+  end
+end
+
+local function set_cap_from(i, source, cap, ttl, at)
+  local h = P .. ':cs' .. i
+  if cap then
+    redis.call('HSET', h, source, string.format('%d:%d', cap, at + ttl))
+  else
+    redis.call('HDEL', h, source)
+  end
+  merge_caps(i, at)
+end
+
+-- The sweep lets the caps of silent nodes lapse.
+local function lapse_caps(at)
+  for i = 0, #spec.pools - 1 do
+    if redis.call('EXISTS', P .. ':cs' .. i) == 1 then
+      merge_caps(i, at)
+    end
+  end
+end
+
 local function can_ever_fit(ps, class)
   for j = 1, #ps, 2 do
     if not can_ever_fit_pool(pool(ps[j]), class, ps[j + 1]) then
@@ -1068,12 +1114,16 @@ local function run()
     end
     if CMD == 'set_limit' then
       set_limit(i, tonumber(ARGV[4]), now)
+    elseif ARGV[5] and ARGV[5] ~= '' then
+      -- A node's own cap (cluster mode): ARGV[5] the node, ARGV[6] how long it holds (ms).
+      set_cap_from(i, ARGV[5], opt_num(ARGV[4]), tonumber(ARGV[6]) or 0, now)
     else
       set_cap(i, opt_num(ARGV[4]), now)
     end
     return { 'ok', { 'V', view(i) } }
   elseif CMD == 'tick' then
     tick(now)
+    lapse_caps(now)
     return { 'ok', { 'D' } }
   elseif CMD == 'settle' then
     settle(now)

@@ -49,10 +49,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod duty;
 mod spec;
 mod stream;
 mod wire;
 
+pub use duty::DutyLease;
 pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
 use callgate_backend::{
@@ -161,6 +163,9 @@ pub struct RedisLedger {
     /// The connection [`RedisLedger::wait_events`] blocks on (kept: a node follows the
     /// stream all the time).
     waiter: Mutex<Option<redis::Connection>>,
+    /// `(node, ms)`: caps are this node's, merged with the other nodes' (see
+    /// [`RedisLedger::with_cap_source`]).
+    cap_source: Option<(String, u64)>,
 }
 
 #[derive(Default)]
@@ -204,10 +209,24 @@ impl RedisLedger {
             last_now: AtomicU64::new(0),
             failure: Mutex::new(Failure::default()),
             waiter: Mutex::new(None),
+            cap_source: None,
         };
         let json = spec::spec_json(spec)?;
         ledger.call("open", &[json])?;
         Ok(ledger)
+    }
+
+    /// Cluster mode: every [`Command::SetCap`] of this backend is node `node`'s cap of the
+    /// pool, kept beside the other nodes' (the pool's cap is the least of them), and it
+    /// lapses after `hold` unless the node says it again (a node that died stops holding
+    /// the pool down; the living re-assert theirs well within `hold`). Without it, a
+    /// `SetCap` sets the pool's cap as on one node.
+    pub fn with_cap_source(mut self, node: &str, hold: Duration) -> Result<RedisLedger, Error> {
+        if node.is_empty() || node.len() > 128 {
+            return Err(Error::invalid(format!("bad node name {node:?}: 1 to 128 characters")));
+        }
+        self.cap_source = Some((node.to_owned(), (hold.as_millis() as u64).clamp(1, spec::MAX_MS)));
+        Ok(self)
     }
 
     /// The hash tag every key of this domain carries, `{cg:<domain>}` (tests read the
@@ -440,7 +459,11 @@ impl LedgerBackend for RedisLedger {
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
-        let (name, args) = encode(&cmd)?;
+        let (name, mut args) = encode(&cmd)?;
+        if let (Command::SetCap { .. }, Some((node, hold))) = (&cmd, &self.cap_source) {
+            args.push(node.clone());
+            args.push(hold.to_string());
+        }
         let parts = self.call(name, &args)?;
         let [outcome, events, now] = parts.as_slice() else {
             return Err(Error::internal(format!("the ledger script answered {parts:?}")));

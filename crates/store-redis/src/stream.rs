@@ -38,6 +38,13 @@ fn stream_id(id: &str) -> Result<&str, Error> {
 }
 
 impl RedisLedger {
+    /// Redis could not be reached: recorded in the health (a node that only follows the
+    /// stream still says so), answered as unavailable.
+    fn unreachable(&self, e: redis::RedisError) -> Error {
+        self.failed(&format!("Redis: {e}"));
+        unavailable(e)
+    }
+
     /// The committed events after stream entry `after` (`None`: from the oldest the stream
     /// still keeps; it holds about the last 10,000 commands), at most `limit` entries
     /// (bounded by [`MAX_EVENTS_READ`]), oldest first.
@@ -62,8 +69,8 @@ impl RedisLedger {
         let mut conn = match waiter.take() {
             Some(c) => c,
             None => {
-                let c = self.client.get_connection_with_timeout(TIMEOUT).map_err(unavailable)?;
-                c.set_read_timeout(Some(MAX_EVENTS_WAIT + TIMEOUT)).map_err(unavailable)?;
+                let c = self.client.get_connection_with_timeout(TIMEOUT).map_err(|e| self.unreachable(e))?;
+                c.set_read_timeout(Some(MAX_EVENTS_WAIT + TIMEOUT)).map_err(|e| self.unreachable(e))?;
                 c
             }
         };
@@ -76,7 +83,7 @@ impl RedisLedger {
             .arg(format!("{}:events", self.key_prefix()))
             .arg(after)
             .query(&mut conn)
-            .map_err(unavailable)?;
+            .map_err(|e| self.unreachable(e))?;
         *waiter = Some(conn);
         let streams = match &reply {
             Value::Nil => return Ok(Vec::new()),
@@ -95,5 +102,86 @@ impl RedisLedger {
             }
         }
         Ok(out)
+    }
+}
+
+impl RedisLedger {
+    /// Runs a pipeline on a connection of the pool, as [`RedisLedger::with_conn`].
+    fn with_pipe<T>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => crate::connect(&self.client)?,
+        };
+        let out = pipe.query(&mut conn);
+        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
+        if !broken {
+            let mut idle = self.idle();
+            if idle.len() < crate::IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    /// The pools and the id of the last entry of the event stream (`None`: the stream is
+    /// empty), read in one transaction: a node that counts the events after that id on
+    /// top of these pools sees every change exactly once.
+    pub fn snapshot(&self) -> Result<(Vec<callgate_core::PoolView>, Option<String>), Error> {
+        self.with_library().map_err(unavailable)?;
+        let now = match &self.time {
+            crate::Time::Server => String::new(),
+            crate::Time::Clock(c) => c.now_ms().to_string(),
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XREVRANGE")
+            .arg(format!("{}:events", self.key_prefix()))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .cmd("FCALL")
+            .arg(&self.function)
+            .arg(1)
+            .arg(&self.meta)
+            .arg("r_pools")
+            .arg(now);
+        let (last, pools): (Value, Value) = self.with_pipe(&pipe).map_err(|e| {
+            self.failed(&e.to_string());
+            unavailable(e)
+        })?;
+        let last = match &last {
+            Value::Array(entries) => match entries.first() {
+                Some(entry) => match wire::list(entry, "a stream entry")? {
+                    [id, _] => Some(wire::text(id)?),
+                    _ => return Err(Error::internal(format!("XREVRANGE answered {last:?}"))),
+                },
+                None => None,
+            },
+            other => return Err(Error::internal(format!("XREVRANGE answered {other:?}"))),
+        };
+        let parts = wire::list(&pools, "the pools' answer")?;
+        match parts {
+            [ok, pools, ..] if wire::text(ok)? == "ok" => {
+                let pools = wire::list(pools, "pools")?.iter().map(wire::pool_view).collect::<Result<Vec<_>, _>>()?;
+                Ok((pools, last))
+            }
+            [err, _code, message] if wire::text(err)? == "err" => {
+                let message = wire::text(message)?;
+                self.failed(&message);
+                Err(Error::unavailable(message))
+            }
+            _ => Err(Error::internal(format!("the ledger script answered {pools:?}"))),
+        }
+    }
+
+    /// Asks Redis whether the domain's ledger is there (a read through the script): the
+    /// answer is recorded in [`callgate_backend::LedgerBackend::health`] (a node that
+    /// receives no requests still notices that Redis went away or lost its state).
+    pub fn check(&self) -> Result<(), Error> {
+        self.call("r_counts", &[]).map(|_| ())
     }
 }

@@ -236,3 +236,65 @@ fn a_node_waiting_on_the_stream_hears_what_another_commits() {
     assert_eq!(heard[0].events, released.events);
     assert_ne!(first.events, released.events);
 }
+
+#[test]
+fn the_nodes_caps_are_merged_not_overwritten_and_a_silent_nodes_cap_lapses() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let node = |name: &str| {
+        RedisLedger::open(&server.url, "caps", &account_spec(), Time::Clock(clock.clone()))
+            .and_then(|l| l.with_cap_source(name, std::time::Duration::from_secs(30)))
+            .expect("open")
+    };
+    let (a, b) = (node("a"), node("b"));
+    let set = |l: &RedisLedger, cap: Option<u32>| {
+        l.execute(Command::SetCap { pool: PoolId(0), cap }).expect("set cap");
+        l.pools()[0].cap
+    };
+    assert_eq!(set(&a, Some(5)), 5);
+    assert_eq!(set(&b, Some(8)), 5, "b's higher cap does not lift a's");
+    assert_eq!(set(&b, None), 5, "b's cap ending does not end a's");
+    assert_eq!(set(&b, Some(7)), 5);
+    assert_eq!(set(&a, None), 7, "a's cap ends: b's stands");
+    // b says nothing more (it died): its cap lapses at the sweep after 30 s.
+    clock.advance(29_000);
+    a.execute(Command::Tick).expect("tick");
+    assert_eq!(a.pools()[0].cap, 7);
+    clock.advance(2_000);
+    let swept = a.execute(Command::Tick).expect("tick");
+    assert_eq!(a.pools()[0].cap, 10, "the limit again");
+    assert!(swept.events.iter().any(|e| matches!(e, Event::LimitChanged { .. })), "{:?}", swept.events);
+    // A node without a source sets the cap as on one node (the conformance suite's way).
+    let single = RedisLedger::open(&server.url, "caps", &account_spec(), Time::Clock(clock.clone())).expect("open");
+    assert_eq!(set(&single, Some(4)), 4);
+}
+
+#[test]
+fn one_node_holds_a_duty_and_a_holder_that_lost_it_cannot_renew() {
+    use callgate_store_redis::DutyLease;
+    let server = Server::start();
+    let ledger =
+        RedisLedger::open(&server.url, "duty", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    let ttl = std::time::Duration::from_secs(5);
+    let a = DutyLease::new(&ledger, "duties", "node-a", ttl).expect("a");
+    let b = DutyLease::new(&ledger, "duties", "node-b", ttl).expect("b");
+    let first = a.take_or_renew(0).expect("redis").expect("a takes the free lease");
+    assert_eq!(b.take_or_renew(0).expect("redis"), None, "b waits while a holds it");
+    assert_eq!(a.take_or_renew(1_000).expect("redis"), Some(first), "a renews with its token");
+    assert_eq!(a.held(4_000), Some(first));
+    assert_eq!(a.held(5_000), None, "a stops on its own before the lease can have run out in Redis");
+    assert_eq!(b.held(0), None);
+    assert_eq!(a.holder().expect("redis"), Some(("node-a".to_string(), first)));
+    // The lease runs out while a is paused (as its TTL would end it); b takes it, with a
+    // larger fencing token, and a, back, cannot renew it.
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let _: () = redis::cmd("DEL").arg(format!("{}:duty:duties", ledger.key_prefix())).query(&mut conn).expect("DEL");
+    let second = b.take_or_renew(10_000).expect("redis").expect("b takes the lapsed lease");
+    assert!(second > first, "fencing tokens only grow: {first} then {second}");
+    assert_eq!(a.take_or_renew(10_000).expect("redis"), None, "a's old token renews nothing");
+    assert_eq!(a.held(10_000), None);
+    // b lets it go at a clean stop: a takes it at once, with a larger token again.
+    b.release();
+    assert!(a.take_or_renew(11_000).expect("redis").expect("a takes it") > second);
+    assert!(DutyLease::new(&ledger, "duties", "bad|name", ttl).is_err(), "a node name cannot fake a token");
+}

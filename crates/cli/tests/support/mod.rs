@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses some of these
 
+pub mod oracle;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

@@ -100,6 +100,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Admission pauses while the journal (or the shared ledger) cannot commit;
+            // probes run every second, so a second is the soonest a retry can succeed.
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], axum::Json(body)).into_response();
+        }
         (status, axum::Json(body)).into_response()
     }
 }

@@ -243,6 +243,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.telemetry != new.telemetry {
         out.push("[telemetry]".to_string());
     }
+    if old.storage != new.storage {
+        out.push("[storage] (where the ledger lives)".to_string());
+    }
     let pools = |c: &Config| c.pools.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
     if pools(old) != pools(new) {
         out.push(format!("the set of pools ({} -> {})", pools(old).join(", "), pools(new).join(", ")));

@@ -68,6 +68,8 @@ pub struct App {
     /// Set when the server stops: event streams end then (they never end on their own,
     /// and a client that sees the end knows the server went away and reconnects).
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Whether this node runs the singleton duties (always, on the embedded store).
+    pub duties: Arc<crate::cluster::Duties>,
 }
 
 impl App {
@@ -166,6 +168,9 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
     crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
+    if let Some(held) = app.duties.clustered() {
+        crate::metrics::render_duties_held(&mut text, held);
+    }
     // How long the journal's commits took: the embedded backend's own figure.
     if let Some(embedded) = app.governor.backend().as_any().downcast_ref::<callgate_store::Embedded>() {
         crate::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());

@@ -1,0 +1,306 @@
+//! Cluster mode: several nodes over one ledger in Redis (`[storage] ledger = "redis://…"`).
+//!
+//! Every node runs a [`Governor`] over the same [`RedisLedger`] (one budget domain), so
+//! every grant is decided by one Lua call in Redis and any node answers for any lease or
+//! ticket. Each node keeps its own data directory for what is still local (call records,
+//! callbacks, campaigns, the suppression lists) until the PostgreSQL store takes them.
+//!
+//! **One path for the bus.** A node learns of committed events in two ways: its own
+//! commands answer with their events, and the domain's event stream carries every node's
+//! events in commit order. The bus (metrics, the operating layer's figures, the live
+//! stream, the decision log) is fed from the stream only, by one follower thread per node
+//! ([`follow`]), so its own events are counted once and everybody's in the same order on
+//! every node. Waiters are woken from both: a node's own answer wakes its waiter at once,
+//! and the stream wakes a waiter whose ticket another node's release granted (the ledger
+//! granted it inside the release's script); a waiter is woken once, whichever comes first.
+//! The follower starts from a snapshot (pools and the stream's last id, read in one
+//! transaction), so the gauges match the ledger from the first event.
+//!
+//! **Singleton duties.** The lease-expiry sweep (`Command::Tick`), each provider's
+//! reconciliation and the evaluation of alerts (and their actions) run on the node that
+//! holds the domain's duty lease ([`DutyLease`]: a key in Redis with a TTL and a fencing
+//! token), renewed every second for five; when its holder dies the lease runs out and the
+//! next node to ask takes it, within about six seconds. A holder that cannot renew stops
+//! its duties once its lease may have run out, before anyone else can take it.
+//!
+//! **Cap sources.** Each node's governor keeps its own cap sources (adaptive, cooldown,
+//! alerts' caps) and hands its cap of a pool to the ledger as *its* cap: Redis keeps every
+//! node's beside the others' and enforces the least, so no node overwrites another's.
+//! A node's cap lapses after 30 s unless said again, which every node does every 10 s, so
+//! a node that died stops holding a pool down.
+//!
+//! **Redis unreachable or emptied.** Every command fails as `unavailable` (HTTP 503 with
+//! `Retry-After`), nothing is granted, `/healthz` answers 503 with the reason, the
+//! `callgate_journal_up` gauge is 0 and the failure is logged. A node that gets no
+//! requests notices too: the duty loop reads the ledger every second ([`RedisLedger::check`]),
+//! which also clears the failure once Redis answers again. A Redis that restarted empty
+//! holds no ledger for the domain: commands keep failing (the script finds no spec)
+//! rather than admit against an empty ledger, until the ledger is restored. Re-asserting
+//! the acknowledged live leases from PostgreSQL is the PostgreSQL store's part (see
+//! [`restore_hook`]); without it, a node restarted then opens a new, empty ledger.
+
+use crate::bus::LedgerBus;
+use crate::clock::Clock;
+use crate::governor::Governor;
+use callgate_core::LedgerSpec;
+use callgate_store::Names;
+use callgate_store_redis::{DutyLease, RedisLedger, Time};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the one duty lease that covers every singleton duty of a domain.
+const DUTIES: &str = "duties";
+
+/// How long a taken or renewed duty lease lasts without renewal. Five seconds: the duties
+/// move within about that after a node dies, and a holder renews five times per TTL.
+const DUTY_TTL: Duration = Duration::from_secs(5);
+
+/// How often a node renews (or tries to take) the duty lease and checks Redis.
+const DUTY_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the follower blocks on the stream before it looks whether it should stop.
+const FOLLOW_BLOCK: Duration = Duration::from_secs(1);
+
+/// How long a node's cap of a shared pool holds unless the node says it again (every
+/// [`CAPS_EVERY`] rounds of the duty loop): a node that died stops holding a pool down
+/// after this.
+const CAP_HOLD: Duration = Duration::from_secs(30);
+
+/// Every this many rounds of the duty loop (seconds), a node says its caps again.
+const CAPS_EVERY: u32 = 10;
+
+/// After a failed read of the stream, the follower waits this long before the next.
+const FOLLOW_RETRY: Duration = Duration::from_millis(250);
+
+/// Whether this node runs the singleton duties now.
+pub struct Duties {
+    /// `None`: one node alone (the embedded store), which runs every duty.
+    lease: Option<Arc<DutyLease>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Duties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Duties").field("clustered", &self.lease.is_some()).finish()
+    }
+}
+
+impl Duties {
+    /// One node alone: it runs every duty.
+    pub fn alone(clock: Arc<dyn Clock>) -> Duties {
+        Duties { lease: None, clock }
+    }
+
+    /// Whether this node runs the singleton duties now.
+    pub fn held(&self) -> bool {
+        match &self.lease {
+            None => true,
+            Some(lease) => lease.held(self.clock.now_ms()).is_some(),
+        }
+    }
+
+    /// `Some(held)` in cluster mode (for `/metrics`), `None` alone.
+    pub fn clustered(&self) -> Option<bool> {
+        self.lease.as_ref().map(|_| self.held())
+    }
+}
+
+/// The ledger of a domain in Redis, opened, with what the node's bus starts from.
+pub(crate) struct Opened {
+    pub(crate) ledger: Arc<RedisLedger>,
+    pub(crate) names: Names,
+    pub(crate) pools: Vec<callgate_core::PoolView>,
+    /// The event stream's last entry when the pools were read (`None`: it was empty).
+    pub(crate) last: Option<String>,
+}
+
+/// The names a configuration's ledger has (the pools' configured limits among them).
+fn names_of(spec: &LedgerSpec) -> Result<Names, String> {
+    let ledger = callgate_core::Ledger::new(spec).map_err(|e| format!("configuration: {e}"))?;
+    Ok(callgate_store::names_of(&ledger))
+}
+
+/// Where the PostgreSQL store re-asserts the acknowledged live leases after Redis lost
+/// the domain's state (issue 13; the store is built beside this). Today there is nothing
+/// to restore from, so a database URL only says where it will be.
+fn restore_hook(database: Option<&str>) {
+    if database.is_some() {
+        tracing::warn!(
+            "[storage] database is set, but this build keeps no records in PostgreSQL yet: leases are not \
+             re-asserted from it when Redis loses its state"
+        );
+    }
+}
+
+/// Opens the ledger of `domain` at `url` for `spec` (blocking work, off the async threads).
+pub(crate) async fn open(
+    url: String,
+    domain: String,
+    spec: LedgerSpec,
+    database: Option<String>,
+    node: String,
+) -> Result<Opened, String> {
+    let names = names_of(&spec)?;
+    restore_hook(database.as_deref());
+    let opened = tokio::task::spawn_blocking(move || {
+        let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?.with_cap_source(&node, CAP_HOLD)?;
+        let (pools, last) = ledger.snapshot()?;
+        Ok::<_, callgate_backend::Error>((ledger, pools, last))
+    })
+    .await
+    .map_err(|e| format!("opening the Redis ledger: {e}"))?;
+    let (ledger, pools, last) = opened.map_err(|e| format!("the Redis ledger: {e}"))?;
+    tracing::info!(leases = ledger_counts(&ledger).0, "Opened the ledger in Redis");
+    Ok(Opened { ledger: Arc::new(ledger), names, pools, last })
+}
+
+fn ledger_counts(ledger: &RedisLedger) -> (usize, usize) {
+    callgate_backend::LedgerBackend::counts(ledger)
+}
+
+/// Feeds the domain's committed events, every node's, in order, to this node's bus and
+/// its governor's waiters, from the stream entry after `from`, until `stop` is set. A
+/// thread of its own: the stream is read with blocking calls.
+pub(crate) fn follow(
+    ledger: Arc<RedisLedger>,
+    from: Option<String>,
+    mut bus: LedgerBus,
+    governor: Arc<Governor>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("callgate-follower".into()).spawn(move || {
+        // An empty stream at the snapshot: everything from its first entry on is new.
+        let mut last = from.unwrap_or_else(|| "0-0".to_owned());
+        let mut names = governor.names();
+        let mut failing = false;
+        while !stop.load(Ordering::Relaxed) {
+            match ledger.wait_events(Some(&last), FOLLOW_BLOCK, callgate_store_redis::MAX_EVENTS_READ) {
+                Ok(batch) => {
+                    if failing {
+                        tracing::info!("Following the cluster's events again");
+                        failing = false;
+                    }
+                    for committed in batch {
+                        // A reload replaced the names: the bus moves to them in event order.
+                        let now = governor.names();
+                        if !Arc::ptr_eq(&now, &names) {
+                            callgate_store::Consumer::renamed(&mut bus, &now);
+                            names = now;
+                        }
+                        callgate_store::Consumer::committed(&mut bus, &committed.events);
+                        governor.committed_elsewhere(&committed.events);
+                        last = committed.id;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "Cannot follow the cluster's events; retrying");
+                        failing = true;
+                    }
+                    std::thread::sleep(FOLLOW_RETRY);
+                }
+            }
+        }
+    })
+}
+
+/// This node's name in the duty lease: host, listen address and process id, so that two
+/// nodes never take each other for the holder.
+pub(crate) fn node_name(listen: std::net::SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().replace('|', "_"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}/{listen}/{}", std::process::id())
+}
+
+/// The duties of a node in cluster mode, and the lease they hang on.
+pub(crate) fn duties(
+    ledger: &RedisLedger,
+    node: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<Duties>, Arc<DutyLease>), String> {
+    let lease = Arc::new(DutyLease::new(ledger, DUTIES, node, DUTY_TTL).map_err(|e| format!("the duty lease: {e}"))?);
+    Ok((Arc::new(Duties { lease: Some(lease.clone()), clock }), lease))
+}
+
+/// Every second: checks Redis (so `/healthz` says when it is gone, and when it is back),
+/// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
+/// (the server starts or stops its reconcilers); every ten, says this node's caps again.
+/// Ends with `stop`, letting the lease go.
+pub(crate) fn spawn_duty_loop(
+    governor: Arc<Governor>,
+    ledger: Arc<RedisLedger>,
+    lease: Arc<DutyLease>,
+    duties: Arc<Duties>,
+    changed: impl Fn(bool) + Send + 'static,
+    clock: Arc<dyn Clock>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(DUTY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut had = false;
+        let mut healthy = true;
+        let mut round: u32 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            every.tick().await;
+            round = round.wrapping_add(1);
+            if round.is_multiple_of(CAPS_EVERY) {
+                let governor = governor.clone();
+                let _ = tokio::task::spawn_blocking(move || governor.reassert_caps()).await;
+            }
+            let (l, d) = (ledger.clone(), lease.clone());
+            let sent = clock.now_ms();
+            let Ok((check, taken)) = tokio::task::spawn_blocking(move || (l.check(), d.take_or_renew(sent))).await
+            else {
+                continue;
+            };
+            match (&check, healthy) {
+                (Err(e), true) => {
+                    tracing::error!(error = %e, "The shared ledger is unavailable; admission answers 503")
+                }
+                (Ok(()), false) => tracing::info!("The shared ledger answers again; admission resumes"),
+                _ => {}
+            }
+            healthy = check.is_ok();
+            if let Err(e) = &taken {
+                tracing::warn!(error = %e, "Cannot renew the duty lease");
+            }
+            let has = duties.held();
+            if has != had {
+                match taken {
+                    Ok(Some(token)) if has => tracing::info!(token, "This node runs the singleton duties now"),
+                    _ => tracing::info!("Another node runs the singleton duties now"),
+                }
+                changed(has);
+                had = has;
+            }
+        }
+        tokio::task::spawn_blocking(move || lease.release()).await.ok();
+    })
+}
+
+/// The operating layer's clock for a node of a cluster: breakers' time on every node
+/// (they guard this node's calls), alerts on the duty holder only.
+pub(crate) struct Gated {
+    pub(crate) governor: Arc<Governor>,
+    pub(crate) duties: Arc<Duties>,
+}
+
+impl callgate_ops::Ticked for Gated {
+    fn ops_tick(&self) {
+        self.governor.ops_tick();
+    }
+
+    fn evaluate_alerts(&self) -> callgate_backend::BoxFuture<'_, ()> {
+        if self.duties.held() {
+            Box::pin(self.governor.evaluate_alerts())
+        } else {
+            Box::pin(std::future::ready(()))
+        }
+    }
+}
