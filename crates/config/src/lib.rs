@@ -74,7 +74,7 @@ pub use flow::{
 pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};
-pub use pool::PoolConfig;
+pub use pool::{ForecastReserve, PoolConfig};
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };
