@@ -11,6 +11,7 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::flow::{self, FlowConfig};
 use crate::menu::{self, MenuConfig};
 use crate::pool::{self, PoolConfig};
+use crate::prewarm::{self, PrewarmConfig};
 use crate::problem::{Problem, Problems};
 use crate::provider::{self, ProviderConfig};
 use crate::schedule::{self, ScheduleConfig};
@@ -76,6 +77,10 @@ pub struct Config {
     /// `[compliance] default_calling_rules`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calling_rules: Vec<CallingRule>,
+    /// `[[prewarm]]`: URLs called a lead time before the inbound forecast rises
+    /// (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prewarm: Vec<PrewarmConfig>,
 }
 
 fn is_default_compliance(c: &ComplianceConfig) -> bool {
@@ -98,6 +103,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     alert::validate,
     telemetry::validate,
     compliance::validate,
+    prewarm::validate,
 ];
 
 impl Config {

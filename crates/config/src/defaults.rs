@@ -66,6 +66,7 @@ impl Config {
             telemetry: Default::default(),
             compliance: Default::default(),
             calling_rules: Vec::new(),
+            prewarm: Vec::new(),
         }
     }
 }

@@ -46,6 +46,7 @@ mod locate;
 mod menu;
 mod overflow;
 mod pool;
+mod prewarm;
 mod problem;
 mod provider;
 mod schedule;
@@ -75,6 +76,7 @@ pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction};
 pub use pool::{ForecastReserve, PoolConfig};
+pub use prewarm::{PrewarmConfig, MAX_PREWARM};
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };

@@ -21,8 +21,8 @@ pub struct Query {
     pub level: f64,
     /// What the `lines` of each row must achieve.
     pub target: ServiceTarget,
-    /// Unix ms: the forecast starts at the next interval boundary after it (the current
-    /// interval, when `now_ms` is on a boundary), learning from what came before.
+    /// Unix ms: the forecast starts with the interval that holds it, learning from the
+    /// intervals before (a partly elapsed interval would count too few calls).
     pub now_ms: u64,
 }
 
@@ -61,11 +61,11 @@ impl Query {
         Ok(())
     }
 
-    /// The history this query learns from: the `weeks` before `now_ms`'s interval
-    /// boundary, excluded days filled in.
+    /// The history this query learns from: the `weeks` before the interval that holds
+    /// `now_ms`, excluded days filled in.
     pub fn series(&self, history: &History) -> Result<Series, ForecastError> {
         self.check()?;
-        let end = self.now_ms.div_ceil(crate::INTERVAL_MS) * crate::INTERVAL_MS;
+        let end = crate::interval_start(self.now_ms);
         let excluded = history.excluded()?;
         Series::from_history(history, self.flow.as_deref(), end, self.weeks, &excluded)
     }

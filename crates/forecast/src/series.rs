@@ -86,16 +86,31 @@ impl Series {
         weeks: u32,
         excluded: &[NaiveDate],
     ) -> Result<Series, ForecastError> {
+        let flows: Vec<Option<&str>> = vec![flow];
+        Series::from_history_flows(history, &flows, end_ms, weeks, excluded)
+    }
+
+    /// [`Series::from_history`] over the calls of several flows together (`None` in
+    /// `flows`: every call).
+    pub fn from_history_flows(
+        history: &History,
+        flows: &[Option<&str>],
+        end_ms: u64,
+        weeks: u32,
+        excluded: &[NaiveDate],
+    ) -> Result<Series, ForecastError> {
         let weeks = weeks.clamp(1, MAX_WEEKS);
         let end = interval_start(end_ms);
         let len = weeks as usize * WEEK;
         let start = end.saturating_sub(len as u64 * INTERVAL_MS);
         let mut series = Series::zeros(start, ((end - start) / INTERVAL_MS) as usize);
         let mut first: Option<u64> = None;
-        history.scan(flow, start, end, |s, e| {
-            series.add(s, e);
-            first = Some(first.map_or(s, |f| f.min(s)));
-        })?;
+        for flow in flows {
+            history.scan(*flow, start, end, |s, e| {
+                series.add(s, e);
+                first = Some(first.map_or(s, |f| f.min(s)));
+            })?;
+        }
         let Some(first) = first else { return Ok(Series::zeros(end, 0)) };
         // Start at the first call's day (UTC): the zeros before it are "no history", not
         // "no calls".

@@ -165,8 +165,15 @@ impl Server {
         )
         .await
         .map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        // The reserves that follow the forecast, from the call history beside the journal.
+        let forecasts = Arc::new(crate::forecast::Forecasts::new(data_dir.clone(), governor.clone()));
         let schedules = Arc::new(crate::schedule::Schedules::new(
-            crate::schedule::Handles { governor: governor.clone(), live: live.clone(), campaigns: campaigns.clone() },
+            crate::schedule::Handles {
+                governor: governor.clone(),
+                live: live.clone(),
+                campaigns: campaigns.clone(),
+                forecasts: forecasts.clone(),
+            },
             cfg.clone(),
         ));
         let app = Arc::new(App {
@@ -182,6 +189,7 @@ impl Server {
             campaigns: campaigns.clone(),
             reload,
             schedules: schedules.clone(),
+            forecasts,
             reconcilers: Reconcilers::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         });
