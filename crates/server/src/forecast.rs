@@ -71,9 +71,14 @@ impl Plan {
 
     /// The units held back at `now_ms`, and whether the forecast decided them
     /// (`forecast`) or there was none (`floor`).
+    ///
+    /// A reserve holds back *free* units, while the inbound calls in progress hold their
+    /// own: so it is the lines the interval needs less the calls its forecast keeps busy
+    /// on average (rounded down, so never less than the need over the mean), between the
+    /// floor and the ceiling. Outbound then gets what inbound will not need.
     pub fn units(&self, now_ms: u64) -> (u32, &'static str) {
         match self.step(now_ms) {
-            Some(s) => (s.lines.clamp(self.floor, self.ceiling.max(self.floor)), "forecast"),
+            Some(s) => (reserve_units(s.lines, s.sessions).clamp(self.floor, self.ceiling.max(self.floor)), "forecast"),
             None => (self.floor, "floor"),
         }
     }
@@ -352,6 +357,12 @@ fn fit(history: &History, flows: &[&str], weeks: u32, target: ServiceTarget, now
             lines: row.lines,
         })
         .collect())
+}
+
+/// The free units `lines` need held back while `sessions` calls are busy on average.
+pub fn reserve_units(lines: u32, sessions: f64) -> u32 {
+    let busy = if sessions.is_finite() { sessions.max(0.0).floor() as u32 } else { 0 };
+    lines.saturating_sub(busy)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

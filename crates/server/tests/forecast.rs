@@ -93,8 +93,11 @@ async fn the_forecast_reserve_changes_at_interval_boundaries() {
     app.forecasts.refresh(app.reload.current(), clock.now_ms()).await;
     let plan = app.forecasts.plan("acct").unwrap();
     assert!(plan.note.is_none(), "{:?}", plan.note);
-    let peak = plan.step(MONDAY + 9 * HOUR).unwrap().lines;
-    assert!((2..=12).contains(&peak), "the peak needs several lines: {peak}");
+    let needed = plan.step(MONDAY + 9 * HOUR).unwrap().lines;
+    let peak = plan.units(MONDAY + 9 * HOUR).0;
+    assert!((6..=12).contains(&needed), "the peak needs several lines: {needed}");
+    // Six to seven calls busy on average: the free lines held back are the rest.
+    assert!((2..needed).contains(&peak), "{peak} of {needed}");
     let mut events = support::providers::Events::subscribe(&s).await;
 
     // 08:59:59.999: still the quiet interval, still the floor.
@@ -110,7 +113,7 @@ async fn the_forecast_reserve_changes_at_interval_boundaries() {
     let _ = app.schedules.apply(false).await;
     let pool = s.pool("acct").await;
     assert_eq!(pool["reserve"], json!({ "inbound": peak }), "{pool}");
-    assert_eq!(pool["forecast_reserve"]["needed"], peak);
+    assert_eq!(pool["forecast_reserve"]["needed"], needed);
     assert_eq!(pool["forecast_reserve"]["interval_start_ms"], MONDAY + 9 * HOUR);
     let e = events.next_of("reserve_changed").await;
     assert_eq!((e["pool"].clone(), e["units"].clone(), e["was"].clone()), (json!("acct"), json!(peak), json!(1)));
@@ -118,7 +121,7 @@ async fn the_forecast_reserve_changes_at_interval_boundaries() {
     let metrics = s.metrics().await;
     let line = format!("callgate_forecast_reserve_units{{pool=\"acct\",class=\"inbound\",source=\"forecast\"}} {peak}");
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
-    assert!(metrics.contains(&format!("callgate_recommended_capacity{{pool=\"acct\"}} {peak}")));
+    assert!(metrics.contains(&format!("callgate_recommended_capacity{{pool=\"acct\"}} {needed}")));
 
     // Outbound gets every line inbound will not need: 20 - peak, and no more.
     for i in 0..20 - peak {

@@ -31,6 +31,7 @@
 
 mod dist;
 mod engine;
+mod forecast;
 mod report;
 mod rng;
 mod scenario;
