@@ -126,6 +126,8 @@ pub struct Forecasts {
     data_dir: PathBuf,
     /// Where each fit's need goes (`forecast_shortfall` alerts).
     governor: Arc<crate::governor::Governor>,
+    /// Records of this server's calls lost before they reached the history.
+    history_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// Pool name → its plan.
     plans: Mutex<BTreeMap<String, Arc<Plan>>>,
     /// One fit at a time.
@@ -134,8 +136,12 @@ pub struct Forecasts {
 
 impl Forecasts {
     /// No plans yet; history from `data_dir/history.sqlite`.
-    pub fn new(data_dir: PathBuf, governor: Arc<crate::governor::Governor>) -> Forecasts {
-        Forecasts { data_dir, governor, plans: Mutex::default(), fitting: tokio::sync::Mutex::new(()) }
+    pub fn new(
+        data_dir: PathBuf,
+        governor: Arc<crate::governor::Governor>,
+        history_dropped: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Forecasts {
+        Forecasts { data_dir, governor, history_dropped, plans: Mutex::default(), fitting: tokio::sync::Mutex::new(()) }
     }
 
     /// The plan of `pool`.
@@ -281,6 +287,10 @@ impl Forecasts {
     /// (the lines the forecast inbound demand needs now) and
     /// `callgate_forecast_sessions{pool}` (the expected concurrent calls now).
     pub fn render_metrics(&self, config: &Config, now_ms: u64, out: &mut String) {
+        out.push_str("# HELP callgate_history_records_dropped_total Records of this server's calls that did not reach the call history (backlog full or write failed).\n");
+        out.push_str("# TYPE callgate_history_records_dropped_total counter\n");
+        let dropped = self.history_dropped.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(out, "callgate_history_records_dropped_total {dropped}");
         let plans = lock(&self.plans).clone();
         let pools: Vec<_> = config.pools.iter().filter(|p| p.forecast_class().is_some()).collect();
         if pools.is_empty() {

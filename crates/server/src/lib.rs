@@ -18,6 +18,7 @@ pub mod edges;
 #[doc(hidden)]
 pub mod forecast;
 pub mod fuzz;
+pub mod history;
 pub mod inbound;
 pub mod prewarm;
 pub mod providers;

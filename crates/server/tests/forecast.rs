@@ -275,3 +275,26 @@ async fn a_prewarm_hook_is_called_at_its_lead_time() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn the_servers_own_calls_become_history() {
+    let clock = ManualClock::at(MONDAY + 9 * HOUR);
+    let s = TestServer::start_with_clock(FORECAST, clock.clone()).await;
+    let (status, _) = s.acquire(json!({ "flow": "support", "key": "call-1" })).await;
+    assert_eq!(status, StatusCode::OK);
+    clock.advance(90_000);
+    let (status, v) = s.delete("/v1/leases?key=call-1").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let dir = s.data_dir();
+    let calls = || {
+        let h = History::open(&dir).unwrap();
+        let mut out = Vec::new();
+        h.scan(Some("support"), 0, u64::MAX / 2, |start, end| out.push((start, end))).unwrap();
+        out
+    };
+    eventually("the call and its end are in the history", secs(10), || async {
+        calls() == [(MONDAY + 9 * HOUR, Some(MONDAY + 9 * HOUR + 90_000))]
+    })
+    .await;
+    assert_eq!(support::providers::metric(&s, "callgate_history_records_dropped_total").await, 0.0);
+}

@@ -60,6 +60,30 @@ pub struct Call {
     pub outcome: Option<String>,
 }
 
+/// What a running server records about its own calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveCall {
+    /// A request of a flow arrived (granted, queued or refused).
+    Arrival {
+        /// Unique per arrival (`live:l…` for a lease, `live:t…` for a ticket, `live:r…`).
+        key: String,
+        /// The flow.
+        flow: String,
+        /// Unix ms.
+        at_ms: u64,
+        /// `granted`, `queued` or `rejected`.
+        outcome: &'static str,
+    },
+    /// The call of an arrival ended: `ended_at_ms` is its arrival plus the time it held
+    /// its lease, so the end less the start is its handling time (without the wait).
+    End {
+        /// The arrival's key.
+        key: String,
+        /// Unix ms.
+        ended_at_ms: u64,
+    },
+}
+
 /// The history database of one data directory.
 #[derive(Debug)]
 pub struct History {
@@ -127,6 +151,31 @@ impl History {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Writes what a running server saw (one transaction): arrivals as calls of source
+    /// `live` (a key seen before is left as it is), and the ends of those calls.
+    pub fn record_live(&mut self, batch: &[LiveCall]) -> Result<(), ForecastError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut arrive = tx.prepare_cached(
+                "INSERT OR IGNORE INTO calls (key, flow, number, started_at, ended_at, outcome, source)
+                 VALUES (?1, ?2, NULL, ?3, NULL, ?4, 'live')",
+            )?;
+            let mut end = tx.prepare_cached("UPDATE calls SET ended_at = ?2 WHERE key = ?1 AND ended_at IS NULL")?;
+            for c in batch {
+                match c {
+                    LiveCall::Arrival { key, flow, at_ms, outcome } => {
+                        arrive.execute(params![key, flow, to_sql(*at_ms), outcome])?;
+                    }
+                    LiveCall::End { key, ended_at_ms } => {
+                        end.execute(params![key, to_sql(*ended_at_ms)])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Calls `each(started_at_ms, ended_at_ms)` for every call of `flow` (every call, for
