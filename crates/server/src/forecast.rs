@@ -117,6 +117,22 @@ pub struct ForecastReserveView {
     /// Why there is no forecast.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The next hours' reserve: the [`NEXT`] intervals after the one in force.
+    pub next: Vec<ReserveStepView>,
+}
+
+/// How many intervals ahead `/v1/pools` and the live page show: two hours.
+pub const NEXT: usize = 8;
+
+/// One interval ahead of a forecast reserve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ReserveStepView {
+    /// The interval's start (Unix ms).
+    pub start_ms: u64,
+    /// Units it will hold back.
+    pub units: u32,
+    /// Lines the forecast says it needs.
+    pub needed: u32,
 }
 
 /// The plans of the server's pools.
@@ -263,10 +279,18 @@ impl Forecasts {
                 floor,
                 ceiling: p.forecast_ceiling(),
                 note: Some("the forecast is being fitted".to_owned()),
+                next: Vec::new(),
             });
         };
         let (units, source) = plan.units(now_ms);
         let step = plan.step(now_ms);
+        let next = plan
+            .steps
+            .iter()
+            .filter(|s| s.start_ms > now_ms)
+            .take(NEXT)
+            .map(|s| ReserveStepView { start_ms: s.start_ms, units: plan.units(s.start_ms).0, needed: s.lines })
+            .collect();
         Some(ForecastReserveView {
             class: class.to_owned(),
             units,
@@ -280,6 +304,7 @@ impl Forecasts {
             } else {
                 None
             },
+            next,
         })
     }
 

@@ -115,6 +115,13 @@ async fn the_forecast_reserve_changes_at_interval_boundaries() {
     assert_eq!(pool["reserve"], json!({ "inbound": peak }), "{pool}");
     assert_eq!(pool["forecast_reserve"]["needed"], needed);
     assert_eq!(pool["forecast_reserve"]["interval_start_ms"], MONDAY + 9 * HOUR);
+    // The next two hours, interval by interval: the peak until 11:00.
+    let next = pool["forecast_reserve"]["next"].as_array().unwrap().clone();
+    assert_eq!(next.len(), 8);
+    assert_eq!(next[0]["start_ms"], MONDAY + 9 * HOUR + 15 * MINUTE);
+    assert!(next[..7].iter().all(|n| n["units"].as_u64().unwrap() > 1), "{next:?}");
+    let page = s.client.get(format!("{}/live.js", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("forecast_reserve") && page.contains("reserve_changed"), "the live page shows the reserve");
     let e = events.next_of("reserve_changed").await;
     assert_eq!((e["pool"].clone(), e["units"].clone(), e["was"].clone()), (json!("acct"), json!(peak), json!(1)));
     assert_eq!(e["source"], "forecast");
