@@ -43,3 +43,46 @@ pub fn lines(interval: &Interval, aht_s: f64, target: ServiceTarget) -> Result<u
 pub fn sessions(interval: &Interval, aht_s: f64) -> f64 {
     interval.arrivals * interval.aht_s.unwrap_or(aht_s) / (INTERVAL_MS as f64 / 1000.0)
 }
+
+/// The callers `interval` would lose with only `lines` lines: those who hang up while
+/// waiting (Erlang A with the target's patience). `None` without a patience (Erlang C:
+/// callers wait as long as it takes, and none is lost to the wait).
+pub fn lost_with(
+    interval: &Interval,
+    aht_s: f64,
+    target: ServiceTarget,
+    lines: u32,
+) -> Result<Option<f64>, ForecastError> {
+    let aht = interval.aht_s.unwrap_or(aht_s);
+    if interval.arrivals <= 0.0 || target.patience_s.is_none() {
+        return Ok(target.patience_s.map(|_| 0.0));
+    }
+    let erlangs = interval.arrivals * aht / (INTERVAL_MS as f64 / 1000.0);
+    let traffic = Traffic::new(erlangs, aht, target.patience_s).map_err(|e| ForecastError::input(e.message))?;
+    Ok(traffic.evaluate(lines, target.within_s).p_abandon.map(|p| p * interval.arrivals))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(arrivals: f64) -> Interval {
+        Interval { start_ms: 0, arrivals, low: arrivals, high: arrivals, aht_s: Some(180.0) }
+    }
+
+    #[test]
+    fn more_calls_need_more_lines_and_too_few_lines_lose_callers() {
+        let t = ServiceTarget::default();
+        assert_eq!(lines(&interval(0.0), 180.0, t).unwrap(), 0);
+        let (few, many) = (lines(&interval(5.0), 180.0, t).unwrap(), lines(&interval(50.0), 180.0, t).unwrap());
+        assert!(few >= 1 && many > few, "{few} {many}");
+        // 50 calls of 3 minutes in 15 minutes are 10 erlangs: 5 lines lose many callers,
+        // the recommended lines (80% answered within 20 s) a few.
+        let short = lost_with(&interval(50.0), 180.0, t, 5).unwrap().unwrap();
+        let enough = lost_with(&interval(50.0), 180.0, t, many).unwrap().unwrap();
+        assert!(short > 10.0 && enough < short / 4.0, "{short} {enough}");
+        let no_patience = ServiceTarget { patience_s: None, ..t };
+        assert_eq!(lost_with(&interval(50.0), 180.0, no_patience, 5).unwrap(), None);
+        assert!((sessions(&interval(50.0), 180.0) - 10.0).abs() < 1e-9);
+    }
+}

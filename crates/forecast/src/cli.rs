@@ -266,6 +266,16 @@ fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
     let _ =
         writeln!(s, "{:<21} {:>8} {:>8} {:>8} {:>6} {:>6}", "start (UTC)", "arrivals", "low", "high", "aht_s", "lines");
     let mut short = 0;
+    let (mut first_short, mut worst, mut lost) = (None, 0, Some(0.0));
+    let aht = r.mean_aht_s;
+    for (row, point) in r.intervals.iter().zip(&r.points) {
+        if let Some(l) = limit.filter(|&l| row.lines > l) {
+            first_short.get_or_insert(row.start.clone());
+            worst = worst.max(row.lines - l);
+            let here = crate::capacity::lost_with(point, aht, q.target, l).ok().flatten();
+            lost = lost.zip(here).map(|(a, b)| a + b);
+        }
+    }
     for row in &r.intervals {
         let flag = match limit {
             Some(l) if row.lines > l => {
@@ -283,6 +293,10 @@ fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
     }
     if let Some(l) = limit {
         let _ = writeln!(s, "{short} of {} intervals need more than the {l} lines the account has", r.intervals.len());
+        if let Some(first) = first_short {
+            let lost = lost.map_or(String::new(), |n| format!("; with {l} lines about {n:.0} callers hang up in them"));
+            let _ = writeln!(s, "first at {first}, at most {worst} lines short{lost}");
+        }
     }
     s
 }

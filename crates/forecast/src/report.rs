@@ -101,6 +101,8 @@ pub struct Report {
     pub points: Vec<Interval>,
     /// The rows.
     pub intervals: Vec<Row>,
+    /// The handling time (seconds) of intervals without one of their own.
+    pub mean_aht_s: f64,
 }
 
 /// When no call of the history has a known end: the handling time assumed (seconds), a
@@ -127,7 +129,7 @@ impl Report {
             });
         }
         let from = rfc3339(series.start_of(series.len()));
-        Ok(Report { from, history_intervals: series.len(), points, intervals })
+        Ok(Report { from, history_intervals: series.len(), points, intervals, mean_aht_s: mean_aht })
     }
 }
 
