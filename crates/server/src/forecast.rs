@@ -148,6 +148,9 @@ pub struct Forecasts {
     plans: Mutex<BTreeMap<String, Arc<Plan>>>,
     /// One fit at a time.
     fitting: tokio::sync::Mutex<()>,
+    /// One `GET /v1/forecast` fit at a time (a fit is seconds of CPU: many readers at once
+    /// wait in line instead of taking every core).
+    serving: tokio::sync::Semaphore,
 }
 
 impl Forecasts {
@@ -157,7 +160,14 @@ impl Forecasts {
         governor: Arc<crate::governor::Governor>,
         history_dropped: Arc<std::sync::atomic::AtomicU64>,
     ) -> Forecasts {
-        Forecasts { data_dir, governor, history_dropped, plans: Mutex::default(), fitting: tokio::sync::Mutex::new(()) }
+        Forecasts {
+            data_dir,
+            governor,
+            history_dropped,
+            plans: Mutex::default(),
+            fitting: tokio::sync::Mutex::new(()),
+            serving: tokio::sync::Semaphore::new(1),
+        }
     }
 
     /// The plan of `pool`.
@@ -352,7 +362,12 @@ impl Forecasts {
         }
     }
 
-    /// Serves `GET /v1/forecast` (blocking: call off the async threads).
+    /// Waits for the turn to serve a `GET /v1/forecast` fit.
+    pub async fn turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.serving.acquire().await.ok()
+    }
+
+    /// Serves `GET /v1/forecast` (blocking: call off the async threads, in [`Forecasts::turn`]).
     pub fn report(
         &self,
         query: &Query,

@@ -101,6 +101,7 @@ pub(crate) async fn forecast(
         now_ms: app.governor.now_ms(),
     };
     query.check().map_err(|e| ApiError::bad_request(e.message))?;
+    let _turn = app.forecasts.turn().await;
     let forecasts = app.forecasts.clone();
     let level = query.level;
     let answer = tokio::task::spawn_blocking(move || forecasts.report(&query, &[query.flow.as_deref()]))
