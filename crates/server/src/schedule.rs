@@ -168,7 +168,9 @@ impl Schedules {
         *lock(&self.applied) = Some(active.clone());
         *lock(&self.reserves) = reserves.clone();
         let names = base.schedule_names(&active);
-        let schedules_changed = force || before.as_ref() != Some(&active);
+        // A reload re-announces the schedules when the file has any; a forecast reserve
+        // alone moving is a `reserve_changed`, not a change of schedules.
+        let schedules_changed = before.as_ref() != Some(&active) || (force && !base.schedules.is_empty());
         match put_in_force(app, &base, &active, &reserves).await {
             Ok(()) if !schedules_changed => {
                 self.publish_reserves(&base, &reserves_before, &reserves, now);
