@@ -1,5 +1,5 @@
-//! The callgate command line: serve, config, plan, simulate, campaign, demo, and the
-//! commands that operate a running server (status, top, pools, leases).
+//! The callgate command line: serve, config, plan, simulate, history, forecast, campaign,
+//! demo, and the commands that operate a running server (status, top, pools, leases).
 #![forbid(unsafe_code)]
 
 mod out;
@@ -60,6 +60,14 @@ enum Command {
     /// Search a scenario's policy space (its [tune] section) with the simulator: the best
     /// policy as a diff, and the trade-off frontier.
     Tune(callgate_plan::cli::TuneArgs),
+    /// Call history for forecasts: import calls of the past, mark days to ignore.
+    History {
+        #[command(subcommand)]
+        command: callgate_forecast::cli::HistoryCommand,
+    },
+    /// Forecast arrivals, handling time and lines per 15 minutes from the call history
+    /// (`--json`, `--svg FILE`, or `--backtest` for its accuracy).
+    Forecast(callgate_forecast::cli::ForecastArgs),
     /// Outbound campaigns on a running server: import leads, status, start, pause, resume, stop.
     Campaign {
         #[command(subcommand)]
@@ -306,6 +314,8 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => report(callgate_plan::cli::run_plan(cmd)),
         Command::Simulate(args) => report(callgate_plan::cli::run_simulate(args)),
         Command::Tune(args) => report(callgate_plan::cli::run_tune(args)),
+        Command::History { command } => report(callgate_forecast::cli::run_history(command)),
+        Command::Forecast(args) => report(callgate_forecast::cli::run_forecast(args)),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", callgate_config::EXAMPLE);
             ExitCode::SUCCESS

@@ -3,6 +3,8 @@
 //! ```text
 //! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
 //! plan: core and config only
+//! forecast: core, config and plan only; server and cli may use it (and so the server may
+//!   use plan, which is pure: the forecast reserve needs its Erlang A)
 //! store-redis: core, backend and config only (beside store); server and cli may use it
 //! store-postgres: core, backend and config only (beside store); server and cli may use it
 //! events, ops, governor: never store (admission and its consumers run over any backend)
@@ -36,8 +38,9 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let mut allowed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (i, name) in LAYERS.iter().enumerate() {
         let mut below = LAYERS[..i].to_vec();
-        if *name == "callgate" {
+        if matches!(*name, "callgate-server" | "callgate") {
             below.push("callgate-plan");
+            below.push("callgate-forecast");
         }
         if matches!(*name, "callgate-server" | "callgate") {
             below.push("callgate-store-redis");
@@ -51,6 +54,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         allowed.get_mut(name).expect("a layer").retain(|d| *d != "callgate-store");
     }
     allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config"]);
+    allowed.insert("callgate-forecast", vec!["callgate-core", "callgate-config", "callgate-plan"]);
     allowed.insert("callgate-store-redis", vec!["callgate-core", "callgate-backend", "callgate-config"]);
     allowed.insert("callgate-store-postgres", vec!["callgate-core", "callgate-backend", "callgate-config"]);
     allowed

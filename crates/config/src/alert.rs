@@ -33,6 +33,10 @@ pub enum AlertMetric {
     ErrorRate,
     /// Requests rejected in the last minute.
     RejectionsPerMinute,
+    /// Lines the inbound forecast needs, in the intervals that start within the alert's
+    /// `lookahead`, beyond the pool's cap (negative: lines to spare). A pool whose reserve
+    /// follows the forecast only; fires before the peak with `above = 0`.
+    ForecastShortfall,
 }
 
 impl AlertMetric {
@@ -45,17 +49,19 @@ impl AlertMetric {
             AlertMetric::P95Latency => "p95_latency",
             AlertMetric::ErrorRate => "error_rate",
             AlertMetric::RejectionsPerMinute => "rejections_per_minute",
+            AlertMetric::ForecastShortfall => "forecast_shortfall",
         }
     }
 
     /// Every metric, in documentation order.
-    pub const ALL: [AlertMetric; 6] = [
+    pub const ALL: [AlertMetric; 7] = [
         AlertMetric::Utilization,
         AlertMetric::Waiting,
         AlertMetric::P95Wait,
         AlertMetric::P95Latency,
         AlertMetric::ErrorRate,
         AlertMetric::RejectionsPerMinute,
+        AlertMetric::ForecastShortfall,
     ];
 }
 
@@ -121,6 +127,14 @@ pub struct AlertConfig {
     /// first evaluation that sees it). A spike shorter than this never fires.
     #[serde(rename = "for", default, with = "crate::serde_duration")]
     pub hold: Duration,
+    /// With `metric = "forecast_shortfall"`: how far ahead the forecast is looked at
+    /// (default "60m", at most "24h").
+    #[serde(
+        default = "default_lookahead",
+        with = "crate::serde_duration",
+        skip_serializing_if = "is_default_lookahead"
+    )]
+    pub lookahead: Duration,
     /// How it resolves (default: once the condition has not held for as long as `for`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve: Option<ResolveConfig>,
@@ -137,6 +151,14 @@ pub struct AlertConfig {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn default_lookahead() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn is_default_lookahead(d: &Duration) -> bool {
+    *d == default_lookahead()
 }
 
 /// `resolve = { below = 0.8, for = "1m" }`: hysteresis. An alert that fires `above` a
@@ -326,6 +348,25 @@ fn validate_target(config: &Config, alert: &AlertConfig, field: &Field, out: &mu
             field.key(kind),
             format!("alert `{}` watches unknown {kind} `{name}` ({kind}s: {})", alert.name, list(names.into_iter())),
         );
+    }
+    if alert.metric == AlertMetric::ForecastShortfall {
+        let forecast =
+            matches!(&target, AlertTarget::Pool(p) if config.pool(p).is_some_and(|p| p.forecast_class().is_some()));
+        if known && !forecast {
+            out.push(
+                field.key("metric"),
+                format!(
+                    "alert `{}`: forecast_shortfall watches a pool whose reserve follows the forecast \
+                     (reserve = {{ inbound = \"forecast\" }})",
+                    alert.name
+                ),
+            );
+        }
+        if alert.lookahead > Duration::from_secs(24 * 3600) || alert.lookahead.is_zero() {
+            out.push(field.key("lookahead"), "the lookahead is more than 0s and at most 24h");
+        }
+    } else if alert.lookahead != default_lookahead() {
+        out.push(field.key("lookahead"), "`lookahead` is for metric = \"forecast_shortfall\" only");
     }
 }
 

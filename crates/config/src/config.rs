@@ -12,6 +12,7 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::flow::{self, FlowConfig};
 use crate::menu::{self, MenuConfig};
 use crate::pool::{self, PoolConfig};
+use crate::prewarm::{self, PrewarmConfig};
 use crate::problem::{Problem, Problems};
 use crate::provider::{self, ProviderConfig};
 use crate::schedule::{self, ScheduleConfig};
@@ -86,6 +87,10 @@ pub struct Config {
     /// store under `[server] data_dir`; a Redis URL for cluster mode).
     #[serde(default, skip_serializing_if = "is_default_storage")]
     pub storage: StorageConfig,
+    /// `[[prewarm]]`: URLs called a lead time before the inbound forecast rises
+    /// (default: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prewarm: Vec<PrewarmConfig>,
 }
 
 fn is_default_storage(s: &StorageConfig) -> bool {
@@ -114,6 +119,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     telemetry::validate,
     compliance::validate,
     storage::validate,
+    prewarm::validate,
 ];
 
 impl Config {

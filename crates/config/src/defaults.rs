@@ -70,6 +70,7 @@ impl Config {
             calling_rules: Vec::new(),
             caller_lists: Vec::new(),
             storage: Default::default(),
+            prewarm: Vec::new(),
         }
     }
 }

@@ -489,8 +489,9 @@ fn validate_pools(config: &Config, flow: &FlowConfig, field: &Field, out: &mut P
             // DESIGN.md "Never fits": a call may hold at most the limit minus what is
             // reserved for the classes above its own. Asking more, it would be refused at
             // every attempt.
+            // A reserve that follows the forecast counts at its ceiling: at the peak.
             let above: u64 = pool
-                .reserve
+                .reserve_at_most()
                 .iter()
                 .filter(|(c, _)| config.class(c).is_some_and(|c| c.priority > class.priority))
                 .map(|(_, &u)| u64::from(u))

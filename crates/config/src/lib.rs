@@ -47,6 +47,7 @@ mod locate;
 mod menu;
 mod overflow;
 mod pool;
+mod prewarm;
 mod problem;
 mod provider;
 mod schedule;
@@ -78,7 +79,8 @@ pub use flow::{
 pub use load::check_file;
 pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction, DEFAULT_SPILL_WITHIN};
-pub use pool::PoolConfig;
+pub use pool::{ForecastReserve, PoolConfig};
+pub use prewarm::{PrewarmConfig, MAX_PREWARM};
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };

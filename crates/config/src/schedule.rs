@@ -297,6 +297,12 @@ pub(crate) fn validate_with(config: &Config, campaigns: &[&str], out: &mut Probl
                 out.push(pf.clone(), "give `limit` or `reserve`");
             }
             for class in change.reserve.keys() {
+                if pool.forecast_class() == Some(class.as_str()) {
+                    out.push(
+                        pf.key("reserve").key(class),
+                        format!("pool `{name}`'s reserve for `{class}` follows the forecast; a schedule cannot set it"),
+                    );
+                }
                 if config.class(class).is_none() {
                     out.push(
                         pf.key("reserve").key(class),

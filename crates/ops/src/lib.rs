@@ -124,6 +124,10 @@ pub struct Ops {
     /// [flow] → the overflow chain a `[[schedules]]` entry puts in place of the configured
     /// one while it is active (set by the server's schedule ticker).
     scheduled: Mutex<Vec<Option<Vec<Overflow>>>>,
+    /// [pool] → the lines the inbound forecast needs per 15-minute interval ahead
+    /// (interval start in Unix ms, lines), set by the server's forecast plans; read by
+    /// `forecast_shortfall` alerts.
+    forecast_need: Mutex<Vec<Vec<(u64, u32)>>>,
     generation: AtomicU64,
     /// [breaker] → campaigns it paused.
     paused_by_breaker: Arc<Mutex<Vec<Vec<String>>>>,
@@ -190,6 +194,7 @@ impl Ops {
             rules: Mutex::new(Vec::new()),
             overrides: Mutex::new(vec![None; nf]),
             scheduled: Mutex::new(vec![None; nf]),
+            forecast_need: Mutex::new(vec![Vec::new(); np]),
             generation: AtomicU64::new(0),
             paused_by_breaker: Arc::new(Mutex::new(Vec::new())),
             bus: callgate_events::bus::Bus::without_dialer(),
@@ -282,6 +287,7 @@ impl Ops {
             stats: Mutex::new(Stats::new(pools.len(), flows.len())),
             overrides: Mutex::new(vec![None; flows.len()]),
             scheduled: Mutex::new(vec![None; flows.len()]),
+            forecast_need: Mutex::new(vec![Vec::new(); pools.len()]),
             pools,
             adaptive: Mutex::new(adaptive),
             breakers: Mutex::new(breakers),
@@ -516,6 +522,17 @@ impl Ops {
         }
     }
 
+    /// What the inbound forecast of `pool` needs: (interval start, lines) per 15-minute
+    /// interval ahead, in order (an unknown pool is ignored). `forecast_shortfall` alerts
+    /// compare it with the pool's cap.
+    pub fn set_forecast_need(&self, pool: &str, steps: Vec<(u64, u32)>) {
+        if let Some(p) = self.pools.iter().position(|n| &**n == pool) {
+            if let Some(slot) = lock(&self.forecast_need).get_mut(p) {
+                *slot = steps;
+            }
+        }
+    }
+
     /// Puts in force the overflow chains the active `[[schedules]]` set, one entry per
     /// flow in config order (`None`: the flow's configured chain). A schedule's chain is
     /// what the flow is configured with while it is active: a breaker's fallback and an
@@ -670,6 +687,20 @@ impl Ops {
             M::P95Latency => figure(Figure::P95Latency),
             M::ErrorRate => figure(Figure::ErrorRate),
             M::RejectionsPerMinute => figure(Figure::RejectionsPerMinute),
+            M::ForecastShortfall => {
+                let Watched::Pool(p) = watched else { return None };
+                let cap = gauges.pools.get(*p)?.1;
+                let end = now.saturating_add(rule.config.lookahead.as_millis() as u64);
+                // Interval length of the forecast plans (15 minutes).
+                const INTERVAL_MS: u64 = 15 * 60 * 1000;
+                let need = lock(&self.forecast_need)
+                    .get(*p)?
+                    .iter()
+                    .filter(|&&(start, _)| start + INTERVAL_MS > now && start < end)
+                    .map(|&(_, lines)| lines)
+                    .max()?;
+                Some(f64::from(need) - f64::from(cap))
+            }
         }
     }
 

@@ -17,8 +17,11 @@ pub mod connections;
 pub mod demo;
 pub mod edges;
 #[doc(hidden)]
+pub mod forecast;
 pub mod fuzz;
+pub mod history;
 pub mod inbound;
+pub mod prewarm;
 pub mod providers;
 pub mod reconcile;
 pub mod schedule;

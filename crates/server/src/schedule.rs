@@ -12,6 +12,13 @@
 //!   fallback and an alert's `set_overflow` still come first);
 //! - campaigns' `max_concurrency` and `calls_per_second`: the dialer's scheduled pacing.
 //!
+//! A reserve that follows the forecast (`reserve = { inbound = "forecast" }`) is put in
+//! force the same way: the ticker asks [`Forecasts::reserves`] for each such pool's units
+//! at the governor's clock, and a changed value (at a 15-minute boundary, or when a refit
+//! moves it) rebuilds the ledger with it on top of the active schedules, and is a
+//! `reserve_changed` event (`pool`, `class`, `units`, `source`). The ticker also starts
+//! the hourly refit of the plans (`forecast.rs`).
+//!
 //! Each change is a `schedule_changed` event (`active`, `started`, `ended`) on
 //! `/v1/events` and the live page, `GET /v1/schedules` lists the schedules and which are
 //! active, and `/metrics` has `callgate_schedule_active{schedule}` and
@@ -19,6 +26,7 @@
 //! schedules in force at once.
 
 use crate::campaign::Campaigns;
+use crate::forecast::Forecasts;
 use crate::governor::{Governor, NewLedger};
 use crate::live::Live;
 use callgate_config::Config;
@@ -42,6 +50,8 @@ pub struct Handles {
     pub live: Live,
     /// Takes the campaigns' scheduled pacing.
     pub campaigns: Arc<Campaigns>,
+    /// The reserves that follow the forecast.
+    pub forecasts: Arc<Forecasts>,
 }
 
 /// The schedules in force, as last applied.
@@ -55,6 +65,12 @@ pub struct Schedules {
     applied: Mutex<Option<Vec<usize>>>,
     /// The names in force and since when (Unix ms).
     active: Mutex<(Vec<String>, u64)>,
+    /// The forecast reserves as last put in force: (pool, class, units).
+    reserves: Mutex<Vec<(String, String, u32)>>,
+    /// A refit of the forecast plans is running.
+    refitting: std::sync::atomic::AtomicBool,
+    /// The `[[prewarm]]` hooks, looked at by the same ticker.
+    prewarm: crate::prewarm::Prewarm,
     /// One application at a time (the ticker's and a reload's).
     running: tokio::sync::Mutex<()>,
     ok: AtomicU64,
@@ -84,11 +100,15 @@ pub struct ScheduleView {
 impl Schedules {
     /// The schedules of `config`, put in force with `handles`.
     pub fn new(handles: Handles, config: Arc<Config>) -> Schedules {
+        let prewarm = crate::prewarm::Prewarm::new(handles.forecasts.clone(), handles.live.clone());
         Schedules {
+            prewarm,
             handles,
             base: Mutex::new(config),
             applied: Mutex::default(),
             active: Mutex::default(),
+            reserves: Mutex::default(),
+            refitting: std::sync::atomic::AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -100,10 +120,17 @@ impl Schedules {
     pub async fn reconfigure(&self, config: Arc<Config>) -> Result<bool, String> {
         let scheduled = {
             let mut base = lock(&self.base);
-            let scheduled = !config.schedules.is_empty() || !base.schedules.is_empty();
-            *base = config;
+            let forecast = |c: &Config| c.pools.iter().any(|p| p.forecast_class().is_some());
+            let scheduled =
+                !config.schedules.is_empty() || !base.schedules.is_empty() || forecast(&config) || forecast(&base);
+            *base = config.clone();
             scheduled
         };
+        if config.pools.iter().any(|p| p.forecast_class().is_some()) {
+            // The new file's plans (its floors, ceilings and flows), before they are used.
+            let now = self.handles.governor.now_ms();
+            self.handles.forecasts.refresh(config, now).await;
+        }
         if scheduled {
             self.apply(true).await
         } else {
@@ -121,19 +148,36 @@ impl Schedules {
         let app = &self.handles;
         let now = app.governor.now_ms();
         let active = base.active_schedules(now);
+        let reserves = app.forecasts.reserves(&base, now);
         let before = lock(&self.applied).clone();
-        if !force && before.as_ref() == Some(&active) {
+        let reserves_before = lock(&self.reserves).clone();
+        // A forecast reserve starts at its floor: the configuration as written.
+        let as_written = |r: &[(String, String, u32)]| {
+            r.iter().all(|(p, c, u)| base.pool(p).and_then(|p| p.reserve.get(c)) == Some(u))
+        };
+        let reserves_changed = if before.is_none() { !as_written(&reserves) } else { reserves != reserves_before };
+        if !force && before.as_ref() == Some(&active) && !reserves_changed {
             return Ok(false);
         }
-        if before.is_none() && active.is_empty() && !force {
+        if before.is_none() && active.is_empty() && !reserves_changed && !force {
             // Nothing active at the first look: the configuration as written is in force.
             *lock(&self.applied) = Some(active);
+            *lock(&self.reserves) = reserves;
             return Ok(false);
         }
         *lock(&self.applied) = Some(active.clone());
+        *lock(&self.reserves) = reserves.clone();
         let names = base.schedule_names(&active);
-        match put_in_force(app, &base, &active).await {
+        // A reload re-announces the schedules when the file has any; a forecast reserve
+        // alone moving is a `reserve_changed`, not a change of schedules.
+        let schedules_changed = before.as_ref() != Some(&active) || (force && !base.schedules.is_empty());
+        match put_in_force(app, &base, &active, &reserves).await {
+            Ok(()) if !schedules_changed => {
+                self.publish_reserves(&base, &reserves_before, &reserves, now);
+                Ok(true)
+            }
             Ok(()) => {
+                self.publish_reserves(&base, &reserves_before, &reserves, now);
                 self.ok.fetch_add(1, Ordering::Relaxed);
                 let was = std::mem::replace(&mut *lock(&self.active), (names.clone(), now)).0;
                 let started: Vec<&String> = names.iter().filter(|n| !was.contains(n)).collect();
@@ -153,6 +197,48 @@ impl Schedules {
                 Err(why)
             }
         }
+    }
+
+    /// A `reserve_changed` event for each forecast reserve that moved.
+    fn publish_reserves(&self, base: &Config, was: &[(String, String, u32)], now: &[(String, String, u32)], at: u64) {
+        for (pool, class, units) in now {
+            let old = was
+                .iter()
+                .find(|(p, c, _)| p == pool && c == class)
+                .map(|r| r.2)
+                .or_else(|| base.pool(pool).and_then(|p| p.reserve.get(class).copied()));
+            if old == Some(*units) {
+                continue;
+            }
+            let view = self.handles.forecasts.view(base, pool, at);
+            let source = view.as_ref().map_or("floor", |v| v.source);
+            tracing::info!(pool, class, units, was = ?old, source, "Forecast reserve changed");
+            self.handles.live.publish_json(&serde_json::json!({
+                "type": "reserve_changed", "pool": pool, "class": class, "units": units, "was": old,
+                "source": source, "needed": view.as_ref().and_then(|v| v.needed),
+                "interval_start_ms": view.as_ref().and_then(|v| v.interval_start_ms),
+            }));
+        }
+    }
+
+    /// Calls the `[[prewarm]]` hooks whose time came.
+    fn look_at_prewarm(&self) {
+        let base = lock(&self.base).clone();
+        self.prewarm.look(&base, self.handles.governor.now_ms());
+    }
+
+    /// Starts a refit of the forecast plans when they are stale (and none is running).
+    fn refit_if_stale(self: &Arc<Self>) {
+        let base = lock(&self.base).clone();
+        let now = self.handles.governor.now_ms();
+        if !self.handles.forecasts.stale(&base, now) || self.refitting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.handles.forecasts.refresh(base, now).await;
+            this.refitting.store(false, Ordering::Release);
+        });
     }
 
     /// Every schedule of `config`, with which are in force.
@@ -196,13 +282,24 @@ impl Schedules {
             "callgate_schedule_changes_total{{result=\"failed\"}} {}",
             self.failed.load(Ordering::Relaxed)
         );
+        self.prewarm.render_metrics(config, out);
     }
 }
 
 /// The ledger, the overflow chains and the campaigns as `base` under the schedules at
 /// `active` makes them.
-async fn put_in_force(app: &Handles, base: &Config, active: &[usize]) -> Result<(), String> {
-    let effective = base.scheduled(active);
+async fn put_in_force(
+    app: &Handles,
+    base: &Config,
+    active: &[usize],
+    reserves: &[(String, String, u32)],
+) -> Result<(), String> {
+    let mut effective = base.scheduled(active);
+    for (pool, class, units) in reserves {
+        if let Some(p) = effective.pools.iter_mut().find(|p| &p.name == pool) {
+            p.reserve.insert(class.clone(), *units);
+        }
+    }
     let names = Names {
         pools: effective.pools.iter().map(|p| Arc::from(p.name.as_str())).collect(),
         config_limits: effective.pools.iter().map(|p| p.limit).collect(),
@@ -237,6 +334,8 @@ pub(crate) fn spawn_ticker(schedules: Arc<Schedules>) -> tokio::task::JoinHandle
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            schedules.refit_if_stale();
+            schedules.look_at_prewarm();
             // A failure is logged, counted and published by `apply`.
             let _ = schedules.apply(false).await;
         }

@@ -142,11 +142,15 @@ impl Server {
         let limits: Vec<u32> = pools.iter().map(|p| p.limit).collect();
         let ops = Arc::new(crate::ops::Ops::new(&cfg, &limits, live.clone(), bus.clone(), env).map_err(ServeError)?);
         let ops_slot = crate::governor::OpsSlot::new(ops);
+        // The calls of this server (in cluster mode, of the whole cluster, as the bus
+        // follows the domain), into the history forecasts learn from.
+        let history_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         // The ledger side of the bus: what consumes committed events, in commit order.
         let mut ledger_bus = LedgerBus::new(names.clone())
             .subscribe(metrics.clone())
             .subscribe(OpsSubscriber::new(ops_slot.clone()))
-            .subscribe(live.clone());
+            .subscribe(live.clone())
+            .subscribe(crate::history::Recorder::start(data_dir.clone(), history_dropped.clone()));
         if cfg.server.decision_log {
             ledger_bus = ledger_bus.subscribe(DecisionLog);
         }
@@ -208,8 +212,15 @@ impl Server {
         )
         .await
         .map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        // The reserves that follow the forecast, from the call history beside the journal.
+        let forecasts = Arc::new(crate::forecast::Forecasts::new(data_dir.clone(), governor.clone(), history_dropped));
         let schedules = Arc::new(crate::schedule::Schedules::new(
-            crate::schedule::Handles { governor: governor.clone(), live: live.clone(), campaigns: campaigns.clone() },
+            crate::schedule::Handles {
+                governor: governor.clone(),
+                live: live.clone(),
+                campaigns: campaigns.clone(),
+                forecasts: forecasts.clone(),
+            },
             cfg.clone(),
         ));
         let app = Arc::new(App {
@@ -225,6 +236,7 @@ impl Server {
             campaigns: campaigns.clone(),
             reload,
             schedules: schedules.clone(),
+            forecasts,
             reconcilers: Reconcilers::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             duties: duties.clone(),

@@ -258,6 +258,8 @@ struct Sim<'a> {
     calls_total: Option<u64>,
     /// The schedules in force (positions in the config's `schedules`).
     active: Vec<usize>,
+    /// The reserves that follow the forecast, as in force: (pool, class, units).
+    forecast: Vec<(String, String, u32)>,
     /// Each flow's overflow in force (a schedule may change the chain): its spill steps
     /// up to the first other action, and that action.
     overflow: Vec<Chain>,
@@ -412,6 +414,7 @@ impl<'a> Sim<'a> {
             turns: 0,
             calls_total: calls,
             active: Vec::new(),
+            forecast: Vec::new(),
             overflow: sc.config.flows.iter().map(|f| chain_of(&sc.config, &f.overflow)).collect(),
             schedule_log: Vec::new(),
             callbacks: sc.sim.callback.as_ref().map(|cb| Callbacks {
@@ -443,7 +446,8 @@ impl<'a> Sim<'a> {
         if self.arrivals_end != u64::MAX {
             self.schedule(self.arrivals_end, Ev::WindowEnd);
         }
-        if !self.sc.config.schedules.is_empty() {
+        let forecast = self.sc.config.pools.iter().any(|p| p.forecast_class().is_some());
+        if !self.sc.config.schedules.is_empty() || forecast {
             self.apply_schedules();
             self.schedule(self.next_minute(), Ev::Schedule);
         }
@@ -465,11 +469,20 @@ impl<'a> Sim<'a> {
     fn apply_schedules(&mut self) {
         let sc = self.sc;
         let active = sc.config.active_schedules(sc.sim.start_ms.saturating_add(self.now));
-        if active == self.active && !self.schedule_log.is_empty() {
+        let forecast = super::forecast::reserves(sc, self.now);
+        let schedules_changed =
+            active != self.active || (self.schedule_log.is_empty() && !sc.config.schedules.is_empty());
+        if !schedules_changed && forecast == self.forecast {
             return;
         }
         let now = self.now;
-        let effective = sc.config.scheduled(&active);
+        let mut effective = sc.config.scheduled(&active);
+        for (pool, class, units) in &forecast {
+            if let Some(p) = effective.pools.iter_mut().find(|p| &p.name == pool) {
+                p.reserve.insert(class.clone(), *units);
+            }
+        }
+        self.forecast = forecast;
         let spec = effective.ledger_spec();
         let mut refused = Vec::new();
         for (p, want) in spec.pools.iter().enumerate() {
@@ -502,6 +515,11 @@ impl<'a> Sim<'a> {
             d.cap = change.max_concurrency.or(d.spec.max_concurrency);
             d.spacing_ms = spacing(change.calls_per_second.map(|r| r.0).or(d.spec.cps));
         }
+        if !schedules_changed {
+            // A forecast reserve moved at an interval boundary; the schedules did not.
+            self.wake_dialers();
+            return;
+        }
         self.schedule_log.push(ScheduleChange {
             at_s: now as f64 / 1000.0,
             at: callgate_config::format_instant(sc.sim.start_ms.saturating_add(now)),
@@ -509,7 +527,11 @@ impl<'a> Sim<'a> {
             refused,
         });
         self.active = active;
-        // A cap or a reserve that went down may have room for the dialers now.
+        self.wake_dialers();
+    }
+
+    /// A cap or a reserve that went down may have room for the dialers now (in dial order).
+    fn wake_dialers(&mut self) {
         for i in 0..self.dial_order.len() {
             let c = self.dial_order[i];
             if self.dialers[c].blocked {

@@ -34,6 +34,7 @@
 
 mod dist;
 mod engine;
+mod forecast;
 mod report;
 mod rng;
 mod scenario;

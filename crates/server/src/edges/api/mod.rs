@@ -9,6 +9,7 @@ mod bounds;
 mod callbacks;
 pub mod campaigns;
 pub mod dnc;
+mod forecast;
 mod leases;
 pub mod openapi;
 mod ops;
@@ -63,6 +64,8 @@ pub struct App {
     pub reload: crate::edges::reload::Reload,
     /// The `[[schedules]]` in force (the schedule ticker and a reload put them in force).
     pub schedules: Arc<crate::schedule::Schedules>,
+    /// The forecast plans (`GET /v1/forecast`, the forecast reserves in `/v1/pools`).
+    pub forecasts: Arc<crate::forecast::Forecasts>,
     /// The providers' reconcilers (a reload restarts them as the providers change).
     pub reconcilers: crate::reconcile::Reconcilers,
     /// Set when the server stops: event streams end then (they never end on their own,
@@ -106,6 +109,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/alerts", get(ops::alerts))
         .route("/v1/stats", get(ops::stats))
         .route("/v1/schedules", get(ops::schedules))
+        .route("/v1/forecast", get(forecast::forecast))
         .route("/v1/tickets", get(ops::waiting))
         .route("/v1/config/reload", post(reload))
         .route("/v1/callbacks", get(callbacks::list))
@@ -179,6 +183,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.campaigns.render_metrics(&mut text);
     app.reload.render_metrics(&mut text);
     app.schedules.render_metrics(&app.reload.current(), &mut text);
+    app.forecasts.render_metrics(&app.reload.current(), app.governor.now_ms(), &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -8,7 +8,7 @@
 //! static files (`/`, `/live.css`, `/live.js`).
 
 use super::campaigns;
-use super::{acquire, callbacks, dnc, leases, ops, pools, summary, tickets};
+use super::{acquire, callbacks, dnc, forecast, leases, ops, pools, summary, tickets};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -43,6 +43,7 @@ use utoipa::OpenApi;
         ops::alerts,
         ops::stats,
         ops::schedules,
+        forecast::forecast,
         callbacks::list,
         callbacks::calls,
         summary::summary,

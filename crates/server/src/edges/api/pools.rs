@@ -6,20 +6,40 @@ use crate::edges::error::{ApiError, ErrorBody};
 use crate::views::PoolInfo;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// A pool, and where its reserve follows the forecast, the value in force and its source.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PoolAnswer {
+    #[serde(flatten)]
+    pool: PoolInfo,
+    /// With `reserve = { class = "forecast" }`: the units held back now, and whether the
+    /// forecast or the floor decided them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forecast_reserve: Option<crate::forecast::ForecastReserveView>,
+}
+
+impl PoolAnswer {
+    fn new(app: &App, pool: PoolInfo) -> PoolAnswer {
+        let config = app.reload.current();
+        let forecast_reserve = app.forecasts.view(&config, &pool.name, app.governor.now_ms());
+        PoolAnswer { pool, forecast_reserve }
+    }
+}
 
 /// Every pool.
 #[utoipa::path(
     get, path = "/v1/pools", operation_id = "list_pools", tag = "pools",
     responses(
-        (status = 200, description = "Every pool, in configuration order", body = Vec<PoolInfo>),
+        (status = 200, description = "Every pool, in configuration order", body = Vec<PoolAnswer>),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 503, description = "The journal failed while this was read", body = ErrorBody),
     ),
 )]
-pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<PoolInfo>>, ApiError> {
-    Ok(Json(app.governor.durable_view(|g| g.pools()).await?))
+pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result<Json<Vec<PoolAnswer>>, ApiError> {
+    let pools = app.governor.durable_view(|g| g.pools()).await?;
+    Ok(Json(pools.into_iter().map(|p| PoolAnswer::new(&app, p)).collect()))
 }
 
 /// One pool.
@@ -27,7 +47,7 @@ pub(crate) async fn list(State(app): State<Arc<App>>, _caller: Caller) -> Result
     get, path = "/v1/pools/{name}", operation_id = "get_pool", tag = "pools",
     params(("name" = String, Path, description = "The pool's name")),
     responses(
-        (status = 200, description = "The pool", body = PoolInfo),
+        (status = 200, description = "The pool", body = PoolAnswer),
         (status = 400, description = "Unreadable path", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 404, description = "No such pool (`unknown_pool`)", body = ErrorBody),
@@ -38,8 +58,9 @@ pub(crate) async fn one(
     State(app): State<Arc<App>>,
     _caller: Caller,
     PathParam(name): PathParam,
-) -> Result<Json<PoolInfo>, ApiError> {
-    Ok(Json(app.governor.durable_view(|g| g.pool(&name)).await??))
+) -> Result<Json<PoolAnswer>, ApiError> {
+    let pool = app.governor.durable_view(|g| g.pool(&name)).await??;
+    Ok(Json(PoolAnswer::new(&app, pool)))
 }
 
 /// A pool's new limit.

@@ -168,6 +168,17 @@ function poolCard(p) {
   const reserve = Object.entries(p.reserve || {})
     .map(([c, u]) => c + " " + u)
     .join(" · ");
+  // A reserve that follows the forecast: the value in force, its source, the next hours.
+  const fr = p.forecast_reserve;
+  const hhmm = (ms) => new Date(ms).toISOString().slice(11, 16);
+  const forecast = fr
+    ? el(
+        "div",
+        { class: "by-class", "data-forecast-reserve": p.name, title: fr.note || "" },
+        fr.class + " reserve " + fr.units + " (" + fr.source + (fr.needed != null ? ", needs " + fr.needed + " lines" : "") + ")" +
+          (fr.next && fr.next.length ? " · next: " + fr.next.map((n) => hhmm(n.start_ms) + " " + n.units).join(" · ") : "")
+      )
+    : null;
   const byClass = Object.entries(p.used_by_class || {})
     .filter(([, u]) => u > 0)
     .map(([c, u]) => c + " " + u)
@@ -192,6 +203,7 @@ function poolCard(p) {
     ),
     units,
     el("div", { class: "by-class", "data-by-class": p.name }, known ? (byClass ? "in use: " + byClass : "nothing in use") : "in use: " + UNKNOWN),
+    forecast,
     el(
       "div",
       { class: "facts" },
@@ -513,6 +525,13 @@ function onEvent(e) {
       feed("released", "schedule", e.active.length ? "in force: " + e.active.join(", ") : "none in force (as configured)");
       loadSchedules().then(renderSchedules, () => {});
       loadPools().then(renderPools, () => {});
+      break;
+    case "reserve_changed":
+      feed("released", "forecast reserve", e.pool + " · " + e.class + " " + e.was + " → " + e.units + " (" + e.source + ")");
+      loadPools().then(renderPools, () => {});
+      break;
+    case "prewarm_called":
+      feed(e.ok ? "released" : "rejected", "prewarm", e.hook + " · " + e.expected_sessions + " sessions at " + new Date(e.at_ms).toISOString().slice(11, 16));
       break;
     case "schedule_failed":
       feed("rejected", "schedule", "not applied: " + e.reason);

@@ -1,0 +1,326 @@
+//! `callgate history import|exclude|include` and `callgate forecast`: both work on the
+//! data directory's `history.sqlite` directly (beside a running server too), so history
+//! can be imported and forecasts checked before callgate serves a single call.
+
+use crate::backtest::{backtest, Backtest};
+use crate::capacity::ServiceTarget;
+use crate::history::{parse_file, Format, History, MAX_ERRORS};
+use crate::report::{Query, Report};
+use crate::DAY;
+use callgate_core::clock::{Clock, SystemClock};
+use clap::{Args, Subcommand};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Where the history lives.
+#[derive(Args, Debug, Clone)]
+pub struct DataDir {
+    /// The server's data directory (`[server] data_dir`); the history is its
+    /// `history.sqlite`.
+    #[arg(long, default_value = "callgate-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `callgate history …`
+#[derive(Subcommand, Debug)]
+pub enum HistoryCommand {
+    /// Import calls of the past: a CSV with a header (`started_at` in RFC 3339, optionally
+    /// `ended_at`, `flow`, `number`, `outcome`, `id`), a Vapi `GET /call` export (JSON
+    /// array) or a Twilio `Calls.json` page. All rows or none: a bad row is reported with
+    /// its line and nothing is imported. Importing a file again adds nothing twice.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// The flow of calls whose row names none.
+        #[arg(long)]
+        flow: Option<String>,
+        /// The file's shape (default: `.json` by its content, anything else CSV).
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// The data directory.
+        #[command(flatten)]
+        dir: DataDir,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a day (UTC date, e.g. 2026-12-25) as one forecasts ignore: a holiday, an
+    /// outage, a one-off campaign. Its intervals take the values of the week before.
+    Exclude {
+        /// The day.
+        day: chrono::NaiveDate,
+        /// Why (shown nowhere else; for the next person).
+        #[arg(long)]
+        reason: Option<String>,
+        /// The data directory.
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// Unmark a day marked with `exclude`.
+    Include {
+        /// The day.
+        day: chrono::NaiveDate,
+        /// The data directory.
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+/// `callgate forecast …`
+#[derive(Args, Debug)]
+pub struct ForecastArgs {
+    /// The flow (default: every call of the account).
+    #[arg(long)]
+    pub flow: Option<String>,
+    /// Days ahead, 1 to 14.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Weeks of history to learn from, 1 to 26.
+    #[arg(long, default_value_t = 8)]
+    pub weeks: u32,
+    /// Forecast from this time (RFC 3339; default: now).
+    #[arg(long)]
+    pub from: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// The prediction interval's level, between 0 and 1.
+    #[arg(long, default_value_t = crate::model::DEFAULT_LEVEL)]
+    pub level: f64,
+    /// Target: this share of callers answered within `--within` (for the `lines` column).
+    #[arg(long, default_value_t = 0.8)]
+    pub service_level: f64,
+    /// Target answer time in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    pub within: f64,
+    /// The callers' mean patience in seconds (Erlang A); 0: they wait as long as it takes
+    /// (Erlang C).
+    #[arg(long, default_value_t = 60.0)]
+    pub patience: f64,
+    /// The lines the account has: intervals that need more are flagged.
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// One JSON object per interval (a JSON array).
+    #[arg(long, conflicts_with_all = ["svg", "backtest"])]
+    pub json: bool,
+    /// Draw the forecast and its interval over the last week of history into this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Score the model on the last weeks held out (WAPE per day ahead) next to a
+    /// seasonal-naive baseline, instead of forecasting.
+    #[arg(long)]
+    pub backtest: bool,
+    /// Weeks held out by `--backtest` (one cut per week).
+    #[arg(long, default_value_t = 2)]
+    pub folds: u32,
+    /// The data directory.
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+/// Runs `callgate history …`.
+pub fn run_history(command: HistoryCommand) -> Result<(), String> {
+    match command {
+        HistoryCommand::Import { file, flow, format, dir, json } => {
+            import(&file, flow.as_deref(), format, &dir.data_dir, json)
+        }
+        HistoryCommand::Exclude { day, reason, dir } => {
+            let mut h = History::open(&dir.data_dir).map_err(|e| e.message)?;
+            h.exclude(day, reason.as_deref()).map_err(|e| e.message)?;
+            out(&format!(
+                "{day} is ignored by forecasts ({} days marked)\n",
+                h.excluded().map_err(|e| e.message)?.len()
+            ))
+        }
+        HistoryCommand::Include { day, dir } => {
+            let mut h = History::open(&dir.data_dir).map_err(|e| e.message)?;
+            let was = h.include(day).map_err(|e| e.message)?;
+            out(&if was { format!("{day} counts again\n") } else { format!("{day} was not marked\n") })
+        }
+    }
+}
+
+fn import(file: &Path, flow: Option<&str>, format: Option<Format>, dir: &Path, json: bool) -> Result<(), String> {
+    // Rows to come, for the bar: a CSV's lines (less the header); a JSON export shows a
+    // spinner with the count.
+    let total = match format {
+        Some(Format::Vapi | Format::Twilio) => None,
+        _ if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) => None,
+        _ => std::fs::read(file).ok().map(|b| bytecount(&b).saturating_sub(1)),
+    };
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut n = 0u64;
+    let parsed = parse_file(file, format, flow, || {
+        n += 1;
+        if n & 1023 == 0 {
+            bar.set_position(n);
+        }
+    });
+    bar.set_position(n);
+    let (format, parsed) = parsed.inspect_err(|_| bar.abandon()).map_err(|e| e.message)?;
+    if parsed.refused > 0 {
+        bar.abandon();
+        let mut msg =
+            format!("{}: {} of {} rows refused, nothing imported:\n", file.display(), parsed.refused, parsed.rows);
+        for e in &parsed.errors {
+            let _ = writeln!(msg, "  line {}: {}", e.row, e.message);
+        }
+        if parsed.refused as usize > MAX_ERRORS {
+            let _ = writeln!(msg, "  … and {} more", parsed.refused as usize - MAX_ERRORS);
+        }
+        if json {
+            let _ = out(&format!(
+                "{}\n",
+                serde_json::json!({ "imported": false, "refused": parsed.refused, "errors": parsed.errors })
+            ));
+        }
+        return Err(msg.trim_end().to_owned());
+    }
+    bar.set_message("writing");
+    let mut history = History::open(dir).map_err(|e| e.message)?;
+    let done = history.add(format.as_str(), &parsed.calls).map_err(|e| e.message)?;
+    let took = bar.elapsed();
+    bar.finish_and_clear();
+    if json {
+        return out(&format!(
+            "{}\n",
+            serde_json::json!({ "imported": true, "format": format, "rows": parsed.rows, "added": done.added,
+                "already_present": done.already_present, "skipped_outbound": parsed.skipped,
+                "history": history.path() })
+        ));
+    }
+    out(&format!(
+        "{}: {} calls read as {} in {:.1}s: {} added, {} already present{}; history in {}\n",
+        file.display(),
+        parsed.calls.len(),
+        format.as_str(),
+        took.as_secs_f64(),
+        done.added,
+        done.already_present,
+        if parsed.skipped > 0 { format!(", {} outbound skipped", parsed.skipped) } else { String::new() },
+        history.path().display()
+    ))
+}
+
+fn bytecount(b: &[u8]) -> u64 {
+    let lines = b.iter().filter(|&&c| c == b'\n').count() as u64;
+    lines + u64::from(!b.is_empty() && !b.ends_with(b"\n"))
+}
+
+/// Runs `callgate forecast …`.
+pub fn run_forecast(args: ForecastArgs) -> Result<(), String> {
+    let now = match args.from {
+        Some(t) => u64::try_from(t.timestamp_millis()).map_err(|_| "--from is before 1970".to_owned())?,
+        None => SystemClock.now_ms(),
+    };
+    let history = History::open(&args.dir.data_dir).map_err(|e| e.message)?;
+    let target = ServiceTarget {
+        service_level: args.service_level,
+        within_s: args.within,
+        patience_s: (args.patience > 0.0).then_some(args.patience),
+    };
+    let query =
+        Query { flow: args.flow.clone(), days: args.days, weeks: args.weeks, level: args.level, target, now_ms: now };
+    let series = query.series(&history).map_err(|e| e.message)?;
+    if args.backtest {
+        let b = backtest(&series, args.days, args.folds).map_err(|e| e.message)?;
+        return out(&backtest_text(&query, &b));
+    }
+    let report = Report::from_series(&query, &series).map_err(|e| e.message)?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report.intervals).map_err(|e| e.to_string())?;
+        return out(&format!("{text}\n"));
+    }
+    if let Some(path) = &args.svg {
+        let title = format!("{}: forecast for {} days from {}", flow_name(&query), args.days, report.from);
+        let svg = crate::svg::draw(&title, &series, crate::WEEK, &report.points);
+        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        return out(&format!("wrote {} ({} intervals forecast)\n", path.display(), report.points.len()));
+    }
+    out(&table(&query, &report, args.limit))
+}
+
+fn flow_name(q: &Query) -> String {
+    q.flow.as_ref().map_or("the account".to_owned(), |f| format!("flow {f}"))
+}
+
+fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
+    let mut s = format!(
+        "{}: {} days from {} ({} of history, interval {:.0}%, lines for {:.0}% within {}s)\n",
+        flow_name(q),
+        q.days,
+        r.from,
+        days(r.history_intervals),
+        q.level * 100.0,
+        q.target.service_level * 100.0,
+        q.target.within_s
+    );
+    let _ =
+        writeln!(s, "{:<21} {:>8} {:>8} {:>8} {:>6} {:>6}", "start (UTC)", "arrivals", "low", "high", "aht_s", "lines");
+    let mut short = 0;
+    let (mut first_short, mut worst, mut lost) = (None, 0, Some(0.0));
+    let aht = r.mean_aht_s;
+    for (row, point) in r.intervals.iter().zip(&r.points) {
+        if let Some(l) = limit.filter(|&l| row.lines > l) {
+            first_short.get_or_insert(row.start.clone());
+            worst = worst.max(row.lines - l);
+            let here = crate::capacity::lost_with(point, aht, q.target, l).ok().flatten();
+            lost = lost.zip(here).map(|(a, b)| a + b);
+        }
+    }
+    for row in &r.intervals {
+        let flag = match limit {
+            Some(l) if row.lines > l => {
+                short += 1;
+                format!("  needs {} more", row.lines - l)
+            }
+            _ => String::new(),
+        };
+        let aht = row.aht_s.map_or("-".to_owned(), |a| a.to_string());
+        let _ = writeln!(
+            s,
+            "{:<21} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>6}{flag}",
+            row.start, row.arrivals, row.low, row.high, aht, row.lines
+        );
+    }
+    if let Some(l) = limit {
+        let _ = writeln!(s, "{short} of {} intervals need more than the {l} lines the account has", r.intervals.len());
+        if let Some(first) = first_short {
+            let lost = lost.map_or(String::new(), |n| format!("; with {l} lines about {n:.0} callers hang up in them"));
+            let _ = writeln!(s, "first at {first}, at most {worst} lines short{lost}");
+        }
+    }
+    s
+}
+
+fn days(intervals: usize) -> String {
+    format!("{:.1} days", intervals as f64 / DAY as f64)
+}
+
+fn backtest_text(q: &Query, b: &Backtest) -> String {
+    let mut s = format!(
+        "{}: backtest over the last {} weeks held out, {} days ahead (WAPE, lower is better)\n",
+        flow_name(q),
+        b.folds,
+        b.days
+    );
+    let _ = writeln!(s, "{:>4} {:>10} {:>15}", "day", "forecast", "seasonal naive");
+    for d in &b.by_day {
+        let _ = writeln!(s, "{:>4} {:>9.1}% {:>14.1}%", d.day, d.wape * 100.0, d.naive_wape * 100.0);
+    }
+    let _ = writeln!(s, " all {:>9.1}% {:>14.1}%", b.wape * 100.0, b.naive_wape * 100.0);
+    s
+}
+
+fn out(text: &str) -> Result<(), String> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes()).and_then(|()| o.flush()).map_err(|e| format!("cannot write: {e}"))
+}
