@@ -96,4 +96,5 @@ mod tests;
 mod tests_ops;
 #[cfg(test)]
 mod tests_spill;
+#[cfg(test)]
 mod tests_storage;

@@ -33,7 +33,6 @@ pub struct PoolConfig {
     pub adaptive: Option<crate::adaptive::AdaptiveConfig>,
     /// In cluster mode, what this pool's admissions do while Redis is unreachable
     /// (default: `[storage] on_redis_unavailable`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_redis_unavailable: Option<crate::storage::RedisUnavailable>,
     /// A reserve that follows the inbound forecast (`reserve = { inbound = "forecast" }`,
     /// with the optional `forecast` table); `None` without one.
@@ -198,6 +197,8 @@ struct PoolToml {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     adaptive: Option<crate::adaptive::AdaptiveConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    on_redis_unavailable: Option<crate::storage::RedisUnavailable>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     forecast: Option<ForecastReserve>,
 }
 
@@ -218,7 +219,14 @@ impl From<PoolToml> for PoolConfig {
                 ReserveValue::Forecast => (c, floor),
             })
             .collect();
-        PoolConfig { name: t.name, limit: t.limit, reserve, adaptive: t.adaptive, forecast }
+        PoolConfig {
+            name: t.name,
+            limit: t.limit,
+            reserve,
+            adaptive: t.adaptive,
+            on_redis_unavailable: t.on_redis_unavailable,
+            forecast,
+        }
     }
 }
 
@@ -233,7 +241,14 @@ impl From<PoolConfig> for PoolToml {
                 (c, v)
             })
             .collect();
-        PoolToml { name: p.name, limit: p.limit, reserve, adaptive: p.adaptive, forecast: p.forecast }
+        PoolToml {
+            name: p.name,
+            limit: p.limit,
+            reserve,
+            adaptive: p.adaptive,
+            on_redis_unavailable: p.on_redis_unavailable,
+            forecast: p.forecast,
+        }
     }
 }
 
