@@ -37,6 +37,15 @@ VAPI_MODELS = ["CreateCustomerDto", "AssistantOverrides", "Server"]
 # `costs[]`): the test fakes send only what these allow, and the parser reads only
 # these names.
 VAPI_REPORT_MODELS = ["PerformanceMetrics", "TurnLatency"]
+# A `tool-calls` server message and the answer callgate gives to it (opt-out tools, and
+# tool calls it cannot pass on): with their required fields, both ways.
+VAPI_TOOL_MODELS = [
+    "ServerMessageToolCalls",
+    "ToolCall",
+    "ToolCallFunction",
+    "ServerMessageResponseToolCalls",
+    "ToolCallResult",
+]
 
 
 def type_of(annotation, models):
@@ -119,6 +128,16 @@ def vapi_schema():
         tag = typing.get_args(member.model_fields["type"].annotation)[0]
         costs[tag] = props
     out["EndOfCallReportCostsItem"] = costs
+    for name in VAPI_TOOL_MODELS:
+        out[name] = model_properties(getattr(vapi, name), None, required=True)
+    # `toolWithToolCallList[]` is a union tagged by `type`, like `costs[]`.
+    tools = {}
+    union = typing.get_args(vapi.ServerMessageToolCallsToolWithToolCallListItem)[0]
+    for member in typing.get_args(union):
+        props = model_properties(member, None, required=True)
+        tag = typing.get_args(member.model_fields["type"].annotation)[0]
+        tools[tag] = props
+    out["ToolWithToolCallListItem"] = tools
     # serverMessages' allowed values, for the other end of the proxy.
     return out
 

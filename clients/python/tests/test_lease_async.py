@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+import threading
+from typing import Any, Callable
 
 import pytest
 from conftest import Admin
@@ -54,6 +55,48 @@ def test_async_cancel_while_waiting_leaves_the_line(gate: Gate, admin: Admin, ke
         assert admin.leases(key("gave-up")) == []
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_async_cancel_with_a_long_poll_still_on_its_way_leaves_nothing_behind(
+    gate: Gate, admin: Admin, key: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The waiter's long poll is held in its worker thread until the cancellation's first
+    # undo has left the line; then it lands, and takes a new place under the same key.
+    on_its_way, land, landed = threading.Event(), threading.Event(), threading.Event()
+    real = gate._request
+
+    def held(step: Any) -> Any:
+        body = step.body if isinstance(step.body, dict) else {}
+        if body.get("key") == key("late") and "wait_ms" in body and not land.is_set():
+            on_its_way.set()
+            land.wait(30)
+            try:
+                return real(step)
+            finally:
+                landed.set()
+        return real(step)
+
+    monkeypatch.setattr(gate, "_request", held)
+
+    async def main() -> None:
+        async with gate.lease("outbound", key=key("first")):
+            waiting = asyncio.create_task(gate.lease("outbound", key=key("late")).__aenter__())
+            while not on_its_way.is_set():
+                await asyncio.sleep(0.01)
+            waiting.cancel()  # the caller hung up
+            while admin.pool("line")["waiting"] != 0:  # the first undo left the line
+                await asyncio.sleep(0.02)
+            land.set()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            # The cancellation ends only once the request it cut off has ended (its long
+            # poll would have held its new place for the flow's 20 s max_wait), and that
+            # place with it.
+            assert landed.is_set(), "the undo finished before the request it cut off"
+            assert admin.pool("line")["waiting"] == 0
+        assert admin.leases(key("late")) == []
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def test_async_rejected(gate: Gate, key: Callable[[str], str]) -> None:

@@ -14,10 +14,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod committed;
 pub mod conformance;
 pub mod leads;
 pub mod records;
 pub mod reference;
+
+pub use committed::{CommitSnapshot, CommitTimes, Consumer, COMMIT_BUCKETS};
 
 use callgate_core::{
     ClassId, Decision, Event, FlowId, Lease, LeaseId, PoolId, PoolView, Request, RequestError, Ticket, TicketId,

@@ -3,6 +3,8 @@
 
 use crate::{BoxFuture, Error};
 
+pub mod telemetry;
+
 /// A callback to book.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCallback {

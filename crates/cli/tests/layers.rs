@@ -4,6 +4,8 @@
 //! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
 //! plan: core and config only
 //! store-redis: core, backend and config only (beside store); server and cli may use it
+//! store-postgres: core, backend and config only (beside store); server and cli may use it
+//! events, ops, governor: never store (admission and its consumers run over any backend)
 //! ```
 //!
 //! A crate may depend (normal, dev or build dependency, on any target) only on crates of
@@ -39,11 +41,18 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         }
         if matches!(*name, "callgate-server" | "callgate") {
             below.push("callgate-store-redis");
+            below.push("callgate-store-postgres");
         }
         allowed.insert(name, below);
     }
+    // Admission and what consumes its events know backends only through `callgate-backend`:
+    // the embedded store is one backend among others, chosen by the server at start.
+    for name in ["callgate-events", "callgate-ops", "callgate-governor"] {
+        allowed.get_mut(name).expect("a layer").retain(|d| *d != "callgate-store");
+    }
     allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config"]);
     allowed.insert("callgate-store-redis", vec!["callgate-core", "callgate-backend", "callgate-config"]);
+    allowed.insert("callgate-store-postgres", vec!["callgate-core", "callgate-backend", "callgate-config"]);
     allowed
 }
 

@@ -23,9 +23,9 @@
 use crate::decision_log;
 use crate::live::Live;
 use crate::metrics::Metrics;
+use callgate_backend::{Consumer, Names};
 use callgate_core::Event;
 use callgate_dialer::dial::CallState;
-use callgate_store::{Consumer, Names};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 

@@ -12,8 +12,8 @@
 //! (`dependency_down`) do not reach the ledger and are not in this log; they are counted
 //! in `callgate_fallbacks_total`.
 
+use callgate_backend::Names;
 use callgate_core::{Event, PoolUnits, TicketOutcome};
-use callgate_store::Names;
 
 /// The log target of decision lines.
 pub const TARGET: &str = "callgate::decision";

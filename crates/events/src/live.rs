@@ -11,8 +11,8 @@
 //! never gave) is answered with a `missed` event, so the client reloads its state.
 
 use crate::views::event_json;
+use callgate_backend::Names;
 use callgate_core::Event;
-use callgate_store::Names;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::broadcast;

@@ -13,8 +13,8 @@ pub use vapi::{VapiMetrics, MAX_ASSISTANTS, VAPI_LATENCY_BUCKETS};
 
 use crate::Edge;
 
+use callgate_backend::Names;
 use callgate_core::{Event, PoolUnits, PoolView, TicketOutcome};
-use callgate_store::Names;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
@@ -394,11 +394,11 @@ pub fn escape_label(v: &str) -> String {
 
 /// `callgate_journal_commit_seconds`: how long each group commit (one transaction and
 /// its fsync) took, from the journal's own counts.
-pub fn render_commit_seconds(out: &mut String, times: &callgate_store::CommitTimes) {
+pub fn render_commit_seconds(out: &mut String, times: &callgate_backend::CommitTimes) {
     let name = "callgate_journal_commit_seconds";
     header(out, name, "histogram", "Time of one journal group commit (a transaction and its fsync).");
     let snap = times.snapshot();
-    for (b, c) in callgate_store::COMMIT_BUCKETS.iter().zip(&snap.counts) {
+    for (b, c) in callgate_backend::COMMIT_BUCKETS.iter().zip(&snap.counts) {
         let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {c}");
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", snap.count);

@@ -1,8 +1,8 @@
 //! The JSON shapes of leases, tickets, pools and events (API.md), built from the
 //! ledger's values and the names of its pools, classes and flows.
 
+use callgate_backend::Names;
 use callgate_core::{Event, Lease, LeaseId, PoolUnits, PoolView, Ticket, TicketId, TicketOutcome};
-use callgate_store::Names;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;

@@ -44,12 +44,12 @@ pub use reload::{NewLedger, OpsSlot, ReloadError};
 pub use subscriber::OpsSubscriber;
 
 use callgate_backend::records::Records;
+use callgate_backend::Names;
 use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
 use callgate_config::Overflow;
 use callgate_core::clock::Clock;
 use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
 use callgate_events::views::{LeaseView, PoolInfo, TicketView};
-use callgate_store::Names;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -297,10 +297,10 @@ impl Governor {
         self.journal_failure().is_none()
     }
 
-    /// How long the journal's commits took (for `callgate_journal_commit_seconds`), when
-    /// the backend is the embedded one.
-    pub fn commit_times(&self) -> Option<&callgate_store::CommitTimes> {
-        self.backend.as_any().downcast_ref::<callgate_store::Embedded>().map(|e| e.journal().commit_times())
+    /// The ledger backend, for what only one kind of backend has (the embedded journal's
+    /// commit times and its test faults, which the server reaches by downcasting).
+    pub fn backend(&self) -> &Arc<dyn LedgerBackend> {
+        &self.backend
     }
 
     /// Resolves once the backend is dead for good (the journal writer thread died).
@@ -312,14 +312,6 @@ impl Governor {
     /// [`ErrorKind::Unavailable`] and `/healthz` fails until the process is restarted.
     pub fn stop_admission(&self, why: String) {
         let _ = self.stopped.set(why);
-    }
-
-    /// Injects a fault into the embedded backend's journal writer (tests only).
-    #[doc(hidden)]
-    pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
-        if let Some(embedded) = self.backend.as_any().downcast_ref::<callgate_store::Embedded>() {
-            embedded.inject_fault(fault);
-        }
     }
 
     /// Makes the next tick panic, before it takes the lock (tests only: the server must

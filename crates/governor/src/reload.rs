@@ -11,9 +11,9 @@
 use super::Error;
 use super::{read, write, Governor, Naming};
 use callgate_backend::Command;
+use callgate_backend::Names;
 use callgate_core::LedgerSpec;
 use callgate_ops::Ops;
-use callgate_store::Names;
 use std::sync::{Arc, RwLock};
 
 /// Where the operating layer (adaptive caps, breakers, alerts) sits: the governor reads

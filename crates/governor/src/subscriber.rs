@@ -1,10 +1,10 @@
 //! The operating layer as a subscriber of the ledger bus.
 
 use crate::OpsSlot;
+use callgate_backend::Names;
 use callgate_core::Event;
 use callgate_events::bus::LedgerSubscriber;
 use callgate_ops::Ops;
-use callgate_store::Names;
 use std::sync::Arc;
 
 /// The operating layer's figures (stats, alerts' inputs). A reload puts its new operating

@@ -311,6 +311,15 @@ impl Server {
         })
     }
 
+    /// Injects a fault into the embedded backend's journal writer (tests only; nothing on
+    /// another backend).
+    #[doc(hidden)]
+    pub fn inject_journal_fault(&self, fault: callgate_store::Fault) {
+        if let Some(embedded) = self.app.governor.backend().as_any().downcast_ref::<callgate_store::Embedded>() {
+            embedded.inject_fault(fault);
+        }
+    }
+
     /// Stops accepting, finishes the requests in flight (event streams end at once), and
     /// flushes the journal.
     pub async fn stop(mut self) {

@@ -336,12 +336,16 @@ async fn an_opt_out_during_a_vapi_call_suppresses_the_number_in_another_running_
     });
     cg.server().campaigns.set_callback_book(book.clone());
     // In a call of another campaign (a Vapi call), the assistant calls the opt-out tool.
-    let message = json!({ "message": {
+    let tool_call = json!({ "id": "tc-1", "type": "function", "function": { "name": "opt_out", "arguments": "{}" } });
+    let message = json!({
         "type": "tool-calls",
         "call": { "id": "call-vapi-1", "customer": { "number": number } },
         "customer": { "number": number },
-        "toolCallList": [{ "id": "tc-1", "type": "function", "function": { "name": "opt_out", "arguments": {} } }],
-    }});
+        "toolCallList": [tool_call],
+        "toolWithToolCallList": [{ "type": "function", "function": { "name": "opt_out" }, "toolCall": tool_call }],
+    });
+    assert_eq!(support::strict::vapi_tool_calls_message(&message), Vec::<String>::new(), "as Vapi sends it");
+    let message = json!({ "message": message });
     let resp = cg
         .client
         .post(format!("{}/webhooks/vapi/vapi-main", cg.base))
@@ -352,7 +356,11 @@ async fn an_opt_out_during_a_vapi_call_suppresses_the_number_in_another_running_
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let answer: Value = resp.json().await.unwrap();
-    assert_eq!(answer["results"][0]["toolCallId"], "tc-1", "{answer}");
+    assert_eq!(support::strict::vapi_tool_calls_answer(&answer), Vec::<String>::new(), "as Vapi reads it");
+    assert_eq!(
+        (&answer["results"][0]["toolCallId"], &answer["results"][0]["name"]),
+        (&json!("tc-1"), &json!("opt_out"))
+    );
     assert!(answer["results"][0]["result"].is_string(), "{answer}");
     let (_, entry) = cg.get(&format!("/v1/dnc/internal?number=%2B{}", &number[1..])).await;
     assert_eq!((entry["listed"].clone(), entry["source"].clone()), (json!(true), json!("call:call-vapi-1")));

@@ -19,7 +19,7 @@ async fn start() -> (TestServer, Arc<ManualClock>) {
 }
 
 fn fault(s: &TestServer, f: Fault) {
-    s.server().app.governor.inject_journal_fault(f);
+    s.server().inject_journal_fault(f);
 }
 
 async fn grant(s: &TestServer, key: &str) -> String {

@@ -625,7 +625,7 @@ async fn customer_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Upstr
                         if body.contains("slow") {
                             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                         }
-                        let answer = format!(r#"{{"results":[{{"toolCallId":"tc-1","result":"sunny, says {who}"}}]}}"#);
+                        let answer = format!(r#"{{"results":[{{"toolCallId":"tc-1","name":"weather","result":"sunny, says {who}"}}]}}"#);
                         ([("content-type", "application/json")], answer).into_response()
                     }
                     Some("transfer-destination-request") => {
@@ -696,16 +696,25 @@ vapi = {{ workflow_id = "wf_intake" }}
     )
 }
 
+/// A `tool-calls` message as the SDK's `ServerMessageToolCalls` has it: both lists, and
+/// the arguments as a JSON string.
 fn tool_calls(call: &str, to: &str, id: &str, args: &str) -> Value {
-    json!({
+    let arguments = json!({ "city": args }).to_string();
+    let tool_call = json!({ "id": id, "type": "function", "function": { "name": "weather", "arguments": arguments } });
+    let message = json!({
         "type": "tool-calls",
         "call": { "id": call },
         "phoneNumber": { "number": to },
-        "toolCallList": [{ "id": id, "type": "function", "function": { "name": "weather", "arguments": { "city": args } } }],
-    })
+        "toolCallList": [tool_call],
+        "toolWithToolCallList": [{ "type": "function", "function": { "name": "weather" }, "toolCall": tool_call }],
+    });
+    let problems = support::strict::vapi_tool_calls_message(&message);
+    assert!(problems.is_empty(), "a tool-calls message Vapi would not send: {problems:?}");
+    message
 }
 
 async fn raw_webhook(s: &TestServer, message: Value) -> (StatusCode, Option<String>, String, String) {
+    let tool_calls = message["type"] == "tool-calls";
     let sent = json!({ "message": message }).to_string();
     let resp = s
         .client
@@ -718,7 +727,14 @@ async fn raw_webhook(s: &TestServer, message: Value) -> (StatusCode, Option<Stri
         .unwrap();
     let status = resp.status();
     let ct = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    (status, ct, resp.text().await.unwrap(), sent)
+    let text = resp.text().await.unwrap();
+    if tool_calls && status == StatusCode::OK {
+        // What Vapi reads back: the SDK's `ServerMessageResponseToolCalls`.
+        let answer: Value = serde_json::from_str(&text).expect("a tool-calls answer is JSON");
+        let problems = support::strict::vapi_tool_calls_answer(&answer);
+        assert!(problems.is_empty(), "an answer Vapi would not read: {problems:?} in {answer}");
+    }
+    (status, ct, text, sent)
 }
 
 #[tokio::test]
@@ -745,7 +761,7 @@ async fn callgate_proxies_every_vapi_message_to_the_customers_server() {
     // A tool call is passed on, and the answer comes back unchanged.
     let (st, ct, body, sent) = raw_webhook(&s, tool_calls("call-1", SUPPORT, "tc-1", "Paris")).await;
     assert_eq!((st, ct.as_deref()), (StatusCode::OK, Some("application/json")));
-    assert_eq!(body, r#"{"results":[{"toolCallId":"tc-1","result":"sunny, says main"}]}"#);
+    assert_eq!(body, r#"{"results":[{"toolCallId":"tc-1","name":"weather","result":"sunny, says main"}]}"#);
     let tool = seen.lock().unwrap().iter().find(|u| u.3.contains("tool-calls")).cloned().unwrap();
     assert_eq!(
         tool,
@@ -1116,4 +1132,29 @@ async fn a_slow_customer_server_never_delays_callgates_own_answers() {
     assert_eq!(metric(&s, notified).await, 0.0, "still waiting upstream");
     release.notify_waiters();
     assert!(holds_within(secs(5), || async { metric(&s, notified).await == 2.0 }).await);
+}
+
+/// The checks the tool-call tests lean on can fail: what the SDK's models refuse, they refuse.
+#[test]
+fn the_strict_tool_call_checks_refuse_what_the_sdk_refuses() {
+    use support::strict::{vapi_tool_calls_answer, vapi_tool_calls_message};
+    let good = tool_calls("call-1", SUPPORT, "tc-1", "Paris");
+    assert!(vapi_tool_calls_message(&good).is_empty());
+    let mut object_arguments = good.clone();
+    object_arguments["toolCallList"][0]["function"]["arguments"] = json!({ "city": "Paris" });
+    assert_eq!(vapi_tool_calls_message(&object_arguments), ["toolCallList.0.function.arguments must be a string"]);
+    let mut one_list = good.clone();
+    one_list.as_object_mut().unwrap().remove("toolWithToolCallList");
+    assert_eq!(vapi_tool_calls_message(&one_list), ["toolWithToolCallList is required"]);
+    let mut unknown_tool = good;
+    unknown_tool["toolWithToolCallList"][0]["type"] = json!("teleport");
+    assert_eq!(
+        vapi_tool_calls_message(&unknown_tool),
+        ["toolWithToolCallList.0.type `teleport` is not a tool type of the SDK"]
+    );
+    let nameless = json!({ "results": [{ "toolCallId": "tc-1", "result": "done" }] });
+    assert_eq!(vapi_tool_calls_answer(&nameless), ["results.0.name is required"]);
+    let extra = json!({ "results": [{ "toolCallId": "tc-1", "name": "x", "status": "ok" }] });
+    assert_eq!(vapi_tool_calls_answer(&extra), ["property results.0.status should not exist"]);
+    assert!(vapi_tool_calls_answer(&json!({})).is_empty(), "an answer with nothing to say");
 }

@@ -69,6 +69,15 @@ pub struct AuditRow {
 /// so a stuck disk cannot grow memory without bound.
 const AUDIT_BACKLOG: usize = 100_000;
 
+/// How long the audit trail keeps a dial decision: five years (US claims under the TCPA
+/// can be brought for four), so that the trail is bounded and still answers for every
+/// call a complaint could be about. Older rows are deleted by the audit writer, at most
+/// once an hour of audited time.
+pub(crate) const AUDIT_RETENTION_MS: u64 = 5 * 366 * 24 * 3_600_000;
+
+/// How often (in audited time) the writer deletes rows past [`AUDIT_RETENTION_MS`].
+const AUDIT_PRUNE_EVERY_MS: u64 = 3_600_000;
+
 /// One entry of a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DncEntry {
@@ -121,6 +130,13 @@ fn write_audit(conn: &mut Connection, rows: &[AuditRow]) -> rusqlite::Result<()>
     tx.commit()
 }
 
+/// Deletes the audit rows older than [`AUDIT_RETENTION_MS`] before `newest` (the latest
+/// audited time); how many.
+fn prune_audit(conn: &Connection, newest: u64) -> rusqlite::Result<usize> {
+    let before = newest.saturating_sub(AUDIT_RETENTION_MS);
+    conn.prepare_cached("DELETE FROM audit WHERE at < ?1")?.execute(params![before.min(i64::MAX as u64) as i64])
+}
+
 impl std::fmt::Debug for DncStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DncStore").finish_non_exhaustive()
@@ -145,6 +161,9 @@ impl DncStore {
         std::thread::Builder::new()
             .name("callgate-audit".into())
             .spawn(move || {
+                // The audited time of the last prune (rows carry their own time, so the
+                // writer needs no clock).
+                let mut pruned_at: Option<u64> = None;
                 while let Ok(first) = rx.recv() {
                     let mut rows = Vec::new();
                     let mut flushes = Vec::new();
@@ -160,6 +179,15 @@ impl DncStore {
                     }
                     if let Err(e) = write_audit(&mut writer, &rows) {
                         tracing::error!(error = %e, rows = rows.len(), "Cannot write the audit trail");
+                    }
+                    let newest = rows.iter().map(|r| r.at).max();
+                    if let Some(newest) = newest.filter(|n| pruned_at.is_none_or(|p| *n >= p + AUDIT_PRUNE_EVERY_MS)) {
+                        match prune_audit(&writer, newest) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(rows = n, "Audit rows past their retention deleted"),
+                            Err(e) => tracing::error!(error = %e, "Cannot prune the audit trail"),
+                        }
+                        pruned_at = Some(newest);
                     }
                     for f in flushes {
                         let _ = f.send(());
@@ -321,5 +349,33 @@ mod tests {
         assert_eq!(rows.iter().map(|r| r.at).collect::<Vec<_>>(), [6, 7]);
         assert_eq!(rows[0], row(6, "a"));
         assert_eq!(s.audit_rows("a", 0, 1).unwrap().len(), 1, "bounded");
+    }
+
+    #[test]
+    fn the_audit_trail_forgets_decisions_past_its_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DncStore::open(dir.path()).unwrap();
+        let row = |at: u64| AuditRow {
+            campaign: "a".into(),
+            attempt: 1,
+            lead_id: 1,
+            number: "+13055550123".into(),
+            at,
+            timezone: "America/New_York".into(),
+            local_time: "-".into(),
+            region: "US".into(),
+            rules: "-".into(),
+            lists: "-".into(),
+            decision: "dialed".into(),
+        };
+        let hour = 3_600_000;
+        s.audit(row(10 * hour));
+        s.audit(row(11 * hour));
+        let at = |s: &DncStore| s.audit_rows("a", 0, 10).unwrap().iter().map(|r| r.at).collect::<Vec<_>>();
+        assert_eq!(at(&s), [10 * hour, 11 * hour]);
+        // Five years and half an hour after the first: it goes, the second stays.
+        let later = 10 * hour + AUDIT_RETENTION_MS + hour / 2;
+        s.audit(row(later));
+        assert_eq!(at(&s), [11 * hour, later]);
     }
 }

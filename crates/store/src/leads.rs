@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS leads (
     warm INTEGER NOT NULL DEFAULT 0,   -- 1: a callback or a hot lead, dialed first
     class TEXT,                    -- the class to dial it in (NULL: the campaign's)
     callback_id INTEGER,           -- the booked callback it returns
-    state TEXT NOT NULL,           -- pending | dialing | in_call | done | failed | exhausted
+    state TEXT NOT NULL,           -- pending | dialing | in_call | done | failed | exhausted | suppressed
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at INTEGER NOT NULL DEFAULT 0,    -- Unix ms: not before
     last_outcome TEXT,

@@ -6,7 +6,7 @@ use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
-mod telemetry;
+use callgate_backend::records::telemetry;
 
 pub(crate) const SCHEMA: &str = "
 -- Callbacks booked by overflow steps; the campaign dialer works them off. One per

@@ -42,6 +42,8 @@ log = logging.getLogger("callgate")
 #: well under the idle cut of common proxies, and it bounds how long a cancelled asyncio
 #: waiter's worker thread lingers.
 LONG_POLL_MS = 20_000
+#: While a request cut off by a cancellation is still on its way, undo again this often.
+UNDO_POLL_S = 0.25
 #: Renew at least this often, however long the TTL: a lease released or expired behind
 #: the client's back is noticed within this time.
 MAX_RENEW_EVERY = 30.0
@@ -151,12 +153,23 @@ class Gate:
         except StopIteration as done:
             return done.value
 
-    async def _adrive(self, steps: Generator[_Step, _Reply, Any]) -> Any:
-        """Runs a multi-step operation on the event loop (each request in a worker thread)."""
+    async def _adrive(
+        self, steps: Generator[_Step, _Reply, Any], interrupted: Optional[list["asyncio.Future[_Reply]"]] = None
+    ) -> Any:
+        """Runs a multi-step operation on the event loop (each request in a worker thread).
+
+        A worker thread cannot be stopped: when the operation is cancelled, its request goes
+        on, and is appended to ``interrupted`` so that an undo can wait for it."""
         try:
             step = next(steps)
             while True:
-                reply = await asyncio.to_thread(self._request, step)
+                request = asyncio.ensure_future(asyncio.to_thread(self._request, step))
+                try:
+                    reply = await asyncio.shield(request)
+                except asyncio.CancelledError:
+                    if interrupted is not None:
+                        interrupted.append(request)
+                    raise
                 step = steps.send(reply)
         except StopIteration as done:
             return done.value
@@ -545,11 +558,26 @@ class LeaseScope:
         self._thread.start()
         return lease
 
-    def _undo_sync(self) -> None:
+    def _undo_sync(self, by_key: bool = False) -> None:
+        """Undoes an interrupted acquire; ``by_key``: find the ticket in the line by its key
+        (a request that landed after the first undo may have taken a new place)."""
+        ticket_id = None if by_key else self._ticket and self._ticket["id"]
         try:
-            self._gate._drive(self._gate._cleanup_steps(self._body["key"], self._ticket and self._ticket["id"]))
+            self._gate._drive(self._gate._cleanup_steps(self._body["key"], ticket_id))
         except CallgateError as e:
             log.warning("Could not undo an interrupted acquire key=%s error=%s", self._body["key"], e)
+
+    async def _aundo(self, interrupted: list["asyncio.Future[_Reply]"]) -> None:
+        """The async undo: leave the line (which also ends a long poll the server holds),
+        then, while a request cut off by the cancellation is still on its way, undo again
+        by key, so that an acquire landing after the first undo leaves nothing behind."""
+        await asyncio.to_thread(self._undo_sync)
+        while True:
+            pending = [r for r in interrupted if not r.done()]
+            if not pending:
+                break
+            await asyncio.wait(pending, timeout=UNDO_POLL_S)
+            await asyncio.to_thread(self._undo_sync, True)
 
     def _renew_loop(self) -> None:
         lease = self._lease
@@ -587,13 +615,15 @@ class LeaseScope:
     async def __aenter__(self) -> Lease:
         self._enter_once()
         steps = self._gate._acquire_steps(self._body, self._on_ticket)
+        interrupted: list[asyncio.Future[_Reply]] = []
         try:
-            view = cast(LeaseView, await self._gate._adrive(steps))
+            view = cast(LeaseView, await self._gate._adrive(steps, interrupted))
         except BaseException as e:
             if self._undo_needed(e):
                 # Shielded: an acquire cancelled midway still leaves the line and frees a
-                # grant that raced with the cancellation.
-                await asyncio.shield(asyncio.to_thread(self._undo_sync))
+                # grant that raced with the cancellation, including one its own request,
+                # still on its way in a worker thread, makes after the first undo.
+                await asyncio.shield(self._aundo(interrupted))
             raise
         lease = self._lease = self._new_lease(view)
         lease._loop = asyncio.get_running_loop()

@@ -155,20 +155,47 @@ fn time_at(m: &Value, key: &str) -> Option<u64> {
     m.get(key).and_then(Value::as_str).and_then(parse_rfc3339)
 }
 
-/// The ids of a `tool-calls` message's calls (`toolCallList[].id`, or
-/// `toolWithToolCallList[].toolCall.id`), at most 64 of them.
-pub fn tool_call_ids(body: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
-    let m = &v["message"];
-    let list = m["toolCallList"].as_array().map(|l| l.iter().map(|c| &c["id"]).collect::<Vec<_>>());
-    let list = list.or_else(|| {
-        m["toolWithToolCallList"].as_array().map(|l| l.iter().map(|c| &c["toolCall"]["id"]).collect::<Vec<_>>())
-    });
-    list.unwrap_or_default()
+/// One call of a `tool-calls` message: what an answer's result must name (the SDK's
+/// `ToolCallResult` requires both `toolCallId` and `name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCallRef {
+    /// `id`.
+    pub id: String,
+    /// `function.name` (empty when the message names none).
+    pub name: String,
+}
+
+/// The calls of a `tool-calls` message `m` (`toolCallList[]`, or
+/// `toolWithToolCallList[].toolCall`), at most 64, those with an id Vapi could send.
+fn tool_call_refs(m: &Value) -> Vec<ToolCallRef> {
+    let name_of = |c: &Value| c["function"]["name"].as_str().map(str::to_owned);
+    let calls: Vec<(Option<&str>, Option<String>)> = if let Some(list) = m["toolCallList"].as_array() {
+        list.iter().take(64).map(|c| (c["id"].as_str(), name_of(c))).collect()
+    } else if let Some(list) = m["toolWithToolCallList"].as_array() {
+        list.iter()
+            .take(64)
+            .map(|c| {
+                let call = &c["toolCall"];
+                (call["id"].as_str(), name_of(call).or_else(|| name_of(c)))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    calls
         .into_iter()
-        .filter_map(|id| id.as_str().filter(|s| s.len() <= MAX_CALL_ID).map(str::to_owned))
-        .take(64)
+        .filter_map(|(id, name)| {
+            let id = id.filter(|id| id.len() <= MAX_CALL_ID)?;
+            let name = name.filter(|n| n.len() <= MAX_CALL_ID).unwrap_or_default();
+            Some(ToolCallRef { id: id.to_owned(), name })
+        })
         .collect()
+}
+
+/// The calls of a `tool-calls` webhook body (see [`ToolCallRef`]), at most 64.
+pub fn tool_calls(body: &[u8]) -> Vec<ToolCallRef> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    tool_call_refs(&v["message"])
 }
 
 /// What a webhook says of the caller opting out of further calls.
@@ -178,8 +205,8 @@ pub struct OptOut {
     pub call_id: Option<String>,
     /// The customer's number (`customer.number`, or `call.customer.number`).
     pub number: Option<String>,
-    /// The ids of the opt-out tool calls (a `tool-calls` message), for the answer.
-    pub tool_call_ids: Vec<String>,
+    /// The opt-out tool calls (a `tool-calls` message), for the answer.
+    pub tool_calls: Vec<ToolCallRef>,
     /// What said so: `tool:NAME`, `structured:NAME`, `endedReason:REASON`.
     pub why: String,
 }
@@ -203,31 +230,17 @@ pub struct OptOutNames<'a> {
 pub fn opt_out(body: &[u8], names: OptOutNames<'_>) -> Option<OptOut> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let m = v.get("message")?;
-    let found = |why: String, tool_call_ids: Vec<String>| OptOut {
+    let found = |why: String, tool_calls: Vec<ToolCallRef>| OptOut {
         call_id: str_at(m, &["call", "id"]).filter(|id| !id.is_empty() && id.len() <= MAX_CALL_ID).map(str::to_owned),
         number: non_empty(str_at(m, &["customer", "number"]).or_else(|| str_at(m, &["call", "customer", "number"]))),
-        tool_call_ids,
+        tool_calls,
         why,
     };
     match m.get("type").and_then(Value::as_str)? {
         "tool-calls" => {
             let tool = names.tool?;
-            let name_of = |c: &Value| c["function"]["name"].as_str().map(str::to_owned);
-            let mut calls: Vec<(Option<String>, Option<String>)> = Vec::new();
-            if let Some(list) = m["toolCallList"].as_array() {
-                calls.extend(list.iter().take(64).map(|c| (c["id"].as_str().map(str::to_owned), name_of(c))));
-            } else if let Some(list) = m["toolWithToolCallList"].as_array() {
-                calls.extend(list.iter().take(64).map(|c| {
-                    let call = &c["toolCall"];
-                    (call["id"].as_str().map(str::to_owned), name_of(call).or_else(|| name_of(c)))
-                }));
-            }
-            let ids: Vec<String> = calls
-                .into_iter()
-                .filter(|(_, n)| n.as_deref() == Some(tool))
-                .filter_map(|(id, _)| id.filter(|id| id.len() <= MAX_CALL_ID))
-                .collect();
-            (!ids.is_empty()).then(|| found(format!("tool:{tool}"), ids))
+            let calls: Vec<ToolCallRef> = tool_call_refs(m).into_iter().filter(|c| c.name == tool).collect();
+            (!calls.is_empty()).then(|| found(format!("tool:{tool}"), calls))
         }
         "end-of-call-report" => {
             if let Some(reason) = m.get("endedReason").and_then(Value::as_str) {

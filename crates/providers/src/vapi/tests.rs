@@ -135,20 +135,22 @@ fn opt_outs_are_read_from_tool_calls_analysis_structured_outputs_and_ended_reaso
         "type": "tool-calls",
         "call": { "id": "call-1", "customer": { "number": "+13125550177" } },
         "toolCallList": [
-            { "id": "tc-1", "type": "function", "function": { "name": "lookup", "arguments": {} } },
-            { "id": "tc-2", "type": "function", "function": { "name": "opt_out", "arguments": {} } }
+            { "id": "tc-1", "type": "function", "function": { "name": "lookup", "arguments": "{}" } },
+            { "id": "tc-2", "type": "function", "function": { "name": "opt_out", "arguments": "{}" } }
         ]
     }));
     let o = opt_out(&tool, names).unwrap();
     assert_eq!((o.call_id.as_deref(), o.number.as_deref()), (Some("call-1"), Some("+13125550177")));
-    assert_eq!(o.tool_call_ids, ["tc-2"]);
+    let tc2 = super::message::ToolCallRef { id: "tc-2".into(), name: "opt_out".into() };
+    assert_eq!(o.tool_calls, [tc2]);
     let nested = body(serde_json::json!({
         "type": "tool-calls",
         "call": { "id": "call-1" },
         "toolWithToolCallList": [{ "type": "function", "function": { "name": "opt_out" },
-            "toolCall": { "id": "tc-9", "type": "function", "function": { "name": "opt_out", "arguments": {} } } }]
+            "toolCall": { "id": "tc-9", "type": "function", "function": { "name": "opt_out", "arguments": "{}" } } }]
     }));
-    assert_eq!(opt_out(&nested, names).unwrap().tool_call_ids, ["tc-9"]);
+    let ids: Vec<String> = opt_out(&nested, names).unwrap().tool_calls.into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, ["tc-9"]);
     let report = |extra: serde_json::Value| {
         let mut m = serde_json::json!({ "type": "end-of-call-report", "endedReason": "customer-ended-call",
             "call": { "id": "call-2" }, "customer": { "number": "+13125550178" } });

@@ -55,14 +55,49 @@ pub fn vapi_end_of_call_report(message: &Value) -> Vec<String> {
             out.push(format!("{at}.type `{kind}` is not a cost type of the SDK"));
             continue;
         };
-        for (k, t) in props {
-            if t["required"].as_bool() == Some(true) && item.get(k).is_none() {
-                out.push(format!("{at}.{k} is required"));
-            }
-        }
         let wrapped = serde_json::json!({ "costs": { kind: props } });
         check_object(&wrapped["costs"], kind, item, &at, &mut out);
     }
+    out
+}
+
+/// The problems of a `tool-calls` server `message` (what the fakes send as Vapi), against
+/// the SDK's `ServerMessageToolCalls`: both `toolCallList` (each a `ToolCall` whose
+/// `function.arguments` is a JSON string) and `toolWithToolCallList` (tagged by `type`)
+/// are required.
+pub fn vapi_tool_calls_message(message: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let models = &schemas()["vapi"];
+    if message["type"] != "tool-calls" {
+        out.push("type must be `tool-calls`".into());
+    }
+    check_object(models, "ServerMessageToolCalls", message, "", &mut out);
+    for (i, item) in message["toolWithToolCallList"].as_array().into_iter().flatten().enumerate() {
+        let at = format!("toolWithToolCallList.{i}");
+        let Some(kind) = item["type"].as_str() else {
+            out.push(format!("{at}.type must be a string"));
+            continue;
+        };
+        let Some(props) = models["ToolWithToolCallListItem"][kind].as_object() else {
+            out.push(format!("{at}.type `{kind}` is not a tool type of the SDK"));
+            continue;
+        };
+        // The member's own properties, with the models its `toolCall` refers to.
+        let member = serde_json::json!({
+            kind: props,
+            "ToolCall": models["ToolCall"],
+            "ToolCallFunction": models["ToolCallFunction"],
+        });
+        check_object(&member, kind, item, &at, &mut out);
+    }
+    out
+}
+
+/// The problems of callgate's answer to a `tool-calls` message, against the SDK's
+/// `ServerMessageResponseToolCalls` (each result needs `toolCallId` and `name`).
+pub fn vapi_tool_calls_answer(answer: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check_object(&schemas()["vapi"], "ServerMessageResponseToolCalls", answer, "", &mut out);
     out
 }
 
@@ -83,6 +118,14 @@ fn check_object(models: &Value, model: &str, v: &Value, at: &str, out: &mut Vec<
         match props.get(k) {
             None => out.push(format!("property {path} should not exist")),
             Some(t) => check_value(models, t, val, &path, out),
+        }
+    }
+    // Only the models read with their required fields (what Vapi sends, what it reads
+    // back) carry `required`; the request models leave that to the dialer's own checks.
+    for (k, t) in props {
+        if t["required"].as_bool() == Some(true) && obj.get(k).is_none_or(Value::is_null) {
+            let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+            out.push(format!("{path} is required"));
         }
     }
 }

@@ -171,8 +171,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Some(held) = app.duties.clustered() {
         crate::metrics::render_duties_held(&mut text, held);
     }
-    if let Some(times) = app.governor.commit_times() {
-        crate::metrics::render_commit_seconds(&mut text, times);
+    // How long the journal's commits took: the embedded backend's own figure.
+    if let Some(embedded) = app.governor.backend().as_any().downcast_ref::<callgate_store::Embedded>() {
+        crate::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());
     }
     app.governor.ops().render_metrics(&mut text);
     app.campaigns.render_metrics(&mut text);

@@ -144,11 +144,13 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
             let label = answer_kind(&kind).unwrap_or("other");
             match upstream {
                 Some((settings, upstream)) => ask(app, provider, settings, upstream, &body, label).await,
-                None if opted.as_ref().is_some_and(|o| !o.tool_call_ids.is_empty()) => {
+                None if opted.as_ref().is_some_and(|o| !o.tool_calls.is_empty()) => {
                     // The opt-out tool is callgate's to answer: the assistant hears it is done.
-                    let ids = opted.map(|o| o.tool_call_ids).unwrap_or_default();
-                    let results: Vec<Value> =
-                        ids.iter().map(|id| json!({ "toolCallId": id, "result": OPTED_OUT })).collect();
+                    let calls = opted.map(|o| o.tool_calls).unwrap_or_default();
+                    let results: Vec<Value> = calls
+                        .iter()
+                        .map(|c| json!({ "toolCallId": c.id, "name": c.name, "result": OPTED_OUT }))
+                        .collect();
                     respond(false, Ok(VapiReply::Json(StatusCode::OK, json!({ "results": results }))))
                 }
                 None => {
@@ -228,8 +230,9 @@ async fn ask(
     tracing::warn!(provider = %provider.name, kind, url = %upstream.url, error = %why, "A forwarded Vapi message got no answer");
     if kind == "tool-calls" {
         // Vapi reads `results[].error` as the tool's failure and lets the assistant say so.
-        let ids = message::tool_call_ids(body);
-        let results: Vec<Value> = ids.iter().map(|id| json!({ "toolCallId": id, "error": why })).collect();
+        let calls = message::tool_calls(body);
+        let results: Vec<Value> =
+            calls.iter().map(|c| json!({ "toolCallId": c.id, "name": c.name, "error": why })).collect();
         return respond(false, Ok(VapiReply::Json(StatusCode::OK, json!({ "results": results }))));
     }
     let code = if status == StatusCode::GATEWAY_TIMEOUT { "upstream_timeout" } else { "upstream_unreachable" };

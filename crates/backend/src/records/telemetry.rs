@@ -1,7 +1,8 @@
 //! A call's telemetry as stored: one compact JSON text per call (a turn is an array of
-//! five latencies), read back leniently (a value of the wrong type reads as absent).
+//! five latencies), read back leniently (a value of the wrong type reads as absent). Every
+//! [`Records`](super::Records) store keeps this text, so a record reads the same from any.
 
-use callgate_backend::records::{CallTelemetry, CostItem, TurnLatency, MAX_COSTS, MAX_TURNS};
+use super::{CallTelemetry, CostItem, TurnLatency, MAX_COSTS, MAX_TURNS};
 use serde_json::{json, Value};
 
 fn turn_json(t: &TurnLatency) -> Value {
@@ -18,7 +19,7 @@ fn turn_of(v: &Value) -> TurnLatency {
 }
 
 /// The stored form.
-pub(crate) fn to_json(t: &CallTelemetry) -> Value {
+pub fn to_json(t: &CallTelemetry) -> Value {
     json!({
         "turns": t.turns.iter().take(MAX_TURNS).map(turn_json).collect::<Vec<_>>(),
         "average": turn_json(&t.average),
@@ -32,7 +33,7 @@ pub(crate) fn to_json(t: &CallTelemetry) -> Value {
 }
 
 /// Reads the stored form back; `None` when it is not a JSON object.
-pub(crate) fn from_json(text: &str) -> Option<CallTelemetry> {
+pub fn from_json(text: &str) -> Option<CallTelemetry> {
     let v: Value = serde_json::from_str(text).ok()?;
     v.as_object()?;
     let count = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));

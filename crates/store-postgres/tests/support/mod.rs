@@ -1,0 +1,170 @@
+//! PostgreSQL for the tests: a uniquely named database on the machine's server
+//! (127.0.0.1:5432, user `postgres`, trust auth), dropped when the guard is dropped (also
+//! when the test fails), and a private server in a temp directory that a test may stop
+//! and start again.
+
+#![allow(dead_code)] // not every test binary uses every helper
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub(crate) const HOST: &str = "127.0.0.1";
+pub(crate) const PORT: u16 = 5432;
+
+fn run(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (PostgreSQL's client tools are needed)"))
+}
+
+/// A database of its own on the machine's PostgreSQL, dropped with the guard.
+pub(crate) struct TestDb {
+    pub(crate) name: String,
+    pub(crate) url: String,
+}
+
+impl TestDb {
+    /// Creates `cg_<tag>_<pid>_<n>`. Panics, saying why, when PostgreSQL is not there.
+    pub(crate) fn new(tag: &str) -> TestDb {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("cg_{tag}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let out = run(Command::new("createdb").args(["-h", HOST, "-p", &PORT.to_string(), "-U", "postgres", &name]));
+        assert!(
+            out.status.success(),
+            "cannot create database {name} on {HOST}:{PORT} as postgres (these tests need PostgreSQL running there with \
+             trust auth; scripts/test checks it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = format!("postgres://postgres@{HOST}:{PORT}/{name}");
+        TestDb { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let out = run(Command::new("dropdb").args([
+            "-h",
+            HOST,
+            "-p",
+            &PORT.to_string(),
+            "-U",
+            "postgres",
+            "--if-exists",
+            "--force",
+            &self.name,
+        ]));
+        if !out.status.success() {
+            eprintln!("could not drop test database {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// The directory of PostgreSQL's server programs (`initdb`, `pg_ctl`): the newest under
+/// /usr/lib/postgresql.
+fn bindir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server programs under /usr/lib/postgresql (apt install postgresql)")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_ctl").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version with pg_ctl under /usr/lib/postgresql").1
+}
+
+fn is_root() -> bool {
+    run(Command::new("id").arg("-u")).stdout.starts_with(b"0\n")
+}
+
+/// Runs a server program as the `postgres` user when this process is root (PostgreSQL
+/// refuses to run as root).
+fn server_cmd(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A private PostgreSQL on a free port, its data in a temp directory; stopped (as a crash
+/// would stop it) when dropped.
+pub(crate) struct PrivatePg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) url: String,
+    running: bool,
+}
+
+impl PrivatePg {
+    pub(crate) fn start() -> PrivatePg {
+        let bin = bindir();
+        let dir = tempfile::Builder::new().prefix("callgate-pg-").tempdir().expect("temp dir");
+        if is_root() {
+            let out = run(Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()));
+            assert!(out.status.success(), "chown: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let data = dir.path().join("data");
+        let out = run(server_cmd(&bin.join("initdb"))
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "-D"])
+            .arg(&data));
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let mut pg = PrivatePg { dir, bin, port, url, running: false };
+        pg.resume();
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server again on the same port and data (waits until it answers).
+    pub(crate) fn resume(&mut self) {
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let out = run(server_cmd(&self.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(self.data())
+            .args(["-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-o", &opts, "start"]));
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+        self.running = true;
+    }
+
+    /// Stops the server at once (`immediate`: no checkpoint, connections cut, as a crash).
+    pub(crate) fn stop(&mut self) {
+        if !self.running {
+            return;
+        }
+        let out = run(server_cmd(&self.bin.join("pg_ctl")).args(["-w", "-D"]).arg(self.data()).args([
+            "-m",
+            "immediate",
+            "stop",
+        ]));
+        if !out.status.success() {
+            eprintln!("pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        self.running = false;
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
