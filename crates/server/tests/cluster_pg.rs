@@ -1,0 +1,145 @@
+//! Cluster mode with `[storage] database`: the Redis ledger made durable in PostgreSQL
+//! before anything is answered (`crate::cluster::durable`). Real stores only: a private
+//! `redis-server` on a free port, and either a uniquely named database on the machine's
+//! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
+//! would.
+
+#[path = "support/private.rs"]
+mod private;
+mod support;
+
+use private::{PrivatePg, Redis, TestDb};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{eventually, secs, TestServer};
+
+fn config(redis: &str, database: &str, domain: &str) -> String {
+    format!(
+        r#"
+[storage]
+ledger = "{redis}"
+database = "{database}"
+domain = "{domain}"
+
+[[pools]]
+name = "acct"
+limit = 3
+
+[[flows]]
+name = "in"
+pools = ["acct"]
+class = "inbound"
+lease_ttl = "1h"
+
+[[flows]]
+name = "out"
+pools = ["acct"]
+class = "outbound"
+lease_ttl = "1h"
+"#
+    )
+}
+
+/// What Redis holds of the pool now (read from the ledger itself, not through the API,
+/// which answers only what is durable).
+fn redis_used(t: &TestServer) -> u64 {
+    t.server().app.governor.backend().pools()[0].used
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_in_postgres_before_its_answer_and_campaigns_are_shared_by_the_nodes() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire");
+    let toml = config(&redis.url, &db.url, "pgwire-a");
+    let a = TestServer::start(&toml).await;
+    let leases = |key: &str| {
+        db.query(&format!(
+            "SELECT count(*) FROM journal_leases WHERE domain = 'pgwire-a' AND key = '{key}' AND granted"
+        ))
+    };
+
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "call-1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Read right after the answer: the answer waited for PostgreSQL's commit.
+    assert_eq!(leases("call-1"), "1", "the grant is in the journal table when it is answered");
+    let id = v["lease"]["id"].as_str().unwrap().to_string();
+
+    // A second node on the same Redis and database sees the lease, and its own grant is
+    // journaled too (another node's counters row).
+    let b = TestServer::start(&toml).await;
+    let (s, got) = b.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert!(got.to_string().contains(&id), "node b lists the lease taken through a: {got}");
+    let (s, v) = b.acquire(json!({ "flow": "in", "key": "call-2" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(leases("call-2"), "1");
+
+    // Released through the other node: gone from the journal's live leases before the answer.
+    let (s, v) = b.delete(&format!("/v1/leases/{id}")).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })));
+    assert_eq!(leases("call-1"), "0", "the release is committed before it is answered");
+    assert_eq!(a.used("acct").await, 1);
+
+    // The journal's commit times are the commit-time histogram in cluster mode.
+    let text = a.metrics().await;
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("callgate_journal_commit_seconds_count"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no commit-time histogram:\n{text}"));
+    assert!(count >= 1.0, "commits counted: {count}");
+
+    // Campaigns live in PostgreSQL: made through one node, a node that starts later
+    // loads it from there (nodes read the campaigns at their start).
+    let body = json!({ "name": "shared", "flow": "out", "simulate": {} });
+    let (s, v) = a.post("/v1/campaigns", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(db.query("SELECT count(*) FROM campaigns WHERE name = 'shared'"), "1");
+    b.server.unwrap().stop().await;
+    let c = TestServer::start(&toml).await;
+    let (s, v) = c.get("/v1/campaigns/shared").await;
+    assert_eq!(s, StatusCode::OK, "the other node reads the campaign from PostgreSQL: {v}");
+
+    c.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_in_redis() {
+    let redis = Redis::start().await;
+    let mut pg = PrivatePg::start();
+    let t = TestServer::start(&config(&redis.url, &pg.url, "pgwire-down")).await;
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "before" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    pg.stop();
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "during" })).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that is not durable: {v}");
+    // Redis ran the grant; the node takes it back once the journal says it was lost, so
+    // an unacknowledged grant holds no slot.
+    eventually("the lost grant is released in Redis", secs(20), || async { redis_used(&t) == 1 }).await;
+    assert!(t.server().app.governor.backend().lease_by_key("during").is_none());
+    assert!(t.server().app.governor.backend().lease_by_key("before").is_some(), "the acknowledged lease stays");
+    let (s, _) = t.get("/healthz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "/healthz says the journal fails");
+
+    pg.resume();
+    // Admission resumes with the database (the first commit after it may still find the
+    // old connection broken: retried until one is answered).
+    let mut answered = None;
+    for i in 0..50 {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": format!("after-{i}") })).await;
+        if s == StatusCode::OK {
+            answered = Some(format!("after-{i}"));
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let key = answered.expect("admission resumes once PostgreSQL is back");
+    eventually("only acknowledged grants hold slots", secs(20), || async { redis_used(&t) == 2 }).await;
+    let keys = pg.query("SELECT string_agg(key, ',' ORDER BY id) FROM journal_leases WHERE domain = 'pgwire-down'");
+    assert_eq!(keys, format!("before,{key}"), "the journal holds exactly the acknowledged leases");
+    t.server.unwrap().stop().await;
+}
