@@ -42,6 +42,7 @@
 //! **PostgreSQL** (`[storage] database`): see [`durable`].
 
 pub mod durable;
+mod restore;
 
 use crate::bus::LedgerBus;
 use crate::clock::Clock;

@@ -138,8 +138,8 @@ impl Server {
                     c.ledger.clone(),
                     cfg.storage.domain.clone(),
                     node.clone(),
+                    spec.clone(),
                     c.names.clone(),
-                    spec.ticket_retention_ms,
                 )
                 .await
                 .map_err(ServeError)?,

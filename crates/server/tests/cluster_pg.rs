@@ -32,6 +32,13 @@ class = "inbound"
 lease_ttl = "1h"
 
 [[flows]]
+name = "wait"
+pools = ["acct"]
+class = "inbound"
+lease_ttl = "1h"
+queue = {{ max_wait = "10m" }}
+
+[[flows]]
 name = "out"
 pools = ["acct"]
 class = "outbound"
@@ -141,5 +148,65 @@ async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_i
     eventually("only acknowledged grants hold slots", secs(20), || async { redis_used(&t) == 2 }).await;
     let keys = pg.query("SELECT string_agg(key, ',' ORDER BY id) FROM journal_leases WHERE domain = 'pgwire-down'");
     assert_eq!(keys, format!("before,{key}"), "the journal holds exactly the acknowledged leases");
+    t.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_pauses_meanwhile() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_restore");
+    let t = TestServer::start(&config(&redis.url, &db.url, "pgwire-restore")).await;
+    let mut ids = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(v["lease"]["id"].as_str().unwrap().to_string());
+    }
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "waiter" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "a full pool queues: {q}");
+    let ticket = q["ticket"]["id"].as_str().unwrap().to_string();
+    let before = t.pool("acct").await;
+    assert_eq!((before["used"].as_u64(), before["waiting"].as_u64()), (Some(3), Some(1)), "{before}");
+
+    // Redis dies and comes back without its data, on the same port.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+
+    // Admission pauses: 503 with Retry-After, nothing granted against the empty ledger.
+    let answer = t
+        .client
+        .post(format!("{}/v1/acquire", t.base))
+        .json(&json!({ "flow": "in", "key": "during" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"), "a 503 says when to come back");
+
+    // The node re-asserts what PostgreSQL holds, then admission resumes.
+    eventually("the ledger is re-asserted from PostgreSQL", secs(60), || async {
+        t.get("/v1/pools/acct").await.0 == StatusCode::OK
+    })
+    .await;
+    let after = t.pool("acct").await;
+    assert_eq!(after["used"], before["used"], "the pool's use is the same: {after}");
+    assert_eq!(after["waiting"], before["waiting"], "{after}");
+    let (s, list) = t.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    for id in &ids {
+        assert!(list.to_string().contains(id.as_str()), "lease {id} is back: {list}");
+    }
+    assert!(t.server().app.governor.backend().lease_by_key("during").is_none(), "nothing granted while empty");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "k1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["lease"]["id"].as_str(), Some(ids[0].as_str()), "the same key is the same lease: none doubled");
+
+    // The line works: a release grants the waiting ticket; a new lease gets a new id.
+    let (s, _) = t.delete(&format!("/v1/leases/{}", ids[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, tk) = t.get(&format!("/v1/tickets/{ticket}")).await;
+    assert_eq!(tk["state"], "granted", "{tk}");
+    assert!(!ids.contains(&tk["lease"]["id"].as_str().unwrap().to_string()), "ids are never handed out twice");
     t.server.unwrap().stop().await;
 }

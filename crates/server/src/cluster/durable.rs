@@ -40,10 +40,10 @@ use callgate_backend::{
     BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, Outcome, TicketRead,
     Waiting,
 };
-use callgate_core::{Event, Lease, LeaseId, PoolView, Ticket, TicketId};
+use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
 use callgate_store_redis::RedisLedger;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -52,6 +52,11 @@ use tokio::sync::mpsc;
 const UNDO_TRIES: u32 = 10;
 /// Between two tries.
 const UNDO_RETRY: Duration = Duration::from_secs(1);
+/// After Redis is found empty, how long the restore waits before it reads the journal:
+/// longer than any journal commit may take (the default commit timeout, 5 s), so every
+/// grant Redis made before it lost its state has been committed (and is restored) or
+/// lost (and was never acknowledged). Nothing is granted meanwhile: the ledger is gone.
+const RESTORE_GRACE: Duration = Duration::from_secs(6);
 
 /// What an acquire whose append was lost must take back in Redis.
 #[derive(Debug, Default, PartialEq)]
@@ -83,25 +88,29 @@ impl Undo {
     }
 }
 
-struct Inner {
-    redis: Arc<RedisLedger>,
-    journal: Arc<Journal>,
+pub(super) struct Inner {
+    pub(super) redis: Arc<RedisLedger>,
+    pub(super) journal: Arc<Journal>,
     /// Held across a command on Redis and its append (see the module docs: the follower
     /// relies on it).
     order: Mutex<()>,
+    /// The ledger's configuration and names now (a reload changes them): what a restore
+    /// into an emptied Redis is built for.
+    pub(super) config: RwLock<(LedgerSpec, Names)>,
 }
 
 impl Inner {
-    fn run(&self, cmd: Command) -> Result<Executed, Error> {
+    pub(super) fn run(&self, cmd: Command) -> Result<Executed, Error> {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let renamed = match &cmd {
-            Command::Reconfigure { names, .. } => Some((**names).clone()),
+            Command::Reconfigure { spec, names, .. } => Some(((**spec).clone(), (**names).clone())),
             _ => None,
         };
         let done = self.redis.execute(cmd)?;
         // The reconfiguration's own events already name things the new way.
-        if let Some(names) = renamed {
-            self.journal.rename(names);
+        if let Some((spec, names)) = renamed {
+            self.journal.rename(names.clone());
+            *self.config.write().unwrap_or_else(|p| p.into_inner()) = (spec, names);
         }
         let seq = self.journal.append(done.events.clone());
         Ok(Executed { commit: seq, ..done })
@@ -157,9 +166,10 @@ pub(crate) async fn open(
     redis: Arc<RedisLedger>,
     domain: String,
     node: String,
+    spec: LedgerSpec,
     names: Names,
-    retention_ms: u64,
 ) -> Result<Postgres, String> {
+    let retention_ms = spec.ticket_retention_ms;
     let (pg, leads) = tokio::task::spawn_blocking(move || {
         let pg = Pg::open(&url, Settings::default())?;
         let leads = PgLeads::open(&pg)?;
@@ -168,10 +178,10 @@ pub(crate) async fn open(
     .await
     .map_err(|e| format!("opening PostgreSQL: {e}"))?
     .map_err(|e| format!("[storage] database: {e}"))?;
-    let journal = Arc::new(Journal::open(&pg, &domain, &node, names, retention_ms));
+    let journal = Arc::new(Journal::open(&pg, &domain, &node, names.clone(), retention_ms));
     tracing::info!(target = %pg.target(), "The journal, call records and campaigns are in PostgreSQL");
     Ok(Postgres {
-        backend: Arc::new(Journaled::new(redis, journal)),
+        backend: Arc::new(Journaled::new(redis, journal, spec, names)),
         records: Arc::new(PgRecords::open(&pg)),
         leads: Arc::new(leads),
     })
@@ -180,8 +190,9 @@ pub(crate) async fn open(
 impl Journaled {
     /// The ledger `redis`, journaled in `journal`. Starts the task that takes back lost
     /// grants (call inside the server's runtime).
-    pub(crate) fn new(redis: Arc<RedisLedger>, journal: Arc<Journal>) -> Journaled {
-        let inner = Arc::new(Inner { redis, journal, order: Mutex::new(()) });
+    pub(crate) fn new(redis: Arc<RedisLedger>, journal: Arc<Journal>, spec: LedgerSpec, names: Names) -> Journaled {
+        let inner = Arc::new(Inner { redis, journal, order: Mutex::new(()), config: RwLock::new((spec, names)) });
+        super::restore::spawn(inner.clone(), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
         let undoer = inner.clone();
         tokio::spawn(async move {
