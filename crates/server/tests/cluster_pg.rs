@@ -210,3 +210,71 @@ async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_p
     assert!(!ids.contains(&tk["lease"]["id"].as_str().unwrap().to_string()), "ids are never handed out twice");
     t.server.unwrap().stop().await;
 }
+
+/// The value of `callgate_pool_used{pool="acct"}` on the node's `/metrics` (fed by the bus).
+async fn metric_used(t: &TestServer) -> String {
+    let text = t.metrics().await;
+    text.lines()
+        .find(|l| l.starts_with("callgate_pool_used{pool=\"acct\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no callgate_pool_used:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_grant_reaches_its_metrics_only_once_postgres_committed_it() {
+    use std::io::Write;
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_bus");
+    let t = TestServer::start(&config(&redis.url, &db.url, "pgwire-bus")).await;
+    // The journal's connection and statements are ready before the table is locked.
+    let (s, _) = t.acquire(json!({ "flow": "in", "key": "warm" })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = t.delete("/v1/leases?key=warm").await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the bus saw the release", secs(10), || async { metric_used(&t).await == "0" }).await;
+
+    // Another session holds the journal's lease table: the next commit waits for it.
+    let mut locker = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", &db.name, "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let mut stdin = locker.stdin.take().unwrap();
+    writeln!(stdin, "BEGIN; LOCK TABLE journal_leases IN ACCESS EXCLUSIVE MODE;").unwrap();
+    stdin.flush().unwrap();
+    eventually("the table is locked", secs(10), || async {
+        db.query(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'journal_leases' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    })
+    .await;
+
+    let answer = {
+        let (client, base) = (t.client.clone(), t.base.clone());
+        tokio::spawn(async move {
+            let r =
+                client.post(format!("{base}/v1/acquire")).json(&json!({ "flow": "in", "key": "held" })).send().await;
+            r.unwrap().status()
+        })
+    };
+    // Redis granted it (the stream carries the event) ...
+    eventually("Redis ran the grant", secs(10), || async {
+        t.server().app.governor.backend().lease_by_key("held").is_some()
+    })
+    .await;
+    // ... but neither the answer nor the node's metrics show it while PostgreSQL has not
+    // committed it.
+    for _ in 0..10 {
+        assert_eq!(metric_used(&t).await, "0", "the bus shows no grant before it is durable");
+        assert!(!answer.is_finished(), "no answer before the commit");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    writeln!(stdin, "COMMIT;").unwrap();
+    drop(stdin);
+    let _ = locker.wait();
+    assert_eq!(answer.await.unwrap(), StatusCode::OK, "answered once committed");
+    eventually("the bus shows the committed grant", secs(10), || async { metric_used(&t).await == "1" }).await;
+    t.server.unwrap().stop().await;
+}
