@@ -132,6 +132,9 @@ async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_i
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "/healthz says the journal fails");
 
     pg.resume();
+    // Without a request to commit, the node probes PostgreSQL and says it is healthy
+    // again (a load balancer that took it out for its 503 sends it nothing to commit).
+    eventually("/healthz recovers by itself", secs(30), || async { t.get("/healthz").await.0 == StatusCode::OK }).await;
     // Admission resumes with the database (the first commit after it may still find the
     // old connection broken: retried until one is answered).
     let mut answered = None;

@@ -43,6 +43,7 @@ use callgate_backend::{
 use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
 use callgate_store_redis::RedisLedger;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -97,9 +98,44 @@ pub(super) struct Inner {
     /// The ledger's configuration and names now (a reload changes them): what a restore
     /// into an emptied Redis is built for.
     pub(super) config: RwLock<(LedgerSpec, Names)>,
+    /// The journal's failure epoch in which a probe ([`Inner::probe`]) found PostgreSQL
+    /// answering again (`u64::MAX`: none). The journal clears its failure only with a
+    /// commit, and a node that a load balancer took out of service for its 503 `/healthz`
+    /// gets no requests to commit: the probe lets it say it is healthy again. Any lost
+    /// commit takes the probe's word back.
+    answered_in: AtomicU64,
 }
 
 impl Inner {
+    /// While the journal reports a failure: asks PostgreSQL a cheap question (the leases
+    /// live after the end of time: none) and remembers when it answers.
+    pub(super) async fn probe(&self) {
+        let h = self.journal.health();
+        if h.failed.is_none() || self.answered_in.load(Ordering::SeqCst) == h.epoch {
+            return;
+        }
+        if self.journal.live_leases(u64::MAX).await.is_ok() {
+            self.answered_in.store(h.epoch, Ordering::SeqCst);
+        }
+    }
+
+    /// The journal's failure, unless a probe found PostgreSQL answering since.
+    fn journal_failure(&self) -> (Option<String>, u64) {
+        let h = self.journal.health();
+        match h.failed {
+            Some(_) if self.answered_in.load(Ordering::SeqCst) == h.epoch => (None, h.epoch),
+            failed => (failed, h.epoch),
+        }
+    }
+
+    async fn durable(&self, seq: u64) -> Result<(), Error> {
+        let r = self.journal.durable(seq).await;
+        if r.is_err() {
+            self.answered_in.store(u64::MAX, Ordering::SeqCst);
+        }
+        r
+    }
+
     pub(super) fn run(&self, cmd: Command) -> Result<Executed, Error> {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let renamed = match &cmd {
@@ -112,7 +148,11 @@ impl Inner {
             self.journal.rename(names.clone());
             *self.config.write().unwrap_or_else(|p| p.into_inner()) = (spec, names);
         }
-        let seq = self.journal.append(done.events.clone());
+        // A command that changed nothing (a sweep with nothing due: fifty a second on the
+        // duty holder) is not appended: it waits for what came before it. An empty append
+        // would be "committed" without asking PostgreSQL and clear a failure it never saw.
+        let seq =
+            if done.events.is_empty() { self.journal.submitted() } else { self.journal.append(done.events.clone()) };
         Ok(Executed { commit: seq, ..done })
     }
 
@@ -191,7 +231,13 @@ impl Journaled {
     /// The ledger `redis`, journaled in `journal`. Starts the task that takes back lost
     /// grants (call inside the server's runtime).
     pub(crate) fn new(redis: Arc<RedisLedger>, journal: Arc<Journal>, spec: LedgerSpec, names: Names) -> Journaled {
-        let inner = Arc::new(Inner { redis, journal, order: Mutex::new(()), config: RwLock::new((spec, names)) });
+        let inner = Arc::new(Inner {
+            redis,
+            journal,
+            order: Mutex::new(()),
+            config: RwLock::new((spec, names)),
+            answered_in: AtomicU64::new(u64::MAX),
+        });
         super::restore::spawn(inner.clone(), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
         let undoer = inner.clone();
@@ -199,7 +245,7 @@ impl Journaled {
             // Appends are committed in number order, so waiting for each in turn is as
             // quick as waiting for all at once.
             while let Some((seq, undo)) = rx.recv().await {
-                if undoer.journal.durable(seq).await.is_ok() {
+                if undoer.durable(seq).await.is_ok() {
                     continue;
                 }
                 let inner = undoer.clone();
@@ -262,7 +308,7 @@ impl LedgerBackend for Journaled {
     }
 
     fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(self.inner.journal.durable(commit))
+        Box::pin(self.inner.durable(commit))
     }
 
     fn submitted(&self) -> u64 {
@@ -270,11 +316,11 @@ impl LedgerBackend for Journaled {
     }
 
     fn health(&self) -> Health {
-        let (redis, journal) = (self.inner.redis.health(), self.inner.journal.health());
+        let (redis, (journal, journal_epoch)) = (self.inner.redis.health(), self.inner.journal_failure());
         Health {
-            failed: redis.failed.or(journal.failed),
+            failed: redis.failed.or(journal),
             // Both only grow: a new failure of either is a new epoch.
-            epoch: redis.epoch + journal.epoch,
+            epoch: redis.epoch + journal_epoch,
             dead: redis.dead,
         }
     }

@@ -31,14 +31,15 @@ use std::time::Duration;
 /// How often the node looks whether Redis still holds the domain's ledger.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// Watches for an emptied Redis and restores the domain (see the module docs), on the
-/// server's runtime, for as long as the node runs.
+/// Watches for an emptied Redis and restores the domain (see the module docs), and probes
+/// PostgreSQL while the journal fails, on the server's runtime, for as long as the node runs.
 pub(super) fn spawn(inner: Arc<Inner>, grace: Duration) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            inner.probe().await;
             let redis = inner.redis.clone();
             // Unreachable is not empty: only a Redis that answers without the ledger is.
             let Ok(Ok(true)) = tokio::task::spawn_blocking(move || redis.domain_missing()).await else {
