@@ -281,3 +281,27 @@ async fn a_nodes_own_grant_reaches_its_metrics_only_once_postgres_committed_it()
     eventually("the bus shows the committed grant", secs(10), || async { metric_used(&t).await == "1" }).await;
     t.server.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_on_an_emptied_redis_brings_the_leases_back_before_it_admits() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_start");
+    let toml = config(&redis.url, &db.url, "pgwire-start");
+    let t = TestServer::start(&toml).await;
+    for key in ["s1", "s2"] {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    t.server.unwrap().stop().await;
+    // Redis restarts empty while no node runs.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    let t = TestServer::start(&toml).await;
+    assert_eq!(t.used("acct").await, 2, "the acknowledged leases are counted from the first request on");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "s3" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "s4" })).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "a pool of 3 with 2 restored leases has one slot: {v}");
+    t.server.unwrap().stop().await;
+}

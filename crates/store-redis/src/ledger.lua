@@ -1198,9 +1198,12 @@ local function run()
     return { 'ok', { 'D' } }
   elseif CMD == 'reassert' then
     -- Only into an empty domain, atomically: a second node that tries too changes nothing.
-    if spec then
+    -- A domain that was opened but has never handed out an id or an arrival number (a
+    -- node opened it on an emptied Redis before the state came back) counts as empty.
+    if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
+    redis.call('DEL', META, P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d')
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
     redis.call('SET', P .. ':s', ARGV[3])
     return { 'ok', { 'K', 1 } }

@@ -80,8 +80,10 @@ impl RedisLedger {
     }
 
     /// Loads `state` for `spec` into the domain, atomically, only when Redis holds no
-    /// ledger for it: `true` when this call restored it, `false` when a ledger was there
-    /// (another node restored it first; nothing changed). No events are published; run
+    /// ledger for it, or one that has never handed out an id or an arrival number (opened
+    /// on an emptied Redis, nothing decided yet): `true` when this call restored it,
+    /// `false` when a ledger with history was there (another node restored it first, or
+    /// Redis kept its state; nothing changed). No events are published; run
     /// [`callgate_backend::Command::Settle`] afterwards to expire what fell due and grant
     /// what fits.
     pub fn reassert(&self, spec: &LedgerSpec, state: &Reassert) -> Result<bool, Error> {

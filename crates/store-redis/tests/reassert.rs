@@ -81,3 +81,31 @@ fn an_emptied_redis_gets_the_same_ledger_back_once() {
     assert!(t.id.0 >= counters.0, "ids are never handed out twice: {} < {}", t.id.0, counters.0);
     assert!(b.health().failed.is_none());
 }
+
+#[test]
+fn a_domain_opened_on_an_emptied_redis_is_restored_until_it_decides_something() {
+    let server = Server::start();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let first = RedisLedger::open(&server.url, "fresh", &spec(), Time::Clock(clock.clone())).expect("open");
+    acquire(&first, "a");
+    let state = Reassert {
+        leases: first.leases(),
+        tickets: vec![],
+        next_id: first.counters().0,
+        next_seq: first.counters().1,
+        limits: vec![],
+    };
+    let mut conn = redis::Client::open(server.url.as_str()).unwrap().get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
+
+    // A node starting on the emptied Redis opens a new ledger; nothing was decided on it yet.
+    let b = RedisLedger::open(&server.url, "fresh", &spec(), Time::Clock(clock.clone())).expect("open again");
+    assert!(!b.domain_missing().unwrap());
+    assert!(b.reassert(&spec(), &state).expect("reassert"), "a ledger that decided nothing yet takes the state");
+    assert_eq!(b.leases(), state.leases);
+    assert_eq!(b.pools()[0].used, 1);
+    // Once it has decided something, its own state stands.
+    acquire(&b, "b");
+    assert!(!b.reassert(&spec(), &Reassert::default()).expect("again"));
+    assert_eq!(b.pools()[0].used, 2);
+}

@@ -220,11 +220,13 @@ pub(crate) async fn open(
     .map_err(|e| format!("[storage] database: {e}"))?;
     let journal = Arc::new(Journal::open(&pg, &domain, &node, names.clone(), retention_ms));
     tracing::info!(target = %pg.target(), "The journal, call records and campaigns are in PostgreSQL");
-    Ok(Postgres {
-        backend: Arc::new(Journaled::new(redis, journal, spec, names)),
-        records: Arc::new(PgRecords::open(&pg)),
-        leads: Arc::new(leads),
-    })
+    let backend = Arc::new(Journaled::new(redis, journal, spec, names));
+    // Redis may have restarted empty while no node ran (this node's open then made a new,
+    // empty ledger): what PostgreSQL holds goes back first.
+    super::restore::at_start(&backend.inner)
+        .await
+        .map_err(|e| format!("re-asserting the ledger from PostgreSQL: {e}"))?;
+    Ok(Postgres { backend, records: Arc::new(PgRecords::open(&pg)), leads: Arc::new(leads) })
 }
 
 impl Journaled {

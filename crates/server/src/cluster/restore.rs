@@ -62,6 +62,16 @@ pub(super) fn spawn(inner: Arc<Inner>, grace: Duration) {
     });
 }
 
+/// At a node's start: when Redis holds a ledger for the domain that has decided nothing
+/// yet (new, or opened by this node on an emptied Redis), it gets what PostgreSQL holds.
+/// No grace: a ledger that decided nothing has no commits under way.
+pub(super) async fn at_start(inner: &Arc<Inner>) -> Result<(), Error> {
+    if let Some((leases, tickets)) = restore_once(inner).await? {
+        tracing::info!(leases, tickets, "Re-asserted the ledger from PostgreSQL at start");
+    }
+    Ok(())
+}
+
 /// One restore: `Some((leases, tickets))` restored, `None` when Redis held a ledger again
 /// (another node restored it).
 async fn restore_once(inner: &Arc<Inner>) -> Result<Option<(usize, usize)>, Error> {
