@@ -2,8 +2,8 @@
 //!
 //! Every node runs a [`Governor`] over the same [`RedisLedger`] (one budget domain), so
 //! every grant is decided by one Lua call in Redis and any node answers for any lease or
-//! ticket. Each node keeps its own data directory for what is still local (call records,
-//! callbacks, campaigns, the suppression lists) until the PostgreSQL store takes them.
+//! ticket. Each node keeps its own data directory for what is still local (the suppression
+//! lists; without `[storage] database` also call records, callbacks and campaigns).
 //!
 //! **One path for the bus.** A node learns of committed events in two ways: its own
 //! commands answer with their events, and the domain's event stream carries every node's

@@ -158,10 +158,13 @@ async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_i
 async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_pauses_meanwhile() {
     let mut redis = Redis::start().await;
     let db = TestDb::new("pgwire_restore");
-    let t = TestServer::start(&config(&redis.url, &db.url, "pgwire-restore")).await;
+    let toml = config(&redis.url, &db.url, "pgwire-restore");
+    let t = TestServer::start(&toml).await;
+    // Two nodes: both notice the emptied Redis and try to restore it; one call does.
+    let other = TestServer::start(&toml).await;
     let mut ids = Vec::new();
-    for key in ["k1", "k2", "k3"] {
-        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+    for (node, key) in [(&t, "k1"), (&other, "k2"), (&t, "k3")] {
+        let (s, v) = node.acquire(json!({ "flow": "in", "key": key })).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         ids.push(v["lease"]["id"].as_str().unwrap().to_string());
     }
@@ -192,8 +195,13 @@ async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_p
         t.get("/v1/pools/acct").await.0 == StatusCode::OK
     })
     .await;
+    eventually("the other node admits again", secs(60), || async {
+        other.get("/v1/pools/acct").await.0 == StatusCode::OK
+    })
+    .await;
     let after = t.pool("acct").await;
     assert_eq!(after["used"], before["used"], "the pool's use is the same: {after}");
+    assert_eq!(other.pool("acct").await["used"], before["used"], "the same on the other node, not doubled");
     assert_eq!(after["waiting"], before["waiting"], "{after}");
     let (s, list) = t.get("/v1/leases").await;
     assert_eq!(s, StatusCode::OK, "{list}");
@@ -211,6 +219,7 @@ async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_p
     let (_, tk) = t.get(&format!("/v1/tickets/{ticket}")).await;
     assert_eq!(tk["state"], "granted", "{tk}");
     assert!(!ids.contains(&tk["lease"]["id"].as_str().unwrap().to_string()), "ids are never handed out twice");
+    other.server.unwrap().stop().await;
     t.server.unwrap().stop().await;
 }
 

@@ -240,7 +240,7 @@ impl Journaled {
             config: RwLock::new((spec, names)),
             answered_in: AtomicU64::new(u64::MAX),
         });
-        super::restore::spawn(inner.clone(), RESTORE_GRACE);
+        super::restore::spawn(Arc::downgrade(&inner), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
         let undoer = inner.clone();
         tokio::spawn(async move {

@@ -33,12 +33,14 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// Watches for an emptied Redis and restores the domain (see the module docs), and probes
 /// PostgreSQL while the journal fails, on the server's runtime, for as long as the node runs.
-pub(super) fn spawn(inner: Arc<Inner>, grace: Duration) {
+/// Ends once the backend is gone (the server stopped).
+pub(super) fn spawn(inner: std::sync::Weak<Inner>, grace: Duration) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
             inner.probe().await;
             let redis = inner.redis.clone();
             // Unreachable is not empty: only a Redis that answers without the ledger is.
