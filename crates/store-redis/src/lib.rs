@@ -50,13 +50,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod duty;
-mod reassert;
+pub mod reassert;
 mod spec;
 mod stream;
 mod wire;
 
 pub use duty::DutyLease;
-pub use reassert::Reassert;
 pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
 use callgate_backend::{

@@ -8,7 +8,8 @@ use callgate_core::clock::ManualClock;
 use callgate_core::{
     ClassId, ClassSpec, Event, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
 };
-use callgate_store_redis::{Reassert, RedisLedger, Time};
+use callgate_store_redis::reassert::Reassert;
+use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
 
 mod support;

@@ -24,7 +24,7 @@ use super::durable::Inner;
 use callgate_backend::{Command, Error, LedgerBackend, Names};
 use callgate_core::{ClassId, FlowId, Lease, LeaseId, PoolId, PoolUnits, Ticket, TicketId};
 use callgate_store_postgres::Restored;
-use callgate_store_redis::Reassert;
+use callgate_store_redis::reassert::Reassert;
 use std::sync::Arc;
 use std::time::Duration;
 
