@@ -37,8 +37,7 @@
 use callgate_backend::leads::Leads;
 use callgate_backend::records::Records;
 use callgate_backend::{
-    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, Outcome, TicketRead,
-    Waiting,
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, TicketRead, Waiting,
 };
 use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
@@ -67,19 +66,20 @@ struct Undo {
 }
 
 impl Undo {
-    /// What `cmd`, executed as `done`, granted or queued for its own caller.
+    /// What an acquire, executed as `done`, granted or queued for its own caller.
     fn of(is_acquire: bool, done: &Executed) -> Undo {
         let mut undo = Undo::default();
         if !is_acquire {
             return undo;
         }
+        // Only what this command made: an idempotent retry that found its lease or ticket
+        // has no event for it, and what an earlier command made is that command's.
         for e in &done.events {
-            if let Event::Granted { lease, from_ticket: None } = e {
-                undo.leases.push(lease.id);
+            match e {
+                Event::Granted { lease, from_ticket: None } => undo.leases.push(lease.id),
+                Event::Queued { ticket, .. } => undo.tickets.push(ticket.id),
+                _ => {}
             }
-        }
-        if let Outcome::Decided { ticket: Some(t), .. } = &done.outcome {
-            undo.tickets.push(t.id);
         }
         undo
     }
@@ -383,5 +383,59 @@ impl LedgerBackend for Journaled {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callgate_core::{ClassId, PoolId, PoolUnits};
+
+    fn lease(id: u64) -> Lease {
+        Lease {
+            id: LeaseId(id),
+            key: None,
+            class: ClassId(0),
+            flow: None,
+            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units: 1 }]),
+            granted_at: 1,
+            expires_at: 2,
+            ttl_ms: 1,
+            meta: None,
+            owner: None,
+        }
+    }
+
+    fn ticket(id: u64) -> Ticket {
+        Ticket {
+            id: TicketId(id),
+            key: None,
+            class: ClassId(0),
+            flow: None,
+            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units: 1 }]),
+            seq: 1,
+            enqueued_at: 1,
+            deadline: 2,
+            ttl_ms: 1,
+            meta: None,
+            owner: None,
+        }
+    }
+
+    fn executed(events: Vec<Event>) -> Executed {
+        Executed { outcome: callgate_backend::Outcome::Done, events, commit: 1, now: 1 }
+    }
+
+    #[test]
+    fn a_lost_acquire_takes_back_only_what_it_made_for_its_own_caller() {
+        let done = executed(vec![
+            Event::Granted { lease: lease(7), from_ticket: None },
+            Event::Granted { lease: lease(8), from_ticket: Some((TicketId(3), 10)) },
+            Event::Queued { ticket: ticket(9), position: 1 },
+        ]);
+        let undo = Undo::of(true, &done);
+        assert_eq!(undo, Undo { leases: vec![LeaseId(7)], tickets: vec![TicketId(9)] });
+        assert!(Undo::of(false, &done).is_empty(), "only acquires are taken back");
+        assert!(Undo::of(true, &executed(vec![])).is_empty(), "an idempotent retry made nothing");
     }
 }
