@@ -21,6 +21,13 @@
 //! journal keeps the released lease's row until its expiry (it is only ever counted too
 //! long after a Redis restart, never too short).
 //!
+//! A command that changed nothing (no events) is not appended; its commit is the last
+//! append before it. While the journal fails, the node asks PostgreSQL a cheap question
+//! every second and reports itself healthy once it answers, so a node that a load
+//! balancer took out for its 503 `/healthz` comes back without traffic; any commit lost
+//! after that reports the failure again. A Redis that lost the domain's state is given
+//! back what the journal holds ([`super::restore`]), also at the node's start.
+//!
 //! **The bus.** The follower ([`super::follow`]) feeds the bus from the domain's stream;
 //! before it publishes a batch it calls [`Journaled::settle_own`], which waits until every
 //! append this node made so far (its own events in the batch among them: a command and
