@@ -44,7 +44,8 @@
 use callgate_backend::leads::Leads;
 use callgate_backend::records::Records;
 use callgate_backend::{
-    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, TicketRead, Waiting,
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, Outcome, TicketRead,
+    Waiting,
 };
 use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
@@ -111,6 +112,10 @@ pub(super) struct Inner {
     /// gets no requests to commit: the probe lets it say it is healthy again. Any lost
     /// commit takes the probe's word back.
     answered_in: AtomicU64,
+    /// Leases and tickets (ids) that acquires made and whose commit has not been found
+    /// durable yet: a retry by key that finds one is refused until it is settled, so a
+    /// retry can never be answered with a grant that is about to be taken back.
+    unsettled: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Inner {
@@ -123,6 +128,17 @@ impl Inner {
         }
         if self.journal.live_leases(u64::MAX).await.is_ok() {
             self.answered_in.store(h.epoch, Ordering::SeqCst);
+        }
+    }
+
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn settled(&self, undo: &Undo) {
+        let mut unsettled = self.unsettled();
+        for id in undo.leases.iter().map(|l| l.0).chain(undo.tickets.iter().map(|t| t.0)) {
+            unsettled.remove(&id);
         }
     }
 
@@ -246,6 +262,7 @@ impl Journaled {
             order: Mutex::new(()),
             config: RwLock::new((spec, names)),
             answered_in: AtomicU64::new(u64::MAX),
+            unsettled: Mutex::new(Default::default()),
         });
         super::restore::spawn(Arc::downgrade(&inner), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
@@ -254,11 +271,18 @@ impl Journaled {
             // Appends are committed in number order, so waiting for each in turn is as
             // quick as waiting for all at once.
             while let Some((seq, undo)) = rx.recv().await {
-                if undoer.durable(seq).await.is_ok() {
-                    continue;
+                if undoer.durable(seq).await.is_err() {
+                    let inner = undoer.clone();
+                    let undo = tokio::task::spawn_blocking(move || {
+                        take_back(&inner, &undo);
+                        undo
+                    })
+                    .await;
+                    let Ok(undo) = undo else { continue };
+                    undoer.settled(&undo);
+                } else {
+                    undoer.settled(&undo);
                 }
-                let inner = undoer.clone();
-                let _ = tokio::task::spawn_blocking(move || take_back(&inner, &undo)).await;
             }
         });
         Journaled { inner, undo: tx }
@@ -311,7 +335,16 @@ impl LedgerBackend for Journaled {
         let done = self.inner.run(cmd)?;
         let undo = Undo::of(is_acquire, &done);
         if !undo.is_empty() {
+            let mut unsettled = self.inner.unsettled();
+            unsettled.extend(undo.leases.iter().map(|l| l.0).chain(undo.tickets.iter().map(|t| t.0)));
             let _ = self.undo.send((done.commit, undo));
+        } else if let Outcome::Decided { lease, ticket, .. } = &done.outcome {
+            // An idempotent retry that found what an earlier acquire made (ids are shared
+            // by leases and tickets, never reused).
+            let found = lease.as_ref().map(|l| l.id.0).or(ticket.as_ref().map(|t| t.id.0));
+            if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
+                return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
+            }
         }
         Ok(done)
     }
@@ -430,7 +463,7 @@ mod tests {
     }
 
     fn executed(events: Vec<Event>) -> Executed {
-        Executed { outcome: callgate_backend::Outcome::Done, events, commit: 1, now: 1 }
+        Executed { outcome: Outcome::Done, events, commit: 1, now: 1 }
     }
 
     #[test]
