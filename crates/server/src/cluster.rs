@@ -2,8 +2,8 @@
 //!
 //! Every node runs a [`Governor`] over the same [`RedisLedger`] (one budget domain), so
 //! every grant is decided by one Lua call in Redis and any node answers for any lease or
-//! ticket. Each node keeps its own data directory for what is still local (call records,
-//! callbacks, campaigns, the suppression lists) until the PostgreSQL store takes them.
+//! ticket. Each node keeps its own data directory for what is still local (the suppression
+//! lists; without `[storage] database` also call records, callbacks and campaigns).
 //!
 //! **One path for the bus.** A node learns of committed events in two ways: its own
 //! commands answer with their events, and the domain's event stream carries every node's
@@ -36,8 +36,13 @@
 //! which also clears the failure once Redis answers again. A Redis that restarted empty
 //! holds no ledger for the domain: commands keep failing (the script finds no spec)
 //! rather than admit against an empty ledger, until the ledger is restored. Re-asserting
-//! the acknowledged live leases from PostgreSQL is the PostgreSQL store's part (see
-//! [`restore_hook`]); without it, a node restarted then opens a new, empty ledger.
+//! the acknowledged live leases from PostgreSQL is not built yet: a node restarted then
+//! opens a new, empty ledger.
+//!
+//! **PostgreSQL** (`[storage] database`): see [`durable`].
+
+pub mod durable;
+mod restore;
 
 use crate::bus::LedgerBus;
 use crate::clock::Clock;
@@ -121,28 +126,9 @@ fn names_of(spec: &LedgerSpec) -> Result<Names, String> {
     Ok(callgate_store::names_of(&ledger))
 }
 
-/// Where the PostgreSQL store re-asserts the acknowledged live leases after Redis lost
-/// the domain's state (issue 13; the store is built beside this). Today there is nothing
-/// to restore from, so a database URL only says where it will be.
-fn restore_hook(database: Option<&str>) {
-    if database.is_some() {
-        tracing::warn!(
-            "[storage] database is set, but this build keeps no records in PostgreSQL yet: leases are not \
-             re-asserted from it when Redis loses its state"
-        );
-    }
-}
-
 /// Opens the ledger of `domain` at `url` for `spec` (blocking work, off the async threads).
-pub(crate) async fn open(
-    url: String,
-    domain: String,
-    spec: LedgerSpec,
-    database: Option<String>,
-    node: String,
-) -> Result<Opened, String> {
+pub(crate) async fn open(url: String, domain: String, spec: LedgerSpec, node: String) -> Result<Opened, String> {
     let names = names_of(&spec)?;
-    restore_hook(database.as_deref());
     let opened = tokio::task::spawn_blocking(move || {
         let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?.with_cap_source(&node, CAP_HOLD)?;
         let (pools, last) = ledger.snapshot()?;
@@ -161,13 +147,15 @@ fn ledger_counts(ledger: &RedisLedger) -> (usize, usize) {
 
 /// Feeds the domain's committed events, every node's, in order, to this node's bus and
 /// its governor's waiters, from the stream entry after `from`, until `stop` is set. A
-/// thread of its own: the stream is read with blocking calls.
+/// thread of its own: the stream is read with blocking calls. `gate` runs before each
+/// batch read is published (with a database: until this node's own events are durable).
 pub(crate) fn follow(
     ledger: Arc<RedisLedger>,
     from: Option<String>,
     mut bus: LedgerBus,
     governor: Arc<Governor>,
     stop: Arc<AtomicBool>,
+    gate: impl Fn() + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("callgate-follower".into()).spawn(move || {
         // An empty stream at the snapshot: everything from its first entry on is new.
@@ -180,6 +168,9 @@ pub(crate) fn follow(
                     if failing {
                         tracing::info!("Following the cluster's events again");
                         failing = false;
+                    }
+                    if !batch.is_empty() {
+                        gate();
                     }
                     for committed in batch {
                         // A reload replaced the names: the bus moves to them in event order.

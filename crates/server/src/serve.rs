@@ -125,10 +125,26 @@ impl Server {
         let cluster = match store {
             LedgerStore::Embedded => None,
             LedgerStore::Redis(url) => Some(
-                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), database, node.clone())
+                crate::cluster::open(url, cfg.storage.domain.clone(), spec.clone(), node.clone())
                     .await
                     .map_err(ServeError)?,
             ),
+        };
+        // `[storage] database`: journal, records and campaigns in PostgreSQL (`cluster::durable`).
+        let postgres = match (&cluster, database) {
+            (Some(c), Some(url)) => Some(
+                crate::cluster::durable::open(
+                    url,
+                    c.ledger.clone(),
+                    cfg.storage.domain.clone(),
+                    node.clone(),
+                    spec.clone(),
+                    c.names.clone(),
+                )
+                .await
+                .map_err(ServeError)?,
+            ),
+            _ => None,
         };
         let (names, pools) = match &cluster {
             None => (restoring.names(), restoring.pools()),
@@ -164,7 +180,10 @@ impl Server {
             // (`crate::cluster`). The local store keeps only this node's records.
             Some(c) => {
                 let local = restoring.start(names.clone(), retention, clock.clone(), |_: &[callgate_core::Event]| {});
-                (c.ledger.clone(), Arc::new(local), Some(ledger_bus))
+                match &postgres {
+                    Some(p) => (p.backend.clone(), p.records.clone(), Some(ledger_bus)),
+                    None => (c.ledger.clone(), Arc::new(local), Some(ledger_bus)),
+                }
             }
         };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
@@ -176,8 +195,19 @@ impl Server {
         let stop_cluster = Arc::new(AtomicBool::new(false));
         let (duties, duty_lease) = match (&cluster, follower_bus) {
             (Some(c), Some(bus)) => {
-                crate::cluster::follow(c.ledger.clone(), c.last.clone(), bus, governor.clone(), stop_cluster.clone())
-                    .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
+                let gate: Box<dyn Fn() + Send> = match &postgres {
+                    Some(p) => Box::new(p.gate()),
+                    None => Box::new(|| {}),
+                };
+                crate::cluster::follow(
+                    c.ledger.clone(),
+                    c.last.clone(),
+                    bus,
+                    governor.clone(),
+                    stop_cluster.clone(),
+                    gate,
+                )
+                .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
                 let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
                 tracing::info!(node = %node, domain = %cfg.storage.domain, "Cluster mode: the ledger is in Redis");
                 (duties, Some(lease))
@@ -193,7 +223,12 @@ impl Server {
         let inbound = Arc::new(Inbound::new(cfg.clone(), providers.clone()));
         // The campaign dialer: its own store beside the journal (`campaigns.db`), recovery
         // of what a crash left open, then the pacing loop and its side of the bus.
-        let leads = callgate_store::LeadStore::open(&data_dir).map_err(|e| ServeError(format!("campaigns: {e}")))?;
+        let leads: Arc<dyn callgate_backend::leads::Leads> = match &postgres {
+            Some(p) => p.leads.clone(),
+            None => {
+                Arc::new(callgate_store::LeadStore::open(&data_dir).map_err(|e| ServeError(format!("campaigns: {e}")))?)
+            }
+        };
         // The suppression lists (`dnc.db`), loaded before the first dial.
         let suppressions = Arc::new(
             crate::campaign::Suppressions::open(&data_dir, clock.clone())
@@ -206,7 +241,7 @@ impl Server {
             dialer_inbox,
             cfg.clone(),
             providers,
-            Arc::new(leads),
+            leads,
             clock,
             suppressions,
         )

@@ -1054,6 +1054,48 @@ local function same_names(a, c)
   return true
 end
 
+-- Loads a domain's state from the durable journal into an empty Redis (it restarted without
+-- its data): the spec `new` (as `open` stores it) and `st` = { leases = {{id, key, class,
+-- flow, {pool, units, ...}, granted, expires, ttl, meta, owner}, ...}, tickets = {{id, key,
+-- class, flow, pools, seq, enqueued, deadline, ttl, meta, owner}, ...}, next_id, next_seq,
+-- limits = {{pool, limit}, ...} } (JSON; absent values false). Emits no events (a restart's
+-- restore emits none either); the caller settles afterwards.
+local function present(v)
+  if v == nil or v == false or v == cjson.null then
+    return nil
+  end
+  return v
+end
+
+local function reassert(new, st)
+  init(new)
+  for _, lim in ipairs(st.limits) do
+    local p = pool(lim[1])
+    p.limit = lim[2]
+    p.cap = lim[2]
+  end
+  for _, a in ipairs(st.leases) do
+    local l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
+      m = present(a[9]), o = present(a[10]) }
+    for j = 1, #l.p, 2 do
+      local p = pool(l.p[j])
+      p.used = p.used + l.p[j + 1]
+      p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
+    end
+    if l.k then
+      redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+    end
+    redis.call('ZADD', P .. ':x', l.x, pad(l.id))
+    redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+  end
+  for _, a in ipairs(st.tickets) do
+    enqueue({ id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], s = a[6], e = a[7], d = a[8],
+      t = a[9], m = present(a[10]), o = present(a[11]) })
+  end
+  redis.call('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
+  redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
+end
+
 -- ----- commands ---------------------------------------------------------------------------------
 
 local function run()
@@ -1154,6 +1196,17 @@ local function run()
     end
     settle(now)
     return { 'ok', { 'D' } }
+  elseif CMD == 'reassert' then
+    -- Only into an empty domain, atomically: a second node that tries too changes nothing.
+    -- A domain that was opened but has never handed out an id or an arrival number (a
+    -- node opened it on an emptied Redis before the state came back) counts as empty.
+    if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
+      return { 'ok', { 'K', 0 } }
+    end
+    redis.call('DEL', META, P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d')
+    reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
+    redis.call('SET', P .. ':s', ARGV[3])
+    return { 'ok', { 'K', 1 } }
   elseif CMD == 'open' then
     -- A new backend instance over the keys: the state is kept (as a restart restores
     -- it); mean hold times are kept to the millisecond, as a restart keeps them. A spec
@@ -1258,7 +1311,7 @@ local function call(keys, args)
   CMD = ARGV[1]
   EV, pools, tickets = {}, {}, {}
   local raw_spec = redis.call('GET', P .. ':s')
-  if not raw_spec and CMD ~= 'open' then
+  if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
   if ARGV[2] == '' then

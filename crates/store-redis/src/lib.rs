@@ -50,6 +50,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod duty;
+pub mod reassert;
 mod spec;
 mod stream;
 mod wire;

@@ -178,6 +178,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     // How long the journal's commits took: the embedded backend's own figure.
     if let Some(embedded) = app.governor.backend().as_any().downcast_ref::<callgate_store::Embedded>() {
         crate::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());
+    } else if let Some(pg) = app.governor.backend().as_any().downcast_ref::<crate::cluster::durable::Journaled>() {
+        // Cluster mode with a database: the PostgreSQL journal's.
+        crate::metrics::render_commit_seconds(&mut text, pg.journal().commit_times());
     }
     app.governor.ops().render_metrics(&mut text);
     app.campaigns.render_metrics(&mut text);

@@ -1,0 +1,316 @@
+//! Cluster mode with `[storage] database`: the Redis ledger made durable in PostgreSQL
+//! before anything is answered (`crate::cluster::durable`). Real stores only: a private
+//! `redis-server` on a free port, and either a uniquely named database on the machine's
+//! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
+//! would.
+
+#[path = "support/private.rs"]
+mod private;
+mod support;
+
+use private::{PrivatePg, Redis, TestDb};
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{eventually, secs, TestServer};
+
+fn config(redis: &str, database: &str, domain: &str) -> String {
+    format!(
+        r#"
+[storage]
+ledger = "{redis}"
+database = "{database}"
+domain = "{domain}"
+
+[[pools]]
+name = "acct"
+limit = 3
+
+[[flows]]
+name = "in"
+pools = ["acct"]
+class = "inbound"
+lease_ttl = "1h"
+
+[[flows]]
+name = "wait"
+pools = ["acct"]
+class = "inbound"
+lease_ttl = "1h"
+queue = {{ max_wait = "10m" }}
+
+[[flows]]
+name = "out"
+pools = ["acct"]
+class = "outbound"
+lease_ttl = "1h"
+"#
+    )
+}
+
+/// What Redis holds of the pool now (read from the ledger itself, not through the API,
+/// which answers only what is durable).
+fn redis_used(t: &TestServer) -> u64 {
+    t.server().app.governor.backend().pools()[0].used
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_in_postgres_before_its_answer_and_campaigns_are_shared_by_the_nodes() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire");
+    let toml = config(&redis.url, &db.url, "pgwire-a");
+    let a = TestServer::start(&toml).await;
+    let leases = |key: &str| {
+        db.query(&format!(
+            "SELECT count(*) FROM journal_leases WHERE domain = 'pgwire-a' AND key = '{key}' AND granted"
+        ))
+    };
+
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "call-1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Read right after the answer: the answer waited for PostgreSQL's commit.
+    assert_eq!(leases("call-1"), "1", "the grant is in the journal table when it is answered");
+    let id = v["lease"]["id"].as_str().unwrap().to_string();
+
+    // A second node on the same Redis and database sees the lease, and its own grant is
+    // journaled too (another node's counters row).
+    let b = TestServer::start(&toml).await;
+    let (s, got) = b.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{got}");
+    assert!(got.to_string().contains(&id), "node b lists the lease taken through a: {got}");
+    let (s, v) = b.acquire(json!({ "flow": "in", "key": "call-2" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(leases("call-2"), "1");
+
+    // Released through the other node: gone from the journal's live leases before the answer.
+    let (s, v) = b.delete(&format!("/v1/leases/{id}")).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })));
+    assert_eq!(leases("call-1"), "0", "the release is committed before it is answered");
+    assert_eq!(a.used("acct").await, 1);
+
+    // The journal's commit times are the commit-time histogram in cluster mode.
+    let text = a.metrics().await;
+    let count = text
+        .lines()
+        .find(|l| l.starts_with("callgate_journal_commit_seconds_count"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no commit-time histogram:\n{text}"));
+    assert!(count >= 1.0, "commits counted: {count}");
+
+    // Campaigns live in PostgreSQL: made through one node, a node that starts later
+    // loads it from there (nodes read the campaigns at their start).
+    let body = json!({ "name": "shared", "flow": "out", "simulate": {} });
+    let (s, v) = a.post("/v1/campaigns", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(db.query("SELECT count(*) FROM campaigns WHERE name = 'shared'"), "1");
+    b.server.unwrap().stop().await;
+    let c = TestServer::start(&toml).await;
+    let (s, v) = c.get("/v1/campaigns/shared").await;
+    assert_eq!(s, StatusCode::OK, "the other node reads the campaign from PostgreSQL: {v}");
+
+    c.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_in_redis() {
+    let redis = Redis::start().await;
+    let mut pg = PrivatePg::start();
+    let t = TestServer::start(&config(&redis.url, &pg.url, "pgwire-down")).await;
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "before" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    pg.stop();
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "during" })).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that is not durable: {v}");
+    // Redis ran the grant; the node takes it back once the journal says it was lost, so
+    // an unacknowledged grant holds no slot.
+    eventually("the lost grant is released in Redis", secs(20), || async { redis_used(&t) == 1 }).await;
+    assert!(t.server().app.governor.backend().lease_by_key("during").is_none());
+    assert!(t.server().app.governor.backend().lease_by_key("before").is_some(), "the acknowledged lease stays");
+    let (s, _) = t.get("/healthz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "/healthz says the journal fails");
+
+    pg.resume();
+    // Without a request to commit, the node probes PostgreSQL and says it is healthy
+    // again (a load balancer that took it out for its 503 sends it nothing to commit).
+    eventually("/healthz recovers by itself", secs(30), || async { t.get("/healthz").await.0 == StatusCode::OK }).await;
+    // Admission resumes with the database (the first commit after it may still find the
+    // old connection broken: retried until one is answered).
+    let mut answered = None;
+    for i in 0..50 {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": format!("after-{i}") })).await;
+        if s == StatusCode::OK {
+            answered = Some(format!("after-{i}"));
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let key = answered.expect("admission resumes once PostgreSQL is back");
+    eventually("only acknowledged grants hold slots", secs(20), || async { redis_used(&t) == 2 }).await;
+    let keys = pg.query("SELECT string_agg(key, ',' ORDER BY id) FROM journal_leases WHERE domain = 'pgwire-down'");
+    assert_eq!(keys, format!("before,{key}"), "the journal holds exactly the acknowledged leases");
+    t.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_pauses_meanwhile() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_restore");
+    let toml = config(&redis.url, &db.url, "pgwire-restore");
+    let t = TestServer::start(&toml).await;
+    // Two nodes: both notice the emptied Redis and try to restore it; one call does.
+    let other = TestServer::start(&toml).await;
+    let mut ids = Vec::new();
+    for (node, key) in [(&t, "k1"), (&other, "k2"), (&t, "k3")] {
+        let (s, v) = node.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        ids.push(v["lease"]["id"].as_str().unwrap().to_string());
+    }
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "waiter" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "a full pool queues: {q}");
+    let ticket = q["ticket"]["id"].as_str().unwrap().to_string();
+    let before = t.pool("acct").await;
+    assert_eq!((before["used"].as_u64(), before["waiting"].as_u64()), (Some(3), Some(1)), "{before}");
+
+    // Redis dies and comes back without its data, on the same port.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+
+    // Admission pauses: 503 with Retry-After, nothing granted against the empty ledger.
+    let answer = t
+        .client
+        .post(format!("{}/v1/acquire", t.base))
+        .json(&json!({ "flow": "in", "key": "during" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"), "a 503 says when to come back");
+
+    // The node re-asserts what PostgreSQL holds, then admission resumes.
+    eventually("the ledger is re-asserted from PostgreSQL", secs(60), || async {
+        t.get("/v1/pools/acct").await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("the other node admits again", secs(60), || async {
+        other.get("/v1/pools/acct").await.0 == StatusCode::OK
+    })
+    .await;
+    let after = t.pool("acct").await;
+    assert_eq!(after["used"], before["used"], "the pool's use is the same: {after}");
+    assert_eq!(other.pool("acct").await["used"], before["used"], "the same on the other node, not doubled");
+    assert_eq!(after["waiting"], before["waiting"], "{after}");
+    let (s, list) = t.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    for id in &ids {
+        assert!(list.to_string().contains(id.as_str()), "lease {id} is back: {list}");
+    }
+    assert!(t.server().app.governor.backend().lease_by_key("during").is_none(), "nothing granted while empty");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "k1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["lease"]["id"].as_str(), Some(ids[0].as_str()), "the same key is the same lease: none doubled");
+
+    // The line works: a release grants the waiting ticket; a new lease gets a new id.
+    let (s, _) = t.delete(&format!("/v1/leases/{}", ids[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, tk) = t.get(&format!("/v1/tickets/{ticket}")).await;
+    assert_eq!(tk["state"], "granted", "{tk}");
+    assert!(!ids.contains(&tk["lease"]["id"].as_str().unwrap().to_string()), "ids are never handed out twice");
+    other.server.unwrap().stop().await;
+    t.server.unwrap().stop().await;
+}
+
+/// The value of `callgate_pool_used{pool="acct"}` on the node's `/metrics` (fed by the bus).
+async fn metric_used(t: &TestServer) -> String {
+    let text = t.metrics().await;
+    text.lines()
+        .find(|l| l.starts_with("callgate_pool_used{pool=\"acct\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no callgate_pool_used:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_own_grant_reaches_its_metrics_only_once_postgres_committed_it() {
+    use std::io::Write;
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_bus");
+    let t = TestServer::start(&config(&redis.url, &db.url, "pgwire-bus")).await;
+    // The journal's connection and statements are ready before the table is locked.
+    let (s, _) = t.acquire(json!({ "flow": "in", "key": "warm" })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = t.delete("/v1/leases?key=warm").await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the bus saw the release", secs(10), || async { metric_used(&t).await == "0" }).await;
+
+    // Another session holds the journal's lease table: the next commit waits for it.
+    let mut locker = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", &db.name, "-q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let mut stdin = locker.stdin.take().unwrap();
+    writeln!(stdin, "BEGIN; LOCK TABLE journal_leases IN ACCESS EXCLUSIVE MODE;").unwrap();
+    stdin.flush().unwrap();
+    eventually("the table is locked", secs(10), || async {
+        db.query(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'journal_leases' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    })
+    .await;
+
+    let answer = {
+        let (client, base) = (t.client.clone(), t.base.clone());
+        tokio::spawn(async move {
+            let r =
+                client.post(format!("{base}/v1/acquire")).json(&json!({ "flow": "in", "key": "held" })).send().await;
+            r.unwrap().status()
+        })
+    };
+    // Redis granted it (the stream carries the event) ...
+    eventually("Redis ran the grant", secs(10), || async {
+        t.server().app.governor.backend().lease_by_key("held").is_some()
+    })
+    .await;
+    // ... but neither the answer nor the node's metrics show it while PostgreSQL has not
+    // committed it.
+    for _ in 0..10 {
+        assert_eq!(metric_used(&t).await, "0", "the bus shows no grant before it is durable");
+        assert!(!answer.is_finished(), "no answer before the commit");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    writeln!(stdin, "COMMIT;").unwrap();
+    drop(stdin);
+    let _ = locker.wait();
+    assert_eq!(answer.await.unwrap(), StatusCode::OK, "answered once committed");
+    eventually("the bus shows the committed grant", secs(10), || async { metric_used(&t).await == "1" }).await;
+    t.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_on_an_emptied_redis_brings_the_leases_back_before_it_admits() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_start");
+    let toml = config(&redis.url, &db.url, "pgwire-start");
+    let t = TestServer::start(&toml).await;
+    for key in ["s1", "s2"] {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    t.server.unwrap().stop().await;
+    // Redis restarts empty while no node runs.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    let t = TestServer::start(&toml).await;
+    assert_eq!(t.used("acct").await, 2, "the acknowledged leases are counted from the first request on");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "s3" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = t.acquire(json!({ "flow": "in", "key": "s4" })).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "a pool of 3 with 2 restored leases has one slot: {v}");
+    t.server.unwrap().stop().await;
+}

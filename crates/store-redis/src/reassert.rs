@@ -1,0 +1,96 @@
+//! Giving an emptied Redis its ledger back: after Redis restarted without its data (it
+//! keeps nothing on disk in cluster mode), the node loads the acknowledged live state from
+//! the durable journal ([`Reassert`]) with one atomic call that writes only into an empty
+//! domain, so that several nodes trying at once restore it exactly once.
+
+use crate::{spec, unavailable, RedisLedger};
+use callgate_backend::{Error, Outcome};
+use callgate_core::{Lease, LedgerSpec, PoolId, Ticket};
+use serde_json::{json, Value};
+
+/// What a domain is restored to: its live leases and waiting tickets (ids as the ledger
+/// numbers pools, classes and flows), the id counters and the runtime limits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reassert {
+    /// Live leases.
+    pub leases: Vec<Lease>,
+    /// Waiting tickets.
+    pub tickets: Vec<Ticket>,
+    /// The next id to hand out (above every id ever handed out).
+    pub next_id: u64,
+    /// The next arrival number.
+    pub next_seq: u64,
+    /// Runtime limits that differ from the configured ones.
+    pub limits: Vec<(PoolId, u32)>,
+}
+
+fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
+    s.as_deref().map_or(Value::Bool(false), |s| Value::String(s.to_owned()))
+}
+
+fn state_json(state: &Reassert) -> String {
+    let leases: Vec<Value> = state
+        .leases
+        .iter()
+        .map(|l| {
+            json!([
+                l.id.0,
+                opt(&l.key),
+                l.class.0,
+                l.flow.map_or(Value::Bool(false), |f| json!(f.0)),
+                spec::flat_pools(&l.pools),
+                l.granted_at,
+                l.expires_at,
+                l.ttl_ms,
+                opt(&l.meta),
+                opt(&l.owner)
+            ])
+        })
+        .collect();
+    let tickets: Vec<Value> = state
+        .tickets
+        .iter()
+        .map(|t| {
+            json!([
+                t.id.0,
+                opt(&t.key),
+                t.class.0,
+                t.flow.map_or(Value::Bool(false), |f| json!(f.0)),
+                spec::flat_pools(&t.pools),
+                t.seq,
+                t.enqueued_at,
+                t.deadline,
+                t.ttl_ms,
+                opt(&t.meta),
+                opt(&t.owner)
+            ])
+        })
+        .collect();
+    let limits: Vec<Value> = state.limits.iter().map(|(p, l)| json!([p.0, l])).collect();
+    json!({ "leases": leases, "tickets": tickets, "next_id": state.next_id, "next_seq": state.next_seq, "limits": limits })
+        .to_string()
+}
+
+impl RedisLedger {
+    /// Whether Redis holds no ledger for the domain (it restarted empty, or was flushed).
+    pub fn domain_missing(&self) -> Result<bool, Error> {
+        let exists: i64 =
+            self.with_conn(redis::cmd("EXISTS").arg(format!("{}:s", self.key_prefix()))).map_err(unavailable)?;
+        Ok(exists == 0)
+    }
+
+    /// Loads `state` for `spec` into the domain, atomically, only when Redis holds no
+    /// ledger for it, or one that has never handed out an id or an arrival number (opened
+    /// on an emptied Redis, nothing decided yet): `true` when this call restored it,
+    /// `false` when a ledger with history was there (another node restored it first, or
+    /// Redis kept its state; nothing changed). No events are published; run
+    /// [`callgate_backend::Command::Settle`] afterwards to expire what fell due and grant
+    /// what fits.
+    pub fn reassert(&self, spec: &LedgerSpec, state: &Reassert) -> Result<bool, Error> {
+        let parts = self.call("reassert", &[spec::spec_json(spec)?, state_json(state)])?;
+        match parts.first().map(crate::wire::outcome).transpose()? {
+            Some(Outcome::Cancelled(Some(done))) => Ok(done),
+            other => Err(Error::internal(format!("reassert answered {other:?}"))),
+        }
+    }
+}
