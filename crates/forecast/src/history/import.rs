@@ -227,23 +227,12 @@ fn parse_vapi(
     let calls = value.as_array().ok_or_else(|| {
         ForecastError::input("a Vapi export is the JSON array that `GET /call` answers; this file is not an array")
     })?;
-    let mut out = Parsed::default();
-    for (i, c) in calls.iter().enumerate() {
-        let row = i as u64 + 1;
-        out.rows += 1;
-        tick();
-        if out.rows > MAX_ROWS {
-            return Err(ForecastError::input(format!("more than {MAX_ROWS} calls: split the file")));
-        }
+    parse_export(calls, tick, |c| {
         let s = |k: &str| c.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
         if s("type") == Some("outboundPhoneCall") {
-            out.skipped += 1;
-            continue;
+            return None;
         }
-        let parsed = (|| {
-            if !c.is_object() {
-                return Err("not a JSON object".to_owned());
-            }
+        Some((|| {
             let id = s("id").ok_or("no `id`")?;
             let start = s("startedAt").map(|v| (v, "startedAt")).or(s("createdAt").map(|v| (v, "createdAt")));
             let (start, field) = start.ok_or("neither `startedAt` nor `createdAt`")?;
@@ -257,16 +246,8 @@ fn parse_vapi(
                 }
             }
             call(format!("vapi:{id}"), default_flow, number, started_at_ms, ended_at_ms, s("endedReason"))
-        })();
-        match parsed {
-            Ok(call) => out.calls.push(call),
-            Err(why) => out.refuse(row, format!("call {row}: {why}")),
-        }
-    }
-    if out.refused > 0 {
-        out.calls.clear();
-    }
-    Ok(out)
+        })())
+    })
 }
 
 fn parse_twilio(
@@ -279,23 +260,12 @@ fn parse_twilio(
             "a Twilio export is a `Calls.json` page, an object with a `calls` array; this file has none",
         )
     })?;
-    let mut out = Parsed::default();
-    for (i, c) in calls.iter().enumerate() {
-        let row = i as u64 + 1;
-        out.rows += 1;
-        tick();
-        if out.rows > MAX_ROWS {
-            return Err(ForecastError::input(format!("more than {MAX_ROWS} calls: split the file")));
-        }
+    parse_export(calls, tick, |c| {
         let s = |k: &str| c.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
         if s("direction").is_some_and(|d| d.starts_with("outbound")) {
-            out.skipped += 1;
-            continue;
+            return None;
         }
-        let parsed = (|| {
-            if !c.is_object() {
-                return Err("not a JSON object".to_owned());
-            }
+        Some((|| {
             let sid = s("sid").ok_or("no `sid`")?;
             let start = s("start_time").map(|v| (v, "start_time")).or(s("date_created").map(|v| (v, "date_created")));
             let (start, field) = start.ok_or("neither `start_time` nor `date_created`")?;
@@ -308,10 +278,31 @@ fn parse_twilio(
                 }
             }
             call(format!("twilio:{sid}"), default_flow, s("to"), started_at_ms, ended_at_ms, s("status"))
-        })();
+        })())
+    })
+}
+
+/// The calls of a provider's export, one JSON object each: `one` reads a call (`None`: an
+/// outbound call, skipped); bounded by `MAX_ROWS`; all or nothing (any refused call
+/// refuses the file).
+fn parse_export(
+    calls: &[serde_json::Value],
+    tick: &mut dyn FnMut(),
+    one: impl Fn(&serde_json::Value) -> Option<Result<Call, String>>,
+) -> Result<Parsed, ForecastError> {
+    let mut out = Parsed::default();
+    for (i, c) in calls.iter().enumerate() {
+        let row = i as u64 + 1;
+        out.rows += 1;
+        tick();
+        if out.rows > MAX_ROWS {
+            return Err(ForecastError::input(format!("more than {MAX_ROWS} calls: split the file")));
+        }
+        let parsed = if c.is_object() { one(c) } else { Some(Err("not a JSON object".to_owned())) };
         match parsed {
-            Ok(call) => out.calls.push(call),
-            Err(why) => out.refuse(row, format!("call {row}: {why}")),
+            None => out.skipped += 1,
+            Some(Ok(call)) => out.calls.push(call),
+            Some(Err(why)) => out.refuse(row, format!("call {row}: {why}")),
         }
     }
     if out.refused > 0 {
@@ -433,6 +424,8 @@ mod tests {
         let bad = serde_json::json!([{ "id": "c1" }]);
         let p = parse_vapi(&bad, None, &mut || {}).unwrap();
         assert_eq!(p.errors[0].message, "call 1: neither `startedAt` nor `createdAt`");
+        let p = parse_vapi(&serde_json::json!([42]), None, &mut || {}).unwrap();
+        assert_eq!((p.errors[0].message.as_str(), p.calls.len()), ("call 1: not a JSON object", 0));
 
         let twilio = serde_json::json!({ "calls": [
             { "sid": "CA1", "direction": "inbound", "start_time": "Mon, 07 Dec 2026 14:00:00 +0000",
