@@ -172,6 +172,12 @@ impl Config {
         self.classes.iter().find(|c| c.name == name)
     }
 
+    /// Whether the server records its own calls into the call history (`[server]
+    /// record_history`; by default when a pool's reserve follows the forecast).
+    pub fn records_history(&self) -> bool {
+        self.server.record_history.unwrap_or_else(|| self.pools.iter().any(|p| p.forecast_class().is_some()))
+    }
+
     /// The pool named `name`.
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| p.name == name)

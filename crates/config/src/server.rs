@@ -55,6 +55,12 @@ pub struct ServerConfig {
     /// that ended) to the log under the target `callgate::decision`, once it is durable
     /// (default false; `callgate serve --decision-log` turns it on too).
     pub decision_log: bool,
+    /// Record this server's calls (each flow's arrivals and their ends) into the call
+    /// history forecasts learn from (`history.sqlite`). Default: on when a pool's reserve
+    /// follows the forecast, off otherwise, since recording costs admission a share of its
+    /// CPU under load (BENCHMARKS.md); `true` gathers history before forecasts are used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_history: Option<bool>,
 }
 
 impl ServerConfig {
@@ -97,6 +103,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             events_backlog: Self::DEFAULT_EVENTS_BACKLOG,
             decision_log: false,
+            record_history: None,
         }
     }
 }

@@ -100,6 +100,7 @@ fn the_example_documents_every_field() {
         "max_connections",
         "events_backlog",
         "decision_log",
+        "record_history",
         "keys",
         "role",
         "token_env",

@@ -165,8 +165,11 @@ impl Server {
         let mut ledger_bus = LedgerBus::new(names.clone())
             .subscribe(metrics.clone())
             .subscribe(OpsSubscriber::new(ops_slot.clone()))
-            .subscribe(live.clone())
-            .subscribe(crate::history::Recorder::start(data_dir.clone(), history_dropped.clone()));
+            .subscribe(live.clone());
+        if cfg.records_history() {
+            ledger_bus =
+                ledger_bus.subscribe(crate::history::Recorder::start(data_dir.clone(), history_dropped.clone()));
+        }
         if cfg.server.decision_log {
             ledger_bus = ledger_bus.subscribe(DecisionLog);
         }

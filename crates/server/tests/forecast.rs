@@ -305,3 +305,34 @@ async fn the_servers_own_calls_become_history() {
     .await;
     assert_eq!(support::providers::metric(&s, "callgate_history_records_dropped_total").await, 0.0);
 }
+
+/// Without a forecast the server records nothing (it would cost admission CPU for no
+/// reader), unless `[server] record_history = true` asks for it.
+#[tokio::test]
+async fn the_history_is_recorded_only_when_a_forecast_or_the_setting_asks() {
+    const PLAIN: &str = "[[pools]]\nname = \"acct\"\nlimit = 5\n\n[[flows]]\nname = \"support\"\npools = [\"acct\"]\nclass = \"inbound\"\n";
+    for (config, recorded) in [(PLAIN.to_owned(), false), (format!("[server]\nrecord_history = true\n\n{PLAIN}"), true)]
+    {
+        let clock = ManualClock::at(MONDAY + 9 * HOUR);
+        let s = TestServer::start_with_clock(&config, clock.clone()).await;
+        let (status, _) = s.acquire(json!({ "flow": "support", "key": "call-1" })).await;
+        assert_eq!(status, StatusCode::OK);
+        clock.advance(60_000);
+        let (status, _) = s.delete("/v1/leases?key=call-1").await;
+        assert_eq!(status, StatusCode::OK);
+        let dir = s.data_dir();
+        let calls = || {
+            let h = History::open(&dir).unwrap();
+            let mut n = 0;
+            h.scan(Some("support"), 0, u64::MAX / 2, |_, end| n += usize::from(end.is_some())).unwrap();
+            n
+        };
+        if recorded {
+            eventually("the call is in the history", secs(10), || async { calls() == 1 }).await;
+        } else {
+            // No recorder: its writer opens (creates) the history as the server starts, and
+            // nothing else of this configuration does.
+            assert!(!dir.join("history.sqlite").exists(), "nothing records the server's calls");
+        }
+    }
+}

@@ -89,6 +89,8 @@ pub enum LiveCall {
 pub struct History {
     conn: Connection,
     path: PathBuf,
+    /// Whether [`History::record_live`] has set the connection up for live recording.
+    live: bool,
 }
 
 /// What an import changed.
@@ -115,7 +117,7 @@ impl History {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(History { conn, path: path.to_owned() })
+        Ok(History { conn, path: path.to_owned(), live: false })
     }
 
     /// Where the database lives.
@@ -156,6 +158,13 @@ impl History {
     /// Writes what a running server saw (one transaction): arrivals as calls of source
     /// `live` (a key seen before is left as it is), and the ends of those calls.
     pub fn record_live(&mut self, batch: &[LiveCall]) -> Result<(), ForecastError> {
+        if !self.live {
+            // What a running server records is for forecasts, not an audit: WAL with
+            // `synchronous = NORMAL` keeps the file consistent and leaves the fsync to
+            // checkpoints, instead of one per batch on admission's two cores.
+            self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+            self.live = true;
+        }
         let tx = self.conn.transaction()?;
         {
             let mut arrive = tx.prepare_cached(
