@@ -26,9 +26,6 @@ use std::sync::Arc;
 const BACKLOG: usize = 65_536;
 /// The most records one transaction writes.
 const BATCH: usize = 4096;
-/// How long the writer gathers records before it writes them: a busy server writes one
-/// transaction a quarter second, not one per handful of calls.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The subscriber: arrivals and ends, out to the writer thread.
 pub struct Recorder {
@@ -137,10 +134,8 @@ fn write(data_dir: PathBuf, rx: Receiver<LiveCall>, dropped: Arc<AtomicU64>) {
     };
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        let until = std::time::Instant::now() + GATHER;
         while batch.len() < BATCH {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
+            match rx.try_recv() {
                 Ok(c) => batch.push(c),
                 Err(_) => break,
             }
