@@ -1,7 +1,8 @@
 //! PostgreSQL for the tests: a uniquely named database on the machine's server
 //! (127.0.0.1:5432, user `postgres`, trust auth), dropped when the guard is dropped (also
 //! when the test fails), and a private server in a temp directory that a test may stop
-//! and start again.
+//! and start again. The server's cluster tests include this file too
+//! (`crates/server/tests/support/private.rs`), so it depends on nothing but std.
 
 #![allow(dead_code)] // not every test binary uses every helper
 
@@ -9,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub(crate) const HOST: &str = "127.0.0.1";
-pub(crate) const PORT: u16 = 5432;
+pub const HOST: &str = "127.0.0.1";
+pub const PORT: u16 = 5432;
 
 fn run(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
@@ -20,14 +21,14 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// A database of its own on the machine's PostgreSQL, dropped with the guard.
-pub(crate) struct TestDb {
-    pub(crate) name: String,
-    pub(crate) url: String,
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
 }
 
 impl TestDb {
     /// Creates `cg_<tag>_<pid>_<n>`. Panics, saying why, when PostgreSQL is not there.
-    pub(crate) fn new(tag: &str) -> TestDb {
+    pub fn new(tag: &str) -> TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
         let name = format!("cg_{tag}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let out = run(Command::new("createdb").args(["-h", HOST, "-p", &PORT.to_string(), "-U", "postgres", &name]));
@@ -40,6 +41,19 @@ impl TestDb {
         let url = format!("postgres://postgres@{HOST}:{PORT}/{name}");
         TestDb { name, url }
     }
+
+    /// One value (`psql -At`) of `sql` in this database.
+    pub fn query(&self, sql: &str) -> String {
+        psql(HOST, PORT, &self.name, sql)
+    }
+}
+
+/// `psql -At -c sql`'s output, trimmed; panics when psql fails.
+pub fn psql(host: &str, port: u16, db: &str, sql: &str) -> String {
+    let out =
+        run(Command::new("psql").args(["-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", db, "-Atc", sql]));
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for TestDb {
@@ -95,16 +109,16 @@ fn server_cmd(program: &Path) -> Command {
 
 /// A private PostgreSQL on a free port, its data in a temp directory; stopped (as a crash
 /// would stop it) when dropped.
-pub(crate) struct PrivatePg {
+pub struct PrivatePg {
     dir: tempfile::TempDir,
     bin: PathBuf,
-    pub(crate) port: u16,
-    pub(crate) url: String,
+    pub port: u16,
+    pub url: String,
     running: bool,
 }
 
 impl PrivatePg {
-    pub(crate) fn start() -> PrivatePg {
+    pub fn start() -> PrivatePg {
         let bin = bindir();
         let dir = tempfile::Builder::new().prefix("callgate-pg-").tempdir().expect("temp dir");
         if is_root() {
@@ -128,7 +142,7 @@ impl PrivatePg {
     }
 
     /// Starts the server again on the same port and data (waits until it answers).
-    pub(crate) fn resume(&mut self) {
+    pub fn resume(&mut self) {
         let opts =
             format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
         let out = run(server_cmd(&self.bin.join("pg_ctl"))
@@ -147,7 +161,7 @@ impl PrivatePg {
     }
 
     /// Stops the server at once (`immediate`: no checkpoint, connections cut, as a crash).
-    pub(crate) fn stop(&mut self) {
+    pub fn stop(&mut self) {
         if !self.running {
             return;
         }
@@ -160,6 +174,11 @@ impl PrivatePg {
             eprintln!("pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
         }
         self.running = false;
+    }
+
+    /// One value of `sql` in the `postgres` database.
+    pub fn query(&self, sql: &str) -> String {
+        psql(HOST, self.port, "postgres", sql)
     }
 }
 
