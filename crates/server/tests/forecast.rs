@@ -10,8 +10,7 @@ use callgate_forecast::history::{Call, History};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use support::{eventually, secs, ManualClock, TestServer};
+use support::{eventually, receiver, secs, ManualClock, TestServer};
 
 /// Twenty lines; inbound holds back what the forecast says it needs, at least 1 and at
 /// most 12; outbound gets the rest.
@@ -197,27 +196,6 @@ fn plan(quiet: (u32, f64), peak: (u32, f64)) -> callgate_server::forecast::Plan 
         // Fresh at 08:00, so the hourly refit (from an empty history) leaves it until 09:00.
         computed_at_ms: MONDAY + 8 * HOUR,
     }
-}
-
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let got = got.clone();
-            move |axum::Json(v): axum::Json<Value>| {
-                let got = got.clone();
-                async move {
-                    got.lock().unwrap().push(v);
-                    "ok"
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
 }
 
 #[tokio::test]

@@ -8,8 +8,7 @@ mod support;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-use support::{eventually, secs, ManualClock, TestServer};
+use support::{eventually, receiver, secs, ManualClock, TestServer};
 
 const OPS: &str = r#"
 [[classes]]
@@ -216,28 +215,6 @@ async fn the_waiting_line_lists_callers_first_in_line_first() {
 }
 
 // ----- alerts on a manual clock ----------------------------------------------------------
-
-/// A receiver of notifications on 127.0.0.1:0; returns its URL and what it received.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post({
-            let got = got.clone();
-            move |axum::Json(v): axum::Json<Value>| {
-                let got = got.clone();
-                async move {
-                    got.lock().unwrap().push(v);
-                    "ok"
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, got)
-}
 
 #[tokio::test]
 async fn an_alert_fires_after_for_acts_and_undoes_with_hysteresis() {

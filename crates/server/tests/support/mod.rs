@@ -243,3 +243,26 @@ pools = ["acct"]
 class = "outbound"
 overflow = { action = "busy" }
 "#;
+
+/// A receiver of webhooks (alert notifications, prewarm hooks) on 127.0.0.1:0: its URL
+/// and the JSON bodies it received.
+pub async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let got = got.clone();
+            move |axum::Json(v): axum::Json<Value>| {
+                let got = got.clone();
+                async move {
+                    got.lock().unwrap().push(v);
+                    "ok"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
