@@ -2,9 +2,8 @@
 //! ledger in memory is rebuilt from the last durable state (see `Embedded::recover`).
 
 use crate::{Names, Restored, StoredEnded, StoredLease, StoredTicket};
-use callgate_core::{FlowId, Lease, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
+use callgate_core::{FlowId, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
 
-use std::sync::Arc;
 
 /// What a restore could not put back: rows naming a pool or class that the
 /// configuration no longer has.
@@ -16,47 +15,12 @@ pub(crate) struct Dropped {
     pub(crate) tickets: Vec<u64>,
 }
 
-fn resolve_pools(ledger: &Ledger, pools: &[(String, u32)]) -> Option<Vec<PoolUnits>> {
-    pools.iter().map(|(name, units)| Some(PoolUnits { pool: ledger.pool_id(name)?, units: *units })).collect()
-}
-
 fn restore_lease(ledger: &mut Ledger, l: &StoredLease) -> bool {
-    let (Some(class), Some(pools)) = (ledger.class_id(&l.class), resolve_pools(ledger, &l.pools)) else {
-        return false;
-    };
-    let lease = Lease {
-        id: LeaseId(l.id),
-        key: l.key.as_deref().map(Arc::from),
-        class,
-        flow: l.flow.as_deref().and_then(|f| ledger.flow_id(f)),
-        pools: pools.into(),
-        granted_at: l.granted_at,
-        expires_at: l.expires_at,
-        ttl_ms: l.ttl_ms,
-        meta: l.meta.as_deref().map(Arc::from),
-        owner: l.owner.as_deref().map(Arc::from),
-    };
-    ledger.restore_lease(lease).is_ok()
+    l.to_lease(&*ledger).is_some_and(|lease| ledger.restore_lease(lease).is_ok())
 }
 
 fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
-    let (Some(class), Some(pools)) = (ledger.class_id(&t.class), resolve_pools(ledger, &t.pools)) else {
-        return false;
-    };
-    let ticket = callgate_core::Ticket {
-        id: TicketId(t.id),
-        key: t.key.as_deref().map(Arc::from),
-        class,
-        flow: t.flow.as_deref().and_then(|f| ledger.flow_id(f)),
-        pools: pools.into(),
-        seq: t.seq,
-        enqueued_at: t.enqueued_at,
-        deadline: t.deadline,
-        ttl_ms: t.ttl_ms,
-        meta: t.meta.as_deref().map(Arc::from),
-        owner: t.owner.as_deref().map(Arc::from),
-    };
-    ledger.restore_ticket(ticket).is_ok()
+    t.to_ticket(&*ledger).is_some_and(|ticket| ledger.restore_ticket(ticket).is_ok())
 }
 
 fn restore_ended(ledger: &mut Ledger, e: &StoredEnded) {

@@ -21,8 +21,8 @@
 //! [`RedisLedger::reassert`]: callgate_store_redis::RedisLedger::reassert
 
 use super::durable::Inner;
+use callgate_backend::journaled::Numbering as _;
 use callgate_backend::{Command, Error, LedgerBackend, Names};
-use callgate_core::{ClassId, FlowId, Lease, LeaseId, PoolId, PoolUnits, Ticket, TicketId};
 use callgate_store_postgres::Restored;
 use callgate_store_redis::reassert::Reassert;
 use std::sync::Arc;
@@ -98,71 +98,33 @@ async fn restore_once(inner: &Arc<Inner>) -> Result<Option<(usize, usize)>, Erro
     .map_err(|e| Error::internal(format!("re-asserting the ledger: {e}")))?
 }
 
-fn index(names: &[Arc<str>], name: &str) -> Option<usize> {
-    names.iter().position(|n| &**n == name)
-}
-
-fn pools(names: &Names, stored: &[(String, u32)]) -> Option<Arc<[PoolUnits]>> {
-    stored
-        .iter()
-        .map(|(p, units)| index(&names.pools, p).map(|i| PoolUnits { pool: PoolId(i as u32), units: *units }))
-        .collect::<Option<Vec<_>>>()
-        .map(Arc::from)
-}
-
 /// The journal's rows (by name) as the ledger numbers things now. A lease or ticket of a
 /// pool or class the configuration no longer has cannot be (a reload keeps them) and is
 /// logged and left out; one of a removed flow lives on without it, as after a reload.
 fn to_ledger(r: &Restored, names: &Names) -> Reassert {
-    let flow = |f: &Option<String>| f.as_deref().and_then(|f| index(&names.flows, f)).map(|i| FlowId(i as u32));
-    let class = |c: &str| index(&names.classes, c).map(|i| ClassId(i as u16));
-    let text = |s: &Option<String>| s.as_deref().map(Arc::<str>::from);
     let mut out = Reassert { next_id: r.next_id, next_seq: r.next_seq, ..Reassert::default() };
     for l in &r.leases {
-        let (Some(class), Some(pools)) = (class(&l.class), pools(names, &l.pools)) else {
+        let Some(lease) = l.to_lease(names) else {
             tracing::error!(lease = l.id, "A journaled lease names a pool or class the configuration lacks; left out");
             continue;
         };
-        out.leases.push(Lease {
-            id: LeaseId(l.id),
-            key: text(&l.key),
-            class,
-            flow: flow(&l.flow),
-            pools,
-            granted_at: l.granted_at,
-            expires_at: l.expires_at,
-            ttl_ms: l.ttl_ms,
-            meta: text(&l.meta),
-            owner: text(&l.owner),
-        });
+        out.leases.push(lease);
     }
     for t in &r.tickets {
-        let (Some(class), Some(pools)) = (class(&t.class), pools(names, &t.pools)) else {
+        let Some(ticket) = t.to_ticket(names) else {
             tracing::error!(
                 ticket = t.id,
                 "A journaled ticket names a pool or class the configuration lacks; left out"
             );
             continue;
         };
-        out.tickets.push(Ticket {
-            id: TicketId(t.id),
-            key: text(&t.key),
-            class,
-            flow: flow(&t.flow),
-            pools,
-            seq: t.seq,
-            enqueued_at: t.enqueued_at,
-            deadline: t.deadline,
-            ttl_ms: t.ttl_ms,
-            meta: text(&t.meta),
-            owner: text(&t.owner),
-        });
+        out.tickets.push(ticket);
     }
     // A runtime limit holds while the configured limit it was made against still is.
     for (pool, limit, configured) in &r.limits {
-        if let Some(i) = index(&names.pools, pool) {
-            if names.config_limits.get(i) == Some(configured) {
-                out.limits.push((PoolId(i as u32), *limit));
+        if let Some(id) = names.pool_id(pool) {
+            if names.config_limits.get(id.index()) == Some(configured) {
+                out.limits.push((id, *limit));
             }
         }
     }
