@@ -127,6 +127,28 @@ pub enum Command {
     },
     /// After a restore: expires what fell due while nobody ran, grants what now fits.
     Settle,
+    /// A singleton duty's command ([`Command::Tick`] or [`Command::Repair`]) sent by the
+    /// holder of the duty lease `fence` names: the backend runs `cmd` only while that
+    /// lease is held with that token, checked atomically with `cmd` itself, so a former
+    /// holder (paused past its lease, partitioned) changes nothing after another node took
+    /// over; it is answered [`ErrorKind::Conflict`] with code `fenced`. A backend without
+    /// duty leases (the embedded one: one node runs every duty) refuses it as invalid.
+    Fenced {
+        /// The lease and the token its holder was given.
+        fence: Fence,
+        /// The duty's command.
+        cmd: Box<Command>,
+    },
+}
+
+/// A duty lease's fencing token, as its holder presents it with a [`Command::Fenced`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The duty lease's name (`duties`).
+    pub duty: Arc<str>,
+    /// The token the holder was given when it took the lease (every holder gets a larger
+    /// one than every holder before it).
+    pub token: u64,
 }
 
 /// What a [`Command::Repair`] changed.

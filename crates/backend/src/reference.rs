@@ -102,5 +102,8 @@ pub fn apply(ledger: &mut Ledger, cmd: Command, now: u64) -> Result<Outcome, Err
             ledger.settle(now);
             Outcome::Done
         }
+        Command::Fenced { .. } => {
+            return Err(Error::invalid("this backend has no duty lease: fenced commands are for cluster mode"));
+        }
     })
 }

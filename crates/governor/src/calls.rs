@@ -130,10 +130,10 @@ impl Governor {
     /// their leases, cancelling their tickets) and renews the leases of `renew`. Each is
     /// checked again in the command, so a webhook that got there first is not undone.
     pub async fn repair(&self, ended: &[String], renew: &[String]) -> Result<Repaired, Error> {
-        let cmd = Command::Repair {
+        let cmd = self.duty_command(Command::Repair {
             ended: ended.iter().map(|k| Arc::from(k.as_str())).collect(),
             renew: renew.iter().map(|k| Arc::from(k.as_str())).collect(),
-        };
+        })?;
         let done = self.exec_one(cmd)?;
         self.durable(done.commit).await?;
         let Outcome::Repaired(r) = done.outcome else { return Ok(Repaired::default()) };

@@ -159,7 +159,13 @@ pub struct Governor {
     panic_next_tick: std::sync::atomic::AtomicBool,
     /// Where the decision latency is counted (see [`Governor::with_metrics`]).
     metrics: Option<Arc<callgate_events::metrics::Metrics>>,
+    /// Cluster mode: the duty lease's token while this node holds it (see
+    /// [`Governor::fence_duties`]).
+    duty_fence: std::sync::OnceLock<DutyFence>,
 }
+
+/// The fencing token of this node's duty lease, while it holds it.
+type DutyFence = Box<dyn Fn() -> Option<callgate_backend::Fence> + Send + Sync>;
 
 impl std::fmt::Debug for Governor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -262,6 +268,7 @@ impl Governor {
             stopped: std::sync::OnceLock::new(),
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
             metrics: None,
+            duty_fence: std::sync::OnceLock::new(),
         }
     }
 
@@ -729,17 +736,49 @@ impl Governor {
         self.pool(name)
     }
 
+    /// Cluster mode: the singleton duties' commands that change the shared ledger (the
+    /// sweep of [`Governor::tick`], a reconciliation's [`Governor::repair`]) are sent as
+    /// [`Command::Fenced`] with the token `fence` answers, and not at all while it answers
+    /// `None` (this node does not hold the duty lease). Set once, before the duties start.
+    pub fn fence_duties(&self, fence: impl Fn() -> Option<callgate_backend::Fence> + Send + Sync + 'static) {
+        let _ = self.duty_fence.set(Box::new(fence));
+    }
+
+    /// `cmd` as a duty's command: fenced with this node's duty token in cluster mode;
+    /// refused when this node does not hold the duty lease.
+    pub(crate) fn duty_command(&self, cmd: Command) -> Result<Command, Error> {
+        match self.duty_fence.get() {
+            None => Ok(cmd),
+            Some(fence) => match fence() {
+                Some(fence) => Ok(Command::Fenced { fence, cmd: Box::new(cmd) }),
+                None => Err(Error::conflict("fenced", "this node does not hold the duty lease")),
+            },
+        }
+    }
+
     /// Expires leases and times out tickets that are due. The server calls this on a
     /// short interval, so deadlines hold even when no request arrives.
     pub fn tick(&self) {
         if self.panic_next_tick.swap(false, std::sync::atomic::Ordering::Relaxed) {
             panic!("injected fault: the ticker panicked");
         }
+        let cmd = match self.duty_command(Command::Tick) {
+            Ok(cmd) => cmd,
+            Err(_) => return self.tick_local(),
+        };
         // Cheap when nothing is due: two heap peeks, forgetting old ticket outcomes, and
         // one comparison for the refusals' cooldowns.
         let mut st = self.lock();
-        if let Ok(done) = self.exec(&mut st, Command::Tick) {
-            let _ = self.expire_cooldowns(&mut st, done.now);
+        match self.exec(&mut st, cmd) {
+            Ok(done) => {
+                let _ = self.expire_cooldowns(&mut st, done.now);
+            }
+            Err(e) if e.code == "fenced" => {
+                tracing::warn!(error = %e.message, "The sweep was refused: another node runs the duties now");
+                let now = self.now_ms();
+                let _ = self.expire_cooldowns(&mut st, now);
+            }
+            Err(_) => {}
         }
     }
 

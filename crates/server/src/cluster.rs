@@ -21,7 +21,11 @@
 //! holds the domain's duty lease ([`DutyLease`]: a key in Redis with a TTL and a fencing
 //! token), renewed every second for five; when its holder dies the lease runs out and the
 //! next node to ask takes it, within about six seconds. A holder that cannot renew stops
-//! its duties once its lease may have run out, before anyone else can take it.
+//! its duties once its lease may have run out, before anyone else can take it. The
+//! ledger enforces it too: the sweep and a reconciliation's repair carry the lease's
+//! fencing token ([`Duties::fence`], `Command::Fenced`), and the Redis script runs them
+//! only while the lease is held with that token, so a former holder that was paused past
+//! its lease changes nothing once another node took over.
 //!
 //! **Cap sources.** Each node's governor keeps its own cap sources (adaptive, cooldown,
 //! alerts' caps) and hands its cap of a pool to the ledger as *its* cap: Redis keeps every
@@ -103,6 +107,14 @@ impl Duties {
             None => true,
             Some(lease) => lease.held(self.clock.now_ms()).is_some(),
         }
+    }
+
+    /// The duty lease's fencing token while this node holds it (cluster mode): the
+    /// governor sends the duties' commands with it, and the ledger refuses a stale one
+    /// (see `Command::Fenced`). `None` alone, or while another node holds the lease.
+    pub fn fence(&self) -> Option<callgate_backend::Fence> {
+        let token = self.lease.as_ref()?.held(self.clock.now_ms())?;
+        Some(callgate_backend::Fence { duty: Arc::from(DUTIES), token })
     }
 
     /// `Some(held)` in cluster mode (for `/metrics`), `None` alone.

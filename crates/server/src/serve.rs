@@ -212,6 +212,8 @@ impl Server {
                 )
                 .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
                 let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
+                let fence = duties.clone();
+                governor.fence_duties(move || fence.fence());
                 tracing::info!(node = %node, domain = %cfg.storage.domain, "Cluster mode: the ledger is in Redis");
                 (duties, Some(lease))
             }

@@ -11,9 +11,14 @@
 //! it and stops. A holder that cannot renew stops its duties on its own once the lease
 //! may have expired (see [`DutyLease::held`]), without waiting for Redis to answer.
 //! A holder that dies stops renewing, and the lease moves when its TTL runs out.
+//!
+//! The ledger enforces the token too: the duties' commands that change it (the sweep, a
+//! reconciliation's repair) come as `Command::Fenced` with the holder's token, and the
+//! ledger script runs them only while this key holds that token, in the same call
+//! ([`fenced_args`]), so a former holder that wakes after a takeover changes nothing.
 
 use crate::{connect, unavailable, RedisLedger};
-use callgate_backend::Error;
+use callgate_backend::{Command, Error, Fence};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -130,4 +135,21 @@ impl DutyLease {
             Some((node.to_owned(), token.parse().ok()?))
         }))
     }
+}
+
+/// The script's arguments for `cmd` fenced by `fence`: the duty, the token, then the
+/// command's own name and arguments (the script checks the lease, then runs it). Only the
+/// duties' commands are fenced: the sweep and a reconciliation's repair.
+pub(crate) fn fenced_args(fence: &Fence, cmd: &Command) -> Result<Vec<String>, Error> {
+    if !matches!(cmd, Command::Tick | Command::Repair { .. }) {
+        return Err(Error::invalid("only a sweep or a reconciliation is fenced"));
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if fence.duty.is_empty() || fence.duty.len() > 64 || !fence.duty.chars().all(ok) {
+        return Err(Error::invalid(format!("bad duty name {:?}", fence.duty)));
+    }
+    let (name, inner) = crate::encode(cmd)?;
+    let mut args = vec![fence.duty.to_string(), fence.token.to_string(), name.to_owned()];
+    args.extend(inner);
+    Ok(args)
 }

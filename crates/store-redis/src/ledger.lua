@@ -29,6 +29,7 @@
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
+--   P:duty:<name> string  a duty lease, `<node>|<token>` (duty.rs); fenced commands read it
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
@@ -1304,6 +1305,35 @@ local function run()
   return fail('invalid', 'unknown command ' .. tostring(CMD))
 end
 
+-- A duty's command sent with its lease's fencing token (ARGV: 'fenced', now, duty, token,
+-- the command, its arguments): run only while the duty lease (`P:duty:<duty>`, holding
+-- `<node>|<token>`, see duty.rs) is held with that token, checked in this same call. A
+-- former holder that was paused past its lease, or cut off, and sends a sweep after
+-- another node took over changes nothing, and is told why. Unwraps ARGV to the command's
+-- own shape; answers the refusal, or nil to go on.
+local function fenced()
+  local duty, token, inner = ARGV[3], ARGV[4], ARGV[5]
+  if inner ~= 'tick' and inner ~= 'repair' then
+    return fail('invalid', 'only a sweep or a reconciliation is fenced')
+  end
+  local cur = redis.call('GET', P .. ':duty:' .. duty)
+  local held = cur and string.match(cur, '|(%d+)$')
+  if held ~= token then
+    local why = 'nobody holds it now (it ran out)'
+    if held then
+      why = 'another holder has token ' .. held
+    end
+    return fail('fenced', 'the duty lease `' .. duty .. '` is no longer held with token ' .. token .. ': '
+      .. why .. '; nothing was changed')
+  end
+  table.remove(ARGV, 3)
+  table.remove(ARGV, 3)
+  table.remove(ARGV, 3)
+  ARGV[1] = inner
+  CMD = inner
+  return nil
+end
+
 local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
@@ -1334,6 +1364,12 @@ local function call(keys, args)
         spec_count = spec_count + 1
       end
       specs[P] = { raw = raw_spec, spec = spec }
+    end
+  end
+  if CMD == 'fenced' then
+    local refused = fenced()
+    if refused then
+      return refused
     end
   end
   local result = run()

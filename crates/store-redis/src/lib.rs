@@ -29,12 +29,10 @@
 //! so nodes with skewed clocks still agree on every expiry and deadline. Tests run it on a
 //! given clock ([`Time::Clock`]) whose "now" is passed to the script.
 //!
-//! **Durability.** For now, a command is durable once its script has run:
-//! [`LedgerBackend::durable`] answers at once. In cluster mode the durable record of every
-//! acknowledged grant and release is to be PostgreSQL (issue 13), group-committed before
-//! the answer; until then, what Redis loses (a restart without persistence) is lost, and
-//! every command answers `unavailable` while Redis holds no state for the domain (the
-//! script finds no spec), rather than admitting against an empty ledger.
+//! **Durability.** A command is durable here once its script has run
+//! ([`LedgerBackend::durable`] answers at once); the server journals it in PostgreSQL
+//! when configured to. Every command answers `unavailable` while Redis holds no state for
+//! the domain (the script finds no spec), rather than admit against an empty ledger.
 //!
 //! **Memory.** Redis must not evict keys (`maxmemory-policy noeviction`, its default): an
 //! evicted lease would free its units without a release. [`RedisLedger::open`] refuses a
@@ -357,6 +355,7 @@ fn script_error(code: &str, message: String) -> Error {
         "bad_pools" => Error::request(RequestError::BadPools(message)),
         "invalid" => Error::invalid(message),
         "missing" => Error::unavailable(message),
+        "fenced" => Error::conflict("fenced", message),
         _ => Error::internal(format!("{code}: {message}")),
     }
 }
@@ -409,6 +408,7 @@ fn encode(cmd: &Command) -> Result<(&'static str, Vec<String>), Error> {
         }
         Command::Tick => ("tick", Vec::new()),
         Command::Settle => ("settle", Vec::new()),
+        Command::Fenced { fence, cmd } => ("fenced", duty::fenced_args(fence, cmd)?),
         Command::Reconfigure { spec, names, caps } => {
             if names.pools.len() != spec.pools.len() || names.classes.len() != spec.classes.len() {
                 return Err(Error::invalid("the names do not match the configuration"));

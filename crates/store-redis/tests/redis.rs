@@ -298,3 +298,44 @@ fn one_node_holds_a_duty_and_a_holder_that_lost_it_cannot_renew() {
     assert!(a.take_or_renew(11_000).expect("redis").expect("a takes it") > second);
     assert!(DutyLease::new(&ledger, "duties", "bad|name", ttl).is_err(), "a node name cannot fake a token");
 }
+
+#[test]
+fn an_old_holders_sweep_after_a_takeover_changes_nothing_and_says_why() {
+    use callgate_backend::Fence;
+    use callgate_store_redis::DutyLease;
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let ledger = RedisLedger::open(&server.url, "fence", &account_spec(), Time::Clock(clock.clone())).expect("open");
+    granted(&ledger, Command::Acquire(Request::flow(FlowId(0)).with_key("due").with_ttl(1_000)));
+    clock.advance(2_000);
+    let ttl = std::time::Duration::from_secs(5);
+    let a = DutyLease::new(&ledger, "duties", "node-a", ttl).expect("a");
+    let b = DutyLease::new(&ledger, "duties", "node-b", ttl).expect("b");
+    let old = a.take_or_renew(0).expect("redis").expect("a takes the lease");
+    let fenced = |token: u64, cmd: Command| Command::Fenced { fence: Fence { duty: "duties".into(), token }, cmd: Box::new(cmd) };
+    // a is paused past its lease; b takes over with a larger token.
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let _: () = redis::cmd("DEL").arg(format!("{}:duty:duties", ledger.key_prefix())).query(&mut conn).expect("DEL");
+    let new = b.take_or_renew(0).expect("redis").expect("b takes the lapsed lease");
+    // a comes back and sweeps (or repairs) with the token it had: refused in the script,
+    // and nothing changed: the lease that fell due is still there, no event was streamed.
+    let before = ledger.events_after(None, 100).expect("events").len();
+    for cmd in [Command::Tick, Command::Repair { ended: vec!["due".into()], renew: Vec::new() }] {
+        let e = ledger.execute(fenced(old, cmd)).expect_err("a stale token is refused");
+        assert_eq!((e.kind, e.code), (ErrorKind::Conflict, "fenced"), "{e}");
+        assert!(e.message.contains(&format!("token {old}")) && e.message.contains(&format!("token {new}")), "{e}");
+    }
+    assert!(ledger.lease_by_key("due").is_some(), "the old holder's sweep expired nothing");
+    assert_eq!(ledger.events_after(None, 100).expect("events").len(), before, "nothing was committed");
+    // Only fenced duties: an acquire cannot ride on a token.
+    let e = ledger.execute(fenced(new, call(0, "x"))).expect_err("not a duty");
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    // The holder's sweep runs, in the same call as the check.
+    let swept = ledger.execute(fenced(new, Command::Tick)).expect("the holder sweeps");
+    assert!(swept.events.iter().any(|e| matches!(e, Event::Expired { .. })), "{:?}", swept.events);
+    assert!(ledger.lease_by_key("due").is_none());
+    // Once nobody holds the lease, nobody's token sweeps.
+    b.release();
+    let e = ledger.execute(fenced(new, Command::Tick)).expect_err("a lease that ran out");
+    assert!(e.message.contains("nobody holds it"), "{e}");
+}
