@@ -1,8 +1,9 @@
 //! Where the ledger's state lives, behind one fixed command set: the [`LedgerBackend`] trait
 //! every backend implements (today the embedded one, `callgate_store::Embedded`: the
 //! in-memory ledger with its SQLite journal) and the [`conformance`] suite every backend
-//! must pass. Beside the ledger: [`records`] (call records and callbacks) and [`leads`]
-//! (campaigns, leads and attempts), each a trait of its own.
+//! must pass. Beside the ledger: [`records`] (call records and callbacks), [`leads`]
+//! (campaigns, leads and attempts) and [`dnc`] (suppression lists and their audit trail),
+//! each a trait of its own.
 //!
 //! The governor is the only caller. It resolves names to ids, runs the breaker gate and
 //! keeps the waiters and cap sources of its node; every change of the ledger is one
@@ -16,6 +17,7 @@
 
 mod committed;
 pub mod conformance;
+pub mod dnc;
 pub mod journaled;
 pub mod leads;
 pub mod records;
@@ -127,7 +129,8 @@ pub enum Command {
     },
     /// After a restore: expires what fell due while nobody ran, grants what now fits.
     Settle,
-    /// A singleton duty's command ([`Command::Tick`] or [`Command::Repair`]) sent by the
+    /// A singleton duty's command ([`Command::Tick`], [`Command::Repair`], or an alert's
+    /// [`Command::SetLimit`]) sent by the
     /// holder of the duty lease `fence` names: the backend runs `cmd` only while that
     /// lease is held with that token, checked atomically with `cmd` itself, so a former
     /// holder (paused past its lease, partitioned) changes nothing after another node took

@@ -127,6 +127,22 @@ impl Lists {
         was
     }
 
+    /// Sets each list's version to the one its durable store gives (a store shared by
+    /// several nodes numbers the versions for all of them); a list the store has and this
+    /// copy lacks is created empty, as long as there is room for it.
+    pub fn set_versions(&mut self, versions: impl IntoIterator<Item = (String, u64)>) {
+        for (name, version) in versions {
+            let room = self.lists.len() < MAX_LISTS;
+            match self.lists.get_mut(name.as_str()) {
+                Some(l) => l.version = version,
+                None if room => {
+                    self.lists.insert(name, List { numbers: FxHashSet::default(), version });
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Whether `list` has `number`.
     pub fn contains(&self, list: &str, number: u64) -> bool {
         self.lists.get(list).is_some_and(|l| l.numbers.contains(&number))

@@ -2,8 +2,9 @@
 //!
 //! Every node runs a [`Governor`] over the same [`RedisLedger`] (one budget domain), so
 //! every grant is decided by one Lua call in Redis and any node answers for any lease or
-//! ticket. Each node keeps its own data directory for what is still local (the suppression
-//! lists; without `[storage] database` also call records, callbacks and campaigns).
+//! ticket. Each node keeps its own data directory for what is still local (the call
+//! history; without `[storage] database` also call records, callbacks, campaigns and the
+//! suppression lists).
 //!
 //! **One path for the bus.** A node learns of committed events in two ways: its own
 //! commands answer with their events, and the domain's event stream carries every node's
@@ -22,7 +23,8 @@
 //! token), renewed every second for five; when its holder dies the lease runs out and the
 //! next node to ask takes it, within about six seconds. A holder that cannot renew stops
 //! its duties once its lease may have run out, before anyone else can take it. The
-//! ledger enforces it too: the sweep and a reconciliation's repair carry the lease's
+//! ledger enforces it too: the sweep, a reconciliation's repair and an alert's limit
+//! change carry the lease's
 //! fencing token ([`Duties::fence`], `Command::Fenced`), and the Redis script runs them
 //! only while the lease is held with that token, so a former holder that was paused past
 //! its lease changes nothing once another node took over.

@@ -118,7 +118,8 @@ impl Server {
         let database = cfg.storage.database_url(env).map_err(ServeError)?;
         // One server per data directory, for the process's life: two would each admit
         // against their own ledger and over-admit. In cluster mode each node still has
-        // its own (call records, callbacks, campaigns, suppression lists live there).
+        // its own (the call history; without `[storage] database` also call records,
+        // callbacks, campaigns and suppression lists live there).
         let lock = DirLock::acquire(&data_dir).map_err(|e| ServeError(e.0))?;
         let restoring = Restoring::open(&data_dir, &spec, clock.now_ms()).map_err(|e| ServeError(e.to_string()))?;
         let node = crate::cluster::node_name(listen);
@@ -234,11 +235,22 @@ impl Server {
                 Arc::new(callgate_store::LeadStore::open(&data_dir).map_err(|e| ServeError(format!("campaigns: {e}")))?)
             }
         };
-        // The suppression lists (`dnc.db`), loaded before the first dial.
-        let suppressions = Arc::new(
-            crate::campaign::Suppressions::open(&data_dir, clock.clone())
-                .map_err(|e| ServeError(format!("suppression lists: {e}")))?,
-        );
+        // The suppression lists (`dnc.db`, or PostgreSQL shared by every node), loaded
+        // before the first dial.
+        let dnc: Arc<dyn callgate_backend::dnc::DncLists> = match &postgres {
+            Some(p) => p.dnc.clone(),
+            None => Arc::new(
+                callgate_store::DncStore::open(&data_dir).map_err(|e| ServeError(format!("suppression lists: {e}")))?,
+            ),
+        };
+        let suppressions = {
+            let clock = clock.clone();
+            tokio::task::spawn_blocking(move || crate::campaign::Suppressions::open(dnc, clock))
+                .await
+                .map_err(|e| ServeError(format!("suppression lists: {e}")))?
+                .map(Arc::new)
+                .map_err(|e| ServeError(format!("suppression lists: {e}")))?
+        };
         let clock_for_duties = clock.clone();
         let campaigns = crate::campaign::Campaigns::start(
             governor.clone(),

@@ -1,5 +1,6 @@
 //! Cluster mode with `[storage] database`: the Redis ledger made durable in PostgreSQL
-//! before anything is answered (`crate::cluster::durable`). Real stores only: a private
+//! before anything is answered (`crate::cluster::durable`), and suppression lists shared
+//! by the nodes. Real stores only: a private
 //! `redis-server` on a free port, and either a uniquely named database on the machine's
 //! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
 //! would.
@@ -313,4 +314,103 @@ async fn a_node_started_on_an_emptied_redis_brings_the_leases_back_before_it_adm
     let (s, v) = t.acquire(json!({ "flow": "in", "key": "s4" })).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "a pool of 3 with 2 restored leases has one slot: {v}");
     t.server.unwrap().stop().await;
+}
+
+/// The numbers of `campaign`'s leads that a call was placed to (not stopped by a list).
+fn dialed(t: &TestServer, campaign: &str, ids: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    let store = t.server().campaigns.store().clone();
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(lead) = store.lead(id).unwrap() else { continue };
+        if lead.campaign == campaign
+            && store.attempts_of(id).unwrap().iter().any(|a| a.outcome.as_deref() != Some("suppressed"))
+        {
+            out.push(lead.phone);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_listed_through_one_node_is_never_dialed_by_another() {
+    use callgate_server::campaign::PickHook;
+    use std::sync::Arc;
+    let redis = Redis::start().await;
+    let db = TestDb::new("dncshared");
+    let toml = config(&redis.url, &db.url, "dnc-shared");
+    // Both nodes are up (each has loaded the lists) before anything is listed.
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+
+    // Listed through a: b answers for it at once, from the shared store.
+    let (s, v) = a.post("/v1/dnc/internal/+13125550101", json!(null)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = b.get("/v1/dnc/internal?number=%2B13125550101").await;
+    assert_eq!((s, v["listed"].clone(), v["source"].clone()), (StatusCode::OK, json!(true), json!("api")), "{v}");
+    let (_, v) = b.get("/v1/dnc").await;
+    assert_eq!((v[0]["list"].clone(), v[0]["numbers"].clone()), (json!("internal"), json!(1)), "{v}");
+    assert_eq!(db.query("SELECT count(*) FROM dnc WHERE list = 'internal'"), "1");
+
+    // A campaign made through b (so b dials it: a node loads campaigns at its start).
+    let body = json!({
+        "name": "shared-dnc", "flow": "out", "calls_per_second": 50,
+        "window": { "start": "00:00", "end": "24:00" },
+        "simulate": { "ring_time": "2ms", "talk_min": "5ms", "talk_mean": "10ms", "talk_max": "20ms",
+                      "failure_rate": 0, "seed": 3 },
+        "retry": { "busy": "10ms", "no_answer": "10ms", "voicemail": "10ms", "failed": "10ms", "max_attempts": 2 },
+    });
+    let (s, v) = b.post("/v1/campaigns", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // At import, b leaves out the number a listed.
+    let mut phones: Vec<String> = (0..12).map(|i| format!("+1312555{:04}", 200 + i)).collect();
+    phones.push("+13125550101".into());
+    let leads = json!({ "leads": phones.iter().map(|p| json!({ "phone": p })).collect::<Vec<_>>() });
+    let (s, report) = b.post("/v1/campaigns/shared-dnc/leads", leads).await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    assert_eq!((report["added"].clone(), report["suppressed"].clone()), (json!(12), json!(1)), "{report}");
+
+    // Every odd number is listed through node a just after b's dialer picked it (and found
+    // it on no list in its copy), before b's lease, attempt record and call: b's last check
+    // must see a's addition.
+    let (client, base) = (a.client.clone(), a.base.clone());
+    let hook: PickHook = Arc::new(move |phone: String| {
+        let (client, base) = (client.clone(), base.clone());
+        Box::pin(async move {
+            let n: u64 = phone[1..].parse().unwrap();
+            if n % 2 == 1 {
+                let r = client.post(format!("{base}/v1/dnc/internal/{phone}")).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED, "listed through node a");
+            }
+        })
+    });
+    b.server().campaigns.set_pick_hook(hook);
+    let (s, v) = b.post("/v1/campaigns/shared-dnc/start", json!(null)).await;
+    assert!(s.is_success(), "{v}");
+    eventually("the campaign finishes on node b", secs(60), || async {
+        b.get("/v1/campaigns/shared-dnc").await.1["finished"] == true
+    })
+    .await;
+    let (_, v) = b.get("/v1/campaigns/shared-dnc").await;
+    assert_eq!(v["leads"]["suppressed"], 6, "{v}");
+    let called = dialed(&b, "shared-dnc", 1..=200);
+    assert_eq!(called.len(), 6, "{called:?}");
+    assert!(called.iter().all(|p| p[1..].parse::<u64>().unwrap() % 2 == 0), "only even numbers: {called:?}");
+    // The audit trail is in PostgreSQL, with the versions the nodes share.
+    let r = b.client.get(format!("{}/v1/campaigns/shared-dnc/audit", b.base)).send().await.expect("audit");
+    assert_eq!(r.status(), StatusCode::OK);
+    let csv = r.text().await.expect("csv");
+    assert_eq!(csv.matches("suppressed by internal").count(), 6, "{csv}");
+    assert_eq!(db.query("SELECT count(*) FROM dnc_audit WHERE decision = 'suppressed by internal'"), "6");
+
+    // Taken off through b: a stops refusing it.
+    let (s, v) = b.delete("/v1/dnc/internal/+13125550101").await;
+    assert_eq!((s, v["changed"].clone()), (StatusCode::OK, json!(true)), "{v}");
+    let (_, v) = a.get("/v1/dnc/internal?number=%2B13125550101").await;
+    assert_eq!(v["listed"], false, "{v}");
+    a.server().campaigns.suppressions().catch_up().await.expect("catch up");
+    assert_eq!(a.server().campaigns.suppressions().check(None, "+13125550101"), None);
+    assert!(a.server().campaigns.suppressions().check(None, "+13125550201").is_some(), "listed by the hook");
+
+    b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
 }

@@ -17,7 +17,10 @@
 //!   and attempts), passing the same conformance suite as the SQLite store, safe with
 //!   several dialer nodes on one database: a lead is claimed under its row lock, so it is
 //!   never handed out twice, and [`PgLeads::claim_due`] claims a batch with
-//!   `FOR UPDATE SKIP LOCKED`.
+//!   `FOR UPDATE SKIP LOCKED`;
+//! - [`PgDnc`]: the [`DncLists`](callgate_backend::dnc::DncLists) trait (suppression lists
+//!   and the audit trail of dial decisions), shared by every node, with positions that
+//!   let each node's copy in memory catch up with what any node changed.
 //!
 //! Failures: when PostgreSQL cannot be reached, writes and [`Journal::durable`] answer
 //! [`ErrorKind::Unavailable`](callgate_backend::ErrorKind::Unavailable) (nothing is ever
@@ -28,6 +31,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod conn;
+mod dnc;
 mod journal;
 mod leads;
 pub mod migrate;
@@ -35,6 +39,7 @@ mod records;
 
 pub use callgate_backend::{CommitSnapshot, CommitTimes, COMMIT_BUCKETS};
 pub use conn::{Pg, Settings};
+pub use dnc::PgDnc;
 pub use journal::{Journal, JournalHealth, Restored, StoredEnded, StoredLease, StoredTicket};
 pub use leads::{ClaimSlot, Claimed, PgLeads, NO_ATTEMPT_ID};
 pub use records::{PgRecords, MAX_ROWS};

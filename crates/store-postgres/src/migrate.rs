@@ -32,7 +32,57 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "call records and callbacks", sql: RECORDS },
     Migration { version: 3, name: "campaigns, leads and attempts", sql: LEADS },
     Migration { version: 4, name: "the lease a spilled call holds", sql: CALL_LEASE_KEY },
+    Migration { version: 5, name: "suppression lists and their audit trail", sql: DNC },
 ];
+
+/// The suppression lists every node honours, and the audit trail of dial decisions (see
+/// `dnc.rs`): each change takes the next position from `dnc_state`, which its rows carry,
+/// so a node's copy in memory catches up by position.
+const DNC: &str = "
+CREATE TABLE dnc (
+    list text NOT NULL,
+    number bigint NOT NULL,         -- the E.164 digits, without the +
+    source text NOT NULL,           -- import:FILE | api | call:ID | ...
+    added_at bigint NOT NULL,
+    seq bigint NOT NULL,            -- the position of the transaction that added it
+    PRIMARY KEY (list, number)
+);
+CREATE INDEX dnc_seq ON dnc (seq, number);
+-- The last removal of each number from each list, at its position.
+CREATE TABLE dnc_removed (
+    list text NOT NULL,
+    number bigint NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (list, number)
+);
+CREATE INDEX dnc_removed_seq ON dnc_removed (seq, number);
+CREATE TABLE dnc_lists (
+    name text PRIMARY KEY,
+    version bigint NOT NULL
+);
+-- The position of the last change; writers lock this row, so changes commit in order.
+CREATE TABLE dnc_state (
+    id integer PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL
+);
+INSERT INTO dnc_state (id, seq) VALUES (1, 0);
+CREATE TABLE dnc_audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    campaign text NOT NULL,
+    attempt bigint NOT NULL,        -- 0: no attempt (rescheduled)
+    lead_id bigint NOT NULL,
+    number text NOT NULL,           -- E.164
+    at bigint NOT NULL,
+    timezone text NOT NULL,
+    local_time text NOT NULL,
+    region text NOT NULL,
+    rules text NOT NULL,
+    lists text NOT NULL,            -- list@version; ...
+    decision text NOT NULL
+);
+CREATE INDEX dnc_audit_campaign ON dnc_audit (campaign, at);
+CREATE INDEX dnc_audit_at ON dnc_audit (at);
+";
 
 /// A call transferred to another account holds the line admitted for it before it
 /// arrived (a spill): its record names that lease's key.

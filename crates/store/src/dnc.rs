@@ -1,17 +1,25 @@
 //! Suppression (do-not-call) lists, durable in `dnc.db` beside the journal: one row per
 //! number and list, with where the entry came from (`import:FILE`, `api`, `call:ID`) and
-//! when (Unix ms).
+//! when (Unix ms); the [`DncLists`] of one node (a cluster keeps them in PostgreSQL).
 //!
 //! A file of its own, so that importing a million numbers never stands in the way of the
 //! ledger's or the dialer's commits. Writes are rare (an import, an opt-out) and each is
-//! one transaction; a batch of numbers goes in with one prepared statement, so a million
-//! rows take seconds. The server loads every list into memory at start
-//! (`callgate_dialer::dnc::Lists`) and checks there; this file is what survives a restart.
+//! one transaction (`BEGIN IMMEDIATE`, so a second handle on the file waits its turn); a
+//! batch of numbers goes in with one prepared statement, so a million rows take seconds.
+//! Each transaction that changes a list takes the next position (`dnc_state`), which its
+//! rows carry (`seq`; a removal leaves a row in `dnc_removed`), so a copy in memory
+//! catches up with [`DncLists::changes`]. The server loads every list into memory at
+//! start (`callgate_dialer::dnc::Lists`) and checks there; this file is what survives a
+//! restart. A `dnc.db` of an older version (without positions) gets them at open.
 
 use crate::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use callgate_backend::dnc::{DncChange, DncLists, AUDIT_BACKLOG, AUDIT_PRUNE_EVERY_MS, AUDIT_RETENTION_MS, MAX_LISTS};
+use callgate_backend::Error;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
+
+pub use callgate_backend::dnc::{AuditRow, DncEntry};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS dnc (
@@ -19,8 +27,25 @@ CREATE TABLE IF NOT EXISTS dnc (
     number INTEGER NOT NULL,       -- the E.164 digits, without the +
     source TEXT NOT NULL,          -- import:FILE | api | call:ID | …
     added_at INTEGER NOT NULL,     -- Unix ms
+    seq INTEGER NOT NULL DEFAULT 1, -- the position of the transaction that added it
     PRIMARY KEY (list, number)
 ) WITHOUT ROWID;
+-- The last removal of each number from each list, at its position.
+CREATE TABLE IF NOT EXISTS dnc_removed (
+    list TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (list, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dnc_lists (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+-- The position of the last change.
+CREATE TABLE IF NOT EXISTS dnc_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     campaign TEXT NOT NULL,
@@ -37,59 +62,6 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_campaign ON audit (campaign, at);
 ";
-
-/// One decision of the dialer about one dial, as the audit trail keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRow {
-    /// The campaign.
-    pub campaign: String,
-    /// The attempt (0 when none was made: the lead was rescheduled).
-    pub attempt: u64,
-    /// The lead.
-    pub lead_id: u64,
-    /// E.164.
-    pub number: String,
-    /// Unix ms.
-    pub at: u64,
-    /// The callee's IANA zone.
-    pub timezone: String,
-    /// The callee's local time then.
-    pub local_time: String,
-    /// The callee's region (`US-FL`), empty when unknown.
-    pub region: String,
-    /// The windows and caps checked.
-    pub rules: String,
-    /// The lists checked, each `list@version`.
-    pub lists: String,
-    /// What was decided.
-    pub decision: String,
-}
-
-/// The most audit rows waiting for the writer; beyond it rows are dropped (and logged),
-/// so a stuck disk cannot grow memory without bound.
-const AUDIT_BACKLOG: usize = 100_000;
-
-/// How long the audit trail keeps a dial decision: five years (US claims under the TCPA
-/// can be brought for four), so that the trail is bounded and still answers for every
-/// call a complaint could be about. Older rows are deleted by the audit writer, at most
-/// once an hour of audited time.
-pub(crate) const AUDIT_RETENTION_MS: u64 = 5 * 366 * 24 * 3_600_000;
-
-/// How often (in audited time) the writer deletes rows past [`AUDIT_RETENTION_MS`].
-const AUDIT_PRUNE_EVERY_MS: u64 = 3_600_000;
-
-/// One entry of a list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DncEntry {
-    /// The list.
-    pub list: String,
-    /// The E.164 digits, without the `+`.
-    pub number: u64,
-    /// Where it came from.
-    pub source: String,
-    /// Unix ms.
-    pub added_at: u64,
-}
 
 /// The handle to `dnc.db`.
 pub struct DncStore {
@@ -153,6 +125,7 @@ impl DncStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         // The audit trail is written by a thread of its own, in batches, so a dial never
         // waits for it.
         let mut writer = Connection::open(dir.join("dnc.db"))?;
@@ -247,46 +220,64 @@ impl DncStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every number of every list, handed to `each` as `(list, number)` (list by list):
-    /// what the server loads at start.
-    pub fn load(&self, mut each: impl FnMut(&str, u64)) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT list, number FROM dnc ORDER BY list, number")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let list: String = r.get(0)?;
-            let number: i64 = r.get(1)?;
-            each(&list, number as u64);
-        }
-        Ok(())
-    }
-
     /// Adds `numbers` to `list` in one transaction, each with `source` and `at`; a number
-    /// the list has already keeps its first entry. Answers how many were new.
-    pub fn add(&self, list: &str, numbers: &[u64], source: &str, at: u64) -> Result<usize, StoreError> {
+    /// the list has already keeps its first entry. Answers how many were new; refused when
+    /// `list` would be one list more than [`MAX_LISTS`].
+    pub fn add(&self, list: &str, numbers: &[u64], source: &str, at: u64) -> Result<usize, Error> {
         // In key order: each insert lands next to the previous one in the B-tree, instead
         // of a random page of a large table (about twice as fast for a registry upload).
         let mut numbers = numbers.to_vec();
         numbers.sort_unstable();
         numbers.dedup();
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut added = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT OR IGNORE INTO dnc (list, number, source, added_at) VALUES (?1, ?2, ?3, ?4)")?;
-            for n in &numbers {
-                added += stmt.execute(params![list, *n as i64, source, at as i64])?;
+        let run = |conn: &mut Connection| -> rusqlite::Result<Result<usize, Error>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let known: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM dnc_lists WHERE name = ?1)", [list], |r| r.get(0))?;
+            if !known {
+                let lists: i64 = tx.query_row("SELECT count(*) FROM dnc_lists", [], |r| r.get(0))?;
+                if lists >= MAX_LISTS as i64 {
+                    return Ok(Err(Error::invalid(format!("at most {MAX_LISTS} suppression lists"))));
+                }
             }
-        }
-        tx.commit()?;
-        Ok(added)
+            let seq = position(&tx)? + 1;
+            let mut added = 0;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO dnc (list, number, source, added_at, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for n in &numbers {
+                    added += stmt.execute(params![list, *n as i64, source, at as i64, seq as i64])?;
+                }
+            }
+            if added == 0 {
+                // Nothing changed: no position is taken (the transaction rolls back).
+                return Ok(Ok(0));
+            }
+            changed(&tx, list, seq)?;
+            tx.commit()?;
+            Ok(Ok(added))
+        };
+        run(&mut conn).map_err(|e| unavailable(e.into()))?
     }
 
     /// Takes `number` off `list`; answers whether it was on it.
     pub fn remove(&self, list: &str, number: u64) -> Result<bool, StoreError> {
-        let n = self.conn().execute("DELETE FROM dnc WHERE list = ?1 AND number = ?2", params![list, number as i64])?;
-        Ok(n > 0)
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM dnc WHERE list = ?1 AND number = ?2", params![list, number as i64])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let seq = position(&tx)? + 1;
+        tx.execute(
+            "INSERT INTO dnc_removed (list, number, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (list, number) DO UPDATE SET seq = excluded.seq",
+            params![list, number as i64, seq as i64],
+        )?;
+        changed(&tx, list, seq)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// The entry of `number` on `list`, if any.
@@ -301,6 +292,111 @@ impl DncStore {
             .optional()?;
         Ok(row.map(|(source, at)| DncEntry { list: list.to_string(), number, source, added_at: at as u64 }))
     }
+
+    fn changes(&self, after: (u64, u64), limit: usize) -> Result<Vec<DncChange>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, list, number, 1 FROM dnc WHERE (seq, number) > (?1, ?2)
+             UNION ALL
+             SELECT seq, list, number, 0 FROM dnc_removed WHERE (seq, number) > (?1, ?2)
+             ORDER BY 1, 3 LIMIT ?3",
+        )?;
+        let (seq, number) = (after.0.min(i64::MAX as u64) as i64, after.1.min(i64::MAX as u64) as i64);
+        let rows = stmt.query_map(params![seq, number, limit.min(i64::MAX as usize) as i64], |r| {
+            Ok(DncChange {
+                seq: r.get::<_, i64>(0)? as u64,
+                list: r.get(1)?,
+                number: r.get::<_, i64>(2)? as u64,
+                listed: r.get::<_, i64>(3)? == 1,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT name, version FROM dnc_lists ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+/// The position of the last change.
+fn position(conn: &Connection) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn.query_row("SELECT seq FROM dnc_state WHERE id = 1", [], |r| r.get(0)).optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// Records a change of `list` at position `seq`: the list's version goes up by one.
+fn changed(conn: &Connection, list: &str, seq: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO dnc_state (id, seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
+        [seq as i64],
+    )?;
+    conn.execute(
+        "INSERT INTO dnc_lists (name, version) VALUES (?1, 1)
+         ON CONFLICT (name) DO UPDATE SET version = version + 1",
+        [list],
+    )?;
+    Ok(())
+}
+
+/// Gives a `dnc.db` written before positions existed its positions: every entry it has
+/// came with position 1, each list at version 1. Then the indexes of the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_seq: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM pragma_table_info('dnc') WHERE name = 'seq')", [], |r| r.get(0))?;
+    if !has_seq {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE dnc ADD COLUMN seq INTEGER NOT NULL DEFAULT 1;
+             INSERT OR IGNORE INTO dnc_lists (name, version) SELECT DISTINCT list, 1 FROM dnc;
+             INSERT OR IGNORE INTO dnc_state (id, seq) SELECT 1, 1 WHERE EXISTS (SELECT 1 FROM dnc);
+             COMMIT;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS dnc_seq ON dnc (seq, number);
+         CREATE INDEX IF NOT EXISTS dnc_removed_seq ON dnc_removed (seq, number);",
+    )
+}
+
+fn unavailable(e: StoreError) -> Error {
+    Error::unavailable(format!("cannot use the suppression lists: {e}")).with_source(e)
+}
+
+impl DncLists for DncStore {
+    fn add(&self, list: &str, numbers: &[u64], source: &str, at: u64) -> Result<usize, Error> {
+        DncStore::add(self, list, numbers, source, at)
+    }
+
+    fn remove(&self, list: &str, number: u64) -> Result<bool, Error> {
+        DncStore::remove(self, list, number).map_err(unavailable)
+    }
+
+    fn get(&self, list: &str, number: u64) -> Result<Option<DncEntry>, Error> {
+        DncStore::get(self, list, number).map_err(unavailable)
+    }
+
+    fn position(&self) -> Result<u64, Error> {
+        position(&self.conn()).map_err(|e| unavailable(e.into()))
+    }
+
+    fn changes(&self, after: (u64, u64), limit: usize) -> Result<Vec<DncChange>, Error> {
+        DncStore::changes(self, after, limit).map_err(unavailable)
+    }
+
+    fn versions(&self) -> Result<Vec<(String, u64)>, Error> {
+        DncStore::versions(self).map_err(unavailable)
+    }
+
+    fn audit(&self, row: AuditRow) {
+        DncStore::audit(self, row);
+    }
+
+    fn audit_rows(&self, campaign: &str, since: u64, limit: usize) -> Result<Vec<AuditRow>, Error> {
+        DncStore::audit_rows(self, campaign, since, limit).map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
@@ -308,74 +404,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_survive_a_reopen_with_their_source() {
+    fn a_dnc_db_without_positions_gets_them_and_keeps_its_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let s = DncStore::open(dir.path()).unwrap();
-        assert_eq!(s.add("internal", &[15551230001, 15551230002], "api", 7).unwrap(), 2);
-        assert_eq!(s.add("internal", &[15551230001], "call:x", 9).unwrap(), 0, "the first entry stays");
-        assert!(s.remove("internal", 15551230002).unwrap());
-        drop(s);
-        let s = DncStore::open(dir.path()).unwrap();
-        let mut all = Vec::new();
-        s.load(|l, n| all.push((l.to_string(), n))).unwrap();
-        assert_eq!(all, vec![("internal".to_string(), 15551230001)]);
-        let e = s.get("internal", 15551230001).unwrap().unwrap();
-        assert_eq!((e.source.as_str(), e.added_at), ("api", 7));
-        assert_eq!(s.get("internal", 1).unwrap(), None);
-    }
-
-    #[test]
-    fn the_audit_trail_is_read_back_in_order_once_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = DncStore::open(dir.path()).unwrap();
-        let row = |at: u64, campaign: &str| AuditRow {
-            campaign: campaign.into(),
-            attempt: at,
-            lead_id: 1,
-            number: "+13055550123".into(),
-            at,
-            timezone: "America/New_York".into(),
-            local_time: "2026-01-15 20:30:00 EST".into(),
-            region: "US-FL".into(),
-            rules: "US-FL 08:00-20:00".into(),
-            lists: "internal@1".into(),
-            decision: "dialed".into(),
-        };
-        for at in [5, 6, 7] {
-            s.audit(row(at, "a"));
+        {
+            let conn = Connection::open(dir.path().join("dnc.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE dnc (list TEXT NOT NULL, number INTEGER NOT NULL, source TEXT NOT NULL,
+                     added_at INTEGER NOT NULL, PRIMARY KEY (list, number)) WITHOUT ROWID;
+                 INSERT INTO dnc VALUES ('internal', 15551230001, 'api', 7), ('national', 15551230002, 'import', 8);",
+            )
+            .unwrap();
         }
-        s.audit(row(8, "b"));
-        let rows = s.audit_rows("a", 6, 10).unwrap();
-        assert_eq!(rows.iter().map(|r| r.at).collect::<Vec<_>>(), [6, 7]);
-        assert_eq!(rows[0], row(6, "a"));
-        assert_eq!(s.audit_rows("a", 0, 1).unwrap().len(), 1, "bounded");
-    }
-
-    #[test]
-    fn the_audit_trail_forgets_decisions_past_its_retention() {
-        let dir = tempfile::tempdir().unwrap();
         let s = DncStore::open(dir.path()).unwrap();
-        let row = |at: u64| AuditRow {
-            campaign: "a".into(),
-            attempt: 1,
-            lead_id: 1,
-            number: "+13055550123".into(),
-            at,
-            timezone: "America/New_York".into(),
-            local_time: "-".into(),
-            region: "US".into(),
-            rules: "-".into(),
-            lists: "-".into(),
-            decision: "dialed".into(),
-        };
-        let hour = 3_600_000;
-        s.audit(row(10 * hour));
-        s.audit(row(11 * hour));
-        let at = |s: &DncStore| s.audit_rows("a", 0, 10).unwrap().iter().map(|r| r.at).collect::<Vec<_>>();
-        assert_eq!(at(&s), [10 * hour, 11 * hour]);
-        // Five years and half an hour after the first: it goes, the second stays.
-        let later = 10 * hour + AUDIT_RETENTION_MS + hour / 2;
-        s.audit(row(later));
-        assert_eq!(at(&s), [11 * hour, later]);
+        assert_eq!(DncLists::position(&s).unwrap(), 1);
+        let all = DncStore::changes(&s, (0, 0), 10).unwrap();
+        assert_eq!(
+            all.iter().map(|c| (c.list.as_str(), c.number, c.listed)).collect::<Vec<_>>(),
+            [("internal", 15551230001, true), ("national", 15551230002, true)]
+        );
+        assert_eq!(DncStore::versions(&s).unwrap(), [("internal".to_string(), 1), ("national".to_string(), 1)]);
+        assert_eq!(s.add("internal", &[15551230003], "api", 9).unwrap(), 1);
+        assert_eq!(DncLists::position(&s).unwrap(), 2, "the next change takes the next position");
+        drop(s);
+        assert_eq!(DncLists::position(&DncStore::open(dir.path()).unwrap()).unwrap(), 2, "migrated once");
     }
 }

@@ -994,6 +994,12 @@ impl Campaigns {
         for r in parsed.rejected {
             report.reject(r);
         }
+        // Suppressed numbers are left out as the lists stand now, every node's changes in
+        // (the check before each dial is the one that counts: on failure, import with the
+        // copy as it is).
+        if let Err(e) = self.suppressions.catch_up().await {
+            tracing::warn!(error = %e.message, "Cannot catch up with the suppression lists before an import");
+        }
         // The same number twice in one upload: the first row wins.
         let mut first: FxHashMap<String, u64> = FxHashMap::default();
         let mut rows = Vec::with_capacity(parsed.rows.len());

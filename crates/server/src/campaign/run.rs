@@ -498,9 +498,17 @@ impl Campaigns {
             lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
-        // The last check, with nothing awaited between it and placing the call: a number
-        // added to a list at any moment before (also between the pick and now) is never
-        // dialed. The attempt ends `suppressed` (it does not count) and its lease goes back.
+        // The last check, with nothing awaited between it and placing the call but the
+        // catch-up with the lists' store: a number added to a list at any moment before
+        // (also between the pick and now, also through another node) is never dialed. The
+        // attempt ends `suppressed` (it does not count) and its lease goes back; when the
+        // lists cannot be read, the call is not placed and the attempt ends `failed`.
+        if let Err(e) = self.suppressions.catch_up().await {
+            tracing::error!(error = %e.message, "Cannot read the suppression lists; the call is not placed");
+            let reason = Some(format!("the suppression lists cannot be read: {}", e.message));
+            self.finish(attempt, Ended { outcome: Outcome::Failed, reason, talk_ms: None, cost: None }).await;
+            return;
+        }
         let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
         let decision = hit.as_ref().map_or_else(|| "dialed".to_string(), |h| format!("suppressed by {}", h.list));
         self.audit(&c, &row, attempt, now, decision);

@@ -204,7 +204,8 @@ impl std::fmt::Debug for Journaled {
 }
 
 /// What `[storage] database` puts in PostgreSQL: the ledger's journal (through the
-/// backend), call records and callbacks, campaigns and leads, all shared by every node.
+/// backend), call records and callbacks, campaigns and leads, suppression lists and the
+/// audit trail, all shared by every node.
 pub(crate) struct Postgres {
     /// The Redis ledger with this node's journal.
     pub(crate) backend: Arc<Journaled>,
@@ -212,6 +213,8 @@ pub(crate) struct Postgres {
     pub(crate) records: Arc<dyn Records>,
     /// Campaigns, leads and attempts.
     pub(crate) leads: Arc<dyn Leads>,
+    /// The suppression lists and the audit trail of dial decisions.
+    pub(crate) dnc: Arc<dyn callgate_backend::dnc::DncLists>,
 }
 
 impl Postgres {
@@ -242,14 +245,15 @@ pub(crate) async fn open(
     .map_err(|e| format!("opening PostgreSQL: {e}"))?
     .map_err(|e| format!("[storage] database: {e}"))?;
     let journal = Arc::new(Journal::open(&pg, &domain, &node, names.clone(), retention_ms));
-    tracing::info!(target = %pg.target(), "The journal, call records and campaigns are in PostgreSQL");
+    tracing::info!(target = %pg.target(), "The journal, call records, campaigns and suppression lists are in PostgreSQL");
     let backend = Arc::new(Journaled::new(redis, journal, spec, names));
     // Redis may have restarted empty while no node ran (this node's open then made a new,
     // empty ledger): what PostgreSQL holds goes back first.
     super::restore::at_start(&backend.inner)
         .await
         .map_err(|e| format!("re-asserting the ledger from PostgreSQL: {e}"))?;
-    Ok(Postgres { backend, records: Arc::new(PgRecords::open(&pg)), leads: Arc::new(leads) })
+    let dnc = Arc::new(callgate_store_postgres::PgDnc::open(&pg));
+    Ok(Postgres { backend, records: Arc::new(PgRecords::open(&pg)), leads: Arc::new(leads), dnc })
 }
 
 impl Journaled {

@@ -3,7 +3,9 @@
 //! `POST|DELETE /v1/dnc/{list}/{number}`, `GET /v1/dnc/{list}?number=…`.
 //!
 //! Numbers are validated and normalised as lead imports are (E.164; `country` reads a
-//! national number). Writing is for admin keys; reading for any key.
+//! national number). Writing is for admin keys; reading for any key. A lookup asks the
+//! store (shared by every node with `[storage] database`), so any node answers for a
+//! number any node added.
 
 use super::body::{PathParam, QueryMap};
 use super::{App, Caller};
@@ -99,8 +101,8 @@ fn only(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-fn view(app: &App, list: &str, number: u64, changed: bool) -> Result<EntryView, ApiError> {
-    let entry = app.campaigns.suppressions().entry(list, number)?;
+async fn view(app: &App, list: &str, number: u64, changed: bool) -> Result<EntryView, ApiError> {
+    let entry = app.campaigns.suppressions().entry(list, number).await?;
     Ok(EntryView {
         list: list.to_string(),
         number: dnc::e164(number),
@@ -120,6 +122,11 @@ fn view(app: &App, list: &str, number: u64, changed: bool) -> Result<EntryView, 
     ),
 )]
 pub(crate) async fn lists(State(app): State<Arc<App>>, _caller: Caller) -> Json<Vec<ListView>> {
+    // What every node changed so far (with a shared store); the copy as it is when the
+    // store cannot be read.
+    if let Err(e) = app.campaigns.suppressions().catch_up().await {
+        tracing::warn!(error = %e.message, "Cannot catch up with the suppression lists");
+    }
     let lists = app.campaigns.suppressions().summary();
     Json(lists.into_iter().map(|(list, n, version)| ListView { list, numbers: n as u64, version }).collect())
 }
@@ -149,7 +156,7 @@ pub(crate) async fn lookup(
     only(&q, &["number", "country"])?;
     let text = q.get("number").ok_or_else(|| ApiError::bad_request("`number` is required"))?;
     let number = number_of(text, q.get("country").map(String::as_str))?;
-    Ok(Json(view(&app, &list, number, false)?))
+    Ok(Json(view(&app, &list, number, false).await?))
 }
 
 /// Adds one number to a list (created when new), with `api` as its source.
@@ -179,7 +186,7 @@ pub(crate) async fn add(
     let number = number_of(&text, None)?;
     let added = app.campaigns.opt_out(&list, number, "api").await? > 0;
     let status = if added { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(view(&app, &list, number, added)?)).into_response())
+    Ok((status, Json(view(&app, &list, number, added).await?)).into_response())
 }
 
 /// Takes one number off a list.
@@ -207,7 +214,7 @@ pub(crate) async fn remove(
     list_name(&list)?;
     let number = number_of(&text, None)?;
     let removed = app.campaigns.suppressions().remove(&list, number).await?;
-    Ok(Json(view(&app, &list, number, removed)?))
+    Ok(Json(view(&app, &list, number, removed).await?))
 }
 
 /// Adds the numbers of a CSV upload (a header row naming a phone column, or a bare column
