@@ -719,11 +719,19 @@ impl Governor {
     /// Changes a pool's limit at runtime (durably). Lowering it ends the waiting tickets
     /// that can no longer fit (`never_fits`; their waiters learn it like a time-out).
     pub async fn set_limit(&self, name: &str, limit: u32) -> Result<PoolInfo, Error> {
+        self.change_limit(name, limit, false).await
+    }
+
+    /// [`Governor::set_limit`], as a duty's command (an alert's action) when `duty`: then
+    /// fenced with the duty lease's token in cluster mode (see [`Governor::fence_duties`]).
+    pub(crate) async fn change_limit(&self, name: &str, limit: u32, duty: bool) -> Result<PoolInfo, Error> {
         self.check_healthy()?;
         let id = self.pool_id(name)?;
+        let cmd = Command::SetLimit { pool: id, limit };
+        let cmd = if duty { self.duty_command(cmd)? } else { cmd };
         let commit = {
             let mut st = self.lock();
-            let mut done = self.exec(&mut st, Command::SetLimit { pool: id, limit })?;
+            let mut done = self.exec(&mut st, cmd)?;
             // An adaptive cap keeps within the new limit.
             if let Some(change) = self.ops().limit_changed(id.index(), limit, done.now) {
                 if let Some(capped) = self.set_adaptive_cap(&mut st, id.index(), change.to)? {
@@ -737,7 +745,8 @@ impl Governor {
     }
 
     /// Cluster mode: the singleton duties' commands that change the shared ledger (the
-    /// sweep of [`Governor::tick`], a reconciliation's [`Governor::repair`]) are sent as
+    /// sweep of [`Governor::tick`], a reconciliation's [`Governor::repair`], an alert's
+    /// limit change) are sent as
     /// [`Command::Fenced`] with the token `fence` answers, and not at all while it answers
     /// `None` (this node does not hold the duty lease). Set once, before the duties start.
     pub fn fence_duties(&self, fence: impl Fn() -> Option<callgate_backend::Fence> + Send + Sync + 'static) {

@@ -507,7 +507,8 @@ impl callgate_ops::PoolLimits for Governor {
     }
 
     fn set_limit<'a>(&'a self, pool: &'a str, limit: u32) -> callgate_backend::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { Governor::set_limit(self, pool, limit).await.map(drop).map_err(|e| e.message) })
+        // Only alerts' actions change limits through here: a duty, fenced in cluster mode.
+        Box::pin(async move { self.change_limit(pool, limit, true).await.map(drop).map_err(|e| e.message) })
     }
 }
 

@@ -13,7 +13,7 @@
 //! A holder that dies stops renewing, and the lease moves when its TTL runs out.
 //!
 //! The ledger enforces the token too: the duties' commands that change it (the sweep, a
-//! reconciliation's repair) come as `Command::Fenced` with the holder's token, and the
+//! reconciliation's repair, an alert's limit change) come as `Command::Fenced` with the holder's token, and the
 //! ledger script runs them only while this key holds that token, in the same call
 //! ([`fenced_args`]), so a former holder that wakes after a takeover changes nothing.
 
@@ -139,10 +139,11 @@ impl DutyLease {
 
 /// The script's arguments for `cmd` fenced by `fence`: the duty, the token, then the
 /// command's own name and arguments (the script checks the lease, then runs it). Only the
-/// duties' commands are fenced: the sweep and a reconciliation's repair.
+/// duties' commands are fenced: the sweep, a reconciliation's repair and an alert's limit
+/// change.
 pub(crate) fn fenced_args(fence: &Fence, cmd: &Command) -> Result<Vec<String>, Error> {
-    if !matches!(cmd, Command::Tick | Command::Repair { .. }) {
-        return Err(Error::invalid("only a sweep or a reconciliation is fenced"));
+    if !matches!(cmd, Command::Tick | Command::Repair { .. } | Command::SetLimit { .. }) {
+        return Err(Error::invalid("only a sweep, a reconciliation or an alert's limit change is fenced"));
     }
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if fence.duty.is_empty() || fence.duty.len() > 64 || !fence.duty.chars().all(ok) {

@@ -1313,8 +1313,8 @@ end
 -- own shape; answers the refusal, or nil to go on.
 local function fenced()
   local duty, token, inner = ARGV[3], ARGV[4], ARGV[5]
-  if inner ~= 'tick' and inner ~= 'repair' then
-    return fail('invalid', 'only a sweep or a reconciliation is fenced')
+  if inner ~= 'tick' and inner ~= 'repair' and inner ~= 'set_limit' then
+    return fail('invalid', 'only a sweep, a reconciliation or an alert\'s limit change is fenced')
   end
   local cur = redis.call('GET', P .. ':duty:' .. duty)
   local held = cur and string.match(cur, '|(%d+)$')

@@ -312,7 +312,10 @@ fn an_old_holders_sweep_after_a_takeover_changes_nothing_and_says_why() {
     let a = DutyLease::new(&ledger, "duties", "node-a", ttl).expect("a");
     let b = DutyLease::new(&ledger, "duties", "node-b", ttl).expect("b");
     let old = a.take_or_renew(0).expect("redis").expect("a takes the lease");
-    let fenced = |token: u64, cmd: Command| Command::Fenced { fence: Fence { duty: "duties".into(), token }, cmd: Box::new(cmd) };
+    let fenced = |token: u64, cmd: Command| Command::Fenced {
+        fence: Fence { duty: "duties".into(), token },
+        cmd: Box::new(cmd),
+    };
     // a is paused past its lease; b takes over with a larger token.
     let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
     let _: () = redis::cmd("DEL").arg(format!("{}:duty:duties", ledger.key_prefix())).query(&mut conn).expect("DEL");
@@ -320,12 +323,17 @@ fn an_old_holders_sweep_after_a_takeover_changes_nothing_and_says_why() {
     // a comes back and sweeps (or repairs) with the token it had: refused in the script,
     // and nothing changed: the lease that fell due is still there, no event was streamed.
     let before = ledger.events_after(None, 100).expect("events").len();
-    for cmd in [Command::Tick, Command::Repair { ended: vec!["due".into()], renew: Vec::new() }] {
+    for cmd in [
+        Command::Tick,
+        Command::Repair { ended: vec!["due".into()], renew: Vec::new() },
+        Command::SetLimit { pool: PoolId(0), limit: 1 },
+    ] {
         let e = ledger.execute(fenced(old, cmd)).expect_err("a stale token is refused");
         assert_eq!((e.kind, e.code), (ErrorKind::Conflict, "fenced"), "{e}");
         assert!(e.message.contains(&format!("token {old}")) && e.message.contains(&format!("token {new}")), "{e}");
     }
     assert!(ledger.lease_by_key("due").is_some(), "the old holder's sweep expired nothing");
+    assert_eq!(ledger.pools()[0].limit, 10, "nor changed a limit");
     assert_eq!(ledger.events_after(None, 100).expect("events").len(), before, "nothing was committed");
     // Only fenced duties: an acquire cannot ride on a token.
     let e = ledger.execute(fenced(new, call(0, "x"))).expect_err("not a duty");
@@ -334,6 +342,8 @@ fn an_old_holders_sweep_after_a_takeover_changes_nothing_and_says_why() {
     let swept = ledger.execute(fenced(new, Command::Tick)).expect("the holder sweeps");
     assert!(swept.events.iter().any(|e| matches!(e, Event::Expired { .. })), "{:?}", swept.events);
     assert!(ledger.lease_by_key("due").is_none());
+    ledger.execute(fenced(new, Command::SetLimit { pool: PoolId(0), limit: 9 })).expect("the holder's alert acts");
+    assert_eq!(ledger.pools()[0].limit, 9);
     // Once nobody holds the lease, nobody's token sweeps.
     b.release();
     let e = ledger.execute(fenced(new, Command::Tick)).expect_err("a lease that ran out");
