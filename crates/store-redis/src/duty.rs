@@ -5,17 +5,19 @@
 //! The lease is the key `{cg:<domain>}:duty:<name>` holding `<node>|<token>` with a TTL
 //! (`PX`). Taking it is `SET NX PX` done in a script together with `INCR` of the duty's
 //! token counter, so every holder gets a larger token than every holder before it
-//! (Kleppmann's fencing token). Renewing compares holder *and* token in a script before
-//! it extends the TTL, so a node that lost the lease (paused past its TTL, partitioned)
-//! and comes back cannot renew the lease another node holds now; it learns that it lost
-//! it and stops. A holder that cannot renew stops its duties on its own once the lease
+//! (Kleppmann's fencing token); a counter Redis does not have (a new domain, or a Redis
+//! that restarted empty) starts at Redis's clock in ms, so tokens keep growing across a
+//! restart too. Renewing compares holder *and* token in a script before it extends the
+//! TTL, so a node that lost the lease (paused past its TTL, partitioned) and comes back
+//! cannot renew the lease another node holds now; it learns that it lost it and stops. A holder that cannot renew stops its duties on its own once the lease
 //! may have expired (see [`DutyLease::held`]), without waiting for Redis to answer.
 //! A holder that dies stops renewing, and the lease moves when its TTL runs out.
 //!
 //! The ledger enforces the token too: the duties' commands that change it (the sweep, a
-//! reconciliation's repair, an alert's limit change) come as `Command::Fenced` with the holder's token, and the
-//! ledger script runs them only while this key holds that token, in the same call
-//! ([`fenced_args`]), so a former holder that wakes after a takeover changes nothing.
+//! reconciliation's repair, an alert's limit change) come as `Command::Fenced` with the
+//! holder's token, and the ledger script runs them only while this key holds that token,
+//! in the same call ([`fenced_args`]), so a former holder that wakes after a takeover
+//! changes nothing.
 
 use crate::{connect, unavailable, RedisLedger};
 use callgate_backend::{Command, Error, Fence};
@@ -34,6 +36,12 @@ if cur then
     return tonumber(ARGV[3])
   end
   return false
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  -- A new counter (or one an emptied Redis lost) starts at Redis's clock in ms, so tokens
+  -- keep growing across a restart: a holder from before it never matches a new one.
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'NX', 'PX', ARGV[2])

@@ -349,3 +349,29 @@ fn an_old_holders_sweep_after_a_takeover_changes_nothing_and_says_why() {
     let e = ledger.execute(fenced(new, Command::Tick)).expect_err("a lease that ran out");
     assert!(e.message.contains("nobody holds it"), "{e}");
 }
+
+#[test]
+fn fencing_tokens_keep_growing_when_redis_restarts_empty() {
+    use callgate_store_redis::DutyLease;
+    let server = Server::start();
+    let ledger =
+        RedisLedger::open(&server.url, "tokens", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    let ttl = std::time::Duration::from_secs(5);
+    let a = DutyLease::new(&ledger, "duties", "node-a", ttl).expect("a");
+    let b = DutyLease::new(&ledger, "duties", "node-b", ttl).expect("b");
+    let before = a.take_or_renew(0).expect("redis").expect("a takes it");
+    // Redis loses everything, the token counter with it: the next holder's token is still
+    // larger, so a holder from before can never pass for it.
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).expect("FLUSHALL");
+    // A real restart takes longer than a millisecond; this one does not, so wait until
+    // Redis's clock has passed the millisecond the first counter started at.
+    let redis_ms = |conn: &mut redis::Connection| {
+        let (s, us): (u64, u64) = redis::cmd("TIME").query(conn).expect("TIME");
+        s * 1000 + us / 1000
+    };
+    while redis_ms(&mut conn) < before {}
+    let after = b.take_or_renew(0).expect("redis").expect("b takes it");
+    assert!(after > before, "{before} then {after}");
+    assert_eq!(b.holder().expect("redis"), Some(("node-b".to_string(), after)));
+}
