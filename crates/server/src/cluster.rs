@@ -31,7 +31,9 @@
 //!
 //! **Redis unreachable or emptied.** Every command fails as `unavailable` (HTTP 503 with
 //! `Retry-After`), nothing is granted, `/healthz` answers 503 with the reason, the
-//! `callgate_journal_up` gauge is 0 and the failure is logged. A node that gets no
+//! `callgate_journal_up` gauge is 0 and the failure is logged. Pools with
+//! `on_redis_unavailable = "local_fallback"` admit on the node's own share instead while
+//! Redis is unreachable (not emptied): see [`fallback`]. A node that gets no
 //! requests notices too: the duty loop reads the ledger every second ([`RedisLedger::check`]),
 //! which also clears the failure once Redis answers again. A Redis that restarted empty
 //! holds no ledger for the domain: commands keep failing (the script finds no spec)
@@ -42,6 +44,7 @@
 //! **PostgreSQL** (`[storage] database`): see [`durable`].
 
 pub mod durable;
+pub mod fallback;
 mod restore;
 
 use crate::bus::LedgerBus;
@@ -156,6 +159,7 @@ pub(crate) fn follow(
     governor: Arc<Governor>,
     stop: Arc<AtomicBool>,
     gate: impl Fn() + Send + 'static,
+    fallback: Option<Arc<fallback::Fallback>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("callgate-follower".into()).spawn(move || {
         // An empty stream at the snapshot: everything from its first entry on is new.
@@ -181,6 +185,9 @@ pub(crate) fn follow(
                         }
                         callgate_store::Consumer::committed(&mut bus, &committed.events);
                         governor.committed_elsewhere(&committed.events);
+                        if let Some(f) = &fallback {
+                            f.observe(&committed.events);
+                        }
                         last = committed.id;
                     }
                 }
@@ -221,7 +228,8 @@ pub(crate) fn duties(
 /// Every second: checks Redis (so `/healthz` says when it is gone, and when it is back),
 /// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
 /// (the server starts or stops its reconcilers); every ten, says this node's caps again.
-/// Ends with `stop`, letting the lease go.
+/// With `fallback`, hands it each check ([`fallback::Fallback::poll`]). Ends with `stop`,
+/// letting the lease go.
 pub(crate) fn spawn_duty_loop(
     governor: Arc<Governor>,
     ledger: Arc<RedisLedger>,
@@ -230,6 +238,7 @@ pub(crate) fn spawn_duty_loop(
     changed: impl Fn(bool) + Send + 'static,
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
+    fallback: Option<Arc<fallback::Fallback>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(DUTY_EVERY);
@@ -244,9 +253,16 @@ pub(crate) fn spawn_duty_loop(
                 let governor = governor.clone();
                 let _ = tokio::task::spawn_blocking(move || governor.reassert_caps()).await;
             }
-            let (l, d) = (ledger.clone(), lease.clone());
+            let (l, d, f) = (ledger.clone(), lease.clone(), fallback.clone());
             let sent = clock.now_ms();
-            let Ok((check, taken)) = tokio::task::spawn_blocking(move || (l.check(), d.take_or_renew(sent))).await
+            let Ok((check, taken)) = tokio::task::spawn_blocking(move || {
+                let check = l.check();
+                if let Some(f) = f {
+                    f.poll(&check);
+                }
+                (check, d.take_or_renew(sent))
+            })
+            .await
             else {
                 continue;
             };

@@ -1,0 +1,603 @@
+//! `on_redis_unavailable = "local_fallback"`: while Redis cannot be reached, a node admits
+//! on its own, against its share of each such pool, and hands what it granted to the shared
+//! ledger when Redis answers again.
+//!
+//! [`Fallback`] is the node's [`LedgerBackend`] when any pool has the policy: it wraps the
+//! cluster's backend (the Redis ledger, or with `[storage] database` the Redis ledger
+//! journaled in PostgreSQL) and passes everything through while Redis answers.
+//!
+//! **Going local.** When a command finds Redis unreachable (not emptied: that is the
+//! restore's case), or the duty loop's check each second does, the node builds a local
+//! ledger ([`local::Local`]): the configuration's, with each pool capped at this node's
+//! share, `(cap - in use) / nodes` rounded down ([`local::share`]). `nodes` is
+//! `[storage] nodes`, the most nodes that share the domain. *In use* is what the shared
+//! ledger held as this node last saw it: the pools of the domain's event stream
+//! (every node's grants, releases and expiries, and so also the leases of nodes that
+//! died), plus this node's own grants the stream had not brought yet, plus the units of
+//! its acquires whose answer was lost on the way (Redis may have granted them). So the
+//! leases Redis held and every node's share add up to at most the cap: a pool that was
+//! full has no share. A pool that fails closed has none either: its acquires answer 503.
+//! Nobody waits in fallback (a waiting line across nodes needs Redis): a request that does
+//! not fit is rejected. Ids come from a block this node took from the ledger's counter
+//! ([`RedisLedger::reserve_ids`]), so they are unique across nodes and the ledger never
+//! hands them out. With PostgreSQL the local events are journaled before the answer, as
+//! every other command's. Releases, renewals and call ends of leases the local ledger does
+//! not hold (Redis's) are kept and answered 503 (`unavailable`, "kept"): they are made in
+//! Redis when it is back; a retry then finds them done.
+//!
+//! **Coming back.** When the duty loop finds Redis answering again: the kept changes are
+//! made in Redis, then the leases granted here (live, and ended here) are adopted into
+//! the shared ledger in one atomic call, each at most once however often it is retried
+//! ([`RedisLedger::adopt`]); a live one keeps its id, key and expiry. Then, for
+//! [`REJOIN`], acquires answer 503 while everything else runs on Redis: every node in
+//! fallback notices Redis within a second of the others and adopts its leases within that
+//! pause, so nobody admits against the shared ledger before every node's local leases are
+//! in it. If the adopted leases put a pool over its cap (the nodes' shares were of what
+//! each had seen), the node logs it and `callgate_redis_fallback_over` says by how many
+//! units; no lease is revoked, and the ledger admits nothing there until the pool is back
+//! under its cap.
+
+pub(crate) mod local;
+
+use crate::clock::Clock;
+use callgate_backend::{
+    BoxFuture, Command, Error, ErrorKind, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, TicketRead, Waiting,
+};
+use callgate_config::RedisUnavailable;
+use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
+use callgate_store_redis::RedisLedger;
+use local::Local;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::time::Duration;
+
+/// How many ids a node takes from the ledger's counter for a fallback.
+const ID_BLOCK: u64 = 1 << 20;
+
+/// After its leases are adopted, how long a node answers acquires 503 before it admits
+/// on the shared ledger again: longer than the duty loop's period (1 s) and an adoption,
+/// so every other node in fallback has adopted its leases by then.
+pub(crate) const REJOIN: Duration = Duration::from_secs(3);
+
+/// The shared ledger's pools as this node last saw them (from the domain's stream).
+#[derive(Debug, Default)]
+struct Seen {
+    /// Units in use, by pool.
+    used: Vec<u64>,
+    /// Effective caps, by pool.
+    cap: Vec<u32>,
+    /// This node's grants counted before the stream brought them (ids).
+    early: HashSet<u64>,
+    /// Units of acquires whose answer was lost (Redis may have granted them), by pool.
+    doubt: Vec<u64>,
+}
+
+impl Seen {
+    fn add(&mut self, lease: &Lease, sign: i64) {
+        for pu in lease.pools.iter() {
+            if let Some(u) = self.used.get_mut(pu.pool.index()) {
+                *u = u.saturating_add_signed(sign * i64::from(pu.units));
+            }
+        }
+    }
+
+    fn apply(&mut self, events: &[Event], own: bool) {
+        for e in events {
+            match e {
+                Event::Granted { lease, .. } => {
+                    if own {
+                        if self.early.len() < 1_000_000 && self.early.insert(lease.id.0) {
+                            self.add(lease, 1);
+                        }
+                    } else if !self.early.remove(&lease.id.0) {
+                        self.add(lease, 1);
+                    }
+                }
+                // Own releases are counted when the stream brings them: a use seen too
+                // high only makes a share smaller.
+                Event::Released { lease, .. } | Event::Expired { lease, .. } if !own => self.add(lease, -1),
+                Event::LimitChanged { pool, cap, .. } if !own => {
+                    if let Some(c) = self.cap.get_mut(pool.index()) {
+                        *c = *cap;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+enum Mode {
+    /// Redis answers: everything runs there.
+    Shared,
+    /// Redis is unreachable: admission runs on this node's share.
+    Local(Box<Local>),
+    /// The local leases are in Redis; acquires answer 503 until this time (node clock).
+    Rejoining(u64),
+}
+
+/// The cluster's backend with `local_fallback`. See the module docs.
+pub struct Fallback {
+    inner: Arc<dyn LedgerBackend>,
+    redis: Arc<RedisLedger>,
+    /// The PostgreSQL journal's side, when there is one (local events are journaled there).
+    journaled: Option<Arc<super::durable::Journaled>>,
+    clock: Arc<dyn Clock>,
+    nodes: u32,
+    policy: Vec<RedisUnavailable>,
+    spec: RwLock<LedgerSpec>,
+    seen: Mutex<Seen>,
+    mode: RwLock<Mode>,
+    /// The block of ids for the next fallback.
+    block: Mutex<Option<(u64, u64)>>,
+    /// Units by which each pool was over its cap after the last adoption.
+    over: Mutex<Vec<u64>>,
+}
+
+impl std::fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fallback").field("nodes", &self.nodes).finish_non_exhaustive()
+    }
+}
+
+/// What `/healthz` and `/metrics` say of a fallback.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Status {
+    /// Why, while the node admits on its own (or rejoins).
+    pub(crate) reason: Option<String>,
+    /// By pool: whether it admits on its own share now, that share, and the units by
+    /// which it was over its cap after the last adoption.
+    pub(crate) pools: Vec<(bool, u32, u64)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fallback {
+    /// `inner` (over `redis`; `journaled` when it is the PostgreSQL-journaled one) with
+    /// fallback for the pools whose `policy` is `local_fallback`, `nodes` sharing the
+    /// domain; `pools` is what the shared ledger held when the event stream was read from.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        inner: Arc<dyn LedgerBackend>,
+        redis: Arc<RedisLedger>,
+        journaled: Option<Arc<super::durable::Journaled>>,
+        clock: Arc<dyn Clock>,
+        spec: LedgerSpec,
+        policy: Vec<RedisUnavailable>,
+        nodes: u32,
+        pools: &[PoolView],
+    ) -> Fallback {
+        let seen = Seen {
+            used: pools.iter().map(|p| p.used).collect(),
+            cap: pools.iter().map(|p| p.cap).collect(),
+            early: HashSet::new(),
+            doubt: vec![0; pools.len()],
+        };
+        let fallback = Fallback {
+            inner,
+            redis,
+            journaled,
+            clock,
+            nodes: nodes.max(1),
+            over: Mutex::new(vec![0; policy.len()]),
+            policy,
+            spec: RwLock::new(spec),
+            seen: Mutex::new(seen),
+            mode: RwLock::new(Mode::Shared),
+            block: Mutex::new(None),
+        };
+        fallback.keep_block();
+        fallback
+    }
+
+    /// The domain's committed events, as the follower reads them from the stream.
+    pub(crate) fn observe(&self, events: &[Event]) {
+        lock(&self.seen).apply(events, false);
+    }
+
+    /// While the node admits on its own or rejoins: what `/healthz` and `/metrics` say.
+    pub(crate) fn status(&self) -> Status {
+        let over = lock(&self.over).clone();
+        let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+        let (reason, caps) = match &*mode {
+            Mode::Shared => (None, None),
+            Mode::Local(l) => (
+                Some(format!(
+                    "Redis is unreachable: pools with local_fallback admit on this node's share ({} nodes)",
+                    self.nodes
+                )),
+                Some(l.caps().to_vec()),
+            ),
+            Mode::Rejoining(_) => (Some("Redis answers again: rejoining the shared ledger".to_owned()), None),
+        };
+        let pools = (0..self.policy.len())
+            .map(|i| {
+                let cap = caps.as_ref().and_then(|c| c.get(i).copied());
+                let local = cap.is_some() && self.policy[i] == RedisUnavailable::LocalFallback;
+                (local, cap.unwrap_or(0), over.get(i).copied().unwrap_or(0))
+            })
+            .collect();
+        Status { reason, pools }
+    }
+
+    fn unreachable(&self) -> bool {
+        self.redis.health().failed.is_some() && !self.redis.lost_state()
+    }
+
+    /// Takes a block of ids when this node has none, or when the ledger's counter went
+    /// back below it (a restore into an emptied Redis): the ledger may hand those out.
+    fn keep_block(&self) {
+        let block = *lock(&self.block);
+        let fresh = match (block, self.redis.last_id()) {
+            (Some((_, last)), Ok(counter)) => counter < last,
+            (None, _) => true,
+            (Some(_), Err(_)) => false,
+        };
+        if fresh {
+            match self.redis.reserve_ids(ID_BLOCK) {
+                Ok(b) => *lock(&self.block) = Some(b),
+                Err(e) => tracing::warn!(error = %e, "Cannot take a block of ids for local fallback yet"),
+            }
+        }
+    }
+
+    /// Builds the local ledger (Redis just became unreachable).
+    fn go_local(&self, mode: &mut RwLockWriteGuard<'_, Mode>) -> Result<(), Error> {
+        if matches!(**mode, Mode::Local(_)) {
+            return Ok(());
+        }
+        let Some(block) = lock(&self.block).take() else {
+            return Err(Error::unavailable("Redis is unreachable and this node holds no ids for local fallback"));
+        };
+        let caps: Vec<u32> = {
+            let seen = lock(&self.seen);
+            (0..self.policy.len())
+                .map(|i| {
+                    let in_use = seen.used.get(i).copied().unwrap_or(0) + seen.doubt.get(i).copied().unwrap_or(0);
+                    local::share(self.policy[i], seen.cap.get(i).copied().unwrap_or(0), in_use, self.nodes)
+                })
+                .collect()
+        };
+        let spec = self.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let local = Local::new(&spec, self.policy.clone(), caps.clone(), block, self.clock.now_ms())?;
+        tracing::error!(
+            why = self.redis.health().failed.unwrap_or_default(),
+            local_caps = ?caps,
+            nodes = self.nodes,
+            "Redis is unreachable: pools with local_fallback admit on this node's share, the others answer 503"
+        );
+        **mode = Mode::Local(Box::new(local));
+        Ok(())
+    }
+
+    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
+    /// in use for the shares.
+    fn doubt(&self, cmd: &Command) {
+        let Command::Acquire(req) = cmd else { return };
+        let pools = match &req.target {
+            Target::Pools { pools, .. } => pools.to_vec(),
+            Target::Flow(f) => {
+                let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
+                spec.flows.get(f.index()).map(|f| f.pools.clone()).unwrap_or_default()
+            }
+        };
+        let mut seen = lock(&self.seen);
+        for pu in pools {
+            if let Some(d) = seen.doubt.get_mut(pu.pool.index()) {
+                *d += u64::from(pu.units);
+            }
+        }
+    }
+
+    fn run_local(&self, local: &mut Local, cmd: Command) -> Result<Executed, Error> {
+        let now = self.clock.now_ms();
+        let (outcome, events) = local.execute(cmd, now)?;
+        let commit = match &self.journaled {
+            Some(j) if !events.is_empty() => j.journal().append(events.clone()),
+            Some(j) => j.journal().submitted(),
+            None => self.inner.submitted(),
+        };
+        Ok(Executed { outcome, events, commit, now })
+    }
+
+    /// Every second, from the duty loop, with its check of Redis: goes local when Redis
+    /// is unreachable, and when it answers again hands the local leases to it and rejoins.
+    /// Blocking.
+    pub(crate) fn poll(&self, check: &Result<(), Error>) {
+        let now = self.clock.now_ms();
+        let state = match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Shared => 0,
+            Mode::Local(_) => 1,
+            Mode::Rejoining(until) => 2 + u8::from(now >= *until),
+        };
+        match (state, check) {
+            (0, Err(_)) if self.unreachable() => {
+                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = self.go_local(&mut mode) {
+                    tracing::error!(error = %e, "Cannot admit on this node's share");
+                }
+            }
+            (0, Ok(())) => self.keep_block(),
+            (1, Ok(())) => {
+                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                let Mode::Local(local) = &mut *mode else { return };
+                match self.hand_over(local) {
+                    Ok(()) => {
+                        *mode = Mode::Rejoining(now + REJOIN.as_millis() as u64);
+                        drop(mode);
+                        // What was in doubt is on the stream now, which the follower reads on.
+                        lock(&self.seen).doubt.iter_mut().for_each(|d| *d = 0);
+                        self.keep_block();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot hand the local leases to Redis yet; retrying"),
+                }
+            }
+            (3, _) => {
+                *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::Shared;
+                tracing::info!("Admission runs on the shared ledger again");
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes the kept changes in Redis and adopts the local leases (each at most once).
+    fn hand_over(&self, local: &mut Local) -> Result<(), Error> {
+        while let Some(change) = local.pending.first() {
+            match self.inner.execute(change.command()) {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::Unavailable => return Err(e),
+                // Refused for good (another key's lease): nothing to make.
+                Err(e) => tracing::warn!(error = %e, change = ?change, "A change kept in fallback was refused"),
+            }
+            local.pending.remove(0);
+        }
+        // The local leases' times are on this node's clock: moved to Redis's.
+        let (redis_now, node_now) = (self.redis.now_ms(), self.clock.now_ms());
+        let shift = |t: u64| t.saturating_add(redis_now).saturating_sub(node_now);
+        let list: Vec<_> = local
+            .to_adopt()
+            .into_iter()
+            .map(|mut a| {
+                a.lease.granted_at = shift(a.lease.granted_at);
+                a.lease.expires_at = shift(a.lease.expires_at);
+                a.ended = a.ended.map(shift);
+                a
+            })
+            .collect();
+        let adoption = self.redis.adopt(&list)?;
+        if adoption.clashes > 0 {
+            tracing::error!(clashes = adoption.clashes, "Local leases whose ids the shared ledger gave another lease");
+        }
+        let pools = self.redis.pools();
+        let over: Vec<u64> = pools.iter().map(|p| p.used.saturating_sub(u64::from(p.cap))).collect();
+        for (p, units) in pools.iter().zip(&over).filter(|(_, u)| **u > 0) {
+            tracing::warn!(pool = %p.name, over = units, used = p.used, cap = p.cap,
+                "After the local fallback the pool is over its cap: nothing is revoked, and it admits nothing until it is under it");
+        }
+        *lock(&self.over) = over;
+        tracing::info!(
+            leases = list.len(),
+            new = adoption.adopted,
+            since = local.since,
+            "Redis answers again: the leases granted in fallback are in the shared ledger"
+        );
+        Ok(())
+    }
+
+    fn read_local<T>(&self, local: impl FnOnce(&Local) -> T, shared: impl FnOnce() -> T) -> T {
+        match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Local(l) => local(l),
+            _ => shared(),
+        }
+    }
+}
+
+impl LedgerBackend for Fallback {
+    fn now_ms(&self) -> u64 {
+        self.read_local(|_| self.clock.now_ms(), || self.inner.now_ms())
+    }
+
+    fn execute(&self, cmd: Command) -> Result<Executed, Error> {
+        {
+            let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+            match &*mode {
+                Mode::Local(_) => {}
+                Mode::Rejoining(_) if matches!(cmd, Command::Acquire(_)) => {
+                    return Err(Error::unavailable("rejoining the shared ledger after a fallback; retry"));
+                }
+                _ => {
+                    let is_reconfigure = match &cmd {
+                        Command::Reconfigure { spec, .. } => Some((**spec).clone()),
+                        _ => None,
+                    };
+                    match self.inner.execute(cmd.clone()) {
+                        Ok(done) => {
+                            lock(&self.seen).apply(&done.events, true);
+                            if let Some(spec) = is_reconfigure {
+                                *self.spec.write().unwrap_or_else(|p| p.into_inner()) = spec;
+                            }
+                            return Ok(done);
+                        }
+                        Err(e) if e.kind == ErrorKind::Unavailable && self.unreachable() => {
+                            if matches!(*mode, Mode::Rejoining(_)) {
+                                return Err(e);
+                            }
+                            self.doubt(&cmd);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+        self.go_local(&mut mode)?;
+        let Mode::Local(local) = &mut *mode else {
+            return Err(Error::internal("the local fallback is not in force"));
+        };
+        self.run_local(local, cmd)
+    }
+
+    fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>> {
+        self.inner.durable(commit)
+    }
+
+    fn submitted(&self) -> u64 {
+        self.inner.submitted()
+    }
+
+    fn health(&self) -> Health {
+        let inner = self.inner.health();
+        self.read_local(
+            |_| {
+                // Redis's failure is the fallback's reason to be; a journal's is not.
+                let journal = self.journaled.as_ref().and_then(|j| j.journal_failure());
+                Health { failed: journal, ..inner.clone() }
+            },
+            || inner.clone(),
+        )
+    }
+
+    fn dead(&self) -> BoxFuture<'_, String> {
+        self.inner.dead()
+    }
+
+    fn lease(&self, id: LeaseId) -> Option<Lease> {
+        self.read_local(|l| l.lease(&LeaseRef::Id(id)), || self.inner.lease(id))
+    }
+
+    fn lease_by_key(&self, key: &str) -> Option<Lease> {
+        self.read_local(|l| l.lease(&LeaseRef::Key(Arc::from(key))), || self.inner.lease_by_key(key))
+    }
+
+    fn ticket(&self, id: TicketId) -> Option<TicketRead> {
+        self.read_local(|_| None, || self.inner.ticket(id))
+    }
+
+    fn ticket_by_key(&self, key: &str) -> Option<TicketRead> {
+        self.read_local(|_| None, || self.inner.ticket_by_key(key))
+    }
+
+    fn pools(&self) -> Vec<PoolView> {
+        self.read_local(|l| l.pools(), || self.inner.pools())
+    }
+
+    fn leases_page(
+        &self,
+        after: LeaseId,
+        filter: &LeaseFilter,
+        limit: usize,
+        max_scan: usize,
+    ) -> (Vec<Lease>, Option<LeaseId>) {
+        self.read_local(
+            |l| {
+                let mut page = Vec::new();
+                let mut next = None;
+                for lease in l.ledger().leases_after(after).take(max_scan) {
+                    if page.len() == limit.max(1) {
+                        next = page.last().map(|l: &Lease| l.id);
+                        break;
+                    }
+                    if filter.keeps(lease) {
+                        page.push(lease.clone());
+                    }
+                }
+                (page, next)
+            },
+            || self.inner.leases_page(after, filter, limit, max_scan),
+        )
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        self.read_local(|l| l.ledger().leases().cloned().collect(), || self.inner.leases())
+    }
+
+    fn waiting(&self, limit: usize) -> Vec<Waiting> {
+        self.read_local(|_| Vec::new(), || self.inner.waiting(limit))
+    }
+
+    fn tickets(&self) -> Vec<Ticket> {
+        self.read_local(|_| Vec::new(), || self.inner.tickets())
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        self.read_local(|l| (l.ledger().lease_count(), 0), || self.inner.counts())
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        self.inner.counters()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Fallback {
+    /// The backend it wraps (for what only that one has: the journal's commit times).
+    pub(crate) fn inner(&self) -> &Arc<dyn LedgerBackend> {
+        &self.inner
+    }
+
+    /// `callgate_redis_fallback{pool}` (1 while the pool admits on this node's share),
+    /// `callgate_redis_fallback_cap{pool}` (that share) and `callgate_redis_fallback_over{pool}`
+    /// (units over the cap after the last adoption).
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        use callgate_events::metrics::{escape_label, header};
+        use std::fmt::Write;
+        let status = self.status();
+        let names: Vec<String> = {
+            let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
+            spec.pools.iter().map(|p| escape_label(&p.name)).collect()
+        };
+        let families: [(&str, &str, fn(&(bool, u32, u64)) -> u64); 3] = [
+            ("callgate_redis_fallback", "Whether the pool admits on this node's share while Redis is unreachable (1) or on the shared ledger (0).", |p| u64::from(p.0)),
+            ("callgate_redis_fallback_cap", "This node's share of the pool while it admits on it (local_fallback).", |p| u64::from(p.1)),
+            ("callgate_redis_fallback_over", "Units by which the pool was over its cap after the last local fallback's leases were adopted.", |p| p.2),
+        ];
+        for (name, help, value) in families {
+            header(out, name, "gauge", help);
+            for (pool, p) in names.iter().zip(&status.pools) {
+                let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", value(p));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callgate_core::{ClassId, PoolId, PoolUnits};
+
+    fn lease(id: u64, units: u32) -> Lease {
+        Lease {
+            id: LeaseId(id),
+            key: None,
+            class: ClassId(0),
+            flow: None,
+            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units }]),
+            granted_at: 1,
+            expires_at: 2,
+            ttl_ms: 1,
+            meta: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn the_use_seen_counts_own_grants_at_once_and_once() {
+        let mut seen = Seen { used: vec![3], cap: vec![10], early: HashSet::new(), doubt: vec![0] };
+        let granted = |id| Event::Granted { lease: lease(id, 2), from_ticket: None };
+        seen.apply(&[granted(7)], true);
+        assert_eq!(seen.used, vec![5], "this node's grant counts before the stream brings it");
+        seen.apply(&[granted(7), granted(8)], false);
+        assert_eq!(seen.used, vec![7], "and not again when it does; another node's counts");
+        seen.apply(&[Event::Released { lease: lease(7, 2), at: 5 }], true);
+        assert_eq!(seen.used, vec![7], "an own release waits for the stream (too high is safe)");
+        seen.apply(&[Event::Expired { lease: lease(7, 2), at: 5 }], false);
+        assert_eq!(seen.used, vec![5]);
+        seen.apply(&[Event::LimitChanged { pool: PoolId(0), limit: 10, cap: 6, at: 5 }], false);
+        assert_eq!(seen.cap, vec![6]);
+    }
+}
