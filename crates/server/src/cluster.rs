@@ -228,8 +228,7 @@ pub(crate) fn duties(
 /// Every second: checks Redis (so `/healthz` says when it is gone, and when it is back),
 /// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
 /// (the server starts or stops its reconcilers); every ten, says this node's caps again.
-/// With `fallback`, hands it each check ([`fallback::Fallback::poll`]). Ends with `stop`,
-/// letting the lease go.
+/// Ends with `stop`, letting the lease go.
 pub(crate) fn spawn_duty_loop(
     governor: Arc<Governor>,
     ledger: Arc<RedisLedger>,
@@ -238,7 +237,6 @@ pub(crate) fn spawn_duty_loop(
     changed: impl Fn(bool) + Send + 'static,
     clock: Arc<dyn Clock>,
     stop: Arc<AtomicBool>,
-    fallback: Option<Arc<fallback::Fallback>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(DUTY_EVERY);
@@ -253,16 +251,9 @@ pub(crate) fn spawn_duty_loop(
                 let governor = governor.clone();
                 let _ = tokio::task::spawn_blocking(move || governor.reassert_caps()).await;
             }
-            let (l, d, f) = (ledger.clone(), lease.clone(), fallback.clone());
+            let (l, d) = (ledger.clone(), lease.clone());
             let sent = clock.now_ms();
-            let Ok((check, taken)) = tokio::task::spawn_blocking(move || {
-                let check = l.check();
-                if let Some(f) = f {
-                    f.poll(&check);
-                }
-                (check, d.take_or_renew(sent))
-            })
-            .await
+            let Ok((check, taken)) = tokio::task::spawn_blocking(move || (l.check(), d.take_or_renew(sent))).await
             else {
                 continue;
             };

@@ -369,11 +369,13 @@ impl Server {
                     changed,
                     clock_for_duties,
                     stop_cluster.clone(),
-                    fallback,
                 ))
             }
             _ => None,
         };
+        if let (Some(c), Some(f)) = (&cluster, fallback) {
+            crate::cluster::fallback::spawn_poll(f, c.ledger.clone(), stop_cluster.clone());
+        }
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
         Ok(Server {
             addr,

@@ -7,7 +7,7 @@
 //! journaled in PostgreSQL) and passes everything through while Redis answers.
 //!
 //! **Going local.** When a command finds Redis unreachable (not emptied: that is the
-//! restore's case), or the duty loop's check each second does, the node builds a local
+//! restore's case), or the check each second does ([`spawn_poll`]), the node builds a local
 //! ledger ([`local::Local`]): the configuration's, with each pool capped at this node's
 //! share, `(cap - in use) / nodes` rounded down ([`local::share`]). `nodes` is
 //! `[storage] nodes`, the most nodes that share the domain. *In use* is what the shared
@@ -25,7 +25,7 @@
 //! not hold (Redis's) are kept and answered 503 (`unavailable`, "kept"): they are made in
 //! Redis when it is back; a retry then finds them done.
 //!
-//! **Coming back.** When the duty loop finds Redis answering again: the kept changes are
+//! **Coming back.** When that check finds Redis answering again: the kept changes are
 //! made in Redis, then the leases granted here (live, and ended here) are adopted into
 //! the shared ledger in one atomic call, each at most once however often it is retried
 //! ([`RedisLedger::adopt`]); a live one keeps its id, key and expiry. Then, for
@@ -55,7 +55,7 @@ use std::time::Duration;
 const ID_BLOCK: u64 = 1 << 20;
 
 /// After its leases are adopted, how long a node answers acquires 503 before it admits
-/// on the shared ledger again: longer than the duty loop's period (1 s) and an adoption,
+/// on the shared ledger again: longer than the check's period (1 s) and an adoption,
 /// so every other node in fallback has adopted its leases by then.
 pub(crate) const REJOIN: Duration = Duration::from_secs(3);
 
@@ -145,9 +145,19 @@ impl std::fmt::Debug for Fallback {
 pub(crate) struct Status {
     /// Why, while the node admits on its own (or rejoins).
     pub(crate) reason: Option<String>,
-    /// By pool: whether it admits on its own share now, that share, and the units by
-    /// which it was over its cap after the last adoption.
-    pub(crate) pools: Vec<(bool, u32, u64)>,
+    /// By pool.
+    pub(crate) pools: Vec<PoolStatus>,
+}
+
+/// A pool's side of [`Status`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PoolStatus {
+    /// Whether it admits on this node's share now.
+    pub(crate) local: bool,
+    /// That share (0 when not).
+    pub(crate) cap: u32,
+    /// Units by which it was over its cap after the last adoption.
+    pub(crate) over: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -216,7 +226,7 @@ impl Fallback {
             .map(|i| {
                 let cap = caps.as_ref().and_then(|c| c.get(i).copied());
                 let local = cap.is_some() && self.policy[i] == RedisUnavailable::LocalFallback;
-                (local, cap.unwrap_or(0), over.get(i).copied().unwrap_or(0))
+                PoolStatus { local, cap: cap.unwrap_or(0), over: over.get(i).copied().unwrap_or(0) }
             })
             .collect();
         Status { reason, pools }
@@ -302,7 +312,7 @@ impl Fallback {
         Ok(Executed { outcome, events, commit, now })
     }
 
-    /// Every second, from the duty loop, with its check of Redis: goes local when Redis
+    /// Every second ([`spawn_poll`]), with a check of Redis: goes local when Redis
     /// is unreachable, and when it answers again hands the local leases to it and rejoins.
     /// Blocking.
     pub(crate) fn poll(&self, check: &Result<(), Error>) {
@@ -392,6 +402,26 @@ impl Fallback {
             _ => shared(),
         }
     }
+}
+
+/// How often the node checks Redis for its fallback (goes local, hands over, rejoins).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Checks Redis every second and hands the check to [`Fallback::poll`], until `stop`.
+pub(crate) fn spawn_poll(
+    fallback: Arc<Fallback>,
+    ledger: Arc<RedisLedger>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(POLL_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            every.tick().await;
+            let (f, l) = (fallback.clone(), ledger.clone());
+            let _ = tokio::task::spawn_blocking(move || f.poll(&l.check())).await;
+        }
+    })
 }
 
 impl LedgerBackend for Fallback {
@@ -551,10 +581,11 @@ impl Fallback {
             let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
             spec.pools.iter().map(|p| escape_label(&p.name)).collect()
         };
-        let families: [(&str, &str, fn(&(bool, u32, u64)) -> u64); 3] = [
-            ("callgate_redis_fallback", "Whether the pool admits on this node's share while Redis is unreachable (1) or on the shared ledger (0).", |p| u64::from(p.0)),
-            ("callgate_redis_fallback_cap", "This node's share of the pool while it admits on it (local_fallback).", |p| u64::from(p.1)),
-            ("callgate_redis_fallback_over", "Units by which the pool was over its cap after the last local fallback's leases were adopted.", |p| p.2),
+        type Gauge = fn(&PoolStatus) -> u64;
+        let families: [(&str, &str, Gauge); 3] = [
+            ("callgate_redis_fallback", "Whether the pool admits on this node's share while Redis is unreachable (1) or on the shared ledger (0).", |p| u64::from(p.local)),
+            ("callgate_redis_fallback_cap", "This node's share of the pool while it admits on it (local_fallback).", |p| u64::from(p.cap)),
+            ("callgate_redis_fallback_over", "Units by which the pool was over its cap after the last local fallback's leases were adopted.", |p| p.over),
         ];
         for (name, help, value) in families {
             header(out, name, "gauge", help);
