@@ -38,6 +38,7 @@
 //! under its cap.
 
 pub(crate) mod local;
+mod seen;
 
 use crate::clock::Clock;
 use callgate_backend::{
@@ -47,6 +48,7 @@ use callgate_config::RedisUnavailable;
 use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
 use callgate_store_redis::RedisLedger;
 use local::Local;
+use seen::Seen;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
@@ -58,54 +60,6 @@ const ID_BLOCK: u64 = 1 << 20;
 /// on the shared ledger again: longer than the check's period (1 s) and an adoption,
 /// so every other node in fallback has adopted its leases by then.
 pub(crate) const REJOIN: Duration = Duration::from_secs(3);
-
-/// The shared ledger's pools as this node last saw them (from the domain's stream).
-#[derive(Debug, Default)]
-struct Seen {
-    /// Units in use, by pool.
-    used: Vec<u64>,
-    /// Effective caps, by pool.
-    cap: Vec<u32>,
-    /// This node's grants counted before the stream brought them (ids).
-    early: HashSet<u64>,
-    /// Units of acquires whose answer was lost (Redis may have granted them), by pool.
-    doubt: Vec<u64>,
-}
-
-impl Seen {
-    fn add(&mut self, lease: &Lease, sign: i64) {
-        for pu in lease.pools.iter() {
-            if let Some(u) = self.used.get_mut(pu.pool.index()) {
-                *u = u.saturating_add_signed(sign * i64::from(pu.units));
-            }
-        }
-    }
-
-    fn apply(&mut self, events: &[Event], own: bool) {
-        for e in events {
-            match e {
-                Event::Granted { lease, .. } => {
-                    if own {
-                        if self.early.len() < 1_000_000 && self.early.insert(lease.id.0) {
-                            self.add(lease, 1);
-                        }
-                    } else if !self.early.remove(&lease.id.0) {
-                        self.add(lease, 1);
-                    }
-                }
-                // Own releases are counted when the stream brings them: a use seen too
-                // high only makes a share smaller.
-                Event::Released { lease, .. } | Event::Expired { lease, .. } if !own => self.add(lease, -1),
-                Event::LimitChanged { pool, cap, .. } if !own => {
-                    if let Some(c) = self.cap.get_mut(pool.index()) {
-                        *c = *cap;
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
 
 enum Mode {
     /// Redis answers: everything runs there.
@@ -593,42 +547,5 @@ impl Fallback {
                 let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", value(p));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use callgate_core::{ClassId, PoolId, PoolUnits};
-
-    fn lease(id: u64, units: u32) -> Lease {
-        Lease {
-            id: LeaseId(id),
-            key: None,
-            class: ClassId(0),
-            flow: None,
-            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units }]),
-            granted_at: 1,
-            expires_at: 2,
-            ttl_ms: 1,
-            meta: None,
-            owner: None,
-        }
-    }
-
-    #[test]
-    fn the_use_seen_counts_own_grants_at_once_and_once() {
-        let mut seen = Seen { used: vec![3], cap: vec![10], early: HashSet::new(), doubt: vec![0] };
-        let granted = |id| Event::Granted { lease: lease(id, 2), from_ticket: None };
-        seen.apply(&[granted(7)], true);
-        assert_eq!(seen.used, vec![5], "this node's grant counts before the stream brings it");
-        seen.apply(&[granted(7), granted(8)], false);
-        assert_eq!(seen.used, vec![7], "and not again when it does; another node's counts");
-        seen.apply(&[Event::Released { lease: lease(7, 2), at: 5 }], true);
-        assert_eq!(seen.used, vec![7], "an own release waits for the stream (too high is safe)");
-        seen.apply(&[Event::Expired { lease: lease(7, 2), at: 5 }], false);
-        assert_eq!(seen.used, vec![5]);
-        seen.apply(&[Event::LimitChanged { pool: PoolId(0), limit: 10, cap: 6, at: 5 }], false);
-        assert_eq!(seen.cap, vec![6]);
     }
 }
