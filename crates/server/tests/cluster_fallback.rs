@@ -230,3 +230,48 @@ async fn with_postgres_a_lease_granted_in_fallback_is_journaled_before_its_answe
     assert_eq!(rows("before"), "1");
     a.server.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_back_empty_is_restored_from_postgres_and_then_the_local_leases_join_it() {
+    let mut redis = Redis::start().await; // no persistence: it comes back empty
+    let db = TestDb::new("fallback_empty");
+    let a = TestServer::start(&config(&redis.url, "fallback-empty", Some(&db.url))).await;
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "before" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let before = v["lease"]["id"].as_str().unwrap().to_owned();
+
+    let port = redis.port;
+    redis.kill();
+    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    let mut local = Vec::new();
+    for key in ["local-1", "local-2"] {
+        let (s, v) = a.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        local.push(v["lease"]["id"].as_str().unwrap().to_owned());
+    }
+    let (s, _) = a.delete(&format!("/v1/leases/{}", local[1])).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Redis returns empty: the ledger is restored from PostgreSQL (which journaled the
+    // local grant and release too), then the local leases are handed over, once.
+    let _redis = Redis::start_on(port).await;
+    eventually("the node rejoins", secs(60), || async { health(&a).await.1["status"] == "ok" }).await;
+    assert_eq!(a.used("shared").await, 2, "before and local-1, neither doubled");
+    let (s, list) = a.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let mut ids: Vec<&str> = list["leases"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let mut want = vec![before.as_str(), local[0].as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let (s, v) = a.delete(&format!("/v1/leases/{}", local[0])).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })));
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "after" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let after = v["lease"]["id"].as_str().unwrap();
+    assert!(
+        ![before.as_str(), local[0].as_str(), local[1].as_str()].contains(&after),
+        "ids are never handed out twice"
+    );
+    a.server.unwrap().stop().await;
+}
