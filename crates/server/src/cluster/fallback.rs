@@ -49,7 +49,6 @@ use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket,
 use callgate_store_redis::RedisLedger;
 use local::Local;
 use seen::Seen;
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -136,8 +135,8 @@ impl Fallback {
         let seen = Seen {
             used: pools.iter().map(|p| p.used).collect(),
             cap: pools.iter().map(|p| p.cap).collect(),
-            early: HashSet::new(),
             doubt: vec![0; pools.len()],
+            ..Seen::default()
         };
         let fallback = Fallback {
             inner,
@@ -158,7 +157,7 @@ impl Fallback {
 
     /// The domain's committed events, as the follower reads them from the stream.
     pub(crate) fn observe(&self, events: &[Event]) {
-        lock(&self.seen).apply(events, false);
+        lock(&self.seen).apply(events, false, self.clock.now_ms());
     }
 
     /// While the node admits on its own or rejoins: what `/healthz` and `/metrics` say.
@@ -398,7 +397,7 @@ impl LedgerBackend for Fallback {
                     };
                     match self.inner.execute(cmd.clone()) {
                         Ok(done) => {
-                            lock(&self.seen).apply(&done.events, true);
+                            lock(&self.seen).apply(&done.events, true, self.clock.now_ms());
                             if let Some(spec) = is_reconfigure {
                                 *self.spec.write().unwrap_or_else(|p| p.into_inner()) = spec;
                             }
