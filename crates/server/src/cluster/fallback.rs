@@ -36,6 +36,12 @@
 //! each had seen), the node logs it and `callgate_redis_fallback_over` says by how many
 //! units; no lease is revoked, and the ledger admits nothing there until the pool is back
 //! under its cap.
+//!
+//! **Not covered** (README, "Running several nodes"): a partition in which some nodes
+//! still reach Redis (they admit the whole pool there); a grant Redis made just before it
+//! went away that this node's stream had not brought yet; the local leases of a node
+//! killed while in fallback; and a local grant whose PostgreSQL commit failed (its caller
+//! heard 503, but it holds its slot, here and after the hand-over, until its TTL).
 
 pub(crate) mod local;
 mod seen;
