@@ -9,7 +9,7 @@
 mod private;
 mod support;
 
-use private::{free_port, Redis, TestDb};
+use private::{free_port, PrivatePg, Redis, TestDb};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{eventually, secs, TestServer};
@@ -273,5 +273,35 @@ async fn redis_back_empty_is_restored_from_postgres_and_then_the_local_leases_jo
         ![before.as_str(), local[0].as_str(), local[1].as_str()].contains(&after),
         "ids are never handed out twice"
     );
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_grant_postgres_did_not_commit_is_taken_back() {
+    let mut redis = Redis::start().await;
+    let mut pg = PrivatePg::start();
+    let a = TestServer::start(&config(&redis.url, "fallback-lost", Some(&pg.url))).await;
+    let local_used = |t: &TestServer| t.server().app.governor.backend().pools()[0].used;
+    redis.kill();
+    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+
+    pg.stop();
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "lost" })).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that is not durable: {v}");
+    eventually("the unacknowledged grant is taken back", secs(30), || async { local_used(&a) == 0 }).await;
+
+    pg.resume();
+    let mut granted = false;
+    for _ in 0..100 {
+        let (s, v) = a.acquire(json!({ "flow": "in", "key": "lost" })).await;
+        if s == StatusCode::OK {
+            granted = true;
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(granted, "the local share admits again once PostgreSQL commits");
+    assert_eq!(local_used(&a), 1, "one lease for the key, not two");
     a.server.unwrap().stop().await;
 }

@@ -39,22 +39,25 @@
 //!
 //! **Not covered** (README, "Running several nodes"): a partition in which some nodes
 //! still reach Redis (they admit the whole pool there); a grant Redis made just before it
-//! went away that this node's stream had not brought yet; the local leases of a node
-//! killed while in fallback; and a local grant whose PostgreSQL commit failed (its caller
-//! heard 503, but it holds its slot, here and after the hand-over, until its TTL).
+//! went away that this node's stream had not brought yet; and the local leases of a node
+//! killed while in fallback. A local grant whose PostgreSQL commit was lost (its caller
+//! heard 503) is taken back at the next check, before any hand-over.
 
 pub(crate) mod local;
 mod seen;
+mod status;
 
 use crate::clock::Clock;
 use callgate_backend::{
-    BoxFuture, Command, Error, ErrorKind, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, TicketRead, Waiting,
+    BoxFuture, Command, Error, ErrorKind, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead,
+    Waiting,
 };
 use callgate_config::RedisUnavailable;
-use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
+use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
 use callgate_store_redis::RedisLedger;
 use local::Local;
 use seen::Seen;
+pub(crate) use status::{PoolStatus, Status};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -97,26 +100,6 @@ impl std::fmt::Debug for Fallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fallback").field("nodes", &self.nodes).finish_non_exhaustive()
     }
-}
-
-/// What `/healthz` and `/metrics` say of a fallback.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Status {
-    /// Why, while the node admits on its own (or rejoins).
-    pub(crate) reason: Option<String>,
-    /// By pool.
-    pub(crate) pools: Vec<PoolStatus>,
-}
-
-/// A pool's side of [`Status`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct PoolStatus {
-    /// Whether it admits on this node's share now.
-    pub(crate) local: bool,
-    /// That share (0 when not).
-    pub(crate) cap: u32,
-    /// Units by which it was over its cap after the last adoption.
-    pub(crate) over: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -268,13 +251,48 @@ impl Fallback {
             Some(j) => j.journal().submitted(),
             None => self.inner.submitted(),
         };
+        if self.journaled.is_some() {
+            // A grant is taken back if its commit is lost ([`Fallback::settle`]); a retry
+            // that finds it meanwhile must not be told it holds it.
+            if let Outcome::Decided { decision: Decision::Granted { lease, existing }, .. } = &outcome {
+                if !existing && local.unsettled.len() < local::MAX_KEPT {
+                    local.unsettled.push((commit, *lease));
+                } else if local.unsettled.iter().any(|(_, l)| l == lease) {
+                    return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
+                }
+            }
+        }
         Ok(Executed { outcome, events, commit, now })
+    }
+
+    /// With PostgreSQL: waits for the commits of the local grants not known durable yet,
+    /// and takes back those whose commit was lost (their callers heard 503). Blocking.
+    fn settle(&self) {
+        let Some(j) = &self.journaled else { return };
+        let unsettled = match &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Local(l) => std::mem::take(&mut l.unsettled),
+            _ => return,
+        };
+        if unsettled.is_empty() {
+            return;
+        }
+        let lost = lost(j, &unsettled);
+        if let Mode::Local(l) = &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+            let now = self.clock.now_ms();
+            for id in &lost {
+                l.take_back(*id, now);
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(leases = ?lost, "Local grants PostgreSQL did not commit were taken back (their callers heard 503)");
+        }
     }
 
     /// Every second ([`spawn_poll`]), with a check of Redis: goes local when Redis
     /// is unreachable, and when it answers again hands the local leases to it and rejoins.
     /// Blocking.
     pub(crate) fn poll(&self, check: &Result<(), Error>) {
+        self.settle();
         let now = self.clock.now_ms();
         let state = match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
             Mode::Shared => 0,
@@ -313,6 +331,13 @@ impl Fallback {
 
     /// Makes the kept changes in Redis and adopts the local leases (each at most once).
     fn hand_over(&self, local: &mut Local) -> Result<(), Error> {
+        // What was granted since the last settling: only what PostgreSQL committed goes.
+        if let Some(j) = &self.journaled {
+            let now = self.clock.now_ms();
+            for id in lost(j, &std::mem::take(&mut local.unsettled)) {
+                local.take_back(id, now);
+            }
+        }
         while let Some(change) = local.pending.first() {
             match self.inner.execute(change.command()) {
                 Ok(_) => {}
@@ -361,6 +386,12 @@ impl Fallback {
             _ => shared(),
         }
     }
+}
+
+/// The grants of `unsettled` whose commit was lost (blocks until each is known).
+fn lost(j: &super::durable::Journaled, unsettled: &[(u64, LeaseId)]) -> Vec<LeaseId> {
+    let handle = tokio::runtime::Handle::current();
+    unsettled.iter().filter(|(commit, _)| handle.block_on(j.durable(*commit)).is_err()).map(|(_, l)| *l).collect()
 }
 
 /// How often the node checks Redis for its fallback (goes local, hands over, rejoins).
@@ -527,30 +558,5 @@ impl Fallback {
     /// The backend it wraps (for what only that one has: the journal's commit times).
     pub(crate) fn inner(&self) -> &Arc<dyn LedgerBackend> {
         &self.inner
-    }
-
-    /// `callgate_redis_fallback{pool}` (1 while the pool admits on this node's share),
-    /// `callgate_redis_fallback_cap{pool}` (that share) and `callgate_redis_fallback_over{pool}`
-    /// (units over the cap after the last adoption).
-    pub(crate) fn render_metrics(&self, out: &mut String) {
-        use callgate_events::metrics::{escape_label, header};
-        use std::fmt::Write;
-        let status = self.status();
-        let names: Vec<String> = {
-            let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
-            spec.pools.iter().map(|p| escape_label(&p.name)).collect()
-        };
-        type Gauge = fn(&PoolStatus) -> u64;
-        let families: [(&str, &str, Gauge); 3] = [
-            ("callgate_redis_fallback", "Whether the pool admits on this node's share while Redis is unreachable (1) or on the shared ledger (0).", |p| u64::from(p.local)),
-            ("callgate_redis_fallback_cap", "This node's share of the pool while it admits on it (local_fallback).", |p| u64::from(p.cap)),
-            ("callgate_redis_fallback_over", "Units by which the pool was over its cap after the last local fallback's leases were adopted.", |p| p.over),
-        ];
-        for (name, help, value) in families {
-            header(out, name, "gauge", help);
-            for (pool, p) in names.iter().zip(&status.pools) {
-                let _ = writeln!(out, "{name}{{pool=\"{pool}\"}} {}", value(p));
-            }
-        }
     }
 }

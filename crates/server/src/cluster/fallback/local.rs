@@ -62,6 +62,9 @@ pub(super) struct Local {
     pub(super) pending: Vec<Pending>,
     /// When the node went into fallback (its clock).
     pub(super) since: u64,
+    /// With PostgreSQL: grants made here whose commit is not known durable yet, with the
+    /// commit (a retry by key that finds one answers 503 until it is settled).
+    pub(super) unsettled: Vec<(u64, callgate_core::LeaseId)>,
 }
 
 impl Local {
@@ -79,7 +82,16 @@ impl Local {
         }
         ledger.restore_counters(first, 1);
         ledger.drain_events();
-        Ok(Local { ledger, policy, caps, last_id: last, ended: Vec::new(), pending: Vec::new(), since: now })
+        Ok(Local {
+            ledger,
+            policy,
+            caps,
+            last_id: last,
+            ended: Vec::new(),
+            pending: Vec::new(),
+            since: now,
+            unsettled: Vec::new(),
+        })
     }
 
     /// Each pool as this node admits it now: `cap` its local cap, `used` its local grants.
@@ -196,6 +208,14 @@ impl Local {
         }
     }
 
+    /// Takes back a grant whose commit was lost (its caller heard 503): it frees its slot
+    /// here and is never handed to Redis. No events: it was never acknowledged.
+    pub(super) fn take_back(&mut self, id: callgate_core::LeaseId, now: u64) {
+        self.ledger.release(id, now);
+        self.ledger.drain_events();
+        self.ended.retain(|a| a.lease.id != id);
+    }
+
     /// A live lease granted here.
     pub(super) fn lease(&self, lease: &LeaseRef) -> Option<Lease> {
         match lease {
@@ -285,6 +305,15 @@ mod tests {
         let e = acquire(&mut l, 1, None, 1_000).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
         assert!(e.message.contains("closed"), "{e}");
+    }
+
+    #[test]
+    fn a_grant_taken_back_frees_its_slot_and_is_never_handed_over() {
+        let mut l = local(vec![1, 0], (500, 600));
+        let Decision::Granted { lease, .. } = acquire(&mut l, 0, Some("lost"), 1_000).unwrap() else { panic!() };
+        l.take_back(lease, 1_001);
+        assert!(l.to_adopt().is_empty());
+        assert!(matches!(acquire(&mut l, 0, None, 1_002).unwrap(), Decision::Granted { .. }), "the slot is free");
     }
 
     #[test]
