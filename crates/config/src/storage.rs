@@ -19,8 +19,9 @@ pub enum RedisUnavailable {
     /// Refuse (503 with Retry-After): nothing is granted that the cluster cannot count.
     #[default]
     FailClosed,
-    /// A local cap of `limit / nodes` per node, reconciled when Redis returns. Not built
-    /// yet: the configuration refuses it, so nobody believes they have it.
+    /// Each node admits on its own, against a local cap of its share of what was free
+    /// (`(limit - in use) / nodes`, `[storage] nodes`), and its leases are taken into the
+    /// shared ledger when Redis returns (see the README, "Running several nodes").
     LocalFallback,
 }
 
@@ -59,6 +60,12 @@ pub struct StorageConfig {
     /// What every pool does while Redis is unreachable (default `"fail_closed"`); a pool's
     /// own `on_redis_unavailable` overrides it.
     pub on_redis_unavailable: RedisUnavailable,
+    /// How many nodes share the domain at most (`local_fallback` gives each node
+    /// `1 / nodes` of what was free when Redis went away, so the nodes together never
+    /// exceed a pool's limit). Required when a pool uses `local_fallback`; the same on
+    /// every node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 impl fmt::Debug for StorageConfig {
@@ -72,6 +79,7 @@ impl fmt::Debug for StorageConfig {
             .field("database_env", &self.database_env)
             .field("domain", &self.domain)
             .field("on_redis_unavailable", &self.on_redis_unavailable)
+            .field("nodes", &self.nodes)
             .finish()
     }
 }
@@ -85,6 +93,7 @@ impl Default for StorageConfig {
             database_env: None,
             domain: "default".to_owned(),
             on_redis_unavailable: RedisUnavailable::FailClosed,
+            nodes: None,
         }
     }
 }
@@ -245,21 +254,40 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
             format!("domain `{}` must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`", s.domain),
         );
     }
+    if s.nodes.is_some_and(|n| !(1..=MAX_NODES).contains(&n)) {
+        out.push(field.key("nodes"), format!("nodes must be between 1 and {MAX_NODES}"));
+    }
+    // `local_fallback` divides what was free among the nodes: it needs to know how many.
     let fallback = |out: &mut Problems, at: Field| {
-        out.push(
-            at,
-            "`local_fallback` is not available yet; use \"fail_closed\" (admission answers 503 while Redis is \
-             unreachable)",
-        );
+        if s.nodes.is_none() {
+            out.push(
+                at,
+                "`local_fallback` needs `[storage] nodes` (how many nodes share the domain at most: each admits \
+                 its share while Redis is unreachable)",
+            );
+        }
     };
+    let pools = Field::top("pools");
     if s.on_redis_unavailable == RedisUnavailable::LocalFallback {
         fallback(out, field.key("on_redis_unavailable"));
-    }
-    let pools = Field::top("pools");
-    for (i, p) in config.pools.iter().enumerate() {
-        if p.on_redis_unavailable == Some(RedisUnavailable::LocalFallback) {
-            fallback(out, pools.index(i).key("on_redis_unavailable"));
+    } else {
+        for (i, p) in config.pools.iter().enumerate() {
+            if p.on_redis_unavailable == Some(RedisUnavailable::LocalFallback) {
+                fallback(out, pools.index(i).key("on_redis_unavailable"));
+                break;
+            }
         }
+    }
+}
+
+/// The most nodes `[storage] nodes` may name.
+pub(crate) const MAX_NODES: u32 = 1000;
+
+impl Config {
+    /// What each pool (by index) does while Redis is unreachable: its own
+    /// `on_redis_unavailable`, else `[storage]`'s.
+    pub fn redis_unavailable(&self) -> Vec<RedisUnavailable> {
+        self.pools.iter().map(|p| p.on_redis_unavailable.unwrap_or(self.storage.on_redis_unavailable)).collect()
     }
 }
 

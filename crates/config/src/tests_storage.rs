@@ -97,14 +97,15 @@ fn bad_storage_settings_are_refused_with_their_field_and_line() {
         &format!("{POOL}[storage]\non_redis_unavailable = \"local_fallback\"\n"),
         "storage.on_redis_unavailable",
         "local_fallback",
-        "not available yet",
+        "[storage] nodes",
     );
     refused(
         &format!("{POOL}on_redis_unavailable = \"local_fallback\"\n"),
         "pools[0].on_redis_unavailable",
         "local_fallback",
-        "not available yet",
+        "[storage] nodes",
     );
+    refused(&format!("{POOL}[storage]\nnodes = 0\n"), "storage.nodes", "nodes", "between 1 and 1000");
     let e = load(&format!("{POOL}[storage]\nledger = \"redis://a\"\nmystery = 1\n")).unwrap_err().errors;
     assert_eq!(e[0].line, Some(6), "{}", e[0]);
 }
@@ -115,4 +116,14 @@ fn a_password_in_a_refused_url_is_not_repeated() {
         .unwrap_err()
         .errors;
     assert!(!e[0].message.contains("secret"), "{}", e[0].message);
+}
+
+#[test]
+fn local_fallback_with_nodes_is_accepted_and_each_pool_has_its_policy() {
+    let text = "[[pools]]\nname = \"vapi\"\nlimit = 10\non_redis_unavailable = \"local_fallback\"\n\
+                [[pools]]\nname = \"twilio\"\nlimit = 4\n\
+                [storage]\nledger = \"redis://10.0.0.5:6379\"\nnodes = 3\n";
+    let c = load(text).unwrap();
+    assert_eq!(c.storage.nodes, Some(3));
+    assert_eq!(c.redis_unavailable(), vec![RedisUnavailable::LocalFallback, RedisUnavailable::FailClosed]);
 }

@@ -37,7 +37,9 @@
 //!
 //! **Redis unreachable or emptied.** Every command fails as `unavailable` (HTTP 503 with
 //! `Retry-After`), nothing is granted, `/healthz` answers 503 with the reason, the
-//! `callgate_journal_up` gauge is 0 and the failure is logged. A node that gets no
+//! `callgate_journal_up` gauge is 0 and the failure is logged. Pools with
+//! `on_redis_unavailable = "local_fallback"` admit on the node's own share instead while
+//! Redis is unreachable (not emptied): see [`fallback`]. A node that gets no
 //! requests notices too: the duty loop reads the ledger every second ([`RedisLedger::check`]),
 //! which also clears the failure once Redis answers again. A Redis that restarted empty
 //! holds no ledger for the domain: commands keep failing (the script finds no spec)
@@ -48,6 +50,7 @@
 //! **PostgreSQL** (`[storage] database`): see [`durable`].
 
 pub mod durable;
+pub mod fallback;
 mod restore;
 
 use crate::bus::LedgerBus;
@@ -170,6 +173,7 @@ pub(crate) fn follow(
     governor: Arc<Governor>,
     stop: Arc<AtomicBool>,
     gate: impl Fn() + Send + 'static,
+    fallback: Option<Arc<fallback::Fallback>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("callgate-follower".into()).spawn(move || {
         // An empty stream at the snapshot: everything from its first entry on is new.
@@ -195,6 +199,9 @@ pub(crate) fn follow(
                         }
                         callgate_store::Consumer::committed(&mut bus, &committed.events);
                         governor.committed_elsewhere(&committed.events);
+                        if let Some(f) = &fallback {
+                            f.observe(&committed.events);
+                        }
                         last = committed.id;
                     }
                 }

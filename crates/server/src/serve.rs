@@ -19,7 +19,7 @@ use crate::providers::{ProviderSet, Providers};
 use crate::reconcile::Reconcilers;
 use callgate_backend::records::Records;
 use callgate_backend::LedgerBackend;
-use callgate_config::{Config, Env, LedgerStore, ProcessEnv};
+use callgate_config::{Config, Env, LedgerStore, ProcessEnv, RedisUnavailable};
 use callgate_store::{DirLock, Restoring};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -190,6 +190,25 @@ impl Server {
                 }
             }
         };
+        // `local_fallback` (`cluster::fallback`): the cluster's backend, wrapped.
+        let fallback = match &cluster {
+            Some(c) if cfg.redis_unavailable().contains(&RedisUnavailable::LocalFallback) => {
+                let (inner, redis, spec, clock) = (backend.clone(), c.ledger.clone(), spec.clone(), clock.clone());
+                let journaled = postgres.as_ref().map(|p| p.backend.clone());
+                let (policy, nodes, pools) = (cfg.redis_unavailable(), cfg.storage.nodes.unwrap_or(1), c.pools.clone());
+                let f = tokio::task::spawn_blocking(move || {
+                    crate::cluster::fallback::Fallback::new(inner, redis, journaled, clock, spec, policy, nodes, &pools)
+                })
+                .await
+                .map_err(|e| ServeError(format!("local fallback: {e}")))?;
+                Some(Arc::new(f))
+            }
+            _ => None,
+        };
+        let backend: Arc<dyn LedgerBackend> = match &fallback {
+            Some(f) => f.clone(),
+            None => backend,
+        };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
         let governor = Arc::new(
             Governor::new(backend, records, clock.clone(), names, overflow)
@@ -210,6 +229,7 @@ impl Server {
                     governor.clone(),
                     stop_cluster.clone(),
                     gate,
+                    fallback.clone(),
                 )
                 .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
                 let (duties, lease) = crate::cluster::duties(&c.ledger, &node, clock.clone()).map_err(ServeError)?;
@@ -367,6 +387,9 @@ impl Server {
             }
             _ => None,
         };
+        if let (Some(c), Some(f)) = (&cluster, fallback) {
+            crate::cluster::fallback::spawn_poll(f, c.ledger.clone(), stop_cluster.clone());
+        }
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
         Ok(Server {
             addr,

@@ -30,6 +30,7 @@
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
 --   P:duty:<name> string  a duty lease, `<node>|<token>` (duty.rs); fenced commands read it
+--   P:A   zset   ids of leases adopted from a node's local fallback, scored by when
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
@@ -1097,6 +1098,59 @@ local function reassert(new, st)
   redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
 end
 
+-- ----- local fallback (crates/server/src/cluster/fallback.rs) -----------------------------------
+
+-- How long the id of an adopted lease is remembered (P:A), so a retried adoption changes nothing.
+local ADOPTED_KEEP_MS = 7 * 24 * 3600 * 1000
+
+-- Leases a node granted on its own while Redis was unreachable, taken into the ledger once
+-- each: {id, key, class, flow, pools, granted, expires, ttl, meta, owner, ended at | false,
+-- expired}, times on Redis's clock. A lease the ledger holds already (restored from the
+-- journal) is kept; a key another live lease holds stays with that lease. One that ended
+-- locally is ended here too (granted first if new), so every node counts it once. Never
+-- refused: a pool may go over its cap (an acknowledged lease is never revoked) and then
+-- admits nothing until it is under it again. Answers how many were new, and how many ids
+-- belonged to another lease (not taken).
+local function adopt(list, at)
+  local adopted, clashes = 0, 0
+  for _, a in ipairs(list) do
+    local mark = pad(a[1])
+    if not redis.call('ZSCORE', P .. ':A', mark) then
+      redis.call('ZADD', P .. ':A', at, mark)
+      local l = get_lease(a[1])
+      if l and (l.c ~= a[3] or cjson.encode(l.p) ~= cjson.encode(a[5])) then
+        clashes = clashes + 1
+        l = nil
+      elseif not l then
+        l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
+          m = present(a[9]), o = present(a[10]) }
+        if l.k and redis.call('HEXISTS', P .. ':K', l.k) == 1 then
+          l.k = nil
+        end
+        for j = 1, #l.p, 2 do
+          local p = pool(l.p[j])
+          p.used = p.used + l.p[j + 1]
+          p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
+        end
+        if l.k then
+          redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+        end
+        redis.call('ZADD', P .. ':x', l.x, pad(l.id))
+        redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+        EV[#EV + 1] = { 'G', lease_out(l), false }
+        adopted = adopted + 1
+      end
+      local ended = present(a[11])
+      if l and ended then
+        take_lease(l.id)
+        end_lease(l, ended, a[12] == true)
+      end
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', P .. ':A', '-inf', at - ADOPTED_KEEP_MS)
+  return adopted, clashes
+end
+
 -- ----- commands ---------------------------------------------------------------------------------
 
 local function run()
@@ -1197,6 +1251,12 @@ local function run()
     end
     settle(now)
     return { 'ok', { 'D' } }
+  elseif CMD == 'adopt' then
+    local adopted, clashes = adopt(cjson.decode(ARGV[3]), now)
+    return { 'ok', { 'n', adopted, clashes } }
+  elseif CMD == 'reserve_ids' then
+    -- A block of ids for a node's local fallback: never handed out by the ledger.
+    return { 'ok', { 'n', redis.call('INCRBY', P .. ':id', tonumber(ARGV[3])) } }
   elseif CMD == 'reassert' then
     -- Only into an empty domain, atomically: a second node that tries too changes nothing.
     -- A domain that was opened but has never handed out an id or an arrival number (a

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod adopt;
 mod duty;
 pub mod reassert;
 mod spec;

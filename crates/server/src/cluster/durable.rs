@@ -297,6 +297,11 @@ impl Journaled {
         &self.inner.journal
     }
 
+    /// Why the journal fails now, if it does (unless a probe found PostgreSQL answering).
+    pub(crate) fn journal_failure(&self) -> Option<String> {
+        self.inner.journal_failure().0
+    }
+
     /// Blocks until every append this node made so far is committed or lost (the
     /// follower, before it publishes a batch it read from the stream). `handle`: the
     /// server's runtime.

@@ -1,15 +1,16 @@
 //! Real stores for the cluster tests: a private `redis-server` on a free port (no
-//! persistence, so a restart is empty), a uniquely named database on the machine's
-//! PostgreSQL (127.0.0.1:5432, trust auth; dropped with its guard) and a private
-//! PostgreSQL in a temp directory that a test can stop as a crash would and start again
-//! (both from crates/store-postgres/tests/support, included here).
+//! persistence, so a restart is empty; or with an append-only file, so it keeps its
+//! data), a uniquely named database on the machine's PostgreSQL (127.0.0.1:5432, trust
+//! auth; dropped with its guard) and a private PostgreSQL in a temp directory that a
+//! test can stop as a crash would and start again (both from
+//! crates/store-postgres/tests/support, included here).
 
-#![allow(dead_code)] // not every test binary uses every helper
+#![allow(dead_code, unused_imports)] // not every test binary uses every helper
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
@@ -27,8 +28,21 @@ impl Redis {
 
     /// A Redis on `port` (again, after [`Redis::kill`]: empty).
     pub async fn start_on(port: u16) -> Redis {
+        Redis::spawn(port, &["--save", "", "--appendonly", "no"]).await
+    }
+
+    /// A Redis on `port` that writes every change to an append-only file in `dir` before
+    /// it answers, so that started again on the same `dir` after [`Redis::kill`] it holds
+    /// what it held: a Redis that was unreachable for a while, not one that lost its data.
+    pub async fn start_keeping(port: u16, dir: &std::path::Path) -> Redis {
+        let dir = dir.to_str().expect("a UTF-8 temp dir");
+        Redis::spawn(port, &["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir]).await
+    }
+
+    async fn spawn(port: u16, persistence: &[&str]) -> Redis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(persistence)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): this test needs Redis 7"));

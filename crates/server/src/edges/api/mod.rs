@@ -140,9 +140,11 @@ async fn method_not_allowed() -> ApiError {
 /// What `GET /healthz` answers.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
-    /// `ok` (200) or `failing` (503).
+    /// `ok` (200), `degraded` (200: Redis is unreachable and pools with `local_fallback`
+    /// admit on this node's share, or the node is rejoining the shared ledger) or
+    /// `failing` (503).
     status: &'static str,
-    /// Why the journal is failing.
+    /// Why the journal is failing, or why the node is degraded.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
@@ -151,13 +153,17 @@ pub(crate) struct Health {
 #[utoipa::path(
     get, path = "/healthz", operation_id = "healthz", tag = "server", security(()),
     responses(
-        (status = 200, description = "Healthy", body = Health),
+        (status = 200, description = "Healthy (`ok`), or admitting on this node's share while Redis is unreachable (`degraded`)", body = Health),
         (status = 503, description = "The journal is failing: nothing is admitted", body = Health),
     ),
 )]
 async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let fallback = app.governor.backend().as_any().downcast_ref::<crate::cluster::fallback::Fallback>();
     match app.governor.journal_failure() {
-        None => axum::Json(Health { status: "ok", reason: None }).into_response(),
+        None => match fallback.and_then(|f| f.status().reason) {
+            Some(why) => axum::Json(Health { status: "degraded", reason: Some(why) }).into_response(),
+            None => axum::Json(Health { status: "ok", reason: None }).into_response(),
+        },
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Health { status: "failing", reason: Some(why) }))
             .into_response(),
     }
@@ -176,9 +182,14 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         crate::metrics::render_duties_held(&mut text, held);
     }
     // How long the journal's commits took: the embedded backend's own figure.
-    if let Some(embedded) = app.governor.backend().as_any().downcast_ref::<callgate_store::Embedded>() {
+    let mut backend = app.governor.backend();
+    if let Some(f) = backend.as_any().downcast_ref::<crate::cluster::fallback::Fallback>() {
+        f.render_metrics(&mut text);
+        backend = f.inner();
+    }
+    if let Some(embedded) = backend.as_any().downcast_ref::<callgate_store::Embedded>() {
         crate::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());
-    } else if let Some(pg) = app.governor.backend().as_any().downcast_ref::<crate::cluster::durable::Journaled>() {
+    } else if let Some(pg) = backend.as_any().downcast_ref::<crate::cluster::durable::Journaled>() {
         // Cluster mode with a database: the PostgreSQL journal's.
         crate::metrics::render_commit_seconds(&mut text, pg.journal().commit_times());
     }

@@ -1,0 +1,307 @@
+//! `on_redis_unavailable = "local_fallback"` (`crate::cluster::fallback`): two nodes over a
+//! private `redis-server` that the test SIGKILLs and starts again on the same port and
+//! append-only file (Redis unreachable for a while, not emptied). While it is down each
+//! node admits on its share of what was free, a pool that fails closed answers 503; when
+//! it is back, every lease granted in fallback is in the shared ledger and can be released
+//! through any node, and no instant held more leases than the pool.
+
+#[path = "support/private.rs"]
+mod private;
+mod support;
+
+use private::{free_port, PrivatePg, Redis, TestDb};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use support::{eventually, secs, TestServer};
+
+fn config(redis: &str, domain: &str, database: Option<&str>) -> String {
+    let database = database.map(|d| format!("database = \"{d}\"\n")).unwrap_or_default();
+    format!(
+        r#"
+[storage]
+ledger = "{redis}"
+domain = "{domain}"
+nodes = 2
+{database}
+[[pools]]
+name = "shared"
+limit = 6
+on_redis_unavailable = "local_fallback"
+
+[[pools]]
+name = "strict"
+limit = 4
+
+[[flows]]
+name = "in"
+pools = ["shared"]
+class = "inbound"
+lease_ttl = "1h"
+queue = {{ max_wait = "10m" }}
+
+[[flows]]
+name = "strict"
+pools = ["strict"]
+class = "inbound"
+lease_ttl = "1h"
+"#
+    )
+}
+
+/// The value of the metric line `name{pool="<pool>"}` on the node.
+async fn metric(t: &TestServer, name: &str, pool: &str) -> String {
+    let text = t.metrics().await;
+    let prefix = format!("{name}{{pool=\"{pool}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no {prefix}in\n{text}"))
+}
+
+async fn health(t: &TestServer) -> (StatusCode, Value) {
+    t.get("/healthz").await
+}
+
+/// Leases the clients were granted and not yet told released: the oracle.
+#[derive(Default)]
+struct Held(Vec<String>);
+
+impl Held {
+    /// Acquires through `node`; `Some(id)` when granted (and counted), `None` when
+    /// rejected for capacity.
+    async fn acquire(&mut self, node: &TestServer, key: &str) -> Option<String> {
+        // No waiting: the oracle counts grants.
+        let (s, v) = node.acquire(json!({ "flow": "in", "key": key, "max_wait_ms": 0 })).await;
+        match s {
+            StatusCode::OK => {
+                let id = v["lease"]["id"].as_str().expect("a lease id").to_owned();
+                self.0.push(id.clone());
+                assert!(self.0.len() <= 6, "{} leases held at once in a pool of 6: {:?}", self.0.len(), self.0);
+                Some(id)
+            }
+            StatusCode::TOO_MANY_REQUESTS => None,
+            other => panic!("acquire {key}: {other} {v}"),
+        }
+    }
+
+    async fn release(&mut self, node: &TestServer, id: &str) {
+        let (s, v) = node.delete(&format!("/v1/leases/{id}")).await;
+        assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })), "release {id}");
+        self.0.retain(|l| l != id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_each_node_admits_its_share_and_its_leases_join_the_shared_ledger() {
+    let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+    let mut redis = Redis::start_keeping(port, dir.path()).await;
+    let toml = config(&redis.url, "fallback", None);
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    let mut held = Held::default();
+
+    // Before: two leases of the shared pool through a, one of the strict pool through b.
+    let k0 = held.acquire(&a, "k0").await.unwrap();
+    let k1 = held.acquire(&a, "k1").await.unwrap();
+    let (s, v) = b.acquire(json!({ "flow": "strict", "key": "s0" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for node in [&a, &b] {
+        eventually("the node has seen both grants on the stream", secs(10), || async {
+            metric(node, "callgate_pool_used", "shared").await == "2"
+        })
+        .await;
+    }
+    assert_eq!(metric(&a, "callgate_redis_fallback", "shared").await, "0");
+    assert_eq!(health(&a).await.1["status"], "ok");
+
+    redis.kill();
+    // Each node notices within a second (its duty loop checks Redis) and goes local.
+    for node in [&a, &b] {
+        eventually("the node says it is degraded", secs(10), || async {
+            let (s, v) = health(node).await;
+            s == StatusCode::OK && v["status"] == "degraded"
+        })
+        .await;
+    }
+    // Each node's share: (6 - 2 in use) / 2 nodes = 2.
+    for node in [&a, &b] {
+        assert_eq!(metric(node, "callgate_redis_fallback", "shared").await, "1");
+        assert_eq!(metric(node, "callgate_redis_fallback_cap", "shared").await, "2");
+        assert_eq!(metric(node, "callgate_redis_fallback", "strict").await, "0", "strict fails closed");
+        let pool = node.pool("shared").await;
+        assert_eq!(pool["cap"], 2, "/v1/pools shows the local cap in force: {pool}");
+    }
+    let a1 = held.acquire(&a, "a1").await.expect("within a's share");
+    let a2 = held.acquire(&a, "a2").await.expect("within a's share");
+    assert_eq!(held.acquire(&a, "a3").await, None, "a's share is used up");
+    let b1 = held.acquire(&b, "b1").await.expect("within b's share");
+    let b2 = held.acquire(&b, "b2").await.expect("within b's share");
+    assert_eq!(held.acquire(&b, "b3").await, None, "b's share is used up");
+    assert_eq!(held.acquire(&b, "b3").await, None, "and stays so");
+    // A pool that fails closed answers 503, with Retry-After.
+    let answer =
+        a.client.post(format!("{}/v1/acquire", a.base)).json(&json!({ "flow": "strict" })).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"));
+
+    // A local lease released locally frees a's share again; a release of a lease Redis
+    // holds is kept for Redis (503) and does not.
+    held.release(&a, &a1).await;
+    let (s, v) = a.delete(&format!("/v1/leases/{k0}")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "kept for Redis: {v}");
+    assert!(v.to_string().contains("kept"), "{v}");
+    held.0.retain(|l| *l != k0); // the caller is done with it; Redis frees it when back
+    let a4 = held.acquire(&a, "a4").await.expect("a1's slot is a's again");
+    assert_eq!(held.acquire(&a, "a5").await, None);
+
+    // Redis comes back with its data: the nodes hand over their leases and rejoin.
+    let _redis = Redis::start_keeping(port, dir.path()).await;
+    for node in [&a, &b] {
+        eventually("the node admits on the shared ledger again", secs(30), || async {
+            health(node).await.1["status"] == "ok"
+        })
+        .await;
+        assert_eq!(metric(node, "callgate_redis_fallback", "shared").await, "0");
+        assert_eq!(metric(node, "callgate_redis_fallback_over", "shared").await, "0", "nothing over the cap");
+    }
+    // k1, a2, a4, b1, b2: the kept release of k0 was made, a1 ended.
+    assert_eq!(a.used("shared").await, 5);
+    assert_eq!(b.used("shared").await, 5);
+    assert_eq!(a.used("strict").await, 1);
+    let (s, list) = b.get("/v1/leases?pool=shared").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let mut ids: Vec<&str> = list["leases"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    let mut want = vec![k1.as_str(), a2.as_str(), a4.as_str(), b1.as_str(), b2.as_str()];
+    ids.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(ids, want, "the live leases, the fallback's among them, are in the shared ledger (k0 and a1 ended)");
+    // Every node's bus counted the fallback's leases once.
+    eventually("the stream brought the adopted leases", secs(10), || async {
+        metric(&a, "callgate_pool_used", "shared").await == "5"
+            && metric(&b, "callgate_pool_used", "shared").await == "5"
+    })
+    .await;
+
+    // Releases work through any node; the pool admits up to its limit, not past it.
+    held.release(&b, &a2).await;
+    held.release(&a, &b1).await;
+    let (s, v) = b.acquire(json!({ "flow": "in", "key": "a4" })).await;
+    assert_eq!((s, v["lease"]["id"].as_str()), (StatusCode::OK, Some(a4.as_str())), "a key keeps its lease: {v}");
+    let mut granted = 0;
+    for i in 0..4 {
+        if held.acquire(&b, &format!("after-{i}")).await.is_some() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 3, "6 - (k1, a4, b2)");
+    assert_eq!(a.used("shared").await, 6);
+    a.server.unwrap().stop().await;
+    b.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_a_lease_granted_in_fallback_is_journaled_before_its_answer() {
+    let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+    let mut redis = Redis::start_keeping(port, dir.path()).await;
+    let db = TestDb::new("fallback_pg");
+    let a = TestServer::start(&config(&redis.url, "fallback-pg", Some(&db.url))).await;
+    let rows = |key: &str| {
+        db.query(&format!(
+            "SELECT count(*) FROM journal_leases WHERE domain = 'fallback-pg' AND key = '{key}' AND granted"
+        ))
+    };
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "before" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    redis.kill();
+    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    // Its share is (6 - 1) / 2 = 2.
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "local" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let local = v["lease"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(rows("local"), "1", "the local grant is in PostgreSQL when it is answered");
+
+    let _redis = Redis::start_keeping(port, dir.path()).await;
+    eventually("the node rejoins", secs(30), || async { health(&a).await.1["status"] == "ok" }).await;
+    assert_eq!(a.used("shared").await, 2);
+    let (s, v) = a.delete(&format!("/v1/leases/{local}")).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })), "the local lease is Redis's now");
+    assert_eq!(rows("local"), "0", "and its release is journaled");
+    assert_eq!(rows("before"), "1");
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_back_empty_is_restored_from_postgres_and_then_the_local_leases_join_it() {
+    let mut redis = Redis::start().await; // no persistence: it comes back empty
+    let db = TestDb::new("fallback_empty");
+    let a = TestServer::start(&config(&redis.url, "fallback-empty", Some(&db.url))).await;
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "before" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let before = v["lease"]["id"].as_str().unwrap().to_owned();
+
+    let port = redis.port;
+    redis.kill();
+    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    let mut local = Vec::new();
+    for key in ["local-1", "local-2"] {
+        let (s, v) = a.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        local.push(v["lease"]["id"].as_str().unwrap().to_owned());
+    }
+    let (s, _) = a.delete(&format!("/v1/leases/{}", local[1])).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Redis returns empty: the ledger is restored from PostgreSQL (which journaled the
+    // local grant and release too), then the local leases are handed over, once.
+    let _redis = Redis::start_on(port).await;
+    eventually("the node rejoins", secs(60), || async { health(&a).await.1["status"] == "ok" }).await;
+    assert_eq!(a.used("shared").await, 2, "before and local-1, neither doubled");
+    let (s, list) = a.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let mut ids: Vec<&str> = list["leases"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let mut want = vec![before.as_str(), local[0].as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let (s, v) = a.delete(&format!("/v1/leases/{}", local[0])).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "released": true })));
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "after" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let after = v["lease"]["id"].as_str().unwrap();
+    assert!(
+        ![before.as_str(), local[0].as_str(), local[1].as_str()].contains(&after),
+        "ids are never handed out twice"
+    );
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_grant_postgres_did_not_commit_is_taken_back() {
+    let mut redis = Redis::start().await;
+    let mut pg = PrivatePg::start();
+    let a = TestServer::start(&config(&redis.url, "fallback-lost", Some(&pg.url))).await;
+    let local_used = |t: &TestServer| t.server().app.governor.backend().pools()[0].used;
+    redis.kill();
+    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+
+    pg.stop();
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "lost" })).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that is not durable: {v}");
+    eventually("the unacknowledged grant is taken back", secs(30), || async { local_used(&a) == 0 }).await;
+
+    pg.resume();
+    let mut granted = false;
+    for _ in 0..100 {
+        let (s, v) = a.acquire(json!({ "flow": "in", "key": "lost" })).await;
+        if s == StatusCode::OK {
+            granted = true;
+            break;
+        }
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(granted, "the local share admits again once PostgreSQL commits");
+    assert_eq!(local_used(&a), 1, "one lease for the key, not two");
+    a.server.unwrap().stop().await;
+}

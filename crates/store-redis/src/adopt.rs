@@ -1,0 +1,124 @@
+//! What a node's local fallback needs of the ledger (`on_redis_unavailable =
+//! "local_fallback"`, `crates/server/src/cluster/fallback.rs`): a block of ids the ledger
+//! never hands out, for the leases the node grants on its own while Redis is unreachable,
+//! and taking those leases into the ledger once Redis answers again, each exactly once.
+
+use crate::{spec, wire, RedisLedger};
+use callgate_backend::Error;
+use callgate_core::{Event, Lease};
+use serde_json::{json, Value};
+
+/// A lease granted on a node's own while Redis was unreachable, as the ledger is to take
+/// it: times on Redis's clock.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adopted {
+    /// The lease (its id from a block of [`RedisLedger::reserve_ids`]).
+    pub lease: Lease,
+    /// When it ended on the node (released or expired there), if it did.
+    pub ended: Option<u64>,
+    /// Whether that end was its expiry (else a release).
+    pub expired: bool,
+}
+
+/// What [`RedisLedger::adopt`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Adoption {
+    /// Leases the ledger had not held before (an earlier try, or a restore from the
+    /// journal, may have brought the others).
+    pub adopted: u64,
+    /// Ids a different lease holds in the ledger (left alone; logged by the caller).
+    pub clashes: u64,
+    /// The events of the call, as the domain's stream carries them.
+    pub events: Vec<Event>,
+}
+
+fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
+    s.as_deref().map_or(Value::Bool(false), |s| Value::String(s.to_owned()))
+}
+
+fn adopted_json(list: &[Adopted]) -> String {
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|a| {
+            let l = &a.lease;
+            json!([
+                l.id.0,
+                opt(&l.key),
+                l.class.0,
+                l.flow.map_or(Value::Bool(false), |f| json!(f.0)),
+                spec::flat_pools(&l.pools),
+                l.granted_at,
+                l.expires_at,
+                l.ttl_ms,
+                opt(&l.meta),
+                opt(&l.owner),
+                a.ended.map_or(Value::Bool(false), |at| json!(at)),
+                a.expired
+            ])
+        })
+        .collect();
+    Value::Array(rows).to_string()
+}
+
+/// Ids above this are never handed out (Lua keeps numbers as doubles: exact below 2^53).
+const MAX_ID: u64 = 1 << 52;
+
+impl RedisLedger {
+    /// Takes `n` ids out of the ledger's counter (the ledger never hands them out):
+    /// `(first, last)`, inclusive. Fails (`unavailable`) while Redis is unreachable or
+    /// holds no ledger for the domain.
+    pub fn reserve_ids(&self, n: u64) -> Result<(u64, u64), Error> {
+        if n == 0 || n > 1 << 32 {
+            return Err(Error::invalid("reserve between 1 and 2^32 ids"));
+        }
+        let parts = self.call("reserve_ids", &[n.to_string()])?;
+        let last = match parts.first().map(|v| wire::list(v, "reserved ids")).transpose()? {
+            Some([_, last]) => wire::int(last)?,
+            _ => return Err(Error::internal(format!("reserve_ids answered {parts:?}"))),
+        };
+        if last >= MAX_ID {
+            return Err(Error::internal("the ledger's ids are exhausted"));
+        }
+        Ok((last + 1 - n, last))
+    }
+
+    /// The last id the ledger has handed out or reserved (its counter): a block from
+    /// [`RedisLedger::reserve_ids`] is still this node's only while the counter is at or
+    /// above its end (a restore into an emptied Redis may set it back).
+    pub fn last_id(&self) -> Result<u64, Error> {
+        let parts = self.call("r_counters", &[])?;
+        match parts.first().map(|v| wire::list(v, "counters")).transpose()? {
+            Some([id, _]) => Ok(wire::int(id)?.saturating_sub(1)),
+            _ => Err(Error::internal(format!("r_counters answered {parts:?}"))),
+        }
+    }
+
+    /// Takes `leases` into the ledger, in one atomic call, each at most once however often
+    /// it is called (the ids taken are remembered for a week): a lease it holds already is
+    /// kept, a new one is granted (with its key unless another live lease has it), and one
+    /// that ended on the node is ended. Pools may go over their cap: nothing acknowledged
+    /// is revoked, and a pool over its cap admits nothing until it is under it again.
+    pub fn adopt(&self, leases: &[Adopted]) -> Result<Adoption, Error> {
+        let parts = self.call("adopt", &[adopted_json(leases)])?;
+        let [outcome, events, _now] = parts.as_slice() else {
+            return Err(Error::internal(format!("adopt answered {parts:?}")));
+        };
+        let (adopted, clashes) = match wire::list(outcome, "adopted leases")? {
+            [_, adopted, clashes] => (wire::int(adopted)?, wire::int(clashes)?),
+            _ => return Err(Error::internal(format!("adopt answered {outcome:?}"))),
+        };
+        let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
+        Ok(Adoption { adopted, clashes, events })
+    }
+
+    /// Whether Redis answers but holds no ledger for the domain (it restarted empty): a
+    /// failure that is not Redis being unreachable.
+    pub fn lost_state(&self) -> bool {
+        let f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.why.as_deref().is_some_and(|why| why.contains(MISSING))
+    }
+}
+
+/// The start of the script's message when the domain has no state (`fail('missing', …)`
+/// in `ledger.lua`).
+const MISSING: &str = "the ledger has no state in Redis";
