@@ -702,13 +702,7 @@ impl Ledger {
                 _ => break,
             }
         }
-        while let Some(&(at, id)) = self.ended_order.front() {
-            if at.saturating_add(self.retention_ms) > now {
-                break;
-            }
-            self.ended_order.pop_front();
-            self.ended.remove(&id);
-        }
+        self.forget_ended(now);
         let live = &self.leases;
         self.expiries.compact_if_needed(live.len(), |at, id| live.get(id).is_some_and(|l| l.expires_at == at));
         let waiting = &self.tickets;
@@ -1054,6 +1048,11 @@ impl Ledger {
         }
         self.deadlines.push(ticket.deadline, ticket.id.0);
         self.tickets.insert(ticket.id.0, ticket);
+        // Granted and cancelled tickets leave their deadlines behind; dropped here too
+        // (not only in `tick`), they never pile up to be popped one by one when a tick
+        // comes, and `next_deadline` rarely wakes anyone for nothing.
+        let waiting = &self.tickets;
+        self.deadlines.compact_if_needed(waiting.len(), |at, id| waiting.get(&id).is_some_and(|t| t.deadline == at));
     }
 
     /// Takes a waiting ticket out of every line it stands in (its key goes too).
@@ -1084,6 +1083,20 @@ impl Ledger {
     fn remember(&mut self, id: TicketId, ended: Ended) {
         self.ended.insert(id.0, ended);
         self.ended_order.push_back((ended.at, id.0));
+        // Also here, not only in `tick`: a ledger ticked only when a deadline is due (the
+        // simulator's) then keeps no more outcomes than the retention time's.
+        self.forget_ended(ended.at);
+    }
+
+    /// Forgets the outcomes that ended at least the retention time before `now`.
+    fn forget_ended(&mut self, now: Millis) {
+        while let Some(&(at, id)) = self.ended_order.front() {
+            if at.saturating_add(self.retention_ms) > now {
+                break;
+            }
+            self.ended_order.pop_front();
+            self.ended.remove(&id);
+        }
     }
 
     /// Position (1-based) and estimated wait of a waiting ticket: its place in the

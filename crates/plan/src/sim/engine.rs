@@ -92,6 +92,41 @@ enum Ev {
     Retrial { id: u64 },
 }
 
+/// An event in the heap: its time and its sequence number (the order of scheduling) in
+/// one key, the time in the high half, so that ordering two is one comparison. The heap
+/// is a max-heap: the earliest key compares greatest.
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    key: u128,
+    ev: Ev,
+}
+
+impl Scheduled {
+    fn at_seq(&self) -> (u64, u64) {
+        ((self.key >> 64) as u64, self.key as u64)
+    }
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
 /// How a callback or campaign attempt ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
@@ -228,7 +263,7 @@ struct Dialer {
 struct Sim<'a> {
     sc: &'a Scenario,
     ledger: Ledger,
-    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    heap: BinaryHeap<Scheduled>,
     seq: u64,
     /// The earliest of the sources' next callers: `(time, sequence number, source)`.
     arrival_next: Option<(u64, u64, u32)>,
@@ -446,7 +481,7 @@ impl<'a> Sim<'a> {
 
     fn schedule(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, ev)));
+        self.heap.push(Scheduled { key: (u128::from(at) << 64) | u128::from(self.seq), ev });
     }
 
     fn start(&mut self) {
@@ -572,11 +607,11 @@ impl<'a> Sim<'a> {
     /// The next event: the heap's first or the next caller, whichever was scheduled for
     /// the earlier time (or, at the same time, first).
     fn pop_event(&mut self) -> Option<(u64, Ev)> {
-        let top = self.heap.peek().map(|Reverse((at, seq, _))| (*at, *seq));
+        let top = self.heap.peek().map(Scheduled::at_seq);
         match (top, self.arrival_next) {
             (Some(e), Some((at, seq, source))) if (at, seq) < e => Some((at, self.take_arrival(source))),
             (None, Some((at, _, source))) => Some((at, self.take_arrival(source))),
-            _ => self.heap.pop().map(|Reverse((at, _, ev))| (at, ev)),
+            _ => self.heap.pop().map(|s| (s.at_seq().0, s.ev)),
         }
     }
 
@@ -598,7 +633,7 @@ impl<'a> Sim<'a> {
 
     /// The time of the next event.
     fn next_event_at(&self) -> Option<u64> {
-        let top = self.heap.peek().map(|Reverse((at, _, _))| *at);
+        let top = self.heap.peek().map(|s| s.at_seq().0);
         match (top, self.arrival_next) {
             (Some(e), Some((a, _, _))) => Some(e.min(a)),
             (e, a) => e.or(a.map(|(at, _, _)| at)),

@@ -133,6 +133,12 @@ impl Gauge {
         if level == 0 {
             return;
         }
+        if first == last {
+            // Within one bucket (nearly always): the loop below, once, without its bounds.
+            self.series_area[first] += level as f64 * (t - from) as f64;
+            self.series_peak[first] = self.series_peak[first].max(level);
+            return;
+        }
         for b in first..=last {
             let b_lo = (b as u64 * w.bucket_ms).max(from);
             let b_hi = ((b as u64 + 1) * w.bucket_ms).min(t);
