@@ -74,12 +74,10 @@ pub(crate) fn round_ms(ms: f64) -> u64 {
     if ms >= 4_503_599_627_370_496.0 {
         return ms as u64;
     }
-    let t = ms as u64;
-    if ms - t as f64 >= 0.5 {
-        t + 1
-    } else {
-        t
-    }
+    // Below 2⁵² the signed conversions are exact and cheaper than the unsigned ones.
+    let t = ms as i64;
+    let t = if ms - t as f64 >= 0.5 { t + 1 } else { t };
+    t.max(0) as u64
 }
 
 /// A burst: extra arrivals at `per_ms` calls per millisecond during `[start_ms, end_ms)`.
@@ -203,7 +201,7 @@ mod tests {
     #[test]
     fn rounding_to_whole_milliseconds_is_f64_round() {
         let mut rng = Rng::stream(5, 0);
-        let edges = [0.0, 0.5, 1.5, 2.5, 0.49999999999999994, 1e15 + 0.5, 4_503_599_627_370_495.5, 9e15, 1e18, f64::NAN];
+        let edges = [-2.5, -0.7, 0.0, 0.5, 1.5, 2.5, 0.49999999999999994, 1e15 + 0.5, 4_503_599_627_370_495.5, 9e15, 1e18, f64::NAN];
         let random = (0..100_000).map(|i| rng.uniform() * 10f64.powi(i % 16));
         for ms in edges.into_iter().chain(random) {
             assert_eq!(round_ms(ms), ms.round() as u64, "{ms}");
