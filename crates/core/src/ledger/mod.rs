@@ -939,9 +939,7 @@ impl Ledger {
 
     /// Whether an id or a key is taken by a live lease or a waiting ticket.
     fn is_live(&self, id: u64, key: Option<&str>) -> bool {
-        self.leases.contains(id)
-            || self.tickets.contains_key(&id)
-            || key.is_some_and(|k| self.keys.contains_key(k))
+        self.leases.contains(id) || self.tickets.contains_key(&id) || key.is_some_and(|k| self.keys.contains_key(k))
     }
 
     fn next_live_expiry(&mut self) -> Option<(Millis, u64)> {

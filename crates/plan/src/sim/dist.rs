@@ -201,7 +201,20 @@ mod tests {
     #[test]
     fn rounding_to_whole_milliseconds_is_f64_round() {
         let mut rng = Rng::stream(5, 0);
-        let edges = [-2.5, -0.7, 0.0, 0.5, 1.5, 2.5, 0.49999999999999994, 1e15 + 0.5, 4_503_599_627_370_495.5, 9e15, 1e18, f64::NAN];
+        let edges = [
+            -2.5,
+            -0.7,
+            0.0,
+            0.5,
+            1.5,
+            2.5,
+            0.49999999999999994,
+            1e15 + 0.5,
+            4_503_599_627_370_495.5,
+            9e15,
+            1e18,
+            f64::NAN,
+        ];
         let random = (0..100_000).map(|i| rng.uniform() * 10f64.powi(i % 16));
         for ms in edges.into_iter().chain(random) {
             assert_eq!(round_ms(ms), ms.round() as u64, "{ms}");

@@ -623,12 +623,8 @@ impl<'a> Sim<'a> {
     }
 
     fn update_arrival_next(&mut self) {
-        self.arrival_next = self
-            .sources
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.next.map(|(at, seq)| (at, seq, i as u32)))
-            .min();
+        self.arrival_next =
+            self.sources.iter().enumerate().filter_map(|(i, s)| s.next.map(|(at, seq)| (at, seq, i as u32))).min();
     }
 
     /// The time of the next event.
