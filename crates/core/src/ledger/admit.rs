@@ -13,6 +13,10 @@ pub(super) struct Walk {
     after: Option<Order>,
     blocked_max: u64,
     done: bool,
+    /// Whether a ticket of this pool's line was passed without a grant (it stays in
+    /// line). Until then every ticket before `after` has left the line, so the next one
+    /// is simply the first: no range search (the common single-pool release).
+    passed: bool,
 }
 
 impl Ledger {
@@ -60,7 +64,7 @@ impl Ledger {
         walks.clear();
         for pool in changed {
             if walks.iter().all(|w| w.pool != pool) && !self.pools[pool.index()].queue.is_empty() {
-                walks.push(Walk { pool, after: None, blocked_max: 0, done: false });
+                walks.push(Walk { pool, after: None, blocked_max: 0, done: false, passed: false });
             }
         }
         loop {
@@ -68,8 +72,13 @@ impl Ledger {
             let mut next: Option<(Order, TicketId)> = None;
             for w in walks.iter_mut().filter(|w| !w.done) {
                 let p = &self.pools[w.pool.index()];
-                let lower = w.after.map_or(Bound::Unbounded, Bound::Excluded);
-                match p.queue.range((lower, Bound::Unbounded)).next() {
+                let first = if w.passed {
+                    let lower = w.after.map_or(Bound::Unbounded, Bound::Excluded);
+                    p.queue.range((lower, Bound::Unbounded)).next()
+                } else {
+                    p.queue.first_key_value()
+                };
+                match first {
                     Some((o, t)) => {
                         if next.is_none_or(|(n, _)| *o < n) {
                             next = Some((*o, *t));
@@ -112,6 +121,7 @@ impl Ledger {
                     if let Some(w) = walks.iter_mut().find(|w| w.pool == pu.pool) {
                         let need = self.pools[pu.pool.index()].need(ticket.class, pu.units);
                         w.blocked_max = w.blocked_max.max(need);
+                        w.passed = true;
                     }
                 }
             }

@@ -44,7 +44,7 @@ pub use ticket::{Ticket, TicketStatus};
 use crate::event::{Event, RejectReason, TicketOutcome};
 use crate::ids::{ClassId, FlowId, LeaseId, Millis, PoolId, PoolUnits, TicketId};
 use crate::spec::{check_pools, LedgerSpec, QueueSpec, SpecError};
-use lease::Schedule;
+use lease::{Leases, Schedule};
 use pool::{NeedSet, Order, Pool};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
@@ -238,9 +238,8 @@ pub struct Ledger {
     classes: Vec<Class>,
     pools: Vec<Pool>,
     flows: Vec<Flow>,
-    /// Ordered by id (ids grow in grant order), so a listing can be paged from a cursor
-    /// without walking or sorting every lease.
-    leases: BTreeMap<u64, Lease>,
+    /// By id, in id order (ids grow in grant order).
+    leases: Leases,
     tickets: FxHashMap<u64, Ticket>,
     keys: FxHashMap<Arc<str>, KeyRef>,
     ended: FxHashMap<u64, Ended>,
@@ -338,7 +337,7 @@ impl Ledger {
             classes,
             pools,
             flows,
-            leases: BTreeMap::new(),
+            leases: Leases::default(),
             tickets: FxHashMap::default(),
             keys: FxHashMap::default(),
             ended: FxHashMap::default(),
@@ -447,13 +446,13 @@ impl Ledger {
 
     /// A live lease.
     pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
-        self.leases.get(&id.0)
+        self.leases.get(id.0)
     }
 
     /// The live lease with this key.
     pub fn lease_by_key(&self, key: &str) -> Option<&Lease> {
         match self.keys.get(key) {
-            Some(KeyRef::Lease(id)) => self.leases.get(&id.0),
+            Some(KeyRef::Lease(id)) => self.leases.get(id.0),
             _ => None,
         }
     }
@@ -468,13 +467,13 @@ impl Ledger {
 
     /// Every live lease, by id (the order they were granted in).
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.leases.values()
+        self.leases.after(None)
     }
 
     /// The live leases whose id is above `after`, by id: one page of a listing after
     /// another, each starting where the last stopped.
     pub fn leases_after(&self, after: LeaseId) -> impl Iterator<Item = &Lease> {
-        self.leases.range((std::ops::Bound::Excluded(after.0), std::ops::Bound::Unbounded)).map(|(_, l)| l)
+        self.leases.after(Some(after.0))
     }
 
     /// Every waiting ticket (in no particular order).
@@ -528,7 +527,12 @@ impl Ledger {
 
     /// Moves the events produced since the last call into `out`.
     pub fn take_events(&mut self, out: &mut Vec<Event>) {
-        out.append(&mut self.events);
+        if out.is_empty() {
+            // The same, without copying the events: the two buffers change places.
+            std::mem::swap(out, &mut self.events);
+        } else {
+            out.append(&mut self.events);
+        }
     }
 
     /// The next id the ledger will hand out (the journal persists it).
@@ -633,7 +637,7 @@ impl Ledger {
     /// Releases a lease by id. True the first time; false when it is unknown, already
     /// released or expired (its units are freed exactly once).
     pub fn release(&mut self, id: LeaseId, now: Millis) -> bool {
-        match self.leases.remove(&id.0) {
+        match self.leases.remove(id.0) {
             Some(lease) => {
                 self.end_lease(lease, now, false);
                 true
@@ -653,14 +657,14 @@ impl Ledger {
 
     /// Extends a live lease to `now + ttl` (the lease's own TTL when `None`).
     pub fn renew(&mut self, id: LeaseId, ttl_ms: Option<u64>, now: Millis) -> Option<&Lease> {
-        let lease = self.leases.get_mut(&id.0)?;
+        let lease = self.leases.get_mut(id.0)?;
         if let Some(ttl) = ttl_ms {
             lease.ttl_ms = ttl;
         }
         lease.expires_at = now.saturating_add(lease.ttl_ms);
         self.expiries.push(lease.expires_at, id.0);
         self.events.push(Event::Renewed { lease: id, expires_at: lease.expires_at, ttl_ms: lease.ttl_ms, at: now });
-        self.leases.get(&id.0)
+        self.leases.get(id.0)
     }
 
     /// Cancels a waiting ticket (the caller hung up). True the first time.
@@ -685,7 +689,7 @@ impl Ledger {
             match (lease_due, ticket_due) {
                 (Some((at, id)), t) if t.is_none_or(|(dt, _)| at <= dt) => {
                     self.expiries.pop();
-                    let lease = self.leases.remove(&id).expect("live expiry");
+                    let lease = self.leases.remove(id).expect("live expiry");
                     self.end_lease(lease, at, true);
                 }
                 (_, Some((at, id))) => {
@@ -698,15 +702,9 @@ impl Ledger {
                 _ => break,
             }
         }
-        while let Some(&(at, id)) = self.ended_order.front() {
-            if at.saturating_add(self.retention_ms) > now {
-                break;
-            }
-            self.ended_order.pop_front();
-            self.ended.remove(&id);
-        }
+        self.forget_ended(now);
         let live = &self.leases;
-        self.expiries.compact_if_needed(live.len(), |at, id| live.get(&id).is_some_and(|l| l.expires_at == at));
+        self.expiries.compact_if_needed(live.len(), |at, id| live.get(id).is_some_and(|l| l.expires_at == at));
         let waiting = &self.tickets;
         self.deadlines.compact_if_needed(waiting.len(), |at, id| waiting.get(&id).is_some_and(|t| t.deadline == at));
     }
@@ -863,7 +861,7 @@ impl Ledger {
         }
         self.next_id = self.next_id.max(lease.id.0 + 1);
         self.expiries.push(lease.expires_at, lease.id.0);
-        self.leases.insert(lease.id.0, lease);
+        self.leases.insert(lease);
         Ok(())
     }
 
@@ -941,14 +939,12 @@ impl Ledger {
 
     /// Whether an id or a key is taken by a live lease or a waiting ticket.
     fn is_live(&self, id: u64, key: Option<&str>) -> bool {
-        self.leases.contains_key(&id)
-            || self.tickets.contains_key(&id)
-            || key.is_some_and(|k| self.keys.contains_key(k))
+        self.leases.contains(id) || self.tickets.contains_key(&id) || key.is_some_and(|k| self.keys.contains_key(k))
     }
 
     fn next_live_expiry(&mut self) -> Option<(Millis, u64)> {
         while let Some((at, id)) = self.expiries.peek() {
-            if self.leases.get(&id).is_some_and(|l| l.expires_at == at) {
+            if self.leases.get(id).is_some_and(|l| l.expires_at == at) {
                 return Some((at, id));
             }
             self.expiries.pop();
@@ -1002,7 +998,7 @@ impl Ledger {
         };
         self.expiries.push(lease.expires_at, id.0);
         self.events.push(Event::Granted { lease: lease.clone(), from_ticket });
-        self.leases.insert(id.0, lease);
+        self.leases.insert(lease);
         id
     }
 
@@ -1050,6 +1046,11 @@ impl Ledger {
         }
         self.deadlines.push(ticket.deadline, ticket.id.0);
         self.tickets.insert(ticket.id.0, ticket);
+        // Granted and cancelled tickets leave their deadlines behind; dropped here too
+        // (not only in `tick`), they never pile up to be popped one by one when a tick
+        // comes, and `next_deadline` rarely wakes anyone for nothing.
+        let waiting = &self.tickets;
+        self.deadlines.compact_if_needed(waiting.len(), |at, id| waiting.get(&id).is_some_and(|t| t.deadline == at));
     }
 
     /// Takes a waiting ticket out of every line it stands in (its key goes too).
@@ -1080,6 +1081,20 @@ impl Ledger {
     fn remember(&mut self, id: TicketId, ended: Ended) {
         self.ended.insert(id.0, ended);
         self.ended_order.push_back((ended.at, id.0));
+        // Also here, not only in `tick`: a ledger ticked only when a deadline is due (the
+        // simulator's) then keeps no more outcomes than the retention time's.
+        self.forget_ended(ended.at);
+    }
+
+    /// Forgets the outcomes that ended at least the retention time before `now`.
+    fn forget_ended(&mut self, now: Millis) {
+        while let Some(&(at, id)) = self.ended_order.front() {
+            if at.saturating_add(self.retention_ms) > now {
+                break;
+            }
+            self.ended_order.pop_front();
+            self.ended.remove(&id);
+        }
     }
 
     /// Position (1-based) and estimated wait of a waiting ticket: its place in the

@@ -1032,3 +1032,71 @@ fn a_schedule_changing_reserves_moves_what_lower_classes_may_take() {
     assert!(!l.set_reserve(PoolId(0), &[(ClassId(9), 1)], 6));
     assert_eq!(l.reserve(PoolId(0))[INBOUND.index()], 2);
 }
+
+#[test]
+fn thousands_of_grants_and_releases_keep_the_listing_in_id_order() {
+    let mut l = ledger(vec![pool("acct", 2_000, &[])], vec![]);
+    let mut live: Vec<LeaseId> = Vec::new();
+    // Grants and releases interleaved, most recent and oldest alike, so that the ids of
+    // departed leases are dropped from the listing's order many times over.
+    for i in 0..3_000u64 {
+        live.push(granted(ask(&mut l, &[(0, 1)], INBOUND, 0, i)));
+        if i % 3 != 0 {
+            let gone = live.remove((i as usize * 7) % live.len());
+            assert!(l.release(gone, i));
+        }
+    }
+    live.sort();
+    let listed: Vec<LeaseId> = l.leases().map(|x| x.id).collect();
+    assert_eq!(listed, live);
+    assert_eq!(l.lease_count(), live.len());
+    // A cursor may name a lease that is gone: the page starts after it all the same.
+    let cursor = LeaseId(live[10].0 - 1);
+    assert!(l.lease(cursor).is_none());
+    let page: Vec<LeaseId> = l.leases_after(cursor).take(3).map(|x| x.id).collect();
+    assert_eq!(page, live[10..13]);
+}
+
+#[test]
+fn leases_restored_in_any_order_are_listed_once_by_id() {
+    let mut before = ledger(vec![pool("acct", 10, &[])], vec![]);
+    let ids: Vec<LeaseId> = (0..5).map(|i| granted(ask(&mut before, &[(0, 1)], INBOUND, 0, i))).collect();
+    let leases: Vec<Lease> = ids.iter().map(|&id| before.lease(id).unwrap().clone()).collect();
+    let mut after = ledger(vec![pool("acct", 10, &[])], vec![]);
+    for i in [3, 0, 4] {
+        after.restore_lease(leases[i].clone()).unwrap();
+    }
+    // Lease 0 leaves and comes back (a reload after a release that was not journaled).
+    assert!(after.release(ids[0], 6));
+    for i in [1, 0, 2] {
+        after.restore_lease(leases[i].clone()).unwrap();
+    }
+    let listed: Vec<LeaseId> = after.leases().map(|x| x.id).collect();
+    assert_eq!(listed, ids);
+}
+
+#[test]
+fn a_lease_without_expiry_leaves_no_deadline_to_tick() {
+    let mut l = ledger(vec![pool("acct", 2, &[])], vec![]);
+    let id = granted(l.acquire(Request::pools(units(&[(0, 1)]), INBOUND).with_ttl(u64::MAX), 5).unwrap());
+    assert_eq!(l.lease(id).unwrap().expires_at, Millis::MAX);
+    assert_eq!(l.next_deadline(), None);
+    l.tick(u64::MAX - 1);
+    assert!(l.release(id, u64::MAX - 1), "it never expired");
+}
+
+#[test]
+fn ticket_outcomes_are_forgotten_after_the_retention_time_even_between_ticks() {
+    let mut l = ledger(vec![pool("acct", 1, &[])], vec![]);
+    granted(ask(&mut l, &[(0, 1)], INBOUND, 0, 0));
+    let retention = LedgerSpec::default().ticket_retention_ms;
+    let (first, _) = queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, 0));
+    assert!(l.cancel(first, 1));
+    assert_eq!(outcome(&l, first), Some(TicketOutcome::Cancelled));
+    // Another ticket ends once the first one's outcome is past its retention: no tick
+    // came in between (a simulated ledger is ticked only when a deadline is due).
+    let (second, _) = queued(ask(&mut l, &[(0, 1)], INBOUND, 60_000, retention));
+    assert!(l.cancel(second, retention + 1));
+    assert_eq!(outcome(&l, first), None);
+    assert_eq!(outcome(&l, second), Some(TicketOutcome::Cancelled));
+}

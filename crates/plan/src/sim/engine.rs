@@ -1,7 +1,7 @@
 // Long file: the discrete-event simulation loop; its event handlers share one state and read best in one place.
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
-use super::dist::Dist;
+use super::dist::{round_ms, Dist};
 use super::report::{
     CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
     ScheduleChange, Series, SeriesLine,
@@ -20,10 +20,11 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
-/// A lease lives this much longer than its call, so that it never expires in the
-/// simulation: the simulated platform reports every call's end (ghost calls are the
-/// ledger's tests' business, not a planning question).
-const TTL_MARGIN_MS: u64 = 3_600_000;
+/// The simulator's leases never expire: the simulated platform reports every call's end
+/// (ghost calls are the ledger's tests' business, not a planning question). A TTL this
+/// long puts the expiry at `Millis::MAX`, which the ledger does not schedule, so a run
+/// pays nothing for expiries that never come.
+const NEVER_EXPIRES: u64 = u64::MAX;
 
 /// How often the real dialer looks again for capacity that others freed (its pacing
 /// loop's idle wait, `IDLE` in the server's `campaign/run.rs`): a simulated dialer that
@@ -65,9 +66,11 @@ pub struct RunOptions {
     pub duration_ms: Option<u64>,
 }
 
+/// What happens next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    /// The next caller of arrival stream `source`.
+    /// The next caller of arrival stream `source`. Never in the event heap: one per
+    /// stream, it waits in its `Source` (see `Sim::pop_event`).
     Arrival { source: u32 },
     /// An answered call ends.
     CallEnd { lease: u64 },
@@ -87,6 +90,41 @@ enum Ev {
     Schedule,
     /// A caller who was refused or hung up calls again.
     Retrial { id: u64 },
+}
+
+/// An event in the heap: its time and its sequence number (the order of scheduling) in
+/// one key, the time in the high half, so that ordering two is one comparison. The heap
+/// is a max-heap: the earliest key compares greatest.
+#[derive(Clone, Copy, Debug)]
+struct Scheduled {
+    key: u128,
+    ev: Ev,
+}
+
+impl Scheduled {
+    fn at_seq(&self) -> (u64, u64) {
+        ((self.key >> 64) as u64, self.key as u64)
+    }
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.key.cmp(&self.key)
+    }
 }
 
 /// How a callback or campaign attempt ended.
@@ -188,6 +226,9 @@ struct Source {
     callers: Rng,
     /// The last arrival time, unrounded (ms).
     t: f64,
+    /// The next caller's `(time, sequence number)`, when one is to come: an event like
+    /// those in the heap, in the same order, without a heap push and pop per caller.
+    next: Option<(u64, u64)>,
 }
 
 struct Dialer {
@@ -222,8 +263,10 @@ struct Dialer {
 struct Sim<'a> {
     sc: &'a Scenario,
     ledger: Ledger,
-    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    heap: BinaryHeap<Scheduled>,
     seq: u64,
+    /// The earliest of the sources' next callers: `(time, sequence number, source)`.
+    arrival_next: Option<(u64, u64, u32)>,
     events: Vec<Event>,
     sources: Vec<Source>,
     dialers: Vec<Dialer>,
@@ -325,6 +368,7 @@ impl<'a> Sim<'a> {
                 people: 0,
                 callers: Rng::stream(seed, 2 * i as u64 + 1),
                 t: 0.0,
+                next: None,
             })
             .collect();
         let dialers = sc
@@ -388,6 +432,7 @@ impl<'a> Sim<'a> {
             ledger,
             heap: BinaryHeap::new(),
             seq: 0,
+            arrival_next: None,
             events: Vec::new(),
             sources,
             dialers,
@@ -436,7 +481,7 @@ impl<'a> Sim<'a> {
 
     fn schedule(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, ev)));
+        self.heap.push(Scheduled { key: (u128::from(at) << 64) | u128::from(self.seq), ev });
     }
 
     fn start(&mut self) {
@@ -540,25 +585,60 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Draws source `i`'s next caller (its current one has come or there was none).
     fn next_arrival(&mut self, i: usize) {
-        if self.arrivals_left == 0 {
-            return;
-        }
-        let rate = &self.sc.arrivals[i].rate;
-        let src = &mut self.sources[i];
-        let e = src.arrivals.exp1();
-        if let Some(t) = rate.next_after(src.t, e) {
-            src.t = t;
-            let at = t.round() as u64;
-            if at < self.arrivals_end {
-                self.schedule(at, Ev::Arrival { source: i as u32 });
+        self.sources[i].next = None;
+        if self.arrivals_left > 0 {
+            let rate = &self.sc.arrivals[i].rate;
+            let src = &mut self.sources[i];
+            let e = src.arrivals.exp1();
+            if let Some(t) = rate.next_after(src.t, e) {
+                src.t = t;
+                let at = round_ms(t);
+                if at < self.arrivals_end {
+                    self.seq += 1;
+                    src.next = Some((at, self.seq));
+                }
             }
+        }
+        self.update_arrival_next();
+    }
+
+    /// The next event: the heap's first or the next caller, whichever was scheduled for
+    /// the earlier time (or, at the same time, first).
+    fn pop_event(&mut self) -> Option<(u64, Ev)> {
+        let top = self.heap.peek().map(Scheduled::at_seq);
+        match (top, self.arrival_next) {
+            (Some(e), Some((at, seq, source))) if (at, seq) < e => Some((at, self.take_arrival(source))),
+            (None, Some((at, _, source))) => Some((at, self.take_arrival(source))),
+            _ => self.heap.pop().map(|s| (s.at_seq().0, s.ev)),
+        }
+    }
+
+    /// Takes source `source`'s next caller out of the schedule, as a pop from the heap.
+    fn take_arrival(&mut self, source: u32) -> Ev {
+        self.sources[source as usize].next = None;
+        self.update_arrival_next();
+        Ev::Arrival { source }
+    }
+
+    fn update_arrival_next(&mut self) {
+        self.arrival_next =
+            self.sources.iter().enumerate().filter_map(|(i, s)| s.next.map(|(at, seq)| (at, seq, i as u32))).min();
+    }
+
+    /// The time of the next event.
+    fn next_event_at(&self) -> Option<u64> {
+        let top = self.heap.peek().map(|s| s.at_seq().0);
+        match (top, self.arrival_next) {
+            (Some(e), Some((a, _, _))) => Some(e.min(a)),
+            (e, a) => e.or(a.map(|(at, _, _)| at)),
         }
     }
 
     fn run(&mut self, progress: &mut dyn FnMut(f64)) {
         loop {
-            let next_event = self.heap.peek().map(|Reverse((at, _, _))| *at);
+            let next_event = self.next_event_at();
             let next_deadline = self.ledger.next_deadline();
             // Calls that end at the same millisecond as a deadline go first, in the
             // waiting caller's favour (the ledger does the same for expiries).
@@ -570,7 +650,7 @@ impl<'a> Sim<'a> {
                     self.drain();
                 }
                 _ => {
-                    let Some(Reverse((at, _, ev))) = self.heap.pop() else { break };
+                    let Some((at, ev)) = self.pop_event() else { break };
                     self.now = at;
                     self.handle(ev);
                     self.drain();
@@ -653,7 +733,7 @@ impl<'a> Sim<'a> {
                 self.apply_schedules();
                 // Only while something else is still to happen: the schedules alone
                 // never keep a run going.
-                if !self.heap.is_empty() || self.ledger.next_deadline().is_some() {
+                if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
                     self.schedule(self.next_minute(), Ev::Schedule);
                 }
             }
@@ -698,7 +778,7 @@ impl<'a> Sim<'a> {
         let req = Request {
             target: Target::Flow(FlowId(flow)),
             key: None,
-            ttl_ms: Some(hold_ms + TTL_MARGIN_MS),
+            ttl_ms: Some(NEVER_EXPIRES),
             max_wait_ms: None,
             meta: None,
             owner: None,
@@ -822,7 +902,7 @@ impl<'a> Sim<'a> {
         let req = Request {
             target: Target::Flow(FlowId(target)),
             key: None,
-            ttl_ms: Some(hold_ms + TTL_MARGIN_MS),
+            ttl_ms: Some(NEVER_EXPIRES),
             max_wait_ms: Some(0),
             meta: None,
             owner: None,
@@ -850,10 +930,12 @@ impl<'a> Sim<'a> {
                 self.last_activity = self.now;
             }
             let mut freed = false;
+            // By reference: an event is a few hundred bytes, and moving each out of the
+            // buffer costs more than reading the fields it needs.
             let mut events = std::mem::take(&mut self.events);
-            for ev in events.drain(..) {
-                match ev {
-                    Event::Granted { lease, from_ticket } => {
+            for ev in &events {
+                match *ev {
+                    Event::Granted { ref lease, from_ticket } => {
                         self.lines(&lease.pools, lease.granted_at, 1);
                         if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
                             g.add(lease.granted_at, 1, &self.window);
@@ -865,19 +947,19 @@ impl<'a> Sim<'a> {
                             self.granted_from_queue(ticket, lease.id, waited, lease.granted_at);
                         }
                     }
-                    Event::Queued { ticket, .. } => {
+                    Event::Queued { ref ticket, .. } => {
                         if let Some(f) = ticket.flow {
                             self.flows_waiting[f.index()].add(ticket.enqueued_at, 1, &self.window);
                         }
                     }
-                    Event::Released { lease, at } | Event::Expired { lease, at } => {
+                    Event::Released { ref lease, at } | Event::Expired { ref lease, at } => {
                         self.lines(&lease.pools, at, -1);
                         if let Some(g) = self.classes_live.get_mut(lease.class.index()) {
                             g.add(at, -1, &self.window);
                         }
                         freed = true;
                     }
-                    Event::TicketEnded { ticket, outcome, at } => {
+                    Event::TicketEnded { ref ticket, outcome, at } => {
                         freed = true;
                         if let Some(f) = ticket.flow {
                             self.flows_waiting[f.index()].add(at, -1, &self.window);
@@ -905,6 +987,7 @@ impl<'a> Sim<'a> {
                     Event::Rejected { .. } | Event::Renewed { .. } | Event::LimitChanged { .. } => {}
                 }
             }
+            events.clear();
             self.events = events;
             if freed {
                 // A dialer that found no line looks again at its next poll. Callbacks
@@ -1039,7 +1122,7 @@ impl<'a> Sim<'a> {
             let req = Request {
                 target: Target::Flow(flow),
                 key: None,
-                ttl_ms: Some(hold + TTL_MARGIN_MS),
+                ttl_ms: Some(NEVER_EXPIRES),
                 max_wait_ms: Some(0),
                 meta: None,
                 owner: None,
@@ -1208,7 +1291,7 @@ impl<'a> Sim<'a> {
             let req = Request {
                 target: Target::Flow(cb.flow),
                 key: None,
-                ttl_ms: Some(hold + TTL_MARGIN_MS),
+                ttl_ms: Some(NEVER_EXPIRES),
                 max_wait_ms: Some(0),
                 meta: None,
                 owner: None,
@@ -1329,7 +1412,13 @@ impl<'a> Sim<'a> {
                     utilization: mean / limit,
                     peak_used: g.peak.max(0) as u64,
                     peak_utilization: g.peak.max(0) as f64 / limit,
-                    time_by_used: g.time_at.iter().map(|(&u, &ms)| (u, ms / 1000.0)).collect(),
+                    time_by_used: g
+                        .time_at
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &ms)| ms > 0.0)
+                        .map(|(u, &ms)| (u as u64, ms / 1000.0))
+                        .collect(),
                 }
             })
             .collect();

@@ -46,7 +46,9 @@ impl Rng {
 
     /// Uniform in `[0, 1)` with 53 random bits.
     pub(crate) fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        // Through i64 (the value fits in 53 bits): the same number, one instruction
+        // instead of the unsigned conversion's sequence.
+        ((self.next_u64() >> 11) as i64) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Exponential with mean 1.

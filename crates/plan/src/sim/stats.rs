@@ -75,9 +75,13 @@ pub(crate) struct Gauge {
     pub(crate) series_area: Vec<f64>,
     /// The highest level per chart bucket.
     pub(crate) series_peak: Vec<i64>,
-    /// Time (ms) spent at each level above zero inside the window; at most one entry per
-    /// level reached (a pool never goes over its limit).
-    pub(crate) time_at: std::collections::BTreeMap<u64, f64>,
+    /// Time (ms) spent at each level inside the window, by level (index 0 unused): as long
+    /// as the highest level reached (a pool never goes over its limit). A level never
+    /// held inside the window has 0.
+    pub(crate) time_at: Vec<f64>,
+    /// The chart bucket last looked up: `[start, end)` and its index. The next change
+    /// nearly always falls in the same bucket, and a division costs dozens of cycles.
+    bucket: (u64, u64, usize),
 }
 
 /// The measured window `[start, end)` and the chart's bucket width.
@@ -89,6 +93,18 @@ pub(crate) struct Window {
 }
 
 impl Gauge {
+    /// The chart bucket of `t`: `t / w.bucket_ms`.
+    fn bucket(&mut self, t: u64, w: &Window) -> usize {
+        let (start, end, b) = self.bucket;
+        if start <= t && t < end {
+            return b;
+        }
+        let b = t / w.bucket_ms;
+        let start = b * w.bucket_ms;
+        self.bucket = (start, start.saturating_add(w.bucket_ms), b as usize);
+        b as usize
+    }
+
     /// Carries the current level forward to `t`.
     pub(crate) fn advance(&mut self, t: u64, w: &Window) {
         if t <= self.last {
@@ -101,16 +117,26 @@ impl Gauge {
             self.area += level as f64 * (hi - lo) as f64;
             self.peak = self.peak.max(level);
             if level > 0 {
-                *self.time_at.entry(level as u64).or_default() += (hi - lo) as f64;
+                let l = level as usize;
+                if self.time_at.len() <= l {
+                    self.time_at.resize(l + 1, 0.0);
+                }
+                self.time_at[l] += (hi - lo) as f64;
             }
         }
-        let first = (from / w.bucket_ms) as usize;
-        let last = ((t - 1) / w.bucket_ms) as usize;
+        let first = self.bucket(from, w);
+        let last = self.bucket(t - 1, w);
         if self.series_area.len() <= last {
             self.series_area.resize(last + 1, 0.0);
             self.series_peak.resize(last + 1, 0);
         }
         if level == 0 {
+            return;
+        }
+        if first == last {
+            // Within one bucket (nearly always): the loop below, once, without its bounds.
+            self.series_area[first] += level as f64 * (t - from) as f64;
+            self.series_peak[first] = self.series_peak[first].max(level);
             return;
         }
         for b in first..=last {
@@ -128,7 +154,7 @@ impl Gauge {
         if (w.start..w.end).contains(&t) {
             self.peak = self.peak.max(self.level);
         }
-        let b = (t / w.bucket_ms) as usize;
+        let b = self.bucket(t, w);
         if self.series_peak.len() <= b {
             self.series_area.resize(b + 1, 0.0);
             self.series_peak.resize(b + 1, 0);

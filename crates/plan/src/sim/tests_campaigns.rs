@@ -281,3 +281,14 @@ talk = { dist = "fixed", value = "3m" }
     assert!(one.series.classes.is_empty());
     assert!(!chart(std::slice::from_ref(&one)).contains("by class"));
 }
+
+#[test]
+fn a_campaign_alone_is_measured_until_its_last_call_ends() {
+    // No duration and no callers: the measured window (and the pool's utilization over it)
+    // ends with the campaign's last call, not at a timer its calls left behind (the
+    // leases' expiry entries once stretched it by up to an hour of idle lines).
+    let r = report(&real("seed = 3", "", ""));
+    let c = &r.campaigns[0];
+    assert_eq!(c.remaining, 0);
+    assert_eq!(Some(r.simulated_s), c.finished_at_s);
+}
