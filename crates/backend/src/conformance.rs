@@ -46,9 +46,20 @@ pub trait Harness {
 
 /// Runs `cmd` and waits until it is durable, as the governor does before it answers.
 fn exec<H: Harness>(h: &mut H, b: &H::Backend, cmd: Command) -> Executed {
-    let done = b.execute(cmd.clone()).unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"));
+    let done = either(h, b, cmd.clone()).unwrap_or_else(|e| panic!("{cmd:?} failed: {e}"));
     h.block_on(b.durable(done.commit)).unwrap_or_else(|e| panic!("{cmd:?} was not made durable: {e}"));
     done
+}
+
+/// Runs `cmd` through [`LedgerBackend::execute`] or, every other call,
+/// [`LedgerBackend::execute_async`] (the governor's request paths): both must decide alike.
+fn either<H: Harness>(h: &mut H, b: &H::Backend, cmd: Command) -> Result<Executed, crate::Error> {
+    thread_local!(static CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) });
+    if CALLS.with(|c| c.replace(c.get() + 1)).is_multiple_of(2) {
+        b.execute(cmd)
+    } else {
+        h.block_on(b.execute_async(cmd))
+    }
 }
 
 // ----- scenarios ----------------------------------------------------------------------------
@@ -519,7 +530,7 @@ fn agree<H: Harness>(
 ) -> bool {
     let want = crate::reference::apply(reference, cmd.clone(), now);
     let want_events: Vec<Event> = reference.drain_events().collect();
-    match (b.execute(cmd.clone()), want) {
+    match (either(h, b, cmd.clone()), want) {
         (Ok(got), Ok(want)) => {
             h.block_on(b.durable(got.commit)).unwrap_or_else(|e| panic!("{}", at(&e.to_string())));
             assert_eq!(got.outcome, want, "{}", at(&format!("{cmd:?}")));

@@ -401,6 +401,15 @@ pub trait LedgerBackend: Send + Sync + 'static {
     /// Runs one command atomically.
     fn execute(&self, cmd: Command) -> Result<Executed, Error>;
 
+    /// [`LedgerBackend::execute`] without holding the caller's thread while the backend
+    /// works: a backend that waits on a network (Redis) answers when its reply comes, so
+    /// that many commands can be in flight at once. The governor's request paths call
+    /// this, several at a time; the backend orders them, each still atomic. By default:
+    /// [`LedgerBackend::execute`] (the embedded backend answers in microseconds).
+    fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
+        Box::pin(std::future::ready(self.execute(cmd)))
+    }
+
     /// Resolves once commit `commit` (and every one before it) is durable.
     fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>>;
 

@@ -71,7 +71,7 @@ impl Governor {
     /// Ends what callgate holds for a call: releases its lease or cancels its ticket,
     /// durably. Idempotent: a second end frees nothing.
     pub async fn end_call(&self, key: &str) -> Result<CallEnd, Error> {
-        let done = self.exec_one(Command::EndCall(Arc::from(key)))?;
+        let done = self.run(Command::EndCall(Arc::from(key))).await?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
             Outcome::CallEnded(end) => end,
@@ -82,7 +82,7 @@ impl Governor {
     /// Extends the live lease of a call by its own TTL (a sign of life from the
     /// platform). False when the call holds no lease.
     pub async fn renew_call(&self, key: &str) -> Result<bool, Error> {
-        let done = self.exec_one(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None })?;
+        let done = self.run(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None }).await?;
         self.durable(done.commit).await?;
         Ok(matches!(done.outcome, Outcome::Renewed(Some(_))))
     }

@@ -3,12 +3,18 @@
 //!
 //! It resolves names to ids, runs the breaker gate, keeps the waiters and the cap
 //! sources of this node, and hands every change of the ledger to its
-//! [`LedgerBackend`] as one [`Command`]. Every operation takes the governor's lock, has
-//! the backend execute its commands (which hands their events to its journal in ledger
-//! order), wakes the waiters of the tickets they ended, releases the lock and then waits
-//! until the backend says the commands are durable. Only then does the edge answer. A
-//! request that waits in the room (`wait_ms`) registers a waiter under the same lock, so
-//! the grant that ends its ticket can never slip by unnoticed.
+//! [`LedgerBackend`] as one [`Command`]. The request paths (acquire, release, renew,
+//! cancel, a call's end) have the backend execute their command without the governor's
+//! lock, so that on a backend that waits on a network (Redis) many are in flight at once
+//! (the backend orders them; each is atomic); then, under the lock, they wake the waiters
+//! of the tickets it ended, and wait until the backend says the command is durable. Only
+//! then does the edge answer. Operations that change this node's own state with the
+//! ledger (caps, limits, the sweep, a reload) execute under the lock. A request that
+//! waits in the room (`wait_ms`) registers its waiter under the lock after its acquire
+//! ran; an end of its ticket that another command's wake saw in between is kept for it
+//! (the last [`UNCLAIMED_KEPT`] ends nobody waited for), so the grant that ends a ticket
+//! never slips by unnoticed. A reload excludes the acquires that resolve names, so no
+//! acquire runs with ids of the configuration before it.
 //!
 //! Nothing is shown before it is durable: reads that a client sees go through
 //! [`Governor::durable_view`], which answers once everything the read saw is committed.
@@ -51,6 +57,7 @@ use callgate_core::clock::Clock;
 use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
 use callgate_events::views::{LeaseView, PoolInfo, TicketView};
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -118,6 +125,10 @@ pub enum TicketState {
 
 struct State {
     waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
+    /// The last [`UNCLAIMED_KEPT`] ticket ends that no waiter was there for, as
+    /// `(ticket, commit, end)`: an acquire that registers its waiter after its command ran
+    /// finds here an end that came in between.
+    unclaimed: std::collections::VecDeque<(u64, u64, TicketEnd)>,
     /// [pool] → what lowers its cap (see `caps`); the only source of [`Command::SetCap`].
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
@@ -162,7 +173,18 @@ pub struct Governor {
     /// Cluster mode: the duty lease's token while this node holds it (see
     /// [`Governor::fence_duties`]).
     duty_fence: std::sync::OnceLock<DutyFence>,
+    /// How many ticket ends found no waiter, ever (`State::unclaimed` keeps the last).
+    unclaimed_total: AtomicU64,
+    /// Held (shared) by an acquire from resolving its names until its command ran, and
+    /// (exclusive) by a reload: no acquire runs with the ids of a replaced configuration.
+    reconfig: tokio::sync::RwLock<()>,
 }
+
+/// How many ticket ends that found no waiter are kept for a waiter about to register (an
+/// acquire whose ticket ended between its command and its registration, a few
+/// microseconds). Should more go by in that time, the waiter learns of the end when its
+/// wait runs out and it reads the ticket.
+pub const UNCLAIMED_KEPT: usize = 1024;
 
 /// The fencing token of this node's duty lease, while it holds it.
 type DutyFence = Box<dyn Fn() -> Option<callgate_backend::Fence> + Send + Sync>;
@@ -259,7 +281,14 @@ impl Governor {
         let ops = Arc::new(callgate_ops::Ops::empty(names.pools.clone(), names.flows.clone()));
         let caps = State::caps_for(names.pools.len());
         Governor {
-            state: Mutex::new(State { waiters: FxHashMap::default(), caps, cooldown_due: None }),
+            state: Mutex::new(State {
+                waiters: FxHashMap::default(),
+                unclaimed: std::collections::VecDeque::with_capacity(UNCLAIMED_KEPT),
+                caps,
+                cooldown_due: None,
+            }),
+            unclaimed_total: AtomicU64::new(0),
+            reconfig: tokio::sync::RwLock::new(()),
             backend,
             records,
             clock,
@@ -325,7 +354,7 @@ impl Governor {
     /// notice a dead ticker).
     #[doc(hidden)]
     pub fn inject_tick_panic(&self) {
-        self.panic_next_tick.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.panic_next_tick.store(true, Ordering::Relaxed);
     }
 
     /// Runs `read` (which may take the lock) and answers only once everything it can
@@ -376,6 +405,30 @@ impl Governor {
         Ok(done)
     }
 
+    /// Has the backend execute `cmd` *without* the governor's lock (on Redis, many
+    /// commands are in flight at once), then wakes the waiters of the tickets it ended.
+    /// For the request paths, whose command changes nothing of this node's own state.
+    async fn run(&self, cmd: Command) -> Result<Executed, Error> {
+        if let Some(why) = self.stopped.get() {
+            return Err(Error::unavailable(format!("admission stopped: {why}")));
+        }
+        match self.backend.execute_async(cmd).await {
+            Ok(done) => {
+                if done.events.iter().any(ends_ticket) {
+                    let mut st = self.lock();
+                    self.wake(&mut st, &done);
+                }
+                Ok(done)
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::Unavailable {
+                    self.lock().waiters.clear();
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Tells the waiters of the tickets `done` ended how they ended (they wait for its
     /// commit before they answer).
     fn wake(&self, st: &mut State, done: &Executed) {
@@ -395,9 +448,6 @@ impl Governor {
     }
 
     fn wake_events(&self, st: &mut State, events: &[Event], commit: u64) {
-        if st.waiters.is_empty() {
-            return;
-        }
         for e in events {
             let (t, end) = match e {
                 Event::Granted { lease, from_ticket: Some((t, _)) } => {
@@ -413,12 +463,39 @@ impl Governor {
                 ),
                 _ => continue,
             };
-            if let Some(ws) = st.waiters.remove(&t) {
-                for w in ws {
-                    let _ = w.send((commit, end.clone()));
+            match st.waiters.remove(&t) {
+                Some(ws) => {
+                    for w in ws {
+                        let _ = w.send((commit, end.clone()));
+                    }
+                }
+                None => {
+                    if st.unclaimed.len() == UNCLAIMED_KEPT {
+                        st.unclaimed.pop_front();
+                    }
+                    st.unclaimed.push_back((t, commit, end));
+                    self.unclaimed_total.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
+    }
+
+    /// Registers a waiter for ticket `id`, whose acquire ran after `unclaimed_total` was
+    /// `seen`: when its end came in between (a wake found no waiter), the waiter hears of
+    /// it at once.
+    fn register_waiter(&self, id: TicketId, seen: u64) -> oneshot::Receiver<(u64, TicketEnd)> {
+        let (tx, rx) = oneshot::channel();
+        let mut st = self.lock();
+        if self.unclaimed_total.load(Ordering::SeqCst) != seen {
+            if let Some(i) = st.unclaimed.iter().rposition(|(t, _, _)| *t == id.0) {
+                if let Some((_, commit, end)) = st.unclaimed.remove(i) {
+                    let _ = tx.send((commit, end));
+                    return rx;
+                }
+            }
+        }
+        st.waiters.entry(id.0).or_default().push(tx);
+        rx
     }
 
     /// [`Governor::exec`] under a lock of its own.
@@ -482,7 +559,7 @@ impl Governor {
         self.check_healthy()?;
         let (wait_ms, edge) = (req.wait_ms, req.edge);
         let (answer, waiter, commit) = {
-            let mut st = self.lock();
+            let epoch = self.reconfig.read().await;
             let mut ledger_req = self.resolve(&req)?;
             ledger_req.owner = owner;
             let flow = match &ledger_req.target {
@@ -497,7 +574,8 @@ impl Governor {
             if let Some(blocked) = self.breaker_gate(gated, req.key.as_deref(), flow.is_some(), self.now_ms()) {
                 return Ok(blocked);
             }
-            let done = self.exec(&mut st, Command::Acquire(ledger_req))?;
+            let seen = self.unclaimed_total.load(Ordering::SeqCst);
+            let done = self.run(Command::Acquire(ledger_req)).await?;
             let Outcome::Decided { decision, lease, ticket } = done.outcome else {
                 return Err(internal("an acquire was not answered with a decision"));
             };
@@ -518,12 +596,9 @@ impl Governor {
                     Answer::Rejected { reason, overflow: self.flow_overflow(flow), retry_after_ms, dependency: None }
                 }
             };
+            drop(epoch);
             let waiter = match queued {
-                Some(id) if wait_ms > 0 => {
-                    let (tx, rx) = oneshot::channel();
-                    st.waiters.entry(id.0).or_default().push(tx);
-                    Some((id, rx))
-                }
+                Some(id) if wait_ms > 0 => Some((id, self.register_waiter(id, seen))),
                 _ => None,
             };
             (answer, waiter, done.commit)
@@ -616,7 +691,7 @@ impl Governor {
 
     /// Releases a lease by id; true the first time.
     pub async fn release(&self, id: LeaseId) -> Result<bool, Error> {
-        let done = self.exec_one(Command::Release { lease: BackendLease::Id(id), owner: None })?;
+        let done = self.run(Command::Release { lease: BackendLease::Id(id), owner: None }).await?;
         self.durable(done.commit).await?;
         Ok(matches!(done.outcome, Outcome::Released(Some(_))))
     }
@@ -626,7 +701,7 @@ impl Governor {
     /// decided in the same command as the release.
     pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, Error> {
         let done =
-            self.exec_one(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) })?;
+            self.run(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) }).await?;
         self.durable(done.commit).await?;
         match done.outcome {
             Outcome::NotOwner(id) => Err(not_owner("lease", id, who.unwrap_or_default())),
@@ -637,7 +712,7 @@ impl Governor {
     /// Renews a live lease.
     pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, Error> {
         self.check_healthy()?;
-        let done = self.exec_one(Command::Renew { lease: BackendLease::Id(id), ttl_ms })?;
+        let done = self.run(Command::Renew { lease: BackendLease::Id(id), ttl_ms }).await?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
             Outcome::Renewed(l) => l.map(|l| LeaseView::new(&l, &self.names())),
@@ -648,7 +723,7 @@ impl Governor {
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
     /// it has already ended.
     pub async fn cancel(&self, id: TicketId) -> Result<Option<bool>, Error> {
-        let done = self.exec_one(Command::Cancel(id))?;
+        let done = self.run(Command::Cancel(id)).await?;
         self.durable(done.commit).await?;
         Ok(match done.outcome {
             Outcome::Cancelled(out) => out,
@@ -768,7 +843,7 @@ impl Governor {
     /// Expires leases and times out tickets that are due. The server calls this on a
     /// short interval, so deadlines hold even when no request arrives.
     pub fn tick(&self) {
-        if self.panic_next_tick.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self.panic_next_tick.swap(false, Ordering::Relaxed) {
             panic!("injected fault: the ticker panicked");
         }
         let cmd = match self.duty_command(Command::Tick) {
@@ -799,6 +874,11 @@ impl Governor {
         let now = self.now_ms();
         let _ = self.expire_cooldowns(&mut st, now);
     }
+}
+
+/// Whether `e` ends a waiting ticket (its waiter, if any, is to be told).
+fn ends_ticket(e: &Event) -> bool {
+    matches!(e, Event::Granted { from_ticket: Some(_), .. } | Event::TicketEnded { .. })
 }
 
 /// Forbidden unless `who` (`None`: an admin, or no keys configured) acquired the lease.

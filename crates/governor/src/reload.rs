@@ -67,6 +67,9 @@ impl Governor {
     pub async fn reload(&self, new: NewLedger) -> Result<(), Error> {
         self.check_healthy()?;
         let commit = {
+            // No acquire between resolving its names and running its command (see the
+            // governor's docs) while the names change.
+            let _epoch = self.reconfig.write().await;
             let mut st = self.lock();
             let old = self.names();
             if old.pools != new.names.pools || old.classes != new.names.classes {

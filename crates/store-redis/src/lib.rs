@@ -48,12 +48,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod adopt;
+mod call;
 mod duty;
 pub mod reassert;
 mod spec;
 mod stream;
 mod wire;
 
+use call::{connect, load_library, unavailable, IDLE_CONNECTIONS, TIMEOUT};
 pub use duty::DutyLease;
 pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
@@ -64,7 +66,7 @@ use callgate_core::clock::Clock;
 use callgate_core::{Lease, LeaseId, LedgerSpec, PoolView, Request, Target, Ticket, TicketId};
 use redis::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The script: one source for every command and read, loaded as a Redis function library.
@@ -76,14 +78,6 @@ fn function_name() -> String {
     // FNV-1a, 64 bits: stable across builds and platforms (std's hashers are not).
     let hash = SCRIPT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("callgate_{hash:016x}")
-}
-
-/// A connection whose every reply must come within [`REPLY_TIMEOUT`].
-fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
-    let c = client.get_connection_with_timeout(TIMEOUT)?;
-    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
-    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
-    Ok(c)
 }
 
 /// Refuses a Redis that evicts keys under memory pressure: an evicted lease would free its
@@ -98,31 +92,6 @@ fn refuse_eviction(conn: &mut redis::Connection) -> Result<(), Error> {
         _ => Ok(()),
     }
 }
-
-/// Loads the library unless Redis has it already.
-fn load_library(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<()> {
-    let source = format!("#!lua name={name}\n{}", SCRIPT.replace("__CALLGATE_FUNCTION__", name));
-    match redis::cmd("FUNCTION").arg("LOAD").arg(source).query::<String>(conn) {
-        Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("already exists") => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// How long a connection attempt may take before Redis counts as unreachable.
-const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// How long one reply may take. A command runs in tens of microseconds, but a settle or a
-/// reload walks everything waiting; Redis itself answers `BUSY` to others after 5 s of one
-/// script. A command whose reply timed out may still have run (as one whose connection
-/// broke after it was sent): its answer is `unavailable`, and a retry with the same
-/// idempotency key finds what it did.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// At most this many idle connections are kept for the next commands: as many as the
-/// governor's threads may run commands at once (more are opened when needed, and closed
-/// after).
-const IDLE_CONNECTIONS: usize = 64;
 
 /// Leases read per script call while paging (bounds the work of one read in Redis).
 const PAGE_CHUNK: usize = 256;
@@ -163,6 +132,8 @@ pub struct RedisLedger {
     /// The connection [`RedisLedger::wait_events`] blocks on (kept: a node follows the
     /// stream all the time).
     waiter: Mutex<Option<redis::Connection>>,
+    /// The connection the governor's commands share (see [`RedisLedger::call_async`]).
+    aio: Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// `(node, ms)`: caps are this node's, merged with the other nodes' (see
     /// [`RedisLedger::with_cap_source`]).
     cap_source: Option<(String, u64)>,
@@ -178,10 +149,6 @@ impl std::fmt::Debug for RedisLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLedger").field("meta", &self.meta).field("time", &self.time).finish_non_exhaustive()
     }
-}
-
-fn unavailable(e: redis::RedisError) -> Error {
-    Error::unavailable(format!("Redis: {e}")).with_source(e)
 }
 
 impl RedisLedger {
@@ -209,6 +176,7 @@ impl RedisLedger {
             last_now: AtomicU64::new(0),
             failure: Mutex::new(Failure::default()),
             waiter: Mutex::new(None),
+            aio: Mutex::new(None),
             cap_source: None,
         };
         let json = spec::spec_json(spec)?;
@@ -235,10 +203,6 @@ impl RedisLedger {
         &self.meta[..self.meta.len() - 2]
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<redis::Connection>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn failed(&self, why: &str) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if f.why.is_none() {
@@ -252,86 +216,27 @@ impl RedisLedger {
         f.why = None;
     }
 
-    fn with_library(&self) -> redis::RedisResult<()> {
-        let mut conn = match self.idle().pop() {
-            Some(c) => c,
-            None => connect(&self.client)?,
-        };
-        load_library(&mut conn, &self.function)?;
-        self.idle().push(conn);
-        Ok(())
+    /// A command's arguments (a cap is this node's, in cluster mode).
+    fn command_args(&self, cmd: &Command) -> Result<(&'static str, Vec<String>), Error> {
+        let (name, mut args) = encode(cmd)?;
+        if let (Command::SetCap { .. }, Some((node, hold))) = (cmd, &self.cap_source) {
+            args.push(node.clone());
+            args.push(hold.to_string());
+        }
+        Ok((name, args))
     }
 
-    /// Runs `cmd` on a connection of the pool (a new one when none is idle); a connection
-    /// that failed is dropped, not put back.
-    fn with_conn<T>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError>
-    where
-        T: redis::FromRedisValue,
-    {
-        let taken = self.idle().pop();
-        let mut conn = match taken {
-            Some(c) => c,
-            None => connect(&self.client)?,
+    /// A command's answer, read.
+    fn executed(&self, parts: Vec<Value>) -> Result<Executed, Error> {
+        let [outcome, events, now] = parts.as_slice() else {
+            return Err(Error::internal(format!("the ledger script answered {parts:?}")));
         };
-        let out = cmd.query(&mut conn);
-        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
-        if !broken {
-            let mut idle = self.idle();
-            if idle.len() < IDLE_CONNECTIONS {
-                idle.push(conn);
-            }
-        }
-        out
-    }
-
-    /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",
-    /// outcome, events, now]` or `["err", code, message]`.
-    fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
-        let now = match &self.time {
-            Time::Server => String::new(),
-            Time::Clock(c) => c.now_ms().to_string(),
-        };
-        let mut fcall = redis::cmd("FCALL");
-        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
-        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
-        if answer.as_ref().is_err_and(|e| e.to_string().contains("Function not found")) {
-            // Redis restarted empty or its functions were flushed: load it again, once.
-            answer = self.with_library().and_then(|_| self.with_conn(&fcall));
-        }
-        let answer = match answer {
-            Ok(v) => v,
-            // Redis ran the script and it failed: a bug, not an outage.
-            Err(e) if e.to_string().contains("user_function") => {
-                return Err(Error::internal(format!("the ledger script failed: {e}")).with_source(e));
-            }
-            // Unreachable, loading, read-only, a cluster moving slots: commands fail until
-            // it passes.
-            Err(e) => {
-                self.failed(&e.to_string());
-                return Err(unavailable(e));
-            }
-        };
-        let Value::Array(mut parts) = answer else {
-            return Err(Error::internal(format!("the ledger script answered {answer:?}")));
-        };
-        match parts.first().map(wire::text).transpose()?.as_deref() {
-            Some("ok") => {
-                self.succeeded();
-                Ok(parts.split_off(1))
-            }
-            Some("err") => {
-                let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();
-                let message = parts.get(2).map(wire::text).transpose()?.unwrap_or_default();
-                if code == "missing" {
-                    // Redis lost the domain's state: nothing commits until it is restored.
-                    self.failed(&message);
-                } else {
-                    self.succeeded();
-                }
-                Err(script_error(&code, message))
-            }
-            _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
-        }
+        let outcome = wire::outcome(outcome)?;
+        let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
+        let now = wire::int(now)?;
+        self.last_now.fetch_max(now, Ordering::Relaxed);
+        let commit = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Executed { outcome, events, commit, now })
     }
 
     /// Runs a read; an error is logged in the health and reads as nothing.
@@ -345,19 +250,6 @@ impl RedisLedger {
             wire::list(v, "leases")?.iter().map(wire::lease).collect::<Result<Vec<_>, _>>()
         })
         .unwrap_or_default()
-    }
-}
-
-fn script_error(code: &str, message: String) -> Error {
-    use callgate_core::RequestError;
-    match code {
-        "unknown_flow" => Error::request(RequestError::UnknownFlow),
-        "unknown_class" => Error::request(RequestError::UnknownClass),
-        "bad_pools" => Error::request(RequestError::BadPools(message)),
-        "invalid" => Error::invalid(message),
-        "missing" => Error::unavailable(message),
-        "fenced" => Error::conflict("fenced", message),
-        _ => Error::internal(format!("{code}: {message}")),
     }
 }
 
@@ -461,21 +353,15 @@ impl LedgerBackend for RedisLedger {
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
-        let (name, mut args) = encode(&cmd)?;
-        if let (Command::SetCap { .. }, Some((node, hold))) = (&cmd, &self.cap_source) {
-            args.push(node.clone());
-            args.push(hold.to_string());
-        }
-        let parts = self.call(name, &args)?;
-        let [outcome, events, now] = parts.as_slice() else {
-            return Err(Error::internal(format!("the ledger script answered {parts:?}")));
-        };
-        let outcome = wire::outcome(outcome)?;
-        let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
-        let now = wire::int(now)?;
-        self.last_now.fetch_max(now, Ordering::Relaxed);
-        let commit = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Executed { outcome, events, commit, now })
+        let (name, args) = self.command_args(&cmd)?;
+        self.executed(self.call(name, &args)?)
+    }
+
+    fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
+        Box::pin(async move {
+            let (name, args) = self.command_args(&cmd)?;
+            self.executed(self.call_async(name, &args).await?)
+        })
     }
 
     fn durable(&self, _commit: u64) -> BoxFuture<'_, Result<(), Error>> {

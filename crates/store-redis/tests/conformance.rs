@@ -19,16 +19,19 @@ use support::Server;
 mod support;
 
 /// Opens each backend under a domain of its own; a restart opens a new backend over the
-/// same domain.
+/// same domain. Futures run on a runtime of the harness's own (`execute_async` talks to
+/// Redis over a tokio connection).
 struct Redis {
     server: Server,
     domains: u64,
     domain: String,
+    rt: tokio::runtime::Runtime,
 }
 
 impl Redis {
     fn new() -> Redis {
-        Redis { server: Server::start(), domains: 0, domain: String::new() }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        Redis { server: Server::start(), domains: 0, domain: String::new(), rt }
     }
 
     fn start(&self, spec: &LedgerSpec, clock: Arc<ManualClock>) -> RedisLedger {
@@ -51,25 +54,7 @@ impl Harness for Redis {
     }
 
     fn block_on<F: Future>(&mut self, f: F) -> F::Output {
-        block_on(f)
-    }
-}
-
-/// The Redis backend's futures are ready at once (`durable` answers immediately); this
-/// polls one to completion without a runtime.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    struct Noop;
-    impl std::task::Wake for Noop {
-        fn wake(self: Arc<Self>) {}
-    }
-    let waker = std::task::Waker::from(Arc::new(Noop));
-    let mut cx = std::task::Context::from_waker(&waker);
-    loop {
-        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::yield_now();
+        self.rt.block_on(f)
     }
 }
 

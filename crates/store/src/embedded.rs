@@ -284,8 +284,10 @@ impl LedgerBackend for Embedded {
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
-        let now = self.clock.now_ms();
+        // Read under the lock: commands run at non-decreasing times in the order they
+        // commit, however many threads call at once.
         let mut st = self.lock();
+        let now = self.clock.now_ms();
         self.writable(&mut st, now)?;
         let outcome = match cmd {
             Command::Reconfigure { spec, names, caps } => self.reconfigure(&mut st, *spec, *names, caps, now),

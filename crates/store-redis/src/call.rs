@@ -1,0 +1,215 @@
+//! How the ledger talks to Redis: connections (a small pool of synchronous ones, and one
+//! multiplexed tokio connection that pipelines the governor's commands), loading the
+//! function library, and reading a script's answer into the backend's health and errors.
+
+use crate::{wire, RedisLedger, Time, SCRIPT};
+use callgate_backend::Error;
+use redis::Value;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+/// A connection whose every reply must come within [`REPLY_TIMEOUT`].
+pub(crate) fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let c = client.get_connection_with_timeout(TIMEOUT)?;
+    c.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    c.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    Ok(c)
+}
+
+/// `FUNCTION LOAD` of the library named `name`.
+pub(crate) fn library_load(name: &str) -> redis::Cmd {
+    let source = format!("#!lua name={name}\n{}", SCRIPT.replace("__CALLGATE_FUNCTION__", name));
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg(source);
+    load
+}
+
+/// Loads the library unless Redis has it already.
+pub(crate) fn load_library(conn: &mut redis::Connection, name: &str) -> redis::RedisResult<()> {
+    match library_load(name).query::<String>(conn) {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Redis does not have the library (it restarted empty, or its functions were flushed).
+pub(crate) fn function_missing(e: &redis::RedisError) -> bool {
+    e.to_string().contains("Function not found")
+}
+
+/// The connection cannot be used again.
+pub(crate) fn broken(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+/// How long a connection attempt may take before Redis counts as unreachable.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one reply may take. A command runs in tens of microseconds, but a settle or a
+/// reload walks everything waiting; Redis itself answers `BUSY` to others after 5 s of one
+/// script. A command whose reply timed out may still have run (as one whose connection
+/// broke after it was sent): its answer is `unavailable`, and a retry with the same
+/// idempotency key finds what it did.
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many idle connections are kept for the next commands: as many as the
+/// governor's threads may run commands at once (more are opened when needed, and closed
+/// after).
+pub(crate) const IDLE_CONNECTIONS: usize = 64;
+
+pub(crate) fn unavailable(e: redis::RedisError) -> Error {
+    Error::unavailable(format!("Redis: {e}")).with_source(e)
+}
+
+impl RedisLedger {
+    pub(crate) fn idle(&self) -> MutexGuard<'_, Vec<redis::Connection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn with_library(&self) -> redis::RedisResult<()> {
+        let mut conn = match self.idle().pop() {
+            Some(c) => c,
+            None => connect(&self.client)?,
+        };
+        load_library(&mut conn, &self.function)?;
+        self.idle().push(conn);
+        Ok(())
+    }
+
+    /// Runs `cmd` on a connection of the pool (a new one when none is idle); a connection
+    /// that failed is dropped, not put back.
+    pub(crate) fn with_conn<T>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError>
+    where
+        T: redis::FromRedisValue,
+    {
+        let taken = self.idle().pop();
+        let mut conn = match taken {
+            Some(c) => c,
+            None => connect(&self.client)?,
+        };
+        let out = cmd.query(&mut conn);
+        if !out.as_ref().is_err_and(broken) {
+            let mut idle = self.idle();
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",
+    /// outcome, events, now]` or `["err", code, message]`.
+    pub(crate) fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
+        let fcall = self.fcall(name, args);
+        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
+        if answer.as_ref().is_err_and(function_missing) {
+            // Redis restarted empty or its functions were flushed: load it again, once.
+            answer = self.with_library().and_then(|_| self.with_conn(&fcall));
+        }
+        self.answer(answer)
+    }
+
+    /// [`RedisLedger::call`] on the shared multiplexed connection: the caller's thread is
+    /// not held while Redis works, and every caller's command is pipelined on one socket
+    /// (as many in flight as callers wait), where [`RedisLedger::call`] takes a connection
+    /// of its own for the round trip.
+    pub(crate) async fn call_async(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
+        let fcall = self.fcall(name, args);
+        let mut answer = self.query_async(&fcall).await;
+        if answer.as_ref().is_err_and(function_missing) {
+            answer = match self.query_async::<String>(&library_load(&self.function)).await {
+                Ok(_) => self.query_async(&fcall).await,
+                Err(e) if e.to_string().contains("already exists") => self.query_async(&fcall).await,
+                Err(e) => Err(e),
+            };
+        }
+        self.answer(answer)
+    }
+
+    /// The `FCALL` of command `name` at "now" with `args`.
+    pub(crate) fn fcall(&self, name: &str, args: &[String]) -> redis::Cmd {
+        let now = match &self.time {
+            Time::Server => String::new(),
+            Time::Clock(c) => c.now_ms().to_string(),
+        };
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
+        fcall
+    }
+
+    /// The multiplexed connection, opened on first use (and again after it broke).
+    pub(crate) async fn multiplexed(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        if let Some(c) = self.aio.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(c);
+        }
+        let config =
+            redis::AsyncConnectionConfig::new().set_connection_timeout(TIMEOUT).set_response_timeout(REPLY_TIMEOUT);
+        let c = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `cmd` on the multiplexed connection; a connection that failed is dropped, so
+    /// the next command opens another.
+    pub(crate) async fn query_async<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut conn = self.multiplexed().await?;
+        let out = cmd.query_async(&mut conn).await;
+        if out.as_ref().is_err_and(broken) {
+            *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        out
+    }
+
+    /// What the script answered (`["ok", outcome, events, now]` or `["err", code,
+    /// message]`), or why Redis did not run it; the backend's health follows.
+    pub(crate) fn answer(&self, answer: Result<Value, redis::RedisError>) -> Result<Vec<Value>, Error> {
+        let answer = match answer {
+            Ok(v) => v,
+            // Redis ran the script and it failed: a bug, not an outage.
+            Err(e) if e.to_string().contains("user_function") => {
+                return Err(Error::internal(format!("the ledger script failed: {e}")).with_source(e));
+            }
+            // Unreachable, loading, read-only, a cluster moving slots: commands fail until
+            // it passes.
+            Err(e) => {
+                self.failed(&e.to_string());
+                return Err(unavailable(e));
+            }
+        };
+        let Value::Array(mut parts) = answer else {
+            return Err(Error::internal(format!("the ledger script answered {answer:?}")));
+        };
+        match parts.first().map(wire::text).transpose()?.as_deref() {
+            Some("ok") => {
+                self.succeeded();
+                Ok(parts.split_off(1))
+            }
+            Some("err") => {
+                let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();
+                let message = parts.get(2).map(wire::text).transpose()?.unwrap_or_default();
+                if code == "missing" {
+                    // Redis lost the domain's state: nothing commits until it is restored.
+                    self.failed(&message);
+                } else {
+                    self.succeeded();
+                }
+                Err(script_error(&code, message))
+            }
+            _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
+        }
+    }
+}
+
+pub(crate) fn script_error(code: &str, message: String) -> Error {
+    use callgate_core::RequestError;
+    match code {
+        "unknown_flow" => Error::request(RequestError::UnknownFlow),
+        "unknown_class" => Error::request(RequestError::UnknownClass),
+        "bad_pools" => Error::request(RequestError::BadPools(message)),
+        "invalid" => Error::invalid(message),
+        "missing" => Error::unavailable(message),
+        "fenced" => Error::conflict("fenced", message),
+        _ => Error::internal(format!("{code}: {message}")),
+    }
+}
