@@ -19,12 +19,16 @@ use callgate_forecast::capacity::ServiceTarget;
 use callgate_forecast::history::History;
 use callgate_forecast::report::{Query, Report};
 use callgate_forecast::series::Series;
+use callgate_forecast::shortfall::{Campaign, Setting};
 use callgate_forecast::INTERVAL_MS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+/// A day in Unix ms.
+const DAY_MS: u64 = callgate_forecast::DAY as u64 * INTERVAL_MS;
 
 /// How often plans are refit: hourly, so the latest calls count, while a fit (a second or
 /// two of CPU) stays rare.
@@ -60,6 +64,14 @@ pub struct Plan {
     pub note: Option<String>,
     /// Unix ms of the fit.
     pub computed_at_ms: u64,
+    /// Unix ms of the start of the day (UTC) [`Plan::today`] forecasts.
+    pub today_start_ms: u64,
+    /// Today's forecast as made at its start (from the history before 00:00 UTC), one
+    /// interval per 15 minutes, for the live page's forecast against actual arrivals;
+    /// empty when it could not be made (see `today_note`).
+    pub today: Vec<callgate_forecast::model::Interval>,
+    /// Why there is no forecast of today.
+    pub today_note: Option<String>,
 }
 
 impl Plan {
@@ -135,6 +147,50 @@ pub struct ReserveStepView {
     pub needed: u32,
 }
 
+/// Today's forecast of a pool against the arrivals so far (`GET /v1/forecast/today`, the
+/// live page's chart).
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TodayView {
+    /// The pool.
+    pub pool: String,
+    /// The class whose reserve follows the forecast.
+    pub class: String,
+    /// The day, UTC (`2026-12-05`).
+    pub date: String,
+    /// Its start, Unix ms.
+    pub start_ms: u64,
+    /// The server's time (Unix ms): arrivals are counted up to it.
+    pub now_ms: u64,
+    /// The prediction interval's level.
+    pub level: f64,
+    /// The day's 96 intervals.
+    pub intervals: Vec<TodayRow>,
+    /// Why there is no forecast of today, or no reserve ahead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One 15-minute interval of today.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct TodayRow {
+    /// Its start, Unix ms.
+    pub start_ms: u64,
+    /// The arrivals forecast at the start of the day (one decimal); null without one.
+    pub arrivals: Option<f64>,
+    /// The prediction interval's lower bound.
+    pub low: Option<f64>,
+    /// Its upper bound.
+    pub high: Option<f64>,
+    /// Calls of the pool's inbound flows that arrived in it, so far; null for an interval
+    /// still to come.
+    pub actual: Option<u32>,
+    /// Units the reserve holds back in it, for the interval in force and those ahead (from
+    /// the latest fit); null before.
+    pub reserve: Option<u32>,
+    /// The lines the latest fit says it needs, likewise.
+    pub needed: Option<u32>,
+}
+
 /// The plans of the server's pools.
 #[derive(Debug)]
 pub struct Forecasts {
@@ -181,14 +237,20 @@ impl Forecasts {
         lock(&self.plans).insert(pool.to_owned(), Arc::new(plan));
     }
 
-    /// True when some plan of `config` is missing or older than [`REFRESH_MS`].
+    /// True when some plan of `config` is missing, older than [`REFRESH_MS`] or of a day
+    /// before (today's forecast is made at the first fit of the day).
     pub fn stale(&self, config: &Config, now_ms: u64) -> bool {
         let plans = lock(&self.plans);
         config
             .pools
             .iter()
             .filter(|p| p.forecast_class().is_some())
-            .any(|p| plans.get(&p.name).is_none_or(|plan| now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS))
+            .any(|p| {
+                plans.get(&p.name).is_none_or(|plan| {
+                    now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS
+                        || plan.computed_at_ms / DAY_MS != now_ms / DAY_MS
+                })
+            })
     }
 
     /// Refits the plan of every pool of `config` whose reserve follows the forecast (off
@@ -221,16 +283,8 @@ impl Forecasts {
                 computed_at_ms: now_ms,
                 ..Plan::default()
             };
-            let flows: Vec<&str> = if f.flows.is_empty() {
-                config
-                    .flows
-                    .iter()
-                    .filter(|fl| fl.class == class && fl.pools.iter().any(|p| p.pool == pool.name))
-                    .map(|fl| fl.name.as_str())
-                    .collect()
-            } else {
-                f.flows.iter().map(String::as_str).collect()
-            };
+            let flows = inbound_flows(config, pool);
+            let flows: Vec<&str> = flows.iter().map(String::as_str).collect();
             let target = ServiceTarget {
                 service_level: f.service_level.0,
                 within_s: f.within.as_secs_f64(),
@@ -240,6 +294,20 @@ impl Forecasts {
                 Err(e) => Err(e.message.clone()),
                 Ok(h) => fit(h, &flows, f.weeks, target, now_ms),
             };
+            // Today's forecast is made once a day, from the history before it.
+            let day_start = now_ms - now_ms % DAY_MS;
+            let before = self.plan(&pool.name).filter(|p| p.class == class && p.today_start_ms == day_start);
+            match before {
+                Some(p) if !p.today.is_empty() => plan.today = p.today.clone(),
+                _ => match &history {
+                    Err(e) => plan.today_note = Some(e.message.clone()),
+                    Ok(h) => match fit_day(h, &flows, f.weeks, target, day_start) {
+                        Ok(points) => plan.today = points,
+                        Err(why) => plan.today_note = Some(why),
+                    },
+                },
+            }
+            plan.today_start_ms = day_start;
             match fitted {
                 Ok(steps) => {
                     tracing::info!(pool = %pool.name, class, intervals = steps.len(), "Forecast reserve planned");
@@ -367,6 +435,73 @@ impl Forecasts {
         self.serving.acquire().await.ok()
     }
 
+    /// What `report` of `query` is set against for `pool` (blocking): the pool's lines,
+    /// the campaigns dialing through it, the configuration's `[pricing]`.
+    pub fn setting(
+        &self,
+        config: &Config,
+        pool: &callgate_config::PoolConfig,
+        query: &Query,
+        report: &Report,
+    ) -> Result<Setting, callgate_forecast::ForecastError> {
+        let history = History::open(&self.data_dir)?;
+        let campaigns = campaigns_of(config, &pool.name, &history, query, &report.points)?;
+        Ok(Setting { limit: pool.limit, campaigns, pricing: config.pricing.clone() })
+    }
+
+    /// Today's forecast of `pool` against its arrivals up to `now_ms` (blocking: it counts
+    /// them in the history). `None` when the pool's reserve does not follow the forecast.
+    pub fn today(
+        &self,
+        config: &Config,
+        pool: &str,
+        now_ms: u64,
+    ) -> Result<Option<TodayView>, callgate_forecast::ForecastError> {
+        let Some(p) = config.pool(pool) else { return Ok(None) };
+        let Some(class) = p.forecast_class() else { return Ok(None) };
+        let day_start = now_ms - now_ms % DAY_MS;
+        let plan = self.plan(pool).filter(|plan| plan.class == class);
+        let mut actual = Series::zeros(day_start, callgate_forecast::DAY);
+        let history = History::open(&self.data_dir)?;
+        for flow in inbound_flows(config, p) {
+            history.scan(Some(&flow), day_start, now_ms.saturating_add(1), |s, _| actual.add(s, None))?;
+        }
+        let today = plan.as_ref().filter(|plan| plan.today_start_ms == day_start).map(|plan| &plan.today[..]);
+        let round1 = |v: f64| (v * 10.0).round() / 10.0;
+        let intervals = (0..callgate_forecast::DAY)
+            .map(|i| {
+                let start_ms = actual.start_of(i);
+                let forecast = today.and_then(|t| t.get(i)).filter(|f| f.start_ms == start_ms);
+                let ahead = start_ms + INTERVAL_MS > now_ms;
+                let step = plan.as_ref().filter(|_| ahead).and_then(|plan| plan.step(start_ms.max(now_ms)).copied());
+                TodayRow {
+                    start_ms,
+                    arrivals: forecast.map(|f| round1(f.arrivals)),
+                    low: forecast.map(|f| round1(f.low)),
+                    high: forecast.map(|f| round1(f.high)),
+                    actual: (start_ms <= now_ms).then(|| actual.arrivals[i] as u32),
+                    reserve: step.and_then(|_| plan.as_ref().map(|plan| plan.units(start_ms.max(now_ms)).0)),
+                    needed: step.map(|s| s.lines),
+                }
+            })
+            .collect();
+        let note = match &plan {
+            None => Some("the forecast is being fitted".to_owned()),
+            Some(plan) if plan.today_start_ms != day_start => Some("today's forecast is being fitted".to_owned()),
+            Some(plan) => plan.today_note.clone().or_else(|| plan.note.clone()),
+        };
+        Ok(Some(TodayView {
+            pool: pool.to_owned(),
+            class: class.to_owned(),
+            date: callgate_forecast::report::rfc3339(day_start)[..10].to_owned(),
+            start_ms: day_start,
+            now_ms,
+            level: callgate_forecast::model::DEFAULT_LEVEL,
+            intervals,
+            note,
+        }))
+    }
+
     /// Serves `GET /v1/forecast` (blocking: call off the async threads, in [`Forecasts::turn`]).
     pub fn report(
         &self,
@@ -381,6 +516,85 @@ impl Forecasts {
         let report = Report::from_series(query, &series)?;
         Ok((series, report))
     }
+}
+
+/// The inbound flows of `pool`: those its forecast reserve follows (its `flows`, else the
+/// flows of its class that use it); without a forecast reserve, every flow that uses it
+/// and that no campaign dials through.
+pub fn inbound_flows(config: &Config, pool: &callgate_config::PoolConfig) -> Vec<String> {
+    let uses = |fl: &&callgate_config::FlowConfig| fl.pools.iter().any(|p| p.pool == pool.name);
+    match (pool.forecast_class(), pool.forecast.as_ref()) {
+        (Some(_), Some(f)) if !f.flows.is_empty() => f.flows.clone(),
+        (Some(class), _) => {
+            config.flows.iter().filter(uses).filter(|fl| fl.class == class).map(|fl| fl.name.clone()).collect()
+        }
+        _ => config
+            .flows
+            .iter()
+            .filter(uses)
+            .filter(|fl| !config.campaigns.iter().any(|c| c.flow == fl.name))
+            .map(|fl| fl.name.clone())
+            .collect(),
+    }
+}
+
+/// The campaigns of `config` that dial through `pool` with a cap of their own
+/// (`max_concurrency`: the lines they hold while they may dial), each with its calling
+/// window over the intervals of `points` and the mean length of its flow's calls in the
+/// history (else the handling time assumed). A campaign without a cap takes only the
+/// lines inbound leaves, so it makes no interval short and has nothing to shift.
+fn campaigns_of(
+    config: &Config,
+    pool: &str,
+    history: &History,
+    query: &Query,
+    points: &[callgate_forecast::model::Interval],
+) -> Result<Vec<Campaign>, callgate_forecast::ForecastError> {
+    let end = callgate_forecast::interval_start(query.now_ms);
+    let mut out = Vec::new();
+    for c in &config.campaigns {
+        let Some(lines) = c.max_concurrency else { continue };
+        let Some(flow) = config.flow(&c.flow) else { continue };
+        if !flow.pools.iter().any(|p| p.pool == pool) {
+            continue;
+        }
+        let calendar = callgate_dialer::window::Calendar::new(c);
+        let tz = c.timezone();
+        let dialing = points.iter().map(|p| calendar.is_open(tz, p.start_ms)).collect();
+        let aht = Series::from_history(history, Some(&c.flow), end, query.weeks, &[])?
+            .mean_aht()
+            .unwrap_or(callgate_forecast::report::ASSUMED_AHT_S);
+        out.push(Campaign { name: c.name.clone(), lines, aht_s: aht, dialing });
+        if out.len() == callgate_forecast::shortfall::MAX_CAMPAIGNS {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The forecast of the day that starts at `day_start_ms`, from the history before it.
+fn fit_day(
+    history: &History,
+    flows: &[&str],
+    weeks: u32,
+    target: ServiceTarget,
+    day_start_ms: u64,
+) -> Result<Vec<callgate_forecast::model::Interval>, String> {
+    if flows.is_empty() {
+        return Err("no flow of the class uses this pool".to_owned());
+    }
+    let query = Query {
+        flow: None,
+        days: 1,
+        weeks,
+        level: callgate_forecast::model::DEFAULT_LEVEL,
+        target,
+        now_ms: day_start_ms,
+    };
+    let excluded = history.excluded().map_err(|e| e.message)?;
+    let flows: Vec<Option<&str>> = flows.iter().map(|f| Some(*f)).collect();
+    let series = Series::from_history_flows(history, &flows, day_start_ms, weeks, &excluded).map_err(|e| e.message)?;
+    Ok(Report::from_series(&query, &series).map_err(|e| e.message)?.points)
 }
 
 /// The steps of the flows' forecast from `now_ms` on.

@@ -195,6 +195,7 @@ fn plan(quiet: (u32, f64), peak: (u32, f64)) -> callgate_server::forecast::Plan 
         note: None,
         // Fresh at 08:00, so the hourly refit (from an empty history) leaves it until 09:00.
         computed_at_ms: MONDAY + 8 * HOUR,
+        ..Default::default()
     }
 }
 
