@@ -326,6 +326,14 @@ fn window(text: &str) -> Result<(u32, u32), String> {
     Ok((a, b))
 }
 
+fn lines(n: u32, what: &str) -> String {
+    format!("{n} line{} {what}", if n == 1 { "" } else { "s" })
+}
+
+fn plural(n: f64, what: &str) -> String {
+    format!("{n:.0} {what}{}", if (n - 1.0).abs() < 1e-9 { "" } else { "s" })
+}
+
 /// The shortfall, for people.
 pub fn shortfall_text(s: &Shortfall) -> String {
     let mut out = String::new();
@@ -337,15 +345,19 @@ pub fn shortfall_text(s: &Shortfall) -> String {
     }
     if let Some(first) = s.periods.first() {
         let worst = s.periods.iter().map(|p| p.lines_short).max().unwrap_or(0);
-        let _ = writeln!(out, "first at {}, at most {worst} lines short", first.start);
+        let _ = writeln!(out, "first at {}, at most {}", first.start, lines(worst, "short"));
     }
     for p in &s.periods {
         let lost = p.lost_callers.map_or(String::new(), |n| format!(", about {n:.0} callers lost"));
         let alone = if p.inbound_short > 0 { format!(" (inbound alone {} short)", p.inbound_short) } else { String::new() };
         let _ = writeln!(
             out,
-            "  short {} to {}: {} intervals, {} lines short{alone}{lost}",
-            p.start, &p.end[11..16], p.intervals, p.lines_short
+            "  short {} to {}: {} interval{}, {}{alone}{lost}",
+            p.start,
+            p.end.get(11..16).unwrap_or_default(),
+            p.intervals,
+            if p.intervals == 1 { "" } else { "s" },
+            lines(p.lines_short, "short")
         );
     }
     if s.periods_left_off > 0 {
@@ -355,7 +367,7 @@ pub fn shortfall_text(s: &Shortfall) -> String {
         (Some(v), Some(c)) => format!("{c}{v:.2}"),
         _ => "-".to_owned(),
     };
-    let _ = writeln!(out, "over these {:.0} days:", s.days);
+    let _ = writeln!(out, "the choices over the forecast's {}:", plural(s.days, "day"));
     let _ = writeln!(out, "  {:<16} {:>6} {:>8} {:>8} {:>8} {:>10}", "choice", "+lines", "lost", "moved", "unplaced", "cost");
     for c in &s.choices {
         let lost = c.lost_callers.map_or("-".to_owned(), |n| format!("{n:.1}"));
@@ -376,8 +388,9 @@ pub fn shortfall_text(s: &Shortfall) -> String {
         if s.choices.iter().any(|c| c.extra_lines > 0) {
             let _ = writeln!(
                 out,
-                "(lines prorated over {:.0} of {} days a month; bought for these days alone, a line costs a whole month: {})",
-                s.days, month, money(Some(per_line))
+                "(lines prorated: {} of {month} a month; bought for these days alone, a line costs a whole month: {})",
+                plural(s.days, "day"),
+                money(Some(per_line))
             );
         }
     }
