@@ -72,6 +72,9 @@ pub struct Plan {
     pub today: Vec<callgate_forecast::model::Interval>,
     /// Why there is no forecast of today.
     pub today_note: Option<String>,
+    /// What the fit learnt from and for (class, flows, target, weeks): a reload that
+    /// changes none of it keeps the plan ([`Forecasts::rebase`]).
+    pub fit_key: String,
 }
 
 impl Plan {
@@ -204,6 +207,9 @@ pub struct Forecasts {
     plans: Mutex<BTreeMap<String, Arc<Plan>>>,
     /// One fit at a time.
     fitting: tokio::sync::Mutex<()>,
+    /// Bumped by each [`Forecasts::rebase`]: a fit begun before it is of a configuration
+    /// no longer in force, and its plans are thrown away.
+    generation: std::sync::atomic::AtomicU64,
     /// One `GET /v1/forecast` fit at a time (a fit is seconds of CPU: many readers at once
     /// wait in line instead of taking every core).
     serving: tokio::sync::Semaphore,
@@ -222,6 +228,7 @@ impl Forecasts {
             history_dropped,
             plans: Mutex::default(),
             fitting: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             serving: tokio::sync::Semaphore::new(1),
         }
     }
@@ -237,8 +244,9 @@ impl Forecasts {
         lock(&self.plans).insert(pool.to_owned(), Arc::new(plan));
     }
 
-    /// True when some plan of `config` is missing, older than [`REFRESH_MS`] or of a day
-    /// before (today's forecast is made at the first fit of the day).
+    /// True when some plan of `config` is missing, older than [`REFRESH_MS`], of a day
+    /// before (today's forecast is made at the first fit of the day) or fitted for other
+    /// inputs.
     pub fn stale(&self, config: &Config, now_ms: u64) -> bool {
         let plans = lock(&self.plans);
         config
@@ -249,6 +257,7 @@ impl Forecasts {
                 plans.get(&p.name).is_none_or(|plan| {
                     now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS
                         || plan.computed_at_ms / DAY_MS != now_ms / DAY_MS
+                        || (!plan.fit_key.is_empty() && plan.fit_key != fit_key(config, p))
                 })
             })
     }
@@ -257,15 +266,22 @@ impl Forecasts {
     /// the async threads), and drops the plans of the others.
     pub async fn refresh(self: &Arc<Self>, config: Arc<Config>, now_ms: u64) {
         let _one = self.fitting.lock().await;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let this = self.clone();
         let fitted = tokio::task::spawn_blocking(move || this.fit_all(&config, now_ms)).await;
         match fitted {
             Ok(plans) => {
+                // Checked under the lock a rebase holds while it bumps the generation.
+                let mut current = lock(&self.plans);
+                if self.generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+                    tracing::info!("A forecast fit of a configuration reloaded since is dropped");
+                    return;
+                }
                 let ops = self.governor.ops();
                 for (pool, plan) in &plans {
                     ops.set_forecast_need(pool, plan.steps.iter().map(|s| (s.start_ms, s.lines)).collect());
                 }
-                *lock(&self.plans) = plans;
+                *current = plans;
             }
             Err(e) => tracing::error!(error = %e, "The forecast fit did not finish"),
         }
@@ -277,6 +293,7 @@ impl Forecasts {
         for pool in &config.pools {
             let (Some(class), Some(f)) = (pool.forecast_class(), pool.forecast.as_ref()) else { continue };
             let mut plan = Plan {
+                fit_key: fit_key(config, pool),
                 class: class.to_owned(),
                 floor: f.floor,
                 ceiling: pool.forecast_ceiling(),
@@ -321,6 +338,34 @@ impl Forecasts {
             out.insert(pool.name.clone(), Arc::new(plan));
         }
         out
+    }
+
+    /// After a reload to `config`, at once and without a fit: a plan whose fit would be the
+    /// same (same class, flows, target and weeks) takes the new floor and ceiling; the
+    /// others are dropped, so their pools hold their floor ("being fitted") until a fit of
+    /// the new configuration lands whole, never a plan of the old inputs under the new
+    /// bounds. True when some pool of `config` needs that fit.
+    pub fn rebase(&self, config: &Config) -> bool {
+        let ops = self.governor.ops();
+        let mut plans = lock(&self.plans);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut old = std::mem::take(&mut *plans);
+        let mut needs_fit = false;
+        for pool in &config.pools {
+            let (Some(_), Some(f)) = (pool.forecast_class(), pool.forecast.as_ref()) else { continue };
+            match old.remove(&pool.name) {
+                Some(plan) if plan.fit_key == fit_key(config, pool) => {
+                    let plan = Plan { floor: f.floor, ceiling: pool.forecast_ceiling(), ..(*plan).clone() };
+                    plans.insert(pool.name.clone(), Arc::new(plan));
+                }
+                _ => needs_fit = true,
+            }
+        }
+        // Pools whose plan went: no forecast need for their alerts until the fit.
+        for pool in old.keys() {
+            ops.set_forecast_need(pool, Vec::new());
+        }
+        needs_fit
     }
 
     /// `(pool, class, units)` of every pool of `config` whose reserve follows the
@@ -516,6 +561,20 @@ impl Forecasts {
         let report = Report::from_series(query, &series)?;
         Ok((series, report))
     }
+}
+
+/// What a plan of `pool` is fitted from and for, as one comparable text.
+fn fit_key(config: &Config, pool: &callgate_config::PoolConfig) -> String {
+    let Some(f) = pool.forecast.as_ref() else { return String::new() };
+    format!(
+        "{:?}|{:?}|{}|{:?}|{:?}|{}",
+        pool.forecast_class(),
+        inbound_flows(config, pool),
+        f.service_level.0,
+        f.within,
+        f.patience,
+        f.weeks
+    )
 }
 
 /// The inbound flows of `pool`: those its forecast reserve follows (its `flows`, else the

@@ -422,3 +422,45 @@ async fn todays_forecast_is_served_against_the_arrivals_so_far() {
         assert_eq!(got, status, "{query}: {v}");
     }
 }
+
+/// A reload does not wait for a fit: new bounds apply at once to a plan whose inputs did
+/// not change; a changed target drops the plan (the floor, "being fitted") until the
+/// ticker's fit of the new file lands, never the old plan under the new file.
+#[tokio::test]
+async fn a_reload_keeps_or_refits_the_plan_off_its_path() {
+    let clock = ManualClock::at(MONDAY + 9 * HOUR);
+    let s = TestServer::start_with_clock(FORECAST, clock.clone()).await;
+    let app = s.server().app.clone();
+    write_history(&s.data_dir());
+    app.forecasts.refresh(app.reload.current(), clock.now_ms()).await;
+    let before = app.forecasts.plan("acct").unwrap();
+    assert!(!before.steps.is_empty() && before.ceiling == 12);
+
+    // A lower ceiling: the same fit, at once.
+    assert!(before.units(MONDAY + 9 * HOUR).0 > 1, "the peak holds back more than one line");
+    let lower = support::config(&FORECAST.replace("ceiling = 12", "ceiling = 1"));
+    assert!(!app.forecasts.rebase(&lower));
+    let after = app.forecasts.plan("acct").unwrap();
+    assert_eq!((after.ceiling, &after.steps, after.computed_at_ms), (1, &before.steps, before.computed_at_ms));
+    assert_eq!(after.units(MONDAY + 9 * HOUR).0, 1, "the peak's reserve within the new ceiling");
+
+    // Another target: the plan goes until the new fit lands.
+    let stricter = FORECAST.replace("service_level = 0.8", "service_level = 0.95");
+    let stricter = std::sync::Arc::new(support::config(&stricter));
+    app.schedules.reconfigure(stricter.clone()).await.unwrap();
+    match app.forecasts.plan("acct") {
+        // The ticker's fit may already have landed: then it is the new file's.
+        Some(plan) => assert_ne!(plan.fit_key, before.fit_key),
+        None => {
+            let view = app.forecasts.view(&stricter, "acct", clock.now_ms()).unwrap();
+            assert_eq!((view.source, view.units), ("floor", 1));
+            assert_eq!(view.note.as_deref(), Some("the forecast is being fitted"));
+        }
+    }
+    eventually("the ticker fits the new file", secs(20), || async {
+        app.forecasts.plan("acct").is_some_and(|p| p.fit_key != before.fit_key && !p.steps.is_empty())
+    })
+    .await;
+    let refit = app.forecasts.plan("acct").unwrap();
+    assert!(refit.step(MONDAY + 9 * HOUR).unwrap().lines > before.step(MONDAY + 9 * HOUR).unwrap().lines, "a stricter target needs more lines");
+}
