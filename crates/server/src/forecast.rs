@@ -19,13 +19,17 @@ use callgate_forecast::capacity::ServiceTarget;
 use callgate_forecast::history::History;
 use callgate_forecast::report::{Query, Report};
 use callgate_forecast::series::Series;
-use callgate_forecast::shortfall::{Campaign, Setting};
 use callgate_forecast::INTERVAL_MS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+mod setting;
+mod today;
+
+pub use today::{TodayRow, TodayView};
 
 /// A day in Unix ms.
 const DAY_MS: u64 = callgate_forecast::DAY as u64 * INTERVAL_MS;
@@ -148,50 +152,6 @@ pub struct ReserveStepView {
     pub units: u32,
     /// Lines the forecast says it needs.
     pub needed: u32,
-}
-
-/// Today's forecast of a pool against the arrivals so far (`GET /v1/forecast/today`, the
-/// live page's chart).
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct TodayView {
-    /// The pool.
-    pub pool: String,
-    /// The class whose reserve follows the forecast.
-    pub class: String,
-    /// The day, UTC (`2026-12-05`).
-    pub date: String,
-    /// Its start, Unix ms.
-    pub start_ms: u64,
-    /// The server's time (Unix ms): arrivals are counted up to it.
-    pub now_ms: u64,
-    /// The prediction interval's level.
-    pub level: f64,
-    /// The day's 96 intervals.
-    pub intervals: Vec<TodayRow>,
-    /// Why there is no forecast of today, or no reserve ahead.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// One 15-minute interval of today.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct TodayRow {
-    /// Its start, Unix ms.
-    pub start_ms: u64,
-    /// The arrivals forecast at the start of the day (one decimal); null without one.
-    pub arrivals: Option<f64>,
-    /// The prediction interval's lower bound.
-    pub low: Option<f64>,
-    /// Its upper bound.
-    pub high: Option<f64>,
-    /// Calls of the pool's inbound flows that arrived in it, so far; null for an interval
-    /// still to come.
-    pub actual: Option<u32>,
-    /// Units the reserve holds back in it, for the interval in force and those ahead (from
-    /// the latest fit); null before.
-    pub reserve: Option<u32>,
-    /// The lines the latest fit says it needs, likewise.
-    pub needed: Option<u32>,
 }
 
 /// The plans of the server's pools.
@@ -480,73 +440,6 @@ impl Forecasts {
         self.serving.acquire().await.ok()
     }
 
-    /// What `report` of `query` is set against for `pool` (blocking): the pool's lines,
-    /// the campaigns dialing through it, the configuration's `[pricing]`.
-    pub fn setting(
-        &self,
-        config: &Config,
-        pool: &callgate_config::PoolConfig,
-        query: &Query,
-        report: &Report,
-    ) -> Result<Setting, callgate_forecast::ForecastError> {
-        let history = History::open(&self.data_dir)?;
-        let campaigns = campaigns_of(config, &pool.name, &history, query, &report.points)?;
-        Ok(Setting { limit: pool.limit, campaigns, pricing: config.pricing.clone() })
-    }
-
-    /// Today's forecast of `pool` against its arrivals up to `now_ms` (blocking: it counts
-    /// them in the history). `None` when the pool's reserve does not follow the forecast.
-    pub fn today(
-        &self,
-        config: &Config,
-        pool: &str,
-        now_ms: u64,
-    ) -> Result<Option<TodayView>, callgate_forecast::ForecastError> {
-        let Some(p) = config.pool(pool) else { return Ok(None) };
-        let Some(class) = p.forecast_class() else { return Ok(None) };
-        let day_start = now_ms - now_ms % DAY_MS;
-        let plan = self.plan(pool).filter(|plan| plan.class == class);
-        let mut actual = Series::zeros(day_start, callgate_forecast::DAY);
-        let history = History::open(&self.data_dir)?;
-        for flow in inbound_flows(config, p) {
-            history.scan(Some(&flow), day_start, now_ms.saturating_add(1), |s, _| actual.add(s, None))?;
-        }
-        let today = plan.as_ref().filter(|plan| plan.today_start_ms == day_start).map(|plan| &plan.today[..]);
-        let round1 = |v: f64| (v * 10.0).round() / 10.0;
-        let intervals = (0..callgate_forecast::DAY)
-            .map(|i| {
-                let start_ms = actual.start_of(i);
-                let forecast = today.and_then(|t| t.get(i)).filter(|f| f.start_ms == start_ms);
-                let ahead = start_ms + INTERVAL_MS > now_ms;
-                let step = plan.as_ref().filter(|_| ahead).and_then(|plan| plan.step(start_ms.max(now_ms)).copied());
-                TodayRow {
-                    start_ms,
-                    arrivals: forecast.map(|f| round1(f.arrivals)),
-                    low: forecast.map(|f| round1(f.low)),
-                    high: forecast.map(|f| round1(f.high)),
-                    actual: (start_ms <= now_ms).then(|| actual.arrivals[i] as u32),
-                    reserve: step.and_then(|_| plan.as_ref().map(|plan| plan.units(start_ms.max(now_ms)).0)),
-                    needed: step.map(|s| s.lines),
-                }
-            })
-            .collect();
-        let note = match &plan {
-            None => Some("the forecast is being fitted".to_owned()),
-            Some(plan) if plan.today_start_ms != day_start => Some("today's forecast is being fitted".to_owned()),
-            Some(plan) => plan.today_note.clone().or_else(|| plan.note.clone()),
-        };
-        Ok(Some(TodayView {
-            pool: pool.to_owned(),
-            class: class.to_owned(),
-            date: callgate_forecast::report::rfc3339(day_start)[..10].to_owned(),
-            start_ms: day_start,
-            now_ms,
-            level: callgate_forecast::model::DEFAULT_LEVEL,
-            intervals,
-            note,
-        }))
-    }
-
     /// Serves `GET /v1/forecast` (blocking: call off the async threads, in [`Forecasts::turn`]).
     pub fn report(
         &self,
@@ -595,40 +488,6 @@ pub fn inbound_flows(config: &Config, pool: &callgate_config::PoolConfig) -> Vec
             .map(|fl| fl.name.clone())
             .collect(),
     }
-}
-
-/// The campaigns of `config` that dial through `pool` with a cap of their own
-/// (`max_concurrency`: the lines they hold while they may dial), each with its calling
-/// window over the intervals of `points` and the mean length of its flow's calls in the
-/// history (else the handling time assumed). A campaign without a cap takes only the
-/// lines inbound leaves, so it makes no interval short and has nothing to shift.
-fn campaigns_of(
-    config: &Config,
-    pool: &str,
-    history: &History,
-    query: &Query,
-    points: &[callgate_forecast::model::Interval],
-) -> Result<Vec<Campaign>, callgate_forecast::ForecastError> {
-    let end = callgate_forecast::interval_start(query.now_ms);
-    let mut out = Vec::new();
-    for c in &config.campaigns {
-        let Some(lines) = c.max_concurrency else { continue };
-        let Some(flow) = config.flow(&c.flow) else { continue };
-        if !flow.pools.iter().any(|p| p.pool == pool) {
-            continue;
-        }
-        let calendar = callgate_dialer::window::Calendar::new(c);
-        let tz = c.timezone();
-        let dialing = points.iter().map(|p| calendar.is_open(tz, p.start_ms)).collect();
-        let aht = Series::from_history(history, Some(&c.flow), end, query.weeks, &[])?
-            .mean_aht()
-            .unwrap_or(callgate_forecast::report::ASSUMED_AHT_S);
-        out.push(Campaign { name: c.name.clone(), lines, aht_s: aht, dialing });
-        if out.len() == callgate_forecast::shortfall::MAX_CAMPAIGNS {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// The forecast of the day that starts at `day_start_ms`, from the history before it.
