@@ -97,7 +97,8 @@ fn import_then_forecast_table_json_svg_and_backtest() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["shortfall"]["cheapest"], "shift_campaign", "{v}");
     assert_eq!(v["shortfall"]["limit"], 6);
-    let (code, _, err) = forecast(&["--days", "1", "--limit", "6", "--campaign-lines", "2", "--campaign-window", "8-20"]);
+    let (code, _, err) =
+        forecast(&["--days", "1", "--limit", "6", "--campaign-lines", "2", "--campaign-window", "8-20"]);
     assert_eq!(code, 1);
     assert!(err.contains("--campaign-window must be HH:MM-HH:MM"), "{err}");
 

@@ -339,7 +339,8 @@ pub fn shortfall_text(s: &Shortfall) -> String {
     let mut out = String::new();
     let campaign =
         if s.campaign_lines > 0 { format!(" (with the campaign's {} lines)", s.campaign_lines) } else { String::new() };
-    let _ = writeln!(out, "{} intervals need more than the {} lines the account has{campaign}", s.short_intervals, s.limit);
+    let _ =
+        writeln!(out, "{} intervals need more than the {} lines the account has{campaign}", s.short_intervals, s.limit);
     if s.short_intervals == 0 {
         return out;
     }
@@ -349,7 +350,8 @@ pub fn shortfall_text(s: &Shortfall) -> String {
     }
     for p in &s.periods {
         let lost = p.lost_callers.map_or(String::new(), |n| format!(", about {n:.0} callers lost"));
-        let alone = if p.inbound_short > 0 { format!(" (inbound alone {} short)", p.inbound_short) } else { String::new() };
+        let alone =
+            if p.inbound_short > 0 { format!(" (inbound alone {} short)", p.inbound_short) } else { String::new() };
         let _ = writeln!(
             out,
             "  short {} to {}: {} interval{}, {}{alone}{lost}",
@@ -368,7 +370,11 @@ pub fn shortfall_text(s: &Shortfall) -> String {
         _ => "-".to_owned(),
     };
     let _ = writeln!(out, "the choices over the forecast's {}:", plural(s.days, "day"));
-    let _ = writeln!(out, "  {:<16} {:>6} {:>8} {:>8} {:>8} {:>10}", "choice", "+lines", "lost", "moved", "unplaced", "cost");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>6} {:>8} {:>8} {:>8} {:>10}",
+        "choice", "+lines", "lost", "moved", "unplaced", "cost"
+    );
     for c in &s.choices {
         let lost = c.lost_callers.map_or("-".to_owned(), |n| format!("{n:.1}"));
         let _ = writeln!(

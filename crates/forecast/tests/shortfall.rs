@@ -67,7 +67,11 @@ fn analyse(from: usize, to: usize, pricing: Option<Pricing>) -> (Report, u32, Sh
     let quiet = report.intervals.iter().map(|r| r.lines).min().unwrap();
     assert!(peak >= quiet + 3, "the busy hours need more lines: {peak} against {quiet}");
     let limit = peak + 4 - 2;
-    let dialing = report.points.iter().map(|p| (8 * HOUR..20 * HOUR).contains(&((p.start_ms / INTERVAL_MS) as usize % DAY))).collect();
+    let dialing = report
+        .points
+        .iter()
+        .map(|p| (8 * HOUR..20 * HOUR).contains(&((p.start_ms / INTERVAL_MS) as usize % DAY)))
+        .collect();
     let setting = Setting {
         limit,
         campaigns: vec![Campaign { name: "renewals".into(), lines: 4, aht_s: 180.0, dialing }],

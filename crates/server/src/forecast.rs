@@ -209,17 +209,13 @@ impl Forecasts {
     /// inputs.
     pub fn stale(&self, config: &Config, now_ms: u64) -> bool {
         let plans = lock(&self.plans);
-        config
-            .pools
-            .iter()
-            .filter(|p| p.forecast_class().is_some())
-            .any(|p| {
-                plans.get(&p.name).is_none_or(|plan| {
-                    now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS
-                        || plan.computed_at_ms / DAY_MS != now_ms / DAY_MS
-                        || (!plan.fit_key.is_empty() && plan.fit_key != fit_key(config, p))
-                })
+        config.pools.iter().filter(|p| p.forecast_class().is_some()).any(|p| {
+            plans.get(&p.name).is_none_or(|plan| {
+                now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS
+                    || plan.computed_at_ms / DAY_MS != now_ms / DAY_MS
+                    || (!plan.fit_key.is_empty() && plan.fit_key != fit_key(config, p))
             })
+        })
     }
 
     /// Refits the plan of every pool of `config` whose reserve follows the forecast (off

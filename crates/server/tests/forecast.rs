@@ -370,7 +370,13 @@ async fn todays_forecast_is_served_against_the_arrivals_so_far() {
     write_history(&s.data_dir());
     // Today's morning: 18 calls in each interval from 09:00 to 10:00, 3 since 10:00.
     let mut today = Vec::new();
-    for (from, n) in [(9 * HOUR, 18), (9 * HOUR + 15 * MINUTE, 18), (9 * HOUR + 30 * MINUTE, 18), (9 * HOUR + 45 * MINUTE, 18), (10 * HOUR, 3)] {
+    for (from, n) in [
+        (9 * HOUR, 18),
+        (9 * HOUR + 15 * MINUTE, 18),
+        (9 * HOUR + 30 * MINUTE, 18),
+        (9 * HOUR + 45 * MINUTE, 18),
+        (10 * HOUR, 3),
+    ] {
         for k in 0..n {
             let at = MONDAY + from + k * 10_000;
             today.push(Call {
@@ -415,9 +421,11 @@ async fn todays_forecast_is_served_against_the_arrivals_so_far() {
     let (_, pool) = s.get("/v1/pools/acct").await;
     assert_eq!(now["reserve"], pool["forecast_reserve"]["units"], "{pool}");
 
-    for (query, status) in
-        [("", StatusCode::BAD_REQUEST), ("pool=nowhere", StatusCode::NOT_FOUND), ("pool=acct&x=1", StatusCode::BAD_REQUEST)]
-    {
+    for (query, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("pool=nowhere", StatusCode::NOT_FOUND),
+        ("pool=acct&x=1", StatusCode::BAD_REQUEST),
+    ] {
         let (got, v) = s.get(&format!("/v1/forecast/today?{query}")).await;
         assert_eq!(got, status, "{query}: {v}");
     }
@@ -462,5 +470,8 @@ async fn a_reload_keeps_or_refits_the_plan_off_its_path() {
     })
     .await;
     let refit = app.forecasts.plan("acct").unwrap();
-    assert!(refit.step(MONDAY + 9 * HOUR).unwrap().lines > before.step(MONDAY + 9 * HOUR).unwrap().lines, "a stricter target needs more lines");
+    assert!(
+        refit.step(MONDAY + 9 * HOUR).unwrap().lines > before.step(MONDAY + 9 * HOUR).unwrap().lines,
+        "a stricter target needs more lines"
+    );
 }

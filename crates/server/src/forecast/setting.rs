@@ -22,7 +22,6 @@ impl Forecasts {
         let campaigns = campaigns_of(config, &pool.name, &history, query, &report.points)?;
         Ok(Setting { limit: pool.limit, campaigns, pricing: config.pricing.clone() })
     }
-
 }
 
 /// The campaigns of `config` that dial through `pool` with a cap of their own
@@ -58,4 +57,3 @@ fn campaigns_of(
     }
     Ok(out)
 }
-

@@ -105,5 +105,4 @@ impl Forecasts {
             note,
         }))
     }
-
 }

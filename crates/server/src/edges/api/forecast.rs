@@ -73,12 +73,13 @@ pub(crate) async fn forecast(
         return Err(ApiError::bad_request("`flow` must be 1 to 200 bytes"));
     }
     let config = app.reload.current();
-    let pool = match q.get("pool") {
-        None => None,
-        Some(name) => Some(config.pool(name).cloned().ok_or_else(|| {
-            ApiError::new(ErrorKind::NotFound, "unknown_pool", format!("no pool is named {name:?}"))
-        })?),
-    };
+    let pool =
+        match q.get("pool") {
+            None => None,
+            Some(name) => Some(config.pool(name).cloned().ok_or_else(|| {
+                ApiError::new(ErrorKind::NotFound, "unknown_pool", format!("no pool is named {name:?}"))
+            })?),
+        };
     // A pool's forecast reserve sets the default target.
     let own = pool.as_ref().and_then(|p| p.forecast.as_ref());
     let patience = number("patience_s", own.map_or(60.0, |f| f.patience.as_secs_f64()))?;

@@ -50,7 +50,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route(
             "/forecast.js",
             get(|| async {
-                ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, CACHE)], FORECAST_JS)
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, CACHE)],
+                    FORECAST_JS,
+                )
                     .into_response()
             }),
         )
