@@ -101,6 +101,15 @@ fn import_then_forecast_table_json_svg_and_backtest() {
         forecast(&["--days", "1", "--limit", "6", "--campaign-lines", "2", "--campaign-window", "8-20"]);
     assert_eq!(code, 1);
     assert!(err.contains("--campaign-window must be HH:MM-HH:MM"), "{err}");
+    // No lines at all and the most campaign lines: every interval short, nothing overflows.
+    let (code, out, err) = forecast(&["--days", "1", "--limit", "0", "--campaign-lines", "1000000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("short 2026-11-16T00:00:00Z to 2026-11-17T00:00:00Z: 96 intervals"),
+        "a run to midnight ends with its date: {out}"
+    );
+    let (code, _, err) = forecast(&["--days", "1", "--limit", "0", "--campaign-lines", "1000001"]);
+    assert_eq!(code, 2, "{err}");
 
     let (code, out, _) = forecast(&["--days", "2", "--json"]);
     assert_eq!(code, 0);

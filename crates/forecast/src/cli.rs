@@ -102,7 +102,7 @@ pub struct ForecastArgs {
     pub limit: Option<u32>,
     /// Lines a campaign holds while it dials, out of the --limit (its max_concurrency):
     /// the shortfall then also weighs shifting its calls out of the short intervals.
-    #[arg(long, requires = "limit", value_name = "LINES")]
+    #[arg(long, requires = "limit", value_name = "LINES", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub campaign_lines: Option<u32>,
     /// When the campaign dials, UTC, `HH:MM-HH:MM` (an end before the start spans
     /// midnight; default: around the clock).
@@ -356,7 +356,8 @@ pub fn shortfall_text(s: &Shortfall) -> String {
             out,
             "  short {} to {}: {} interval{}, {}{alone}{lost}",
             p.start,
-            p.end.get(11..16).unwrap_or_default(),
+            // The end's time, or all of it on another day.
+            if p.end.get(..10) == p.start.get(..10) { p.end.get(11..16).unwrap_or_default() } else { &p.end },
             p.intervals,
             if p.intervals == 1 { "" } else { "s" },
             lines(p.lines_short, "short")
@@ -425,8 +426,8 @@ fn table(q: &Query, r: &Report, setting: Option<&Setting>) -> String {
         writeln!(s, "{:<21} {:>8} {:>8} {:>8} {:>6} {:>6}", "start (UTC)", "arrivals", "low", "high", "aht_s", "lines");
     for (i, row) in r.intervals.iter().enumerate() {
         let flag = match setting {
-            Some(set) if row.lines + set.campaign_lines_at(i) > set.limit => {
-                format!("  needs {} more", row.lines + set.campaign_lines_at(i) - set.limit)
+            Some(set) if row.lines.saturating_add(set.campaign_lines_at(i)) > set.limit => {
+                format!("  needs {} more", row.lines.saturating_add(set.campaign_lines_at(i)) - set.limit)
             }
             _ => String::new(),
         };

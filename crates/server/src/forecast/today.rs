@@ -97,7 +97,7 @@ impl Forecasts {
         Ok(Some(TodayView {
             pool: pool.to_owned(),
             class: class.to_owned(),
-            date: callgate_forecast::report::rfc3339(day_start)[..10].to_owned(),
+            date: callgate_forecast::report::rfc3339(day_start).get(..10).unwrap_or_default().to_owned(),
             start_ms: day_start,
             now_ms,
             level: callgate_forecast::model::DEFAULT_LEVEL,
