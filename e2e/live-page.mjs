@@ -9,6 +9,9 @@
 //   4. unknown state is shown as unknown: before a key is accepted, a banner and "—",
 //      never "nobody is waiting" or zeros;
 //   5. each pool shows its use by class; a failed alert notification is on the page;
+//   7. today's forecast of the care line is drawn with the values GET /v1/forecast/today
+//      serves: its band over every interval, a bar per interval so far with the arrivals
+//      counted, the reserve ahead;
 // then saves a screenshot, and with CALLGATE_CONTROL=stdio (the Rust test sets it):
 //   6. asks for the server to stop (prints `@control stop`, waits for a line `stopped`):
 //      the page says its stream is down and shows "—", never what it last knew or
@@ -109,6 +112,35 @@ try {
   await page.waitForSelector("[data-assistant='asst_support']", { timeout: 5000 });
   const assistant = await page.textContent("[data-assistant='asst_support']");
   check(/asst_support3\d+ms1\.\ds/.test(assistant.replace(/\s+/g, "")), `the assistant's turn latency is on the page (${assistant})`);
+
+  // 7. Today's forecast against the arrivals so far, with the API's values.
+  await page.waitForSelector("svg[data-forecast-chart='care-line'] rect.actual", { timeout: 5000 });
+  const today = (await api("GET", "/v1/forecast/today?pool=care-line")).body;
+  const drawn = await page.evaluate(() => {
+    const chart = document.querySelector("svg[data-forecast-chart='care-line']");
+    const bars = [...chart.querySelectorAll("rect.actual")].map((r) => [Number(r.dataset.start), Number(r.dataset.actual)]);
+    const band = chart.querySelector("polygon.band");
+    const reserve = chart.querySelector("polyline.reserve");
+    return {
+      bars,
+      bandPoints: band ? band.getAttribute("points").trim().split(/\s+/).length : 0,
+      reserve: reserve ? reserve.dataset.reserve.split(",").map(Number) : [],
+      caption: document.querySelector("[data-forecast-summary='care-line']").textContent,
+    };
+  });
+  const forecastRows = today.intervals.filter((r) => typeof r.arrivals === "number").length;
+  check(forecastRows === 96 && drawn.bandPoints === 2 * forecastRows, `the forecast's band spans the day (${drawn.bandPoints} points for ${forecastRows} intervals)`);
+  // The page and this read may straddle a 15-minute boundary: compare the intervals both have.
+  const served = new Map(today.intervals.filter((r) => r.actual !== null).map((r) => [r.start_ms, r.actual]));
+  const same = drawn.bars.filter(([start]) => served.has(start));
+  check(same.length >= Math.min(drawn.bars.length, served.size) - 1 && same.length > 0, `a bar per interval so far (${drawn.bars.length} drawn, ${served.size} served)`);
+  check(same.every(([start, n]) => served.get(start) === n) && same.some(([, n]) => n > 0), `the bars are the arrivals counted (${same.map(([, n]) => n).join(" ")})`);
+  const busyHour = (start) => { const h = new Date(start).getUTCHours(); return h >= 8 && h < 18; };
+  check(same.every(([start, n]) => n === (busyHour(start) ? 7 : 1)), "the bars show today's calls: 7 an interval from 08:00 to 18:00, 1 otherwise");
+  const reserveServed = today.intervals.filter((r) => typeof r.reserve === "number").map((r) => r.reserve);
+  check(drawn.reserve.length > 0 && drawn.reserve.every((u) => u >= 1 && u <= 4), `the reserve ahead is drawn within floor and ceiling (${drawn.reserve.join(",")})`);
+  check(drawn.reserve.slice(-4).join(",") === reserveServed.slice(-4).join(","), "the reserve of the day's last intervals is the API's");
+  check(/care-line · inbound · \d{4}-\d\d-\d\d \(UTC\): \d+ arrived so far, \d+ forecast/.test(drawn.caption), `the chart says what it shows (${drawn.caption})`);
 
   // 2. ?token=: a new tab (sessionStorage is per tab, so it starts without the token).
   const fresh = await browser.newPage();

@@ -81,9 +81,42 @@ fn import_then_forecast_table_json_svg_and_backtest() {
     assert!(out.contains("need more than the 4 lines"), "{out}");
     assert!(out.contains("first at 2026-11-16T09:"), "the peak is short, from its start: {out}");
 
+    // The account is a line short at the morning peak with a 2-line campaign dialing
+    // 08:00-20:00: shifting its calls to the afternoon costs nothing.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, "[pricing]\nper_line_month = 40\nlost_caller = 3\ncampaign_call = 0.5\n").unwrap();
+    let prices = prices.to_str().unwrap();
+    let priced = ["--days", "1", "--limit", "6", "--campaign-lines", "2", "--campaign-window", "08:00-20:00"];
+    let (code, out, err) = forecast(&[&priced[..], &["--pricing", prices]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(with the campaign's 2 lines)"), "{out}");
+    assert!(out.contains("short 2026-11-16T09:00:00Z to 12:00"), "{out}");
+    assert!(out.contains("cheapest: shift campaign ($0.00)"), "{out}");
+    let (code, out, _) = forecast(&[&priced[..], &["--pricing", prices, "--json"]].concat());
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["shortfall"]["cheapest"], "shift_campaign", "{v}");
+    assert_eq!(v["shortfall"]["limit"], 6);
+    let (code, _, err) =
+        forecast(&["--days", "1", "--limit", "6", "--campaign-lines", "2", "--campaign-window", "8-20"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--campaign-window must be HH:MM-HH:MM"), "{err}");
+    // No lines at all and the most campaign lines: every interval short, nothing overflows.
+    let (code, out, err) = forecast(&["--days", "1", "--limit", "0", "--campaign-lines", "1000000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("short 2026-11-16T00:00:00Z to 2026-11-17T00:00:00Z: 96 intervals"),
+        "a run to midnight ends with its date: {out}"
+    );
+    let (code, _, err) = forecast(&["--days", "1", "--limit", "0", "--campaign-lines", "1000001"]);
+    assert_eq!(code, 2, "{err}");
+
     let (code, out, _) = forecast(&["--days", "2", "--json"]);
     assert_eq!(code, 0);
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["from"], "2026-11-16T00:00:00Z");
+    assert!(v.get("shortfall").is_none(), "no limit, no shortfall: {v}");
+    let rows = v["intervals"].as_array().unwrap();
     assert_eq!(rows.len(), 192);
     let at = |s: &str| rows.iter().find(|r| r["start"] == s).unwrap().clone();
     let (peak, night) = (at("2026-11-16T10:00:00Z"), at("2026-11-16T03:00:00Z"));

@@ -13,6 +13,7 @@ use crate::flow::{self, FlowConfig};
 use crate::menu::{self, MenuConfig};
 use crate::pool::{self, PoolConfig};
 use crate::prewarm::{self, PrewarmConfig};
+use crate::pricing::{self, Pricing};
 use crate::problem::{Problem, Problems};
 use crate::provider::{self, ProviderConfig};
 use crate::schedule::{self, ScheduleConfig};
@@ -91,6 +92,10 @@ pub struct Config {
     /// (default: none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prewarm: Vec<PrewarmConfig>,
+    /// `[pricing]`: what lines, minutes and lost callers cost, for the forecast's cost of
+    /// a shortfall (`GET /v1/forecast?pool=`). Default: none (shortfalls are not priced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
 }
 
 fn is_default_storage(s: &StorageConfig) -> bool {
@@ -120,6 +125,7 @@ const STEPS: &[fn(&Config, &mut Problems)] = &[
     compliance::validate,
     storage::validate,
     prewarm::validate,
+    pricing::validate,
 ];
 
 impl Config {

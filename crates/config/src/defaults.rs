@@ -71,6 +71,7 @@ impl Config {
             caller_lists: Vec::new(),
             storage: Default::default(),
             prewarm: Vec::new(),
+            pricing: None,
         }
     }
 }

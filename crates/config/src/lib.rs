@@ -48,6 +48,7 @@ mod menu;
 mod overflow;
 mod pool;
 mod prewarm;
+mod pricing;
 mod problem;
 mod provider;
 mod schedule;
@@ -81,6 +82,7 @@ pub use menu::MenuConfig;
 pub use overflow::{Overflow, OverflowAction, DEFAULT_SPILL_WITHIN};
 pub use pool::{ForecastReserve, PoolConfig};
 pub use prewarm::{PrewarmConfig, MAX_PREWARM};
+pub use pricing::Pricing;
 pub use provider::{
     HmacAlgorithm, HmacAuth, ProviderConfig, ProviderKind, SignatureEncoding, WebhookAuth, VAPI_SERVER_TIMEOUT_SECS,
 };

@@ -307,3 +307,17 @@ fn an_adaptive_pool_can_take_its_latency_from_vapi() {
     let errs = load(&text).unwrap_err().errors;
     assert!(errs[0].message.contains("turn_p95") && errs[0].line == Some(line(&text, "adaptive =")), "{errs:?}");
 }
+
+#[test]
+fn pricing_prices_the_forecasts_shortfall_and_names_its_bad_fields() {
+    let c = load(&with("[pricing]\nper_line_month = 40\nlost_caller = 3\ncampaign_call = 0.5\n")).unwrap();
+    let p = c.pricing.expect("priced");
+    assert_eq!((p.per_line_month, p.lost_caller, p.campaign_call, p.currency.as_str()), (40.0, 3.0, 0.5, "$"));
+    assert!(load(BASE).unwrap().pricing.is_none(), "no section, no prices");
+    refused(&with("[pricing]\nlost_caller = -2\n"), "pricing.lost_caller", "lost_caller", "0 or more");
+    refused(&with("[pricing]\ndays_per_month = 40\n"), "pricing.days_per_month", "days_per_month", "between 1 and 31");
+    refused(&with("[pricing]\nline_pools = [\"acct\"]\n"), "pricing.line_pools", "line_pools", "simulation");
+    let unknown = with("[pricing]\nlost_calls = 2\n");
+    let e = load(&unknown).unwrap_err();
+    assert!(e.to_string().contains("lost_calls"), "{e}");
+}

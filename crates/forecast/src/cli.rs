@@ -5,7 +5,8 @@
 use crate::backtest::{backtest, Backtest};
 use crate::capacity::ServiceTarget;
 use crate::history::{parse_file, Format, History, MAX_ERRORS};
-use crate::report::{Query, Report};
+use crate::report::{ForecastAnswer, Query, Report};
+use crate::shortfall::{option_text, Campaign, Setting, Shortfall};
 use crate::DAY;
 use callgate_core::clock::{Clock, SystemClock};
 use clap::{Args, Subcommand};
@@ -95,9 +96,26 @@ pub struct ForecastArgs {
     /// (Erlang C).
     #[arg(long, default_value_t = 60.0)]
     pub patience: f64,
-    /// The lines the account has: intervals that need more are flagged.
+    /// The lines the account (or pool) has: intervals that need more are flagged, and
+    /// the shortfall is summed up (when, how many lines, how many callers lost).
     #[arg(long)]
     pub limit: Option<u32>,
+    /// Lines a campaign holds while it dials, out of the --limit (its max_concurrency):
+    /// the shortfall then also weighs shifting its calls out of the short intervals.
+    #[arg(long, requires = "limit", value_name = "LINES", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub campaign_lines: Option<u32>,
+    /// When the campaign dials, UTC, `HH:MM-HH:MM` (an end before the start spans
+    /// midnight; default: around the clock).
+    #[arg(long, requires = "campaign_lines", value_name = "HH:MM-HH:MM")]
+    pub campaign_window: Option<String>,
+    /// Mean length of the campaign's calls in seconds (to count the calls moved).
+    #[arg(long, requires = "campaign_lines", default_value_t = crate::report::ASSUMED_AHT_S)]
+    pub campaign_aht: f64,
+    /// Prices from the [pricing] section of this TOML file (a callgate.toml, a scenario
+    /// or a file of prices): `lost_caller`, `per_line_month` and `campaign_call` price
+    /// the shortfall's choices.
+    #[arg(long, requires = "limit", value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
     /// One JSON object per interval (a JSON array).
     #[arg(long, conflicts_with_all = ["svg", "backtest"])]
     pub json: bool,
@@ -235,8 +253,14 @@ pub fn run_forecast(args: ForecastArgs) -> Result<(), String> {
         return out(&backtest_text(&query, &b));
     }
     let report = Report::from_series(&query, &series).map_err(|e| e.message)?;
+    let setting = args.limit.map(|limit| setting(&args, limit, &report)).transpose()?;
+    let shortfall = match &setting {
+        Some(set) => Some(report.shortfall(&query, set).map_err(|e| e.message)?),
+        None => None,
+    };
     if args.json {
-        let text = serde_json::to_string_pretty(&report.intervals).map_err(|e| e.to_string())?;
+        let answer = ForecastAnswer { shortfall, ..ForecastAnswer::new(&query, &series, report) };
+        let text = serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?;
         return out(&format!("{text}\n"));
     }
     if let Some(path) = &args.svg {
@@ -245,14 +269,149 @@ pub fn run_forecast(args: ForecastArgs) -> Result<(), String> {
         std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         return out(&format!("wrote {} ({} intervals forecast)\n", path.display(), report.points.len()));
     }
-    out(&table(&query, &report, args.limit))
+    let mut text = table(&query, &report, setting.as_ref());
+    if let Some(s) = &shortfall {
+        text.push_str(&shortfall_text(s));
+    }
+    out(&text)
+}
+
+/// The pool, campaign and prices of the command line.
+fn setting(args: &ForecastArgs, limit: u32, report: &Report) -> Result<Setting, String> {
+    let pricing = match &args.pricing {
+        Some(path) => Some(callgate_plan::cost::pricing_from_file(path).map_err(|e| e.message)?),
+        None => None,
+    };
+    let mut campaigns = Vec::new();
+    if let Some(lines) = args.campaign_lines {
+        if !(args.campaign_aht.is_finite() && args.campaign_aht > 0.0) {
+            return Err("--campaign-aht must be more than 0 seconds".to_owned());
+        }
+        let dialing = match &args.campaign_window {
+            None => Vec::new(),
+            Some(w) => {
+                let (start, end) = window(w)?;
+                report
+                    .points
+                    .iter()
+                    .map(|p| {
+                        let minute = (p.start_ms / 60_000 % (24 * 60)) as u32;
+                        if start <= end {
+                            (start..end).contains(&minute)
+                        } else {
+                            minute >= start || minute < end
+                        }
+                    })
+                    .collect()
+            }
+        };
+        campaigns.push(Campaign { name: "campaign".to_owned(), lines, aht_s: args.campaign_aht, dialing });
+    }
+    Ok(Setting { limit, campaigns, pricing })
+}
+
+/// `HH:MM-HH:MM` as minutes after midnight.
+fn window(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("--campaign-window must be HH:MM-HH:MM (e.g. 09:00-17:00), not {text:?}");
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && m.to_string().len() <= 2 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+    };
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
+    if a == b {
+        return Err(format!("--campaign-window {text:?} is empty"));
+    }
+    Ok((a, b))
+}
+
+fn lines(n: u32, what: &str) -> String {
+    format!("{n} line{} {what}", if n == 1 { "" } else { "s" })
+}
+
+fn plural(n: f64, what: &str) -> String {
+    format!("{n:.0} {what}{}", if (n - 1.0).abs() < 1e-9 { "" } else { "s" })
+}
+
+/// The shortfall, for people.
+pub fn shortfall_text(s: &Shortfall) -> String {
+    let mut out = String::new();
+    let campaign =
+        if s.campaign_lines > 0 { format!(" (with the campaign's {} lines)", s.campaign_lines) } else { String::new() };
+    let _ =
+        writeln!(out, "{} intervals need more than the {} lines the account has{campaign}", s.short_intervals, s.limit);
+    if s.short_intervals == 0 {
+        return out;
+    }
+    if let Some(first) = s.periods.first() {
+        let worst = s.periods.iter().map(|p| p.lines_short).max().unwrap_or(0);
+        let _ = writeln!(out, "first at {}, at most {}", first.start, lines(worst, "short"));
+    }
+    for p in &s.periods {
+        let lost = p.lost_callers.map_or(String::new(), |n| format!(", about {n:.0} callers lost"));
+        let alone =
+            if p.inbound_short > 0 { format!(" (inbound alone {} short)", p.inbound_short) } else { String::new() };
+        let _ = writeln!(
+            out,
+            "  short {} to {}: {} interval{}, {}{alone}{lost}",
+            p.start,
+            // The end's time, or all of it on another day.
+            if p.end.get(..10) == p.start.get(..10) { p.end.get(11..16).unwrap_or_default() } else { &p.end },
+            p.intervals,
+            if p.intervals == 1 { "" } else { "s" },
+            lines(p.lines_short, "short")
+        );
+    }
+    if s.periods_left_off > 0 {
+        let _ = writeln!(out, "  … and {} more", s.periods_left_off);
+    }
+    let money = |v: Option<f64>| match (v, &s.currency) {
+        (Some(v), Some(c)) => format!("{c}{v:.2}"),
+        _ => "-".to_owned(),
+    };
+    let _ = writeln!(out, "the choices over the forecast's {}:", plural(s.days, "day"));
+    let _ = writeln!(
+        out,
+        "  {:<16} {:>6} {:>8} {:>8} {:>8} {:>10}",
+        "choice", "+lines", "lost", "moved", "unplaced", "cost"
+    );
+    for c in &s.choices {
+        let lost = c.lost_callers.map_or("-".to_owned(), |n| format!("{n:.1}"));
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>6} {:>8} {:>8.1} {:>8.1} {:>10}",
+            option_text(c.option),
+            c.extra_lines,
+            lost,
+            c.moved_calls,
+            c.unplaced_calls,
+            money(c.total)
+        );
+    }
+    if let (Some(best), Some(per_line), Some(month)) = (s.cheapest, s.per_line_month, s.days_per_month) {
+        let c = s.choices.iter().find(|c| c.option == best);
+        let _ = writeln!(out, "cheapest: {} ({})", option_text(best), money(c.and_then(|c| c.total)));
+        if s.choices.iter().any(|c| c.extra_lines > 0) {
+            let _ = writeln!(
+                out,
+                "(lines prorated: {} of {month} a month; bought for these days alone, a line costs a whole month: {})",
+                plural(s.days, "day"),
+                money(Some(per_line))
+            );
+        }
+    }
+    if let Some(note) = &s.note {
+        let _ = writeln!(out, "{note}");
+    }
+    out
 }
 
 fn flow_name(q: &Query) -> String {
     q.flow.as_ref().map_or("the account".to_owned(), |f| format!("flow {f}"))
 }
 
-fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
+fn table(q: &Query, r: &Report, setting: Option<&Setting>) -> String {
     let mut s = format!(
         "{}: {} days from {} ({} of history, interval {:.0}%, lines for {:.0}% within {}s)\n",
         flow_name(q),
@@ -265,22 +424,10 @@ fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
     );
     let _ =
         writeln!(s, "{:<21} {:>8} {:>8} {:>8} {:>6} {:>6}", "start (UTC)", "arrivals", "low", "high", "aht_s", "lines");
-    let mut short = 0;
-    let (mut first_short, mut worst, mut lost) = (None, 0, Some(0.0));
-    let aht = r.mean_aht_s;
-    for (row, point) in r.intervals.iter().zip(&r.points) {
-        if let Some(l) = limit.filter(|&l| row.lines > l) {
-            first_short.get_or_insert(row.start.clone());
-            worst = worst.max(row.lines - l);
-            let here = crate::capacity::lost_with(point, aht, q.target, l).ok().flatten();
-            lost = lost.zip(here).map(|(a, b)| a + b);
-        }
-    }
-    for row in &r.intervals {
-        let flag = match limit {
-            Some(l) if row.lines > l => {
-                short += 1;
-                format!("  needs {} more", row.lines - l)
+    for (i, row) in r.intervals.iter().enumerate() {
+        let flag = match setting {
+            Some(set) if row.lines.saturating_add(set.campaign_lines_at(i)) > set.limit => {
+                format!("  needs {} more", row.lines.saturating_add(set.campaign_lines_at(i)) - set.limit)
             }
             _ => String::new(),
         };
@@ -290,13 +437,6 @@ fn table(q: &Query, r: &Report, limit: Option<u32>) -> String {
             "{:<21} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>6}{flag}",
             row.start, row.arrivals, row.low, row.high, aht, row.lines
         );
-    }
-    if let Some(l) = limit {
-        let _ = writeln!(s, "{short} of {} intervals need more than the {l} lines the account has", r.intervals.len());
-        if let Some(first) = first_short {
-            let lost = lost.map_or(String::new(), |n| format!("; with {l} lines about {n:.0} callers hang up in them"));
-            let _ = writeln!(s, "first at {first}, at most {worst} lines short{lost}");
-        }
     }
     s
 }

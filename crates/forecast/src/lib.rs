@@ -12,6 +12,8 @@
 //!   next to the baseline's.
 //! - [`capacity`]: the lines each interval needs for a service level, by Erlang A (the
 //!   formulas of `callgate-plan`).
+//! - [`shortfall`]: where the forecast needs more lines than the pool has, what that
+//!   loses, and whether buying lines or shifting the campaign is cheaper.
 //! - [`cli`]: `callgate history …` and `callgate forecast …`, wired by the binary.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -23,6 +25,7 @@ pub mod history;
 pub mod model;
 pub mod report;
 pub mod series;
+pub mod shortfall;
 mod svg;
 
 use std::fmt;

@@ -133,6 +133,59 @@ impl Report {
     }
 }
 
+/// A forecast as `callgate forecast --json` prints it and `GET /v1/forecast` serves it.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ForecastAnswer {
+    /// The flow forecast, or null for every call of the account (or of a pool's flows).
+    pub flow: Option<String>,
+    /// The pool set against it (`GET /v1/forecast?pool=`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// The first interval's start, RFC 3339 UTC.
+    pub from: String,
+    /// The first interval's start, Unix ms.
+    pub from_ms: u64,
+    /// Days of history it learnt from.
+    pub history_days: f64,
+    /// The prediction interval's level.
+    pub level: f64,
+    /// One row per 15-minute interval.
+    pub intervals: Vec<Row>,
+    /// With a limit (`--limit`, or a pool): where the forecast needs more lines than it,
+    /// and what to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<crate::shortfall::Shortfall>,
+}
+
+impl ForecastAnswer {
+    /// The answer for `report` of `series`, from `query`.
+    pub fn new(query: &Query, series: &Series, report: Report) -> ForecastAnswer {
+        let from_ms = series.start_of(series.len());
+        ForecastAnswer {
+            flow: query.flow.clone(),
+            pool: None,
+            from: rfc3339(from_ms),
+            from_ms,
+            history_days: (series.len() as f64 / DAY as f64 * 10.0).round() / 10.0,
+            level: query.level,
+            intervals: report.intervals,
+            shortfall: None,
+        }
+    }
+}
+
+impl Report {
+    /// This forecast set against `setting` (a pool's lines, its campaigns, prices).
+    pub fn shortfall(
+        &self,
+        query: &Query,
+        setting: &crate::shortfall::Setting,
+    ) -> Result<crate::shortfall::Shortfall, ForecastError> {
+        let needed: Vec<u32> = self.intervals.iter().map(|r| r.lines).collect();
+        crate::shortfall::analyse(&self.points, &needed, self.mean_aht_s, query.target, setting)
+    }
+}
+
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }

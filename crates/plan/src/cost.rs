@@ -1,145 +1,41 @@
-//! What lines and minutes cost: the `[pricing]` section and the monthly arithmetic.
-//!
-//! A voice-AI call is billed per minute by several parties (the platform, the language
-//! model, the voice, the transcription, the telephony carrier); extra concurrent lines
-//! are billed per month. Minutes are counted while a call holds a line (talking), not
-//! while a caller waits in the waiting room: the waiting room is callgate's, and on most
-//! stacks waiting costs only telephony, which [`Pricing::waiting_per_min`] can carry.
+//! What lines and minutes cost: reading a `[pricing]` section from any TOML file, and the
+//! monthly arithmetic. The section itself is `callgate_config::Pricing` (the server's
+//! configuration has one too, for the forecast's cost of a shortfall).
 
 use crate::PlanError;
+pub use callgate_config::Pricing;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Prices, as written in a `[pricing]` section. Every price defaults to 0.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pricing {
-    /// Per minute of call: the voice platform's fee.
-    #[serde(default)]
-    pub platform_per_min: f64,
-    /// Per minute of call: the language model.
-    #[serde(default)]
-    pub model_per_min: f64,
-    /// Per minute of call: text-to-speech.
-    #[serde(default)]
-    pub voice_per_min: f64,
-    /// Per minute of call: speech-to-text.
-    #[serde(default)]
-    pub transcription_per_min: f64,
-    /// Per minute of call: the carrier.
-    #[serde(default)]
-    pub telephony_per_min: f64,
-    /// Per minute of call: anything else, or the all-in price when it is not split.
-    #[serde(default)]
-    pub per_minute: f64,
-    /// Per minute a caller spends in the waiting room (usually telephony only).
-    #[serde(default)]
-    pub waiting_per_min: f64,
-    /// Per line (one concurrent call) per month.
-    #[serde(default)]
-    pub per_line_month: f64,
-    /// Shown in front of amounts (default `$`).
-    #[serde(default = "default_currency")]
-    pub currency: String,
-    /// Days in a billing month, for monthly figures (default 30).
-    #[serde(default = "default_days_per_month")]
-    pub days_per_month: f64,
-    /// Simulator only: the pools whose limit is paid per line (default: every pool).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line_pools: Option<Vec<String>>,
+/// Reads the `[pricing]` section of any TOML file (a scenario, a callgate.toml, or a file
+/// holding only prices). A file without one gives the defaults (everything free).
+pub fn pricing_from_file(path: &Path) -> Result<Pricing, PlanError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| PlanError::io(format!("{}: cannot read the file: {e}", path.display())))?;
+    pricing_from_toml_str(&text, path)
 }
 
-fn default_currency() -> String {
-    "$".into()
-}
-
-fn default_days_per_month() -> f64 {
-    30.0
-}
-
-impl Default for Pricing {
-    fn default() -> Self {
-        Pricing {
-            platform_per_min: 0.0,
-            model_per_min: 0.0,
-            voice_per_min: 0.0,
-            transcription_per_min: 0.0,
-            telephony_per_min: 0.0,
-            per_minute: 0.0,
-            waiting_per_min: 0.0,
-            per_line_month: 0.0,
-            currency: default_currency(),
-            days_per_month: default_days_per_month(),
-            line_pools: None,
-        }
+/// Like [`pricing_from_file`], from text already read.
+pub fn pricing_from_toml_str(text: &str, path: &Path) -> Result<Pricing, PlanError> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        pricing: Option<Pricing>,
     }
-}
-
-impl Pricing {
-    /// The price of one minute of call, all parties together.
-    pub fn per_minute_total(&self) -> f64 {
-        self.platform_per_min
-            + self.model_per_min
-            + self.voice_per_min
-            + self.transcription_per_min
-            + self.telephony_per_min
-            + self.per_minute
+    let doc: Doc = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| crate::sim::line_at(text, s.start));
+        PlanError::scenario(format!(
+            "{}{}: {}",
+            path.display(),
+            line.map(|l| format!(":{l}")).unwrap_or_default(),
+            e.message().trim()
+        ))
+    })?;
+    let pricing = doc.pricing.unwrap_or_default();
+    if let Some((field, message)) = pricing.problems().into_iter().next() {
+        return Err(PlanError::scenario(format!("{}: pricing.{field}: {message}", path.display())));
     }
-
-    /// Every problem as `(field, message)`: prices must be finite and not negative, a
-    /// month between 1 and 31 days.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for (field, v) in [
-            ("platform_per_min", self.platform_per_min),
-            ("model_per_min", self.model_per_min),
-            ("voice_per_min", self.voice_per_min),
-            ("transcription_per_min", self.transcription_per_min),
-            ("telephony_per_min", self.telephony_per_min),
-            ("per_minute", self.per_minute),
-            ("waiting_per_min", self.waiting_per_min),
-            ("per_line_month", self.per_line_month),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                out.push((field, format!("a price must be 0 or more, not {v}")));
-            }
-        }
-        if !(1.0..=31.0).contains(&self.days_per_month) {
-            out.push(("days_per_month", "days_per_month must be between 1 and 31".to_owned()));
-        }
-        out
-    }
-
-    /// Reads the `[pricing]` section of any TOML file (a scenario, or a file holding only
-    /// prices). A file without one gives the defaults (everything free).
-    pub fn from_file(path: &Path) -> Result<Pricing, PlanError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PlanError::io(format!("{}: cannot read the file: {e}", path.display())))?;
-        Pricing::from_toml_str(&text, path)
-    }
-
-    /// Like [`Pricing::from_file`], from text already read.
-    pub fn from_toml_str(text: &str, path: &Path) -> Result<Pricing, PlanError> {
-        #[derive(Deserialize)]
-        struct Doc {
-            #[serde(default)]
-            pricing: Option<Pricing>,
-        }
-        let doc: Doc = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| crate::sim::line_at(text, s.start));
-            PlanError::scenario(format!(
-                "{}{}: {}",
-                path.display(),
-                line.map(|l| format!(":{l}")).unwrap_or_default(),
-                e.message().trim()
-            ))
-        })?;
-        let pricing = doc.pricing.unwrap_or_default();
-        if let Some((field, message)) = pricing.problems().into_iter().next() {
-            return Err(PlanError::scenario(format!("{}: pricing.{field}: {message}", path.display())));
-        }
-        Ok(pricing)
-    }
+    Ok(pricing)
 }
 
 /// The monthly cost of a number of lines and the minutes they carry.
@@ -207,13 +103,13 @@ mod tests {
     fn a_pricing_section_is_read_from_any_toml_file() {
         let text = "[[pools]]\nname = \"p\"\nlimit = 3\n\n[pricing]\nplatform_per_min = 0.05\n\
                     model_per_min = 0.02\nper_line_month = 10\n";
-        let p = Pricing::from_toml_str(text, Path::new("s.toml")).unwrap();
+        let p = pricing_from_toml_str(text, Path::new("s.toml")).unwrap();
         assert!((p.per_minute_total() - 0.07).abs() < 1e-12);
         let bad = "[pricing]\nper_minute = -1\n";
-        let e = Pricing::from_toml_str(bad, Path::new("s.toml")).unwrap_err();
+        let e = pricing_from_toml_str(bad, Path::new("s.toml")).unwrap_err();
         assert!(e.message.contains("pricing.per_minute"), "{e}");
         let unknown = "[pricing]\nper_minit = 1\n";
-        let e = Pricing::from_toml_str(unknown, Path::new("s.toml")).unwrap_err();
+        let e = pricing_from_toml_str(unknown, Path::new("s.toml")).unwrap_err();
         assert!(e.message.starts_with("s.toml:2:"), "{e}");
     }
 }

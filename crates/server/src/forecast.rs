@@ -26,6 +26,14 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+mod setting;
+mod today;
+
+pub use today::{TodayRow, TodayView};
+
+/// A day in Unix ms.
+const DAY_MS: u64 = callgate_forecast::DAY as u64 * INTERVAL_MS;
+
 /// How often plans are refit: hourly, so the latest calls count, while a fit (a second or
 /// two of CPU) stays rare.
 pub const REFRESH_MS: u64 = 3600 * 1000;
@@ -60,6 +68,17 @@ pub struct Plan {
     pub note: Option<String>,
     /// Unix ms of the fit.
     pub computed_at_ms: u64,
+    /// Unix ms of the start of the day (UTC) [`Plan::today`] forecasts.
+    pub today_start_ms: u64,
+    /// Today's forecast as made at its start (from the history before 00:00 UTC), one
+    /// interval per 15 minutes, for the live page's forecast against actual arrivals;
+    /// empty when it could not be made (see `today_note`).
+    pub today: Vec<callgate_forecast::model::Interval>,
+    /// Why there is no forecast of today.
+    pub today_note: Option<String>,
+    /// What the fit learnt from and for (class, flows, target, weeks): a reload that
+    /// changes none of it keeps the plan ([`Forecasts::rebase`]).
+    pub fit_key: String,
 }
 
 impl Plan {
@@ -148,6 +167,9 @@ pub struct Forecasts {
     plans: Mutex<BTreeMap<String, Arc<Plan>>>,
     /// One fit at a time.
     fitting: tokio::sync::Mutex<()>,
+    /// Bumped by each [`Forecasts::rebase`]: a fit begun before it is of a configuration
+    /// no longer in force, and its plans are thrown away.
+    generation: std::sync::atomic::AtomicU64,
     /// One `GET /v1/forecast` fit at a time (a fit is seconds of CPU: many readers at once
     /// wait in line instead of taking every core).
     serving: tokio::sync::Semaphore,
@@ -166,6 +188,7 @@ impl Forecasts {
             history_dropped,
             plans: Mutex::default(),
             fitting: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             serving: tokio::sync::Semaphore::new(1),
         }
     }
@@ -181,29 +204,40 @@ impl Forecasts {
         lock(&self.plans).insert(pool.to_owned(), Arc::new(plan));
     }
 
-    /// True when some plan of `config` is missing or older than [`REFRESH_MS`].
+    /// True when some plan of `config` is missing, older than [`REFRESH_MS`], of a day
+    /// before (today's forecast is made at the first fit of the day) or fitted for other
+    /// inputs.
     pub fn stale(&self, config: &Config, now_ms: u64) -> bool {
         let plans = lock(&self.plans);
-        config
-            .pools
-            .iter()
-            .filter(|p| p.forecast_class().is_some())
-            .any(|p| plans.get(&p.name).is_none_or(|plan| now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS))
+        config.pools.iter().filter(|p| p.forecast_class().is_some()).any(|p| {
+            plans.get(&p.name).is_none_or(|plan| {
+                now_ms.saturating_sub(plan.computed_at_ms) >= REFRESH_MS
+                    || plan.computed_at_ms / DAY_MS != now_ms / DAY_MS
+                    || (!plan.fit_key.is_empty() && plan.fit_key != fit_key(config, p))
+            })
+        })
     }
 
     /// Refits the plan of every pool of `config` whose reserve follows the forecast (off
     /// the async threads), and drops the plans of the others.
     pub async fn refresh(self: &Arc<Self>, config: Arc<Config>, now_ms: u64) {
         let _one = self.fitting.lock().await;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let this = self.clone();
         let fitted = tokio::task::spawn_blocking(move || this.fit_all(&config, now_ms)).await;
         match fitted {
             Ok(plans) => {
+                // Checked under the lock a rebase holds while it bumps the generation.
+                let mut current = lock(&self.plans);
+                if self.generation.load(std::sync::atomic::Ordering::Acquire) != generation {
+                    tracing::info!("A forecast fit of a configuration reloaded since is dropped");
+                    return;
+                }
                 let ops = self.governor.ops();
                 for (pool, plan) in &plans {
                     ops.set_forecast_need(pool, plan.steps.iter().map(|s| (s.start_ms, s.lines)).collect());
                 }
-                *lock(&self.plans) = plans;
+                *current = plans;
             }
             Err(e) => tracing::error!(error = %e, "The forecast fit did not finish"),
         }
@@ -215,22 +249,15 @@ impl Forecasts {
         for pool in &config.pools {
             let (Some(class), Some(f)) = (pool.forecast_class(), pool.forecast.as_ref()) else { continue };
             let mut plan = Plan {
+                fit_key: fit_key(config, pool),
                 class: class.to_owned(),
                 floor: f.floor,
                 ceiling: pool.forecast_ceiling(),
                 computed_at_ms: now_ms,
                 ..Plan::default()
             };
-            let flows: Vec<&str> = if f.flows.is_empty() {
-                config
-                    .flows
-                    .iter()
-                    .filter(|fl| fl.class == class && fl.pools.iter().any(|p| p.pool == pool.name))
-                    .map(|fl| fl.name.as_str())
-                    .collect()
-            } else {
-                f.flows.iter().map(String::as_str).collect()
-            };
+            let flows = inbound_flows(config, pool);
+            let flows: Vec<&str> = flows.iter().map(String::as_str).collect();
             let target = ServiceTarget {
                 service_level: f.service_level.0,
                 within_s: f.within.as_secs_f64(),
@@ -240,6 +267,20 @@ impl Forecasts {
                 Err(e) => Err(e.message.clone()),
                 Ok(h) => fit(h, &flows, f.weeks, target, now_ms),
             };
+            // Today's forecast is made once a day, from the history before it.
+            let day_start = now_ms - now_ms % DAY_MS;
+            let before = self.plan(&pool.name).filter(|p| p.class == class && p.today_start_ms == day_start);
+            match before {
+                Some(p) if !p.today.is_empty() => plan.today = p.today.clone(),
+                _ => match &history {
+                    Err(e) => plan.today_note = Some(e.message.clone()),
+                    Ok(h) => match fit_day(h, &flows, f.weeks, target, day_start) {
+                        Ok(points) => plan.today = points,
+                        Err(why) => plan.today_note = Some(why),
+                    },
+                },
+            }
+            plan.today_start_ms = day_start;
             match fitted {
                 Ok(steps) => {
                     tracing::info!(pool = %pool.name, class, intervals = steps.len(), "Forecast reserve planned");
@@ -253,6 +294,34 @@ impl Forecasts {
             out.insert(pool.name.clone(), Arc::new(plan));
         }
         out
+    }
+
+    /// After a reload to `config`, at once and without a fit: a plan whose fit would be the
+    /// same (same class, flows, target and weeks) takes the new floor and ceiling; the
+    /// others are dropped, so their pools hold their floor ("being fitted") until a fit of
+    /// the new configuration lands whole, never a plan of the old inputs under the new
+    /// bounds. True when some pool of `config` needs that fit.
+    pub fn rebase(&self, config: &Config) -> bool {
+        let ops = self.governor.ops();
+        let mut plans = lock(&self.plans);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let mut old = std::mem::take(&mut *plans);
+        let mut needs_fit = false;
+        for pool in &config.pools {
+            let (Some(_), Some(f)) = (pool.forecast_class(), pool.forecast.as_ref()) else { continue };
+            match old.remove(&pool.name) {
+                Some(plan) if plan.fit_key == fit_key(config, pool) => {
+                    let plan = Plan { floor: f.floor, ceiling: pool.forecast_ceiling(), ..(*plan).clone() };
+                    plans.insert(pool.name.clone(), Arc::new(plan));
+                }
+                _ => needs_fit = true,
+            }
+        }
+        // Pools whose plan went: no forecast need for their alerts until the fit.
+        for pool in old.keys() {
+            ops.set_forecast_need(pool, Vec::new());
+        }
+        needs_fit
     }
 
     /// `(pool, class, units)` of every pool of `config` whose reserve follows the
@@ -381,6 +450,65 @@ impl Forecasts {
         let report = Report::from_series(query, &series)?;
         Ok((series, report))
     }
+}
+
+/// What a plan of `pool` is fitted from and for, as one comparable text.
+fn fit_key(config: &Config, pool: &callgate_config::PoolConfig) -> String {
+    let Some(f) = pool.forecast.as_ref() else { return String::new() };
+    format!(
+        "{:?}|{:?}|{}|{:?}|{:?}|{}",
+        pool.forecast_class(),
+        inbound_flows(config, pool),
+        f.service_level.0,
+        f.within,
+        f.patience,
+        f.weeks
+    )
+}
+
+/// The inbound flows of `pool`: those its forecast reserve follows (its `flows`, else the
+/// flows of its class that use it); without a forecast reserve, every flow that uses it
+/// and that no campaign dials through.
+pub fn inbound_flows(config: &Config, pool: &callgate_config::PoolConfig) -> Vec<String> {
+    let uses = |fl: &&callgate_config::FlowConfig| fl.pools.iter().any(|p| p.pool == pool.name);
+    match (pool.forecast_class(), pool.forecast.as_ref()) {
+        (Some(_), Some(f)) if !f.flows.is_empty() => f.flows.clone(),
+        (Some(class), _) => {
+            config.flows.iter().filter(uses).filter(|fl| fl.class == class).map(|fl| fl.name.clone()).collect()
+        }
+        _ => config
+            .flows
+            .iter()
+            .filter(uses)
+            .filter(|fl| !config.campaigns.iter().any(|c| c.flow == fl.name))
+            .map(|fl| fl.name.clone())
+            .collect(),
+    }
+}
+
+/// The forecast of the day that starts at `day_start_ms`, from the history before it.
+fn fit_day(
+    history: &History,
+    flows: &[&str],
+    weeks: u32,
+    target: ServiceTarget,
+    day_start_ms: u64,
+) -> Result<Vec<callgate_forecast::model::Interval>, String> {
+    if flows.is_empty() {
+        return Err("no flow of the class uses this pool".to_owned());
+    }
+    let query = Query {
+        flow: None,
+        days: 1,
+        weeks,
+        level: callgate_forecast::model::DEFAULT_LEVEL,
+        target,
+        now_ms: day_start_ms,
+    };
+    let excluded = history.excluded().map_err(|e| e.message)?;
+    let flows: Vec<Option<&str>> = flows.iter().map(|f| Some(*f)).collect();
+    let series = Series::from_history_flows(history, &flows, day_start_ms, weeks, &excluded).map_err(|e| e.message)?;
+    Ok(Report::from_series(&query, &series).map_err(|e| e.message)?.points)
 }
 
 /// The steps of the flows' forecast from `now_ms` on.

@@ -126,10 +126,11 @@ impl Schedules {
             *base = config.clone();
             scheduled
         };
-        if config.pools.iter().any(|p| p.forecast_class().is_some()) {
-            // The new file's plans (its floors, ceilings and flows), before they are used.
-            let now = self.handles.governor.now_ms();
-            self.handles.forecasts.refresh(config, now).await;
+        // The new file's bounds at once; a plan whose inputs changed is dropped and refit
+        // by the ticker within its second, in the background (a fit is seconds of CPU: the
+        // reload does not wait for it), its pool holding its floor until the fit lands.
+        if self.handles.forecasts.rebase(&config) {
+            tracing::info!("The forecast is refit for the new configuration");
         }
         if scheduled {
             self.apply(true).await

@@ -195,6 +195,7 @@ fn plan(quiet: (u32, f64), peak: (u32, f64)) -> callgate_server::forecast::Plan 
         note: None,
         // Fresh at 08:00, so the hourly refit (from an empty history) leaves it until 09:00.
         computed_at_ms: MONDAY + 8 * HOUR,
+        ..Default::default()
     }
 }
 
@@ -313,4 +314,164 @@ async fn the_history_is_recorded_only_when_a_forecast_or_the_setting_asks() {
             assert!(!dir.join("history.sqlite").exists(), "nothing records the server's calls");
         }
     }
+}
+
+/// `FORECAST` with a campaign of 14 lines dialing through the pool from 08:00 to 20:00
+/// UTC, and prices.
+const PRICED: &str = r#"
+[[campaigns]]
+name = "renewals"
+flow = "outbound"
+simulate = {}
+max_concurrency = 14
+window = { start = "08:00", end = "20:00" }
+
+[pricing]
+per_line_month = 45
+lost_caller = 4
+campaign_call = 0.5
+"#;
+
+#[tokio::test]
+async fn a_pools_shortfall_is_priced_from_its_campaigns_and_the_pricing() {
+    let clock = ManualClock::at(MONDAY + 8 * HOUR + 45 * MINUTE);
+    let s = TestServer::start_with_clock(&format!("{FORECAST}{PRICED}"), clock).await;
+    write_history(&s.data_dir());
+    let (status, v) = s.get("/v1/forecast?pool=acct&days=1").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((&v["pool"], &v["flow"]), (&json!("acct"), &Value::Null), "the pool's inbound flows: {v}");
+    let rows = v["intervals"].as_array().unwrap();
+    let peak = rows.iter().map(|r| r["lines"].as_u64().unwrap()).max().unwrap();
+    assert!(peak > 6, "the peak needs more than the 6 lines the campaign leaves: {peak}");
+    let sf = &v["shortfall"];
+    assert_eq!((sf["limit"].as_u64(), sf["campaign_lines"].as_u64()), (Some(20), Some(14)), "{sf}");
+    // The peak (09:00-11:00), short by what the campaign's 14 lines leave it.
+    let periods = sf["periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 1, "{sf}");
+    assert_eq!(periods[0]["start"], "2026-11-16T09:00:00Z");
+    assert_eq!(periods[0]["end"], "2026-11-16T11:00:00Z");
+    assert_eq!(periods[0]["lines_short"].as_u64(), Some(peak + 14 - 20));
+    assert_eq!(periods[0]["inbound_short"], 0);
+    // Its calls fit in the quiet hours of its window: shifting costs nothing.
+    assert_eq!(sf["cheapest"], "shift_campaign", "{sf}");
+    assert_eq!(sf["currency"], "$");
+    let shift = sf["choices"].as_array().unwrap().iter().find(|c| c["option"] == "shift_campaign").unwrap();
+    assert_eq!((shift["unplaced_calls"].as_f64(), shift["total"].as_f64()), (Some(0.0), Some(0.0)), "{shift}");
+
+    let (status, v) = s.get("/v1/forecast?pool=nowhere").await;
+    assert_eq!((status, &v["error"]["code"]), (StatusCode::NOT_FOUND, &json!("unknown_pool")));
+}
+
+#[tokio::test]
+async fn todays_forecast_is_served_against_the_arrivals_so_far() {
+    let clock = ManualClock::at(MONDAY + 10 * HOUR + 5 * MINUTE);
+    let s = TestServer::start_with_clock(FORECAST, clock.clone()).await;
+    let app = s.server().app.clone();
+    write_history(&s.data_dir());
+    // Today's morning: 18 calls in each interval from 09:00 to 10:00, 3 since 10:00.
+    let mut today = Vec::new();
+    for (from, n) in [
+        (9 * HOUR, 18),
+        (9 * HOUR + 15 * MINUTE, 18),
+        (9 * HOUR + 30 * MINUTE, 18),
+        (9 * HOUR + 45 * MINUTE, 18),
+        (10 * HOUR, 3),
+    ] {
+        for k in 0..n {
+            let at = MONDAY + from + k * 10_000;
+            today.push(Call {
+                key: format!("today:{at}"),
+                flow: Some("support".into()),
+                number: None,
+                started_at_ms: at,
+                ended_at_ms: None,
+                outcome: None,
+            });
+        }
+    }
+    History::open(&s.data_dir()).unwrap().add("csv", &today).unwrap();
+    let (status, v) = s.get("/v1/forecast/today?pool=acct").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["note"].as_str().unwrap().contains("being fitted"), "before a fit: {v}");
+
+    app.forecasts.refresh(app.reload.current(), clock.now_ms()).await;
+    let (status, v) = s.get("/v1/forecast/today?pool=acct").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((&v["date"], &v["start_ms"]), (&json!("2026-11-16"), &json!(MONDAY)), "{v}");
+    assert!(v.get("note").is_none(), "{v}");
+    let rows = v["intervals"].as_array().unwrap();
+    assert_eq!(rows.len(), 96);
+    let row = |h: u64, m: u64| rows[((h * HOUR + m * MINUTE) / (15 * MINUTE)) as usize].clone();
+    // The forecast made at midnight from the weeks before: the 09:00-11:00 peak.
+    let peak = row(9, 30);
+    assert!((peak["arrivals"].as_f64().unwrap() - 20.0).abs() < 2.0, "{peak}");
+    assert!(peak["low"].as_f64() <= peak["arrivals"].as_f64() && peak["arrivals"].as_f64() <= peak["high"].as_f64());
+    // The arrivals counted so far: the hourly call of the night, the morning's, the
+    // interval in force as far as it went, nothing for what is to come.
+    assert_eq!(row(0, 0)["actual"], 1);
+    assert_eq!(row(0, 15)["actual"], 0);
+    assert_eq!(row(9, 30)["actual"], 18);
+    assert_eq!(row(10, 0)["actual"], 3);
+    assert_eq!(row(10, 15)["actual"], Value::Null);
+    // The reserve, from the interval in force on: the peak's until 11:00, then quiet.
+    assert_eq!(row(9, 45)["reserve"], Value::Null, "no reserve shown for the past");
+    let (now, later) = (row(10, 0), row(11, 0));
+    assert!(now["reserve"].as_u64().unwrap() > later["reserve"].as_u64().unwrap(), "{now} {later}");
+    assert!(now["needed"].as_u64().unwrap() > later["needed"].as_u64().unwrap(), "{now} {later}");
+    let (_, pool) = s.get("/v1/pools/acct").await;
+    assert_eq!(now["reserve"], pool["forecast_reserve"]["units"], "{pool}");
+
+    for (query, status) in [
+        ("", StatusCode::BAD_REQUEST),
+        ("pool=nowhere", StatusCode::NOT_FOUND),
+        ("pool=acct&x=1", StatusCode::BAD_REQUEST),
+    ] {
+        let (got, v) = s.get(&format!("/v1/forecast/today?{query}")).await;
+        assert_eq!(got, status, "{query}: {v}");
+    }
+}
+
+/// A reload does not wait for a fit: new bounds apply at once to a plan whose inputs did
+/// not change; a changed target drops the plan (the floor, "being fitted") until the
+/// ticker's fit of the new file lands, never the old plan under the new file.
+#[tokio::test]
+async fn a_reload_keeps_or_refits_the_plan_off_its_path() {
+    let clock = ManualClock::at(MONDAY + 9 * HOUR);
+    let s = TestServer::start_with_clock(FORECAST, clock.clone()).await;
+    let app = s.server().app.clone();
+    write_history(&s.data_dir());
+    app.forecasts.refresh(app.reload.current(), clock.now_ms()).await;
+    let before = app.forecasts.plan("acct").unwrap();
+    assert!(!before.steps.is_empty() && before.ceiling == 12);
+
+    // A lower ceiling: the same fit, at once.
+    assert!(before.units(MONDAY + 9 * HOUR).0 > 1, "the peak holds back more than one line");
+    let lower = support::config(&FORECAST.replace("ceiling = 12", "ceiling = 1"));
+    assert!(!app.forecasts.rebase(&lower));
+    let after = app.forecasts.plan("acct").unwrap();
+    assert_eq!((after.ceiling, &after.steps, after.computed_at_ms), (1, &before.steps, before.computed_at_ms));
+    assert_eq!(after.units(MONDAY + 9 * HOUR).0, 1, "the peak's reserve within the new ceiling");
+
+    // Another target: the plan goes until the new fit lands.
+    let stricter = FORECAST.replace("service_level = 0.8", "service_level = 0.95");
+    let stricter = std::sync::Arc::new(support::config(&stricter));
+    app.schedules.reconfigure(stricter.clone()).await.unwrap();
+    match app.forecasts.plan("acct") {
+        // The ticker's fit may already have landed: then it is the new file's.
+        Some(plan) => assert_ne!(plan.fit_key, before.fit_key),
+        None => {
+            let view = app.forecasts.view(&stricter, "acct", clock.now_ms()).unwrap();
+            assert_eq!((view.source, view.units), ("floor", 1));
+            assert_eq!(view.note.as_deref(), Some("the forecast is being fitted"));
+        }
+    }
+    eventually("the ticker fits the new file", secs(20), || async {
+        app.forecasts.plan("acct").is_some_and(|p| p.fit_key != before.fit_key && !p.steps.is_empty())
+    })
+    .await;
+    let refit = app.forecasts.plan("acct").unwrap();
+    assert!(
+        refit.step(MONDAY + 9 * HOUR).unwrap().lines > before.step(MONDAY + 9 * HOUR).unwrap().lines,
+        "a stricter target needs more lines"
+    );
 }

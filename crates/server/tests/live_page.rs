@@ -1,7 +1,9 @@
 //! The live page in a real browser: a server filled with a realistic moment (a full
 //! account, callers waiting, an open breaker, a firing alert), then `e2e/live-page.mjs`
 //! drives the machine's headless Chromium against it, checks that a grant made through
-//! the API shows on the page within a second, and saves a screenshot
+//! the API shows on the page within a second, that today's forecast of the care line is
+//! drawn with the values the API serves (its band, the arrivals so far, the reserve
+//! ahead), and saves a screenshot
 //! (`target/live-page.png`; `CALLGATE_SCREENSHOT=docs/live-page.png` refreshes the
 //! README's picture). Then the script asks (a line `@control stop` on its stdout) for
 //! the server to go away mid-test, checks that the page says its state is unknown instead
@@ -47,6 +49,12 @@ adaptive = { algorithm = "gradient2", min = 4 }
 name = "renewals-campaign"
 limit = 4
 
+[[pools]]
+name = "care-line"
+limit = 6
+reserve = { inbound = "forecast" }
+forecast = { floor = 1, ceiling = 4, weeks = 2 }
+
 [[providers]]
 name = "vapi-main"
 kind = "vapi"
@@ -82,6 +90,11 @@ name = "vip-line"
 pools = ["vapi-main"]
 class = "vip"
 queue = { max_wait = "2m" }
+
+[[flows]]
+name = "care"
+pools = ["care-line"]
+class = "inbound"
 
 [[flows]]
 name = "renewals"
@@ -194,6 +207,43 @@ async fn fill(s: &TestServer) {
     }
     let server = s.server.as_ref().unwrap();
     server.app.governor.evaluate_alerts().await;
+    // Two weeks of the care line's calls and today's so far, then the forecast's fit.
+    let app = &server.app;
+    let now = app.governor.now_ms();
+    care_history(&s.data_dir(), now);
+    app.forecasts.refresh(app.reload.current(), now).await;
+}
+
+/// The care line: 6 calls per 15 minutes from 08:00 to 18:00 UTC, one otherwise, for the
+/// two weeks before today; today the same with one more in the busy hours, up to `now`.
+fn care_history(dir: &Path, now: u64) {
+    const INTERVAL: u64 = 15 * 60 * 1000;
+    let day = 96 * INTERVAL;
+    let today = now - now % day;
+    let mut calls = Vec::new();
+    let mut t = today - 14 * day;
+    while t <= now {
+        let busy = (32..72).contains(&((t % day) / INTERVAL));
+        let n = match (busy, t >= today) {
+            (true, true) => 7,
+            (true, false) => 6,
+            (false, _) => 1,
+        };
+        for k in 0..n {
+            // Calls of the interval in force start no later than now.
+            let at = (t + k * 60_000).min(now);
+            calls.push(callgate_forecast::history::Call {
+                key: format!("care:{t}:{k}"),
+                flow: Some("care".into()),
+                number: None,
+                started_at_ms: at,
+                ended_at_ms: Some(at + 180_000),
+                outcome: None,
+            });
+        }
+        t += INTERVAL;
+    }
+    callgate_forecast::history::History::open(dir).unwrap().add("csv", &calls).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,6 +258,13 @@ async fn a_grant_shows_within_a_second_and_a_stopped_server_shows_as_unknown_unt
     fill(&s).await;
     let (_, pool) = s.get("/v1/pools/vapi-main").await;
     assert_eq!(pool["used"], 9, "{pool}");
+    // Today's forecast of the care line is there for the page to draw.
+    let (status, today) = s.get("/v1/forecast/today?pool=care-line").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{today}");
+    let rows = today["intervals"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["arrivals"].is_number()), "a forecast for every interval: {today}");
+    assert!(rows.iter().any(|r| r["actual"].as_u64() > Some(0)), "arrivals so far: {today}");
+    assert!(rows.iter().any(|r| r["reserve"].is_number()), "the reserve ahead: {today}");
 
     // The screenshot goes under target/ so a test run leaves the tree clean; refresh the
     // README's picture with CALLGATE_SCREENSHOT=docs/live-page.png.

@@ -49,6 +49,7 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
         ("/v1/stats", vec!["get"]),
         ("/v1/schedules", vec!["get"]),
         ("/v1/forecast", vec!["get"]),
+        ("/v1/forecast/today", vec!["get"]),
         ("/v1/callbacks", vec!["get"]),
         ("/v1/calls", vec!["get"]),
         ("/v1/calls/summary", vec!["get"]),

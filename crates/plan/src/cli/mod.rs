@@ -63,7 +63,7 @@ impl Prices {
             return Ok(None);
         }
         let mut pricing = match &self.pricing {
-            Some(path) => Pricing::from_file(path)?,
+            Some(path) => crate::cost::pricing_from_file(path)?,
             None => Pricing::default(),
         };
         if let Some(p) = self.per_minute {

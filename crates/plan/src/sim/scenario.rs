@@ -107,6 +107,9 @@ const DEFAULT_START_MS: u64 = 1_704_067_200_000;
 /// The sections this module reads (everything else is the config's).
 /// (`[tune]` is `callgate tune`'s: a run ignores it.)
 const TRAFFIC_SECTIONS: [&str; 4] = ["sim", "arrivals", "pricing", "tune"];
+/// The sections that make a file a scenario: `[pricing]` alone does not (a callgate.toml
+/// may price its lines for the forecast).
+const SCENARIO_SECTIONS: [&str; 3] = ["sim", "arrivals", "tune"];
 
 /// A scenario, checked and ready to run.
 #[derive(Clone, Debug)]
@@ -366,10 +369,10 @@ impl Scenario {
     }
 
     /// Whether `text` is a scenario rather than a plain configuration: it has one of the
-    /// traffic sections (`[sim]`, `[[arrivals]]`, `[pricing]`). Text that is not TOML is
-    /// not.
+    /// traffic sections (`[sim]`, `[[arrivals]]`, `[tune]`; `[pricing]` alone may be a
+    /// configuration's). Text that is not TOML is not.
     pub fn is_scenario_text(text: &str) -> bool {
-        text.parse::<toml::Table>().is_ok_and(|t| TRAFFIC_SECTIONS.iter().any(|s| t.contains_key(*s)))
+        text.parse::<toml::Table>().is_ok_and(|t| SCENARIO_SECTIONS.iter().any(|s| t.contains_key(*s)))
     }
 
     /// What a valid scenario holds, for `callgate config check` and `simulate --check`:

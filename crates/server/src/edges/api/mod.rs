@@ -110,6 +110,7 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/stats", get(ops::stats))
         .route("/v1/schedules", get(ops::schedules))
         .route("/v1/forecast", get(forecast::forecast))
+        .route("/v1/forecast/today", get(forecast::today))
         .route("/v1/tickets", get(ops::waiting))
         .route("/v1/config/reload", post(reload))
         .route("/v1/callbacks", get(callbacks::list))

@@ -44,6 +44,7 @@ use utoipa::OpenApi;
         ops::stats,
         ops::schedules,
         forecast::forecast,
+        forecast::today,
         callbacks::list,
         callbacks::calls,
         summary::summary,

@@ -17,6 +17,7 @@ const state = {
   stats: { pools: [], flows: [], adaptive: [] },
   campaigns: null,
   assistants: null, // GET /v1/calls/summary's rows: what Vapi measured per assistant
+  today: new Map(), // pool -> GET /v1/forecast/today: today's forecast, arrivals so far, reserve ahead
   decisions: [], // client times of arrival decisions, for decisions/s
   leases: null, // live leases (calls), from /v1/stats and events
   skew: 0, // server clock minus client clock (ms)
@@ -659,14 +660,35 @@ async function loadAssistants() {
   state.assistants = s && Array.isArray(s.assistants) ? s.assistants : null;
 }
 
+async function loadToday() {
+  // Pools whose reserve follows the forecast (the first 4).
+  const names = state.poolOrder.filter((n) => state.pools.get(n) && state.pools.get(n).forecast_reserve).slice(0, 4);
+  const views = await Promise.all(names.map((n) => get("/v1/forecast/today?pool=" + encodeURIComponent(n)).catch(() => null)));
+  state.today = new Map(names.map((n, i) => [n, views[i]]).filter(([, v]) => v && Array.isArray(v.intervals)));
+}
+
 async function loadAll() {
   await Promise.all([
     loadPools(), loadLine(), loadBreakers(), loadAlerts(), loadStats(), loadCampaigns(), loadAssistants(), loadSchedules(),
   ]);
+  await loadToday();
+}
+
+function renderForecast() {
+  const panel = $("forecast-panel");
+  panel.hidden = state.today.size === 0;
+  const root = $("forecast-charts");
+  if (!state.known) {
+    // What the page last knew is not shown as the present.
+    root.replaceChildren(el("p", { class: "empty" }, UNKNOWN));
+    return;
+  }
+  root.replaceChildren(...[...state.today.values()].map((v) => forecastChart(v, serverNow())));
 }
 
 function renderAll() {
   renderPools();
+  renderForecast();
   renderLine();
   renderBreakers();
   renderAlerts();
@@ -704,6 +726,7 @@ async function start() {
     setInterval(() => loadCampaigns().then(renderCampaigns, () => {}), 5000),
     setInterval(() => loadAssistants().then(renderAssistants, () => {}), 10000),
     setInterval(() => loadPools().then(renderPools, () => {}), 15000),
+    setInterval(() => loadToday().then(renderForecast, () => {}), 60000),
   ];
 }
 

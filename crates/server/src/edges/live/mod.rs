@@ -1,7 +1,8 @@
 //! The live page at `/`: one HTML page, its stylesheet and its script, embedded in the
 //! binary (no front-end build). The page reads `GET /v1/pools`, `/v1/tickets`,
-//! `/v1/breakers`, `/v1/alerts`, `/v1/stats` and `/v1/campaigns`, then follows
-//! `/v1/events`. The page itself holds no data, so it is served without a key; when keys
+//! `/v1/breakers`, `/v1/alerts`, `/v1/stats`, `/v1/campaigns` and, for each pool whose
+//! reserve follows the forecast, `/v1/forecast/today` (drawn by `forecast.js`, each
+//! minute), then follows `/v1/events`. The page itself holds no data, so it is served without a key; when keys
 //! are configured the script asks for one (or takes `?token=…`), keeps it in the tab's
 //! sessionStorage, and sends it as a bearer token (and as `?token=` to `/v1/events`,
 //! since `EventSource` cannot set headers).
@@ -16,6 +17,7 @@ use std::sync::Arc;
 const INDEX: &str = include_str!("index.html");
 const CSS: &str = include_str!("live.css");
 const JS: &str = include_str!("live.js");
+const FORECAST_JS: &str = include_str!("forecast.js");
 
 /// Static files change only with the binary; a minute of caching saves reloads without
 /// keeping a stale page after an upgrade for long.
@@ -42,6 +44,16 @@ pub fn routes() -> Router<Arc<App>> {
             "/live.js",
             get(|| async {
                 ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, CACHE)], JS)
+                    .into_response()
+            }),
+        )
+        .route(
+            "/forecast.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, CACHE)],
+                    FORECAST_JS,
+                )
                     .into_response()
             }),
         )
