@@ -21,7 +21,9 @@
 //! holds the domain's duty lease ([`DutyLease`]: a key in Redis with a TTL and a fencing
 //! token), renewed every second for five; when its holder dies the lease runs out and the
 //! next node to ask takes it, within about six seconds. A holder that cannot renew stops
-//! its duties once its lease may have run out, before anyone else can take it.
+//! its duties once its lease may have run out, before anyone else can take it. Each
+//! campaign's pacing is a duty of its own, with a lease per campaign (with `[storage]
+//! database`, where every node shares the campaigns: `crate::campaign::Pacing`).
 //!
 //! **Cap sources.** Each node's governor keeps its own cap sources (adaptive, cooldown,
 //! alerts' caps) and hands its cap of a pool to the ledger as *its* cap: Redis keeps every
@@ -35,9 +37,10 @@
 //! requests notices too: the duty loop reads the ledger every second ([`RedisLedger::check`]),
 //! which also clears the failure once Redis answers again. A Redis that restarted empty
 //! holds no ledger for the domain: commands keep failing (the script finds no spec)
-//! rather than admit against an empty ledger, until the ledger is restored. Re-asserting
-//! the acknowledged live leases from PostgreSQL is not built yet: a node restarted then
-//! opens a new, empty ledger.
+//! rather than admit against an empty ledger. With `[storage] database` every node
+//! re-asserts the acknowledged live leases and waiting tickets from PostgreSQL (the first
+//! one's call restores the domain; see `restore`), and admission resumes. Without it
+//! nothing can rebuild the ledger: a node restarted then opens a new, empty one.
 //!
 //! **PostgreSQL** (`[storage] database`): see [`durable`].
 

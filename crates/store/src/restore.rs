@@ -4,7 +4,6 @@
 use crate::{Names, Restored, StoredEnded, StoredLease, StoredTicket};
 use callgate_core::{FlowId, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
 
-
 /// What a restore could not put back: rows naming a pool or class that the
 /// configuration no longer has.
 #[derive(Debug, Default)]

@@ -31,10 +31,16 @@
 //! their end and releases their leases (the new pacer may end the same attempt first:
 //! an attempt ends once, a lease is released once).
 //!
-//! **While pacing**, each round also reads the campaign's state (a pause or resume made
-//! through another node) and its due leads (imported through another node, or sent back
-//! by the end of a call another node followed) from PostgreSQL, and every
-//! [`SWEEP_EVERY`] rounds releases the orphaned dial leases as above.
+//! **Each round** every node reads the campaigns' states from PostgreSQL (a pause or
+//! resume made through another node), and the pacer of a campaign its due leads (imported
+//! through another node, or sent back by the end of a call another node followed); every
+//! [`SWEEP_EVERY`] rounds the pacer releases the orphaned dial leases as above.
+//!
+//! **Redis restarted empty**: the leases are gone with it (and the tokens start again),
+//! so another node may take a campaign while its pacer still counts on its lease for up
+//! to 80 % of the TTL. No call is dialed meanwhile: every call needs a grant of the
+//! ledger, which answers 503 until it is restored from PostgreSQL after a grace of 6 s,
+//! longer than that.
 //!
 //! One node alone (or several without a shared database: each dials its own store's
 //! campaigns) paces every campaign: [`Pacing::alone`].
@@ -207,6 +213,8 @@ impl Campaigns {
     /// each as its lease says.
     async fn pace_round(self: &Arc<Self>, round: u64) {
         let Some(cluster) = &self.pacing.cluster else { return };
+        // Every node's view follows a pause or resume made through another node.
+        self.refresh_state().await;
         for name in self.names() {
             let lease = match self.pacing.lease(cluster, &name) {
                 Ok(l) => l,
@@ -257,7 +265,6 @@ impl Campaigns {
     /// This node paces `name` from now on: its state and leads as PostgreSQL has them,
     /// the open attempts of its earlier pacers resolved, orphaned dial leases released.
     async fn take_over(self: &Arc<Self>, name: &str) {
-        self.refresh_state().await;
         let store = self.store.clone();
         let campaign = name.to_string();
         let pending = tokio::task::spawn_blocking(move || store.pending(&campaign)).await;
@@ -271,7 +278,8 @@ impl Campaigns {
                     let mut sched = Scheduler::new();
                     let mut zones: FxHashMap<String, Tz> = FxHashMap::default();
                     for p in pending.into_iter().filter(|p| !following.contains(&p.id)) {
-                        let tz = *zones.entry(p.timezone.clone()).or_insert_with(|| p.timezone.parse().unwrap_or(rt.tz));
+                        let tz =
+                            *zones.entry(p.timezone.clone()).or_insert_with(|| p.timezone.parse().unwrap_or(rt.tz));
                         let lead = Lead {
                             id: p.id,
                             tz,
@@ -305,7 +313,6 @@ impl Campaigns {
     /// What another node may have changed of a campaign this node paces: its state and
     /// its due leads; now and then the orphaned dial leases.
     async fn refresh(self: &Arc<Self>, name: &str, round: u64) {
-        self.refresh_state().await;
         let store = self.store.clone();
         let campaign = name.to_string();
         let now = self.now();
@@ -320,8 +327,14 @@ impl Campaigns {
                         continue;
                     }
                     let tz = p.timezone.parse().unwrap_or(rt.tz);
-                    let lead =
-                        Lead { id: p.id, tz, score: p.score, attempts: p.attempts, warm: p.warm, not_before: p.next_at };
+                    let lead = Lead {
+                        id: p.id,
+                        tz,
+                        score: p.score,
+                        attempts: p.attempts,
+                        warm: p.warm,
+                        not_before: p.next_at,
+                    };
                     rt.sched.insert(lead, &rt.calendar, now);
                     added = true;
                 }
@@ -373,8 +386,7 @@ impl Campaigns {
             }
             Err(_) => return,
         };
-        let leases: FxHashMap<String, LeaseId> =
-            self.dial_leases().into_iter().map(|(key, id, _)| (key, id)).collect();
+        let leases: FxHashMap<String, LeaseId> = self.dial_leases().into_iter().map(|(key, id, _)| (key, id)).collect();
         let grace = PLACE_GRACE.as_millis() as u64;
         let mut n = (0usize, 0usize);
         for a in open.into_iter().filter(|a| a.campaign == name) {
@@ -448,7 +460,8 @@ impl Campaigns {
         let mut released = 0;
         for (key, id) in candidates {
             let attempt = key[prefix.len()..].parse::<u64>().ok();
-            let held = attempt.is_some_and(|a| open.contains(&a)) || self.lock().active.values().any(|a| a.lease == Some(id));
+            let held =
+                attempt.is_some_and(|a| open.contains(&a)) || self.lock().active.values().any(|a| a.lease == Some(id));
             if !held && self.governor.release(id).await.unwrap_or(false) {
                 released += 1;
             }

@@ -522,18 +522,18 @@ impl Campaigns {
         // The last check, with nothing awaited between it and placing the call: a number
         // added to a list at any moment before (also between the pick and now) is never
         // dialed. The attempt ends `suppressed` (it does not count) and its lease goes back.
-        let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
-        let decision = hit.as_ref().map_or_else(|| "dialed".to_string(), |h| format!("suppressed by {}", h.list));
-        self.audit(&c, &row, attempt, now, decision);
-        if let Some(hit) = hit {
-            self.finish(attempt, suppressed_end(&hit)).await;
-            return;
-        }
         // The last look at the pacing lease, with nothing awaited between it and placing
         // the call: a node that lost the campaign (its lease may have run out) gives the
         // attempt back uncounted instead; the new pacer dials the lead.
         if !self.paces(&c.campaign) {
             self.unplaced(attempt, &c).await;
+            return;
+        }
+        let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
+        let decision = hit.as_ref().map_or_else(|| "dialed".to_string(), |h| format!("suppressed by {}", h.list));
+        self.audit(&c, &row, attempt, now, decision);
+        if let Some(hit) = hit {
+            self.finish(attempt, suppressed_end(&hit)).await;
             return;
         }
         match c.dialer.place(&call).await {
@@ -1169,8 +1169,14 @@ impl Campaigns {
         let row = self.store.lead(a.lead_id).ok().flatten();
         let (Some(row), Some(default_tz)) = (row, lead) else { return Resolved::Unknown };
         let tz = row.timezone.parse().unwrap_or(default_tz);
-        let lead_key =
-            Lead { id: row.id, tz, score: row.score, attempts: a.number.saturating_sub(1), warm: row.warm, not_before: 0 };
+        let lead_key = Lead {
+            id: row.id,
+            tz,
+            score: row.score,
+            attempts: a.number.saturating_sub(1),
+            warm: row.warm,
+            not_before: 0,
+        };
         let call = PlaceCall {
             attempt: a.id,
             campaign: a.campaign.clone(),

@@ -389,7 +389,10 @@ impl Campaigns {
             let now = self.now();
             let pacers: Vec<(String, super::Pacer)> =
                 gauges.iter().filter_map(|(n, _, _)| Some((n.clone(), self.pacing.pacer(n, now)?))).collect();
-            let _ = writeln!(out, "# HELP callgate_campaign_paced_here 1 while this node paces the campaign (cluster mode).");
+            let _ = writeln!(
+                out,
+                "# HELP callgate_campaign_paced_here 1 while this node paces the campaign (cluster mode)."
+            );
             let _ = writeln!(out, "# TYPE callgate_campaign_paced_here gauge");
             for (n, p) in &pacers {
                 let _ = writeln!(out, "callgate_campaign_paced_here{{campaign=\"{n}\"}} {}", u8::from(p.here));
