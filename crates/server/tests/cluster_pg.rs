@@ -314,3 +314,71 @@ async fn a_node_started_on_an_emptied_redis_brings_the_leases_back_before_it_adm
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "a pool of 3 with 2 restored leases has one slot: {v}");
     t.server.unwrap().stop().await;
 }
+
+/// A simulated campaign for [`config`]: two calls at once, short calls, quick retries.
+const SIM: &str = r#"
+[[campaigns]]
+name = "sim"
+flow = "out"
+simulate = { ring_time = "2ms", talk_min = "20ms", talk_mean = "40ms", talk_max = "80ms", failure_rate = 0, seed = 3 }
+window = { start = "00:00", end = "24:00" }
+retry = { busy = "10ms", no_answer = "10ms", voicemail = "10ms", failed = "10ms", max_attempts = 2 }
+calls_per_second = 50
+max_concurrency = 2
+start = true
+"#;
+
+async fn campaign(t: &TestServer) -> serde_json::Value {
+    let (s, v) = t.get("/v1/campaigns/sim").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_paces_a_campaign_and_follows_what_another_node_changes() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_pace");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-pace"));
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    // One node paces it (the first to ask), and both name that node.
+    eventually("one node paces the campaign", secs(20), || async {
+        let (pa, pb) = (campaign(&a).await["pacer"].clone(), campaign(&b).await["pacer"].clone());
+        pa["here"] != pb["here"] && pa["node"] == pb["node"] && pa["node"].is_string()
+    })
+    .await;
+    let (pacer, other) = if campaign(&a).await["pacer"]["here"] == true { (&a, &b) } else { (&b, &a) };
+    assert!(pacer.metrics().await.contains("callgate_campaign_paced_here{campaign=\"sim\"} 1"));
+    assert!(other.metrics().await.contains("callgate_campaign_paced_here{campaign=\"sim\"} 0"));
+
+    // Leads imported through the node that does not pace it are dialed by the pacer.
+    let leads: Vec<serde_json::Value> = (0..40).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
+    let (s, r) = other.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(40)), "{r}");
+    eventually("the pacer dials them", secs(30), || async { campaign(pacer).await["attempts"].as_u64() >= Some(5) })
+        .await;
+    assert_eq!(campaign(other).await["live"], 0, "the other node dials nothing");
+
+    // Paused through the other node: the pacer follows and dials nothing more.
+    let (s, v) = other.post("/v1/campaigns/sim/pause", json!({})).await;
+    assert_eq!((s, &v["state"]), (StatusCode::OK, &json!("paused")), "{v}");
+    eventually("the pacer follows the pause", secs(20), || async { campaign(pacer).await["state"] == "paused" }).await;
+    let dialer = &pacer.server().app.campaigns;
+    dialer.settle().await;
+    eventually("its calls end", secs(20), || async { campaign(pacer).await["live"] == 0 }).await;
+    let attempts = campaign(pacer).await["attempts"].clone();
+    dialer.settle().await;
+    let v = campaign(pacer).await;
+    assert_eq!(v["attempts"], attempts, "nothing dialed while paused: {v}");
+    assert!(v["leads"]["pending"].as_u64() > Some(0), "leads are left: {v}");
+
+    // Resumed through the other node: the pacer finishes the campaign, one node dialing.
+    let (s, _) = other.post("/v1/campaigns/sim/resume", json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the pacer finishes the campaign", secs(60), || async { campaign(pacer).await["finished"] == true })
+        .await;
+    let v = campaign(other).await;
+    assert_eq!((v["finished"].clone(), v["leads"]["total"].clone()), (json!(true), json!(40)), "{v}");
+    b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
