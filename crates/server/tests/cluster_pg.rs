@@ -2,7 +2,8 @@
 //! before anything is answered (`crate::cluster::durable`). Real stores only: a private
 //! `redis-server` on a free port, and either a uniquely named database on the machine's
 //! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
-//! would.
+//! would. Also each campaign paced by one node at a time (`crate::campaign::pacing`): what
+//! another node changes reaches the pacer, and a pacer that loses its lease stops dialing.
 
 #[path = "support/private.rs"]
 mod private;
@@ -380,5 +381,57 @@ async fn one_node_paces_a_campaign_and_follows_what_another_node_changes() {
     let v = campaign(other).await;
     assert_eq!((v["finished"].clone(), v["leads"]["total"].clone()), (json!(true), json!(40)), "{v}");
     b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+/// `redis-cli` on `port` with `args`; its output, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (it comes with redis-server)");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacer_that_loses_its_lease_stops_dialing_and_takes_the_campaign_back_with_a_new_token() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_fence");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-fence"));
+    let a = TestServer::start(&toml).await;
+    eventually("the node paces the campaign", secs(20), || async { campaign(&a).await["pacer"]["here"] == true }).await;
+    let token = campaign(&a).await["pacer"]["token"].as_u64().expect("a token");
+    let leads: Vec<serde_json::Value> = (0..30).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
+    let (s, r) = a.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(30)), "{r}");
+    eventually("it dials", secs(30), || async { campaign(&a).await["attempts"].as_u64() >= Some(3) }).await;
+
+    // Another holder takes the lease (as a node would once this one's had run out): the
+    // renewal finds it, and the node stops dialing.
+    let key = "{cg:pgwire-fence}:duty:campaign:sim";
+    assert_eq!(redis_cli(redis.port, &["SET", key, "intruder|1000", "PX", "600000"]), "OK");
+    eventually("the node gives the campaign up", secs(20), || async {
+        let v = campaign(&a).await;
+        v["pacer"]["here"] == false && v["pacer"]["node"] == "intruder" && v["pacer"]["token"] == 1000
+    })
+    .await;
+    let dialer = &a.server().app.campaigns;
+    dialer.settle().await;
+    eventually("its calls end", secs(20), || async { campaign(&a).await["live"] == 0 }).await;
+    let attempts = campaign(&a).await["attempts"].clone();
+    dialer.settle().await;
+    let v = campaign(&a).await;
+    assert_eq!(v["attempts"], attempts, "nothing dialed without the lease: {v}");
+    assert!(v["leads"]["pending"].as_u64() > Some(0), "leads are left: {v}");
+
+    // The holder is gone: the node takes the campaign back, with a larger token, and
+    // finishes it.
+    assert_eq!(redis_cli(redis.port, &["DEL", key]), "1");
+    eventually("the node paces the campaign again", secs(20), || async { campaign(&a).await["pacer"]["here"] == true })
+        .await;
+    assert!(campaign(&a).await["pacer"]["token"].as_u64() > Some(token), "a new holder, a larger token");
+    eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
     a.server.unwrap().stop().await;
 }

@@ -247,9 +247,13 @@ impl Campaigns {
             match (was, token) {
                 (false, Some(token)) => {
                     tracing::info!(campaign = %name, token, "This node paces the campaign now");
-                    self.take_over(&name).await;
-                    self.pacing.ready(&name);
-                    self.wake.notify_one();
+                    if self.take_over(&name).await {
+                        self.pacing.ready(&name);
+                        self.wake.notify_one();
+                    } else {
+                        // Not dialed until a takeover has read everything: again next round.
+                        self.pacing.note(&name, false, holder);
+                    }
                 }
                 (true, None) => {
                     let by = holder.map(|(n, _)| n).unwrap_or_default();
@@ -264,7 +268,8 @@ impl Campaigns {
 
     /// This node paces `name` from now on: its state and leads as PostgreSQL has them,
     /// the open attempts of its earlier pacers resolved, orphaned dial leases released.
-    async fn take_over(self: &Arc<Self>, name: &str) {
+    /// `false` when PostgreSQL could not be read (the campaign is not dialed yet).
+    async fn take_over(self: &Arc<Self>, name: &str) -> bool {
         let store = self.store.clone();
         let campaign = name.to_string();
         let pending = tokio::task::spawn_blocking(move || store.pending(&campaign)).await;
@@ -293,12 +298,17 @@ impl Campaigns {
                     rt.sched = sched;
                 }
             }
-            Ok(Err(e)) => tracing::error!(campaign = %name, error = %e, "Cannot read the campaign's leads"),
-            Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::error!(campaign = %name, error = %e, "Cannot read the campaign's leads");
+                return false;
+            }
+            Err(_) => return false,
         }
-        self.adopt_open(name).await;
+        if !self.adopt_open(name).await {
+            return false;
+        }
         self.sweep_orphans(name).await;
-        self.wake.notify_one();
+        true
     }
 
     /// Another node paces `name` now: this one forgets its pending leads (the next pacer
@@ -376,15 +386,16 @@ impl Campaigns {
     /// Resolves the open attempts of `name` that this node does not follow (see the
     /// module docs): an attempt recorded less than [`PLACE_GRACE`] ago and unknown to the
     /// provider waits until then.
-    async fn adopt_open(self: &Arc<Self>, name: &str) {
+    /// `false` when they could not be read.
+    async fn adopt_open(self: &Arc<Self>, name: &str) -> bool {
         let store = self.store.clone();
         let open = match tokio::task::spawn_blocking(move || store.open_attempts()).await {
             Ok(Ok(open)) => open,
             Ok(Err(e)) => {
                 tracing::error!(campaign = %name, error = %e, "Cannot read the campaign's open attempts");
-                return;
+                return false;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
         let leases: FxHashMap<String, LeaseId> = self.dial_leases().into_iter().map(|(key, id, _)| (key, id)).collect();
         let grace = PLACE_GRACE.as_millis() as u64;
@@ -403,6 +414,7 @@ impl Campaigns {
         if n != (0, 0) {
             tracing::info!(campaign = %name, resolved = n.0, waiting = n.1, "Took over the campaign's open attempts");
         }
+        true
     }
 
     /// An open attempt too young to give back (see [`Campaigns::adopt_open`]): counted as
