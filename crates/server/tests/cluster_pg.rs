@@ -3,7 +3,8 @@
 //! `redis-server` on a free port, and either a uniquely named database on the machine's
 //! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
 //! would. Also each campaign paced by one node at a time (`crate::campaign::pacing`): what
-//! another node changes reaches the pacer, and a pacer that loses its lease stops dialing.
+//! another node changes (leads, state, new campaigns) reaches the pacer, and a pacer that
+//! loses its lease stops dialing.
 
 #[path = "support/private.rs"]
 mod private;
@@ -380,6 +381,24 @@ async fn one_node_paces_a_campaign_and_follows_what_another_node_changes() {
         .await;
     let v = campaign(other).await;
     assert_eq!((v["finished"].clone(), v["leads"]["total"].clone()), (json!(true), json!(40)), "{v}");
+
+    // A campaign created through one node while both run is taken in by the other, and
+    // one of them paces it.
+    let body = json!({ "name": "api-made", "flow": "out", "simulate": {} });
+    let (s, v) = other.post("/v1/campaigns", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    eventually("the other node takes it in", secs(30), || async {
+        pacer.get("/v1/campaigns/api-made").await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("one node paces it", secs(20), || async {
+        let (pa, pb) = (
+            pacer.get("/v1/campaigns/api-made").await.1["pacer"].clone(),
+            other.get("/v1/campaigns/api-made").await.1["pacer"].clone(),
+        );
+        pa["here"] != pb["here"] && pa["node"] == pb["node"] && pa["node"].is_string()
+    })
+    .await;
     b.server.unwrap().stop().await;
     a.server.unwrap().stop().await;
 }

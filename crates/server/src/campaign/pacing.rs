@@ -32,7 +32,8 @@
 //! an attempt ends once, a lease is released once).
 //!
 //! **Each round** every node reads the campaigns' states from PostgreSQL (a pause or
-//! resume made through another node), and the pacer of a campaign its due leads (imported
+//! resume made through another node; a campaign another node created through the API,
+//! which it takes in, so that any node may pace it), and the pacer of a campaign its due leads (imported
 //! through another node, or sent back by the end of a call another node followed); every
 //! [`SWEEP_EVERY`] rounds the pacer releases the orphaned dial leases as above.
 //!
@@ -63,6 +64,8 @@ const PACE_EVERY: Duration = Duration::from_secs(1);
 /// How long after an attempt was recorded a call for it may still reach the provider:
 /// longer than the providers' request timeout (15 s), with a margin.
 const PLACE_GRACE: Duration = Duration::from_secs(20);
+/// A campaign another node created through the API is taken in once it is this old (ms).
+const TAKE_IN_AFTER_MS: u64 = 5_000;
 /// Every this many rounds the pacer releases its campaign's orphaned dial leases.
 const SWEEP_EVERY: u64 = 5;
 /// At most this many due leads are read per campaign and round (the first in dial order:
@@ -360,24 +363,60 @@ impl Campaigns {
     }
 
     /// The campaigns' states as PostgreSQL has them (a pause, resume or stop made
-    /// through another node).
-    async fn refresh_state(&self) {
+    /// through another node), and the campaigns another node created through the API
+    /// since this one started (so that any node can pace them).
+    async fn refresh_state(self: &Arc<Self>) {
         let store = self.store.clone();
         let Ok(Ok(stored)) = tokio::task::spawn_blocking(move || store.campaigns()).await else { return };
-        let mut inner = self.lock();
         let mut changed = false;
-        for s in stored {
-            let state = State::parse(&s.state);
-            if let Some(rt) = inner.list.iter_mut().find(|r| r.name == s.name) {
-                if rt.state != state {
-                    tracing::info!(campaign = %s.name, state = state.as_str(), "The campaign's state changed on another node");
-                    rt.state = state;
-                    rt.paused_reason = s.paused_reason.filter(|_| state == State::Paused);
-                    changed = true;
+        let mut new = Vec::new();
+        let now = self.now();
+        {
+            let mut inner = self.lock();
+            for s in stored {
+                let state = State::parse(&s.state);
+                match inner.list.iter_mut().find(|r| r.name == s.name) {
+                    Some(rt) if rt.state != state => {
+                        tracing::info!(campaign = %s.name, state = state.as_str(), "The campaign's state changed on another node");
+                        rt.state = state;
+                        rt.paused_reason = s.paused_reason.filter(|_| state == State::Paused);
+                        changed = true;
+                    }
+                    Some(_) => {}
+                    // (Not one being created right now through this node: that puts it
+                    // in place itself, just after it is stored.)
+                    None if s.source == "api" && s.created_at.saturating_add(TAKE_IN_AFTER_MS) < now => new.push(s),
+                    // A campaign of another node's configuration file: this node's file
+                    // decides what it dials (reload every node with the same file).
+                    None => {}
                 }
             }
         }
-        drop(inner);
+        let config = self.config();
+        for s in new {
+            let cfg = match serde_json::from_str::<callgate_config::CampaignConfig>(&s.spec) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(campaign = %s.name, error = %e, "Cannot read a campaign another node created");
+                    continue;
+                }
+            };
+            if let Some(problem) = config.campaign_problems(&cfg).first() {
+                tracing::error!(campaign = %s.name, problem = %problem, "A campaign another node created does not fit this node's configuration");
+                continue;
+            }
+            match self.runtime(cfg, &s, now) {
+                Ok(rt) => {
+                    tracing::info!(campaign = %s.name, "Took in a campaign another node created");
+                    self.put_in_place(rt);
+                    self.sort();
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::error!(campaign = %s.name, error = %e, "Cannot take in a campaign another node created")
+                }
+            }
+        }
         if changed {
             self.wake.notify_one();
         }
