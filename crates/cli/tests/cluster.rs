@@ -13,16 +13,27 @@
 //! so in `/metrics`, and the leases that vanished are expired), and still nothing is
 //! over-admitted.
 //!
+//! Then again with PostgreSQL (`[storage] database`, a database of its own on the
+//! machine's server) and Redis restarted empty mid-run: admission pauses (the clients see
+//! 503 with `Retry-After` and retry) until a node has re-asserted the acknowledged live
+//! leases from PostgreSQL, then resumes; the oracle still shows no over-admission, and
+//! every lease the clients hold at the end (granted, never released, not expired; one of
+//! them taken before the restart) is still held by the cluster.
+//!
 //! `CALLGATE_CLUSTER_OPS=N` sets the operations per client (default 12: both runs stay
 //! well under a minute on two busy cores); `CALLGATE_WAKE_ROUNDS=N` the rounds of the
 //! cross-node wake-up test (default 30; BENCHMARKS.md quotes its printed latencies).
 
 mod support;
 
+#[path = "../../server/tests/support/private.rs"]
+mod private;
+
+use private::{Redis, TestDb};
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::eventually;
 use support::oracle::{now_us, run_client, Book, Client};
 
 const LIMIT: usize = 20;
@@ -31,11 +42,17 @@ const CLIENTS: u64 = 200;
 const NODES: usize = 3;
 
 fn config(redis: &str, domain: &str) -> String {
+    config_with(redis, None, domain)
+}
+
+/// [`config`] with `[storage] database` when `database` is given.
+fn config_with(redis: &str, database: Option<&str>, domain: &str) -> String {
+    let database = database.map(|d| format!("database = \"{d}\"\n")).unwrap_or_default();
     format!(
         r#"
 [storage]
 ledger = "{redis}"
-domain = "{domain}"
+{database}domain = "{domain}"
 
 [[pools]]
 name = "acct"
@@ -58,86 +75,11 @@ lease_ttl = "1h"
     )
 }
 
-/// A private Redis on a free port, without persistence, killed when dropped.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        Redis::start_on(port).await
-    }
-
-    /// A Redis on `port` (again, after [`Redis::kill`]: empty, as one without persistence
-    /// restarts).
-    async fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): this test needs Redis 7 (apt install redis-server)")
-            });
-        let redis = Redis { child, url: format!("redis://127.0.0.1:{port}/") };
-        // Ready when it answers PING (it starts in milliseconds; give up after ~10 s).
-        for _ in 0..1000 {
-            if ping(port).await {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server on port {port} did not answer");
-    }
-}
-
-async fn ping(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").await.is_ok() && s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
-}
-
-impl Redis {
-    fn port(&self) -> u16 {
-        self.url.trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Whether the node at `base` says it runs the singleton duties (`None`: it did not answer).
 async fn holds_duties(http: &reqwest::Client, base: &str) -> Option<bool> {
     let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
     let line = text.lines().find(|l| l.starts_with("callgate_cluster_duties_held "))?;
     Some(line.ends_with(" 1"))
-}
-
-/// Polls `check` every 100 ms until it holds; panics with `what` after `within`. A bound
-/// against hanging, not a timing claim (the duty lease's TTL is 5 s).
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let tries = within.as_millis() / 100;
-    for _ in 0..tries {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("not within {within:?}: {what}");
 }
 
 /// The nodes (by index) that hold the duties now, among `alive`.
@@ -151,12 +93,23 @@ async fn holders(http: &reqwest::Client, nodes: &[String], alive: &[bool]) -> Ve
     out
 }
 
-/// One run on domain `domain`: three nodes, 200 clients; with `kill`, the duty holder is
-/// SIGKILLed once the clients have seen 300 grants.
-async fn run(redis: &Redis, domain: &str, kill: bool) {
+/// What happens mid-run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    None,
+    /// The duty holder is SIGKILLed.
+    KillDutyHolder,
+    /// Redis is restarted empty (with PostgreSQL configured).
+    RestartRedis,
+}
+
+/// One run on domain `domain`: three nodes, 200 clients; the fault comes once the clients
+/// have seen 300 grants. `database`: the nodes' `[storage] database`.
+async fn run(redis: &mut Redis, database: Option<&str>, domain: &str, fault: Fault) {
+    let kill = fault == Fault::KillDutyHolder;
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("callgate.toml");
-    std::fs::write(&config_path, config(&redis.url, domain)).unwrap();
+    std::fs::write(&config_path, config_with(&redis.url, database, domain)).unwrap();
     let mut children = Vec::new();
     let mut nodes = Vec::new();
     for i in 0..NODES {
@@ -176,17 +129,34 @@ async fn run(redis: &Redis, domain: &str, kill: bool) {
 
     let ops = std::env::var("CALLGATE_CLUSTER_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
     let book = Arc::new(Mutex::new(Book::new(LIMIT, INBOUND_RESERVE)));
+    // Across the Redis restart: a lease taken (and acknowledged) before it, held to the end.
+    let mut kept = None;
+    if fault == Fault::RestartRedis {
+        let body = serde_json::json!({ "flow": "in", "key": "held-across-restart" });
+        let resp = http.post(format!("{}/v1/acquire", nodes[0])).json(&body).send().await.unwrap();
+        let at = now_us();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["decision"], "granted", "{v}");
+        book.lock().unwrap().grant(&v["lease"], at);
+        kept = v["lease"]["id"].as_str().map(str::to_string);
+    }
     let clients: Vec<_> = (0..CLIENTS)
         .map(|n| {
             let c = Client::new(http.clone(), nodes.clone(), book.clone(), n as usize % NODES);
             tokio::spawn(run_client(c, n, ops))
         })
         .collect();
+    // Mid-run: once the clients have seen 300 grants (or they are done).
+    while fault != Fault::None && book.lock().unwrap().granted < 300 && !clients.iter().all(|c| c.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if fault == Fault::RestartRedis {
+        let port = redis.port;
+        redis.kill();
+        *redis = Redis::start_on(port).await;
+        eprintln!("cluster: restarted Redis empty at {} grants", book.lock().unwrap().granted);
+    }
     if kill {
-        // Mid-run: once the clients have seen 300 grants (or they are done).
-        while book.lock().unwrap().granted < 300 && !clients.iter().all(|c| c.is_finished()) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         children[holder].start_kill().unwrap();
         let _ = children[holder].wait().await;
         alive[holder] = false;
@@ -225,23 +195,47 @@ async fn run(redis: &Redis, domain: &str, kill: bool) {
         assert!(pool["used"].as_u64().unwrap() <= LIMIT as u64, "node {i}'s count: {pool}");
         used.push(pool["used"].clone());
     }
+    // No acknowledged lease is lost (across a Redis restart: re-asserted from PostgreSQL):
+    // every lease a client holds still is held.
+    let held = book.lock().unwrap().held_at(now_us() + 5_000_000);
+    let page: Value = http.get(format!("{base}/v1/leases?limit=1000")).send().await.unwrap().json().await.unwrap();
+    let listed: std::collections::HashSet<&str> =
+        page["leases"].as_array().unwrap().iter().filter_map(|l| l["id"].as_str()).collect();
+    let lost: Vec<&String> = held.iter().filter(|id| !listed.contains(id.as_str())).collect();
+    assert!(lost.is_empty(), "acknowledged leases lost: {lost:?} (held {held:?})");
+    if let Some(id) = &kept {
+        assert!(listed.contains(id.as_str()), "the lease taken before Redis restarted is held after it");
+    }
     for mut child in children {
         let _ = child.start_kill();
     }
 
     let book = book.lock().unwrap();
     let (bad, _) = book.violations();
-    eprintln!("{} ({domain}, {NODES} nodes{})", book.summary(CLIENTS), if kill { ", one killed" } else { "" });
+    let what = match fault {
+        Fault::None => "",
+        Fault::KillDutyHolder => ", one killed",
+        Fault::RestartRedis => ", Redis restarted",
+    };
+    eprintln!("{} ({domain}, {NODES} nodes{what}, {} leases held at the end)", book.summary(CLIENTS), held.len());
+    if fault == Fault::RestartRedis {
+        assert!(book.unavailable > 0, "admission paused while Redis was empty");
+        assert_eq!(book.without_retry_after, 0, "every 503 says when to come back");
+    } else {
+        assert_eq!(book.unavailable, 0, "no 503 without a fault of the ledger");
+    }
     assert!(bad.is_empty(), "over-admission: (time µs, leases, outbound) {:?}", &bad[..bad.len().min(10)]);
     assert!(book.leases.len() > 200 && book.rejected > 0 && book.queued > 0, "the pool was contended");
     assert!(used.windows(2).all(|w| w[0] == w[1]), "the nodes agree on the pool's use: {used:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_never_hold_more_than_the_pool_also_when_one_is_killed() {
-    let redis = Redis::start().await;
-    run(&redis, "oracle-1", false).await;
-    run(&redis, "oracle-2", true).await;
+async fn three_nodes_never_hold_more_than_the_pool_also_when_one_is_killed_or_redis_restarts() {
+    let mut redis = Redis::start().await;
+    run(&mut redis, None, "oracle-1", Fault::None).await;
+    run(&mut redis, None, "oracle-2", Fault::KillDutyHolder).await;
+    let db = TestDb::new("cluster_oracle");
+    run(&mut redis, Some(&db.url), "oracle-3", Fault::RestartRedis).await;
 }
 
 /// Starts `n` nodes on `domain` of `redis`, with `limit` slots in the pool; the nodes'
@@ -347,7 +341,7 @@ async fn without_redis_admission_fails_closed_and_says_so() {
     assert_eq!(acquire("before").await.status(), 200);
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
 
-    let port = redis.port();
+    let port = redis.port;
     redis.kill();
     let refused = acquire("during").await;
     assert_eq!(refused.status(), 503);

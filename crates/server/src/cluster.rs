@@ -24,10 +24,11 @@
 //! next node to ask takes it, within about six seconds. A holder that cannot renew stops
 //! its duties once its lease may have run out, before anyone else can take it. The
 //! ledger enforces it too: the sweep, a reconciliation's repair and an alert's limit
-//! change carry the lease's
-//! fencing token ([`Duties::fence`], `Command::Fenced`), and the Redis script runs them
-//! only while the lease is held with that token, so a former holder that was paused past
-//! its lease changes nothing once another node took over.
+//! change carry the lease's fencing token ([`Duties::fence`], `Command::Fenced`), and the
+//! Redis script runs them only while the lease is held with that token, so a former holder
+//! that was paused past its lease changes nothing once another node took over. Each
+//! campaign's pacing is a duty of its own, with a lease per campaign (with `[storage]
+//! database`, where every node shares the campaigns: `crate::campaign::Pacing`).
 //!
 //! **Cap sources.** Each node's governor keeps its own cap sources (adaptive, cooldown,
 //! alerts' caps) and hands its cap of a pool to the ledger as *its* cap: Redis keeps every
@@ -43,9 +44,10 @@
 //! requests notices too: the duty loop reads the ledger every second ([`RedisLedger::check`]),
 //! which also clears the failure once Redis answers again. A Redis that restarted empty
 //! holds no ledger for the domain: commands keep failing (the script finds no spec)
-//! rather than admit against an empty ledger, until the ledger is restored. Re-asserting
-//! the acknowledged live leases from PostgreSQL is not built yet: a node restarted then
-//! opens a new, empty ledger.
+//! rather than admit against an empty ledger. With `[storage] database` every node
+//! re-asserts the acknowledged live leases and waiting tickets from PostgreSQL (the first
+//! one's call restores the domain; see `restore`), and admission resumes. Without it
+//! nothing can rebuild the ledger: a node restarted then opens a new, empty one.
 //!
 //! **PostgreSQL** (`[storage] database`): see [`durable`].
 

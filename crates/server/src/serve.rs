@@ -281,6 +281,12 @@ impl Server {
             leads,
             clock,
             suppressions,
+            // With a shared database every node knows every campaign: each is paced by
+            // one node at a time (`campaign::pacing`). Without one, each node dials its own.
+            match (&cluster, &postgres) {
+                (Some(c), Some(_)) => crate::campaign::Pacing::cluster(c.ledger.clone(), node.clone()),
+                _ => crate::campaign::Pacing::alone(),
+            },
         )
         .await
         .map_err(|e| ServeError(format!("campaigns: {e}")))?;

@@ -3,7 +3,9 @@
 //! by the nodes. Real stores only: a private
 //! `redis-server` on a free port, and either a uniquely named database on the machine's
 //! PostgreSQL (dropped at the end) or a private PostgreSQL that the test stops as a crash
-//! would.
+//! would. Also each campaign paced by one node at a time (`crate::campaign::pacing`): what
+//! another node changes (leads, state, new campaigns) reaches the pacer, and a pacer that
+//! loses its lease stops dialing.
 
 #[path = "support/private.rs"]
 mod private;
@@ -412,5 +414,143 @@ async fn a_number_listed_through_one_node_is_never_dialed_by_another() {
     assert!(a.server().campaigns.suppressions().check(None, "+13125550201").is_some(), "listed by the hook");
 
     b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+/// A simulated campaign for [`config`]: two calls at once, short calls, quick retries.
+const SIM: &str = r#"
+[[campaigns]]
+name = "sim"
+flow = "out"
+simulate = { ring_time = "2ms", talk_min = "20ms", talk_mean = "40ms", talk_max = "80ms", failure_rate = 0, seed = 3 }
+window = { start = "00:00", end = "24:00" }
+retry = { busy = "10ms", no_answer = "10ms", voicemail = "10ms", failed = "10ms", max_attempts = 2 }
+calls_per_second = 50
+max_concurrency = 2
+start = true
+"#;
+
+async fn campaign(t: &TestServer) -> serde_json::Value {
+    let (s, v) = t.get("/v1/campaigns/sim").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_paces_a_campaign_and_follows_what_another_node_changes() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_pace");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-pace"));
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    // One node paces it (the first to ask), and both name that node.
+    eventually("one node paces the campaign", secs(20), || async {
+        let (pa, pb) = (campaign(&a).await["pacer"].clone(), campaign(&b).await["pacer"].clone());
+        pa["here"] != pb["here"] && pa["node"] == pb["node"] && pa["node"].is_string()
+    })
+    .await;
+    let (pacer, other) = if campaign(&a).await["pacer"]["here"] == true { (&a, &b) } else { (&b, &a) };
+    assert!(pacer.metrics().await.contains("callgate_campaign_paced_here{campaign=\"sim\"} 1"));
+    assert!(other.metrics().await.contains("callgate_campaign_paced_here{campaign=\"sim\"} 0"));
+
+    // Leads imported through the node that does not pace it are dialed by the pacer.
+    let leads: Vec<serde_json::Value> = (0..40).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
+    let (s, r) = other.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(40)), "{r}");
+    eventually("the pacer dials them", secs(30), || async { campaign(pacer).await["attempts"].as_u64() >= Some(5) })
+        .await;
+    assert_eq!(campaign(other).await["live"], 0, "the other node dials nothing");
+
+    // Paused through the other node: the pacer follows and dials nothing more.
+    let (s, v) = other.post("/v1/campaigns/sim/pause", json!({})).await;
+    assert_eq!((s, &v["state"]), (StatusCode::OK, &json!("paused")), "{v}");
+    eventually("the pacer follows the pause", secs(20), || async { campaign(pacer).await["state"] == "paused" }).await;
+    let dialer = &pacer.server().app.campaigns;
+    dialer.settle().await;
+    eventually("its calls end", secs(20), || async { campaign(pacer).await["live"] == 0 }).await;
+    let attempts = campaign(pacer).await["attempts"].clone();
+    dialer.settle().await;
+    let v = campaign(pacer).await;
+    assert_eq!(v["attempts"], attempts, "nothing dialed while paused: {v}");
+    assert!(v["leads"]["pending"].as_u64() > Some(0), "leads are left: {v}");
+
+    // Resumed through the other node: the pacer finishes the campaign, one node dialing.
+    let (s, _) = other.post("/v1/campaigns/sim/resume", json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the pacer finishes the campaign", secs(60), || async { campaign(pacer).await["finished"] == true })
+        .await;
+    let v = campaign(other).await;
+    assert_eq!((v["finished"].clone(), v["leads"]["total"].clone()), (json!(true), json!(40)), "{v}");
+
+    // A campaign created through one node while both run is taken in by the other, and
+    // one of them paces it.
+    let body = json!({ "name": "api-made", "flow": "out", "simulate": {} });
+    let (s, v) = other.post("/v1/campaigns", body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    eventually("the other node takes it in", secs(30), || async {
+        pacer.get("/v1/campaigns/api-made").await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("one node paces it", secs(20), || async {
+        let (pa, pb) = (
+            pacer.get("/v1/campaigns/api-made").await.1["pacer"].clone(),
+            other.get("/v1/campaigns/api-made").await.1["pacer"].clone(),
+        );
+        pa["here"] != pb["here"] && pa["node"] == pb["node"] && pa["node"].is_string()
+    })
+    .await;
+    b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+/// `redis-cli` on `port` with `args`; its output, trimmed.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (it comes with redis-server)");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacer_that_loses_its_lease_stops_dialing_and_takes_the_campaign_back_with_a_new_token() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_fence");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-fence"));
+    let a = TestServer::start(&toml).await;
+    eventually("the node paces the campaign", secs(20), || async { campaign(&a).await["pacer"]["here"] == true }).await;
+    let token = campaign(&a).await["pacer"]["token"].as_u64().expect("a token");
+    let leads: Vec<serde_json::Value> = (0..30).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
+    let (s, r) = a.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(30)), "{r}");
+    eventually("it dials", secs(30), || async { campaign(&a).await["attempts"].as_u64() >= Some(3) }).await;
+
+    // Another holder takes the lease (as a node would once this one's had run out): the
+    // renewal finds it, and the node stops dialing.
+    let key = "{cg:pgwire-fence}:duty:campaign:sim";
+    assert_eq!(redis_cli(redis.port, &["SET", key, "intruder|1000", "PX", "600000"]), "OK");
+    eventually("the node gives the campaign up", secs(20), || async {
+        let v = campaign(&a).await;
+        v["pacer"]["here"] == false && v["pacer"]["node"] == "intruder" && v["pacer"]["token"] == 1000
+    })
+    .await;
+    let dialer = &a.server().app.campaigns;
+    dialer.settle().await;
+    eventually("its calls end", secs(20), || async { campaign(&a).await["live"] == 0 }).await;
+    let attempts = campaign(&a).await["attempts"].clone();
+    dialer.settle().await;
+    let v = campaign(&a).await;
+    assert_eq!(v["attempts"], attempts, "nothing dialed without the lease: {v}");
+    assert!(v["leads"]["pending"].as_u64() > Some(0), "leads are left: {v}");
+
+    // The holder is gone: the node takes the campaign back, with a larger token, and
+    // finishes it.
+    assert_eq!(redis_cli(redis.port, &["DEL", key]), "1");
+    eventually("the node paces the campaign again", secs(20), || async { campaign(&a).await["pacer"]["here"] == true })
+        .await;
+    assert!(campaign(&a).await["pacer"]["token"].as_u64() > Some(token), "a new holder, a larger token");
+    eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
     a.server.unwrap().stop().await;
 }

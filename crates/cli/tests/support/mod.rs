@@ -24,7 +24,8 @@ pub async fn start_with_env(config: &Path, data: &Path, env: &[(&str, &str)]) ->
         .arg(config)
         .arg("--data-dir")
         .arg(data)
-        .env("RUST_LOG", "warn")
+        // `CALLGATE_TEST_LOGS=info` (a `RUST_LOG` filter) shows the nodes' logs.
+        .env("RUST_LOG", std::env::var("CALLGATE_TEST_LOGS").unwrap_or_else(|_| "warn".into()))
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -41,6 +42,31 @@ pub async fn start_with_env(config: &Path, data: &Path, env: &[(&str, &str)]) ->
     .await
     .expect("callgate starts");
     // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let show = std::env::var_os("CALLGATE_TEST_LOGS").is_some();
+    let node = addr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if show {
+                eprintln!("[{node}] {line}");
+            }
+        }
+    });
     (child, addr)
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after `within`. A bound
+/// against hanging, not a timing claim.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let tries = within.as_millis() / 100;
+    for _ in 0..tries {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {within:?}: {what}");
 }

@@ -48,11 +48,25 @@ pub struct Book {
     pub queued: u64,
     pub rejected: u64,
     pub released: u64,
+    /// Answers 503 (the ledger unavailable: Redis restarted), each retried.
+    pub unavailable: u64,
+    /// Of those, answers without `Retry-After`.
+    pub without_retry_after: u64,
 }
 
 impl Book {
     pub fn new(limit: usize, reserve: usize) -> Book {
-        Book { limit, reserve, leases: HashMap::new(), granted: 0, queued: 0, rejected: 0, released: 0 }
+        Book {
+            limit,
+            reserve,
+            leases: HashMap::new(),
+            granted: 0,
+            queued: 0,
+            rejected: 0,
+            released: 0,
+            unavailable: 0,
+            without_retry_after: 0,
+        }
     }
 
     pub fn grant(&mut self, lease: &Value, at: u64) {
@@ -99,17 +113,31 @@ impl Book {
         (bad, peak)
     }
 
+    /// Leases granted and never released whose `expires_at_ms` is after `now_us`: what
+    /// the server must still hold.
+    pub fn held_at(&self, now_us: u64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .leases
+            .iter()
+            .filter(|(_, s)| s.released_us.is_none() && s.expires_us > now_us)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// One line for the test's output.
     pub fn summary(&self, clients: u64) -> String {
         let (bad, peak) = self.violations();
         format!(
             "oracle: {clients} clients, {} grants seen ({} lease ids), {} queued, {} rejected, {} releases sent; \
-             peak {peak} leases at once (limit {}); {} violations",
+             {} answers 503 (retried); peak {peak} leases at once (limit {}); {} violations",
             self.granted,
             self.leases.len(),
             self.queued,
             self.rejected,
             self.released,
+            self.unavailable,
             self.limit,
             bad.len()
         )
@@ -144,16 +172,33 @@ impl Client {
     }
 
     /// Sends `make(base)` to the next node, and on to the others while a node does not
-    /// answer at all (killed); `None` when none answers.
+    /// answer at all (killed); `None` when none answers. A 503 (the shared ledger is
+    /// unavailable: Redis restarted) is retried after a second (the `Retry-After` callgate sends),
+    /// as a client should, for up to two minutes. Every request is safe to repeat: acquires
+    /// carry keys, releases and cancels free once.
     async fn send(&self, make: impl Fn(&str) -> reqwest::RequestBuilder) -> Option<reqwest::Response> {
+        for _ in 0..120 {
+            let resp = self.send_once(&make).await?;
+            if resp.status() != 503 {
+                return Some(resp);
+            }
+            let after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            {
+                let mut book = self.book.lock().unwrap();
+                book.unavailable += 1;
+                book.without_retry_after += u64::from(after.is_none());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        panic!("the nodes answered 503 for two minutes");
+    }
+
+    async fn send_once(&self, make: &impl Fn(&str) -> reqwest::RequestBuilder) -> Option<reqwest::Response> {
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.nodes.len() {
             let base = &self.nodes[(first + i) % self.nodes.len()];
-            match make(base).send().await {
-                Ok(resp) => return Some(resp),
-                // Every request is safe to repeat: acquires carry keys, releases and
-                // cancels free once.
-                Err(_) => continue,
+            if let Ok(resp) = make(base).send().await {
+                return Some(resp);
             }
         }
         None

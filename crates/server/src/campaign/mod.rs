@@ -73,11 +73,13 @@
 //!   promised time, and the dial that settles one settles both.
 
 pub mod cli;
+mod pacing;
 mod run;
 pub mod suppress;
 mod view;
 
 pub use crate::bus::ProviderUpdate;
+pub use pacing::{Pacer, Pacing};
 pub use suppress::Suppressions;
 pub use view::{
     config_from_json, config_json, CampaignBrief, CampaignProvider, CampaignView, ImportReport, LeadCounts,
@@ -388,6 +390,8 @@ pub struct Campaigns {
     /// A seam for tests: awaited after a lead is picked and first checked, before its
     /// lease is asked for (see [`Campaigns::set_pick_hook`]).
     pick_hook: Mutex<Option<PickHook>>,
+    /// Which campaigns this node paces (all of them, but in a cluster with a database).
+    pacing: Arc<Pacing>,
 }
 
 /// What [`Campaigns::set_pick_hook`] runs, with the picked lead's number.
@@ -438,6 +442,7 @@ impl Campaigns {
         store: Arc<dyn Leads>,
         clock: Arc<dyn Clock>,
         suppressions: Arc<Suppressions>,
+        pacing: Pacing,
     ) -> Result<Arc<Campaigns>, String> {
         let (events, events_rx) = mpsc::unbounded_channel();
         let campaigns = Arc::new(Campaigns {
@@ -458,6 +463,7 @@ impl Campaigns {
             callbacks: Mutex::new(None),
             suppressions,
             pick_hook: Mutex::new(None),
+            pacing: Arc::new(pacing),
         });
         let now = campaigns.now();
         // The file's campaigns: their settings follow the file; their state (paused,
@@ -514,7 +520,11 @@ impl Campaigns {
         }
         campaigns.sort();
         campaigns.set_callback_book(Arc::new(JournalBook::new(governor)));
-        campaigns.recover().await?;
+        // In a cluster each campaign's pacer resolves what its earlier pacers left open
+        // (`pacing`): other nodes may be placing calls right now.
+        if !campaigns.pacing.clustered() {
+            campaigns.recover().await?;
+        }
         campaigns.spawn_tasks();
         Ok(campaigns)
     }
@@ -1114,6 +1124,9 @@ impl Campaigns {
                 r.dialer.shutdown();
             }
         }
+        // Its campaigns go to other nodes at once rather than after the leases' TTL.
+        let pacing = self.pacing.clone();
+        let _ = tokio::task::spawn_blocking(move || pacing.release_all()).await;
         self.store.close();
     }
 }

@@ -82,6 +82,10 @@ impl Campaigns {
         let mut tasks = Vec::new();
         let me = self.clone();
         tasks.push(tokio::spawn(async move { me.pace().await }));
+        if self.pacing.clustered() {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.pace_duties().await }));
+        }
         if let Some(mut rx) = self.events_rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let me = self.clone();
             tasks.push(tokio::spawn(async move {
@@ -224,6 +228,10 @@ impl Campaigns {
         for i in order {
             let rt = &mut inner.list[i];
             if rt.state != State::Running || rt.blocked || rt.unavailable.is_some() {
+                continue;
+            }
+            // In a cluster, another node may pace it (see `pacing`).
+            if !self.pacing.paces(&rt.name, now) {
                 continue;
             }
             if Self::cap_of(&inner.scheduled, rt).is_some_and(|m| rt.live >= m) {
@@ -403,6 +411,12 @@ impl Campaigns {
             }
             return;
         }
+        // This node still paces the campaign (its lease may have run out meanwhile).
+        if !self.paces(&c.campaign) {
+            self.unclaim_pools(&c.pools);
+            self.give_back(&c.campaign, c.lead, false);
+            return;
+        }
         let class = row.class.clone().filter(|_| row.warm).unwrap_or(c.class.clone());
         let attempt = self.store.next_attempt_id();
         let key = format!("dial:{}:{attempt}", c.campaign);
@@ -438,6 +452,13 @@ impl Campaigns {
         // task ends before that, the lease goes back.
         let guard: Option<LeaseGuard> = Some(LeaseGuard::new(self.governor.clone(), lease.id));
         let number = c.lead.attempts + 1;
+        if !self.paces(&c.campaign) {
+            if let Some(guard) = guard {
+                let _ = guard.release().await;
+            }
+            self.give_back(&c.campaign, c.lead, false);
+            return;
+        }
         // The attempt is on disk before the call is placed, and only if the lead is still
         // what was read: a callback taken since is dialed as itself.
         let begin = self
@@ -498,7 +519,7 @@ impl Campaigns {
             lease: lease.id.to_string(),
             caller_index: c.caller_index,
         };
-        // The last check, with nothing awaited between it and placing the call but the
+        // The last checks, with nothing awaited between them and placing the call but the
         // catch-up with the lists' store: a number added to a list at any moment before
         // (also between the pick and now, also through another node) is never dialed. The
         // attempt ends `suppressed` (it does not count) and its lease goes back; when the
@@ -507,6 +528,13 @@ impl Campaigns {
             tracing::error!(error = %e.message, "Cannot read the suppression lists; the call is not placed");
             let reason = Some(format!("the suppression lists cannot be read: {}", e.message));
             self.finish(attempt, Ended { outcome: Outcome::Failed, reason, talk_ms: None, cost: None }).await;
+            return;
+        }
+        // The last look at the pacing lease, with nothing awaited between it and placing
+        // the call: a node that lost the campaign (its lease may have run out) gives the
+        // attempt back uncounted instead; the new pacer dials the lead.
+        if !self.paces(&c.campaign) {
+            self.unplaced(attempt, &c).await;
             return;
         }
         let hit = self.suppressions.check(c.dnc_lists.as_deref(), &row.phone);
@@ -670,6 +698,24 @@ impl Campaigns {
                 tracing::error!(error = %e, "Cannot record a suppressed lead");
                 self.give_back(&c.campaign, c.lead, true);
             }
+        }
+    }
+
+    /// An attempt recorded but not placed (this node no longer paces its campaign): it
+    /// ends uncounted, as a refusal does, its lease goes back, and the lead is pending
+    /// again for the campaign's pacer.
+    async fn unplaced(&self, attempt: u64, c: &Claim) {
+        let now = self.now();
+        let Some(active) = self.lock().active.remove(&attempt) else { return };
+        if let Err(e) = self.store.write(vec![LeadOp::Refused { id: attempt, at: now, next_at: now }]).await {
+            tracing::error!(error = %e, attempt, "Cannot give back an attempt not placed");
+        }
+        if let Some(id) = active.lease {
+            let _ = self.governor.release(id).await;
+        }
+        let mut inner = self.lock();
+        if let Some(rt) = inner.list.iter_mut().find(|r| r.name == c.campaign) {
+            rt.live = rt.live.saturating_sub(1);
         }
     }
 
@@ -958,7 +1004,7 @@ impl Campaigns {
                 inner
                     .list
                     .iter()
-                    .filter(|r| r.cfg.callbacks && r.state != State::Stopped)
+                    .filter(|r| r.cfg.callbacks && r.state != State::Stopped && self.pacing.paces(&r.name, now))
                     .find(|r| r.routes.iter().any(|route| route.provider == cb.provider || route.pool.is_none()))
                     .map(|r| (r.name.clone(), r.callback_class.clone(), r.tz))
             };
@@ -1024,138 +1070,25 @@ impl Campaigns {
     }
 
     /// Resolves the attempts a previous run left open, and frees dial leases that no open
-    /// attempt holds. Runs before the loop starts.
-    pub(super) async fn recover(&self) -> Result<(), String> {
+    /// attempt holds. Runs before the loop starts (on one node alone; in cluster mode each
+    /// campaign's new pacer resolves its campaign's, see `pacing`).
+    pub(super) async fn recover(self: &Arc<Self>) -> Result<(), String> {
         let open = self.store.open_attempts().map_err(|e| e.to_string())?;
-        let live: FxHashMap<String, LeaseId> = self
-            .governor
-            .leases(None)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|l| Some((l.key.as_deref()?.to_string(), l.id)))
-            .collect();
+        let live: FxHashMap<String, LeaseId> = self.dial_leases().into_iter().map(|(k, id, _)| (k, id)).collect();
         let mut kept: std::collections::HashSet<LeaseId> = std::collections::HashSet::new();
         let mut resolved = (0usize, 0usize, 0usize);
         for a in open {
-            let now = self.now();
-            let key = format!("dial:{}:{}", a.campaign, a.id);
-            let lease = live.get(&key).copied();
-            let (dialer, lead) = {
-                let inner = self.lock();
-                let rt = inner.list.iter().find(|r| r.name == a.campaign);
-                let dialer =
-                    rt.and_then(|rt| rt.routes.iter().find(|r| r.provider == a.provider)).map(|r| r.dialer.clone());
-                (dialer, rt.map(|rt| rt.tz))
-            };
-            let row = self.store.lead(a.lead_id).ok().flatten();
-            let (Some(row), Some(default_tz)) = (row, lead) else { continue };
-            let tz = row.timezone.parse().unwrap_or(default_tz);
-            let lead_key = Lead {
-                id: row.id,
-                tz,
-                score: row.score,
-                attempts: a.number.saturating_sub(1),
-                warm: row.warm,
-                not_before: 0,
-            };
-            let call = PlaceCall {
-                attempt: a.id,
-                campaign: a.campaign.clone(),
-                lead_id: row.id,
-                phone: row.phone.clone(),
-                name: row.name.clone(),
-                vars: None,
-                lease: a.lease.clone().unwrap_or_default(),
-                caller_index: 0,
-            };
-            // What the provider knows of this attempt's call.
-            let mut asked = false;
-            let call_id = match (&a.call_id, &dialer) {
-                (Some(id), _) => Some(id.clone()),
-                (None, Some(d)) => match d.find(&call, a.placed_at).await {
-                    Ok(found) => {
-                        asked = true;
-                        if let Some(id) = &found {
-                            // Found by the metadata the call echoes: recorded, so a later
-                            // restart need not ask again (written before any end of it).
-                            drop(self.store.write(vec![LeadOp::Placed { id: a.id, call_id: id.clone() }]));
-                        }
-                        found
-                    }
-                    Err(e) => {
-                        tracing::warn!(attempt = a.id, error = %e, "Cannot ask the provider about an open attempt");
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            let state = match (&call_id, &dialer) {
-                (Some(id), Some(d)) => d.status(id).await.unwrap_or(CallState::Unknown),
-                _ => CallState::Unknown,
-            };
-            let active = Active {
-                campaign: a.campaign.clone(),
-                lead: lead_key,
-                number: a.number,
-                provider: a.provider.clone(),
-                lease,
-                call_id: call_id.clone(),
-                answered: a.answered_at.is_some(),
-                answerer: None,
-            };
-            let inner_insert = |active: Active| {
-                let mut inner = self.lock();
-                if let Some(c) = &active.call_id {
-                    inner.by_call.insert(by_call_key(&active.provider, c), a.id);
-                }
-                if let Some(rt) = inner.list.iter_mut().find(|r| r.name == active.campaign) {
-                    rt.live += 1;
-                }
-                inner.active.insert(a.id, active);
-            };
-            match (call_id.is_some(), state) {
-                (true, CallState::Ringing | CallState::Live | CallState::Answered(_)) => {
-                    // Still live on the platform: follow it to its end.
+            let lease = live.get(&format!("dial:{}:{}", a.campaign, a.id)).copied();
+            match self.resolve_open(a, lease, None).await {
+                Resolved::Following => {
                     if let Some(l) = lease {
                         kept.insert(l);
                     }
-                    inner_insert(active);
                     resolved.0 += 1;
                 }
-                (true, CallState::Ended(e)) => {
-                    inner_insert(active);
-                    self.finish(a.id, e).await;
-                    resolved.1 += 1;
-                }
-                (false, _) if asked && dialer.as_ref().is_some_and(|d| d.poll_every().is_some()) => {
-                    // The provider answered and has no call for it: never placed. The
-                    // attempt does not count; the lead is dialed again.
-                    if let Some(l) = lease {
-                        let _ = self.governor.release(l).await;
-                    }
-                    let _ = self.store.write(vec![LeadOp::Refused { id: a.id, at: now, next_at: now }]).await;
-                    let mut inner = self.lock();
-                    if let Some(rt) = inner.list.iter_mut().find(|r| r.name == a.campaign) {
-                        rt.sched.insert(lead_key, &rt.calendar, now);
-                    }
-                    resolved.2 += 1;
-                }
-                _ => {
-                    // Nobody can say (the simulator's calls died with the process, or the
-                    // provider could not be asked): interrupted, counted, retried later.
-                    inner_insert(active);
-                    self.finish(
-                        a.id,
-                        Ended {
-                            outcome: Outcome::Interrupted,
-                            reason: Some("callgate restarted".into()),
-                            talk_ms: None,
-                            cost: None,
-                        },
-                    )
-                    .await;
-                    resolved.1 += 1;
-                }
+                Resolved::Ended => resolved.1 += 1,
+                Resolved::NeverPlaced => resolved.2 += 1,
+                Resolved::Deferred | Resolved::Unknown => {}
             }
         }
         // Dial leases that no attempt holds (a crash between the grant and the record).
@@ -1190,6 +1123,170 @@ impl Campaigns {
             );
         }
         Ok(())
+    }
+}
+
+/// What became of an attempt left open.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Resolved {
+    /// Its call is still live: followed to its end.
+    Following,
+    /// Ended (as the provider says, or `interrupted` when nobody can say).
+    Ended,
+    /// The provider has no call for it: given back, uncounted.
+    NeverPlaced,
+    /// Too young to say (its node may still be placing it): counted as live and looked at
+    /// again once any placing must have finished.
+    Deferred,
+    /// Its lead or campaign is unknown here: left alone.
+    Unknown,
+}
+
+impl Campaigns {
+    /// The live dial leases (`dial:` keys): key, id and when granted.
+    pub(super) fn dial_leases(&self) -> Vec<(String, LeaseId, u64)> {
+        self.governor
+            .leases(None)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|l| {
+                let key = l.key.as_deref()?;
+                key.starts_with("dial:").then(|| (key.to_string(), l.id, l.granted_at_ms))
+            })
+            .collect()
+    }
+
+    /// Resolves one attempt a stopped run (or a dead node) left open, holding `lease`: asks
+    /// the provider what became of its call. With `young_until`, an attempt the provider
+    /// has no call for (or cannot say about) is not given back before that time: it is
+    /// counted as live meanwhile and resolved then (see `pacing`).
+    pub(super) async fn resolve_open(
+        self: &Arc<Self>,
+        a: callgate_store::AttemptRow,
+        lease: Option<LeaseId>,
+        young_until: Option<u64>,
+    ) -> Resolved {
+        let now = self.now();
+        let (dialer, lead) = {
+            let inner = self.lock();
+            let rt = inner.list.iter().find(|r| r.name == a.campaign);
+            let dialer =
+                rt.and_then(|rt| rt.routes.iter().find(|r| r.provider == a.provider)).map(|r| r.dialer.clone());
+            (dialer, rt.map(|rt| rt.tz))
+        };
+        let row = self.store.lead(a.lead_id).ok().flatten();
+        let (Some(row), Some(default_tz)) = (row, lead) else { return Resolved::Unknown };
+        let tz = row.timezone.parse().unwrap_or(default_tz);
+        let lead_key = Lead {
+            id: row.id,
+            tz,
+            score: row.score,
+            attempts: a.number.saturating_sub(1),
+            warm: row.warm,
+            not_before: 0,
+        };
+        let call = PlaceCall {
+            attempt: a.id,
+            campaign: a.campaign.clone(),
+            lead_id: row.id,
+            phone: row.phone.clone(),
+            name: row.name.clone(),
+            vars: None,
+            lease: a.lease.clone().unwrap_or_default(),
+            caller_index: 0,
+        };
+        // What the provider knows of this attempt's call.
+        let mut asked = false;
+        let call_id = match (&a.call_id, &dialer) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(d)) => match d.find(&call, a.placed_at).await {
+                Ok(found) => {
+                    asked = true;
+                    if let Some(id) = &found {
+                        // Found by the metadata the call echoes: recorded, so a later
+                        // restart need not ask again (written before any end of it).
+                        drop(self.store.write(vec![LeadOp::Placed { id: a.id, call_id: id.clone() }]));
+                    }
+                    found
+                }
+                Err(e) => {
+                    tracing::warn!(attempt = a.id, error = %e, "Cannot ask the provider about an open attempt");
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let state = match (&call_id, &dialer) {
+            (Some(id), Some(d)) => d.status(id).await.unwrap_or(CallState::Unknown),
+            _ => CallState::Unknown,
+        };
+        if call_id.is_none() {
+            if let Some(until) = young_until.filter(|&t| now < t) {
+                self.defer_open(a, until);
+                return Resolved::Deferred;
+            }
+        }
+        let active = Active {
+            campaign: a.campaign.clone(),
+            lead: lead_key,
+            number: a.number,
+            provider: a.provider.clone(),
+            lease,
+            call_id: call_id.clone(),
+            answered: a.answered_at.is_some(),
+            answerer: None,
+        };
+        let inner_insert = |active: Active| {
+            let mut inner = self.lock();
+            if let Some(c) = &active.call_id {
+                inner.by_call.insert(by_call_key(&active.provider, c), a.id);
+            }
+            if let Some(rt) = inner.list.iter_mut().find(|r| r.name == active.campaign) {
+                rt.live += 1;
+            }
+            inner.active.insert(a.id, active);
+        };
+        match (call_id.is_some(), state) {
+            (true, CallState::Ringing | CallState::Live | CallState::Answered(_)) => {
+                // Still live on the platform: follow it to its end.
+                inner_insert(active);
+                Resolved::Following
+            }
+            (true, CallState::Ended(e)) => {
+                inner_insert(active);
+                self.finish(a.id, e).await;
+                Resolved::Ended
+            }
+            (false, _) if asked && dialer.as_ref().is_some_and(|d| d.poll_every().is_some()) => {
+                // The provider answered and has no call for it: never placed. The
+                // attempt does not count; the lead is dialed again.
+                if let Some(l) = lease {
+                    let _ = self.governor.release(l).await;
+                }
+                let _ = self.store.write(vec![LeadOp::Refused { id: a.id, at: now, next_at: now }]).await;
+                let mut inner = self.lock();
+                if let Some(rt) = inner.list.iter_mut().find(|r| r.name == a.campaign) {
+                    rt.sched.insert(lead_key, &rt.calendar, now);
+                }
+                Resolved::NeverPlaced
+            }
+            _ => {
+                // Nobody can say (the simulator's calls died with the process, or the
+                // provider could not be asked): interrupted, counted, retried later.
+                inner_insert(active);
+                self.finish(
+                    a.id,
+                    Ended {
+                        outcome: Outcome::Interrupted,
+                        reason: Some("callgate restarted".into()),
+                        talk_ms: None,
+                        cost: None,
+                    },
+                )
+                .await;
+                Resolved::Ended
+            }
+        }
     }
 }
 

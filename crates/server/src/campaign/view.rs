@@ -108,6 +108,10 @@ pub struct CampaignView {
     pub cost_usd: f64,
     /// True when it has leads and none is left to dial.
     pub finished: bool,
+    /// Which node paces it, in cluster mode with a shared database (`null` on a single
+    /// node, which paces every campaign). `live` counts the calls this node follows:
+    /// the pacer's is the campaign's.
+    pub pacer: Option<super::Pacer>,
     /// Its settings: the fields of `[[campaigns]]`, durations as `<name>_ms` integers.
     #[schema(value_type = Object)]
     pub config: Value,
@@ -321,6 +325,7 @@ impl Campaigns {
             eta_ms,
             cost_usd: (counts.cost * 10_000.0).round() / 10_000.0,
             finished: remaining == 0 && total > 0,
+            pacer: self.pacing.pacer(name, now),
             config: config_json(&cfg),
         })
     }
@@ -379,6 +384,30 @@ impl Campaigns {
         let _ = writeln!(out, "# TYPE callgate_campaign_account_paused gauge");
         for (n, _, by_account) in &states {
             let _ = writeln!(out, "callgate_campaign_account_paused{{campaign=\"{n}\"}} {}", u8::from(*by_account));
+        }
+        if self.pacing.clustered() {
+            let now = self.now();
+            let pacers: Vec<(String, super::Pacer)> =
+                gauges.iter().filter_map(|(n, _, _)| Some((n.clone(), self.pacing.pacer(n, now)?))).collect();
+            let _ = writeln!(
+                out,
+                "# HELP callgate_campaign_paced_here 1 while this node paces the campaign (cluster mode)."
+            );
+            let _ = writeln!(out, "# TYPE callgate_campaign_paced_here gauge");
+            for (n, p) in &pacers {
+                let _ = writeln!(out, "callgate_campaign_paced_here{{campaign=\"{n}\"}} {}", u8::from(p.here));
+            }
+            let _ = writeln!(
+                out,
+                "# HELP callgate_campaign_pacer The fencing token of the node that paces the campaign, as this node last read it (cluster mode)."
+            );
+            let _ = writeln!(out, "# TYPE callgate_campaign_pacer gauge");
+            for (n, p) in &pacers {
+                if let (Some(node), Some(token)) = (&p.node, p.token) {
+                    let node = node.replace('\\', "\\\\").replace('"', "\\\"");
+                    let _ = writeln!(out, "callgate_campaign_pacer{{campaign=\"{n}\",node=\"{node}\"}} {token}");
+                }
+            }
         }
         let stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(

@@ -77,4 +77,5 @@ impl Drop for Redis {
 
 #[path = "../../../store-postgres/tests/support/mod.rs"]
 mod pg;
+#[allow(unused_imports)] // not every test binary uses both
 pub use pg::{PrivatePg, TestDb};
