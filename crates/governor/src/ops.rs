@@ -209,6 +209,11 @@ impl Governor {
         now: u64,
     ) -> Option<Answer> {
         let f = flow?;
+        // A flow behind no breaker passes without a look at its key (two reads of the
+        // ledger, round trips on Redis).
+        if !self.ops().guarded(f.index()) {
+            return None;
+        }
         if key.is_some_and(|k| self.backend.lease_by_key(k).is_some() || self.backend.ticket_by_key(k).is_some()) {
             return None;
         }

@@ -377,6 +377,12 @@ impl Ops {
         lock(&self.breakers).depends(f).to_vec()
     }
 
+    /// Whether flow `f` depends on anything behind a breaker (without, [`Ops::gate`] always
+    /// passes and changes nothing).
+    pub fn guarded(&self, f: usize) -> bool {
+        !lock(&self.breakers).depends(f).is_empty()
+    }
+
     /// Does a caller of flow `f` pass its breakers at `now`?
     pub fn gate(&self, f: usize, now: u64) -> Result<(), Blocked> {
         let (answer, transitions) = lock(&self.breakers).pass(f, now);
