@@ -75,22 +75,9 @@ lease_ttl = "1h"
     )
 }
 
-/// Whether the node at `base` says it runs the singleton duties (`None`: it did not answer).
-async fn holds_duties(http: &reqwest::Client, base: &str) -> Option<bool> {
-    let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-    let line = text.lines().find(|l| l.starts_with("callgate_cluster_duties_held "))?;
-    Some(line.ends_with(" 1"))
-}
-
 /// The nodes (by index) that hold the duties now, among `alive`.
 async fn holders(http: &reqwest::Client, nodes: &[String], alive: &[bool]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (i, base) in nodes.iter().enumerate() {
-        if alive[i] && holds_duties(http, base).await == Some(true) {
-            out.push(i);
-        }
-    }
-    out
+    support::nodes_showing(http, nodes, alive, "callgate_cluster_duties_held").await
 }
 
 /// What happens mid-run.
@@ -110,13 +97,7 @@ async fn run(redis: &mut Redis, database: Option<&str>, domain: &str, fault: Fau
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("callgate.toml");
     std::fs::write(&config_path, config_with(&redis.url, database, domain)).unwrap();
-    let mut children = Vec::new();
-    let mut nodes = Vec::new();
-    for i in 0..NODES {
-        let (child, base) = support::start(&config_path, &dir.path().join(format!("node-{i}"))).await;
-        children.push(child);
-        nodes.push(base);
-    }
+    let (mut children, nodes) = support::start_nodes(&config_path, dir.path(), NODES).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut alive = vec![true; NODES];
     // Exactly one node takes the duties (the first to ask), within a few seconds.
@@ -253,12 +234,7 @@ async fn nodes(
         .replace(&format!("reserve = {{ inbound = {INBOUND_RESERVE} }}"), "")
         .replace(r#"max_wait = "2s""#, r#"max_wait = "60s""#);
     std::fs::write(&config_path, text).unwrap();
-    let (mut children, mut bases) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let (child, base) = support::start(&config_path, &dir.path().join(format!("node-{i}"))).await;
-        children.push(child);
-        bases.push(base);
-    }
+    let (children, bases) = support::start_nodes(&config_path, dir.path(), n).await;
     (dir, children, bases)
 }
 

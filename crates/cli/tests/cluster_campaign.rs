@@ -29,22 +29,9 @@ const LEADS: usize = 500;
 const CAP: u32 = 6;
 const NODES: usize = 3;
 
-/// Whether the node at `base` says it paces campaign `big` (`None`: it did not answer).
-async fn paces(http: &reqwest::Client, base: &str) -> Option<bool> {
-    let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-    let line = text.lines().find(|l| l.starts_with("callgate_campaign_paced_here{campaign=\"big\"}"))?;
-    Some(line.ends_with(" 1"))
-}
-
 /// The live nodes (by index) that pace the campaign now.
 async fn pacers(http: &reqwest::Client, nodes: &[String], alive: &[bool]) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (i, base) in nodes.iter().enumerate() {
-        if alive[i] && paces(http, base).await == Some(true) {
-            out.push(i);
-        }
-    }
-    out
+    support::nodes_showing(http, nodes, alive, "callgate_campaign_paced_here{campaign=\"big\"}").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,13 +78,7 @@ start = true
         ),
     )
     .unwrap();
-    let mut children = Vec::new();
-    let mut nodes = Vec::new();
-    for i in 0..NODES {
-        let (child, base) = support::start(&config, &dir.path().join(format!("node-{i}"))).await;
-        children.push(child);
-        nodes.push(base);
-    }
+    let (mut children, nodes) = support::start_nodes(&config, dir.path(), NODES).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
     let mut alive = vec![true; NODES];
     eventually(Duration::from_secs(20), "one node paces the campaign", || {

@@ -32,29 +32,14 @@ pub struct Adoption {
     pub events: Vec<Event>,
 }
 
-fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
-    s.as_deref().map_or(Value::Bool(false), |s| Value::String(s.to_owned()))
-}
-
 fn adopted_json(list: &[Adopted]) -> String {
     let rows: Vec<Value> = list
         .iter()
         .map(|a| {
-            let l = &a.lease;
-            json!([
-                l.id.0,
-                opt(&l.key),
-                l.class.0,
-                l.flow.map_or(Value::Bool(false), |f| json!(f.0)),
-                spec::flat_pools(&l.pools),
-                l.granted_at,
-                l.expires_at,
-                l.ttl_ms,
-                opt(&l.meta),
-                opt(&l.owner),
-                a.ended.map_or(Value::Bool(false), |at| json!(at)),
-                a.expired
-            ])
+            let mut row = crate::reassert::lease_row(&a.lease);
+            row.push(a.ended.map_or(Value::Bool(false), |at| json!(at)));
+            row.push(json!(a.expired));
+            Value::Array(row)
         })
         .collect();
     Value::Array(rows).to_string()

@@ -24,29 +24,29 @@ pub struct Reassert {
     pub limits: Vec<(PoolId, u32)>,
 }
 
-fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
+pub(crate) fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
     s.as_deref().map_or(Value::Bool(false), |s| Value::String(s.to_owned()))
 }
 
+/// A lease as the script reads it back: id, key, class, flow, pools, granted, expires, TTL,
+/// meta, owner (`false` for what is not there).
+pub(crate) fn lease_row(l: &Lease) -> Vec<Value> {
+    vec![
+        json!(l.id.0),
+        opt(&l.key),
+        json!(l.class.0),
+        l.flow.map_or(Value::Bool(false), |f| json!(f.0)),
+        json!(spec::flat_pools(&l.pools)),
+        json!(l.granted_at),
+        json!(l.expires_at),
+        json!(l.ttl_ms),
+        opt(&l.meta),
+        opt(&l.owner),
+    ]
+}
+
 fn state_json(state: &Reassert) -> String {
-    let leases: Vec<Value> = state
-        .leases
-        .iter()
-        .map(|l| {
-            json!([
-                l.id.0,
-                opt(&l.key),
-                l.class.0,
-                l.flow.map_or(Value::Bool(false), |f| json!(f.0)),
-                spec::flat_pools(&l.pools),
-                l.granted_at,
-                l.expires_at,
-                l.ttl_ms,
-                opt(&l.meta),
-                opt(&l.owner)
-            ])
-        })
-        .collect();
+    let leases: Vec<Value> = state.leases.iter().map(|l| Value::Array(lease_row(l))).collect();
     let tickets: Vec<Value> = state
         .tickets
         .iter()

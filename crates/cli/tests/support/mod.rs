@@ -70,3 +70,36 @@ where
     }
     panic!("not within {within:?}: {what}");
 }
+
+/// Starts `n` nodes of `config`, each with a data directory of its own under `dir`
+/// (`node-0`, `node-1`, …); returns the children and their base URLs, in order.
+pub async fn start_nodes(config: &Path, dir: &Path, n: usize) -> (Vec<Child>, Vec<String>) {
+    let (mut children, mut nodes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let (child, base) = start(config, &dir.join(format!("node-{i}"))).await;
+        children.push(child);
+        nodes.push(base);
+    }
+    (children, nodes)
+}
+
+/// The live nodes (by index) whose `/metrics` shows the gauge `series` (its name with its
+/// labels, as printed) at 1: which node holds the duties, paces a campaign, … A node that
+/// does not answer counts as not showing it.
+pub async fn nodes_showing(http: &reqwest::Client, nodes: &[String], alive: &[bool], series: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, base) in nodes.iter().enumerate() {
+        if alive[i] && gauge_is_one(http, base, series).await == Some(true) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Whether the node at `base` shows `series` at 1 (`None`: it did not answer, or has no
+/// such series).
+async fn gauge_is_one(http: &reqwest::Client, base: &str, series: &str) -> Option<bool> {
+    let text = http.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let line = text.lines().find(|l| l.split_once(' ').is_some_and(|(name, _)| name == series))?;
+    Some(line.ends_with(" 1"))
+}

@@ -6,10 +6,14 @@ use callgate_core::{Event, Lease, PoolUnits};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// How long an own grant counted early waits for the stream. If the stream brought it
-/// before the grant's own answer was counted (a race), it is counted twice until then;
-/// after this it is taken out again, and a stream slower than this counts it on arrival.
+/// How long an own grant counted early waits for the stream, and how long a grant the
+/// stream brought waits for this node's answer to it (the stream and a command's answer
+/// race: either may come first, and the grant counts once). After this an own grant
+/// counted early is taken out again (a stream slower than this counts it on arrival).
 pub(super) const EARLY_MS: u64 = 10_000;
+
+/// At most this many grants are remembered in each direction of that race.
+const RACE_KEPT: usize = 1_000_000;
 
 /// The shared ledger's pools as this node last saw them (from the domain's stream).
 #[derive(Debug, Default)]
@@ -20,6 +24,9 @@ pub(super) struct Seen {
     pub(super) cap: Vec<u32>,
     /// This node's grants counted before the stream brought them: id -> (when, pools).
     pub(super) early: HashMap<u64, (u64, Arc<[PoolUnits]>)>,
+    /// Grants the stream brought (any node's) in the last [`EARLY_MS`]: id -> when, so
+    /// that this node's answer to one of them does not count it again.
+    pub(super) streamed: HashMap<u64, u64>,
     /// Units of acquires whose answer was lost (Redis may have granted them), by pool.
     pub(super) doubt: Vec<u64>,
     /// When `early` was last looked through for grants that waited too long.
@@ -55,18 +62,23 @@ impl Seen {
                     self.add_units(&pools, -1);
                 }
             }
+            self.streamed.retain(|_, at| now.saturating_sub(*at) <= EARLY_MS);
         }
         for e in events {
             match e {
                 Event::Granted { lease, .. } => {
                     if own {
-                        if self.early.len() < 1_000_000
+                        if self.streamed.remove(&lease.id.0).is_none()
+                            && self.early.len() < RACE_KEPT
                             && self.early.insert(lease.id.0, (now, lease.pools.clone())).is_none()
                         {
                             self.add(lease, 1);
                         }
                     } else if self.early.remove(&lease.id.0).is_none() {
                         self.add(lease, 1);
+                        if self.streamed.len() < RACE_KEPT {
+                            self.streamed.insert(lease.id.0, now);
+                        }
                     }
                 }
                 // Own releases are counted when the stream brings them: a use seen too
@@ -122,13 +134,14 @@ mod tests {
     }
 
     #[test]
-    fn an_own_grant_the_stream_brought_first_is_counted_once_in_the_end() {
+    fn an_own_grant_the_stream_brought_first_is_counted_once() {
         let mut seen = Seen { used: vec![0], cap: vec![10], doubt: vec![0], ..Seen::default() };
         let granted = Event::Granted { lease: lease(9, 1), from_ticket: None };
         seen.apply(std::slice::from_ref(&granted), false, 1_000);
         seen.apply(std::slice::from_ref(&granted), true, 1_000);
-        assert_eq!(seen.used, vec![2], "counted twice for a while (too high is safe)");
+        assert_eq!(seen.used, vec![1], "the answer after the stream does not count it again");
         seen.apply(&[], false, 1_000 + EARLY_MS + 1);
-        assert_eq!(seen.used, vec![1], "then once");
+        assert_eq!(seen.used, vec![1], "nor does time");
+        assert!(seen.streamed.is_empty() && seen.early.is_empty(), "and nothing is kept");
     }
 }
