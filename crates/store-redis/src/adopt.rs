@@ -3,7 +3,7 @@
 //! never hands out, for the leases the node grants on its own while Redis is unreachable,
 //! and taking those leases into the ledger once Redis answers again, each exactly once.
 
-use crate::{spec, wire, RedisLedger};
+use crate::{wire, RedisLedger};
 use callgate_backend::Error;
 use callgate_core::{Event, Lease};
 use serde_json::{json, Value};
