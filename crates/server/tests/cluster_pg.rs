@@ -522,9 +522,11 @@ async fn a_pacer_that_loses_its_lease_stops_dialing_and_takes_the_campaign_back_
     let a = TestServer::start(&toml).await;
     eventually("the node paces the campaign", secs(20), || async { campaign(&a).await["pacer"]["here"] == true }).await;
     let token = campaign(&a).await["pacer"]["token"].as_u64().expect("a token");
-    let leads: Vec<serde_json::Value> = (0..30).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
+    // Enough leads that the campaign is still dialing when its lease is taken (a lead takes
+    // tens of milliseconds; the node notices within about a second).
+    let leads: Vec<serde_json::Value> = (0..300).map(|i| json!({ "phone": format!("+1213200{i:04}") })).collect();
     let (s, r) = a.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
-    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(30)), "{r}");
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(300)), "{r}");
     eventually("it dials", secs(30), || async { campaign(&a).await["attempts"].as_u64() >= Some(3) }).await;
 
     // Another holder takes the lease (as a node would once this one's had run out): the
