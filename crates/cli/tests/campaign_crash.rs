@@ -8,7 +8,7 @@ mod support;
 #[path = "../../server/tests/support/vapi_dialer.rs"]
 mod vapi_dialer;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 use vapi_dialer::{vapi_account, FakeVapi};
@@ -52,18 +52,7 @@ start = true
     let data = dir.path().join("data");
     let (mut child, base) = support::start(&config, &data).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let leads: Vec<Value> =
-        (0..LEADS).map(|i| json!({ "phone": format!("+1213{:03}{:04}", 200 + i / 10_000, i % 10_000) })).collect();
-    let r: Value = client
-        .post(format!("{base}/v1/campaigns/crash/leads"))
-        .json(&json!({ "leads": leads }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["added"], LEADS, "{r}");
+    support::import_leads(&client, &base, "crash", LEADS).await;
 
     // Kill it mid-campaign, with calls live on the account.
     for _ in 0..600 {

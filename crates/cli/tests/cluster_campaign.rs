@@ -19,7 +19,7 @@ mod private;
 mod vapi_dialer;
 
 use private::{Redis, TestDb};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 use support::eventually;
@@ -95,18 +95,7 @@ start = true
     // Imported through a node that does not pace the campaign: the pacer reads the leads
     // from PostgreSQL.
     let importer = (pacer + 1) % NODES;
-    let leads: Vec<Value> =
-        (0..LEADS).map(|i| json!({ "phone": format!("+1213{:03}{:04}", 200 + i / 10_000, i % 10_000) })).collect();
-    let r: Value = http
-        .post(format!("{}/v1/campaigns/big/leads", nodes[importer]))
-        .json(&json!({ "leads": leads }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["added"], LEADS, "{r}");
+    support::import_leads(&http, &nodes[importer], "big", LEADS).await;
 
     // The pacer is killed mid-campaign, with calls live on the account.
     for _ in 0..6000 {

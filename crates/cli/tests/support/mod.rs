@@ -83,6 +83,24 @@ pub async fn start_nodes(config: &Path, dir: &Path, n: usize) -> (Vec<Child>, Ve
     (children, nodes)
 }
 
+/// Imports `n` leads with distinct valid US numbers into `campaign` through the node at
+/// `base`, and checks that every one was added.
+pub async fn import_leads(http: &reqwest::Client, base: &str, campaign: &str, n: usize) {
+    let leads: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!({ "phone": format!("+1213{:03}{:04}", 200 + i / 10_000, i % 10_000) }))
+        .collect();
+    let r: serde_json::Value = http
+        .post(format!("{base}/v1/campaigns/{campaign}/leads"))
+        .json(&serde_json::json!({ "leads": leads }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["added"], n, "{r}");
+}
+
 /// The live nodes (by index) whose `/metrics` shows the gauge `series` (its name with its
 /// labels, as printed) at 1: which node holds the duties, paces a campaign, … A node that
 /// does not answer counts as not showing it.

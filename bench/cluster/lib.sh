@@ -1,0 +1,19 @@
+# Sourced by bench/cluster/run and bench/cluster/ab: one private Redis, and callgate nodes
+# on it, each configured from callgate.toml.in, stopped (and $tmp removed) at exit.
+# Needs $tmp (a scratch directory) set by the caller.
+port=7795
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
+
+redis_up() { # starts the Redis every node shares (nothing on disk)
+  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+  pids+=($!)
+  until redis-cli -p $port ping >/dev/null 2>&1; do sleep 0.05; done
+}
+
+node_up() { # binary domain listen-port: starts a node, returns once /healthz answers
+  sed -e "s#@REDIS@#redis://127.0.0.1:$port/#" -e "s#@DOMAIN@#$2#" bench/cluster/callgate.toml.in >"$tmp/$2.toml"
+  RUST_LOG=warn "$1" serve --config "$tmp/$2.toml" --listen "127.0.0.1:$3" --data-dir "$tmp/$2-$3" >/dev/null 2>&1 &
+  pids+=($!)
+  until curl -sf "http://127.0.0.1:$3/healthz" >/dev/null; do sleep 0.05; done
+}
