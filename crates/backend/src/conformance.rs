@@ -16,8 +16,11 @@
 //! A backend's test provides a [`Harness`]: how to open it on a clock the suite moves,
 //! how to restart it, and how to wait for a future.
 
+mod at_once;
 mod rng;
+
 use crate::{Command, Executed, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead};
+pub use at_once::differential_at_once;
 use callgate_core::clock::Clock;
 use callgate_core::clock::ManualClock;
 use callgate_core::{

@@ -2,10 +2,11 @@
 //! multiplexed tokio connection that pipelines the governor's commands), loading the
 //! function library, and reading a script's answer into the backend's health and errors.
 
+use crate::batch::Runner;
 use crate::{wire, RedisLedger, Time, SCRIPT};
 use callgate_backend::Error;
 use redis::Value;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 /// A connection whose every reply must come within [`REPLY_TIMEOUT`].
@@ -58,7 +59,7 @@ pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// after).
 pub(crate) const IDLE_CONNECTIONS: usize = 64;
 
-pub(crate) fn unavailable(e: redis::RedisError) -> Error {
+pub(crate) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::unavailable(format!("Redis: {e}")).with_source(e)
 }
 
@@ -99,7 +100,8 @@ impl RedisLedger {
     }
 
     /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",
-    /// outcome, events, now]` or `["err", code, message]`.
+    /// outcome, events, now]` (a change's outcome and events arrive packed, `"okp"`, and are
+    /// read into the same shape) or `["err", code, message]`.
     pub(crate) fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
         let fcall = self.fcall(name, args);
         let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
@@ -125,6 +127,32 @@ impl RedisLedger {
             };
         }
         self.answer(answer)
+    }
+
+    /// [`RedisLedger::call_async`] gathered into batches (see [`crate::batch`]): the
+    /// request paths' commands.
+    pub(crate) async fn call_batched(&self, name: &'static str, args: Vec<String>) -> Result<Vec<Value>, Error> {
+        let (start, reply) = self.batches.submit(name, args);
+        if start {
+            match self.multiplexed().await {
+                Ok(conn) => {
+                    let runner = Runner {
+                        batches: self.batches.clone(),
+                        conn,
+                        function: self.function.clone(),
+                        meta: self.meta.clone(),
+                        time: self.time.clone(),
+                    };
+                    tokio::spawn(runner.run());
+                }
+                Err(e) => self.batches.fail_all(e),
+            }
+        }
+        let answer = reply.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))?;
+        if answer.as_ref().is_err_and(|e| broken(e)) {
+            *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        self.answer_shared(answer)
     }
 
     /// The `FCALL` of command `name` at "now" with `args`.
@@ -164,6 +192,11 @@ impl RedisLedger {
     /// What the script answered (`["ok", outcome, events, now]` or `["err", code,
     /// message]`), or why Redis did not run it; the backend's health follows.
     pub(crate) fn answer(&self, answer: Result<Value, redis::RedisError>) -> Result<Vec<Value>, Error> {
+        self.answer_shared(answer.map_err(Arc::new))
+    }
+
+    /// [`RedisLedger::answer`], when Redis's error is shared by a batch's commands.
+    pub(crate) fn answer_shared(&self, answer: Result<Value, Arc<redis::RedisError>>) -> Result<Vec<Value>, Error> {
         let answer = match answer {
             Ok(v) => v,
             // Redis ran the script and it failed: a bug, not an outage.
@@ -184,6 +217,13 @@ impl RedisLedger {
             Some("ok") => {
                 self.succeeded();
                 Ok(parts.split_off(1))
+            }
+            // A command's outcome and events packed (MessagePack): Redis converts one
+            // string where it would walk every nested table of the answer.
+            Some("okp") if parts.len() == 4 => {
+                let (outcome, events) = (wire::unpacked(&parts[1])?, wire::unpacked(&parts[2])?);
+                self.succeeded();
+                Ok(vec![outcome, events, parts.swap_remove(3)])
             }
             Some("err") => {
                 let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();

@@ -352,13 +352,16 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   return id, l
 end
 
+local function drop_lease(l)
+  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
+  redis.call('ZREM', P .. ':x', pad(l.id))
+end
+
 local function take_lease(id)
   local l = get_lease(id)
-  if not l then
-    return nil
+  if l then
+    drop_lease(l)
   end
-  redis.call('ZREMRANGEBYSCORE', P .. ':L', id, id)
-  redis.call('ZREM', P .. ':x', pad(id))
   return l
 end
 
@@ -1166,7 +1169,8 @@ local function run()
     if owner and l.o ~= owner then
       return { 'ok', { 'O', id } }
     end
-    release(id, now)
+    drop_lease(l)
+    end_lease(l, now, false)
     return { 'ok', { 'R', lease_out(l) } }
   elseif CMD == 'renew' then
     local id = lease_ref(ARGV[3], ARGV[4])
@@ -1394,6 +1398,67 @@ local function fenced()
   return nil
 end
 
+-- The commands a batch may carry (batch.rs): the request paths'.
+local BATCHED = { acquire = true, release = true, renew = true, cancel = true, end_call = true }
+
+-- The header of a MessagePack array of n items, as cmsgpack writes it.
+local function array_header(n)
+  if n < 16 then
+    return string.char(0x90 + n), 1
+  elseif n < 65536 then
+    return string.char(0xdc, math.floor(n / 256), n % 256), 3
+  end
+  return string.char(0xdd, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256,
+    n % 256), 5
+end
+
+-- ARGV: 'batch', now, then per command the count of strings that follow (its name and
+-- arguments), its name and its arguments. Runs them one after another as single calls
+-- would run, with one clock reading, one save of the pools and one stream entry (the
+-- commands' events in order). Answers 'okb', now, and per command 'okp' with its packed
+-- outcome and events, or 'err' with code and message.
+local function batch(args)
+  local out = { 'okb', now }
+  local bodies, total = {}, 0
+  local j = 3
+  while j <= #args do
+    local n = tonumber(args[j])
+    local sub = { args[j + 1], args[2] }
+    for k = 2, n do
+      sub[k + 1] = args[j + k]
+    end
+    j = j + n + 1
+    CMD, ARGV, EV = sub[1], sub, {}
+    local result
+    if BATCHED[CMD] then
+      result = run()
+    else
+      result = fail('invalid', 'a batch carries only the request paths\' commands')
+    end
+    if result[1] == 'ok' then
+      local ev = cmsgpack.pack(EV)
+      if #EV > 0 then
+        local _, header = array_header(#EV)
+        bodies[#bodies + 1] = string.sub(ev, header + 1)
+        total = total + #EV
+      end
+      out[#out + 1] = 'okp'
+      out[#out + 1] = cmsgpack.pack(result[2])
+      out[#out + 1] = ev
+    else
+      out[#out + 1] = 'err'
+      out[#out + 1] = result[2]
+      out[#out + 1] = result[3] or result[2]
+    end
+  end
+  save_pools()
+  if total > 0 then
+    local header = array_header(total)
+    redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
+  end
+  return out
+end
+
 local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
@@ -1426,6 +1491,9 @@ local function call(keys, args)
       specs[P] = { raw = raw_spec, spec = spec }
     end
   end
+  if CMD == 'batch' then
+    return batch(args)
+  end
   if CMD == 'fenced' then
     local refused = fenced()
     if refused then
@@ -1438,9 +1506,14 @@ local function call(keys, args)
   end
   if string.sub(CMD, 1, 2) ~= 'r_' then
     save_pools()
+    -- A change answers its outcome and events packed: Redis converts a string in one step
+    -- where it walks each nested table of an answer (and looks in each for the fields of
+    -- its special replies), which cost more than the command itself.
+    local ev = cmsgpack.pack(EV)
     if #EV > 0 and CMD ~= 'open' then
-      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', cmsgpack.pack(EV), 'n', s(now))
+      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
+    return { 'okp', cmsgpack.pack(result[2]), ev, now }
   end
   return { 'ok', result[2], EV, now }
 end

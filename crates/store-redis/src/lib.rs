@@ -48,6 +48,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod adopt;
+mod batch;
 mod call;
 mod duty;
 pub mod reassert;
@@ -134,6 +135,8 @@ pub struct RedisLedger {
     waiter: Mutex<Option<redis::Connection>>,
     /// The connection the governor's commands share (see [`RedisLedger::call_async`]).
     aio: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// The request paths' commands waiting for the next batch (see [`batch`]).
+    batches: Arc<batch::Batches>,
     /// `(node, ms)`: caps are this node's, merged with the other nodes' (see
     /// [`RedisLedger::with_cap_source`]).
     cap_source: Option<(String, u64)>,
@@ -177,6 +180,7 @@ impl RedisLedger {
             failure: Mutex::new(Failure::default()),
             waiter: Mutex::new(None),
             aio: Mutex::new(None),
+            batches: Arc::default(),
             cap_source: None,
         };
         let json = spec::spec_json(spec)?;
@@ -360,7 +364,11 @@ impl LedgerBackend for RedisLedger {
     fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
         Box::pin(async move {
             let (name, args) = self.command_args(&cmd)?;
-            self.executed(self.call_async(name, &args).await?)
+            if batch::BATCHED.contains(&name) {
+                self.executed(self.call_batched(name, args).await?)
+            } else {
+                self.executed(self.call_async(name, &args).await?)
+            }
         })
     }
 

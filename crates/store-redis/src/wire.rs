@@ -315,11 +315,12 @@ fn call_end(v: &Value) -> Result<CallEnd, Error> {
 /// pools): deeper is not something the script wrote.
 const MAX_DEPTH: usize = 8;
 
-/// Decodes the MessagePack the script's `cmsgpack.pack` writes for a list of events
-/// (arrays, strings, integers, nil and booleans; no maps, no floats) into the shape of its
-/// answers, so that [`event`] reads both.
+/// Decodes the MessagePack the script's `cmsgpack.pack` writes (for a command's outcome and
+/// events, and for the event stream: arrays, strings, integers, nil and booleans; no maps)
+/// into the shape its plain answers have, so that one reader reads both. A number that is
+/// not whole reads as Redis would have returned it from Lua: truncated to an integer.
 fn unpack(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Value, Error> {
-    let broken = || Error::internal("the event stream holds an entry the ledger script did not write");
+    let broken = || Error::internal("the ledger script's MessagePack holds something it does not write");
     let mut take = |n: usize| -> Result<&[u8], Error> {
         let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or_else(broken)?;
         let out = &bytes[*at..end];
@@ -336,6 +337,15 @@ fn unpack(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Value, Error> {
         0xcc..=0xcf => {
             let n = be(take(1 << (tag - 0xcc))?);
             return i64::try_from(n).map(Value::Int).map_err(|_| broken());
+        }
+        0xca => {
+            let raw = take(4)?;
+            let f = f32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            return Ok(Value::Int(f as i64));
+        }
+        0xcb => {
+            let f = f64::from_bits(be(take(8)?));
+            return Ok(Value::Int(f as i64));
         }
         0xd0..=0xd3 => {
             let width = 1usize << (tag - 0xd0);
@@ -363,6 +373,18 @@ fn unpack(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Value, Error> {
         items.push(unpack(bytes, at, depth + 1)?);
     }
     Ok(Value::Array(items))
+}
+
+/// A value the script packed with `cmsgpack.pack` (a bulk string), read into the shape of its
+/// plain answers.
+pub(crate) fn unpacked(v: &Value) -> Result<Value, Error> {
+    let Value::BulkString(bytes) = v else { return Err(bad("packed MessagePack", v)) };
+    let mut at = 0;
+    let out = unpack(bytes, &mut at, 0)?;
+    if at != bytes.len() {
+        return Err(bad("one packed value", v));
+    }
+    Ok(out)
 }
 
 /// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n`.

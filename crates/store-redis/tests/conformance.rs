@@ -73,6 +73,15 @@ fn the_redis_backend_agrees_with_the_reference_over_random_histories() {
     }
 }
 
+#[test]
+fn commands_submitted_at_once_agree_with_the_reference_one_by_one() {
+    // A busy node submits many commands at once; the backend runs them in batches.
+    let mut h = Redis::new();
+    for seed in 0..conformance::seeds(4) {
+        conformance::differential_at_once(&mut h, seed, 60);
+    }
+}
+
 /// Reads one pool's hash (`{cg:…}:p<i>`) as Redis holds it.
 fn pool_fields(conn: &mut redis::Connection, prefix: &str, pool: usize) -> HashMap<String, i64> {
     let raw: HashMap<String, String> =

@@ -1,0 +1,183 @@
+//! The request paths' commands, gathered into batches: while a batch is in Redis, the
+//! commands that arrive wait in a queue, and the next `FCALL` carries all of them (the
+//! script's `batch` command runs them one after another, atomically, each with its own
+//! answer and events, as if they had been sent back to back). What every call of the
+//! script pays once (reading the clock and the configuration, loading and saving a pool,
+//! the stream entry, the reply) is then paid once per batch, and the node sends and reads
+//! one command where it sent many. Under light load a batch is one command and nothing
+//! waits: a command is sent at once whenever fewer than [`IN_FLIGHT`] batches are in Redis.
+//!
+//! A batch runs on a task of its own, so a caller that goes away (a client that hung up)
+//! cannot strand the others' answers; its command still runs, as one already sent would.
+
+use crate::call::library_load;
+use crate::Time;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// The commands a batch may carry (the script refuses others in a batch): the request
+/// paths', each of which touches only what its request names.
+pub(crate) const BATCHED: [&str; 5] = ["acquire", "release", "renew", "cancel", "end_call"];
+
+/// The most commands one batch carries (a batch of requests runs in well under a
+/// millisecond of Redis; others wait for the next).
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// How many batches may be in Redis at once: one being run while the next is sent.
+pub(crate) const IN_FLIGHT: usize = 2;
+
+/// What a caller gets back: the script's answer to its command (the shape of a single
+/// call's answer), or why Redis did not run the batch (shared by every command in it).
+pub(crate) type Reply = Result<Value, Arc<redis::RedisError>>;
+
+struct Job {
+    name: &'static str,
+    args: Vec<String>,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    running: usize,
+}
+
+/// The queue of commands waiting for a batch, shared with the batches' tasks.
+#[derive(Default)]
+pub(crate) struct Batches {
+    queue: Mutex<Queue>,
+}
+
+/// What a batch's task needs to run batches (owned: it outlives any one caller).
+pub(crate) struct Runner {
+    pub(crate) batches: Arc<Batches>,
+    pub(crate) conn: MultiplexedConnection,
+    pub(crate) function: String,
+    pub(crate) meta: String,
+    pub(crate) time: Time,
+}
+
+impl Batches {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues command `name` with `args`; answers whether the caller must start a batch
+    /// task (fewer than [`IN_FLIGHT`] are running), and the receiver of its reply.
+    pub(crate) fn submit(&self, name: &'static str, args: Vec<String>) -> (bool, oneshot::Receiver<Reply>) {
+        let (reply, rx) = oneshot::channel();
+        let mut q = self.queue();
+        q.jobs.push(Job { name, args, reply });
+        let start = q.running < IN_FLIGHT;
+        if start {
+            q.running += 1;
+        }
+        (start, rx)
+    }
+
+    /// A task could not be started (no connection): every queued command hears why.
+    pub(crate) fn fail_all(&self, e: redis::RedisError) {
+        let jobs = {
+            let mut q = self.queue();
+            q.running -= 1;
+            std::mem::take(&mut q.jobs)
+        };
+        let e = Arc::new(e);
+        for job in jobs {
+            let _ = job.reply.send(Err(e.clone()));
+        }
+    }
+
+    /// The next batch, or `None` (and this task counts as stopped) when nothing waits.
+    fn next(&self) -> Option<Vec<Job>> {
+        let mut q = self.queue();
+        if q.jobs.is_empty() {
+            q.running -= 1;
+            return None;
+        }
+        let n = q.jobs.len().min(MAX_BATCH);
+        Some(q.jobs.drain(..n).collect())
+    }
+}
+
+impl Runner {
+    /// Runs batches until the queue is empty.
+    pub(crate) async fn run(mut self) {
+        while let Some(jobs) = self.batches.next() {
+            let fcall = self.fcall(&jobs);
+            let mut answer = fcall.query_async::<Value>(&mut self.conn).await;
+            if answer.as_ref().is_err_and(crate::call::function_missing) {
+                // Redis restarted empty or its functions were flushed: load it again, once.
+                answer = match library_load(&self.function).query_async::<String>(&mut self.conn).await {
+                    Ok(_) => fcall.query_async(&mut self.conn).await,
+                    Err(e) if e.to_string().contains("already exists") => fcall.query_async(&mut self.conn).await,
+                    Err(e) => Err(e),
+                };
+            }
+            let broke = answer.as_ref().is_err_and(crate::call::broken);
+            deliver(jobs, answer);
+            if broke {
+                // The connection is gone: the callers drop it; what waits is sent on a new one.
+                let rest = {
+                    let mut q = self.batches.queue();
+                    q.running -= 1;
+                    std::mem::take(&mut q.jobs)
+                };
+                let e = Arc::new(redis::RedisError::from((redis::ErrorKind::IoError, "the connection broke")));
+                for job in rest {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+
+    /// `FCALL … batch now` and, per command, how many strings follow (its name and its
+    /// arguments), its name and its arguments.
+    fn fcall(&self, jobs: &[Job]) -> redis::Cmd {
+        let now = match &self.time {
+            Time::Server => String::new(),
+            Time::Clock(c) => c.now_ms().to_string(),
+        };
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&self.function).arg(1).arg(&self.meta).arg("batch").arg(now);
+        for job in jobs {
+            fcall.arg(job.args.len() + 1).arg(job.name).arg(&job.args);
+        }
+        fcall
+    }
+}
+
+/// Hands each command its part of the batch's answer: `["okb", now, (tag, a, b) per
+/// command]` becomes `[tag, a, b, now]`, the shape of a single call's answer (`okp` with
+/// the packed outcome and events, or `err` with code and message). Any other answer (the
+/// whole batch refused, as when Redis lost the domain's state) is every command's.
+fn deliver(jobs: Vec<Job>, answer: redis::RedisResult<Value>) {
+    match answer {
+        Ok(Value::Array(parts)) if is_batch(&parts, jobs.len()) => {
+            let now = parts[1].clone();
+            let mut parts = parts.into_iter().skip(2);
+            for job in jobs {
+                let mine: Vec<Value> = parts.by_ref().take(3).chain([now.clone()]).collect();
+                let _ = job.reply.send(Ok(Value::Array(mine)));
+            }
+        }
+        Ok(other) => {
+            for job in jobs {
+                let _ = job.reply.send(Ok(other.clone()));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn is_batch(parts: &[Value], n: usize) -> bool {
+    matches!(parts.first(), Some(Value::BulkString(tag)) if tag == b"okb") && parts.len() == 2 + 3 * n
+}
