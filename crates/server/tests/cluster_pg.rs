@@ -116,6 +116,62 @@ async fn a_grant_is_in_postgres_before_its_answer_and_campaigns_are_shared_by_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquires_sent_at_once_are_each_journaled_before_their_answer_and_never_over_admit() {
+    // Many requests at once: the node runs them on Redis in batches and appends each
+    // batch's events in Redis's order under one lock (crate::cluster::durable).
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgbatch");
+    let a = TestServer::start(&config(&redis.url, &db.url, "pgbatch")).await;
+    let send = |path: &'static str, body: serde_json::Value| {
+        let (client, url) = (a.client.clone(), format!("{}{path}", a.base));
+        tokio::spawn(async move {
+            let r = client.post(url).json(&body).send().await.expect("the node answers");
+            let status = r.status();
+            (status, r.json::<serde_json::Value>().await.expect("a JSON answer"))
+        })
+    };
+    let mut granted = Vec::new();
+    for round in 0..3 {
+        let calls: Vec<_> = (0..40)
+            .map(|i| (format!("r{round}-{i}"), if i % 2 == 0 { "in" } else { "out" }))
+            .map(|(key, flow)| (key.clone(), send("/v1/acquire", json!({ "flow": flow, "key": key }))))
+            .collect();
+        let mut this_round = Vec::new();
+        for (key, call) in calls {
+            let (s, v) = call.await.expect("the request task");
+            match s {
+                StatusCode::OK => this_round.push((key, v["lease"]["id"].as_str().unwrap().to_string())),
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("{key}: {other} {v}"),
+            }
+        }
+        // The pool has 3 lines: never more granted, and every one already in PostgreSQL.
+        assert_eq!(this_round.len(), 3, "round {round}: {this_round:?}");
+        let in_journal = db.query(&format!(
+            "SELECT count(*) FROM journal_leases WHERE domain = 'pgbatch' AND granted AND key LIKE 'r{round}-%'"
+        ));
+        assert_eq!(in_journal, "3", "round {round}: each answered grant is journaled");
+        assert_eq!(redis_used(&a), 3);
+        // Released at once too: each release is committed before it is answered.
+        let releases: Vec<_> = this_round
+            .iter()
+            .map(|(_, id)| {
+                let (client, url) = (a.client.clone(), format!("{}/v1/leases/{id}", a.base));
+                tokio::spawn(async move { client.delete(url).send().await.expect("the node answers").status() })
+            })
+            .collect();
+        for r in releases {
+            assert_eq!(r.await.expect("the request task"), StatusCode::OK);
+        }
+        let live = db.query("SELECT count(*) FROM journal_leases WHERE domain = 'pgbatch' AND granted");
+        assert_eq!(live, "0", "round {round}: every release is journaled before its answer");
+        granted.extend(this_round);
+    }
+    assert_eq!(granted.len(), 9);
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_postgres_stopped_acquires_answer_503_and_the_grant_is_taken_back_in_redis() {
     let redis = Redis::start().await;
     let mut pg = PrivatePg::start();

@@ -106,7 +106,7 @@ impl Runner {
     /// Runs batches until the queue is empty.
     pub(crate) async fn run(mut self) {
         while let Some(jobs) = self.batches.next() {
-            let fcall = self.fcall(&jobs);
+            let fcall = fcall(&self.function, &self.meta, &self.time, jobs.iter().map(|j| (j.name, &j.args[..])));
             let mut answer = fcall.query_async::<Value>(&mut self.conn).await;
             if answer.as_ref().is_err_and(crate::call::function_missing) {
                 // Redis restarted empty or its functions were flushed: load it again, once.
@@ -133,47 +133,51 @@ impl Runner {
             }
         }
     }
+}
 
-    /// `FCALL … batch now` and, per command, how many strings follow (its name and its
-    /// arguments), its name and its arguments.
-    fn fcall(&self, jobs: &[Job]) -> redis::Cmd {
-        let now = match &self.time {
-            Time::Server => String::new(),
-            Time::Clock(c) => c.now_ms().to_string(),
-        };
-        let mut fcall = redis::cmd("FCALL");
-        fcall.arg(&self.function).arg(1).arg(&self.meta).arg("batch").arg(now);
-        for job in jobs {
-            fcall.arg(job.args.len() + 1).arg(job.name).arg(&job.args);
-        }
-        fcall
+/// `FCALL … batch now` and, per command, how many strings follow (its name and its
+/// arguments), its name and its arguments.
+pub(crate) fn fcall<'a>(
+    function: &str,
+    meta: &str,
+    time: &Time,
+    commands: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> redis::Cmd {
+    let now = match time {
+        Time::Server => String::new(),
+        Time::Clock(c) => c.now_ms().to_string(),
+    };
+    let mut fcall = redis::cmd("FCALL");
+    fcall.arg(function).arg(1).arg(meta).arg("batch").arg(now);
+    for (name, args) in commands {
+        fcall.arg(args.len() + 1).arg(name).arg(args);
+    }
+    fcall
+}
+
+/// Hands each command its part of the batch's answer (see [`split`]).
+fn deliver(jobs: Vec<Job>, answer: redis::RedisResult<Value>) {
+    let n = jobs.len();
+    for (job, reply) in jobs.into_iter().zip(split(answer, n)) {
+        let _ = job.reply.send(reply);
     }
 }
 
-/// Hands each command its part of the batch's answer: `["okb", now, (tag, a, b) per
-/// command]` becomes `[tag, a, b, now]`, the shape of a single call's answer (`okp` with
-/// the packed outcome and events, or `err` with code and message). Any other answer (the
-/// whole batch refused, as when Redis lost the domain's state) is every command's.
-fn deliver(jobs: Vec<Job>, answer: redis::RedisResult<Value>) {
+/// Each of `n` commands' part of a batch's answer: `["okb", now, (tag, a, b) per command]`
+/// becomes `[tag, a, b, now]`, the shape of a single call's answer (`okp` with the packed
+/// outcome and events, or `err` with code and message). Any other answer (the whole batch
+/// refused, as when Redis lost the domain's state) is every command's.
+pub(crate) fn split(answer: redis::RedisResult<Value>, n: usize) -> Vec<Reply> {
     match answer {
-        Ok(Value::Array(parts)) if is_batch(&parts, jobs.len()) => {
+        Ok(Value::Array(parts)) if is_batch(&parts, n) => {
             let now = parts[1].clone();
             let mut parts = parts.into_iter().skip(2);
-            for job in jobs {
-                let mine: Vec<Value> = parts.by_ref().take(3).chain([now.clone()]).collect();
-                let _ = job.reply.send(Ok(Value::Array(mine)));
-            }
+            (0..n).map(|_| Ok(Value::Array(parts.by_ref().take(3).chain([now.clone()]).collect()))).collect()
         }
-        Ok(other) => {
-            for job in jobs {
-                let _ = job.reply.send(Ok(other.clone()));
-            }
-        }
+        Ok(other) => (0..n).map(|_| Ok(other.clone())).collect(),
         Err(e) => {
             let e = Arc::new(e);
-            for job in jobs {
-                let _ = job.reply.send(Err(e.clone()));
-            }
+            (0..n).map(|_| Err(e.clone())).collect()
         }
     }
 }

@@ -230,6 +230,41 @@ impl RedisLedger {
         Ok((name, args))
     }
 
+    /// Runs the request paths' `cmds` (see [`batch::BATCHED`]; others are run one by one)
+    /// in one script call, in order, on a connection of this thread's own (blocking): each
+    /// command's answer, as [`LedgerBackend::execute`] would give it. For a wrapper that must
+    /// do something in Redis's order after each command (the PostgreSQL journal), and can
+    /// hold its order across one call for many commands.
+    pub fn execute_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
+        let encoded: Vec<Result<(&'static str, Vec<String>), Error>> =
+            cmds.iter().map(|cmd| self.command_args(cmd)).collect();
+        let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
+        let mut batched = Vec::new();
+        for (i, (cmd, enc)) in cmds.into_iter().zip(encoded).enumerate() {
+            match enc {
+                Ok((name, args)) if batch::BATCHED.contains(&name) => batched.push((i, name, args)),
+                Ok(_) => out[i] = Some(self.execute(cmd)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !batched.is_empty() {
+            let fcall = batch::fcall(
+                &self.function,
+                &self.meta,
+                &self.time,
+                batched.iter().map(|(_, name, args)| (*name, &args[..])),
+            );
+            let mut answer: redis::RedisResult<Value> = self.with_conn(&fcall);
+            if answer.as_ref().is_err_and(call::function_missing) {
+                answer = self.with_library().and_then(|_| self.with_conn(&fcall));
+            }
+            for ((i, _, _), reply) in batched.iter().zip(batch::split(answer, batched.len())) {
+                out[*i] = Some(self.answer_shared(reply).and_then(|parts| self.executed(parts)));
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::internal("a batched command had no answer")))).collect()
+    }
+
     /// A command's answer, read.
     fn executed(&self, parts: Vec<Value>) -> Result<Executed, Error> {
         let [outcome, events, now] = parts.as_slice() else {

@@ -53,7 +53,7 @@ use callgate_store_redis::RedisLedger;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How often taking back a lost grant is tried (Redis may be down too) before it is left
 /// to its TTL.
@@ -116,6 +116,31 @@ pub(super) struct Inner {
     /// durable yet: a retry by key that finds one is refused until it is settled, so a
     /// retry can never be answered with a grant that is about to be taken back.
     unsettled: Mutex<std::collections::HashSet<u64>>,
+    /// The request paths' commands waiting for the next batch (see [`Inner::run_batch`]).
+    pending: Mutex<Pending>,
+}
+
+/// Commands waiting for a batch, and whether a batch is being run (one at a time: the
+/// order lock is held across each).
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<(Command, oneshot::Sender<Result<Executed, Error>>)>,
+    running: bool,
+}
+
+/// The most commands one batch carries.
+const MAX_BATCH: usize = 64;
+
+/// The commands that go in batches: the request paths' (as the Redis ledger batches them).
+fn batched(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Acquire(_)
+            | Command::Release { .. }
+            | Command::Renew { .. }
+            | Command::Cancel(_)
+            | Command::EndCall(_)
+    )
 }
 
 impl Inner {
@@ -177,6 +202,45 @@ impl Inner {
         let seq =
             if done.events.is_empty() { self.journal.submitted() } else { self.journal.append(done.events.clone()) };
         Ok(Executed { commit: seq, ..done })
+    }
+
+    /// [`Inner::run`] for many request-path commands at once: one script call on Redis runs
+    /// them in order, then each one's events are appended in that order, all under the order
+    /// lock (so the stream entry they share is covered as one command's would be).
+    fn run_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
+        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.redis.execute_batch(cmds);
+        done.into_iter()
+            .map(|r| {
+                r.map(|done| {
+                    let seq = if done.events.is_empty() {
+                        self.journal.submitted()
+                    } else {
+                        self.journal.append(done.events.clone())
+                    };
+                    Executed { commit: seq, ..done }
+                })
+            })
+            .collect()
+    }
+
+    /// Runs batches of what waits until nothing does (blocking: on a thread of its own).
+    fn drain(&self) {
+        loop {
+            let jobs: Vec<_> = {
+                let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if p.jobs.is_empty() {
+                    p.running = false;
+                    return;
+                }
+                let n = p.jobs.len().min(MAX_BATCH);
+                p.jobs.drain(..n).collect()
+            };
+            let (cmds, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+            for (reply, done) in replies.into_iter().zip(self.run_batch(cmds)) {
+                let _ = reply.send(done);
+            }
+        }
     }
 
     /// Takes back in Redis what a lost acquire granted or queued (blocking).
@@ -267,6 +331,7 @@ impl Journaled {
             config: RwLock::new((spec, names)),
             answered_in: AtomicU64::new(u64::MAX),
             unsettled: Mutex::new(Default::default()),
+            pending: Mutex::new(Pending::default()),
         });
         super::restore::spawn(Arc::downgrade(&inner), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
@@ -300,6 +365,25 @@ impl Journaled {
     /// Why the journal fails now, if it does (unless a probe found PostgreSQL answering).
     pub(crate) fn journal_failure(&self) -> Option<String> {
         self.inner.journal_failure().0
+    }
+
+    /// What an acquire's answer leaves to do: a grant or ticket it made is taken back if its
+    /// append is lost; an idempotent retry that found an unsettled one is refused.
+    fn after(&self, is_acquire: bool, done: Executed) -> Result<Executed, Error> {
+        let undo = Undo::of(is_acquire, &done);
+        if !undo.is_empty() {
+            let mut unsettled = self.inner.unsettled();
+            unsettled.extend(undo.leases.iter().map(|l| l.0).chain(undo.tickets.iter().map(|t| t.0)));
+            let _ = self.undo.send((done.commit, undo));
+        } else if let Outcome::Decided { lease, ticket, .. } = &done.outcome {
+            // An idempotent retry that found what an earlier acquire made (ids are shared
+            // by leases and tickets, never reused).
+            let found = lease.as_ref().map(|l| l.id.0).or(ticket.as_ref().map(|t| t.id.0));
+            if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
+                return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
+            }
+        }
+        Ok(done)
     }
 
     /// Blocks until every append this node made so far is committed or lost (the
@@ -342,20 +426,31 @@ impl LedgerBackend for Journaled {
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
         let is_acquire = matches!(cmd, Command::Acquire(_));
         let done = self.inner.run(cmd)?;
-        let undo = Undo::of(is_acquire, &done);
-        if !undo.is_empty() {
-            let mut unsettled = self.inner.unsettled();
-            unsettled.extend(undo.leases.iter().map(|l| l.0).chain(undo.tickets.iter().map(|t| t.0)));
-            let _ = self.undo.send((done.commit, undo));
-        } else if let Outcome::Decided { lease, ticket, .. } = &done.outcome {
-            // An idempotent retry that found what an earlier acquire made (ids are shared
-            // by leases and tickets, never reused).
-            let found = lease.as_ref().map(|l| l.id.0).or(ticket.as_ref().map(|t| t.id.0));
-            if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
-                return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
-            }
+        self.after(is_acquire, done)
+    }
+
+    /// The request paths' commands go in batches: while one batch runs on Redis and is
+    /// appended to the journal (on a blocking thread, under the order lock), the commands
+    /// that arrive wait, and the next batch carries them all. Others run one by one.
+    fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
+        if !batched(&cmd) {
+            return Box::pin(std::future::ready(self.execute(cmd)));
         }
-        Ok(done)
+        Box::pin(async move {
+            let is_acquire = matches!(cmd, Command::Acquire(_));
+            let (reply, answer) = oneshot::channel();
+            let start = {
+                let mut p = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                p.jobs.push((cmd, reply));
+                !std::mem::replace(&mut p.running, true)
+            };
+            if start {
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || inner.drain());
+            }
+            let done = answer.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))??;
+            self.after(is_acquire, done)
+        })
     }
 
     fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>> {
