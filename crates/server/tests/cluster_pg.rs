@@ -556,3 +556,46 @@ async fn a_pacer_that_loses_its_lease_stops_dialing_and_takes_the_campaign_back_
     eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
     a.server.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacer_that_stalled_past_a_takeover_is_fenced_in_postgres_and_claims_no_lead() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_stale");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-stale"));
+    let a = TestServer::start(&toml).await;
+    eventually("the node paces the campaign", secs(20), || async { campaign(&a).await["pacer"]["here"] == true }).await;
+    let token = campaign(&a).await["pacer"]["token"].as_u64().expect("a token");
+    let fence = db.query("SELECT pacer_fence FROM campaigns WHERE name = 'sim'");
+    assert_eq!(fence, token.to_string(), "the pacer's takeover raised the fence to its token");
+
+    // A stalled pacer's view: its lease still looks held to it (its clock says so), but
+    // the next holder took the campaign meanwhile and raised the fence, as a takeover
+    // does first. Leads imported now must not be claimed by the stale pacer.
+    let next = token + 1;
+    db.query(&format!("UPDATE campaigns SET pacer_fence = {next} WHERE name = 'sim'"));
+    assert_eq!(db.query("SELECT pacer_fence FROM campaigns WHERE name = 'sim'"), next.to_string());
+    let leads: Vec<serde_json::Value> = (0..20).map(|i| json!({ "phone": format!("+1213300{i:04}") })).collect();
+    let (s, r) = a.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(20)), "{r}");
+    eventually("the stale pacer is refused and stops pacing", secs(20), || async {
+        campaign(&a).await["pacer"]["here"] == false
+    })
+    .await;
+    let dialer = &a.server().app.campaigns;
+    dialer.settle().await;
+    let v = campaign(&a).await;
+    assert_eq!((v["attempts"].clone(), v["live"].clone()), (json!(0), json!(0)), "no lead claimed, no call: {v}");
+    assert_eq!(v["leads"]["pending"], 20, "{v}");
+    assert_eq!(db.query("SELECT count(*) FROM attempts"), "0", "no attempt recorded");
+    assert_eq!(redis_used(&a), 0, "the call's lease went back");
+
+    // Only a newer token takes it back: once the lease is given up in Redis, the node
+    // takes it with the next token, raises the fence and finishes the campaign.
+    assert_eq!(redis_cli(redis.port, &["DEL", "{cg:pgwire-stale}:duty:campaign:sim"]), "1");
+    eventually("the node paces the campaign again", secs(20), || async { campaign(&a).await["pacer"]["here"] == true })
+        .await;
+    assert!(campaign(&a).await["pacer"]["token"].as_u64() >= Some(next), "a newer token");
+    eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
+    assert_eq!(db.query("SELECT count(DISTINCT lead_id) FROM attempts"), "20");
+    a.server.unwrap().stop().await;
+}
