@@ -599,3 +599,51 @@ async fn a_pacer_that_stalled_past_a_takeover_is_fenced_in_postgres_and_claims_n
     assert_eq!(db.query("SELECT count(DISTINCT lead_id) FROM attempts"), "20");
     a.server.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_followers_read_the_new_event_stream_of_a_redis_that_restarted_empty() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_follow");
+    let toml = config(&redis.url, &db.url, "pgwire-follow");
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "k1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Stream ids are Redis's clock in ms. The ids read before the restart lie ahead of the
+    // clock of the Redis that comes back (as when its clock was ahead, or it comes back on
+    // another machine): the next entry is numbered far ahead, and both nodes read it.
+    let stream = "{cg:pgwire-follow}:events";
+    assert_eq!(redis_cli(redis.port, &["XSETID", stream, "99999999999999-0"]), "OK");
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "k2" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for node in [&a, &b] {
+        eventually("the node's metrics follow the stream", secs(20), || async { metric_used(node).await == "2" }).await;
+    }
+
+    // Redis restarts empty and is restored from PostgreSQL; its new stream's ids start at
+    // its clock, below the ids the followers read.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    for node in [&a, &b] {
+        eventually("the ledger is restored", secs(60), || async {
+            node.get("/v1/pools/acct").await.0 == StatusCode::OK
+        })
+        .await;
+    }
+    let (s, v) = b.acquire(json!({ "flow": "in", "key": "k3" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let newest = redis_cli(port, &["XREVRANGE", stream, "+", "-", "COUNT", "1"]);
+    let ms: u64 = newest.lines().next().and_then(|id| id.split('-').next()).and_then(|ms| ms.parse().ok()).unwrap();
+    assert!(ms < 99_999_999_999_999, "the new stream's ids are below the old ones: {newest}");
+    // Both nodes' buses see the decision made after the restore (the grant's node's own
+    // included: its bus is fed from the stream too).
+    for node in [&a, &b] {
+        eventually("the node's metrics see the grant after the restore", secs(20), || async {
+            metric_used(node).await == "3"
+        })
+        .await;
+    }
+    b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
