@@ -647,3 +647,56 @@ async fn the_followers_read_the_new_event_stream_of_a_redis_that_restarted_empty
     b.server.unwrap().stop().await;
     a.server.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_that_ended_just_before_redis_restarted_empty_read_the_same_after_the_restore() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_ended");
+    let toml = config(&redis.url, &db.url, "pgwire-ended");
+    let t = TestServer::start(&toml).await;
+    let mut leases = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        leases.push(v["lease"]["id"].as_str().unwrap().to_string());
+    }
+    // One ticket is granted by a release, another times out.
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "w1" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{q}");
+    let granted = q["ticket"]["id"].as_str().unwrap().to_string();
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "w2", "max_wait_ms": 100 })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{q}");
+    let timed_out = q["ticket"]["id"].as_str().unwrap().to_string();
+    let (s, _) = t.delete(&format!("/v1/leases/{}", leases[0])).await;
+    assert_eq!(s, StatusCode::OK);
+    let ticket = |id: String| {
+        let t = &t;
+        async move { t.get(&format!("/v1/tickets/{id}")).await }
+    };
+    let before = ticket(granted.clone()).await;
+    assert_eq!((before.0, &before.1["state"]), (StatusCode::OK, &json!("granted")), "{}", before.1);
+    eventually("the other ticket times out", secs(20), || async {
+        ticket(timed_out.clone()).await.1["state"] == "timed_out"
+    })
+    .await;
+    let before_timed_out = ticket(timed_out.clone()).await.1;
+    eventually("both ends are in PostgreSQL", secs(20), || async {
+        db.query("SELECT count(*) FROM journal_ended_tickets") == "2"
+    })
+    .await;
+
+    // Redis restarts empty and is restored from PostgreSQL: a client polling either
+    // ticket reads what it read before, not 404.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    eventually("the ledger is restored", secs(60), || async { t.get("/v1/pools/acct").await.0 == StatusCode::OK })
+        .await;
+    let after = ticket(granted).await;
+    assert_eq!(after.0, StatusCode::OK, "{}", after.1);
+    assert_eq!(after.1, before.1, "the granted ticket reads the same, with its lease");
+    let after = ticket(timed_out).await;
+    assert_eq!(after.0, StatusCode::OK, "{}", after.1);
+    assert_eq!(after.1, before_timed_out, "the timed-out ticket reads the same");
+    t.server.unwrap().stop().await;
+}
