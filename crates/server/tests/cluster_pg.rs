@@ -1,3 +1,4 @@
+// Long file: the scenarios of cluster mode with PostgreSQL (durability, restore, pacing, fencing, the follower after a restore) share one config, the private Redis and database helpers and their readers.
 //! Cluster mode with `[storage] database`: the Redis ledger made durable in PostgreSQL
 //! before anything is answered (`crate::cluster::durable`), and suppression lists shared
 //! by the nodes. Real stores only: a private
