@@ -452,7 +452,9 @@ impl Campaigns {
         // task ends before that, the lease goes back.
         let guard: Option<LeaseGuard> = Some(LeaseGuard::new(self.governor.clone(), lease.id));
         let number = c.lead.attempts + 1;
-        if !self.paces(&c.campaign) {
+        // The token this node paces the campaign under (cluster mode), read with the look.
+        let fence = self.pacing.token(&c.campaign, self.now());
+        if !self.paces(&c.campaign) || (self.pacing.clustered() && fence.is_none()) {
             if let Some(guard) = guard {
                 let _ = guard.release().await;
             }
@@ -463,7 +465,6 @@ impl Campaigns {
         // what was read: a callback taken since is dialed as itself. In a cluster, only
         // under the campaign's latest pacing token (in the same transaction): a pacer that
         // stalled past its lease and wakes after a takeover claims nothing.
-        let fence = self.pacing.token(&c.campaign, self.now());
         let mut ops: Vec<LeadOp> =
             fence.map(|token| LeadOp::Fence { campaign: c.campaign.clone(), token }).into_iter().collect();
         ops.push(LeadOp::BeginAttempt(NewAttempt {
