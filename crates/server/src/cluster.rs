@@ -15,7 +15,11 @@
 //! and the stream wakes a waiter whose ticket another node's release granted (the ledger
 //! granted it inside the release's script); a waiter is woken once, whichever comes first.
 //! The follower starts from a snapshot (pools and the stream's last id, read in one
-//! transaction), so the gauges match the ledger from the first event.
+//! transaction), so the gauges match the ledger from the first event. A stream that
+//! started again (a Redis that restarted empty numbers its entries by its own clock,
+//! which may be behind the ids read before) is noticed at the first read that brings
+//! nothing (within [`FOLLOW_BLOCK`]): its last entry is then before the follower's, and
+//! the follower reads the new stream from its start.
 //!
 //! **Singleton duties.** The lease-expiry sweep (`Command::Tick`), each provider's
 //! reconciliation and the evaluation of alerts (and their actions) run on the node that
@@ -189,9 +193,21 @@ pub(crate) fn follow(
                         tracing::info!("Following the cluster's events again");
                         failing = false;
                     }
-                    if !batch.is_empty() {
-                        gate();
+                    if batch.is_empty() {
+                        // Nothing new for a while: has the stream started again below the
+                        // id this node read up to? (A Redis restarted empty numbers its
+                        // entries by its own clock, which may be behind the ids before.)
+                        // Then the new stream is read from its start.
+                        if let Ok(Some(newest)) = ledger.last_event_id() {
+                            if callgate_store_redis::stream_reset(&last, &newest) {
+                                tracing::warn!(read = %last, newest = %newest,
+                                    "The cluster's event stream started again (Redis lost its data); following it from its start");
+                                last = "0-0".to_owned();
+                            }
+                        }
+                        continue;
                     }
+                    gate();
                     for committed in batch {
                         // A reload replaced the names: the bus moves to them in event order.
                         let now = governor.names();

@@ -12,9 +12,12 @@
 //!   listings in a row, so a call whose webhook is on its way is not counted twice. When
 //!   the pool is full the call is logged and counted next time.
 //! - Calls the campaign dialer placed are its own: their leases have `dial:` keys, not the
-//!   call id, so they would look unknown. They are recognised by their metadata (Vapi:
-//!   `assistantOverrides.metadata.callgate_attempt` / `…callgate_lease`) and by asking the dialer which call ids it
-//!   follows (Twilio's listing does not show a call's status callback), and never adopted.
+//!   call id, so they would look unknown. They are never adopted, whichever node placed
+//!   them (in cluster mode another node's pacer may have): Vapi's are recognised by their
+//!   metadata (`assistantOverrides.metadata.callgate_attempt` / `…callgate_lease`), and
+//!   Twilio's listing offers only inbound calls for adoption (a call placed through the
+//!   API is `outbound-api`; the legs a `<Dial>` opens have a parent). The dialer is also
+//!   asked which call ids it follows.
 //! - A complete listing with fewer live calls than the pool's limit tells the governor
 //!   the platform has room: a provider refusal's cooldown cap of the pool ends then.
 //!

@@ -1,3 +1,4 @@
+// Long file: the scenarios of cluster mode with PostgreSQL (durability, restore, pacing, fencing, the follower after a restore) share one config, the private Redis and database helpers and their readers.
 //! Cluster mode with `[storage] database`: the Redis ledger made durable in PostgreSQL
 //! before anything is answered (`crate::cluster::durable`), and suppression lists shared
 //! by the nodes. Real stores only: a private
@@ -611,4 +612,148 @@ async fn a_pacer_that_loses_its_lease_stops_dialing_and_takes_the_campaign_back_
     assert!(campaign(&a).await["pacer"]["token"].as_u64() > Some(token), "a new holder, a larger token");
     eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
     a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacer_that_stalled_past_a_takeover_is_fenced_in_postgres_and_claims_no_lead() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_stale");
+    let toml = format!("{}{SIM}", config(&redis.url, &db.url, "pgwire-stale"));
+    let a = TestServer::start(&toml).await;
+    eventually("the node paces the campaign", secs(20), || async { campaign(&a).await["pacer"]["here"] == true }).await;
+    let token = campaign(&a).await["pacer"]["token"].as_u64().expect("a token");
+    let fence = db.query("SELECT pacer_fence FROM campaigns WHERE name = 'sim'");
+    assert_eq!(fence, token.to_string(), "the pacer's takeover raised the fence to its token");
+
+    // A stalled pacer's view: its lease still looks held to it (its clock says so), but
+    // the next holder took the campaign meanwhile and raised the fence, as a takeover
+    // does first. Leads imported now must not be claimed by the stale pacer.
+    let next = token + 1;
+    db.query(&format!("UPDATE campaigns SET pacer_fence = {next} WHERE name = 'sim'"));
+    assert_eq!(db.query("SELECT pacer_fence FROM campaigns WHERE name = 'sim'"), next.to_string());
+    let leads: Vec<serde_json::Value> = (0..20).map(|i| json!({ "phone": format!("+1213300{i:04}") })).collect();
+    let (s, r) = a.post("/v1/campaigns/sim/leads", json!({ "leads": leads })).await;
+    assert_eq!((s, &r["added"]), (StatusCode::OK, &json!(20)), "{r}");
+    eventually("the stale pacer is refused and stops pacing", secs(20), || async {
+        campaign(&a).await["pacer"]["here"] == false
+    })
+    .await;
+    let dialer = &a.server().app.campaigns;
+    dialer.settle().await;
+    let v = campaign(&a).await;
+    assert_eq!((v["attempts"].clone(), v["live"].clone()), (json!(0), json!(0)), "no lead claimed, no call: {v}");
+    assert_eq!(v["leads"]["pending"], 20, "{v}");
+    assert_eq!(db.query("SELECT count(*) FROM attempts"), "0", "no attempt recorded");
+    assert_eq!(redis_used(&a), 0, "the call's lease went back");
+
+    // Only a newer token takes it back: once the lease is given up in Redis, the node
+    // takes it with the next token, raises the fence and finishes the campaign.
+    assert_eq!(redis_cli(redis.port, &["DEL", "{cg:pgwire-stale}:duty:campaign:sim"]), "1");
+    eventually("the node paces the campaign again", secs(20), || async { campaign(&a).await["pacer"]["here"] == true })
+        .await;
+    assert!(campaign(&a).await["pacer"]["token"].as_u64() >= Some(next), "a newer token");
+    eventually("it finishes the campaign", secs(60), || async { campaign(&a).await["finished"] == true }).await;
+    assert_eq!(db.query("SELECT count(DISTINCT lead_id) FROM attempts"), "20");
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_followers_read_the_new_event_stream_of_a_redis_that_restarted_empty() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_follow");
+    let toml = config(&redis.url, &db.url, "pgwire-follow");
+    let a = TestServer::start(&toml).await;
+    let b = TestServer::start(&toml).await;
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "k1" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Stream ids are Redis's clock in ms. The ids read before the restart lie ahead of the
+    // clock of the Redis that comes back (as when its clock was ahead, or it comes back on
+    // another machine): the next entry is numbered far ahead, and both nodes read it.
+    let stream = "{cg:pgwire-follow}:events";
+    assert_eq!(redis_cli(redis.port, &["XSETID", stream, "99999999999999-0"]), "OK");
+    let (s, v) = a.acquire(json!({ "flow": "in", "key": "k2" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for node in [&a, &b] {
+        eventually("the node's metrics follow the stream", secs(20), || async { metric_used(node).await == "2" }).await;
+    }
+
+    // Redis restarts empty and is restored from PostgreSQL; its new stream's ids start at
+    // its clock, below the ids the followers read.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    for node in [&a, &b] {
+        eventually("the ledger is restored", secs(60), || async {
+            node.get("/v1/pools/acct").await.0 == StatusCode::OK
+        })
+        .await;
+    }
+    let (s, v) = b.acquire(json!({ "flow": "in", "key": "k3" })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let newest = redis_cli(port, &["XREVRANGE", stream, "+", "-", "COUNT", "1"]);
+    let ms: u64 = newest.lines().next().and_then(|id| id.split('-').next()).and_then(|ms| ms.parse().ok()).unwrap();
+    assert!(ms < 99_999_999_999_999, "the new stream's ids are below the old ones: {newest}");
+    // Both nodes' buses see the decision made after the restore (the grant's node's own
+    // included: its bus is fed from the stream too).
+    for node in [&a, &b] {
+        eventually("the node's metrics see the grant after the restore", secs(20), || async {
+            metric_used(node).await == "3"
+        })
+        .await;
+    }
+    b.server.unwrap().stop().await;
+    a.server.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_that_ended_just_before_redis_restarted_empty_read_the_same_after_the_restore() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_ended");
+    let toml = config(&redis.url, &db.url, "pgwire-ended");
+    let t = TestServer::start(&toml).await;
+    let mut leases = Vec::new();
+    for key in ["k1", "k2", "k3"] {
+        let (s, v) = t.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        leases.push(v["lease"]["id"].as_str().unwrap().to_string());
+    }
+    // One ticket is granted by a release, another times out.
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "w1" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{q}");
+    let granted = q["ticket"]["id"].as_str().unwrap().to_string();
+    let (s, q) = t.acquire(json!({ "flow": "wait", "key": "w2", "max_wait_ms": 100 })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{q}");
+    let timed_out = q["ticket"]["id"].as_str().unwrap().to_string();
+    let (s, _) = t.delete(&format!("/v1/leases/{}", leases[0])).await;
+    assert_eq!(s, StatusCode::OK);
+    let ticket = |id: String| {
+        let t = &t;
+        async move { t.get(&format!("/v1/tickets/{id}")).await }
+    };
+    let before = ticket(granted.clone()).await;
+    assert_eq!((before.0, &before.1["state"]), (StatusCode::OK, &json!("granted")), "{}", before.1);
+    eventually("the other ticket times out", secs(20), || async {
+        ticket(timed_out.clone()).await.1["state"] == "timed_out"
+    })
+    .await;
+    let before_timed_out = ticket(timed_out.clone()).await.1;
+    eventually("both ends are in PostgreSQL", secs(20), || async {
+        db.query("SELECT count(*) FROM journal_ended_tickets") == "2"
+    })
+    .await;
+
+    // Redis restarts empty and is restored from PostgreSQL: a client polling either
+    // ticket reads what it read before, not 404.
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    eventually("the ledger is restored", secs(60), || async { t.get("/v1/pools/acct").await.0 == StatusCode::OK })
+        .await;
+    let after = ticket(granted).await;
+    assert_eq!(after.0, StatusCode::OK, "{}", after.1);
+    assert_eq!(after.1, before.1, "the granted ticket reads the same, with its lease");
+    let after = ticket(timed_out).await;
+    assert_eq!(after.0, StatusCode::OK, "{}", after.1);
+    assert_eq!(after.1, before_timed_out, "the timed-out ticket reads the same");
+    t.server.unwrap().stop().await;
 }

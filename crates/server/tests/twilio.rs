@@ -515,6 +515,9 @@ async fn live_calls_callgate_did_not_know_are_adopted() {
         json!({ "sid": "CA-CHILD", "status": "in-progress", "direction": "outbound-dial", "to": "sip:x@y", "parent_call_sid": "CA-STRANGER" }),
         // A number callgate does not answer is none of its business.
         json!({ "sid": "CA-ELSEWHERE", "status": "in-progress", "direction": "inbound", "to": "+15550009999", "parent_call_sid": null }),
+        // A call placed through the API (as another node's campaign pacer places one, which
+        // this node's dialer does not follow) is counted by its dial lease, not adopted.
+        json!({ "sid": "CA-OUT-OTHER-NODE", "status": "in-progress", "direction": "outbound-api", "to": "+15550008888", "from": SUPPORT, "parent_call_sid": null }),
     ]);
     assert!(holds_within(secs(5), || async { s.used("agents").await == 1 }).await);
     let leases = s.get("/v1/leases").await.1["leases"].clone();

@@ -557,8 +557,35 @@ async fn apply(c: &Conn, op: &LeadOp) -> Result<LeadOut, Failed> {
             }
             c.execute("UPDATE leads SET next_at = $2 WHERE id = $1", &[&big(*lead_id), &big(*next_at)]).await?;
         }
+        LeadOp::Fence { campaign, token } => fence(c, campaign, *token).await?,
     }
     Ok(LeadOut::Done)
+}
+
+/// [`LeadOp::Fence`]: raises the campaign's fence to `token` under its row lock (held
+/// until the write commits, so an attempt a former pacer begins either commits before a
+/// new pacer's fence, and that pacer reads it, or finds the new fence); a fence above
+/// `token` fails the write. A campaign without a row has no fence yet.
+async fn fence(c: &Conn, campaign: &str, token: u64) -> Result<(), Failed> {
+    let raised = c
+        .execute(
+            "UPDATE campaigns SET pacer_fence = $2 WHERE name = $1 AND pacer_fence <= $2",
+            &[&campaign, &big(token)],
+        )
+        .await?;
+    if raised == 1 {
+        return Ok(());
+    }
+    match c.query_opt("SELECT pacer_fence FROM campaigns WHERE name = $1", &[&campaign]).await? {
+        Some(row) => Err(Failed::Refused(Error::conflict(
+            "fenced",
+            format!(
+                "campaign `{campaign}` is paced under token {} now; token {token} is stale (another node took the campaign)",
+                unbig(row.get(0))
+            ),
+        ))),
+        None => Ok(()),
+    }
 }
 
 async fn end_attempt(c: &Conn, e: &AttemptEnd) -> Result<AttemptEnded, Failed> {

@@ -33,7 +33,12 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "campaigns, leads and attempts", sql: LEADS },
     Migration { version: 4, name: "the lease a spilled call holds", sql: CALL_LEASE_KEY },
     Migration { version: 5, name: "suppression lists and their audit trail", sql: DNC },
+    Migration { version: 6, name: "the campaigns' pacing fences", sql: PACER_FENCE },
 ];
+
+/// The fencing token of the latest pacer of each campaign (`LeadOp::Fence`): an attempt
+/// is begun only under it, so a former pacer that wakes after a takeover cannot claim.
+const PACER_FENCE: &str = "ALTER TABLE campaigns ADD COLUMN pacer_fence bigint NOT NULL DEFAULT 0;";
 
 /// The suppression lists every node honours, and the audit trail of dial decisions (see
 /// `dnc.rs`): each change takes the next position from `dnc_state`, which its rows carry,

@@ -1063,7 +1063,8 @@ end
 -- its data): the spec `new` (as `open` stores it) and `st` = { leases = {{id, key, class,
 -- flow, {pool, units, ...}, granted, expires, ttl, meta, owner}, ...}, tickets = {{id, key,
 -- class, flow, pools, seq, enqueued, deadline, ttl, meta, owner}, ...}, next_id, next_seq,
--- limits = {{pool, limit}, ...} } (JSON; absent values false). Emits no events (a restart's
+-- limits = {{pool, limit}, ...}, ended = {{id, outcome, lease, at, flow}, ...} oldest first }
+-- (JSON; absent values false). Emits no events (a restart's
 -- restore emits none either); the caller settles afterwards.
 local function present(v)
   if v == nil or v == false or v == cjson.null then
@@ -1096,6 +1097,9 @@ local function reassert(new, st)
   for _, a in ipairs(st.tickets) do
     enqueue({ id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], s = a[6], e = a[7], d = a[8],
       t = a[9], m = present(a[10]), o = present(a[11]) })
+  end
+  for _, e in ipairs(st.ended or {}) do
+    remember(e[1], e[2], present(e[3]), e[4], present(e[5]))
   end
   redis.call('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
   redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))

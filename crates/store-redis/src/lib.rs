@@ -58,7 +58,7 @@ mod wire;
 
 use call::{connect, load_library, unavailable, IDLE_CONNECTIONS, TIMEOUT};
 pub use duty::DutyLease;
-pub use stream::{Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
+pub use stream::{stream_reset, Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
 use callgate_backend::{
     BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, TicketRead, Waiting,

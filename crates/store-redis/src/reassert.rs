@@ -5,11 +5,12 @@
 
 use crate::{spec, unavailable, RedisLedger};
 use callgate_backend::{Error, Outcome};
-use callgate_core::{Lease, LedgerSpec, PoolId, Ticket};
+use callgate_core::{FlowId, Lease, LedgerSpec, PoolId, Ticket, TicketId, TicketOutcome};
 use serde_json::{json, Value};
 
 /// What a domain is restored to: its live leases and waiting tickets (ids as the ledger
-/// numbers pools, classes and flows), the id counters and the runtime limits.
+/// numbers pools, classes and flows), how recent tickets ended, the id counters and the
+/// runtime limits.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Reassert {
     /// Live leases.
@@ -22,6 +23,34 @@ pub struct Reassert {
     pub next_seq: u64,
     /// Runtime limits that differ from the configured ones.
     pub limits: Vec<(PoolId, u32)>,
+    /// Tickets that ended, oldest end first: a client polling one after the restore reads
+    /// its outcome, as before, for the rest of the retention time.
+    pub ended: Vec<EndedTicket>,
+}
+
+/// How a ticket ended (what `GET /v1/tickets/{id}` answers for the retention time).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndedTicket {
+    /// The ticket.
+    pub id: TicketId,
+    /// Granted (with its lease), cancelled, timed out or never fits.
+    pub outcome: TicketOutcome,
+    /// When (ms, Redis's clock).
+    pub at: u64,
+    /// The flow it was for.
+    pub flow: Option<FlowId>,
+}
+
+/// An ended ticket as the script reads it back: id, outcome tag, lease (`false` unless
+/// granted), when, flow (`false` for none).
+fn ended_row(e: &EndedTicket) -> Value {
+    let (tag, lease) = match e.outcome {
+        TicketOutcome::Granted(l) => ("g", json!(l.0)),
+        TicketOutcome::Cancelled => ("c", Value::Bool(false)),
+        TicketOutcome::TimedOut => ("t", Value::Bool(false)),
+        TicketOutcome::NeverFits => ("n", Value::Bool(false)),
+    };
+    json!([e.id.0, tag, lease, e.at, e.flow.map_or(Value::Bool(false), |f| json!(f.0))])
 }
 
 pub(crate) fn opt(s: &Option<std::sync::Arc<str>>) -> Value {
@@ -67,8 +96,10 @@ fn state_json(state: &Reassert) -> String {
         })
         .collect();
     let limits: Vec<Value> = state.limits.iter().map(|(p, l)| json!([p.0, l])).collect();
-    json!({ "leases": leases, "tickets": tickets, "next_id": state.next_id, "next_seq": state.next_seq, "limits": limits })
-        .to_string()
+    let ended: Vec<Value> = state.ended.iter().map(ended_row).collect();
+    json!({ "leases": leases, "tickets": tickets, "next_id": state.next_id, "next_seq": state.next_seq, "limits": limits,
+        "ended": ended })
+    .to_string()
 }
 
 impl RedisLedger {

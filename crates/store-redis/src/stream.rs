@@ -37,6 +37,17 @@ fn stream_id(id: &str) -> Result<&str, Error> {
     }
 }
 
+/// Whether a follower that read up to `read` (a stream id) reads a stream that started
+/// again, whose last entry is `last`: `last` comes before `read`. Ids are compared as
+/// numbers (`<ms>-<n>`); an id that does not parse says nothing.
+pub fn stream_reset(read: &str, last: &str) -> bool {
+    let parse = |id: &str| -> Option<(u64, u64)> {
+        let (ms, n) = stream_id(id).ok()?.split_once('-')?;
+        Some((ms.parse().ok()?, n.parse().ok()?))
+    };
+    matches!((parse(read), parse(last)), (Some(r), Some(l)) if l < r)
+}
+
 impl RedisLedger {
     /// Redis could not be reached: recorded in the health (a node that only follows the
     /// stream still says so), answered as unavailable.
@@ -178,10 +189,54 @@ impl RedisLedger {
         }
     }
 
+    /// The id of the event stream's last entry (`None`: there is no entry, or no stream).
+    /// A follower whose last id is above it reads a stream that started again: a Redis
+    /// that restarted empty numbers its entries by its own clock from then on, which may
+    /// be behind the ids read before (see [`stream_reset`]).
+    pub fn last_event_id(&self) -> Result<Option<String>, Error> {
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(format!("{}:events", self.key_prefix())).arg("+").arg("-").arg("COUNT").arg(1);
+        let reply: Value = self.with_pipe(redis::pipe().add_command(cmd)).map_err(|e| self.unreachable(e))?;
+        let entries = match &reply {
+            Value::Array(r) => match r.first() {
+                Some(Value::Array(entries)) => entries,
+                _ => return Err(Error::internal(format!("XREVRANGE answered {reply:?}"))),
+            },
+            other => return Err(Error::internal(format!("XREVRANGE answered {other:?}"))),
+        };
+        match entries.first() {
+            Some(entry) => match wire::list(entry, "a stream entry")? {
+                [id, _] => Ok(Some(wire::text(id)?)),
+                _ => Err(Error::internal(format!("XREVRANGE answered {reply:?}"))),
+            },
+            None => Ok(None),
+        }
+    }
+
     /// Asks Redis whether the domain's ledger is there (a read through the script): the
     /// answer is recorded in [`callgate_backend::LedgerBackend::health`] (a node that
     /// receives no requests still notices that Redis went away or lost its state).
     pub fn check(&self) -> Result<(), Error> {
         self.call("r_counts", &[]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_reset;
+
+    #[test]
+    fn a_stream_started_again_is_one_whose_last_entry_is_before_the_id_read() {
+        assert!(stream_reset("1700000000000-5", "1600000000000-0"));
+        assert!(stream_reset("1700000000000-5", "1700000000000-4"));
+        // Numbers, not text: "999-0" is before "1000-0".
+        assert!(!stream_reset("999-0", "1000-0"));
+        assert!(stream_reset("1000-0", "999-0"));
+        assert!(!stream_reset("1700000000000-5", "1700000000000-5"), "nothing new is no restart");
+        assert!(!stream_reset("0-0", "1-0"));
+        assert!(
+            !stream_reset("garbage", "1-0") && !stream_reset("5-0", "x-1"),
+            "an id that does not parse says nothing"
+        );
     }
 }

@@ -4,11 +4,12 @@
 //! nothing.
 
 use callgate_backend::{Command, ErrorKind, LeaseRef, LedgerBackend, Outcome};
-use callgate_core::clock::ManualClock;
+use callgate_core::clock::{Clock as _, ManualClock};
 use callgate_core::{
-    ClassId, ClassSpec, Event, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
+    ClassId, ClassSpec, Event, FlowId, FlowSpec, LeaseId, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
+    TicketId, TicketOutcome, TicketStatus,
 };
-use callgate_store_redis::reassert::Reassert;
+use callgate_store_redis::reassert::{EndedTicket, Reassert};
 use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
 
@@ -55,12 +56,24 @@ fn an_emptied_redis_gets_the_same_ledger_back_once() {
     assert_eq!(refused.kind, ErrorKind::Unavailable);
     assert!(b.health().failed.is_some());
 
+    // How two earlier tickets ended (the journal keeps that for the retention time).
+    let now = clock.now_ms();
+    let ended = vec![
+        EndedTicket {
+            id: TicketId(100),
+            outcome: TicketOutcome::Granted(LeaseId(101)),
+            at: now - 2,
+            flow: Some(FlowId(0)),
+        },
+        EndedTicket { id: TicketId(102), outcome: TicketOutcome::TimedOut, at: now - 1, flow: None },
+    ];
     let state = Reassert {
         leases: leases.clone(),
         tickets: tickets.clone(),
-        next_id: counters.0,
+        next_id: counters.0.max(103),
         next_seq: counters.1,
         limits: vec![],
+        ended: ended.clone(),
     };
     assert!(b.reassert(&spec(), &state).expect("reassert"), "the empty domain is restored");
     assert!(!b.reassert(&spec(), &Reassert::default()).expect("again"), "a second try changes nothing");
@@ -68,8 +81,12 @@ fn an_emptied_redis_gets_the_same_ledger_back_once() {
     assert_eq!(b.leases(), leases);
     assert_eq!(b.tickets(), tickets);
     assert_eq!(b.pools(), pools);
-    assert_eq!(b.counters(), counters);
+    assert_eq!(b.counters(), (state.next_id, state.next_seq));
     assert!(b.lease_by_key("a").is_some() && b.ticket_by_key("c").is_some(), "keys are found again");
+    for e in &ended {
+        let read = b.ticket(e.id).expect("an ended ticket's outcome is read back");
+        assert_eq!(read.status, TicketStatus::Ended { outcome: e.outcome, at: e.at, flow: e.flow }, "{read:?}");
+    }
 
     // The line works: a release grants the waiting ticket; new ids are new.
     let done = b.execute(Command::Release { lease: LeaseRef::Key("a".into()), owner: None }).expect("release");
@@ -95,6 +112,7 @@ fn a_domain_opened_on_an_emptied_redis_is_restored_until_it_decides_something() 
         next_id: first.counters().0,
         next_seq: first.counters().1,
         limits: vec![],
+        ended: vec![],
     };
     let mut conn = redis::Client::open(server.url.as_str()).unwrap().get_connection().unwrap();
     redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();

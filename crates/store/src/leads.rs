@@ -735,6 +735,8 @@ fn apply(tx: &Connection, op: &LeadOp) -> Result<LeadOut, Failed> {
             tx.prepare_cached("UPDATE leads SET next_at = ?2 WHERE id = ?1")?
                 .execute(params![*lead_id as i64, *next_at as i64])?;
         }
+        // One node writes this store: a campaign has one pacer, no fence to keep.
+        LeadOp::Fence { .. } => {}
     }
     Ok(LeadOut::Done)
 }

@@ -172,6 +172,20 @@ pub enum LeadOp {
         /// When it may be dialed again.
         next_at: u64,
     },
+    /// The campaign is paced under `token` (cluster mode: the fencing token of the
+    /// campaign's pacing lease). Its fence is raised to `token`; a fence already above it
+    /// (a newer pacer took the campaign) fails the whole write with code `fenced`, so
+    /// nothing of it is written. A new pacer writes it before it reads the campaign's
+    /// leads and open attempts, and a pacer writes it with each attempt it begins: a
+    /// former pacer that wakes after a takeover cannot claim a lead. Only a store that
+    /// several nodes share keeps fences (PostgreSQL); one that a single node writes has one
+    /// pacer and answers [`LeadOut::Done`].
+    Fence {
+        /// Campaign.
+        campaign: String,
+        /// The pacer's token.
+        token: u64,
+    },
     /// Move a pending lead's due time (the weekly cap, a window), only if it still returns
     /// `callback_id` (or none, for `None`): [`LeadOut::Stale`] otherwise.
     Reschedule {

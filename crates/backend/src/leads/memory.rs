@@ -299,6 +299,8 @@ fn apply(st: &mut State, op: &LeadOp) -> Result<LeadOut, Error> {
             };
             l.row.next_at = *next_at;
         }
+        // One node writes this store: a campaign has one pacer, no fence to keep.
+        LeadOp::Fence { .. } => {}
     }
     Ok(LeadOut::Done)
 }

@@ -15,6 +15,13 @@
 //! back, uncounted). A node that cannot renew (Redis gone, the node stalled) so stops
 //! dialing at least a fifth of the TTL before Redis lets the lease go to another node.
 //!
+//! **Fenced in PostgreSQL**: a new pacer first raises the campaign's fence to its token
+//! (`LeadOp::Fence`, under the campaign's row lock), and every attempt is begun in the
+//! same transaction as the pacer's own fence write. So a former pacer that stalled past
+//! its lease (between its last look at the lease and the attempt's record) and wakes
+//! after a takeover is refused (`fenced`) before it calls the provider: it claims no
+//! lead, stops pacing the campaign, and takes it back only with a newer token.
+//!
 //! **Taking a campaign over** (the holder died, or stopped): the new pacer reads the
 //! campaign's state and pending leads from PostgreSQL, then resolves the campaign's open
 //! attempts that it does not follow itself, as a restart does
@@ -138,6 +145,26 @@ impl Pacing {
         map.get(campaign).is_some_and(|p| p.ready && p.lease.held(now_ms).is_some())
     }
 
+    /// The token this node paces `campaign` under at `now_ms` (cluster mode, while
+    /// [`Pacing::paces`]); `None` alone or when it does not pace it. An attempt is begun
+    /// in PostgreSQL only under the campaign's latest token (`LeadOp::Fence`).
+    pub(super) fn token(&self, campaign: &str, now_ms: u64) -> Option<u64> {
+        let c = self.cluster.as_ref()?;
+        let map = c.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(campaign).filter(|p| p.ready).and_then(|p| p.lease.held(now_ms))
+    }
+
+    /// PostgreSQL refused this node's token for `campaign`: a newer pacer took it (this
+    /// node stalled past its lease). It dials the campaign no more; the next round sees
+    /// whether its lease still holds, and a takeover then needs the fence again.
+    pub(super) fn fenced(&self, campaign: &str) {
+        let Some(c) = &self.cluster else { return };
+        if let Some(p) = c.campaigns.lock().unwrap_or_else(|p| p.into_inner()).get_mut(campaign) {
+            p.here = false;
+            p.ready = false;
+        }
+    }
+
     /// Who paces `campaign`, as this node last read it (`None` alone).
     pub(super) fn pacer(&self, campaign: &str, now_ms: u64) -> Option<Pacer> {
         let c = self.cluster.as_ref()?;
@@ -250,7 +277,7 @@ impl Campaigns {
             match (was, token) {
                 (false, Some(token)) => {
                     tracing::info!(campaign = %name, token, "This node paces the campaign now");
-                    if self.take_over(&name).await {
+                    if self.take_over(&name, token).await {
                         self.pacing.ready(&name);
                         self.wake.notify_one();
                     } else {
@@ -269,10 +296,17 @@ impl Campaigns {
         }
     }
 
-    /// This node paces `name` from now on: its state and leads as PostgreSQL has them,
-    /// the open attempts of its earlier pacers resolved, orphaned dial leases released.
-    /// `false` when PostgreSQL could not be read (the campaign is not dialed yet).
-    async fn take_over(self: &Arc<Self>, name: &str) -> bool {
+    /// This node paces `name` from now on: its fence raised to `token` in PostgreSQL (so
+    /// that an earlier pacer begins no attempt from then on), then its state and leads as
+    /// PostgreSQL has them, the open attempts of its earlier pacers resolved, orphaned
+    /// dial leases released. `false` when PostgreSQL could not be read or holds a newer
+    /// pacer's fence (the campaign is not dialed yet).
+    async fn take_over(self: &Arc<Self>, name: &str, token: u64) -> bool {
+        let fence = callgate_store::LeadOp::Fence { campaign: name.to_string(), token };
+        if let Err(e) = self.store.write(vec![fence]).await {
+            tracing::warn!(campaign = %name, token, error = %e, "Cannot take the campaign over");
+            return false;
+        }
         let store = self.store.clone();
         let campaign = name.to_string();
         let pending = tokio::task::spawn_blocking(move || store.pending(&campaign)).await;
@@ -316,7 +350,7 @@ impl Campaigns {
 
     /// Another node paces `name` now: this one forgets its pending leads (the next pacer
     /// reads them from PostgreSQL); its live calls go on, followed to their end here.
-    fn give_up(&self, name: &str) {
+    pub(super) fn give_up(&self, name: &str) {
         let mut inner = self.lock();
         if let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) {
             rt.sched = Scheduler::new();

@@ -452,7 +452,9 @@ impl Campaigns {
         // task ends before that, the lease goes back.
         let guard: Option<LeaseGuard> = Some(LeaseGuard::new(self.governor.clone(), lease.id));
         let number = c.lead.attempts + 1;
-        if !self.paces(&c.campaign) {
+        // The token this node paces the campaign under (cluster mode), read with the look.
+        let fence = self.pacing.token(&c.campaign, self.now());
+        if !self.paces(&c.campaign) || (self.pacing.clustered() && fence.is_none()) {
             if let Some(guard) = guard {
                 let _ = guard.release().await;
             }
@@ -460,23 +462,25 @@ impl Campaigns {
             return;
         }
         // The attempt is on disk before the call is placed, and only if the lead is still
-        // what was read: a callback taken since is dialed as itself.
-        let begin = self
-            .store
-            .write(vec![LeadOp::BeginAttempt(NewAttempt {
-                id: attempt,
-                lead_id: c.lead.id,
-                campaign: c.campaign.clone(),
-                number,
-                class: class.clone(),
-                provider: c.provider.clone(),
-                lease: lease.id.to_string(),
-                callback_id: read_callback,
-                at: now,
-            })])
-            .await;
-        match begin.as_deref() {
-            Ok([LeadOut::Stale]) => {
+        // what was read: a callback taken since is dialed as itself. In a cluster, only
+        // under the campaign's latest pacing token (in the same transaction): a pacer that
+        // stalled past its lease and wakes after a takeover claims nothing.
+        let mut ops: Vec<LeadOp> =
+            fence.map(|token| LeadOp::Fence { campaign: c.campaign.clone(), token }).into_iter().collect();
+        ops.push(LeadOp::BeginAttempt(NewAttempt {
+            id: attempt,
+            lead_id: c.lead.id,
+            campaign: c.campaign.clone(),
+            number,
+            class: class.clone(),
+            provider: c.provider.clone(),
+            lease: lease.id.to_string(),
+            callback_id: read_callback,
+            at: now,
+        }));
+        let begin = self.store.write(ops).await;
+        match begin.as_deref().map(|outs| outs.last()) {
+            Ok(Some(LeadOut::Stale)) => {
                 // The lead changed after it was read (a callback was taken for it): back to
                 // the scheduler as it is now.
                 if let Some(guard) = guard {
@@ -486,6 +490,17 @@ impl Campaigns {
                 return;
             }
             Ok(_) => {}
+            Err(e) if e.code == "fenced" => {
+                tracing::warn!(campaign = %c.campaign, error = %e.message,
+                    "Another node paces the campaign now: the attempt is not begun, the call not placed");
+                if let Some(guard) = guard {
+                    let _ = guard.release().await;
+                }
+                self.give_back(&c.campaign, c.lead, false);
+                self.pacing.fenced(&c.campaign);
+                self.give_up(&c.campaign);
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Cannot record an attempt; the call is not placed");
                 if let Some(guard) = guard {

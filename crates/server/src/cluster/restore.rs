@@ -15,7 +15,8 @@
 //! id any node journaled. A release whose commit was lost (its caller heard 503) brings
 //! the lease back until it is released again or expires: counted too long, never too
 //! short. Ended tickets' outcomes (kept for `GET /v1/tickets/{id}` for the retention
-//! time) are not restored: a ticket that ended before the restart reads as unknown.
+//! time) come back too, from the journal: a client polling a ticket that was granted or
+//! timed out just before Redis lost its state reads the same outcome after the restore.
 //!
 //! [`Journal::restore`]: callgate_store_postgres::Journal::restore
 //! [`RedisLedger::reassert`]: callgate_store_redis::RedisLedger::reassert
@@ -23,8 +24,9 @@
 use super::durable::Inner;
 use callgate_backend::journaled::Numbering as _;
 use callgate_backend::{Command, Error, LedgerBackend, Names};
+use callgate_core::{LeaseId, TicketId, TicketOutcome};
 use callgate_store_postgres::Restored;
-use callgate_store_redis::reassert::Reassert;
+use callgate_store_redis::reassert::{EndedTicket, Reassert};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +121,22 @@ fn to_ledger(r: &Restored, names: &Names) -> Reassert {
             continue;
         };
         out.tickets.push(ticket);
+    }
+    // How recent tickets ended (oldest first, as the journal reads them): a client polling
+    // one reads its outcome as before.
+    for e in &r.ended {
+        let outcome = match (e.outcome.as_str(), e.lease) {
+            ("granted", Some(lease)) => TicketOutcome::Granted(LeaseId(lease)),
+            ("cancelled", _) => TicketOutcome::Cancelled,
+            ("timed_out", _) => TicketOutcome::TimedOut,
+            ("never_fits", _) => TicketOutcome::NeverFits,
+            _ => {
+                tracing::warn!(ticket = e.id, outcome = %e.outcome, "Not restoring a ticket outcome callgate does not know");
+                continue;
+            }
+        };
+        let flow = e.flow.as_deref().and_then(|f| names.flow_id(f));
+        out.ended.push(EndedTicket { id: TicketId(e.id), outcome, at: e.at, flow });
     }
     // A runtime limit holds while the configured limit it was made against still is.
     for (pool, limit, configured) in &r.limits {
