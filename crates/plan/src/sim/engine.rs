@@ -2,6 +2,7 @@
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::{round_ms, Dist};
+use super::ops::{Effect, Pause, SimOps};
 use super::report::{
     CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
     ScheduleChange, Series, SeriesLine,
@@ -90,6 +91,8 @@ enum Ev {
     Schedule,
     /// A caller who was refused or hung up calls again.
     Retrial { id: u64 },
+    /// A simulated second: breakers and alerts look at the clock.
+    OpsTick,
 }
 
 /// An event in the heap: its time and its sequence number (the order of scheduling) in
@@ -258,6 +261,10 @@ struct Dialer {
     line_ms: f64,
     finished_at: Option<u64>,
     first_attempt: Option<u64>,
+    /// Why it does not dial now (a breaker of its flow opened, an alert paused it).
+    paused: Vec<Pause>,
+    /// The pause after a provider's refusal (the real campaign's `cooldown`).
+    cooldown_ms: u64,
 }
 
 struct Sim<'a> {
@@ -312,6 +319,8 @@ struct Sim<'a> {
     callbacks: Option<Callbacks>,
     /// Offers of callbacks, accepted or not (one draw per offer, in offer order).
     offers: Rng,
+    /// The config's adaptive caps, breakers and alerts, when it has any.
+    ops: Option<SimOps>,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -398,6 +407,11 @@ impl<'a> Sim<'a> {
                 line_ms: 0.0,
                 finished_at: None,
                 first_attempt: None,
+                paused: Vec::new(),
+                cooldown_ms: sc
+                    .config
+                    .campaign(&c.name)
+                    .map_or(30_000, |real| u64::try_from(real.cooldown.as_millis()).unwrap_or(u64::MAX)),
                 spec: c.clone(),
             })
             .collect();
@@ -476,6 +490,7 @@ impl<'a> Sim<'a> {
                 stats: CallbackStats::default(),
             }),
             offers: Rng::stream(seed, 2_000_000),
+            ops: SimOps::new(sc, seed),
         })
     }
 
@@ -499,6 +514,9 @@ impl<'a> Sim<'a> {
         for i in 0..self.dial_order.len() {
             let c = self.dial_order[i];
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
+        }
+        if self.ops.as_ref().is_some_and(SimOps::ticks) {
+            self.schedule(super::ops::TICK_MS, Ev::OpsTick);
         }
     }
 
@@ -552,6 +570,11 @@ impl<'a> Sim<'a> {
             }
             if limit_changed && want.limit < self.ledger.pool(id).limit {
                 self.ledger.set_limit(id, want.limit, now);
+            }
+            if limit_changed {
+                if let Some(ops) = &mut self.ops {
+                    ops.limit_changed(&mut self.ledger, p, want.limit, now);
+                }
             }
         }
         self.overflow = effective.flows.iter().map(|f| chain_of(&effective, &f.overflow)).collect();
@@ -729,6 +752,17 @@ impl<'a> Sim<'a> {
                     self.call(caller, patience);
                 }
             }
+            Ev::OpsTick => {
+                if let Some(ops) = &mut self.ops {
+                    ops.tick(&mut self.ledger, self.now);
+                }
+                self.ops_effects();
+                // Caps and limits may have risen: the dialers look again.
+                self.wake_dialers();
+                if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
+                    self.schedule(self.now + super::ops::TICK_MS, Ev::OpsTick);
+                }
+            }
             Ev::Schedule => {
                 self.apply_schedules();
                 // Only while something else is still to happen: the schedules alone
@@ -775,6 +809,14 @@ impl<'a> Sim<'a> {
                 st.retrials += 1;
             }
         }
+        if let Some(ops) = &mut self.ops {
+            let passed = ops.gate(&self.ledger, flow as usize, now);
+            self.ops_effects();
+            if !passed {
+                self.overflow(caller, Why::DependencyDown);
+                return;
+            }
+        }
         let req = Request {
             target: Target::Flow(FlowId(flow)),
             key: None,
@@ -785,6 +827,7 @@ impl<'a> Sim<'a> {
         };
         match self.ledger.acquire(req, now) {
             Ok(Decision::Granted { lease, .. }) => {
+                self.ops_granted(flow as usize, false);
                 if counted {
                     let st = &mut self.flows[flow as usize];
                     st.at_once += 1;
@@ -848,7 +891,14 @@ impl<'a> Sim<'a> {
 
     fn overflow(&mut self, caller: Caller, why: Why) {
         let Caller { flow, hold_ms, counted, .. } = caller;
-        let chain = self.overflow.get(flow as usize).cloned().unwrap_or_default();
+        let replaced = self.ops.as_ref().and_then(|ops| {
+            let chain = ops.chain(flow as usize, self.now, why == Why::DependencyDown)?;
+            Some(chain_of(&self.sc.config, chain))
+        });
+        let chain = match replaced {
+            Some(chain) => chain,
+            None => self.overflow.get(flow as usize).cloned().unwrap_or_default(),
+        };
         // Spill steps first: an admission in the other flow's pools at this instant; the
         // caller is served there when it grants, else the chain goes on.
         let spilled = chain.spills.iter().any(|&target| self.spill(target, hold_ms));
@@ -862,6 +912,7 @@ impl<'a> Sim<'a> {
                 Why::QueueFull => st.reasons.queue_full += 1,
                 Why::TimedOut => st.reasons.timed_out += 1,
                 Why::NeverFits => st.reasons.never_fits += 1,
+                Why::DependencyDown => st.reasons.dependency_down += 1,
             }
         }
         if spilled {
@@ -925,6 +976,9 @@ impl<'a> Sim<'a> {
             self.ledger.take_events(&mut self.events);
             if self.events.is_empty() {
                 return;
+            }
+            if let Some(ops) = self.ops.as_mut().filter(|o| o.observes()) {
+                ops.observe(&self.events);
             }
             if self.events.iter().any(|e| !matches!(e, Event::LimitChanged { .. })) {
                 self.last_activity = self.now;
@@ -1027,6 +1081,7 @@ impl<'a> Sim<'a> {
 
     fn granted_from_queue(&mut self, ticket: TicketId, lease: LeaseId, waited: u64, at: u64) {
         let Some(w) = self.waiting.remove(&ticket.0) else { return };
+        self.ops_granted(w.flow as usize, false);
         if w.counted {
             let st = &mut self.flows[w.flow as usize];
             st.answered += 1;
@@ -1041,6 +1096,55 @@ impl<'a> Sim<'a> {
             self.lease_ms += w.hold_ms as f64;
         }
         self.schedule(at + w.hold_ms, Ev::CallEnd { lease: lease.0 });
+    }
+
+    // ----- operating policies --------------------------------------------------------
+
+    /// A call of flow `f` was granted just now: the policies take its latency sample and
+    /// dependency outcomes. True when the provider refused it (outbound only).
+    fn ops_granted(&mut self, f: usize, outbound: bool) -> bool {
+        let Some(ops) = &mut self.ops else { return false };
+        let (refused, _failed) = ops.granted(&mut self.ledger, f, self.now, outbound);
+        self.ops_effects();
+        refused
+    }
+
+    /// Pauses and resumes the dialers as the policies asked.
+    fn ops_effects(&mut self) {
+        let Some(ops) = &mut self.ops else { return };
+        if ops.effects.is_empty() {
+            return;
+        }
+        let effects = std::mem::take(&mut ops.effects);
+        for e in effects {
+            match e {
+                Effect::PauseForBreaker(b) => {
+                    for d in &mut self.dialers {
+                        let depends = self.ops.as_ref().is_some_and(|o| o.depends(d.flow.index()).contains(&b));
+                        if depends && d.finished_at.is_none() && !d.paused.contains(&Pause::Breaker(b)) {
+                            d.paused.push(Pause::Breaker(b));
+                        }
+                    }
+                }
+                Effect::PauseBelow(i, below) => {
+                    for d in &mut self.dialers {
+                        if d.spec.priority < below && d.finished_at.is_none() && !d.paused.contains(&Pause::Alert(i)) {
+                            d.paused.push(Pause::Alert(i));
+                        }
+                    }
+                }
+                Effect::Resume(pause) => {
+                    for c in 0..self.dialers.len() {
+                        let d = &mut self.dialers[c];
+                        let before = d.paused.len();
+                        d.paused.retain(|p| *p != pause);
+                        if before != d.paused.len() && d.paused.is_empty() {
+                            self.wake_dialer(c, self.now);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     // ----- campaigns ---------------------------------------------------------------
@@ -1063,7 +1167,8 @@ impl<'a> Sim<'a> {
         loop {
             let d = &mut self.dialers[c];
             d.blocked = false;
-            if now >= self.campaigns_stop {
+            if now >= self.campaigns_stop || !d.paused.is_empty() {
+                // Paused: dialed again when the pause lifts (`ops_effects`).
                 return;
             }
             match next_open(d.spec.window.as_ref(), self.sc.sim.start_ms, now) {
@@ -1129,6 +1234,10 @@ impl<'a> Sim<'a> {
             };
             match self.ledger.acquire(req, now) {
                 Ok(Decision::Granted { lease, .. }) => {
+                    // The provider refused it: a failed attempt that held its line for no
+                    // time, and the campaign waits out its cooldown.
+                    let refused = self.ops_granted(flow.index(), true);
+                    let (outcome, hold) = if refused { (Outcome::Failed, 0) } else { (outcome, hold) };
                     let d = &mut self.dialers[c];
                     if due.is_some() {
                         d.retries.pop();
@@ -1138,7 +1247,7 @@ impl<'a> Sim<'a> {
                     d.in_flight += 1;
                     d.attempts += 1;
                     d.first_attempt.get_or_insert(now);
-                    d.next_allowed = now + d.spacing_ms;
+                    d.next_allowed = now + if refused { d.cooldown_ms.max(d.spacing_ms) } else { d.spacing_ms };
                     self.schedule(
                         now + hold,
                         Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, outcome },
@@ -1517,6 +1626,7 @@ impl<'a> Sim<'a> {
             callbacks,
             events: self.turns,
             schedules: std::mem::take(&mut self.schedule_log),
+            ops: self.ops.take().map(|o| o.report(&self.ledger)),
             series,
         }
     }
@@ -1622,12 +1732,14 @@ fn chain_of(config: &callgate_config::Config, steps: &[callgate_config::Overflow
     chain
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Why {
     Capacity,
     QueueFull,
     TimedOut,
     NeverFits,
+    /// A breaker of the flow's dependencies turned the caller away.
+    DependencyDown,
 }
 
 /// The headline over the flows fed by `[[arrivals]]`.

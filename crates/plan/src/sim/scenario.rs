@@ -82,6 +82,10 @@
 //! blanked (so the line numbers in its errors stay right); the traffic sections are read
 //! with their spans, so every problem names the file, the line and the field.
 
+mod ops;
+
+pub use ops::{DependencyModel, OpsModel, Outage, PoolModel};
+
 use super::dist::{Burst, Dist, RateProfile};
 use super::line_at;
 use crate::campaign::parse_window;
@@ -128,6 +132,9 @@ pub struct Scenario {
     pub campaigns: Vec<CampaignSource>,
     /// `[pricing]`, if present.
     pub pricing: Option<Pricing>,
+    /// `[[sim.dependencies]]` and `[[sim.pools]]`: what the breakers, adaptive caps and
+    /// alerts of the config see during the run.
+    pub ops: OpsModel,
 }
 
 /// `[sim]`.
@@ -309,6 +316,10 @@ impl Scenario {
         let campaigns: Vec<CampaignSource> =
             campaign_tables.iter().enumerate().filter_map(|(i, c)| reader.campaign(i, c)).collect();
         let pricing = traffic.pricing.as_ref().map(|p| reader.pricing(p));
+        let ops = match &traffic.sim {
+            Some(s) => reader.ops(&s.dependencies, &s.pools),
+            None => OpsModel::default(),
+        };
         if traffic.arrivals.is_empty() && campaign_tables.is_empty() {
             reader.problems.push(format!(
                 "{file}: a scenario needs traffic: at least one [[arrivals]] or [[sim.campaigns]] section"
@@ -364,6 +375,7 @@ impl Scenario {
             arrivals,
             campaigns,
             pricing,
+            ops,
             config,
         })
     }
@@ -526,6 +538,10 @@ struct SimToml {
     start: Option<Spanned<String>>,
     #[serde(default)]
     campaigns: Vec<Spanned<CampaignToml>>,
+    #[serde(default)]
+    dependencies: Vec<Spanned<ops::DependencyToml>>,
+    #[serde(default)]
+    pools: Vec<Spanned<ops::PoolToml>>,
 }
 
 #[derive(Deserialize)]
