@@ -2,6 +2,7 @@
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::{round_ms, Dist};
+use super::leads::{RealLeads, Take};
 use super::ops::{Effect, Pause, SimOps};
 use super::report::{
     CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
@@ -265,6 +266,9 @@ struct Dialer {
     paused: Vec<Pause>,
     /// The pause after a provider's refusal (the real campaign's `cooldown`).
     cooldown_ms: u64,
+    /// With a `[[campaigns]]` entry: its leads, scheduled by the real dialer's code (then
+    /// `next_fresh` and `retries` are unused).
+    real: Option<RealLeads>,
 }
 
 struct Sim<'a> {
@@ -380,6 +384,7 @@ impl<'a> Sim<'a> {
                 next: None,
             })
             .collect();
+        let rules = sc.config.calling_rules();
         let dialers = sc
             .campaigns
             .iter()
@@ -408,10 +413,14 @@ impl<'a> Sim<'a> {
                 finished_at: None,
                 first_attempt: None,
                 paused: Vec::new(),
-                cooldown_ms: sc
-                    .config
-                    .campaign(&c.name)
+                cooldown_ms: c
+                    .real
+                    .as_ref()
                     .map_or(30_000, |real| u64::try_from(real.cooldown.as_millis()).unwrap_or(u64::MAX)),
+                real: c
+                    .real
+                    .as_ref()
+                    .map(|real| RealLeads::new(c, real, &rules, seed, 1_000_000 + i as u64, sc.sim.start_ms)),
                 spec: c.clone(),
             })
             .collect();
@@ -1163,6 +1172,10 @@ impl<'a> Sim<'a> {
 
     /// Places attempts while a lead is ready, the carrier allows and a line is free.
     fn dial(&mut self, c: usize) {
+        if self.dialers[c].real.is_some() {
+            self.dial_real(c);
+            return;
+        }
         let now = self.now;
         loop {
             let d = &mut self.dialers[c];
@@ -1204,25 +1217,7 @@ impl<'a> Sim<'a> {
                 self.wake_dialer(c, at);
                 return;
             }
-            // The lead's answer and call length depend only on (seed, campaign, lead,
-            // attempt): every policy meets the same people.
-            let mut key = self.seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
-            let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
-            let u = rng.uniform();
-            let sp = &d.spec;
-            let outcome = if u < sp.answer {
-                Outcome::Answered
-            } else if u < sp.answer + sp.busy {
-                Outcome::Busy
-            } else if u < sp.answer + sp.busy + sp.voicemail {
-                Outcome::Voicemail
-            } else if u < sp.answer + sp.busy + sp.voicemail + sp.failed {
-                Outcome::Failed
-            } else {
-                Outcome::NoAnswer
-            };
-            let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
+            let (outcome, hold) = draw(d, self.seed, lead, attempt);
             let flow = d.flow;
             let req = Request {
                 target: Target::Flow(flow),
@@ -1258,6 +1253,80 @@ impl<'a> Sim<'a> {
                     // look again when something is freed.
                     self.dialers[c].blocked = true;
                     self.dialers[c].idle_since = now;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// [`Sim::dial`] for a dialer that runs a `[[campaigns]]` entry: the lead comes from
+    /// the real dialer's scheduler, after its calendar, caps and calling rules.
+    fn dial_real(&mut self, c: usize) {
+        let now = self.now;
+        let start = self.sc.sim.start_ms;
+        let wall = start.saturating_add(now);
+        loop {
+            let d = &mut self.dialers[c];
+            d.blocked = false;
+            if now >= self.campaigns_stop || !d.paused.is_empty() {
+                return;
+            }
+            if d.cap.is_some_and(|m| d.in_flight >= m) {
+                d.blocked = true;
+                d.idle_since = now;
+                return;
+            }
+            if now < d.next_allowed {
+                let at = d.next_allowed;
+                self.wake_dialer(c, at);
+                return;
+            }
+            let Some(real) = d.real.as_mut() else { return };
+            let lead = match real.take(wall) {
+                Take::Lead(lead) => lead,
+                Take::Until(at) => {
+                    self.wake_dialer(c, at.saturating_sub(start).max(now + 1));
+                    return;
+                }
+                Take::Done => return,
+            };
+            // Lead numbers are below `leads` (at most 100,000,000) and attempts below
+            // `max_attempts` (at most 100).
+            let (number, attempt) = (lead.id as u32, (lead.attempts + 1) as u16);
+            let (outcome, hold) = draw(d, self.seed, number, attempt);
+            let flow = d.flow;
+            let req = Request {
+                target: Target::Flow(flow),
+                key: None,
+                ttl_ms: Some(NEVER_EXPIRES),
+                max_wait_ms: Some(0),
+                meta: None,
+                owner: None,
+            };
+            match self.ledger.acquire(req, now) {
+                Ok(Decision::Granted { lease, .. }) => {
+                    let refused = self.ops_granted(flow.index(), true);
+                    let (outcome, hold) = if refused { (Outcome::Failed, 0) } else { (outcome, hold) };
+                    let d = &mut self.dialers[c];
+                    if let Some(real) = d.real.as_mut() {
+                        real.started(lead.id, wall);
+                    }
+                    d.in_flight += 1;
+                    d.attempts += 1;
+                    d.first_attempt.get_or_insert(now);
+                    d.next_allowed = now + if refused { d.cooldown_ms.max(d.spacing_ms) } else { d.spacing_ms };
+                    self.schedule(
+                        now + hold,
+                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead: number, attempt, outcome },
+                    );
+                }
+                _ => {
+                    let d = &mut self.dialers[c];
+                    if let Some(real) = d.real.as_mut() {
+                        real.give_back(lead, wall);
+                    }
+                    d.blocked = true;
+                    d.idle_since = now;
                     return;
                 }
             }
@@ -1304,7 +1373,24 @@ impl<'a> Sim<'a> {
             }
         };
         let mut retry_at = None;
-        if let Some(base) = base {
+        if let Some(real) = d.real.as_mut() {
+            let start = self.sc.sim.start_ms;
+            let as_dialed = match outcome {
+                Outcome::Answered => callgate_dialer::dial::Outcome::Completed,
+                Outcome::Busy => callgate_dialer::dial::Outcome::Busy,
+                Outcome::Voicemail => callgate_dialer::dial::Outcome::Voicemail,
+                Outcome::NoAnswer => callgate_dialer::dial::Outcome::NoAnswer,
+                Outcome::Failed => callgate_dialer::dial::Outcome::Failed,
+            };
+            match real.ended(u64::from(lead), u32::from(attempt), as_dialed, start.saturating_add(now)) {
+                Some(at) => retry_at = Some(at.saturating_sub(start)),
+                None if base.is_some() => d.unreached += 1,
+                None => {}
+            }
+            if real.is_empty() && d.in_flight == 0 {
+                d.finished_at = Some(now);
+            }
+        } else if let Some(base) = base {
             if u32::from(attempt) < retry.max_attempts {
                 let at = now.saturating_add(retry.delay(base, u32::from(attempt)).as_millis() as u64);
                 d.retries.push(Reverse((at, lead, attempt + 1)));
@@ -1313,7 +1399,7 @@ impl<'a> Sim<'a> {
                 d.unreached += 1;
             }
         }
-        if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
+        if d.real.is_none() && d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
             d.finished_at = Some(now);
         }
         let blocked = d.blocked;
@@ -1809,6 +1895,29 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         mean_waiting: waiting.area / window_ms,
         peak_waiting: waiting.peak.max(0) as u64,
     }
+}
+
+/// How attempt `attempt` on lead `lead` of dialer `d` goes, and how long it holds its
+/// line: from (seed, campaign, lead, attempt) alone, so every policy meets the same people.
+fn draw(d: &Dialer, seed: u64, lead: u32, attempt: u16) -> (Outcome, u64) {
+    let mut key = seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
+    let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
+    let u = rng.uniform();
+    let sp = &d.spec;
+    let outcome = if u < sp.answer {
+        Outcome::Answered
+    } else if u < sp.answer + sp.busy {
+        Outcome::Busy
+    } else if u < sp.answer + sp.busy + sp.voicemail {
+        Outcome::Voicemail
+    } else if u < sp.answer + sp.busy + sp.voicemail + sp.failed {
+        Outcome::Failed
+    } else {
+        Outcome::NoAnswer
+    };
+    let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
+    (outcome, hold)
 }
 
 /// The gap between attempts at `cps` attempts per second (0: no limit).

@@ -35,6 +35,7 @@
 mod dist;
 mod engine;
 mod forecast;
+mod leads;
 mod ops;
 mod report;
 mod rng;
@@ -47,6 +48,8 @@ mod tests;
 mod tests_campaigns;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_parity;
 
 pub use dist::{Burst, Dist, RateProfile};
 pub use engine::{run, RunOptions};
@@ -55,8 +58,8 @@ pub use report::{
     LostReport, OpsLine, OpsReport, OverflowReasons, PoolReport, Report, ScheduleChange, Series, SeriesLine,
 };
 pub use scenario::{
-    parse_rate, ArrivalSource, CallbackPolicy, CallingWindow, CampaignSource, DependencyModel, OpsModel, Outage,
-    PoolModel, Retrial, Scenario, SimSettings, MAX_CALLS,
+    parse_rate, ArrivalSource, CallbackPolicy, CallingWindow, CampaignSource, DependencyModel, LeadGroup, OpsModel,
+    Outage, PoolModel, Retrial, Scenario, SimSettings, MAX_CALLS,
 };
 pub use svg::chart;
 

@@ -250,6 +250,25 @@ pub struct CampaignSource {
     /// Among dialers that could take a freed line at the same moment, the higher
     /// priority goes first (as `[[campaigns]]` `priority`).
     pub priority: i32,
+    /// The `[[campaigns]]` entry it runs, if any (given by name or written in place): its
+    /// leads are then scheduled by the real dialer's code (`callgate_dialer`: the
+    /// scheduler, the calendar in each lead's time zone, the retry rules, the weekly cap
+    /// and the `[[calling_rules]]`).
+    pub real: Option<Box<callgate_config::CampaignConfig>>,
+    /// Where the leads are (`lead_mix`): shares of time zones and regions. Empty: every
+    /// lead in the campaign's `default_timezone`, in no region.
+    pub lead_mix: Vec<LeadGroup>,
+}
+
+/// A share of a campaign's leads in one time zone (and region, for `[[calling_rules]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadGroup {
+    /// Share of the leads, in (0, 1]; the shares add up to 1.
+    pub share: f64,
+    /// The leads' time zone.
+    pub timezone: chrono_tz::Tz,
+    /// Their region (`US-FL`, `GB`), as the dialer derives it from the number.
+    pub region: Option<String>,
 }
 
 /// When a simulated campaign may place calls.
@@ -625,6 +644,15 @@ struct CampaignToml {
     window: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
     priority: Option<Spanned<i64>>,
+    lead_mix: Option<Spanned<Vec<LeadGroupToml>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeadGroupToml {
+    share: f64,
+    timezone: String,
+    region: Option<String>,
 }
 
 /// Reads the traffic sections, collecting every problem with its line and field.
@@ -1133,6 +1161,18 @@ impl Reader<'_> {
             }
             (None, None) => 0,
         };
+        let lead_mix = match &c.lead_mix {
+            Some(mix) if real.is_none() => {
+                self.problem(
+                    mix.span(),
+                    &format!("{at}.lead_mix"),
+                    "time zones are those of a [[campaigns]] window: give `campaign = …`",
+                );
+                Vec::new()
+            }
+            Some(mix) => self.lead_mix(mix, &format!("{at}.lead_mix")),
+            None => Vec::new(),
+        };
         if self.problems.len() != before {
             return None;
         }
@@ -1153,7 +1193,44 @@ impl Reader<'_> {
             window,
             max_concurrency,
             priority,
+            real: real.map(|r| Box::new(r.clone())),
+            lead_mix,
         })
+    }
+
+    /// `lead_mix = [{ share = 0.6, timezone = "America/New_York", region = "US-NY" }, …]`.
+    fn lead_mix(&mut self, mix: &Spanned<Vec<LeadGroupToml>>, field: &str) -> Vec<LeadGroup> {
+        let span = mix.span();
+        let groups = mix.get_ref();
+        if groups.is_empty() || groups.len() > 64 {
+            self.problem(span, field, "between 1 and 64 groups");
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, g) in groups.iter().enumerate() {
+            if !(g.share > 0.0 && g.share <= 1.0) {
+                self.problem(span.clone(), &format!("{field}[{k}].share"), "must be more than 0 and at most 1");
+            }
+            let Ok(timezone) = g.timezone.parse::<chrono_tz::Tz>() else {
+                self.problem(
+                    span.clone(),
+                    &format!("{field}[{k}].timezone"),
+                    format!("`{}` is not an IANA time zone (e.g. America/New_York)", g.timezone),
+                );
+                continue;
+            };
+            if let Some(r) = &g.region {
+                if r.is_empty() || r.len() > 8 {
+                    self.problem(span.clone(), &format!("{field}[{k}].region"), "a region like `US-FL` or `GB`");
+                }
+            }
+            out.push(LeadGroup { share: g.share, timezone, region: g.region.clone() });
+        }
+        let total: f64 = groups.iter().map(|g| g.share).sum();
+        if (total - 1.0).abs() > 1e-6 {
+            self.problem(span, field, format!("the shares add up to {total}, not 1"));
+        }
+        out
     }
 
     /// `campaign = { name = …, flow = …, … }`: a `[[campaigns]]` table written here, read and
