@@ -269,6 +269,9 @@ struct Dialer {
     /// With a `[[campaigns]]` entry: its leads, scheduled by the real dialer's code (then
     /// `next_fresh` and `retries` are unused).
     real: Option<RealLeads>,
+    /// The class callbacks are dialed in (the campaign's `callback_class`, else the
+    /// class `callback`, else the flow's), with the flow's pools.
+    callback_target: Option<Target>,
 }
 
 struct Sim<'a> {
@@ -421,6 +424,16 @@ impl<'a> Sim<'a> {
                     .real
                     .as_ref()
                     .map(|real| RealLeads::new(c, real, &rules, seed, 1_000_000 + i as u64, sc.sim.start_ms)),
+                callback_target: c.real.as_ref().filter(|r| r.callbacks).and_then(|real| {
+                    let class = real
+                        .callback_class
+                        .clone()
+                        .or_else(|| sc.config.class("callback").map(|k| k.name.clone()))
+                        .unwrap_or_else(|| sc.config.flows[c.flow].class.clone());
+                    let class = ledger.class_id(&class)?;
+                    let pools = ledger.flow_pools(FlowId(c.flow as u32)).clone();
+                    Some(Target::Pools { pools, class })
+                }),
                 spec: c.clone(),
             })
             .collect();
@@ -948,9 +961,25 @@ impl<'a> Sim<'a> {
                     }
                     let id = cb.next_id;
                     cb.next_id += 1;
-                    cb.booked.insert(id, Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted });
-                    cb.due.push(Reverse((due, id)));
-                    self.wake_callbacks(due);
+                    let booked = Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted };
+                    match policy.campaign {
+                        Some(c) => {
+                            // A warm lead of the campaign that returns callbacks, numbered
+                            // after its leads.
+                            let id = self.dialers[c].spec.leads + id;
+                            cb.booked.insert(id, booked);
+                            let start = self.sc.sim.start_ms;
+                            if let Some(real) = self.dialers[c].real.as_mut() {
+                                real.insert_callback(id, start.saturating_add(due), start.saturating_add(self.now));
+                            }
+                            self.wake_dialer(c, due);
+                        }
+                        None => {
+                            cb.booked.insert(id, booked);
+                            cb.due.push(Reverse((due, id)));
+                            self.wake_callbacks(due);
+                        }
+                    }
                 }
             }
         }
@@ -1290,13 +1319,21 @@ impl<'a> Sim<'a> {
                 }
                 Take::Done => return,
             };
-            // Lead numbers are below `leads` (at most 100,000,000) and attempts below
-            // `max_attempts` (at most 100).
+            // Lead numbers are below `leads` (at most 100,000,000) plus the callbacks
+            // booked, and attempts below `max_attempts` (at most 100).
             let (number, attempt) = (lead.id as u32, (lead.attempts + 1) as u16);
-            let (outcome, hold) = draw(d, self.seed, number, attempt);
+            let callback = lead.warm.then(|| self.callbacks.as_ref()?.booked.get(&lead.id)).flatten();
+            let (outcome, hold) = match (callback, self.sc.sim.callback.as_ref()) {
+                (Some(b), Some(policy)) => draw_callback(policy, self.seed, lead.id, b.attempts + 1, b.hold_ms),
+                _ => draw(d, self.seed, number, attempt),
+            };
             let flow = d.flow;
+            let target = match (&d.callback_target, lead.warm) {
+                (Some(t), true) => t.clone(),
+                _ => Target::Flow(flow),
+            };
             let req = Request {
-                target: Target::Flow(flow),
+                target,
                 key: None,
                 ttl_ms: Some(NEVER_EXPIRES),
                 max_wait_ms: Some(0),
@@ -1312,8 +1349,13 @@ impl<'a> Sim<'a> {
                         real.started(lead.id, wall);
                     }
                     d.in_flight += 1;
-                    d.attempts += 1;
-                    d.first_attempt.get_or_insert(now);
+                    if lead.warm {
+                        self.callback_placed(lead.id, outcome);
+                    } else {
+                        d.attempts += 1;
+                        d.first_attempt.get_or_insert(now);
+                    }
+                    let d = &mut self.dialers[c];
                     d.next_allowed = now + if refused { d.cooldown_ms.max(d.spacing_ms) } else { d.spacing_ms };
                     self.schedule(
                         now + hold,
@@ -1333,7 +1375,76 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// A callback returned by a campaign was placed: its counts, as the callback dialer's.
+    fn callback_placed(&mut self, id: u64, outcome: Outcome) {
+        let now = self.now;
+        let Some(cb) = &mut self.callbacks else { return };
+        if let Some(b) = cb.booked.get_mut(&id) {
+            b.attempts += 1;
+            if outcome == Outcome::Answered {
+                cb.stats.connect_wait_sum_ms += now.saturating_sub(b.booked_at) as f64;
+            }
+        }
+        cb.stats.attempts += 1;
+        self.count(TALLY_CALLBACK);
+    }
+
+    /// A callback returned by campaign `c` ended: connected, or retried by the campaign's
+    /// retry table, or given up (its caller is lost).
+    fn campaign_callback_end(&mut self, c: usize, lease: u64, id: u64, outcome: Outcome) {
+        let now = self.now;
+        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
+            let held = now.saturating_sub(l.granted_at) as f64;
+            self.lease_ms += held;
+            if let Some(cb) = &mut self.callbacks {
+                cb.stats.line_ms += held;
+            }
+        }
+        self.ledger.release(LeaseId(lease), now);
+        let d = &mut self.dialers[c];
+        d.in_flight -= 1;
+        if d.blocked {
+            self.wake_dialer(c, now);
+        }
+        let Some(cb) = &mut self.callbacks else { return };
+        let as_dialed = match outcome {
+            Outcome::Answered => {
+                cb.stats.connected += 1;
+                if let Some(b) = cb.booked.remove(&id) {
+                    if b.counted {
+                        self.flows[b.origin as usize].callbacks_connected += 1;
+                    }
+                }
+                return;
+            }
+            Outcome::Busy => {
+                cb.stats.busy += 1;
+                callgate_dialer::dial::Outcome::Busy
+            }
+            Outcome::Voicemail => {
+                cb.stats.voicemail += 1;
+                callgate_dialer::dial::Outcome::Voicemail
+            }
+            Outcome::NoAnswer => {
+                cb.stats.no_answer += 1;
+                callgate_dialer::dial::Outcome::NoAnswer
+            }
+            Outcome::Failed => callgate_dialer::dial::Outcome::Failed,
+        };
+        let attempts = cb.booked.get(&id).map_or(1, |b| b.attempts);
+        let start = self.sc.sim.start_ms;
+        let Some(real) = self.dialers[c].real.as_mut() else { return };
+        match real.ended(id, attempts, as_dialed, start.saturating_add(now)) {
+            Some(at) => self.wake_dialer(c, at.saturating_sub(start)),
+            None => self.lose_callback(id),
+        }
+    }
+
     fn attempt_end(&mut self, c: usize, lease: u64, lead: u32, attempt: u16, outcome: Outcome) {
+        if u64::from(lead) >= self.dialers[c].spec.leads {
+            self.campaign_callback_end(c, lease, u64::from(lead), outcome);
+            return;
+        }
         let connected = outcome == Outcome::Answered;
         let now = self.now;
         if let Some(l) = self.ledger.lease(LeaseId(lease)) {
@@ -1917,6 +2028,32 @@ fn draw(d: &Dialer, seed: u64, lead: u32, attempt: u16) -> (Outcome, u64) {
         Outcome::NoAnswer
     };
     let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
+    (outcome, hold)
+}
+
+/// How attempt `attempt` of callback `id` goes: from (seed, callback, attempt) alone, as
+/// the callback dialer draws it; an answered one holds its line for the caller's call.
+fn draw_callback(
+    policy: &super::scenario::CallbackPolicy,
+    seed: u64,
+    id: u64,
+    attempt: u32,
+    hold_ms: u64,
+) -> (Outcome, u64) {
+    let mut key = seed ^ 0x5851_F42D_4C95_7F2D ^ id.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    key ^= u64::from(attempt);
+    let mut rng = Rng::stream(splitmix64(&mut key), 3_000_000);
+    let u = rng.uniform();
+    let outcome = if u < policy.answer {
+        Outcome::Answered
+    } else if u < policy.answer + policy.busy {
+        Outcome::Busy
+    } else if u < policy.answer + policy.busy + policy.voicemail {
+        Outcome::Voicemail
+    } else {
+        Outcome::NoAnswer
+    };
+    let hold = if outcome == Outcome::Answered { hold_ms } else { policy.ring.sample(&mut rng) };
     (outcome, hold)
 }
 

@@ -10,6 +10,10 @@
 //! number, so only the next fresh lead of each group sits in the scheduler; it is
 //! replaced by the group's next when it is taken. That keeps the real order (by lead
 //! number among equals) at a memory cost of the retries in flight, not of the list.
+//!
+//! A campaign with `callbacks = true` also returns the callbacks inbound overflow booked:
+//! each is a warm lead numbered from `leads` on, in the campaign's `default_timezone` and
+//! no region, due at its promised time.
 
 use super::rng::{splitmix64, Rng};
 use super::scenario::{CampaignSource, LeadGroup};
@@ -56,6 +60,8 @@ pub(super) struct RealLeads {
     track: bool,
     /// Times a lead was held back by a cap or a calling rule.
     pub(super) held: u64,
+    /// The campaign's `default_timezone`: the time zone of the callbacks it returns.
+    default_tz: Tz,
 }
 
 impl RealLeads {
@@ -96,6 +102,7 @@ impl RealLeads {
             history: FxHashMap::default(),
             track,
             held: 0,
+            default_tz: real.timezone(),
         };
         for g in 0..leads.groups.len() {
             leads.refill(g, 0, wall);
@@ -113,9 +120,19 @@ impl RealLeads {
         self.groups.iter().position(|g| u < g.upto).unwrap_or(self.groups.len() - 1)
     }
 
-    /// The time zone of lead `i`.
+    /// The time zone of lead `i` (a callback's, from `leads` on: the campaign's default).
     pub(super) fn tz(&self, i: u64) -> Tz {
+        if i >= self.leads {
+            return self.default_tz;
+        }
         self.groups[self.group_of(i)].tz
+    }
+
+    /// A callback booked by inbound overflow, as a warm lead of number `id` (at least
+    /// `leads`) due at `due` (Unix ms): dialed before every cold lead from then on.
+    pub(super) fn insert_callback(&mut self, id: u64, due: u64, wall: u64) {
+        let lead = Lead { id, tz: self.default_tz, score: 0.0, attempts: 0, warm: true, not_before: due };
+        self.scheduler.insert(lead, &self.calendar, wall);
     }
 
     /// Puts group `g`'s first fresh lead from number `from` on into the scheduler.
@@ -132,8 +149,9 @@ impl RealLeads {
     /// The next lead to dial at `wall` (Unix ms), after the caps and calling rules.
     pub(super) fn take(&mut self, wall: u64) -> Take {
         while let Some(mut lead) = self.scheduler.pop(&self.calendar, wall) {
-            let g = self.group_of(lead.id);
-            if self.head[g] == Some(lead.id) {
+            // A callback (from `leads` on) is in no group: no region, so no calling rule.
+            let g = (lead.id < self.leads).then(|| self.group_of(lead.id));
+            if let Some(g) = g.filter(|&g| self.head[g] == Some(lead.id)) {
                 self.refill(g, lead.id + 1, wall);
             }
             let history = &self.history;
@@ -144,7 +162,7 @@ impl RealLeads {
                         .map_or_else(Vec::new, |t| t.iter().copied().filter(|&x| x >= since).collect()),
                 )
             };
-            let rules: Vec<&CallingRule> = self.groups[g].rules.iter().collect();
+            let rules: Vec<&CallingRule> = g.map_or_else(Vec::new, |g| self.groups[g].rules.iter().collect());
             let hold =
                 caps::hold(self.retry.max_per_week, lead.attempts, &rules, lead.tz, wall, times).unwrap_or(Hold::Now);
             match hold {
@@ -181,7 +199,8 @@ impl RealLeads {
         match retry::next(&self.retry, outcome, attempts, wall) {
             Next::RetryAt(at) => {
                 let tz = self.tz(id);
-                let lead = Lead { id, tz, score: 0.0, attempts, warm: false, not_before: at };
+                let warm = id >= self.leads;
+                let lead = Lead { id, tz, score: 0.0, attempts, warm, not_before: at };
                 self.scheduler.insert(lead, &self.calendar, wall);
                 Some(at)
             }

@@ -66,6 +66,13 @@
 //!              retry = { no_answer = "30m", max_attempts = 4 } }
 //! ```
 //!
+//! A `[[sim.campaigns]]` table that runs a `[[campaigns]]` entry is dialed by the real
+//! dialer's code (see `sim::leads`), with `lead_mix = [{ share, timezone, region }, …]`
+//! saying where its leads are; when that entry has `callbacks = true`, it returns the
+//! callbacks (warm leads, its pacing and retry table; `[sim] callback` then gives only
+//! `after`, `accept` and the outcomes). `[[sim.dependencies]]` and `[[sim.pools]]` model
+//! what the config's breakers and adaptive caps see (see `scenario::ops`).
+//!
 //! Retrial: a caller who is refused (overflow `busy`, or none) calls again with
 //! probability `busy` (default `share`), one who hangs up while waiting with probability
 //! `hung_up` (default `share`), after a delay drawn from `after`, at most `max` times
@@ -183,6 +190,16 @@ pub struct CallbackPolicy {
     pub cps: f64,
     /// The most attempts live at once (`None`: only the pools limit them).
     pub max_concurrency: Option<u32>,
+    /// The `[[sim.campaigns]]` dialer (index) whose `[[campaigns]]` entry has
+    /// `callbacks = true`: it returns the callbacks, as the real dialer does (warm leads
+    /// of its scheduler, before every cold lead, in its `callback_class`, under its pacing,
+    /// calendar and retry table; then `flow`, `cps`, `max_concurrency`, `retry` and
+    /// `deadline` here are unused). `None`: the callbacks are dialed on their own.
+    pub campaign: Option<usize>,
+    /// The pacing fields the file gave, with their spans (to refuse them when a campaign
+    /// returns the callbacks).
+    given: Vec<(&'static str, Range<usize>)>,
+    span: Range<usize>,
 }
 
 /// One `[[arrivals]]` stream.
@@ -334,6 +351,10 @@ impl Scenario {
         let campaign_tables = traffic.sim.as_ref().map_or(&[][..], |s| s.campaigns.as_slice());
         let campaigns: Vec<CampaignSource> =
             campaign_tables.iter().enumerate().filter_map(|(i, c)| reader.campaign(i, c)).collect();
+        let mut sim = sim;
+        if let Some(cb) = sim.as_mut().and_then(|s| s.callback.as_mut()) {
+            reader.callback_campaign(cb, &campaigns);
+        }
         let pricing = traffic.pricing.as_ref().map(|p| reader.pricing(p));
         let ops = match &traffic.sim {
             Some(s) => reader.ops(&s.dependencies, &s.pools),
@@ -566,7 +587,7 @@ struct SimToml {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallbackToml {
-    flow: Spanned<String>,
+    flow: Option<Spanned<String>>,
     after: Spanned<String>,
     accept: Option<Spanned<f64>>,
     answer: Option<Spanned<f64>>,
@@ -735,8 +756,14 @@ impl Reader<'_> {
             }
         }
         if let Some(cb) = &sim.callback {
+            let span = cb.span();
             let cb = cb.get_ref();
-            let flow = self.flow(&cb.flow, "sim.callback.flow");
+            // Without `flow`, a campaign with `callbacks = true` returns them (checked
+            // once the campaigns are read).
+            let flow = match &cb.flow {
+                Some(f) => self.flow(f, "sim.callback.flow"),
+                None => Some(usize::MAX),
+            };
             let after = self.duration(&cb.after, "sim.callback.after");
             let mut share = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
                 Some(x) if (0.0..=1.0).contains(x.get_ref()) => *x.get_ref(),
@@ -751,7 +778,7 @@ impl Reader<'_> {
             let busy = share(&cb.busy, "busy", 0.1);
             let voicemail = share(&cb.voicemail, "voicemail", 0.1);
             if answer + busy + voicemail > 1.0 + 1e-9 {
-                self.problem(cb.flow.span(), "sim.callback", "answer + busy + voicemail must be at most 1");
+                self.problem(span.clone(), "sim.callback", "answer + busy + voicemail must be at most 1");
             }
             let ring = match &cb.ring {
                 Some(r) => self.dist(r, "sim.callback.ring"),
@@ -805,6 +832,18 @@ impl Reader<'_> {
                     deadline_ms,
                     cps,
                     max_concurrency,
+                    campaign: None,
+                    given: [
+                        ("flow", cb.flow.as_ref().map(Spanned::span)),
+                        ("retry", cb.retry.as_ref().map(Spanned::span)),
+                        ("deadline", cb.deadline.as_ref().map(Spanned::span)),
+                        ("calls_per_second", cb.calls_per_second.as_ref().map(Spanned::span)),
+                        ("max_concurrency", cb.max_concurrency.as_ref().map(Spanned::span)),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, s)| Some((k, s?)))
+                    .collect(),
+                    span,
                 });
             }
         }
@@ -1196,6 +1235,34 @@ impl Reader<'_> {
             real: real.map(|r| Box::new(r.clone())),
             lead_mix,
         })
+    }
+
+    /// Which dialer returns the callbacks: the first `[[sim.campaigns]]` whose
+    /// `[[campaigns]]` entry has `callbacks = true` (then the pacing is the campaign's, and
+    /// giving it in `[sim] callback` is an error), else the callback's own `flow`.
+    fn callback_campaign(&mut self, cb: &mut CallbackPolicy, campaigns: &[CampaignSource]) {
+        let returning = campaigns.iter().position(|c| c.real.as_ref().is_some_and(|r| r.callbacks));
+        match returning {
+            Some(i) => {
+                let name = &campaigns[i].name;
+                for (key, span) in std::mem::take(&mut cb.given) {
+                    self.problem(
+                        span,
+                        &format!("sim.callback.{key}"),
+                        format!("comes from the campaign `{name}` (callbacks = true): change it there"),
+                    );
+                }
+                cb.campaign = Some(i);
+                cb.flow = campaigns[i].flow;
+                cb.retry = campaigns[i].retry.clone();
+            }
+            None if cb.flow == usize::MAX => self.problem(
+                cb.span.clone(),
+                "sim.callback.flow",
+                "say which flow returns the callbacks, or run a [[campaigns]] entry with `callbacks = true`",
+            ),
+            None => {}
+        }
     }
 
     /// `lead_mix = [{ share = 0.6, timezone = "America/New_York", region = "US-NY" }, …]`.

@@ -172,3 +172,82 @@ fn lead_mix_is_checked_and_needs_a_real_campaign() {
     let e = Scenario::from_toml_str(&flow_only, None).unwrap_err().message;
     assert!(e.contains("lead_mix: time zones are those of a [[campaigns]] window"), "{e}");
 }
+
+/// Inbound `support` (4 lines, overflow to a callback) and a real campaign `promo` with
+/// `callbacks = true` and a 09:00-17:00 UTC window returning them; `CB` is `[sim] callback`.
+const RETURNED: &str = r#"
+[[classes]]
+name = "inbound"
+priority = 50
+[[classes]]
+name = "callback"
+priority = 30
+[[classes]]
+name = "outbound"
+priority = 10
+[[pools]]
+name = "lines"
+limit = 4
+[[flows]]
+name = "support"
+pools = ["lines"]
+class = "inbound"
+overflow = { action = "callback" }
+[[flows]]
+name = "dialer"
+pools = ["lines"]
+class = "outbound"
+[[campaigns]]
+name = "promo"
+flow = "dialer"
+simulate = { answer_rate = 0.3 }
+callbacks = true
+calls_per_second = 1
+window = { start = "09:00", end = "17:00" }
+retry = { no_answer = "30m", busy = "30m", voicemail = "30m", max_attempts = 3 }
+[sim]
+start = "2024-01-01T00:00:00Z"
+duration = "12h"
+CB
+[[sim.campaigns]]
+campaign = "promo"
+leads = 20
+talk = { dist = "fixed", value = "2m" }
+[[arrivals]]
+flow = "support"
+rate = "40/h"
+hold = { dist = "exp", mean = "4m" }
+"#;
+
+#[test]
+fn a_campaign_with_callbacks_returns_them_in_its_window_before_its_leads() {
+    let text = RETURNED.replace("CB", r#"callback = { after = "10m", answer = 0.6 }"#);
+    let sc = Scenario::from_toml_str(&text, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sc.sim.callback.as_ref().and_then(|c| c.campaign), Some(0));
+    let r = run(&sc, &RunOptions::default(), &mut |_| {}).unwrap();
+    let cb = r.callbacks.as_ref().expect("callbacks were booked");
+    assert!(cb.attempts > 0 && cb.connected > 0, "{cb:?}");
+    let flow = &r.flows[0];
+    assert!(flow.callbacks_booked > 0);
+    // Booked from midnight on, returned only from 09:00 (the campaign's window): the mean
+    // time to connect is hours, not the 10 minutes `after` asks for.
+    assert!(cb.mean_time_to_connect_s > 3600.0, "{cb:?}");
+    // The campaign's leads wait behind the callbacks (warm leads first) but are dialed.
+    assert!(r.campaigns[0].attempts > 0);
+}
+
+#[test]
+fn the_pacing_of_returned_callbacks_is_the_campaigns() {
+    let text = RETURNED
+        .replace("CB", r#"callback = { flow = "support", after = "10m", calls_per_second = 2, deadline = "1h" }"#);
+    let e = Scenario::from_toml_str(&text, None).unwrap_err().message;
+    assert!(
+        e.contains("sim.callback.flow: comes from the campaign `promo` (callbacks = true): change it there"),
+        "{e}"
+    );
+    assert!(e.contains("sim.callback.calls_per_second: comes from the campaign `promo`"), "{e}");
+    assert!(e.contains("sim.callback.deadline: comes from the campaign `promo`"), "{e}");
+    let alone = RETURNED.replace("callbacks = true\n", "").replace("CB", r#"callback = { after = "10m" }"#);
+    let e = Scenario::from_toml_str(&alone, None).unwrap_err().message;
+    assert!(e.contains("sim.callback.flow: say which flow returns the callbacks"), "{e}");
+}
