@@ -1258,10 +1258,16 @@ impl<'a> Sim<'a> {
             };
             match self.ledger.acquire(req, now) {
                 Ok(Decision::Granted { lease, .. }) => {
-                    // The provider refused it: a failed attempt that held its line for no
-                    // time, and the campaign waits out its cooldown.
-                    let refused = self.ops_granted(flow.index(), true);
-                    let (outcome, hold) = if refused { (Outcome::Failed, 0) } else { (outcome, hold) };
+                    if self.ops_granted(flow.index(), true) {
+                        // The provider refused it for concurrency: as the real dialer, the
+                        // lead goes back uncounted and the campaign waits out its cooldown.
+                        self.ledger.release(lease, now);
+                        let d = &mut self.dialers[c];
+                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
+                        let at = d.next_allowed;
+                        self.wake_dialer(c, at);
+                        return;
+                    }
                     let d = &mut self.dialers[c];
                     if due.is_some() {
                         d.retries.pop();
@@ -1271,7 +1277,7 @@ impl<'a> Sim<'a> {
                     d.in_flight += 1;
                     d.attempts += 1;
                     d.first_attempt.get_or_insert(now);
-                    d.next_allowed = now + if refused { d.cooldown_ms.max(d.spacing_ms) } else { d.spacing_ms };
+                    d.next_allowed = now + d.spacing_ms;
                     self.schedule(
                         now + hold,
                         Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, outcome },
@@ -1342,8 +1348,19 @@ impl<'a> Sim<'a> {
             };
             match self.ledger.acquire(req, now) {
                 Ok(Decision::Granted { lease, .. }) => {
-                    let refused = self.ops_granted(flow.index(), true);
-                    let (outcome, hold) = if refused { (Outcome::Failed, 0) } else { (outcome, hold) };
+                    if self.ops_granted(flow.index(), true) {
+                        // Refused by the provider for concurrency: the lead goes back
+                        // uncounted and the campaign waits out its cooldown.
+                        self.ledger.release(lease, now);
+                        let d = &mut self.dialers[c];
+                        if let Some(real) = d.real.as_mut() {
+                            real.give_back(lead, wall);
+                        }
+                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
+                        let at = d.next_allowed;
+                        self.wake_dialer(c, at);
+                        return;
+                    }
                     let d = &mut self.dialers[c];
                     if let Some(real) = d.real.as_mut() {
                         real.started(lead.id, wall);
@@ -1356,7 +1373,7 @@ impl<'a> Sim<'a> {
                         d.first_attempt.get_or_insert(now);
                     }
                     let d = &mut self.dialers[c];
-                    d.next_allowed = now + if refused { d.cooldown_ms.max(d.spacing_ms) } else { d.spacing_ms };
+                    d.next_allowed = now + d.spacing_ms;
                     self.schedule(
                         now + hold,
                         Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead: number, attempt, outcome },

@@ -262,3 +262,47 @@ fn the_simulator_and_the_server_run_one_implementation_of_the_policies() {
         }
     }
 }
+
+#[test]
+fn a_provider_refusal_is_a_drop_for_the_adaptive_cap_and_gives_the_lead_back() {
+    // The account takes 12 calls at once though the pool says 20: beyond, the provider
+    // refuses. The aimd cap drops on each refusal and settles near the account's size;
+    // the refused leads are dialed again later, so every lead is still called once.
+    let text = r#"
+[[classes]]
+name = "outbound"
+priority = 10
+
+[[pools]]
+name = "lines"
+limit = 20
+adaptive = { algorithm = "aimd", min = 2, window = { min = "1s", max = "1s", min_samples = 1 } }
+
+[[flows]]
+name = "dial"
+pools = ["lines"]
+class = "outbound"
+
+[sim]
+seed = 4
+
+[[sim.pools]]
+pool = "lines"
+latency = { dist = "fixed", value = "500ms" }
+provider_limit = 12
+
+[[sim.campaigns]]
+flow = "dial"
+leads = 400
+answer = 0.5
+talk = { dist = "fixed", value = "2m" }
+cps = 2
+"#;
+    let r = report(text);
+    let a = &r.ops.as_ref().unwrap().adaptive[0];
+    assert!(a.refusals > 0 && a.lowest_cap <= 12, "{a:?}");
+    let c = &r.campaigns[0];
+    assert_eq!(c.attempts, 400, "refused attempts are not counted: {c:?}");
+    assert_eq!(c.remaining, 0, "{c:?}");
+    assert!(r.pools[0].peak_used <= 13, "the cap kept the pool near the account's size: {:?}", r.pools[0]);
+}
