@@ -774,17 +774,7 @@ impl<'a> Sim<'a> {
                     self.call(caller, patience);
                 }
             }
-            Ev::OpsTick => {
-                if let Some(ops) = &mut self.ops {
-                    ops.tick(&mut self.ledger, self.now);
-                }
-                self.ops_effects();
-                // Caps and limits may have risen: the dialers look again.
-                self.wake_dialers();
-                if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
-                    self.schedule(self.now + super::ops::TICK_MS, Ev::OpsTick);
-                }
-            }
+            Ev::OpsTick => self.ops_tick(),
             Ev::Schedule => {
                 self.apply_schedules();
                 // Only while something else is still to happen: the schedules alone
@@ -831,13 +821,9 @@ impl<'a> Sim<'a> {
                 st.retrials += 1;
             }
         }
-        if let Some(ops) = &mut self.ops {
-            let passed = ops.gate(&self.ledger, flow as usize, now);
-            self.ops_effects();
-            if !passed {
-                self.overflow(caller, Why::DependencyDown);
-                return;
-            }
+        if !self.ops_gate(flow as usize) {
+            self.overflow(caller, Why::DependencyDown);
+            return;
         }
         let req = Request {
             target: Target::Flow(FlowId(flow)),
@@ -1138,9 +1124,43 @@ impl<'a> Sim<'a> {
 
     // ----- operating policies --------------------------------------------------------
 
+    /// A simulated second passed: breakers and alerts look at the clock.
+    #[inline(never)]
+    fn ops_tick(&mut self) {
+        if let Some(ops) = &mut self.ops {
+            ops.tick(&mut self.ledger, self.now);
+        }
+        self.ops_effects();
+        // Caps and limits may have risen: the dialers look again.
+        self.wake_dialers();
+        if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
+            self.schedule(self.now + super::ops::TICK_MS, Ev::OpsTick);
+        }
+    }
+
+    /// Does a caller of flow `f` pass its breakers now? (Always, without policies.)
+    #[inline(always)]
+    fn ops_gate(&mut self, f: usize) -> bool {
+        self.ops.is_none() || self.ops_gate_slow(f)
+    }
+
+    #[inline(never)]
+    fn ops_gate_slow(&mut self, f: usize) -> bool {
+        let Some(ops) = &mut self.ops else { return true };
+        let passed = ops.gate(&self.ledger, f, self.now);
+        self.ops_effects();
+        passed
+    }
+
     /// A call of flow `f` was granted just now: the policies take its latency sample and
     /// dependency outcomes. True when the provider refused it (outbound only).
+    #[inline(always)]
     fn ops_granted(&mut self, f: usize, outbound: bool) -> bool {
+        self.ops.is_some() && self.ops_granted_slow(f, outbound)
+    }
+
+    #[inline(never)]
+    fn ops_granted_slow(&mut self, f: usize, outbound: bool) -> bool {
         let Some(ops) = &mut self.ops else { return false };
         let (refused, _failed) = ops.granted(&mut self.ledger, f, self.now, outbound);
         self.ops_effects();
