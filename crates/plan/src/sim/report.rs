@@ -789,11 +789,14 @@ impl OpsReport {
         for a in &self.alerts {
             let _ = writeln!(out, "  alert `{}`: fired {} times, resolved {}", a.name, a.fired, a.resolved);
         }
-        for l in self.log.iter().take(40) {
+        // Breakers and alerts, in order; the adaptive caps' moves are summed up above (every
+        // one is in --json).
+        let lines: Vec<&OpsLine> = self.log.iter().filter(|l| !l.what.contains(" adaptive cap ")).collect();
+        for l in lines.iter().take(40) {
             let _ = writeln!(out, "    {} {}", l.at, l.what);
         }
-        if self.log.len() > 40 {
-            let _ = writeln!(out, "    … {} more in --json", self.log.len() - 40);
+        if lines.len() > 40 {
+            let _ = writeln!(out, "    … {} more in --json", lines.len() - 40);
         }
     }
 }

@@ -89,6 +89,10 @@ fn a_breaker_opens_in_simulation_when_the_modelled_dependency_fails_and_closes_a
     // While it was open, no caller reached a broken agent beyond the probes.
     assert!(b.failed < 200, "{b:?}");
 
+    let text = r.to_text();
+    assert!(text.contains("Operating policies\n"), "{text}");
+    assert!(text.contains("breaker `llm` closed → open"), "the text shows when it opened: {text}");
+
     // The same traffic with a healthy dependency: the breaker never opens.
     let healthy = llm_outage("[[sim.dependencies]]\nname = \"llm\"\nerror_rate = 0.0");
     let hb = &healthy.ops.as_ref().unwrap().breakers[0];
