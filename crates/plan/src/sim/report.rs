@@ -161,7 +161,7 @@ pub struct BreakerReport {
     pub calls: u64,
     /// Of which failed.
     pub failed: u64,
-    /// How often it opened.
+    /// How often it opened from closed (a failed probe round reopening it is not counted).
     pub opened: u32,
     /// Callers turned away to the fallback by it.
     pub fallbacks: u64,
@@ -782,7 +782,7 @@ impl OpsReport {
         for b in &self.breakers {
             let _ = writeln!(
                 out,
-                "  breaker `{}`: {} calls, {} failed, opened {} times, {} callers sent to the fallback",
+                "  breaker `{}`: {} calls, {} failed, opened from closed {} times, {} callers sent to the fallback",
                 b.name, b.calls, b.failed, b.opened, b.fallbacks
             );
         }
