@@ -151,9 +151,7 @@ impl RealLeads {
         while let Some(mut lead) = self.scheduler.pop(&self.calendar, wall) {
             // A callback (from `leads` on) is in no group: no region, so no calling rule.
             let g = (lead.id < self.leads).then(|| self.group_of(lead.id));
-            if let Some(g) = g.filter(|&g| self.head[g] == Some(lead.id)) {
-                self.refill(g, lead.id + 1, wall);
-            }
+            let head = g.filter(|&g| self.head[g] == Some(lead.id));
             let history = &self.history;
             let times = |since: u64| {
                 Ok::<_, ()>(
@@ -166,7 +164,15 @@ impl RealLeads {
             let hold =
                 caps::hold(self.retry.max_per_week, lead.attempts, &rules, lead.tz, wall, times).unwrap_or(Hold::Now);
             match hold {
-                Hold::Now => return Take::Lead(lead),
+                Hold::Now => {
+                    // Taken: the group's next fresh lead takes its place. (A head held back
+                    // stays the head: the fresh leads behind it, in the same zone and
+                    // region with no attempts, would be held back alike.)
+                    if let Some(g) = head {
+                        self.refill(g, lead.id + 1, wall);
+                    }
+                    return Take::Lead(lead);
+                }
                 Hold::Until(t) => lead.not_before = t,
                 Hold::Never => lead.not_before = wall + caps::WEEK_MS,
             }
