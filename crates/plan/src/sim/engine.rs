@@ -328,6 +328,9 @@ struct Sim<'a> {
     offers: Rng,
     /// The config's adaptive caps, breakers and alerts, when it has any.
     ops: Option<SimOps>,
+    /// Clock events in the heap (the schedules' minute, the policies' second): they go on
+    /// only while something else is still to happen, never keeping each other alive.
+    clocks: usize,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -513,6 +516,7 @@ impl<'a> Sim<'a> {
             }),
             offers: Rng::stream(seed, 2_000_000),
             ops: SimOps::new(sc, seed),
+            clocks: 0,
         })
     }
 
@@ -531,6 +535,7 @@ impl<'a> Sim<'a> {
         let forecast = self.sc.config.pools.iter().any(|p| p.forecast_class().is_some());
         if !self.sc.config.schedules.is_empty() || forecast {
             self.apply_schedules();
+            self.clocks += 1;
             self.schedule(self.next_minute(), Ev::Schedule);
         }
         for i in 0..self.dial_order.len() {
@@ -538,6 +543,7 @@ impl<'a> Sim<'a> {
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
         }
         if self.ops.as_ref().is_some_and(SimOps::ticks) {
+            self.clocks += 1;
             self.schedule(super::ops::TICK_MS, Ev::OpsTick);
         }
     }
@@ -774,12 +780,17 @@ impl<'a> Sim<'a> {
                     self.call(caller, patience);
                 }
             }
-            Ev::OpsTick => self.ops_tick(),
+            Ev::OpsTick => {
+                self.clocks -= 1;
+                self.ops_tick();
+            }
             Ev::Schedule => {
+                self.clocks -= 1;
                 self.apply_schedules();
                 // Only while something else is still to happen: the schedules alone
                 // never keep a run going.
-                if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
+                if self.work_left() {
+                    self.clocks += 1;
                     self.schedule(self.next_minute(), Ev::Schedule);
                 }
             }
@@ -1124,6 +1135,11 @@ impl<'a> Sim<'a> {
 
     // ----- operating policies --------------------------------------------------------
 
+    /// Whether anything but the clock events is still to happen.
+    fn work_left(&self) -> bool {
+        self.heap.len() > self.clocks || self.arrival_next.is_some() || self.ledger.next_deadline().is_some()
+    }
+
     /// A simulated second passed: breakers and alerts look at the clock.
     #[inline(never)]
     fn ops_tick(&mut self) {
@@ -1133,7 +1149,8 @@ impl<'a> Sim<'a> {
         self.ops_effects();
         // Caps and limits may have risen: the dialers look again.
         self.wake_dialers();
-        if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
+        if self.work_left() {
+            self.clocks += 1;
             self.schedule(self.now + super::ops::TICK_MS, Ev::OpsTick);
         }
     }

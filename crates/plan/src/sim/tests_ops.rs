@@ -310,3 +310,27 @@ cps = 2
     assert_eq!(c.remaining, 0, "{c:?}");
     assert!(r.pools[0].peak_used <= 13, "the cap kept the pool near the account's size: {:?}", r.pools[0]);
 }
+
+#[test]
+fn the_policies_second_and_the_schedules_minute_do_not_keep_a_run_alive() {
+    // Both are clock events that go on only while something else is to happen: a run
+    // with both ends with its last call, not at the end of time.
+    let schedule = r#"
+[[schedules]]
+name = "peak"
+start = "10:00"
+end = "14:00"
+pools = { lines = { limit = 25 } }
+"#;
+    let r = report(&scenario(
+        20,
+        "",
+        "depends_on = [\"llm\"]\nfallback = { action = \"voicemail\" }",
+        &format!("{BREAKER}\n{schedule}"),
+        "duration = \"2h\"\nseed = 3\n[[sim.dependencies]]\nname = \"llm\"",
+        "rate = \"900/h\"\nhold = { dist = \"exp\", mean = \"60s\" }",
+    ));
+    assert_eq!(r.schedules.len(), 1, "{:?}", r.schedules);
+    // 2 h of arrivals and their calls: about 7,200 ticks and 120 minutes, not years.
+    assert!(r.events < 50_000, "{}", r.events);
+}
