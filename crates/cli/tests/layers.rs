@@ -1,8 +1,9 @@
 //! Dependencies between callgate's crates point one way, down the data flow:
 //!
 //! ```text
-//! core < backend < config < store < dialer < providers < events < ops < governor < server < callgate (cli)
-//! plan: core and config only
+//! core < backend < config < policy < store < dialer < providers < events < ops < governor < server < callgate (cli)
+//! plan: core, config, policy and dialer only (the simulator runs the server's policies and
+//!   the real dialer's scheduling; both are sans-IO)
 //! forecast: core, config and plan only; server and cli may use it (and so the server may
 //!   use plan, which is pure: the forecast reserve needs its Erlang A)
 //! store-redis: core, backend and config only (beside store); server and cli may use it
@@ -22,10 +23,11 @@ use std::path::{Path, PathBuf};
 
 /// Each package and the packages it may depend on.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
-    const LAYERS: [&str; 11] = [
+    const LAYERS: [&str; 12] = [
         "callgate-core",
         "callgate-backend",
         "callgate-config",
+        "callgate-policy",
         "callgate-store",
         "callgate-dialer",
         "callgate-providers",
@@ -53,7 +55,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     for name in ["callgate-events", "callgate-ops", "callgate-governor"] {
         allowed.get_mut(name).expect("a layer").retain(|d| *d != "callgate-store");
     }
-    allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config"]);
+    allowed.insert("callgate-plan", vec!["callgate-core", "callgate-config", "callgate-policy", "callgate-dialer"]);
     allowed.insert("callgate-forecast", vec!["callgate-core", "callgate-config", "callgate-plan"]);
     allowed.insert("callgate-store-redis", vec!["callgate-core", "callgate-backend", "callgate-config"]);
     allowed.insert("callgate-store-postgres", vec!["callgate-core", "callgate-backend", "callgate-config"]);

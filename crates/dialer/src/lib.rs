@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod caps;
 pub mod dial;
 pub mod dnc;
 pub mod import;

@@ -1,24 +1,11 @@
-//! Breakers at runtime: one core [`Breaker`] per `[[breakers]]` entry, and which flows
-//! depend on which.
-//!
-//! A flow's caller passes the gate when every breaker the flow depends on allows a call
-//! (closed, or half-open with a probe left). The gate runs before the ledger is asked, so
-//! a half-open probe can be spent on a call that then finds no capacity; an unreported
-//! probe is written off by the core after `open_for`, so that costs at most one round.
+//! Breakers as the API shows them. The breakers themselves (the gate, the state machines,
+//! which flows depend on which) are `callgate_policy::breakers`, which the simulator runs
+//! too.
 
-use callgate_config::BreakerConfig;
-use callgate_core::breaker::{Breaker, BreakerState, Cause, Transition, WindowCounts};
+use callgate_core::breaker::BreakerState;
+use callgate_policy::breakers::BreakerStatus;
 use serde::Serialize;
 use std::sync::Arc;
-
-/// A breaker and its name.
-#[derive(Debug)]
-struct Slot {
-    name: Arc<str>,
-    breaker: Breaker,
-    /// When it last changed state (Unix ms; 0: never).
-    since: u64,
-}
 
 /// A breaker as `GET /v1/breakers` shows it.
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
@@ -43,195 +30,20 @@ pub struct BreakerView {
     pub flows: Vec<Arc<str>>,
 }
 
-/// Why a flow's caller did not pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Down {
-    /// The first breaker that refused.
-    pub(crate) breaker: usize,
-    /// When it may let calls through again (Unix ms), if known.
-    pub(crate) until: Option<u64>,
-}
-
-/// Every breaker, by index in the configuration.
-#[derive(Debug, Default)]
-pub(crate) struct Breakers {
-    slots: Vec<Slot>,
-    /// [flow] → the breakers it depends on.
-    depends: Vec<Vec<usize>>,
-    /// [breaker] → the flows that depend on it.
-    dependents: Vec<Vec<Arc<str>>>,
-}
-
-/// The wire name of a cause, for events and logs.
-pub(crate) fn cause_text(c: &Cause) -> String {
-    match c {
-        Cause::ErrorRate { failed, calls } => format!("error_rate {failed}/{calls}"),
-        Cause::SlowRate { slow, calls } => format!("slow_rate {slow}/{calls}"),
-        Cause::OpenElapsed => "open_for elapsed".into(),
-        Cause::ProbeFailed => "probe failed".into(),
-        Cause::SlowProbes { slow } => format!("{slow} slow probes"),
-        Cause::ProbesSucceeded => "probes succeeded".into(),
-    }
-}
-
-impl Breakers {
-    /// From the configured breakers and, for each flow (by index), its `depends_on`.
-    pub(crate) fn new<'a>(configs: &[BreakerConfig], flows: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Self {
-        let slots: Vec<Slot> = configs
-            .iter()
-            .filter_map(|c| match Breaker::new(c.spec()) {
-                Ok(breaker) => Some(Slot { name: Arc::from(c.name.as_str()), breaker, since: 0 }),
-                Err(e) => {
-                    tracing::warn!(breaker = %c.name, error = %e.0, "Breaker disabled: invalid settings");
-                    None
-                }
-            })
-            .collect();
-        let mut dependents = vec![Vec::new(); slots.len()];
-        let depends = flows
-            .into_iter()
-            .map(|(flow, deps)| {
-                deps.iter()
-                    .filter_map(|d| slots.iter().position(|s| &*s.name == d))
-                    .inspect(|&b| dependents[b].push(Arc::from(flow)))
-                    .collect()
-            })
-            .collect();
-        Breakers { slots, depends, dependents }
-    }
-
-    /// The index of the breaker named `name`.
-    pub(crate) fn index(&self, name: &str) -> Option<usize> {
-        self.slots.iter().position(|s| &*s.name == name)
-    }
-
-    /// The name of breaker `b`.
-    pub(crate) fn name(&self, b: usize) -> &Arc<str> {
-        &self.slots[b].name
-    }
-
-    /// The names of every breaker, in order.
-    pub(crate) fn names(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.name.to_string()).collect()
-    }
-
-    /// The breakers flow `f` depends on.
-    pub(crate) fn depends(&self, f: usize) -> &[usize] {
-        self.depends.get(f).map_or(&[], Vec::as_slice)
-    }
-
-    fn note(&mut self, b: usize, t: &Option<Transition>) {
-        if let Some(t) = t {
-            self.slots[b].since = t.at;
+impl From<BreakerStatus> for BreakerView {
+    fn from(s: BreakerStatus) -> BreakerView {
+        BreakerView {
+            name: s.name,
+            state: s.state.as_str(),
+            until_ms: match s.state {
+                BreakerState::Open { until } => Some(until),
+                _ => None,
+            },
+            since_ms: s.since,
+            calls: s.counts.calls,
+            failed: s.counts.failed,
+            slow: s.counts.slow,
+            flows: s.flows,
         }
-    }
-
-    /// Does flow `f`'s caller pass? Every dependency is asked in turn; the first that
-    /// refuses stops the walk (so no probe of a later one is spent). Returns the
-    /// transitions that happened on the way (open → half-open) with the answer.
-    pub(crate) fn pass(&mut self, f: usize, now: u64) -> (Result<(), Down>, Vec<(usize, Transition)>) {
-        let mut transitions = Vec::new();
-        let deps = self.depends.get(f).cloned().unwrap_or_default();
-        for b in deps {
-            let admission = self.slots[b].breaker.allow(now);
-            self.note(b, &admission.transition);
-            if let Some(t) = admission.transition {
-                transitions.push((b, t));
-            }
-            if !admission.allowed {
-                let until = match self.slots[b].breaker.state(now) {
-                    BreakerState::Open { until } => Some(until),
-                    _ => None,
-                };
-                return (Err(Down { breaker: b, until }), transitions);
-            }
-        }
-        (Ok(()), transitions)
-    }
-
-    /// Records an outcome of dependency `b`.
-    pub(crate) fn record(&mut self, b: usize, now: u64, ok: bool, latency_ms: Option<u64>) -> Option<Transition> {
-        let t = self.slots[b].breaker.record(now, ok, latency_ms);
-        self.note(b, &t);
-        t
-    }
-
-    /// What time alone changes (open → half-open), for every breaker.
-    pub(crate) fn advance(&mut self, now: u64) -> Vec<(usize, Transition)> {
-        let mut out = Vec::new();
-        for b in 0..self.slots.len() {
-            let t = self.slots[b].breaker.advance(now);
-            self.note(b, &t);
-            if let Some(t) = t {
-                out.push((b, t));
-            }
-        }
-        out
-    }
-
-    /// Whether breaker `b` is open at `now`.
-    pub(crate) fn is_open(&self, b: usize, now: u64) -> bool {
-        matches!(self.slots[b].breaker.state(now), BreakerState::Open { .. })
-    }
-
-    /// Every breaker's state.
-    pub(crate) fn views(&self, now: u64) -> Vec<BreakerView> {
-        self.slots
-            .iter()
-            .enumerate()
-            .map(|(b, s)| {
-                let state = s.breaker.state(now);
-                let WindowCounts { calls, failed, slow } = s.breaker.counts(now);
-                BreakerView {
-                    name: s.name.clone(),
-                    state: state.as_str(),
-                    until_ms: match state {
-                        BreakerState::Open { until } => Some(until),
-                        _ => None,
-                    },
-                    since_ms: (s.since > 0).then_some(s.since),
-                    calls,
-                    failed,
-                    slow,
-                    flows: self.dependents[b].clone(),
-                }
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn breakers() -> Breakers {
-        let mut llm = BreakerConfig::new("llm");
-        llm.min_calls = 2;
-        llm.open_for = std::time::Duration::from_secs(10);
-        llm.half_open_probes = 1;
-        let deps = [String::from("llm")];
-        Breakers::new(&[llm], [("support", &deps[..]), ("sales", &[][..])])
-    }
-
-    #[test]
-    fn a_flow_passes_while_its_dependency_is_closed_and_is_refused_while_it_is_open() {
-        let mut b = breakers();
-        assert_eq!(b.pass(0, 1_000).0, Ok(()));
-        assert_eq!(b.record(0, 1_000, false, None), None, "one failure is below min_calls");
-        let t = b.record(0, 1_100, false, None).expect("two of two failed");
-        assert_eq!(t.to, BreakerState::Open { until: 11_100 });
-        assert_eq!(b.pass(0, 2_000).0, Err(Down { breaker: 0, until: Some(11_100) }));
-        assert_eq!(b.pass(1, 2_000).0, Ok(()), "a flow without dependencies always passes");
-        let views = b.views(2_000);
-        assert_eq!((views[0].state, views[0].until_ms), ("open", Some(11_100)));
-        assert_eq!(views[0].flows, [Arc::from("support")]);
-
-        let (answer, transitions) = b.pass(0, 11_100);
-        assert_eq!(answer, Ok(()), "the first call after open_for is a probe");
-        assert_eq!(transitions[0].1.to, BreakerState::HalfOpen);
-        assert!(b.pass(0, 11_200).0.is_err(), "one probe at a time");
-        let t = b.record(0, 11_300, true, Some(200)).expect("the probe closes it");
-        assert_eq!(t.to, BreakerState::Closed);
-        assert_eq!(b.views(11_300)[0].since_ms, Some(11_300));
     }
 }

@@ -11,33 +11,36 @@
 //! Cap changes are the governor's adaptive cap source (`callgate_governor`'s `caps.rs`), applied with
 //! `Ledger::set_cap`, so they are ordinary `limit_changed` events.
 //!
-//! Module map: `adaptive` (per-pool caps), `breakers` (per-dependency breakers and the
-//! flows that depend on them), `alerts` (the `for`/hysteresis state machine and its
-//! runtime rules), `stats` (last-minute figures per pool and flow), `events` and `metrics`.
+//! The decisions are `callgate_policy`'s, which the simulator drives too: adaptive caps
+//! per pool, breakers per dependency (and the flows that depend on them), the last
+//! minute's figures, and alert rules with the commands of their actions. This crate is
+//! their shell: locks, events, metrics, webhooks, the event bus and the wall clock.
+//! Module map: `breakers` (the API's view), `alerts` (runtime rules, views, undo),
+//! `stats` (the policy's figures), `events` and `metrics`.
 //! Campaigns are paused and resumed with commands on the event bus ([`callgate_events::bus::Bus`]),
 //! which the dialer serves.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod adaptive;
 pub mod alerts;
 mod breakers;
 pub mod events;
 pub mod metrics;
-pub mod stats;
+pub use callgate_policy::stats;
 
 pub use breakers::BreakerView;
 pub use callgate_events::bus::CampaignInfo;
 pub use events::OpsEvent;
 
-use adaptive::AdaptiveCaps;
-use alerts::{AlertChange, AlertView, Condition, Rule, Undo, Watched};
-use breakers::{cause_text, Breakers, Down};
-use callgate_config::{AlertTarget, Config, Env, Overflow};
+use alerts::{AlertChange, AlertView, Condition, Rule, Undo};
+use callgate_config::{Config, Env, Overflow};
 use callgate_core::adaptive::{CapChange, Sample};
 use callgate_core::breaker::{BreakerState, Transition};
 use callgate_core::{Event, PoolUnits};
 use callgate_events::live::Live;
+use callgate_policy::adaptive::AdaptiveCaps;
+use callgate_policy::alerts::Command;
+use callgate_policy::breakers::{cause_text, Breakers, Down};
 use metrics::OpsMetrics;
 use serde::Serialize;
 use stats::{FiguresView, Stats};
@@ -227,7 +230,6 @@ impl Ops {
                 fallback: f.fallback.clone(),
             })
             .collect();
-        let flow_index = |name: &str| config.flows.iter().position(|f| f.name == name);
         let adaptive = AdaptiveCaps::new(
             config
                 .pools
@@ -237,22 +239,16 @@ impl Ops {
         );
         let breakers =
             Breakers::new(&config.breakers, config.flows.iter().map(|f| (f.name.as_str(), &f.depends_on[..])));
-        let campaign_flows: Vec<(String, Option<usize>)> =
-            config.campaigns.iter().map(|c| (c.name.clone(), flow_index(&c.flow))).collect();
+        for problem in adaptive.problems() {
+            tracing::warn!(error = %problem, "Adaptive cap disabled: its settings do not fit the pool's limit");
+        }
+        for problem in breakers.problems() {
+            tracing::warn!(error = %problem, "Breaker disabled: invalid settings");
+        }
         let mut rules = Vec::new();
         for a in &config.alerts {
             let Some(target) = a.target() else { continue };
-            let watched = match &target {
-                AlertTarget::Pool(p) => pool_index(p).map(Watched::Pool),
-                AlertTarget::Flow(f) => {
-                    flow_index(f).map(|i| Watched::Flow(i, flows[i].pools.iter().map(|p| p.0).collect()))
-                }
-                AlertTarget::Campaign(c) => campaign_flows
-                    .iter()
-                    .find(|(n, _)| n == c)
-                    .and_then(|(_, f)| *f)
-                    .map(|i| Watched::Flow(i, flows[i].pools.iter().map(|p| p.0).collect())),
-            };
+            let watched = callgate_policy::alerts::watched(config, &target);
             let mut urls = Vec::new();
             for action in &a.actions {
                 urls.push(match (&action.url, &action.url_env) {
@@ -496,7 +492,7 @@ impl Ops {
 
     /// Every breaker's state.
     pub fn breakers(&self, now: u64) -> Vec<BreakerView> {
-        lock(&self.breakers).views(now)
+        lock(&self.breakers).statuses(now).into_iter().map(BreakerView::from).collect()
     }
 
     /// Whether any dependency of flow `f` is open at `now`.
@@ -659,57 +655,6 @@ impl Ops {
             .collect()
     }
 
-    fn value(&self, rule: &Rule, gauges: &Gauges, stats: &Stats, now: u64) -> Option<f64> {
-        use callgate_config::AlertMetric as M;
-        use stats::Figure;
-        let watched = rule.watched.as_ref()?;
-        let utilization = |p: usize| {
-            let &(used, cap, waiting) = gauges.pools.get(p)?;
-            Some(if cap == 0 {
-                // Nothing may be admitted: full if anyone holds or wants a unit.
-                if used > 0 || waiting > 0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            } else {
-                used as f64 / f64::from(cap)
-            })
-        };
-        let figure = |fig: Figure| match watched {
-            Watched::Pool(p) => stats.figure(true, *p, fig, now),
-            Watched::Flow(f, _) => stats.figure(false, *f, fig, now),
-        };
-        match rule.config.metric {
-            M::Utilization => match watched {
-                Watched::Pool(p) => utilization(*p),
-                Watched::Flow(_, pools) => pools.iter().filter_map(|p| utilization(*p)).reduce(f64::max),
-            },
-            M::Waiting => match watched {
-                Watched::Pool(p) => gauges.pools.get(*p).map(|g| f64::from(g.2)),
-                Watched::Flow(f, _) => gauges.flow_waiting.get(*f).map(|w| f64::from(*w)),
-            },
-            M::P95Wait => figure(Figure::P95Wait),
-            M::P95Latency => figure(Figure::P95Latency),
-            M::ErrorRate => figure(Figure::ErrorRate),
-            M::RejectionsPerMinute => figure(Figure::RejectionsPerMinute),
-            M::ForecastShortfall => {
-                let Watched::Pool(p) = watched else { return None };
-                let cap = gauges.pools.get(*p)?.1;
-                let end = now.saturating_add(rule.config.lookahead.as_millis() as u64);
-                // Interval length of the forecast plans (15 minutes).
-                const INTERVAL_MS: u64 = 15 * 60 * 1000;
-                let need = lock(&self.forecast_need)
-                    .get(*p)?
-                    .iter()
-                    .filter(|&&(start, _)| start + INTERVAL_MS > now && start < end)
-                    .map(|&(_, lines)| lines)
-                    .max()?;
-                Some(f64::from(need) - f64::from(cap))
-            }
-        }
-    }
-
     /// Held for one evaluation and its actions.
     pub async fn evaluation(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.evaluating.lock().await
@@ -719,10 +664,14 @@ impl Ops {
     /// resolved, with the value that decided it.
     pub fn step_alerts(&self, now: u64, gauges: &Gauges) -> Vec<(usize, AlertChange, Option<f64>)> {
         let stats = lock(&self.stats);
+        let need = lock(&self.forecast_need);
         let mut rules = lock(&self.rules);
         let mut out = Vec::new();
         for (i, rule) in rules.iter_mut().enumerate() {
-            let value = self.value(rule, gauges, &stats, now);
+            let value = rule
+                .watched
+                .as_ref()
+                .and_then(|w| callgate_policy::alerts::value(&rule.config, w, gauges, &stats, &need, now));
             rule.value = value;
             self.metrics.alert_value(i, value);
             if let Some(change) = rule.state.step(&rule.condition, now, value) {
@@ -751,7 +700,7 @@ impl Ops {
             };
             (
                 r.name.clone(),
-                r.config.actions.clone(),
+                callgate_policy::alerts::commands(&r.config.actions),
                 r.urls.clone(),
                 r.config.undo,
                 alerts::notify_text(r, firing, value),
@@ -768,9 +717,9 @@ impl Ops {
         payload["text"] = serde_json::Value::String(text);
         payload["state"] = serde_json::Value::String(if firing { "firing" } else { "resolved" }.into());
         self.emit(event);
-        for (k, action) in actions.iter().enumerate() {
-            if action.action == callgate_config::AlertActionKind::Notify {
-                if let Some(url) = urls.get(k).cloned().flatten() {
+        for command in &actions {
+            if let Command::Notify { action } = command {
+                if let Some(url) = urls.get(*action).cloned().flatten() {
                     self.notify(name.clone(), url, payload.clone(), !firing, now);
                 }
             }
@@ -815,25 +764,17 @@ impl Ops {
         ));
     }
 
-    /// Runs one action of a firing alert; what undoes it, if anything.
-    async fn run_action(
-        &self,
-        limits: &dyn PoolLimits,
-        alert: &Arc<str>,
-        action: &callgate_config::AlertAction,
-        now: u64,
-    ) -> Option<Undo> {
-        use callgate_config::AlertActionKind as K;
-        match action.action {
-            K::Notify => None,
-            K::SetOverflow => {
-                let flow = action.flow.as_deref().unwrap_or_default();
+    /// Carries out one command of a firing alert; what undoes it, if anything.
+    async fn run_action(&self, limits: &dyn PoolLimits, alert: &Arc<str>, command: &Command, now: u64) -> Option<Undo> {
+        match command {
+            Command::Notify { .. } => None,
+            Command::SetOverflow { flow, chain } => {
                 let Some(f) = self.flows.iter().position(|fl| &*fl.name == flow) else {
                     self.sink.action_done(alert, "set_overflow", false, Err(format!("no flow `{flow}`")), now);
                     return None;
                 };
-                let generation = self.set_override(f, action.overflow.clone());
-                let first = action.overflow.first().map_or("none", |o| o.action.as_str());
+                let generation = self.set_override(f, chain.clone());
+                let first = chain.first().map_or("none", |o| o.action.as_str());
                 self.sink.action_done(
                     alert,
                     "set_overflow",
@@ -843,9 +784,8 @@ impl Ops {
                 );
                 Some(Undo::Overflow { flow: f, generation })
             }
-            K::SetLimit => {
-                let pool = action.pool.clone().unwrap_or_default();
-                let limit = action.limit.unwrap_or_default();
+            Command::SetLimit { pool, limit } => {
+                let (pool, limit) = (pool.clone(), *limit);
                 let before = match limits.limit(&pool) {
                     Ok(limit) => limit,
                     Err(e) => {
@@ -870,8 +810,8 @@ impl Ops {
                     }
                 }
             }
-            K::PauseCampaigns => {
-                let below = action.below_priority.unwrap_or(i32::MIN);
+            Command::PauseCampaigns { below } => {
+                let below = *below;
                 let Some(campaigns) = self.bus.campaigns().await else {
                     self.sink.action_done(alert, "pause_campaigns", false, Ok("no campaigns to pause".into()), now);
                     return None;
@@ -1007,13 +947,7 @@ pub trait PoolLimits: Send + Sync {
 }
 
 /// What the alerts read from the ledger (through the governor) at one evaluation.
-#[derive(Clone, Debug, Default)]
-pub struct Gauges {
-    /// [pool] → (used, cap, waiting).
-    pub pools: Vec<(u64, u32, u32)>,
-    /// [flow] → callers waiting.
-    pub flow_waiting: Vec<u32>,
-}
+pub use callgate_policy::alerts::Gauges;
 
 /// How often breakers look at the clock (an open breaker turns half-open within this of
 /// its `open_for`).

@@ -2,6 +2,8 @@
 //! The event loop: callers, dialers and the real ledger on a virtual clock.
 
 use super::dist::{round_ms, Dist};
+use super::leads::{RealLeads, Take};
+use super::ops::{Effect, Pause, SimOps};
 use super::report::{
     CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport, Report,
     ScheduleChange, Series, SeriesLine,
@@ -90,6 +92,8 @@ enum Ev {
     Schedule,
     /// A caller who was refused or hung up calls again.
     Retrial { id: u64 },
+    /// A simulated second: breakers and alerts look at the clock.
+    OpsTick,
 }
 
 /// An event in the heap: its time and its sequence number (the order of scheduling) in
@@ -258,6 +262,16 @@ struct Dialer {
     line_ms: f64,
     finished_at: Option<u64>,
     first_attempt: Option<u64>,
+    /// Why it does not dial now (a breaker of its flow opened, an alert paused it).
+    paused: Vec<Pause>,
+    /// The pause after a provider's refusal (the real campaign's `cooldown`).
+    cooldown_ms: u64,
+    /// With a `[[campaigns]]` entry: its leads, scheduled by the real dialer's code (then
+    /// `next_fresh` and `retries` are unused).
+    real: Option<RealLeads>,
+    /// The class callbacks are dialed in (the campaign's `callback_class`, else the
+    /// class `callback`, else the flow's), with the flow's pools.
+    callback_target: Option<Target>,
 }
 
 struct Sim<'a> {
@@ -312,6 +326,11 @@ struct Sim<'a> {
     callbacks: Option<Callbacks>,
     /// Offers of callbacks, accepted or not (one draw per offer, in offer order).
     offers: Rng,
+    /// The config's adaptive caps, breakers and alerts, when it has any.
+    ops: Option<SimOps>,
+    /// Clock events in the heap (the schedules' minute, the policies' second): they go on
+    /// only while something else is still to happen, never keeping each other alive.
+    clocks: usize,
 }
 
 /// Runs `scenario` with `options`, calling `progress` now and then with the share done
@@ -371,6 +390,7 @@ impl<'a> Sim<'a> {
                 next: None,
             })
             .collect();
+        let rules = sc.config.calling_rules();
         let dialers = sc
             .campaigns
             .iter()
@@ -398,6 +418,25 @@ impl<'a> Sim<'a> {
                 line_ms: 0.0,
                 finished_at: None,
                 first_attempt: None,
+                paused: Vec::new(),
+                cooldown_ms: c
+                    .real
+                    .as_ref()
+                    .map_or(30_000, |real| u64::try_from(real.cooldown.as_millis()).unwrap_or(u64::MAX)),
+                real: c
+                    .real
+                    .as_ref()
+                    .map(|real| RealLeads::new(c, real, &rules, seed, 1_000_000 + i as u64, sc.sim.start_ms)),
+                callback_target: c.real.as_ref().filter(|r| r.callbacks).and_then(|real| {
+                    let class = real
+                        .callback_class
+                        .clone()
+                        .or_else(|| sc.config.class("callback").map(|k| k.name.clone()))
+                        .unwrap_or_else(|| sc.config.flows[c.flow].class.clone());
+                    let class = ledger.class_id(&class)?;
+                    let pools = ledger.flow_pools(FlowId(c.flow as u32)).clone();
+                    Some(Target::Pools { pools, class })
+                }),
                 spec: c.clone(),
             })
             .collect();
@@ -476,6 +515,8 @@ impl<'a> Sim<'a> {
                 stats: CallbackStats::default(),
             }),
             offers: Rng::stream(seed, 2_000_000),
+            ops: SimOps::new(sc, seed),
+            clocks: 0,
         })
     }
 
@@ -494,11 +535,16 @@ impl<'a> Sim<'a> {
         let forecast = self.sc.config.pools.iter().any(|p| p.forecast_class().is_some());
         if !self.sc.config.schedules.is_empty() || forecast {
             self.apply_schedules();
+            self.clocks += 1;
             self.schedule(self.next_minute(), Ev::Schedule);
         }
         for i in 0..self.dial_order.len() {
             let c = self.dial_order[i];
             self.schedule(0, Ev::DialerWake { campaign: c as u32 });
+        }
+        if self.ops.as_ref().is_some_and(SimOps::ticks) {
+            self.clocks += 1;
+            self.schedule(super::ops::TICK_MS, Ev::OpsTick);
         }
     }
 
@@ -552,6 +598,11 @@ impl<'a> Sim<'a> {
             }
             if limit_changed && want.limit < self.ledger.pool(id).limit {
                 self.ledger.set_limit(id, want.limit, now);
+            }
+            if limit_changed {
+                if let Some(ops) = &mut self.ops {
+                    ops.limit_changed(&mut self.ledger, p, want.limit, now);
+                }
             }
         }
         self.overflow = effective.flows.iter().map(|f| chain_of(&effective, &f.overflow)).collect();
@@ -729,11 +780,17 @@ impl<'a> Sim<'a> {
                     self.call(caller, patience);
                 }
             }
+            Ev::OpsTick => {
+                self.clocks -= 1;
+                self.ops_tick();
+            }
             Ev::Schedule => {
+                self.clocks -= 1;
                 self.apply_schedules();
                 // Only while something else is still to happen: the schedules alone
                 // never keep a run going.
-                if !self.heap.is_empty() || self.arrival_next.is_some() || self.ledger.next_deadline().is_some() {
+                if self.work_left() {
+                    self.clocks += 1;
                     self.schedule(self.next_minute(), Ev::Schedule);
                 }
             }
@@ -775,6 +832,10 @@ impl<'a> Sim<'a> {
                 st.retrials += 1;
             }
         }
+        if !self.ops_gate(flow as usize) {
+            self.overflow(caller, Why::DependencyDown);
+            return;
+        }
         let req = Request {
             target: Target::Flow(FlowId(flow)),
             key: None,
@@ -785,6 +846,7 @@ impl<'a> Sim<'a> {
         };
         match self.ledger.acquire(req, now) {
             Ok(Decision::Granted { lease, .. }) => {
+                self.ops_granted(flow as usize, false);
                 if counted {
                     let st = &mut self.flows[flow as usize];
                     st.at_once += 1;
@@ -848,7 +910,14 @@ impl<'a> Sim<'a> {
 
     fn overflow(&mut self, caller: Caller, why: Why) {
         let Caller { flow, hold_ms, counted, .. } = caller;
-        let chain = self.overflow.get(flow as usize).cloned().unwrap_or_default();
+        let replaced = self.ops.as_ref().and_then(|ops| {
+            let chain = ops.chain(flow as usize, self.now, why == Why::DependencyDown)?;
+            Some(chain_of(&self.sc.config, chain))
+        });
+        let chain = match replaced {
+            Some(chain) => chain,
+            None => self.overflow.get(flow as usize).cloned().unwrap_or_default(),
+        };
         // Spill steps first: an admission in the other flow's pools at this instant; the
         // caller is served there when it grants, else the chain goes on.
         let spilled = chain.spills.iter().any(|&target| self.spill(target, hold_ms));
@@ -862,6 +931,7 @@ impl<'a> Sim<'a> {
                 Why::QueueFull => st.reasons.queue_full += 1,
                 Why::TimedOut => st.reasons.timed_out += 1,
                 Why::NeverFits => st.reasons.never_fits += 1,
+                Why::DependencyDown => st.reasons.dependency_down += 1,
             }
         }
         if spilled {
@@ -888,9 +958,25 @@ impl<'a> Sim<'a> {
                     }
                     let id = cb.next_id;
                     cb.next_id += 1;
-                    cb.booked.insert(id, Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted });
-                    cb.due.push(Reverse((due, id)));
-                    self.wake_callbacks(due);
+                    let booked = Booked { origin: flow, hold_ms, booked_at: self.now, attempts: 0, counted };
+                    match policy.campaign {
+                        Some(c) => {
+                            // A warm lead of the campaign that returns callbacks, numbered
+                            // after its leads.
+                            let id = self.dialers[c].spec.leads + id;
+                            cb.booked.insert(id, booked);
+                            let start = self.sc.sim.start_ms;
+                            if let Some(real) = self.dialers[c].real.as_mut() {
+                                real.insert_callback(id, start.saturating_add(due), start.saturating_add(self.now));
+                            }
+                            self.wake_dialer(c, due);
+                        }
+                        None => {
+                            cb.booked.insert(id, booked);
+                            cb.due.push(Reverse((due, id)));
+                            self.wake_callbacks(due);
+                        }
+                    }
                 }
             }
         }
@@ -925,6 +1011,9 @@ impl<'a> Sim<'a> {
             self.ledger.take_events(&mut self.events);
             if self.events.is_empty() {
                 return;
+            }
+            if let Some(ops) = self.ops.as_mut().filter(|o| o.observes()) {
+                ops.observe(&self.events);
             }
             if self.events.iter().any(|e| !matches!(e, Event::LimitChanged { .. })) {
                 self.last_activity = self.now;
@@ -1027,6 +1116,7 @@ impl<'a> Sim<'a> {
 
     fn granted_from_queue(&mut self, ticket: TicketId, lease: LeaseId, waited: u64, at: u64) {
         let Some(w) = self.waiting.remove(&ticket.0) else { return };
+        self.ops_granted(w.flow as usize, false);
         if w.counted {
             let st = &mut self.flows[w.flow as usize];
             st.answered += 1;
@@ -1041,6 +1131,95 @@ impl<'a> Sim<'a> {
             self.lease_ms += w.hold_ms as f64;
         }
         self.schedule(at + w.hold_ms, Ev::CallEnd { lease: lease.0 });
+    }
+
+    // ----- operating policies --------------------------------------------------------
+
+    /// Whether anything but the clock events is still to happen.
+    fn work_left(&self) -> bool {
+        self.heap.len() > self.clocks || self.arrival_next.is_some() || self.ledger.next_deadline().is_some()
+    }
+
+    /// A simulated second passed: breakers and alerts look at the clock.
+    #[inline(never)]
+    fn ops_tick(&mut self) {
+        if let Some(ops) = &mut self.ops {
+            ops.tick(&mut self.ledger, self.now);
+        }
+        self.ops_effects();
+        // Caps and limits may have risen: the dialers look again.
+        self.wake_dialers();
+        if self.work_left() {
+            self.clocks += 1;
+            self.schedule(self.now + super::ops::TICK_MS, Ev::OpsTick);
+        }
+    }
+
+    /// Does a caller of flow `f` pass its breakers now? (Always, without policies.)
+    #[inline(always)]
+    fn ops_gate(&mut self, f: usize) -> bool {
+        self.ops.is_none() || self.ops_gate_slow(f)
+    }
+
+    #[inline(never)]
+    fn ops_gate_slow(&mut self, f: usize) -> bool {
+        let Some(ops) = &mut self.ops else { return true };
+        let passed = ops.gate(&self.ledger, f, self.now);
+        self.ops_effects();
+        passed
+    }
+
+    /// A call of flow `f` was granted just now: the policies take its latency sample and
+    /// dependency outcomes. True when the provider refused it (outbound only).
+    #[inline(always)]
+    fn ops_granted(&mut self, f: usize, outbound: bool) -> bool {
+        self.ops.is_some() && self.ops_granted_slow(f, outbound)
+    }
+
+    #[inline(never)]
+    fn ops_granted_slow(&mut self, f: usize, outbound: bool) -> bool {
+        let Some(ops) = &mut self.ops else { return false };
+        let (refused, _failed) = ops.granted(&mut self.ledger, f, self.now, outbound);
+        self.ops_effects();
+        refused
+    }
+
+    /// Pauses and resumes the dialers as the policies asked.
+    fn ops_effects(&mut self) {
+        let Some(ops) = &mut self.ops else { return };
+        if ops.effects.is_empty() {
+            return;
+        }
+        let effects = std::mem::take(&mut ops.effects);
+        for e in effects {
+            match e {
+                Effect::PauseForBreaker(b) => {
+                    for d in &mut self.dialers {
+                        let depends = self.ops.as_ref().is_some_and(|o| o.depends(d.flow.index()).contains(&b));
+                        if depends && d.finished_at.is_none() && !d.paused.contains(&Pause::Breaker(b)) {
+                            d.paused.push(Pause::Breaker(b));
+                        }
+                    }
+                }
+                Effect::PauseBelow(i, below) => {
+                    for d in &mut self.dialers {
+                        if d.spec.priority < below && d.finished_at.is_none() && !d.paused.contains(&Pause::Alert(i)) {
+                            d.paused.push(Pause::Alert(i));
+                        }
+                    }
+                }
+                Effect::Resume(pause) => {
+                    for c in 0..self.dialers.len() {
+                        let d = &mut self.dialers[c];
+                        let before = d.paused.len();
+                        d.paused.retain(|p| *p != pause);
+                        if before != d.paused.len() && d.paused.is_empty() {
+                            self.wake_dialer(c, self.now);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     // ----- campaigns ---------------------------------------------------------------
@@ -1059,11 +1238,16 @@ impl<'a> Sim<'a> {
 
     /// Places attempts while a lead is ready, the carrier allows and a line is free.
     fn dial(&mut self, c: usize) {
+        if self.dialers[c].real.is_some() {
+            self.dial_real(c);
+            return;
+        }
         let now = self.now;
         loop {
             let d = &mut self.dialers[c];
             d.blocked = false;
-            if now >= self.campaigns_stop {
+            if now >= self.campaigns_stop || !d.paused.is_empty() {
+                // Paused: dialed again when the pause lifts (`ops_effects`).
                 return;
             }
             match next_open(d.spec.window.as_ref(), self.sc.sim.start_ms, now) {
@@ -1099,25 +1283,7 @@ impl<'a> Sim<'a> {
                 self.wake_dialer(c, at);
                 return;
             }
-            // The lead's answer and call length depend only on (seed, campaign, lead,
-            // attempt): every policy meets the same people.
-            let mut key = self.seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
-            let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
-            let u = rng.uniform();
-            let sp = &d.spec;
-            let outcome = if u < sp.answer {
-                Outcome::Answered
-            } else if u < sp.answer + sp.busy {
-                Outcome::Busy
-            } else if u < sp.answer + sp.busy + sp.voicemail {
-                Outcome::Voicemail
-            } else if u < sp.answer + sp.busy + sp.voicemail + sp.failed {
-                Outcome::Failed
-            } else {
-                Outcome::NoAnswer
-            };
-            let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
+            let (outcome, hold) = draw(d, self.seed, lead, attempt);
             let flow = d.flow;
             let req = Request {
                 target: Target::Flow(flow),
@@ -1129,6 +1295,16 @@ impl<'a> Sim<'a> {
             };
             match self.ledger.acquire(req, now) {
                 Ok(Decision::Granted { lease, .. }) => {
+                    if self.ops_granted(flow.index(), true) {
+                        // The provider refused it for concurrency: as the real dialer, the
+                        // lead goes back uncounted and the campaign waits out its cooldown.
+                        self.ledger.release(lease, now);
+                        let d = &mut self.dialers[c];
+                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
+                        let at = d.next_allowed;
+                        self.wake_dialer(c, at);
+                        return;
+                    }
                     let d = &mut self.dialers[c];
                     if due.is_some() {
                         d.retries.pop();
@@ -1155,7 +1331,174 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// [`Sim::dial`] for a dialer that runs a `[[campaigns]]` entry: the lead comes from
+    /// the real dialer's scheduler, after its calendar, caps and calling rules.
+    fn dial_real(&mut self, c: usize) {
+        let now = self.now;
+        let start = self.sc.sim.start_ms;
+        let wall = start.saturating_add(now);
+        loop {
+            let d = &mut self.dialers[c];
+            d.blocked = false;
+            if now >= self.campaigns_stop || !d.paused.is_empty() {
+                return;
+            }
+            if d.cap.is_some_and(|m| d.in_flight >= m) {
+                d.blocked = true;
+                d.idle_since = now;
+                return;
+            }
+            if now < d.next_allowed {
+                let at = d.next_allowed;
+                self.wake_dialer(c, at);
+                return;
+            }
+            let Some(real) = d.real.as_mut() else { return };
+            let lead = match real.take(wall) {
+                Take::Lead(lead) => lead,
+                Take::Until(at) => {
+                    self.wake_dialer(c, at.saturating_sub(start).max(now + 1));
+                    return;
+                }
+                Take::Done => return,
+            };
+            // Lead numbers are below `leads` (at most 100,000,000) plus the callbacks
+            // booked, and attempts below `max_attempts` (at most 100).
+            let (number, attempt) = (lead.id as u32, (lead.attempts + 1) as u16);
+            let callback = lead.warm.then(|| self.callbacks.as_ref()?.booked.get(&lead.id)).flatten();
+            let (outcome, hold) = match (callback, self.sc.sim.callback.as_ref()) {
+                (Some(b), Some(policy)) => draw_callback(policy, self.seed, lead.id, b.attempts + 1, b.hold_ms),
+                _ => draw(d, self.seed, number, attempt),
+            };
+            let flow = d.flow;
+            let target = match (&d.callback_target, lead.warm) {
+                (Some(t), true) => t.clone(),
+                _ => Target::Flow(flow),
+            };
+            let req = Request {
+                target,
+                key: None,
+                ttl_ms: Some(NEVER_EXPIRES),
+                max_wait_ms: Some(0),
+                meta: None,
+                owner: None,
+            };
+            match self.ledger.acquire(req, now) {
+                Ok(Decision::Granted { lease, .. }) => {
+                    if self.ops_granted(flow.index(), true) {
+                        // Refused by the provider for concurrency: the lead goes back
+                        // uncounted and the campaign waits out its cooldown.
+                        self.ledger.release(lease, now);
+                        let d = &mut self.dialers[c];
+                        if let Some(real) = d.real.as_mut() {
+                            real.give_back(lead, wall);
+                        }
+                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
+                        let at = d.next_allowed;
+                        self.wake_dialer(c, at);
+                        return;
+                    }
+                    let d = &mut self.dialers[c];
+                    if let Some(real) = d.real.as_mut() {
+                        real.started(lead.id, wall);
+                    }
+                    d.in_flight += 1;
+                    if lead.warm {
+                        self.callback_placed(lead.id, outcome);
+                    } else {
+                        d.attempts += 1;
+                        d.first_attempt.get_or_insert(now);
+                    }
+                    let d = &mut self.dialers[c];
+                    d.next_allowed = now + d.spacing_ms;
+                    self.schedule(
+                        now + hold,
+                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead: number, attempt, outcome },
+                    );
+                }
+                _ => {
+                    let d = &mut self.dialers[c];
+                    if let Some(real) = d.real.as_mut() {
+                        real.give_back(lead, wall);
+                    }
+                    d.blocked = true;
+                    d.idle_since = now;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A callback returned by a campaign was placed: its counts, as the callback dialer's.
+    fn callback_placed(&mut self, id: u64, outcome: Outcome) {
+        let now = self.now;
+        let Some(cb) = &mut self.callbacks else { return };
+        if let Some(b) = cb.booked.get_mut(&id) {
+            b.attempts += 1;
+            if outcome == Outcome::Answered {
+                cb.stats.connect_wait_sum_ms += now.saturating_sub(b.booked_at) as f64;
+            }
+        }
+        cb.stats.attempts += 1;
+        self.count(TALLY_CALLBACK);
+    }
+
+    /// A callback returned by campaign `c` ended: connected, or retried by the campaign's
+    /// retry table, or given up (its caller is lost).
+    fn campaign_callback_end(&mut self, c: usize, lease: u64, id: u64, outcome: Outcome) {
+        let now = self.now;
+        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
+            let held = now.saturating_sub(l.granted_at) as f64;
+            self.lease_ms += held;
+            if let Some(cb) = &mut self.callbacks {
+                cb.stats.line_ms += held;
+            }
+        }
+        self.ledger.release(LeaseId(lease), now);
+        let d = &mut self.dialers[c];
+        d.in_flight -= 1;
+        if d.blocked {
+            self.wake_dialer(c, now);
+        }
+        let Some(cb) = &mut self.callbacks else { return };
+        let as_dialed = match outcome {
+            Outcome::Answered => {
+                cb.stats.connected += 1;
+                if let Some(b) = cb.booked.remove(&id) {
+                    if b.counted {
+                        self.flows[b.origin as usize].callbacks_connected += 1;
+                    }
+                }
+                return;
+            }
+            Outcome::Busy => {
+                cb.stats.busy += 1;
+                callgate_dialer::dial::Outcome::Busy
+            }
+            Outcome::Voicemail => {
+                cb.stats.voicemail += 1;
+                callgate_dialer::dial::Outcome::Voicemail
+            }
+            Outcome::NoAnswer => {
+                cb.stats.no_answer += 1;
+                callgate_dialer::dial::Outcome::NoAnswer
+            }
+            Outcome::Failed => callgate_dialer::dial::Outcome::Failed,
+        };
+        let attempts = cb.booked.get(&id).map_or(1, |b| b.attempts);
+        let start = self.sc.sim.start_ms;
+        let Some(real) = self.dialers[c].real.as_mut() else { return };
+        match real.ended(id, attempts, as_dialed, start.saturating_add(now)) {
+            Some(at) => self.wake_dialer(c, at.saturating_sub(start)),
+            None => self.lose_callback(id),
+        }
+    }
+
     fn attempt_end(&mut self, c: usize, lease: u64, lead: u32, attempt: u16, outcome: Outcome) {
+        if u64::from(lead) >= self.dialers[c].spec.leads {
+            self.campaign_callback_end(c, lease, u64::from(lead), outcome);
+            return;
+        }
         let connected = outcome == Outcome::Answered;
         let now = self.now;
         if let Some(l) = self.ledger.lease(LeaseId(lease)) {
@@ -1195,7 +1538,24 @@ impl<'a> Sim<'a> {
             }
         };
         let mut retry_at = None;
-        if let Some(base) = base {
+        if let Some(real) = d.real.as_mut() {
+            let start = self.sc.sim.start_ms;
+            let as_dialed = match outcome {
+                Outcome::Answered => callgate_dialer::dial::Outcome::Completed,
+                Outcome::Busy => callgate_dialer::dial::Outcome::Busy,
+                Outcome::Voicemail => callgate_dialer::dial::Outcome::Voicemail,
+                Outcome::NoAnswer => callgate_dialer::dial::Outcome::NoAnswer,
+                Outcome::Failed => callgate_dialer::dial::Outcome::Failed,
+            };
+            match real.ended(u64::from(lead), u32::from(attempt), as_dialed, start.saturating_add(now)) {
+                Some(at) => retry_at = Some(at.saturating_sub(start)),
+                None if base.is_some() => d.unreached += 1,
+                None => {}
+            }
+            if real.is_empty() && d.in_flight == 0 {
+                d.finished_at = Some(now);
+            }
+        } else if let Some(base) = base {
             if u32::from(attempt) < retry.max_attempts {
                 let at = now.saturating_add(retry.delay(base, u32::from(attempt)).as_millis() as u64);
                 d.retries.push(Reverse((at, lead, attempt + 1)));
@@ -1204,7 +1564,7 @@ impl<'a> Sim<'a> {
                 d.unreached += 1;
             }
         }
-        if d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
+        if d.real.is_none() && d.next_fresh >= d.spec.leads && d.retries.is_empty() && d.in_flight == 0 {
             d.finished_at = Some(now);
         }
         let blocked = d.blocked;
@@ -1517,6 +1877,7 @@ impl<'a> Sim<'a> {
             callbacks,
             events: self.turns,
             schedules: std::mem::take(&mut self.schedule_log),
+            ops: self.ops.take().map(|o| o.report(&self.ledger)),
             series,
         }
     }
@@ -1622,12 +1983,14 @@ fn chain_of(config: &callgate_config::Config, steps: &[callgate_config::Overflow
     chain
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Why {
     Capacity,
     QueueFull,
     TimedOut,
     NeverFits,
+    /// A breaker of the flow's dependencies turned the caller away.
+    DependencyDown,
 }
 
 /// The headline over the flows fed by `[[arrivals]]`.
@@ -1697,6 +2060,55 @@ fn flow_report(sc: &Scenario, i: usize, st: &FlowStats, waiting: &Gauge, window_
         mean_waiting: waiting.area / window_ms,
         peak_waiting: waiting.peak.max(0) as u64,
     }
+}
+
+/// How attempt `attempt` on lead `lead` of dialer `d` goes, and how long it holds its
+/// line: from (seed, campaign, lead, attempt) alone, so every policy meets the same people.
+fn draw(d: &Dialer, seed: u64, lead: u32, attempt: u16) -> (Outcome, u64) {
+    let mut key = seed ^ d.stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    key ^= u64::from(lead).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ u64::from(attempt);
+    let mut rng = Rng::stream(splitmix64(&mut key), d.stream);
+    let u = rng.uniform();
+    let sp = &d.spec;
+    let outcome = if u < sp.answer {
+        Outcome::Answered
+    } else if u < sp.answer + sp.busy {
+        Outcome::Busy
+    } else if u < sp.answer + sp.busy + sp.voicemail {
+        Outcome::Voicemail
+    } else if u < sp.answer + sp.busy + sp.voicemail + sp.failed {
+        Outcome::Failed
+    } else {
+        Outcome::NoAnswer
+    };
+    let hold = if outcome == Outcome::Answered { sp.talk.sample(&mut rng) } else { sp.ring.sample(&mut rng) };
+    (outcome, hold)
+}
+
+/// How attempt `attempt` of callback `id` goes: from (seed, callback, attempt) alone, as
+/// the callback dialer draws it; an answered one holds its line for the caller's call.
+fn draw_callback(
+    policy: &super::scenario::CallbackPolicy,
+    seed: u64,
+    id: u64,
+    attempt: u32,
+    hold_ms: u64,
+) -> (Outcome, u64) {
+    let mut key = seed ^ 0x5851_F42D_4C95_7F2D ^ id.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    key ^= u64::from(attempt);
+    let mut rng = Rng::stream(splitmix64(&mut key), 3_000_000);
+    let u = rng.uniform();
+    let outcome = if u < policy.answer {
+        Outcome::Answered
+    } else if u < policy.answer + policy.busy {
+        Outcome::Busy
+    } else if u < policy.answer + policy.busy + policy.voicemail {
+        Outcome::Voicemail
+    } else {
+        Outcome::NoAnswer
+    };
+    let hold = if outcome == Outcome::Answered { hold_ms } else { policy.ring.sample(&mut rng) };
+    (outcome, hold)
 }
 
 /// The gap between attempts at `cps` attempts per second (0: no limit).

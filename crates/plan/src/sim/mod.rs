@@ -35,6 +35,8 @@
 mod dist;
 mod engine;
 mod forecast;
+mod leads;
+mod ops;
 mod report;
 mod rng;
 mod scenario;
@@ -44,15 +46,20 @@ mod svg;
 mod tests;
 #[cfg(test)]
 mod tests_campaigns;
+#[cfg(test)]
+mod tests_ops;
+#[cfg(test)]
+mod tests_parity;
 
 pub use dist::{Burst, Dist, RateProfile};
 pub use engine::{run, RunOptions};
 pub use report::{
-    compare_text, CallbackReport, CampaignReport, CostReport, FlowReport, LostReport, OverflowReasons, PoolReport,
-    Report, ScheduleChange, Series, SeriesLine,
+    compare_text, AdaptiveReport, AlertReport, BreakerReport, CallbackReport, CampaignReport, CostReport, FlowReport,
+    LostReport, OpsLine, OpsReport, OverflowReasons, PoolReport, Report, ScheduleChange, Series, SeriesLine,
 };
 pub use scenario::{
-    parse_rate, ArrivalSource, CallbackPolicy, CallingWindow, CampaignSource, Retrial, Scenario, SimSettings, MAX_CALLS,
+    parse_rate, ArrivalSource, CallbackPolicy, CallingWindow, CampaignSource, DependencyModel, LeadGroup, OpsModel,
+    Outage, PoolModel, Retrial, Scenario, SimSettings, MAX_CALLS,
 };
 pub use svg::chart;
 

@@ -44,6 +44,9 @@ pub struct Report {
     /// start); empty without schedules.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduleChange>,
+    /// With adaptive pools, breakers or alerts in the config: what they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops: Option<OpsReport>,
     /// Levels over time, for the chart.
     #[serde(skip)]
     pub series: Series,
@@ -110,6 +113,84 @@ pub struct CallbackReport {
     pub mean_time_to_connect_s: f64,
     /// Minutes lines were held by callback attempts.
     pub line_minutes: f64,
+}
+
+/// What the config's operating policies did during the run (`callgate_policy`, the code
+/// the server runs, on simulated time).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OpsReport {
+    /// Per adaptive pool.
+    pub adaptive: Vec<AdaptiveReport>,
+    /// Per `[[breakers]]` entry.
+    pub breakers: Vec<BreakerReport>,
+    /// Per `[[alerts]]` entry.
+    pub alerts: Vec<AlertReport>,
+    /// What changed, in order (at most 1,000 lines).
+    pub log: Vec<OpsLine>,
+}
+
+/// One adaptive pool's cap over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AdaptiveReport {
+    /// The pool.
+    pub pool: String,
+    /// `gradient2`, `vegas` or `aimd`.
+    pub algorithm: String,
+    /// The cap's bounds at the end.
+    pub min: u32,
+    /// The same.
+    pub max: u32,
+    /// The lowest cap it took.
+    pub lowest_cap: u32,
+    /// The cap at the end.
+    pub final_cap: u32,
+    /// How often it moved.
+    pub cap_changes: u64,
+    /// Samples it saw (from `[[sim.pools]]`).
+    pub samples: u64,
+    /// Of which the provider's refusals (beyond `provider_limit`).
+    pub refusals: u64,
+}
+
+/// One breaker over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BreakerReport {
+    /// The dependency.
+    pub name: String,
+    /// Calls it saw the outcome of (from `[[sim.dependencies]]`).
+    pub calls: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// How often it opened from closed (a failed probe round reopening it is not counted).
+    pub opened: u32,
+    /// Callers turned away to the fallback by it.
+    pub fallbacks: u64,
+}
+
+/// One alert over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertReport {
+    /// The alert.
+    pub name: String,
+    /// How often it fired.
+    pub fired: u32,
+    /// How often it resolved.
+    pub resolved: u32,
+    /// Notifications it would have posted.
+    pub notifications: u32,
+    /// What its actions did (the first 16).
+    pub actions: Vec<String>,
+}
+
+/// A line of the policies' log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OpsLine {
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+    /// The same on the wall clock, UTC.
+    pub at: String,
+    /// What happened.
+    pub what: String,
 }
 
 /// The schedules in force from a moment of the run on.
@@ -205,6 +286,13 @@ pub struct OverflowReasons {
     /// Asked a pool for more than its limit can ever give the flow's class (refused at
     /// once, or ended when a limit dropped).
     pub never_fits: u64,
+    /// A dependency's breaker was open (the flow's `fallback`, else its overflow).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dependency_down: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How busy one pool was over the measured window.
@@ -524,6 +612,9 @@ impl Report {
                 }
             }
         }
+        if let Some(ops) = &self.ops {
+            ops.text(&mut out);
+        }
         if let Some(c) = &self.cost {
             let m = |v: f64| money(&c.currency, v);
             out.push_str("\nCost\n");
@@ -676,4 +767,36 @@ pub fn compare_text(reports: &[Report]) -> String {
         out.push_str(&t.render(0));
     }
     out
+}
+
+impl OpsReport {
+    fn text(&self, out: &mut String) {
+        out.push_str("\nOperating policies\n");
+        for a in &self.adaptive {
+            let _ = writeln!(
+                out,
+                "  pool `{}` adaptive ({}, {}-{}): cap {} at the end, lowest {}, {} changes, {} samples, {} refusals",
+                a.pool, a.algorithm, a.min, a.max, a.final_cap, a.lowest_cap, a.cap_changes, a.samples, a.refusals
+            );
+        }
+        for b in &self.breakers {
+            let _ = writeln!(
+                out,
+                "  breaker `{}`: {} calls, {} failed, opened from closed {} times, {} callers sent to the fallback",
+                b.name, b.calls, b.failed, b.opened, b.fallbacks
+            );
+        }
+        for a in &self.alerts {
+            let _ = writeln!(out, "  alert `{}`: fired {} times, resolved {}", a.name, a.fired, a.resolved);
+        }
+        // Breakers and alerts, in order; the adaptive caps' moves are summed up above (every
+        // one is in --json).
+        let lines: Vec<&OpsLine> = self.log.iter().filter(|l| !l.what.contains(" adaptive cap ")).collect();
+        for l in lines.iter().take(40) {
+            let _ = writeln!(out, "    {} {}", l.at, l.what);
+        }
+        if lines.len() > 40 {
+            let _ = writeln!(out, "    … {} more in --json", lines.len() - 40);
+        }
+    }
 }

@@ -66,6 +66,13 @@
 //!              retry = { no_answer = "30m", max_attempts = 4 } }
 //! ```
 //!
+//! A `[[sim.campaigns]]` table that runs a `[[campaigns]]` entry is dialed by the real
+//! dialer's code (see `sim::leads`), with `lead_mix = [{ share, timezone, region }, …]`
+//! saying where its leads are; when that entry has `callbacks = true`, it returns the
+//! callbacks (warm leads, its pacing and retry table; `[sim] callback` then gives only
+//! `after`, `accept` and the outcomes). `[[sim.dependencies]]` and `[[sim.pools]]` model
+//! what the config's breakers and adaptive caps see (see `scenario::ops`).
+//!
 //! Retrial: a caller who is refused (overflow `busy`, or none) calls again with
 //! probability `busy` (default `share`), one who hangs up while waiting with probability
 //! `hung_up` (default `share`), after a delay drawn from `after`, at most `max` times
@@ -81,6 +88,10 @@
 //! The config sections go to `Config::from_toml_str` with the traffic sections' lines
 //! blanked (so the line numbers in its errors stay right); the traffic sections are read
 //! with their spans, so every problem names the file, the line and the field.
+
+mod ops;
+
+pub use ops::{DependencyModel, OpsModel, Outage, PoolModel};
 
 use super::dist::{Burst, Dist, RateProfile};
 use super::line_at;
@@ -128,6 +139,9 @@ pub struct Scenario {
     pub campaigns: Vec<CampaignSource>,
     /// `[pricing]`, if present.
     pub pricing: Option<Pricing>,
+    /// `[[sim.dependencies]]` and `[[sim.pools]]`: what the breakers, adaptive caps and
+    /// alerts of the config see during the run.
+    pub ops: OpsModel,
 }
 
 /// `[sim]`.
@@ -176,6 +190,16 @@ pub struct CallbackPolicy {
     pub cps: f64,
     /// The most attempts live at once (`None`: only the pools limit them).
     pub max_concurrency: Option<u32>,
+    /// The `[[sim.campaigns]]` dialer (index) whose `[[campaigns]]` entry has
+    /// `callbacks = true`: it returns the callbacks, as the real dialer does (warm leads
+    /// of its scheduler, before every cold lead, in its `callback_class`, under its pacing,
+    /// calendar and retry table; then `flow`, `cps`, `max_concurrency`, `retry` and
+    /// `deadline` here are unused). `None`: the callbacks are dialed on their own.
+    pub campaign: Option<usize>,
+    /// The pacing fields the file gave, with their spans (to refuse them when a campaign
+    /// returns the callbacks).
+    given: Vec<(&'static str, Range<usize>)>,
+    span: Range<usize>,
 }
 
 /// One `[[arrivals]]` stream.
@@ -243,6 +267,25 @@ pub struct CampaignSource {
     /// Among dialers that could take a freed line at the same moment, the higher
     /// priority goes first (as `[[campaigns]]` `priority`).
     pub priority: i32,
+    /// The `[[campaigns]]` entry it runs, if any (given by name or written in place): its
+    /// leads are then scheduled by the real dialer's code (`callgate_dialer`: the
+    /// scheduler, the calendar in each lead's time zone, the retry rules, the weekly cap
+    /// and the `[[calling_rules]]`).
+    pub real: Option<Box<callgate_config::CampaignConfig>>,
+    /// Where the leads are (`lead_mix`): shares of time zones and regions. Empty: every
+    /// lead in the campaign's `default_timezone`, in no region.
+    pub lead_mix: Vec<LeadGroup>,
+}
+
+/// A share of a campaign's leads in one time zone (and region, for `[[calling_rules]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadGroup {
+    /// Share of the leads, in (0, 1]; the shares add up to 1.
+    pub share: f64,
+    /// The leads' time zone.
+    pub timezone: chrono_tz::Tz,
+    /// Their region (`US-FL`, `GB`), as the dialer derives it from the number.
+    pub region: Option<String>,
 }
 
 /// When a simulated campaign may place calls.
@@ -308,7 +351,15 @@ impl Scenario {
         let campaign_tables = traffic.sim.as_ref().map_or(&[][..], |s| s.campaigns.as_slice());
         let campaigns: Vec<CampaignSource> =
             campaign_tables.iter().enumerate().filter_map(|(i, c)| reader.campaign(i, c)).collect();
+        let mut sim = sim;
+        if let Some(cb) = sim.as_mut().and_then(|s| s.callback.as_mut()) {
+            reader.callback_campaign(cb, &campaigns);
+        }
         let pricing = traffic.pricing.as_ref().map(|p| reader.pricing(p));
+        let ops = match &traffic.sim {
+            Some(s) => reader.ops(&s.dependencies, &s.pools),
+            None => OpsModel::default(),
+        };
         if traffic.arrivals.is_empty() && campaign_tables.is_empty() {
             reader.problems.push(format!(
                 "{file}: a scenario needs traffic: at least one [[arrivals]] or [[sim.campaigns]] section"
@@ -364,6 +415,7 @@ impl Scenario {
             arrivals,
             campaigns,
             pricing,
+            ops,
             config,
         })
     }
@@ -526,12 +578,16 @@ struct SimToml {
     start: Option<Spanned<String>>,
     #[serde(default)]
     campaigns: Vec<Spanned<CampaignToml>>,
+    #[serde(default)]
+    dependencies: Vec<Spanned<ops::DependencyToml>>,
+    #[serde(default)]
+    pools: Vec<Spanned<ops::PoolToml>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CallbackToml {
-    flow: Spanned<String>,
+    flow: Option<Spanned<String>>,
     after: Spanned<String>,
     accept: Option<Spanned<f64>>,
     answer: Option<Spanned<f64>>,
@@ -609,6 +665,15 @@ struct CampaignToml {
     window: Option<Spanned<String>>,
     max_concurrency: Option<Spanned<i64>>,
     priority: Option<Spanned<i64>>,
+    lead_mix: Option<Spanned<Vec<LeadGroupToml>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeadGroupToml {
+    share: f64,
+    timezone: String,
+    region: Option<String>,
 }
 
 /// Reads the traffic sections, collecting every problem with its line and field.
@@ -691,8 +756,14 @@ impl Reader<'_> {
             }
         }
         if let Some(cb) = &sim.callback {
+            let span = cb.span();
             let cb = cb.get_ref();
-            let flow = self.flow(&cb.flow, "sim.callback.flow");
+            // Without `flow`, a campaign with `callbacks = true` returns them (checked
+            // once the campaigns are read).
+            let flow = match &cb.flow {
+                Some(f) => self.flow(f, "sim.callback.flow"),
+                None => Some(usize::MAX),
+            };
             let after = self.duration(&cb.after, "sim.callback.after");
             let mut share = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
                 Some(x) if (0.0..=1.0).contains(x.get_ref()) => *x.get_ref(),
@@ -707,7 +778,7 @@ impl Reader<'_> {
             let busy = share(&cb.busy, "busy", 0.1);
             let voicemail = share(&cb.voicemail, "voicemail", 0.1);
             if answer + busy + voicemail > 1.0 + 1e-9 {
-                self.problem(cb.flow.span(), "sim.callback", "answer + busy + voicemail must be at most 1");
+                self.problem(span.clone(), "sim.callback", "answer + busy + voicemail must be at most 1");
             }
             let ring = match &cb.ring {
                 Some(r) => self.dist(r, "sim.callback.ring"),
@@ -761,6 +832,18 @@ impl Reader<'_> {
                     deadline_ms,
                     cps,
                     max_concurrency,
+                    campaign: None,
+                    given: [
+                        ("flow", cb.flow.as_ref().map(Spanned::span)),
+                        ("retry", cb.retry.as_ref().map(Spanned::span)),
+                        ("deadline", cb.deadline.as_ref().map(Spanned::span)),
+                        ("calls_per_second", cb.calls_per_second.as_ref().map(Spanned::span)),
+                        ("max_concurrency", cb.max_concurrency.as_ref().map(Spanned::span)),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, s)| Some((k, s?)))
+                    .collect(),
+                    span,
                 });
             }
         }
@@ -1117,6 +1200,18 @@ impl Reader<'_> {
             }
             (None, None) => 0,
         };
+        let lead_mix = match &c.lead_mix {
+            Some(mix) if real.is_none() => {
+                self.problem(
+                    mix.span(),
+                    &format!("{at}.lead_mix"),
+                    "time zones are those of a [[campaigns]] window: give `campaign = …`",
+                );
+                Vec::new()
+            }
+            Some(mix) => self.lead_mix(mix, &format!("{at}.lead_mix")),
+            None => Vec::new(),
+        };
         if self.problems.len() != before {
             return None;
         }
@@ -1137,7 +1232,72 @@ impl Reader<'_> {
             window,
             max_concurrency,
             priority,
+            real: real.map(|r| Box::new(r.clone())),
+            lead_mix,
         })
+    }
+
+    /// Which dialer returns the callbacks: the first `[[sim.campaigns]]` whose
+    /// `[[campaigns]]` entry has `callbacks = true` (then the pacing is the campaign's, and
+    /// giving it in `[sim] callback` is an error), else the callback's own `flow`.
+    fn callback_campaign(&mut self, cb: &mut CallbackPolicy, campaigns: &[CampaignSource]) {
+        let returning = campaigns.iter().position(|c| c.real.as_ref().is_some_and(|r| r.callbacks));
+        match returning {
+            Some(i) => {
+                let name = &campaigns[i].name;
+                for (key, span) in std::mem::take(&mut cb.given) {
+                    self.problem(
+                        span,
+                        &format!("sim.callback.{key}"),
+                        format!("comes from the campaign `{name}` (callbacks = true): change it there"),
+                    );
+                }
+                cb.campaign = Some(i);
+                cb.flow = campaigns[i].flow;
+                cb.retry = campaigns[i].retry.clone();
+            }
+            None if cb.flow == usize::MAX => self.problem(
+                cb.span.clone(),
+                "sim.callback.flow",
+                "say which flow returns the callbacks, or run a [[campaigns]] entry with `callbacks = true`",
+            ),
+            None => {}
+        }
+    }
+
+    /// `lead_mix = [{ share = 0.6, timezone = "America/New_York", region = "US-NY" }, …]`.
+    fn lead_mix(&mut self, mix: &Spanned<Vec<LeadGroupToml>>, field: &str) -> Vec<LeadGroup> {
+        let span = mix.span();
+        let groups = mix.get_ref();
+        if groups.is_empty() || groups.len() > 64 {
+            self.problem(span, field, "between 1 and 64 groups");
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (k, g) in groups.iter().enumerate() {
+            if !(g.share > 0.0 && g.share <= 1.0) {
+                self.problem(span.clone(), &format!("{field}[{k}].share"), "must be more than 0 and at most 1");
+            }
+            let Ok(timezone) = g.timezone.parse::<chrono_tz::Tz>() else {
+                self.problem(
+                    span.clone(),
+                    &format!("{field}[{k}].timezone"),
+                    format!("`{}` is not an IANA time zone (e.g. America/New_York)", g.timezone),
+                );
+                continue;
+            };
+            if let Some(r) = &g.region {
+                if r.is_empty() || r.len() > 8 {
+                    self.problem(span.clone(), &format!("{field}[{k}].region"), "a region like `US-FL` or `GB`");
+                }
+            }
+            out.push(LeadGroup { share: g.share, timezone, region: g.region.clone() });
+        }
+        let total: f64 = groups.iter().map(|g| g.share).sum();
+        if (total - 1.0).abs() > 1e-6 {
+            self.problem(span, field, format!("the shares add up to {total}, not 1"));
+        }
+        out
     }
 
     /// `campaign = { name = …, flow = …, … }`: a `[[campaigns]]` table written here, read and

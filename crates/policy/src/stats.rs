@@ -101,7 +101,8 @@ impl Figures {
 }
 
 /// One pool's or flow's figures, as `GET /v1/stats` shows them.
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FiguresView {
     /// The pool or flow.
     pub name: Arc<str>,
@@ -121,22 +122,27 @@ pub struct FiguresView {
 
 /// Which figure: the alert metrics that stats answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Figure {
+pub enum Figure {
+    /// 95th percentile of the waits of the last minute's grants, ms.
     P95Wait,
+    /// 95th percentile of the latencies reported in the last minute, ms.
     P95Latency,
+    /// Share of the outcomes reported in the last minute that failed.
     ErrorRate,
+    /// Rejections in the last minute.
     RejectionsPerMinute,
 }
 
 /// Figures of every pool and flow, by index.
 #[derive(Debug, Default)]
-pub(crate) struct Stats {
+pub struct Stats {
     pools: Vec<Figures>,
     flows: Vec<Figures>,
 }
 
 impl Stats {
-    pub(crate) fn new(pools: usize, flows: usize) -> Self {
+    /// Empty figures for `pools` pools and `flows` flows.
+    pub fn new(pools: usize, flows: usize) -> Self {
         Stats { pools: vec![Figures::default(); pools], flows: vec![Figures::default(); flows] }
     }
 
@@ -152,7 +158,7 @@ impl Stats {
     }
 
     /// Counts committed ledger events.
-    pub(crate) fn observe(&mut self, events: &[Event]) {
+    pub fn observe(&mut self, events: &[Event]) {
         for e in events {
             match e {
                 Event::Granted { lease, from_ticket } => {
@@ -181,7 +187,7 @@ impl Stats {
     }
 
     /// A caller of flow `f` (holding `pools`) was answered with the fallback.
-    pub(crate) fn fallback(&mut self, f: usize, pools: &[PoolUnits], at: u64) {
+    pub fn fallback(&mut self, f: usize, pools: &[PoolUnits], at: u64) {
         self.each(pools, Some(f), |x| {
             x.decisions.push(at, 1.0);
             x.rejections.push(at, 1.0);
@@ -189,14 +195,7 @@ impl Stats {
     }
 
     /// A reported latency and/or outcome, for these pools and this flow.
-    pub(crate) fn sample(
-        &mut self,
-        pools: &[usize],
-        flow: Option<usize>,
-        at: u64,
-        latency_ms: Option<f64>,
-        ok: Option<bool>,
-    ) {
+    pub fn sample(&mut self, pools: &[usize], flow: Option<usize>, at: u64, latency_ms: Option<f64>, ok: Option<bool>) {
         let apply = |x: &mut Figures| {
             if let Some(ms) = latency_ms {
                 x.latencies.push(at, ms);
@@ -216,7 +215,7 @@ impl Stats {
     }
 
     /// Drops what fell out of the window.
-    pub(crate) fn prune(&mut self, now: u64) {
+    pub fn prune(&mut self, now: u64) {
         for x in self.pools.iter_mut().chain(self.flows.iter_mut()) {
             x.prune(now);
         }
@@ -231,7 +230,7 @@ impl Stats {
     }
 
     /// One figure of pool `i` (or flow `i` when `pool` is false) at `now`.
-    pub(crate) fn figure(&self, pool: bool, i: usize, figure: Figure, now: u64) -> Option<f64> {
+    pub fn figure(&self, pool: bool, i: usize, figure: Figure, now: u64) -> Option<f64> {
         let x = self.figures(pool, i)?;
         match figure {
             Figure::P95Wait => x.waits.p95(now),
@@ -242,12 +241,7 @@ impl Stats {
     }
 
     /// Every pool's and flow's figures.
-    pub(crate) fn views(
-        &self,
-        pools: &[Arc<str>],
-        flows: &[Arc<str>],
-        now: u64,
-    ) -> (Vec<FiguresView>, Vec<FiguresView>) {
+    pub fn views(&self, pools: &[Arc<str>], flows: &[Arc<str>], now: u64) -> (Vec<FiguresView>, Vec<FiguresView>) {
         let pv = self.pools.iter().zip(pools).map(|(x, n)| x.view(n, now)).collect();
         let fv = self.flows.iter().zip(flows).map(|(x, n)| x.view(n, now)).collect();
         (pv, fv)

@@ -1,6 +1,6 @@
-//! Adaptive caps at runtime: one [`AdaptiveLimit`] per pool that has `adaptive = { … }`.
+//! Adaptive caps: one [`AdaptiveLimit`] per pool that has `adaptive = { … }`.
 //!
-//! The governor feeds it under its lock and applies each [`CapChange`] as the pool's
+//! In the server, the governor feeds it under its lock and applies each [`CapChange`] as the pool's
 //! adaptive cap source (the effective cap is the minimum of the sources, see
 //! `caps.rs` in `callgate-governor`), so a cap change is an ordinary `limit_changed` event (journaled,
 //! counted, streamed). What `inflight` means for a sample (the pool's used units when the
@@ -11,6 +11,9 @@
 //!
 //! A cap is not journaled beyond its events: after a restart every adaptive pool starts
 //! again at its `initial` cap (by default its limit), as the algorithms' state is gone.
+//!
+//! The simulator feeds the same caps with the samples of its modelled latency and applies
+//! each change with `Ledger::set_cap`, on its virtual clock.
 
 use callgate_config::{AdaptiveConfig, AdaptiveSource, VapiMetric};
 use callgate_core::adaptive::{AdaptiveLimit, CapChange, Sample};
@@ -24,57 +27,71 @@ struct Slot {
 
 /// The adaptive caps of every pool, by pool index (`None`: the pool is not adaptive).
 #[derive(Debug, Default)]
-pub(crate) struct AdaptiveCaps {
+pub struct AdaptiveCaps {
     pools: Vec<Option<Slot>>,
+    /// Why a configured pool was left fixed (its settings do not fit its limit).
+    problems: Vec<String>,
 }
 
 impl AdaptiveCaps {
     /// From each pool's setting and current limit, by pool index. A setting the core
-    /// refuses (a validated config has none) or a limit of 0 leaves the pool fixed.
-    pub(crate) fn new(pools: impl IntoIterator<Item = (Option<AdaptiveConfig>, u32)>) -> Self {
+    /// refuses (a validated config has none) or a limit of 0 leaves the pool fixed; see
+    /// [`AdaptiveCaps::problems`].
+    pub fn new(pools: impl IntoIterator<Item = (Option<AdaptiveConfig>, u32)>) -> Self {
+        let mut problems = Vec::new();
         let pools = pools
             .into_iter()
             .map(|(config, limit)| {
                 let config = config?;
-                let limit = build(&config, limit)?;
-                Some(Slot { config, limit })
+                match build(&config, limit) {
+                    Ok(limit) => Some(Slot { config, limit }),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                }
             })
             .collect();
-        AdaptiveCaps { pools }
+        AdaptiveCaps { pools, problems }
+    }
+
+    /// Why pools configured adaptive were left fixed (for the caller's log).
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// Whether pool `p` is adaptive.
-    pub(crate) fn is_adaptive(&self, p: usize) -> bool {
+    pub fn is_adaptive(&self, p: usize) -> bool {
         self.pools.get(p).is_some_and(Option::is_some)
     }
 
     /// Where pool `p` takes its latencies from, and with `vapi` which one, if it is
     /// adaptive.
-    pub(crate) fn source(&self, p: usize) -> Option<(AdaptiveSource, VapiMetric)> {
+    pub fn source(&self, p: usize) -> Option<(AdaptiveSource, VapiMetric)> {
         let c = &self.pools.get(p)?.as_ref()?.config;
         Some((c.source, c.metric.unwrap_or_default()))
     }
 
     /// The cap the adaptive limit of pool `p` wants, if it is adaptive.
-    pub(crate) fn cap(&self, p: usize) -> Option<u32> {
+    pub fn cap(&self, p: usize) -> Option<u32> {
         self.pools.get(p)?.as_ref().map(|s| s.limit.cap())
     }
 
     /// `(algorithm, min, max)` of pool `p`, if it is adaptive.
-    pub(crate) fn describe(&self, p: usize) -> Option<(&'static str, u32, u32)> {
+    pub fn describe(&self, p: usize) -> Option<(&'static str, u32, u32)> {
         let s = self.pools.get(p)?.as_ref()?;
         Some((s.config.algorithm.as_str(), s.limit.min(), s.limit.max()))
     }
 
     /// Feeds a sample of pool `p`; the change to apply, if the cap moved.
-    pub(crate) fn on_sample(&mut self, p: usize, now: u64, sample: Sample) -> Option<CapChange> {
+    pub fn on_sample(&mut self, p: usize, now: u64, sample: Sample) -> Option<CapChange> {
         self.pools.get_mut(p)?.as_mut()?.limit.on_sample(now, sample)
     }
 
     /// The pool's limit changed at runtime: the bounds follow (`max` is at most the
     /// limit). A limit below `min` lowers `min` with it; a limit of 0 is left to the
     /// ledger (the effective cap is `min(limit, cap)`), and the bounds stay.
-    pub(crate) fn on_limit(&mut self, p: usize, limit: u32, now: u64) -> Option<CapChange> {
+    pub fn on_limit(&mut self, p: usize, limit: u32, now: u64) -> Option<CapChange> {
         let slot = self.pools.get_mut(p)?.as_mut()?;
         if limit == 0 {
             return None;
@@ -85,19 +102,13 @@ impl AdaptiveCaps {
     }
 }
 
-fn build(config: &AdaptiveConfig, limit: u32) -> Option<AdaptiveLimit> {
+fn build(config: &AdaptiveConfig, limit: u32) -> Result<AdaptiveLimit, String> {
     let mut spec = config.spec(limit);
     // A runtime limit restored below the configured min: keep the pool adaptive within
     // what it has.
     spec.min = spec.min.min(spec.max);
     spec.initial = spec.initial.map(|i| i.clamp(spec.min, spec.max));
-    match AdaptiveLimit::new(spec) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e.0, "Adaptive cap disabled: its settings do not fit the pool's limit");
-            None
-        }
-    }
+    AdaptiveLimit::new(spec).map_err(|e| e.0)
 }
 
 #[cfg(test)]

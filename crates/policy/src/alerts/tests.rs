@@ -118,7 +118,7 @@ above = 0.9
 for = "2m"
 resolve = { below = 0.8 }
 "#;
-    let config = callgate_config::Config::from_toml_str(text, None).unwrap();
+    let config = Config::from_toml_str(text, None).unwrap();
     let c = Condition::of(&config.alerts[0]);
     assert_eq!(
         c,
