@@ -447,17 +447,17 @@ impl Ops {
             until_ms,
             at: t.at,
         });
-        self.campaigns_follow_breaker(b, &name, t.from, t.to);
+        self.campaigns_follow_breaker(b, &name, &t);
     }
 
-    /// Campaigns whose flow depends on a breaker pause when it opens from closed and
-    /// resume when it closes (half-open keeps them paused: a probe round is for callers).
-    fn campaigns_follow_breaker(&self, b: usize, name: &Arc<str>, from: BreakerState, to: BreakerState) {
-        let opened = matches!((from, to), (BreakerState::Closed, BreakerState::Open { .. }));
-        let closed = matches!(to, BreakerState::Closed);
-        if !opened && !closed {
-            return;
-        }
+    /// Campaigns whose flow depends on a breaker pause when it opens and resume when it
+    /// turns half-open or closes ([`callgate_policy::breakers::campaigns_do`]).
+    fn campaigns_follow_breaker(&self, b: usize, name: &Arc<str>, t: &Transition) {
+        let opened = match callgate_policy::breakers::campaigns_do(t) {
+            callgate_policy::breakers::CampaignsDo::Pause => true,
+            callgate_policy::breakers::CampaignsDo::Resume => false,
+            callgate_policy::breakers::CampaignsDo::Nothing => return,
+        };
         let bus = self.bus.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let flows: Vec<Arc<str>> = self
@@ -467,7 +467,7 @@ impl Ops {
             .filter(|(f, _)| self.depends(*f).contains(&b))
             .map(|(_, fl)| fl.name.clone())
             .collect();
-        let reason = format!("breaker `{name}` {}", if opened { "opened" } else { "closed" });
+        let reason = format!("breaker `{name}` {}", if opened { "opened" } else { t.to.as_str() });
         let paused = self.paused_by_breaker.clone();
         runtime.spawn(async move {
             if opened {

@@ -56,6 +56,31 @@ pub struct Breakers {
     problems: Vec<String>,
 }
 
+/// What a breaker's change does to the campaigns whose flow depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CampaignsDo {
+    /// Pause the running ones (the breaker opened: from closed, or again after a failed
+    /// probe round).
+    Pause,
+    /// Resume those it paused: it turned half-open (a campaign's call passes its flow's
+    /// gate as one of the probes, so a flow that only a campaign dials still finds out
+    /// whether the dependency is back; if the probes fail it opens and pauses them again)
+    /// or closed.
+    Resume,
+    /// Nothing.
+    Nothing,
+}
+
+/// The campaigns' part of breaker transition `t`: the same rule in the server and in the
+/// simulator.
+pub fn campaigns_do(t: &Transition) -> CampaignsDo {
+    match (t.from, t.to) {
+        (BreakerState::Open { .. }, BreakerState::Open { .. }) => CampaignsDo::Nothing,
+        (_, BreakerState::Open { .. }) => CampaignsDo::Pause,
+        (_, BreakerState::HalfOpen | BreakerState::Closed) => CampaignsDo::Resume,
+    }
+}
+
 /// The wire name of a cause, for events and logs.
 pub fn cause_text(c: &Cause) -> String {
     match c {

@@ -549,6 +549,68 @@ async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
     assert_eq!(s.used("acct").await, 1);
 }
 
+/// A campaign whose flow is the only one behind a breaker: paused when the breaker opens,
+/// resumed when it turns half-open (its calls are the probes: nothing else would ever
+/// probe, and the campaign stayed paused for good), paused again if it opens again.
+#[tokio::test]
+async fn a_campaign_paused_by_its_breaker_resumes_to_probe_when_it_turns_half_open() {
+    let toml = r#"
+[[pools]]
+name = "out"
+limit = 2
+[[breakers]]
+name = "llm"
+min_calls = 2
+error_rate = 0.5
+open_for = "30s"
+half_open_probes = 1
+[[flows]]
+name = "dialing"
+pools = ["out"]
+class = "outbound"
+depends_on = ["llm"]
+[[campaigns]]
+name = "renewals"
+flow = "dialing"
+start = true
+window = { start = "00:00", end = "24:00" }
+simulate = { ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max = "40ms", failure_rate = 0, seed = 3 }
+"#;
+    let clock = ManualClock::at(1_800_000_000_000);
+    let s = TestServer::start_with_clock(toml, clock.clone()).await;
+    let governor = s.server().app.governor.clone();
+    async fn state(s: &TestServer) -> String {
+        s.get("/v1/campaigns/renewals").await.1["state"].as_str().unwrap_or_default().to_owned()
+    }
+    assert_eq!(state(&s).await, "running");
+    let fail = json!([{ "dependency": "llm", "ok": false }, { "dependency": "llm", "ok": false }]);
+    assert_eq!(s.post("/v1/samples", fail.clone()).await.0, StatusCode::OK);
+    eventually("the campaign is paused by the open breaker", secs(10), || async { state(&s).await == "paused" }).await;
+
+    // open_for elapses: half-open, and the campaign dials again (its calls are the probes).
+    clock.advance(30_000);
+    governor.ops_tick();
+    eventually("the campaign resumes when the breaker turns half-open", secs(10), || async {
+        state(&s).await == "running"
+    })
+    .await;
+
+    // A call of the campaign's flow is the probe, and it fails: open again, paused again.
+    use callgate_server::governor::{AcquireRequest, Answer, Edge, Target};
+    let probe = AcquireRequest {
+        target: Target::FlowPools { flow: "dialing".into(), pools: vec![("out".into(), 1)], class: "outbound".into() },
+        key: Some("dial:probe".into()),
+        ttl_ms: None,
+        max_wait_ms: Some(0),
+        wait_ms: 0,
+        meta: None,
+        edge: Edge::Campaign,
+    };
+    assert!(matches!(governor.acquire(probe).await.unwrap(), Answer::Granted(_)));
+    assert_eq!(s.post("/v1/samples", json!([{ "dependency": "llm", "ok": false }])).await.0, StatusCode::OK);
+    eventually("paused again when the breaker opens again", secs(10), || async { state(&s).await == "paused" }).await;
+}
+
 /// `pause_campaigns` reaches the dialer as a command on the event bus: the firing alert
 /// pauses the running campaign below the priority, durably (the campaign API shows it),
 /// and its undo resumes it.

@@ -1285,6 +1285,13 @@ impl<'a> Sim<'a> {
             }
             let (outcome, hold) = draw(d, self.seed, lead, attempt);
             let flow = d.flow;
+            if !self.ops_gate(flow.index()) {
+                // As the server's dialer: its flow's breaker refused the call (open, or
+                // half-open with no probe left); the lead stays, and the dialer looks
+                // again when the policies next see time pass.
+                self.wake_dialer(c, now + super::ops::TICK_MS);
+                return;
+            }
             let req = Request {
                 target: Target::Flow(flow),
                 key: None,
@@ -1375,6 +1382,14 @@ impl<'a> Sim<'a> {
                 (Some(t), true) => t.clone(),
                 _ => Target::Flow(flow),
             };
+            if !self.ops_gate(flow.index()) {
+                // Refused by its flow's breaker, as above: the lead goes back.
+                if let Some(real) = self.dialers[c].real.as_mut() {
+                    real.give_back(lead, wall);
+                }
+                self.wake_dialer(c, now + super::ops::TICK_MS);
+                return;
+            }
             let req = Request {
                 target,
                 key: None,

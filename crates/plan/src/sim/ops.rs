@@ -10,7 +10,7 @@
 //!   `fallback`, else its overflow). Every granted call of such a flow is an outcome of
 //!   each dependency described in `[[sim.dependencies]]`, recorded by its breaker.
 //!   Campaigns whose flow depends on a breaker pause when it opens and resume when it
-//!   closes, as the server's do.
+//!   turns half-open (their calls are probes) or closes, as the server's do.
 //! - Every simulated second, breakers see the time pass and the alerts are evaluated
 //!   against the ledger's gauges and the last minute's figures; the commands of an alert
 //!   that fires are carried out on the simulated ledger, flows and dialers (and undone
@@ -206,12 +206,13 @@ impl SimOps {
     fn transition(&mut self, b: usize, t: Transition, now: u64) {
         let name = self.breakers.name(b).clone();
         self.note(now, format!("breaker `{name}` {} → {} ({})", t.from.as_str(), t.to.as_str(), cause_text(&t.cause)));
-        let opened = matches!((t.from, t.to), (BreakerState::Closed, BreakerState::Open { .. }));
-        if opened {
+        if matches!((t.from, t.to), (BreakerState::Closed, BreakerState::Open { .. })) {
             self.tallies[b].opened += 1;
-            self.effects.push(Effect::PauseForBreaker(b));
-        } else if matches!(t.to, BreakerState::Closed) {
-            self.effects.push(Effect::Resume(Pause::Breaker(b)));
+        }
+        match callgate_policy::breakers::campaigns_do(&t) {
+            callgate_policy::breakers::CampaignsDo::Pause => self.effects.push(Effect::PauseForBreaker(b)),
+            callgate_policy::breakers::CampaignsDo::Resume => self.effects.push(Effect::Resume(Pause::Breaker(b))),
+            callgate_policy::breakers::CampaignsDo::Nothing => {}
         }
     }
 

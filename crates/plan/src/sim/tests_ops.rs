@@ -170,7 +170,7 @@ fn an_adaptive_cap_shrinks_under_modelled_latency() {
 }
 
 #[test]
-fn a_campaign_paused_by_its_flows_breaker_stays_paused_while_nothing_probes() {
+fn a_campaign_paused_by_its_flows_breaker_probes_when_it_turns_half_open_and_resumes() {
     let text = format!(
         r#"
 [[classes]]
@@ -209,17 +209,20 @@ cps = 1
     let ops = r.ops.as_ref().unwrap();
     let opened = ops.log.iter().find(|l| l.what.contains("closed → open")).expect("it opened").at_s;
     assert!((3600.0..3700.0).contains(&opened), "{opened}");
-    // As in the server, a campaign paused by a breaker resumes only when the breaker
-    // closes, and half-open keeps it paused. Its calls are the flow's only traffic, so
-    // no probe is ever placed: the breaker stays half-open and the campaign paused for
-    // the rest of the run, though the outage ended at 1h30m. (What the simulation is for:
-    // the server does the same unless something else reports the dependency's outcomes.)
+    // As in the server, a campaign paused by a breaker resumes when it turns half-open:
+    // its calls are the flow's only traffic, so they are the probes. While the outage
+    // lasts the probes fail and the breaker opens again (pausing it again); once the
+    // outage ended (1h30m) a probe round succeeds, the breaker closes and the campaign
+    // dials on. (Before, half-open kept it paused: nothing probed, and the campaign
+    // stayed paused for the rest of the run.)
     assert!(ops.log.iter().any(|l| l.what.contains("open → half_open")), "{:#?}", ops.log);
-    assert!(!ops.log.iter().any(|l| l.what.contains("→ closed")), "{:#?}", ops.log);
+    let closed = ops.log.iter().find(|l| l.what.contains("half_open → closed")).expect("it closed").at_s;
+    assert!((5400.0..5400.0 + 300.0).contains(&closed), "closed soon after the outage ended: {closed}");
+    assert!(ops.log.iter().any(|l| l.what.contains("half_open → open")), "failed probe rounds: {:#?}", ops.log);
     let c = &r.campaigns[0];
     assert!(c.attempts > 0 && c.remaining > 0, "{c:?}");
     let b = &ops.breakers[0];
-    assert!(b.failed <= 60, "the campaign stopped calling into the outage: {b:?}");
+    assert!(b.failed <= 60 + 2 * 30, "the campaign called into the outage only with probes: {b:?}");
 }
 
 #[test]

@@ -21,10 +21,6 @@ use std::time::Duration;
 const IDLE: Duration = Duration::from_millis(50);
 /// How often booked callbacks are looked for.
 const CALLBACK_EVERY: Duration = Duration::from_secs(1);
-/// Seven days, the window of `max_per_week`.
-const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
-/// A day, the window of a calling rule's `max_per_day`.
-const DAY_MS: u64 = 24 * 3600 * 1000;
 
 /// One lead taken for dialing, with everything the dial needs.
 struct Claim {
@@ -628,40 +624,22 @@ impl Campaigns {
     /// the campaign's weekly cap, and the windows and 24-hour caps of the
     /// `[[calling_rules]]` that cover the callee's region, in the lead's time zone.
     fn not_before(&self, c: &Claim, row: &callgate_store::LeadRow, now: u64) -> Result<Option<u64>, String> {
+        use callgate_dialer::caps::{hold, Hold, WEEK_MS};
         use callgate_dialer::regions;
-        let week = c.retry.max_per_week;
-        if c.lead.attempts >= week {
-            let times = self.store.attempts_since(c.lead.id, now.saturating_sub(WEEK_MS)).map_err(|e| e.to_string())?;
-            if times.len() as u32 >= week {
-                return Ok(Some(times[times.len() - week as usize] + WEEK_MS));
-            }
-        }
         let rules = self.config().calling_rules();
         let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
         let covering = regions::covering(&rules, region.as_deref());
-        if covering.is_empty() {
-            return Ok(None);
-        }
-        let mut t = now;
-        if let Some(cap) = regions::max_per_day(&covering) {
-            if c.lead.attempts >= cap {
-                let times =
-                    self.store.attempts_since(c.lead.id, now.saturating_sub(DAY_MS)).map_err(|e| e.to_string())?;
-                if times.len() as u32 >= cap {
-                    t = times[times.len() - cap as usize] + DAY_MS;
-                }
-            }
-        }
-        match regions::open_at(&covering, c.lead.tz, t) {
-            Some(open) if open == now => Ok(None),
-            Some(open) => Ok(Some(open)),
-            None => {
+        let since = |t: u64| self.store.attempts_since(c.lead.id, t).map_err(|e| e.to_string());
+        Ok(match hold(c.retry.max_per_week, c.lead.attempts, &covering, c.lead.tz, now, since)? {
+            Hold::Now => None,
+            Hold::Until(t) => Some(t),
+            Hold::Never => {
                 // Rules whose windows never meet: nothing may be called; looked at again
                 // in a week (a reload may fix the rules).
                 tracing::warn!(campaign = %c.campaign, region = ?region, "The calling rules of a region never allow a call");
-                Ok(Some(now + WEEK_MS))
+                Some(now + WEEK_MS)
             }
-        }
+        })
     }
 
     /// A lead found on a suppression list before a lease was asked for: an attempt is
