@@ -388,6 +388,7 @@ impl Opened {
             retention_ms: self.retention_ms,
             id_reserved: self.restored.id_reserved,
             panic_in_consumer: false,
+            committed: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("callgate-journal".into())
@@ -437,6 +438,9 @@ struct Writer {
     /// [`Fault::PanicInConsumer`] is armed.
     panic_in_consumer: bool,
     commit_times: Arc<CommitTimes>,
+    /// The events of the group being handed to the consumer, in ledger order (kept to
+    /// reuse its allocation).
+    committed: Vec<Event>,
 }
 
 impl Writer {
@@ -497,13 +501,20 @@ impl Writer {
                 // so that a client who got its answer finds it in `/metrics` and the
                 // event stream. A consumer that panics still lets the committed batches
                 // be answered, then takes the thread down (see `start`).
+                // The whole group in one call, in ledger order: each subscriber takes its
+                // lock once per commit rather than once per request.
                 let consumed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    for b in group.iter().filter(|b| !b.events.is_empty()) {
+                    self.committed.clear();
+                    for b in group.iter_mut() {
+                        self.committed.append(&mut b.events);
+                    }
+                    if !self.committed.is_empty() {
                         if std::mem::take(&mut self.panic_in_consumer) {
                             panic!("injected fault: the committed-events consumer panicked");
                         }
-                        self.consumer.committed(&b.events);
+                        self.consumer.committed(&self.committed);
                     }
+                    self.committed.clear();
                 }));
                 durable.send_modify(|d| d.seq = last);
                 if let Err(panic) = consumed {
@@ -615,9 +626,10 @@ fn commit(
     // Only each pool's last mean counts: one row write per pool and commit, not one per
     // release.
     let mut holds: Vec<(usize, u64)> = Vec::new();
+    let mut stmts = Stmts::new(&tx);
     for b in batches {
         for e in &b.events {
-            apply(&tx, names, e)?;
+            apply(&mut stmts, names, e)?;
             latest = latest.max(e.at());
         }
         for r in &b.records {
@@ -630,6 +642,7 @@ fn commit(
             }
         }
     }
+    drop(stmts);
     for (pool, ms) in holds {
         if let Some(name) = names.pools.get(pool) {
             tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
@@ -650,8 +663,66 @@ fn commit(
     Ok(())
 }
 
+/// The statements an event writes, in [`Stmts`].
+#[derive(Clone, Copy)]
+enum Sql {
+    InsertLease,
+    DeleteLease,
+    RenewLease,
+    InsertTicket,
+    DeleteTicket,
+    InsertEnded,
+}
+
+impl Sql {
+    const COUNT: usize = 6;
+
+    fn text(self) -> &'static str {
+        match self {
+            Sql::InsertLease => {
+                "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            }
+            Sql::DeleteLease => "DELETE FROM leases WHERE id = ?1",
+            Sql::RenewLease => "UPDATE leases SET expires_at = ?2, ttl_ms = ?3 WHERE id = ?1",
+            Sql::InsertTicket => {
+                "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            }
+            Sql::DeleteTicket => "DELETE FROM tickets WHERE id = ?1",
+            Sql::InsertEnded => {
+                "INSERT OR REPLACE INTO ended_tickets (id, outcome, lease, flow, at) VALUES (?1, ?2, ?3, ?4, ?5)"
+            }
+        }
+    }
+}
+
+/// The statements of one commit, each taken from the connection's statement cache the
+/// first time the commit needs it and kept until the commit ends. Taking it from the cache
+/// for every event (hashing its text, then resetting it and putting it back) cost more
+/// than binding its parameters (BENCHMARKS.md, "Where the embedded store's time went").
+struct Stmts<'c> {
+    conn: &'c Connection,
+    prepared: [Option<rusqlite::CachedStatement<'c>>; Sql::COUNT],
+}
+
+impl<'c> Stmts<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Stmts { conn, prepared: Default::default() }
+    }
+
+    /// Runs `sql` with `params`; the number of rows it changed.
+    fn execute(&mut self, sql: Sql, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        let slot = &mut self.prepared[sql as usize];
+        if let Some(stmt) = slot {
+            return Ok(stmt.execute(params)?);
+        }
+        Ok(slot.insert(self.conn.prepare_cached(sql.text())?).execute(params)?)
+    }
+}
+
 fn insert_ended(
-    tx: &Transaction<'_>,
+    tx: &mut Stmts<'_>,
     names: &Names,
     id: u64,
     outcome: TicketOutcome,
@@ -664,95 +735,84 @@ fn insert_ended(
         TicketOutcome::TimedOut => ("timed_out", None),
         TicketOutcome::NeverFits => ("never_fits", None),
     };
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO ended_tickets (id, outcome, lease, flow, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        id as i64,
-        outcome,
-        lease,
-        flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f),
-        at as i64
-    ])?;
+    tx.execute(
+        Sql::InsertEnded,
+        params![id as i64, outcome, lease, flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f), at as i64],
+    )?;
     Ok(())
 }
 
-fn insert_lease(tx: &Transaction<'_>, names: &Names, l: &Lease) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        l.id.0 as i64,
-        l.key.as_deref(),
-        &*names.classes[l.class.index()],
-        l.flow.map(|f| &*names.flows[f.index()]),
-        names.pools(&l.pools),
-        l.granted_at as i64,
-        l.expires_at as i64,
-        l.ttl_ms as i64,
-        l.meta.as_deref(),
-        l.owner.as_deref(),
-    ])?;
+fn insert_lease(tx: &mut Stmts<'_>, names: &Names, l: &Lease) -> Result<(), StoreError> {
+    tx.execute(
+        Sql::InsertLease,
+        params![
+            l.id.0 as i64,
+            l.key.as_deref(),
+            &*names.classes[l.class.index()],
+            l.flow.map(|f| &*names.flows[f.index()]),
+            names.pools(&l.pools),
+            l.granted_at as i64,
+            l.expires_at as i64,
+            l.ttl_ms as i64,
+            l.meta.as_deref(),
+            l.owner.as_deref(),
+        ],
+    )?;
     Ok(())
 }
 
-fn insert_ticket(tx: &Transaction<'_>, names: &Names, t: &Ticket) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        t.id.0 as i64,
-        t.key.as_deref(),
-        &*names.classes[t.class.index()],
-        t.flow.map(|f| &*names.flows[f.index()]),
-        names.pools(&t.pools),
-        t.seq as i64,
-        t.enqueued_at as i64,
-        t.deadline as i64,
-        t.ttl_ms as i64,
-        t.meta.as_deref(),
-        t.owner.as_deref(),
-    ])?;
+fn insert_ticket(tx: &mut Stmts<'_>, names: &Names, t: &Ticket) -> Result<(), StoreError> {
+    tx.execute(
+        Sql::InsertTicket,
+        params![
+            t.id.0 as i64,
+            t.key.as_deref(),
+            &*names.classes[t.class.index()],
+            t.flow.map(|f| &*names.flows[f.index()]),
+            names.pools(&t.pools),
+            t.seq as i64,
+            t.enqueued_at as i64,
+            t.deadline as i64,
+            t.ttl_ms as i64,
+            t.meta.as_deref(),
+            t.owner.as_deref(),
+        ],
+    )?;
     Ok(())
 }
 
-fn apply(tx: &Transaction<'_>, names: &Names, e: &Event) -> Result<(), StoreError> {
+fn apply(tx: &mut Stmts<'_>, names: &Names, e: &Event) -> Result<(), StoreError> {
     match e {
         Event::Granted { lease, from_ticket } => {
             if let Some((t, _)) = from_ticket {
-                tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![t.0 as i64])?;
+                tx.execute(Sql::DeleteTicket, params![t.0 as i64])?;
                 insert_ended(tx, names, t.0, TicketOutcome::Granted(lease.id), lease.flow, lease.granted_at)?;
             }
             insert_lease(tx, names, lease)?;
         }
         Event::Queued { ticket, .. } => insert_ticket(tx, names, ticket)?,
         Event::Renewed { lease, expires_at, ttl_ms, .. } => {
-            tx.prepare_cached("UPDATE leases SET expires_at = ?2, ttl_ms = ?3 WHERE id = ?1")?.execute(params![
-                lease.0 as i64,
-                *expires_at as i64,
-                *ttl_ms as i64
-            ])?;
+            tx.execute(Sql::RenewLease, params![lease.0 as i64, *expires_at as i64, *ttl_ms as i64])?;
         }
         Event::Released { lease, .. } | Event::Expired { lease, .. } => {
-            tx.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id.0 as i64])?;
+            tx.execute(Sql::DeleteLease, params![lease.id.0 as i64])?;
         }
         Event::TicketEnded { ticket, outcome, at } => {
             debug_assert!(!matches!(outcome, TicketOutcome::Granted(_)));
-            tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![ticket.id.0 as i64])?;
+            tx.execute(Sql::DeleteTicket, params![ticket.id.0 as i64])?;
             insert_ended(tx, names, ticket.id.0, *outcome, ticket.flow, *at)?;
         }
         Event::LimitChanged { pool, limit, .. } => {
             let name = &*names.pools[pool.index()];
             let config_limit = names.config_limits[pool.index()];
             if *limit == config_limit {
-                tx.prepare_cached("DELETE FROM pool_limits WHERE pool = ?1")?.execute(params![name])?;
+                tx.conn.prepare_cached("DELETE FROM pool_limits WHERE pool = ?1")?.execute(params![name])?;
             } else {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO pool_limits (pool, limit_units, config_limit) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![name, *limit as i64, config_limit as i64])?;
+                tx.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO pool_limits (pool, limit_units, config_limit) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![name, *limit as i64, config_limit as i64])?;
             }
         }
         Event::Rejected { .. } => {}
