@@ -3,6 +3,7 @@
 
 use crate::records;
 use crate::rows::{self, pools_json, Restored};
+use crate::waiters::Waiters;
 use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
 pub use callgate_backend::Names;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 
@@ -151,6 +153,8 @@ pub struct Journal {
     /// lock (a durable mark for batch n must never cover an unsent batch n - 1).
     order: Mutex<()>,
     durable: watch::Receiver<Durable>,
+    /// The requests waiting in [`Journal::durable`], woken by the verdicts on their batches.
+    waiters: Arc<Waiters>,
     thread: Option<JoinHandle<()>>,
     /// A second connection for reads (WAL lets it read beside the writer).
     reader: Option<Mutex<Connection>>,
@@ -292,14 +296,32 @@ impl Journal {
     /// Waits until batch `seq` (and every batch before it) is committed. An error when
     /// the batch was lost in a failed commit, or commits are failing.
     pub async fn durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut rx = self.durable.clone();
         // While commits fail the writer still takes every batch in turn (and marks it
         // lost), so this waits for the verdict on this very batch, not for the next.
-        let state = rx
-            .wait_for(|d| d.seq >= seq || d.dead)
-            .await
-            .map_err(|_| StoreError("the journal writer stopped".into()))?;
-        state.verdict(seq)
+        std::future::poll_fn(|cx| {
+            if let Some(verdict) = self.verdict(seq) {
+                return Poll::Ready(verdict);
+            }
+            self.waiters.register(seq, cx.waker());
+            // A verdict published before the registration is seen here (see `waiters`).
+            match self.verdict(seq) {
+                Some(verdict) => Poll::Ready(verdict),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The verdict on batch `seq`, once there is one.
+    fn verdict(&self, seq: u64) -> Option<Result<(), StoreError>> {
+        {
+            let d = self.durable.borrow();
+            if d.seq >= seq || d.dead {
+                return Some(d.verdict(seq));
+            }
+        }
+        // The writer is gone without a verdict (it only goes when the journal is dropped).
+        self.durable.has_changed().is_err().then(|| Err(StoreError("the journal writer stopped".into())))
     }
 
     /// Blocking form of [`Journal::durable`] for callers outside an async runtime.
@@ -379,6 +401,8 @@ impl Opened {
             .map(Mutex::new);
         let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable_rx) = watch::channel(Durable::default());
+        let waiters = Arc::new(Waiters::default());
+        let durable_tx = Publisher { tx: durable_tx, waiters: waiters.clone() };
         let commit_times = Arc::new(CommitTimes::default());
         let writer = Writer {
             commit_times: commit_times.clone(),
@@ -420,10 +444,34 @@ impl Opened {
             submitted: AtomicU64::new(0),
             order: Mutex::new(()),
             durable: durable_rx,
+            waiters,
             thread: Some(thread),
             reader,
             commit_times,
         }
+    }
+}
+
+/// Where the writer publishes its verdicts: the `watch` channel that health and
+/// [`Journal::dead`] read, then a wake of the requests whose batches the verdict covers.
+struct Publisher {
+    tx: watch::Sender<Durable>,
+    waiters: Arc<Waiters>,
+}
+
+impl Publisher {
+    fn borrow(&self) -> watch::Ref<'_, Durable> {
+        self.tx.borrow()
+    }
+
+    /// Changes the verdicts, then wakes whom they cover (everyone, once the writer died).
+    fn send_modify(&self, change: impl FnOnce(&mut Durable)) {
+        self.tx.send_modify(change);
+        let (seq, dead) = {
+            let d = self.tx.borrow();
+            (d.seq, d.dead)
+        };
+        self.waiters.wake_through(seq, dead);
     }
 }
 
@@ -444,7 +492,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, rx: &mpsc::Receiver<Msg>, durable: &watch::Sender<Durable>) {
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>, durable: &Publisher) {
         let mut msgs: Vec<Msg> = Vec::new();
         let mut group: Vec<Batch> = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -480,7 +528,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &watch::Sender<Durable>) {
+    fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &Publisher) {
         let (Some(first), Some(last)) = (group.first().map(|b| b.seq), group.last().map(|b| b.seq)) else {
             return;
         };
@@ -538,7 +586,7 @@ impl Writer {
         group.clear();
     }
 
-    fn probe(&mut self, seq: u64, epoch: u64, next_id: u64, next_seq: u64, durable: &watch::Sender<Durable>) {
+    fn probe(&mut self, seq: u64, epoch: u64, next_id: u64, next_seq: u64, durable: &Publisher) {
         let (failing, current, failures) = {
             let d = durable.borrow();
             (d.failed.is_some(), d.epoch, d.lost.len())

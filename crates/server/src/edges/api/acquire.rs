@@ -174,7 +174,7 @@ pub(crate) async fn acquire(
 #[derive(Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Decision {
-    /// 200. Written by `granted_response` without serde (a test keeps the two equal);
+    /// 200, written by `granted_response` without serde (a test keeps the two equal):
     /// the variant names it in the OpenAPI document.
     #[cfg_attr(not(test), allow(dead_code))]
     Granted,
