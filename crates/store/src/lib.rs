@@ -37,6 +37,7 @@ mod lock;
 mod records;
 mod restore;
 mod rows;
+mod waiters;
 mod writer;
 
 #[cfg(test)]

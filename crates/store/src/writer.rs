@@ -3,6 +3,7 @@
 
 use crate::records;
 use crate::rows::{self, pools_json, Restored};
+use crate::waiters::Waiters;
 use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
 pub use callgate_backend::Names;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 
@@ -151,6 +153,8 @@ pub struct Journal {
     /// lock (a durable mark for batch n must never cover an unsent batch n - 1).
     order: Mutex<()>,
     durable: watch::Receiver<Durable>,
+    /// The requests waiting in [`Journal::durable`], woken by the verdicts on their batches.
+    waiters: Arc<Waiters>,
     thread: Option<JoinHandle<()>>,
     /// A second connection for reads (WAL lets it read beside the writer).
     reader: Option<Mutex<Connection>>,
@@ -292,14 +296,32 @@ impl Journal {
     /// Waits until batch `seq` (and every batch before it) is committed. An error when
     /// the batch was lost in a failed commit, or commits are failing.
     pub async fn durable(&self, seq: u64) -> Result<(), StoreError> {
-        let mut rx = self.durable.clone();
         // While commits fail the writer still takes every batch in turn (and marks it
         // lost), so this waits for the verdict on this very batch, not for the next.
-        let state = rx
-            .wait_for(|d| d.seq >= seq || d.dead)
-            .await
-            .map_err(|_| StoreError("the journal writer stopped".into()))?;
-        state.verdict(seq)
+        std::future::poll_fn(|cx| {
+            if let Some(verdict) = self.verdict(seq) {
+                return Poll::Ready(verdict);
+            }
+            self.waiters.register(seq, cx.waker());
+            // A verdict published before the registration is seen here (see `waiters`).
+            match self.verdict(seq) {
+                Some(verdict) => Poll::Ready(verdict),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The verdict on batch `seq`, once there is one.
+    fn verdict(&self, seq: u64) -> Option<Result<(), StoreError>> {
+        {
+            let d = self.durable.borrow();
+            if d.seq >= seq || d.dead {
+                return Some(d.verdict(seq));
+            }
+        }
+        // The writer is gone without a verdict (it only goes when the journal is dropped).
+        self.durable.has_changed().is_err().then(|| Err(StoreError("the journal writer stopped".into())))
     }
 
     /// Blocking form of [`Journal::durable`] for callers outside an async runtime.
@@ -379,6 +401,8 @@ impl Opened {
             .map(Mutex::new);
         let (tx, rx) = mpsc::channel::<Msg>();
         let (durable_tx, durable_rx) = watch::channel(Durable::default());
+        let waiters = Arc::new(Waiters::default());
+        let durable_tx = Publisher { tx: durable_tx, waiters: waiters.clone() };
         let commit_times = Arc::new(CommitTimes::default());
         let writer = Writer {
             commit_times: commit_times.clone(),
@@ -388,6 +412,7 @@ impl Opened {
             retention_ms: self.retention_ms,
             id_reserved: self.restored.id_reserved,
             panic_in_consumer: false,
+            committed: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("callgate-journal".into())
@@ -419,10 +444,34 @@ impl Opened {
             submitted: AtomicU64::new(0),
             order: Mutex::new(()),
             durable: durable_rx,
+            waiters,
             thread: Some(thread),
             reader,
             commit_times,
         }
+    }
+}
+
+/// Where the writer publishes its verdicts: the `watch` channel that health and
+/// [`Journal::dead`] read, then a wake of the requests whose batches the verdict covers.
+struct Publisher {
+    tx: watch::Sender<Durable>,
+    waiters: Arc<Waiters>,
+}
+
+impl Publisher {
+    fn borrow(&self) -> watch::Ref<'_, Durable> {
+        self.tx.borrow()
+    }
+
+    /// Changes the verdicts, then wakes whom they cover (everyone, once the writer died).
+    fn send_modify(&self, change: impl FnOnce(&mut Durable)) {
+        self.tx.send_modify(change);
+        let (seq, dead) = {
+            let d = self.tx.borrow();
+            (d.seq, d.dead)
+        };
+        self.waiters.wake_through(seq, dead);
     }
 }
 
@@ -437,10 +486,13 @@ struct Writer {
     /// [`Fault::PanicInConsumer`] is armed.
     panic_in_consumer: bool,
     commit_times: Arc<CommitTimes>,
+    /// The events of the group being handed to the consumer, in ledger order (kept to
+    /// reuse its allocation).
+    committed: Vec<Event>,
 }
 
 impl Writer {
-    fn run(&mut self, rx: &mpsc::Receiver<Msg>, durable: &watch::Sender<Durable>) {
+    fn run(&mut self, rx: &mpsc::Receiver<Msg>, durable: &Publisher) {
         let mut msgs: Vec<Msg> = Vec::new();
         let mut group: Vec<Batch> = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -476,7 +528,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &watch::Sender<Durable>) {
+    fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &Publisher) {
         let (Some(first), Some(last)) = (group.first().map(|b| b.seq), group.last().map(|b| b.seq)) else {
             return;
         };
@@ -497,13 +549,20 @@ impl Writer {
                 // so that a client who got its answer finds it in `/metrics` and the
                 // event stream. A consumer that panics still lets the committed batches
                 // be answered, then takes the thread down (see `start`).
+                // The whole group in one call, in ledger order: each subscriber takes its
+                // lock once per commit rather than once per request.
                 let consumed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    for b in group.iter().filter(|b| !b.events.is_empty()) {
+                    self.committed.clear();
+                    for b in group.iter_mut() {
+                        self.committed.append(&mut b.events);
+                    }
+                    if !self.committed.is_empty() {
                         if std::mem::take(&mut self.panic_in_consumer) {
                             panic!("injected fault: the committed-events consumer panicked");
                         }
-                        self.consumer.committed(&b.events);
+                        self.consumer.committed(&self.committed);
                     }
+                    self.committed.clear();
                 }));
                 durable.send_modify(|d| d.seq = last);
                 if let Err(panic) = consumed {
@@ -527,7 +586,7 @@ impl Writer {
         group.clear();
     }
 
-    fn probe(&mut self, seq: u64, epoch: u64, next_id: u64, next_seq: u64, durable: &watch::Sender<Durable>) {
+    fn probe(&mut self, seq: u64, epoch: u64, next_id: u64, next_seq: u64, durable: &Publisher) {
         let (failing, current, failures) = {
             let d = durable.borrow();
             (d.failed.is_some(), d.epoch, d.lost.len())
@@ -615,9 +674,10 @@ fn commit(
     // Only each pool's last mean counts: one row write per pool and commit, not one per
     // release.
     let mut holds: Vec<(usize, u64)> = Vec::new();
+    let mut stmts = Stmts::new(&tx);
     for b in batches {
         for e in &b.events {
-            apply(&tx, names, e)?;
+            apply(&mut stmts, names, e)?;
             latest = latest.max(e.at());
         }
         for r in &b.records {
@@ -630,6 +690,7 @@ fn commit(
             }
         }
     }
+    drop(stmts);
     for (pool, ms) in holds {
         if let Some(name) = names.pools.get(pool) {
             tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
@@ -650,8 +711,66 @@ fn commit(
     Ok(())
 }
 
+/// The statements an event writes, in [`Stmts`].
+#[derive(Clone, Copy)]
+enum Sql {
+    InsertLease,
+    DeleteLease,
+    RenewLease,
+    InsertTicket,
+    DeleteTicket,
+    InsertEnded,
+}
+
+impl Sql {
+    const COUNT: usize = 6;
+
+    fn text(self) -> &'static str {
+        match self {
+            Sql::InsertLease => {
+                "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            }
+            Sql::DeleteLease => "DELETE FROM leases WHERE id = ?1",
+            Sql::RenewLease => "UPDATE leases SET expires_at = ?2, ttl_ms = ?3 WHERE id = ?1",
+            Sql::InsertTicket => {
+                "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            }
+            Sql::DeleteTicket => "DELETE FROM tickets WHERE id = ?1",
+            Sql::InsertEnded => {
+                "INSERT OR REPLACE INTO ended_tickets (id, outcome, lease, flow, at) VALUES (?1, ?2, ?3, ?4, ?5)"
+            }
+        }
+    }
+}
+
+/// The statements of one commit, each taken from the connection's statement cache the
+/// first time the commit needs it and kept until the commit ends. Taking it from the cache
+/// for every event (hashing its text, then resetting it and putting it back) cost more
+/// than binding its parameters (BENCHMARKS.md, "Where the embedded store's time went").
+struct Stmts<'c> {
+    conn: &'c Connection,
+    prepared: [Option<rusqlite::CachedStatement<'c>>; Sql::COUNT],
+}
+
+impl<'c> Stmts<'c> {
+    fn new(conn: &'c Connection) -> Self {
+        Stmts { conn, prepared: Default::default() }
+    }
+
+    /// Runs `sql` with `params`; the number of rows it changed.
+    fn execute(&mut self, sql: Sql, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        let slot = &mut self.prepared[sql as usize];
+        if let Some(stmt) = slot {
+            return Ok(stmt.execute(params)?);
+        }
+        Ok(slot.insert(self.conn.prepare_cached(sql.text())?).execute(params)?)
+    }
+}
+
 fn insert_ended(
-    tx: &Transaction<'_>,
+    tx: &mut Stmts<'_>,
     names: &Names,
     id: u64,
     outcome: TicketOutcome,
@@ -664,95 +783,84 @@ fn insert_ended(
         TicketOutcome::TimedOut => ("timed_out", None),
         TicketOutcome::NeverFits => ("never_fits", None),
     };
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO ended_tickets (id, outcome, lease, flow, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        id as i64,
-        outcome,
-        lease,
-        flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f),
-        at as i64
-    ])?;
+    tx.execute(
+        Sql::InsertEnded,
+        params![id as i64, outcome, lease, flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f), at as i64],
+    )?;
     Ok(())
 }
 
-fn insert_lease(tx: &Transaction<'_>, names: &Names, l: &Lease) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO leases (id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        l.id.0 as i64,
-        l.key.as_deref(),
-        &*names.classes[l.class.index()],
-        l.flow.map(|f| &*names.flows[f.index()]),
-        names.pools(&l.pools),
-        l.granted_at as i64,
-        l.expires_at as i64,
-        l.ttl_ms as i64,
-        l.meta.as_deref(),
-        l.owner.as_deref(),
-    ])?;
+fn insert_lease(tx: &mut Stmts<'_>, names: &Names, l: &Lease) -> Result<(), StoreError> {
+    tx.execute(
+        Sql::InsertLease,
+        params![
+            l.id.0 as i64,
+            l.key.as_deref(),
+            &*names.classes[l.class.index()],
+            l.flow.map(|f| &*names.flows[f.index()]),
+            names.pools(&l.pools),
+            l.granted_at as i64,
+            l.expires_at as i64,
+            l.ttl_ms as i64,
+            l.meta.as_deref(),
+            l.owner.as_deref(),
+        ],
+    )?;
     Ok(())
 }
 
-fn insert_ticket(tx: &Transaction<'_>, names: &Names, t: &Ticket) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO tickets (id, key, class, flow, pools, seq, enqueued_at, deadline, ttl_ms, meta, owner)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        t.id.0 as i64,
-        t.key.as_deref(),
-        &*names.classes[t.class.index()],
-        t.flow.map(|f| &*names.flows[f.index()]),
-        names.pools(&t.pools),
-        t.seq as i64,
-        t.enqueued_at as i64,
-        t.deadline as i64,
-        t.ttl_ms as i64,
-        t.meta.as_deref(),
-        t.owner.as_deref(),
-    ])?;
+fn insert_ticket(tx: &mut Stmts<'_>, names: &Names, t: &Ticket) -> Result<(), StoreError> {
+    tx.execute(
+        Sql::InsertTicket,
+        params![
+            t.id.0 as i64,
+            t.key.as_deref(),
+            &*names.classes[t.class.index()],
+            t.flow.map(|f| &*names.flows[f.index()]),
+            names.pools(&t.pools),
+            t.seq as i64,
+            t.enqueued_at as i64,
+            t.deadline as i64,
+            t.ttl_ms as i64,
+            t.meta.as_deref(),
+            t.owner.as_deref(),
+        ],
+    )?;
     Ok(())
 }
 
-fn apply(tx: &Transaction<'_>, names: &Names, e: &Event) -> Result<(), StoreError> {
+fn apply(tx: &mut Stmts<'_>, names: &Names, e: &Event) -> Result<(), StoreError> {
     match e {
         Event::Granted { lease, from_ticket } => {
             if let Some((t, _)) = from_ticket {
-                tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![t.0 as i64])?;
+                tx.execute(Sql::DeleteTicket, params![t.0 as i64])?;
                 insert_ended(tx, names, t.0, TicketOutcome::Granted(lease.id), lease.flow, lease.granted_at)?;
             }
             insert_lease(tx, names, lease)?;
         }
         Event::Queued { ticket, .. } => insert_ticket(tx, names, ticket)?,
         Event::Renewed { lease, expires_at, ttl_ms, .. } => {
-            tx.prepare_cached("UPDATE leases SET expires_at = ?2, ttl_ms = ?3 WHERE id = ?1")?.execute(params![
-                lease.0 as i64,
-                *expires_at as i64,
-                *ttl_ms as i64
-            ])?;
+            tx.execute(Sql::RenewLease, params![lease.0 as i64, *expires_at as i64, *ttl_ms as i64])?;
         }
         Event::Released { lease, .. } | Event::Expired { lease, .. } => {
-            tx.prepare_cached("DELETE FROM leases WHERE id = ?1")?.execute(params![lease.id.0 as i64])?;
+            tx.execute(Sql::DeleteLease, params![lease.id.0 as i64])?;
         }
         Event::TicketEnded { ticket, outcome, at } => {
             debug_assert!(!matches!(outcome, TicketOutcome::Granted(_)));
-            tx.prepare_cached("DELETE FROM tickets WHERE id = ?1")?.execute(params![ticket.id.0 as i64])?;
+            tx.execute(Sql::DeleteTicket, params![ticket.id.0 as i64])?;
             insert_ended(tx, names, ticket.id.0, *outcome, ticket.flow, *at)?;
         }
         Event::LimitChanged { pool, limit, .. } => {
             let name = &*names.pools[pool.index()];
             let config_limit = names.config_limits[pool.index()];
             if *limit == config_limit {
-                tx.prepare_cached("DELETE FROM pool_limits WHERE pool = ?1")?.execute(params![name])?;
+                tx.conn.prepare_cached("DELETE FROM pool_limits WHERE pool = ?1")?.execute(params![name])?;
             } else {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO pool_limits (pool, limit_units, config_limit) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![name, *limit as i64, config_limit as i64])?;
+                tx.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO pool_limits (pool, limit_units, config_limit) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![name, *limit as i64, config_limit as i64])?;
             }
         }
         Event::Rejected { .. } => {}

@@ -1,6 +1,6 @@
 //! `/v1/leases`: list, renew, release by id and by key.
 
-use super::body::JsonBody;
+use super::body::{Json, JsonBody};
 use super::body::{PathParam, QueryMap};
 use super::ops::ReleaseBody;
 use super::{App, Caller};
@@ -8,7 +8,6 @@ use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
 use crate::governor::{LeaseQuery, LeaseRef};
 use crate::views::LeaseView;
 use axum::extract::State;
-use axum::Json;
 use callgate_config::Role;
 use callgate_core::LeaseId;
 use serde::{Deserialize, Serialize};

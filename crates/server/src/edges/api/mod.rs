@@ -116,14 +116,21 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/callbacks", get(callbacks::list))
         .route("/v1/calls", get(callbacks::calls))
         .route("/v1/calls/summary", get(summary::summary))
-        .route("/webhooks/vapi/{provider}", post(vapi::webhook))
-        .route("/webhooks/twilio/{provider}/{endpoint}", post(twilio::webhook))
+        // The `webhook` span wraps these two routes only: a layer on the whole router
+        // cloned a boxed service and boxed a future on every request (the API's too).
+        .route(
+            "/webhooks/vapi/{provider}",
+            post(vapi::webhook).layer(axum::middleware::from_fn(crate::telemetry::webhook_span)),
+        )
+        .route(
+            "/webhooks/twilio/{provider}/{endpoint}",
+            post(twilio::webhook).layer(axum::middleware::from_fn(crate::telemetry::webhook_span)),
+        )
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .merge(dnc::routes())
         .merge(crate::edges::live::routes())
-        .layer(axum::middleware::from_fn(crate::telemetry::webhook_span))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
