@@ -206,7 +206,11 @@ async fn run(redis: &mut Redis, database: Option<&str>, domain: &str, fault: Fau
         assert_eq!(book.unavailable, 0, "no 503 without a fault of the ledger");
     }
     assert!(bad.is_empty(), "over-admission: (time µs, leases, outbound) {:?}", &bad[..bad.len().min(10)]);
-    assert!(book.leases.len() > 200 && book.rejected > 0 && book.queued > 0, "the pool was contended");
+    // Contended: callers were turned away and queued, and the pool's lines turned over
+    // many times. (Not a count tied to the nodes' speed: with a node killed mid-run its
+    // clients' last requests fail over, and a faster node reaches the kill sooner.)
+    let turned_over = book.leases.len() > 5 * LIMIT;
+    assert!(turned_over && book.rejected > 0 && book.queued > 0, "the pool was contended: {}", book.summary(CLIENTS));
     assert!(used.windows(2).all(|w| w[0] == w[1]), "the nodes agree on the pool's use: {used:?}");
 }
 
