@@ -57,6 +57,26 @@ impl TicketOutcome {
             TicketOutcome::NeverFits => "never_fits",
         }
     }
+
+    /// The outcome as stores keep it: its wire name, and the lease a grant made.
+    pub fn parts(self) -> (&'static str, Option<LeaseId>) {
+        match self {
+            TicketOutcome::Granted(l) => ("granted", Some(l)),
+            other => (other.as_str(), None),
+        }
+    }
+
+    /// An outcome read back from [`TicketOutcome::parts`]; `None` for a name this version
+    /// does not know (or a grant without its lease).
+    pub fn from_parts(name: &str, lease: Option<u64>) -> Option<TicketOutcome> {
+        Some(match (name, lease) {
+            ("granted", Some(lease)) => TicketOutcome::Granted(LeaseId(lease)),
+            ("cancelled", _) => TicketOutcome::Cancelled,
+            ("timed_out", _) => TicketOutcome::TimedOut,
+            ("never_fits", _) => TicketOutcome::NeverFits,
+            _ => return None,
+        })
+    }
 }
 
 /// One change of the ledger.

@@ -511,23 +511,28 @@ class = "outbound"
 depends_on = ["llm"]
 "#;
 
-#[tokio::test]
-async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
-    use callgate_server::governor::{AcquireRequest, Answer, Edge, Target};
-    let clock = ManualClock::at(1_700_000_000_000);
-    let s = TestServer::start_with_clock(GATED_CAMPAIGN, clock.clone()).await;
-    let governor = &s.server().app.governor;
-    // The dialer acquires by pools (its provider's pool may stand in for the flow's), for
-    // the campaign's flow.
-    let dial = |key: &str| AcquireRequest {
-        target: Target::FlowPools { flow: "dialer".into(), pools: vec![("acct".into(), 1)], class: "outbound".into() },
+/// A campaign's call as the dialer asks for it: by pools (its provider's pool may stand in
+/// for the flow's), for the campaign's flow, never waiting.
+fn campaign_call(flow: &str, pool: &str, key: &str) -> callgate_server::governor::AcquireRequest {
+    use callgate_server::governor::{AcquireRequest, Edge, Target};
+    AcquireRequest {
+        target: Target::FlowPools { flow: flow.into(), pools: vec![(pool.into(), 1)], class: "outbound".into() },
         key: Some(key.into()),
         ttl_ms: None,
         max_wait_ms: Some(0),
         wait_ms: 0,
         meta: None,
         edge: Edge::Campaign,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_campaign_call_passes_its_flows_breaker_and_is_one_of_its_probes() {
+    use callgate_server::governor::Answer;
+    let clock = ManualClock::at(1_700_000_000_000);
+    let s = TestServer::start_with_clock(GATED_CAMPAIGN, clock.clone()).await;
+    let governor = &s.server().app.governor;
+    let dial = |key: &str| campaign_call("dialer", "acct", key);
     let (st, _) = s
         .post("/v1/samples", json!([{ "dependency": "llm", "ok": false }, { "dependency": "llm", "ok": false }]))
         .await;
@@ -596,17 +601,8 @@ simulate = { ring_time = "2ms", talk_min = "5ms", talk_mean = "10ms", talk_max =
     .await;
 
     // A call of the campaign's flow is the probe, and it fails: open again, paused again.
-    use callgate_server::governor::{AcquireRequest, Answer, Edge, Target};
-    let probe = AcquireRequest {
-        target: Target::FlowPools { flow: "dialing".into(), pools: vec![("out".into(), 1)], class: "outbound".into() },
-        key: Some("dial:probe".into()),
-        ttl_ms: None,
-        max_wait_ms: Some(0),
-        wait_ms: 0,
-        meta: None,
-        edge: Edge::Campaign,
-    };
-    assert!(matches!(governor.acquire(probe).await.unwrap(), Answer::Granted(_)));
+    let probe = campaign_call("dialing", "out", "dial:probe");
+    assert!(matches!(governor.acquire(probe).await.unwrap(), callgate_server::governor::Answer::Granted(_)));
     assert_eq!(s.post("/v1/samples", json!([{ "dependency": "llm", "ok": false }])).await.0, StatusCode::OK);
     eventually("paused again when the breaker opens again", secs(10), || async { state(&s).await == "paused" }).await;
 }

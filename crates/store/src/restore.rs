@@ -2,7 +2,7 @@
 //! ledger in memory is rebuilt from the last durable state (see `Embedded::recover`).
 
 use crate::{Names, Restored, StoredEnded, StoredLease, StoredTicket};
-use callgate_core::{FlowId, LeaseId, Ledger, PoolUnits, TicketId, TicketOutcome};
+use callgate_core::{FlowId, Ledger, PoolUnits, TicketId, TicketOutcome};
 
 /// What a restore could not put back: rows naming a pool or class that the
 /// configuration no longer has.
@@ -23,15 +23,9 @@ fn restore_ticket(ledger: &mut Ledger, t: &StoredTicket) -> bool {
 }
 
 fn restore_ended(ledger: &mut Ledger, e: &StoredEnded) {
-    let outcome = match (e.outcome.as_str(), e.lease) {
-        ("granted", Some(lease)) => TicketOutcome::Granted(LeaseId(lease)),
-        ("cancelled", _) => TicketOutcome::Cancelled,
-        ("timed_out", _) => TicketOutcome::TimedOut,
-        ("never_fits", _) => TicketOutcome::NeverFits,
-        _ => {
-            tracing::warn!(ticket = e.id, outcome = %e.outcome, "Not restoring a ticket outcome callgate does not know");
-            return;
-        }
+    let Some(outcome) = TicketOutcome::from_parts(&e.outcome, e.lease) else {
+        tracing::warn!(ticket = e.id, outcome = %e.outcome, "Not restoring a ticket outcome callgate does not know");
+        return;
     };
     let flow: Option<FlowId> = e.flow.as_deref().and_then(|f| ledger.flow_id(f));
     ledger.restore_ended(TicketId(e.id), outcome, e.at, flow);
@@ -121,13 +115,8 @@ pub(crate) fn snapshot(ledger: &Ledger, names: &Names) -> Restored {
     let ended = ledger
         .ended_tickets()
         .map(|(id, outcome, at, f)| {
-            let (outcome, lease) = match outcome {
-                TicketOutcome::Granted(l) => ("granted", Some(l.0)),
-                TicketOutcome::Cancelled => ("cancelled", None),
-                TicketOutcome::TimedOut => ("timed_out", None),
-                TicketOutcome::NeverFits => ("never_fits", None),
-            };
-            StoredEnded { id: id.0, outcome: outcome.into(), lease, flow: flow(f), at }
+            let (outcome, lease) = outcome.parts();
+            StoredEnded { id: id.0, outcome: outcome.into(), lease: lease.map(|l| l.0), flow: flow(f), at }
         })
         .collect();
     let views = ledger.pools();

@@ -777,12 +777,8 @@ fn insert_ended(
     flow: Option<callgate_core::FlowId>,
     at: u64,
 ) -> Result<(), StoreError> {
-    let (outcome, lease) = match outcome {
-        TicketOutcome::Granted(l) => ("granted", Some(l.0 as i64)),
-        TicketOutcome::Cancelled => ("cancelled", None),
-        TicketOutcome::TimedOut => ("timed_out", None),
-        TicketOutcome::NeverFits => ("never_fits", None),
-    };
+    let (outcome, lease) = outcome.parts();
+    let lease = lease.map(|l| l.0 as i64);
     tx.execute(
         Sql::InsertEnded,
         params![id as i64, outcome, lease, flow.and_then(|f| names.flows.get(f.index())).map(|f| &**f), at as i64],

@@ -1236,6 +1236,42 @@ impl<'a> Sim<'a> {
         self.schedule(at, Ev::DialerWake { campaign: c as u32 });
     }
 
+    /// One attempt of dialer `c` (flow `flow`) asks for a line as the server's dialer does:
+    /// its flow's breaker first (refused: looked at again when the policies next see time
+    /// pass), then the ledger (no line: blocked until something is freed), then the
+    /// provider (refused for concurrency: the line goes back and the campaign waits out its
+    /// cooldown). Only a line is an attempt; the caller gives a lead back otherwise.
+    fn place(&mut self, c: usize, flow: FlowId, target: Target) -> Placed {
+        let now = self.now;
+        if !self.ops_gate(flow.index()) {
+            self.wake_dialer(c, now + super::ops::TICK_MS);
+            return Placed::Refused;
+        }
+        let req =
+            Request { target, key: None, ttl_ms: Some(NEVER_EXPIRES), max_wait_ms: Some(0), meta: None, owner: None };
+        match self.ledger.acquire(req, now) {
+            Ok(Decision::Granted { lease, .. }) => {
+                if self.ops_granted(flow.index(), true) {
+                    self.ledger.release(lease, now);
+                    let d = &mut self.dialers[c];
+                    d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
+                    let at = d.next_allowed;
+                    self.wake_dialer(c, at);
+                    return Placed::Refused;
+                }
+                Placed::Line(lease)
+            }
+            _ => {
+                // No free line for this flow (after reserves and waiting callers): look
+                // again when something is freed.
+                let d = &mut self.dialers[c];
+                d.blocked = true;
+                d.idle_since = now;
+                Placed::NoLine
+            }
+        }
+    }
+
     /// Places attempts while a lead is ready, the carrier allows and a line is free.
     fn dial(&mut self, c: usize) {
         if self.dialers[c].real.is_some() {
@@ -1285,56 +1321,18 @@ impl<'a> Sim<'a> {
             }
             let (outcome, hold) = draw(d, self.seed, lead, attempt);
             let flow = d.flow;
-            if !self.ops_gate(flow.index()) {
-                // As the server's dialer: its flow's breaker refused the call (open, or
-                // half-open with no probe left); the lead stays, and the dialer looks
-                // again when the policies next see time pass.
-                self.wake_dialer(c, now + super::ops::TICK_MS);
-                return;
+            let Placed::Line(lease) = self.place(c, flow, Target::Flow(flow)) else { return };
+            let d = &mut self.dialers[c];
+            if due.is_some() {
+                d.retries.pop();
+            } else {
+                d.next_fresh += 1;
             }
-            let req = Request {
-                target: Target::Flow(flow),
-                key: None,
-                ttl_ms: Some(NEVER_EXPIRES),
-                max_wait_ms: Some(0),
-                meta: None,
-                owner: None,
-            };
-            match self.ledger.acquire(req, now) {
-                Ok(Decision::Granted { lease, .. }) => {
-                    if self.ops_granted(flow.index(), true) {
-                        // The provider refused it for concurrency: as the real dialer, the
-                        // lead goes back uncounted and the campaign waits out its cooldown.
-                        self.ledger.release(lease, now);
-                        let d = &mut self.dialers[c];
-                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
-                        let at = d.next_allowed;
-                        self.wake_dialer(c, at);
-                        return;
-                    }
-                    let d = &mut self.dialers[c];
-                    if due.is_some() {
-                        d.retries.pop();
-                    } else {
-                        d.next_fresh += 1;
-                    }
-                    d.in_flight += 1;
-                    d.attempts += 1;
-                    d.first_attempt.get_or_insert(now);
-                    d.next_allowed = now + d.spacing_ms;
-                    self.schedule(
-                        now + hold,
-                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, outcome },
-                    );
-                }
-                _ => {
-                    // No free line for this flow (after reserves and waiting callers):
-                    // look again when something is freed.
-                    self.dialers[c].blocked = true;
-                    self.dialers[c].idle_since = now;
-                    return;
-                }
-            }
+            d.in_flight += 1;
+            d.attempts += 1;
+            d.first_attempt.get_or_insert(now);
+            d.next_allowed = now + d.spacing_ms;
+            self.schedule(now + hold, Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead, attempt, outcome });
         }
     }
 
@@ -1382,65 +1380,29 @@ impl<'a> Sim<'a> {
                 (Some(t), true) => t.clone(),
                 _ => Target::Flow(flow),
             };
-            if !self.ops_gate(flow.index()) {
-                // Refused by its flow's breaker, as above: the lead goes back.
+            let Placed::Line(lease) = self.place(c, flow, target) else {
                 if let Some(real) = self.dialers[c].real.as_mut() {
                     real.give_back(lead, wall);
                 }
-                self.wake_dialer(c, now + super::ops::TICK_MS);
                 return;
-            }
-            let req = Request {
-                target,
-                key: None,
-                ttl_ms: Some(NEVER_EXPIRES),
-                max_wait_ms: Some(0),
-                meta: None,
-                owner: None,
             };
-            match self.ledger.acquire(req, now) {
-                Ok(Decision::Granted { lease, .. }) => {
-                    if self.ops_granted(flow.index(), true) {
-                        // Refused by the provider for concurrency: the lead goes back
-                        // uncounted and the campaign waits out its cooldown.
-                        self.ledger.release(lease, now);
-                        let d = &mut self.dialers[c];
-                        if let Some(real) = d.real.as_mut() {
-                            real.give_back(lead, wall);
-                        }
-                        d.next_allowed = now + d.cooldown_ms.max(d.spacing_ms);
-                        let at = d.next_allowed;
-                        self.wake_dialer(c, at);
-                        return;
-                    }
-                    let d = &mut self.dialers[c];
-                    if let Some(real) = d.real.as_mut() {
-                        real.started(lead.id, wall);
-                    }
-                    d.in_flight += 1;
-                    if lead.warm {
-                        self.callback_placed(lead.id, outcome);
-                    } else {
-                        d.attempts += 1;
-                        d.first_attempt.get_or_insert(now);
-                    }
-                    let d = &mut self.dialers[c];
-                    d.next_allowed = now + d.spacing_ms;
-                    self.schedule(
-                        now + hold,
-                        Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead: number, attempt, outcome },
-                    );
-                }
-                _ => {
-                    let d = &mut self.dialers[c];
-                    if let Some(real) = d.real.as_mut() {
-                        real.give_back(lead, wall);
-                    }
-                    d.blocked = true;
-                    d.idle_since = now;
-                    return;
-                }
+            let d = &mut self.dialers[c];
+            if let Some(real) = d.real.as_mut() {
+                real.started(lead.id, wall);
             }
+            d.in_flight += 1;
+            if lead.warm {
+                self.callback_placed(lead.id, outcome);
+            } else {
+                d.attempts += 1;
+                d.first_attempt.get_or_insert(now);
+            }
+            let d = &mut self.dialers[c];
+            d.next_allowed = now + d.spacing_ms;
+            self.schedule(
+                now + hold,
+                Ev::AttemptEnd { campaign: c as u32, lease: lease.0, lead: number, attempt, outcome },
+            );
         }
     }
 
@@ -2217,4 +2179,14 @@ fn next_open(window: Option<&CallingWindow>, start_ms: u64, now: u64) -> Option<
             None
         }
     }
+}
+
+/// What one attempt found ([`Sim::place`]).
+enum Placed {
+    /// A line: the attempt goes ahead.
+    Line(LeaseId),
+    /// Its flow's breaker or the provider refused it; the dialer looks again later.
+    Refused,
+    /// No free line; the dialer looks again when one is freed.
+    NoLine,
 }

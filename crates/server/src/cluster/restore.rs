@@ -24,7 +24,7 @@
 use super::durable::Inner;
 use callgate_backend::journaled::Numbering as _;
 use callgate_backend::{Command, Error, LedgerBackend, Names};
-use callgate_core::{LeaseId, TicketId, TicketOutcome};
+use callgate_core::{TicketId, TicketOutcome};
 use callgate_store_postgres::Restored;
 use callgate_store_redis::reassert::{EndedTicket, Reassert};
 use std::sync::Arc;
@@ -125,15 +125,9 @@ fn to_ledger(r: &Restored, names: &Names) -> Reassert {
     // How recent tickets ended (oldest first, as the journal reads them): a client polling
     // one reads its outcome as before.
     for e in &r.ended {
-        let outcome = match (e.outcome.as_str(), e.lease) {
-            ("granted", Some(lease)) => TicketOutcome::Granted(LeaseId(lease)),
-            ("cancelled", _) => TicketOutcome::Cancelled,
-            ("timed_out", _) => TicketOutcome::TimedOut,
-            ("never_fits", _) => TicketOutcome::NeverFits,
-            _ => {
-                tracing::warn!(ticket = e.id, outcome = %e.outcome, "Not restoring a ticket outcome callgate does not know");
-                continue;
-            }
+        let Some(outcome) = TicketOutcome::from_parts(&e.outcome, e.lease) else {
+            tracing::warn!(ticket = e.id, outcome = %e.outcome, "Not restoring a ticket outcome callgate does not know");
+            continue;
         };
         let flow = e.flow.as_deref().and_then(|f| names.flow_id(f));
         out.ended.push(EndedTicket { id: TicketId(e.id), outcome, at: e.at, flow });

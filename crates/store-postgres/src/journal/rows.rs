@@ -266,12 +266,8 @@ fn stored_ticket(names: &Names, t: &Ticket) -> Result<StoredTicket, Error> {
 }
 
 fn outcome_name(o: TicketOutcome) -> (&'static str, Option<u64>) {
-    match o {
-        TicketOutcome::Granted(l) => ("granted", Some(l.0)),
-        TicketOutcome::Cancelled => ("cancelled", None),
-        TicketOutcome::TimedOut => ("timed_out", None),
-        TicketOutcome::NeverFits => ("never_fits", None),
-    }
+    let (name, lease) = o.parts();
+    (name, lease.map(|l| l.0))
 }
 
 /// The row writes of one event, in order; the id and arrival counters it moves.
