@@ -1272,6 +1272,24 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Whether dialer `c` must wait before its next attempt: at its own cap (it looks again
+    /// when one of its calls ends) or before the time its pacing allows (woken then).
+    fn held_back(&mut self, c: usize) -> bool {
+        let now = self.now;
+        let d = &mut self.dialers[c];
+        if d.cap.is_some_and(|m| d.in_flight >= m) {
+            d.blocked = true;
+            d.idle_since = now;
+            return true;
+        }
+        if now < d.next_allowed {
+            let at = d.next_allowed;
+            self.wake_dialer(c, at);
+            return true;
+        }
+        false
+    }
+
     /// Places attempts while a lead is ready, the carrier allows and a line is free.
     fn dial(&mut self, c: usize) {
         if self.dialers[c].real.is_some() {
@@ -1308,17 +1326,10 @@ impl<'a> Sim<'a> {
                     return;
                 }
             };
-            if d.cap.is_some_and(|m| d.in_flight >= m) {
-                // At its own cap: look again when one of its calls ends.
-                d.blocked = true;
-                d.idle_since = now;
+            if self.held_back(c) {
                 return;
             }
-            if now < d.next_allowed {
-                let at = d.next_allowed;
-                self.wake_dialer(c, at);
-                return;
-            }
+            let d = &self.dialers[c];
             let (outcome, hold) = draw(d, self.seed, lead, attempt);
             let flow = d.flow;
             let Placed::Line(lease) = self.place(c, flow, Target::Flow(flow)) else { return };
@@ -1348,17 +1359,10 @@ impl<'a> Sim<'a> {
             if now >= self.campaigns_stop || !d.paused.is_empty() {
                 return;
             }
-            if d.cap.is_some_and(|m| d.in_flight >= m) {
-                d.blocked = true;
-                d.idle_since = now;
+            if self.held_back(c) {
                 return;
             }
-            if now < d.next_allowed {
-                let at = d.next_allowed;
-                self.wake_dialer(c, at);
-                return;
-            }
-            let Some(real) = d.real.as_mut() else { return };
+            let Some(real) = self.dialers[c].real.as_mut() else { return };
             let lead = match real.take(wall) {
                 Take::Lead(lead) => lead,
                 Take::Until(at) => {
@@ -1371,6 +1375,7 @@ impl<'a> Sim<'a> {
             // booked, and attempts below `max_attempts` (at most 100).
             let (number, attempt) = (lead.id as u32, (lead.attempts + 1) as u16);
             let callback = lead.warm.then(|| self.callbacks.as_ref()?.booked.get(&lead.id)).flatten();
+            let d = &self.dialers[c];
             let (outcome, hold) = match (callback, self.sc.sim.callback.as_ref()) {
                 (Some(b), Some(policy)) => draw_callback(policy, self.seed, lead.id, b.attempts + 1, b.hold_ms),
                 _ => draw(d, self.seed, number, attempt),
@@ -1422,7 +1427,9 @@ impl<'a> Sim<'a> {
 
     /// A callback returned by campaign `c` ended: connected, or retried by the campaign's
     /// retry table, or given up (its caller is lost).
-    fn campaign_callback_end(&mut self, c: usize, lease: u64, id: u64, outcome: Outcome) {
+    /// A callback's line ends: its time counts for the lines and for the callbacks, and
+    /// the line is freed.
+    fn end_callback_line(&mut self, lease: u64) {
         let now = self.now;
         if let Some(l) = self.ledger.lease(LeaseId(lease)) {
             let held = now.saturating_sub(l.granted_at) as f64;
@@ -1432,6 +1439,11 @@ impl<'a> Sim<'a> {
             }
         }
         self.ledger.release(LeaseId(lease), now);
+    }
+
+    fn campaign_callback_end(&mut self, c: usize, lease: u64, id: u64, outcome: Outcome) {
+        let now = self.now;
+        self.end_callback_line(lease);
         let d = &mut self.dialers[c];
         d.in_flight -= 1;
         if d.blocked {
@@ -1440,12 +1452,7 @@ impl<'a> Sim<'a> {
         let Some(cb) = &mut self.callbacks else { return };
         let as_dialed = match outcome {
             Outcome::Answered => {
-                cb.stats.connected += 1;
-                if let Some(b) = cb.booked.remove(&id) {
-                    if b.counted {
-                        self.flows[b.origin as usize].callbacks_connected += 1;
-                    }
-                }
+                callback_connected(cb, &mut self.flows, id);
                 return;
             }
             Outcome::Busy => {
@@ -1665,14 +1672,7 @@ impl<'a> Sim<'a> {
     fn callback_end(&mut self, lease: u64, id: u64, outcome: Outcome) {
         let Some(policy) = self.sc.sim.callback.as_ref() else { return };
         let now = self.now;
-        if let Some(l) = self.ledger.lease(LeaseId(lease)) {
-            let held = now.saturating_sub(l.granted_at) as f64;
-            self.lease_ms += held;
-            if let Some(cb) = &mut self.callbacks {
-                cb.stats.line_ms += held;
-            }
-        }
-        self.ledger.release(LeaseId(lease), now);
+        self.end_callback_line(lease);
         let Some(cb) = &mut self.callbacks else { return };
         cb.in_flight -= 1;
         if cb.blocked {
@@ -1683,12 +1683,7 @@ impl<'a> Sim<'a> {
         let retry = &policy.retry;
         let base = match outcome {
             Outcome::Answered => {
-                cb.stats.connected += 1;
-                if let Some(b) = cb.booked.remove(&id) {
-                    if b.counted {
-                        self.flows[b.origin as usize].callbacks_connected += 1;
-                    }
-                }
+                callback_connected(cb, &mut self.flows, id);
                 return;
             }
             Outcome::Busy => {
@@ -2189,4 +2184,14 @@ enum Placed {
     Refused,
     /// No free line; the dialer looks again when one is freed.
     NoLine,
+}
+
+/// Callback `id` connected: counted once, and for the flow whose caller booked it.
+fn callback_connected(cb: &mut Callbacks, flows: &mut [FlowStats], id: u64) {
+    cb.stats.connected += 1;
+    if let Some(b) = cb.booked.remove(&id) {
+        if b.counted {
+            flows[b.origin as usize].callbacks_connected += 1;
+        }
+    }
 }
