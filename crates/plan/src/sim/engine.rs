@@ -1618,20 +1618,7 @@ impl<'a> Sim<'a> {
             }
             // The answer depends only on (seed, callback, attempt): every policy meets the
             // same people.
-            let mut key = self.seed ^ 0x5851_F42D_4C95_7F2D ^ id.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-            key ^= u64::from(b.attempts + 1);
-            let mut rng = Rng::stream(splitmix64(&mut key), 3_000_000);
-            let u = rng.uniform();
-            let outcome = if u < policy.answer {
-                Outcome::Answered
-            } else if u < policy.answer + policy.busy {
-                Outcome::Busy
-            } else if u < policy.answer + policy.busy + policy.voicemail {
-                Outcome::Voicemail
-            } else {
-                Outcome::NoAnswer
-            };
-            let hold = if outcome == Outcome::Answered { b.hold_ms } else { policy.ring.sample(&mut rng) };
+            let (outcome, hold) = draw_callback(policy, self.seed, id, b.attempts + 1, b.hold_ms);
             let req = Request {
                 target: Target::Flow(cb.flow),
                 key: None,
