@@ -119,7 +119,9 @@ impl Runner {
             let broke = answer.as_ref().is_err_and(crate::call::broken);
             deliver(jobs, answer);
             if broke {
-                // The connection is gone: the callers drop it; what waits is sent on a new one.
+                // The connection is gone: its callers drop it, and the commands still queued
+                // hear the same (unavailable, as on a broken connection); the next command
+                // opens a new connection.
                 let rest = {
                     let mut q = self.batches.queue();
                     q.running -= 1;
