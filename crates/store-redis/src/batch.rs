@@ -10,20 +10,31 @@
 //! A batch runs on a task of its own, so a caller that goes away (a client that hung up)
 //! cannot strand the others' answers; its command still runs, as one already sent would.
 
-use crate::call::library_load;
+use crate::call::query_loaded_async;
 use crate::Time;
+use callgate_backend::Command;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// The commands a batch may carry (the script refuses others in a batch): the request
-/// paths', each of which touches only what its request names.
-pub(crate) const BATCHED: [&str; 5] = ["acquire", "release", "renew", "cancel", "end_call"];
+/// Whether `cmd` goes in a batch: the request paths' commands (acquire, release, renew,
+/// cancel, a call's end), each of which touches only what its request names (the
+/// script's `batch` refuses others).
+pub fn batched(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Acquire(_)
+            | Command::Release { .. }
+            | Command::Renew { .. }
+            | Command::Cancel(_)
+            | Command::EndCall(_)
+    )
+}
 
 /// The most commands one batch carries (a batch of requests runs in well under a
 /// millisecond of Redis; others wait for the next).
-pub(crate) const MAX_BATCH: usize = 64;
+pub const MAX_BATCH: usize = 64;
 
 /// How many batches may be in Redis at once: one being run while the next is sent.
 pub(crate) const IN_FLIGHT: usize = 2;
@@ -107,15 +118,7 @@ impl Runner {
     pub(crate) async fn run(mut self) {
         while let Some(jobs) = self.batches.next() {
             let fcall = fcall(&self.function, &self.meta, &self.time, jobs.iter().map(|j| (j.name, &j.args[..])));
-            let mut answer = fcall.query_async::<Value>(&mut self.conn).await;
-            if answer.as_ref().is_err_and(crate::call::function_missing) {
-                // Redis restarted empty or its functions were flushed: load it again, once.
-                answer = match library_load(&self.function).query_async::<String>(&mut self.conn).await {
-                    Ok(_) => fcall.query_async(&mut self.conn).await,
-                    Err(e) if e.to_string().contains("already exists") => fcall.query_async(&mut self.conn).await,
-                    Err(e) => Err(e),
-                };
-            }
+            let answer = query_loaded_async(&mut self.conn, &self.function, &fcall).await;
             let broke = answer.as_ref().is_err_and(crate::call::broken);
             deliver(jobs, answer);
             if broke {

@@ -103,13 +103,18 @@ impl RedisLedger {
     /// outcome, events, now]` (a change's outcome and events arrive packed, `"okp"`, and are
     /// read into the same shape) or `["err", code, message]`.
     pub(crate) fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
-        let fcall = self.fcall(name, args);
-        let mut answer: Result<Value, redis::RedisError> = self.with_conn(&fcall);
+        self.answer(self.query_loaded(&self.fcall(name, args)))
+    }
+
+    /// Runs the function call `fcall` on a connection of the pool; when Redis has lost the
+    /// library (it restarted empty, or its functions were flushed), loads it and tries
+    /// once more.
+    pub(crate) fn query_loaded(&self, fcall: &redis::Cmd) -> redis::RedisResult<Value> {
+        let answer = self.with_conn(fcall);
         if answer.as_ref().is_err_and(function_missing) {
-            // Redis restarted empty or its functions were flushed: load it again, once.
-            answer = self.with_library().and_then(|_| self.with_conn(&fcall));
+            return self.with_library().and_then(|_| self.with_conn(fcall));
         }
-        self.answer(answer)
+        answer
     }
 
     /// [`RedisLedger::call`] on the shared multiplexed connection: the caller's thread is
@@ -118,13 +123,12 @@ impl RedisLedger {
     /// of its own for the round trip.
     pub(crate) async fn call_async(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
         let fcall = self.fcall(name, args);
-        let mut answer = self.query_async(&fcall).await;
-        if answer.as_ref().is_err_and(function_missing) {
-            answer = match self.query_async::<String>(&library_load(&self.function)).await {
-                Ok(_) => self.query_async(&fcall).await,
-                Err(e) if e.to_string().contains("already exists") => self.query_async(&fcall).await,
-                Err(e) => Err(e),
-            };
+        let answer = match self.multiplexed().await {
+            Ok(mut conn) => query_loaded_async(&mut conn, &self.function, &fcall).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &answer {
+            self.forget_if_broken(e);
         }
         self.answer(answer)
     }
@@ -149,8 +153,8 @@ impl RedisLedger {
             }
         }
         let answer = reply.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))?;
-        if answer.as_ref().is_err_and(|e| broken(e)) {
-            *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Err(e) = &answer {
+            self.forget_if_broken(e);
         }
         self.answer_shared(answer)
     }
@@ -178,15 +182,12 @@ impl RedisLedger {
         Ok(c)
     }
 
-    /// Runs `cmd` on the multiplexed connection; a connection that failed is dropped, so
-    /// the next command opens another.
-    pub(crate) async fn query_async<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        let mut conn = self.multiplexed().await?;
-        let out = cmd.query_async(&mut conn).await;
-        if out.as_ref().is_err_and(broken) {
+    /// A command on the multiplexed connection failed with `e`: a connection that broke
+    /// is dropped, so the next command opens another.
+    fn forget_if_broken(&self, e: &redis::RedisError) {
+        if broken(e) {
             *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        out
     }
 
     /// What the script answered (`["ok", outcome, events, now]` or `["err", code,
@@ -238,6 +239,24 @@ impl RedisLedger {
             }
             _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
         }
+    }
+}
+
+/// [`RedisLedger::query_loaded`] on a multiplexed connection: runs `fcall`, and when Redis
+/// has lost the library `function`, loads it and tries once more.
+pub(crate) async fn query_loaded_async(
+    conn: &mut redis::aio::MultiplexedConnection,
+    function: &str,
+    fcall: &redis::Cmd,
+) -> redis::RedisResult<Value> {
+    let answer = fcall.query_async(conn).await;
+    if !answer.as_ref().is_err_and(function_missing) {
+        return answer;
+    }
+    match library_load(function).query_async::<String>(conn).await {
+        Ok(_) => fcall.query_async(conn).await,
+        Err(e) if e.to_string().contains("already exists") => fcall.query_async(conn).await,
+        Err(e) => Err(e),
     }
 }
 

@@ -50,6 +50,8 @@
 pub mod adopt;
 mod batch;
 mod call;
+
+pub use batch::{batched, MAX_BATCH};
 mod duty;
 pub mod reassert;
 mod spec;
@@ -230,35 +232,33 @@ impl RedisLedger {
         Ok((name, args))
     }
 
-    /// Runs the request paths' `cmds` (see [`batch::BATCHED`]; others are run one by one)
+    /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one)
     /// in one script call, in order, on a connection of this thread's own (blocking): each
     /// command's answer, as [`LedgerBackend::execute`] would give it. For a wrapper that must
     /// do something in Redis's order after each command (the PostgreSQL journal), and can
     /// hold its order across one call for many commands.
     pub fn execute_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
-        let encoded: Vec<Result<(&'static str, Vec<String>), Error>> =
-            cmds.iter().map(|cmd| self.command_args(cmd)).collect();
         let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
-        let mut batched = Vec::new();
-        for (i, (cmd, enc)) in cmds.into_iter().zip(encoded).enumerate() {
-            match enc {
-                Ok((name, args)) if batch::BATCHED.contains(&name) => batched.push((i, name, args)),
-                Ok(_) => out[i] = Some(self.execute(cmd)),
+        let mut in_batch = Vec::new();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            if !batched(&cmd) {
+                out[i] = Some(self.execute(cmd));
+                continue;
+            }
+            match self.command_args(&cmd) {
+                Ok((name, args)) => in_batch.push((i, name, args)),
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        if !batched.is_empty() {
+        if !in_batch.is_empty() {
             let fcall = batch::fcall(
                 &self.function,
                 &self.meta,
                 &self.time,
-                batched.iter().map(|(_, name, args)| (*name, &args[..])),
+                in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
             );
-            let mut answer: redis::RedisResult<Value> = self.with_conn(&fcall);
-            if answer.as_ref().is_err_and(call::function_missing) {
-                answer = self.with_library().and_then(|_| self.with_conn(&fcall));
-            }
-            for ((i, _, _), reply) in batched.iter().zip(batch::split(answer, batched.len())) {
+            let answer = self.query_loaded(&fcall);
+            for ((i, _, _), reply) in in_batch.iter().zip(batch::split(answer, in_batch.len())) {
                 out[*i] = Some(self.answer_shared(reply).and_then(|parts| self.executed(parts)));
             }
         }
@@ -399,7 +399,7 @@ impl LedgerBackend for RedisLedger {
     fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
         Box::pin(async move {
             let (name, args) = self.command_args(&cmd)?;
-            if batch::BATCHED.contains(&name) {
+            if batched(&cmd) {
                 self.executed(self.call_batched(name, args).await?)
             } else {
                 self.executed(self.call_async(name, &args).await?)

@@ -49,7 +49,7 @@ use callgate_backend::{
 };
 use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
-use callgate_store_redis::RedisLedger;
+use callgate_store_redis::{batched, RedisLedger, MAX_BATCH};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -126,21 +126,6 @@ pub(super) struct Inner {
 struct Pending {
     jobs: Vec<(Command, oneshot::Sender<Result<Executed, Error>>)>,
     running: bool,
-}
-
-/// The most commands one batch carries.
-const MAX_BATCH: usize = 64;
-
-/// The commands that go in batches: the request paths' (as the Redis ledger batches them).
-fn batched(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Acquire(_)
-            | Command::Release { .. }
-            | Command::Renew { .. }
-            | Command::Cancel(_)
-            | Command::EndCall(_)
-    )
 }
 
 impl Inner {
