@@ -10,26 +10,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod campaign;
-pub mod clock;
-pub mod cluster;
 pub mod connections;
 pub mod demo;
 pub mod edges;
-#[doc(hidden)]
-pub mod forecast;
 pub mod fuzz;
-pub mod history;
-pub mod inbound;
-pub mod prewarm;
-pub mod providers;
-pub mod reconcile;
-pub mod schedule;
 pub mod serve;
-pub mod telemetry;
 
 pub use callgate_events::{bus, decision_log, live, metrics, views};
 pub use callgate_governor as governor;
 pub use callgate_ops as ops;
+#[doc(hidden)]
+pub use callgate_runtime::forecast;
+pub use callgate_runtime::{
+    campaign, clock, cluster, history, inbound, prewarm, providers, reconcile, schedule, telemetry,
+};
 pub use edges::reload;
 pub use serve::{serve, serve_announced, ServeOptions, Server};

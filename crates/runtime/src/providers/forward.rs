@@ -10,9 +10,9 @@
 //!   upstream can only make callgate drop notifications (counted), never grow without
 //!   bound.
 
-use crate::metrics::Metrics;
 use crate::providers::Upstream;
 use axum::body::Bytes;
+use callgate_events::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -43,15 +43,17 @@ impl Default for Forwarder {
 
 /// An upstream's answer, relayed as it came.
 #[derive(Debug)]
-pub(crate) struct Relayed {
-    pub(crate) status: u16,
-    pub(crate) content_type: Option<String>,
-    pub(crate) body: Bytes,
+#[doc(hidden)]
+pub struct Relayed {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
 }
 
 /// Why no answer can be relayed.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum AskError {
+#[doc(hidden)]
+pub enum AskError {
     /// No answer within `forward_timeout`.
     Timeout,
     /// Connection refused, reset, or an answer larger than callgate relays.
@@ -88,7 +90,8 @@ impl Forwarder {
     }
 
     /// Sends `body` and waits (at most `timeout`) for the answer.
-    pub(crate) async fn ask(&self, upstream: &Upstream, body: Bytes, timeout: Duration) -> Result<Relayed, AskError> {
+    #[doc(hidden)]
+    pub async fn ask(&self, upstream: &Upstream, body: Bytes, timeout: Duration) -> Result<Relayed, AskError> {
         let exchange = async {
             let mut resp = self.request(upstream, body, timeout).send().await.map_err(classify)?;
             let status = resp.status().as_u16();
@@ -110,7 +113,8 @@ impl Forwarder {
 
     /// Sends `body` in the background; counts the outcome, or a drop when the budget of
     /// bytes in flight is spent.
-    pub(crate) fn notify(
+    #[doc(hidden)]
+    pub fn notify(
         &self,
         metrics: &Arc<Metrics>,
         provider: &Arc<str>,

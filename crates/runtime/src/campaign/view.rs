@@ -1,9 +1,9 @@
 //! What the API shows of campaigns: progress, import reports, settings as JSON, metrics.
 
 use super::{Campaigns, State};
-use crate::governor::Error;
 use callgate_config::CampaignConfig;
 use callgate_dialer::import::{Rejected, Skipped};
+use callgate_governor::Error;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

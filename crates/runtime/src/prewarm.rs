@@ -13,8 +13,8 @@
 //! again.
 
 use crate::forecast::Forecasts;
-use crate::live::Live;
 use callgate_config::Config;
+use callgate_events::live::Live;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

@@ -2,13 +2,13 @@
 //! The pacing loop, the life of one attempt, outcomes, polling and the restart's recovery.
 
 use super::{Action, Active, CallbackState, Campaigns, Inner, State};
-use crate::bus::{CampaignCommand, CampaignInfo, ProviderUpdate, ToDialer};
-use crate::governor::{AcquireRequest, Answer, Edge, LeaseGuard, Target};
-use crate::views::PoolInfo;
 use callgate_core::LeaseId;
 use callgate_dialer::dial::{CallEvent, CallState, DialError, Ended, Outcome, PlaceCall};
 use callgate_dialer::retry::{self, Next};
 use callgate_dialer::schedule::Lead;
+use callgate_events::bus::{CampaignCommand, CampaignInfo, ProviderUpdate, ToDialer};
+use callgate_events::views::PoolInfo;
+use callgate_governor::{AcquireRequest, Answer, Edge, LeaseGuard, Target};
 use callgate_store::{AttemptEnd, CallbackLead, LeadOp, LeadOut, NewAttempt};
 use rustc_hash::FxHashMap;
 use serde_json::json;

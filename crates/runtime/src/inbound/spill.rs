@@ -34,9 +34,9 @@
 //! and count expiries.
 
 use super::{record_call, Call, Effects};
-use crate::governor::{AcquireRequest, Answer, CallEnd, Edge, Error, Target};
-use crate::views::LeaseView;
 use callgate_config::{FlowConfig, Overflow, TransferTo};
+use callgate_events::views::LeaseView;
+use callgate_governor::{AcquireRequest, Answer, CallEnd, Edge, Error, Target};
 use rustc_hash::FxHashMap;
 use serde_json::json;
 use std::collections::HashSet;
@@ -199,7 +199,7 @@ impl Spills {
         }
         // A repeated webhook of a call that arrived already: the same line.
         if let Some(key) = self.arrived_key(&call.provider, &call.id) {
-            if let Some(crate::governor::Hold::Lease(lease)) = app.governor.hold(&key) {
+            if let Some(callgate_governor::Hold::Lease(lease)) = app.governor.hold(&key) {
                 return Ok(Some(lease));
             }
         }
@@ -265,7 +265,7 @@ impl Spills {
             // Arrived calls whose line went without an end (expired, reconciled) are dropped
             // here: the map never holds more than the live lines and this one.
             let mut arrived = lock(&self.arrived);
-            arrived.retain(|_, k| matches!(app.governor.hold(k), Some(crate::governor::Hold::Lease(_))));
+            arrived.retain(|_, k| matches!(app.governor.hold(k), Some(callgate_governor::Hold::Lease(_))));
             arrived.insert((call.provider.clone(), call.id.clone()), key.to_owned());
         }
         let from = meta.map_or_else(|| "unknown".to_owned(), |m| m.from_flow);
@@ -329,7 +329,7 @@ impl Spills {
     /// Whether `call_id` of `provider` is a transferred call answered under a spill's
     /// line (reconciliation must not adopt it: it counts already): known here, or (after
     /// a restart) by its call record.
-    pub fn covers(&self, governor: &crate::governor::Governor, provider: &str, call_id: &str) -> bool {
+    pub fn covers(&self, governor: &callgate_governor::Governor, provider: &str, call_id: &str) -> bool {
         if lock(&self.arrived).contains_key(&(Arc::from(provider), call_id.to_owned())) {
             return true;
         }
@@ -354,7 +354,7 @@ impl Spills {
         let due: Vec<String> =
             lock(&self.pending).iter().filter(|(_, p)| p.expires_at <= now).map(|(k, _)| k.clone()).collect();
         let held =
-            |g: &crate::governor::Governor, key: &str| matches!(g.hold(key), Some(crate::governor::Hold::Lease(_)));
+            |g: &callgate_governor::Governor, key: &str| matches!(g.hold(key), Some(callgate_governor::Hold::Lease(_)));
         // Nothing is told before the expiry it reports is on disk.
         let Ok(gone) = app.governor.durable_view(|g| due.into_iter().filter(|k| !held(g, k)).collect::<Vec<_>>()).await
         else {

@@ -25,11 +25,11 @@
 //! clients' leases in the same pool are none of the platform's business.
 
 use crate::campaign::Campaigns;
-use crate::governor::{AcquireRequest, Answer, Edge, Governor, Target};
 use crate::inbound::Inbound;
-use crate::live::Live;
-use crate::metrics::Metrics;
 use crate::providers::{Credentials, Provider, Providers};
+use callgate_events::live::Live;
+use callgate_events::metrics::Metrics;
+use callgate_governor::{AcquireRequest, Answer, Edge, Governor, Target};
 use callgate_providers::twilio::TwilioClient;
 use callgate_providers::vapi::VapiClient;
 use callgate_providers::{PlatformCall, PlatformState};

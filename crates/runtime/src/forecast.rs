@@ -160,7 +160,7 @@ pub struct Forecasts {
     /// Where `history.sqlite` lives.
     data_dir: PathBuf,
     /// Where each fit's need goes (`forecast_shortfall` alerts).
-    governor: Arc<crate::governor::Governor>,
+    governor: Arc<callgate_governor::Governor>,
     /// Records of this server's calls lost before they reached the history.
     history_dropped: Arc<std::sync::atomic::AtomicU64>,
     /// Pool name → its plan.
@@ -179,7 +179,7 @@ impl Forecasts {
     /// No plans yet; history from `data_dir/history.sqlite`.
     pub fn new(
         data_dir: PathBuf,
-        governor: Arc<crate::governor::Governor>,
+        governor: Arc<callgate_governor::Governor>,
         history_dropped: Arc<std::sync::atomic::AtomicU64>,
     ) -> Forecasts {
         Forecasts {

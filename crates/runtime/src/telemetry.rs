@@ -224,11 +224,15 @@ impl Drop for OtlpGuard {
 }
 
 /// Which spans the exporter is given: callgate's own (the governor's decisions, the
-/// webhooks' spans), at `INFO`, whatever `RUST_LOG` says about logs.
+/// webhooks' spans), at `INFO`, whatever `RUST_LOG` says about logs. A span's target is
+/// the module path it was opened in, so every crate of the running server is named: the
+/// edge (`callgate_http`), the runtime (`callgate_runtime`), the wiring (`callgate_server`).
 pub fn span_targets() -> tracing_subscriber::filter::Targets {
     use tracing_subscriber::filter::LevelFilter;
     tracing_subscriber::filter::Targets::new()
         .with_target("callgate_server", LevelFilter::INFO)
+        .with_target("callgate_http", LevelFilter::INFO)
+        .with_target("callgate_runtime", LevelFilter::INFO)
         .with_target("callgate_governor", LevelFilter::INFO)
 }
 

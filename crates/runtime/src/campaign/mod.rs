@@ -30,7 +30,7 @@
 //! A provider's concurrency refusal is not a failed lead: the lease is released, the
 //! attempt is recorded as `refused` (it does not count), the lead goes back, that
 //! provider cools down for the campaign's `cooldown`, and the refusal is reported to the
-//! governor ([`crate::governor::Governor::provider_refused`]), which owns the pool's cap:
+//! governor ([`callgate_governor::Governor::provider_refused`]), which owns the pool's cap:
 //! an adaptive pool takes it as a drop; a fixed pool is capped at what callgate counts in
 //! use until the cooldown ends or reconciliation finds room on the platform. The dialer
 //! never sets a cap itself. Other providers of a sharded campaign go on.
@@ -78,17 +78,14 @@ mod run;
 pub mod suppress;
 mod view;
 
-pub use crate::bus::ProviderUpdate;
+pub use callgate_events::bus::ProviderUpdate;
 pub use pacing::{Pacer, Pacing};
 pub use suppress::Suppressions;
 pub use view::{
     config_from_json, config_json, CampaignBrief, CampaignProvider, CampaignView, ImportReport, LeadCounts,
 };
 
-use crate::bus::DialerInbox;
 use crate::clock::Clock;
-use crate::governor::{Error, Governor};
-use crate::live::Live;
 use crate::providers::{Credentials, ProviderSet};
 use callgate_backend::leads::Leads;
 use callgate_config::{CampaignConfig, Config};
@@ -96,6 +93,9 @@ use callgate_dialer::dial::{self, CallEvent, Dialer};
 use callgate_dialer::schedule::{Lead, Scheduler};
 use callgate_dialer::window::Calendar;
 use callgate_dialer::{import, zones};
+use callgate_events::bus::DialerInbox;
+use callgate_events::live::Live;
+use callgate_governor::{Error, Governor};
 pub use callgate_store::CallbackState;
 use callgate_store::{LeadOp, StoredCampaign};
 use chrono_tz::Tz;
@@ -411,7 +411,7 @@ fn conflict(code: &'static str, message: impl Into<String>) -> Error {
 /// The lead store could not write (or read); a refusal of the store's rules keeps its kind.
 pub(super) fn not_stored(e: Error) -> Error {
     match e.kind {
-        crate::governor::ErrorKind::Unavailable => {
+        callgate_governor::ErrorKind::Unavailable => {
             Error::unavailable(format!("cannot record the decision durably: {e}")).with_source(e)
         }
         _ => e,
@@ -603,7 +603,8 @@ impl Campaigns {
     }
 
     /// Dials by `config`'s flows and classes from now on (a configuration reload).
-    pub(crate) fn replace_config(&self, config: Arc<Config>) {
+    #[doc(hidden)]
+    pub fn replace_config(&self, config: Arc<Config>) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         self.wake.notify_one();
     }

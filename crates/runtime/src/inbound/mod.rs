@@ -6,11 +6,11 @@
 //! the flow's chain itself and skips the steps it cannot carry out; everything that
 //! touches state goes through here and the governor.
 
-use crate::governor::{Error, Governor};
-use crate::live::Live;
-use crate::metrics::Metrics;
 use crate::providers::ProviderSet;
 use callgate_config::{Config, FlowConfig, MenuConfig, Overflow};
+use callgate_events::live::Live;
+use callgate_events::metrics::Metrics;
+use callgate_governor::{Error, Governor};
 use callgate_store::{CallUpdate, NewCallback, Record};
 use serde_json::json;
 use std::sync::Arc;
@@ -49,7 +49,8 @@ impl Inbound {
 
     /// Serves `config`'s flows and menus from now on (a configuration reload; the
     /// reload puts its providers in force through the shared [`ProviderSet`]).
-    pub(crate) fn replace(&self, config: Arc<Config>) {
+    #[doc(hidden)]
+    pub fn replace(&self, config: Arc<Config>) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 

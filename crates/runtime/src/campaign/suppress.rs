@@ -23,9 +23,9 @@
 //! store, in the store's order.
 
 use crate::clock::Clock;
-use crate::governor::Error;
 use callgate_backend::dnc::{AuditRow, DncEntry, DncLists};
 use callgate_dialer::dnc::{self, Hit, Lists};
+use callgate_governor::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 

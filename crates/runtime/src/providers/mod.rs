@@ -408,7 +408,8 @@ impl ProviderSet {
 
     /// Puts `providers` in force (a configuration reload); every holder of this handle
     /// reads them from now on.
-    pub(crate) fn replace(&self, providers: Providers) {
+    #[doc(hidden)]
+    pub fn replace(&self, providers: Providers) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(providers);
     }
 }

@@ -5,29 +5,32 @@ use super::Fallback;
 
 /// What `/healthz` and `/metrics` say of a fallback.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Status {
+#[doc(hidden)]
+pub struct Status {
     /// Why, while the node admits on its own (or rejoins).
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
     /// By pool.
-    pub(crate) pools: Vec<PoolStatus>,
+    pub pools: Vec<PoolStatus>,
 }
 
 /// A pool's side of [`Status`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct PoolStatus {
+#[doc(hidden)]
+pub struct PoolStatus {
     /// Whether it admits on this node's share now.
-    pub(crate) local: bool,
+    pub local: bool,
     /// That share (0 when not).
-    pub(crate) cap: u32,
+    pub cap: u32,
     /// Units by which it was over its cap after the last adoption.
-    pub(crate) over: u64,
+    pub over: u64,
 }
 
 impl Fallback {
     /// `callgate_redis_fallback{pool}` (1 while the pool admits on this node's share),
     /// `callgate_redis_fallback_cap{pool}` (that share) and `callgate_redis_fallback_over{pool}`
     /// (units over the cap after the last adoption).
-    pub(crate) fn render_metrics(&self, out: &mut String) {
+    #[doc(hidden)]
+    pub fn render_metrics(&self, out: &mut String) {
         use callgate_events::metrics::{escape_label, header};
         use std::fmt::Write;
         let status = self.status();

@@ -57,7 +57,8 @@ use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Targe
 use callgate_store_redis::RedisLedger;
 use local::Local;
 use seen::Seen;
-pub(crate) use status::{PoolStatus, Status};
+#[doc(hidden)]
+pub use status::{PoolStatus, Status};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -111,7 +112,8 @@ impl Fallback {
     /// fallback for the pools whose `policy` is `local_fallback`, `nodes` sharing the
     /// domain; `pools` is what the shared ledger held when the event stream was read from.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    #[doc(hidden)]
+    pub fn new(
         inner: Arc<dyn LedgerBackend>,
         redis: Arc<RedisLedger>,
         journaled: Option<Arc<super::durable::Journaled>>,
@@ -150,7 +152,8 @@ impl Fallback {
     }
 
     /// While the node admits on its own or rejoins: what `/healthz` and `/metrics` say.
-    pub(crate) fn status(&self) -> Status {
+    #[doc(hidden)]
+    pub fn status(&self) -> Status {
         let over = lock(&self.over).clone();
         let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
         let (reason, caps) = match &*mode {
@@ -398,7 +401,8 @@ fn lost(j: &super::durable::Journaled, unsettled: &[(u64, LeaseId)]) -> Vec<Leas
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Checks Redis every second and hands the check to [`Fallback::poll`], until `stop`.
-pub(crate) fn spawn_poll(
+#[doc(hidden)]
+pub fn spawn_poll(
     fallback: Arc<Fallback>,
     ledger: Arc<RedisLedger>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -556,7 +560,8 @@ impl LedgerBackend for Fallback {
 
 impl Fallback {
     /// The backend it wraps (for what only that one has: the journal's commit times).
-    pub(crate) fn inner(&self) -> &Arc<dyn LedgerBackend> {
+    #[doc(hidden)]
+    pub fn inner(&self) -> &Arc<dyn LedgerBackend> {
         &self.inner
     }
 }

@@ -27,9 +27,9 @@
 
 use crate::campaign::Campaigns;
 use crate::forecast::Forecasts;
-use crate::governor::{Governor, NewLedger};
-use crate::live::Live;
 use callgate_config::Config;
+use callgate_events::live::Live;
+use callgate_governor::{Governor, NewLedger};
 use callgate_store::Names;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -329,7 +329,8 @@ async fn put_in_force(
 
 /// Looks at the schedules every [`TICK`] until the server stops (the task is aborted with
 /// it).
-pub(crate) fn spawn_ticker(schedules: Arc<Schedules>) -> tokio::task::JoinHandle<()> {
+#[doc(hidden)]
+pub fn spawn_ticker(schedules: Arc<Schedules>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(TICK);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -59,10 +59,10 @@ pub mod durable;
 pub mod fallback;
 mod restore;
 
-use crate::bus::LedgerBus;
 use crate::clock::Clock;
-use crate::governor::Governor;
 use callgate_core::LedgerSpec;
+use callgate_events::bus::LedgerBus;
+use callgate_governor::Governor;
 use callgate_store::Names;
 use callgate_store_redis::{DutyLease, RedisLedger, Time};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,12 +135,13 @@ impl Duties {
 }
 
 /// The ledger of a domain in Redis, opened, with what the node's bus starts from.
-pub(crate) struct Opened {
-    pub(crate) ledger: Arc<RedisLedger>,
-    pub(crate) names: Names,
-    pub(crate) pools: Vec<callgate_core::PoolView>,
+#[doc(hidden)]
+pub struct Opened {
+    pub ledger: Arc<RedisLedger>,
+    pub names: Names,
+    pub pools: Vec<callgate_core::PoolView>,
     /// The event stream's last entry when the pools were read (`None`: it was empty).
-    pub(crate) last: Option<String>,
+    pub last: Option<String>,
 }
 
 /// The names a configuration's ledger has (the pools' configured limits among them).
@@ -150,7 +151,8 @@ fn names_of(spec: &LedgerSpec) -> Result<Names, String> {
 }
 
 /// Opens the ledger of `domain` at `url` for `spec` (blocking work, off the async threads).
-pub(crate) async fn open(url: String, domain: String, spec: LedgerSpec, node: String) -> Result<Opened, String> {
+#[doc(hidden)]
+pub async fn open(url: String, domain: String, spec: LedgerSpec, node: String) -> Result<Opened, String> {
     let names = names_of(&spec)?;
     let opened = tokio::task::spawn_blocking(move || {
         let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?.with_cap_source(&node, CAP_HOLD)?;
@@ -172,7 +174,8 @@ fn ledger_counts(ledger: &RedisLedger) -> (usize, usize) {
 /// its governor's waiters, from the stream entry after `from`, until `stop` is set. A
 /// thread of its own: the stream is read with blocking calls. `gate` runs before each
 /// batch read is published (with a database: until this node's own events are durable).
-pub(crate) fn follow(
+#[doc(hidden)]
+pub fn follow(
     ledger: Arc<RedisLedger>,
     from: Option<String>,
     mut bus: LedgerBus,
@@ -237,7 +240,8 @@ pub(crate) fn follow(
 
 /// This node's name in the duty lease: host, listen address and process id, so that two
 /// nodes never take each other for the holder.
-pub(crate) fn node_name(listen: std::net::SocketAddr) -> String {
+#[doc(hidden)]
+pub fn node_name(listen: std::net::SocketAddr) -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -248,7 +252,8 @@ pub(crate) fn node_name(listen: std::net::SocketAddr) -> String {
 }
 
 /// The duties of a node in cluster mode, and the lease they hang on.
-pub(crate) fn duties(
+#[doc(hidden)]
+pub fn duties(
     ledger: &RedisLedger,
     node: &str,
     clock: Arc<dyn Clock>,
@@ -261,7 +266,8 @@ pub(crate) fn duties(
 /// takes or renews the duty lease, and tells `changed` when the duties come (`true`) or go
 /// (the server starts or stops its reconcilers); every ten, says this node's caps again.
 /// Ends with `stop`, letting the lease go.
-pub(crate) fn spawn_duty_loop(
+#[doc(hidden)]
+pub fn spawn_duty_loop(
     governor: Arc<Governor>,
     ledger: Arc<RedisLedger>,
     lease: Arc<DutyLease>,
@@ -316,9 +322,10 @@ pub(crate) fn spawn_duty_loop(
 
 /// The operating layer's clock for a node of a cluster: breakers' time on every node
 /// (they guard this node's calls), alerts on the duty holder only.
-pub(crate) struct Gated {
-    pub(crate) governor: Arc<Governor>,
-    pub(crate) duties: Arc<Duties>,
+#[doc(hidden)]
+pub struct Gated {
+    pub governor: Arc<Governor>,
+    pub duties: Arc<Duties>,
 }
 
 impl callgate_ops::Ticked for Gated {

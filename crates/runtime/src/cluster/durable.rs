@@ -255,20 +255,22 @@ impl std::fmt::Debug for Journaled {
 /// What `[storage] database` puts in PostgreSQL: the ledger's journal (through the
 /// backend), call records and callbacks, campaigns and leads, suppression lists and the
 /// audit trail, all shared by every node.
-pub(crate) struct Postgres {
+#[doc(hidden)]
+pub struct Postgres {
     /// The Redis ledger with this node's journal.
-    pub(crate) backend: Arc<Journaled>,
+    pub backend: Arc<Journaled>,
     /// Call records and callbacks.
-    pub(crate) records: Arc<dyn Records>,
+    pub records: Arc<dyn Records>,
     /// Campaigns, leads and attempts.
-    pub(crate) leads: Arc<dyn Leads>,
+    pub leads: Arc<dyn Leads>,
     /// The suppression lists and the audit trail of dial decisions.
-    pub(crate) dnc: Arc<dyn callgate_backend::dnc::DncLists>,
+    pub dnc: Arc<dyn callgate_backend::dnc::DncLists>,
 }
 
 impl Postgres {
     /// What the follower runs before it publishes a batch (see [`Journaled::settle_own`]).
-    pub(crate) fn gate(&self) -> impl Fn() + Send + 'static {
+    #[doc(hidden)]
+    pub fn gate(&self) -> impl Fn() + Send + 'static {
         let (backend, handle) = (self.backend.clone(), tokio::runtime::Handle::current());
         move || backend.settle_own(&handle)
     }
@@ -276,7 +278,8 @@ impl Postgres {
 
 /// Opens the database at `url` (connects and applies the migrations; blocking work, off
 /// the async threads) and the stores on it, the journal of `domain` written as `node`.
-pub(crate) async fn open(
+#[doc(hidden)]
+pub async fn open(
     url: String,
     redis: Arc<RedisLedger>,
     domain: String,
