@@ -10,19 +10,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod connections;
 pub mod demo;
-pub mod edges;
 pub mod fuzz;
 pub mod serve;
 
 pub use callgate_events::{bus, decision_log, live, metrics, views};
 pub use callgate_governor as governor;
+pub use callgate_http as edges;
+pub use callgate_http::{connections, reload};
 pub use callgate_ops as ops;
 #[doc(hidden)]
 pub use callgate_runtime::forecast;
 pub use callgate_runtime::{
     campaign, clock, cluster, history, inbound, prewarm, providers, reconcile, schedule, telemetry,
 };
-pub use edges::reload;
 pub use serve::{serve, serve_announced, ServeOptions, Server};

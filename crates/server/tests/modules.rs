@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// The crates checked, as folders beside this one, and the circles each allows, as sorted
 /// pairs of modules.
-const CRATES: &[(&str, &[(&str, &str)])] = &[("runtime", &[]), ("server", &[])];
+const CRATES: &[(&str, &[(&str, &str)])] = &[("runtime", &[]), ("http", &[("api", "reload")]), ("server", &[])];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -36,7 +36,8 @@ fn module_of(rel: &str) -> String {
     }
 }
 
-/// The modules a file names as `crate::a`, among `modules` (anything else: `lib`).
+/// The modules a file names as `crate::a`, among `modules` (anything else: `lib`). A group
+/// (`crate::{a, b}`) and `super::` paths are not read, as before the split.
 fn named(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for part in text.split("crate::").skip(1) {
@@ -86,7 +87,7 @@ fn no_two_modules_of_a_server_crate_name_each_other_in_a_circle() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let graphs: BTreeMap<&str, _> =
         CRATES.iter().map(|(name, _)| (*name, graph(&crates.join(name).join("src")))).collect();
-    assert!(graphs["server"].contains_key("edges") && graphs["runtime"].contains_key("campaign"), "{graphs:?}");
+    assert!(graphs["http"].contains_key("api") && graphs["runtime"].contains_key("campaign"), "{graphs:?}");
     assert!(graphs["server"].contains_key("serve"), "{graphs:?}");
     let mut circles = BTreeSet::new();
     for (name, same_concern) in CRATES {

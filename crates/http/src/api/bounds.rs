@@ -2,7 +2,7 @@
 //! edge before anything reaches the governor: what exceeds one is answered with a 4xx
 //! and changes nothing.
 
-use crate::edges::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use callgate_config::ServerConfig;
 
 /// The configured bounds.

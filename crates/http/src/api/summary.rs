@@ -8,7 +8,7 @@
 
 use super::body::QueryMap;
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::extract::State;
 use axum::Json;
 use callgate_backend::records::{quantile, CallTelemetry, Component, TurnLatency};

@@ -2,10 +2,10 @@
 
 use super::body::{required, JsonBody, PathParam};
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody};
-use crate::views::PoolInfo;
+use crate::error::{ApiError, ErrorBody};
 use axum::extract::State;
 use axum::Json;
+use callgate_events::views::PoolInfo;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ pub(crate) struct PoolAnswer {
     /// With `reserve = { class = "forecast" }`: the units held back now, and whether the
     /// forecast or the floor decided them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    forecast_reserve: Option<crate::forecast::ForecastReserveView>,
+    forecast_reserve: Option<callgate_runtime::forecast::ForecastReserveView>,
 }
 
 impl PoolAnswer {

@@ -5,7 +5,7 @@
 
 use super::body::QueryMap;
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::extract::State;
 use axum::Json;
 use callgate_forecast::capacity::ServiceTarget;
@@ -98,7 +98,7 @@ pub(crate) async fn forecast(
     query.check().map_err(|e| ApiError::bad_request(e.message))?;
     let flows: Vec<String> = match (&flow, &pool) {
         (Some(f), _) => vec![f.clone()],
-        (None, Some(p)) => crate::forecast::inbound_flows(&config, p),
+        (None, Some(p)) => callgate_runtime::forecast::inbound_flows(&config, p),
         (None, None) => Vec::new(),
     };
     if pool.is_some() && flows.is_empty() {
@@ -142,7 +142,7 @@ pub(crate) async fn forecast(
         ("pool" = String, Query, description = "A pool whose reserve follows the forecast"),
     ),
     responses(
-        (status = 200, description = "Today's forecast (made at the start of the day, UTC) against the arrivals so far, and the reserve of the intervals ahead", body = crate::forecast::TodayView),
+        (status = 200, description = "Today's forecast (made at the start of the day, UTC) against the arrivals so far, and the reserve of the intervals ahead", body = callgate_runtime::forecast::TodayView),
         (status = 400, description = "No or an unknown parameter, or a pool whose reserve does not follow the forecast", body = ErrorBody),
         (status = 401, description = "No valid key", body = ErrorBody),
         (status = 404, description = "No such pool (`unknown_pool`)", body = ErrorBody),
@@ -153,7 +153,7 @@ pub(crate) async fn today(
     State(app): State<Arc<App>>,
     _caller: Caller,
     QueryMap(q): QueryMap,
-) -> Result<Json<crate::forecast::TodayView>, ApiError> {
+) -> Result<Json<callgate_runtime::forecast::TodayView>, ApiError> {
     if let Some(other) = q.keys().find(|k| k.as_str() != "pool") {
         return Err(ApiError::bad_request(format!("unknown query parameter `{other}` (parameters: pool)")));
     }

@@ -9,7 +9,7 @@
 
 use super::body::{PathParam, QueryMap};
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;

@@ -13,7 +13,7 @@
 //!   recorder Vapi's reply cannot ask for; they are skipped in favour of the next step.
 //! - `status-update` with `ended` and `end-of-call-report` release the call's lease by its
 //!   id, idempotently and in either order, and record the call; other statuses renew it.
-//! - callgate is a transparent proxy ([`crate::providers::forward`]): with a `public_url`, its replies
+//! - callgate is a transparent proxy ([`callgate_runtime::providers::forward`]): with a `public_url`, its replies
 //!   point the call's server URL back at itself (`assistantOverrides.server`, with its
 //!   own credential, and `serverMessages` that include `status-update` and
 //!   `end-of-call-report`), so an assistant with its own server URL cannot take the
@@ -26,15 +26,11 @@
 
 mod reply;
 
-pub use crate::providers::forward::Forwarder;
+pub use callgate_runtime::providers::forward::Forwarder;
 
 use super::api::App;
 use super::{body_error, webhook_outcome};
-use crate::edges::error::{ApiError, ErrorKind};
-use crate::governor::{AcquireRequest, Answer, Edge, Target};
-use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
-use crate::providers::forward::AskError;
-use crate::providers::{Credentials, Provider, VapiSettings};
+use crate::error::{ApiError, ErrorKind};
 use auth::Check;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -43,8 +39,12 @@ use axum::response::{IntoResponse, Response};
 use callgate_backend::records::{CallTelemetry, Component};
 use callgate_config::{FlowConfig, OverflowAction, ProviderKind, TransferTo, VapiTarget, WebhookAuth};
 use callgate_governor::Measured;
+use callgate_governor::{AcquireRequest, Answer, Edge, Target};
 use callgate_providers::vapi::telemetry::Ending;
 use callgate_providers::vapi::{auth, message};
+use callgate_runtime::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, NOT_IN_SERVICE};
+use callgate_runtime::providers::forward::AskError;
+use callgate_runtime::providers::{Credentials, Provider, VapiSettings};
 use message::{CallInfo, VapiMessage};
 use reply::{respond, TakenBy, VapiReply};
 use serde_json::{json, Value};
@@ -135,7 +135,14 @@ async fn handle(app: &App, provider: &Arc<Provider>, req: Request) -> (&'static 
     let opted = if any { message::opt_out(&body, names) } else { None };
     if let Some(o) = &opted {
         let source = o.call_id.as_deref().map_or_else(|| format!("vapi:{}", provider.name), |id| format!("call:{id}"));
-        crate::inbound::opt_out(&app.campaigns, o.number.as_deref(), compliance.opt_out_list(), &source, &o.why).await;
+        callgate_runtime::inbound::opt_out(
+            &app.campaigns,
+            o.number.as_deref(),
+            compliance.opt_out_list(),
+            &source,
+            &o.why,
+        )
+        .await;
     }
     let flow = app.inbound.flow_for(&provider.name, msg.number()).map(|f| f.name.clone());
     let upstream = settings.and_then(|s| Some((s, s.upstream_for(flow.as_deref())?)));
@@ -204,7 +211,7 @@ async fn ask(
     app: &App,
     provider: &Provider,
     settings: &VapiSettings,
-    upstream: &crate::providers::Upstream,
+    upstream: &callgate_runtime::providers::Upstream,
     body: &Bytes,
     kind: &'static str,
 ) -> Response {
@@ -248,7 +255,7 @@ async fn assistant_request(
     app: &App,
     provider: &Provider,
     settings: Option<&VapiSettings>,
-    secret: &crate::providers::Secret,
+    secret: &callgate_runtime::providers::Secret,
     info: CallInfo,
 ) -> Result<VapiReply, ApiError> {
     let call = call_of(provider, info);
@@ -311,7 +318,7 @@ async fn assistant_request(
 }
 
 /// The reply that transfers a spilled caller to the flow that holds a line for them.
-fn transfer_to(spilled: crate::inbound::Spilled, message: Option<String>) -> VapiReply {
+fn transfer_to(spilled: callgate_runtime::inbound::Spilled, message: Option<String>) -> VapiReply {
     let (number, sip) = match spilled.to {
         TransferTo::Number(n) => (Some(n), None),
         TransferTo::Sip(s) => (None, Some(s)),
@@ -538,7 +545,11 @@ async fn publish_call_event(
         }
         Some(_) => return,
     };
-    let update =
-        crate::bus::ProviderUpdate { provider: provider.into(), call_id: call_id.into(), attempt: None, state };
+    let update = callgate_events::bus::ProviderUpdate {
+        provider: provider.into(),
+        call_id: call_id.into(),
+        attempt: None,
+        state,
+    };
     app.bus.call(update).await;
 }

@@ -5,15 +5,15 @@ use super::chains::Chain;
 use super::form::Params;
 use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
-use crate::edges::api::App;
-use crate::edges::error::ApiError;
-use crate::governor::{AcquireRequest, Answer, Edge, Target, TicketState};
-use crate::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, MAX_CALL_ID};
-use crate::ops::ChainKind;
-use crate::providers::Provider;
-use crate::views::LeaseView;
+use crate::api::App;
+use crate::error::ApiError;
 use callgate_config::{FlowConfig, Overflow, OverflowAction};
 use callgate_core::TicketId;
+use callgate_events::views::LeaseView;
+use callgate_governor::{AcquireRequest, Answer, Edge, Target, TicketState};
+use callgate_ops::ChainKind;
+use callgate_runtime::inbound::{book_callback, record_call, Call, DEFAULT_BUSY, DEFAULT_CALLBACK, MAX_CALL_ID};
+use callgate_runtime::providers::Provider;
 use std::time::Duration;
 
 /// How long a wait-URL request is held open for a grant when there is nothing new to
@@ -338,7 +338,7 @@ impl<'a> TwilioCall<'a> {
                 "answered_by": params.value("AnsweredBy"),
             })),
         };
-        let update = crate::bus::ProviderUpdate {
+        let update = callgate_events::bus::ProviderUpdate {
             provider: self.provider.name.to_string(),
             call_id: self.call.id.clone(),
             attempt: query.value("callgate_attempt").and_then(|a| a.parse().ok()),
@@ -519,7 +519,7 @@ impl<'a> TwilioCall<'a> {
         if !digits.is_empty() && compliance.twilio_opt_out_key.as_deref() == Some(digits) {
             let source = format!("call:{}", self.call.id);
             let why = format!("key {digits}");
-            crate::inbound::opt_out(
+            callgate_runtime::inbound::opt_out(
                 &self.app.campaigns,
                 self.call.from.as_deref(),
                 compliance.opt_out_list(),

@@ -4,7 +4,7 @@
 use super::body::QueryMap;
 use super::summary::TelemetryView;
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use axum::extract::State;
 use axum::Json;
 use callgate_store::{CallRecord, Callback, CallbackQuery};
@@ -166,7 +166,7 @@ pub(crate) async fn list(
     let query = CallbackQuery { state: q.get("state").cloned(), flow: q.get("flow").cloned(), limit: limit(&q)? };
     let rows = tokio::task::spawn_blocking(move || app.governor.callbacks(&query))
         .await
-        .map_err(|e| ApiError::new(crate::edges::error::ErrorKind::Internal, "internal", e.to_string()))??;
+        .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, "internal", e.to_string()))??;
     Ok(Json(rows.into_iter().map(CallbackView::from).collect()))
 }
 
@@ -190,6 +190,6 @@ pub(crate) async fn calls(
     let limit = limit(&q)?;
     let rows = tokio::task::spawn_blocking(move || app.governor.calls(limit))
         .await
-        .map_err(|e| ApiError::new(crate::edges::error::ErrorKind::Internal, "internal", e.to_string()))??;
+        .map_err(|e| ApiError::new(crate::error::ErrorKind::Internal, "internal", e.to_string()))??;
     Ok(Json(rows.into_iter().map(CallView::from).collect()))
 }

@@ -2,7 +2,7 @@
 //! an admin.
 
 use super::App;
-use crate::edges::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use callgate_config::Role;
@@ -193,7 +193,8 @@ impl FromRequestParts<Arc<App>> for EventsCaller {
 
 /// The API keys with their tokens (`token`, or the variable `token_env` names), each
 /// token once.
-pub(crate) fn auth_keys(
+#[doc(hidden)]
+pub fn auth_keys(
     cfg: &callgate_config::Config,
     env: &dyn callgate_config::Env,
 ) -> Result<Vec<(String, String, Role)>, String> {

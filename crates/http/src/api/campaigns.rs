@@ -11,9 +11,8 @@
 //! - `POST /v1/campaigns/{name}/start|pause|resume|stop` (admin).
 //! - `GET /v1/campaigns/{name}/audit` (operator): the audit trail of its dials, as CSV.
 
-use crate::campaign::{Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
-use crate::edges::api::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
+use crate::api::{App, Caller};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -21,6 +20,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use callgate_runtime::campaign::{Action, CampaignBrief, CampaignView, ImportOptions, ImportReport};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -77,7 +77,7 @@ pub(crate) async fn create(
     let body = body.map_err(body_error)?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, "invalid_json", format!("invalid JSON body: {e}")))?;
-    let cfg = crate::campaign::config_from_json(value)
+    let cfg = callgate_runtime::campaign::config_from_json(value)
         .map_err(|m| ApiError::new(ErrorKind::BadRequest, "invalid_json", m))?;
     let (created, v): (bool, CampaignView) = app.campaigns.create(cfg).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };

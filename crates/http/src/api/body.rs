@@ -1,7 +1,7 @@
 //! JSON request bodies with JSON errors: malformed JSON, unknown fields and oversized
 //! bodies are answered as `{ "error": … }`, never as plain text.
 
-use crate::edges::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;

@@ -1,7 +1,7 @@
 //! The answer to a Vapi webhook, chosen in one place ([`respond`]) from what the edge
 //! decided or from the error's classification.
 
-use crate::edges::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, ErrorKind};
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -6,10 +6,10 @@
 //! flow admits nothing new, while its live leases and waiting tickets stay until they
 //! end), overflow chains, menus, breakers, adaptive settings, alerts, API keys,
 //! campaigns, providers and schedules (the new file's schedules active at the moment of
-//! the reload are in force when it answers: see [`crate::schedule`]).
+//! the reload are in force when it answers: see [`callgate_runtime::schedule`]).
 //!
 //! Providers: the new set is resolved (every secret read) before anything changes, then
-//! put in force as a whole ([`crate::providers::ProviderSet`], which the webhooks, the
+//! put in force as a whole ([`callgate_runtime::providers::ProviderSet`], which the webhooks, the
 //! reconcilers and the dialer read per use): from the moment the reload answers, webhooks
 //! are checked against the new secrets (the old ones are refused), Vapi messages go to
 //! the new upstreams, a removed provider's webhook route answers as an unknown one does,
@@ -27,10 +27,10 @@
 //! limits), `[telemetry]`, and the set and order of pools and of classes (ids in the
 //! ledger and label sets of the metrics follow them).
 
-use crate::edges::api::App;
-use crate::governor::NewLedger;
-use crate::providers::{Provider, Providers};
+use crate::api::App;
 use callgate_config::{Config, ConfigErrors, Env};
+use callgate_governor::NewLedger;
+use callgate_runtime::providers::{Provider, Providers};
 use callgate_store::Names;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -65,7 +65,7 @@ pub enum ReloadFailure {
     /// Sections that only a restart can change.
     NeedsRestart(Vec<String>),
     /// The governor refused or could not apply it (journal failing, …).
-    Refused(crate::governor::Error),
+    Refused(callgate_governor::Error),
 }
 
 impl std::fmt::Display for ReloadFailure {
@@ -150,7 +150,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     if !restart.is_empty() {
         return Err(r.failed(ReloadFailure::NeedsRestart(restart)));
     }
-    let keys = crate::edges::api::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
+    let keys = crate::api::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
     // Every provider's secrets, read before anything changes.
     let old_providers = app.inbound.providers.current();
     let providers =
@@ -177,7 +177,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
             .zip(&now)
             .map(|((n, o), cur)| if n.limit != o.limit { n.limit } else { *cur })
             .collect();
-        let ops = crate::ops::Ops::new(&new, &limits, app.live.clone(), app.bus.clone(), env)
+        let ops = callgate_ops::Ops::new(&new, &limits, app.live.clone(), app.bus.clone(), env)
             .map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
         Some(Arc::new(ops))
     } else {
@@ -189,7 +189,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
         classes: new.classes.iter().map(|c| Arc::from(c.name.as_str())).collect(),
         flows: new.flows.iter().map(|f| Arc::from(f.name.as_str())).collect(),
     };
-    // The ledger as the new file's schedules active now make it (see `crate::schedule`),
+    // The ledger as the new file's schedules active now make it (see `callgate_runtime::schedule`),
     // so that a reload never drops a schedule's reserves for a moment.
     let scheduled = new.scheduled(&new.active_schedules(app.governor.now_ms()));
     let names = Names { config_limits: scheduled.pools.iter().map(|p| p.limit).collect(), ..names };

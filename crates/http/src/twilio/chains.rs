@@ -13,8 +13,8 @@
 //! In memory only, like the waiting room's announcements. An entry is dropped when the
 //! call's terminal status arrives, or swept a day later.
 
-use crate::ops::ChainKind;
 use callgate_config::Overflow;
+use callgate_ops::ChainKind;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 

@@ -45,14 +45,14 @@ pub use waiting::WaitingRoom;
 
 use super::api::App;
 use super::{body_error, webhook_outcome};
-use crate::edges::error::{ApiError, ErrorKind};
-use crate::providers::{Credentials, Provider};
+use crate::error::{ApiError, ErrorKind};
 use axum::extract::{Path, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use call::TwilioCall;
 use callgate_config::ProviderKind;
 use callgate_providers::twilio::{form, signature, twiml};
+use callgate_runtime::providers::{Credentials, Provider};
 use form::Params;
 use std::sync::Arc;
 use twiml::Twiml;

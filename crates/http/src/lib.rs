@@ -1,7 +1,16 @@
-//! Where the outside world meets the governor: the HTTP API (v1) and the provider
-//! webhooks (Vapi, Twilio).
+//! callgate's HTTP edge: the router and the API (v1), the provider webhooks (Vapi,
+//! Twilio), the live page and its events, `/metrics`, auth, the API error type, reload's
+//! HTTP side and the accept loop.
+//!
+//! Where the outside world meets the governor: an edge turns an HTTP request into a
+//! request of the governor (crate `callgate-governor`) or of the runtime around it (crate
+//! `callgate-runtime`: campaigns, inbound admission, reconciliation), and the answer into
+//! HTTP; [`error::ApiError`] is the one place a typed error becomes a status.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod connections;
 pub mod error;
 pub mod live;
 pub mod reload;

@@ -2,12 +2,12 @@
 
 use super::body::PathParam;
 use super::{App, Caller};
-use crate::edges::error::{ApiError, ErrorBody};
-use crate::governor::TicketState;
-use crate::views::{as_text, LeaseView};
+use crate::error::{ApiError, ErrorBody};
 use axum::extract::State;
 use axum::Json;
 use callgate_core::{LeaseId, TicketId};
+use callgate_events::views::{as_text, LeaseView};
+use callgate_governor::TicketState;
 use serde::Serialize;
 use std::sync::Arc;
 

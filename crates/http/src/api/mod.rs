@@ -1,9 +1,11 @@
 //! The HTTP API v1 (API.md): acquire, tickets, leases, pools, callbacks, calls, health,
 //! metrics, events, campaigns; and the router that also serves the provider webhooks.
 
-pub(crate) mod acquire;
+#[doc(hidden)]
+pub mod acquire;
 mod auth;
-pub(crate) use auth::auth_keys;
+#[doc(hidden)]
+pub use auth::auth_keys;
 pub(crate) mod body;
 mod bounds;
 mod callbacks;
@@ -20,18 +22,18 @@ mod tickets;
 pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
 pub use bounds::Limits;
 
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
-use crate::edges::{twilio, vapi};
-use crate::governor::Governor;
-use crate::inbound::Inbound;
-use crate::live::{Live, Resume};
-use crate::metrics::Metrics;
+use crate::error::{ApiError, ErrorBody, ErrorKind};
+use crate::{twilio, vapi};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use callgate_events::live::{Live, Resume};
+use callgate_events::metrics::Metrics;
+use callgate_governor::Governor;
+use callgate_runtime::inbound::Inbound;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -57,33 +59,33 @@ pub struct App {
     /// The overflow chain each Twilio caller walks, frozen when their overflow started.
     pub overflow_chains: twilio::OverflowChains,
     /// Where the provider webhooks publish call events (the dialer subscribes).
-    pub bus: crate::bus::Bus,
+    pub bus: callgate_events::bus::Bus,
     /// The campaign dialer (the campaign API, its metrics, a reload's new flows).
-    pub campaigns: Arc<crate::campaign::Campaigns>,
+    pub campaigns: Arc<callgate_runtime::campaign::Campaigns>,
     /// The configuration in force, and reloading it.
-    pub reload: crate::edges::reload::Reload,
+    pub reload: crate::reload::Reload,
     /// The `[[schedules]]` in force (the schedule ticker and a reload put them in force).
-    pub schedules: Arc<crate::schedule::Schedules>,
+    pub schedules: Arc<callgate_runtime::schedule::Schedules>,
     /// The forecast plans (`GET /v1/forecast`, the forecast reserves in `/v1/pools`).
-    pub forecasts: Arc<crate::forecast::Forecasts>,
+    pub forecasts: Arc<callgate_runtime::forecast::Forecasts>,
     /// The providers' reconcilers (a reload restarts them as the providers change).
-    pub reconcilers: crate::reconcile::Reconcilers,
+    pub reconcilers: callgate_runtime::reconcile::Reconcilers,
     /// Set when the server stops: event streams end then (they never end on their own,
     /// and a client that sees the end knows the server went away and reconnects).
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Whether this node runs the singleton duties (always, on the embedded store).
-    pub duties: Arc<crate::cluster::Duties>,
+    pub duties: Arc<callgate_runtime::cluster::Duties>,
 }
 
 impl App {
     /// What booking a callback touches.
-    pub fn effects(&self) -> crate::inbound::Effects<'_> {
-        crate::inbound::Effects { governor: &self.governor, metrics: &self.metrics, live: &self.live }
+    pub fn effects(&self) -> callgate_runtime::inbound::Effects<'_> {
+        callgate_runtime::inbound::Effects { governor: &self.governor, metrics: &self.metrics, live: &self.live }
     }
 
     /// What reconciliation works with.
-    pub fn reconcile_handles(&self) -> crate::reconcile::Handles {
-        crate::reconcile::Handles {
+    pub fn reconcile_handles(&self) -> callgate_runtime::reconcile::Handles {
+        callgate_runtime::reconcile::Handles {
             governor: self.governor.clone(),
             live: self.live.clone(),
             metrics: self.metrics.clone(),
@@ -120,17 +122,17 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         // cloned a boxed service and boxed a future on every request (the API's too).
         .route(
             "/webhooks/vapi/{provider}",
-            post(vapi::webhook).layer(axum::middleware::from_fn(crate::telemetry::webhook_span)),
+            post(vapi::webhook).layer(axum::middleware::from_fn(callgate_runtime::telemetry::webhook_span)),
         )
         .route(
             "/webhooks/twilio/{provider}/{endpoint}",
-            post(twilio::webhook).layer(axum::middleware::from_fn(crate::telemetry::webhook_span)),
+            post(twilio::webhook).layer(axum::middleware::from_fn(callgate_runtime::telemetry::webhook_span)),
         )
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .merge(dnc::routes())
-        .merge(crate::edges::live::routes())
+        .merge(crate::live::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -166,7 +168,7 @@ pub(crate) struct Health {
     ),
 )]
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let fallback = app.governor.backend().as_any().downcast_ref::<crate::cluster::fallback::Fallback>();
+    let fallback = app.governor.backend().as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>();
     match app.governor.journal_failure() {
         None => match fallback.and_then(|f| f.status().reason) {
             Some(why) => axum::Json(Health { status: "degraded", reason: Some(why) }).into_response(),
@@ -185,21 +187,21 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 )]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = app.metrics.render();
-    crate::metrics::render_journal_up(&mut text, app.governor.journal_up());
+    callgate_events::metrics::render_journal_up(&mut text, app.governor.journal_up());
     if let Some(held) = app.duties.clustered() {
-        crate::metrics::render_duties_held(&mut text, held);
+        callgate_events::metrics::render_duties_held(&mut text, held);
     }
     // How long the journal's commits took: the embedded backend's own figure.
     let mut backend = app.governor.backend();
-    if let Some(f) = backend.as_any().downcast_ref::<crate::cluster::fallback::Fallback>() {
+    if let Some(f) = backend.as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>() {
         f.render_metrics(&mut text);
         backend = f.inner();
     }
     if let Some(embedded) = backend.as_any().downcast_ref::<callgate_store::Embedded>() {
-        crate::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());
-    } else if let Some(pg) = backend.as_any().downcast_ref::<crate::cluster::durable::Journaled>() {
+        callgate_events::metrics::render_commit_seconds(&mut text, embedded.journal().commit_times());
+    } else if let Some(pg) = backend.as_any().downcast_ref::<callgate_runtime::cluster::durable::Journaled>() {
         // Cluster mode with a database: the PostgreSQL journal's.
-        crate::metrics::render_commit_seconds(&mut text, pg.journal().commit_times());
+        callgate_events::metrics::render_commit_seconds(&mut text, pg.journal().commit_times());
     }
     app.governor.ops().render_metrics(&mut text);
     app.campaigns.render_metrics(&mut text);
@@ -322,8 +324,8 @@ pub(crate) struct ReloadProblem {
 )]
 pub(crate) async fn reload(State(app): State<Arc<App>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_admin()?;
-    use crate::edges::reload::ReloadFailure as F;
-    let failure = match crate::edges::reload::reload(&app, &callgate_config::ProcessEnv).await {
+    use crate::reload::ReloadFailure as F;
+    let failure = match crate::reload::reload(&app, &callgate_config::ProcessEnv).await {
         Ok(changes) => {
             let answer = ReloadAnswer { reloaded: true, changes: Some(changes), error: None };
             return Ok(axum::Json(answer).into_response());

@@ -4,13 +4,13 @@
 
 use super::body::{required, JsonBody};
 use super::{App, Caller, Limits};
-use crate::edges::error::{ApiError, ErrorBody, ErrorKind};
-use crate::governor::{Report, WaitingView};
-use crate::ops::alerts::AlertView;
-use crate::ops::{BreakerView, StatsView};
+use crate::error::{ApiError, ErrorBody, ErrorKind};
 use axum::extract::State;
 use axum::Json;
 use callgate_config::Role;
+use callgate_governor::{Report, WaitingView};
+use callgate_ops::alerts::AlertView;
+use callgate_ops::{BreakerView, StatsView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -183,14 +183,14 @@ pub(crate) async fn samples(
 #[utoipa::path(
     get, path = "/v1/schedules", operation_id = "list_schedules", tag = "operations",
     responses(
-        (status = 200, description = "Every schedule of the configuration, in file order", body = Vec<crate::schedule::ScheduleView>),
+        (status = 200, description = "Every schedule of the configuration, in file order", body = Vec<callgate_runtime::schedule::ScheduleView>),
         (status = 401, description = "No valid key", body = ErrorBody),
     ),
 )]
 pub(crate) async fn schedules(
     State(app): State<Arc<App>>,
     _caller: Caller,
-) -> Json<Vec<crate::schedule::ScheduleView>> {
+) -> Json<Vec<callgate_runtime::schedule::ScheduleView>> {
     Json(app.schedules.views(&app.reload.current()))
 }
 

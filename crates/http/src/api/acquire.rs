@@ -3,13 +3,13 @@
 use super::body::{required, Json, JsonBody};
 use super::bounds::Limits;
 use super::{App, Caller};
-use crate::edges::error::ApiError;
-use crate::edges::error::ErrorBody;
-use crate::governor::{AcquireRequest, Answer, Edge, Target};
+use crate::error::ApiError;
+use crate::error::ErrorBody;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use callgate_core::RejectReason;
+use callgate_governor::{AcquireRequest, Answer, Edge, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -27,7 +27,8 @@ const MAX_UNITS: i64 = 1_000_000;
 /// What `POST /v1/acquire` takes: either `flow`, or `pools` with `class`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AcquireBody {
+#[doc(hidden)]
+pub struct AcquireBody {
     /// A configured flow (it brings its pools and class).
     flow: Option<String>,
     /// The pools to hold, each with its units (without a flow; needs `class`).
@@ -64,13 +65,14 @@ struct PoolEntry {
 impl AcquireBody {
     /// Checks every bound before anything else: nothing out of bounds reaches the
     /// governor, so nothing out of bounds is admitted, journaled or published.
-    pub(crate) fn into_request(self, limits: &Limits) -> Result<AcquireRequest, ApiError> {
+    #[doc(hidden)]
+    pub fn into_request(self, limits: &Limits) -> Result<AcquireRequest, ApiError> {
         limits.opt_name("flow", self.flow.as_deref())?;
         limits.opt_name("class", self.class.as_deref())?;
         if let Some(pools) = &self.pools {
             if pools.len() > limits.pools_per_request {
                 return Err(ApiError::new(
-                    crate::edges::error::ErrorKind::BadRequest,
+                    crate::error::ErrorKind::BadRequest,
                     "too_many_pools",
                     format!("`pools` may name at most {} pools, not {}", limits.pools_per_request, pools.len()),
                 ));
@@ -190,7 +192,7 @@ pub(crate) struct Granted {
     /// `granted`.
     decision: Decision,
     /// The lease.
-    lease: crate::views::LeaseView,
+    lease: callgate_events::views::LeaseView,
 }
 
 /// 202: the ticket.
@@ -199,7 +201,7 @@ pub(crate) struct Queued {
     /// `queued`.
     decision: Decision,
     /// The ticket.
-    ticket: crate::views::TicketView,
+    ticket: callgate_events::views::TicketView,
 }
 
 /// 409 or 429: why not, and what the flow says to do instead.
@@ -221,9 +223,9 @@ pub(crate) struct Rejected {
     dependency: Option<Arc<str>>,
 }
 
-/// 200 with `Granted`, written by [`LeaseView::write_json`](crate::views::LeaseView::write_json)
+/// 200 with `Granted`, written by [`LeaseView::write_json`](callgate_events::views::LeaseView::write_json)
 /// (the request path's hottest answer; a test keeps it equal to serde's).
-fn granted_response(lease: &crate::views::LeaseView) -> Response {
+fn granted_response(lease: &callgate_events::views::LeaseView) -> Response {
     let mut body = Vec::with_capacity(256);
     body.extend_from_slice(b"{\"decision\":\"granted\",\"lease\":");
     lease.write_json(&mut body);
@@ -231,7 +233,8 @@ fn granted_response(lease: &crate::views::LeaseView) -> Response {
     super::body::json_bytes(body)
 }
 
-pub(crate) fn answer_response(answer: Answer) -> Response {
+#[doc(hidden)]
+pub fn answer_response(answer: Answer) -> Response {
     match answer {
         // Serialized straight to the body, never through a `Value`: the lease's `meta` is
         // raw JSON text, written out as it was received.
@@ -272,12 +275,12 @@ mod tests {
 
     #[test]
     fn the_granted_answer_is_what_serde_writes() {
-        let lease = crate::views::LeaseView {
+        let lease = callgate_events::views::LeaseView {
             id: callgate_core::LeaseId(42),
             key: Some(Arc::from("call-\"1\"")),
             class: Arc::from("inbound"),
             flow: Some(Arc::from("calls")),
-            pools: vec![crate::views::PoolUnitsView { pool: Arc::from("bench"), units: 2 }],
+            pools: vec![callgate_events::views::PoolUnitsView { pool: Arc::from("bench"), units: 2 }],
             granted_at_ms: 1,
             expires_at_ms: 2,
             meta: Some(RawValue::from_string(r#"{"a":1}"#.into()).unwrap()),

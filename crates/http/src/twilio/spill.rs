@@ -1,12 +1,12 @@
 //! A Twilio caller spilled or routed to another flow: admitted there first, then
-//! `<Dial>`led to where that flow is reached (see [`crate::inbound`]'s spill docs).
+//! `<Dial>`led to where that flow is reached (see [`callgate_runtime::inbound`]'s spill docs).
 
 use super::call::TwilioCall;
 use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
-use crate::edges::error::ApiError;
-use crate::governor::Edge;
+use crate::error::ApiError;
 use callgate_config::{FlowConfig, Overflow, TransferTo};
+use callgate_governor::Edge;
 
 impl TwilioCall<'_> {
     /// Spills the caller to `target` (admitted there first): `<Dial>` to where it is
