@@ -1,12 +1,14 @@
-//! callgate's running server: the edges (the HTTP API, the provider webhooks, the live
-//! page), the campaign runtime, reconciliation with the platforms, and the start-up wiring.
+//! callgate's running server: the start-up wiring ([`serve`]) of the HTTP edge (crate
+//! `callgate-http`) and the runtime around the governor (crate `callgate-runtime`), the
+//! `callgate demo` and the fuzz harness.
 //!
 //! Data flows one way: an edge turns an HTTP request into a ledger request, the
 //! [`governor::Governor`] (crate `callgate-governor`) decides and has its backend make the
 //! decision durable, the edge answers; the bus (crate `callgate-events`) hands every
 //! committed batch to its consumers (metrics, the operating layer of `callgate-ops`, live
-//! events, the decision log). The modules of those crates are re-exported here under the
-//! names they had when they lived in this crate.
+//! events, the decision log). The modules of those crates, the edge's (as [`edges`]) and
+//! the runtime's are re-exported here under the names they had when they lived in this
+//! crate.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
