@@ -1,11 +1,10 @@
-//! callgate's HTTP edge: the router and the API (v1), the provider webhooks (Vapi,
-//! Twilio), the live page and its events, `/metrics`, auth, the API error type, reload's
-//! HTTP side and the accept loop.
+//! callgate's HTTP edge: router, API, webhooks, live page, `/metrics`, auth, reload, accept loop.
 //!
-//! Where the outside world meets the governor: an edge turns an HTTP request into a
-//! request of the governor (crate `callgate-governor`) or of the runtime around it (crate
-//! `callgate-runtime`: campaigns, inbound admission, reconciliation), and the answer into
-//! HTTP; [`error::ApiError`] is the one place a typed error becomes a status.
+//! Where the outside world meets the governor: an edge turns an HTTP request (the API v1,
+//! a Vapi or Twilio webhook) into a request of the governor (crate `callgate-governor`) or
+//! of the runtime around it (crate `callgate-runtime`: campaigns, inbound admission,
+//! reconciliation), and the answer into HTTP; [`error::ApiError`] is the one place a
+//! typed error becomes a status.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

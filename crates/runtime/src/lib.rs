@@ -1,9 +1,8 @@
-//! callgate's node at run time, around the governor: campaigns, inbound admission,
-//! reconciliation with the platforms, cluster duties, schedules, forecasts, call history
-//! and traces.
+//! The node's running parts around the governor: campaigns, inbound calls, reconciliation, cluster duties.
 //!
-//! Nothing here speaks HTTP to callers: the edge (crate `callgate-http`) sits above and
-//! hands requests to these parts; `callgate-server` wires both at start-up.
+//! Also the schedules, forecasts and prewarm hooks, the call history and the OTLP traces.
+//! Nothing here answers HTTP: the edge (crate `callgate-http`) sits above and hands
+//! requests to these parts; `callgate-server` wires both at start-up.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -1,6 +1,4 @@
-//! callgate's running server: the start-up wiring ([`serve`]) of the HTTP edge (crate
-//! `callgate-http`) and the runtime around the governor (crate `callgate-runtime`), the
-//! `callgate demo` and the fuzz harness.
+//! callgate's running server: the start-up wiring of the edge and the runtime, the demo, the fuzz harness.
 //!
 //! Data flows one way: an edge turns an HTTP request into a ledger request, the
 //! [`governor::Governor`] (crate `callgate-governor`) decides and has its backend make the
