@@ -1,29 +1,32 @@
 //! Dependencies between callgate's crates point one way, down the data flow:
 //!
 //! ```text
-//! core < backend < config < policy < store < dialer < providers < events < ops < governor < server < callgate (cli)
+//! core < backend < config < policy < store < dialer < providers < events < ops < governor < runtime < http < server < callgate (cli)
 //! plan: core, config, policy and dialer only (the simulator runs the server's policies and
 //!   the real dialer's scheduling; both are sans-IO)
-//! forecast: core, config and plan only; server and cli may use it (and so the server may
-//!   use plan, which is pure: the forecast reserve needs its Erlang A)
-//! store-redis: core, backend and config only (beside store); server and cli may use it
-//! store-postgres: core, backend and config only (beside store); server and cli may use it
+//! forecast: core, config and plan only; runtime and the crates above it may use it (and
+//!   so they may use plan, which is pure: the forecast reserve needs its Erlang A)
+//! store-redis: core, backend and config only (beside store); runtime and above may use it
+//! store-postgres: core, backend and config only (beside store); runtime and above may use it
 //! events, ops, governor: never store (admission and its consumers run over any backend)
 //! ```
 //!
 //! A crate may depend (normal, dev or build dependency, on any target) only on crates of
 //! a lower layer. `providers` sits above `dialer` because its dialers implement the
 //! `Dialer` trait the dialer defines. `events` (the bus and its read-only consumers) sits
-//! below `ops`, which publishes on the bus, and `governor`, which owns an `Ops`. Every
-//! workspace member must have a place in the table, so a new crate is placed deliberately
-//! rather than by accident. The manifests are read with a TOML parser, not grepped.
+//! below `ops`, which publishes on the bus, and `governor`, which owns an `Ops`. `runtime`
+//! (campaigns, inbound admission, reconciliation, cluster duties) runs around the
+//! governor; `http`, the edge, hands requests to both; `server` wires them at start-up.
+//! Every workspace member must have a place in the table, so a new crate is placed
+//! deliberately rather than by accident. The manifests are read with a TOML parser, not
+//! grepped.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Each package and the packages it may depend on.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
-    const LAYERS: [&str; 12] = [
+    const LAYERS: [&str; 14] = [
         "callgate-core",
         "callgate-backend",
         "callgate-config",
@@ -34,17 +37,19 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         "callgate-events",
         "callgate-ops",
         "callgate-governor",
+        "callgate-runtime",
+        "callgate-http",
         "callgate-server",
         "callgate",
     ];
     let mut allowed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (i, name) in LAYERS.iter().enumerate() {
         let mut below = LAYERS[..i].to_vec();
-        if matches!(*name, "callgate-server" | "callgate") {
+        if matches!(*name, "callgate-runtime" | "callgate-http" | "callgate-server" | "callgate") {
             below.push("callgate-plan");
             below.push("callgate-forecast");
         }
-        if matches!(*name, "callgate-server" | "callgate") {
+        if matches!(*name, "callgate-runtime" | "callgate-http" | "callgate-server" | "callgate") {
             below.push("callgate-store-redis");
             below.push("callgate-store-postgres");
         }
@@ -154,6 +159,7 @@ fn an_upward_dependency_is_caught() {
         ("callgate-plan".to_owned(), manifest("[dev-dependencies]\ncallgate-store.workspace = true\n")),
         ("callgate-new".to_owned(), manifest("[dependencies]\n")),
         ("callgate-server".to_owned(), manifest("[dependencies]\ncallgate-dialer.workspace = true\ncallgate-core.workspace = true\n")),
+        ("callgate-runtime".to_owned(), manifest("[dependencies]\ncallgate-http.workspace = true\n")),
     ];
     let problems = violations(&bad, &allowed());
     assert_eq!(
@@ -163,6 +169,7 @@ fn an_upward_dependency_is_caught() {
             "callgate-store depends on callgate-providers (dev-dependencies), which is not below it",
             "callgate-plan depends on callgate-store (dev-dependencies), which is not below it",
             "callgate-new has no layer: add it to the table in crates/cli/tests/layers.rs",
+            "callgate-runtime depends on callgate-http (dependencies), which is not below it",
         ]
     );
 }

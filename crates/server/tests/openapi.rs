@@ -32,7 +32,7 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     // Every route of the API router and the campaign router (the provider webhooks and
-    // the live page's static files are left out on purpose: edges/api/openapi.rs).
+    // the live page's static files are left out on purpose: crates/http/src/api/openapi.rs).
     let expected = [
         ("/v1/acquire", vec!["post"]),
         ("/v1/tickets", vec!["get"]),
@@ -74,7 +74,7 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
     // And the routers serve no other path: a route added without its annotation (and a
     // place in `openapi.rs`) fails here.
     let mut routed = Vec::new();
-    for file in ["src/edges/api/mod.rs", "src/edges/api/dnc.rs", "src/edges/api/campaigns.rs"] {
+    for file in ["../http/src/api/mod.rs", "../http/src/api/dnc.rs", "../http/src/api/campaigns.rs"] {
         let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
         for part in text.split(".route(\"").skip(1) {
             let path = &part[..part.find('"').unwrap()];

@@ -4,7 +4,7 @@
 //! Each 15-minute interval holds back the lines the class's expected arrivals need for
 //! the pool's `forecast` target (Erlang A with its patience) less the calls they keep busy
 //! on average (a reserve holds back free units), between floor and ceiling: the server's
-//! rule (`crates/server/src/forecast.rs`, `Plan::units`).
+//! rule (`crates/runtime/src/forecast.rs`, `Plan::units`).
 
 use super::scenario::Scenario;
 use crate::erlang::{fewest_lines, Target, Traffic};

@@ -1,0 +1,567 @@
+//! `on_redis_unavailable = "local_fallback"`: while Redis cannot be reached, a node admits
+//! on its own, against its share of each such pool, and hands what it granted to the shared
+//! ledger when Redis answers again.
+//!
+//! [`Fallback`] is the node's [`LedgerBackend`] when any pool has the policy: it wraps the
+//! cluster's backend (the Redis ledger, or with `[storage] database` the Redis ledger
+//! journaled in PostgreSQL) and passes everything through while Redis answers.
+//!
+//! **Going local.** When a command finds Redis unreachable (not emptied: that is the
+//! restore's case), or the check each second does ([`spawn_poll`]), the node builds a local
+//! ledger ([`local::Local`]): the configuration's, with each pool capped at this node's
+//! share, `(cap - in use) / nodes` rounded down ([`local::share`]). `nodes` is
+//! `[storage] nodes`, the most nodes that share the domain. *In use* is what the shared
+//! ledger held as this node last saw it: the pools of the domain's event stream
+//! (every node's grants, releases and expiries, and so also the leases of nodes that
+//! died), plus this node's own grants the stream had not brought yet, plus the units of
+//! its acquires whose answer was lost on the way (Redis may have granted them). So the
+//! leases Redis held and every node's share add up to at most the cap: a pool that was
+//! full has no share. A pool that fails closed has none either: its acquires answer 503.
+//! Nobody waits in fallback (a waiting line across nodes needs Redis): a request that does
+//! not fit is rejected. Ids come from a block this node took from the ledger's counter
+//! ([`RedisLedger::reserve_ids`]), so they are unique across nodes and the ledger never
+//! hands them out. With PostgreSQL the local events are journaled before the answer, as
+//! every other command's. Releases, renewals and call ends of leases the local ledger does
+//! not hold (Redis's) are kept and answered 503 (`unavailable`, "kept"): they are made in
+//! Redis when it is back; a retry then finds them done.
+//!
+//! **Coming back.** When that check finds Redis answering again: the kept changes are
+//! made in Redis, then the leases granted here (live, and ended here) are adopted into
+//! the shared ledger in one atomic call, each at most once however often it is retried
+//! ([`RedisLedger::adopt`]); a live one keeps its id, key and expiry. Then, for
+//! [`REJOIN`], acquires answer 503 while everything else runs on Redis: every node in
+//! fallback notices Redis within a second of the others and adopts its leases within that
+//! pause, so nobody admits against the shared ledger before every node's local leases are
+//! in it. If the adopted leases put a pool over its cap (the nodes' shares were of what
+//! each had seen), the node logs it and `callgate_redis_fallback_over` says by how many
+//! units; no lease is revoked, and the ledger admits nothing there until the pool is back
+//! under its cap.
+//!
+//! **Not covered** (README, "Running several nodes"): a partition in which some nodes
+//! still reach Redis (they admit the whole pool there); a grant Redis made just before it
+//! went away that this node's stream had not brought yet; and the local leases of a node
+//! killed while in fallback. A local grant whose PostgreSQL commit was lost (its caller
+//! heard 503) is taken back at the next check, before any hand-over.
+
+pub(crate) mod local;
+mod seen;
+mod status;
+
+use crate::clock::Clock;
+use callgate_backend::{
+    BoxFuture, Command, Error, ErrorKind, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead,
+    Waiting,
+};
+use callgate_config::RedisUnavailable;
+use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
+use callgate_store_redis::RedisLedger;
+use local::Local;
+use seen::Seen;
+#[doc(hidden)]
+pub use status::{PoolStatus, Status};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::time::Duration;
+
+/// How many ids a node takes from the ledger's counter for a fallback.
+const ID_BLOCK: u64 = 1 << 20;
+
+/// After its leases are adopted, how long a node answers acquires 503 before it admits
+/// on the shared ledger again: longer than the check's period (1 s) and an adoption,
+/// so every other node in fallback has adopted its leases by then.
+pub(crate) const REJOIN: Duration = Duration::from_secs(3);
+
+enum Mode {
+    /// Redis answers: everything runs there.
+    Shared,
+    /// Redis is unreachable: admission runs on this node's share.
+    Local(Box<Local>),
+    /// The local leases are in Redis; acquires answer 503 until this time (node clock).
+    Rejoining(u64),
+}
+
+/// The cluster's backend with `local_fallback`. See the module docs.
+pub struct Fallback {
+    inner: Arc<dyn LedgerBackend>,
+    redis: Arc<RedisLedger>,
+    /// The PostgreSQL journal's side, when there is one (local events are journaled there).
+    journaled: Option<Arc<super::durable::Journaled>>,
+    clock: Arc<dyn Clock>,
+    nodes: u32,
+    policy: Vec<RedisUnavailable>,
+    spec: RwLock<LedgerSpec>,
+    seen: Mutex<Seen>,
+    mode: RwLock<Mode>,
+    /// The block of ids for the next fallback.
+    block: Mutex<Option<(u64, u64)>>,
+    /// Units by which each pool was over its cap after the last adoption.
+    over: Mutex<Vec<u64>>,
+}
+
+impl std::fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fallback").field("nodes", &self.nodes).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Fallback {
+    /// `inner` (over `redis`; `journaled` when it is the PostgreSQL-journaled one) with
+    /// fallback for the pools whose `policy` is `local_fallback`, `nodes` sharing the
+    /// domain; `pools` is what the shared ledger held when the event stream was read from.
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    pub fn new(
+        inner: Arc<dyn LedgerBackend>,
+        redis: Arc<RedisLedger>,
+        journaled: Option<Arc<super::durable::Journaled>>,
+        clock: Arc<dyn Clock>,
+        spec: LedgerSpec,
+        policy: Vec<RedisUnavailable>,
+        nodes: u32,
+        pools: &[PoolView],
+    ) -> Fallback {
+        let seen = Seen {
+            used: pools.iter().map(|p| p.used).collect(),
+            cap: pools.iter().map(|p| p.cap).collect(),
+            doubt: vec![0; pools.len()],
+            ..Seen::default()
+        };
+        let fallback = Fallback {
+            inner,
+            redis,
+            journaled,
+            clock,
+            nodes: nodes.max(1),
+            over: Mutex::new(vec![0; policy.len()]),
+            policy,
+            spec: RwLock::new(spec),
+            seen: Mutex::new(seen),
+            mode: RwLock::new(Mode::Shared),
+            block: Mutex::new(None),
+        };
+        fallback.keep_block();
+        fallback
+    }
+
+    /// The domain's committed events, as the follower reads them from the stream.
+    pub(crate) fn observe(&self, events: &[Event]) {
+        lock(&self.seen).apply(events, false, self.clock.now_ms());
+    }
+
+    /// While the node admits on its own or rejoins: what `/healthz` and `/metrics` say.
+    #[doc(hidden)]
+    pub fn status(&self) -> Status {
+        let over = lock(&self.over).clone();
+        let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+        let (reason, caps) = match &*mode {
+            Mode::Shared => (None, None),
+            Mode::Local(l) => (
+                Some(format!(
+                    "Redis is unreachable: pools with local_fallback admit on this node's share ({} nodes)",
+                    self.nodes
+                )),
+                Some(l.caps().to_vec()),
+            ),
+            Mode::Rejoining(_) => (Some("Redis answers again: rejoining the shared ledger".to_owned()), None),
+        };
+        let pools = (0..self.policy.len())
+            .map(|i| {
+                let cap = caps.as_ref().and_then(|c| c.get(i).copied());
+                let local = cap.is_some() && self.policy[i] == RedisUnavailable::LocalFallback;
+                PoolStatus { local, cap: cap.unwrap_or(0), over: over.get(i).copied().unwrap_or(0) }
+            })
+            .collect();
+        Status { reason, pools }
+    }
+
+    fn unreachable(&self) -> bool {
+        self.redis.health().failed.is_some() && !self.redis.lost_state()
+    }
+
+    /// Takes a block of ids when this node has none, or when the ledger's counter went
+    /// back below it (a restore into an emptied Redis): the ledger may hand those out.
+    fn keep_block(&self) {
+        let block = *lock(&self.block);
+        let fresh = match (block, self.redis.last_id()) {
+            (Some((_, last)), Ok(counter)) => counter < last,
+            (None, _) => true,
+            (Some(_), Err(_)) => false,
+        };
+        if fresh {
+            match self.redis.reserve_ids(ID_BLOCK) {
+                Ok(b) => *lock(&self.block) = Some(b),
+                Err(e) => tracing::warn!(error = %e, "Cannot take a block of ids for local fallback yet"),
+            }
+        }
+    }
+
+    /// Builds the local ledger (Redis just became unreachable).
+    fn go_local(&self, mode: &mut RwLockWriteGuard<'_, Mode>) -> Result<(), Error> {
+        if matches!(**mode, Mode::Local(_)) {
+            return Ok(());
+        }
+        let Some(block) = lock(&self.block).take() else {
+            return Err(Error::unavailable("Redis is unreachable and this node holds no ids for local fallback"));
+        };
+        let caps: Vec<u32> = {
+            let seen = lock(&self.seen);
+            (0..self.policy.len())
+                .map(|i| {
+                    let in_use = seen.used.get(i).copied().unwrap_or(0) + seen.doubt.get(i).copied().unwrap_or(0);
+                    local::share(self.policy[i], seen.cap.get(i).copied().unwrap_or(0), in_use, self.nodes)
+                })
+                .collect()
+        };
+        let spec = self.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let local = Local::new(&spec, self.policy.clone(), caps.clone(), block, self.clock.now_ms())?;
+        tracing::error!(
+            why = self.redis.health().failed.unwrap_or_default(),
+            local_caps = ?caps,
+            nodes = self.nodes,
+            "Redis is unreachable: pools with local_fallback admit on this node's share, the others answer 503"
+        );
+        **mode = Mode::Local(Box::new(local));
+        Ok(())
+    }
+
+    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
+    /// in use for the shares.
+    fn doubt(&self, cmd: &Command) {
+        let Command::Acquire(req) = cmd else { return };
+        let pools = match &req.target {
+            Target::Pools { pools, .. } => pools.to_vec(),
+            Target::Flow(f) => {
+                let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
+                spec.flows.get(f.index()).map(|f| f.pools.clone()).unwrap_or_default()
+            }
+        };
+        let mut seen = lock(&self.seen);
+        for pu in pools {
+            if let Some(d) = seen.doubt.get_mut(pu.pool.index()) {
+                *d += u64::from(pu.units);
+            }
+        }
+    }
+
+    fn run_local(&self, local: &mut Local, cmd: Command) -> Result<Executed, Error> {
+        let now = self.clock.now_ms();
+        let (outcome, events) = local.execute(cmd, now)?;
+        let commit = match &self.journaled {
+            Some(j) if !events.is_empty() => j.journal().append(events.clone()),
+            Some(j) => j.journal().submitted(),
+            None => self.inner.submitted(),
+        };
+        if self.journaled.is_some() {
+            // A grant is taken back if its commit is lost ([`Fallback::settle`]); a retry
+            // that finds it meanwhile must not be told it holds it.
+            if let Outcome::Decided { decision: Decision::Granted { lease, existing }, .. } = &outcome {
+                if !existing && local.unsettled.len() < local::MAX_KEPT {
+                    local.unsettled.push((commit, *lease));
+                } else if local.unsettled.iter().any(|(_, l)| l == lease) {
+                    return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
+                }
+            }
+        }
+        Ok(Executed { outcome, events, commit, now })
+    }
+
+    /// With PostgreSQL: waits for the commits of the local grants not known durable yet,
+    /// and takes back those whose commit was lost (their callers heard 503). Blocking.
+    fn settle(&self) {
+        let Some(j) = &self.journaled else { return };
+        let unsettled = match &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Local(l) => std::mem::take(&mut l.unsettled),
+            _ => return,
+        };
+        if unsettled.is_empty() {
+            return;
+        }
+        let lost = lost(j, &unsettled);
+        if let Mode::Local(l) = &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+            let now = self.clock.now_ms();
+            for id in &lost {
+                l.take_back(*id, now);
+            }
+        }
+        if !lost.is_empty() {
+            tracing::warn!(leases = ?lost, "Local grants PostgreSQL did not commit were taken back (their callers heard 503)");
+        }
+    }
+
+    /// Every second ([`spawn_poll`]), with a check of Redis: goes local when Redis
+    /// is unreachable, and when it answers again hands the local leases to it and rejoins.
+    /// Blocking.
+    pub(crate) fn poll(&self, check: &Result<(), Error>) {
+        self.settle();
+        let now = self.clock.now_ms();
+        let state = match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Shared => 0,
+            Mode::Local(_) => 1,
+            Mode::Rejoining(until) => 2 + u8::from(now >= *until),
+        };
+        match (state, check) {
+            (0, Err(_)) if self.unreachable() => {
+                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = self.go_local(&mut mode) {
+                    tracing::error!(error = %e, "Cannot admit on this node's share");
+                }
+            }
+            (0, Ok(())) => self.keep_block(),
+            (1, Ok(())) => {
+                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                let Mode::Local(local) = &mut *mode else { return };
+                match self.hand_over(local) {
+                    Ok(()) => {
+                        *mode = Mode::Rejoining(now + REJOIN.as_millis() as u64);
+                        drop(mode);
+                        // What was in doubt is on the stream now, which the follower reads on.
+                        lock(&self.seen).doubt.iter_mut().for_each(|d| *d = 0);
+                        self.keep_block();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Cannot hand the local leases to Redis yet; retrying"),
+                }
+            }
+            (3, _) => {
+                *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::Shared;
+                tracing::info!("Admission runs on the shared ledger again");
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes the kept changes in Redis and adopts the local leases (each at most once).
+    fn hand_over(&self, local: &mut Local) -> Result<(), Error> {
+        // What was granted since the last settling: only what PostgreSQL committed goes.
+        if let Some(j) = &self.journaled {
+            let now = self.clock.now_ms();
+            for id in lost(j, &std::mem::take(&mut local.unsettled)) {
+                local.take_back(id, now);
+            }
+        }
+        while let Some(change) = local.pending.first() {
+            match self.inner.execute(change.command()) {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::Unavailable => return Err(e),
+                // Refused for good (another key's lease): nothing to make.
+                Err(e) => tracing::warn!(error = %e, change = ?change, "A change kept in fallback was refused"),
+            }
+            local.pending.remove(0);
+        }
+        // The local leases' times are on this node's clock: moved to Redis's.
+        let (redis_now, node_now) = (self.redis.now_ms(), self.clock.now_ms());
+        let shift = |t: u64| t.saturating_add(redis_now).saturating_sub(node_now);
+        let list: Vec<_> = local
+            .to_adopt()
+            .into_iter()
+            .map(|mut a| {
+                a.lease.granted_at = shift(a.lease.granted_at);
+                a.lease.expires_at = shift(a.lease.expires_at);
+                a.ended = a.ended.map(shift);
+                a
+            })
+            .collect();
+        let adoption = self.redis.adopt(&list)?;
+        if adoption.clashes > 0 {
+            tracing::error!(clashes = adoption.clashes, "Local leases whose ids the shared ledger gave another lease");
+        }
+        let pools = self.redis.pools();
+        let over: Vec<u64> = pools.iter().map(|p| p.used.saturating_sub(u64::from(p.cap))).collect();
+        for (p, units) in pools.iter().zip(&over).filter(|(_, u)| **u > 0) {
+            tracing::warn!(pool = %p.name, over = units, used = p.used, cap = p.cap,
+                "After the local fallback the pool is over its cap: nothing is revoked, and it admits nothing until it is under it");
+        }
+        *lock(&self.over) = over;
+        tracing::info!(
+            leases = list.len(),
+            new = adoption.adopted,
+            since = local.since,
+            "Redis answers again: the leases granted in fallback are in the shared ledger"
+        );
+        Ok(())
+    }
+
+    fn read_local<T>(&self, local: impl FnOnce(&Local) -> T, shared: impl FnOnce() -> T) -> T {
+        match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+            Mode::Local(l) => local(l),
+            _ => shared(),
+        }
+    }
+}
+
+/// The grants of `unsettled` whose commit was lost (blocks until each is known).
+fn lost(j: &super::durable::Journaled, unsettled: &[(u64, LeaseId)]) -> Vec<LeaseId> {
+    let handle = tokio::runtime::Handle::current();
+    unsettled.iter().filter(|(commit, _)| handle.block_on(j.durable(*commit)).is_err()).map(|(_, l)| *l).collect()
+}
+
+/// How often the node checks Redis for its fallback (goes local, hands over, rejoins).
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Checks Redis every second and hands the check to [`Fallback::poll`], until `stop`.
+#[doc(hidden)]
+pub fn spawn_poll(
+    fallback: Arc<Fallback>,
+    ledger: Arc<RedisLedger>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(POLL_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            every.tick().await;
+            let (f, l) = (fallback.clone(), ledger.clone());
+            let _ = tokio::task::spawn_blocking(move || f.poll(&l.check())).await;
+        }
+    })
+}
+
+impl LedgerBackend for Fallback {
+    fn now_ms(&self) -> u64 {
+        self.read_local(|_| self.clock.now_ms(), || self.inner.now_ms())
+    }
+
+    fn execute(&self, cmd: Command) -> Result<Executed, Error> {
+        {
+            let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+            match &*mode {
+                Mode::Local(_) => {}
+                Mode::Rejoining(_) if matches!(cmd, Command::Acquire(_)) => {
+                    return Err(Error::unavailable("rejoining the shared ledger after a fallback; retry"));
+                }
+                _ => {
+                    let is_reconfigure = match &cmd {
+                        Command::Reconfigure { spec, .. } => Some((**spec).clone()),
+                        _ => None,
+                    };
+                    match self.inner.execute(cmd.clone()) {
+                        Ok(done) => {
+                            lock(&self.seen).apply(&done.events, true, self.clock.now_ms());
+                            if let Some(spec) = is_reconfigure {
+                                *self.spec.write().unwrap_or_else(|p| p.into_inner()) = spec;
+                            }
+                            return Ok(done);
+                        }
+                        Err(e) if e.kind == ErrorKind::Unavailable && self.unreachable() => {
+                            if matches!(*mode, Mode::Rejoining(_)) {
+                                return Err(e);
+                            }
+                            self.doubt(&cmd);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+        self.go_local(&mut mode)?;
+        let Mode::Local(local) = &mut *mode else {
+            return Err(Error::internal("the local fallback is not in force"));
+        };
+        self.run_local(local, cmd)
+    }
+
+    fn durable(&self, commit: u64) -> BoxFuture<'_, Result<(), Error>> {
+        self.inner.durable(commit)
+    }
+
+    fn submitted(&self) -> u64 {
+        self.inner.submitted()
+    }
+
+    fn health(&self) -> Health {
+        let inner = self.inner.health();
+        self.read_local(
+            |_| {
+                // Redis's failure is the fallback's reason to be; a journal's is not.
+                let journal = self.journaled.as_ref().and_then(|j| j.journal_failure());
+                Health { failed: journal, ..inner.clone() }
+            },
+            || inner.clone(),
+        )
+    }
+
+    fn dead(&self) -> BoxFuture<'_, String> {
+        self.inner.dead()
+    }
+
+    fn lease(&self, id: LeaseId) -> Option<Lease> {
+        self.read_local(|l| l.lease(&LeaseRef::Id(id)), || self.inner.lease(id))
+    }
+
+    fn lease_by_key(&self, key: &str) -> Option<Lease> {
+        self.read_local(|l| l.lease(&LeaseRef::Key(Arc::from(key))), || self.inner.lease_by_key(key))
+    }
+
+    fn ticket(&self, id: TicketId) -> Option<TicketRead> {
+        self.read_local(|_| None, || self.inner.ticket(id))
+    }
+
+    fn ticket_by_key(&self, key: &str) -> Option<TicketRead> {
+        self.read_local(|_| None, || self.inner.ticket_by_key(key))
+    }
+
+    fn pools(&self) -> Vec<PoolView> {
+        self.read_local(|l| l.pools(), || self.inner.pools())
+    }
+
+    fn leases_page(
+        &self,
+        after: LeaseId,
+        filter: &LeaseFilter,
+        limit: usize,
+        max_scan: usize,
+    ) -> (Vec<Lease>, Option<LeaseId>) {
+        self.read_local(
+            |l| {
+                let mut page = Vec::new();
+                let mut next = None;
+                for lease in l.ledger().leases_after(after).take(max_scan) {
+                    if page.len() == limit.max(1) {
+                        next = page.last().map(|l: &Lease| l.id);
+                        break;
+                    }
+                    if filter.keeps(lease) {
+                        page.push(lease.clone());
+                    }
+                }
+                (page, next)
+            },
+            || self.inner.leases_page(after, filter, limit, max_scan),
+        )
+    }
+
+    fn leases(&self) -> Vec<Lease> {
+        self.read_local(|l| l.ledger().leases().cloned().collect(), || self.inner.leases())
+    }
+
+    fn waiting(&self, limit: usize) -> Vec<Waiting> {
+        self.read_local(|_| Vec::new(), || self.inner.waiting(limit))
+    }
+
+    fn tickets(&self) -> Vec<Ticket> {
+        self.read_local(|_| Vec::new(), || self.inner.tickets())
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        self.read_local(|l| (l.ledger().lease_count(), 0), || self.inner.counts())
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        self.inner.counters()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Fallback {
+    /// The backend it wraps (for what only that one has: the journal's commit times).
+    #[doc(hidden)]
+    pub fn inner(&self) -> &Arc<dyn LedgerBackend> {
+        &self.inner
+    }
+}
