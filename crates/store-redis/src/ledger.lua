@@ -199,6 +199,37 @@ local function eta_ms(p, ahead)
   return math.floor((ahead + 1) * p.hold / math.max(p.cap, 1))
 end
 
+-- ----- counters ---------------------------------------------------------------------------
+
+-- The id and arrival counters (P:id, P:seq) are handed out from blocks: the first number a
+-- call needs takes a block of as many as the call has commands left (one INCRBY), the
+-- next ones come from it, and what is left of a block at the end of the call is given back
+-- (one SET to the last number used). An error midway (Redis functions do not roll back)
+-- leaves the counter at the block's end: numbers may be skipped then, never handed out
+-- twice. Per call: reset by `call`.
+local counters, left
+
+local function next_of(name)
+  local c = counters[name]
+  if c == nil or c.next > c.hi then
+    local n = math.max(left, 1)
+    local hi = redis.call('INCRBY', P .. ':' .. name, n)
+    c = { next = hi - n + 1, hi = hi }
+    counters[name] = c
+  end
+  local v = c.next
+  c.next = v + 1
+  return v
+end
+
+local function give_back()
+  for name, c in pairs(counters) do
+    if c.next <= c.hi then
+      redis.call('SET', P .. ':' .. name, s(c.next - 1))
+    end
+  end
+end
+
 -- ----- leases and tickets ---------------------------------------------------------------
 
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
@@ -254,6 +285,15 @@ local function ticket_out(t)
   return { t.id, b(t.k), t.c, b(t.f), t.p, t.s, t.e, t.d, t.t, b(t.m), b(t.o) }
 end
 
+-- Pre-encoded MessagePack heads (a lease is packed once and its bytes used in both the
+-- event and the answer): an array of 3 or 4 (0x93, 0x94, 0x92 for 2) and its first item,
+-- a one-letter tag (0xa1: a string of 1).
+local HEAD_G = '\147\161G' -- { 'G', lease, from }
+local HEAD_R = '\147\161R' -- { 'R', lease, at }
+local HEAD_X = '\147\161X' -- { 'X', lease, at }
+local OUT_G = '\148\161G' -- { 'G', id, existing, lease }
+local OUT_R = '\146\161R' -- { 'R', lease }
+
 local function outcome_out(o, lease)
   if o == 'g' then
     return { 'g', lease }
@@ -282,7 +322,7 @@ end
 
 local function end_ticket(t, o, at)
   remember(t.id, o, nil, at, t.f)
-  EV[#EV + 1] = { 'E', ticket_out(t), o, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'E', ticket_out(t), o, at })
 end
 
 local function flow_waiting(f)
@@ -336,7 +376,7 @@ local function dequeue(id)
 end
 
 local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
-  local id = redis.call('INCR', P .. ':id')
+  local id = next_of('id')
   for j = 1, #ps, 2 do
     local p = pool(ps[j])
     p.used = p.used + ps[j + 1]
@@ -348,8 +388,9 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
   redis.call('ZADD', P .. ':x', l.x, pad(id))
   redis.call('ZADD', P .. ':L', id, cmsgpack.pack(l))
-  EV[#EV + 1] = { 'G', lease_out(l), b(from) }
-  return id, l
+  local lo = cmsgpack.pack(lease_out(l))
+  EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
+  return id, l, lo
 end
 
 local function drop_lease(l)
@@ -378,7 +419,8 @@ local function end_lease(l, at, expired)
   if l.k then
     redis.call('HDEL', P .. ':K', l.k)
   end
-  EV[#EV + 1] = { expired and 'X' or 'R', lease_out(l), at }
+  local lo = cmsgpack.pack(lease_out(l))
+  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
   if contended then
     local changed = {}
     for j = 1, #l.p, 2 do
@@ -386,6 +428,7 @@ local function end_lease(l, at, expired)
     end
     dispatch(changed, at)
   end
+  return lo
 end
 
 local function pools_of(ps)
@@ -582,7 +625,7 @@ local function renew(id, ttl, at)
   l.x = at + l.t
   redis.call('ZADD', P .. ':x', l.x, pad(id))
   put_lease(l)
-  EV[#EV + 1] = { 'N', id, l.x, l.t, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'N', id, l.x, l.t, at })
   return l
 end
 
@@ -644,7 +687,7 @@ local function update_cap(p, at)
   end
   local raised = cap > p.cap
   p.cap = cap
-  EV[#EV + 1] = { 'C', p.i, p.limit, cap, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'C', p.i, p.limit, cap, at })
   return raised
 end
 
@@ -880,13 +923,13 @@ local function acquire(a)
     end
   end
   if not can_ever_fit(ps, class) then
-    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), 'n', now }
+    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), 'n', now })
     return { 'ok', { 'J', 'n', 0 } }
   end
-  local seq = redis.call('INCR', P .. ':seq')
+  local seq = next_of('seq')
   if admits_arrival(ps, class) then
-    local id, l = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'ok', { 'G', id, false, lease_out(l) } }
+    local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
+    return { 'okp', OUT_G .. cmsgpack.pack(id, false) .. lo }
   end
   local room
   if flow then
@@ -901,16 +944,16 @@ local function acquire(a)
       reason = 'c'
     end
     local ra = retry_after(ps)
-    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), reason, now }
+    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), reason, now })
     return { 'ok', { 'J', reason, ra } }
   end
-  local id = redis.call('INCR', P .. ':id')
+  local id = next_of('id')
   local t = {
     id = id, k = key, c = class, f = flow, p = ps, s = seq, e = now, d = now + max_wait, t = ttl, m = meta, o = owner,
   }
   local pos, eta = arrival_position(t)
   enqueue(t)
-  EV[#EV + 1] = { 'Q', ticket_out(t), pos }
+  EV[#EV + 1] = cmsgpack.pack({ 'Q', ticket_out(t), pos })
   return { 'ok', { 'Q', id, pos, eta, t.d, false, ticket_out(t) } }
 end
 
@@ -1144,7 +1187,7 @@ local function adopt(list, at)
         end
         redis.call('ZADD', P .. ':x', l.x, pad(l.id))
         redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
-        EV[#EV + 1] = { 'G', lease_out(l), false }
+        EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
       local ended = present(a[11])
@@ -1174,8 +1217,7 @@ local function run()
       return { 'ok', { 'O', id } }
     end
     drop_lease(l)
-    end_lease(l, now, false)
-    return { 'ok', { 'R', lease_out(l) } }
+    return { 'okp', OUT_R .. end_lease(l, now, false) }
   elseif CMD == 'renew' then
     local id = lease_ref(ARGV[3], ARGV[4])
     local l = id and renew(id, opt_num(ARGV[5]), now)
@@ -1425,6 +1467,12 @@ local function batch(args)
   local out = { 'okb', now }
   local bodies, total = {}, 0
   local j = 3
+  left = 0
+  while j <= #args do
+    left = left + 1
+    j = j + tonumber(args[j]) + 1
+  end
+  j = 3
   while j <= #args do
     local n = tonumber(args[j])
     local sub = { args[j + 1], args[2] }
@@ -1439,22 +1487,24 @@ local function batch(args)
     else
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
-    if result[1] == 'ok' then
-      local ev = cmsgpack.pack(EV)
+    local tag = result[1]
+    if tag == 'ok' or tag == 'okp' then
+      local evs = table.concat(EV)
       if #EV > 0 then
-        local _, header = array_header(#EV)
-        bodies[#bodies + 1] = string.sub(ev, header + 1)
+        bodies[#bodies + 1] = evs
         total = total + #EV
       end
       out[#out + 1] = 'okp'
-      out[#out + 1] = cmsgpack.pack(result[2])
-      out[#out + 1] = ev
+      out[#out + 1] = tag == 'okp' and result[2] or cmsgpack.pack(result[2])
+      out[#out + 1] = array_header(#EV) .. evs
     else
       out[#out + 1] = 'err'
       out[#out + 1] = result[2]
       out[#out + 1] = result[3] or result[2]
     end
+    left = left - 1
   end
+  give_back()
   save_pools()
   if total > 0 then
     local header = array_header(total)
@@ -1468,7 +1518,7 @@ local function call(keys, args)
   META = KEYS[1]
   P = string.sub(META, 1, -3)
   CMD = ARGV[1]
-  EV, pools, tickets = {}, {}, {}
+  EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
   local raw_spec = redis.call('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
@@ -1505,19 +1555,21 @@ local function call(keys, args)
     end
   end
   local result = run()
-  if result[1] ~= 'ok' then
+  if result[1] ~= 'ok' and result[1] ~= 'okp' then
     return result
   end
   if string.sub(CMD, 1, 2) ~= 'r_' then
+    give_back()
     save_pools()
     -- A change answers its outcome and events packed: Redis converts a string in one step
     -- where it walks each nested table of an answer (and looks in each for the fields of
     -- its special replies), which cost more than the command itself.
-    local ev = cmsgpack.pack(EV)
+    local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
       redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
-    return { 'okp', cmsgpack.pack(result[2]), ev, now }
+    local packed = result[1] == 'okp' and result[2] or cmsgpack.pack(result[2])
+    return { 'okp', packed, ev, now }
   end
   return { 'ok', result[2], EV, now }
 end
