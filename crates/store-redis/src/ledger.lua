@@ -38,6 +38,9 @@
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
+-- The names of the keys the request paths touch, made once per call (P .. ':L' each time
+-- built and hashed a new string).
+local PL, PT, PK, PX, PD, PE, PEO
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
@@ -202,11 +205,12 @@ end
 -- ----- counters ---------------------------------------------------------------------------
 
 -- The id and arrival counters (P:id, P:seq) are handed out from blocks: the first number a
--- call needs takes a block of as many as the call has commands left (one INCRBY), the
--- next ones come from it, and what is left of a block at the end of the call is given back
--- (one SET to the last number used). An error midway (Redis functions do not roll back)
--- leaves the counter at the block's end: numbers may be skipped then, never handed out
--- twice. Per call: reset by `call`.
+-- call needs takes a block of as many as the call has acquires left (one INCRBY; an
+-- acquire takes at most one of each), the next ones come from it (a grant to a waiting
+-- ticket takes another block when the block is used up), and what is left of a block at
+-- the end of the call is given back (one SET to the last number used). An error midway
+-- (Redis functions do not roll back) leaves the counter at the block's end: numbers may
+-- be skipped then, never handed out twice. Per call: reset by `call`.
 local counters, left
 
 local function next_of(name)
@@ -234,14 +238,17 @@ end
 
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
 -- holds its id, so members are unique): found by id, listed in id order, one call each.
+-- (An id is passed formatted once: Redis formats a number argument with "%.17g" each time.)
 local function get_lease(id)
-  local raw = redis.call('ZRANGEBYSCORE', P .. ':L', id, id)[1]
+  local sid = s(id)
+  local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
   return raw and cmsgpack.unpack(raw)
 end
 
 local function put_lease(l)
-  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
-  redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+  local sid = s(l.id)
+  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
+  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
 end
 
 local tickets
@@ -249,7 +256,7 @@ local tickets
 local function get_ticket(id)
   local t = tickets[id]
   if t == nil then
-    local raw = redis.call('HGET', P .. ':T', s(id))
+    local raw = redis.call('HGET', PT, s(id))
     t = raw and cmsgpack.unpack(raw) or false
     tickets[id] = t
   end
@@ -261,7 +268,7 @@ local function order_of(t)
 end
 
 local function key_ref(key)
-  local r = redis.call('HGET', P .. ':K', key)
+  local r = redis.call('HGET', PK, key)
   if not r then
     return nil, nil
   end
@@ -316,8 +323,8 @@ end
 local dispatch
 
 local function remember(id, o, lease, at, flow)
-  redis.call('HSET', P .. ':E', s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
-  redis.call('RPUSH', P .. ':EO', s(at) .. ':' .. s(id))
+  redis.call('HSET', PE, s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
+  redis.call('RPUSH', PEO, s(at) .. ':' .. s(id))
 end
 
 local function end_ticket(t, o, at)
@@ -343,10 +350,10 @@ local function enqueue(t)
     redis.call('HINCRBY', META, 'pw', 1)
   end
   if t.k then
-    redis.call('HSET', P .. ':K', t.k, 'T' .. s(t.id))
+    redis.call('HSET', PK, t.k, 'T' .. s(t.id))
   end
-  redis.call('ZADD', P .. ':d', t.d, pad(t.id))
-  redis.call('HSET', P .. ':T', s(t.id), cmsgpack.pack(t))
+  redis.call('ZADD', PD, t.d, pad(t.id))
+  redis.call('HSET', PT, s(t.id), cmsgpack.pack(t))
   tickets[t.id] = t
 end
 
@@ -355,7 +362,7 @@ local function dequeue(id)
   if not t then
     return nil
   end
-  redis.call('HDEL', P .. ':T', s(id))
+  redis.call('HDEL', PT, s(id))
   tickets[id] = false
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
@@ -369,9 +376,9 @@ local function dequeue(id)
     redis.call('HINCRBY', META, 'pw', -1)
   end
   if t.k then
-    redis.call('HDEL', P .. ':K', t.k)
+    redis.call('HDEL', PK, t.k)
   end
-  redis.call('ZREM', P .. ':d', pad(id))
+  redis.call('ZREM', PD, pad(id))
   return t
 end
 
@@ -382,20 +389,22 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
     p.used = p.used + ps[j + 1]
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
+  local sid = s(id)
   if key then
-    redis.call('HSET', P .. ':K', key, 'L' .. s(id))
+    redis.call('HSET', PK, key, 'L' .. sid)
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
-  redis.call('ZADD', P .. ':x', l.x, pad(id))
-  redis.call('ZADD', P .. ':L', id, cmsgpack.pack(l))
+  redis.call('ZADD', PX, s(l.x), pad(id))
+  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
   local lo = cmsgpack.pack(lease_out(l))
   EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
   return id, l, lo
 end
 
 local function drop_lease(l)
-  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
-  redis.call('ZREM', P .. ':x', pad(l.id))
+  local sid = s(l.id)
+  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
+  redis.call('ZREM', PX, pad(l.id))
 end
 
 local function take_lease(id)
@@ -417,7 +426,7 @@ local function end_lease(l, at, expired)
     contended = contended or queue_len(p.i) > 0
   end
   if l.k then
-    redis.call('HDEL', P .. ':K', l.k)
+    redis.call('HDEL', PK, l.k)
   end
   local lo = cmsgpack.pack(lease_out(l))
   EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
@@ -623,7 +632,7 @@ local function renew(id, ttl, at)
     l.t = ttl
   end
   l.x = at + l.t
-  redis.call('ZADD', P .. ':x', l.x, pad(id))
+  redis.call('ZADD', PX, l.x, pad(id))
   put_lease(l)
   EV[#EV + 1] = cmsgpack.pack({ 'N', id, l.x, l.t, at })
   return l
@@ -653,8 +662,8 @@ end
 
 local function tick(at_now)
   while true do
-    local lat, lid = first_due(P .. ':x', at_now)
-    local tat, tid = first_due(P .. ':d', at_now)
+    local lat, lid = first_due(PX, at_now)
+    local tat, tid = first_due(PD, at_now)
     if lat and (tat == nil or lat <= tat) then
       local l = take_lease(lid)
       end_lease(l, lat, true)
@@ -667,7 +676,7 @@ local function tick(at_now)
     end
   end
   while true do
-    local front = redis.call('LINDEX', P .. ':EO', 0)
+    local front = redis.call('LINDEX', PEO, 0)
     if not front then
       break
     end
@@ -675,8 +684,8 @@ local function tick(at_now)
     if tonumber(at) + spec.retention > at_now then
       break
     end
-    redis.call('LPOP', P .. ':EO')
-    redis.call('HDEL', P .. ':E', id)
+    redis.call('LPOP', PEO)
+    redis.call('HDEL', PE, id)
   end
 end
 
@@ -815,7 +824,7 @@ end
 local function settle(at)
   tick(at)
   local doomed = {}
-  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+  for _, raw in ipairs(redis.call('HVALS', PT)) do
     local t = cmsgpack.unpack(raw)
     if not can_ever_fit(t.p, t.c) then
       doomed[#doomed + 1] = t
@@ -838,7 +847,7 @@ local function ticket_status(id)
     local pos, eta = position_of(t)
     return { 'w', pos, eta, t.d }
   end
-  local raw = redis.call('HGET', P .. ':E', s(id))
+  local raw = redis.call('HGET', PE, s(id))
   if not raw then
     return nil
   end
@@ -1031,7 +1040,7 @@ local function rebuild(new)
   pools = fresh
   spec = new
   redis.call('DEL', META)
-  for _, raw in ipairs(redis.call('ZRANGE', P .. ':L', 0, -1)) do
+  for _, raw in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
     local l = cmsgpack.unpack(raw)
     if l.f then
       l.f = flow_map[l.f]
@@ -1044,22 +1053,22 @@ local function rebuild(new)
     end
   end
   tickets = {}
-  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+  for _, raw in ipairs(redis.call('HVALS', PT)) do
     local t = cmsgpack.unpack(raw)
     if t.f then
       t.f = flow_map[t.f]
     end
     enqueue(t)
   end
-  local eo = redis.call('LRANGE', P .. ':EO', 0, -1)
+  local eo = redis.call('LRANGE', PEO, 0, -1)
   for _, entry in ipairs(eo) do
     local _, id = string.match(entry, '^(%d+):(%d+)$')
-    local raw = redis.call('HGET', P .. ':E', id)
+    local raw = redis.call('HGET', PE, id)
     if raw then
       local e = cmsgpack.unpack(raw)
       if e.f then
         e.f = flow_map[e.f]
-        redis.call('HSET', P .. ':E', id, cmsgpack.pack(e))
+        redis.call('HSET', PE, id, cmsgpack.pack(e))
       end
     end
   end
@@ -1132,10 +1141,10 @@ local function reassert(new, st)
       p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
     end
     if l.k then
-      redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+      redis.call('HSET', PK, l.k, 'L' .. s(l.id))
     end
-    redis.call('ZADD', P .. ':x', l.x, pad(l.id))
-    redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+    redis.call('ZADD', PX, l.x, pad(l.id))
+    redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
   end
   for _, a in ipairs(st.tickets) do
     enqueue({ id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], s = a[6], e = a[7], d = a[8],
@@ -1174,7 +1183,7 @@ local function adopt(list, at)
       elseif not l then
         l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
           m = present(a[9]), o = present(a[10]) }
-        if l.k and redis.call('HEXISTS', P .. ':K', l.k) == 1 then
+        if l.k and redis.call('HEXISTS', PK, l.k) == 1 then
           l.k = nil
         end
         for j = 1, #l.p, 2 do
@@ -1183,10 +1192,10 @@ local function adopt(list, at)
           p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
         end
         if l.k then
-          redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+          redis.call('HSET', PK, l.k, 'L' .. s(l.id))
         end
-        redis.call('ZADD', P .. ':x', l.x, pad(l.id))
-        redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+        redis.call('ZADD', PX, l.x, pad(l.id))
+        redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
         EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
@@ -1314,7 +1323,7 @@ local function run()
     if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
-    redis.call('DEL', META, P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d')
+    redis.call('DEL', META, PL, PT, PK, PX, PD)
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
     redis.call('SET', P .. ':s', ARGV[3])
     return { 'ok', { 'K', 1 } }
@@ -1363,9 +1372,9 @@ local function run()
     local out = {}
     local raws
     if n == 0 then
-      raws = redis.call('ZRANGE', P .. ':L', 0, -1)
+      raws = redis.call('ZRANGE', PL, 0, -1)
     else
-      raws = redis.call('ZRANGEBYSCORE', P .. ':L', '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
+      raws = redis.call('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
     for _, raw in ipairs(raws) do
       out[#out + 1] = lease_out(cmsgpack.unpack(raw))
@@ -1373,14 +1382,14 @@ local function run()
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
     local out = {}
-    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    for _, raw in ipairs(redis.call('HVALS', PT)) do
       out[#out + 1] = ticket_out(cmsgpack.unpack(raw))
     end
     return { 'ok', out }
   elseif CMD == 'r_waiting' then
     local limit = tonumber(ARGV[3])
     local all = {}
-    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    for _, raw in ipairs(redis.call('HVALS', PT)) do
       local t = cmsgpack.unpack(raw)
       tickets[t.id] = t
       all[#all + 1] = t
@@ -1399,7 +1408,7 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counts' then
-    return { 'ok', { redis.call('ZCARD', P .. ':L'), redis.call('HLEN', P .. ':T') } }
+    return { 'ok', { redis.call('ZCARD', PL), redis.call('HLEN', PT) } }
   elseif CMD == 'r_events' then
     -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
     local from = '-'
@@ -1469,7 +1478,9 @@ local function batch(args)
   local j = 3
   left = 0
   while j <= #args do
-    left = left + 1
+    if args[j + 1] == 'acquire' then
+      left = left + 1
+    end
     j = j + tonumber(args[j]) + 1
   end
   j = 3
@@ -1502,7 +1513,9 @@ local function batch(args)
       out[#out + 1] = result[2]
       out[#out + 1] = result[3] or result[2]
     end
-    left = left - 1
+    if CMD == 'acquire' then
+      left = left - 1
+    end
   end
   give_back()
   save_pools()
@@ -1517,6 +1530,7 @@ local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
   P = string.sub(META, 1, -3)
+  PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
   CMD = ARGV[1]
   EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
   local raw_spec = redis.call('GET', P .. ':s')
