@@ -284,12 +284,13 @@ local function b(x)
   return x
 end
 
+-- (`x or false` is b(x) without the call.)
 local function lease_out(l)
-  return { l.id, b(l.k), l.c, b(l.f), l.p, l.g, l.x, l.t, b(l.m), b(l.o) }
+  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
 end
 
 local function ticket_out(t)
-  return { t.id, b(t.k), t.c, b(t.f), t.p, t.s, t.e, t.d, t.t, b(t.m), b(t.o) }
+  return { t.id, t.k or false, t.c, t.f or false, t.p, t.s, t.e, t.d, t.t, t.m or false, t.o or false }
 end
 
 -- Pre-encoded MessagePack heads (a lease is packed once and its bytes used in both the
