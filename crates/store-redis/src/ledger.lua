@@ -1468,14 +1468,19 @@ local function array_header(n)
     n % 256), 5
 end
 
+-- The head of a command's answer in a batch: an array of 3 (0x93) and 'okd' (0xa3: a
+-- string of 3).
+local HEAD_OKD = '\147\163okd'
+
 -- ARGV: 'batch', now, then per command the count of strings that follow (its name and
 -- arguments), its name and its arguments. Runs them one after another as single calls
 -- would run, with one clock reading, one save of the pools and one stream entry (the
--- commands' events in order). Answers 'okb', now, and per command 'okp' with its packed
--- outcome and events, or 'err' with code and message.
+-- commands' events in order). Answers 'okB', now, and one MessagePack array with per
+-- command 'okd', its outcome and its events, or 'err' with code and message (one string:
+-- Redis and the node's parser handle one value where they handled three per command).
 local function batch(args)
-  local out = { 'okb', now }
-  local bodies, total = {}, 0
+  local out = {}
+  local bodies, total, count = {}, 0, 0
   local j = 3
   left = 0
   while j <= #args do
@@ -1506,14 +1511,14 @@ local function batch(args)
         bodies[#bodies + 1] = evs
         total = total + #EV
       end
-      out[#out + 1] = 'okp'
+      out[#out + 1] = HEAD_OKD
       out[#out + 1] = tag == 'okp' and result[2] or cmsgpack.pack(result[2])
-      out[#out + 1] = array_header(#EV) .. evs
+      out[#out + 1] = array_header(#EV)
+      out[#out + 1] = evs
     else
-      out[#out + 1] = 'err'
-      out[#out + 1] = result[2]
-      out[#out + 1] = result[3] or result[2]
+      out[#out + 1] = cmsgpack.pack({ 'err', result[2], result[3] or result[2] })
     end
+    count = count + 1
     if CMD == 'acquire' then
       left = left - 1
     end
@@ -1524,7 +1529,7 @@ local function batch(args)
     local header = array_header(total)
     redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
   end
-  return out
+  return { 'okB', now, array_header(count) .. table.concat(out) }
 end
 
 local function call(keys, args)
