@@ -1213,6 +1213,9 @@ end
 
 -- ----- commands ---------------------------------------------------------------------------------
 
+-- Runs the command CMD with ARGV: answers { 'ok', outcome } (a table, packed or converted by
+-- the caller), { 'okp', outcome already packed } (a grant's or release's, whose lease bytes
+-- its event shares), or fail(…).
 local function run()
   if CMD == 'acquire' then
     return acquire(ARGV)
