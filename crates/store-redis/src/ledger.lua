@@ -226,13 +226,6 @@ local function next_of(name)
   return v
 end
 
--- The number next_of(name) answers next, without taking it.
-local function peek_of(name)
-  local v = next_of(name)
-  counters[name].next = v
-  return v
-end
-
 local function give_back()
   for name, c in pairs(counters) do
     if c.next <= c.hi then
@@ -390,8 +383,7 @@ local function dequeue(id)
   return t
 end
 
--- (`claimed`: the key already names this lease, see acquire.)
-local function grant(ps, class, flow, key, ttl, meta, owner, at, from, claimed)
+local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   local id = next_of('id')
   for j = 1, #ps, 2 do
     local p = pool(ps[j])
@@ -399,7 +391,7 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from, claimed)
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
   local sid = s(id)
-  if key and not claimed then
+  if key then
     redis.call('HSET', PK, key, 'L' .. sid)
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
@@ -930,17 +922,7 @@ local function acquire(a)
     max_wait = opt_num(a[at + 2]) or 0
   end
   local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
-  local fits = can_ever_fit(ps, class)
-  local admits = fits and admits_arrival(ps, class)
-  -- A new key about to be granted is claimed with its lease's id in one step (HSETNX with
-  -- the id the grant below takes: nothing takes an id in between), where a look (HGET) and
-  -- a write (HSET) each searched the hash of keys, a linear scan while it is a listpack.
-  -- Any other arrival looks first, as before.
-  local claimed = false
-  if key and admits then
-    claimed = redis.call('HSETNX', PK, key, 'L' .. s(peek_of('id'))) == 1
-  end
-  if key and not claimed then
+  if key then
     local kind, id = key_ref(key)
     if kind == 'L' then
       return { 'ok', { 'G', id, true, lease_out(get_lease(id)) } }
@@ -950,13 +932,13 @@ local function acquire(a)
       return { 'ok', { 'Q', id, pos, eta, t.d, true, ticket_out(t) } }
     end
   end
-  if not fits then
+  if not can_ever_fit(ps, class) then
     EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), 'n', now })
     return { 'ok', { 'J', 'n', 0 } }
   end
   local seq = next_of('seq')
-  if admits then
-    local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil, claimed)
+  if admits_arrival(ps, class) then
+    local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
     return { 'okp', OUT_G .. cmsgpack.pack(id, false) .. lo }
   end
   local room
