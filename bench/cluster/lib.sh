@@ -6,8 +6,8 @@ port=7795
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-redis_up() { # starts the Redis every node shares (nothing on disk)
-  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+redis_up() { # starts the Redis every node shares (nothing on disk); REDIS_ARGS adds options
+  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no ${REDIS_ARGS:-} >/dev/null &
   pids+=($!)
   until redis-cli -p $port ping >/dev/null 2>&1; do sleep 0.05; done
 }

@@ -168,17 +168,20 @@ fn deliver(jobs: Vec<Job>, answer: redis::RedisResult<Value>) {
     }
 }
 
-/// Each of `n` commands' part of a batch's answer: `["okb", now, (tag, a, b) per command]`
-/// becomes `[tag, a, b, now]`, the shape of a single call's answer (`okp` with the packed
-/// outcome and events, or `err` with code and message). Any other answer (the whole batch
-/// refused, as when Redis lost the domain's state) is every command's.
+/// Each of `n` commands' part of a batch's answer: `["okB", now, packed]`, where `packed` is
+/// one MessagePack array of a `[tag, a, b]` per command, becomes `[tag, a, b, now]`, the
+/// shape of a single call's answer (`okd` with the outcome and events, decoded, or `err`
+/// with code and message). One string for the whole batch: the node's RESP parser reads
+/// one value where it read three per command. Any other answer (the whole batch refused,
+/// as when Redis lost the domain's state) is every command's.
 pub(crate) fn split(answer: redis::RedisResult<Value>, n: usize) -> Vec<Reply> {
     match answer {
-        Ok(Value::Array(parts)) if is_batch(&parts, n) => {
-            let now = parts[1].clone();
-            let mut parts = parts.into_iter().skip(2);
-            (0..n).map(|_| Ok(Value::Array(parts.by_ref().take(3).chain([now.clone()]).collect()))).collect()
-        }
+        Ok(Value::Array(parts)) if is_batch(&parts) => match packed(&parts, n) {
+            Some(each) => each.into_iter().map(Ok).collect(),
+            // Not what the script writes: each command hears the whole answer, which it
+            // reports as an internal error.
+            None => (0..n).map(|_| Ok(Value::Array(parts.clone()))).collect(),
+        },
         Ok(other) => (0..n).map(|_| Ok(other.clone())).collect(),
         Err(e) => {
             let e = Arc::new(e);
@@ -187,6 +190,25 @@ pub(crate) fn split(answer: redis::RedisResult<Value>, n: usize) -> Vec<Reply> {
     }
 }
 
-fn is_batch(parts: &[Value], n: usize) -> bool {
-    matches!(parts.first(), Some(Value::BulkString(tag)) if tag == b"okb") && parts.len() == 2 + 3 * n
+fn is_batch(parts: &[Value]) -> bool {
+    matches!(parts.first(), Some(Value::BulkString(tag)) if tag == b"okB") && parts.len() == 3
+}
+
+/// The `n` commands' answers in a batch's packed answer, each with `now` appended, or
+/// `None` when it is not `n` answers of three parts.
+fn packed(parts: &[Value], n: usize) -> Option<Vec<Value>> {
+    let Ok(Value::Array(items)) = crate::wire::unpacked(&parts[2]) else { return None };
+    if items.len() != n {
+        return None;
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Array(mut answer) if answer.len() == 3 => {
+                answer.push(parts[1].clone());
+                Some(Value::Array(answer))
+            }
+            _ => None,
+        })
+        .collect()
 }

@@ -38,6 +38,9 @@
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
+-- The names of the keys the request paths touch, made once per call (P .. ':L' each time
+-- built and hashed a new string).
+local PL, PT, PK, PX, PD, PE, PEO
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
@@ -199,18 +202,53 @@ local function eta_ms(p, ahead)
   return math.floor((ahead + 1) * p.hold / math.max(p.cap, 1))
 end
 
+-- ----- counters ---------------------------------------------------------------------------
+
+-- The id and arrival counters (P:id, P:seq) are handed out from blocks: the first number a
+-- call needs takes a block of as many as the call has acquires left (one INCRBY; an
+-- acquire takes at most one of each), the next ones come from it (a grant to a waiting
+-- ticket takes another block when the block is used up), and what is left of a block at
+-- the end of the call is given back (one SET to the last number used). An error midway
+-- (Redis functions do not roll back) leaves the counter at the block's end: numbers may
+-- be skipped then, never handed out twice. Per call: reset by `call`.
+local counters, left
+
+local function next_of(name)
+  local c = counters[name]
+  if c == nil or c.next > c.hi then
+    local n = math.max(left, 1)
+    local hi = redis.call('INCRBY', P .. ':' .. name, n)
+    c = { next = hi - n + 1, hi = hi }
+    counters[name] = c
+  end
+  local v = c.next
+  c.next = v + 1
+  return v
+end
+
+local function give_back()
+  for name, c in pairs(counters) do
+    if c.next <= c.hi then
+      redis.call('SET', P .. ':' .. name, s(c.next - 1))
+    end
+  end
+end
+
 -- ----- leases and tickets ---------------------------------------------------------------
 
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
 -- holds its id, so members are unique): found by id, listed in id order, one call each.
+-- (An id is passed formatted once: Redis formats a number argument with "%.17g" each time.)
 local function get_lease(id)
-  local raw = redis.call('ZRANGEBYSCORE', P .. ':L', id, id)[1]
+  local sid = s(id)
+  local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
   return raw and cmsgpack.unpack(raw)
 end
 
 local function put_lease(l)
-  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
-  redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+  local sid = s(l.id)
+  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
+  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
 end
 
 local tickets
@@ -218,7 +256,7 @@ local tickets
 local function get_ticket(id)
   local t = tickets[id]
   if t == nil then
-    local raw = redis.call('HGET', P .. ':T', s(id))
+    local raw = redis.call('HGET', PT, s(id))
     t = raw and cmsgpack.unpack(raw) or false
     tickets[id] = t
   end
@@ -230,7 +268,7 @@ local function order_of(t)
 end
 
 local function key_ref(key)
-  local r = redis.call('HGET', P .. ':K', key)
+  local r = redis.call('HGET', PK, key)
   if not r then
     return nil, nil
   end
@@ -246,13 +284,23 @@ local function b(x)
   return x
 end
 
+-- (`x or false` is b(x) without the call.)
 local function lease_out(l)
-  return { l.id, b(l.k), l.c, b(l.f), l.p, l.g, l.x, l.t, b(l.m), b(l.o) }
+  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
 end
 
 local function ticket_out(t)
-  return { t.id, b(t.k), t.c, b(t.f), t.p, t.s, t.e, t.d, t.t, b(t.m), b(t.o) }
+  return { t.id, t.k or false, t.c, t.f or false, t.p, t.s, t.e, t.d, t.t, t.m or false, t.o or false }
 end
+
+-- Pre-encoded MessagePack heads (a lease is packed once and its bytes used in both the
+-- event and the answer): an array of 3 or 4 (0x93, 0x94, 0x92 for 2) and its first item,
+-- a one-letter tag (0xa1: a string of 1).
+local HEAD_G = '\147\161G' -- { 'G', lease, from }
+local HEAD_R = '\147\161R' -- { 'R', lease, at }
+local HEAD_X = '\147\161X' -- { 'X', lease, at }
+local OUT_G = '\148\161G' -- { 'G', id, existing, lease }
+local OUT_R = '\146\161R' -- { 'R', lease }
 
 local function outcome_out(o, lease)
   if o == 'g' then
@@ -276,13 +324,13 @@ end
 local dispatch
 
 local function remember(id, o, lease, at, flow)
-  redis.call('HSET', P .. ':E', s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
-  redis.call('RPUSH', P .. ':EO', s(at) .. ':' .. s(id))
+  redis.call('HSET', PE, s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
+  redis.call('RPUSH', PEO, s(at) .. ':' .. s(id))
 end
 
 local function end_ticket(t, o, at)
   remember(t.id, o, nil, at, t.f)
-  EV[#EV + 1] = { 'E', ticket_out(t), o, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'E', ticket_out(t), o, at })
 end
 
 local function flow_waiting(f)
@@ -303,10 +351,10 @@ local function enqueue(t)
     redis.call('HINCRBY', META, 'pw', 1)
   end
   if t.k then
-    redis.call('HSET', P .. ':K', t.k, 'T' .. s(t.id))
+    redis.call('HSET', PK, t.k, 'T' .. s(t.id))
   end
-  redis.call('ZADD', P .. ':d', t.d, pad(t.id))
-  redis.call('HSET', P .. ':T', s(t.id), cmsgpack.pack(t))
+  redis.call('ZADD', PD, t.d, pad(t.id))
+  redis.call('HSET', PT, s(t.id), cmsgpack.pack(t))
   tickets[t.id] = t
 end
 
@@ -315,7 +363,7 @@ local function dequeue(id)
   if not t then
     return nil
   end
-  redis.call('HDEL', P .. ':T', s(id))
+  redis.call('HDEL', PT, s(id))
   tickets[id] = false
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
@@ -329,32 +377,35 @@ local function dequeue(id)
     redis.call('HINCRBY', META, 'pw', -1)
   end
   if t.k then
-    redis.call('HDEL', P .. ':K', t.k)
+    redis.call('HDEL', PK, t.k)
   end
-  redis.call('ZREM', P .. ':d', pad(id))
+  redis.call('ZREM', PD, pad(id))
   return t
 end
 
 local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
-  local id = redis.call('INCR', P .. ':id')
+  local id = next_of('id')
   for j = 1, #ps, 2 do
     local p = pool(ps[j])
     p.used = p.used + ps[j + 1]
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
+  local sid = s(id)
   if key then
-    redis.call('HSET', P .. ':K', key, 'L' .. s(id))
+    redis.call('HSET', PK, key, 'L' .. sid)
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
-  redis.call('ZADD', P .. ':x', l.x, pad(id))
-  redis.call('ZADD', P .. ':L', id, cmsgpack.pack(l))
-  EV[#EV + 1] = { 'G', lease_out(l), b(from) }
-  return id, l
+  redis.call('ZADD', PX, s(l.x), pad(id))
+  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
+  local lo = cmsgpack.pack(lease_out(l))
+  EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
+  return id, l, lo
 end
 
 local function drop_lease(l)
-  redis.call('ZREMRANGEBYSCORE', P .. ':L', l.id, l.id)
-  redis.call('ZREM', P .. ':x', pad(l.id))
+  local sid = s(l.id)
+  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
+  redis.call('ZREM', PX, pad(l.id))
 end
 
 local function take_lease(id)
@@ -376,9 +427,10 @@ local function end_lease(l, at, expired)
     contended = contended or queue_len(p.i) > 0
   end
   if l.k then
-    redis.call('HDEL', P .. ':K', l.k)
+    redis.call('HDEL', PK, l.k)
   end
-  EV[#EV + 1] = { expired and 'X' or 'R', lease_out(l), at }
+  local lo = cmsgpack.pack(lease_out(l))
+  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
   if contended then
     local changed = {}
     for j = 1, #l.p, 2 do
@@ -386,6 +438,7 @@ local function end_lease(l, at, expired)
     end
     dispatch(changed, at)
   end
+  return lo
 end
 
 local function pools_of(ps)
@@ -580,9 +633,9 @@ local function renew(id, ttl, at)
     l.t = ttl
   end
   l.x = at + l.t
-  redis.call('ZADD', P .. ':x', l.x, pad(id))
+  redis.call('ZADD', PX, l.x, pad(id))
   put_lease(l)
-  EV[#EV + 1] = { 'N', id, l.x, l.t, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'N', id, l.x, l.t, at })
   return l
 end
 
@@ -610,8 +663,8 @@ end
 
 local function tick(at_now)
   while true do
-    local lat, lid = first_due(P .. ':x', at_now)
-    local tat, tid = first_due(P .. ':d', at_now)
+    local lat, lid = first_due(PX, at_now)
+    local tat, tid = first_due(PD, at_now)
     if lat and (tat == nil or lat <= tat) then
       local l = take_lease(lid)
       end_lease(l, lat, true)
@@ -624,7 +677,7 @@ local function tick(at_now)
     end
   end
   while true do
-    local front = redis.call('LINDEX', P .. ':EO', 0)
+    local front = redis.call('LINDEX', PEO, 0)
     if not front then
       break
     end
@@ -632,8 +685,8 @@ local function tick(at_now)
     if tonumber(at) + spec.retention > at_now then
       break
     end
-    redis.call('LPOP', P .. ':EO')
-    redis.call('HDEL', P .. ':E', id)
+    redis.call('LPOP', PEO)
+    redis.call('HDEL', PE, id)
   end
 end
 
@@ -644,7 +697,7 @@ local function update_cap(p, at)
   end
   local raised = cap > p.cap
   p.cap = cap
-  EV[#EV + 1] = { 'C', p.i, p.limit, cap, at }
+  EV[#EV + 1] = cmsgpack.pack({ 'C', p.i, p.limit, cap, at })
   return raised
 end
 
@@ -772,7 +825,7 @@ end
 local function settle(at)
   tick(at)
   local doomed = {}
-  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+  for _, raw in ipairs(redis.call('HVALS', PT)) do
     local t = cmsgpack.unpack(raw)
     if not can_ever_fit(t.p, t.c) then
       doomed[#doomed + 1] = t
@@ -795,7 +848,7 @@ local function ticket_status(id)
     local pos, eta = position_of(t)
     return { 'w', pos, eta, t.d }
   end
-  local raw = redis.call('HGET', P .. ':E', s(id))
+  local raw = redis.call('HGET', PE, s(id))
   if not raw then
     return nil
   end
@@ -880,13 +933,13 @@ local function acquire(a)
     end
   end
   if not can_ever_fit(ps, class) then
-    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), 'n', now }
+    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), 'n', now })
     return { 'ok', { 'J', 'n', 0 } }
   end
-  local seq = redis.call('INCR', P .. ':seq')
+  local seq = next_of('seq')
   if admits_arrival(ps, class) then
-    local id, l = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'ok', { 'G', id, false, lease_out(l) } }
+    local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
+    return { 'okp', OUT_G .. cmsgpack.pack(id, false) .. lo }
   end
   local room
   if flow then
@@ -901,16 +954,16 @@ local function acquire(a)
       reason = 'c'
     end
     local ra = retry_after(ps)
-    EV[#EV + 1] = { 'J', class, ps, b(flow), b(key), reason, now }
+    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), reason, now })
     return { 'ok', { 'J', reason, ra } }
   end
-  local id = redis.call('INCR', P .. ':id')
+  local id = next_of('id')
   local t = {
     id = id, k = key, c = class, f = flow, p = ps, s = seq, e = now, d = now + max_wait, t = ttl, m = meta, o = owner,
   }
   local pos, eta = arrival_position(t)
   enqueue(t)
-  EV[#EV + 1] = { 'Q', ticket_out(t), pos }
+  EV[#EV + 1] = cmsgpack.pack({ 'Q', ticket_out(t), pos })
   return { 'ok', { 'Q', id, pos, eta, t.d, false, ticket_out(t) } }
 end
 
@@ -988,7 +1041,7 @@ local function rebuild(new)
   pools = fresh
   spec = new
   redis.call('DEL', META)
-  for _, raw in ipairs(redis.call('ZRANGE', P .. ':L', 0, -1)) do
+  for _, raw in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
     local l = cmsgpack.unpack(raw)
     if l.f then
       l.f = flow_map[l.f]
@@ -1001,22 +1054,22 @@ local function rebuild(new)
     end
   end
   tickets = {}
-  for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+  for _, raw in ipairs(redis.call('HVALS', PT)) do
     local t = cmsgpack.unpack(raw)
     if t.f then
       t.f = flow_map[t.f]
     end
     enqueue(t)
   end
-  local eo = redis.call('LRANGE', P .. ':EO', 0, -1)
+  local eo = redis.call('LRANGE', PEO, 0, -1)
   for _, entry in ipairs(eo) do
     local _, id = string.match(entry, '^(%d+):(%d+)$')
-    local raw = redis.call('HGET', P .. ':E', id)
+    local raw = redis.call('HGET', PE, id)
     if raw then
       local e = cmsgpack.unpack(raw)
       if e.f then
         e.f = flow_map[e.f]
-        redis.call('HSET', P .. ':E', id, cmsgpack.pack(e))
+        redis.call('HSET', PE, id, cmsgpack.pack(e))
       end
     end
   end
@@ -1089,10 +1142,10 @@ local function reassert(new, st)
       p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
     end
     if l.k then
-      redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+      redis.call('HSET', PK, l.k, 'L' .. s(l.id))
     end
-    redis.call('ZADD', P .. ':x', l.x, pad(l.id))
-    redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
+    redis.call('ZADD', PX, l.x, pad(l.id))
+    redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
   end
   for _, a in ipairs(st.tickets) do
     enqueue({ id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], s = a[6], e = a[7], d = a[8],
@@ -1131,7 +1184,7 @@ local function adopt(list, at)
       elseif not l then
         l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
           m = present(a[9]), o = present(a[10]) }
-        if l.k and redis.call('HEXISTS', P .. ':K', l.k) == 1 then
+        if l.k and redis.call('HEXISTS', PK, l.k) == 1 then
           l.k = nil
         end
         for j = 1, #l.p, 2 do
@@ -1140,11 +1193,11 @@ local function adopt(list, at)
           p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
         end
         if l.k then
-          redis.call('HSET', P .. ':K', l.k, 'L' .. s(l.id))
+          redis.call('HSET', PK, l.k, 'L' .. s(l.id))
         end
-        redis.call('ZADD', P .. ':x', l.x, pad(l.id))
-        redis.call('ZADD', P .. ':L', l.id, cmsgpack.pack(l))
-        EV[#EV + 1] = { 'G', lease_out(l), false }
+        redis.call('ZADD', PX, l.x, pad(l.id))
+        redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+        EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
       local ended = present(a[11])
@@ -1160,6 +1213,9 @@ end
 
 -- ----- commands ---------------------------------------------------------------------------------
 
+-- Runs the command CMD with ARGV: answers { 'ok', outcome } (a table, packed or converted by
+-- the caller), { 'okp', outcome already packed } (a grant's or release's, whose lease bytes
+-- its event shares), or fail(…).
 local function run()
   if CMD == 'acquire' then
     return acquire(ARGV)
@@ -1174,8 +1230,7 @@ local function run()
       return { 'ok', { 'O', id } }
     end
     drop_lease(l)
-    end_lease(l, now, false)
-    return { 'ok', { 'R', lease_out(l) } }
+    return { 'okp', OUT_R .. end_lease(l, now, false) }
   elseif CMD == 'renew' then
     local id = lease_ref(ARGV[3], ARGV[4])
     local l = id and renew(id, opt_num(ARGV[5]), now)
@@ -1272,7 +1327,7 @@ local function run()
     if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
-    redis.call('DEL', META, P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d')
+    redis.call('DEL', META, PL, PT, PK, PX, PD)
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
     redis.call('SET', P .. ':s', ARGV[3])
     return { 'ok', { 'K', 1 } }
@@ -1321,9 +1376,9 @@ local function run()
     local out = {}
     local raws
     if n == 0 then
-      raws = redis.call('ZRANGE', P .. ':L', 0, -1)
+      raws = redis.call('ZRANGE', PL, 0, -1)
     else
-      raws = redis.call('ZRANGEBYSCORE', P .. ':L', '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
+      raws = redis.call('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
     for _, raw in ipairs(raws) do
       out[#out + 1] = lease_out(cmsgpack.unpack(raw))
@@ -1331,14 +1386,14 @@ local function run()
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
     local out = {}
-    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    for _, raw in ipairs(redis.call('HVALS', PT)) do
       out[#out + 1] = ticket_out(cmsgpack.unpack(raw))
     end
     return { 'ok', out }
   elseif CMD == 'r_waiting' then
     local limit = tonumber(ARGV[3])
     local all = {}
-    for _, raw in ipairs(redis.call('HVALS', P .. ':T')) do
+    for _, raw in ipairs(redis.call('HVALS', PT)) do
       local t = cmsgpack.unpack(raw)
       tickets[t.id] = t
       all[#all + 1] = t
@@ -1357,7 +1412,7 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counts' then
-    return { 'ok', { redis.call('ZCARD', P .. ':L'), redis.call('HLEN', P .. ':T') } }
+    return { 'ok', { redis.call('ZCARD', PL), redis.call('HLEN', PT) } }
   elseif CMD == 'r_events' then
     -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
     local from = '-'
@@ -1416,15 +1471,28 @@ local function array_header(n)
     n % 256), 5
 end
 
+-- The head of a command's answer in a batch: an array of 3 (0x93) and 'okd' (0xa3: a
+-- string of 3).
+local HEAD_OKD = '\147\163okd'
+
 -- ARGV: 'batch', now, then per command the count of strings that follow (its name and
 -- arguments), its name and its arguments. Runs them one after another as single calls
 -- would run, with one clock reading, one save of the pools and one stream entry (the
--- commands' events in order). Answers 'okb', now, and per command 'okp' with its packed
--- outcome and events, or 'err' with code and message.
+-- commands' events in order). Answers 'okB', now, and one MessagePack array with per
+-- command 'okd', its outcome and its events, or 'err' with code and message (one string:
+-- Redis and the node's parser handle one value where they handled three per command).
 local function batch(args)
-  local out = { 'okb', now }
-  local bodies, total = {}, 0
+  local out = {}
+  local bodies, total, count = {}, 0, 0
   local j = 3
+  left = 0
+  while j <= #args do
+    if args[j + 1] == 'acquire' then
+      left = left + 1
+    end
+    j = j + tonumber(args[j]) + 1
+  end
+  j = 3
   while j <= #args do
     local n = tonumber(args[j])
     local sub = { args[j + 1], args[2] }
@@ -1439,36 +1507,41 @@ local function batch(args)
     else
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
-    if result[1] == 'ok' then
-      local ev = cmsgpack.pack(EV)
+    local tag = result[1]
+    if tag == 'ok' or tag == 'okp' then
+      local evs = table.concat(EV)
       if #EV > 0 then
-        local _, header = array_header(#EV)
-        bodies[#bodies + 1] = string.sub(ev, header + 1)
+        bodies[#bodies + 1] = evs
         total = total + #EV
       end
-      out[#out + 1] = 'okp'
-      out[#out + 1] = cmsgpack.pack(result[2])
-      out[#out + 1] = ev
+      out[#out + 1] = HEAD_OKD
+      out[#out + 1] = tag == 'okp' and result[2] or cmsgpack.pack(result[2])
+      out[#out + 1] = array_header(#EV)
+      out[#out + 1] = evs
     else
-      out[#out + 1] = 'err'
-      out[#out + 1] = result[2]
-      out[#out + 1] = result[3] or result[2]
+      out[#out + 1] = cmsgpack.pack({ 'err', result[2], result[3] or result[2] })
+    end
+    count = count + 1
+    if CMD == 'acquire' then
+      left = left - 1
     end
   end
+  give_back()
   save_pools()
   if total > 0 then
     local header = array_header(total)
     redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
   end
-  return out
+  return { 'okB', now, array_header(count) .. table.concat(out) }
 end
 
 local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
   P = string.sub(META, 1, -3)
+  PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
   CMD = ARGV[1]
-  EV, pools, tickets = {}, {}, {}
+  EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
   local raw_spec = redis.call('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
@@ -1505,19 +1578,21 @@ local function call(keys, args)
     end
   end
   local result = run()
-  if result[1] ~= 'ok' then
+  if result[1] ~= 'ok' and result[1] ~= 'okp' then
     return result
   end
   if string.sub(CMD, 1, 2) ~= 'r_' then
+    give_back()
     save_pools()
     -- A change answers its outcome and events packed: Redis converts a string in one step
     -- where it walks each nested table of an answer (and looks in each for the fields of
     -- its special replies), which cost more than the command itself.
-    local ev = cmsgpack.pack(EV)
+    local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
       redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
-    return { 'okp', cmsgpack.pack(result[2]), ev, now }
+    local packed = result[1] == 'okp' and result[2] or cmsgpack.pack(result[2])
+    return { 'okp', packed, ev, now }
   end
   return { 'ok', result[2], EV, now }
 end
