@@ -73,10 +73,6 @@ pub struct Restored {
     pub id_reserved: u64,
 }
 
-pub(crate) fn pools_json(pools: &[(String, u32)]) -> String {
-    serde_json::to_string(pools).unwrap_or_else(|_| "[]".into())
-}
-
 fn parse_pools(text: &str) -> Result<Vec<(String, u32)>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError(format!("bad pools column `{text}`: {e}")))
 }
@@ -171,8 +167,9 @@ pub(crate) fn load(conn: &Connection) -> Result<Restored, StoreError> {
     // high-water mark is ahead of every id in use (see `writer`), so a restart starts
     // there and never hands out an id twice.
     out.next_id = out.next_id.max(out.id_reserved);
-    // Ids and sequence numbers in rows are below the counters in a healthy journal; take
-    // the maximum anyway so that ids are never reused.
+    // `next_seq` is a reservation too (see `writer`). Ids and arrival numbers in rows are
+    // below the reservations in a healthy journal; take the maximum anyway so that ids
+    // are never reused.
     for l in &out.leases {
         out.next_id = out.next_id.max(l.id + 1);
     }

@@ -2,7 +2,7 @@
 //! The writer thread and the handle the governor talks to.
 
 use crate::records;
-use crate::rows::{self, pools_json, Restored};
+use crate::rows::{self, Restored};
 use crate::waiters::Waiters;
 use crate::StoreError;
 use crate::{CallRecord, Callback, CallbackQuery, Record};
@@ -24,12 +24,27 @@ trait NamesRows {
 }
 
 impl NamesRows for Names {
+    /// `[["pool", units], ...]` (the `pools` column, read back with serde), written
+    /// without serde's owned copies of the names (this runs for every grant).
     fn pools(&self, pools: &[PoolUnits]) -> String {
-        let named: Vec<(String, u32)> =
-            pools.iter().map(|p| (self.pools[p.pool.index()].to_string(), p.units)).collect();
-        pools_json(&named)
+        let mut out = Vec::with_capacity(16 * pools.len() + 2);
+        out.push(b'[');
+        for (i, p) in pools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            // Writing a `str` into a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut out, &*self.pools[p.pool.index()]);
+            out.push(b',');
+            let _ = std::io::Write::write_fmt(&mut out, format_args!("{}", p.units));
+            out.push(b']');
+        }
+        out.push(b']');
+        String::from_utf8(out).unwrap_or_else(|_| "[]".into())
     }
 }
+
 
 struct Batch {
     seq: u64,
@@ -410,7 +425,9 @@ impl Opened {
             names,
             consumer: Box::new(consumer),
             retention_ms: self.retention_ms,
-            id_reserved: self.restored.id_reserved,
+            // The arrival numbers restored start at the `next_seq` row; the block above
+            // them is not reserved yet.
+            on_disk: OnDisk { id_reserved: self.restored.id_reserved, ..OnDisk::default() },
             panic_in_consumer: false,
             committed: Vec::new(),
         };
@@ -481,8 +498,8 @@ struct Writer {
     names: Names,
     consumer: Box<dyn Consumer>,
     retention_ms: u64,
-    /// The id high-water mark on disk.
-    id_reserved: u64,
+    /// What the counters and mean hold times on disk say.
+    on_disk: OnDisk,
     /// [`Fault::PanicInConsumer`] is armed.
     panic_in_consumer: bool,
     commit_times: Arc<CommitTimes>,
@@ -526,6 +543,24 @@ impl Writer {
             }
             self.commit_group(&mut group, durable);
         }
+        self.flush_holds(durable);
+    }
+
+    /// Writes the mean hold times still waiting for their turn (when the journal is
+    /// closed): a restart finds the latest.
+    fn flush_holds(&mut self, durable: &Publisher) {
+        if self.on_disk.holds.is_empty() || durable.borrow().failed.is_some() {
+            return;
+        }
+        let written = self.conn.transaction().map_err(StoreError::from).and_then(|tx| {
+            write_holds(&tx, &self.names, &self.on_disk.holds)?;
+            tx.commit()?;
+            Ok(())
+        });
+        match written {
+            Ok(()) => self.on_disk.holds.clear(),
+            Err(e) => tracing::warn!(error = %e, "Cannot write the pools' mean hold times at close"),
+        }
     }
 
     fn commit_group(&mut self, group: &mut Vec<Batch>, durable: &Publisher) {
@@ -539,7 +574,7 @@ impl Writer {
             // Measured for the commit-time histogram only; nothing decides on it.
             #[allow(clippy::disallowed_methods)]
             let started = std::time::Instant::now();
-            let r = commit(&mut self.conn, &self.names, group, self.retention_ms, &mut self.id_reserved);
+            let r = commit(&mut self.conn, &self.names, group, self.retention_ms, &mut self.on_disk);
             self.commit_times.observe(started.elapsed().as_secs_f64());
             r
         };
@@ -601,7 +636,7 @@ impl Writer {
             return;
         }
         let probe = Batch { seq, events: Vec::new(), next_id, next_seq, records: Vec::new(), holds: Vec::new() };
-        match commit_counters(&mut self.conn, &probe, &mut self.id_reserved) {
+        match commit_counters(&mut self.conn, &probe, &mut self.on_disk) {
             Ok(()) => {
                 if failing {
                     tracing::warn!("A journal commit succeeded again; admission resumes");
@@ -640,25 +675,71 @@ impl Writer {
     }
 }
 
-/// Writes the id counters of `b`, moving the id reservation ahead when less than half
-/// a block is left.
-fn write_counters(tx: &Transaction<'_>, b: &Batch, id_reserved: u64) -> Result<u64, StoreError> {
-    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?;
-    stmt.execute(params!["next_id", b.next_id as i64])?;
-    stmt.execute(params!["next_seq", b.next_seq as i64])?;
-    let mut reserved = id_reserved;
-    if b.next_id.saturating_add(ID_BLOCK / 2) > reserved {
-        reserved = b.next_id.saturating_add(ID_BLOCK);
-        stmt.execute(params!["id_reserved", reserved as i64])?;
-    }
-    Ok(reserved)
+/// What the counter and mean-hold rows on disk say, so that a commit writes only what
+/// must be there: the counters when a reservation moves (once every half block of ids or
+/// arrivals), the pools' mean hold times at most once a second. Each row a commit writes
+/// costs its statement and, most often, one more page in the WAL.
+#[derive(Clone, Debug, Default)]
+struct OnDisk {
+    /// The id high-water mark on disk.
+    id_reserved: u64,
+    /// The arrival number a restart starts at (the `next_seq` row): like ids, arrival
+    /// numbers are reserved ahead, so that a restart never numbers an arrival below one
+    /// handed out before it.
+    seq_reserved: u64,
+    /// Mean hold times not written yet, `(pool index, ms)`, the latest of each pool.
+    holds: Vec<(usize, u64)>,
+    /// When (ledger time, Unix ms) the mean hold times were last written.
+    holds_at: u64,
 }
 
-fn commit_counters(conn: &mut Connection, b: &Batch, id_reserved: &mut u64) -> Result<(), StoreError> {
+/// Mean hold times are written at most this often (ledger time). They only shape waiting
+/// estimates: a crash forgets at most this much of their movement, and a clean close
+/// writes what is left.
+const HOLDS_EVERY_MS: u64 = 1_000;
+
+/// Moves the id and arrival-number reservations ahead when less than half a block of
+/// either is left (`all`: writes both counters in any case). In between, no counter row
+/// is written: a restart starts ids at the reservation and arrival numbers at theirs, both
+/// at least half a block ahead of every number handed out, so nothing is numbered twice
+/// or goes back.
+fn write_counters(tx: &Transaction<'_>, b: &Batch, on_disk: &mut OnDisk, all: bool) -> Result<(), StoreError> {
+    let ids = b.next_id.saturating_add(ID_BLOCK / 2) > on_disk.id_reserved;
+    let seqs = b.next_seq.saturating_add(ID_BLOCK / 2) > on_disk.seq_reserved;
+    if !all && !ids && !seqs {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO counters (name, value) VALUES (?1, ?2)")?;
+    stmt.execute(params!["next_id", b.next_id as i64])?;
+    if ids {
+        on_disk.id_reserved = b.next_id.saturating_add(ID_BLOCK);
+        stmt.execute(params!["id_reserved", on_disk.id_reserved as i64])?;
+    }
+    if seqs {
+        on_disk.seq_reserved = b.next_seq.saturating_add(ID_BLOCK);
+    }
+    if all || seqs {
+        stmt.execute(params!["next_seq", on_disk.seq_reserved.max(b.next_seq) as i64])?;
+    }
+    Ok(())
+}
+
+fn write_holds(tx: &Transaction<'_>, names: &Names, holds: &[(usize, u64)]) -> Result<(), StoreError> {
+    for &(pool, ms) in holds {
+        if let Some(name) = names.pools.get(pool) {
+            tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
+                .execute(params![&**name, ms.min(i64::MAX as u64) as i64])?;
+        }
+    }
+    Ok(())
+}
+
+fn commit_counters(conn: &mut Connection, b: &Batch, on_disk: &mut OnDisk) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
-    let reserved = write_counters(&tx, b, *id_reserved)?;
+    let mut next = on_disk.clone();
+    write_counters(&tx, b, &mut next, true)?;
     tx.commit()?;
-    *id_reserved = reserved;
+    *on_disk = next;
     Ok(())
 }
 
@@ -667,13 +748,12 @@ fn commit(
     names: &Names,
     batches: &[Batch],
     retention_ms: u64,
-    id_reserved: &mut u64,
+    on_disk: &mut OnDisk,
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     let mut latest = 0;
-    // Only each pool's last mean counts: one row write per pool and commit, not one per
-    // release.
-    let mut holds: Vec<(usize, u64)> = Vec::new();
+    // What the disk will say once this commits; nothing changes if it does not.
+    let mut next = on_disk.clone();
     let mut stmts = Stmts::new(&tx);
     for b in batches {
         for e in &b.events {
@@ -683,23 +763,22 @@ fn commit(
         for r in &b.records {
             records::apply(&tx, r)?;
         }
+        // Only each pool's last mean counts.
         for &(pool, ms) in &b.holds {
-            match holds.iter_mut().find(|(p, _)| *p == pool) {
+            match next.holds.iter_mut().find(|(p, _)| *p == pool) {
                 Some(h) => h.1 = ms,
-                None => holds.push((pool, ms)),
+                None => next.holds.push((pool, ms)),
             }
         }
     }
     drop(stmts);
-    for (pool, ms) in holds {
-        if let Some(name) = names.pools.get(pool) {
-            tx.prepare_cached("INSERT OR REPLACE INTO pool_holds (pool, mean_hold_ms) VALUES (?1, ?2)")?
-                .execute(params![&**name, ms.min(i64::MAX as u64) as i64])?;
-        }
+    if !next.holds.is_empty() && latest >= next.holds_at.saturating_add(HOLDS_EVERY_MS) {
+        write_holds(&tx, names, &next.holds)?;
+        next.holds.clear();
+        next.holds_at = latest;
     }
-    let mut reserved = *id_reserved;
     if let Some(b) = batches.iter().rev().find(|b| !b.events.is_empty()) {
-        reserved = write_counters(&tx, b, reserved)?;
+        write_counters(&tx, b, &mut next, false)?;
     }
     if latest > retention_ms {
         // Outcomes older than the retention time are forgotten by the ledger too.
@@ -707,7 +786,7 @@ fn commit(
             .execute(params![(latest - retention_ms).min(i64::MAX as u64) as i64])?;
     }
     tx.commit()?;
-    *id_reserved = reserved;
+    *on_disk = next;
     Ok(())
 }
 
@@ -870,4 +949,34 @@ pub fn read_counter(conn: &Connection, name: &str) -> Result<Option<u64>, StoreE
         .query_row("SELECT value FROM counters WHERE name = ?1", params![name], |r| r.get::<_, i64>(0))
         .optional()?
         .map(|v| v as u64))
+}
+
+#[cfg(test)]
+mod pools_column {
+    use super::NamesRows;
+    use callgate_backend::Names;
+    use callgate_core::{PoolId, PoolUnits};
+
+    /// The column is what serde writes for `[(name, units)]`, escapes included, so the
+    /// restore's serde reader reads it back.
+    #[test]
+    fn is_what_serde_writes() {
+        let names = Names {
+            pools: vec!["acct".into(), "we \"quote\" \\ and \u{1}".into(), "ünïcode".into()],
+            ..Names::default()
+        };
+        let cases: Vec<Vec<PoolUnits>> = vec![
+            vec![],
+            vec![PoolUnits { pool: PoolId(0), units: 1 }],
+            vec![PoolUnits { pool: PoolId(1), units: 4_000_000_000 }, PoolUnits { pool: PoolId(2), units: 7 }],
+        ];
+        for pools in cases {
+            let named: Vec<(String, u32)> =
+                pools.iter().map(|p| (names.pools[p.pool.index()].to_string(), p.units)).collect();
+            let column = names.pools(&pools);
+            assert_eq!(column, serde_json::to_string(&named).unwrap());
+            let back: Vec<(String, u32)> = serde_json::from_str(&column).unwrap();
+            assert_eq!(back, named);
+        }
+    }
 }

@@ -15,6 +15,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // A request that says it has no body (no `Content-Length` nor chunked body on a
+        // `DELETE`, or `Content-Length: 0`) reads as empty without collecting it: every
+        // release by key is such a request.
+        if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
+            return Ok(JsonBody(None));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(ErrorKind::PayloadTooLarge, "body_too_large", "the request body is larger than allowed")
