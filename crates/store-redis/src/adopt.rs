@@ -1,5 +1,5 @@
 //! What a node's local fallback needs of the ledger (`on_redis_unavailable =
-//! "local_fallback"`, `crates/server/src/cluster/fallback.rs`): a block of ids the ledger
+//! "local_fallback"`, `crates/runtime/src/cluster/fallback.rs`): a block of ids the ledger
 //! never hands out, for the leases the node grants on its own while Redis is unreachable,
 //! and taking those leases into the ledger once Redis answers again, each exactly once.
 
