@@ -45,7 +45,6 @@ impl NamesRows for Names {
     }
 }
 
-
 struct Batch {
     seq: u64,
     events: Vec<Event>,
