@@ -36,16 +36,56 @@ fn module_of(rel: &str) -> String {
     }
 }
 
-/// The modules a file names as `crate::a`, among `modules` (anything else: `lib`). A group
-/// (`crate::{a, b}`) and `super::` paths are not read, as before the split.
-fn named(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+/// How deep a file is in its crate's module tree: `lib.rs` 0, `api.rs` and `api/mod.rs` 1,
+/// `api/acquire.rs` 2; a `super::` climbs one level, and one that reaches the root names
+/// the crate's modules as `crate::` does.
+fn level(rel: &str) -> usize {
+    let parts: Vec<&str> = rel.trim_end_matches(".rs").split('/').collect();
+    match parts.as_slice() {
+        ["lib"] => 0,
+        [.., "mod"] => parts.len() - 1,
+        _ => parts.len(),
+    }
+}
+
+fn ident(s: &str) -> String {
+    s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+}
+
+/// The modules a file at `level` names, among `modules` (anything else: `lib`): through
+/// `crate::a`, a group `crate::{a, b::c}`, and `super::` paths that reach the crate root.
+fn named(text: &str, modules: &BTreeSet<String>, level: usize) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for part in text.split("crate::").skip(1) {
-        let first = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
-        if first.is_empty() {
-            continue;
+    let mut add = |first: String| {
+        if !first.is_empty() {
+            out.insert(if modules.contains(&first) { first } else { "lib".to_string() });
         }
-        out.insert(if modules.contains(&first) { first } else { "lib".to_string() });
+    };
+    let root = "super::".repeat(level.max(1));
+    let mut roots: Vec<&str> = vec!["crate::"];
+    if level > 0 {
+        roots.push(&root);
+    }
+    for prefix in roots {
+        for (i, _) in text.match_indices(prefix) {
+            // `super::super::` seen from a deeper file is not the root of a shallower one.
+            if prefix != "crate::" && text[..i].ends_with("super::") {
+                continue;
+            }
+            let part = &text[i + prefix.len()..];
+            if prefix != "crate::" && part.starts_with("super::") {
+                continue;
+            }
+            match part.strip_prefix('{') {
+                Some(group) => {
+                    let body = group.split('}').next().unwrap_or("");
+                    for item in body.split(',') {
+                        add(ident(item.trim()));
+                    }
+                }
+                None => add(ident(part)),
+            }
+        }
     }
     out
 }
@@ -60,7 +100,8 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     for path in &all {
         let module = module_of(&rel(path));
         let text = std::fs::read_to_string(path).unwrap();
-        let deps = named(&text, &modules).into_iter().filter(|d| *d != module).collect::<BTreeSet<_>>();
+        let deps =
+            named(&text, &modules, level(&rel(path))).into_iter().filter(|d| *d != module).collect::<BTreeSet<_>>();
         graph.entry(module).or_default().extend(deps);
     }
     graph
@@ -110,8 +151,20 @@ fn no_two_modules_of_a_server_crate_name_each_other_in_a_circle() {
 fn the_reader_sees_crate_paths_as_modules() {
     let modules: BTreeSet<String> = ["api", "reload"].map(String::from).into();
     let text = "use crate::api::App;\nuse crate::reload::{Reload};\nlet x = crate::body_error(e);";
-    let got: Vec<String> = named(text, &modules).into_iter().collect();
+    let got: Vec<String> = named(text, &modules, 2).into_iter().collect();
     assert_eq!(got, ["api", "lib", "reload"]);
+    // Groups, and `super::` paths that reach the root (from `twilio/mod.rs`, level 1; from
+    // `twilio/call.rs`, level 2, where one `super::` is its own module).
+    let modules: BTreeSet<String> = ["api", "reload", "twilio", "vapi"].map(String::from).into();
+    let got: Vec<String> = named("use crate::{twilio, vapi::webhook};", &modules, 1).into_iter().collect();
+    assert_eq!(got, ["twilio", "vapi"]);
+    let got: Vec<String> = named("use super::api::App;", &modules, 1).into_iter().collect();
+    assert_eq!(got, ["api"]);
+    let got: Vec<String> = named("use super::call::Call;", &modules, 2).into_iter().collect();
+    assert!(got.is_empty(), "{got:?}");
+    let got: Vec<String> = named("use super::super::reload::Reload;", &modules, 2).into_iter().collect();
+    assert_eq!(got, ["reload"]);
+    assert_eq!((level("lib.rs"), level("api.rs"), level("api/mod.rs"), level("api/acquire.rs")), (0, 1, 1, 2));
     assert_eq!(module_of("api/acquire.rs"), "api");
     assert_eq!(module_of("lib.rs"), "lib");
     assert_eq!(module_of("campaign/run.rs"), "campaign");

@@ -397,13 +397,20 @@ impl Campaigns {
             }
         };
         if let Some(next_at) = not_before {
-            self.audit(&c, &row, 0, now, format!("rescheduled to {next_at}"));
+            // Audited once the store took the new time: a lead picked twice (a refill of
+            // the schedule while this pick was out) finds the row moved and leaves no row.
+            let audit = self.audit_row(&c, &row, 0, now, format!("rescheduled to {next_at}"));
             let lead = Lead { not_before: next_at, ..c.lead };
             let op = LeadOp::Reschedule { lead_id: lead.id, next_at, callback_id: read_callback };
             self.unclaim_pools(&c.pools);
             match self.store.write(vec![op]).await.as_deref() {
                 Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
-                _ => self.give_back(&c.campaign, lead, false),
+                written => {
+                    if written.is_ok() {
+                        self.suppressions.audit(audit);
+                    }
+                    self.give_back(&c.campaign, lead, false)
+                }
             }
             return;
         }
@@ -586,6 +593,19 @@ impl Campaigns {
     /// the campaign's window, the calling rules covering the callee's region, the lists the
     /// campaign honours with their versions, and the callee's local time.
     fn audit(&self, c: &Claim, row: &callgate_store::LeadRow, attempt: u64, now: u64, decision: String) {
+        self.suppressions.audit(self.audit_row(c, row, attempt, now, decision));
+    }
+
+    /// The audit row of a decision on `row`, with the rules and list versions it was made
+    /// under, to be written once the decision took effect.
+    fn audit_row(
+        &self,
+        c: &Claim,
+        row: &callgate_store::LeadRow,
+        attempt: u64,
+        now: u64,
+        decision: String,
+    ) -> callgate_store::AuditRow {
         use callgate_dialer::regions;
         let region = callgate_dialer::phone::normalize(&row.phone, None).ok().and_then(|n| regions::region_of(&n));
         let all = self.config().calling_rules();
@@ -605,7 +625,7 @@ impl Campaigns {
         }
         let lists = self.suppressions.versions(c.dnc_lists.as_deref());
         let local = regions::local_time(c.lead.tz, now);
-        self.suppressions.audit(callgate_store::AuditRow {
+        callgate_store::AuditRow {
             campaign: c.campaign.clone(),
             attempt,
             lead_id: c.lead.id,
@@ -617,7 +637,7 @@ impl Campaigns {
             rules: rules.join("; "),
             lists: lists.iter().map(|(l, v)| format!("{l}@{v}")).collect::<Vec<_>>().join("; "),
             decision,
-        });
+        }
     }
 
     /// When a lead that may not be called at `now` may be (`None`: it may be now): after
@@ -654,7 +674,10 @@ impl Campaigns {
         now: u64,
     ) {
         let attempt = self.store.next_attempt_id();
-        self.audit(c, row, attempt, now, format!("suppressed by {}", hit.list));
+        // Written once the attempt is: a lead picked twice (a refill of the schedule while
+        // this pick was out) finds its row moved (`Stale`) and must leave no audit row of
+        // an attempt that does not exist.
+        let audit = self.audit_row(c, row, attempt, now, format!("suppressed by {}", hit.list));
         let begin = self
             .store
             .write(vec![LeadOp::BeginAttempt(NewAttempt {
@@ -672,6 +695,7 @@ impl Campaigns {
         match begin.as_deref() {
             Ok([LeadOut::Stale]) => self.requeue_as_stored(&c.campaign, c.lead, now),
             Ok(_) => {
+                self.suppressions.audit(audit);
                 self.lock().active.insert(
                     attempt,
                     Active {
