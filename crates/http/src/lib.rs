@@ -9,10 +9,15 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod app;
+pub mod auth;
+pub mod bounds;
+pub mod callers;
 pub mod connections;
 pub mod error;
 pub mod live;
 pub mod reload;
+pub mod router;
 pub mod twilio;
 pub mod vapi;
 

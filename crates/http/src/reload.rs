@@ -27,7 +27,7 @@
 //! limits), `[telemetry]`, and the set and order of pools and of classes (ids in the
 //! ledger and label sets of the metrics follow them).
 
-use crate::api::App;
+use crate::app::App;
 use callgate_config::{Config, ConfigErrors, Env};
 use callgate_governor::NewLedger;
 use callgate_runtime::providers::{Provider, Providers};
@@ -150,7 +150,7 @@ pub async fn reload(app: &App, env: &dyn Env) -> Result<Vec<String>, ReloadFailu
     if !restart.is_empty() {
         return Err(r.failed(ReloadFailure::NeedsRestart(restart)));
     }
-    let keys = crate::api::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
+    let keys = crate::auth::auth_keys(&new, env).map_err(|e| r.failed(ReloadFailure::Unusable(e)))?;
     // Every provider's secrets, read before anything changes.
     let old_providers = app.inbound.providers.current();
     let providers =

@@ -319,8 +319,8 @@ impl Server {
             stopping: tokio::sync::watch::Sender::new(false),
             duties: duties.clone(),
         });
-        let router =
-            api::router(app.clone(), max_body_bytes).merge(api::campaigns::router(app.clone(), max_body_bytes));
+        let router = crate::edges::router::router(app.clone(), max_body_bytes)
+            .merge(api::campaigns::router(app.clone(), max_body_bytes));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;

@@ -1,8 +1,8 @@
 //! `POST /v1/acquire`.
 
 use super::body::{required, Json, JsonBody};
-use super::bounds::Limits;
 use super::{App, Caller};
+use crate::bounds::Limits;
 use crate::error::ApiError;
 use crate::error::ErrorBody;
 use axum::extract::State;

@@ -3,11 +3,9 @@
 
 #[doc(hidden)]
 pub mod acquire;
-mod auth;
 #[doc(hidden)]
-pub use auth::auth_keys;
+pub use crate::auth::auth_keys;
 pub(crate) mod body;
-mod bounds;
 mod callbacks;
 pub mod campaigns;
 pub mod dnc;
@@ -19,84 +17,26 @@ mod pools;
 mod summary;
 mod tickets;
 
-pub use auth::{constant_time_eq, Caller, EventsCaller, Keys};
-pub use bounds::Limits;
+pub use crate::app::App;
+pub use crate::auth::{constant_time_eq, Caller, EventsCaller, Keys};
+pub use crate::bounds::Limits;
 
-use crate::error::{ApiError, ErrorBody, ErrorKind};
-use crate::{twilio, vapi};
-use axum::extract::{DefaultBodyLimit, State};
+use crate::error::{ApiError, ErrorBody};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use callgate_events::live::{Live, Resume};
-use callgate_events::metrics::Metrics;
-use callgate_governor::Governor;
-use callgate_runtime::inbound::Inbound;
+use callgate_events::live::Resume;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
-/// What every handler shares.
-#[derive(Debug)]
-pub struct App {
-    /// The governor.
-    pub governor: Arc<Governor>,
-    /// The metrics registry.
-    pub metrics: Arc<Metrics>,
-    /// Live events.
-    pub live: Live,
-    /// API keys.
-    pub keys: Keys,
-    /// Bounds on what clients send.
-    pub limits: Limits,
-    /// Flows, menus and providers, for the provider webhooks.
-    pub inbound: Arc<Inbound>,
-    /// What each caller in a Twilio waiting room was last told.
-    pub waiting_room: twilio::WaitingRoom,
-    /// The overflow chain each Twilio caller walks, frozen when their overflow started.
-    pub overflow_chains: twilio::OverflowChains,
-    /// Where the provider webhooks publish call events (the dialer subscribes).
-    pub bus: callgate_events::bus::Bus,
-    /// The campaign dialer (the campaign API, its metrics, a reload's new flows).
-    pub campaigns: Arc<callgate_runtime::campaign::Campaigns>,
-    /// The configuration in force, and reloading it.
-    pub reload: crate::reload::Reload,
-    /// The `[[schedules]]` in force (the schedule ticker and a reload put them in force).
-    pub schedules: Arc<callgate_runtime::schedule::Schedules>,
-    /// The forecast plans (`GET /v1/forecast`, the forecast reserves in `/v1/pools`).
-    pub forecasts: Arc<callgate_runtime::forecast::Forecasts>,
-    /// The providers' reconcilers (a reload restarts them as the providers change).
-    pub reconcilers: callgate_runtime::reconcile::Reconcilers,
-    /// Set when the server stops: event streams end then (they never end on their own,
-    /// and a client that sees the end knows the server went away and reconnects).
-    pub stopping: tokio::sync::watch::Sender<bool>,
-    /// Whether this node runs the singleton duties (always, on the embedded store).
-    pub duties: Arc<callgate_runtime::cluster::Duties>,
-}
-
-impl App {
-    /// What booking a callback touches.
-    pub fn effects(&self) -> callgate_runtime::inbound::Effects<'_> {
-        callgate_runtime::inbound::Effects { governor: &self.governor, metrics: &self.metrics, live: &self.live }
-    }
-
-    /// What reconciliation works with.
-    pub fn reconcile_handles(&self) -> callgate_runtime::reconcile::Handles {
-        callgate_runtime::reconcile::Handles {
-            governor: self.governor.clone(),
-            live: self.live.clone(),
-            metrics: self.metrics.clone(),
-            inbound: self.inbound.clone(),
-            dialer: self.campaigns.clone(),
-        }
-    }
-}
-
-/// The router of the whole API.
-pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+/// The API's routes (v1, health, metrics, the document) on the edge's state; the
+/// webhooks and the live page join them in the edge's router (`router.rs`).
+pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/acquire", post(acquire::acquire))
         .route("/v1/tickets/{id}", get(tickets::status).delete(tickets::cancel))
@@ -118,33 +58,10 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .route("/v1/callbacks", get(callbacks::list))
         .route("/v1/calls", get(callbacks::calls))
         .route("/v1/calls/summary", get(summary::summary))
-        // The `webhook` span wraps these two routes only: a layer on the whole router
-        // cloned a boxed service and boxed a future on every request (the API's too).
-        .route(
-            "/webhooks/vapi/{provider}",
-            post(vapi::webhook).layer(axum::middleware::from_fn(callgate_runtime::telemetry::webhook_span)),
-        )
-        .route(
-            "/webhooks/twilio/{provider}/{endpoint}",
-            post(twilio::webhook).layer(axum::middleware::from_fn(callgate_runtime::telemetry::webhook_span)),
-        )
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .merge(dnc::routes())
-        .merge(crate::live::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(app)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorKind::MethodNotAllowed, "method_not_allowed", "this method is not served on this path")
 }
 
 /// What `GET /healthz` answers.

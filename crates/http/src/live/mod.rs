@@ -7,7 +7,7 @@
 //! sessionStorage, and sends it as a bearer token (and as `?token=` to `/v1/events`,
 //! since `EventSource` cannot set headers).
 
-use super::api::App;
+use crate::app::App;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;

@@ -1,11 +1,11 @@
 //! One Twilio request about one call: admission, the waiting room, the overflow chain,
 //! callbacks, voicemail and the call's end.
 
-use super::chains::Chain;
 use super::form::Params;
 use super::twiml::{Dialed, Twiml, Verb};
 use super::Endpoint;
-use crate::api::App;
+use crate::app::App;
+use crate::callers::Chain;
 use crate::error::ApiError;
 use callgate_config::{FlowConfig, Overflow, OverflowAction};
 use callgate_core::TicketId;

@@ -36,15 +36,12 @@
 //! statuses are handed to the dialer as well.
 
 mod call;
-mod chains;
 mod spill;
-mod waiting;
 
-pub use chains::OverflowChains;
-pub use waiting::WaitingRoom;
+pub use crate::callers::{OverflowChains, WaitingRoom};
 
-use super::api::App;
 use super::{body_error, webhook_outcome};
+use crate::app::App;
 use crate::error::{ApiError, ErrorKind};
 use axum::extract::{Path, Request, State};
 use axum::http::header;

@@ -28,8 +28,8 @@ mod reply;
 
 pub use callgate_runtime::providers::forward::Forwarder;
 
-use super::api::App;
 use super::{body_error, webhook_outcome};
+use crate::app::App;
 use crate::error::{ApiError, ErrorKind};
 use auth::Check;
 use axum::body::Bytes;

@@ -1,7 +1,6 @@
 //! Bearer API keys with roles. Without configured keys (loopback only) every caller is
 //! an admin.
 
-use super::App;
 use crate::error::{ApiError, ErrorKind};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -145,11 +144,17 @@ fn bearer(header: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-impl FromRequestParts<Arc<App>> for Caller {
+/// A state that holds the API keys: what the extractors below read.
+pub trait HasKeys {
+    /// The keys callers present.
+    fn keys(&self) -> &Keys;
+}
+
+impl<S: HasKeys + Send + Sync> FromRequestParts<Arc<S>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if app.keys.is_empty() {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<S>) -> Result<Self, ApiError> {
+        if app.keys().is_empty() {
             return Ok(Caller { role: Role::Admin, name: None });
         }
         let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
@@ -159,7 +164,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             .ok_or_else(|| unauthorized("missing Authorization: Bearer <token>"))?;
         let token = bearer(header.as_bytes())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        match app.keys.role_of(token) {
+        match app.keys().role_of(token) {
             Some((name, role)) => Ok(Caller { role, name: Some(name) }),
             None => Err(unauthorized("unknown token")),
         }
@@ -172,11 +177,11 @@ impl FromRequestParts<Arc<App>> for Caller {
 #[derive(Clone, Debug)]
 pub struct EventsCaller(pub Caller);
 
-impl FromRequestParts<Arc<App>> for EventsCaller {
+impl<S: HasKeys + Send + Sync> FromRequestParts<Arc<S>> for EventsCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if app.keys.is_empty() || parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<S>) -> Result<Self, ApiError> {
+        if app.keys().is_empty() || parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
             return Caller::from_request_parts(parts, app).await.map(EventsCaller);
         }
         let token = parts.uri.query().and_then(|q| {
@@ -184,7 +189,7 @@ impl FromRequestParts<Arc<App>> for EventsCaller {
         });
         let unauthorized = |m: &str| ApiError::new(ErrorKind::Unauthorized, "unauthorized", m);
         let token = token.ok_or_else(|| unauthorized("missing Authorization: Bearer <token> (or ?token=…)"))?;
-        match app.keys.role_of(token.as_bytes()) {
+        match app.keys().role_of(token.as_bytes()) {
             Some((name, role)) => Ok(EventsCaller(Caller { role, name: Some(name) })),
             None => Err(unauthorized("unknown token")),
         }
