@@ -339,6 +339,11 @@ struct Inner {
     by_call: FxHashMap<String, u64>,
     /// Units claimed but not yet granted, by pool (so one loop pass does not over-claim).
     pending: FxHashMap<String, u32>,
+    /// Leads taken from a schedule whose dial has not finished (`run::Picked`): neither in
+    /// the schedule nor an active attempt yet, and so left alone by the pacer's refresh
+    /// and a takeover, which would schedule them a second time. Counted: a lead given back
+    /// during its dial may be picked again before that dial's end is counted.
+    picked: FxHashMap<u64, u32>,
     rr: usize,
     /// Booked callbacks already taken (or found taken) in this run.
     seen_callbacks: rustc_hash::FxHashSet<u64>,

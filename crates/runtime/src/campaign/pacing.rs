@@ -314,8 +314,13 @@ impl Campaigns {
             Ok(Ok(pending)) => {
                 let now = self.now();
                 let mut inner = self.lock();
-                let following: FxHashSet<u64> =
-                    inner.active.values().filter(|a| a.campaign == name).map(|a| a.lead.id).collect();
+                let following: FxHashSet<u64> = inner
+                    .active
+                    .values()
+                    .filter(|a| a.campaign == name)
+                    .map(|a| a.lead.id)
+                    .chain(inner.picked.keys().copied())
+                    .collect();
                 if let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) {
                     let mut sched = Scheduler::new();
                     let mut zones: FxHashMap<String, Tz> = FxHashMap::default();
@@ -365,8 +370,13 @@ impl Campaigns {
         let now = self.now();
         if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || store.due(&campaign, now, REFRESH_MAX)).await {
             let mut inner = self.lock();
-            let following: FxHashSet<u64> =
-                inner.active.values().filter(|a| a.campaign == name).map(|a| a.lead.id).collect();
+            let following: FxHashSet<u64> = inner
+                .active
+                .values()
+                .filter(|a| a.campaign == name)
+                .map(|a| a.lead.id)
+                .chain(inner.picked.keys().copied())
+                .collect();
             let mut added = false;
             if let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) {
                 for p in due {

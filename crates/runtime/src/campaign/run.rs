@@ -73,6 +73,25 @@ fn headroom(pool: &PoolInfo, class_priority: i32, priorities: &FxHashMap<&str, i
     i64::from(pool.cap) - pool.used as i64 - reserved_above - i64::from(pending)
 }
 
+/// A lead from its pick until its dial is done, however that ends (also when the task is
+/// cancelled or panics): by then it is an active attempt, back in its schedule, or ended.
+struct Picked {
+    campaigns: Arc<Campaigns>,
+    lead: u64,
+}
+
+impl Drop for Picked {
+    fn drop(&mut self) {
+        let mut inner = self.campaigns.lock();
+        if let Some(n) = inner.picked.get_mut(&self.lead) {
+            *n -= 1;
+            if *n == 0 {
+                inner.picked.remove(&self.lead);
+            }
+        }
+    }
+}
+
 impl Campaigns {
     pub(super) fn spawn_tasks(self: &Arc<Self>) {
         let mut tasks = Vec::new();
@@ -192,7 +211,11 @@ impl Campaigns {
             match self.claim(now, &pools) {
                 Some(claim) => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.dial(claim).await });
+                    let picked = Picked { campaigns: self.clone(), lead: claim.lead.id };
+                    tokio::spawn(async move {
+                        let _picked = picked;
+                        me.dial(claim).await
+                    });
                 }
                 None => {
                     self.idle_rounds.send_modify(|n| *n = n.saturating_add(1));
@@ -283,6 +306,7 @@ impl Campaigns {
             };
             rt.bucket.take();
             rt.live += 1;
+            *inner.picked.entry(lead.id).or_default() += 1;
             rt.caller_rr = rt.caller_rr.wrapping_add(1);
             for (p, units) in &req {
                 *inner.pending.entry(p.clone()).or_default() += units;
@@ -397,8 +421,8 @@ impl Campaigns {
             }
         };
         if let Some(next_at) = not_before {
-            // Audited once the store took the new time: a lead picked twice (a refill of
-            // the schedule while this pick was out) finds the row moved and leaves no row.
+            // Audited once the store took the new time: a lead whose row moved since it was
+            // read (`Stale`: another pacer's attempt, a callback taken) leaves no row.
             let audit = self.audit_row(&c, &row, 0, now, format!("rescheduled to {next_at}"));
             let lead = Lead { not_before: next_at, ..c.lead };
             let op = LeadOp::Reschedule { lead_id: lead.id, next_at, callback_id: read_callback };
@@ -674,9 +698,9 @@ impl Campaigns {
         now: u64,
     ) {
         let attempt = self.store.next_attempt_id();
-        // Written once the attempt is: a lead picked twice (a refill of the schedule while
-        // this pick was out) finds its row moved (`Stale`) and must leave no audit row of
-        // an attempt that does not exist.
+        // Written once the attempt is: a lead whose row moved since it was read (`Stale`:
+        // another pacer's attempt, a callback taken) must leave no audit row of an attempt
+        // that does not exist.
         let audit = self.audit_row(c, row, attempt, now, format!("suppressed by {}", hit.list));
         let begin = self
             .store
