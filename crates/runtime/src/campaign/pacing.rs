@@ -221,6 +221,19 @@ impl Pacing {
     }
 }
 
+/// The leads of `name` this node has in hand outside its schedule: active attempts, and
+/// leads picked whose dial has not finished. Reading the store's leads into the schedule
+/// leaves them out, or they would be dialed a second time (found `Stale`, at best).
+fn in_hand(inner: &super::Inner, name: &str) -> FxHashSet<u64> {
+    inner
+        .active
+        .values()
+        .filter(|a| a.campaign == name)
+        .map(|a| a.lead.id)
+        .chain(inner.picked.keys().copied())
+        .collect()
+}
+
 impl Campaigns {
     /// Whether this node may dial `campaign` now (see [`Pacing::paces`]).
     pub(super) fn paces(&self, campaign: &str) -> bool {
@@ -314,13 +327,7 @@ impl Campaigns {
             Ok(Ok(pending)) => {
                 let now = self.now();
                 let mut inner = self.lock();
-                let following: FxHashSet<u64> = inner
-                    .active
-                    .values()
-                    .filter(|a| a.campaign == name)
-                    .map(|a| a.lead.id)
-                    .chain(inner.picked.keys().copied())
-                    .collect();
+                let following = in_hand(&inner, name);
                 if let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) {
                     let mut sched = Scheduler::new();
                     let mut zones: FxHashMap<String, Tz> = FxHashMap::default();
@@ -370,13 +377,7 @@ impl Campaigns {
         let now = self.now();
         if let Ok(Ok(due)) = tokio::task::spawn_blocking(move || store.due(&campaign, now, REFRESH_MAX)).await {
             let mut inner = self.lock();
-            let following: FxHashSet<u64> = inner
-                .active
-                .values()
-                .filter(|a| a.campaign == name)
-                .map(|a| a.lead.id)
-                .chain(inner.picked.keys().copied())
-                .collect();
+            let following = in_hand(&inner, name);
             let mut added = false;
             if let Some(rt) = inner.list.iter_mut().find(|r| r.name == name) {
                 for p in due {
