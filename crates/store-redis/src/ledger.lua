@@ -1126,6 +1126,27 @@ local function present(v)
   return v
 end
 
+-- A lease from its row: {id, key, class, flow, pools, granted, expires, ttl, meta, owner}.
+local function lease_of_row(a)
+  return { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
+    m = present(a[9]), o = present(a[10]) }
+end
+
+-- Puts a lease that comes from outside the ledger (a restore, an adoption) in its place:
+-- counted in its pools, found by its key and its expiry, stored.
+local function put_back(l)
+  for j = 1, #l.p, 2 do
+    local p = pool(l.p[j])
+    p.used = p.used + l.p[j + 1]
+    p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
+  end
+  if l.k then
+    redis.call('HSET', PK, l.k, 'L' .. s(l.id))
+  end
+  redis.call('ZADD', PX, l.x, pad(l.id))
+  redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+end
+
 local function reassert(new, st)
   init(new)
   for _, lim in ipairs(st.limits) do
@@ -1134,18 +1155,7 @@ local function reassert(new, st)
     p.cap = lim[2]
   end
   for _, a in ipairs(st.leases) do
-    local l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
-      m = present(a[9]), o = present(a[10]) }
-    for j = 1, #l.p, 2 do
-      local p = pool(l.p[j])
-      p.used = p.used + l.p[j + 1]
-      p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
-    end
-    if l.k then
-      redis.call('HSET', PK, l.k, 'L' .. s(l.id))
-    end
-    redis.call('ZADD', PX, l.x, pad(l.id))
-    redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+    put_back(lease_of_row(a))
   end
   for _, a in ipairs(st.tickets) do
     enqueue({ id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], s = a[6], e = a[7], d = a[8],
@@ -1158,7 +1168,7 @@ local function reassert(new, st)
   redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
 end
 
--- ----- local fallback (crates/server/src/cluster/fallback.rs) -----------------------------------
+-- ----- local fallback (crates/runtime/src/cluster/fallback.rs) ----------------------------------
 
 -- How long the id of an adopted lease is remembered (P:A), so a retried adoption changes nothing.
 local ADOPTED_KEEP_MS = 7 * 24 * 3600 * 1000
@@ -1182,21 +1192,11 @@ local function adopt(list, at)
         clashes = clashes + 1
         l = nil
       elseif not l then
-        l = { id = a[1], k = present(a[2]), c = a[3], f = present(a[4]), p = a[5], g = a[6], x = a[7], t = a[8],
-          m = present(a[9]), o = present(a[10]) }
+        l = lease_of_row(a)
         if l.k and redis.call('HEXISTS', PK, l.k) == 1 then
           l.k = nil
         end
-        for j = 1, #l.p, 2 do
-          local p = pool(l.p[j])
-          p.used = p.used + l.p[j + 1]
-          p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
-        end
-        if l.k then
-          redis.call('HSET', PK, l.k, 'L' .. s(l.id))
-        end
-        redis.call('ZADD', PX, l.x, pad(l.id))
-        redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+        put_back(l)
         EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
