@@ -212,6 +212,8 @@ end
 -- (Redis functions do not roll back) leaves the counter at the block's end: numbers may
 -- be skipped then, never handed out twice. Per call: reset by `call`.
 local counters, left
+-- Whether a command failed midway in this call and the pools were counted again (`run_guarded`).
+local recounted
 
 local function next_of(name)
   local c = counters[name]
@@ -665,13 +667,23 @@ local function tick(at_now)
   while true do
     local lat, lid = first_due(PX, at_now)
     local tat, tid = first_due(PD, at_now)
+    -- (An expiry or deadline whose lease or ticket is gone, left by a command that failed
+    -- midway, is dropped.)
     if lat and (tat == nil or lat <= tat) then
       local l = take_lease(lid)
-      end_lease(l, lat, true)
+      if l then
+        end_lease(l, lat, true)
+      else
+        redis.call('ZREM', PX, pad(lid))
+      end
     elseif tat then
       local t = dequeue(tid)
-      end_ticket(t, 't', tat)
-      dispatch(pools_of(t.p), tat)
+      if t then
+        end_ticket(t, 't', tat)
+        dispatch(pools_of(t.p), tat)
+      else
+        redis.call('ZREM', PD, pad(tid))
+      end
     else
       break
     end
@@ -923,11 +935,14 @@ local function acquire(a)
   end
   local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
   if key then
+    -- (A key whose lease or ticket is gone, left by a command that failed midway, is no
+    -- key: the grant or ticket below takes it over.)
     local kind, id = key_ref(key)
-    if kind == 'L' then
-      return { 'ok', { 'G', id, true, lease_out(get_lease(id)) } }
-    elseif kind == 'T' then
-      local t = get_ticket(id)
+    local l = kind == 'L' and get_lease(id)
+    local t = kind == 'T' and get_ticket(id)
+    if l then
+      return { 'ok', { 'G', id, true, lease_out(l) } }
+    elseif t then
       local pos, eta = position_of(t)
       return { 'ok', { 'Q', id, pos, eta, t.d, true, ticket_out(t) } }
     end
@@ -1460,6 +1475,33 @@ end
 -- The commands a batch may carry (batch.rs): the request paths'.
 local BATCHED = { acquire = true, release = true, renew = true, cancel = true, end_call = true }
 
+-- The commands run by `run_guarded`: those a node sends all the time and that change only
+-- leases, tickets and the pools' counts.
+local GUARDED = { acquire = true, release = true, renew = true, cancel = true, end_call = true, tick = true, repair = true }
+
+-- `run`, for a command that may fail midway: a bug, or a key of the domain changed by
+-- hand. Redis functions do not roll back, so what the command wrote before the error
+-- stays, while the pools in memory may count only part of it (a lease stored without its
+-- units would let the ledger admit past the limit). The command answers an error, its
+-- events are dropped, and the pools' counts, lines and waiting counts are taken again from
+-- the leases and tickets stored, as a reload does (`rebuild`): the pools count exactly
+-- what is held. In a batch, the commands before it keep their answers, events and counts,
+-- and those after it run. A key, expiry or deadline it left without its lease or ticket
+-- is dropped where it is next met (acquire, tick).
+local function run_guarded()
+  local ok, result = pcall(run)
+  if ok then
+    return result
+  end
+  local message = type(result) == 'table' and (result.err or result.msg) or tostring(result)
+  redis.log(redis.LOG_WARNING, 'callgate: the ledger command ' .. CMD .. ' failed (' .. message
+    .. '); counting the pools again from the leases and tickets held')
+  EV = {}
+  rebuild(spec)
+  recounted = true
+  return fail('internal', 'the ledger command ' .. CMD .. ' failed: ' .. message)
+end
+
 -- The header of a MessagePack array of n items, as cmsgpack writes it.
 local function array_header(n)
   if n < 16 then
@@ -1503,7 +1545,7 @@ local function batch(args)
     CMD, ARGV, EV = sub[1], sub, {}
     local result
     if BATCHED[CMD] then
-      result = run()
+      result = run_guarded()
     else
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
@@ -1541,7 +1583,7 @@ local function call(keys, args)
   P = string.sub(META, 1, -3)
   PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
   CMD = ARGV[1]
-  EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
+  EV, pools, tickets, counters, left, recounted = {}, {}, {}, {}, 1, false
   local raw_spec = redis.call('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
@@ -1577,8 +1619,17 @@ local function call(keys, args)
       return refused
     end
   end
-  local result = run()
+  local result
+  if GUARDED[CMD] then
+    result = run_guarded()
+  else
+    result = run()
+  end
   if result[1] ~= 'ok' and result[1] ~= 'okp' then
+    if recounted then
+      give_back()
+      save_pools()
+    end
     return result
   end
   if string.sub(CMD, 1, 2) ~= 'r_' then
