@@ -1,7 +1,8 @@
 //! What a node's local fallback needs of the ledger (`on_redis_unavailable =
 //! "local_fallback"`, `crates/runtime/src/cluster/fallback.rs`): a block of ids the ledger
 //! never hands out, for the leases the node grants on its own while Redis is unreachable,
-//! and taking those leases into the ledger once Redis answers again, each exactly once.
+//! taking those leases into the ledger once Redis answers again, each exactly once, and
+//! the nodes' presence, by which the ledger holds back the shares of nodes that went silent.
 
 use crate::{wire, RedisLedger};
 use callgate_backend::Error;
@@ -94,6 +95,41 @@ impl RedisLedger {
         };
         let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
         Ok(Adoption { adopted, clashes, events })
+    }
+
+    /// Node `node`'s presence (it reaches Redis now), with the share of each pool it would
+    /// take if it went local now (`shares`, one per pool, 0 for a pool that fails closed).
+    /// From Redis's now + `lapse_ms` without another presence the node is *silent*: its
+    /// shares count as used for admission in the shared ledger (no grant, no ticket's, uses
+    /// them) until Redis's now + `lapse_ms` + `keep_ms`. A silent node that says it again
+    /// frees what was held back for it (the waiting lines are walked). Answers the units
+    /// held back for silent nodes now, by pool.
+    pub fn presence(&self, node: &str, lapse_ms: u64, keep_ms: u64, shares: &[u32]) -> Result<Vec<u64>, Error> {
+        if node.is_empty() || node.len() > 128 || shares.is_empty() {
+            return Err(Error::invalid(format!(
+                "bad presence of node {node:?}: 1 to 128 characters, one share a pool"
+            )));
+        }
+        let shares: Vec<String> = shares.iter().map(u32::to_string).collect();
+        self.presence_call(node, lapse_ms, keep_ms, shares.join(","))
+    }
+
+    /// Node `node` leaves cleanly (its presence is removed: nothing is held back for it).
+    pub fn leave(&self, node: &str) -> Result<(), Error> {
+        self.presence_call(node, 0, 0, String::new()).map(|_| ())
+    }
+
+    fn presence_call(&self, node: &str, lapse_ms: u64, keep_ms: u64, shares: String) -> Result<Vec<u64>, Error> {
+        let max = crate::spec::MAX_MS;
+        let args = [node.to_owned(), lapse_ms.min(max).to_string(), keep_ms.min(max).to_string(), shares];
+        let parts = self.call("presence", &args)?;
+        let Some(outcome) = parts.first() else {
+            return Err(Error::internal(format!("presence answered {parts:?}")));
+        };
+        match wire::list(outcome, "held back units")? {
+            [_, held @ ..] => held.iter().map(wire::int).collect(),
+            [] => Err(Error::internal("presence answered nothing")),
+        }
     }
 
     /// Whether Redis answers but holds no ledger for the domain (it restarted empty): a
