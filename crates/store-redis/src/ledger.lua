@@ -33,7 +33,8 @@
 --   P:A   zset   ids of leases adopted from a node's local fallback, scored by when
 --   P:nodes zset  nodes with local_fallback pools, scored by when each turns silent (its
 --                last presence + its lapse, Redis ms)
---   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..."
+--   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..." (the
+--                shares it declared at its last presence)
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
@@ -1256,15 +1257,17 @@ local function forget_lapsed(at)
   return ended
 end
 
--- The node's presence at `at` (Redis ms), silent from at + lapse, its shares (`u0,u1,...`)
--- held back until at + lapse + keep; or with `shares` nil its clean leave. When a silent
--- node's hold-back ends, every pool's line is walked (what was held back is free).
--- Answers what is held back for silent nodes now, by pool.
-local function presence(node, lapse, keep, shares, at)
+-- The node's presence at `at` (Redis ms), silent from at + lapse; or with `most` nil its
+-- clean leave. It declares, for each pool, the least of what it asks (`most`: `u0,u1,...`,
+-- 0 for a pool it does not admit on alone) and its share of what is free now,
+-- floor((cap - used - held back for the silent nodes) / nodes): held back until
+-- at + lapse + keep if it goes silent. When a silent node's hold-back ends, every pool's
+-- line is walked (what was held back is free). Answers the shares declared and what is
+-- held back for silent nodes now, by pool.
+local function presence(node, lapse, keep, most, nodes, at)
   local was = tonumber(redis.call('ZSCORE', P .. ':nodes', node) or '')
-  if shares then
+  if most then
     redis.call('ZADD', P .. ':nodes', at + lapse, node)
-    redis.call('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, shares))
   else
     redis.call('ZREM', P .. ':nodes', node)
     redis.call('HDEL', P .. ':ns', node)
@@ -1274,11 +1277,23 @@ local function presence(node, lapse, keep, shares, at)
   if ended or (was and was <= at) then
     dispatch(all_pools(), at)
   end
-  local out = { 'H' }
-  for i = 0, #spec.pools - 1 do
-    out[#out + 1] = held_back(i)
+  local declared, holds = {}, {}
+  if most then
+    local i = 0
+    for u in string.gmatch(most, '%d+') do
+      if i < #spec.pools then
+        local p = pool(i)
+        local share = math.floor(math.max(0, p.cap - p.used - held_back(i)) / nodes)
+        declared[#declared + 1] = math.min(tonumber(u), share)
+      end
+      i = i + 1
+    end
+    redis.call('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, table.concat(declared, ',')))
   end
-  return out
+  for i = 0, #spec.pools - 1 do
+    holds[#holds + 1] = held_back(i)
+  end
+  return { 'H', declared, holds }
 end
 
 -- ----- commands ---------------------------------------------------------------------------------
@@ -1389,12 +1404,13 @@ local function run()
     settle(now)
     return { 'ok', { 'D' } }
   elseif CMD == 'presence' then
-    -- ARGV: node, lapse (ms), keep (ms), shares ("": the node leaves).
-    local lapse, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
-    if not lapse or not keep or not string.match(ARGV[6], '^[%d,]*$') then
-      return fail('invalid', 'presence: lapse, keep and shares must be numbers')
+    -- ARGV: node, lapse (ms), keep (ms), the most it asks of each pool ("": the node
+    -- leaves), how many nodes share the domain.
+    local lapse, keep, nodes = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+    if not lapse or not keep or not nodes or nodes < 1 or not string.match(ARGV[6], '^[%d,]*$') then
+      return fail('invalid', 'presence: lapse, keep, shares and nodes must be numbers')
     end
-    return { 'ok', presence(ARGV[3], lapse, keep, ARGV[6] ~= '' and ARGV[6] or nil, now) }
+    return { 'ok', presence(ARGV[3], lapse, keep, ARGV[6] ~= '' and ARGV[6] or nil, nodes, now) }
   elseif CMD == 'adopt' then
     local adopted, clashes = adopt(cjson.decode(ARGV[3]), now)
     return { 'ok', { 'n', adopted, clashes } }

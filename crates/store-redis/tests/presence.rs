@@ -42,6 +42,11 @@ fn acquire(b: &RedisLedger, wait: u64) -> Decision {
     }
 }
 
+/// A presence of `node` (one of 2) asking `most`: what is held back for silent nodes.
+fn say(b: &RedisLedger, node: &str, most: &[u32]) -> Vec<u64> {
+    b.presence(node, LAPSE, KEEP, most, 2).expect("presence").held
+}
+
 fn granted_ticket(b: &RedisLedger, id: TicketId) -> bool {
     matches!(b.ticket(id), Some(t) if format!("{t:?}").contains("Granted"))
 }
@@ -51,26 +56,31 @@ fn a_silent_nodes_share_is_held_back_until_it_says_it_again_or_its_hold_back_end
     let server = Server::start();
     let clock = ManualClock::at(NOW);
     let b = RedisLedger::open(&server.url, "presence", &spec(), Time::Clock(clock.clone())).expect("open");
-    assert_eq!(b.presence("a", LAPSE, KEEP, &[3]).unwrap(), vec![0], "a present node holds nothing back");
-    assert_eq!(b.presence("b", LAPSE, KEEP, &[2]).unwrap(), vec![0]);
+    assert_eq!(say(&b, "a", &[3]), vec![0], "a present node holds nothing back");
+    assert_eq!(say(&b, "b", &[2]), vec![0]);
     for _ in 0..7 {
         assert!(matches!(acquire(&b, 0), Decision::Granted { .. }));
     }
-    // `a` goes silent (b keeps saying it): its 3 units are held back from the 3 free.
+    // `a` goes silent (b keeps saying it): its 3 units are held back from the 3 free, and
+    // b's share is of what is left.
     clock.advance(LAPSE);
-    assert_eq!(b.presence("b", LAPSE, KEEP, &[1]).unwrap(), vec![3]);
+    let b_says = b.presence("b", LAPSE, KEEP, &[2], 2).unwrap();
+    assert_eq!((b_says.held, b_says.shares), (vec![3], vec![0]), "(10 - 7 - 3) / 2 = 0 for b");
     assert!(matches!(acquire(&b, 0), Decision::Rejected { .. }), "7 used + 3 held back = the limit");
     let Decision::Queued { ticket, .. } = acquire(&b, 600_000) else { panic!("queued") };
     assert_eq!(b.pools()[0].used, 7, "the pool's own view is unchanged");
 
-    // `a` is back: what was held back is free and the line moves.
-    assert_eq!(b.presence("a", LAPSE, KEEP, &[2]).unwrap(), vec![0]);
+    // `a` is back: what was held back is free and the line moves. It asks for 3 again
+    // and declares what is its share now: (10 - 8) / 2.
+    let a_says = b.presence("a", LAPSE, KEEP, &[3], 2).unwrap();
+    assert_eq!((a_says.held, a_says.shares), (vec![0], vec![1]));
     assert!(granted_ticket(&b, ticket), "the waiting ticket is granted when the hold-back ends");
 
     // Silent again, and never back: held back until its last presence + lapse + keep,
     // then forgotten by the sweep, and the line moves.
     clock.advance(LAPSE);
-    assert_eq!(b.presence("b", LAPSE, KEEP, &[0]).unwrap(), vec![2], "8 used, 2 held back");
+    assert_eq!(say(&b, "b", &[0]), vec![1], "a's declared share");
+    assert!(matches!(acquire(&b, 0), Decision::Granted { .. }), "8 used + 1 held back leave one");
     let Decision::Queued { ticket, .. } = acquire(&b, 600_000) else { panic!("queued behind the hold-back") };
     clock.advance(KEEP - 1);
     b.execute(Command::Tick).unwrap();
@@ -78,7 +88,7 @@ fn a_silent_nodes_share_is_held_back_until_it_says_it_again_or_its_hold_back_end
     clock.advance(1);
     b.execute(Command::Tick).unwrap();
     assert!(granted_ticket(&b, ticket), "granted once the hold-back ended");
-    assert_eq!(b.presence("b", LAPSE, KEEP, &[0]).unwrap(), vec![0]);
+    assert_eq!(say(&b, "b", &[0]), vec![0]);
 }
 
 #[test]
@@ -86,13 +96,13 @@ fn a_node_that_leaves_cleanly_holds_nothing_back() {
     let server = Server::start();
     let clock = ManualClock::at(NOW);
     let b = RedisLedger::open(&server.url, "leave", &spec(), Time::Clock(clock.clone())).expect("open");
-    b.presence("a", LAPSE, KEEP, &[4]).unwrap();
+    say(&b, "a", &[4]);
     b.leave("a").unwrap();
     clock.advance(LAPSE);
-    assert_eq!(b.presence("b", LAPSE, KEEP, &[4]).unwrap(), vec![0]);
+    assert_eq!(say(&b, "b", &[4]), vec![0]);
     for _ in 0..10 {
         assert!(matches!(acquire(&b, 0), Decision::Granted { .. }));
     }
-    assert!(b.presence("", LAPSE, KEEP, &[1]).is_err(), "a node has a name");
-    assert!(b.presence("a", LAPSE, KEEP, &[]).is_err(), "and a share of each pool");
+    assert!(b.presence("", LAPSE, KEEP, &[1], 2).is_err(), "a node has a name");
+    assert!(b.presence("a", LAPSE, KEEP, &[], 2).is_err(), "and a share of each pool");
 }

@@ -9,7 +9,8 @@
 //!
 //! **Presence.** Every second ([`spawn_poll`]) the node tells Redis it is there, with the
 //! share of each pool it would take if it went local now ([`presence`],
-//! [`RedisLedger::presence`]). Redis stamps it with its own time; a node whose presence is
+//! [`RedisLedger::presence`]); Redis declares for it the least of that and its share of
+//! what Redis has free at that moment. Redis stamps it with its own time; a node whose presence is
 //! older than [`presence::LAPSE`] is *silent*, and the shared ledger counts its declared
 //! shares as used for admission (no grant, no ticket's, uses them) until its hold-back
 //! ends. So in a partition (this node cannot reach Redis, others can) the others admit
@@ -64,12 +65,12 @@
 //!
 //! **Not covered** (README, "Running several nodes"): grants Redis made between this
 //! node's last presence and its lapse may use its share (the pool can be over its cap by
-//! at most that share until they end); a grant Redis made just before it went away that
-//! this node's stream had not brought yet (the declared share bounds it); and the local
-//! leases of a node killed while in fallback are lost (Redis holds its share back for
-//! the bound above instead). A node Redis never stamped fails closed. A local grant whose
-//! PostgreSQL commit was lost (its caller heard 503) is taken back at the next check,
-//! before any hand-over.
+//! at most that share until they end); the local leases of a node killed while in
+//! fallback are lost (Redis holds its share back for the bound above instead); and a
+//! Redis that comes back empty while a node is cut off has lost the hold-back too (a
+//! restore brings leases, not presences). A node Redis never stamped fails closed. A
+//! local grant whose PostgreSQL commit was lost (its caller heard 503) is taken back at
+//! the next check, before any hand-over.
 
 pub(crate) mod local;
 pub mod presence;

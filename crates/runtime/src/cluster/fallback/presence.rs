@@ -2,8 +2,10 @@
 //! (`local_fallback` in a partition, see the module docs of `fallback`).
 //!
 //! Every second the node tells Redis it is there, with the share of each pool it would take
-//! if it went local now ([`RedisLedger::presence`](callgate_store_redis::RedisLedger::presence)).
-//! Redis stamps it with its own time; [`LAPSE`] after its last stamp the node is *silent*
+//! if it went local now ([`RedisLedger::presence`](callgate_store_redis::RedisLedger::presence)):
+//! Redis declares for it the least of that and its share of what the ledger has free at
+//! that moment (so a view of the stream a little behind cannot make it larger). Redis
+//! stamps it with its own time; [`LAPSE`] after its last stamp the node is *silent*
 //! and the ledger holds its declared shares back from admission. So a node that loses
 //! Redis admits locally only once Redis must already be holding its share back: [`LAPSE`]
 //! plus [`MARGIN`] after the last write it knows Redis stamped was answered (the stamp came
@@ -39,8 +41,9 @@ pub(super) struct Presence {
     /// No presence Redis stamped is later than this: when the last write was answered,
     /// or when a later one failed (it may have run).
     last: Option<Instant>,
-    /// The shares Redis may hold back for this node: those of the last answered write, and
-    /// the least of them and those of every write that failed since (it may have run).
+    /// The shares Redis holds back for this node if it goes silent: those of the last
+    /// answered write; none after a write that failed (it may have run, and Redis may
+    /// have declared less than before: the pool filled meanwhile).
     declared: Vec<u32>,
     /// What Redis held back for silent nodes, by pool, at the last answer.
     pub(super) held: Vec<u64>,
@@ -55,15 +58,15 @@ impl Presence {
         self.held = held;
     }
 
-    /// A write of `shares` failed at `at`: it may have run.
-    pub(super) fn failed(&mut self, at: Instant, shares: &[u32]) {
+    /// A write failed at `at`: it may have run, with shares this node does not know. (The
+    /// check just before it succeeded, so this is rare: then the node fails closed until
+    /// Redis answers again.)
+    pub(super) fn failed(&mut self, at: Instant) {
         if self.sent.is_none() {
             return;
         }
         self.last = Some(at);
-        for (d, s) in self.declared.iter_mut().zip(shares) {
-            *d = (*d).min(*s);
-        }
+        self.declared.iter_mut().for_each(|d| *d = 0);
     }
 
     /// Whether the node may admit on its own at `now`: what it declared (its shares are at
@@ -106,16 +109,17 @@ impl Fallback {
             .collect()
     }
 
-    /// Tells Redis this node is there, with the shares it would take now (see the
-    /// module docs). Blocking.
+    /// Tells Redis this node is there, with the shares it would take now; Redis declares
+    /// the least of those and the node's share of what it has free (see the module docs).
+    /// Blocking.
     pub(super) fn say_present(&self) {
         let shares = self.shares_now(&lock(&self.presence).held);
         let sent = Instant::now();
         let keep = (FALLBACK_MAX + SLACK).as_millis() as u64;
-        match self.redis.presence(&self.node, LAPSE.as_millis() as u64, keep, &shares) {
-            Ok(held) => lock(&self.presence).answered(sent, Instant::now(), shares, held),
+        match self.redis.presence(&self.node, LAPSE.as_millis() as u64, keep, &shares, self.nodes) {
+            Ok(said) => lock(&self.presence).answered(sent, Instant::now(), said.shares, said.held),
             Err(e) => {
-                lock(&self.presence).failed(Instant::now(), &shares);
+                lock(&self.presence).failed(Instant::now());
                 tracing::warn!(error = %e, "Cannot tell Redis this node is there");
             }
         }
@@ -164,18 +168,18 @@ mod tests {
         let max = Duration::from_secs(60);
         let mut p = Presence::default();
         assert!(p.local_terms(ms(100_000), max).is_err(), "never stamped: never local");
-        p.failed(ms(1), &[1]);
+        p.failed(ms(1));
         assert!(p.local_terms(ms(100_000), max).is_err(), "a failed first write does not count");
         p.answered(ms(0), ms(10), vec![3, 0], vec![0, 0]);
         let ready = 10 + (LAPSE + MARGIN).as_millis() as u64;
         assert!(p.local_terms(ms(ready - 1), max).unwrap_err().contains("retry"));
         let (shares, until) = p.local_terms(ms(ready), max).unwrap();
         assert_eq!((shares, until), (&[3, 0][..], ms(0) + LAPSE + max));
-        // A write that failed may have run: it moves the lapse and can only lower the shares.
-        p.failed(ms(1_000), &[2, 5]);
+        // A write that failed may have run: it moves the lapse, and its shares are unknown.
+        p.failed(ms(1_000));
         assert!(p.local_terms(ms(ready), max).is_err());
         let (shares, until) = p.local_terms(ms(ready + 1_000), max).unwrap();
-        assert_eq!((shares, until), (&[2, 0][..], ms(0) + LAPSE + max), "the deadline stays with the answered one");
+        assert_eq!((shares, until), (&[0, 0][..], ms(0) + LAPSE + max), "the deadline stays with the answered one");
         assert!(p.local_terms(until, max).unwrap_err().contains("FALLBACK_MAX"));
     }
 }
