@@ -31,6 +31,10 @@
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
 --   P:duty:<name> string  a duty lease, `<node>|<token>` (duty.rs); fenced commands read it
 --   P:A   zset   ids of leases adopted from a node's local fallback, scored by when
+--   P:nodes zset  nodes with local_fallback pools, scored by when each turns silent (its
+--                last presence + its lapse, Redis ms)
+--   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..." (the
+--                shares it declared at its last presence)
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
@@ -151,8 +155,31 @@ local function need(p, class, units)
   return units + p.ra[class + 1]
 end
 
+-- Units held back for silent nodes (local fallback, see `presence` below), by pool: the
+-- shares the nodes whose presence lapsed declared, until their hold-back ends. Read once
+-- per call, at the first admission check: one ZRANGEBYSCORE, empty while every node is
+-- present. Per call: reset by `call` (and by a change of presence).
+local held
+
+local function held_back(i)
+  if not held then
+    held = {}
+    for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now)) do
+      local ends, shares = string.match(redis.call('HGET', P .. ':ns', node) or '', '^(%d+)|(.*)$')
+      if ends and tonumber(ends) > now then
+        local j = 0
+        for u in string.gmatch(shares, '%d+') do
+          held[j] = (held[j] or 0) + tonumber(u)
+          j = j + 1
+        end
+      end
+    end
+  end
+  return held[i] or 0
+end
+
 local function free(p)
-  return p.cap - p.used
+  return p.cap - p.used - held_back(p.i)
 end
 
 local function can_ever_fit_pool(p, class, units)
@@ -1226,6 +1253,64 @@ local function adopt(list, at)
   return adopted, clashes
 end
 
+-- Presence of the nodes with local_fallback pools: each says every second that it reaches
+-- Redis, and the share of each pool it would take if it went local now. A node whose
+-- presence lapsed is silent: its declared shares count as used for admission (held_back)
+-- until its hold-back ends (its last presence + lapse + keep), so a node cut off from
+-- Redis can admit on its share while the others go on in Redis. Forgets the nodes whose
+-- hold-back ended; answers whether any silent node's hold-back ended here.
+local function forget_lapsed(at)
+  local ended = false
+  for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', at)) do
+    local ends = string.match(redis.call('HGET', P .. ':ns', node) or '', '^(%d+)|')
+    if not ends or tonumber(ends) <= at then
+      redis.call('ZREM', P .. ':nodes', node)
+      redis.call('HDEL', P .. ':ns', node)
+      ended = true
+    end
+  end
+  return ended
+end
+
+-- The node's presence at `at` (Redis ms), silent from at + lapse; or with `most` nil its
+-- clean leave. It declares, for each pool, the least of what it asks (`most`: `u0,u1,...`,
+-- 0 for a pool it does not admit on alone) and its share of what is free now,
+-- floor((cap - used - held back for the silent nodes) / nodes): held back until
+-- at + lapse + keep if it goes silent. When a silent node's hold-back ends, every pool's
+-- line is walked (what was held back is free). Answers the shares declared and what is
+-- held back for silent nodes now, by pool.
+local function presence(node, lapse, keep, most, nodes, at)
+  local was = tonumber(redis.call('ZSCORE', P .. ':nodes', node) or '')
+  if most then
+    redis.call('ZADD', P .. ':nodes', at + lapse, node)
+  else
+    redis.call('ZREM', P .. ':nodes', node)
+    redis.call('HDEL', P .. ':ns', node)
+  end
+  local ended = forget_lapsed(at)
+  held = nil
+  if ended or (was and was <= at) then
+    dispatch(all_pools(), at)
+  end
+  local declared, holds = {}, {}
+  if most then
+    local i = 0
+    for u in string.gmatch(most, '%d+') do
+      if i < #spec.pools then
+        local p = pool(i)
+        local share = math.floor(math.max(0, p.cap - p.used - held_back(i)) / nodes)
+        declared[#declared + 1] = math.min(tonumber(u), share)
+      end
+      i = i + 1
+    end
+    redis.call('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, table.concat(declared, ',')))
+  end
+  for i = 0, #spec.pools - 1 do
+    holds[#holds + 1] = held_back(i)
+  end
+  return { 'H', declared, holds }
+end
+
 -- ----- commands ---------------------------------------------------------------------------------
 
 -- Runs the command CMD with ARGV: answers { 'ok', outcome } (a table, packed or converted by
@@ -1299,6 +1384,10 @@ local function run()
   elseif CMD == 'tick' then
     tick(now)
     lapse_caps(now)
+    if forget_lapsed(now) then
+      held = nil
+      dispatch(all_pools(), now)
+    end
     return { 'ok', { 'D' } }
   elseif CMD == 'settle' then
     settle(now)
@@ -1329,6 +1418,14 @@ local function run()
     end
     settle(now)
     return { 'ok', { 'D' } }
+  elseif CMD == 'presence' then
+    -- ARGV: node, lapse (ms), keep (ms), the most it asks of each pool ("": the node
+    -- leaves), how many nodes share the domain.
+    local lapse, keep, nodes = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+    if not lapse or not keep or not nodes or nodes < 1 or not string.match(ARGV[6], '^[%d,]*$') then
+      return fail('invalid', 'presence: lapse, keep, shares and nodes must be numbers')
+    end
+    return { 'ok', presence(ARGV[3], lapse, keep, ARGV[6] ~= '' and ARGV[6] or nil, nodes, now) }
   elseif CMD == 'adopt' then
     local adopted, clashes = adopt(cjson.decode(ARGV[3]), now)
     return { 'ok', { 'n', adopted, clashes } }
@@ -1583,7 +1680,7 @@ local function call(keys, args)
   P = string.sub(META, 1, -3)
   PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
   CMD = ARGV[1]
-  EV, pools, tickets, counters, left, recounted = {}, {}, {}, {}, 1, false
+  EV, pools, tickets, counters, left, recounted, held = {}, {}, {}, {}, 1, false, nil
   local raw_spec = redis.call('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
