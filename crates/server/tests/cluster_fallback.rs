@@ -455,3 +455,60 @@ async fn in_a_partition_the_cut_off_nodes_share_is_held_back_in_redis_while_it_a
     a.server.unwrap().stop().await;
     b.server.unwrap().stop().await;
 }
+
+/// `GET /v1/cluster/nodes` shows the nodes and which are silent; an admin who knows a
+/// silent node is gone forgets it (`DELETE /v1/cluster/nodes/{node}`), and the others admit
+/// on its share at once rather than after the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_forgets_a_node_that_is_gone_and_its_share_is_free_again() {
+    let redis = Redis::start().await;
+    let mut cut_off = Forwarder::start(redis.port);
+    let a = TestServer::start(&config(&cut_off.url(), "forget", None)).await;
+    let b = TestServer::start(&config(&redis.url, "forget", None)).await;
+    present(&[&a, &b]).await;
+    let (s, nodes) = a.get("/v1/cluster/nodes").await;
+    assert_eq!(s, StatusCode::OK, "{nodes}");
+    let nodes = nodes["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let me = nodes.iter().find(|n| n["this_node"] == true).expect("a knows itself");
+    assert_eq!((&me["silent"], &me["declared"]), (&json!(false), &json!({ "shared": 3, "strict": 0 })), "{me}");
+    let name = me["node"].as_str().unwrap().to_owned();
+
+    cut_off.cut().await;
+    eventually("b sees a's share held back", secs(10), || async { b.pool("shared").await["held_for_silent"] == 3 })
+        .await;
+    let (_, seen) = b.get("/v1/cluster/nodes").await;
+    let silent: Vec<&Value> = seen["nodes"].as_array().unwrap().iter().filter(|n| n["silent"] == true).collect();
+    assert_eq!(silent.len(), 1, "{seen}");
+    assert_eq!(silent[0]["node"], name.as_str());
+    assert!(silent[0]["holds_back_until_ms"].as_u64() > silent[0]["silent_at_ms"].as_u64());
+
+    let path = format!("/v1/cluster/nodes/{}", urlencoding(&name));
+    let (s, v) = b.delete(&path).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "forgotten": name })));
+    let (s, v) = b.delete(&path).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_node")), "{v}");
+    eventually("nothing is held back", secs(10), || async { b.pool("shared").await.get("held_for_silent").is_none() })
+        .await;
+    let mut held = Held::default();
+    for i in 0..6 {
+        assert!(held.acquire(&b, &format!("b{i}")).await.is_some(), "the whole pool admits on b again");
+    }
+    a.server.unwrap().stop().await;
+    b.server.unwrap().stop().await;
+
+    // A node without a pool on local_fallback keeps no presence.
+    let plain = TestServer::start("[[pools]]\nname = \"p\"\nlimit = 1\n").await;
+    let (s, v) = plain.get("/v1/cluster/nodes").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_local_fallback")), "{v}");
+}
+
+/// `name` as one path segment (node names carry ':' and '.': both allowed in a segment).
+fn urlencoding(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

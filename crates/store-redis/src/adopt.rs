@@ -55,6 +55,19 @@ pub struct Declared {
     pub held: Vec<u64>,
 }
 
+/// A node with `local_fallback` pools, as the shared ledger knows it ([`RedisLedger::nodes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePresence {
+    /// Its name (host, listen address and process id).
+    pub node: String,
+    /// When it turns silent without another presence, or turned (Redis ms).
+    pub silent_at: u64,
+    /// When the ledger stops holding its declared shares back, once silent (Redis ms).
+    pub holds_until: u64,
+    /// The share of each pool it declared at its last presence, in configuration order.
+    pub shares: Vec<u32>,
+}
+
 /// Ids above this are never handed out (Lua keeps numbers as doubles: exact below 2^53).
 const MAX_ID: u64 = 1 << 52;
 
@@ -130,6 +143,31 @@ impl RedisLedger {
         }
         let most: Vec<String> = most.iter().map(u32::to_string).collect();
         self.presence_call(node, lapse_ms, keep_ms, most.join(","), nodes.max(1))
+    }
+
+    /// The nodes with `local_fallback` pools that the shared ledger knows (those present,
+    /// and the silent ones whose shares it holds back), with Redis's now.
+    pub fn nodes(&self) -> Result<(Vec<NodePresence>, u64), Error> {
+        let parts = self.call("r_nodes", &[])?;
+        let [outcome, _events, now] = parts.as_slice() else {
+            return Err(Error::internal(format!("r_nodes answered {parts:?}")));
+        };
+        let nodes = wire::list(outcome, "nodes")?
+            .iter()
+            .map(|n| match wire::list(n, "node")? {
+                [node, silent_at, holds_until, shares] => Ok(NodePresence {
+                    node: wire::text(node)?,
+                    silent_at: wire::int(silent_at)?,
+                    holds_until: wire::int(holds_until)?,
+                    shares: wire::list(shares, "shares")?
+                        .iter()
+                        .map(|u| wire::int(u).map(|u| u32::try_from(u).unwrap_or(u32::MAX)))
+                        .collect::<Result<_, _>>()?,
+                }),
+                other => Err(Error::internal(format!("r_nodes answered {other:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((nodes, wire::int(now)?))
     }
 
     /// Node `node` leaves cleanly (its presence is removed: nothing is held back for it).

@@ -1532,6 +1532,21 @@ local function run()
       from = '(' .. ARGV[3]
     end
     return { 'ok', redis.call('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
+  elseif CMD == 'r_nodes' then
+    -- The nodes with local_fallback pools (at most the first 1000 by when they turn
+    -- silent): name, when it turns or turned silent, when the hold-back of its declared
+    -- shares ends, and those shares by pool.
+    local out = {}
+    local all = redis.call('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
+    for j = 1, #all, 2 do
+      local ends, shares = string.match(redis.call('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
+      local list = {}
+      for u in string.gmatch(shares or '', '%d+') do
+        list[#list + 1] = tonumber(u)
+      end
+      out[#out + 1] = { all[j], tonumber(all[j + 1]), tonumber(ends or '0'), list }
+    end
+    return { 'ok', out }
   elseif CMD == 'r_counters' then
     local id = tonumber(redis.call('GET', P .. ':id') or '0')
     local seq = tonumber(redis.call('GET', P .. ':seq') or '0')

@@ -14,6 +14,7 @@
 //! lease runs past that, and Redis stops holding the share back [`SLACK`] after.
 
 use super::{local, lock, Fallback, Mode};
+use callgate_backend::Error;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -95,6 +96,23 @@ impl Presence {
     }
 }
 
+/// A node with `local_fallback` pools as the shared ledger knows it ([`Fallback::nodes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownNode {
+    /// Its name (host, listen address and process id).
+    pub node: String,
+    /// Whether it is the node that answers.
+    pub this_node: bool,
+    /// Whether its presence lapsed: the ledger holds its declared shares back.
+    pub silent: bool,
+    /// When it turns silent without another presence, or turned (Redis's Unix ms).
+    pub silent_at_ms: u64,
+    /// When the ledger stops holding its shares back, once silent (Redis's Unix ms).
+    pub holds_until_ms: u64,
+    /// The share of each pool it declared at its last presence, by pool name.
+    pub declared: Vec<(String, u32)>,
+}
+
 impl Fallback {
     /// The share of each pool this node would take if it went local now: of what the
     /// shared ledger held as last seen, and of what it held back for silent nodes (`held`).
@@ -147,6 +165,39 @@ impl Fallback {
     #[doc(hidden)]
     pub fn present(&self) -> bool {
         !lock(&self.presence).held.is_empty()
+    }
+
+    /// The nodes with `local_fallback` pools that the shared ledger knows: those present,
+    /// and the silent ones whose declared shares it holds back. Blocking.
+    pub fn nodes(&self) -> Result<Vec<KnownNode>, Error> {
+        let (nodes, now) = self.redis.nodes()?;
+        let names: Vec<String> =
+            self.spec.read().unwrap_or_else(|p| p.into_inner()).pools.iter().map(|p| p.name.to_string()).collect();
+        Ok(nodes
+            .into_iter()
+            .map(|n| KnownNode {
+                this_node: n.node == self.node,
+                silent: n.silent_at <= now,
+                declared: names.iter().cloned().zip(n.shares).collect(),
+                node: n.node,
+                silent_at_ms: n.silent_at,
+                holds_until_ms: n.holds_until,
+            })
+            .collect())
+    }
+
+    /// Forgets node `node`, for an operator who knows it is gone (its calls ended): the
+    /// shared ledger stops holding its shares back at once, and the waiting lines move.
+    /// Answers whether the ledger knew it. A node that is not gone but cut off from Redis
+    /// may still admit on its share: forgetting it lets the others admit that share too.
+    /// Blocking.
+    pub fn forget(&self, node: &str) -> Result<bool, Error> {
+        if !self.redis.nodes()?.0.iter().any(|n| n.node == node) {
+            return Ok(false);
+        }
+        self.redis.leave(node)?;
+        tracing::warn!(node, "Forgot a node on an operator's word: its shares are no longer held back");
+        Ok(true)
     }
 
     /// [`Fallback::held_for_silent`] of the pool named `pool`.
