@@ -72,6 +72,7 @@
 //! local grant whose PostgreSQL commit was lost (its caller heard 503) is taken back at
 //! the next check, before any hand-over.
 
+mod flight;
 pub(crate) mod local;
 pub mod presence;
 mod seen;
@@ -167,6 +168,7 @@ impl Fallback {
             used: pools.iter().map(|p| p.used).collect(),
             cap: pools.iter().map(|p| p.cap).collect(),
             doubt: vec![0; pools.len()],
+            in_flight: vec![0; pools.len()],
             ..Seen::default()
         };
         let fallback = Fallback {
@@ -280,17 +282,22 @@ impl Fallback {
         Ok(())
     }
 
-    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
-    /// in use for the shares.
-    fn doubt(&self, cmd: &Command) {
-        let Command::Acquire(req) = cmd else { return };
-        let pools = match &req.target {
+    /// The units an acquire asks for (none for other commands).
+    fn acquire_units(&self, cmd: &Command) -> Vec<callgate_core::PoolUnits> {
+        let Command::Acquire(req) = cmd else { return Vec::new() };
+        match &req.target {
             Target::Pools { pools, .. } => pools.to_vec(),
             Target::Flow(f) => {
                 let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
                 spec.flows.get(f.index()).map(|f| f.pools.clone()).unwrap_or_default()
             }
-        };
+        }
+    }
+
+    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
+    /// in use for the shares.
+    fn doubt(&self, cmd: &Command) {
+        let pools = self.acquire_units(cmd);
         let mut seen = lock(&self.seen);
         for pu in pools {
             if let Some(d) = seen.doubt.get_mut(pu.pool.index()) {
@@ -482,6 +489,15 @@ pub fn spawn_poll(
 impl LedgerBackend for Fallback {
     fn now_ms(&self) -> u64 {
         self.read_local(|_| self.clock.now_ms(), || self.inner.now_ms())
+    }
+
+    /// The request paths' commands go in the wrapped backend's batches while Redis answers
+    /// (`flight.rs`); the rest, and everything while Redis is unreachable, runs `execute`.
+    fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
+        if !self.batches(&cmd) {
+            return Box::pin(std::future::ready(self.execute(cmd)));
+        }
+        Box::pin(self.execute_batched(cmd))
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {

@@ -121,7 +121,7 @@ impl Fallback {
         (0..self.policy.len())
             .map(|i| {
                 let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
-                let in_use = at(&seen.used) + at(&seen.doubt) + at(held);
+                let in_use = at(&seen.used) + at(&seen.doubt) + at(&seen.in_flight) + at(held);
                 local::share(self.policy[i], seen.cap.get(i).copied().unwrap_or(0), in_use, self.nodes)
             })
             .collect()
