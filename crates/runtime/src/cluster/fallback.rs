@@ -297,13 +297,7 @@ impl Fallback {
     /// An acquire whose answer was lost: Redis may have granted it, so its units count as
     /// in use for the shares.
     fn doubt(&self, cmd: &Command) {
-        let pools = self.acquire_units(cmd);
-        let mut seen = lock(&self.seen);
-        for pu in pools {
-            if let Some(d) = seen.doubt.get_mut(pu.pool.index()) {
-                *d += u64::from(pu.units);
-            }
-        }
+        flight::count(&mut lock(&self.seen).doubt, &self.acquire_units(cmd), true);
     }
 
     fn run_local(&self, local: &mut Local, cmd: Command) -> Result<Executed, Error> {

@@ -23,40 +23,33 @@ struct InFlight<'a> {
 
 impl<'a> InFlight<'a> {
     fn new(fallback: &'a Fallback, pools: Vec<PoolUnits>) -> InFlight<'a> {
-        let mut seen = lock(&fallback.seen);
-        for pu in &pools {
-            if let Some(u) = seen.in_flight.get_mut(pu.pool.index()) {
-                *u += u64::from(pu.units);
-            }
-        }
+        count(&mut lock(&fallback.seen).in_flight, &pools, true);
         InFlight { fallback, pools }
     }
 
     /// Its answer was lost (Redis may have granted it): its units count as in doubt.
     fn lost(mut self) {
+        let pools = std::mem::take(&mut self.pools);
         let mut seen = lock(&self.fallback.seen);
-        for pu in std::mem::take(&mut self.pools) {
-            let i = pu.pool.index();
-            if let Some(u) = seen.in_flight.get_mut(i) {
-                *u = u.saturating_sub(u64::from(pu.units));
-            }
-            if let Some(d) = seen.doubt.get_mut(i) {
-                *d += u64::from(pu.units);
-            }
-        }
+        count(&mut seen.in_flight, &pools, false);
+        count(&mut seen.doubt, &pools, true);
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if self.pools.is_empty() {
-            return;
+        if !self.pools.is_empty() {
+            count(&mut lock(&self.fallback.seen).in_flight, &self.pools, false);
         }
-        let mut seen = lock(&self.fallback.seen);
-        for pu in &self.pools {
-            if let Some(u) = seen.in_flight.get_mut(pu.pool.index()) {
-                *u = u.saturating_sub(u64::from(pu.units));
-            }
+    }
+}
+
+/// Adds (or takes out) `pools`' units to `units`, by pool.
+pub(super) fn count(units: &mut [u64], pools: &[PoolUnits], add: bool) {
+    for pu in pools {
+        if let Some(u) = units.get_mut(pu.pool.index()) {
+            let n = u64::from(pu.units);
+            *u = if add { *u + n } else { u.saturating_sub(n) };
         }
     }
 }
