@@ -5,7 +5,8 @@
 //!
 //! [`Fallback`] is the node's [`LedgerBackend`] when any pool has the policy: it wraps the
 //! cluster's backend (the Redis ledger, or with `[storage] database` the Redis ledger
-//! journaled in PostgreSQL) and passes everything through while Redis answers.
+//! journaled in PostgreSQL) and passes everything through while Redis answers (the request
+//! paths' commands in its batches, see `flight`).
 //!
 //! **Presence.** Every second ([`spawn_poll`]) the node tells Redis it is there, with the
 //! share of each pool it would take if it went local now ([`presence`],
