@@ -14,7 +14,9 @@
 --
 -- Keys (P = `{cg:<domain>}`):
 --   P:m   hash   pw (waiting tickets without a flow), fw<f> (waiting tickets of flow f)
---   P:s   string the spec, JSON (see spec.rs), with derived tables (ranks, reserves above)
+--   P:s   string LAYOUT_HEAD, then the spec, JSON (see spec.rs), with derived tables (ranks,
+--                reserves above); a spec without the head is the layout before (a hash
+--                P:K of keys, leases packed as maps), which `open` migrates
 --   P:id  string the last id handed out (INCR; leases and tickets share it)
 --   P:seq string the last arrival sequence number (INCR)
 --   P:p<i> hash  pool i: limit, cap, capo (cap override, absent: none), used, w (tickets
@@ -22,9 +24,13 @@
 --                mean hold time, %.17g), u<k> (units used by class k), n<k>:<need> (how
 --                many tickets of class k wait with that need)
 --   P:q<i> zset  pool i's line: member ticket id, score rank * 2^40 + seq
---   P:L   zset   msgpack leases, scored by id (found by id, paged in id order)
+--   P:L   zset   leases, scored by id (found by id, paged in id order); each member is the
+--                lease packed in the shape of its answers and events (lease_out), so a
+--                release answers the stored bytes
 --   P:T   hash   ticket id -> msgpack ticket
---   P:K   hash   idempotency key -> "L<id>" or "T<id>"
+--   P:k:<key> string  an idempotency key's holder: "L<id>" or "T<id>" (a string each, not
+--                fields of one hash: a lookup is one hash-table probe, where a hash of up
+--                to 128 fields is a list Redis scans)
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
@@ -40,11 +46,16 @@
 local KEYS, ARGV, META, P, CMD, now, spec, EV
 -- The names of the keys the request paths touch, made once per call (P .. ':L' each time
 -- built and hashed a new string).
-local PL, PT, PK, PX, PD, PE, PEO
+local PL, PT, PX, PD, PE, PEO, PKEY
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
 local STREAM_LEN = 10000
+
+-- The head of the stored spec (P:s) that names this layout of the keys. A library of the
+-- layout before reads the spec as JSON, and fails on the head (it cannot misread the keys);
+-- this one refuses a domain without it, except `open`, which migrates it in place.
+local LAYOUT_HEAD = 'layout2:'
 
 -- Decoded specs by domain, kept while the stored JSON is the same string (Lua interns
 -- strings, so the comparison is one pointer): decoding it on every call cost a quarter of
@@ -236,19 +247,94 @@ end
 
 -- ----- leases and tickets ---------------------------------------------------------------
 
+-- (`x or false` is b(x) without the call.)
+local function lease_out(l)
+  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
+end
+
+-- A lease from its stored (and answered) shape, lease_out's; `raw` keeps the packed bytes,
+-- which a release or an expiry answers as they are (whoever changes the lease stores it
+-- again with put_lease, which packs it anew).
+local function lease_of(a, raw)
+  return { id = a[1], k = a[2] or nil, c = a[3], f = a[4] or nil, p = a[5], g = a[6], x = a[7], t = a[8],
+    m = a[9] or nil, o = a[10] or nil, raw = raw }
+end
+
+-- The packed lease: the bytes it was read as, or packed now.
+local function packed(l)
+  return l.raw or cmsgpack.pack(lease_out(l))
+end
+
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
 -- holds its id, so members are unique): found by id, listed in id order, one call each.
 -- (An id is passed formatted once: Redis formats a number argument with "%.17g" each time.)
 local function get_lease(id)
   local sid = s(id)
   local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
-  return raw and cmsgpack.unpack(raw)
+  return raw and lease_of(cmsgpack.unpack(raw), raw)
 end
 
 local function put_lease(l)
   local sid = s(l.id)
   redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
-  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
+  l.raw = cmsgpack.pack(lease_out(l))
+  redis.call('ZADD', PL, sid, l.raw)
+end
+
+-- An idempotency key's holder: its string's name.
+local function key_name(key)
+  return PKEY .. key
+end
+
+local function store_spec(json)
+  redis.call('SET', P .. ':s', LAYOUT_HEAD .. json)
+end
+
+-- The layout before's hash of idempotency keys (key -> "L<id>" or "T<id>").
+local function old_keys()
+  return P .. ':K'
+end
+
+-- Takes a domain of the layout before (idempotency keys as fields of one hash P:K, leases
+-- packed as maps) to this one in place, within the one atomic call of `open`, and stores
+-- its spec (`raw`, JSON) with this layout's head. Changes nothing else: the node's `open`
+-- goes on from here as on a domain of this layout.
+local function migrate(raw)
+  local h = redis.call('HGETALL', old_keys())
+  for j = 1, #h, 2 do
+    redis.call('SET', key_name(h[j]), h[j + 1])
+  end
+  redis.call('DEL', old_keys())
+  for _, member in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
+    local l = cmsgpack.unpack(member)
+    if l[1] == nil then
+      redis.call('ZREM', PL, member)
+      redis.call('ZADD', PL, s(l.id), cmsgpack.pack(lease_out(l)))
+    end
+  end
+  store_spec(raw)
+end
+
+-- Deletes the idempotency keys of every stored lease and ticket (in either layout), and the
+-- layout before's hash of them: a reassert starts from nothing.
+local function forget_keys()
+  for _, member in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
+    local l = cmsgpack.unpack(member)
+    local k = l[2]
+    if l[1] == nil then
+      k = l.k
+    end
+    if k then
+      redis.call('DEL', key_name(k))
+    end
+  end
+  for _, raw in ipairs(redis.call('HVALS', PT)) do
+    local t = cmsgpack.unpack(raw)
+    if t.k then
+      redis.call('DEL', key_name(t.k))
+    end
+  end
+  redis.call('DEL', old_keys())
 end
 
 local tickets
@@ -268,7 +354,7 @@ local function order_of(t)
 end
 
 local function key_ref(key)
-  local r = redis.call('HGET', PK, key)
+  local r = redis.call('GET', PKEY .. key)
   if not r then
     return nil, nil
   end
@@ -282,11 +368,6 @@ local function b(x)
     return false
   end
   return x
-end
-
--- (`x or false` is b(x) without the call.)
-local function lease_out(l)
-  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
 end
 
 local function ticket_out(t)
@@ -351,7 +432,7 @@ local function enqueue(t)
     redis.call('HINCRBY', META, 'pw', 1)
   end
   if t.k then
-    redis.call('HSET', PK, t.k, 'T' .. s(t.id))
+    redis.call('SET', key_name(t.k), 'T' .. s(t.id))
   end
   redis.call('ZADD', PD, t.d, pad(t.id))
   redis.call('HSET', PT, s(t.id), cmsgpack.pack(t))
@@ -377,7 +458,7 @@ local function dequeue(id)
     redis.call('HINCRBY', META, 'pw', -1)
   end
   if t.k then
-    redis.call('HDEL', PK, t.k)
+    redis.call('DEL', key_name(t.k))
   end
   redis.call('ZREM', PD, pad(id))
   return t
@@ -392,12 +473,12 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   end
   local sid = s(id)
   if key then
-    redis.call('HSET', PK, key, 'L' .. sid)
+    redis.call('SET', key_name(key), 'L' .. sid)
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
   redis.call('ZADD', PX, s(l.x), pad(id))
-  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
   local lo = cmsgpack.pack(lease_out(l))
+  redis.call('ZADD', PL, sid, lo)
   EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
   return id, l, lo
 end
@@ -427,9 +508,9 @@ local function end_lease(l, at, expired)
     contended = contended or queue_len(p.i) > 0
   end
   if l.k then
-    redis.call('HDEL', PK, l.k)
+    redis.call('DEL', key_name(l.k))
   end
-  local lo = cmsgpack.pack(lease_out(l))
+  local lo = packed(l)
   EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
   if contended then
     local changed = {}
@@ -1042,7 +1123,7 @@ local function rebuild(new)
   spec = new
   redis.call('DEL', META)
   for _, raw in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
-    local l = cmsgpack.unpack(raw)
+    local l = lease_of(cmsgpack.unpack(raw), raw)
     if l.f then
       l.f = flow_map[l.f]
       put_lease(l)
@@ -1141,10 +1222,10 @@ local function put_back(l)
     p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
   end
   if l.k then
-    redis.call('HSET', PK, l.k, 'L' .. s(l.id))
+    redis.call('SET', key_name(l.k), 'L' .. s(l.id))
   end
   redis.call('ZADD', PX, l.x, pad(l.id))
-  redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+  redis.call('ZADD', PL, l.id, cmsgpack.pack(lease_out(l)))
 end
 
 local function reassert(new, st)
@@ -1193,7 +1274,7 @@ local function adopt(list, at)
         l = nil
       elseif not l then
         l = lease_of_row(a)
-        if l.k and redis.call('HEXISTS', PK, l.k) == 1 then
+        if l.k and redis.call('EXISTS', key_name(l.k)) == 1 then
           l.k = nil
         end
         put_back(l)
@@ -1294,7 +1375,7 @@ local function run()
       return fail('invalid', 'the pools and classes must stay the same, in the same order')
     end
     local before = rebuild(new)
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     -- Caps as the caller gives them: each pool with one hears of it (a limit event).
     for i = 0, #spec.pools - 1 do
       local cap = opt_num(ARGV[4 + i])
@@ -1327,9 +1408,10 @@ local function run()
     if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
-    redis.call('DEL', META, PL, PT, PK, PX, PD)
+    forget_keys()
+    redis.call('DEL', META, PL, PT, PX, PD)
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     return { 'ok', { 'K', 1 } }
   elseif CMD == 'open' then
     -- A new backend instance over the keys: the state is kept (as a restart restores
@@ -1339,14 +1421,14 @@ local function run()
     local new = cjson.decode(ARGV[3])
     if not spec then
       init(new)
-      redis.call('SET', P .. ':s', ARGV[3])
+      store_spec(ARGV[3])
       return { 'ok', { 'D' } }
     end
     if not same_names(spec, new) then
       return fail('invalid', 'the pools and classes in Redis differ from the configuration')
     end
     rebuild(new)
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     EV = {}
     return { 'ok', { 'D' } }
   -- ----- reads (they change nothing) -----
@@ -1381,7 +1463,7 @@ local function run()
       raws = redis.call('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
     for _, raw in ipairs(raws) do
-      out[#out + 1] = lease_out(cmsgpack.unpack(raw))
+      out[#out + 1] = cmsgpack.unpack(raw)
     end
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
@@ -1539,7 +1621,7 @@ local function call(keys, args)
   KEYS, ARGV = keys, args
   META = KEYS[1]
   P = string.sub(META, 1, -3)
-  PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
+  PL, PT, PX, PD, PE, PEO, PKEY = P .. ':L', P .. ':T', P .. ':x', P .. ':d', P .. ':E', P .. ':EO', P .. ':k:'
   CMD = ARGV[1]
   EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
   local raw_spec = redis.call('GET', P .. ':s')
@@ -1553,19 +1635,34 @@ local function call(keys, args)
     now = tonumber(ARGV[2])
   end
   spec = nil
+  local old_layout = false
   if raw_spec then
     local cached = specs[P]
     if cached and cached.raw == raw_spec then
-      spec = cached.spec
+      spec, old_layout = cached.spec, cached.old
     else
-      spec = cjson.decode(raw_spec)
+      old_layout = string.sub(raw_spec, 1, #LAYOUT_HEAD) ~= LAYOUT_HEAD
+      local json = raw_spec
+      if not old_layout then
+        json = string.sub(raw_spec, #LAYOUT_HEAD + 1)
+      end
+      spec = cjson.decode(json)
       if spec_count >= 256 then
         specs, spec_count = {}, 0
       end
       if not cached then
         spec_count = spec_count + 1
       end
-      specs[P] = { raw = raw_spec, spec = spec }
+      specs[P] = { raw = raw_spec, spec = spec, old = old_layout }
+    end
+  end
+  if old_layout then
+    if CMD == 'open' then
+      migrate(raw_spec)
+    elseif CMD ~= 'reassert' then
+      return fail('layout', 'the domain\'s state in Redis has the layout of an older callgate (its idempotency keys '
+        .. 'in one hash): stop the nodes of older versions on this domain, then start one of this version, whose '
+        .. 'opening migrates it')
     end
   end
   if CMD == 'batch' then
