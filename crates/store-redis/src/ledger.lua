@@ -28,9 +28,10 @@
 --                lease packed in the shape of its answers and events (lease_out), so a
 --                release answers the stored bytes
 --   P:T   hash   ticket id -> msgpack ticket
---   P:k:<key> string  an idempotency key's holder: "L<id>" or "T<id>" (a string each, not
---                fields of one hash: a lookup is one hash-table probe, where a hash of up
---                to 128 fields is a list Redis scans)
+--   P:k:<key> string  an idempotency key's holder: its lease, packed (the same bytes as its
+--                member of P:L, so a release by key reads it here), or "T<id>" (a waiting
+--                ticket). A string each, not fields of one hash: a lookup is one hash-table
+--                probe, where a hash of up to 128 fields is a list Redis scans
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
@@ -255,9 +256,9 @@ end
 -- A lease from its stored (and answered) shape, lease_out's; `raw` keeps the packed bytes,
 -- which a release or an expiry answers as they are (whoever changes the lease stores it
 -- again with put_lease, which packs it anew).
-local function lease_of(a, raw)
+local function lease_of(a, raw, sid)
   return { id = a[1], k = a[2] or nil, c = a[3], f = a[4] or nil, p = a[5], g = a[6], x = a[7], t = a[8],
-    m = a[9] or nil, o = a[10] or nil, raw = raw }
+    m = a[9] or nil, o = a[10] or nil, raw = raw, sid = sid }
 end
 
 -- The packed lease: the bytes it was read as, or packed now.
@@ -271,19 +272,23 @@ end
 local function get_lease(id)
   local sid = s(id)
   local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
-  return raw and lease_of(cmsgpack.unpack(raw), raw)
+  return raw and lease_of(cmsgpack.unpack(raw), raw, sid)
 end
 
+-- An idempotency key's string: its name.
+local function key_name(key)
+  return PKEY .. key
+end
+
+-- Stores a lease that changed: its member of P:L, and its key's string (the same bytes).
 local function put_lease(l)
   local sid = s(l.id)
   redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
   l.raw = cmsgpack.pack(lease_out(l))
   redis.call('ZADD', PL, sid, l.raw)
-end
-
--- An idempotency key's holder: its string's name.
-local function key_name(key)
-  return PKEY .. key
+  if l.k then
+    redis.call('SET', key_name(l.k), l.raw)
+  end
 end
 
 local function store_spec(json)
@@ -300,18 +305,29 @@ end
 -- its spec (`raw`, JSON) with this layout's head. Changes nothing else: the node's `open`
 -- goes on from here as on a domain of this layout.
 local function migrate(raw)
-  local h = redis.call('HGETALL', old_keys())
-  for j = 1, #h, 2 do
-    redis.call('SET', key_name(h[j]), h[j + 1])
-  end
-  redis.call('DEL', old_keys())
+  local bodies = {}
   for _, member in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
     local l = cmsgpack.unpack(member)
     if l[1] == nil then
       redis.call('ZREM', PL, member)
-      redis.call('ZADD', PL, s(l.id), cmsgpack.pack(lease_out(l)))
+      member = cmsgpack.pack(lease_out(l))
+      redis.call('ZADD', PL, s(l.id), member)
+      bodies[l.id] = member
+    else
+      bodies[l[1]] = member
     end
   end
+  local h = redis.call('HGETALL', old_keys())
+  for j = 1, #h, 2 do
+    local v = h[j + 1]
+    if string.sub(v, 1, 1) == 'L' then
+      v = bodies[tonumber(string.sub(v, 2))]
+    end
+    if v then
+      redis.call('SET', key_name(h[j]), v)
+    end
+  end
+  redis.call('DEL', old_keys())
   store_spec(raw)
 end
 
@@ -353,12 +369,20 @@ local function order_of(t)
   return spec.classes[t.c + 1].rank * SEQ_SPAN + t.s
 end
 
-local function key_ref(key)
-  local r = redis.call('GET', PKEY .. key)
+-- An idempotency key's holder, from its string `r`: 'L', id and the lease, or 'T' and id.
+local function holder(r)
   if not r then
-    return nil, nil
+    return nil, nil, nil
   end
-  return string.sub(r, 1, 1), tonumber(string.sub(r, 2))
+  if string.byte(r) == 84 then -- 'T'
+    return 'T', tonumber(string.sub(r, 2)), nil
+  end
+  local l = lease_of(cmsgpack.unpack(r), r)
+  return 'L', l.id, l
+end
+
+local function key_ref(key)
+  return holder(redis.call('GET', PKEY .. key))
 end
 
 -- ----- answers ----------------------------------------------------------------------------
@@ -382,6 +406,7 @@ local HEAD_R = '\147\161R' -- { 'R', lease, at }
 local HEAD_X = '\147\161X' -- { 'X', lease, at }
 local OUT_G = '\148\161G' -- { 'G', id, existing, lease }
 local OUT_R = '\146\161R' -- { 'R', lease }
+local FALSE = '\194' -- false
 
 local function outcome_out(o, lease)
   if o == 'g' then
@@ -472,19 +497,19 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
   local sid = s(id)
-  if key then
-    redis.call('SET', key_name(key), 'L' .. sid)
-  end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
   redis.call('ZADD', PX, s(l.x), pad(id))
   local lo = cmsgpack.pack(lease_out(l))
   redis.call('ZADD', PL, sid, lo)
-  EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
+  if key then
+    redis.call('SET', key_name(key), lo)
+  end
+  EV[#EV + 1] = HEAD_G .. lo .. (from and cmsgpack.pack(from) or FALSE)
   return id, l, lo
 end
 
 local function drop_lease(l)
-  local sid = s(l.id)
+  local sid = l.sid or s(l.id)
   redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
   redis.call('ZREM', PX, pad(l.id))
 end
@@ -507,7 +532,7 @@ local function end_lease(l, at, expired)
     observe_hold(p, held)
     contended = contended or queue_len(p.i) > 0
   end
-  if l.k then
+  if l.k and not l.key_taken then
     redis.call('DEL', key_name(l.k))
   end
   local lo = packed(l)
@@ -694,15 +719,6 @@ dispatch = function(changed, at_now)
       end
     end
   end
-end
-
-local function release(id, at)
-  local l = take_lease(id)
-  if not l then
-    return false
-  end
-  end_lease(l, at, false)
-  return true
 end
 
 local function renew(id, ttl, at)
@@ -1004,9 +1020,9 @@ local function acquire(a)
   end
   local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
   if key then
-    local kind, id = key_ref(key)
+    local kind, id, l = key_ref(key)
     if kind == 'L' then
-      return { 'ok', { 'G', id, true, lease_out(get_lease(id)) } }
+      return { 'ok', { 'G', id, true, lease_out(l) } }
     elseif kind == 'T' then
       local t = get_ticket(id)
       local pos, eta = position_of(t)
@@ -1060,9 +1076,10 @@ local function lease_ref(kind, v)
 end
 
 local function end_call(key, at)
-  local k, id = key_ref(key)
+  local k, id, l = key_ref(key)
   if k == 'L' then
-    release(id, at)
+    drop_lease(l)
+    end_lease(l, at, false)
     return { 'r', id }
   end
   if k == 'T' and cancel(id, at) then
@@ -1221,11 +1238,12 @@ local function put_back(l)
     p.used = p.used + l.p[j + 1]
     p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
   end
+  local lo = cmsgpack.pack(lease_out(l))
   if l.k then
-    redis.call('SET', key_name(l.k), 'L' .. s(l.id))
+    redis.call('SET', key_name(l.k), lo)
   end
   redis.call('ZADD', PX, l.x, pad(l.id))
-  redis.call('ZADD', PL, l.id, cmsgpack.pack(lease_out(l)))
+  redis.call('ZADD', PL, l.id, lo)
 end
 
 local function reassert(new, st)
@@ -1301,14 +1319,34 @@ local function run()
   if CMD == 'acquire' then
     return acquire(ARGV)
   elseif CMD == 'release' then
-    local id = lease_ref(ARGV[3], ARGV[4])
     local owner = opt_str(ARGV[5])
-    local l = id and get_lease(id)
-    if not l then
-      return { 'ok', { 'R', false } }
-    end
-    if owner and l.o ~= owner then
-      return { 'ok', { 'O', id } }
+    local l
+    if ARGV[3] == 'k' then
+      -- By key: the key's string is read and deleted in one call (a release deletes it),
+      -- and put back as it was when nothing is released.
+      local name = key_name(ARGV[4])
+      local r = redis.call('GETDEL', name)
+      local kind, id, kl = holder(r)
+      if kind ~= 'L' or (owner and kl.o ~= owner) then
+        if r then
+          redis.call('SET', name, r)
+        end
+        if kind == 'L' then
+          return { 'ok', { 'O', id } }
+        end
+        return { 'ok', { 'R', false } }
+      end
+      l = kl
+      l.key_taken = true
+    else
+      local id = tonumber(ARGV[4])
+      l = get_lease(id)
+      if not l then
+        return { 'ok', { 'R', false } }
+      end
+      if owner and l.o ~= owner then
+        return { 'ok', { 'O', id } }
+      end
     end
     drop_lease(l)
     return { 'okp', OUT_R .. end_lease(l, now, false) }
@@ -1577,10 +1615,9 @@ local function batch(args)
   j = 3
   while j <= #args do
     local n = tonumber(args[j])
-    local sub = { args[j + 1], args[2] }
-    for k = 2, n do
-      sub[k + 1] = args[j + k]
-    end
+    -- (One constructor: the table is sized once, where growing it item by item resized it
+    -- for every power of two.)
+    local sub = { args[j + 1], args[2], unpack(args, j + 2, j + n) }
     j = j + n + 1
     CMD, ARGV, EV = sub[1], sub, {}
     local result
