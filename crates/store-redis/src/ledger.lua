@@ -45,6 +45,10 @@
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
+-- The library functions the script calls most, as locals (an upvalue each, where a global's
+-- field is two table lookups per call); set by `call` (what a function library may read
+-- while it loads is not all of what it may call).
+local rcall, mp_pack, mp_unpack, sformat, ssub
 -- The names of the keys the request paths touch, made once per call (P .. ':L' each time
 -- built and hashed a new string).
 local PL, PT, PX, PD, PE, PEO, PKEY
@@ -65,18 +69,18 @@ local specs = {}
 local spec_count = 0
 
 local function s(n)
-  return string.format('%d', n)
+  return sformat('%d', n)
 end
 
 local function pad(n)
-  return string.format('%016d', n)
+  return sformat('%016d', n)
 end
 
 local function opt_str(a)
   if a == nil or a == '' then
     return nil
   end
-  return string.sub(a, 2)
+  return ssub(a, 2)
 end
 
 local function opt_num(a)
@@ -99,11 +103,11 @@ local function pool(i)
   if p then
     return p
   end
-  local h = redis.call('HGETALL', P .. ':p' .. i)
+  local h = rcall('HGETALL', P .. ':p' .. i)
   p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
   for j = 1, #h, 2 do
     local f, v = h[j], h[j + 1]
-    local c = string.sub(f, 1, 1)
+    local c = ssub(f, 1, 1)
     if f == 'limit' then
       p.limit = tonumber(v)
     elseif f == 'cap' then
@@ -118,7 +122,7 @@ local function pool(i)
     elseif f == 'w' then
       p.w = tonumber(v)
     elseif c == 'u' then
-      p.ubc[tonumber(string.sub(f, 2))] = tonumber(v)
+      p.ubc[tonumber(ssub(f, 2))] = tonumber(v)
     elseif c == 'n' then
       local k, need = string.match(f, '^n(%d+):(%d+)$')
       k = tonumber(k)
@@ -134,7 +138,7 @@ local function save_pools()
   for i, p in pairs(pools) do
     local key = P .. ':p' .. i
     local args =
-      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', string.format('%.17g', p.hold) }
+      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', sformat('%.17g', p.hold) }
     for k, u in pairs(p.ubc) do
       args[#args + 1] = 'u' .. k
       args[#args + 1] = s(u)
@@ -143,7 +147,7 @@ local function save_pools()
       args[#args + 1] = 'capo'
       args[#args + 1] = s(p.capo)
     elseif p.had_capo then
-      redis.call('HDEL', key, 'capo')
+      rcall('HDEL', key, 'capo')
     end
     for f, _ in pairs(p.touched) do
       local k, need = string.match(f, '^n(%d+):(%d+)$')
@@ -152,10 +156,10 @@ local function save_pools()
         args[#args + 1] = f
         args[#args + 1] = s(c)
       else
-        redis.call('HDEL', key, f)
+        rcall('HDEL', key, f)
       end
     end
-    redis.call('HSET', key, unpack(args))
+    rcall('HSET', key, unpack(args))
   end
 end
 
@@ -229,7 +233,7 @@ local function next_of(name)
   local c = counters[name]
   if c == nil or c.next > c.hi then
     local n = math.max(left, 1)
-    local hi = redis.call('INCRBY', P .. ':' .. name, n)
+    local hi = rcall('INCRBY', P .. ':' .. name, n)
     c = { next = hi - n + 1, hi = hi }
     counters[name] = c
   end
@@ -241,7 +245,7 @@ end
 local function give_back()
   for name, c in pairs(counters) do
     if c.next <= c.hi then
-      redis.call('SET', P .. ':' .. name, s(c.next - 1))
+      rcall('SET', P .. ':' .. name, s(c.next - 1))
     end
   end
 end
@@ -263,7 +267,7 @@ end
 
 -- The packed lease: the bytes it was read as, or packed now.
 local function packed(l)
-  return l.raw or cmsgpack.pack(lease_out(l))
+  return l.raw or mp_pack(lease_out(l))
 end
 
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
@@ -271,8 +275,8 @@ end
 -- (An id is passed formatted once: Redis formats a number argument with "%.17g" each time.)
 local function get_lease(id)
   local sid = s(id)
-  local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
-  return raw and lease_of(cmsgpack.unpack(raw), raw, sid)
+  local raw = rcall('ZRANGEBYSCORE', PL, sid, sid)[1]
+  return raw and lease_of(mp_unpack(raw), raw, sid)
 end
 
 -- An idempotency key's string: its name.
@@ -283,16 +287,16 @@ end
 -- Stores a lease that changed: its member of P:L, and its key's string (the same bytes).
 local function put_lease(l)
   local sid = s(l.id)
-  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
-  l.raw = cmsgpack.pack(lease_out(l))
-  redis.call('ZADD', PL, sid, l.raw)
+  rcall('ZREMRANGEBYSCORE', PL, sid, sid)
+  l.raw = mp_pack(lease_out(l))
+  rcall('ZADD', PL, sid, l.raw)
   if l.k then
-    redis.call('SET', key_name(l.k), l.raw)
+    rcall('SET', key_name(l.k), l.raw)
   end
 end
 
 local function store_spec(json)
-  redis.call('SET', P .. ':s', LAYOUT_HEAD .. json)
+  rcall('SET', P .. ':s', LAYOUT_HEAD .. json)
 end
 
 -- The layout before's hash of idempotency keys (key -> "L<id>" or "T<id>").
@@ -306,51 +310,51 @@ end
 -- goes on from here as on a domain of this layout.
 local function migrate(raw)
   local bodies = {}
-  for _, member in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
-    local l = cmsgpack.unpack(member)
+  for _, member in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = mp_unpack(member)
     if l[1] == nil then
-      redis.call('ZREM', PL, member)
-      member = cmsgpack.pack(lease_out(l))
-      redis.call('ZADD', PL, s(l.id), member)
+      rcall('ZREM', PL, member)
+      member = mp_pack(lease_out(l))
+      rcall('ZADD', PL, s(l.id), member)
       bodies[l.id] = member
     else
       bodies[l[1]] = member
     end
   end
-  local h = redis.call('HGETALL', old_keys())
+  local h = rcall('HGETALL', old_keys())
   for j = 1, #h, 2 do
     local v = h[j + 1]
-    if string.sub(v, 1, 1) == 'L' then
-      v = bodies[tonumber(string.sub(v, 2))]
+    if ssub(v, 1, 1) == 'L' then
+      v = bodies[tonumber(ssub(v, 2))]
     end
     if v then
-      redis.call('SET', key_name(h[j]), v)
+      rcall('SET', key_name(h[j]), v)
     end
   end
-  redis.call('DEL', old_keys())
+  rcall('DEL', old_keys())
   store_spec(raw)
 end
 
 -- Deletes the idempotency keys of every stored lease and ticket (in either layout), and the
 -- layout before's hash of them: a reassert starts from nothing.
 local function forget_keys()
-  for _, member in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
-    local l = cmsgpack.unpack(member)
+  for _, member in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = mp_unpack(member)
     local k = l[2]
     if l[1] == nil then
       k = l.k
     end
     if k then
-      redis.call('DEL', key_name(k))
+      rcall('DEL', key_name(k))
     end
   end
-  for _, raw in ipairs(redis.call('HVALS', PT)) do
-    local t = cmsgpack.unpack(raw)
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
     if t.k then
-      redis.call('DEL', key_name(t.k))
+      rcall('DEL', key_name(t.k))
     end
   end
-  redis.call('DEL', old_keys())
+  rcall('DEL', old_keys())
 end
 
 local tickets
@@ -358,8 +362,8 @@ local tickets
 local function get_ticket(id)
   local t = tickets[id]
   if t == nil then
-    local raw = redis.call('HGET', PT, s(id))
-    t = raw and cmsgpack.unpack(raw) or false
+    local raw = rcall('HGET', PT, s(id))
+    t = raw and mp_unpack(raw) or false
     tickets[id] = t
   end
   return t or nil
@@ -375,14 +379,14 @@ local function holder(r)
     return nil, nil, nil
   end
   if string.byte(r) == 84 then -- 'T'
-    return 'T', tonumber(string.sub(r, 2)), nil
+    return 'T', tonumber(ssub(r, 2)), nil
   end
-  local l = lease_of(cmsgpack.unpack(r), r)
+  local l = lease_of(mp_unpack(r), r)
   return 'L', l.id, l
 end
 
 local function key_ref(key)
-  return holder(redis.call('GET', PKEY .. key))
+  return holder(rcall('GET', PKEY .. key))
 end
 
 -- ----- answers ----------------------------------------------------------------------------
@@ -430,37 +434,37 @@ end
 local dispatch
 
 local function remember(id, o, lease, at, flow)
-  redis.call('HSET', PE, s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
-  redis.call('RPUSH', PEO, s(at) .. ':' .. s(id))
+  rcall('HSET', PE, s(id), mp_pack({ o = o, l = lease, a = at, f = flow }))
+  rcall('RPUSH', PEO, s(at) .. ':' .. s(id))
 end
 
 local function end_ticket(t, o, at)
   remember(t.id, o, nil, at, t.f)
-  EV[#EV + 1] = cmsgpack.pack({ 'E', ticket_out(t), o, at })
+  EV[#EV + 1] = mp_pack({ 'E', ticket_out(t), o, at })
 end
 
 local function flow_waiting(f)
-  return tonumber(redis.call('HGET', META, 'fw' .. f) or '0')
+  return tonumber(rcall('HGET', META, 'fw' .. f) or '0')
 end
 
 local function enqueue(t)
   local order = order_of(t)
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    redis.call('ZADD', P .. ':q' .. p.i, order, s(t.id))
+    rcall('ZADD', P .. ':q' .. p.i, order, s(t.id))
     p.w = p.w + 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), 1)
   end
   if t.f then
-    redis.call('HINCRBY', META, 'fw' .. t.f, 1)
+    rcall('HINCRBY', META, 'fw' .. t.f, 1)
   else
-    redis.call('HINCRBY', META, 'pw', 1)
+    rcall('HINCRBY', META, 'pw', 1)
   end
   if t.k then
-    redis.call('SET', key_name(t.k), 'T' .. s(t.id))
+    rcall('SET', key_name(t.k), 'T' .. s(t.id))
   end
-  redis.call('ZADD', PD, t.d, pad(t.id))
-  redis.call('HSET', PT, s(t.id), cmsgpack.pack(t))
+  rcall('ZADD', PD, t.d, pad(t.id))
+  rcall('HSET', PT, s(t.id), mp_pack(t))
   tickets[t.id] = t
 end
 
@@ -469,23 +473,23 @@ local function dequeue(id)
   if not t then
     return nil
   end
-  redis.call('HDEL', PT, s(id))
+  rcall('HDEL', PT, s(id))
   tickets[id] = false
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    redis.call('ZREM', P .. ':q' .. p.i, s(id))
+    rcall('ZREM', P .. ':q' .. p.i, s(id))
     p.w = p.w - 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), -1)
   end
   if t.f then
-    redis.call('HINCRBY', META, 'fw' .. t.f, -1)
+    rcall('HINCRBY', META, 'fw' .. t.f, -1)
   else
-    redis.call('HINCRBY', META, 'pw', -1)
+    rcall('HINCRBY', META, 'pw', -1)
   end
   if t.k then
-    redis.call('DEL', key_name(t.k))
+    rcall('DEL', key_name(t.k))
   end
-  redis.call('ZREM', PD, pad(id))
+  rcall('ZREM', PD, pad(id))
   return t
 end
 
@@ -498,20 +502,20 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   end
   local sid = s(id)
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
-  redis.call('ZADD', PX, s(l.x), pad(id))
-  local lo = cmsgpack.pack(lease_out(l))
-  redis.call('ZADD', PL, sid, lo)
+  rcall('ZADD', PX, s(l.x), pad(id))
+  local lo = mp_pack(lease_out(l))
+  rcall('ZADD', PL, sid, lo)
   if key then
-    redis.call('SET', key_name(key), lo)
+    rcall('SET', key_name(key), lo)
   end
-  EV[#EV + 1] = HEAD_G .. lo .. (from and cmsgpack.pack(from) or FALSE)
+  EV[#EV + 1] = HEAD_G .. lo .. (from and mp_pack(from) or FALSE)
   return id, l, lo
 end
 
 local function drop_lease(l)
   local sid = l.sid or s(l.id)
-  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
-  redis.call('ZREM', PX, pad(l.id))
+  rcall('ZREMRANGEBYSCORE', PL, sid, sid)
+  rcall('ZREM', PX, pad(l.id))
 end
 
 local function take_lease(id)
@@ -533,10 +537,10 @@ local function end_lease(l, at, expired)
     contended = contended or queue_len(p.i) > 0
   end
   if l.k and not l.key_taken then
-    redis.call('DEL', key_name(l.k))
+    rcall('DEL', key_name(l.k))
   end
   local lo = packed(l)
-  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
+  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. mp_pack(at)
   if contended then
     local changed = {}
     for j = 1, #l.p, 2 do
@@ -565,7 +569,7 @@ local function position_of(t)
   local best1, best2 = nil, nil
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    local ahead = redis.call('ZCOUNT', P .. ':q' .. p.i, '-inf', '(' .. s(order))
+    local ahead = rcall('ZCOUNT', P .. ':q' .. p.i, '-inf', '(' .. s(order))
     local pos, eta = ahead + 1, eta_ms(p, ahead)
     if best1 == nil or better(pos, eta, best1, best2) then
       best1, best2 = pos, eta
@@ -632,7 +636,7 @@ end
 
 local function claim_before(i, order)
   local p = pool(i)
-  local ids = redis.call('ZRANGEBYSCORE', P .. ':q' .. i, '-inf', '(' .. s(order))
+  local ids = rcall('ZRANGEBYSCORE', P .. ':q' .. i, '-inf', '(' .. s(order))
   local m = 0
   for _, id in ipairs(ids) do
     local t = get_ticket(tonumber(id))
@@ -660,9 +664,9 @@ dispatch = function(changed, at_now)
       if not w.done then
         local r
         if w.after then
-          r = redis.call('ZRANGEBYSCORE', P .. ':q' .. w.pool, '(' .. s(w.after), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+          r = rcall('ZRANGEBYSCORE', P .. ':q' .. w.pool, '(' .. s(w.after), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
         else
-          r = redis.call('ZRANGE', P .. ':q' .. w.pool, 0, 0, 'WITHSCORES')
+          r = rcall('ZRANGE', P .. ':q' .. w.pool, 0, 0, 'WITHSCORES')
         end
         if #r == 0 then
           w.done = true
@@ -730,9 +734,9 @@ local function renew(id, ttl, at)
     l.t = ttl
   end
   l.x = at + l.t
-  redis.call('ZADD', PX, l.x, pad(id))
+  rcall('ZADD', PX, l.x, pad(id))
   put_lease(l)
-  EV[#EV + 1] = cmsgpack.pack({ 'N', id, l.x, l.t, at })
+  EV[#EV + 1] = mp_pack({ 'N', id, l.x, l.t, at })
   return l
 end
 
@@ -747,7 +751,7 @@ local function cancel(id, at)
 end
 
 local function first_due(key, limit)
-  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local r = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #r == 0 then
     return nil, nil
   end
@@ -774,7 +778,7 @@ local function tick(at_now)
     end
   end
   while true do
-    local front = redis.call('LINDEX', PEO, 0)
+    local front = rcall('LINDEX', PEO, 0)
     if not front then
       break
     end
@@ -782,8 +786,8 @@ local function tick(at_now)
     if tonumber(at) + spec.retention > at_now then
       break
     end
-    redis.call('LPOP', PEO)
-    redis.call('HDEL', PE, id)
+    rcall('LPOP', PEO)
+    rcall('HDEL', PE, id)
   end
 end
 
@@ -794,7 +798,7 @@ local function update_cap(p, at)
   end
   local raised = cap > p.cap
   p.cap = cap
-  EV[#EV + 1] = cmsgpack.pack({ 'C', p.i, p.limit, cap, at })
+  EV[#EV + 1] = mp_pack({ 'C', p.i, p.limit, cap, at })
   return raised
 end
 
@@ -831,7 +835,7 @@ local function set_limit(i, limit, at)
   local ended = false
   if lowered then
     local doomed = {}
-    for _, id in ipairs(redis.call('ZRANGE', P .. ':q' .. i, 0, -1)) do
+    for _, id in ipairs(rcall('ZRANGE', P .. ':q' .. i, 0, -1)) do
       local t = get_ticket(tonumber(id))
       for j = 1, #t.p, 2 do
         if t.p[j] == i and not can_ever_fit_pool(p, t.c, t.p[j + 1]) then
@@ -863,12 +867,12 @@ end
 local function source_caps(i, at)
   local h = P .. ':cs' .. i
   local least = nil
-  local all = redis.call('HGETALL', h)
+  local all = rcall('HGETALL', h)
   for j = 1, #all, 2 do
     local cap, till = string.match(all[j + 1], '^(%d+):(%d+)$')
     cap, till = tonumber(cap), tonumber(till)
     if cap == nil or till <= at then
-      redis.call('HDEL', h, all[j])
+      rcall('HDEL', h, all[j])
     elseif least == nil or cap < least then
       least = cap
     end
@@ -886,9 +890,9 @@ end
 local function set_cap_from(i, source, cap, ttl, at)
   local h = P .. ':cs' .. i
   if cap then
-    redis.call('HSET', h, source, string.format('%d:%d', cap, at + ttl))
+    rcall('HSET', h, source, sformat('%d:%d', cap, at + ttl))
   else
-    redis.call('HDEL', h, source)
+    rcall('HDEL', h, source)
   end
   merge_caps(i, at)
 end
@@ -896,7 +900,7 @@ end
 -- The sweep lets the caps of silent nodes lapse.
 local function lapse_caps(at)
   for i = 0, #spec.pools - 1 do
-    if redis.call('EXISTS', P .. ':cs' .. i) == 1 then
+    if rcall('EXISTS', P .. ':cs' .. i) == 1 then
       merge_caps(i, at)
     end
   end
@@ -922,8 +926,8 @@ end
 local function settle(at)
   tick(at)
   local doomed = {}
-  for _, raw in ipairs(redis.call('HVALS', PT)) do
-    local t = cmsgpack.unpack(raw)
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
     if not can_ever_fit(t.p, t.c) then
       doomed[#doomed + 1] = t
     end
@@ -945,11 +949,11 @@ local function ticket_status(id)
     local pos, eta = position_of(t)
     return { 'w', pos, eta, t.d }
   end
-  local raw = redis.call('HGET', PE, s(id))
+  local raw = rcall('HGET', PE, s(id))
   if not raw then
     return nil
   end
-  local e = cmsgpack.unpack(raw)
+  local e = mp_unpack(raw)
   return { 'e', outcome_out(e.o, e.l), e.a, b(e.f) }
 end
 
@@ -1030,20 +1034,20 @@ local function acquire(a)
     end
   end
   if not can_ever_fit(ps, class) then
-    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), 'n', now })
+    EV[#EV + 1] = mp_pack({ 'J', class, ps, b(flow), b(key), 'n', now })
     return { 'ok', { 'J', 'n', 0 } }
   end
   local seq = next_of('seq')
   if admits_arrival(ps, class) then
     local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'okp', OUT_G .. cmsgpack.pack(id, false) .. lo }
+    return { 'okp', OUT_G .. mp_pack(id, false) .. lo }
   end
   local room
   if flow then
     local q = spec.flows[flow + 1].queue
     room = not q or q.max_len < 0 or flow_waiting(flow) < q.max_len
   else
-    room = spec.pools_max_len < 0 or tonumber(redis.call('HGET', META, 'pw') or '0') < spec.pools_max_len
+    room = spec.pools_max_len < 0 or tonumber(rcall('HGET', META, 'pw') or '0') < spec.pools_max_len
   end
   if max_wait == 0 or not room then
     local reason = 'q'
@@ -1051,7 +1055,7 @@ local function acquire(a)
       reason = 'c'
     end
     local ra = retry_after(ps)
-    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), reason, now })
+    EV[#EV + 1] = mp_pack({ 'J', class, ps, b(flow), b(key), reason, now })
     return { 'ok', { 'J', reason, ra } }
   end
   local id = next_of('id')
@@ -1060,7 +1064,7 @@ local function acquire(a)
   }
   local pos, eta = arrival_position(t)
   enqueue(t)
-  EV[#EV + 1] = cmsgpack.pack({ 'Q', ticket_out(t), pos })
+  EV[#EV + 1] = mp_pack({ 'Q', ticket_out(t), pos })
   return { 'ok', { 'Q', id, pos, eta, t.d, false, ticket_out(t) } }
 end
 
@@ -1134,13 +1138,13 @@ local function rebuild(new)
         fresh[i].touched['n' .. k .. ':' .. n] = true
       end
     end
-    redis.call('DEL', P .. ':q' .. i)
+    rcall('DEL', P .. ':q' .. i)
   end
   pools = fresh
   spec = new
-  redis.call('DEL', META)
-  for _, raw in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
-    local l = lease_of(cmsgpack.unpack(raw), raw)
+  rcall('DEL', META)
+  for _, raw in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = lease_of(mp_unpack(raw), raw)
     if l.f then
       l.f = flow_map[l.f]
       put_lease(l)
@@ -1152,22 +1156,22 @@ local function rebuild(new)
     end
   end
   tickets = {}
-  for _, raw in ipairs(redis.call('HVALS', PT)) do
-    local t = cmsgpack.unpack(raw)
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
     if t.f then
       t.f = flow_map[t.f]
     end
     enqueue(t)
   end
-  local eo = redis.call('LRANGE', PEO, 0, -1)
+  local eo = rcall('LRANGE', PEO, 0, -1)
   for _, entry in ipairs(eo) do
     local _, id = string.match(entry, '^(%d+):(%d+)$')
-    local raw = redis.call('HGET', PE, id)
+    local raw = rcall('HGET', PE, id)
     if raw then
-      local e = cmsgpack.unpack(raw)
+      local e = mp_unpack(raw)
       if e.f then
         e.f = flow_map[e.f]
-        redis.call('HSET', PE, id, cmsgpack.pack(e))
+        rcall('HSET', PE, id, mp_pack(e))
       end
     end
   end
@@ -1238,12 +1242,12 @@ local function put_back(l)
     p.used = p.used + l.p[j + 1]
     p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
   end
-  local lo = cmsgpack.pack(lease_out(l))
+  local lo = mp_pack(lease_out(l))
   if l.k then
-    redis.call('SET', key_name(l.k), lo)
+    rcall('SET', key_name(l.k), lo)
   end
-  redis.call('ZADD', PX, l.x, pad(l.id))
-  redis.call('ZADD', PL, l.id, lo)
+  rcall('ZADD', PX, l.x, pad(l.id))
+  rcall('ZADD', PL, l.id, lo)
 end
 
 local function reassert(new, st)
@@ -1263,8 +1267,8 @@ local function reassert(new, st)
   for _, e in ipairs(st.ended or {}) do
     remember(e[1], e[2], present(e[3]), e[4], present(e[5]))
   end
-  redis.call('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
-  redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
+  rcall('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
+  rcall('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
 end
 
 -- ----- local fallback (crates/runtime/src/cluster/fallback.rs) ----------------------------------
@@ -1284,19 +1288,19 @@ local function adopt(list, at)
   local adopted, clashes = 0, 0
   for _, a in ipairs(list) do
     local mark = pad(a[1])
-    if not redis.call('ZSCORE', P .. ':A', mark) then
-      redis.call('ZADD', P .. ':A', at, mark)
+    if not rcall('ZSCORE', P .. ':A', mark) then
+      rcall('ZADD', P .. ':A', at, mark)
       local l = get_lease(a[1])
       if l and (l.c ~= a[3] or cjson.encode(l.p) ~= cjson.encode(a[5])) then
         clashes = clashes + 1
         l = nil
       elseif not l then
         l = lease_of_row(a)
-        if l.k and redis.call('EXISTS', key_name(l.k)) == 1 then
+        if l.k and rcall('EXISTS', key_name(l.k)) == 1 then
           l.k = nil
         end
         put_back(l)
-        EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
+        EV[#EV + 1] = mp_pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
       local ended = present(a[11])
@@ -1306,7 +1310,7 @@ local function adopt(list, at)
       end
     end
   end
-  redis.call('ZREMRANGEBYSCORE', P .. ':A', '-inf', at - ADOPTED_KEEP_MS)
+  rcall('ZREMRANGEBYSCORE', P .. ':A', '-inf', at - ADOPTED_KEEP_MS)
   return adopted, clashes
 end
 
@@ -1325,11 +1329,11 @@ local function run()
       -- By key: the key's string is read and deleted in one call (a release deletes it),
       -- and put back as it was when nothing is released.
       local name = key_name(ARGV[4])
-      local r = redis.call('GETDEL', name)
+      local r = rcall('GETDEL', name)
       local kind, id, kl = holder(r)
       if kind ~= 'L' or (owner and kl.o ~= owner) then
         if r then
-          redis.call('SET', name, r)
+          rcall('SET', name, r)
         end
         if kind == 'L' then
           return { 'ok', { 'O', id } }
@@ -1438,16 +1442,16 @@ local function run()
     return { 'ok', { 'n', adopted, clashes } }
   elseif CMD == 'reserve_ids' then
     -- A block of ids for a node's local fallback: never handed out by the ledger.
-    return { 'ok', { 'n', redis.call('INCRBY', P .. ':id', tonumber(ARGV[3])) } }
+    return { 'ok', { 'n', rcall('INCRBY', P .. ':id', tonumber(ARGV[3])) } }
   elseif CMD == 'reassert' then
     -- Only into an empty domain, atomically: a second node that tries too changes nothing.
     -- A domain that was opened but has never handed out an id or an arrival number (a
     -- node opened it on an emptied Redis before the state came back) counts as empty.
-    if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
+    if spec and (rcall('EXISTS', P .. ':id') == 1 or rcall('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
     forget_keys()
-    redis.call('DEL', META, PL, PT, PX, PD)
+    rcall('DEL', META, PL, PT, PX, PD)
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
     store_spec(ARGV[3])
     return { 'ok', { 'K', 1 } }
@@ -1496,25 +1500,25 @@ local function run()
     local out = {}
     local raws
     if n == 0 then
-      raws = redis.call('ZRANGE', PL, 0, -1)
+      raws = rcall('ZRANGE', PL, 0, -1)
     else
-      raws = redis.call('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
+      raws = rcall('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
     for _, raw in ipairs(raws) do
-      out[#out + 1] = cmsgpack.unpack(raw)
+      out[#out + 1] = mp_unpack(raw)
     end
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
     local out = {}
-    for _, raw in ipairs(redis.call('HVALS', PT)) do
-      out[#out + 1] = ticket_out(cmsgpack.unpack(raw))
+    for _, raw in ipairs(rcall('HVALS', PT)) do
+      out[#out + 1] = ticket_out(mp_unpack(raw))
     end
     return { 'ok', out }
   elseif CMD == 'r_waiting' then
     local limit = tonumber(ARGV[3])
     local all = {}
-    for _, raw in ipairs(redis.call('HVALS', PT)) do
-      local t = cmsgpack.unpack(raw)
+    for _, raw in ipairs(rcall('HVALS', PT)) do
+      local t = mp_unpack(raw)
       tickets[t.id] = t
       all[#all + 1] = t
     end
@@ -1532,17 +1536,17 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counts' then
-    return { 'ok', { redis.call('ZCARD', PL), redis.call('HLEN', PT) } }
+    return { 'ok', { rcall('ZCARD', PL), rcall('HLEN', PT) } }
   elseif CMD == 'r_events' then
     -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
     local from = '-'
     if ARGV[3] ~= '' then
       from = '(' .. ARGV[3]
     end
-    return { 'ok', redis.call('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
+    return { 'ok', rcall('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
   elseif CMD == 'r_counters' then
-    local id = tonumber(redis.call('GET', P .. ':id') or '0')
-    local seq = tonumber(redis.call('GET', P .. ':seq') or '0')
+    local id = tonumber(rcall('GET', P .. ':id') or '0')
+    local seq = tonumber(rcall('GET', P .. ':seq') or '0')
     return { 'ok', { id + 1, seq + 1 } }
   end
   return fail('invalid', 'unknown command ' .. tostring(CMD))
@@ -1559,7 +1563,7 @@ local function fenced()
   if inner ~= 'tick' and inner ~= 'repair' and inner ~= 'set_limit' then
     return fail('invalid', 'only a sweep, a reconciliation or an alert\'s limit change is fenced')
   end
-  local cur = redis.call('GET', P .. ':duty:' .. duty)
+  local cur = rcall('GET', P .. ':duty:' .. duty)
   local held = cur and string.match(cur, '|(%d+)$')
   if held ~= token then
     local why = 'nobody holds it now (it ran out)'
@@ -1581,9 +1585,13 @@ end
 local BATCHED = { acquire = true, release = true, renew = true, cancel = true, end_call = true }
 
 -- The header of a MessagePack array of n items, as cmsgpack writes it.
+-- The headers of arrays of 0 to 15 items (one byte each), made by the first call (a
+-- library may not use `string` while it loads).
+local FIX_HEADERS = {}
+
 local function array_header(n)
   if n < 16 then
-    return string.char(0x90 + n), 1
+    return FIX_HEADERS[n], 1
   elseif n < 65536 then
     return string.char(0xdc, math.floor(n / 256), n % 256), 3
   end
@@ -1628,17 +1636,17 @@ local function batch(args)
     end
     local tag = result[1]
     if tag == 'ok' or tag == 'okp' then
-      local evs = table.concat(EV)
+      local evs = #EV == 1 and EV[1] or table.concat(EV)
       if #EV > 0 then
         bodies[#bodies + 1] = evs
         total = total + #EV
       end
       out[#out + 1] = HEAD_OKD
-      out[#out + 1] = tag == 'okp' and result[2] or cmsgpack.pack(result[2])
+      out[#out + 1] = tag == 'okp' and result[2] or mp_pack(result[2])
       out[#out + 1] = array_header(#EV)
       out[#out + 1] = evs
     else
-      out[#out + 1] = cmsgpack.pack({ 'err', result[2], result[3] or result[2] })
+      out[#out + 1] = mp_pack({ 'err', result[2], result[3] or result[2] })
     end
     count = count + 1
     if CMD == 'acquire' then
@@ -1649,24 +1657,43 @@ local function batch(args)
   save_pools()
   if total > 0 then
     local header = array_header(total)
-    redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
+    rcall('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
   end
   return { 'okB', now, array_header(count) .. table.concat(out) }
 end
 
+-- The names of a domain's keys, by the name of its first (META), made once.
+local names = {}
+local names_count = 0
+
 local function call(keys, args)
+  rcall, mp_pack, mp_unpack, sformat, ssub = redis.call, cmsgpack.pack, cmsgpack.unpack, string.format, string.sub
+  if not FIX_HEADERS[0] then
+    for k = 0, 15 do
+      FIX_HEADERS[k] = string.char(0x90 + k)
+    end
+  end
   KEYS, ARGV = keys, args
   META = KEYS[1]
-  P = string.sub(META, 1, -3)
-  PL, PT, PX, PD, PE, PEO, PKEY = P .. ':L', P .. ':T', P .. ':x', P .. ':d', P .. ':E', P .. ':EO', P .. ':k:'
+  local n = names[META]
+  if not n then
+    local p = ssub(META, 1, -3)
+    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:' }
+    if names_count >= 256 then
+      names, names_count = {}, 0
+    end
+    names[META] = n
+    names_count = names_count + 1
+  end
+  P, PL, PT, PX, PD, PE, PEO, PKEY = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8]
   CMD = ARGV[1]
   EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
-  local raw_spec = redis.call('GET', P .. ':s')
+  local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
   if ARGV[2] == '' then
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   else
     now = tonumber(ARGV[2])
@@ -1678,10 +1705,10 @@ local function call(keys, args)
     if cached and cached.raw == raw_spec then
       spec, old_layout = cached.spec, cached.old
     else
-      old_layout = string.sub(raw_spec, 1, #LAYOUT_HEAD) ~= LAYOUT_HEAD
+      old_layout = ssub(raw_spec, 1, #LAYOUT_HEAD) ~= LAYOUT_HEAD
       local json = raw_spec
       if not old_layout then
-        json = string.sub(raw_spec, #LAYOUT_HEAD + 1)
+        json = ssub(raw_spec, #LAYOUT_HEAD + 1)
       end
       spec = cjson.decode(json)
       if spec_count >= 256 then
@@ -1715,7 +1742,7 @@ local function call(keys, args)
   if result[1] ~= 'ok' and result[1] ~= 'okp' then
     return result
   end
-  if string.sub(CMD, 1, 2) ~= 'r_' then
+  if ssub(CMD, 1, 2) ~= 'r_' then
     give_back()
     save_pools()
     -- A change answers its outcome and events packed: Redis converts a string in one step
@@ -1723,9 +1750,9 @@ local function call(keys, args)
     -- its special replies), which cost more than the command itself.
     local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
-      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
+      rcall('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
-    local packed = result[1] == 'okp' and result[2] or cmsgpack.pack(result[2])
+    local packed = result[1] == 'okp' and result[2] or mp_pack(result[2])
     return { 'okp', packed, ev, now }
   end
   return { 'ok', result[2], EV, now }
