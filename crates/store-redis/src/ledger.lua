@@ -55,7 +55,10 @@ local PL, PT, PX, PD, PE, PEO, PKEY
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
-local STREAM_LEN = 10000
+-- (A string: Redis formats a number argument with "%.17g", and Lua a number joined to a
+-- string with "%.14g", each a floating-point printf of a few thousand instructions, where
+-- string.format('%d') is an integer's.)
+local STREAM_LEN = '10000'
 
 -- The head of the stored spec (P:s) that names this layout of the keys. A library of the
 -- layout before reads the spec as JSON, and fails on the head (it cannot misread the keys);
@@ -67,6 +70,14 @@ local LAYOUT_HEAD = 'layout2:'
 -- an uncontended acquire.
 local specs = {}
 local spec_count = 0
+
+-- Small whole numbers by their decimal strings, made by the first call: a batch's counts
+-- and a flow's index are read with one table lookup instead of tonumber's strtod.
+local SMALL = {}
+
+local function num(a)
+  return SMALL[a] or tonumber(a)
+end
 
 local function s(n)
   return sformat('%d', n)
@@ -98,12 +109,45 @@ end
 
 local pools
 
+-- Per domain (set by `call`): pool i's hash name, made once (see STREAM_LEN), and the
+-- counters' key names.
+local POOL_KEYS, COUNTER_KEYS
+-- 'u<k>', a pool's field of the units class k holds, by k.
+local CLASS_FIELDS = {}
+
+local function pool_key(i)
+  local key = POOL_KEYS[i]
+  if not key then
+    key = P .. ':p' .. s(i)
+    POOL_KEYS[i] = key
+  end
+  return key
+end
+
+local function class_field(k)
+  local f = CLASS_FIELDS[k]
+  if not f then
+    f = 'u' .. s(k)
+    CLASS_FIELDS[k] = f
+  end
+  return f
+end
+
+local function counter_key(name)
+  local key = COUNTER_KEYS[name]
+  if not key then
+    key = P .. ':' .. name
+    COUNTER_KEYS[name] = key
+  end
+  return key
+end
+
 local function pool(i)
   local p = pools[i]
   if p then
     return p
   end
-  local h = rcall('HGETALL', P .. ':p' .. i)
+  local h = rcall('HGETALL', pool_key(i))
   p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
   for j = 1, #h, 2 do
     local f, v = h[j], h[j + 1]
@@ -136,11 +180,11 @@ end
 
 local function save_pools()
   for i, p in pairs(pools) do
-    local key = P .. ':p' .. i
+    local key = pool_key(i)
     local args =
       { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', sformat('%.17g', p.hold) }
     for k, u in pairs(p.ubc) do
-      args[#args + 1] = 'u' .. k
+      args[#args + 1] = class_field(k)
       args[#args + 1] = s(u)
     end
     if p.capo then
@@ -233,7 +277,7 @@ local function next_of(name)
   local c = counters[name]
   if c == nil or c.next > c.hi then
     local n = math.max(left, 1)
-    local hi = rcall('INCRBY', P .. ':' .. name, n)
+    local hi = rcall('INCRBY', counter_key(name), s(n))
     c = { next = hi - n + 1, hi = hi }
     counters[name] = c
   end
@@ -245,7 +289,7 @@ end
 local function give_back()
   for name, c in pairs(counters) do
     if c.next <= c.hi then
-      rcall('SET', P .. ':' .. name, s(c.next - 1))
+      rcall('SET', counter_key(name), s(c.next - 1))
     end
   end
 end
@@ -500,11 +544,10 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
     p.used = p.used + ps[j + 1]
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
-  local sid = s(id)
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
   rcall('ZADD', PX, s(l.x), pad(id))
   local lo = mp_pack(lease_out(l))
-  rcall('ZADD', PL, sid, lo)
+  rcall('ZADD', PL, s(id), lo)
   if key then
     rcall('SET', key_name(key), lo)
   end
@@ -992,7 +1035,7 @@ local function acquire(a)
   local ps, class, flow, ttl, max_wait
   local at = 4
   if a[3] == 'f' then
-    local f = tonumber(a[4])
+    local f = num(a[4])
     local fl = spec.flows[f + 1]
     if f < 0 or fl == nil then
       return fail('unknown_flow')
@@ -1618,11 +1661,11 @@ local function batch(args)
     if args[j + 1] == 'acquire' then
       left = left + 1
     end
-    j = j + tonumber(args[j]) + 1
+    j = j + num(args[j]) + 1
   end
   j = 3
   while j <= #args do
-    local n = tonumber(args[j])
+    local n = num(args[j])
     -- (One constructor: the table is sized once, where growing it item by item resized it
     -- for every power of two.)
     local sub = { args[j + 1], args[2], unpack(args, j + 2, j + n) }
@@ -1672,20 +1715,23 @@ local function call(keys, args)
     for k = 0, 15 do
       FIX_HEADERS[k] = string.char(0x90 + k)
     end
+    for k = 0, 255 do
+      SMALL[string.format('%d', k)] = k
+    end
   end
   KEYS, ARGV = keys, args
   META = KEYS[1]
   local n = names[META]
   if not n then
     local p = ssub(META, 1, -3)
-    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:' }
+    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:', {}, {} }
     if names_count >= 256 then
       names, names_count = {}, 0
     end
     names[META] = n
     names_count = names_count + 1
   end
-  P, PL, PT, PX, PD, PE, PEO, PKEY = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8]
+  P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]
   CMD = ARGV[1]
   EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
   local raw_spec = rcall('GET', P .. ':s')
