@@ -74,6 +74,7 @@ local spec_count = 0
 -- Small whole numbers by their decimal strings, made by the first call: a batch's counts
 -- and a flow's index are read with one table lookup instead of tonumber's strtod.
 local SMALL = {}
+local SMALL_S = {} -- and the strings by the numbers
 
 local function num(a)
   return SMALL[a] or tonumber(a)
@@ -85,6 +86,14 @@ end
 
 local function pad(n)
   return sformat('%016d', n)
+end
+
+-- Runs of 0 to 16 zeros, made by the first call: pad_s(s(n)) is pad(n) with one join in
+-- place of a second string.format.
+local ZEROS = {}
+
+local function pad_s(sid)
+  return ZEROS[16 - #sid] .. sid
 end
 
 local function opt_str(a)
@@ -108,6 +117,8 @@ end
 -- ----- pools -----------------------------------------------------------------------------
 
 local pools
+-- A pool's whole-number figures, as named in its hash.
+local POOL_FIGURES = { 'limit', 'cap', 'used', 'w' }
 
 -- Per domain (set by `call`): pool i's hash name, made once (see STREAM_LEN), and the
 -- counters' key names.
@@ -148,25 +159,23 @@ local function pool(i)
     return p
   end
   local h = rcall('HGETALL', pool_key(i))
-  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
+  -- `was`: the figures as stored, so that save_pools writes only those that changed.
+  local was = { u = {} }
+  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra, was = was }
   for j = 1, #h, 2 do
     local f, v = h[j], h[j + 1]
     local c = ssub(f, 1, 1)
-    if f == 'limit' then
-      p.limit = tonumber(v)
-    elseif f == 'cap' then
-      p.cap = tonumber(v)
+    if f == 'limit' or f == 'cap' or f == 'used' or f == 'hold' or f == 'w' then
+      p[f] = tonumber(v)
+      was[f] = p[f]
     elseif f == 'capo' then
       p.capo = tonumber(v)
       p.had_capo = true
-    elseif f == 'used' then
-      p.used = tonumber(v)
-    elseif f == 'hold' then
-      p.hold = tonumber(v)
-    elseif f == 'w' then
-      p.w = tonumber(v)
+      was.capo = p.capo
     elseif c == 'u' then
-      p.ubc[tonumber(ssub(f, 2))] = tonumber(v)
+      local k = tonumber(ssub(f, 2))
+      p.ubc[k] = tonumber(v)
+      was.u[k] = p.ubc[k]
     elseif c == 'n' then
       local k, need = string.match(f, '^n(%d+):(%d+)$')
       k = tonumber(k)
@@ -178,18 +187,35 @@ local function pool(i)
   return p
 end
 
+local NOTHING = { u = {} } -- (never written)
+
+-- Writes each pool's figures that changed since they were read (all of a pool made anew).
 local function save_pools()
   for i, p in pairs(pools) do
     local key = pool_key(i)
-    local args =
-      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', sformat('%.17g', p.hold) }
+    local was = p.was or NOTHING
+    local args = {}
+    for _, f in ipairs(POOL_FIGURES) do
+      if p[f] ~= was[f] then
+        args[#args + 1] = f
+        args[#args + 1] = s(p[f])
+      end
+    end
+    if p.hold ~= was.hold then
+      args[#args + 1] = 'hold'
+      args[#args + 1] = sformat('%.17g', p.hold)
+    end
     for k, u in pairs(p.ubc) do
-      args[#args + 1] = class_field(k)
-      args[#args + 1] = s(u)
+      if u ~= was.u[k] then
+        args[#args + 1] = class_field(k)
+        args[#args + 1] = s(u)
+      end
     end
     if p.capo then
-      args[#args + 1] = 'capo'
-      args[#args + 1] = s(p.capo)
+      if p.capo ~= was.capo then
+        args[#args + 1] = 'capo'
+        args[#args + 1] = s(p.capo)
+      end
     elseif p.had_capo then
       rcall('HDEL', key, 'capo')
     end
@@ -203,7 +229,9 @@ local function save_pools()
         rcall('HDEL', key, f)
       end
     end
-    rcall('HSET', key, unpack(args))
+    if #args > 0 then
+      rcall('HSET', key, unpack(args))
+    end
   end
 end
 
@@ -277,7 +305,7 @@ local function next_of(name)
   local c = counters[name]
   if c == nil or c.next > c.hi then
     local n = math.max(left, 1)
-    local hi = rcall('INCRBY', counter_key(name), s(n))
+    local hi = rcall('INCRBY', counter_key(name), SMALL_S[n] or s(n))
     c = { next = hi - n + 1, hi = hi }
     counters[name] = c
   end
@@ -545,9 +573,10 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
-  rcall('ZADD', PX, s(l.x), pad(id))
+  local sid = s(id)
+  rcall('ZADD', PX, s(l.x), pad_s(sid))
   local lo = mp_pack(lease_out(l))
-  rcall('ZADD', PL, s(id), lo)
+  rcall('ZADD', PL, sid, lo)
   if key then
     rcall('SET', key_name(key), lo)
   end
@@ -558,7 +587,7 @@ end
 local function drop_lease(l)
   local sid = l.sid or s(l.id)
   rcall('ZREMRANGEBYSCORE', PL, sid, sid)
-  rcall('ZREM', PX, pad(l.id))
+  rcall('ZREM', PX, pad_s(sid))
 end
 
 local function take_lease(id)
@@ -567,6 +596,19 @@ local function take_lease(id)
     drop_lease(l)
   end
   return l
+end
+
+-- `at` packed; the call's now packed once (every release of a batch ends at it).
+local now_packed
+
+local function pack_at(at)
+  if at ~= now then
+    return mp_pack(at)
+  end
+  if not now_packed then
+    now_packed = mp_pack(now)
+  end
+  return now_packed
 end
 
 local function end_lease(l, at, expired)
@@ -583,7 +625,7 @@ local function end_lease(l, at, expired)
     rcall('DEL', key_name(l.k))
   end
   local lo = packed(l)
-  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. mp_pack(at)
+  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. pack_at(at)
   if contended then
     local changed = {}
     for j = 1, #l.p, 2 do
@@ -1716,7 +1758,11 @@ local function call(keys, args)
       FIX_HEADERS[k] = string.char(0x90 + k)
     end
     for k = 0, 255 do
-      SMALL[string.format('%d', k)] = k
+      SMALL_S[k] = string.format('%d', k)
+      SMALL[SMALL_S[k]] = k
+    end
+    for k = 0, 16 do
+      ZEROS[k] = string.rep('0', k)
     end
   end
   KEYS, ARGV = keys, args
@@ -1733,7 +1779,7 @@ local function call(keys, args)
   end
   P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]
   CMD = ARGV[1]
-  EV, pools, tickets, counters, left = {}, {}, {}, {}, 1
+  EV, pools, tickets, counters, left, now_packed = {}, {}, {}, {}, 1, nil
   local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
