@@ -48,7 +48,7 @@ local KEYS, ARGV, META, P, CMD, now, spec, EV
 -- The library functions the script calls most, as locals (an upvalue each, where a global's
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
-local rcall, mp_pack, mp_unpack, sformat, ssub
+local rcall, mp_pack, mp_unpack, mp_unpack_limit, sformat, ssub
 -- The names of the keys the request paths touch, made once per call (P .. ':L' each time
 -- built and hashed a new string).
 local PL, PT, PX, PD, PE, PEO, PKEY
@@ -329,12 +329,14 @@ local function lease_out(l)
   return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
 end
 
--- A lease from its stored (and answered) shape, lease_out's; `raw` keeps the packed bytes,
--- which a release or an expiry answers as they are (whoever changes the lease stores it
--- again with put_lease, which packs it anew).
-local function lease_of(a, raw, sid)
-  return { id = a[1], k = a[2] or nil, c = a[3], f = a[4] or nil, p = a[5], g = a[6], x = a[7], t = a[8],
-    m = a[9] or nil, o = a[10] or nil, raw = raw, sid = sid }
+-- A lease from its stored bytes, lease_out's array of 10 (a one-byte header, then the
+-- items, decoded as values without the array's table). `raw` keeps the bytes, which a
+-- release or an expiry answers as they are (whoever changes the lease stores it again with
+-- put_lease, which packs it anew); `sid`, its id formatted, if the caller has it.
+local function unpack_lease(raw, sid)
+  local _, id, k, c, f, p, g, x, t, m, o = mp_unpack_limit(raw, 10, 1)
+  return { id = id, k = k or nil, c = c, f = f or nil, p = p, g = g, x = x, t = t, m = m or nil, o = o or nil,
+    raw = raw, sid = sid }
 end
 
 -- The packed lease: the bytes it was read as, or packed now.
@@ -348,7 +350,7 @@ end
 local function get_lease(id)
   local sid = s(id)
   local raw = rcall('ZRANGEBYSCORE', PL, sid, sid)[1]
-  return raw and lease_of(mp_unpack(raw), raw, sid)
+  return raw and unpack_lease(raw, sid)
 end
 
 -- An idempotency key's string: its name.
@@ -453,7 +455,7 @@ local function holder(r)
   if string.byte(r) == 84 then -- 'T'
     return 'T', tonumber(ssub(r, 2)), nil
   end
-  local l = lease_of(mp_unpack(r), r)
+  local l = unpack_lease(r)
   return 'L', l.id, l
 end
 
@@ -1229,7 +1231,7 @@ local function rebuild(new)
   spec = new
   rcall('DEL', META)
   for _, raw in ipairs(rcall('ZRANGE', PL, 0, -1)) do
-    local l = lease_of(mp_unpack(raw), raw)
+    local l = unpack_lease(raw)
     if l.f then
       l.f = flow_map[l.f]
       put_lease(l)
@@ -1752,7 +1754,8 @@ local names = {}
 local names_count = 0
 
 local function call(keys, args)
-  rcall, mp_pack, mp_unpack, sformat, ssub = redis.call, cmsgpack.pack, cmsgpack.unpack, string.format, string.sub
+  rcall, mp_pack, mp_unpack, mp_unpack_limit = redis.call, cmsgpack.pack, cmsgpack.unpack, cmsgpack.unpack_limit
+  sformat, ssub = string.format, string.sub
   if not FIX_HEADERS[0] then
     for k = 0, 15 do
       FIX_HEADERS[k] = string.char(0x90 + k)
