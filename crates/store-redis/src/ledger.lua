@@ -48,10 +48,10 @@ local KEYS, ARGV, META, P, CMD, now, spec, EV
 -- The library functions the script calls most, as locals (an upvalue each, where a global's
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
-local rcall, mp_pack, mp_unpack, mp_unpack_limit, sformat, ssub
+local rcall, mp_pack, mp_unpack, mp_unpack_limit, sformat, ssub, sbyte
 -- The names of the keys the request paths touch, made once per call (P .. ':L' each time
 -- built and hashed a new string).
-local PL, PT, PX, PD, PE, PEO, PKEY
+local PL, PT, PX, PD, PE, PEO, PKEY, PEV
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
@@ -452,7 +452,7 @@ local function holder(r)
   if not r then
     return nil, nil, nil
   end
-  if string.byte(r) == 84 then -- 'T'
+  if sbyte(r) == 84 then -- 'T'
     return 'T', tonumber(ssub(r, 2)), nil
   end
   local l = unpack_lease(r)
@@ -485,6 +485,9 @@ local HEAD_X = '\147\161X' -- { 'X', lease, at }
 local OUT_G = '\148\161G' -- { 'G', id, existing, lease }
 local OUT_R = '\146\161R' -- { 'R', lease }
 local FALSE = '\194' -- false
+-- The length of a MessagePack unsigned integer by its first byte (0xcc-0xcf: 8 to 64 bits;
+-- below 0x80, one byte).
+local UINT_LEN = { [0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9 }
 
 local function outcome_out(o, lease)
   if o == 'g' then
@@ -1127,7 +1130,8 @@ local function acquire(a)
   local seq = next_of('seq')
   if admits_arrival(ps, class) then
     local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'okp', OUT_G .. mp_pack(id, false) .. lo }
+    -- (The id's bytes are the lease's first item: lo's bytes after its one-byte header.)
+    return { 'okp', OUT_G .. ssub(lo, 2, 1 + (UINT_LEN[sbyte(lo, 2)] or 1)) .. FALSE .. lo }
   end
   local room
   if flow then
@@ -1698,7 +1702,10 @@ local HEAD_OKD = '\147\163okd'
 -- Redis and the node's parser handle one value where they handled three per command).
 local function batch(args)
   local out = {}
-  local bodies, total, count = {}, 0, 0
+  local count = 0
+  -- One list of events for the whole batch (its stream entry): each command's are those
+  -- it added, from `first` on.
+  EV = {}
   local j = 3
   left = 0
   while j <= #args do
@@ -1714,7 +1721,8 @@ local function batch(args)
     -- for every power of two.)
     local sub = { args[j + 1], args[2], unpack(args, j + 2, j + n) }
     j = j + n + 1
-    CMD, ARGV, EV = sub[1], sub, {}
+    CMD, ARGV = sub[1], sub
+    local first = #EV + 1
     local result
     if BATCHED[CMD] then
       result = run()
@@ -1722,17 +1730,20 @@ local function batch(args)
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
     local tag = result[1]
+    local last = #EV
     if tag == 'ok' or tag == 'okp' then
-      local evs = #EV == 1 and EV[1] or table.concat(EV)
-      if #EV > 0 then
-        bodies[#bodies + 1] = evs
-        total = total + #EV
-      end
       out[#out + 1] = HEAD_OKD
       out[#out + 1] = tag == 'okp' and result[2] or mp_pack(result[2])
-      out[#out + 1] = array_header(#EV)
-      out[#out + 1] = evs
+      out[#out + 1] = array_header(last - first + 1)
+      if last == first then
+        out[#out + 1] = EV[first]
+      elseif last > first then
+        out[#out + 1] = table.concat(EV, '', first, last)
+      end
     else
+      for k = last, first, -1 do
+        EV[k] = nil
+      end
       out[#out + 1] = mp_pack({ 'err', result[2], result[3] or result[2] })
     end
     count = count + 1
@@ -1742,9 +1753,8 @@ local function batch(args)
   end
   give_back()
   save_pools()
-  if total > 0 then
-    local header = array_header(total)
-    rcall('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
+  if #EV > 0 then
+    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', array_header(#EV) .. table.concat(EV), 'n', s(now))
   end
   return { 'okB', now, array_header(count) .. table.concat(out) }
 end
@@ -1755,7 +1765,7 @@ local names_count = 0
 
 local function call(keys, args)
   rcall, mp_pack, mp_unpack, mp_unpack_limit = redis.call, cmsgpack.pack, cmsgpack.unpack, cmsgpack.unpack_limit
-  sformat, ssub = string.format, string.sub
+  sformat, ssub, sbyte = string.format, string.sub, string.byte
   if not FIX_HEADERS[0] then
     for k = 0, 15 do
       FIX_HEADERS[k] = string.char(0x90 + k)
@@ -1773,14 +1783,15 @@ local function call(keys, args)
   local n = names[META]
   if not n then
     local p = ssub(META, 1, -3)
-    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:', {}, {} }
+    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:', {}, {}, p .. ':events' }
     if names_count >= 256 then
       names, names_count = {}, 0
     end
     names[META] = n
     names_count = names_count + 1
   end
-  P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10]
+  P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS, PEV = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9],
+    n[10], n[11]
   CMD = ARGV[1]
   EV, pools, tickets, counters, left, now_packed = {}, {}, {}, {}, 1, nil
   local raw_spec = rcall('GET', P .. ':s')
@@ -1845,7 +1856,7 @@ local function call(keys, args)
     -- its special replies), which cost more than the command itself.
     local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
-      rcall('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
+      rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
     local packed = result[1] == 'okp' and result[2] or mp_pack(result[2])
     return { 'okp', packed, ev, now }
