@@ -31,7 +31,8 @@
 --   P:k:<key> string  an idempotency key's holder: its lease, packed (the same bytes as its
 --                member of P:L, so a release by key reads it here), or "T<id>" (a waiting
 --                ticket). A string each, not fields of one hash: a lookup is one hash-table
---                probe, where a hash of up to 128 fields is a list Redis scans
+--                probe, where a hash of up to 128 fields is a list Redis scans. (A keyed
+--                lease's bytes are stored twice, here and in P:L: put_lease writes both.)
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
@@ -49,8 +50,8 @@ local KEYS, ARGV, META, P, CMD, now, spec, EV
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
 local rcall, mp_pack, mp_unpack, mp_unpack_limit, sformat, ssub, sbyte
--- The names of the keys the request paths touch, made once per call (P .. ':L' each time
--- built and hashed a new string).
+-- The names of the keys the request paths touch, made once per domain (`names` in `call`;
+-- P .. ':L' each time built and hashed a new string).
 local PL, PT, PX, PD, PE, PEO, PKEY, PEV
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
