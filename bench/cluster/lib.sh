@@ -1,5 +1,5 @@
 # Sourced by bench/cluster/run and bench/cluster/ab: one private Redis, and callgate nodes
-# on it, each configured from callgate.toml.in (DATABASE=1: journaled to PostgreSQL too),
+# on it, each configured from callgate.toml.in (DATABASE=1: journaled to PostgreSQL too; FALLBACK=1: the pool on local_fallback),
 # stopped (and $tmp removed) at exit.
 # Needs $tmp (a scratch directory) set by the caller.
 port=7795
@@ -26,6 +26,9 @@ node_up() { # binary domain listen-port: starts a node, returns once /healthz an
   sed -e "s#@REDIS@#redis://127.0.0.1:$port/#" -e "s#@DOMAIN@#$2#" bench/cluster/callgate.toml.in >"$tmp/$2.toml"
   if [ -n "$database" ]; then
     sed -i "s#^domain = .*#&\ndatabase = \"$database\"#" "$tmp/$2.toml"
+  fi
+  if [ "${FALLBACK:-0}" = 1 ]; then  # the pool on local_fallback, three nodes sharing it
+    sed -i "s#^domain = .*#&\non_redis_unavailable = \"local_fallback\"\nnodes = 3#" "$tmp/$2.toml"
   fi
   RUST_LOG=warn "$1" serve --config "$tmp/$2.toml" --listen "127.0.0.1:$3" --data-dir "$tmp/$2-$3" >/dev/null 2>&1 &
   pids+=($!)

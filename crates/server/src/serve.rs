@@ -72,6 +72,9 @@ pub struct Server {
     stop_cluster: Arc<AtomicBool>,
     /// Cluster mode: renews the duty lease and checks Redis (`crate::cluster`).
     duty_loop: Option<JoinHandle<()>>,
+    /// Cluster mode with `local_fallback`: checks Redis and says the node's presence
+    /// (`crate::cluster::fallback`).
+    fallback_poll: Option<JoinHandle<()>>,
 }
 
 /// Why the server could not start.
@@ -194,10 +197,13 @@ impl Server {
         let fallback = match &cluster {
             Some(c) if cfg.redis_unavailable().contains(&RedisUnavailable::LocalFallback) => {
                 let (inner, redis, spec, clock) = (backend.clone(), c.ledger.clone(), spec.clone(), clock.clone());
+                let node = node.clone();
                 let journaled = postgres.as_ref().map(|p| p.backend.clone());
                 let (policy, nodes, pools) = (cfg.redis_unavailable(), cfg.storage.nodes.unwrap_or(1), c.pools.clone());
                 let f = tokio::task::spawn_blocking(move || {
-                    crate::cluster::fallback::Fallback::new(inner, redis, journaled, clock, spec, policy, nodes, &pools)
+                    crate::cluster::fallback::Fallback::new(
+                        inner, redis, journaled, clock, node, spec, policy, nodes, &pools,
+                    )
                 })
                 .await
                 .map_err(|e| ServeError(format!("local fallback: {e}")))?;
@@ -393,9 +399,10 @@ impl Server {
             }
             _ => None,
         };
-        if let (Some(c), Some(f)) = (&cluster, fallback) {
-            crate::cluster::fallback::spawn_poll(f, c.ledger.clone(), stop_cluster.clone());
-        }
+        let fallback_poll = match (&cluster, fallback) {
+            (Some(c), Some(f)) => Some(crate::cluster::fallback::spawn_poll(f, c.ledger.clone(), stop_cluster.clone())),
+            _ => None,
+        };
         tracing::info!(%addr, data_dir = %data_dir.display(), "Listening");
         Ok(Server {
             addr,
@@ -409,6 +416,7 @@ impl Server {
             schedule_ticker,
             stop_cluster,
             duty_loop,
+            fallback_poll,
         })
     }
 
@@ -435,6 +443,11 @@ impl Server {
         self.stop_cluster.store(true, Ordering::SeqCst);
         if let Some(duty_loop) = self.duty_loop.take() {
             let _ = tokio::time::timeout(Duration::from_secs(3), duty_loop).await;
+        }
+        // The fallback's check ends within a second and takes the node's presence out of
+        // Redis, so that nothing is held back for it.
+        if let Some(poll) = self.fallback_poll.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), poll).await;
         }
         let _ = (&mut self.task).await;
         self.campaigns.shutdown().await;

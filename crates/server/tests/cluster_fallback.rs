@@ -62,6 +62,23 @@ async fn health(t: &TestServer) -> (StatusCode, Value) {
     t.get("/healthz").await
 }
 
+/// Waits until Redis has stamped the nodes' presence (a node Redis never saw does not
+/// admit on its own).
+async fn present(nodes: &[&TestServer]) {
+    eventually("Redis has the nodes' presence", secs(10), || async { nodes.iter().all(|t| fallback(t).present()) })
+        .await;
+}
+
+/// Waits until the node admits on its share of the pool `shared` (Redis is unreachable,
+/// and its presence lapsed there a margin ago: a few seconds).
+async fn goes_local(t: &TestServer) {
+    eventually("the node admits on its share", secs(15), || async {
+        metric(t, "callgate_redis_fallback", "shared").await == "1"
+    })
+    .await;
+    assert_eq!(health(t).await.1["status"], "degraded");
+}
+
 /// Leases the clients were granted and not yet told released: the oracle.
 #[derive(Default)]
 struct Held(Vec<String>);
@@ -114,14 +131,12 @@ async fn while_redis_is_down_each_node_admits_its_share_and_its_leases_join_the_
     assert_eq!(metric(&a, "callgate_redis_fallback", "shared").await, "0");
     assert_eq!(health(&a).await.1["status"], "ok");
 
+    present(&[&a, &b]).await;
     redis.kill();
-    // Each node notices within a second (its duty loop checks Redis) and goes local.
+    // Each node notices within a second (it checks Redis every second) and goes local once
+    // its presence in Redis lapsed, with a margin.
     for node in [&a, &b] {
-        eventually("the node says it is degraded", secs(10), || async {
-            let (s, v) = health(node).await;
-            s == StatusCode::OK && v["status"] == "degraded"
-        })
-        .await;
+        goes_local(node).await;
     }
     // Each node's share: (6 - 2 in use) / 2 nodes = 2.
     for node in [&a, &b] {
@@ -213,8 +228,9 @@ async fn with_postgres_a_lease_granted_in_fallback_is_journaled_before_its_answe
     let (s, v) = a.acquire(json!({ "flow": "in", "key": "before" })).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 
+    present(&[&a]).await;
     redis.kill();
-    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    goes_local(&a).await;
     // Its share is (6 - 1) / 2 = 2.
     let (s, v) = a.acquire(json!({ "flow": "in", "key": "local" })).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -241,8 +257,9 @@ async fn redis_back_empty_is_restored_from_postgres_and_then_the_local_leases_jo
     let before = v["lease"]["id"].as_str().unwrap().to_owned();
 
     let port = redis.port;
+    present(&[&a]).await;
     redis.kill();
-    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    goes_local(&a).await;
     let mut local = Vec::new();
     for key in ["local-1", "local-2"] {
         let (s, v) = a.acquire(json!({ "flow": "in", "key": key })).await;
@@ -282,8 +299,9 @@ async fn a_local_grant_postgres_did_not_commit_is_taken_back() {
     let mut pg = PrivatePg::start();
     let a = TestServer::start(&config(&redis.url, "fallback-lost", Some(&pg.url))).await;
     let local_used = |t: &TestServer| t.server().app.governor.backend().pools()[0].used;
+    present(&[&a]).await;
     redis.kill();
-    eventually("the node goes local", secs(10), || async { health(&a).await.1["status"] == "degraded" }).await;
+    goes_local(&a).await;
 
     pg.stop();
     let (s, v) = a.acquire(json!({ "flow": "in", "key": "lost" })).await;
@@ -304,4 +322,193 @@ async fn a_local_grant_postgres_did_not_commit_is_taken_back() {
     assert!(granted, "the local share admits again once PostgreSQL commits");
     assert_eq!(local_used(&a), 1, "one lease for the key, not two");
     a.server.unwrap().stop().await;
+}
+
+/// A TCP forwarder to Redis that the test can cut (its connections closed, new ones
+/// refused) and heal (listening again on the same port): a partition of one node. It runs
+/// on a runtime of its own: the node's blocking Redis calls may hold the test runtime's
+/// workers while they wait for it.
+struct Forwarder {
+    port: u16,
+    to: u16,
+    rt: Option<tokio::runtime::Runtime>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(to: u16) -> Forwarder {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let mut f = Forwarder { port: free_port(), to, rt: Some(rt), task: None };
+        f.heal();
+        f
+    }
+
+    fn heal(&mut self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the forwarder's port");
+        listener.set_nonblocking(true).unwrap();
+        let to = self.to;
+        let rt = self.rt.as_ref().expect("running");
+        self.task = Some(rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            // Dropped with the task: every connection is closed when the forwarder is cut.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn fallback(t: &TestServer) -> &callgate_server::cluster::fallback::Fallback {
+    t.server().app.governor.backend().as_any().downcast_ref().expect("the local fallback")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_partition_the_cut_off_nodes_share_is_held_back_in_redis_while_it_admits_on_it() {
+    let redis = Redis::start().await;
+    let mut cut_off = Forwarder::start(redis.port);
+    // a reaches Redis through the forwarder, b directly.
+    let a = TestServer::start(&config(&cut_off.url(), "partition", None)).await;
+    let b = TestServer::start(&config(&redis.url, "partition", None)).await;
+    let mut held = Held::default();
+    present(&[&a, &b]).await;
+    assert!(b.pool("shared").await.get("held_for_silent").is_none(), "nothing is held back while all are there");
+
+    cut_off.cut().await;
+    // a notices at once (its Redis connections are closed): it is failing until it may
+    // admit on its share.
+    eventually("a knows Redis is unreachable", secs(10), || async { health(&a).await.1["status"] == "failing" }).await;
+    // Until Redis must be holding a's share back, a admits nothing: 503, with Retry-After
+    // (and without trying Redis: an acquire whose answer is lost would count as in use).
+    let answer = a.client.post(format!("{}/v1/acquire", a.base)).json(&json!({ "flow": "in" })).send().await.unwrap();
+    let (status, retry) = (answer.status(), answer.headers().contains_key("retry-after"));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.text().await.unwrap());
+    assert!(retry);
+    // Redis holds back the share a declared, (6 - 0) / 2 = 3, once its presence lapsed.
+    eventually("b sees a's share held back", secs(10), || async { b.pool("shared").await["held_for_silent"] == 3 })
+        .await;
+    assert_eq!(metric(&b, "callgate_redis_held_for_silent", "shared").await, "3");
+    // b fills what Redis admits: the 3 not held back.
+    let mut on_b = Vec::new();
+    for i in 0..4 {
+        if let Some(id) = held.acquire(&b, &format!("b{i}")).await {
+            on_b.push(id);
+        }
+    }
+    assert_eq!(on_b.len(), 3, "Redis admits the pool less a's share");
+    // a goes local (after the lapse and a margin) on that share, and its leases and
+    // Redis's never exceed the pool (the oracle asserts it at each grant).
+    goes_local(&a).await;
+    assert_eq!(metric(&a, "callgate_redis_fallback_cap", "shared").await, "3");
+    let mut on_a = Vec::new();
+    for i in 0..4 {
+        if let Some(id) = held.acquire(&a, &format!("a{i}")).await {
+            on_a.push(id);
+        }
+    }
+    assert_eq!(on_a.len(), 3, "a's share, and not more");
+    assert_eq!(held.acquire(&b, "b-more").await, None, "b still admits nothing past the pool");
+    // A local lease released frees a's share, not Redis's.
+    held.release(&a, &on_a[0]).await;
+    assert!(held.acquire(&a, "a-again").await.is_some());
+    assert_eq!(held.acquire(&b, "b-more").await, None);
+
+    // Healed: a's leases are adopted, then its presence ends the hold-back; nothing over.
+    cut_off.heal();
+    eventually("a rejoins the shared ledger", secs(30), || async { health(&a).await.1["status"] == "ok" }).await;
+    eventually("the hold-back ended", secs(10), || async { b.pool("shared").await.get("held_for_silent").is_none() })
+        .await;
+    assert_eq!(b.used("shared").await, 6, "b's 3 and a's 3 live local leases");
+    assert_eq!(metric(&a, "callgate_redis_fallback_over", "shared").await, "0", "nothing over the pool");
+    let (s, list) = b.get("/v1/leases?pool=shared").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let live: Vec<&str> = list["leases"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    for id in &held.0 {
+        assert!(live.contains(&id.as_str()), "lease {id} is in the shared ledger: {live:?}");
+    }
+    assert_eq!(held.acquire(&b, "b-full").await, None, "the pool is full");
+    held.release(&b, &on_a[1]).await;
+    assert!(held.acquire(&b, "b-freed").await.is_some(), "a local lease released through b frees its unit");
+    a.server.unwrap().stop().await;
+    b.server.unwrap().stop().await;
+}
+
+/// `GET /v1/cluster/nodes` shows the nodes and which are silent; an admin who knows a
+/// silent node is gone forgets it (`DELETE /v1/cluster/nodes/{node}`), and the others admit
+/// on its share at once rather than after the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_forgets_a_node_that_is_gone_and_its_share_is_free_again() {
+    let redis = Redis::start().await;
+    let mut cut_off = Forwarder::start(redis.port);
+    let a = TestServer::start(&config(&cut_off.url(), "forget", None)).await;
+    let b = TestServer::start(&config(&redis.url, "forget", None)).await;
+    present(&[&a, &b]).await;
+    let (s, nodes) = a.get("/v1/cluster/nodes").await;
+    assert_eq!(s, StatusCode::OK, "{nodes}");
+    let nodes = nodes["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    let me = nodes.iter().find(|n| n["this_node"] == true).expect("a knows itself");
+    assert_eq!((&me["silent"], &me["declared"]), (&json!(false), &json!({ "shared": 3, "strict": 0 })), "{me}");
+    let name = me["node"].as_str().unwrap().to_owned();
+
+    cut_off.cut().await;
+    eventually("b sees a's share held back", secs(10), || async { b.pool("shared").await["held_for_silent"] == 3 })
+        .await;
+    let (_, seen) = b.get("/v1/cluster/nodes").await;
+    let silent: Vec<&Value> = seen["nodes"].as_array().unwrap().iter().filter(|n| n["silent"] == true).collect();
+    assert_eq!(silent.len(), 1, "{seen}");
+    assert_eq!(silent[0]["node"], name.as_str());
+    assert!(silent[0]["holds_back_until_ms"].as_u64() > silent[0]["silent_at_ms"].as_u64());
+
+    let path = format!("/v1/cluster/nodes/{}", urlencoding(&name));
+    let (s, v) = b.delete(&path).await;
+    assert_eq!((s, &v), (StatusCode::OK, &json!({ "forgotten": name })));
+    let (s, v) = b.delete(&path).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_node")), "{v}");
+    eventually("nothing is held back", secs(10), || async { b.pool("shared").await.get("held_for_silent").is_none() })
+        .await;
+    let mut held = Held::default();
+    for i in 0..6 {
+        assert!(held.acquire(&b, &format!("b{i}")).await.is_some(), "the whole pool admits on b again");
+    }
+    a.server.unwrap().stop().await;
+    b.server.unwrap().stop().await;
+
+    // A node without a pool on local_fallback keeps no presence.
+    let plain = TestServer::start("[[pools]]\nname = \"p\"\nlimit = 1\n").await;
+    let (s, v) = plain.get("/v1/cluster/nodes").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_local_fallback")), "{v}");
+}
+
+/// `name` as one path segment (node names carry ':' and '.': both allowed in a segment).
+fn urlencoding(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

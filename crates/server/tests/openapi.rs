@@ -42,6 +42,8 @@ fn the_document_is_openapi_3_1_with_every_api_route() {
         ("/v1/leases/{id}/renew", vec!["post"]),
         ("/v1/pools", vec!["get"]),
         ("/v1/pools/{name}", vec!["get", "put"]),
+        ("/v1/cluster/nodes", vec!["get"]),
+        ("/v1/cluster/nodes/{node}", vec!["delete"]),
         ("/v1/events", vec!["get"]),
         ("/v1/samples", vec!["post"]),
         ("/v1/breakers", vec!["get"]),

@@ -1,7 +1,8 @@
 //! What a node's local fallback needs of the ledger (`on_redis_unavailable =
 //! "local_fallback"`, `crates/runtime/src/cluster/fallback.rs`): a block of ids the ledger
 //! never hands out, for the leases the node grants on its own while Redis is unreachable,
-//! and taking those leases into the ledger once Redis answers again, each exactly once.
+//! taking those leases into the ledger once Redis answers again, each exactly once, and
+//! the nodes' presence, by which the ledger holds back the shares of nodes that went silent.
 
 use crate::{wire, RedisLedger};
 use callgate_backend::Error;
@@ -43,6 +44,28 @@ fn adopted_json(list: &[Adopted]) -> String {
         })
         .collect();
     Value::Array(rows).to_string()
+}
+
+/// What [`RedisLedger::presence`] answers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Declared {
+    /// The share of each pool the node declared (held back if it goes silent).
+    pub shares: Vec<u32>,
+    /// Units of each pool held back for silent nodes now.
+    pub held: Vec<u64>,
+}
+
+/// A node with `local_fallback` pools, as the shared ledger knows it ([`RedisLedger::nodes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodePresence {
+    /// Its name (host, listen address and process id).
+    pub node: String,
+    /// When it turns silent without another presence, or turned (Redis ms).
+    pub silent_at: u64,
+    /// When the ledger stops holding its declared shares back, once silent (Redis ms).
+    pub holds_until: u64,
+    /// The share of each pool it declared at its last presence, in configuration order.
+    pub shares: Vec<u32>,
 }
 
 /// Ids above this are never handed out (Lua keeps numbers as doubles: exact below 2^53).
@@ -94,6 +117,79 @@ impl RedisLedger {
         };
         let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
         Ok(Adoption { adopted, clashes, events })
+    }
+
+    /// Node `node`'s presence (it reaches Redis now), one of `nodes` sharing the domain.
+    /// It declares, for each pool, the least of `most` (what it would take if it went local
+    /// now, 0 for a pool that fails closed) and its share of what the ledger has free now,
+    /// `(cap - used - held back) / nodes` rounded down. From Redis's now + `lapse_ms`
+    /// without another presence the node is *silent*: its declared shares count as used
+    /// for admission (no grant, no ticket's, uses them) until Redis's now + `lapse_ms` +
+    /// `keep_ms`. A silent node that says it again frees what was held back for it (the
+    /// waiting lines are walked). Answers what it declared, and what is held back for
+    /// silent nodes now.
+    pub fn presence(
+        &self,
+        node: &str,
+        lapse_ms: u64,
+        keep_ms: u64,
+        most: &[u32],
+        nodes: u32,
+    ) -> Result<Declared, Error> {
+        if node.is_empty() || node.len() > 128 || most.is_empty() {
+            return Err(Error::invalid(format!(
+                "bad presence of node {node:?}: 1 to 128 characters, one share a pool"
+            )));
+        }
+        let most: Vec<String> = most.iter().map(u32::to_string).collect();
+        self.presence_call(node, lapse_ms, keep_ms, most.join(","), nodes.max(1))
+    }
+
+    /// The nodes with `local_fallback` pools that the shared ledger knows (those present,
+    /// and the silent ones whose shares it holds back), with Redis's now.
+    pub fn nodes(&self) -> Result<(Vec<NodePresence>, u64), Error> {
+        let parts = self.call("r_nodes", &[])?;
+        let [outcome, _events, now] = parts.as_slice() else {
+            return Err(Error::internal(format!("r_nodes answered {parts:?}")));
+        };
+        let nodes = wire::list(outcome, "nodes")?
+            .iter()
+            .map(|n| match wire::list(n, "node")? {
+                [node, silent_at, holds_until, shares] => Ok(NodePresence {
+                    node: wire::text(node)?,
+                    silent_at: wire::int(silent_at)?,
+                    holds_until: wire::int(holds_until)?,
+                    shares: wire::list(shares, "shares")?
+                        .iter()
+                        .map(|u| wire::int(u).map(|u| u32::try_from(u).unwrap_or(u32::MAX)))
+                        .collect::<Result<_, _>>()?,
+                }),
+                other => Err(Error::internal(format!("r_nodes answered {other:?}"))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((nodes, wire::int(now)?))
+    }
+
+    /// Node `node` leaves cleanly (its presence is removed: nothing is held back for it).
+    pub fn leave(&self, node: &str) -> Result<(), Error> {
+        self.call("presence", &[node.to_owned(), "0".into(), "0".into(), String::new(), "1".into()]).map(|_| ())
+    }
+
+    fn presence_call(&self, node: &str, lapse: u64, keep: u64, most: String, nodes: u32) -> Result<Declared, Error> {
+        let max = crate::spec::MAX_MS;
+        let args = [node.to_owned(), lapse.min(max).to_string(), keep.min(max).to_string(), most, nodes.to_string()];
+        let parts = self.call("presence", &args)?;
+        let Some(outcome) = parts.first() else {
+            return Err(Error::internal(format!("presence answered {parts:?}")));
+        };
+        let [_, shares, held] = wire::list(outcome, "presence")? else {
+            return Err(Error::internal(format!("presence answered {outcome:?}")));
+        };
+        let share = |v: &redis::Value| wire::int(v).map(|u| u32::try_from(u).unwrap_or(u32::MAX));
+        Ok(Declared {
+            shares: wire::list(shares, "declared shares")?.iter().map(share).collect::<Result<_, _>>()?,
+            held: wire::list(held, "held back units")?.iter().map(wire::int).collect::<Result<_, _>>()?,
+        })
     }
 
     /// Whether Redis answers but holds no ledger for the domain (it restarted empty): a

@@ -39,6 +39,10 @@
 --   P:EO  list   "at:id" of ended tickets, oldest end first (forgotten from the front)
 --   P:duty:<name> string  a duty lease, `<node>|<token>` (duty.rs); fenced commands read it
 --   P:A   zset   ids of leases adopted from a node's local fallback, scored by when
+--   P:nodes zset  nodes with local_fallback pools, scored by when each turns silent (its
+--                last presence + its lapse, Redis ms)
+--   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..." (the
+--                shares it declared at its last presence)
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
 --                about STREAM_LEN entries
@@ -240,8 +244,31 @@ local function need(p, class, units)
   return units + p.ra[class + 1]
 end
 
+-- Units held back for silent nodes (local fallback, see `presence` below), by pool: the
+-- shares the nodes whose presence lapsed declared, until their hold-back ends. Read once
+-- per call, at the first admission check: one ZRANGEBYSCORE, empty while every node is
+-- present. Per call: reset by `call` (and by a change of presence).
+local held
+
+local function held_back(i)
+  if not held then
+    held = {}
+    for _, node in ipairs(rcall('ZRANGEBYSCORE', P .. ':nodes', '-inf', s(now))) do
+      local ends, shares = string.match(rcall('HGET', P .. ':ns', node) or '', '^(%d+)|(.*)$')
+      if ends and tonumber(ends) > now then
+        local j = 0
+        for u in string.gmatch(shares, '%d+') do
+          held[j] = (held[j] or 0) + tonumber(u)
+          j = j + 1
+        end
+      end
+    end
+  end
+  return held[i] or 0
+end
+
 local function free(p)
-  return p.cap - p.used
+  return p.cap - p.used - held_back(p.i)
 end
 
 local function can_ever_fit_pool(p, class, units)
@@ -301,6 +328,8 @@ end
 -- (Redis functions do not roll back) leaves the counter at the block's end: numbers may
 -- be skipped then, never handed out twice. Per call: reset by `call`.
 local counters, left
+-- Whether a command failed midway in this call and the pools were counted again (`run_guarded`).
+local recounted
 
 local function next_of(name)
   local c = counters[name]
@@ -590,10 +619,13 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
   return id, l, lo
 end
 
+-- Answers how many leases it took out of P:L: 0 for a lease read from its key's string
+-- that P:L no longer holds (left by a command that failed midway, see run_guarded).
 local function drop_lease(l)
   local sid = l.sid or s(l.id)
-  rcall('ZREMRANGEBYSCORE', PL, sid, sid)
+  local n = rcall('ZREMRANGEBYSCORE', PL, sid, sid)
   rcall('ZREM', PX, pad_s(sid))
+  return n
 end
 
 local function take_lease(id)
@@ -857,13 +889,23 @@ local function tick(at_now)
   while true do
     local lat, lid = first_due(PX, at_now)
     local tat, tid = first_due(PD, at_now)
+    -- (An expiry or deadline whose lease or ticket is gone, left by a command that failed
+    -- midway, is dropped.)
     if lat and (tat == nil or lat <= tat) then
       local l = take_lease(lid)
-      end_lease(l, lat, true)
+      if l then
+        end_lease(l, lat, true)
+      else
+        rcall('ZREM', PX, pad(lid))
+      end
     elseif tat then
       local t = dequeue(tid)
-      end_ticket(t, 't', tat)
-      dispatch(pools_of(t.p), tat)
+      if t then
+        end_ticket(t, 't', tat)
+        dispatch(pools_of(t.p), tat)
+      else
+        rcall('ZREM', PD, pad(tid))
+      end
     else
       break
     end
@@ -1115,11 +1157,15 @@ local function acquire(a)
   end
   local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
   if key then
-    local kind, id, l = key_ref(key)
-    if kind == 'L' then
+    -- (A key whose lease or ticket is gone, left by a command that failed midway, is no
+    -- key: the grant or ticket below takes it over. The lease is read from P:L, which the
+    -- key's copy may outlive; a new key, the common case, costs no second look.)
+    local kind, id = key_ref(key)
+    local l = kind == 'L' and get_lease(id)
+    local t = kind == 'T' and get_ticket(id)
+    if l then
       return { 'ok', { 'G', id, true, lease_out(l) } }
-    elseif kind == 'T' then
-      local t = get_ticket(id)
+    elseif t then
       local pos, eta = position_of(t)
       return { 'ok', { 'Q', id, pos, eta, t.d, true, ticket_out(t) } }
     end
@@ -1174,8 +1220,12 @@ end
 local function end_call(key, at)
   local k, id, l = key_ref(key)
   if k == 'L' then
-    drop_lease(l)
-    end_lease(l, at, false)
+    -- (A key whose lease is gone, left by a command that failed midway, ends nothing.)
+    if drop_lease(l) > 0 then
+      end_lease(l, at, false)
+    else
+      rcall('DEL', key_name(key))
+    end
     return { 'r', id }
   end
   if k == 'T' and cancel(id, at) then
@@ -1406,6 +1456,64 @@ local function adopt(list, at)
   return adopted, clashes
 end
 
+-- Presence of the nodes with local_fallback pools: each says every second that it reaches
+-- Redis, and the share of each pool it would take if it went local now. A node whose
+-- presence lapsed is silent: its declared shares count as used for admission (held_back)
+-- until its hold-back ends (its last presence + lapse + keep), so a node cut off from
+-- Redis can admit on its share while the others go on in Redis. Forgets the nodes whose
+-- hold-back ended; answers whether any silent node's hold-back ended here.
+local function forget_lapsed(at)
+  local ended = false
+  for _, node in ipairs(rcall('ZRANGEBYSCORE', P .. ':nodes', '-inf', s(at))) do
+    local ends = string.match(rcall('HGET', P .. ':ns', node) or '', '^(%d+)|')
+    if not ends or tonumber(ends) <= at then
+      rcall('ZREM', P .. ':nodes', node)
+      rcall('HDEL', P .. ':ns', node)
+      ended = true
+    end
+  end
+  return ended
+end
+
+-- The node's presence at `at` (Redis ms), silent from at + lapse; or with `most` nil its
+-- clean leave. It declares, for each pool, the least of what it asks (`most`: `u0,u1,...`,
+-- 0 for a pool it does not admit on alone) and its share of what is free now,
+-- floor((cap - used - held back for the silent nodes) / nodes): held back until
+-- at + lapse + keep if it goes silent. When a silent node's hold-back ends, every pool's
+-- line is walked (what was held back is free). Answers the shares declared and what is
+-- held back for silent nodes now, by pool.
+local function presence(node, lapse, keep, most, nodes, at)
+  local was = tonumber(rcall('ZSCORE', P .. ':nodes', node) or '')
+  if most then
+    rcall('ZADD', P .. ':nodes', at + lapse, node)
+  else
+    rcall('ZREM', P .. ':nodes', node)
+    rcall('HDEL', P .. ':ns', node)
+  end
+  local ended = forget_lapsed(at)
+  held = nil
+  if ended or (was and was <= at) then
+    dispatch(all_pools(), at)
+  end
+  local declared, holds = {}, {}
+  if most then
+    local i = 0
+    for u in string.gmatch(most, '%d+') do
+      if i < #spec.pools then
+        local p = pool(i)
+        local share = math.floor(math.max(0, p.cap - p.used - held_back(i)) / nodes)
+        declared[#declared + 1] = math.min(tonumber(u), share)
+      end
+      i = i + 1
+    end
+    rcall('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, table.concat(declared, ',')))
+  end
+  for i = 0, #spec.pools - 1 do
+    holds[#holds + 1] = held_back(i)
+  end
+  return { 'H', declared, holds }
+end
+
 -- ----- commands ---------------------------------------------------------------------------------
 
 -- Runs the command CMD with ARGV: answers { 'ok', outcome } (a table, packed or converted by
@@ -1424,16 +1532,21 @@ local function run()
       local r = rcall('GETDEL', name)
       local kind, id, kl = holder(r)
       if kind ~= 'L' or (owner and kl.o ~= owner) then
-        if r then
+        if kind == 'L' and get_lease(id) then
           rcall('SET', name, r)
-        end
-        if kind == 'L' then
           return { 'ok', { 'O', id } }
+        elseif kind == 'T' then
+          rcall('SET', name, r)
         end
         return { 'ok', { 'R', false } }
       end
       l = kl
       l.key_taken = true
+      -- (A key whose lease is gone releases nothing; its string is gone now too.)
+      if drop_lease(l) == 0 then
+        return { 'ok', { 'R', false } }
+      end
+      return { 'okp', OUT_R .. end_lease(l, now, false) }
     else
       local id = tonumber(ARGV[4])
       l = get_lease(id)
@@ -1499,6 +1612,10 @@ local function run()
   elseif CMD == 'tick' then
     tick(now)
     lapse_caps(now)
+    if forget_lapsed(now) then
+      held = nil
+      dispatch(all_pools(), now)
+    end
     return { 'ok', { 'D' } }
   elseif CMD == 'settle' then
     settle(now)
@@ -1529,6 +1646,14 @@ local function run()
     end
     settle(now)
     return { 'ok', { 'D' } }
+  elseif CMD == 'presence' then
+    -- ARGV: node, lapse (ms), keep (ms), the most it asks of each pool ("": the node
+    -- leaves), how many nodes share the domain.
+    local lapse, keep, nodes = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
+    if not lapse or not keep or not nodes or nodes < 1 or not string.match(ARGV[6], '^[%d,]*$') then
+      return fail('invalid', 'presence: lapse, keep, shares and nodes must be numbers')
+    end
+    return { 'ok', presence(ARGV[3], lapse, keep, ARGV[6] ~= '' and ARGV[6] or nil, nodes, now) }
   elseif CMD == 'adopt' then
     local adopted, clashes = adopt(cjson.decode(ARGV[3]), now)
     return { 'ok', { 'n', adopted, clashes } }
@@ -1635,7 +1760,22 @@ local function run()
     if ARGV[3] ~= '' then
       from = '(' .. ARGV[3]
     end
-    return { 'ok', rcall('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
+    return { 'ok', rcall('XRANGE', PEV, from, '+', 'COUNT', tonumber(ARGV[4])) }
+  elseif CMD == 'r_nodes' then
+    -- The nodes with local_fallback pools (at most the first 1000 by when they turn
+    -- silent): name, when it turns or turned silent, when the hold-back of its declared
+    -- shares ends, and those shares by pool.
+    local out = {}
+    local all = rcall('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
+    for j = 1, #all, 2 do
+      local ends, shares = string.match(rcall('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
+      local list = {}
+      for u in string.gmatch(shares or '', '%d+') do
+        list[#list + 1] = tonumber(u)
+      end
+      out[#out + 1] = { all[j], tonumber(all[j + 1]), tonumber(ends or '0'), list }
+    end
+    return { 'ok', out }
   elseif CMD == 'r_counters' then
     local id = tonumber(rcall('GET', P .. ':id') or '0')
     local seq = tonumber(rcall('GET', P .. ':seq') or '0')
@@ -1675,6 +1815,37 @@ end
 
 -- The commands a batch may carry (batch.rs): the request paths'.
 local BATCHED = { acquire = true, release = true, renew = true, cancel = true, end_call = true }
+
+-- The commands run by `run_guarded`: those a node sends all the time and that change only
+-- leases, tickets and the pools' counts.
+local GUARDED = { acquire = true, release = true, renew = true, cancel = true, end_call = true, tick = true, repair = true }
+
+-- `run`, for a command that may fail midway: a bug, or a key of the domain changed by
+-- hand. Redis functions do not roll back, so what the command wrote before the error
+-- stays, while the pools in memory may count only part of it (a lease stored without its
+-- units would let the ledger admit past the limit). The command answers an error, its
+-- events are dropped, and the pools' counts, lines and waiting counts are taken again from
+-- the leases and tickets stored, as a reload does (`rebuild`): the pools count exactly
+-- what is held. In a batch, the commands before it keep their answers, events and counts,
+-- and those after it run. A key, expiry or deadline it left without its lease or ticket
+-- is dropped where it is next met (acquire, tick).
+local function run_guarded()
+  local first = #EV + 1
+  local ok, result = pcall(run)
+  if ok then
+    return result
+  end
+  local message = type(result) == 'table' and (result.err or result.msg) or tostring(result)
+  redis.log(redis.LOG_WARNING, 'callgate: the ledger command ' .. CMD .. ' failed (' .. message
+    .. '); counting the pools again from the leases and tickets held')
+  -- (Its events are dropped; in a batch, those of the commands before it stay.)
+  for k = #EV, first, -1 do
+    EV[k] = nil
+  end
+  rebuild(spec)
+  recounted = true
+  return fail('internal', 'the ledger command ' .. CMD .. ' failed: ' .. message)
+end
 
 -- The header of a MessagePack array of n items, as cmsgpack writes it.
 -- The headers of arrays of 0 to 15 items (one byte each), made by the first call (a
@@ -1726,7 +1897,7 @@ local function batch(args)
     local first = #EV + 1
     local result
     if BATCHED[CMD] then
-      result = run()
+      result = run_guarded()
     else
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
@@ -1794,7 +1965,7 @@ local function call(keys, args)
   P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS, PEV = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9],
     n[10], n[11]
   CMD = ARGV[1]
-  EV, pools, tickets, counters, left, now_packed = {}, {}, {}, {}, 1, nil
+  EV, pools, tickets, counters, left, now_packed, recounted, held = {}, {}, {}, {}, 1, nil, false, nil
   local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
@@ -1845,8 +2016,17 @@ local function call(keys, args)
       return refused
     end
   end
-  local result = run()
+  local result
+  if GUARDED[CMD] then
+    result = run_guarded()
+  else
+    result = run()
+  end
   if result[1] ~= 'ok' and result[1] ~= 'okp' then
+    if recounted then
+      give_back()
+      save_pools()
+    end
     return result
   end
   if ssub(CMD, 1, 2) ~= 'r_' then

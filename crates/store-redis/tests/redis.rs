@@ -375,3 +375,54 @@ fn fencing_tokens_keep_growing_when_redis_restarts_empty() {
     assert!(after > before, "{before} then {after}");
     assert_eq!(b.holder().expect("redis"), Some(("node-b".to_string(), after)));
 }
+
+/// A command that fails midway (here: the domain's deadlines key made a string by hand, so
+/// queueing a ticket fails after it wrote part of it). Redis does not roll back: before,
+/// the whole batch failed and the pools were not saved, so the grant before it in the
+/// batch stayed stored but uncounted, and the next acquire was granted past the limit.
+#[test]
+fn a_command_that_fails_midway_leaves_the_pools_counting_exactly_what_is_held() {
+    let server = Server::start();
+    let b = RedisLedger::open(&server.url, "midway", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    for i in 0..9 {
+        granted(&b, call(0, &format!("held-{i}")));
+    }
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let deadlines = format!("{}:d", b.key_prefix());
+    let _: () = redis::cmd("SET").arg(&deadlines).arg("not a sorted set").query(&mut conn).expect("SET");
+
+    let answers = b.execute_batch(vec![call(0, "last"), call(0, "waits")]);
+    let first = answers[0].as_ref().expect("the grant before the failure keeps its answer");
+    assert!(matches!(first.outcome, Outcome::Decided { decision: Decision::Granted { .. }, .. }), "{first:?}");
+    let e = answers[1].as_ref().expect_err("queueing failed midway");
+    assert_eq!(e.kind, ErrorKind::Internal, "{e}");
+    assert_eq!(b.pools()[0].used, 10, "the pool counts the ten leases held");
+    assert_eq!(b.leases().len(), 10);
+
+    let _: () = redis::cmd("DEL").arg(&deadlines).query(&mut conn).expect("DEL");
+    let next = b.execute(call(1, "outbound")).expect("acquire").outcome;
+    assert!(matches!(next, Outcome::Decided { decision: Decision::Rejected { .. }, .. }), "no eleventh: {next:?}");
+    // The key the failed command left behind is no key: asked again, it queues.
+    let again = b.execute(call(0, "waits")).expect("acquire").outcome;
+    assert!(matches!(again, Outcome::Decided { decision: Decision::Queued { .. }, .. }), "{again:?}");
+    assert_eq!((b.pools()[0].used, b.counts()), (10, (10, 1)));
+}
+
+/// An expiry whose lease is gone (left by a command that failed midway) is dropped by the
+/// sweep, which otherwise would fail on it every time.
+#[test]
+fn the_sweep_drops_an_expiry_without_its_lease() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let b = RedisLedger::open(&server.url, "orphan", &account_spec(), Time::Clock(clock.clone())).expect("open");
+    granted(&b, call(0, "held"));
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let expiries = format!("{}:x", b.key_prefix());
+    let _: () =
+        redis::cmd("ZADD").arg(&expiries).arg(T0 + 10).arg(format!("{:016}", 999)).query(&mut conn).expect("ZADD");
+    clock.advance(20);
+    b.execute(Command::Tick).expect("the sweep runs");
+    let left: Vec<String> = redis::cmd("ZRANGE").arg(&expiries).arg(0).arg(-1).query(&mut conn).expect("ZRANGE");
+    assert_eq!(left.len(), 1, "only the held lease's expiry is left: {left:?}");
+    assert_eq!(b.pools()[0].used, 1);
+}

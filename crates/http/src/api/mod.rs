@@ -8,6 +8,7 @@ pub use crate::auth::auth_keys;
 pub(crate) mod body;
 mod callbacks;
 pub mod campaigns;
+mod cluster;
 pub mod dnc;
 mod forecast;
 mod leases;
@@ -45,6 +46,8 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/v1/leases/{id}/renew", post(leases::renew))
         .route("/v1/pools", get(pools::list))
         .route("/v1/pools/{name}", put(pools::set_limit).get(pools::one))
+        .route("/v1/cluster/nodes", get(cluster::list))
+        .route("/v1/cluster/nodes/{node}", axum::routing::delete(cluster::forget))
         .route("/v1/events", get(events))
         .route("/v1/samples", post(ops::samples))
         .route("/v1/breakers", get(ops::breakers))

@@ -8,7 +8,7 @@
 //! static files (`/`, `/live.css`, `/live.js`).
 
 use super::campaigns;
-use super::{acquire, callbacks, dnc, forecast, leases, ops, pools, summary, tickets};
+use super::{acquire, callbacks, cluster, dnc, forecast, leases, ops, pools, summary, tickets};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -37,6 +37,8 @@ use utoipa::OpenApi;
         pools::list,
         pools::one,
         pools::set_limit,
+        cluster::list,
+        cluster::forget,
         super::events,
         ops::samples,
         ops::breakers,

@@ -18,13 +18,21 @@ pub(crate) struct PoolAnswer {
     /// forecast or the floor decided them.
     #[serde(skip_serializing_if = "Option::is_none")]
     forecast_reserve: Option<callgate_runtime::forecast::ForecastReserveView>,
+    /// Cluster mode with `on_redis_unavailable = "local_fallback"`: units of the pool the
+    /// shared ledger holds back for nodes that stopped saying they reach Redis (each may
+    /// admit on its own share meanwhile). Absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    held_for_silent: Option<u64>,
 }
 
 impl PoolAnswer {
     fn new(app: &App, pool: PoolInfo) -> PoolAnswer {
         let config = app.reload.current();
         let forecast_reserve = app.forecasts.view(&config, &pool.name, app.governor.now_ms());
-        PoolAnswer { pool, forecast_reserve }
+        let fallback = app.governor.backend().as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>();
+        let held_for_silent = fallback.and_then(|f| f.held_of(&pool.name)).filter(|u| *u > 0);
+        PoolAnswer { pool, forecast_reserve, held_for_silent }
     }
 }
 

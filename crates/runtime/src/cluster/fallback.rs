@@ -1,3 +1,4 @@
+// Long file: the fallback's modes (shared, local, rejoining) and the backend that switches between them; the local ledger, the presence and the status are submodules.
 //! `on_redis_unavailable = "local_fallback"`: while Redis cannot be reached, a node admits
 //! on its own, against its share of each such pool, and hands what it granted to the shared
 //! ledger when Redis answers again.
@@ -6,17 +7,32 @@
 //! cluster's backend (the Redis ledger, or with `[storage] database` the Redis ledger
 //! journaled in PostgreSQL) and passes everything through while Redis answers.
 //!
+//! **Presence.** Every second ([`spawn_poll`]) the node tells Redis it is there, with the
+//! share of each pool it would take if it went local now ([`presence`],
+//! [`RedisLedger::presence`]); Redis declares for it the least of that and its share of
+//! what Redis has free at that moment. Redis stamps it with its own time; a node whose presence is
+//! older than [`presence::LAPSE`] is *silent*, and the shared ledger counts its declared
+//! shares as used for admission (no grant, no ticket's, uses them) until its hold-back
+//! ends. So in a partition (this node cannot reach Redis, others can) the others admit
+//! in Redis on what is left, and this node on its share, and the two never meet.
+//!
 //! **Going local.** When a command finds Redis unreachable (not emptied: that is the
-//! restore's case), or the check each second does ([`spawn_poll`]), the node builds a local
-//! ledger ([`local::Local`]): the configuration's, with each pool capped at this node's
-//! share, `(cap - in use) / nodes` rounded down ([`local::share`]). `nodes` is
+//! restore's case), or the check each second does, the node builds a local ledger
+//! ([`local::Local`]), but only once Redis must already be holding its share back:
+//! [`presence::LAPSE`] and [`presence::MARGIN`] after its last presence Redis answered
+//! (Redis stamped it before the answer came). Until then its acquires answer 503, as a
+//! pool that fails closed would, and are not sent to Redis (an answer lost on the way
+//! would count against the share). The local ledger is the configuration's, with each pool
+//! capped at the least of the share the node declared last and its share now,
+//! `(cap - in use - held back) / nodes` rounded down ([`local::share`]). `nodes` is
 //! `[storage] nodes`, the most nodes that share the domain. *In use* is what the shared
 //! ledger held as this node last saw it: the pools of the domain's event stream
 //! (every node's grants, releases and expiries, and so also the leases of nodes that
 //! died), plus this node's own grants the stream had not brought yet, plus the units of
-//! its acquires whose answer was lost on the way (Redis may have granted them). So the
-//! leases Redis held and every node's share add up to at most the cap: a pool that was
-//! full has no share. A pool that fails closed has none either: its acquires answer 503.
+//! its acquires whose answer was lost on the way (Redis may have granted them); *held back*
+//! is what Redis held back for silent nodes at this node's last presence. So the leases
+//! Redis held and every node's share add up to at most the cap: a pool that was full has
+//! no share. A pool that fails closed has none either: its acquires answer 503.
 //! Nobody waits in fallback (a waiting line across nodes needs Redis): a request that does
 //! not fit is rejected. Ids come from a block this node took from the ledger's counter
 //! ([`RedisLedger::reserve_ids`]), so they are unique across nodes and the ledger never
@@ -25,10 +41,20 @@
 //! not hold (Redis's) are kept and answered 503 (`unavailable`, "kept"): they are made in
 //! Redis when it is back; a retry then finds them done.
 //!
+//! **Bounded.** A node admits on its own for at most [`presence::FALLBACK_MAX`] from its
+//! last presence: no local lease is granted or renewed past that (its TTL is cut), and
+//! then every pool fails closed until Redis answers. Redis holds a silent node's share
+//! back until [`presence::SLACK`] after that, then forgets the node (and walks the
+//! waiting lines). So a node killed in fallback, or never coming back, holds capacity for
+//! a bounded time, and its local leases cannot outlive the hold-back. A clean stop takes
+//! the presence out of Redis (`Fallback::leave`) unless the node is local.
+//!
 //! **Coming back.** When that check finds Redis answering again: the kept changes are
 //! made in Redis, then the leases granted here (live, and ended here) are adopted into
 //! the shared ledger in one atomic call, each at most once however often it is retried
-//! ([`RedisLedger::adopt`]); a live one keeps its id, key and expiry. Then, for
+//! ([`RedisLedger::adopt`]); a live one keeps its id, key and expiry. Only then is the
+//! node's presence said again, which ends the hold-back of its share: the adopted leases
+//! replace it without a gap. Then, for
 //! [`REJOIN`], acquires answer 503 while everything else runs on Redis: every node in
 //! fallback notices Redis within a second of the others and adopts its leases within that
 //! pause, so nobody admits against the shared ledger before every node's local leases are
@@ -37,13 +63,18 @@
 //! units; no lease is revoked, and the ledger admits nothing there until the pool is back
 //! under its cap.
 //!
-//! **Not covered** (README, "Running several nodes"): a partition in which some nodes
-//! still reach Redis (they admit the whole pool there); a grant Redis made just before it
-//! went away that this node's stream had not brought yet; and the local leases of a node
-//! killed while in fallback. A local grant whose PostgreSQL commit was lost (its caller
-//! heard 503) is taken back at the next check, before any hand-over.
+//! **Not covered** (README, "Running several nodes"): grants Redis made between this
+//! node's last presence and its lapse may use its share (the pool can be over its cap by
+//! at most that share until they end); the local leases of a node killed while in
+//! fallback are lost (Redis holds its share back for the bound above instead); and a
+//! Redis that comes back empty while a node is cut off has lost the hold-back too (a
+//! restore brings leases, not presences). A node Redis never stamped fails closed. A
+//! local grant whose PostgreSQL commit was lost (its caller heard 503) is taken back at
+//! the next check, before any hand-over.
 
+mod flight;
 pub(crate) mod local;
+pub mod presence;
 mod seen;
 mod status;
 
@@ -56,11 +87,15 @@ use callgate_config::RedisUnavailable;
 use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Target, Ticket, TicketId};
 use callgate_store_redis::RedisLedger;
 use local::Local;
+use presence::Presence;
 use seen::Seen;
 #[doc(hidden)]
 pub use status::{PoolStatus, Status};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 use std::time::Duration;
+
+/// Fallbacks made in this process (each one's presence has a name of its own).
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How many ids a node takes from the ledger's counter for a fallback.
 const ID_BLOCK: u64 = 1 << 20;
@@ -86,6 +121,8 @@ pub struct Fallback {
     /// The PostgreSQL journal's side, when there is one (local events are journaled there).
     journaled: Option<Arc<super::durable::Journaled>>,
     clock: Arc<dyn Clock>,
+    /// This node's name (its presence in Redis).
+    node: String,
     nodes: u32,
     policy: Vec<RedisUnavailable>,
     spec: RwLock<LedgerSpec>,
@@ -95,6 +132,8 @@ pub struct Fallback {
     block: Mutex<Option<(u64, u64)>>,
     /// Units by which each pool was over its cap after the last adoption.
     over: Mutex<Vec<u64>>,
+    /// This node's presence in Redis (when it may admit on its own).
+    presence: Mutex<Presence>,
 }
 
 impl std::fmt::Debug for Fallback {
@@ -109,8 +148,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Fallback {
     /// `inner` (over `redis`; `journaled` when it is the PostgreSQL-journaled one) with
-    /// fallback for the pools whose `policy` is `local_fallback`, `nodes` sharing the
-    /// domain; `pools` is what the shared ledger held when the event stream was read from.
+    /// fallback for the pools whose `policy` is `local_fallback`, on node `node` of `nodes`
+    /// sharing the domain; `pools` is what the shared ledger held when the event stream was
+    /// read from.
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
     pub fn new(
@@ -118,6 +158,7 @@ impl Fallback {
         redis: Arc<RedisLedger>,
         journaled: Option<Arc<super::durable::Journaled>>,
         clock: Arc<dyn Clock>,
+        node: String,
         spec: LedgerSpec,
         policy: Vec<RedisUnavailable>,
         nodes: u32,
@@ -127,6 +168,7 @@ impl Fallback {
             used: pools.iter().map(|p| p.used).collect(),
             cap: pools.iter().map(|p| p.cap).collect(),
             doubt: vec![0; pools.len()],
+            in_flight: vec![0; pools.len()],
             ..Seen::default()
         };
         let fallback = Fallback {
@@ -134,8 +176,12 @@ impl Fallback {
             redis,
             journaled,
             clock,
+            // Unique even for two servers of one process (tests): a name is host, address
+            // and process.
+            node: format!("{node}/{}", INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             nodes: nodes.max(1),
             over: Mutex::new(vec![0; policy.len()]),
+            presence: Mutex::new(Presence::default()),
             policy,
             spec: RwLock::new(spec),
             seen: Mutex::new(seen),
@@ -155,6 +201,7 @@ impl Fallback {
     #[doc(hidden)]
     pub fn status(&self) -> Status {
         let over = lock(&self.over).clone();
+        let held = self.held_for_silent();
         let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
         let (reason, caps) = match &*mode {
             Mode::Shared => (None, None),
@@ -171,7 +218,8 @@ impl Fallback {
             .map(|i| {
                 let cap = caps.as_ref().and_then(|c| c.get(i).copied());
                 let local = cap.is_some() && self.policy[i] == RedisUnavailable::LocalFallback;
-                PoolStatus { local, cap: cap.unwrap_or(0), over: over.get(i).copied().unwrap_or(0) }
+                let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+                PoolStatus { local, cap: cap.unwrap_or(0), over: at(&over), held: at(&held) }
             })
             .collect();
         Status { reason, pools }
@@ -203,20 +251,27 @@ impl Fallback {
         if matches!(**mode, Mode::Local(_)) {
             return Ok(());
         }
+        // Only once the shared ledger must be holding this node's share back, and on no
+        // more than that.
+        let now = tokio::time::Instant::now();
+        let (caps, until) = {
+            let presence = lock(&self.presence);
+            let (declared, until) = presence.local_terms(now, presence::FALLBACK_MAX).map_err(Error::unavailable)?;
+            let caps: Vec<u32> = self
+                .shares_now(&presence.held)
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (*s).min(declared.get(i).copied().unwrap_or(0)))
+                .collect();
+            (caps, until)
+        };
         let Some(block) = lock(&self.block).take() else {
             return Err(Error::unavailable("Redis is unreachable and this node holds no ids for local fallback"));
         };
-        let caps: Vec<u32> = {
-            let seen = lock(&self.seen);
-            (0..self.policy.len())
-                .map(|i| {
-                    let in_use = seen.used.get(i).copied().unwrap_or(0) + seen.doubt.get(i).copied().unwrap_or(0);
-                    local::share(self.policy[i], seen.cap.get(i).copied().unwrap_or(0), in_use, self.nodes)
-                })
-                .collect()
-        };
+        let node_now = self.clock.now_ms();
+        let until = node_now.saturating_add(until.saturating_duration_since(now).as_millis() as u64);
         let spec = self.spec.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let local = Local::new(&spec, self.policy.clone(), caps.clone(), block, self.clock.now_ms())?;
+        let local = Local::new(&spec, self.policy.clone(), caps.clone(), block, node_now, until)?;
         tracing::error!(
             why = self.redis.health().failed.unwrap_or_default(),
             local_caps = ?caps,
@@ -227,23 +282,22 @@ impl Fallback {
         Ok(())
     }
 
-    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
-    /// in use for the shares.
-    fn doubt(&self, cmd: &Command) {
-        let Command::Acquire(req) = cmd else { return };
-        let pools = match &req.target {
+    /// The units an acquire asks for (none for other commands).
+    fn acquire_units(&self, cmd: &Command) -> Vec<callgate_core::PoolUnits> {
+        let Command::Acquire(req) = cmd else { return Vec::new() };
+        match &req.target {
             Target::Pools { pools, .. } => pools.to_vec(),
             Target::Flow(f) => {
                 let spec = self.spec.read().unwrap_or_else(|p| p.into_inner());
                 spec.flows.get(f.index()).map(|f| f.pools.clone()).unwrap_or_default()
             }
-        };
-        let mut seen = lock(&self.seen);
-        for pu in pools {
-            if let Some(d) = seen.doubt.get_mut(pu.pool.index()) {
-                *d += u64::from(pu.units);
-            }
         }
+    }
+
+    /// An acquire whose answer was lost: Redis may have granted it, so its units count as
+    /// in use for the shares.
+    fn doubt(&self, cmd: &Command) {
+        flight::count(&mut lock(&self.seen).doubt, &self.acquire_units(cmd), true);
     }
 
     fn run_local(&self, local: &mut Local, cmd: Command) -> Result<Executed, Error> {
@@ -306,7 +360,7 @@ impl Fallback {
             (0, Err(_)) if self.unreachable() => {
                 let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = self.go_local(&mut mode) {
-                    tracing::error!(error = %e, "Cannot admit on this node's share");
+                    tracing::warn!(error = %e, "Cannot admit on this node's share yet");
                 }
             }
             (0, Ok(())) => self.keep_block(),
@@ -329,6 +383,12 @@ impl Fallback {
                 tracing::info!("Admission runs on the shared ledger again");
             }
             _ => {}
+        }
+        // After a hand-over, the presence that ends the hold-back of this node's share
+        // comes after the adoption: the adopted leases replace it without a gap.
+        let local = matches!(*self.mode.read().unwrap_or_else(|p| p.into_inner()), Mode::Local(_));
+        if check.is_ok() && !local {
+            self.say_present();
         }
     }
 
@@ -400,7 +460,8 @@ fn lost(j: &super::durable::Journaled, unsettled: &[(u64, LeaseId)]) -> Vec<Leas
 /// How often the node checks Redis for its fallback (goes local, hands over, rejoins).
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Checks Redis every second and hands the check to [`Fallback::poll`], until `stop`.
+/// Checks Redis every second and hands the check to [`Fallback::poll`], until `stop`;
+/// then takes the node's presence out of Redis ([`Fallback::leave`]).
 #[doc(hidden)]
 pub fn spawn_poll(
     fallback: Arc<Fallback>,
@@ -415,12 +476,22 @@ pub fn spawn_poll(
             let (f, l) = (fallback.clone(), ledger.clone());
             let _ = tokio::task::spawn_blocking(move || f.poll(&l.check())).await;
         }
+        let _ = tokio::task::spawn_blocking(move || fallback.leave()).await;
     })
 }
 
 impl LedgerBackend for Fallback {
     fn now_ms(&self) -> u64 {
         self.read_local(|_| self.clock.now_ms(), || self.inner.now_ms())
+    }
+
+    /// The request paths' commands go in the wrapped backend's batches while Redis answers
+    /// (`flight.rs`); the rest, and everything while Redis is unreachable, runs `execute`.
+    fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
+        if !self.batches(&cmd) {
+            return Box::pin(std::future::ready(self.execute(cmd)));
+        }
+        Box::pin(self.execute_batched(cmd))
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
@@ -431,6 +502,10 @@ impl LedgerBackend for Fallback {
                 Mode::Rejoining(_) if matches!(cmd, Command::Acquire(_)) => {
                     return Err(Error::unavailable("rejoining the shared ledger after a fallback; retry"));
                 }
+                // Redis is known unreachable and the node waits until it may go local: an
+                // acquire is not sent (its answer could be lost, and count against the
+                // share), it is answered here ([`Fallback::go_local`] says why).
+                Mode::Shared if matches!(cmd, Command::Acquire(_)) && self.unreachable() => {}
                 _ => {
                     let is_reconfigure = match &cmd {
                         Command::Reconfigure { spec, .. } => Some((**spec).clone()),

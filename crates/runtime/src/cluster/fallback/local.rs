@@ -62,19 +62,27 @@ pub(super) struct Local {
     pub(super) pending: Vec<Pending>,
     /// When the node went into fallback (its clock).
     pub(super) since: u64,
+    /// When its fallback ends (its clock): no lease granted or renewed here runs past it,
+    /// and from then on it grants and renews nothing (the shared ledger stops holding its
+    /// share back a little after, see `presence`).
+    until: u64,
+    /// Each flow's lease TTL, and the TTL of a lease of pools without a flow.
+    ttls: (Vec<u64>, u64),
     /// With PostgreSQL: grants made here whose commit is not known durable yet, with the
     /// commit (a retry by key that finds one answers 503 until it is settled).
     pub(super) unsettled: Vec<(u64, callgate_core::LeaseId)>,
 }
 
 impl Local {
-    /// A local ledger for `spec`, each pool capped at `caps`, its ids from `first..=last`.
+    /// A local ledger for `spec`, each pool capped at `caps`, its ids from `first..=last`,
+    /// admitting until `until`.
     pub(super) fn new(
         spec: &LedgerSpec,
         policy: Vec<RedisUnavailable>,
         caps: Vec<u32>,
         (first, last): (u64, u64),
         now: u64,
+        until: u64,
     ) -> Result<Local, Error> {
         let mut ledger = Ledger::new(spec).map_err(|e| Error::internal(format!("the local ledger: {e}")))?;
         for (i, cap) in caps.iter().enumerate() {
@@ -90,6 +98,8 @@ impl Local {
             ended: Vec::new(),
             pending: Vec::new(),
             since: now,
+            until,
+            ttls: (spec.flows.iter().map(|f| f.lease_ttl_ms).collect(), spec.default_lease_ttl_ms),
             unsettled: Vec::new(),
         })
     }
@@ -169,6 +179,11 @@ impl Local {
                 }
                 // Nobody waits in fallback: a waiting line across nodes needs Redis.
                 req.max_wait_ms = Some(0);
+                let ttl = req.ttl_ms.unwrap_or(match req.target {
+                    Target::Flow(f) => self.ttls.0.get(f.index()).copied().unwrap_or(self.ttls.1),
+                    Target::Pools { .. } => self.ttls.1,
+                });
+                req.ttl_ms = Some(self.within_fallback(ttl, now)?);
                 Command::Acquire(req)
             }
             Command::Release { lease, owner } if !self.knows(&lease) => {
@@ -180,7 +195,11 @@ impl Local {
             Command::EndCall(key) if self.ledger.lease_by_key(&key).is_none() => {
                 return Err(self.keep(Pending::EndCall(key)));
             }
-            cmd @ (Command::Release { .. } | Command::Renew { .. } | Command::EndCall(_) | Command::Tick) => cmd,
+            Command::Renew { lease, ttl_ms } => {
+                let ttl = ttl_ms.or_else(|| self.lease(&lease).map(|l| l.ttl_ms)).unwrap_or(self.ttls.1);
+                Command::Renew { lease, ttl_ms: Some(self.within_fallback(ttl, now)?) }
+            }
+            cmd @ (Command::Release { .. } | Command::EndCall(_) | Command::Tick) => cmd,
             Command::Settle => Command::Tick,
             _ => return Err(Error::unavailable("Redis is unreachable: only admission runs on this node's own share")),
         };
@@ -188,6 +207,18 @@ impl Local {
         events.extend(self.ledger.drain_events());
         self.note_ends(&events);
         Ok((outcome, events))
+    }
+
+    /// `ttl` cut so that a lease granted or renewed at `now` ends by the end of the
+    /// fallback; unavailable once it has ended.
+    fn within_fallback(&self, ttl: u64, now: u64) -> Result<u64, Error> {
+        match self.until.checked_sub(now).filter(|left| *left > 0) {
+            Some(left) => Ok(ttl.min(left)),
+            None => Err(Error::unavailable(
+                "Redis is unreachable and this node's local fallback has run its longest (FALLBACK_MAX): \
+                 every pool fails closed until Redis answers",
+            )),
+        }
     }
 
     fn note_ends(&mut self, events: &[Event]) {
@@ -256,7 +287,7 @@ mod tests {
     }
 
     fn local(caps: Vec<u32>, block: (u64, u64)) -> Local {
-        Local::new(&spec(), vec![L, F], caps, block, 1_000).unwrap()
+        Local::new(&spec(), vec![L, F], caps, block, 1_000, u64::MAX).unwrap()
     }
 
     fn acquire(l: &mut Local, flow: u32, key: Option<&str>, now: u64) -> Result<Decision, Error> {
@@ -297,6 +328,22 @@ mod tests {
         // An idempotent retry finds its lease.
         assert!(matches!(acquire(&mut l, 0, Some("a"), 1_000).unwrap(), Decision::Granted { existing: true, .. }));
         assert_eq!(l.pools()[0].cap, 2, "the local cap is what /v1/pools shows");
+    }
+
+    #[test]
+    fn no_lease_runs_past_the_end_of_the_fallback_and_nothing_is_granted_after_it() {
+        let mut l = Local::new(&spec(), vec![L, F], vec![5, 0], (500, 600), 1_000, 31_000).unwrap();
+        acquire(&mut l, 0, Some("a"), 1_000).unwrap();
+        assert_eq!(l.lease(&LeaseRef::Key(Arc::from("a"))).unwrap().expires_at, 31_000, "the flow's 60 s, cut");
+        let mut req = Request::flow(FlowId(0));
+        req.ttl_ms = Some(5_000);
+        l.execute(Command::Acquire(req), 2_000).unwrap();
+        assert_eq!(l.ledger().lease(callgate_core::LeaseId(501)).unwrap().expires_at, 7_000, "a shorter TTL stays");
+        let renew = Command::Renew { lease: LeaseRef::Key(Arc::from("a")), ttl_ms: None };
+        l.execute(renew.clone(), 20_000).unwrap();
+        assert_eq!(l.lease(&LeaseRef::Key(Arc::from("a"))).unwrap().expires_at, 31_000, "a renewal too");
+        assert_eq!(acquire(&mut l, 0, None, 31_000).unwrap_err().kind, ErrorKind::Unavailable);
+        assert_eq!(l.execute(renew, 31_000).unwrap_err().kind, ErrorKind::Unavailable);
     }
 
     #[test]

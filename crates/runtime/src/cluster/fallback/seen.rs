@@ -29,6 +29,8 @@ pub(super) struct Seen {
     pub(super) streamed: HashMap<u64, u64>,
     /// Units of acquires whose answer was lost (Redis may have granted them), by pool.
     pub(super) doubt: Vec<u64>,
+    /// Units of acquires sent to Redis whose answer has not come yet, by pool (`flight.rs`).
+    pub(super) in_flight: Vec<u64>,
     /// When `early` was last looked through for grants that waited too long.
     pub(super) swept: u64,
 }

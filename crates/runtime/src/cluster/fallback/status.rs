@@ -23,12 +23,15 @@ pub struct PoolStatus {
     pub cap: u32,
     /// Units by which it was over its cap after the last adoption.
     pub over: u64,
+    /// Units the shared ledger holds back for silent nodes (as Redis last said).
+    pub held: u64,
 }
 
 impl Fallback {
     /// `callgate_redis_fallback{pool}` (1 while the pool admits on this node's share),
     /// `callgate_redis_fallback_cap{pool}` (that share) and `callgate_redis_fallback_over{pool}`
-    /// (units over the cap after the last adoption).
+    /// (units over the cap after the last adoption) and `callgate_redis_held_for_silent{pool}`
+    /// (units the shared ledger holds back for silent nodes).
     #[doc(hidden)]
     pub fn render_metrics(&self, out: &mut String) {
         use callgate_events::metrics::{escape_label, header};
@@ -39,10 +42,11 @@ impl Fallback {
             spec.pools.iter().map(|p| escape_label(&p.name)).collect()
         };
         type Gauge = fn(&PoolStatus) -> u64;
-        let families: [(&str, &str, Gauge); 3] = [
+        let families: [(&str, &str, Gauge); 4] = [
             ("callgate_redis_fallback", "Whether the pool admits on this node's share while Redis is unreachable (1) or on the shared ledger (0).", |p| u64::from(p.local)),
             ("callgate_redis_fallback_cap", "This node's share of the pool while it admits on it (local_fallback).", |p| u64::from(p.cap)),
             ("callgate_redis_fallback_over", "Units by which the pool was over its cap after the last local fallback's leases were adopted.", |p| p.over),
+            ("callgate_redis_held_for_silent", "Units of the pool the shared ledger holds back for nodes whose presence lapsed (they may admit on their share).", |p| p.held),
         ];
         for (name, help, value) in families {
             header(out, name, "gauge", help);
