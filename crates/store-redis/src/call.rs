@@ -273,6 +273,8 @@ pub(crate) fn script_error(code: &str, message: String) -> Error {
         "bad_pools" => Error::request(RequestError::BadPools(message)),
         "invalid" => Error::invalid(message),
         "missing" => Error::unavailable(message),
+        // The domain's keys are of a layout this script does not read (see ledger.lua, LAYOUT_HEAD).
+        "layout" => Error::unavailable(message),
         "fenced" => Error::conflict("fenced", message),
         _ => Error::internal(format!("{code}: {message}")),
     }

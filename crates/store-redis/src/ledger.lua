@@ -14,7 +14,9 @@
 --
 -- Keys (P = `{cg:<domain>}`):
 --   P:m   hash   pw (waiting tickets without a flow), fw<f> (waiting tickets of flow f)
---   P:s   string the spec, JSON (see spec.rs), with derived tables (ranks, reserves above)
+--   P:s   string LAYOUT_HEAD, then the spec, JSON (see spec.rs), with derived tables (ranks,
+--                reserves above); a spec without the head is the layout before (a hash
+--                P:K of keys, leases packed as maps), which `open` migrates
 --   P:id  string the last id handed out (INCR; leases and tickets share it)
 --   P:seq string the last arrival sequence number (INCR)
 --   P:p<i> hash  pool i: limit, cap, capo (cap override, absent: none), used, w (tickets
@@ -22,9 +24,15 @@
 --                mean hold time, %.17g), u<k> (units used by class k), n<k>:<need> (how
 --                many tickets of class k wait with that need)
 --   P:q<i> zset  pool i's line: member ticket id, score rank * 2^40 + seq
---   P:L   zset   msgpack leases, scored by id (found by id, paged in id order)
+--   P:L   zset   leases, scored by id (found by id, paged in id order); each member is the
+--                lease packed in the shape of its answers and events (lease_out), so a
+--                release answers the stored bytes
 --   P:T   hash   ticket id -> msgpack ticket
---   P:K   hash   idempotency key -> "L<id>" or "T<id>"
+--   P:k:<key> string  an idempotency key's holder: its lease, packed (the same bytes as its
+--                member of P:L, so a release by key reads it here), or "T<id>" (a waiting
+--                ticket). A string each, not fields of one hash: a lookup is one hash-table
+--                probe, where a hash of up to 128 fields is a list Redis scans. (A keyed
+--                lease's bytes are stored twice, here and in P:L: put_lease writes both.)
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
@@ -42,13 +50,25 @@
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
--- The names of the keys the request paths touch, made once per call (P .. ':L' each time
--- built and hashed a new string).
-local PL, PT, PK, PX, PD, PE, PEO
+-- The library functions the script calls most, as locals (an upvalue each, where a global's
+-- field is two table lookups per call); set by `call` (what a function library may read
+-- while it loads is not all of what it may call).
+local rcall, mp_pack, mp_unpack, mp_unpack_limit, sformat, ssub, sbyte
+-- The names of the keys the request paths touch, made once per domain (`names` in `call`;
+-- P .. ':L' each time built and hashed a new string).
+local PL, PT, PX, PD, PE, PEO, PKEY, PEV
 local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- Enough history for a node that reads the stream every few milliseconds to miss nothing
 -- after a pause of a few seconds under load, at a few MB of Redis memory.
-local STREAM_LEN = 10000
+-- (A string: Redis formats a number argument with "%.17g", and Lua a number joined to a
+-- string with "%.14g", each a floating-point printf of a few thousand instructions, where
+-- string.format('%d') is an integer's.)
+local STREAM_LEN = '10000'
+
+-- The head of the stored spec (P:s) that names this layout of the keys. A library of the
+-- layout before reads the spec as JSON, and fails on the head (it cannot misread the keys);
+-- this one refuses a domain without it, except `open`, which migrates it in place.
+local LAYOUT_HEAD = 'layout2:'
 
 -- Decoded specs by domain, kept while the stored JSON is the same string (Lua interns
 -- strings, so the comparison is one pointer): decoding it on every call cost a quarter of
@@ -56,19 +76,36 @@ local STREAM_LEN = 10000
 local specs = {}
 local spec_count = 0
 
+-- Small whole numbers by their decimal strings, made by the first call: a batch's counts
+-- and a flow's index are read with one table lookup instead of tonumber's strtod.
+local SMALL = {}
+local SMALL_S = {} -- and the strings by the numbers
+
+local function num(a)
+  return SMALL[a] or tonumber(a)
+end
+
 local function s(n)
-  return string.format('%d', n)
+  return sformat('%d', n)
 end
 
 local function pad(n)
-  return string.format('%016d', n)
+  return sformat('%016d', n)
+end
+
+-- Runs of 0 to 16 zeros, made by the first call: pad_s(s(n)) is pad(n) with one join in
+-- place of a second string.format.
+local ZEROS = {}
+
+local function pad_s(sid)
+  return ZEROS[16 - #sid] .. sid
 end
 
 local function opt_str(a)
   if a == nil or a == '' then
     return nil
   end
-  return string.sub(a, 2)
+  return ssub(a, 2)
 end
 
 local function opt_num(a)
@@ -85,32 +122,65 @@ end
 -- ----- pools -----------------------------------------------------------------------------
 
 local pools
+-- A pool's whole-number figures, as named in its hash.
+local POOL_FIGURES = { 'limit', 'cap', 'used', 'w' }
+
+-- Per domain (set by `call`): pool i's hash name, made once (see STREAM_LEN), and the
+-- counters' key names.
+local POOL_KEYS, COUNTER_KEYS
+-- 'u<k>', a pool's field of the units class k holds, by k.
+local CLASS_FIELDS = {}
+
+local function pool_key(i)
+  local key = POOL_KEYS[i]
+  if not key then
+    key = P .. ':p' .. s(i)
+    POOL_KEYS[i] = key
+  end
+  return key
+end
+
+local function class_field(k)
+  local f = CLASS_FIELDS[k]
+  if not f then
+    f = 'u' .. s(k)
+    CLASS_FIELDS[k] = f
+  end
+  return f
+end
+
+local function counter_key(name)
+  local key = COUNTER_KEYS[name]
+  if not key then
+    key = P .. ':' .. name
+    COUNTER_KEYS[name] = key
+  end
+  return key
+end
 
 local function pool(i)
   local p = pools[i]
   if p then
     return p
   end
-  local h = redis.call('HGETALL', P .. ':p' .. i)
-  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra }
+  local h = rcall('HGETALL', pool_key(i))
+  -- `was`: the figures as stored, so that save_pools writes only those that changed.
+  local was = { u = {} }
+  p = { i = i, w = 0, ubc = {}, needs = {}, touched = {}, ra = spec.pools[i + 1].ra, was = was }
   for j = 1, #h, 2 do
     local f, v = h[j], h[j + 1]
-    local c = string.sub(f, 1, 1)
-    if f == 'limit' then
-      p.limit = tonumber(v)
-    elseif f == 'cap' then
-      p.cap = tonumber(v)
+    local c = ssub(f, 1, 1)
+    if f == 'limit' or f == 'cap' or f == 'used' or f == 'hold' or f == 'w' then
+      p[f] = tonumber(v)
+      was[f] = p[f]
     elseif f == 'capo' then
       p.capo = tonumber(v)
       p.had_capo = true
-    elseif f == 'used' then
-      p.used = tonumber(v)
-    elseif f == 'hold' then
-      p.hold = tonumber(v)
-    elseif f == 'w' then
-      p.w = tonumber(v)
+      was.capo = p.capo
     elseif c == 'u' then
-      p.ubc[tonumber(string.sub(f, 2))] = tonumber(v)
+      local k = tonumber(ssub(f, 2))
+      p.ubc[k] = tonumber(v)
+      was.u[k] = p.ubc[k]
     elseif c == 'n' then
       local k, need = string.match(f, '^n(%d+):(%d+)$')
       k = tonumber(k)
@@ -122,20 +192,37 @@ local function pool(i)
   return p
 end
 
+local NOTHING = { u = {} } -- (never written)
+
+-- Writes each pool's figures that changed since they were read (all of a pool made anew).
 local function save_pools()
   for i, p in pairs(pools) do
-    local key = P .. ':p' .. i
-    local args =
-      { 'limit', s(p.limit), 'cap', s(p.cap), 'used', s(p.used), 'w', s(p.w), 'hold', string.format('%.17g', p.hold) }
+    local key = pool_key(i)
+    local was = p.was or NOTHING
+    local args = {}
+    for _, f in ipairs(POOL_FIGURES) do
+      if p[f] ~= was[f] then
+        args[#args + 1] = f
+        args[#args + 1] = s(p[f])
+      end
+    end
+    if p.hold ~= was.hold then
+      args[#args + 1] = 'hold'
+      args[#args + 1] = sformat('%.17g', p.hold)
+    end
     for k, u in pairs(p.ubc) do
-      args[#args + 1] = 'u' .. k
-      args[#args + 1] = s(u)
+      if u ~= was.u[k] then
+        args[#args + 1] = class_field(k)
+        args[#args + 1] = s(u)
+      end
     end
     if p.capo then
-      args[#args + 1] = 'capo'
-      args[#args + 1] = s(p.capo)
+      if p.capo ~= was.capo then
+        args[#args + 1] = 'capo'
+        args[#args + 1] = s(p.capo)
+      end
     elseif p.had_capo then
-      redis.call('HDEL', key, 'capo')
+      rcall('HDEL', key, 'capo')
     end
     for f, _ in pairs(p.touched) do
       local k, need = string.match(f, '^n(%d+):(%d+)$')
@@ -144,10 +231,12 @@ local function save_pools()
         args[#args + 1] = f
         args[#args + 1] = s(c)
       else
-        redis.call('HDEL', key, f)
+        rcall('HDEL', key, f)
       end
     end
-    redis.call('HSET', key, unpack(args))
+    if #args > 0 then
+      rcall('HSET', key, unpack(args))
+    end
   end
 end
 
@@ -164,8 +253,8 @@ local held
 local function held_back(i)
   if not held then
     held = {}
-    for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', now)) do
-      local ends, shares = string.match(redis.call('HGET', P .. ':ns', node) or '', '^(%d+)|(.*)$')
+    for _, node in ipairs(rcall('ZRANGEBYSCORE', P .. ':nodes', '-inf', s(now))) do
+      local ends, shares = string.match(rcall('HGET', P .. ':ns', node) or '', '^(%d+)|(.*)$')
       if ends and tonumber(ends) > now then
         local j = 0
         for u in string.gmatch(shares, '%d+') do
@@ -246,7 +335,7 @@ local function next_of(name)
   local c = counters[name]
   if c == nil or c.next > c.hi then
     local n = math.max(left, 1)
-    local hi = redis.call('INCRBY', P .. ':' .. name, n)
+    local hi = rcall('INCRBY', counter_key(name), SMALL_S[n] or s(n))
     c = { next = hi - n + 1, hi = hi }
     counters[name] = c
   end
@@ -258,26 +347,118 @@ end
 local function give_back()
   for name, c in pairs(counters) do
     if c.next <= c.hi then
-      redis.call('SET', P .. ':' .. name, s(c.next - 1))
+      rcall('SET', counter_key(name), s(c.next - 1))
     end
   end
 end
 
 -- ----- leases and tickets ---------------------------------------------------------------
 
+-- (`x or false` is b(x) without the call.)
+local function lease_out(l)
+  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
+end
+
+-- A lease from its stored bytes, lease_out's array of 10 (a one-byte header, then the
+-- items, decoded as values without the array's table). `raw` keeps the bytes, which a
+-- release or an expiry answers as they are (whoever changes the lease stores it again with
+-- put_lease, which packs it anew); `sid`, its id formatted, if the caller has it.
+local function unpack_lease(raw, sid)
+  local _, id, k, c, f, p, g, x, t, m, o = mp_unpack_limit(raw, 10, 1)
+  return { id = id, k = k or nil, c = c, f = f or nil, p = p, g = g, x = x, t = t, m = m or nil, o = o or nil,
+    raw = raw, sid = sid }
+end
+
+-- The packed lease: the bytes it was read as, or packed now.
+local function packed(l)
+  return l.raw or mp_pack(lease_out(l))
+end
+
 -- Leases sit in one sorted set, scored by id (each member is the packed lease, which
 -- holds its id, so members are unique): found by id, listed in id order, one call each.
 -- (An id is passed formatted once: Redis formats a number argument with "%.17g" each time.)
 local function get_lease(id)
   local sid = s(id)
-  local raw = redis.call('ZRANGEBYSCORE', PL, sid, sid)[1]
-  return raw and cmsgpack.unpack(raw)
+  local raw = rcall('ZRANGEBYSCORE', PL, sid, sid)[1]
+  return raw and unpack_lease(raw, sid)
 end
 
+-- An idempotency key's string: its name.
+local function key_name(key)
+  return PKEY .. key
+end
+
+-- Stores a lease that changed: its member of P:L, and its key's string (the same bytes).
 local function put_lease(l)
   local sid = s(l.id)
-  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
-  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
+  rcall('ZREMRANGEBYSCORE', PL, sid, sid)
+  l.raw = mp_pack(lease_out(l))
+  rcall('ZADD', PL, sid, l.raw)
+  if l.k then
+    rcall('SET', key_name(l.k), l.raw)
+  end
+end
+
+local function store_spec(json)
+  rcall('SET', P .. ':s', LAYOUT_HEAD .. json)
+end
+
+-- The layout before's hash of idempotency keys (key -> "L<id>" or "T<id>").
+local function old_keys()
+  return P .. ':K'
+end
+
+-- Takes a domain of the layout before (idempotency keys as fields of one hash P:K, leases
+-- packed as maps) to this one in place, within the one atomic call of `open`, and stores
+-- its spec (`raw`, JSON) with this layout's head. Changes nothing else: the node's `open`
+-- goes on from here as on a domain of this layout.
+local function migrate(raw)
+  local bodies = {}
+  for _, member in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = mp_unpack(member)
+    if l[1] == nil then
+      rcall('ZREM', PL, member)
+      member = mp_pack(lease_out(l))
+      rcall('ZADD', PL, s(l.id), member)
+      bodies[l.id] = member
+    else
+      bodies[l[1]] = member
+    end
+  end
+  local h = rcall('HGETALL', old_keys())
+  for j = 1, #h, 2 do
+    local v = h[j + 1]
+    if ssub(v, 1, 1) == 'L' then
+      v = bodies[tonumber(ssub(v, 2))]
+    end
+    if v then
+      rcall('SET', key_name(h[j]), v)
+    end
+  end
+  rcall('DEL', old_keys())
+  store_spec(raw)
+end
+
+-- Deletes the idempotency keys of every stored lease and ticket (in either layout), and the
+-- layout before's hash of them: a reassert starts from nothing.
+local function forget_keys()
+  for _, member in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = mp_unpack(member)
+    local k = l[2]
+    if l[1] == nil then
+      k = l.k
+    end
+    if k then
+      rcall('DEL', key_name(k))
+    end
+  end
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
+    if t.k then
+      rcall('DEL', key_name(t.k))
+    end
+  end
+  rcall('DEL', old_keys())
 end
 
 local tickets
@@ -285,8 +466,8 @@ local tickets
 local function get_ticket(id)
   local t = tickets[id]
   if t == nil then
-    local raw = redis.call('HGET', PT, s(id))
-    t = raw and cmsgpack.unpack(raw) or false
+    local raw = rcall('HGET', PT, s(id))
+    t = raw and mp_unpack(raw) or false
     tickets[id] = t
   end
   return t or nil
@@ -296,12 +477,20 @@ local function order_of(t)
   return spec.classes[t.c + 1].rank * SEQ_SPAN + t.s
 end
 
-local function key_ref(key)
-  local r = redis.call('HGET', PK, key)
+-- An idempotency key's holder, from its string `r`: 'L', id and the lease, or 'T' and id.
+local function holder(r)
   if not r then
-    return nil, nil
+    return nil, nil, nil
   end
-  return string.sub(r, 1, 1), tonumber(string.sub(r, 2))
+  if sbyte(r) == 84 then -- 'T'
+    return 'T', tonumber(ssub(r, 2)), nil
+  end
+  local l = unpack_lease(r)
+  return 'L', l.id, l
+end
+
+local function key_ref(key)
+  return holder(rcall('GET', PKEY .. key))
 end
 
 -- ----- answers ----------------------------------------------------------------------------
@@ -311,11 +500,6 @@ local function b(x)
     return false
   end
   return x
-end
-
--- (`x or false` is b(x) without the call.)
-local function lease_out(l)
-  return { l.id, l.k or false, l.c, l.f or false, l.p, l.g, l.x, l.t, l.m or false, l.o or false }
 end
 
 local function ticket_out(t)
@@ -330,6 +514,10 @@ local HEAD_R = '\147\161R' -- { 'R', lease, at }
 local HEAD_X = '\147\161X' -- { 'X', lease, at }
 local OUT_G = '\148\161G' -- { 'G', id, existing, lease }
 local OUT_R = '\146\161R' -- { 'R', lease }
+local FALSE = '\194' -- false
+-- The length of a MessagePack unsigned integer by its first byte (0xcc-0xcf: 8 to 64 bits;
+-- below 0x80, one byte).
+local UINT_LEN = { [0xcc] = 2, [0xcd] = 3, [0xce] = 5, [0xcf] = 9 }
 
 local function outcome_out(o, lease)
   if o == 'g' then
@@ -353,37 +541,37 @@ end
 local dispatch
 
 local function remember(id, o, lease, at, flow)
-  redis.call('HSET', PE, s(id), cmsgpack.pack({ o = o, l = lease, a = at, f = flow }))
-  redis.call('RPUSH', PEO, s(at) .. ':' .. s(id))
+  rcall('HSET', PE, s(id), mp_pack({ o = o, l = lease, a = at, f = flow }))
+  rcall('RPUSH', PEO, s(at) .. ':' .. s(id))
 end
 
 local function end_ticket(t, o, at)
   remember(t.id, o, nil, at, t.f)
-  EV[#EV + 1] = cmsgpack.pack({ 'E', ticket_out(t), o, at })
+  EV[#EV + 1] = mp_pack({ 'E', ticket_out(t), o, at })
 end
 
 local function flow_waiting(f)
-  return tonumber(redis.call('HGET', META, 'fw' .. f) or '0')
+  return tonumber(rcall('HGET', META, 'fw' .. f) or '0')
 end
 
 local function enqueue(t)
   local order = order_of(t)
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    redis.call('ZADD', P .. ':q' .. p.i, order, s(t.id))
+    rcall('ZADD', P .. ':q' .. p.i, order, s(t.id))
     p.w = p.w + 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), 1)
   end
   if t.f then
-    redis.call('HINCRBY', META, 'fw' .. t.f, 1)
+    rcall('HINCRBY', META, 'fw' .. t.f, 1)
   else
-    redis.call('HINCRBY', META, 'pw', 1)
+    rcall('HINCRBY', META, 'pw', 1)
   end
   if t.k then
-    redis.call('HSET', PK, t.k, 'T' .. s(t.id))
+    rcall('SET', key_name(t.k), 'T' .. s(t.id))
   end
-  redis.call('ZADD', PD, t.d, pad(t.id))
-  redis.call('HSET', PT, s(t.id), cmsgpack.pack(t))
+  rcall('ZADD', PD, t.d, pad(t.id))
+  rcall('HSET', PT, s(t.id), mp_pack(t))
   tickets[t.id] = t
 end
 
@@ -392,23 +580,23 @@ local function dequeue(id)
   if not t then
     return nil
   end
-  redis.call('HDEL', PT, s(id))
+  rcall('HDEL', PT, s(id))
   tickets[id] = false
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    redis.call('ZREM', P .. ':q' .. p.i, s(id))
+    rcall('ZREM', P .. ':q' .. p.i, s(id))
     p.w = p.w - 1
     needs_add(p, t.c, need(p, t.c, t.p[j + 1]), -1)
   end
   if t.f then
-    redis.call('HINCRBY', META, 'fw' .. t.f, -1)
+    rcall('HINCRBY', META, 'fw' .. t.f, -1)
   else
-    redis.call('HINCRBY', META, 'pw', -1)
+    rcall('HINCRBY', META, 'pw', -1)
   end
   if t.k then
-    redis.call('HDEL', PK, t.k)
+    rcall('DEL', key_name(t.k))
   end
-  redis.call('ZREM', PD, pad(id))
+  rcall('ZREM', PD, pad(id))
   return t
 end
 
@@ -419,22 +607,25 @@ local function grant(ps, class, flow, key, ttl, meta, owner, at, from)
     p.used = p.used + ps[j + 1]
     p.ubc[class] = (p.ubc[class] or 0) + ps[j + 1]
   end
-  local sid = s(id)
-  if key then
-    redis.call('HSET', PK, key, 'L' .. sid)
-  end
   local l = { id = id, k = key, c = class, f = flow, p = ps, g = at, x = at + ttl, t = ttl, m = meta, o = owner }
-  redis.call('ZADD', PX, s(l.x), pad(id))
-  redis.call('ZADD', PL, sid, cmsgpack.pack(l))
-  local lo = cmsgpack.pack(lease_out(l))
-  EV[#EV + 1] = HEAD_G .. lo .. cmsgpack.pack(b(from))
+  local sid = s(id)
+  rcall('ZADD', PX, s(l.x), pad_s(sid))
+  local lo = mp_pack(lease_out(l))
+  rcall('ZADD', PL, sid, lo)
+  if key then
+    rcall('SET', key_name(key), lo)
+  end
+  EV[#EV + 1] = HEAD_G .. lo .. (from and mp_pack(from) or FALSE)
   return id, l, lo
 end
 
+-- Answers how many leases it took out of P:L: 0 for a lease read from its key's string
+-- that P:L no longer holds (left by a command that failed midway, see run_guarded).
 local function drop_lease(l)
-  local sid = s(l.id)
-  redis.call('ZREMRANGEBYSCORE', PL, sid, sid)
-  redis.call('ZREM', PX, pad(l.id))
+  local sid = l.sid or s(l.id)
+  local n = rcall('ZREMRANGEBYSCORE', PL, sid, sid)
+  rcall('ZREM', PX, pad_s(sid))
+  return n
 end
 
 local function take_lease(id)
@@ -443,6 +634,19 @@ local function take_lease(id)
     drop_lease(l)
   end
   return l
+end
+
+-- `at` packed; the call's now packed once (every release of a batch ends at it).
+local now_packed
+
+local function pack_at(at)
+  if at ~= now then
+    return mp_pack(at)
+  end
+  if not now_packed then
+    now_packed = mp_pack(now)
+  end
+  return now_packed
 end
 
 local function end_lease(l, at, expired)
@@ -455,11 +659,11 @@ local function end_lease(l, at, expired)
     observe_hold(p, held)
     contended = contended or queue_len(p.i) > 0
   end
-  if l.k then
-    redis.call('HDEL', PK, l.k)
+  if l.k and not l.key_taken then
+    rcall('DEL', key_name(l.k))
   end
-  local lo = cmsgpack.pack(lease_out(l))
-  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. cmsgpack.pack(at)
+  local lo = packed(l)
+  EV[#EV + 1] = (expired and HEAD_X or HEAD_R) .. lo .. pack_at(at)
   if contended then
     local changed = {}
     for j = 1, #l.p, 2 do
@@ -488,7 +692,7 @@ local function position_of(t)
   local best1, best2 = nil, nil
   for j = 1, #t.p, 2 do
     local p = pool(t.p[j])
-    local ahead = redis.call('ZCOUNT', P .. ':q' .. p.i, '-inf', '(' .. s(order))
+    local ahead = rcall('ZCOUNT', P .. ':q' .. p.i, '-inf', '(' .. s(order))
     local pos, eta = ahead + 1, eta_ms(p, ahead)
     if best1 == nil or better(pos, eta, best1, best2) then
       best1, best2 = pos, eta
@@ -555,7 +759,7 @@ end
 
 local function claim_before(i, order)
   local p = pool(i)
-  local ids = redis.call('ZRANGEBYSCORE', P .. ':q' .. i, '-inf', '(' .. s(order))
+  local ids = rcall('ZRANGEBYSCORE', P .. ':q' .. i, '-inf', '(' .. s(order))
   local m = 0
   for _, id in ipairs(ids) do
     local t = get_ticket(tonumber(id))
@@ -583,9 +787,9 @@ dispatch = function(changed, at_now)
       if not w.done then
         local r
         if w.after then
-          r = redis.call('ZRANGEBYSCORE', P .. ':q' .. w.pool, '(' .. s(w.after), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+          r = rcall('ZRANGEBYSCORE', P .. ':q' .. w.pool, '(' .. s(w.after), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
         else
-          r = redis.call('ZRANGE', P .. ':q' .. w.pool, 0, 0, 'WITHSCORES')
+          r = rcall('ZRANGE', P .. ':q' .. w.pool, 0, 0, 'WITHSCORES')
         end
         if #r == 0 then
           w.done = true
@@ -644,15 +848,6 @@ dispatch = function(changed, at_now)
   end
 end
 
-local function release(id, at)
-  local l = take_lease(id)
-  if not l then
-    return false
-  end
-  end_lease(l, at, false)
-  return true
-end
-
 local function renew(id, ttl, at)
   local l = get_lease(id)
   if not l then
@@ -662,9 +857,9 @@ local function renew(id, ttl, at)
     l.t = ttl
   end
   l.x = at + l.t
-  redis.call('ZADD', PX, l.x, pad(id))
+  rcall('ZADD', PX, l.x, pad(id))
   put_lease(l)
-  EV[#EV + 1] = cmsgpack.pack({ 'N', id, l.x, l.t, at })
+  EV[#EV + 1] = mp_pack({ 'N', id, l.x, l.t, at })
   return l
 end
 
@@ -679,7 +874,7 @@ local function cancel(id, at)
 end
 
 local function first_due(key, limit)
-  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local r = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
   if #r == 0 then
     return nil, nil
   end
@@ -701,7 +896,7 @@ local function tick(at_now)
       if l then
         end_lease(l, lat, true)
       else
-        redis.call('ZREM', PX, pad(lid))
+        rcall('ZREM', PX, pad(lid))
       end
     elseif tat then
       local t = dequeue(tid)
@@ -709,14 +904,14 @@ local function tick(at_now)
         end_ticket(t, 't', tat)
         dispatch(pools_of(t.p), tat)
       else
-        redis.call('ZREM', PD, pad(tid))
+        rcall('ZREM', PD, pad(tid))
       end
     else
       break
     end
   end
   while true do
-    local front = redis.call('LINDEX', PEO, 0)
+    local front = rcall('LINDEX', PEO, 0)
     if not front then
       break
     end
@@ -724,8 +919,8 @@ local function tick(at_now)
     if tonumber(at) + spec.retention > at_now then
       break
     end
-    redis.call('LPOP', PEO)
-    redis.call('HDEL', PE, id)
+    rcall('LPOP', PEO)
+    rcall('HDEL', PE, id)
   end
 end
 
@@ -736,7 +931,7 @@ local function update_cap(p, at)
   end
   local raised = cap > p.cap
   p.cap = cap
-  EV[#EV + 1] = cmsgpack.pack({ 'C', p.i, p.limit, cap, at })
+  EV[#EV + 1] = mp_pack({ 'C', p.i, p.limit, cap, at })
   return raised
 end
 
@@ -773,7 +968,7 @@ local function set_limit(i, limit, at)
   local ended = false
   if lowered then
     local doomed = {}
-    for _, id in ipairs(redis.call('ZRANGE', P .. ':q' .. i, 0, -1)) do
+    for _, id in ipairs(rcall('ZRANGE', P .. ':q' .. i, 0, -1)) do
       local t = get_ticket(tonumber(id))
       for j = 1, #t.p, 2 do
         if t.p[j] == i and not can_ever_fit_pool(p, t.c, t.p[j + 1]) then
@@ -805,12 +1000,12 @@ end
 local function source_caps(i, at)
   local h = P .. ':cs' .. i
   local least = nil
-  local all = redis.call('HGETALL', h)
+  local all = rcall('HGETALL', h)
   for j = 1, #all, 2 do
     local cap, till = string.match(all[j + 1], '^(%d+):(%d+)$')
     cap, till = tonumber(cap), tonumber(till)
     if cap == nil or till <= at then
-      redis.call('HDEL', h, all[j])
+      rcall('HDEL', h, all[j])
     elseif least == nil or cap < least then
       least = cap
     end
@@ -828,9 +1023,9 @@ end
 local function set_cap_from(i, source, cap, ttl, at)
   local h = P .. ':cs' .. i
   if cap then
-    redis.call('HSET', h, source, string.format('%d:%d', cap, at + ttl))
+    rcall('HSET', h, source, sformat('%d:%d', cap, at + ttl))
   else
-    redis.call('HDEL', h, source)
+    rcall('HDEL', h, source)
   end
   merge_caps(i, at)
 end
@@ -838,7 +1033,7 @@ end
 -- The sweep lets the caps of silent nodes lapse.
 local function lapse_caps(at)
   for i = 0, #spec.pools - 1 do
-    if redis.call('EXISTS', P .. ':cs' .. i) == 1 then
+    if rcall('EXISTS', P .. ':cs' .. i) == 1 then
       merge_caps(i, at)
     end
   end
@@ -864,8 +1059,8 @@ end
 local function settle(at)
   tick(at)
   local doomed = {}
-  for _, raw in ipairs(redis.call('HVALS', PT)) do
-    local t = cmsgpack.unpack(raw)
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
     if not can_ever_fit(t.p, t.c) then
       doomed[#doomed + 1] = t
     end
@@ -887,11 +1082,11 @@ local function ticket_status(id)
     local pos, eta = position_of(t)
     return { 'w', pos, eta, t.d }
   end
-  local raw = redis.call('HGET', PE, s(id))
+  local raw = rcall('HGET', PE, s(id))
   if not raw then
     return nil
   end
-  local e = cmsgpack.unpack(raw)
+  local e = mp_unpack(raw)
   return { 'e', outcome_out(e.o, e.l), e.a, b(e.f) }
 end
 
@@ -930,7 +1125,7 @@ local function acquire(a)
   local ps, class, flow, ttl, max_wait
   local at = 4
   if a[3] == 'f' then
-    local f = tonumber(a[4])
+    local f = num(a[4])
     local fl = spec.flows[f + 1]
     if f < 0 or fl == nil then
       return fail('unknown_flow')
@@ -963,7 +1158,8 @@ local function acquire(a)
   local key, meta, owner = opt_str(a[at]), opt_str(a[at + 3]), opt_str(a[at + 4])
   if key then
     -- (A key whose lease or ticket is gone, left by a command that failed midway, is no
-    -- key: the grant or ticket below takes it over.)
+    -- key: the grant or ticket below takes it over. The lease is read from P:L, which the
+    -- key's copy may outlive; a new key, the common case, costs no second look.)
     local kind, id = key_ref(key)
     local l = kind == 'L' and get_lease(id)
     local t = kind == 'T' and get_ticket(id)
@@ -975,20 +1171,21 @@ local function acquire(a)
     end
   end
   if not can_ever_fit(ps, class) then
-    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), 'n', now })
+    EV[#EV + 1] = mp_pack({ 'J', class, ps, b(flow), b(key), 'n', now })
     return { 'ok', { 'J', 'n', 0 } }
   end
   local seq = next_of('seq')
   if admits_arrival(ps, class) then
     local id, _, lo = grant(ps, class, flow, key, ttl, meta, owner, now, nil)
-    return { 'okp', OUT_G .. cmsgpack.pack(id, false) .. lo }
+    -- (The id's bytes are the lease's first item: lo's bytes after its one-byte header.)
+    return { 'okp', OUT_G .. ssub(lo, 2, 1 + (UINT_LEN[sbyte(lo, 2)] or 1)) .. FALSE .. lo }
   end
   local room
   if flow then
     local q = spec.flows[flow + 1].queue
     room = not q or q.max_len < 0 or flow_waiting(flow) < q.max_len
   else
-    room = spec.pools_max_len < 0 or tonumber(redis.call('HGET', META, 'pw') or '0') < spec.pools_max_len
+    room = spec.pools_max_len < 0 or tonumber(rcall('HGET', META, 'pw') or '0') < spec.pools_max_len
   end
   if max_wait == 0 or not room then
     local reason = 'q'
@@ -996,7 +1193,7 @@ local function acquire(a)
       reason = 'c'
     end
     local ra = retry_after(ps)
-    EV[#EV + 1] = cmsgpack.pack({ 'J', class, ps, b(flow), b(key), reason, now })
+    EV[#EV + 1] = mp_pack({ 'J', class, ps, b(flow), b(key), reason, now })
     return { 'ok', { 'J', reason, ra } }
   end
   local id = next_of('id')
@@ -1005,7 +1202,7 @@ local function acquire(a)
   }
   local pos, eta = arrival_position(t)
   enqueue(t)
-  EV[#EV + 1] = cmsgpack.pack({ 'Q', ticket_out(t), pos })
+  EV[#EV + 1] = mp_pack({ 'Q', ticket_out(t), pos })
   return { 'ok', { 'Q', id, pos, eta, t.d, false, ticket_out(t) } }
 end
 
@@ -1021,9 +1218,14 @@ local function lease_ref(kind, v)
 end
 
 local function end_call(key, at)
-  local k, id = key_ref(key)
+  local k, id, l = key_ref(key)
   if k == 'L' then
-    release(id, at)
+    -- (A key whose lease is gone, left by a command that failed midway, ends nothing.)
+    if drop_lease(l) > 0 then
+      end_lease(l, at, false)
+    else
+      rcall('DEL', key_name(key))
+    end
     return { 'r', id }
   end
   if k == 'T' and cancel(id, at) then
@@ -1078,13 +1280,13 @@ local function rebuild(new)
         fresh[i].touched['n' .. k .. ':' .. n] = true
       end
     end
-    redis.call('DEL', P .. ':q' .. i)
+    rcall('DEL', P .. ':q' .. i)
   end
   pools = fresh
   spec = new
-  redis.call('DEL', META)
-  for _, raw in ipairs(redis.call('ZRANGE', PL, 0, -1)) do
-    local l = cmsgpack.unpack(raw)
+  rcall('DEL', META)
+  for _, raw in ipairs(rcall('ZRANGE', PL, 0, -1)) do
+    local l = unpack_lease(raw)
     if l.f then
       l.f = flow_map[l.f]
       put_lease(l)
@@ -1096,22 +1298,22 @@ local function rebuild(new)
     end
   end
   tickets = {}
-  for _, raw in ipairs(redis.call('HVALS', PT)) do
-    local t = cmsgpack.unpack(raw)
+  for _, raw in ipairs(rcall('HVALS', PT)) do
+    local t = mp_unpack(raw)
     if t.f then
       t.f = flow_map[t.f]
     end
     enqueue(t)
   end
-  local eo = redis.call('LRANGE', PEO, 0, -1)
+  local eo = rcall('LRANGE', PEO, 0, -1)
   for _, entry in ipairs(eo) do
     local _, id = string.match(entry, '^(%d+):(%d+)$')
-    local raw = redis.call('HGET', PE, id)
+    local raw = rcall('HGET', PE, id)
     if raw then
-      local e = cmsgpack.unpack(raw)
+      local e = mp_unpack(raw)
       if e.f then
         e.f = flow_map[e.f]
-        redis.call('HSET', PE, id, cmsgpack.pack(e))
+        rcall('HSET', PE, id, mp_pack(e))
       end
     end
   end
@@ -1182,11 +1384,12 @@ local function put_back(l)
     p.used = p.used + l.p[j + 1]
     p.ubc[l.c] = (p.ubc[l.c] or 0) + l.p[j + 1]
   end
+  local lo = mp_pack(lease_out(l))
   if l.k then
-    redis.call('HSET', PK, l.k, 'L' .. s(l.id))
+    rcall('SET', key_name(l.k), lo)
   end
-  redis.call('ZADD', PX, l.x, pad(l.id))
-  redis.call('ZADD', PL, l.id, cmsgpack.pack(l))
+  rcall('ZADD', PX, l.x, pad(l.id))
+  rcall('ZADD', PL, l.id, lo)
 end
 
 local function reassert(new, st)
@@ -1206,8 +1409,8 @@ local function reassert(new, st)
   for _, e in ipairs(st.ended or {}) do
     remember(e[1], e[2], present(e[3]), e[4], present(e[5]))
   end
-  redis.call('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
-  redis.call('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
+  rcall('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
+  rcall('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
 end
 
 -- ----- local fallback (crates/runtime/src/cluster/fallback.rs) ----------------------------------
@@ -1227,19 +1430,19 @@ local function adopt(list, at)
   local adopted, clashes = 0, 0
   for _, a in ipairs(list) do
     local mark = pad(a[1])
-    if not redis.call('ZSCORE', P .. ':A', mark) then
-      redis.call('ZADD', P .. ':A', at, mark)
+    if not rcall('ZSCORE', P .. ':A', mark) then
+      rcall('ZADD', P .. ':A', at, mark)
       local l = get_lease(a[1])
       if l and (l.c ~= a[3] or cjson.encode(l.p) ~= cjson.encode(a[5])) then
         clashes = clashes + 1
         l = nil
       elseif not l then
         l = lease_of_row(a)
-        if l.k and redis.call('HEXISTS', PK, l.k) == 1 then
+        if l.k and rcall('EXISTS', key_name(l.k)) == 1 then
           l.k = nil
         end
         put_back(l)
-        EV[#EV + 1] = cmsgpack.pack({ 'G', lease_out(l), false })
+        EV[#EV + 1] = mp_pack({ 'G', lease_out(l), false })
         adopted = adopted + 1
       end
       local ended = present(a[11])
@@ -1249,7 +1452,7 @@ local function adopt(list, at)
       end
     end
   end
-  redis.call('ZREMRANGEBYSCORE', P .. ':A', '-inf', at - ADOPTED_KEEP_MS)
+  rcall('ZREMRANGEBYSCORE', P .. ':A', '-inf', at - ADOPTED_KEEP_MS)
   return adopted, clashes
 end
 
@@ -1261,11 +1464,11 @@ end
 -- hold-back ended; answers whether any silent node's hold-back ended here.
 local function forget_lapsed(at)
   local ended = false
-  for _, node in ipairs(redis.call('ZRANGEBYSCORE', P .. ':nodes', '-inf', at)) do
-    local ends = string.match(redis.call('HGET', P .. ':ns', node) or '', '^(%d+)|')
+  for _, node in ipairs(rcall('ZRANGEBYSCORE', P .. ':nodes', '-inf', s(at))) do
+    local ends = string.match(rcall('HGET', P .. ':ns', node) or '', '^(%d+)|')
     if not ends or tonumber(ends) <= at then
-      redis.call('ZREM', P .. ':nodes', node)
-      redis.call('HDEL', P .. ':ns', node)
+      rcall('ZREM', P .. ':nodes', node)
+      rcall('HDEL', P .. ':ns', node)
       ended = true
     end
   end
@@ -1280,12 +1483,12 @@ end
 -- line is walked (what was held back is free). Answers the shares declared and what is
 -- held back for silent nodes now, by pool.
 local function presence(node, lapse, keep, most, nodes, at)
-  local was = tonumber(redis.call('ZSCORE', P .. ':nodes', node) or '')
+  local was = tonumber(rcall('ZSCORE', P .. ':nodes', node) or '')
   if most then
-    redis.call('ZADD', P .. ':nodes', at + lapse, node)
+    rcall('ZADD', P .. ':nodes', at + lapse, node)
   else
-    redis.call('ZREM', P .. ':nodes', node)
-    redis.call('HDEL', P .. ':ns', node)
+    rcall('ZREM', P .. ':nodes', node)
+    rcall('HDEL', P .. ':ns', node)
   end
   local ended = forget_lapsed(at)
   held = nil
@@ -1303,7 +1506,7 @@ local function presence(node, lapse, keep, most, nodes, at)
       end
       i = i + 1
     end
-    redis.call('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, table.concat(declared, ',')))
+    rcall('HSET', P .. ':ns', node, string.format('%d|%s', at + lapse + keep, table.concat(declared, ',')))
   end
   for i = 0, #spec.pools - 1 do
     holds[#holds + 1] = held_back(i)
@@ -1320,14 +1523,39 @@ local function run()
   if CMD == 'acquire' then
     return acquire(ARGV)
   elseif CMD == 'release' then
-    local id = lease_ref(ARGV[3], ARGV[4])
     local owner = opt_str(ARGV[5])
-    local l = id and get_lease(id)
-    if not l then
-      return { 'ok', { 'R', false } }
-    end
-    if owner and l.o ~= owner then
-      return { 'ok', { 'O', id } }
+    local l
+    if ARGV[3] == 'k' then
+      -- By key: the key's string is read and deleted in one call (a release deletes it),
+      -- and put back as it was when nothing is released.
+      local name = key_name(ARGV[4])
+      local r = rcall('GETDEL', name)
+      local kind, id, kl = holder(r)
+      if kind ~= 'L' or (owner and kl.o ~= owner) then
+        if kind == 'L' and get_lease(id) then
+          rcall('SET', name, r)
+          return { 'ok', { 'O', id } }
+        elseif kind == 'T' then
+          rcall('SET', name, r)
+        end
+        return { 'ok', { 'R', false } }
+      end
+      l = kl
+      l.key_taken = true
+      -- (A key whose lease is gone releases nothing; its string is gone now too.)
+      if drop_lease(l) == 0 then
+        return { 'ok', { 'R', false } }
+      end
+      return { 'okp', OUT_R .. end_lease(l, now, false) }
+    else
+      local id = tonumber(ARGV[4])
+      l = get_lease(id)
+      if not l then
+        return { 'ok', { 'R', false } }
+      end
+      if owner and l.o ~= owner then
+        return { 'ok', { 'O', id } }
+      end
     end
     drop_lease(l)
     return { 'okp', OUT_R .. end_lease(l, now, false) }
@@ -1398,7 +1626,7 @@ local function run()
       return fail('invalid', 'the pools and classes must stay the same, in the same order')
     end
     local before = rebuild(new)
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     -- Caps as the caller gives them: each pool with one hears of it (a limit event).
     for i = 0, #spec.pools - 1 do
       local cap = opt_num(ARGV[4 + i])
@@ -1431,17 +1659,18 @@ local function run()
     return { 'ok', { 'n', adopted, clashes } }
   elseif CMD == 'reserve_ids' then
     -- A block of ids for a node's local fallback: never handed out by the ledger.
-    return { 'ok', { 'n', redis.call('INCRBY', P .. ':id', tonumber(ARGV[3])) } }
+    return { 'ok', { 'n', rcall('INCRBY', P .. ':id', tonumber(ARGV[3])) } }
   elseif CMD == 'reassert' then
     -- Only into an empty domain, atomically: a second node that tries too changes nothing.
     -- A domain that was opened but has never handed out an id or an arrival number (a
     -- node opened it on an emptied Redis before the state came back) counts as empty.
-    if spec and (redis.call('EXISTS', P .. ':id') == 1 or redis.call('EXISTS', P .. ':seq') == 1) then
+    if spec and (rcall('EXISTS', P .. ':id') == 1 or rcall('EXISTS', P .. ':seq') == 1) then
       return { 'ok', { 'K', 0 } }
     end
-    redis.call('DEL', META, PL, PT, PK, PX, PD)
+    forget_keys()
+    rcall('DEL', META, PL, PT, PX, PD)
     reassert(cjson.decode(ARGV[3]), cjson.decode(ARGV[4]))
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     return { 'ok', { 'K', 1 } }
   elseif CMD == 'open' then
     -- A new backend instance over the keys: the state is kept (as a restart restores
@@ -1451,14 +1680,14 @@ local function run()
     local new = cjson.decode(ARGV[3])
     if not spec then
       init(new)
-      redis.call('SET', P .. ':s', ARGV[3])
+      store_spec(ARGV[3])
       return { 'ok', { 'D' } }
     end
     if not same_names(spec, new) then
       return fail('invalid', 'the pools and classes in Redis differ from the configuration')
     end
     rebuild(new)
-    redis.call('SET', P .. ':s', ARGV[3])
+    store_spec(ARGV[3])
     EV = {}
     return { 'ok', { 'D' } }
   -- ----- reads (they change nothing) -----
@@ -1488,25 +1717,25 @@ local function run()
     local out = {}
     local raws
     if n == 0 then
-      raws = redis.call('ZRANGE', PL, 0, -1)
+      raws = rcall('ZRANGE', PL, 0, -1)
     else
-      raws = redis.call('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
+      raws = rcall('ZRANGEBYSCORE', PL, '(' .. ARGV[3], '+inf', 'LIMIT', 0, n)
     end
     for _, raw in ipairs(raws) do
-      out[#out + 1] = lease_out(cmsgpack.unpack(raw))
+      out[#out + 1] = mp_unpack(raw)
     end
     return { 'ok', out }
   elseif CMD == 'r_tickets' then
     local out = {}
-    for _, raw in ipairs(redis.call('HVALS', PT)) do
-      out[#out + 1] = ticket_out(cmsgpack.unpack(raw))
+    for _, raw in ipairs(rcall('HVALS', PT)) do
+      out[#out + 1] = ticket_out(mp_unpack(raw))
     end
     return { 'ok', out }
   elseif CMD == 'r_waiting' then
     local limit = tonumber(ARGV[3])
     local all = {}
-    for _, raw in ipairs(redis.call('HVALS', PT)) do
-      local t = cmsgpack.unpack(raw)
+    for _, raw in ipairs(rcall('HVALS', PT)) do
+      local t = mp_unpack(raw)
       tickets[t.id] = t
       all[#all + 1] = t
     end
@@ -1524,22 +1753,22 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counts' then
-    return { 'ok', { redis.call('ZCARD', PL), redis.call('HLEN', PT) } }
+    return { 'ok', { rcall('ZCARD', PL), rcall('HLEN', PT) } }
   elseif CMD == 'r_events' then
     -- Committed events after stream id ARGV[3] ("": from the oldest kept), at most ARGV[4].
     local from = '-'
     if ARGV[3] ~= '' then
       from = '(' .. ARGV[3]
     end
-    return { 'ok', redis.call('XRANGE', P .. ':events', from, '+', 'COUNT', tonumber(ARGV[4])) }
+    return { 'ok', rcall('XRANGE', PEV, from, '+', 'COUNT', tonumber(ARGV[4])) }
   elseif CMD == 'r_nodes' then
     -- The nodes with local_fallback pools (at most the first 1000 by when they turn
     -- silent): name, when it turns or turned silent, when the hold-back of its declared
     -- shares ends, and those shares by pool.
     local out = {}
-    local all = redis.call('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
+    local all = rcall('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
     for j = 1, #all, 2 do
-      local ends, shares = string.match(redis.call('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
+      local ends, shares = string.match(rcall('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
       local list = {}
       for u in string.gmatch(shares or '', '%d+') do
         list[#list + 1] = tonumber(u)
@@ -1548,8 +1777,8 @@ local function run()
     end
     return { 'ok', out }
   elseif CMD == 'r_counters' then
-    local id = tonumber(redis.call('GET', P .. ':id') or '0')
-    local seq = tonumber(redis.call('GET', P .. ':seq') or '0')
+    local id = tonumber(rcall('GET', P .. ':id') or '0')
+    local seq = tonumber(rcall('GET', P .. ':seq') or '0')
     return { 'ok', { id + 1, seq + 1 } }
   end
   return fail('invalid', 'unknown command ' .. tostring(CMD))
@@ -1566,7 +1795,7 @@ local function fenced()
   if inner ~= 'tick' and inner ~= 'repair' and inner ~= 'set_limit' then
     return fail('invalid', 'only a sweep, a reconciliation or an alert\'s limit change is fenced')
   end
-  local cur = redis.call('GET', P .. ':duty:' .. duty)
+  local cur = rcall('GET', P .. ':duty:' .. duty)
   local held = cur and string.match(cur, '|(%d+)$')
   if held ~= token then
     local why = 'nobody holds it now (it ran out)'
@@ -1601,6 +1830,7 @@ local GUARDED = { acquire = true, release = true, renew = true, cancel = true, e
 -- and those after it run. A key, expiry or deadline it left without its lease or ticket
 -- is dropped where it is next met (acquire, tick).
 local function run_guarded()
+  local first = #EV + 1
   local ok, result = pcall(run)
   if ok then
     return result
@@ -1608,16 +1838,23 @@ local function run_guarded()
   local message = type(result) == 'table' and (result.err or result.msg) or tostring(result)
   redis.log(redis.LOG_WARNING, 'callgate: the ledger command ' .. CMD .. ' failed (' .. message
     .. '); counting the pools again from the leases and tickets held')
-  EV = {}
+  -- (Its events are dropped; in a batch, those of the commands before it stay.)
+  for k = #EV, first, -1 do
+    EV[k] = nil
+  end
   rebuild(spec)
   recounted = true
   return fail('internal', 'the ledger command ' .. CMD .. ' failed: ' .. message)
 end
 
 -- The header of a MessagePack array of n items, as cmsgpack writes it.
+-- The headers of arrays of 0 to 15 items (one byte each), made by the first call (a
+-- library may not use `string` while it loads).
+local FIX_HEADERS = {}
+
 local function array_header(n)
   if n < 16 then
-    return string.char(0x90 + n), 1
+    return FIX_HEADERS[n], 1
   elseif n < 65536 then
     return string.char(0xdc, math.floor(n / 256), n % 256), 3
   end
@@ -1637,24 +1874,27 @@ local HEAD_OKD = '\147\163okd'
 -- Redis and the node's parser handle one value where they handled three per command).
 local function batch(args)
   local out = {}
-  local bodies, total, count = {}, 0, 0
+  local count = 0
+  -- One list of events for the whole batch (its stream entry): each command's are those
+  -- it added, from `first` on.
+  EV = {}
   local j = 3
   left = 0
   while j <= #args do
     if args[j + 1] == 'acquire' then
       left = left + 1
     end
-    j = j + tonumber(args[j]) + 1
+    j = j + num(args[j]) + 1
   end
   j = 3
   while j <= #args do
-    local n = tonumber(args[j])
-    local sub = { args[j + 1], args[2] }
-    for k = 2, n do
-      sub[k + 1] = args[j + k]
-    end
+    local n = num(args[j])
+    -- (One constructor: the table is sized once, where growing it item by item resized it
+    -- for every power of two.)
+    local sub = { args[j + 1], args[2], unpack(args, j + 2, j + n) }
     j = j + n + 1
-    CMD, ARGV, EV = sub[1], sub, {}
+    CMD, ARGV = sub[1], sub
+    local first = #EV + 1
     local result
     if BATCHED[CMD] then
       result = run_guarded()
@@ -1662,18 +1902,21 @@ local function batch(args)
       result = fail('invalid', 'a batch carries only the request paths\' commands')
     end
     local tag = result[1]
+    local last = #EV
     if tag == 'ok' or tag == 'okp' then
-      local evs = table.concat(EV)
-      if #EV > 0 then
-        bodies[#bodies + 1] = evs
-        total = total + #EV
-      end
       out[#out + 1] = HEAD_OKD
-      out[#out + 1] = tag == 'okp' and result[2] or cmsgpack.pack(result[2])
-      out[#out + 1] = array_header(#EV)
-      out[#out + 1] = evs
+      out[#out + 1] = tag == 'okp' and result[2] or mp_pack(result[2])
+      out[#out + 1] = array_header(last - first + 1)
+      if last == first then
+        out[#out + 1] = EV[first]
+      elseif last > first then
+        out[#out + 1] = table.concat(EV, '', first, last)
+      end
     else
-      out[#out + 1] = cmsgpack.pack({ 'err', result[2], result[3] or result[2] })
+      for k = last, first, -1 do
+        EV[k] = nil
+      end
+      out[#out + 1] = mp_pack({ 'err', result[2], result[3] or result[2] })
     end
     count = count + 1
     if CMD == 'acquire' then
@@ -1682,44 +1925,86 @@ local function batch(args)
   end
   give_back()
   save_pools()
-  if total > 0 then
-    local header = array_header(total)
-    redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', header .. table.concat(bodies), 'n', s(now))
+  if #EV > 0 then
+    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', array_header(#EV) .. table.concat(EV), 'n', s(now))
   end
   return { 'okB', now, array_header(count) .. table.concat(out) }
 end
 
+-- The names of a domain's keys, by the name of its first (META), made once.
+local names = {}
+local names_count = 0
+
 local function call(keys, args)
+  rcall, mp_pack, mp_unpack, mp_unpack_limit = redis.call, cmsgpack.pack, cmsgpack.unpack, cmsgpack.unpack_limit
+  sformat, ssub, sbyte = string.format, string.sub, string.byte
+  if not FIX_HEADERS[0] then
+    for k = 0, 15 do
+      FIX_HEADERS[k] = string.char(0x90 + k)
+    end
+    for k = 0, 255 do
+      SMALL_S[k] = string.format('%d', k)
+      SMALL[SMALL_S[k]] = k
+    end
+    for k = 0, 16 do
+      ZEROS[k] = string.rep('0', k)
+    end
+  end
   KEYS, ARGV = keys, args
   META = KEYS[1]
-  P = string.sub(META, 1, -3)
-  PL, PT, PK, PX, PD, PE, PEO = P .. ':L', P .. ':T', P .. ':K', P .. ':x', P .. ':d', P .. ':E', P .. ':EO'
+  local n = names[META]
+  if not n then
+    local p = ssub(META, 1, -3)
+    n = { p, p .. ':L', p .. ':T', p .. ':x', p .. ':d', p .. ':E', p .. ':EO', p .. ':k:', {}, {}, p .. ':events' }
+    if names_count >= 256 then
+      names, names_count = {}, 0
+    end
+    names[META] = n
+    names_count = names_count + 1
+  end
+  P, PL, PT, PX, PD, PE, PEO, PKEY, POOL_KEYS, COUNTER_KEYS, PEV = n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9],
+    n[10], n[11]
   CMD = ARGV[1]
-  EV, pools, tickets, counters, left, recounted, held = {}, {}, {}, {}, 1, false, nil
-  local raw_spec = redis.call('GET', P .. ':s')
+  EV, pools, tickets, counters, left, now_packed, recounted, held = {}, {}, {}, {}, 1, nil, false, nil
+  local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
   if ARGV[2] == '' then
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   else
     now = tonumber(ARGV[2])
   end
   spec = nil
+  local old_layout = false
   if raw_spec then
     local cached = specs[P]
     if cached and cached.raw == raw_spec then
-      spec = cached.spec
+      spec, old_layout = cached.spec, cached.old
     else
-      spec = cjson.decode(raw_spec)
+      old_layout = ssub(raw_spec, 1, #LAYOUT_HEAD) ~= LAYOUT_HEAD
+      local json = raw_spec
+      if not old_layout then
+        json = ssub(raw_spec, #LAYOUT_HEAD + 1)
+      end
+      spec = cjson.decode(json)
       if spec_count >= 256 then
         specs, spec_count = {}, 0
       end
       if not cached then
         spec_count = spec_count + 1
       end
-      specs[P] = { raw = raw_spec, spec = spec }
+      specs[P] = { raw = raw_spec, spec = spec, old = old_layout }
+    end
+  end
+  if old_layout then
+    if CMD == 'open' then
+      migrate(raw_spec)
+    elseif CMD ~= 'reassert' then
+      return fail('layout', 'the domain\'s state in Redis has the layout of an older callgate (its idempotency keys '
+        .. 'in one hash): stop the nodes of older versions on this domain, then start one of this version, whose '
+        .. 'opening migrates it')
     end
   end
   if CMD == 'batch' then
@@ -1744,7 +2029,7 @@ local function call(keys, args)
     end
     return result
   end
-  if string.sub(CMD, 1, 2) ~= 'r_' then
+  if ssub(CMD, 1, 2) ~= 'r_' then
     give_back()
     save_pools()
     -- A change answers its outcome and events packed: Redis converts a string in one step
@@ -1752,9 +2037,9 @@ local function call(keys, args)
     -- its special replies), which cost more than the command itself.
     local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
-      redis.call('XADD', P .. ':events', 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
+      rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
     end
-    local packed = result[1] == 'okp' and result[2] or cmsgpack.pack(result[2])
+    local packed = result[1] == 'okp' and result[2] or mp_pack(result[2])
     return { 'okp', packed, ev, now }
   end
   return { 'ok', result[2], EV, now }

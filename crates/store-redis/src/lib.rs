@@ -39,6 +39,12 @@
 //! Redis that says it evicts; a full Redis then refuses writes, and commands answer
 //! `unavailable`.
 //!
+//! **Layout.** The stored spec names the layout of the domain's keys (`ledger.lua`,
+//! `LAYOUT_HEAD`). Opening a domain of the layout before (idempotency keys in one hash)
+//! migrates it in place, in the one atomic call of `open`; any other command refuses it
+//! (`unavailable`), and a function of the layout before fails on the migrated spec rather
+//! than misread the keys. The nodes of a domain are upgraded across the change together.
+//!
 //! **Restart.** A backend opened over keys that hold a ledger takes it as it is (the
 //! harness's "restart" is exactly that), keeping mean hold times to the millisecond as the
 //! embedded journal does; opened with a changed configuration, it rebuilds as a reload
