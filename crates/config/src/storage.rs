@@ -11,6 +11,7 @@ use crate::problem::{Field, Problems};
 use crate::Config;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::time::Duration;
 
 /// What a node does with a pool's admissions while Redis cannot be reached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +67,25 @@ pub struct StorageConfig {
     /// every node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodes: Option<u32>,
+    /// The longest a node admits on its own (`local_fallback`) after its last presence in
+    /// Redis, then its pools fail closed until Redis answers (default "15m", from "30s" to
+    /// "24h"). The shared ledger holds a silent node's declared share back for as long (and
+    /// 5 s more), whatever the reason it went silent: so this is also how long a node killed
+    /// without a clean stop keeps its share from the others (unless an operator forgets it,
+    /// `DELETE /v1/cluster/nodes/{node}`). Each node holds back what its own setting says.
+    #[serde(with = "crate::serde_duration", skip_serializing_if = "is_default_fallback_max")]
+    pub fallback_max: Duration,
+}
+
+/// The default `[storage] fallback_max`.
+pub(crate) const DEFAULT_FALLBACK_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// The range `[storage] fallback_max` may take: long enough to ride out a Redis failover,
+/// short enough that a killed node's share comes back the same day.
+pub(crate) const FALLBACK_MAX_RANGE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(24 * 3600));
+
+fn is_default_fallback_max(d: &Duration) -> bool {
+    *d == DEFAULT_FALLBACK_MAX
 }
 
 impl fmt::Debug for StorageConfig {
@@ -80,6 +100,7 @@ impl fmt::Debug for StorageConfig {
             .field("domain", &self.domain)
             .field("on_redis_unavailable", &self.on_redis_unavailable)
             .field("nodes", &self.nodes)
+            .field("fallback_max", &self.fallback_max)
             .finish()
     }
 }
@@ -94,6 +115,7 @@ impl Default for StorageConfig {
             domain: "default".to_owned(),
             on_redis_unavailable: RedisUnavailable::FailClosed,
             nodes: None,
+            fallback_max: DEFAULT_FALLBACK_MAX,
         }
     }
 }
@@ -256,6 +278,10 @@ pub(crate) fn validate(config: &Config, out: &mut Problems) {
     }
     if s.nodes.is_some_and(|n| !(1..=MAX_NODES).contains(&n)) {
         out.push(field.key("nodes"), format!("nodes must be between 1 and {MAX_NODES}"));
+    }
+    let (lo, hi) = FALLBACK_MAX_RANGE;
+    if !(lo..=hi).contains(&s.fallback_max) {
+        out.push(field.key("fallback_max"), "fallback_max must be between 10s and 24h");
     }
     // `local_fallback` divides what was free among the nodes: it needs to know how many.
     let fallback = |out: &mut Problems, at: Field| {

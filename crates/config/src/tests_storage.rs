@@ -106,6 +106,14 @@ fn bad_storage_settings_are_refused_with_their_field_and_line() {
         "[storage] nodes",
     );
     refused(&format!("{POOL}[storage]\nnodes = 0\n"), "storage.nodes", "nodes", "between 1 and 1000");
+    refused(
+        &format!("{POOL}[storage]\nfallback_max = \"5s\"\n"),
+        "storage.fallback_max",
+        "fallback_max",
+        "10s and 24h",
+    );
+    refused(&format!("{POOL}[storage]\nfallback_max = \"2d\"\n"), "storage.fallback_max", "fallback_max", "");
+    refused(&format!("{POOL}[storage]\nfallback_max = 900\n"), "storage.fallback_max", "fallback_max", "duration");
     let e = load(&format!("{POOL}[storage]\nledger = \"redis://a\"\nmystery = 1\n")).unwrap_err().errors;
     assert_eq!(e[0].line, Some(6), "{}", e[0]);
 }
@@ -125,5 +133,8 @@ fn local_fallback_with_nodes_is_accepted_and_each_pool_has_its_policy() {
                 [storage]\nledger = \"redis://10.0.0.5:6379\"\nnodes = 3\n";
     let c = load(text).unwrap();
     assert_eq!(c.storage.nodes, Some(3));
+    assert_eq!(c.storage.fallback_max, std::time::Duration::from_secs(15 * 60), "the default bound");
     assert_eq!(c.redis_unavailable(), vec![RedisUnavailable::LocalFallback, RedisUnavailable::FailClosed]);
+    let c = load(&format!("{text}fallback_max = \"2m\"\n")).unwrap();
+    assert_eq!(c.storage.fallback_max, std::time::Duration::from_secs(120));
 }

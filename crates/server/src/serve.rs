@@ -200,9 +200,10 @@ impl Server {
                 let node = node.clone();
                 let journaled = postgres.as_ref().map(|p| p.backend.clone());
                 let (policy, nodes, pools) = (cfg.redis_unavailable(), cfg.storage.nodes.unwrap_or(1), c.pools.clone());
+                let max = cfg.storage.fallback_max;
                 let f = tokio::task::spawn_blocking(move || {
                     crate::cluster::fallback::Fallback::new(
-                        inner, redis, journaled, clock, node, spec, policy, nodes, &pools,
+                        inner, redis, journaled, clock, node, spec, policy, nodes, max, &pools,
                     )
                 })
                 .await

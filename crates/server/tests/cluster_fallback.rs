@@ -87,14 +87,19 @@ impl Held {
     /// Acquires through `node`; `Some(id)` when granted (and counted), `None` when
     /// rejected for capacity.
     async fn acquire(&mut self, node: &TestServer, key: &str) -> Option<String> {
+        self.acquire_lease(node, key).await.map(|l| l["id"].as_str().expect("a lease id").to_owned())
+    }
+
+    /// The same, answering the lease granted.
+    async fn acquire_lease(&mut self, node: &TestServer, key: &str) -> Option<Value> {
         // No waiting: the oracle counts grants.
         let (s, v) = node.acquire(json!({ "flow": "in", "key": key, "max_wait_ms": 0 })).await;
         match s {
             StatusCode::OK => {
                 let id = v["lease"]["id"].as_str().expect("a lease id").to_owned();
-                self.0.push(id.clone());
+                self.0.push(id);
                 assert!(self.0.len() <= 6, "{} leases held at once in a pool of 6: {:?}", self.0.len(), self.0);
-                Some(id)
+                Some(v["lease"].clone())
             }
             StatusCode::TOO_MANY_REQUESTS => None,
             other => panic!("acquire {key}: {other} {v}"),
@@ -390,8 +395,9 @@ fn fallback(t: &TestServer) -> &callgate_server::cluster::fallback::Fallback {
 async fn in_a_partition_the_cut_off_nodes_share_is_held_back_in_redis_while_it_admits_on_it() {
     let redis = Redis::start().await;
     let mut cut_off = Forwarder::start(redis.port);
-    // a reaches Redis through the forwarder, b directly.
-    let a = TestServer::start(&config(&cut_off.url(), "partition", None)).await;
+    // a reaches Redis through the forwarder, b directly; a admits on its own for at most a
+    // minute (`fallback_max`).
+    let a = TestServer::start(&with_fallback_max(&config(&cut_off.url(), "partition", None), "1m")).await;
     let b = TestServer::start(&config(&redis.url, "partition", None)).await;
     let mut held = Held::default();
     present(&[&a, &b]).await;
@@ -425,8 +431,11 @@ async fn in_a_partition_the_cut_off_nodes_share_is_held_back_in_redis_while_it_a
     assert_eq!(metric(&a, "callgate_redis_fallback_cap", "shared").await, "3");
     let mut on_a = Vec::new();
     for i in 0..4 {
-        if let Some(id) = held.acquire(&a, &format!("a{i}")).await {
-            on_a.push(id);
+        if let Some(lease) = held.acquire_lease(&a, &format!("a{i}")).await {
+            // The flow's TTL is an hour: a local lease's is cut to end with the fallback.
+            let ttl = lease["expires_at_ms"].as_u64().unwrap() - lease["granted_at_ms"].as_u64().unwrap();
+            assert!(ttl <= 60_000, "a local lease outlives fallback_max: {lease}");
+            on_a.push(lease["id"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(on_a.len(), 3, "a's share, and not more");
@@ -463,7 +472,7 @@ async fn in_a_partition_the_cut_off_nodes_share_is_held_back_in_redis_while_it_a
 async fn an_operator_forgets_a_node_that_is_gone_and_its_share_is_free_again() {
     let redis = Redis::start().await;
     let mut cut_off = Forwarder::start(redis.port);
-    let a = TestServer::start(&config(&cut_off.url(), "forget", None)).await;
+    let a = TestServer::start(&with_fallback_max(&config(&cut_off.url(), "forget", None), "40s")).await;
     let b = TestServer::start(&config(&redis.url, "forget", None)).await;
     present(&[&a, &b]).await;
     let (s, nodes) = a.get("/v1/cluster/nodes").await;
@@ -472,6 +481,12 @@ async fn an_operator_forgets_a_node_that_is_gone_and_its_share_is_free_again() {
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     let me = nodes.iter().find(|n| n["this_node"] == true).expect("a knows itself");
     assert_eq!((&me["silent"], &me["declared"]), (&json!(false), &json!({ "shared": 3, "strict": 0 })), "{me}");
+    // Redis holds a silent node's share back for its own fallback_max (and 5 s) from when
+    // it turns silent (3 s after its last presence): a's 40 s, b's default quarter-hour.
+    let held_for = |n: &Value| n["holds_back_until_ms"].as_u64().unwrap() - n["silent_at_ms"].as_u64().unwrap();
+    assert_eq!(held_for(me), 45_000, "{me}");
+    let other = nodes.iter().find(|n| n["this_node"] == false).expect("b");
+    assert_eq!(held_for(other), 905_000, "{other}");
     let name = me["node"].as_str().unwrap().to_owned();
 
     cut_off.cut().await;
@@ -501,6 +516,11 @@ async fn an_operator_forgets_a_node_that_is_gone_and_its_share_is_free_again() {
     let plain = TestServer::start("[[pools]]\nname = \"p\"\nlimit = 1\n").await;
     let (s, v) = plain.get("/v1/cluster/nodes").await;
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_local_fallback")), "{v}");
+}
+
+/// `config` with `[storage] fallback_max`.
+fn with_fallback_max(config: &str, max: &str) -> String {
+    config.replace("nodes = 2\n", &format!("nodes = 2\nfallback_max = \"{max}\"\n"))
 }
 
 /// `name` as one path segment (node names carry ':' and '.': both allowed in a segment).

@@ -42,7 +42,7 @@
 //! not hold (Redis's) are kept and answered 503 (`unavailable`, "kept"): they are made in
 //! Redis when it is back; a retry then finds them done.
 //!
-//! **Bounded.** A node admits on its own for at most [`presence::FALLBACK_MAX`] from its
+//! **Bounded.** A node admits on its own for at most `[storage] fallback_max` from its
 //! last presence: no local lease is granted or renewed past that (its TTL is cut), and
 //! then every pool fails closed until Redis answers. Redis holds a silent node's share
 //! back until [`presence::SLACK`] after that, then forgets the node (and walks the
@@ -125,6 +125,9 @@ pub struct Fallback {
     /// This node's name (its presence in Redis).
     node: String,
     nodes: u32,
+    /// The longest this node admits on its own after its last presence (`[storage]
+    /// fallback_max`); Redis holds its share back as long, plus [`presence::SLACK`].
+    max: Duration,
     policy: Vec<RedisUnavailable>,
     spec: RwLock<LedgerSpec>,
     seen: Mutex<Seen>,
@@ -150,8 +153,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Fallback {
     /// `inner` (over `redis`; `journaled` when it is the PostgreSQL-journaled one) with
     /// fallback for the pools whose `policy` is `local_fallback`, on node `node` of `nodes`
-    /// sharing the domain; `pools` is what the shared ledger held when the event stream was
-    /// read from.
+    /// sharing the domain, for at most `max` after its last presence; `pools` is what the
+    /// shared ledger held when the event stream was read from.
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
     pub fn new(
@@ -163,6 +166,7 @@ impl Fallback {
         spec: LedgerSpec,
         policy: Vec<RedisUnavailable>,
         nodes: u32,
+        max: Duration,
         pools: &[PoolView],
     ) -> Fallback {
         let seen = Seen {
@@ -181,6 +185,7 @@ impl Fallback {
             // and process.
             node: format!("{node}/{}", INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             nodes: nodes.max(1),
+            max,
             over: Mutex::new(vec![0; policy.len()]),
             presence: Mutex::new(Presence::default()),
             policy,
@@ -257,7 +262,7 @@ impl Fallback {
         let now = tokio::time::Instant::now();
         let (caps, until) = {
             let presence = lock(&self.presence);
-            let (declared, until) = presence.local_terms(now, presence::FALLBACK_MAX).map_err(Error::unavailable)?;
+            let (declared, until) = presence.local_terms(now, self.max).map_err(Error::unavailable)?;
             let caps: Vec<u32> = self
                 .shares_now(&presence.held)
                 .iter()

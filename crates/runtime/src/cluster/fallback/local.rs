@@ -215,7 +215,7 @@ impl Local {
         match self.until.checked_sub(now).filter(|left| *left > 0) {
             Some(left) => Ok(ttl.min(left)),
             None => Err(Error::unavailable(
-                "Redis is unreachable and this node's local fallback has run its longest (FALLBACK_MAX): \
+                "Redis is unreachable and this node's local fallback has run its longest ([storage] fallback_max): \
                  every pool fails closed until Redis answers",
             )),
         }

@@ -10,8 +10,9 @@
 //! Redis admits locally only once Redis must already be holding its share back: [`LAPSE`]
 //! plus [`MARGIN`] after the last write it knows Redis stamped was answered (the stamp came
 //! before the answer), and on no more than it declared. It admits locally for at most
-//! [`FALLBACK_MAX`], measured from when that write was sent (before its stamp); no local
-//! lease runs past that, and Redis stops holding the share back [`SLACK`] after.
+//! `[storage] fallback_max` (its `max`), measured from when that write was sent (before
+//! its stamp); no local lease runs past that, and Redis stops holding the share back
+//! [`SLACK`] after.
 
 use super::{local, lock, Fallback, Mode};
 use callgate_backend::Error;
@@ -26,11 +27,8 @@ pub const LAPSE: Duration = Duration::from_secs(3);
 /// step back a little.
 pub const MARGIN: Duration = Duration::from_millis(1_500);
 
-/// The longest a node admits on its own, from its last presence: then its pools fail
-/// closed until Redis answers again, and the shared ledger no longer holds its share back.
-pub const FALLBACK_MAX: Duration = Duration::from_secs(15 * 60);
-
-/// How much longer than its [`FALLBACK_MAX`] Redis holds a silent node's share back: room
+/// How much longer than its `fallback_max` (the longest a node admits on its own, from its
+/// last presence) Redis holds a silent node's share back: room
 /// for a step of the node's wall clock, by which its local leases expire.
 pub const SLACK: Duration = Duration::from_secs(5);
 
@@ -71,7 +69,7 @@ impl Presence {
     }
 
     /// Whether the node may admit on its own at `now`: what it declared (its shares are at
-    /// most that) and until when it may (`FALLBACK_MAX` after its last presence); else why not.
+    /// most that) and until when it may (`max` after its last presence); else why not.
     pub(super) fn local_terms(&self, now: Instant, max: Duration) -> Result<(&[u32], Instant), String> {
         let (Some(sent), Some(last)) = (self.sent, self.last) else {
             return Err("Redis is unreachable and never stamped this node's presence: \
@@ -89,7 +87,7 @@ impl Presence {
         let until = sent + LAPSE + max;
         if now >= until {
             return Err("Redis is unreachable and this node's local fallback has run its longest \
-                        (FALLBACK_MAX): every pool fails closed until Redis answers"
+                        ([storage] fallback_max): every pool fails closed until Redis answers"
                 .into());
         }
         Ok((&self.declared, until))
@@ -133,7 +131,7 @@ impl Fallback {
     pub(super) fn say_present(&self) {
         let shares = self.shares_now(&lock(&self.presence).held);
         let sent = Instant::now();
-        let keep = (FALLBACK_MAX + SLACK).as_millis() as u64;
+        let keep = (self.max + SLACK).as_millis() as u64;
         match self.redis.presence(&self.node, LAPSE.as_millis() as u64, keep, &shares, self.nodes) {
             Ok(said) => lock(&self.presence).answered(sent, Instant::now(), said.shares, said.held),
             Err(e) => {
@@ -231,6 +229,6 @@ mod tests {
         assert!(p.local_terms(ms(ready), max).is_err());
         let (shares, until) = p.local_terms(ms(ready + 1_000), max).unwrap();
         assert_eq!((shares, until), (&[0, 0][..], ms(0) + LAPSE + max), "the deadline stays with the answered one");
-        assert!(p.local_terms(until, max).unwrap_err().contains("FALLBACK_MAX"));
+        assert!(p.local_terms(until, max).unwrap_err().contains("fallback_max"));
     }
 }
