@@ -7,9 +7,7 @@
 
 use callgate_backend::{Command, ErrorKind, LeaseRef, LedgerBackend};
 use callgate_core::clock::{Clock as _, ManualClock};
-use callgate_core::{
-    ClassId, ClassSpec, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
-};
+use callgate_core::{FlowId, LedgerSpec, Request};
 use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
 
@@ -19,18 +17,7 @@ const OLD_SCRIPT: &str = include_str!("fixtures/ledger_layout1.lua");
 const OLD_FUNCTION: &str = "callgate_layout1_test";
 
 fn spec() -> LedgerSpec {
-    LedgerSpec {
-        classes: vec![ClassSpec { name: "inbound".into(), priority: 5 }],
-        pools: vec![PoolSpec { name: "acct".into(), limit: 2, reserve: vec![] }],
-        flows: vec![FlowSpec {
-            name: "in".into(),
-            pools: vec![PoolUnits { pool: PoolId(0), units: 1 }],
-            class: ClassId(0),
-            lease_ttl_ms: 60_000,
-            queue: Some(QueueSpec { max_wait_ms: 30_000, max_len: None }),
-        }],
-        ..LedgerSpec::default()
-    }
+    support::one_pool_spec(2, 60_000, 30_000)
 }
 
 /// One call of the layout before's function on `domain`.

@@ -4,10 +4,7 @@
 
 use callgate_backend::{Command, LedgerBackend, Outcome};
 use callgate_core::clock::ManualClock;
-use callgate_core::{
-    ClassId, ClassSpec, Decision, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
-    TicketId,
-};
+use callgate_core::{Decision, FlowId, LedgerSpec, Request, TicketId};
 use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
 
@@ -18,18 +15,7 @@ const LAPSE: u64 = 3_000;
 const KEEP: u64 = 10_000;
 
 fn spec() -> LedgerSpec {
-    LedgerSpec {
-        classes: vec![ClassSpec { name: "inbound".into(), priority: 5 }],
-        pools: vec![PoolSpec { name: "acct".into(), limit: 10, reserve: vec![] }],
-        flows: vec![FlowSpec {
-            name: "in".into(),
-            pools: vec![PoolUnits { pool: PoolId(0), units: 1 }],
-            class: ClassId(0),
-            lease_ttl_ms: 600_000,
-            queue: Some(QueueSpec { max_wait_ms: 600_000, max_len: None }),
-        }],
-        ..LedgerSpec::default()
-    }
+    support::one_pool_spec(10, 600_000, 600_000)
 }
 
 /// An acquire that waits up to `wait` ms when it does not fit.

@@ -5,10 +5,7 @@
 
 use callgate_backend::{Command, ErrorKind, LeaseRef, LedgerBackend, Outcome};
 use callgate_core::clock::{Clock as _, ManualClock};
-use callgate_core::{
-    ClassId, ClassSpec, Event, FlowId, FlowSpec, LeaseId, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec, Request,
-    TicketId, TicketOutcome, TicketStatus,
-};
+use callgate_core::{Event, FlowId, LeaseId, LedgerSpec, Request, TicketId, TicketOutcome, TicketStatus};
 use callgate_store_redis::reassert::{EndedTicket, Reassert};
 use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
@@ -16,18 +13,7 @@ use support::Server;
 mod support;
 
 fn spec() -> LedgerSpec {
-    LedgerSpec {
-        classes: vec![ClassSpec { name: "inbound".into(), priority: 5 }],
-        pools: vec![PoolSpec { name: "acct".into(), limit: 2, reserve: vec![] }],
-        flows: vec![FlowSpec {
-            name: "in".into(),
-            pools: vec![PoolUnits { pool: PoolId(0), units: 1 }],
-            class: ClassId(0),
-            lease_ttl_ms: 60_000,
-            queue: Some(QueueSpec { max_wait_ms: 30_000, max_len: None }),
-        }],
-        ..LedgerSpec::default()
-    }
+    support::one_pool_spec(2, 60_000, 30_000)
 }
 
 fn acquire(b: &RedisLedger, key: &str) -> Outcome {

@@ -61,3 +61,22 @@ impl Drop for Server {
         self.stop();
     }
 }
+
+/// A ledger of one class, one pool of `limit` and one flow `in` taking a unit of it, whose
+/// leases live `ttl_ms` and whose requests may wait `wait_ms`.
+#[allow(dead_code)] // (not every test file that shares this module uses it)
+pub(crate) fn one_pool_spec(limit: u32, ttl_ms: u64, wait_ms: u64) -> callgate_core::LedgerSpec {
+    use callgate_core::{ClassId, ClassSpec, FlowSpec, LedgerSpec, PoolId, PoolSpec, PoolUnits, QueueSpec};
+    LedgerSpec {
+        classes: vec![ClassSpec { name: "inbound".into(), priority: 5 }],
+        pools: vec![PoolSpec { name: "acct".into(), limit, reserve: vec![] }],
+        flows: vec![FlowSpec {
+            name: "in".into(),
+            pools: vec![PoolUnits { pool: PoolId(0), units: 1 }],
+            class: ClassId(0),
+            lease_ttl_ms: ttl_ms,
+            queue: Some(QueueSpec { max_wait_ms: wait_ms, max_len: None }),
+        }],
+        ..LedgerSpec::default()
+    }
+}
