@@ -68,6 +68,27 @@ pub struct NodePresence {
     pub shares: Vec<u32>,
 }
 
+/// A share as the script answers it.
+fn share(v: &redis::Value) -> Result<u32, Error> {
+    wire::int(v).map(|u| u32::try_from(u).unwrap_or(u32::MAX))
+}
+
+/// The script's list of nodes (`node_list` in ledger.lua).
+fn node_presences(v: &redis::Value) -> Result<Vec<NodePresence>, Error> {
+    wire::list(v, "nodes")?
+        .iter()
+        .map(|n| match wire::list(n, "node")? {
+            [node, silent_at, holds_until, shares] => Ok(NodePresence {
+                node: wire::text(node)?,
+                silent_at: wire::int(silent_at)?,
+                holds_until: wire::int(holds_until)?,
+                shares: wire::list(shares, "shares")?.iter().map(share).collect::<Result<_, _>>()?,
+            }),
+            other => Err(Error::internal(format!("a node answered as {other:?}"))),
+        })
+        .collect()
+}
+
 /// Ids above this are never handed out (Lua keeps numbers as doubles: exact below 2^53).
 const MAX_ID: u64 = 1 << 52;
 
@@ -152,22 +173,13 @@ impl RedisLedger {
         let [outcome, _events, now] = parts.as_slice() else {
             return Err(Error::internal(format!("r_nodes answered {parts:?}")));
         };
-        let nodes = wire::list(outcome, "nodes")?
-            .iter()
-            .map(|n| match wire::list(n, "node")? {
-                [node, silent_at, holds_until, shares] => Ok(NodePresence {
-                    node: wire::text(node)?,
-                    silent_at: wire::int(silent_at)?,
-                    holds_until: wire::int(holds_until)?,
-                    shares: wire::list(shares, "shares")?
-                        .iter()
-                        .map(|u| wire::int(u).map(|u| u32::try_from(u).unwrap_or(u32::MAX)))
-                        .collect::<Result<_, _>>()?,
-                }),
-                other => Err(Error::internal(format!("r_nodes answered {other:?}"))),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok((nodes, wire::int(now)?))
+        Ok((node_presences(outcome)?, wire::int(now)?))
+    }
+
+    /// The nodes' presence as the last answered [`RedisLedger::presence`] of this node
+    /// read it (none before the first).
+    pub fn presences(&self) -> Vec<NodePresence> {
+        self.presences.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Node `node` leaves cleanly (its presence is removed: nothing is held back for it).
@@ -182,14 +194,15 @@ impl RedisLedger {
         let Some(outcome) = parts.first() else {
             return Err(Error::internal(format!("presence answered {parts:?}")));
         };
-        let [_, shares, held] = wire::list(outcome, "presence")? else {
+        let [_, shares, held, nodes] = wire::list(outcome, "presence")? else {
             return Err(Error::internal(format!("presence answered {outcome:?}")));
         };
-        let share = |v: &redis::Value| wire::int(v).map(|u| u32::try_from(u).unwrap_or(u32::MAX));
-        Ok(Declared {
+        let declared = Declared {
             shares: wire::list(shares, "declared shares")?.iter().map(share).collect::<Result<_, _>>()?,
             held: wire::list(held, "held back units")?.iter().map(wire::int).collect::<Result<_, _>>()?,
-        })
+        };
+        *self.presences.lock().unwrap_or_else(|p| p.into_inner()) = node_presences(nodes)?;
+        Ok(declared)
     }
 
     /// Whether Redis answers but holds no ledger for the domain (it restarted empty): a

@@ -1411,6 +1411,20 @@ local function reassert(new, st)
   end
   rcall('SET', P .. ':id', s(math.max(st.next_id - 1, 0)))
   rcall('SET', P .. ':seq', s(math.max(st.next_seq - 1, 0)))
+  -- The nodes' presence as the restoring node last read it (Redis lost it): a node cut
+  -- off from Redis may be admitting on its declared share, which stays held back until
+  -- its hold-back ends. (The nodes that reach Redis say theirs again within a second; a
+  -- presence said since Redis came back is newer and stays.)
+  for _, n in ipairs(st.nodes or {}) do
+    if n[3] > now and not rcall('ZSCORE', P .. ':nodes', n[1]) then
+      local shares = {}
+      for j, u in ipairs(n[4]) do
+        shares[j] = s(u)
+      end
+      rcall('ZADD', P .. ':nodes', s(n[2]), n[1])
+      rcall('HSET', P .. ':ns', n[1], s(n[3]) .. '|' .. table.concat(shares, ','))
+    end
+  end
 end
 
 -- ----- local fallback (crates/runtime/src/cluster/fallback.rs) ----------------------------------
@@ -1475,13 +1489,31 @@ local function forget_lapsed(at)
   return ended
 end
 
+-- The nodes with local_fallback pools (at most the first 1000 by when they turn silent):
+-- name, when it turns or turned silent, when the hold-back of its declared shares ends,
+-- and those shares by pool.
+local function node_list()
+  local out = {}
+  local all = rcall('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
+  for j = 1, #all, 2 do
+    local ends, shares = string.match(rcall('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
+    local list = {}
+    for u in string.gmatch(shares or '', '%d+') do
+      list[#list + 1] = tonumber(u)
+    end
+    out[#out + 1] = { all[j], tonumber(all[j + 1]), tonumber(ends or '0'), list }
+  end
+  return out
+end
+
 -- The node's presence at `at` (Redis ms), silent from at + lapse; or with `most` nil its
 -- clean leave. It declares, for each pool, the least of what it asks (`most`: `u0,u1,...`,
 -- 0 for a pool it does not admit on alone) and its share of what is free now,
 -- floor((cap - used - held back for the silent nodes) / nodes): held back until
 -- at + lapse + keep if it goes silent. When a silent node's hold-back ends, every pool's
 -- line is walked (what was held back is free). Answers the shares declared and what is
--- held back for silent nodes now, by pool.
+-- held back for silent nodes now, by pool, and every node as `node_list` gives them (the
+-- node keeps them to put back if Redis restarts empty, see `reassert`).
 local function presence(node, lapse, keep, most, nodes, at)
   local was = tonumber(rcall('ZSCORE', P .. ':nodes', node) or '')
   if most then
@@ -1511,7 +1543,7 @@ local function presence(node, lapse, keep, most, nodes, at)
   for i = 0, #spec.pools - 1 do
     holds[#holds + 1] = held_back(i)
   end
-  return { 'H', declared, holds }
+  return { 'H', declared, holds, node_list() }
 end
 
 -- ----- commands ---------------------------------------------------------------------------------
@@ -1762,20 +1794,7 @@ local function run()
     end
     return { 'ok', rcall('XRANGE', PEV, from, '+', 'COUNT', tonumber(ARGV[4])) }
   elseif CMD == 'r_nodes' then
-    -- The nodes with local_fallback pools (at most the first 1000 by when they turn
-    -- silent): name, when it turns or turned silent, when the hold-back of its declared
-    -- shares ends, and those shares by pool.
-    local out = {}
-    local all = rcall('ZRANGE', P .. ':nodes', 0, 999, 'WITHSCORES')
-    for j = 1, #all, 2 do
-      local ends, shares = string.match(rcall('HGET', P .. ':ns', all[j]) or '', '^(%d+)|(.*)$')
-      local list = {}
-      for u in string.gmatch(shares or '', '%d+') do
-        list[#list + 1] = tonumber(u)
-      end
-      out[#out + 1] = { all[j], tonumber(all[j + 1]), tonumber(ends or '0'), list }
-    end
-    return { 'ok', out }
+    return { 'ok', node_list() }
   elseif CMD == 'r_counters' then
     local id = tonumber(rcall('GET', P .. ':id') or '0')
     local seq = tonumber(rcall('GET', P .. ':seq') or '0')

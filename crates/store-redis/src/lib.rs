@@ -148,6 +148,10 @@ pub struct RedisLedger {
     /// `(node, ms)`: caps are this node's, merged with the other nodes' (see
     /// [`RedisLedger::with_cap_source`]).
     cap_source: Option<(String, u64)>,
+    /// The nodes' presence as this node's last [`RedisLedger::presence`] read it: put back
+    /// by [`RedisLedger::reassert`] (a Redis restarted empty lost it, and a node cut off
+    /// may be admitting on its declared share).
+    presences: Mutex<Vec<adopt::NodePresence>>,
 }
 
 #[derive(Default)]
@@ -190,6 +194,7 @@ impl RedisLedger {
             aio: Mutex::new(None),
             batches: Arc::default(),
             cap_source: None,
+            presences: Mutex::new(Vec::new()),
         };
         let json = spec::spec_json(spec)?;
         ledger.call("open", &[json])?;

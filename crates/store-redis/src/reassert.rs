@@ -74,7 +74,7 @@ pub(crate) fn lease_row(l: &Lease) -> Vec<Value> {
     ]
 }
 
-fn state_json(state: &Reassert) -> String {
+fn state_json(state: &Reassert, nodes: &[crate::adopt::NodePresence]) -> String {
     let leases: Vec<Value> = state.leases.iter().map(|l| Value::Array(lease_row(l))).collect();
     let tickets: Vec<Value> = state
         .tickets
@@ -97,8 +97,9 @@ fn state_json(state: &Reassert) -> String {
         .collect();
     let limits: Vec<Value> = state.limits.iter().map(|(p, l)| json!([p.0, l])).collect();
     let ended: Vec<Value> = state.ended.iter().map(ended_row).collect();
+    let nodes: Vec<Value> = nodes.iter().map(|n| json!([n.node, n.silent_at, n.holds_until, n.shares])).collect();
     json!({ "leases": leases, "tickets": tickets, "next_id": state.next_id, "next_seq": state.next_seq, "limits": limits,
-        "ended": ended })
+        "ended": ended, "nodes": nodes })
     .to_string()
 }
 
@@ -110,7 +111,9 @@ impl RedisLedger {
         Ok(exists == 0)
     }
 
-    /// Loads `state` for `spec` into the domain, atomically, only when Redis holds no
+    /// Loads `state` for `spec` into the domain, with the nodes' presence as this node's
+    /// last [`RedisLedger::presence`] read it (those whose hold-back has not ended and
+    /// that have not said a newer one), atomically, only when Redis holds no
     /// ledger for it, or one that has never handed out an id or an arrival number (opened
     /// on an emptied Redis, nothing decided yet): `true` when this call restored it,
     /// `false` when a ledger with history was there (another node restored it first, or
@@ -118,7 +121,7 @@ impl RedisLedger {
     /// [`callgate_backend::Command::Settle`] afterwards to expire what fell due and grant
     /// what fits.
     pub fn reassert(&self, spec: &LedgerSpec, state: &Reassert) -> Result<bool, Error> {
-        let parts = self.call("reassert", &[spec::spec_json(spec)?, state_json(state)])?;
+        let parts = self.call("reassert", &[spec::spec_json(spec)?, state_json(state, &self.presences())])?;
         match parts.first().map(crate::wire::outcome).transpose()? {
             Some(Outcome::Cancelled(Some(done))) => Ok(done),
             other => Err(Error::internal(format!("reassert answered {other:?}"))),

@@ -5,6 +5,7 @@
 use callgate_backend::{Command, LedgerBackend, Outcome};
 use callgate_core::clock::ManualClock;
 use callgate_core::{Decision, FlowId, LedgerSpec, Request, TicketId};
+use callgate_store_redis::reassert::Reassert;
 use callgate_store_redis::{RedisLedger, Time};
 use support::Server;
 
@@ -91,4 +92,48 @@ fn a_node_that_leaves_cleanly_holds_nothing_back() {
     }
     assert!(b.presence("", LAPSE, KEEP, &[1], 2).is_err(), "a node has a name");
     assert!(b.presence("a", LAPSE, KEEP, &[], 2).is_err(), "and a share of each pool");
+}
+
+/// Redis restarted empty while node `a` is cut off (it may be admitting on its declared
+/// share): the node that restores the ledger puts the nodes' presence back as its own last
+/// presence read it, so `a`'s share stays held back until its hold-back ends, where the
+/// ledger restored from the journal alone would have admitted on it.
+#[test]
+fn an_emptied_redis_gets_the_nodes_presence_back_with_the_ledger() {
+    let server = Server::start();
+    let clock = ManualClock::at(NOW);
+    let b = RedisLedger::open(&server.url, "emptied", &spec(), Time::Clock(clock.clone())).expect("open");
+    assert!(b.presences().is_empty(), "nothing read before the first presence");
+    say(&b, "a", &[3]);
+    for _ in 0..4 {
+        assert!(matches!(acquire(&b, 0), Decision::Granted { .. }));
+    }
+    // b's last presence before Redis is lost reads a's: a declared 3 and goes silent.
+    assert_eq!(say(&b, "b", &[2]), vec![0]);
+    let a_seen = b.presences().into_iter().find(|n| n.node == "a").expect("b read a's presence");
+    assert_eq!((a_seen.shares.clone(), a_seen.silent_at), (vec![3], NOW + LAPSE));
+    let (leases, counters) = (b.leases(), b.counters());
+
+    let mut conn = redis::Client::open(server.url.as_str()).unwrap().get_connection().unwrap();
+    redis::cmd("FLUSHALL").query::<()>(&mut conn).unwrap();
+    redis::cmd("FUNCTION").arg("FLUSH").query::<()>(&mut conn).unwrap();
+    clock.advance(LAPSE);
+    let state = Reassert { leases, next_id: counters.0, next_seq: counters.1, ..Reassert::default() };
+    assert!(b.reassert(&spec(), &state).expect("reassert"));
+
+    // 4 leases + a's 3 held back: 3 left, of which b's own presence declares its share.
+    let (nodes, _) = b.nodes().expect("nodes");
+    assert_eq!(
+        nodes.iter().map(|n| (n.node.as_str(), n.shares.clone())).collect::<Vec<_>>(),
+        vec![("a", vec![3]), ("b", vec![2])]
+    );
+    assert_eq!(say(&b, "b", &[2]), vec![3], "a's share is held back again");
+    for _ in 0..3 {
+        assert!(matches!(acquire(&b, 0), Decision::Granted { .. }));
+    }
+    assert!(matches!(acquire(&b, 0), Decision::Rejected { .. }), "4 + 3 granted + a's 3 = the limit");
+    // Until its hold-back ends (its last presence + lapse + keep), as before the loss.
+    clock.advance(KEEP);
+    b.execute(Command::Tick).unwrap();
+    assert!(matches!(acquire(&b, 0), Decision::Granted { .. }), "a's hold-back ended");
 }

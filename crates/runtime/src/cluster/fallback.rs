@@ -68,8 +68,10 @@
 //! node's last presence and its lapse may use its share (the pool can be over its cap by
 //! at most that share until they end); the local leases of a node killed while in
 //! fallback are lost (Redis holds its share back for the bound above instead); and a
-//! Redis that comes back empty while a node is cut off has lost the hold-back too (a
-//! restore brings leases, not presences). A node Redis never stamped fails closed. A
+//! Redis that comes back empty while a node is cut off gets the hold-back back only as
+//! the restoring node last read the nodes' presence (`RedisLedger::reassert`; a node goes
+//! local on the least of its last two declared shares, so a list one presence round old
+//! holds it back). A node Redis never stamped, or stamped only once, fails closed. A
 //! local grant whose PostgreSQL commit was lost (its caller heard 503) is taken back at
 //! the next check, before any hand-over.
 

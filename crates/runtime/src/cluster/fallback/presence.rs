@@ -44,6 +44,11 @@ pub(super) struct Presence {
     /// answered write; none after a write that failed (it may have run, and Redis may
     /// have declared less than before: the pool filled meanwhile).
     declared: Vec<u32>,
+    /// Those of the answered write before (none before it, or after a write that failed).
+    /// A node admits on its own on no more than the least of the two: a Redis restarted
+    /// empty gets the nodes' presence back as another node last read it (at its own last
+    /// presence, within the second before), which holds one of the two.
+    before: Vec<u32>,
     /// What Redis held back for silent nodes, by pool, at the last answer.
     pub(super) held: Vec<u64>,
 }
@@ -53,8 +58,14 @@ impl Presence {
     pub(super) fn answered(&mut self, sent: Instant, at: Instant, shares: Vec<u32>, held: Vec<u64>) {
         self.sent = Some(sent);
         self.last = Some(at);
-        self.declared = shares;
+        self.before = std::mem::replace(&mut self.declared, shares);
         self.held = held;
+    }
+
+    /// What the node may admit on its own, by pool: the least of its last two declared
+    /// shares (none until two were answered).
+    fn usable(&self) -> Vec<u32> {
+        self.declared.iter().enumerate().map(|(i, d)| (*d).min(self.before.get(i).copied().unwrap_or(0))).collect()
     }
 
     /// A write failed at `at`: it may have run, with shares this node does not know. (The
@@ -66,11 +77,13 @@ impl Presence {
         }
         self.last = Some(at);
         self.declared.iter_mut().for_each(|d| *d = 0);
+        self.before.clear();
     }
 
-    /// Whether the node may admit on its own at `now`: what it declared (its shares are at
-    /// most that) and until when it may (`max` after its last presence); else why not.
-    pub(super) fn local_terms(&self, now: Instant, max: Duration) -> Result<(&[u32], Instant), String> {
+    /// Whether the node may admit on its own at `now`: the least of its last two declared
+    /// shares (its shares are at most that) and until when it may (`max` after its last
+    /// presence); else why not.
+    pub(super) fn local_terms(&self, now: Instant, max: Duration) -> Result<(Vec<u32>, Instant), String> {
         let (Some(sent), Some(last)) = (self.sent, self.last) else {
             return Err("Redis is unreachable and never stamped this node's presence: \
                         pools with local_fallback fail closed"
@@ -90,7 +103,7 @@ impl Presence {
                         ([storage] fallback_max): every pool fails closed until Redis answers"
                 .into());
         }
-        Ok((&self.declared, until))
+        Ok((self.usable(), until))
     }
 }
 
@@ -159,10 +172,11 @@ impl Fallback {
         lock(&self.presence).held.clone()
     }
 
-    /// Whether Redis has answered a presence of this node (it may go local, in time).
+    /// Whether Redis has answered two presences of this node since its last failed one
+    /// (it may go local on its share, in time).
     #[doc(hidden)]
     pub fn present(&self) -> bool {
-        !lock(&self.presence).held.is_empty()
+        !lock(&self.presence).before.is_empty()
     }
 
     /// The nodes with `local_fallback` pools that the shared ledger knows: those present,
@@ -221,14 +235,17 @@ mod tests {
         assert!(p.local_terms(ms(100_000), max).is_err(), "a failed first write does not count");
         p.answered(ms(0), ms(10), vec![3, 0], vec![0, 0]);
         let ready = 10 + (LAPSE + MARGIN).as_millis() as u64;
+        let (shares, _) = p.local_terms(ms(ready), max).unwrap();
+        assert_eq!(shares, vec![0, 0], "one answered presence: nothing of its own yet");
+        p.answered(ms(0), ms(10), vec![4, 1], vec![0, 0]);
         assert!(p.local_terms(ms(ready - 1), max).unwrap_err().contains("retry"));
         let (shares, until) = p.local_terms(ms(ready), max).unwrap();
-        assert_eq!((shares, until), (&[3, 0][..], ms(0) + LAPSE + max));
+        assert_eq!((shares, until), (vec![3, 0], ms(0) + LAPSE + max), "the least of the last two");
         // A write that failed may have run: it moves the lapse, and its shares are unknown.
         p.failed(ms(1_000));
         assert!(p.local_terms(ms(ready), max).is_err());
         let (shares, until) = p.local_terms(ms(ready + 1_000), max).unwrap();
-        assert_eq!((shares, until), (&[0, 0][..], ms(0) + LAPSE + max), "the deadline stays with the answered one");
+        assert_eq!((shares, until), (vec![0, 0], ms(0) + LAPSE + max), "the deadline stays with the answered one");
         assert!(p.local_terms(until, max).unwrap_err().contains("fallback_max"));
     }
 }
