@@ -54,6 +54,12 @@ impl App {
         callgate_runtime::inbound::Effects { governor: &self.governor, metrics: &self.metrics, live: &self.live }
     }
 
+    /// The ledger backend as `local_fallback`'s wrapper, when a pool of this node has the
+    /// policy (cluster mode): its presence, status and metrics.
+    pub fn fallback(&self) -> Option<&callgate_runtime::cluster::fallback::Fallback> {
+        self.governor.backend().as_any().downcast_ref()
+    }
+
     /// What reconciliation works with.
     pub fn reconcile_handles(&self) -> callgate_runtime::reconcile::Handles {
         callgate_runtime::reconcile::Handles {

@@ -388,7 +388,7 @@ impl Drop for Forwarder {
 }
 
 fn fallback(t: &TestServer) -> &callgate_server::cluster::fallback::Fallback {
-    t.server().app.governor.backend().as_any().downcast_ref().expect("the local fallback")
+    t.server().app.fallback().expect("the local fallback")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

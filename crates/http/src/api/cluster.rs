@@ -64,13 +64,13 @@ async fn on_fallback<T: Send + 'static>(
     app: &App,
     f: impl FnOnce(&Fallback) -> Result<T, callgate_backend::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let backend = app.governor.backend().clone();
-    if backend.as_any().downcast_ref::<Fallback>().is_none() {
+    if app.fallback().is_none() {
         return Err(ApiError::not_found(
             "no_local_fallback",
             "this node has no pool on `local_fallback` (cluster mode): it keeps no nodes' presence",
         ));
     }
+    let backend = app.governor.backend().clone();
     tokio::task::spawn_blocking(move || match backend.as_any().downcast_ref::<Fallback>() {
         Some(fallback) => f(fallback).map_err(ApiError::from),
         None => Err(ApiError::from(callgate_backend::Error::internal("the backend changed"))),

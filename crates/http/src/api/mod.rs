@@ -88,9 +88,8 @@ pub(crate) struct Health {
     ),
 )]
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let fallback = app.governor.backend().as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>();
     match app.governor.journal_failure() {
-        None => match fallback.and_then(|f| f.status().reason) {
+        None => match app.fallback().and_then(|f| f.status().reason) {
             Some(why) => axum::Json(Health { status: "degraded", reason: Some(why) }).into_response(),
             None => axum::Json(Health { status: "ok", reason: None }).into_response(),
         },
@@ -113,7 +112,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
     // How long the journal's commits took: the embedded backend's own figure.
     let mut backend = app.governor.backend();
-    if let Some(f) = backend.as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>() {
+    if let Some(f) = app.fallback() {
         f.render_metrics(&mut text);
         backend = f.inner();
     }

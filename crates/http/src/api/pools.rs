@@ -30,8 +30,7 @@ impl PoolAnswer {
     fn new(app: &App, pool: PoolInfo) -> PoolAnswer {
         let config = app.reload.current();
         let forecast_reserve = app.forecasts.view(&config, &pool.name, app.governor.now_ms());
-        let fallback = app.governor.backend().as_any().downcast_ref::<callgate_runtime::cluster::fallback::Fallback>();
-        let held_for_silent = fallback.and_then(|f| f.held_of(&pool.name)).filter(|u| *u > 0);
+        let held_for_silent = app.fallback().and_then(|f| f.held_of(&pool.name)).filter(|u| *u > 0);
         PoolAnswer { pool, forecast_reserve, held_for_silent }
     }
 }
