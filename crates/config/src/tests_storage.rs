@@ -138,3 +138,20 @@ fn local_fallback_with_nodes_is_accepted_and_each_pool_has_its_policy() {
     let c = load(&format!("{text}fallback_max = \"2m\"\n")).unwrap();
     assert_eq!(c.storage.fallback_max, std::time::Duration::from_secs(120));
 }
+
+#[test]
+fn the_example_shows_the_storage_settings() {
+    for field in [
+        "[storage]",
+        "ledger",
+        "ledger_env",
+        "database",
+        "database_env",
+        "domain",
+        "on_redis_unavailable",
+        "nodes",
+        "fallback_max",
+    ] {
+        assert!(EXAMPLE.contains(field), "the example does not mention `{field}`");
+    }
+}
