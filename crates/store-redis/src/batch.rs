@@ -11,8 +11,10 @@
 //! cannot strand the others' answers; its command still runs, as one already sent would.
 
 use crate::call::query_loaded_async;
+use crate::wire::{self, Item};
 use crate::Time;
-use callgate_backend::Command;
+use callgate_backend::{Command, Error, Outcome};
+use callgate_core::Event;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::sync::{Arc, Mutex};
@@ -39,9 +41,28 @@ pub const MAX_BATCH: usize = 64;
 /// How many batches may be in Redis at once: one being run while the next is sent.
 pub(crate) const IN_FLIGHT: usize = 2;
 
-/// What a caller gets back: the script's answer to its command (the shape of a single
-/// call's answer), or why Redis did not run the batch (shared by every command in it).
-pub(crate) type Reply = Result<Value, Arc<redis::RedisError>>;
+/// What a caller gets back: the script's answer to its command, or why Redis did not run
+/// the batch (shared by every command in it).
+pub(crate) type Reply = Result<Part, Arc<redis::RedisError>>;
+
+/// A command's part of a batch's answer.
+#[derive(Debug)]
+pub(crate) enum Part {
+    /// The command ran (`okd`): its outcome and events, read straight from the batch's
+    /// MessagePack, and Redis's time; or why they could not be read.
+    Ran(Result<Box<Ran>, Error>),
+    /// Any other answer, in the shape of a single call's answer: the command's error
+    /// (`["err", code, message, now]`), or the whole batch's answer when it was refused.
+    Answer(Value),
+}
+
+/// What a command that ran answered.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub(crate) outcome: Outcome,
+    pub(crate) events: Vec<Event>,
+    pub(crate) now: u64,
+}
 
 struct Job {
     name: &'static str,
@@ -169,20 +190,19 @@ fn deliver(jobs: Vec<Job>, answer: redis::RedisResult<Value>) {
 }
 
 /// Each of `n` commands' part of a batch's answer: `["okB", now, packed]`, where `packed` is
-/// one MessagePack array of a `[tag, a, b]` per command, becomes `[tag, a, b, now]`, the
-/// shape of a single call's answer (`okd` with the outcome and events, decoded, or `err`
-/// with code and message). One string for the whole batch: the node's RESP parser reads
-/// one value where it read three per command. Any other answer (the whole batch refused,
-/// as when Redis lost the domain's state) is every command's.
+/// one MessagePack array of a `[tag, a, b]` per command: `okd` with the command's outcome
+/// and events, read here without building Redis values first, or `err` with code and message,
+/// which becomes `[tag, a, b, now]`, the shape of a single call's answer. Any other answer
+/// (the whole batch refused, as when Redis lost the domain's state) is every command's.
 pub(crate) fn split(answer: redis::RedisResult<Value>, n: usize) -> Vec<Reply> {
     match answer {
         Ok(Value::Array(parts)) if is_batch(&parts) => match packed(&parts, n) {
             Some(each) => each.into_iter().map(Ok).collect(),
             // Not what the script writes: each command hears the whole answer, which it
             // reports as an internal error.
-            None => (0..n).map(|_| Ok(Value::Array(parts.clone()))).collect(),
+            None => (0..n).map(|_| Ok(Part::Answer(Value::Array(parts.clone())))).collect(),
         },
-        Ok(other) => (0..n).map(|_| Ok(other.clone())).collect(),
+        Ok(other) => (0..n).map(|_| Ok(Part::Answer(other.clone()))).collect(),
         Err(e) => {
             let e = Arc::new(e);
             (0..n).map(|_| Err(e.clone())).collect()
@@ -194,21 +214,83 @@ fn is_batch(parts: &[Value]) -> bool {
     matches!(parts.first(), Some(Value::BulkString(tag)) if tag == b"okB") && parts.len() == 3
 }
 
-/// The `n` commands' answers in a batch's packed answer, each with `now` appended, or
-/// `None` when it is not `n` answers of three parts.
-fn packed(parts: &[Value], n: usize) -> Option<Vec<Value>> {
-    let Ok(Value::Array(items)) = crate::wire::unpacked(&parts[2]) else { return None };
+/// The `n` commands' parts of a batch's packed answer, or `None` when it is not `n`
+/// answers of three parts under a time.
+fn packed(parts: &[Value], n: usize) -> Option<Vec<Part>> {
+    let (Value::BulkString(bytes), Ok(now)) = (&parts[2], wire::int(&parts[1])) else { return None };
+    let Ok(Item::List(items)) = wire::unpack_all(bytes) else { return None };
     if items.len() != n {
         return None;
     }
     items
-        .into_iter()
+        .iter()
         .map(|item| match item {
-            Value::Array(mut answer) if answer.len() == 3 => {
-                answer.push(parts[1].clone());
-                Some(Value::Array(answer))
-            }
+            Item::List(answer) if answer.len() == 3 => Some(match &answer[..] {
+                [Item::Str(b"okd"), outcome, events] => Part::Ran(ran(outcome, events, now)),
+                _ => {
+                    let mut answer: Vec<Value> = answer.iter().map(Item::to_value).collect();
+                    answer.push(parts[1].clone());
+                    Part::Answer(Value::Array(answer))
+                }
+            }),
             _ => None,
         })
         .collect()
+}
+
+fn ran(outcome: &Item<'_>, events: &Item<'_>, now: u64) -> Result<Box<Ran>, Error> {
+    Ok(Box::new(Ran { outcome: wire::outcome(outcome)?, events: wire::events(events)?, now }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(packed: Vec<u8>) -> redis::RedisResult<Value> {
+        Ok(Value::Array(vec![Value::BulkString(b"okB".to_vec()), Value::Int(1_000), Value::BulkString(packed)]))
+    }
+
+    /// Two commands: a release that found nothing (`["okd", ["R", nil], []]`) and one the
+    /// script refused (`["err", "invalid", "no"]`).
+    fn two() -> Vec<u8> {
+        let mut out = vec![0x92, 0x93, 0xa3];
+        out.extend(b"okd");
+        out.extend([0x92, 0xa1, b'R', 0xc0, 0x90, 0x93, 0xa3]);
+        out.extend(b"err");
+        out.push(0xa7);
+        out.extend(b"invalid");
+        out.push(0xa2);
+        out.extend(b"no");
+        out
+    }
+
+    #[test]
+    fn each_command_gets_its_own_part_of_the_batch() {
+        let parts = split(batch(two()), 2);
+        let [Ok(Part::Ran(Ok(ran))), Ok(Part::Answer(err))] = &parts[..] else { panic!("{parts:?}") };
+        assert!(matches!(ran.outcome, Outcome::Released(None)), "{ran:?}");
+        assert!(ran.events.is_empty());
+        assert_eq!(ran.now, 1_000);
+        let text = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(err, &Value::Array(vec![text("err"), text("invalid"), text("no"), Value::Int(1_000)]));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_the_batch_is_every_commands() {
+        // The wrong number of answers.
+        for part in split(batch(two()), 3) {
+            assert!(matches!(part, Ok(Part::Answer(Value::Array(ref a))) if a.len() == 3), "{part:?}");
+        }
+        // The domain's state is gone: the script's error is each command's.
+        let missing = Value::Array(vec![Value::BulkString(b"err".to_vec()), Value::BulkString(b"missing".to_vec())]);
+        for part in split(Ok(missing.clone()), 2) {
+            assert!(matches!(part, Ok(Part::Answer(ref v)) if *v == missing), "{part:?}");
+        }
+        // A command's outcome the node cannot read is that command's internal error.
+        let mut bad = two();
+        bad[8] = b'?';
+        let parts = split(batch(bad), 2);
+        assert!(matches!(&parts[0], Ok(Part::Ran(Err(e))) if e.to_string().contains("an outcome")), "{parts:?}");
+        assert!(matches!(&parts[1], Ok(Part::Answer(_))), "{parts:?}");
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::batch::Runner;
 use crate::{wire, RedisLedger, Time, SCRIPT};
-use callgate_backend::Error;
+use callgate_backend::{Error, Executed};
 use redis::Value;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -135,7 +135,7 @@ impl RedisLedger {
 
     /// [`RedisLedger::call_async`] gathered into batches (see [`crate::batch`]): the
     /// request paths' commands.
-    pub(crate) async fn call_batched(&self, name: &'static str, args: Vec<String>) -> Result<Vec<Value>, Error> {
+    pub(crate) async fn call_batched(&self, name: &'static str, args: Vec<String>) -> Result<Executed, Error> {
         let (start, reply) = self.batches.submit(name, args);
         if start {
             match self.multiplexed().await {
@@ -156,7 +156,7 @@ impl RedisLedger {
         if let Err(e) = &answer {
             self.forget_if_broken(e);
         }
-        self.answer_shared(answer)
+        self.ran(answer)
     }
 
     /// The `FCALL` of command `name` at "now" with `args`.

@@ -69,10 +69,10 @@ pub use duty::DutyLease;
 pub use stream::{stream_reset, Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
 use callgate_backend::{
-    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, TicketRead, Waiting,
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead, Waiting,
 };
 use callgate_core::clock::Clock;
-use callgate_core::{Lease, LeaseId, LedgerSpec, PoolView, Request, Target, Ticket, TicketId};
+use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Request, Target, Ticket, TicketId};
 use redis::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -270,7 +270,7 @@ impl RedisLedger {
             );
             let answer = self.query_loaded(&fcall);
             for ((i, _, _), reply) in in_batch.iter().zip(batch::split(answer, in_batch.len())) {
-                out[*i] = Some(self.answer_shared(reply).and_then(|parts| self.executed(parts)));
+                out[*i] = Some(self.ran(reply));
             }
         }
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::internal("a batched command had no answer")))).collect()
@@ -281,12 +281,28 @@ impl RedisLedger {
         let [outcome, events, now] = parts.as_slice() else {
             return Err(Error::internal(format!("the ledger script answered {parts:?}")));
         };
-        let outcome = wire::outcome(outcome)?;
-        let events = wire::list(events, "events")?.iter().map(wire::event).collect::<Result<Vec<_>, _>>()?;
-        let now = wire::int(now)?;
+        Ok(self.committed(wire::outcome(outcome)?, wire::events(events)?, wire::int(now)?))
+    }
+
+    /// A command's part of a batch's answer, read; the backend's health follows, as for a
+    /// single call's answer ([`RedisLedger::answer_shared`]).
+    pub(crate) fn ran(&self, reply: batch::Reply) -> Result<Executed, Error> {
+        match reply {
+            Ok(batch::Part::Ran(ran)) => {
+                self.succeeded();
+                let batch::Ran { outcome, events, now } = *ran?;
+                Ok(self.committed(outcome, events, now))
+            }
+            Ok(batch::Part::Answer(v)) => self.answer_shared(Ok(v)).and_then(|parts| self.executed(parts)),
+            Err(e) => self.answer_shared(Err(e)).and_then(|parts| self.executed(parts)),
+        }
+    }
+
+    /// A command that ran at Redis's `now`, numbered.
+    fn committed(&self, outcome: Outcome, events: Vec<Event>, now: u64) -> Executed {
         self.last_now.fetch_max(now, Ordering::Relaxed);
         let commit = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Executed { outcome, events, commit, now })
+        Executed { outcome, events, commit, now }
     }
 
     /// Runs a read; an error is logged in the health and reads as nothing.
@@ -411,7 +427,7 @@ impl LedgerBackend for RedisLedger {
         Box::pin(async move {
             let (name, args) = self.command_args(&cmd)?;
             if batched(&cmd) {
-                self.executed(self.call_batched(name, args).await?)
+                self.call_batched(name, args).await
             } else {
                 self.executed(self.call_async(name, &args).await?)
             }

@@ -1,6 +1,11 @@
 //! The script's answers, read back into owned ledger values. The script answers with
 //! nested arrays of integers, strings and nils (see `ledger.lua`: `lease_out`,
 //! `ticket_out`, the event and outcome tags); anything else is a broken invariant.
+//!
+//! Plain answers arrive as Redis values; a change's outcome and events, a batch's answers
+//! and the event stream's entries arrive as MessagePack, which is read into [`Item`]s that
+//! borrow its strings. The readers below take either ([`Node`]), so the request paths never
+//! build Redis values (one allocation per string and per array) only to drop them.
 
 use callgate_backend::{CallEnd, Error, Outcome, Repaired, TicketRead, Waiting};
 use callgate_core::{
@@ -10,71 +15,156 @@ use callgate_core::{
 use redis::Value;
 use std::sync::Arc;
 
-fn bad(what: &str, v: &Value) -> Error {
+/// What the readers read: a Redis value, or an [`Item`] of the script's MessagePack.
+pub(crate) trait Node: std::fmt::Debug + Sized {
+    fn as_int(&self) -> Option<i64>;
+    fn is_nil(&self) -> bool;
+    fn as_bytes(&self) -> Option<&[u8]>;
+    fn as_items(&self) -> Option<&[Self]>;
+}
+
+impl Node for Value {
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn is_nil(&self) -> bool {
+        matches!(self, Value::Nil)
+    }
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::BulkString(b) => Some(b),
+            Value::SimpleString(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+    fn as_items(&self) -> Option<&[Self]> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+/// One value of the script's MessagePack, its strings borrowed from the packed bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Item<'a> {
+    Int(i64),
+    Nil,
+    Str(&'a [u8]),
+    List(Vec<Item<'a>>),
+}
+
+impl std::fmt::Debug for Item<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Int(i) => write!(f, "{i}"),
+            Item::Nil => f.write_str("nil"),
+            Item::Str(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
+            Item::List(items) => f.debug_list().entries(items).finish(),
+        }
+    }
+}
+
+impl Node for Item<'_> {
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            Item::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    fn is_nil(&self) -> bool {
+        matches!(self, Item::Nil)
+    }
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Item::Str(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn as_items(&self) -> Option<&[Self]> {
+        match self {
+            Item::List(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+impl Item<'_> {
+    /// The same value as Redis would have answered it unpacked.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Item::Int(i) => Value::Int(*i),
+            Item::Nil => Value::Nil,
+            Item::Str(b) => Value::BulkString(b.to_vec()),
+            Item::List(items) => Value::Array(items.iter().map(Item::to_value).collect()),
+        }
+    }
+}
+
+fn bad(what: &str, v: &impl Node) -> Error {
     Error::internal(format!("the ledger script answered {v:?} where {what} was expected"))
 }
 
-pub(crate) fn list<'a>(v: &'a Value, what: &str) -> Result<&'a [Value], Error> {
-    match v {
-        Value::Array(items) => Ok(items),
-        other => Err(bad(what, other)),
-    }
+pub(crate) fn list<'a, N: Node>(v: &'a N, what: &str) -> Result<&'a [N], Error> {
+    v.as_items().ok_or_else(|| bad(what, v))
 }
 
 /// The `n` items of an array, or an error.
-fn items<'a, const N: usize>(v: &'a Value, what: &str) -> Result<&'a [Value; N], Error> {
+fn items<'a, V: Node, const N: usize>(v: &'a V, what: &str) -> Result<&'a [V; N], Error> {
     list(v, what)?.try_into().map_err(|_| bad(what, v))
 }
 
-pub(crate) fn int(v: &Value) -> Result<u64, Error> {
-    match v {
-        Value::Int(i) if *i >= 0 => Ok(*i as u64),
-        other => Err(bad("a count", other)),
+pub(crate) fn int(v: &impl Node) -> Result<u64, Error> {
+    match v.as_int() {
+        Some(i) if i >= 0 => Ok(i as u64),
+        _ => Err(bad("a count", v)),
     }
 }
 
-fn signed(v: &Value) -> Result<i64, Error> {
-    match v {
-        Value::Int(i) => Ok(*i),
-        other => Err(bad("a number", other)),
-    }
+fn signed(v: &impl Node) -> Result<i64, Error> {
+    v.as_int().ok_or_else(|| bad("a number", v))
 }
 
-fn small<T: TryFrom<u64>>(v: &Value) -> Result<T, Error> {
+fn small<T: TryFrom<u64>>(v: &impl Node) -> Result<T, Error> {
     T::try_from(int(v)?).map_err(|_| bad("a small number", v))
 }
 
-fn flag(v: &Value) -> Result<bool, Error> {
-    match v {
-        Value::Nil => Ok(false),
-        Value::Int(1) => Ok(true),
-        other => Err(bad("a flag", other)),
+fn flag(v: &impl Node) -> Result<bool, Error> {
+    match v.as_int() {
+        _ if v.is_nil() => Ok(false),
+        Some(1) => Ok(true),
+        _ => Err(bad("a flag", v)),
     }
 }
 
-pub(crate) fn text(v: &Value) -> Result<String, Error> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| bad("UTF-8 text", v)),
-        Value::SimpleString(s) => Ok(s.clone()),
-        other => Err(bad("text", other)),
-    }
+/// Text, borrowed.
+pub(crate) fn str(v: &impl Node) -> Result<&str, Error> {
+    let bytes = v.as_bytes().ok_or_else(|| bad("text", v))?;
+    std::str::from_utf8(bytes).map_err(|_| bad("UTF-8 text", v))
 }
 
-fn opt_text(v: &Value) -> Result<Option<Arc<str>>, Error> {
-    match v {
-        Value::Nil => Ok(None),
-        other => text(other).map(|s| Some(Arc::from(s))),
-    }
+pub(crate) fn text(v: &impl Node) -> Result<String, Error> {
+    str(v).map(str::to_owned)
 }
 
-fn opt_flow(v: &Value) -> Result<Option<FlowId>, Error> {
-    match v {
-        Value::Nil => Ok(None),
-        other => Ok(Some(FlowId(small(other)?))),
+fn opt_text(v: &impl Node) -> Result<Option<Arc<str>>, Error> {
+    if v.is_nil() {
+        return Ok(None);
     }
+    str(v).map(|s| Some(Arc::from(s)))
 }
 
-fn pools(v: &Value) -> Result<Arc<[PoolUnits]>, Error> {
+fn opt_flow(v: &impl Node) -> Result<Option<FlowId>, Error> {
+    if v.is_nil() {
+        return Ok(None);
+    }
+    Ok(Some(FlowId(small(v)?)))
+}
+
+fn pools(v: &impl Node) -> Result<Arc<[PoolUnits]>, Error> {
     let flat = list(v, "pools")?;
     flat.chunks(2)
         .map(|pair| match pair {
@@ -84,7 +174,7 @@ fn pools(v: &Value) -> Result<Arc<[PoolUnits]>, Error> {
         .collect()
 }
 
-pub(crate) fn lease(v: &Value) -> Result<Lease, Error> {
+pub(crate) fn lease(v: &impl Node) -> Result<Lease, Error> {
     let [id, key, class, flow, ps, granted, expires, ttl, meta, owner] = items(v, "a lease")?;
     Ok(Lease {
         id: LeaseId(int(id)?),
@@ -100,14 +190,14 @@ pub(crate) fn lease(v: &Value) -> Result<Lease, Error> {
     })
 }
 
-pub(crate) fn opt_lease(v: &Value) -> Result<Option<Lease>, Error> {
-    match v {
-        Value::Nil => Ok(None),
-        other => lease(other).map(Some),
+pub(crate) fn opt_lease(v: &impl Node) -> Result<Option<Lease>, Error> {
+    if v.is_nil() {
+        return Ok(None);
     }
+    lease(v).map(Some)
 }
 
-pub(crate) fn ticket(v: &Value) -> Result<Ticket, Error> {
+pub(crate) fn ticket(v: &impl Node) -> Result<Ticket, Error> {
     let [id, key, class, flow, ps, seq, enqueued, deadline, ttl, meta, owner] = items(v, "a ticket")?;
     Ok(Ticket {
         id: TicketId(int(id)?),
@@ -124,11 +214,9 @@ pub(crate) fn ticket(v: &Value) -> Result<Ticket, Error> {
     })
 }
 
-fn ticket_outcome(v: &Value) -> Result<TicketOutcome, Error> {
+fn ticket_outcome(v: &impl Node) -> Result<TicketOutcome, Error> {
     let [tag, lease] = items(v, "a ticket outcome")?;
-    let tag = text(tag)?;
-    let tag = tag.as_str();
-    Ok(match tag {
+    Ok(match str(tag)? {
         "g" => TicketOutcome::Granted(LeaseId(int(lease)?)),
         "c" => TicketOutcome::Cancelled,
         "t" => TicketOutcome::TimedOut,
@@ -137,8 +225,8 @@ fn ticket_outcome(v: &Value) -> Result<TicketOutcome, Error> {
     })
 }
 
-fn tag_outcome(tag: &Value) -> Result<TicketOutcome, Error> {
-    match text(tag)?.as_str() {
+fn tag_outcome(tag: &impl Node) -> Result<TicketOutcome, Error> {
+    match str(tag)? {
         "c" => Ok(TicketOutcome::Cancelled),
         "t" => Ok(TicketOutcome::TimedOut),
         "n" => Ok(TicketOutcome::NeverFits),
@@ -146,8 +234,8 @@ fn tag_outcome(tag: &Value) -> Result<TicketOutcome, Error> {
     }
 }
 
-fn reason(v: &Value) -> Result<RejectReason, Error> {
-    match text(v)?.as_str() {
+fn reason(v: &impl Node) -> Result<RejectReason, Error> {
+    match str(v)? {
         "c" => Ok(RejectReason::Capacity),
         "q" => Ok(RejectReason::QueueFull),
         "n" => Ok(RejectReason::NeverFits),
@@ -155,7 +243,7 @@ fn reason(v: &Value) -> Result<RejectReason, Error> {
     }
 }
 
-pub(crate) fn pool_view(v: &Value) -> Result<PoolView, Error> {
+pub(crate) fn pool_view(v: &impl Node) -> Result<PoolView, Error> {
     let [id, name, limit, cap, used, by_class, reserve, waiting, hold] = items(v, "a pool")?;
     let reserve = list(reserve, "reserves")?
         .chunks(2)
@@ -166,7 +254,7 @@ pub(crate) fn pool_view(v: &Value) -> Result<PoolView, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(PoolView {
         id: PoolId(small(id)?),
-        name: Arc::from(text(name)?),
+        name: Arc::from(str(name)?),
         limit: small(limit)?,
         // The cap may sit below what is used, never below zero.
         cap: small(cap)?,
@@ -178,21 +266,18 @@ pub(crate) fn pool_view(v: &Value) -> Result<PoolView, Error> {
     })
 }
 
-pub(crate) fn ticket_read(v: &Value) -> Result<Option<TicketRead>, Error> {
-    if matches!(v, Value::Nil) {
+pub(crate) fn ticket_read(v: &impl Node) -> Result<Option<TicketRead>, Error> {
+    if v.is_nil() {
         return Ok(None);
     }
     let [t, status] = items(v, "a ticket read")?;
-    let ticket = match t {
-        Value::Nil => None,
-        other => Some(ticket(other)?),
-    };
+    let ticket = if t.is_nil() { None } else { Some(ticket(t)?) };
     let st = list(status, "a ticket status")?;
     let status = match st {
-        [tag, position, eta, deadline] if text(tag)? == "w" => {
+        [tag, position, eta, deadline] if str(tag)? == "w" => {
             TicketStatus::Waiting { position: small(position)?, eta_ms: int(eta)?, deadline: int(deadline)? }
         }
-        [tag, outcome, at, flow] if text(tag)? == "e" => {
+        [tag, outcome, at, flow] if str(tag)? == "e" => {
             TicketStatus::Ended { outcome: ticket_outcome(outcome)?, at: int(at)?, flow: opt_flow(flow)? }
         }
         _ => return Err(bad("a ticket status", status)),
@@ -200,24 +285,23 @@ pub(crate) fn ticket_read(v: &Value) -> Result<Option<TicketRead>, Error> {
     Ok(Some(TicketRead { ticket, status }))
 }
 
-pub(crate) fn waiting(v: &Value) -> Result<Waiting, Error> {
+pub(crate) fn waiting(v: &impl Node) -> Result<Waiting, Error> {
     let [t, position, eta] = items(v, "a waiting ticket")?;
     Ok(Waiting { ticket: ticket(t)?, position: small(position)?, eta_ms: int(eta)? })
 }
 
 /// One event.
-pub(crate) fn event(v: &Value) -> Result<Event, Error> {
+pub(crate) fn event(v: &impl Node) -> Result<Event, Error> {
     let e = list(v, "an event")?;
     let Some((tag, rest)) = e.split_first() else { return Err(bad("an event", v)) };
-    Ok(match (text(tag)?.as_str(), rest) {
+    Ok(match (str(tag)?, rest) {
         ("G", [l, from]) => Event::Granted {
             lease: lease(l)?,
-            from_ticket: match from {
-                Value::Nil => None,
-                other => {
-                    let [t, waited] = items(other, "a ticket and its wait")?;
-                    Some((TicketId(int(t)?), int(waited)?))
-                }
+            from_ticket: if from.is_nil() {
+                None
+            } else {
+                let [t, waited] = items(from, "a ticket and its wait")?;
+                Some((TicketId(int(t)?), int(waited)?))
             },
         },
         ("Q", [t, position]) => Event::Queued { ticket: ticket(t)?, position: small(position)? },
@@ -245,10 +329,10 @@ pub(crate) fn event(v: &Value) -> Result<Event, Error> {
 }
 
 /// A command's answer.
-pub(crate) fn outcome(v: &Value) -> Result<Outcome, Error> {
+pub(crate) fn outcome<N: Node>(v: &N) -> Result<Outcome, Error> {
     let o = list(v, "an outcome")?;
     let Some((tag, rest)) = o.split_first() else { return Err(bad("an outcome", v)) };
-    Ok(match (text(tag)?.as_str(), rest) {
+    Ok(match (str(tag)?, rest) {
         ("G", [id, existing, l]) => Outcome::Decided {
             decision: Decision::Granted { lease: LeaseId(int(id)?), existing: flag(existing)? },
             lease: Some(lease(l)?),
@@ -280,12 +364,12 @@ pub(crate) fn outcome(v: &Value) -> Result<Outcome, Error> {
         }),
         ("Z", [end]) => Outcome::CallEnded(call_end(end)?),
         ("P", [released, cancelled, renewed]) => {
-            let pairs = |v: &Value| -> Result<Vec<(Arc<str>, u64)>, Error> {
+            let pairs = |v: &N| -> Result<Vec<(Arc<str>, u64)>, Error> {
                 list(v, "keys and ids")?
                     .iter()
                     .map(|pair| {
                         let [k, id] = items(pair, "a key and an id")?;
-                        Ok((Arc::from(text(k)?), int(id)?))
+                        Ok((Arc::from(str(k)?), int(id)?))
                     })
                     .collect()
             };
@@ -301,9 +385,9 @@ pub(crate) fn outcome(v: &Value) -> Result<Outcome, Error> {
     })
 }
 
-fn call_end(v: &Value) -> Result<CallEnd, Error> {
+fn call_end(v: &impl Node) -> Result<CallEnd, Error> {
     let [tag, id] = items(v, "how a call ended")?;
-    Ok(match text(tag)?.as_str() {
+    Ok(match str(tag)? {
         "r" => CallEnd::Released(LeaseId(int(id)?)),
         "c" => CallEnd::Cancelled(TicketId(int(id)?)),
         "n" => CallEnd::Nothing,
@@ -316,97 +400,198 @@ fn call_end(v: &Value) -> Result<CallEnd, Error> {
 const MAX_DEPTH: usize = 8;
 
 /// Decodes the MessagePack the script's `cmsgpack.pack` writes (for a command's outcome and
-/// events, and for the event stream: arrays, strings, integers, nil and booleans; no maps)
-/// into the shape its plain answers have, so that one reader reads both. A number that is
-/// not whole reads as Redis would have returned it from Lua: truncated to an integer.
-fn unpack(bytes: &[u8], at: &mut usize, depth: usize) -> Result<Value, Error> {
-    let broken = || Error::internal("the ledger script's MessagePack holds something it does not write");
-    let mut take = |n: usize| -> Result<&[u8], Error> {
-        let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or_else(broken)?;
+/// events, a batch's answers and the event stream: arrays, strings, integers, nil and
+/// booleans; no maps) into [`Item`]s in the shape its plain answers have, so that one reader
+/// reads both. A number that is not whole reads as Redis would have returned it from Lua:
+/// truncated to an integer.
+/// (The error says nothing more than that the bytes are broken: it stays as small as the
+/// items, where a full [`Error`] would be copied out of every call.)
+fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize) -> Result<Item<'a>, Broken> {
+    let broken = || Broken;
+    let mut take = |n: usize| -> Result<&'a [u8], Broken> {
+        let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or(Broken)?;
         let out = &bytes[*at..end];
         *at = end;
         Ok(out)
     };
     let be = |b: &[u8]| b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
     let tag = take(1)?[0];
-    let (len, kind) = match tag {
-        0x00..=0x7f => return Ok(Value::Int(i64::from(tag))),
-        0xe0..=0xff => return Ok(Value::Int(i64::from(tag as i8))),
-        0xc0 | 0xc2 => return Ok(Value::Nil),
-        0xc3 => return Ok(Value::Int(1)),
+    let (len, list) = match tag {
+        0x00..=0x7f => return Ok(Item::Int(i64::from(tag))),
+        0xe0..=0xff => return Ok(Item::Int(i64::from(tag as i8))),
+        0xc0 | 0xc2 => return Ok(Item::Nil),
+        0xc3 => return Ok(Item::Int(1)),
         0xcc..=0xcf => {
             let n = be(take(1 << (tag - 0xcc))?);
-            return i64::try_from(n).map(Value::Int).map_err(|_| broken());
+            return i64::try_from(n).map(Item::Int).map_err(|_| broken());
         }
         0xca => {
             let raw = take(4)?;
             let f = f32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]);
-            return Ok(Value::Int(f as i64));
+            return Ok(Item::Int(f as i64));
         }
         0xcb => {
             let f = f64::from_bits(be(take(8)?));
-            return Ok(Value::Int(f as i64));
+            return Ok(Item::Int(f as i64));
         }
         0xd0..=0xd3 => {
             let width = 1usize << (tag - 0xd0);
             let raw = be(take(width)?);
             let shift = 64 - 8 * width as u32;
-            return Ok(Value::Int(((raw << shift) as i64) >> shift));
+            return Ok(Item::Int(((raw << shift) as i64) >> shift));
         }
-        0x90..=0x9f => (usize::from(tag & 0x0f), 'a'),
-        0xdc => (be(take(2)?) as usize, 'a'),
-        0xdd => (be(take(4)?) as usize, 'a'),
-        0xa0..=0xbf => (usize::from(tag & 0x1f), 's'),
-        0xd9 | 0xc4 => (be(take(1)?) as usize, 's'),
-        0xda | 0xc5 => (be(take(2)?) as usize, 's'),
-        0xdb | 0xc6 => (be(take(4)?) as usize, 's'),
+        0x90..=0x9f => (usize::from(tag & 0x0f), true),
+        0xdc => (be(take(2)?) as usize, true),
+        0xdd => (be(take(4)?) as usize, true),
+        0xa0..=0xbf => (usize::from(tag & 0x1f), false),
+        0xd9 | 0xc4 => (be(take(1)?) as usize, false),
+        0xda | 0xc5 => (be(take(2)?) as usize, false),
+        0xdb | 0xc6 => (be(take(4)?) as usize, false),
         _ => return Err(broken()),
     };
-    if kind == 's' {
-        return Ok(Value::BulkString(take(len)?.to_vec()));
+    if !list {
+        return Ok(Item::Str(take(len)?));
     }
-    if depth >= MAX_DEPTH || len > bytes.len() {
+    // Every item takes at least a byte: a longer list than the bytes left is not one.
+    if depth >= MAX_DEPTH || len > bytes.len() - *at {
         return Err(broken());
     }
     let mut items = Vec::with_capacity(len);
     for _ in 0..len {
         items.push(unpack(bytes, at, depth + 1)?);
     }
-    Ok(Value::Array(items))
+    Ok(Item::List(items))
+}
+
+/// The MessagePack holds something the script does not write.
+struct Broken;
+
+/// The one value packed in `bytes`.
+pub(crate) fn unpack_all(bytes: &[u8]) -> Result<Item<'_>, Error> {
+    let mut at = 0;
+    let out = unpack(bytes, &mut at, 0)
+        .map_err(|Broken| Error::internal("the ledger script's MessagePack holds something it does not write"))?;
+    if at != bytes.len() {
+        return Err(Error::internal("the ledger script's MessagePack holds more than one value"));
+    }
+    Ok(out)
 }
 
 /// A value the script packed with `cmsgpack.pack` (a bulk string), read into the shape of its
 /// plain answers.
 pub(crate) fn unpacked(v: &Value) -> Result<Value, Error> {
     let Value::BulkString(bytes) = v else { return Err(bad("packed MessagePack", v)) };
-    let mut at = 0;
-    let out = unpack(bytes, &mut at, 0)?;
-    if at != bytes.len() {
-        return Err(bad("one packed value", v));
-    }
-    Ok(out)
+    unpack_all(bytes).map(|item| item.to_value())
+}
+
+/// A command's events (a list of events).
+pub(crate) fn events(v: &impl Node) -> Result<Vec<Event>, Error> {
+    list(v, "events")?.iter().map(event).collect()
 }
 
 /// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n`.
 pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
     let [id, fields] = items(v, "a stream entry")?;
-    let (mut events, mut now) = (None, None);
+    let (mut packed, mut now) = (None, None);
     for pair in list(fields, "stream fields")?.chunks(2) {
         if let [name, value] = pair {
-            match (text(name)?.as_str(), value) {
-                ("e", Value::BulkString(b)) => events = Some(b.as_slice()),
-                ("n", value) => now = Some(text(value)?),
+            match (str(name)?, value) {
+                ("e", Value::BulkString(b)) => packed = Some(b.as_slice()),
+                ("n", value) => now = Some(str(value)?),
                 _ => {}
             }
         }
     }
-    let (Some(events), Some(now)) = (events, now) else { return Err(bad("a stream entry with e and n", v)) };
-    let mut at = 0;
-    let events = unpack(events, &mut at, 0)?;
-    let events = list(&events, "events")?.iter().map(event).collect::<Result<Vec<_>, _>>()?;
+    let (Some(packed), Some(now)) = (packed, now) else { return Err(bad("a stream entry with e and n", v)) };
     Ok(crate::Committed {
         id: text(id)?,
         now: now.parse().map_err(|_| Error::internal(format!("the event stream's now: {now}")))?,
-        events,
+        events: events(&unpack_all(packed)?)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `s` as a MessagePack fixstr.
+    fn s(s: &str) -> Vec<u8> {
+        let mut out = vec![0xa0 | s.len() as u8];
+        out.extend_from_slice(s.as_bytes());
+        out
+    }
+
+    /// A released lease's event, `["R", lease, at]`, as the script packs it.
+    fn released() -> Vec<u8> {
+        let mut out = vec![0x93];
+        out.extend(s("R"));
+        // [id, key, class, flow, pools, granted, expires, ttl, meta, owner]
+        out.extend([0x9a, 0xcd, 0x01, 0x00]);
+        out.extend(s("k1"));
+        out.extend([0x00, 0xc0, 0x92, 0x00, 0x01, 0xce, 0x00, 0x01, 0x00, 0x00, 0xcf]);
+        out.extend(70_000u64.to_be_bytes());
+        out.extend([0xcd, 0x27, 0x10, 0xc0]);
+        out.extend(s("node-a"));
+        out.extend([0xcc, 0xc8]);
+        out
+    }
+
+    #[test]
+    fn an_item_reads_as_its_redis_value_does() {
+        let bytes = released();
+        let item = unpack_all(&bytes).unwrap();
+        let from_item = event(&item).unwrap();
+        assert_eq!(from_item, event(&item.to_value()).unwrap());
+        let Event::Released { lease, at } = from_item else { panic!("{from_item:?}") };
+        assert_eq!(
+            (lease.id, lease.key.as_deref(), lease.owner.as_deref(), at),
+            (LeaseId(256), Some("k1"), Some("node-a"), 200)
+        );
+        assert_eq!((lease.granted_at, lease.expires_at, lease.ttl_ms), (65_536, 70_000, 10_000));
+        assert_eq!(&lease.pools[..], &[PoolUnits { pool: PoolId(0), units: 1 }]);
+    }
+
+    #[test]
+    fn every_scalar_the_script_writes_reads_as_redis_would_answer_it() {
+        fn one(bytes: &[u8]) -> Item<'_> {
+            unpack_all(bytes).unwrap()
+        }
+        assert_eq!(one(&[0x7f]), Item::Int(127));
+        assert_eq!(one(&[0xff]), Item::Int(-1));
+        assert_eq!(one(&[0xd0, 0x80]), Item::Int(-128));
+        assert_eq!(one(&[0xd1, 0xff, 0x00]), Item::Int(-256));
+        assert_eq!(one(&[0xc2]), Item::Nil);
+        assert_eq!(one(&[0xc3]), Item::Int(1));
+        let mut float = vec![0xcb];
+        float.extend(2.75f64.to_bits().to_be_bytes());
+        assert_eq!(one(&float), Item::Int(2));
+        assert_eq!(one(&[0xd9, 0x01, b'x']), Item::Str(b"x"));
+        assert_eq!(one(&[0xdc, 0x00, 0x01, 0xc0]), Item::List(vec![Item::Nil]));
+    }
+
+    #[test]
+    fn broken_messagepack_is_an_error_and_never_a_panic() {
+        let bytes = released();
+        // Every strict prefix is cut short.
+        for n in 0..bytes.len() {
+            assert!(unpack_all(&bytes[..n]).is_err(), "prefix of {n} bytes");
+        }
+        // More than one value.
+        assert!(unpack_all(&[0x01, 0x02]).is_err());
+        // A list that claims more items than there are bytes left (no allocation for them).
+        assert!(unpack_all(&[0xdd, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        // An unsigned number beyond what Redis's integers hold.
+        let mut big = vec![0xcf];
+        big.extend(u64::MAX.to_be_bytes());
+        assert!(unpack_all(&big).is_err());
+        // A map, which the script never writes.
+        assert!(unpack_all(&[0x80]).is_err());
+        // Nesting deeper than an event's.
+        let deep = |n: usize| [vec![0x91; n], vec![0x01]].concat();
+        assert!(unpack_all(&deep(MAX_DEPTH)).is_ok());
+        assert!(unpack_all(&deep(MAX_DEPTH + 1)).is_err());
+        // Well-formed, but not an event: the reader says what it found.
+        let e = event(&unpack_all(&[0x92, 0xa1, b'Z', 0x01]).unwrap()).unwrap_err();
+        assert!(e.to_string().contains(r#"["Z", 1]"#), "{e}");
+    }
 }
