@@ -218,17 +218,18 @@ fn is_batch(parts: &[Value]) -> bool {
 /// answers of three parts under a time.
 fn packed(parts: &[Value], n: usize) -> Option<Vec<Part>> {
     let (Value::BulkString(bytes), Ok(now)) = (&parts[2], wire::int(&parts[1])) else { return None };
-    let Ok(Item::List(items)) = wire::unpack_all(bytes) else { return None };
+    let arena = bumpalo::Bump::new();
+    let Ok(Item::List(items)) = wire::unpack_all(bytes, &arena) else { return None };
     if items.len() != n {
         return None;
     }
     items
         .iter()
         .map(|item| match item {
-            Item::List(answer) if answer.len() == 3 => Some(match &answer[..] {
+            Item::List(answer) if answer.len() == 3 => Some(match answer {
                 [Item::Str(b"okd"), outcome, events] => Part::Ran(ran(outcome, events, now)),
                 _ => {
-                    let mut answer: Vec<Value> = answer.iter().map(Item::to_value).collect();
+                    let mut answer: Vec<Value> = answer.iter().copied().map(Item::to_value).collect();
                     answer.push(parts[1].clone());
                     Part::Answer(Value::Array(answer))
                 }

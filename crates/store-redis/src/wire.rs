@@ -7,6 +7,7 @@
 //! borrow its strings. The readers below take either ([`Node`]), so the request paths never
 //! build Redis values (one allocation per string and per array) only to drop them.
 
+use bumpalo::Bump;
 use callgate_backend::{CallEnd, Error, Outcome, Repaired, TicketRead, Waiting};
 use callgate_core::{
     ClassId, Decision, Event, FlowId, Lease, LeaseId, PoolId, PoolUnits, PoolView, RejectReason, Ticket, TicketId,
@@ -48,13 +49,14 @@ impl Node for Value {
     }
 }
 
-/// One value of the script's MessagePack, its strings borrowed from the packed bytes.
-#[derive(Clone, PartialEq, Eq)]
+/// One value of the script's MessagePack, its strings borrowed from the packed bytes and its
+/// lists from an arena (one per answer read, dropped as a whole once the answer is read).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Item<'a> {
     Int(i64),
     Nil,
     Str(&'a [u8]),
-    List(Vec<Item<'a>>),
+    List(&'a [Item<'a>]),
 }
 
 impl std::fmt::Debug for Item<'_> {
@@ -63,7 +65,7 @@ impl std::fmt::Debug for Item<'_> {
             Item::Int(i) => write!(f, "{i}"),
             Item::Nil => f.write_str("nil"),
             Item::Str(b) => write!(f, "{:?}", String::from_utf8_lossy(b)),
-            Item::List(items) => f.debug_list().entries(items).finish(),
+            Item::List(items) => f.debug_list().entries(items.iter()).finish(),
         }
     }
 }
@@ -94,12 +96,12 @@ impl Node for Item<'_> {
 
 impl Item<'_> {
     /// The same value as Redis would have answered it unpacked.
-    pub(crate) fn to_value(&self) -> Value {
+    pub(crate) fn to_value(self) -> Value {
         match self {
-            Item::Int(i) => Value::Int(*i),
+            Item::Int(i) => Value::Int(i),
             Item::Nil => Value::Nil,
             Item::Str(b) => Value::BulkString(b.to_vec()),
-            Item::List(items) => Value::Array(items.iter().map(Item::to_value).collect()),
+            Item::List(items) => Value::Array(items.iter().copied().map(Item::to_value).collect()),
         }
     }
 }
@@ -406,7 +408,7 @@ const MAX_DEPTH: usize = 8;
 /// truncated to an integer.
 /// (The error says nothing more than that the bytes are broken: it stays as small as the
 /// items, where a full [`Error`] would be copied out of every call.)
-fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize) -> Result<Item<'a>, Broken> {
+fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize, arena: &'a Bump) -> Result<Item<'a>, Broken> {
     let broken = || Broken;
     let mut take = |n: usize| -> Result<&'a [u8], Broken> {
         let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or(Broken)?;
@@ -456,9 +458,18 @@ fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize) -> Result<Item<'a>,
     if depth >= MAX_DEPTH || len > bytes.len() - *at {
         return Err(broken());
     }
-    let mut items = Vec::with_capacity(len);
-    for _ in 0..len {
-        items.push(unpack(bytes, at, depth + 1)?);
+    let mut broke = false;
+    let items = arena.alloc_slice_fill_with(len, |_| {
+        if broke {
+            return Item::Nil;
+        }
+        unpack(bytes, at, depth + 1, arena).unwrap_or_else(|Broken| {
+            broke = true;
+            Item::Nil
+        })
+    });
+    if broke {
+        return Err(Broken);
     }
     Ok(Item::List(items))
 }
@@ -466,10 +477,10 @@ fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize) -> Result<Item<'a>,
 /// The MessagePack holds something the script does not write.
 struct Broken;
 
-/// The one value packed in `bytes`.
-pub(crate) fn unpack_all(bytes: &[u8]) -> Result<Item<'_>, Error> {
+/// The one value packed in `bytes`, its lists in `arena`.
+pub(crate) fn unpack_all<'a>(bytes: &'a [u8], arena: &'a Bump) -> Result<Item<'a>, Error> {
     let mut at = 0;
-    let out = unpack(bytes, &mut at, 0)
+    let out = unpack(bytes, &mut at, 0, arena)
         .map_err(|Broken| Error::internal("the ledger script's MessagePack holds something it does not write"))?;
     if at != bytes.len() {
         return Err(Error::internal("the ledger script's MessagePack holds more than one value"));
@@ -481,7 +492,7 @@ pub(crate) fn unpack_all(bytes: &[u8]) -> Result<Item<'_>, Error> {
 /// plain answers.
 pub(crate) fn unpacked(v: &Value) -> Result<Value, Error> {
     let Value::BulkString(bytes) = v else { return Err(bad("packed MessagePack", v)) };
-    unpack_all(bytes).map(|item| item.to_value())
+    unpack_all(bytes, &Bump::new()).map(|item| item.to_value())
 }
 
 /// A command's events (a list of events).
@@ -506,7 +517,7 @@ pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
     Ok(crate::Committed {
         id: text(id)?,
         now: now.parse().map_err(|_| Error::internal(format!("the event stream's now: {now}")))?,
-        events: events(&unpack_all(packed)?)?,
+        events: events(&unpack_all(packed, &Bump::new())?)?,
     })
 }
 
@@ -538,8 +549,8 @@ mod tests {
 
     #[test]
     fn an_item_reads_as_its_redis_value_does() {
-        let bytes = released();
-        let item = unpack_all(&bytes).unwrap();
+        let (bytes, arena) = (released(), Bump::new());
+        let item = unpack_all(&bytes, &arena).unwrap();
         let from_item = event(&item).unwrap();
         assert_eq!(from_item, event(&item.to_value()).unwrap());
         let Event::Released { lease, at } = from_item else { panic!("{from_item:?}") };
@@ -553,25 +564,31 @@ mod tests {
 
     #[test]
     fn every_scalar_the_script_writes_reads_as_redis_would_answer_it() {
-        fn one(bytes: &[u8]) -> Item<'_> {
-            unpack_all(bytes).unwrap()
+        fn one(bytes: &[u8]) -> Value {
+            unpack_all(bytes, &Bump::new()).unwrap().to_value()
         }
-        assert_eq!(one(&[0x7f]), Item::Int(127));
-        assert_eq!(one(&[0xff]), Item::Int(-1));
-        assert_eq!(one(&[0xd0, 0x80]), Item::Int(-128));
-        assert_eq!(one(&[0xd1, 0xff, 0x00]), Item::Int(-256));
-        assert_eq!(one(&[0xc2]), Item::Nil);
-        assert_eq!(one(&[0xc3]), Item::Int(1));
+        assert_eq!(one(&[0x7f]), Value::Int(127));
+        assert_eq!(one(&[0xff]), Value::Int(-1));
+        assert_eq!(one(&[0xd0, 0x80]), Value::Int(-128));
+        assert_eq!(one(&[0xd1, 0xff, 0x00]), Value::Int(-256));
+        assert_eq!(one(&[0xc2]), Value::Nil);
+        assert_eq!(one(&[0xc3]), Value::Int(1));
         let mut float = vec![0xcb];
         float.extend(2.75f64.to_bits().to_be_bytes());
-        assert_eq!(one(&float), Item::Int(2));
-        assert_eq!(one(&[0xd9, 0x01, b'x']), Item::Str(b"x"));
-        assert_eq!(one(&[0xdc, 0x00, 0x01, 0xc0]), Item::List(vec![Item::Nil]));
+        assert_eq!(one(&float), Value::Int(2));
+        assert_eq!(one(&[0xd9, 0x01, b'x']), Value::BulkString(b"x".to_vec()));
+        assert_eq!(one(&[0xdc, 0x00, 0x01, 0xc0]), Value::Array(vec![Value::Nil]));
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        assert_eq!(
+            one(&[0x92, 0x91, 0x01, 0xa1, b'y']),
+            Value::Array(vec![Value::Array(vec![Value::Int(1)]), bulk("y")])
+        );
     }
 
     #[test]
     fn broken_messagepack_is_an_error_and_never_a_panic() {
         let bytes = released();
+        let unpack_all = |bytes: &[u8]| unpack_all(bytes, &Bump::new()).map(|_| ());
         // Every strict prefix is cut short.
         for n in 0..bytes.len() {
             assert!(unpack_all(&bytes[..n]).is_err(), "prefix of {n} bytes");
@@ -591,7 +608,7 @@ mod tests {
         assert!(unpack_all(&deep(MAX_DEPTH)).is_ok());
         assert!(unpack_all(&deep(MAX_DEPTH + 1)).is_err());
         // Well-formed, but not an event: the reader says what it found.
-        let e = event(&unpack_all(&[0x92, 0xa1, b'Z', 0x01]).unwrap()).unwrap_err();
+        let e = event(&super::unpack_all(&[0x92, 0xa1, b'Z', 0x01], &Bump::new()).unwrap()).unwrap_err();
         assert!(e.to_string().contains(r#"["Z", 1]"#), "{e}");
     }
 }
