@@ -226,11 +226,6 @@ impl RedisLedger {
                 self.succeeded();
                 Ok(vec![outcome, events, parts.swap_remove(3)])
             }
-            // A command's part of a batch's packed answer (batch.rs), decoded there.
-            Some("okd") if parts.len() == 4 => {
-                self.succeeded();
-                Ok(parts.split_off(1))
-            }
             Some("err") => {
                 let code = parts.get(1).map(wire::text).transpose()?.unwrap_or_default();
                 let message = parts.get(2).map(wire::text).transpose()?.unwrap_or_default();

@@ -4,8 +4,9 @@
 //!
 //! Plain answers arrive as Redis values; a change's outcome and events, a batch's answers
 //! and the event stream's entries arrive as MessagePack, which is read into [`Item`]s that
-//! borrow its strings. The readers below take either ([`Node`]), so the request paths never
-//! build Redis values (one allocation per string and per array) only to drop them.
+//! borrow its strings and keep their lists in one arena per answer. The readers below take
+//! either ([`Node`]), so the request paths never build Redis values (one allocation per
+//! string and per array) only to drop them.
 
 use bumpalo::Bump;
 use callgate_backend::{CallEnd, Error, Outcome, Repaired, TicketRead, Waiting};
