@@ -11,7 +11,8 @@
 //! cannot strand the others' answers; its command still runs, as one already sent would.
 
 use crate::call::query_loaded_async;
-use crate::wire::{self, Item};
+use crate::msgpack::{unpack_all, Item};
+use crate::wire;
 use crate::Time;
 use callgate_backend::{Command, Error, Outcome};
 use callgate_core::Event;
@@ -219,7 +220,7 @@ fn is_batch(parts: &[Value]) -> bool {
 fn packed(parts: &[Value], n: usize) -> Option<Vec<Part>> {
     let (Value::BulkString(bytes), Ok(now)) = (&parts[2], wire::int(&parts[1])) else { return None };
     let arena = bumpalo::Bump::new();
-    let Ok(Item::List(items)) = wire::unpack_all(bytes, &arena) else { return None };
+    let Ok(Item::List(items)) = unpack_all(bytes, &arena) else { return None };
     if items.len() != n {
         return None;
     }

@@ -59,6 +59,7 @@ mod call;
 
 pub use batch::{batched, MAX_BATCH};
 mod duty;
+mod msgpack;
 pub mod reassert;
 mod spec;
 mod stream;
