@@ -3,10 +3,10 @@
 //! `ticket_out`, the event and outcome tags); anything else is a broken invariant.
 //!
 //! Plain answers arrive as Redis values; a change's outcome and events, a batch's answers
-//! and the event stream's entries arrive as MessagePack, which is read into [`Item`](crate::msgpack::Item)s that
-//! borrow its strings and keep their lists in one arena per answer. The readers below take
-//! either ([`Node`]), so the request paths never build Redis values (one allocation per
-//! string and per array) only to drop them.
+//! and the event stream's entries arrive as MessagePack, which is read into items
+//! ([`crate::msgpack::Item`]) that borrow its strings and keep their lists in one arena per
+//! answer. The readers below take either ([`Node`]), so the request paths never build Redis
+//! values (one allocation per string and per array) only to drop them.
 
 use crate::msgpack::unpack_all;
 use bumpalo::Bump;
@@ -18,7 +18,8 @@ use callgate_core::{
 use redis::Value;
 use std::sync::Arc;
 
-/// What the readers read: a Redis value, or an [`Item`](crate::msgpack::Item) of the script's MessagePack.
+/// What the readers read: a Redis value, or an item of the script's MessagePack
+/// ([`crate::msgpack::Item`]).
 pub(crate) trait Node: std::fmt::Debug + Sized {
     fn as_int(&self) -> Option<i64>;
     fn is_nil(&self) -> bool;
@@ -88,20 +89,20 @@ fn flag(v: &impl Node) -> Result<bool, Error> {
 }
 
 /// Text, borrowed.
-pub(crate) fn str(v: &impl Node) -> Result<&str, Error> {
+pub(crate) fn as_str(v: &impl Node) -> Result<&str, Error> {
     let bytes = v.as_bytes().ok_or_else(|| bad("text", v))?;
     std::str::from_utf8(bytes).map_err(|_| bad("UTF-8 text", v))
 }
 
 pub(crate) fn text(v: &impl Node) -> Result<String, Error> {
-    str(v).map(str::to_owned)
+    as_str(v).map(str::to_owned)
 }
 
 fn opt_text(v: &impl Node) -> Result<Option<Arc<str>>, Error> {
     if v.is_nil() {
         return Ok(None);
     }
-    str(v).map(|s| Some(Arc::from(s)))
+    as_str(v).map(|s| Some(Arc::from(s)))
 }
 
 fn opt_flow(v: &impl Node) -> Result<Option<FlowId>, Error> {
@@ -163,7 +164,7 @@ pub(crate) fn ticket(v: &impl Node) -> Result<Ticket, Error> {
 
 fn ticket_outcome(v: &impl Node) -> Result<TicketOutcome, Error> {
     let [tag, lease] = items(v, "a ticket outcome")?;
-    Ok(match str(tag)? {
+    Ok(match as_str(tag)? {
         "g" => TicketOutcome::Granted(LeaseId(int(lease)?)),
         "c" => TicketOutcome::Cancelled,
         "t" => TicketOutcome::TimedOut,
@@ -173,7 +174,7 @@ fn ticket_outcome(v: &impl Node) -> Result<TicketOutcome, Error> {
 }
 
 fn tag_outcome(tag: &impl Node) -> Result<TicketOutcome, Error> {
-    match str(tag)? {
+    match as_str(tag)? {
         "c" => Ok(TicketOutcome::Cancelled),
         "t" => Ok(TicketOutcome::TimedOut),
         "n" => Ok(TicketOutcome::NeverFits),
@@ -182,7 +183,7 @@ fn tag_outcome(tag: &impl Node) -> Result<TicketOutcome, Error> {
 }
 
 fn reason(v: &impl Node) -> Result<RejectReason, Error> {
-    match str(v)? {
+    match as_str(v)? {
         "c" => Ok(RejectReason::Capacity),
         "q" => Ok(RejectReason::QueueFull),
         "n" => Ok(RejectReason::NeverFits),
@@ -201,7 +202,7 @@ pub(crate) fn pool_view(v: &impl Node) -> Result<PoolView, Error> {
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(PoolView {
         id: PoolId(small(id)?),
-        name: Arc::from(str(name)?),
+        name: Arc::from(as_str(name)?),
         limit: small(limit)?,
         // The cap may sit below what is used, never below zero.
         cap: small(cap)?,
@@ -221,10 +222,10 @@ pub(crate) fn ticket_read(v: &impl Node) -> Result<Option<TicketRead>, Error> {
     let ticket = if t.is_nil() { None } else { Some(ticket(t)?) };
     let st = list(status, "a ticket status")?;
     let status = match st {
-        [tag, position, eta, deadline] if str(tag)? == "w" => {
+        [tag, position, eta, deadline] if as_str(tag)? == "w" => {
             TicketStatus::Waiting { position: small(position)?, eta_ms: int(eta)?, deadline: int(deadline)? }
         }
-        [tag, outcome, at, flow] if str(tag)? == "e" => {
+        [tag, outcome, at, flow] if as_str(tag)? == "e" => {
             TicketStatus::Ended { outcome: ticket_outcome(outcome)?, at: int(at)?, flow: opt_flow(flow)? }
         }
         _ => return Err(bad("a ticket status", status)),
@@ -241,7 +242,7 @@ pub(crate) fn waiting(v: &impl Node) -> Result<Waiting, Error> {
 pub(crate) fn event(v: &impl Node) -> Result<Event, Error> {
     let e = list(v, "an event")?;
     let Some((tag, rest)) = e.split_first() else { return Err(bad("an event", v)) };
-    Ok(match (str(tag)?, rest) {
+    Ok(match (as_str(tag)?, rest) {
         ("G", [l, from]) => Event::Granted {
             lease: lease(l)?,
             from_ticket: if from.is_nil() {
@@ -279,7 +280,7 @@ pub(crate) fn event(v: &impl Node) -> Result<Event, Error> {
 pub(crate) fn outcome<N: Node>(v: &N) -> Result<Outcome, Error> {
     let o = list(v, "an outcome")?;
     let Some((tag, rest)) = o.split_first() else { return Err(bad("an outcome", v)) };
-    Ok(match (str(tag)?, rest) {
+    Ok(match (as_str(tag)?, rest) {
         ("G", [id, existing, l]) => Outcome::Decided {
             decision: Decision::Granted { lease: LeaseId(int(id)?), existing: flag(existing)? },
             lease: Some(lease(l)?),
@@ -316,7 +317,7 @@ pub(crate) fn outcome<N: Node>(v: &N) -> Result<Outcome, Error> {
                     .iter()
                     .map(|pair| {
                         let [k, id] = items(pair, "a key and an id")?;
-                        Ok((Arc::from(str(k)?), int(id)?))
+                        Ok((Arc::from(as_str(k)?), int(id)?))
                     })
                     .collect()
             };
@@ -334,7 +335,7 @@ pub(crate) fn outcome<N: Node>(v: &N) -> Result<Outcome, Error> {
 
 fn call_end(v: &impl Node) -> Result<CallEnd, Error> {
     let [tag, id] = items(v, "how a call ended")?;
-    Ok(match str(tag)? {
+    Ok(match as_str(tag)? {
         "r" => CallEnd::Released(LeaseId(int(id)?)),
         "c" => CallEnd::Cancelled(TicketId(int(id)?)),
         "n" => CallEnd::Nothing,
@@ -360,9 +361,9 @@ pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
     let (mut packed, mut now) = (None, None);
     for pair in list(fields, "stream fields")?.chunks(2) {
         if let [name, value] = pair {
-            match (str(name)?, value) {
+            match (as_str(name)?, value) {
                 ("e", Value::BulkString(b)) => packed = Some(b.as_slice()),
-                ("n", value) => now = Some(str(value)?),
+                ("n", value) => now = Some(as_str(value)?),
                 _ => {}
             }
         }
