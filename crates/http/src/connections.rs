@@ -6,6 +6,7 @@
 //! connection is served by hyper's HTTP/1 connection with a timer, so slowloris clients
 //! (headers a byte at a time, or nothing after a kept-alive request) are closed.
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -19,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
+use tower_layer::Layer;
 
 /// What the accept loop enforces (`[server]` in the configuration).
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +32,9 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// A connection on which nothing is read or written for this long is closed.
     pub idle_timeout: Duration,
+    /// The largest request body a handler reads (413 beyond it), where its route sets no
+    /// limit of its own.
+    pub max_body_bytes: usize,
 }
 
 /// Connections beyond the cap that are told so (a 503) rather than just closed; beyond
@@ -126,7 +131,10 @@ async fn serve_one(stream: TcpStream, router: Router, limits: ConnectionLimits, 
     let epoch = watched.epoch;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let conn = http.serve_connection(TokioIo::new(watched), TowerToHyperService::new(router));
+    // The body limit wraps the router once, here: as a layer of the router it wrapped
+    // every route in one more boxed service, and each request paid for it (BENCHMARKS.md).
+    let service = DefaultBodyLimit::max(limits.max_body_bytes).layer(router);
+    let conn = http.serve_connection(TokioIo::new(watched), TowerToHyperService::new(service));
     tokio::pin!(conn);
     let idle = idle(last, epoch, limits.idle_timeout);
     tokio::pin!(idle);

@@ -1,17 +1,16 @@
 //! The router of the whole edge: the API's routes, the provider webhooks and the live
-//! page on the edge's state, with the body limit, and JSON answers for unknown paths and
-//! methods.
+//! page on the edge's state, and JSON answers for unknown paths and methods. The body
+//! limit is set around it where connections are served (`connections.rs`).
 
 use crate::app::App;
 use crate::error::{ApiError, ErrorKind};
 use crate::{api, live, twilio, vapi};
-use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
 use std::sync::Arc;
 
 /// The router of the whole edge (the campaign API is merged beside it at start-up).
-pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+pub fn router(app: Arc<App>) -> Router {
     api::routes()
         // The `webhook` span wraps these two routes only: a layer on the whole router
         // cloned a boxed service and boxed a future on every request (the API's too).
@@ -26,7 +25,6 @@ pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
         .merge(live::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
 }
 

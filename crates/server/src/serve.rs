@@ -326,8 +326,7 @@ impl Server {
             stopping: tokio::sync::watch::Sender::new(false),
             duties: duties.clone(),
         });
-        let router = crate::edges::router::router(app.clone(), max_body_bytes)
-            .merge(api::campaigns::router(app.clone(), max_body_bytes));
+        let router = crate::edges::router::router(app.clone()).merge(api::campaigns::router(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| ServeError(format!("cannot listen on {listen}: {e}")))?;
@@ -337,6 +336,7 @@ impl Server {
             max_connections: cfg.server.max_connections,
             header_read_timeout: cfg.server.header_read_timeout,
             idle_timeout: cfg.server.idle_timeout,
+            max_body_bytes,
         };
         let task = tokio::spawn(crate::connections::serve(listener, router, conn_limits, async {
             let _ = rx.await;

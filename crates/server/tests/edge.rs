@@ -174,6 +174,29 @@ async fn the_bounds_are_configurable() {
 }
 
 #[tokio::test]
+async fn the_body_limit_holds_everywhere_and_an_upload_route_keeps_its_own() {
+    // The limit is one layer around the whole router (not a layer of it): every route and
+    // the fallbacks still get it, and a route with a limit of its own still wins.
+    let toml = format!("[server]\nmax_body_bytes = 2048\nmax_meta_bytes = 1024\n{TEN}");
+    let s = TestServer::start(&toml).await;
+    let big = acquire_with_meta(&json!({ "x": "a".repeat(3000) }).to_string());
+    let (st, v) = s.post_raw("/v1/acquire", big.clone()).await;
+    assert_eq!((st, &v["error"]["code"]), (StatusCode::PAYLOAD_TOO_LARGE, &json!("body_too_large")), "{v}");
+    let (st, v) = s.post_raw("/v1/campaigns", big).await;
+    assert_eq!((st, &v["error"]["code"]), (StatusCode::PAYLOAD_TOO_LARGE, &json!("body_too_large")), "{v}");
+    let (st, v) = s.get("/v1/pools/acct").await;
+    assert_eq!((st, &v["used"]), (StatusCode::OK, &json!(0)), "nothing was admitted: {v}");
+    // 400 numbers, about 5 KiB: above the server's limit, far below the upload route's.
+    let csv: String = (0..400).map(|i| format!("+1212555{i:04}\n")).collect();
+    assert!(csv.len() > 2048);
+    let r = s.client.post(format!("{}/v1/dnc/internal", s.base)).header("content-type", "text/csv").body(csv);
+    let r = r.send().await.unwrap();
+    let st = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((st, &v["added"]), (StatusCode::OK, &json!(400)), "{v}");
+}
+
+#[tokio::test]
 async fn leases_are_listed_a_page_at_a_time_with_filters() {
     let s = TestServer::start(TEN).await;
     for i in 0..7 {

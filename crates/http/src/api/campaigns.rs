@@ -29,14 +29,13 @@ use std::sync::Arc;
 pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The campaign routes, to merge into the API router.
-pub fn router(app: Arc<App>, max_body_bytes: usize) -> Router {
+pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/campaigns", post(create).get(list))
         .route("/v1/campaigns/{name}", get(one))
         .route("/v1/campaigns/{name}/leads", post(leads).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .route("/v1/campaigns/{name}/audit", get(audit))
         .route("/v1/campaigns/{name}/{action}", post(act))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(app)
 }
 
