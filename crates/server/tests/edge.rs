@@ -175,8 +175,9 @@ async fn the_bounds_are_configurable() {
 
 #[tokio::test]
 async fn the_body_limit_holds_everywhere_and_an_upload_route_keeps_its_own() {
-    // The limit is one layer around the whole router (not a layer of it): every route and
-    // the fallbacks still get it, and a route with a limit of its own still wins.
+    // The limit is one layer around the whole router (not a layer of it): routes of the
+    // API and of the merged campaign router still get it, and a route with a limit of its
+    // own still wins.
     let toml = format!("[server]\nmax_body_bytes = 2048\nmax_meta_bytes = 1024\n{TEN}");
     let s = TestServer::start(&toml).await;
     let big = acquire_with_meta(&json!({ "x": "a".repeat(3000) }).to_string());
