@@ -288,15 +288,16 @@ impl RedisLedger {
     /// A command's part of a batch's answer, read; the backend's health follows, as for a
     /// single call's answer ([`RedisLedger::answer_shared`]).
     pub(crate) fn ran(&self, reply: batch::Reply) -> Result<Executed, Error> {
-        match reply {
+        let answer = match reply {
             Ok(batch::Part::Ran(ran)) => {
                 self.succeeded();
                 let batch::Ran { outcome, events, now } = *ran?;
-                Ok(self.committed(outcome, events, now))
+                return Ok(self.committed(outcome, events, now));
             }
-            Ok(batch::Part::Answer(v)) => self.answer_shared(Ok(v)).and_then(|parts| self.executed(parts)),
-            Err(e) => self.answer_shared(Err(e)).and_then(|parts| self.executed(parts)),
-        }
+            Ok(batch::Part::Answer(v)) => Ok(v),
+            Err(e) => Err(e),
+        };
+        self.answer_shared(answer).and_then(|parts| self.executed(parts))
     }
 
     /// A command that ran at Redis's `now`, numbered.

@@ -77,7 +77,6 @@ const MAX_DEPTH: usize = 8;
 /// (The error says nothing more than that the bytes are broken: it stays as small as the
 /// items, where a full [`Error`] would be copied out of every call.)
 fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize, arena: &'a Bump) -> Result<Item<'a>, Broken> {
-    let broken = || Broken;
     let mut take = |n: usize| -> Result<&'a [u8], Broken> {
         let end = at.checked_add(n).filter(|e| *e <= bytes.len()).ok_or(Broken)?;
         let out = &bytes[*at..end];
@@ -93,7 +92,7 @@ fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize, arena: &'a Bump) ->
         0xc3 => return Ok(Item::Int(1)),
         0xcc..=0xcf => {
             let n = be(take(1 << (tag - 0xcc))?);
-            return i64::try_from(n).map(Item::Int).map_err(|_| broken());
+            return i64::try_from(n).map(Item::Int).map_err(|_| Broken);
         }
         0xca => {
             let raw = take(4)?;
@@ -117,14 +116,14 @@ fn unpack<'a>(bytes: &'a [u8], at: &mut usize, depth: usize, arena: &'a Bump) ->
         0xd9 | 0xc4 => (be(take(1)?) as usize, false),
         0xda | 0xc5 => (be(take(2)?) as usize, false),
         0xdb | 0xc6 => (be(take(4)?) as usize, false),
-        _ => return Err(broken()),
+        _ => return Err(Broken),
     };
     if !list {
         return Ok(Item::Str(take(len)?));
     }
     // Every item takes at least a byte: a longer list than the bytes left is not one.
     if depth >= MAX_DEPTH || len > bytes.len() - *at {
-        return Err(broken());
+        return Err(Broken);
     }
     let mut broke = false;
     let items = arena.alloc_slice_fill_with(len, |_| {
