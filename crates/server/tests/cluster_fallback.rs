@@ -343,13 +343,23 @@ struct Forwarder {
 impl Forwarder {
     fn start(to: u16) -> Forwarder {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let mut f = Forwarder { port: free_port(), to, rt: Some(rt), task: None };
-        f.heal();
+        // Bound on a port the system picks, and kept: a port found free and bound later
+        // can be taken in between by another test's server (it was, once, in a run of
+        // the whole suite).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the forwarder");
+        let port = listener.local_addr().unwrap().port();
+        let mut f = Forwarder { port, to, rt: Some(rt), task: None };
+        f.listen(listener);
         f
     }
 
+    /// Listens again on the same port after [`Forwarder::cut`].
     fn heal(&mut self) {
         let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the forwarder's port");
+        self.listen(listener);
+    }
+
+    fn listen(&mut self, listener: std::net::TcpListener) {
         listener.set_nonblocking(true).unwrap();
         let to = self.to;
         let rt = self.rt.as_ref().expect("running");

@@ -14,6 +14,8 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
+const NO_PERSISTENCE: &[&str] = &["--save", "", "--appendonly", "no"];
+
 /// A private Redis on a free port, without persistence, killed when dropped.
 pub struct Redis {
     child: Child,
@@ -23,12 +25,21 @@ pub struct Redis {
 
 impl Redis {
     pub async fn start() -> Redis {
-        Redis::start_on(free_port()).await
+        // A port found free can be taken before redis-server binds it (by another test's
+        // server): that redis-server then exits, and another port is tried.
+        let mut why = String::new();
+        for _ in 0..5 {
+            match Redis::try_spawn(free_port(), NO_PERSISTENCE).await {
+                Ok(redis) => return redis,
+                Err(e) => why = e,
+            }
+        }
+        panic!("{why}");
     }
 
     /// A Redis on `port` (again, after [`Redis::kill`]: empty).
     pub async fn start_on(port: u16) -> Redis {
-        Redis::spawn(port, &["--save", "", "--appendonly", "no"]).await
+        Redis::spawn(port, NO_PERSISTENCE).await
     }
 
     /// A Redis on `port` that writes every change to an append-only file in `dir` before
@@ -40,20 +51,31 @@ impl Redis {
     }
 
     async fn spawn(port: u16, persistence: &[&str]) -> Redis {
+        Redis::try_spawn(port, persistence).await.unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// A redis-server on `port`, once it answers; an error when it exits first (the port
+    /// was taken). It must be this process's server that answers, not one that another
+    /// test started on the same port: its process id is checked.
+    async fn try_spawn(port: u16, persistence: &[&str]) -> Result<Redis, String> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(persistence)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): this test needs Redis 7"));
-        let redis = Redis { child, port, url: format!("redis://127.0.0.1:{port}/") };
+        let mut redis = Redis { child, port, url: format!("redis://127.0.0.1:{port}/") };
         for _ in 0..1000 {
-            if ping(port).await {
-                return redis;
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                return Err(format!("redis-server on port {port} exited ({status}): is the port taken?"));
+            }
+            // PING first: it answers only once the data is loaded (INFO answers before).
+            if ping(port).await && pid_on(port).await == Some(redis.child.id()) {
+                return Ok(redis);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("redis-server on port {port} did not answer");
+        Err(format!("redis-server on port {port} did not answer"))
     }
 
     pub fn kill(&mut self) {
@@ -67,6 +89,29 @@ async fn ping(port: u16) -> bool {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").await.is_ok() && s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// The process id of the Redis answering on `port` (`INFO server`), if one answers.
+async fn pid_on(port: u16) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(b"INFO server\r\n").await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while buf.len() < 64 * 1024 {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(rest) = text.split("process_id:").nth(1) {
+            if let Some((pid, _)) = rest.split_once("\r\n") {
+                return pid.trim().parse().ok();
+            }
+        }
+    }
+    None
 }
 
 impl Drop for Redis {

@@ -130,11 +130,20 @@ impl PrivatePg {
             .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "-D"])
             .arg(&data));
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let mut pg = PrivatePg { dir, bin, port, url, running: false };
-        pg.resume();
-        pg
+        let mut pg = PrivatePg { dir, bin, port: 0, url: String::new(), running: false };
+        // A port found free can be taken before the server binds it (by another test's
+        // server): the server then fails to start, and another port is tried.
+        let mut why = String::new();
+        for _ in 0..5 {
+            pg.port =
+                std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+            pg.url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+            match pg.try_resume() {
+                Ok(()) => return pg,
+                Err(e) => why = e,
+            }
+        }
+        panic!("pg_ctl start: {why}");
     }
 
     fn data(&self) -> PathBuf {
@@ -143,6 +152,12 @@ impl PrivatePg {
 
     /// Starts the server again on the same port and data (waits until it answers).
     pub fn resume(&mut self) {
+        if let Err(why) = self.try_resume() {
+            panic!("pg_ctl start: {why}");
+        }
+    }
+
+    fn try_resume(&mut self) -> Result<(), String> {
         let opts =
             format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
         let out = run(server_cmd(&self.bin.join("pg_ctl"))
@@ -151,13 +166,15 @@ impl PrivatePg {
             .args(["-l"])
             .arg(self.dir.path().join("log"))
             .args(["-o", &opts, "start"]));
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+            ));
+        }
         self.running = true;
+        Ok(())
     }
 
     /// Stops the server at once (`immediate`: no checkpoint, connections cut, as a crash).

@@ -14,36 +14,56 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// A private Redis with these extra arguments.
+    /// A private Redis with these extra arguments. A port found free can be taken before
+    /// redis-server binds it (by another test's server): that redis-server then exits, and
+    /// another port is tried.
     pub(crate) fn start_with(extra: &[&str]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Process::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}): these tests need Redis 7 installed (apt install redis-server)")
-            });
-        let url = format!("redis://127.0.0.1:{port}/");
-        let server = Server { child, url };
-        server.wait_ready();
-        server
+        let mut why = String::new();
+        for _ in 0..5 {
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+            let child = Process::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server ({e}): these tests need Redis 7 installed (apt install redis-server)")
+                });
+            let mut server = Server { child, url: format!("redis://127.0.0.1:{port}/") };
+            match server.ready() {
+                Ok(()) => return server,
+                Err(e) => why = e,
+            }
+        }
+        panic!("{why}");
     }
 
-    /// Polls until Redis answers PING (it starts in milliseconds); gives up after ~10 s.
-    pub(crate) fn wait_ready(&self) {
+    /// Polls until this process's Redis answers (it starts in milliseconds): PING, then
+    /// its process id, so that a server another test started on the same port is not
+    /// taken for it. An error when it exits first, or after ~10 s.
+    fn ready(&mut self) -> Result<(), String> {
         let client = redis::Client::open(self.url.as_str()).expect("url");
         for _ in 0..1000 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("redis-server on {} exited ({status}): is the port taken?", self.url));
+            }
             if let Ok(mut c) = client.get_connection() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
+                let info = redis::cmd("PING")
+                    .query::<String>(&mut c)
+                    .and_then(|_| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+                if let Ok(info) = info {
+                    let pid =
+                        info.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|p| p.trim().parse().ok());
+                    if pid == Some(self.child.id()) {
+                        return Ok(());
+                    }
                 }
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("redis-server on {} did not answer", self.url);
+        Err(format!("redis-server on {} did not answer", self.url))
     }
 }
 
