@@ -97,3 +97,34 @@ fn the_oracle_counts_overlapping_holds() {
     book.release_sent("L0", 500);
     assert!(book.violations().0.is_empty(), "a release sent before the grant arrived ends it");
 }
+
+/// A release by key ends whichever lease holds the key when it runs: with a key two
+/// clients share, the second holder's release (sent after the first one's, answered after
+/// a third client was granted a new lease of that key) may end the new lease. The oracle
+/// counts that lease as held only until the release's send, and not as held at the end;
+/// a release by key answered before a grant leaves that grant alone.
+#[test]
+fn a_release_by_a_shared_key_may_end_a_later_lease_of_that_key() {
+    let lease = |id: usize, key: &str| json!({ "id": format!("L{id}"), "class": "inbound", "key": key, "expires_at_ms": 3_600_000 });
+    let mut book = Book::new(LIMIT, INBOUND_RESERVE);
+    // Two clients hold L300 by key k (an idempotent retry); one releases it by key.
+    book.grant(&lease(300, "k"), 1_000);
+    book.grant(&lease(300, "k"), 2_000);
+    book.release_sent("L300", 3_000);
+    book.released_by_key("k", 3_000, 3_500);
+    // A third client is granted L399 by k; the second holder's release by key, meant for
+    // L300, is sent before and answered after (retried through an outage).
+    book.grant(&lease(399, "k"), 5_000);
+    book.release_sent("L300", 4_000);
+    book.released_by_key("k", 4_000, 9_000);
+    assert_eq!(book.held_at(10_000), Vec::<String>::new(), "L399 may have been ended by the release of k");
+    // A lease of k granted after every release of k was answered is held.
+    book.grant(&lease(400, "k"), 9_500);
+    assert_eq!(book.held_at(10_000), vec!["L400".to_string()]);
+    // L399 counts as held from its grant up to that release's send only: 20 more leases
+    // from 4 ms on never overlap it.
+    for i in 0..LIMIT - 1 {
+        book.grant(&lease(i, &format!("own-{i}")), 4_000);
+    }
+    assert!(book.violations().0.is_empty(), "{:?}", book.violations());
+}

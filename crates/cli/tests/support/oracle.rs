@@ -8,6 +8,14 @@
 //! than the pool has slots (or than the lower class may take), the server over-admitted:
 //! the check has no false positives, whatever the scheduling.
 //!
+//! A release by key (`DELETE /v1/leases?key=…`) ends whichever lease holds the key when the
+//! server runs it, and clients share keys (a retried request): the lease a client meant may
+//! be gone already, released by another holder, and the key then names a later lease that
+//! a third client was granted since. A release retried through an outage (503, then again a
+//! second later) runs long after it was sent. So a release by key is booked with when it was
+//! sent and when its answer came, and it ends every lease of that key that it may have run
+//! after: each one granted before the answer, at its send at the latest.
+//!
 //! A client talks to one or several nodes, each request to the next node in turn (so a
 //! lease taken through one node is released, and a ticket polled, through another), and
 //! to the next one when a node does not answer (it was killed).
@@ -36,6 +44,8 @@ pub struct Seen {
     expires_us: u64,
     /// Earliest send of a release.
     released_us: Option<u64>,
+    /// The lease's idempotency key, if it has one.
+    key: Option<String>,
 }
 
 /// What every client saw, for a pool of `limit` slots of which `reserve` are held back
@@ -44,6 +54,8 @@ pub struct Book {
     pub limit: usize,
     pub reserve: usize,
     pub leases: HashMap<String, Seen>,
+    /// Releases by key: for each key, when each was sent and when its answer came (µs).
+    pub by_key: HashMap<String, Vec<(u64, u64)>>,
     pub granted: u64,
     pub queued: u64,
     pub rejected: u64,
@@ -60,6 +72,7 @@ impl Book {
             limit,
             reserve,
             leases: HashMap::new(),
+            by_key: HashMap::new(),
             granted: 0,
             queued: 0,
             rejected: 0,
@@ -73,8 +86,10 @@ impl Book {
         let id = lease["id"].as_str().unwrap_or_else(|| panic!("a lease id: {lease}")).to_string();
         let outbound = lease["class"] == "outbound";
         let expires_us = lease["expires_at_ms"].as_u64().unwrap_or_else(|| panic!("expires_at_ms: {lease}")) * 1000;
+        let key = lease["key"].as_str().map(str::to_string);
         self.granted += 1;
-        let seen = self.leases.entry(id).or_insert(Seen { outbound, granted_us: at, expires_us, released_us: None });
+        let seen =
+            self.leases.entry(id).or_insert(Seen { outbound, granted_us: at, expires_us, released_us: None, key });
         seen.granted_us = seen.granted_us.min(at);
         seen.expires_us = seen.expires_us.min(expires_us);
     }
@@ -86,13 +101,32 @@ impl Book {
         }
     }
 
+    /// A release by `key` was sent at `sent` and answered at `answered` (µs): it ran in
+    /// between, on whichever lease held the key then.
+    pub fn released_by_key(&mut self, key: &str, sent: u64, answered: u64) {
+        self.by_key.entry(key.to_string()).or_default().push((sent, answered));
+    }
+
+    /// Until when the clients know `s` was held: its first release's send, its expiry, or
+    /// the send of a release by its key that may have run after it was granted.
+    fn end(&self, s: &Seen) -> u64 {
+        let mut end = s.released_us.map_or(s.expires_us, |r| r.min(s.expires_us));
+        let by_key = s.key.as_ref().and_then(|k| self.by_key.get(k)).map_or(&[][..], Vec::as_slice);
+        for &(sent, answered) in by_key {
+            if answered > s.granted_us {
+                end = end.min(sent.max(s.granted_us));
+            }
+        }
+        end
+    }
+
     /// Instants at which the oracle counts more leases than allowed: (time, total, outbound).
     pub fn violations(&self) -> (Vec<(u64, usize, usize)>, usize) {
         // (time, +1 start / -1 end, outbound); ends sort before starts at the same
         // instant: the intervals are half-open.
         let mut edges: Vec<(u64, i8, bool)> = Vec::new();
         for s in self.leases.values() {
-            let end = s.released_us.map_or(s.expires_us, |r| r.min(s.expires_us));
+            let end = self.end(s);
             if end > s.granted_us {
                 edges.push((s.granted_us, 1, s.outbound));
                 edges.push((end, -1, s.outbound));
@@ -113,13 +147,22 @@ impl Book {
         (bad, peak)
     }
 
-    /// Leases granted and never released whose `expires_at_ms` is after `now_us`: what
-    /// the server must still hold.
+    /// Leases granted, never released (by id, or by a key release that may have run after
+    /// the grant) whose `expires_at_ms` is after `now_us`: what the server must still hold.
     pub fn held_at(&self, now_us: u64) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.leases.iter().filter(|(_, s)| self.end(s) > now_us).map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Leases never released by id, not expired at `now_us`, that a release by their key
+    /// (sent for an earlier lease of that key) may have ended: not in [`Book::held_at`].
+    pub fn cut_by_key(&self, now_us: u64) -> Vec<String> {
         let mut ids: Vec<String> = self
             .leases
             .iter()
-            .filter(|(_, s)| s.released_us.is_none() && s.expires_us > now_us)
+            .filter(|(_, s)| s.released_us.is_none() && s.expires_us > now_us && self.end(s) <= now_us)
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort();
@@ -229,7 +272,8 @@ impl Client {
     }
 
     pub async fn release(&self, id: &str, key: Option<&str>) {
-        self.book.lock().unwrap().release_sent(id, now_us());
+        let sent = now_us();
+        self.book.lock().unwrap().release_sent(id, sent);
         let path = match key {
             Some(k) => format!("/v1/leases?key={k}"),
             None => format!("/v1/leases/{id}"),
@@ -237,6 +281,9 @@ impl Client {
         let resp =
             self.send(|base| self.http.delete(format!("{base}{path}"))).await.expect("release: no node answered");
         assert_eq!(resp.status(), 200, "release answers 200");
+        if let Some(key) = key {
+            self.book.lock().unwrap().released_by_key(key, sent, now_us());
+        }
     }
 
     /// Polls a ticket until it ends; records a grant. `cancel`: give up after the first
