@@ -417,6 +417,23 @@ pub trait LedgerBackend: Send + Sync + 'static {
     /// nothing newer than it.
     fn submitted(&self) -> u64;
 
+    /// Makes durable *here* a grant that this node is about to show but did not make
+    /// itself, and answers the commit to wait for before showing it. `from_ticket`: the
+    /// waiting ticket it was granted from.
+    ///
+    /// Several writers share one ledger in cluster mode, each with its own journal: a lease
+    /// another node's command granted is in the shared ledger before that node's commit,
+    /// which may still be under way or may be lost (its caller then hears 503). A node that
+    /// answers such a grant to *its* caller (a ticket granted by another node's release, an
+    /// idempotent retry that finds a lease) journals it too, so the answer never runs ahead
+    /// of what a restore would bring back. Journaling a grant twice writes the same row (a
+    /// released lease is not brought back). By default (one writer, whose every grant is
+    /// durable before it is shown): the last commit handed out.
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
+        let _ = (lease, from_ticket);
+        self.submitted()
+    }
+
     /// Whether commits succeed.
     fn health(&self) -> Health;
 

@@ -54,7 +54,9 @@ use callgate_backend::Names;
 use callgate_backend::{Command, Executed, LeaseFilter, LeaseRef as BackendLease, LedgerBackend, Outcome};
 use callgate_config::Overflow;
 use callgate_core::clock::Clock;
-use callgate_core::{Decision, Event, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus};
+use callgate_core::{
+    Decision, Event, Lease, LeaseId, PoolId, RejectReason, Request, TicketId, TicketOutcome, TicketStatus,
+};
 use callgate_events::views::{LeaseView, PoolInfo, TicketView};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,9 +128,10 @@ pub enum TicketState {
 struct State {
     waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
     /// The last [`UNCLAIMED_KEPT`] ticket ends that no waiter was there for, as
-    /// `(ticket, commit, end)`: an acquire that registers its waiter after its command ran
-    /// finds here an end that came in between.
-    unclaimed: std::collections::VecDeque<(u64, u64, TicketEnd)>,
+    /// `(ticket, commit, end, vouch)`: an acquire that registers its waiter after its
+    /// command ran finds here an end that came in between. `vouch`: a grant read from the
+    /// cluster's stream, journaled here when a waiter claims it ([`LedgerBackend::vouch`]).
+    unclaimed: std::collections::VecDeque<(u64, u64, TicketEnd, Option<Lease>)>,
     /// [pool] → what lowers its cap (see `caps`); the only source of [`Command::SetCap`].
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
@@ -432,7 +435,7 @@ impl Governor {
     /// Tells the waiters of the tickets `done` ended how they ended (they wait for its
     /// commit before they answer).
     fn wake(&self, st: &mut State, done: &Executed) {
-        self.wake_events(st, &done.events, done.commit);
+        self.wake_events(st, &done.events, done.commit, false);
     }
 
     /// Events that another node committed to the shared ledger (cluster mode: the node's
@@ -440,18 +443,22 @@ impl Governor {
     /// included, in order): the waiters here of the tickets they ended learn how. A
     /// release on one node grants a ticket that waits on another inside the ledger; this
     /// is how the other node's waiter hears of it. A waiter already woken by its own
-    /// node's answer is gone, so nothing is told twice.
+    /// node's answer is gone, so nothing is told twice. The other node may not have
+    /// committed the grant yet (or may never): a waiter here is told only once this node
+    /// journaled it too ([`LedgerBackend::vouch`]).
     pub fn committed_elsewhere(&self, events: &[Event]) {
         let mut st = self.lock();
         let commit = self.backend.submitted();
-        self.wake_events(&mut st, events, commit);
+        self.wake_events(&mut st, events, commit, true);
     }
 
-    fn wake_events(&self, st: &mut State, events: &[Event], commit: u64) {
+    /// `foreign`: the events come from the cluster's stream, not from this node's command
+    /// (whose commit is `commit`): a grant is vouched for before its waiter is told.
+    fn wake_events(&self, st: &mut State, events: &[Event], commit: u64, foreign: bool) {
         for e in events {
-            let (t, end) = match e {
+            let (t, end, grant) = match e {
                 Event::Granted { lease, from_ticket: Some((t, _)) } => {
-                    (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())))
+                    (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())), foreign.then_some(lease))
                 }
                 Event::TicketEnded { ticket, outcome, .. } => (
                     ticket.id.0,
@@ -460,11 +467,13 @@ impl Governor {
                         TicketOutcome::NeverFits => TicketEnd::NeverFits(self.flow_overflow(ticket.flow)),
                         _ => TicketEnd::Cancelled,
                     },
+                    None,
                 ),
                 _ => continue,
             };
             match st.waiters.remove(&t) {
                 Some(ws) => {
+                    let commit = grant.map_or(commit, |l| self.backend.vouch(l, Some(TicketId(t))));
                     for w in ws {
                         let _ = w.send((commit, end.clone()));
                     }
@@ -473,7 +482,7 @@ impl Governor {
                     if st.unclaimed.len() == UNCLAIMED_KEPT {
                         st.unclaimed.pop_front();
                     }
-                    st.unclaimed.push_back((t, commit, end));
+                    st.unclaimed.push_back((t, commit, end, grant.cloned()));
                     self.unclaimed_total.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -487,8 +496,9 @@ impl Governor {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
         if self.unclaimed_total.load(Ordering::SeqCst) != seen {
-            if let Some(i) = st.unclaimed.iter().rposition(|(t, _, _)| *t == id.0) {
-                if let Some((_, commit, end)) = st.unclaimed.remove(i) {
+            if let Some(i) = st.unclaimed.iter().rposition(|(t, _, _, _)| *t == id.0) {
+                if let Some((_, commit, end, grant)) = st.unclaimed.remove(i) {
+                    let commit = grant.map_or(commit, |l| self.backend.vouch(&l, Some(id)));
                     let _ = tx.send((commit, end));
                     return rx;
                 }
@@ -732,6 +742,9 @@ impl Governor {
     }
 
     /// A ticket's state, or `None` when unknown (or forgotten after the retention time).
+    /// A live lease it was granted is journaled here first ([`LedgerBackend::vouch`]: in
+    /// cluster mode another node's release may have granted it): read it through
+    /// [`Governor::durable_view`], which waits for that commit.
     pub fn ticket(&self, id: TicketId) -> Option<TicketState> {
         let read = self.backend.ticket(id)?;
         Some(match read.status {
@@ -743,7 +756,11 @@ impl Governor {
                 deadline_ms: deadline,
             }),
             TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
-                TicketState::Granted(self.backend.lease(lease).map(|l| LeaseView::new(&l, &self.names())), lease)
+                let live = self.backend.lease(lease);
+                if let Some(l) = &live {
+                    self.backend.vouch(l, Some(id));
+                }
+                TicketState::Granted(live.map(|l| LeaseView::new(&l, &self.names())), lease)
             }
             TicketStatus::Ended { outcome: TicketOutcome::Cancelled, .. } => TicketState::Cancelled,
             TicketStatus::Ended { outcome: TicketOutcome::TimedOut, flow, .. } => {
@@ -758,7 +775,7 @@ impl Governor {
     /// Live leases, optionally of one pool.
     pub fn leases(&self, pool: Option<&str>) -> Result<Vec<LeaseView>, Error> {
         let pool = pool.map(|name| self.pool_id(name)).transpose()?;
-        let mut live: Vec<callgate_core::Lease> = self.backend.leases();
+        let mut live: Vec<Lease> = self.backend.leases();
         live.retain(|l| pool.is_none_or(|p| l.pools.iter().any(|pu| pu.pool == p)));
         live.sort_by_key(|l| (l.granted_at, l.id));
         Ok(live.iter().map(|l| LeaseView::new(l, &self.names())).collect())
@@ -882,7 +899,7 @@ fn ends_ticket(e: &Event) -> bool {
 }
 
 /// Forbidden unless `who` (`None`: an admin, or no keys configured) acquired the lease.
-fn owned_by(lease: &callgate_core::Lease, who: Option<&str>) -> Result<(), Error> {
+fn owned_by(lease: &Lease, who: Option<&str>) -> Result<(), Error> {
     match who {
         Some(who) if lease.owner.as_deref() != Some(who) => Err(not_owner("lease", lease.id, who)),
         _ => Ok(()),

@@ -757,3 +757,81 @@ async fn tickets_that_ended_just_before_redis_restarted_empty_read_the_same_afte
     assert_eq!(after.1, before_timed_out, "the timed-out ticket reads the same");
     t.server.unwrap().stop().await;
 }
+
+/// A node answers its caller with a grant that another node made only once it has
+/// journaled that grant itself: the other node's commit may still be under way, or may be
+/// lost (its own caller then hears 503), and a Redis that restarts empty gets back only
+/// what PostgreSQL holds. Deterministic, with no timing: the other node here, `x`, is a
+/// node of the same domain without `[storage] database`, so no grant it makes is ever
+/// committed by it. Three ways a caller of `a` is shown such a grant: an idempotent retry
+/// that finds the lease, a ticket read after `x`'s release granted it, and a request that
+/// waits in line when `x`'s release grants its ticket. Each lease is in PostgreSQL when
+/// `a` answers, and after Redis restarted empty every one is still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it() {
+    let mut redis = Redis::start().await;
+    let db = TestDb::new("pgwire_vouch");
+    let toml = config(&redis.url, &db.url, "pgwire-vouch");
+    let a = TestServer::start(&toml).await;
+    let x = TestServer::start(&toml.replace(&format!("database = \"{}\"\n", db.url), "")).await;
+    let journaled = |key: &str| {
+        db.query(&format!(
+            "SELECT count(*) FROM journal_leases WHERE domain = 'pgwire-vouch' AND key = '{key}' AND granted"
+        ))
+    };
+    let acquire = |node: &TestServer, body: serde_json::Value| {
+        let (client, url) = (node.client.clone(), format!("{}/v1/acquire", node.base));
+        async move {
+            let r = client.post(url).json(&body).send().await.expect("the node answers");
+            (r.status(), r.json::<serde_json::Value>().await.expect("a JSON answer"))
+        }
+    };
+
+    // An idempotent retry through a finds the lease x granted.
+    let (s, first) = x.acquire(json!({ "flow": "in", "key": "retried" })).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(journaled("retried"), "0", "x journals nothing");
+    let (s, again) = a.acquire(json!({ "flow": "in", "key": "retried" })).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["lease"]["id"], first["lease"]["id"], "the retry finds the same lease");
+    assert_eq!(journaled("retried"), "1", "a journaled the lease before it answered the retry");
+
+    // The pool (3) is full; a ticket waits through a and is granted by x's release.
+    let mut held = Vec::new();
+    for key in ["held-1", "held-2"] {
+        let (s, v) = x.acquire(json!({ "flow": "in", "key": key })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        held.push(v["lease"]["id"].as_str().unwrap().to_string());
+    }
+    let (s, q) = a.acquire(json!({ "flow": "wait", "key": "polled" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{q}");
+    let (s, _) = x.delete(&format!("/v1/leases/{}", held[0])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = a.get(&format!("/v1/tickets/{}", q["ticket"]["id"].as_str().unwrap())).await;
+    assert_eq!((s, &t["state"]), (StatusCode::OK, &json!("granted")), "{t}");
+    assert_eq!(journaled("polled"), "1", "a journaled the ticket's lease before it showed it");
+
+    // A request that waits in line on a, granted by x's release (a hears of it from the
+    // cluster's stream).
+    let waiting = tokio::spawn(acquire(&a, json!({ "flow": "wait", "key": "waiter", "wait_ms": 60_000 })));
+    eventually("the request waits in line", secs(20), || async { x.pool("acct").await["waiting"] == 1 }).await;
+    let (s, _) = x.delete(&format!("/v1/leases/{}", held[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, w) = waiting.await.unwrap();
+    assert_eq!((s, &w["decision"]), (StatusCode::OK, &json!("granted")), "{w}");
+    assert_eq!(journaled("waiter"), "1", "a journaled the waiter's lease before it answered");
+
+    // Redis restarts empty: every lease a's callers were shown comes back from PostgreSQL.
+    x.server.unwrap().stop().await;
+    let port = redis.port;
+    redis.kill();
+    let _redis = Redis::start_on(port).await;
+    eventually("the ledger is restored", secs(60), || async { a.get("/v1/pools/acct").await.0 == StatusCode::OK })
+        .await;
+    let (s, listed) = a.get("/v1/leases").await;
+    assert_eq!(s, StatusCode::OK, "{listed}");
+    let mut keys: Vec<&str> = listed["leases"].as_array().unwrap().iter().filter_map(|l| l["key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["polled", "retried", "waiter"], "{listed}");
+    a.server.unwrap().stop().await;
+}

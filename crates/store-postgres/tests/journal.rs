@@ -133,6 +133,15 @@ async fn a_renewal_through_another_node_that_commits_before_the_grant_is_kept() 
     // Later renewals apply as they come.
     commit(&node_b, vec![renew(T0 + 400_000, 100_000)]).await;
     assert_eq!(node_a.live_leases(T0).await.expect("read")[0].expires_at, T0 + 400_000);
+    // The grant written again by a node that showed it (`LedgerBackend::vouch`), as it read
+    // it before that renewal: the later expiry is kept.
+    commit(&node_b, vec![granted(&l)]).await;
+    let live = node_a.live_leases(T0).await.expect("read");
+    assert_eq!(
+        (live[0].expires_at, live[0].ttl_ms),
+        (T0 + 400_000, 100_000),
+        "a grant written twice keeps the renewal"
+    );
     // A renewal of a released lease brings nothing back.
     commit(&node_a, vec![Event::Released { lease: l.clone(), at: T0 + 20 }]).await;
     commit(&node_b, vec![renew(T0 + 500_000, 100_000)]).await;

@@ -36,10 +36,17 @@
 //! one of this node's grants before PostgreSQL has it. Other nodes' events are published
 //! as they come: their node commits them to PostgreSQL before it answers, but the stream
 //! carries them as soon as Redis ran them, so for the length of that node's commit
-//! (milliseconds; at most its commit timeout) another node's bus may show a grant that
-//! its PostgreSQL commit may still lose. The same holds for a caller waiting on this node
-//! whose ticket another node's release granted: its answer waits for this node's journal,
-//! not the other node's.
+//! (milliseconds; at most its commit timeout) another node's bus (metrics, the live page,
+//! `/v1/events`) and its reads of the shared ledger (lease lists, pools) may show a grant
+//! that its PostgreSQL commit may still lose.
+//!
+//! **Answers.** A grant another node's command made is never *answered* to a caller here
+//! before this node journaled it too ([`LedgerBackend::vouch`]: the same rows, written
+//! again; a released lease stays released): a caller waiting here whose ticket another
+//! node's release granted, a ticket read (`GET /v1/tickets/{id}`, Twilio's wait URL), an
+//! idempotent retry that finds a lease (another node's, or one whose command's reply never
+//! came). So a client told "granted" gets its lease back after Redis restarts empty,
+//! whichever node's commit was under way or lost.
 
 use callgate_backend::leads::Leads;
 use callgate_backend::records::Records;
@@ -370,6 +377,12 @@ impl Journaled {
             if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
                 return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
             }
+            // Found: maybe another node's (its commit under way or lost) or one whose reply
+            // never came. Journaled here too before it is answered (`LedgerBackend::vouch`).
+            if let Some(l) = lease {
+                let commit = self.vouch(l, None);
+                return Ok(Executed { commit, ..done });
+            }
         }
         Ok(done)
     }
@@ -447,6 +460,13 @@ impl LedgerBackend for Journaled {
 
     fn submitted(&self) -> u64 {
         self.inner.journal.submitted()
+    }
+
+    /// Appends the grant to this node's journal as if this node had made it (no order lock:
+    /// nothing of it goes to the stream). The journal keeps no ticket's wait time.
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
+        let from_ticket = from_ticket.map(|t| (t, 0));
+        self.inner.journal.append(vec![Event::Granted { lease: lease.clone(), from_ticket }])
     }
 
     fn health(&self) -> Health {

@@ -554,6 +554,10 @@ impl LedgerBackend for Fallback {
         self.inner.submitted()
     }
 
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
+        self.inner.vouch(lease, from_ticket)
+    }
+
     fn health(&self) -> Health {
         let inner = self.inner.health();
         self.read_local(

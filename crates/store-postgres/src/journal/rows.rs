@@ -46,6 +46,9 @@ pub(super) struct Stmts {
 impl Stmts {
     pub(super) async fn prepare(c: &Client) -> Result<Stmts, tokio_postgres::Error> {
         Ok(Stmts {
+            // A grant is written by the node that made it, and by any node that showed it
+            // before that node's commit (`LedgerBackend::vouch`), in either order: the
+            // expiry only ever moves forward (a renewal read by one of them is kept).
             put_lease: c
                 .prepare(
                     "INSERT INTO journal_leases (domain, id, key, class, flow, pools, granted_at, expires_at, ttl_ms, meta, owner)
@@ -55,9 +58,9 @@ impl Stmts {
                      ON CONFLICT (domain, id) DO UPDATE SET key = excluded.key, class = excluded.class,
                         flow = excluded.flow, pools = excluded.pools, granted_at = excluded.granted_at,
                         meta = excluded.meta, owner = excluded.owner, granted = true,
-                        expires_at = CASE WHEN journal_leases.granted THEN excluded.expires_at
-                            ELSE GREATEST(journal_leases.expires_at, excluded.expires_at) END,
-                        ttl_ms = CASE WHEN journal_leases.granted OR journal_leases.expires_at < excluded.expires_at
+                        expires_at = GREATEST(journal_leases.expires_at, excluded.expires_at),
+                        ttl_ms = CASE WHEN journal_leases.expires_at < excluded.expires_at
+                            OR (journal_leases.granted AND journal_leases.expires_at = excluded.expires_at)
                             THEN excluded.ttl_ms ELSE journal_leases.ttl_ms END",
                 )
                 .await?,
