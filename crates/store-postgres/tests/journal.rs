@@ -266,3 +266,23 @@ fn a_bad_url_is_refused_with_a_clear_error() {
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(err.message.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
+
+/// An append committed later than the commit timeout after its command started counts as
+/// lost, though PostgreSQL committed it: every durable answer comes within one timeout of
+/// the command reaching Redis, which the restore of an emptied Redis relies on. Later
+/// appends are answered as before.
+#[tokio::test]
+async fn an_append_committed_later_than_the_commit_timeout_after_it_started_counts_as_lost() {
+    let db = TestDb::new("journal");
+    let timeout = std::time::Duration::from_secs(2);
+    let pg = Pg::open(&db.url, Settings { commit_timeout: timeout, ..Settings::default() }).expect("open");
+    let j = Journal::open(&pg, "acme", "n1", names(), 600_000);
+    let long_ago = tokio::time::Instant::now().checked_sub(3 * timeout).expect("the machine has run a while");
+    let late = j.append_started(vec![granted(&lease(1, "call-1", T0 + 60_000))], long_ago);
+    let on_time = j.append(vec![granted(&lease(2, "call-2", T0 + 60_000))]);
+    let e = j.durable(late).await.expect_err("too late to be called durable");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    j.durable(on_time).await.expect("durable");
+    // PostgreSQL has both rows: a lost append's row only keeps a lease counted longer.
+    assert_eq!(j.live_leases(T0).await.expect("read").len(), 2);
+}

@@ -68,9 +68,10 @@ const UNDO_TRIES: u32 = 10;
 /// Between two tries.
 const UNDO_RETRY: Duration = Duration::from_secs(1);
 /// After Redis is found empty, how long the restore waits before it reads the journal:
-/// longer than any journal commit may take (the default commit timeout, 5 s), so every
-/// grant Redis made before it lost its state has been committed (and is restored) or
-/// lost (and was never acknowledged). Nothing is granted meanwhile: the ledger is gone.
+/// longer than the commit timeout (5 s), within which an append is committed after its
+/// command was sent to Redis or counts as lost (`Journal::append_started`), so every grant
+/// Redis made before it lost its state is committed (restored) or lost (never acknowledged).
+/// Nothing is granted meanwhile: the ledger is gone.
 const RESTORE_GRACE: Duration = Duration::from_secs(6);
 
 /// What an acquire whose append was lost must take back in Redis.
@@ -182,6 +183,8 @@ impl Inner {
             Command::Reconfigure { spec, names, .. } => Some(((**spec).clone(), (**names).clone())),
             _ => None,
         };
+        // Its append counts as lost unless committed within the commit timeout from here.
+        let started = tokio::time::Instant::now();
         let done = self.redis.execute(cmd)?;
         // The reconfiguration's own events already name things the new way.
         if let Some((spec, names)) = renamed {
@@ -191,8 +194,11 @@ impl Inner {
         // A command that changed nothing (a sweep with nothing due: fifty a second on the
         // duty holder) is not appended: it waits for what came before it. An empty append
         // would be "committed" without asking PostgreSQL and clear a failure it never saw.
-        let seq =
-            if done.events.is_empty() { self.journal.submitted() } else { self.journal.append(done.events.clone()) };
+        let seq = if done.events.is_empty() {
+            self.journal.submitted()
+        } else {
+            self.journal.append_started(done.events.clone(), started)
+        };
         Ok(Executed { commit: seq, ..done })
     }
 
@@ -201,6 +207,7 @@ impl Inner {
     /// lock (so the stream entry they share is covered as one command's would be).
     fn run_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let started = tokio::time::Instant::now();
         let done = self.redis.execute_batch(cmds);
         done.into_iter()
             .map(|r| {
@@ -208,7 +215,7 @@ impl Inner {
                     let seq = if done.events.is_empty() {
                         self.journal.submitted()
                     } else {
-                        self.journal.append(done.events.clone())
+                        self.journal.append_started(done.events.clone(), started)
                     };
                     Executed { commit: seq, ..done }
                 })

@@ -27,6 +27,16 @@
 //! the row it may have left is harmless (it only keeps a lease counted until its expiry
 //! after a Redis restart; never the other way round). Later appends are tried again on a
 //! new connection: each append's answer is its own commit's.
+//!
+//! **A bound on every durable answer.** An append committed later than the commit timeout
+//! after it *started* (for a command on Redis: before the command was sent, see
+//! [`Journal::append_started`]) counts as lost in the same way, though its commit
+//! succeeded: an append waits for the commit under way before its own, so without this its
+//! answer could come up to two timeouts late. With it, whatever is acknowledged was
+//! committed within one commit timeout of its command reaching Redis, which is what the
+//! restore of an emptied Redis relies on: it reads the journal longer than that after Redis
+//! lost its state, so it sees every grant that a caller was told of, with no clock shared
+//! between the nodes.
 
 mod read;
 mod rows;
@@ -41,6 +51,7 @@ use rows::{row_ops, Stmts};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
 
 /// The journal's health, for `/healthz` and admission.
@@ -106,7 +117,7 @@ impl Durable {
 }
 
 enum Msg {
-    Append { seq: u64, events: Vec<Event> },
+    Append { seq: u64, events: Vec<Event>, started: Instant },
     Rename(Names),
 }
 
@@ -183,10 +194,17 @@ impl Journal {
     /// for with [`Journal::durable`]. Never blocks. After [`Journal::close`] the number is
     /// one `durable` answers `unavailable` for.
     pub fn append(&self, events: Vec<Event>) -> u64 {
+        self.append_started(events, Instant::now())
+    }
+
+    /// [`Journal::append`] of a command that started at `started` (before it was sent to
+    /// Redis): unless committed within the commit timeout of that instant, the append
+    /// counts as lost (see the module docs).
+    pub fn append_started(&self, events: Vec<Event>, started: Instant) -> u64 {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         tx.0 += 1;
         let seq = tx.0;
-        let sent = tx.1.as_ref().is_some_and(|s| s.send(Msg::Append { seq, events }).is_ok());
+        let sent = tx.1.as_ref().is_some_and(|s| s.send(Msg::Append { seq, events, started }).is_ok());
         if !sent {
             tracing::debug!(seq, "An append after the journal closed");
         }
@@ -288,6 +306,7 @@ struct Writer {
 struct Append {
     seq: u64,
     events: Vec<Event>,
+    started: Instant,
 }
 
 impl Writer {
@@ -305,7 +324,7 @@ impl Writer {
             }
             for m in msgs.drain(..) {
                 match m {
-                    Msg::Append { seq, events } => group.push(Append { seq, events }),
+                    Msg::Append { seq, events, started } => group.push(Append { seq, events, started }),
                     Msg::Rename(names) => {
                         // Appends before the change name things by the old ids.
                         self.commit_group(&mut group, durable).await;
@@ -322,7 +341,7 @@ impl Writer {
             return;
         };
         // Measured for the commit-time histogram only; nothing decides on it.
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.timeout, self.commit(group)).await {
             Ok(r) => r,
             Err(_) => {
@@ -335,9 +354,18 @@ impl Writer {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
+                let late: Vec<u64> =
+                    group.iter().filter(|a| a.started.elapsed() > self.timeout).map(|a| a.seq).collect();
                 durable.send_modify(|d| {
                     if d.failed.take().is_some() {
                         tracing::warn!(domain = %self.domain, "Journal commits succeed again");
+                    }
+                    if !late.is_empty() {
+                        tracing::warn!(domain = %self.domain, appends = late.len(), timeout = ?self.timeout,
+                            "Journal appends committed later than the commit timeout after they started count as lost");
+                    }
+                    for &seq in &late {
+                        d.lose(seq, seq);
                     }
                     d.seq = last;
                 });
