@@ -112,6 +112,12 @@ async fn a_release_through_another_node_is_not_undone_by_the_grant_committing_la
     let other = lease(9, "call-9", T0 + 60_000);
     commit(&node_b, vec![granted(&other)]).await;
     assert_eq!(node_a.restore(T0 + 20).await.expect("read").next_id, 10);
+    // A lease whose grant no node journaled (its command's reply never came) expires, and
+    // another is renewed: the ids go on above both, so no new lease meets their rows.
+    commit(&node_a, vec![Event::Expired { lease: lease(20, "lost-reply", T0 + 50), at: T0 + 60 }]).await;
+    assert_eq!(node_a.restore(T0 + 20).await.expect("read").next_id, 21, "above the tombstone");
+    commit(&node_b, vec![Event::Renewed { lease: LeaseId(30), expires_at: T0 + 90_000, ttl_ms: 60_000, at: T0 }]).await;
+    assert_eq!(node_a.restore(T0 + 20).await.expect("read").next_id, 31, "above the renewal's row");
 }
 
 #[tokio::test]

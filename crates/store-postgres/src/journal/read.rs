@@ -89,9 +89,15 @@ pub(super) async fn all(c: &Conn, domain: &str, now: u64) -> Result<Restored, Er
                 at: unbig(r.get(4)),
             })
             .collect::<Vec<_>>();
+        // Ids above every id of any row too: a tombstone (a release or expiry journaled
+        // for a lease whose grant never was: its command's reply was lost) or a renewal
+        // row moves no counter, and a new lease with its id would be refused its row.
         let counters = c
             .query_one(
-                "SELECT COALESCE(MAX(next_id), 1), COALESCE(MAX(next_seq), 1) FROM journal_counters WHERE domain = $1",
+                "SELECT COALESCE(MAX(next_id), 1), COALESCE(MAX(next_seq), 1),
+                    (SELECT COALESCE(MAX(id) + 1, 1) FROM journal_gone WHERE domain = $1),
+                    (SELECT COALESCE(MAX(id) + 1, 1) FROM journal_leases WHERE domain = $1)
+                 FROM journal_counters WHERE domain = $1",
                 &[&domain],
             )
             .await
@@ -99,7 +105,7 @@ pub(super) async fn all(c: &Conn, domain: &str, now: u64) -> Result<Restored, Er
         let mut out = Restored {
             leases,
             tickets,
-            next_id: unbig(counters.get(0)).max(1),
+            next_id: unbig(counters.get(0)).max(unbig(counters.get(2))).max(unbig(counters.get(3))).max(1),
             next_seq: unbig(counters.get(1)).max(1),
             limits,
             ended,
