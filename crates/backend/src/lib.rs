@@ -419,7 +419,9 @@ pub trait LedgerBackend: Send + Sync + 'static {
 
     /// Makes durable *here* a grant that this node is about to show but did not make
     /// itself, and answers the commit to wait for before showing it. `from_ticket`: the
-    /// waiting ticket it was granted from.
+    /// waiting ticket it was granted from. `seen`: an instant before this node read the
+    /// grant from the shared ledger; like every append, this one counts as lost unless it
+    /// is committed within the commit timeout of it (what a restore relies on).
     ///
     /// Several writers share one ledger in cluster mode, each with its own journal: a lease
     /// another node's command granted is in the shared ledger before that node's commit,
@@ -429,8 +431,8 @@ pub trait LedgerBackend: Send + Sync + 'static {
     /// of what a restore would bring back. Journaling a grant twice writes the same row (a
     /// released lease is not brought back). By default (one writer, whose every grant is
     /// durable before it is shown): the last commit handed out.
-    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
-        let _ = (lease, from_ticket);
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>, seen: std::time::Instant) -> u64 {
+        let _ = (lease, from_ticket, seen);
         self.submitted()
     }
 

@@ -127,15 +127,25 @@ pub enum TicketState {
 
 struct State {
     waiters: FxHashMap<u64, Vec<oneshot::Sender<(u64, TicketEnd)>>>,
-    /// The last [`UNCLAIMED_KEPT`] ticket ends that no waiter was there for, as
-    /// `(ticket, commit, end, vouch)`: an acquire that registers its waiter after its
-    /// command ran finds here an end that came in between. `vouch`: a grant read from the
-    /// cluster's stream, journaled here when a waiter claims it ([`LedgerBackend::vouch`]).
-    unclaimed: std::collections::VecDeque<(u64, u64, TicketEnd, Option<Lease>)>,
+    /// The last [`UNCLAIMED_KEPT`] ticket ends that no waiter was there for: an acquire
+    /// that registers its waiter after its command ran finds here an end that came in
+    /// between.
+    unclaimed: std::collections::VecDeque<Unclaimed>,
     /// [pool] → what lowers its cap (see `caps`); the only source of [`Command::SetCap`].
     caps: Vec<caps::CapSources>,
     /// The earliest end of a refusal's cooldown, if any runs.
     cooldown_due: Option<u64>,
+}
+
+/// A ticket's end that no waiter was there for (see `State::unclaimed`).
+struct Unclaimed {
+    ticket: u64,
+    /// The commit to wait for before telling it.
+    commit: u64,
+    end: TicketEnd,
+    /// A grant read from the cluster's stream, with an instant before it was read: it is
+    /// journaled here when a waiter claims it ([`LedgerBackend::vouch`]).
+    vouch: Option<(Lease, std::time::Instant)>,
 }
 
 /// The names of pools, classes and flows, their index, and each flow's first overflow
@@ -435,7 +445,7 @@ impl Governor {
     /// Tells the waiters of the tickets `done` ended how they ended (they wait for its
     /// commit before they answer).
     fn wake(&self, st: &mut State, done: &Executed) {
-        self.wake_events(st, &done.events, done.commit, false);
+        self.wake_events(st, &done.events, done.commit, None);
     }
 
     /// Events that another node committed to the shared ledger (cluster mode: the node's
@@ -445,20 +455,22 @@ impl Governor {
     /// is how the other node's waiter hears of it. A waiter already woken by its own
     /// node's answer is gone, so nothing is told twice. The other node may not have
     /// committed the grant yet (or may never): a waiter here is told only once this node
-    /// journaled it too ([`LedgerBackend::vouch`]).
-    pub fn committed_elsewhere(&self, events: &[Event]) {
+    /// journaled it too ([`LedgerBackend::vouch`]). `read`: an instant before the events
+    /// were read from the stream.
+    pub fn committed_elsewhere(&self, events: &[Event], read: std::time::Instant) {
         let mut st = self.lock();
         let commit = self.backend.submitted();
-        self.wake_events(&mut st, events, commit, true);
+        self.wake_events(&mut st, events, commit, Some(read));
     }
 
-    /// `foreign`: the events come from the cluster's stream, not from this node's command
-    /// (whose commit is `commit`): a grant is vouched for before its waiter is told.
-    fn wake_events(&self, st: &mut State, events: &[Event], commit: u64, foreign: bool) {
+    /// `read`: the events come from the cluster's stream (read after that instant), not
+    /// from this node's command (whose commit is `commit`): a grant is vouched for before
+    /// its waiter is told.
+    fn wake_events(&self, st: &mut State, events: &[Event], commit: u64, read: Option<std::time::Instant>) {
         for e in events {
             let (t, end, grant) = match e {
                 Event::Granted { lease, from_ticket: Some((t, _)) } => {
-                    (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())), foreign.then_some(lease))
+                    (t.0, TicketEnd::Granted(LeaseView::new(lease, &self.names())), read.map(|r| (lease, r)))
                 }
                 Event::TicketEnded { ticket, outcome, .. } => (
                     ticket.id.0,
@@ -473,7 +485,7 @@ impl Governor {
             };
             match st.waiters.remove(&t) {
                 Some(ws) => {
-                    let commit = grant.map_or(commit, |l| self.backend.vouch(l, Some(TicketId(t))));
+                    let commit = grant.map_or(commit, |(l, r)| self.backend.vouch(l, Some(TicketId(t)), r));
                     for w in ws {
                         let _ = w.send((commit, end.clone()));
                     }
@@ -482,7 +494,8 @@ impl Governor {
                     if st.unclaimed.len() == UNCLAIMED_KEPT {
                         st.unclaimed.pop_front();
                     }
-                    st.unclaimed.push_back((t, commit, end, grant.cloned()));
+                    let vouch = grant.map(|(l, r)| (l.clone(), r));
+                    st.unclaimed.push_back(Unclaimed { ticket: t, commit, end, vouch });
                     self.unclaimed_total.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -496,9 +509,9 @@ impl Governor {
         let (tx, rx) = oneshot::channel();
         let mut st = self.lock();
         if self.unclaimed_total.load(Ordering::SeqCst) != seen {
-            if let Some(i) = st.unclaimed.iter().rposition(|(t, _, _, _)| *t == id.0) {
-                if let Some((_, commit, end, grant)) = st.unclaimed.remove(i) {
-                    let commit = grant.map_or(commit, |l| self.backend.vouch(&l, Some(id)));
+            if let Some(i) = st.unclaimed.iter().rposition(|u| u.ticket == id.0) {
+                if let Some(Unclaimed { commit, end, vouch, .. }) = st.unclaimed.remove(i) {
+                    let commit = vouch.map_or(commit, |(l, r)| self.backend.vouch(&l, Some(id), r));
                     let _ = tx.send((commit, end));
                     return rx;
                 }
@@ -746,6 +759,7 @@ impl Governor {
     /// cluster mode another node's release may have granted it): read it through
     /// [`Governor::durable_view`], which waits for that commit.
     pub fn ticket(&self, id: TicketId) -> Option<TicketState> {
+        let seen = tokio::time::Instant::now().into_std();
         let read = self.backend.ticket(id)?;
         Some(match read.status {
             TicketStatus::Waiting { position, eta_ms, deadline } => TicketState::Waiting(TicketView {
@@ -758,7 +772,7 @@ impl Governor {
             TicketStatus::Ended { outcome: TicketOutcome::Granted(lease), .. } => {
                 let live = self.backend.lease(lease);
                 if let Some(l) = &live {
-                    self.backend.vouch(l, Some(id));
+                    self.backend.vouch(l, Some(id), seen);
                 }
                 TicketState::Granted(live.map(|l| LeaseView::new(&l, &self.names())), lease)
             }

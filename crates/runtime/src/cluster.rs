@@ -190,6 +190,9 @@ pub fn follow(
         let mut names = governor.names();
         let mut failing = false;
         while !stop.load(Ordering::Relaxed) {
+            // Before the read: a grant in it that wakes a waiter here is journaled here
+            // within the commit timeout of this, or not answered (`LedgerBackend::vouch`).
+            let read = tokio::time::Instant::now().into_std();
             match ledger.wait_events(Some(&last), FOLLOW_BLOCK, callgate_store_redis::MAX_EVENTS_READ) {
                 Ok(batch) => {
                     if failing {
@@ -219,7 +222,7 @@ pub fn follow(
                             names = now;
                         }
                         callgate_store::Consumer::committed(&mut bus, &committed.events);
-                        governor.committed_elsewhere(&committed.events);
+                        governor.committed_elsewhere(&committed.events, read);
                         if let Some(f) = &fallback {
                             f.observe(&committed.events);
                         }

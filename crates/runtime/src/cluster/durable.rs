@@ -61,6 +61,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// How often taking back a lost grant is tried (Redis may be down too) before it is left
 /// to its TTL.
@@ -184,7 +185,7 @@ impl Inner {
             _ => None,
         };
         // Its append counts as lost unless committed within the commit timeout from here.
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let done = self.redis.execute(cmd)?;
         // The reconfiguration's own events already name things the new way.
         if let Some((spec, names)) = renamed {
@@ -207,7 +208,7 @@ impl Inner {
     /// lock (so the stream entry they share is covered as one command's would be).
     fn run_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let done = self.redis.execute_batch(cmds);
         done.into_iter()
             .map(|r| {
@@ -369,9 +370,9 @@ impl Journaled {
         self.inner.journal_failure().0
     }
 
-    /// What an acquire's answer leaves to do: a grant or ticket it made is taken back if its
-    /// append is lost; an idempotent retry that found an unsettled one is refused.
-    fn after(&self, is_acquire: bool, done: Executed) -> Result<Executed, Error> {
+    /// After an acquire that `started`: what it made is taken back if its append is lost; a
+    /// retry by key that found an unsettled one is refused, and a lease it found vouched for.
+    fn after(&self, is_acquire: bool, done: Executed, started: Instant) -> Result<Executed, Error> {
         let undo = Undo::of(is_acquire, &done);
         if !undo.is_empty() {
             let mut unsettled = self.inner.unsettled();
@@ -384,10 +385,9 @@ impl Journaled {
             if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
                 return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
             }
-            // Found: maybe another node's (its commit under way or lost) or one whose reply
-            // never came. Journaled here too before it is answered (`LedgerBackend::vouch`).
+            // Maybe another node's (its commit under way or lost), or its reply never came.
             if let Some(l) = lease {
-                let commit = self.vouch(l, None);
+                let commit = self.vouch(l, None, started.into_std());
                 return Ok(Executed { commit, ..done });
             }
         }
@@ -432,9 +432,9 @@ impl LedgerBackend for Journaled {
     }
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
-        let is_acquire = matches!(cmd, Command::Acquire(_));
+        let (is_acquire, started) = (matches!(cmd, Command::Acquire(_)), Instant::now());
         let done = self.inner.run(cmd)?;
-        self.after(is_acquire, done)
+        self.after(is_acquire, done, started)
     }
 
     /// The request paths' commands go in batches: while one batch runs on Redis and is
@@ -445,7 +445,7 @@ impl LedgerBackend for Journaled {
             return Box::pin(std::future::ready(self.execute(cmd)));
         }
         Box::pin(async move {
-            let is_acquire = matches!(cmd, Command::Acquire(_));
+            let (is_acquire, started) = (matches!(cmd, Command::Acquire(_)), Instant::now());
             let (reply, answer) = oneshot::channel();
             let start = {
                 let mut p = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -457,7 +457,7 @@ impl LedgerBackend for Journaled {
                 tokio::task::spawn_blocking(move || inner.drain());
             }
             let done = answer.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))??;
-            self.after(is_acquire, done)
+            self.after(is_acquire, done, started)
         })
     }
 
@@ -469,11 +469,11 @@ impl LedgerBackend for Journaled {
         self.inner.journal.submitted()
     }
 
-    /// Appends the grant to this node's journal as if this node had made it (no order lock:
-    /// nothing of it goes to the stream). The journal keeps no ticket's wait time.
-    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
-        let from_ticket = from_ticket.map(|t| (t, 0));
-        self.inner.journal.append(vec![Event::Granted { lease: lease.clone(), from_ticket }])
+    /// Journals the grant as if this node had made it (no order lock: nothing goes to the
+    /// stream; no ticket's wait time is journaled).
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>, seen: std::time::Instant) -> u64 {
+        let granted = Event::Granted { lease: lease.clone(), from_ticket: from_ticket.map(|t| (t, 0)) };
+        self.inner.journal.append_started(vec![granted], Instant::from_std(seen))
     }
 
     fn health(&self) -> Health {

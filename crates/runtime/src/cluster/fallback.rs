@@ -554,8 +554,8 @@ impl LedgerBackend for Fallback {
         self.inner.submitted()
     }
 
-    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>) -> u64 {
-        self.inner.vouch(lease, from_ticket)
+    fn vouch(&self, lease: &Lease, from_ticket: Option<TicketId>, seen: std::time::Instant) -> u64 {
+        self.inner.vouch(lease, from_ticket, seen)
     }
 
     fn health(&self) -> Health {

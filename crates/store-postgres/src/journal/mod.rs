@@ -354,8 +354,9 @@ impl Writer {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 self.stats.appends.fetch_add(group.len() as u64, Ordering::Relaxed);
+                let now = Instant::now();
                 let late: Vec<u64> =
-                    group.iter().filter(|a| a.started.elapsed() > self.timeout).map(|a| a.seq).collect();
+                    group.iter().filter(|a| now.duration_since(a.started) > self.timeout).map(|a| a.seq).collect();
                 durable.send_modify(|d| {
                     if d.failed.take().is_some() {
                         tracing::warn!(domain = %self.domain, "Journal commits succeed again");
