@@ -51,6 +51,25 @@ lease_ttl = "1h"
     )
 }
 
+/// How many granted leases with `key` the journal of `domain` holds (`"0"` or `"1"`).
+fn journaled(db: &TestDb, domain: &str, key: &str) -> String {
+    db.query(&format!("SELECT count(*) FROM journal_leases WHERE domain = '{domain}' AND key = '{key}' AND granted"))
+}
+
+/// Sends `body` to `path` on `node` on a task of its own: the request's status and answer.
+fn post_spawned(
+    node: &TestServer,
+    path: &str,
+    body: serde_json::Value,
+) -> tokio::task::JoinHandle<(StatusCode, serde_json::Value)> {
+    let (client, url) = (node.client.clone(), format!("{}{path}", node.base));
+    tokio::spawn(async move {
+        let r = client.post(url).json(&body).send().await.expect("the node answers");
+        let status = r.status();
+        (status, r.json::<serde_json::Value>().await.expect("a JSON answer"))
+    })
+}
+
 /// What Redis holds of the pool now (read from the ledger itself, not through the API,
 /// which answers only what is durable).
 fn redis_used(t: &TestServer) -> u64 {
@@ -63,11 +82,7 @@ async fn a_grant_is_in_postgres_before_its_answer_and_campaigns_are_shared_by_th
     let db = TestDb::new("pgwire");
     let toml = config(&redis.url, &db.url, "pgwire-a");
     let a = TestServer::start(&toml).await;
-    let leases = |key: &str| {
-        db.query(&format!(
-            "SELECT count(*) FROM journal_leases WHERE domain = 'pgwire-a' AND key = '{key}' AND granted"
-        ))
-    };
+    let leases = |key: &str| journaled(&db, "pgwire-a", key);
 
     let (s, v) = a.acquire(json!({ "flow": "in", "key": "call-1" })).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -123,14 +138,7 @@ async fn acquires_sent_at_once_are_each_journaled_before_their_answer_and_never_
     let redis = Redis::start().await;
     let db = TestDb::new("pgbatch");
     let a = TestServer::start(&config(&redis.url, &db.url, "pgbatch")).await;
-    let send = |path: &'static str, body: serde_json::Value| {
-        let (client, url) = (a.client.clone(), format!("{}{path}", a.base));
-        tokio::spawn(async move {
-            let r = client.post(url).json(&body).send().await.expect("the node answers");
-            let status = r.status();
-            (status, r.json::<serde_json::Value>().await.expect("a JSON answer"))
-        })
-    };
+    let send = |path: &'static str, body: serde_json::Value| post_spawned(&a, path, body);
     let mut granted = Vec::new();
     for round in 0..3 {
         let calls: Vec<_> = (0..40)
@@ -774,18 +782,7 @@ async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it()
     let toml = config(&redis.url, &db.url, "pgwire-vouch");
     let a = TestServer::start(&toml).await;
     let x = TestServer::start(&toml.replace(&format!("database = \"{}\"\n", db.url), "")).await;
-    let journaled = |key: &str| {
-        db.query(&format!(
-            "SELECT count(*) FROM journal_leases WHERE domain = 'pgwire-vouch' AND key = '{key}' AND granted"
-        ))
-    };
-    let acquire = |node: &TestServer, body: serde_json::Value| {
-        let (client, url) = (node.client.clone(), format!("{}/v1/acquire", node.base));
-        async move {
-            let r = client.post(url).json(&body).send().await.expect("the node answers");
-            (r.status(), r.json::<serde_json::Value>().await.expect("a JSON answer"))
-        }
-    };
+    let journaled = |key: &str| journaled(&db, "pgwire-vouch", key);
 
     // An idempotent retry through a finds the lease x granted.
     let (s, first) = x.acquire(json!({ "flow": "in", "key": "retried" })).await;
@@ -813,7 +810,7 @@ async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it()
 
     // A request that waits in line on a, granted by x's release (a hears of it from the
     // cluster's stream).
-    let waiting = tokio::spawn(acquire(&a, json!({ "flow": "wait", "key": "waiter", "wait_ms": 60_000 })));
+    let waiting = post_spawned(&a, "/v1/acquire", json!({ "flow": "wait", "key": "waiter", "wait_ms": 60_000 }));
     eventually("the request waits in line", secs(20), || async { x.pool("acct").await["waiting"] == 1 }).await;
     let (s, _) = x.delete(&format!("/v1/leases/{}", held[1])).await;
     assert_eq!(s, StatusCode::OK);
