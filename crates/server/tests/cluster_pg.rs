@@ -773,8 +773,9 @@ async fn tickets_that_ended_just_before_redis_restarted_empty_read_the_same_afte
 /// node of the same domain without `[storage] database`, so no grant it makes is ever
 /// committed by it. Three ways a caller of `a` is shown such a grant: an idempotent retry
 /// that finds the lease, a ticket read after `x`'s release granted it, and a request that
-/// waits in line when `x`'s release grants its ticket. Each lease is in PostgreSQL when
-/// `a` answers, and after Redis restarted empty every one is still held.
+/// waits in line when `x`'s release grants its ticket; and a retry that finds a ticket `x`
+/// queued. Each is in PostgreSQL when `a` answers, and after Redis restarted empty every
+/// lease is still held and the ticket still waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it() {
     let mut redis = Redis::start().await;
@@ -818,6 +819,17 @@ async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it()
     assert_eq!((s, &w["decision"]), (StatusCode::OK, &json!("granted")), "{w}");
     assert_eq!(journaled("waiter"), "1", "a journaled the waiter's lease before it answered");
 
+    // The pool is full again: an idempotent retry through a finds the ticket x queued.
+    let (s, first) = x.acquire(json!({ "flow": "wait", "key": "queued" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{first}");
+    let tickets = || db.query("SELECT count(*) FROM journal_tickets WHERE domain = 'pgwire-vouch' AND key = 'queued'");
+    assert_eq!(tickets(), "0", "x journals nothing");
+    let (s, again) = a.acquire(json!({ "flow": "wait", "key": "queued" })).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+    let ticket = again["ticket"]["id"].as_str().unwrap().to_string();
+    assert_eq!(again["ticket"]["id"], first["ticket"]["id"], "the retry finds the same ticket");
+    assert_eq!(tickets(), "1", "a journaled the ticket before it answered the retry");
+
     // Redis restarts empty: every lease a's callers were shown comes back from PostgreSQL.
     x.server.unwrap().stop().await;
     let port = redis.port;
@@ -830,5 +842,7 @@ async fn a_grant_another_node_made_is_journaled_here_before_this_node_shows_it()
     let mut keys: Vec<&str> = listed["leases"].as_array().unwrap().iter().filter_map(|l| l["key"].as_str()).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["polled", "retried", "waiter"], "{listed}");
+    let (s, t) = a.get(&format!("/v1/tickets/{ticket}")).await;
+    assert_eq!((s, &t["state"]), (StatusCode::OK, &json!("waiting")), "the queued ticket waits on: {t}");
     a.server.unwrap().stop().await;
 }

@@ -45,8 +45,9 @@
 //! again; a released lease stays released): a caller waiting here whose ticket another
 //! node's release granted, a ticket read (`GET /v1/tickets/{id}`, Twilio's wait URL), an
 //! idempotent retry that finds a lease (another node's, or one whose command's reply never
-//! came). So a client told "granted" gets its lease back after Redis restarts empty,
-//! whichever node's commit was under way or lost.
+//! came) or a waiting ticket. So a client told "granted" gets its lease back after Redis
+//! restarts empty, whichever node's commit was under way or lost, and one told "queued"
+//! its ticket.
 
 use callgate_backend::leads::Leads;
 use callgate_backend::records::Records;
@@ -54,7 +55,7 @@ use callgate_backend::{
     BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, Outcome, TicketRead,
     Waiting,
 };
-use callgate_core::{Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
+use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
 use callgate_store_redis::{batched, RedisLedger, MAX_BATCH};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -371,23 +372,30 @@ impl Journaled {
     }
 
     /// After an acquire that `started`: what it made is taken back if its append is lost; a
-    /// retry by key that found an unsettled one is refused, and a lease it found vouched for.
+    /// retry by key that found an unsettled lease or ticket is refused, a settled one (maybe
+    /// another node's) journaled here too.
     fn after(&self, is_acquire: bool, done: Executed, started: Instant) -> Result<Executed, Error> {
         let undo = Undo::of(is_acquire, &done);
         if !undo.is_empty() {
             let mut unsettled = self.inner.unsettled();
             unsettled.extend(undo.leases.iter().map(|l| l.0).chain(undo.tickets.iter().map(|t| t.0)));
             let _ = self.undo.send((done.commit, undo));
-        } else if let Outcome::Decided { lease, ticket, .. } = &done.outcome {
+        } else if let Outcome::Decided { lease, ticket, decision } = &done.outcome {
             // An idempotent retry that found what an earlier acquire made (ids are shared
             // by leases and tickets, never reused).
             let found = lease.as_ref().map(|l| l.id.0).or(ticket.as_ref().map(|t| t.id.0));
             if found.is_some_and(|id| self.inner.unsettled().contains(&id)) {
                 return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
             }
-            // Maybe another node's (its commit under way or lost), or its reply never came.
+            // Maybe another node's (its commit under way or lost), or its reply never came:
+            // journaled here too before it is answered (the same rows again).
             if let Some(l) = lease {
                 let commit = self.vouch(l, None, started.into_std());
+                return Ok(Executed { commit, ..done });
+            }
+            if let (Some(ticket), Decision::Queued { position, .. }) = (ticket, decision) {
+                let queued = Event::Queued { ticket: ticket.clone(), position: *position };
+                let commit = self.inner.journal.append_started(vec![queued], started);
                 return Ok(Executed { commit, ..done });
             }
         }
@@ -546,55 +554,4 @@ impl LedgerBackend for Journaled {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use callgate_core::{ClassId, PoolId, PoolUnits};
-
-    fn lease(id: u64) -> Lease {
-        Lease {
-            id: LeaseId(id),
-            key: None,
-            class: ClassId(0),
-            flow: None,
-            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units: 1 }]),
-            granted_at: 1,
-            expires_at: 2,
-            ttl_ms: 1,
-            meta: None,
-            owner: None,
-        }
-    }
-
-    fn ticket(id: u64) -> Ticket {
-        Ticket {
-            id: TicketId(id),
-            key: None,
-            class: ClassId(0),
-            flow: None,
-            pools: Arc::from(vec![PoolUnits { pool: PoolId(0), units: 1 }]),
-            seq: 1,
-            enqueued_at: 1,
-            deadline: 2,
-            ttl_ms: 1,
-            meta: None,
-            owner: None,
-        }
-    }
-
-    fn executed(events: Vec<Event>) -> Executed {
-        Executed { outcome: Outcome::Done, events, commit: 1, now: 1 }
-    }
-
-    #[test]
-    fn a_lost_acquire_takes_back_only_what_it_made_for_its_own_caller() {
-        let done = executed(vec![
-            Event::Granted { lease: lease(7), from_ticket: None },
-            Event::Granted { lease: lease(8), from_ticket: Some((TicketId(3), 10)) },
-            Event::Queued { ticket: ticket(9), position: 1 },
-        ]);
-        let undo = Undo::of(true, &done);
-        assert_eq!(undo, Undo { leases: vec![LeaseId(7)], tickets: vec![TicketId(9)] });
-        assert!(Undo::of(false, &done).is_empty(), "only acquires are taken back");
-        assert!(Undo::of(true, &executed(vec![])).is_empty(), "an idempotent retry made nothing");
-    }
-}
+mod tests;
