@@ -33,6 +33,9 @@
 --                ticket). A string each, not fields of one hash: a lookup is one hash-table
 --                probe, where a hash of up to 128 fields is a list Redis scans. (A keyed
 --                lease's bytes are stored twice, here and in P:L: put_lease writes both.)
+--   P:r:<id> string  another node's acquire retried by key found lease id (in the last
+--                FOUND_MS; command `found`) and journals it to answer "granted", so the
+--                take-back of a grant whose own journal commit was lost leaves it
 --   P:x   zset   lease expiries (member zero-padded id, so equal times go by id)
 --   P:d   zset   ticket deadlines (the same)
 --   P:E   hash   ended ticket id -> msgpack {o = outcome, l = lease, a = at, f = flow}
@@ -64,6 +67,9 @@ local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- string with "%.14g", each a floating-point printf of a few thousand instructions, where
 -- string.format('%d') is an integer's.)
 local STREAM_LEN = '10000'
+-- How long P:r:<id> marks a lease a retry found: far longer than a take-back may come after
+-- its grant (two commit timeouts, then ten tries a second apart).
+local FOUND_MS = '60000'
 
 -- The head of the stored spec (P:s) that names this layout of the keys. A library of the
 -- layout before reads the spec as JSON, and fails on the head (it cannot misread the keys);
@@ -1588,9 +1594,23 @@ local function run()
       if owner and l.o ~= owner then
         return { 'ok', { 'O', id } }
       end
+      -- A take-back (RedisLedger::take_back) leaves a lease a retry by its key found.
+      if ARGV[6] == 'unless_found' and rcall('EXISTS', P .. ':r:' .. s(id)) == 1 then
+        return { 'ok', { 'R', false } }
+      end
     end
     drop_lease(l)
     return { 'okp', OUT_R .. end_lease(l, now, false) }
+  elseif CMD == 'found' then
+    -- An acquire retried by key found lease ARGV[3], which its node is about to answer:
+    -- marked, so that a take-back leaves it (above); 0 when it is no longer live (taken
+    -- back first: the retry must not answer it).
+    local id = tonumber(ARGV[3])
+    if not get_lease(id) then
+      return { 'ok', { 'F', 0 } }
+    end
+    rcall('SET', P .. ':r:' .. s(id), '1', 'PX', FOUND_MS)
+    return { 'ok', { 'F', 1 } }
   elseif CMD == 'renew' then
     local id = lease_ref(ARGV[3], ARGV[4])
     local l = id and renew(id, opt_num(ARGV[5]), now)

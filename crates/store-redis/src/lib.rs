@@ -244,6 +244,29 @@ impl RedisLedger {
         Ok((name, args))
     }
 
+    /// Takes back lease `id`, granted by an acquire whose journal commit was lost, unless an
+    /// acquire retried by its key on another node found it since ([`RedisLedger::mark_found`]):
+    /// that node journals the lease and may answer "granted", so it stays (until it is
+    /// released or expires), where a release would free a unit a caller holds. As
+    /// [`LedgerBackend::execute`] of its release; nothing released when it stays.
+    pub fn take_back(&self, id: LeaseId) -> Result<Executed, Error> {
+        let mut args = lease_ref(&LeaseRef::Id(id)).to_vec();
+        args.extend([opt_str(None), "unless_found".to_owned()]);
+        let parts = self.call("release", &args)?;
+        self.executed(parts)
+    }
+
+    /// Marks lease `id`, which an acquire retried by its key found, before that retry is
+    /// answered "granted": a take-back ([`RedisLedger::take_back`]) by the node whose commit
+    /// of it was lost then leaves it. `false` when the lease is no longer live (taken back
+    /// first): the retry must not be answered with it. One atomic call, so one of the two
+    /// comes first.
+    pub fn mark_found(&self, id: LeaseId) -> Result<bool, Error> {
+        let parts = self.call("found", &[id.0.to_string()])?;
+        let marked = parts.first().map(|o| wire::list(o, "found").and_then(|o| o.get(1).map_or(Ok(0), wire::int)));
+        Ok(marked.transpose()?.unwrap_or(0) == 1)
+    }
+
     /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one)
     /// in one script call, in order, on a connection of this thread's own (blocking): each
     /// command's answer, as [`LedgerBackend::execute`] would give it. For a wrapper that must

@@ -59,6 +59,35 @@ fn two_nodes_share_one_budget_and_answer_for_each_other() {
     assert_eq!(ids.len(), 7);
 }
 
+/// The take-back of a grant whose journal commit was lost (cluster mode with PostgreSQL)
+/// releases it, unless an acquire retried by its key on another node found it and marked
+/// it first: that node journals it to answer "granted", so it stays held, and counted,
+/// until it is released. Each is one atomic call, so one comes first: a mark after the
+/// take-back finds nothing (that retry answers 503, and the next one is granted anew).
+#[test]
+fn a_take_back_leaves_a_lease_that_a_retry_by_its_key_found_and_marked() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "take-back", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, "take-back", &account_spec(), Time::Clock(clock)).expect("node b");
+    let lost = granted(&a, call(0, "lost"));
+    let done = a.take_back(lost).expect("take back");
+    assert!(matches!(done.outcome, Outcome::Released(Some(_))), "{done:?}");
+    assert!(matches!(done.events.as_slice(), [Event::Released { .. }]), "{:?}", done.events);
+    assert!(!b.mark_found(lost).expect("mark"), "taken back first: nothing to mark");
+    assert_ne!(granted(&b, call(0, "lost")), lost, "a retry after the take-back is a new grant");
+
+    let found = granted(&a, call(0, "found"));
+    assert_eq!(granted(&b, call(0, "found")), found, "the retry through node b finds the lease");
+    assert!(b.mark_found(found).expect("mark"), "marked while live");
+    let done = a.take_back(found).expect("take back");
+    assert!(matches!(done.outcome, Outcome::Released(None)) && done.events.is_empty(), "{done:?}");
+    assert!(a.lease(found).is_some(), "the lease a retry found stays");
+    assert_eq!(a.pools()[0].used, 2, "and is counted");
+    let freed = b.execute(Command::Release { lease: LeaseRef::Id(found), owner: None }).expect("release");
+    assert!(matches!(freed.outcome, Outcome::Released(Some(_))), "its holder releases it as any other");
+}
+
 #[test]
 fn the_functions_are_loaded_again_after_a_flush() {
     let server = Server::start();

@@ -13,7 +13,9 @@
 //! Redis ran the command already, so what it granted is taken back: an acquire whose
 //! append was lost has its own grant released and its own waiting ticket cancelled in
 //! Redis ([`Undo`], on a task of its own, as soon as the journal says the append is
-//! lost). Grants that an unjournaled command made *from other tickets* (a release that
+//! lost), unless an acquire retried by its key on another node found the lease and
+//! marked it first (`RedisLedger::take_back`; that node journals it and answers
+//! "granted"). Grants that an unjournaled command made *from other tickets* (a release that
 //! granted the next in line) are left alone: their waiter may already have been told by
 //! the stream (see below); they end when their holder releases them or at their TTL.
 //! Other commands whose append was lost (a release, a renewal, a limit change) stay done
@@ -52,8 +54,7 @@
 use callgate_backend::leads::Leads;
 use callgate_backend::records::Records;
 use callgate_backend::{
-    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Names, Outcome, TicketRead,
-    Waiting,
+    BoxFuture, Command, Error, Executed, Health, LeaseFilter, LedgerBackend, Names, Outcome, TicketRead, Waiting,
 };
 use callgate_core::{Decision, Event, Lease, LeaseId, LedgerSpec, PoolView, Ticket, TicketId};
 use callgate_store_postgres::{Journal, Pg, PgLeads, PgRecords, Settings};
@@ -193,15 +194,20 @@ impl Inner {
             self.journal.rename(names.clone());
             *self.config.write().unwrap_or_else(|p| p.into_inner()) = (spec, names);
         }
-        // A command that changed nothing (a sweep with nothing due: fifty a second on the
-        // duty holder) is not appended: it waits for what came before it. An empty append
-        // would be "committed" without asking PostgreSQL and clear a failure it never saw.
+        Ok(self.append(done, started))
+    }
+
+    /// Appends what the command `done` (sent to Redis at `started`) changed; under the order
+    /// lock. A command that changed nothing (a sweep with nothing due: fifty a second on the
+    /// duty holder) is not appended: it waits for what came before it. An empty append
+    /// would be "committed" without asking PostgreSQL and clear a failure it never saw.
+    fn append(&self, done: Executed, started: Instant) -> Executed {
         let seq = if done.events.is_empty() {
             self.journal.submitted()
         } else {
             self.journal.append_started(done.events.clone(), started)
         };
-        Ok(Executed { commit: seq, ..done })
+        Executed { commit: seq, ..done }
     }
 
     /// [`Inner::run`] for many request-path commands at once: one script call on Redis runs
@@ -211,18 +217,7 @@ impl Inner {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let done = self.redis.execute_batch(cmds);
-        done.into_iter()
-            .map(|r| {
-                r.map(|done| {
-                    let seq = if done.events.is_empty() {
-                        self.journal.submitted()
-                    } else {
-                        self.journal.append_started(done.events.clone(), started)
-                    };
-                    Executed { commit: seq, ..done }
-                })
-            })
-            .collect()
+        done.into_iter().map(|r| r.map(|done| self.append(done, started))).collect()
     }
 
     /// Runs batches of what waits until nothing does (blocking: on a thread of its own).
@@ -244,15 +239,24 @@ impl Inner {
         }
     }
 
-    /// Takes back in Redis what a lost acquire granted or queued (blocking).
-    fn undo(&self, undo: &Undo) -> Result<(), Error> {
+    /// Takes back in Redis what a lost acquire granted or queued (blocking). A lease that an
+    /// acquire retried by its key found meanwhile stays: the retry's node journaled it and
+    /// may have answered "granted" ([`RedisLedger::take_back`]). Answers the leases that
+    /// stayed (or had ended already).
+    fn undo(&self, undo: &Undo) -> Result<Vec<LeaseId>, Error> {
+        let mut stayed = Vec::new();
         for &id in &undo.leases {
-            self.run(Command::Release { lease: LeaseRef::Id(id), owner: None })?;
+            let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+            let started = Instant::now();
+            let done = self.append(self.redis.take_back(id)?, started);
+            if matches!(done.outcome, Outcome::Released(None)) {
+                stayed.push(id);
+            }
         }
         for &t in &undo.tickets {
             self.run(Command::Cancel(t))?;
         }
-        Ok(())
+        Ok(stayed)
     }
 }
 
@@ -388,8 +392,12 @@ impl Journaled {
                 return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
             }
             // Maybe another node's (its commit under way or lost), or its reply never came:
-            // journaled here too before it is answered (the same rows again).
+            // journaled here too before it is answered (the same rows again), and marked so
+            // that a take-back by the node whose commit of it was lost leaves it.
             if let Some(l) = lease {
+                if !self.inner.redis.mark_found(l.id)? {
+                    return Err(Error::unavailable("the lease this key found was taken back; retry"));
+                }
                 let commit = self.vouch(l, None, started.into_std());
                 return Ok(Executed { commit, ..done });
             }
@@ -420,9 +428,10 @@ impl Journaled {
 fn take_back(inner: &Inner, undo: &Undo) {
     for attempt in 1..=UNDO_TRIES {
         match inner.undo(undo) {
-            Ok(()) => {
-                tracing::warn!(leases = ?undo.leases, tickets = ?undo.tickets,
-                    "A grant PostgreSQL did not commit was taken back (its caller heard 503)");
+            Ok(stayed) => {
+                tracing::warn!(leases = ?undo.leases, tickets = ?undo.tickets, stayed = ?stayed,
+                    "A grant PostgreSQL did not commit was taken back (its caller heard 503); those that \
+                     stayed had ended, or a retry by their key found them and its node journaled them");
                 return;
             }
             Err(e) if attempt == UNDO_TRIES => {
