@@ -20,6 +20,14 @@ fn granted(b: &RedisLedger, cmd: Command) -> callgate_core::LeaseId {
     }
 }
 
+/// Two nodes (backends) on one domain of `server`, on one manual clock at T0.
+fn two_nodes(server: &Server, domain: &str) -> (RedisLedger, RedisLedger) {
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, domain, &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, domain, &account_spec(), Time::Clock(clock)).expect("node b");
+    (a, b)
+}
+
 fn call(flow: u32, key: &str) -> Command {
     Command::Acquire(Request::flow(FlowId(flow)).with_key(key))
 }
@@ -38,9 +46,7 @@ fn on_server_time_the_script_reads_the_redis_clock() {
 #[test]
 fn two_nodes_share_one_budget_and_answer_for_each_other() {
     let server = Server::start();
-    let clock = ManualClock::at(T0);
-    let a = RedisLedger::open(&server.url, "shared", &account_spec(), Time::Clock(clock.clone())).expect("node a");
-    let b = RedisLedger::open(&server.url, "shared", &account_spec(), Time::Clock(clock)).expect("node b");
+    let (a, b) = two_nodes(&server, "shared");
     for i in 0..4 {
         granted(&a, call(1, &format!("a-{i}")));
         granted(&b, call(1, &format!("b-{i}")));
@@ -67,9 +73,7 @@ fn two_nodes_share_one_budget_and_answer_for_each_other() {
 #[test]
 fn a_take_back_leaves_a_lease_that_a_retry_by_its_key_found_and_marked() {
     let server = Server::start();
-    let clock = ManualClock::at(T0);
-    let a = RedisLedger::open(&server.url, "take-back", &account_spec(), Time::Clock(clock.clone())).expect("node a");
-    let b = RedisLedger::open(&server.url, "take-back", &account_spec(), Time::Clock(clock)).expect("node b");
+    let (a, b) = two_nodes(&server, "take-back");
     let lost = granted(&a, call(0, "lost"));
     let done = a.take_back(lost).expect("take back");
     assert!(matches!(done.outcome, Outcome::Released(Some(_))), "{done:?}");
