@@ -438,6 +438,19 @@ pub fn render_duties_held(out: &mut String, held: bool) {
     let _ = writeln!(out, "callgate_cluster_duties_held {}", u8::from(held));
 }
 
+/// `callgate_cluster_events_held` (cluster mode only): how many entries of the cluster's
+/// event stream this node read and holds back from its metrics and live events until the
+/// node that made them marks them durable in its PostgreSQL journal (usually a few; a
+/// number that stays up says a node cannot commit or mark).
+pub fn render_events_held(out: &mut String, held: usize) {
+    let _ = writeln!(
+        out,
+        "# HELP callgate_cluster_events_held Other nodes' events read but not shown yet: their node has not marked them durable."
+    );
+    let _ = writeln!(out, "# TYPE callgate_cluster_events_held gauge");
+    let _ = writeln!(out, "callgate_cluster_events_held {held}");
+}
+
 /// `callgate_journal_up`: 1 while the journal commits (admission can be durable), 0
 /// while commits fail or a background component died (admission is stopped, `/healthz`
 /// answers 503). In cluster mode: while the shared ledger in Redis answers. The other

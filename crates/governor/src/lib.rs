@@ -17,7 +17,8 @@
 //! acquire runs with ids of the configuration before it.
 //!
 //! Nothing is shown before it is durable: reads that a client sees go through
-//! [`Governor::durable_view`], which answers once everything the read saw is committed.
+//! [`Governor::durable_view`], which answers once everything the read saw is committed
+//! (in cluster mode, by whichever node made it: [`SettledViews`]).
 //! When a commit fails, the backend puts its state back to the last durable one and
 //! every operation fails with [`ErrorKind::Unavailable`] until it commits again; what was
 //! applied after the last commit is gone, and so are the answers it would have given
@@ -186,11 +187,24 @@ pub struct Governor {
     /// Cluster mode: the duty lease's token while this node holds it (see
     /// [`Governor::fence_duties`]).
     duty_fence: std::sync::OnceLock<DutyFence>,
+    /// Cluster mode: what a read waits for besides this node's own commits (see
+    /// [`Governor::with_settled_views`]).
+    settled_views: Option<Arc<dyn SettledViews>>,
     /// How many ticket ends found no waiter, ever (`State::unclaimed` keeps the last).
     unclaimed_total: AtomicU64,
     /// Held (shared) by an acquire from resolving its names until its command ran, and
     /// (exclusive) by a reload: no acquire runs with the ids of a replaced configuration.
     reconfig: tokio::sync::RwLock<()>,
+}
+
+/// Cluster mode: the other nodes' side of "nothing is shown before it is durable". A
+/// shared ledger may hold another node's change whose commit (in that node's journal) is
+/// still under way; a read here waits until such changes are settled.
+pub trait SettledViews: Send + Sync {
+    /// Resolves once every change any node made to the shared ledger before this call is
+    /// durable (or lost, and being taken back by its node); unavailable if that cannot be
+    /// known in time.
+    fn settled(&self) -> callgate_backend::BoxFuture<'_, Result<(), Error>>;
 }
 
 /// How many ticket ends that found no waiter are kept for a waiter about to register (an
@@ -311,7 +325,15 @@ impl Governor {
             panic_next_tick: std::sync::atomic::AtomicBool::new(false),
             metrics: None,
             duty_fence: std::sync::OnceLock::new(),
+            settled_views: None,
         }
+    }
+
+    /// Cluster mode: reads ([`Governor::durable_view`]) also wait until `views` says that
+    /// what the other nodes changed before the read is durable where they journal it.
+    pub fn with_settled_views(mut self, views: Arc<dyn SettledViews>) -> Self {
+        self.settled_views = Some(views);
+        self
     }
 
     /// The names of pools, classes and flows (a reload may replace them: hold the
@@ -382,6 +404,9 @@ impl Governor {
         // below the number handed out by now.
         let seq = self.backend.submitted();
         self.durable(seq).await?;
+        if let Some(views) = &self.settled_views {
+            views.settled().await?;
+        }
         if self.backend.health().epoch != before.epoch {
             return Err(Error::unavailable("the journal failed while this was read; ask again"));
         }

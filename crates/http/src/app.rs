@@ -46,6 +46,8 @@ pub struct App {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Whether this node runs the singleton duties (always, on the embedded store).
     pub duties: Arc<callgate_runtime::cluster::Duties>,
+    /// What the follower of the cluster's event stream reports (cluster mode only).
+    pub following: Option<Arc<callgate_runtime::cluster::Following>>,
 }
 
 impl App {

@@ -19,7 +19,9 @@
 //! started again (a Redis that restarted empty numbers its entries by its own clock,
 //! which may be behind the ids read before) is noticed at the first read that brings
 //! nothing (within [`FOLLOW_BLOCK`]): its last entry is then before the follower's, and
-//! the follower reads the new stream from its start.
+//! the follower reads the new stream from its start. With `[storage] database`, the bus
+//! shows another node's entry only once that node marked it durable, and reads wait for
+//! the bus ([`Following`], `durable`).
 //!
 //! **Singleton duties.** The lease-expiry sweep (`Command::Tick`), each provider's
 //! reconciliation and the evaluation of alerts (and their actions) run on the node that
@@ -60,14 +62,17 @@ pub mod fallback;
 mod restore;
 
 use crate::clock::Clock;
+use callgate_backend::{BoxFuture, Error};
 use callgate_core::LedgerSpec;
 use callgate_events::bus::LedgerBus;
-use callgate_governor::Governor;
+use callgate_governor::{Governor, SettledViews};
 use callgate_store::Names;
-use callgate_store_redis::{DutyLease, RedisLedger, Time};
-use std::sync::atomic::{AtomicBool, Ordering};
+use callgate_store_redis::{Committed, DutyLease, RedisLedger, Tag, Time};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// The name of the one duty lease that covers every singleton duty of a domain.
 const DUTIES: &str = "duties";
@@ -92,6 +97,127 @@ const CAPS_EVERY: u32 = 10;
 
 /// After a failed read of the stream, the follower waits this long before the next.
 const FOLLOW_RETRY: Duration = Duration::from_millis(250);
+
+/// The longest the follower holds another node's entry back from the bus while that node
+/// has not marked it settled: longer than the commit timeout (5 s), within which an
+/// append is committed or counts as lost (`Journal::append_started`). A node that died,
+/// or cannot reach Redis to mark, holds the others' buses this long at most.
+const HOLD_MAX: Duration = Duration::from_secs(6);
+
+/// The most entries the follower holds back at once; beyond, the oldest is published
+/// (memory stays bounded whatever a stalled node does).
+const MAX_HELD: usize = 50_000;
+
+/// The most origins whose settle marks the follower remembers (each start of a node is a
+/// new one); beyond, it forgets them all, and their entries wait for their next mark.
+const MAX_ORIGINS: usize = 1_024;
+
+/// The longest a read waits for the follower to show every entry the stream held when
+/// it was read (see [`Following`]): an entry is held at most [`HOLD_MAX`], and the
+/// follower reads at least every [`FOLLOW_BLOCK`].
+const VIEW_WAIT: Duration = Duration::from_secs(8);
+
+/// What a node's follower of the event stream shares with the rest of the node: how many
+/// entries it holds back, and how far it has shown the stream. Reads wait on the latter
+/// ([`SettledViews`]): a read of the shared ledger (pools, lease lists, a ticket) may see
+/// another node's change whose commit is under way; it answers once the follower has
+/// shown every entry the stream held after the read, and the follower shows another
+/// node's entry only once that node marked it settled.
+pub struct Following {
+    ledger: Arc<RedisLedger>,
+    /// Entries read and held back from the bus until their node marks them settled.
+    held: AtomicUsize,
+    /// The stream position up to which every entry is shown (or a settle mark).
+    shown: tokio::sync::watch::Sender<(u64, u64)>,
+}
+
+impl std::fmt::Debug for Following {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Following").field("held", &self.held()).field("shown", &*self.shown.borrow()).finish()
+    }
+}
+
+impl Following {
+    /// For the follower of `ledger`'s stream.
+    pub fn new(ledger: Arc<RedisLedger>) -> Following {
+        Following { ledger, held: AtomicUsize::new(0), shown: tokio::sync::watch::Sender::new((0, 0)) }
+    }
+
+    /// How many entries of other nodes the follower holds back now (the
+    /// `callgate_cluster_events_held` gauge).
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Every entry up to stream entry `id` is shown.
+    fn show(&self, id: &str) {
+        if let Some(at) = callgate_store_redis::stream_position(id) {
+            self.shown.send_if_modified(|shown| {
+                let later = at > *shown;
+                if later {
+                    *shown = at;
+                }
+                later
+            });
+        }
+    }
+}
+
+impl SettledViews for Following {
+    /// The stream's newest entry after the read, then until the follower showed it. Redis
+    /// unreachable (or known to be): nothing is waited for (the read came from this
+    /// node's local fallback, or failed itself). A stream that started again below what
+    /// was shown (a Redis restarted empty) counts as shown.
+    fn settled(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            // Known unreachable: not asked again (each ask could wait for its timeout).
+            if callgate_backend::LedgerBackend::health(&*self.ledger).failed.is_some() {
+                return Ok(());
+            }
+            let newest = match self.ledger.last_event_id_async().await {
+                Ok(Some(id)) => callgate_store_redis::stream_position(&id),
+                Ok(None) | Err(_) => None,
+            };
+            let Some(newest) = newest else { return Ok(()) };
+            let mut shown = self.shown.subscribe();
+            let caught_up =
+                tokio::time::timeout(VIEW_WAIT, shown.wait_for(|s| *s >= newest)).await.is_ok_and(|r| r.is_ok());
+            if caught_up {
+                return Ok(());
+            }
+            Err(Error::unavailable(
+                "another node's changes that this read may show are not durable yet (or this node's follower \
+                     of the cluster's events lags); ask again",
+            ))
+        })
+    }
+}
+
+/// Which nodes marked which of their entries settled (see [`Tag`]).
+#[derive(Default)]
+struct Marks {
+    /// Origin -> the highest `k` it marked.
+    settled: std::collections::HashMap<String, u64>,
+}
+
+impl Marks {
+    fn mark(&mut self, tag: &Tag) {
+        if self.settled.len() >= MAX_ORIGINS && !self.settled.contains_key(&tag.origin) {
+            self.settled.clear();
+        }
+        let k = self.settled.entry(tag.origin.clone()).or_default();
+        *k = (*k).max(tag.k);
+    }
+
+    /// Whether an entry tagged `tag` may be shown: untagged (its node does not journal),
+    /// this node's own (`own`: the gate waited for it), or marked settled by its node.
+    fn settled(&self, tag: Option<&Tag>, own: Option<&str>) -> bool {
+        match tag {
+            None => true,
+            Some(t) => own == Some(t.origin.as_str()) || self.settled.get(&t.origin).is_some_and(|&k| k >= t.k),
+        }
+    }
+}
 
 /// Whether this node runs the singleton duties now.
 pub struct Duties {
@@ -157,7 +283,7 @@ pub async fn open(url: String, domain: String, spec: LedgerSpec, node: String) -
     let opened = tokio::task::spawn_blocking(move || {
         let ledger = RedisLedger::open(&url, &domain, &spec, Time::Server)?.with_cap_source(&node, CAP_HOLD)?;
         let (pools, last) = ledger.snapshot()?;
-        Ok::<_, callgate_backend::Error>((ledger, pools, last))
+        Ok::<_, Error>((ledger, pools, last))
     })
     .await
     .map_err(|e| format!("opening the Redis ledger: {e}"))?;
@@ -173,8 +299,17 @@ fn ledger_counts(ledger: &RedisLedger) -> (usize, usize) {
 /// Feeds the domain's committed events, every node's, in order, to this node's bus and
 /// its governor's waiters, from the stream entry after `from`, until `stop` is set. A
 /// thread of its own: the stream is read with blocking calls. `gate` runs before each
-/// batch read is published (with a database: until this node's own events are durable).
+/// batch read is published (with a database: until this node's own events are durable);
+/// `own` is this node's origin in the tags of its entries (with a database).
+///
+/// Waiters (and the local fallback) hear of an entry as soon as it is read: a waiter is
+/// answered only once this node journaled its grant ([`LedgerBackend::vouch`]). The bus
+/// (metrics, the live page, `/v1/events`) gets an entry of another node that journals in
+/// PostgreSQL only once that node marked it settled ([`Tag`]: its commit is done, or lost
+/// and being taken back), or after [`HOLD_MAX`]; entries stay in stream order, so one
+/// held entry holds back those after it.
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub fn follow(
     ledger: Arc<RedisLedger>,
     from: Option<String>,
@@ -182,6 +317,8 @@ pub fn follow(
     governor: Arc<Governor>,
     stop: Arc<AtomicBool>,
     gate: impl Fn() + Send + 'static,
+    own: Option<String>,
+    following: Arc<Following>,
     fallback: Option<Arc<fallback::Fallback>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("callgate-follower".into()).spawn(move || {
@@ -189,17 +326,26 @@ pub fn follow(
         let mut last = from.unwrap_or_else(|| "0-0".to_owned());
         let mut names = governor.names();
         let mut failing = false;
+        let mut marks = Marks::default();
+        let mut held: VecDeque<(Committed, Instant)> = VecDeque::new();
+        following.show(&last);
         while !stop.load(Ordering::Relaxed) {
             // Before the read: a grant in it that wakes a waiter here is journaled here
             // within the commit timeout of this, or not answered (`LedgerBackend::vouch`).
-            let read = tokio::time::Instant::now().into_std();
-            match ledger.wait_events(Some(&last), FOLLOW_BLOCK, callgate_store_redis::MAX_EVENTS_READ) {
+            let read = Instant::now();
+            // While entries are held, read again no later than when the oldest is due.
+            let block = held.front().map_or(FOLLOW_BLOCK, |(_, at)| {
+                FOLLOW_BLOCK.min(HOLD_MAX.saturating_sub(at.elapsed())).max(Duration::from_millis(1))
+            });
+            match ledger.wait_events(Some(&last), block, callgate_store_redis::MAX_EVENTS_READ) {
                 Ok(batch) => {
                     if failing {
                         tracing::info!("Following the cluster's events again");
                         failing = false;
                     }
                     if batch.is_empty() {
+                        let shown = publish(&mut held, &marks, own.as_deref(), &mut bus, &governor, &mut names);
+                        following.shown_up_to(shown, &held, &last);
                         // Nothing new for a while: has the stream started again below the
                         // id this node read up to? (A Redis restarted empty numbers its
                         // entries by its own clock, which may be behind the ids before.)
@@ -213,21 +359,24 @@ pub fn follow(
                         }
                         continue;
                     }
+                    // Held from here: after its node's command reached Redis (the
+                    // commit timeout runs from before that).
+                    let got = Instant::now();
                     gate();
                     for committed in batch {
-                        // A reload replaced the names: the bus moves to them in event order.
-                        let now = governor.names();
-                        if !Arc::ptr_eq(&now, &names) {
-                            callgate_store::Consumer::renamed(&mut bus, &now);
-                            names = now;
+                        last = committed.id.clone();
+                        if let Some(tag) = &committed.settles {
+                            marks.mark(tag);
+                            continue;
                         }
-                        callgate_store::Consumer::committed(&mut bus, &committed.events);
-                        governor.committed_elsewhere(&committed.events, read);
+                        governor.committed_elsewhere(&committed.events, read.into_std());
                         if let Some(f) = &fallback {
                             f.observe(&committed.events);
                         }
-                        last = committed.id;
+                        held.push_back((committed, got));
                     }
+                    let shown = publish(&mut held, &marks, own.as_deref(), &mut bus, &governor, &mut names);
+                    following.shown_up_to(shown, &held, &last);
                 }
                 Err(e) => {
                     if !failing {
@@ -239,6 +388,55 @@ pub fn follow(
             }
         }
     })
+}
+
+impl Following {
+    /// After [`publish`], which showed up to entry `shown`: with nothing held, everything
+    /// read (up to `last`) is shown.
+    fn shown_up_to(&self, shown: Option<String>, held: &VecDeque<(Committed, Instant)>, last: &str) {
+        self.held.store(held.len(), Ordering::Relaxed);
+        match (held.is_empty(), shown) {
+            (true, _) => self.show(last),
+            (false, Some(id)) => self.show(&id),
+            (false, None) => {}
+        }
+    }
+}
+
+/// Publishes to the bus, in order, the held entries from the oldest on that may be shown
+/// (see [`follow`]); answers the id of the last one published.
+fn publish(
+    held: &mut VecDeque<(Committed, Instant)>,
+    marks: &Marks,
+    own: Option<&str>,
+    bus: &mut LedgerBus,
+    governor: &Governor,
+    names: &mut Arc<Names>,
+) -> Option<String> {
+    let (mut late, mut shown) = (None, None);
+    while let Some((committed, at)) = held.front() {
+        let settled = marks.settled(committed.tag.as_ref(), own);
+        if !settled && at.elapsed() < HOLD_MAX && held.len() <= MAX_HELD {
+            break;
+        }
+        if !settled {
+            late = committed.tag.clone();
+        }
+        let Some((committed, _)) = held.pop_front() else { break };
+        // A reload replaced the names: the bus moves to them in event order.
+        let now = governor.names();
+        if !Arc::ptr_eq(&now, names) {
+            callgate_store::Consumer::renamed(bus, &now);
+            *names = now;
+        }
+        callgate_store::Consumer::committed(bus, &committed.events);
+        shown = Some(committed.id);
+    }
+    if let Some(tag) = late {
+        tracing::warn!(node = %tag.origin, "Showing another node's events that it did not mark durable in time \
+            (it may have stopped, or lost Redis or PostgreSQL)");
+    }
+    shown
 }
 
 /// This node's name in the duty lease: host, listen address and process id, so that two
@@ -336,11 +534,47 @@ impl callgate_ops::Ticked for Gated {
         self.governor.ops_tick();
     }
 
-    fn evaluate_alerts(&self) -> callgate_backend::BoxFuture<'_, ()> {
+    fn evaluate_alerts(&self) -> BoxFuture<'_, ()> {
         if self.duties.held() {
             Box::pin(self.governor.evaluate_alerts())
         } else {
             Box::pin(std::future::ready(()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Marks, Tag, MAX_ORIGINS};
+
+    fn tag(origin: &str, k: u64) -> Tag {
+        Tag { origin: origin.into(), k }
+    }
+
+    #[test]
+    fn an_entry_shows_once_its_node_marked_it_or_a_later_one_settled() {
+        let mut marks = Marks::default();
+        assert!(marks.settled(None, None), "an untagged entry: its node does not journal");
+        assert!(marks.settled(Some(&tag("me", 9)), Some("me")), "this node's own: the gate waited for it");
+        assert!(!marks.settled(Some(&tag("a", 3)), Some("me")));
+        marks.mark(&tag("a", 5));
+        assert!(marks.settled(Some(&tag("a", 3)), None) && marks.settled(Some(&tag("a", 5)), None));
+        assert!(!marks.settled(Some(&tag("a", 6)), None), "marked up to 5 only");
+        assert!(!marks.settled(Some(&tag("b", 1)), None), "another node's marks say nothing of b");
+        marks.mark(&tag("a", 2));
+        assert!(marks.settled(Some(&tag("a", 5)), None), "a late, lower mark takes nothing back");
+    }
+
+    #[test]
+    fn marks_of_at_most_so_many_origins_are_kept() {
+        let mut marks = Marks::default();
+        for i in 0..MAX_ORIGINS {
+            marks.mark(&tag(&format!("n{i}"), 1));
+        }
+        assert!(marks.settled(Some(&tag("n0", 1)), None));
+        marks.mark(&tag("new", 1));
+        assert_eq!(marks.settled.len(), 1, "forgotten, all at once");
+        assert!(!marks.settled(Some(&tag("n0", 1)), None), "its entries wait for its next mark");
+        assert!(marks.settled(Some(&tag("new", 1)), None));
     }
 }

@@ -217,14 +217,18 @@ impl Server {
             None => backend,
         };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
-        let governor = Arc::new(
-            Governor::new(backend, records, clock.clone(), names, overflow)
-                .with_ops_in(ops_slot)
-                .with_metrics(metrics.clone()),
-        );
+        // Cluster mode: the follower of the domain's stream, which reads also wait for.
+        let following = cluster.as_ref().map(|c| Arc::new(crate::cluster::Following::new(c.ledger.clone())));
+        let mut governor = Governor::new(backend, records, clock.clone(), names, overflow)
+            .with_ops_in(ops_slot)
+            .with_metrics(metrics.clone());
+        if let Some(f) = &following {
+            governor = governor.with_settled_views(f.clone());
+        }
+        let governor = Arc::new(governor);
         let stop_cluster = Arc::new(AtomicBool::new(false));
-        let (duties, duty_lease) = match (&cluster, follower_bus) {
-            (Some(c), Some(bus)) => {
+        let (duties, duty_lease) = match (&cluster, follower_bus, &following) {
+            (Some(c), Some(bus), Some(following)) => {
                 let gate: Box<dyn Fn() + Send> = match &postgres {
                     Some(p) => Box::new(p.gate()),
                     None => Box::new(|| {}),
@@ -236,6 +240,8 @@ impl Server {
                     governor.clone(),
                     stop_cluster.clone(),
                     gate,
+                    postgres.as_ref().map(|p| p.backend.origin().to_owned()),
+                    following.clone(),
                     fallback.clone(),
                 )
                 .map_err(|e| ServeError(format!("cannot start the cluster's event follower: {e}")))?;
@@ -325,6 +331,7 @@ impl Server {
             reconcilers: Reconcilers::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             duties: duties.clone(),
+            following,
         });
         let router = crate::edges::router::router(app.clone()).merge(api::campaigns::router(app.clone()));
         let listener = tokio::net::TcpListener::bind(listen)

@@ -293,52 +293,74 @@ async fn redis_restarted_empty_gets_the_acknowledged_leases_back_and_admission_p
 
 /// The value of `callgate_pool_used{pool="acct"}` on the node's `/metrics` (fed by the bus).
 async fn metric_used(t: &TestServer) -> String {
+    metric(t, "callgate_pool_used{pool=\"acct\"}").await
+}
+
+/// The value of the metric line that starts with `line` on `t`.
+async fn metric(t: &TestServer, line: &str) -> String {
     let text = t.metrics().await;
     text.lines()
-        .find(|l| l.starts_with("callgate_pool_used{pool=\"acct\"}"))
+        .find(|l| l.starts_with(line))
         .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
-        .unwrap_or_else(|| panic!("no callgate_pool_used:\n{text}"))
+        .unwrap_or_else(|| panic!("no {line}:\n{text}"))
+}
+
+/// Another PostgreSQL session that holds the journal's lease table: every commit that
+/// writes a lease row waits until it is released.
+struct TableLock {
+    psql: std::process::Child,
+    stdin: std::process::ChildStdin,
+}
+
+impl TableLock {
+    async fn take(db: &TestDb) -> TableLock {
+        use std::io::Write;
+        let mut psql = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", &db.name, "-q"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql");
+        let mut stdin = psql.stdin.take().unwrap();
+        writeln!(stdin, "BEGIN; LOCK TABLE journal_leases IN ACCESS EXCLUSIVE MODE;").unwrap();
+        stdin.flush().unwrap();
+        eventually("the table is locked", secs(10), || async {
+            db.query(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'journal_leases' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            ) == "1"
+        })
+        .await;
+        TableLock { psql, stdin }
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        writeln!(self.stdin, "COMMIT;").unwrap();
+        drop(self.stdin);
+        let _ = self.psql.wait();
+    }
+}
+
+/// Acquires and releases once through `t` (its journal's connection and statements are
+/// then ready), until its bus shows the pool empty again.
+async fn warm(t: &TestServer, key: &str) {
+    let (s, _) = t.acquire(json!({ "flow": "in", "key": key })).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = t.delete(&format!("/v1/leases?key={key}")).await;
+    assert_eq!(s, StatusCode::OK);
+    eventually("the bus saw the release", secs(10), || async { metric_used(t).await == "0" }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_own_grant_reaches_its_metrics_only_once_postgres_committed_it() {
-    use std::io::Write;
     let redis = Redis::start().await;
     let db = TestDb::new("pgwire_bus");
     let t = TestServer::start(&config(&redis.url, &db.url, "pgwire-bus")).await;
-    // The journal's connection and statements are ready before the table is locked.
-    let (s, _) = t.acquire(json!({ "flow": "in", "key": "warm" })).await;
-    assert_eq!(s, StatusCode::OK);
-    let (s, _) = t.delete("/v1/leases?key=warm").await;
-    assert_eq!(s, StatusCode::OK);
-    eventually("the bus saw the release", secs(10), || async { metric_used(&t).await == "0" }).await;
+    warm(&t, "warm").await;
 
-    // Another session holds the journal's lease table: the next commit waits for it.
-    let mut locker = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", &db.name, "-q"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("psql");
-    let mut stdin = locker.stdin.take().unwrap();
-    writeln!(stdin, "BEGIN; LOCK TABLE journal_leases IN ACCESS EXCLUSIVE MODE;").unwrap();
-    stdin.flush().unwrap();
-    eventually("the table is locked", secs(10), || async {
-        db.query(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname = 'journal_leases' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-        ) == "1"
-    })
-    .await;
-
-    let answer = {
-        let (client, base) = (t.client.clone(), t.base.clone());
-        tokio::spawn(async move {
-            let r =
-                client.post(format!("{base}/v1/acquire")).json(&json!({ "flow": "in", "key": "held" })).send().await;
-            r.unwrap().status()
-        })
-    };
+    let lock = TableLock::take(&db).await;
+    let answer = post_spawned(&t, "/v1/acquire", json!({ "flow": "in", "key": "held" }));
     // Redis granted it (the stream carries the event) ...
     eventually("Redis ran the grant", secs(10), || async {
         t.server().app.governor.backend().lease_by_key("held").is_some()
@@ -351,12 +373,53 @@ async fn a_nodes_own_grant_reaches_its_metrics_only_once_postgres_committed_it()
         assert!(!answer.is_finished(), "no answer before the commit");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    writeln!(stdin, "COMMIT;").unwrap();
-    drop(stdin);
-    let _ = locker.wait();
-    assert_eq!(answer.await.unwrap(), StatusCode::OK, "answered once committed");
+    lock.release();
+    assert_eq!(answer.await.unwrap().0, StatusCode::OK, "answered once committed");
     eventually("the bus shows the committed grant", secs(10), || async { metric_used(&t).await == "1" }).await;
     t.server.unwrap().stop().await;
+}
+
+/// Another node's grant is in the stream as soon as Redis ran it; this node's bus holds it
+/// back until that node's PostgreSQL commit is done and it marked the entry settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_grant_reaches_this_nodes_metrics_only_once_that_node_committed_it() {
+    let redis = Redis::start().await;
+    let db = TestDb::new("pgwire_held");
+    let toml = config(&redis.url, &db.url, "pgwire-held");
+    let (a, b) = (TestServer::start(&toml).await, TestServer::start(&toml).await);
+    warm(&a, "warm-a").await;
+    warm(&b, "warm-b").await;
+    let held = || async { metric(&b, "callgate_cluster_events_held ").await.parse::<u64>().unwrap() };
+    eventually("b holds nothing back", secs(10), || async { held().await == 0 }).await;
+
+    let lock = TableLock::take(&db).await;
+    let answer = post_spawned(&a, "/v1/acquire", json!({ "flow": "in", "key": "held" }));
+    eventually("b read a's grant and holds it back", secs(10), || async { held().await >= 1 }).await;
+    assert_eq!(metric_used(&b).await, "0", "b's bus shows no grant a has not committed");
+    // A read of the pool through b sees the grant in Redis: it waits too.
+    let pool = {
+        let (client, url) = (b.client.clone(), format!("{}/v1/pools/acct", b.base));
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.expect("b answers");
+            (r.status(), r.json::<serde_json::Value>().await.expect("a JSON answer"))
+        })
+    };
+    for _ in 0..10 {
+        assert!(!answer.is_finished(), "a answers only once committed");
+        assert!(!pool.is_finished(), "b answers the read only once a committed what it saw");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lock.release();
+    let (s, v) = answer.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = pool.await.unwrap();
+    assert_eq!((s, &v["used"]), (StatusCode::OK, &json!(1)), "{v}");
+    eventually("b's bus shows the grant once a committed and marked it", secs(10), || async {
+        metric_used(&b).await == "1" && held().await == 0
+    })
+    .await;
+    a.server.unwrap().stop().await;
+    b.server.unwrap().stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,7 +139,11 @@ impl Runner {
     /// Runs batches until the queue is empty.
     pub(crate) async fn run(mut self) {
         while let Some(jobs) = self.batches.next() {
-            let fcall = fcall(&self.function, &self.meta, &self.time, jobs.iter().map(|j| (j.name, &j.args[..])));
+            let now = match &self.time {
+                Time::Server => String::new(),
+                Time::Clock(c) => c.now_ms().to_string(),
+            };
+            let fcall = fcall(&self.function, &self.meta, now, jobs.iter().map(|j| (j.name, &j.args[..])));
             let answer = query_loaded_async(&mut self.conn, &self.function, &fcall).await;
             let broke = answer.as_ref().is_err_and(crate::call::broken);
             deliver(jobs, answer);
@@ -167,13 +171,9 @@ impl Runner {
 pub(crate) fn fcall<'a>(
     function: &str,
     meta: &str,
-    time: &Time,
+    now: String,
     commands: impl Iterator<Item = (&'a str, &'a [String])>,
 ) -> redis::Cmd {
-    let now = match time {
-        Time::Server => String::new(),
-        Time::Clock(c) => c.now_ms().to_string(),
-    };
     let mut fcall = redis::cmd("FCALL");
     fcall.arg(function).arg(1).arg(meta).arg("batch").arg(now);
     for (name, args) in commands {

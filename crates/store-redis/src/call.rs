@@ -3,7 +3,7 @@
 //! function library, and reading a script's answer into the backend's health and errors.
 
 use crate::batch::Runner;
-use crate::{wire, RedisLedger, Time, SCRIPT};
+use crate::{wire, RedisLedger, Tag, Time, SCRIPT};
 use callgate_backend::{Error, Executed};
 use redis::Value;
 use std::sync::{Arc, MutexGuard};
@@ -161,13 +161,27 @@ impl RedisLedger {
 
     /// The `FCALL` of command `name` at "now" with `args`.
     pub(crate) fn fcall(&self, name: &str, args: &[String]) -> redis::Cmd {
-        let now = match &self.time {
+        self.fcall_tagged(name, args, None)
+    }
+
+    /// [`RedisLedger::fcall`] whose stream entry, if it makes one, carries `tag`.
+    pub(crate) fn fcall_tagged(&self, name: &str, args: &[String], tag: Option<&Tag>) -> redis::Cmd {
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(self.now_arg(tag)).arg(args);
+        fcall
+    }
+
+    /// The script's ARGV[2]: "now" (empty: Redis's clock), then `|<tag>` if there is one.
+    pub(crate) fn now_arg(&self, tag: Option<&Tag>) -> String {
+        let mut now = match &self.time {
             Time::Server => String::new(),
             Time::Clock(c) => c.now_ms().to_string(),
         };
-        let mut fcall = redis::cmd("FCALL");
-        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(&now).arg(args);
-        fcall
+        if let Some(tag) = tag {
+            now.push('|');
+            now.push_str(&tag.to_string());
+        }
+        now
     }
 
     /// The multiplexed connection, opened on first use (and again after it broke).
@@ -184,7 +198,7 @@ impl RedisLedger {
 
     /// A command on the multiplexed connection failed with `e`: a connection that broke
     /// is dropped, so the next command opens another.
-    fn forget_if_broken(&self, e: &redis::RedisError) {
+    pub(crate) fn forget_if_broken(&self, e: &redis::RedisError) {
         if broken(e) {
             *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }

@@ -9,7 +9,8 @@
 -- function): its helpers are built once at load, not on every call as a script's would be.
 -- KEYS[1] is `{cg:<domain>}:m`; every other key shares its hash tag (Redis Cluster keeps
 -- them in one slot). ARGV[1] names the command, ARGV[2] is "now" in Unix ms ("": Redis
--- server time). Numbers are Lua doubles: ids, times and counts stay below 2^53 (the Rust
+-- server time), optionally followed by `|<tag>`: the calling node's tag for the command's
+-- stream entry (field o; see P:events). Numbers are Lua doubles: ids, times and counts stay below 2^53 (the Rust
 -- side refuses TTLs and waits that could pass it).
 --
 -- Keys (P = `{cg:<domain>}`):
@@ -47,12 +48,16 @@
 --   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..." (the
 --                shares it declared at its last presence)
 --   P:events stream  each command's events, in commit order: field e (the events as
---                MessagePack arrays, in the shape of the answers), field n (its now); trimmed to
---                about STREAM_LEN entries
+--                MessagePack arrays, in the shape of the answers), field n (its now), field o
+--                (the calling node's tag, `<origin>.<k>`, when it gave one); and the nodes'
+--                settle marks (field s, `<origin>.<k>`: that node's entries up to its k-th
+--                are durable; XADDed by the node, not here); trimmed to about STREAM_LEN entries
 
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
+-- The calling node's tag for this call's stream entry ('': none).
+local TAG
 -- The library functions the script calls most, as locals (an upvalue each, where a global's
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
@@ -1905,6 +1910,16 @@ end
 -- string of 3).
 local HEAD_OKD = '\147\163okd'
 
+-- Adds this call's events (packed) to the domain's stream, with the caller's tag if it
+-- gave one.
+local function xadd(packed)
+  if TAG == '' then
+    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', packed, 'n', s(now))
+  else
+    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', packed, 'n', s(now), 'o', TAG)
+  end
+end
+
 -- ARGV: 'batch', now, then per command the count of strings that follow (its name and
 -- arguments), its name and its arguments. Runs them one after another as single calls
 -- would run, with one clock reading, one save of the pools and one stream entry (the
@@ -1965,7 +1980,7 @@ local function batch(args)
   give_back()
   save_pools()
   if #EV > 0 then
-    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', array_header(#EV) .. table.concat(EV), 'n', s(now))
+    xadd(array_header(#EV) .. table.concat(EV))
   end
   return { 'okB', now, array_header(count) .. table.concat(out) }
 end
@@ -2009,11 +2024,13 @@ local function call(keys, args)
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
-  if ARGV[2] == '' then
+  local at, tag = string.match(ARGV[2], '^(%d*)|?(.*)$')
+  TAG = tag or ''
+  if not at or at == '' then
     local t = rcall('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   else
-    now = tonumber(ARGV[2])
+    now = tonumber(at)
   end
   spec = nil
   local old_layout = false
@@ -2076,7 +2093,7 @@ local function call(keys, args)
     -- its special replies), which cost more than the command itself.
     local ev = array_header(#EV) .. table.concat(EV)
     if #EV > 0 and CMD ~= 'open' then
-      rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', ev, 'n', s(now))
+      xadd(ev)
     end
     local packed = result[1] == 'okp' and result[2] or mp_pack(result[2])
     return { 'okp', packed, ev, now }

@@ -67,7 +67,11 @@ mod wire;
 
 use call::{connect, load_library, unavailable, IDLE_CONNECTIONS, TIMEOUT};
 pub use duty::DutyLease;
-pub use stream::{stream_reset, Committed, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
+pub use stream::{stream_position, stream_reset, Committed, Tag, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
+
+/// About how many entries the domain's event stream keeps (`MAXLEN ~`; the script's
+/// `STREAM_LEN`).
+pub(crate) const STREAM_LEN: &str = "10000";
 
 use callgate_backend::{
     BoxFuture, Command, Error, Executed, Health, LeaseFilter, LeaseRef, LedgerBackend, Outcome, TicketRead, Waiting,
@@ -249,11 +253,19 @@ impl RedisLedger {
     /// that node journals the lease and may answer "granted", so it stays (until it is
     /// released or expires), where a release would free a unit a caller holds. As
     /// [`LedgerBackend::execute`] of its release; nothing released when it stays.
-    pub fn take_back(&self, id: LeaseId) -> Result<Executed, Error> {
+    /// Its stream entry, if it makes one, carries `tag`.
+    pub fn take_back(&self, id: LeaseId, tag: Option<&Tag>) -> Result<Executed, Error> {
         let mut args = lease_ref(&LeaseRef::Id(id)).to_vec();
         args.extend([opt_str(None), "unless_found".to_owned()]);
-        let parts = self.call("release", &args)?;
+        let parts = self.answer(self.query_loaded(&self.fcall_tagged("release", &args, tag)))?;
         self.executed(parts)
+    }
+
+    /// [`LedgerBackend::execute`] whose stream entry, if it makes one, carries `tag`: for a
+    /// node that journals its commands and marks them settled ([`RedisLedger::mark_settled`]).
+    pub fn execute_tagged(&self, cmd: Command, tag: Option<&Tag>) -> Result<Executed, Error> {
+        let (name, args) = self.command_args(&cmd)?;
+        self.executed(self.answer(self.query_loaded(&self.fcall_tagged(name, &args, tag)))?)
     }
 
     /// Marks lease `id`, which an acquire retried by its key found, before that retry is
@@ -272,12 +284,13 @@ impl RedisLedger {
     /// command's answer, as [`LedgerBackend::execute`] would give it. For a wrapper that must
     /// do something in Redis's order after each command (the PostgreSQL journal), and can
     /// hold its order across one call for many commands.
-    pub fn execute_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
+    /// Every stream entry it makes carries `tag`.
+    pub fn execute_batch(&self, cmds: Vec<Command>, tag: Option<&Tag>) -> Vec<Result<Executed, Error>> {
         let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
         let mut in_batch = Vec::new();
         for (i, cmd) in cmds.into_iter().enumerate() {
             if !batched(&cmd) {
-                out[i] = Some(self.execute(cmd));
+                out[i] = Some(self.execute_tagged(cmd, tag));
                 continue;
             }
             match self.command_args(&cmd) {
@@ -289,7 +302,7 @@ impl RedisLedger {
             let fcall = batch::fcall(
                 &self.function,
                 &self.meta,
-                &self.time,
+                self.now_arg(tag),
                 in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
             );
             let answer = self.query_loaded(&fcall);

@@ -8,15 +8,48 @@ use std::time::Duration;
 
 /// One command's events as committed to the domain's event stream (`{cg:<domain>}:events`),
 /// which every node can read: the basis of waking the waiters of one node when another
-/// frees capacity.
+/// frees capacity. Or a node's settle mark (`settles`, no events).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed {
     /// The stream entry's id (`<ms>-<n>`): read on after it.
     pub id: String,
-    /// The "now" the command ran at (Unix ms).
+    /// The "now" the command ran at (Unix ms; 0 for a settle mark).
     pub now: u64,
     /// Its events, in ledger order.
     pub events: Vec<callgate_core::Event>,
+    /// The tag the calling node gave the command ([`RedisLedger::execute_tagged`]), if any.
+    pub tag: Option<Tag>,
+    /// A settle mark ([`RedisLedger::mark_settled`]): every entry of that node tagged up to
+    /// this one's `k` is settled (durable, or lost and being taken back).
+    pub settles: Option<Tag>,
+}
+
+/// A node's tag for a command's stream entry: which process (`origin`, unique per start
+/// of a node) and its how-manieth tagged call (`k`, growing). A node that journals its
+/// commands (PostgreSQL) tags them, and once their appends are settled it adds a settle
+/// mark to the stream, so the other nodes can hold its entries until then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    /// The node process's origin: letters and digits, at most 32.
+    pub origin: String,
+    /// The call's number among the origin's tagged calls.
+    pub k: u64,
+}
+
+impl Tag {
+    /// A tag as the script stores it (`<origin>.<k>`), read; `None` if it does not parse.
+    pub fn parse(text: &str) -> Option<Tag> {
+        let (origin, k) = text.rsplit_once('.')?;
+        let ok = !origin.is_empty() && origin.len() <= 32 && origin.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then_some(())?;
+        Some(Tag { origin: origin.to_owned(), k: k.parse().ok()? })
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.origin, self.k)
+    }
 }
 
 /// The most entries one read of the event stream returns.
@@ -41,11 +74,13 @@ fn stream_id(id: &str) -> Result<&str, Error> {
 /// again, whose last entry is `last`: `last` comes before `read`. Ids are compared as
 /// numbers (`<ms>-<n>`); an id that does not parse says nothing.
 pub fn stream_reset(read: &str, last: &str) -> bool {
-    let parse = |id: &str| -> Option<(u64, u64)> {
-        let (ms, n) = stream_id(id).ok()?.split_once('-')?;
-        Some((ms.parse().ok()?, n.parse().ok()?))
-    };
-    matches!((parse(read), parse(last)), (Some(r), Some(l)) if l < r)
+    matches!((stream_position(read), stream_position(last)), (Some(r), Some(l)) if l < r)
+}
+
+/// A stream id (`<ms>-<n>`) as numbers, in the stream's order; `None` if it does not parse.
+pub fn stream_position(id: &str) -> Option<(u64, u64)> {
+    let (ms, n) = stream_id(id).ok()?.split_once('-')?;
+    Some((ms.parse().ok()?, n.parse().ok()?))
 }
 
 impl RedisLedger {
@@ -116,6 +151,17 @@ impl RedisLedger {
     }
 }
 
+/// The id of the one entry `XREVRANGE … COUNT 1` answered (`None`: none).
+fn newest_id(entries: &Value) -> Result<Option<String>, Error> {
+    match wire::list(entries, "stream entries")?.first() {
+        Some(entry) => match wire::list(entry, "a stream entry")? {
+            [id, _] => Ok(Some(wire::text(id)?)),
+            _ => Err(Error::internal(format!("XREVRANGE answered {entries:?}"))),
+        },
+        None => Ok(None),
+    }
+}
+
 impl RedisLedger {
     /// Runs a pipeline on a connection of the pool, as [`RedisLedger::with_conn`].
     fn with_pipe<T>(&self, pipe: &redis::Pipeline) -> Result<T, redis::RedisError>
@@ -164,16 +210,7 @@ impl RedisLedger {
             self.failed(&e.to_string());
             unavailable(e)
         })?;
-        let last = match &last {
-            Value::Array(entries) => match entries.first() {
-                Some(entry) => match wire::list(entry, "a stream entry")? {
-                    [id, _] => Some(wire::text(id)?),
-                    _ => return Err(Error::internal(format!("XREVRANGE answered {last:?}"))),
-                },
-                None => None,
-            },
-            other => return Err(Error::internal(format!("XREVRANGE answered {other:?}"))),
-        };
+        let last = newest_id(&last)?;
         let parts = wire::list(&pools, "the pools' answer")?;
         match parts {
             [ok, pools, ..] if wire::text(ok)? == "ok" => {
@@ -189,28 +226,56 @@ impl RedisLedger {
         }
     }
 
+    /// Adds `tag`'s settle mark to the domain's stream: every entry of `tag.origin` tagged
+    /// up to `tag.k` is settled. On the shared multiplexed connection.
+    pub async fn mark_settled(&self, tag: &Tag) -> Result<(), Error> {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(format!("{}:events", self.key_prefix()))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(crate::STREAM_LEN)
+            .arg("*")
+            .arg("s")
+            .arg(tag.to_string());
+        let mut conn = self.multiplexed().await.map_err(unavailable)?;
+        xadd.query_async::<Value>(&mut conn).await.map(|_| ()).map_err(|e| {
+            self.forget_if_broken(&e);
+            unavailable(e)
+        })
+    }
+
     /// The id of the event stream's last entry (`None`: there is no entry, or no stream).
     /// A follower whose last id is above it reads a stream that started again: a Redis
     /// that restarted empty numbers its entries by its own clock from then on, which may
     /// be behind the ids read before (see [`stream_reset`]).
     pub fn last_event_id(&self) -> Result<Option<String>, Error> {
+        let reply: Value =
+            self.with_pipe(redis::pipe().add_command(self.last_entry_cmd())).map_err(|e| self.unreachable(e))?;
+        match &reply {
+            Value::Array(r) => match r.first() {
+                Some(entries) => newest_id(entries),
+                None => Err(Error::internal(format!("XREVRANGE answered {reply:?}"))),
+            },
+            other => Err(Error::internal(format!("XREVRANGE answered {other:?}"))),
+        }
+    }
+
+    /// [`RedisLedger::last_event_id`] on the shared multiplexed connection. A failure is
+    /// only answered, not recorded in the health (whose every new failure makes whatever
+    /// was read meanwhile count as undone: this asks on behalf of a read).
+    pub async fn last_event_id_async(&self) -> Result<Option<String>, Error> {
+        let mut conn = self.multiplexed().await.map_err(unavailable)?;
+        let reply: Value = self.last_entry_cmd().query_async(&mut conn).await.map_err(|e| {
+            self.forget_if_broken(&e);
+            unavailable(e)
+        })?;
+        newest_id(&reply)
+    }
+
+    fn last_entry_cmd(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(format!("{}:events", self.key_prefix())).arg("+").arg("-").arg("COUNT").arg(1);
-        let reply: Value = self.with_pipe(redis::pipe().add_command(cmd)).map_err(|e| self.unreachable(e))?;
-        let entries = match &reply {
-            Value::Array(r) => match r.first() {
-                Some(Value::Array(entries)) => entries,
-                _ => return Err(Error::internal(format!("XREVRANGE answered {reply:?}"))),
-            },
-            other => return Err(Error::internal(format!("XREVRANGE answered {other:?}"))),
-        };
-        match entries.first() {
-            Some(entry) => match wire::list(entry, "a stream entry")? {
-                [id, _] => Ok(Some(wire::text(id)?)),
-                _ => Err(Error::internal(format!("XREVRANGE answered {reply:?}"))),
-            },
-            None => Ok(None),
-        }
+        cmd
     }
 
     /// Asks Redis whether the domain's ledger is there (a read through the script): the
@@ -223,7 +288,21 @@ impl RedisLedger {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_reset;
+    use super::{stream_reset, Tag};
+
+    #[test]
+    fn a_tag_reads_as_the_script_stores_it_and_nothing_else_reads_as_one() {
+        let tag = Tag { origin: "a1b2".into(), k: 42 };
+        assert_eq!(Tag::parse(&tag.to_string()), Some(tag));
+        for bad in ["", "a1b2", ".5", "a1b2.", "a1b2.x", "a-b.1", &format!("{}.1", "a".repeat(33))] {
+            assert_eq!(Tag::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_settle_marks_trim_the_stream_as_the_script_does() {
+        assert!(crate::SCRIPT.contains(&format!("local STREAM_LEN = '{}'", crate::STREAM_LEN)));
+    }
 
     #[test]
     fn a_stream_started_again_is_one_whose_last_entry_is_before_the_id_read() {

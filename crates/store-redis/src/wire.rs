@@ -355,24 +355,33 @@ pub(crate) fn events(v: &impl Node) -> Result<Vec<Event>, Error> {
     list(v, "events")?.iter().map(event).collect()
 }
 
-/// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n`.
+/// One entry of the event stream: `[id, [field, value, …]]` with fields `e` and `n` (and
+/// `o`, a tag), or a settle mark with field `s`.
 pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
     let [id, fields] = items(v, "a stream entry")?;
-    let (mut packed, mut now) = (None, None);
+    let (mut packed, mut now, mut tag, mut settles) = (None, None, None, None);
     for pair in list(fields, "stream fields")?.chunks(2) {
         if let [name, value] = pair {
             match (as_str(name)?, value) {
                 ("e", Value::BulkString(b)) => packed = Some(b.as_slice()),
                 ("n", value) => now = Some(as_str(value)?),
+                ("o", value) => tag = crate::Tag::parse(as_str(value)?),
+                ("s", value) => settles = crate::Tag::parse(as_str(value)?),
                 _ => {}
             }
         }
     }
+    let id = text(id)?;
+    if let (None, None, Some(settles)) = (packed, now, &settles) {
+        return Ok(crate::Committed { id, now: 0, events: Vec::new(), tag: None, settles: Some(settles.clone()) });
+    }
     let (Some(packed), Some(now)) = (packed, now) else { return Err(bad("a stream entry with e and n", v)) };
     Ok(crate::Committed {
-        id: text(id)?,
+        id,
         now: now.parse().map_err(|_| Error::internal(format!("the event stream's now: {now}")))?,
         events: events(&unpack_all(packed, &Bump::new())?)?,
+        tag,
+        settles: None,
     })
 }
 

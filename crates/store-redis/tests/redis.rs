@@ -6,7 +6,7 @@ use callgate_backend::conformance::account_spec;
 use callgate_backend::{Command, ErrorKind, LeaseRef, LedgerBackend, Names, Outcome};
 use callgate_core::clock::ManualClock;
 use callgate_core::{Decision, Event, FlowId, FlowSpec, LedgerSpec, PoolId, PoolSpec, Request};
-use callgate_store_redis::{RedisLedger, Time};
+use callgate_store_redis::{RedisLedger, Tag, Time};
 use support::Server;
 
 mod support;
@@ -75,7 +75,7 @@ fn a_take_back_leaves_a_lease_that_a_retry_by_its_key_found_and_marked() {
     let server = Server::start();
     let (a, b) = two_nodes(&server, "take-back");
     let lost = granted(&a, call(0, "lost"));
-    let done = a.take_back(lost).expect("take back");
+    let done = a.take_back(lost, None).expect("take back");
     assert!(matches!(done.outcome, Outcome::Released(Some(_))), "{done:?}");
     assert!(matches!(done.events.as_slice(), [Event::Released { .. }]), "{:?}", done.events);
     assert!(!b.mark_found(lost).expect("mark"), "taken back first: nothing to mark");
@@ -84,7 +84,7 @@ fn a_take_back_leaves_a_lease_that_a_retry_by_its_key_found_and_marked() {
     let found = granted(&a, call(0, "found"));
     assert_eq!(granted(&b, call(0, "found")), found, "the retry through node b finds the lease");
     assert!(b.mark_found(found).expect("mark"), "marked while live");
-    let done = a.take_back(found).expect("take back");
+    let done = a.take_back(found, None).expect("take back");
     assert!(matches!(done.outcome, Outcome::Released(None)) && done.events.is_empty(), "{done:?}");
     assert!(a.lease(found).is_some(), "the lease a retry found stays");
     assert_eq!(a.pools()[0].used, 2, "and is counted");
@@ -234,6 +234,36 @@ fn every_node_reads_the_committed_events_in_order() {
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].events, more.events);
     assert_eq!(b.events_after(Some("not an id"), 1).expect_err("a bad id").kind, ErrorKind::Invalid);
+}
+
+/// A node that journals its commands tags their stream entries and, once they are durable,
+/// adds a settle mark: the other nodes read both, and whose entries are whose.
+#[tokio::test]
+async fn tagged_entries_and_settle_marks_reach_every_node() {
+    let server = Server::start();
+    let clock = ManualClock::at(T0);
+    let a = RedisLedger::open(&server.url, "tags", &account_spec(), Time::Clock(clock.clone())).expect("node a");
+    let b = RedisLedger::open(&server.url, "tags", &account_spec(), Time::Clock(clock)).expect("node b");
+    let tag = |k| Tag { origin: "a0".into(), k };
+    a.execute_tagged(call(0, "one"), Some(&tag(1))).expect("acquire");
+    let answers = a.execute_batch(vec![call(0, "two"), call(0, "three")], Some(&tag(2)));
+    assert!(answers.iter().all(|r| r.is_ok()), "{answers:?}");
+    a.take_back(callgate_core::LeaseId(1), Some(&tag(3))).expect("take back");
+    a.execute(call(0, "untagged")).expect("acquire");
+    a.mark_settled(&tag(3)).await.expect("mark");
+    let read = b.events_after(None, 100).expect("read");
+    let tags: Vec<_> = read.iter().map(|c| (c.tag.clone(), c.settles.clone(), c.events.len())).collect();
+    assert_eq!(
+        tags,
+        vec![
+            (Some(tag(1)), None, 1),
+            (Some(tag(2)), None, 2),
+            (Some(tag(3)), None, 1),
+            (None, None, 1),
+            (None, Some(tag(3)), 0),
+        ]
+    );
+    assert_eq!(read[0].now, T0, "a tag leaves the command's clock as it was");
 }
 
 #[test]
@@ -424,7 +454,7 @@ fn a_command_that_fails_midway_leaves_the_pools_counting_exactly_what_is_held() 
     let deadlines = format!("{}:d", b.key_prefix());
     let _: () = redis::cmd("SET").arg(&deadlines).arg("not a sorted set").query(&mut conn).expect("SET");
 
-    let answers = b.execute_batch(vec![call(0, "last"), call(0, "waits")]);
+    let answers = b.execute_batch(vec![call(0, "last"), call(0, "waits")], None);
     let first = answers[0].as_ref().expect("the grant before the failure keeps its answer");
     assert!(matches!(first.outcome, Outcome::Decided { decision: Decision::Granted { .. }, .. }), "{first:?}");
     let e = answers[1].as_ref().expect_err("queueing failed midway");

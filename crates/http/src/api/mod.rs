@@ -110,6 +110,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     if let Some(held) = app.duties.clustered() {
         callgate_events::metrics::render_duties_held(&mut text, held);
     }
+    if let Some(f) = &app.following {
+        callgate_events::metrics::render_events_held(&mut text, f.held());
+    }
     // How long the journal's commits took: the embedded backend's own figure.
     let mut backend = app.governor.backend();
     if let Some(f) = app.fallback() {

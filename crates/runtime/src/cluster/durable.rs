@@ -35,12 +35,16 @@
 //! append this node made so far (its own events in the batch among them: a command and
 //! its append are made under one lock, so a stream entry the follower could read is
 //! covered) is committed or lost. So no metric, live event or `/v1/events` entry shows
-//! one of this node's grants before PostgreSQL has it. Other nodes' events are published
-//! as they come: their node commits them to PostgreSQL before it answers, but the stream
-//! carries them as soon as Redis ran them, so for the length of that node's commit
-//! (milliseconds; at most its commit timeout) another node's bus (metrics, the live page,
-//! `/v1/events`) and its reads of the shared ledger (lease lists, pools) may show a grant
-//! that its PostgreSQL commit may still lose.
+//! one of this node's grants before PostgreSQL has it. The stream carries another node's
+//! events as soon as Redis ran them, before that node's commit: so each command's stream
+//! entry carries this node's tag (`Tag`: this process's origin and the call's number,
+//! passed with the call), and once the appends of a tagged call are committed (or lost),
+//! a task here adds a settle mark to the stream (one for all that settled meanwhile;
+//! [`settle`]).
+//! Another node's follower holds a tagged entry back from its bus until the mark comes
+//! (or [`super::HOLD_MAX`], should this node die first), and its reads of the shared
+//! ledger (pools, lease lists, tickets) wait until its follower has shown everything the
+//! stream held after the read ([`super::Following`]).
 //!
 //! **Answers.** A grant another node's command made is never *answered* to a caller here
 //! before this node journaled it too ([`LedgerBackend::vouch`]: the same rows, written
@@ -129,6 +133,8 @@ pub(super) struct Inner {
     unsettled: Mutex<std::collections::HashSet<u64>>,
     /// The request paths' commands waiting for the next batch (see [`Inner::run_batch`]).
     pending: Mutex<Pending>,
+    /// The tags of this node's stream entries, and their settle marks.
+    marks: settle::Marker,
 }
 
 /// Commands waiting for a batch, and whether a batch is being run (one at a time: the
@@ -188,13 +194,16 @@ impl Inner {
         };
         // Its append counts as lost unless committed within the commit timeout from here.
         let started = Instant::now();
-        let done = self.redis.execute(cmd)?;
+        let tag = self.marks.next_tag();
+        let done = self.redis.execute_tagged(cmd, Some(&tag))?;
         // The reconfiguration's own events already name things the new way.
         if let Some((spec, names)) = renamed {
             self.journal.rename(names.clone());
             *self.config.write().unwrap_or_else(|p| p.into_inner()) = (spec, names);
         }
-        Ok(self.append(done, started))
+        let done = self.append(done, started);
+        self.marks.to_settle(&tag, [&done]);
+        Ok(done)
     }
 
     /// Appends what the command `done` (sent to Redis at `started`) changed; under the order
@@ -216,8 +225,11 @@ impl Inner {
     fn run_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
         let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let done = self.redis.execute_batch(cmds);
-        done.into_iter().map(|r| r.map(|done| self.append(done, started))).collect()
+        let tag = self.marks.next_tag();
+        let done = self.redis.execute_batch(cmds, Some(&tag));
+        let done: Vec<_> = done.into_iter().map(|r| r.map(|done| self.append(done, started))).collect();
+        self.marks.to_settle(&tag, done.iter().flatten());
+        done
     }
 
     /// Runs batches of what waits until nothing does (blocking: on a thread of its own).
@@ -248,7 +260,9 @@ impl Inner {
         for &id in &undo.leases {
             let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
             let started = Instant::now();
-            let done = self.append(self.redis.take_back(id)?, started);
+            let tag = self.marks.next_tag();
+            let done = self.append(self.redis.take_back(id, Some(&tag))?, started);
+            self.marks.to_settle(&tag, [&done]);
             if matches!(done.outcome, Outcome::Released(None)) {
                 stayed.push(id);
             }
@@ -332,6 +346,7 @@ impl Journaled {
     /// The ledger `redis`, journaled in `journal`. Starts the task that takes back lost
     /// grants (call inside the server's runtime).
     pub(crate) fn new(redis: Arc<RedisLedger>, journal: Arc<Journal>, spec: LedgerSpec, names: Names) -> Journaled {
+        let marks = settle::Marker::start(redis.clone(), journal.clone());
         let inner = Arc::new(Inner {
             redis,
             journal,
@@ -340,6 +355,7 @@ impl Journaled {
             answered_in: AtomicU64::new(u64::MAX),
             unsettled: Mutex::new(Default::default()),
             pending: Mutex::new(Pending::default()),
+            marks,
         });
         super::restore::spawn(Arc::downgrade(&inner), RESTORE_GRACE);
         let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Undo)>();
@@ -368,6 +384,11 @@ impl Journaled {
     /// The journal (its commit times for `/metrics`).
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// This process's origin in the tags of its stream entries.
+    pub fn origin(&self) -> &str {
+        self.inner.marks.origin()
     }
 
     /// Why the journal fails now, if it does (unless a probe found PostgreSQL answering).
@@ -562,5 +583,6 @@ impl LedgerBackend for Journaled {
     }
 }
 
+mod settle;
 #[cfg(test)]
 mod tests;
