@@ -50,8 +50,9 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one reply may take. A command runs in tens of microseconds, but a settle or a
 /// reload walks everything waiting; Redis itself answers `BUSY` to others after 5 s of one
 /// script. A command whose reply timed out may still have run (as one whose connection
-/// broke after it was sent): its answer is `unavailable`, and a retry with the same
-/// idempotency key finds what it did.
+/// broke after it was sent): a tagged one is answered as Redis ran it, if it did
+/// ([`RedisLedger::or_kept`]); otherwise its answer is `unavailable`, and a retry with the
+/// same idempotency key finds what it did.
 pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// At most this many idle connections are kept for the next commands: as many as the
@@ -113,6 +114,38 @@ impl RedisLedger {
         let answer = self.with_conn(fcall);
         if answer.as_ref().is_err_and(function_missing) {
             return self.with_library().and_then(|_| self.with_conn(fcall));
+        }
+        answer
+    }
+
+    /// `answer` to a call tagged `tag`; if its connection broke or timed out after the call
+    /// was sent (Redis may have run it), the answer Redis kept for it (`P:o:<origin>`, see
+    /// `ledger.lua`, `kept`), asked on another connection. When Redis has not run it (it
+    /// kept an older answer: a node's tagged calls run one at a time), Redis gives it up in
+    /// the same step (should it still come, it is refused), and `answer` stays as it was; as
+    /// it does when Redis cannot be asked.
+    pub(crate) fn or_kept(&self, answer: redis::RedisResult<Value>, tag: Option<&Tag>) -> redis::RedisResult<Value> {
+        let (Err(e), Some(tag)) = (&answer, tag) else { return answer };
+        if !broken(e) {
+            return answer;
+        }
+        let ask = self.fcall("kept", &[tag.to_string()]);
+        // Twice: the first try may take a pooled connection that broke with the call's.
+        for _ in 0..2 {
+            match self.with_conn::<Value>(&ask) {
+                Ok(Value::Array(parts)) => match parts.as_slice() {
+                    [Value::BulkString(k), Value::BulkString(kept)] if k == b"kept" => {
+                        let arena = bumpalo::Bump::new();
+                        let Ok(reply) = crate::msgpack::unpack_all(kept, &arena) else { return answer };
+                        tracing::warn!(error = %e, tag = %tag,
+                            "A reply from Redis was lost; Redis ran the call, and its answer was read back");
+                        return Ok(reply.to_value());
+                    }
+                    _ => return answer,
+                },
+                Ok(_) => return answer,
+                Err(_) => continue,
+            }
         }
         answer
     }
@@ -282,6 +315,8 @@ pub(crate) fn script_error(code: &str, message: String) -> Error {
         "bad_pools" => Error::request(RequestError::BadPools(message)),
         "invalid" => Error::invalid(message),
         "missing" => Error::unavailable(message),
+        // A call its node gave up after its reply was lost (ledger.lua, `kept`).
+        "unavailable" => Error::unavailable(message),
         // The domain's keys are of a layout this script does not read (see ledger.lua, LAYOUT_HEAD).
         "layout" => Error::unavailable(message),
         "fenced" => Error::conflict("fenced", message),

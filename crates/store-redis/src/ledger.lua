@@ -47,6 +47,11 @@
 --                last presence + its lapse, Redis ms)
 --   P:ns  hash   node -> "<hold-back ends at>|<share of pool 0>,<share of pool 1>,..." (the
 --                shares it declared at its last presence)
+--   P:o:<origin> string  the last answer to a call a node tagged (`<origin>.<k>`): the
+--                tag, a newline, the answer as MessagePack (answered; read back by a node
+--                whose reply never came: command kept); expires after ANSWER_KEPT_MS
+--   P:oc:<origin> string  the tag of a call its node gave up (kept found no answer): refused
+--                should it still come; expires after ANSWER_KEPT_MS
 --   P:events stream  each command's events, in commit order: field e (the events as
 --                MessagePack arrays, in the shape of the answers), field n (its now), field o
 --                (the calling node's tag, `<origin>.<k>`, when it gave one); and the nodes'
@@ -72,6 +77,9 @@ local SEQ_SPAN = 1099511627776 -- 2^40: a line's order is rank * 2^40 + seq
 -- string with "%.14g", each a floating-point printf of a few thousand instructions, where
 -- string.format('%d') is an integer's.)
 local STREAM_LEN = '10000'
+-- How long a tagged call's answer is kept for a caller whose reply was lost (P:o:<origin>):
+-- far longer than the caller takes to ask (at once, on a new connection).
+local ANSWER_KEPT_MS = '60000'
 -- How long P:r:<id> marks a lease a retry found: far longer than a take-back may come after
 -- its grant (two commit timeouts, then ten tries a second apart).
 local FOUND_MS = '60000'
@@ -1910,6 +1918,36 @@ end
 -- string of 3).
 local HEAD_OKD = '\147\163okd'
 
+-- A change's answer, kept (when the caller tagged the call) for the caller to read should
+-- the reply never reach it (a connection that broke after the call was sent): P:o:<origin>
+-- holds the last such answer, with its tag.
+local function answered(reply)
+  if TAG ~= '' then
+    local origin = string.match(TAG, '^(.*)%.%d+$')
+    if origin then
+      rcall('SET', P .. ':o:' .. origin, TAG .. '\n' .. mp_pack(reply), 'PX', ANSWER_KEPT_MS)
+    end
+  end
+  return reply
+end
+
+-- ARGV: 'kept', now, the tag of a call whose reply never reached its node. Answers
+-- 'kept' and the call's answer as `answered` kept it, if Redis ran it; otherwise 'gone',
+-- and the call is given up: should it still come (it was sent, and may wait in Redis's
+-- input), it is refused (P:oc:<origin>).
+local function kept(tag)
+  local origin = string.match(tag or '', '^(.*)%.%d+$')
+  if not origin then
+    return fail('invalid', 'kept: a tag <origin>.<k> expected')
+  end
+  local answer = rcall('GET', P .. ':o:' .. origin)
+  if answer and ssub(answer, 1, #tag + 1) == tag .. '\n' then
+    return { 'kept', ssub(answer, #tag + 2) }
+  end
+  rcall('SET', P .. ':oc:' .. origin, tag, 'PX', ANSWER_KEPT_MS)
+  return { 'gone' }
+end
+
 -- Adds this call's events (packed) to the domain's stream, with the caller's tag if it
 -- gave one.
 local function xadd(packed)
@@ -2020,12 +2058,22 @@ local function call(keys, args)
     n[10], n[11]
   CMD = ARGV[1]
   EV, pools, tickets, counters, left, now_packed, recounted, held = {}, {}, {}, {}, 1, nil, false, nil
+  local at, tag = string.match(ARGV[2], '^(%d*)|?(.*)$')
+  TAG = tag or ''
   local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
-  local at, tag = string.match(ARGV[2], '^(%d*)|?(.*)$')
-  TAG = tag or ''
+  if TAG ~= '' then
+    -- Its node gave this call up (its reply timed out before Redis ran it: `kept`).
+    local origin = string.match(TAG, '^(.*)%.%d+$')
+    if origin and rcall('GET', P .. ':oc:' .. origin) == TAG then
+      return fail('unavailable', 'this command was given up: its reply was lost before Redis ran it')
+    end
+  end
+  if CMD == 'kept' then
+    return kept(ARGV[3])
+  end
   if not at or at == '' then
     local t = rcall('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -2064,7 +2112,7 @@ local function call(keys, args)
     end
   end
   if CMD == 'batch' then
-    return batch(args)
+    return answered(batch(args))
   end
   if CMD == 'fenced' then
     local refused = fenced()
@@ -2083,7 +2131,7 @@ local function call(keys, args)
       give_back()
       save_pools()
     end
-    return result
+    return answered(result)
   end
   if ssub(CMD, 1, 2) ~= 'r_' then
     give_back()
@@ -2096,7 +2144,7 @@ local function call(keys, args)
       xadd(ev)
     end
     local packed = result[1] == 'okp' and result[2] or mp_pack(result[2])
-    return { 'okp', packed, ev, now }
+    return answered({ 'okp', packed, ev, now })
   end
   return { 'ok', result[2], EV, now }
 end

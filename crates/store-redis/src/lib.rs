@@ -257,15 +257,18 @@ impl RedisLedger {
     pub fn take_back(&self, id: LeaseId, tag: Option<&Tag>) -> Result<Executed, Error> {
         let mut args = lease_ref(&LeaseRef::Id(id)).to_vec();
         args.extend([opt_str(None), "unless_found".to_owned()]);
-        let parts = self.answer(self.query_loaded(&self.fcall_tagged("release", &args, tag)))?;
+        let parts = self.answer(self.or_kept(self.query_loaded(&self.fcall_tagged("release", &args, tag)), tag))?;
         self.executed(parts)
     }
 
     /// [`LedgerBackend::execute`] whose stream entry, if it makes one, carries `tag`: for a
     /// node that journals its commands and marks them settled ([`RedisLedger::mark_settled`]).
+    /// A tagged call whose reply was lost after it was sent is answered as Redis ran it, if
+    /// it did (Redis keeps a tagged call's answer: see `ledger.lua`, `P:o:<origin>`); tagged
+    /// calls must run one at a time per origin.
     pub fn execute_tagged(&self, cmd: Command, tag: Option<&Tag>) -> Result<Executed, Error> {
         let (name, args) = self.command_args(&cmd)?;
-        self.executed(self.answer(self.query_loaded(&self.fcall_tagged(name, &args, tag)))?)
+        self.executed(self.answer(self.or_kept(self.query_loaded(&self.fcall_tagged(name, &args, tag)), tag))?)
     }
 
     /// Marks lease `id`, which an acquire retried by its key found, before that retry is
@@ -279,18 +282,23 @@ impl RedisLedger {
         Ok(marked.transpose()?.unwrap_or(0) == 1)
     }
 
-    /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one)
-    /// in one script call, in order, on a connection of this thread's own (blocking): each
-    /// command's answer, as [`LedgerBackend::execute`] would give it. For a wrapper that must
-    /// do something in Redis's order after each command (the PostgreSQL journal), and can
-    /// hold its order across one call for many commands.
-    /// Every stream entry it makes carries `tag`.
+    /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one, and
+    /// refused in a tagged batch) in one script call, in order, on a connection of this
+    /// thread's own (blocking): each command's answer, as [`LedgerBackend::execute`] would
+    /// give it. For a wrapper that must do something in Redis's order after each command
+    /// (the PostgreSQL journal), and can hold its order across one call for many commands.
+    /// Its stream entry carries `tag`, and a lost reply is read back as for
+    /// [`RedisLedger::execute_tagged`].
     pub fn execute_batch(&self, cmds: Vec<Command>, tag: Option<&Tag>) -> Vec<Result<Executed, Error>> {
         let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
         let mut in_batch = Vec::new();
         for (i, cmd) in cmds.into_iter().enumerate() {
             if !batched(&cmd) {
-                out[i] = Some(self.execute_tagged(cmd, tag));
+                // A tag is one call's: a command run on its own would need one of its own.
+                out[i] = Some(match tag {
+                    None => self.execute(cmd),
+                    Some(_) => Err(Error::internal("a tagged batch carries only the request paths' commands")),
+                });
                 continue;
             }
             match self.command_args(&cmd) {
@@ -305,7 +313,7 @@ impl RedisLedger {
                 self.now_arg(tag),
                 in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
             );
-            let answer = self.query_loaded(&fcall);
+            let answer = self.or_kept(self.query_loaded(&fcall), tag);
             for ((i, _, _), reply) in in_batch.iter().zip(batch::split(answer, in_batch.len())) {
                 out[*i] = Some(self.ran(reply));
             }

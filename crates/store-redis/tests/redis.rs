@@ -266,6 +266,56 @@ async fn tagged_entries_and_settle_marks_reach_every_node() {
     assert_eq!(read[0].now, T0, "a tag leaves the command's clock as it was");
 }
 
+/// A reply lost after Redis ran the call (the connection broke on its way back): a tagged
+/// call is answered as Redis ran it (Redis kept its answer), so its grant is neither lost
+/// to its caller nor held unanswered until its TTL; a request lost before Redis saw it is
+/// unavailable and granted nothing. An untagged call's lost reply stays lost.
+#[test]
+fn a_tagged_call_whose_reply_was_lost_is_answered_as_redis_ran_it() {
+    let server = Server::start();
+    let link = support::Forwarder::start(&server.url);
+    let a = RedisLedger::open(&link.url, "lost", &account_spec(), Time::Clock(ManualClock::at(T0))).expect("open");
+    let tag = |k| Tag { origin: "n1".into(), k };
+    let key_of = |r: &Result<callgate_backend::Executed, callgate_backend::Error>| match &r
+        .as_ref()
+        .expect("answered")
+        .outcome
+    {
+        Outcome::Decided { decision: Decision::Granted { .. }, lease: Some(l), .. } => l.key.clone(),
+        other => panic!("expected a grant: {other:?}"),
+    };
+
+    link.lose_next_reply();
+    let answers = a.execute_batch(vec![call(0, "ran-1"), call(0, "ran-2")], Some(&tag(1)));
+    assert_eq!(answers.iter().map(key_of).collect::<Vec<_>>(), [Some("ran-1".into()), Some("ran-2".into())]);
+    link.lose_next_reply();
+    assert_eq!(key_of(&a.execute_tagged(call(0, "single"), Some(&tag(2)))), Some("single".into()));
+    assert_eq!(a.leases().len(), 3, "each granted once");
+
+    link.lose_next_request();
+    let answers = a.execute_batch(vec![call(0, "never")], Some(&tag(3)));
+    let e = answers[0].as_ref().expect_err("Redis never saw it");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(a.lease_by_key("never").is_none(), "and granted nothing");
+
+    // Sent, but still on its way to Redis when the node asks: given up, and refused when it
+    // comes.
+    link.hold_next_request();
+    let answers = a.execute_batch(vec![call(0, "late")], Some(&tag(4)));
+    assert_eq!(answers[0].as_ref().expect_err("not run yet").kind, ErrorKind::Unavailable);
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    let given_up = format!("{}:oc:n1", a.key_prefix());
+    assert_eq!(redis::cmd("GET").arg(&given_up).query::<String>(&mut conn).expect("GET"), "n1.4");
+    link.deliver_held();
+    assert!(a.lease_by_key("late").is_none(), "refused when it came");
+    assert_eq!(a.leases().len(), 3);
+
+    link.lose_next_reply();
+    let e = a.execute(call(0, "untagged")).expect_err("its reply is lost");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(a.lease_by_key("untagged").is_some(), "granted all the same: held until a retry by its key, or its TTL");
+}
+
 #[test]
 fn a_redis_that_evicts_keys_is_refused() {
     let server = Server::start_with(&["--maxmemory-policy", "allkeys-lru"]);

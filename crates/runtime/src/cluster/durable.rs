@@ -46,6 +46,13 @@
 //! ledger (pools, lease lists, tickets) wait until its follower has shown everything the
 //! stream held after the read ([`super::Following`]).
 //!
+//! **A lost reply.** A tagged call whose reply from Redis never came (the connection
+//! broke, or timed out, after it was sent) is answered as Redis ran it: Redis keeps the
+//! answer to this node's last tagged call, and the node reads it back; a call Redis had
+//! not run by then is given up (refused should it still come) and answers `unavailable`
+//! (`RedisLedger::execute_tagged`). So a lost reply leaves no grant unjournaled and
+//! unanswered until its TTL.
+//!
 //! **Answers.** A grant another node's command made is never *answered* to a caller here
 //! before this node journaled it too ([`LedgerBackend::vouch`]: the same rows, written
 //! again; a released lease stays released): a caller waiting here whose ticket another

@@ -100,3 +100,125 @@ pub(crate) fn one_pool_spec(limit: u32, ttl_ms: u64, wait_ms: u64) -> callgate_c
         ..LedgerSpec::default()
     }
 }
+
+/// A TCP forwarder to a Redis that can lose what passes through it, once: the next reply
+/// (the request reaches Redis, which runs it, but the client's connection is closed before
+/// the reply reaches it), or the next request (closed before Redis sees it), or hold the
+/// next request back (the client's connection is closed at once, the request reaches Redis
+/// when the test says: as one that waited in Redis's input while its client gave up).
+#[allow(dead_code)] // (not every test file that shares this module uses it)
+pub(crate) struct Forwarder {
+    pub(crate) url: String,
+    lose: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    deliver: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    /// How many replies were not passed on (Redis answered a request whose client was cut).
+    swallowed: std::sync::Arc<(std::sync::Mutex<u32>, std::sync::Condvar)>,
+}
+
+#[allow(dead_code)]
+impl Forwarder {
+    const PASS: u8 = 0;
+    const REPLY: u8 = 1;
+    const REQUEST: u8 = 2;
+    const HOLD: u8 = 3;
+
+    /// Forwards a port of its own to the Redis at `url` (`redis://127.0.0.1:<port>/`), until
+    /// the test ends.
+    pub(crate) fn start(url: &str) -> Forwarder {
+        use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+        use std::sync::Arc;
+        let target: String = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the forwarder's port");
+        let url = format!("redis://{}/", listener.local_addr().expect("its address"));
+        let lose = Arc::new(AtomicU8::new(Self::PASS));
+        let deliver = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let swallowed = Arc::new((std::sync::Mutex::new(0u32), std::sync::Condvar::new()));
+        let (mode, delivered, swallow) = (lose.clone(), deliver.clone(), swallowed.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = std::net::TcpStream::connect(&target) else { continue };
+                let cut = Arc::new(AtomicBool::new(false));
+                let (mode, cut2, delivered, swallow) = (mode.clone(), cut.clone(), delivered.clone(), swallow.clone());
+                let (mut from_client, mut to_upstream) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let (mut from_upstream, mut to_client) = (upstream, client);
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buf) {
+                        match mode.swap(Self::PASS, Ordering::SeqCst) {
+                            Self::REQUEST => break,
+                            Self::REPLY => cut2.store(true, Ordering::SeqCst),
+                            Self::HOLD => {
+                                cut2.store(true, Ordering::SeqCst);
+                                let _ = from_client.shutdown(std::net::Shutdown::Both);
+                                let (lock, ready) = &*delivered;
+                                let mut go = lock.lock().unwrap();
+                                while !*go {
+                                    go = ready.wait(go).unwrap();
+                                }
+                                let _ = to_upstream.write_all(&buf[..n]);
+                                // The other side closes both once Redis answered.
+                                return;
+                            }
+                            _ => {}
+                        }
+                        if to_upstream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = from_client.shutdown(std::net::Shutdown::Both);
+                    let _ = to_upstream.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from_upstream.read(&mut buf) {
+                        // Redis answered (so it ran the request): the answer is not passed on.
+                        if cut.load(Ordering::SeqCst) {
+                            let (count, changed) = &*swallow;
+                            *count.lock().unwrap() += 1;
+                            changed.notify_all();
+                            break;
+                        }
+                        if to_client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                    let _ = from_upstream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Forwarder { url, lose, deliver, swallowed }
+    }
+
+    /// The next request goes to Redis; its reply never reaches the client.
+    pub(crate) fn lose_next_reply(&self) {
+        self.lose.store(Self::REPLY, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next request never reaches Redis.
+    pub(crate) fn lose_next_request(&self) {
+        self.lose.store(Self::REQUEST, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The next request is held back (its client's connection closed at once) until
+    /// [`Forwarder::deliver_held`].
+    pub(crate) fn hold_next_request(&self) {
+        self.lose.store(Self::HOLD, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The request held back reaches Redis now; returns once Redis answered it.
+    pub(crate) fn deliver_held(&self) {
+        let (count, changed) = &*self.swallowed;
+        let before = *count.lock().unwrap();
+        let (lock, ready) = &*self.deliver;
+        *lock.lock().unwrap() = true;
+        ready.notify_all();
+        let (after, _) = changed
+            .wait_timeout_while(count.lock().unwrap(), std::time::Duration::from_secs(10), |n| *n == before)
+            .unwrap();
+        assert!(*after > before, "Redis never answered the request held back");
+    }
+}
