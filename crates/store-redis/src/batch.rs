@@ -13,8 +13,8 @@
 use crate::call::query_loaded_async;
 use crate::msgpack::{unpack_all, Item};
 use crate::wire;
-use crate::Time;
-use callgate_backend::{Command, Error, Outcome};
+use crate::{Tag, Time};
+use callgate_backend::{Command, Error, Executed, Outcome};
 use callgate_core::Event;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -242,6 +242,47 @@ fn packed(parts: &[Value], n: usize) -> Option<Vec<Part>> {
 
 fn ran(outcome: &Item<'_>, events: &Item<'_>, now: u64) -> Result<Box<Ran>, Error> {
     Ok(Box::new(Ran { outcome: wire::outcome(outcome)?, events: wire::events(events)?, now }))
+}
+
+impl crate::RedisLedger {
+    /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one, and
+    /// refused in a tagged batch) in one script call, in order, on a connection of this
+    /// thread's own (blocking): each command's answer, as [`callgate_backend::LedgerBackend::execute`] would
+    /// give it. For a wrapper that must do something in Redis's order after each command
+    /// (the PostgreSQL journal), and can hold its order across one call for many commands.
+    /// Its stream entry carries `tag`, and a lost reply is read back as for
+    /// [`crate::RedisLedger::execute_tagged`].
+    pub fn execute_batch(&self, cmds: Vec<Command>, tag: Option<&Tag>) -> Vec<Result<Executed, Error>> {
+        let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
+        let mut in_batch = Vec::new();
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            if !batched(&cmd) {
+                // A tag is one call's: a command run on its own would need one of its own.
+                out[i] = Some(match tag {
+                    None => callgate_backend::LedgerBackend::execute(self, cmd),
+                    Some(_) => Err(Error::internal("a tagged batch carries only the request paths' commands")),
+                });
+                continue;
+            }
+            match self.command_args(&cmd) {
+                Ok((name, args)) => in_batch.push((i, name, args)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !in_batch.is_empty() {
+            let fcall = fcall(
+                &self.function,
+                &self.meta,
+                self.now_arg(tag),
+                in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
+            );
+            let answer = self.or_kept(self.query_loaded(&fcall), tag);
+            for ((i, _, _), reply) in in_batch.iter().zip(split(answer, in_batch.len())) {
+                out[*i] = Some(self.ran(reply));
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::internal("a batched command had no answer")))).collect()
+    }
 }
 
 #[cfg(test)]

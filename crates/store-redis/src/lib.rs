@@ -282,45 +282,6 @@ impl RedisLedger {
         Ok(marked.transpose()?.unwrap_or(0) == 1)
     }
 
-    /// Runs the request paths' `cmds` (see [`batched`]; others are run one by one, and
-    /// refused in a tagged batch) in one script call, in order, on a connection of this
-    /// thread's own (blocking): each command's answer, as [`LedgerBackend::execute`] would
-    /// give it. For a wrapper that must do something in Redis's order after each command
-    /// (the PostgreSQL journal), and can hold its order across one call for many commands.
-    /// Its stream entry carries `tag`, and a lost reply is read back as for
-    /// [`RedisLedger::execute_tagged`].
-    pub fn execute_batch(&self, cmds: Vec<Command>, tag: Option<&Tag>) -> Vec<Result<Executed, Error>> {
-        let mut out: Vec<Option<Result<Executed, Error>>> = cmds.iter().map(|_| None).collect();
-        let mut in_batch = Vec::new();
-        for (i, cmd) in cmds.into_iter().enumerate() {
-            if !batched(&cmd) {
-                // A tag is one call's: a command run on its own would need one of its own.
-                out[i] = Some(match tag {
-                    None => self.execute(cmd),
-                    Some(_) => Err(Error::internal("a tagged batch carries only the request paths' commands")),
-                });
-                continue;
-            }
-            match self.command_args(&cmd) {
-                Ok((name, args)) => in_batch.push((i, name, args)),
-                Err(e) => out[i] = Some(Err(e)),
-            }
-        }
-        if !in_batch.is_empty() {
-            let fcall = batch::fcall(
-                &self.function,
-                &self.meta,
-                self.now_arg(tag),
-                in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
-            );
-            let answer = self.or_kept(self.query_loaded(&fcall), tag);
-            for ((i, _, _), reply) in in_batch.iter().zip(batch::split(answer, in_batch.len())) {
-                out[*i] = Some(self.ran(reply));
-            }
-        }
-        out.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::internal("a batched command had no answer")))).collect()
-    }
-
     /// A command's answer, read.
     fn executed(&self, parts: Vec<Value>) -> Result<Executed, Error> {
         let [outcome, events, now] = parts.as_slice() else {
