@@ -418,6 +418,25 @@ async fn another_nodes_grant_reaches_this_nodes_metrics_only_once_that_node_comm
         metric_used(&b).await == "1" && held().await == 0
     })
     .await;
+
+    // The cluster's alert rules name only metrics a cluster node exposes.
+    let rules =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/callgate-cluster-rules.yml");
+    let rules = std::fs::read_to_string(rules).expect("the cluster's alert rules");
+    let exposed = b.metrics().await;
+    let named: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr:"))
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("callgate_"))
+        .collect();
+    assert!(named.len() >= 2, "{named:?}");
+    for name in named {
+        assert!(
+            exposed.contains(&format!("# TYPE {name} ")),
+            "{name} is named in the cluster's rules, not in /metrics"
+        );
+    }
     a.server.unwrap().stop().await;
     b.server.unwrap().stop().await;
 }
