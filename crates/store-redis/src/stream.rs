@@ -227,7 +227,9 @@ impl RedisLedger {
     }
 
     /// Adds `tag`'s settle mark to the domain's stream: every entry of `tag.origin` tagged
-    /// up to `tag.k` is settled. On the shared multiplexed connection.
+    /// up to `tag.k` is settled. On the shared multiplexed connection. The mark also has
+    /// the fields of a command's entry, with no events: a node of an earlier version (during
+    /// a rolling upgrade) reads it as one that changed nothing.
     pub async fn mark_settled(&self, tag: &Tag) -> Result<(), Error> {
         let mut xadd = redis::cmd("XADD");
         xadd.arg(format!("{}:events", self.key_prefix()))
@@ -235,6 +237,10 @@ impl RedisLedger {
             .arg("~")
             .arg(crate::STREAM_LEN)
             .arg("*")
+            .arg("e")
+            .arg(&[0x90u8][..])
+            .arg("n")
+            .arg("0")
             .arg("s")
             .arg(tag.to_string());
         let mut conn = self.multiplexed().await.map_err(unavailable)?;

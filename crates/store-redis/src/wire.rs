@@ -372,8 +372,8 @@ pub(crate) fn committed(v: &Value) -> Result<crate::Committed, Error> {
         }
     }
     let id = text(id)?;
-    if let (None, None, Some(settles)) = (packed, now, &settles) {
-        return Ok(crate::Committed { id, now: 0, events: Vec::new(), tag: None, settles: Some(settles.clone()) });
+    if let Some(settles) = settles {
+        return Ok(crate::Committed { id, now: 0, events: Vec::new(), tag: None, settles: Some(settles) });
     }
     let (Some(packed), Some(now)) = (packed, now) else { return Err(bad("a stream entry with e and n", v)) };
     Ok(crate::Committed {

@@ -264,6 +264,19 @@ async fn tagged_entries_and_settle_marks_reach_every_node() {
         ]
     );
     assert_eq!(read[0].now, T0, "a tag leaves the command's clock as it was");
+    // A node of the version before marks reads a mark as a command's entry without events.
+    let mut conn = redis::Client::open(server.url.as_str()).and_then(|c| c.get_connection()).expect("connect");
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let last: Vec<Entry> = redis::cmd("XREVRANGE")
+        .arg(format!("{}:events", a.key_prefix()))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut conn)
+        .expect("XREVRANGE");
+    let fields = &last[0].1;
+    assert_eq!(fields[..2], [("e".to_owned(), vec![0x90]), ("n".to_owned(), b"0".to_vec())], "{fields:?}");
 }
 
 /// A reply lost after Redis ran the call (the connection broke on its way back): a tagged
