@@ -217,12 +217,14 @@ impl Server {
             None => backend,
         };
         let overflow = cfg.flows.iter().map(|f| f.overflow.first().cloned()).collect();
-        // Cluster mode: the follower of the domain's stream, which reads also wait for.
+        // Cluster mode: the follower of the domain's stream; with a database, reads wait
+        // until it has shown what they saw (the other nodes' commits: `cluster::Following`).
+        // Without one, every node's change is durable once Redis ran it.
         let following = cluster.as_ref().map(|c| Arc::new(crate::cluster::Following::new(c.ledger.clone())));
         let mut governor = Governor::new(backend, records, clock.clone(), names, overflow)
             .with_ops_in(ops_slot)
             .with_metrics(metrics.clone());
-        if let Some(f) = &following {
+        if let (Some(f), Some(_)) = (&following, &postgres) {
             governor = governor.with_settled_views(f.clone());
         }
         let governor = Arc::new(governor);
