@@ -107,6 +107,12 @@ fn refuse_eviction(conn: &mut redis::Connection) -> Result<(), Error> {
     }
 }
 
+/// Whether `found` marked the lease (its answer's second item is 1).
+fn found(parts: &[Value]) -> Result<bool, Error> {
+    let marked = parts.first().map(|o| wire::list(o, "found").and_then(|o| o.get(1).map_or(Ok(0), wire::int)));
+    Ok(marked.transpose()?.unwrap_or(0) == 1)
+}
+
 /// Leases read per script call while paging (bounds the work of one read in Redis).
 const PAGE_CHUNK: usize = 256;
 
@@ -277,9 +283,13 @@ impl RedisLedger {
     /// first): the retry must not be answered with it. One atomic call, so one of the two
     /// comes first.
     pub fn mark_found(&self, id: LeaseId) -> Result<bool, Error> {
-        let parts = self.call("found", &[id.0.to_string()])?;
-        let marked = parts.first().map(|o| wire::list(o, "found").and_then(|o| o.get(1).map_or(Ok(0), wire::int)));
-        Ok(marked.transpose()?.unwrap_or(0) == 1)
+        found(&self.call("found", &[id.0.to_string()])?)
+    }
+
+    /// [`RedisLedger::mark_found`] on the shared multiplexed connection (no thread is held
+    /// while Redis works).
+    pub async fn mark_found_async(&self, id: LeaseId) -> Result<bool, Error> {
+        found(&self.call_async("found", &[id.0.to_string()]).await?)
     }
 
     /// A command's answer, read.

@@ -75,49 +75,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use undo::{take_back, Undo};
 
-/// How often taking back a lost grant is tried (Redis may be down too) before it is left
-/// to its TTL.
-const UNDO_TRIES: u32 = 10;
-/// Between two tries.
-const UNDO_RETRY: Duration = Duration::from_secs(1);
 /// After Redis is found empty, how long the restore waits before it reads the journal:
 /// longer than the commit timeout (5 s), within which an append is committed after its
 /// command was sent to Redis or counts as lost (`Journal::append_started`), so every grant
 /// Redis made before it lost its state is committed (restored) or lost (never acknowledged).
 /// Nothing is granted meanwhile: the ledger is gone.
 const RESTORE_GRACE: Duration = Duration::from_secs(6);
-
-/// What an acquire whose append was lost must take back in Redis.
-#[derive(Debug, Default, PartialEq)]
-struct Undo {
-    leases: Vec<LeaseId>,
-    tickets: Vec<TicketId>,
-}
-
-impl Undo {
-    /// What an acquire, executed as `done`, granted or queued for its own caller.
-    fn of(is_acquire: bool, done: &Executed) -> Undo {
-        let mut undo = Undo::default();
-        if !is_acquire {
-            return undo;
-        }
-        // Only what this command made: an idempotent retry that found its lease or ticket
-        // has no event for it, and what an earlier command made is that command's.
-        for e in &done.events {
-            match e {
-                Event::Granted { lease, from_ticket: None } => undo.leases.push(lease.id),
-                Event::Queued { ticket, .. } => undo.tickets.push(ticket.id),
-                _ => {}
-            }
-        }
-        undo
-    }
-
-    fn is_empty(&self) -> bool {
-        self.leases.is_empty() && self.tickets.is_empty()
-    }
-}
 
 pub(super) struct Inner {
     pub(super) redis: Arc<RedisLedger>,
@@ -257,28 +222,15 @@ impl Inner {
             }
         }
     }
+}
 
-    /// Takes back in Redis what a lost acquire granted or queued (blocking). A lease that an
-    /// acquire retried by its key found meanwhile stays: the retry's node journaled it and
-    /// may have answered "granted" ([`RedisLedger::take_back`]). Answers the leases that
-    /// stayed (or had ended already).
-    fn undo(&self, undo: &Undo) -> Result<Vec<LeaseId>, Error> {
-        let mut stayed = Vec::new();
-        for &id in &undo.leases {
-            let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-            let started = Instant::now();
-            let tag = self.marks.next_tag();
-            let done = self.append(self.redis.take_back(id, Some(&tag))?, started);
-            self.marks.to_settle(&tag, [&done]);
-            if matches!(done.outcome, Outcome::Released(None)) {
-                stayed.push(id);
-            }
-        }
-        for &t in &undo.tickets {
-            self.run(Command::Cancel(t))?;
-        }
-        Ok(stayed)
-    }
+/// What an acquire's answer still needs once it ran ([`Journaled::after`]).
+enum After {
+    /// Nothing: answer it.
+    Done(Executed),
+    /// An idempotent retry found this lease: mark it in Redis first (blocking or not, as
+    /// the caller runs), then [`Journaled::marked`].
+    Mark(Executed, Lease),
 }
 
 /// The Redis ledger with this node's PostgreSQL journal. See the module docs.
@@ -406,7 +358,7 @@ impl Journaled {
     /// After an acquire that `started`: what it made is taken back if its append is lost; a
     /// retry by key that found an unsettled lease or ticket is refused, a settled one (maybe
     /// another node's) journaled here too.
-    fn after(&self, is_acquire: bool, done: Executed, started: Instant) -> Result<Executed, Error> {
+    fn after(&self, is_acquire: bool, done: Executed, started: Instant) -> Result<After, Error> {
         let undo = Undo::of(is_acquire, &done);
         if !undo.is_empty() {
             let mut unsettled = self.inner.unsettled();
@@ -420,22 +372,29 @@ impl Journaled {
                 return Err(Error::unavailable("the first request with this key is not settled yet; retry"));
             }
             // Maybe another node's (its commit under way or lost), or its reply never came:
-            // journaled here too before it is answered (the same rows again), and marked so
-            // that a take-back by the node whose commit of it was lost leaves it.
+            // marked (by the caller, then [`Journaled::marked`]), then journaled here too.
             if let Some(l) = lease {
-                if !self.inner.redis.mark_found(l.id)? {
-                    return Err(Error::unavailable("the lease this key found was taken back; retry"));
-                }
-                let commit = self.vouch(l, None, started.into_std());
-                return Ok(Executed { commit, ..done });
+                let l = l.clone();
+                return Ok(After::Mark(done, l));
             }
             if let (Some(ticket), Decision::Queued { position, .. }) = (ticket, decision) {
                 let queued = Event::Queued { ticket: ticket.clone(), position: *position };
                 let commit = self.inner.journal.append_started(vec![queued], started);
-                return Ok(Executed { commit, ..done });
+                return Ok(After::Done(Executed { commit, ..done }));
             }
         }
-        Ok(done)
+        Ok(After::Done(done))
+    }
+
+    /// An idempotent retry found `lease`, and marking it in Redis answered `marked`
+    /// ([`RedisLedger::mark_found`]): so that a take-back by the node whose commit of it
+    /// was lost leaves it. Journaled here too before it is answered (the same rows again).
+    fn marked(&self, done: Executed, lease: &Lease, marked: bool, started: Instant) -> Result<Executed, Error> {
+        if !marked {
+            return Err(Error::unavailable("the lease this key found was taken back; retry"));
+        }
+        let commit = self.vouch(lease, None, started.into_std());
+        Ok(Executed { commit, ..done })
     }
 
     /// Blocks until every append this node made so far is committed or lost (the
@@ -452,25 +411,6 @@ impl Journaled {
     }
 }
 
-/// Tries [`Inner::undo`] until it works or [`UNDO_TRIES`] tries failed (blocking).
-fn take_back(inner: &Inner, undo: &Undo) {
-    for attempt in 1..=UNDO_TRIES {
-        match inner.undo(undo) {
-            Ok(stayed) => {
-                tracing::warn!(leases = ?undo.leases, tickets = ?undo.tickets, stayed = ?stayed,
-                    "A grant PostgreSQL did not commit was taken back (its caller heard 503); those that \
-                     stayed had ended, or a retry by their key found them and its node journaled them");
-                return;
-            }
-            Err(e) if attempt == UNDO_TRIES => {
-                tracing::error!(error = %e, leases = ?undo.leases, tickets = ?undo.tickets,
-                    "Cannot take back a grant PostgreSQL did not commit; it ends at its TTL");
-            }
-            Err(_) => std::thread::sleep(UNDO_RETRY),
-        }
-    }
-}
-
 impl LedgerBackend for Journaled {
     fn now_ms(&self) -> u64 {
         self.inner.redis.now_ms()
@@ -479,7 +419,13 @@ impl LedgerBackend for Journaled {
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
         let (is_acquire, started) = (matches!(cmd, Command::Acquire(_)), Instant::now());
         let done = self.inner.run(cmd)?;
-        self.after(is_acquire, done, started)
+        match self.after(is_acquire, done, started)? {
+            After::Done(done) => Ok(done),
+            After::Mark(done, lease) => {
+                let marked = self.inner.redis.mark_found(lease.id)?;
+                self.marked(done, &lease, marked, started)
+            }
+        }
     }
 
     /// The request paths' commands go in batches: while one batch runs on Redis and is
@@ -502,7 +448,13 @@ impl LedgerBackend for Journaled {
                 tokio::task::spawn_blocking(move || inner.drain());
             }
             let done = answer.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))??;
-            self.after(is_acquire, done, started)
+            match self.after(is_acquire, done, started)? {
+                After::Done(done) => Ok(done),
+                After::Mark(done, lease) => {
+                    let marked = self.inner.redis.mark_found_async(lease.id).await?;
+                    self.marked(done, &lease, marked, started)
+                }
+            }
         })
     }
 
@@ -593,3 +545,4 @@ impl LedgerBackend for Journaled {
 mod settle;
 #[cfg(test)]
 mod tests;
+mod undo;
