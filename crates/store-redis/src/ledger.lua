@@ -10,8 +10,9 @@
 -- KEYS[1] is `{cg:<domain>}:m`; every other key shares its hash tag (Redis Cluster keeps
 -- them in one slot). ARGV[1] names the command, ARGV[2] is "now" in Unix ms ("": Redis
 -- server time), optionally followed by `|<tag>`: the calling node's tag for the command's
--- stream entry (field o; see P:events). Numbers are Lua doubles: ids, times and counts stay below 2^53 (the Rust
--- side refuses TTLs and waits that could pass it).
+-- stream entry (field o; see P:events) and its kept answer (P:o:<origin>). Numbers are Lua
+-- doubles: ids, times and counts stay below 2^53 (the Rust side refuses TTLs and waits
+-- that could pass it).
 --
 -- Keys (P = `{cg:<domain>}`):
 --   P:m   hash   pw (waiting tickets without a flow), fw<f> (waiting tickets of flow f)
