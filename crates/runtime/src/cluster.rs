@@ -149,6 +149,17 @@ impl Following {
         self.held.load(Ordering::Relaxed)
     }
 
+    /// After [`publish`], which showed up to entry `shown`: with nothing held, everything
+    /// read (up to `last`) is shown.
+    fn shown_up_to(&self, shown: Option<String>, held: &VecDeque<(Committed, Instant)>, last: &str) {
+        self.held.store(held.len(), Ordering::Relaxed);
+        match (held.is_empty(), shown) {
+            (true, _) => self.show(last),
+            (false, Some(id)) => self.show(&id),
+            (false, None) => {}
+        }
+    }
+
     /// Every entry up to stream entry `id` is shown.
     fn show(&self, id: &str) {
         if let Some(at) = callgate_store_redis::stream_position(id) {
@@ -388,19 +399,6 @@ pub fn follow(
             }
         }
     })
-}
-
-impl Following {
-    /// After [`publish`], which showed up to entry `shown`: with nothing held, everything
-    /// read (up to `last`) is shown.
-    fn shown_up_to(&self, shown: Option<String>, held: &VecDeque<(Committed, Instant)>, last: &str) {
-        self.held.store(held.len(), Ordering::Relaxed);
-        match (held.is_empty(), shown) {
-            (true, _) => self.show(last),
-            (false, Some(id)) => self.show(&id),
-            (false, None) => {}
-        }
-    }
 }
 
 /// Publishes to the bus, in order, the held entries from the oldest on that may be shown

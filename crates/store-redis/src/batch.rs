@@ -139,11 +139,7 @@ impl Runner {
     /// Runs batches until the queue is empty.
     pub(crate) async fn run(mut self) {
         while let Some(jobs) = self.batches.next() {
-            let now = match &self.time {
-                Time::Server => String::new(),
-                Time::Clock(c) => c.now_ms().to_string(),
-            };
-            let fcall = fcall(&self.function, &self.meta, now, jobs.iter().map(|j| (j.name, &j.args[..])));
+            let fcall = fcall(&self.function, &self.meta, self.time.arg(), jobs.iter().map(|j| (j.name, &j.args[..])));
             let answer = query_loaded_async(&mut self.conn, &self.function, &fcall).await;
             let broke = answer.as_ref().is_err_and(crate::call::broken);
             deliver(jobs, answer);

@@ -3,7 +3,7 @@
 //! function library, and reading a script's answer into the backend's health and errors.
 
 use crate::batch::Runner;
-use crate::{wire, RedisLedger, Tag, Time, SCRIPT};
+use crate::{wire, RedisLedger, Tag, SCRIPT};
 use callgate_backend::{Error, Executed};
 use redis::Value;
 use std::sync::{Arc, MutexGuard};
@@ -104,7 +104,13 @@ impl RedisLedger {
     /// outcome, events, now]` (a change's outcome and events arrive packed, `"okp"`, and are
     /// read into the same shape) or `["err", code, message]`.
     pub(crate) fn call(&self, name: &str, args: &[String]) -> Result<Vec<Value>, Error> {
-        self.answer(self.query_loaded(&self.fcall(name, args)))
+        self.call_tagged(name, args, None)
+    }
+
+    /// [`RedisLedger::call`] whose stream entry, if it makes one, carries `tag`, and whose
+    /// lost reply is read back ([`RedisLedger::or_kept`]).
+    pub(crate) fn call_tagged(&self, name: &str, args: &[String], tag: Option<&Tag>) -> Result<Vec<Value>, Error> {
+        self.answer(self.or_kept(self.query_loaded(&self.fcall_tagged(name, args, tag)), tag))
     }
 
     /// Runs the function call `fcall` on a connection of the pool; when Redis has lost the
@@ -206,10 +212,7 @@ impl RedisLedger {
 
     /// The script's ARGV[2]: "now" (empty: Redis's clock), then `|<tag>` if there is one.
     pub(crate) fn now_arg(&self, tag: Option<&Tag>) -> String {
-        let mut now = match &self.time {
-            Time::Server => String::new(),
-            Time::Clock(c) => c.now_ms().to_string(),
-        };
+        let mut now = self.time.arg();
         if let Some(tag) = tag {
             now.push('|');
             now.push_str(&tag.to_string());

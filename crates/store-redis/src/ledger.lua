@@ -62,8 +62,9 @@
 -- Per call: set by `call` below before anything else runs. Redis runs one function at a
 -- time, so these library-level locals are the state of the one call in progress.
 local KEYS, ARGV, META, P, CMD, now, spec, EV
--- The calling node's tag for this call's stream entry ('': none).
-local TAG
+-- The calling node's tag for this call's stream entry ('': none), and the tag's origin
+-- (nil without a tag).
+local TAG, ORIGIN
 -- The library functions the script calls most, as locals (an upvalue each, where a global's
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
@@ -1923,11 +1924,8 @@ local HEAD_OKD = '\147\163okd'
 -- the reply never reach it (a connection that broke after the call was sent): P:o:<origin>
 -- holds the last such answer, with its tag.
 local function answered(reply)
-  if TAG ~= '' then
-    local origin = string.match(TAG, '^(.*)%.%d+$')
-    if origin then
-      rcall('SET', P .. ':o:' .. origin, TAG .. '\n' .. mp_pack(reply), 'PX', ANSWER_KEPT_MS)
-    end
+  if ORIGIN then
+    rcall('SET', P .. ':o:' .. ORIGIN, TAG .. '\n' .. mp_pack(reply), 'PX', ANSWER_KEPT_MS)
   end
   return reply
 end
@@ -2061,16 +2059,14 @@ local function call(keys, args)
   EV, pools, tickets, counters, left, now_packed, recounted, held = {}, {}, {}, {}, 1, nil, false, nil
   local at, tag = string.match(ARGV[2], '^(%d*)|?(.*)$')
   TAG = tag or ''
+  ORIGIN = string.match(TAG, '^(.*)%.%d+$')
   local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then
     return fail('missing', 'the ledger has no state in Redis (was Redis restarted empty?)')
   end
-  if TAG ~= '' then
-    -- Its node gave this call up (its reply timed out before Redis ran it: `kept`).
-    local origin = string.match(TAG, '^(.*)%.%d+$')
-    if origin and rcall('GET', P .. ':oc:' .. origin) == TAG then
-      return fail('unavailable', 'this command was given up: its reply was lost before Redis ran it')
-    end
+  -- Its node gave this call up (its reply timed out before Redis ran it: `kept`).
+  if ORIGIN and rcall('GET', P .. ':oc:' .. ORIGIN) == TAG then
+    return fail('unavailable', 'this command was given up: its reply was lost before Redis ran it')
   end
   if CMD == 'kept' then
     return kept(ARGV[3])

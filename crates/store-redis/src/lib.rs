@@ -125,6 +125,16 @@ pub enum Time {
     Clock(Arc<dyn Clock>),
 }
 
+impl Time {
+    /// "now" as the script takes it (ARGV[2]): empty for Redis's own clock.
+    pub(crate) fn arg(&self) -> String {
+        match self {
+            Time::Server => String::new(),
+            Time::Clock(c) => c.now_ms().to_string(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Time {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -263,7 +273,7 @@ impl RedisLedger {
     pub fn take_back(&self, id: LeaseId, tag: Option<&Tag>) -> Result<Executed, Error> {
         let mut args = lease_ref(&LeaseRef::Id(id)).to_vec();
         args.extend([opt_str(None), "unless_found".to_owned()]);
-        let parts = self.answer(self.or_kept(self.query_loaded(&self.fcall_tagged("release", &args, tag)), tag))?;
+        let parts = self.call_tagged("release", &args, tag)?;
         self.executed(parts)
     }
 
@@ -274,7 +284,7 @@ impl RedisLedger {
     /// calls must run one at a time per origin.
     pub fn execute_tagged(&self, cmd: Command, tag: Option<&Tag>) -> Result<Executed, Error> {
         let (name, args) = self.command_args(&cmd)?;
-        self.executed(self.answer(self.or_kept(self.query_loaded(&self.fcall_tagged(name, &args, tag)), tag))?)
+        self.executed(self.call_tagged(name, &args, tag)?)
     }
 
     /// Marks lease `id`, which an acquire retried by its key found, before that retry is

@@ -188,10 +188,7 @@ impl RedisLedger {
     /// top of these pools sees every change exactly once.
     pub fn snapshot(&self) -> Result<(Vec<callgate_core::PoolView>, Option<String>), Error> {
         self.with_library().map_err(unavailable)?;
-        let now = match &self.time {
-            crate::Time::Server => String::new(),
-            crate::Time::Clock(c) => c.now_ms().to_string(),
-        };
+        let now = self.time.arg();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("XREVRANGE")
