@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod blocking;
 mod committed;
 pub mod conformance;
 pub mod dnc;
@@ -23,6 +24,7 @@ pub mod leads;
 pub mod records;
 pub mod reference;
 
+pub use blocking::blocking;
 pub use committed::{CommitSnapshot, CommitTimes, Consumer, COMMIT_BUCKETS};
 
 use callgate_core::{
@@ -408,6 +410,15 @@ pub trait LedgerBackend: Send + Sync + 'static {
     /// [`LedgerBackend::execute`] (the embedded backend answers in microseconds).
     fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {
         Box::pin(std::future::ready(self.execute(cmd)))
+    }
+
+    /// Whether the synchronous calls wait on a network (Redis): a caller that holds a lock
+    /// across one holds it for a round trip, or for as long as a stalled server keeps the
+    /// call (up to its reply timeout), and whoever waits for that lock should wait off
+    /// tokio's workers ([`blocking`]). By default false: the embedded backend answers in
+    /// microseconds.
+    fn waits_on_network(&self) -> bool {
+        false
     }
 
     /// Resolves once commit `commit` (and every one before it) is durable.

@@ -414,7 +414,18 @@ impl Governor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| {
+        let locked = match self.state.try_lock() {
+            Ok(st) => Ok(st),
+            Err(std::sync::TryLockError::Poisoned(p)) => Err(p),
+            // Held, perhaps across a call to Redis (a sweep, a limit's change), which a
+            // stalled Redis keeps for seconds: wait off tokio's workers, so that the tasks
+            // behind this one on its worker go on meanwhile.
+            Err(std::sync::TryLockError::WouldBlock) if self.backend.waits_on_network() => {
+                callgate_backend::blocking(|| self.state.lock())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => self.state.lock(),
+        };
+        locked.unwrap_or_else(|p| {
             // A panic while the lock was held may have left an operation half done:
             // nothing more is decided (the watchdog reports the dead component).
             self.stop_admission("a panic while the ledger was being changed".into());

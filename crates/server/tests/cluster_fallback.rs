@@ -1,3 +1,4 @@
+// Long file: the scenarios of a Redis that fails (down, back, partitioned, stalled) share one config, the private Redis, a forwarder and the oracle of held leases.
 //! `on_redis_unavailable = "local_fallback"` (`crate::cluster::fallback`): two nodes over a
 //! private `redis-server` that the test SIGKILLs and starts again on the same port and
 //! append-only file (Redis unreachable for a while, not emptied). While it is down each
@@ -217,6 +218,71 @@ async fn while_redis_is_down_each_node_admits_its_share_and_its_leases_join_the_
     assert_eq!(a.used("shared").await, 6);
     a.server.unwrap().stop().await;
     b.server.unwrap().stop().await;
+}
+
+/// A Redis that stalls (it takes requests in and answers none) holds up the requests that
+/// wait for it, and nothing else: they wait off the runtime's workers (two, as on this
+/// machine), also those that wait for the governor's lock while the sweep holds it across
+/// its call to Redis, so `/healthz` and the timers go on meanwhile. Once Redis runs
+/// again, the requests are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_holds_up_only_the_requests_that_wait_for_it() {
+    let redis = Redis::start().await;
+    let a = TestServer::start(&config(&redis.url, "stall", None)).await;
+    let mut held = Held::default();
+    let id = held.acquire(&a, "k0").await.expect("granted");
+    // The node runs the sweep (every 20 ms, under the governor's lock).
+    eventually("the node holds the duties", secs(10), || async {
+        a.metrics().await.contains("callgate_cluster_duties_held 1")
+    })
+    .await;
+
+    redis.pause();
+    // More requests than the runtime has workers, each waiting for Redis: reads of the
+    // shared ledger, and changes of a limit, which wait for the governor's lock first.
+    let requests = [
+        a.client.get(format!("{}/v1/leases?pool=shared", a.base)),
+        a.client.put(format!("{}/v1/pools/shared", a.base)).json(&json!({ "limit": 7 })),
+        a.client.get(format!("{}/v1/pools/shared", a.base)),
+        a.client.put(format!("{}/v1/pools/shared", a.base)).json(&json!({ "limit": 7 })),
+        a.client.get(format!("{}/v1/leases?pool=shared", a.base)),
+        a.client.put(format!("{}/v1/pools/shared", a.base)).json(&json!({ "limit": 7 })),
+    ];
+    let waiting: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            tokio::spawn(async move {
+                let answer = request.send().await.expect("an answer");
+                (answer.status(), answer.text().await.expect("a body"))
+            })
+        })
+        .collect();
+    // For a while (on the runtime's timer, which a frozen runtime would not run), the node
+    // answers its health; what it says is not the point (it may have noticed Redis).
+    for _ in 0..10 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (s, v) = health(&a).await;
+        assert!(s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE, "{s} {v}");
+    }
+    // Still waiting (Redis was not let go; one that had given up would have answered).
+    if let Some(done) = waiting.iter().position(|r| r.is_finished()) {
+        let answer = waiting.into_iter().nth(done).unwrap().await.unwrap();
+        panic!("a request was answered while Redis was stopped: {answer:?}");
+    }
+
+    redis.resume();
+    for request in waiting {
+        let (s, body) = request.await.unwrap();
+        // 503 when the node noticed Redis's stall meanwhile (its follower's read gives up
+        // after 2 s): the client asks again.
+        assert!(s == StatusCode::OK || s == StatusCode::SERVICE_UNAVAILABLE, "{s} {body}");
+        assert!(s != StatusCode::OK || body.contains(&id) || body.contains("\"limit\":"), "{body}");
+    }
+    eventually("the node answers from Redis again", secs(15), || async {
+        a.get("/v1/pools/shared").await.0 == StatusCode::OK
+    })
+    .await;
+    a.server.unwrap().stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

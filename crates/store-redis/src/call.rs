@@ -80,24 +80,34 @@ impl RedisLedger {
     }
 
     /// Runs `cmd` on a connection of the pool (a new one when none is idle); a connection
-    /// that failed is dropped, not put back.
+    /// that failed is dropped, not put back. Off tokio's workers ([`callgate_backend::blocking`]).
     pub(crate) fn with_conn<T>(&self, cmd: &redis::Cmd) -> Result<T, redis::RedisError>
     where
         T: redis::FromRedisValue,
     {
-        let taken = self.idle().pop();
-        let mut conn = match taken {
-            Some(c) => c,
-            None => connect(&self.client)?,
-        };
-        let out = cmd.query(&mut conn);
-        if !out.as_ref().is_err_and(broken) {
-            let mut idle = self.idle();
-            if idle.len() < IDLE_CONNECTIONS {
-                idle.push(conn);
+        self.on_conn(|conn| cmd.query(conn))
+    }
+
+    /// Runs `query` on a connection of the pool, as [`RedisLedger::with_conn`].
+    pub(crate) fn on_conn<T>(
+        &self,
+        query: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        callgate_backend::blocking(|| {
+            let taken = self.idle().pop();
+            let mut conn = match taken {
+                Some(c) => c,
+                None => connect(&self.client)?,
+            };
+            let out = query(&mut conn);
+            if !out.as_ref().is_err_and(broken) {
+                let mut idle = self.idle();
+                if idle.len() < IDLE_CONNECTIONS {
+                    idle.push(conn);
+                }
             }
-        }
-        out
+            out
+        })
     }
 
     /// Runs the script with command `name` at "now" and `args`; the answer is `["ok",

@@ -65,7 +65,7 @@ mod spec;
 mod stream;
 mod wire;
 
-use call::{connect, load_library, unavailable, IDLE_CONNECTIONS, TIMEOUT};
+use call::{connect, load_library, unavailable, TIMEOUT};
 pub use duty::DutyLease;
 pub use stream::{stream_position, stream_reset, Committed, Tag, MAX_EVENTS_READ, MAX_EVENTS_WAIT};
 
@@ -448,6 +448,10 @@ impl LedgerBackend for RedisLedger {
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
         let (name, args) = self.command_args(&cmd)?;
         self.executed(self.call(name, &args)?)
+    }
+
+    fn waits_on_network(&self) -> bool {
+        true
     }
 
     fn execute_async(&self, cmd: Command) -> BoxFuture<'_, Result<Executed, Error>> {

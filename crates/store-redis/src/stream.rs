@@ -168,19 +168,7 @@ impl RedisLedger {
     where
         T: redis::FromRedisValue,
     {
-        let mut conn = match self.idle().pop() {
-            Some(c) => c,
-            None => crate::connect(&self.client)?,
-        };
-        let out = pipe.query(&mut conn);
-        let broken = out.as_ref().is_err_and(|e| e.is_io_error() || e.is_connection_dropped() || e.is_timeout());
-        if !broken {
-            let mut idle = self.idle();
-            if idle.len() < crate::IDLE_CONNECTIONS {
-                idle.push(conn);
-            }
-        }
-        out
+        self.on_conn(|conn| pipe.query(conn))
     }
 
     /// The pools and the id of the last entry of the event stream (`None`: the stream is

@@ -428,6 +428,10 @@ impl LedgerBackend for Journaled {
         }
     }
 
+    fn waits_on_network(&self) -> bool {
+        true
+    }
+
     /// The request paths' commands go in batches: while one batch runs on Redis and is
     /// appended to the journal (on a blocking thread, under the order lock), the commands
     /// that arrive wait, and the next batch carries them all. Others run one by one.

@@ -451,11 +451,16 @@ impl Fallback {
         Ok(())
     }
 
+    /// A read of the local ledger while the node admits on its share, else of Redis. The
+    /// mode's lock is not held while Redis is read: a read that waits for a stalled Redis
+    /// would hold up the switch to local admission, and behind that (a waiting writer
+    /// goes first) every reader of the mode, `/healthz` among them. A switch meanwhile
+    /// leaves the read what it was, Redis's view when it was read.
     fn read_local<T>(&self, local: impl FnOnce(&Local) -> T, shared: impl FnOnce() -> T) -> T {
-        match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
-            Mode::Local(l) => local(l),
-            _ => shared(),
+        if let Mode::Local(l) = &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+            return local(l);
         }
+        shared()
     }
 }
 
@@ -491,6 +496,10 @@ pub fn spawn_poll(
 impl LedgerBackend for Fallback {
     fn now_ms(&self) -> u64 {
         self.read_local(|_| self.clock.now_ms(), || self.inner.now_ms())
+    }
+
+    fn waits_on_network(&self) -> bool {
+        self.inner.waits_on_network()
     }
 
     /// The request paths' commands go in the wrapped backend's batches while Redis answers

@@ -82,6 +82,23 @@ impl Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the process (SIGSTOP): connections are still accepted by the kernel and
+    /// requests are taken in, but nothing is answered until [`Redis::resume`]. A Redis
+    /// stalled (swapping, a long script, a host paused), not one that refuses.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets the process run again after [`Redis::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(sig).arg(self.child.id().to_string()).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} redis-server");
+    }
 }
 
 async fn ping(port: u16) -> bool {
