@@ -182,14 +182,15 @@ impl Pg {
         self.inner.handle.spawn(f);
     }
 
-    /// Runs `f` on the PostgreSQL thread and waits for it (blocking this thread; never
-    /// call it on the PostgreSQL thread itself).
+    /// Runs `f` on the PostgreSQL thread and waits for it (blocking this thread, off
+    /// tokio's workers as [`Worker::block`]; never call it on the PostgreSQL thread itself).
     pub(crate) fn block_on<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> Result<T, Error> {
         let (tx, rx) = std_mpsc::sync_channel(1);
         self.inner.handle.spawn(async move {
             let _ = tx.send(f.await);
         });
-        rx.recv().map_err(|_| Error::unavailable("postgres: the PostgreSQL thread stopped"))
+        callgate_backend::blocking(|| rx.recv())
+            .map_err(|_| Error::unavailable("postgres: the PostgreSQL thread stopped"))
     }
 
     /// A worker: a task with a connection of its own that runs jobs in order.
@@ -340,7 +341,9 @@ impl Worker {
         })
     }
 
-    /// Runs `f` and blocks this thread until it is done.
+    /// Runs `f` and blocks this thread until it is done (off tokio's workers, see
+    /// [`callgate_backend::blocking`]: a PostgreSQL that stalls keeps a read up to the job
+    /// timeout).
     pub(crate) fn block<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -351,7 +354,7 @@ impl Worker {
         self.submit(f, move |r| {
             let _ = tx.send(r);
         })?;
-        rx.recv().map_err(|_| lost(self.name))?
+        callgate_backend::blocking(|| rx.recv()).map_err(|_| lost(self.name))?
     }
 
     /// Stops taking jobs and waits (up to the job timeout) for the ones handed over.

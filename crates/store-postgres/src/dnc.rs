@@ -251,7 +251,7 @@ impl DncLists for PgDnc {
             None => false,
         };
         if flushing {
-            let _ = wait.recv_timeout(self.pg.settings().commit_timeout * 2);
+            let _ = callgate_backend::blocking(|| wait.recv_timeout(self.pg.settings().commit_timeout * 2));
         }
         let (campaign, since, limit) = (campaign.to_owned(), big(since), big(limit as u64));
         self.reader.block(move |c| async move {
