@@ -94,7 +94,7 @@ use presence::Presence;
 use seen::Seen;
 #[doc(hidden)]
 pub use status::{PoolStatus, Status};
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::Duration;
 
 /// Fallbacks made in this process (each one's presence has a name of its own).
@@ -210,7 +210,7 @@ impl Fallback {
     pub fn status(&self) -> Status {
         let over = lock(&self.over).clone();
         let held = self.held_for_silent();
-        let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+        let mode = self.mode_read();
         let (reason, caps) = match &*mode {
             Mode::Shared => (None, None),
             Mode::Local(l) => (
@@ -334,7 +334,7 @@ impl Fallback {
     /// and takes back those whose commit was lost (their callers heard 503). Blocking.
     fn settle(&self) {
         let Some(j) = &self.journaled else { return };
-        let unsettled = match &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+        let unsettled = match &mut *self.mode_write() {
             Mode::Local(l) => std::mem::take(&mut l.unsettled),
             _ => return,
         };
@@ -342,7 +342,7 @@ impl Fallback {
             return;
         }
         let lost = lost(j, &unsettled);
-        if let Mode::Local(l) = &mut *self.mode.write().unwrap_or_else(|p| p.into_inner()) {
+        if let Mode::Local(l) = &mut *self.mode_write() {
             let now = self.clock.now_ms();
             for id in &lost {
                 l.take_back(*id, now);
@@ -359,21 +359,21 @@ impl Fallback {
     pub(crate) fn poll(&self, check: &Result<(), Error>) {
         self.settle();
         let now = self.clock.now_ms();
-        let state = match &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+        let state = match &*self.mode_read() {
             Mode::Shared => 0,
             Mode::Local(_) => 1,
             Mode::Rejoining(until) => 2 + u8::from(now >= *until),
         };
         match (state, check) {
             (0, Err(_)) if self.unreachable() => {
-                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                let mut mode = self.mode_write();
                 if let Err(e) = self.go_local(&mut mode) {
                     tracing::warn!(error = %e, "Cannot admit on this node's share yet");
                 }
             }
             (0, Ok(())) => self.keep_block(),
             (1, Ok(())) => {
-                let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+                let mut mode = self.mode_write();
                 let Mode::Local(local) = &mut *mode else { return };
                 match self.hand_over(local) {
                     Ok(()) => {
@@ -387,14 +387,14 @@ impl Fallback {
                 }
             }
             (3, _) => {
-                *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Mode::Shared;
+                *self.mode_write() = Mode::Shared;
                 tracing::info!("Admission runs on the shared ledger again");
             }
             _ => {}
         }
         // After a hand-over, the presence that ends the hold-back of this node's share
         // comes after the adoption: the adopted leases replace it without a gap.
-        let local = matches!(*self.mode.read().unwrap_or_else(|p| p.into_inner()), Mode::Local(_));
+        let local = matches!(*self.mode_read(), Mode::Local(_));
         if check.is_ok() && !local {
             self.say_present();
         }
@@ -451,13 +451,37 @@ impl Fallback {
         Ok(())
     }
 
+    /// The mode, to read. Its writers may hold it across calls to Redis (a hand-over, and
+    /// the commands that run under a read lock keep a writer waiting, which readers then
+    /// queue behind), so a reader that must wait waits off tokio's workers
+    /// ([`callgate_backend::blocking`]): a Redis that stalls then holds up the requests
+    /// that need the mode, not `/healthz` and every task that shares their worker.
+    fn mode_read(&self) -> RwLockReadGuard<'_, Mode> {
+        let read = match self.mode.try_read() {
+            Ok(mode) => Ok(mode),
+            Err(TryLockError::Poisoned(p)) => Err(p),
+            Err(TryLockError::WouldBlock) => callgate_backend::blocking(|| self.mode.read()),
+        };
+        read.unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The mode, to change; waits as [`Fallback::mode_read`] does.
+    fn mode_write(&self) -> RwLockWriteGuard<'_, Mode> {
+        let write = match self.mode.try_write() {
+            Ok(mode) => Ok(mode),
+            Err(TryLockError::Poisoned(p)) => Err(p),
+            Err(TryLockError::WouldBlock) => callgate_backend::blocking(|| self.mode.write()),
+        };
+        write.unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A read of the local ledger while the node admits on its share, else of Redis. The
     /// mode's lock is not held while Redis is read: a read that waits for a stalled Redis
     /// would hold up the switch to local admission, and behind that (a waiting writer
     /// goes first) every reader of the mode, `/healthz` among them. A switch meanwhile
     /// leaves the read what it was, Redis's view when it was read.
     fn read_local<T>(&self, local: impl FnOnce(&Local) -> T, shared: impl FnOnce() -> T) -> T {
-        if let Mode::Local(l) = &*self.mode.read().unwrap_or_else(|p| p.into_inner()) {
+        if let Mode::Local(l) = &*self.mode_read() {
             return local(l);
         }
         shared()
@@ -513,7 +537,7 @@ impl LedgerBackend for Fallback {
 
     fn execute(&self, cmd: Command) -> Result<Executed, Error> {
         {
-            let mode = self.mode.read().unwrap_or_else(|p| p.into_inner());
+            let mode = self.mode_read();
             match &*mode {
                 Mode::Local(_) => {}
                 Mode::Rejoining(_) if matches!(cmd, Command::Acquire(_)) => {
@@ -547,7 +571,7 @@ impl LedgerBackend for Fallback {
                 }
             }
         }
-        let mut mode = self.mode.write().unwrap_or_else(|p| p.into_inner());
+        let mut mode = self.mode_write();
         self.go_local(&mut mode)?;
         let Mode::Local(local) = &mut *mode else {
             return Err(Error::internal("the local fallback is not in force"));

@@ -58,9 +58,7 @@ impl Fallback {
     /// Whether `cmd` goes through the wrapped backend's batches: a request path's command,
     /// while the node admits on the shared ledger and Redis answers.
     pub(super) fn batches(&self, cmd: &Command) -> bool {
-        callgate_store_redis::batched(cmd)
-            && matches!(*self.mode.read().unwrap_or_else(|p| p.into_inner()), Mode::Shared)
-            && !self.unreachable()
+        callgate_store_redis::batched(cmd) && matches!(*self.mode_read(), Mode::Shared) && !self.unreachable()
     }
 
     /// Runs `cmd` ([`Fallback::batches`]) in the wrapped backend's batches. When Redis

@@ -157,7 +157,7 @@ impl Fallback {
     /// A clean stop: Redis holds nothing back for this node any more (unless it admits on
     /// its own now: its local leases are not in Redis). Blocking.
     pub(crate) fn leave(&self) {
-        if matches!(*self.mode.read().unwrap_or_else(|p| p.into_inner()), Mode::Local(_)) {
+        if matches!(*self.mode_read(), Mode::Local(_)) {
             return;
         }
         if let Err(e) = self.redis.leave(&self.node) {
