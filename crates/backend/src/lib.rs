@@ -24,7 +24,7 @@ pub mod leads;
 pub mod records;
 pub mod reference;
 
-pub use blocking::blocking;
+pub use blocking::{blocking, contended};
 pub use committed::{CommitSnapshot, CommitTimes, Consumer, COMMIT_BUCKETS};
 
 use callgate_core::{

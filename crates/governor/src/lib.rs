@@ -414,16 +414,13 @@ impl Governor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        let locked = match self.state.try_lock() {
-            Ok(st) => Ok(st),
-            Err(std::sync::TryLockError::Poisoned(p)) => Err(p),
-            // Held, perhaps across a call to Redis (a sweep, a limit's change), which a
-            // stalled Redis keeps for seconds: wait off tokio's workers, so that the tasks
-            // behind this one on its worker go on meanwhile.
-            Err(std::sync::TryLockError::WouldBlock) if self.backend.waits_on_network() => {
-                callgate_backend::blocking(|| self.state.lock())
-            }
-            Err(std::sync::TryLockError::WouldBlock) => self.state.lock(),
+        // Held, perhaps across a call to Redis (a sweep, a limit's change), which a stalled
+        // Redis keeps for seconds: waited for off tokio's workers, so that the tasks behind
+        // this one on its worker go on meanwhile.
+        let locked = if self.backend.waits_on_network() {
+            callgate_backend::contended(self.state.try_lock(), || self.state.lock())
+        } else {
+            self.state.lock()
         };
         locked.unwrap_or_else(|p| {
             // A panic while the lock was held may have left an operation half done:

@@ -94,7 +94,7 @@ use presence::Presence;
 use seen::Seen;
 #[doc(hidden)]
 pub use status::{PoolStatus, Status};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 /// Fallbacks made in this process (each one's presence has a name of its own).
@@ -457,22 +457,12 @@ impl Fallback {
     /// ([`callgate_backend::blocking`]): a Redis that stalls then holds up the requests
     /// that need the mode, not `/healthz` and every task that shares their worker.
     fn mode_read(&self) -> RwLockReadGuard<'_, Mode> {
-        let read = match self.mode.try_read() {
-            Ok(mode) => Ok(mode),
-            Err(TryLockError::Poisoned(p)) => Err(p),
-            Err(TryLockError::WouldBlock) => callgate_backend::blocking(|| self.mode.read()),
-        };
-        read.unwrap_or_else(|p| p.into_inner())
+        callgate_backend::contended(self.mode.try_read(), || self.mode.read()).unwrap_or_else(|p| p.into_inner())
     }
 
     /// The mode, to change; waits as [`Fallback::mode_read`] does.
     fn mode_write(&self) -> RwLockWriteGuard<'_, Mode> {
-        let write = match self.mode.try_write() {
-            Ok(mode) => Ok(mode),
-            Err(TryLockError::Poisoned(p)) => Err(p),
-            Err(TryLockError::WouldBlock) => callgate_backend::blocking(|| self.mode.write()),
-        };
-        write.unwrap_or_else(|p| p.into_inner())
+        callgate_backend::contended(self.mode.try_write(), || self.mode.write()).unwrap_or_else(|p| p.into_inner())
     }
 
     /// A read of the local ledger while the node admits on its share, else of Redis. The
