@@ -4,7 +4,7 @@
 
 use crate::batch::Runner;
 use crate::{wire, RedisLedger, Tag, SCRIPT};
-use callgate_backend::{Error, Executed};
+use callgate_backend::{Command, Error, Executed};
 use redis::Value;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -149,17 +149,7 @@ impl RedisLedger {
         // Twice: the first try may take a pooled connection that broke with the call's.
         for _ in 0..2 {
             match self.with_conn::<Value>(&ask) {
-                Ok(Value::Array(parts)) => match parts.as_slice() {
-                    [Value::BulkString(k), Value::BulkString(kept)] if k == b"kept" => {
-                        let arena = bumpalo::Bump::new();
-                        let Ok(reply) = crate::msgpack::unpack_all(kept, &arena) else { return answer };
-                        tracing::warn!(error = %e, tag = %tag,
-                            "A reply from Redis was lost; Redis ran the call, and its answer was read back");
-                        return Ok(reply.to_value());
-                    }
-                    _ => return answer,
-                },
-                Ok(_) => return answer,
+                Ok(reply) => return kept_reply(&reply, e, tag).map_or(answer, Ok),
                 Err(_) => continue,
             }
         }
@@ -184,21 +174,29 @@ impl RedisLedger {
 
     /// [`RedisLedger::call_async`] gathered into batches (see [`crate::batch`]): the
     /// request paths' commands.
-    pub(crate) async fn call_batched(&self, name: &'static str, args: Vec<String>) -> Result<Executed, Error> {
-        let (start, reply) = self.batches.submit(name, args);
-        if start {
+    pub(crate) async fn call_batched(
+        &self,
+        cmd: &Command,
+        name: &'static str,
+        args: Vec<String>,
+    ) -> Result<Executed, Error> {
+        let (slot, reply) = self.batches.submit(crate::batch::strands(cmd), name, args);
+        if let Some(slot) = slot {
             match self.multiplexed().await {
                 Ok(conn) => {
                     let runner = Runner {
                         batches: self.batches.clone(),
+                        slot,
                         conn,
+                        aio: self.aio.clone(),
+                        client: self.client.clone(),
                         function: self.function.clone(),
                         meta: self.meta.clone(),
                         time: self.time.clone(),
                     };
                     tokio::spawn(runner.run());
                 }
-                Err(e) => self.batches.fail_all(e),
+                Err(e) => self.batches.fail_all(slot, e),
             }
         }
         let answer = reply.await.map_err(|_| Error::internal("a batch of ledger commands was dropped"))?;
@@ -215,9 +213,7 @@ impl RedisLedger {
 
     /// [`RedisLedger::fcall`] whose stream entry, if it makes one, carries `tag`.
     pub(crate) fn fcall_tagged(&self, name: &str, args: &[String], tag: Option<&Tag>) -> redis::Cmd {
-        let mut fcall = redis::cmd("FCALL");
-        fcall.arg(&self.function).arg(1).arg(&self.meta).arg(name).arg(self.now_arg(tag)).arg(args);
-        fcall
+        fcall_of(&self.function, &self.meta, name, self.now_arg(tag), args)
     }
 
     /// The script's ARGV[2]: "now" (empty: Redis's clock), then `|<tag>` if there is one.
@@ -235,9 +231,7 @@ impl RedisLedger {
         if let Some(c) = self.aio.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
-        let config =
-            redis::AsyncConnectionConfig::new().set_connection_timeout(TIMEOUT).set_response_timeout(REPLY_TIMEOUT);
-        let c = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        let c = self.client.get_multiplexed_async_connection_with_config(&multiplexed_config()).await?;
         *self.aio.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
     }
@@ -300,6 +294,38 @@ impl RedisLedger {
             _ => Err(Error::internal(format!("the ledger script answered {parts:?}"))),
         }
     }
+}
+
+/// The answer of the call tagged `tag` in the script's reply to `kept`, when Redis ran it
+/// (`e`: why its own reply never came, for the log).
+pub(crate) fn kept_reply(reply: &Value, e: &redis::RedisError, tag: &Tag) -> Option<Value> {
+    let Value::Array(parts) = reply else { return None };
+    let reply = match parts.as_slice() {
+        [Value::BulkString(k), _] if k != b"kept" => return None,
+        // A batch's, as the script answered it.
+        [_, Value::Array(batch)] => Value::Array(batch.clone()),
+        // Any other, packed.
+        [_, Value::BulkString(packed)] => {
+            let arena = bumpalo::Bump::new();
+            crate::msgpack::unpack_all(packed, &arena).ok()?.to_value()
+        }
+        _ => return None,
+    };
+    tracing::warn!(error = %e, tag = %tag, "A reply from Redis was lost; Redis ran the call, and its answer was read back");
+    Some(reply)
+}
+
+/// `FCALL` of the script's command `name` with "now" (and tag) `now` and `args`.
+pub(crate) fn fcall_of(function: &str, meta: &str, name: &str, now: String, args: &[String]) -> redis::Cmd {
+    let mut fcall = redis::cmd("FCALL");
+    fcall.arg(function).arg(1).arg(meta).arg(name).arg(now).arg(args);
+    fcall
+}
+
+/// The settings of a multiplexed connection: a connection attempt within [`TIMEOUT`], each
+/// reply within [`REPLY_TIMEOUT`].
+pub(crate) fn multiplexed_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new().set_connection_timeout(TIMEOUT).set_response_timeout(REPLY_TIMEOUT)
 }
 
 /// [`RedisLedger::query_loaded`] on a multiplexed connection: runs `fcall`, and when Redis

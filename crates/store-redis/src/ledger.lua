@@ -10,7 +10,9 @@
 -- KEYS[1] is `{cg:<domain>}:m`; every other key shares its hash tag (Redis Cluster keeps
 -- them in one slot). ARGV[1] names the command, ARGV[2] is "now" in Unix ms ("": Redis
 -- server time), optionally followed by `|<tag>`: the calling node's tag for the command's
--- stream entry (field o; see P:events) and its kept answer (P:o:<origin>). Numbers are Lua
+-- stream entry (field o; see P:events) and its kept answer (P:o:<origin>), or by `|~<tag>`:
+-- the tag of its kept answer only (a node without a journal: no settle marks follow, so
+-- its entries carry no tag for the others to hold back). Numbers are Lua
 -- doubles: ids, times and counts stay below 2^53 (the Rust side refuses TTLs and waits
 -- that could pass it).
 --
@@ -64,7 +66,7 @@
 local KEYS, ARGV, META, P, CMD, now, spec, EV
 -- The calling node's tag for this call's stream entry ('': none), and the tag's origin
 -- (nil without a tag).
-local TAG, ORIGIN
+local TAG, ORIGIN, STREAM_TAG
 -- The library functions the script calls most, as locals (an upvalue each, where a global's
 -- field is two table lookups per call); set by `call` (what a function library may read
 -- while it loads is not all of what it may call).
@@ -1925,13 +1927,22 @@ local HEAD_OKD = '\147\163okd'
 -- holds the last such answer, with its tag.
 local function answered(reply)
   if ORIGIN then
-    rcall('SET', P .. ':o:' .. ORIGIN, TAG .. '\n' .. mp_pack(reply), 'PX', ANSWER_KEPT_MS)
+    local kept
+    if reply[1] == 'okB' then
+      -- A batch's answer is its time and one packed string: kept as they are (`B<now>\n`
+      -- and the string), where packing them again cost as much as the SET.
+      kept = TAG .. '\nB' .. s(reply[2]) .. '\n' .. reply[3]
+    else
+      kept = TAG .. '\n' .. mp_pack(reply)
+    end
+    rcall('SET', P .. ':o:' .. ORIGIN, kept, 'PX', ANSWER_KEPT_MS)
   end
   return reply
 end
 
 -- ARGV: 'kept', now, the tag of a call whose reply never reached its node. Answers
--- 'kept' and the call's answer as `answered` kept it, if Redis ran it; otherwise 'gone',
+-- 'kept' and the call's answer, if Redis ran it (a batch's as it answered it, any other
+-- packed as `answered` kept it); otherwise 'gone',
 -- and the call is given up: should it still come (it was sent, and may wait in Redis's
 -- input), it is refused (P:oc:<origin>).
 local function kept(tag)
@@ -1941,7 +1952,12 @@ local function kept(tag)
   end
   local answer = rcall('GET', P .. ':o:' .. origin)
   if answer and ssub(answer, 1, #tag + 1) == tag .. '\n' then
-    return { 'kept', ssub(answer, #tag + 2) }
+    local body = ssub(answer, #tag + 2)
+    local at, packed = string.match(body, '^B(%d+)\n(.*)$')
+    if at then
+      return { 'kept', { 'okB', tonumber(at), packed } }
+    end
+    return { 'kept', body }
   end
   rcall('SET', P .. ':oc:' .. origin, tag, 'PX', ANSWER_KEPT_MS)
   return { 'gone' }
@@ -1950,10 +1966,10 @@ end
 -- Adds this call's events (packed) to the domain's stream, with the caller's tag if it
 -- gave one.
 local function xadd(packed)
-  if TAG == '' then
+  if STREAM_TAG == '' then
     rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', packed, 'n', s(now))
   else
-    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', packed, 'n', s(now), 'o', TAG)
+    rcall('XADD', PEV, 'MAXLEN', '~', STREAM_LEN, '*', 'e', packed, 'n', s(now), 'o', STREAM_TAG)
   end
 end
 
@@ -2059,6 +2075,11 @@ local function call(keys, args)
   EV, pools, tickets, counters, left, now_packed, recounted, held = {}, {}, {}, {}, 1, nil, false, nil
   local at, tag = string.match(ARGV[2], '^(%d*)|?(.*)$')
   TAG = tag or ''
+  STREAM_TAG = TAG
+  if ssub(TAG, 1, 1) == '~' then
+    TAG = ssub(TAG, 2)
+    STREAM_TAG = ''
+  end
   ORIGIN = string.match(TAG, '^(.*)%.%d+$')
   local raw_spec = rcall('GET', P .. ':s')
   if not raw_spec and CMD ~= 'open' and CMD ~= 'reassert' then

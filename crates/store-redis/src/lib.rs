@@ -162,8 +162,9 @@ pub struct RedisLedger {
     /// The connection [`RedisLedger::wait_events`] blocks on (kept: a node follows the
     /// stream all the time).
     waiter: Mutex<Option<redis::Connection>>,
-    /// The connection the governor's commands share (see [`RedisLedger::call_async`]).
-    aio: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// The connection the governor's commands share (see [`RedisLedger::call_async`]); a
+    /// batch's task drops it when it broke.
+    aio: Arc<Mutex<Option<redis::aio::MultiplexedConnection>>>,
     /// The request paths' commands waiting for the next batch (see [`batch`]).
     batches: Arc<batch::Batches>,
     /// `(node, ms)`: caps are this node's, merged with the other nodes' (see
@@ -212,7 +213,7 @@ impl RedisLedger {
             last_now: AtomicU64::new(0),
             failure: Mutex::new(Failure::default()),
             waiter: Mutex::new(None),
-            aio: Mutex::new(None),
+            aio: Arc::default(),
             batches: Arc::default(),
             cap_source: None,
             presences: Mutex::new(Vec::new()),
@@ -458,7 +459,7 @@ impl LedgerBackend for RedisLedger {
         Box::pin(async move {
             let (name, args) = self.command_args(&cmd)?;
             if batched(&cmd) {
-                self.call_batched(name, args).await
+                self.call_batched(&cmd, name, args).await
             } else {
                 self.executed(self.call_async(name, &args).await?)
             }

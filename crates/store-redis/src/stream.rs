@@ -37,6 +37,15 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// A new origin: 64 random bits (the standard library's randomly seeded hasher over the
+    /// process id), in hex. A node process takes one at its start.
+    pub fn new_origin() -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        format!("{:016x}", h.finish())
+    }
+
     /// A tag as the script stores it (`<origin>.<k>`), read; `None` if it does not parse.
     pub fn parse(text: &str) -> Option<Tag> {
         let (origin, k) = text.rsplit_once('.')?;
@@ -280,6 +289,14 @@ impl RedisLedger {
 #[cfg(test)]
 mod tests {
     use super::{stream_reset, Tag};
+
+    #[test]
+    fn each_start_of_a_node_is_an_origin_of_its_own_that_a_tag_can_carry() {
+        let (a, b) = (Tag::new_origin(), Tag::new_origin());
+        assert_ne!(a, b, "two starts, two origins");
+        let tag = Tag { origin: a, k: 1 };
+        assert_eq!(Tag::parse(&tag.to_string()), Some(tag));
+    }
 
     #[test]
     fn a_tag_reads_as_the_script_stores_it_and_nothing_else_reads_as_one() {

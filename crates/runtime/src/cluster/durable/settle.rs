@@ -24,7 +24,7 @@ impl Marker {
     /// call appended (call inside the server's runtime).
     pub(super) fn start(redis: Arc<RedisLedger>, journal: Arc<Journal>) -> Marker {
         let (to_mark, mut settled) = mpsc::unbounded_channel::<(u64, u64)>();
-        let origin = origin();
+        let origin = Tag::new_origin();
         let tag_origin = origin.clone();
         tokio::spawn(async move {
             // One mark for whatever came meanwhile: a mark covers every entry up to its own.
@@ -61,25 +61,5 @@ impl Marker {
         if let Some(seq) = last {
             let _ = self.to_mark.send((seq, tag.k));
         }
-    }
-}
-
-/// A new origin for this process's tags: 64 random bits (the standard library's randomly
-/// seeded hasher over the process id), in hex.
-fn origin() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn each_start_of_a_node_is_an_origin_of_its_own_that_a_tag_can_carry() {
-        let (a, b) = (super::origin(), super::origin());
-        assert_ne!(a, b, "two starts, two origins");
-        let tag = callgate_store_redis::Tag { origin: a, k: 1 };
-        assert_eq!(callgate_store_redis::Tag::parse(&tag.to_string()), Some(tag));
     }
 }
