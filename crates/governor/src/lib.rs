@@ -726,9 +726,9 @@ impl Governor {
     /// Forbidden (`not_owner`) unless the API key named `who` acquired the lease (`who` is `None` for an
     /// admin, who may act on any). A lease that is not live passes: the operation then
     /// finds nothing to do. Owners never change and ids are never reused, so checking an
-    /// id before the operation (not under the same lock) decides the same. A key can be
-    /// taken again by another client in between: release by key checks in the command
-    /// that releases ([`Governor::release_key`]).
+    /// id before the operation (not under the same lock) decides the same; a renewal
+    /// does. A release checks in the command that releases ([`Governor::release_owned`],
+    /// [`Governor::release_key`]: a key can be taken again by another client in between).
     pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), Error> {
         match self.backend.lease(id) {
             Some(l) => owned_by(&l, who),
@@ -747,17 +747,25 @@ impl Governor {
 
     /// Releases a lease by id; true the first time.
     pub async fn release(&self, id: LeaseId) -> Result<bool, Error> {
-        let done = self.run(Command::Release { lease: BackendLease::Id(id), owner: None }).await?;
-        self.durable(done.commit).await?;
-        Ok(matches!(done.outcome, Outcome::Released(Some(_))))
+        self.release_as(BackendLease::Id(id), None).await
     }
 
     /// Releases the live lease with this key; true the first time. Forbidden when the key's
     /// lease was acquired by another API key than `who` (see [`Governor::check_lease_owner`]),
     /// decided in the same command as the release.
     pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, Error> {
-        let done =
-            self.run(Command::Release { lease: BackendLease::Key(Arc::from(key)), owner: who.map(Arc::from) }).await?;
+        self.release_as(BackendLease::Key(Arc::from(key)), who).await
+    }
+
+    /// Releases a lease by id for `who`, as [`Governor::release_key`] does by key: the owner
+    /// is checked by the command that releases, with no read of the lease before it (a
+    /// round trip to Redis in cluster mode).
+    pub async fn release_owned(&self, id: LeaseId, who: Option<&str>) -> Result<bool, Error> {
+        self.release_as(BackendLease::Id(id), who).await
+    }
+
+    async fn release_as(&self, lease: BackendLease, who: Option<&str>) -> Result<bool, Error> {
+        let done = self.run(Command::Release { lease, owner: who.map(Arc::from) }).await?;
         self.durable(done.commit).await?;
         match done.outcome {
             Outcome::NotOwner(id) => Err(not_owner("lease", id, who.unwrap_or_default())),
