@@ -158,8 +158,16 @@ impl Inner {
         r
     }
 
+    /// The order lock. A batch holds it across its call to Redis, which a stalled Redis
+    /// stretches to seconds: a command run on the synchronous path (under the governor's
+    /// lock, on one of tokio's workers) waits for it off the workers
+    /// ([`callgate_backend::contended`]).
+    fn order(&self) -> std::sync::MutexGuard<'_, ()> {
+        callgate_backend::contended(self.order.try_lock(), || self.order.lock()).unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(super) fn run(&self, cmd: Command) -> Result<Executed, Error> {
-        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let _order = self.order();
         let renamed = match &cmd {
             Command::Reconfigure { spec, names, .. } => Some(((**spec).clone(), (**names).clone())),
             _ => None,
@@ -195,7 +203,7 @@ impl Inner {
     /// them in order, then each one's events are appended in that order, all under the order
     /// lock (so the stream entry they share is covered as one command's would be).
     fn run_batch(&self, cmds: Vec<Command>) -> Vec<Result<Executed, Error>> {
-        let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let _order = self.order();
         let started = Instant::now();
         let tag = self.marks.next_tag();
         let done = self.redis.execute_batch(cmds, Some(&tag));
@@ -402,7 +410,7 @@ impl Journaled {
     /// server's runtime.
     pub(crate) fn settle_own(&self, handle: &tokio::runtime::Handle) {
         let seq = {
-            let _order = self.inner.order.lock().unwrap_or_else(|p| p.into_inner());
+            let _order = self.inner.order();
             self.inner.journal.submitted()
         };
         // Lost appends were taken back (or are being): their events are published all the

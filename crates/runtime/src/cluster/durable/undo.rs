@@ -52,7 +52,7 @@ impl Inner {
     fn undo(&self, undo: &Undo) -> Result<Vec<LeaseId>, Error> {
         let mut stayed = Vec::new();
         for &id in &undo.leases {
-            let _order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+            let _order = self.order();
             let started = Instant::now();
             let tag = self.marks.next_tag();
             let done = self.append(self.redis.take_back(id, Some(&tag))?, started);
