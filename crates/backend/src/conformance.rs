@@ -216,6 +216,14 @@ fn only_the_owner_releases<H: Harness>(h: &mut H) {
     assert_eq!(theirs.outcome, Outcome::NotOwner(mine));
     assert!(theirs.events.is_empty());
     assert_eq!(used(&b), 1);
+    for lease in [LeaseRef::Key("k".into()), LeaseRef::Id(mine)] {
+        let renew = Command::Renew { lease, ttl_ms: Some(9_000_000), owner: Some("bob".into()) };
+        let theirs = exec(h, &b, renew);
+        assert_eq!(theirs.outcome, Outcome::NotOwner(mine));
+        assert!(theirs.events.is_empty(), "nothing renewed: {:?}", theirs.events);
+    }
+    let renew = Command::Renew { lease: LeaseRef::Id(mine), ttl_ms: None, owner: Some("alice".into()) };
+    assert!(matches!(exec(h, &b, renew).outcome, Outcome::Renewed(Some(ref l)) if l.id == mine));
     let ok = exec(h, &b, Command::Release { lease: LeaseRef::Id(mine), owner: Some("alice".into()) });
     assert!(matches!(ok.outcome, Outcome::Released(Some(ref l)) if l.owner.as_deref() == Some("alice")));
     assert_eq!(used(&b), 0);
@@ -233,7 +241,7 @@ fn leases_expire_and_tickets_time_out<H: Harness>(h: &mut H) {
     assert_eq!(deadline, T0 + 5_000);
     clock.advance(999);
     assert!(exec(h, &b, Command::Tick).events.is_empty(), "nothing is due a millisecond early");
-    let renewed = exec(h, &b, Command::Renew { lease: LeaseRef::Id(short), ttl_ms: Some(2_000) });
+    let renewed = exec(h, &b, Command::Renew { lease: LeaseRef::Id(short), ttl_ms: Some(2_000), owner: None });
     assert!(matches!(renewed.outcome, Outcome::Renewed(Some(ref l)) if l.expires_at == T0 + 999 + 2_000));
     clock.advance(2_001);
     let tick = exec(h, &b, Command::Tick);
@@ -482,6 +490,7 @@ fn random_step(rng: &mut Rng, live: &[LeaseId], tickets: &[TicketId]) -> Step {
         50..=55 => Step::Run(Command::Renew {
             lease: pick(rng, live).map_or_else(|| LeaseRef::Key(key(rng)), LeaseRef::Id),
             ttl_ms: rng.chance(50).then(|| 500 + rng.below(3_000)),
+            owner: owner(rng),
         }),
         56..=60 => {
             let t = tickets.get(rng.below(tickets.len() as u64 + 1) as usize).copied().unwrap_or(TicketId(7_777));

@@ -77,12 +77,16 @@ pub enum Command {
         /// Who asks.
         owner: Option<Arc<str>>,
     },
-    /// Extends a live lease by `ttl_ms` (its own TTL when `None`).
+    /// Extends a live lease by `ttl_ms` (its own TTL when `None`), if `owner` may (as for
+    /// [`Command::Release`]); a lease another owner holds is [`Outcome::NotOwner`] and
+    /// nothing changes.
     Renew {
         /// The lease.
         lease: LeaseRef,
         /// The new TTL.
         ttl_ms: Option<u64>,
+        /// Who asks (`None`: anyone).
+        owner: Option<Arc<str>>,
     },
     /// Cancels a waiting ticket.
     Cancel(TicketId),
@@ -192,7 +196,8 @@ pub enum Outcome {
     },
     /// [`Command::Release`]: the lease released (`None`: nothing live by that name).
     Released(Option<Lease>),
-    /// [`Command::Release`] of a lease another owner holds: nothing changed.
+    /// [`Command::Release`] or [`Command::Renew`] of a lease another owner holds: nothing
+    /// changed.
     NotOwner(LeaseId),
     /// [`Command::Renew`]: the lease as renewed (`None`: not live).
     Renewed(Option<Lease>),

@@ -53,9 +53,15 @@ pub fn apply(ledger: &mut Ledger, cmd: Command, now: u64) -> Result<Outcome, Err
             let l = l.clone();
             Outcome::Released(ledger.release(l.id, now).then_some(l))
         }
-        Command::Renew { lease, ttl_ms } => {
-            let renewed = lease_id(ledger, &lease).and_then(|id| ledger.renew(id, ttl_ms, now).cloned());
-            Outcome::Renewed(renewed)
+        Command::Renew { lease, ttl_ms, owner } => {
+            let Some(l) = lease_id(ledger, &lease).and_then(|id| ledger.lease(id)) else {
+                return Ok(Outcome::Renewed(None));
+            };
+            if owner.as_deref().is_some_and(|who| l.owner.as_deref() != Some(who)) {
+                return Ok(Outcome::NotOwner(l.id));
+            }
+            let id = l.id;
+            Outcome::Renewed(ledger.renew(id, ttl_ms, now).cloned())
         }
         Command::Cancel(id) => Outcome::Cancelled(if ledger.cancel(id, now) {
             Some(true)

@@ -82,7 +82,7 @@ impl Governor {
     /// Extends the live lease of a call by its own TTL (a sign of life from the
     /// platform). False when the call holds no lease.
     pub async fn renew_call(&self, key: &str) -> Result<bool, Error> {
-        let done = self.run(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None }).await?;
+        let done = self.run(Command::Renew { lease: LeaseRef::Key(Arc::from(key)), ttl_ms: None, owner: None }).await?;
         self.durable(done.commit).await?;
         Ok(matches!(done.outcome, Outcome::Renewed(Some(_))))
     }

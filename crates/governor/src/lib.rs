@@ -723,20 +723,11 @@ impl Governor {
         })
     }
 
-    /// Forbidden (`not_owner`) unless the API key named `who` acquired the lease (`who` is `None` for an
-    /// admin, who may act on any). A lease that is not live passes: the operation then
-    /// finds nothing to do. Owners never change and ids are never reused, so checking an
-    /// id before the operation (not under the same lock) decides the same; a renewal
-    /// does. A release checks in the command that releases ([`Governor::release_owned`],
-    /// [`Governor::release_key`]: a key can be taken again by another client in between).
-    pub fn check_lease_owner(&self, id: LeaseId, who: Option<&str>) -> Result<(), Error> {
-        match self.backend.lease(id) {
-            Some(l) => owned_by(&l, who),
-            None => Ok(()),
-        }
-    }
-
-    /// [`Governor::check_lease_owner`] for a waiting ticket.
+    /// Forbidden (`not_owner`) unless the API key named `who` queued the ticket (`who` is
+    /// `None` for an admin, who may act on any). A ticket that is not waiting passes: the
+    /// cancel then finds nothing to do. Owners never change and ids are never reused, so
+    /// checking an id before the cancel (not under the same lock) decides the same. (A
+    /// lease's owner is checked by the command that releases or renews it.)
     pub fn check_ticket_owner(&self, ticket: TicketId, who: Option<&str>) -> Result<(), Error> {
         let Some(who) = who else { return Ok(()) };
         match self.backend.ticket(ticket).and_then(|t| t.ticket) {
@@ -751,8 +742,8 @@ impl Governor {
     }
 
     /// Releases the live lease with this key; true the first time. Forbidden when the key's
-    /// lease was acquired by another API key than `who` (see [`Governor::check_lease_owner`]),
-    /// decided in the same command as the release.
+    /// lease was acquired by another API key than `who` (`None`: an admin, who may release
+    /// any), decided in the same command as the release.
     pub async fn release_key(&self, key: &str, who: Option<&str>) -> Result<bool, Error> {
         self.release_as(BackendLease::Key(Arc::from(key)), who).await
     }
@@ -773,15 +764,18 @@ impl Governor {
         }
     }
 
-    /// Renews a live lease.
-    pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>) -> Result<Option<LeaseView>, Error> {
+    /// Renews a live lease. Forbidden (`not_owner`) when another API key than `who`
+    /// acquired it (`None`: an admin, who may renew any), decided in the command that
+    /// renews.
+    pub async fn renew(&self, id: LeaseId, ttl_ms: Option<u64>, who: Option<&str>) -> Result<Option<LeaseView>, Error> {
         self.check_healthy()?;
-        let done = self.run(Command::Renew { lease: BackendLease::Id(id), ttl_ms }).await?;
+        let done = self.run(Command::Renew { lease: BackendLease::Id(id), ttl_ms, owner: who.map(Arc::from) }).await?;
         self.durable(done.commit).await?;
-        Ok(match done.outcome {
-            Outcome::Renewed(l) => l.map(|l| LeaseView::new(&l, &self.names())),
-            _ => None,
-        })
+        match done.outcome {
+            Outcome::NotOwner(id) => Err(not_owner("lease", id, who.unwrap_or_default())),
+            Outcome::Renewed(l) => Ok(l.map(|l| LeaseView::new(&l, &self.names()))),
+            _ => Ok(None),
+        }
     }
 
     /// Cancels a waiting ticket. `None` when the ticket is unknown; `Some(false)` when
@@ -951,14 +945,6 @@ impl Governor {
 /// Whether `e` ends a waiting ticket (its waiter, if any, is to be told).
 fn ends_ticket(e: &Event) -> bool {
     matches!(e, Event::Granted { from_ticket: Some(_), .. } | Event::TicketEnded { .. })
-}
-
-/// Forbidden unless `who` (`None`: an admin, or no keys configured) acquired the lease.
-fn owned_by(lease: &Lease, who: Option<&str>) -> Result<(), Error> {
-    match who {
-        Some(who) if lease.owner.as_deref() != Some(who) => Err(not_owner("lease", lease.id, who)),
-        _ => Ok(()),
-    }
 }
 
 fn not_owner(what: &str, id: impl std::fmt::Display, who: &str) -> Error {

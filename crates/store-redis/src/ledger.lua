@@ -871,10 +871,15 @@ dispatch = function(changed, at_now)
   end
 end
 
-local function renew(id, ttl, at)
+-- Renews lease `id`, if `owner` (nil: anyone) holds it; nil when it is not live, and
+-- nil, true when another owner holds it.
+local function renew(id, ttl, at, owner)
   local l = get_lease(id)
   if not l then
     return nil
+  end
+  if owner and l.o ~= owner then
+    return nil, true
   end
   if ttl then
     l.t = ttl
@@ -1630,7 +1635,13 @@ local function run()
     return { 'ok', { 'F', 1 } }
   elseif CMD == 'renew' then
     local id = lease_ref(ARGV[3], ARGV[4])
-    local l = id and renew(id, opt_num(ARGV[5]), now)
+    local l, theirs
+    if id then
+      l, theirs = renew(id, opt_num(ARGV[5]), now, opt_str(ARGV[6]))
+    end
+    if theirs then
+      return { 'ok', { 'O', id } }
+    end
     return { 'ok', { 'N', l and lease_out(l) or false } }
   elseif CMD == 'cancel' then
     local id = tonumber(ARGV[3])

@@ -375,9 +375,10 @@ fn encode(cmd: &Command) -> Result<(&'static str, Vec<String>), Error> {
             args.push(opt_str(owner.as_deref()));
             ("release", args)
         }
-        Command::Renew { lease, ttl_ms } => {
+        Command::Renew { lease, ttl_ms, owner } => {
             let mut args = lease_ref(lease).to_vec();
             args.push(opt_num(*ttl_ms)?);
+            args.push(opt_str(owner.as_deref()));
             ("renew", args)
         }
         Command::Cancel(id) => ("cancel", vec![id.0.to_string()]),

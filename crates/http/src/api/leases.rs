@@ -221,12 +221,12 @@ pub(crate) async fn renew(
 ) -> Result<Json<Renewed>, ApiError> {
     caller.require(Role::Client)?;
     let id = lease_id(&id)?;
-    app.governor.check_lease_owner(id, caller.owner_check())?;
     let ttl = body.0.and_then(|b| b.ttl_ms);
     if ttl.is_some_and(|t| t == 0 || t > 30 * 24 * 3600 * 1000) {
         return Err(ApiError::bad_request("`ttl_ms` must be between 1 and 30 days"));
     }
-    match app.governor.renew(id, ttl).await? {
+    // The owner is checked by the command that renews.
+    match app.governor.renew(id, ttl, caller.owner_check()).await? {
         Some(lease) => Ok(Json(Renewed { lease })),
         None => {
             Err(ApiError::not_found("unknown_lease", format!("lease {id} is not live (released, expired or unknown)")))

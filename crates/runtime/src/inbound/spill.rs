@@ -249,7 +249,7 @@ impl Spills {
         let within_ms = meta.as_ref().map_or(0, |m| m.within_ms);
         // At least a second beyond the window, so an arrived line never looks pending.
         let ttl = u64::try_from(flow.lease_ttl.as_millis()).unwrap_or(u64::MAX).max(within_ms.saturating_add(1000));
-        let Some(renewed) = app.governor.renew(lease.id, Some(ttl)).await? else {
+        let Some(renewed) = app.governor.renew(lease.id, Some(ttl), None).await? else {
             // It expired a moment ago: the call is admitted as any other.
             return Ok(None);
         };

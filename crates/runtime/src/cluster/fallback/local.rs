@@ -34,7 +34,7 @@ pub(super) fn share(policy: RedisUnavailable, cap: u32, in_use: u64, nodes: u32)
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Pending {
     Release(LeaseRef, Option<Arc<str>>),
-    Renew(LeaseRef, Option<u64>),
+    Renew(LeaseRef, Option<u64>, Option<Arc<str>>),
     EndCall(Arc<str>),
 }
 
@@ -42,7 +42,7 @@ impl Pending {
     pub(super) fn command(&self) -> Command {
         match self.clone() {
             Pending::Release(lease, owner) => Command::Release { lease, owner },
-            Pending::Renew(lease, ttl_ms) => Command::Renew { lease, ttl_ms },
+            Pending::Renew(lease, ttl_ms, owner) => Command::Renew { lease, ttl_ms, owner },
             Pending::EndCall(key) => Command::EndCall(key),
         }
     }
@@ -189,15 +189,15 @@ impl Local {
             Command::Release { lease, owner } if !self.knows(&lease) => {
                 return Err(self.keep(Pending::Release(lease, owner)));
             }
-            Command::Renew { lease, ttl_ms } if !self.knows(&lease) => {
-                return Err(self.keep(Pending::Renew(lease, ttl_ms)));
+            Command::Renew { lease, ttl_ms, owner } if !self.knows(&lease) => {
+                return Err(self.keep(Pending::Renew(lease, ttl_ms, owner)));
             }
             Command::EndCall(key) if self.ledger.lease_by_key(&key).is_none() => {
                 return Err(self.keep(Pending::EndCall(key)));
             }
-            Command::Renew { lease, ttl_ms } => {
+            Command::Renew { lease, ttl_ms, owner } => {
                 let ttl = ttl_ms.or_else(|| self.lease(&lease).map(|l| l.ttl_ms)).unwrap_or(self.ttls.1);
-                Command::Renew { lease, ttl_ms: Some(self.within_fallback(ttl, now)?) }
+                Command::Renew { lease, ttl_ms: Some(self.within_fallback(ttl, now)?), owner }
             }
             cmd @ (Command::Release { .. } | Command::EndCall(_) | Command::Tick) => cmd,
             Command::Settle => Command::Tick,
@@ -339,7 +339,7 @@ mod tests {
         req.ttl_ms = Some(5_000);
         l.execute(Command::Acquire(req), 2_000).unwrap();
         assert_eq!(l.ledger().lease(callgate_core::LeaseId(501)).unwrap().expires_at, 7_000, "a shorter TTL stays");
-        let renew = Command::Renew { lease: LeaseRef::Key(Arc::from("a")), ttl_ms: None };
+        let renew = Command::Renew { lease: LeaseRef::Key(Arc::from("a")), ttl_ms: None, owner: None };
         l.execute(renew.clone(), 20_000).unwrap();
         assert_eq!(l.lease(&LeaseRef::Key(Arc::from("a"))).unwrap().expires_at, 31_000, "a renewal too");
         assert_eq!(acquire(&mut l, 0, None, 31_000).unwrap_err().kind, ErrorKind::Unavailable);
