@@ -2,7 +2,8 @@
 //! together (the Redis backend batches them into one script call), and each must still
 //! get the answer and events the reference gives running them one by one, in order.
 
-use super::{differential_spec, random_step, reference_state, state, Harness, Rng, Step, T0};
+use super::differential::{differential_spec, random_step, reference_state, state, Step};
+use super::{Harness, Rng, T0};
 use crate::{Command, LedgerBackend};
 use callgate_core::clock::{Clock, ManualClock};
 use callgate_core::{Event, LeaseId, Ledger, TicketId};
