@@ -179,11 +179,16 @@ pub async fn fake_twilio() -> Fake {
                 if !to.starts_with('+') || to.len() < 9 || !to[1..].bytes().all(|b| b.is_ascii_digit()) {
                     return twilio_error(400, 21211, format!("Invalid 'To' Phone Number: {to}"));
                 }
-                let call_sid = format!("CA-OUT-{}", s.placed.lock().unwrap().len() + 1);
+                // The sid is taken and the call recorded under one lock: two calls placed at
+                // once get two sids, as Twilio's do (read and pushed apart, both were once
+                // CA-OUT-1, and a status callback ended the wrong attempt).
+                let mut placed = s.placed.lock().unwrap();
+                let call_sid = format!("CA-OUT-{}", placed.len() + 1);
                 let call = json!({ "sid": call_sid, "status": "queued", "direction": "outbound-api",
                     "to": form.get("To"), "from": form.get("From"), "parent_call_sid": null });
                 s.calls.lock().unwrap().push(call.clone());
-                s.placed.lock().unwrap().push(form);
+                placed.push(form);
+                drop(placed);
                 (StatusCode::CREATED, Json(call)).into_response()
             }),
         )
