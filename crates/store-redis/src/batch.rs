@@ -22,7 +22,7 @@
 //! nothing more (keeping an answer is a `SET` of it and a `GET` per call: about 5 % of
 //! the script's work in a batch of 8).
 
-use crate::call::{fcall_of, kept_reply, multiplexed_config, query_loaded_async};
+use crate::call::{fcall_of, kept_reply, multiplexed_config, now_arg, query_loaded_async};
 use crate::msgpack::{unpack_all, Item};
 use crate::wire;
 use crate::{Tag, Time};
@@ -187,10 +187,7 @@ impl Runner {
     /// Runs batches until the queue is empty.
     pub(crate) async fn run(mut self) {
         while let Some((jobs, tag)) = self.batches.next(self.slot) {
-            let mut now = self.time.arg();
-            if let Some(tag) = &tag {
-                now = format!("{now}|~{tag}");
-            }
+            let now = now_arg(&self.time, tag.as_ref(), false);
             let fcall = fcall(&self.function, &self.meta, now, jobs.iter().map(|j| (j.name, &j.args[..])));
             let mut answer = query_loaded_async(&mut self.conn, &self.function, &fcall).await;
             let broke = answer.as_ref().is_err_and(crate::call::broken);
@@ -330,7 +327,7 @@ impl crate::RedisLedger {
             let fcall = fcall(
                 &self.function,
                 &self.meta,
-                self.now_arg(tag),
+                now_arg(&self.time, tag, true),
                 in_batch.iter().map(|(_, name, args)| (*name, &args[..])),
             );
             let answer = self.or_kept(self.query_loaded(&fcall), tag);

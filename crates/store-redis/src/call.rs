@@ -3,7 +3,7 @@
 //! function library, and reading a script's answer into the backend's health and errors.
 
 use crate::batch::Runner;
-use crate::{wire, RedisLedger, Tag, SCRIPT};
+use crate::{wire, RedisLedger, Tag, Time, SCRIPT};
 use callgate_backend::{Command, Error, Executed};
 use redis::Value;
 use std::sync::{Arc, MutexGuard};
@@ -213,17 +213,7 @@ impl RedisLedger {
 
     /// [`RedisLedger::fcall`] whose stream entry, if it makes one, carries `tag`.
     pub(crate) fn fcall_tagged(&self, name: &str, args: &[String], tag: Option<&Tag>) -> redis::Cmd {
-        fcall_of(&self.function, &self.meta, name, self.now_arg(tag), args)
-    }
-
-    /// The script's ARGV[2]: "now" (empty: Redis's clock), then `|<tag>` if there is one.
-    pub(crate) fn now_arg(&self, tag: Option<&Tag>) -> String {
-        let mut now = self.time.arg();
-        if let Some(tag) = tag {
-            now.push('|');
-            now.push_str(&tag.to_string());
-        }
-        now
+        fcall_of(&self.function, &self.meta, name, now_arg(&self.time, tag, true), args)
     }
 
     /// The multiplexed connection, opened on first use (and again after it broke).
@@ -313,6 +303,18 @@ pub(crate) fn kept_reply(reply: &Value, e: &redis::RedisError, tag: &Tag) -> Opt
     };
     tracing::warn!(error = %e, tag = %tag, "A reply from Redis was lost; Redis ran the call, and its answer was read back");
     Some(reply)
+}
+
+/// The script's ARGV[2]: "now" at `time` (empty: Redis's clock), then the call's tag if it
+/// has one: `|<tag>` for its stream entry and its kept answer (`in_stream`), or `|~<tag>`
+/// for its kept answer only (see `ledger.lua`).
+pub(crate) fn now_arg(time: &Time, tag: Option<&Tag>, in_stream: bool) -> String {
+    let now = time.arg();
+    match tag {
+        None => now,
+        Some(tag) if in_stream => format!("{now}|{tag}"),
+        Some(tag) => format!("{now}|~{tag}"),
+    }
 }
 
 /// `FCALL` of the script's command `name` with "now" (and tag) `now` and `args`.
